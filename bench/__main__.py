@@ -1,0 +1,45 @@
+"""Run every benchmark module (or those named on the command line) and write the figures.
+
+    python -m bench [policy audit ...]
+
+Each ``bench/bench_<name>.py`` has ``run() -> dict``; results go to bench/results/latest.json
+together with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str]) -> int:
+    names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    out_path = HERE / "results" / "latest.json"
+    previous = json.loads(out_path.read_text()) if out_path.exists() else {}
+    results = dict(previous.get("results", {}))
+    for name in names:
+        print(f"\n=== {name} ===", flush=True)
+        started = time.perf_counter()
+        results[name] = importlib.import_module(f"bench.bench_{name}").run()
+        results[name]["_seconds"] = round(time.perf_counter() - started, 1)
+    doc = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                    "platform": platform.platform()},
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "results": results,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nwrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

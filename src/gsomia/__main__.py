@@ -1,0 +1,5 @@
+import sys
+
+from gsomia.shell.cli import main
+
+sys.exit(main())

@@ -1,0 +1,231 @@
+"""The release and access policy: deny by default, every decision with its reasons.
+
+``decide`` answers "may SENDER release this labelled item to RECIPIENT at AT?". It permits
+only when every rule holds under one agreement that opens the channel; otherwise it denies and
+says why, agreement by agreement. Nothing here trusts what it is not shown: a consent claim is
+checked for the exact item, originator and recipient (signatures are checked by the exchange).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gsomia.core.agreements import Agreement, Catalogue
+from gsomia.core.errors import MalformedInput
+from gsomia.core.labels import Scheme, SecurityLabel
+from gsomia.core.types import Party, instant, iso, party
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The originator's prior written consent to release one item to one recipient."""
+
+    item_id: str
+    originator: Party
+    recipient: Party
+
+    @classmethod
+    def from_json(cls, data: Any, *, where: str = "consent") -> Consent:
+        if not isinstance(data, Mapping):
+            raise MalformedInput("consent is not a JSON object", where=where)
+        for key in ("item_id", "originator", "recipient"):
+            if not isinstance(data.get(key), str):
+                raise MalformedInput("missing or not a string", where=f"{where}.{key}")
+        return cls(data["item_id"], party(data["originator"], where=f"{where}.originator"),
+                   party(data["recipient"], where=f"{where}.recipient"))
+
+    def to_json(self) -> dict[str, str]:
+        return {"item_id": self.item_id, "originator": self.originator,
+                "recipient": self.recipient}
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRequest:
+    item_id: str
+    label: SecurityLabel
+    sender: Party
+    recipient: Party
+    at: datetime
+    consents: tuple[Consent, ...] = ()
+
+    @classmethod
+    def from_json(cls, data: Any) -> ReleaseRequest:
+        """Parse the release-request JSON of DESIGN.md; problems name the field."""
+        if not isinstance(data, Mapping):
+            raise MalformedInput("release request is not a JSON object", where="request")
+        for key in ("item_id", "label", "sender", "recipient", "at"):
+            if key not in data:
+                raise MalformedInput("missing", where=key,
+                                     expected="item_id, label, sender, recipient and at")
+        if not isinstance(data["item_id"], str) or not data["item_id"]:
+            raise MalformedInput("must be a non-empty string", where="item_id")
+        consents = data.get("consents", [])
+        if not isinstance(consents, list):
+            raise MalformedInput("must be a list", where="consents")
+        return cls(
+            item_id=data["item_id"],
+            label=SecurityLabel.from_json(data["label"]),
+            sender=party(data["sender"], where="sender"),
+            recipient=party(data["recipient"], where="recipient"),
+            at=instant(data["at"], where="at"),
+            consents=tuple(Consent.from_json(c, where=f"consents[{i}]")
+                           for i, c in enumerate(consents)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "label": self.label.to_json(), "sender": self.sender,
+                "recipient": self.recipient, "at": iso(self.at),
+                "consents": [c.to_json() for c in self.consents]}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    permit: bool
+    reasons: tuple[str, ...]
+    agreement: str | None = None
+    recipient_level: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"permit": self.permit, "agreement": self.agreement,
+                "recipient_level": self.recipient_level, "reasons": list(self.reasons)}
+
+
+def decide(request: ReleaseRequest, catalogue: Catalogue) -> Decision:
+    """Decide one release. Deny unless one agreement in force permits it on every rule."""
+    label = request.label
+    sender, recipient = request.sender, request.recipient
+    common: list[str] = []
+    if sender == recipient:
+        return Decision(False, (f"sender and recipient are both {sender}: nothing to release",))
+    if recipient not in label.rel_to:
+        common.append(f"{recipient} is not in REL TO {', '.join(sorted(label.rel_to))}")
+    if label.caveats:
+        for caveat in sorted(label.caveats):
+            if caveat == "NOFORN":
+                if recipient != label.originator:
+                    common.append(f"caveat NOFORN forbids release to {recipient}")
+            else:
+                common.append(f"unknown caveat {caveat!r}: not releasable until understood")
+    if sender != label.originator and not _has_consent(request):
+        common.append(
+            f"{sender} is not the originator ({label.originator}) and holds no consent from "
+            f"{label.originator} to release {request.item_id} to {recipient} (third-party rule)")
+    scheme = catalogue.schemes.get(label.scheme)
+    if scheme is None or not scheme.has(label.level):
+        common.append(f"{label.level!r} is not a level of the {label.scheme} scheme")
+    channels = catalogue.channels(sender, recipient)
+    if label.policy is not None:
+        channels = tuple(a for a in channels if a.id == label.policy)
+        if not channels:
+            common.append(f"the label's policy {label.policy} opens no channel "
+                          f"from {sender} to {recipient}")
+    elif not channels:
+        common.append(f"no agreement opens a channel from {sender} to {recipient}")
+    if common:
+        return Decision(False, tuple(common))
+    denials: list[str] = []
+    for agreement in channels:
+        failed = _agreement_denials(agreement, request)
+        if not failed:
+            level = agreement.equivalent(label.scheme, label.level, recipient)
+            return Decision(True, _permit_reasons(agreement, request, level), agreement.id, level)
+        denials.extend(f"{agreement.id}: {why}" for why in failed)
+    return Decision(False, tuple(denials))
+
+
+def _has_consent(request: ReleaseRequest) -> bool:
+    origin = request.label.originator
+    return any(c.item_id == request.item_id and c.originator == origin
+               and c.recipient == request.recipient for c in request.consents)
+
+
+def _agreement_denials(agreement: Agreement, request: ReleaseRequest) -> list[str]:
+    label = request.label
+    out: list[str] = []
+    if not agreement.in_force_at(request.at):
+        out.append(f"not in force at {iso(request.at)}")
+    if not agreement.covers_level(label.scheme, label.level, request.recipient):
+        out.append(f"{label.scheme} level {label.level} is not covered "
+                   f"(highest covered: {agreement.highest_level})")
+    if label.purpose not in agreement.purposes:
+        out.append(f"purpose {label.purpose!r} is outside its scope "
+                   f"({', '.join(sorted(agreement.purposes))})")
+    kinds = agreement.information_kinds
+    if kinds is not None and label.category not in kinds:
+        out.append(f"it carries only {', '.join(sorted(kinds))}; "
+                   f"this item is {label.category or 'uncategorised'}")
+    return out
+
+
+def _permit_reasons(agreement: Agreement, request: ReleaseRequest, level: str) -> tuple[str, ...]:
+    label = request.label
+    english = agreement.english(label.scheme, label.level)
+    return (
+        f"{agreement.id} is in force at {iso(request.at)} and carries {request.sender} → "
+        f"{request.recipient}",
+        f"{request.recipient} is in REL TO",
+        f"{label.scheme} {label.level} is {english}, "
+        f"{request.recipient} equivalent {level} (Art. 4)",
+        f"purpose {label.purpose} is within the agreement's scope",
+        "sender is the originator" if request.sender == label.originator
+        else f"consent of originator {label.originator} for {request.item_id} → "
+             f"{request.recipient} is held",
+    )
+
+
+# ---- Art. 7: personal access -------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A node user: cleared in their own national scheme, with need-to-know purposes."""
+
+    name: str
+    party: Party
+    clearance: str | None
+    need_to_know: frozenset[str] = field(default_factory=frozenset)
+
+
+def decide_access(person: Person, label: SecurityLabel,
+                  schemes: Mapping[Party, Scheme]) -> Decision:
+    """Access needs both a clearance at or above the item's level and a need-to-know.
+
+    Rank or clearance alone never suffices; an unknown clearance or level denies.
+    """
+    reasons: list[str] = []
+    own = schemes.get(person.party)
+    item_scheme = schemes.get(label.scheme)
+    if person.party != label.originator and person.party not in label.rel_to:
+        reasons.append(f"{person.party} is neither the originator nor in REL TO")
+    if own is None or item_scheme is None or not item_scheme.has(label.level):
+        reasons.append(f"no scheme to compare a {person.party} clearance with "
+                       f"{label.scheme} {label.level}")
+    elif person.clearance is None or not own.has(person.clearance):
+        reasons.append(f"{person.name} holds no {person.party} clearance")
+    elif own.level(person.clearance).rank < item_scheme.level(label.level).rank:
+        reasons.append(f"clearance {person.clearance} is below {label.level}")
+    if label.purpose not in person.need_to_know:
+        reasons.append(f"{person.name} has no need-to-know for {label.purpose}")
+    if "NOFORN" in label.caveats and person.party != label.originator:
+        reasons.append("caveat NOFORN")
+    if reasons:
+        return Decision(False, tuple(reasons))
+    return Decision(True, (f"clearance {person.clearance} covers {label.level}",
+                           f"need-to-know for {label.purpose}"))
+
+
+def decide_classification_change(actor: Party, label: SecurityLabel, new_level: str,
+                                 schemes: Mapping[Party, Scheme]) -> Decision:
+    """Only the originator may downgrade, upgrade or declassify, in its own scheme."""
+    if actor != label.originator:
+        return Decision(False, (f"{actor} is not the originator ({label.originator}); only the "
+                                "originator changes a classification, holders re-mark",))
+    scheme = schemes.get(label.originator)
+    if scheme is None or not scheme.has(new_level):
+        return Decision(False, (f"{new_level!r} is not a {label.originator} level",))
+    return Decision(True, (f"originator {actor} changes {label.level} to {new_level}",))
+
+
+def decide_all(requests: Iterable[ReleaseRequest], catalogue: Catalogue) -> list[Decision]:
+    return [decide(r, catalogue) for r in requests]

@@ -1,0 +1,1 @@
+"""Trajectory, sensor and tracking maths (NumPy)."""

@@ -1,0 +1,59 @@
+"""The ``gsomia`` command line: parse, call the service or core, print, pick the exit code.
+
+Exit codes: 0 success; 1 a check that ran and failed (e.g. a tampered audit log);
+2 bad input (one line on stderr, no traceback); 3 a level with no equivalent.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import import_module
+
+import click
+
+from gsomia.core.errors import GsomiaError, MalformedInput, NoEquivalent
+
+# Each module under gsomia.shell.commands exposes ``register(cli)``.
+COMMAND_MODULES = (
+    "gsomia.shell.commands.agreements",
+    "gsomia.shell.commands.demo",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gsomia")
+def cli() -> None:
+    """gsomia: release classified military information only as the agreements in force allow."""
+
+
+for _name in COMMAND_MODULES:
+    import_module(_name).register(cli)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI, translating gsomia errors into one stderr line and an exit status."""
+    try:
+        # Without standalone mode click returns the code of ``ctx.exit(code)`` instead of exiting.
+        code = cli.main(args=argv, prog_name="gsomia", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return 2
+    except NoEquivalent as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 3
+    except MalformedInput as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 2
+    except GsomiaError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
