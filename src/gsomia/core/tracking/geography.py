@@ -1,0 +1,244 @@
+"""Which prefectures, provinces and sea zones a point, an impact ellipse or a flight path touch.
+
+Regions come from the coarse GeoJSON shipped in ``gsomia/data/geography`` (see its README:
+approximate, not legal boundaries), decoded by :func:`atlas`. Point-in-polygon is the even-odd
+rule over every ring of a region, vectorised in NumPy over points and edges; coordinates are
+degrees (latitude, longitude in the function arguments; GeoJSON keeps longitude first).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gsomia.core.errors import MalformedInput
+from gsomia.core.tracking.earth import R_MEAN, Array
+from gsomia.core.tracking.trajectory import Mask
+
+FILES = ("japan-prefectures.geojson", "korea-provinces.geojson", "eez.geojson")
+LAND_KINDS = ("prefecture", "province")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Region:
+    """A prefecture, a province or an EEZ: rings of (lon, lat) vertices, in degrees."""
+
+    id: str
+    name: str
+    name_local: str
+    party: str
+    kind: str                   # prefecture | province | eez
+    rings: tuple[Array, ...]    # each (k, 2), closed or not
+    bbox: tuple[float, float, float, float]     # lon_min, lat_min, lon_max, lat_max
+
+    @property
+    def land(self) -> bool:
+        return self.kind in LAND_KINDS
+
+    def contains(self, lat: Array | float, lon: Array | float) -> Mask:
+        """Even-odd point-in-polygon for points (any shape); a boolean array of that shape."""
+        la = np.asarray(lat, dtype=float)
+        lo = np.asarray(lon, dtype=float)
+        shape = np.broadcast(la, lo).shape
+        la, lo = np.broadcast_to(la, shape).ravel(), np.broadcast_to(lo, shape).ravel()
+        inside = np.zeros(la.shape, dtype=bool)
+        x0, y0, x1, y1 = self.bbox
+        cand = (lo >= x0) & (lo <= x1) & (la >= y0) & (la <= y1)
+        if cand.any():
+            px, py = lo[cand][:, None], la[cand][:, None]
+            odd = np.zeros(px.shape[0], dtype=bool)
+            for ring in self.rings:
+                xa, ya = ring[:, 0], ring[:, 1]
+                xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+                straddle = (ya > py) != (yb > py)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cross = xa + (py - ya) * (xb - xa) / (yb - ya)
+                odd ^= (np.count_nonzero(straddle & (px < cross), axis=1) % 2).astype(bool)
+            inside[cand] = odd
+        return inside.reshape(shape)
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "name_local": self.name_local,
+                "party": self.party, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Atlas:
+    regions: tuple[Region, ...]
+
+    def by_id(self, region_id: str) -> Region:
+        for r in self.regions:
+            if r.id == region_id:
+                return r
+        raise MalformedInput(f"no region {region_id!r}", where="region",
+                             expected="an id such as JP-01 or KR-42")
+
+    def of(self, party: str, kinds: Iterable[str] | None = None) -> tuple[Region, ...]:
+        ks = set(kinds) if kinds is not None else None
+        return tuple(r for r in self.regions
+                     if r.party == party and (ks is None or r.kind in ks))
+
+
+def _region(feature: Mapping[str, Any], where: str) -> Region:
+    props = feature.get("properties")
+    geom = feature.get("geometry")
+    if not isinstance(props, Mapping) or not isinstance(geom, Mapping):
+        raise MalformedInput("feature without properties or geometry", where=where,
+                             expected="a GeoJSON Feature")
+    for key in ("id", "name", "party", "kind"):
+        if not isinstance(props.get(key), str):
+            raise MalformedInput(f"missing {key}", where=where, expected="id, name, party, kind")
+    kind = geom.get("type")
+    coords = geom.get("coordinates")
+    polys = coords if kind == "MultiPolygon" else [coords] if kind == "Polygon" else None
+    if not isinstance(polys, list):
+        raise MalformedInput(f"geometry {kind!r}", where=where,
+                             expected="a Polygon or MultiPolygon")
+    rings: list[Array] = []
+    try:
+        for poly in polys:
+            for ring in poly:
+                arr = np.asarray(ring, dtype=float)
+                if arr.ndim != 2 or arr.shape[0] < 3 or arr.shape[1] < 2:
+                    raise ValueError
+                rings.append(arr[:, :2])
+    except (TypeError, ValueError):
+        raise MalformedInput("bad coordinates", where=where,
+                             expected="rings of [lon, lat] with at least 3 vertices") from None
+    if not rings:
+        raise MalformedInput("empty geometry", where=where, expected="at least one ring")
+    allv = np.concatenate(rings)
+    bbox = (float(allv[:, 0].min()), float(allv[:, 1].min()),
+            float(allv[:, 0].max()), float(allv[:, 1].max()))
+    return Region(props["id"], props["name"], str(props.get("name_local", props["name"])),
+                  props["party"], props["kind"], tuple(rings), bbox)
+
+
+def atlas(documents: Sequence[Mapping[str, Any]]) -> Atlas:
+    """Decoded GeoJSON FeatureCollections → an :class:`Atlas` (ids must be unique)."""
+    regions: list[Region] = []
+    for n, doc in enumerate(documents):
+        feats = doc.get("features") if isinstance(doc, Mapping) else None
+        if not isinstance(feats, list):
+            raise MalformedInput("not a FeatureCollection", where=f"geography[{n}]",
+                                 expected='{"type": "FeatureCollection", "features": [...]}')
+        regions.extend(_region(f, f"geography[{n}].features[{i}]") for i, f in enumerate(feats))
+    ids = [r.id for r in regions]
+    if len(set(ids)) != len(ids):
+        raise MalformedInput("duplicate region ids", where="geography", expected="unique ids")
+    return Atlas(tuple(regions))
+
+
+# --- questions ------------------------------------------------------------------------------
+
+
+def regions_at(atl: Atlas, lat: float, lon: float,
+               kinds: Iterable[str] | None = None) -> list[Region]:
+    """Regions containing the point (a land region and an EEZ may both contain a coast)."""
+    ks = set(kinds) if kinds is not None else None
+    return [r for r in atl.regions if (ks is None or r.kind in ks) and bool(r.contains(lat, lon))]
+
+
+def in_territory(atl: Atlas, party: str, lat: Array | float, lon: Array | float) -> Mask:
+    """Whether points are on the party's land (its prefectures or provinces)."""
+    out = np.zeros(np.broadcast(np.asarray(lat), np.asarray(lon)).shape, dtype=bool)
+    for r in atl.of(party, LAND_KINDS):
+        out |= r.contains(lat, lon)
+    return out
+
+
+def in_eez(atl: Atlas, party: str, lat: Array | float, lon: Array | float) -> Mask:
+    """Whether points are in the party's (approximate) exclusive economic zone."""
+    out = np.zeros(np.broadcast(np.asarray(lat), np.asarray(lon)).shape, dtype=bool)
+    for r in atl.of(party, ("eez",)):
+        out |= r.contains(lat, lon)
+    return out
+
+
+def zone_of(atl: Atlas, party: str, lat: float, lon: float) -> str | None:
+    """``"territory"``, ``"eez"`` or None for one point and one party."""
+    if bool(in_territory(atl, party, lat, lon)):
+        return "territory"
+    if bool(in_eez(atl, party, lat, lon)):
+        return "eez"
+    return None
+
+
+def ellipse_points(lat: float, lon: float, semi_major_m: float, semi_minor_m: float,
+                   orientation_deg: float, n: int = 72, rings: int = 3) -> tuple[Array, Array]:
+    """Points on and inside an ellipse on the ground: its centre, ``rings`` concentric copies
+    (the outer one its boundary) of ``n`` points each. ``orientation_deg``: the major axis's
+    bearing, clockwise from north. Local flat-Earth offsets (fine to ~1,000 km)."""
+    th = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+    scale = np.linspace(1.0, 0.0, rings, endpoint=False)[:, None]
+    a = semi_major_m * np.cos(th) * scale
+    b = semi_minor_m * np.sin(th) * scale
+    o = math.radians(orientation_deg)
+    north = a * math.cos(o) - b * math.sin(o)
+    east = a * math.sin(o) + b * math.cos(o)
+    lats = lat + np.degrees(north / R_MEAN)
+    lons = lon + np.degrees(east / (R_MEAN * max(math.cos(math.radians(lat)), 1e-6)))
+    return np.append(lats.ravel(), lat), np.append(lons.ravel(), lon)
+
+
+def _in_ellipse(lat: float, lon: float, a: float, b: float, orientation_deg: float,
+                plat: Array, plon: Array) -> Mask:
+    north = np.radians(plat - lat) * R_MEAN
+    east = np.radians(plon - lon) * R_MEAN * math.cos(math.radians(lat))
+    o = math.radians(orientation_deg)
+    along = north * math.cos(o) + east * math.sin(o)
+    across = -north * math.sin(o) + east * math.cos(o)
+    return np.asarray((along / max(a, 1e-9)) ** 2 + (across / max(b, 1e-9)) ** 2 <= 1.0)
+
+
+def regions_in_ellipse(atl: Atlas, lat: float, lon: float, semi_major_m: float,
+                       semi_minor_m: float, orientation_deg: float = 0.0,
+                       kinds: Iterable[str] | None = None, n: int = 72) -> list[Region]:
+    """Regions an impact ellipse touches: a sampled point of the ellipse lies in the region,
+    or a vertex of the region lies in the ellipse (a small island inside a large ellipse)."""
+    ks = set(kinds) if kinds is not None else None
+    plat, plon = ellipse_points(lat, lon, semi_major_m, semi_minor_m, orientation_deg, n)
+    out = []
+    for r in atl.regions:
+        if ks is not None and r.kind not in ks:
+            continue
+        if r.contains(plat, plon).any() or any(
+                _in_ellipse(lat, lon, semi_major_m, semi_minor_m, orientation_deg,
+                            ring[:, 1], ring[:, 0]).any() for ring in r.rings):
+            out.append(r)
+    return out
+
+
+def densify_track(lats: Array, lons: Array, step_km: float = 5.0) -> tuple[Array, Array]:
+    """A ground track with points at most ``step_km`` apart (linear in degrees per leg)."""
+    la = np.asarray(lats, dtype=float)
+    lo = np.asarray(lons, dtype=float)
+    if la.size < 2:
+        return la, lo
+    seg = np.hypot(np.diff(la), np.diff(lo) * np.cos(np.radians(la[:-1]))) * 111.2
+    k = np.maximum(np.ceil(seg / step_km).astype(int), 1)
+    f = np.concatenate([np.arange(n) / n for n in k])
+    i = np.repeat(np.arange(la.size - 1), k)
+    out_la = np.append(la[i] + f * (la[i + 1] - la[i]), la[-1])
+    out_lo = np.append(lo[i] + f * (lo[i + 1] - lo[i]), lo[-1])
+    return out_la, out_lo
+
+
+def regions_overflown(atl: Atlas, lats: Array, lons: Array,
+                      kinds: Iterable[str] | None = LAND_KINDS,
+                      step_km: float = 5.0) -> list[Region]:
+    """Regions under a ground track, in the order the track first enters them."""
+    ks = set(kinds) if kinds is not None else None
+    la, lo = densify_track(lats, lons, step_km)
+    firsts: list[tuple[int, Region]] = []
+    for r in atl.regions:
+        if ks is not None and r.kind not in ks:
+            continue
+        hit = np.flatnonzero(r.contains(la, lo))
+        if hit.size:
+            firsts.append((int(hit[0]), r))
+    return [r for _, r in sorted(firsts, key=lambda x: x[0])]
