@@ -98,7 +98,7 @@ def test_malformed_reports_are_refused(bad: dict[str, object]) -> None:
 def test_reports_round_trip_through_json(ind: I.Indicator) -> None:
     back = I.indicator_from(ind.to_json())
     assert back == ind
-    assert I.default_label(ind)["caveats"][0] == "pre-launch-indicator"
+    assert I.default_label(ind)["category"] == "pre-launch-indicator"
 
 
 def test_the_generator_is_deterministic_and_sharing_both_kinds_cues_more_often() -> None:

@@ -73,8 +73,8 @@ def test_the_catalogue_has_every_kind_the_issue_names() -> None:
 def test_a_sensors_type_and_place_stay_with_its_owner() -> None:
     for s in CATALOGUE:
         assert s.label.originator == s.owner
-        assert s.label.rel_to == (s.owner,)
-        assert "sensor-location" in s.label.caveats
+        assert s.label.rel_to == frozenset({s.owner})
+        assert s.label.category == "sensor-location" and s.report_label.category == "sensor-report"
         assert s.report_label.originator == s.owner
         assert s.owner in s.report_label.rel_to
         assert s.report_label.to_json()["purpose"] == "dprk-missile"
@@ -88,15 +88,18 @@ def _entry(**kw: Any) -> dict[str, Any]:
          "boost_only": False, "revisit_s": 5, "cued_revisit_s": 1, "latency_s": 5,
          "cued_latency_s": 2, "p_detect": 0.9, "cued_p_detect": 0.95, "sigma_range_m": 30,
          "sigma_az_deg": 0.1, "sigma_el_deg": 0.1, "sigma_los_urad": None,
-         "label": {"originator": "KOR", "level": "군사II급비밀", "rel_to": ["KOR"]},
-         "report_label": {"originator": "KOR", "level": "군사III급비밀", "rel_to": ["KOR"]}}
+         "label": {"originator": "KOR", "level": "군사II급비밀", "rel_to": ["KOR"],
+                   "purpose": "dprk-missile", "category": "sensor-location"},
+         "report_label": {"originator": "KOR", "level": "군사III급비밀", "rel_to": ["KOR"],
+                          "purpose": "dprk-missile", "category": "sensor-report"}}
     e.update(kw)
     return e
 
 
 @pytest.mark.parametrize("bad", [
     {"kind": "sonar"}, {"lat": 95}, {"p_detect": 1.5}, {"sigma_range_m": None},
-    {"owner": "Korea"}, {"label": {"originator": "JPN", "level": "秘", "rel_to": ["JPN"]}},
+    {"owner": "Korea"}, {"label": {"originator": "JPN", "level": "秘", "rel_to": ["JPN"],
+               "purpose": "dprk-missile"}},
     {"sector": {"boresight_deg": 0}}, {"revisit_s": "fast"},
 ])
 def test_bad_catalogue_entries_are_refused(bad: dict[str, Any]) -> None:

@@ -265,12 +265,12 @@ def generate(facility: str, launch_at: datetime, seed: int,
 def default_label(indicator: Indicator) -> dict[str, Any]:
     """The label a pre-launch report carries by default (the lead's release policy applies it).
 
-    The ``pre-launch-indicator`` caveat is what the 2023 trilateral mechanism excludes.
+    The ``pre-launch-indicator`` category is what the 2023 trilateral mechanism excludes.
     """
     if indicator.kind == "HUMINT":
         return {"originator": indicator.originator, "level": "군사II급비밀",
                 "rel_to": ["KOR", "JPN", "USA"], "purpose": "dprk-missile",
-                "caveats": ["pre-launch-indicator", "humint"]}
+                "category": "pre-launch-indicator"}
     return {"originator": indicator.originator, "level": "特定秘密",
             "rel_to": ["JPN", "KOR", "USA"], "purpose": "dprk-missile",
-            "caveats": ["pre-launch-indicator", "imint"]}
+            "category": "pre-launch-indicator"}

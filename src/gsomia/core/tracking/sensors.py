@@ -13,7 +13,7 @@ sight only, boost phase only). Visibility on the curved Earth needs all of:
 
 A sensor's type and position are classified: ``label`` guards them (they stay with their
 owner); ``report_label`` marks what it measures about a missile. Both are
-:class:`SensorLabel` values in the shape of a release label (originator, level, rel_to,
+:class:`SecurityLabel` values in the shape of a release label (originator, level, rel_to,
 purpose, caveats); the release policy decides what may travel.
 
 Everything is pure: :func:`observe` takes the numpy ``Generator`` that draws scan phases,
@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from gsomia.core.errors import MalformedInput
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.tracking.earth import (
     A,
     Array,
@@ -52,24 +53,6 @@ class Sector:
 
     boresight_deg: float
     half_width_deg: float
-
-
-@dataclass(frozen=True, slots=True)
-class SensorLabel:
-    """A release label in the shape the release policy reads (see DESIGN.md)."""
-
-    originator: str
-    level: str
-    rel_to: tuple[str, ...]
-    purpose: str | None = None
-    caveats: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"originator": self.originator, "level": self.level,
-                               "rel_to": list(self.rel_to), "caveats": list(self.caveats)}
-        if self.purpose is not None:
-            doc["purpose"] = self.purpose
-        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +80,8 @@ class Sensor:
     sigma_az_deg: float | None
     sigma_el_deg: float | None
     sigma_los_urad: float | None
-    label: SensorLabel              # the sensor itself: type, place, performance
-    report_label: SensorLabel       # what it measures about a missile
+    label: SecurityLabel              # the sensor itself: type, place, performance
+    report_label: SecurityLabel       # what it measures about a missile
 
     @property
     def ecef(self) -> Array:
@@ -141,17 +124,8 @@ def _req(entry: Mapping[str, Any], key: str, where: str, **kw: Any) -> float:
     return v
 
 
-def _label(v: Any, where: str) -> SensorLabel:
-    if not isinstance(v, Mapping) or not isinstance(v.get("originator"), str) \
-            or not isinstance(v.get("level"), str) or not isinstance(v.get("rel_to"), list) \
-            or not isinstance(v.get("caveats", []), list):
-        raise MalformedInput("bad label", where=where,
-                             expected="{originator, level, rel_to: [...], purpose?, caveats?}")
-    purpose = v.get("purpose")
-    return SensorLabel(party(v["originator"], where=where + ".originator"), v["level"],
-                       tuple(party(p, where=where + ".rel_to") for p in v["rel_to"]),
-                       str(purpose) if purpose is not None else None,
-                       tuple(str(c) for c in v.get("caveats", [])))
+def _label(v: Any, where: str) -> SecurityLabel:
+    return SecurityLabel.from_json(v, where=where)
 
 
 def sensor_from(entry: Mapping[str, Any], *, where: str = "sensor") -> Sensor:
