@@ -1,0 +1,753 @@
+"""What gsomia signs, binds and encrypts: RFC 8785 bytes, Ed25519, label binding, HPKE envelopes.
+
+Keys are always passed in (``cryptography`` key objects); nothing here reads a file, a clock
+or the environment. The only randomness drawn is the HPKE ephemeral key inside :func:`seal`
+and the two key-generation helpers.
+
+Every signature covers ``context ‖ 0x00 ‖ message`` with a context string per kind of signed
+thing, so a signature made for one purpose (a label binding, an envelope, a receipt, a
+consent, a tree head) can never be replayed as another.
+
+JSON forms: signatures, nonces, HPKE ``enc`` and ciphertexts are unpadded base64url; key
+fingerprints are lowercase hex (SHA-256 of the raw 32-byte public key).
+
+HPKE is ``cryptography``'s own RFC 9180 implementation (``hazmat.primitives.hpke``, new in
+cryptography 47), so no other HPKE package is needed; the tests check it against an RFC 9180
+reference that reproduces the RFC's Appendix A.1.1 vector.
+
+Public API (stable; the store, the exchange and the CLI call it):
+
+- bytes and keys: :func:`canonical`, :func:`sha256`, :func:`b64u`, :func:`from_b64u`,
+  :func:`raw_public`, :func:`fingerprint`, :func:`ed25519_public_from_raw`,
+  :func:`x25519_public_from_raw`, :func:`new_signing_key`, :func:`new_envelope_key`,
+  :func:`sign`, :func:`verify`
+- STANAG 4778-style binding: :class:`Binding`, :func:`binding_digest`, :func:`bind`,
+  :func:`verify_binding`
+- HPKE (RFC 9180): :func:`seal`, :func:`open_`
+- exchange documents: :class:`Envelope`, :func:`seal_envelope`, :func:`open_envelope`,
+  :func:`envelope_digest`, :class:`Receipt`, :func:`make_receipt`, :func:`verify_receipt`,
+  :class:`Consent`, :func:`grant_consent`, :func:`verify_consent`
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gsomia.core.errors import MalformedInput, ProofInvalid
+from gsomia.core.types import Party, instant, iso, party
+
+__all__ = [
+    "BINDING_CONTEXT",
+    "CONSENT_CONTEXT",
+    "ENVELOPE_CONTEXT",
+    "HPKE_SUITE_NAME",
+    "RECEIPT_CONTEXT",
+    "SIGNATURE_ALGORITHM",
+    "Binding",
+    "Consent",
+    "Envelope",
+    "Receipt",
+    "b64u",
+    "bind",
+    "binding_digest",
+    "canonical",
+    "ed25519_public_from_raw",
+    "envelope_digest",
+    "fingerprint",
+    "from_b64u",
+    "grant_consent",
+    "make_receipt",
+    "new_envelope_key",
+    "new_signing_key",
+    "open_",
+    "open_envelope",
+    "raw_public",
+    "seal",
+    "seal_envelope",
+    "sha256",
+    "sign",
+    "signed_message",
+    "verify",
+    "verify_binding",
+    "verify_consent",
+    "verify_receipt",
+    "x25519_public_from_raw",
+]
+
+SIGNATURE_ALGORITHM = "Ed25519"
+BINDING_CONTEXT = b"gsomia/label-binding/v1"
+ENVELOPE_CONTEXT = b"gsomia/envelope/v1"
+RECEIPT_CONTEXT = b"gsomia/receipt/v1"
+CONSENT_CONTEXT = b"gsomia/consent/v1"
+HPKE_SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM"
+
+_HPKE_CONTEXT = b"gsomia/hpke/v1"
+_HPKE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_128_GCM)
+_ENC_LENGTH = 32  # Nenc of DHKEM(X25519, HKDF-SHA256), RFC 9180 §7.1
+_SAFE_INT = 2**53 - 1  # RFC 8785 numbers are IEEE 754 doubles: larger ints lose precision
+_B64U = re.compile(r"^[A-Za-z0-9_-]*$")
+
+
+# ---- canonical bytes ----------------------------------------------------------------------
+
+# json with sorted keys produces exactly the RFC 8785 bytes when every key is ASCII (UTF-16
+# and code-point order agree), there are no floats (ES6 number formatting differs) and every
+# integer is in the safe range. rfc8785 is pure Python and about 4x slower, and the audit log
+# canonicalises a million leaves on `audit verify`, so plain values take this path; the
+# property tests check both paths give identical bytes.
+_FAST = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"), check_circular=False
+)
+
+
+def _unsupported(value: object) -> object:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _make_c_encoder() -> Callable[[object], str]:
+    # JSONEncoder.encode builds a fresh C encoder on every call; building it once saves a
+    # third of the time on small objects. Fall back where CPython's _json is missing.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _FAST.encode
+    chunks = make(None, _unsupported, json.encoder.encode_basestring, None, ":", ",", True,
+                  False, False)
+    join = "".join
+    return lambda value: join(chunks(value, 0))
+
+
+_encode_plain = _make_c_encoder()
+
+
+def _plain(value: object) -> bool:
+    # Hot path of audit verification: strings, booleans and nulls are checked inline.
+    kind = type(value)
+    if kind is dict:
+        for key, member in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or not key.isascii():
+                return False
+            t = type(member)
+            if not (t is str or t is bool or member is None or _plain(member)):
+                return False
+        return True
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return -_SAFE_INT <= value <= _SAFE_INT  # type: ignore[operator]
+    if kind is list or kind is tuple:
+        for member in value:  # type: ignore[attr-defined]
+            t = type(member)
+            if not (t is str or t is bool or member is None or _plain(member)):
+                return False
+        return True
+    return False
+
+
+def _normalise(value: object, where: str) -> object:
+    """Turn mappings and sequences into dicts and lists; refuse what JSON cannot hold."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        if not -_SAFE_INT <= value <= _SAFE_INT:
+            raise MalformedInput(
+                f"integer {value} is outside the range JSON numbers hold exactly", where=where,
+                expected=f"an integer between -{_SAFE_INT} and {_SAFE_INT}",
+            )
+        return int(value)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise MalformedInput(f"{value!r} is not a JSON number", where=where,
+                                 expected="a finite number")
+        return float(value)
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for key, member in value.items():
+            if not isinstance(key, str):
+                raise MalformedInput(f"object key {key!r} is not a string", where=where,
+                                     expected="string keys only")
+            out[str.__str__(key)] = _normalise(member, f"{where}.{key}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalise(member, f"{where}[{i}]") for i, member in enumerate(value)]
+    raise MalformedInput(
+        f"a {type(value).__name__} cannot be represented in JSON", where=where,
+        expected="objects, arrays, strings, finite numbers, true, false or null",
+    )
+
+
+def canonical(obj: object, *, where: str = "value") -> bytes:
+    """Return the RFC 8785 (JSON Canonicalization Scheme) bytes of ``obj``.
+
+    Accepts mappings with string keys, lists and tuples, strings, booleans, None, integers
+    within ±(2**53 - 1) and finite floats. Anything else (bytes, sets, NaN, a lone surrogate,
+    a non-string key, a huge integer) raises :class:`MalformedInput` naming ``where``.
+    """
+    if _plain(obj):
+        try:
+            return _encode_plain(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedInput("text contains a lone surrogate, which UTF-8 cannot carry",
+                                 where=where, expected="valid Unicode text") from None
+    normal = _normalise(obj, where)
+    try:
+        return rfc8785.dumps(normal)  # type: ignore[arg-type]
+    except rfc8785.CanonicalizationError as exc:
+        raise MalformedInput(f"cannot be canonicalised: {exc}", where=where,
+                             expected="a value RFC 8785 JSON can represent") from None
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 of ``data``."""
+    return hashlib.sha256(data).digest()
+
+
+def b64u(data: bytes) -> str:
+    """Unpadded base64url text of ``data`` (RFC 4648 §5, as in JOSE)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def from_b64u(text: object, *, where: str = "value") -> bytes:
+    """Decode unpadded base64url; refuse padding, other alphabets and non-canonical forms."""
+    if not isinstance(text, str) or not _B64U.match(text) or len(text) % 4 == 1:
+        raise MalformedInput(f"{text!r} is not base64url", where=where,
+                             expected="unpadded base64url text (A-Z a-z 0-9 - _)")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedInput(f"{text!r} is not base64url", where=where,
+                             expected="unpadded base64url text") from None
+    if b64u(data) != text:
+        # Unused low bits set: several texts would decode to the same bytes.
+        raise MalformedInput(f"{text!r} is not canonical base64url", where=where,
+                             expected="the canonical unpadded encoding")
+    return data
+
+
+# ---- keys and signatures ------------------------------------------------------------------
+
+PublicKey = Ed25519PublicKey | X25519PublicKey
+
+
+def new_signing_key() -> Ed25519PrivateKey:
+    """A fresh Ed25519 key (label binding, envelopes, receipts, consents, tree heads)."""
+    return Ed25519PrivateKey.generate()
+
+
+def new_envelope_key() -> X25519PrivateKey:
+    """A fresh X25519 key that partners seal envelopes to."""
+    return X25519PrivateKey.generate()
+
+
+def raw_public(key: PublicKey | Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+    """The raw 32-byte public key (RFC 8032 / RFC 7748 encoding) of a key or key pair."""
+    public = key.public_key() if isinstance(key, Ed25519PrivateKey | X25519PrivateKey) else key
+    return public.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def fingerprint(key: PublicKey | Ed25519PrivateKey | X25519PrivateKey | bytes) -> str:
+    """Lowercase hex SHA-256 of the raw public key; raw bytes are taken as the public key."""
+    raw = key if isinstance(key, bytes) else raw_public(key)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def ed25519_public_from_raw(raw: bytes, *, where: str = "public key") -> Ed25519PublicKey:
+    """Load a raw 32-byte Ed25519 public key, or raise MalformedInput."""
+    if not isinstance(raw, bytes) or len(raw) != 32:
+        raise MalformedInput("not a raw Ed25519 public key", where=where, expected="32 bytes")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def x25519_public_from_raw(raw: bytes, *, where: str = "public key") -> X25519PublicKey:
+    """Load a raw 32-byte X25519 public key, or raise MalformedInput."""
+    if not isinstance(raw, bytes) or len(raw) != 32:
+        raise MalformedInput("not a raw X25519 public key", where=where, expected="32 bytes")
+    return X25519PublicKey.from_public_bytes(raw)
+
+
+def signed_message(context: bytes, message: bytes) -> bytes:
+    """The bytes actually signed: ``context ‖ 0x00 ‖ message`` (contexts contain no NUL)."""
+    return context + b"\x00" + message
+
+
+def sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
+    """Ed25519 signature (64 bytes) over ``message`` exactly as given."""
+    return key.sign(message)
+
+
+def verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:
+    """Verify an Ed25519 signature; raise :class:`ProofInvalid` if it does not verify."""
+    try:
+        public_key.verify(signature, message)
+    except InvalidSignature:
+        raise ProofInvalid("Ed25519 signature does not verify") from None
+
+
+def _check_key(claimed: str, public_key: Ed25519PublicKey, who: str) -> None:
+    actual = fingerprint(public_key)
+    if not hmac.compare_digest(claimed, actual):
+        raise ProofInvalid(
+            f"{who} names signing key {claimed[:16]}…, but the key given is {actual[:16]}…"
+        )
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MalformedInput(f"{value!r} is not a non-empty string", where=where,
+                             expected="a non-empty string")
+    return value
+
+
+def _at(value: object, where: str) -> datetime:
+    # Milliseconds are what iso() renders, so a parsed copy equals the signed original.
+    if not isinstance(value, str | datetime):
+        raise MalformedInput(f"{value!r} is not an instant", where=where,
+                             expected="an ISO 8601 date-time")
+    at = instant(value, where=where)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+def _fields(data: object, cls: str, names: tuple[str, ...]) -> Mapping[str, Any]:
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            raise MalformedInput(f"{cls} is not JSON", where=cls, expected="a JSON object") \
+                from None
+    if not isinstance(data, Mapping):
+        raise MalformedInput(f"{cls} is not a JSON object", where=cls, expected="a JSON object")
+    missing = [n for n in names if n not in data]
+    extra = sorted(set(data) - set(names))
+    if missing or extra:
+        raise MalformedInput(
+            f"{cls} has missing members {missing} or unknown members {extra}", where=cls,
+            expected="members " + ", ".join(names),
+        )
+    return data
+
+
+def _signature(value: object, where: str) -> bytes:
+    sig = from_b64u(value, where=where)
+    if len(sig) != 64:
+        raise MalformedInput("not an Ed25519 signature", where=where, expected="64 bytes")
+    return sig
+
+
+def _fingerprint_text(value: object, where: str) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise MalformedInput(f"{value!r} is not a key fingerprint", where=where,
+                             expected="64 lowercase hex digits")
+    return value
+
+
+# ---- label binding (STANAG 4778 style) ----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """The originator's signature binding a security label to its content.
+
+    ``digest`` is :func:`binding_digest` of the label and content at signing time (kept so a
+    reader can see what was bound; verification always recomputes it). ``key`` is the
+    fingerprint of the originator's Ed25519 public key.
+    """
+
+    algorithm: str
+    key: str
+    signature: bytes
+    digest: bytes
+
+    def to_json(self) -> dict[str, str]:
+        """``{"algorithm", "key", "digest", "signature"}``; bytes as unpadded base64url."""
+        return {"algorithm": self.algorithm, "key": self.key, "digest": b64u(self.digest),
+                "signature": b64u(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> Binding:
+        """Parse :meth:`to_json` output (a mapping or JSON text); raise MalformedInput."""
+        d = _fields(data, "binding", ("algorithm", "key", "digest", "signature"))
+        if d["algorithm"] != SIGNATURE_ALGORITHM:
+            raise MalformedInput(f"unknown binding algorithm {d['algorithm']!r}",
+                                 where="binding.algorithm", expected=SIGNATURE_ALGORITHM)
+        digest = from_b64u(d["digest"], where="binding.digest")
+        if len(digest) != 32:
+            raise MalformedInput("not a SHA-256 digest", where="binding.digest",
+                                 expected="32 bytes")
+        return cls(SIGNATURE_ALGORITHM, _fingerprint_text(d["key"], "binding.key"),
+                   _signature(d["signature"], "binding.signature"), digest)
+
+
+def binding_digest(label: Mapping[str, Any], content: Mapping[str, Any]) -> bytes:
+    """SHA-256(context ‖ 0x00 ‖ SHA-256(canonical(label)) ‖ SHA-256(canonical(content))).
+
+    Each part is hashed on its own to a fixed 32 bytes before the pair is hashed, so no bytes
+    can move between label and content and keep the digest.
+    """
+    return sha256(
+        BINDING_CONTEXT + b"\x00"
+        + sha256(canonical(label, where="label")) + sha256(canonical(content, where="content"))
+    )
+
+
+def bind(label: Mapping[str, Any], content: Mapping[str, Any], key: Ed25519PrivateKey) -> Binding:
+    """Sign the binding of ``label`` to ``content`` with the originator's key."""
+    digest = binding_digest(label, content)
+    return Binding(SIGNATURE_ALGORITHM, fingerprint(key),
+                   sign(key, signed_message(BINDING_CONTEXT, digest)), digest)
+
+
+def verify_binding(label: Mapping[str, Any], content: Mapping[str, Any], binding: Binding,
+                   public_key: Ed25519PublicKey) -> None:
+    """Check that the originator bound exactly this label to exactly this content.
+
+    Fails closed: raises :class:`ProofInvalid` if the algorithm is unknown, the binding names
+    another key, the label or content changed, or the signature does not verify.
+    """
+    if binding.algorithm != SIGNATURE_ALGORITHM:
+        raise ProofInvalid(f"binding algorithm {binding.algorithm!r} is not {SIGNATURE_ALGORITHM}")
+    _check_key(binding.key, public_key, "the binding")
+    digest = binding_digest(label, content)
+    if not hmac.compare_digest(digest, binding.digest):
+        raise ProofInvalid("label or content changed since the originator bound them")
+    try:
+        public_key.verify(binding.signature, signed_message(BINDING_CONTEXT, digest))
+    except InvalidSignature:
+        raise ProofInvalid("the originator's binding signature does not verify") from None
+
+
+# ---- HPKE (RFC 9180) ----------------------------------------------------------------------
+
+
+def _hpke_info(info: bytes, aad: bytes) -> bytes:
+    # cryptography's HPKE is single-shot with no public AAD argument; RFC 9180 §8.1 has
+    # single-shot users carry associated data in ``info``, which the key schedule
+    # authenticates. Length-prefixing ``info`` and hashing ``aad`` keeps the pair unambiguous.
+    return _HPKE_CONTEXT + b"\x00" + len(info).to_bytes(4, "big") + info + sha256(aad)
+
+
+def seal(recipient_public: X25519PublicKey, info: bytes, aad: bytes,
+         plaintext: bytes) -> tuple[bytes, bytes]:
+    """HPKE base-mode seal to ``recipient_public``: returns ``(enc, ciphertext)``.
+
+    Suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM. ``info`` and ``aad`` are
+    both authenticated (through the RFC 9180 ``info`` input, see ``_hpke_info``). Draws a
+    fresh ephemeral key: the one place the core uses randomness.
+    """
+    sealed = _HPKE.encrypt(plaintext, recipient_public, info=_hpke_info(info, aad))
+    return sealed[:_ENC_LENGTH], sealed[_ENC_LENGTH:]
+
+
+def open_(recipient_private: X25519PrivateKey, enc: bytes, info: bytes, aad: bytes,
+          ciphertext: bytes) -> bytes:
+    """Open what :func:`seal` produced; raise :class:`ProofInvalid` on any mismatch."""
+    if len(enc) != _ENC_LENGTH:
+        raise ProofInvalid(f"HPKE enc is {len(enc)} bytes, expected {_ENC_LENGTH}")
+    try:
+        return _HPKE.decrypt(enc + ciphertext, recipient_private, info=_hpke_info(info, aad))
+    except (InvalidTag, ValueError):
+        raise ProofInvalid(
+            "HPKE ciphertext does not open: wrong key, or enc, info, aad or ciphertext changed"
+        ) from None
+
+
+# ---- envelopes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """An item sealed to one partner node and signed by the sending node.
+
+    The header (every field but ``enc``, ``ciphertext`` and ``signature``) is the HPKE
+    associated data; the signature covers the header, ``enc`` and the ciphertext's SHA-256.
+    ``sender_key`` / ``recipient_key`` are fingerprints of the sender's Ed25519 key and the
+    recipient's X25519 key. ``nonce`` is chosen by the sender (unique per envelope) so the
+    recipient can refuse replays.
+    """
+
+    sender: Party
+    recipient: Party
+    item_id: str
+    version: str
+    nonce: bytes
+    sent_at: datetime
+    sender_key: str
+    recipient_key: str
+    enc: bytes
+    ciphertext: bytes
+    signature: bytes
+
+    def header(self) -> dict[str, str]:
+        """The associated data, as a JSON object."""
+        return {"v": ENVELOPE_CONTEXT.decode(), "sender": self.sender,
+                "recipient": self.recipient, "item_id": self.item_id, "version": self.version,
+                "nonce": b64u(self.nonce), "sent_at": iso(self.sent_at),
+                "sender_key": self.sender_key, "recipient_key": self.recipient_key}
+
+    def to_json(self) -> dict[str, str]:
+        """Header plus ``enc``, ``ciphertext`` and ``signature`` (base64url)."""
+        out = self.header()
+        del out["v"]
+        out.update(enc=b64u(self.enc), ciphertext=b64u(self.ciphertext),
+                   signature=b64u(self.signature))
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> Envelope:
+        """Parse :meth:`to_json` output; raise MalformedInput on a bad shape."""
+        d = _fields(data, "envelope", _ENVELOPE_FIELDS)
+        nonce = from_b64u(d["nonce"], where="envelope.nonce")
+        _check_nonce(nonce)
+        return cls(
+            party(d["sender"], where="envelope.sender"),
+            party(d["recipient"], where="envelope.recipient"),
+            _text(d["item_id"], "envelope.item_id"), _text(d["version"], "envelope.version"),
+            nonce, _at(d["sent_at"], "envelope.sent_at"),
+            _fingerprint_text(d["sender_key"], "envelope.sender_key"),
+            _fingerprint_text(d["recipient_key"], "envelope.recipient_key"),
+            from_b64u(d["enc"], where="envelope.enc"),
+            from_b64u(d["ciphertext"], where="envelope.ciphertext"),
+            _signature(d["signature"], "envelope.signature"),
+        )
+
+
+_ENVELOPE_FIELDS = ("sender", "recipient", "item_id", "version", "nonce", "sent_at",
+                    "sender_key", "recipient_key", "enc", "ciphertext", "signature")
+
+
+def _check_nonce(nonce: bytes) -> None:
+    if not 16 <= len(nonce) <= 64:
+        raise MalformedInput(f"nonce is {len(nonce)} bytes", where="nonce",
+                             expected="16 to 64 bytes, unique per envelope")
+
+
+def _envelope_message(header: Mapping[str, str], enc: bytes, ciphertext: bytes) -> bytes:
+    return signed_message(
+        ENVELOPE_CONTEXT, sha256(canonical(header)) + sha256(enc) + sha256(ciphertext)
+    )
+
+
+def seal_envelope(*, sender: Party, recipient: Party, item_id: str, version: str, nonce: bytes,
+                  sent_at: datetime, payload: Mapping[str, Any], sender_key: Ed25519PrivateKey,
+                  recipient_public: X25519PublicKey) -> Envelope:
+    """Encrypt ``payload`` (canonical JSON) to the recipient with HPKE and sign the result.
+
+    ``version`` names the item version (e.g. the STIX ``modified`` timestamp); ``nonce`` is
+    16-64 bytes the caller makes unique (e.g. ``os.urandom(16)``); ``sent_at`` is kept to
+    the millisecond.
+    """
+    sender, recipient = party(sender, where="sender"), party(recipient, where="recipient")
+    _check_nonce(nonce)
+    probe = Envelope(sender, recipient, _text(item_id, "item_id"), _text(version, "version"),
+                     nonce, _at(sent_at, "sent_at"), fingerprint(sender_key),
+                     fingerprint(recipient_public), b"", b"", b"")
+    header = probe.header()
+    enc, ciphertext = seal(recipient_public, ENVELOPE_CONTEXT, canonical(header),
+                           canonical(payload, where="payload"))
+    signature = sign(sender_key, _envelope_message(header, enc, ciphertext))
+    return replace(probe, enc=enc, ciphertext=ciphertext, signature=signature)
+
+
+def open_envelope(envelope: Envelope, *, recipient: Party, recipient_private: X25519PrivateKey,
+                  sender_public: Ed25519PublicKey) -> dict[str, Any]:
+    """Verify, check the addressee, decrypt; return the payload object.
+
+    Steps, each raising :class:`ProofInvalid` with its reason: (1) the envelope names the
+    sender's key; (2) the sender's signature over header, enc and ciphertext verifies;
+    (3) it is addressed to ``recipient`` and (4) sealed to this node's key; (5) it decrypts;
+    (6) the plaintext is a JSON object. Replay (a nonce seen before) is the caller's check.
+    """
+    header = envelope.header()
+    _check_key(envelope.sender_key, sender_public, f"the envelope from {envelope.sender}")
+    try:
+        sender_public.verify(envelope.signature,
+                             _envelope_message(header, envelope.enc, envelope.ciphertext))
+    except InvalidSignature:
+        raise ProofInvalid(
+            f"sender signature does not verify: the envelope header or ciphertext was changed "
+            f"or {envelope.sender} did not sign it"
+        ) from None
+    if envelope.recipient != recipient:
+        raise ProofInvalid(f"envelope is addressed to {envelope.recipient}, not to {recipient}")
+    ours = fingerprint(recipient_private)
+    if not hmac.compare_digest(envelope.recipient_key, ours):
+        raise ProofInvalid(
+            f"envelope is sealed to key {envelope.recipient_key[:16]}…, not to this node's "
+            f"key {ours[:16]}…"
+        )
+    plaintext = open_(recipient_private, envelope.enc, ENVELOPE_CONTEXT, canonical(header),
+                      envelope.ciphertext)
+    try:
+        payload = json.loads(plaintext, object_pairs_hook=_no_duplicates,
+                             parse_constant=_no_constant)
+    except ValueError as exc:
+        raise ProofInvalid(f"envelope payload is not JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ProofInvalid("envelope payload is not a JSON object")
+    return payload
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("duplicate member names")
+    return out
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def envelope_digest(envelope: Envelope) -> bytes:
+    """SHA-256 of the envelope's canonical JSON, signature included: names one delivery."""
+    return sha256(canonical(envelope.to_json()))
+
+
+# ---- receipts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The recipient's signed acknowledgement that it verified and stored one envelope."""
+
+    item_id: str
+    version: str
+    sender: Party
+    recipient: Party
+    nonce: bytes
+    envelope_digest: bytes
+    received_at: datetime
+    key: str
+    signature: bytes
+
+    def body(self) -> dict[str, str]:
+        """What the recipient signs (everything but the signature)."""
+        return {"item_id": self.item_id, "version": self.version, "sender": self.sender,
+                "recipient": self.recipient, "nonce": b64u(self.nonce),
+                "envelope_digest": b64u(self.envelope_digest),
+                "received_at": iso(self.received_at), "key": self.key}
+
+    def to_json(self) -> dict[str, str]:
+        """:meth:`body` plus ``signature`` (base64url)."""
+        return {**self.body(), "signature": b64u(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> Receipt:
+        """Parse :meth:`to_json` output; raise MalformedInput on a bad shape."""
+        d = _fields(data, "receipt", ("item_id", "version", "sender", "recipient", "nonce",
+                                      "envelope_digest", "received_at", "key", "signature"))
+        return cls(_text(d["item_id"], "receipt.item_id"), _text(d["version"], "receipt.version"),
+                   party(d["sender"], where="receipt.sender"),
+                   party(d["recipient"], where="receipt.recipient"),
+                   from_b64u(d["nonce"], where="receipt.nonce"),
+                   from_b64u(d["envelope_digest"], where="receipt.envelope_digest"),
+                   _at(d["received_at"], "receipt.received_at"),
+                   _fingerprint_text(d["key"], "receipt.key"),
+                   _signature(d["signature"], "receipt.signature"))
+
+
+def make_receipt(envelope: Envelope, *, received_at: datetime,
+                 key: Ed25519PrivateKey) -> Receipt:
+    """Sign a receipt for ``envelope`` with the recipient node's Ed25519 key."""
+    unsigned = Receipt(envelope.item_id, envelope.version, envelope.sender, envelope.recipient,
+                       envelope.nonce, envelope_digest(envelope), _at(received_at, "received_at"),
+                       fingerprint(key), b"")
+    signature = sign(key, signed_message(RECEIPT_CONTEXT, canonical(unsigned.body())))
+    return replace(unsigned, signature=signature)
+
+
+def verify_receipt(receipt: Receipt, public_key: Ed25519PublicKey, *,
+                   envelope: Envelope | None = None) -> None:
+    """Check the recipient signed ``receipt`` (and, if given, that it is for ``envelope``)."""
+    _check_key(receipt.key, public_key, f"the receipt from {receipt.recipient}")
+    try:
+        public_key.verify(receipt.signature,
+                          signed_message(RECEIPT_CONTEXT, canonical(receipt.body())))
+    except InvalidSignature:
+        raise ProofInvalid(f"receipt signature by {receipt.recipient} does not verify") from None
+    if envelope is not None and not hmac.compare_digest(receipt.envelope_digest,
+                                                        envelope_digest(envelope)):
+        raise ProofInvalid("receipt acknowledges a different envelope")
+
+
+# ---- consents -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The originator's signed written consent to release one item to one third party."""
+
+    item_id: str
+    originator: Party
+    recipient: Party
+    granted_at: datetime
+    key: str
+    signature: bytes
+
+    def body(self) -> dict[str, str]:
+        """What the originator signs (everything but the signature)."""
+        return {"item_id": self.item_id, "originator": self.originator,
+                "recipient": self.recipient, "granted_at": iso(self.granted_at), "key": self.key}
+
+    def to_json(self) -> dict[str, str]:
+        """:meth:`body` plus ``signature``; a superset of the release request's consent shape."""
+        return {**self.body(), "signature": b64u(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> Consent:
+        """Parse :meth:`to_json` output; raise MalformedInput on a bad shape."""
+        d = _fields(data, "consent",
+                    ("item_id", "originator", "recipient", "granted_at", "key", "signature"))
+        return cls(_text(d["item_id"], "consent.item_id"),
+                   party(d["originator"], where="consent.originator"),
+                   party(d["recipient"], where="consent.recipient"),
+                   _at(d["granted_at"], "consent.granted_at"),
+                   _fingerprint_text(d["key"], "consent.key"),
+                   _signature(d["signature"], "consent.signature"))
+
+
+def grant_consent(*, item_id: str, originator: Party, recipient: Party, granted_at: datetime,
+                  key: Ed25519PrivateKey) -> Consent:
+    """Sign the originator's consent to release ``item_id`` to ``recipient``."""
+    unsigned = Consent(_text(item_id, "item_id"), party(originator, where="originator"),
+                       party(recipient, where="recipient"), _at(granted_at, "granted_at"),
+                       fingerprint(key), b"")
+    signature = sign(key, signed_message(CONSENT_CONTEXT, canonical(unsigned.body())))
+    return replace(unsigned, signature=signature)
+
+
+def verify_consent(consent: Consent, originator_public: Ed25519PublicKey, *,
+                   item_id: str | None = None, originator: Party | None = None,
+                   recipient: Party | None = None) -> None:
+    """Check the originator signed ``consent``, and that it covers what the caller expects.
+
+    Raises :class:`ProofInvalid` if the signature does not verify or the consent is for
+    another item, originator or recipient than the ones given.
+    """
+    _check_key(consent.key, originator_public, f"the consent from {consent.originator}")
+    try:
+        originator_public.verify(consent.signature,
+                                 signed_message(CONSENT_CONTEXT, canonical(consent.body())))
+    except InvalidSignature:
+        raise ProofInvalid(f"consent signature by {consent.originator} does not verify") from None
+    for name, expected in (("item", item_id), ("originator", originator),
+                           ("recipient", recipient)):
+        actual = getattr(consent, "item_id" if name == "item" else name)
+        if expected is not None and actual != expected:
+            raise ProofInvalid(f"consent is for {name} {actual}, not {expected}")
