@@ -18,6 +18,8 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.agreements",
     "gsomia.shell.commands.demo",
     "gsomia.shell.commands.tracking",
+    "gsomia.shell.commands.scenario",
+    "gsomia.shell.commands.track",
 )
 
 

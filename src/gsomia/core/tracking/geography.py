@@ -195,16 +195,26 @@ def _in_ellipse(lat: float, lon: float, a: float, b: float, orientation_deg: flo
     return np.asarray((along / max(a, 1e-9)) ** 2 + (across / max(b, 1e-9)) ** 2 <= 1.0)
 
 
+def _overlaps(r: Region, lats: Array, lons: Array) -> bool:
+    """Whether the bounding boxes of a region and of some points meet (a cheap first cut)."""
+    x0, y0, x1, y1 = r.bbox
+    return bool(lons.min() <= x1 and lons.max() >= x0 and lats.min() <= y1 and lats.max() >= y0)
+
+
 def regions_in_ellipse(atl: Atlas, lat: float, lon: float, semi_major_m: float,
                        semi_minor_m: float, orientation_deg: float = 0.0,
-                       kinds: Iterable[str] | None = None, n: int = 72) -> list[Region]:
+                       kinds: Iterable[str] | None = None, n: int = 72,
+                       parties: Iterable[str] | None = None) -> list[Region]:
     """Regions an impact ellipse touches: a sampled point of the ellipse lies in the region,
     or a vertex of the region lies in the ellipse (a small island inside a large ellipse)."""
     ks = set(kinds) if kinds is not None else None
+    ps = set(parties) if parties is not None else None
     plat, plon = ellipse_points(lat, lon, semi_major_m, semi_minor_m, orientation_deg, n)
     out = []
     for r in atl.regions:
-        if ks is not None and r.kind not in ks:
+        if (ks is not None and r.kind not in ks) or (ps is not None and r.party not in ps):
+            continue
+        if not _overlaps(r, plat, plon):
             continue
         if r.contains(plat, plon).any() or any(
                 _in_ellipse(lat, lon, semi_major_m, semi_minor_m, orientation_deg,
@@ -230,13 +240,16 @@ def densify_track(lats: Array, lons: Array, step_km: float = 5.0) -> tuple[Array
 
 def regions_overflown(atl: Atlas, lats: Array, lons: Array,
                       kinds: Iterable[str] | None = LAND_KINDS,
-                      step_km: float = 5.0) -> list[Region]:
+                      step_km: float = 5.0, parties: Iterable[str] | None = None) -> list[Region]:
     """Regions under a ground track, in the order the track first enters them."""
     ks = set(kinds) if kinds is not None else None
+    ps = set(parties) if parties is not None else None
     la, lo = densify_track(lats, lons, step_km)
     firsts: list[tuple[int, Region]] = []
     for r in atl.regions:
-        if ks is not None and r.kind not in ks:
+        if (ks is not None and r.kind not in ks) or (ps is not None and r.party not in ps):
+            continue
+        if not _overlaps(r, la, lo):
             continue
         hit = np.flatnonzero(r.contains(la, lo))
         if hit.size:

@@ -1,0 +1,363 @@
+"""One launch, one sharing regime: who detects, tracks, predicts and warns, and when.
+
+Everything a party learns is an item with a label, and an item reaches a partner only along a
+route the release policy permits in the regime (``sharing.route``):
+
+- pre-launch indicators (KOR HUMINT, JPN imagery), which cue the recipient's sensors;
+- sensor reports (a radar's range/azimuth/elevation with its site, an infrared satellite's
+  line of sight), which the recipient fuses in its own tracker;
+- tracks, launch points and impact predictions from the partner's own tracker.
+
+Each party runs two pictures: one from its own sensors, in real time, and one fused from its
+own and partners' reports, which waits for the slowest report it has used (a fused estimate at
+time t needs every report up to t). A party never gives up its own picture, so sharing can add
+to what it knows but not delay it. Times are seconds after lift-off. The run is pure: the seed
+fixes every random draw.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from gsomia.core.agreements import Catalogue
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.sharing import PARTIES, Regime, route
+from gsomia.core.tracking import earth
+from gsomia.core.tracking.geography import Atlas
+from gsomia.core.tracking.indicators import Indicator, default_label, generate, is_cued
+from gsomia.core.tracking.launches import Launch
+from gsomia.core.tracking.sensors import Measurements, Sensor, observe
+from gsomia.core.tracking.tracker import Tracker
+from gsomia.core.tracking.trajectory import Trajectory
+from gsomia.core.tracking.types import (
+    Detection,
+    GroundPoint,
+    ImpactPredicted,
+    SensorSite,
+    TrackInitiated,
+    TrackLost,
+    TrackSet,
+)
+from gsomia.core.types import Party, iso
+from gsomia.core.warning import Warning, WarningCentre
+
+SHARED_TRACK_KINDS = ("launch-point", "flight-path", "impact-prediction")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    step_s: float = 2.0              # how often a party's tracker runs
+    ipp_interval_s: float = 6.0      # least time between two impact predictions of a track
+    max_semi_major_km: float = 300.0
+    track_until_s: float | None = None   # stop tracking then (evaluations of long flights)
+    settle_s: float | None = None        # stop a picture this long after its first prediction
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    launch: Launch
+    trajectory: Trajectory
+    sensors: tuple[Sensor, ...]
+    atlas: Atlas
+    catalogue: Catalogue             # restricted to the regime (sharing.restricted)
+    regime: Regime
+    seed: int = 0
+    other_facilities: tuple[str, ...] = ()
+    options: Options = field(default_factory=Options)
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """One item as a recipient holds it: what, from whom, when it arrived, along which route."""
+
+    kind: str
+    origin: Party
+    at_s: float
+    via: Party | None
+
+
+@dataclass(slots=True)
+class PartyOutcome:
+    party: Party
+    cued: bool = False
+    first_detection_s: float | None = None
+    first_track_s: float | None = None
+    first_ipp_s: float | None = None
+    first_warning_s: float | None = None
+    ipp_error_km: float | None = None
+    warnings: list[Warning] = field(default_factory=list)
+    received: dict[str, int] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+
+    def note(self, attr: str, t: float) -> None:
+        current = getattr(self, attr)
+        if current is None or t < current:
+            setattr(self, attr, t)
+
+    def to_json(self) -> dict[str, Any]:
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 1)
+        return {"cued": self.cued, "first_detection_s": r(self.first_detection_s),
+                "first_track_s": r(self.first_track_s), "first_ipp_s": r(self.first_ipp_s),
+                "first_warning_s": r(self.first_warning_s),
+                "ipp_error_km": r(self.ipp_error_km),
+                "warnings": [w.to_json() for w in self.warnings],
+                "received": dict(sorted(self.received.items())), "routes": self.routes}
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    scenario: Scenario
+    parties: Mapping[Party, PartyOutcome]
+    measurements: Mapping[str, Measurements]
+    predictions: Mapping[Party, list[tuple[float, str, GroundPoint]]]
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.scenario
+        t = s.trajectory
+        return {
+            "launch": s.launch.to_json(), "regime": s.regime.name, "seed": s.seed,
+            "as_of": iso(s.regime.as_of),
+            "truth": {"flight_time_s": round(t.flight_time_s, 1), "apogee_km": round(
+                t.apogee_km, 1), "range_km": round(t.range_km, 1),
+                "impact_lat": round(t.impact_lat_deg, 3),
+                "impact_lon": round(t.impact_lon_deg, 3)},
+            "parties": {p: o.to_json() for p, o in self.parties.items()},
+        }
+
+
+# ---- items and their routes ------------------------------------------------------------------
+def _labelled(label: SecurityLabel, category: str) -> SecurityLabel:
+    from dataclasses import replace
+
+    return replace(label, category=category)
+
+
+def _track_label(origin: Party, category: str) -> SecurityLabel:
+    level = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}.get(origin, "SECRET")
+    return SecurityLabel(origin, level, frozenset(PARTIES), "dprk-missile", category=category)
+
+
+class _Routes:
+    """Memoised policy routes: the same label and recipient always take the same route."""
+
+    def __init__(self, s: Scenario) -> None:
+        self.s = s
+        self.cache: dict[tuple[SecurityLabel, Party], tuple[float, Party | None] | None] = {}
+
+    def __call__(self, item_id: str, label: SecurityLabel,
+                 recipient: Party) -> tuple[float, Party | None] | None:
+        key = (label, recipient)
+        if key not in self.cache:
+            got = route(item_id, label, recipient, self.s.regime, self.s.catalogue)
+            self.cache[key] = None if got is None else (got.delay_s, got.via)
+        return self.cache[key]
+
+
+# ---- tracker passes ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Report:
+    arrival_s: float
+    detection: Detection
+
+
+def _detections(m: Measurements, site: SensorSite, arrival_delay: float) -> list[_Report]:
+    out = []
+    rae = m.kind == "rae"
+    for i in range(len(m)):
+        if rae:
+            z = m.values[i]
+            R = np.diag(m.sigmas[i] ** 2)
+        else:
+            z = m.values[i, 1:]
+            R = np.diag(m.sigmas[i, 1:] ** 2)
+        out.append(_Report(float(m.report_times[i]) + arrival_delay,
+                           Detection(float(m.times[i]), site, "rae" if rae else "los", z, R,
+                                     truth="missile")))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Picture:
+    initiated_s: list[float]
+    predictions: list[tuple[float, str, GroundPoint, GroundPoint | None]]
+    losses: list[tuple[float, str]]
+
+
+def _run_tracker(reports: Sequence[_Report], tracker: Tracker, step_s: float,
+                 name: str, horizon_s: float, settle_s: float | None = None) -> _Picture:
+    """Process reports in measurement order; an output is available once every report used
+    so far has arrived."""
+    pic = _Picture([], [], [])
+    if not reports:
+        return pic
+    ordered = sorted(reports, key=lambda r: r.detection.time)
+    tracks = TrackSet()
+    known = -math.inf
+    i = 0
+    t = ordered[0].detection.time
+    end = min(horizon_s, ordered[-1].detection.time + 120.0)
+    while t <= end + step_s:
+        if settle_s is not None and pic.predictions and t > pic.predictions[0][0] + settle_s:
+            break
+        batch = []
+        while i < len(ordered) and ordered[i].detection.time <= t:
+            batch.append(ordered[i].detection)
+            known = max(known, ordered[i].arrival_s)
+            i += 1
+        available = max(known, t)
+        tracks, events = tracker.step(tracks, batch, t)
+        for ev in events:
+            track = f"{name}-{ev.track_id}"
+            if isinstance(ev, TrackInitiated):
+                pic.initiated_s.append(available)
+            elif isinstance(ev, ImpactPredicted):
+                pic.predictions.append((available, track, ev.impact, ev.launch))
+            elif isinstance(ev, TrackLost) and ev.confirmed:
+                pic.losses.append((available, track))
+        t += step_s
+    return pic
+
+
+# ---- the run -------------------------------------------------------------------------------
+def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
+    """Replay the scenario. ``memo``: pass the same dict to runs of one launch and seed under
+    several regimes, and each party's own picture (which does not depend on the regime, only on
+    whether the party was cued) is computed once."""
+    launch_at = s.launch.launched_at or datetime.combine(
+        s.launch.date, datetime.min.time()).replace(tzinfo=s.regime.as_of.tzinfo)
+    routes = _Routes(s)
+    outcomes = {p: PartyOutcome(p) for p in PARTIES}
+
+    # 1. Pre-launch indicators travel (hours ahead: delays do not matter), and cue sensors.
+    indicators = generate(s.launch.facility.id, launch_at, s.seed, s.other_facilities)
+    known: dict[Party, list[Indicator]] = {p: [] for p in PARTIES}
+    for ind in indicators:
+        label = SecurityLabel.from_json(default_label(ind))
+        for p in PARTIES:
+            if p == ind.originator or routes(ind.id, label, p) is not None:
+                known[p].append(ind)
+                if p != ind.originator:
+                    outcomes[p].received["pre-launch-indicator"] = outcomes[p].received.get(
+                        "pre-launch-indicator", 0) + 1
+    for p in PARTIES:
+        outcomes[p].cued = is_cued(known[p], s.launch.facility.id, launch_at - timedelta(
+            minutes=1))
+
+    # 2. Sensors observe; reports reach their owner and, along permitted routes, partners.
+    rng = np.random.default_rng(s.seed)
+    horizon = s.trajectory.flight_time_s
+    if s.options.track_until_s is not None:
+        horizon = min(horizon, s.options.track_until_s)
+    measurements: dict[str, Measurements] = {}
+    own: dict[Party, list[_Report]] = {p: [] for p in PARTIES}
+    fused: dict[Party, list[_Report]] = {p: [] for p in PARTIES}
+    for sensor in s.sensors:
+        m = observe(sensor, s.trajectory, 0.0, horizon,
+                    np.random.default_rng(rng.integers(2**63)),
+                    cued=outcomes.get(sensor.owner, PartyOutcome(sensor.owner)).cued)
+        measurements[sensor.id] = m
+        if len(m) == 0 or sensor.owner not in outcomes:
+            continue
+        site = SensorSite.at(sensor.id, sensor.lat_deg, sensor.lon_deg, sensor.height_m)
+        mine = _detections(m, site, 0.0)
+        own[sensor.owner].extend(mine)
+        fused[sensor.owner].extend(mine)
+        outcomes[sensor.owner].note("first_detection_s", mine[0].arrival_s)
+        report_label = _labelled(sensor.report_label, "sensor-report")
+        for p in PARTIES:
+            if p == sensor.owner:
+                continue
+            got = routes(f"report--{sensor.id}", report_label, p)
+            if got is None:
+                continue
+            delay, via = got
+            theirs = _detections(m, site, delay)
+            fused[p].extend(theirs)
+            outcomes[p].note("first_detection_s", theirs[0].arrival_s)
+            outcomes[p].received["sensor-report"] = outcomes[p].received.get(
+                "sensor-report", 0) + len(theirs)
+            outcomes[p].routes[f"{sensor.owner}:sensor-report"] = (
+                f"via {via}" if via else "direct") + f" +{delay:.0f}s"
+
+    # 3. Each party's own picture, and its fused picture if partners' reports reached it.
+    tracker = Tracker(ipp_interval_s=s.options.ipp_interval_s)
+    pictures: dict[Party, list[_Picture]] = {}
+    memo = {} if memo is None else memo
+    for p in PARTIES:
+        key = ("own", s.launch.id, s.seed, p, outcomes[p].cued, s.options)
+        if key not in memo:
+            memo[key] = _run_tracker(own[p], tracker, s.options.step_s, f"{p}", horizon,
+                                     s.options.settle_s)
+        pics = [memo[key]]
+        if len(fused[p]) > len(own[p]):
+            pics.append(_run_tracker(fused[p], tracker, s.options.step_s, f"{p}-fused",
+                                     horizon, s.options.settle_s))
+        pictures[p] = pics
+
+    # 4. Tracks and predictions of each party's own picture travel to partners.
+    inbox: dict[Party, list[tuple[float, str, GroundPoint, GroundPoint | None]]] = {
+        p: [] for p in PARTIES}
+    for origin in PARTIES:
+        pic = pictures[origin][0]
+        for p in PARTIES:
+            if p == origin:
+                continue
+            path = routes(f"track--{origin}", _track_label(origin, "flight-path"), p)
+            ipp_route = routes(f"ipp--{origin}", _track_label(origin, "impact-prediction"), p)
+            if path is not None and pic.initiated_s:
+                outcomes[p].note("first_track_s", pic.initiated_s[0] + path[0])
+                outcomes[p].note("first_detection_s", pic.initiated_s[0] + path[0])
+                outcomes[p].received["flight-path"] = outcomes[p].received.get(
+                    "flight-path", 0) + len(pic.initiated_s)
+            if ipp_route is not None:
+                delay, via = ipp_route
+                for at, track, impact, lp in pic.predictions:
+                    inbox[p].append((at + delay, f"{track}@{origin}", impact, lp))
+                if pic.predictions:
+                    outcomes[p].received["impact-prediction"] = outcomes[p].received.get(
+                        "impact-prediction", 0) + len(pic.predictions)
+                    outcomes[p].routes[f"{origin}:impact-prediction"] = (
+                        f"via {via}" if via else "direct") + f" +{delay:.0f}s"
+
+    # 5. Warnings, from everything each party holds, in the order it arrived.
+    truth_lat, truth_lon = s.trajectory.impact_lat_deg, s.trajectory.impact_lon_deg
+    predictions: dict[Party, list[tuple[float, str, GroundPoint]]] = {}
+    for p in PARTIES:
+        o = outcomes[p]
+        stream: list[tuple[float, int, str, GroundPoint | None, GroundPoint | None]] = []
+        for pic in pictures[p]:
+            if pic.initiated_s:
+                o.note("first_track_s", pic.initiated_s[0])
+            stream += [(at, 0, tr, imp, lp) for at, tr, imp, lp in pic.predictions]
+            stream += [(at, 1, tr, None, None) for at, tr in pic.losses]
+        stream += [(at, 0, tr, imp, lp) for at, tr, imp, lp in inbox[p]]
+        stream.sort(key=lambda e: (e[0], e[1]))
+        centre = WarningCentre(p, s.atlas, s.options.max_semi_major_km)
+        predictions[p] = []
+        for at, is_loss, track, ipp, lp in stream:
+            if is_loss or ipp is None:
+                w = centre.lost(at, track)
+                continue
+            o.note("first_ipp_s", at)
+            predictions[p].append((at, track, ipp))
+            w = centre.assess(at, track, ipp, lp) if at < horizon else None
+            if w is not None and w.action == "issued" and o.first_warning_s is None:
+                o.first_warning_s = at
+                o.ipp_error_km = float(earth.great_circle_m(
+                    math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
+                    math.radians(truth_lat), math.radians(truth_lon))) / 1e3
+        o.warnings = centre.log
+    return Result(s, outcomes, measurements, predictions)
+
+
+def regimes_compared(results: Iterable[Result]) -> dict[str, dict[Party, float | None]]:
+    """First warning time per regime and party, for tables."""
+    return {r.scenario.regime.name: {p: o.first_warning_s for p, o in r.parties.items()}
+            for r in results}

@@ -1,0 +1,228 @@
+"""The tracker: declared parts plus one pure step.
+
+``step(tracks, detections, now) -> (tracks, events)`` takes the track set and every detection
+that arrived since the last step, processes them scan by scan (one sensor at one instant),
+and returns the new track set and what happened:
+
+1. predict every track not already past the scan's time to that time (one vectorised call);
+2. gate and assign the scan's detections to tracks (:class:`GNNAssociator`);
+3. update the assigned tracks (one vectorised EKF call);
+4. start tracks from the radar detections no track took;
+then, once per step: confirm tracks with ``confirm_after`` updates (``track-initiated``),
+report the confirmed tracks that were updated (``track-updated``), predict their impact and
+launch points (``impact-predicted``), and delete tracks (``track-lost``).
+
+Nothing here reads a clock or draws random numbers; ``now`` is the caller's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import groupby
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gsomia.core.errors import MalformedInput
+from gsomia.core.tracking import earth
+from gsomia.core.tracking.associator import GNNAssociator, gate_threshold
+from gsomia.core.tracking.deleter import UpdateTimeDeleter
+from gsomia.core.tracking.impact import ImpactPredictor
+from gsomia.core.tracking.initiator import SinglePointInitiator
+from gsomia.core.tracking.predictor import BallisticPredictor, jacobi_energy
+from gsomia.core.tracking.types import (
+    Detection,
+    Event,
+    ImpactPredicted,
+    TrackInitiated,
+    TrackSet,
+    TrackUpdated,
+)
+from gsomia.core.tracking.updater import ExtendedKalmanUpdater
+
+
+@dataclass(frozen=True, slots=True)
+class Tracker:
+    """A ballistic-missile tracker assembled from its roles.
+
+    ``confirm_after``: updates before a track is reported. ``ipp_interval_s``: least time
+    between two impact predictions of one track (0: at every update).
+
+    Thrust is not in the ballistic model, so every track also runs a manoeuvre filter with
+    ``q_manoeuvre`` extra process noise (white acceleration, m^2/s^3), which holds a missile
+    under boost and does the gating. The ballistic filter is restarted from it when it is
+    surprised:
+
+    - two detections in a row beyond the ``surprise_probability`` quantile of the normalised
+      innovation square (one alone is an outlier; the lag that thrust causes persists), or
+    - its updates keep adding energy: free flight conserves the Jacobi integral, so the change
+      each update makes to it, divided by its standard deviation, is zero-mean in free flight
+      and positive under thrust, well before thrust shows in single innovations. A one-sided
+      CUSUM of those changes (slack ``energy_drift``) past ``energy_alarm`` is a surprise.
+
+    A track counts as ballistic, and gets impact predictions, after ``calm_after`` unsurprising
+    updates, with a velocity known to ``ballistic_velocity_sigma_m_s`` (1 sigma, worst axis; a
+    vaguer filter absorbs thrust without surprise) and a CUSUM under ``energy_calm``. Before
+    burnout the impact point is not determined yet, so none is predicted.
+    """
+
+    predictor: BallisticPredictor = field(default_factory=BallisticPredictor)
+    updater: ExtendedKalmanUpdater = field(default_factory=ExtendedKalmanUpdater)
+    associator: GNNAssociator = field(default_factory=GNNAssociator)
+    initiator: SinglePointInitiator = field(default_factory=SinglePointInitiator)
+    deleter: UpdateTimeDeleter = field(default_factory=UpdateTimeDeleter)
+    impact: ImpactPredictor = field(default_factory=ImpactPredictor)
+    confirm_after: int = 3
+    ipp_interval_s: float = 0.0
+    predict_impacts: bool = True
+    q_manoeuvre: float = 3000.0
+    surprise_probability: float = 0.999
+    calm_after: int = 15
+    ballistic_velocity_sigma_m_s: float = 30.0
+    energy_drift: float = 0.5
+    energy_alarm: float = 8.0
+    energy_calm: float = 2.0
+
+    def ballistic(self, tracks: TrackSet) -> NDArray[np.bool_]:
+        """Which tracks are in free flight (see the class notes)."""
+        worst = np.linalg.eigvalsh(tracks.P[:, 3:, 3:])[:, -1]
+        out: NDArray[np.bool_] = (tracks.ballistic(self.calm_after)
+                                  & (worst <= self.ballistic_velocity_sigma_m_s**2)
+                                  & (tracks.cusum <= self.energy_calm))
+        return out
+
+    def scan(self, tracks: TrackSet, scan: Sequence[Detection]
+             ) -> tuple[TrackSet, dict[int, int]]:
+        """Process the detections of one sensor at one instant (same time, sensor and kind).
+
+        Returns the tracks and, for each track this scan updated, the index in ``scan`` of the
+        detection it took.
+        """
+        first = scan[0]
+        t = first.time
+        kind = first.kind
+        rows = np.flatnonzero(tracks.time <= t)
+        n = rows.size
+        if n:
+            # Both filters of every track in one call: ballistic rows, then manoeuvre rows.
+            x, P = self.predictor.predict(
+                np.concatenate([tracks.x[rows], tracks.xm[rows]]),
+                np.concatenate([tracks.P[rows], tracks.Pm[rows]]),
+                np.concatenate([t - tracks.time[rows]] * 2),
+                np.concatenate([np.zeros(n), np.full(n, self.q_manoeuvre)]))
+            tracks = tracks.with_states(rows, np.full(n, t), x[:n], P[:n], x[n:], P[n:])
+        z = np.stack([d.z for d in scan])
+        R = np.stack([d.R for d in scan])
+        site, basis = first.sensor.ecef, first.sensor.basis
+        which, det = self.associator.associate(tracks.xm[rows], tracks.Pm[rows], z, R, site,
+                                               basis, kind)
+        updated: dict[int, int] = {}
+        if which.size:
+            chosen = rows[which]
+            k = chosen.size
+            e_pred, grad = jacobi_energy(tracks.x[chosen])
+            P_pred = tracks.P[chosen]
+            x, P, nis = self.updater.update_nis(
+                np.concatenate([tracks.x[chosen], tracks.xm[chosen]]),
+                np.concatenate([tracks.P[chosen], tracks.Pm[chosen]]),
+                np.concatenate([z[det]] * 2), np.concatenate([R[det]] * 2), site, basis, kind)
+            odd = nis[:k] > gate_threshold(self.surprise_probability, z.shape[1])
+            strikes = np.where(odd, tracks.strikes[chosen] + 1, 0)
+            surprised = strikes >= 2
+            e_upd, _ = jacobi_energy(x[:k])
+            kick_var = np.einsum("ki,kij,kj->k", grad, P_pred - P[:k], grad)
+            kick = (e_upd - e_pred) / np.sqrt(np.maximum(kick_var, 1e-9))
+            cusum = np.maximum(0.0, tracks.cusum[chosen] + kick - self.energy_drift)
+            surprised |= cusum > self.energy_alarm
+            cusum = np.where(surprised, 0.0, cusum)
+            strikes = np.where(surprised, 0, strikes)
+            xb = np.where(surprised[:, None], x[k:], x[:k])
+            Pb = np.where(surprised[:, None, None], P[k:], P[:k])
+            calm = np.where(surprised, 0, tracks.calm[chosen] + 1)
+            tracks = tracks.with_updates(chosen, np.full(k, t), xb, Pb, x[k:], P[k:], calm,
+                                         cusum, strikes)
+            updated = dict(zip(tracks.ids[chosen].tolist(), det.tolist(), strict=True))
+        taken = np.zeros(len(scan), dtype=bool)
+        taken[det] = True
+        spare = [d for d, used in zip(scan, taken, strict=True) if not used]
+        if spare:
+            t_new, x_new, P_new = self.initiator.initiate(spare)
+            if t_new.size:
+                tracks = tracks.extended(t_new, x_new, P_new)
+        return tracks, updated
+
+    def step(self, tracks: TrackSet, detections: Sequence[Detection], now: float
+             ) -> tuple[TrackSet, list[Event]]:
+        """Process ``detections`` (any order, none after ``now``) and delete stale tracks."""
+        late = [d for d in detections if d.time > now]
+        if late:
+            raise MalformedInput(f"a detection at {late[0].time} is after now={now}",
+                                 where="detections", expected="detections up to now")
+        before = dict(zip(tracks.ids.tolist(), tracks.updates.tolist(), strict=True))
+        ordered = sorted(detections, key=lambda d: (d.time, d.sensor.id, d.kind))
+        sensors: dict[int, set[str]] = {}
+        for _, group in groupby(ordered, key=lambda d: (d.time, d.sensor.id, d.kind)):
+            scan = list(group)
+            tracks, updated = self.scan(tracks, scan)
+            for tid in updated:
+                sensors.setdefault(tid, set()).add(scan[0].sensor.id)
+        events: list[Event] = []
+        if sensors:
+            tracks, events = self._report(tracks, sensors, before)
+        delete, lost = self.deleter.check_for_deletion(tracks, now, self.confirm_after)
+        if delete.any():
+            tracks = tracks.select(~delete)
+        events.extend(lost)
+        return tracks, events
+
+    def _report(self, tracks: TrackSet, sensors: dict[int, set[str]],
+                before: dict[int, int]) -> tuple[TrackSet, list[Event]]:
+        events: list[Event] = []
+        ids = np.array(sorted(sensors), dtype=np.int64)
+        rows = np.flatnonzero(np.isin(tracks.ids, ids))
+        rows = rows[tracks.updates[rows] >= self.confirm_after]
+        if rows.size == 0:
+            return tracks, events
+        lat, lon, h = earth.ecef_to_geodetic(tracks.x[rows, :3])
+        for j, i in enumerate(rows):
+            tid = int(tracks.ids[i])
+            P = tracks.P[i]
+            common = (tid, float(tracks.time[i]))
+            if before.get(tid, 0) < self.confirm_after:
+                events.append(TrackInitiated(*common, float(tracks.first_time[i]),
+                                             math.degrees(lat[j]), math.degrees(lon[j]),
+                                             float(h[j])))
+            events.append(TrackUpdated(
+                *common, tuple(sorted(sensors[tid])), math.degrees(lat[j]),
+                math.degrees(lon[j]), float(h[j]), float(np.linalg.norm(tracks.x[i, 3:])),
+                math.sqrt(float(np.trace(P[:3, :3])) / 3.0), int(tracks.updates[i])))
+        if not self.predict_impacts:
+            return tracks, events
+        due = rows[~(tracks.last_update[rows] - tracks.ipp_time[rows] < self.ipp_interval_s)
+                   & self.ballistic(tracks.select(rows))]
+        if due.size == 0:
+            return tracks, events
+        impacts, launches = self.impact.predict(tracks.x[due], tracks.P[due], tracks.time[due],
+                                                inv_beta=self.predictor.inv_beta)
+        it = np.full(due.size, np.nan)
+        for j, i in enumerate(due):
+            ipp = impacts[j]
+            if ipp is None:
+                continue
+            it[j] = ipp.time
+            events.append(ImpactPredicted(int(tracks.ids[i]), float(tracks.time[i]), ipp,
+                                          launches[j]))
+        got = np.isfinite(it)
+        tracks = tracks.with_impacts(due[got], it[got], tracks.time[due[got]])
+        return tracks, events
+
+
+DEFAULT_TRACKER = Tracker()
+
+
+def step(tracks: TrackSet, detections: Sequence[Detection], now: float,
+         tracker: Tracker = DEFAULT_TRACKER) -> tuple[TrackSet, list[Event]]:
+    """One tracker step with the default parts (see :class:`Tracker`)."""
+    return tracker.step(tracks, detections, now)
