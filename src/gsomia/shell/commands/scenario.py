@@ -244,24 +244,29 @@ def register(cli: click.Group) -> None:
     @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--limit", type=int, default=None, help="Only the first N launches.")
+    @click.option("--every", type=int, default=1, show_default=True,
+                  help="Only every Kth launch (a spread sample of the data set).")
     @click.option("--jobs", type=int, default=os.cpu_count() or 1, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-    def evaluate(regimes: str, out_dir: str, seed: int, limit: int | None, jobs: int,
-                 as_json: bool) -> None:
+    def evaluate(regimes: str, out_dir: str, seed: int, limit: int | None, every: int,
+                 jobs: int, as_json: bool) -> None:
         """Every launch with apogee and distance under each regime: CSV, summary, plots."""
         from rich.progress import Progress
 
         names = tuple(r.strip() for r in regimes.split(",") if r.strip())
         for n in names:
             regime(n)
-        launches = _fittable()[:limit] if limit else _fittable()
+        if every < 1:
+            raise MalformedInput(f"{every} is not a sampling step", where="--every",
+                                 expected="a whole number of at least 1")
+        picked = [i for i in range(len(_fittable())) if i % every == 0][:limit]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
-        tasks = [(i, names, seed) for i in range(len(launches))]
+        tasks = [(i, names, seed) for i in picked]
         with Progress(transient=True, disable=as_json) as bar, \
                 ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            job = bar.add_task(f"{len(launches)} launches × {len(names)} regimes",
+            job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes",
                                total=len(tasks))
             for got in pool.map(_evaluate_one, tasks, chunksize=1):
                 rows.extend(got)
@@ -276,7 +281,7 @@ def register(cli: click.Group) -> None:
         example_launch = feeds.find_launch("2017-08-29")
         example = run_one(example_launch, "direct", seed) if "direct" in names else None
         plots = _plots(good, names, out, example)
-        count = len(launches)
+        count = len(picked)
         (out / "summary.md").write_text(_markdown(summary, names, count, len(errors)), "utf-8")
         (out / "summary.json").write_text(json.dumps(
             {"launches": count, "unfitted": [e["launch"] for e in errors], "summary": summary},
