@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/gsomia demo
 
+# The store tests run against a real PostgreSQL server: install Debian's package if missing
+# (the test session starts and stops a throwaway cluster on 127.0.0.1).
 test: $(STAMP) lint
+	sh tools/pg-test-cluster.sh install
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

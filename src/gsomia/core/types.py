@@ -11,6 +11,10 @@ Party = str
 """An ISO 3166 alpha-3 code as used in REL TO markings (``JPN``, ``KOR``, ``USA``)."""
 
 _PARTY = re.compile(r"^[A-Z]{3}$")
+# RFC 3339 only: datetime.fromisoformat would take any character between date and time, so
+# two different strings could name the same instant and a tampered label still parse equal.
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$")
 
 
 def party(code: str, *, where: str = "party") -> Party:
@@ -36,6 +40,11 @@ def instant(value: str | date | datetime, *, where: str = "at") -> datetime:
         raise MalformedInput(f"{value!r} is not a date", where=where,
                              expected="an ISO 8601 date or date-time such as 2019-11-23")
     text = value.strip()
+    if not _RFC3339.match(text):
+        raise MalformedInput(
+            f"{value!r} is not a date", where=where,
+            expected="an ISO 8601 date or date-time such as 2019-11-23 or 2019-11-23T12:00:00Z",
+        )
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(0, 0), tzinfo=UTC)

@@ -16,6 +16,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput, NoEquivalent
 # Each module under gsomia.shell.commands exposes ``register(cli)``.
 COMMAND_MODULES = (
     "gsomia.shell.commands.agreements",
+    "gsomia.shell.commands.node",
     "gsomia.shell.commands.demo",
     "gsomia.shell.commands.tracking",
     "gsomia.shell.commands.scenario",

@@ -83,15 +83,71 @@ def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None
             console.print(f"   · {why}", highlight=False)
 
 
+REGIME_ORDER = ("none", "hub", "direct", "trilateral")
+
+
+def warning_story(day: str, seed: int, console: Console | None) -> dict[str, Any]:
+    """Replay one launch under every regime; the first warning of each party in each."""
+    from rich.progress import Progress
+
+    from gsomia.core.tracking.trajectory import fit
+    from gsomia.shell import feeds
+    from gsomia.shell.commands.scenario import EVALUATION, run_one
+
+    launch = feeds.find_launch(day)
+    trajectory = fit(launch.flight_request())
+    memo: dict[tuple[Any, ...], Any] = {}
+    runs: dict[str, Any] = {}
+    with Progress(console=console, transient=True, disable=console is None) as bar:
+        task = bar.add_task(f"replaying {launch.missile.name} {launch.local_date}",
+                            total=len(REGIME_ORDER))
+        for name in REGIME_ORDER:
+            runs[name] = run_one(launch, name, seed, trajectory, options=EVALUATION,
+                                 memo=memo).to_json()
+            bar.advance(task)
+    return {"launch": launch.to_json(), "flight_time_s": round(trajectory.flight_time_s, 1),
+            "regimes": runs}
+
+
+def print_warnings(story: dict[str, Any], console: Console) -> None:
+    launch = story["launch"]
+    table = Table(title=f"First warning (s after launch): {launch['missile_name']} "
+                        f"{launch['local_date']}, flight {story['flight_time_s']} s")
+    table.add_column("regime")
+    for p in ("JPN", "KOR", "USA"):
+        table.add_column(p, justify="right")
+    table.add_column("JPN warned for")
+    for name, run in story["regimes"].items():
+        parties = run["parties"]
+        cells = []
+        for p in ("JPN", "KOR", "USA"):
+            t = parties[p]["first_warning_s"]
+            err = parties[p]["ipp_error_km"]
+            cells.append("—" if t is None else f"{t:.0f} (±{err:.0f} km)")
+        issued = [w for w in parties["JPN"]["warnings"] if w["action"] == "issued"]
+        table.add_row(name, *cells, ", ".join(issued[0]["regions"]) if issued else "")
+    console.print(table)
+    console.print("(± is the distance from the predicted to the true impact point when the "
+                  "warning was issued.)", highlight=False)
+
+
 def register(cli: click.Group) -> None:
     @cli.command("demo")
     @agreements_option
     @json_option
-    def demo(agreement_dirs: tuple[str, ...], as_json: bool) -> None:
-        """Tell the story of the agreements: states on key dates and explained decisions."""
+    @click.option("--launch", "day", default="2017-08-29", show_default=True,
+                  help="Launch to replay (date).")
+    @click.option("--seed", type=int, default=0, show_default=True)
+    def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int) -> None:
+        """Tell the story: agreements, explained decisions, and a launch under each regime."""
         cat = catalogue(agreement_dirs)
         story = agreement_story(cat)
+        console = None if as_json else Console()
+        warnings = warning_story(day, seed, console)
         if as_json:
-            emit_json(story)
+            emit_json({**story, "warning": warnings})
             return
-        print_story(story, cat, Console())
+        assert console is not None
+        print_story(story, cat, console)
+        console.print()
+        print_warnings(warnings, console)

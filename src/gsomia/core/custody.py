@@ -1,0 +1,506 @@
+"""What a node holds and the registers the agreement asks it to keep, as plain data.
+
+GSOMIA obliges each side to identify, locate, inventory and control every item, keep a
+register of cleared people, act on the originator's classification changes and report loss
+or compromise. These records are those registers. Each one has a canonical JSON form and a
+``digest`` (hex SHA-256 of its RFC 8785 bytes) that the audit event recording it carries, so
+a record changed behind the log's back no longer matches its event.
+
+An item is stored as three RFC 8785 documents, kept byte for byte: the STIX object as bound,
+the label the originator bound to it, and the binding. Its audit ``content_hash`` covers all
+three (:meth:`StoredItem.content_hash`), so changing any one of them is caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import json.encoder
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from gsomia.core.crypto import (
+    BINDING_CONTEXT,
+    SIGNATURE_ALGORITHM,
+    Binding,
+    b64u,
+    canonical,
+    fingerprint,
+    from_b64u,
+    sign,
+    signed_message,
+)
+from gsomia.core.errors import MalformedInput, ProofInvalid
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import Person
+from gsomia.core.types import Party, instant, iso, party
+
+__all__ = [
+    "CLASSIFICATION_CONTEXT",
+    "INCIDENT_KINDS",
+    "UNVERSIONED",
+    "ClassificationNotice",
+    "ConsentRecord",
+    "CustodyRecord",
+    "Holding",
+    "IncidentReport",
+    "NodeUser",
+    "ReceiptRecord",
+    "StoredItem",
+    "digest",
+    "item_version",
+    "record_bytes",
+    "records_detail",
+    "sign_classification_notice",
+    "stamp",
+    "token_hash",
+    "verify_binding_bytes",
+    "verify_classification_notice",
+]
+
+CLASSIFICATION_CONTEXT = b"gsomia/classification-notice/v1"
+UNVERSIONED = "unversioned"
+"""Version of STIX objects that have neither ``modified`` nor ``created`` (cyber observables)."""
+
+INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "investigation-result")
+CustodyEvent = Literal["created", "received", "remarked"]
+Direction = Literal["given", "obtained"]
+
+
+def stamp(at: datetime) -> str:
+    """An instant to the microsecond (``2026-01-01T00:00:00.000000Z``).
+
+    Record digests use this rather than ``iso`` (milliseconds), so that no stored digit of a
+    timestamp can change without changing the digest.
+    """
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    # Formatted by hand: strftime costs five times as much, on every stored item.
+    return (f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:"
+            f"{at.second:02d}.{at.microsecond:06d}Z")
+
+
+# RFC 8785 for the records and labels built here: string keys (all ASCII), strings, lists,
+# None and no numbers, for which sorted-key compact JSON is exactly RFC 8785 (UTF-16 and
+# code-point key order agree on ASCII). ``crypto.canonical`` first walks the whole value to
+# prove that, which for these fixed shapes is most of its cost; the tests check both agree.
+_RECORD_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True,
+                                separators=(",", ":"), check_circular=False)
+
+
+def record_bytes(record: Mapping[str, Any]) -> bytes:
+    """RFC 8785 bytes of a label or register record (same as ``crypto.canonical``)."""
+    try:
+        return _RECORD_JSON.encode(record).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return canonical(record, where="record")  # raises MalformedInput, naming the issue
+
+
+def digest(record: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of a record's RFC 8785 bytes: what its audit event carries."""
+    return hashlib.sha256(record_bytes(record)).hexdigest()
+
+
+def records_detail(**tables: Iterable[str]) -> dict[str, list[str]]:
+    """The ``records`` member of an event's details: table name -> digests it records."""
+    return {name: list(digests) for name, digests in sorted(tables.items()) if digests}
+
+
+def item_version(obj: Mapping[str, Any]) -> str:
+    """The version of a STIX object: ``modified``, else ``created``, else :data:`UNVERSIONED`."""
+    for key in ("modified", "created"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return UNVERSIONED
+
+
+def verify_binding_bytes(label: bytes, content: bytes, binding: Binding,
+                         public_key: Ed25519PublicKey) -> None:
+    """``crypto.verify_binding`` over label and content already in RFC 8785 bytes.
+
+    Receiving a batch, the node needs those bytes anyway to store the item, so computing them
+    once instead of twice matters at thousands of items per second. Same digest (see
+    ``crypto.binding_digest``), same checks, same :class:`ProofInvalid` on failure; the tests
+    check both agree.
+    """
+    if binding.algorithm != SIGNATURE_ALGORITHM:
+        raise ProofInvalid(f"binding algorithm {binding.algorithm!r} is not "
+                           f"{SIGNATURE_ALGORITHM}")
+    actual = fingerprint(public_key)
+    if not hmac.compare_digest(binding.key, actual):
+        raise ProofInvalid(f"the binding names signing key {binding.key[:16]}…, but the key "
+                           f"given is {actual[:16]}…")
+    sha = hashlib.sha256
+    digest_ = sha(BINDING_CONTEXT + b"\x00" + sha(label).digest() + sha(content).digest()).digest()
+    if not hmac.compare_digest(digest_, binding.digest):
+        raise ProofInvalid("label or content changed since the originator bound them")
+    try:
+        public_key.verify(binding.signature, signed_message(BINDING_CONTEXT, digest_))
+    except InvalidSignature:
+        raise ProofInvalid("the originator's binding signature does not verify") from None
+
+
+def _label(data: bytes, where: str) -> SecurityLabel:
+    return SecurityLabel.from_json(json.loads(data), where=where)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredItem:
+    """One version of one item as the node stores it (immutable once written).
+
+    ``content``, ``label`` and ``binding`` are RFC 8785 bytes: of the STIX object as bound
+    (carrying its label's marking reference), of the originator's label, and of the binding.
+    """
+
+    item_id: str
+    version: str
+    stix_type: str
+    originator: Party
+    content: bytes
+    label: bytes
+    binding: bytes
+    added_at: datetime
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any], label: SecurityLabel, binding: Binding,
+           added_at: datetime) -> StoredItem:
+        item_id, stix_type = obj.get("id"), obj.get("type")
+        if not isinstance(item_id, str) or not item_id:
+            raise MalformedInput("the object has no id", where="object.id",
+                                 expected="a STIX identifier such as indicator--<uuid>")
+        if not isinstance(stix_type, str) or not stix_type:
+            raise MalformedInput("the object has no type", where="object.type",
+                                 expected="a STIX object type")
+        return cls(item_id, item_version(obj), stix_type, label.originator,
+                   canonical(obj, where="object"), record_bytes(label.to_json()),
+                   record_bytes(binding.to_json()), instant(added_at))
+
+    @classmethod
+    def from_canonical(cls, obj: Mapping[str, Any], content: bytes, label: SecurityLabel,
+                       label_bytes: bytes, binding: Binding, added_at: datetime) -> StoredItem:
+        """Like :meth:`of`, with the object and label already in RFC 8785 bytes."""
+        item_id, stix_type = obj.get("id"), obj.get("type")
+        if not isinstance(item_id, str) or not item_id or not isinstance(stix_type, str):
+            raise MalformedInput("the object has no id or type", where="object",
+                                 expected="a STIX object")
+        return cls(item_id, item_version(obj), stix_type, label.originator, content,
+                   label_bytes, record_bytes(binding.to_json()), instant(added_at))
+
+    def object(self) -> dict[str, Any]:
+        """The STIX object as bound."""
+        out: dict[str, Any] = json.loads(self.content)
+        return out
+
+    def security_label(self) -> SecurityLabel:
+        """The label the originator bound."""
+        return _label(self.label, f"item {self.item_id} label")
+
+    def bound(self) -> Binding:
+        return Binding.from_json(self.binding)
+
+    def record(self) -> bytes:
+        """RFC 8785 bytes of ``{"binding", "label", "object"}``: what the audit log fixes.
+
+        Assembled from the stored parts (each already canonical, keys in RFC 8785 order), so
+        it equals ``canonical`` of the parsed mapping without parsing anything.
+        """
+        return (b'{"binding":' + self.binding + b',"label":' + self.label
+                + b',"object":' + self.content + b"}")
+
+    def content_hash(self) -> str:
+        """Hex SHA-256 of :meth:`record` (``audit.content_hash`` of the same bytes)."""
+        return hashlib.sha256(self.record()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyRecord:
+    """One step in the custody of one item version at this node (append-only history).
+
+    ``event``: ``created`` here, ``received`` from ``provider`` under ``agreement``, or
+    ``remarked`` after a classification change. ``original_label`` is the label the
+    originator bound; ``national_label`` the label as held here (Art. 4 re-marking: the
+    holder's scheme and equivalent level; the originator's own items hold it unchanged).
+    """
+
+    item_id: str
+    version: str
+    event: CustodyEvent
+    holder: Party
+    original_label: SecurityLabel
+    national_label: SecurityLabel
+    at: datetime
+    provider: Party | None = None
+    agreement: str | None = None
+    envelope_digest: bytes | None = None
+    note: str = ""
+    # RFC 8785 bytes of (original_label, national_label), made on first use: the digest and
+    # the store both need them, and a label's JSON (with its timestamp) is costly to redo.
+    _labels: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False,
+                                                compare=False)
+
+    def knowing(self, original: bytes) -> CustodyRecord:
+        """This record, told the RFC 8785 bytes of its original label (already at hand when
+        an item is stored), so they are not made again."""
+        national = original if self.national_label == self.original_label \
+            else record_bytes(self.national_label.to_json())
+        object.__setattr__(self, "_labels", (original, national))
+        return self
+
+    def label_bytes(self) -> tuple[bytes, bytes]:
+        """RFC 8785 bytes of the original and the national label."""
+        if self._labels is None:
+            original = record_bytes(self.original_label.to_json())
+            national = original if self.national_label == self.original_label \
+                else record_bytes(self.national_label.to_json())
+            object.__setattr__(self, "_labels", (original, national))
+        assert self._labels is not None
+        return self._labels
+
+    def canonical(self) -> bytes:
+        """RFC 8785 bytes of :meth:`to_json`, assembled around the label bytes."""
+        original, national = self.label_bytes()
+        env = None if self.envelope_digest is None else b64u(self.envelope_digest)
+        return b"".join((
+            b'{"agreement":', _j(self.agreement), b',"at":', _j(stamp(self.at)),
+            b',"envelope_digest":', _j(env), b',"event":', _j(self.event),
+            b',"holder":', _j(self.holder), b',"item_id":', _j(self.item_id),
+            b',"national_label":', national, b',"note":', _j(self.note),
+            b',"original_label":', original, b',"provider":', _j(self.provider),
+            b',"version":', _j(self.version), b"}"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id, "version": self.version, "event": self.event,
+            "holder": self.holder, "provider": self.provider, "agreement": self.agreement,
+            "original_label": self.original_label.to_json(),
+            "national_label": self.national_label.to_json(),
+            "at": stamp(self.at),
+            "envelope_digest": None if self.envelope_digest is None
+            else b64u(self.envelope_digest),
+            "note": self.note,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CustodyRecord:
+        event = data["event"]
+        if event not in ("created", "received", "remarked"):
+            raise MalformedInput(f"{event!r} is not a custody event", where="custody.event")
+        env = data.get("envelope_digest")
+        return cls(
+            data["item_id"], data["version"], event, party(data["holder"]),
+            SecurityLabel.from_json(data["original_label"], where="custody.original_label"),
+            SecurityLabel.from_json(data["national_label"], where="custody.national_label"),
+            instant(data["at"]), data.get("provider"), data.get("agreement"),
+            None if env is None else from_b64u(env, where="custody.envelope_digest"),
+            data.get("note", ""),
+        )
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+
+_encode_text = json.encoder.encode_basestring  # the C escaper RFC 8785 strings agree with
+
+
+def _j(value: str | None) -> bytes:
+    return b"null" if value is None else _encode_text(value).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """An item version the node holds, with its custody history (oldest first)."""
+
+    item: StoredItem
+    custody: tuple[CustodyRecord, ...]
+
+    @property
+    def current(self) -> CustodyRecord:
+        return self.custody[-1]
+
+
+def token_hash(token: str) -> bytes:
+    """SHA-256 of a user token under its own context.
+
+    Tokens are 32 random bytes, so a fast hash suffices (no guessing to slow down) and keeps
+    authenticating each API request cheap.
+    """
+    return hashlib.sha256(b"gsomia/user-token/v1\x00" + token.encode("utf-8")).digest()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeUser:
+    """A person in the node's register of cleared people (Art. 7: clearance and need-to-know)."""
+
+    name: str
+    party: Party
+    clearance: str
+    need_to_know: frozenset[str]
+    token_hash: bytes = field(repr=False)
+    created_at: datetime
+
+    def person(self) -> Person:
+        return Person(self.name, self.party, self.clearance, self.need_to_know)
+
+    def to_json(self) -> dict[str, Any]:
+        """The register entry; the token hash is included (it is what the digest fixes)."""
+        return {"name": self.name, "party": self.party, "clearance": self.clearance,
+                "need_to_know": sorted(self.need_to_know),
+                "token_hash": self.token_hash.hex(), "created_at": stamp(self.created_at)}
+
+    def public_json(self) -> dict[str, Any]:
+        """What listings show: no token material."""
+        out = self.to_json()
+        del out["token_hash"]
+        return out
+
+    def digest(self) -> str:
+        return digest(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    """An originator's signed consent (``crypto.Consent`` JSON), given by or obtained here."""
+
+    item_id: str
+    originator: Party
+    recipient: Party
+    direction: Direction
+    document: Mapping[str, Any]
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "originator": self.originator,
+                "recipient": self.recipient, "direction": self.direction,
+                "document": dict(self.document), "at": stamp(self.at)}
+
+    def digest(self) -> str:
+        return digest(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptRecord:
+    """A signed receipt (``crypto.Receipt`` JSON) this node gave or obtained for an item."""
+
+    item_id: str
+    version: str
+    peer: Party
+    direction: Direction
+    document: Mapping[str, Any]
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"item_id": self.item_id, "version": self.version, "peer": self.peer,
+                "direction": self.direction, "document": dict(self.document),
+                "at": stamp(self.at)}
+
+    def digest(self) -> str:
+        return digest(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationNotice:
+    """The originator's written notice that an item's level changed (only it may issue one).
+
+    Levels are in the originator's scheme; each holder re-marks to its own equivalent.
+    """
+
+    item_id: str
+    originator: Party
+    old_level: str
+    new_level: str
+    issued_at: datetime
+    key: str
+    signature: bytes
+
+    def body(self) -> dict[str, str]:
+        return {"item_id": self.item_id, "originator": self.originator,
+                "old_level": self.old_level, "new_level": self.new_level,
+                "issued_at": iso(self.issued_at), "key": self.key}
+
+    def to_json(self) -> dict[str, str]:
+        return {**self.body(), "signature": b64u(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ClassificationNotice:
+        names = ("item_id", "originator", "old_level", "new_level", "issued_at", "key",
+                 "signature")
+        if not isinstance(data, Mapping) or set(data) != set(names):
+            raise MalformedInput("not a classification notice", where="notice",
+                                 expected="members " + ", ".join(names))
+        for name in ("item_id", "old_level", "new_level", "key"):
+            if not isinstance(data[name], str) or not data[name]:
+                raise MalformedInput("must be a non-empty string", where=f"notice.{name}")
+        return cls(data["item_id"], party(data["originator"], where="notice.originator"),
+                   data["old_level"], data["new_level"],
+                   instant(data["issued_at"], where="notice.issued_at"), data["key"],
+                   from_b64u(data["signature"], where="notice.signature"))
+
+    def digest(self) -> str:
+        return digest({**self.to_json(), "issued_at": stamp(self.issued_at)})
+
+
+def _notice_message(notice: ClassificationNotice) -> bytes:
+    return signed_message(CLASSIFICATION_CONTEXT, canonical(notice.body()))
+
+
+def sign_classification_notice(*, item_id: str, originator: Party, old_level: str,
+                               new_level: str, issued_at: datetime,
+                               key: Ed25519PrivateKey) -> ClassificationNotice:
+    """Sign a classification change with the originator node's Ed25519 key."""
+    at = instant(issued_at)
+    # Milliseconds are what iso() renders, so a parsed copy equals the signed original.
+    unsigned = ClassificationNotice(item_id, party(originator), old_level, new_level,
+                                    at.replace(microsecond=at.microsecond // 1000 * 1000),
+                                    fingerprint(key), b"")
+    return replace(unsigned, signature=sign(key, _notice_message(unsigned)))
+
+
+def verify_classification_notice(notice: ClassificationNotice,
+                                 originator_public: Ed25519PublicKey) -> None:
+    """Check the originator signed ``notice``; raise :class:`ProofInvalid` if not."""
+    if notice.key != fingerprint(originator_public):
+        raise ProofInvalid(f"classification notice names key {notice.key[:16]}…, not the "
+                           f"key of originator {notice.originator}")
+    try:
+        originator_public.verify(notice.signature, _notice_message(notice))
+    except InvalidSignature:
+        raise ProofInvalid("classification notice signature does not verify") from None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentReport:
+    """A report of loss, compromise or possible compromise (Art. 17), or its investigation.
+
+    ``notify`` is the party that must be told: the originator or the provider of the item.
+    """
+
+    reference: str
+    kind: str
+    item_id: str | None
+    description: str
+    reported_by: str
+    notify: Party | None
+    at: datetime
+
+    def __post_init__(self) -> None:
+        if self.kind not in INCIDENT_KINDS:
+            raise MalformedInput(f"{self.kind!r} is not an incident kind", where="incident.kind",
+                                 expected="one of " + ", ".join(INCIDENT_KINDS))
+        if not self.description.strip():
+            raise MalformedInput("an incident report needs a description",
+                                 where="incident.description")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference": self.reference, "kind": self.kind, "item_id": self.item_id,
+                "description": self.description, "reported_by": self.reported_by,
+                "notify": self.notify, "at": stamp(self.at)}
+
+    def digest(self) -> str:
+        return digest(self.to_json())

@@ -1,0 +1,876 @@
+"""What a node does: one unit of work per use case, its audit events in the same commit.
+
+Every handler takes ``now`` from its caller (the shell reads the clock) and fails closed: an
+error before ``commit()`` leaves nothing behind, neither records nor events. A denial that
+must be on record (an access refused, an item refused on receipt, a classification change
+refused) is committed first and raised afterwards.
+
+Use cases: :func:`initialise`, :func:`publish`, :func:`publish_many`, :func:`ingest`,
+:func:`add_user`, :func:`read_item`, :func:`grant_consent`, :func:`record_consent`,
+:func:`change_classification`, :func:`apply_classification_notice`,
+:func:`report_incident`, :func:`record_receipt`; and on the read side
+:func:`verify_audit`, :func:`prove`, :func:`check_proof`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gsomia.core import crypto
+from gsomia.core.agreements import Catalogue
+from gsomia.core.audit import (
+    AuditEvent,
+    AuditKind,
+    LogProblem,
+    LogVerdict,
+    TreeHead,
+    event_leaf_hash,
+    hashes_from_json,
+    hashes_to_json,
+    inclusion_proof,
+    verify_consistency,
+    verify_inclusion,
+    verify_log,
+    verify_tree_head,
+)
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    CustodyRecord,
+    IncidentReport,
+    NodeUser,
+    ReceiptRecord,
+    StoredItem,
+    item_version,
+    record_bytes,
+    records_detail,
+    sign_classification_notice,
+    stamp,
+    token_hash,
+    verify_binding_bytes,
+    verify_classification_notice,
+)
+from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.labels import KNOWN_CAVEATS, Scheme, SecurityLabel
+from gsomia.core.policy import (
+    Consent,
+    Decision,
+    ReleaseRequest,
+    decide,
+    decide_access,
+    decide_classification_change,
+)
+from gsomia.core.stix import apply_marking, label_marking
+from gsomia.core.types import Party, iso, party
+from gsomia.service.ports import AuditReader, KeyStore, StixValidator, UnitOfWork
+
+PROOF_VERSION = "gsomia/audit-proof/v1"
+_STORING = (AuditKind.ITEM_CREATED.value, AuditKind.RECEIVED.value)
+_PURPOSE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+# ---- node ---------------------------------------------------------------------------------
+
+
+def initialise(uow: UnitOfWork, *, keys: KeyStore, now: datetime,
+               identity: Mapping[str, Any]) -> AuditEvent:
+    """Open the log with the node's identity (party and key fingerprints) as event 0."""
+    with uow:
+        if uow.audit.size:
+            raise MalformedInput("the database already holds a node's audit log",
+                                 where="database", expected="an empty database for a new node")
+        event = uow.audit.append(AuditKind.NODE_INITIALISED, now, "node",
+                                 details={"party": keys.party, **identity})
+        uow.commit()
+    return event
+
+
+# ---- publishing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequest:
+    """The label a publisher asks for, in its own national scheme."""
+
+    level: str
+    rel_to: tuple[Party, ...]
+    purpose: str
+    caveats: frozenset[str] = frozenset()
+    policy: str | None = None
+    category: str | None = None
+
+
+def make_label(request: LabelRequest, *, originator: Party, catalogue: Catalogue,
+               now: datetime) -> SecurityLabel:
+    """The originator's label for ``request``, or MalformedInput saying what to fix."""
+    if not request.rel_to:
+        raise MalformedInput("REL TO is empty", where="--rel-to",
+                             expected="one or more party codes such as KOR,JPN")
+    rel_to = frozenset(party(p, where="--rel-to") for p in request.rel_to)
+    unknown = sorted(request.caveats - KNOWN_CAVEATS)
+    if unknown:
+        raise MalformedInput(f"unknown caveat(s) {', '.join(unknown)}", where="--caveat",
+                             expected="one of " + ", ".join(sorted(KNOWN_CAVEATS)))
+    if not request.purpose or not _PURPOSE.match(request.purpose):
+        raise MalformedInput(f"{request.purpose!r} is not a purpose", where="--purpose",
+                             expected="a purpose code such as dprk-missile")
+    if request.policy is not None:
+        agreement = catalogue.get(request.policy)
+        if originator not in agreement.parties:
+            raise MalformedInput(f"{originator} is not a party to {agreement.id}",
+                                 where="--policy",
+                                 expected="an agreement this node's party belongs to")
+        if request.purpose not in agreement.purposes:
+            raise MalformedInput(
+                f"purpose {request.purpose!r} is outside {agreement.id}'s scope",
+                where="--purpose", expected="one of " + ", ".join(sorted(agreement.purposes)))
+    if request.category is not None and not request.category.strip():
+        raise MalformedInput("empty category", where="--category")
+    label = SecurityLabel(originator, request.level, rel_to, request.purpose,
+                          frozenset(request.caveats), policy=request.policy,
+                          category=request.category, created=now)
+    scheme = catalogue.schemes.get(originator)
+    if scheme is None:
+        raise MalformedInput(f"no classification scheme for {originator}", where="party")
+    scheme.level(request.level, where="--level")
+    return label
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    item_id: str
+    version: str
+    seq: int
+    marking: str
+    national_marking: str
+    binding_key: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.item_id, "version": self.version, "seq": self.seq,
+                "marking": self.marking, "national_marking": self.national_marking,
+                "binding_key": self.binding_key}
+
+
+def publish(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+            obj: Mapping[str, Any], label: LabelRequest, now: datetime,
+            actor: str = "operator", validate: StixValidator | None = None) -> Published:
+    """Validate, label, bind, store and audit one STIX object (one commit)."""
+    return publish_many(uow, keys=keys, catalogue=catalogue, entries=[(obj, label)], now=now,
+                        actor=actor, validate=validate)[0]
+
+
+def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+                 entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
+                 actor: str = "operator",
+                 validate: StixValidator | None = None) -> list[Published]:
+    """Publish several objects in one commit: all are stored and audited, or none.
+
+    Everything that can be refused (the object, the label, a version already held) is
+    checked before anything is written.
+    """
+    key = keys.signing_key()
+    prepared: list[tuple[StoredItem, SecurityLabel, crypto.Binding]] = []
+    seen: set[tuple[str, str]] = set()
+    for i, (obj, request) in enumerate(entries):
+        if not isinstance(obj, Mapping):
+            raise MalformedInput("not a JSON object", where=f"object {i}",
+                                 expected="a STIX 2.1 object")
+        # The label first: it is cheap to check, and a wrong level should not wait for STIX.
+        label = make_label(request, originator=keys.party, catalogue=catalogue, now=now)
+        if obj.get("type") in ("marking-definition", "extension-definition"):
+            raise MalformedInput(f"a {obj['type']} is not an item", where="object.type",
+                                 expected="a STIX domain, relationship or cyber-observable "
+                                          "object")
+        if validate is not None:
+            validate(obj)
+        english = label.english_marking(catalogue.schemes)
+        marked = apply_marking(obj, label_marking(label, english, created=now))
+        binding = crypto.bind(label.to_json(), marked, key)
+        item = StoredItem.of(marked, label, binding, now)
+        if (item.item_id, item.version) in seen:
+            raise MalformedInput(f"{item.item_id} version {item.version} appears twice",
+                                 where=f"object {i}", expected="each version once")
+        seen.add((item.item_id, item.version))
+        prepared.append((item, label, binding))
+    out: list[Published] = []
+    with uow:
+        held = uow.repo.held_versions([(p[0].item_id, p[0].version) for p in prepared])
+        if held:
+            item_id, version = sorted(held)[0]
+            raise MalformedInput(
+                f"{item_id} version {version} is already held", where="object.modified",
+                expected="a new version (a later 'modified') to publish a change")
+        for item, label, binding in prepared:
+            other = uow.repo.get_item(item.item_id)
+            if other is not None and other.originator != keys.party:
+                raise MalformedInput(
+                    f"{item.item_id} originated at {other.originator}; only its originator "
+                    "publishes new versions", where="object.id", expected="a new id")
+            english = label.english_marking(catalogue.schemes)
+            national = label.national_marking()
+            custody = CustodyRecord(item.item_id, item.version, "created", keys.party, label,
+                                    label, now, agreement=label.policy).knowing(item.label)
+            chash = item.content_hash()
+            created = uow.audit.append(
+                AuditKind.ITEM_CREATED, now, actor, item_id=item.item_id,
+                item_version=item.version, content_hash=chash,
+                details={"type": item.stix_type, "originator": keys.party,
+                         "added_at": stamp(item.added_at),
+                         "marking": english, "national_marking": national,
+                         "records": records_detail(custody=[custody.digest()])})
+            uow.audit.append(
+                AuditKind.LABEL_BOUND, now, "node", item_id=item.item_id,
+                item_version=item.version, content_hash=chash,
+                details={"key": binding.key, "digest": crypto.b64u(binding.digest),
+                         "label": label.to_json()})
+            uow.repo.add_item(item, seq=created.seq)
+            uow.repo.add_custody(custody, seq=created.seq)
+            out.append(Published(item.item_id, item.version, created.seq, english, national,
+                                 binding.key))
+        uow.commit()
+    return out
+
+
+# ---- receiving ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An item as a partner delivered it: the object and label the originator bound."""
+
+    obj: Mapping[str, Any]
+    label: SecurityLabel
+    binding: crypto.Binding
+    sender: Party
+    consents: tuple[Consent, ...] = ()
+    envelope_digest: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """Outcome for one incoming item: ``stored``, ``duplicate`` (already held) or
+    ``refused`` with reasons."""
+
+    item_id: str
+    version: str
+    status: str
+    reasons: tuple[str, ...] = ()
+    agreement: str | None = None
+    national_level: str | None = None
+    seq: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.item_id, "version": self.version, "status": self.status,
+                "reasons": list(self.reasons), "agreement": self.agreement,
+                "national_level": self.national_level, "seq": self.seq}
+
+
+def check_binding(incoming: Incoming,
+                  originator_keys: Mapping[Party, Ed25519PublicKey]) -> str | None:
+    """Why the originator's binding does not hold (None if it does). Fails closed."""
+    public = originator_keys.get(incoming.label.originator)
+    if public is None:
+        return f"no public key known for originator {incoming.label.originator}"
+    try:
+        crypto.verify_binding(incoming.label.to_json(), incoming.obj, incoming.binding, public)
+    except (ProofInvalid, MalformedInput) as exc:
+        return f"binding of {incoming.label.originator}: {exc}"
+    return None
+
+
+def check_bindings(batch: Sequence[Incoming],
+                   originator_keys: Mapping[Party, Ed25519PublicKey]) -> list[str | None]:
+    """:func:`check_binding` for each item, in order."""
+    return [check_binding(i, originator_keys) for i in batch]
+
+
+def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+           batch: Sequence[Incoming], originator_keys: Mapping[Party, Ed25519PublicKey],
+           now: datetime) -> list[Ingested]:
+    """Receive a batch of items in one commit.
+
+    Each item must carry a binding by its originator that verifies, and this node's own copy
+    of the release policy must permit the sender to release it here (a node refuses what the
+    sender had no right to send). Accepted items are re-marked to this node's equivalent
+    level (Art. 4), stored with a custody record and audited; refused ones are audited with
+    their reasons; versions already held are reported as duplicates and change nothing.
+    One commit (one sync, one signed head) serves the whole batch.
+    """
+    verdicts: list[tuple[Incoming, str, str, str | None, Decision | None,
+                         StoredItem | None]] = []
+    for incoming in batch:
+        item_id = str(incoming.obj.get("id", ""))
+        version = _version(incoming.obj)
+        problem: str | None = None
+        item: StoredItem | None = None
+        public = originator_keys.get(incoming.label.originator)
+        if public is None:
+            problem = f"no public key known for originator {incoming.label.originator}"
+        else:
+            # The bytes bound are the bytes stored: canonicalise once for both.
+            try:
+                content = crypto.canonical(incoming.obj, where="content")
+                label_bytes = record_bytes(incoming.label.to_json())
+                verify_binding_bytes(label_bytes, content, incoming.binding, public)
+                item = StoredItem.from_canonical(incoming.obj, content, incoming.label,
+                                                 label_bytes, incoming.binding, now)
+            except (ProofInvalid, MalformedInput) as exc:
+                problem = f"binding of {incoming.label.originator}: {exc}"
+        if problem is not None:
+            verdicts.append((incoming, item_id, version, problem, None, None))
+            continue
+        decision = decide(ReleaseRequest(item_id, incoming.label, incoming.sender, keys.party,
+                                         now, incoming.consents), catalogue)
+        verdicts.append((incoming, item_id, version,
+                         None if decision.permit else "; ".join(decision.reasons), decision,
+                         item))
+    out: list[Ingested] = []
+    with uow:
+        held = uow.repo.held_versions([(v[1], v[2]) for v in verdicts if v[3] is None])
+        items: list[tuple[StoredItem, int]] = []
+        custody: list[tuple[CustodyRecord, int]] = []
+        for incoming, item_id, version, problem, verdict, stored in verdicts:
+            if problem is not None or verdict is None or stored is None:
+                reasons = (problem or "refused",)
+                event = uow.audit.append(
+                    AuditKind.ENVELOPE_REFUSED, now, incoming.sender,
+                    item_id=item_id or None, item_version=version if item_id else None,
+                    details={"sender": incoming.sender, "reasons": list(reasons)})
+                out.append(Ingested(item_id, version, "refused", reasons, seq=event.seq))
+                continue
+            decision = verdict
+            if (item_id, version) in held:
+                out.append(Ingested(item_id, version, "duplicate", agreement=decision.agreement,
+                                    national_level=decision.recipient_level))
+                continue
+            held.add((item_id, version))
+            level = decision.recipient_level or incoming.label.level
+            national = incoming.label.remarked(keys.party, level)
+            record = CustodyRecord(item_id, version, "received", keys.party, incoming.label,
+                                   national, now, provider=incoming.sender,
+                                   agreement=decision.agreement,
+                                   envelope_digest=incoming.envelope_digest
+                                   ).knowing(stored.label)
+            event = uow.audit.append(
+                AuditKind.RECEIVED, now, incoming.sender, item_id=item_id,
+                item_version=version, content_hash=stored.content_hash(),
+                details={"sender": incoming.sender, "type": stored.stix_type,
+                         "originator": stored.originator, "added_at": stamp(stored.added_at),
+                         "agreement": decision.agreement, "binding_key": incoming.binding.key,
+                         "national_level": level,
+                         "records": records_detail(custody=[record.digest()])})
+            items.append((stored, event.seq))
+            custody.append((record, event.seq))
+            out.append(Ingested(item_id, version, "stored", decision.reasons,
+                                decision.agreement, level, event.seq))
+        uow.repo.add_items(items)
+        uow.repo.add_custody_many(custody)
+        uow.commit()
+    return out
+
+
+def _version(obj: Mapping[str, Any]) -> str:
+    return item_version(obj)
+
+
+# ---- people and access --------------------------------------------------------------------
+
+
+def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme], name: str,
+             clearance: str, need_to_know: Iterable[str], token: str, now: datetime,
+             actor: str = "operator") -> NodeUser:
+    """Register a person with a clearance in the node's scheme and need-to-know purposes.
+
+    ``token`` is the secret the shell drew; only its hash is stored.
+    """
+    if not name or not name.strip() or len(name) > 100 or any(c.isspace() for c in name):
+        raise MalformedInput(f"{name!r} is not a user name", where="--name",
+                             expected="1 to 100 characters without spaces")
+    scheme = schemes.get(keys.party)
+    if scheme is None:
+        raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
+    scheme.level(clearance, where="--clearance")
+    purposes = frozenset(p.strip() for p in need_to_know if p.strip())
+    if not purposes:
+        raise MalformedInput("no need-to-know given", where="--need-to-know",
+                             expected="one or more purposes such as dprk-missile")
+    for p in purposes:
+        if not _PURPOSE.match(p):
+            raise MalformedInput(f"{p!r} is not a purpose", where="--need-to-know",
+                                 expected="purpose codes such as dprk-missile")
+    if len(token) < 32:
+        raise MalformedInput("token too short", where="token", expected="32 or more characters")
+    user = NodeUser(name, keys.party, clearance, purposes, token_hash(token), now)
+    with uow:
+        if uow.repo.user_named(name) is not None:
+            raise MalformedInput(f"user {name!r} already exists", where="--name",
+                                 expected="a new name")
+        event = uow.audit.append(
+            AuditKind.USER_ADDED, now, actor,
+            details={**user.public_json(), "records": records_detail(users=[user.digest()])})
+        uow.repo.add_user(user, seq=event.seq)
+        uow.commit()
+    return user
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """A granted read: the item, its custody as held here, the decision, who read it."""
+
+    item: StoredItem
+    custody: CustodyRecord
+    decision: Decision
+    user: NodeUser
+    seq: int
+
+
+def read_item(uow: UnitOfWork, *, schemes: Mapping[Party, Scheme], token: str, item_id: str,
+              version: str | None = None, now: datetime) -> Reading:
+    """Art. 7: a person reads an item only with clearance and need-to-know; always audited.
+
+    Raises :class:`PolicyDenied` (after committing the denial to the log) when refused.
+    """
+    with uow:
+        user = uow.repo.user_by_token(token_hash(token))
+        if user is None:
+            uow.audit.append(AuditKind.ACCESS_DENIED, now, "unknown", item_id=item_id or None,
+                             item_version=version if item_id else None,
+                             details={"reasons": ["no user holds this token"]})
+            uow.commit()
+            raise PolicyDenied(("no user holds this token",))
+        item = uow.repo.get_item(item_id, version)
+        if item is None:
+            what = f"{item_id}" + (f" version {version}" if version else "")
+            reason = f"{what} is not held here"
+            uow.audit.append(AuditKind.ACCESS_DENIED, now, user.name, item_id=item_id or None,
+                             item_version=version if item_id else None,
+                             details={"reasons": [reason]})
+            uow.commit()
+            raise PolicyDenied((reason,))
+        custody = uow.repo.custody_of(item.item_id, item.version)
+        if not custody:
+            raise ProofInvalid(f"{item.item_id} version {item.version} has no custody record")
+        current = custody[-1]
+        decision = decide_access(user.person(), current.national_label, schemes)
+        kind = AuditKind.ACCESS_GRANTED if decision.permit else AuditKind.ACCESS_DENIED
+        event = uow.audit.append(
+            kind, now, user.name, item_id=item.item_id, item_version=item.version,
+            content_hash=item.content_hash() if decision.permit else None,
+            details={"reasons": list(decision.reasons),
+                     "marking": current.national_label.national_marking(),
+                     "clearance": user.clearance})
+        uow.commit()
+    if not decision.permit:
+        raise PolicyDenied(decision.reasons)
+    return Reading(item, current, decision, user, event.seq)
+
+
+# ---- consents, classification changes, incidents, receipts ---------------------------------
+
+
+def grant_consent(uow: UnitOfWork, *, keys: KeyStore, item_id: str, recipient: Party,
+                  now: datetime, actor: str = "operator") -> crypto.Consent:
+    """As originator, consent in writing to the release of ``item_id`` to ``recipient``."""
+    recipient = party(recipient, where="recipient")
+    with uow:
+        item = uow.repo.get_item(item_id)
+        if item is None:
+            raise MalformedInput(f"{item_id} is not held here", where="item")
+        if item.originator != keys.party:
+            raise PolicyDenied((f"{item_id} originated at {item.originator}; only the "
+                                "originator consents to a release to a third party",))
+        consent = crypto.grant_consent(item_id=item_id, originator=keys.party,
+                                       recipient=recipient, granted_at=now,
+                                       key=keys.signing_key())
+        record = ConsentRecord(item_id, keys.party, recipient, "given", consent.to_json(), now)
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor, item_id=item_id,
+            details={"originator": keys.party, "recipient": recipient, "direction": "given",
+                     "records": records_detail(consents=[record.digest()])})
+        uow.repo.add_consent(record, seq=event.seq)
+        uow.commit()
+    return consent
+
+
+def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,
+                   originator_public: Ed25519PublicKey, now: datetime,
+                   actor: str = "node") -> ConsentRecord:
+    """Keep a consent obtained from an originator, after checking its signature."""
+    crypto.verify_consent(consent, originator_public)
+    record = ConsentRecord(consent.item_id, consent.originator, consent.recipient, "obtained",
+                           consent.to_json(), now)
+    with uow:
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor, item_id=consent.item_id,
+            details={"originator": consent.originator, "recipient": consent.recipient,
+                     "direction": "obtained",
+                     "records": records_detail(consents=[record.digest()])})
+        uow.repo.add_consent(record, seq=event.seq)
+        uow.commit()
+    return record
+
+
+def change_classification(uow: UnitOfWork, *, keys: KeyStore,
+                          schemes: Mapping[Party, Scheme], item_id: str, new_level: str,
+                          now: datetime, actor: str = "operator") -> ClassificationNotice:
+    """As originator, change an item's level; every version held is re-marked here.
+
+    Returns the signed notice for the exchange to send to every holder. A holder's attempt
+    is refused (:class:`PolicyDenied`) and recorded.
+    """
+    with uow:
+        versions = uow.repo.item_versions(item_id)
+        if not versions:
+            raise MalformedInput(f"{item_id} is not held here", where="item")
+        latest = uow.repo.custody_of(item_id, versions[-1].version)[-1]
+        decision = decide_classification_change(keys.party, latest.original_label, new_level,
+                                                schemes)
+        if not decision.permit:
+            uow.audit.append(AuditKind.CLASSIFICATION_CHANGED, now, actor, item_id=item_id,
+                             details={"permit": False, "reasons": list(decision.reasons),
+                                      "new_level": new_level})
+            uow.commit()
+            raise PolicyDenied(decision.reasons)
+        notice = sign_classification_notice(
+            item_id=item_id, originator=keys.party, old_level=latest.national_label.level,
+            new_level=new_level, issued_at=now, key=keys.signing_key())
+        remarked = _remark_all(uow, versions, keys.party, new_level, now,
+                               f"classification changed by originator {keys.party}")
+        event = uow.audit.append(
+            AuditKind.CLASSIFICATION_CHANGED, now, actor, item_id=item_id,
+            details={"permit": True, "originator": keys.party, "old_level": notice.old_level,
+                     "new_level": new_level,
+                     "records": records_detail(classification_notices=[notice.digest()],
+                                               custody=[r.digest() for r in remarked])})
+        uow.repo.add_notice(notice, seq=event.seq)
+        for record in remarked:
+            uow.repo.add_custody(record, seq=event.seq)
+        uow.commit()
+    return notice
+
+
+def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+                                notice: ClassificationNotice,
+                                originator_public: Ed25519PublicKey, now: datetime,
+                                actor: str = "node") -> list[CustodyRecord]:
+    """As holder, re-mark every version held to the equivalent of the originator's new level.
+
+    The notice must be signed by the item's originator; the equivalent level comes from the
+    agreement each version was received under (``NoEquivalent`` if it has none).
+    """
+    verify_classification_notice(notice, originator_public)
+    with uow:
+        versions = uow.repo.item_versions(notice.item_id)
+        if not versions:
+            raise MalformedInput(f"{notice.item_id} is not held here", where="notice.item_id")
+        remarked: list[CustodyRecord] = []
+        for item in versions:
+            current = uow.repo.custody_of(item.item_id, item.version)[-1]
+            if current.original_label.originator != notice.originator:
+                raise ProofInvalid(f"notice from {notice.originator}, but {notice.item_id} "
+                                   f"originated at {current.original_label.originator}")
+            if keys.party == notice.originator:
+                level = notice.new_level
+            elif current.agreement is None:
+                raise MalformedInput(f"{notice.item_id} was received under no agreement",
+                                     where="custody")
+            else:
+                level = catalogue.get(current.agreement).equivalent(
+                    notice.originator, notice.new_level, keys.party)
+            remarked.append(CustodyRecord(
+                item.item_id, item.version, "remarked", keys.party, current.original_label,
+                current.national_label.remarked(keys.party, level), now,
+                provider=current.provider, agreement=current.agreement,
+                note=f"notice of {notice.originator}: {notice.old_level} → {notice.new_level}"))
+        event = uow.audit.append(
+            AuditKind.CLASSIFICATION_CHANGED, now, actor, item_id=notice.item_id,
+            details={"permit": True, "originator": notice.originator,
+                     "old_level": notice.old_level, "new_level": notice.new_level,
+                     "national_levels": sorted({r.national_label.level for r in remarked}),
+                     "records": records_detail(classification_notices=[notice.digest()],
+                                               custody=[r.digest() for r in remarked])})
+        uow.repo.add_notice(notice, seq=event.seq)
+        for record in remarked:
+            uow.repo.add_custody(record, seq=event.seq)
+        uow.commit()
+    return remarked
+
+
+def _remark_all(uow: UnitOfWork, versions: Sequence[StoredItem], holder: Party, level: str,
+                now: datetime, note: str) -> list[CustodyRecord]:
+    out = []
+    for item in versions:
+        current = uow.repo.custody_of(item.item_id, item.version)[-1]
+        out.append(CustodyRecord(item.item_id, item.version, "remarked", holder,
+                                 current.original_label,
+                                 current.national_label.remarked(holder, level), now,
+                                 provider=current.provider, agreement=current.agreement,
+                                 note=note))
+    return out
+
+
+def report_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, description: str,
+                    now: datetime, item_id: str | None = None,
+                    actor: str = "operator") -> IncidentReport:
+    """Record a loss, compromise or possible compromise (Art. 17), naming whom to tell:
+    the provider the item came from, else its originator if that is another party."""
+    with uow:
+        notify: Party | None = None
+        if item_id is not None:
+            versions = uow.repo.item_versions(item_id)
+            if not versions:
+                raise MalformedInput(f"{item_id} is not held here", where="--item")
+            current = uow.repo.custody_of(item_id, versions[-1].version)[-1]
+            notify = current.provider or (current.original_label.originator
+                                          if current.original_label.originator != keys.party
+                                          else None)
+        reference = f"{keys.party}-incident-{uow.audit.size}"
+        report = IncidentReport(reference, kind, item_id, description, actor, notify, now)
+        event = uow.audit.append(
+            AuditKind.INCIDENT, now, actor, item_id=item_id,
+            details={"reference": reference, "kind": kind, "notify": notify,
+                     "records": records_detail(incidents=[report.digest()])})
+        uow.repo.add_incident(report, seq=event.seq)
+        uow.commit()
+    return report
+
+
+def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, now: datetime,
+                   peer_public: Ed25519PublicKey | None = None,
+                   actor: str = "node") -> ReceiptRecord:
+    """Keep a receipt this node signed (given) or a partner signed for it (obtained; its
+    signature is checked when ``peer_public`` is given)."""
+    direction: Literal["given", "obtained"]
+    if receipt.recipient == keys.party:
+        direction, peer = "given", receipt.sender
+    elif receipt.sender == keys.party:
+        direction, peer = "obtained", receipt.recipient
+        if peer_public is not None:
+            crypto.verify_receipt(receipt, peer_public)
+    else:
+        raise MalformedInput(f"receipt between {receipt.sender} and {receipt.recipient} does "
+                             f"not concern {keys.party}", where="receipt")
+    record = ReceiptRecord(receipt.item_id, receipt.version, peer, direction,
+                           receipt.to_json(), now)
+    with uow:
+        event = uow.audit.append(
+            AuditKind.RECEIPT, now, actor, item_id=receipt.item_id,
+            item_version=receipt.version,
+            details={"peer": peer, "direction": direction,
+                     "records": records_detail(receipts=[record.digest()])})
+        uow.repo.add_receipt(record, seq=event.seq)
+        uow.commit()
+    return record
+
+
+# ---- verifying the log ----------------------------------------------------------------------
+
+
+def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
+                 max_heads: int = 64, max_problems: int = 100) -> LogVerdict:
+    """Recompute the whole log from the store and check it against the signed tree heads.
+
+    On top of :func:`gsomia.core.audit.verify_log` (events, items, heads): events after the
+    latest signed head (``unsigned``), a stored frontier that disagrees with the log
+    (``frontier``), and every register row against the digest its event recorded
+    (``record-modified``, ``record-missing``, ``record-unlogged``).
+    """
+    heads = reader.tree_heads(max_heads)
+    latest_signed = reader.latest_head()
+    if latest_signed is not None and all(h.size != latest_signed.size for h in heads):
+        heads.append(latest_signed)
+    extra: list[LogProblem] = []
+    try:
+        external = reader.external_head()
+    except MalformedInput as exc:
+        external = None
+        extra.append(LogProblem("external-head", "tree-head.json", str(exc)))
+    if external is not None and all(h.to_json() != external.to_json() for h in heads):
+        heads.append(external)
+    expected: dict[int, dict[str, list[str]]] = {}
+    # What the event storing each item says about it: (id, version, type, originator, added).
+    stored_by: dict[int, tuple[Any, ...]] = {}
+
+    def rows() -> Iterator[Mapping[str, Any]]:
+        for row in reader.rows():
+            details = row["details"]
+            # Most events (reads) carry no records: keep their path to one dict lookup.
+            if type(details) is dict and ("records" in details or row["kind"] in _STORING):
+                records = details.get("records")
+                if isinstance(records, Mapping):
+                    expected[row["seq"]] = {str(k): list(v) for k, v in records.items()
+                                            if isinstance(v, list)}
+                if row["kind"] in _STORING:
+                    stored_by[row["seq"]] = (row["item_id"], row["item_version"],
+                                             details.get("type"), details.get("originator"),
+                                             details.get("added_at"))
+            yield row
+
+    verdict = verify_log(rows(), heads, reader.item_record, public_key=public_key,
+                         stored_items=reader.stored_items(), max_problems=max_problems)
+    latest = latest_signed.size if latest_signed is not None else 0
+    if verdict.size > latest:
+        extra.append(LogProblem(
+            "unsigned", f"seq {latest}-{verdict.size - 1}",
+            f"events seq {latest} to {verdict.size - 1} are covered by no signed tree head "
+            "(the node signs one in every commit): they were inserted behind its back"))
+    acc = reader.accumulator()
+    if acc is None or acc.size != verdict.size or acc.root() != verdict.root:
+        held = "missing" if acc is None else f"records {acc.size} events"
+        extra.append(LogProblem(
+            "frontier", "audit_state",
+            f"the node's Merkle frontier {held}, root "
+            f"{acc.root().hex()[:16] if acc else '-'}…, but the log as stored has "
+            f"{verdict.size} events, root {verdict.root.hex()[:16]}…"))
+    for meta in reader.item_meta():
+        where = f"item {meta[0]}@{meta[1]}"
+        said = stored_by.get(meta[5])
+        if said is None or said != meta[:5]:
+            extra.append(LogProblem(
+                "item-modified", where,
+                f"{where} was modified: its stored type, originator, time added or event seq "
+                f"({meta[5]}) differ from what the event that stored it recorded"))
+    for row in reader.record_rows():
+        wanted = expected.get(row.seq, {}).get(row.table)
+        if wanted and row.digest in wanted:
+            wanted.remove(row.digest)
+        elif wanted is not None or row.seq in expected:
+            extra.append(LogProblem(
+                "record-modified", f"{row.table} {row.where}",
+                f"{row.table} row {row.where} does not match what event seq {row.seq} "
+                "recorded: it was modified"))
+            if wanted:
+                wanted.pop()  # this row stands for one the event recorded: not also missing
+        else:
+            extra.append(LogProblem(
+                "record-unlogged", f"{row.table} {row.where}",
+                f"{row.table} row {row.where} names event seq {row.seq}, which records no "
+                "such row: it was inserted behind the log's back"))
+    for seq, tables in sorted(expected.items()):
+        for table, left in sorted(tables.items()):
+            for d in left:
+                extra.append(LogProblem(
+                    "record-missing", f"{table} recorded by seq {seq}",
+                    f"a {table} row recorded by event seq {seq} ({d[:16]}…) is missing or "
+                    "was changed"))
+    problems = verdict.problems + tuple(extra[:max(0, max_problems - len(verdict.problems))])
+    return LogVerdict(verdict.ok and not extra, verdict.size, verdict.root, problems,
+                      verdict.truncated or len(verdict.problems) + len(extra) > max_problems)
+
+
+# ---- proofs -------------------------------------------------------------------------------
+
+
+def latest_head(reader: AuditReader) -> TreeHead:
+    head = reader.latest_head()
+    if head is None:
+        raise MalformedInput("the log has no signed tree head", where="audit")
+    return head
+
+
+def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | None = None,
+          against: int | None = None, party_code: str | None = None) -> dict[str, Any]:
+    """Inclusion of event ``event`` and/or consistency of the signed head of size ``against``
+    with the latest signed head, as one JSON document anyone can check with
+    :func:`check_proof` and the node's public key."""
+    head = latest_head(reader)
+    leaves = reader.leaf_hashes()
+    if len(leaves) < head.size:
+        raise ProofInvalid(f"the store holds {len(leaves)} events but the latest signed head "
+                           f"covers {head.size}: run audit verify")
+    doc: dict[str, Any] = {
+        "version": PROOF_VERSION, "party": party_code,
+        "public_key": crypto.b64u(crypto.raw_public(public_key)), "head": head.to_json()}
+    if event is not None:
+        if not 0 <= event < head.size:
+            raise MalformedInput(f"no event {event} under the latest signed head",
+                                 where="--event", expected=f"0 to {head.size - 1}")
+        row = reader.event(event)
+        if row is None:
+            raise ProofInvalid(f"event {event} is missing from the store: run audit verify")
+        path = inclusion_proof(leaves, event, head.size)
+        stored = bytes.fromhex(row["leaf_hash"])
+        verify_inclusion(stored, event, head.size, path, head.root)
+        doc["inclusion"] = {"event": {k: v for k, v in row.items() if k != "leaf_hash"},
+                            "leaf_hash": stored.hex(), "index": event,
+                            "tree_size": head.size, "path": hashes_to_json(path)}
+    if against is not None:
+        old = reader.tree_head(against)
+        if old is None:
+            sizes = reader.head_sizes()
+            near = [s for s in sizes if abs(s - against) <= 5][:10] or sizes[-5:]
+            raise MalformedInput(f"no signed tree head of size {against}", where="--against",
+                                 expected="the size of a signed head, e.g. "
+                                          + ", ".join(map(str, near)))
+        from gsomia.core.audit import consistency_proof
+
+        path = consistency_proof(leaves, old.size, head.size)
+        verify_consistency(old.size, head.size, old.root, head.root, path)
+        doc["consistency"] = {"old_head": old.to_json(), "path": hashes_to_json(path)}
+    return doc
+
+
+@dataclass(frozen=True, slots=True)
+class ProofCheck:
+    head_size: int
+    event: int | None = None
+    kind: str | None = None
+    old_size: int | None = None
+    checks: tuple[str, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": True, "head_size": self.head_size, "event": self.event,
+                "kind": self.kind, "old_size": self.old_size, "checks": list(self.checks)}
+
+
+def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
+    """Check a :func:`prove` document offline; raise :class:`ProofInvalid` on any failure."""
+    if not isinstance(doc, Mapping) or doc.get("version") != PROOF_VERSION:
+        raise MalformedInput("not an audit proof", where="proof",
+                             expected=f'a JSON document with "version": "{PROOF_VERSION}"')
+    checks: list[str] = []
+    head = TreeHead.from_json(doc.get("head"))  # type: ignore[arg-type]
+    verify_tree_head(head, public_key)
+    checks.append(f"tree head of size {head.size} is signed by key {head.key[:16]}…")
+    event_no: int | None = None
+    kind: str | None = None
+    inclusion = doc.get("inclusion")
+    if inclusion is not None:
+        if not isinstance(inclusion, Mapping):
+            raise MalformedInput("not an inclusion proof", where="proof.inclusion")
+        event = AuditEvent.from_json(inclusion.get("event", {}))
+        leaf = event_leaf_hash(event)
+        if inclusion.get("leaf_hash") not in (None, leaf.hex()):
+            raise ProofInvalid(f"event {event.seq} does not hash to the leaf hash given")
+        if inclusion.get("index") != event.seq or inclusion.get("tree_size") != head.size:
+            raise ProofInvalid("inclusion proof names another index or tree size than the "
+                               "event and the head")
+        verify_inclusion(leaf, event.seq, head.size,
+                         hashes_from_json(inclusion.get("path"), where="proof.inclusion.path"),
+                         head.root)
+        event_no, kind = event.seq, event.kind.value
+        checks.append(f"event {event.seq} ({event.kind.value} at {iso(event.at)}) is leaf "
+                      f"{event.seq} of that tree")
+    old_size: int | None = None
+    consistency = doc.get("consistency")
+    if consistency is not None:
+        if not isinstance(consistency, Mapping):
+            raise MalformedInput("not a consistency proof", where="proof.consistency")
+        old = TreeHead.from_json(consistency.get("old_head"))  # type: ignore[arg-type]
+        verify_tree_head(old, public_key)
+        verify_consistency(old.size, head.size, old.root, head.root,
+                           hashes_from_json(consistency.get("path"),
+                                            where="proof.consistency.path"))
+        old_size = old.size
+        checks.append(f"the signed tree of size {old.size} is a prefix of the tree of size "
+                      f"{head.size}")
+    if inclusion is None and consistency is None:
+        raise MalformedInput("the proof proves nothing", where="proof",
+                             expected="an inclusion or a consistency member")
+    return ProofCheck(head.size, event_no, kind, old_size, tuple(checks))

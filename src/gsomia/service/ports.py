@@ -1,0 +1,194 @@
+"""The seams between the handlers and the world: what a store and a key store must offer.
+
+A handler opens one :class:`UnitOfWork`, reads and writes through ``uow.repo``, appends to
+``uow.audit`` and calls ``commit()``: the records, the audit events and the signed tree head
+for the new log size then become durable together, or (leaving the block without
+committing, or on any error) not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from gsomia.core.audit import AuditEvent, AuditKind, MerkleAccumulator, TreeHead
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    CustodyRecord,
+    Holding,
+    IncidentReport,
+    NodeUser,
+    ReceiptRecord,
+    StoredItem,
+)
+from gsomia.core.types import Party
+
+
+class KeyStore(Protocol):
+    """The node's identity: its party and its keys (held by the shell, passed in)."""
+
+    @property
+    def party(self) -> Party: ...
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        """Label binding, receipts, consents, notices and tree heads."""
+        ...
+
+    def public_signing_key(self) -> Ed25519PublicKey: ...
+
+    def envelope_key(self) -> X25519PrivateKey:
+        """The key partners seal envelopes to."""
+        ...
+
+
+class StixValidator(Protocol):
+    """Checks one STIX 2.1 object; raises ``MalformedInput`` listing what is wrong."""
+
+    def __call__(self, obj: Mapping[str, Any]) -> None: ...
+
+
+class Repository(Protocol):
+    """The node's holdings and registers. ``seq`` is the audit event that records a write."""
+
+    # items and custody
+    def add_item(self, item: StoredItem, *, seq: int) -> None: ...
+    def add_items(self, items: list[tuple[StoredItem, int]]) -> None: ...
+    def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
+        """One version, or the latest stored version when ``version`` is None."""
+        ...
+    def item_versions(self, item_id: str) -> list[StoredItem]: ...
+    def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of the (id, version) pairs are already stored."""
+        ...
+    def add_custody(self, record: CustodyRecord, *, seq: int) -> None: ...
+    def add_custody_many(self, records: list[tuple[CustodyRecord, int]]) -> None: ...
+    def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
+        """Custody history of one item version, oldest first."""
+        ...
+    def holdings(self) -> list[Holding]: ...
+    # registers
+    def add_user(self, user: NodeUser, *, seq: int) -> None: ...
+    def user_named(self, name: str) -> NodeUser | None: ...
+    def user_by_token(self, token_hash: bytes) -> NodeUser | None: ...
+    def users(self) -> list[NodeUser]: ...
+    def add_consent(self, record: ConsentRecord, *, seq: int) -> None: ...
+    def consents_for(self, item_id: str) -> list[ConsentRecord]: ...
+    def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None: ...
+    def notices_for(self, item_id: str) -> list[ClassificationNotice]: ...
+    def add_incident(self, report: IncidentReport, *, seq: int) -> None: ...
+    def incidents(self) -> list[IncidentReport]: ...
+    def add_receipt(self, record: ReceiptRecord, *, seq: int) -> None: ...
+    def receipts_for(self, item_id: str) -> list[ReceiptRecord]: ...
+
+
+class AuditLog(Protocol):
+    """The append side of the node's Merkle log, inside one unit of work."""
+
+    def append(self, kind: AuditKind, at: datetime, actor: str, *, item_id: str | None = None,
+               item_version: str | None = None, content_hash: str | None = None,
+               details: Mapping[str, Any] | None = None) -> AuditEvent:
+        """Assign the next seq and queue the event; it is written on commit."""
+        ...
+
+    @property
+    def size(self) -> int:
+        """Events in the log, counting those queued in this unit of work."""
+        ...
+
+    def head(self) -> TreeHead | None:
+        """The latest signed tree head committed."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def repo(self) -> Repository: ...
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """Roll back whatever was not committed."""
+        ...
+
+    def commit(self) -> None:
+        """Write queued events, sign the new tree head, and make it all durable at once."""
+        ...
+
+    def rollback(self) -> None: ...
+
+
+class RecordRow(Protocol):
+    """A stored register row as the verifier sees it."""
+
+    @property
+    def table(self) -> str: ...
+
+    @property
+    def where(self) -> str: ...
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def digest(self) -> str: ...
+
+
+class AuditReader(Protocol):
+    """Read side of the log for verification and proofs, over one consistent snapshot."""
+
+    def rows(self) -> Iterator[Mapping[str, Any]]:
+        """Every stored event in storage order, in ``AuditRecord.to_json`` shape."""
+        ...
+
+    def tree_heads(self, limit: int | None = None) -> list[TreeHead]:
+        """Signed tree heads kept in the store, oldest first; at most ``limit`` of them,
+        evenly spread and always with the first and the latest."""
+        ...
+
+    def tree_head(self, size: int) -> TreeHead | None:
+        """The signed head of exactly this size, if one was signed."""
+        ...
+
+    def latest_head(self) -> TreeHead | None: ...
+
+    def head_sizes(self) -> list[int]: ...
+
+    def external_head(self) -> TreeHead | None:
+        """The latest head kept outside the database (survives a database roll-back)."""
+        ...
+
+    def accumulator(self) -> MerkleAccumulator | None:
+        """The stored frontier the node appends with."""
+        ...
+
+    def item_record(self, item_id: str, version: str | None) -> bytes | None:
+        """``StoredItem.record()`` bytes of a stored item, or None."""
+        ...
+
+    def stored_items(self) -> Iterator[tuple[str, str | None]]: ...
+
+    def item_meta(self) -> Iterator[tuple[str, str, str, str, str, int]]:
+        """Each stored item's (id, version, type, originator, time added as
+        ``custody.stamp``, seq of the event that stored it); an unreadable time is given as
+        text starting ``unreadable``."""
+        ...
+
+    def record_rows(self) -> Iterator[RecordRow]:
+        """Every register row with the seq of its event and its recomputed digest."""
+        ...
+
+    def leaf_hashes(self) -> list[bytes]:
+        """Stored leaf hashes in seq order (for proofs)."""
+        ...
+
+    def event(self, seq: int) -> Mapping[str, Any] | None: ...

@@ -1,0 +1,410 @@
+"""``node``, ``user``, ``publish``, ``items``, ``item show`` and ``audit``: one node's life.
+
+The store, the keys and stix2-validator are imported inside the commands that need them, so
+``gsomia --help`` and the other commands start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gsomia import bootstrap
+from gsomia.core.errors import MalformedInput
+from gsomia.shell.commands.common import (
+    agreements_option,
+    emit_json,
+    json_option,
+    read_json_input,
+)
+
+if TYPE_CHECKING:
+    from gsomia.core.custody import Holding
+    from gsomia.shell.node import Node
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _node_option(fn: Any) -> Any:
+    return click.option("--node", "node_dir", required=True, metavar="DIR",
+                        type=click.Path(file_okay=False),
+                        help="The node folder (made by `gsomia node init`).")(fn)
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    """Repeated options and comma-separated lists alike: ``--x a,b --x c``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _open(node_dir: str, agreement_dirs: tuple[str, ...] = ()) -> Node:
+    return bootstrap.open_node(node_dir, agreement_dirs)
+
+
+def holding_json(h: Holding, node: Node) -> dict[str, Any]:
+    """An item as ``items --json`` and ``item show --json`` describe it."""
+    schemes = node.catalogue.schemes
+    current = h.current
+    original = current.original_label
+    return {
+        "id": h.item.item_id, "version": h.item.version, "type": h.item.stix_type,
+        "originator": h.item.originator, "added_at": h.item.added_at.isoformat(),
+        "label": current.national_label.to_json(),
+        "marking": current.national_label.english_marking(schemes),
+        "national_marking": current.national_label.national_marking(),
+        "original_marking": original.national_marking(),
+        "content_hash": h.item.content_hash(),
+        "custody": [{"event": c.event, "holder": c.holder, "provider": c.provider,
+                     "agreement": c.agreement, "at": c.at.isoformat(),
+                     "national_marking": c.national_label.national_marking(),
+                     "note": c.note} for c in h.custody],
+    }
+
+
+def _group(cli: click.Group, name: str, help_text: str) -> click.Group:
+    """The group ``name``, shared with other command modules that add to it (``node serve``)."""
+    found = cli.commands.get(name)
+    if isinstance(found, click.Group):
+        return found
+    group = click.Group(name, help=help_text)
+    cli.add_command(group)
+    return group
+
+
+def register(cli: click.Group) -> None:
+    # ---- node -------------------------------------------------------------------------------
+    node_group = _group(cli, "node", "Create a node, show its identity, serve it.")
+
+    @node_group.command("init")
+    @click.option("--party", required=True, metavar="P", help="The node's party (JPN, KOR, USA).")
+    @click.option("--dir", "node_dir", required=True, metavar="DIR",
+                  type=click.Path(file_okay=False), help="Folder to create the node in.")
+    @click.option("--db", "db_url", metavar="URL",
+                  help="Database URL (default: SQLite node.db in the folder; or "
+                       "postgresql+psycopg://USER@HOST/DB).")
+    @agreements_option
+    @json_option
+    def init(party: str, node_dir: str, db_url: str | None, agreement_dirs: tuple[str, ...],
+             as_json: bool) -> None:
+        """Create keys, certificates, the database and the audit log of a new node.
+
+        Refuses to overwrite an existing node.
+        """
+        node = bootstrap.init_node(node_dir, party, db_url=db_url, cli_dirs=agreement_dirs)
+        with node:
+            doc = _info(node)
+        if as_json:
+            emit_json(doc)
+            return
+        click.echo(f"node {doc['party']} created in {doc['folder']}")
+        click.echo(f"  database     {doc['database']}")
+        for name, fp in doc["fingerprints"].items():
+            click.echo(f"  {name:<20} {fp}")
+
+    @node_group.command("info")
+    @click.option("--dir", "node_dir", required=True, metavar="DIR",
+                  type=click.Path(file_okay=False), help="The node folder.")
+    @json_option
+    def info(node_dir: str, as_json: bool) -> None:
+        """Party, key and certificate fingerprints, database and audit log size."""
+        with _open(node_dir) as node:
+            doc = _info(node)
+        if as_json:
+            emit_json(doc)
+            return
+        click.echo(f"party        {doc['party']}")
+        click.echo(f"folder       {doc['folder']}")
+        click.echo(f"database     {doc['database']} ({doc['backend']})")
+        click.echo(f"created      {doc['created']}")
+        click.echo(f"audit log    {doc['audit']['size']} events, signed head "
+                   f"{doc['audit']['head_size']}")
+        click.echo(f"holdings     {doc['items']} item versions, {doc['users']} users")
+        for name, fp in doc["fingerprints"].items():
+            click.echo(f"{name:<20} {fp}")
+
+    # ---- users ------------------------------------------------------------------------------
+    user_group = _group(cli, "user", "The node's register of cleared people.")
+
+    @user_group.command("add")
+    @_node_option
+    @click.option("--name", required=True, help="User name (no spaces).")
+    @click.option("--clearance", required=True, metavar="LEVEL",
+                  help="Clearance, a level of the node's national scheme.")
+    @click.option("--need-to-know", "need_to_know", required=True, multiple=True,
+                  metavar="PURPOSE", help="Purpose(s) the user needs to know (repeat or "
+                                          "comma-separate).")
+    @json_option
+    def user_add(node_dir: str, name: str, clearance: str, need_to_know: tuple[str, ...],
+                 as_json: bool) -> None:
+        """Add a user; prints their access token once (only its hash is stored)."""
+        from gsomia.service import handlers
+        from gsomia.shell.node import new_token
+
+        token = new_token()
+        with _open(node_dir) as node:
+            user = handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
+                                     name=name, clearance=clearance,
+                                     need_to_know=_split(need_to_know), token=token,
+                                     now=_now())
+        if as_json:
+            emit_json({**user.public_json(), "token": token})
+            return
+        click.echo(f"user {user.name} ({user.party} {user.clearance}; need-to-know "
+                   f"{', '.join(sorted(user.need_to_know))}) added")
+        click.echo(f"token: {token}")
+        click.echo("The token is shown only now; keep it safe.", err=True)
+
+    @user_group.command("list")
+    @_node_option
+    @json_option
+    def user_list(node_dir: str, as_json: bool) -> None:
+        """List the node's users (never their tokens)."""
+        with _open(node_dir) as node, node.store.repository() as repo:
+            people = [u.public_json() for u in repo.users()]
+        if as_json:
+            emit_json({"party": node.party, "users": people})
+            return
+        for u in people:
+            click.echo(f"{u['name']:<20} {u['clearance']:<14} {', '.join(u['need_to_know'])}")
+
+    # ---- publishing and holdings ------------------------------------------------------------
+    @cli.command("publish")
+    @_node_option
+    @click.option("--file", "source", required=True, metavar="OBJ.json|-",
+                  help="A STIX 2.1 object, or a bundle (each object its own commit).")
+    @click.option("--level", required=True, help="Level in the node's national scheme.")
+    @click.option("--rel-to", "rel_to", required=True, metavar="P,P",
+                  help="Parties it may be released to, e.g. KOR,JPN.")
+    @click.option("--purpose", required=True, help="Purpose it is provided for.")
+    @click.option("--caveat", "caveats", multiple=True, help="Caveat (NOFORN, ORCON).")
+    @click.option("--category", help="Kind of information (e.g. impact-prediction).")
+    @click.option("--policy", metavar="AGREEMENT", help="Agreement the label is marked under.")
+    @agreements_option
+    @json_option
+    def publish(node_dir: str, source: str, level: str, rel_to: str, purpose: str,
+                caveats: tuple[str, ...], category: str | None, policy: str | None,
+                agreement_dirs: tuple[str, ...], as_json: bool) -> None:
+        """Validate, label, bind, store and audit STIX objects; prints each item id.
+
+        An id is printed only once its item and audit events are durable. In a bundle the
+        objects are published in order; the first one refused stops the run (exit 2), and
+        those printed before it stay published.
+        """
+        from gsomia.service import handlers
+        from gsomia.shell.node import validate_stix
+
+        doc = read_json_input(source, what="a STIX object or bundle")
+        bundle = isinstance(doc, dict) and doc.get("type") == "bundle"
+        if bundle:
+            objects = doc.get("objects")
+            if not isinstance(objects, list) or not objects:
+                raise MalformedInput("the bundle holds no objects", where=source,
+                                     expected="a bundle with a non-empty objects list")
+        else:
+            objects = [doc]
+        request = handlers.LabelRequest(level, tuple(_split((rel_to,))), purpose,
+                                        frozenset(_split(caveats)), policy, category)
+        published = []
+        with _open(node_dir, agreement_dirs) as node:
+            for obj in objects:
+                result = handlers.publish(node.uow(), keys=node.keys, catalogue=node.catalogue,
+                                          obj=obj, label=request, now=_now(),
+                                          validate=validate_stix)
+                published.append(result.to_json())
+                if not as_json:
+                    click.echo(result.item_id)
+                    sys.stdout.flush()
+        if as_json:
+            emit_json({"published": published} if bundle else published[0])
+
+    @cli.command("items")
+    @_node_option
+    @json_option
+    def items_(node_dir: str, as_json: bool) -> None:
+        """The items this node holds: labels (English and national marking) and custody."""
+        with _open(node_dir) as node, node.store.repository() as repo:
+            held = [holding_json(h, node) for h in repo.holdings()]
+        if as_json:
+            emit_json({"party": node.party, "items": held})
+            return
+        for h in held:
+            origin = h["custody"][0]
+            source = "created here" if origin["event"] == "created" else \
+                f"from {origin['provider']} under {origin['agreement']}"
+            click.echo(f"{h['id']}  {h['version']}  {h['national_marking']}  ({source})")
+
+    item_group = _group(cli, "item", "One item, read by a person through the access rule "
+                                     "(Art. 7).")
+
+    @item_group.command("show")
+    @click.argument("item_id")
+    @_node_option
+    @click.option("--user", "token", required=True, envvar="GSOMIA_TOKEN", metavar="TOKEN",
+                  help="The reader's token (or $GSOMIA_TOKEN).")
+    @click.option("--version", "version", help="A version (default: the latest).")
+    @json_option
+    def item_show(item_id: str, node_dir: str, token: str, version: str | None,
+                  as_json: bool) -> None:
+        """Show an item if the reader's clearance and need-to-know allow (exit 1 if not).
+
+        Granted or denied, the read is audited.
+        """
+        from gsomia.core.custody import Holding
+        from gsomia.service import handlers
+
+        with _open(node_dir) as node:
+            reading = handlers.read_item(node.uow(), schemes=node.catalogue.schemes,
+                                         token=token, item_id=item_id, version=version,
+                                         now=_now())
+            with node.store.repository() as repo:
+                history = repo.custody_of(reading.item.item_id, reading.item.version)
+            doc = {**holding_json(Holding(reading.item, tuple(history)), node),
+                   "reader": reading.user.name, "decision": reading.decision.to_json(),
+                   "audit_seq": reading.seq, "object": reading.item.object()}
+        if as_json:
+            emit_json(doc)
+            return
+        click.echo(f"{doc['marking']}  ({doc['national_marking']})")
+        click.echo(f"read by {doc['reader']}: " + "; ".join(reading.decision.reasons))
+        emit_json(doc["object"])
+
+    # ---- audit ------------------------------------------------------------------------------
+    audit_group = _group(cli, "audit", "The node's tamper-evident audit log: verify, signed "
+                                       "head, proofs.")
+
+    @audit_group.command("verify")
+    @_node_option
+    @json_option
+    def verify(node_dir: str, as_json: bool) -> None:
+        """Recompute the log, items and registers from the store (exit 0 intact, 1 not)."""
+        from gsomia.service import handlers
+
+        with _open(node_dir) as node, node.store.reader() as reader:
+            verdict = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
+        if as_json:
+            emit_json(verdict.to_json())
+        elif verdict.ok:
+            click.echo(f"audit log intact: {verdict.size} events, root {verdict.root.hex()}")
+        else:
+            click.echo(f"audit log TAMPERED: {len(verdict.problems)} problem(s)"
+                       + (" (more not shown)" if verdict.truncated else ""), err=True)
+            for p in verdict.problems:
+                click.echo(f"  {p.what} at {p.where}: {p.message}", err=True)
+        if not verdict.ok:
+            raise click.exceptions.Exit(1)
+
+    @audit_group.command("head")
+    @_node_option
+    @json_option
+    def head(node_dir: str, as_json: bool) -> None:
+        """The latest signed tree head."""
+        from gsomia.service import handlers
+
+        with _open(node_dir) as node, node.store.reader() as reader:
+            latest = handlers.latest_head(reader)
+        if as_json:
+            emit_json(latest.to_json())
+            return
+        click.echo(f"size {latest.size}  root {latest.root.hex()}")
+        click.echo(f"signed {latest.to_json()['timestamp']} by key {latest.key}")
+
+    @audit_group.command("prove")
+    @_node_option
+    @click.option("--event", type=int, metavar="N", help="Prove event N is in the log.")
+    @click.option("--against", type=int, metavar="HEAD_SIZE",
+                  help="Prove the signed head of this size is a prefix of the latest.")
+    @click.option("--out", type=click.Path(dir_okay=False), help="Write the proof here.")
+    @json_option
+    def prove(node_dir: str, event: int | None, against: int | None, out: str | None,
+              as_json: bool) -> None:
+        """Inclusion and consistency proofs anyone can check with the node's public key."""
+        from gsomia.service import handlers
+
+        if event is None and against is None:
+            raise MalformedInput("nothing to prove", where="audit prove",
+                                 expected="--event N and/or --against HEAD_SIZE")
+        with _open(node_dir) as node, node.store.reader() as reader:
+            doc = handlers.prove(reader, public_key=node.keys.public_signing_key(),
+                                 event=event, against=against, party_code=node.party)
+        if out:
+            import json
+
+            Path(out).write_text(json.dumps(doc, ensure_ascii=False, indent=2) + "\n",
+                                 encoding="utf-8")
+        if as_json or not out:
+            emit_json(doc)
+
+    @audit_group.command("check-proof")
+    @click.option("--file", "source", required=True, metavar="PROOF.json|-")
+    @click.option("--public-key", "public_key", required=True, metavar="KEY",
+                  type=click.Path(dir_okay=False),
+                  help="The node's public key: keys/signing.pub (PEM) or raw base64url.")
+    @json_option
+    def check_proof(source: str, public_key: str, as_json: bool) -> None:
+        """Check a proof offline (exit 0 valid, 1 invalid)."""
+        from gsomia.service import handlers
+        from gsomia.shell.keys import load_signing_public
+
+        doc = read_json_input(source, what="an audit proof")
+        result = handlers.check_proof(doc, load_signing_public(public_key))
+        if as_json:
+            emit_json(result.to_json())
+            return
+        click.echo("proof valid:")
+        for line in result.checks:
+            click.echo(f"  {line}")
+
+    @audit_group.command("events")
+    @_node_option
+    @click.option("--item", "item_id", help="Only events naming this item.")
+    @click.option("--from", "start", type=int, default=0, show_default=True, metavar="SEQ")
+    @click.option("--limit", type=int, default=1000, show_default=True)
+    @json_option
+    def events(node_dir: str, item_id: str | None, start: int, limit: int,
+               as_json: bool) -> None:
+        """List audit events in seq order."""
+        import sqlalchemy as sa
+
+        from gsomia.shell.store import audit_events
+
+        t = audit_events
+        query = sa.select(t).where(t.c.seq >= start).order_by(t.c.seq).limit(limit)
+        if item_id is not None:
+            query = query.where(t.c.item_id == item_id)
+        import json
+
+        with _open(node_dir) as node, node.store.engine.connect() as conn:
+            rows = [{"seq": r.seq, "kind": r.kind, "at": r.at, "actor": r.actor,
+                     "item_id": r.item_id, "item_version": r.item_version,
+                     "content_hash": r.content_hash, "details": json.loads(r.details)}
+                    for r in conn.execute(query)]
+        if as_json:
+            emit_json({"party": node.party, "events": rows})
+            return
+        for r in rows:
+            click.echo(f"{r['seq']:>8}  {r['at']}  {r['kind']:<22} {r['actor']:<12} "
+                       f"{r['item_id'] or ''}")
+
+
+def _info(node: Node) -> dict[str, Any]:
+    from gsomia.shell.node import mask_url
+
+    with node.store.reader() as reader:
+        size = reader.size()
+        latest = reader.latest_head()
+    with node.store.repository() as repo:
+        n_items, n_users = repo.count_items(), repo.count_users()
+    return {
+        "party": node.party, "folder": str(node.folder), "created": node.config.created,
+        "database": mask_url(node.store.url), "backend": node.store.dialect,
+        "fingerprints": node.keys.fingerprints(),
+        "public_key_file": str(node.keys.path("signing_public")),
+        "audit": {"size": size, "head_size": latest.size if latest else 0,
+                  "root": latest.root.hex() if latest else None},
+        "items": n_items, "users": n_users,
+    }

@@ -1,0 +1,997 @@
+"""The node's durable store: SQLAlchemy Core tables mapped by hand to the core's records.
+
+One schema for SQLite (the embedded default, a file in the node folder) and PostgreSQL
+(``postgresql+psycopg://…``), created and upgraded by the Alembic migrations shipped in
+``gsomia/shell/migrations`` (run on ``node init`` and whenever a node is opened).
+
+Durability. SQLite runs in WAL mode with ``synchronous=FULL``: every commit syncs the WAL
+before it returns, so what the node acknowledged (an id printed, a receipt signed) survives
+``kill -9`` and also a power cut. ``NORMAL`` would survive a killed process but may lose
+the last commits on power loss, and a node that signed a receipt for an item it then lost
+would be lying to its partner. Writers take the database lock when they begin
+(``BEGIN IMMEDIATE``; on PostgreSQL a row lock on the log state), because every write
+appends to the one Merkle log and so must be serialised anyway.
+
+Every write commits with its audit events and a tree head signed over the new log size; the
+latest head is then also copied to ``tree-head.json`` in the node folder, so rolling the
+database back to an earlier copy shows as a log shorter than a head it signed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace, TracebackType
+from typing import Any, Self
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gsomia.core.audit import (
+    AuditEvent,
+    AuditKind,
+    AuditRecord,
+    MerkleAccumulator,
+    TreeHead,
+    sign_tree_head,
+)
+from gsomia.core.crypto import canonical
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    CustodyRecord,
+    Holding,
+    IncidentReport,
+    NodeUser,
+    ReceiptRecord,
+    StoredItem,
+    record_bytes,
+    stamp,
+)
+from gsomia.core.errors import MalformedInput
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.types import instant
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_SCANNER = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+HEAD_FILE = "tree-head.json"
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out (SQLite keeps naive UTC text, PostgreSQL timestamptz)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is not UTC:
+            value = instant(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None,
+                             dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else instant(value)
+
+
+def _id() -> sa.Column[int]:
+    # SQLite autoincrements only an INTEGER PRIMARY KEY (the rowid).
+    return sa.Column("row", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                     primary_key=True, autoincrement=True)
+
+
+metadata = sa.MetaData()
+
+node_identity = sa.Table(
+    "node_identity", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("party", sa.String(3), nullable=False),
+    sa.Column("signing_key", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
+items = sa.Table(
+    "items", metadata, _id(),
+    sa.Column("id", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("originator", sa.String(3), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("label", sa.LargeBinary, nullable=False),
+    sa.Column("binding", sa.LargeBinary, nullable=False),
+    sa.Column("added_at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("id", "version", name="uq_items_id_version"),
+    sa.Index("ix_items_added_at", "added_at"),
+    sa.Index("ix_items_type", "type"),
+)
+
+custody = sa.Table(
+    "custody", metadata, _id(),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("event", sa.String(16), nullable=False),
+    sa.Column("holder", sa.String(3), nullable=False),
+    sa.Column("provider", sa.String(3), nullable=True),
+    sa.Column("agreement", sa.String, nullable=True),
+    sa.Column("original_label", sa.LargeBinary, nullable=False),
+    sa.Column("national_label", sa.LargeBinary, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("envelope_digest", sa.LargeBinary, nullable=True),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("ix_custody_item", "item_id", "version"),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("party", sa.String(3), nullable=False),
+    sa.Column("clearance", sa.String, nullable=False),
+    sa.Column("need_to_know", sa.Text, nullable=False),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("token_hash", name="uq_users_token_hash"),
+)
+
+consents = sa.Table(
+    "consents", metadata, _id(),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("originator", sa.String(3), nullable=False),
+    sa.Column("recipient", sa.String(3), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("ix_consents_item", "item_id"),
+)
+
+classification_notices = sa.Table(
+    "classification_notices", metadata, _id(),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("originator", sa.String(3), nullable=False),
+    sa.Column("old_level", sa.String, nullable=False),
+    sa.Column("new_level", sa.String, nullable=False),
+    sa.Column("issued_at", UTCDateTime, nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("ix_notices_item", "item_id"),
+)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("reference", sa.String, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("item_id", sa.String, nullable=True),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("reported_by", sa.String, nullable=False),
+    sa.Column("notify", sa.String(3), nullable=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+receipts = sa.Table(
+    "receipts", metadata, _id(),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("peer", sa.String(3), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("ix_receipts_item", "item_id", "version"),
+)
+
+# Storage order (``position``) is kept apart from ``seq`` so that rows moved around in the
+# table read back out of order and are reported as reordered.
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+              primary_key=True, autoincrement=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("item_id", sa.String, nullable=True),
+    sa.Column("item_version", sa.String, nullable=True),
+    sa.Column("content_hash", sa.String(64), nullable=True),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
+    sa.UniqueConstraint("seq", name="uq_audit_events_seq"),
+    sa.Index("ix_audit_events_item", "item_id"),
+)
+
+tree_heads = sa.Table(
+    "tree_heads", metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root", sa.LargeBinary, nullable=False),
+    sa.Column("timestamp", sa.String(32), nullable=False),
+    sa.Column("key", sa.String(64), nullable=False),
+    sa.Column("signature", sa.LargeBinary, nullable=False),
+)
+
+# The Merkle frontier (one hash per set bit of size) so appends never reread the log.
+audit_state = sa.Table(
+    "audit_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("frontier", sa.LargeBinary, nullable=False),
+)
+
+RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
+                 "receipts")
+
+
+# ---- engine and migrations ----------------------------------------------------------------
+
+
+def resolve_url(url: str, folder: Path) -> str:
+    """A relative SQLite path is taken relative to the node folder."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        rest = url[len("sqlite:///"):]
+        if rest and rest != ":memory:" and not os.path.isabs(rest):
+            return "sqlite:///" + str((folder / rest).resolve())
+    return url
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine with the durability and locking settings described in the module docstring."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        raise MalformedInput(f"{url!r} is not a database URL", where="--db",
+                             expected="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") \
+            from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: Any, _record: Any) -> None:
+            # Transactions are begun by hand below, so the driver must not begin its own.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(conn: sa.Connection) -> None:
+            write = conn.get_execution_options().get("gsomia_write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if backend == "postgresql":
+        if parsed.get_driver_name() not in ("psycopg", ""):
+            raise MalformedInput(f"driver {parsed.get_driver_name()} is not supported",
+                                 where="--db", expected="postgresql+psycopg://…")
+        if parsed.get_driver_name() == "":
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(
+                hide_password=False)
+        return sa.create_engine(url, pool_pre_ping=True)
+    raise MalformedInput(f"unsupported database {backend!r}", where="--db",
+                         expected="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
+
+
+_REVISION = re.compile(r'^revision\s*(?::\s*str\s*)?=\s*["\']([^"\']+)["\']', re.M)
+_DOWN = re.compile(r'^down_revision\s*(?::[^=]*)?=\s*(?:["\']([^"\']+)["\']|None)', re.M)
+
+
+def script_head() -> str:
+    """The newest migration, read from the files (importing Alembic costs a second)."""
+    revisions: dict[str, str | None] = {}
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        text = path.read_text("utf-8")
+        rev, down = _REVISION.search(text), _DOWN.search(text)
+        if rev:
+            revisions[rev.group(1)] = down.group(1) if down else None
+    heads = set(revisions) - {d for d in revisions.values() if d}
+    if len(heads) != 1:
+        raise RuntimeError(f"migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest migration (a no-op, without Alembic, when it is)."""
+    if current_revision(engine) == script_head():
+        return
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Two processes opening a fresh database must not both create the schema.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72311)")
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+# ---- mapping rows <-> records -------------------------------------------------------------
+
+
+def _label(data: bytes) -> SecurityLabel:
+    return SecurityLabel.from_json(json.loads(data))
+
+
+def _label_bytes(label: SecurityLabel) -> bytes:
+    return record_bytes(label.to_json())
+
+
+def _item(row: Any) -> StoredItem:
+    return StoredItem(row.id, row.version, row.type, row.originator, bytes(row.content),
+                      bytes(row.label), bytes(row.binding), row.added_at)
+
+
+def _item_values(item: StoredItem, seq: int) -> dict[str, Any]:
+    return {"id": item.item_id, "version": item.version, "type": item.stix_type,
+            "originator": item.originator, "content": item.content, "label": item.label,
+            "binding": item.binding, "added_at": item.added_at, "seq": seq}
+
+
+def _custody(row: Any) -> CustodyRecord:
+    return CustodyRecord(row.item_id, row.version, row.event, row.holder,
+                         _label(row.original_label), _label(row.national_label), row.at,
+                         row.provider, row.agreement,
+                         None if row.envelope_digest is None else bytes(row.envelope_digest),
+                         row.note)
+
+
+def _custody_values(record: CustodyRecord, seq: int) -> dict[str, Any]:
+    original, national = record.label_bytes()
+    return {"item_id": record.item_id, "version": record.version, "event": record.event,
+            "holder": record.holder, "provider": record.provider,
+            "agreement": record.agreement, "original_label": original,
+            "national_label": national, "at": record.at,
+            "envelope_digest": record.envelope_digest, "note": record.note, "seq": seq}
+
+
+def _user(row: Any) -> NodeUser:
+    return NodeUser(row.name, row.party, row.clearance, frozenset(json.loads(row.need_to_know)),
+                    bytes(row.token_hash), row.created_at)
+
+
+def _consent(row: Any) -> ConsentRecord:
+    return ConsentRecord(row.item_id, row.originator, row.recipient, row.direction,
+                         json.loads(row.document), row.at)
+
+
+def _notice(row: Any) -> ClassificationNotice:
+    return ClassificationNotice(row.item_id, row.originator, row.old_level, row.new_level,
+                                row.issued_at, row.key, bytes(row.signature))
+
+
+def _incident(row: Any) -> IncidentReport:
+    return IncidentReport(row.reference, row.kind, row.item_id, row.description,
+                          row.reported_by, row.notify, row.at)
+
+
+def _receipt(row: Any) -> ReceiptRecord:
+    return ReceiptRecord(row.item_id, row.version, row.peer, row.direction,
+                         json.loads(row.document), row.at)
+
+
+def _head(row: Any) -> TreeHead:
+    try:
+        timestamp = instant(row.timestamp)
+    except MalformedInput:
+        # A tampered time must not stop the verifier: the head then fails its signature.
+        timestamp = datetime(1970, 1, 1, tzinfo=UTC)
+    return TreeHead(int(row.size), bytes(row.root), timestamp, str(row.key),
+                    bytes(row.signature))
+
+
+def _version_key(version: str) -> tuple[int, datetime | str]:
+    try:
+        return (1, instant(version))
+    except MalformedInput:
+        return (0, version)
+
+
+def _frontier(data: bytes) -> list[bytes]:
+    return [bytes(data[i:i + 32]) for i in range(0, len(data), 32)]
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+# ---- repository ---------------------------------------------------------------------------
+
+
+class SqlRepository:
+    """The ``Repository`` port over one connection (inside the unit of work's transaction)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    # items and custody
+    def add_item(self, item: StoredItem, *, seq: int) -> None:
+        self.conn.execute(items.insert(), _item_values(item, seq))
+
+    def add_items(self, batch: list[tuple[StoredItem, int]]) -> None:
+        if batch:
+            self.conn.execute(items.insert(), [_item_values(i, s) for i, s in batch])
+
+    def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
+        if version is not None:
+            row = self.conn.execute(items.select().where(
+                items.c.id == item_id, items.c.version == version)).first()
+            return None if row is None else _item(row)
+        versions = self.item_versions(item_id)
+        return versions[-1] if versions else None
+
+    def item_versions(self, item_id: str) -> list[StoredItem]:
+        rows = self.conn.execute(items.select().where(items.c.id == item_id)
+                                 .order_by(items.c.row)).all()
+        return sorted((_item(r) for r in rows), key=lambda i: _version_key(i.version))
+
+    def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = set(keys)
+        found: set[tuple[str, str]] = set()
+        for chunk in _chunks(sorted({k[0] for k in wanted})):
+            for row in self.conn.execute(sa.select(items.c.id, items.c.version)
+                                         .where(items.c.id.in_(chunk))):
+                if (row.id, row.version) in wanted:
+                    found.add((row.id, row.version))
+        return found
+
+    def add_custody(self, record: CustodyRecord, *, seq: int) -> None:
+        self.conn.execute(custody.insert(), _custody_values(record, seq))
+
+    def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
+        if batch:
+            self.conn.execute(custody.insert(), [_custody_values(r, s) for r, s in batch])
+
+    def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
+        rows = self.conn.execute(custody.select().where(
+            custody.c.item_id == item_id, custody.c.version == version)
+            .order_by(custody.c.row)).all()
+        return [_custody(r) for r in rows]
+
+    def count_items(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(items)).scalar()
+                   or 0)
+
+    def count_users(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(users)).scalar()
+                   or 0)
+
+    def holdings(self) -> list[Holding]:
+        history: dict[tuple[str, str], list[CustodyRecord]] = {}
+        for row in self.conn.execute(custody.select().order_by(custody.c.row)):
+            history.setdefault((row.item_id, row.version), []).append(_custody(row))
+        out = []
+        for row in self.conn.execute(items.select().order_by(items.c.row)):
+            item = _item(row)
+            out.append(Holding(item, tuple(history.get((item.item_id, item.version), ()))))
+        return out
+
+    # registers
+    def add_user(self, user: NodeUser, *, seq: int) -> None:
+        self.conn.execute(users.insert(), {
+            "name": user.name, "party": user.party, "clearance": user.clearance,
+            "need_to_know": json.dumps(sorted(user.need_to_know)),
+            "token_hash": user.token_hash, "created_at": user.created_at, "seq": seq})
+
+    def user_named(self, name: str) -> NodeUser | None:
+        row = self.conn.execute(users.select().where(users.c.name == name)).first()
+        return None if row is None else _user(row)
+
+    def user_by_token(self, token_hash: bytes) -> NodeUser | None:
+        row = self.conn.execute(users.select().where(users.c.token_hash == token_hash)).first()
+        return None if row is None else _user(row)
+
+    def users(self) -> list[NodeUser]:
+        return [_user(r) for r in self.conn.execute(users.select().order_by(users.c.name))]
+
+    def add_consent(self, record: ConsentRecord, *, seq: int) -> None:
+        self.conn.execute(consents.insert(), {
+            "item_id": record.item_id, "originator": record.originator,
+            "recipient": record.recipient, "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq})
+
+    def consents_for(self, item_id: str) -> list[ConsentRecord]:
+        return [_consent(r) for r in self.conn.execute(
+            consents.select().where(consents.c.item_id == item_id).order_by(consents.c.row))]
+
+    def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
+        self.conn.execute(classification_notices.insert(), {
+            "item_id": notice.item_id, "originator": notice.originator,
+            "old_level": notice.old_level, "new_level": notice.new_level,
+            "issued_at": notice.issued_at, "key": notice.key, "signature": notice.signature,
+            "seq": seq})
+
+    def notices_for(self, item_id: str) -> list[ClassificationNotice]:
+        t = classification_notices
+        return [_notice(r) for r in self.conn.execute(
+            t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
+
+    def add_incident(self, report: IncidentReport, *, seq: int) -> None:
+        self.conn.execute(incidents.insert(), {
+            "reference": report.reference, "kind": report.kind, "item_id": report.item_id,
+            "description": report.description, "reported_by": report.reported_by,
+            "notify": report.notify, "at": report.at, "seq": seq})
+
+    def incidents(self) -> list[IncidentReport]:
+        return [_incident(r) for r in self.conn.execute(
+            incidents.select().order_by(incidents.c.seq))]
+
+    def add_receipt(self, record: ReceiptRecord, *, seq: int) -> None:
+        self.conn.execute(receipts.insert(), {
+            "item_id": record.item_id, "version": record.version, "peer": record.peer,
+            "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq})
+
+    def receipts_for(self, item_id: str) -> list[ReceiptRecord]:
+        return [_receipt(r) for r in self.conn.execute(
+            receipts.select().where(receipts.c.item_id == item_id).order_by(receipts.c.row))]
+
+
+# ---- audit log ----------------------------------------------------------------------------
+
+
+def _event_values(record: AuditRecord) -> dict[str, Any]:
+    e = record.event
+    data = e.to_json()
+    data["details"] = canonical(data["details"], where="details").decode("utf-8")
+    data["leaf_hash"] = record.leaf_hash
+    return data
+
+
+class SqlAuditLog:
+    """The ``AuditLog`` port: queues events with their seq; written with the tree head on
+    commit by :meth:`flush`."""
+
+    def __init__(self, conn: sa.Connection, signer: Ed25519PrivateKey | None) -> None:
+        self.conn = conn
+        self.signer = signer
+        self._acc: MerkleAccumulator | None = None
+        self._pending: list[AuditRecord] = []
+
+    def _state(self) -> MerkleAccumulator:
+        if self._acc is None:
+            query = sa.select(audit_state.c.size, audit_state.c.frontier).where(
+                audit_state.c.id == 1)
+            if self.conn.dialect.name == "postgresql":
+                query = query.with_for_update()  # appenders queue here (SQLite: BEGIN IMMEDIATE)
+            row = self.conn.execute(query).first()
+            self._acc = MerkleAccumulator() if row is None else MerkleAccumulator(
+                int(row.size), _frontier(bytes(row.frontier)))
+        return self._acc
+
+    def append(self, kind: AuditKind, at: datetime, actor: str, *, item_id: str | None = None,
+               item_version: str | None = None, content_hash: str | None = None,
+               details: Mapping[str, Any] | None = None) -> AuditEvent:
+        acc = self._state()
+        event = AuditEvent(acc.size, kind, at, actor, item_id, item_version, content_hash,
+                           dict(details or {}))
+        record = AuditRecord.of(event)
+        acc.append(record.leaf_hash)
+        self._pending.append(record)
+        return event
+
+    @property
+    def size(self) -> int:
+        return self._state().size
+
+    def head(self) -> TreeHead | None:
+        row = self.conn.execute(tree_heads.select().order_by(tree_heads.c.size.desc())
+                                .limit(1)).first()
+        return None if row is None else _head(row)
+
+    def flush(self) -> TreeHead | None:
+        """Write the queued events, the frontier and a signed head; None if nothing queued."""
+        if not self._pending:
+            return None
+        if self.signer is None:
+            raise MalformedInput("this store was opened without the node's signing key",
+                                 where="store")
+        acc = self._state()
+        self.conn.execute(audit_events.insert(), [_event_values(r) for r in self._pending])
+        values = {"size": acc.size, "frontier": b"".join(acc.frontier)}
+        if acc.size == len(self._pending):
+            self.conn.execute(audit_state.insert(), {"id": 1, **values})
+        else:
+            self.conn.execute(audit_state.update().where(audit_state.c.id == 1), values)
+        head = sign_tree_head(acc.size, acc.root(), self._pending[-1].event.at, self.signer)
+        self.conn.execute(tree_heads.insert(), {
+            "size": head.size, "root": head.root, "timestamp": head.to_json()["timestamp"],
+            "key": head.key, "signature": head.signature})
+        self._pending = []
+        return head
+
+    def discard(self) -> None:
+        self._pending = []
+        self._acc = None
+
+
+# ---- unit of work -------------------------------------------------------------------------
+
+
+class SqlUnitOfWork:
+    """One transaction: records, audit events and the signed head commit together."""
+
+    repo: SqlRepository
+    audit: SqlAuditLog
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._conn: sa.Connection | None = None
+        self._tx: sa.RootTransaction | None = None
+        self.committed_head: TreeHead | None = None
+
+    def __enter__(self) -> Self:
+        conn = self._store.engine.connect().execution_options(gsomia_write=True)
+        self._conn = conn
+        self._tx = conn.begin()
+        if conn.dialect.name == "postgresql":
+            # The row lock serialises writers: each appends to the one log.
+            conn.execute(sa.select(audit_state.c.id).where(audit_state.c.id == 1)
+                         .with_for_update())
+        self.repo = SqlRepository(conn)
+        self.audit = SqlAuditLog(conn, self._store.signer)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        try:
+            if self._conn is not None and self._conn.in_transaction():
+                self._conn.rollback()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = self._tx = None
+
+    def commit(self) -> None:
+        assert self._conn is not None, "commit outside the block"
+        head = self.audit.flush()
+        self._conn.commit()
+        self._tx = None
+        if head is not None:
+            self.committed_head = head
+            self._store.write_external_head(head)
+        # Work after a commit (a denial recorded, then more) begins a new transaction on
+        # first use, taking the write lock again only then.
+        self.audit.discard()
+
+    def rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            self._conn.rollback()
+        self._tx = None
+        self.audit.discard()
+
+
+# ---- read side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    table: str
+    where: str
+    seq: int
+    digest: str
+
+
+class _ItemCursor:
+    """Item records in the order the log first names them, read alongside the log.
+
+    Items are stored under the log's write lock, so storage order is the order the log first
+    names them: each lookup is usually the next row of one streaming query; anything else
+    falls back to a point query.
+    """
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self._rows = iter(conn.execute(
+            sa.select(items.c.id, items.c.version, items.c.content, items.c.label,
+                      items.c.binding).order_by(items.c.row)
+            .execution_options(yield_per=2000)))
+        self._ahead: dict[tuple[str, str], bytes] = {}
+
+    @staticmethod
+    def _record(row: Any) -> bytes:
+        return (b'{"binding":' + bytes(row.binding) + b',"label":' + bytes(row.label)
+                + b',"object":' + bytes(row.content) + b"}")
+
+    def __call__(self, item_id: str, version: str | None) -> bytes | None:
+        key = (item_id, version or "")
+        found = self._ahead.pop(key, None)
+        if found is not None:
+            return found
+        for _ in range(64):
+            row = next(self._rows, None)
+            if row is None:
+                break
+            if (row.id, row.version) == key:
+                return self._record(row)
+            self._ahead[(row.id, row.version)] = self._record(row)
+        query = sa.select(items.c.id, items.c.version, items.c.content, items.c.label,
+                          items.c.binding).where(items.c.id == item_id)
+        if version is not None:
+            query = query.where(items.c.version == version)
+        row = self.conn.execute(query.limit(1)).first()
+        return None if row is None else self._record(row)
+
+
+class SqlAuditReader:
+    """The ``AuditReader`` port over one read transaction (a consistent snapshot)."""
+
+    def __init__(self, conn: sa.Connection, head_file: Path | None) -> None:
+        self.conn = conn
+        self.head_file = head_file
+        self._items: _ItemCursor | None = None
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        # The hot loop of `audit verify` (a million rows must take seconds): plain DBAPI
+        # cursor, and the C JSON scanner without json.loads' wrapping.
+        sql = ("SELECT seq, kind, at, actor, item_id, item_version, content_hash, details, "
+               "leaf_hash FROM audit_events ORDER BY position")
+        raw = self.conn.connection.dbapi_connection
+        assert raw is not None
+        if self.conn.dialect.name == "postgresql":
+            cursor = raw.cursor(name="gsomia_audit_rows")  # server side: constant memory
+            cursor.itersize = 20_000  # type: ignore[attr-defined]
+        else:
+            cursor = raw.cursor()
+        scan = _SCANNER
+        try:
+            cursor.execute(sql)
+            while True:
+                batch = cursor.fetchmany(20_000)
+                if not batch:
+                    break
+                for seq, kind, at, actor, item_id, item_version, chash, details, leaf in batch:
+                    try:
+                        parsed, end = scan(details, 0)
+                        if end != len(details):
+                            parsed = details
+                    except (ValueError, TypeError, StopIteration):
+                        parsed = details  # verify_log reports it as malformed, with its seq
+                    yield {"seq": seq, "kind": kind, "at": at, "actor": actor,
+                           "item_id": item_id, "item_version": item_version,
+                           "content_hash": chash, "details": parsed, "leaf_hash": bytes(leaf)}
+        finally:
+            cursor.close()
+
+    def event(self, seq: int) -> dict[str, Any] | None:
+        t = audit_events
+        row = self.conn.execute(t.select().where(t.c.seq == seq)).first()
+        if row is None:
+            return None
+        return {"seq": row.seq, "kind": row.kind, "at": row.at, "actor": row.actor,
+                "item_id": row.item_id, "item_version": row.item_version,
+                "content_hash": row.content_hash, "details": json.loads(row.details),
+                "leaf_hash": bytes(row.leaf_hash).hex()}
+
+    def size(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(audit_events))
+                   .scalar() or 0)
+
+    def tree_heads(self, limit: int | None = None) -> list[TreeHead]:
+        t = tree_heads
+        if limit is None:
+            return [_head(r) for r in self.conn.execute(t.select().order_by(t.c.size))]
+        sizes = list(self.conn.execute(sa.select(t.c.size).order_by(t.c.size)).scalars())
+        if len(sizes) > limit:
+            step = (len(sizes) - 1) / (limit - 1)
+            sizes = [sizes[round(i * step)] for i in range(limit)]
+        picked: list[TreeHead] = []
+        for chunk in _chunks(sorted(set(sizes))):
+            picked.extend(_head(r) for r in self.conn.execute(t.select().where(
+                t.c.size.in_(chunk))))
+        return sorted(picked, key=lambda h: h.size)
+
+    def tree_head(self, size: int) -> TreeHead | None:
+        row = self.conn.execute(tree_heads.select().where(tree_heads.c.size == size)).first()
+        return None if row is None else _head(row)
+
+    def head_sizes(self) -> list[int]:
+        return [int(s) for s in self.conn.execute(
+            sa.select(tree_heads.c.size).order_by(tree_heads.c.size)).scalars()]
+
+    def latest_head(self) -> TreeHead | None:
+        row = self.conn.execute(tree_heads.select().order_by(tree_heads.c.size.desc())
+                                .limit(1)).first()
+        return None if row is None else _head(row)
+
+    def external_head(self) -> TreeHead | None:
+        return read_external_head(self.head_file) if self.head_file else None
+
+    def accumulator(self) -> MerkleAccumulator | None:
+        row = self.conn.execute(sa.select(audit_state.c.size, audit_state.c.frontier)
+                                .where(audit_state.c.id == 1)).first()
+        if row is None:
+            return None
+        try:
+            return MerkleAccumulator(int(row.size), _frontier(bytes(row.frontier)))
+        except MalformedInput:
+            return MerkleAccumulator(0, ())  # unusable: shows as a frontier mismatch
+
+    def item_record(self, item_id: str, version: str | None) -> bytes | None:
+        if self._items is None:
+            self._items = _ItemCursor(self.conn)
+        return self._items(item_id, version)
+
+    def stored_items(self) -> Iterator[tuple[str, str | None]]:
+        result = self.conn.execute(
+            sa.select(items.c.id, items.c.version).execution_options(yield_per=5000))
+        yield from ((r[0], r[1]) for r in result)
+
+    def _raw(self, table: sa.Table, *columns: sa.Column[Any]) -> Iterator[Any]:
+        """Rows with their times as stored (parsed here, tolerantly): a tampered time must
+        be reported, not crash the verifier inside the driver."""
+        cols = columns or tuple(table.c)
+        select = sa.select(*[sa.type_coerce(c, sa.String).label(c.name)
+                             if isinstance(c.type, UTCDateTime) else c for c in cols])
+        times = [c.name for c in cols if isinstance(c.type, UTCDateTime)]
+        for row in self.conn.execute(select.execution_options(yield_per=2000)):
+            values = dict(row._mapping)
+            for name in times:
+                values[name] = _tolerant_time(values[name])
+            yield SimpleNamespace(**values)
+
+    def item_meta(self) -> Iterator[tuple[str, str, str, str, str, int]]:
+        for r in self._raw(items, items.c.id, items.c.version, items.c.type,
+                           items.c.originator, items.c.added_at, items.c.seq):
+            added = stamp(r.added_at) if isinstance(r.added_at, datetime) else r.added_at
+            yield r.id, r.version, r.type, r.originator, added, int(r.seq)
+
+    def record_rows(self) -> Iterator[StoredRecord]:
+        def each(table: sa.Table, make: Any, where: Any) -> Iterator[StoredRecord]:
+            for row in self._raw(table):
+                try:
+                    digest = make(row).digest()
+                except (MalformedInput, ValueError, KeyError, TypeError,
+                        AttributeError) as exc:
+                    digest = f"unreadable: {exc}"
+                yield StoredRecord(table.name, where(row), int(row.seq), digest)
+
+        yield from each(custody, _custody, lambda r: f"{r.item_id}@{r.version} #{r.row}")
+        yield from each(users, _user, lambda r: f"name={r.name}")
+        yield from each(consents, _consent, lambda r: f"{r.item_id} #{r.row}")
+        yield from each(classification_notices, _notice, lambda r: f"{r.item_id} #{r.row}")
+        yield from each(incidents, _incident, lambda r: f"reference={r.reference}")
+        yield from each(receipts, _receipt, lambda r: f"{r.item_id}@{r.version} #{r.row}")
+
+    def leaf_hashes(self) -> list[bytes]:
+        result = self.conn.execute(
+            sa.select(audit_events.c.leaf_hash).order_by(audit_events.c.seq)
+            .execution_options(yield_per=20000))
+        return [bytes(h) for h in result.scalars()]
+
+
+def _tolerant_time(value: Any) -> datetime | str | None:
+    if value is None or isinstance(value, datetime):
+        return None if value is None else instant(value)
+    try:
+        return instant(datetime.fromisoformat(str(value)))
+    except ValueError:
+        return f"unreadable time {value!r}"
+
+
+def read_external_head(path: Path) -> TreeHead | None:
+    """The head copied outside the database; None if there is none yet.
+
+    An unreadable file raises MalformedInput (``audit verify`` reports it).
+    """
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return TreeHead.from_json(json.loads(text))
+    except (ValueError, MalformedInput) as exc:
+        raise MalformedInput(f"the tree head kept outside the database is unreadable: {exc}",
+                             where=str(path)) from None
+
+
+# ---- the store ----------------------------------------------------------------------------
+
+
+class Store:
+    """A node's database: engine, migrations, units of work and snapshots for reading."""
+
+    def __init__(self, url: str, *, signer: Ed25519PrivateKey | None = None,
+                 head_file: Path | None = None, migrate_schema: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.signer = signer
+        self.head_file = head_file
+        if migrate_schema:
+            migrate(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def uow(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self)
+
+    @contextmanager
+    def reader(self) -> Iterator[SqlAuditReader]:
+        """A read-only snapshot: every query inside sees the same committed state."""
+        with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin() as tx:
+                yield SqlAuditReader(conn, self.head_file)
+                tx.rollback()
+
+    @contextmanager
+    def repository(self) -> Iterator[SqlRepository]:
+        """Read the holdings and registers outside a unit of work (one snapshot)."""
+        with self.engine.connect() as conn, conn.begin() as tx:
+            yield SqlRepository(conn)
+            tx.rollback()
+
+    def node_identity(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(node_identity.select()).first()
+        return None if row is None else {"party": row.party, "signing_key": row.signing_key,
+                                         "created_at": row.created_at}
+
+    def set_node_identity(self, party: str, signing_key: str, created_at: datetime) -> None:
+        with self.engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+            if conn.execute(node_identity.select()).first() is not None:
+                raise MalformedInput("the database already belongs to a node", where="--db",
+                                     expected="an empty database for a new node")
+            conn.execute(node_identity.insert(), {"id": 1, "party": party,
+                                                  "signing_key": signing_key,
+                                                  "created_at": created_at})
+
+    def write_external_head(self, head: TreeHead) -> None:
+        """Copy ``head`` beside the database: write, sync, then rename over the old copy.
+
+        A crash before the rename leaves the previous head, which only lags the database.
+        """
+        if self.head_file is None:
+            return
+        data = json.dumps(head.to_json(), sort_keys=True).encode("utf-8") + b"\n"
+        fd, name = tempfile.mkstemp(prefix=self.head_file.name + ".", suffix=".tmp",
+                                    dir=self.head_file.parent)
+        tmp = Path(name)
+        try:
+            os.fchmod(fd, 0o644)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            current = read_external_head(self.head_file)
+        except MalformedInput:
+            current = None
+        if current is not None and current.size > head.size:
+            os.unlink(tmp)  # another process already wrote a later head
+            return
+        os.replace(tmp, self.head_file)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def now_utc() -> datetime:
+    """The shell's clock (handlers take ``now`` from their caller)."""
+    return datetime.now(UTC)

@@ -1,0 +1,32 @@
+"""``gsomia demo`` tells the whole story from the real catalogue, policy and scenario."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from subprocess import CompletedProcess
+
+
+def test_demo_json(gsomia: Callable[..., CompletedProcess[str]]) -> None:
+    out = gsomia("demo", "--json", timeout=600)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    verdicts = {d["case"].split(":")[0]: d["decision"]["permit"] for d in doc["decisions"]}
+    assert verdicts["2017"] is True and verdicts["2016"] is False
+    assert doc["states"]["jpn-kor-gsomia-2016"]["2019-10-01"]["state"] == "notice-given"
+    regimes = doc["warning"]["regimes"]
+    assert set(regimes) == {"none", "hub", "direct", "trilateral"}
+    jpn = {name: run["parties"]["JPN"]["first_warning_s"] for name, run in regimes.items()}
+    assert all(t is not None for t in jpn.values())
+    assert jpn["direct"] <= jpn["none"] and jpn["direct"] <= jpn["hub"]
+    issued = [w for w in regimes["direct"]["parties"]["JPN"]["warnings"]
+              if w["action"] == "issued"]
+    assert "Hokkaido" in issued[0]["regions"]
+
+
+def test_demo_text_names_the_warnings(gsomia: Callable[..., CompletedProcess[str]]) -> None:
+    out = gsomia("demo", timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "First warning" in out.stdout and "Hokkaido" in out.stdout
+    assert "PERMIT" in out.stdout and "DENY" in out.stdout
+    assert "\x1b[" not in out.stdout   # no colour codes when not a terminal
