@@ -17,6 +17,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput, NoEquivalent
 COMMAND_MODULES = (
     "gsomia.shell.commands.agreements",
     "gsomia.shell.commands.node",
+    "gsomia.shell.commands.serve",
     "gsomia.shell.commands.demo",
     "gsomia.shell.commands.tracking",
     "gsomia.shell.commands.scenario",

@@ -1,0 +1,316 @@
+"""TAXII 2.1 ingest, paged read and GET-by-id through the OASIS taxii2-client, gsomia beside
+medallion (the OASIS reference server, memory backend) in the same run and workload.
+
+gsomia runs as a real node process (`gsomia node serve`: uvicorn, HTTPS, SQLite in WAL mode
+with synchronous=FULL), and does on every request what medallion does not: authentication
+against the node's users, Art. 7 access filtering, STIX validation, label binding (Ed25519),
+audit events in the Merkle log with a signed tree head per commit (every read is audited).
+medallion runs its own Flask server over plain HTTP.
+
+Then the same workload again against a gsomia store pre-filled with ``LARGE`` items, to show
+whether the rates hold as the store grows (the issue's target is 1,000,000; see LARGE).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+N = 5000  # objects ingested and then read
+BATCH = 100  # objects per add_objects request (the issue's workload)
+PAGE = 1000  # objects per read request (per_request)
+GETS = 300  # GET-by-id requests
+LARGE = int(os.environ.get("GSOMIA_BENCH_TAXII_LARGE", "1000000"))  # pre-filled store size
+MEDALLION_BUDGET = 30.0  # seconds per medallion phase (it slows quadratically)
+
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, verify: Any, process: subprocess.Popen[bytes], auth: Any = None) -> None:
+    import requests
+
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {process.stdout.read().decode()[-2000:]}"
+                               if process.stdout else "server exited")
+        try:
+            requests.get(url, verify=verify, timeout=2, auth=auth)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@contextmanager
+def _process(cmd: list[str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _indicator(n: int, run: str) -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1",
+            "id": f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, f'{run}/{n}')}",
+            "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
+            "name": f"TEL activity {n}", "description": "Launcher movement at the site.",
+            "pattern": f"[x-dprk-site:name = 'site-{n}']", "pattern_type": "stix",
+            "valid_from": "2024-03-01T08:00:00Z", "indicator_types": ["malicious-activity"]}
+
+
+def _workload(coll: Any, run: str, marking: dict[str, Any] | None, budget: float | None
+              ) -> dict[str, Any]:
+    """Ingest N objects in batches, page through them, GET some by id."""
+    from taxii2client.v21 import as_pages
+
+    objs = [_indicator(n, run) for n in range(N)]
+    if marking is not None:
+        objs = [{**o, "object_marking_refs": [marking["id"]]} for o in objs]
+    started = time.perf_counter()
+    stored = 0
+    for i in range(0, N, BATCH):
+        head = [marking] if marking is not None else []
+        status = coll.add_objects({"objects": head + objs[i:i + BATCH]})
+        stored += status.success_count - len(head)
+        if budget is not None and time.perf_counter() - started > budget:
+            break
+    ingest_s = time.perf_counter() - started
+    ids = [o["id"] for o in objs[:stored]]
+    started = time.perf_counter()
+    read = 0
+    complete = True
+    for envelope in as_pages(coll.get_objects, per_request=PAGE,
+                             **{"match[type]": "indicator"}):
+        read += len(envelope.get("objects", []))
+        if read >= N:
+            break
+        if budget is not None and time.perf_counter() - started > budget:
+            complete = False
+            break
+    read_s = time.perf_counter() - started
+    rng = random.Random(7)
+    lat = []
+    gets_started = time.perf_counter()
+    for object_id in (rng.choice(ids) for _ in range(GETS)):
+        t = time.perf_counter()
+        found = coll.get_object(object_id)["objects"]
+        lat.append(time.perf_counter() - t)
+        assert found and found[0]["id"] == object_id
+        if budget is not None and time.perf_counter() - gets_started > budget:
+            break
+    lat.sort()
+    return {
+        "ingested": stored, "ingest_per_s": round(stored / ingest_s, 1),
+        "read": read, "read_complete": complete, "read_per_s": round(read / read_s, 1),
+        "gets": len(lat), "get_p50_ms": round(lat[len(lat) // 2] * 1e3, 2),
+        "get_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3, 2),
+    }
+
+
+def _gsomia_node(folder: Path) -> tuple[str, dict[str, Any]]:
+    from gsomia.core.labels import SecurityLabel
+    from gsomia.core.stix import label_marking
+    from gsomia.service import handlers
+    from gsomia.shell.catalogue import load_catalogue
+    from gsomia.shell.node import init_node, new_token
+
+    catalogue = load_catalogue()
+    now = datetime.now(UTC)
+    node = init_node(folder, "JPN", catalogue=catalogue, now=now)
+    token = new_token()
+    handlers.add_user(node.uow(), keys=node.keys, schemes=catalogue.schemes, name="bench",
+                      clearance="極秘", need_to_know=["dprk-missile"], token=token, now=now)
+    node.close()
+    label = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+    return token, label_marking(label, label.english_marking(catalogue.schemes), created=now)
+
+
+def _prefill(folder: Path, count: int) -> float:
+    """Fill the node's store with ``count`` items (rows/s). A bench-only shortcut: one item is
+    published properly, then its rows are copied under new ids straight into ``items`` and
+    ``custody`` (no audit events, so ``audit verify`` would flag them); what the large run
+    measures is the API over big tables and indexes, which these rows make."""
+    from gsomia.core.labels import SecurityLabel
+    from gsomia.core.policy import Person
+    from gsomia.service.taxii_ports import Submission
+    from gsomia.shell.catalogue import load_catalogue
+    from gsomia.shell.node import open_node
+    from gsomia.shell.store import custody, items
+    from gsomia.shell.taxii_store import SqlObjectStore
+
+    node = open_node(folder, catalogue=load_catalogue())
+    store = SqlObjectStore(node.store, keys=node.keys, catalogue=node.catalogue, validate=None)
+    label = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+    person = Person("bench", "JPN", "極秘", frozenset({"dprk-missile"}))
+    started = time.perf_counter()
+    store.add_objects([Submission(_indicator(0, "prefill"), label)], person, datetime.now(UTC))
+    with node.store.engine.connect() as conn:
+        item = conn.execute(items.select()).mappings().first()
+        record = conn.execute(custody.select()).mappings().first()
+    assert item is not None and record is not None
+    template_id = item["id"]
+    base = dict(item)
+    base.pop("row")
+    cust = dict(record)
+    cust.pop("row")
+    content = bytes(item["content"])
+    with node.store.engine.connect().execution_options(gsomia_write=True) as conn:
+        for start in range(1, count, 20_000):
+            rows, crows = [], []
+            for n in range(start, min(count, start + 20_000)):
+                new_id = f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, f'prefill/{n}')}"
+                rows.append({**base, "id": new_id,
+                             "content": content.replace(template_id.encode(), new_id.encode())})
+                crows.append({**cust, "item_id": new_id})
+            with conn.begin():
+                conn.execute(items.insert(), rows)
+                conn.execute(custody.insert(), crows)
+    rate = count / (time.perf_counter() - started)
+    node.close()
+    return rate
+
+
+def _medallion_data(port: int) -> dict[str, Any]:
+    return {
+        "/discovery": {"title": "bench", "description": "medallion", "contact": "",
+                       "default": f"http://127.0.0.1:{port}/api1/",
+                       "api_roots": [f"http://127.0.0.1:{port}/api1/"]},
+        "api1": {"information": {"title": "api1", "description": "", "versions": [
+            "application/taxii+json;version=2.1"], "max_content_length": 100_000_000},
+            "status": [], "collections": [{
+                "id": "91a7b528-80eb-42ed-a74d-c6fbd5a26116", "title": "bench",
+                "description": "", "can_read": True, "can_write": True,
+                "media_types": ["application/stix+json;version=2.1"],
+                "objects": [], "manifest": []}]},
+    }
+
+
+def _client_env() -> dict[str, str | None]:
+    # requests lets these override a session's own CA bundle (taxii2-client's verify=).
+    saved = {k: os.environ.pop(k, None) for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    return saved
+
+
+def _gsomia_run(tmp: Path, label: str, prefill: int, audit_reads: str = "sync"
+                ) -> dict[str, Any]:
+    from taxii2client.v21 import Server
+
+    from gsomia.shell.commands.serve import collection_id
+
+    folder = tmp / f"gsomia-{label}"
+    token, marking = _gsomia_node(folder)
+    out: dict[str, Any] = {}
+    if prefill:
+        out["prefill_items"] = prefill
+        out["prefill_per_s"] = round(_prefill(folder, prefill), 1)
+    port = _port()
+    cmd = [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(folder), "--port",
+           str(port), "--audit-reads", audit_reads]
+    out["audit_reads"] = audit_reads
+    with _process(cmd, tmp) as proc:
+        ca = str(folder / "tls" / "ca.crt")
+        _wait(f"https://127.0.0.1:{port}/openapi.json", ca, proc)
+        server = Server(f"https://127.0.0.1:{port}/taxii2/", user="bench", password=token,
+                        verify=ca)
+        coll = next(c for c in server.api_roots[0].collections
+                    if c.id == collection_id("JPN"))
+        out.update(_workload(coll, f"gsomia-{label}", marking, None))
+    return out
+
+
+def _medallion_run(tmp: Path) -> dict[str, Any]:
+    from taxii2client.v21 import Server
+
+    port = _port()
+    data = tmp / "medallion-data.json"
+    data.write_text(json.dumps(_medallion_data(port)))
+    config = tmp / "medallion.json"
+    config.write_text(json.dumps({
+        "backend": {"module": "medallion.backends.memory_backend",
+                    "module_class": "MemoryBackend", "filename": str(data)},
+        "users": {"bench": "bench"}, "taxii": {"max_page_size": PAGE}}))
+    medallion = Path(sys.executable).parent / "medallion"
+    cmd = [str(medallion), "--host", "127.0.0.1", "--port", str(port), "--log-level",
+           "ERROR", str(config)]
+    with _process(cmd, tmp) as proc:
+        _wait(f"http://127.0.0.1:{port}/taxii2/", None, proc, auth=("bench", "bench"))
+        server = Server(f"http://127.0.0.1:{port}/taxii2/", user="bench", password="bench")
+        coll = server.api_roots[0].collections[0]
+        return _workload(coll, "medallion", None, MEDALLION_BUDGET)
+
+
+def _line(name: str, r: dict[str, Any]) -> None:
+    print(f"{name:<17} ingest {r['ingest_per_s']:>8,.0f} obj/s   read {r['read_per_s']:>8,.0f} "
+          f"obj/s   GET p50 {r['get_p50_ms']} ms p99 {r['get_p99_ms']} ms"
+          + ("" if r["read_complete"] else "  (read cut at the time budget)"), flush=True)
+
+
+def run() -> dict[str, Any]:
+    saved = _client_env()
+    try:
+        with tempfile.TemporaryDirectory(prefix="gsomia-bench-taxii-") as name:
+            tmp = Path(name)
+            ours = _gsomia_run(tmp, "empty", 0)
+            _line("gsomia (sync)", ours)
+            batched = _gsomia_run(tmp, "batched", 0, "batched")
+            _line("gsomia (batched)", batched)
+            theirs = _medallion_run(tmp)
+            _line("medallion", theirs)
+            ratios = {
+                "ingest": round(ours["ingest_per_s"] / theirs["ingest_per_s"], 2),
+                "read": round(ours["read_per_s"] / theirs["read_per_s"], 2),
+                "get_p50": round(theirs["get_p50_ms"] / ours["get_p50_ms"], 2),
+                "batched_read": round(batched["read_per_s"] / theirs["read_per_s"], 2),
+                "batched_get_p50": round(theirs["get_p50_ms"] / batched["get_p50_ms"], 2),
+            }
+            print(f"gsomia / medallion (sync audit): ingest ×{ratios['ingest']}, read "
+                  f"×{ratios['read']}, GET p50 ×{ratios['get_p50']} faster; batched audit: "
+                  f"read ×{ratios['batched_read']}, GET p50 ×{ratios['batched_get_p50']}",
+                  flush=True)
+            large: dict[str, Any] = {}
+            if LARGE:
+                large = _gsomia_run(tmp, "large", LARGE)
+                held = {k: round(large[k] / ours[k], 2)
+                        for k in ("ingest_per_s", "read_per_s")}
+                large["rate_vs_empty"] = held
+                print(f"gsomia at {LARGE:,} stored: ingest {large['ingest_per_s']:,.0f} obj/s "
+                      f"({held['ingest_per_s']:.0%} of the empty-store rate), read "
+                      f"{large['read_per_s']:,.0f} obj/s ({held['read_per_s']:.0%}), "
+                      f"GET p50 {large['get_p50_ms']} ms p99 {large['get_p99_ms']} ms "
+                      f"(prefill {large['prefill_per_s']:,.0f} items/s)", flush=True)
+            return {"gsomia": ours, "gsomia_batched_audit": batched, "medallion": theirs,
+                    "ratios": ratios,
+                    "gsomia_large": large, "workload": {"objects": N, "batch": BATCH,
+                                                        "page": PAGE, "gets": GETS}}
+    finally:
+        for key, value in saved.items():
+            if value is not None:
+                os.environ[key] = value
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))

@@ -1,0 +1,577 @@
+"""The node's HTTP API: TAXII 2.1 for people and tools, and the peer API for partner nodes.
+
+An ASGI app (Starlette) that only translates HTTP: the TAXII service
+(:mod:`gsomia.service.taxii`) decides what a caller sees and audits it; the peer inbox
+(:class:`gsomia.service.taxii_ports.PeerInbox`) takes what partners deliver. Errors map to
+statuses here and nowhere else:
+
+    MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape)
+    NotFound       → 404, one body for "absent" and "you may not see it"
+    no or bad credentials → 401 with WWW-Authenticate; wrong media type → 406 / 415
+
+Handlers validate what they read, so a malformed request never reaches a 500.
+
+People authenticate with ``Authorization: Bearer TOKEN`` or HTTP basic (user name, token as
+password). Partner nodes authenticate with their TLS client certificate on ``/peer/v1/``
+(the ASGI TLS extension, filled in by :mod:`gsomia.shell.commands.serve`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gsomia.core import crypto
+from gsomia.core.audit import TreeHead
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.policy import Person
+from gsomia.core.taxii import (
+    STIX_MEDIA,
+    TAXII_MEDIA,
+    api_root,
+    collection,
+    content_type_of,
+    discovery,
+    envelope_bytes,
+    error_body,
+    manifest_record,
+    negotiate,
+    taxii_time,
+    versions_body,
+)
+from gsomia.core.types import Party
+from gsomia.service.taxii import NotFound, Served, TaxiiService
+from gsomia.service.taxii_ports import (
+    AuditUnavailable,
+    PeerInbox,
+    PeerUnavailable,
+    StoredVersion,
+)
+
+__all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "create_app", "openapi"]
+
+API_ROOT = "gsomia"
+MAX_CONTENT_LENGTH = 32 * 1024 * 1024
+_MAX_ID = 300
+_CHALLENGE = 'Bearer realm="gsomia", Basic realm="gsomia"'
+_NOT_FOUND = error_body("Not found", 404,
+                        "There is no such resource, or you are not allowed to see it.")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    """What the app serves and with what: wired by ``serve`` (or a test)."""
+
+    service: TaxiiService
+    party: Party
+    inbox: PeerInbox
+    title: str = ""
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    peer_identity: Callable[[Mapping[str, Any]], Party | None] = lambda scope: tls_peer(scope)
+
+
+class _Refusal(Exception):
+    """A response decided early (auth, negotiation); carries the response to send."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def _json(body: Mapping[str, Any] | list[Any], status: int = 200, media: str = TAXII_MEDIA,
+          headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=media,
+                    headers=dict(headers or {}))
+
+
+def _error(status: int, title: str, description: str = "",
+           headers: Mapping[str, str] | None = None) -> Response:
+    return _json(error_body(title, status, description), status, headers=headers)
+
+
+def _malformed(exc: MalformedInput, status: int = 400) -> Response:
+    return _json(error_body("Malformed request", status, str(exc),
+                            {"where": exc.where, "expected": exc.expected}
+                            if exc.where or exc.expected else None), status)
+
+
+# ---- the app --------------------------------------------------------------------------------
+
+
+def create_app(config: ApiConfig) -> Starlette:
+    """The ASGI app of one node."""
+    service = config.service
+    root = f"/{API_ROOT}/"
+    coll = service.collection_id
+
+    def person_of(request: Request) -> Person:
+        header = request.headers.get("authorization", "")
+        scheme, _, value = header.partition(" ")
+        person: Person | None = None
+        value = value.strip()
+        if scheme.lower() == "bearer" and value:
+            person = service.authenticate(value)
+        elif scheme.lower() == "basic" and value:
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            name, colon, token = decoded.partition(":")
+            if colon:
+                person = service.authenticate(token, name)
+        if person is None:
+            raise _Refusal(_error(401, "Unauthorized",
+                                  "Send a node user's token as a bearer token, or as the "
+                                  "password of HTTP basic authentication with the user name.",
+                                  {"WWW-Authenticate": _CHALLENGE}))
+        return person
+
+    def accept(request: Request, offered: tuple[str, ...] = (TAXII_MEDIA,)) -> str:
+        chosen = negotiate(request.headers.get("accept"), offered)
+        if chosen is None:
+            raise _Refusal(_error(406, "Not acceptable",
+                                  "This endpoint answers with " + " or ".join(offered)))
+        return chosen
+
+    def params(request: Request) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for name, value in request.query_params.multi_items():
+            out.setdefault(name, []).append(value)
+        return out
+
+    def guarded(handler: Callable[[Request], Awaitable[Response]]
+                ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except _Refusal as refusal:
+                return refusal.response
+            except NotFound:
+                return _json(_NOT_FOUND, 404)
+            except MalformedInput as exc:
+                return _malformed(exc)
+            except AuditUnavailable as exc:
+                return _error(503, "Audit log unavailable",
+                              f"Nothing is served while reads cannot be audited: {exc}")
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    def check_root(request: Request) -> None:
+        if request.path_params.get("api_root") != API_ROOT:
+            raise NotFound("no such API root")
+
+    def check_collection(request: Request) -> None:
+        check_root(request)
+        if request.path_params.get("collection_id") != coll:
+            raise NotFound("no such collection")
+
+    def object_id(request: Request) -> str:
+        oid = str(request.path_params.get("object_id", ""))
+        if not oid or len(oid) > _MAX_ID:
+            raise NotFound("no such object")
+        return oid
+
+    def paging_headers(served: Served) -> dict[str, str]:
+        out = {}
+        if served.first_added is not None and served.last_added is not None:
+            out["X-TAXII-Date-Added-First"] = taxii_time(served.first_added)
+            out["X-TAXII-Date-Added-Last"] = taxii_time(served.last_added)
+        return out
+
+    # ---- TAXII endpoints -------------------------------------------------------------------
+    async def get_discovery(request: Request) -> Response:
+        person_of(request)
+        accept(request)
+        return _json(discovery(config.title or f"gsomia node {config.party}",
+                               f"TAXII 2.1 server of the {config.party} gsomia node",
+                               root, [root]))
+
+    async def get_api_root(request: Request) -> Response:
+        person_of(request)
+        accept(request)
+        check_root(request)
+        return _json(api_root(f"{config.party} holdings",
+                              "Items this node holds, as the reader's clearance and "
+                              "need-to-know allow", MAX_CONTENT_LENGTH))
+
+    def collection_body() -> dict[str, Any]:
+        return collection(coll, f"{config.party} holdings",
+                          "Every item the node holds; each reader sees what Art. 7 allows",
+                          can_read=True, can_write=True)
+
+    async def get_collections(request: Request) -> Response:
+        person_of(request)
+        accept(request)
+        check_root(request)
+        return _json({"collections": [collection_body()]})
+
+    async def get_collection(request: Request) -> Response:
+        person_of(request)
+        accept(request)
+        check_collection(request)
+        return _json(collection_body())
+
+    def objects_response(served: Served, media: str) -> Response:
+        contents = [r.content for r in served.rows if r.content is not None]
+        if media == STIX_MEDIA:
+            body = b'{"type":"bundle","id":"bundle--' + config.new_id().encode() + b'"' + (
+                b',"objects":[' + b",".join(contents) + b"]}" if contents else b"}")
+        else:
+            body = envelope_bytes(contents, served.more, served.next)
+        return Response(body, media_type=media, headers=paging_headers(served))
+
+    async def get_objects(request: Request) -> Response:
+        person = person_of(request)
+        media = accept(request, (TAXII_MEDIA, STIX_MEDIA))
+        check_collection(request)
+        served = service.read(person, coll, "objects", params(request), config.clock())
+        return objects_response(served, media)
+
+    async def post_objects(request: Request) -> Response:
+        person = person_of(request)
+        accept(request)
+        check_collection(request)
+        media = content_type_of(request.headers.get("content-type"))
+        if media is None:
+            return _error(415, "Unsupported media type",
+                          f"Send a TAXII envelope as {TAXII_MEDIA} "
+                          f"(or a STIX bundle as {STIX_MEDIA})")
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_CONTENT_LENGTH):
+            return _error(413, "Request too large",
+                          f"At most {MAX_CONTENT_LENGTH} bytes per request")
+        raw = await request.body()
+        if len(raw) > MAX_CONTENT_LENGTH:
+            return _error(413, "Request too large",
+                          f"At most {MAX_CONTENT_LENGTH} bytes per request")
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return _error(400, "Malformed request", f"the body is not JSON: {exc}")
+        try:
+            result = service.add(person, coll, body, media, config.clock(), config.new_id())
+        except MalformedInput as exc:
+            return _malformed(exc, 422)
+        return _json(result, 202)
+
+    async def get_object(request: Request) -> Response:
+        person = person_of(request)
+        media = accept(request, (TAXII_MEDIA, STIX_MEDIA))
+        check_collection(request)
+        served = service.read(person, coll, "object", params(request), config.clock(),
+                              object_id=object_id(request))
+        return objects_response(served, media)
+
+    async def get_manifest(request: Request) -> Response:
+        person = person_of(request)
+        accept(request)
+        check_collection(request)
+        served = service.read(person, coll, "manifest", params(request), config.clock())
+        body: dict[str, Any] = {"more": served.more}
+        if served.next:
+            body["next"] = served.next
+        if served.rows:
+            body["objects"] = [manifest_record(r.id, r.date_added, _version(r))
+                               for r in served.rows]
+        return _json(body, headers=paging_headers(served))
+
+    async def get_versions(request: Request) -> Response:
+        person = person_of(request)
+        accept(request)
+        check_collection(request)
+        served = service.read(person, coll, "versions", params(request), config.clock(),
+                              object_id=object_id(request))
+        return _json(versions_body([_version(r) for r in served.rows], served.more,
+                                   served.next), headers=paging_headers(served))
+
+    async def get_status(request: Request) -> Response:
+        person = person_of(request)
+        accept(request)
+        check_root(request)
+        return _json(dict(service.status(person, str(request.path_params["status_id"]))))
+
+    # ---- peer API ----------------------------------------------------------------------------
+    def peer_of(request: Request) -> Party:
+        """The partner whose client certificate the TLS layer verified, or a 401."""
+        party = config.peer_identity(request.scope)
+        if not party:
+            raise _Refusal(_error(401, "Unauthorized",
+                                  "The peer API needs a partner node's TLS client "
+                                  "certificate (mutual TLS)",
+                                  {"WWW-Authenticate": 'Mutual-TLS realm="gsomia-peer"'}))
+        return party
+
+    async def peer_json(request: Request) -> Any:
+        if content_type_of_json(request.headers.get("content-type")) is False:
+            raise _Refusal(_error(415, "Unsupported media type", "Send application/json"))
+        raw = await request.body()
+        if len(raw) > MAX_CONTENT_LENGTH:
+            raise _Refusal(_error(413, "Request too large"))
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _Refusal(_error(400, "Malformed request", f"the body is not JSON: {exc}")) \
+                from None
+
+    def peer(handler: Callable[[Request, Party, Any], Any], *, with_body: bool = True
+             ) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                sender = peer_of(request)
+                body = await peer_json(request) if with_body else None
+                result = handler(request, sender, body)
+            except _Refusal as refusal:
+                return refusal.response
+            except MalformedInput as exc:
+                return _malformed(exc, 422)
+            except PolicyDenied as exc:
+                return _json(error_body("Refused", 403, str(exc),
+                                        {"reasons": list(exc.reasons)}), 403)
+            except ProofInvalid as exc:
+                return _json(error_body("Does not verify", 403, str(exc)), 403)
+            except PeerUnavailable as exc:
+                return _error(503, "Not available", str(exc))
+            except NotFound:
+                return _json(_NOT_FOUND, 404)
+            except GsomiaError as exc:
+                return _error(422, "Refused", str(exc))
+            status = 200 if request.method == "GET" else 202
+            return Response(orjson.dumps(result), status_code=status,
+                            media_type="application/json")
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    def deliver(request: Request, sender: Party, body: Any) -> Any:
+        envelope = crypto.Envelope.from_json(_object(body, "envelope"))
+        _same(envelope.sender, sender, "envelope.sender")
+        return config.inbox.deliver(envelope, sender, config.clock()).to_json()
+
+    def receipt(request: Request, sender: Party, body: Any) -> Any:
+        doc = crypto.Receipt.from_json(_object(body, "receipt"))
+        _same(doc.recipient, sender, "receipt.recipient")
+        config.inbox.receipt(doc, sender, config.clock())
+        return {"accepted": True}
+
+    def consent_request(request: Request, sender: Party, body: Any) -> Any:
+        data = _object(body, "consent request")
+        item_id, recipient = data.get("item_id"), data.get("recipient")
+        if not isinstance(item_id, str) or not item_id or not isinstance(recipient, str):
+            raise MalformedInput("needs item_id and recipient", where="consent request",
+                                 expected='{"item_id": "...", "recipient": "USA", '
+                                          '"purpose": "...", "reason": "..."}')
+        from gsomia.core.types import party as party_code
+        return config.inbox.consent_request(item_id, sender,
+                                            party_code(recipient, where="recipient"),
+                                            str(data.get("reason", "")), config.clock())
+
+    def consent_reply(request: Request, sender: Party, body: Any) -> Any:
+        data = _object(body, "consent reply")
+        if data.get("granted") is False:
+            item_id = data.get("item_id")
+            if not isinstance(item_id, str) or not item_id:
+                raise MalformedInput("needs item_id", where="consent reply")
+            config.inbox.consent_refused(item_id, sender, str(data.get("reason", "")),
+                                         config.clock())
+            return {"accepted": True}
+        consent = crypto.Consent.from_json(_object(data.get("consent"), "consent"))
+        _same(consent.originator, sender, "consent.originator")
+        config.inbox.consent_granted(consent, sender, config.clock())
+        return {"accepted": True}
+
+    def incident(request: Request, sender: Party, body: Any) -> Any:
+        data = _object(body, "incident report")
+        kind, item_id, description = data.get("kind"), data.get("item_id"), \
+            data.get("description")
+        if not all(isinstance(v, str) and v for v in (kind, item_id, description)):
+            raise MalformedInput("needs kind, item_id and description", where="incident",
+                                 expected="loss, compromise, possible-compromise or "
+                                          "investigation-result; the item; what happened")
+        config.inbox.incident(str(kind), str(item_id), str(description), sender,
+                              config.clock())
+        return {"accepted": True}
+
+    def tree_head_get(request: Request, sender: Party, body: Any) -> Any:
+        return config.inbox.tree_head().to_json()
+
+    def tree_head_post(request: Request, sender: Party, body: Any) -> Any:
+        head = TreeHead.from_json(_object(body, "tree head"))
+        return config.inbox.partner_tree_head(head, sender, config.clock())
+
+    async def get_openapi(request: Request) -> Response:
+        return Response(orjson.dumps(openapi(coll)), media_type="application/json")
+
+    g = guarded
+    routes = [
+        Route("/taxii2/", g(get_discovery), methods=["GET"]),
+        Route("/{api_root}/", g(get_api_root), methods=["GET"]),
+        Route("/{api_root}/collections/", g(get_collections), methods=["GET"]),
+        Route("/{api_root}/collections/{collection_id}/", g(get_collection), methods=["GET"]),
+        Route("/{api_root}/collections/{collection_id}/objects/", g(get_objects),
+              methods=["GET"]),
+        Route("/{api_root}/collections/{collection_id}/objects/", g(post_objects),
+              methods=["POST"]),
+        Route("/{api_root}/collections/{collection_id}/objects/{object_id}/", g(get_object),
+              methods=["GET"]),
+        Route("/{api_root}/collections/{collection_id}/objects/{object_id}/versions/",
+              g(get_versions), methods=["GET"]),
+        Route("/{api_root}/collections/{collection_id}/manifest/", g(get_manifest),
+              methods=["GET"]),
+        Route("/{api_root}/status/{status_id}/", g(get_status), methods=["GET"]),
+        Route("/peer/v1/envelopes/", peer(deliver), methods=["POST"]),
+        Route("/peer/v1/receipts/", peer(receipt), methods=["POST"]),
+        Route("/peer/v1/consents/requests/", peer(consent_request), methods=["POST"]),
+        Route("/peer/v1/consents/replies/", peer(consent_reply), methods=["POST"]),
+        Route("/peer/v1/incidents/", peer(incident), methods=["POST"]),
+        Route("/peer/v1/tree-heads/", peer(tree_head_get, with_body=False), methods=["GET"]),
+        Route("/peer/v1/tree-heads/", peer(tree_head_post), methods=["POST"]),
+        Route("/openapi.json", get_openapi, methods=["GET"]),
+    ]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        code = exc.status_code if isinstance(exc, HTTPException) else 500
+        if code == 404:
+            return _json(_NOT_FOUND, 404)
+        headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+        return _error(code, str(getattr(exc, "detail", "")) or "Error", "", headers)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+
+
+def tls_peer(scope: Mapping[str, Any]) -> Party | None:
+    """The party of the verified TLS client certificate, as the server put it in the ASGI
+    TLS extension (``client_party``); None without one."""
+    tls = scope.get("extensions", {}).get("tls")
+    party = tls.get("client_party") if isinstance(tls, Mapping) else None
+    return party if isinstance(party, str) and party else None
+
+
+def content_type_of_json(header: str | None) -> bool | None:
+    """True for application/json, False for another type, None when absent."""
+    if header is None:
+        return None
+    return header.split(";")[0].strip().lower() == "application/json"
+
+
+def _version(row: StoredVersion) -> str:
+    """The object's own version text; date_added for objects without one (TAXII §3.4.3)."""
+    return row.version if row.version != "unversioned" else taxii_time(row.version_at)
+
+
+def _object(body: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise MalformedInput(f"the {what} is not a JSON object", where="body")
+    return body
+
+
+def _same(claimed: str, actual: Party, where: str) -> None:
+    if claimed != actual:
+        raise PolicyDenied((f"{where} is {claimed}, but the TLS client certificate is "
+                            f"{actual}'s",))
+
+
+# ---- OpenAPI ----------------------------------------------------------------------------------
+
+
+def openapi(collection_id: str) -> dict[str, Any]:
+    """An OpenAPI 3.0 description of the node's API (what schemathesis fuzzes)."""
+    taxii = {TAXII_MEDIA: {"schema": {"type": "object"}}}
+    err = {"description": "TAXII error message",
+           "content": {TAXII_MEDIA: {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    paging = [
+        {"name": "added_after", "in": "query", "schema": {"type": "string"}},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "next", "in": "query", "schema": {"type": "string"}},
+        {"name": "match[spec_version]", "in": "query", "schema": {"type": "string"}},
+    ]
+    matches = [{"name": "match[id]", "in": "query", "schema": {"type": "string"}},
+               {"name": "match[type]", "in": "query", "schema": {"type": "string"}}]
+    version = [{"name": "match[version]", "in": "query", "schema": {"type": "string"}}]
+
+    def path_param(name: str, fixed: str | None = None) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string", "minLength": 1}
+        if fixed is not None:
+            schema = {"type": "string", "enum": [fixed]}
+        return {"name": name, "in": "path", "required": True, "schema": schema}
+
+    root = path_param("api_root", API_ROOT)
+    coll = path_param("collection_id", collection_id)
+    oid = path_param("object_id")
+
+    def get(summary: str, parameters: list[dict[str, Any]], media: dict[str, Any] | None = None,
+            extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        responses: dict[str, Any] = {
+            "200": {"description": "OK", "content": media or taxii},
+            "400": err, "401": err, "404": err, "406": err}
+        responses.update(extra or {})
+        return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
+
+    objects_media = {TAXII_MEDIA: {"schema": {"type": "object"}},
+                     STIX_MEDIA: {"schema": {"type": "object"}}}
+    objects_path = get("Objects", [root, coll, *paging, *matches, *version], objects_media)
+    objects_path["post"] = {
+        "summary": "Add objects",
+        "parameters": [root, coll],
+        "requestBody": {"required": True, "content": {
+            TAXII_MEDIA: {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
+        "responses": {"202": {"description": "Status", "content": taxii}, "400": err,
+                      "401": err, "404": err, "406": err, "413": err, "415": err, "422": err},
+    }
+    peer_post = {"post": {"summary": "Peer delivery (mutual TLS)",
+                          "requestBody": {"required": True, "content": {
+                              "application/json": {"schema": {"type": "object"}}}},
+                          "responses": {"202": {"description": "accepted"},
+                                        "401": {"description": "no client certificate"},
+                                        "403": {"description": "refused"},
+                                        "422": {"description": "malformed"}}}}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "gsomia node API", "version": "2.1",
+                 "description": "TAXII 2.1 for people (bearer or basic), peer API for nodes"},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["title", "http_status"],
+                          "properties": {"title": {"type": "string"},
+                                         "description": {"type": "string"},
+                                         "http_status": {"type": "string"}}},
+                "Envelope": {"type": "object", "required": ["objects"], "properties": {
+                    "objects": {"type": "array", "items": {
+                        "type": "object", "required": ["type", "id", "spec_version"],
+                        "properties": {"type": {"type": "string"}, "id": {"type": "string"},
+                                       "spec_version": {"type": "string"}}}}}},
+            },
+        },
+        "security": [{"bearer": []}, {"basic": []}],
+        "paths": {
+            "/taxii2/": get("Discovery", []),
+            "/{api_root}/": get("API root", [root]),
+            "/{api_root}/collections/": get("Collections", [root]),
+            "/{api_root}/collections/{collection_id}/": get("Collection", [root, coll]),
+            "/{api_root}/collections/{collection_id}/objects/": objects_path,
+            "/{api_root}/collections/{collection_id}/objects/{object_id}/":
+                get("Object", [root, coll, oid, *paging, *version], objects_media),
+            "/{api_root}/collections/{collection_id}/objects/{object_id}/versions/":
+                get("Versions", [root, coll, oid, *paging]),
+            "/{api_root}/collections/{collection_id}/manifest/":
+                get("Manifest", [root, coll, *paging, *matches, *version]),
+            "/{api_root}/status/{status_id}/": get("Status", [root, path_param("status_id")]),
+            "/peer/v1/envelopes/": peer_post,
+            "/peer/v1/receipts/": peer_post,
+            "/peer/v1/consents/requests/": peer_post,
+            "/peer/v1/consents/replies/": peer_post,
+            "/peer/v1/incidents/": peer_post,
+        },
+    }

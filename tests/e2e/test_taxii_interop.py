@@ -1,0 +1,244 @@
+"""Interop against a real node process (`gsomia node serve`, uvicorn over HTTPS): the OASIS
+taxii2-client and stix2's TAXII data source read and write; everything served validates with
+stix2-validator; mutual TLS on the peer API; a bounded schemathesis run finds no 500."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.stix import label_marking
+from gsomia.service import handlers
+from gsomia.shell.catalogue import load_catalogue
+from gsomia.shell.commands.serve import collection_id
+from gsomia.shell.node import init_node, new_token
+
+NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+CATALOGUE = load_catalogue()
+CONF = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+SECRET = SecurityLabel("JPN", "極秘", frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
+
+
+
+@pytest.fixture(autouse=True)
+def _session_verify_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """requests lets these variables override a session's own CA bundle (the one
+    taxii2-client sets from ``verify=``): drop them so the node's CA is used."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Running:
+    url: str
+    folder: Path
+    tokens: dict[str, str]
+    process: subprocess.Popen[bytes]
+
+    @property
+    def ca(self) -> str:
+        return str(self.folder / "tls" / "ca.crt")
+
+    @property
+    def client_cert(self) -> tuple[str, str]:
+        return (str(self.folder / "tls" / "client.crt"), str(self.folder / "tls" / "client.key"))
+
+
+def start_node(folder: Path, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(folder),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+
+
+def wait_ready(url: str, ca: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"node exited with {process.returncode}:\n{out}")
+        try:
+            requests.get(url + "openapi.json", verify=ca, timeout=2)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    raise RuntimeError("node did not start within the timeout")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    folder = tmp_path_factory.mktemp("interop") / "jpn"
+    # certificates are valid from the instant given: the real one, so TLS clients accept them
+    made = init_node(folder, "JPN", catalogue=CATALOGUE, now=datetime.now(UTC))
+    tokens = {}
+    for name, clearance, ntk in (("kenji", "極秘", ["dprk-missile"]),
+                                 ("aiko", "秘", ["dprk-missile"])):
+        tokens[name] = new_token()
+        handlers.add_user(made.uow(), keys=made.keys, schemes=CATALOGUE.schemes, name=name,
+                          clearance=clearance, need_to_know=ntk, token=tokens[name],
+                          now=datetime.now(UTC))
+    made.close()
+    port = free_port()
+    process = start_node(folder, port)
+    url = f"https://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, str(folder / "tls" / "ca.crt"), process)
+        yield Running(url, folder, tokens, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def indicator(n: int, label: SecurityLabel | None = None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": "indicator", "spec_version": "2.1",
+        "id": f"indicator--{uuid.UUID(int=n, version=4)}",
+        "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
+        "name": f"TEL activity {n}", "pattern": f"[x-dprk-site:name = 'Sunan-{n}']",
+        "pattern_type": "stix", "valid_from": "2024-03-01T08:00:00Z",
+        "indicator_types": ["malicious-activity"]}
+    if label is not None:
+        obj["object_marking_refs"] = [marking(label)["id"]]
+    return obj
+
+
+def marking(label: SecurityLabel) -> dict[str, Any]:
+    return label_marking(label, label.english_marking(CATALOGUE.schemes), created=NOW)
+
+
+def collection(node: Running, who: str) -> Any:
+    from taxii2client.v21 import Server
+
+    server = Server(node.url + "taxii2/", user=who, password=node.tokens[who], verify=node.ca)
+    root = server.api_roots[0]
+    return next(c for c in root.collections if c.id == collection_id("JPN"))
+
+
+def validates(obj: dict[str, Any]) -> bool:
+    from stix2validator import ValidationOptions, validate_instance
+
+    return bool(validate_instance(obj, ValidationOptions(version="2.1")).is_valid)
+
+
+def test_taxii2_client_writes_pages_and_reads(node: Running) -> None:
+    from taxii2client.v21 import as_pages
+
+    coll = collection(node, "kenji")
+    assert coll.can_read and coll.can_write
+    conf = [indicator(n, CONF) for n in range(1, 26)]
+    secret = [indicator(n, SECRET) for n in range(100, 105)]
+    status = coll.add_objects({"objects": [marking(CONF), *conf]})
+    assert status.status == "complete" and status.success_count == 26
+    status = coll.add_objects({"objects": [marking(SECRET), *secret]})
+    assert status.failure_count == 0
+    assert coll.get_object(conf[0]["id"])["objects"][0]["name"] == conf[0]["name"]
+    seen = []
+    for envelope in as_pages(coll.get_objects, per_request=7):
+        seen += envelope.get("objects", [])
+    assert {o["id"] for o in seen} == {o["id"] for o in conf + secret}
+    assert len(seen) == len({o["id"] for o in seen})
+    manifest = [r for page in as_pages(coll.get_manifest, per_request=10)
+                for r in page.get("objects", [])]
+    assert len(manifest) == 30
+    versions = coll.object_versions(conf[0]["id"])
+    assert versions["versions"] == ["2024-03-01T08:00:00.000Z"]
+    assert all(validates(o) for o in seen)
+    # aiko (CONFIDENTIAL) pages through the same collection and never meets a SECRET item
+    mine = [o for page in as_pages(collection(node, "aiko").get_objects, per_request=4)
+            for o in page.get("objects", [])]
+    assert {o["id"] for o in mine} == {o["id"] for o in conf}
+    from requests import HTTPError
+    with pytest.raises(HTTPError) as caught:
+        collection(node, "aiko").get_object(secret[0]["id"])
+    assert caught.value.response.status_code == 404
+
+
+def test_stix2_taxii_data_source_and_sink(node: Running) -> None:
+    import stix2
+    from stix2 import Filter, TAXIICollectionSink, TAXIICollectionSource
+
+    coll = collection(node, "kenji")
+    sink = TAXIICollectionSink(coll, allow_custom=True)
+    m = marking(CONF)
+    report = stix2.Indicator(
+        id=f"indicator--{uuid.UUID(int=777, version=4)}", name="Launch preparations at Sohae",
+        pattern="[x-dprk-site:name = 'Sohae']", pattern_type="stix",
+        valid_from="2024-03-01T08:00:00Z", object_marking_refs=[m["id"]],
+        created="2024-03-01T08:00:00.000Z", modified="2024-03-01T08:00:00.000Z")
+    sink.add(stix2.parse({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
+                          "objects": [m, json.loads(report.serialize())]}, allow_custom=True))
+    source = TAXIICollectionSource(coll, allow_custom=True)
+    got = source.get(report.id)
+    assert got is not None and got.name == "Launch preparations at Sohae"
+    found = source.query([Filter("type", "=", "indicator"), Filter("name", "=", report.name)])
+    assert [f.id for f in found] == [report.id]
+    assert [v.id for v in source.all_versions(report.id)] == [report.id]
+    assert validates(json.loads(got.serialize()))
+
+
+def test_unauthenticated_and_wrong_party_requests_fail(node: Running) -> None:
+    r = requests.get(node.url + "taxii2/", verify=node.ca, timeout=10)
+    assert r.status_code == 401 and "Bearer" in r.headers["WWW-Authenticate"]
+    r = requests.get(node.url + "taxii2/", verify=node.ca, timeout=10,
+                     auth=("kenji", node.tokens["aiko"]))
+    assert r.status_code == 401
+
+
+def test_peer_api_takes_the_party_from_the_tls_client_certificate(node: Running) -> None:
+    assert requests.get(node.url + "peer/v1/tree-heads/", verify=node.ca,
+                        timeout=10).status_code == 401
+    r = requests.get(node.url + "peer/v1/tree-heads/", verify=node.ca, cert=node.client_cert,
+                     timeout=10)
+    assert r.status_code == 200 and r.json()["size"] > 0
+    # an envelope whose sender is not the certificate's party is refused as such
+    fake = {"sender": "KOR", "recipient": "JPN", "item_id": "x", "version": "v",
+            "nonce": "A" * 22, "sent_at": "2024-03-01T09:00:00Z", "sender_key": "0" * 64,
+            "recipient_key": "0" * 64, "enc": "AA", "ciphertext": "AA", "signature": "A" * 86}
+    r = requests.post(node.url + "peer/v1/envelopes/", verify=node.ca, cert=node.client_cert,
+                      json=fake, timeout=10)
+    assert r.status_code == 403 and "certificate" in r.json()["description"]
+
+
+def test_schemathesis_finds_no_server_error(node: Running, tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cmd = [str(Path(sys.executable).parent / "schemathesis"), "run",
+               node.url + "openapi.json", "--checks", "not_a_server_error",
+               "--max-examples", "12", "--max-time", "20", "--tls-verify", node.ca,
+               # the node's own client certificate lets the fuzzer past mutual TLS too
+               "--request-cert", node.client_cert[0], "--request-cert-key", node.client_cert[1],
+               "-H", f"Authorization: Bearer {node.tokens['kenji']}",
+               "--phases", "examples,coverage,fuzzing", "--seed", "4",
+               "--generation-database", "none", "--no-color",
+               "--report", "json", "--report-json-path", str(tmp_path / "report.json")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False,
+                              cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "passed" in done.stdout and report
+    assert node.process.poll() is None  # and the node is still up

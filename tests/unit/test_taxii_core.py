@@ -1,0 +1,424 @@
+"""TAXII 2.1 core: media types, filters, tamper-proof keyset cursors, selection and the
+service's access filtering over a list-backed store (the SQL adapter is tested against the
+same reference in tests/integration/test_taxii_api.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.core.errors import MalformedInput
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import Person
+from gsomia.core.taxii import (
+    MAX_LIMIT,
+    STIX_MEDIA,
+    TAXII_MEDIA,
+    Filters,
+    Position,
+    Row,
+    VersionMatch,
+    content_type_of,
+    decode_cursor,
+    encode_cursor,
+    envelope_bytes,
+    filter_digest,
+    negotiate,
+    parse_filters,
+    select_rows,
+    status,
+    taxii_time,
+    timestamp,
+)
+from gsomia.service.taxii import NotFound, TaxiiService, token_hash
+from gsomia.service.taxii_ports import (
+    AccessRecord,
+    Outcome,
+    Page,
+    Query,
+    StoredVersion,
+    Submission,
+)
+from gsomia.shell.catalogue import schemes as load_schemes
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+SECRET = b"k" * 32
+SCHEMES = load_schemes()
+
+
+# ---- media types ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (None, TAXII_MEDIA),
+    ("", TAXII_MEDIA),
+    (TAXII_MEDIA, TAXII_MEDIA),
+    ("application/taxii+json", TAXII_MEDIA),
+    ("application/taxii+json; version=2.1", TAXII_MEDIA),
+    ("*/*", TAXII_MEDIA),
+    ("application/*", TAXII_MEDIA),
+    ("application/taxii+json;version=2.0", None),
+    ("application/json", None),
+    ("text/html", None),
+    (f"{TAXII_MEDIA};q=0", None),
+    (f"{STIX_MEDIA}, {TAXII_MEDIA};q=0.5", STIX_MEDIA),
+    (f"{STIX_MEDIA};q=0.4, {TAXII_MEDIA};q=0.5", TAXII_MEDIA),
+    ("application/stix+json", STIX_MEDIA),
+    ("garbage;;;q=x,", None),
+])
+def test_negotiation_follows_taxii_media_types(header: str | None, expected: str | None) -> None:
+    assert negotiate(header, (TAXII_MEDIA, STIX_MEDIA) if expected == STIX_MEDIA or (
+        header and "stix" in header) else (TAXII_MEDIA,)) == expected
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (TAXII_MEDIA, TAXII_MEDIA), ("application/taxii+json", TAXII_MEDIA),
+    (STIX_MEDIA, STIX_MEDIA), ("application/stix+json;version=2.0", None),
+    ("application/json", None), (None, None), ("a/b, c/d", None),
+])
+def test_content_type(header: str | None, expected: str | None) -> None:
+    assert content_type_of(header) == expected
+
+
+@given(st.text(max_size=60))
+def test_negotiation_never_raises(header: str) -> None:
+    assert negotiate(header, (TAXII_MEDIA,)) in (TAXII_MEDIA, None)
+    assert content_type_of(header) in (TAXII_MEDIA, STIX_MEDIA, None)
+
+
+# ---- filters ---------------------------------------------------------------------------------
+
+
+def test_filters_parse_every_taxii_parameter() -> None:
+    f = parse_filters({"added_after": ["2026-01-01T00:00:00Z"], "limit": ["5"],
+                       "match[id]": ["indicator--a,indicator--b"], "match[type]": ["indicator"],
+                       "match[version]": ["first,2026-01-01T00:00:00.5Z"],
+                       "match[spec_version]": ["2.1"], "unknown": ["ignored"]}, "objects")
+    assert f.added_after == T0 and f.limit == 5
+    assert f.ids == {"indicator--a", "indicator--b"} and f.types == {"indicator"}
+    assert f.versions == VersionMatch(last=False, first=True,
+                                      at=frozenset({T0 + timedelta(milliseconds=500)}))
+    assert parse_filters({}, "objects") == Filters()
+    assert parse_filters({"limit": [str(MAX_LIMIT * 5)]}, "objects").limit == MAX_LIMIT
+    # versions ignores match[id] (the id is in the path) as TAXII lets servers ignore
+    assert parse_filters({"match[id]": ["x"]}, "versions").ids == frozenset()
+
+
+@pytest.mark.parametrize(("params", "where"), [
+    ({"limit": ["0"]}, "limit"), ({"limit": ["-1"]}, "limit"), ({"limit": ["ten"]}, "limit"),
+    ({"limit": ["1", "2"]}, "limit"), ({"added_after": ["yesterday"]}, "added_after"),
+    ({"added_after": ["2026-02-30T00:00:00Z"]}, "added_after"),
+    ({"match[version]": ["newest"]}, "match[version]"), ({"match[type]": [""]}, "match[type]"),
+    ({"match[id]": ["a,,b"]}, "match[id]"), ({"next": [""]}, "next"),
+])
+def test_bad_filters_name_the_parameter(params: dict[str, list[str]], where: str) -> None:
+    with pytest.raises(MalformedInput) as caught:
+        parse_filters(params, "objects")
+    assert caught.value.where == where
+
+
+@given(st.dictionaries(st.sampled_from(["added_after", "limit", "next", "match[id]",
+                                        "match[type]", "match[version]",
+                                        "match[spec_version]", "x"]),
+                       st.lists(st.text(max_size=30), min_size=1, max_size=3)))
+def test_filter_parsing_only_ever_raises_malformed_input(params: dict[str, list[str]]) -> None:
+    try:
+        f = parse_filters(params, "objects")
+    except MalformedInput:
+        return
+    assert 1 <= f.limit <= MAX_LIMIT
+
+
+def test_timestamps() -> None:
+    assert timestamp("2026-01-01T09:00:00+09:00", where="t") == T0
+    assert taxii_time(T0 + timedelta(microseconds=7)) == "2026-01-01T00:00:00.000007Z"
+    with pytest.raises(MalformedInput):
+        timestamp("2026-01-01", where="t")
+
+
+# ---- cursors ---------------------------------------------------------------------------------
+
+DIGEST = filter_digest("coll", "objects", Filters(), "alice")
+
+
+def test_cursor_round_trip_and_refusals() -> None:
+    pos = Position(T0 + timedelta(microseconds=123), "42")
+    token = encode_cursor(SECRET, DIGEST, pos)
+    assert decode_cursor(SECRET, DIGEST, token) == pos
+    refusals = [
+        (b"x" * 32, DIGEST, token),  # another node's secret
+        (SECRET, filter_digest("other", "objects", Filters(), "alice"), token),
+        (SECRET, filter_digest("coll", "manifest", Filters(), "alice"), token),
+        (SECRET, filter_digest("coll", "objects", Filters(types=frozenset({"x"})), "alice"),
+         token),
+        (SECRET, filter_digest("coll", "objects", Filters(), "bob"), token),
+        (SECRET, DIGEST, token + "A"), (SECRET, DIGEST, token[1:]),
+        (SECRET, DIGEST, "no-dot"), (SECRET, DIGEST, "."), (SECRET, DIGEST, "@@.@@"),
+    ]
+    for secret, digest, text in refusals:
+        with pytest.raises(MalformedInput) as caught:
+            decode_cursor(secret, digest, text)
+        assert caught.value.where == "next"
+    # the page size is not part of what the cursor binds
+    assert filter_digest("coll", "objects", Filters(limit=3), "alice") == DIGEST
+
+
+@given(st.integers(min_value=0, max_value=200), st.integers(min_value=0, max_value=255))
+def test_any_flipped_byte_of_a_cursor_is_refused(index: int, xor: int) -> None:
+    token = encode_cursor(SECRET, DIGEST, Position(T0, "key-1"))
+    raw = bytearray(token.encode())
+    i = index % len(raw)
+    raw[i] ^= xor or 1
+    changed = raw.decode("latin-1")
+    try:
+        pos = decode_cursor(SECRET, DIGEST, changed)
+    except MalformedInput:
+        return
+    # base64 has a few spare bits in the last character: the same bytes decode the same way
+    assert pos == Position(T0, "key-1")
+
+
+@given(st.text(max_size=120))
+def test_random_cursors_are_refused_not_crashed(text: str) -> None:
+    with pytest.raises(MalformedInput):
+        decode_cursor(SECRET, DIGEST, text)
+
+
+# ---- shapes ----------------------------------------------------------------------------------
+
+
+@given(st.lists(st.dictionaries(st.text(max_size=5), st.integers(), max_size=3), max_size=4),
+       st.booleans(), st.one_of(st.none(), st.text(max_size=10)))
+def test_envelope_bytes_is_the_envelope(objs: list[dict[str, int]], more: bool,
+                                        token: str | None) -> None:
+    body = json.loads(envelope_bytes([json.dumps(o).encode() for o in objs], more, token))
+    assert body["more"] is more
+    assert body.get("objects", []) == objs
+    assert body.get("next") == (token if more and token else None)
+
+
+def test_status_counts_add_up() -> None:
+    body = status("s1", T0, [{"id": "a", "version": "v"}], [{"id": "b", "version": "v"}])
+    assert body["total_count"] == 2 == body["success_count"] + body["failure_count"]
+    assert body["status"] == "complete" and body["pending_count"] == 0
+
+
+# ---- a list-backed store, and the service over it ------------------------------------------
+
+
+def _label_key(label: SecurityLabel) -> str:
+    return hashlib.sha256(json.dumps(label.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class MemoryStore:
+    """The ObjectStore port over Python lists, following ``select_rows`` exactly."""
+
+    rows: list[tuple[Row, SecurityLabel, bytes]] = field(default_factory=list)
+    users: dict[bytes, tuple[str, Person]] = field(default_factory=dict)
+    accesses: list[AccessRecord] = field(default_factory=list)
+    statuses: dict[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+    def put(self, obj_id: str, version: datetime, added: datetime, label: SecurityLabel) -> None:
+        row = Row(obj_id, obj_id.split("--")[0], version, added, f"{len(self.rows):08d}",
+                  "2.1", _label_key(label))
+        content = json.dumps({"id": obj_id, "modified": taxii_time(version)}).encode()
+        self.rows.append((row, label, content))
+
+    def label_classes(self) -> Mapping[str, SecurityLabel]:
+        return {r.label_key: label for r, label, _ in self.rows}
+
+    def page(self, query: Query) -> Page:
+        contents = {r.key: c for r, _, c in self.rows}
+        chosen, more = select_rows([r for r, _, _ in self.rows], query.filters, query.visible,
+                                   after=query.after, limit=query.limit,
+                                   object_id=query.object_id)
+        return Page([StoredVersion(r.id, taxii_time(r.version), r.date_added, r.key,
+                                   r.label_key, contents[r.key] if query.with_content else None)
+                     for r in chosen], more)
+
+    def labels_of(self, object_id: str) -> Sequence[SecurityLabel]:
+        return [label for r, label, _ in self.rows if r.id == object_id]
+
+    def add_objects(self, submissions: Sequence[Submission], publisher: Person,
+                    now: datetime) -> Sequence[Outcome]:
+        out = []
+        for s in submissions:
+            version = timestamp(s.obj["modified"], where="modified")
+            self.put(s.obj["id"], version, now, s.label)
+            out.append(Outcome(s.obj["id"], s.obj["modified"], True))
+        return out
+
+    def record_access(self, record: AccessRecord) -> None:
+        self.accesses.append(record)
+
+    def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],
+                    now: datetime) -> None:
+        self.statuses[status_id] = (owner, body)
+
+    def status(self, status_id: str) -> tuple[str, Mapping[str, Any]] | None:
+        return self.statuses.get(status_id)
+
+    def person_by_token(self, token_hash: bytes) -> tuple[str, Person] | None:
+        return self.users.get(token_hash)
+
+
+SECRET_JPN = SecurityLabel("JPN", "極秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+CONF_JPN = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+OTHER_PURPOSE = SecurityLabel("JPN", "秘", frozenset({"JPN"}), "china-maritime")
+ANALYST = Person("aiko", "JPN", "秘", frozenset({"dprk-missile"}))
+SENIOR = Person("kenji", "JPN", "極秘", frozenset({"dprk-missile", "china-maritime"}))
+
+
+def check(obj: Mapping[str, Any]) -> None:
+    if "modified" not in obj:
+        raise MalformedInput("no modified", where="modified")
+
+
+def service(store: MemoryStore, secret: bytes = SECRET) -> TaxiiService:
+    return TaxiiService(store, party="JPN", schemes=SCHEMES, cursor_secret=secret,
+                        collection_id="coll", check=check)
+
+
+def holdings() -> MemoryStore:
+    store = MemoryStore()
+    for i in range(30):
+        label = (SECRET_JPN, CONF_JPN, OTHER_PURPOSE)[i % 3]
+        store.put(f"indicator--{i:04d}", T0 + timedelta(days=i % 4), T0 + timedelta(
+            seconds=i // 2), label)
+    return store
+
+
+def test_a_reader_sees_only_what_art7_allows_and_every_read_is_audited() -> None:
+    store = holdings()
+    svc = service(store)
+    seen = svc.read(ANALYST, "coll", "objects", {"match[version]": ["all"]}, T0).rows
+    assert {r.label_key for r in seen} == {_label_key(CONF_JPN)}
+    assert store.accesses[-1].granted == [(r.id, r.version) for r in seen]
+    senior = svc.read(SENIOR, "coll", "objects", {"match[version]": ["all"]}, T0).rows
+    assert len(senior) == 30
+    # a hidden object and an absent one are the same NotFound; the refusal is audited
+    hidden = next(r.id for r, label, _ in store.rows if label == SECRET_JPN)
+    with pytest.raises(NotFound) as a:
+        svc.read(ANALYST, "coll", "object", {}, T0, object_id=hidden)
+    assert store.accesses[-1].denied and store.accesses[-1].denied[0][0] == hidden
+    before = len(store.accesses)
+    with pytest.raises(NotFound) as b:
+        svc.read(ANALYST, "coll", "object", {}, T0, object_id="indicator--absent")
+    assert str(a.value).replace(hidden, "X") == str(b.value).replace("indicator--absent", "X")
+    assert len(store.accesses) == before  # nothing existed, nothing to refuse
+
+
+def test_last_and_first_are_taken_among_visible_versions() -> None:
+    store = MemoryStore()
+    store.put("report--1", T0, T0, CONF_JPN)
+    store.put("report--1", T0 + timedelta(days=1), T0 + timedelta(seconds=1), SECRET_JPN)
+    svc = service(store)
+    mine = svc.read(ANALYST, "coll", "object", {}, T0, object_id="report--1").rows
+    assert [r.version_at for r in mine] == [T0]  # the newer SECRET version is not betrayed
+    theirs = svc.read(SENIOR, "coll", "object", {}, T0, object_id="report--1").rows
+    assert [r.version_at for r in theirs] == [T0 + timedelta(days=1)]
+
+
+def test_unknown_tokens_and_wrong_names_do_not_authenticate() -> None:
+    store = MemoryStore(users={token_hash("t0k"): ("aiko", ANALYST)})
+    svc = service(store)
+    assert svc.authenticate("t0k") == ANALYST
+    assert svc.authenticate("t0k", "aiko") == ANALYST
+    assert svc.authenticate("t0k", "kenji") is None
+    assert svc.authenticate("other") is None and svc.authenticate("") is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 2),
+                          st.integers(0, 6)), min_size=0, max_size=40),
+       st.integers(1, 7), st.sampled_from(["last", "first", "all"]),
+       st.sampled_from([None, "indicator", "report"]))
+def test_paging_with_cursors_yields_each_selected_version_once(
+        spec: list[tuple[int, int, int, int]], limit: int, version: str,
+        kind: str | None) -> None:
+    """Across two service instances (two API processes) sharing the store and the secret."""
+    store = MemoryStore()
+    for obj, ver, lab, added in spec:
+        kind_of = "indicator" if obj % 2 else "report"
+        store.put(f"{kind_of}--{obj}", T0 + timedelta(days=ver),
+                  T0 + timedelta(seconds=added), (SECRET_JPN, CONF_JPN, OTHER_PURPOSE)[lab])
+    params: dict[str, list[str]] = {"match[version]": [version], "limit": [str(limit)]}
+    if kind:
+        params["match[type]"] = [kind]
+    a, b = service(store), service(store)
+    expected, _ = select_rows([r for r, _, _ in store.rows],
+                              parse_filters(params, "objects"), a.visible(SENIOR), after=None,
+                              limit=10**6)
+    got: list[str] = []
+    served = a.read(SENIOR, "coll", "objects", params, T0)
+    got += [r.key for r in served.rows]
+    turn = 0
+    while served.more:
+        assert served.next is not None and len(served.rows) == limit
+        turn += 1
+        svc = (a, b)[turn % 2]
+        served = svc.read(SENIOR, "coll", "objects", {**params, "next": [served.next]}, T0)
+        got += [r.key for r in served.rows]
+    assert got == [r.key for r in expected]
+    assert len(set(got)) == len(got)
+
+
+def test_a_cursor_from_another_node_or_reader_is_refused() -> None:
+    store = holdings()
+    page = service(store).read(SENIOR, "coll", "objects", {"limit": ["2"]}, T0)
+    assert page.more and page.next
+    with pytest.raises(MalformedInput):
+        service(store, b"z" * 32).read(SENIOR, "coll", "objects",
+                                       {"limit": ["2"], "next": [page.next]}, T0)
+    with pytest.raises(MalformedInput):
+        service(store).read(ANALYST, "coll", "objects", {"limit": ["2"], "next": [page.next]},
+                            T0)
+
+
+def _marking(label: SecurityLabel) -> dict[str, Any]:
+    from gsomia.core.stix import label_marking
+    return label_marking(label, label.english_marking(SCHEMES), created=T0)
+
+
+def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_read() -> None:
+    store = MemoryStore()
+    svc = service(store)
+    conf, secret = _marking(CONF_JPN), _marking(SECRET_JPN)
+    kor = _marking(SecurityLabel("KOR", "군사III급비밀", frozenset({"KOR", "JPN"}),
+                                 "dprk-missile"))
+
+    def obj(n: int, refs: list[str]) -> dict[str, Any]:
+        return {"type": "indicator", "id": f"indicator--{n}", "modified": taxii_time(T0),
+                "object_marking_refs": refs}
+
+    body = {"objects": [conf, secret, kor, obj(1, [conf["id"]]), obj(2, [secret["id"]]),
+                        obj(3, []), obj(4, [kor["id"]]), obj(5, [conf["id"], secret["id"]]),
+                        {"type": "indicator", "id": "indicator--6",
+                         "object_marking_refs": [conf["id"]]}]}
+    result = svc.add(ANALYST, "coll", body, TAXII_MEDIA, T0, "status-1")
+    ok = {s["id"] for s in result["successes"]}
+    bad = {f["id"]: f["message"] for f in result["failures"]}
+    assert "indicator--1" in ok and conf["id"] in ok
+    assert "may not publish what you may not read" in bad["indicator--2"]
+    assert "no gsomia security label" in bad["indicator--3"]
+    assert "originated by KOR" in bad["indicator--4"]
+    assert "more than one" in bad["indicator--5"]
+    assert "no modified" in bad["indicator--6"]
+    assert [r.id for r, _, _ in store.rows] == ["indicator--1"]
+    assert svc.status(ANALYST, "status-1") == result
+    with pytest.raises(NotFound):
+        svc.status(SENIOR, "status-1")  # another person's status is not theirs to see
+    for bad_body in ({}, [], {"objects": []}, {"objects": [1]}, {"type": "bundle"},
+                     {"type": "indicator", "objects": [conf]},
+                     {"objects": [{"id": "x"}]}):
+        with pytest.raises(MalformedInput):
+            svc.add(ANALYST, "coll", bad_body, TAXII_MEDIA, T0, "s")
