@@ -66,6 +66,7 @@ __all__ = [
     "b64u",
     "bind",
     "binding_digest",
+    "binding_digest_of",
     "canonical",
     "ed25519_public_from_raw",
     "envelope_digest",
@@ -85,6 +86,7 @@ __all__ = [
     "signed_message",
     "verify",
     "verify_binding",
+    "verify_binding_bytes",
     "verify_consent",
     "verify_receipt",
     "x25519_public_from_raw",
@@ -400,10 +402,13 @@ def binding_digest(label: Mapping[str, Any], content: Mapping[str, Any]) -> byte
     Each part is hashed on its own to a fixed 32 bytes before the pair is hashed, so no bytes
     can move between label and content and keep the digest.
     """
-    return sha256(
-        BINDING_CONTEXT + b"\x00"
-        + sha256(canonical(label, where="label")) + sha256(canonical(content, where="content"))
-    )
+    return binding_digest_of(canonical(label, where="label"),
+                             canonical(content, where="content"))
+
+
+def binding_digest_of(label: bytes, content: bytes) -> bytes:
+    """:func:`binding_digest` of label and content already in RFC 8785 bytes."""
+    return sha256(BINDING_CONTEXT + b"\x00" + sha256(label) + sha256(content))
 
 
 def bind(label: Mapping[str, Any], content: Mapping[str, Any], key: Ed25519PrivateKey) -> Binding:
@@ -420,10 +425,21 @@ def verify_binding(label: Mapping[str, Any], content: Mapping[str, Any], binding
     Fails closed: raises :class:`ProofInvalid` if the algorithm is unknown, the binding names
     another key, the label or content changed, or the signature does not verify.
     """
+    verify_binding_bytes(canonical(label, where="label"), canonical(content, where="content"),
+                         binding, public_key)
+
+
+def verify_binding_bytes(label: bytes, content: bytes, binding: Binding,
+                         public_key: Ed25519PublicKey) -> None:
+    """:func:`verify_binding` over label and content already in RFC 8785 bytes.
+
+    A node receiving a batch needs those bytes anyway to store the items, so it canonicalises
+    each once instead of twice.
+    """
     if binding.algorithm != SIGNATURE_ALGORITHM:
         raise ProofInvalid(f"binding algorithm {binding.algorithm!r} is not {SIGNATURE_ALGORITHM}")
     _check_key(binding.key, public_key, "the binding")
-    digest = binding_digest(label, content)
+    digest = binding_digest_of(label, content)
     if not hmac.compare_digest(digest, binding.digest):
         raise ProofInvalid("label or content changed since the originator bound them")
     try:

@@ -14,7 +14,6 @@ three (:meth:`StoredItem.content_hash`), so changing any one of them is caught.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import json.encoder
 from collections.abc import Iterable, Mapping
@@ -26,8 +25,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gsomia.core.crypto import (
-    BINDING_CONTEXT,
-    SIGNATURE_ALGORITHM,
     Binding,
     b64u,
     canonical,
@@ -35,6 +32,7 @@ from gsomia.core.crypto import (
     from_b64u,
     sign,
     signed_message,
+    verify_binding_bytes,
 )
 from gsomia.core.errors import MalformedInput, ProofInvalid
 from gsomia.core.labels import SecurityLabel
@@ -119,32 +117,6 @@ def item_version(obj: Mapping[str, Any]) -> str:
         if isinstance(value, str) and value:
             return value
     return UNVERSIONED
-
-
-def verify_binding_bytes(label: bytes, content: bytes, binding: Binding,
-                         public_key: Ed25519PublicKey) -> None:
-    """``crypto.verify_binding`` over label and content already in RFC 8785 bytes.
-
-    Receiving a batch, the node needs those bytes anyway to store the item, so computing them
-    once instead of twice matters at thousands of items per second. Same digest (see
-    ``crypto.binding_digest``), same checks, same :class:`ProofInvalid` on failure; the tests
-    check both agree.
-    """
-    if binding.algorithm != SIGNATURE_ALGORITHM:
-        raise ProofInvalid(f"binding algorithm {binding.algorithm!r} is not "
-                           f"{SIGNATURE_ALGORITHM}")
-    actual = fingerprint(public_key)
-    if not hmac.compare_digest(binding.key, actual):
-        raise ProofInvalid(f"the binding names signing key {binding.key[:16]}…, but the key "
-                           f"given is {actual[:16]}…")
-    sha = hashlib.sha256
-    digest_ = sha(BINDING_CONTEXT + b"\x00" + sha(label).digest() + sha(content).digest()).digest()
-    if not hmac.compare_digest(digest_, binding.digest):
-        raise ProofInvalid("label or content changed since the originator bound them")
-    try:
-        public_key.verify(binding.signature, signed_message(BINDING_CONTEXT, digest_))
-    except InvalidSignature:
-        raise ProofInvalid("the originator's binding signature does not verify") from None
 
 
 def _label(data: bytes, where: str) -> SecurityLabel:
