@@ -17,8 +17,10 @@ demo: $(STAMP)
 
 # The store tests run against a real PostgreSQL server: install Debian's package if missing
 # (the test session starts and stops a throwaway cluster on 127.0.0.1).
+# The dashboard tests drive Debian's Chromium headless (installed if missing).
 test: $(STAMP) lint
 	sh tools/pg-test-cluster.sh install
+	sh tools/install-chromium.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

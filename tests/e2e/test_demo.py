@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from subprocess import CompletedProcess
 
 
-def test_demo_json(gsomia: Callable[..., CompletedProcess[str]]) -> None:
-    out = gsomia("demo", "--json", timeout=600)
+def test_demo_json(gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path) -> None:
+    out = gsomia("demo", "--json", "--report", str(tmp_path / "report"), timeout=600)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     verdicts = {d["case"].split(":")[0]: d["decision"]["permit"] for d in doc["decisions"]}
@@ -22,11 +23,17 @@ def test_demo_json(gsomia: Callable[..., CompletedProcess[str]]) -> None:
     issued = [w for w in regimes["direct"]["parties"]["JPN"]["warnings"]
               if w["action"] == "issued"]
     assert "Hokkaido" in issued[0]["regions"]
+    report = Path(doc["report"])
+    assert report == tmp_path / "report" / "index.html" and report.is_file()
+    html = report.read_text("utf-8")
+    assert "Hokkaido" in html and "jpn-kor-gsomia-2016" in html
 
 
-def test_demo_text_names_the_warnings(gsomia: Callable[..., CompletedProcess[str]]) -> None:
-    out = gsomia("demo", timeout=600)
+def test_demo_text_names_the_warnings(gsomia: Callable[..., CompletedProcess[str]],
+                                      tmp_path: Path) -> None:
+    out = gsomia("demo", "--report", str(tmp_path), timeout=600)
     assert out.returncode == 0, out.stderr
     assert "First warning" in out.stdout and "Hokkaido" in out.stdout
     assert "PERMIT" in out.stdout and "DENY" in out.stdout
     assert "\x1b[" not in out.stdout   # no colour codes when not a terminal
+    assert f"Report: {tmp_path / 'index.html'}" in out.stdout.replace("\n", "")

@@ -59,6 +59,7 @@ from gsomia.service.taxii_ports import (
     PeerUnavailable,
     StoredVersion,
 )
+from gsomia.shell import web
 
 __all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "create_app", "openapi"]
 
@@ -354,9 +355,25 @@ def create_app(config: ApiConfig) -> Starlette:
         return endpoint
 
     def deliver(request: Request, sender: Party, body: Any) -> Any:
-        envelope = crypto.Envelope.from_json(_object(body, "envelope"))
+        data = _object(body, "envelope")
+        batch = data.get("envelopes")
+        many = getattr(config.inbox, "deliver_many", None)
+        if batch is not None and many is not None:
+            # A batch: one commit at the recipient, one result (receipt or refusal) each.
+            if not isinstance(batch, list) or not 0 < len(batch) <= 1000:
+                raise MalformedInput("envelopes must be a list of 1 to 1000 envelopes",
+                                     where="envelopes")
+            envelopes = [crypto.Envelope.from_json(_object(e, "envelope")) for e in batch]
+            return {"results": [r.to_json()
+                                for r in many(envelopes, sender, config.clock())]}
+        envelope = crypto.Envelope.from_json(data)
         _same(envelope.sender, sender, "envelope.sender")
-        return config.inbox.deliver(envelope, sender, config.clock()).to_json()
+        try:
+            return config.inbox.deliver(envelope, sender, config.clock()).to_json()
+        except ProofInvalid as exc:
+            if type(exc).__name__ == "Replayed":
+                raise _Refusal(_json(error_body("Replayed", 409, str(exc)), 409)) from None
+            raise
 
     def receipt(request: Request, sender: Party, body: Any) -> Any:
         doc = crypto.Receipt.from_json(_object(body, "receipt"))
@@ -414,6 +431,7 @@ def create_app(config: ApiConfig) -> Starlette:
 
     g = guarded
     routes = [
+        *web.routes(config),  # the dashboard: /, /login, /logout, /dashboard/...
         Route("/taxii2/", g(get_discovery), methods=["GET"]),
         Route("/{api_root}/", g(get_api_root), methods=["GET"]),
         Route("/{api_root}/collections/", g(get_collections), methods=["GET"]),

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.tracking",
     "gsomia.shell.commands.scenario",
     "gsomia.shell.commands.track",
+    "gsomia.shell.commands.report",
 )
 
 

@@ -93,20 +93,24 @@ def warning_story(day: str, seed: int, console: Console | None) -> dict[str, Any
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
     from gsomia.shell.commands.scenario import EVALUATION, run_one
+    from gsomia.shell.report import map_data
 
     launch = feeds.find_launch(day)
     trajectory = fit(launch.flight_request())
     memo: dict[tuple[Any, ...], Any] = {}
     runs: dict[str, Any] = {}
+    results: dict[str, Any] = {}
     with Progress(console=console, transient=True, disable=console is None) as bar:
         task = bar.add_task(f"replaying {launch.missile.name} {launch.local_date}",
                             total=len(REGIME_ORDER))
         for name in REGIME_ORDER:
-            runs[name] = run_one(launch, name, seed, trajectory, options=EVALUATION,
-                                 memo=memo).to_json()
+            results[name] = run_one(launch, name, seed, trajectory, options=EVALUATION,
+                                    memo=memo)
+            runs[name] = results[name].to_json()
             bar.advance(task)
     return {"launch": launch.to_json(), "flight_time_s": round(trajectory.flight_time_s, 1),
-            "regimes": runs}
+            "regimes": runs,
+            "map": map_data(results, trajectory, feeds.load_sensors())}
 
 
 def print_warnings(story: dict[str, Any], console: Console) -> None:
@@ -138,16 +142,25 @@ def register(cli: click.Group) -> None:
     @click.option("--launch", "day", default="2017-08-29", show_default=True,
                   help="Launch to replay (date).")
     @click.option("--seed", type=int, default=0, show_default=True)
-    def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int) -> None:
+    @click.option("--report", "report_dir", default="demo-report", show_default=True,
+                  metavar="DIR", help="Write the HTML report to DIR/index.html.")
+    def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int,
+             report_dir: str) -> None:
         """Tell the story: agreements, explained decisions, and a launch under each regime."""
+        from gsomia.shell.report import custody_paths, write_report
+
         cat = catalogue(agreement_dirs)
         story = agreement_story(cat)
         console = None if as_json else Console()
         warnings = warning_story(day, seed, console)
+        full = {**story, "warning": warnings, "custody": custody_paths(cat)}
+        path = write_report(full, report_dir)
         if as_json:
-            emit_json({**story, "warning": warnings})
+            emit_json({**story, "warning": {k: v for k, v in warnings.items() if k != "map"},
+                       "report": str(path)})
             return
         assert console is not None
         print_story(story, cat, console)
         console.print()
         print_warnings(warnings, console)
+        console.print(f"\nReport: {path}", highlight=False)

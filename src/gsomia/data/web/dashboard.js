@@ -1,0 +1,230 @@
+// gsomia node dashboard: draws /dashboard/state and follows /dashboard/events (SSE).
+// Text is always set with textContent: item content is data, never markup.
+(function () {
+  "use strict";
+  var SVG = "http://www.w3.org/2000/svg";
+  var map = document.getElementById("map");
+  var proj = JSON.parse(map.getAttribute("data-projection"));
+  var overlay = document.getElementById("overlay");
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function svg(tag, attrs, title) {
+    var e = document.createElementNS(SVG, tag);
+    Object.keys(attrs || {}).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+    if (title) { var t = document.createElementNS(SVG, "title"); t.textContent = title; e.appendChild(t); }
+    return e;
+  }
+  function xy(lat, lon) {
+    return [(lon - proj.lon_min) * proj.kx, (proj.lat_max - lat) * proj.ky];
+  }
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+  function showError(text) {
+    var box = document.getElementById("error");
+    box.hidden = !text; box.textContent = text || "";
+  }
+
+  function warningKey(d) { return [d.launch, d.regime, d.seed, d.track].join("|"); }
+
+  function drawMap(items) {
+    clear(overlay);
+    Array.prototype.forEach.call(map.querySelectorAll(".warned"), function (p) {
+      p.classList.remove("warned");
+    });
+    items.forEach(function (it) {
+      if (it.kind === "track" && it.data && it.data.points) {
+        var pts = it.data.points.map(function (p) { return xy(p[0], p[1]).join(","); }).join(" ");
+        overlay.appendChild(svg("polyline", {"class": "track", points: pts}, it.summary));
+      } else if (it.kind === "ipp" && it.data) {
+        var c = xy(it.data.lat_deg, it.data.lon_deg), e = it.data.ellipse;
+        var rx = Math.max(e.semi_major_km * proj.px_per_km, 1.5);
+        var ry = Math.max(e.semi_minor_km * proj.px_per_km, 1.5);
+        overlay.appendChild(svg("ellipse", {"class": "ipp", cx: c[0], cy: c[1], rx: rx, ry: ry,
+          transform: "rotate(" + (e.orientation_deg - 90) + " " + c[0] + " " + c[1] + ")"},
+          it.summary + " at T+" + Math.round(it.data.at_s) + " s"));
+      }
+    });
+    activeWarnings(items).forEach(function (d) {
+      d.regions.forEach(function (name) {
+        Array.prototype.forEach.call(map.querySelectorAll("path.land"), function (p) {
+          if (p.getAttribute("data-region") === name) p.classList.add("warned");
+        });
+      });
+      if (d.impact_lat === null || d.impact_lon === null) return;
+      var c = xy(d.impact_lat, d.impact_lon);
+      var r = Math.max((d.semi_major_km || 20) * proj.px_per_km, 6);
+      var label = "WARNING " + d.party + ": " + (d.regions.join(", ") || "impact area");
+      overlay.appendChild(svg("circle", {"class": "warning-area", cx: c[0], cy: c[1], r: r}, label));
+      // Keep the label inside the frame: to the left of points in the east.
+      var east = c[0] > proj.width * 0.6;
+      var t = svg("text", {"class": "warning-label", x: east ? c[0] + r : c[0] - r,
+                           y: c[1] - r - 4, "text-anchor": east ? "end" : "start"});
+      t.textContent = label; overlay.appendChild(t);
+    });
+  }
+
+  function activeWarnings(items) {
+    var last = {};
+    items.forEach(function (it) {
+      if (it.kind !== "warning" || !it.data) return;
+      var k = warningKey(it.data);
+      if (!last[k] || last[k].at_s <= it.data.at_s) last[k] = it.data;
+    });
+    return Object.keys(last).map(function (k) { return last[k]; })
+      .filter(function (d) { return d.action !== "retracted"; });
+  }
+
+  function drawWarnings(items) {
+    var list = document.getElementById("warnings");
+    clear(list);
+    var ws = items.filter(function (it) { return it.kind === "warning" && it.data; });
+    if (!ws.length) { list.appendChild(el("li", {"class": "empty"}, "No warnings.")); return; }
+    var active = {};
+    activeWarnings(items).forEach(function (d) { active[warningKey(d)] = d; });
+    ws.sort(function (a, b) { return b.data.at_s - a.data.at_s; });
+    ws.forEach(function (it) {
+      var d = it.data, live = active[warningKey(d)] === d && d.action !== "retracted";
+      var li = el("li", {"class": "warning " + (live ? "active" : "retracted"),
+                         "data-action": d.action},
+        d.action.toUpperCase() + " T+" + Math.round(d.at_s) + " s: " +
+        (d.regions.join(", ") || "no region") + " (" + d.party + ", " + d.regime + ")" +
+        (d.time_to_impact_s !== null ? ", impact in " + Math.round(d.time_to_impact_s) + " s" : ""));
+      list.appendChild(li);
+    });
+  }
+
+  function drawItems(doc) {
+    var body = document.querySelector("#items tbody");
+    clear(body);
+    var withheld = document.getElementById("withheld");
+    withheld.className = doc.withheld ? "withheld" : "muted";
+    withheld.textContent = doc.withheld
+      ? doc.withheld + " item(s) withheld: your clearance or need-to-know does not cover them."
+      : "";
+    if (!doc.items.length) {
+      var tr = el("tr", {"class": "empty-row"});
+      tr.appendChild(el("td", {colspan: 5, "class": "empty"},
+        doc.withheld ? "No item you may read." : "No items held yet."));
+      body.appendChild(tr); return;
+    }
+    doc.items.slice().reverse().forEach(function (it) {
+      var tr = el("tr", {"data-id": it.id});
+      var first = el("td"); first.appendChild(el("code", {}, it.id));
+      first.appendChild(el("div", {"class": "muted"}, it.type + " from " + it.originator + ", " + it.added_at));
+      tr.appendChild(first);
+      tr.appendChild(el("td", {"class": "marking"}, it.marking));
+      tr.appendChild(el("td", {"class": "summary"}, it.summary));
+      tr.appendChild(el("td", {}, it.custody.map(function (c) {
+        return c.event + " at " + c.holder + (c.provider ? " from " + c.provider : "") +
+          (c.agreement ? " under " + c.agreement : "") + ": " + c.marking;
+      }).join(" → ")));
+      tr.appendChild(el("td", {}, it.receipts.length ? it.receipts.map(function (r) {
+        return r.direction + " " + r.peer + " " + r.at; }).join("; ") : "—"));
+      body.appendChild(tr);
+    });
+  }
+
+  function drawAgreements(list) {
+    var box = document.getElementById("agreements");
+    clear(box);
+    if (!list.length) { box.appendChild(el("p", {"class": "empty"}, "No agreements in the catalogue.")); return; }
+    var table = el("table");
+    var head = el("tr"); ["agreement", "parties", "state", "history"].forEach(function (h) {
+      head.appendChild(el("th", {}, h)); });
+    table.appendChild(head);
+    list.forEach(function (a) {
+      var tr = el("tr", {"data-agreement": a.id});
+      tr.appendChild(el("td", {title: a.title}, a.id));
+      tr.appendChild(el("td", {}, a.parties.join(", ")));
+      tr.appendChild(el("td", {}, a.state + (a.since ? " since " + a.since : "") +
+        (a.terminates_on ? " (ends " + a.terminates_on + ")" : "")));
+      var det = el("details"); det.appendChild(el("summary", {}, a.history.length + " event(s)"));
+      var ul = el("ul"); a.history.forEach(function (h) {
+        ul.appendChild(el("li", {}, h.on + " " + h.kind + (h.by ? " by " + h.by : "") + (h.note ? ": " + h.note : "")));
+      });
+      det.appendChild(ul); var td = el("td"); td.appendChild(det); tr.appendChild(td);
+      table.appendChild(tr);
+    });
+    box.appendChild(table);
+  }
+
+  function drawAudit(audit) {
+    var box = document.getElementById("audit");
+    clear(box);
+    if (audit.error) { box.appendChild(el("p", {"class": "error"}, "Audit log unavailable: " + audit.error)); return; }
+    box.appendChild(el("p", {}, audit.size + " event(s) in the log."));
+    var h = audit.head;
+    if (!h) { box.appendChild(el("p", {"class": "empty"}, "No signed tree head yet.")); return; }
+    var dl = el("dl", {id: "tree-head"});
+    [["size", h.size], ["root", h.root], ["timestamp", h.timestamp], ["key", h.key],
+     ["signature", h.signature]].forEach(function (p) {
+      dl.appendChild(el("dt", {}, p[0])); var dd = el("dd"); dd.appendChild(el("code", {}, p[1])); dl.appendChild(dd);
+    });
+    box.appendChild(el("p", {}, "Latest signed tree head:")); box.appendChild(dl);
+    var partners = el("ul", {id: "partner-heads"});
+    audit.partners.forEach(function (p) {
+      partners.appendChild(el("li", {}, p.partner + ": size " + p.head.size + ", root " +
+        p.head.root.slice(0, 16) + "…, signed " + p.head.timestamp));
+    });
+    box.appendChild(el("p", {}, "Partners' latest heads:"));
+    if (!audit.partners.length) partners.appendChild(el("li", {"class": "empty"}, "None received yet."));
+    box.appendChild(partners);
+    box.appendChild(el("p", {"class": "muted"}, audit.published
+      ? "Last head published to partners: size " + audit.published.size
+      : "No head published to partners yet."));
+  }
+
+  function render(doc) {
+    showError("");
+    document.getElementById("who").textContent =
+      doc.user.name + " (" + doc.user.clearance + "; " + doc.user.need_to_know.join(", ") + ")";
+    drawMap(doc.items); drawWarnings(doc.items); drawItems(doc);
+    drawAgreements(doc.agreements); drawAudit(doc.audit);
+    document.body.setAttribute("data-items", String(doc.items.length));
+  }
+
+  function load() {
+    fetch("/dashboard/state", {credentials: "same-origin"}).then(function (r) {
+      if (r.status === 401) { location.href = "/login"; return null; }
+      return r.json().then(function (doc) {
+        if (!r.ok) throw new Error(doc.error || ("HTTP " + r.status));
+        return doc;
+      });
+    }).then(function (doc) { if (doc) render(doc); })
+      .catch(function (e) { showError("Cannot load the node's state: " + e.message); });
+  }
+
+  var live = document.getElementById("live");
+  function connect() {
+    var source = new EventSource("/dashboard/events");
+    source.addEventListener("open", function () { live.textContent = "live"; live.className = "live on"; });
+    source.addEventListener("state", function (ev) { render(JSON.parse(ev.data)); });
+    source.addEventListener("failure", function (ev) {
+      showError("The node reported an error: " + JSON.parse(ev.data).error); });
+    source.addEventListener("signed-out", function () { source.close(); location.href = "/login"; });
+    source.addEventListener("error", function () {
+      live.textContent = "disconnected, retrying…"; live.className = "live off"; });
+  }
+
+  document.getElementById("replay").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var status = document.getElementById("replay-status");
+    var body = new URLSearchParams(new FormData(ev.target)).toString();
+    status.textContent = "running the scenario…";
+    fetch("/dashboard/replay", {method: "POST", credentials: "same-origin",
+      headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: body})
+      .then(function (r) { return r.json().then(function (d) { return [r, d]; }); })
+      .then(function (p) {
+        status.textContent = p[0].ok
+          ? "replaying " + p[1].launch + " under " + p[1].regime + ": " + p[1].items + " item(s) to publish"
+          : "replay refused: " + p[1].error;
+      }).catch(function (e) { status.textContent = "replay failed: " + e.message; });
+  });
+
+  load();
+  connect();
+})();

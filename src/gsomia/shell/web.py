@@ -1,0 +1,535 @@
+"""The node dashboard at ``/``: a common operational picture for the node's users.
+
+Login with a node user's name and token gives a session cookie (HttpOnly, SameSite=Strict,
+signed with a per-process key; the session itself, with the token, stays in this process).
+The page is static (served from ``gsomia/data/web``, no CDN) and draws what
+``/dashboard/state`` returns; ``/dashboard/events`` (server-sent events) pushes a new state
+whenever the node's holdings, custody, receipts or audit log change.
+
+What a user sees obeys Art. 7: an item's content is sent only when the user's clearance and
+need-to-know permit it (``policy.decide_access``), and each item version a session is first
+shown is read through ``handlers.read_item``, so the read is in the audit log. Items the user
+may not read are only counted, as withheld.
+
+``POST /dashboard/replay`` replays a launch (``gsomia.core.scenario``) and publishes, as the
+flight unfolds, what this node's party would hold: its flight path, impact predictions and
+warnings, as STIX ``note`` objects carrying an ``x_gsomia_*`` property each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from importlib.resources import files
+from typing import Any
+from urllib.parse import parse_qs
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Route
+
+from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.policy import decide_access
+from gsomia.core.types import Party
+
+__all__ = ["COOKIE", "NodeView", "Sessions", "publish_replay", "replay_entries", "routes", "state"]
+
+COOKIE = "gsomia_session"
+SESSION_TTL = timedelta(hours=8)
+_ASSETS = {"dashboard.js": "text/javascript; charset=utf-8",
+           "dashboard.css": "text/css; charset=utf-8"}
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+_LEVELS = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}
+
+
+def _asset(name: str) -> str:
+    return files("gsomia").joinpath("data", "web", name).read_text(encoding="utf-8")
+
+
+@dataclass(slots=True)
+class Session:
+    name: str
+    token: str
+    expires: datetime
+    shown: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Sessions:
+    """Sessions of this process; the cookie carries the id and its HMAC under a random key."""
+
+    def __init__(self, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._key = secrets.token_bytes(32)
+        self._by_id: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._clock = clock
+
+    def _mac(self, sid: str) -> str:
+        return hmac.new(self._key, sid.encode(), hashlib.sha256).hexdigest()
+
+    def open(self, name: str, token: str) -> str:
+        sid = secrets.token_urlsafe(24)
+        with self._lock:
+            self._by_id[sid] = Session(name, token, self._clock() + SESSION_TTL)
+        return f"{sid}.{self._mac(sid)}"
+
+    def get(self, cookie: str | None) -> Session | None:
+        if not cookie:
+            return None
+        sid, _, mac = cookie.partition(".")
+        if not hmac.compare_digest(mac.encode(), self._mac(sid).encode()):
+            return None
+        with self._lock:
+            found = self._by_id.get(sid)
+            if found is not None and found.expires <= self._clock():
+                del self._by_id[sid]
+                return None
+            return found
+
+    def close(self, cookie: str | None) -> None:
+        sid = (cookie or "").partition(".")[0]
+        with self._lock:
+            self._by_id.pop(sid, None)
+
+
+# ---- the node's view -----------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """What the dashboard reads and writes, taken from the app that ``serve`` wired."""
+
+    store: Any       # gsomia.shell.store.Store
+    keys: Any
+    catalogue: Any
+    party: Party
+
+
+def _node_of(request: Request, party: Party) -> NodeView | None:
+    ts = getattr(request.app.state, "taxii_store", None)
+    if ts is None:
+        return None
+    return NodeView(ts.store, ts.keys, ts.catalogue, party)
+
+
+def fingerprint(node: NodeView) -> tuple[int, ...]:
+    """Changes whenever something the page shows changes."""
+    with node.store.engine.connect() as conn:
+        row = conn.execute(sa.text(
+            'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
+            ' (SELECT count(*) FROM receipts), (SELECT count(*) FROM tree_heads)')).one()
+    return tuple(int(v) for v in row)
+
+
+def partner_heads(node: NodeView) -> list[dict[str, Any]]:
+    """The latest tree head each partner sent (verified when it arrived, then logged)."""
+    latest: dict[str, dict[str, Any]] = {}
+    with node.store.engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT at, details FROM audit_events WHERE kind = 'tree-head-exchanged' "
+            "ORDER BY seq DESC LIMIT 200")).all()
+    for at, details in rows:
+        doc = json.loads(details)
+        partner, head = doc.get("partner"), doc.get("head")
+        if isinstance(partner, str) and isinstance(head, dict) and partner not in latest:
+            latest[partner] = {"partner": partner, "received_at": at, "head": head}
+    return [latest[p] for p in sorted(latest)]
+
+
+def _stamp(at: datetime | None) -> str | None:
+    return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _payload(obj: Mapping[str, Any]) -> tuple[str | None, Any]:
+    for kind in ("warning", "ipp", "track"):
+        value = obj.get(f"x_gsomia_{kind}")
+        if value is not None:
+            return kind, value
+    return None, None
+
+
+def state(node: NodeView, session: Session, now: datetime) -> dict[str, Any]:
+    """The page's data for one user: only what Art. 7 lets them read, reads audited."""
+    from gsomia.core.agreements import status
+    from gsomia.service import handlers
+
+    schemes = node.catalogue.schemes
+    with node.store.repository() as repo:
+        user = repo.user_named(session.name)
+        holdings = repo.holdings()
+        receipts = {h.item.item_id: [r.to_json() for r in repo.receipts_for(h.item.item_id)]
+                    for h in holdings}
+    if user is None:
+        raise MalformedInput("the session's user is no longer registered", where="session")
+    person = user.person()
+    items, withheld = [], 0
+    for h in holdings:
+        current = h.current
+        if not decide_access(person, current.national_label, schemes).permit:
+            withheld += 1
+            continue
+        key = (h.item.item_id, h.item.version)
+        if key not in session.shown:
+            handlers.read_item(node.store.uow(), schemes=schemes, token=session.token,
+                               item_id=h.item.item_id, version=h.item.version, now=now)
+            session.shown.add(key)
+        obj = json.loads(h.item.content)
+        kind, data = _payload(obj)
+        items.append({
+            "id": h.item.item_id, "version": h.item.version, "type": h.item.stix_type,
+            "originator": h.item.originator, "added_at": _stamp(h.item.added_at),
+            "marking": current.national_label.national_marking(),
+            "original_marking": current.original_label.national_marking(),
+            "summary": obj.get("abstract") or obj.get("name") or obj.get("description") or "",
+            "kind": kind, "data": data,
+            "custody": [{"event": c.event, "holder": c.holder, "provider": c.provider,
+                         "agreement": c.agreement, "at": _stamp(c.at),
+                         "marking": c.national_label.national_marking()} for c in h.custody],
+            "receipts": receipts.get(h.item.item_id, []),
+        })
+    agreements = []
+    for a in sorted(node.catalogue.agreements.values(), key=lambda a: a.id):
+        st = status(a, now).to_json()
+        agreements.append({"id": a.id, "title": a.title, "parties": sorted(a.parties),
+                           "member": node.party in a.parties, **st,
+                           "history": [{"on": ev.on.isoformat(), "kind": ev.kind, "by": ev.by,
+                                        "note": ev.note} for ev in a.history]})
+    audit: dict[str, Any] = {"size": 0, "head": None, "partners": [], "error": None}
+    try:
+        with node.store.reader() as reader:
+            audit["size"] = reader.size()
+            head = reader.latest_head()
+            audit["head"] = None if head is None else head.to_json()
+            external = reader.external_head()
+            audit["published"] = None if external is None else external.to_json()
+        audit["partners"] = partner_heads(node)
+    except (GsomiaError, sa.exc.SQLAlchemyError, ValueError) as exc:
+        audit["error"] = str(exc)
+    return {"party": node.party, "now": _stamp(now),
+            "user": {"name": user.name, "clearance": user.clearance,
+                     "need_to_know": sorted(user.need_to_know)},
+            "items": items, "withheld": withheld, "agreements": agreements, "audit": audit}
+
+
+# ---- replay --------------------------------------------------------------------------------
+def replay_entries(day: str, regime_name: str, party: Party, seed: int = 0
+                   ) -> list[tuple[float, dict[str, Any], str]]:
+    """What ``party`` holds during the replay, in time order: (seconds after launch, STIX
+    object, category). Pure apart from reading the shipped data and fresh object ids."""
+    from gsomia.core.tracking.trajectory import fit
+    from gsomia.shell import feeds
+    from gsomia.shell.commands.scenario import EVALUATION, run_one
+
+    launch = feeds.find_launch(day)
+    trajectory = fit(launch.flight_request())
+    res = run_one(launch, regime_name, seed, trajectory, options=EVALUATION)
+    outcome = res.parties.get(party)
+    if outcome is None:
+        raise MalformedInput(f"{party} takes no part in the replay", where="party")
+    start = launch.launched_at or datetime.combine(launch.date, datetime.min.time(), UTC)
+    author = f"identity--{uuid.uuid5(uuid.NAMESPACE_URL, f'gsomia/{party}')}"
+    run_tag = {"launch": launch.id, "regime": regime_name, "seed": seed}
+
+    def note(at_s: float, abstract: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        stamp = (start + timedelta(seconds=at_s)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        return {"type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
+                "created": stamp, "modified": stamp, "abstract": abstract,
+                "content": f"{abstract} ({launch.missile.name} {launch.local_date}, "
+                           f"regime {regime_name}, T+{at_s:.0f} s)",
+                "object_refs": [author], f"x_gsomia_{kind}": {**data, **run_tag}}
+
+    out: list[tuple[float, dict[str, Any], str]] = []
+    if outcome.first_track_s is not None:
+        lats, lons = trajectory.ground_track(48)
+        out.append((outcome.first_track_s, note(
+            outcome.first_track_s, f"{party} flight path from {launch.facility.name}", "track",
+            {"points": [[round(float(a), 4), round(float(o), 4)]
+                        for a, o in zip(lats, lons, strict=True)]}), "flight-path"))
+    preds = res.predictions.get(party, [])
+    step = max(1, len(preds) // 12)
+    for at, track, g in preds[::step]:
+        out.append((at, note(at, f"{party} impact prediction ({track})", "ipp",
+                             {"at_s": round(at, 1), "track": track, **g.as_dict()}),
+                    "impact-prediction"))
+    for w in outcome.warnings:
+        doc = w.to_json()
+        regions = ", ".join(w.regions) or "no region"
+        out.append((w.at_s, note(w.at_s, f"{party} warning {w.action}: {regions}", "warning",
+                                 doc), "warning"))
+    out.sort(key=lambda e: e[0])
+    return out
+
+
+def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any], str]], *,
+                   speed: float, stop: threading.Event | None = None,
+                   on_publish: Callable[[int], None] | None = None) -> int:
+    """Publish the entries at the node, ``speed`` times faster than the flight (0: at once)."""
+    from gsomia.service import handlers
+    from gsomia.shell.stix_check import check_stix
+
+    level = _LEVELS.get(node.party, "SECRET")
+    begun = time.monotonic()
+    done = 0
+    for at_s, obj, category in entries:
+        if speed > 0:
+            wait = begun + at_s / speed - time.monotonic()
+            if wait > 0 and stop is not None and stop.wait(wait):
+                break
+            if wait > 0 and stop is None:
+                time.sleep(wait)
+        label = handlers.LabelRequest(level, ("JPN", "KOR", "USA"), "dprk-missile",
+                                      category=category)
+        handlers.publish(node.store.uow(), keys=node.keys, catalogue=node.catalogue, obj=obj,
+                         label=label, now=datetime.now(UTC), actor="replay",
+                         validate=check_stix)
+        done += 1
+        if on_publish is not None:
+            on_publish(done)
+    return done
+
+
+# ---- pages ---------------------------------------------------------------------------------
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<link rel="stylesheet" href="/dashboard/static/dashboard.css"></head>'
+        f"<body>{body}</body></html>", status_code=status,
+        headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-store",
+                 "X-Content-Type-Options": "nosniff"})
+
+
+def _login_page(party: Party, error: str = "", status: int = 200) -> HTMLResponse:
+    import html
+
+    shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
+    return _page(f"gsomia {party} node: sign in", (
+        f'<main class="login"><h1>gsomia {party} node</h1>{shown}'
+        '<form method="post" action="/login"><label>User name <input name="name" '
+        'autocomplete="username" required></label><label>Token <input name="token" '
+        'type="password" autocomplete="current-password" required></label>'
+        '<button type="submit">Sign in</button></form><p class="muted">Use the token '
+        "printed by <code>gsomia user add</code>.</p></main>"), status)
+
+
+def _dashboard_page(party: Party) -> HTMLResponse:
+    from gsomia.shell.report import Projection, base_map
+
+    # Korea, Japan and the Pacific east of Hokkaido, where IRBM tests have come down.
+    proj = Projection(lon_min=122.0, lon_max=162.0, lat_min=30.0, lat_max=47.0)
+    svg = (f'<svg id="map" viewBox="0 0 {proj.width:.1f} {proj.height:.1f}" role="img" '
+           f'aria-label="map" data-projection=\'{json.dumps(proj.to_json())}\'>'
+           f'{base_map(proj)}<g id="overlay"></g></svg>')
+    return _page(f"gsomia {party} node", (
+        f'<header><h1>gsomia <span id="party">{party}</span> node</h1>'
+        '<span id="who"></span><span id="live" class="live">connecting…</span>'
+        '<form method="post" action="/logout"><button type="submit">Sign out</button></form>'
+        '</header><p id="error" class="error" role="alert" hidden></p><main>'
+        f'<section class="map"><h2>Map</h2>{svg}<form id="replay"><label>Launch '
+        '<input name="launch" value="2017-08-29" size="10"></label><label>Regime '
+        '<select name="regime"><option>none</option><option>hub</option>'
+        '<option selected>direct</option><option>trilateral</option></select></label>'
+        '<label>Speed <input name="speed" value="20" size="3"></label>'
+        '<button type="submit">Replay launch</button> <span id="replay-status"></span></form>'
+        '</section><section><h2>Warnings</h2><ul id="warnings"></ul></section>'
+        '<section class="wide"><h2>Items held</h2><p id="withheld"></p>'
+        '<table id="items"><thead><tr><th>item</th><th>marking here</th><th>summary</th>'
+        '<th>custody</th><th>receipts</th></tr></thead><tbody></tbody></table></section>'
+        '<section><h2>Agreements</h2><div id="agreements"></div></section>'
+        '<section><h2>Audit</h2><div id="audit"></div></section></main>'
+        '<script src="/dashboard/static/dashboard.js"></script>'))
+
+
+def routes(config: Any) -> list[Route]:
+    """The dashboard's routes for the app of one node (``api.create_app``)."""
+    party: Party = config.party
+    authenticate = config.service.authenticate
+    sessions = Sessions()
+    replays: dict[str, threading.Thread] = {}
+    progress: dict[str, Any] = {"running": False, "published": 0, "total": 0, "error": None}
+
+    def may_replay(session: Session) -> bool:
+        """Only a user who may read what the replay publishes may start one."""
+        from gsomia.core.labels import SecurityLabel
+
+        person = authenticate(session.token, session.name)
+        label = SecurityLabel(party, _LEVELS.get(party, "SECRET"),
+                              frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
+        return person is not None and decide_access(person, label,
+                                                    config.service.schemes).permit
+
+    def session_of(request: Request) -> Session | None:
+        return sessions.get(request.cookies.get(COOKIE))
+
+    async def index(request: Request) -> Response:
+        if session_of(request) is None:
+            return RedirectResponse("/login", status_code=303)
+        return _dashboard_page(party)
+
+    async def login_form(request: Request) -> Response:
+        return _login_page(party)
+
+    async def login(request: Request) -> Response:
+        body = (await request.body())[:4096].decode("utf-8", "replace")
+        form = parse_qs(body)
+        name = (form.get("name") or [""])[0].strip()
+        token = (form.get("token") or [""])[0].strip()
+        person = await run_in_threadpool(authenticate, token, name) if name and token \
+            else None
+        if person is None:
+            return _login_page(party, "Unknown user name or token.", 401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(COOKIE, sessions.open(name, token), httponly=True,
+                            samesite="strict", secure=request.url.scheme == "https",
+                            max_age=int(SESSION_TTL.total_seconds()), path="/")
+        return response
+
+    async def logout(request: Request) -> Response:
+        sessions.close(request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        media = _ASSETS.get(name)
+        if media is None:
+            return Response("not found", 404, media_type="text/plain")
+        return Response(_asset(name), media_type=media,
+                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options":
+                                 "nosniff"})
+
+    def unauthorised() -> Response:
+        return JSONResponse({"error": "sign in first"}, 401)
+
+    def unavailable() -> Response:
+        return JSONResponse({"error": "this node's store is not available to the dashboard"},
+                            503)
+
+    async def get_state(request: Request) -> Response:
+        session = session_of(request)
+        if session is None:
+            return unauthorised()
+        node = _node_of(request, party)
+        if node is None:
+            return unavailable()
+        try:
+            doc = await run_in_threadpool(state, node, session, datetime.now(UTC))
+        except GsomiaError as exc:
+            return JSONResponse({"error": str(exc)}, 500)
+        return JSONResponse(doc, headers={"Cache-Control": "no-store"})
+
+    async def events(request: Request) -> Response:
+        session = session_of(request)
+        if session is None:
+            return unauthorised()
+        node = _node_of(request, party)
+        if node is None:
+            return unavailable()
+        cookie = request.cookies.get(COOKIE)
+
+        async def stream() -> Any:
+            seen: tuple[int, ...] | None = None
+            quiet = 0
+            while not await request.is_disconnected():
+                if sessions.get(cookie) is None:
+                    yield "event: signed-out\ndata: {}\n\n"
+                    return
+                try:
+                    now_print = await run_in_threadpool(fingerprint, node)
+                    if now_print != seen:
+                        doc = await run_in_threadpool(state, node, session, datetime.now(UTC))
+                        # Reads just audited change the log, not what the page shows.
+                        seen = await run_in_threadpool(fingerprint, node)
+                        yield f"event: state\ndata: {json.dumps(doc)}\n\n"
+                        quiet = 0
+                except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
+                    yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
+                quiet += 1
+                if quiet >= 15:
+                    yield ": keep-alive\n\n"
+                    quiet = 0
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})
+
+    async def replay(request: Request) -> Response:
+        session = session_of(request)
+        if session is None:
+            return unauthorised()
+        node = _node_of(request, party)
+        if node is None:
+            return unavailable()
+        if not await run_in_threadpool(may_replay, session):
+            return JSONResponse({"error": "you could not read what a replay publishes "
+                                          "(clearance or need-to-know for dprk-missile)"}, 403)
+        body = (await request.body())[:4096].decode("utf-8", "replace")
+        form = {k: v[0] for k, v in parse_qs(body).items()}
+        day = form.get("launch", "2017-08-29").strip()
+        regime_name = form.get("regime", "direct").strip()
+        try:
+            speed = float(form.get("speed", "20"))
+            if not 0 <= speed <= 1000:
+                raise ValueError
+        except ValueError:
+            return JSONResponse({"error": "speed must be a number from 0 to 1000"}, 400)
+        running = replays.get("current")
+        if running is not None and running.is_alive():
+            return JSONResponse({"error": "a replay is already running"}, 409)
+        try:
+            entries = await run_in_threadpool(replay_entries, day, regime_name, party)
+        except MalformedInput as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+
+        progress.update(running=True, published=0, total=len(entries), error=None)
+
+        def work() -> None:
+            try:
+                progress["published"] = publish_replay(
+                    node, entries, speed=speed,
+                    on_publish=lambda n: progress.update(published=n))
+            except GsomiaError as exc:
+                # What was published stays; the page says why the rest did not arrive.
+                progress["error"] = str(exc)
+            finally:
+                progress["running"] = False
+
+        thread = threading.Thread(target=work, name="gsomia-replay", daemon=True)
+        replays["current"] = thread
+        thread.start()
+        return JSONResponse({"launch": day, "regime": regime_name, "items": len(entries),
+                             "speed": speed}, 202)
+
+    async def replay_status(request: Request) -> Response:
+        if session_of(request) is None:
+            return unauthorised()
+        return JSONResponse(progress, headers={"Cache-Control": "no-store"})
+
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/dashboard/replay", replay_status, methods=["GET"]),
+        Route("/login", login_form, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/dashboard/static/{name}", asset, methods=["GET"]),
+        Route("/dashboard/state", get_state, methods=["GET"]),
+        Route("/dashboard/events", events, methods=["GET"]),
+        Route("/dashboard/replay", replay, methods=["POST"]),
+    ]

@@ -1,0 +1,214 @@
+"""The node dashboard in a real browser: Debian's Chromium, headless, driven by Playwright,
+against a real node process (``gsomia node serve`` over HTTPS). Screenshots go to
+``test-artifacts/``. Chromium comes from ``tools/install-chromium.sh`` (``make test``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import urllib3
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from gsomia.service import handlers
+from gsomia.shell.catalogue import load_catalogue
+from gsomia.shell.node import init_node, new_token
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CATALOGUE = load_catalogue()
+pytestmark = pytest.mark.timeout(300)
+
+
+@dataclass
+class Running:
+    url: str
+    folder: Path
+    tokens: dict[str, str]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            out = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"node exited with {process.returncode}:\n{out}")
+        try:
+            if requests.get(url + "login", verify=False, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("node did not start")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    folder = tmp_path_factory.mktemp("dashboard") / "jpn"
+    made = init_node(folder, "JPN", catalogue=CATALOGUE, now=datetime.now(UTC))
+    tokens = {}
+    # Both hold the clearance; only kenji needs to know about DPRK missiles.
+    for name, ntk in (("kenji", ["dprk-missile"]), ("taro", ["maritime-security"])):
+        tokens[name] = new_token()
+        handlers.add_user(made.uow(), keys=made.keys, schemes=CATALOGUE.schemes, name=name,
+                          clearance="極秘", need_to_know=ntk, token=tokens[name],
+                          now=datetime.now(UTC))
+    made.close()
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(folder),
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
+    url = f"https://127.0.0.1:{port}/"
+    try:
+        wait_ready(url, process)
+        yield Running(url, folder, tokens)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert process.returncode is not None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def signed_in(browser: Browser, node: Running, name: str) -> Page:
+    context = browser.new_context(ignore_https_errors=True,
+                                  viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(node.url)
+    expect(page).to_have_url(node.url + "login")
+    page.fill("input[name=name]", name)
+    page.fill("input[name=token]", node.tokens[name])
+    page.click("button[type=submit]")
+    expect(page.locator("#who")).to_contain_text(name)
+    expect(page.locator("#live")).to_have_text("live")
+    return page
+
+
+def publish(node: Running, obj: dict[str, Any]) -> str:
+    out = subprocess.run(
+        [sys.executable, "-m", "gsomia", "publish", "--node", str(node.folder), "--file", "-",
+         "--level", "極秘", "--rel-to", "JPN,KOR,USA", "--purpose", "dprk-missile",
+         "--category", "pre-launch-indicator"],
+        input=json.dumps(obj), capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def indicator(name: str) -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}",
+            "created": "2017-08-28T20:00:00.000Z", "modified": "2017-08-28T20:00:00.000Z",
+            "name": name, "pattern": "[x-dprk-site:name = 'Sunan']", "pattern_type": "stix",
+            "valid_from": "2017-08-28T20:00:00Z", "indicator_types": ["malicious-activity"]}
+
+
+def test_wrong_token_is_refused_with_a_clear_error(browser: Browser, node: Running) -> None:
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.goto(node.url + "login")
+    page.fill("input[name=name]", "kenji")
+    page.fill("input[name=token]", "gs_not-a-token")
+    page.click("button[type=submit]")
+    expect(page.locator(".error")).to_have_text("Unknown user name or token.")
+    assert context.cookies() == []
+    state = requests.get(node.url + "dashboard/state", verify=False, timeout=10)
+    assert state.status_code == 401
+    context.close()
+
+
+def test_item_appears_live_after_publish(browser: Browser, node: Running) -> None:
+    page = signed_in(browser, node, "kenji")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "gsomia_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["secure"]
+    expect(page.locator("#items .empty")).to_have_text("No items held yet.")
+    expect(page.locator("#warnings .empty")).to_have_text("No warnings.")
+    expect(page.locator("#agreements tr[data-agreement=jpn-kor-gsomia-2016]")).to_be_visible()
+    item = publish(node, indicator("TEL activity at Sunan airfield"))
+    row = page.locator(f'#items tr[data-id="{item}"]')
+    expect(row).to_be_visible(timeout=20_000)       # pushed by SSE: no reload
+    expect(row.locator(".summary")).to_have_text("TEL activity at Sunan airfield")
+    expect(row.locator(".marking")).to_contain_text("極秘")
+    expect(page.locator("#tree-head")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-item-published.png"), full_page=True)
+    page.context.close()
+
+
+def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Running) -> None:
+    page = signed_in(browser, node, "kenji")
+    page.fill("#replay input[name=speed]", "60")
+    page.select_option("#replay select[name=regime]", "direct")
+    page.click("#replay button[type=submit]")
+    expect(page.locator("#replay-status")).to_contain_text("replaying", timeout=60_000)
+    expect(page.locator("#overlay polyline.track")).to_have_count(1, timeout=60_000)
+    area = page.locator("#overlay circle.warning-area").first
+    expect(area).to_be_visible(timeout=60_000)
+    # In one step: the page redraws the overlay whenever a new state arrives.
+    cx, width = page.evaluate(
+        "() => [parseFloat(document.querySelector('#overlay circle.warning-area')"
+        ".getAttribute('cx')), document.getElementById('map').viewBox.baseVal.width]")
+    assert 0 <= cx <= width                 # the warned impact area is inside the map
+    expect(page.locator('path.land.warned[data-region="Hokkaido"]')).to_have_count(1)
+    expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
+    expect(page.locator("#overlay ellipse.ipp").first).to_be_attached()
+    for _ in range(600):                    # let the replay finish, for a complete picture
+        if not page.request.get(node.url + "dashboard/replay").json()["running"]:
+            break
+        time.sleep(0.1)
+    expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
+    page.screenshot(path=str(ARTIFACTS / "dashboard-warning.png"), full_page=True)
+    page.context.close()
+
+
+def test_user_without_need_to_know_gets_no_item_content(browser: Browser,
+                                                        node: Running) -> None:
+    secret = "Hwasong launch window from Sunan"
+    item = publish(node, indicator(secret))
+    page = signed_in(browser, node, "taro")
+    expect(page.locator("#withheld")).to_contain_text("withheld")
+    expect(page.locator("#items .empty")).to_have_text("No item you may read.")
+    assert page.locator(f'#items tr[data-id="{item}"]').count() == 0
+    assert secret not in page.content()
+    assert item not in page.content()
+    assert page.locator("#overlay > *").count() == 0      # no warnings, tracks or ellipses
+    state = page.request.get(node.url + "dashboard/state").json()
+    assert state["items"] == [] and state["withheld"] >= 2
+    assert secret not in json.dumps(state, ensure_ascii=False)
+    refused = page.request.post(node.url + "dashboard/replay", form={"launch": "2017-08-29"})
+    assert refused.status == 403
+    page.screenshot(path=str(ARTIFACTS / "dashboard-denied.png"), full_page=True)
+    page.context.close()

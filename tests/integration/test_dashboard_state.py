@@ -1,0 +1,178 @@
+"""The dashboard's server side over a real node store: sessions and their cookie, the access
+rule on what the page is sent (reads audited), ``gsomia replay`` publishing valid STIX notes,
+and clear refusals. The browser side is in ``tests/e2e/test_dashboard.py``."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from gsomia.core.agreements import Catalogue
+from gsomia.service import handlers
+from gsomia.shell.commands.report import register
+from gsomia.shell.commands.serve import app_for_node
+from gsomia.shell.node import Node, init_node, new_token, open_node
+from gsomia.shell.stix_check import check_stix
+from gsomia.shell.web import Sessions
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory, shipped: Catalogue) -> Path:
+    path = tmp_path_factory.mktemp("dash") / "jpn"
+    node = init_node(path, "JPN", catalogue=shipped, now=datetime.now(UTC))
+    node.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokens(folder: Path, shipped: Catalogue) -> dict[str, str]:
+    out = {}
+    node = open_node(folder, catalogue=shipped)
+    for name, clearance, ntk in (("kenji", "極秘", ["dprk-missile"]),
+                                 ("aiko", "秘", ["dprk-missile"]),
+                                 ("taro", "極秘", ["maritime-security"])):
+        out[name] = new_token()
+        handlers.add_user(node.uow(), keys=node.keys, schemes=shipped.schemes, name=name,
+                          clearance=clearance, need_to_know=ntk, token=out[name],
+                          now=datetime.now(UTC))
+    node.close()
+    return out
+
+
+@pytest.fixture(scope="module")
+def replayed(folder: Path, tokens: dict[str, str]) -> dict[str, Any]:
+    cli = click.Group()
+    register(cli)
+    from click.testing import CliRunner
+
+    out = CliRunner().invoke(cli, ["replay", "--node", str(folder), "--launch", "2017-08-29",
+                                   "--regime", "direct", "--json"])
+    assert out.exit_code == 0, out.output
+    doc: dict[str, Any] = json.loads(out.output)
+    return doc
+
+
+@pytest.fixture()
+def node(folder: Path, shipped: Catalogue) -> Iterator[Node]:
+    n = open_node(folder, catalogue=shipped)
+    yield n
+    n.close()
+
+
+def client_for(node: Node) -> TestClient:
+    return TestClient(app_for_node(node), base_url="https://testserver")
+
+
+def sign_in(client: TestClient, name: str, token: str) -> None:
+    r = client.post("/login", data={"name": name, "token": token}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def test_replay_publishes_the_warning(replayed: dict[str, Any]) -> None:
+    issued = [w for w in replayed["warnings"] if w["action"] == "issued"]
+    assert issued and "Hokkaido" in issued[0]["regions"]
+    assert replayed["published"] > len(replayed["warnings"])
+
+
+def test_login_sets_a_strict_http_only_cookie(node: Node, tokens: dict[str, str]) -> None:
+    client = client_for(node)
+    assert client.get("/", follow_redirects=False).headers["location"] == "/login"
+    assert client.get("/dashboard/state").status_code == 401
+    r = client.post("/login", data={"name": "kenji", "token": tokens["kenji"]},
+                    follow_redirects=False)
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
+    page = client.get("/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers[
+        "content-security-policy"]
+    for asset in ("dashboard.js", "dashboard.css"):
+        assert client.get(f"/dashboard/static/{asset}").status_code == 200
+    assert client.get("/dashboard/static/..%2Fschemes.yaml").status_code == 404
+    client.post("/logout")
+    assert client.get("/dashboard/state").status_code == 401
+
+
+def test_a_token_of_another_user_does_not_sign_in(node: Node,
+                                                 tokens: dict[str, str]) -> None:
+    client = client_for(node)
+    r = client.post("/login", data={"name": "kenji", "token": tokens["taro"]})
+    assert r.status_code == 401 and "Unknown user name or token." in r.text
+    assert "set-cookie" not in r.headers
+
+
+def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
+                                     replayed: dict[str, Any]) -> None:
+    seen = {}
+    for name in ("kenji", "aiko", "taro"):
+        client = client_for(node)
+        sign_in(client, name, tokens[name])
+        seen[name] = client.get("/dashboard/state").json()
+    kenji, aiko, taro = seen["kenji"], seen["aiko"], seen["taro"]
+    assert len(kenji["items"]) == replayed["published"] and kenji["withheld"] == 0
+    kinds = {i["kind"] for i in kenji["items"]}
+    assert kinds == {"track", "ipp", "warning"}
+    for doc in (aiko, taro):      # too low a clearance; no need-to-know
+        assert doc["items"] == [] and doc["withheld"] == replayed["published"]
+        assert "Hokkaido" not in json.dumps(doc, ensure_ascii=False)
+    head = kenji["audit"]["head"]
+    assert head is not None and 0 < head["size"] <= kenji["audit"]["size"]
+    assert kenji["audit"]["partners"] == [] and kenji["audit"]["error"] is None
+    assert {a["id"] for a in kenji["agreements"]} >= {"jpn-kor-gsomia-2016", "tisa-2014"}
+    # Each item shown to kenji was read through the audited path, once per session.
+    with node.store.reader() as reader:
+        granted = [r for r in reader.rows() if r["kind"] == "access-granted"
+                   and r["actor"] == "kenji"]
+    assert len(granted) == len(kenji["items"])
+
+
+def test_replay_needs_need_to_know(node: Node, tokens: dict[str, str]) -> None:
+    client = client_for(node)
+    sign_in(client, "taro", tokens["taro"])
+    assert client.post("/dashboard/replay", data={"launch": "2017-08-29"}).status_code == 403
+    sign_in(client, "kenji", tokens["kenji"])
+    bad = client.post("/dashboard/replay", data={"launch": "2017-08-29", "speed": "fast"})
+    assert bad.status_code == 400 and "speed" in bad.json()["error"]
+    unknown = client.post("/dashboard/replay", data={"launch": "1900-01-01"})
+    assert unknown.status_code == 400
+
+
+def test_replayed_objects_are_valid_stix(node: Node, replayed: dict[str, Any]) -> None:
+    with node.store.repository() as repo:
+        holdings = repo.holdings()
+    assert holdings
+    for h in holdings:
+        check_stix(json.loads(h.item.content))
+
+
+@given(st.text(min_size=1, max_size=60))
+def test_forged_cookies_open_no_session(cookie: str) -> None:
+    sessions = Sessions()
+    real = sessions.open("kenji", "gs_x")
+    assert sessions.get(real) is not None
+    sid, _, mac = real.partition(".")
+    assume(cookie not in (real, mac))
+    assert sessions.get(cookie) is None
+    assert sessions.get(f"{sid}.{cookie}") is None
+
+
+def test_sessions_expire() -> None:
+    now = [datetime(2024, 1, 1, tzinfo=UTC)]
+    sessions = Sessions(clock=lambda: now[0])
+    cookie = sessions.open("kenji", "gs_x")
+    now[0] += timedelta(hours=9)
+    assert sessions.get(cookie) is None
