@@ -79,3 +79,11 @@ labels = st.builds(
 def test_canonical_form_round_trips(label: SecurityLabel) -> None:
     assert SecurityLabel.from_json(label.to_json()) == label
     assert list(label.to_json()["rel_to"]) == sorted(label.rel_to)
+
+
+@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1),
+                    timezones=st.just(UTC)))
+def test_instants_read_back_to_the_same_text(at: datetime) -> None:
+    from gsomia.core.types import instant, iso
+
+    assert iso(instant(iso(at))) == iso(at)

@@ -59,6 +59,7 @@ def instant(value: str | date | datetime, *, where: str = "at") -> datetime:
 
 def iso(at: datetime) -> str:
     """Render an instant as RFC 3339 UTC with a trailing Z."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + (
-        f".{at.microsecond // 1000:03d}Z" if at.microsecond else "Z"
-    )
+    # Milliseconds or nothing: 1-999 µs must give "Z", or the text would not read back to
+    # the instant it was made from and a bound label would change on its way round.
+    ms = at.microsecond // 1000
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}Z" if ms else "Z")

@@ -22,7 +22,9 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.tracking",
     "gsomia.shell.commands.scenario",
     "gsomia.shell.commands.track",
+    "gsomia.shell.commands.federation",
     "gsomia.shell.commands.report",
+    "gsomia.shell.commands.doctor",
 )
 
 

@@ -1,10 +1,9 @@
-"""What a node does with what partners send over the peer API: thin, delegating to handlers.
+"""What a node does with what partners send over the peer API: thin, delegating to handlers
+and to :mod:`gsomia.shell.exchange`.
 
-The delivery pipeline (outbox, retries, HPKE envelopes opened and ingested, receipts signed
-back) is issue 4's exchange work and not wired here yet: without a partner's public key this
-inbox refuses with :class:`PeerUnavailable` (503) rather than guess. What needs only this
-node's own state works now: its signed tree head, and receipts and consents and tree heads
-checked against partner keys when the caller supplied them.
+Partners' keys come from the node's ``partners.json`` (``gsomia federation up``) unless the
+caller supplies them. A node that has none refuses with :class:`PeerUnavailable` (503)
+rather than guess.
 """
 
 from __future__ import annotations
@@ -17,12 +16,24 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
+from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.types import Party
 from gsomia.service import handlers
 from gsomia.service.taxii_ports import PeerUnavailable
+from gsomia.shell import exchange
 from gsomia.shell.node import Node
 
-__all__ = ["NodeInbox"]
+__all__ = ["INCIDENT_KINDS", "NodeInbox", "Replayed"]
+
+INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "investigation-result")
+
+
+class Replayed(ProofInvalid):
+    """An envelope whose nonce this node has seen before (HTTP 409)."""
+
+    def __init__(self, reasons: tuple[str, ...]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
 
 
 class NodeInbox:
@@ -33,8 +44,19 @@ class NodeInbox:
         self.node = node
         self.partner_keys = dict(partner_keys or {})
 
+    def partners(self) -> exchange.Partners:
+        # Read on each call: `federation up` may rewrite it while the node runs.
+        found = exchange.Partners.load(self.node.folder)
+        if found is None:
+            raise PeerUnavailable("this node belongs to no federation (no partners.json)")
+        return found
+
     def _key(self, sender: Party) -> Ed25519PublicKey:
         key = self.partner_keys.get(sender)
+        if key is None:
+            found = exchange.Partners.load(self.node.folder)
+            peer = found.peers.get(sender) if found is not None else None
+            key = peer.signing_public if peer is not None else None
         if key is None:
             raise PeerUnavailable(f"this node has no signing key for {sender}: add the partner "
                                   "to the federation first")
@@ -42,8 +64,17 @@ class NodeInbox:
 
     def deliver(self, envelope: crypto.Envelope, sender: Party,
                 now: datetime) -> crypto.Receipt:
-        self._key(sender)
-        raise PeerUnavailable("envelope delivery (open, ingest, receipt) is not wired yet")
+        """One envelope: its receipt, or the refusal raised (403, 409 for a replay)."""
+        result = self.deliver_many([envelope], sender, now)[0]
+        if result.receipt is None:
+            if result.status == 409:
+                raise Replayed(result.reasons)
+            raise PolicyDenied(result.reasons)
+        return result.receipt
+
+    def deliver_many(self, envelopes: list[crypto.Envelope], sender: Party,
+                     now: datetime) -> list[exchange.Delivered]:
+        return exchange.receive(self.node, self.partners(), envelopes, sender, now)
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,
@@ -51,21 +82,46 @@ class NodeInbox:
 
     def consent_request(self, item_id: str, requester: Party, recipient: Party, reason: str,
                         now: datetime) -> Mapping[str, Any]:
+        """A holder asks this node, as originator, to consent to a release: queued for the
+        operator (``gsomia consent grant|deny``)."""
         self._key(requester)
-        raise PeerUnavailable("consent requests are queued for the operator in a later step")
+        item = None
+        with self.node.store.repository() as repo:
+            item = repo.get_item(item_id)
+        if item is None or item.originator != self.node.party:
+            # Not held, or not ours to consent to: the same answer for both.
+            raise PolicyDenied((f"{item_id} did not originate at {self.node.party}",))
+        request_id = exchange.new_request_id(self.node, now)
+        exchange.record_request(self.node, request_id=request_id, item_id=item_id,
+                                holder=requester, recipient=recipient, reason=reason,
+                                direction="incoming", now=now, actor=requester)
+        return {"request": request_id, "status": "pending"}
 
     def consent_granted(self, consent: crypto.Consent, sender: Party, now: datetime) -> None:
         handlers.record_consent(self.node.uow(), consent=consent,
                                 originator_public=self._key(sender), now=now, actor=sender)
+        exchange.settle_outgoing(self.node, consent.item_id, consent.recipient, "granted", now)
+        exchange.queue_after_consent(self.node, consent, now)
 
     def consent_refused(self, item_id: str, sender: Party, reason: str, now: datetime) -> None:
         self._key(sender)
-        raise PeerUnavailable("consent refusals are recorded in a later step")
+        with self.node.uow() as uow:
+            uow.audit.append(AuditKind.CONSENT, now, sender, item_id=item_id,
+                             details={"originator": sender, "direction": "refused",
+                                      "reason": reason[:1000]})
+            uow.commit()
+        exchange.settle_outgoing(self.node, item_id, None, "denied", now)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
+        """A holder's loss-or-compromise report (Art. 17) reaches the originator."""
         self._key(sender)
-        raise PeerUnavailable("partners' incident reports are recorded in a later step")
+        if kind not in INCIDENT_KINDS:
+            raise MalformedInput(f"{kind!r} is not an incident kind", where="kind",
+                                 expected=", ".join(INCIDENT_KINDS))
+        handlers.report_incident(self.node.uow(), keys=self.node.keys, kind=kind,
+                                 description=f"reported by {sender}: {description}"[:4000],
+                                 now=now, item_id=item_id, actor=sender)
 
     def tree_head(self) -> TreeHead:
         with self.node.store.reader() as reader:

@@ -228,6 +228,49 @@ audit_state = sa.Table(
     sa.Column("frontier", sa.LargeBinary, nullable=False),
 )
 
+# The exchange (migration 0002; used by gsomia.shell.exchange): deliveries queued per
+# partner, envelope nonces seen (replay), the outbox scan watermark, consent requests.
+outbox = sa.Table(
+    "outbox", metadata,
+    _id(),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("recipient", sa.String(3), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", UTCDateTime, nullable=False),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
+    sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
+)
+envelopes_seen = sa.Table(
+    "envelopes_seen", metadata,
+    sa.Column("nonce", sa.String, primary_key=True),
+    sa.Column("sender", sa.String(3), nullable=False),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+exchange_state = sa.Table(
+    "exchange_state", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("scanned_seq", sa.BigInteger, nullable=False),
+)
+consent_requests = sa.Table(
+    "consent_requests", metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("holder", sa.String(3), nullable=False),
+    sa.Column("recipient", sa.String(3), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("decided_at", UTCDateTime, nullable=True),
+)
+
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
                  "receipts")
 

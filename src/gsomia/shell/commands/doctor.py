@@ -1,0 +1,137 @@
+"""``gsomia doctor``: check the environment and, optionally, a node folder; say what to fix."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import stat
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from gsomia.shell.commands.common import emit_json
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix,
+                "required": self.required}
+
+
+MODULES = (("cryptography", "the crypto core"), ("rfc8785", "canonical JSON"),
+           ("sqlalchemy", "the store"), ("alembic", "store migrations"),
+           ("numpy", "tracking"), ("scipy", "tracking"), ("starlette", "the HTTP API"),
+           ("uvicorn", "node serve"), ("stix2validator", "publish"), ("matplotlib", "evaluate"))
+
+
+def environment() -> list[Check]:
+    out = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0],
+                 "install Python 3.11 or newer")]
+    for module, why in MODULES:
+        try:
+            importlib.import_module(module)
+            out.append(Check(f"module {module}", True, f"importable ({why})"))
+        except ImportError as exc:
+            out.append(Check(f"module {module}", False, str(exc),
+                             "run `make test` or `pip install -e '.[dev]'`"))
+    try:
+        from cryptography.hazmat.primitives import hpke  # noqa: F401  (47+: RFC 9180 HPKE)
+
+        out.append(Check("HPKE in cryptography", True, "cryptography.hazmat.primitives.hpke"))
+    except ImportError:
+        out.append(Check("HPKE in cryptography", False, "this cryptography has no HPKE",
+                         "pip install 'cryptography>=47'"))
+    try:
+        from gsomia import bootstrap
+
+        cat = bootstrap.catalogue()
+        out.append(Check("agreements", True, f"{len(cat.agreements)} loaded: "
+                         + ", ".join(sorted(cat.agreements))))
+    except Exception as exc:  # the message is the finding
+        out.append(Check("agreements", False, str(exc),
+                         "fix the agreement file named in the message or unset "
+                         "GSOMIA_AGREEMENTS"))
+    pg = any(Path(p).is_dir() for p in ("/usr/lib/postgresql",)) or shutil.which("initdb")
+    out.append(Check("PostgreSQL server (tests)", bool(pg),
+                     "installed" if pg else "not installed",
+                     "`sh tools/pg-test-cluster.sh install` (make test does it)", False))
+    chromium = shutil.which("chromium") or Path("/usr/bin/chromium").exists()
+    out.append(Check("Chromium (browser tests)", bool(chromium),
+                     "installed" if chromium else "not installed",
+                     "`sh tools/install-chromium.sh` (make test does it)", False))
+    return out
+
+
+def node_checks(folder: Path) -> list[Check]:
+    from gsomia import bootstrap
+    from gsomia.shell.node import NodeConfig, open_node
+
+    out: list[Check] = []
+    try:
+        config = NodeConfig.load(folder)
+    except Exception as exc:
+        return [Check("node configuration", False, str(exc),
+                      f"create a node with `gsomia node init --party P --dir {folder}`")]
+    out.append(Check("node configuration", True, f"party {config.party}, database "
+                     f"{config.database}"))
+    for name, rel in config.keys.items():
+        path = folder / rel
+        if not path.exists():
+            out.append(Check(f"key {name}", False, f"{path} is missing",
+                             "restore it from backup; a node cannot work without its keys"))
+            continue
+        private = not rel.endswith((".pub", ".crt"))
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if private and mode & 0o077:
+            out.append(Check(f"key {name}", False, f"{path} has mode {oct(mode)}",
+                             f"chmod 600 {path}"))
+    if not any(c.name.startswith("key ") for c in out):
+        out.append(Check("key files", True, f"{len(config.keys)} present, private ones 0600"))
+    try:
+        from gsomia.service import handlers
+
+        with open_node(folder, catalogue=bootstrap.catalogue()) as node, \
+                node.store.reader() as reader:
+            verdict = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
+        out.append(Check("database and audit log", verdict.ok,
+                         f"{verdict.size} events, intact" if verdict.ok else
+                         "; ".join(f"{p.what} at {p.where}" for p in verdict.problems[:3]),
+                         "" if verdict.ok else
+                         "run `gsomia audit verify --node DIR` and report the incident "
+                         "to the originators (Art. 17)"))
+    except Exception as exc:
+        out.append(Check("database and audit log", False, str(exc),
+                         "check the database URL in node.toml and that the server is up"))
+    return out
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("doctor")
+    @click.option("--node", "node_dir", type=click.Path(file_okay=False), default=None,
+                  help="Also check this node folder.")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+    def doctor(node_dir: str | None, as_json: bool) -> None:
+        """Check the environment (and a node folder): what works and what to fix."""
+        checks = environment()
+        if node_dir is not None:
+            checks += node_checks(Path(node_dir).resolve())
+        failed = [c for c in checks if not c.ok and c.required]
+        if as_json:
+            emit_json({"ok": not failed, "checks": [c.to_json() for c in checks]})
+        else:
+            for c in checks:
+                mark = "ok  " if c.ok else ("FAIL" if c.required else "warn")
+                click.echo(f"[{mark}] {c.name}: {c.detail}")
+                if not c.ok and c.fix:
+                    click.echo(f"       fix: {c.fix}")
+        if failed:
+            raise click.exceptions.Exit(1)

@@ -1,0 +1,39 @@
+"""``gsomia doctor`` says what works and what to fix, for the machine and a node folder."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
+
+Run = Callable[..., CompletedProcess[str]]
+
+
+def test_doctor_on_a_healthy_node_then_on_broken_ones(gsomia: Run, tmp_path: Path) -> None:
+    node = tmp_path / "kor"
+    assert gsomia("node", "init", "--party", "KOR", "--dir", str(node)).returncode == 0
+    out = gsomia("doctor", "--node", str(node), "--json")
+    assert out.returncode == 0, out.stdout + out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["ok"] is True
+    names = {c["check"] for c in doc["checks"]}
+    assert {"python", "agreements", "node configuration", "database and audit log"} <= names
+
+    signing = node / "keys" / "signing.key"
+    signing.chmod(0o644)
+    out = gsomia("doctor", "--node", str(node))
+    assert out.returncode == 1
+    assert f"chmod 600 {signing}" in out.stdout
+    signing.chmod(0o600)
+
+    with sqlite3.connect(node / "node.db") as db:
+        db.execute("DELETE FROM audit_events WHERE position = (SELECT MAX(position) "
+                   "FROM audit_events)")
+    out = gsomia("doctor", "--node", str(node))
+    assert out.returncode == 1 and "[FAIL] database and audit log" in out.stdout
+    assert "Art. 17" in out.stdout
+
+    out = gsomia("doctor", "--node", str(tmp_path / "missing"))
+    assert out.returncode == 1 and "gsomia node init" in out.stdout

@@ -1,0 +1,333 @@
+"""Three real node processes on loopback (``gsomia federation up``): delivery, relays under
+consent, refusals of forged, replayed, tampered and misaddressed envelopes, a partner that
+stops and comes back, and every node's audit log intact afterwards."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gsomia import bootstrap
+from gsomia.core import crypto
+from gsomia.core.audit import AuditKind
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import ReleaseRequest, decide
+from gsomia.service import handlers
+from gsomia.shell import exchange
+from gsomia.shell.commands import federation
+from gsomia.shell.node import Node
+
+pytestmark = pytest.mark.timeout(170)
+
+WAIT = 20.0
+
+
+def free_base() -> int:
+    """A base port with three free ports above it."""
+    for _ in range(50):
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
+        socks = []
+        try:
+            for i in range(3):
+                s = socket.socket()
+                s.bind(("127.0.0.1", base + i))
+                socks.append(s)
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def cli() -> click.Group:
+    group = click.Group()
+    federation.register(group)
+    return group
+
+
+class Federation:
+    def __init__(self, folder: Path, topology: str) -> None:
+        self.folder = folder
+        self.topology = topology
+        self.base = free_base()
+        self.nodes: dict[str, Node] = {}
+
+    def up(self) -> dict[str, Any]:
+        doc = federation.up(self.folder, self.topology, self.base)
+        for code in ("JPN", "KOR", "USA"):
+            if code not in self.nodes:
+                self.nodes[code] = bootstrap.open_node(self.folder / code)
+        return doc
+
+    def down(self) -> dict[str, str]:
+        return federation.down(self.folder)
+
+    def close(self) -> None:
+        for node in self.nodes.values():
+            node.close()
+        self.nodes.clear()
+
+
+@pytest.fixture(scope="module")
+def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    fed = Federation(tmp_path_factory.mktemp("direct"), "direct")
+    try:
+        fed.up()
+        yield fed
+    finally:
+        fed.down()
+        fed.close()
+
+
+def indicator(n: int | None = None) -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--{uuid.uuid4()}",
+            "created": "2026-11-01T00:00:00.000Z", "modified": "2026-11-01T00:00:00.000Z",
+            "name": f"launch preparation {n if n is not None else ''}".strip(),
+            "pattern": "[ipv4-addr:value = '10.0.0.1']", "pattern_type": "stix",
+            "valid_from": "2026-11-01T00:00:00Z"}
+
+
+def publish(node: Node, obj: dict[str, Any], level: str, rel_to: tuple[str, ...],
+            caveats: frozenset[str] = frozenset()) -> str:
+    exchange.publish(node, entries=[(obj, handlers.LabelRequest(level, rel_to,
+                                                                "dprk-missile", caveats))])
+    return str(obj["id"])
+
+
+def custody(node: Node, item_id: str) -> list[Any]:
+    with node.store.repository() as repo:
+        return [r for item in repo.item_versions(item_id)
+                for r in repo.custody_of(item.item_id, item.version)]
+
+
+def held(node: Node, item_id: str) -> bool:
+    with node.store.repository() as repo:
+        return repo.get_item(item_id) is not None
+
+
+def drained(*nodes: Node) -> bool:
+    return all(exchange.pending(n) == 0 for n in nodes)
+
+
+def events(node: Node, kind: AuditKind) -> list[dict[str, Any]]:
+    with node.store.reader() as reader:
+        return [dict(r) for r in reader.rows() if r["kind"] == kind.value]
+
+
+# ---- direct ---------------------------------------------------------------------------------
+
+
+def test_direct_delivery_is_remarked_and_receipted(direct: Federation) -> None:
+    kor, jpn, usa = direct.nodes["KOR"], direct.nodes["JPN"], direct.nodes["USA"]
+    item = publish(kor, indicator(), "군사II급비밀", ("KOR", "JPN"))
+    assert exchange.wait_until(lambda: held(jpn, item), WAIT)
+    record = custody(jpn, item)
+    assert [r.event for r in record] == ["received"]
+    assert record[0].national_label.level == "極秘"
+    assert record[0].provider == "KOR" and record[0].agreement == "jpn-kor-gsomia-2016"
+    assert exchange.wait_until(lambda: drained(kor), WAIT)
+    with kor.store.repository() as repo:
+        receipts = repo.receipts_for(item)
+    assert [(r.peer, r.direction) for r in receipts] == [("JPN", "obtained")]
+    crypto.verify_receipt(crypto.Receipt.from_json(receipts[0].document),
+                          jpn.keys.public_signing_key())
+    # USA is not in REL TO: nothing was even queued for it.
+    assert not held(usa, item)
+    assert {r["recipient"] for r in exchange.outbox_rows(kor) if r["item_id"] == item} \
+        == {"JPN"}
+
+
+def _client(node: Node) -> Any:
+    return exchange.peer_client(node.folder)
+
+
+def _envelope(sender: Node, recipient: Node, obj: dict[str, Any], label: SecurityLabel,
+              *, key: Any = None, to: str | None = None) -> crypto.Envelope:
+    binding = crypto.bind(label.to_json(), obj, sender.keys.signing_key())
+    payload = {"object": obj, "label": label.to_json(), "binding": binding.to_json(),
+               "consents": []}
+    return crypto.seal_envelope(
+        sender=sender.party, recipient=to or recipient.party, item_id=obj["id"],
+        version=obj["modified"], nonce=os.urandom(16), sent_at=datetime.now(UTC),
+        payload=payload, sender_key=key or sender.keys.signing_key(),
+        recipient_public=recipient.keys.envelope_key().public_key())
+
+
+def _flip(text: str) -> str:
+    raw = bytearray(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    raw[len(raw) // 2] ^= 0x01
+    return base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+
+
+def test_bad_envelopes_are_refused_and_audited(direct: Federation) -> None:
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    url = direct.up()["nodes"]["JPN"]["url"] + "/peer/v1/envelopes/"
+    now = datetime.now(UTC)
+    label = SecurityLabel("KOR", "군사II급비밀", frozenset({"KOR", "JPN"}), "dprk-missile",
+                          frozenset(), created=now)
+    before = len(events(jpn, AuditKind.ENVELOPE_REFUSED))
+    good = _envelope(kor, jpn, indicator(), label)
+    with _client(kor) as client:
+        first = client.post(url, content=json.dumps(good.to_json()))
+        assert first.status_code == 202, first.text
+        crypto.verify_receipt(crypto.Receipt.from_json(first.json()), jpn.keys
+                              .public_signing_key(), envelope=good)
+        replayed = client.post(url, content=json.dumps(good.to_json()))
+        assert replayed.status_code == 409 and "replayed" in replayed.text
+        tampered = _envelope(kor, jpn, indicator(), label).to_json()
+        tampered["ciphertext"] = _flip(tampered["ciphertext"])
+        forged = _envelope(kor, jpn, indicator(), label, key=crypto.new_signing_key())
+        usa = direct.nodes["USA"]
+        misaddressed = _envelope(kor, usa, indicator(), label)
+        not_rel_to = _envelope(kor, jpn, indicator(), SecurityLabel(
+            "KOR", "군사II급비밀", frozenset({"KOR", "USA"}), "dprk-missile", frozenset(),
+            created=now))
+        for doc in (tampered, forged.to_json(), misaddressed.to_json(),
+                    not_rel_to.to_json()):
+            answer = client.post(url, content=json.dumps(doc))
+            assert 400 <= answer.status_code < 500, answer.text
+            assert "json" in answer.headers["content-type"]
+            assert answer.json()["http_status"] == str(answer.status_code)
+    # Another party's certificate cannot send in KOR's name.
+    with _client(direct.nodes["USA"]) as client:
+        answer = client.post(url, content=json.dumps(_envelope(kor, jpn, indicator(),
+                                                               label).to_json()))
+        assert answer.status_code == 403
+    refused = events(jpn, AuditKind.ENVELOPE_REFUSED)[before:]
+    assert len(refused) >= 5
+    reasons = " ".join(json.dumps(e["details"], ensure_ascii=False) for e in refused)
+    for word in ("replayed", "does not verify", "addressed to USA", "REL TO"):
+        assert word in reasons, word
+    assert not held(jpn, not_rel_to.item_id)
+
+
+def test_stopped_partner_receives_everything_exactly_once(direct: Federation) -> None:
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    ids = [publish(kor, indicator(i), "군사III급비밀", ("KOR", "JPN")) for i in range(5)]
+    assert federation.stop_node(direct.folder / "JPN") == "stopped"
+    ids += [publish(kor, indicator(i), "군사III급비밀", ("KOR", "JPN")) for i in range(5, 30)]
+    assert exchange.wait_until(
+        lambda: any(r["attempts"] > 0 and r["last_error"] for r in exchange.outbox_rows(kor)
+                    if r["item_id"] in ids[5:]), WAIT)
+    direct.up()
+    assert exchange.wait_until(lambda: all(held(jpn, i) for i in ids), WAIT * 2)
+    assert exchange.wait_until(lambda: drained(kor), WAIT)
+    received = [e["item_id"] for e in events(jpn, AuditKind.RECEIVED) if e["item_id"] in ids]
+    assert sorted(received) == sorted(ids)
+    for item in ids:
+        assert [r.event for r in custody(jpn, item)] == ["received"]
+
+
+_LEVELS = ("군사I급비밀", "군사II급비밀", "군사III급비밀")
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(level=st.sampled_from(_LEVELS),
+       rel_to=st.sets(st.sampled_from(("JPN", "USA"))),
+       noforn=st.booleans())
+def test_a_party_never_receives_what_the_policy_denies(direct: Federation, level: str,
+                                                       rel_to: set[str], noforn: bool) -> None:
+    kor = direct.nodes["KOR"]
+    caveats = frozenset({"NOFORN"}) if noforn else frozenset()
+    obj = indicator()
+    item = publish(kor, obj, level, ("KOR", *sorted(rel_to)), caveats)
+    with kor.store.repository() as repo:
+        label = repo.custody_of(item, obj["modified"])[0].original_label
+    expected = {p: decide(ReleaseRequest(item, label, "KOR", p, datetime.now(UTC)),
+                          kor.catalogue).permit for p in ("JPN", "USA")}
+    assert exchange.wait_until(lambda: drained(kor), WAIT)
+    assert exchange.wait_until(
+        lambda: all(held(direct.nodes[p], item) for p, ok in expected.items() if ok), WAIT)
+    for p, ok in expected.items():
+        assert held(direct.nodes[p], item) == ok, (p, level, rel_to, noforn)
+
+
+def test_zz_audit_verify_on_every_node_after_down(direct: Federation) -> None:
+    assert set(direct.down().values()) <= {"stopped", "not running"}
+    runner = CliRunner()
+    from gsomia.shell.commands import node as node_commands
+
+    group = click.Group()
+    node_commands.register(group)
+    for code in ("JPN", "KOR", "USA"):
+        result = runner.invoke(group, ["audit", "verify", "--node",
+                                       str(direct.folder / code)])
+        assert result.exit_code == 0, result.output
+        assert "intact" in result.output
+
+
+# ---- hub --------------------------------------------------------------------------------------
+
+
+def test_hub_relays_through_usa_only_with_consent(tmp_path: Path) -> None:
+    fed = Federation(tmp_path / "hub", "hub")
+    runner = CliRunner()
+    group = cli()
+    try:
+        status = fed.up()
+        assert status["nodes"]["KOR"]["deliver_to"] == ["USA"]
+        kor, jpn, usa = fed.nodes["KOR"], fed.nodes["JPN"], fed.nodes["USA"]
+        item = publish(kor, indicator(), "군사II급비밀", ("KOR", "JPN", "USA"))
+        usa_only = publish(kor, indicator(), "군사II급비밀", ("KOR", "USA"))
+        assert exchange.wait_until(lambda: held(usa, item) and held(usa, usa_only), WAIT)
+        assert exchange.wait_until(lambda: drained(kor, usa), WAIT)
+        # Without KOR's consent USA may not pass it on (third-party rule).
+        assert not held(jpn, item)
+        asked = {}
+        for wanted in (item, usa_only):
+            result = runner.invoke(group, ["consent", "request", "--node",
+                                           str(fed.folder / "USA"), "--item", wanted,
+                                           "--to", "JPN", "--json"])
+            assert result.exit_code == 0, result.output
+            asked[wanted] = json.loads(result.output)["request"]
+        listed = runner.invoke(group, ["consent", "list", "--node", str(fed.folder / "KOR"),
+                                       "--json"])
+        assert {r["id"] for r in json.loads(listed.output)["requests"]
+                if r["status"] == "pending"} == set(asked.values())
+        for wanted in (item, usa_only):
+            result = runner.invoke(group, ["consent", "grant", "--node",
+                                           str(fed.folder / "KOR"), "--request",
+                                           asked[wanted], "--json"])
+            assert result.exit_code == 0, result.output
+        assert exchange.wait_until(lambda: held(jpn, item), WAIT)
+        record = custody(jpn, item)
+        assert record[0].provider == "USA" and record[0].agreement == "tisa-2014"
+        assert record[0].national_label.level == "極秘"
+        assert exchange.wait_until(lambda: drained(kor, usa), WAIT)
+        # Consent does not override REL TO: JPN never gets what is not marked for it.
+        assert not held(jpn, usa_only)
+        requests = json.loads(runner.invoke(group, ["consent", "list", "--node",
+                                                    str(fed.folder / "USA"),
+                                                    "--json"]).output)["requests"]
+        assert {r["status"] for r in requests} == {"granted"}
+        # A request for an item of its own is refused before anything is sent.
+        own = runner.invoke(group, ["consent", "request", "--node", str(fed.folder / "KOR"),
+                                    "--item", item, "--to", "JPN"])
+        assert own.exit_code != 0
+    finally:
+        stopped = fed.down()
+        fed.close()
+    assert set(stopped.values()) <= {"stopped"}
+    from gsomia.shell.commands import node as node_commands
+
+    verify = click.Group()
+    node_commands.register(verify)
+    for code in ("JPN", "KOR", "USA"):
+        result = runner.invoke(verify, ["audit", "verify", "--node", str(fed.folder / code)])
+        assert result.exit_code == 0, result.output
