@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
@@ -23,6 +24,14 @@ def test_demo_json(gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path)
     issued = [w for w in regimes["direct"]["parties"]["JPN"]["warnings"]
               if w["action"] == "issued"]
     assert "Hokkaido" in issued[0]["regions"]
+    fed = doc["federation"]
+    assert fed["delivered"] is True and fed["published_at_kor"] > 0
+    assert fed["jpn_marking"].startswith("極秘//FGI KOR")
+    assert all(a["ok"] for a in fed["audit"].values()) and set(fed["audit"]) == {
+        "JPN", "KOR", "USA"}
+    assert set(fed["stopped"]) == {"JPN", "KOR", "USA"}
+    left = subprocess.run(["pgrep", "-f", fed["folder"]], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "a node process was left running"
     report = Path(doc["report"])
     assert report == tmp_path / "report" / "index.html" and report.is_file()
     html = report.read_text("utf-8")

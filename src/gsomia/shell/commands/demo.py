@@ -113,6 +113,102 @@ def warning_story(day: str, seed: int, console: Console | None) -> dict[str, Any
             "map": map_data(results, trajectory, feeds.load_sensors())}
 
 
+def _free_base() -> int:
+    """A base port with three free ports above it on 127.0.0.1."""
+    import os
+    import socket
+
+    for _ in range(50):
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
+        socks: list[socket.socket] = []
+        try:
+            for i in range(3):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no three free ports on 127.0.0.1")
+
+
+def federation_story(day: str, seed: int, console: Console | None) -> dict[str, Any]:
+    """KOR's tracks and impact predictions of the replay, published at a real KOR node and
+    delivered to JPN and USA by the exchange (direct topology, three node processes on
+    loopback); then every node's audit log is verified and the processes are stopped."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from gsomia import bootstrap
+    from gsomia.service import handlers
+    from gsomia.shell import exchange
+    from gsomia.shell.commands import federation
+    from gsomia.shell.web import replay_entries
+
+    entries = replay_entries(day, "direct", "KOR", seed)
+    folder = Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
+    nodes: dict[str, Any] = {}
+    out: dict[str, Any] = {"topology": "direct", "folder": str(folder)}
+    try:
+        if console is not None:
+            console.print("starting the JPN, KOR and USA nodes on 127.0.0.1 …")
+        federation.up(folder, "direct", _free_base())
+        nodes = {p: bootstrap.open_node(folder / p) for p in ("JPN", "KOR", "USA")}
+        request = [(obj, handlers.LabelRequest("군사II급비밀", ("KOR", "JPN", "USA"),
+                                                "dprk-missile", category=category))
+                   for _, obj, category in entries]
+        started = time.monotonic()
+        exchange.publish(nodes["KOR"], entries=request)
+        ids = [str(obj["id"]) for obj, _ in request]
+
+        def arrived(node: Any) -> bool:
+            with node.store.repository() as repo:
+                return all(repo.get_item(i) is not None for i in ids)
+
+        delivered = exchange.wait_until(lambda: arrived(nodes["JPN"]) and arrived(
+            nodes["USA"]) and exchange.pending(nodes["KOR"]) == 0, 60.0)
+        out["published_at_kor"] = len(ids)
+        out["delivered"] = delivered
+        out["seconds"] = round(time.monotonic() - started, 2)
+        with nodes["JPN"].store.repository() as repo:
+            item = repo.get_item(ids[0])
+            record = repo.custody_of(item.item_id, item.version)[-1] if item else None
+        if record is not None:
+            out["jpn_marking"] = record.national_label.national_marking()
+            out["kor_marking"] = record.original_label.national_marking()
+        audits = {}
+        for p, node in nodes.items():
+            with node.store.reader() as reader:
+                verdict = handlers.verify_audit(reader,
+                                                public_key=node.keys.public_signing_key())
+            audits[p] = {"ok": verdict.ok, "events": verdict.size}
+        out["audit"] = audits
+    finally:
+        for node in nodes.values():
+            node.close()
+        out["stopped"] = federation.down(folder)
+    return out
+
+
+def print_federation(story: dict[str, Any], console: Console) -> None:
+    ok = "delivered" if story["delivered"] else "NOT all delivered"
+    console.print(f"\nThrough the federation ({story['topology']}): KOR published "
+                  f"{story['published_at_kor']} tracks and impact predictions; {ok} to JPN "
+                  f"and USA with receipts in {story['seconds']} s.", highlight=False)
+    if "jpn_marking" in story:
+        console.print(f"   KOR marks {story['kor_marking']}; JPN holds it as "
+                      f"{story['jpn_marking']} (Art. 4)", highlight=False)
+    for p, a in story["audit"].items():
+        console.print(f"   {p} audit log: {'intact' if a['ok'] else 'TAMPERED'} "
+                      f"({a['events']} events)", highlight=False)
+    console.print("   nodes stopped: " + ", ".join(f"{p} {s}" for p, s in
+                                                   story["stopped"].items()), highlight=False)
+
+
 def print_warnings(story: dict[str, Any], console: Console) -> None:
     launch = story["launch"]
     table = Table(title=f"First warning (s after launch): {launch['missile_name']} "
@@ -155,12 +251,14 @@ def register(cli: click.Group) -> None:
         warnings = warning_story(day, seed, console)
         full = {**story, "warning": warnings, "custody": custody_paths(cat)}
         path = write_report(full, report_dir)
+        fed = federation_story(day, seed, console)
         if as_json:
             emit_json({**story, "warning": {k: v for k, v in warnings.items() if k != "map"},
-                       "report": str(path)})
+                       "federation": fed, "report": str(path)})
             return
         assert console is not None
         print_story(story, cat, console)
         console.print()
         print_warnings(warnings, console)
+        print_federation(fed, console)
         console.print(f"\nReport: {path}", highlight=False)
