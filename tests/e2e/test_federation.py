@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,25 +34,6 @@ pytestmark = pytest.mark.timeout(170)
 WAIT = 20.0
 
 
-def free_base() -> int:
-    """A base port with three free ports above it."""
-    for _ in range(50):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
-        socks = []
-        try:
-            for i in range(3):
-                s = socket.socket()
-                s.bind(("127.0.0.1", base + i))
-                socks.append(s)
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
-
-
 def cli() -> click.Group:
     group = click.Group()
     federation.register(group)
@@ -64,7 +44,7 @@ class Federation:
     def __init__(self, folder: Path, topology: str) -> None:
         self.folder = folder
         self.topology = topology
-        self.base = free_base()
+        self.base = federation.free_base_port()
         self.nodes: dict[str, Node] = {}
 
     def up(self) -> dict[str, Any]:

@@ -287,13 +287,13 @@ def scan(node: Any, partners: Partners, now: datetime) -> int:
     return queued
 
 
-class _QueueingUnitOfWork:
-    """A unit of work that queues deliveries of what it stores in its own commit."""
+class _WrappedUnitOfWork:
+    """A store unit of work that records what it adds, so a subclass's ``commit`` can write
+    more rows in the same transaction before committing."""
 
-    def __init__(self, inner: Any, node: Any, partners: Partners, now: datetime) -> None:
-        self._inner, self._node, self._partners, self._now = inner, node, partners, now
+    _inner: Any
 
-    def __enter__(self) -> _QueueingUnitOfWork:
+    def __enter__(self) -> Any:
         self._inner.__enter__()
         self.repo = _RecordingRepository(self._inner.repo)
         self.audit = self._inner.audit
@@ -301,6 +301,13 @@ class _QueueingUnitOfWork:
 
     def __exit__(self, *exc: Any) -> None:
         self._inner.__exit__(*exc)
+
+
+class _QueueingUnitOfWork(_WrappedUnitOfWork):
+    """A unit of work that queues deliveries of what it stores in its own commit."""
+
+    def __init__(self, inner: Any, node: Any, partners: Partners, now: datetime) -> None:
+        self._inner, self._node, self._partners, self._now = inner, node, partners, now
 
     def commit(self) -> None:
         conn = self._inner.repo.conn
@@ -572,21 +579,12 @@ class Delivered:
         return {"refused": True, "status": self.status, "reasons": list(self.reasons)}
 
 
-class _NonceUnitOfWork:
+class _NonceUnitOfWork(_WrappedUnitOfWork):
     """The ingest's unit of work, storing the envelopes' nonces in the same commit."""
 
     def __init__(self, inner: Any, seen: list[dict[str, Any]],
                  queue: tuple[Partners, Any, datetime] | None = None) -> None:
         self._inner, self._seen, self._queue = inner, seen, queue
-
-    def __enter__(self) -> _NonceUnitOfWork:
-        self._inner.__enter__()
-        self.repo = _RecordingRepository(self._inner.repo)
-        self.audit = self._inner.audit
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._inner.__exit__(*exc)
 
     def commit(self) -> None:
         conn = self._inner.repo.conn

@@ -113,28 +113,6 @@ def warning_story(day: str, seed: int, console: Console | None) -> dict[str, Any
             "map": map_data(results, trajectory, feeds.load_sensors())}
 
 
-def _free_base() -> int:
-    """A base port with three free ports above it on 127.0.0.1."""
-    import os
-    import socket
-
-    for _ in range(50):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
-        socks: list[socket.socket] = []
-        try:
-            for i in range(3):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no three free ports on 127.0.0.1")
-
-
 def federation_story(day: str, seed: int, console: Console | None) -> dict[str, Any]:
     """KOR's tracks and impact predictions of the replay, published at a real KOR node and
     delivered to JPN and USA by the exchange (direct topology, three node processes on
@@ -156,7 +134,7 @@ def federation_story(day: str, seed: int, console: Console | None) -> dict[str, 
     try:
         if console is not None:
             console.print("starting the JPN, KOR and USA nodes on 127.0.0.1 …")
-        federation.up(folder, "direct", _free_base())
+        federation.up(folder, "direct", federation.free_base_port())
         nodes = {p: bootstrap.open_node(folder / p) for p in ("JPN", "KOR", "USA")}
         request = [(obj, handlers.LabelRequest("군사II급비밀", ("KOR", "JPN", "USA"),
                                                 "dprk-missile", category=category))

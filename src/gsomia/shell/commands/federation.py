@@ -43,6 +43,28 @@ def deliveries(topology: str, me: Party) -> tuple[Party, ...]:
                          expected=" or ".join(TOPOLOGIES))
 
 
+def free_base_port() -> int:
+    """A base port with three free ports above it on 127.0.0.1 (one per party)."""
+    import socket
+
+    for _ in range(50):
+        base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
+        socks: list[socket.socket] = []
+        try:
+            for i in range(3):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise MalformedInput("no three free ports found on 127.0.0.1", where="--base-port",
+                         expected="a --base-port whose three ports are free")
+
+
 def _pid(folder: Path) -> int | None:
     try:
         pid = int((folder / PID_FILE).read_text().strip())
