@@ -46,3 +46,39 @@ def test_demo_text_names_the_warnings(gsomia: Callable[..., CompletedProcess[str
     assert "PERMIT" in out.stdout and "DENY" in out.stdout
     assert "\x1b[" not in out.stdout   # no colour codes when not a terminal
     assert f"Report: {tmp_path / 'index.html'}" in out.stdout.replace("\n", "")
+
+
+def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> None:
+    import signal
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "gsomia", "demo", "--serve", "--report",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 400
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "press Ctrl-C" in line:
+                break
+        urls = [w for line in lines for w in line.split() if w.startswith("https://127.0.0.1")]
+        assert len(urls) == 3, "".join(lines)
+        tokens = [line.split("token ")[1].strip() for line in lines if "token " in line]
+        assert len(tokens) == 3
+        page = httpx.get(urls[0] + "login", verify=False, timeout=10)
+        assert page.status_code == 200 and "<form" in page.text
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0
+    assert "nodes stopped: JPN stopped, KOR stopped, USA stopped" in out
+    left = subprocess.run(["pgrep", "-f", "gsomia-demo-"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "a demo node process was left running"

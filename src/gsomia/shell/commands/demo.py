@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -113,10 +114,16 @@ def warning_story(day: str, seed: int, console: Console | None) -> dict[str, Any
             "map": map_data(results, trajectory, feeds.load_sensors())}
 
 
-def federation_story(day: str, seed: int, console: Console | None) -> dict[str, Any]:
+# A demo user per node, cleared for what the demo's items are marked.
+DEMO_CLEARANCE = {"JPN": "極秘", "KOR": "군사II급비밀", "USA": "SECRET"}
+
+
+def federation_story(day: str, seed: int, console: Console | None,
+                     keep: bool = False) -> dict[str, Any]:
     """KOR's tracks and impact predictions of the replay, published at a real KOR node and
     delivered to JPN and USA by the exchange (direct topology, three node processes on
-    loopback); then every node's audit log is verified and the processes are stopped."""
+    loopback); then every node's audit log is verified and the processes are stopped, unless
+    ``keep``: then each node gets a demo user and the federation stays up."""
     import tempfile
     import time
     from pathlib import Path
@@ -165,10 +172,24 @@ def federation_story(day: str, seed: int, console: Console | None) -> dict[str, 
                                                 public_key=node.keys.public_signing_key())
             audits[p] = {"ok": verdict.ok, "events": verdict.size}
         out["audit"] = audits
+        if keep:
+            from gsomia.shell.node import new_token
+
+            users = {}
+            for p, node in nodes.items():
+                token = new_token()
+                handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
+                                  name="analyst", clearance=DEMO_CLEARANCE[p],
+                                  need_to_know=["dprk-missile"], token=token,
+                                  now=datetime.now(UTC))
+                users[p] = token
+            out["serving"] = {p: {"url": n["url"], "user": "analyst", "token": users[p]}
+                              for p, n in federation.status(folder)["nodes"].items()}
     finally:
         for node in nodes.values():
             node.close()
-        out["stopped"] = federation.down(folder)
+        if not keep or "serving" not in out:
+            out["stopped"] = federation.down(folder)
     return out
 
 
@@ -183,8 +204,39 @@ def print_federation(story: dict[str, Any], console: Console) -> None:
     for p, a in story["audit"].items():
         console.print(f"   {p} audit log: {'intact' if a['ok'] else 'TAMPERED'} "
                       f"({a['events']} events)", highlight=False)
-    console.print("   nodes stopped: " + ", ".join(f"{p} {s}" for p, s in
-                                                   story["stopped"].items()), highlight=False)
+    if "stopped" in story:
+        console.print("   nodes stopped: " + ", ".join(f"{p} {s}" for p, s in
+                                                       story["stopped"].items()),
+                      highlight=False)
+
+
+def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
+    """Print the dashboards' addresses and logins; stop the federation on Ctrl-C or TERM."""
+    import signal
+    import sys
+    import time
+    from pathlib import Path
+
+    from gsomia.shell.commands import federation
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    console.print("\nDashboards (self-signed certificates of each node's private CA):",
+                  highlight=False)
+    for p, s in fed.get("serving", {}).items():
+        console.print(f"   {p}: {s['url']}/  user {s['user']}  token {s['token']}",
+                      highlight=False)
+    console.print("Serving; press Ctrl-C to stop.", highlight=False)
+    sys.stdout.flush()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stopped = federation.down(Path(fed["folder"]))
+        console.print("nodes stopped: " + ", ".join(f"{p} {s}" for p, s in stopped.items()),
+                      highlight=False)
 
 
 def print_warnings(story: dict[str, Any], console: Console) -> None:
@@ -218,9 +270,16 @@ def register(cli: click.Group) -> None:
     @click.option("--seed", type=int, default=0, show_default=True)
     @click.option("--report", "report_dir", default="demo-report", show_default=True,
                   metavar="DIR", help="Write the HTML report to DIR/index.html.")
+    @click.option("--serve", is_flag=True,
+                  help="Keep the federation and its dashboards running until Ctrl-C.")
     def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int,
-             report_dir: str) -> None:
+             report_dir: str, serve: bool) -> None:
         """Tell the story: agreements, explained decisions, and a launch under each regime."""
+        if serve and as_json:
+            from gsomia.core.errors import MalformedInput
+
+            raise MalformedInput("--serve keeps running, so it prints no JSON document",
+                                 where="--serve", expected="--serve without --json")
         from gsomia.shell.report import custody_paths, write_report
 
         cat = catalogue(agreement_dirs)
@@ -229,7 +288,7 @@ def register(cli: click.Group) -> None:
         warnings = warning_story(day, seed, console)
         full = {**story, "warning": warnings, "custody": custody_paths(cat)}
         path = write_report(full, report_dir)
-        fed = federation_story(day, seed, console)
+        fed = federation_story(day, seed, console, keep=serve)
         if as_json:
             emit_json({**story, "warning": {k: v for k, v in warnings.items() if k != "map"},
                        "federation": fed, "report": str(path)})
@@ -239,4 +298,8 @@ def register(cli: click.Group) -> None:
         console.print()
         print_warnings(warnings, console)
         print_federation(fed, console)
+        if serve:
+            console.print(f"\nReport: {path}", highlight=False)
+            serve_until_interrupted(fed, console)
+            return
         console.print(f"\nReport: {path}", highlight=False)
