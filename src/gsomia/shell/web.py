@@ -421,13 +421,21 @@ def routes(config: Any) -> list[Route]:
         return JSONResponse({"error": "this node's store is not available to the dashboard"},
                             503)
 
-    async def get_state(request: Request) -> Response:
+    def signed_in(request: Request) -> tuple[Session, Any] | Response:
+        """The caller's session and this node's store, or the response that refuses them."""
         session = session_of(request)
         if session is None:
             return unauthorised()
         node = _node_of(request, party)
         if node is None:
             return unavailable()
+        return session, node
+
+    async def get_state(request: Request) -> Response:
+        found = signed_in(request)
+        if isinstance(found, Response):
+            return found
+        session, node = found
         try:
             doc = await run_in_threadpool(state, node, session, datetime.now(UTC))
         except GsomiaError as exc:
@@ -435,12 +443,10 @@ def routes(config: Any) -> list[Route]:
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
     async def events(request: Request) -> Response:
-        session = session_of(request)
-        if session is None:
-            return unauthorised()
-        node = _node_of(request, party)
-        if node is None:
-            return unavailable()
+        found = signed_in(request)
+        if isinstance(found, Response):
+            return found
+        session, node = found
         cookie = request.cookies.get(COOKIE)
 
         async def stream() -> Any:
@@ -471,12 +477,10 @@ def routes(config: Any) -> list[Route]:
                                           "X-Accel-Buffering": "no"})
 
     async def replay(request: Request) -> Response:
-        session = session_of(request)
-        if session is None:
-            return unauthorised()
-        node = _node_of(request, party)
-        if node is None:
-            return unavailable()
+        found = signed_in(request)
+        if isinstance(found, Response):
+            return found
+        session, node = found
         if not await run_in_threadpool(may_replay, session):
             return JSONResponse({"error": "you could not read what a replay publishes "
                                           "(clearance or need-to-know for dprk-missile)"}, 403)
