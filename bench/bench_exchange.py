@@ -1,16 +1,27 @@
 """End-to-end delivery between real node processes (``gsomia federation up``).
 
 direct: KOR publishes, JPN receives (2016 GSOMIA). hub: KOR publishes, USA receives, and
-relays to JPN once KOR's consent reaches it (TISA). Figures: items/s from the first publish
-until the last signed receipt is recorded at the sender, and publish-to-receipt latency
-(p50/p99) one item at a time (light load). The issue's aim: ≥ 1,000 items/s, p99 < 50 ms.
+relays to JPN once KOR's consent reaches it (TISA); the figures then include KOR's operator
+granting the consent and sending it to USA, one round trip per item.
+
+Three figures per topology, each with every guarantee on (envelopes signed and HPKE-sealed
+per recipient, verified, policy at both ends, audit, signed receipts recorded once):
+- light load: items offered at 20 items/s, one at a time, open loop; latency from the
+  publish call until the signed receipt is recorded in the sender's custody (a thread
+  watches the outbox every millisecond), p50/p99;
+- saturated, end to end: batches of 100 published as fast as the publisher goes; items/s
+  from the first publish until the last receipt is recorded;
+- saturated, delivery only: the items queued while the publishing node is stopped, then
+  drained after it starts; items/s between the first and the last receipt recorded (hub:
+  both legs, KOR→USA→JPN).
+The issue's aim: ≥ 1,000 items/s between two nodes, p99 < 50 ms at light load.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,20 +30,9 @@ from typing import Any
 import numpy as np
 
 N_BULK = 2000
-N_LATENCY = 60
+N_LATENCY = 100
+OFFERED_PER_S = 20.0
 AIM_RATE, AIM_P99_MS = 1000.0, 50.0
-
-
-def _base() -> int:
-    for base in range(21000, 60000, 97):
-        try:
-            for i in range(3):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free ports")
 
 
 def _obj(i: int) -> dict[str, Any]:
@@ -59,6 +59,53 @@ def _delivered(node: Any, recipient: str, ids: set[str]) -> int:
     return count
 
 
+class _Watch(threading.Thread):
+    """When each delivery to ``recipient`` is first seen receipted in ``node``'s outbox."""
+
+    def __init__(self, node: Any, recipient: str) -> None:
+        super().__init__(name="watch", daemon=True)
+        self.node, self.recipient = node, recipient
+        self.seen: dict[str, float] = {}
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import sqlalchemy as sa
+
+        from gsomia.shell.store import outbox
+
+        with self.node.store.engine.connect() as conn:
+            mark = conn.execute(sa.select(sa.func.max(outbox.c.row))).scalar() or 0
+            conn.rollback()
+            while not self.halt.is_set():
+                # Rows are settled roughly in order: look at the recent ones only.
+                rows = conn.execute(sa.select(outbox.c.item_id).where(
+                    outbox.c.row > mark - 200, outbox.c.recipient == self.recipient,
+                    outbox.c.status == "delivered")).scalars().all()
+                conn.rollback()
+                now = time.perf_counter()
+                for item in rows:
+                    self.seen.setdefault(item, now)
+                self.halt.wait(0.001)
+
+
+def _cpu(folder: Path) -> float:
+    """CPU seconds used so far by the federation's node processes and this process: on a
+    shared machine the wall-clock rates swing with others' load, CPU per item much less."""
+    import os
+
+    from gsomia.shell.commands import federation
+
+    total = sum(os.times()[:2])
+    for code in ("JPN", "KOR", "USA"):
+        try:
+            pid = int((folder / code / federation.PID_FILE).read_text().strip())
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 def _relay_consents(kor: Any, usa_url: str, ids: list[str]) -> None:
     """KOR's operator consents to USA passing each item to JPN; the consents go to USA."""
     from gsomia.service import handlers
@@ -74,13 +121,31 @@ def _relay_consents(kor: Any, usa_url: str, ids: list[str]) -> None:
             r.raise_for_status()
 
 
+def _receipted_span(node: Any, recipient: str, ids: set[str]) -> tuple[int, float]:
+    """Deliveries of ``ids`` receipted after the first receipt, and the seconds they took."""
+    import sqlalchemy as sa
+
+    from gsomia.shell.store import outbox
+
+    with node.store.engine.connect() as conn:
+        times = sorted(r for r in conn.execute(
+            sa.select(outbox.c.item_id, outbox.c.delivered_at).where(
+                outbox.c.recipient == recipient, outbox.c.status == "delivered"))
+            if r.item_id in ids)
+    stamps = sorted(r.delivered_at for r in times)
+    after_first = sum(1 for s in stamps if s > stamps[0])
+    return after_first, (stamps[-1] - stamps[0]).total_seconds()
+
+
 def _measure(folder: Path, topology: str) -> dict[str, Any]:
     from gsomia import bootstrap
     from gsomia.service import handlers
     from gsomia.shell import exchange
     from gsomia.shell.commands import federation
 
-    doc = federation.up(folder, topology, _base())
+    base = federation.free_base_port()
+    doc = federation.up(folder, topology, base)
+    usa_url = doc["nodes"]["USA"]["url"]
     nodes = {c: bootstrap.open_node(folder / c) for c in ("KOR", "USA")}
     kor, usa = nodes["KOR"], nodes["USA"]
     # Whose outbox records JPN's receipt: KOR directly, or USA as the relay.
@@ -89,42 +154,80 @@ def _measure(folder: Path, topology: str) -> dict[str, Any]:
     rel_to = ("KOR", "JPN") if topology == "direct" else ("KOR", "JPN", "USA")
     label = handlers.LabelRequest("군사III급비밀", rel_to, "dprk-missile")
     try:
-        # Light load: one item at a time, publish to JPN's receipt.
-        latencies = []
+        # Light load: one item every 1/OFFERED_PER_S seconds, whatever came back.
+        watch = _Watch(last, "JPN")
+        watch.start()
+        started: dict[str, float] = {}
+        gap = 1.0 / OFFERED_PER_S
+        t0 = time.perf_counter()
         for i in range(N_LATENCY):
+            time.sleep(max(0.0, t0 + i * gap - time.perf_counter()))
             obj = _obj(i)
-            start = time.perf_counter()
+            started[obj["id"]] = time.perf_counter()
             exchange.publish(kor, entries=[(obj, label)])
             if hub:
-                _relay_consents(kor, doc["nodes"]["USA"]["url"], [obj["id"]])
-            ok = exchange.wait_until(lambda o=obj: _delivered(last, "JPN", {o["id"]}) == 1,
-                                     30, interval=0.002)
-            if not ok:
-                raise RuntimeError(f"{topology}: item {i} not delivered within 30 s")
-            latencies.append((time.perf_counter() - start) * 1000)
-        # Bulk: batches of 100 published as fast as the publisher goes.
+                _relay_consents(kor, usa_url, [obj["id"]])
+        if not exchange.wait_until(lambda: set(started) <= set(watch.seen), 60):
+            raise RuntimeError(f"{topology}: light-load items not delivered within 60 s")
+        watch.halt.set()
+        watch.join()
+        latencies = np.array([(watch.seen[i] - s) * 1000 for i, s in started.items()])
+        # Saturated, end to end: batches of 100 published as fast as the publisher goes.
         n = N_BULK if not hub else N_BULK // 4
         ids: list[str] = []
+        cpu0 = _cpu(folder)
         start = time.perf_counter()
         for b in range(0, n, 100):
             batch = [_obj(b + i) for i in range(100)]
             exchange.publish(kor, entries=[(o, label) for o in batch])
             ids += [o["id"] for o in batch]
             if hub:
-                _relay_consents(kor, doc["nodes"]["USA"]["url"], [o["id"] for o in batch])
+                _relay_consents(kor, usa_url, [o["id"] for o in batch])
+        published = time.perf_counter() - start
         wanted = set(ids)
         if not exchange.wait_until(lambda: _delivered(last, "JPN", wanted) == n, 300,
-                                   interval=0.1):
+                                   interval=0.01):
             raise RuntimeError(f"{topology}: bulk not delivered within 300 s")
         elapsed = time.perf_counter() - start
+        cpu_e2e = (_cpu(folder) - cpu0) / n
+        # Saturated, delivery only: queue while the publishing node is down, then drain
+        # (hub: USA is up and holds KOR's consents before the items reach it).
+        federation.stop_node(folder / "KOR")
+        queued: list[str] = []
+        for b in range(0, n, 100):
+            batch = [_obj(b + i) for i in range(100)]
+            exchange.publish(kor, entries=[(o, label) for o in batch])
+            queued += [o["id"] for o in batch]
+            if hub:
+                _relay_consents(kor, usa_url, [o["id"] for o in batch])
+        federation.up(folder, topology, base)
+        wanted = set(queued)
+        # CPU from the first receipt on (the restarted node's start-up is not delivery).
+        first: list[tuple[int, float]] = []
+
+        def done() -> bool:
+            got = _delivered(last, "JPN", wanted)
+            if got and not first:
+                first.append((got, _cpu(folder)))
+            return got == n
+
+        if not exchange.wait_until(done, 300, interval=0.05):
+            raise RuntimeError(f"{topology}: queued items not delivered within 300 s")
+        cpu_drain = (_cpu(folder) - first[0][1]) / max(1, n - first[0][0])
+        drained, span = _receipted_span(last, "JPN", wanted)
     finally:
         for node in nodes.values():
             node.close()
         federation.down(folder)
-    lat = np.array(latencies)
     return {"items": n, "items_per_s": round(n / elapsed, 1),
-            "p50_ms": round(float(np.percentile(lat, 50)), 2),
-            "p99_ms": round(float(np.percentile(lat, 99)), 2),
+            "publish_items_per_s": round(n / published, 1),
+            "delivery_only_items_per_s": round(drained / span, 1) if span > 0 else None,
+            "cpu_ms_per_item_end_to_end": round(cpu_e2e * 1000, 2),
+            "cpu_ms_per_item_delivery_only": round(cpu_drain * 1000, 2),
+            "offered_per_s": OFFERED_PER_S,
+            "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+            "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+            "max_ms": round(float(latencies.max()), 2),
             "latency_samples": len(latencies),
             "includes_consent_round_trip": hub}
 
@@ -135,10 +238,21 @@ def run() -> dict[str, Any]:
         for topology in ("direct", "hub"):
             out[topology] = _measure(Path(tmp) / topology, topology)
             r = out[topology]
-            print(f"exchange {topology:6s}: {r['items_per_s']:8.1f} items/s "
-                  f"({r['items_per_s'] / AIM_RATE:.2f}× aim {AIM_RATE:.0f}); "
-                  f"publish→receipt p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms "
-                  f"(aim p99 < {AIM_P99_MS:.0f} ms)")
+            print(f"exchange {topology:6s}: light load ({r['offered_per_s']:.0f} items/s "
+                  f"offered): publish→receipt p50 {r['p50_ms']:.1f} ms, p99 "
+                  f"{r['p99_ms']:.1f} ms (aim p99 < {AIM_P99_MS:.0f} ms, "
+                  f"{AIM_P99_MS / r['p99_ms']:.2f}×)")
+            print(f"exchange {topology:6s}: saturated: {r['items_per_s']:8.1f} items/s end to "
+                  f"end (publisher alone {r['publish_items_per_s']:.0f}/s), delivery only "
+                  f"{r['delivery_only_items_per_s']} items/s "
+                  f"({r['items_per_s'] / AIM_RATE:.2f}× / "
+                  f"{(r['delivery_only_items_per_s'] or 0) / AIM_RATE:.2f}× aim "
+                  f"{AIM_RATE:.0f})")
+            print(f"exchange {topology:6s}: CPU per item (all processes) "
+                  f"{r['cpu_ms_per_item_end_to_end']:.2f} ms end to end, "
+                  f"{r['cpu_ms_per_item_delivery_only']:.2f} ms delivery only; on 2 cores "
+                  f"that caps delivery at {2000 / r['cpu_ms_per_item_delivery_only']:.0f} "
+                  "items/s")
     out["hub_over_direct_p50"] = round(out["hub"]["p50_ms"] / out["direct"]["p50_ms"], 2)
     print(f"hub/direct p50 latency: {out['hub_over_direct_p50']}×")
     return out

@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -175,30 +176,41 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     checked before anything is written.
     """
     key = keys.signing_key()
-    prepared: list[tuple[StoredItem, SecurityLabel, crypto.Binding]] = []
+    signer = _Signer(key)
+    labels: dict[LabelRequest, _LabelForm] = {}
+    prepared: list[tuple[StoredItem, _LabelForm, crypto.Binding]] = []
     seen: set[tuple[str, str]] = set()
     for i, (obj, request) in enumerate(entries):
         if not isinstance(obj, Mapping):
             raise MalformedInput("not a JSON object", where=f"object {i}",
                                  expected="a STIX 2.1 object")
         # The label first: it is cheap to check, and a wrong level should not wait for STIX.
-        label = make_label(request, originator=keys.party, catalogue=catalogue, now=now)
+        # Objects of one batch mostly share a label request; each distinct one is made, and
+        # put in its canonical forms, once (same request and ``now``: the same label).
+        form = labels.get(request)
+        if form is None:
+            form = labels[request] = _LabelForm.of(
+                make_label(request, originator=keys.party, catalogue=catalogue, now=now),
+                catalogue, now)
         if obj.get("type") in ("marking-definition", "extension-definition"):
             raise MalformedInput(f"a {obj['type']} is not an item", where="object.type",
                                  expected="a STIX domain, relationship or cyber-observable "
                                           "object")
         if validate is not None:
             validate(obj)
-        english = label.english_marking(catalogue.schemes)
-        marked = apply_marking(obj, label_marking(label, english, created=now))
-        binding = crypto.bind(label.to_json(), marked, key)
-        item = StoredItem.of(marked, label, binding, now)
+        marked = apply_marking(obj, form.marking)
+        content = crypto.canonical(marked, where="object")
+        binding = signer.bind(form.canonical, content)
+        item = StoredItem.from_canonical(marked, content, form.label, form.canonical, binding,
+                                         now)
         if (item.item_id, item.version) in seen:
             raise MalformedInput(f"{item.item_id} version {item.version} appears twice",
                                  where=f"object {i}", expected="each version once")
         seen.add((item.item_id, item.version))
-        prepared.append((item, label, binding))
+        prepared.append((item, form, binding))
     out: list[Published] = []
+    # Every item of the batch is added at the same instant (StoredItem normalises ``now``).
+    added_at = stamp(prepared[0][0].added_at) if prepared else ""
     with uow:
         held = uow.repo.held_versions([(p[0].item_id, p[0].version) for p in prepared])
         if held:
@@ -206,14 +218,13 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             raise MalformedInput(
                 f"{item_id} version {version} is already held", where="object.modified",
                 expected="a new version (a later 'modified') to publish a change")
-        for item, label, binding in prepared:
+        for item, form, binding in prepared:
             other = uow.repo.get_item(item.item_id)
             if other is not None and other.originator != keys.party:
                 raise MalformedInput(
                     f"{item.item_id} originated at {other.originator}; only its originator "
                     "publishes new versions", where="object.id", expected="a new id")
-            english = label.english_marking(catalogue.schemes)
-            national = label.national_marking()
+            label = form.label
             custody = CustodyRecord(item.item_id, item.version, "created", keys.party, label,
                                     label, now, agreement=label.policy).knowing(item.label)
             chash = item.content_hash()
@@ -221,20 +232,55 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 AuditKind.ITEM_CREATED, now, actor, item_id=item.item_id,
                 item_version=item.version, content_hash=chash,
                 details={"type": item.stix_type, "originator": keys.party,
-                         "added_at": stamp(item.added_at),
-                         "marking": english, "national_marking": national,
+                         "added_at": added_at,
+                         "marking": form.english, "national_marking": form.national,
                          "records": records_detail(custody=[custody.digest()])})
             uow.audit.append(
                 AuditKind.LABEL_BOUND, now, "node", item_id=item.item_id,
                 item_version=item.version, content_hash=chash,
                 details={"key": binding.key, "digest": crypto.b64u(binding.digest),
-                         "label": label.to_json()})
+                         "label": form.json})
             uow.repo.add_item(item, seq=created.seq)
             uow.repo.add_custody(custody, seq=created.seq)
-            out.append(Published(item.item_id, item.version, created.seq, english, national,
-                                 binding.key))
+            out.append(Published(item.item_id, item.version, created.seq, form.english,
+                                 form.national, binding.key))
         uow.commit()
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _LabelForm:
+    """A label made for publishing, with the forms each item bound to it needs."""
+
+    label: SecurityLabel
+    json: dict[str, Any]
+    canonical: bytes
+    english: str
+    national: str
+    marking: dict[str, Any]
+
+    @classmethod
+    def of(cls, label: SecurityLabel, catalogue: Catalogue, now: datetime) -> _LabelForm:
+        english = label.english_marking(catalogue.schemes)
+        body = label.to_json()
+        return cls(label, body, record_bytes(body), english, label.national_marking(),
+                   label_marking(label, english, created=now))
+
+
+class _Signer:
+    """``crypto.bind`` over bytes already canonical, with the key's fingerprint made once
+    (it derives the public key, which costs as much as a signature)."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+        self._fingerprint = crypto.fingerprint(key)
+        self._sign: Any = partial(crypto.sign, key)
+
+    def bind(self, label: bytes, content: bytes) -> crypto.Binding:
+        digest = crypto.binding_digest_of(label, content)
+        return crypto.Binding(crypto.SIGNATURE_ALGORITHM, self._fingerprint,
+                              self._sign(crypto.signed_message(crypto.BINDING_CONTEXT,
+                                                               digest)), digest)
 
 
 # ---- receiving ----------------------------------------------------------------------------
@@ -242,7 +288,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 
 @dataclass(frozen=True, slots=True)
 class Incoming:
-    """An item as a partner delivered it: the object and label the originator bound."""
+    """An item as a partner delivered it: the object and label the originator bound, and
+    (over the peer API) the envelope it came in, which :func:`ingest` signs a receipt for."""
 
     obj: Mapping[str, Any]
     label: SecurityLabel
@@ -250,12 +297,14 @@ class Incoming:
     sender: Party
     consents: tuple[Consent, ...] = ()
     envelope_digest: bytes | None = None
+    envelope: crypto.Envelope | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Ingested:
     """Outcome for one incoming item: ``stored``, ``duplicate`` (already held) or
-    ``refused`` with reasons."""
+    ``refused`` with reasons; ``receipt`` is the receipt signed for its envelope (not for a
+    refusal)."""
 
     item_id: str
     version: str
@@ -264,6 +313,7 @@ class Ingested:
     agreement: str | None = None
     national_level: str | None = None
     seq: int | None = None
+    receipt: crypto.Receipt | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.item_id, "version": self.version, "status": self.status,
@@ -301,6 +351,11 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     level (Art. 4), stored with a custody record and audited; refused ones are audited with
     their reasons; versions already held are reported as duplicates and change nothing.
     One commit (one sync, one signed head) serves the whole batch.
+
+    An item that came in an envelope gets a receipt signed for that envelope, stored or
+    duplicate (a sender that lost our answer resends). The receipt given is recorded once
+    per (item, version, sender), in the commit that stores the item (its ``received`` event
+    records both), so a resend is answered but never recorded twice.
     """
     verdicts: list[tuple[Incoming, str, str, str | None, Decision | None,
                          StoredItem | None]] = []
@@ -331,10 +386,12 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                          None if decision.permit else "; ".join(decision.reasons), decision,
                          item))
     out: list[Ingested] = []
+    signer = keys.signing_key() if any(i.envelope is not None for i in batch) else None
     with uow:
         held = uow.repo.held_versions([(v[1], v[2]) for v in verdicts if v[3] is None])
         items: list[tuple[StoredItem, int]] = []
         custody: list[tuple[CustodyRecord, int]] = []
+        given: set[tuple[str, str, str]] = set()  # (item, version, sender) recorded here
         for incoming, item_id, version, problem, verdict, stored in verdicts:
             if problem is not None or verdict is None or stored is None:
                 reasons = (problem or "refused",)
@@ -345,9 +402,25 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 out.append(Ingested(item_id, version, "refused", reasons, seq=event.seq))
                 continue
             decision = verdict
+            receipt = given_record = None
+            if incoming.envelope is not None and signer is not None:
+                receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer)
+                given_record = ReceiptRecord(item_id, version, incoming.sender, "given",
+                                             receipt.to_json(), now)
             if (item_id, version) in held:
+                once = (item_id, version, incoming.sender)
+                if given_record is not None and once not in given and not any(
+                        r.direction == "given" and r.peer == incoming.sender
+                        and r.version == version for r in uow.repo.receipts_for(item_id)):
+                    # Held from another path or sender: this sender's first receipt.
+                    event = uow.audit.append(
+                        AuditKind.RECEIPT, now, "node", item_id=item_id, item_version=version,
+                        details={"peer": incoming.sender, "direction": "given",
+                                 "records": records_detail(receipts=[given_record.digest()])})
+                    uow.repo.add_receipt(given_record, seq=event.seq)
+                given.add(once)
                 out.append(Ingested(item_id, version, "duplicate", agreement=decision.agreement,
-                                    national_level=decision.recipient_level))
+                                    national_level=decision.recipient_level, receipt=receipt))
                 continue
             held.add((item_id, version))
             level = decision.recipient_level or incoming.label.level
@@ -364,11 +437,16 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                          "originator": stored.originator, "added_at": stamp(stored.added_at),
                          "agreement": decision.agreement, "binding_key": incoming.binding.key,
                          "national_level": level,
-                         "records": records_detail(custody=[record.digest()])})
+                         "records": records_detail(
+                             custody=[record.digest()],
+                             receipts=[given_record.digest()] if given_record else [])})
             items.append((stored, event.seq))
             custody.append((record, event.seq))
+            if given_record is not None:
+                uow.repo.add_receipt(given_record, seq=event.seq)
+                given.add((item_id, version, incoming.sender))
             out.append(Ingested(item_id, version, "stored", decision.reasons,
-                                decision.agreement, level, event.seq))
+                                decision.agreement, level, event.seq, receipt))
         uow.repo.add_items(items)
         uow.repo.add_custody_many(custody)
         uow.commit()
@@ -645,7 +723,10 @@ def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, 
                    peer_public: Ed25519PublicKey | None = None,
                    actor: str = "node") -> ReceiptRecord:
     """Keep a receipt this node signed (given) or a partner signed for it (obtained; its
-    signature is checked when ``peer_public`` is given)."""
+    signature is checked when ``peer_public`` is given).
+
+    Once per (item, version, peer, direction): a receipt for a delivery already receipted
+    (a resend after a lost answer) changes nothing and returns the record already kept."""
     direction: Literal["given", "obtained"]
     if receipt.recipient == keys.party:
         direction, peer = "given", receipt.sender
@@ -659,6 +740,9 @@ def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, 
     record = ReceiptRecord(receipt.item_id, receipt.version, peer, direction,
                            receipt.to_json(), now)
     with uow:
+        for kept in uow.repo.receipts_for(receipt.item_id):
+            if (kept.version, kept.peer, kept.direction) == (receipt.version, peer, direction):
+                return kept
         event = uow.audit.append(
             AuditKind.RECEIPT, now, actor, item_id=receipt.item_id,
             item_version=receipt.version,

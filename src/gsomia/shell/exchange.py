@@ -6,17 +6,22 @@ third-party rule). :func:`queue_deliveries` writes one ``outbox`` row per (item,
 partner), unique, so queueing twice changes nothing; :func:`publish` queues in the same
 transaction as the publish, and :func:`scan` catches up, from a watermark on the audit
 ``seq``, whatever was stored by other paths (``gsomia publish``, TAXII POST, received
-items). :class:`Sender` pushes due rows in batches over mutual TLS (httpx), each envelope
-sealed with a fresh nonce (a retry is a new envelope, so the recipient's replay check never
-refuses a retry), records the partner's signed receipts in custody, and backs off
-exponentially on failure.
+items). :class:`Sender` pushes due rows in batches over mutual TLS (httpx, one kept-alive
+connection per partner), each envelope sealed with a fresh nonce (a retry is a new envelope,
+so the recipient's replay check never refuses a retry), records the partner's signed
+receipts in custody (once per (item, version, partner), in one commit per batch), and backs
+off exponentially on failure. It seals the next batch while the partner works on the one in
+flight, and sleeps between passes until a commit is seen (:func:`wake` in-process, SQLite's
+``data_version`` across processes) rather than polling the tables.
 
 Receiving. :func:`receive` checks each envelope (sender = TLS peer, nonce never seen,
 signature, addressee, key, decryption, consents signed by the originator), then hands the
 batch to :func:`gsomia.service.handlers.ingest` (originator binding, own release policy,
 Art. 4 re-marking, store, audit); the nonces are stored in the ingest's own commit.
 Idempotency is on (item, version, sender): a version already held is a ``duplicate`` and
-still gets a receipt. Every refusal is audited as ``envelope-refused``.
+still gets a receipt for the envelope it came in (the sender may have lost the first
+answer), but the receipt given is recorded once, in the commit that stored the item. Every
+refusal is audited as ``envelope-refused``.
 
 ``partners.json`` in the node folder (written by ``gsomia federation up``) names every
 party's URL and public keys, and which of them this node delivers to (its topology).
@@ -32,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -183,24 +188,31 @@ def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
 
 def queue_deliveries(conn: sa.Connection, *, me: Party, deliver_to: Sequence[Party],
                      catalogue: Catalogue, keys: Iterable[tuple[str, str]], now: datetime,
-                     only: Party | None = None) -> int:
+                     only: Party | None = None,
+                     known: Mapping[tuple[str, str], Any] | None = None) -> int:
     """Queue each (item, version) to every partner this node's release policy permits.
 
     Runs inside the caller's transaction. Never back to the party it came from or to its
     originator; an item received from a partner passes on only with the originator's
-    consent (the policy's third-party rule)."""
+    consent (the policy's third-party rule). ``known``: the items just stored in this
+    transaction (with ``originator`` and ``label``), so they need not be read back."""
     wanted = list(dict.fromkeys(keys))
     if not wanted or not deliver_to:
         return 0
     items = node_store.items
-    ids = sorted({k[0] for k in wanted})
     rows: dict[tuple[str, str], Any] = {}
     row: Any
-    for chunk in _chunks(ids):
-        for row in conn.execute(sa.select(items.c.id, items.c.version, items.c.originator,
-                                          items.c.label).where(items.c.id.in_(chunk))):
-            rows[(row.id, row.version)] = row
-    consents = _consents_of(conn, ids)
+    if known is not None and all(k in known for k in wanted):
+        rows = {k: known[k] for k in wanted}
+    else:
+        for chunk in _chunks(sorted({k[0] for k in wanted})):
+            for row in conn.execute(sa.select(items.c.id, items.c.version,
+                                              items.c.originator, items.c.label)
+                                    .where(items.c.id.in_(chunk))):
+                rows[(row.id, row.version)] = row
+    # Only what came from a partner needs the originator's consents (third-party rule).
+    relayed = sorted({k[0] for k, r in rows.items() if r.originator != me})
+    consents = _consents_of(conn, relayed) if relayed else {}
     repo = node_store.SqlRepository(conn)
     labels: dict[bytes, SecurityLabel] = {}
     out: list[dict[str, Any]] = []
@@ -302,6 +314,11 @@ class _WrappedUnitOfWork:
     def __exit__(self, *exc: Any) -> None:
         self._inner.__exit__(*exc)
 
+    def _write_buffered(self, conn: sa.Connection) -> None:
+        if self.repo.receipts:
+            conn.execute(node_store.receipts.insert(), self.repo.receipts)
+            self.repo.receipts = []
+
 
 class _QueueingUnitOfWork(_WrappedUnitOfWork):
     """A unit of work that queues deliveries of what it stores in its own commit."""
@@ -311,8 +328,10 @@ class _QueueingUnitOfWork(_WrappedUnitOfWork):
 
     def commit(self) -> None:
         conn = self._inner.repo.conn
+        self._write_buffered(conn)
         queue_deliveries(conn, me=self._node.party, deliver_to=self._partners.deliver_to,
-                         catalogue=self._node.catalogue, keys=self.repo.added, now=self._now)
+                         catalogue=self._node.catalogue, keys=self.repo.added, now=self._now,
+                         known=self.repo.stored)
         _advance(conn, len(self.repo.added))
         self._inner.commit()
 
@@ -320,20 +339,38 @@ class _QueueingUnitOfWork(_WrappedUnitOfWork):
         self._inner.rollback()
 
 
+def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
+    # As ``SqlRepository.add_receipt`` writes it (the audit verifier rereads the digest).
+    return {"item_id": record.item_id, "version": record.version, "peer": record.peer,
+            "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq}
+
+
 class _RecordingRepository:
+    """Records the items added; holds receipts back to write them in one statement at commit
+    (one insert per receipt is a tenth of a delivery's cost)."""
+
     def __init__(self, inner: Any) -> None:
         self._inner = inner
         self.added: list[tuple[str, str]] = []
+        self.stored: dict[tuple[str, str], Any] = {}
+        self.receipts: list[dict[str, Any]] = []
+
+    def add_receipt(self, record: ReceiptRecord, *, seq: int) -> None:
+        self.receipts.append(_receipt_values(record, seq))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
     def add_item(self, item: Any, *, seq: int) -> None:
         self.added.append((item.item_id, item.version))
+        self.stored[(item.item_id, item.version)] = item
         self._inner.add_item(item, seq=seq)
 
     def add_items(self, batch: list[tuple[Any, int]]) -> None:
         self.added.extend((item.item_id, item.version) for item, _ in batch)
+        self.stored.update(((item.item_id, item.version), item) for item, _ in batch)
         self._inner.add_items(batch)
 
 
@@ -345,9 +382,11 @@ def publish(node: Any, *, entries: Sequence[tuple[Mapping[str, Any], handlers.La
     at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # labels keep milliseconds
     partners = require_partners(node)
     uow = _QueueingUnitOfWork(node.uow(), node, partners, at)
-    return handlers.publish_many(uow, keys=node.keys,
-                                 catalogue=node.catalogue, entries=entries, now=at,
-                                 actor=actor, validate=validate)
+    out = handlers.publish_many(uow, keys=node.keys,
+                                catalogue=node.catalogue, entries=entries, now=at,
+                                actor=actor, validate=validate)
+    wake(node)
+    return out
 
 
 def pending(node: Any, recipient: Party | None = None) -> int:
@@ -370,7 +409,10 @@ def outbox_rows(node: Any) -> list[dict[str, Any]]:
 def client_tls(folder: Path) -> ssl.SSLContext:
     """Mutual TLS towards partners: this node's client certificate, partners' CAs trusted."""
     folder = Path(folder)
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    # Not create_default_context: that would also trust the system's public CAs, and a
+    # partner is whoever holds a certificate from a CA in this folder, nobody else.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cafile=str(folder / "tls" / "ca.crt"))
     for ca in sorted((folder / "tls" / "partners").glob("*.crt")):
         ctx.load_verify_locations(cafile=str(ca))
@@ -413,10 +455,77 @@ class SendReport:
     delivered: int = 0
     refused: int = 0
     failed: int = 0
+    in_flight: int = 0
+
+
+# In-process wake-ups: a commit that queued deliveries in the sender's own process (a relay
+# stored by ``receive``, a TAXII or dashboard publish through :func:`publish`) wakes it at
+# once; commits by other processes are seen through SQLite's ``data_version``.
+_WAKE: dict[str, threading.Event] = {}
+_WAKE_LOCK = threading.Lock()
+
+
+def _wake_event(folder: Path) -> threading.Event:
+    key = str(Path(folder).resolve())
+    with _WAKE_LOCK:
+        return _WAKE.setdefault(key, threading.Event())
+
+
+def wake(node: Any) -> None:
+    """Tell this process's sender of ``node`` (if it runs one) that deliveries are queued."""
+    event = _WAKE.get(str(Path(node.folder).resolve())) if _WAKE else None
+    if event is not None:
+        event.set()
+
+
+class _Changes:
+    """Whether another connection has committed to the node's database since the last
+    look: SQLite's ``PRAGMA data_version`` on a connection of its own (microseconds, no
+    lock). On other databases it cannot tell, and says yes."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        import sqlite3
+
+        self._db: Any = None
+        self._last: int | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self._db = sqlite3.connect(str(engine.url.database), isolation_level=None,
+                                       check_same_thread=False)
+
+    def __call__(self) -> bool:
+        if self._db is None:
+            return True
+        try:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        except Exception:  # a locked or vanished file: look with a full pass
+            return True
+        changed = bool(version != self._last)
+        self._last = int(version)
+        return changed
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
+@dataclass
+class _Batch:
+    """Envelopes sealed for one partner, posted on the sender's HTTP thread."""
+
+    peer: Peer
+    sealed: list[tuple[Any, crypto.Envelope | None]]
+    sent_at: datetime
+    answer: Any = None  # a Future of the partner's results
 
 
 class Sender:
-    """Pushes a node's due deliveries to its partners; one ``step`` per pass."""
+    """Pushes a node's due deliveries to its partners; one ``step`` per pass.
+
+    Pipelined: while a partner verifies and stores batch k, this node seals batch k+1 (the
+    rows in flight are left out of the query), posts it as soon as k's answer is back, and
+    only then records k's receipts. At most one batch per partner is in flight; a batch
+    whose answer is lost (crash, network) stays ``pending`` and goes again, and the
+    partner answers the resend with a receipt it does not record twice."""
 
     def __init__(self, node: Any, *, batch: int = 256, clock: Any = now_utc,
                  client: Any = None) -> None:
@@ -424,6 +533,8 @@ class Sender:
         self.batch = batch
         self.clock = clock
         self._client = client
+        self._in_flight: dict[Party, _Batch] = {}
+        self._pool: Any = None
 
     @property
     def client(self) -> Any:
@@ -432,68 +543,114 @@ class Sender:
         return self._client
 
     def close(self) -> None:
+        for batch in list(self._in_flight.values()):
+            # On failure the rows stay pending and go again after a restart.
+            with suppress(Exception):
+                self._finish(batch, SendReport())
+        self._in_flight.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         if self._client is not None:
             self._client.close()
 
     def step(self) -> SendReport:
         partners = require_partners(self.node)
-        now = self.clock()
-        scan(self.node, partners, now)
+        scan(self.node, partners, self.clock())
         report = SendReport()
         for recipient in partners.deliver_to:
             peer = partners.peers.get(recipient)
             if peer is not None:
-                self._send_to(peer, partners, report)
+                self._send_to(peer, report)
+        for gone in set(self._in_flight) - set(partners.deliver_to):
+            self._finish(self._in_flight.pop(gone), report)
+        report.in_flight = sum(len(b.sealed) for b in self._in_flight.values())
         return report
 
-    def _send_to(self, peer: Peer, partners: Partners, report: SendReport) -> None:
+    def _seal(self, peer: Peer) -> _Batch | None:
         now = self.clock()
+        flying = self._in_flight.get(peer.party)
+        query = (sa.select(outbox.c.row, outbox.c.item_id, outbox.c.version, outbox.c.attempts)
+                 .where(outbox.c.status == PENDING, outbox.c.recipient == peer.party,
+                        outbox.c.next_at <= now)
+                 .order_by(outbox.c.row).limit(self.batch))
+        if flying is not None:
+            query = query.where(outbox.c.row.notin_([r.row for r, _ in flying.sealed]))
         with self.node.store.engine.connect() as conn:
-            due = conn.execute(
-                sa.select(outbox.c.row, outbox.c.item_id, outbox.c.version, outbox.c.attempts)
-                .where(outbox.c.status == PENDING, outbox.c.recipient == peer.party,
-                       outbox.c.next_at <= now)
-                .order_by(outbox.c.row).limit(self.batch)).all()
+            due = conn.execute(query).all()
             if not due:
-                return
+                return None
             payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party)
-            sealed: list[tuple[Any, crypto.Envelope | None]] = []
-            key = self.node.keys.signing_key()
-            for row in due:
-                payload = payloads.get((row.item_id, row.version))
-                if payload is None:
-                    sealed.append((row, None))
-                    continue
-                sealed.append((row, crypto.seal_envelope(
-                    sender=self.node.party, recipient=peer.party, item_id=row.item_id,
-                    version=row.version, nonce=os.urandom(16), sent_at=now, payload=payload,
-                    sender_key=key, recipient_public=peer.envelope_public)))
-        envelopes = [e for _, e in sealed if e is not None]
+        sealed: list[tuple[Any, crypto.Envelope | None]] = []
+        key = self.node.keys.signing_key()
+        for row in due:
+            payload = payloads.get((row.item_id, row.version))
+            if payload is None:
+                sealed.append((row, None))
+                continue
+            sealed.append((row, crypto.seal_envelope(
+                sender=self.node.party, recipient=peer.party, item_id=row.item_id,
+                version=row.version, nonce=os.urandom(16), sent_at=now, payload=payload,
+                sender_key=key, recipient_public=peer.envelope_public)))
+        return _Batch(peer, sealed, now)
+
+    def _post(self, batch: _Batch) -> list[Any]:
+        envelopes = [e for _, e in batch.sealed if e is not None]
+        if not envelopes:
+            return []
+        response = self.client.post(
+            batch.peer.url.rstrip("/") + "/peer/v1/envelopes/",
+            content=json.dumps({"envelopes": [e.to_json() for e in envelopes]}))
+        if response.status_code != 202:
+            raise OSError(f"HTTP {response.status_code}: {response.text[:300]}")
+        results = response.json().get("results")
+        if not isinstance(results, list) or len(results) != len(envelopes):
+            raise OSError("the partner answered with another number of results")
+        return results
+
+    def _launch(self, batch: _Batch) -> None:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsomia-post")
+        batch.answer = self._pool.submit(self._post, batch)
+        self._in_flight[batch.peer.party] = batch
+
+    def _finish(self, batch: _Batch, report: SendReport) -> None:
         try:
-            response = self.client.post(
-                peer.url.rstrip("/") + "/peer/v1/envelopes/",
-                content=json.dumps({"envelopes": [e.to_json() for e in envelopes]}))
-            if response.status_code != 202:
-                raise OSError(f"HTTP {response.status_code}: {response.text[:300]}")
-            results = response.json().get("results")
-            if not isinstance(results, list) or len(results) != len(envelopes):
-                raise OSError("the partner answered with another number of results")
+            results = batch.answer.result()
         except Exception as exc:  # network, TLS, partner down: retry later with backoff
-            self._retry([r for r, _ in sealed], str(exc), now)
-            report.failed += len(sealed)
+            self._retry([r for r, _ in batch.sealed], str(exc), batch.sent_at)
+            report.failed += len(batch.sealed)
             return
-        self._settle(peer, sealed, results, now, report)
+        self._settle(batch.peer, batch.sealed, results, report)
+
+    def _send_to(self, peer: Peer, report: SendReport) -> None:
+        # Seal the next batch while the partner works on the one in flight.
+        following = self._seal(peer)
+        flying = self._in_flight.pop(peer.party, None)
+        if flying is not None:
+            flying.answer.exception()  # wait for the answer, whatever it is
+        if following is not None:
+            self._launch(following)
+        if flying is not None:
+            self._finish(flying, report)
 
     def _retry(self, rows: Sequence[Any], error: str, now: datetime) -> None:
         with _writing(self.node) as conn:
             for row in rows:
                 delay = min(MAX_BACKOFF, 0.1 * 2 ** row.attempts)
-                conn.execute(outbox.update().where(outbox.c.row == row.row).values(
+                conn.execute(outbox.update().where(outbox.c.row == row.row,
+                                                   outbox.c.status == PENDING).values(
                     attempts=row.attempts + 1, last_error=error[:500],
                     next_at=now + timedelta(seconds=delay)))
 
     def _settle(self, peer: Peer, sealed: list[tuple[Any, crypto.Envelope | None]],
-                results: list[Any], now: datetime, report: SendReport) -> None:
+                results: list[Any], report: SendReport) -> None:
+        """Record the partner's receipts and refusals in one commit, once each.
+
+        Only a delivery still ``pending`` is settled, and a receipt is recorded only if none
+        from ``peer`` is held for that (item, version): a second sender, or a receipt pushed
+        over the peer API, never doubles the custody record."""
         outcome = iter(results)
         receipts: list[tuple[Any, crypto.Receipt]] = []
         refused: list[tuple[Any, str]] = []
@@ -511,9 +668,32 @@ class Sender:
                 receipts.append((row, receipt))
             except GsomiaError as exc:
                 refused.append((row, str(exc)))
+        now = self.clock()  # when the answer came back: publish-to-receipt ends here
+        table = node_store.receipts
         uow = self.node.uow()
         with uow:
+            conn = uow.repo.conn
+            rows = [r.row for r, _ in receipts] + [r.row for r, _ in refused]
+            still: set[int] = set()
+            for chunk in _chunks(rows):
+                still.update(conn.execute(sa.select(outbox.c.row).where(
+                    outbox.c.row.in_(chunk), outbox.c.status == PENDING)).scalars())
+            kept: set[tuple[str, str]] = set()
+            ids = sorted({r.item_id for r, _ in receipts if r.row in still})
+            for chunk in _chunks(ids):
+                kept.update((k.item_id, k.version) for k in conn.execute(
+                    sa.select(table.c.item_id, table.c.version).where(
+                        table.c.item_id.in_(chunk), table.c.peer == peer.party,
+                        table.c.direction == "obtained")))
+            written: list[dict[str, Any]] = []
+            delivered: list[dict[str, Any]] = []
             for row, receipt in receipts:
+                if row.row not in still:
+                    continue
+                delivered.append({"r": row.row, "n": row.attempts + 1})
+                if (receipt.item_id, receipt.version) in kept:
+                    continue
+                kept.add((receipt.item_id, receipt.version))
                 record = ReceiptRecord(receipt.item_id, receipt.version, peer.party,
                                        "obtained", receipt.to_json(), now)
                 event = uow.audit.append(
@@ -521,29 +701,49 @@ class Sender:
                     item_version=receipt.version,
                     details={"peer": peer.party, "direction": "obtained",
                              "records": records_detail(receipts=[record.digest()])})
-                uow.repo.add_receipt(record, seq=event.seq)
-                uow.repo.conn.execute(outbox.update().where(outbox.c.row == row.row).values(
-                    status=DELIVERED, delivered_at=now, attempts=row.attempts + 1))
-            for row, why in refused:
-                uow.repo.conn.execute(outbox.update().where(outbox.c.row == row.row).values(
-                    status=REFUSED, last_error=why[:500], attempts=row.attempts + 1))
+                written.append(_receipt_values(record, event.seq))
+            if written:
+                conn.execute(table.insert(), written)
+            if delivered:
+                conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
+                             .values(status=DELIVERED, delivered_at=now,
+                                     attempts=sa.bindparam("n")), delivered)
+            gave_up = [{"r": r.row, "n": r.attempts + 1, "e": why[:500]}
+                       for r, why in refused if r.row in still]
+            if gave_up:
+                conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
+                             .values(status=REFUSED, last_error=sa.bindparam("e"),
+                                     attempts=sa.bindparam("n")), gave_up)
             uow.commit()
-        report.delivered += len(receipts)
-        report.refused += len(refused)
+        report.delivered += len(delivered)
+        report.refused += len(gave_up)
 
-    def run(self, stop: threading.Event, idle: float = 0.005) -> None:
-        """Until ``stop``: send what is due, sleeping ``idle`` seconds when nothing was."""
+    def run(self, stop: threading.Event, idle: float = 0.004, tick: float = 0.05) -> None:
+        """Until ``stop``: send what is due; between passes, look every ``idle`` seconds
+        whether anything was committed (or a wake-up came), and pass anyway every ``tick``
+        seconds (deliveries whose backoff ran out)."""
         last = ""
-        while not stop.is_set():
-            try:
-                report = self.step()
-            except Exception as exc:  # the loop outlives one bad pass; the rows stay queued
-                report = SendReport(failed=1)
-                if repr(exc) != last:  # say it once, not every pass
-                    last = repr(exc)
-                    print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
-            if not (report.delivered or report.refused):
-                stop.wait(idle if not report.failed else 0.2)
+        woken = _wake_event(self.node.folder)
+        changes = _Changes(self.node.store.engine)
+        try:
+            while not stop.is_set():
+                woken.clear()
+                changes()  # what this pass sees; a commit from now on means another pass
+                try:
+                    report = self.step()
+                except Exception as exc:  # the loop outlives one bad pass; rows stay queued
+                    report = SendReport(failed=1)
+                    if repr(exc) != last:  # say it once, not every pass
+                        last = repr(exc)
+                        print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
+                if report.delivered or report.refused or report.in_flight:
+                    continue
+                until = time.monotonic() + (tick if not report.failed else 0.2)
+                while not stop.is_set() and time.monotonic() < until:
+                    if woken.wait(idle) or changes():
+                        break
+        finally:
+            changes.close()
 
 
 def start_sender(node: Any) -> tuple[threading.Thread, threading.Event]:
@@ -588,13 +788,15 @@ class _NonceUnitOfWork(_WrappedUnitOfWork):
 
     def commit(self) -> None:
         conn = self._inner.repo.conn
+        self._write_buffered(conn)
         if self._seen:
             conn.execute(envelopes_seen.insert(), self._seen)
         if self.repo.added and self._queue is not None:
             # Relays of what was stored are queued in the same commit as the storing.
             partners, node, now = self._queue
             queue_deliveries(conn, me=node.party, deliver_to=partners.deliver_to,
-                             catalogue=node.catalogue, keys=self.repo.added, now=now)
+                             catalogue=node.catalogue, keys=self.repo.added, now=now,
+                             known=self.repo.stored)
             _advance(conn, len(self.repo.added))
         self._inner.commit()
 
@@ -666,7 +868,7 @@ def _opened(node: Any, partners: Partners, envelope: crypto.Envelope,
                               originator=label.originator)
         consents.append(Consent(consent.item_id, consent.originator, consent.recipient))
     return handlers.Incoming(obj, label, binding, sender, tuple(consents),
-                             crypto.envelope_digest(envelope))
+                             crypto.envelope_digest(envelope), envelope)
 
 
 def receive(node: Any, partners: Partners, envelopes: Sequence[crypto.Envelope],
@@ -707,12 +909,13 @@ def receive(node: Any, partners: Partners, envelopes: Sequence[crypto.Envelope],
             for i, _, _ in batch:
                 out[i] = Delivered(None, reasons, 409)
             return [d for d in out if d is not None]
-        key = node.keys.signing_key()
-        for (i, envelope, _), result in zip(batch, results, strict=True):
-            if result.status == "refused":
-                out[i] = Delivered(None, result.reasons, 403)
+        for (i, _, _), result in zip(batch, results, strict=True):
+            if result.status == "refused" or result.receipt is None:
+                out[i] = Delivered(None, result.reasons or ("not receipted",), 403)
                 continue
-            out[i] = Delivered(crypto.make_receipt(envelope, received_at=now, key=key))
+            out[i] = Delivered(result.receipt)
+        if any(r.status == "stored" for r in results):
+            wake(node)  # relays of what was stored were queued in that commit
     return [d for d in out if d is not None]
 
 
@@ -781,10 +984,12 @@ def queue_after_consent(node: Any, consent: crypto.Consent, now: datetime) -> in
     with _writing(node) as conn:
         versions = conn.execute(sa.select(node_store.items.c.version)
                                 .where(node_store.items.c.id == consent.item_id)).scalars()
-        return queue_deliveries(conn, me=node.party, deliver_to=partners.deliver_to,
-                                catalogue=node.catalogue,
-                                keys=[(consent.item_id, v) for v in versions], now=now,
-                                only=consent.recipient)
+        queued = queue_deliveries(conn, me=node.party, deliver_to=partners.deliver_to,
+                                  catalogue=node.catalogue,
+                                  keys=[(consent.item_id, v) for v in versions], now=now,
+                                  only=consent.recipient)
+    wake(node)
+    return queued
 
 
 def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool:
