@@ -54,7 +54,7 @@ import json.encoder
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -90,9 +90,11 @@ __all__ = [
     "consistency_proof",
     "content_hash",
     "event_leaf_hash",
+    "event_time",
     "hashes_from_json",
     "hashes_to_json",
     "inclusion_proof",
+    "leaf_details",
     "leaf_hash",
     "node_hash",
     "root",
@@ -427,6 +429,9 @@ class MerkleAccumulator:
 
 
 def _at(value: object, where: str) -> datetime:
+    if type(value) is datetime and value.tzinfo is UTC:  # the usual case: no parsing
+        extra = value.microsecond % 1000
+        return value.replace(microsecond=value.microsecond - extra) if extra else value
     if not isinstance(value, str | datetime):
         raise MalformedInput(f"{value!r} is not an instant", where=where,
                              expected="an ISO 8601 date-time")
@@ -487,13 +492,17 @@ def _head_message(head: TreeHead) -> bytes:
 
 
 def sign_tree_head(size: int, root_hash: bytes, timestamp: datetime,
-                   key: Ed25519PrivateKey) -> TreeHead:
-    """Sign (size, root, timestamp) with the node's Ed25519 key."""
+                   key: Ed25519PrivateKey, *, key_id: str | None = None) -> TreeHead:
+    """Sign (size, root, timestamp) with the node's Ed25519 key.
+
+    ``key_id``: the key's :func:`fingerprint`, if the caller keeps it (deriving it costs as
+    much as the signature, on every commit); it must be the key's own.
+    """
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise MalformedInput(f"{size!r} is not a tree size", where="size",
                              expected="a non-negative integer")
     unsigned = TreeHead(size, _check_hash(root_hash, "root"), _at(timestamp, "timestamp"),
-                        fingerprint(key), b"")
+                        key_id if key_id is not None else fingerprint(key), b"")
     return replace(unsigned, signature=sign(key, _head_message(unsigned)))
 
 
@@ -532,6 +541,10 @@ class AuditKind(StrEnum):
     INCIDENT = "incident"
     AGREEMENT_STATE_CHANGED = "agreement-state-changed"
     TREE_HEAD_EXCHANGED = "tree-head-exchanged"
+    # A partner's signed head that does not extend the one recorded before: its log was
+    # rewritten, truncated or forked (RFC 9162 consistency fails).
+    PARTNER_LOG_INCONSISTENT = "partner-log-inconsistent"
+    NOTICE_REFUSED = "notice-refused"
 
 
 _KINDS = {k.value: k for k in AuditKind}
@@ -648,6 +661,25 @@ def _leaf_bytes(seq: int, kind: str, at: str, actor: str, item_id: str | None,
     except UnicodeEncodeError:
         raise MalformedInput("text contains a lone surrogate, which UTF-8 cannot carry",
                              where=f"event {seq}", expected="valid Unicode text") from None
+
+
+_DETAILS_KEY = b',"details":'
+_AFTER_DETAILS = b',"item_id":'
+
+
+def leaf_details(event: AuditEvent) -> str:
+    """The RFC 8785 text of ``event.details``, cut from its leaf bytes rather than encoded
+    again: members before ``details`` (actor, at, content_hash) and after it (item_id, …)
+    are JSON strings, numbers or null, in which a quote is always escaped, so the first
+    ``,"details":`` and the last ``,"item_id":`` are the leaf's own."""
+    leaf = event.leaf
+    start = leaf.index(_DETAILS_KEY) + len(_DETAILS_KEY)
+    return leaf[start:leaf.rindex(_AFTER_DETAILS)].decode("utf-8")
+
+
+def event_time(at: datetime) -> str:
+    """The text of an event's ``at`` in its leaf and row (``at`` as an event holds it)."""
+    return _iso(at)
 
 
 def _iso(at: datetime) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 from gsomia.core import stix
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.labels import Scheme, SecurityLabel
-from gsomia.core.policy import Person, decide_access
+from gsomia.core.policy import Decision, Person, decide_access
 from gsomia.core.taxii import (
     Filters,
     Position,
@@ -181,9 +181,10 @@ class TaxiiService:
             else:
                 others.append((i, obj))
         submissions: list[Submission] = []
+        decisions: dict[SecurityLabel, Decision] = {}  # one access decision per label
         for i, obj in others:
             try:
-                submissions.append(self._submission(person, obj, markings, i))
+                submissions.append(self._submission(person, obj, markings, i, decisions))
             except GsomiaError as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
         if submissions:
@@ -195,7 +196,8 @@ class TaxiiService:
         return body_out
 
     def _submission(self, person: Person, obj: Mapping[str, Any],
-                    markings: Mapping[str, SecurityLabel], i: int) -> Submission:
+                    markings: Mapping[str, SecurityLabel], i: int,
+                    decisions: dict[SecurityLabel, Decision]) -> Submission:
         self.check(obj)
         refs = obj.get("object_marking_refs", [])
         labels = {markings[r] for r in refs if isinstance(r, str) and r in markings}
@@ -214,7 +216,9 @@ class TaxiiService:
                 f"is labelled as originated by {label.originator}", where=f"objects[{i}]",
                 expected=f"items originated here ({self.party}); partners' items arrive "
                          "over the peer API")
-        decision = decide_access(person, label, self.schemes)
+        decision = decisions.get(label)
+        if decision is None:
+            decision = decisions[label] = decide_access(person, label, self.schemes)
         if not decision.permit:
             raise MalformedInput("you may not publish what you may not read: "
                                  + "; ".join(decision.reasons), where=f"objects[{i}]")

@@ -40,9 +40,11 @@ from gsomia.core.audit import (
     AuditRecord,
     MerkleAccumulator,
     TreeHead,
+    event_time,
+    leaf_details,
     sign_tree_head,
 )
-from gsomia.core.crypto import canonical
+from gsomia.core.crypto import fingerprint
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
@@ -271,6 +273,26 @@ consent_requests = sa.Table(
     sa.Column("decided_at", UTCDateTime, nullable=True),
 )
 
+# Notices to partners (migration 0003; used by gsomia.shell.notices): incident reports and
+# classification notices queued in the commit of the event that causes them.
+notices = sa.Table(
+    "notices", metadata,
+    _id(),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.String(3), nullable=False),
+    sa.Column("reference", sa.String, nullable=False),
+    sa.Column("item_id", sa.String, nullable=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_at", UTCDateTime, nullable=False),
+    sa.Column("queued_at", UTCDateTime, nullable=False),
+    sa.Column("delivered_at", UTCDateTime, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.UniqueConstraint("kind", "reference", "recipient", name="uq_notices_once"),
+    sa.Index("ix_notices_due", "status", "next_at"),
+)
+
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
                  "receipts")
 
@@ -307,6 +329,10 @@ def make_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA busy_timeout=30000")
+            # A million items' indexes do not fit SQLite's 2 MB default page cache; every
+            # insert then rereads index pages through the OS. Reads map the file instead.
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute("PRAGMA mmap_size=1073741824")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
@@ -454,6 +480,50 @@ def _frontier(data: bytes) -> list[bytes]:
     return [bytes(data[i:i + 32]) for i in range(0, len(data), 32)]
 
 
+_BULK: dict[tuple[str, str], tuple[str, tuple[str, ...], tuple[tuple[int, Any], ...]]] = {}
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (column name -> value) into ``table`` in one statement.
+
+    On SQLite this is the driver's ``executemany`` with each value bound by the column
+    type's own SQLAlchemy processor (so the stored text and bytes are exactly what Core
+    would store) but without Core's per-row parameter work, which cost more than the insert
+    itself; elsewhere it is Core's executemany (batched by the dialect)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    key = (table.name, conn.dialect.name)
+    found = _BULK.get(key)
+    if found is None:
+        quote = conn.dialect.identifier_preparer.quote
+        names = tuple(c.name for c in table.columns
+                      if not (c.primary_key and c.autoincrement is True))
+        columns = [table.c[n] for n in names]
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        binds = ((i, c.type.bind_processor(conn.dialect)) for i, c in enumerate(columns))
+        found = _BULK[key] = (sql, names, tuple((i, b) for i, b in binds if b is not None))
+    sql, names, processors = found
+    values = []
+    last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
+    for row in rows:
+        value = [row[n] for n in names]
+        for i, bind in processors:
+            raw = value[i]
+            if raw is not None:
+                seen = last.get(i)
+                if seen is not None and seen[0] is raw:
+                    value[i] = seen[1]
+                else:
+                    value[i] = bind(raw)
+                    last[i] = (raw, value[i])
+        values.append(tuple(value))
+    conn.exec_driver_sql(sql, values)
+
+
 def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
     for i in range(0, len(values), size):
         yield values[i:i + size]
@@ -473,8 +543,7 @@ class SqlRepository:
         self.conn.execute(items.insert(), _item_values(item, seq))
 
     def add_items(self, batch: list[tuple[StoredItem, int]]) -> None:
-        if batch:
-            self.conn.execute(items.insert(), [_item_values(i, s) for i, s in batch])
+        insert_many(self.conn, items, [_item_values(i, s) for i, s in batch])
 
     def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
         if version is not None:
@@ -503,8 +572,7 @@ class SqlRepository:
         self.conn.execute(custody.insert(), _custody_values(record, seq))
 
     def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
-        if batch:
-            self.conn.execute(custody.insert(), [_custody_values(r, s) for r, s in batch])
+        insert_many(self.conn, custody, [_custody_values(r, s) for r, s in batch])
 
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         rows = self.conn.execute(custody.select().where(
@@ -598,10 +666,31 @@ class SqlRepository:
 
 def _event_values(record: AuditRecord) -> dict[str, Any]:
     e = record.event
-    data = e.to_json()
-    data["details"] = canonical(data["details"], where="details").decode("utf-8")
-    data["leaf_hash"] = record.leaf_hash
-    return data
+    # The details column holds their RFC 8785 text: the very bytes inside the leaf.
+    return {"seq": e.seq, "kind": e.kind.value, "at": event_time(e.at), "actor": e.actor,
+            "item_id": e.item_id, "item_version": e.item_version,
+            "content_hash": e.content_hash, "details": leaf_details(e),
+            "leaf_hash": record.leaf_hash}
+
+
+
+
+_KEY_IDS: dict[int, tuple[Ed25519PrivateKey, str]] = {}
+
+
+def _key_id(key: Ed25519PrivateKey) -> str:
+    """The fingerprint of the store's signing key, derived once per key object (kept with
+    the object itself, so a recycled ``id`` cannot return another key's)."""
+    found = _KEY_IDS.get(id(key))
+    if found is None or found[0] is not key:
+        found = _KEY_IDS[id(key)] = (key, fingerprint(key))
+    return found[1]
+
+
+_STATE = sa.select(audit_state.c.size, audit_state.c.frontier).where(audit_state.c.id == 1)
+_STATE_LOCKED = _STATE.with_for_update()
+_STATE_UPDATE = audit_state.update().where(audit_state.c.id == 1)
+_READS = frozenset({AuditKind.ACCESS_GRANTED, AuditKind.ACCESS_DENIED})
 
 
 class SqlAuditLog:
@@ -613,13 +702,12 @@ class SqlAuditLog:
         self.signer = signer
         self._acc: MerkleAccumulator | None = None
         self._pending: list[AuditRecord] = []
+        self.reads_only = False  # whether the last flush held only access events
 
     def _state(self) -> MerkleAccumulator:
         if self._acc is None:
-            query = sa.select(audit_state.c.size, audit_state.c.frontier).where(
-                audit_state.c.id == 1)
-            if self.conn.dialect.name == "postgresql":
-                query = query.with_for_update()  # appenders queue here (SQLite: BEGIN IMMEDIATE)
+            # appenders queue on the row lock here (SQLite: BEGIN IMMEDIATE)
+            query = _STATE_LOCKED if self.conn.dialect.name == "postgresql" else _STATE
             row = self.conn.execute(query).first()
             self._acc = MerkleAccumulator() if row is None else MerkleAccumulator(
                 int(row.size), _frontier(bytes(row.frontier)))
@@ -653,16 +741,18 @@ class SqlAuditLog:
             raise MalformedInput("this store was opened without the node's signing key",
                                  where="store")
         acc = self._state()
-        self.conn.execute(audit_events.insert(), [_event_values(r) for r in self._pending])
+        insert_many(self.conn, audit_events, [_event_values(r) for r in self._pending])
         values = {"size": acc.size, "frontier": b"".join(acc.frontier)}
         if acc.size == len(self._pending):
             self.conn.execute(audit_state.insert(), {"id": 1, **values})
         else:
-            self.conn.execute(audit_state.update().where(audit_state.c.id == 1), values)
-        head = sign_tree_head(acc.size, acc.root(), self._pending[-1].event.at, self.signer)
-        self.conn.execute(tree_heads.insert(), {
+            self.conn.execute(_STATE_UPDATE, values)
+        head = sign_tree_head(acc.size, acc.root(), self._pending[-1].event.at, self.signer,
+                              key_id=_key_id(self.signer))
+        insert_many(self.conn, tree_heads, [{
             "size": head.size, "root": head.root, "timestamp": head.to_json()["timestamp"],
-            "key": head.key, "signature": head.signature})
+            "key": head.key, "signature": head.signature}])
+        self.reads_only = all(r.event.kind in _READS for r in self._pending)
         self._pending = []
         return head
 
@@ -715,7 +805,7 @@ class SqlUnitOfWork:
         self._tx = None
         if head is not None:
             self.committed_head = head
-            self._store.write_external_head(head)
+            self._store.write_external_head(head, sync=not self.audit.reads_only)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
         # first use, taking the write lock again only then.
         self.audit.discard()
@@ -1005,10 +1095,14 @@ class Store:
                                                   "signing_key": signing_key,
                                                   "created_at": created_at})
 
-    def write_external_head(self, head: TreeHead) -> None:
+    def write_external_head(self, head: TreeHead, *, sync: bool = True) -> None:
         """Copy ``head`` beside the database: write, sync, then rename over the old copy.
 
         A crash before the rename leaves the previous head, which only lags the database.
+        ``sync=False`` (commits of read events only, so a GET waits for one disk sync, the
+        database's, not two) skips the sync: after a power cut the copy may then lag the
+        database, which it may anyway; a torn copy is refused by ``audit verify``, never
+        trusted, and a database rolled back behind the copy still shows.
         """
         if self.head_file is None:
             return
@@ -1019,7 +1113,8 @@ class Store:
         try:
             os.fchmod(fd, 0o644)
             os.write(fd, data)
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         try:
