@@ -424,7 +424,18 @@ def create_app(config: ApiConfig) -> Starlette:
 
     def tree_head_post(request: Request, sender: Party, body: Any) -> Any:
         head = TreeHead.from_json(_object(body, "tree head"))
+        since = request.query_params.get("since")
+        with_proof = getattr(config.inbox, "tree_head_exchange", None)
+        if since is not None and with_proof is not None:
+            # Our head plus a consistency proof from the size the partner recorded.
+            return with_proof(head, sender, since, config.clock())
         return config.inbox.partner_tree_head(head, sender, config.clock())
+
+    def classification_notice(request: Request, sender: Party, body: Any) -> Any:
+        apply = getattr(config.inbox, "classification_notice", None)
+        if apply is None:
+            raise PeerUnavailable("this node takes no classification notices")
+        return apply(_object(body, "classification notice"), sender, config.clock())
 
     async def get_openapi(request: Request) -> Response:
         return Response(orjson.dumps(openapi(coll)), media_type="application/json")
@@ -452,6 +463,8 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/peer/v1/consents/requests/", peer(consent_request), methods=["POST"]),
         Route("/peer/v1/consents/replies/", peer(consent_reply), methods=["POST"]),
         Route("/peer/v1/incidents/", peer(incident), methods=["POST"]),
+        Route("/peer/v1/classification-notices/", peer(classification_notice),
+              methods=["POST"]),
         Route("/peer/v1/tree-heads/", peer(tree_head_get, with_body=False), methods=["GET"]),
         Route("/peer/v1/tree-heads/", peer(tree_head_post), methods=["POST"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
@@ -591,5 +604,6 @@ def openapi(collection_id: str) -> dict[str, Any]:
             "/peer/v1/consents/requests/": peer_post,
             "/peer/v1/consents/replies/": peer_post,
             "/peer/v1/incidents/": peer_post,
+            "/peer/v1/classification-notices/": peer_post,
         },
     }

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.federation",
     "gsomia.shell.commands.report",
     "gsomia.shell.commands.doctor",
+    "gsomia.shell.commands.notices",
 )
 
 

@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
-from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.errors import PolicyDenied, ProofInvalid
 from gsomia.core.types import Party
 from gsomia.service import handlers
 from gsomia.service.taxii_ports import PeerUnavailable
-from gsomia.shell import exchange
+from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node
 
 __all__ = ["INCIDENT_KINDS", "NodeInbox", "Replayed"]
@@ -43,6 +43,7 @@ class NodeInbox:
                  ) -> None:
         self.node = node
         self.partner_keys = dict(partner_keys or {})
+        self._leaves = notices.LeafCache()
 
     def partners(self) -> exchange.Partners:
         # Read on each call: `federation up` may rewrite it while the node runs.
@@ -114,14 +115,21 @@ class NodeInbox:
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
-        """A holder's loss-or-compromise report (Art. 17) reaches the originator."""
+        """A holder's loss-or-compromise report (Art. 17) reaches the provider of the item;
+        refused and audited unless this node provided the item to ``sender``."""
         self._key(sender)
-        if kind not in INCIDENT_KINDS:
-            raise MalformedInput(f"{kind!r} is not an incident kind", where="kind",
-                                 expected=", ".join(INCIDENT_KINDS))
-        handlers.report_incident(self.node.uow(), keys=self.node.keys, kind=kind,
-                                 description=f"reported by {sender}: {description}"[:4000],
-                                 now=now, item_id=item_id, actor=sender)
+        notices.accept_incident(self.node, kind=kind, item_id=item_id,
+                                description=description, sender=sender, now=now)
+
+    def classification_notice(self, doc: Mapping[str, Any], sender: Party,
+                              now: datetime) -> Mapping[str, Any]:
+        """The originator's signed classification notice, from the party this node holds the
+        item from: re-marked in this party's scheme (Art. 4) and passed on to holders."""
+        # The TLS layer identified the sender; the notice's own signature is the
+        # originator's, checked against the originator's key, so no sender key is needed.
+        found = exchange.Partners.load(self.node.folder)
+        keys = (found.signing_keys() if found is not None else {}) | self.partner_keys
+        return notices.accept_classification_notice(self.node, doc, sender, keys, now)
 
     def tree_head(self) -> TreeHead:
         with self.node.store.reader() as reader:
@@ -138,3 +146,11 @@ class NodeInbox:
                              details={"partner": sender, "head": head.to_json()})
             uow.commit()
         return self.tree_head().to_json()
+
+    def tree_head_exchange(self, head: TreeHead, sender: Party, since: str,
+                           now: datetime) -> Mapping[str, Any]:
+        """Record the partner's head; answer with ours and an RFC 9162 consistency proof from
+        ``since``, the size of our log the partner last recorded."""
+        size = notices.parse_since(since)
+        self.partner_tree_head(head, sender, now)
+        return notices.head_with_proof(self.node, size, self._leaves)

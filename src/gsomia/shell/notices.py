@@ -1,0 +1,660 @@
+"""Notices between partner nodes: incident reports, classification notices, tree heads.
+
+Sending. An incident report (Art. 17) travels from the holder back along the custody
+chain: to the party the item came from (its originator, or the relay that provided it),
+which passes it on to its own provider in turn. A classification notice, signed by the
+originator, travels to every party the originator's node delivered the item to (its
+receipts obtained tell who), and each holder passes it on to those it delivered to. Both
+are written to the ``notices`` table by :class:`QueueingUnitOfWork` in the same commit as
+the audit event that causes them, so a crash never loses one or sends one that was rolled
+back. :class:`NoticeSender` posts due rows over mutual TLS and retries with backoff; the
+receiver is idempotent (a notice it already applied is answered as a duplicate), so a
+retry after a lost answer changes nothing.
+
+Incident reports carry no signature of their own (the core has no signed incident form):
+the TLS client certificate identifies the holder, and the report names its reference.
+Classification notices are signed by the originator and checked against its key at every
+hop.
+
+Receiving (:func:`accept_incident`, :func:`accept_classification_notice`). A node accepts an
+incident only about an item it provided to the sender, and a notice only about an item it
+holds from the sender; everything else (unsigned, forged, misaddressed, unknown item) is
+refused and audited as ``notice-refused`` before the error goes back as a 4xx.
+
+Tree heads. Every ``heads_every`` seconds, when its own log has grown by more than tree-head
+records since the last exchange (or ``heads_quiet`` seconds have passed), a node posts its
+latest signed head to each partner it delivers to with ``?since=N``, N being the size of
+that partner's head it last recorded as consistent; the partner records the head and
+answers with its own latest head and an RFC 9162 consistency proof from N.
+:func:`gsomia.core.partner_heads.judge_partner_head` decides; a consistent head is audited
+as ``tree-head-exchanged`` (``consistent: true``) and becomes the next base, an inconsistent
+one as ``partner-log-inconsistent`` and never becomes the base. Only own log growth other
+than these records triggers an exchange, so two nodes do not ping-pong records forever.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gsomia.core.audit import (
+    AuditKind,
+    TreeHead,
+    hashes_from_json,
+    hashes_to_json,
+)
+from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
+from gsomia.core.types import Party, iso
+from gsomia.service import handlers
+from gsomia.shell.exchange import PARTIES, Partners, Peer, peer_client
+from gsomia.shell.store import audit_events, incidents, notices, now_utc, receipts
+
+__all__ = [
+    "CLASSIFICATION",
+    "INCIDENT",
+    "PATHS",
+    "LeafCache",
+    "NoticeSender",
+    "QueueingUnitOfWork",
+    "accept_classification_notice",
+    "accept_incident",
+    "head_with_proof",
+    "incident_rows",
+    "notice_rows",
+    "parse_since",
+    "partner_heads",
+    "pending",
+    "reclassify",
+    "report_incident",
+    "start_notices",
+]
+
+INCIDENT, CLASSIFICATION = "incident", "classification-notice"
+PATHS = {INCIDENT: "/peer/v1/incidents/", CLASSIFICATION: "/peer/v1/classification-notices/"}
+PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
+MAX_BACKOFF = 30.0
+HEADS_EVERY = 2.0
+HEADS_QUIET = 60.0
+# Seconds apart, so no keep-alive: an idle connection held open would make the partner's
+# server wait out its graceful-shutdown timeout when it stops.
+_CLOSE = {"connection": "close"}
+_HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
+
+
+# ---- queueing in the causing commit -------------------------------------------------------------
+
+
+class _CapturingRepository:
+    """The unit of work's repository, remembering the notices and incidents it stores."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.notices: list[ClassificationNotice] = []
+        self.incidents: list[IncidentReport] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
+        self.notices.append(notice)
+        self._inner.add_notice(notice, seq=seq)
+
+    def add_incident(self, report: IncidentReport, *, seq: int) -> None:
+        self.incidents.append(report)
+        self._inner.add_incident(report, seq=seq)
+
+
+class QueueingUnitOfWork:
+    """A store unit of work whose commit also queues the notices its records call for.
+
+    ``came_from`` is the partner that sent what is being recorded: nothing goes back to it.
+    ``queued`` lists (kind, recipient) of what the last commit queued.
+    """
+
+    repo: Any  # the store's repository, wrapped to see what is stored
+    audit: Any
+
+    def __init__(self, inner: Any, me: Party, now: datetime,
+                 came_from: Party | None = None) -> None:
+        self._inner, self._me, self._now, self._from = inner, me, now, came_from
+        self.queued: list[tuple[str, Party]] = []
+
+    def __enter__(self) -> QueueingUnitOfWork:
+        self._inner.__enter__()
+        self._capture = _CapturingRepository(self._inner.repo)
+        self.repo = self._capture
+        self.audit = self._inner.audit
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._inner.__exit__(*exc)
+
+    def commit(self) -> None:
+        rows: list[dict[str, Any]] = []
+        for report in self._capture.incidents:
+            rows.extend(self._incident_rows(report))
+        for notice in self._capture.notices:
+            rows.extend(self._notice_rows(notice))
+        self._capture.incidents.clear()
+        self._capture.notices.clear()
+        if rows:
+            _insert_ignore(self._inner.repo.conn, rows)
+            self.queued.extend((r["kind"], r["recipient"]) for r in rows)
+        self._inner.commit()
+
+    def rollback(self) -> None:
+        self._capture.incidents.clear()
+        self._capture.notices.clear()
+        self._inner.rollback()
+
+    def _row(self, kind: str, recipient: Party, reference: str, item_id: str | None,
+             body: Mapping[str, Any]) -> dict[str, Any]:
+        return {"kind": kind, "recipient": recipient, "reference": reference,
+                "item_id": item_id, "body": json.dumps(body, ensure_ascii=False,
+                                                       sort_keys=True),
+                "status": PENDING, "attempts": 0, "next_at": self._now,
+                "queued_at": self._now}
+
+    def _incident_rows(self, report: IncidentReport) -> list[dict[str, Any]]:
+        if report.item_id is None or report.notify is None or \
+                report.notify in (self._me, self._from):
+            return []
+        # The reference rides in the text: the receiver's record of it is then unique, which
+        # is what makes a retried report a duplicate there.
+        body = {"kind": report.kind, "item_id": report.item_id, "reference": report.reference,
+                "description": f"{report.description} [ref {report.reference}]"}
+        return [self._row(INCIDENT, report.notify, report.reference, report.item_id, body)]
+
+    def _notice_rows(self, notice: ClassificationNotice) -> list[dict[str, Any]]:
+        holders = sorted({r.peer for r in self.repo.receipts_for(notice.item_id)
+                          if r.direction == "obtained"}
+                         - {self._me, notice.originator, self._from})
+        return [self._row(CLASSIFICATION, p, notice.digest(), notice.item_id,
+                          notice.to_json()) for p in holders]
+
+
+def _insert_ignore(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(notices).on_conflict_do_nothing(), rows)
+    else:
+        conn.execute(notices.insert().prefix_with("OR IGNORE"), rows)
+
+
+# ---- what the operator does ---------------------------------------------------------------------
+
+
+def report_incident(node: Any, *, item_id: str, kind: str, description: str,
+                    now: datetime | None = None,
+                    actor: str = "operator") -> tuple[IncidentReport, list[Party]]:
+    """Record a loss or compromise here and queue it to whoever provided the item."""
+    at = now or now_utc()
+    if kind not in INCIDENT_KINDS:
+        raise MalformedInput(f"{kind!r} is not an incident kind", where="--kind",
+                             expected=", ".join(INCIDENT_KINDS))
+    uow = QueueingUnitOfWork(node.uow(), node.party, at)
+    report = handlers.report_incident(uow, keys=node.keys, kind=kind, description=description,
+                                      now=at, item_id=item_id, actor=actor)
+    return report, [r for _, r in uow.queued]
+
+
+def reclassify(node: Any, *, item_id: str, level: str, now: datetime | None = None,
+               actor: str = "operator") -> tuple[ClassificationNotice, list[Party]]:
+    """As originator, change an item's level and queue the signed notice to every holder."""
+    at = now or now_utc()
+    uow = QueueingUnitOfWork(node.uow(), node.party, at)
+    notice = handlers.change_classification(uow, keys=node.keys,
+                                            schemes=node.catalogue.schemes, item_id=item_id,
+                                            new_level=level, now=at, actor=actor)
+    return notice, [r for _, r in uow.queued]
+
+
+def notice_rows(node: Any) -> list[dict[str, Any]]:
+    with node.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(notices).order_by(notices.c.row)).all()
+    out = []
+    for r in rows:
+        row = dict(r._mapping)
+        for name in ("next_at", "queued_at", "delivered_at"):
+            row[name] = iso(row[name]) if row[name] is not None else None
+        row["body"] = json.loads(row["body"])
+        out.append(row)
+    return out
+
+
+def pending(node: Any) -> int:
+    with node.store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(notices)
+                                .where(notices.c.status == PENDING)).scalar() or 0)
+
+
+def incident_rows(node: Any) -> list[dict[str, Any]]:
+    """Incidents reported here and received from partners, with where each was sent."""
+    sent: dict[str, list[dict[str, Any]]] = {}
+    for row in notice_rows(node):
+        if row["kind"] == INCIDENT:
+            sent.setdefault(row["reference"], []).append(
+                {"to": row["recipient"], "status": row["status"],
+                 "attempts": row["attempts"], "last_error": row["last_error"]})
+    with node.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(incidents).order_by(incidents.c.seq)).all()
+    out = []
+    for r in rows:
+        received = r.reported_by in PARTIES and r.reported_by != node.party
+        out.append({"reference": r.reference, "direction": "received" if received
+                    else "reported", "kind": r.kind, "item_id": r.item_id,
+                    "description": r.description, "reported_by": r.reported_by,
+                    "notify": r.notify, "at": iso(r.at), "seq": r.seq,
+                    "sent": sent.get(r.reference, [])})
+    return out
+
+
+# ---- receiving ------------------------------------------------------------------------------
+
+
+def _refuse(node: Any, kind: str, sender: Party, item_id: object, exc: GsomiaError,
+            now: datetime) -> None:
+    reasons = list(exc.reasons) if isinstance(exc, PolicyDenied) else [str(exc)]
+    with node.uow() as uow:
+        uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
+                         item_id=item_id[:300] if isinstance(item_id, str) and item_id
+                         else None,
+                         details={"sender": sender, "notice": kind,
+                                  "reasons": [r[:500] for r in reasons[:10]]})
+        uow.commit()
+
+
+def accept_incident(node: Any, *, kind: str, item_id: str, description: str, sender: Party,
+                    now: datetime) -> dict[str, Any]:
+    """A holder's report about an item this node provided to it (Art. 17)."""
+    text = f"reported by {sender}: {description}"[:4000]
+    try:
+        if kind not in INCIDENT_KINDS:
+            raise MalformedInput(f"{kind!r} is not an incident kind", where="kind",
+                                 expected=", ".join(INCIDENT_KINDS))
+        with node.store.engine.connect() as conn:
+            provided = conn.execute(
+                sa.select(sa.func.count()).select_from(receipts).where(
+                    receipts.c.item_id == item_id, receipts.c.peer == sender,
+                    receipts.c.direction == "obtained")).scalar()
+            duplicate = conn.execute(
+                sa.select(incidents.c.reference).where(
+                    incidents.c.item_id == item_id, incidents.c.kind == kind,
+                    incidents.c.reported_by == sender,
+                    incidents.c.description == text)).scalar()
+        if not provided:
+            # Not held, or held but never given to the sender: the same answer for both.
+            raise PolicyDenied((f"{node.party} did not provide {item_id} to {sender}",))
+        if duplicate is not None:
+            return {"accepted": True, "duplicate": True, "reference": duplicate}
+        report = handlers.report_incident(
+            QueueingUnitOfWork(node.uow(), node.party, now, came_from=sender),
+            keys=node.keys, kind=kind, description=text, now=now, item_id=item_id,
+            actor=sender)
+    except GsomiaError as exc:
+        _refuse(node, INCIDENT, sender, item_id, exc, now)
+        raise
+    return {"accepted": True, "reference": report.reference}
+
+
+def accept_classification_notice(node: Any, doc: Mapping[str, Any], sender: Party,
+                                 originator_keys: Mapping[Party, Ed25519PublicKey],
+                                 now: datetime) -> dict[str, Any]:
+    """The originator's signed notice, from the party this node holds the item from:
+    re-mark every version to this party's equivalent level (Art. 4) and pass it on."""
+    item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
+    try:
+        notice = ClassificationNotice.from_json(doc)
+        with node.store.repository() as repo:
+            versions = repo.item_versions(notice.item_id)
+            applied = any(n.signature == notice.signature
+                          for n in repo.notices_for(notice.item_id))
+            current = repo.custody_of(notice.item_id, versions[-1].version)[-1] \
+                if versions else None
+        if current is None or current.provider != sender:
+            raise PolicyDenied((f"{node.party} holds no {notice.item_id} from {sender}",))
+        key = originator_keys.get(notice.originator)
+        if key is None:
+            raise ProofInvalid(f"no key for originator {notice.originator}")
+        if applied:
+            return {"accepted": True, "duplicate": True}
+        remarked = handlers.apply_classification_notice(
+            QueueingUnitOfWork(node.uow(), node.party, now, came_from=sender),
+            keys=node.keys, catalogue=node.catalogue, notice=notice, originator_public=key,
+            now=now, actor=sender)
+    except GsomiaError as exc:
+        _refuse(node, CLASSIFICATION, sender, item_id, exc, now)
+        raise
+    return {"accepted": True,
+            "national_levels": sorted({r.national_label.level for r in remarked})}
+
+
+# ---- tree heads -------------------------------------------------------------------------------
+
+
+class LeafCache:
+    """The log's Merkle levels, read once and then extended with what was appended."""
+
+    def __init__(self) -> None:
+        self.levels = MerkleLevels()
+
+    def upto(self, conn: sa.Connection, size: int) -> MerkleLevels:
+        if self.levels.size < size:
+            more = conn.execute(sa.select(audit_events.c.leaf_hash)
+                                .where(audit_events.c.seq >= self.levels.size)
+                                .order_by(audit_events.c.seq)).scalars()
+            self.levels.extend([bytes(h) for h in more])
+        return self.levels
+
+
+def head_with_proof(node: Any, since: int, cache: LeafCache | None = None) -> dict[str, Any]:
+    """This node's latest head and a consistency proof from ``since`` (none if ``since`` is
+    past the head: the asker then sees the log shrank)."""
+    with node.store.reader() as reader:
+        head = reader.latest_head()
+        if head is None:
+            raise MalformedInput("this node's log has no signed tree head yet", where="audit")
+        if since > head.size:
+            return {"head": head.to_json(), "consistency": None}
+        levels = (cache or LeafCache()).upto(reader.conn, head.size)
+    path = levels.consistency_proof(since, head.size)
+    return {"head": head.to_json(),
+            "consistency": {"old_size": since, "path": hashes_to_json(path)}}
+
+
+def parse_since(value: str) -> int:
+    """The ``since`` of a tree-head exchange (the asker's recorded size of our log)."""
+    if not value.isdigit() or len(value) > 16:
+        raise MalformedInput(f"{value[:40]!r} is not a tree size", where="since",
+                             expected="a non-negative integer")
+    return int(value)
+
+
+def _head_events(conn: sa.Connection, limit: int | None = None) -> list[Any]:
+    query = (sa.select(audit_events.c.seq, audit_events.c.kind, audit_events.c.at,
+                       audit_events.c.details)
+             .where(audit_events.c.kind.in_(_HEAD_KINDS))
+             .order_by(audit_events.c.seq.desc()))
+    if limit is not None:
+        query = query.limit(limit)
+    return list(conn.execute(query).all())
+
+
+def partner_heads(node: Any) -> list[dict[str, Any]]:
+    """Per partner: its latest head seen and when; ``consistent`` is False once any of its
+    heads failed a check (the evidence of a rewrite is never outweighed by later good heads),
+    True if checked and never failed, None if never checked from this side."""
+    found: dict[str, dict[str, Any]] = {}
+    with node.store.engine.connect() as conn:
+        rows = _head_events(conn)
+    for row in rows:  # newest first
+        try:
+            details = json.loads(row.details)
+        except ValueError:
+            continue
+        partner = details.get("partner")
+        if not isinstance(partner, str):
+            continue
+        entry = found.setdefault(partner, {"partner": partner, "head": details.get("head"),
+                                           "at": row.at, "seq": row.seq, "consistent": None,
+                                           "checked_size": None, "checked_at": None,
+                                           "inconsistencies": 0, "reason": None})
+        size = (details.get("head") or {}).get("size")
+        if row.kind == AuditKind.PARTNER_LOG_INCONSISTENT.value:
+            entry["inconsistencies"] += 1
+            if entry["consistent"] is not False:
+                entry.update(consistent=False, reason=details.get("reason"),
+                             checked_at=row.at, checked_size=size)
+        elif details.get("consistent") is True and entry["consistent"] is None:
+            entry.update(consistent=True, checked_at=row.at, checked_size=size)
+    return [found[p] for p in sorted(found)]
+
+
+def _recorded_base(conn: sa.Connection, partner: Party) -> TreeHead | None:
+    for row in _head_events(conn):
+        if row.kind != AuditKind.TREE_HEAD_EXCHANGED.value:
+            continue
+        details = json.loads(row.details)
+        if details.get("partner") == partner and details.get("consistent") is True:
+            return TreeHead.from_json(details["head"])
+    return None
+
+
+# ---- the sender ----------------------------------------------------------------------------------
+
+
+@dataclass
+class NoticeReport:
+    delivered: int = 0
+    refused: int = 0
+    failed: int = 0
+    heads: int = 0
+    inconsistent: int = 0
+
+
+def _definitive(status: int) -> bool:
+    """A refusal retrying cannot change (the receiver checked and said no)."""
+    return 400 <= status < 500 and status not in (401, 408, 425, 429)
+
+
+class NoticeSender:
+    """Posts due notices to partners and exchanges tree heads with them; one ``step`` a pass."""
+
+    def __init__(self, node: Any, *, clock: Any = now_utc, client: Any = None,
+                 heads_every: float = HEADS_EVERY, heads_quiet: float = HEADS_QUIET,
+                 batch: int = 64) -> None:
+        self.node = node
+        self.clock = clock
+        self._client = client
+        self.heads_every = heads_every
+        self.heads_quiet = heads_quiet
+        self.batch = batch
+        self._next_heads = 0.0
+        self._sent_mark: dict[Party, tuple[int, float]] = {}
+        self._base: dict[Party, TreeHead | None] = {}
+        self._flagged: dict[Party, bytes] = {}
+        self._mark = -1
+        self._errors: dict[Party, str] = {}
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = peer_client(self.node.folder)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def step(self, *, heads: bool | None = None) -> NoticeReport:
+        """Send what is due; exchange heads when due (``heads`` forces or skips that)."""
+        report = NoticeReport()
+        partners = Partners.load(self.node.folder)
+        if partners is None:
+            return report
+        self.send_due(partners, report)
+        due = time.monotonic() >= self._next_heads if heads is None else heads
+        if due:
+            self._next_heads = time.monotonic() + self.heads_every
+            self.exchange_heads(partners, report, force=bool(heads))
+        return report
+
+    # -- notices --
+
+    def send_due(self, partners: Partners, report: NoticeReport) -> None:
+        now = self.clock()
+        with self.node.store.engine.connect() as conn:
+            due = conn.execute(sa.select(notices).where(notices.c.status == PENDING,
+                                                         notices.c.next_at <= now)
+                               .order_by(notices.c.row).limit(self.batch)).all()
+        if not due:
+            return
+        updates: list[tuple[int, dict[str, Any]]] = []
+        for row in due:
+            peer = partners.peers.get(row.recipient)
+            try:
+                if peer is None:
+                    raise OSError(f"no URL for {row.recipient} in partners.json")
+                response = self.client.post(peer.url.rstrip("/") + PATHS[row.kind],
+                                            content=row.body.encode("utf-8"),
+                                            headers=_CLOSE)
+                status, text = response.status_code, response.text[:500]
+            except Exception as exc:  # network, TLS, partner down: retry with backoff
+                status, text = 0, str(exc)[:500]
+            if status == 202:
+                updates.append((row.row, {"status": DELIVERED, "delivered_at": now,
+                                          "attempts": row.attempts + 1, "last_error": None}))
+                report.delivered += 1
+            elif _definitive(status):
+                updates.append((row.row, {"status": REFUSED, "attempts": row.attempts + 1,
+                                          "last_error": f"HTTP {status}: {text}"}))
+                report.refused += 1
+            else:
+                delay = min(MAX_BACKOFF, 0.2 * 2 ** row.attempts)
+                updates.append((row.row, {
+                    "attempts": row.attempts + 1, "next_at": now + timedelta(seconds=delay),
+                    "last_error": (f"HTTP {status}: " if status else "") + text}))
+                report.failed += 1
+        with self.node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
+                conn.begin():
+            for key, values in updates:
+                conn.execute(notices.update().where(notices.c.row == key).values(**values))
+
+    # -- tree heads --
+
+    def _own_mark(self) -> int:
+        """The seq of this log's newest event other than tree-head records."""
+        with self.node.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(audit_events.c.seq, audit_events.c.kind)
+                                .order_by(audit_events.c.seq.desc()).limit(64)).all()
+        found = next((int(r.seq) for r in rows if r.kind not in _HEAD_KINDS), None)
+        # 64 head records in a row and nothing else: nothing new since the last look.
+        self._mark = found if found is not None else self._mark
+        return self._mark
+
+    def exchange_heads(self, partners: Partners, report: NoticeReport,
+                       force: bool = False) -> None:
+        mark = self._own_mark()
+        for code in partners.deliver_to:
+            peer = partners.peers.get(code)
+            if peer is None or code == self.node.party:
+                continue
+            last = self._sent_mark.get(code)
+            quiet = last is not None and time.monotonic() - last[1] < self.heads_quiet
+            if not force and last is not None and last[0] == mark and quiet:
+                continue
+            try:
+                verdict = self.exchange_with(peer)
+            except Exception as exc:  # the partner is down or answered badly: next time
+                report.failed += 1
+                if self._errors.get(code) != repr(exc):  # say it once, not every pass
+                    self._errors[code] = repr(exc)
+                    print(f"gsomia notices: tree head exchange with {code}: {exc!r}",
+                          file=sys.stderr, flush=True)
+                continue
+            self._errors.pop(code, None)
+            self._sent_mark[code] = (mark, time.monotonic())
+            report.heads += 1
+            if verdict is not None and not verdict.consistent:
+                report.inconsistent += 1
+
+    def base(self, partner: Party) -> TreeHead | None:
+        if partner not in self._base:
+            with self.node.store.engine.connect() as conn:
+                self._base[partner] = _recorded_base(conn, partner)
+        return self._base[partner]
+
+    def exchange_with(self, peer: Peer) -> HeadVerdict | None:
+        """One exchange: post our head, judge theirs, record the verdict (audited)."""
+        with self.node.store.reader() as reader:
+            mine = reader.latest_head()
+        if mine is None:
+            return None
+        previous = self.base(peer.party)
+        since = previous.size if previous is not None else 0
+        response = self.client.post(peer.url.rstrip("/") + "/peer/v1/tree-heads/",
+                                    params={"since": str(since)},
+                                    content=json.dumps(mine.to_json()), headers=_CLOSE)
+        if response.status_code not in (200, 202):
+            raise OSError(f"HTTP {response.status_code}: {response.text[:300]}")
+        data = response.json()
+        if isinstance(data, Mapping) and "head" in data:
+            head = TreeHead.from_json(data["head"])
+            proof_doc = data.get("consistency")
+        else:  # a partner that answers with its bare head gives no proof
+            head, proof_doc = TreeHead.from_json(data), None
+        proof = None
+        if isinstance(proof_doc, Mapping) and proof_doc.get("old_size") == since:
+            proof = hashes_from_json(proof_doc.get("path"), where="consistency.path")
+        verdict = judge_partner_head(previous, head, proof, peer.signing_public)
+        self.record(peer.party, previous, head, verdict)
+        return verdict
+
+    def record(self, partner: Party, previous: TreeHead | None, head: TreeHead,
+               verdict: HeadVerdict) -> None:
+        now = self.clock()
+        if verdict.consistent:
+            with self.node.uow() as uow:
+                uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, "node",
+                                 details={"partner": partner, "head": head.to_json(),
+                                          "consistent": True, "from_size": verdict.from_size,
+                                          "direction": "obtained"})
+                uow.commit()
+            self._base[partner] = head
+            self._flagged.pop(partner, None)
+            return
+        if self._flagged.get(partner) == head.signature:
+            return  # the same bad head again: recorded once
+        with self.node.uow() as uow:
+            uow.audit.append(AuditKind.PARTNER_LOG_INCONSISTENT, now, "node",
+                             details={"partner": partner, "head": head.to_json(),
+                                      "recorded": previous.to_json() if previous else None,
+                                      "from_size": verdict.from_size,
+                                      "reason": verdict.reason[:500]})
+            uow.commit()
+        self._flagged[partner] = head.signature
+        print(f"gsomia notices: {partner}'s log is inconsistent with its head of size "
+              f"{verdict.from_size}: {verdict.reason}", file=sys.stderr, flush=True)
+
+    def run(self, stop: threading.Event, idle: float = 0.05) -> None:
+        last = ""
+        while not stop.is_set():
+            try:
+                report = self.step()
+            except Exception as exc:  # the loop outlives one bad pass; rows stay queued
+                report = NoticeReport(failed=1)
+                if repr(exc) != last:
+                    last = repr(exc)
+                    print(f"gsomia notices: {last}", file=sys.stderr, flush=True)
+            if not (report.delivered or report.refused):
+                stop.wait(idle if not report.failed else 0.2)
+
+
+def start_notices(node: Any, *, heads_every: float = HEADS_EVERY
+                  ) -> tuple[threading.Thread, threading.Event]:
+    """The notice sender and tree-head exchange on a daemon thread (``gsomia node run``)."""
+    stop = threading.Event()
+    sender = NoticeSender(node, heads_every=heads_every)
+
+    def loop() -> None:
+        try:
+            sender.run(stop)
+        finally:
+            sender.close()
+
+    thread = threading.Thread(target=loop, name="gsomia-notices", daemon=True)
+    thread.start()
+    return thread, stop
+

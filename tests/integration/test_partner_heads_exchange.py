@@ -1,0 +1,121 @@
+"""The tree-head exchange through the real peer API (in process): JPN records KOR's heads
+while they extend each other, and a KOR log forked from a copy of its database (same keys,
+a different history) is recorded as inconsistent, never becomes the base for the next check,
+and makes ``audit partners`` fail."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import click
+from click.testing import CliRunner
+
+from gsomia.core.agreements import Catalogue
+from gsomia.core.audit import AuditKind
+from gsomia.service import handlers
+from gsomia.shell import notices
+from gsomia.shell.commands import notices as notice_commands
+from gsomia.shell.commands.doctor import partner_checks
+from gsomia.shell.commands.serve import app_for_node
+from gsomia.shell.exchange import Peer
+from gsomia.shell.node import Node, open_node
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
+    from starlette.testclient import TestClient
+
+
+def grow(node: Node, n: int, what: str, now: datetime) -> None:
+    for i in range(n):
+        handlers.report_incident(node.uow(), keys=node.keys, kind="investigation-result",
+                                 description=f"{what} {i}", now=now + timedelta(seconds=i))
+
+
+def client_for(node: Node, jpn: Node) -> TestClient:
+    app = app_for_node(node, partner_keys={"JPN": jpn.keys.public_signing_key()},
+                       peer_identity=lambda scope: "JPN")
+    return TestClient(app, base_url="https://kor.test")
+
+
+def partners_cli(jpn: Node) -> tuple[int, dict[str, object]]:
+    group = click.Group()
+    notice_commands.register(group)
+    result = CliRunner().invoke(group, ["audit", "partners", "--node", str(jpn.folder),
+                                        "--json"])
+    return result.exit_code, json.loads(result.output)
+
+
+def test_forked_partner_log_is_recorded_inconsistent(
+        node_factory: Callable[..., Node], shipped: Catalogue, now: datetime) -> None:
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    grow(kor, 3, "before the copy", now)
+    kor.close()
+    fork_folder = kor.folder.parent / "kor-fork"
+    shutil.copytree(kor.folder, fork_folder)
+    kor, fork = open_node(kor.folder, catalogue=shipped), open_node(fork_folder,
+                                                                    catalogue=shipped)
+    try:
+        peer = Peer("KOR", "https://kor.test", kor.keys.public_signing_key(),
+                    kor.keys.envelope_key().public_key())
+        sender = notices.NoticeSender(jpn, client=client_for(kor, jpn))
+        first = sender.exchange_with(peer)
+        assert first is not None and first.consistent and first.from_size == 0
+        grow(kor, 2, "after the copy", now)
+        second = sender.exchange_with(peer)
+        assert second is not None and second.consistent and second.from_size > 0
+        base = sender.base("KOR")
+        assert base is not None
+        code, doc = partners_cli(jpn)
+        assert code == 0 and doc["consistent"] is True
+        assert [c.ok for c in partner_checks(jpn.folder)] == [True]
+
+        # The copy grows a different history past the recorded size, under the same key.
+        grow(fork, 8, "rewritten", now)
+        forked = notices.NoticeSender(jpn, client=client_for(fork, jpn))
+        verdict = forked.exchange_with(peer)
+        assert verdict is not None and not verdict.consistent
+        assert verdict.from_size == base.size
+        # Never the base for the next check, not even for a sender that reloads it.
+        assert forked.base("KOR") == base
+        assert notices.NoticeSender(jpn).base("KOR") == base
+        with jpn.store.reader() as reader:
+            bad = [r for r in reader.rows()
+                   if r["kind"] == AuditKind.PARTNER_LOG_INCONSISTENT.value]
+        assert len(bad) == 1
+        code, doc = partners_cli(jpn)
+        assert code == 1 and doc["consistent"] is False
+        row = doc["partners"][0]  # type: ignore[index]
+        assert row["partner"] == "KOR" and row["consistent"] is False
+        (check,) = partner_checks(jpn.folder)
+        assert not check.ok and check.required and "INCONSISTENT" in check.detail
+        # The genuine log still extends the base, but the evidence of the fork stays.
+        again = sender.exchange_with(peer)
+        assert again is not None and again.consistent
+        code, doc = partners_cli(jpn)
+        assert code == 1 and doc["partners"][0]["inconsistencies"] == 1  # type: ignore[index]
+    finally:
+        kor.close()
+        fork.close()
+
+
+def test_classification_notice_route_is_documented_and_refuses_junk(
+        node_factory: Callable[..., Node]) -> None:
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    client = client_for(kor, jpn)
+    doc = client.get("/openapi.json").json()
+    assert "post" in doc["paths"]["/peer/v1/classification-notices/"]
+    junk = client.post("/peer/v1/classification-notices/", json={"item_id": "x"})
+    assert junk.status_code == 422 and junk.json()["http_status"] == "422"
+    not_object = client.post("/peer/v1/classification-notices/", json=[1])
+    assert not_object.status_code == 422
+    with kor.store.reader() as reader:
+        refused = [r for r in reader.rows() if r["kind"] == AuditKind.NOTICE_REFUSED.value]
+    assert [(r["actor"], r["item_id"]) for r in refused] == [("JPN", "x")]
+    # Without a client certificate: 401.
+    app = app_for_node(kor, peer_identity=lambda scope: None)
+    assert TestClient(app).post("/peer/v1/classification-notices/",
+                                json={}).status_code == 401
