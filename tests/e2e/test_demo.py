@@ -1,66 +1,218 @@
-"""``gsomia demo`` tells the whole story from the real catalogue, policy and scenario."""
+"""``gsomia demo`` tells the whole story from the real catalogue, policy and scenario, and
+runs the launch through a real three-node federation per regime, each in its own topology."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from subprocess import CompletedProcess
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gsomia import bootstrap
+from gsomia.shell.commands import federation
+
+pytestmark = pytest.mark.timeout(420)
+
+PARTIES = ("JPN", "KOR", "USA")
+TRILATERAL_KINDS = {"launch-point", "flight-path", "impact-prediction"}
 
 
-def test_demo_json(gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path) -> None:
-    out = gsomia("demo", "--json", "--report", str(tmp_path / "report"), timeout=600)
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One full run (all four regimes), shared by the assertions below."""
+    import sys
+
+    report = tmp_path_factory.mktemp("report")
+    out = subprocess.run([sys.executable, "-m", "gsomia", "demo", "--json", "--report",
+                          str(report)], capture_output=True, text=True, timeout=400,
+                         check=False)
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    verdicts = {d["case"].split(":")[0]: d["decision"]["permit"] for d in doc["decisions"]}
+    yield json.loads(out.stdout)
+
+
+def _held_at(folder: Path, holder: str) -> list[tuple[str, str | None, str]]:
+    """(originator, provider, content) of every item the node holds, from its own store."""
+    with bootstrap.open_node(folder / holder) as node, node.store.repository() as repo:
+        out = []
+        for h in repo.holdings():
+            received = [r for r in h.custody if r.event == "received"]
+            out.append((h.item.originator, received[0].provider if received else None,
+                        h.item.content.decode("utf-8")))
+        return out
+
+
+def test_story_and_model(demo: dict[str, Any]) -> None:
+    verdicts = {d["case"].split(":")[0]: d["decision"]["permit"] for d in demo["decisions"]}
     assert verdicts["2017"] is True and verdicts["2016"] is False
-    assert doc["states"]["jpn-kor-gsomia-2016"]["2019-10-01"]["state"] == "notice-given"
-    regimes = doc["warning"]["regimes"]
-    assert set(regimes) == {"none", "hub", "direct", "trilateral"}
+    assert demo["states"]["jpn-kor-gsomia-2016"]["2019-10-01"]["state"] == "notice-given"
+    regimes = demo["warning"]["regimes"]
+    assert list(regimes) == ["none", "hub", "direct", "trilateral"]
     jpn = {name: run["parties"]["JPN"]["first_warning_s"] for name, run in regimes.items()}
     assert all(t is not None for t in jpn.values())
     assert jpn["direct"] <= jpn["none"] and jpn["direct"] <= jpn["hub"]
     issued = [w for w in regimes["direct"]["parties"]["JPN"]["warnings"]
               if w["action"] == "issued"]
     assert "Hokkaido" in issued[0]["regions"]
-    fed = doc["federation"]
-    assert fed["delivered"] is True and fed["published_at_kor"] > 0
-    assert fed["jpn_marking"].startswith("極秘//FGI KOR")
-    assert all(a["ok"] for a in fed["audit"].values()) and set(fed["audit"]) == {
-        "JPN", "KOR", "USA"}
-    assert set(fed["stopped"]) == {"JPN", "KOR", "USA"}
-    left = subprocess.run(["pgrep", "-f", fed["folder"]], capture_output=True, text=True)
+
+
+def test_every_regime_ran_through_its_own_federation(demo: dict[str, Any]) -> None:
+    feds = demo["federations"]
+    assert list(feds) == ["none", "hub", "direct", "trilateral"]
+    folders = {Path(f["folder"]) for f in feds.values()}
+    assert len(folders) == 4
+    for name, fed in feds.items():
+        assert fed["topology"] == name
+        assert fed["delivered"] is True, name
+        assert set(fed["audit"]) == set(PARTIES)
+        assert all(a["ok"] and a["events"] > 0 for a in fed["audit"].values()), name
+        assert set(fed["stopped"].values()) == {"stopped"}, (name, fed["stopped"])
+        # Every party published warning-relevant items of its own at its node.
+        assert all(fed["parties"][p]["published"] > 0 for p in PARTIES)
+        assert sum(fed["published"]["KOR"].values()) == fed["parties"]["KOR"]["published"]
+    left = subprocess.run(["pgrep", "-f", demo["folder"]], capture_output=True, text=True)
     assert left.stdout.strip() == "", "a node process was left running"
-    report = Path(doc["report"])
-    assert report == tmp_path / "report" / "index.html" and report.is_file()
+
+
+def test_none_shares_nothing(demo: dict[str, Any]) -> None:
+    fed = demo["federations"]["none"]
+    assert fed["crossed"] == 0 and fed["links"] == []
+    assert all(released == {} for released in fed["released"].values())
+    folder = Path(fed["folder"])
+    for p in PARTIES:
+        assert fed["parties"][p]["held_from"] == {}
+        assert {origin for origin, _, _ in _held_at(folder, p)} == {p}
+        # No partners: a node trusts no other party's certificate.
+        assert list((folder / p / "tls" / "partners").glob("*.crt")) == []
+
+
+def test_hub_relays_between_jpn_and_kor_through_usa(demo: dict[str, Any]) -> None:
+    fed = demo["federations"]["hub"]
+    links = {(link["from"], link["to"]): link for link in fed["links"]}
+    assert ("KOR", "JPN") not in links and ("JPN", "KOR") not in links
+    relay = links[("USA", "JPN")]
+    assert relay["relayed"] > 0 and relay["agreements"].get("tisa-2014") == relay["relayed"]
+    assert links[("USA", "KOR")]["relayed"] > 0
+    assert fed["consents"]["granted"] == fed["consents"]["requested"] > 0
+    assert fed["consents"]["failed"] == 0
+    # From JPN's own store: every KOR item it holds came from USA.
+    held = _held_at(Path(fed["folder"]), "JPN")
+    from_kor = [provider for origin, provider, _ in held if origin == "KOR"]
+    assert from_kor and set(from_kor) == {"USA"}
+    assert fed["parties"]["JPN"]["held_from"]["KOR"] == len(from_kor)
+
+
+def test_direct_and_trilateral_deliver_directly(demo: dict[str, Any]) -> None:
+    for name in ("direct", "trilateral"):
+        fed = demo["federations"][name]
+        links = {(link["from"], link["to"]): link for link in fed["links"]}
+        assert set(links) == {(a, b) for a in PARTIES for b in PARTIES if a != b}, name
+        assert all(link["relayed"] == 0 for link in links.values())
+        held = _held_at(Path(fed["folder"]), "JPN")
+        from_kor = [provider for origin, provider, _ in held if origin == "KOR"]
+        assert from_kor and set(from_kor) == {"KOR"}, name
+    direct = {(k["from"], k["to"]): k for k in demo["federations"]["direct"]["links"]}
+    assert set(direct[("KOR", "JPN")]["agreements"]) == {"jpn-kor-gsomia-2016"}
+    assert direct[("KOR", "JPN")]["categories"]["sensor-report"] > 0
+    # The 2023 mechanism carries only launch points, flight paths and impact predictions.
+    for link in demo["federations"]["trilateral"]["links"]:
+        assert set(link["agreements"]) == {"trilateral-mwd-2023"}
+        assert set(link["categories"]) <= TRILATERAL_KINDS
+
+
+def test_measured_warning_times_follow_the_topologies(demo: dict[str, Any]) -> None:
+    feds = demo["federations"]
+    jpn = {name: fed["parties"]["JPN"] for name, fed in feds.items()}
+    # Alone, JPN holds only its own impact predictions and warning; shared, it holds the
+    # partners' earlier ones.
+    assert jpn["none"]["first_ipp_from"] == "own"
+    assert jpn["direct"]["first_ipp_held_s"] < jpn["none"]["first_ipp_held_s"]
+    assert jpn["direct"]["warning_held_s"] < jpn["none"]["warning_held_s"]
+    assert "Hokkaido" in jpn["direct"]["warning"]
+    for name, fed in feds.items():
+        for p in PARTIES:
+            o = fed["parties"][p]
+            if o["model_first_warning_s"] is not None:
+                # A party's own warning is at its node no earlier than the model issued it.
+                assert o["warning_held_s"] is not None
+                assert o["warning_held_s"] <= o["model_first_warning_s"] + 30, (name, p)
+    # KOR never warns in this launch (the impact is far from Korea) but, sharing, holds
+    # partners' warnings: through USA in the hub.
+    assert feds["none"]["parties"]["KOR"]["warning_held_s"] is None
+    assert feds["hub"]["parties"]["KOR"]["warning_from"] in ("USA", "JPN via USA")
+
+
+def test_sensor_sites_stay_with_their_owners(demo: dict[str, Any]) -> None:
+    from gsomia.shell import feeds
+
+    held = _held_at(Path(demo["federations"]["direct"]["folder"]), "JPN")
+    text = " ".join(content for _, _, content in held)
+    assert "sensor" in text
+    for sensor in feeds.load_sensors():
+        assert sensor.id not in text and sensor.name not in text
+
+
+def test_report_names_the_warnings(demo: dict[str, Any]) -> None:
+    report = Path(demo["report"])
+    assert report.name == "index.html" and report.is_file()
     html = report.read_text("utf-8")
     assert "Hokkaido" in html and "jpn-kor-gsomia-2016" in html
+    assert "Through the real federations" in html and "warning issued: Hokkaido" in html
+    assert "tisa-2014" in html and "nothing crossed" in html
 
 
-def test_demo_text_names_the_warnings(gsomia: Callable[..., CompletedProcess[str]],
-                                      tmp_path: Path) -> None:
-    out = gsomia("demo", "--report", str(tmp_path), timeout=600)
-    assert out.returncode == 0, out.stderr
-    assert "First warning" in out.stdout and "Hokkaido" in out.stdout
-    assert "PERMIT" in out.stdout and "DENY" in out.stdout
-    assert "\x1b[" not in out.stdout   # no colour codes when not a terminal
-    assert f"Report: {tmp_path / 'index.html'}" in out.stdout.replace("\n", "")
+def test_topologies_configure_partners(tmp_path: Path) -> None:
+    """``none`` leaves every node without partners, also in a folder that had some."""
+    base = federation.free_base_port()
+    doc = federation.configure(tmp_path, "trilateral", base)
+    assert doc["label_policy"] == "trilateral-mwd-2023"
+    assert {n["deliver_to"] == [p for p in PARTIES if p != c]
+            for c, n in doc["nodes"].items()} == {True}
+    assert len(list((tmp_path / "JPN" / "tls" / "partners").glob("*.crt"))) == 2
+    doc = federation.configure(tmp_path, "none", base)
+    assert all(n["deliver_to"] == [] for n in doc["nodes"].values())
+    assert doc["label_policy"] is None
+    for p in PARTIES:
+        partners = json.loads((tmp_path / p / "partners.json").read_text("utf-8"))
+        assert set(partners["parties"]) == {p} and partners["deliver_to"] == []
+        assert list((tmp_path / p / "tls" / "partners").glob("*.crt")) == []
+    assert federation.deliveries("hub", "KOR") == ("USA",)
+
+
+@given(topology=st.sampled_from(federation.TOPOLOGIES), me=st.sampled_from(PARTIES))
+def test_deliveries_follow_the_topology(topology: str, me: str) -> None:
+    to = federation.deliveries(topology, me)
+    assert me not in to and len(set(to)) == len(to)
+    if topology == "none":
+        assert to == ()
+    elif topology == "hub":
+        # JPN and KOR never reach each other but through USA.
+        assert to == (("USA",) if me != "USA" else ("JPN", "KOR"))
+    else:
+        assert set(to) == set(PARTIES) - {me}
 
 
 def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> None:
+    """Text output (not a terminal: no colours, no live panel), then the replayed (here:
+    ``none``) federation serving with a demo user per node until SIGINT, and nothing left
+    running."""
     import signal
     import sys
     import time
 
     import httpx
 
-    proc = subprocess.Popen([sys.executable, "-m", "gsomia", "demo", "--serve", "--report",
-                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "gsomia", "demo", "--serve", "--regimes",
+                             "none", "--report", str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
-        deadline = time.monotonic() + 400
+        deadline = time.monotonic() + 300
         assert proc.stdout is not None
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
@@ -69,8 +221,9 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
             lines.append(line)
             if "press Ctrl-C" in line:
                 break
+        text = "".join(lines)
         urls = [w for line in lines for w in line.split() if w.startswith("https://127.0.0.1")]
-        assert len(urls) == 3, "".join(lines)
+        assert len(urls) == 3, text
         tokens = [line.split("token ")[1].strip() for line in lines if "token " in line]
         assert len(tokens) == 3
         page = httpx.get(urls[0] + "login", verify=False, timeout=10)
@@ -79,6 +232,19 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0
+    assert "Scenario model, first warning" in text and "Hokkaido" in text
+    assert "PERMIT" in text and "DENY" in text
+    assert "Warning times per party and regime" in text and "nothing crossed" in text
+    assert "Dashboards of the none federation" in text
+    assert "audit JPN intact" in text
+    assert "\x1b[" not in text   # no colour codes when not a terminal
+    assert f"Report: {tmp_path / 'index.html'}" in text.replace("\n", "")
     assert "nodes stopped: JPN stopped, KOR stopped, USA stopped" in out
-    left = subprocess.run(["pgrep", "-f", "gsomia-demo-"], capture_output=True, text=True)
+    folder = next(w for line in lines for w in line.split() if "gsomia-demo-" in w)
+    left = subprocess.run(["pgrep", "-f", folder], capture_output=True, text=True)
     assert left.stdout.strip() == "", "a demo node process was left running"
+
+
+def test_demo_refuses_an_unknown_regime(gsomia: Callable[..., CompletedProcess[str]]) -> None:
+    out = gsomia("demo", "--regimes", "direct,bilateral", "--json")
+    assert out.returncode == 2 and "bilateral" in out.stderr

@@ -20,6 +20,7 @@ from typing import Any
 from gsomia.core.agreements import Catalogue
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.sharing import PARTIES, REGIMES, restricted, route
+from gsomia.core.tracking.coverage import outline
 
 __all__ = ["COLOURS", "Projection", "base_map", "custody_paths", "map_data", "render",
            "write_report"]
@@ -136,7 +137,8 @@ def map_data(results: Mapping[str, Any], trajectory: Any, sensors: Sequence[Any]
                                                                              strict=True)],
         "impact": [round(trajectory.impact_lat_deg, 4), round(trajectory.impact_lon_deg, 4)],
         "sensors": [{"id": s.id, "name": s.name, "owner": s.owner, "platform": s.platform,
-                     "lat": s.lat_deg, "lon": s.lon_deg, "max_range_km": s.max_range_km}
+                     "lat": s.lat_deg, "lon": s.lon_deg, "max_range_km": s.max_range_km,
+                     "outline": [list(p) for p in outline(s)]}
                     for s in sensors],
         "predictions": preds,
     }
@@ -215,9 +217,16 @@ def _svg_map(m: Mapping[str, Any], regimes: Sequence[str], proj: Projection, svg
             continue
         x, y = proj.xy(s["lat"], s["lon"])
         c = COLOURS.get(s["owner"], "#555")
-        parts.append(f'<circle class="cov" cx="{_f(x)}" cy="{_f(y)}" '
-                     f'r="{_f(s["max_range_km"] * k)}" fill="{c}" stroke="{c}">'
-                     f'<title>{_e(s["name"])}: {s["max_range_km"]:.0f} km</title></circle>'
+        # The footprint the dashboard draws too (gsomia.core.tracking.coverage); a story
+        # written before outlines existed falls back to a ring.
+        ring = s.get("outline") or []
+        shape = ('<path class="cov" d="M' + "L".join(
+                     f"{_f(px)},{_f(py)}" for px, py in (proj.xy(a, o) for a, o in ring))
+                 + f'Z" fill="{c}" stroke="{c}">' if ring else
+                 f'<circle class="cov" cx="{_f(x)}" cy="{_f(y)}" '
+                 f'r="{_f(s["max_range_km"] * k)}" fill="{c}" stroke="{c}">')
+        parts.append(shape + f'<title>{_e(s["name"])}: {s["max_range_km"]:.0f} km</title>'
+                     f'{"</path>" if ring else "</circle>"}'
                      f'<path d="M{_f(x)},{_f(y - 4)}l4,7h-8z" fill="{c}">'
                      f'<title>{_e(s["name"])}</title></path>')
     pts = " ".join(f"{_f(x)},{_f(y)}" for x, y in (proj.xy(a, o) for a, o in m["track"]))
@@ -324,6 +333,68 @@ def _custody_section(paths: Sequence[Mapping[str, Any]]) -> str:
             "<th>custody (holder: marking)</th></tr>" + "".join(rows) + "</table>")
 
 
+def _federations_section(feds: Mapping[str, Any]) -> str:
+    """What ``gsomia demo`` measured on a real federation per regime (see its docstring)."""
+
+    def held(t: float | None, src: str | None) -> str:
+        if t is None:
+            return '<span class="muted">—</span>'
+        return f"{t:.1f}" + ("" if src in (None, "own") else f" ({_e(src)})")
+
+    rows, links, audits = [], [], []
+    for name, fed in feds.items():
+        for p in PARTIES:
+            o = fed["parties"][p]
+            model = o["model_first_warning_s"]
+            rows.append(
+                f"<tr><td>{_e(name)}</td><td>{p}</td>"
+                f"<td class=num>{'—' if model is None else f'{model:.0f}'}</td>"
+                f"<td class=num>{held(o['warning_held_s'], o['warning_from'])}</td>"
+                f"<td>{_e(o.get('warning') or '')}</td>"
+                f"<td class=num>{held(o['first_ipp_held_s'], o['first_ipp_from'])}</td>"
+                f"<td class=num>{o['published']}</td>"
+                f"<td>{_e(', '.join(f'{k} {v}' for k, v in o['held_from'].items()))}</td>"
+                "</tr>")
+        for link in fed["links"] or [None]:
+            if link is None:
+                links.append(f"<tr><td>{_e(name)}</td><td colspan=5>nothing crossed</td></tr>")
+                continue
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(link["categories"].items()))
+            under = ", ".join(f"{k} {v}" for k, v in link["agreements"].items())
+            links.append(
+                f"<tr><td>{_e(name)}</td><td>{_e(link['from'])} → {_e(link['to'])}</td>"
+                f"<td class=num>{link['items']}</td><td class=num>{link['relayed'] or ''}</td>"
+                f"<td>{_e(kinds)}<br><span class=muted>{_e(under)}</span></td>"
+                f"<td class=num>{link['latency_ms']['p50']:.0f} / "
+                f"{link['latency_ms']['max']:.0f}</td></tr>")
+        verdicts = ", ".join(f"{p} {'intact' if a['ok'] else 'TAMPERED'} ({a['events']} events)"
+                             for p, a in fed.get("audit", {}).items())
+        consents = fed.get("consents")
+        audits.append(f"<li>{_e(name)}: audit {_e(verdicts)}"
+                      + (f"; consents requested {consents['requested']}, granted "
+                         f"{consents['granted']}" if consents else "")
+                      + ("" if fed.get("delivered") else
+                         ' <span class="deny">(not everything queued was delivered)</span>')
+                      + "</li>")
+    return ("<h2>Through the real federations</h2><p>The same launch, once per regime, "
+            "through three node processes (JPN, KOR, USA) in the regime's topology: "
+            "<code>none</code> (no partners), <code>hub</code> (JPN and KOR only through the "
+            "USA node, which relays with the originator's consent), <code>direct</code>, "
+            "<code>trilateral</code> (labels pinned to the 2023 mechanism). Each party's "
+            "items were published at its node at their time in the flight, faster than "
+            "real time; the release policy and the exchange decided what crossed. A measured "
+            "time is the item's time in the model plus what the real system took from the "
+            "moment it was due until the node held it.</p>"
+            "<table><tr><th>regime</th><th>party</th><th>model: first warning (s)</th>"
+            "<th>node held a warning (s)</th><th>that warning</th>"
+            "<th>node held its first impact prediction (s)</th><th>published</th>"
+            "<th>items from partners</th></tr>" + "".join(rows) + "</table>"
+            "<h3>Items that crossed each link</h3><table><tr><th>regime</th>"
+            "<th>provider → holder</th><th>items</th><th>relayed</th>"
+            "<th>kinds (agreements)</th><th>latency p50 / max (ms)</th></tr>"
+            + "".join(links) + "</table><ul>" + "".join(audits) + "</ul>")
+
+
 def _agreements_section(story: Mapping[str, Any]) -> str:
     states = story.get("states", {})
     if not states:
@@ -355,7 +426,8 @@ def _agreements_section(story: Mapping[str, Any]) -> str:
 
 
 def render(story: Mapping[str, Any]) -> str:
-    """The report page for a story: ``{"states", "decisions", "warning", "custody"}``."""
+    """The report page for a story: ``{"states", "decisions", "warning", "custody"}``, and
+    ``"federations"`` when ``gsomia demo`` ran the launch through real nodes."""
     w = story.get("warning")
     body = []
     title = "gsomia report"
@@ -369,6 +441,8 @@ def render(story: Mapping[str, Any]) -> str:
         if "map" in w:
             body.append(_map_section(w["map"], list(w["regimes"]), float(w["flight_time_s"])))
         body.append(_timeline_section(w))
+    if story.get("federations"):
+        body.append(_federations_section(story["federations"]))
     if story.get("custody"):
         body.append(_custody_section(story["custody"]))
     body.append(_agreements_section(story))

@@ -4,9 +4,13 @@ A federation folder holds one node folder per party (``JPN/``, ``KOR/``, ``USA/`
 ``federation.json`` (topology, ports, URLs) and, while it runs, one ``node.pid`` per node.
 Each node process (``gsomia node run``) serves the API and runs the sender.
 
-Topologies: ``direct`` — every pair of parties delivers to each other (JPN and KOR under
-the 2016 GSOMIA); ``hub`` — JPN and KOR deliver only to USA, which relays under TISA and
-only with the originator's consent.
+Topologies: ``none`` — three nodes with no partners: none trusts another's certificate or
+delivers to it, so nothing crosses; ``direct`` — every pair of parties delivers to each other
+(JPN and KOR under the 2016 GSOMIA); ``hub`` — JPN and KOR deliver only to USA, which relays
+under TISA and only with the originator's consent; ``trilateral`` — every pair delivers
+directly, as under the 2023 real-time missile warning mechanism: the federation file names
+its label policy (``trilateral-mwd-2023``), which publishers pin their labels to, so the
+release policy lets only launch points, flight paths and impact predictions pass.
 """
 
 from __future__ import annotations
@@ -24,18 +28,22 @@ import click
 
 from gsomia.core.errors import MalformedInput, PolicyDenied
 from gsomia.core.types import Party, party
-from gsomia.shell.commands.common import emit_json, json_option
+from gsomia.shell.commands.common import emit_json, json_option, progress
 
 FEDERATION_FILE = "federation.json"
 PID_FILE = "node.pid"
-TOPOLOGIES = ("direct", "hub")
+TOPOLOGIES = ("none", "direct", "hub", "trilateral")
+# The label policy a topology's publishers pin their labels to (``LabelRequest.policy``).
+LABEL_POLICIES = {"trilateral": "trilateral-mwd-2023"}
 
 
 def deliveries(topology: str, me: Party) -> tuple[Party, ...]:
     """Whom ``me`` delivers to under ``topology``."""
     from gsomia.shell.exchange import PARTIES
 
-    if topology == "direct":
+    if topology == "none":
+        return ()
+    if topology in ("direct", "trilateral"):
         return tuple(p for p in PARTIES if p != me)
     if topology == "hub":
         return ("USA",) if me != "USA" else tuple(p for p in PARTIES if p != "USA")
@@ -138,20 +146,28 @@ def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
                            keys.envelope_key().public_key())
     for code in PARTIES:
         home = folder / code
-        Partners(code, topology, peers, deliveries(topology, code)).write(home)
+        # With no partners a node knows and trusts only itself (a folder reused from
+        # another topology loses the partners' CAs).
+        known = peers if topology != "none" else {code: peers[code]}
+        Partners(code, topology, known, deliveries(topology, code)).write(home)
         trusted = home / "tls" / "partners"
         trusted.mkdir(parents=True, exist_ok=True)
         for other in PARTIES:
-            if other != code:
+            if other == code:
+                continue
+            if other in known:
                 (trusted / f"{other}.crt").write_bytes(
                     (folder / other / "tls" / "ca.crt").read_bytes())
-    doc = {"topology": topology, "base_port": base_port, "nodes": nodes}
+            else:
+                (trusted / f"{other}.crt").unlink(missing_ok=True)
+    doc = {"topology": topology, "base_port": base_port, "nodes": nodes,
+           "label_policy": LABEL_POLICIES.get(topology)}
     (folder / FEDERATION_FILE).write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
     return doc
 
 
-def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0
-       ) -> dict[str, Any]:
+def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
+       on_ready: Any = None) -> dict[str, Any]:
     """Start every node of the federation that is not running; wait until all answer."""
     folder = folder.resolve()
     if (folder / FEDERATION_FILE).exists():
@@ -187,16 +203,27 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0
                 raise MalformedInput(f"the {code} node did not answer within {timeout:.0f} s",
                                      where="--dir")
             time.sleep(0.1)
+        if on_ready is not None:  # a progress bar's advance: one node answers
+            on_ready(code)
     return {**status(folder), "started": started}
 
 
 def stop_node(home: Path, timeout: float = 10.0) -> str:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; how it stopped."""
+    return _await_stop(home, _terminate(home), timeout)
+
+
+def _terminate(home: Path) -> int | None:
     pid = _pid(home)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+    return pid
+
+
+def _await_stop(home: Path, pid: int | None, timeout: float) -> str:
     if pid is None:
         (home / PID_FILE).unlink(missing_ok=True)
         return "not running"
-    os.kill(pid, signal.SIGTERM)
     end = time.monotonic() + timeout
     how = "stopped"
     while _pid(home) is not None:
@@ -210,8 +237,12 @@ def stop_node(home: Path, timeout: float = 10.0) -> str:
 
 
 def down(folder: Path, timeout: float = 10.0) -> dict[str, str]:
+    """Stop every node; all are told at once, since each one's graceful shutdown waits for
+    the connections its partners hold open to it."""
     doc = load_federation(folder.resolve())
-    return {code: stop_node(Path(node["dir"]), timeout) for code, node in doc["nodes"].items()}
+    homes = {code: Path(node["dir"]) for code, node in doc["nodes"].items()}
+    pids = {code: _terminate(home) for code, home in homes.items()}
+    return {code: _await_stop(home, pids[code], timeout) for code, home in homes.items()}
 
 
 def status(folder: Path) -> dict[str, Any]:
@@ -222,7 +253,8 @@ def status(folder: Path) -> dict[str, Any]:
         pid = _pid(home)
         nodes[code] = {**node, "pid": pid, "running": pid is not None,
                        "answers": pid is not None and _answers(node["url"], home)}
-    return {"topology": doc["topology"], "base_port": doc["base_port"], "nodes": nodes}
+    return {"topology": doc["topology"], "base_port": doc["base_port"],
+            "label_policy": doc.get("label_policy"), "nodes": nodes}
 
 
 def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
@@ -233,10 +265,15 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
 
     node = bootstrap.open_node(node_dir)
     thread, stop = start_sender(node)
+    from gsomia.shell.notices import start_notices
+
+    notices_thread, notices_stop = start_notices(node)  # incidents, notices, tree heads
     try:
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
         serve_cmd.serve(node_dir, host, port, log_level=log_level)
     finally:
+        notices_stop.set()
+        notices_thread.join(timeout=5)
         stop.set()
         thread.join(timeout=5)
         node.close()
@@ -245,10 +282,14 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
 # ---- consent -----------------------------------------------------------------------------------
 
 
-def _post(node: Any, peer_url: str, path: str, body: dict[str, Any]) -> Any:
+def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
+          client: Any = None) -> Any:
+    from contextlib import nullcontext
+
     from gsomia.shell.exchange import peer_client
 
-    with peer_client(node.folder) as client:
+    # A caller making many requests passes its own client: a new one costs a TLS context.
+    with nullcontext(client) if client is not None else peer_client(node.folder) as client:
         try:
             response = client.post(peer_url.rstrip("/") + path, content=json.dumps(body))
         except OSError as exc:
@@ -268,7 +309,8 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any]) -> Any:
     return data
 
 
-def consent_request(node: Any, item_id: str, to: str, reason: str) -> dict[str, Any]:
+def consent_request(node: Any, item_id: str, to: str, reason: str, *,
+                    client: Any = None) -> dict[str, Any]:
     from gsomia.shell.exchange import record_request, require_partners
     from gsomia.shell.store import now_utc
 
@@ -283,7 +325,7 @@ def consent_request(node: Any, item_id: str, to: str, reason: str) -> dict[str, 
                              where="--item")
     origin = partners.peer(item.originator)
     answer = _post(node, origin.url, "/peer/v1/consents/requests/",
-                   {"item_id": item_id, "recipient": recipient, "reason": reason})
+                   {"item_id": item_id, "recipient": recipient, "reason": reason}, client)
     request_id = str(answer.get("request", ""))
     if not request_id:
         raise MalformedInput("the originator returned no request id", where="partner")
@@ -294,7 +336,8 @@ def consent_request(node: Any, item_id: str, to: str, reason: str) -> dict[str, 
             "recipient": recipient, "status": "pending"}
 
 
-def consent_decide(node: Any, request_id: str, grant: bool, reason: str) -> dict[str, Any]:
+def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
+                   client: Any = None) -> dict[str, Any]:
     from gsomia.service import handlers
     from gsomia.shell.exchange import consent_row, decide_request, require_partners
     from gsomia.shell.store import now_utc
@@ -314,12 +357,12 @@ def consent_decide(node: Any, request_id: str, grant: bool, reason: str) -> dict
                                          recipient=row["recipient"], now=now)
         decide_request(node, request_id, "granted", now)
         _post(node, holder.url, "/peer/v1/consents/replies/",
-              {"granted": True, "request": request_id, "consent": consent.to_json()})
+              {"granted": True, "request": request_id, "consent": consent.to_json()}, client)
         return {**out, "status": "granted", "consent": consent.to_json()}
     decide_request(node, request_id, "denied", now)
     _post(node, holder.url, "/peer/v1/consents/replies/",
           {"granted": False, "request": request_id, "item_id": row["item_id"],
-           "reason": reason})
+           "reason": reason}, client)
     return {**out, "status": "denied"}
 
 
@@ -328,7 +371,7 @@ def register(cli: click.Group) -> None:
     if not isinstance(group, click.Group):
         @cli.group("federation")
         def federation_group() -> None:
-            """Three node processes (JPN, KOR, USA) on loopback, direct or through a hub."""
+            """Three node processes (JPN, KOR, USA) on loopback: none, direct, hub, trilateral."""
 
         group = federation_group
 
@@ -342,13 +385,14 @@ def register(cli: click.Group) -> None:
         """Initialise the nodes if needed and start one process per party."""
         if not 0 < base_port < 65534:
             raise MalformedInput(f"{base_port} is not a TCP port", where="--base-port")
-        doc = up(Path(folder), topology, base_port)
+        with progress("waiting for the nodes", 3, as_json=as_json) as steps:
+            doc = up(Path(folder), topology, base_port, on_ready=lambda _: steps.advance())
         if as_json:
             emit_json(doc)
             return
         for code, node in doc["nodes"].items():
             click.echo(f"{code}  {node['url']}  pid {node['pid']}  → "
-                       f"{', '.join(node['deliver_to'])}")
+                       f"{', '.join(node['deliver_to']) or 'nobody (no partners)'}")
 
     @group.command("down")
     @click.option("--dir", "folder", required=True, type=click.Path(file_okay=False))
