@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -168,6 +169,48 @@ def test_item_appears_live_after_publish(browser: Browser, node: Running) -> Non
     page.context.close()
 
 
+def test_sensor_coverage_is_drawn_with_owners_and_a_legend(browser: Browser,
+                                                           node: Running) -> None:
+    from gsomia.shell import feeds
+
+    ours = sorted(s.id for s in feeds.load_sensors()
+                  if s.owner == "JPN" and s.platform != "satellite")
+    page = signed_in(browser, node, "kenji")
+    own = page.locator("#coverage path.coverage.own")
+    expect(own.first).to_be_attached(timeout=20_000)
+    assert own.count() == len(ours) > 0
+    assert sorted(page.eval_on_selector_all(
+        "#coverage path.coverage.own", "els => els.map(e => e.dataset.sensor)")) == ours
+    assert set(page.eval_on_selector_all(
+        "#coverage path.coverage", "els => els.map(e => e.dataset.owner)")) == {"JPN"}
+    # The shipped partners keep their sensors' sites: none is drawn, and the page says why.
+    assert page.locator("#coverage path.coverage.partner").count() == 0
+    expect(page.locator("#coverage-note")).to_contain_text(
+        "No partner has released a sensor's site to JPN")
+    labels = page.eval_on_selector_all("#coverage text.coverage-owner",
+                                       "els => els.map(e => e.textContent)")
+    assert labels == ["JPN"] * len(ours)
+    title = page.locator("#coverage path.coverage.own").first.locator("title")
+    assert "JPN radar" in title.text_content() and "own sensor" in title.text_content()
+    expect(page.locator('#coverage-key .key[data-owner="JPN"][data-relation="own"]')
+           ).to_have_text(f"JPN (own): {len(ours)}")
+    # Every drawn footprint lies at least partly inside the map's frame.
+    boxes = page.eval_on_selector_all(
+        "#coverage path.coverage", "els => els.map(e => { const b = e.getBBox(); "
+        "return [b.x, b.y, b.x + b.width, b.y + b.height]; })")
+    width, height = page.evaluate("() => [document.getElementById('map').viewBox.baseVal"
+                                  ".width, document.getElementById('map').viewBox.baseVal"
+                                  ".height]")
+    assert all(x0 < width and y0 < height and x1 > 0 and y1 > 0
+               for x0, y0, x1, y1 in boxes)
+    page.locator("#map").screenshot(path=str(ARTIFACTS / "dashboard-coverage.png"))
+    page.uncheck("#show-coverage")
+    expect(page.locator("#coverage")).to_be_hidden()
+    page.check("#show-coverage")
+    expect(own.first).to_be_visible()
+    page.context.close()
+
+
 def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Running) -> None:
     page = signed_in(browser, node, "kenji")
     page.fill("#replay input[name=speed]", "60")
@@ -191,6 +234,8 @@ def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Runni
         time.sleep(0.1)
     expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
     page.screenshot(path=str(ARTIFACTS / "dashboard-warning.png"), full_page=True)
+    if os.environ.get("GSOMIA_UPDATE_DOCS"):    # the README's screenshot
+        shutil.copyfile(ARTIFACTS / "dashboard-warning.png", ROOT / "docs" / "dashboard.png")
     page.context.close()
 
 
@@ -205,6 +250,9 @@ def test_user_without_need_to_know_gets_no_item_content(browser: Browser,
     assert secret not in page.content()
     assert item not in page.content()
     assert page.locator("#overlay > *").count() == 0      # no warnings, tracks or ellipses
+    expect(page.locator("#coverage-note")).to_contain_text("No sensor coverage you may see.")
+    expect(page.locator("#coverage-note")).to_contain_text("withheld")
+    assert page.locator("#coverage > *").count() == 0    # no sensor sites either
     state = page.request.get(node.url + "dashboard/state").json()
     assert state["items"] == [] and state["withheld"] >= 2
     assert secret not in json.dumps(state, ensure_ascii=False)

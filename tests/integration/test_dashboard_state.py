@@ -176,3 +176,73 @@ def test_sessions_expire() -> None:
     cookie = sessions.open("kenji", "gs_x")
     now[0] += timedelta(hours=9)
     assert sessions.get(cookie) is None
+
+
+# ---- sensor coverage -------------------------------------------------------------------------
+def test_state_draws_the_node_s_own_sensor_coverage_by_the_access_rule(
+        node: Node, tokens: dict[str, str]) -> None:
+    from gsomia.shell import feeds
+
+    seen = {}
+    for name in ("kenji", "aiko", "taro"):
+        client = client_for(node)
+        sign_in(client, name, tokens[name])
+        seen[name] = client.get("/dashboard/state").json()["coverage"]
+    kenji = seen["kenji"]
+    assert kenji["error"] is None and kenji["withheld"] == 0
+    ours = {s.id for s in feeds.load_sensors() if s.owner == "JPN"}
+    # The shipped partners keep their sensors' sites to themselves (REL TO the owner only).
+    assert {a["id"] for a in kenji["areas"]} == ours
+    for a in kenji["areas"]:
+        assert a["relation"] == "own" and a["owner"] == "JPN" and a["known_by"] == "own sensor"
+        assert a["kind"] == "radar" and len(a["outline"]) > 3 and "特定秘密" in a["marking"]
+    # 秘 does not cover 特定秘密; without need-to-know for DPRK missiles, nothing either.
+    for name in ("aiko", "taro"):
+        assert seen[name]["areas"] == [] and seen[name]["withheld"] == len(ours)
+
+
+def test_a_partner_sensor_is_shown_once_its_owner_releases_its_label(
+        shipped: Catalogue) -> None:
+    from dataclasses import replace
+
+    from gsomia.core.policy import Person
+    from gsomia.shell import feeds
+    from gsomia.shell.web import sensor_coverage
+
+    kenji = Person("kenji", "JPN", "極秘", frozenset({"dprk-missile"}))
+    aiko = Person("aiko", "JPN", "秘", frozenset({"dprk-missile"}))
+    sensors = feeds.load_sensors()
+    shipped_view = sensor_coverage("JPN", kenji, shipped, sensors)
+    assert {a["relation"] for a in shipped_view["areas"]} == {"own"}
+    ship = next(s for s in sensors if s.id == "kor-aegis-east-sea-1")
+    shared = replace(ship, label=replace(ship.label, rel_to=frozenset({"KOR", "JPN"})))
+    got = sensor_coverage("JPN", kenji, shipped, [shared])
+    assert [(a["id"], a["relation"], a["known_by"]) for a in got["areas"]] == [
+        ("kor-aegis-east-sea-1", "partner", "released by KOR")]
+    assert got["areas"][0]["outline"][0] == got["areas"][0]["outline"][-1]   # a ring
+    # The same release to a user whose clearance is below 군사II급비밀: withheld.
+    low = sensor_coverage("JPN", aiko, shipped, [shared])
+    assert low == {"areas": [], "withheld": 1}
+    # Released to the USA only: JPN still does not know of it.
+    elsewhere = replace(ship, label=replace(ship.label, rel_to=frozenset({"KOR", "USA"})))
+    assert sensor_coverage("JPN", kenji, shipped, [elsewhere]) == {"areas": [],
+                                                                    "withheld": 0}
+
+
+def test_partner_heads_carry_the_consistency_flag_when_logged() -> None:
+    from gsomia.shell.web import latest_partner_heads
+
+    rows = [  # newest first, as partner_heads reads them
+        ("2026-01-01T00:00:02Z", json.dumps({"partner": "USA", "head": {"size": 5},
+                                             "consistent": False})),
+        ("2026-01-01T00:00:01Z", json.dumps({"partner": "KOR", "head": {"size": 3},
+                                             "consistent": True})),
+        ("2026-01-01T00:00:00Z", json.dumps({"partner": "KOR", "head": {"size": 2}})),
+        ("2026-01-01T00:00:00Z", json.dumps({"partner": "JPN", "head": {"size": 1},
+                                             "consistent": "yes"})),
+    ]
+    got = {h["partner"]: h for h in latest_partner_heads(rows)}
+    assert [h for h in got] == ["JPN", "KOR", "USA"]
+    assert got["USA"]["consistent"] is False and got["KOR"]["consistent"] is True
+    assert got["KOR"]["head"] == {"size": 3}
+    assert got["JPN"]["consistent"] is None          # not a flag: shown as unknown

@@ -26,11 +26,11 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
@@ -49,7 +49,13 @@ from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.policy import decide_access
 from gsomia.core.types import Party
 
-__all__ = ["COOKIE", "NodeView", "Sessions", "publish_replay", "replay_entries", "routes", "state"]
+if TYPE_CHECKING:
+    from gsomia.core.agreements import Catalogue
+    from gsomia.core.policy import Person
+    from gsomia.core.tracking.sensors import Sensor
+
+__all__ = ["COOKIE", "NodeView", "Sessions", "latest_partner_heads", "partner_heads",
+           "publish_replay", "replay_entries", "routes", "sensor_coverage", "state"]
 
 COOKIE = "gsomia_session"
 SESSION_TTL = timedelta(hours=8)
@@ -137,18 +143,61 @@ def fingerprint(node: NodeView) -> tuple[int, ...]:
 
 
 def partner_heads(node: NodeView) -> list[dict[str, Any]]:
-    """The latest tree head each partner sent (verified when it arrived, then logged)."""
-    latest: dict[str, dict[str, Any]] = {}
+    """The latest tree head each partner sent (verified when it arrived, then logged).
+
+    ``consistent`` is what the exchange found when it checked the head against the one
+    before it (a consistency proof): true, false, or None when the event does not say.
+    """
     with node.store.engine.connect() as conn:
         rows = conn.execute(sa.text(
             "SELECT at, details FROM audit_events WHERE kind = 'tree-head-exchanged' "
             "ORDER BY seq DESC LIMIT 200")).all()
+    return latest_partner_heads(
+        (at if isinstance(at, str) else _stamp(at) or "", str(details)) for at, details in rows)
+
+
+def latest_partner_heads(rows: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
+    """From (at, details JSON) rows, newest first: each partner's latest head, by partner."""
+    latest: dict[str, dict[str, Any]] = {}
     for at, details in rows:
         doc = json.loads(details)
         partner, head = doc.get("partner"), doc.get("head")
         if isinstance(partner, str) and isinstance(head, dict) and partner not in latest:
-            latest[partner] = {"partner": partner, "received_at": at, "head": head}
+            flag = doc.get("consistent")
+            latest[partner] = {"partner": partner, "received_at": at, "head": head,
+                               "consistent": flag if isinstance(flag, bool) else None}
     return [latest[p] for p in sorted(latest)]
+
+
+def sensor_coverage(party: Party, person: Person, catalogue: Catalogue,
+                    sensors: Sequence[Sensor]) -> dict[str, Any]:
+    """The sensors this node knows of that the user may see, as coverage areas.
+
+    A sensor's type, site and performance are classified under its own label, which stays
+    with its owner unless the owner releases it: the node knows its own sensors, and a
+    partner's sensor only when that label names this party in REL TO. Partners' sensor
+    reports travel under pseudonyms (``gsomia demo``) and reveal no site, so they add none.
+    A user sees a sensor only if its label passes the access rule (Art. 7); the others are
+    counted as withheld.
+    """
+    from gsomia.core.tracking.coverage import coverage_area
+    from gsomia.shell.report import COLOURS
+
+    shown: list[dict[str, Any]] = []
+    withheld = 0
+    for s in sensors:
+        if s.owner != party and party not in s.label.rel_to:
+            continue
+        if not decide_access(person, s.label, catalogue.schemes).permit:
+            withheld += 1
+            continue
+        own = s.owner == party
+        shown.append({**coverage_area(s).to_json(), "relation": "own" if own else "partner",
+                      "known_by": "own sensor" if own else f"released by {s.owner}",
+                      "marking": s.label.national_marking(),
+                      "colour": COLOURS.get(s.owner, "#555555")})
+    shown.sort(key=lambda a: (a["relation"] != "own", a["owner"], a["id"]))
+    return {"areas": shown, "withheld": withheld}
 
 
 def _stamp(at: datetime | None) -> str | None:
@@ -163,10 +212,15 @@ def _payload(obj: Mapping[str, Any]) -> tuple[str | None, Any]:
     return None, None
 
 
-def state(node: NodeView, session: Session, now: datetime) -> dict[str, Any]:
-    """The page's data for one user: only what Art. 7 lets them read, reads audited."""
+def state(node: NodeView, session: Session, now: datetime,
+          sensors: Sequence[Sensor] | None = None) -> dict[str, Any]:
+    """The page's data for one user: only what Art. 7 lets them read, reads audited.
+
+    ``sensors``: the sensor catalogue (default: the shipped one).
+    """
     from gsomia.core.agreements import status
     from gsomia.service import handlers
+    from gsomia.shell import feeds
 
     schemes = node.catalogue.schemes
     with node.store.repository() as repo:
@@ -220,10 +274,18 @@ def state(node: NodeView, session: Session, now: datetime) -> dict[str, Any]:
         audit["partners"] = partner_heads(node)
     except (GsomiaError, sa.exc.SQLAlchemyError, ValueError) as exc:
         audit["error"] = str(exc)
+    coverage: dict[str, Any] = {"areas": [], "withheld": 0, "error": None}
+    try:
+        catalogue_sensors = feeds.load_sensors() if sensors is None else sensors
+        coverage.update(sensor_coverage(node.party, person, node.catalogue,
+                                        catalogue_sensors))
+    except GsomiaError as exc:
+        coverage["error"] = str(exc)
     return {"party": node.party, "now": _stamp(now),
             "user": {"name": user.name, "clearance": user.clearance,
                      "need_to_know": sorted(user.need_to_know)},
-            "items": items, "withheld": withheld, "agreements": agreements, "audit": audit}
+            "items": items, "withheld": withheld, "agreements": agreements, "audit": audit,
+            "coverage": coverage}
 
 
 # ---- replay --------------------------------------------------------------------------------
@@ -334,13 +396,16 @@ def _dashboard_page(party: Party) -> HTMLResponse:
     proj = Projection(lon_min=122.0, lon_max=162.0, lat_min=30.0, lat_max=47.0)
     svg = (f'<svg id="map" viewBox="0 0 {proj.width:.1f} {proj.height:.1f}" role="img" '
            f'aria-label="map" data-projection=\'{json.dumps(proj.to_json())}\'>'
-           f'{base_map(proj)}<g id="overlay"></g></svg>')
+           f'{base_map(proj)}<g id="coverage"></g><g id="overlay"></g></svg>')
     return _page(f"gsomia {party} node", (
         f'<header><h1>gsomia <span id="party">{party}</span> node</h1>'
         '<span id="who"></span><span id="live" class="live">connecting…</span>'
         '<form method="post" action="/logout"><button type="submit">Sign out</button></form>'
         '</header><p id="error" class="error" role="alert" hidden></p><main>'
-        f'<section class="map"><h2>Map</h2>{svg}<form id="replay"><label>Launch '
+        f'<section class="map"><h2>Map</h2>{svg}<div id="coverage-legend" '
+        'aria-label="sensor coverage legend"><label class="toggle"><input type="checkbox" '
+        'id="show-coverage" checked> Sensor coverage</label><span id="coverage-key"></span>'
+        '<p id="coverage-note" class="muted"></p></div><form id="replay"><label>Launch '
         '<input name="launch" value="2017-08-29" size="10"></label><label>Regime '
         '<select name="regime"><option>none</option><option>hub</option>'
         '<option selected>direct</option><option>trilateral</option></select></label>'

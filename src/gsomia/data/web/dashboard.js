@@ -6,6 +6,8 @@
   var map = document.getElementById("map");
   var proj = JSON.parse(map.getAttribute("data-projection"));
   var overlay = document.getElementById("overlay");
+  var coverageLayer = document.getElementById("coverage");
+  var showCoverage = document.getElementById("show-coverage");
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -167,8 +169,12 @@
     box.appendChild(el("p", {}, "Latest signed tree head:")); box.appendChild(dl);
     var partners = el("ul", {id: "partner-heads"});
     audit.partners.forEach(function (p) {
-      partners.appendChild(el("li", {}, p.partner + ": size " + p.head.size + ", root " +
-        p.head.root.slice(0, 16) + "…, signed " + p.head.timestamp));
+      var li = el("li", {"data-partner": p.partner}, p.partner + ": size " + p.head.size + ", root " +
+        p.head.root.slice(0, 16) + "…, signed " + p.head.timestamp);
+      // Absent on nodes whose exchange does not check consistency yet: say nothing then.
+      if (p.consistent === true) li.appendChild(el("span", {"class": "consistent"}, " consistent with its earlier head"));
+      else if (p.consistent === false) li.appendChild(el("span", {"class": "inconsistent"}, " INCONSISTENT with its earlier head: the partner's log was rewritten"));
+      partners.appendChild(li);
     });
     box.appendChild(el("p", {}, "Partners' latest heads:"));
     if (!audit.partners.length) partners.appendChild(el("li", {"class": "empty"}, "None received yet."));
@@ -178,10 +184,60 @@
       : "No head published to partners yet."));
   }
 
+  // Sensor coverage: partners' footprints dashed under the node's own, solid ones.
+  function drawCoverage(cov, party) {
+    clear(coverageLayer);
+    var key = document.getElementById("coverage-key"), note = document.getElementById("coverage-note");
+    clear(key); clear(note);
+    coverageLayer.classList.toggle("hidden", !showCoverage.checked);
+    if (cov.error) { note.className = "error"; note.textContent = "Sensor catalogue unavailable: " + cov.error; return; }
+    note.className = "muted";
+    var areas = cov.areas || [], whole = [], owners = {};
+    areas.slice().reverse().forEach(function (a) {
+      owners[a.owner + "|" + a.relation] = a;
+      var what = a.name + " (" + a.owner + " " + a.kind + ", " + a.platform + "; " +
+        Math.round(a.max_range_km) + " km" + (a.sector ? ", facing " + Math.round(a.sector.boresight_deg) +
+        "° ±" + Math.round(a.sector.half_width_deg) + "°" : "") + "): " + a.known_by;
+      if (a.whole_map) { whole.push(a); return; }
+      var d = a.outline.map(function (p, i) { return (i ? "L" : "M") + xy(p[0], p[1]).join(","); }).join("") + "Z";
+      var attrs = {"class": "coverage " + a.relation, d: d, stroke: a.colour, fill: a.colour,
+                   "data-owner": a.owner, "data-sensor": a.id, "data-relation": a.relation};
+      coverageLayer.appendChild(svg("path", attrs, what));
+      var c = xy(a.lat, a.lon);
+      coverageLayer.appendChild(svg("path", {"class": "site " + a.relation, fill: a.colour,
+        d: "M" + c[0] + "," + (c[1] - 5) + "l4.5,8h-9z"}, what));
+      var t = svg("text", {"class": "coverage-owner", x: c[0] + 6, y: c[1] + 3, fill: a.colour,
+                           "data-owner": a.owner});
+      t.textContent = a.owner; coverageLayer.appendChild(t);
+    });
+    Object.keys(owners).sort().forEach(function (k) {
+      var a = owners[k], item = el("span", {"class": "key", "data-owner": a.owner, "data-relation": a.relation});
+      var sw = document.createElementNS(SVG, "svg");
+      sw.setAttribute("width", "22"); sw.setAttribute("height", "12"); sw.setAttribute("aria-hidden", "true");
+      sw.appendChild(svg("rect", {"class": "coverage " + a.relation, x: 1, y: 1, width: 20, height: 10,
+                                  stroke: a.colour, fill: a.colour}));
+      item.appendChild(sw);
+      var n = areas.filter(function (b) { return b.owner === a.owner && b.relation === a.relation; }).length;
+      item.appendChild(document.createTextNode(a.owner + (a.relation === "own" ? " (own)" : " (partner)") + ": " + n));
+      key.appendChild(item);
+    });
+    var lines = [];
+    if (!areas.length) lines.push("No sensor coverage you may see.");
+    else lines.push("Solid: this node's sensors; dashed: partners' sensors released to " + party +
+                    " (nominal range, not the horizon).");
+    if (!areas.some(function (a) { return a.relation === "partner"; }))
+      lines.push("No partner has released a sensor's site to " + party + ": a sensor's type and site stay with its owner.");
+    whole.forEach(function (a) { lines.push(a.name + " (" + a.owner + ") sees the whole map."); });
+    if (cov.withheld) lines.push(cov.withheld + " sensor(s) withheld: your clearance or need-to-know does not cover them.");
+    note.textContent = lines.join(" ");
+    if (!areas.length) note.className = "empty";
+  }
+
   function render(doc) {
     showError("");
     document.getElementById("who").textContent =
       doc.user.name + " (" + doc.user.clearance + "; " + doc.user.need_to_know.join(", ") + ")";
+    drawCoverage(doc.coverage || {areas: [], withheld: 0}, doc.party);
     drawMap(doc.items); drawWarnings(doc.items); drawItems(doc);
     drawAgreements(doc.agreements); drawAudit(doc.audit);
     document.body.setAttribute("data-items", String(doc.items.length));
@@ -209,6 +265,10 @@
     source.addEventListener("error", function () {
       live.textContent = "disconnected, retrying…"; live.className = "live off"; });
   }
+
+  showCoverage.addEventListener("change", function () {
+    coverageLayer.classList.toggle("hidden", !showCoverage.checked);
+  });
 
   document.getElementById("replay").addEventListener("submit", function (ev) {
     ev.preventDefault();

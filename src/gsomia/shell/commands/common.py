@@ -1,16 +1,28 @@
-"""Options and output helpers shared by the command modules."""
+"""Options and output helpers shared by the command modules.
+
+Output habits every command follows: ``--json`` prints one JSON document on stdout and
+nothing else there; colours only on a terminal and never with ``NO_COLOR`` set (rich's
+Console reads both, and ``click.echo`` strips styles when stdout is not a terminal);
+progress bars go to stderr, only when stdout and stderr are both terminals and the output is
+not JSON (:func:`progress`), and vanish when done.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from gsomia import bootstrap
 from gsomia.core.agreements import Catalogue
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,3 +67,74 @@ def read_json_input(source: str, *, what: str) -> Any:
         raise MalformedInput(f"invalid JSON ({exc.msg})",
                              where=f"{source}:{exc.lineno}:{exc.colno}",
                              expected=f"{what} as a JSON document") from None
+
+
+# ---- terminals, colours and progress ---------------------------------------------------------
+def console(*, stderr: bool = False) -> Console:
+    """A rich Console; it colours only a terminal and honours ``NO_COLOR`` and ``TERM=dumb``."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def interactive(as_json: bool = False) -> bool:
+    """Whether a progress display may be drawn: a person is watching, not a pipe or a parser."""
+    if as_json:
+        return False
+    try:
+        return sys.stdout.isatty() and console(stderr=True).is_terminal
+    except (AttributeError, ValueError):     # a closed or replaced stream
+        return False
+
+
+def progress_console(as_json: bool = False) -> Console | None:
+    """The console to draw progress on (stderr), or None when progress is off."""
+    return console(stderr=True) if interactive(as_json) else None
+
+
+class Steps:
+    """One task of a progress display; does nothing when the display is off."""
+
+    def __init__(self, bar: Progress | None, task: TaskID | None) -> None:
+        self._bar, self._task = bar, task
+
+    def advance(self, n: float = 1.0) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.advance(self._task, n)
+
+    def update(self, *, total: float | None = None, completed: float | None = None,
+               description: str | None = None) -> None:
+        if self._bar is not None and self._task is not None:
+            self._bar.update(self._task, total=total, completed=completed,
+                             description=description)
+
+    @property
+    def shown(self) -> bool:
+        return self._bar is not None
+
+
+@contextmanager
+def progress(description: str, total: float | None = None, *,
+             as_json: bool = False) -> Iterator[Steps]:
+    """A transient progress bar on stderr (a spinner while ``total`` is None).
+
+    Off, and free, when stdout or stderr is not a terminal or with ``--json``: scripts and
+    pipes see only the command's output.
+    """
+    shown = progress_console(as_json)
+    if shown is None:
+        yield Steps(None, None)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=shown,
+                  transient=True) as bar:
+        yield Steps(bar, bar.add_task(description, total=total))

@@ -6,12 +6,13 @@ import importlib
 import shutil
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from gsomia.shell.commands.common import emit_json
+from gsomia.shell.commands.common import emit_json, progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +34,14 @@ MODULES = (("cryptography", "the crypto core"), ("rfc8785", "canonical JSON"),
            ("uvicorn", "node serve"), ("stix2validator", "publish"), ("matplotlib", "evaluate"))
 
 
-def environment() -> list[Check]:
+def environment(on_module: Callable[[str], None] | None = None) -> list[Check]:
+    """The checks of this machine; ``on_module(name)`` before each import (some take
+    seconds: stix2validator loads its schemas)."""
     out = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0],
                  "install Python 3.11 or newer")]
     for module, why in MODULES:
+        if on_module is not None:
+            on_module(module)
         try:
             importlib.import_module(module)
             out.append(Check(f"module {module}", True, f"importable ({why})"))
@@ -111,7 +116,31 @@ def node_checks(folder: Path) -> list[Check]:
     except Exception as exc:
         out.append(Check("database and audit log", False, str(exc),
                          "check the database URL in node.toml and that the server is up"))
+    out.extend(partner_checks(folder))
     return out
+
+
+def partner_checks(folder: Path) -> list[Check]:
+    """Partners' exchanged tree heads: any that did not extend the one recorded fails."""
+    from gsomia import bootstrap
+    from gsomia.shell.node import open_node
+    from gsomia.shell.notices import partner_heads
+
+    try:
+        with open_node(folder, catalogue=bootstrap.catalogue()) as node:
+            rows = partner_heads(node)
+    except Exception:  # the database check above already says what is wrong
+        return []
+    if not rows:
+        return [Check("partner tree heads", True, "none exchanged yet (not in a federation, "
+                      "or the node has not run)", required=False)]
+    bad = [r for r in rows if r["consistent"] is False]
+    detail = ", ".join(f"{r['partner']} size {(r['head'] or {}).get('size')} "
+                       + {True: "consistent", False: "INCONSISTENT", None: "not checked"}[
+                           r["consistent"]] for r in rows)
+    return [Check("partner tree heads", not bad, detail,
+                  "" if not bad else "a partner's log was rewritten: see `gsomia audit "
+                  "partners --node DIR` and consult the partner (Art. 20)")]
 
 
 def register(cli: click.Group) -> None:
@@ -121,9 +150,18 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
     def doctor(node_dir: str | None, as_json: bool) -> None:
         """Check the environment (and a node folder): what works and what to fix."""
-        checks = environment()
-        if node_dir is not None:
-            checks += node_checks(Path(node_dir).resolve())
+        # Importing every module and verifying a node's audit log takes seconds.
+        total = len(MODULES) + (node_dir is not None)
+        with progress("checking the environment", total, as_json=as_json) as steps:
+            def importing(module: str) -> None:
+                steps.update(description=f"importing {module}")
+                steps.advance()
+
+            checks = environment(importing)
+            if node_dir is not None:
+                steps.update(description="verifying the node's audit log")
+                checks += node_checks(Path(node_dir).resolve())
+                steps.advance()
         failed = [c for c in checks if not c.ok and c.required]
         if as_json:
             emit_json({"ok": not failed, "checks": [c.to_json() for c in checks]})

@@ -7,6 +7,7 @@ The store, the keys and stix2-validator are imported inside the commands that ne
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,9 +17,11 @@ import click
 from gsomia import bootstrap
 from gsomia.core.errors import MalformedInput
 from gsomia.shell.commands.common import (
+    Steps,
     agreements_option,
     emit_json,
     json_option,
+    progress,
     read_json_input,
 )
 
@@ -95,7 +98,9 @@ def register(cli: click.Group) -> None:
 
         Refuses to overwrite an existing node.
         """
-        node = bootstrap.init_node(node_dir, party, db_url=db_url, cli_dirs=agreement_dirs)
+        with progress(f"creating the {party} node: keys, certificates, database",
+                      as_json=as_json):
+            node = bootstrap.init_node(node_dir, party, db_url=db_url, cli_dirs=agreement_dirs)
         with node:
             doc = _info(node)
         if as_json:
@@ -210,12 +215,14 @@ def register(cli: click.Group) -> None:
         request = handlers.LabelRequest(level, tuple(_split((rel_to,))), purpose,
                                         frozenset(_split(caveats)), policy, category)
         published = []
-        with _open(node_dir, agreement_dirs) as node:
+        with _open(node_dir, agreement_dirs) as node, \
+                progress("publishing", len(objects), as_json=as_json or not bundle) as steps:
             for obj in objects:
                 result = handlers.publish(node.uow(), keys=node.keys, catalogue=node.catalogue,
                                           obj=obj, label=request, now=_now(),
                                           validate=validate_stix)
                 published.append(result.to_json())
+                steps.advance()
                 if not as_json:
                     click.echo(result.item_id)
                     sys.stdout.flush()
@@ -284,8 +291,10 @@ def register(cli: click.Group) -> None:
         """Recompute the log, items and registers from the store (exit 0 intact, 1 not)."""
         from gsomia.service import handlers
 
-        with _open(node_dir) as node, node.store.reader() as reader:
-            verdict = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
+        with _open(node_dir) as node, node.store.reader() as reader, \
+                progress("verifying the audit log", reader.size(), as_json=as_json) as steps:
+            counted = _CountingReader(reader, steps) if steps.shown else reader
+            verdict = handlers.verify_audit(counted, public_key=node.keys.public_signing_key())
         if as_json:
             emit_json(verdict.to_json())
         elif verdict.ok:
@@ -389,6 +398,22 @@ def register(cli: click.Group) -> None:
         for r in rows:
             click.echo(f"{r['seq']:>8}  {r['at']}  {r['kind']:<22} {r['actor']:<12} "
                        f"{r['item_id'] or ''}")
+
+
+class _CountingReader:
+    """The store's audit reader, advancing a progress bar as the log's rows are read."""
+
+    def __init__(self, reader: Any, steps: Steps) -> None:
+        self._reader, self._steps = reader, steps
+
+    def rows(self) -> Iterator[Any]:
+        for n, row in enumerate(self._reader.rows(), 1):
+            if n % 256 == 0:
+                self._steps.advance(256)
+            yield row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
 
 
 def _info(node: Node) -> dict[str, Any]:

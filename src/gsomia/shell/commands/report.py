@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from gsomia.shell.commands.common import agreements_option, catalogue, emit_json, json_option
+from gsomia.shell.commands.common import (
+    agreements_option,
+    catalogue,
+    emit_json,
+    json_option,
+    progress,
+    progress_console,
+)
 
 
 def register(cli: click.Group) -> None:
@@ -23,9 +30,12 @@ def register(cli: click.Group) -> None:
         from gsomia.shell.report import custody_paths, write_report
 
         cat = catalogue(agreement_dirs)
-        warnings = warning_story(day, seed, None)
-        story = {**agreement_story(cat), "warning": warnings, "custody": custody_paths(cat)}
-        path = write_report(story, out_dir)
+        # demo's replay of every regime draws its own bar on the console it is given.
+        warnings = warning_story(day, seed, progress_console(as_json))
+        with progress("writing the report", as_json=as_json):
+            story = {**agreement_story(cat), "warning": warnings,
+                     "custody": custody_paths(cat)}
+            path = write_report(story, out_dir)
         if as_json:
             emit_json({"report": str(path), "launch": warnings["launch"]["id"],
                        "first_warning_s": {
@@ -53,9 +63,13 @@ def register(cli: click.Group) -> None:
 
         node = bootstrap.open_node(node_dir)
         try:
-            entries = replay_entries(day, regime_name, node.party, seed)
-            view = NodeView(node.store, node.keys, node.catalogue, node.party)
-            done = publish_replay(view, entries, speed=speed)
+            with progress(f"replaying {day} under {regime_name}", as_json=as_json) as steps:
+                entries = replay_entries(day, regime_name, node.party, seed)
+                steps.update(total=len(entries), completed=0,
+                             description=f"publishing at the {node.party} node")
+                view = NodeView(node.store, node.keys, node.catalogue, node.party)
+                done = publish_replay(view, entries, speed=speed,
+                                      on_publish=lambda n: steps.update(completed=n))
         finally:
             node.close()
         warnings = [o["x_gsomia_warning"] for _, o, _ in entries if "x_gsomia_warning" in o]

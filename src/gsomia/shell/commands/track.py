@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import timedelta
 from importlib import resources
 from itertools import groupby
@@ -44,7 +45,7 @@ from gsomia.core.tracking.types import (
     TrackUpdated,
 )
 from gsomia.core.types import instant, iso
-from gsomia.shell.commands.common import emit_json, json_option, read_json_input
+from gsomia.shell.commands.common import emit_json, json_option, progress, read_json_input
 
 SCHEMA = "measurements.schema.json"
 
@@ -130,14 +131,21 @@ def _km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 
 def run_file(doc: dict[str, Any], source: str, tracker: Tracker,
-             until: float | None = None) -> dict[str, Any]:
-    """Track every measurement of ``doc``; the JSON report ``gsomia track --json`` prints."""
+             until: float | None = None,
+             on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Track every measurement of ``doc``; the JSON report ``gsomia track --json`` prints.
+
+    ``on_step(n)`` is told how many measurements each tracker step consumed.
+    """
     dets = detections(doc, source)
     tracks = TrackSet()
     events: list[Event] = []
     for t, group in groupby(dets, key=lambda d: d.time):
-        tracks, new = tracker.step(tracks, list(group), t)
+        scan = list(group)
+        tracks, new = tracker.step(tracks, scan, t)
         events.extend(new)
+        if on_step is not None:
+            on_step(len(scan))
     if until is not None and (not dets or until >= dets[-1].time):
         tracks, new = tracker.step(tracks, [], until)
         events.extend(new)
@@ -242,7 +250,8 @@ def register(cli: click.Group) -> None:
                                    else ballistic_coefficient))
         tracker = Tracker(predictor=predictor, deleter=UpdateTimeDeleter(),
                           ipp_interval_s=ipp_every)
-        report = run_file(doc, source, tracker, until)
+        with progress("tracking", len(doc["measurements"]), as_json=as_json) as steps:
+            report = run_file(doc, source, tracker, until, on_step=steps.advance)
         if as_json:
             emit_json(report)
         else:

@@ -17,7 +17,7 @@ from gsomia.core.tracking.trajectory import (
     infer_class,
 )
 from gsomia.shell import feeds
-from gsomia.shell.commands.common import emit_json, json_option
+from gsomia.shell.commands.common import emit_json, json_option, progress
 
 # Where a flight starts when no facility is given: Pyongyang (Sunan), the most used site.
 _DEFAULT_SITE = (39.2, 125.67)
@@ -109,7 +109,8 @@ def register(cli: click.Group) -> None:
                                                   + ", ".join(sorted(sites)[:6]))
                 lat, lon = sites[facility].lat_deg, sites[facility].lon_deg
             request = FlightRequest(lat, lon, bearing, apogee_km, range_km, cls, man)
-        doc = trajectory_json(fit(request), located=located)
+        with progress("fitting the flight", as_json=as_json):
+            doc = trajectory_json(fit(request), located=located)
         if launch_date is not None:
             doc["launch"] = launch.to_json()
         if as_json:
