@@ -863,6 +863,10 @@ def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    # Started in the background by a non-interactive shell, a process inherits SIGINT
+    # ignored, and Python then leaves it so: Ctrl-C (or a supervisor's SIGINT) would not stop
+    # the federation.
+    signal.signal(signal.SIGINT, interrupt)
     console.print(f"\nDashboards of the {fed['regime']} federation (self-signed certificates "
                   "of each node's private CA):", highlight=False)
     for p, s in fed.get("serving", {}).items():
