@@ -33,7 +33,7 @@ from hypothesis import strategies as st
 from gsomia import bootstrap
 from gsomia.core import crypto
 from gsomia.service import handlers
-from gsomia.shell import exchange
+from gsomia.shell import exchange, notices
 from gsomia.shell.commands import federation
 from gsomia.shell.commands import node as node_commands
 from gsomia.shell.node import Node
@@ -149,6 +149,8 @@ def test_sender_killed_mid_delivery_resumes_exactly_once(tmp_path: Path) -> None
             time.sleep(rng.uniform(0.05, 0.3))
             status = federation.up(folder, "direct", base)
             assert status["nodes"]["KOR"]["running"], why
+            with kor.store.reader() as reader:
+                size_at_restart = reader.latest_head().size
         publisher.halt.set()
         publisher.join(30)
         assert publisher.error is None, publisher.error
@@ -189,6 +191,22 @@ def test_sender_killed_mid_delivery_resumes_exactly_once(tmp_path: Path) -> None
         assert sorted((r["item_id"], r["version"]) for r in queue) == sorted(sent)
         assert count(jpn, sa.text("select count(*) from audit_events "
                                   "where kind = 'envelope-refused'")) == 0, why
+
+        # The partners' exchanged tree heads: KOR's log, grown across the kills, still
+        # extends every head of it JPN recorded (one checked after the last restart), and
+        # the other way round.
+        def heads_settled() -> bool:
+            seen = {p["partner"]: p for p in notices.partner_heads(jpn)}
+            back = {p["partner"]: p for p in notices.partner_heads(kor)}
+            return ((seen.get("KOR") or {}).get("checked_size") or 0) > size_at_restart and \
+                (back.get("JPN") or {}).get("consistent") is True
+
+        assert exchange.wait_until(heads_settled, 60, interval=0.5), \
+            f"{notices.partner_heads(jpn)} {why}"
+        for node in (kor, jpn):
+            assert all(p["consistent"] is True for p in notices.partner_heads(node)), why
+            assert count(node, sa.text("select count(*) from audit_events "
+                                       "where kind = 'partner-log-inconsistent'")) == 0, why
     finally:
         publisher.halt.set()
         publisher.join(30)
