@@ -71,12 +71,19 @@ class _Watch(threading.Thread):
     def run(self) -> None:
         import sqlalchemy as sa
 
+        from gsomia.shell.exchange import _Changes
         from gsomia.shell.store import outbox
 
+        # Query only after a commit (SQLite's data_version, microseconds): a query every
+        # millisecond would take this process's CPU (and GIL) from the publisher it times.
+        changes = _Changes(self.node.store.engine)
         with self.node.store.engine.connect() as conn:
             mark = conn.execute(sa.select(sa.func.max(outbox.c.row))).scalar() or 0
             conn.rollback()
             while not self.halt.is_set():
+                if not changes():
+                    self.halt.wait(0.001)
+                    continue
                 # Rows are settled roughly in order: look at the recent ones only.
                 rows = conn.execute(sa.select(outbox.c.item_id).where(
                     outbox.c.row > mark - 200, outbox.c.recipient == self.recipient,
@@ -86,6 +93,7 @@ class _Watch(threading.Thread):
                 for item in rows:
                     self.seen.setdefault(item, now)
                 self.halt.wait(0.001)
+        changes.close()
 
 
 def _cpu(folder: Path) -> float:

@@ -266,8 +266,21 @@ def raw_public(key: PublicKey | Ed25519PrivateKey | X25519PrivateKey) -> bytes:
 
 def fingerprint(key: PublicKey | Ed25519PrivateKey | X25519PrivateKey | bytes) -> str:
     """Lowercase hex SHA-256 of the raw public key; raw bytes are taken as the public key."""
-    raw = key if isinstance(key, bytes) else raw_public(key)
-    return hashlib.sha256(raw).hexdigest()
+    if isinstance(key, bytes):
+        return hashlib.sha256(key).hexdigest()
+    # Every envelope and receipt names both parties' keys: derive each key's public bytes
+    # once. Keyed by the object, which the entry keeps alive, so an id is never reused.
+    cached = _FINGERPRINTS.get(id(key))
+    if cached is not None and cached[0] is key:
+        return cached[1]
+    found = hashlib.sha256(raw_public(key)).hexdigest()
+    if len(_FINGERPRINTS) >= 256:
+        _FINGERPRINTS.clear()
+    _FINGERPRINTS[id(key)] = (key, found)
+    return found
+
+
+_FINGERPRINTS: dict[int, tuple[object, str]] = {}
 
 
 def ed25519_public_from_raw(raw: bytes, *, where: str = "public key") -> Ed25519PublicKey:

@@ -11,8 +11,9 @@ connection per partner), each envelope sealed with a fresh nonce (a retry is a n
 so the recipient's replay check never refuses a retry), records the partner's signed
 receipts in custody (once per (item, version, partner), in one commit per batch), and backs
 off exponentially on failure. It seals the next batch while the partner works on the one in
-flight, and sleeps between passes until a commit is seen (:func:`wake` in-process, SQLite's
-``data_version`` across processes) rather than polling the tables.
+flight, and sleeps between passes until a commit is seen (the commit signal every unit of
+work sends, :func:`gsomia.shell.store.signal_commit`; :func:`wake`; SQLite's
+``data_version`` as the fallback) rather than polling the tables.
 
 Receiving. :func:`receive` checks each envelope (sender = TLS peer, nonce never seen,
 signature, addressee, key, decryption, consents signed by the originator), then hands the
@@ -135,7 +136,17 @@ class Partners:
     def load(cls, folder: Path) -> Partners | None:
         path = Path(folder) / PARTNERS_FILE
         try:
-            return cls.from_json(json.loads(path.read_text("utf-8")), where=str(path))
+            raw = path.read_bytes()
+            # The sender and notice threads read it every pass: parse it and load the keys
+            # again only when its bytes changed.
+            cached = _LOADED.get(str(path))
+            if cached is not None and cached[0] == raw:
+                return cached[1]
+            found = cls.from_json(json.loads(raw.decode("utf-8")), where=str(path))
+            if len(_LOADED) > 64:
+                _LOADED.clear()
+            _LOADED[str(path)] = (raw, found)
+            return found
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -146,6 +157,9 @@ class Partners:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n", "utf-8")
         tmp.replace(path)
+
+
+_LOADED: dict[str, tuple[bytes, Partners]] = {}
 
 
 def require_partners(node: Any) -> Partners:
@@ -472,10 +486,37 @@ def _wake_event(folder: Path) -> threading.Event:
 
 
 def wake(node: Any) -> None:
-    """Tell this process's sender of ``node`` (if it runs one) that deliveries are queued."""
+    """Tell ``node``'s sender (if one runs, in this process or another) that deliveries are
+    queued."""
     event = _WAKE.get(str(Path(node.folder).resolve())) if _WAKE else None
     if event is not None:
         event.set()
+    node_store.signal_commit(node.store.engine)
+
+
+def _listen(engine: sa.Engine) -> Any:
+    """A socket receiving the commit signals of ``engine``'s database (see
+    :func:`gsomia.shell.store.signal_commit`); None if there can be none or another sender
+    of this database already listens (this one then polls)."""
+    import socket
+
+    address = node_store.commit_signal_address(engine)
+    if address is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        return None
+    sock.setblocking(False)
+    return sock
+
+
+def _drain(sock: Any) -> None:
+    with suppress(OSError):
+        while sock.recv(64):
+            pass
 
 
 class _Changes:
@@ -718,16 +759,24 @@ class Sender:
         report.delivered += len(delivered)
         report.refused += len(gave_up)
 
-    def run(self, stop: threading.Event, idle: float = 0.004, tick: float = 0.05) -> None:
-        """Until ``stop``: send what is due; between passes, look every ``idle`` seconds
-        whether anything was committed (or a wake-up came), and pass anyway every ``tick``
+    def run(self, stop: threading.Event, idle: float = 0.004, tick: float = 0.05,
+            signalled_idle: float = 0.025) -> None:
+        """Until ``stop``: send what is due; between passes, wait for a commit (the commit
+        signal, or a wake-up in this process) and look every ``idle`` seconds whether
+        anything was committed anyway (every ``signalled_idle`` seconds while the commit
+        signals arrive: commits that send none are rare), and pass anyway every ``tick``
         seconds (deliveries whose backoff ran out)."""
+        import select
+
         last = ""
         woken = _wake_event(self.node.folder)
         changes = _Changes(self.node.store.engine)
+        signals = _listen(self.node.store.engine)
         try:
             while not stop.is_set():
                 woken.clear()
+                if signals is not None:
+                    _drain(signals)
                 changes()  # what this pass sees; a commit from now on means another pass
                 try:
                     report = self.step()
@@ -740,10 +789,18 @@ class Sender:
                     continue
                 until = time.monotonic() + (tick if not report.failed else 0.2)
                 while not stop.is_set() and time.monotonic() < until:
-                    if woken.wait(idle) or changes():
+                    if signals is None:
+                        if woken.wait(idle) or changes():
+                            break
+                        continue
+                    wait = max(0.0, min(signalled_idle, until - time.monotonic()))
+                    if select.select([signals], [], [], wait)[0] or woken.is_set() or \
+                            changes():
                         break
         finally:
             changes.close()
+            if signals is not None:
+                signals.close()
 
 
 def start_sender(node: Any) -> tuple[threading.Thread, threading.Event]:
