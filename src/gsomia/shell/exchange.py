@@ -803,20 +803,25 @@ class Sender:
                 signals.close()
 
 
-def start_sender(node: Any) -> tuple[threading.Thread, threading.Event]:
-    """The sender on a daemon thread (``gsomia node run``)."""
+def in_background(worker: Any, name: str) -> tuple[threading.Thread, threading.Event]:
+    """``worker.run(stop)`` on a daemon thread until ``stop`` is set, then ``worker.close()``:
+    the shape of every loop ``gsomia node run`` keeps beside its API."""
     stop = threading.Event()
-    sender = Sender(node)
 
     def loop() -> None:
         try:
-            sender.run(stop)
+            worker.run(stop)
         finally:
-            sender.close()
+            worker.close()
 
-    thread = threading.Thread(target=loop, name="gsomia-sender", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread, stop
+
+
+def start_sender(node: Any) -> tuple[threading.Thread, threading.Event]:
+    """The sender on a daemon thread (``gsomia node run``)."""
+    return in_background(Sender(node), "gsomia-sender")
 
 
 # ---- receiving ------------------------------------------------------------------------------

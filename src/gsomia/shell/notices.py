@@ -57,7 +57,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofI
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
 from gsomia.core.types import Party, iso
 from gsomia.service import handlers
-from gsomia.shell.exchange import PARTIES, Partners, Peer, peer_client
+from gsomia.shell.exchange import PARTIES, Partners, Peer, in_background, peer_client
 from gsomia.shell.store import audit_events, incidents, notices, now_utc, receipts
 
 __all__ = [
@@ -645,16 +645,5 @@ class NoticeSender:
 def start_notices(node: Any, *, heads_every: float = HEADS_EVERY
                   ) -> tuple[threading.Thread, threading.Event]:
     """The notice sender and tree-head exchange on a daemon thread (``gsomia node run``)."""
-    stop = threading.Event()
-    sender = NoticeSender(node, heads_every=heads_every)
-
-    def loop() -> None:
-        try:
-            sender.run(stop)
-        finally:
-            sender.close()
-
-    thread = threading.Thread(target=loop, name="gsomia-notices", daemon=True)
-    thread.start()
-    return thread, stop
+    return in_background(NoticeSender(node, heads_every=heads_every), "gsomia-notices")
 
