@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from gsomia.core import crypto
 from gsomia.core.agreements import Catalogue
@@ -323,6 +324,13 @@ def test_consent_classification_change_incident_and_receipt_registers(
         assert [n.new_level for n in repo.notices_for(obj["id"])] == ["秘"]
         assert [i.reference for i in repo.incidents()] == [report.reference]
         assert len(repo.receipts_for(obj["id"])) == 1
+    # The same receipt again is a no-op in the handler, and a row the handler did not check
+    # is refused by the store itself; the log is untouched either way.
+    size = len(events(kor))
+    assert handlers.record_receipt(kor.uow(), keys=kor.keys, receipt=receipt, now=now) == given
+    assert len(events(kor)) == size
+    with pytest.raises(sa.exc.IntegrityError), kor.store.repository() as repo:
+        repo.add_receipt(given, seq=size)
     kinds = [e["kind"] for e in events(kor)]
     assert kinds.count("classification-changed") == 2  # the refused attempt is on record
     assert verdict(kor).ok and verdict(jpn).ok

@@ -193,6 +193,9 @@ receipts = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Index("ix_receipts_item", "item_id", "version"),
+    # A receipt is given or obtained once per (item, version, partner): the handlers check,
+    # and the store refuses a second one should a path ever forget to.
+    sa.Index("ux_receipts_once", "item_id", "version", "peer", "direction", unique=True),
 )
 
 # Storage order (``position``) is kept apart from ``seq`` so that rows moved around in the
