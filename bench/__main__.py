@@ -1,6 +1,8 @@
 """Run every benchmark module (or those named on the command line) and write the figures.
 
     python -m bench [policy audit ...]
+    python -m bench --against REV [policy audit ...]   # before/after, side by side
+
 
 Each ``bench/bench_<name>.py`` has ``run() -> dict``; results go to bench/results/latest.json
 together with the machine they were measured on.
@@ -20,9 +22,21 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv: list[str]) -> int:
+    against = None
+    if argv[:1] == ["--against"]:
+        if len(argv) < 2:
+            print("usage: python -m bench --against REV [names ...]", file=sys.stderr)
+            return 2
+        against, argv = argv[1], argv[2:]
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     out_path = HERE / "results" / "latest.json"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
+    if against is not None:
+        from bench.before_after import run as before_after
+        previous["before_after"] = before_after(against, names)
+        out_path.write_text(json.dumps(previous, indent=2, ensure_ascii=False) + "\n")
+        print(f"\nwrote {out_path} (before_after)")
+        return 0
     results = dict(previous.get("results", {}))
     for name in names:
         print(f"\n=== {name} ===", flush=True)
@@ -35,6 +49,8 @@ def main(argv: list[str]) -> int:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results,
     }
+    if "before_after" in previous:
+        doc["before_after"] = previous["before_after"]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {out_path}")

@@ -1,0 +1,110 @@
+"""Run benchmarks on two revisions side by side in one run: the reference and this tree.
+
+    python -m bench --against REV [names ...]
+
+The reference revision is checked out with ``git worktree`` into a temporary folder; each
+benchmark module then runs in a child process, first on the reference's sources, then on
+this tree's, so that both see the same machine load. Each numeric figure is compared as
+after/before; figures whose name says which way is better (``*_per_s`` up, ``*_ms`` and
+``*_seconds`` down) are flagged when they are more than ``TOLERANCE`` worse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TOLERANCE = 0.10
+# Figures of the references measured beside ours (other libraries, offered load, ratios to
+# them): they are compared and shown, but they are not ours to keep from getting worse.
+REFERENCE_PARTS = ("cedarpy", "medallion", "ratios", "rate_vs_empty", "offered",
+                   "rfc8785_library", "stix_validator", "ed25519_")
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import importlib
+figures = importlib.import_module("bench.bench_" + sys.argv[2]).run()
+open(sys.argv[3], "w").write(json.dumps(figures, ensure_ascii=False))
+"""
+
+
+def _run_in(tree: Path, name: str) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
+        out = Path(f.name)
+    try:
+        env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+        subprocess.run([sys.executable, "-c", _CHILD, str(tree), name, str(out)], cwd=tree,
+                       env=env, check=True)
+        figures: dict[str, Any] = json.loads(out.read_text())
+        return figures
+    finally:
+        out.unlink(missing_ok=True)
+
+
+def _leaves(doc: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(doc, int | float) and not isinstance(doc, bool):
+        yield prefix, float(doc)
+
+
+def better_when(path: str) -> str | None:
+    """'up' or 'down' for our figures whose name says so; None for counts, settings and
+    references."""
+    last = path.rsplit(".", 1)[-1]
+    if last.startswith("_") or any(part in path for part in REFERENCE_PARTS):
+        return None
+    if last.endswith("_per_s") or last.endswith("per_s"):
+        return "up"
+    if last.endswith(("_ms", "_seconds", "_s")) or "_p50" in last or "_p99" in last:
+        return "down"
+    return None
+
+
+def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    old = dict(_leaves(before))
+    rows: dict[str, Any] = {}
+    worse: list[str] = []
+    for path, new in _leaves(after):
+        way = better_when(path)
+        if way is None or path not in old or old[path] == 0:
+            continue
+        ratio = new / old[path]
+        rows[path] = {"before": old[path], "after": new, "after_over_before": round(ratio, 3)}
+        if (way == "up" and ratio < 1 - TOLERANCE) or (way == "down" and ratio > 1 + TOLERANCE):
+            worse.append(path)
+    return {"figures": rows, "worse_than_tolerance": worse}
+
+
+def run(against: str, names: list[str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="gsomia-bench-ref-") as tmp:
+        ref = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(ref),
+                        against], check=True)
+        try:
+            commit = subprocess.run(["git", "-C", str(ref), "rev-parse", "HEAD"], check=True,
+                                    capture_output=True, text=True).stdout.strip()
+            doc: dict[str, Any] = {"against": commit, "tolerance": TOLERANCE, "benchmarks": {}}
+            for name in names:
+                print(f"\n=== {name}: reference {commit[:10]} ===", flush=True)
+                before = _run_in(ref, name)
+                print(f"\n=== {name}: this tree ===", flush=True)
+                after = _run_in(ROOT, name)
+                doc["benchmarks"][name] = compare(before, after)
+                for path in doc["benchmarks"][name]["worse_than_tolerance"]:
+                    row = doc["benchmarks"][name]["figures"][path]
+                    print(f"  worse: {name}.{path} {row['before']} -> {row['after']}")
+            return doc
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref)],
+                           check=False)
