@@ -116,15 +116,24 @@ class PinnedPeers:
     see :func:`gsomia.shell.commands.serve.tls_protocol`), a :class:`PeerRefused`, or None
     without a certificate. Decided once per connection, against the pins as they are then."""
 
-    def __init__(self, folder: Path, clock: Any = None) -> None:
+    def __init__(self, folder: Path, party: Party, clock: Any = None) -> None:
         self.folder = Path(folder)
+        self.party = party
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def pinned(self) -> dict[Party, x509.Certificate]:
         from gsomia.shell.exchange import Partners
 
         partners = Partners.load(self.folder)
-        return pinned_cas(self.folder, partners) if partners is not None else {}
+        found = pinned_cas(self.folder, partners) if partners is not None else {}
+        # The node's own CA is its own identity, pinned or not (a node outside a federation
+        # still knows its own certificates).
+        try:
+            found[self.party] = x509.load_pem_x509_certificate(
+                (self.folder / "tls" / "ca.crt").read_bytes())
+        except (OSError, ValueError):
+            found.pop(self.party, None)
+        return found
 
     def __call__(self, scope: Mapping[str, Any]) -> Party | PeerRefused | None:
         tls = scope.get("extensions", {}).get("tls")

@@ -63,9 +63,9 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
     service = TaxiiService(store, party=node.party, schemes=node.catalogue.schemes,
                            cursor_secret=cursor_secret(raw),
                            collection_id=collection_id(node.party), check=check)
+    identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
     config = ApiConfig(service=service, party=node.party,
-                       inbox=NodeInbox(node, partner_keys),
-                       peer_identity=peer_identity or PinnedPeers(Path(node.folder)))
+                       inbox=NodeInbox(node, partner_keys), peer_identity=identity)
     app = create_app(config)
     app.state.taxii_store = store
     return app
