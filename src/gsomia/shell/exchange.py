@@ -465,6 +465,8 @@ def peer_client(folder: Path, timeout: float = 10.0) -> Any:
     pinned = pinned_cas(folder, partners) if partners is not None else {}
     mounts = {}
     for code, peer in (partners.peers.items() if partners is not None else ()):
+        if code == partners.me:  # a node does not call itself on the peer API
+            continue
         url = httpx.URL(peer.url)
         port = f":{url.port}" if url.port is not None else ""
         mounts[f"{url.scheme}://{url.host}{port}"] = httpx.HTTPTransport(

@@ -90,6 +90,8 @@ def party_of_certificate(der: bytes, pinned: Mapping[Party, x509.Certificate],
         return PeerRefused("not an X.509 certificate", None, (), fingerprint)
     issuers = []
     for code, ca in sorted(pinned.items()):
+        if leaf.issuer != ca.subject:  # cannot chain to it; the signature check is below
+            continue
         verifier = PolicyBuilder().store(Store([ca])).time(now).build_client_verifier()
         try:
             verifier.verify(leaf, [])
@@ -175,7 +177,8 @@ def client_context(folder: Path, ca: x509.Certificate | None) -> ssl.SSLContext:
     # Not create_default_context: that would also trust the system's public CAs.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if ca is not None:
-        ctx.load_verify_locations(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    if ca is None:  # no server will be trusted: no need to offer it a certificate
+        return ctx
+    ctx.load_verify_locations(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
     ctx.load_cert_chain(str(folder / "tls" / "client.crt"), str(folder / "tls" / "client.key"))
     return ctx
