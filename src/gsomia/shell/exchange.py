@@ -463,14 +463,14 @@ def peer_client(folder: Path, timeout: float = 10.0) -> Any:
     folder = Path(folder)
     partners = Partners.load(folder)
     pinned = pinned_cas(folder, partners) if partners is not None else {}
+    others = [p for p in partners.peers.values() if p.party != partners.me] \
+        if partners is not None else []  # a node does not call itself on the peer API
     mounts = {}
-    for code, peer in (partners.peers.items() if partners is not None else ()):
-        if code == partners.me:  # a node does not call itself on the peer API
-            continue
+    for peer in others:
         url = httpx.URL(peer.url)
         port = f":{url.port}" if url.port is not None else ""
         mounts[f"{url.scheme}://{url.host}{port}"] = httpx.HTTPTransport(
-            verify=client_context(folder, pinned.get(code)))
+            verify=client_context(folder, pinned.get(peer.party)))
     # Built once per client: the sender's and the notices' clients live as long as the node
     # process, and a running federation's partners file keeps its URLs and pins.
     return httpx.Client(verify=client_context(folder, None), mounts=mounts, timeout=timeout,
