@@ -468,8 +468,9 @@ def peer_client(folder: Path, timeout: float = 10.0) -> Any:
     mounts = {}
     for peer in others:
         url = httpx.URL(peer.url)
+        host = f"[{url.host}]" if ":" in url.host else url.host
         port = f":{url.port}" if url.port is not None else ""
-        mounts[f"{url.scheme}://{url.host}{port}"] = httpx.HTTPTransport(
+        mounts[f"{url.scheme}://{host}{port}"] = httpx.HTTPTransport(
             verify=client_context(folder, pinned.get(peer.party)))
     # Built once per client: the sender's and the notices' clients live as long as the node
     # process, and a running federation's partners file keeps its URLs and pins.
