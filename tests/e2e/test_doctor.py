@@ -37,3 +37,20 @@ def test_doctor_on_a_healthy_node_then_on_broken_ones(gsomia: Run, tmp_path: Pat
 
     out = gsomia("doctor", "--node", str(tmp_path / "missing"))
     assert out.returncode == 1 and "gsomia node init" in out.stdout
+
+
+def test_doctor_fails_a_partner_ca_file_that_is_not_the_pinned_one(gsomia: Run,
+                                                                    tmp_path: Path) -> None:
+    from gsomia.shell.commands import federation
+
+    federation.configure(tmp_path, "direct", federation.free_base_port())
+    jpn = tmp_path / "JPN"
+    out = gsomia("doctor", "--node", str(jpn), "--json")
+    checks = {c["check"]: c for c in json.loads(out.stdout)["checks"]}
+    assert checks["partner CAs pinned"]["ok"] is True, checks["partner CAs pinned"]
+    # KOR's CA planted as USA's: certificates KOR issues must not pass as USA's.
+    (jpn / "tls" / "partners" / "USA.crt").write_bytes((tmp_path / "KOR" / "tls" / "ca.crt")
+                                                      .read_bytes())
+    out = gsomia("doctor", "--node", str(jpn))
+    assert out.returncode == 1
+    assert "[FAIL] partner CAs pinned: USA:" in out.stdout and "node info" in out.stdout

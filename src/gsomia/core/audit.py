@@ -545,6 +545,9 @@ class AuditKind(StrEnum):
     # rewritten, truncated or forked (RFC 9162 consistency fails).
     PARTNER_LOG_INCONSISTENT = "partner-log-inconsistent"
     NOTICE_REFUSED = "notice-refused"
+    # A client certificate on the peer API that counts as no partner: it chains to no
+    # pinned CA, or names another party than the one whose CA issued it.
+    PEER_REFUSED = "peer-refused"
 
 
 _KINDS = {k.value: k for k in AuditKind}

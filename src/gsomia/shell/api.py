@@ -12,8 +12,10 @@ statuses here and nowhere else:
 Handlers validate what they read, so a malformed request never reaches a 500.
 
 People authenticate with ``Authorization: Bearer TOKEN`` or HTTP basic (user name, token as
-password). Partner nodes authenticate with their TLS client certificate on ``/peer/v1/``
-(the ASGI TLS extension, filled in by :mod:`gsomia.shell.commands.serve`).
+password). Partner nodes authenticate with their TLS client certificate on ``/peer/v1/``:
+``ApiConfig.peer_identity`` names the party whose pinned CA issued it
+(:class:`gsomia.shell.peer_identity.PinnedPeers`), or refuses it (403, audited as
+``peer-refused``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from gsomia.service.taxii_ports import (
     StoredVersion,
 )
 from gsomia.shell import web
+from gsomia.shell.peer_identity import PeerRefused
 
 __all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "create_app", "openapi"]
 
@@ -81,7 +84,10 @@ class ApiConfig:
     title: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
-    peer_identity: Callable[[Mapping[str, Any]], Party | None] = lambda scope: tls_peer(scope)
+    # The partner a request comes from: a party, a refusal (PeerRefused) or None without a
+    # client certificate. Nobody, unless wired (serve.app_for_node pins partners' CAs).
+    peer_identity: Callable[[Mapping[str, Any]], Party | PeerRefused | None] = \
+        lambda scope: None
 
 
 class _Refusal(Exception):
@@ -305,8 +311,16 @@ def create_app(config: ApiConfig) -> Starlette:
 
     # ---- peer API ----------------------------------------------------------------------------
     def peer_of(request: Request) -> Party:
-        """The partner whose client certificate the TLS layer verified, or a 401."""
+        """The partner whose pinned CA issued the client certificate; a 401 without one, a
+        403 (audited) for one that counts as no partner."""
         party = config.peer_identity(request.scope)
+        if isinstance(party, PeerRefused):
+            record = getattr(config.inbox, "peer_refused", None)
+            if record is not None:
+                # Audited before the answer: an unaudited refusal would hide who tried.
+                record(party, f"{request.method} {request.url.path}", config.clock())
+            raise _Refusal(_json(error_body("Refused", 403, party.reason,
+                                            {"reasons": [party.reason]}), 403))
         if not party:
             raise _Refusal(_error(401, "Unauthorized",
                                   "The peer API needs a partner node's TLS client "
@@ -478,14 +492,6 @@ def create_app(config: ApiConfig) -> Starlette:
         return _error(code, str(getattr(exc, "detail", "")) or "Error", "", headers)
 
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-
-
-def tls_peer(scope: Mapping[str, Any]) -> Party | None:
-    """The party of the verified TLS client certificate, as the server put it in the ASGI
-    TLS extension (``client_party``); None without one."""
-    tls = scope.get("extensions", {}).get("tls")
-    party = tls.get("client_party") if isinstance(tls, Mapping) else None
-    return party if isinstance(party, str) and party else None
 
 
 def content_type_of_json(header: str | None) -> bool | None:

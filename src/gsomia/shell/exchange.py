@@ -84,11 +84,17 @@ class Peer:
     url: str
     signing_public: Ed25519PublicKey
     envelope_public: X25519PublicKey
+    # SHA-256 of the DER of the party's TLS CA certificate: only certificates that chain to
+    # it count as this party (gsomia.shell.peer_identity). None: nobody does.
+    tls_ca_sha256: str | None = None
 
     def to_json(self) -> dict[str, str]:
-        return {"url": self.url,
-                "signing_public": crypto.b64u(crypto.raw_public(self.signing_public)),
-                "envelope_public": crypto.b64u(crypto.raw_public(self.envelope_public))}
+        out = {"url": self.url,
+               "signing_public": crypto.b64u(crypto.raw_public(self.signing_public)),
+               "envelope_public": crypto.b64u(crypto.raw_public(self.envelope_public))}
+        if self.tls_ca_sha256 is not None:
+            out["tls_ca_sha256"] = self.tls_ca_sha256
+        return out
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,12 @@ class Partners:
                 crypto.ed25519_public_from_raw(
                     crypto.from_b64u(doc["signing_public"], where=f"{where}: {code}")),
                 crypto.x25519_public_from_raw(
-                    crypto.from_b64u(doc["envelope_public"], where=f"{where}: {code}")))
+                    crypto.from_b64u(doc["envelope_public"], where=f"{where}: {code}")),
+                _ca_pin(doc.get("tls_ca_sha256"), where=f"{where}: {code}: tls_ca_sha256"))
+        pins = [p.tls_ca_sha256 for p in peers.values() if p.tls_ca_sha256 is not None]
+        if len(pins) != len(set(pins)):
+            raise MalformedInput("two parties pin the same TLS CA", where=f"{where}: parties",
+                                 expected="each party's own CA (gsomia federation up)")
         return cls(party(data["party"], where=f"{where}: party"), str(data.get("topology", "")),
                    peers, tuple(party(p, where=f"{where}: deliver_to")
                                 for p in data.get("deliver_to", [])))
@@ -160,6 +171,17 @@ class Partners:
 
 
 _LOADED: dict[str, tuple[bytes, Partners]] = {}
+
+
+def _ca_pin(value: Any, *, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or \
+            any(c not in "0123456789abcdef" for c in value):
+        raise MalformedInput(f"{value!r} is not a certificate fingerprint", where=where,
+                             expected="64 lowercase hex digits: the SHA-256 of the party's "
+                                      "tls/ca.crt in DER (ca_certificate in gsomia node info)")
+    return value
 
 
 def require_partners(node: Any) -> Partners:
@@ -420,24 +442,39 @@ def outbox_rows(node: Any) -> list[dict[str, Any]]:
 # ---- the sender -------------------------------------------------------------------------------
 
 
-def client_tls(folder: Path) -> ssl.SSLContext:
-    """Mutual TLS towards partners: this node's client certificate, partners' CAs trusted."""
-    folder = Path(folder)
-    # Not create_default_context: that would also trust the system's public CAs, and a
-    # partner is whoever holds a certificate from a CA in this folder, nobody else.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=str(folder / "tls" / "ca.crt"))
-    for ca in sorted((folder / "tls" / "partners").glob("*.crt")):
-        ctx.load_verify_locations(cafile=str(ca))
-    ctx.load_cert_chain(str(folder / "tls" / "client.crt"), str(folder / "tls" / "client.key"))
-    return ctx
+def client_tls(folder: Path, to: Party) -> ssl.SSLContext:
+    """Mutual TLS towards party ``to``'s node: this node's client certificate, and ``to``'s
+    CA pinned in partners.json as the only one trusted (none pinned: no server is)."""
+    from gsomia.shell.peer_identity import client_context, pinned_cas
+
+    partners = Partners.load(Path(folder))
+    pinned = pinned_cas(Path(folder), partners) if partners is not None else {}
+    return client_context(Path(folder), pinned.get(to))
 
 
 def peer_client(folder: Path, timeout: float = 10.0) -> Any:
+    """An HTTP client towards partners: each party's URL in partners.json trusts that
+    party's pinned CA alone, so a partner's certificate cannot answer for another partner;
+    any other URL is refused at the handshake."""
     import httpx
 
-    return httpx.Client(verify=client_tls(folder), timeout=timeout,
+    from gsomia.shell.peer_identity import client_context, pinned_cas
+
+    folder = Path(folder)
+    partners = Partners.load(folder)
+    pinned = pinned_cas(folder, partners) if partners is not None else {}
+    others = [p for p in partners.peers.values() if p.party != partners.me] \
+        if partners is not None else []  # a node does not call itself on the peer API
+    mounts = {}
+    for peer in others:
+        url = httpx.URL(peer.url)
+        host = f"[{url.host}]" if ":" in url.host else url.host
+        port = f":{url.port}" if url.port is not None else ""
+        mounts[f"{url.scheme}://{host}{port}"] = httpx.HTTPTransport(
+            verify=client_context(folder, pinned.get(peer.party)))
+    # Built once per client: the sender's and the notices' clients live as long as the node
+    # process, and a running federation's partners file keeps its URLs and pins.
+    return httpx.Client(verify=client_context(folder, None), mounts=mounts, timeout=timeout,
                         headers={"content-type": "application/json"})
 
 

@@ -22,6 +22,7 @@ from gsomia.service import handlers
 from gsomia.service.taxii_ports import PeerUnavailable
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node
+from gsomia.shell.peer_identity import PeerRefused
 
 __all__ = ["INCIDENT_KINDS", "NodeInbox", "Replayed"]
 
@@ -76,6 +77,14 @@ class NodeInbox:
     def deliver_many(self, envelopes: list[crypto.Envelope], sender: Party,
                      now: datetime) -> list[exchange.Delivered]:
         return exchange.receive(self.node, self.partners(), envelopes, sender, now)
+
+    def peer_refused(self, refusal: PeerRefused, route: str, now: datetime) -> None:
+        """A client certificate that counts as no partner: recorded under the party whose CA
+        issued it (that CA's key made it), or ``unknown-peer``."""
+        with self.node.uow() as uow:
+            uow.audit.append(AuditKind.PEER_REFUSED, now, refusal.issuer or "unknown-peer",
+                             details={**refusal.to_json(), "route": route[:300]})
+            uow.commit()
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,

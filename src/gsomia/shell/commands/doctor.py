@@ -117,7 +117,32 @@ def node_checks(folder: Path) -> list[Check]:
         out.append(Check("database and audit log", False, str(exc),
                          "check the database URL in node.toml and that the server is up"))
     out.extend(partner_checks(folder))
+    out.extend(pin_checks(folder))
     return out
+
+
+def pin_checks(folder: Path) -> list[Check]:
+    """Each party in partners.json: is its TLS CA pinned, and is the CA file the pinned one?
+    A party without a good pin is nobody's: its node can neither call nor answer this one."""
+    from gsomia.shell.exchange import Partners
+    from gsomia.shell.peer_identity import pinned_cas
+
+    try:
+        partners = Partners.load(folder)
+    except Exception as exc:
+        return [Check("partner CAs pinned", False, str(exc),
+                      "run `gsomia federation up` again to rewrite partners.json")]
+    if partners is None:
+        return []
+    unpinned = sorted(set(partners.peers) - set(pinned_cas(folder, partners)))
+    if not unpinned:
+        return [Check("partner CAs pinned", True, ", ".join(sorted(partners.peers))
+                      + ": each CA file matches its pin")]
+    return [Check("partner CAs pinned", False, ", ".join(unpinned) + ": no tls_ca_sha256 in "
+                  "partners.json, or the CA file (tls/ca.crt, tls/partners/P.crt) is not the "
+                  "pinned CA; certificates count as none of them",
+                  "compare the partner's CA fingerprint (`gsomia node info`) with the pin "
+                  "out of band, then run `gsomia federation up` again")]
 
 
 def partner_checks(folder: Path) -> list[Check]:

@@ -100,13 +100,14 @@ def _pid(folder: Path) -> int | None:
     return pid
 
 
-def _answers(url: str, folder: Path) -> bool:
+def _answers(url: str, folder: Path, code: Party) -> bool:
+    """Whether the node of party ``code`` answers at ``url``, as that party (its pinned CA)."""
     import httpx
 
     from gsomia.shell.exchange import client_tls
 
     try:
-        with httpx.Client(verify=client_tls(folder), timeout=1.0) as client:
+        with httpx.Client(verify=client_tls(folder, code), timeout=1.0) as client:
             return client.get(url.rstrip("/") + "/taxii2/").status_code < 500
     except (httpx.HTTPError, OSError):
         return False
@@ -128,7 +129,7 @@ def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
     """Create missing nodes and write the federation file and each node's partners."""
     from gsomia import bootstrap
     from gsomia.shell.exchange import PARTIES, Partners, Peer
-    from gsomia.shell.keys import FileKeyStore
+    from gsomia.shell.keys import FileKeyStore, cert_fingerprint
 
     folder.mkdir(parents=True, exist_ok=True)
     nodes: dict[str, dict[str, Any]] = {}
@@ -143,7 +144,8 @@ def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
         nodes[code] = {"dir": str(home), "port": port, "url": url,
                        "deliver_to": list(deliveries(topology, code))}
         peers[code] = Peer(code, url, keys.public_signing_key(),
-                           keys.envelope_key().public_key())
+                           keys.envelope_key().public_key(),
+                           cert_fingerprint(keys.certificate("ca")))
     for code in PARTIES:
         home = folder / code
         # With no partners a node knows and trusts only itself (a folder reused from
@@ -195,7 +197,7 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
     end = time.monotonic() + timeout
     for code, node in doc["nodes"].items():
         home = Path(node["dir"])
-        while not _answers(node["url"], home):
+        while not _answers(node["url"], home, code):
             if _pid(home) is None:
                 raise MalformedInput(f"the {code} node exited at start: see {home}/node.log",
                                      where="--dir")
@@ -252,7 +254,7 @@ def status(folder: Path) -> dict[str, Any]:
         home = Path(node["dir"])
         pid = _pid(home)
         nodes[code] = {**node, "pid": pid, "running": pid is not None,
-                       "answers": pid is not None and _answers(node["url"], home)}
+                       "answers": pid is not None and _answers(node["url"], home, code)}
     return {"topology": doc["topology"], "base_port": doc["base_port"],
             "label_policy": doc.get("label_policy"), "nodes": nodes}
 

@@ -3,9 +3,10 @@
 People authenticate with bearer or basic credentials; partner nodes with TLS client
 certificates, which the server asks for but does not require at the handshake
 (``CERT_OPTIONAL``), so that people's tools need none. A certificate that is presented must
-chain to a CA this node trusts (its own, and partners' CAs in ``tls/partners/*.crt``); the
-peer API then takes the party from the certificate's organisational unit, and refuses
-requests without one.
+chain to a CA this node trusts (its own, and the partners' CAs pinned in ``partners.json``);
+the peer API then takes the party from *which* pinned CA issued it
+(:mod:`gsomia.shell.peer_identity`), never from what the certificate says, and refuses
+requests without one (401) or with one that counts as no party (403, audited).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
     )
 
     from gsomia.service.taxii import TaxiiService
-    from gsomia.shell.api import ApiConfig, create_app, tls_peer
+    from gsomia.shell.api import ApiConfig, create_app
+    from gsomia.shell.peer_identity import PinnedPeers
     from gsomia.shell.peer_inbox import NodeInbox
     from gsomia.shell.stix_check import check_stix
     from gsomia.shell.taxii_store import SqlObjectStore
@@ -61,45 +63,18 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
     service = TaxiiService(store, party=node.party, schemes=node.catalogue.schemes,
                            cursor_secret=cursor_secret(raw),
                            collection_id=collection_id(node.party), check=check)
+    identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
     config = ApiConfig(service=service, party=node.party,
-                       inbox=NodeInbox(node, partner_keys),
-                       peer_identity=peer_identity or tls_peer)
+                       inbox=NodeInbox(node, partner_keys), peer_identity=identity)
     app = create_app(config)
     app.state.taxii_store = store
     return app
 
 
-def trusted_cas(folder: Path) -> Path:
-    """One PEM bundle of the CAs whose client certificates this node accepts."""
-    own = folder / "tls" / "ca.crt"
-    partners = sorted((folder / "tls" / "partners").glob("*.crt"))
-    if not partners:
-        return own
-    bundle = folder / "tls" / "trusted-cas.pem"
-    data = b"".join(p.read_bytes() for p in [own, *partners])
-    if not bundle.exists() or bundle.read_bytes() != data:
-        tmp = bundle.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(bundle)
-    return bundle
-
-
-def _party_of_certificate(der: bytes) -> Party | None:
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        units = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-    except ValueError:
-        return None
-    value = units[0].value if units else None
-    return value if isinstance(value, str) and len(value) == 3 and value.isupper() else None
-
-
 def tls_protocol() -> type:
-    """uvicorn's h11 protocol, putting the verified client certificate's party into the ASGI
-    TLS extension (``scope["extensions"]["tls"]``) of every request on the connection."""
+    """uvicorn's h11 protocol, putting the client certificate the TLS layer verified into the
+    ASGI TLS extension (``scope["extensions"]["tls"]``) of every request on the connection;
+    which party it is, if any, is the app's to decide (``PinnedPeers``)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     class TlsH11Protocol(H11Protocol):
@@ -109,7 +84,7 @@ def tls_protocol() -> type:
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             tls: dict[str, Any] = {
                 "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
-                "client_party": _party_of_certificate(der) if der else None,
+                "client_cert_der": der or None,
             }
             inner = self.app
 
@@ -127,6 +102,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     import uvicorn
 
     from gsomia import bootstrap
+    from gsomia.shell.peer_identity import ca_bundle
 
     # The server, the sender and the notice threads share the GIL. A thread back from a
     # disk sync or a socket waits for it up to the switch interval while another computes
@@ -144,7 +120,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         http=tls_protocol(), lifespan="off", timeout_graceful_shutdown=3,
         ssl_certfile=str(folder / "tls" / "server.crt"),
         ssl_keyfile=str(folder / "tls" / "server.key"),
-        ssl_ca_certs=str(trusted_cas(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+        ssl_ca_certs=str(ca_bundle(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     server = uvicorn.Server(config)
     click.echo(f"gsomia {node.party} node: https://{host}:{port}/taxii2/", err=True)
     try:

@@ -1,0 +1,184 @@
+"""Which partner a TLS certificate belongs to: the party whose pinned CA issued it.
+
+Each party's node has its own private CA (:mod:`gsomia.shell.keys`); ``partners.json`` pins
+each party's CA by the SHA-256 of its certificate (``tls_ca_sha256``), and the certificate
+itself sits in ``tls/partners/P.crt`` (this node's own in ``tls/ca.crt``). A certificate
+counts as party P only if it chains to P's pinned CA, checked with ``cryptography``'s X.509
+verifier against a store that holds P's CA and nothing else. The organisational unit a
+certificate names is what its holder *claims*: it decides nothing, and a certificate whose
+OU names another party than its issuer's is refused, since only a partner that minted it
+with its own CA key can have made it. A CA file that does not match its pin is not trusted
+at all, for anyone.
+
+Both directions use the pins: the server maps a client certificate to its party
+(:class:`PinnedPeers`), and the client trusts, for each partner's URL, that partner's CA
+alone (:func:`client_context`), so a partner cannot answer in another partner's name either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
+
+from gsomia.core.types import Party
+
+__all__ = ["PeerRefused", "PinnedPeers", "ca_bundle", "client_context", "party_of_certificate",
+           "pinned_cas"]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerRefused:
+    """A client certificate that counts as no party: why, who issued it, what it claimed."""
+
+    reason: str
+    issuer: Party | None
+    claimed: tuple[str, ...]
+    fingerprint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reason": self.reason, "issuer": self.issuer, "claimed_ou": list(self.claimed),
+                "certificate_sha256": self.fingerprint}
+
+
+def _ca_file(folder: Path, me: Party, code: Party) -> Path:
+    return folder / "tls" / ("ca.crt" if code == me else f"partners/{code}.crt")
+
+
+def pinned_cas(folder: Path, partners: Any) -> dict[Party, x509.Certificate]:
+    """Each party's CA certificate whose SHA-256 matches its pin in ``partners``
+    (an :class:`gsomia.shell.exchange.Partners`); parties without a pin, or whose file is
+    missing, unreadable or another CA, are left out: nobody counts as them."""
+    found: dict[Party, x509.Certificate] = {}
+    for code, peer in partners.peers.items():
+        pin = getattr(peer, "tls_ca_sha256", None)
+        if not pin:
+            continue
+        try:
+            data = _ca_file(Path(folder), partners.me, code).read_bytes()
+            cert = x509.load_pem_x509_certificate(data)
+        except (OSError, ValueError):
+            continue
+        if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == pin:
+            found[code] = cert
+    return found
+
+
+def _units(cert: x509.Certificate) -> tuple[str, ...]:
+    return tuple(str(a.value) for a in
+                 cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME))
+
+
+def party_of_certificate(der: bytes, pinned: Mapping[Party, x509.Certificate],
+                         now: datetime) -> Party | PeerRefused:
+    """The party whose pinned CA issued the client certificate ``der`` (valid at ``now``,
+    for clientAuth), or why it counts as nobody."""
+    fingerprint = hashlib.sha256(der).hexdigest()
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+        claimed = _units(leaf)
+    except ValueError:
+        return PeerRefused("not an X.509 certificate", None, (), fingerprint)
+    issuers = []
+    for code, ca in sorted(pinned.items()):
+        if leaf.issuer != ca.subject:  # cannot chain to it; the signature check is below
+            continue
+        verifier = PolicyBuilder().store(Store([ca])).time(now).build_client_verifier()
+        try:
+            verifier.verify(leaf, [])
+        except (VerificationError, ValueError):
+            continue
+        issuers.append(code)
+    if not issuers:
+        return PeerRefused("the certificate chains to no partner's pinned CA "
+                           "(tls_ca_sha256 in partners.json)", None, claimed, fingerprint)
+    if len(issuers) > 1:  # two parties pinning one CA: it says nothing about which
+        return PeerRefused("the certificate chains to the pinned CAs of "
+                           + " and ".join(issuers), None, claimed, fingerprint)
+    issuer = issuers[0]
+    if any(unit != issuer for unit in claimed):
+        return PeerRefused(f"the certificate names OU={','.join(claimed)} but was issued by "
+                           f"{issuer}'s CA: a partner's CA vouches for that partner only",
+                           issuer, claimed, fingerprint)
+    return issuer
+
+
+class PinnedPeers:
+    """The peer identity of an ASGI request (``ApiConfig.peer_identity``): the party of the
+    client certificate the TLS layer received (``client_cert_der`` in the ASGI TLS extension,
+    see :func:`gsomia.shell.commands.serve.tls_protocol`), a :class:`PeerRefused`, or None
+    without a certificate. Decided once per connection, against the pins as they are then."""
+
+    def __init__(self, folder: Path, party: Party, clock: Any = None) -> None:
+        self.folder = Path(folder)
+        self.party = party
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def pinned(self) -> dict[Party, x509.Certificate]:
+        from gsomia.shell.exchange import Partners
+
+        partners = Partners.load(self.folder)
+        found = pinned_cas(self.folder, partners) if partners is not None else {}
+        # The node's own CA is its own identity, pinned or not (a node outside a federation
+        # still knows its own certificates).
+        try:
+            found[self.party] = x509.load_pem_x509_certificate(
+                (self.folder / "tls" / "ca.crt").read_bytes())
+        except (OSError, ValueError):
+            found.pop(self.party, None)
+        return found
+
+    def __call__(self, scope: Mapping[str, Any]) -> Party | PeerRefused | None:
+        tls = scope.get("extensions", {}).get("tls")
+        if not isinstance(tls, dict):
+            return None
+        der = tls.get("client_cert_der")
+        if not isinstance(der, bytes) or not der:
+            return None
+        if "gsomia_peer" not in tls:
+            tls["gsomia_peer"] = party_of_certificate(der, self.pinned(), self.clock())
+        found: Party | PeerRefused = tls["gsomia_peer"]
+        return found
+
+
+def ca_bundle(folder: Path) -> Path:
+    """One PEM file of the CAs the server asks the TLS layer to accept client certificates
+    from: this node's own and each pinned partner CA (the party is decided afterwards)."""
+    from gsomia.shell.exchange import Partners
+
+    folder = Path(folder)
+    own = folder / "tls" / "ca.crt"
+    partners = Partners.load(folder)
+    cas = [c for code, c in sorted(pinned_cas(folder, partners).items())
+           if code != partners.me] if partners is not None else []
+    data = b"".join([own.read_bytes(), *(c.public_bytes(serialization.Encoding.PEM)
+                                         for c in cas)])
+    bundle = folder / "tls" / "trusted-cas.pem"
+    if not bundle.exists() or bundle.read_bytes() != data:
+        tmp = bundle.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(bundle)
+    return bundle
+
+
+def client_context(folder: Path, ca: x509.Certificate | None) -> ssl.SSLContext:
+    """Mutual TLS towards one node: this node's client certificate, and that node's pinned
+    CA as the only trust anchor (none: every server is refused)."""
+    folder = Path(folder)
+    # Not create_default_context: that would also trust the system's public CAs.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if ca is None:  # no server will be trusted: no need to offer it a certificate
+        return ctx
+    ctx.load_verify_locations(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    ctx.load_cert_chain(str(folder / "tls" / "client.crt"), str(folder / "tls" / "client.key"))
+    return ctx

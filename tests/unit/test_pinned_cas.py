@@ -1,0 +1,149 @@
+"""A certificate counts as party P only if it chains to P's pinned CA (issue 10, finding 1):
+properties of :func:`gsomia.shell.peer_identity.party_of_certificate` over generated issuing
+CAs, claimed organisational units, pins, key usages and instants; and the pins themselves
+(a CA file that is not the pinned one is trusted for nobody)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.core.errors import MalformedInput
+from gsomia.shell.exchange import Partners
+from gsomia.shell.keys import CERT_DAYS, _certificate, _name, cert_fingerprint, create_identity
+from gsomia.shell.peer_identity import PeerRefused, party_of_certificate, pinned_cas
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
+CA_NAMES = ("JPN", "KOR", "USA", "XYZ")  # XYZ: a CA no federation pins
+PARTIES = ("JPN", "KOR", "USA")
+
+
+def _ca(code: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name(code, "node CA")
+    return key, _certificate(name, key.public_key(), name, key, NOW, ca=True, usage=None,
+                             issuer_public=key.public_key())
+
+
+CAS = {code: _ca(code) for code in CA_NAMES}
+LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def leaf(issuer: str, units: list[str], usage: x509.ObjectIdentifier) -> bytes:
+    """A leaf certificate naming ``units`` as OUs, issued by CA ``issuer``."""
+    ca_key, ca_cert = CAS[issuer]
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "gsomia"),
+                         *(x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, u)
+                           for u in units),
+                         x509.NameAttribute(NameOID.COMMON_NAME, "gsomia node client")])
+    cert = _certificate(subject, LEAF_KEY.public_key(), ca_cert.subject, ca_key, NOW,
+                        ca=False, usage=[usage], issuer_public=ca_cert.public_key())
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+# Which CA each party's pin names: distinct CAs (the partners file refuses two parties
+# pinning one), possibly not the party's own, and parties left unpinned.
+pins_st = st.permutations(CA_NAMES).flatmap(lambda order: st.fixed_dictionaries(
+    {}, optional=dict(zip(PARTIES, map(st.just, order), strict=False))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(issuer=st.sampled_from(CA_NAMES),
+       units=st.lists(st.sampled_from([*CA_NAMES, "usa", "JP", "USA "]), max_size=3),
+       pins=pins_st,
+       usage=st.sampled_from([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+       days=st.sampled_from([0, CERT_DAYS // 2, CERT_DAYS + 1, -1]))
+def test_a_certificate_is_party_p_only_if_it_chains_to_ps_pinned_ca(
+        issuer: str, units: list[str], pins: dict[str, str], usage: x509.ObjectIdentifier,
+        days: int) -> None:
+    pinned = {party: CAS[ca][1] for party, ca in pins.items()}
+    at = NOW + timedelta(days=days)
+    found = party_of_certificate(leaf(issuer, units, usage), pinned, at)
+    # The one party whose pin names the issuing CA, if any.
+    owner = next((p for p, ca in pins.items() if ca == issuer), None)
+    usable = usage == ExtendedKeyUsageOID.CLIENT_AUTH and 0 <= days <= CERT_DAYS
+    if owner is not None and usable and all(u == owner for u in units):
+        assert found == owner
+    else:
+        assert isinstance(found, PeerRefused)
+        # A refusal names the issuing party whenever the pins identify it, so the audit
+        # records who made the certificate, not whom it names.
+        if owner is not None and usable:
+            assert found.issuer == owner and found.claimed == tuple(units)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=600))
+def test_bytes_that_are_no_certificate_count_as_nobody(der: bytes) -> None:
+    pinned = {p: CAS[p][1] for p in PARTIES}
+    assert isinstance(party_of_certificate(der, pinned, NOW), PeerRefused)
+
+
+def test_a_certificate_signed_by_another_key_under_a_pinned_name_counts_as_nobody() -> None:
+    """An impostor CA with KOR's CA's very name (the issuer name matches the pin's subject)
+    does not make KOR: the signature decides."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    kor_ca = CAS["KOR"][1]
+    forged = _certificate(_name("KOR", "node client"), LEAF_KEY.public_key(), kor_ca.subject,
+                          key, NOW, ca=False, usage=[ExtendedKeyUsageOID.CLIENT_AUTH],
+                          issuer_public=kor_ca.public_key())
+    found = party_of_certificate(forged.public_bytes(serialization.Encoding.DER),
+                                 {p: CAS[p][1] for p in PARTIES}, NOW)
+    assert isinstance(found, PeerRefused) and found.issuer is None
+
+
+def _partners(tmp_path: Path) -> tuple[dict[str, Path], dict[str, object]]:
+    homes = {p: tmp_path / p for p in PARTIES}
+    for code, home in homes.items():
+        create_identity(home, code, NOW)
+    raw = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
+    doc: dict[str, object] = {"party": "JPN", "topology": "direct", "deliver_to": ["KOR"],
+                              "parties": {p: {"url": f"https://127.0.0.1:{i + 1}",
+                                              "signing_public": raw, "envelope_public": raw,
+                                              "tls_ca_sha256": cert_fingerprint(
+                                                  x509.load_pem_x509_certificate(
+                                                      (h / "tls" / "ca.crt").read_bytes()))}
+                                          for i, (p, h) in enumerate(homes.items())}}
+    return homes, doc
+
+
+def test_a_ca_file_that_is_not_the_pinned_one_is_trusted_for_nobody(tmp_path: Path) -> None:
+    homes, doc = _partners(tmp_path)
+    jpn = homes["JPN"]
+    (jpn / "tls" / "partners").mkdir()
+    # USA's file holds KOR's CA (a swapped or planted file): the pin says otherwise.
+    (jpn / "tls" / "partners" / "KOR.crt").write_bytes((homes["KOR"] / "tls" / "ca.crt")
+                                                      .read_bytes())
+    (jpn / "tls" / "partners" / "USA.crt").write_bytes((homes["KOR"] / "tls" / "ca.crt")
+                                                      .read_bytes())
+    pinned = pinned_cas(jpn, Partners.from_json(doc))
+    assert sorted(pinned) == ["JPN", "KOR"]
+    # Without a pin a party is nobody's, whatever file is there.
+    del doc["parties"]["KOR"]["tls_ca_sha256"]  # type: ignore[index]
+    assert sorted(pinned_cas(jpn, Partners.from_json(doc))) == ["JPN"]
+
+
+def test_the_partners_file_refuses_bad_and_shared_pins(tmp_path: Path) -> None:
+    _, doc = _partners(tmp_path)
+    parties = doc["parties"]
+    assert isinstance(parties, dict)
+    shared = json.loads(json.dumps(doc))
+    shared["parties"]["USA"]["tls_ca_sha256"] = parties["KOR"]["tls_ca_sha256"]
+    with pytest.raises(MalformedInput, match="same TLS CA"):
+        Partners.from_json(shared)
+    for bad in ("", "AB" * 32, "00" * 31, 7):
+        broken = json.loads(json.dumps(doc))
+        broken["parties"]["KOR"]["tls_ca_sha256"] = bad
+        with pytest.raises(MalformedInput, match="fingerprint"):
+            Partners.from_json(broken)
+
