@@ -58,7 +58,7 @@ from gsomia.core.custody import (
     verify_classification_notice,
 )
 from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
-from gsomia.core.labels import KNOWN_CAVEATS, Scheme, SecurityLabel
+from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.policy import (
     Consent,
     Decision,
@@ -107,40 +107,22 @@ class LabelRequest:
     category: str | None = None
 
 
+# The flag each label field comes from, so a refusal names what the publisher typed.
+_LABEL_FLAGS = {"originator": "party", "scheme": "party", "rel_to": "--rel-to",
+                "purpose": "--purpose", "caveats": "--caveat", "level": "--level",
+                "policy": "--policy", "category": "--category"}
+
+
 def make_label(request: LabelRequest, *, originator: Party, catalogue: Catalogue,
                now: datetime) -> SecurityLabel:
-    """The originator's label for ``request``, or MalformedInput saying what to fix."""
-    if not request.rel_to:
-        raise MalformedInput("REL TO is empty", where="--rel-to",
-                             expected="one or more party codes such as KOR,JPN")
-    rel_to = frozenset(party(p, where="--rel-to") for p in request.rel_to)
-    unknown = sorted(request.caveats - KNOWN_CAVEATS)
-    if unknown:
-        raise MalformedInput(f"unknown caveat(s) {', '.join(unknown)}", where="--caveat",
-                             expected="one of " + ", ".join(sorted(KNOWN_CAVEATS)))
-    if not request.purpose or not _PURPOSE.match(request.purpose):
-        raise MalformedInput(f"{request.purpose!r} is not a purpose", where="--purpose",
-                             expected="a purpose code such as dprk-missile")
-    if request.policy is not None:
-        agreement = catalogue.get(request.policy)
-        if originator not in agreement.parties:
-            raise MalformedInput(f"{originator} is not a party to {agreement.id}",
-                                 where="--policy",
-                                 expected="an agreement this node's party belongs to")
-        if request.purpose not in agreement.purposes:
-            raise MalformedInput(
-                f"purpose {request.purpose!r} is outside {agreement.id}'s scope",
-                where="--purpose", expected="one of " + ", ".join(sorted(agreement.purposes)))
-    if request.category is not None and not request.category.strip():
-        raise MalformedInput("empty category", where="--category")
-    label = SecurityLabel(originator, request.level, rel_to, request.purpose,
-                          frozenset(request.caveats), policy=request.policy,
+    """The originator's label for ``request``, or MalformedInput saying what to fix.
+
+    Every value must be one the catalogue knows (``Catalogue.vocabulary``): a label with an
+    unknown trigraph or purpose would be stored, bound and shown as if it meant something."""
+    label = SecurityLabel(originator, request.level, frozenset(request.rel_to),
+                          request.purpose, frozenset(request.caveats), policy=request.policy,
                           category=request.category, created=now)
-    scheme = catalogue.schemes.get(originator)
-    if scheme is None:
-        raise MalformedInput(f"no classification scheme for {originator}", where="party")
-    scheme.level(request.level, where="--level")
-    return label
+    return catalogue.vocabulary.check(label, where=_LABEL_FLAGS.__getitem__)
 
 
 @dataclass(frozen=True, slots=True)
