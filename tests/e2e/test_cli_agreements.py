@@ -54,6 +54,9 @@ def test_classify_top_level_exits_3(gsomia: Run) -> None:
     ("agreement", "status", "jpn-kor-gsomia-2016", "--at", "2019-02-30"),
     ("agreement", "show", "nope"),
     ("release-check", "--json", "/nonexistent.json"),
+    ("evaluate", "--regimes", "direct,bogus", "--out", "/nonexistent/out"),
+    ("evaluate", "--regimes", ",", "--out", "/nonexistent/out"),
+    ("evaluate", "--regimes", "direct", "--limit", "-1", "--out", "/nonexistent/out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(gsomia: Run, args: tuple[str, ...]) -> None:
     out = gsomia(*args)

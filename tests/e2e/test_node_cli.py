@@ -121,6 +121,20 @@ def test_a_bad_object_or_label_is_refused_and_nothing_is_stored(node: dict[str, 
     assert after["audit"]["size"] == before and after["items"] == 1
 
 
+def test_a_need_to_know_no_agreement_knows_is_bad_input(node: dict[str, Any]) -> None:
+    """Issue 10, finding 8 (the same class): `user add --need-to-know dprk-misile` made a user
+    whose need-to-know opens nothing, silently."""
+    refused = gsomia("user", "add", "--node", str(node["dir"]), "--name", "park",
+                     "--clearance", "군사III급비밀", "--need-to-know", "dprk-missile,dprk-misile")
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert refused.stdout == "" and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "--need-to-know: 'dprk-misile' is not a purpose of any agreement" in line
+    assert "dprk-missile, regional-security" in line
+    listed = ok("user", "list", "--node", str(node["dir"]), "--json")
+    assert "park" not in [u["name"] for u in listed["users"]]
+
+
 @pytest.mark.parametrize(("flags", "where", "expected"), [
     (["--rel-to", "KOR,XYZ", "--purpose", "dprk-missile"], "--rel-to", "one of JPN, KOR, USA"),
     (["--rel-to", "KOR,JPN", "--purpose", "no-such-purpose"], "--purpose",

@@ -15,7 +15,7 @@ Use cases: :func:`initialise`, :func:`publish`, :func:`publish_many`, :func:`ing
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -444,10 +444,12 @@ def _version(obj: Mapping[str, Any]) -> str:
 
 def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme], name: str,
              clearance: str, need_to_know: Iterable[str], token: str, now: datetime,
-             actor: str = "operator") -> NodeUser:
+             actor: str = "operator", purposes: Collection[str] | None = None) -> NodeUser:
     """Register a person with a clearance in the node's scheme and need-to-know purposes.
 
-    ``token`` is the secret the shell drew; only its hash is stored.
+    ``token`` is the secret the shell drew; only its hash is stored. ``purposes``: those the
+    agreements know (``Catalogue.vocabulary.purposes``), which the operator's commands pass;
+    a misspelt need-to-know would otherwise quietly open nothing.
     """
     if not name or not name.strip() or len(name) > 100 or any(c.isspace() for c in name):
         raise MalformedInput(f"{name!r} is not a user name", where="--name",
@@ -456,17 +458,21 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
     if scheme is None:
         raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
     scheme.level(clearance, where="--clearance")
-    purposes = frozenset(p.strip() for p in need_to_know if p.strip())
-    if not purposes:
+    needed = frozenset(p.strip() for p in need_to_know if p.strip())
+    if not needed:
         raise MalformedInput("no need-to-know given", where="--need-to-know",
                              expected="one or more purposes such as dprk-missile")
-    for p in purposes:
+    for p in sorted(needed):
         if not _PURPOSE.match(p):
             raise MalformedInput(f"{p!r} is not a purpose", where="--need-to-know",
                                  expected="purpose codes such as dprk-missile")
+        if purposes is not None and p not in purposes:
+            raise MalformedInput(f"{p!r} is not a purpose of any agreement",
+                                 where="--need-to-know",
+                                 expected="one or more of " + ", ".join(sorted(purposes)))
     if len(token) < 32:
         raise MalformedInput("token too short", where="token", expected="32 or more characters")
-    user = NodeUser(name, keys.party, clearance, purposes, token_hash(token), now)
+    user = NodeUser(name, keys.party, clearance, needed, token_hash(token), now)
     with uow:
         if uow.repo.user_named(name) is not None:
             raise MalformedInput(f"user {name!r} already exists", where="--name",
