@@ -127,6 +127,23 @@ def test_a_refused_publish_stores_nothing(
         assert repo.count_items() == 0
 
 
+def test_a_level_the_scheme_lacks_is_bad_input_for_a_classification_change(
+        db_url: str, node_factory: Factory, make_indicator: Callable[..., Any],
+        now: datetime) -> None:
+    """Issue 10, finding 8 (the same class): an unknown new level was answered as a
+    refusal and put on record as one, as if the change had been judged."""
+    kor = node_factory("KOR", db_url)
+    obj = make_indicator(4)
+    publish(kor, obj, SECRET_KOR, now)
+    size = len(events(kor))
+    with pytest.raises(MalformedInput, match="--level: 'TOP SECRET' is not a KOR "
+                                             "classification level"):
+        handlers.change_classification(kor.uow(), keys=kor.keys,
+                                       schemes=kor.catalogue.schemes, item_id=obj["id"],
+                                       new_level="TOP SECRET", now=now)
+    assert len(events(kor)) == size
+
+
 def test_publish_many_is_all_or_nothing(db_url: str, node_factory: Factory,
                                         make_indicator: Callable[..., Any],
                                         now: datetime) -> None:

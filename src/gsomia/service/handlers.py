@@ -588,8 +588,13 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
     """As originator, change an item's level; every version held is re-marked here.
 
     Returns the signed notice for the exchange to send to every holder. A holder's attempt
-    is refused (:class:`PolicyDenied`) and recorded.
+    is refused (:class:`PolicyDenied`) and recorded. A level the node's scheme does not have
+    is bad input, not a refusal on record.
     """
+    own = schemes.get(keys.party)
+    if own is None:
+        raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
+    own.level(new_level, where="--level")
     with uow:
         versions = uow.repo.item_versions(item_id)
         if not versions:
