@@ -434,10 +434,6 @@ class Catalogue:
         """The values a label may hold under these agreements and schemes."""
         return self._vocabulary
 
-    @property
-    def parties(self) -> frozenset[Party]:
-        return self.vocabulary.parties
-
     def get(self, agreement_id: str) -> Agreement:
         found = self.agreements.get(agreement_id)
         if found is None:
