@@ -54,6 +54,9 @@ def test_classify_top_level_exits_3(gsomia: Run) -> None:
     ("agreement", "status", "jpn-kor-gsomia-2016", "--at", "2019-02-30"),
     ("agreement", "show", "nope"),
     ("release-check", "--json", "/nonexistent.json"),
+    ("evaluate", "--regimes", "direct,bogus", "--out", "/nonexistent/out"),
+    ("evaluate", "--regimes", ",", "--out", "/nonexistent/out"),
+    ("evaluate", "--regimes", "direct", "--limit", "-1", "--out", "/nonexistent/out"),
 ])
 def test_bad_input_is_one_line_and_exit_2(gsomia: Run, args: tuple[str, ...]) -> None:
     out = gsomia(*args)
@@ -75,6 +78,43 @@ def test_release_check_permit_and_deny(gsomia: Run) -> None:
     out = gsomia("release-check", "--json", "-", stdin=json.dumps(request))
     assert out.returncode == 1
     assert json.loads(out.stdout)["permit"] is False
+
+
+GOOD_REQUEST = {"item_id": "indicator--7", "sender": "KOR", "recipient": "JPN",
+                "at": "2017-03-01T00:00:00Z",
+                "label": {"originator": "KOR", "level": "군사II급비밀", "rel_to": ["KOR", "JPN"],
+                          "purpose": "dprk-missile"}}
+
+
+@pytest.mark.parametrize(("change", "where", "expected"), [
+    ({"recipient": "XYZ"}, "recipient", "one of JPN, KOR, USA"),
+    ({"sender": "XYZ"}, "sender", "one of JPN, KOR, USA"),
+    ({"label": {**GOOD_REQUEST["label"], "rel_to": ["KOR", "XYZ"]}}, "label.rel_to",
+     "one of JPN, KOR, USA"),
+    ({"label": {**GOOD_REQUEST["label"], "originator": "XYZ"}}, "label.originator",
+     "one of JPN, KOR, USA"),
+    ({"label": {**GOOD_REQUEST["label"], "purpose": "no-such-purpose"}}, "label.purpose",
+     "one of dprk-missile, regional-security"),
+    ({"label": {**GOOD_REQUEST["label"], "caveats": ["EYES ONLY"]}}, "label.caveats",
+     "one of NOFORN, ORCON"),
+    ({"label": {**GOOD_REQUEST["label"], "category": "gossip"}}, "label.category",
+     "impact-prediction"),
+    ({"label": {**GOOD_REQUEST["label"], "policy": "no-such"}}, "label.policy",
+     "jpn-kor-gsomia-2016"),
+    ({"label": {**GOOD_REQUEST["label"], "scheme": "XYZ"}}, "label.scheme",
+     "one of JPN, KOR, USA"),
+    ({"label": {**GOOD_REQUEST["label"], "level": "極秘"}}, "label.level", "군사II급비밀"),
+    ({"consents": [{"item_id": "indicator--7", "originator": "KOR", "recipient": "XYZ"}]},
+     "consents[0].recipient", "one of JPN, KOR, USA"),
+])
+def test_release_check_with_an_unknown_value_is_bad_input_not_a_denial(
+        gsomia: Run, change: dict[str, object], where: str, expected: str) -> None:
+    """Issue 10, finding 8: a recipient XYZ was answered with a denial (exit 1)."""
+    out = gsomia("release-check", "--json", "-", stdin=json.dumps({**GOOD_REQUEST, **change}))
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.stdout == "" and "Traceback" not in out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert f"{where}: " in line and expected in line
 
 
 def test_release_check_invalid_json(gsomia: Run) -> None:

@@ -196,6 +196,59 @@ def test_bad_envelopes_are_refused_and_audited(direct: Federation) -> None:
     assert not held(jpn, not_rel_to.item_id)
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    ({"rel_to": frozenset({"KOR", "JPN", "XYZ"})}, "rel_to"),
+    ({"purpose": "no-such-purpose"}, "purpose"),
+    ({"category": "gossip"}, "category"),
+    ({"policy": "no-such-agreement"}, "policy"),
+])
+def test_a_partner_label_with_an_unknown_value_is_422_and_not_stored(
+        direct: Federation, change: dict[str, Any], field: str) -> None:
+    """Issue 10, finding 8, partner path: KOR's own signed and bound label that names a
+    party or purpose no agreement knows is bad input at JPN, not an item it holds."""
+    import dataclasses
+
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    url = direct.up()["nodes"]["JPN"]["url"] + "/peer/v1/envelopes/"
+    label = dataclasses.replace(SecurityLabel(
+        "KOR", "군사II급비밀", frozenset({"KOR", "JPN"}), "dprk-missile",
+        created=datetime.now(UTC)), **change)
+    envelope = _envelope(kor, jpn, indicator(), label)
+    with _client(kor) as client:
+        answer = client.post(url, content=json.dumps(envelope.to_json()))
+    assert answer.status_code == 422, answer.text
+    assert "json" in answer.headers["content-type"]
+    assert f"envelope payload.label.{field}" in answer.json()["description"]
+    assert not held(jpn, envelope.item_id)
+    refused = events(jpn, AuditKind.ENVELOPE_REFUSED)
+    assert any(e["item_id"] == envelope.item_id for e in refused)
+
+
+def test_a_consent_request_for_an_unknown_party_is_bad_input(direct: Federation) -> None:
+    """Issue 10, finding 8, consents: a request to release to XYZ was sent to the originator
+    and recorded there; it is bad input at the holder's command line and at the peer API."""
+    import subprocess
+    import sys
+
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    item = publish(kor, indicator(), "군사II급비밀", ("KOR", "JPN"))
+    assert exchange.wait_until(lambda: held(jpn, item), WAIT)
+    done = subprocess.run(
+        [sys.executable, "-m", "gsomia", "consent", "request", "--node",
+         str(direct.folder / "JPN"), "--item", item, "--to", "XYZ"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    (line,) = done.stderr.strip().splitlines()
+    assert "--to: 'XYZ' is not a party this node knows" in line and "JPN, KOR, USA" in line
+    url = direct.up()["nodes"]["KOR"]["url"] + "/peer/v1/consents/requests/"
+    with _client(jpn) as client:
+        answer = client.post(url, content=json.dumps(
+            {"item_id": item, "recipient": "XYZ", "reason": "test"}))
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["details"]["where"] == "recipient"
+    assert not [r for r in exchange.consent_rows(kor) if r["recipient"] == "XYZ"]
+
+
 def test_stopped_partner_receives_everything_exactly_once(direct: Federation) -> None:
     kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
     ids = [publish(kor, indicator(i), "군사III급비밀", ("KOR", "JPN")) for i in range(5)]

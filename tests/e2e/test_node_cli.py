@@ -121,6 +121,52 @@ def test_a_bad_object_or_label_is_refused_and_nothing_is_stored(node: dict[str, 
     assert after["audit"]["size"] == before and after["items"] == 1
 
 
+def test_a_need_to_know_no_agreement_knows_is_bad_input(node: dict[str, Any]) -> None:
+    """Issue 10, finding 8 (the same class): `user add --need-to-know dprk-misile` made a user
+    whose need-to-know opens nothing, silently."""
+    refused = gsomia("user", "add", "--node", str(node["dir"]), "--name", "park",
+                     "--clearance", "군사III급비밀", "--need-to-know", "dprk-missile,dprk-misile")
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert refused.stdout == "" and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert "--need-to-know: 'dprk-misile' is not a purpose of any agreement" in line
+    assert "dprk-missile, regional-security" in line
+    listed = ok("user", "list", "--node", str(node["dir"]), "--json")
+    assert "park" not in [u["name"] for u in listed["users"]]
+
+
+@pytest.mark.parametrize(("flags", "where", "expected"), [
+    (["--rel-to", "KOR,XYZ", "--purpose", "dprk-missile"], "--rel-to", "one of JPN, KOR, USA"),
+    (["--rel-to", "KOR,JPN", "--purpose", "no-such-purpose"], "--purpose",
+     "one of dprk-missile, regional-security"),
+    (["--rel-to", "KOR,JPN", "--purpose", "dprk-missile", "--category", "gossip"],
+     "--category", "impact-prediction"),
+    (["--rel-to", "KOR,JPN", "--purpose", "dprk-missile", "--caveat", "EYES"], "--caveat",
+     "one of NOFORN, ORCON"),
+    (["--rel-to", "KOR,JPN", "--purpose", "dprk-missile", "--policy", "no-such"], "--policy",
+     "jpn-kor-gsomia-2016"),
+    (["--rel-to", "KOR,JPN", "--purpose", "regional-security", "--policy",
+      "trilateral-mwd-2023"], "--purpose", "one of dprk-missile"),
+])
+def test_publish_with_an_unknown_value_is_bad_input_and_stores_nothing(
+        node: dict[str, Any], flags: list[str], where: str, expected: str) -> None:
+    """Issue 10, finding 8: `--rel-to KOR,XYZ` was stored as "REL TO KOR, XYZ" and
+    `--purpose no-such-purpose` accepted."""
+    before = ok("node", "info", "--dir", str(node["dir"]), "--json")
+    fresh = node["base"] / "unknown-value.json"
+    fresh.write_text(json.dumps({**INDICATOR, "id": f"indicator--{uuid.UUID(int=9, version=4)}"}),
+                     encoding="utf-8")
+    refused = gsomia("publish", "--node", str(node["dir"]), "--file", str(fresh),
+                     "--level", "군사II급비밀", *flags)
+    assert refused.returncode == 2, (refused.stdout, refused.stderr)
+    assert refused.stdout == "" and "Traceback" not in refused.stderr
+    (line,) = refused.stderr.strip().splitlines()
+    assert f"{where}: " in line and expected in line
+    after = ok("node", "info", "--dir", str(node["dir"]), "--json")
+    assert after["audit"]["size"] == before["audit"]["size"]
+    assert after["items"] == before["items"]
+
+
 def test_reading_an_item_goes_through_the_access_rule_and_is_audited(
         node: dict[str, Any]) -> None:
     folder = str(node["dir"])

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import label_marking
@@ -128,7 +130,9 @@ def indicator(n: int, label: SecurityLabel | None = None) -> dict[str, Any]:
 
 
 def marking(label: SecurityLabel) -> dict[str, Any]:
-    return label_marking(label, label.english_marking(CATALOGUE.schemes), created=NOW)
+    english = label.english_marking(CATALOGUE.schemes) if label.scheme in CATALOGUE.schemes \
+        and CATALOGUE.schemes[label.scheme].has(label.level) else "UNKNOWN"
+    return label_marking(label, english, created=NOW)
 
 
 def collection(node: Running, who: str) -> Any:
@@ -242,3 +246,100 @@ def test_schemathesis_finds_no_server_error(node: Running, tmp_path: Path) -> No
     report = json.loads((tmp_path / "report.json").read_text())
     assert "passed" in done.stdout and report
     assert node.process.poll() is None  # and the node is still up
+
+
+# ---- issue 10, finding 8: a label with a value no agreement knows is 422 ------------------------
+
+def _post(node: Running, who: str, body: dict[str, Any]) -> requests.Response:
+    return requests.post(
+        node.url + f"gsomia/collections/{collection_id('JPN')}/objects/", verify=node.ca,
+        timeout=20, data=json.dumps(body),
+        headers={"Authorization": f"Bearer {node.tokens[who]}",
+                 "Content-Type": "application/taxii+json;version=2.1",
+                 "Accept": "application/taxii+json;version=2.1"})
+
+
+def _get(node: Running, who: str, object_id: str) -> requests.Response:
+    return requests.get(
+        node.url + f"gsomia/collections/{collection_id('JPN')}/objects/{object_id}/",
+        verify=node.ca, timeout=20,
+        headers={"Authorization": f"Bearer {node.tokens[who]}",
+                 "Accept": "application/taxii+json;version=2.1"})
+
+
+def _labelled_envelope(label_doc: dict[str, Any], n: int) -> tuple[dict[str, Any], str]:
+    """An indicator and the gsomia marking that carries ``label_doc`` as it was written."""
+    from gsomia.core.stix import EXTENSION_ID
+
+    m = marking(CONF)
+    m["extensions"] = {EXTENSION_ID: {"extension_type": "property-extension", **label_doc}}
+    # the id the label gives its marking, so that only the label's values can be wrong
+    m["id"] = marking(SecurityLabel(
+        label_doc["originator"], label_doc["level"], frozenset(label_doc["rel_to"]),
+        label_doc["purpose"], frozenset(label_doc.get("caveats", ())),
+        label_doc.get("scheme", ""), label_doc.get("policy"), label_doc.get("category")))["id"]
+    obj = {**indicator(n), "object_marking_refs": [m["id"]]}
+    return {"objects": [m, obj]}, obj["id"]
+
+
+_n = iter(range(20_000, 30_000))
+GOOD_LABEL = {"originator": "JPN", "level": "秘", "rel_to": ["JPN", "KOR"],
+              "purpose": "dprk-missile"}
+
+
+@pytest.mark.parametrize(("change", "field", "expected"), [
+    ({"rel_to": ["KOR", "XYZ"]}, "rel_to", "one of JPN, KOR, USA"),
+    ({"purpose": "no-such-purpose"}, "purpose", "one of dprk-missile, regional-security"),
+    ({"caveats": ["EYES"]}, "caveats", "one of NOFORN, ORCON"),
+    ({"category": "gossip"}, "category", "impact-prediction"),
+    ({"policy": "no-such"}, "policy", "jpn-kor-gsomia-2016"),
+    ({"policy": "usa-kor-gsomia-1987"}, "policy", "the originator is party to"),
+    ({"scheme": "XYZ"}, "scheme", "one of JPN, KOR, USA"),
+    ({"level": "SECRET"}, "level", "極秘"),
+])
+def test_a_posted_label_with_an_unknown_value_is_422_and_nothing_is_stored(
+        node: Running, change: dict[str, Any], field: str, expected: str) -> None:
+    body, object_id = _labelled_envelope({**GOOD_LABEL, **change}, next(_n))
+    r = _post(node, "kenji", body)
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"].startswith("application/taxii+json")
+    error = r.json()
+    assert error["http_status"] == "422"
+    assert error["details"]["where"].endswith(f".{field}") and expected in \
+        error["details"]["expected"]
+    assert _get(node, "kenji", object_id).status_code == 404
+
+
+def test_a_posted_label_of_known_values_is_stored(node: Running) -> None:
+    body, object_id = _labelled_envelope(GOOD_LABEL, 5999)
+    r = _post(node, "kenji", body)
+    assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text
+    assert _get(node, "kenji", object_id).status_code == 200
+
+
+_unknown_party = st.text(max_size=5).filter(lambda t: t not in ("JPN", "KOR", "USA")) | \
+    st.from_regex(r"\A[A-Z]{3}\Z").filter(lambda t: t not in ("JPN", "KOR", "USA"))
+_unknown_purpose = st.text(max_size=20).filter(
+    lambda t: t not in ("dprk-missile", "regional-security"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rel_to=st.sets(st.sampled_from(["JPN", "KOR", "USA"]), min_size=1)
+       .map(sorted).flatmap(lambda known: st.one_of(
+           st.just(known), _unknown_party.map(lambda bad: [*known, bad]))),
+       purpose=st.sampled_from(["dprk-missile"]) | _unknown_purpose)
+def test_over_https_a_label_is_stored_only_if_every_party_and_purpose_is_known(
+        node: Running, rel_to: list[str], purpose: str) -> None:
+    known = set(rel_to) <= {"JPN", "KOR", "USA"} and purpose == "dprk-missile"
+    body, object_id = _labelled_envelope(
+        {**GOOD_LABEL, "rel_to": rel_to, "purpose": purpose}, next(_n))
+    r = _post(node, "kenji", body)
+    if known:
+        assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text
+    else:
+        assert r.status_code == 422, r.text
+        bad = {"rel_to"} if not set(rel_to) <= {"JPN", "KOR", "USA"} else set()
+        bad |= {"purpose"} if purpose != "dprk-missile" else set()
+        named = r.json()["details"]["where"].rsplit(".", 1)[-1]
+        assert any(named.startswith(field) for field in bad), (named, bad)
+    assert _get(node, "kenji", object_id).status_code == (200 if known else 404)

@@ -101,8 +101,17 @@ def test_all_versions_are_kept_and_a_held_version_is_refused(
      "unknown caveat"),
     (LabelRequest("군사II급비밀", ("KOR",), "dprk-missile", policy="usa-jpn-gsomia-2007"), {},
      "KOR is not a party"),
-    (LabelRequest("군사II급비밀", ("KOR",), "fishing", policy="jpn-kor-gsomia-2016"), {},
-     "outside jpn-kor-gsomia-2016's scope"),
+    (LabelRequest("군사II급비밀", ("KOR",), "regional-security",
+                  policy="trilateral-mwd-2023"), {}, "outside trilateral-mwd-2023's scope"),
+    # finding 8 of issue 10: values no agreement knows were stored and marked
+    (LabelRequest("군사II급비밀", ("KOR", "XYZ"), "dprk-missile"), {},
+     "--rel-to: 'XYZ' is not a party this node knows; expected one of JPN, KOR, USA"),
+    (LabelRequest("군사II급비밀", ("KOR",), "fishing"), {},
+     "--purpose: 'fishing' is not a purpose of any agreement"),
+    (LabelRequest("군사II급비밀", ("KOR",), "dprk-missile", category="impact-predicton"), {},
+     "--category: 'impact-predicton' is not a kind of information"),
+    (LabelRequest("군사II급비밀", ("KOR",), "dprk-missile", policy="no-such-agreement"), {},
+     "--policy: no agreement 'no-such-agreement'"),
     (LabelRequest("군사II급비밀", ("Korea",), "dprk-missile"), {}, "not a party code"),
     (SECRET_KOR, {"type": "marking-definition"}, "is not an item"),
     (SECRET_KOR, {"id": ""}, "has no id"),
@@ -116,6 +125,23 @@ def test_a_refused_publish_stores_nothing(
     assert len(events(kor)) == 1
     with kor.store.repository() as repo:
         assert repo.count_items() == 0
+
+
+def test_a_level_the_scheme_lacks_is_bad_input_for_a_classification_change(
+        db_url: str, node_factory: Factory, make_indicator: Callable[..., Any],
+        now: datetime) -> None:
+    """Issue 10, finding 8 (the same class): an unknown new level was answered as a
+    refusal and put on record as one, as if the change had been judged."""
+    kor = node_factory("KOR", db_url)
+    obj = make_indicator(4)
+    publish(kor, obj, SECRET_KOR, now)
+    size = len(events(kor))
+    with pytest.raises(MalformedInput, match="--level: 'TOP SECRET' is not a KOR "
+                                             "classification level"):
+        handlers.change_classification(kor.uow(), keys=kor.keys,
+                                       schemes=kor.catalogue.schemes, item_id=obj["id"],
+                                       new_level="TOP SECRET", now=now)
+    assert len(events(kor)) == size
 
 
 def test_publish_many_is_all_or_nothing(db_url: str, node_factory: Factory,

@@ -69,7 +69,7 @@ def auth(token: str) -> dict[str, str]:
 POST = {"Content-Type": TAXII_MEDIA}
 CONF = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
 SECRET = SecurityLabel("JPN", "極秘", frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
-MARITIME = SecurityLabel("JPN", "秘", frozenset({"JPN"}), "china-maritime")
+MARITIME = SecurityLabel("JPN", "秘", frozenset({"JPN"}), "regional-security")
 
 
 class World:
@@ -79,10 +79,10 @@ class World:
         self.catalogue = catalogue
         self.node = init_node(folder, "JPN", catalogue=catalogue, now=NOW)
         self.tokens: dict[str, str] = {}
-        everything = ["dprk-missile", "china-maritime", "counter-terrorism"]
+        everything = ["dprk-missile", "regional-security"]
         for name, clearance, ntk in (("kenji", "機密", everything),
                                      ("aiko", "秘", ["dprk-missile"]),
-                                     ("hana", "極秘", ["china-maritime"])):
+                                     ("hana", "極秘", ["regional-security"])):
             self.add_user(name, clearance, ntk)
         self.app = app_for_node(self.node)
         self.client = TestClient(self.app)
@@ -489,7 +489,7 @@ def test_openapi_document(world: World) -> None:
 # ---- property: nobody ever gets what the access rule denies -----------------------------------
 
 LEVELS = ["機密", "特定秘密", "極秘", "秘"]
-PURPOSES = ["dprk-missile", "china-maritime", "counter-terrorism"]
+PURPOSES = ["dprk-missile", "regional-security"]
 label_st = st.builds(
     lambda level, rel, purpose, noforn: SecurityLabel(
         "JPN", level, frozenset({"JPN", *rel}), purpose,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -11,6 +12,8 @@ from hypothesis import strategies as st
 from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel, order_rel_to, rank_of
+from gsomia.core.policy import ReleaseRequest, decide
+from gsomia.shell.catalogue import load_catalogue
 
 
 def test_english_and_national_markings(shipped: Catalogue) -> None:
@@ -37,7 +40,7 @@ def test_order_rel_to_puts_usa_first() -> None:
 def test_level_must_exist_in_its_scheme(shipped: Catalogue) -> None:
     bad = SecurityLabel("KOR", "極秘", frozenset({"KOR"}), "dprk-missile")
     with pytest.raises(MalformedInput, match="not a KOR classification level"):
-        bad.checked(shipped.schemes)
+        shipped.vocabulary.check(bad)
 
 
 @pytest.mark.parametrize(("doc", "where"), [
@@ -53,9 +56,9 @@ def test_level_must_exist_in_its_scheme(shipped: Catalogue) -> None:
       "created": "yesterday"}, "label.created"),
     ("not an object", "label"),
 ])
-def test_bad_labels_name_the_field(doc: object, where: str) -> None:
+def test_bad_labels_name_the_field(shipped: Catalogue, doc: object, where: str) -> None:
     with pytest.raises(MalformedInput, match=where.replace("[", r"\[").replace("]", r"\]")):
-        SecurityLabel.from_json(doc)
+        SecurityLabel.from_json(doc, shipped.vocabulary)
 
 
 trigraphs = st.sampled_from(["JPN", "KOR", "USA", "AUS", "GBR"])
@@ -77,7 +80,7 @@ labels = st.builds(
 
 @given(labels)
 def test_canonical_form_round_trips(label: SecurityLabel) -> None:
-    assert SecurityLabel.from_json(label.to_json()) == label
+    assert SecurityLabel.from_stored(label.to_json()) == label
     assert list(label.to_json()["rel_to"]) == sorted(label.rel_to)
 
 
@@ -87,3 +90,107 @@ def test_instants_read_back_to_the_same_text(at: datetime) -> None:
     from gsomia.core.types import instant, iso
 
     assert iso(instant(iso(at))) == iso(at)
+
+
+# ---- issue 10, finding 8: a label holds only values the agreements know ----------------------
+
+CATALOGUE = load_catalogue()
+KNOWN = CATALOGUE.vocabulary
+PARTIES = sorted(KNOWN.parties)
+
+
+@st.composite
+def known_label_docs(draw: st.DrawFn) -> dict[str, Any]:
+    """A label every value of which the shipped catalogue knows."""
+    originator = draw(st.sampled_from(PARTIES))
+    scheme = KNOWN.schemes[originator]
+    doc: dict[str, Any] = {
+        "originator": originator,
+        "level": draw(st.sampled_from([lv.name for lv in scheme.levels])),
+        "rel_to": sorted(draw(st.sets(st.sampled_from(PARTIES), min_size=1))),
+        "purpose": draw(st.sampled_from(sorted(KNOWN.purposes))),
+        "caveats": sorted(draw(st.sets(st.sampled_from(sorted(KNOWN.caveats))))),
+    }
+    if draw(st.booleans()):
+        doc["category"] = draw(st.sampled_from(sorted(KNOWN.categories)))
+    policies = [p for p, scope in KNOWN.policies.items()
+                if originator in scope.parties and doc["purpose"] in scope.purposes]
+    if policies and draw(st.booleans()):
+        doc["policy"] = draw(st.sampled_from(sorted(policies)))
+    return doc
+
+
+not_a_party = st.text(max_size=5).filter(lambda t: t not in KNOWN.parties) | \
+    st.from_regex(r"\A[A-Z]{3}\Z").filter(lambda t: t not in KNOWN.parties)
+not_a_purpose = st.text(max_size=20).filter(lambda t: t not in KNOWN.purposes)
+
+
+@st.composite
+def unknown_label_docs(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    """A known label with one field given a value no agreement knows; and that field."""
+    doc = draw(known_label_docs())
+    field = draw(st.sampled_from(["rel_to", "purpose", "originator", "caveats", "category",
+                                  "policy", "level"]))
+    if field == "rel_to":
+        doc["rel_to"] = [*doc["rel_to"], draw(not_a_party)]
+    elif field == "purpose":
+        doc["purpose"] = draw(not_a_purpose)
+        doc.pop("policy", None)
+    elif field == "originator":
+        doc["originator"] = draw(not_a_party)
+    elif field == "caveats":
+        doc["caveats"] = [*doc["caveats"],
+                          draw(st.text(max_size=8).filter(lambda t: t not in KNOWN.caveats))]
+    elif field == "category":
+        doc["category"] = draw(st.text(max_size=20).filter(
+            lambda t: t not in KNOWN.categories))
+    elif field == "policy":
+        doc["policy"] = draw(st.text(max_size=20).filter(lambda t: t not in KNOWN.policies))
+    else:
+        doc["level"] = draw(st.text(min_size=1, max_size=8).filter(
+            lambda t: not KNOWN.schemes[doc["originator"]].has(t)))
+    return doc, field
+
+
+@given(known_label_docs())
+def test_a_label_of_known_values_parses(doc: dict[str, Any]) -> None:
+    label = SecurityLabel.from_json(doc, KNOWN)
+    assert label.to_json() == {**doc, "caveats": sorted(doc["caveats"])}
+
+
+@given(unknown_label_docs())
+def test_a_label_with_an_unknown_value_never_parses_nor_reaches_a_decision(
+        case: tuple[dict[str, Any], str]) -> None:
+    doc, field = case
+    with pytest.raises(MalformedInput) as caught:
+        SecurityLabel.from_json(doc, KNOWN)
+    assert caught.value.where.startswith(f"label.{field}")
+    assert caught.value.expected
+    request = {"item_id": "indicator--1", "label": doc, "sender": doc["originator"],
+               "recipient": "JPN", "at": "2024-01-01"}
+    with pytest.raises(MalformedInput):
+        ReleaseRequest.from_json(request, CATALOGUE)
+
+
+@given(st.sampled_from(PARTIES), st.sampled_from(PARTIES) | not_a_party,
+       st.sampled_from(PARTIES) | not_a_party)
+def test_a_release_request_names_only_known_parties(originator: str, sender: str,
+                                                    recipient: str) -> None:
+    doc = {"item_id": "indicator--1", "sender": sender, "recipient": recipient,
+           "at": "2024-01-01",
+           "label": {"originator": originator, "level": KNOWN.schemes[originator].levels[0].name,
+                     "rel_to": PARTIES, "purpose": "dprk-missile"}}
+    if sender in KNOWN.parties and recipient in KNOWN.parties:
+        decide(ReleaseRequest.from_json(doc, CATALOGUE), CATALOGUE)
+        return
+    with pytest.raises(MalformedInput) as caught:
+        ReleaseRequest.from_json(doc, CATALOGUE)
+    assert caught.value.where == ("sender" if sender not in KNOWN.parties else "recipient")
+
+
+def test_every_shipped_sensor_label_holds_known_values() -> None:
+    from gsomia.shell.feeds import load_sensors
+
+    for sensor in load_sensors():
+        for label in (sensor.label, sensor.report_label):
+            assert SecurityLabel.from_json(label.to_json(), KNOWN) == label

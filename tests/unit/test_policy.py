@@ -242,10 +242,10 @@ def test_removing_a_party_from_rel_to_never_grants(shipped: Catalogue, r: Releas
     '{"item_id": "x"}',
     '{"item_id": "x", "label": {}, "sender": "KOR", "recipient": "JPN", "at": "2017-01-01"}',
 ])
-def test_malformed_requests_are_refused(text: str) -> None:
+def test_malformed_requests_are_refused(shipped: Catalogue, text: str) -> None:
     import json
 
     from gsomia.core.errors import MalformedInput
 
     with pytest.raises(MalformedInput):
-        ReleaseRequest.from_json(json.loads(text))
+        ReleaseRequest.from_json(json.loads(text), shipped)

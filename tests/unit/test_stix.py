@@ -33,7 +33,7 @@ def test_marking_validates_and_round_trips(shipped: Catalogue, caveats: frozense
     marking = label_marking(label, label.english_marking(shipped.schemes), created=AT)
     assert marking["name"].startswith("SECRET//")
     assert valid(marking) and valid(EXTENSION_DEFINITION) and valid(IDENTITY)
-    assert label_from_marking(marking) == label
+    assert label_from_marking(marking, shipped.vocabulary) == label
 
 
 def test_equal_labels_share_a_marking_and_different_ones_do_not() -> None:
@@ -59,10 +59,12 @@ def test_applying_a_marking_to_an_indicator() -> None:
     assert apply_marking(marked, marking)["object_marking_refs"] == [marking["id"]]
 
 
-def test_foreign_markings_are_refused() -> None:
+def test_foreign_markings_are_refused(shipped: Catalogue) -> None:
     tlp = {"type": "marking-definition", "id": "marking-definition--x", "definition_type": "tlp",
            "definition": {"tlp": "red"}}
     with pytest.raises(MalformedInput, match="no gsomia security label"):
-        label_from_marking(tlp)
+        label_from_marking(tlp, shipped.vocabulary)
     with pytest.raises(MalformedInput):
-        label_from_marking({"type": "indicator"})
+        label_from_marking({"type": "indicator"}, shipped.vocabulary)
+    with pytest.raises(MalformedInput, match="no gsomia security label"):
+        label_from_marking({"type": "marking-definition", "extensions": []}, shipped.vocabulary)

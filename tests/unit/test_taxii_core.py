@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsomia.core.errors import MalformedInput
-from gsomia.core.labels import SecurityLabel
+from gsomia.core.labels import LabelVocabulary, SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.core.taxii import (
     MAX_LIMIT,
@@ -276,6 +276,8 @@ CONF_JPN = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile"
 OTHER_PURPOSE = SecurityLabel("JPN", "秘", frozenset({"JPN"}), "china-maritime")
 ANALYST = Person("aiko", "JPN", "秘", frozenset({"dprk-missile"}))
 SENIOR = Person("kenji", "JPN", "極秘", frozenset({"dprk-missile", "china-maritime"}))
+VOCABULARY = LabelVocabulary(SCHEMES, frozenset(SCHEMES),
+                             frozenset({"dprk-missile", "china-maritime"}))
 
 
 def check(obj: Mapping[str, Any]) -> None:
@@ -284,7 +286,7 @@ def check(obj: Mapping[str, Any]) -> None:
 
 
 def service(store: MemoryStore, secret: bytes = SECRET) -> TaxiiService:
-    return TaxiiService(store, party="JPN", schemes=SCHEMES, cursor_secret=secret,
+    return TaxiiService(store, party="JPN", vocabulary=VOCABULARY, cursor_secret=secret,
                         collection_id="coll", check=check)
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import fastjsonschema
 
 from gsomia.core.errors import MalformedInput, NoEquivalent
-from gsomia.core.labels import Scheme
+from gsomia.core.labels import INFORMATION_KINDS, LabelVocabulary, PolicyScope, Scheme
 from gsomia.core.types import Party
 
 State = Literal["pending", "in-force", "notice-given", "terminated"]
@@ -396,9 +396,19 @@ class Catalogue:
     schemes: Mapping[Party, Scheme]
     _channels: dict[tuple[Party, Party], tuple[Agreement, ...]] = field(
         default_factory=dict, repr=False, compare=False)
+    _vocabulary: LabelVocabulary = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         parties = {p for a in self.agreements.values() for p in a.parties}
+        object.__setattr__(self, "_vocabulary", LabelVocabulary(
+            schemes=self.schemes,
+            parties=frozenset(parties | set(self.schemes)),
+            purposes=frozenset(p for a in self.agreements.values() for p in a.purposes),
+            policies={a.id: PolicyScope(a.parties, frozenset(a.purposes))
+                      for a in self.agreements.values()},
+            categories=INFORMATION_KINDS | {k for a in self.agreements.values()
+                                            for k in a.information_kinds or ()},
+        ))
         # Legally binding agreements are preferred to arrangements (TISA relays are protected
         # under the US bilateral agreements), then a stable order by id.
         ordered = sorted(self.agreements.values(), key=lambda a: (not a.legally_binding, a.id))
@@ -418,6 +428,11 @@ class Catalogue:
                                      expected="unique agreement ids")
             table[a.id] = a
         return cls(table, schemes)
+
+    @property
+    def vocabulary(self) -> LabelVocabulary:
+        """The values a label may hold under these agreements and schemes."""
+        return self._vocabulary
 
     def get(self, agreement_id: str) -> Agreement:
         found = self.agreements.get(agreement_id)

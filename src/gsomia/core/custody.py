@@ -120,7 +120,7 @@ def item_version(obj: Mapping[str, Any]) -> str:
 
 
 def _label(data: bytes, where: str) -> SecurityLabel:
-    return SecurityLabel.from_json(json.loads(data), where=where)
+    return SecurityLabel.from_stored(json.loads(data), where=where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,8 +267,8 @@ class CustodyRecord:
         env = data.get("envelope_digest")
         return cls(
             data["item_id"], data["version"], event, party(data["holder"]),
-            SecurityLabel.from_json(data["original_label"], where="custody.original_label"),
-            SecurityLabel.from_json(data["national_label"], where="custody.national_label"),
+            SecurityLabel.from_stored(data["original_label"], where="custody.original_label"),
+            SecurityLabel.from_stored(data["national_label"], where="custody.national_label"),
             instant(data["at"]), data.get("provider"), data.get("agreement"),
             None if env is None else from_b64u(env, where="custody.envelope_digest"),
             data.get("note", ""),

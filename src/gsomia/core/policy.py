@@ -15,8 +15,8 @@ from typing import Any
 
 from gsomia.core.agreements import Agreement, Catalogue
 from gsomia.core.errors import MalformedInput
-from gsomia.core.labels import Scheme, SecurityLabel
-from gsomia.core.types import Party, instant, iso, party
+from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
+from gsomia.core.types import Party, instant, iso
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +28,15 @@ class Consent:
     recipient: Party
 
     @classmethod
-    def from_json(cls, data: Any, *, where: str = "consent") -> Consent:
+    def from_json(cls, data: Any, known: LabelVocabulary, *,
+                  where: str = "consent") -> Consent:
         if not isinstance(data, Mapping):
             raise MalformedInput("consent is not a JSON object", where=where)
         for key in ("item_id", "originator", "recipient"):
             if not isinstance(data.get(key), str):
                 raise MalformedInput("missing or not a string", where=f"{where}.{key}")
-        return cls(data["item_id"], party(data["originator"], where=f"{where}.originator"),
-                   party(data["recipient"], where=f"{where}.recipient"))
+        return cls(data["item_id"], known.party(data["originator"], where=f"{where}.originator"),
+                   known.party(data["recipient"], where=f"{where}.recipient"))
 
     def to_json(self) -> dict[str, str]:
         return {"item_id": self.item_id, "originator": self.originator,
@@ -52,8 +53,11 @@ class ReleaseRequest:
     consents: tuple[Consent, ...] = ()
 
     @classmethod
-    def from_json(cls, data: Any) -> ReleaseRequest:
-        """Parse the release-request JSON of DESIGN.md; problems name the field."""
+    def from_json(cls, data: Any, catalogue: Catalogue) -> ReleaseRequest:
+        """Parse the release-request JSON of DESIGN.md; problems name the field.
+
+        A party, purpose or other label value the catalogue does not know is MalformedInput,
+        not a request: a denial would read as an answer about a real party or purpose."""
         if not isinstance(data, Mapping):
             raise MalformedInput("release request is not a JSON object", where="request")
         for key in ("item_id", "label", "sender", "recipient", "at"):
@@ -65,13 +69,14 @@ class ReleaseRequest:
         consents = data.get("consents", [])
         if not isinstance(consents, list):
             raise MalformedInput("must be a list", where="consents")
+        known = catalogue.vocabulary
         return cls(
             item_id=data["item_id"],
-            label=SecurityLabel.from_json(data["label"]),
-            sender=party(data["sender"], where="sender"),
-            recipient=party(data["recipient"], where="recipient"),
+            label=SecurityLabel.from_json(data["label"], known),
+            sender=known.party(data["sender"], where="sender"),
+            recipient=known.party(data["recipient"], where="recipient"),
             at=instant(data["at"], where="at"),
-            consents=tuple(Consent.from_json(c, where=f"consents[{i}]")
+            consents=tuple(Consent.from_json(c, known, where=f"consents[{i}]")
                            for i, c in enumerate(consents)),
         )
 

@@ -239,7 +239,7 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
     indicators = generate(s.launch.facility.id, launch_at, s.seed, s.other_facilities)
     known: dict[Party, list[Indicator]] = {p: [] for p in PARTIES}
     for ind in indicators:
-        label = SecurityLabel.from_json(default_label(ind))
+        label = SecurityLabel.from_stored(default_label(ind))
         for p in PARTIES:
             if p == ind.originator or routes(ind.id, label, p) is not None:
                 known[p].append(ind)

@@ -55,12 +55,12 @@ REGIMES: Mapping[str, Regime] = {
 }
 
 
-def regime(name: str) -> Regime:
+def regime(name: str, *, where: str = "--regime") -> Regime:
     from gsomia.core.errors import MalformedInput
 
     found = REGIMES.get(name)
     if found is None:
-        raise MalformedInput(f"unknown regime {name!r}", where="--regime",
+        raise MalformedInput(f"unknown regime {name!r}", where=where,
                              expected="one of " + ", ".join(REGIMES))
     return found
 

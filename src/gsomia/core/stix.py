@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from gsomia.core.errors import MalformedInput
-from gsomia.core.labels import SecurityLabel
+from gsomia.core.labels import LabelVocabulary, SecurityLabel
 from gsomia.core.types import iso
 
 _NAMESPACE = uuid.UUID("6f1d0c9e-8f8e-4b0f-9b6c-5c0a1e6f4d21")
@@ -55,16 +55,19 @@ def label_marking(label: SecurityLabel, english: str, *, created: datetime) -> d
     }
 
 
-def label_from_marking(marking: Mapping[str, Any]) -> SecurityLabel:
-    """The label a gsomia marking-definition carries; MalformedInput for anything else."""
+def label_from_marking(marking: Mapping[str, Any], known: LabelVocabulary, *,
+                       where: str = "marking") -> SecurityLabel:
+    """The label a gsomia marking-definition carries, every value known to ``known``;
+    MalformedInput for anything else."""
     if marking.get("type") != "marking-definition":
-        raise MalformedInput("not a marking-definition", where="marking")
-    ext = marking.get("extensions", {}).get(EXTENSION_ID)
+        raise MalformedInput("not a marking-definition", where=where)
+    extensions = marking.get("extensions")
+    ext = extensions.get(EXTENSION_ID) if isinstance(extensions, Mapping) else None
     if not isinstance(ext, Mapping):
-        raise MalformedInput("carries no gsomia security label extension", where="marking",
+        raise MalformedInput("carries no gsomia security label extension", where=where,
                              expected=f"extensions.{EXTENSION_ID}")
     body = {k: v for k, v in ext.items() if k != "extension_type"}
-    return SecurityLabel.from_json(body, where="marking.extensions")
+    return SecurityLabel.from_json(body, known, where=f"{where}.extensions.{EXTENSION_ID}")
 
 
 def apply_marking(obj: Mapping[str, Any], marking: Mapping[str, Any]) -> dict[str, Any]:

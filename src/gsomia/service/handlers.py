@@ -15,7 +15,7 @@ Use cases: :func:`initialise`, :func:`publish`, :func:`publish_many`, :func:`ing
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -58,7 +58,7 @@ from gsomia.core.custody import (
     verify_classification_notice,
 )
 from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
-from gsomia.core.labels import KNOWN_CAVEATS, Scheme, SecurityLabel
+from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.policy import (
     Consent,
     Decision,
@@ -107,40 +107,22 @@ class LabelRequest:
     category: str | None = None
 
 
+# The flag each label field comes from, so a refusal names what the publisher typed.
+_LABEL_FLAGS = {"originator": "party", "scheme": "party", "rel_to": "--rel-to",
+                "purpose": "--purpose", "caveats": "--caveat", "level": "--level",
+                "policy": "--policy", "category": "--category"}
+
+
 def make_label(request: LabelRequest, *, originator: Party, catalogue: Catalogue,
                now: datetime) -> SecurityLabel:
-    """The originator's label for ``request``, or MalformedInput saying what to fix."""
-    if not request.rel_to:
-        raise MalformedInput("REL TO is empty", where="--rel-to",
-                             expected="one or more party codes such as KOR,JPN")
-    rel_to = frozenset(party(p, where="--rel-to") for p in request.rel_to)
-    unknown = sorted(request.caveats - KNOWN_CAVEATS)
-    if unknown:
-        raise MalformedInput(f"unknown caveat(s) {', '.join(unknown)}", where="--caveat",
-                             expected="one of " + ", ".join(sorted(KNOWN_CAVEATS)))
-    if not request.purpose or not _PURPOSE.match(request.purpose):
-        raise MalformedInput(f"{request.purpose!r} is not a purpose", where="--purpose",
-                             expected="a purpose code such as dprk-missile")
-    if request.policy is not None:
-        agreement = catalogue.get(request.policy)
-        if originator not in agreement.parties:
-            raise MalformedInput(f"{originator} is not a party to {agreement.id}",
-                                 where="--policy",
-                                 expected="an agreement this node's party belongs to")
-        if request.purpose not in agreement.purposes:
-            raise MalformedInput(
-                f"purpose {request.purpose!r} is outside {agreement.id}'s scope",
-                where="--purpose", expected="one of " + ", ".join(sorted(agreement.purposes)))
-    if request.category is not None and not request.category.strip():
-        raise MalformedInput("empty category", where="--category")
-    label = SecurityLabel(originator, request.level, rel_to, request.purpose,
-                          frozenset(request.caveats), policy=request.policy,
+    """The originator's label for ``request``, or MalformedInput saying what to fix.
+
+    Every value must be one the catalogue knows (``Catalogue.vocabulary``): a label with an
+    unknown trigraph or purpose would be stored, bound and shown as if it meant something."""
+    label = SecurityLabel(originator, request.level, frozenset(request.rel_to),
+                          request.purpose, frozenset(request.caveats), policy=request.policy,
                           category=request.category, created=now)
-    scheme = catalogue.schemes.get(originator)
-    if scheme is None:
-        raise MalformedInput(f"no classification scheme for {originator}", where="party")
-    scheme.level(request.level, where="--level")
-    return label
+    return catalogue.vocabulary.check(label, where=_LABEL_FLAGS.__getitem__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,10 +444,12 @@ def _version(obj: Mapping[str, Any]) -> str:
 
 def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme], name: str,
              clearance: str, need_to_know: Iterable[str], token: str, now: datetime,
-             actor: str = "operator") -> NodeUser:
+             actor: str = "operator", purposes: Collection[str] | None = None) -> NodeUser:
     """Register a person with a clearance in the node's scheme and need-to-know purposes.
 
-    ``token`` is the secret the shell drew; only its hash is stored.
+    ``token`` is the secret the shell drew; only its hash is stored. ``purposes``: those the
+    agreements know (``Catalogue.vocabulary.purposes``), which the operator's commands pass;
+    a misspelt need-to-know would otherwise quietly open nothing.
     """
     if not name or not name.strip() or len(name) > 100 or any(c.isspace() for c in name):
         raise MalformedInput(f"{name!r} is not a user name", where="--name",
@@ -474,17 +458,21 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
     if scheme is None:
         raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
     scheme.level(clearance, where="--clearance")
-    purposes = frozenset(p.strip() for p in need_to_know if p.strip())
-    if not purposes:
+    needed = frozenset(p.strip() for p in need_to_know if p.strip())
+    if not needed:
         raise MalformedInput("no need-to-know given", where="--need-to-know",
                              expected="one or more purposes such as dprk-missile")
-    for p in purposes:
+    for p in sorted(needed):
         if not _PURPOSE.match(p):
             raise MalformedInput(f"{p!r} is not a purpose", where="--need-to-know",
                                  expected="purpose codes such as dprk-missile")
+        if purposes is not None and p not in purposes:
+            raise MalformedInput(f"{p!r} is not a purpose of any agreement",
+                                 where="--need-to-know",
+                                 expected="one or more of " + ", ".join(sorted(purposes)))
     if len(token) < 32:
         raise MalformedInput("token too short", where="token", expected="32 or more characters")
-    user = NodeUser(name, keys.party, clearance, purposes, token_hash(token), now)
+    user = NodeUser(name, keys.party, clearance, needed, token_hash(token), now)
     with uow:
         if uow.repo.user_named(name) is not None:
             raise MalformedInput(f"user {name!r} already exists", where="--name",
@@ -600,8 +588,13 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
     """As originator, change an item's level; every version held is re-marked here.
 
     Returns the signed notice for the exchange to send to every holder. A holder's attempt
-    is refused (:class:`PolicyDenied`) and recorded.
+    is refused (:class:`PolicyDenied`) and recorded. A level the node's scheme does not have
+    is bad input, not a refusal on record.
     """
+    own = schemes.get(keys.party)
+    if own is None:
+        raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
+    own.level(new_level, where="--level")
     with uow:
         versions = uow.repo.item_versions(item_id)
         if not versions:

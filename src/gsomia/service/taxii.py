@@ -18,7 +18,7 @@ from typing import Any
 
 from gsomia.core import stix
 from gsomia.core.errors import GsomiaError, MalformedInput
-from gsomia.core.labels import Scheme, SecurityLabel
+from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.policy import Decision, Person, decide_access
 from gsomia.core.taxii import (
     Filters,
@@ -80,11 +80,12 @@ _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 class TaxiiService:
     """The TAXII side of one node: one API root, one collection of the node's holdings."""
 
-    def __init__(self, store: ObjectStore, *, party: Party, schemes: Mapping[Party, Scheme],
+    def __init__(self, store: ObjectStore, *, party: Party, vocabulary: LabelVocabulary,
                  cursor_secret: bytes, collection_id: str, check: StixCheck) -> None:
         self.store = store
         self.party = party
-        self.schemes = schemes
+        self.vocabulary = vocabulary
+        self.schemes: Mapping[Party, Scheme] = vocabulary.schemes
         self.secret = cursor_secret
         self.collection_id = collection_id
         self.check = check
@@ -147,10 +148,12 @@ class TaxiiService:
             status_id: str) -> dict[str, Any]:
         """Publish the objects of an envelope (or bundle): one status, stored and returned.
 
-        A malformed envelope is MalformedInput (nothing stored); each object that fails a
-        check is a failure in the status and the others are published, as TAXII 2.1 §5.4
-        allows. The label comes from the gsomia marking-definition the object references,
-        sent in the same envelope or already known here; unlabelled means refused.
+        A malformed envelope is MalformedInput (nothing stored), and so is a gsomia label
+        that is malformed or holds a value the agreements do not know: the objects it
+        labels cannot be judged. Each other object that fails a check is a failure in the
+        status and the others are published, as TAXII 2.1 §5.4 allows. The label comes from
+        the gsomia marking-definition the object references, sent in the same envelope or
+        already known here; unlabelled means refused.
         """
         self._collection(collection)
         objects = _envelope_objects(body, media)
@@ -160,15 +163,12 @@ class TaxiiService:
         others: list[tuple[int, Mapping[str, Any]]] = []
         for i, obj in enumerate(objects):
             if _is_label_marking(obj):
-                try:
-                    label = stix.label_from_marking(obj).checked(self.schemes)
-                    if obj["id"] != marking_id(label):
-                        raise MalformedInput("its id is not the one its label gives",
-                                             where=f"objects[{i}].id",
-                                             expected=marking_id(label))
-                except GsomiaError as exc:
-                    failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
-                    continue
+                label = stix.label_from_marking(obj, self.vocabulary,
+                                                where=f"body.objects[{i}]")
+                if obj["id"] != marking_id(label):
+                    raise MalformedInput("its id is not the one its label gives",
+                                         where=f"body.objects[{i}].id",
+                                         expected=marking_id(label))
                 markings[obj["id"]] = label
                 successes.append(Outcome(obj["id"], _version_text(obj), True,
                                          "security label: applied to the objects that "

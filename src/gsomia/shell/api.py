@@ -402,9 +402,9 @@ def create_app(config: ApiConfig) -> Starlette:
             raise MalformedInput("needs item_id and recipient", where="consent request",
                                  expected='{"item_id": "...", "recipient": "USA", '
                                           '"purpose": "...", "reason": "..."}')
-        from gsomia.core.types import party as party_code
         return config.inbox.consent_request(item_id, sender,
-                                            party_code(recipient, where="recipient"),
+                                            service.vocabulary.party(recipient,
+                                                                     where="recipient"),
                                             str(data.get("reason", "")), config.clock())
 
     def consent_reply(request: Request, sender: Party, body: Any) -> Any:

@@ -268,7 +268,7 @@ def queue_deliveries(conn: sa.Connection, *, me: Party, deliver_to: Sequence[Par
         raw = bytes(row.label)
         label = labels.get(raw)
         if label is None:
-            label = labels[raw] = SecurityLabel.from_json(json.loads(raw))
+            label = labels[raw] = SecurityLabel.from_stored(json.loads(raw))
         grants = tuple(Consent(c.item_id, c.originator, c.recipient) for c in held)
         for recipient in deliver_to:
             if recipient in (me, label.originator, provider) or \
@@ -948,7 +948,8 @@ def _opened(node: Any, partners: Partners, envelope: crypto.Envelope,
                              where="envelope payload") from None
     if not isinstance(obj, dict) or not isinstance(consent_docs, list):
         raise MalformedInput("object or consents of the wrong shape", where="envelope payload")
-    label = SecurityLabel.from_json(label_doc)
+    label = SecurityLabel.from_json(label_doc, node.catalogue.vocabulary,
+                                    where="envelope payload.label")
     if label.created is not None and label.to_json() != label_doc and \
             str(label_doc.get("created", "")).endswith(".000Z"):
         # types.iso renders 1-999 microseconds as ".000Z" but parsing that gives 0, which

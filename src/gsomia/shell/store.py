@@ -477,7 +477,7 @@ def migrate(engine: sa.Engine) -> None:
 
 
 def _label(data: bytes) -> SecurityLabel:
-    return SecurityLabel.from_json(json.loads(data))
+    return SecurityLabel.from_stored(json.loads(data))
 
 
 def _label_bytes(label: SecurityLabel) -> bytes:

@@ -139,7 +139,7 @@ class SqlObjectStore:
         with self._lock, self.store.engine.connect() as conn:
             for key, last in conn.execute(stmt, {"seen": self._custody_seen}).all():
                 if key not in self._labels:
-                    self._labels[key] = SecurityLabel.from_json(json.loads(key))
+                    self._labels[key] = SecurityLabel.from_stored(json.loads(key))
                 self._custody_seen = max(self._custody_seen, int(last))
             return dict(self._labels)
 
@@ -231,7 +231,7 @@ class SqlObjectStore:
             f"SELECT {self._current_sql('i')} FROM items AS i WHERE i.id = :id"))
         with self.store.engine.connect() as conn:
             rows = conn.execute(stmt, {"id": object_id}).scalars().all()
-        return [SecurityLabel.from_json(json.loads(r)) for r in rows if r is not None]
+        return [SecurityLabel.from_stored(json.loads(r)) for r in rows if r is not None]
 
     # ---- writes ----------------------------------------------------------------------------
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,

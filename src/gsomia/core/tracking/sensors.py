@@ -125,7 +125,7 @@ def _req(entry: Mapping[str, Any], key: str, where: str, **kw: Any) -> float:
 
 
 def _label(v: Any, where: str) -> SecurityLabel:
-    return SecurityLabel.from_json(v, where=where)
+    return SecurityLabel.from_stored(v, where=where)
 
 
 def sensor_from(entry: Mapping[str, Any], *, where: str = "sensor") -> Sensor:

@@ -145,8 +145,10 @@ def register(cli: click.Group) -> None:
     @agreements_option
     def release_check(source: str, agreement_dirs: tuple[str, ...]) -> None:
         """Decide one release request; prints the decision as JSON (exit 0 permit, 1 deny)."""
-        request = ReleaseRequest.from_json(read_json_input(source, what="a release request"))
-        decision = decide(request, catalogue(agreement_dirs))
+        cat = catalogue(agreement_dirs)
+        request = ReleaseRequest.from_json(read_json_input(source, what="a release request"),
+                                           cat)
+        decision = decide(request, cat)
         emit_json(decision.to_json())
         if not decision.permit:
             raise click.exceptions.Exit(1)

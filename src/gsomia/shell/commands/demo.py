@@ -785,7 +785,8 @@ def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
                 handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
                                   name="analyst", clearance=DEMO_CLEARANCE[p],
                                   need_to_know=["dprk-missile"], token=token,
-                                  now=datetime.now(UTC))
+                                  now=datetime.now(UTC),
+                                  purposes=node.catalogue.vocabulary.purposes)
                 users[p] = token
         return {"regime": regime_name, "folder": str(home),
                 "serving": {p: {"url": n["url"], "user": "analyst", "token": users[p]}

@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from gsomia.core.errors import MalformedInput, PolicyDenied
-from gsomia.core.types import Party, party
+from gsomia.core.types import Party
 from gsomia.shell.commands.common import emit_json, json_option, progress
 
 FEDERATION_FILE = "federation.json"
@@ -316,7 +316,7 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
     from gsomia.shell.exchange import record_request, require_partners
     from gsomia.shell.store import now_utc
 
-    recipient = party(to, where="--to")
+    recipient = node.catalogue.vocabulary.party(to, where="--to")
     partners = require_partners(node)
     with node.store.repository() as repo:
         item = repo.get_item(item_id)

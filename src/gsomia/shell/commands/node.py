@@ -155,7 +155,7 @@ def register(cli: click.Group) -> None:
             user = handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
                                      name=name, clearance=clearance,
                                      need_to_know=_split(need_to_know), token=token,
-                                     now=_now())
+                                     now=_now(), purposes=node.catalogue.vocabulary.purposes)
         if as_json:
             emit_json({**user.public_json(), "token": token})
             return

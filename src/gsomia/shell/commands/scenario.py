@@ -253,11 +253,18 @@ def register(cli: click.Group) -> None:
         """Every launch with apogee and distance under each regime: CSV, summary, plots."""
         from rich.progress import Progress
 
-        names = tuple(r.strip() for r in regimes.split(",") if r.strip())
+        names = tuple(dict.fromkeys(r.strip() for r in regimes.split(",") if r.strip()))
+        if not names:
+            raise MalformedInput("no regime given", where="--regimes",
+                                 expected="a comma-separated list of " + ", ".join(REGIMES))
         for n in names:
-            regime(n)
+            regime(n, where="--regimes")
         if every < 1:
             raise MalformedInput(f"{every} is not a sampling step", where="--every",
+                                 expected="a whole number of at least 1")
+        if limit is not None and limit < 1:
+            # a negative slice bound would quietly drop launches from the end instead
+            raise MalformedInput(f"{limit} is not a number of launches", where="--limit",
                                  expected="a whole number of at least 1")
         picked = [i for i in range(len(_fittable())) if i % every == 0][:limit]
         out = Path(out_dir)

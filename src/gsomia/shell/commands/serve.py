@@ -60,7 +60,7 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
                            audit_reads=audit_reads)
     raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
                                                 NoEncryption())
-    service = TaxiiService(store, party=node.party, schemes=node.catalogue.schemes,
+    service = TaxiiService(store, party=node.party, vocabulary=node.catalogue.vocabulary,
                            cursor_secret=cursor_secret(raw),
                            collection_id=collection_id(node.party), check=check)
     identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
