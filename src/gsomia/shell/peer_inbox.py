@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
-from gsomia.core.errors import PolicyDenied, ProofInvalid
+from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.types import Party
 from gsomia.service import handlers
 from gsomia.service.taxii_ports import PeerUnavailable
@@ -65,11 +65,14 @@ class NodeInbox:
 
     def deliver(self, envelope: crypto.Envelope, sender: Party,
                 now: datetime) -> crypto.Receipt:
-        """One envelope: its receipt, or the refusal raised (403, 409 for a replay)."""
+        """One envelope: its receipt, or the refusal raised (403; 409 for a replay, 422 for
+        a malformed or oversized item)."""
         result = self.deliver_many([envelope], sender, now)[0]
         if result.receipt is None:
             if result.status == 409:
                 raise Replayed(result.reasons)
+            if result.status == 422:
+                raise MalformedInput("; ".join(result.reasons), where="envelope")
             raise PolicyDenied(result.reasons)
         return result.receipt
 
