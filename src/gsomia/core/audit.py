@@ -545,6 +545,8 @@ class AuditKind(StrEnum):
     # rewritten, truncated or forked (RFC 9162 consistency fails).
     PARTNER_LOG_INCONSISTENT = "partner-log-inconsistent"
     NOTICE_REFUSED = "notice-refused"
+    # A delivery this node gave up: the partner refused it for good, or it cannot be sent.
+    DELIVERY_REFUSED = "delivery-refused"
 
 
 _KINDS = {k.value: k for k in AuditKind}
