@@ -236,7 +236,7 @@ def test_a_streamed_peer_body_over_the_bound_is_413(site: Site) -> None:
 @pytest.mark.parametrize("levels", [1000, 2000])
 def test_a_deeply_nested_object_at_taxii_is_4xx_and_not_stored(site: Site,
                                                                levels: int) -> None:
-    obj = labelled({**indicator(), "x_gsomia_deep": "DEEP"})
+    obj = labelled({**indicator(), "x_test_deep": "DEEP"})
     answer = site.post_objects(deepened({"objects": [marking(), obj]}, levels).encode())
     assert 400 <= answer.status_code < 500, answer.text[:300]
     assert answer.json()["http_status"] == str(answer.status_code)
@@ -263,7 +263,7 @@ def _sealed_raw(sender: Node, recipient: Node, item_id: str, plaintext: bytes
 
 
 def _deep_payload(sender: Node, levels: int) -> tuple[str, bytes]:
-    obj = {**indicator(), "x_gsomia_deep": "DEEP"}
+    obj = {**indicator(), "x_test_deep": "DEEP"}
     label = SecurityLabel("KOR", "군사II급비밀", frozenset({"KOR", "JPN"}), "dprk-missile",
                           created=datetime.now(UTC))
     binding = crypto.bind(label.to_json(), obj, sender.keys.signing_key())
@@ -306,7 +306,7 @@ def cli_publish(site: Site, obj: Any) -> subprocess.CompletedProcess[str]:
 
 def test_a_deeply_nested_object_on_the_command_line_is_exit_2(site: Site) -> None:
     for levels in (900, 2000):
-        obj = {**indicator(), "x_gsomia_deep": "DEEP"}
+        obj = {**indicator(), "x_test_deep": "DEEP"}
         out = cli_publish(site, deepened(obj, levels))
         assert out.returncode == 2, out.stderr[-500:]
         assert "Traceback" not in out.stderr and "nested" in out.stderr
@@ -396,33 +396,85 @@ def test_a_delivery_that_cannot_succeed_is_refused_once_not_retried(
     assert not checks["deliveries"]["ok"] and big["id"] in checks["deliveries"]["detail"]
 
 
+def test_a_batch_the_partner_refuses_whole_is_sent_again_one_by_one(
+        site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sender packing bigger batches than the partner takes (another version, another
+    bound): KOR refuses the batch whole (413). The envelopes that fit alone are delivered;
+    the one that does not is refused for good with KOR's answer, not retried."""
+    from gsomia.shell.commands import federation
+
+    first, too_big, last = (big_indicator(9 * MB), big_indicator(13 * MB),
+                            big_indicator(9 * MB))
+    home = site.fed.folder / "JPN"
+    assert federation.stop_node(home) == "stopped"  # its own sender must not step in
+    try:
+        for obj in (first, too_big, last):
+            _store_unbounded(site.jpn, obj, monkeypatch)
+        try:
+            limits = importlib.import_module("gsomia.core.limits")
+        except ImportError:
+            pass
+        else:
+            monkeypatch.setattr(limits, "PEER_BODY", 64 * MB)
+        ids = {o["id"] for o in (first, too_big, last)}
+
+        def settled() -> bool:
+            sender.step()
+            return all(r["status"] != exchange.PENDING for r in exchange.outbox_rows(site.jpn)
+                       if r["item_id"] in ids)
+
+        sender = exchange.Sender(site.jpn)
+        try:
+            exchange.wait_until(settled, WAIT * 2, interval=0.2)
+        finally:
+            sender.close()
+    finally:
+        monkeypatch.undo()
+        site.fed.up()
+    rows = {r["item_id"]: r for r in exchange.outbox_rows(site.jpn) if r["item_id"] in ids}
+    assert held(site.kor, first["id"]) and held(site.kor, last["id"])
+    assert rows[first["id"]]["status"] == rows[last["id"]]["status"] == exchange.DELIVERED
+    assert rows[too_big["id"]]["status"] == exchange.REFUSED, rows[too_big["id"]]
+    assert "413" in rows[too_big["id"]]["last_error"]
+    assert not held(site.kor, too_big["id"])
+
+
 # ---- never a 5xx, never stored when refused ---------------------------------------------------
+
+
+def payload_text(levels: int, width: int, size: int) -> str:
+    """JSON text of a value ``levels`` deep around a string of ``size`` characters, its
+    outer three levels ``width`` wide (written as text: json.dumps recurses)."""
+    text = json.dumps("y" * size)
+    for level in range(levels):
+        copies = width if level >= levels - 3 else 1
+        text = "[" + ",".join([text] * copies) + "]"
+    return text
 
 
 @settings(max_examples=25, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(levels=st.one_of(st.integers(0, 70), st.integers(900, 1100)),
-       width=st.integers(1, 4), text=st.integers(0, 100_000),
+       width=st.integers(1, 4), size=st.integers(0, 100_000),
        version=st.sampled_from(["2.1", "2.1", "2.0", None]))
 def test_taxii_ingest_answers_2xx_or_4xx_and_stores_only_what_it_accepts(
-        site: Site, levels: int, width: int, text: int, version: str | None) -> None:
+        site: Site, levels: int, width: int, size: int, version: str | None) -> None:
     obj: dict[str, Any] = labelled(indicator())
     if version is None:
         del obj["spec_version"]
     else:
         obj["spec_version"] = version
-    value: Any = "y" * text
-    for _ in range(levels):
-        value = [value] * width if width > 1 and _ < 3 else [value]
-    obj["x_gsomia_payload"] = value
-    answer = site.post_objects([obj])
+    obj["x_test_payload"] = "PAYLOAD"
+    body = json.dumps({"objects": [marking(), obj]}).replace(
+        '"PAYLOAD"', payload_text(levels, width, size))
+    answer = site.post_objects(body.encode())
     assert 200 <= answer.status_code < 300 or 400 <= answer.status_code < 500, \
         (answer.status_code, answer.text[:300])
     accepted = answer.status_code == 202 and any(
         s["id"] == obj["id"] for s in answer.json().get("successes", []))
     assert held(site.jpn, obj["id"]) == accepted
-    if accepted:
-        assert version == "2.1" and levels < 64
+    # The object nests levels + 1 deep; every size generated is deliverable.
+    assert accepted == (version == "2.1" and levels + 1 <= 64), answer.text[:300]
 
 
 def test_zz_every_node_log_verifies(site: Site) -> None:

@@ -8,6 +8,8 @@ statuses here and nowhere else:
     MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape)
     NotFound       → 404, one body for "absent" and "you may not see it"
     no or bad credentials → 401 with WWW-Authenticate; wrong media type → 406 / 415
+    a body over the route's bound → 413, before it is read (:mod:`gsomia.shell.body_limit`)
+    JSON nested deeper than :data:`gsomia.core.limits.MAX_DEPTH` allows → 422
 
 Handlers validate what they read, so a malformed request never reaches a 500.
 
@@ -578,6 +580,7 @@ def openapi(collection_id: str) -> dict[str, Any]:
                           "responses": {"202": {"description": "accepted"},
                                         "401": {"description": "no client certificate"},
                                         "403": {"description": "refused"},
+                                        "413": {"description": "body over the bound"},
                                         "422": {"description": "malformed"}}}}
     return {
         "openapi": "3.0.3",
