@@ -134,8 +134,9 @@ def delivery_checks(folder: Path) -> list[Check]:
     try:
         with open_node(folder, catalogue=bootstrap.catalogue()) as node, \
                 node.store.engine.connect() as conn:
-            counts = dict(conn.execute(sa.select(outbox.c.status, sa.func.count())
-                                       .group_by(outbox.c.status)).all())
+            counts: dict[str, int] = {
+                str(status): int(n) for status, n in conn.execute(
+                    sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))}
             refused = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
                                              outbox.c.last_error)
                                    .where(outbox.c.status == REFUSED)
