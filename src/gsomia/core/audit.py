@@ -548,6 +548,8 @@ class AuditKind(StrEnum):
     # A client certificate on the peer API that counts as no partner: it chains to no
     # pinned CA, or names another party than the one whose CA issued it.
     PEER_REFUSED = "peer-refused"
+    # A delivery this node gave up: the partner refused it for good, or it cannot be sent.
+    DELIVERY_REFUSED = "delivery-refused"
 
 
 _KINDS = {k.value: k for k in AuditKind}

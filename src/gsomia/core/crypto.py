@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.hpke import AEAD, KDF, KEM, Suite
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gsomia.core.errors import MalformedInput, ProofInvalid
+from gsomia.core.limits import MAX_DEPTH, check_text_depth
 from gsomia.core.types import Party, instant, iso, party
 
 __all__ = [
@@ -202,18 +203,26 @@ def canonical(obj: object, *, where: str = "value") -> bytes:
     within ±(2**53 - 1) and finite floats. Anything else (bytes, sets, NaN, a lone surrogate,
     a non-string key, a huge integer) raises :class:`MalformedInput` naming ``where``.
     """
-    if _plain(obj):
-        try:
-            return _encode_plain(obj).encode("utf-8")
-        except UnicodeEncodeError:
-            raise MalformedInput("text contains a lone surrogate, which UTF-8 cannot carry",
-                                 where=where, expected="valid Unicode text") from None
-    normal = _normalise(obj, where)
     try:
-        return rfc8785.dumps(normal)  # type: ignore[arg-type]
-    except rfc8785.CanonicalizationError as exc:
-        raise MalformedInput(f"cannot be canonicalised: {exc}", where=where,
-                             expected="a value RFC 8785 JSON can represent") from None
+        if _plain(obj):
+            try:
+                return _encode_plain(obj).encode("utf-8")
+            except UnicodeEncodeError:
+                raise MalformedInput("text contains a lone surrogate, which UTF-8 cannot "
+                                     "carry", where=where, expected="valid Unicode text"
+                                     ) from None
+        normal = _normalise(obj, where)
+        try:
+            return rfc8785.dumps(normal)  # type: ignore[arg-type]
+        except rfc8785.CanonicalizationError as exc:
+            raise MalformedInput(f"cannot be canonicalised: {exc}", where=where,
+                                 expected="a value RFC 8785 JSON can represent") from None
+    except RecursionError:
+        # The last line: every entry point bounds nesting first (gsomia.core.limits), but a
+        # value nested deeper than the interpreter's stack is bad input, never a crash.
+        raise MalformedInput("nested too deeply to canonicalise", where=where,
+                             expected=f"arrays and objects nested at most {MAX_DEPTH} "
+                                      "levels deep") from None
 
 
 def sha256(data: bytes) -> bytes:
@@ -341,6 +350,7 @@ def _at(value: object, where: str) -> datetime:
 
 def _fields(data: object, cls: str, names: tuple[str, ...]) -> Mapping[str, Any]:
     if isinstance(data, str | bytes):
+        check_text_depth(data, where=cls)
         try:
             data = json.loads(data)
         except ValueError:
@@ -600,7 +610,8 @@ def open_envelope(envelope: Envelope, *, recipient: Party, recipient_private: X2
     Steps, each raising :class:`ProofInvalid` with its reason: (1) the envelope names the
     sender's key; (2) the sender's signature over header, enc and ciphertext verifies;
     (3) it is addressed to ``recipient`` and (4) sealed to this node's key; (5) it decrypts;
-    (6) the plaintext is a JSON object. Replay (a nonce seen before) is the caller's check.
+    (6) the plaintext is a JSON object nested no deeper than an item may be (else
+    MalformedInput). Replay (a nonce seen before) is the caller's check.
     """
     header = envelope.header()
     _check_key(envelope.sender_key, sender_public, f"the envelope from {envelope.sender}")
@@ -622,6 +633,8 @@ def open_envelope(envelope: Envelope, *, recipient: Party, recipient_private: X2
         )
     plaintext = open_(recipient_private, envelope.enc, ENVELOPE_CONTEXT, canonical(header),
                       envelope.ciphertext)
+    # The payload wraps the object in one more level: {"object": {...}, ...}.
+    check_text_depth(plaintext, where="envelope payload", limit=MAX_DEPTH + 1)
     try:
         payload = json.loads(plaintext, object_pairs_hook=_no_duplicates,
                              parse_constant=_no_constant)

@@ -40,6 +40,28 @@ EXTENSION_DEFINITION: dict[str, Any] = {
 }
 
 
+SPEC_VERSION = "2.1"
+
+
+def check_spec_version(obj: Mapping[str, Any], *, where: str) -> None:
+    """MalformedInput unless ``obj`` is a STIX 2.1 object.
+
+    A node serves everything it holds as STIX 2.1, so an object of another version would be
+    served as what it is not. ``spec_version`` must say "2.1"; only a cyber-observable (no
+    ``created``) may leave it out, since 2.1 makes that its default. A STIX 2.0 object
+    carries none, and has ``created``: it is refused.
+    """
+    version = obj.get("spec_version")
+    if version is None and "spec_version" not in obj and "created" not in obj:
+        return
+    if version != SPEC_VERSION:
+        shown = "no spec_version" if "spec_version" not in obj else \
+            f"spec_version {version!r}"
+        raise MalformedInput(f"has {shown}; this node holds STIX 2.1 objects only",
+                             where=f"{where}.spec_version",
+                             expected='"spec_version": "2.1" (convert the object to STIX 2.1)')
+
+
 def label_marking(label: SecurityLabel, english: str, *, created: datetime) -> dict[str, Any]:
     """The marking-definition that carries ``label`` (``english``: its English marking)."""
     body = label.to_json()

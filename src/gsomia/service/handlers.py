@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gsomia.core import crypto
+from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import (
     AuditEvent,
@@ -67,7 +67,7 @@ from gsomia.core.policy import (
     decide_access,
     decide_classification_change,
 )
-from gsomia.core.stix import apply_marking, label_marking
+from gsomia.core.stix import apply_marking, check_spec_version, label_marking
 from gsomia.core.types import Party, iso, party
 from gsomia.service.ports import AuditReader, KeyStore, StixValidator, UnitOfWork
 
@@ -178,10 +178,15 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             raise MalformedInput(f"a {obj['type']} is not an item", where="object.type",
                                  expected="a STIX domain, relationship or cyber-observable "
                                           "object")
+        # Before anything walks the object recursively (validator, canonical JSON).
+        limits.check_depth(obj, where=f"object {i}")
+        check_spec_version(obj, where=f"object {i}")
         if validate is not None:
             validate(obj)
         marked = apply_marking(obj, form.marking)
         content = crypto.canonical(marked, where="object")
+        # What no partner would take is refused here, not retried by the sender for ever.
+        limits.check_item_size(content, where=f"object {i}")
         binding = signer.bind(form.canonical, content)
         item = StoredItem.from_canonical(marked, content, form.label, form.canonical, binding,
                                          now)
@@ -347,12 +352,20 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         problem: str | None = None
         item: StoredItem | None = None
         public = originator_keys.get(incoming.label.originator)
-        if public is None:
+        content = b""
+        try:
+            # Bounds first: they decide whether the object may be walked at all.
+            limits.check_depth(incoming.obj, where="object")
+            check_spec_version(incoming.obj, where="object")
+            content = crypto.canonical(incoming.obj, where="content")
+            limits.check_item_size(content, where="content")
+        except MalformedInput as exc:
+            problem = str(exc)
+        if problem is None and public is None:
             problem = f"no public key known for originator {incoming.label.originator}"
-        else:
+        elif problem is None and public is not None:
             # The bytes bound are the bytes stored: canonicalise once for both.
             try:
-                content = crypto.canonical(incoming.obj, where="content")
                 label_bytes = record_bytes(incoming.label.to_json())
                 verify_binding_bytes(label_bytes, content, incoming.binding, public)
                 item = StoredItem.from_canonical(incoming.obj, content, incoming.label,

@@ -162,6 +162,11 @@ class TaxiiService:
         successes: list[Outcome] = []
         others: list[tuple[int, Mapping[str, Any]]] = []
         for i, obj in enumerate(objects):
+            try:
+                stix.check_spec_version(obj, where=f"objects[{i}]")
+            except MalformedInput as exc:
+                failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
+                continue
             if _is_label_marking(obj):
                 label = stix.label_from_marking(obj, self.vocabulary,
                                                 where=f"body.objects[{i}]")

@@ -8,6 +8,8 @@ statuses here and nowhere else:
     MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape)
     NotFound       → 404, one body for "absent" and "you may not see it"
     no or bad credentials → 401 with WWW-Authenticate; wrong media type → 406 / 415
+    a body over the route's bound → 413, before it is read (:mod:`gsomia.shell.body_limit`)
+    JSON nested deeper than :data:`gsomia.core.limits.MAX_DEPTH` allows → 422
 
 Handlers validate what they read, so a malformed request never reaches a 500.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -31,11 +34,12 @@ from typing import Any
 import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gsomia.core import crypto
+from gsomia.core import crypto, limits
 from gsomia.core.audit import TreeHead
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.policy import Person
@@ -62,12 +66,14 @@ from gsomia.service.taxii_ports import (
     StoredVersion,
 )
 from gsomia.shell import web
+from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.peer_identity import PeerRefused
 
-__all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "create_app", "openapi"]
+__all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "body_limit", "create_app",
+           "openapi"]
 
 API_ROOT = "gsomia"
-MAX_CONTENT_LENGTH = 32 * 1024 * 1024
+MAX_CONTENT_LENGTH = limits.TAXII_BODY  # what the API root advertises, and what POST takes
 _MAX_ID = 300
 _CHALLENGE = 'Bearer realm="gsomia", Basic realm="gsomia"'
 _NOT_FOUND = error_body("Not found", 404,
@@ -115,6 +121,19 @@ def _malformed(exc: MalformedInput, status: int = 400) -> Response:
 
 
 # ---- the app --------------------------------------------------------------------------------
+
+_TAXII_POST = re.compile(r"/[^/]+/collections/[^/]+/objects/")
+
+
+def body_limit(method: str, path: str) -> Limit:
+    """Each route's bound on its request body (see :mod:`gsomia.core.limits`)."""
+    if path.startswith("/peer/v1/"):
+        return Limit(limits.PEER_BODY)
+    if method == "POST" and _TAXII_POST.fullmatch(path):
+        return Limit(MAX_CONTENT_LENGTH, TAXII_MEDIA)
+    # The dashboard's forms (/login: a name and a token) and routes that take no body.
+    return Limit(limits.FORM_BODY)
+
 
 
 def create_app(config: ApiConfig) -> Starlette:
@@ -255,19 +274,14 @@ def create_app(config: ApiConfig) -> Starlette:
             return _error(415, "Unsupported media type",
                           f"Send a TAXII envelope as {TAXII_MEDIA} "
                           f"(or a STIX bundle as {STIX_MEDIA})")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_CONTENT_LENGTH):
-            return _error(413, "Request too large",
-                          f"At most {MAX_CONTENT_LENGTH} bytes per request")
-        raw = await request.body()
-        if len(raw) > MAX_CONTENT_LENGTH:
-            return _error(413, "Request too large",
-                          f"At most {MAX_CONTENT_LENGTH} bytes per request")
+        raw = await request.body()  # at most MAX_CONTENT_LENGTH: BodyLimit saw to it
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return _error(400, "Malformed request", f"the body is not JSON: {exc}")
         try:
+            # An envelope holds objects two levels down: {"objects": [{...}]}.
+            limits.check_depth(body, where="body", limit=limits.MAX_DEPTH + 2)
             result = service.add(person, coll, body, media, config.clock(), config.new_id())
         except MalformedInput as exc:
             return _malformed(exc, 422)
@@ -331,14 +345,14 @@ def create_app(config: ApiConfig) -> Starlette:
     async def peer_json(request: Request) -> Any:
         if content_type_of_json(request.headers.get("content-type")) is False:
             raise _Refusal(_error(415, "Unsupported media type", "Send application/json"))
-        raw = await request.body()
-        if len(raw) > MAX_CONTENT_LENGTH:
-            raise _Refusal(_error(413, "Request too large"))
+        raw = await request.body()  # at most limits.PEER_BODY: BodyLimit saw to it
         try:
-            return orjson.loads(raw)
+            body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise _Refusal(_error(400, "Malformed request", f"the body is not JSON: {exc}")) \
                 from None
+        limits.check_depth(body, where="body", limit=limits.MAX_DEPTH + 2)
+        return body
 
     def peer(handler: Callable[[Request, Party, Any], Any], *, with_body: bool = True
              ) -> Callable[[Request], Awaitable[Response]]:
@@ -491,7 +505,8 @@ def create_app(config: ApiConfig) -> Starlette:
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         return _error(code, str(getattr(exc, "detail", "")) or "Error", "", headers)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+                     middleware=[Middleware(BodyLimit, limit_of=body_limit)])
 
 
 def content_type_of_json(header: str | None) -> bool | None:
@@ -571,6 +586,7 @@ def openapi(collection_id: str) -> dict[str, Any]:
                           "responses": {"202": {"description": "accepted"},
                                         "401": {"description": "no client certificate"},
                                         "403": {"description": "refused"},
+                                        "413": {"description": "body over the bound"},
                                         "422": {"description": "malformed"}}}}
     return {
         "openapi": "3.0.3",

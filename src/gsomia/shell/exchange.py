@@ -48,7 +48,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
-from gsomia.core import crypto
+from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.core.custody import ReceiptRecord, records_detail
@@ -71,6 +71,21 @@ PARTIES = ("JPN", "KOR", "USA")
 
 PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
 MAX_BACKOFF = 5.0
+
+
+def definitive(status: int) -> bool:
+    """An HTTP refusal that retrying cannot change: the partner read the request and said
+    no (413 too large, 422 malformed, 403 refused, ...). 401 (our certificate not yet
+    trusted), 408, 425 and 429 say "not now", and 5xx "not working": those are retried."""
+    return 400 <= status < 500 and status not in (401, 408, 425, 429)
+
+
+class Refused(OSError):
+    """The partner refused a whole request with a definitive status."""
+
+    def __init__(self, status: int, text: str) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
 
 
 # ---- partners ---------------------------------------------------------------------------------
@@ -588,12 +603,20 @@ class _Changes:
 
 @dataclass
 class _Batch:
-    """Envelopes sealed for one partner, posted on the sender's HTTP thread."""
+    """Envelopes sealed for one partner, posted on the sender's HTTP thread.
+
+    ``bodies``: each envelope's JSON, in the order of ``sealed`` (None entries left out);
+    ``unsent``: why a row has no envelope (refused here, never posted)."""
 
     peer: Peer
     sealed: list[tuple[Any, crypto.Envelope | None]]
     sent_at: datetime
     answer: Any = None  # a Future of the partner's results
+    bodies: list[str] = dataclasses.field(default_factory=list)
+    unsent: dict[int, str] = dataclasses.field(default_factory=dict)
+
+
+_BATCH_FRAME = len('{"envelopes":[]}')
 
 
 class Sender:
@@ -658,32 +681,80 @@ class Sender:
             if not due:
                 return None
             payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party)
-        sealed: list[tuple[Any, crypto.Envelope | None]] = []
+        batch = _Batch(peer, [], now)
         key = self.node.keys.signing_key()
+        size = _BATCH_FRAME
         for row in due:
             payload = payloads.get((row.item_id, row.version))
             if payload is None:
-                sealed.append((row, None))
+                batch.sealed.append((row, None))
                 continue
-            sealed.append((row, crypto.seal_envelope(
-                sender=self.node.party, recipient=peer.party, item_id=row.item_id,
-                version=row.version, nonce=os.urandom(16), sent_at=now, payload=payload,
-                sender_key=key, recipient_public=peer.envelope_public)))
-        return _Batch(peer, sealed, now)
+            try:
+                envelope = crypto.seal_envelope(
+                    sender=self.node.party, recipient=peer.party, item_id=row.item_id,
+                    version=row.version, nonce=os.urandom(16), sent_at=now, payload=payload,
+                    sender_key=key, recipient_public=peer.envelope_public)
+            except MalformedInput as exc:  # stored before today's bounds: it cannot go
+                batch.sealed.append((row, None))
+                batch.unsent[row.row] = f"cannot be sealed: {exc}"
+                continue
+            body = json.dumps(envelope.to_json())
+            if _BATCH_FRAME + len(body) > limits.PEER_BODY:
+                # Alone it is more than a partner takes (an item stored before the bound
+                # at publish, or a relay's consents): say so once rather than post it.
+                batch.sealed.append((row, None))
+                batch.unsent[row.row] = (
+                    f"its envelope is {len(body)} bytes, more than the {limits.PEER_BODY} "
+                    f"bytes a partner accepts")
+                continue
+            if size + len(body) + 1 > limits.PEER_BODY:
+                break  # the rest go in the next batch, still due
+            size += len(body) + 1
+            batch.sealed.append((row, envelope))
+            batch.bodies.append(body)
+        return batch if batch.sealed else None
 
     def _post(self, batch: _Batch) -> list[Any]:
-        envelopes = [e for _, e in batch.sealed if e is not None]
-        if not envelopes:
+        if not batch.bodies:
             return []
-        response = self.client.post(
-            batch.peer.url.rstrip("/") + "/peer/v1/envelopes/",
-            content=json.dumps({"envelopes": [e.to_json() for e in envelopes]}))
+        return self._post_bodies(batch.peer, batch.bodies)
+
+    def _post_bodies(self, peer: Peer, bodies: Sequence[str]) -> list[Any]:
+        response = self.client.post(peer.url.rstrip("/") + "/peer/v1/envelopes/",
+                                    content='{"envelopes":[' + ",".join(bodies) + "]}")
         if response.status_code != 202:
+            if definitive(response.status_code):
+                raise Refused(response.status_code, response.text[:300])
             raise OSError(f"HTTP {response.status_code}: {response.text[:300]}")
         results = response.json().get("results")
-        if not isinstance(results, list) or len(results) != len(envelopes):
+        if not isinstance(results, list) or len(results) != len(bodies):
             raise OSError("the partner answered with another number of results")
         return results
+
+    def _one_by_one(self, batch: _Batch) -> tuple[list[Any], list[Any]]:
+        """After a whole batch was refused: each envelope alone, so one bad envelope does
+        not cost the others their delivery. The partner's results, and the rows to retry
+        (a network failure on the way)."""
+        results: list[Any] = []
+        retry: list[Any] = []
+        kept: list[tuple[Any, crypto.Envelope | None]] = []
+        bodies = iter(batch.bodies)
+        for row, envelope in batch.sealed:
+            if envelope is None:
+                kept.append((row, None))
+                continue
+            body = next(bodies)
+            try:
+                results.extend(self._post_bodies(batch.peer, [body]))
+            except Refused as refused:
+                results.append({"refused": True, "status": refused.status,
+                                "reasons": [str(refused)]})
+            except Exception:  # network, partner down: this one goes again later
+                retry.append(row)
+                continue
+            kept.append((row, envelope))
+        batch.sealed = kept
+        return results, retry
 
     def _launch(self, batch: _Batch) -> None:
         if self._pool is None:
@@ -696,11 +767,21 @@ class Sender:
     def _finish(self, batch: _Batch, report: SendReport) -> None:
         try:
             results = batch.answer.result()
+        except Refused as refused:
+            # The partner read the request and said no for good: find out for which.
+            if len(batch.bodies) > 1:
+                results, retry = self._one_by_one(batch)
+                if retry:
+                    self._retry(retry, str(refused), batch.sent_at)
+                    report.failed += len(retry)
+            else:
+                results = [{"refused": True, "status": refused.status,
+                            "reasons": [str(refused)]}] * len(batch.bodies)
         except Exception as exc:  # network, TLS, partner down: retry later with backoff
             self._retry([r for r, _ in batch.sealed], str(exc), batch.sent_at)
             report.failed += len(batch.sealed)
             return
-        self._settle(batch.peer, batch.sealed, results, report)
+        self._settle(batch.peer, batch.sealed, results, report, batch.unsent)
 
     def _send_to(self, peer: Peer, report: SendReport) -> None:
         # Seal the next batch while the partner works on the one in flight.
@@ -723,7 +804,8 @@ class Sender:
                     next_at=now + timedelta(seconds=delay)))
 
     def _settle(self, peer: Peer, sealed: list[tuple[Any, crypto.Envelope | None]],
-                results: list[Any], report: SendReport) -> None:
+                results: list[Any], report: SendReport,
+                unsent: Mapping[int, str] | None = None) -> None:
         """Record the partner's receipts and refusals in one commit, once each.
 
         Only a delivery still ``pending`` is settled, and a receipt is recorded only if none
@@ -734,7 +816,8 @@ class Sender:
         refused: list[tuple[Any, str]] = []
         for row, envelope in sealed:
             if envelope is None:
-                refused.append((row, "the item is no longer held here"))
+                refused.append((row, (unsent or {}).get(row.row,
+                                                       "the item is no longer held here")))
                 continue
             result = next(outcome)
             try:
@@ -788,6 +871,13 @@ class Sender:
                                      attempts=sa.bindparam("n")), delivered)
             gave_up = [{"r": r.row, "n": r.attempts + 1, "e": why[:500]}
                        for r, why in refused if r.row in still]
+            for r, why in refused:
+                if r.row in still:
+                    # Not retried from now on: the operator learns it from the log.
+                    uow.audit.append(AuditKind.DELIVERY_REFUSED, now, "node",
+                                     item_id=r.item_id, item_version=r.version,
+                                     details={"recipient": peer.party, "reason": why[:500],
+                                              "attempts": r.attempts + 1})
             if gave_up:
                 conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
                              .values(status=REFUSED, last_error=sa.bindparam("e"),
@@ -936,6 +1026,11 @@ def _opened(node: Any, partners: Partners, envelope: crypto.Envelope,
     peer = partners.peers.get(sender)
     if peer is None:
         raise PolicyDenied((f"{sender} is not a partner of this node",))
+    sealed = len(envelope.ciphertext) - limits.AEAD_TAG
+    if sealed > limits.MAX_ITEM_BYTES + limits.PAYLOAD_RESERVE:
+        raise MalformedInput(f"the sealed payload is {sealed} bytes", where="envelope",
+                             expected=f"an item of at most {limits.MAX_ITEM_BYTES} bytes with "
+                                      "its label, binding and consents")
     payload = crypto.open_envelope(envelope, recipient=node.party,
                                    recipient_private=node.keys.envelope_key(),
                                    sender_public=peer.signing_public)

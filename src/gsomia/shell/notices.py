@@ -57,7 +57,14 @@ from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofI
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
 from gsomia.core.types import Party, iso
 from gsomia.service import handlers
-from gsomia.shell.exchange import PARTIES, Partners, Peer, in_background, peer_client
+from gsomia.shell.exchange import (
+    PARTIES,
+    Partners,
+    Peer,
+    definitive,
+    in_background,
+    peer_client,
+)
 from gsomia.shell.store import audit_events, incidents, notices, now_utc, receipts
 
 __all__ = [
@@ -444,11 +451,6 @@ class NoticeReport:
     inconsistent: int = 0
 
 
-def _definitive(status: int) -> bool:
-    """A refusal retrying cannot change (the receiver checked and said no)."""
-    return 400 <= status < 500 and status not in (401, 408, 425, 429)
-
-
 class NoticeSender:
     """Posts due notices to partners and exchanges tree heads with them; one ``step`` a pass."""
 
@@ -517,7 +519,7 @@ class NoticeSender:
                 updates.append((row.row, {"status": DELIVERED, "delivered_at": now,
                                           "attempts": row.attempts + 1, "last_error": None}))
                 report.delivered += 1
-            elif _definitive(status):
+            elif definitive(status):
                 updates.append((row.row, {"status": REFUSED, "attempts": row.attempts + 1,
                                           "last_error": f"HTTP {status}: {text}"}))
                 report.refused += 1

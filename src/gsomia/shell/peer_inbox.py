@@ -66,14 +66,14 @@ class NodeInbox:
 
     def deliver(self, envelope: crypto.Envelope, sender: Party,
                 now: datetime) -> crypto.Receipt:
-        """One envelope: its receipt, or the refusal raised (403, 409 for a replay, 422 for
-        a payload that is malformed or names what the agreements do not know)."""
+        """One envelope: its receipt, or the refusal raised (403; 409 for a replay, 422 for
+        a payload that is malformed, oversized or names what the agreements do not know)."""
         result = self.deliver_many([envelope], sender, now)[0]
         if result.receipt is None:
             if result.status == 409:
                 raise Replayed(result.reasons)
             if result.status == 422:
-                raise MalformedInput("; ".join(result.reasons))
+                raise MalformedInput("; ".join(result.reasons), where="envelope")
             raise PolicyDenied(result.reasons)
         return result.receipt
 

@@ -61,6 +61,10 @@ def read_json_input(source: str, *, what: str) -> Any:
     except OSError as exc:
         raise MalformedInput(f"cannot read {what}: {exc.strerror}", where=source,
                              expected="a readable JSON file or - for standard input") from None
+    from gsomia.core.limits import MAX_DEPTH, check_text_depth
+
+    # A bundle holds its objects two levels down; deeper text would exhaust json's stack.
+    check_text_depth(text, where=source, limit=MAX_DEPTH + 2)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

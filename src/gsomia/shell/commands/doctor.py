@@ -118,6 +118,7 @@ def node_checks(folder: Path) -> list[Check]:
                          "check the database URL in node.toml and that the server is up"))
     out.extend(partner_checks(folder))
     out.extend(pin_checks(folder))
+    out.extend(delivery_checks(folder))
     return out
 
 
@@ -143,6 +144,39 @@ def pin_checks(folder: Path) -> list[Check]:
                   "pinned CA; certificates count as none of them",
                   "compare the partner's CA fingerprint (`gsomia node info`) with the pin "
                   "out of band, then run `gsomia federation up` again")]
+
+
+def delivery_checks(folder: Path) -> list[Check]:
+    """Deliveries this node gave up (a partner refused them for good, or they could not be
+    sent): never retried, so the operator has to hear of them."""
+    import sqlalchemy as sa
+
+    from gsomia import bootstrap
+    from gsomia.shell.exchange import PENDING, REFUSED
+    from gsomia.shell.node import open_node
+    from gsomia.shell.store import outbox
+
+    try:
+        with open_node(folder, catalogue=bootstrap.catalogue()) as node, \
+                node.store.engine.connect() as conn:
+            counts: dict[str, int] = {
+                str(status): int(n) for status, n in conn.execute(
+                    sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))}
+            refused = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
+                                             outbox.c.last_error)
+                                   .where(outbox.c.status == REFUSED)
+                                   .order_by(outbox.c.row.desc()).limit(3)).all()
+    except Exception:  # the database check above already says what is wrong
+        return []
+    waiting = counts.get(PENDING, 0)
+    if not refused:
+        return [Check("deliveries", True, f"none refused, {waiting} pending",
+                      required=False)]
+    shown = "; ".join(f"{r.item_id} to {r.recipient}: {r.last_error}" for r in refused)
+    return [Check("deliveries", False,
+                  f"{counts.get(REFUSED, 0)} refused ({shown}), {waiting} pending",
+                  "see the delivery-refused events in the audit log; an item too large "
+                  "for partners must be split and published again", required=False)]
 
 
 def partner_checks(folder: Path) -> list[Check]:
