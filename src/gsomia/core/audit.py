@@ -545,6 +545,11 @@ class AuditKind(StrEnum):
     # rewritten, truncated or forked (RFC 9162 consistency fails).
     PARTNER_LOG_INCONSISTENT = "partner-log-inconsistent"
     NOTICE_REFUSED = "notice-refused"
+    # A user's token withdrawn: refused from then on, by every interface.
+    USER_REVOKED = "user-revoked"
+    # Failed sign-ins or bad tokens, counted per source, account and interface over a
+    # window (aggregated, so a flood of guesses cannot grow the log without bound).
+    AUTHENTICATION_FAILED = "authentication-failed"
 
 
 _KINDS = {k.value: k for k in AuditKind}

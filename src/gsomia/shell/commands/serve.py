@@ -122,11 +122,31 @@ def tls_protocol() -> type:
     return TlsH11Protocol
 
 
+def refuse_exposed_keys(node_dir: str) -> None:
+    """MalformedInput (exit 2) if a private key of the node may be read by the group or
+    others: a node does not start with a key that anyone else on the host may have copied.
+    The same check as ``gsomia doctor``."""
+    from gsomia.shell.keys import exposed_private_keys
+    from gsomia.shell.node import NodeConfig
+
+    folder = Path(node_dir).resolve()
+    exposed = exposed_private_keys(folder, NodeConfig.load(folder).keys)
+    if exposed:
+        path, mode = exposed[0]
+        more = f" (and {len(exposed) - 1} more key file(s))" if len(exposed) > 1 else ""
+        raise MalformedInput(
+            f"the private key file has mode {oct(mode)}: the group or others may read it; "
+            f"the node does not start{more}", where=str(path),
+            expected=f"mode 0600: run `chmod 600 {path}` (and check who may have copied it)")
+
+
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
           audit_reads: str = "sync") -> None:
     import uvicorn
 
     from gsomia import bootstrap
+
+    refuse_exposed_keys(node_dir)
 
     # The server, the sender and the notice threads share the GIL. A thread back from a
     # disk sync or a socket waits for it up to the switch interval while another computes
@@ -150,6 +170,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     try:
         server.run()
     finally:
+        app.state.defences.close()  # the last counts of failed authentications
         app.state.taxii_store.close()  # commit queued access events before leaving
         node.close()
 
