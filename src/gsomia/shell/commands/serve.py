@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import signal
 import ssl
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -167,12 +169,21 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         ssl_ca_certs=str(trusted_cas(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     server = uvicorn.Server(config)
     click.echo(f"gsomia {node.party} node: https://{host}:{port}/taxii2/", err=True)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn stops gracefully on SIGTERM, then raises the signal again: with the
+        # default handler that kills the process before the block below writes what is
+        # still queued (access events, counts of failed authentications). Exit instead.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server.run()
     finally:
         app.state.defences.close()  # the last counts of failed authentications
         app.state.taxii_store.close()  # commit queued access events before leaving
         node.close()
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def register(cli: click.Group) -> None:
