@@ -21,11 +21,6 @@ from hypothesis import strategies as st
 
 from gsomia.core import crypto
 from gsomia.core.errors import MalformedInput
-from gsomia.core.stix import (
-    EXTENSION_PROPERTY_SCHEMAS,
-    check_extension_properties,
-    extension_property_problem,
-)
 from gsomia.service import handlers
 from gsomia.service.handlers import Incoming, LabelRequest
 from gsomia.shell.node import Node
@@ -51,6 +46,28 @@ def items_held(node: Node) -> int:
         return int(repo.count_items())
 
 
+_NUM = {"type": "number", "minimum": -1e9, "maximum": 1e9}
+_KM = {"type": "number", "minimum": 0, "maximum": 40_075}
+IPP_SCHEMA = {  # written out here: the node's own copy must be equal (tested below)
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "An impact point prediction with its error ellipse", "type": "object",
+    "required": sorted([*IPP]),
+    "properties": {
+        "launch": {"type": "string", "minLength": 1, "maxLength": 200},
+        "regime": {"enum": ["none", "hub", "direct", "trilateral"]},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1},
+        "at_s": _NUM, "track": {"type": "string", "minLength": 1, "maxLength": 200},
+        "lat_deg": {"type": "number", "minimum": -90, "maximum": 90},
+        "lon_deg": {"type": "number", "minimum": -180, "maximum": 360},
+        "time": _NUM, "time_sigma_s": {"type": "number", "minimum": 0, "maximum": 1e9},
+        "ellipse": {"type": "object",
+                    "required": ["orientation_deg", "semi_major_km", "semi_minor_km", "sigma"],
+                    "properties": {"semi_major_km": _KM, "semi_minor_km": _KM,
+                                   "orientation_deg": {"type": "number", "minimum": -360,
+                                                       "maximum": 360},
+                                   "sigma": {"type": "number", "minimum": 0,
+                                             "maximum": 100}}}}}
+
 # Ways to break a valid ipp: drop a field, give it the wrong type, put it out of range.
 _PATHS = [(k,) for k in IPP] + [("ellipse", k) for k in IPP["ellipse"]]
 _WRONG = st.one_of(st.none(), st.booleans(), st.text(max_size=5),
@@ -72,13 +89,15 @@ def malformed_ipp(draw: st.DrawFn) -> Any:
         del parent[path[-1]]
     else:
         parent[path[-1]] = draw(_WRONG)
-    assume(jsonschema.Draft202012Validator(EXTENSION_PROPERTY_SCHEMAS["x_gsomia_ipp"])
-           .is_valid(doc) is False)
+    assume(jsonschema.Draft202012Validator(IPP_SCHEMA).is_valid(doc) is False)
     return doc
 
 
 def test_the_schemas_are_json_schemas_and_the_replay_s_notes_fit_them() -> None:
+    from gsomia.core.stix import EXTENSION_PROPERTY_SCHEMAS, check_extension_properties
     from gsomia.shell.web import replay_entries
+
+    assert EXTENSION_PROPERTY_SCHEMAS["x_gsomia_ipp"] == IPP_SCHEMA
 
     for schema in EXTENSION_PROPERTY_SCHEMAS.values():
         jsonschema.Draft202012Validator.check_schema(schema)
@@ -95,11 +114,15 @@ def test_the_schemas_are_json_schemas_and_the_replay_s_notes_fit_them() -> None:
 
 @given(malformed_ipp())
 def test_the_check_agrees_with_jsonschema_and_names_the_field(ipp: Any) -> None:
+    from gsomia.core.stix import extension_property_problem
+
     problem = extension_property_problem("x_gsomia_ipp", ipp)
     assert problem is not None and problem.startswith("x_gsomia_ipp")
 
 
 def test_an_unknown_gsomia_property_is_refused() -> None:
+    from gsomia.core.stix import check_extension_properties
+
     with pytest.raises(MalformedInput, match="x_gsomia_ippp"):
         check_extension_properties({**note(IPP), "x_gsomia_ippp": IPP})
 
