@@ -146,7 +146,8 @@ def test_wrong_token_is_refused_with_a_clear_error(browser: Browser, node: Runni
     page.fill("input[name=token]", "gs_not-a-token")
     page.click("button[type=submit]")
     expect(page.locator(".error")).to_have_text("Unknown user name or token.")
-    assert context.cookies() == []
+    # Only the sign-in form's CSRF nonce (path /login); no session.
+    assert [c["name"] for c in context.cookies()] == ["gsomia_login"]
     state = requests.get(node.url + "dashboard/state", verify=False, timeout=10)
     assert state.status_code == 401
     context.close()

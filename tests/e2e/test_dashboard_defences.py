@@ -165,9 +165,10 @@ def test_a_replay_posted_from_another_origin_is_refused(
     page = signed_in(browser, node, "kenji")
     before = page.request.get(node.url + "dashboard/state").json()["items"]
     progress = replay_progress(page, node)
-    with page.expect_response(node.url + "dashboard/replay") as answer:
-        page.goto(origin + "/replay")
+    with page.expect_response(node.url + "dashboard/replay", timeout=60_000) as answer:
+        page.goto(origin + "/replay", wait_until="commit")
     assert answer.value.status == 403
+    page.wait_for_load_state()
     assert "replay refused" in page.content()
     page.wait_for_timeout(1500)
     assert replay_progress(page, node) == progress
