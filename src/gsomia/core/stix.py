@@ -12,7 +12,7 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -129,59 +129,72 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _problem(schema: Mapping[str, Any], value: Any, at: str) -> str | None:
-    """The first way ``value`` does not fit ``schema`` (the keywords used above), or None."""
+def _problem(schema: Mapping[str, Any], value: Any, at: Callable[[], str]) -> str | None:
+    """The first way ``value`` does not fit ``schema`` (the keywords used above), or None.
+    ``at`` names where it is, made only when needed (a flight path has thousands of
+    points)."""
     types = schema.get("type")
     if types is not None:
         allowed = types if isinstance(types, list) else [types]
         if not any(_is(t, value) for t in allowed):
-            return f"{at}: {_shown(value)} is not {' or '.join(allowed)}"
+            return f"{at()}: {_shown(value)} is not {' or '.join(allowed)}"
     if "enum" in schema and not any(type(value) is type(e) and value == e
                                     for e in schema["enum"]):
-        return f"{at}: {_shown(value)} is not one of {', '.join(map(str, schema['enum']))}"
-    if _is("number", value):
+        return f"{at()}: {_shown(value)} is not one of {', '.join(map(str, schema['enum']))}"
+    kind = type(value)
+    if kind is int or kind is float:
         if "minimum" in schema and value < schema["minimum"]:
-            return f"{at}: {value} is below {schema['minimum']}"
+            return f"{at()}: {value} is below {schema['minimum']}"
         if "maximum" in schema and value > schema["maximum"]:
-            return f"{at}: {value} is above {schema['maximum']}"
-    if isinstance(value, str):
+            return f"{at()}: {value} is above {schema['maximum']}"
+    elif kind is str:
         if len(value) < schema.get("minLength", 0):
-            return f"{at}: is empty"
+            return f"{at()}: is empty"
         if len(value) > schema.get("maxLength", len(value)):
-            return f"{at}: longer than {schema['maxLength']} characters"
+            return f"{at()}: longer than {schema['maxLength']} characters"
         if "pattern" in schema and re.search(schema["pattern"], value) is None:
-            return f"{at}: {_shown(value)} does not match {schema['pattern']}"
-    if isinstance(value, dict):
+            return f"{at()}: {_shown(value)} does not match {schema['pattern']}"
+    elif isinstance(value, Mapping):
         for name in schema.get("required", ()):
             if name not in value:
-                return f"{at}.{name}: missing"
+                return f"{at()}.{name}: missing"
         for name, sub in schema.get("properties", {}).items():
             if name in value:
-                found = _problem(sub, value[name], f"{at}.{name}")
+                found = _problem(sub, value[name], _below(at, f".{name}"))
                 if found:
                     return found
-    if isinstance(value, list):
+    elif kind is list:
         if len(value) < schema.get("minItems", 0):
-            return f"{at}: fewer than {schema['minItems']} entries"
+            return f"{at()}: fewer than {schema['minItems']} entries"
         if len(value) > schema.get("maxItems", len(value)):
-            return f"{at}: more than {schema['maxItems']} entries"
-        prefix = schema.get("prefixItems", [])
+            return f"{at()}: more than {schema['maxItems']} entries"
+        prefix = schema.get("prefixItems", ())
+        rest = schema.get("items")
         for i, entry in enumerate(value):
-            sub = prefix[i] if i < len(prefix) else schema.get("items")
-            found = _problem(sub, entry, f"{at}[{i}]") if sub is not None else None
-            if found:
-                return found
+            sub = prefix[i] if i < len(prefix) else rest
+            if sub is not None:
+                found = _problem(sub, entry, _below(at, f"[{i}]"))
+                if found:
+                    return found
     return None
+
+
+def _below(at: Callable[[], str], step: str) -> Callable[[], str]:
+    return lambda: at() + step
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "array": (list,),
+                                       "null": (type(None),)}
 
 
 def _is(kind: str, value: Any) -> bool:
     if kind == "number":
-        return type(value) in (int, float) and math.isfinite(value)
+        return (type(value) is float and math.isfinite(value)) or type(value) is int
     if kind == "integer":
         return type(value) is int or (type(value) is float and value.is_integer())
-    return {"string": str, "object": dict, "array": list,
-            "null": type(None)}.get(kind) is type(value) or (
-        kind == "object" and isinstance(value, Mapping))
+    if kind == "object":
+        return isinstance(value, Mapping)
+    return type(value) in _TYPES.get(kind, ())
 
 
 def _shown(value: Any) -> str:
@@ -196,7 +209,7 @@ def extension_property_problem(name: str, value: Any) -> str | None:
     if schema is None:
         return (f"{name}: not a gsomia extension property (known: "
                 f"{', '.join(sorted(EXTENSION_PROPERTY_SCHEMAS))})")
-    return _problem(schema, value, name)
+    return _problem(schema, value, lambda: name)
 
 
 def check_extension_properties(obj: Mapping[str, Any], *, where: str = "object") -> None:
