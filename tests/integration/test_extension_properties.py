@@ -169,7 +169,10 @@ def test_a_partner_s_malformed_ipp_is_refused_like_any_bad_item(
     assert sent is not None
     bad = {**sent.object(), "x_gsomia_ipp": ipp}
     label = sent.security_label()
-    binding = crypto.bind(label.to_json(), bad, jpn.keys.signing_key())
+    try:
+        binding = crypto.bind(label.to_json(), bad, jpn.keys.signing_key())
+    except MalformedInput:
+        assume(False)   # not JSON a node can bind (canonical JSON refuses it): never sent
     before = items_held(kor)
     results = handlers.ingest(kor.uow(), keys=kor.keys, catalogue=kor.catalogue,
                               batch=[Incoming(bad, label, binding, "JPN"),
