@@ -86,3 +86,19 @@ def test_revoke_marks_the_user_revoked_once_and_is_audited(folder: Path) -> None
     assert nobody.returncode == 2 and "--name" in nobody.stderr
     verified = gsomia("audit", "verify", "--node", str(folder))
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_deleting_a_revocation_behind_the_log_s_back_is_caught(tmp_path: Path) -> None:
+    """Deleting the row would let the token in again: ``audit verify`` names it."""
+    import sqlite3
+
+    folder = tmp_path / "kor"
+    ok("node", "init", "--party", "KOR", "--dir", str(folder), "--json")
+    ok("user", "add", "--node", str(folder), "--name", "kim", "--clearance", "군사II급비밀",
+       "--need-to-know", "dprk-missile", "--json")
+    ok("user", "revoke", "--node", str(folder), "--name", "kim")
+    with sqlite3.connect(folder / "node.db") as db:
+        db.execute("DELETE FROM revocations WHERE name = 'kim'")
+    verified = gsomia("audit", "verify", "--node", str(folder))
+    assert verified.returncode == 1
+    assert "revocations" in verified.stdout + verified.stderr
