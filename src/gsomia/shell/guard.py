@@ -63,6 +63,8 @@ class Throttle:
 
     def retry_after(self, source: str, account: str | None) -> float:
         """Seconds until ``source`` may try ``account`` (None: a bare token); 0: now."""
+        if not self._buckets:
+            return 0.0   # nobody has failed lately: the usual case, kept cheap
         now = self._clock()
         with self._lock:
             src = self._level("source", source, now)

@@ -1179,6 +1179,7 @@ class Store:
         self.engine = make_engine(url)
         self.signer = signer
         self.head_file = head_file
+        self._stamp_path = self._revocations_file  # read on every authentication
         if migrate_schema:
             migrate(self.engine)
 
@@ -1222,8 +1223,9 @@ class Store:
                                                   "created_at": created_at})
 
     @property
-    def _revocations_file(self) -> Path | None:
-        return None if self.head_file is None else self.head_file.with_name("revoked.stamp")
+    def _revocations_file(self) -> str | None:
+        return None if self.head_file is None else str(
+            self.head_file.with_name("revoked.stamp"))
 
     def mark_revocations(self) -> None:
         """Change the stamp beside the database that tells this node's processes a token
@@ -1239,11 +1241,11 @@ class Store:
     def revocations_mark(self) -> tuple[int, int] | None:
         """What :meth:`mark_revocations` last left: changes with every revocation committed
         here; None when it cannot be known (no folder, no stamp yet)."""
-        path = self._revocations_file
+        path = self._stamp_path
         if path is None:
             return None
         try:
-            found = path.stat()
+            found = os.stat(path)
         except FileNotFoundError:
             return (0, 0)
         return (found.st_size, found.st_mtime_ns)
