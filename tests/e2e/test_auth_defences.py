@@ -300,3 +300,42 @@ def test_a_sign_out_or_sign_in_without_origin_and_token_changes_nothing(
                                           "application/x-www-form-urlencoded", None))
     assert r.status_code == 403 and "gsomia_session" not in r.headers.get("set-cookie", "")
     assert fresh.get(node.url + "dashboard/state").status_code == 401
+
+
+# ---- the extension properties through TAXII ---------------------------------------------------
+def test_taxii_refuses_a_malformed_ipp_naming_the_field(node: Running) -> None:
+    from gsomia.core.labels import SecurityLabel
+    from gsomia.core.stix import label_marking
+
+    label = SecurityLabel("JPN", "極秘", frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
+    mark = label_marking(label, label.english_marking(CATALOGUE.schemes),
+                         created=datetime.now(UTC))
+    bad = {"type": "note", "spec_version": "2.1",
+           "id": "note--7d1e7f00-8c2b-4d0e-a7f4-3b9f6d2c1a55",
+           "created": "2017-08-28T21:00:00.000Z", "modified": "2017-08-28T21:00:00.000Z",
+           "abstract": "impact prediction", "content": "impact prediction",
+           "object_refs": ["identity--0b7a2a4e-8d5c-4b59-8a55-2c9a1f0e6d21"],
+           "object_marking_refs": [mark["id"]],
+           "x_gsomia_ipp": {"at_s": 1.0, "track": "T", "launch": "L", "regime": "direct",
+                            "seed": 0, "lat_deg": 40.0, "lon_deg": 135.0, "time": 2.0,
+                            "time_sigma_s": 1.0, "ellipse": {"semi_major_km": "wide"}}}
+    http = client("127.0.0.14")
+    r = http.post(node.url + "gsomia/collections/" + collection(node) + "/objects/",
+                  json={"objects": [mark, bad]},
+                  headers={"Authorization": f"Bearer {node.tokens['kenji']}",
+                           "Accept": TAXII, "Content-Type": TAXII})
+    assert r.status_code == 202, r.text
+    status = r.json()
+    assert status["failure_count"] == 1
+    failure = status["failures"][0]
+    assert failure["id"] == bad["id"] and "x_gsomia_ipp.ellipse" in failure["message"]
+    shown = http.get(node.url + "gsomia/collections/" + collection(node) + "/objects/",
+                     headers={"Authorization": f"Bearer {node.tokens['kenji']}",
+                              "Accept": TAXII})
+    assert bad["id"] not in shown.text
+
+
+def collection(node: Running) -> str:
+    from gsomia.shell.commands.serve import collection_id
+
+    return collection_id("JPN")
