@@ -146,7 +146,8 @@ def test_wrong_token_is_refused_with_a_clear_error(browser: Browser, node: Runni
     page.fill("input[name=token]", "gs_not-a-token")
     page.click("button[type=submit]")
     expect(page.locator(".error")).to_have_text("Unknown user name or token.")
-    assert context.cookies() == []
+    # Only the sign-in form's CSRF nonce (path /login); no session.
+    assert [c["name"] for c in context.cookies()] == ["gsomia_login"]
     state = requests.get(node.url + "dashboard/state", verify=False, timeout=10)
     assert state.status_code == 401
     context.close()
@@ -256,7 +257,12 @@ def test_user_without_need_to_know_gets_no_item_content(browser: Browser,
     state = page.request.get(node.url + "dashboard/state").json()
     assert state["items"] == [] and state["withheld"] >= 2
     assert secret not in json.dumps(state, ensure_ascii=False)
-    refused = page.request.post(node.url + "dashboard/replay", form={"launch": "2017-08-29"})
-    assert refused.status == 403
+    # With this page's own CSRF token and origin: refused all the same (need-to-know).
+    csrf = page.locator("#logout input[name=csrf]").get_attribute("value")
+    refused = page.request.post(node.url + "dashboard/replay", data={"launch": "2017-08-29"},
+                                headers={"X-CSRF-Token": csrf or "",
+                                         "Origin": node.url.rstrip("/"),
+                                         "Content-Type": "application/json"})
+    assert refused.status == 403 and "need-to-know" in refused.json()["error"]
     page.screenshot(path=str(ARTIFACTS / "dashboard-denied.png"), full_page=True)
     page.context.close()

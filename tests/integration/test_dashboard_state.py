@@ -5,6 +5,7 @@ and clear refusals. The browser side is in ``tests/e2e/test_dashboard.py``."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -74,13 +75,36 @@ def node(folder: Path, shipped: Catalogue) -> Iterator[Node]:
     n.close()
 
 
+ORIGIN = {"Origin": "https://testserver"}
+
+
 def client_for(node: Node) -> TestClient:
     return TestClient(app_for_node(node), base_url="https://testserver")
 
 
-def sign_in(client: TestClient, name: str, token: str) -> None:
-    r = client.post("/login", data={"name": name, "token": token}, follow_redirects=False)
+def hidden_csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def post_login(client: TestClient, name: str, token: str) -> Any:
+    """The sign-in form as a browser sends it: its CSRF token, from this origin."""
+    csrf = hidden_csrf(client.get("/login").text)
+    return client.post("/login", data={"name": name, "token": token, "csrf": csrf},
+                       headers=ORIGIN, follow_redirects=False)
+
+
+def sign_in(client: TestClient, name: str, token: str) -> str:
+    """Sign in; the session's CSRF token (from the dashboard page)."""
+    r = post_login(client, name, token)
     assert r.status_code == 303, r.text
+    return hidden_csrf(client.get("/").text)
+
+
+def replay(client: TestClient, csrf: str, **body: Any) -> Any:
+    return client.post("/dashboard/replay", json=body,
+                       headers={**ORIGIN, "X-CSRF-Token": csrf})
 
 
 def test_replay_publishes_the_warning(replayed: dict[str, Any]) -> None:
@@ -93,9 +117,9 @@ def test_login_sets_a_strict_http_only_cookie(node: Node, tokens: dict[str, str]
     client = client_for(node)
     assert client.get("/", follow_redirects=False).headers["location"] == "/login"
     assert client.get("/dashboard/state").status_code == 401
-    r = client.post("/login", data={"name": "kenji", "token": tokens["kenji"]},
-                    follow_redirects=False)
-    cookie = r.headers["set-cookie"].lower()
+    r = post_login(client, "kenji", tokens["kenji"])
+    cookie = next(c for c in r.headers.get_list("set-cookie")
+                  if c.startswith("gsomia_session=")).lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "secure" in cookie
     page = client.get("/")
     assert page.status_code == 200 and "script-src 'self'" in page.headers[
@@ -103,16 +127,17 @@ def test_login_sets_a_strict_http_only_cookie(node: Node, tokens: dict[str, str]
     for asset in ("dashboard.js", "dashboard.css"):
         assert client.get(f"/dashboard/static/{asset}").status_code == 200
     assert client.get("/dashboard/static/..%2Fschemes.yaml").status_code == 404
-    client.post("/logout")
+    csrf = hidden_csrf(page.text)
+    client.post("/logout", data={"csrf": csrf}, headers=ORIGIN)
     assert client.get("/dashboard/state").status_code == 401
 
 
 def test_a_token_of_another_user_does_not_sign_in(node: Node,
                                                  tokens: dict[str, str]) -> None:
     client = client_for(node)
-    r = client.post("/login", data={"name": "kenji", "token": tokens["taro"]})
+    r = post_login(client, "kenji", tokens["taro"])
     assert r.status_code == 401 and "Unknown user name or token." in r.text
-    assert "set-cookie" not in r.headers
+    assert "gsomia_session" not in r.headers.get("set-cookie", "")
 
 
 def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
@@ -142,12 +167,13 @@ def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
 
 def test_replay_needs_need_to_know(node: Node, tokens: dict[str, str]) -> None:
     client = client_for(node)
-    sign_in(client, "taro", tokens["taro"])
-    assert client.post("/dashboard/replay", data={"launch": "2017-08-29"}).status_code == 403
-    sign_in(client, "kenji", tokens["kenji"])
-    bad = client.post("/dashboard/replay", data={"launch": "2017-08-29", "speed": "fast"})
+    csrf = sign_in(client, "taro", tokens["taro"])
+    refused = replay(client, csrf, launch="2017-08-29")
+    assert refused.status_code == 403 and "need-to-know" in refused.json()["error"]
+    csrf = sign_in(client, "kenji", tokens["kenji"])
+    bad = replay(client, csrf, launch="2017-08-29", speed="fast")
     assert bad.status_code == 400 and "speed" in bad.json()["error"]
-    unknown = client.post("/dashboard/replay", data={"launch": "1900-01-01"})
+    unknown = replay(client, csrf, launch="1900-01-01")
     assert unknown.status_code == 400
 
 

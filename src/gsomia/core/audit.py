@@ -550,6 +550,11 @@ class AuditKind(StrEnum):
     PEER_REFUSED = "peer-refused"
     # A delivery this node gave up: the partner refused it for good, or it cannot be sent.
     DELIVERY_REFUSED = "delivery-refused"
+    # A user's token withdrawn: refused from then on, by every interface.
+    USER_REVOKED = "user-revoked"
+    # Failed sign-ins or bad tokens, counted per source, account and interface over a
+    # window (aggregated, so a flood of guesses cannot grow the log without bound).
+    AUTHENTICATION_FAILED = "authentication-failed"
 
 
 _KINDS = {k.value: k for k in AuditKind}

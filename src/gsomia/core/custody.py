@@ -50,6 +50,7 @@ __all__ = [
     "IncidentReport",
     "NodeUser",
     "ReceiptRecord",
+    "Revocation",
     "StoredItem",
     "digest",
     "item_version",
@@ -331,6 +332,24 @@ class NodeUser:
         out = self.to_json()
         del out["token_hash"]
         return out
+
+    def digest(self) -> str:
+        return digest(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A user's token withdrawn by an operator: the register keeps who, which token (its
+    hash) and when; a token that is revoked is refused everywhere from then on."""
+
+    name: str
+    token_hash: bytes = field(repr=False)
+    by: str
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "token_hash": self.token_hash.hex(), "by": self.by,
+                "at": stamp(self.at)}
 
     def digest(self) -> str:
         return digest(self.to_json())

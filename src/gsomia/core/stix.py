@@ -9,8 +9,10 @@ so equal labels give the same marking everywhere.
 from __future__ import annotations
 
 import json
+import math
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -96,3 +98,153 @@ def apply_marking(obj: Mapping[str, Any], marking: Mapping[str, Any]) -> dict[st
     """A copy of ``obj`` that references ``marking`` (and no other gsomia label marking)."""
     refs = [r for r in obj.get("object_marking_refs", []) if r != marking["id"]]
     return {**obj, "object_marking_refs": [*refs, marking["id"]]}
+
+
+# ---- the application's extension properties -----------------------------------------------
+# What the node's own tools publish as top-level ``x_gsomia_*`` properties (STIX 2.1 §11.1
+# custom properties), each with a JSON Schema (2020-12; only the keywords
+# :func:`extension_property_problem` checks). Every ingest path (TAXII, the command line,
+# the dashboard's replay, items delivered by partners) refuses an object whose property does
+# not fit, so nothing downstream (the dashboard's map, the report) meets a malformed one.
+
+_NUMBER = {"type": "number", "minimum": -1e9, "maximum": 1e9}
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
+_RUN = {"launch": _TEXT,
+        "regime": {"enum": ["none", "hub", "direct", "trilateral"]},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}}
+_LAT = {"type": "number", "minimum": -90, "maximum": 90}
+_LON = {"type": "number", "minimum": -180, "maximum": 360}
+_KM = {"type": "number", "minimum": 0, "maximum": 40_075}
+
+
+def _schema(title: str, properties: dict[str, Any]) -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title,
+            "type": "object", "required": sorted(properties),
+            "properties": properties}
+
+
+EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
+    "x_gsomia_track": _schema("A flight path: ground track points [lat, lon] in degrees", {
+        **_RUN,
+        "points": {"type": "array", "minItems": 2, "maxItems": 10_000, "items": {
+            "type": "array", "minItems": 2, "maxItems": 2,
+            "prefixItems": [_LAT, _LON]}}}),
+    "x_gsomia_ipp": _schema("An impact point prediction with its error ellipse", {
+        **_RUN, "at_s": _NUMBER, "track": _TEXT, "lat_deg": _LAT, "lon_deg": _LON,
+        "time": _NUMBER, "time_sigma_s": {"type": "number", "minimum": 0, "maximum": 1e9},
+        "ellipse": {"type": "object",
+                    "required": ["orientation_deg", "semi_major_km", "semi_minor_km", "sigma"],
+                    "properties": {"semi_major_km": _KM, "semi_minor_km": _KM,
+                                   "orientation_deg": {"type": "number", "minimum": -360,
+                                                       "maximum": 360},
+                                   "sigma": {"type": "number", "minimum": 0,
+                                             "maximum": 100}}}}),
+    "x_gsomia_warning": _schema("A missile warning issued, updated or retracted", {
+        **_RUN, "party": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "action": {"enum": ["issued", "updated", "retracted"]},
+        "at_s": _NUMBER, "track": _TEXT, "level": {"enum": ["alert", "notice"]},
+        "regions": {"type": "array", "maxItems": 200, "items": _TEXT},
+        "impact_lat": {"type": ["number", "null"], "minimum": -90, "maximum": 90},
+        "impact_lon": {"type": ["number", "null"], "minimum": -180, "maximum": 360},
+        "semi_major_km": {"type": ["number", "null"], "minimum": 0, "maximum": 40_075},
+        "time_to_impact_s": {"type": ["number", "null"], "minimum": -1e9, "maximum": 1e9},
+        "reason": {"type": "string", "maxLength": 2000}}),
+    "x_gsomia_replay": _schema("An item of a replayed launch (gsomia demo)", {
+        **_RUN, "at_s": _NUMBER, "category": _TEXT, "data": {"type": "object"}}),
+}
+
+
+def _problem(schema: Mapping[str, Any], value: Any, at: Callable[[], str]) -> str | None:
+    """The first way ``value`` does not fit ``schema`` (the keywords used above), or None.
+    ``at`` names where it is, made only when needed (a flight path has thousands of
+    points)."""
+    types = schema.get("type")
+    if types is not None:
+        allowed = types if isinstance(types, list) else [types]
+        if not any(_is(t, value) for t in allowed):
+            return f"{at()}: {_shown(value)} is not {' or '.join(allowed)}"
+    if "enum" in schema and not any(type(value) is type(e) and value == e
+                                    for e in schema["enum"]):
+        return f"{at()}: {_shown(value)} is not one of {', '.join(map(str, schema['enum']))}"
+    kind = type(value)
+    if kind is int or kind is float:
+        if "minimum" in schema and value < schema["minimum"]:
+            return f"{at()}: {value} is below {schema['minimum']}"
+        if "maximum" in schema and value > schema["maximum"]:
+            return f"{at()}: {value} is above {schema['maximum']}"
+    elif kind is str:
+        if len(value) < schema.get("minLength", 0):
+            return f"{at()}: is empty"
+        if len(value) > schema.get("maxLength", len(value)):
+            return f"{at()}: longer than {schema['maxLength']} characters"
+        if "pattern" in schema and re.search(schema["pattern"], value) is None:
+            return f"{at()}: {_shown(value)} does not match {schema['pattern']}"
+    elif isinstance(value, Mapping):
+        for name in schema.get("required", ()):
+            if name not in value:
+                return f"{at()}.{name}: missing"
+        for name, sub in schema.get("properties", {}).items():
+            if name in value:
+                found = _problem(sub, value[name], _below(at, f".{name}"))
+                if found:
+                    return found
+    elif kind is list:
+        if len(value) < schema.get("minItems", 0):
+            return f"{at()}: fewer than {schema['minItems']} entries"
+        if len(value) > schema.get("maxItems", len(value)):
+            return f"{at()}: more than {schema['maxItems']} entries"
+        prefix = schema.get("prefixItems", ())
+        rest = schema.get("items")
+        for i, entry in enumerate(value):
+            sub = prefix[i] if i < len(prefix) else rest
+            if sub is not None:
+                found = _problem(sub, entry, _below(at, f"[{i}]"))
+                if found:
+                    return found
+    return None
+
+
+def _below(at: Callable[[], str], step: str) -> Callable[[], str]:
+    return lambda: at() + step
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "array": (list,),
+                                       "null": (type(None),)}
+
+
+def _is(kind: str, value: Any) -> bool:
+    if kind == "number":
+        return (type(value) is float and math.isfinite(value)) or type(value) is int
+    if kind == "integer":
+        return type(value) is int or (type(value) is float and value.is_integer())
+    if kind == "object":
+        return isinstance(value, Mapping)
+    return type(value) in _TYPES.get(kind, ())
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def extension_property_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not a valid ``name`` (an ``x_gsomia_*`` property), naming the field;
+    None when it is valid."""
+    schema = EXTENSION_PROPERTY_SCHEMAS.get(name)
+    if schema is None:
+        return (f"{name}: not a gsomia extension property (known: "
+                f"{', '.join(sorted(EXTENSION_PROPERTY_SCHEMAS))})")
+    return _problem(schema, value, lambda: name)
+
+
+def check_extension_properties(obj: Mapping[str, Any], *, where: str = "object") -> None:
+    """MalformedInput naming the field if one of ``obj``'s ``x_gsomia_*`` properties does not
+    fit its schema (:data:`EXTENSION_PROPERTY_SCHEMAS`) or is not one of them."""
+    for name in sorted(k for k in obj if isinstance(k, str) and k.startswith("x_gsomia_")):
+        problem = extension_property_problem(name, obj[name])
+        if problem is not None:
+            field_name, _, what = problem.partition(": ")
+            title = EXTENSION_PROPERTY_SCHEMAS.get(name, {}).get("title")
+            raise MalformedInput(what, where=f"{where}.{field_name}",
+                                 expected=f"{name}: {title}, as its JSON schema says" if title
+                                 else "one of the gsomia extension properties")

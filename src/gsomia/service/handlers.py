@@ -47,6 +47,7 @@ from gsomia.core.custody import (
     IncidentReport,
     NodeUser,
     ReceiptRecord,
+    Revocation,
     StoredItem,
     item_version,
     record_bytes,
@@ -67,7 +68,12 @@ from gsomia.core.policy import (
     decide_access,
     decide_classification_change,
 )
-from gsomia.core.stix import apply_marking, check_spec_version, label_marking
+from gsomia.core.stix import (
+    apply_marking,
+    check_extension_properties,
+    check_spec_version,
+    label_marking,
+)
 from gsomia.core.types import Party, iso, party
 from gsomia.service.ports import AuditReader, KeyStore, StixValidator, UnitOfWork
 
@@ -181,6 +187,7 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         # Before anything walks the object recursively (validator, canonical JSON).
         limits.check_depth(obj, where=f"object {i}")
         check_spec_version(obj, where=f"object {i}")
+        check_extension_properties(obj, where=f"object {obj.get('id', i)}")
         if validate is not None:
             validate(obj)
         marked = apply_marking(obj, form.marking)
@@ -357,6 +364,8 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             # Bounds first: they decide whether the object may be walked at all.
             limits.check_depth(incoming.obj, where="object")
             check_spec_version(incoming.obj, where="object")
+            # What the originator should never have published is refused like any bad item.
+            check_extension_properties(incoming.obj, where=f"object {item_id}")
             content = crypto.canonical(incoming.obj, where="content")
             limits.check_item_size(content, where="content")
         except MalformedInput as exc:
@@ -496,6 +505,63 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
         uow.repo.add_user(user, seq=event.seq)
         uow.commit()
     return user
+
+
+def revoke_user(uow: UnitOfWork, *, name: str, now: datetime,
+                actor: str = "operator") -> Revocation:
+    """Withdraw a user's token: every interface refuses it from this commit on.
+
+    The user stays in the register (their past reads remain attributable), marked revoked.
+    """
+    with uow:
+        user = uow.repo.user_named(name)
+        if user is None:
+            raise MalformedInput(f"no user {name!r} on this node", where="--name",
+                                 expected="the name of a registered user (gsomia user list)")
+        if name in uow.repo.revoked_names():
+            raise MalformedInput(f"the token of {name!r} is already revoked", where="--name",
+                                 expected="a user whose token is active")
+        revocation = Revocation(name, user.token_hash, actor, now)
+        event = uow.audit.append(
+            AuditKind.USER_REVOKED, now, actor,
+            details={"name": name, "revoked_at": stamp(now),
+                     "records": records_detail(revocations=[revocation.digest()])})
+        uow.repo.add_revocation(revocation, seq=event.seq)
+        uow.commit()
+    return revocation
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAuthentications:
+    """Failed authentications of one source against one account through one interface,
+    counted over ``first``..``last`` (``throttled``: of them, refused unchecked because the
+    source or account was being slowed down)."""
+
+    source: str
+    account: str | None
+    interface: str
+    failures: int
+    throttled: int
+    first: datetime
+    last: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "account": self.account, "interface": self.interface,
+                "failures": self.failures, "throttled": self.throttled,
+                "first": stamp(self.first), "last": stamp(self.last)}
+
+
+def record_failed_authentications(uow: UnitOfWork, *, counts: Sequence[FailedAuthentications],
+                                  now: datetime) -> None:
+    """Audit failed sign-ins and bad tokens, one event per (source, account, interface)
+    count, all in one commit. The caller aggregates, so a flood adds few events."""
+    if not counts:
+        return
+    with uow:
+        for c in counts:
+            uow.audit.append(AuditKind.AUTHENTICATION_FAILED, now, c.source,
+                             details=c.to_json())
+        uow.commit()
 
 
 @dataclass(frozen=True, slots=True)

@@ -204,6 +204,7 @@ class TaxiiService:
                     markings: Mapping[str, SecurityLabel], i: int,
                     decisions: dict[SecurityLabel, Decision]) -> Submission:
         self.check(obj)
+        stix.check_extension_properties(obj, where=f"objects[{i}]")
         refs = obj.get("object_marking_refs", [])
         labels = {markings[r] for r in refs if isinstance(r, str) and r in markings}
         if not labels:

@@ -67,6 +67,7 @@ from gsomia.service.taxii_ports import (
 )
 from gsomia.shell import web
 from gsomia.shell.body_limit import BodyLimit, Limit
+from gsomia.shell.guard import Defences, retry_seconds, source_of
 from gsomia.shell.peer_identity import PeerRefused
 
 __all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "body_limit", "create_app",
@@ -141,22 +142,38 @@ def create_app(config: ApiConfig) -> Starlette:
     service = config.service
     root = f"/{API_ROOT}/"
     coll = service.collection_id
+    defences = Defences.for_service(service)
 
     def person_of(request: Request) -> Person:
         header = request.headers.get("authorization", "")
         scheme, _, value = header.partition(" ")
         person: Person | None = None
         value = value.strip()
+        account: str | None = None
+        token = ""
         if scheme.lower() == "bearer" and value:
-            person = service.authenticate(value)
+            token = value
         elif scheme.lower() == "basic" and value:
             try:
                 decoded = base64.b64decode(value, validate=True).decode("utf-8")
             except (binascii.Error, UnicodeDecodeError):
                 decoded = ""
-            name, colon, token = decoded.partition(":")
-            if colon:
-                person = service.authenticate(token, name)
+            name, colon, secret = decoded.partition(":")
+            account, token = (name[:100], secret) if colon else ("", "")
+        source = source_of(request)
+        if header:
+            wait = defences.throttle.retry_after(source, account)
+            if wait > 0:
+                defences.audit.record(source, account, "taxii", throttled=True)
+                raise _Refusal(_error(
+                    429, "Too many failed attempts",
+                    "Too many failed authentications from this address or for this account; "
+                    "try again later.", {"Retry-After": str(retry_seconds(wait))}))
+            if token:
+                person = service.authenticate(token, account)
+            if person is None:
+                defences.throttle.failed(source, account)
+                defences.audit.record(source, account, "taxii")
         if person is None:
             raise _Refusal(_error(401, "Unauthorized",
                                   "Send a node user's token as a bearer token, or as the "
@@ -470,7 +487,7 @@ def create_app(config: ApiConfig) -> Starlette:
 
     g = guarded
     routes = [
-        *web.routes(config),  # the dashboard: /, /login, /logout, /dashboard/...
+        *web.routes(config, defences),  # the dashboard: /, /login, /logout, /dashboard/...
         Route("/taxii2/", g(get_discovery), methods=["GET"]),
         Route("/{api_root}/", g(get_api_root), methods=["GET"]),
         Route("/{api_root}/collections/", g(get_collections), methods=["GET"]),
@@ -505,8 +522,10 @@ def create_app(config: ApiConfig) -> Starlette:
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         return _error(code, str(getattr(exc, "detail", "")) or "Error", "", headers)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error},
-                     middleware=[Middleware(BodyLimit, limit_of=body_limit)])
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+                    middleware=[Middleware(BodyLimit, limit_of=body_limit)])
+    app.state.defences = defences  # ``serve`` closes it: the last counts reach the log
+    return app
 
 
 def content_type_of_json(header: str | None) -> bool | None:
@@ -565,7 +584,7 @@ def openapi(collection_id: str) -> dict[str, Any]:
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
         responses: dict[str, Any] = {
             "200": {"description": "OK", "content": media or taxii},
-            "400": err, "401": err, "404": err, "406": err}
+            "400": err, "401": err, "404": err, "406": err, "429": err}
         responses.update(extra or {})
         return {"get": {"summary": summary, "parameters": parameters, "responses": responses}}
 
@@ -578,7 +597,8 @@ def openapi(collection_id: str) -> dict[str, Any]:
         "requestBody": {"required": True, "content": {
             TAXII_MEDIA: {"schema": {"$ref": "#/components/schemas/Envelope"}}}},
         "responses": {"202": {"description": "Status", "content": taxii}, "400": err,
-                      "401": err, "404": err, "406": err, "413": err, "415": err, "422": err},
+                      "401": err, "404": err, "406": err, "413": err, "415": err, "422": err,
+                      "429": err},
     }
     peer_post = {"post": {"summary": "Peer delivery (mutual TLS)",
                           "requestBody": {"required": True, "content": {

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,6 +45,28 @@ KEY_FILES = {
     "server_key": "tls/server.key", "server_cert": "tls/server.crt",
     "client_key": "tls/client.key", "client_cert": "tls/client.crt",
 }
+
+
+def is_private(rel: str) -> bool:
+    """Whether the key file at ``rel`` holds a secret (public keys and certificates do not)."""
+    return not rel.endswith((".pub", ".crt"))
+
+
+def exposed_private_keys(folder: Path, files: Mapping[str, str]) -> list[tuple[Path, int]]:
+    """The private key files of ``files`` (name -> path under ``folder``) that the group or
+    others may read or write, with their modes: a node must not work with such a key."""
+    out = []
+    for rel in files.values():
+        path = folder / rel
+        if not is_private(rel):
+            continue
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            continue  # missing keys fail loudly when they are loaded
+        if mode & 0o077:
+            out.append((path, mode))
+    return out
 
 
 def write_private(path: Path, data: bytes) -> None:
@@ -236,10 +259,5 @@ class FileKeyStore:
 
     def check_modes(self) -> list[str]:
         """Private key files readable by others (should be none)."""
-        bad = []
-        for name in KEY_FILES:
-            path = self.path(name)
-            if (name in ("signing", "envelope") or name.endswith("_key")) and path.exists() \
-                    and path.stat().st_mode & 0o077:
-                bad.append(str(path))
-        return bad
+        files = {**KEY_FILES, **self.files}
+        return [str(path) for path, _ in exposed_private_keys(self.folder, files)]

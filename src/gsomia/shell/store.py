@@ -54,6 +54,7 @@ from gsomia.core.custody import (
     IncidentReport,
     NodeUser,
     ReceiptRecord,
+    Revocation,
     StoredItem,
     record_bytes,
     stamp,
@@ -183,6 +184,16 @@ incidents = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=False),
 )
 
+revocations = sa.Table(
+    "revocations", metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False),
+    sa.Column("by", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("token_hash", name="uq_revocations_token_hash"),
+)
+
 receipts = sa.Table(
     "receipts", metadata, _id(),
     sa.Column("item_id", sa.String, nullable=False),
@@ -298,7 +309,7 @@ notices = sa.Table(
 )
 
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
-                 "receipts")
+                 "receipts", "revocations")
 
 
 # ---- engine and migrations ----------------------------------------------------------------
@@ -532,6 +543,15 @@ def _incident(row: Any) -> IncidentReport:
                           row.reported_by, row.notify, row.at)
 
 
+def revoked_token(token_hash: Any) -> Any:
+    """SQL: the token hash is in the register of revoked tokens."""
+    return sa.exists().where(revocations.c.token_hash == token_hash)
+
+
+def _revocation(row: Any) -> Revocation:
+    return Revocation(row.name, bytes(row.token_hash), row.by, row.at)
+
+
 def _receipt(row: Any) -> ReceiptRecord:
     return ReceiptRecord(row.item_id, row.version, row.peer, row.direction,
                          json.loads(row.document), row.at)
@@ -615,6 +635,7 @@ class SqlRepository:
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
+        self.revoked = False
 
     # items and custody
     def add_item(self, item: StoredItem, *, seq: int) -> None:
@@ -688,11 +709,22 @@ class SqlRepository:
         return None if row is None else _user(row)
 
     def user_by_token(self, token_hash: bytes) -> NodeUser | None:
-        row = self.conn.execute(users.select().where(users.c.token_hash == token_hash)).first()
+        """The user holding this token; None if nobody does or the token is revoked."""
+        row = self.conn.execute(users.select().where(
+            users.c.token_hash == token_hash, ~revoked_token(users.c.token_hash))).first()
         return None if row is None else _user(row)
 
     def users(self) -> list[NodeUser]:
         return [_user(r) for r in self.conn.execute(users.select().order_by(users.c.name))]
+
+    def add_revocation(self, revocation: Revocation, *, seq: int) -> None:
+        self.revoked = True  # the unit of work tells token caches once this commits
+        self.conn.execute(revocations.insert(), {
+            "name": revocation.name, "token_hash": revocation.token_hash,
+            "by": revocation.by, "at": revocation.at, "seq": seq})
+
+    def revoked_names(self) -> set[str]:
+        return set(self.conn.execute(sa.select(revocations.c.name)).scalars())
 
     def add_consent(self, record: ConsentRecord, *, seq: int) -> None:
         self.conn.execute(consents.insert(), {
@@ -881,6 +913,9 @@ class SqlUnitOfWork:
         head = self.audit.flush()
         self._conn.commit()
         self._tx = None
+        if self.repo.revoked:
+            self._store.mark_revocations()
+            self.repo.revoked = False
         if head is not None:
             self.committed_head = head
             self._store.write_external_head(head, sync=not self.audit.reads_only)
@@ -1088,6 +1123,7 @@ class SqlAuditReader:
         yield from each(classification_notices, _notice, lambda r: f"{r.item_id} #{r.row}")
         yield from each(incidents, _incident, lambda r: f"reference={r.reference}")
         yield from each(receipts, _receipt, lambda r: f"{r.item_id}@{r.version} #{r.row}")
+        yield from each(revocations, _revocation, lambda r: f"name={r.name}")
 
     def leaf_hashes(self) -> list[bytes]:
         result = self.conn.execute(
@@ -1143,6 +1179,7 @@ class Store:
         self.engine = make_engine(url)
         self.signer = signer
         self.head_file = head_file
+        self._stamp_path = self._revocations_file  # read on every authentication
         if migrate_schema:
             migrate(self.engine)
 
@@ -1184,6 +1221,34 @@ class Store:
             conn.execute(node_identity.insert(), {"id": 1, "party": party,
                                                   "signing_key": signing_key,
                                                   "created_at": created_at})
+
+    @property
+    def _revocations_file(self) -> str | None:
+        return None if self.head_file is None else str(
+            self.head_file.with_name("revoked.stamp"))
+
+    def mark_revocations(self) -> None:
+        """Change the stamp beside the database that tells this node's processes a token
+        was revoked (each caches token lookups, and must drop them at once)."""
+        path = self._revocations_file
+        if path is None:
+            return
+        with open(path, "ab") as f:
+            f.write(b"r")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def revocations_mark(self) -> tuple[int, int] | None:
+        """What :meth:`mark_revocations` last left: changes with every revocation committed
+        here; None when it cannot be known (no folder, no stamp yet)."""
+        path = self._stamp_path
+        if path is None:
+            return None
+        try:
+            found = os.stat(path)
+        except FileNotFoundError:
+            return (0, 0)
+        return (found.st_size, found.st_mtime_ns)
 
     def write_external_head(self, head: TreeHead, *, sync: bool = True) -> None:
         """Copy ``head`` beside the database: write, sync, then rename over the old copy.

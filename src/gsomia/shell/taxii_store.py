@@ -46,7 +46,7 @@ from gsomia.service.taxii_ports import (
     StoredVersion,
     Submission,
 )
-from gsomia.shell.store import Store, UTCDateTime, make_engine, users
+from gsomia.shell.store import Store, UTCDateTime, make_engine, revoked_token, users
 
 __all__ = ["SqlObjectStore", "taxii_statuses", "version_forms"]
 
@@ -101,7 +101,8 @@ class SqlObjectStore:
         self._lock = threading.Lock()
         self._labels: dict[str, SecurityLabel] = {}
         self._custody_seen = 0
-        self._tokens: dict[bytes, tuple[float, tuple[str, Person] | None]] = {}
+        self._tokens: dict[bytes, tuple[float, tuple[str, Person] | None,
+                                        tuple[int, int] | None]] = {}
         self._statements: dict[tuple[Any, ...], Any] = {}
         self._statuses: sa.Engine | None = None
         _meta.create_all(store.engine, checkfirst=True)
@@ -419,19 +420,24 @@ class SqlObjectStore:
         return None if row is None else (row.owner, json.loads(row.body))
 
     def person_by_token(self, token_hash: bytes) -> tuple[str, Person] | None:
+        """The person holding this token, None if nobody does or it is revoked. Lookups are
+        reused for a few seconds, but never across a revocation (the store's mark)."""
         now = self._clock()
+        mark = self.store.revocations_mark()
         cached = self._tokens.get(token_hash)
-        if cached is not None and now - cached[0] < _TOKEN_TTL:
+        if cached is not None and mark is not None and cached[2] == mark \
+                and now - cached[0] < _TOKEN_TTL:
             return cached[1]
         with self.store.engine.connect() as conn:
             row = conn.execute(sa.select(users.c.name, users.c.party, users.c.clearance,
                                          users.c.need_to_know)
-                               .where(users.c.token_hash == token_hash)).first()
+                               .where(users.c.token_hash == token_hash,
+                                      ~revoked_token(users.c.token_hash))).first()
         found = None if row is None else (row.name, Person(
             row.name, row.party, row.clearance, frozenset(json.loads(row.need_to_know))))
         if len(self._tokens) > 10_000:
             self._tokens.clear()
-        self._tokens[token_hash] = (now, found)
+        self._tokens[token_hash] = (now, found, mark)
         return found
 
 

@@ -48,16 +48,20 @@ from starlette.routing import Route
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.policy import decide_access
 from gsomia.core.types import Party
+from gsomia.shell.guard import Defences, retry_seconds, source_of
 
 if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
     from gsomia.core.policy import Person
     from gsomia.core.tracking.sensors import Sensor
 
-__all__ = ["COOKIE", "NodeView", "Sessions", "latest_partner_heads", "partner_heads",
-           "publish_replay", "replay_entries", "routes", "sensor_coverage", "state"]
+__all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "NodeView", "Sessions",
+           "latest_partner_heads", "origin_problem", "partner_heads", "publish_replay",
+           "replay_entries", "routes", "sensor_coverage", "state"]
 
 COOKIE = "gsomia_session"
+LOGIN_COOKIE = "gsomia_login"  # the sign-in form's CSRF nonce
+CSRF_HEADER = "x-csrf-token"
 SESSION_TTL = timedelta(hours=8)
 _ASSETS = {"dashboard.js": "text/javascript; charset=utf-8",
            "dashboard.css": "text/css; charset=utf-8"}
@@ -76,6 +80,9 @@ class Session:
     token: str
     expires: datetime
     shown: set[tuple[str, str]] = field(default_factory=set)
+    # The synchronizer token: the page sends it back with each state-changing request,
+    # which another origin cannot read, so cannot forge.
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32))
 
 
 class Sessions:
@@ -113,6 +120,40 @@ class Sessions:
         sid = (cookie or "").partition(".")[0]
         with self._lock:
             self._by_id.pop(sid, None)
+
+    def close_all(self, name: str) -> None:
+        """End every session of ``name`` (their token was revoked)."""
+        with self._lock:
+            for sid in [k for k, v in self._by_id.items() if v.name == name]:
+                del self._by_id[sid]
+
+    def login_token(self, nonce: str) -> str:
+        """The sign-in form's CSRF token for the nonce in its cookie (signed double submit:
+        a cookie planted from a sibling origin has no matching token)."""
+        return hmac.new(self._key, b"login:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+
+def origin_problem(request: Request) -> str | None:
+    """Why a state-changing request may come from another origin (None: it is this one's).
+
+    The browser says where a request comes from: ``Sec-Fetch-Site`` (where sent) must be
+    same-origin (or none: typed by the user), and ``Origin`` (or, failing it, ``Referer``)
+    must be this server's own origin; a request that says neither is refused.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"the request was sent from another site ({site})"
+    own = f"{request.url.scheme}://{request.url.netloc}"
+    origin = request.headers.get("origin")
+    if origin is None:
+        referer = request.headers.get("referer")
+        if referer is None:
+            return "the request names no origin (Origin or Referer)"
+        scheme, _, rest = referer.partition("://")
+        origin = f"{scheme}://{rest.partition('/')[0]}"
+    if origin != own:
+        return f"the request comes from {origin}, not from {own}"
+    return None
 
 
 # ---- the node's view -----------------------------------------------------------------------
@@ -204,12 +245,19 @@ def _stamp(at: datetime | None) -> str | None:
     return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _payload(obj: Mapping[str, Any]) -> tuple[str | None, Any]:
+def _payload(obj: Mapping[str, Any]) -> tuple[str | None, Any, str | None]:
+    """What the map draws from an item: (kind, data, problem). An item stored before its
+    extension properties were checked on ingest may not fit their schema: it is listed
+    with the problem and drawn nowhere, and the other items are drawn as usual."""
+    from gsomia.core.stix import extension_property_problem
+
     for kind in ("warning", "ipp", "track"):
-        value = obj.get(f"x_gsomia_{kind}")
+        name = f"x_gsomia_{kind}"
+        value = obj.get(name)
         if value is not None:
-            return kind, value
-    return None, None
+            problem = extension_property_problem(name, value)
+            return (kind, None, problem) if problem else (kind, value, None)
+    return None, None, None
 
 
 def state(node: NodeView, session: Session, now: datetime,
@@ -243,14 +291,14 @@ def state(node: NodeView, session: Session, now: datetime,
                                item_id=h.item.item_id, version=h.item.version, now=now)
             session.shown.add(key)
         obj = json.loads(h.item.content)
-        kind, data = _payload(obj)
+        kind, data, problem = _payload(obj)
         items.append({
             "id": h.item.item_id, "version": h.item.version, "type": h.item.stix_type,
             "originator": h.item.originator, "added_at": _stamp(h.item.added_at),
             "marking": current.national_label.national_marking(),
             "original_marking": current.original_label.national_marking(),
             "summary": obj.get("abstract") or obj.get("name") or obj.get("description") or "",
-            "kind": kind, "data": data,
+            "kind": kind, "data": data, "problem": problem,
             "custody": [{"event": c.event, "holder": c.holder, "provider": c.provider,
                          "agreement": c.agreement, "at": _stamp(c.at),
                          "marking": c.national_label.national_marking()} for c in h.custody],
@@ -376,20 +424,24 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                  "X-Content-Type-Options": "nosniff"})
 
 
-def _login_page(party: Party, error: str = "", status: int = 200) -> HTMLResponse:
+def _login_page(party: Party, csrf: str, error: str = "", status: int = 200) -> HTMLResponse:
     import html
 
     shown = f'<p class="error" role="alert">{html.escape(error)}</p>' if error else ""
     return _page(f"gsomia {party} node: sign in", (
         f'<main class="login"><h1>gsomia {party} node</h1>{shown}'
-        '<form method="post" action="/login"><label>User name <input name="name" '
+        '<form method="post" action="/login">'
+        f'<input type="hidden" name="csrf" value="{html.escape(csrf)}">'
+        '<label>User name <input name="name" '
         'autocomplete="username" required></label><label>Token <input name="token" '
         'type="password" autocomplete="current-password" required></label>'
         '<button type="submit">Sign in</button></form><p class="muted">Use the token '
         "printed by <code>gsomia user add</code>.</p></main>"), status)
 
 
-def _dashboard_page(party: Party) -> HTMLResponse:
+def _dashboard_page(party: Party, csrf: str) -> HTMLResponse:
+    import html
+
     from gsomia.shell.report import Projection, base_map
 
     # Korea, Japan and the Pacific east of Hokkaido, where IRBM tests have come down.
@@ -400,7 +452,9 @@ def _dashboard_page(party: Party) -> HTMLResponse:
     return _page(f"gsomia {party} node", (
         f'<header><h1>gsomia <span id="party">{party}</span> node</h1>'
         '<span id="who"></span><span id="live" class="live">connecting…</span>'
-        '<form method="post" action="/logout"><button type="submit">Sign out</button></form>'
+        '<form method="post" action="/logout" id="logout">'
+        f'<input type="hidden" name="csrf" value="{html.escape(csrf)}">'
+        '<button type="submit">Sign out</button></form>'
         '</header><p id="error" class="error" role="alert" hidden></p><main>'
         f'<section class="map"><h2>Map</h2>{svg}<div id="coverage-legend" '
         'aria-label="sensor coverage legend"><label class="toggle"><input type="checkbox" '
@@ -420,8 +474,16 @@ def _dashboard_page(party: Party) -> HTMLResponse:
         '<script src="/dashboard/static/dashboard.js"></script>'))
 
 
-def routes(config: Any) -> list[Route]:
-    """The dashboard's routes for the app of one node (``api.create_app``)."""
+def routes(config: Any, defences: Defences) -> list[Route]:
+    """The dashboard's routes for the app of one node (``api.create_app``).
+
+    Every state-changing route (``POST /login``, ``/logout``, ``/dashboard/replay``) refuses
+    a request from another origin (:func:`origin_problem`) or without the CSRF token of the
+    session (of the sign-in form, for ``/login``); ``/dashboard/replay`` takes JSON only.
+    Failed sign-ins are throttled and audited with the TAXII API's failures (``defences``).
+    A session lasts only while its user's token does: a revoked token ends it at the next
+    request, and the event stream within half a second.
+    """
     party: Party = config.party
     authenticate = config.service.authenticate
     sessions = Sessions()
@@ -438,34 +500,88 @@ def routes(config: Any) -> list[Route]:
         return person is not None and decide_access(person, label,
                                                     config.service.schemes).permit
 
-    def session_of(request: Request) -> Session | None:
-        return sessions.get(request.cookies.get(COOKIE))
+    def current(session: Session | None) -> Session | None:
+        """The session, if its user's token still holds (not revoked since sign-in)."""
+        if session is None:
+            return None
+        if authenticate(session.token, session.name) is None:
+            sessions.close_all(session.name)
+            return None
+        return session
+
+    async def session_of(request: Request) -> Session | None:
+        found = sessions.get(request.cookies.get(COOKIE))
+        return None if found is None else await run_in_threadpool(current, found)
+
+    def forged(request: Request, expected: str | None, sent: str | None) -> str | None:
+        """Why a state-changing request is refused as possibly forged (None: it is not)."""
+        problem = origin_problem(request)
+        if problem is not None:
+            return problem
+        if not expected or not sent or not hmac.compare_digest(expected.encode(),
+                                                               sent.encode()):
+            return "the request does not carry this page's CSRF token: reload the page"
+        return None
+
+    def login_form_response(nonce: str | None, error: str = "", status: int = 200
+                            ) -> Response:
+        fresh = nonce or secrets.token_urlsafe(24)
+        response = _login_page(party, sessions.login_token(fresh), error, status)
+        if nonce is None:
+            response.set_cookie(LOGIN_COOKIE, fresh, httponly=True, samesite="strict",
+                                secure=True, path="/login")
+        return response
 
     async def index(request: Request) -> Response:
-        if session_of(request) is None:
+        session = await session_of(request)
+        if session is None:
             return RedirectResponse("/login", status_code=303)
-        return _dashboard_page(party)
+        return _dashboard_page(party, session.csrf)
 
     async def login_form(request: Request) -> Response:
-        return _login_page(party)
+        return login_form_response(request.cookies.get(LOGIN_COOKIE) or None)
 
     async def login(request: Request) -> Response:
         body = (await request.body())[:4096].decode("utf-8", "replace")
         form = parse_qs(body)
-        name = (form.get("name") or [""])[0].strip()
+        nonce = request.cookies.get(LOGIN_COOKIE) or None
+        problem = forged(request, sessions.login_token(nonce) if nonce else None,
+                         (form.get("csrf") or [""])[0])
+        if problem is not None:
+            return login_form_response(nonce, f"Sign-in refused: {problem}.", 403)
+        name = (form.get("name") or [""])[0].strip()[:100]
         token = (form.get("token") or [""])[0].strip()
+        source = source_of(request)
+        wait = defences.throttle.retry_after(source, name or None)
+        if wait > 0:
+            defences.audit.record(source, name or None, "dashboard", throttled=True)
+            response = login_form_response(
+                nonce, "Too many failed sign-ins from this address or for this user: "
+                       f"try again in {retry_seconds(wait)} s.", 429)
+            response.headers["Retry-After"] = str(retry_seconds(wait))
+            return response
         person = await run_in_threadpool(authenticate, token, name) if name and token \
             else None
         if person is None:
-            return _login_page(party, "Unknown user name or token.", 401)
+            defences.throttle.failed(source, name or None)
+            defences.audit.record(source, name or None, "dashboard")
+            return login_form_response(nonce, "Unknown user name or token.", 401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(COOKIE, sessions.open(name, token), httponly=True,
                             samesite="strict", secure=request.url.scheme == "https",
                             max_age=int(SESSION_TTL.total_seconds()), path="/")
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
     async def logout(request: Request) -> Response:
-        sessions.close(request.cookies.get(COOKIE))
+        cookie = request.cookies.get(COOKIE)
+        session = sessions.get(cookie)
+        body = (await request.body())[:4096].decode("utf-8", "replace")
+        problem = forged(request, session.csrf if session else None,
+                         (parse_qs(body).get("csrf") or [""])[0])
+        if session is not None and problem is not None:
+            return JSONResponse({"error": f"sign-out refused: {problem}"}, 403)
+        sessions.close(cookie)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
@@ -486,9 +602,9 @@ def routes(config: Any) -> list[Route]:
         return JSONResponse({"error": "this node's store is not available to the dashboard"},
                             503)
 
-    def signed_in(request: Request) -> tuple[Session, Any] | Response:
+    async def signed_in(request: Request) -> tuple[Session, Any] | Response:
         """The caller's session and this node's store, or the response that refuses them."""
-        session = session_of(request)
+        session = await session_of(request)
         if session is None:
             return unauthorised()
         node = _node_of(request, party)
@@ -497,7 +613,7 @@ def routes(config: Any) -> list[Route]:
         return session, node
 
     async def get_state(request: Request) -> Response:
-        found = signed_in(request)
+        found = await signed_in(request)
         if isinstance(found, Response):
             return found
         session, node = found
@@ -507,8 +623,12 @@ def routes(config: Any) -> list[Route]:
             return JSONResponse({"error": str(exc)}, 500)
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
+    async def session_of_cookie(cookie: str | None) -> Session | None:
+        found = sessions.get(cookie)
+        return None if found is None else await run_in_threadpool(current, found)
+
     async def events(request: Request) -> Response:
-        found = signed_in(request)
+        found = await signed_in(request)
         if isinstance(found, Response):
             return found
         session, node = found
@@ -518,7 +638,7 @@ def routes(config: Any) -> list[Route]:
             seen: tuple[int, ...] | None = None
             quiet = 0
             while not await request.is_disconnected():
-                if sessions.get(cookie) is None:
+                if await session_of_cookie(cookie) is None:
                     yield "event: signed-out\ndata: {}\n\n"
                     return
                 try:
@@ -542,22 +662,34 @@ def routes(config: Any) -> list[Route]:
                                           "X-Accel-Buffering": "no"})
 
     async def replay(request: Request) -> Response:
-        found = signed_in(request)
+        found = await signed_in(request)
         if isinstance(found, Response):
             return found
         session, node = found
+        problem = forged(request, session.csrf, request.headers.get(CSRF_HEADER))
+        if problem is not None:
+            return JSONResponse({"error": f"replay refused: {problem}"}, 403)
+        if (request.headers.get("content-type") or "").split(";")[0].strip().lower() \
+                != "application/json":
+            return JSONResponse({"error": "send the replay request as application/json"}, 415)
         if not await run_in_threadpool(may_replay, session):
             return JSONResponse({"error": "you could not read what a replay publishes "
                                           "(clearance or need-to-know for dprk-missile)"}, 403)
-        body = (await request.body())[:4096].decode("utf-8", "replace")
-        form = {k: v[0] for k, v in parse_qs(body).items()}
-        day = form.get("launch", "2017-08-29").strip()
-        regime_name = form.get("regime", "direct").strip()
         try:
-            speed = float(form.get("speed", "20"))
+            form = json.loads((await request.body())[:4096])
+        except ValueError:
+            form = None
+        if not isinstance(form, dict):
+            return JSONResponse({"error": "the body must be a JSON object such as "
+                                          '{"launch": "2017-08-29", "regime": "direct", '
+                                          '"speed": 20}'}, 400)
+        day = str(form.get("launch", "2017-08-29")).strip()
+        regime_name = str(form.get("regime", "direct")).strip()
+        try:
+            speed = float(form.get("speed", 20))
             if not 0 <= speed <= 1000:
                 raise ValueError
-        except ValueError:
+        except (TypeError, ValueError):
             return JSONResponse({"error": "speed must be a number from 0 to 1000"}, 400)
         running = replays.get("current")
         if running is not None and running.is_alive():
@@ -587,7 +719,7 @@ def routes(config: Any) -> list[Route]:
                              "speed": speed}, 202)
 
     async def replay_status(request: Request) -> Response:
-        if session_of(request) is None:
+        if await session_of(request) is None:
             return unauthorised()
         return JSONResponse(progress, headers={"Cache-Control": "no-store"})
 

@@ -32,16 +32,38 @@
 
   function warningKey(d) { return [d.launch, d.regime, d.seed, d.track].join("|"); }
 
+  // One malformed record (say, stored before its properties were checked on ingest) must
+  // not stop the others from being drawn: each item is drawn on its own, and a failure is
+  // counted and shown, not thrown.
+  var skipped = 0;
+  function each(list, draw) {
+    (list || []).forEach(function (it) {
+      try { draw(it); } catch (e) { skipped += 1; }
+    });
+  }
+  function finite(v) { return typeof v === "number" && isFinite(v); }
+  function drawable(it) { return it && !it.problem && it.data && typeof it.data === "object"; }
+  function isWarning(it) {
+    var d = it && it.data;
+    return it && it.kind === "warning" && drawable(it) && typeof d.action === "string" &&
+      finite(d.at_s) && Array.isArray(d.regions);
+  }
+
   function drawMap(items) {
     clear(overlay);
     Array.prototype.forEach.call(map.querySelectorAll(".warned"), function (p) {
       p.classList.remove("warned");
     });
-    items.forEach(function (it) {
-      if (it.kind === "track" && it.data && it.data.points) {
-        var pts = it.data.points.map(function (p) { return xy(p[0], p[1]).join(","); }).join(" ");
+    each(items, function (it) {
+      if (!drawable(it)) return;
+      if (it.kind === "track" && Array.isArray(it.data.points)) {
+        var pts = it.data.points.filter(function (p) {
+          return Array.isArray(p) && finite(p[0]) && finite(p[1]);
+        }).map(function (p) { return xy(p[0], p[1]).join(","); }).join(" ");
         overlay.appendChild(svg("polyline", {"class": "track", points: pts}, it.summary));
-      } else if (it.kind === "ipp" && it.data) {
+      } else if (it.kind === "ipp" && finite(it.data.lat_deg) && finite(it.data.lon_deg) &&
+                 it.data.ellipse && finite(it.data.ellipse.semi_major_km) &&
+                 finite(it.data.ellipse.semi_minor_km) && finite(it.data.ellipse.orientation_deg)) {
         var c = xy(it.data.lat_deg, it.data.lon_deg), e = it.data.ellipse;
         var rx = Math.max(e.semi_major_km * proj.px_per_km, 1.5);
         var ry = Math.max(e.semi_minor_km * proj.px_per_km, 1.5);
@@ -50,13 +72,13 @@
           it.summary + " at T+" + Math.round(it.data.at_s) + " s"));
       }
     });
-    activeWarnings(items).forEach(function (d) {
+    each(activeWarnings(items), function (d) {
       d.regions.forEach(function (name) {
         Array.prototype.forEach.call(map.querySelectorAll("path.land"), function (p) {
           if (p.getAttribute("data-region") === name) p.classList.add("warned");
         });
       });
-      if (d.impact_lat === null || d.impact_lon === null) return;
+      if (!finite(d.impact_lat) || !finite(d.impact_lon)) return;
       var c = xy(d.impact_lat, d.impact_lon);
       var r = Math.max((d.semi_major_km || 20) * proj.px_per_km, 6);
       var label = "WARNING " + d.party + ": " + (d.regions.join(", ") || "impact area");
@@ -71,8 +93,8 @@
 
   function activeWarnings(items) {
     var last = {};
-    items.forEach(function (it) {
-      if (it.kind !== "warning" || !it.data) return;
+    each(items, function (it) {
+      if (!isWarning(it)) return;
       var k = warningKey(it.data);
       if (!last[k] || last[k].at_s <= it.data.at_s) last[k] = it.data;
     });
@@ -83,18 +105,18 @@
   function drawWarnings(items) {
     var list = document.getElementById("warnings");
     clear(list);
-    var ws = items.filter(function (it) { return it.kind === "warning" && it.data; });
+    var ws = items.filter(isWarning);
     if (!ws.length) { list.appendChild(el("li", {"class": "empty"}, "No warnings.")); return; }
     var active = {};
     activeWarnings(items).forEach(function (d) { active[warningKey(d)] = d; });
     ws.sort(function (a, b) { return b.data.at_s - a.data.at_s; });
-    ws.forEach(function (it) {
+    each(ws, function (it) {
       var d = it.data, live = active[warningKey(d)] === d && d.action !== "retracted";
       var li = el("li", {"class": "warning " + (live ? "active" : "retracted"),
                          "data-action": d.action},
         d.action.toUpperCase() + " T+" + Math.round(d.at_s) + " s: " +
         (d.regions.join(", ") || "no region") + " (" + d.party + ", " + d.regime + ")" +
-        (d.time_to_impact_s !== null ? ", impact in " + Math.round(d.time_to_impact_s) + " s" : ""));
+        (finite(d.time_to_impact_s) ? ", impact in " + Math.round(d.time_to_impact_s) + " s" : ""));
       list.appendChild(li);
     });
   }
@@ -113,18 +135,23 @@
         doc.withheld ? "No item you may read." : "No items held yet."));
       body.appendChild(tr); return;
     }
-    doc.items.slice().reverse().forEach(function (it) {
+    each(doc.items.slice().reverse(), function (it) {
       var tr = el("tr", {"data-id": it.id});
       var first = el("td"); first.appendChild(el("code", {}, it.id));
       first.appendChild(el("div", {"class": "muted"}, it.type + " from " + it.originator + ", " + it.added_at));
       tr.appendChild(first);
       tr.appendChild(el("td", {"class": "marking"}, it.marking));
-      tr.appendChild(el("td", {"class": "summary"}, it.summary));
-      tr.appendChild(el("td", {}, it.custody.map(function (c) {
+      var summary = el("td", {"class": "summary"}, it.summary);
+      if (it.problem) {
+        tr.className = "malformed";
+        summary.appendChild(el("div", {"class": "error"}, "Not drawn on the map: " + it.problem));
+      }
+      tr.appendChild(summary);
+      tr.appendChild(el("td", {}, (it.custody || []).map(function (c) {
         return c.event + " at " + c.holder + (c.provider ? " from " + c.provider : "") +
           (c.agreement ? " under " + c.agreement : "") + ": " + c.marking;
       }).join(" → ")));
-      tr.appendChild(el("td", {}, it.receipts.length ? it.receipts.map(function (r) {
+      tr.appendChild(el("td", {}, it.receipts && it.receipts.length ? it.receipts.map(function (r) {
         return r.direction + " " + r.peer + " " + r.at; }).join("; ") : "—"));
       body.appendChild(tr);
     });
@@ -235,12 +262,20 @@
 
   function render(doc) {
     showError("");
+    skipped = 0;
     document.getElementById("who").textContent =
       doc.user.name + " (" + doc.user.clearance + "; " + doc.user.need_to_know.join(", ") + ")";
-    drawCoverage(doc.coverage || {areas: [], withheld: 0}, doc.party);
-    drawMap(doc.items); drawWarnings(doc.items); drawItems(doc);
-    drawAgreements(doc.agreements); drawAudit(doc.audit);
-    document.body.setAttribute("data-items", String(doc.items.length));
+    var items = Array.isArray(doc.items) ? doc.items : [];
+    // Each part of the page is drawn on its own: one that fails leaves the others.
+    [function () { drawCoverage(doc.coverage || {areas: [], withheld: 0}, doc.party); },
+     function () { drawMap(items); }, function () { drawWarnings(items); },
+     function () { drawItems({items: items, withheld: doc.withheld}); },
+     function () { drawAgreements(doc.agreements || []); },
+     function () { drawAudit(doc.audit || {}); }].forEach(function (part) {
+      try { part(); } catch (e) { skipped += 1; }
+    });
+    document.body.setAttribute("data-items", String(items.length));
+    if (skipped) showError(skipped + " record(s) could not be drawn; the others are shown.");
   }
 
   function load() {
@@ -273,10 +308,14 @@
   document.getElementById("replay").addEventListener("submit", function (ev) {
     ev.preventDefault();
     var status = document.getElementById("replay-status");
-    var body = new URLSearchParams(new FormData(ev.target)).toString();
+    var form = new FormData(ev.target);
+    var body = JSON.stringify({launch: form.get("launch"), regime: form.get("regime"),
+                               speed: Number(form.get("speed"))});
+    // The session's CSRF token, which the page carries in its sign-out form.
+    var csrf = document.querySelector("#logout input[name=csrf]").value;
     status.textContent = "running the scenario…";
     fetch("/dashboard/replay", {method: "POST", credentials: "same-origin",
-      headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: body})
+      headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf}, body: body})
       .then(function (r) { return r.json().then(function (d) { return [r, d]; }); })
       .then(function (p) {
         status.textContent = p[0].ok

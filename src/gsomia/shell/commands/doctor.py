@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,17 +87,17 @@ def node_checks(folder: Path) -> list[Check]:
                       f"create a node with `gsomia node init --party P --dir {folder}`")]
     out.append(Check("node configuration", True, f"party {config.party}, database "
                      f"{config.database}"))
+    from gsomia.shell.keys import exposed_private_keys
+
     for name, rel in config.keys.items():
         path = folder / rel
         if not path.exists():
             out.append(Check(f"key {name}", False, f"{path} is missing",
                              "restore it from backup; a node cannot work without its keys"))
-            continue
-        private = not rel.endswith((".pub", ".crt"))
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if private and mode & 0o077:
-            out.append(Check(f"key {name}", False, f"{path} has mode {oct(mode)}",
-                             f"chmod 600 {path}"))
+    names = {folder / rel: name for name, rel in config.keys.items()}
+    for path, mode in exposed_private_keys(folder, config.keys):
+        out.append(Check(f"key {names[path]}", False, f"{path} has mode {oct(mode)}",
+                         f"chmod 600 {path}"))
     if not any(c.name.startswith("key ") for c in out):
         out.append(Check("key files", True, f"{len(config.keys)} present, private ones 0600"))
     try:

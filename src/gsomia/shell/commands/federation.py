@@ -265,6 +265,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
     from gsomia.shell.commands import serve as serve_cmd
     from gsomia.shell.exchange import start_sender
 
+    serve_cmd.refuse_exposed_keys(node_dir)  # before the sender starts with the key
     node = bootstrap.open_node(node_dir)
     thread, stop = start_sender(node)
     from gsomia.shell.notices import start_notices

@@ -168,14 +168,34 @@ def register(cli: click.Group) -> None:
     @_node_option
     @json_option
     def user_list(node_dir: str, as_json: bool) -> None:
-        """List the node's users (never their tokens)."""
+        """List the node's users (never their tokens), each with its token's state: active
+        or revoked."""
         with _open(node_dir) as node, node.store.repository() as repo:
-            people = [u.public_json() for u in repo.users()]
+            revoked = repo.revoked_names()
+            people = [{**u.public_json(), "state": "revoked" if u.name in revoked
+                       else "active"} for u in repo.users()]
         if as_json:
             emit_json({"party": node.party, "users": people})
             return
         for u in people:
-            click.echo(f"{u['name']:<20} {u['clearance']:<14} {', '.join(u['need_to_know'])}")
+            click.echo(f"{u['name']:<20} {u['state']:<8} {u['clearance']:<14} "
+                       f"{', '.join(u['need_to_know'])}")
+
+    @user_group.command("revoke")
+    @_node_option
+    @click.option("--name", required=True, help="The user whose token is withdrawn.")
+    @json_option
+    def user_revoke(node_dir: str, name: str, as_json: bool) -> None:
+        """Revoke a user's token: the TAXII API, the dashboard (signed-in sessions too) and
+        every command refuse it from now on. Audited; the user stays listed, as revoked."""
+        from gsomia.service import handlers
+
+        with _open(node_dir) as node:
+            done = handlers.revoke_user(node.uow(), name=name, now=_now())
+        if as_json:
+            emit_json({"name": done.name, "state": "revoked", "revoked_at": done.to_json()["at"]})
+            return
+        click.echo(f"user {done.name}: token revoked")
 
     # ---- publishing and holdings ------------------------------------------------------------
     @cli.command("publish")

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import signal
 import ssl
 import sys
+import threading
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -97,12 +99,32 @@ def tls_protocol() -> type:
     return TlsH11Protocol
 
 
+def refuse_exposed_keys(node_dir: str) -> None:
+    """MalformedInput (exit 2) if a private key of the node may be read by the group or
+    others: a node does not start with a key that anyone else on the host may have copied.
+    The same check as ``gsomia doctor``."""
+    from gsomia.shell.keys import exposed_private_keys
+    from gsomia.shell.node import NodeConfig
+
+    folder = Path(node_dir).resolve()
+    exposed = exposed_private_keys(folder, NodeConfig.load(folder).keys)
+    if exposed:
+        path, mode = exposed[0]
+        more = f" (and {len(exposed) - 1} more key file(s))" if len(exposed) > 1 else ""
+        raise MalformedInput(
+            f"the private key file has mode {oct(mode)}: the group or others may read it; "
+            f"the node does not start{more}", where=str(path),
+            expected=f"mode 0600: run `chmod 600 {path}` (and check who may have copied it)")
+
+
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
           audit_reads: str = "sync") -> None:
     import uvicorn
 
     from gsomia import bootstrap
     from gsomia.shell.peer_identity import ca_bundle
+
+    refuse_exposed_keys(node_dir)
 
     # The server, the sender and the notice threads share the GIL. A thread back from a
     # disk sync or a socket waits for it up to the switch interval while another computes
@@ -123,11 +145,21 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         ssl_ca_certs=str(ca_bundle(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     server = uvicorn.Server(config)
     click.echo(f"gsomia {node.party} node: https://{host}:{port}/taxii2/", err=True)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn stops gracefully on SIGTERM, then raises the signal again: with the
+        # default handler that kills the process before the block below writes what is
+        # still queued (access events, counts of failed authentications). Exit instead.
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         server.run()
     finally:
+        app.state.defences.close()  # the last counts of failed authentications
         app.state.taxii_store.close()  # commit queued access events before leaving
         node.close()
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def register(cli: click.Group) -> None:
