@@ -221,7 +221,7 @@ def test_taxii_advertises_the_bound_it_enforces(site: Site) -> None:
 
 def test_a_streamed_peer_body_over_the_bound_is_413(site: Site) -> None:
     # A partner's certificate, a body larger than any batch of envelopes may be.
-    ctx = exchange.client_tls(site.kor.folder)
+    ctx = exchange.client_tls(site.kor.folder, "JPN")
     host, port = site.urls["JPN"].removeprefix("https://").split(":")
     with ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=20),
                          server_hostname=host) as sock:
