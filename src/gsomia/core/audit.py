@@ -545,6 +545,18 @@ class AuditKind(StrEnum):
     # rewritten, truncated or forked (RFC 9162 consistency fails).
     PARTNER_LOG_INCONSISTENT = "partner-log-inconsistent"
     NOTICE_REFUSED = "notice-refused"
+    # The exchange's registers, each row recorded by digest in the commit that writes it
+    # (``audit verify`` checks the tables against these): deliveries queued (with the
+    # outbox scan watermark), a partner's definitive refusal of a delivery, envelopes'
+    # nonces kept against replay, notices queued and their outcome.
+    DELIVERIES_QUEUED = "deliveries-queued"
+    DELIVERY_REFUSED = "delivery-refused"
+    ENVELOPES_ACCEPTED = "envelopes-accepted"
+    NOTICES_QUEUED = "notices-queued"
+    NOTICES_SETTLED = "notices-settled"
+    # The operator adopted the log's latest head after the copy kept outside the database
+    # was lost (``gsomia audit accept-head``), having checked it with the partners.
+    HEAD_ACCEPTED = "head-accepted"
 
 
 _KINDS = {k.value: k for k in AuditKind}

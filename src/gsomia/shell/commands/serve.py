@@ -123,10 +123,11 @@ def tls_protocol() -> type:
 
 
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
-          audit_reads: str = "sync") -> None:
+          audit_reads: str = "sync", check_partners: bool = True) -> None:
     import uvicorn
 
     from gsomia import bootstrap
+    from gsomia.shell.partner_check import check_at_start
 
     # The server, the sender and the notice threads share the GIL. A thread back from a
     # disk sync or a socket waits for it up to the switch interval while another computes
@@ -134,6 +135,12 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     # busy): 0.5 ms bounds that wait at light load for a few more switches under load.
     sys.setswitchinterval(0.0005)
     node = bootstrap.open_node(node_dir)
+    if check_partners:
+        try:
+            check_at_start(node)
+        except BaseException:
+            node.close()
+            raise
     folder = Path(node.folder)
     app = app_for_node(node, audit_reads=audit_reads)
     from gsomia.shell.stix_check import _validators
