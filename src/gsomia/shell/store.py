@@ -1036,9 +1036,11 @@ class _ItemCursor:
 class SqlAuditReader:
     """The ``AuditReader`` port over one read transaction (a consistent snapshot)."""
 
-    def __init__(self, conn: sa.Connection, head_file: Path | None) -> None:
+    def __init__(self, conn: sa.Connection, head_file: Path | None,
+                 external: TreeHead | MalformedInput | None = None) -> None:
         self.conn = conn
         self.head_file_path = head_file
+        self._external = external
         self._items: _ItemCursor | None = None
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -1122,7 +1124,10 @@ class SqlAuditReader:
         return None if row is None else _head(row)
 
     def external_head(self) -> TreeHead | None:
-        return read_external_head(self.head_file_path) if self.head_file_path else None
+        """The head kept outside, as read just before this snapshot began."""
+        if isinstance(self._external, MalformedInput):
+            raise self._external
+        return self._external
 
     def accumulator(self) -> MerkleAccumulator | None:
         row = self.conn.execute(sa.select(audit_state.c.size, audit_state.c.frontier)
@@ -1368,12 +1373,20 @@ class Store:
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
             raw = conn.connection.dbapi_connection if tolerant and \
                 conn.dialect.name == "sqlite" else None
+            # The copy outside is read before the snapshot begins (at the first query): a
+            # head written after a commit the snapshot does not see must not read as the
+            # log rolled back.
+            external: TreeHead | MalformedInput | None
+            try:
+                external = read_external_head(self.head_file) if self.head_file else None
+            except MalformedInput as exc:
+                external = exc
             before = getattr(raw, "text_factory", None)
             if raw is not None:
                 raw.text_factory = _tolerant_text
             try:
                 with conn.begin() as tx:
-                    yield SqlAuditReader(conn, self.head_file)
+                    yield SqlAuditReader(conn, self.head_file, external)
                     tx.rollback()
             finally:
                 if raw is not None:

@@ -314,11 +314,14 @@ def register(cli: click.Group) -> None:
                 verdict = _unreadable(exc)
             views = _partner_views(node) if ask_partners else None
         failed = [v for v in views or [] if v.failed]
-        ok = verdict.ok and not failed
+        # Asked, and nobody answered: the roll-back check did not run, which is no pass.
+        unasked = bool(views) and all(v.status == "unreachable" for v in views or [])
+        ok = verdict.ok and not failed and not unasked
         if as_json:
             doc = verdict.to_json()
             if views is not None:
                 doc["partners"] = [v.to_json() for v in views]
+                doc["partners_answered"] = not unasked
                 doc["ok"] = ok
             emit_json(doc)
         else:
@@ -335,6 +338,8 @@ def register(cli: click.Group) -> None:
                 click.echo(line, err=v.failed)
             if views is not None and not views:
                 click.echo("no partners to ask (no partners.json)", err=True)
+            if unasked:
+                click.echo("no partner answered: the roll-back check did not run", err=True)
         if not ok:
             raise click.exceptions.Exit(1)
 
