@@ -277,7 +277,7 @@ def test_a_delivery_marked_delivered_without_a_receipt_fails(template: Path,
     ("items", "content"), ("items", "binding"), ("tree_heads", "signature"),
     ("tree_heads", "root"), ("audit_events", "leaf_hash"), ("audit_state", "frontier"),
     ("custody", "original_label"), ("users", "token_hash"),
-    ("classification_notices", "signature"), ("envelopes_seen", "nonce")])
+    ("classification_notices", "signature")])
 def test_a_column_rewritten_as_text_is_named_not_a_traceback(template: Path, tmp_path: Path,
                                                              table: str, column: str) -> None:
     code = "KOR" if _count(template, "KOR", table) else "JPN"
