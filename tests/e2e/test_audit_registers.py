@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,10 +44,7 @@ WAIT = 30.0
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def gsomia(*args: str) -> Any:
-    from conftest import run_gsomia
-
-    return run_gsomia(*args)
+Run = Callable[..., subprocess.CompletedProcess[str]]  # the ``gsomia`` fixture: the real CLI
 
 
 def kor_heads_held_by(jpn: Node) -> int:
@@ -102,8 +100,8 @@ def copy_db(source: Path, target: Path) -> None:
         dst.close()
 
 
-def test_a_node_rolled_back_in_full_is_caught_by_its_partner(fed: Federation,
-                                                             tmp_path: Path) -> None:
+def test_a_node_rolled_back_in_full_is_caught_by_its_partner(
+        fed: Federation, tmp_path: Path, gsomia: Run) -> None:
     kor_dir = fed.folder / "KOR"
     kor, jpn = fed.nodes["KOR"], fed.nodes["JPN"]
     views = ask_partners(kor)
@@ -197,7 +195,7 @@ def run_sql(folder: Path, statement: str, *params: Any) -> None:
         db.close()
 
 
-def verify_cli(folder: Path) -> Any:
+def verify_cli(gsomia: Run, folder: Path) -> Any:
     result = gsomia("audit", "verify", "--node", str(folder))
     assert "Traceback" not in result.stderr, result.stderr
     return result
@@ -206,11 +204,11 @@ def verify_cli(folder: Path) -> Any:
 # ---- one regression test per case of the finding ---------------------------------------------
 
 
-def test_a_deleted_head_file_fails_and_is_recovered_on_record(template: Path,
-                                                               tmp_path: Path) -> None:
+def test_a_deleted_head_file_fails_and_is_recovered_on_record(
+        template: Path, tmp_path: Path, gsomia: Run) -> None:
     kor = copy_of(template, "KOR", tmp_path)
     (kor / st.HEAD_FILE).unlink()
-    result = verify_cli(kor)
+    result = verify_cli(gsomia, kor)
     assert result.returncode == 1 and "head-file-missing" in result.stderr
     assert "accept-head" in result.stderr
     # The next commit does not quietly write a fresh copy.
@@ -218,7 +216,7 @@ def test_a_deleted_head_file_fails_and_is_recovered_on_record(template: Path,
         handlers.report_incident(node.uow(), keys=node.keys, kind="investigation-result",
                                  description="head file lost", now=datetime.now(UTC))
     assert not (kor / st.HEAD_FILE).exists()
-    assert verify_cli(kor).returncode == 1
+    assert verify_cli(gsomia, kor).returncode == 1
     # Nor does the node start without it.
     refused = gsomia("node", "serve", "--dir", str(kor), "--port", "1")
     assert refused.returncode == 1 and "accept-head" in refused.stderr
@@ -232,15 +230,15 @@ def test_a_deleted_head_file_fails_and_is_recovered_on_record(template: Path,
     assert {v["partner"]: v["status"] for v in doc["partners"]} == {
         "JPN": "unreachable", "USA": "unreachable"}
     assert (kor / st.HEAD_FILE).exists()
-    assert verify_cli(kor).returncode == 0
+    assert verify_cli(gsomia, kor).returncode == 0
     with bootstrap.open_node(kor) as node, node.store.reader() as reader:
         adopted = [r for r in reader.rows() if r["kind"] == AuditKind.HEAD_ACCEPTED.value]
     assert len(adopted) == 1 and adopted[0]["actor"] == "operator"
     assert adopted[0]["details"]["problems"] == ["head-file-missing"]
 
 
-def test_an_older_database_with_the_head_file_deleted_fails(template: Path,
-                                                            tmp_path: Path) -> None:
+def test_an_older_database_with_the_head_file_deleted_fails(
+        template: Path, tmp_path: Path, gsomia: Run) -> None:
     kor = copy_of(template, "KOR", tmp_path)
     old = tmp_path / "old.db"
     shutil.copy2(kor / "node.db", old)
@@ -249,25 +247,25 @@ def test_an_older_database_with_the_head_file_deleted_fails(template: Path,
                                  description="after the copy", now=datetime.now(UTC))
     shutil.copy2(old, kor / "node.db")
     (kor / st.HEAD_FILE).unlink()
-    result = verify_cli(kor)
+    result = verify_cli(gsomia, kor)
     assert result.returncode == 1 and "head-file-missing" in result.stderr
 
 
-def test_deleted_replay_register_rows_fail(template: Path, tmp_path: Path) -> None:
+def test_deleted_replay_register_rows_fail(template: Path, tmp_path: Path, gsomia: Run) -> None:
     jpn = copy_of(template, "JPN", tmp_path)
     run_sql(jpn, "DELETE FROM envelopes_seen")
-    result = verify_cli(jpn)
+    result = verify_cli(gsomia, jpn)
     assert result.returncode == 1
     assert "record-missing at envelopes_seen" in result.stderr
 
 
-def test_a_delivery_marked_delivered_without_a_receipt_fails(template: Path,
-                                                             tmp_path: Path) -> None:
+def test_a_delivery_marked_delivered_without_a_receipt_fails(
+        template: Path, tmp_path: Path, gsomia: Run) -> None:
     kor = copy_of(template, "KOR", tmp_path)
     with bootstrap.open_node(kor) as node:  # JPN is down: the delivery stays pending
         item = publish(node, indicator(50), "군사II급비밀", ("KOR", "JPN"))
     run_sql(kor, "UPDATE outbox SET status = 'delivered' WHERE item_id = ?", item)
-    result = verify_cli(kor)
+    result = verify_cli(gsomia, kor)
     assert result.returncode == 1
     assert f"delivery-state at outbox {item}@" in result.stderr
     assert "no receipt of JPN" in result.stderr
@@ -278,19 +276,19 @@ def test_a_delivery_marked_delivered_without_a_receipt_fails(template: Path,
     ("tree_heads", "root"), ("audit_events", "leaf_hash"), ("audit_state", "frontier"),
     ("custody", "original_label"), ("users", "token_hash"),
     ("classification_notices", "signature")])
-def test_a_column_rewritten_as_text_is_named_not_a_traceback(template: Path, tmp_path: Path,
-                                                             table: str, column: str) -> None:
+def test_a_column_rewritten_as_text_is_named_not_a_traceback(
+        template: Path, tmp_path: Path, gsomia: Run, table: str, column: str) -> None:
     code = "KOR" if _count(template, "KOR", table) else "JPN"
     kor = copy_of(template, code, tmp_path)
     run_sql(kor, f"UPDATE {table} SET {column} = CAST({column} AS TEXT)")
-    result = verify_cli(kor)
+    result = verify_cli(gsomia, kor)
     assert result.returncode == 1, result.stdout
     assert f"column-type at {table}.{column}" in result.stderr
 
 
 @pytest.mark.parametrize("value", ["zz-not-hex", 7, b"\x00" * 31, b""])
-def test_odd_values_in_hash_columns_are_named_not_a_traceback(template: Path, tmp_path: Path,
-                                                              value: Any) -> None:
+def test_odd_values_in_hash_columns_are_named_not_a_traceback(
+        template: Path, tmp_path: Path, gsomia: Run, value: Any) -> None:
     kor = copy_of(template, "KOR", tmp_path)
     db = sqlite3.connect(kor / "node.db")
     try:
@@ -301,7 +299,7 @@ def test_odd_values_in_hash_columns_are_named_not_a_traceback(template: Path, tm
         db.commit()
     finally:
         db.close()
-    result = verify_cli(kor)
+    result = verify_cli(gsomia, kor)
     assert result.returncode == 1, result.stdout
     assert "seq 3" in result.stderr
 
