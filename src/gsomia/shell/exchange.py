@@ -173,17 +173,6 @@ def require_partners(node: Any) -> Partners:
 # ---- the outbox -------------------------------------------------------------------------------
 
 
-def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(table).on_conflict_do_nothing(), rows)
-    else:
-        conn.execute(table.insert().prefix_with("OR IGNORE"), rows)
-
-
 def _consents_of(conn: sa.Connection, item_ids: Sequence[str]) -> dict[str, list[Any]]:
     table = node_store.consents
     out: dict[str, list[Any]] = {}
