@@ -124,3 +124,45 @@ def test_cached_levels_give_the_core_proofs(batches: list[int], data: st.DataObj
         old = data.draw(st.integers(0, new))
         assert levels.consistency_proof(old, new) == consistency_proof(hashes, old, new)
         assert levels.mth(0, new) == root(hashes[:new])
+
+
+# ---- this node's own head, as a partner holds it (a node rolled back in full) ----------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(tags=st.lists(st.integers(0, 10**6), min_size=2, max_size=40, unique=True),
+       data=st.data())
+def test_a_held_head_fails_exactly_when_the_local_log_does_not_extend_it(
+        tags: list[int], data: st.DataObject) -> None:
+    """What the node signed and a partner kept (``held``) against the local log: honest
+    prefixes pass; a log restored from an older copy, or rewritten, fails; a head not
+    signed by the node proves nothing either way."""
+    from gsomia.core.partner_heads import judge_held_head
+
+    signed = leaves(tags)
+    held_size = data.draw(st.integers(1, len(signed)))
+    held = head(signed[:held_size])
+    case = data.draw(st.sampled_from(["honest", "rolled-back", "rewritten", "foreign"]))
+    local = signed
+    if case == "rolled-back":
+        local = signed[:data.draw(st.integers(0, held_size - 1))]
+    elif case == "rewritten":
+        at = data.draw(st.integers(0, held_size - 1))
+        local = [*signed[:at], leaf_hash(b"rewritten"), *signed[at + 1:]]
+    elif case == "foreign":
+        held = head(signed[:held_size], OTHER)
+    latest = head(local) if local else None
+    proof = consistency_proof(local, held.size, len(local)) if held.size <= len(local) \
+        else None
+    verdict = judge_held_head(held, latest, proof, KEY.public_key())
+    expected = {"honest": "consistent", "rolled-back": "rolled-back", "rewritten": "forked",
+                "foreign": "not-ours"}[case]
+    assert verdict.status == expected, verdict
+    assert verdict.failed == (case in ("rolled-back", "rewritten"))
+
+
+def test_no_held_head_is_no_verdict() -> None:
+    from gsomia.core.partner_heads import judge_held_head
+
+    verdict = judge_held_head(None, head(leaves([1, 2])), [], KEY.public_key())
+    assert verdict.status == "none" and not verdict.failed

@@ -555,6 +555,17 @@ class AuditKind(StrEnum):
     # Failed sign-ins or bad tokens, counted per source, account and interface over a
     # window (aggregated, so a flood of guesses cannot grow the log without bound).
     AUTHENTICATION_FAILED = "authentication-failed"
+    # The exchange's registers, each row recorded by digest in the commit that writes it
+    # (``audit verify`` checks the tables against these): deliveries queued (with the
+    # outbox scan watermark), envelopes' nonces kept against replay, notices queued and
+    # their outcome; a refused delivery is on record as DELIVERY_REFUSED above.
+    DELIVERIES_QUEUED = "deliveries-queued"
+    ENVELOPES_ACCEPTED = "envelopes-accepted"
+    NOTICES_QUEUED = "notices-queued"
+    NOTICES_SETTLED = "notices-settled"
+    # The operator adopted the log's latest head after the copy kept outside the database
+    # was lost (``gsomia audit accept-head``), having checked it with the partners.
+    HEAD_ACCEPTED = "head-accepted"
 
 
 _KINDS = {k.value: k for k in AuditKind}

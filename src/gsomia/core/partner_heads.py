@@ -28,7 +28,8 @@ from gsomia.core.audit import (
 )
 from gsomia.core.errors import MalformedInput, ProofInvalid
 
-__all__ = ["HeadVerdict", "MerkleLevels", "judge_partner_head"]
+__all__ = ["HeadVerdict", "MerkleLevels", "OwnHeadVerdict", "judge_held_head",
+           "judge_partner_head"]
 
 _sha256 = hashlib.sha256
 
@@ -69,6 +70,60 @@ def judge_partner_head(previous: TreeHead | None, head: TreeHead,
         return HeadVerdict(False, old_size, str(exc))
     return HeadVerdict(True, old_size, "extends the recorded head" if old_size else
                        "first head recorded")
+
+
+@dataclass(frozen=True, slots=True)
+class OwnHeadVerdict:
+    """What a partner's copy of this node's head says about the local log.
+
+    ``status``: ``consistent`` (the local log extends it), ``rolled-back`` (it covers more
+    events than the local log holds), ``forked`` (same size or smaller, other history),
+    ``not-ours`` (not signed by this node's key: proves nothing either way), ``none`` (the
+    partner holds no head of this node).
+    """
+
+    status: str
+    reason: str
+
+    @property
+    def failed(self) -> bool:
+        """The local log is proven older than, or different from, what this node signed."""
+        return self.status in ("rolled-back", "forked")
+
+
+def judge_held_head(held: TreeHead | None, latest: TreeHead | None,
+                    proof: Sequence[bytes] | None,
+                    own_public: Ed25519PublicKey) -> OwnHeadVerdict:
+    """Judge the newest head of this node a partner holds against the local log.
+
+    ``latest`` is the local log's latest signed head and ``proof`` the RFC 9162 consistency
+    proof from ``held.size`` to ``latest.size`` computed from the local leaves (None when
+    ``held`` is larger). A node rolled back in full (database and head file from an older
+    copy) signs nothing contradicting itself locally; only what it told others shows it,
+    as Certificate Transparency monitors gossip heads (RFC 9162 §8.3).
+    """
+    if held is None:
+        return OwnHeadVerdict("none", "the partner holds no head of this node")
+    try:
+        verify_tree_head(held, own_public)
+    except ProofInvalid as exc:
+        return OwnHeadVerdict("not-ours", f"the head the partner returned does not verify "
+                                          f"with this node's key: {exc}")
+    local = latest.size if latest is not None else 0
+    if latest is None or held.size > latest.size:
+        return OwnHeadVerdict(
+            "rolled-back",
+            f"the partner holds this node's head of size {held.size}, signed "
+            f"{held.to_json()['timestamp']}, but the local log's latest signed head covers "
+            f"{local}: the node was rolled back to an older copy")
+    try:
+        verify_consistency(held.size, latest.size, held.root, latest.root, list(proof or ()))
+    except ProofInvalid as exc:
+        return OwnHeadVerdict(
+            "forked", f"the partner holds this node's head of size {held.size}, which the "
+                      f"local log of {latest.size} does not extend: {exc}")
+    return OwnHeadVerdict("consistent", f"the local log of {latest.size} extends the head "
+                                        f"of size {held.size} the partner holds")
 
 
 class MerkleLevels:

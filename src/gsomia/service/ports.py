@@ -16,7 +16,7 @@ from typing import Any, Protocol, Self
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gsomia.core.audit import AuditEvent, AuditKind, MerkleAccumulator, TreeHead
+from gsomia.core.audit import AuditEvent, AuditKind, LogProblem, MerkleAccumulator, TreeHead
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
@@ -194,6 +194,34 @@ class AuditReader(Protocol):
 
     def leaf_hashes(self) -> list[bytes]:
         """Stored leaf hashes in seq order (for proofs)."""
+        ...
+
+    def head_file(self) -> str | None:
+        """Where the latest head is kept outside the database (None: nowhere)."""
+        ...
+
+    def deliveries(self) -> Iterator[tuple[str, str, str, Any, Any, str]]:
+        """Each outbox row: (item id, version, recipient, status, next try, where)."""
+        ...
+
+    def notice_states(self) -> Iterator[tuple[str, Any, str]]:
+        """Each queued notice: (its register digest, status, where)."""
+        ...
+
+    def obtained_receipts(self) -> set[tuple[Any, Any, Any]]:
+        """(item id, version, partner) of every receipt a partner signed for this node."""
+        ...
+
+    def scan_mark(self) -> Any:
+        """The outbox scan watermark (an audit seq), None if no scan ran."""
+        ...
+
+    def identity(self) -> list[tuple[Any, Any]]:
+        """(party, signing key fingerprint) rows of the node's identity."""
+        ...
+
+    def storage_problems(self) -> list[LogProblem]:
+        """Values of the wrong kind and schema objects no migration made."""
         ...
 
     def event(self, seq: int) -> Mapping[str, Any] | None: ...

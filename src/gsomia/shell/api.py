@@ -476,6 +476,12 @@ def create_app(config: ApiConfig) -> Starlette:
             return with_proof(head, sender, since, config.clock())
         return config.inbox.partner_tree_head(head, sender, config.clock())
 
+    def tree_head_held(request: Request, sender: Party, body: Any) -> Any:
+        held = getattr(config.inbox, "held_head", None)
+        if held is None:
+            raise PeerUnavailable("this node keeps no partners' heads")
+        return held(sender)
+
     def classification_notice(request: Request, sender: Party, body: Any) -> Any:
         apply = getattr(config.inbox, "classification_notice", None)
         if apply is None:
@@ -512,6 +518,8 @@ def create_app(config: ApiConfig) -> Starlette:
               methods=["POST"]),
         Route("/peer/v1/tree-heads/", peer(tree_head_get, with_body=False), methods=["GET"]),
         Route("/peer/v1/tree-heads/", peer(tree_head_post), methods=["POST"]),
+        Route("/peer/v1/tree-heads/held/", peer(tree_head_held, with_body=False),
+              methods=["GET"]),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]
 
@@ -647,5 +655,10 @@ def openapi(collection_id: str) -> dict[str, Any]:
             "/peer/v1/consents/replies/": peer_post,
             "/peer/v1/incidents/": peer_post,
             "/peer/v1/classification-notices/": peer_post,
+            "/peer/v1/tree-heads/held/": {"get": {
+                "summary": "The newest head of the calling node this node holds, as the "
+                           "caller signed it (mutual TLS): the caller's roll-back check",
+                "responses": {"200": {"description": '{"partner": P, "head": head or null}'},
+                              "401": {"description": "no client certificate"}}}},
         },
     }

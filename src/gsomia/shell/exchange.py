@@ -210,17 +210,6 @@ def require_partners(node: Any) -> Partners:
 # ---- the outbox -------------------------------------------------------------------------------
 
 
-def _insert_ignore(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(table).on_conflict_do_nothing(), rows)
-    else:
-        conn.execute(table.insert().prefix_with("OR IGNORE"), rows)
-
-
 def _consents_of(conn: sa.Connection, item_ids: Sequence[str]) -> dict[str, list[Any]]:
     table = node_store.consents
     out: dict[str, list[Any]] = {}
@@ -237,19 +226,23 @@ def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
         yield values[i:i + size]
 
 
-def queue_deliveries(conn: sa.Connection, *, me: Party, deliver_to: Sequence[Party],
-                     catalogue: Catalogue, keys: Iterable[tuple[str, str]], now: datetime,
+def queue_deliveries(conn: sa.Connection, *, audit: Any, me: Party,
+                     deliver_to: Sequence[Party], catalogue: Catalogue,
+                     keys: Iterable[tuple[str, str]], now: datetime,
                      only: Party | None = None,
-                     known: Mapping[tuple[str, str], Any] | None = None) -> int:
+                     known: Mapping[tuple[str, str], Any] | None = None,
+                     scanned_to: int | None = None) -> int:
     """Queue each (item, version) to every partner this node's release policy permits.
 
-    Runs inside the caller's transaction. Never back to the party it came from or to its
-    originator; an item received from a partner passes on only with the originator's
-    consent (the policy's third-party rule). ``known``: the items just stored in this
-    transaction (with ``originator`` and ``label``), so they need not be read back."""
+    Runs inside the caller's unit of work (``audit`` is its log). Never back to the party it
+    came from or to its originator; an item received from a partner passes on only with the
+    originator's consent (the policy's third-party rule). ``known``: the items just stored
+    in this transaction (with ``originator`` and ``label``), so they need not be read back.
+    The rows queued, and ``scanned_to`` (the outbox scan watermark, if this commit moves
+    it), are recorded by one ``deliveries-queued`` event."""
     wanted = list(dict.fromkeys(keys))
     if not wanted or not deliver_to:
-        return 0
+        return _record_queued(conn, audit, [], now, scanned_to)
     items = node_store.items
     rows: dict[tuple[str, str], Any] = {}
     row: Any
@@ -295,23 +288,55 @@ def queue_deliveries(conn: sa.Connection, *, me: Party, deliver_to: Sequence[Par
                 out.append({"item_id": key[0], "version": key[1], "recipient": recipient,
                             "status": PENDING, "attempts": 0, "next_at": now,
                             "queued_at": now})
-    _insert_ignore(conn, outbox, out)
-    return len(out)
+    return _record_queued(conn, audit, out, now, scanned_to)
 
 
-def _advance(conn: sa.Connection, added: int) -> None:
+def _record_queued(conn: sa.Connection, audit: Any, rows: list[dict[str, Any]],
+                   now: datetime, scanned_to: int | None) -> int:
+    """Insert the deliveries not queued before, each naming the event that records it.
+
+    Queueing twice changes nothing: a delivery already in the outbox is left out here (the
+    write lock is held), so every row has exactly one recording event."""
+    if rows:
+        held: set[tuple[str, str, str]] = set()
+        for chunk in _chunks(sorted({r["item_id"] for r in rows})):
+            held.update((r.item_id, r.version, r.recipient) for r in conn.execute(
+                sa.select(outbox.c.item_id, outbox.c.version, outbox.c.recipient)
+                .where(outbox.c.item_id.in_(chunk))))
+        fresh = []
+        for row in rows:
+            key = (row["item_id"], row["version"], row["recipient"])
+            if key not in held:
+                held.add(key)
+                fresh.append(row)
+        rows = fresh
+    if not rows and scanned_to is None:
+        return 0
+    details: dict[str, Any] = {"records": records_detail(
+        outbox=[node_store.register_digest("outbox", r) for r in rows])}
+    if scanned_to is not None:
+        details["scanned_to"] = scanned_to
+    event = audit.append(AuditKind.DELIVERIES_QUEUED, now, "node", details=details)
+    if rows:
+        conn.execute(outbox.insert(), [{**r, "seq": event.seq} for r in rows])
+    return len(rows)
+
+
+def _advance(conn: sa.Connection, added: int) -> int | None:
     """Move the scan watermark past what this commit stored and queued itself, when
-    nothing older is left unscanned (writers commit in ``seq`` order)."""
+    nothing older is left unscanned (writers commit in ``seq`` order); the new mark."""
     items = node_store.items
     mark = conn.execute(sa.select(exchange_state.c.scanned_seq)
                         .where(exchange_state.c.id == 1)).scalar()
     if mark is None:
-        return
+        return None
     newer = conn.execute(sa.select(sa.func.count(), sa.func.max(items.c.seq))
                          .where(items.c.seq > mark)).one()
     if newer[0] == added and newer[1] is not None:
         conn.execute(exchange_state.update().where(exchange_state.c.id == 1)
                      .values(scanned_seq=newer[1]))
+        return int(newer[1])
+    return None
 
 
 @contextmanager
@@ -332,7 +357,9 @@ def scan(node: Any, partners: Partners, now: datetime) -> int:
         conn.rollback()
     if newest is None or (mark is not None and newest <= mark):
         return 0
-    with _writing(node) as conn:
+    uow = node.uow()
+    with uow:
+        conn = uow.repo.conn
         mark = conn.execute(sa.select(exchange_state.c.scanned_seq)
                             .where(exchange_state.c.id == 1)).scalar()
         if mark is None:
@@ -342,11 +369,14 @@ def scan(node: Any, partners: Partners, now: datetime) -> int:
                             .where(items.c.seq > mark).order_by(items.c.seq)).all()
         if not rows:
             return 0
-        queued = queue_deliveries(conn, me=node.party, deliver_to=partners.deliver_to,
-                                  catalogue=node.catalogue,
-                                  keys=[(r.id, r.version) for r in rows], now=now)
+        scanned_to = max(r.seq for r in rows)
         conn.execute(exchange_state.update().where(exchange_state.c.id == 1)
-                     .values(scanned_seq=max(r.seq for r in rows)))
+                     .values(scanned_seq=scanned_to))
+        queued = queue_deliveries(conn, audit=uow.audit, me=node.party,
+                                  deliver_to=partners.deliver_to, catalogue=node.catalogue,
+                                  keys=[(r.id, r.version) for r in rows], now=now,
+                                  scanned_to=scanned_to)
+        uow.commit()
     return queued
 
 
@@ -380,10 +410,11 @@ class _QueueingUnitOfWork(_WrappedUnitOfWork):
     def commit(self) -> None:
         conn = self._inner.repo.conn
         self._write_buffered(conn)
-        queue_deliveries(conn, me=self._node.party, deliver_to=self._partners.deliver_to,
-                         catalogue=self._node.catalogue, keys=self.repo.added, now=self._now,
-                         known=self.repo.stored)
-        _advance(conn, len(self.repo.added))
+        mark = _advance(conn, len(self.repo.added))
+        queue_deliveries(conn, audit=self._inner.audit, me=self._node.party,
+                         deliver_to=self._partners.deliver_to, catalogue=self._node.catalogue,
+                         keys=self.repo.added, now=self._now, known=self.repo.stored,
+                         scanned_to=mark)
         self._inner.commit()
 
     def rollback(self) -> None:
@@ -873,7 +904,8 @@ class Sender:
                        for r, why in refused if r.row in still]
             for r, why in refused:
                 if r.row in still:
-                    # Not retried from now on: the operator learns it from the log.
+                    # Not retried from now on, and on record: audit verify holds every outbox row
+                    # marked refused against these events.
                     uow.audit.append(AuditKind.DELIVERY_REFUSED, now, "node",
                                      item_id=r.item_id, item_version=r.version,
                                      details={"recipient": peer.party, "reason": why[:500],
@@ -979,14 +1011,24 @@ class _NonceUnitOfWork(_WrappedUnitOfWork):
         conn = self._inner.repo.conn
         self._write_buffered(conn)
         if self._seen:
-            conn.execute(envelopes_seen.insert(), self._seen)
+            # The replay register is covered by the log: a nonce deleted behind its back
+            # (which would let the envelope in again) shows in audit verify.
+            first = self._seen[0]
+            event = self._inner.audit.append(
+                AuditKind.ENVELOPES_ACCEPTED, first["at"], first["sender"],
+                details={"sender": first["sender"], "records": records_detail(
+                    envelopes_seen=[node_store.register_digest("envelopes_seen", r)
+                                    for r in self._seen])})
+            conn.execute(envelopes_seen.insert(),
+                         [{**r, "seq": event.seq} for r in self._seen])
         if self.repo.added and self._queue is not None:
             # Relays of what was stored are queued in the same commit as the storing.
             partners, node, now = self._queue
-            queue_deliveries(conn, me=node.party, deliver_to=partners.deliver_to,
-                             catalogue=node.catalogue, keys=self.repo.added, now=now,
-                             known=self.repo.stored)
-            _advance(conn, len(self.repo.added))
+            mark = _advance(conn, len(self.repo.added))
+            queue_deliveries(conn, audit=self._inner.audit, me=node.party,
+                             deliver_to=partners.deliver_to, catalogue=node.catalogue,
+                             keys=self.repo.added, now=now, known=self.repo.stored,
+                             scanned_to=mark)
         self._inner.commit()
 
     def rollback(self) -> None:
@@ -1142,14 +1184,17 @@ def record_request(node: Any, *, request_id: str, item_id: str, holder: Party,
                    recipient: Party, reason: str, direction: str, now: datetime,
                    actor: str) -> None:
     """Keep a consent request (asked of this node, or asked by it) and audit it."""
+    row = {"id": request_id, "item_id": item_id, "holder": holder, "recipient": recipient,
+           "reason": reason, "status": "pending", "direction": direction, "at": now}
     uow = node.uow()
     with uow:
-        uow.repo.conn.execute(consent_requests.insert(), {
-            "id": request_id, "item_id": item_id, "holder": holder, "recipient": recipient,
-            "reason": reason, "status": "pending", "direction": direction, "at": now})
-        uow.audit.append(AuditKind.CONSENT, now, actor, item_id=item_id,
-                         details={"request": request_id, "direction": f"requested-{direction}",
-                                  "holder": holder, "recipient": recipient})
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor, item_id=item_id,
+            details={"request": request_id, "direction": f"requested-{direction}",
+                     "holder": holder, "recipient": recipient, "records": records_detail(
+                         consent_requests=[node_store.register_digest("consent_requests",
+                                                                      row)])})
+        uow.repo.conn.execute(consent_requests.insert(), {**row, "seq": event.seq})
         uow.commit()
 
 
@@ -1176,13 +1221,17 @@ def queue_after_consent(node: Any, consent: crypto.Consent, now: datetime) -> in
     partners = Partners.load(node.folder)
     if partners is None:
         return 0
-    with _writing(node) as conn:
-        versions = conn.execute(sa.select(node_store.items.c.version)
-                                .where(node_store.items.c.id == consent.item_id)).scalars()
-        queued = queue_deliveries(conn, me=node.party, deliver_to=partners.deliver_to,
-                                  catalogue=node.catalogue,
+    uow = node.uow()
+    with uow:
+        conn = uow.repo.conn
+        versions = list(conn.execute(sa.select(node_store.items.c.version)
+                                     .where(node_store.items.c.id == consent.item_id))
+                        .scalars())
+        queued = queue_deliveries(conn, audit=uow.audit, me=node.party,
+                                  deliver_to=partners.deliver_to, catalogue=node.catalogue,
                                   keys=[(consent.item_id, v) for v in versions], now=now,
                                   only=consent.recipient)
+        uow.commit()
     wake(node)
     return queued
 

@@ -52,7 +52,12 @@ from gsomia.core.audit import (
     hashes_from_json,
     hashes_to_json,
 )
-from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
+from gsomia.core.custody import (
+    INCIDENT_KINDS,
+    ClassificationNotice,
+    IncidentReport,
+    records_detail,
+)
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
 from gsomia.core.types import Party, iso
@@ -65,7 +70,14 @@ from gsomia.shell.exchange import (
     in_background,
     peer_client,
 )
-from gsomia.shell.store import audit_events, incidents, notices, now_utc, receipts
+from gsomia.shell.store import (
+    audit_events,
+    incidents,
+    notices,
+    now_utc,
+    receipts,
+    register_digest,
+)
 
 __all__ = [
     "CLASSIFICATION",
@@ -156,7 +168,7 @@ class QueueingUnitOfWork:
         self._capture.incidents.clear()
         self._capture.notices.clear()
         if rows:
-            _insert_ignore(self._inner.repo.conn, rows)
+            rows = _queue(self._inner.repo.conn, self._inner.audit, rows, self._now)
             self.queued.extend((r["kind"], r["recipient"]) for r in rows)
         self._inner.commit()
 
@@ -191,13 +203,25 @@ class QueueingUnitOfWork:
                           notice.to_json()) for p in holders]
 
 
-def _insert_ignore(conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(notices).on_conflict_do_nothing(), rows)
-    else:
-        conn.execute(notices.insert().prefix_with("OR IGNORE"), rows)
+def _queue(conn: sa.Connection, audit: Any, rows: list[dict[str, Any]],
+           now: datetime) -> list[dict[str, Any]]:
+    """Insert the notices not queued before, recorded by one ``notices-queued`` event (the
+    write lock is held, so each row has exactly one recording event); those inserted."""
+    held = {(r.kind, r.reference, r.recipient) for r in conn.execute(
+        sa.select(notices.c.kind, notices.c.reference, notices.c.recipient)
+        .where(notices.c.reference.in_(sorted({r["reference"] for r in rows}))))}
+    fresh = []
+    for row in rows:
+        key = (row["kind"], row["reference"], row["recipient"])
+        if key not in held:
+            held.add(key)
+            fresh.append(row)
+    if fresh:
+        event = audit.append(AuditKind.NOTICES_QUEUED, now, "node", details={
+            "records": records_detail(notices=[register_digest("notices", r)
+                                               for r in fresh])})
+        conn.execute(notices.insert(), [{**r, "seq": event.seq} for r in fresh])
+    return fresh
 
 
 # ---- what the operator does ---------------------------------------------------------------------
@@ -529,10 +553,21 @@ class NoticeSender:
                     "attempts": row.attempts + 1, "next_at": now + timedelta(seconds=delay),
                     "last_error": (f"HTTP {status}: " if status else "") + text}))
                 report.failed += 1
-        with self.node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
-                conn.begin():
+        outcomes: dict[str, list[str]] = {}
+        for row, (_, values) in zip(due, updates, strict=True):
+            if values.get("status") in (DELIVERED, REFUSED):
+                outcomes.setdefault(values["status"], []).append(
+                    register_digest("notices", row._mapping))
+        with self.node.uow() as uow:
+            conn = uow.repo.conn
+            if outcomes:
+                # A notice marked delivered or refused is on record, so one dropped behind
+                # the log's back (marked delivered, never sent) shows in audit verify.
+                uow.audit.append(AuditKind.NOTICES_SETTLED, now, "node",
+                                 details=dict(sorted(outcomes.items())))
             for key, values in updates:
                 conn.execute(notices.update().where(notices.c.row == key).values(**values))
+            uow.commit()
 
     # -- tree heads --
 

@@ -159,6 +159,14 @@ class NodeInbox:
             uow.commit()
         return self.tree_head().to_json()
 
+    def held_head(self, sender: Party) -> Mapping[str, Any]:
+        """The newest head of ``sender`` this node holds, exactly as ``sender`` signed it:
+        the partner checks its own log against it (a node rolled back in full)."""
+        from gsomia.shell.partner_check import held_head_of
+
+        head = held_head_of(self.node, sender, self._key(sender))
+        return {"partner": sender, "head": head.to_json() if head is not None else None}
+
     def tree_head_exchange(self, head: TreeHead, sender: Party, since: str,
                            now: datetime) -> Mapping[str, Any]:
         """Record the partner's head; answer with ours and an RFC 9162 consistency proof from

@@ -39,6 +39,7 @@ from gsomia.core.audit import (
     AuditEvent,
     AuditKind,
     AuditRecord,
+    LogProblem,
     MerkleAccumulator,
     TreeHead,
     event_time,
@@ -259,6 +260,7 @@ outbox = sa.Table(
     sa.Column("queued_at", UTCDateTime, nullable=False),
     sa.Column("delivered_at", UTCDateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
     sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
 )
@@ -269,6 +271,7 @@ envelopes_seen = sa.Table(
     sa.Column("item_id", sa.String, nullable=False),
     sa.Column("version", sa.String, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=True),
 )
 exchange_state = sa.Table(
     "exchange_state", metadata,
@@ -286,6 +289,7 @@ consent_requests = sa.Table(
     sa.Column("direction", sa.String(8), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("decided_at", UTCDateTime, nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
 )
 
 # Notices to partners (migration 0003; used by gsomia.shell.notices): incident reports and
@@ -304,12 +308,59 @@ notices = sa.Table(
     sa.Column("queued_at", UTCDateTime, nullable=False),
     sa.Column("delivered_at", UTCDateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("seq", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("kind", "reference", "recipient", name="uq_notices_once"),
     sa.Index("ix_notices_due", "status", "next_at"),
 )
 
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
                  "receipts", "revocations")
+
+# The exchange's registers (migration 0008): each row names the event whose ``records``
+# carry its digest, over the columns that never change once written. Their changing columns
+# (a delivery's status, attempts, next try) are checked against the log by ``audit verify``
+# instead: a delivery marked delivered needs the partner's receipt, one marked refused a
+# logged refusal.
+REGISTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "envelopes_seen": ("nonce", "sender", "item_id", "version", "at"),
+    "outbox": ("item_id", "version", "recipient"),
+    "notices": ("kind", "recipient", "reference", "item_id", "body"),
+    "consent_requests": ("id", "item_id", "holder", "recipient", "reason", "direction", "at"),
+}
+
+# How ``audit verify`` answers for every table of the store (tests/unit check none is left
+# out): "logged" rows carry their event's seq and digest; "log" is the log itself; the
+# others are checked against the log as their entry says.
+TABLE_COVERAGE: dict[str, str] = {
+    "node_identity": "party and key checked against event 0 and the node's key",
+    "items": "content hash, type, originator, time added bound by the storing event",
+    "custody": "logged", "users": "logged", "consents": "logged",
+    "classification_notices": "logged", "incidents": "logged", "receipts": "logged",
+    "revocations": "logged",
+    "audit_events": "log", "tree_heads": "signatures and roots against the log",
+    "audit_state": "frontier recomputed from the log",
+    "outbox": "logged; delivered needs a receipt obtained, refused a logged refusal",
+    "envelopes_seen": "logged (the replay register)",
+    "exchange_state": "watermark equals the last one logged",
+    "consent_requests": "logged (status is the operator's view only)",
+    "notices": "logged; delivered or refused needs its logged outcome",
+    "alembic_version": "checked when the node opens (an unknown revision does not open)",
+    # gsomia.shell.taxii_store, made on first use by the API: the answer to a TAXII POST,
+    # kept for its poster to read again. Not a record of custody (the items and their
+    # events are); its values' kinds are checked.
+    "taxii_statuses": "kinds checked; the answer to a POST, not a record of custody",
+}
+
+
+def register_digest(table: str, values: Mapping[str, Any]) -> str:
+    """The digest a register row's event records (``REGISTER_FIELDS`` of ``table``)."""
+    from gsomia.core.custody import digest
+
+    record: dict[str, Any] = {"register": table}
+    for name in REGISTER_FIELDS[table]:
+        value = values[name]
+        record[name] = stamp(value) if isinstance(value, datetime) else value
+    return digest(record)
 
 
 # ---- engine and migrations ----------------------------------------------------------------
@@ -474,14 +525,31 @@ def migrate(engine: sa.Engine) -> None:
     from alembic import command
     from alembic.config import Config
 
+    known = set(_REVISION.findall("\n".join(
+        path.read_text("utf-8") for path in (MIGRATIONS / "versions").glob("*.py"))))
+    found = current_revision(engine)
+    if found is not None and found not in known:
+        raise MalformedInput(f"the database's schema version {found!r} is not one of this "
+                             "gsomia's", where=str(engine.url),
+                             expected="a database made by gsomia node init "
+                                      "(alembic_version untouched)")
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-        if conn.dialect.name == "postgresql":
-            # Two processes opening a fresh database must not both create the schema.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72311)")
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    try:
+        with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                # Two processes opening a fresh database must not both create the schema.
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72311)")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except Exception as exc:  # alembic raises its own kinds, assertions among them
+        # alembic's CommandError is a RuntimeError: an unknown or missing schema version
+        # (alembic_version rewritten or deleted) must not open, nor crash, the node.
+        raise MalformedInput(
+            f"the database's schema version cannot be brought up to date: "
+            f"{type(exc).__name__}: {str(exc)[:200]}", where=str(engine.url),
+            expected="a database made by gsomia node init (alembic_version untouched)") \
+            from None
 
 
 # ---- mapping rows <-> records -------------------------------------------------------------
@@ -557,14 +625,28 @@ def _receipt(row: Any) -> ReceiptRecord:
                          json.loads(row.document), row.at)
 
 
+def _blob(value: Any) -> bytes:
+    """A stored binary value as bytes, whatever a tamperer left in the column (text, a
+    number, NULL): the verifier then reports the value, it never crashes on it."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return b"" if value is None else str(value).encode("utf-8")
+
+
+def _int(value: Any, default: int = -1) -> int:
+    return value if type(value) is int else default
+
+
 def _head(row: Any) -> TreeHead:
     try:
         timestamp = instant(row.timestamp)
-    except MalformedInput:
+    except (MalformedInput, TypeError, ValueError):
         # A tampered time must not stop the verifier: the head then fails its signature.
         timestamp = datetime(1970, 1, 1, tzinfo=UTC)
-    return TreeHead(int(row.size), bytes(row.root), timestamp, str(row.key),
-                    bytes(row.signature))
+    return TreeHead(_int(row.size), _blob(row.root), timestamp, str(row.key),
+                    _blob(row.signature))
 
 
 def _version_key(version: str) -> tuple[int, datetime | str]:
@@ -813,6 +895,7 @@ class SqlAuditLog:
         self._acc: MerkleAccumulator | None = None
         self._pending: list[AuditRecord] = []
         self.reads_only = False  # whether the last flush held only access events
+        self.first = False  # whether the last flush began the log
 
     def _state(self) -> MerkleAccumulator:
         if self._acc is None:
@@ -863,6 +946,7 @@ class SqlAuditLog:
             "size": head.size, "root": head.root, "timestamp": head.to_json()["timestamp"],
             "key": head.key, "signature": head.signature}])
         self.reads_only = all(r.event.kind in _READS for r in self._pending)
+        self.first = acc.size == len(self._pending)
         self._pending = []
         return head
 
@@ -918,7 +1002,8 @@ class SqlUnitOfWork:
             self.repo.revoked = False
         if head is not None:
             self.committed_head = head
-            self._store.write_external_head(head, sync=not self.audit.reads_only)
+            self._store.write_external_head(head, sync=not self.audit.reads_only,
+                                            create=self.audit.first)
             if not self.audit.reads_only:
                 signal_commit(self._store.engine)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
@@ -961,8 +1046,8 @@ class _ItemCursor:
 
     @staticmethod
     def _record(row: Any) -> bytes:
-        return (b'{"binding":' + bytes(row.binding) + b',"label":' + bytes(row.label)
-                + b',"object":' + bytes(row.content) + b"}")
+        return (b'{"binding":' + _blob(row.binding) + b',"label":' + _blob(row.label)
+                + b',"object":' + _blob(row.content) + b"}")
 
     def __call__(self, item_id: str, version: str | None) -> bytes | None:
         key = (item_id, version or "")
@@ -987,9 +1072,11 @@ class _ItemCursor:
 class SqlAuditReader:
     """The ``AuditReader`` port over one read transaction (a consistent snapshot)."""
 
-    def __init__(self, conn: sa.Connection, head_file: Path | None) -> None:
+    def __init__(self, conn: sa.Connection, head_file: Path | None,
+                 external: TreeHead | MalformedInput | None = None) -> None:
         self.conn = conn
-        self.head_file = head_file
+        self.head_file_path = head_file
+        self._external = external
         self._items: _ItemCursor | None = None
 
     def rows(self) -> Iterator[dict[str, Any]]:
@@ -1018,9 +1105,13 @@ class SqlAuditReader:
                             parsed = details
                     except (ValueError, TypeError, StopIteration):
                         parsed = details  # verify_log reports it as malformed, with its seq
+                    if type(leaf) is not bytes:
+                        # text or NULL where a hash belongs: compared as it is (no match)
+                        leaf = bytes(leaf) if isinstance(leaf, bytearray | memoryview) \
+                            else leaf
                     yield {"seq": seq, "kind": kind, "at": at, "actor": actor,
                            "item_id": item_id, "item_version": item_version,
-                           "content_hash": chash, "details": parsed, "leaf_hash": bytes(leaf)}
+                           "content_hash": chash, "details": parsed, "leaf_hash": leaf}
         finally:
             cursor.close()
 
@@ -1042,7 +1133,10 @@ class SqlAuditReader:
         t = tree_heads
         if limit is None:
             return [_head(r) for r in self.conn.execute(t.select().order_by(t.c.size))]
-        sizes = list(self.conn.execute(sa.select(t.c.size).order_by(t.c.size)).scalars())
+        # A size that is not a number (rewritten behind the node's back) is reported by
+        # storage_problems; the sample is of the heads that can be checked.
+        sizes = [s for s in self.conn.execute(sa.select(t.c.size).order_by(t.c.size))
+                 .scalars() if type(s) is int]
         if len(sizes) > limit:
             step = (len(sizes) - 1) / (limit - 1)
             sizes = [sizes[round(i * step)] for i in range(limit)]
@@ -1066,7 +1160,10 @@ class SqlAuditReader:
         return None if row is None else _head(row)
 
     def external_head(self) -> TreeHead | None:
-        return read_external_head(self.head_file) if self.head_file else None
+        """The head kept outside, as read just before this snapshot began."""
+        if isinstance(self._external, MalformedInput):
+            raise self._external
+        return self._external
 
     def accumulator(self) -> MerkleAccumulator | None:
         row = self.conn.execute(sa.select(audit_state.c.size, audit_state.c.frontier)
@@ -1074,7 +1171,7 @@ class SqlAuditReader:
         if row is None:
             return None
         try:
-            return MerkleAccumulator(int(row.size), _frontier(bytes(row.frontier)))
+            return MerkleAccumulator(_int(row.size, 0), _frontier(_blob(row.frontier)))
         except MalformedInput:
             return MerkleAccumulator(0, ())  # unusable: shows as a frontier mismatch
 
@@ -1105,7 +1202,7 @@ class SqlAuditReader:
         for r in self._raw(items, items.c.id, items.c.version, items.c.type,
                            items.c.originator, items.c.added_at, items.c.seq):
             added = stamp(r.added_at) if isinstance(r.added_at, datetime) else r.added_at
-            yield r.id, r.version, r.type, r.originator, added, int(r.seq)
+            yield r.id, r.version, r.type, r.originator, added, _int(r.seq)
 
     def record_rows(self) -> Iterator[StoredRecord]:
         def each(table: sa.Table, make: Any, where: Any) -> Iterator[StoredRecord]:
@@ -1115,7 +1212,7 @@ class SqlAuditReader:
                 except (MalformedInput, ValueError, KeyError, TypeError,
                         AttributeError) as exc:
                     digest = f"unreadable: {exc}"
-                yield StoredRecord(table.name, where(row), int(row.seq), digest)
+                yield StoredRecord(table.name, where(row), _int(row.seq), digest)
 
         yield from each(custody, _custody, lambda r: f"{r.item_id}@{r.version} #{r.row}")
         yield from each(users, _user, lambda r: f"name={r.name}")
@@ -1124,12 +1221,123 @@ class SqlAuditReader:
         yield from each(incidents, _incident, lambda r: f"reference={r.reference}")
         yield from each(receipts, _receipt, lambda r: f"{r.item_id}@{r.version} #{r.row}")
         yield from each(revocations, _revocation, lambda r: f"name={r.name}")
+        for table, where in ((envelopes_seen, lambda r: f"nonce={r.nonce}"),
+                             (outbox, lambda r: f"{r.item_id}@{r.version} to {r.recipient}"),
+                             (notices, lambda r: f"{r.kind} {r.reference} to {r.recipient}"),
+                             (consent_requests, lambda r: f"id={r.id}")):
+            yield from each(table, _Register(table.name), where)
+
+    def head_file(self) -> str | None:
+        return None if self.head_file_path is None else str(self.head_file_path)
+
+    def deliveries(self) -> Iterator[tuple[str, str, str, Any, Any, str]]:
+        for r in self._raw(outbox, outbox.c.item_id, outbox.c.version, outbox.c.recipient,
+                           outbox.c.status, outbox.c.next_at):
+            yield (r.item_id, r.version, r.recipient, r.status, r.next_at,
+                   f"{r.item_id}@{r.version} to {r.recipient}")
+
+    def notice_states(self) -> Iterator[tuple[str, Any, str]]:
+        for r in self._raw(notices):
+            try:
+                key = register_digest("notices", r.__dict__)
+            except (MalformedInput, TypeError, ValueError) as exc:
+                key = f"unreadable: {exc}"
+            yield key, r.status, f"{r.kind} {r.reference} to {r.recipient}"
+
+    def obtained_receipts(self) -> set[tuple[Any, Any, Any]]:
+        t = receipts
+        return {(r.item_id, r.version, r.peer) for r in self.conn.execute(
+            sa.select(t.c.item_id, t.c.version, t.c.peer).where(t.c.direction == "obtained"))}
+
+    def scan_mark(self) -> Any:
+        row = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
+                                .where(exchange_state.c.id == 1)).first()
+        return None if row is None else row[0]
+
+    def identity(self) -> list[tuple[Any, Any]]:
+        return [(r.party, r.signing_key) for r in self.conn.execute(
+            sa.select(node_identity.c.party, node_identity.c.signing_key))]
+
+    def storage_problems(self) -> list[LogProblem]:
+        """Values of the wrong kind (text where bytes belong, NULLs, a number as text) and
+        schema objects nobody made (a trigger, a table): named, never read as good."""
+        found: list[LogProblem] = []
+        if self.conn.dialect.name == "sqlite":
+            known = set(TABLE_COVERAGE)
+            for kind, name, table in self.conn.exec_driver_sql(
+                    "SELECT type, name, tbl_name FROM sqlite_master "
+                    "WHERE name NOT LIKE 'sqlite_%'"):
+                if kind == "trigger" or kind == "view" or (kind == "table"
+                                                           and name not in known):
+                    found.append(LogProblem(
+                        "schema", f"{kind} {name}",
+                        f"the database holds a {kind} {name!r} (on {table}) that no "
+                        "migration made: it can change what is stored behind the log's back"))
+            from gsomia.shell.taxii_store import taxii_statuses
+
+            present = set(sa.inspect(self.conn).get_table_names())
+            for table in [*metadata.sorted_tables, taxii_statuses]:
+                if table.name in present:
+                    found.extend(_sqlite_type_problems(self.conn, table))
+        else:
+            for (name,) in self.conn.execute(sa.text(
+                    "SELECT trigger_name FROM information_schema.triggers "
+                    "WHERE event_object_schema = current_schema()")):
+                found.append(LogProblem(
+                    "schema", f"trigger {name}",
+                    f"the database holds a trigger {name!r} that no migration made"))
+        return found
 
     def leaf_hashes(self) -> list[bytes]:
         result = self.conn.execute(
             sa.select(audit_events.c.leaf_hash).order_by(audit_events.c.seq)
             .execution_options(yield_per=20000))
         return [bytes(h) for h in result.scalars()]
+
+
+class _Register:
+    """A register row's digest, as :func:`register_digest` made it when it was written."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+
+    def __call__(self, row: Any) -> Any:
+        value = register_digest(self.table, row.__dict__)
+        return SimpleNamespace(digest=lambda: value)
+
+
+# What SQLite's typeof() must say of each column kind (NULL only where the column allows).
+def _storage_class(column: sa.Column[Any]) -> str:
+    kind = column.type
+    if isinstance(kind, sa.LargeBinary):
+        return "blob"
+    if isinstance(kind, sa.Integer):
+        return "integer"
+    return "text"  # String, Text and UTCDateTime (SQLite keeps instants as text)
+
+
+def _sqlite_type_problems(conn: sa.Connection, table: sa.Table) -> Iterator[LogProblem]:
+    quote = conn.dialect.identifier_preparer.quote
+    tests = []
+    for c in table.columns:
+        allowed = [_storage_class(c)] + (["null"] if c.nullable else [])
+        tests.append(f"typeof({quote(c.name)}) NOT IN ({', '.join(repr(a) for a in allowed)})")
+    names = [c.name for c in table.columns]
+    sql = (f"SELECT rowid, {', '.join('typeof(' + quote(n) + ')' for n in names)} "
+           f"FROM {quote(table.name)} WHERE {' OR '.join(tests)} LIMIT 50")
+    for row in conn.exec_driver_sql(sql):
+        for name, column, stored in zip(names, table.columns, row[1:], strict=True):
+            expected = _storage_class(column)
+            if stored != expected and not (stored == "null" and column.nullable):
+                yield LogProblem(
+                    "column-type", f"{table.name}.{name} rowid {row[0]}",
+                    f"{table.name} row {row[0]} holds {stored} in column {name}, which holds "
+                    f"{expected}{' or NULL' if column.nullable else ''}: it was rewritten "
+                    "behind the node's back")
+
+
+def _tolerant_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _tolerant_time(value: Any) -> datetime | str | None:
@@ -1191,14 +1399,36 @@ class Store:
         return SqlUnitOfWork(self)
 
     @contextmanager
-    def reader(self) -> Iterator[SqlAuditReader]:
-        """A read-only snapshot: every query inside sees the same committed state."""
+    def reader(self, *, tolerant: bool = False) -> Iterator[SqlAuditReader]:
+        """A read-only snapshot: every query inside sees the same committed state.
+
+        ``tolerant``: on SQLite, text that is not UTF-8 (bytes written into a text column
+        behind the node's back) is read with its bad bytes escaped instead of failing the
+        query, so ``audit verify`` can name it. Off by default: it costs a Python call per
+        text value."""
         with self.engine.connect() as conn:
             if conn.dialect.name == "postgresql":
                 conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin() as tx:
-                yield SqlAuditReader(conn, self.head_file)
-                tx.rollback()
+            raw = conn.connection.dbapi_connection if tolerant and \
+                conn.dialect.name == "sqlite" else None
+            # The copy outside is read before the snapshot begins (at the first query): a
+            # head written after a commit the snapshot does not see must not read as the
+            # log rolled back.
+            external: TreeHead | MalformedInput | None
+            try:
+                external = read_external_head(self.head_file) if self.head_file else None
+            except MalformedInput as exc:
+                external = exc
+            before = getattr(raw, "text_factory", None)
+            if raw is not None:
+                raw.text_factory = _tolerant_text
+            try:
+                with conn.begin() as tx:
+                    yield SqlAuditReader(conn, self.head_file, external)
+                    tx.rollback()
+            finally:
+                if raw is not None:
+                    raw.text_factory = before
 
     @contextmanager
     def repository(self) -> Iterator[SqlRepository]:
@@ -1208,8 +1438,13 @@ class Store:
             tx.rollback()
 
     def node_identity(self) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(node_identity.select()).first()
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(node_identity.select()).first()
+        except (TypeError, ValueError) as exc:
+            raise MalformedInput(f"the node's identity row is unreadable: {exc}",
+                                 where="node_identity",
+                                 expected="the row gsomia node init wrote") from None
         return None if row is None else {"party": row.party, "signing_key": row.signing_key,
                                          "created_at": row.created_at}
 
@@ -1250,8 +1485,14 @@ class Store:
             return (0, 0)
         return (found.st_size, found.st_mtime_ns)
 
-    def write_external_head(self, head: TreeHead, *, sync: bool = True) -> None:
+    def write_external_head(self, head: TreeHead, *, sync: bool = True,
+                            create: bool = False) -> None:
         """Copy ``head`` beside the database: write, sync, then rename over the old copy.
+
+        The copy is made only by the log's first commit or with ``create`` (``gsomia audit
+        accept-head``): a copy that went missing stays missing, and ``audit verify`` fails,
+        rather than the next commit of a database restored from an older copy writing a
+        fresh one that agrees with it.
 
         A crash before the rename leaves the previous head, which only lags the database.
         ``sync=False`` (commits of read events only, so a GET waits for one disk sync, the
@@ -1260,6 +1501,8 @@ class Store:
         trusted, and a database rolled back behind the copy still shows.
         """
         if self.head_file is None:
+            return
+        if not create and not os.path.lexists(self.head_file):
             return
         data = json.dumps(head.to_json(), sort_keys=True).encode("utf-8") + b"\n"
         # One temporary name per process and thread (no two writers share one, and no random

@@ -264,16 +264,22 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
     from gsomia import bootstrap
     from gsomia.shell.commands import serve as serve_cmd
     from gsomia.shell.exchange import start_sender
+    from gsomia.shell.partner_check import check_at_start
 
     serve_cmd.refuse_exposed_keys(node_dir)  # before the sender starts with the key
     node = bootstrap.open_node(node_dir)
+    try:
+        check_at_start(node)  # before anything is sent or served
+    except BaseException:
+        node.close()
+        raise
     thread, stop = start_sender(node)
     from gsomia.shell.notices import start_notices
 
     notices_thread, notices_stop = start_notices(node)  # incidents, notices, tree heads
     try:
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
-        serve_cmd.serve(node_dir, host, port, log_level=log_level)
+        serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False)
     finally:
         notices_stop.set()
         notices_thread.join(timeout=5)

@@ -306,26 +306,125 @@ def register(cli: click.Group) -> None:
 
     @audit_group.command("verify")
     @_node_option
+    @click.option("--partners", "ask_partners", is_flag=True,
+                  help="Also ask each partner for the newest head of this node it holds: "
+                       "catches a node rolled back in full (database and head file).")
     @json_option
-    def verify(node_dir: str, as_json: bool) -> None:
+    def verify(node_dir: str, ask_partners: bool, as_json: bool) -> None:
         """Recompute the log, items and registers from the store (exit 0 intact, 1 not)."""
         from gsomia.service import handlers
 
-        with _open(node_dir) as node, node.store.reader() as reader, \
-                progress("verifying the audit log", reader.size(), as_json=as_json) as steps:
-            counted = _CountingReader(reader, steps) if steps.shown else reader
-            verdict = handlers.verify_audit(counted, public_key=node.keys.public_signing_key())
+        def run(node: Node, tolerant: bool) -> Any:
+            with node.store.reader(tolerant=tolerant) as reader, \
+                    progress("verifying the audit log", reader.size(),
+                             as_json=as_json) as steps:
+                counted = _CountingReader(reader, steps) if steps.shown else reader
+                return handlers.verify_audit(
+                    counted, public_key=node.keys.public_signing_key(), now=_now())
+
+        with _open(node_dir) as node:
+            try:
+                try:
+                    verdict = run(node, False)
+                except Exception as exc:
+                    if "decode" not in str(exc):
+                        raise
+                    verdict = run(node, True)  # bytes in a text column: read, then named
+            except Exception as exc:  # a store too broken to read was tampered with
+                verdict = _unreadable(exc)
+            views = _partner_views(node) if ask_partners else None
+        failed = [v for v in views or [] if v.failed]
+        # Asked, and nobody answered: the roll-back check did not run, which is no pass.
+        unasked = bool(views) and all(v.status == "unreachable" for v in views or [])
+        ok = verdict.ok and not failed and not unasked
         if as_json:
-            emit_json(verdict.to_json())
-        elif verdict.ok:
-            click.echo(f"audit log intact: {verdict.size} events, root {verdict.root.hex()}")
+            doc = verdict.to_json()
+            if views is not None:
+                doc["partners"] = [v.to_json() for v in views]
+                doc["partners_answered"] = not unasked
+                doc["ok"] = ok
+            emit_json(doc)
         else:
-            click.echo(f"audit log TAMPERED: {len(verdict.problems)} problem(s)"
-                       + (" (more not shown)" if verdict.truncated else ""), err=True)
-            for p in verdict.problems:
-                click.echo(f"  {p.what} at {p.where}: {p.message}", err=True)
-        if not verdict.ok:
+            if verdict.ok:
+                click.echo(f"audit log intact: {verdict.size} events, root "
+                           f"{verdict.root.hex()}")
+            else:
+                click.echo(f"audit log TAMPERED: {len(verdict.problems)} problem(s)"
+                           + (" (more not shown)" if verdict.truncated else ""), err=True)
+                for p in verdict.problems:
+                    click.echo(f"  {p.what} at {p.where}: {p.message}", err=True)
+            for v in views or []:
+                line = f"partner {v.partner}: {v.status}: {v.reason}"
+                click.echo(line, err=v.failed)
+            if views is not None and not views:
+                click.echo("no partners to ask (no partners.json)", err=True)
+            if unasked:
+                click.echo("no partner answered: the roll-back check did not run", err=True)
+        if not ok:
             raise click.exceptions.Exit(1)
+
+    @audit_group.command("accept-head")
+    @_node_option
+    @click.option("--checked-with-partners", "checked", is_flag=True,
+                  help="Confirm you checked this node's log with its partners' operators.")
+    @json_option
+    def accept_head(node_dir: str, checked: bool, as_json: bool) -> None:
+        """Adopt the log's latest head after tree-head.json was lost (recorded in the log).
+
+        Only with --checked-with-partners, only when the log verifies apart from the
+        missing head file, and only when no reachable partner holds a head of this node
+        that the log does not extend. The adoption is an audit event (head-accepted) naming
+        each partner's answer; the commit writes tree-head.json again.
+        """
+        from gsomia.core.audit import AuditKind
+        from gsomia.service import handlers
+
+        if not checked:
+            raise MalformedInput("adopting the log's head needs your confirmation",
+                                 where="--checked-with-partners",
+                                 expected="the flag, after checking the log with the "
+                                          "partners' operators")
+        with _open(node_dir) as node:
+            with node.store.reader() as reader:
+                verdict = handlers.verify_audit(
+                    reader, public_key=node.keys.public_signing_key(), now=_now())
+                latest = handlers.latest_head(reader)
+            others = [p for p in verdict.problems
+                      if p.what not in ("head-file-missing", "external-head")]
+            if verdict.ok or others:
+                why = ("the head file is present and the log intact: nothing to accept"
+                       if verdict.ok else
+                       f"the log has other problems ({others[0].what} at {others[0].where})"
+                       ": run gsomia audit verify")
+                click.echo(f"refused: {why}", err=True)
+                raise click.exceptions.Exit(1)
+            views = _partner_views(node)
+            failed = [v for v in views if v.failed]
+            if failed:
+                for v in failed:
+                    click.echo(f"refused: partner {v.partner}: {v.reason}", err=True)
+                raise click.exceptions.Exit(1)
+            with node.uow() as uow:
+                event = uow.audit.append(
+                    AuditKind.HEAD_ACCEPTED, _now(), "operator",
+                    details={"size": latest.size, "root": latest.root.hex(),
+                             "problems": [p.what for p in verdict.problems],
+                             "partners": [{"partner": v.partner, "status": v.status,
+                                           "size": v.head.size if v.head else None}
+                                          for v in views]})
+                uow.commit()
+                head = uow.committed_head
+            if head is not None:
+                node.store.write_external_head(head, create=True)
+        doc = {"accepted": latest.to_json(), "event": event.seq,
+               "partners": [v.to_json() for v in views]}
+        if as_json:
+            emit_json(doc)
+            return
+        click.echo(f"head of size {latest.size} accepted (event {event.seq}); "
+                   "tree-head.json written again")
+        for v in views:
+            click.echo(f"  partner {v.partner}: {v.status}")
 
     @audit_group.command("head")
     @_node_option
@@ -418,6 +517,22 @@ def register(cli: click.Group) -> None:
         for r in rows:
             click.echo(f"{r['seq']:>8}  {r['at']}  {r['kind']:<22} {r['actor']:<12} "
                        f"{r['item_id'] or ''}")
+
+
+def _partner_views(node: Node) -> list[Any]:
+    from gsomia.shell.partner_check import ask_partners
+
+    return ask_partners(node)
+
+
+def _unreadable(exc: Exception) -> Any:
+    """The verdict on a store that cannot even be read the way the node writes it."""
+    from gsomia.core.audit import EMPTY_ROOT, LogProblem, LogVerdict
+
+    return LogVerdict(False, 0, EMPTY_ROOT, (LogProblem(
+        "unreadable", "database",
+        f"the store cannot be read as the node wrote it ({type(exc).__name__}: "
+        f"{str(exc)[:300]}): it was changed behind the node's back"),))
 
 
 class _CountingReader:

@@ -118,10 +118,11 @@ def refuse_exposed_keys(node_dir: str) -> None:
 
 
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
-          audit_reads: str = "sync") -> None:
+          audit_reads: str = "sync", check_partners: bool = True) -> None:
     import uvicorn
 
     from gsomia import bootstrap
+    from gsomia.shell.partner_check import check_at_start
     from gsomia.shell.peer_identity import ca_bundle
 
     refuse_exposed_keys(node_dir)
@@ -132,6 +133,12 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     # busy): 0.5 ms bounds that wait at light load for a few more switches under load.
     sys.setswitchinterval(0.0005)
     node = bootstrap.open_node(node_dir)
+    if check_partners:
+        try:
+            check_at_start(node)
+        except BaseException:
+            node.close()
+            raise
     folder = Path(node.folder)
     app = app_for_node(node, audit_reads=audit_reads)
     from gsomia.shell.stix_check import _validators
