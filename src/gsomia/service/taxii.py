@@ -13,11 +13,11 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from gsomia.core import stix
-from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
 from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.policy import Decision, Person, decide_access
 from gsomia.core.taxii import (
@@ -30,6 +30,7 @@ from gsomia.core.taxii import (
     status,
 )
 from gsomia.core.types import Party
+from gsomia.service.handlers import REFUSED_TO_PUBLISH
 from gsomia.service.taxii_ports import (
     AccessRecord,
     ObjectStore,
@@ -123,11 +124,11 @@ class TaxiiService:
         page = self.store.page(Query(filters, visible, after, filters.limit, object_id,
                                      with_content=endpoint in ("objects", "object")))
         if object_id is not None and not page.rows and after is None:
-            denied = [d for d in (decide_access(person, label, self.schemes)
-                                  for label in self.store.labels_of(object_id)) if not d.permit]
-            if denied:
-                self.store.record_access(AccessRecord(
-                    person, endpoint, (), [(object_id, denied[0].reasons)], now))
+            # Absent or hidden, the request does the same work: queue the event and answer;
+            # whether the item is held, and why it is refused, is worked out off the path.
+            self.store.record_miss(AccessRecord(
+                person, endpoint, (), [(object_id, ())], now,
+                explain=partial(self._why_not, person, object_id)))
             raise NotFound(f"no object {object_id} in collection {collection}")
         if page.rows:
             self.store.record_access(AccessRecord(
@@ -135,6 +136,17 @@ class TaxiiService:
         token = encode_cursor(self.secret, digest, page.rows[-1].position) \
             if page.more and page.rows else None
         return Served(page.rows, page.more and token is not None, token)
+
+    def _why_not(self, person: Person, object_id: str) -> Sequence[str]:
+        """For the log only: why a read of ``object_id`` by id found nothing."""
+        labels = self.store.labels_of(object_id)
+        if not labels:
+            return (f"{object_id} is not held here",)
+        for label in labels:
+            decision = decide_access(person, label, self.schemes)
+            if not decision.permit:
+                return decision.reasons
+        return ("no version the reader may see matches the request's filters",)
 
     def status(self, person: Person, status_id: str) -> Mapping[str, Any]:
         found = self.store.status(status_id) if len(status_id) <= 64 else None
@@ -220,8 +232,8 @@ class TaxiiService:
         if decision is None:
             decision = decisions[label] = decide_access(person, label, self.schemes)
         if not decision.permit:
-            raise MalformedInput("you may not publish what you may not read: "
-                                 + "; ".join(decision.reasons), where=f"objects[{i}]")
+            # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
+            raise PolicyDenied((REFUSED_TO_PUBLISH,))
         return Submission(obj, label)
 
     def _known_markings(self) -> dict[str, SecurityLabel]:
