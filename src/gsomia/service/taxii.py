@@ -2,9 +2,12 @@
 
 Every read goes through here: the caller's visible label classes are decided with the Art. 7
 access rule (``decide_access``: clearance at or above the level *and* need-to-know), the
-store pages only over those, and the read is audited (granted, or denied for an item asked for
-by id) before anything is returned. An item the caller may not see and an item that does not
-exist give the same :class:`NotFound`: the API renders both as the same 404 body.
+store pages only over those, and a granted read is audited before anything is returned. An
+item the caller may not see and an item that does not exist give the same :class:`NotFound`,
+which the API renders as the same 404 body; both are recorded alike (``record_miss``, off the
+request path, the reasons worked out when the event is written), so neither the answer nor
+its time tells them apart. A POST is refused by the access rule in one set of words
+(``REFUSED_TO_PUBLISH``), decided before "already held" could be said.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ trace. Label classes are the distinct national labels; they are read incremental
 rows after the last one seen), so any number of API processes over one database agree.
 
 Writes go through ``handlers.publish_many`` (validate, label, bind, store, audit, one
-commit); reads are audited through the unit of work, one event per request, before the
-page is returned.
+commit); granted reads are audited through the unit of work, one event per request, before
+the page is returned; reads by id that find nothing the caller may see (absent or hidden)
+are queued and written moments later by a background writer (``record_miss``).
 
 Indexes this wants beyond migration 0001 (not added here; the store's owner decides):
 PostgreSQL ``items (added_at, row)`` for the keyset (SQLite already has it implicitly).
