@@ -170,6 +170,14 @@ refusal tells nothing about an item the person may not see (not its level, nor w
 these it was)."""
 
 
+NOT_A_NEW_VERSION = (
+    "not a version this node accepts: a new version of an item held here must come from its "
+    "originator under the label the item carries here (a level changes only by the "
+    "originator's classification notice)")
+"""Why a partner's new version of a held item is refused. It names neither the item's
+originator nor its label: the sender may know neither."""
+
+
 def publish(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             obj: Mapping[str, Any], label: LabelRequest, now: datetime,
             actor: str = "operator", validate: StixValidator | None = None,
@@ -422,8 +430,7 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 keys.party, verdict.recipient_level or incoming.label.level)
             change = decide_new_version(marked, current.get(item_id, []), catalogue.schemes)
             if not change.permit:
-                verdicts[n] = (incoming, item_id, version, "; ".join(change.reasons), None,
-                               None)
+                verdicts[n] = (incoming, item_id, version, NOT_A_NEW_VERSION, None, None)
             else:
                 current.setdefault(item_id, [marked])
         items: list[tuple[StoredItem, int]] = []
