@@ -174,14 +174,22 @@ def test_reading_an_item_goes_through_the_access_rule_and_is_audited(
     shown = ok("item", "show", INDICATOR["id"], "--node", folder, "--user", kim, "--json")
     assert shown["object"]["name"] == INDICATOR["name"] and shown["decision"]["permit"]
     denied = gsomia("item", "show", INDICATOR["id"], "--node", folder, token=lee)  # $GSOMIA_TOKEN
-    assert denied.returncode == 1 and "below" in denied.stderr
-    assert INDICATOR["name"] not in denied.stdout + denied.stderr
+    assert denied.returncode == 1 and INDICATOR["name"] not in denied.stdout + denied.stderr
+    # lee hears exactly what an id not held gets: not the level, not why (finding 3d)
+    absent_id = f"indicator--{uuid.UUID(int=999, version=4)}"
+    absent = gsomia("item", "show", absent_id, "--node", folder, "--user", lee)
+    assert (absent.returncode, absent.stdout) == (denied.returncode, denied.stdout)
+    assert absent.stderr.replace(absent_id, "ID") == denied.stderr.replace(INDICATOR["id"], "ID")
+    assert "below" not in denied.stderr and "군사" not in denied.stderr
     stranger = gsomia("item", "show", INDICATOR["id"], "--node", folder, "--user", "gs_x" * 12)
     assert stranger.returncode == 1 and "no user holds this token" in stranger.stderr
     log = ok("audit", "events", "--node", folder, "--item", INDICATOR["id"], "--json")
     kinds = [(e["kind"], e["actor"]) for e in log["events"]]
     assert ("item-created", "operator") in kinds and ("label-bound", "node") in kinds
     assert ("access-granted", "kim") in kinds and ("access-denied", "lee") in kinds
+    # the log, not the reader, keeps why lee was refused
+    assert any("below" in r for e in log["events"] if e["actor"] == "lee"
+               for r in e["details"]["reasons"])
     assert ("access-denied", "unknown") in kinds
 
 

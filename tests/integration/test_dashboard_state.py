@@ -148,11 +148,12 @@ def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
         sign_in(client, name, tokens[name])
         seen[name] = client.get("/dashboard/state").json()
     kenji, aiko, taro = seen["kenji"], seen["aiko"], seen["taro"]
-    assert len(kenji["items"]) == replayed["published"] and kenji["withheld"] == 0
+    assert len(kenji["items"]) == replayed["published"]
     kinds = {i["kind"] for i in kenji["items"]}
     assert kinds == {"track", "ipp", "warning"}
     for doc in (aiko, taro):      # too low a clearance; no need-to-know
-        assert doc["items"] == [] and doc["withheld"] == replayed["published"]
+        # not even a count of what they may not read (issue 10, finding 3)
+        assert doc["items"] == [] and "withheld" not in doc
         assert "Hokkaido" not in json.dumps(doc, ensure_ascii=False)
     head = kenji["audit"]["head"]
     assert head is not None and 0 < head["size"] <= kenji["audit"]["size"]

@@ -211,14 +211,22 @@ def test_people_read_only_with_clearance_and_need_to_know_and_every_read_is_audi
             handlers.read_item(kor.uow(), schemes=kor.catalogue.schemes, token=tokens[who],
                                item_id=obj["id"], now=now)
         denials[who] = denied.value.reasons
-    assert any("below" in r for r in denials["lee"])
-    assert any("need-to-know" in r for r in denials["park"])
+    # The reader hears what they would for an id not held; the log keeps the reasons.
+    with pytest.raises(PolicyDenied) as absent:
+        handlers.read_item(kor.uow(), schemes=kor.catalogue.schemes, token=tokens["lee"],
+                           item_id=obj["id"][:-1] + "0", now=now)
+    assert denials["lee"] == denials["park"] == tuple(
+        r.replace(obj["id"][:-1] + "0", obj["id"]) for r in absent.value.reasons)
+    said = {e["actor"]: e["details"]["reasons"] for e in events(kor)[-3:-1]}
+    assert any("below" in r for r in said["lee"])
+    assert any("need-to-know" in r for r in said["park"])
     with pytest.raises(PolicyDenied, match="no user holds this token"):
         handlers.read_item(kor.uow(), schemes=kor.catalogue.schemes, token="gs_" + "z" * 40,
                            item_id=obj["id"], now=now)
-    kinds = [(e["kind"], e["actor"]) for e in events(kor)[-4:]]
+    kinds = [(e["kind"], e["actor"]) for e in events(kor)[-5:]]
     assert kinds == [("access-granted", "kim"), ("access-denied", "lee"),
-                     ("access-denied", "park"), ("access-denied", "unknown")]
+                     ("access-denied", "park"), ("access-denied", "lee"),
+                     ("access-denied", "unknown")]
     with kor.store.repository() as repo:
         kim = repo.user_named("kim")
         assert kim is not None and kim.token_hash == token_hash(tokens["kim"])

@@ -249,3 +249,35 @@ def test_malformed_requests_are_refused(shipped: Catalogue, text: str) -> None:
 
     with pytest.raises(MalformedInput):
         ReleaseRequest.from_json(json.loads(text), shipped)
+
+
+# ---- new versions of an item held (issue 10, finding 2) ---------------------------------------
+
+_KOR_LEVELS = ("군사I급비밀", "군사II급비밀", "군사III급비밀")
+_LABELS = st.builds(
+    SecurityLabel, st.sampled_from(("KOR", "JPN")), st.sampled_from(_KOR_LEVELS),
+    st.sets(st.sampled_from(PARTIES), min_size=1).map(frozenset),
+    st.sampled_from(("dprk-missile", "regional-security")),
+    st.sets(st.sampled_from(("NOFORN", "ORCON")), max_size=1).map(frozenset),
+    scheme=st.just("KOR"))
+_PEOPLE = st.builds(Person, st.just("lee"), st.just("KOR"), st.sampled_from(_KOR_LEVELS),
+                    st.sets(st.sampled_from(("dprk-missile", "regional-security")),
+                            min_size=1).map(frozenset))
+
+
+@given(_LABELS, st.lists(_LABELS, min_size=1, max_size=3), st.one_of(st.none(), _PEOPLE))
+def test_a_new_version_keeps_originator_and_label_and_needs_a_reader(
+        shipped: Catalogue, label: SecurityLabel, held: list[SecurityLabel],
+        publisher: Person | None) -> None:
+    from gsomia.core.policy import decide_new_version, label_class
+
+    verdict = decide_new_version(label, held, shipped.schemes, publisher=publisher)
+    readable = publisher is None or all(
+        decide_access(publisher, h, shipped.schemes).permit for h in held)
+    same = all(label_class(h) == label_class(label) for h in held)
+    assert verdict.permit == (readable and same)
+    # a fresh id takes any label; ``created`` alone never makes a label differ
+    assert decide_new_version(label, [], shipped.schemes, publisher=publisher).permit
+    again = SecurityLabel(label.originator, label.level, label.rel_to, label.purpose,
+                          label.caveats, label.scheme, created=datetime(2030, 1, 1, tzinfo=UTC))
+    assert decide_new_version(again, [label], shipped.schemes).permit

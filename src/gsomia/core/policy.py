@@ -8,7 +8,7 @@ checked for the exact item, originator and recipient (signatures are checked by 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -230,6 +230,48 @@ def decide_classification_change(actor: Party, label: SecurityLabel, new_level: 
     if scheme is None or not scheme.has(new_level):
         return Decision(False, (f"{new_level!r} is not a {label.originator} level",))
     return Decision(True, (f"originator {actor} changes {label.level} to {new_level}",))
+
+
+def label_class(label: SecurityLabel) -> dict[str, Any]:
+    """What a label says about who may read an item: every member but ``created``, which each
+    publication sets anew."""
+    out = label.to_json()
+    out.pop("created", None)
+    return out
+
+
+def decide_new_version(label: SecurityLabel, held: Sequence[SecurityLabel],
+                       schemes: Mapping[Party, Scheme], *,
+                       publisher: Person | None = None) -> Decision:
+    """May a version marked ``label`` join an item whose held versions are now marked
+    ``held`` (the national label of each version's latest custody record)?
+
+    Labels are compared as this node marks them: ``label`` is what the new version would be
+    marked here. An id not held yet takes any label. Otherwise the new version must keep the
+    originator and the label of every version held (only the originator's classification
+    change re-marks an item, and it re-marks every version at once), and a ``publisher``
+    must be allowed to read every version held: someone who may not read an item may not
+    replace what its readers see.
+    """
+    if not held:
+        return Decision(True, ("a new item",))
+    reasons: list[str] = []
+    if publisher is not None:
+        for current in held:
+            access = decide_access(publisher, current, schemes)
+            if not access.permit:
+                reasons.extend(f"the item's current version: {r}" for r in access.reasons)
+                break
+    originators = {h.originator for h in held}
+    if originators != {label.originator}:
+        reasons.append(f"the item originated at {', '.join(sorted(originators))}; only its "
+                       "originator publishes new versions")
+    elif any(label_class(h) != label_class(label) for h in held):
+        reasons.append("a new version keeps the item's label; only the originator changes a "
+                       "classification, through the classification-change procedure")
+    if reasons:
+        return Decision(False, tuple(reasons))
+    return Decision(True, ("a new version under the item's label",))
 
 
 def decide_all(requests: Iterable[ReleaseRequest], catalogue: Catalogue) -> list[Decision]:

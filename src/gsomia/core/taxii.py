@@ -5,11 +5,13 @@ Nothing here reads a clock or draws randomness: cursors are keyed with a secret 
 passes in, instants are passed in.
 
 Pagination is *keyset*, not server state: a cursor names the last position served, the pair
-(``date_added``, ``key``) in the store's total order, and is authenticated with HMAC-SHA256
-over the collection, the endpoint, the filters and the caller. Any API process that holds the
-node's cursor secret resumes any other process's page from the database alone; a changed,
+(``date_added``, ``key``) in the store's total order, encrypted and authenticated (AES-GCM,
+see :func:`encode_cursor`) with the collection, the endpoint, the filters and the caller as
+additional data. It is opaque: a reader learns nothing from it, not even how many versions
+hidden from them lie between two of their pages. Any API process that holds the node's
+cursor secret resumes any other process's page from the database alone; a changed,
 truncated or foreign cursor (another node, collection, endpoint, filter set or caller) fails
-the MAC and is refused as malformed input (HTTP 400).
+to open and is refused as malformed input (HTTP 400).
 
 Public API (stable; the API and the store adapters call it):
 
@@ -33,10 +35,15 @@ import hashlib
 import hmac
 import json
 import re
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gsomia.core.errors import MalformedInput
 
@@ -74,7 +81,7 @@ TAXII_MEDIA = "application/taxii+json;version=2.1"
 STIX_MEDIA = "application/stix+json;version=2.1"
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
-CURSOR_CONTEXT = b"gsomia/taxii-cursor/v1"
+CURSOR_CONTEXT = b"gsomia/taxii-cursor/v2"
 
 Endpoint = Literal["objects", "object", "manifest", "versions"]
 
@@ -335,30 +342,50 @@ def _b64u(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _mac(secret: bytes, digest: bytes, payload: bytes) -> bytes:
-    return hmac.new(secret, CURSOR_CONTEXT + b"\x00" + digest + payload, hashlib.sha256).digest()
+# A cursor is AES-256-GCM over a fixed-size position, with a synthetic nonce (an HMAC of the
+# position and the query, as in SIV): equal cursors only for the same place in the same
+# query, and nothing to read in them, not even the size of the key. Its additional data is
+# the query digest, so a cursor made for another collection, endpoint, filter set or caller
+# does not open. The core draws no randomness; a nonce derived from what is encrypted
+# repeats only with the whole plaintext, when the ciphertext repeats too.
+_KEY_BYTES = 39
+_PLAIN = struct.Struct(f">qB{_KEY_BYTES}s")
+_NONCE = 12
+_TOKEN_CHARS = len(_b64u(bytes(_NONCE + _PLAIN.size + 16)))
+
+
+@lru_cache(maxsize=16)
+def _cursor_keys(secret: bytes) -> tuple[AESGCM, bytes]:
+    """The cipher and the nonce key of one node's cursor secret (separate keys from one)."""
+    enc = hmac.new(secret, CURSOR_CONTEXT + b"/encrypt", hashlib.sha256).digest()
+    iv = hmac.new(secret, CURSOR_CONTEXT + b"/nonce", hashlib.sha256).digest()
+    return AESGCM(enc), iv
+
+
+def _nonce(iv_key: bytes, aad: bytes, plain: bytes) -> bytes:
+    return hmac.new(iv_key, aad + plain, hashlib.sha256).digest()[:_NONCE]
 
 
 def encode_cursor(secret: bytes, digest: bytes, position: Position) -> str:
-    """An opaque ``next`` token: base64url(position) "." base64url(HMAC)."""
+    """An opaque ``next`` token: base64url(nonce ‖ AES-GCM(position)), of one fixed size."""
     if len(secret) < 16:
         raise MalformedInput("cursor secret is too short", where="cursor secret",
                              expected="at least 16 bytes")
+    key = position.key.encode("utf-8")
+    if len(key) > _KEY_BYTES:
+        raise MalformedInput("position key is too long for a cursor", where="cursor",
+                             expected=f"at most {_KEY_BYTES} bytes")
     at = position.date_added.astimezone(UTC)
     micros = (at - datetime(1970, 1, 1, tzinfo=UTC)) // _MICROSECOND
-    payload = json.dumps([micros, position.key], separators=(",", ":"),
-                         ensure_ascii=False).encode("utf-8")
-    return _b64u(payload) + "." + _b64u(_mac(secret, digest, payload))
+    plain = _PLAIN.pack(micros, len(key), key)
+    cipher, iv_key = _cursor_keys(secret)
+    aad = CURSOR_CONTEXT + b"\x00" + digest
+    nonce = _nonce(iv_key, aad, plain)
+    return _b64u(nonce + cipher.encrypt(nonce, plain, aad))
 
 
 _MICROSECOND = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-_B64U = re.compile(r"^[A-Za-z0-9_-]{1,2048}$")
-
-
-def _unb64u(text: str) -> bytes:
-    if not _B64U.match(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+_B64U = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def decode_cursor(secret: bytes, digest: bytes, token: str) -> Position:
@@ -366,21 +393,30 @@ def decode_cursor(secret: bytes, digest: bytes, token: str) -> Position:
     refused = MalformedInput(
         "is not a cursor this node issued for this collection, query and caller",
         where="next", expected="the next value of the previous page, unchanged")
-    head, dot, tail = token.partition(".")
-    if not dot:
+    if len(token) != _TOKEN_CHARS or not _B64U.match(token):
         raise refused
     try:
-        payload, mac = _unb64u(head), _unb64u(tail)
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     except (ValueError, binascii.Error):
         raise refused from None
-    if not hmac.compare_digest(mac, _mac(secret, digest, payload)):
+    if _b64u(raw) != token:  # the spare bits of the last character must be zero too
+        raise refused
+    cipher, iv_key = _cursor_keys(secret)
+    aad = CURSOR_CONTEXT + b"\x00" + digest
+    nonce = raw[:_NONCE]
+    try:
+        plain = cipher.decrypt(nonce, raw[_NONCE:], aad)
+    except InvalidTag:
+        raise refused from None
+    if not hmac.compare_digest(nonce, _nonce(iv_key, aad, plain)):
         raise refused
     try:
-        micros, key = json.loads(payload)
-        if type(micros) is not int or not isinstance(key, str):
+        micros, size, padded = _PLAIN.unpack(plain)
+        if size > _KEY_BYTES or any(padded[size:]):
             raise ValueError("bad cursor body")
+        key = padded[:size].decode("utf-8")
         at = datetime(1970, 1, 1, tzinfo=UTC) + micros * _MICROSECOND
-    except (ValueError, TypeError, OverflowError):
+    except (ValueError, OverflowError, struct.error):
         # Only this node could have written it; still never a 500.
         raise refused from None
     return Position(at, key)

@@ -63,10 +63,12 @@ from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.policy import (
     Consent,
     Decision,
+    Person,
     ReleaseRequest,
     decide,
     decide_access,
     decide_classification_change,
+    decide_new_version,
 )
 from gsomia.core.stix import (
     apply_marking,
@@ -146,22 +148,44 @@ class Published:
                 "binding_key": self.binding_key}
 
 
+REFUSED_TO_PUBLISH = (
+    "refused: you may publish only what you may read, as a new item or as a new version of "
+    "an item you may read, under the label it already carries (only its originator changes "
+    "a classification)")
+"""The one answer a person gets for any object refused by the access rule: a label above
+their clearance, an item they may not read, a label change. One text for all, so that a
+refusal tells nothing about an item the person may not see (not its level, nor which of
+these it was)."""
+
+
+NOT_A_NEW_VERSION = (
+    "not a version this node accepts: a new version of an item held here must come from its "
+    "originator under the label the item carries here (a level changes only by the "
+    "originator's classification notice)")
+"""Why a partner's new version of a held item is refused. It names neither the item's
+originator nor its label: the sender may know neither."""
+
+
 def publish(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             obj: Mapping[str, Any], label: LabelRequest, now: datetime,
-            actor: str = "operator", validate: StixValidator | None = None) -> Published:
+            actor: str = "operator", validate: StixValidator | None = None,
+            publisher: Person | None = None) -> Published:
     """Validate, label, bind, store and audit one STIX object (one commit)."""
     return publish_many(uow, keys=keys, catalogue=catalogue, entries=[(obj, label)], now=now,
-                        actor=actor, validate=validate)[0]
+                        actor=actor, validate=validate, publisher=publisher)[0]
 
 
 def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
-                 actor: str = "operator",
-                 validate: StixValidator | None = None) -> list[Published]:
+                 actor: str = "operator", validate: StixValidator | None = None,
+                 publisher: Person | None = None) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
-    Everything that can be refused (the object, the label, a version already held) is
-    checked before anything is written.
+    Everything that can be refused (the object, the label, a version already held, a new
+    version :func:`gsomia.core.policy.decide_new_version` refuses) is checked before
+    anything is written. ``publisher`` is the person publishing (TAXII, dashboard), None for
+    the node's operator: a person is refused with :data:`REFUSED_TO_PUBLISH` whatever the
+    reason, the operator with the reasons.
     """
     key = keys.signing_key()
     signer = _Signer(key)
@@ -206,6 +230,17 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     # Every item of the batch is added at the same instant (StoredItem normalises ``now``).
     added_at = stamp(prepared[0][0].added_at) if prepared else ""
     with uow:
+        # Whether the publisher may add to an item is decided before "already held" is
+        # said: that answer would tell a person about a version they may not see.
+        current = uow.repo.current_labels(sorted({p[0].item_id for p in prepared}))
+        for item, form, _ in prepared:
+            verdict = decide_new_version(form.label, current.get(item.item_id, []),
+                                         catalogue.schemes, publisher=publisher)
+            if not verdict.permit:
+                raise PolicyDenied((REFUSED_TO_PUBLISH,) if publisher is not None
+                                   else (f"{item.item_id}: " + "; ".join(verdict.reasons),))
+            # Versions of one new id within this batch share its first label too.
+            current.setdefault(item.item_id, [form.label])
         held = uow.repo.held_versions([(p[0].item_id, p[0].version) for p in prepared])
         if held:
             item_id, version = sorted(held)[0]
@@ -213,11 +248,6 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 f"{item_id} version {version} is already held", where="object.modified",
                 expected="a new version (a later 'modified') to publish a change")
         for item, form, binding in prepared:
-            other = uow.repo.get_item(item.item_id)
-            if other is not None and other.originator != keys.party:
-                raise MalformedInput(
-                    f"{item.item_id} originated at {other.originator}; only its originator "
-                    "publishes new versions", where="object.id", expected="a new id")
             label = form.label
             custody = CustodyRecord(item.item_id, item.version, "created", keys.party, label,
                                     label, now, agreement=label.policy).knowing(item.label)
@@ -393,6 +423,20 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     signer = keys.signing_key() if any(i.envelope is not None for i in batch) else None
     with uow:
         held = uow.repo.held_versions([(v[1], v[2]) for v in verdicts if v[3] is None])
+        # A partner's new version of an item held here must keep its originator and its
+        # label as marked here (a version already held is a duplicate, checked below): an
+        # item is re-marked only by its originator's signed classification notice.
+        current = uow.repo.current_labels(sorted({v[1] for v in verdicts if v[3] is None}))
+        for n, (incoming, item_id, version, problem, verdict, _) in enumerate(verdicts):
+            if problem is not None or verdict is None or (item_id, version) in held:
+                continue
+            marked = incoming.label.remarked(
+                keys.party, verdict.recipient_level or incoming.label.level)
+            change = decide_new_version(marked, current.get(item_id, []), catalogue.schemes)
+            if not change.permit:
+                verdicts[n] = (incoming, item_id, version, NOT_A_NEW_VERSION, None, None)
+            else:
+                current.setdefault(item_id, [marked])
         items: list[tuple[StoredItem, int]] = []
         custody: list[tuple[CustodyRecord, int]] = []
         given: set[tuple[str, str, str]] = set()  # (item, version, sender) recorded here
@@ -579,8 +623,11 @@ def read_item(uow: UnitOfWork, *, schemes: Mapping[Party, Scheme], token: str, i
               version: str | None = None, now: datetime) -> Reading:
     """Art. 7: a person reads an item only with clearance and need-to-know; always audited.
 
-    Raises :class:`PolicyDenied` (after committing the denial to the log) when refused.
+    Raises :class:`PolicyDenied` (after committing the denial to the log) when refused. An
+    item the person may not read and an item not held get the same answer, word for word
+    (:func:`not_readable`); the log keeps the true reasons.
     """
+    what = f"{item_id}" + (f" version {version}" if version else "")
     with uow:
         user = uow.repo.user_by_token(token_hash(token))
         if user is None:
@@ -591,13 +638,11 @@ def read_item(uow: UnitOfWork, *, schemes: Mapping[Party, Scheme], token: str, i
             raise PolicyDenied(("no user holds this token",))
         item = uow.repo.get_item(item_id, version)
         if item is None:
-            what = f"{item_id}" + (f" version {version}" if version else "")
-            reason = f"{what} is not held here"
             uow.audit.append(AuditKind.ACCESS_DENIED, now, user.name, item_id=item_id or None,
                              item_version=version if item_id else None,
-                             details={"reasons": [reason]})
+                             details={"reasons": [f"{what} is not held here"]})
             uow.commit()
-            raise PolicyDenied((reason,))
+            raise PolicyDenied((not_readable(what),))
         custody = uow.repo.custody_of(item.item_id, item.version)
         if not custody:
             raise ProofInvalid(f"{item.item_id} version {item.version} has no custody record")
@@ -612,8 +657,14 @@ def read_item(uow: UnitOfWork, *, schemes: Mapping[Party, Scheme], token: str, i
                      "clearance": user.clearance})
         uow.commit()
     if not decision.permit:
-        raise PolicyDenied(decision.reasons)
+        raise PolicyDenied((not_readable(what),))
     return Reading(item, current, decision, user, event.seq)
+
+
+def not_readable(what: str) -> str:
+    """The one answer to a read of an item that is not held or that the reader may not read:
+    saying which, or why (a level, a purpose), would tell what the reader may not know."""
+    return f"no item {what} that you may read is held here"
 
 
 # ---- consents, classification changes, incidents, receipts ---------------------------------

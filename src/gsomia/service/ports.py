@@ -28,6 +28,7 @@ from gsomia.core.custody import (
     Revocation,
     StoredItem,
 )
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.types import Party
 
 
@@ -66,6 +67,10 @@ class Repository(Protocol):
     def item_versions(self, item_id: str) -> list[StoredItem]: ...
     def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (id, version) pairs are already stored."""
+        ...
+    def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
+        """For each id held, the national label of every version's latest custody record
+        (what access is decided on); ids not held are absent."""
         ...
     def add_custody(self, record: CustodyRecord, *, seq: int) -> None: ...
     def add_custody_many(self, records: list[tuple[CustodyRecord, int]]) -> None: ...

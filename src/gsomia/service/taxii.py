@@ -2,9 +2,12 @@
 
 Every read goes through here: the caller's visible label classes are decided with the Art. 7
 access rule (``decide_access``: clearance at or above the level *and* need-to-know), the
-store pages only over those, and the read is audited (granted, or denied for an item asked for
-by id) before anything is returned. An item the caller may not see and an item that does not
-exist give the same :class:`NotFound`: the API renders both as the same 404 body.
+store pages only over those, and a granted read is audited before anything is returned. An
+item the caller may not see and an item that does not exist give the same :class:`NotFound`,
+which the API renders as the same 404 body; both are recorded alike (``record_miss``, off the
+request path, the reasons worked out when the event is written), so neither the answer nor
+its time tells them apart. A POST is refused by the access rule in one set of words
+(``REFUSED_TO_PUBLISH``), decided before "already held" could be said.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from gsomia.core import stix
-from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.policy import Decision, Person, decide_access
 from gsomia.core.taxii import (
@@ -30,6 +33,7 @@ from gsomia.core.taxii import (
     status,
 )
 from gsomia.core.types import Party
+from gsomia.service.handlers import REFUSED_TO_PUBLISH
 from gsomia.service.taxii_ports import (
     AccessRecord,
     ObjectStore,
@@ -124,11 +128,11 @@ class TaxiiService:
         page = self.store.page(Query(filters, visible, after, filters.limit, object_id,
                                      with_content=endpoint in ("objects", "object")))
         if object_id is not None and not page.rows and after is None:
-            denied = [d for d in (decide_access(person, label, self.schemes)
-                                  for label in self.store.labels_of(object_id)) if not d.permit]
-            if denied:
-                self.store.record_access(AccessRecord(
-                    person, endpoint, (), [(object_id, denied[0].reasons)], now))
+            # Absent or hidden, the request does the same work: queue the event and answer;
+            # whether the item is held, and why it is refused, is worked out off the path.
+            self.store.record_miss(AccessRecord(
+                person, endpoint, (), [(object_id, ())], now,
+                explain=partial(self._why_not, person, object_id)))
             raise NotFound(f"no object {object_id} in collection {collection}")
         if page.rows:
             self.store.record_access(AccessRecord(
@@ -136,6 +140,17 @@ class TaxiiService:
         token = encode_cursor(self.secret, digest, page.rows[-1].position) \
             if page.more and page.rows else None
         return Served(page.rows, page.more and token is not None, token)
+
+    def _why_not(self, person: Person, object_id: str) -> Sequence[str]:
+        """For the log only: why a read of ``object_id`` by id found nothing."""
+        labels = self.store.labels_of(object_id)
+        if not labels:
+            return (f"{object_id} is not held here",)
+        for label in labels:
+            decision = decide_access(person, label, self.schemes)
+            if not decision.permit:
+                return decision.reasons
+        return ("no version the reader may see matches the request's filters",)
 
     def status(self, person: Person, status_id: str) -> Mapping[str, Any]:
         found = self.store.status(status_id) if len(status_id) <= 64 else None
@@ -226,8 +241,8 @@ class TaxiiService:
         if decision is None:
             decision = decisions[label] = decide_access(person, label, self.schemes)
         if not decision.permit:
-            raise MalformedInput("you may not publish what you may not read: "
-                                 + "; ".join(decision.reasons), where=f"objects[{i}]")
+            # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
+            raise PolicyDenied((REFUSED_TO_PUBLISH,))
         return Submission(obj, label)
 
     def _known_markings(self) -> dict[str, SecurityLabel]:

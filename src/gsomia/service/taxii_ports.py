@@ -12,7 +12,7 @@ list-backed one in the unit tests that follows :func:`gsomia.core.taxii.select_r
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -128,6 +128,9 @@ class AccessRecord:
     granted: Sequence[tuple[str, str]]
     denied: Sequence[tuple[str, Sequence[str]]]
     at: datetime
+    explain: Callable[[], Sequence[str]] | None = None
+    """For a miss: works out the reasons of the refusal when the event is written, off the
+    request path (they depend on whether the item is held and how it is labelled)."""
 
 
 class ObjectStore(Protocol):
@@ -154,6 +157,12 @@ class ObjectStore(Protocol):
 
     def record_access(self, record: AccessRecord) -> None:
         """Append the access events to the audit log, durably, before anything is served."""
+        ...
+
+    def record_miss(self, record: AccessRecord) -> None:
+        """Queue the event of a read by id answered 404, absent and hidden alike: written off
+        the request path (durable moments later, and at close), so that both answers do the
+        same work and take the same time. A log that cannot be written refuses every read."""
         ...
 
     def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],

@@ -749,6 +749,18 @@ class SqlRepository:
                     found.add((row.id, row.version))
         return found
 
+    def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
+        latest: dict[tuple[str, str], bytes] = {}
+        for chunk in _chunks(sorted(set(item_ids))):
+            for row in self.conn.execute(
+                    sa.select(custody.c.item_id, custody.c.version, custody.c.national_label)
+                    .where(custody.c.item_id.in_(chunk)).order_by(custody.c.row)):
+                latest[(row.item_id, row.version)] = bytes(row.national_label)
+        out: dict[str, list[SecurityLabel]] = {}
+        for (item_id, _), label in latest.items():
+            out.setdefault(item_id, []).append(_label(label))
+        return out
+
     def add_custody(self, record: CustodyRecord, *, seq: int) -> None:
         self.conn.execute(custody.insert(), _custody_values(record, seq))
 

@@ -10,8 +10,9 @@ trace. Label classes are the distinct national labels; they are read incremental
 rows after the last one seen), so any number of API processes over one database agree.
 
 Writes go through ``handlers.publish_many`` (validate, label, bind, store, audit, one
-commit); reads are audited through the unit of work, one event per request, before the
-page is returned.
+commit); granted reads are audited through the unit of work, one event per request, before
+the page is returned; reads by id that find nothing the caller may see (absent or hidden)
+are queued and written moments later by a background writer (``record_miss``).
 
 Indexes this wants beyond migration 0001 (not added here; the store's owner decides):
 PostgreSQL ``items (added_at, row)`` for the keyset (SQLite already has it implicitly).
@@ -32,7 +33,7 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Person
+from gsomia.core.policy import Person, decide_new_version
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
@@ -46,7 +47,14 @@ from gsomia.service.taxii_ports import (
     StoredVersion,
     Submission,
 )
-from gsomia.shell.store import Store, UTCDateTime, make_engine, revoked_token, users
+from gsomia.shell.store import (
+    SqlRepository,
+    Store,
+    UTCDateTime,
+    make_engine,
+    revoked_token,
+    users,
+)
 
 __all__ = ["SqlObjectStore", "taxii_statuses", "version_forms"]
 
@@ -239,6 +247,7 @@ class SqlObjectStore:
                     now: datetime) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
         checked: dict[handlers.LabelRequest, str | None] = {}
+        made: dict[handlers.LabelRequest, SecurityLabel] = {}
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
         seen: set[tuple[str, str]] = set()
         for n, sub in enumerate(submissions):
@@ -249,8 +258,8 @@ class SqlObjectStore:
                 frozenset(sub.label.caveats), sub.label.policy, sub.label.category)
             if request not in checked:  # objects of one request mostly share their label
                 try:
-                    handlers.make_label(request, originator=self.keys.party,
-                                        catalogue=self.catalogue, now=now)
+                    made[request] = handlers.make_label(request, originator=self.keys.party,
+                                                        catalogue=self.catalogue, now=now)
                     checked[request] = None
                 except GsomiaError as exc:
                     checked[request] = str(exc)
@@ -272,19 +281,22 @@ class SqlObjectStore:
         if entries:
             with self.store.engine.connect() as conn:
                 known = _versions_of(conn, [o["id"] for _, o, _ in entries])
+                current = SqlRepository(conn).current_labels(
+                    sorted({item_id for item_id, _, _ in known}))
             held = {(item_id, version) for item_id, version, _ in known}
-            foreign = {item_id for item_id, _, originator in known
-                       if originator != self.keys.party}
             ready = []
             for n, obj, request in entries:
                 version = _version_text(obj)
-                if (obj["id"], version) in held:
+                # Refused before "already held" is said: an item the publisher may not read
+                # answers as any object refused by the access rule (see REFUSED_TO_PUBLISH).
+                if not decide_new_version(made[request],
+                                          current.get(obj["id"], []),
+                                          self.catalogue.schemes, publisher=publisher).permit:
+                    outcomes[n] = Outcome(obj["id"], version, False,
+                                          handlers.REFUSED_TO_PUBLISH)
+                elif (obj["id"], version) in held:
                     outcomes[n] = Outcome(obj["id"], version, True,
                                           "this version is already held")
-                elif obj["id"] in foreign:
-                    outcomes[n] = Outcome(obj["id"], version, False,
-                                          f"{obj['id']} originated at another party; only "
-                                          "its originator publishes new versions")
                 else:
                     ready.append((n, obj, request))
             self._publish(ready, publisher, now, outcomes)
@@ -299,8 +311,8 @@ class SqlObjectStore:
                 _BatchingUnitOfWork(self.store.uow(), [o["id"] for _, o, _ in ready]),
                 keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
-                validate=None)
-        except MalformedInput:
+                validate=None, publisher=publisher)
+        except GsomiaError:
             if len(ready) == 1:
                 raise
             # Someone else stored one of these meanwhile: fall back to one commit each, so
@@ -314,6 +326,9 @@ class SqlObjectStore:
             return
         for (n, _, _), done in zip(ready, published, strict=True):
             outcomes[n] = Outcome(done.item_id, done.version, True)
+
+    def record_miss(self, record: AccessRecord) -> None:
+        self._enqueue(record)
 
     def record_access(self, record: AccessRecord) -> None:
         if self.audit_reads == "batched":
@@ -330,18 +345,28 @@ class SqlObjectStore:
     # access events together at most FLUSH_EVERY seconds later. The price is a window: a
     # node killed in it loses the record of reads it already served. A failed flush stops
     # all reads (AuditUnavailable, 503) until one succeeds: fail closed, never unaudited.
+    # Refused reads by id (absent or hidden) always take this path, whatever the mode. The
+    # queue is bounded: past MAX_QUEUED the request that finds it full writes it out itself,
+    # so a flood costs its sender time, alike for absent and hidden items, and no memory.
     FLUSH_EVERY = 0.05
+    MAX_QUEUED = 10_000
 
     def _enqueue(self, record: AccessRecord) -> None:
         with self._queue_lock:
             if self._flush_error is not None:
                 raise AuditUnavailable(f"the audit log cannot be written: {self._flush_error}")
             self._queue.append(record)
+            full = len(self._queue) >= self.MAX_QUEUED
             if self._writer is None:
                 self._writer = threading.Thread(target=self._flush_loop, daemon=True,
                                                 name="gsomia-access-audit")
                 self._writer.start()
             self._queued.notify()
+        if full:
+            try:
+                self.flush_access()
+            except Exception as exc:
+                raise AuditUnavailable(f"the audit log cannot be written: {exc}") from exc
 
     def _flush_loop(self) -> None:
         while True:
@@ -444,8 +469,8 @@ class SqlObjectStore:
 class _BatchingRepository:
     """The store's repository with the per-object round trips of ``publish_many`` batched:
     item and custody rows are buffered and inserted with one statement each at commit, and
-    the duplicate and originator checks (``held_versions``, ``get_item`` of the latest
-    version) are answered from one query, in the unit of work's transaction, for the whole
+    the duplicate and new-version checks (``held_versions``, ``current_labels``) are
+    answered from one query, in the unit of work's transaction, for the whole
     batch. Everything else is the store's own repository."""
 
     def __init__(self, inner: Any, ids: Sequence[str]) -> None:
@@ -466,6 +491,11 @@ class _BatchingRepository:
         if version is None and item_id in self._ids and item_id not in self._held_ids:
             return None  # a new id: the common case, known from the batch's one query
         return self._inner.get_item(item_id, version)
+
+    def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
+        # New ids, the common case, hold no label: only held ones cost a query.
+        asked = [i for i in item_ids if i not in self._ids or i in self._held_ids]
+        return dict(self._inner.current_labels(asked)) if asked else {}
 
     def add_item(self, item: Any, *, seq: int) -> None:
         self._items.append((item, seq))
@@ -519,7 +549,13 @@ def _append_access(uow: Any, record: AccessRecord) -> None:
             details["items"] = [list(g) for g in record.granted]
     else:
         item_id = record.denied[0][0]
-        details["reasons"] = [str(r) for r in record.denied[0][1]]
+        reasons = record.denied[0][1]
+        if record.explain is not None:
+            try:
+                reasons = record.explain()
+            except Exception as exc:  # the refusal is logged all the same, with what failed
+                reasons = [f"reasons not worked out: {type(exc).__name__}: {exc}"]
+        details["reasons"] = [str(r) for r in reasons]
     uow.audit.append(kind, record.at, record.person.name, item_id=item_id,
                      item_version=item_version, details=details)
 

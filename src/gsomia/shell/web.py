@@ -9,7 +9,8 @@ whenever the node's holdings, custody, receipts or audit log change.
 What a user sees obeys Art. 7: an item's content is sent only when the user's clearance and
 need-to-know permit it (``policy.decide_access``), and each item version a session is first
 shown is read through ``handlers.read_item``, so the read is in the audit log. Items the user
-may not read are only counted, as withheld.
+may not read are not mentioned at all, not even counted: a count would tell a reader how many
+items they may not see, and when one arrives.
 
 ``POST /dashboard/replay`` replays a launch (``gsomia.core.scenario``) and publishes, as the
 flight unfolds, what this node's party would hold: its flight path, impact predictions and
@@ -279,11 +280,10 @@ def state(node: NodeView, session: Session, now: datetime,
     if user is None:
         raise MalformedInput("the session's user is no longer registered", where="session")
     person = user.person()
-    items, withheld = [], 0
+    items = []
     for h in holdings:
         current = h.current
         if not decide_access(person, current.national_label, schemes).permit:
-            withheld += 1
             continue
         key = (h.item.item_id, h.item.version)
         if key not in session.shown:
@@ -332,7 +332,7 @@ def state(node: NodeView, session: Session, now: datetime,
     return {"party": node.party, "now": _stamp(now),
             "user": {"name": user.name, "clearance": user.clearance,
                      "need_to_know": sorted(user.need_to_know)},
-            "items": items, "withheld": withheld, "agreements": agreements, "audit": audit,
+            "items": items, "agreements": agreements, "audit": audit,
             "coverage": coverage}
 
 
@@ -466,7 +466,7 @@ def _dashboard_page(party: Party, csrf: str) -> HTMLResponse:
         '<label>Speed <input name="speed" value="20" size="3"></label>'
         '<button type="submit">Replay launch</button> <span id="replay-status"></span></form>'
         '</section><section><h2>Warnings</h2><ul id="warnings"></ul></section>'
-        '<section class="wide"><h2>Items held</h2><p id="withheld"></p>'
+        '<section class="wide"><h2>Items held</h2>'
         '<table id="items"><thead><tr><th>item</th><th>marking here</th><th>summary</th>'
         '<th>custody</th><th>receipts</th></tr></thead><tbody></tbody></table></section>'
         '<section><h2>Agreements</h2><div id="agreements"></div></section>'

@@ -124,15 +124,11 @@
   function drawItems(doc) {
     var body = document.querySelector("#items tbody");
     clear(body);
-    var withheld = document.getElementById("withheld");
-    withheld.className = doc.withheld ? "withheld" : "muted";
-    withheld.textContent = doc.withheld
-      ? doc.withheld + " item(s) withheld: your clearance or need-to-know does not cover them."
-      : "";
     if (!doc.items.length) {
+      // One text whether nothing is held or nothing is readable: the page says nothing of
+      // items the reader may not see.
       var tr = el("tr", {"class": "empty-row"});
-      tr.appendChild(el("td", {colspan: 5, "class": "empty"},
-        doc.withheld ? "No item you may read." : "No items held yet."));
+      tr.appendChild(el("td", {colspan: 5, "class": "empty"}, "No item you may read."));
       body.appendChild(tr); return;
     }
     each(doc.items.slice().reverse(), function (it) {
