@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gsomia.core.tracking import earth
+from gsomia.core.tracking.geography import atlas
 from gsomia.core.tracking.impact import Corridor, chi2_6_quantile, corridors
 from gsomia.core.tracking.predictor import rk4_step
 from gsomia.core.tracking.trajectory import Trajectory, fit
@@ -183,7 +184,7 @@ def test_eez_is_a_notice_and_the_high_seas_information() -> None:
     feed(centre, 200.0, "t1", into_eez)
     levels = {w.level for w in centre.log}
     assert levels == {"notice"}, [w.to_json() for w in centre.log]
-    assert centre.named[[n for n in centre.named][0]].reason == IMPACT
+    assert centre.named[next(iter(centre.named))].reason == IMPACT
     other = WarningCentre("KOR", atlas)
     feed(other, 200.0, "t1", into_eez)
     assert [w.regions for w in other.log] == [(HIGH_SEAS,)]
@@ -191,14 +192,22 @@ def test_eez_is_a_notice_and_the_high_seas_information() -> None:
 
 
 def test_regions_in_corridor_finds_an_island_smaller_than_the_corridor() -> None:
-    atlas = feeds.load_geography()
-    sado = [r for r in atlas.regions if r.name == "Niigata"][0]
-    # A corridor centred on a vertex of Niigata's rings, much wider than any gap.
-    lon, lat = (float(v) for v in sado.rings[0][0][:2])
-    c = straight_corridor(0.0, lat - 0.5, lon, lat + 0.5, lon, 40_000.0)
-    names = {r.name for r, *_ in regions_in_corridor(atlas, c, ("JPN",),
-                                                      ("prefecture",))}
-    assert "Niigata" in names
+    # A 1 km island 10 km off the centre line, between two cross-sections: no outline or
+    # centre point falls on it, only its vertices lie in the corridor.
+    lat0, lon0 = 40.09, 140.0
+    d = 0.0045
+    ring = [[lon0 - d, lat0 - d], [lon0 + d, lat0 - d], [lon0 + d, lat0 + d],
+            [lon0 - d, lat0 + d], [lon0 - d, lat0 - d]]
+    islet = atlas([{"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"id": "XX-1", "name": "Islet", "party": "JPN",
+                                          "kind": "prefecture"},
+        "geometry": {"type": "Polygon", "coordinates": [ring]}}]}])
+    c = straight_corridor(0.0, 40.0, 138.0, 40.0, 142.0, 5_000.0, n=20)
+    assert not islet.regions[0].contains(*c.densified().outline()).any()
+    found = regions_in_corridor(islet, c, ("JPN",), ("prefecture",))
+    assert [r.name for r, *_ in found] == ["Islet"]
+    far = straight_corridor(0.0, 39.0, 138.0, 39.0, 142.0, 5_000.0, n=20)
+    assert regions_in_corridor(islet, far, ("JPN",), ("prefecture",)) == []
 
 
 # --- properties ------------------------------------------------------------------------------

@@ -30,7 +30,11 @@
     box.hidden = !text; box.textContent = text || "";
   }
 
-  function warningKey(d) { return [d.launch, d.regime, d.seed, d.track].join("|"); }
+  function warningKey(d) { return [d.launch, d.regime, d.seed, d.track, d.level].join("|"); }
+  // A message that retracts or passes some regions leaves the rest of its level standing.
+  function standing(d) {
+    return d.active ? d.active.length > 0 : (d.action !== "retracted" && d.action !== "passed");
+  }
 
   function drawMap(items) {
     clear(overlay);
@@ -51,7 +55,7 @@
       }
     });
     activeWarnings(items).forEach(function (d) {
-      d.regions.forEach(function (name) {
+      (d.active || d.regions).forEach(function (name) {
         Array.prototype.forEach.call(map.querySelectorAll("path.land"), function (p) {
           if (p.getAttribute("data-region") === name) p.classList.add("warned");
         });
@@ -59,7 +63,7 @@
       if (d.impact_lat === null || d.impact_lon === null) return;
       var c = xy(d.impact_lat, d.impact_lon);
       var r = Math.max((d.semi_major_km || 20) * proj.px_per_km, 6);
-      var label = "WARNING " + d.party + ": " + (d.regions.join(", ") || "impact area");
+      var label = "WARNING " + d.party + ": " + ((d.active || d.regions).join(", ") || "impact area");
       overlay.appendChild(svg("circle", {"class": "warning-area", cx: c[0], cy: c[1], r: r}, label));
       // Keep the label inside the frame: to the left of points in the east.
       var east = c[0] > proj.width * 0.6;
@@ -77,7 +81,7 @@
       if (!last[k] || last[k].at_s <= it.data.at_s) last[k] = it.data;
     });
     return Object.keys(last).map(function (k) { return last[k]; })
-      .filter(function (d) { return d.action !== "retracted"; });
+      .filter(standing);
   }
 
   function drawWarnings(items) {
@@ -89,7 +93,7 @@
     activeWarnings(items).forEach(function (d) { active[warningKey(d)] = d; });
     ws.sort(function (a, b) { return b.data.at_s - a.data.at_s; });
     ws.forEach(function (it) {
-      var d = it.data, live = active[warningKey(d)] === d && d.action !== "retracted";
+      var d = it.data, live = active[warningKey(d)] === d && standing(d);
       var li = el("li", {"class": "warning " + (live ? "active" : "retracted"),
                          "data-action": d.action},
         d.action.toUpperCase() + " T+" + Math.round(d.at_s) + " s: " +
