@@ -260,3 +260,42 @@ def test_corridor_contains_the_mean_path_and_grows_with_the_covariance(
     inner_lat = clat + 0.999 * (olat - clat)
     inner_lon = clon + 0.999 * (olon - clon)
     assert big.contains(inner_lat, inner_lon).all()
+
+
+# --- early alerts from burning tracks --------------------------------------------------------
+
+def test_a_cut_off_corridor_beyond_hokkaido_alerts_it_early() -> None:
+    centre = WarningCentre("JPN", feeds.load_geography())
+    # The engine could stop now and the missile would still come down east of Hokkaido.
+    beyond = straight_corridor(120.0, 41.0, 128.0, 42.6, 150.0, 30_000.0)
+    w = centre.boost(120.0, "t1", beyond)
+    assert w is not None and w.action == "issued" and w.level == "alert"
+    assert "Hokkaido" in w.regions and w.reason == OVERFLIGHT
+    assert w.impact_lat is None        # an early alert states no impact point
+
+
+def test_a_cut_off_corridor_that_may_end_on_land_or_at_sea_alerts_nothing() -> None:
+    atlas = feeds.load_geography()
+    centre = WarningCentre("JPN", atlas)
+    # Short of Hokkaido: its shortest impact could still fall on it, so it is not certain.
+    short = straight_corridor(100.0, 40.0, 128.0, 42.8, 141.5, 60_000.0)
+    assert centre.boost(100.0, "t1", short) is None
+    # Wholly over the Sea of Japan.
+    at_sea = straight_corridor(100.0, 39.5, 128.5, 40.0, 134.0, 60_000.0)
+    assert centre.boost(101.0, "t1", at_sea) is None
+    assert centre.log == []
+
+
+def test_a_coasting_prediction_replaces_the_early_alert() -> None:
+    centre = WarningCentre("JPN", feeds.load_geography())
+    centre.boost(120.0, "t1", straight_corridor(120.0, 41.0, 128.0, 42.6, 150.0, 30_000.0))
+    assert "Hokkaido" in centre.named
+    # The coasting track's corridor, far south over the Pacific, no longer crosses Hokkaido.
+    south = straight_corridor(160.0, 38.0, 134.0, 36.0, 150.0, 5_000.0)
+    feed(centre, 160.0, "t1", south)
+    retracted = [w for w in centre.log if w.action == "retracted"]
+    assert retracted and "Hokkaido" in retracted[0].regions
+    assert retracted[0].reason == "no longer under the possible path"
+    # and later cut-off corridors of that track are ignored
+    assert centre.boost(170.0, "t1", straight_corridor(170.0, 41.0, 128.0, 42.6, 150.0,
+                                                       30_000.0)) is None

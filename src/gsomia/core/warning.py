@@ -299,12 +299,14 @@ class WarningCentre:
         short = {r.name for r, *_ in regions_in_corridor(self.atlas, corridor, self.concern,
                                                          land, impact_only=True)}
         # Only land the missile will certainly cross: under the cut-off path and beyond the
-        # reach of its shortest impact; then every region its corridor may cross.
-        if k < 1 or not [r for r in under if r.name not in short]:
+        # reach of its shortest impact. The manoeuvre filter's corridor is too wide to name
+        # neighbours; the ballistic corridors that follow add what is possible.
+        certain = {r.name for r in under if r.name not in short}
+        if k < 1 or not certain:
             return None
-        found = {r.name: Area("alert", IMPACT if at_impact else OVERFLIGHT, last)
-                 for r, _, last, at_impact in regions_in_corridor(
-                     self.atlas, corridor, self.concern, land)}
+        found = {r.name: Area("alert", OVERFLIGHT, last)
+                 for r, _, last, _ in regions_in_corridor(
+                     self.atlas, corridor, self.concern, land, only=certain)}
         key = f"{track}{BOOST}"
         # Each cut-off path is a lower bound, so what an earlier one named stays possible.
         for name, a in self.by_track.get(key, {}).items():
