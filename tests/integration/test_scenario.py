@@ -6,11 +6,13 @@ import json
 from collections.abc import Callable
 from subprocess import CompletedProcess
 
+import numpy as np
 import pytest
 
-from gsomia.core.scenario import Result
+from gsomia.core.scenario import PartyOutcome, Result
+from gsomia.core.warning import Warning
 from gsomia.shell import feeds
-from gsomia.shell.commands.scenario import run_one
+from gsomia.shell.commands.scenario import EVALUATION, run_one
 
 KN23_2019 = "2019-08-06"      # Hwasong-11A (KN-23) from Kwail, apogee 37 km, 450 km
 
@@ -99,3 +101,52 @@ def test_scenario_run_command(gsomia: Callable[..., CompletedProcess[str]]) -> N
     assert doc["parties"]["JPN"]["first_warning_s"] is not None
     bad = gsomia("scenario", "run", "--launch", "1900-01-01", "--regime", "direct")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+# First land alerts for Japan under `direct` (seed 0, evaluation options) before alert areas
+# were drawn as corridors: the early alerts must come no later.
+HOKKAIDO_OVERFLIGHTS = {"2017-08-29": 166.1, "2017-09-15": 163.5, "2022-10-04": 166.1}
+
+
+def _land_alerts(outcome: PartyOutcome) -> list[Warning]:
+    return [w for w in outcome.warnings if w.level == "alert" and w.action == "issued"]
+
+
+@pytest.mark.parametrize("day", sorted(HOKKAIDO_OVERFLIGHTS))
+def test_early_alert_for_the_hokkaido_overflights(day: str) -> None:
+    res = run_one(feeds.find_launch(day, 0), "direct", 0, options=EVALUATION)
+    jpn = res.parties["JPN"]
+    alerts = _land_alerts(jpn)
+    assert alerts, [w.to_json() for w in jpn.warnings]
+    first = min(w.at_s for w in alerts if "Hokkaido" in w.regions)
+    assert first <= HOKKAIDO_OVERFLIGHTS[day]
+    assert first == min(w.at_s for w in alerts)
+    # the alert came before the missile crossed Hokkaido's longitude
+    traj = res.scenario.trajectory
+    _, lons = traj.ground_track(400)
+    crossing = float(np.argmax(lons > 140.0)) / 399 * traj.flight_time_s
+    assert first < crossing
+
+
+@pytest.mark.parametrize("day", ["2023-04-13", "2022-11-03"])
+def test_lofted_icbm_impact_error_at_first_warning_is_under_50_km(day: str) -> None:
+    launch = feeds.find_launch(day, 0)
+    assert launch.missile_class == "ICBM" and (launch.apogee_km or 0) > 1500
+    for regime in ("direct", "hub"):
+        res = run_one(launch, regime, 0, options=EVALUATION)
+        for party in ("JPN", "USA"):
+            o = res.parties[party]
+            assert o.first_warning_s is not None
+            assert o.ipp_error_km is not None and o.ipp_error_km < 50.0, (regime, party)
+            # it comes down in the Sea of Japan: no land alert, a notice for the EEZ at most
+            assert not _land_alerts(o), [w.to_json() for w in o.warnings]
+
+
+def test_no_land_alert_for_a_flight_that_stays_over_the_sea() -> None:
+    # Four extended-range Scuds into the Sea of Japan, 300-350 km off Akita.
+    launch = feeds.find_launch("2017-03-05", 0)
+    for regime in ("none", "direct"):
+        res = run_one(launch, regime, 0, options=EVALUATION)
+        for party, o in res.parties.items():
+            assert not _land_alerts(o), (regime, party, [w.to_json() for w in o.warnings])
+        assert res.parties["JPN"].first_warning_s is not None

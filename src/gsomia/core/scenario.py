@@ -30,12 +30,14 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.sharing import PARTIES, Regime, route
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.geography import Atlas
+from gsomia.core.tracking.impact import Corridor
 from gsomia.core.tracking.indicators import Indicator, default_label, generate, is_cued
 from gsomia.core.tracking.launches import Launch
 from gsomia.core.tracking.sensors import Measurements, Sensor, observe
 from gsomia.core.tracking.tracker import Tracker
 from gsomia.core.tracking.trajectory import Trajectory
 from gsomia.core.tracking.types import (
+    BoostCorridor,
     Detection,
     GroundPoint,
     ImpactPredicted,
@@ -186,8 +188,9 @@ def _detections(m: Measurements, site: SensorSite, arrival_delay: float) -> list
 @dataclass(frozen=True, slots=True)
 class _Picture:
     initiated_s: list[float]
-    predictions: list[tuple[float, str, GroundPoint, GroundPoint | None]]
+    predictions: list[tuple[float, str, GroundPoint, GroundPoint | None, Corridor | None]]
     losses: list[tuple[float, str]]
+    boosts: list[tuple[float, str, Corridor]] = field(default_factory=list)
 
 
 def _run_tracker(reports: Sequence[_Report], tracker: Tracker, step_s: float,
@@ -218,7 +221,9 @@ def _run_tracker(reports: Sequence[_Report], tracker: Tracker, step_s: float,
             if isinstance(ev, TrackInitiated):
                 pic.initiated_s.append(available)
             elif isinstance(ev, ImpactPredicted):
-                pic.predictions.append((available, track, ev.impact, ev.launch))
+                pic.predictions.append((available, track, ev.impact, ev.launch, ev.corridor))
+            elif isinstance(ev, BoostCorridor):
+                pic.boosts.append((available, track, ev.corridor))
             elif isinstance(ev, TrackLost) and ev.confirmed:
                 pic.losses.append((available, track))
         t += step_s
@@ -302,8 +307,9 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
         pictures[p] = pics
 
     # 4. Tracks and predictions of each party's own picture travel to partners.
-    inbox: dict[Party, list[tuple[float, str, GroundPoint, GroundPoint | None]]] = {
-        p: [] for p in PARTIES}
+    inbox: dict[Party, list[tuple[float, str, GroundPoint, GroundPoint | None,
+                                  Corridor | None]]] = {p: [] for p in PARTIES}
+    boosts: dict[Party, list[tuple[float, str, Corridor]]] = {p: [] for p in PARTIES}
     for origin in PARTIES:
         pic = pictures[origin][0]
         for p in PARTIES:
@@ -318,8 +324,12 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                     "flight-path", 0) + len(pic.initiated_s)
             if ipp_route is not None:
                 delay, via = ipp_route
-                for at, track, impact, lp in pic.predictions:
-                    inbox[p].append((at + delay, f"{track}@{origin}", impact, lp))
+                for at, track, impact, lp, cor in pic.predictions:
+                    inbox[p].append((at + delay, f"{track}@{origin}", impact, lp, cor))
+            if path is not None:
+                # A burning track's cut-off corridor travels with the track (flight path).
+                boosts[p] += [(at + path[0], f"{track}@{origin}", cor)
+                              for at, track, cor in pic.boosts]
                 if pic.predictions:
                     outcomes[p].received["impact-prediction"] = outcomes[p].received.get(
                         "impact-prediction", 0) + len(pic.predictions)
@@ -331,28 +341,37 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
     predictions: dict[Party, list[tuple[float, str, GroundPoint]]] = {}
     for p in PARTIES:
         o = outcomes[p]
-        stream: list[tuple[float, int, str, GroundPoint | None, GroundPoint | None]] = []
+        stream: list[tuple[float, int, str, GroundPoint | None, GroundPoint | None,
+                           Corridor | None]] = []
         for pic in pictures[p]:
             if pic.initiated_s:
                 o.note("first_track_s", pic.initiated_s[0])
-            stream += [(at, 0, tr, imp, lp) for at, tr, imp, lp in pic.predictions]
-            stream += [(at, 1, tr, None, None) for at, tr in pic.losses]
-        stream += [(at, 0, tr, imp, lp) for at, tr, imp, lp in inbox[p]]
+            stream += [(at, 0, tr, imp, lp, cor) for at, tr, imp, lp, cor in pic.predictions]
+            stream += [(at, 1, tr, None, None, None) for at, tr in pic.losses]
+            stream += [(at, 2, tr, None, None, cor) for at, tr, cor in pic.boosts]
+        stream += [(at, 0, tr, imp, lp, cor) for at, tr, imp, lp, cor in inbox[p]]
+        stream += [(at, 2, tr, None, None, cor) for at, tr, cor in boosts[p]]
         stream.sort(key=lambda e: (e[0], e[1]))
         centre = WarningCentre(p, s.atlas, s.options.max_semi_major_km)
         predictions[p] = []
-        for at, is_loss, track, ipp, lp in stream:
-            if is_loss or ipp is None:
+        for at, kind, track, ipp, lp, cor in stream:
+            if kind == 2 and cor is not None:
+                w = centre.boost(at, track, cor) if at < horizon else None
+            elif kind == 1 or ipp is None:
                 w = centre.lost(at, track)
                 continue
-            o.note("first_ipp_s", at)
-            predictions[p].append((at, track, ipp))
-            w = centre.assess(at, track, ipp, lp) if at < horizon else None
+            else:
+                o.note("first_ipp_s", at)
+                predictions[p].append((at, track, ipp))
+                w = centre.assess(at, track, ipp, lp, cor) if at < horizon else None
             if w is not None and w.action == "issued" and o.first_warning_s is None:
                 o.first_warning_s = at
-                o.ipp_error_km = float(earth.great_circle_m(
-                    math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
-                    math.radians(truth_lat), math.radians(truth_lon))) / 1e3
+        if o.first_warning_s is not None and centre.first_impact is not None:
+            # The first impact point a warning stated (an early alert states none).
+            ipp = centre.first_impact
+            o.ipp_error_km = float(earth.great_circle_m(
+                math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
+                math.radians(truth_lat), math.radians(truth_lon))) / 1e3
         o.warnings = centre.log
     return Result(s, outcomes, measurements, predictions)
 

@@ -139,11 +139,14 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
                                                        "maximum": 360},
                                    "sigma": {"type": "number", "minimum": 0,
                                              "maximum": 100}}}}),
-    "x_gsomia_warning": _schema("A missile warning issued, updated or retracted", {
+    "x_gsomia_warning": _schema("A missile warning issued, updated, passed or retracted", {
         **_RUN, "party": {"type": "string", "pattern": "^[A-Z]{3}$"},
-        "action": {"enum": ["issued", "updated", "retracted"]},
-        "at_s": _NUMBER, "track": _TEXT, "level": {"enum": ["alert", "notice"]},
+        "action": {"enum": ["issued", "updated", "passed", "retracted"]},
+        "at_s": _NUMBER, "track": _TEXT,
+        "level": {"enum": ["alert", "notice", "information"]},
         "regions": {"type": "array", "maxItems": 200, "items": _TEXT},
+        # the regions of this level still standing after the message
+        "active": {"type": "array", "maxItems": 200, "items": _TEXT},
         "impact_lat": {"type": ["number", "null"], "minimum": -90, "maximum": 90},
         "impact_lon": {"type": ["number", "null"], "minimum": -180, "maximum": 360},
         "semi_major_km": {"type": ["number", "null"], "minimum": 0, "maximum": 40_075},

@@ -1,13 +1,26 @@
-"""Warnings: when a party tells its people that a missile threatens them.
+"""Warnings: when a party tells its people that a missile threatens them, and where.
 
-A party alerts when a credible impact prediction (its uncertainty ellipse no wider than
-``max_semi_major_km``) touches its territory or exclusive economic zone, or when the predicted
-path from the launch point to the impact point overflies its territory. It gives a notice
-(as Japan's Ministry of Defense and the ROK Joint Chiefs of Staff announce launches that fall
-into the sea) when the predicted impact is within ``notice_km`` of its territory. It updates
-the warning when the regions change, and retracts it when the track is lost before the
-predicted impact (as Japan did for Hokkaido on 2023-04-13) or a later prediction no longer
-threatens.
+An alert area is drawn as a corridor (:class:`gsomia.core.tracking.impact.Corridor`): the
+ground paths the missile may still fly, at a stated probability, from a track's state and
+covariance. Every region of the party's concern that the corridor touches is named, with
+the reason, at a level set by what the region is:
+
+- ``alert``: a prefecture or province: ``overflight possible`` or ``impact possible``;
+- ``notice``: the party's exclusive economic zone, where the impact ellipse (the corridor's
+  last cross-section) touches it (as Japan's Ministry of Defense and the ROK Joint Chiefs of
+  Staff announce launches that fall into their zones);
+- ``information``: ``high seas``, an impact outside both within ``notice_km`` of the land.
+
+A warning starts only from a credible prediction (an impact ellipse no wider than
+``max_semi_major_km`` that agrees with the track's previous one: thrust, which a ballistic
+filter cannot see, moves each prediction downrange). Predictions of several tracks of one
+missile (its own, fused and partners' tracks) all count: a region stays named while any
+track's latest corridor touches it. Each change is one message per level: ``issued`` names
+the regions added, ``updated`` those whose reason changed, ``passed`` those the missile has
+flown past (the corridor touched them only before the track's present time), and
+``retracted`` those no longer possible, with why: the corridor narrowed away from them, or
+the tracks sustaining them were lost before the predicted impact (as Japan retracted
+Hokkaido on 2023-04-13). ``active`` lists every region named at that level after the change.
 
 The USA watches the territory of the allies that host its forces (JPN and KOR).
 """
@@ -15,8 +28,8 @@ The USA watches the territory of the allies that host its forces (JPN and KOR).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +41,7 @@ from gsomia.core.tracking.geography import (
     regions_in_ellipse,
     regions_overflown,
 )
+from gsomia.core.tracking.impact import Corridor
 from gsomia.core.tracking.types import GroundPoint
 from gsomia.core.types import Party
 
@@ -35,8 +49,14 @@ AREA_OF_CONCERN: Mapping[Party, tuple[Party, ...]] = {
     "JPN": ("JPN",), "KOR": ("KOR",), "USA": ("JPN", "KOR"),
 }
 
-Action = Literal["issued", "updated", "retracted"]
-Level = Literal["alert", "notice"]
+Action = Literal["issued", "updated", "retracted", "passed"]
+Level = Literal["alert", "notice", "information"]
+LEVEL_OF_KIND: Mapping[str, Level] = {"prefecture": "alert", "province": "alert",
+                                      "eez": "notice"}
+HIGH_SEAS = "high seas"
+OVERFLIGHT = "overflight possible"
+IMPACT = "impact possible"
+BOOST = "/boost"            # a track's key while it burns
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +72,7 @@ class Warning:
     semi_major_km: float | None = None
     time_to_impact_s: float | None = None
     reason: str = ""
+    active: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"party": self.party, "action": self.action, "at_s": round(self.at_s, 1),
@@ -62,24 +83,7 @@ class Warning:
                 else round(self.semi_major_km, 1),
                 "time_to_impact_s": None if self.time_to_impact_s is None
                 else round(self.time_to_impact_s, 1),
-                "reason": self.reason}
-
-
-def threatened(atlas: Atlas, party: Party, impact: GroundPoint,
-               launch: GroundPoint | None) -> tuple[tuple[Region, ...], str]:
-    """The regions of ``party``'s concern that an impact prediction threatens, and why."""
-    concern = AREA_OF_CONCERN.get(party, (party,))
-    e = impact.ellipse
-    hit = regions_in_ellipse(atlas, impact.lat_deg, impact.lon_deg, e.semi_major_km * 1e3,
-                             e.semi_minor_km * 1e3, e.orientation_deg, parties=concern)
-    over: list[Region] = []
-    if launch is not None:
-        lats, lons = great_circle_path(launch.lat_deg, launch.lon_deg, impact.lat_deg,
-                                       impact.lon_deg)
-        over = [r for r in regions_overflown(atlas, lats, lons, parties=concern)
-                if r not in hit]
-    reason = " and ".join(w for w, got in (("impact", hit), ("overflight", over)) if got)
-    return tuple(hit + over), reason
+                "reason": self.reason, "active": list(self.active)}
 
 
 def great_circle_path(lat1: float, lon1: float, lat2: float, lon2: float,
@@ -103,99 +107,276 @@ def _unit(lat: float, lon: float) -> np.ndarray:
     return np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
 
 
+def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str],
+                        kinds: Iterable[str], *, impact_only: bool = False,
+                        only: Iterable[str] | None = None
+                        ) -> list[tuple[Region, float, float, bool]]:
+    """Regions the corridor touches: (region, first and last time it may be over them,
+    whether the impact ellipse touches them). ``impact_only``: only the impact ellipse;
+    ``only``: only the regions of these names.
+
+    A region is touched when one of its vertices lies in a cross-section ellipse (an island
+    smaller than the corridor), or a point of an ellipse's outline or centre line lies in it
+    (a corridor that enters a coarse polygon between two vertices).
+    """
+    ps, ks = set(parties), set(kinds)
+    names = None if only is None else set(only)
+    c = corridor.densified()
+    if impact_only:
+        c = Corridor(c.probability, c.time, c.times[-1:], c.lat_deg[-1:], c.lon_deg[-1:],
+                     c.spread[-1:], c.buffer_m)
+    n_outline = 12
+    olat, olon = c.outline(n_outline)
+    k = c.times.size
+    section_of = np.concatenate([np.repeat(np.arange(k), n_outline), np.arange(k)])
+    box = (float(olon.min()), float(olat.min()), float(olon.max()), float(olat.max()))
+    out: list[tuple[Region, float, float, bool]] = []
+    for r in atlas.regions:
+        if r.party not in ps or r.kind not in ks or (names is not None and r.name not in names):
+            continue
+        x0, y0, x1, y1 = r.bbox
+        if x0 > box[2] or x1 < box[0] or y0 > box[3] or y1 < box[1]:
+            continue
+        hit = np.zeros(k, dtype=bool)
+        inside = r.contains(olat, olon)
+        hit[section_of[inside]] = True
+        verts = np.concatenate(r.rings)
+        near = ((verts[:, 0] >= box[0]) & (verts[:, 0] <= box[2])
+                & (verts[:, 1] >= box[1]) & (verts[:, 1] <= box[3]))
+        if near.any():
+            v = verts[near]
+            for lo in range(0, v.shape[0], 2048):
+                chunk = v[lo:lo + 2048]
+                hit |= c.sections_hit(chunk[:, 1], chunk[:, 0]).any(axis=0)
+        if hit.any():
+            when = c.times[hit]
+            out.append((r, float(when.min()), float(when.max()), bool(hit[-1])))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    """One region named by one track's latest prediction: at which level, why, and until when
+    the missile may be over it."""
+
+    level: Level
+    reason: str
+    until_s: float
+
+
 @dataclass(slots=True)
 class WarningCentre:
-    """One party's warning state; feed it predictions and losses in the order they arrive.
-
-    Predictions of several tracks of one missile (the party's own track, its fused track, a
-    partner's track) sustain one warning: it is issued once, updated when the regions change,
-    and retracted only when no track sustains it any more before the predicted impact.
-    """
+    """One party's warning state; feed it predictions and losses in the order they arrive."""
 
     party: Party
     atlas: Atlas
     max_semi_major_km: float = 300.0
     max_shift_km: float = 50.0
+    max_drift_s: float = 15.0
+    long_flight_s: float = 1200.0
     notice_km: float = 1000.0
-    regions: tuple[str, ...] | None = None
-    level: Level = "alert"
-    _coast: np.ndarray | None = None
-    sustained_by: set[str] = field(default_factory=set)
+    steady: dict[str, int] = field(default_factory=dict)
+    named: dict[str, Area] = field(default_factory=dict)
+    by_track: dict[str, dict[str, Area]] = field(default_factory=dict)
     impact_s: float | None = None
     log: list[Warning] = field(default_factory=list)
     last: dict[str, GroundPoint] = field(default_factory=dict)
+    first_impact: GroundPoint | None = None
+    coasting: set[str] = field(default_factory=set)
+    _coast: np.ndarray | None = None
 
-    def credible(self, track: str, impact: GroundPoint) -> bool:
-        """Small ellipse, and close to the track's previous prediction.
+    @property
+    def concern(self) -> tuple[Party, ...]:
+        return AREA_OF_CONCERN.get(self.party, (self.party,))
+
+    @property
+    def regions(self) -> tuple[str, ...] | None:
+        """Every region named now (None: no warning stands)."""
+        return tuple(sorted(self.named)) or None
+
+    def credible(self, at_s: float, track: str, impact: GroundPoint) -> bool:
+        """Small ellipse, and steady against the track's previous prediction.
 
         A ballistic filter cannot see thrust: while the engine burns, each prediction falls
-        further downrange than the last and the ellipse is overconfident. Two consecutive
-        predictions that agree mark a coasting missile.
+        further downrange and later than the last, with an overconfident ellipse (a lofted
+        ICBM's second stage moves the predicted impact time by a minute every ten seconds).
+        A prediction is steady when it moved less than its ellipse (or ``max_shift_km``) and
+        its impact time less than twice the spread of the two times (or ``max_drift_s``).
+        One steady pair marks a coasting missile; two in a row when more than
+        ``long_flight_s`` remain, where waiting costs little and the filter still carries the
+        lag of a long burn.
         """
         previous = self.last.get(track)
         self.last[track] = impact
         if impact.ellipse.semi_major_km > self.max_semi_major_km or previous is None:
+            self.steady[track] = 0
             return False
         shift = float(great_circle_m(math.radians(previous.lat_deg),
                                      math.radians(previous.lon_deg),
                                      math.radians(impact.lat_deg),
                                      math.radians(impact.lon_deg))) / 1e3
-        return shift <= max(self.max_shift_km, impact.ellipse.semi_major_km)
+        drift = abs(impact.time - previous.time)
+        steady = (shift <= max(self.max_shift_km, impact.ellipse.semi_major_km)
+                  and drift <= max(self.max_drift_s,
+                                   2.0 * math.hypot(impact.time_sigma_s, previous.time_sigma_s)))
+        self.steady[track] = self.steady.get(track, 0) + 1 if steady else 0
+        need = 2 if impact.time - at_s > self.long_flight_s else 1
+        return self.steady[track] >= need
 
-    def assess(self, at_s: float, track: str, impact: GroundPoint,
-               launch: GroundPoint | None) -> Warning | None:
-        if not self.credible(track, impact):
-            return None
-        found, reason = threatened(self.atlas, self.party, impact, launch)
-        names = tuple(sorted(r.name for r in found))
-        level: Level = "alert"
-        if not names:
+    def areas(self, impact: GroundPoint, launch: GroundPoint | None,
+              corridor: Corridor | None) -> dict[str, Area]:
+        """What one prediction names: land under its corridor, the EEZ under its impact
+        ellipse, else the high seas near the land."""
+        found: dict[str, Area] = {}
+        if corridor is not None:
+            for r, _, last, at_impact in regions_in_corridor(
+                    self.atlas, corridor, self.concern, ("prefecture", "province")):
+                found[r.name] = Area("alert", IMPACT if at_impact else OVERFLIGHT, last)
+            for r, _, last, _ in regions_in_corridor(self.atlas, corridor, self.concern,
+                                                     ("eez",), impact_only=True):
+                found[r.name] = Area("notice", IMPACT, last)
+        else:
+            # A prediction without a corridor (an impact point alone): its ellipse, and the
+            # great circle from the launch point.
+            e = impact.ellipse
+            for r in regions_in_ellipse(self.atlas, impact.lat_deg, impact.lon_deg,
+                                        e.semi_major_km * 1e3, e.semi_minor_km * 1e3,
+                                        e.orientation_deg, parties=self.concern):
+                found[r.name] = Area(LEVEL_OF_KIND.get(r.kind, "alert"), IMPACT, impact.time)
+            if launch is not None:
+                lats, lons = great_circle_path(launch.lat_deg, launch.lon_deg,
+                                               impact.lat_deg, impact.lon_deg)
+                for r in regions_overflown(self.atlas, lats, lons, parties=self.concern):
+                    found.setdefault(r.name, Area("alert", OVERFLIGHT, impact.time))
+        if not found:
             nearest, km = self.nearest_land(impact.lat_deg, impact.lon_deg)
             if km <= self.notice_km:
-                names, level = (nearest,), "notice"
-                reason = f"impact at sea {km:.0f} km from {nearest}"
-        if names:
-            self.sustained_by.add(track)
-            self.impact_s = impact.time
-        else:
-            self.sustained_by.discard(track)
-        if names and self.regions is None:
-            action: Action = "issued"
-        elif names and (set(names) != set(self.regions or ()) or level != self.level):
-            action = "updated"
-        elif not names and self.regions is not None and not self.sustained_by:
-            action = "retracted"
-            reason = "prediction no longer threatens"
-        else:
+                found[HIGH_SEAS] = Area("information",
+                                        f"impact on the high seas {km:.0f} km from {nearest}",
+                                        impact.time)
+        return found
+
+    def assess(self, at_s: float, track: str, impact: GroundPoint,
+               launch: GroundPoint | None, corridor: Corridor | None = None
+               ) -> Warning | None:
+        """Take one prediction; returns the first message it caused (all are in ``log``)."""
+        if not self.credible(at_s, track, impact):
             return None
-        self.regions = names or None
-        self.level = level
-        w = Warning(self.party, action, at_s, track, names or (), level, impact.lat_deg,
-                    impact.lon_deg, impact.ellipse.semi_major_km, impact.time - at_s, reason)
-        self.log.append(w)
-        return w
+        found = self.areas(impact, launch, corridor)
+        before = {**self.by_track.get(f"{track}{BOOST}", {}), **self.by_track.get(track, {})}
+        gone = [n for n, a in before.items() if n not in found and a.level == "alert"]
+        if gone and corridor is not None:
+            # Hysteresis: a region at the corridor's edge stays named until a corridor of
+            # twice the buffer misses it too, so that noise does not retract and reissue it.
+            wide = replace(corridor, buffer_m=2.0 * corridor.buffer_m)
+            for r, _, last, _ in regions_in_corridor(self.atlas, wide, self.concern,
+                                                     ("prefecture", "province"), only=gone):
+                found[r.name] = replace(before[r.name], until_s=last)
+        self.by_track[track] = found
+        # A coasting track's own corridor replaces the one it drew while it burned.
+        self.by_track.pop(f"{track}{BOOST}", None)
+        self.coasting.add(track)
+        self.impact_s = impact.time
+        if self.first_impact is None and self.by_track[track]:
+            self.first_impact = impact
+        now = corridor.time if corridor is not None else at_s
+        return self._publish(at_s, track, impact, now, "no longer under the possible path")
+
+    def boost(self, at_s: float, track: str, corridor: Corridor) -> Warning | None:
+        """Take a burning track's cut-off corridor (the least it will fly along its heading):
+        the land under it is alerted now, minutes before a ballistic prediction settles.
+
+        Thrust only carries the missile further along its launch plane, so land under the
+        shortest path it can still fly lies under its true path: a flight that stays over the
+        sea never crosses land here.
+        """
+        if track in self.coasting:
+            return None     # its ballistic corridors, drawn from a settled filter, rule
+        land = ("prefecture", "province")
+        k = corridor.times.size - 1
+        under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg,
+                                  parties=self.concern)
+        short = {r.name for r, *_ in regions_in_corridor(self.atlas, corridor, self.concern,
+                                                         land, impact_only=True)}
+        # Only land the missile will certainly cross: under the cut-off path and beyond the
+        # reach of its shortest impact. The manoeuvre filter's corridor is too wide to name
+        # neighbours; the ballistic corridors that follow add what is possible.
+        certain = {r.name for r in under if r.name not in short}
+        if k < 1 or not certain:
+            return None
+        found = {r.name: Area("alert", OVERFLIGHT, last)
+                 for r, _, last, _ in regions_in_corridor(
+                     self.atlas, corridor, self.concern, land, only=certain)}
+        key = f"{track}{BOOST}"
+        # Each cut-off path is a lower bound, so what an earlier one named stays possible.
+        for name, a in self.by_track.get(key, {}).items():
+            if name not in found or found[name].until_s < a.until_s:
+                found[name] = a
+        self.by_track[key] = found
+        return self._publish(at_s, key, None, corridor.time, "no longer under the possible path")
 
     def lost(self, at_s: float, track: str) -> Warning | None:
-        """A track is lost: retract the warning if nothing else sustains it before impact."""
-        if track not in self.sustained_by:
-            return None
-        self.sustained_by.discard(track)
-        if self.sustained_by or self.regions is None:
+        """A track is lost: what only it sustained is retracted, unless the missile has passed
+        those regions or came down as predicted."""
+        burnt = self.by_track.pop(f"{track}{BOOST}", None)
+        if self.by_track.pop(track, None) is None and burnt is None:
             return None
         if self.impact_s is not None and at_s >= self.impact_s - 30.0:
-            return None         # lost at the end of its flight: it came down as predicted
-        w = Warning(self.party, "retracted", at_s, track, self.regions, self.level,
-                    reason="track lost")
-        self.regions = None
-        self.log.append(w)
-        return w
+            # Lost at the end of its flight: it came down as predicted.
+            return self._publish(at_s, track, None, math.inf, "")
+        return self._publish(at_s, track, None, at_s, "track lost")
+
+    def _publish(self, at_s: float, track: str, impact: GroundPoint | None, now: float,
+                 why_dropped: str) -> Warning | None:
+        merged: dict[str, Area] = {}
+        for areas in self.by_track.values():
+            for name, a in areas.items():
+                if a.until_s < now:
+                    continue        # behind the missile by that track's latest corridor
+                old = merged.get(name)
+                if old is None:
+                    merged[name] = a
+                else:
+                    merged[name] = Area(a.level, IMPACT if IMPACT in (a.reason, old.reason)
+                                        else a.reason, max(a.until_s, old.until_s))
+        changes: dict[tuple[Action, Level, str], list[str]] = {}
+        for name, a in merged.items():
+            old = self.named.get(name)
+            if old is None:
+                changes.setdefault(("issued", a.level, a.reason), []).append(name)
+            elif old.reason != a.reason and a.level != "information":
+                changes.setdefault(("updated", a.level, a.reason), []).append(name)
+        for name, old in self.named.items():
+            if name in merged:
+                continue
+            if now == math.inf:
+                changes.setdefault(("passed", old.level, "the missile has come down"),
+                                   []).append(name)
+            elif old.until_s <= now:
+                changes.setdefault(("passed", old.level, "the missile has passed"),
+                                   []).append(name)
+            else:
+                changes.setdefault(("retracted", old.level, why_dropped), []).append(name)
+        self.named = merged
+        first: Warning | None = None
+        order = {"issued": 0, "updated": 1, "retracted": 2, "passed": 3}
+        for (action, level, reason), names in sorted(changes.items(),
+                                                     key=lambda kv: order[kv[0][0]]):
+            active = tuple(sorted(n for n, a in merged.items() if a.level == level))
+            w = Warning(self.party, action, at_s, track, tuple(sorted(names)), level,
+                        None if impact is None else impact.lat_deg,
+                        None if impact is None else impact.lon_deg,
+                        None if impact is None else impact.ellipse.semi_major_km,
+                        None if impact is None else impact.time - at_s, reason, active)
+            self.log.append(w)
+            first = first or w
+        return first
 
     def nearest_land(self, lat: float, lon: float) -> tuple[str, float]:
         """The party's nearest land region of concern and its distance (km) from a point."""
         if self._coast is None:
             rows = [(i, ring) for i, r in enumerate(self.atlas.regions)
-                    if r.land and r.party in AREA_OF_CONCERN.get(self.party, (self.party,))
-                    for ring in r.rings]
+                    if r.land and r.party in self.concern for ring in r.rings]
             self._coast = np.concatenate([
                 np.column_stack([ring[:, 1], ring[:, 0], np.full(len(ring), i)])
                 for i, ring in rows]) if rows else np.zeros((0, 3))

@@ -23,6 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gsomia.core.tracking import earth
+from gsomia.core.tracking.earth import R_MEAN as R_EARTH
+from gsomia.core.tracking.earth import great_circle_m
 from gsomia.core.tracking.predictor import rk4_step
 from gsomia.core.tracking.types import Array, Ellipse, GroundPoint
 
@@ -184,3 +186,184 @@ class ImpactPredictor:
             results.append([_ground_point(r3[i], t3[i], self.sigma) if ok3[i] else None
                             for i in range(n)])
         return results[0], (results[1] if launch else [None] * n)
+
+
+# --- corridors: the possible ground paths ---------------------------------------------------
+
+CORRIDOR_STEP_S = 30.0
+# Finite-difference steps of the flight map's Jacobian: fixed (not scaled by the covariance),
+# so that the corridor grows monotonically with the covariance; small against the kilometres
+# and tens of metres per second where a ballistic flight stops being linear in its state.
+_JACOBIAN_STEP = np.array([200.0, 200.0, 200.0, 2.0, 2.0, 2.0])
+
+
+def chi2_6_quantile(probability: float) -> float:
+    """The ``probability`` quantile of the chi-square law with 6 degrees of freedom.
+
+    Its distribution function has a closed form, ``1 - exp(-x/2) (1 + x/2 + x^2/8)``, which
+    bisection inverts to machine precision in 60 halvings.
+    """
+    if not 0.0 < probability < 1.0:
+        raise ValueError(f"probability {probability} is not in (0, 1)")
+    lo, hi = 0.0, 200.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        h = 0.5 * mid
+        if 1.0 - math.exp(-h) * (1.0 + h + 0.5 * h * h) < probability:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Corridor:
+    """The ground paths a track's missile may still fly, at ``probability``, from ``time`` on.
+
+    Cross-section ``k`` is the point under the mean path at ``times[k]`` (the last one is the
+    mean impact point, at the mean impact time) with a 2x2 east-north matrix ``spread[k]``
+    (m^2): the missile's ground point lies in ``{y : y' spread^-1 y <= 1}`` around it. The
+    corridor is the sweep of those ellipses, each widened by ``buffer_m`` (drag, lift and
+    thrust the ballistic model ignores); its last ellipse is where the missile may come down.
+
+    Every state of the track's ``probability`` ellipsoid (chi-square, 6 degrees of freedom) is
+    mapped, to first order, inside every cross-section, so the whole path of the missile lies in
+    the corridor with at least that probability; ``spread`` is linear in the covariance, so a
+    wider covariance never gives a narrower corridor.
+    """
+
+    probability: float
+    time: float
+    times: Array            # (K,)
+    lat_deg: Array          # (K,)
+    lon_deg: Array          # (K,)
+    spread: Array           # (K, 2, 2) m^2
+    buffer_m: float
+
+    @property
+    def impact_time(self) -> float:
+        return float(self.times[-1])
+
+    def semi_axes_m(self) -> tuple[Array, Array]:
+        """Buffered semi-axes (K, 2), and the unit east-north axes (K, 2, 2) as columns."""
+        w, v = np.linalg.eigh(self.spread)
+        return np.sqrt(np.clip(w, 0.0, None)) + self.buffer_m, v
+
+    def contains(self, lat_deg: Array | float, lon_deg: Array | float) -> NDArray[np.bool_]:
+        """Whether ground points lie in the corridor (in some cross-section ellipse or between
+        two neighbours, which :meth:`densified` fills in)."""
+        la = np.atleast_1d(np.asarray(lat_deg, dtype=float))
+        lo = np.atleast_1d(np.asarray(lon_deg, dtype=float))
+        return np.asarray(self.densified().sections_hit(la, lo).any(axis=1))
+
+    def densified(self, spacing_m: float | None = None) -> Corridor:
+        """The same corridor with cross-sections at most ``spacing_m`` apart (default: the
+        buffer), interpolated linearly, so that the union of the ellipses has no gaps."""
+        step = spacing_m if spacing_m is not None else max(self.buffer_m, 1_000.0)
+        if self.times.size < 2:
+            return self
+        d = great_circle_m(np.radians(self.lat_deg[:-1]), np.radians(self.lon_deg[:-1]),
+                           np.radians(self.lat_deg[1:]), np.radians(self.lon_deg[1:]))
+        k = np.maximum(np.ceil(d / step).astype(int), 1)
+        f = np.concatenate([np.arange(n) / n for n in k])
+        i = np.repeat(np.arange(self.times.size - 1), k)
+        g = f[:, None]
+        dlon = (self.lon_deg[i + 1] - self.lon_deg[i] + 180.0) % 360.0 - 180.0
+
+        def mix(a: Array) -> Array:
+            out: Array = np.append(a[i] + f * (a[i + 1] - a[i]), a[-1])
+            return out
+
+        spread = np.concatenate([self.spread[i] + g[:, :, None] * (self.spread[i + 1]
+                                                                   - self.spread[i]),
+                                 self.spread[-1:]])
+        return Corridor(self.probability, self.time, mix(self.times), mix(self.lat_deg),
+                        np.append(self.lon_deg[i] + f * dlon, self.lon_deg[-1]), spread,
+                        self.buffer_m)
+
+    def sections_hit(self, lat_deg: Array, lon_deg: Array) -> NDArray[np.bool_]:
+        """(points, sections): which cross-section ellipses contain each point (local
+        east-north offsets from each centre; fine at the corridor's widths)."""
+        axes, v = self.semi_axes_m()
+        north = np.radians(lat_deg[:, None] - self.lat_deg[None, :]) * R_EARTH
+        dlon = (lon_deg[:, None] - self.lon_deg[None, :] + 180.0) % 360.0 - 180.0
+        east = np.radians(dlon) * R_EARTH * np.cos(np.radians(self.lat_deg))[None, :]
+        q0 = (east * v[None, :, 0, 0] + north * v[None, :, 1, 0]) / axes[None, :, 0]
+        q1 = (east * v[None, :, 0, 1] + north * v[None, :, 1, 1]) / axes[None, :, 1]
+        return np.asarray(q0 * q0 + q1 * q1 <= 1.0)
+
+    def outline(self, n: int = 16) -> tuple[Array, Array]:
+        """Points on the boundary of every cross-section ellipse, and their centres (degrees):
+        enough to find a region that the corridor enters without enclosing any of its vertices
+        (a coarse polygon's long edge)."""
+        axes, v = self.semi_axes_m()
+        th = np.linspace(0.0, 2.0 * np.pi, n, endpoint=False)
+        a = axes[:, 0:1] * np.cos(th)[None, :]
+        b = axes[:, 1:2] * np.sin(th)[None, :]
+        east = a * v[:, 0, 0:1] + b * v[:, 0, 1:2]
+        north = a * v[:, 1, 0:1] + b * v[:, 1, 1:2]
+        lat = self.lat_deg[:, None] + np.degrees(north / R_EARTH)
+        coslat = np.maximum(np.cos(np.radians(self.lat_deg)), 1e-6)[:, None]
+        lon = self.lon_deg[:, None] + np.degrees(east / (R_EARTH * coslat))
+        return (np.concatenate([lat.ravel(), self.lat_deg]),
+                np.concatenate([lon.ravel(), self.lon_deg]))
+
+
+def _ground_points(r: Array) -> tuple[Array, Array, Array]:
+    """Latitude, longitude (rad) and the ECEF point on the ellipsoid under ECEF points."""
+    lat, lon, _ = earth.ecef_to_geodetic(r)
+    return lat, lon, earth.geodetic_to_ecef(lat, lon, np.zeros_like(lat))
+
+
+def corridors(x: Array, P: Array, t: Array, *, probability: float = 0.99,
+              buffer_m: float = 20_000.0, step_s: float = CORRIDOR_STEP_S,
+              max_time_s: float = 7200.0, inv_beta: float = 0.0) -> list[Corridor | None]:
+    """Corridors of tracks x (N, 6), P (N, 6, 6) at t (N,); None where the mean path or one
+    of its perturbed paths never comes down in ``max_time_s``.
+
+    The flight map (state → point under the missile at each later time, and → impact point)
+    is linearised by central differences; ``J P J'`` scaled by the chi-square quantile gives
+    each cross-section. Paths are integrated without drag (it only matters in the last
+    minute, where the impact ellipse, which has it, closes the corridor).
+    """
+    n = x.shape[0]
+    if n == 0:
+        return []
+    scale = chi2_6_quantile(probability)
+    steps = np.diag(_JACOBIAN_STEP)
+    rows = np.concatenate([x[:, None, :], x[:, None, :] + steps[None], x[:, None, :] - steps[None]],
+                          axis=1).reshape(-1, N_STATE)            # (N*13, 6)
+    t_rows = np.repeat(t, N_SIGMA)
+    tc, rc, ok = ground_crossing(rows, t_rows, np.ones(rows.shape[0]), step_s=20.0,
+                                 max_time_s=max_time_s, inv_beta=inv_beta)
+    ok_track: NDArray[np.bool_] = np.asarray(ok.reshape(n, N_SIGMA).all(axis=1), dtype=bool)
+    # Sections at the mean path's times: step_s apart until the mean comes down.
+    t_imp = tc.reshape(n, N_SIGMA)[:, 0]
+    horizon = np.where(ok_track, t_imp - t, 0.0)
+    k_max = int(np.ceil(np.max(horizon) / step_s)) if ok_track.any() else 0
+    s = rows.copy()
+    samples = [s[:, :3].copy()]
+    h = np.full(rows.shape[0], step_s)
+    for _ in range(k_max):
+        s = rk4_step(s, h)
+        samples.append(s[:, :3].copy())
+    path = np.stack(samples, axis=1)                 # (N*13, K+1, 3)
+    out: list[Corridor | None] = []
+    for i in range(n):
+        if not ok_track[i]:
+            out.append(None)
+            continue
+        block = slice(i * N_SIGMA, (i + 1) * N_SIGMA)
+        k = int(np.ceil(horizon[i] / step_s))        # sections before the impact one
+        k = max(min(k, path.shape[1]), 1)
+        pts = np.concatenate([path[block, :k], rc[block][:, None, :]], axis=1)  # (13, k+1, 3)
+        times = np.append(t[i] + step_s * np.arange(k), t_imp[i])
+        lat, lon, ground = _ground_points(pts)
+        basis = earth.enu_basis(lat[0], lon[0])[:, :2]            # (k+1, 2, 3)
+        en = np.einsum("ksj,mkj->mks", basis, ground - ground[0][None])   # (13, k+1, 2)
+        jac = (en[1:7] - en[7:13]) / (2.0 * _JACOBIAN_STEP[:, None, None])  # (6, k+1, 2)
+        jac = jac.transpose(1, 2, 0)                                     # (k+1, 2, 6)
+        spread = scale * jac @ P[i][None] @ jac.transpose(0, 2, 1)
+        out.append(Corridor(probability, float(t[i]), times, np.degrees(lat[0]),
+                            np.degrees(lon[0]), spread, buffer_m))
+    return out

@@ -29,13 +29,15 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.associator import GNNAssociator, gate_threshold
 from gsomia.core.tracking.deleter import UpdateTimeDeleter
-from gsomia.core.tracking.impact import ImpactPredictor
+from gsomia.core.tracking.impact import Corridor, ImpactPredictor, corridors
 from gsomia.core.tracking.initiator import SinglePointInitiator
 from gsomia.core.tracking.predictor import BallisticPredictor, jacobi_energy
 from gsomia.core.tracking.types import (
+    BoostCorridor,
     Detection,
     Event,
     ImpactPredicted,
+    IntArray,
     TrackInitiated,
     TrackSet,
     TrackUpdated,
@@ -66,6 +68,13 @@ class Tracker:
     updates, with a velocity known to ``ballistic_velocity_sigma_m_s`` (1 sigma, worst axis; a
     vaguer filter absorbs thrust without surprise) and a CUSUM under ``energy_calm``. Before
     burnout the impact point is not determined yet, so none is predicted.
+
+    With each impact prediction comes the track's corridor (:func:`impact.corridors`) at
+    ``corridor_probability``, widened by ``corridor_buffer_m``; None draws none. While a
+    confirmed track still burns, its manoeuvre filter's state gives a :class:`BoostCorridor`
+    (at most every ``ipp_interval_s``, once that filter knows the velocity to
+    ``boost_velocity_sigma_m_s``; ``boost_probability`` None draws none): where the missile
+    would fly if the engine stopped now, the least it will fly.
     """
 
     predictor: BallisticPredictor = field(default_factory=BallisticPredictor)
@@ -84,6 +93,10 @@ class Tracker:
     energy_drift: float = 0.5
     energy_alarm: float = 8.0
     energy_calm: float = 2.0
+    corridor_probability: float | None = 0.99
+    corridor_buffer_m: float = 20_000.0
+    boost_probability: float | None = 0.99
+    boost_velocity_sigma_m_s: float = 150.0
 
     def ballistic(self, tracks: TrackSet) -> NDArray[np.bool_]:
         """Which tracks are in free flight (see the class notes)."""
@@ -200,12 +213,22 @@ class Tracker:
                 math.sqrt(float(np.trace(P[:3, :3])) / 3.0), int(tracks.updates[i])))
         if not self.predict_impacts:
             return tracks, events
+        tracks, events = self._boost_corridors(tracks, rows, events)
         due = rows[~(tracks.last_update[rows] - tracks.ipp_time[rows] < self.ipp_interval_s)
                    & self.ballistic(tracks.select(rows))]
         if due.size == 0:
             return tracks, events
         impacts, launches = self.impact.predict(tracks.x[due], tracks.P[due], tracks.time[due],
                                                 inv_beta=self.predictor.inv_beta)
+        paths: list[Corridor | None] = [None] * due.size
+        if self.corridor_probability is not None:
+            has = np.array([ipp is not None for ipp in impacts], dtype=bool)
+            got_paths = corridors(tracks.x[due[has]], tracks.P[due[has]],
+                                  tracks.time[due[has]], probability=self.corridor_probability,
+                                  buffer_m=self.corridor_buffer_m,
+                                  inv_beta=self.predictor.inv_beta)
+            for k, c in zip(np.flatnonzero(has).tolist(), got_paths, strict=True):
+                paths[k] = c
         it = np.full(due.size, np.nan)
         for j, i in enumerate(due):
             ipp = impacts[j]
@@ -213,10 +236,33 @@ class Tracker:
                 continue
             it[j] = ipp.time
             events.append(ImpactPredicted(int(tracks.ids[i]), float(tracks.time[i]), ipp,
-                                          launches[j]))
+                                          launches[j], corridor=paths[j]))
         got = np.isfinite(it)
         tracks = tracks.with_impacts(due[got], it[got], tracks.time[due[got]])
         return tracks, events
+
+    def _boost_corridors(self, tracks: TrackSet, rows: IntArray, events: list[Event]
+                         ) -> tuple[TrackSet, list[Event]]:
+        """Corridors of the confirmed tracks that still burn (see :class:`BoostCorridor`)."""
+        if self.boost_probability is None:
+            return tracks, events
+        worst = np.linalg.eigvalsh(tracks.Pm[rows, 3:, 3:])[:, -1]
+        burning = rows[~self.ballistic(tracks.select(rows))
+                       & (worst <= self.boost_velocity_sigma_m_s**2)
+                       & ~(tracks.last_update[rows] - tracks.boost_time[rows]
+                           < self.ipp_interval_s)]
+        if burning.size == 0:
+            return tracks, events
+        got = corridors(tracks.xm[burning], tracks.Pm[burning], tracks.time[burning],
+                        probability=self.boost_probability, buffer_m=self.corridor_buffer_m,
+                        inv_beta=self.predictor.inv_beta)
+        drawn = []
+        for i, c in zip(burning.tolist(), got, strict=True):
+            if c is not None:
+                events.append(BoostCorridor(int(tracks.ids[i]), float(tracks.time[i]), c))
+                drawn.append(i)
+        rows_drawn = np.asarray(drawn, dtype=np.int64)
+        return tracks.with_boost_corridors(rows_drawn, tracks.time[rows_drawn]), events
 
 
 DEFAULT_TRACKER = Tracker()

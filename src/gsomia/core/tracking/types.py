@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking import earth
+
+if TYPE_CHECKING:
+    from gsomia.core.tracking.impact import Corridor
 
 Array = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -124,7 +127,8 @@ class TrackSet:
 
     ``time`` is the instant of each state (tracks are not all predicted to one time);
     ``impact_time`` is the last predicted impact instant (NaN before any prediction), which lets
-    the deleter tell an impact from a loss; ``ipp_time`` is when that prediction was made.
+    the deleter tell an impact from a loss; ``ipp_time`` is when that prediction was made;
+    ``boost_time`` when the last boost corridor was drawn.
     """
 
     ids: IntArray = field(default_factory=_ints)
@@ -142,6 +146,7 @@ class TrackSet:
     calm: IntArray = field(default_factory=_ints)
     cusum: Array = field(default_factory=lambda: _empty())
     strikes: IntArray = field(default_factory=_ints)
+    boost_time: Array = field(default_factory=lambda: _empty())
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -173,7 +178,7 @@ class TrackSet:
                         self.first_time[rows], self.last_update[rows], self.updates[rows],
                         self.impact_time[rows], self.ipp_time[rows], self.next_id,
                         self.xm[rows], self.Pm[rows], self.calm[rows], self.cusum[rows],
-                        self.strikes[rows])
+                        self.strikes[rows], self.boost_time[rows])
 
     def with_states(self, rows: IntArray, time: Array, x: Array, P: Array,
                     xm: Array | None = None, Pm: Array | None = None) -> TrackSet:
@@ -206,6 +211,11 @@ class TrackSet:
         it[rows], pt[rows] = impact_time, ipp_time
         return replace(self, impact_time=it, ipp_time=pt)
 
+    def with_boost_corridors(self, rows: IntArray, time: Array) -> TrackSet:
+        bt = self.boost_time.copy()
+        bt[rows] = time
+        return replace(self, boost_time=bt)
+
     def extended(self, time: Array, x: Array, P: Array, *, first_time: Array | None = None,
                  last_update: Array | None = None, updates: IntArray | None = None,
                  calm: IntArray | None = None) -> TrackSet:
@@ -225,7 +235,8 @@ class TrackSet:
             self.next_id + k, np.concatenate([self.xm, x]), np.concatenate([self.Pm, P]),
             np.concatenate([self.calm, np.zeros(k, dtype=np.int64) if calm is None else calm]),
             np.concatenate([self.cusum, np.zeros(k)]),
-            np.concatenate([self.strikes, np.zeros(k, dtype=np.int64)]))
+            np.concatenate([self.strikes, np.zeros(k, dtype=np.int64)]),
+            np.concatenate([self.boost_time, nan]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,13 +317,15 @@ class TrackUpdated:
 
 @dataclass(frozen=True, slots=True)
 class ImpactPredicted:
-    """Impact point, its ellipse and time to impact, plus the launch point, from one state."""
+    """Impact point, its ellipse and time to impact, plus the launch point, from one state;
+    and the corridor of the paths it may still fly (when the tracker draws them)."""
 
     track_id: int
     time: float
     impact: GroundPoint
     launch: GroundPoint | None
     kind: Literal["impact-predicted"] = "impact-predicted"
+    corridor: Corridor | None = None
 
     @property
     def time_to_impact_s(self) -> float:
@@ -323,6 +336,24 @@ class ImpactPredicted:
                 "time_to_impact_s": round(self.time_to_impact_s, 3),
                 "impact": self.impact.as_dict(),
                 "launch": None if self.launch is None else self.launch.as_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class BoostCorridor:
+    """While a confirmed track still burns: the paths it would fly if the engine stopped now
+    (from the manoeuvre filter), the shortest it can still fly along its heading."""
+
+    track_id: int
+    time: float
+    corridor: Corridor
+    kind: Literal["boost-corridor"] = "boost-corridor"
+
+    def as_dict(self) -> dict[str, object]:
+        c = self.corridor
+        return {"kind": self.kind, "track_id": self.track_id, "time": round(self.time, 3),
+                "cut_off_impact": {"lat_deg": round(float(c.lat_deg[-1]), 6),
+                                   "lon_deg": round(float(c.lon_deg[-1]), 6),
+                                   "time": round(c.impact_time, 3)}}
 
 
 LostReason = Literal["impacted", "not-updated", "covariance"]
@@ -348,4 +379,4 @@ class TrackLost:
                 "reason": self.reason, "confirmed": self.confirmed, "retract": self.retract}
 
 
-Event = TrackInitiated | TrackUpdated | ImpactPredicted | TrackLost
+Event = TrackInitiated | TrackUpdated | ImpactPredicted | BoostCorridor | TrackLost

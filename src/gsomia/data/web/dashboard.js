@@ -30,7 +30,11 @@
     box.hidden = !text; box.textContent = text || "";
   }
 
-  function warningKey(d) { return [d.launch, d.regime, d.seed, d.track].join("|"); }
+  function warningKey(d) { return [d.launch, d.regime, d.seed, d.track, d.level].join("|"); }
+  // A message that retracts or passes some regions leaves the rest of its level standing.
+  function standing(d) {
+    return d.active ? d.active.length > 0 : (d.action !== "retracted" && d.action !== "passed");
+  }
 
   // One malformed record (say, stored before its properties were checked on ingest) must
   // not stop the others from being drawn: each item is drawn on its own, and a failure is
@@ -73,7 +77,7 @@
       }
     });
     each(activeWarnings(items), function (d) {
-      d.regions.forEach(function (name) {
+      (d.active || d.regions).forEach(function (name) {
         Array.prototype.forEach.call(map.querySelectorAll("path.land"), function (p) {
           if (p.getAttribute("data-region") === name) p.classList.add("warned");
         });
@@ -81,7 +85,7 @@
       if (!finite(d.impact_lat) || !finite(d.impact_lon)) return;
       var c = xy(d.impact_lat, d.impact_lon);
       var r = Math.max((d.semi_major_km || 20) * proj.px_per_km, 6);
-      var label = "WARNING " + d.party + ": " + (d.regions.join(", ") || "impact area");
+      var label = "WARNING " + d.party + ": " + ((d.active || d.regions).join(", ") || "impact area");
       overlay.appendChild(svg("circle", {"class": "warning-area", cx: c[0], cy: c[1], r: r}, label));
       // Keep the label inside the frame: to the left of points in the east.
       var east = c[0] > proj.width * 0.6;
@@ -99,7 +103,7 @@
       if (!last[k] || last[k].at_s <= it.data.at_s) last[k] = it.data;
     });
     return Object.keys(last).map(function (k) { return last[k]; })
-      .filter(function (d) { return d.action !== "retracted"; });
+      .filter(standing);
   }
 
   function drawWarnings(items) {
@@ -111,7 +115,7 @@
     activeWarnings(items).forEach(function (d) { active[warningKey(d)] = d; });
     ws.sort(function (a, b) { return b.data.at_s - a.data.at_s; });
     each(ws, function (it) {
-      var d = it.data, live = active[warningKey(d)] === d && d.action !== "retracted";
+      var d = it.data, live = active[warningKey(d)] === d && standing(d);
       var li = el("li", {"class": "warning " + (live ? "active" : "retracted"),
                          "data-action": d.action},
         d.action.toUpperCase() + " T+" + Math.round(d.at_s) + " s: " +
