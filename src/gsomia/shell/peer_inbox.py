@@ -164,7 +164,14 @@ class NodeInbox:
         the partner checks its own log against it (a node rolled back in full)."""
         from gsomia.shell.partner_check import held_head_of
 
-        head = held_head_of(self.node, sender, self._key(sender))
+        try:
+            key = self._key(sender)
+        except PeerUnavailable:
+            # No key for the caller (not a partner of this node, or the node itself): this
+            # node holds no head of it that it could vouch for. A read with no effect, so
+            # "none held" is the whole answer, not an outage.
+            return {"partner": sender, "head": None}
+        head = held_head_of(self.node, sender, key)
         return {"partner": sender, "head": head.to_json() if head is not None else None}
 
     def tree_head_exchange(self, head: TreeHead, sender: Party, since: str,
