@@ -50,9 +50,9 @@ def test_a_node_does_not_start_with_a_private_key_others_may_read(
             pytest.fail(f"`gsomia {' '.join(command)}` started with {key} mode 0644")
         assert process.returncode == 2, err
         assert str(path) in err and f"chmod 600 {path}" in err and "0o644" in err
-        # doctor says the same, by the same check
-        doctor = gsomia("doctor", "--node", str(folder))
-        assert doctor.returncode != 0 and f"chmod 600 {path}" in doctor.stdout + doctor.stderr
+        if command == ["node", "serve"]:    # doctor says the same, by the same check
+            doctor = gsomia("doctor", "--node", str(folder))
+            assert doctor.returncode != 0 and f"chmod 600 {path}" in doctor.stdout + doctor.stderr
     finally:
         path.chmod(0o600)
 
