@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +25,13 @@ LAND_KINDS = ("prefecture", "province")
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Region:
-    """A prefecture, a province or an EEZ: rings of (lon, lat) vertices, in degrees."""
+    """A prefecture, a province or an EEZ: rings of (lon, lat) vertices, in degrees.
+
+    Built once per process and asked thousands of times per flight, so each ring's bounding
+    box and edges are kept ready (``ring_boxes``, ``vertices``): a point outside a ring's box
+    crosses that ring an even number of times, and only the rings whose box holds a point are
+    tested edge by edge.
+    """
 
     id: str
     name: str
@@ -34,6 +40,22 @@ class Region:
     kind: str                   # prefecture | province | eez
     rings: tuple[Array, ...]    # each (k, 2), closed or not
     bbox: tuple[float, float, float, float]     # lon_min, lat_min, lon_max, lat_max
+    ring_boxes: Array = field(init=False, repr=False)    # (rings, 4) like bbox
+    vertices: Array = field(init=False, repr=False)      # (all vertices, 2) lon, lat
+    _edges: tuple[tuple[Array, Array, Array, Array, Array], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        boxes = np.array([[r[:, 0].min(), r[:, 1].min(), r[:, 0].max(), r[:, 1].max()]
+                          for r in self.rings]).reshape(-1, 4)
+        edges = []
+        for ring in self.rings:
+            xa, ya = np.ascontiguousarray(ring[:, 0]), np.ascontiguousarray(ring[:, 1])
+            xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+            edges.append((xa, ya, yb, xb - xa, yb - ya))
+        object.__setattr__(self, "ring_boxes", boxes)
+        object.__setattr__(self, "vertices", np.concatenate(self.rings)[:, :2]
+                           if self.rings else np.zeros((0, 2)))
+        object.__setattr__(self, "_edges", tuple(edges))
 
     @property
     def land(self) -> bool:
@@ -47,18 +69,23 @@ class Region:
         la, lo = np.broadcast_to(la, shape).ravel(), np.broadcast_to(lo, shape).ravel()
         inside = np.zeros(la.shape, dtype=bool)
         x0, y0, x1, y1 = self.bbox
-        cand = (lo >= x0) & (lo <= x1) & (la >= y0) & (la <= y1)
-        if cand.any():
-            px, py = lo[cand][:, None], la[cand][:, None]
-            odd = np.zeros(px.shape[0], dtype=bool)
-            for ring in self.rings:
-                xa, ya = ring[:, 0], ring[:, 1]
-                xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-                straddle = (ya > py) != (yb > py)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    cross = xa + (py - ya) * (xb - xa) / (yb - ya)
-                odd ^= (np.count_nonzero(straddle & (px < cross), axis=1) % 2).astype(bool)
-            inside[cand] = odd
+        cand = np.flatnonzero((lo >= x0) & (lo <= x1) & (la >= y0) & (la <= y1))
+        if cand.size == 0:
+            return inside.reshape(shape)
+        px, py = lo[cand], la[cand]
+        b = self.ring_boxes
+        near = ((px[:, None] >= b[:, 0]) & (px[:, None] <= b[:, 2])
+                & (py[:, None] >= b[:, 1]) & (py[:, None] <= b[:, 3]))
+        odd = np.zeros(cand.size, dtype=bool)
+        for j in np.flatnonzero(near.any(axis=0)):
+            pts = np.flatnonzero(near[:, j])
+            xa, ya, yb, dx, dy = self._edges[j]
+            qx, qy = px[pts][:, None], py[pts][:, None]
+            straddle = (ya > qy) != (yb > qy)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cross = xa + (qy - ya) * dx / dy
+            odd[pts] ^= (np.count_nonzero(straddle & (qx < cross), axis=1) % 2).astype(bool)
+        inside[cand] = odd
         return inside.reshape(shape)
 
     def to_json(self) -> dict[str, str]:
@@ -195,10 +222,14 @@ def _in_ellipse(lat: float, lon: float, a: float, b: float, orientation_deg: flo
     return np.asarray((along / max(a, 1e-9)) ** 2 + (across / max(b, 1e-9)) ** 2 <= 1.0)
 
 
-def _overlaps(r: Region, lats: Array, lons: Array) -> bool:
+def _box(lats: Array, lons: Array) -> tuple[float, float, float, float]:
+    return float(lons.min()), float(lats.min()), float(lons.max()), float(lats.max())
+
+
+def _overlaps(r: Region, box: tuple[float, float, float, float]) -> bool:
     """Whether the bounding boxes of a region and of some points meet (a cheap first cut)."""
     x0, y0, x1, y1 = r.bbox
-    return bool(lons.min() <= x1 and lons.max() >= x0 and lats.min() <= y1 and lats.max() >= y0)
+    return box[0] <= x1 and box[2] >= x0 and box[1] <= y1 and box[3] >= y0
 
 
 def regions_in_ellipse(atl: Atlas, lat: float, lon: float, semi_major_m: float,
@@ -210,15 +241,16 @@ def regions_in_ellipse(atl: Atlas, lat: float, lon: float, semi_major_m: float,
     ks = set(kinds) if kinds is not None else None
     ps = set(parties) if parties is not None else None
     plat, plon = ellipse_points(lat, lon, semi_major_m, semi_minor_m, orientation_deg, n)
+    box = _box(plat, plon)
     out = []
     for r in atl.regions:
         if (ks is not None and r.kind not in ks) or (ps is not None and r.party not in ps):
             continue
-        if not _overlaps(r, plat, plon):
+        if not _overlaps(r, box):
             continue
-        if r.contains(plat, plon).any() or any(
-                _in_ellipse(lat, lon, semi_major_m, semi_minor_m, orientation_deg,
-                            ring[:, 1], ring[:, 0]).any() for ring in r.rings):
+        if r.contains(plat, plon).any() or _in_ellipse(
+                lat, lon, semi_major_m, semi_minor_m, orientation_deg,
+                r.vertices[:, 1], r.vertices[:, 0]).any():
             out.append(r)
     return out
 
@@ -231,8 +263,9 @@ def densify_track(lats: Array, lons: Array, step_km: float = 5.0) -> tuple[Array
         return la, lo
     seg = np.hypot(np.diff(la), np.diff(lo) * np.cos(np.radians(la[:-1]))) * 111.2
     k = np.maximum(np.ceil(seg / step_km).astype(int), 1)
-    f = np.concatenate([np.arange(n) / n for n in k])
     i = np.repeat(np.arange(la.size - 1), k)
+    starts = np.cumsum(k) - k
+    f = (np.arange(int(k.sum())) - starts[i]) / k[i]
     out_la = np.append(la[i] + f * (la[i + 1] - la[i]), la[-1])
     out_lo = np.append(lo[i] + f * (lo[i + 1] - lo[i]), lo[-1])
     return out_la, out_lo
@@ -245,11 +278,14 @@ def regions_overflown(atl: Atlas, lats: Array, lons: Array,
     ks = set(kinds) if kinds is not None else None
     ps = set(parties) if parties is not None else None
     la, lo = densify_track(lats, lons, step_km)
+    if la.size == 0:
+        return []
+    box = _box(la, lo)
     firsts: list[tuple[int, Region]] = []
     for r in atl.regions:
         if (ks is not None and r.kind not in ks) or (ps is not None and r.party not in ps):
             continue
-        if not _overlaps(r, la, lo):
+        if not _overlaps(r, box):
             continue
         hit = np.flatnonzero(r.contains(la, lo))
         if hit.size:
