@@ -1,7 +1,7 @@
 """Which prefectures, provinces and sea zones a point, an impact ellipse or a flight path touch.
 
-Regions come from the coarse GeoJSON shipped in ``gsomia/data/geography`` (see its README:
-approximate, not legal boundaries), decoded by :func:`atlas`. Point-in-polygon is the even-odd
+Regions come from the GeoJSON shipped in ``gsomia/data/geography`` (see its README: GSHHG
+coasts at ~200 m, not legal boundaries), decoded by :func:`atlas`. Point-in-polygon is the even-odd
 rule over every ring of a region, vectorised in NumPy over points and edges; coordinates are
 degrees (latitude, longitude in the function arguments; GeoJSON keeps longitude first).
 """
@@ -42,20 +42,29 @@ class Region:
     bbox: tuple[float, float, float, float]     # lon_min, lat_min, lon_max, lat_max
     ring_boxes: Array = field(init=False, repr=False)    # (rings, 4) like bbox
     vertices: Array = field(init=False, repr=False)      # (all vertices, 2) lon, lat
-    _edges: tuple[tuple[Array, Array, Array, Array, Array], ...] = field(init=False, repr=False)
+    _edges: dict[int, tuple[Array, Array, Array, Array, Array]] = field(
+        init=False, repr=False)                          # filled as rings are first tested
 
     def __post_init__(self) -> None:
-        boxes = np.array([[r[:, 0].min(), r[:, 1].min(), r[:, 0].max(), r[:, 1].max()]
-                          for r in self.rings]).reshape(-1, 4)
-        edges = []
-        for ring in self.rings:
+        allv = (np.concatenate(self.rings)[:, :2] if self.rings else np.zeros((0, 2)))
+        starts = np.cumsum([0] + [len(r) for r in self.rings[:-1]])
+        boxes = (np.column_stack([np.minimum.reduceat(allv[:, 0], starts),
+                                  np.minimum.reduceat(allv[:, 1], starts),
+                                  np.maximum.reduceat(allv[:, 0], starts),
+                                  np.maximum.reduceat(allv[:, 1], starts)])
+                 if self.rings else np.zeros((0, 4)))
+        object.__setattr__(self, "ring_boxes", boxes)
+        object.__setattr__(self, "vertices", allv)
+        object.__setattr__(self, "_edges", {})
+
+    def _ring_edges(self, j: int) -> tuple[Array, Array, Array, Array, Array]:
+        got = self._edges.get(j)
+        if got is None:
+            ring = self.rings[j]
             xa, ya = np.ascontiguousarray(ring[:, 0]), np.ascontiguousarray(ring[:, 1])
             xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-            edges.append((xa, ya, yb, xb - xa, yb - ya))
-        object.__setattr__(self, "ring_boxes", boxes)
-        object.__setattr__(self, "vertices", np.concatenate(self.rings)[:, :2]
-                           if self.rings else np.zeros((0, 2)))
-        object.__setattr__(self, "_edges", tuple(edges))
+            got = self._edges[j] = (xa, ya, yb, xb - xa, yb - ya)
+        return got
 
     @property
     def land(self) -> bool:
@@ -79,7 +88,7 @@ class Region:
         odd = np.zeros(cand.size, dtype=bool)
         for j in np.flatnonzero(near.any(axis=0)):
             pts = np.flatnonzero(near[:, j])
-            xa, ya, yb, dx, dy = self._edges[j]
+            xa, ya, yb, dx, dy = self._ring_edges(int(j))
             qx, qy = px[pts][:, None], py[pts][:, None]
             straddle = (ya > qy) != (yb > qy)
             with np.errstate(divide="ignore", invalid="ignore"):
