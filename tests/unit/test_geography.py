@@ -223,3 +223,33 @@ def test_the_atlas_loads_quickly() -> None:
         G.atlas(docs)
     # decoding is per process; CPU time, so a busy machine does not fail it
     assert (time.process_time() - started) / 3 < 0.5
+
+
+def brute_force_contains(region: G.Region, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The even-odd rule over every edge of every ring, no index (the reference)."""
+    odd = np.zeros(lat.shape, dtype=bool)
+    px, py = lon[:, None], lat[:, None]
+    for ring in region.rings:
+        xa, ya = ring[:, 0], ring[:, 1]
+        xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = xa + (py - ya) * (xb - xa) / (yb - ya)
+        odd ^= (np.count_nonzero(((ya > py) != (yb > py)) & (px < cross), axis=1) % 2
+                ).astype(bool)
+    return odd
+
+
+@pytest.mark.parametrize("region_id", ["JPN-EEZ", "KOR-EEZ", "JP-42", "JP-47", "KR-46", "JP-13"])
+def test_the_indexed_point_in_polygon_agrees_with_the_plain_rule(region_id: str) -> None:
+    region = ATLAS.by_id(region_id)
+    rng = np.random.default_rng(7)
+    x0, y0, x1, y1 = region.bbox
+    lon = rng.uniform(x0 - 0.5, x1 + 0.5, 4000)
+    lat = rng.uniform(y0 - 0.5, y1 + 0.5, 4000)
+    # and points on the vertices' latitudes, where the rule's ties are
+    v = region.vertices[rng.integers(0, len(region.vertices), 1000)]
+    lon = np.concatenate([lon, v[:, 0] + rng.uniform(-0.01, 0.01, 1000)])
+    lat = np.concatenate([lat, v[:, 1]])
+    got = region.contains(lat, lon)
+    assert got.tolist() == brute_force_contains(region, lat, lon).tolist()
+    assert 0 < got.sum() < got.size

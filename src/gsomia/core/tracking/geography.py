@@ -11,9 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking.earth import R_MEAN, Array
@@ -21,6 +22,52 @@ from gsomia.core.tracking.trajectory import Mask
 
 FILES = ("japan-prefectures.geojson", "korea-provinces.geojson", "eez.geojson")
 LAND_KINDS = ("prefecture", "province")
+
+
+class _Edges(NamedTuple):
+    """A ring's edges (from a, to b) and an index of them by latitude band."""
+
+    xa: Array
+    ya: Array
+    yb: Array
+    dx: Array
+    dy: Array
+    y0: float
+    band_h: float
+    order: NDArray[np.int64]     # edge indices, band by band
+    starts: NDArray[np.int64]    # band b's edges: order[starts[b]:starts[b + 1]]
+
+
+def _bands(ya: Array, yb: Array) -> tuple[float, float, NDArray[np.int64], NDArray[np.int64]]:
+    """Latitude bands of a ring, each with the edges whose latitude span meets it. An edge
+    straddles a point's latitude only if that latitude is in its span, so a point need only
+    be tested against the edges of its own band."""
+    lo, hi = np.minimum(ya, yb), np.maximum(ya, yb)
+    y0 = float(lo.min())
+    span = float(hi.max()) - y0
+    n = max(1, min(512, ya.size // 8))
+    h = span / n if span > 0.0 else 1.0
+    b0 = np.clip(((lo - y0) / h).astype(np.int64), 0, n - 1)
+    b1 = np.clip(((hi - y0) / h).astype(np.int64), 0, n - 1)
+    counts = b1 - b0 + 1
+    first = np.cumsum(counts) - counts
+    band = np.repeat(b0, counts) + (np.arange(int(counts.sum())) - np.repeat(first, counts))
+    edge = np.repeat(np.arange(ya.size), counts)
+    order = np.argsort(band, kind="stable")
+    starts = np.searchsorted(band[order], np.arange(n + 1)).astype(np.int64)
+    return y0, h, edge[order].astype(np.int64), starts
+
+
+def _crossings_odd(px: Array, py: Array, xa: Array, ya: Array, yb: Array, dx: Array,
+                   dy: Array) -> Mask:
+    """Even-odd rule: whether a ray east from each point crosses the edges an odd number of
+    times."""
+    qx, qy = px[:, None], py[:, None]
+    straddle = (ya > qy) != (yb > qy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = xa + (qy - ya) * dx / dy
+    out: Mask = (np.count_nonzero(straddle & (qx < cross), axis=1) % 2).astype(bool)
+    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -42,8 +89,7 @@ class Region:
     bbox: tuple[float, float, float, float]     # lon_min, lat_min, lon_max, lat_max
     ring_boxes: Array = field(init=False, repr=False)    # (rings, 4) like bbox
     vertices: Array = field(init=False, repr=False)      # (all vertices, 2) lon, lat
-    _edges: dict[int, tuple[Array, Array, Array, Array, Array]] = field(
-        init=False, repr=False)                          # filled as rings are first tested
+    _edges: dict[int, _Edges] = field(init=False, repr=False)  # filled as rings are tested
 
     def __post_init__(self) -> None:
         allv = (np.concatenate(self.rings)[:, :2] if self.rings else np.zeros((0, 2)))
@@ -57,13 +103,13 @@ class Region:
         object.__setattr__(self, "vertices", allv)
         object.__setattr__(self, "_edges", {})
 
-    def _ring_edges(self, j: int) -> tuple[Array, Array, Array, Array, Array]:
+    def _ring_edges(self, j: int) -> _Edges:
         got = self._edges.get(j)
         if got is None:
             ring = self.rings[j]
             xa, ya = np.ascontiguousarray(ring[:, 0]), np.ascontiguousarray(ring[:, 1])
             xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-            got = self._edges[j] = (xa, ya, yb, xb - xa, yb - ya)
+            got = self._edges[j] = _Edges(xa, ya, yb, xb - xa, yb - ya, *_bands(ya, yb))
         return got
 
     @property
@@ -88,12 +134,15 @@ class Region:
         odd = np.zeros(cand.size, dtype=bool)
         for j in np.flatnonzero(near.any(axis=0)):
             pts = np.flatnonzero(near[:, j])
-            xa, ya, yb, dx, dy = self._ring_edges(int(j))
-            qx, qy = px[pts][:, None], py[pts][:, None]
-            straddle = (ya > qy) != (yb > qy)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                cross = xa + (qy - ya) * dx / dy
-            odd[pts] ^= (np.count_nonzero(straddle & (qx < cross), axis=1) % 2).astype(bool)
+            e = self._ring_edges(int(j))
+            qy = py[pts]
+            band = np.clip(((qy - e.y0) / e.band_h).astype(np.int64), 0, e.starts.size - 2)
+            for b in np.unique(band):
+                # only the edges whose latitudes reach the band can straddle a point in it
+                es = e.order[e.starts[b]:e.starts[b + 1]]
+                sel = pts[band == b]
+                odd[sel] ^= _crossings_odd(px[sel], py[sel], e.xa[es], e.ya[es], e.yb[es],
+                                           e.dx[es], e.dy[es])
         inside[cand] = odd
         return inside.reshape(shape)
 
