@@ -35,14 +35,21 @@ def alert(at: float, regions: tuple[str, ...], level: str = "alert",
     return Warning("JPN", action, at, "t", regions, level)  # type: ignore[arg-type]
 
 
-def test_row_measures_count_land_alerts_not_notices() -> None:
+LAND = M.land_names(ATLAS)
+EEZ = "JPN exclusive economic zone (approximate)"
+
+
+def test_row_measures_count_land_alerts_not_notices_nor_sea_alerts() -> None:
     tr = M.Truth(("Hokkaido",), 400.0)
-    notice = M.row_measures([alert(200.0, ("Hokkaido",), level="notice")], tr)
+    assert "Hokkaido" in LAND and EEZ not in LAND and EEZ in {r.name for r in ATLAS.regions}
+    notice = M.row_measures([alert(200.0, ("Hokkaido",), level="notice")], tr, LAND)
     assert notice["first_land_alert_s"] is None and not notice["alerted_right_regions"]
-    wrong = M.row_measures([alert(200.0, ("Aomori",))], tr)
+    sea = M.row_measures([alert(190.0, (EEZ,))], tr, LAND)
+    assert sea["first_land_alert_s"] is None and sea["land_alert_regions"] == ""
+    wrong = M.row_measures([alert(200.0, ("Aomori",))], tr, LAND)
     assert wrong["first_land_alert_s"] == 200.0 and not wrong["alerted_right_regions"]
-    right = M.row_measures([alert(200.0, ("Aomori",)), alert(230.0, ("Aomori", "Hokkaido"),
-                                                            action="updated")], tr)
+    right = M.row_measures([alert(200.0, ("Aomori", EEZ)),
+                            alert(230.0, ("Aomori", "Hokkaido"), action="updated")], tr, LAND)
     assert right["alerted_right_regions"] and right["land_alert_regions"] == "Aomori; Hokkaido"
     assert right["passed_message_s"] is None and right["missile_passed_s"] == 400.0
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,10 +61,11 @@ def truth(trajectory: Trajectory, atlas: Atlas, party: Party,
     return Truth(tuple(sorted(names)), passed)
 
 
-def land_alerts(warnings: Iterable[Warning]) -> list[Warning]:
-    """Alerts (not notices) that named land: issued or updated."""
+def land_alerts(warnings: Iterable[Warning], land: Collection[str]) -> list[Warning]:
+    """Alerts (not notices) issued or updated that named land (a region in ``land``; an alert
+    for the party's EEZ alone is not a land alert)."""
     return [w for w in warnings if w.level == "alert" and w.action in ("issued", "updated")
-            and w.regions]
+            and any(r in land for r in w.regions)]
 
 
 def passed_message_s(warnings: Iterable[Warning]) -> float | None:
@@ -76,10 +77,16 @@ def passed_message_s(warnings: Iterable[Warning]) -> float | None:
     return None
 
 
-def row_measures(warnings: Sequence[Warning], tr: Truth) -> dict[str, Any]:
-    """The columns ``evaluate`` adds to each (launch, seed, regime, party) row."""
-    alerts = land_alerts(warnings)
-    alerted = sorted({r for w in alerts for r in w.regions})
+def land_names(atlas: Atlas) -> frozenset[str]:
+    return frozenset(r.name for r in atlas.regions if r.land)
+
+
+def row_measures(warnings: Sequence[Warning], tr: Truth,
+                 land: Collection[str]) -> dict[str, Any]:
+    """The columns ``evaluate`` adds to each (launch, seed, regime, party) row; ``land``: the
+    names of land regions (:func:`land_names`)."""
+    alerts = land_alerts(warnings, land)
+    alerted = sorted({r for w in alerts for r in w.regions if r in land})
     passed_msg = passed_message_s(warnings)
     return {
         "true_land_regions": "; ".join(tr.regions),

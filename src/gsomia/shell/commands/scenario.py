@@ -70,6 +70,7 @@ def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[di
         return [{"launch": launch.id, "error": str(exc)}]
     atlas = feeds.load_geography()
     truths = {p: measures.truth(traj, atlas, p) for p in PARTIES}
+    land = measures.land_names(atlas)
     rows = []
     for seed in seeds:
         memo: dict[tuple[Any, ...], Any] = {}
@@ -86,7 +87,7 @@ def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[di
                        for f in FIELDS},
                     "warned_regions": "; ".join(sorted({r for w in o.warnings
                                                         for r in w.regions})),
-                    **measures.row_measures(o.warnings, truths[p]),
+                    **measures.row_measures(o.warnings, truths[p], land),
                 })
     return rows
 
