@@ -45,6 +45,7 @@ def _export_before(into: Path) -> Path | None:
                                  check=True, capture_output=True).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
+    into.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into / "src"
 
