@@ -83,7 +83,8 @@ def test_impact_ellipses() -> None:
                                                           G.LAND_KINDS)}
     assert {"Tokyo", "Kanagawa", "Saitama"} <= around_tokyo
     # a small island inside a large ellipse still counts (its vertices fall inside)
-    reef = G.regions_in_ellipse(ATLAS, 20.5, 136.1, 80e3, 60e3, 30, G.LAND_KINDS)
+    # (Minamitorishima, 1.5 km², 30 km from the centre)
+    reef = G.regions_in_ellipse(ATLAS, 24.5, 154.2, 80e3, 60e3, 30, G.LAND_KINDS)
     assert [r.name for r in reef] == ["Tokyo"]
     at_sea = G.regions_in_ellipse(ATLAS, 40.5, 133.0, 30e3, 10e3, 70)
     assert at_sea == []
@@ -154,3 +155,101 @@ def test_bad_geography_is_refused(doc: dict[str, object]) -> None:
         G.atlas([doc])
     with pytest.raises(MalformedInput):
         ATLAS.by_id("JP-99")
+
+
+# Inhabited islands at a town or village on them (interior points, not harbours), and the
+# prefecture or province they belong to.
+ISLAND_TOWNS = [
+    ("Ishigaki", 24.36, 124.16, "Okinawa"), ("Miyakojima", 24.78, 125.32, "Okinawa"),
+    ("Yonaguni", 24.455, 122.99, "Okinawa"), ("Iriomote", 24.33, 123.81, "Okinawa"),
+    ("Minamidaito", 25.845, 131.245, "Okinawa"), ("Kitadaito", 25.945, 131.30, "Okinawa"),
+    ("Kumejima", 26.34, 126.78, "Okinawa"), ("Amami Oshima", 28.33, 129.45, "Kagoshima"),
+    ("Tokunoshima", 27.78, 128.97, "Kagoshima"), ("Yakushima", 30.35, 130.52, "Kagoshima"),
+    ("Hachijojima", 33.10, 139.80, "Tokyo"), ("Miyakejima", 34.08, 139.53, "Tokyo"),
+    ("Izu Oshima", 34.74, 139.40, "Tokyo"), ("Chichijima", 27.08, 142.21, "Tokyo"),
+    ("Hahajima", 26.66, 142.16, "Tokyo"), ("Minamitorishima", 24.287, 153.98, "Tokyo"),
+    ("Tsushima", 34.40, 129.30, "Nagasaki"), ("Iki", 33.78, 129.72, "Nagasaki"),
+    ("Oki (Dogo)", 36.21, 133.31, "Shimane"), ("Fukue (Goto)", 32.70, 128.78, "Nagasaki"),
+    ("Nakadori (Goto)", 32.98, 129.08, "Nagasaki"), ("Rishiri", 45.18, 141.24, "Hokkaido"),
+    ("Rebun", 45.37, 141.03, "Hokkaido"), ("Okushiri", 42.15, 139.47, "Hokkaido"),
+    ("Sado", 38.02, 138.37, "Niigata"), ("Awaji", 34.40, 134.85, "Hyogo"),
+    ("Shodoshima", 34.50, 134.28, "Kagawa"), ("Jeju", 33.50, 126.53, "Jeju"),
+    ("Seogwipo", 33.26, 126.56, "Jeju"), ("Ulleungdo", 37.50, 130.87, "Gyeongbuk"),
+    ("Ganghwa", 37.70, 126.45, "Incheon"), ("Geoje", 34.88, 128.62, "Gyeongnam"),
+    ("Jindo", 34.48, 126.26, "Jeonnam"), ("Heuksando", 34.68, 125.43, "Jeonnam"),
+]
+
+
+@pytest.mark.parametrize(("island", "lat", "lon", "name"), ISLAND_TOWNS,
+                         ids=[x[0] for x in ISLAND_TOWNS])
+def test_inhabited_islands_are_in_their_prefecture_or_province(island: str, lat: float,
+                                                               lon: float, name: str) -> None:
+    assert names_at(lat, lon) == {name}, island
+    party = "KOR" if name in {r.name for r in ATLAS.of("KOR")} else "JPN"
+    assert G.zone_of(ATLAS, party, lat, lon) == "territory"
+
+
+# The sea between the islands above is not land (and is the party's EEZ).
+SEA_BETWEEN = [
+    ("Ishigaki–Miyako", 24.60, 124.70, "JPN"), ("Okinawa–Miyako (Miyako Strait)", 25.50,
+                                                 126.50, "JPN"),
+    ("Iriomote–Yonaguni", 24.40, 123.40, "JPN"), ("Okinawa–Daito", 26.00, 129.50, "JPN"),
+    ("Amami–Tokunoshima", 27.98, 129.20, "JPN"), ("Miyakejima–Hachijojima", 33.60, 139.65,
+                                                  "JPN"),
+    ("Chichijima–Hahajima", 26.85, 142.18, "JPN"), ("Tsushima–Iki", 34.00, 129.60, "JPN"),
+    ("Kyushu–Goto", 32.90, 129.45, "JPN"), ("Oki–Shimane", 35.80, 133.10, "JPN"),
+    ("Rishiri–Rebun", 45.25, 141.14, "JPN"), ("Hokkaido–Rishiri", 45.15, 141.50, "JPN"),
+    ("Jeju Strait", 33.90, 126.60, "KOR"), ("Ulleungdo–Korea", 37.40, 130.00, "KOR"),
+]
+
+
+@pytest.mark.parametrize(("between", "lat", "lon", "party"), SEA_BETWEEN,
+                         ids=[x[0] for x in SEA_BETWEEN])
+def test_the_sea_between_islands_is_not_land(between: str, lat: float, lon: float,
+                                             party: str) -> None:
+    assert names_at(lat, lon) == set(), between
+    assert G.zone_of(ATLAS, party, lat, lon) == "eez"
+
+
+def test_the_atlas_loads_quickly() -> None:
+    import json
+    import time
+    from importlib.resources import files
+
+    docs = [json.loads(files("gsomia").joinpath("data", "geography", f).read_text("utf-8"))
+            for f in G.FILES]
+    started = time.process_time()
+    for _ in range(3):
+        G.atlas(docs)
+    # decoding is per process; CPU time, so a busy machine does not fail it
+    assert (time.process_time() - started) / 3 < 0.5
+
+
+def brute_force_contains(region: G.Region, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """The even-odd rule over every edge of every ring, no index (the reference)."""
+    odd = np.zeros(lat.shape, dtype=bool)
+    px, py = lon[:, None], lat[:, None]
+    for ring in region.rings:
+        xa, ya = ring[:, 0], ring[:, 1]
+        xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cross = xa + (py - ya) * (xb - xa) / (yb - ya)
+        odd ^= (np.count_nonzero(((ya > py) != (yb > py)) & (px < cross), axis=1) % 2
+                ).astype(bool)
+    return odd
+
+
+@pytest.mark.parametrize("region_id", ["JPN-EEZ", "KOR-EEZ", "JP-42", "JP-47", "KR-46", "JP-13"])
+def test_the_indexed_point_in_polygon_agrees_with_the_plain_rule(region_id: str) -> None:
+    region = ATLAS.by_id(region_id)
+    rng = np.random.default_rng(7)
+    x0, y0, x1, y1 = region.bbox
+    lon = rng.uniform(x0 - 0.5, x1 + 0.5, 4000)
+    lat = rng.uniform(y0 - 0.5, y1 + 0.5, 4000)
+    # and points on the vertices' latitudes, where the rule's ties are
+    v = region.vertices[rng.integers(0, len(region.vertices), 1000)]
+    lon = np.concatenate([lon, v[:, 0] + rng.uniform(-0.01, 0.01, 1000)])
+    lat = np.concatenate([lat, v[:, 1]])
+    got = region.contains(lat, lon)
+    assert got.tolist() == brute_force_contains(region, lat, lon).tolist()
+    assert 0 < got.sum() < got.size

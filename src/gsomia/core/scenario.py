@@ -37,8 +37,10 @@ from gsomia.core.tracking.sensors import Measurements, Sensor, observe
 from gsomia.core.tracking.tracker import Tracker
 from gsomia.core.tracking.trajectory import Trajectory
 from gsomia.core.tracking.types import (
+    Array,
     BoostCorridor,
     Detection,
+    Event,
     GroundPoint,
     ImpactPredicted,
     SensorSite,
@@ -163,13 +165,7 @@ class _Routes:
 
 
 # ---- tracker passes ------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class _Report:
-    arrival_s: float
-    detection: Detection
-
-
-def _detections(m: Measurements, site: SensorSite, arrival_delay: float) -> list[_Report]:
+def _detections(m: Measurements, site: SensorSite) -> list[Detection]:
     out = []
     rae = m.kind == "rae"
     for i in range(len(m)):
@@ -179,10 +175,25 @@ def _detections(m: Measurements, site: SensorSite, arrival_delay: float) -> list
         else:
             z = m.values[i, 1:]
             R = np.diag(m.sigmas[i, 1:] ** 2)
-        out.append(_Report(float(m.report_times[i]) + arrival_delay,
-                           Detection(float(m.times[i]), site, "rae" if rae else "los", z, R,
-                                     truth="missile")))
+        out.append(Detection(float(m.times[i]), site, "rae" if rae else "los", z, R,
+                             truth="missile"))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Feed:
+    """One sensor's detections as one party holds them: each arrives ``delay_s`` after its
+    report time (0 for the party's own sensors)."""
+
+    sensor_id: str
+    cued: bool
+    detections: list[Detection]
+    report_times: Array
+    delay_s: float
+
+    @property
+    def key(self) -> tuple[str, bool]:
+        return (self.sensor_id, self.cued)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,29 +204,63 @@ class _Picture:
     boosts: list[tuple[float, str, Corridor]] = field(default_factory=list)
 
 
-def _run_tracker(reports: Sequence[_Report], tracker: Tracker, step_s: float,
-                 name: str, horizon_s: float, settle_s: float | None = None) -> _Picture:
-    """Process reports in measurement order; an output is available once every report used
-    so far has arrived."""
+class _TrackerRun:
+    """One tracker over one set of detections, stepped every ``step_s`` from the first
+    detection and kept step by step.
+
+    What a tracker computes depends only on which detections it is given, never on when they
+    arrive (arrival only decides when an output is available), so every picture fed by the
+    same sensors (a party's own picture under each regime, the fused pictures of parties that
+    receive the same reports) replays one run. Steps are computed on demand: a picture that
+    settles early does not pay for the rest.
+    """
+
+    def __init__(self, detections: Sequence[Detection], tracker: Tracker, step_s: float,
+                 horizon_s: float) -> None:
+        self.ordered = sorted(detections, key=lambda d: d.time)
+        self.tracker = tracker
+        self.step_s = step_s
+        self.tracks = TrackSet()
+        self.i = 0
+        self.t = self.ordered[0].time if self.ordered else 0.0
+        self.end = min(horizon_s, self.ordered[-1].time + 120.0) if self.ordered else -math.inf
+        self.steps: list[tuple[float, list[Event]]] = []
+
+    def step(self, k: int) -> tuple[float, list[Event]] | None:
+        """The k-th step's time and events, or None past the end."""
+        while len(self.steps) <= k:
+            if self.t > self.end + self.step_s:
+                return None
+            j = self.i
+            while j < len(self.ordered) and self.ordered[j].time <= self.t:
+                j += 1
+            self.tracks, events = self.tracker.step(self.tracks, self.ordered[self.i:j], self.t)
+            self.i = j
+            self.steps.append((self.t, events))
+            self.t += self.step_s
+        return self.steps[k]
+
+
+def _picture(run: _TrackerRun, feeds: Sequence[_Feed], name: str,
+             settle_s: float | None) -> _Picture:
+    """Replay ``run`` as a party holding ``feeds`` sees it: an output is available once every
+    report used so far has arrived."""
     pic = _Picture([], [], [])
-    if not reports:
+    if not feeds:
         return pic
-    ordered = sorted(reports, key=lambda r: r.detection.time)
-    tracks = TrackSet()
-    known = -math.inf
-    i = 0
-    t = ordered[0].detection.time
-    end = min(horizon_s, ordered[-1].detection.time + 120.0)
-    while t <= end + step_s:
+    times = np.concatenate([np.array([d.time for d in f.detections]) for f in feeds])
+    arrivals = np.concatenate([f.report_times + f.delay_s for f in feeds])
+    order = np.argsort(times, kind="stable")
+    times = times[order]
+    known = np.maximum.accumulate(arrivals[order])
+    k = 0
+    while (got := run.step(k)) is not None:
+        t, events = got
+        k += 1
         if settle_s is not None and pic.predictions and t > pic.predictions[0][0] + settle_s:
             break
-        batch = []
-        while i < len(ordered) and ordered[i].detection.time <= t:
-            batch.append(ordered[i].detection)
-            known = max(known, ordered[i].arrival_s)
-            i += 1
-        available = max(known, t)
-        tracks, events = tracker.step(tracks, batch, t)
+        used = int(np.searchsorted(times, t, side="right"))
+        available = max(float(known[used - 1]), t) if used else t
         for ev in events:
             track = f"{name}-{ev.track_id}"
             if isinstance(ev, TrackInitiated):
@@ -226,7 +271,6 @@ def _run_tracker(reports: Sequence[_Report], tracker: Tracker, step_s: float,
                 pic.boosts.append((available, track, ev.corridor))
             elif isinstance(ev, TrackLost) and ev.confirmed:
                 pic.losses.append((available, track))
-        t += step_s
     return pic
 
 
@@ -261,20 +305,20 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
     if s.options.track_until_s is not None:
         horizon = min(horizon, s.options.track_until_s)
     measurements: dict[str, Measurements] = {}
-    own: dict[Party, list[_Report]] = {p: [] for p in PARTIES}
-    fused: dict[Party, list[_Report]] = {p: [] for p in PARTIES}
+    own: dict[Party, list[_Feed]] = {p: [] for p in PARTIES}
+    fused: dict[Party, list[_Feed]] = {p: [] for p in PARTIES}
     for sensor in s.sensors:
+        cued = outcomes.get(sensor.owner, PartyOutcome(sensor.owner)).cued
         m = observe(sensor, s.trajectory, 0.0, horizon,
-                    np.random.default_rng(rng.integers(2**63)),
-                    cued=outcomes.get(sensor.owner, PartyOutcome(sensor.owner)).cued)
+                    np.random.default_rng(rng.integers(2**63)), cued=cued)
         measurements[sensor.id] = m
         if len(m) == 0 or sensor.owner not in outcomes:
             continue
         site = SensorSite.at(sensor.id, sensor.lat_deg, sensor.lon_deg, sensor.height_m)
-        mine = _detections(m, site, 0.0)
-        own[sensor.owner].extend(mine)
-        fused[sensor.owner].extend(mine)
-        outcomes[sensor.owner].note("first_detection_s", mine[0].arrival_s)
+        mine = _Feed(sensor.id, cued, _detections(m, site), m.report_times, 0.0)
+        own[sensor.owner].append(mine)
+        fused[sensor.owner].append(mine)
+        outcomes[sensor.owner].note("first_detection_s", float(m.report_times[0]))
         report_label = _labelled(sensor.report_label, "sensor-report")
         for p in PARTIES:
             if p == sensor.owner:
@@ -283,27 +327,32 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
             if got is None:
                 continue
             delay, via = got
-            theirs = _detections(m, site, delay)
-            fused[p].extend(theirs)
-            outcomes[p].note("first_detection_s", theirs[0].arrival_s)
+            fused[p].append(_Feed(sensor.id, cued, mine.detections, m.report_times, delay))
+            outcomes[p].note("first_detection_s", float(m.report_times[0]) + delay)
             outcomes[p].received["sensor-report"] = outcomes[p].received.get(
-                "sensor-report", 0) + len(theirs)
+                "sensor-report", 0) + len(m)
             outcomes[p].routes[f"{sensor.owner}:sensor-report"] = (
                 f"via {via}" if via else "direct") + f" +{delay:.0f}s"
 
-    # 3. Each party's own picture, and its fused picture if partners' reports reached it.
+    # 3. Each party's own picture, and its fused picture if partners' reports reached it. The
+    # tracker runs once per set of sensors (see _TrackerRun), shared through ``memo``.
     tracker = Tracker(ipp_interval_s=s.options.ipp_interval_s)
     pictures: dict[Party, list[_Picture]] = {}
     memo = {} if memo is None else memo
-    for p in PARTIES:
-        key = ("own", s.launch.id, s.seed, p, outcomes[p].cued, s.options)
+
+    def tracker_run(feeds: Sequence[_Feed]) -> _TrackerRun:
+        key = ("run", s.launch.id, s.seed, s.options, frozenset(f.key for f in feeds))
         if key not in memo:
-            memo[key] = _run_tracker(own[p], tracker, s.options.step_s, f"{p}", horizon,
-                                     s.options.settle_s)
-        pics = [memo[key]]
+            memo[key] = _TrackerRun([d for f in feeds for d in f.detections], tracker,
+                                    s.options.step_s, horizon)
+        run: _TrackerRun = memo[key]
+        return run
+
+    for p in PARTIES:
+        pics = [_picture(tracker_run(own[p]), own[p], p, s.options.settle_s)]
         if len(fused[p]) > len(own[p]):
-            pics.append(_run_tracker(fused[p], tracker, s.options.step_s, f"{p}-fused",
-                                     horizon, s.options.settle_s))
+            pics.append(_picture(tracker_run(fused[p]), fused[p], f"{p}-fused",
+                                 s.options.settle_s))
         pictures[p] = pics
 
     # 4. Tracks and predictions of each party's own picture travel to partners.

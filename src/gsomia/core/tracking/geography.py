@@ -1,7 +1,7 @@
 """Which prefectures, provinces and sea zones a point, an impact ellipse or a flight path touch.
 
-Regions come from the coarse GeoJSON shipped in ``gsomia/data/geography`` (see its README:
-approximate, not legal boundaries), decoded by :func:`atlas`. Point-in-polygon is the even-odd
+Regions come from the GeoJSON shipped in ``gsomia/data/geography`` (see its README: GSHHG
+coasts at ~200 m, not legal boundaries), decoded by :func:`atlas`. Point-in-polygon is the even-odd
 rule over every ring of a region, vectorised in NumPy over points and edges; coordinates are
 degrees (latitude, longitude in the function arguments; GeoJSON keeps longitude first).
 """
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import NDArray
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking.earth import R_MEAN, Array
@@ -23,9 +24,61 @@ FILES = ("japan-prefectures.geojson", "korea-provinces.geojson", "eez.geojson")
 LAND_KINDS = ("prefecture", "province")
 
 
+class _Edges(NamedTuple):
+    """A ring's edges (from a, to b) and an index of them by latitude band."""
+
+    xa: Array
+    ya: Array
+    yb: Array
+    dx: Array
+    dy: Array
+    y0: float
+    band_h: float
+    order: NDArray[np.int64]     # edge indices, band by band
+    starts: NDArray[np.int64]    # band b's edges: order[starts[b]:starts[b + 1]]
+
+
+def _bands(ya: Array, yb: Array) -> tuple[float, float, NDArray[np.int64], NDArray[np.int64]]:
+    """Latitude bands of a ring, each with the edges whose latitude span meets it. An edge
+    straddles a point's latitude only if that latitude is in its span, so a point need only
+    be tested against the edges of its own band."""
+    lo, hi = np.minimum(ya, yb), np.maximum(ya, yb)
+    y0 = float(lo.min())
+    span = float(hi.max()) - y0
+    n = max(1, min(512, ya.size // 8))
+    h = span / n if span > 0.0 else 1.0
+    b0 = np.clip(((lo - y0) / h).astype(np.int64), 0, n - 1)
+    b1 = np.clip(((hi - y0) / h).astype(np.int64), 0, n - 1)
+    counts = b1 - b0 + 1
+    first = np.cumsum(counts) - counts
+    band = np.repeat(b0, counts) + (np.arange(int(counts.sum())) - np.repeat(first, counts))
+    edge = np.repeat(np.arange(ya.size), counts)
+    order = np.argsort(band, kind="stable")
+    starts = np.searchsorted(band[order], np.arange(n + 1)).astype(np.int64)
+    return y0, h, edge[order].astype(np.int64), starts
+
+
+def _crossings_odd(px: Array, py: Array, xa: Array, ya: Array, yb: Array, dx: Array,
+                   dy: Array) -> Mask:
+    """Even-odd rule: whether a ray east from each point crosses the edges an odd number of
+    times."""
+    qx, qy = px[:, None], py[:, None]
+    straddle = (ya > qy) != (yb > qy)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = xa + (qy - ya) * dx / dy
+    out: Mask = (np.count_nonzero(straddle & (qx < cross), axis=1) % 2).astype(bool)
+    return out
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Region:
-    """A prefecture, a province or an EEZ: rings of (lon, lat) vertices, in degrees."""
+    """A prefecture, a province or an EEZ: rings of (lon, lat) vertices, in degrees.
+
+    Built once per process and asked thousands of times per flight, so each ring's bounding
+    box and edges are kept ready (``ring_boxes``, ``vertices``): a point outside a ring's box
+    crosses that ring an even number of times, and only the rings whose box holds a point are
+    tested edge by edge.
+    """
 
     id: str
     name: str
@@ -34,6 +87,30 @@ class Region:
     kind: str                   # prefecture | province | eez
     rings: tuple[Array, ...]    # each (k, 2), closed or not
     bbox: tuple[float, float, float, float]     # lon_min, lat_min, lon_max, lat_max
+    ring_boxes: Array = field(init=False, repr=False)    # (rings, 4) like bbox
+    vertices: Array = field(init=False, repr=False)      # (all vertices, 2) lon, lat
+    _edges: dict[int, _Edges] = field(init=False, repr=False)  # filled as rings are tested
+
+    def __post_init__(self) -> None:
+        allv = (np.concatenate(self.rings)[:, :2] if self.rings else np.zeros((0, 2)))
+        starts = np.cumsum([0] + [len(r) for r in self.rings[:-1]])
+        boxes = (np.column_stack([np.minimum.reduceat(allv[:, 0], starts),
+                                  np.minimum.reduceat(allv[:, 1], starts),
+                                  np.maximum.reduceat(allv[:, 0], starts),
+                                  np.maximum.reduceat(allv[:, 1], starts)])
+                 if self.rings else np.zeros((0, 4)))
+        object.__setattr__(self, "ring_boxes", boxes)
+        object.__setattr__(self, "vertices", allv)
+        object.__setattr__(self, "_edges", {})
+
+    def _ring_edges(self, j: int) -> _Edges:
+        got = self._edges.get(j)
+        if got is None:
+            ring = self.rings[j]
+            xa, ya = np.ascontiguousarray(ring[:, 0]), np.ascontiguousarray(ring[:, 1])
+            xb, yb = np.roll(xa, -1), np.roll(ya, -1)
+            got = self._edges[j] = _Edges(xa, ya, yb, xb - xa, yb - ya, *_bands(ya, yb))
+        return got
 
     @property
     def land(self) -> bool:
@@ -47,18 +124,26 @@ class Region:
         la, lo = np.broadcast_to(la, shape).ravel(), np.broadcast_to(lo, shape).ravel()
         inside = np.zeros(la.shape, dtype=bool)
         x0, y0, x1, y1 = self.bbox
-        cand = (lo >= x0) & (lo <= x1) & (la >= y0) & (la <= y1)
-        if cand.any():
-            px, py = lo[cand][:, None], la[cand][:, None]
-            odd = np.zeros(px.shape[0], dtype=bool)
-            for ring in self.rings:
-                xa, ya = ring[:, 0], ring[:, 1]
-                xb, yb = np.roll(xa, -1), np.roll(ya, -1)
-                straddle = (ya > py) != (yb > py)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    cross = xa + (py - ya) * (xb - xa) / (yb - ya)
-                odd ^= (np.count_nonzero(straddle & (px < cross), axis=1) % 2).astype(bool)
-            inside[cand] = odd
+        cand = np.flatnonzero((lo >= x0) & (lo <= x1) & (la >= y0) & (la <= y1))
+        if cand.size == 0:
+            return inside.reshape(shape)
+        px, py = lo[cand], la[cand]
+        b = self.ring_boxes
+        near = ((px[:, None] >= b[:, 0]) & (px[:, None] <= b[:, 2])
+                & (py[:, None] >= b[:, 1]) & (py[:, None] <= b[:, 3]))
+        odd = np.zeros(cand.size, dtype=bool)
+        for j in np.flatnonzero(near.any(axis=0)):
+            pts = np.flatnonzero(near[:, j])
+            e = self._ring_edges(int(j))
+            qy = py[pts]
+            band = np.clip(((qy - e.y0) / e.band_h).astype(np.int64), 0, e.starts.size - 2)
+            for b in np.unique(band):
+                # only the edges whose latitudes reach the band can straddle a point in it
+                es = e.order[e.starts[b]:e.starts[b + 1]]
+                sel = pts[band == b]
+                odd[sel] ^= _crossings_odd(px[sel], py[sel], e.xa[es], e.ya[es], e.yb[es],
+                                           e.dx[es], e.dy[es])
+        inside[cand] = odd
         return inside.reshape(shape)
 
     def to_json(self) -> dict[str, str]:
@@ -195,10 +280,14 @@ def _in_ellipse(lat: float, lon: float, a: float, b: float, orientation_deg: flo
     return np.asarray((along / max(a, 1e-9)) ** 2 + (across / max(b, 1e-9)) ** 2 <= 1.0)
 
 
-def _overlaps(r: Region, lats: Array, lons: Array) -> bool:
+def _box(lats: Array, lons: Array) -> tuple[float, float, float, float]:
+    return float(lons.min()), float(lats.min()), float(lons.max()), float(lats.max())
+
+
+def _overlaps(r: Region, box: tuple[float, float, float, float]) -> bool:
     """Whether the bounding boxes of a region and of some points meet (a cheap first cut)."""
     x0, y0, x1, y1 = r.bbox
-    return bool(lons.min() <= x1 and lons.max() >= x0 and lats.min() <= y1 and lats.max() >= y0)
+    return box[0] <= x1 and box[2] >= x0 and box[1] <= y1 and box[3] >= y0
 
 
 def regions_in_ellipse(atl: Atlas, lat: float, lon: float, semi_major_m: float,
@@ -210,15 +299,16 @@ def regions_in_ellipse(atl: Atlas, lat: float, lon: float, semi_major_m: float,
     ks = set(kinds) if kinds is not None else None
     ps = set(parties) if parties is not None else None
     plat, plon = ellipse_points(lat, lon, semi_major_m, semi_minor_m, orientation_deg, n)
+    box = _box(plat, plon)
     out = []
     for r in atl.regions:
         if (ks is not None and r.kind not in ks) or (ps is not None and r.party not in ps):
             continue
-        if not _overlaps(r, plat, plon):
+        if not _overlaps(r, box):
             continue
-        if r.contains(plat, plon).any() or any(
-                _in_ellipse(lat, lon, semi_major_m, semi_minor_m, orientation_deg,
-                            ring[:, 1], ring[:, 0]).any() for ring in r.rings):
+        if r.contains(plat, plon).any() or _in_ellipse(
+                lat, lon, semi_major_m, semi_minor_m, orientation_deg,
+                r.vertices[:, 1], r.vertices[:, 0]).any():
             out.append(r)
     return out
 
@@ -231,8 +321,9 @@ def densify_track(lats: Array, lons: Array, step_km: float = 5.0) -> tuple[Array
         return la, lo
     seg = np.hypot(np.diff(la), np.diff(lo) * np.cos(np.radians(la[:-1]))) * 111.2
     k = np.maximum(np.ceil(seg / step_km).astype(int), 1)
-    f = np.concatenate([np.arange(n) / n for n in k])
     i = np.repeat(np.arange(la.size - 1), k)
+    starts = np.cumsum(k) - k
+    f = (np.arange(int(k.sum())) - starts[i]) / k[i]
     out_la = np.append(la[i] + f * (la[i + 1] - la[i]), la[-1])
     out_lo = np.append(lo[i] + f * (lo[i + 1] - lo[i]), lo[-1])
     return out_la, out_lo
@@ -245,11 +336,14 @@ def regions_overflown(atl: Atlas, lats: Array, lons: Array,
     ks = set(kinds) if kinds is not None else None
     ps = set(parties) if parties is not None else None
     la, lo = densify_track(lats, lons, step_km)
+    if la.size == 0:
+        return []
+    box = _box(la, lo)
     firsts: list[tuple[int, Region]] = []
     for r in atl.regions:
         if (ks is not None and r.kind not in ks) or (ps is not None and r.party not in ps):
             continue
-        if not _overlaps(r, la, lo):
+        if not _overlaps(r, box):
             continue
         hit = np.flatnonzero(r.contains(la, lo))
         if hit.size:

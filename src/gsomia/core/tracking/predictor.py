@@ -73,8 +73,8 @@ def acceleration(r: Array, v: Array, inv_beta: float = 0.0) -> Array:
     return out
 
 
-def jacobi_energy(x: Array) -> tuple[Array, Array]:
-    """Jacobi integral per unit mass (J/kg) of states (K, 6) and its gradient (K, 6).
+def jacobi_integral(x: Array) -> Array:
+    """Jacobi integral per unit mass (J/kg) of states (K, 6).
 
     Kinetic energy plus the J2 potential less the centrifugal potential: constant in free flight
     in the rotating frame (Coriolis does no work), rising under thrust, falling under drag.
@@ -85,10 +85,17 @@ def jacobi_energy(x: Array) -> tuple[Array, Array]:
     p2 = 1.5 * r[:, 2] ** 2 / rr2 - 0.5
     potential = -earth.GM / rr * (1.0 - earth.J2 * earth.A * earth.A / rr2 * p2)
     rho2 = r[:, 0] ** 2 + r[:, 1] ** 2
-    energy = 0.5 * np.einsum("ki,ki->k", v, v) + potential - 0.5 * _W2 * rho2
+    energy: Array = 0.5 * np.einsum("ki,ki->k", v, v) + potential - 0.5 * _W2 * rho2
+    return energy
+
+
+def jacobi_energy(x: Array) -> tuple[Array, Array]:
+    """:func:`jacobi_integral` of states (K, 6) and its gradient (K, 6)."""
+    r, v = x[:, :3], x[:, 3:]
+    energy = jacobi_integral(x)
     grad = np.empty_like(x)
     # Gravity and centrifugal acceleration are minus the gradient of the effective potential.
-    grad[:, :3] = -(earth.gravity(r) + _W2 * np.stack([r[:, 0], r[:, 1], np.zeros_like(rr)],
+    grad[:, :3] = -(earth.gravity(r) + _W2 * np.stack([r[:, 0], r[:, 1], np.zeros(x.shape[0])],
                                                       axis=-1))
     grad[:, 3:] = v
     return energy, grad

@@ -31,7 +31,7 @@ from gsomia.core.tracking.associator import GNNAssociator, gate_threshold
 from gsomia.core.tracking.deleter import UpdateTimeDeleter
 from gsomia.core.tracking.impact import Corridor, ImpactPredictor, corridors
 from gsomia.core.tracking.initiator import SinglePointInitiator
-from gsomia.core.tracking.predictor import BallisticPredictor, jacobi_energy
+from gsomia.core.tracking.predictor import BallisticPredictor, jacobi_energy, jacobi_integral
 from gsomia.core.tracking.types import (
     BoostCorridor,
     Detection,
@@ -144,7 +144,7 @@ class Tracker:
             odd = nis[:k] > gate_threshold(self.surprise_probability, z.shape[1])
             strikes = np.where(odd, tracks.strikes[chosen] + 1, 0)
             surprised = strikes >= 2
-            e_upd, _ = jacobi_energy(x[:k])
+            e_upd = jacobi_integral(x[:k])
             kick_var = np.einsum("ki,kij,kj->k", grad, P_pred - P[:k], grad)
             kick = (e_upd - e_pred) / np.sqrt(np.maximum(kick_var, 1e-9))
             cusum = np.maximum(0.0, tracks.cusum[chosen] + kick - self.energy_drift)

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from gsomia import bootstrap
+from gsomia.core import measures
 from gsomia.core.errors import MalformedInput
 from gsomia.core.scenario import Options, Result, Scenario, run
 from gsomia.core.sharing import PARTIES, REGIMES, regime, restricted
@@ -58,28 +59,36 @@ def _fittable() -> tuple[Launch, ...]:
     return tuple(x for x in feeds.load_launches() if x.fittable)
 
 
-def _evaluate_one(task: tuple[int, tuple[str, ...], int]) -> list[dict[str, Any]]:
-    """One launch under every regime (runs in a worker process)."""
-    index, regimes, seed = task
+def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[dict[str, Any]]:
+    """One launch under every regime and seed (runs in a worker process): the trajectory is
+    fitted once, and what is true of the flight for each party is computed once."""
+    index, regimes, seeds = task
     launch = _fittable()[index]
     try:
         traj = fit(launch.flight_request())
     except MalformedInput as exc:
         return [{"launch": launch.id, "error": str(exc)}]
+    atlas = feeds.load_geography()
+    truths = {p: measures.truth(traj, atlas, p) for p in PARTIES}
+    land = measures.land_names(atlas)
     rows = []
-    memo: dict[tuple[Any, ...], Any] = {}
-    for name in regimes:
-        res = run_one(launch, name, seed, traj, options=EVALUATION, memo=memo)
-        for p, o in res.parties.items():
-            rows.append({
-                "launch": launch.id, "date": launch.local_date.isoformat(),
-                "missile": launch.missile.name, "class": launch.missile_class,
-                "apogee_km": launch.apogee_km, "range_km": launch.distance_km,
-                "flight_time_s": round(traj.flight_time_s, 1), "regime": name, "party": p,
-                "cued": o.cued, **{f: None if getattr(o, f) is None else round(getattr(o, f), 1)
-                                    for f in FIELDS},
-                "warned_regions": "; ".join(sorted({r for w in o.warnings for r in w.regions})),
-            })
+    for seed in seeds:
+        memo: dict[tuple[Any, ...], Any] = {}
+        for name in regimes:
+            res = run_one(launch, name, seed, traj, options=EVALUATION, memo=memo)
+            for p, o in res.parties.items():
+                rows.append({
+                    "launch": launch.id, "date": launch.local_date.isoformat(),
+                    "missile": launch.missile.name, "class": launch.missile_class,
+                    "apogee_km": launch.apogee_km, "range_km": launch.distance_km,
+                    "flight_time_s": round(traj.flight_time_s, 1), "regime": name, "party": p,
+                    "seed": seed, "cued": o.cued,
+                    **{f: None if getattr(o, f) is None else round(getattr(o, f), 1)
+                       for f in FIELDS},
+                    "warned_regions": "; ".join(sorted({r for w in o.warnings
+                                                        for r in w.regions})),
+                    **measures.row_measures(o.warnings, truths[p], land),
+                })
     return rows
 
 
@@ -209,6 +218,96 @@ def plot_map(res: Result, path: Path) -> str:
     return path.name
 
 
+def _example_map(seed: int, path: str) -> str:
+    """The map of the 2017-08-29 launch under ``direct`` (runs in a worker process)."""
+    return plot_map(run_one(feeds.find_launch("2017-08-29"), "direct", seed), Path(path))
+
+
+def _fmt(m: dict[str, Any] | str, scale: float = 1.0, unit: str = "") -> str:
+    if isinstance(m, str):
+        return m
+    if m["mean"] is None:
+        return "–"
+    mean = m["mean"] * scale
+    if m["low"] is None:
+        return f"{mean:.1f}{unit}"
+    return f"{mean:.1f}{unit} [{m['low'] * scale:.1f}, {m['high'] * scale:.1f}]"
+
+
+def _measures_markdown(measured: dict[str, dict[str, dict[str, Any]]], regimes: Sequence[str],
+                       seeds: Sequence[int]) -> str:
+    lines = ["", f"## Land alerts against the true flight ({len(seeds)} seed"
+             f"{'s' if len(seeds) != 1 else ''}: mean [95% interval])", "",
+             "Crossing: launches whose true ground track or impact is on the party's land "
+             "(the USA: Japan's and Korea's). Recall: share of those alerted; right regions: "
+             "alerted naming every region crossed. False: land alerts for launches that "
+             "crossed no land of the party.", "",
+             "| regime | party | crossing | recall % | right regions % | false land alerts | "
+             "first alert median s | first alert worst s | impact error median km | "
+             "passed → message s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for reg in regimes:
+        for p, e in measured[reg].items():
+            lines.append(
+                f"| {reg} | {p} | {e['crossing']} | {_fmt(e['recall'], 100)} | "
+                f"{_fmt(e['recall_right_regions'], 100)} | {_fmt(e['false_land_alerts'])} | "
+                f"{_fmt(e['first_land_alert_median_s'])} | "
+                f"{_fmt(e['first_land_alert_worst_s'])} | "
+                f"{_fmt(e['impact_error_median_km'])} | {_fmt(e['passed_delay_median_s'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _measure_plots(measured: dict[str, dict[str, dict[str, Any]]], regimes: Sequence[str],
+                   out: Path) -> list[str]:
+    """One bar chart per measure: regimes side by side per party, 95% intervals as bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    charts = (("recall", "land-alert recall (%)", 100.0, "measure-recall.png"),
+              ("false_land_alerts", "false land alerts (launches)", 1.0,
+               "measure-false-alerts.png"),
+              ("first_land_alert_median_s", "first land alert, median (s after launch)", 1.0,
+               "measure-first-alert-median.png"),
+              ("first_land_alert_worst_s", "first land alert, worst (s after launch)", 1.0,
+               "measure-first-alert-worst.png"),
+              ("impact_error_median_km", "impact error at first warning, median (km)", 1.0,
+               "measure-impact-error.png"),
+              ("passed_delay_median_s", "missile passed → 'passed' message, median (s)", 1.0,
+               "measure-passed-delay.png"))
+    made = []
+    for key, label, scale, name in charts:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        width = 0.8 / max(1, len(regimes))
+        missing = True
+        for k, reg in enumerate(regimes):
+            xs, ys, lo, hi = [], [], [], []
+            for j, p in enumerate(PARTIES):
+                m = measured[reg][p][key]
+                if isinstance(m, str) or m["mean"] is None:
+                    continue
+                missing = False
+                xs.append(j + (k - (len(regimes) - 1) / 2) * width)
+                ys.append(m["mean"] * scale)
+                lo.append(m["mean"] * scale - (m["low"] if m["low"] is not None
+                                               else m["mean"]) * scale)
+                hi.append((m["high"] if m["high"] is not None else m["mean"]) * scale
+                          - m["mean"] * scale)
+            ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=reg)
+        ax.set_xticks(range(len(PARTIES)), list(PARTIES))
+        ax.set_ylabel(label)
+        if missing:
+            ax.text(0.5, 0.5, measures.NOT_AVAILABLE, transform=ax.transAxes, ha="center",
+                    va="center", fontsize=14, color="grey")
+        else:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+    return made
+
+
 def register(cli: click.Group) -> None:
     @cli.group("scenario")
     def scenario() -> None:
@@ -242,14 +341,16 @@ def register(cli: click.Group) -> None:
     @cli.command("evaluate")
     @click.option("--regimes", default="none,hub,direct,trilateral", show_default=True)
     @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-    @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--seed", type=int, default=0, show_default=True, help="The first seed.")
+    @click.option("--seeds", "n_seeds", type=int, default=1, show_default=True,
+                  help="Run seeds SEED … SEED+K-1; measures get 95% intervals over them.")
     @click.option("--limit", type=int, default=None, help="Only the first N launches.")
     @click.option("--every", type=int, default=1, show_default=True,
                   help="Only every Kth launch (a spread sample of the data set).")
     @click.option("--jobs", type=int, default=os.cpu_count() or 1, show_default=True)
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-    def evaluate(regimes: str, out_dir: str, seed: int, limit: int | None, every: int,
-                 jobs: int, as_json: bool) -> None:
+    def evaluate(regimes: str, out_dir: str, seed: int, n_seeds: int, limit: int | None,
+                 every: int, jobs: int, as_json: bool) -> None:
         """Every launch with apogee and distance under each regime: CSV, summary, plots."""
         from rich.progress import Progress
 
@@ -266,35 +367,56 @@ def register(cli: click.Group) -> None:
             # a negative slice bound would quietly drop launches from the end instead
             raise MalformedInput(f"{limit} is not a number of launches", where="--limit",
                                  expected="a whole number of at least 1")
+        if n_seeds < 1:
+            raise MalformedInput(f"{n_seeds} is not a number of seeds", where="--seeds",
+                                 expected="a whole number of at least 1")
+        seeds = tuple(range(seed, seed + n_seeds))
         picked = [i for i in range(len(_fittable())) if i % every == 0][:limit]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
-        tasks = [(i, names, seed) for i in picked]
+        # longest flights first, so that no worker is left with one at the end
+        launches = _fittable()
+        tasks = sorted(((i, names, seeds) for i in picked),
+                       key=lambda t: -(launches[t[0]].distance_km or 0.0)
+                       - 3.0 * (launches[t[0]].apogee_km or 0.0))
         with Progress(transient=True, disable=as_json) as bar, \
                 ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes",
-                               total=len(tasks))
-            for got in pool.map(_evaluate_one, tasks, chunksize=1):
-                rows.extend(got)
+            example = (pool.submit(_example_map, seed, str(out / "launch-map.png"))
+                       if "direct" in names else None)
+            job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes × "
+                               f"{len(seeds)} seeds", total=len(tasks))
+            done: dict[int, list[dict[str, Any]]] = {}
+            for task, got in zip(tasks, pool.map(_evaluate_one, tasks, chunksize=1),
+                                 strict=True):
+                done[task[0]] = got
                 bar.advance(job)
+            for i in picked:
+                rows.extend(done[i])
+            made_map = example.result() if example is not None else None
         errors = [r for r in rows if "error" in r]
         good = [r for r in rows if "party" in r]
         with (out / "results.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(good[0]) if good else ["launch"])
             writer.writeheader()
             writer.writerows(good)
-        summary = summarise(good, names)
-        example_launch = feeds.find_launch("2017-08-29")
-        example = run_one(example_launch, "direct", seed) if "direct" in names else None
-        plots = _plots(good, names, out, example)
+        summary = summarise([r for r in good if r["seed"] == seed], names)
+        measured = measures.summarise(good, names, PARTIES)
+        plots = _plots([r for r in good if r["seed"] == seed], names, out, None)
+        plots += _measure_plots(measured, names, out)
+        if made_map:
+            plots.append(made_map)
         count = len(picked)
-        (out / "summary.md").write_text(_markdown(summary, names, count, len(errors)), "utf-8")
+        (out / "summary.md").write_text(
+            _markdown(summary, names, count, len(errors))
+            + _measures_markdown(measured, names, seeds), "utf-8")
         (out / "summary.json").write_text(json.dumps(
-            {"launches": count, "unfitted": [e["launch"] for e in errors], "summary": summary},
-            indent=2), "utf-8")
+            {"launches": count, "seeds": list(seeds),
+             "unfitted": [e["launch"] for e in errors], "summary": summary,
+             "measures": measured}, indent=2), "utf-8")
         if as_json:
-            emit_json({"launches": count, "summary": summary, "out": str(out), "plots": plots})
+            emit_json({"launches": count, "seeds": list(seeds), "summary": summary,
+                       "measures": measured, "out": str(out), "plots": plots})
         else:
             click.echo((out / "summary.md").read_text("utf-8"))
             click.echo(f"wrote {out}/results.csv, summary.md, summary.json, "
