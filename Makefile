@@ -18,10 +18,11 @@ demo: $(STAMP)
 # The store tests run against a real PostgreSQL server: install Debian's package if missing
 # (the test session starts and stops a throwaway cluster on 127.0.0.1).
 # The dashboard tests drive Debian's Chromium headless (installed if missing).
+# Two workers, each taking whole files (a file's tests share its nodes and federations).
 test: $(STAMP) lint
 	sh tools/pg-test-cluster.sh install
 	sh tools/install-chromium.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

@@ -386,8 +386,9 @@ def _count(template: Path, code: str, table: str) -> int:
 
 
 def _names(table: str) -> tuple[str, ...]:
-    """What a problem about ``table`` names: the table, or the item, event or head."""
-    return {"items": ("item ",), "audit_events": ("seq ", "audit_events"),
+    """What a problem about ``table`` names: the table, or the item, event or head. The last
+    events deleted are a log shorter than its signed head: reported against that head."""
+    return {"items": ("item ",), "audit_events": ("seq ", "audit_events", "tree head"),
             "tree_heads": ("tree head", "tree_heads"), "alembic_version": ()}.get(
         table, (table,))
 

@@ -219,16 +219,19 @@ def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Runni
     page.click("#replay button[type=submit]")
     expect(page.locator("#replay-status")).to_contain_text("replaying", timeout=60_000)
     expect(page.locator("#overlay polyline.track")).to_have_count(1, timeout=60_000)
-    area = page.locator("#overlay circle.warning-area").first
-    expect(area).to_be_visible(timeout=60_000)
+    # The first alert comes from the track's cut-off corridor while it still burns (issue 13):
+    # it names Hokkaido, overflown, before any impact point is known, so the map marks the
+    # region; the impact predictions are drawn as ellipses as they arrive.
+    expect(page.locator('path.land.warned[data-region="Hokkaido"]')).to_have_count(
+        1, timeout=60_000)
+    expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
+    ipp = page.locator("#overlay ellipse.ipp").first
+    expect(ipp).to_be_attached(timeout=60_000)
     # In one step: the page redraws the overlay whenever a new state arrives.
     cx, width = page.evaluate(
-        "() => [parseFloat(document.querySelector('#overlay circle.warning-area')"
+        "() => [parseFloat(document.querySelector('#overlay ellipse.ipp')"
         ".getAttribute('cx')), document.getElementById('map').viewBox.baseVal.width]")
-    assert 0 <= cx <= width                 # the warned impact area is inside the map
-    expect(page.locator('path.land.warned[data-region="Hokkaido"]')).to_have_count(1)
-    expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
-    expect(page.locator("#overlay ellipse.ipp").first).to_be_attached()
+    assert 0 <= cx <= width                 # the predicted impact area is inside the map
     for _ in range(600):                    # let the replay finish, for a complete picture
         if not page.request.get(node.url + "dashboard/replay").json()["running"]:
             break
