@@ -33,8 +33,12 @@ def main(argv: list[str]) -> int:
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     if against is not None:
         from bench.before_after import run as before_after
-        previous["before_after"] = before_after(against, names)
-        out_path.write_text(json.dumps(previous, indent=2, ensure_ascii=False) + "\n")
+
+        def save(doc: dict[str, object]) -> None:
+            previous["before_after"] = doc
+            out_path.write_text(json.dumps(previous, indent=2, ensure_ascii=False) + "\n")
+
+        save(before_after(against, names, save))
         print(f"\nwrote {out_path} (before_after)")
         return 0
     results = dict(previous.get("results", {}))

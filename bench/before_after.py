@@ -16,7 +16,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +86,10 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {"figures": rows, "worse_than_tolerance": worse}
 
 
-def run(against: str, names: list[str]) -> dict[str, Any]:
+def run(against: str, names: list[str],
+        save: Callable[[dict[str, Any]], None] = lambda doc: None) -> dict[str, Any]:
+    """Each benchmark on both trees; ``save`` gets the document after each one, so a
+    benchmark that fails later loses nothing measured before it."""
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-ref-") as tmp:
         ref = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(ref),
@@ -101,6 +104,7 @@ def run(against: str, names: list[str]) -> dict[str, Any]:
                 print(f"\n=== {name}: this tree ===", flush=True)
                 after = _run_in(ROOT, name)
                 doc["benchmarks"][name] = compare(before, after)
+                save(doc)
                 for path in doc["benchmarks"][name]["worse_than_tolerance"]:
                     row = doc["benchmarks"][name]["figures"][path]
                     print(f"  worse: {name}.{path} {row['before']} -> {row['after']}")

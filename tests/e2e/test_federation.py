@@ -9,6 +9,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,18 @@ class Federation:
 
     def down(self) -> dict[str, str]:
         return federation.down(self.folder)
+
+    @classmethod
+    @contextmanager
+    def running(cls, folder: Path, topology: str) -> Iterator[Federation]:
+        """Up for the block, then down and closed whatever happened in it."""
+        fed = cls(folder, topology)
+        try:
+            fed.up()
+            yield fed
+        finally:
+            fed.down()
+            fed.close()
 
     def close(self) -> None:
         for node in self.nodes.values():

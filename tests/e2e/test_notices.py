@@ -42,13 +42,8 @@ def invoke(*args: str) -> Any:
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("notices"), "direct")
-    try:
-        federation.up()
+    with Federation.running(tmp_path_factory.mktemp("notices"), "direct") as federation:
         yield federation
-    finally:
-        federation.down()
-        federation.close()
 
 
 @pytest.fixture(scope="module")

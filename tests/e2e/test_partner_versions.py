@@ -40,13 +40,8 @@ T2 = "2026-11-02T00:00:00.000Z"
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("versions"), "direct")
-    try:
-        federation.up()
+    with Federation.running(tmp_path_factory.mktemp("versions"), "direct") as federation:
         yield federation
-    finally:
-        federation.down()
-        federation.close()
 
 
 def versions_at(node: Node, item_id: str) -> list[tuple[str, str]]:

@@ -40,13 +40,8 @@ WAIT = 20.0
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("impostor"), "direct")
-    try:
-        federation.up()
+    with Federation.running(tmp_path_factory.mktemp("impostor"), "direct") as federation:
         yield federation
-    finally:
-        federation.down()
-        federation.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ alone (:func:`client_context`), so a partner cannot answer in another partner's 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ssl
 from collections.abc import Mapping
@@ -174,11 +175,29 @@ def client_context(folder: Path, ca: x509.Certificate | None) -> ssl.SSLContext:
     """Mutual TLS towards one node: this node's client certificate, and that node's pinned
     CA as the only trust anchor (none: every server is refused)."""
     folder = Path(folder)
+    files: list[tuple[int, int, int] | None] = []
+    for name in ("client.crt", "client.key"):
+        try:
+            found = (folder / "tls" / name).stat()
+            files.append((found.st_mtime_ns, found.st_size, found.st_ino))
+        except OSError:
+            files.append(None)
+    return _client_context(str(folder), tuple(files), ca)
+
+
+@functools.lru_cache(maxsize=64)
+def _client_context(folder: str, files: tuple[Any, ...],
+                    ca: x509.Certificate | None) -> ssl.SSLContext:
+    # Cached by CA and the key files' identity (``files``, part of the key only): a context
+    # is safe to share between connections, and loading a key and a CA costs milliseconds
+    # that a tool making one client per request (an operator's consent, a bench) would pay
+    # every time.
     # Not create_default_context: that would also trust the system's public CAs.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca is None:  # no server will be trusted: no need to offer it a certificate
         return ctx
     ctx.load_verify_locations(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
-    ctx.load_cert_chain(str(folder / "tls" / "client.crt"), str(folder / "tls" / "client.key"))
+    ctx.load_cert_chain(str(Path(folder) / "tls" / "client.crt"),
+                        str(Path(folder) / "tls" / "client.key"))
     return ctx
