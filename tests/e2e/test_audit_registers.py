@@ -37,6 +37,7 @@ from gsomia.shell import store as st
 from gsomia.shell.commands import federation
 from gsomia.shell.node import Node
 from gsomia.shell.partner_check import ask_partners
+from tampering import edit_value
 
 pytestmark = pytest.mark.timeout(400)
 
@@ -343,21 +344,6 @@ HARMLESS: dict[tuple[str, str, str], str] = {
 }
 
 
-def _value(value: Any, where: int, data: hs.DataObject) -> Any:
-    if isinstance(value, bytes):
-        flipped = bytearray(value or b"\x00")
-        flipped[where % len(flipped)] ^= 1 << data.draw(hs.integers(0, 7))
-        return bytes(flipped)
-    if isinstance(value, str):
-        if not value:
-            return "x"
-        i = where % len(value)
-        other = data.draw(hs.sampled_from("0123456789abcdefXYZ-:. "))
-        assume(other != value[i])
-        return value[:i] + other + value[i + 1:]
-    if isinstance(value, int):
-        return value + data.draw(hs.sampled_from([1, -1, 2, 1000, 1 << 40]))
-    return data.draw(hs.sampled_from(["KOR", "x"]))  # a NULL filled in
 
 
 _OTHER_CLASS = {"blob": "x'00ff'", "text": "'tampered'", "integer": "12345"}
@@ -430,7 +416,7 @@ def test_any_change_to_any_table_is_caught_or_harmless(template: Path, tmp_path:
             for i, name in enumerate(names):
                 if data.draw(hs.booleans(), label=f"change {name}") or name in (
                         "id", "nonce", "reference", "name", "seq", "size", "version"):
-                    values[i] = _value(values[i], data.draw(hs.integers(0, 10**6)), data)
+                    values[i] = edit_value(values[i], data.draw(hs.integers(0, 10**6)), data)
             db.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES "
                        f"({', '.join('?' for _ in names)})", values)
             rowid = db.execute("SELECT last_insert_rowid()").fetchone()[0]
@@ -438,7 +424,7 @@ def test_any_change_to_any_table_is_caught_or_harmless(template: Path, tmp_path:
             column = data.draw(hs.sampled_from(columns), label="column")
             (value,) = db.execute(f"SELECT {column} FROM {table} WHERE rowid = ?",
                                   (rowid,)).fetchone()
-            edited = _value(value, data.draw(hs.integers(0, 10**6)), data)
+            edited = edit_value(value, data.draw(hs.integers(0, 10**6)), data)
             assume(edited != value)
             # The store reads times with datetime.fromisoformat, which takes any character
             # between date and time: such an edit leaves the instant every reader sees.

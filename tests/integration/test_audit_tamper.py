@@ -33,6 +33,7 @@ from gsomia.service import handlers
 from gsomia.service.handlers import Incoming, LabelRequest
 from gsomia.shell import store as st
 from gsomia.shell.node import Node, init_node, open_node
+from tampering import edit_value
 
 Factory = Callable[..., Node]
 SECRET_KOR = LabelRequest("군사II급비밀", ("KOR", "JPN"), "dprk-missile")
@@ -388,22 +389,6 @@ def template(tmp_path_factory: pytest.TempPathFactory, shipped: Catalogue) -> Pa
     return base / "kor"
 
 
-def _edit(value: Any, where: int, data: hs.DataObject) -> Any:
-    if isinstance(value, bytes):
-        i = where % len(value) if value else 0
-        flipped = bytearray(value or b"\x00")
-        flipped[i] ^= 1 << data.draw(hs.integers(0, 7))
-        return bytes(flipped)
-    if isinstance(value, str):
-        if not value:
-            return "x"
-        i = where % len(value)
-        other = data.draw(hs.sampled_from("0123456789abcdefXYZ-:. "))
-        assume(other != value[i])
-        return value[:i] + other + value[i + 1:]
-    if isinstance(value, int):
-        return value + data.draw(hs.sampled_from([1, -1, 2, 1000, 1 << 40]))
-    return data.draw(hs.sampled_from(["KOR", "x"]))  # a NULL filled in
 
 
 @settings(max_examples=60, deadline=None,
@@ -439,7 +424,7 @@ def test_any_single_edit_of_the_stored_log_is_detected(template: Path, tmp_path:
                 column = data.draw(hs.sampled_from(TABLES[table]))
                 (value,) = db.execute(f"SELECT {column} FROM {table} WHERE rowid = ?",
                                       (rowid,)).fetchone()
-                edited = _edit(value, data.draw(hs.integers(0, 10**6)), data)
+                edited = edit_value(value, data.draw(hs.integers(0, 10**6)), data)
                 assume(edited != value)
                 db.execute(f"UPDATE {table} SET {column} = ? WHERE rowid = ?",
                            (edited, rowid))
