@@ -566,6 +566,9 @@ class AuditKind(StrEnum):
     # The operator adopted the log's latest head after the copy kept outside the database
     # was lost (``gsomia audit accept-head``), having checked it with the partners.
     HEAD_ACCEPTED = "head-accepted"
+    # A person's action at the dashboard's desk refused: a role below the one the action
+    # needs, an item they may not see, a consent that is not theirs to give.
+    ACTION_REFUSED = "action-refused"
 
 
 _KINDS = {k.value: k for k in AuditKind}

@@ -317,20 +317,31 @@ class NodeUser:
     need_to_know: frozenset[str]
     token_hash: bytes = field(repr=False)
     created_at: datetime
+    # What the person may do at the dashboard's desk (gsomia.core.roles); reading follows
+    # Art. 7 whatever the role.
+    role: str = "reader"
 
     def person(self) -> Person:
         return Person(self.name, self.party, self.clearance, self.need_to_know)
 
     def to_json(self) -> dict[str, Any]:
-        """The register entry; the token hash is included (it is what the digest fixes)."""
-        return {"name": self.name, "party": self.party, "clearance": self.clearance,
-                "need_to_know": sorted(self.need_to_know),
-                "token_hash": self.token_hash.hex(), "created_at": stamp(self.created_at)}
+        """The register entry; the token hash is included (it is what the digest fixes).
+
+        A reader's entry names no role, so the digests of users registered before roles
+        existed (all readers) still match what the log recorded; any other role is fixed
+        by the digest, so a role raised behind the log's back is caught."""
+        out = {"name": self.name, "party": self.party, "clearance": self.clearance,
+               "need_to_know": sorted(self.need_to_know),
+               "token_hash": self.token_hash.hex(), "created_at": stamp(self.created_at)}
+        if self.role != "reader":
+            out["role"] = self.role
+        return out
 
     def public_json(self) -> dict[str, Any]:
         """What listings show: no token material."""
         out = self.to_json()
         del out["token_hash"]
+        out["role"] = self.role
         return out
 
     def digest(self) -> str:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gsomia.core import crypto, limits
+from gsomia.core import crypto, limits, roles
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import (
     AuditEvent,
@@ -510,13 +510,18 @@ def _version(obj: Mapping[str, Any]) -> str:
 
 def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme], name: str,
              clearance: str, need_to_know: Iterable[str], token: str, now: datetime,
-             actor: str = "operator", purposes: Collection[str] | None = None) -> NodeUser:
+             actor: str = "operator", purposes: Collection[str] | None = None,
+             role: str = "reader", appointer: NodeUser | None = None) -> NodeUser:
     """Register a person with a clearance in the node's scheme and need-to-know purposes.
 
     ``token`` is the secret the shell drew; only its hash is stored. ``purposes``: those the
     agreements know (``Catalogue.vocabulary.purposes``), which the operator's commands pass;
-    a misspelt need-to-know would otherwise quietly open nothing.
+    a misspelt need-to-know would otherwise quietly open nothing. ``role``: what the person
+    may do at the dashboard's desk (:mod:`gsomia.core.roles`). ``appointer``: the user adding
+    them from the desk (None: the node's host), refused (:class:`PolicyDenied`) unless an
+    admin appointing within their own clearance, need-to-know and role.
     """
+    role = roles.parse_role(role)
     if not name or not name.strip() or len(name) > 100 or any(c.isspace() for c in name):
         raise MalformedInput(f"{name!r} is not a user name", where="--name",
                              expected="1 to 100 characters without spaces")
@@ -538,7 +543,15 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
                                  expected="one or more of " + ", ".join(sorted(purposes)))
     if len(token) < 32:
         raise MalformedInput("token too short", where="token", expected="32 or more characters")
-    user = NodeUser(name, keys.party, clearance, needed, token_hash(token), now)
+    if appointer is not None:
+        allowed = roles.decide_action(appointer.role, roles.Action.USER_ADD)
+        problem = None if allowed.permit else allowed.reason
+        problem = problem or roles.appointment_problem(
+            appointer.person(), appointer.role, clearance=clearance, need_to_know=needed,
+            role=role, schemes=schemes)
+        if problem is not None:
+            raise PolicyDenied((problem,))
+    user = NodeUser(name, keys.party, clearance, needed, token_hash(token), now, role)
     with uow:
         if uow.repo.user_named(name) is not None:
             raise MalformedInput(f"user {name!r} already exists", where="--name",
@@ -692,6 +705,32 @@ def grant_consent(uow: UnitOfWork, *, keys: KeyStore, item_id: str, recipient: P
         uow.repo.add_consent(record, seq=event.seq)
         uow.commit()
     return consent
+
+
+def refuse_consent(uow: UnitOfWork, *, keys: KeyStore, item_id: str, request: str,
+                   holder: Party, recipient: Party, reason: str, now: datetime,
+                   actor: str = "operator") -> AuditEvent:
+    """As originator, refuse a holder's request to release ``item_id`` to ``recipient``:
+    on record with the reason given (the holder is told by the caller)."""
+    with uow:
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor, item_id=item_id,
+            details={"originator": keys.party, "recipient": recipient, "holder": holder,
+                     "request": request, "direction": "refused-given",
+                     "reason": reason[:1000]})
+        uow.commit()
+    return event
+
+
+def refuse_action(uow: UnitOfWork, *, actor: str, action: str, reasons: Sequence[str],
+                  now: datetime, item_id: str | None = None) -> AuditEvent:
+    """Put on record an action a person was refused at the desk, with the true reasons
+    (the person may have been told less: an item they may not see reads as absent)."""
+    with uow:
+        event = uow.audit.append(AuditKind.ACTION_REFUSED, now, actor, item_id=item_id,
+                                 details={"action": action, "reasons": list(reasons)})
+        uow.commit()
+    return event
 
 
 def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,

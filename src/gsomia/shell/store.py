@@ -145,6 +145,8 @@ users = sa.Table(
     sa.Column("token_hash", sa.LargeBinary, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    # Migration 0011; the role is in the user's digest unless it is "reader".
+    sa.Column("role", sa.String(16), nullable=False, server_default="reader"),
     sa.UniqueConstraint("token_hash", name="uq_users_token_hash"),
 )
 
@@ -593,7 +595,7 @@ def _custody_values(record: CustodyRecord, seq: int) -> dict[str, Any]:
 
 def _user(row: Any) -> NodeUser:
     return NodeUser(row.name, row.party, row.clearance, frozenset(json.loads(row.need_to_know)),
-                    bytes(row.token_hash), row.created_at)
+                    bytes(row.token_hash), row.created_at, row.role)
 
 
 def _consent(row: Any) -> ConsentRecord:
@@ -796,7 +798,8 @@ class SqlRepository:
         self.conn.execute(users.insert(), {
             "name": user.name, "party": user.party, "clearance": user.clearance,
             "need_to_know": json.dumps(sorted(user.need_to_know)),
-            "token_hash": user.token_hash, "created_at": user.created_at, "seq": seq})
+            "token_hash": user.token_hash, "created_at": user.created_at, "seq": seq,
+            "role": user.role})
 
     def user_named(self, name: str) -> NodeUser | None:
         row = self.conn.execute(users.select().where(users.c.name == name)).first()

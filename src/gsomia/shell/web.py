@@ -452,6 +452,7 @@ def _dashboard_page(party: Party, csrf: str) -> HTMLResponse:
     return _page(f"gsomia {party} node", (
         f'<header><h1>gsomia <span id="party">{party}</span> node</h1>'
         '<span id="who"></span><span id="live" class="live">connecting…</span>'
+        '<a href="/desk" id="desk-link">Operator desk</a>'
         '<form method="post" action="/logout" id="logout">'
         f'<input type="hidden" name="csrf" value="{html.escape(csrf)}">'
         '<button type="submit">Sign out</button></form>'
@@ -723,6 +724,11 @@ def routes(config: Any, defences: Defences) -> list[Route]:
             return unauthorised()
         return JSONResponse(progress, headers={"Cache-Control": "no-store"})
 
+    from gsomia.shell import desk
+
+    # The operator desk (/desk): the same sessions, the same forgery check.
+    desk_routes = desk.routes(config, desk.Gate(session_of, forged, sessions.close_all, _page))
+
     return [
         Route("/", index, methods=["GET"]),
         Route("/dashboard/replay", replay_status, methods=["GET"]),
@@ -733,4 +739,5 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         Route("/dashboard/state", get_state, methods=["GET"]),
         Route("/dashboard/events", events, methods=["GET"]),
         Route("/dashboard/replay", replay, methods=["POST"]),
+        *desk_routes,
     ]

@@ -346,7 +346,7 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
 
 
 def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
-                   client: Any = None) -> dict[str, Any]:
+                   client: Any = None, actor: str = "operator") -> dict[str, Any]:
     from gsomia.service import handlers
     from gsomia.shell.exchange import consent_row, decide_request, require_partners
     from gsomia.shell.store import now_utc
@@ -363,11 +363,14 @@ def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
                            "holder": row["holder"], "recipient": row["recipient"]}
     if grant:
         consent = handlers.grant_consent(node.uow(), keys=node.keys, item_id=row["item_id"],
-                                         recipient=row["recipient"], now=now)
+                                         recipient=row["recipient"], now=now, actor=actor)
         decide_request(node, request_id, "granted", now)
         _post(node, holder.url, "/peer/v1/consents/replies/",
               {"granted": True, "request": request_id, "consent": consent.to_json()}, client)
         return {**out, "status": "granted", "consent": consent.to_json()}
+    handlers.refuse_consent(node.uow(), keys=node.keys, item_id=row["item_id"],
+                            request=request_id, holder=row["holder"],
+                            recipient=row["recipient"], reason=reason, now=now, actor=actor)
     decide_request(node, request_id, "denied", now)
     _post(node, holder.url, "/peer/v1/consents/replies/",
           {"granted": False, "request": request_id, "item_id": row["item_id"],

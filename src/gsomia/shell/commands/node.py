@@ -143,9 +143,14 @@ def register(cli: click.Group) -> None:
     @click.option("--need-to-know", "need_to_know", required=True, multiple=True,
                   metavar="PURPOSE", help="Purpose(s) the user needs to know (repeat or "
                                           "comma-separate).")
+    @click.option("--role", default="reader", show_default=True,
+                  type=click.Choice(["reader", "operator", "admin"]),
+                  help="What the user may do at the dashboard's desk: reader (read only), "
+                       "operator (consents, incidents, reclassification, publishing), admin "
+                       "(also users).")
     @json_option
     def user_add(node_dir: str, name: str, clearance: str, need_to_know: tuple[str, ...],
-                 as_json: bool) -> None:
+                 role: str, as_json: bool) -> None:
         """Add a user; prints their access token once (only its hash is stored)."""
         from gsomia.service import handlers
         from gsomia.shell.node import new_token
@@ -155,12 +160,13 @@ def register(cli: click.Group) -> None:
             user = handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
                                      name=name, clearance=clearance,
                                      need_to_know=_split(need_to_know), token=token,
-                                     now=_now(), purposes=node.catalogue.vocabulary.purposes)
+                                     now=_now(), purposes=node.catalogue.vocabulary.purposes,
+                                     role=role)
         if as_json:
             emit_json({**user.public_json(), "token": token})
             return
         click.echo(f"user {user.name} ({user.party} {user.clearance}; need-to-know "
-                   f"{', '.join(sorted(user.need_to_know))}) added")
+                   f"{', '.join(sorted(user.need_to_know))}; role {user.role}) added")
         click.echo(f"token: {token}")
         click.echo("The token is shown only now; keep it safe.", err=True)
 
@@ -168,8 +174,8 @@ def register(cli: click.Group) -> None:
     @_node_option
     @json_option
     def user_list(node_dir: str, as_json: bool) -> None:
-        """List the node's users (never their tokens), each with its token's state: active
-        or revoked."""
+        """List the node's users (never their tokens), each with its role and its token's
+        state: active or revoked."""
         with _open(node_dir) as node, node.store.repository() as repo:
             revoked = repo.revoked_names()
             people = [{**u.public_json(), "state": "revoked" if u.name in revoked
@@ -178,7 +184,7 @@ def register(cli: click.Group) -> None:
             emit_json({"party": node.party, "users": people})
             return
         for u in people:
-            click.echo(f"{u['name']:<20} {u['state']:<8} {u['clearance']:<14} "
+            click.echo(f"{u['name']:<20} {u['state']:<8} {u['role']:<9} {u['clearance']:<14} "
                        f"{', '.join(u['need_to_know'])}")
 
     @user_group.command("revoke")

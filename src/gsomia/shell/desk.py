@@ -1,0 +1,463 @@
+"""The operator desk at ``/desk``: what the node's operators do on the command line, in the
+dashboard, by role (:mod:`gsomia.core.roles`).
+
+An ``operator`` answers consent requests (the third-party rule), files incident reports and
+sees those received, reclassifies what this party originated, and publishes a STIX object
+under a label whose release to each partner is previewed with the release policy
+(:func:`gsomia.core.policy.decide`); an ``admin`` also adds users (their token shown once)
+and revokes them. Every action calls the handler the command line calls
+(``consent grant|deny``, ``incident report``, ``item reclassify``, ``publish``,
+``user add|revoke``), with the signed-in user as the audit event's actor.
+
+Every POST takes JSON only, from the dashboard's own origin with the session's CSRF token
+(the same check as ``/dashboard/replay``). A refusal is audited (``action-refused``) and
+answered 403 (a role too low, a forged request) or 404: an item, or a consent request about
+an item, that the user may not read (Art. 7) is answered exactly as one that does not exist,
+and the desk lists only what the user may read.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.resources import files
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from gsomia.core import roles
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
+from gsomia.core.policy import ReleaseRequest, decide, decide_access
+from gsomia.core.types import Party
+
+__all__ = ["Gate", "desk_state", "preview", "routes"]
+
+_ASSETS = {"desk.js": "text/javascript; charset=utf-8"}
+_BODY = 8192  # the dashboard's bound on a form (limits.FORM_BODY): the middleware enforces it
+
+
+@dataclass(frozen=True, slots=True)
+class Gate:
+    """What the dashboard lends the desk: its sessions and its forgery check."""
+
+    session_of: Callable[[Request], Awaitable[Any]]   # web.Session | None
+    forged: Callable[[Request, str | None, str | None], str | None]
+    close_all: Callable[[str], None]
+    page: Callable[[str, str], HTMLResponse]
+
+
+class Refused(Exception):
+    """An action refused: answered ``status`` with ``public`` (what the person may be
+    told); the log keeps ``reasons``."""
+
+    def __init__(self, status: int, public: str, reasons: tuple[str, ...],
+                 item_id: str | None = None) -> None:
+        super().__init__(public)
+        self.status, self.public, self.reasons, self.item_id = status, public, reasons, item_id
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stamp(at: Any) -> Any:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(at, datetime) \
+        else at
+
+
+# ---- reading ------------------------------------------------------------------------------
+def _visible_labels(node: Any, user: Any) -> dict[str, Any]:
+    """Each item the user may read → its current label as held here (latest version)."""
+    schemes = node.catalogue.schemes
+    person = user.person()
+    out: dict[str, Any] = {}
+    with node.store.repository() as repo:
+        holdings = repo.holdings()
+    for h in holdings:
+        label = h.current.national_label
+        if decide_access(person, label, schemes).permit:
+            out[h.item.item_id] = (h, label)
+        else:
+            out.pop(h.item.item_id, None)  # an older version readable, the latest not
+    return out
+
+
+def _summary(holding: Any) -> str:
+    obj = json.loads(holding.item.content)
+    return str(obj.get("name") or obj.get("abstract") or obj.get("description") or "")[:200]
+
+
+def picker(node: Any) -> dict[str, Any]:
+    """The values a label may hold here, for the publish form's pickers."""
+    vocab = node.catalogue.vocabulary
+    scheme = node.catalogue.schemes[node.party]
+    return {"levels": [lv.name for lv in scheme.levels],
+            "parties": sorted(vocab.parties), "purposes": sorted(vocab.purposes),
+            "caveats": sorted(vocab.caveats), "categories": sorted(vocab.categories),
+            "policies": sorted(a.id for a in node.catalogue.agreements.values()
+                               if node.party in a.parties)}
+
+
+def desk_state(node: Any, user: Any, now: datetime) -> dict[str, Any]:
+    """What the desk shows ``user``: each section only if their role permits it, and in it
+    only what they may read."""
+    from gsomia.shell import notices
+    from gsomia.shell.exchange import consent_rows
+
+    allowed = {a.value: roles.decide_action(user.role, a).permit for a in roles.Action}
+    doc: dict[str, Any] = {
+        "party": node.party, "now": _stamp(now),
+        "user": {"name": user.name, "role": user.role, "clearance": user.clearance,
+                 "need_to_know": sorted(user.need_to_know)},
+        "allowed": allowed, "roles": list(roles.ROLES)}
+    if not (allowed[roles.Action.CONSENT_INBOX] or allowed[roles.Action.USER_LIST]):
+        return doc
+    visible = _visible_labels(node, user)
+    if allowed[roles.Action.CONSENT_INBOX]:
+        doc["consents"] = [
+            {"id": r["id"], "item_id": r["item_id"], "summary": _summary(visible[r["item_id"]][0]),
+             "marking": visible[r["item_id"]][1].national_marking(),
+             "requester": r["holder"], "recipient": r["recipient"], "reason": r["reason"],
+             "direction": r["direction"], "status": r["status"], "at": r["at"],
+             "decided_at": r["decided_at"]}
+            for r in consent_rows(node) if r["item_id"] in visible]
+    if allowed[roles.Action.INCIDENT_LIST]:
+        doc["incidents"] = [r for r in notices.incident_rows(node)
+                            if r["item_id"] is None or r["item_id"] in visible]
+        doc["items"] = [{"id": i, "summary": _summary(h), "marking": lab.national_marking(),
+                         "originator": h.item.originator,
+                         "reclassifiable": h.item.originator == node.party}
+                        for i, (h, lab) in sorted(visible.items())]
+    if allowed[roles.Action.PUBLISH]:
+        doc["picker"] = picker(node)
+    if allowed[roles.Action.USER_LIST]:
+        with node.store.repository() as repo:
+            revoked = repo.revoked_names()
+            doc["users"] = [{**u.public_json(),
+                             "state": "revoked" if u.name in revoked else "active"}
+                            for u in repo.users()]
+    return doc
+
+
+def _label_request(body: Mapping[str, Any]) -> Any:
+    from gsomia.service import handlers
+
+    label = body.get("label")
+    if not isinstance(label, Mapping):
+        raise MalformedInput("no label", where="label",
+                             expected='{"level", "rel_to": [...], "purpose", "caveats": [...], '
+                                      '"category", "policy"}')
+
+    def text(name: str, required: bool = True) -> str | None:
+        value = label.get(name)
+        if value in (None, "") and not required:
+            return None
+        if not isinstance(value, str) or not value:
+            raise MalformedInput(f"label.{name} is missing", where=f"label.{name}",
+                                 expected="a value from the picker")
+        return value
+
+    def texts(name: str) -> tuple[str, ...]:
+        value = label.get(name) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MalformedInput(f"label.{name} is not a list of codes", where=f"label.{name}")
+        return tuple(value)
+
+    return handlers.LabelRequest(str(text("level")), texts("rel_to"), str(text("purpose")),
+                                 frozenset(texts("caveats")), text("policy", False),
+                                 text("category", False))
+
+
+def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """Who could receive an item so labelled, by the release policy as in force ``now``:
+    per partner, the decision with its agreement, the level it would be marked there and the
+    reasons; and whether the publisher could read it (publishing needs that)."""
+    from gsomia.service import handlers
+
+    label = handlers.make_label(_label_request(body), originator=node.party,
+                                catalogue=node.catalogue, now=now)
+    partners = []
+    for p in sorted(node.catalogue.vocabulary.parties - {node.party}):
+        decision = decide(ReleaseRequest("preview", label, node.party, p, now),
+                          node.catalogue)
+        partners.append({"partner": p, **decision.to_json()})
+    own = decide_access(user.person(), label, node.catalogue.schemes)
+    return {"marking": label.national_marking(),
+            "english": label.english_marking(node.catalogue.schemes),
+            "partners": partners, "you_may_read": own.permit,
+            "your_reasons": list(own.reasons)}
+
+
+# ---- acting ---------------------------------------------------------------------------------
+def _need(user: Any, action: roles.Action) -> None:
+    allowed = roles.decide_action(user.role, action)
+    if not allowed.permit:
+        raise Refused(403, f"refused: {allowed.reason}", (allowed.reason,))
+
+
+def _readable_item(node: Any, user: Any, item_id: Any, action: str) -> Any:
+    """The holding of ``item_id`` if the user may read it; else refused as not held."""
+    from gsomia.service import handlers
+
+    if not isinstance(item_id, str) or not item_id:
+        raise MalformedInput("no item id", where="item_id", expected="an item id from the list")
+    found = _visible_labels(node, user).get(item_id)
+    if found is None:
+        raise Refused(404, handlers.not_readable(item_id),
+                      (f"{action}: {item_id} is not held here or not readable by "
+                       f"{user.name}",), item_id)
+    return found
+
+
+def _text(body: Mapping[str, Any], name: str, *, limit: int = 2000,
+          required: bool = True) -> str:
+    value = body.get(name, "")
+    if not isinstance(value, str) or (required and not value.strip()):
+        raise MalformedInput(f"{name} is missing", where=name, expected="some text")
+    return value.strip()[:limit]
+
+
+def act(node: Any, user: Any, action: str, body: Mapping[str, Any], now: datetime,
+        close_all: Callable[[str], None]) -> dict[str, Any]:
+    """Do ``action`` for ``user``, through the command line's own handlers."""
+    from gsomia.service import handlers
+    from gsomia.shell import notices
+    from gsomia.shell.commands.federation import consent_decide
+    from gsomia.shell.exchange import consent_rows
+    from gsomia.shell.node import new_token
+    from gsomia.shell.stix_check import check_stix
+
+    if action in ("grant", "deny"):
+        _need(user, roles.Action.CONSENT_DECIDE)
+        request_id = body.get("request")
+        row = next((r for r in consent_rows(node)
+                    if r["id"] == request_id and r["direction"] == "incoming"), None)
+        visible = _visible_labels(node, user)
+        if row is None or row["item_id"] not in visible:
+            # Absent, or about an item the user may not read: one answer.
+            raise Refused(404, f"no consent request {str(request_id)[:100]!r} that you may "
+                               "answer is held here",
+                          (f"{action}: request {str(request_id)[:100]!r} absent or about an "
+                           f"item {user.name} may not read",),
+                          row["item_id"] if row else None)
+        return consent_decide(node, row["id"], action == "grant",
+                              _text(body, "reason", required=action == "deny"),
+                              actor=user.name)
+    if action == "incident":
+        _need(user, roles.Action.INCIDENT_REPORT)
+        item_id = body.get("item_id")
+        _readable_item(node, user, item_id, action)
+        report, queued = notices.report_incident(
+            node, item_id=str(item_id), kind=_text(body, "kind", limit=40),
+            description=_text(body, "description"), now=now, actor=user.name)
+        return {**report.to_json(), "queued_to": queued}
+    if action == "reclassify":
+        _need(user, roles.Action.RECLASSIFY)
+        item_id = body.get("item_id")
+        _readable_item(node, user, item_id, action)
+        notice, queued = notices.reclassify(node, item_id=str(item_id),
+                                            level=_text(body, "level", limit=40), now=now,
+                                            actor=user.name)
+        return {"item_id": item_id, "old_level": notice.old_level,
+                "new_level": notice.new_level, "queued_to": queued}
+    if action == "preview":
+        _need(user, roles.Action.PREVIEW_RELEASE)
+        return preview(node, user, body, now)
+    if action == "publish":
+        _need(user, roles.Action.PUBLISH)
+        obj = body.get("object")
+        if not isinstance(obj, Mapping):
+            raise MalformedInput("no STIX object", where="object",
+                                 expected="one STIX 2.1 object (JSON)")
+        published = handlers.publish(node.uow(), keys=node.keys, catalogue=node.catalogue,
+                                     obj=obj, label=_label_request(body), now=now,
+                                     actor=user.name, validate=check_stix,
+                                     publisher=user.person())
+        return published.to_json()
+    if action == "add-user":
+        _need(user, roles.Action.USER_ADD)
+        need = body.get("need_to_know") or []
+        if isinstance(need, str):
+            need = [p for p in need.split(",")]
+        if not isinstance(need, list) or not all(isinstance(p, str) for p in need):
+            raise MalformedInput("need_to_know is not a list of purposes", where="need_to_know")
+        token = new_token()
+        try:
+            added = handlers.add_user(
+                node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
+                name=_text(body, "name", limit=200), clearance=_text(body, "clearance"),
+                need_to_know=need, token=token, now=now, actor=user.name,
+                purposes=node.catalogue.vocabulary.purposes,
+                role=_text(body, "role", limit=20), appointer=user)
+        except PolicyDenied as exc:
+            raise Refused(403, "refused: " + "; ".join(exc.reasons), exc.reasons) from None
+        # Shown once, to the admin who made it; only its hash is stored.
+        return {**added.public_json(), "token": token}
+    if action == "revoke-user":
+        _need(user, roles.Action.USER_REVOKE)
+        name = _text(body, "name", limit=200)
+        done = handlers.revoke_user(node.uow(), name=name, now=now, actor=user.name)
+        close_all(name)
+        return {"name": done.name, "state": "revoked", "revoked_at": done.to_json()["at"]}
+    raise MalformedInput(f"{action!r} is not an action of the desk", where="path")
+
+
+# ---- HTTP -----------------------------------------------------------------------------------
+def _asset(name: str) -> str:
+    return files("gsomia").joinpath("data", "web", name).read_text(encoding="utf-8")
+
+
+def _page(party: Party, csrf: str, gate: Gate) -> HTMLResponse:
+    return gate.page(f"gsomia {party} node: operator desk", (
+        f'<header><h1>gsomia <span id="party">{html.escape(party)}</span> operator desk</h1>'
+        '<span id="who"></span><a href="/">Dashboard</a></header>'
+        f'<main id="desk" data-csrf="{html.escape(csrf)}">'
+        '<p id="error" class="error" role="alert" hidden></p>'
+        '<p id="role-note" class="muted" hidden></p>'
+        '<section id="consents" hidden><h2>Consent requests</h2>'
+        '<p class="muted">Holders asking this party, as originator, to release an item to a '
+        'third party.</p><p class="status" role="status"></p>'
+        '<table><thead><tr><th>request</th><th>item</th><th>marking</th><th>requester</th>'
+        '<th>to</th><th>reason given</th><th>status</th><th>answer</th></tr></thead>'
+        '<tbody></tbody></table></section>'
+        '<section id="incidents" hidden><h2>Incident reports</h2>'
+        '<form id="incident-form"><label>Item <select name="item_id"></select></label>'
+        '<label>Kind <select name="kind"><option>loss</option><option>compromise</option>'
+        '<option>possible-compromise</option><option>investigation-result</option>'
+        '</select></label><label>Description <input name="description" size="40">'
+        '</label><button type="submit">File report</button></form>'
+        '<p class="status" role="status"></p>'
+        '<table><thead><tr><th>reference</th><th>direction</th><th>kind</th><th>item</th>'
+        '<th>by</th><th>description</th><th>sent</th></tr></thead><tbody></tbody></table>'
+        '</section>'
+        '<section id="reclassify" hidden><h2>Reclassification</h2>'
+        '<p class="muted">Only items this party originated; every holder is told and '
+        're-marks.</p><p class="status" role="status"></p>'
+        '<table><thead><tr><th>item</th><th>summary</th><th>marking</th><th>new level</th>'
+        '</tr></thead><tbody></tbody></table></section>'
+        '<section id="publish" hidden><h2>Publish</h2><form id="publish-form">'
+        '<label>STIX 2.1 object <textarea name="object" rows="8" cols="70"></textarea>'
+        '</label><fieldset><legend>Label</legend><label>Level <select name="level">'
+        '</select></label><span class="rel-to">REL TO </span><label>Purpose <select '
+        'name="purpose"></select></label><span class="caveats">Caveats </span><label>Category'
+        ' <select name="category"></select></label><label>Policy <select name="policy">'
+        '</select></label></fieldset><div id="preview" aria-live="polite"></div>'
+        '<button type="submit">Publish</button></form><p class="status" role="status"></p>'
+        '</section>'
+        '<section id="users" hidden><h2>Users</h2><form id="user-form"><label>Name <input '
+        'name="name"></label><label>Clearance <select name="clearance"></select></label>'
+        '<label>Need-to-know <input name="need_to_know" value="dprk-missile"></label>'
+        '<label>Role <select name="role"></select></label><button type="submit">Add user'
+        '</button></form><p class="status" role="status"></p>'
+        '<p id="new-token" hidden>Token for <b class="name"></b>, shown only now: '
+        '<code class="token"></code></p>'
+        '<table><thead><tr><th>name</th><th>role</th><th>clearance</th><th>need-to-know</th>'
+        '<th>state</th><th></th></tr></thead><tbody></tbody></table></section>'
+        '</main><script src="/desk/static/desk.js"></script>'))
+
+
+def routes(config: Any, gate: Gate) -> list[Route]:
+    """The desk's routes; mounted by :func:`gsomia.shell.web.routes`."""
+    party: Party = config.party
+
+    def node_of() -> Any:
+        return getattr(getattr(config, "inbox", None), "node", None)
+
+    def user_of(node: Any, name: str) -> Any:
+        with node.store.repository() as repo:
+            return repo.user_named(name)
+
+    def audit_refusal(node: Any, actor: str, action: str, exc: Refused) -> None:
+        from gsomia.service import handlers
+
+        handlers.refuse_action(node.uow(), actor=actor, action=action, reasons=exc.reasons,
+                               now=_now(), item_id=exc.item_id)
+
+    async def page(request: Request) -> Response:
+        session = await gate.session_of(request)
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        return _page(party, session.csrf, gate)
+
+    async def asset(request: Request) -> Response:
+        media = _ASSETS.get(request.path_params["name"])
+        if media is None:
+            return Response("not found", 404, media_type="text/plain")
+        return Response(_asset(request.path_params["name"]), media_type=media,
+                        headers={"Cache-Control": "no-cache",
+                                 "X-Content-Type-Options": "nosniff"})
+
+    async def get_state(request: Request) -> Response:
+        session = await gate.session_of(request)
+        if session is None:
+            return JSONResponse({"error": "sign in first"}, 401)
+        node = node_of()
+        if node is None:
+            return JSONResponse({"error": "this node's store is not available to the desk"},
+                                503)
+        user = await run_in_threadpool(user_of, node, session.name)
+        if user is None:
+            return JSONResponse({"error": "sign in first"}, 401)
+        doc = await run_in_threadpool(desk_state, node, user, _now())
+        return JSONResponse(doc, headers={"Cache-Control": "no-store"})
+
+    async def post(request: Request) -> Response:
+        action = request.path_params["action"]
+        session = await gate.session_of(request)
+        if session is None:
+            return JSONResponse({"error": "sign in first"}, 401)
+        node = node_of()
+        if node is None:
+            return JSONResponse({"error": "this node's store is not available to the desk"},
+                                503)
+        problem = gate.forged(request, session.csrf, request.headers.get("x-csrf-token"))
+        if problem is not None:
+            await run_in_threadpool(audit_refusal, node, session.name, action,
+                                    Refused(403, problem, (f"possibly forged: {problem}",)))
+            return JSONResponse({"error": f"{action} refused: {problem}"}, 403)
+        if (request.headers.get("content-type") or "").split(";")[0].strip().lower() \
+                != "application/json":
+            return JSONResponse({"error": "send the request as application/json"}, 415)
+        try:
+            body = json.loads((await request.body())[:_BODY])
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "the body must be a JSON object"}, 400)
+
+        def run() -> Response:
+            user = user_of(node, session.name)
+            if user is None:
+                return JSONResponse({"error": "sign in first"}, 401)
+            try:
+                doc = act(node, user, action, body, _now(), gate.close_all)
+            except Refused as exc:
+                audit_refusal(node, user.name, action, exc)
+                return JSONResponse({"error": exc.public}, exc.status)
+            except PolicyDenied as exc:
+                if action != "reclassify":  # whose handler puts its refusal on record
+                    audit_refusal(node, user.name, action,
+                                  Refused(403, str(exc), tuple(exc.reasons)))
+                return JSONResponse({"error": "refused: " + "; ".join(exc.reasons)}, 403)
+            except MalformedInput as exc:
+                status = 502 if exc.where == "partner" else 422
+                return JSONResponse({"error": str(exc), "where": exc.where,
+                                     "expected": exc.expected}, status)
+            except GsomiaError as exc:
+                return JSONResponse({"error": str(exc)}, 422)
+            return JSONResponse(doc, headers={"Cache-Control": "no-store"})
+
+        return await run_in_threadpool(run)
+
+    return [
+        Route("/desk", page, methods=["GET"]),
+        Route("/desk/static/{name}", asset, methods=["GET"]),
+        Route("/desk/state", get_state, methods=["GET"]),
+        Route("/desk/{action}", post, methods=["POST"]),
+    ]
