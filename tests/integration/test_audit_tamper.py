@@ -251,6 +251,13 @@ def test_a_raised_clearance_and_a_deleted_custody_row_are_named(
                for what, where in found)
 
 
+def test_a_role_raised_behind_the_log_is_caught(pair: tuple[Node, Node]) -> None:
+    """Issue 14: a reader made admin in the database, not through ``user add``, is named."""
+    kor, _ = pair
+    sql(kor, "UPDATE users SET role = 'admin' WHERE name = 'lee'")
+    assert ("record-modified", "users name=lee") in problems(kor)
+
+
 def test_a_changed_time_added_is_caught(pair: tuple[Node, Node],
                                         make_indicator: Callable[..., Any]) -> None:
     kor, _ = pair
@@ -356,7 +363,8 @@ TABLES = {
               "added_at", "seq"],
     "custody": ["item_id", "version", "event", "holder", "provider", "agreement",
                 "original_label", "national_label", "at", "envelope_digest", "note", "seq"],
-    "users": ["name", "party", "clearance", "need_to_know", "token_hash", "created_at", "seq"],
+    "users": ["name", "party", "clearance", "need_to_know", "token_hash", "created_at", "seq",
+              "role"],
     "incidents": ["reference", "kind", "item_id", "description", "reported_by", "notify",
                   "at", "seq"],
     "audit_events": ["seq", "kind", "at", "actor", "item_id", "item_version", "content_hash",

@@ -204,6 +204,11 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             form = labels[request] = _LabelForm.of(
                 make_label(request, originator=keys.party, catalogue=catalogue, now=now),
                 catalogue, now)
+            # A person publishes only under a label they may read: else they would put
+            # above their clearance what they could then neither see nor correct.
+            if publisher is not None and not decide_access(publisher, form.label,
+                                                           catalogue.schemes).permit:
+                raise PolicyDenied((REFUSED_TO_PUBLISH,))
         if obj.get("type") in ("marking-definition", "extension-definition"):
             raise MalformedInput(f"a {obj['type']} is not an item", where="object.type",
                                  expected="a STIX domain, relationship or cyber-observable "

@@ -38,7 +38,7 @@ from gsomia.core.types import Party
 
 __all__ = ["Gate", "desk_state", "preview", "routes"]
 
-_ASSETS = {"desk.js": "text/javascript; charset=utf-8"}
+_ASSETS = {"desk.js": "text/javascript; charset=utf-8", "desk.css": "text/css; charset=utf-8"}
 _BODY = 8192  # the dashboard's bound on a form (limits.FORM_BODY): the middleware enforces it
 
 
@@ -73,19 +73,24 @@ def _stamp(at: Any) -> Any:
 
 # ---- reading ------------------------------------------------------------------------------
 def _visible_labels(node: Any, user: Any) -> dict[str, Any]:
-    """Each item the user may read → its current label as held here (latest version)."""
+    """Each item the user may read → (a holding, its label as held here).
+
+    An item counts as readable only if every version held is: versions share their label
+    (only a classification notice changes it, for all at once), so this denies nothing a
+    reader may see, and a stray version marked higher never shows the item."""
     schemes = node.catalogue.schemes
     person = user.person()
     out: dict[str, Any] = {}
+    denied: set[str] = set()
     with node.store.repository() as repo:
         holdings = repo.holdings()
     for h in holdings:
         label = h.current.national_label
         if decide_access(person, label, schemes).permit:
-            out[h.item.item_id] = (h, label)
+            out.setdefault(h.item.item_id, (h, label))
         else:
-            out.pop(h.item.item_id, None)  # an older version readable, the latest not
-    return out
+            denied.add(h.item.item_id)
+    return {k: v for k, v in out.items() if k not in denied}
 
 
 def _summary(holding: Any) -> str:
@@ -315,6 +320,7 @@ def _asset(name: str) -> str:
 
 def _page(party: Party, csrf: str, gate: Gate) -> HTMLResponse:
     return gate.page(f"gsomia {party} node: operator desk", (
+        '<link rel="stylesheet" href="/desk/static/desk.css">'
         f'<header><h1>gsomia <span id="party">{html.escape(party)}</span> operator desk</h1>'
         '<span id="who"></span><a href="/">Dashboard</a></header>'
         f'<main id="desk" data-csrf="{html.escape(csrf)}">'
@@ -393,7 +399,8 @@ def routes(config: Any, gate: Gate) -> list[Route]:
                         headers={"Cache-Control": "no-cache",
                                  "X-Content-Type-Options": "nosniff"})
 
-    async def get_state(request: Request) -> Response:
+    async def signed_in(request: Request) -> tuple[Any, Any] | Response:
+        """The caller's session and this node, or the response that refuses them."""
         session = await gate.session_of(request)
         if session is None:
             return JSONResponse({"error": "sign in first"}, 401)
@@ -401,6 +408,13 @@ def routes(config: Any, gate: Gate) -> list[Route]:
         if node is None:
             return JSONResponse({"error": "this node's store is not available to the desk"},
                                 503)
+        return session, node
+
+    async def get_state(request: Request) -> Response:
+        found = await signed_in(request)
+        if isinstance(found, Response):
+            return found
+        session, node = found
         user = await run_in_threadpool(user_of, node, session.name)
         if user is None:
             return JSONResponse({"error": "sign in first"}, 401)
@@ -409,13 +423,10 @@ def routes(config: Any, gate: Gate) -> list[Route]:
 
     async def post(request: Request) -> Response:
         action = request.path_params["action"]
-        session = await gate.session_of(request)
-        if session is None:
-            return JSONResponse({"error": "sign in first"}, 401)
-        node = node_of()
-        if node is None:
-            return JSONResponse({"error": "this node's store is not available to the desk"},
-                                503)
+        found = await signed_in(request)
+        if isinstance(found, Response):
+            return found
+        session, node = found
         problem = gate.forged(request, session.csrf, request.headers.get("x-csrf-token"))
         if problem is not None:
             await run_in_threadpool(audit_refusal, node, session.name, action,

@@ -483,7 +483,8 @@ def routes(config: Any, defences: Defences) -> list[Route]:
     session (of the sign-in form, for ``/login``); ``/dashboard/replay`` takes JSON only.
     Failed sign-ins are throttled and audited with the TAXII API's failures (``defences``).
     A session lasts only while its user's token does: a revoked token ends it at the next
-    request, and the event stream within half a second.
+    request, and the event stream within half a second. The operator desk
+    (:mod:`gsomia.shell.desk`, ``/desk``) shares the sessions and the forgery check.
     """
     party: Party = config.party
     authenticate = config.service.authenticate
