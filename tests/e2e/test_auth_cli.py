@@ -1,6 +1,7 @@
 """Issue 10, findings 5 and 6 through the real command line, each command its own process:
 a node refuses to start with a private key others may read; a malformed ``x_gsomia_ipp``
-is refused at publish (exit 2, the field named); ``user revoke`` and ``user list``."""
+is refused at publish (exit 2, the field named); ``user revoke`` and ``user list``; and
+``user add --role`` (issue 14)."""
 
 from __future__ import annotations
 
@@ -84,6 +85,25 @@ def test_revoke_marks_the_user_revoked_once_and_is_audited(folder: Path) -> None
     assert again.returncode == 2 and "already revoked" in again.stderr
     nobody = gsomia("user", "revoke", "--node", str(folder), "--name", "nobody")
     assert nobody.returncode == 2 and "--name" in nobody.stderr
+    verified = gsomia("audit", "verify", "--node", str(folder))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_user_add_takes_a_role_and_user_list_shows_it(folder: Path) -> None:
+    """Issue 14: roles for the dashboard's desk; reader unless told, an unknown role is bad
+    input (exit 2) and adds nobody."""
+    added: Any = ok("user", "add", "--node", str(folder), "--name", "oda", "--clearance",
+                    "極秘", "--need-to-know", "dprk-missile", "--role", "operator", "--json")
+    assert added["role"] == "operator"
+    ok("user", "add", "--node", str(folder), "--name", "mori", "--clearance", "秘",
+       "--need-to-know", "dprk-missile", "--json")
+    bad = gsomia("user", "add", "--node", str(folder), "--name", "goto", "--clearance", "秘",
+                 "--need-to-know", "dprk-missile", "--role", "root")
+    assert bad.returncode == 2 and "--role" in bad.stderr
+    listed: Any = ok("user", "list", "--node", str(folder), "--json")
+    roles = {u["name"]: u["role"] for u in listed["users"]}
+    assert roles["oda"] == "operator" and roles["mori"] == "reader" and "goto" not in roles
+    assert "operator" in ok("user", "list", "--node", str(folder))
     verified = gsomia("audit", "verify", "--node", str(folder))
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
