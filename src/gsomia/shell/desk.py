@@ -109,11 +109,17 @@ def picker(node: Any) -> dict[str, Any]:
                                if node.party in a.parties)}
 
 
-def desk_state(node: Any, user: Any, now: datetime) -> dict[str, Any]:
+def desk_state(node: Any, user: Any, now: datetime,
+               read: Callable[[Any], None] = lambda holding: None) -> dict[str, Any]:
     """What the desk shows ``user``: each section only if their role permits it, and in it
-    only what they may read."""
+    only what they may read. ``read`` is called with each holding whose content (its name)
+    is shown, so that the read is audited as the dashboard's are."""
     from gsomia.shell import notices
     from gsomia.shell.exchange import consent_rows
+
+    def summary(holding: Any) -> str:
+        read(holding)
+        return _summary(holding)
 
     allowed = {a.value: roles.decide_action(user.role, a).permit for a in roles.Action}
     doc: dict[str, Any] = {
@@ -126,7 +132,7 @@ def desk_state(node: Any, user: Any, now: datetime) -> dict[str, Any]:
     visible = _visible_labels(node, user)
     if allowed[roles.Action.CONSENT_INBOX]:
         doc["consents"] = [
-            {"id": r["id"], "item_id": r["item_id"], "summary": _summary(visible[r["item_id"]][0]),
+            {"id": r["id"], "item_id": r["item_id"], "summary": summary(visible[r["item_id"]][0]),
              "marking": visible[r["item_id"]][1].national_marking(),
              "requester": r["holder"], "recipient": r["recipient"], "reason": r["reason"],
              "direction": r["direction"], "status": r["status"], "at": r["at"],
@@ -135,7 +141,7 @@ def desk_state(node: Any, user: Any, now: datetime) -> dict[str, Any]:
     if allowed[roles.Action.INCIDENT_LIST]:
         doc["incidents"] = [r for r in notices.incident_rows(node)
                             if r["item_id"] is None or r["item_id"] in visible]
-        doc["items"] = [{"id": i, "summary": _summary(h), "marking": lab.national_marking(),
+        doc["items"] = [{"id": i, "summary": summary(h), "marking": lab.national_marking(),
                          "originator": h.item.originator,
                          "reclassifiable": h.item.originator == node.party}
                         for i, (h, lab) in sorted(visible.items())]
@@ -418,7 +424,24 @@ def routes(config: Any, gate: Gate) -> list[Route]:
         user = await run_in_threadpool(user_of, node, session.name)
         if user is None:
             return JSONResponse({"error": "sign in first"}, 401)
-        doc = await run_in_threadpool(desk_state, node, user, _now())
+        now = _now()
+
+        def read(holding: Any) -> None:
+            """The first time this session is shown an item version, read it through the
+            access rule (audited), as the dashboard does (``web.state``)."""
+            from gsomia.service import handlers
+
+            key = (holding.item.item_id, holding.item.version)
+            if key not in session.shown:
+                handlers.read_item(node.store.uow(), schemes=node.catalogue.schemes,
+                                   token=session.token, item_id=key[0], version=key[1],
+                                   now=now)
+                session.shown.add(key)
+
+        try:
+            doc = await run_in_threadpool(desk_state, node, user, now, read)
+        except GsomiaError as exc:
+            return JSONResponse({"error": str(exc)}, 422)
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
     async def post(request: Request) -> Response:
