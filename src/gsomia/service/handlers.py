@@ -6,7 +6,8 @@ must be on record (an access refused, an item refused on receipt, a classificati
 refused) is committed first and raised afterwards.
 
 Use cases: :func:`initialise`, :func:`publish`, :func:`publish_many`, :func:`ingest`,
-:func:`add_user`, :func:`read_item`, :func:`grant_consent`, :func:`record_consent`,
+:func:`add_user`, :func:`read_item`, :func:`grant_consent`, :func:`refuse_consent`,
+:func:`record_consent`, :func:`refuse_action` (a desk action refused),
 :func:`change_classification`, :func:`apply_classification_notice`,
 :func:`report_incident`, :func:`record_receipt`; and on the read side
 :func:`verify_audit`, :func:`prove`, :func:`check_proof`.
