@@ -25,8 +25,10 @@ ROOT = HERE.parent
 TOLERANCE = 0.10
 # Figures of the references measured beside ours (other libraries, offered load, ratios to
 # them): they are compared and shown, but they are not ours to keep from getting worse.
+# Nor is a ratio of two of our own figures (``hub_over_direct_p50``): each of the two is
+# compared on its own, and their quotient moves by the sum of both moves.
 REFERENCE_PARTS = ("cedarpy", "medallion", "ratios", "rate_vs_empty", "offered",
-                   "rfc8785_library", "stix_validator", "ed25519_")
+                   "rfc8785_library", "stix_validator", "ed25519_", "_over_")
 
 _CHILD = """
 import json, sys

@@ -157,6 +157,8 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         # default handler that kills the process before the block below writes what is
         # still queued (access events, counts of failed authentications). Exit instead.
         signal.signal(signal.SIGTERM, _exit_on_signal)
+    # What start-up made (the app, uvicorn, the schemas) lives as long as the server.
+    bootstrap.settle_heap()
     try:
         server.run()
     finally:
