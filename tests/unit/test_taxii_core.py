@@ -280,9 +280,9 @@ class MemoryStore:
                     now: datetime) -> Sequence[Outcome]:
         out = []
         for s in submissions:
-            version = timestamp(s.obj["modified"], where="modified")
-            self.put(s.obj["id"], version, now, s.label)
-            out.append(Outcome(s.obj["id"], s.obj["modified"], True))
+            text = s.obj.get("modified", s.obj.get("created"))
+            self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label)
+            out.append(Outcome(s.obj["id"], text, True))
         return out
 
     def record_access(self, record: AccessRecord) -> None:
@@ -312,7 +312,7 @@ VOCABULARY = LabelVocabulary(SCHEMES, frozenset(SCHEMES),
 
 
 def check(obj: Mapping[str, Any]) -> None:
-    if "modified" not in obj:
+    if "modified" not in obj and "created" not in obj:
         raise MalformedInput("no modified", where="modified")
 
 
@@ -446,12 +446,14 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
     ok = {s["id"] for s in result["successes"]}
     bad = {f["id"]: f["message"] for f in result["failures"]}
     assert "indicator--1" in ok and conf["id"] in ok
+    # a label marking is kept like any object: only by a poster cleared for it, only here
+    assert bad[secret["id"]] == REFUSED_TO_PUBLISH and "originated by KOR" in bad[kor["id"]]
     assert bad["indicator--2"] == REFUSED_TO_PUBLISH
     assert "no gsomia security label" in bad["indicator--3"]
     assert "originated by KOR" in bad["indicator--4"]
     assert "more than one" in bad["indicator--5"]
     assert "no modified" in bad["indicator--6"]
-    assert [r.id for r, _, _ in store.rows] == ["indicator--1"]
+    assert [r.id for r, _, _ in store.rows] == [conf["id"], "indicator--1"]
     assert svc.status(ANALYST, "status-1") == result
     with pytest.raises(NotFound):
         svc.status(SENIOR, "status-1")  # another person's status is not theirs to see

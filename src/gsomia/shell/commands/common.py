@@ -44,6 +44,11 @@ def catalogue(dirs: tuple[str, ...]) -> Catalogue:
     return bootstrap.catalogue(dirs)
 
 
+def split_values(values: tuple[str, ...]) -> list[str]:
+    """Repeated options and comma-separated lists alike: ``--x a,b --x c``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
 def emit_json(doc: Any) -> None:
     click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
 

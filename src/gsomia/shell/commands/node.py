@@ -23,6 +23,7 @@ from gsomia.shell.commands.common import (
     json_option,
     progress,
     read_json_input,
+    split_values,
 )
 
 if TYPE_CHECKING:
@@ -38,11 +39,6 @@ def _node_option(fn: Any) -> Any:
     return click.option("--node", "node_dir", required=True, metavar="DIR",
                         type=click.Path(file_okay=False),
                         help="The node folder (made by `gsomia node init`).")(fn)
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    """Repeated options and comma-separated lists alike: ``--x a,b --x c``."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 def _open(node_dir: str, agreement_dirs: tuple[str, ...] = ()) -> Node:
@@ -154,7 +150,7 @@ def register(cli: click.Group) -> None:
         with _open(node_dir) as node:
             user = handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
                                      name=name, clearance=clearance,
-                                     need_to_know=_split(need_to_know), token=token,
+                                     need_to_know=split_values(need_to_know), token=token,
                                      now=_now(), purposes=node.catalogue.vocabulary.purposes)
         if as_json:
             emit_json({**user.public_json(), "token": token})
@@ -232,8 +228,8 @@ def register(cli: click.Group) -> None:
                                      expected="a bundle with a non-empty objects list")
         else:
             objects = [doc]
-        request = handlers.LabelRequest(level, tuple(_split((rel_to,))), purpose,
-                                        frozenset(_split(caveats)), policy, category)
+        request = handlers.LabelRequest(level, tuple(split_values((rel_to,))), purpose,
+                                        frozenset(split_values(caveats)), policy, category)
         published = []
         with _open(node_dir, agreement_dirs) as node, \
                 progress("publishing", len(objects), as_json=as_json or not bundle) as steps:
