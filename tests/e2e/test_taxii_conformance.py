@@ -27,7 +27,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_federation import WAIT, Federation
-from test_taxii_interop import Running, free_port, start_node, validates, wait_ready
+from test_taxii_interop import Running, free_port, serving, validates
 
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import marking_id, printed_marking
@@ -35,7 +35,6 @@ from gsomia.core.taxii import STIX_MEDIA, TAXII_MEDIA, collection_id
 from gsomia.service import handlers
 from gsomia.shell import exchange
 from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.commands import federation
 from gsomia.shell.node import init_node, new_token
 
 pytestmark = pytest.mark.timeout(300)
@@ -81,19 +80,8 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     made.close()
     with open(folder / "node.toml", "a", encoding="utf-8") as config:
         config.write(JPN_COLLECTIONS)
-    port = free_port()
-    process = start_node(folder, port)
-    url = f"https://127.0.0.1:{port}/"
-    try:
-        wait_ready(url, str(folder / "tls" / "ca.crt"), process)
-        yield Running(url, folder, tokens, process)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with serving(folder, tokens) as running:
+        yield running
 
 
 def gsomia_label(*args: str) -> dict[str, Any]:
@@ -393,18 +381,16 @@ purpose = "dprk-missile"
 """
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    fed = Federation(tmp_path_factory.mktemp("labelled"), "direct")
-    federation.configure(fed.folder, fed.topology, fed.base)
+def _kor_collection(fed: Federation) -> None:
     with open(fed.folder / "KOR" / "node.toml", "a", encoding="utf-8") as config:
         config.write(KOR_COLLECTION)
-    try:
-        fed.up()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    with Federation.running(tmp_path_factory.mktemp("labelled"), "direct",
+                            prepare=_kor_collection) as fed:
         yield fed
-    finally:
-        fed.down()
-        fed.close()
 
 
 def items_json(folder: Path) -> dict[str, dict[str, Any]]:
@@ -456,3 +442,27 @@ def test_a_plain_stix2_indicator_reaches_the_partner_remarked_with_custody_and_r
         held = repo.get_item(oid, indicator["modified"])
     assert held is not None
     assert held.object() == {**indicator, "object_marking_refs": [applied]}
+
+
+@pytest.mark.parametrize(("entry", "field", "expected"), [
+    ('name = "x"\nlevel = "秘"\nrel_to = ["JPN", "XYZ"]\npurpose = "dprk-missile"',
+     "taxii.collections[0].rel_to", "one of JPN, KOR, USA"),
+    ('name = "x"\nlevel = "군사II급비밀"\nrel_to = ["JPN"]\npurpose = "dprk-missile"',
+     "taxii.collections[0].level", "極秘"),
+    ('name = "x"\nlevel = "秘"\nrel_to = ["JPN"]\npurpose = "dprk-missile"\ncolour = "red"',
+     "taxii.collections[0]", "some of name"),
+    ('name = "holdings"\nlevel = "秘"\nrel_to = ["JPN"]\npurpose = "dprk-missile"',
+     "taxii.collections[0].name", "not holdings"),
+])
+def test_a_collection_the_agreements_do_not_allow_stops_the_node_at_start(
+        tmp_path: Path, entry: str, field: str, expected: str) -> None:
+    folder = tmp_path / "jpn"
+    init_node(folder, "JPN", catalogue=CATALOGUE, now=datetime.now(UTC)).close()
+    with open(folder / "node.toml", "a", encoding="utf-8") as config:
+        config.write(f"\n[[taxii.collections]]\n{entry}\n")
+    done = subprocess.run([sys.executable, "-m", "gsomia", "node", "serve", "--dir",
+                           str(folder), "--host", "127.0.0.1", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{folder / 'node.toml'}: {field}" in done.stderr and expected in done.stderr
+    assert "Traceback" not in done.stderr

@@ -13,6 +13,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                           clearance=clearance, need_to_know=ntk, token=tokens[name],
                           now=datetime.now(UTC))
     made.close()
+    with serving(folder, tokens) as running:
+        yield running
+
+
+@contextmanager
+def serving(folder: Path, tokens: dict[str, str]) -> Iterator[Running]:
+    """``gsomia node serve`` on a free port for the block; stopped whatever happens."""
     port = free_port()
     process = start_node(folder, port)
     url = f"https://127.0.0.1:{port}/"

@@ -255,10 +255,11 @@ class MemoryStore:
     accesses: list[AccessRecord] = field(default_factory=list)
     statuses: dict[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
 
-    def put(self, obj_id: str, version: datetime, added: datetime, label: SecurityLabel) -> None:
+    def put(self, obj_id: str, version: datetime, added: datetime, label: SecurityLabel,
+            content: bytes | None = None) -> None:
         row = Row(obj_id, obj_id.split("--")[0], version, added, f"{len(self.rows):08d}",
                   "2.1", _label_key(label))
-        content = json.dumps({"id": obj_id, "modified": taxii_time(version)}).encode()
+        content = content or json.dumps({"id": obj_id, "modified": taxii_time(version)}).encode()
         self.rows.append((row, label, content))
 
     def label_classes(self) -> Mapping[str, SecurityLabel]:
@@ -281,7 +282,8 @@ class MemoryStore:
         out = []
         for s in submissions:
             text = s.obj.get("modified", s.obj.get("created"))
-            self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label)
+            self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label,
+                     json.dumps(dict(s.obj)).encode())
             out.append(Outcome(s.obj["id"], text, True))
         return out
 
@@ -462,3 +464,79 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
                      {"objects": [{"id": "x"}]}):
         with pytest.raises(MalformedInput):
             svc.add(ANALYST, "coll", bad_body, TAXII_MEDIA, T0, "s")
+
+
+# ---- issue 14: label markings kept as objects, labelled collections ---------------------------
+
+_JPN_LEVELS = st.sampled_from(["機密", "極秘", "秘"])
+_PEOPLE = st.builds(lambda clearance, ntk: Person("p", "JPN", clearance, frozenset(ntk)),
+                    _JPN_LEVELS, st.sets(st.sampled_from(["dprk-missile", "china-maritime"])))
+_LABELS = st.builds(lambda level, rel_to, purpose: SecurityLabel("JPN", level, rel_to, purpose),
+                    _JPN_LEVELS, st.sets(st.sampled_from(["JPN", "KOR", "USA"]), min_size=1)
+                    .map(frozenset), st.sampled_from(["dprk-missile", "china-maritime"]))
+TOP = Person("top", "JPN", "機密", frozenset({"dprk-missile", "china-maritime"}))
+
+
+def _answer(svc: TaxiiService, person: Person, label: SecurityLabel, n: int) -> Any:
+    """The status ``person`` gets for an object that references ``label``'s marking (not sent
+    along), without its id and time."""
+    obj = {"type": "indicator", "id": f"indicator--{n}", "modified": taxii_time(T0),
+           "object_marking_refs": [_marking(label)["id"]]}
+    body = svc.add(person, "coll", {"objects": [obj]}, TAXII_MEDIA, T0, f"s{n}")
+    return [body["success_count"], body["failure_count"],
+            [f["message"] for f in body["failures"]]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(person=_PEOPLE, label=_LABELS, kept_as=st.sampled_from(["marking", "item"]))
+def test_a_label_one_may_not_read_answers_as_one_never_held(
+        person: Person, label: SecurityLabel, kept_as: str) -> None:
+    """Held as a kept marking-definition or as the label of an item, a label the poster may
+    not read is, to them, one that is not there; one they may read they may use."""
+    store = MemoryStore()
+    svc = service(store)
+    before = _answer(svc, person, label, 1)
+    objs = [_marking(label)] + ([{"type": "indicator", "id": "indicator--0",
+                                  "modified": taxii_time(T0),
+                                  "object_marking_refs": [_marking(label)["id"]]}]
+                                if kept_as == "item" else [])
+    assert svc.add(TOP, "coll", {"objects": objs}, TAXII_MEDIA, T0, "s0")["failure_count"] == 0
+    after = _answer(svc, person, label, 2)
+    if svc.visible(person):
+        assert after == [1, 0, []]
+    else:
+        assert after == before and before[2] != [REFUSED_TO_PUBLISH]
+        assert "no gsomia security label" in before[2][0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(person=_PEOPLE, label=_LABELS)
+def test_a_labelled_collection_exists_only_for_those_who_may_read_its_label(
+        person: Person, label: SecurityLabel) -> None:
+    from gsomia.core.policy import decide_access
+    from gsomia.core.taxii import TaxiiCollection
+
+    store = MemoryStore()
+    svc = TaxiiService(store, party="JPN", vocabulary=VOCABULARY, cursor_secret=SECRET,
+                       collection_id="coll", check=check,
+                       collections=[TaxiiCollection("labelled", "t", "", label)])
+    may = decide_access(person, label, SCHEMES).permit
+    assert ("labelled" in {c.id for c in svc.collections_for(person)}) is may
+    plain = {"objects": [{"type": "indicator", "id": "indicator--1",
+                          "modified": taxii_time(T0)}]}
+    if not may:
+        for call in (lambda c: svc.collection_for(person, c),
+                     lambda c: svc.read(person, c, "objects", {}, T0),
+                     lambda c: svc.add(person, c, plain, TAXII_MEDIA, T0, "s")):
+            for cid in ("labelled", "absent"):
+                with pytest.raises(NotFound):
+                    call(cid)
+        return
+    body = svc.add(person, "labelled", plain, TAXII_MEDIA, T0, "s")
+    assert body["success_count"] == 1  # the label applied, its marking kept alongside
+    stored = {r.id: (lb, json.loads(c)) for r, lb, c in store.rows}
+    assert stored["indicator--1"][0] == label
+    assert stored["indicator--1"][1]["object_marking_refs"] == [_marking(label)["id"]]
+    assert stored[_marking(label)["id"]][0] == label
+    served = svc.read(person, "labelled", "objects", {}, T0).rows
+    assert {r.id for r in served} == set(stored)

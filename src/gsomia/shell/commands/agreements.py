@@ -18,6 +18,7 @@ from gsomia.shell.commands.common import (
     catalogue,
     emit_json,
     json_option,
+    label_options,
     read_json_input,
     split_values,
 )
@@ -147,13 +148,7 @@ def register(cli: click.Group) -> None:
     @click.option("--party", "party_code", metavar="P",
                   help="The originator (default: the party whose scheme has --level, if one "
                        "alone has it).")
-    @click.option("--level", required=True, help="Level in the originator's national scheme.")
-    @click.option("--rel-to", "rel_to", required=True, metavar="P,P",
-                  help="Parties it may be released to, e.g. JPN,KOR.")
-    @click.option("--purpose", required=True, help="Purpose it is provided for.")
-    @click.option("--caveat", "caveats", multiple=True, help="Caveat (NOFORN, ORCON).")
-    @click.option("--category", help="Kind of information (e.g. impact-prediction).")
-    @click.option("--policy", metavar="AGREEMENT", help="Agreement the label is marked under.")
+    @label_options
     @agreements_option
     @json_option
     def label(party_code: str | None, level: str, rel_to: str, purpose: str,

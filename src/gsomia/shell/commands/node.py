@@ -21,6 +21,7 @@ from gsomia.shell.commands.common import (
     agreements_option,
     emit_json,
     json_option,
+    label_options,
     progress,
     read_json_input,
     split_values,
@@ -211,13 +212,7 @@ def register(cli: click.Group) -> None:
     @_node_option
     @click.option("--file", "source", required=True, metavar="OBJ.json|-",
                   help="A STIX 2.1 object, or a bundle (each object its own commit).")
-    @click.option("--level", required=True, help="Level in the node's national scheme.")
-    @click.option("--rel-to", "rel_to", required=True, metavar="P,P",
-                  help="Parties it may be released to, e.g. KOR,JPN.")
-    @click.option("--purpose", required=True, help="Purpose it is provided for.")
-    @click.option("--caveat", "caveats", multiple=True, help="Caveat (NOFORN, ORCON).")
-    @click.option("--category", help="Kind of information (e.g. impact-prediction).")
-    @click.option("--policy", metavar="AGREEMENT", help="Agreement the label is marked under.")
+    @label_options
     @agreements_option
     @json_option
     def publish(node_dir: str, source: str, level: str, rel_to: str, purpose: str,
