@@ -466,3 +466,8 @@ def test_a_collection_the_agreements_do_not_allow_stops_the_node_at_start(
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"{folder / 'node.toml'}: {field}" in done.stderr and expected in done.stderr
     assert "Traceback" not in done.stderr
+    doctor = subprocess.run([sys.executable, "-m", "gsomia", "doctor", "--node", str(folder),
+                             "--json"], capture_output=True, text=True, timeout=60, check=False)
+    check = next(c for c in json.loads(doctor.stdout)["checks"]
+                 if c["check"] == "TAXII collections")
+    assert not check["ok"] and field in check["detail"] and expected in check["detail"]
