@@ -540,3 +540,37 @@ def test_a_labelled_collection_exists_only_for_those_who_may_read_its_label(
     assert stored[_marking(label)["id"]][0] == label
     served = svc.read(person, "labelled", "objects", {}, T0).rows
     assert {r.id for r in served} == set(stored)
+
+
+_ENTRY = {"name": "dprk-conf", "level": "秘", "rel_to": ["JPN", "KOR"], "purpose": "dprk-missile"}
+
+
+@settings(max_examples=200)
+@given(key=st.sampled_from(["level", "rel_to", "purpose", "caveats", "category", "policy",
+                            "name", "colour"]),
+       value=st.one_of(st.text(max_size=12), st.lists(st.text(max_size=5), max_size=3),
+                       st.integers()))
+def test_a_collection_with_a_value_the_agreements_do_not_know_never_parses(
+        key: str, value: Any) -> None:
+    from gsomia.core.taxii import collection_id, parse_collections
+
+    entry = {**_ENTRY, key: value}
+    try:
+        (parsed,) = parse_collections([entry], party="JPN", vocabulary=VOCABULARY, where="t")
+    except MalformedInput as exc:
+        assert exc.where.startswith("t[0]")
+        return
+    # what parses holds only known values, and keeps its name's id
+    assert parsed.id == collection_id("JPN", str(entry["name"]))
+    assert parsed.label is not None and VOCABULARY.check(parsed.label) == parsed.label
+    assert key != "colour"
+
+
+def test_collections_keep_their_ids_and_refuse_a_second_name() -> None:
+    from gsomia.core.taxii import collection_id, parse_collections
+
+    (one,) = parse_collections([_ENTRY], party="JPN", vocabulary=VOCABULARY, where="t")
+    assert one.id == collection_id("JPN", "dprk-conf") != collection_id("JPN")
+    assert one.label == SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+    with pytest.raises(MalformedInput, match="taken"):
+        parse_collections([_ENTRY, _ENTRY], party="JPN", vocabulary=VOCABULARY, where="t")
