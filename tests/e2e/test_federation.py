@@ -8,7 +8,7 @@ import base64
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,10 +60,15 @@ class Federation:
 
     @classmethod
     @contextmanager
-    def running(cls, folder: Path, topology: str) -> Iterator[Federation]:
-        """Up for the block, then down and closed whatever happened in it."""
+    def running(cls, folder: Path, topology: str,
+                prepare: Callable[[Federation], None] | None = None) -> Iterator[Federation]:
+        """Up for the block, then down and closed whatever happened in it. ``prepare``: a
+        change to the node folders, made once they exist and before the nodes start."""
         fed = cls(folder, topology)
         try:
+            if prepare is not None:
+                federation.configure(folder, topology, fed.base)
+                prepare(fed)
             fed.up()
             yield fed
         finally:

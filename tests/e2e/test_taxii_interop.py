@@ -13,6 +13,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +102,13 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
                           clearance=clearance, need_to_know=ntk, token=tokens[name],
                           now=datetime.now(UTC))
     made.close()
+    with serving(folder, tokens) as running:
+        yield running
+
+
+@contextmanager
+def serving(folder: Path, tokens: dict[str, str]) -> Iterator[Running]:
+    """``gsomia node serve`` on a free port for the block; stopped whatever happens."""
     port = free_port()
     process = start_node(folder, port)
     url = f"https://127.0.0.1:{port}/"
@@ -164,18 +172,20 @@ def test_taxii2_client_writes_pages_and_reads(node: Running) -> None:
     seen = []
     for envelope in as_pages(coll.get_objects, per_request=7):
         seen += envelope.get("objects", [])
-    assert {o["id"] for o in seen} == {o["id"] for o in conf + secret}
+    # the objects and the two label markings they were posted with, each kept as an object
+    labels = {marking(CONF)["id"], marking(SECRET)["id"]}
+    assert {o["id"] for o in seen} == {o["id"] for o in conf + secret} | labels
     assert len(seen) == len({o["id"] for o in seen})
     manifest = [r for page in as_pages(coll.get_manifest, per_request=10)
                 for r in page.get("objects", [])]
-    assert len(manifest) == 30
+    assert len(manifest) == 32
     versions = coll.object_versions(conf[0]["id"])
     assert versions["versions"] == ["2024-03-01T08:00:00.000Z"]
     assert all(validates(o) for o in seen)
     # aiko (CONFIDENTIAL) pages through the same collection and never meets a SECRET item
     mine = [o for page in as_pages(collection(node, "aiko").get_objects, per_request=4)
             for o in page.get("objects", [])]
-    assert {o["id"] for o in mine} == {o["id"] for o in conf}
+    assert {o["id"] for o in mine} == {o["id"] for o in conf} | {marking(CONF)["id"]}
     from requests import HTTPError
     with pytest.raises(HTTPError) as caught:
         collection(node, "aiko").get_object(secret[0]["id"])

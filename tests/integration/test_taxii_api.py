@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import verify_tree_head
+from gsomia.core.custody import item_version
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person, decide_access
 from gsomia.core.stix import label_marking
@@ -220,9 +221,10 @@ def test_unsupported_methods_answer_in_json(world: World) -> None:
 
 def test_filters_and_versions(world: World) -> None:
     everything = world.get("kenji", OBJECTS, **{"match[version]": "all"}).json()["objects"]
-    assert len(everything) == 15  # 14 objects, one of them in two versions
+    # 14 objects, one of them in two versions, and the 3 label markings they were posted with
+    assert len(everything) == 18
     last = world.get("kenji", OBJECTS).json()["objects"]
-    assert len(last) == 14
+    assert len(last) == 17
     first_id = indicator(1)["id"]
     assert {o["modified"] for o in last if o["id"] == first_id} == {"2024-03-01T08:30:00.000Z"}
     first = world.get("kenji", OBJECTS, **{"match[version]": "first",
@@ -250,10 +252,13 @@ def test_filters_and_versions(world: World) -> None:
 
 
 def test_served_objects_carry_the_label_bound_here(world: World) -> None:
-    objs = world.get("kenji", OBJECTS).json()["objects"]
+    served = world.get("kenji", OBJECTS).json()["objects"]
+    markings = {o["id"] for o in served if o["type"] == "marking-definition"}
+    objs = [o for o in served if o["type"] != "marking-definition"]
     assert all(len(o["object_marking_refs"]) == 1 for o in objs)
-    # each publication binds its label anew (with its own creation time): four POSTs
-    assert len({o["object_marking_refs"][0] for o in objs}) == 4
+    # each object keeps the marking it was posted with, and that marking is served too
+    assert {o["object_marking_refs"][0] for o in objs} == markings
+    assert markings == {marking(lb, world.catalogue)["id"] for lb in (CONF, SECRET, MARITIME)}
     with world.node.store.repository() as repo:
         for o in objs[:3]:
             item = repo.get_item(o["id"], o["modified"])
@@ -270,7 +275,7 @@ def _page_all(clients: list[TestClient], token: str, path: str, limit: int,
         assert r.status_code == 200, r.text
         body = r.json()
         objs = body.get("objects", [])
-        seen += [(o["id"], o.get("modified", o.get("version", ""))) for o in objs]
+        seen += [(o["id"], o["version"] if "version" in o else item_version(o)) for o in objs]
         if objs:
             assert r.headers["X-TAXII-Date-Added-First"] and r.headers["X-TAXII-Date-Added-Last"]
         if not body["more"]:
@@ -286,7 +291,7 @@ def test_keyset_cursors_page_across_two_app_instances(world: World) -> None:
     try:
         other = TestClient(app_for_node(second))
         clients = [world.client, other]
-        whole = [(o["id"], o["modified"]) for o in world.get(
+        whole = [(o["id"], item_version(o)) for o in world.get(
             "kenji", OBJECTS, **{"match[version]": "all"}).json()["objects"]]
         for limit in (1, 2, 4, 7):
             assert _page_all(clients, world.tokens["kenji"], OBJECTS, limit,
@@ -326,13 +331,13 @@ def test_paging_over_postgresql_with_two_api_instances(pg_url: str, tmp_path: Pa
                    content=json.dumps(envelope(CONF, shipped, [indicator(2000,
                                                                 "2024-03-01T09:00:00.000Z")])))
         assert r.json()["failure_count"] == 0
-        whole = [(o["id"], o["modified"]) for o in a.get(
+        whole = [(o["id"], item_version(o)) for o in a.get(
             OBJECTS, headers=auth(token), params={"match[version]": "all"}).json()["objects"]]
-        assert len(whole) == 24
+        assert len(whole) == 25  # 24 versions and their label's marking
         for limit in (1, 4, 5):
             assert _page_all([a, b], token, OBJECTS, limit, **{"match[version]": "all"}) == whole
         latest = _page_all([b, a], token, OBJECTS, 3)
-        assert len(latest) == 23 and (objs[0]["id"], "2024-03-01T09:00:00.000Z") in latest
+        assert len(latest) == 24 and (objs[0]["id"], "2024-03-01T09:00:00.000Z") in latest
         forged = b.get(OBJECTS, headers=auth(token), params={"next": "x.y"})
         assert forged.status_code == 400
     finally:
@@ -349,6 +354,10 @@ def test_a_reader_sees_only_what_art7_allows(world: World) -> None:
     conf = {o["id"] for o in world.conf}  # type: ignore[attr-defined]
     secret = {o["id"] for o in world.secret}  # type: ignore[attr-defined]
     maritime = {o["id"] for o in world.maritime}  # type: ignore[attr-defined]
+    # each label's marking-definition, kept as an object, is seen exactly as its label is
+    conf |= {marking(CONF, world.catalogue)["id"]}
+    secret |= {marking(SECRET, world.catalogue)["id"]}
+    maritime |= {marking(MARITIME, world.catalogue)["id"]}
     assert ids["kenji"] == conf | secret | maritime
     assert ids["aiko"] == conf  # no clearance for SECRET, no need-to-know for maritime
     assert ids["hana"] == maritime  # SECRET clearance but no need-to-know for dprk-missile
@@ -452,8 +461,8 @@ def test_publishing_reports_each_object_and_keeps_the_rest(world: World) -> None
     r = world.client.post(OBJECTS, headers={**auth(world.tokens["aiko"]), **POST},
                           content=json.dumps(envelope(SECRET, world.catalogue,
                                                       [indicator(n + 3)])))
-    assert r.json()["failure_count"] == 1
-    assert r.json()["failures"][0]["message"] == handlers.REFUSED_TO_PUBLISH
+    assert r.json()["failure_count"] == 2  # nor keep its label's marking
+    assert {f["message"] for f in r.json()["failures"]} == {handlers.REFUSED_TO_PUBLISH}
     # the same version again is idempotent
     r = world.client.post(OBJECTS, headers={**auth(world.tokens["aiko"]), **POST},
                           content=json.dumps(envelope(CONF, world.catalogue, [ok])))

@@ -255,10 +255,11 @@ class MemoryStore:
     accesses: list[AccessRecord] = field(default_factory=list)
     statuses: dict[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
 
-    def put(self, obj_id: str, version: datetime, added: datetime, label: SecurityLabel) -> None:
+    def put(self, obj_id: str, version: datetime, added: datetime, label: SecurityLabel,
+            content: bytes | None = None) -> None:
         row = Row(obj_id, obj_id.split("--")[0], version, added, f"{len(self.rows):08d}",
                   "2.1", _label_key(label))
-        content = json.dumps({"id": obj_id, "modified": taxii_time(version)}).encode()
+        content = content or json.dumps({"id": obj_id, "modified": taxii_time(version)}).encode()
         self.rows.append((row, label, content))
 
     def label_classes(self) -> Mapping[str, SecurityLabel]:
@@ -280,9 +281,10 @@ class MemoryStore:
                     now: datetime) -> Sequence[Outcome]:
         out = []
         for s in submissions:
-            version = timestamp(s.obj["modified"], where="modified")
-            self.put(s.obj["id"], version, now, s.label)
-            out.append(Outcome(s.obj["id"], s.obj["modified"], True))
+            text = s.obj.get("modified", s.obj.get("created"))
+            self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label,
+                     json.dumps(dict(s.obj)).encode())
+            out.append(Outcome(s.obj["id"], text, True))
         return out
 
     def record_access(self, record: AccessRecord) -> None:
@@ -312,7 +314,7 @@ VOCABULARY = LabelVocabulary(SCHEMES, frozenset(SCHEMES),
 
 
 def check(obj: Mapping[str, Any]) -> None:
-    if "modified" not in obj:
+    if "modified" not in obj and "created" not in obj:
         raise MalformedInput("no modified", where="modified")
 
 
@@ -446,12 +448,14 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
     ok = {s["id"] for s in result["successes"]}
     bad = {f["id"]: f["message"] for f in result["failures"]}
     assert "indicator--1" in ok and conf["id"] in ok
+    # a label marking is kept like any object: only by a poster cleared for it, only here
+    assert bad[secret["id"]] == REFUSED_TO_PUBLISH and "originated by KOR" in bad[kor["id"]]
     assert bad["indicator--2"] == REFUSED_TO_PUBLISH
     assert "no gsomia security label" in bad["indicator--3"]
     assert "originated by KOR" in bad["indicator--4"]
     assert "more than one" in bad["indicator--5"]
     assert "no modified" in bad["indicator--6"]
-    assert [r.id for r, _, _ in store.rows] == ["indicator--1"]
+    assert [r.id for r, _, _ in store.rows] == [conf["id"], "indicator--1"]
     assert svc.status(ANALYST, "status-1") == result
     with pytest.raises(NotFound):
         svc.status(SENIOR, "status-1")  # another person's status is not theirs to see
@@ -460,3 +464,113 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
                      {"objects": [{"id": "x"}]}):
         with pytest.raises(MalformedInput):
             svc.add(ANALYST, "coll", bad_body, TAXII_MEDIA, T0, "s")
+
+
+# ---- issue 14: label markings kept as objects, labelled collections ---------------------------
+
+_JPN_LEVELS = st.sampled_from(["機密", "極秘", "秘"])
+_PEOPLE = st.builds(lambda clearance, ntk: Person("p", "JPN", clearance, frozenset(ntk)),
+                    _JPN_LEVELS, st.sets(st.sampled_from(["dprk-missile", "china-maritime"])))
+_LABELS = st.builds(lambda level, rel_to, purpose: SecurityLabel("JPN", level, rel_to, purpose),
+                    _JPN_LEVELS, st.sets(st.sampled_from(["JPN", "KOR", "USA"]), min_size=1)
+                    .map(frozenset), st.sampled_from(["dprk-missile", "china-maritime"]))
+TOP = Person("top", "JPN", "機密", frozenset({"dprk-missile", "china-maritime"}))
+
+
+def _answer(svc: TaxiiService, person: Person, label: SecurityLabel, n: int) -> Any:
+    """The status ``person`` gets for an object that references ``label``'s marking (not sent
+    along), without its id and time."""
+    obj = {"type": "indicator", "id": f"indicator--{n}", "modified": taxii_time(T0),
+           "object_marking_refs": [_marking(label)["id"]]}
+    body = svc.add(person, "coll", {"objects": [obj]}, TAXII_MEDIA, T0, f"s{n}")
+    return [body["success_count"], body["failure_count"],
+            [f["message"] for f in body["failures"]]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(person=_PEOPLE, label=_LABELS, kept_as=st.sampled_from(["marking", "item"]))
+def test_a_label_one_may_not_read_answers_as_one_never_held(
+        person: Person, label: SecurityLabel, kept_as: str) -> None:
+    """Held as a kept marking-definition or as the label of an item, a label the poster may
+    not read is, to them, one that is not there; one they may read they may use."""
+    store = MemoryStore()
+    svc = service(store)
+    before = _answer(svc, person, label, 1)
+    objs = [_marking(label)] + ([{"type": "indicator", "id": "indicator--0",
+                                  "modified": taxii_time(T0),
+                                  "object_marking_refs": [_marking(label)["id"]]}]
+                                if kept_as == "item" else [])
+    assert svc.add(TOP, "coll", {"objects": objs}, TAXII_MEDIA, T0, "s0")["failure_count"] == 0
+    after = _answer(svc, person, label, 2)
+    if svc.visible(person):
+        assert after == [1, 0, []]
+    else:
+        assert after == before and before[2] != [REFUSED_TO_PUBLISH]
+        assert "no gsomia security label" in before[2][0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(person=_PEOPLE, label=_LABELS)
+def test_a_labelled_collection_exists_only_for_those_who_may_read_its_label(
+        person: Person, label: SecurityLabel) -> None:
+    from gsomia.core.policy import decide_access
+    from gsomia.core.taxii import TaxiiCollection
+
+    store = MemoryStore()
+    svc = TaxiiService(store, party="JPN", vocabulary=VOCABULARY, cursor_secret=SECRET,
+                       collection_id="coll", check=check,
+                       collections=[TaxiiCollection("labelled", "t", "", label)])
+    may = decide_access(person, label, SCHEMES).permit
+    assert ("labelled" in {c.id for c in svc.collections_for(person)}) is may
+    plain = {"objects": [{"type": "indicator", "id": "indicator--1",
+                          "modified": taxii_time(T0)}]}
+    if not may:
+        for call in (lambda c: svc.collection_for(person, c),
+                     lambda c: svc.read(person, c, "objects", {}, T0),
+                     lambda c: svc.add(person, c, plain, TAXII_MEDIA, T0, "s")):
+            for cid in ("labelled", "absent"):
+                with pytest.raises(NotFound):
+                    call(cid)
+        return
+    body = svc.add(person, "labelled", plain, TAXII_MEDIA, T0, "s")
+    assert body["success_count"] == 1  # the label applied, its marking kept alongside
+    stored = {r.id: (lb, json.loads(c)) for r, lb, c in store.rows}
+    assert stored["indicator--1"][0] == label
+    assert stored["indicator--1"][1]["object_marking_refs"] == [_marking(label)["id"]]
+    assert stored[_marking(label)["id"]][0] == label
+    served = svc.read(person, "labelled", "objects", {}, T0).rows
+    assert {r.id for r in served} == set(stored)
+
+
+_ENTRY = {"name": "dprk-conf", "level": "秘", "rel_to": ["JPN", "KOR"], "purpose": "dprk-missile"}
+
+
+@settings(max_examples=200)
+@given(key=st.sampled_from(["level", "rel_to", "purpose", "caveats", "category", "policy",
+                            "name", "colour"]),
+       value=st.one_of(st.text(max_size=12), st.lists(st.text(max_size=5), max_size=3),
+                       st.integers()))
+def test_a_collection_with_a_value_the_agreements_do_not_know_never_parses(
+        key: str, value: Any) -> None:
+    from gsomia.core.taxii import collection_id, parse_collections
+
+    entry = {**_ENTRY, key: value}
+    try:
+        (parsed,) = parse_collections([entry], party="JPN", vocabulary=VOCABULARY, where="t")
+    except MalformedInput as exc:
+        assert exc.where.startswith("t[0]")
+        return
+    # what parses holds only known values, and keeps its name's id
+    assert parsed.id == collection_id("JPN", str(entry["name"]))
+    assert parsed.label is not None and VOCABULARY.check(parsed.label) == parsed.label
+    assert key != "colour"
+
+
+def test_collections_keep_their_ids_and_refuse_a_second_name() -> None:
+    from gsomia.core.taxii import collection_id, parse_collections
+
+    (one,) = parse_collections([_ENTRY], party="JPN", vocabulary=VOCABULARY, where="t")
+    assert one.id == collection_id("JPN", "dprk-conf") != collection_id("JPN")
+    assert one.label == SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
+    with pytest.raises(MalformedInput, match="taken"):
+        parse_collections([_ENTRY, _ENTRY], party="JPN", vocabulary=VOCABULARY, where="t")

@@ -79,6 +79,48 @@ def label_marking(label: SecurityLabel, english: str, *, created: datetime) -> d
     }
 
 
+def marking_id(label: SecurityLabel) -> str:
+    """The id of the marking-definition that carries ``label``: it depends on the label's
+    values only, so a client may compute it and a marking reads back unchanged."""
+    return str(label_marking(label, "", created=_MARKING_CREATED)["id"])
+
+
+_MARKING_CREATED = datetime.fromisoformat(_FIXED.replace("Z", "+00:00"))
+
+
+def printed_marking(label: SecurityLabel, english: str) -> dict[str, Any]:
+    """The marking-definition a script posts for ``label`` (``gsomia label --json``, a
+    collection's label): its id from the label's values and a fixed ``created``, so the same
+    label prints the same object every time and a second post of it is "already held"."""
+    return label_marking(label, english, created=_MARKING_CREATED)
+
+
+def is_label_marking(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is a marking-definition carrying the gsomia label extension."""
+    ext = obj.get("extensions")
+    return obj.get("type") == "marking-definition" and isinstance(ext, Mapping) \
+        and EXTENSION_ID in ext
+
+
+def same_label(a: SecurityLabel, b: SecurityLabel) -> bool:
+    """Equal in every value a decision reads (``created`` is when it was bound, not what)."""
+    return a.to_json() | {"created": None} == b.to_json() | {"created": None}
+
+
+def check_label_marking(obj: Mapping[str, Any], label: SecurityLabel,
+                        known: LabelVocabulary, *, where: str) -> None:
+    """MalformedInput unless ``obj`` is the marking-definition of ``label`` itself, with the
+    id its label gives: the only marking-definition a node keeps as an object, under the
+    label it carries (so only those who may see that label see it)."""
+    carried = label_from_marking(obj, known, where=where)
+    if obj.get("id") != marking_id(carried):
+        raise MalformedInput("its id is not the one its label gives", where=f"{where}.id",
+                             expected=marking_id(carried))
+    if not same_label(carried, label):
+        raise MalformedInput("is kept under the label it carries, not another",
+                             where=where, expected="the label of its own extension")
+
+
 def label_from_marking(marking: Mapping[str, Any], known: LabelVocabulary, *,
                        where: str = "marking") -> SecurityLabel:
     """The label a gsomia marking-definition carries, every value known to ``known``;

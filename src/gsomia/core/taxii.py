@@ -36,16 +36,18 @@ import hmac
 import json
 import re
 import struct
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gsomia.core.errors import MalformedInput
+from gsomia.core.labels import LabelVocabulary, SecurityLabel
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -56,9 +58,11 @@ __all__ = [
     "Filters",
     "Position",
     "Row",
+    "TaxiiCollection",
     "VersionMatch",
     "api_root",
     "collection",
+    "collection_id",
     "content_type_of",
     "decode_cursor",
     "discovery",
@@ -68,6 +72,7 @@ __all__ = [
     "filter_digest",
     "manifest_record",
     "negotiate",
+    "parse_collections",
     "parse_filters",
     "select_rows",
     "status",
@@ -499,9 +504,98 @@ def api_root(title: str, description: str, max_content_length: int) -> dict[str,
 
 
 def collection(collection_id: str, title: str, description: str, *, can_read: bool,
-               can_write: bool) -> dict[str, Any]:
-    return {"id": collection_id, "title": title, "description": description,
-            "can_read": can_read, "can_write": can_write, "media_types": [STIX_MEDIA]}
+               can_write: bool, label: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A collection resource; ``label``: what a labelled collection applies to the plain
+    objects posted into it, as the custom property ``x_gsomia_label``."""
+    out = {"id": collection_id, "title": title, "description": description,
+           "can_read": can_read, "can_write": can_write, "media_types": [STIX_MEDIA]}
+    if label is not None:
+        out["x_gsomia_label"] = dict(label)
+    return out
+
+
+# ---- collections ----------------------------------------------------------------------------
+
+_COLLECTIONS = uuid.UUID("6f1d0c9e-8f8e-4b0f-9b6c-5c0a1e6f4d21")
+HOLDINGS = "holdings"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_COLLECTION_KEYS = {"name": "a short name such as warnings-secret (its id derives from it)",
+                    "title": "a title", "description": "a description",
+                    "level": "a level of the node's own scheme", "rel_to": "party codes",
+                    "purpose": "a purpose", "policy": "an agreement id",
+                    "caveats": "caveats", "category": "a kind of information"}
+
+
+def collection_id(party: str, name: str = HOLDINGS) -> str:
+    """The id of a node's collection ``name``: the same for every process of the node."""
+    return str(uuid.uuid5(_COLLECTIONS, f"taxii-collection/{party}/{name}"))
+
+
+@dataclass(frozen=True, slots=True)
+class TaxiiCollection:
+    """One TAXII collection of a node. ``label`` None: the holdings, every item the node
+    holds, where each posted object must reference its own gsomia label. Otherwise the
+    items this node originated under ``label``; a plain object posted there gets it."""
+
+    id: str
+    title: str
+    description: str
+    label: SecurityLabel | None = None
+
+
+def _field_of(at: str, name: str) -> str:
+    return f"{at}.{name}"
+
+
+def parse_collections(entries: Any, *, party: str, vocabulary: LabelVocabulary,
+                      where: str) -> tuple[TaxiiCollection, ...]:
+    """The labelled collections ``[[taxii.collections]]`` of a ``node.toml`` defines, every
+    value checked against the node's agreements; MalformedInput naming the entry and field.
+    """
+    if not isinstance(entries, list):
+        raise MalformedInput("is not a list of tables", where=where,
+                             expected="[[taxii.collections]] tables")
+    out: list[TaxiiCollection] = []
+    names: set[str] = {HOLDINGS}
+    for i, entry in enumerate(entries):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise MalformedInput("is not a table", where=at,
+                                 expected="name, level, rel_to, purpose (policy, caveats, "
+                                          "category, title, description)")
+        unknown = sorted(set(entry) - set(_COLLECTION_KEYS))
+        if unknown:
+            raise MalformedInput(f"unknown key(s) {', '.join(map(str, unknown))}", where=at,
+                                 expected="some of " + ", ".join(_COLLECTION_KEYS))
+        for key in ("name", "level", "rel_to", "purpose"):
+            if key not in entry:
+                raise MalformedInput("missing", where=f"{at}.{key}",
+                                     expected=_COLLECTION_KEYS[key])
+        for key in ("name", "title", "description", "level", "purpose", "policy", "category"):
+            if key in entry and not isinstance(entry[key], str):
+                raise MalformedInput("is not a string", where=f"{at}.{key}",
+                                     expected=_COLLECTION_KEYS[key])
+        name = entry["name"]
+        if not _NAME.match(name) or name in names:
+            raise MalformedInput(f"{name!r} is {'taken' if name in names else 'not a name'}",
+                                 where=f"{at}.name",
+                                 expected="a new name of lower-case letters, digits and -, "
+                                          f"not {HOLDINGS}")
+        names.add(name)
+        rel_to, caveats = entry["rel_to"], entry.get("caveats", [])
+        for key, value in (("rel_to", rel_to), ("caveats", caveats)):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise MalformedInput("is not a list of strings", where=f"{at}.{key}",
+                                     expected='e.g. ["JPN", "KOR"]' if key == "rel_to"
+                                     else '["NOFORN"] or none')
+        label = vocabulary.check(
+            SecurityLabel(party, entry["level"], frozenset(rel_to), entry["purpose"],
+                          frozenset(caveats), policy=entry.get("policy"),
+                          category=entry.get("category")),
+            where=partial(_field_of, at))
+        out.append(TaxiiCollection(collection_id(party, name), entry.get("title", name),
+                                   entry.get("description", ""), label))
+    return tuple(out)
 
 
 def manifest_record(object_id: str, date_added: datetime, version: str) -> dict[str, Any]:

@@ -74,7 +74,9 @@ from gsomia.core.policy import (
 from gsomia.core.stix import (
     apply_marking,
     check_extension_properties,
+    check_label_marking,
     check_spec_version,
+    is_label_marking,
     label_marking,
 )
 from gsomia.core.types import Party, iso, party
@@ -179,7 +181,7 @@ def publish(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
                  actor: str = "operator", validate: StixValidator | None = None,
-                 publisher: Person | None = None) -> list[Published]:
+                 publisher: Person | None = None, as_posted: bool = False) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
     Everything that can be refused (the object, the label, a version already held, a new
@@ -187,6 +189,12 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     anything is written. ``publisher`` is the person publishing (TAXII, dashboard), None for
     the node's operator: a person is refused with :data:`REFUSED_TO_PUBLISH` whatever the
     reason, the operator with the reasons.
+
+    ``as_posted``: the objects already reference their label's marking-definition (TAXII),
+    and are stored exactly as given, so they read back as posted; otherwise each is marked
+    with the label as bound here. Either way, a gsomia label marking-definition may be
+    published under the very label it carries (it is then an object like any other, seen
+    only by those who may see that label); no other marking or extension definition may.
     """
     key = keys.signing_key()
     signer = _Signer(key)
@@ -210,17 +218,20 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             if publisher is not None and not decide_access(publisher, form.label,
                                                            catalogue.schemes).permit:
                 raise PolicyDenied((REFUSED_TO_PUBLISH,))
-        if obj.get("type") in ("marking-definition", "extension-definition"):
+        is_marking = is_label_marking(obj)
+        if is_marking:
+            check_label_marking(obj, form.label, catalogue.vocabulary, where=f"object {i}")
+        elif obj.get("type") in ("marking-definition", "extension-definition"):
             raise MalformedInput(f"a {obj['type']} is not an item", where="object.type",
                                  expected="a STIX domain, relationship or cyber-observable "
-                                          "object")
+                                          "object, or a gsomia label marking-definition")
         # Before anything walks the object recursively (validator, canonical JSON).
         limits.check_depth(obj, where=f"object {i}")
         check_spec_version(obj, where=f"object {i}")
         check_extension_properties(obj, where=f"object {obj.get('id', i)}")
         if validate is not None:
             validate(obj)
-        marked = apply_marking(obj, form.marking)
+        marked = dict(obj) if as_posted or is_marking else apply_marking(obj, form.marking)
         content = crypto.canonical(marked, where="object")
         # What no partner would take is refused here, not retried by the sender for ever.
         limits.check_item_size(content, where=f"object {i}")

@@ -13,6 +13,7 @@ its time tells them apart. A POST is refused by the access rule in one set of wo
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,12 +27,14 @@ from gsomia.core.policy import Decision, Person, decide_access
 from gsomia.core.taxii import (
     Filters,
     Position,
+    TaxiiCollection,
     decode_cursor,
     encode_cursor,
     filter_digest,
     parse_filters,
     status,
 )
+from gsomia.core.taxii import collection as taxii_collection
 from gsomia.core.types import Party
 from gsomia.service.handlers import REFUSED_TO_PUBLISH
 from gsomia.service.taxii_ports import (
@@ -43,7 +46,7 @@ from gsomia.service.taxii_ports import (
     Submission,
 )
 
-__all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "TaxiiService"]
+__all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "TaxiiService", "marking_id"]
 
 MAX_OBJECTS_PER_POST = 10_000
 
@@ -72,20 +75,16 @@ class Served:
         return self.rows[-1].date_added if self.rows else None
 
 
-@lru_cache(maxsize=4096)
-def marking_id(label: SecurityLabel) -> str:
-    """The id of the marking-definition that carries ``label`` (it depends on the label only)."""
-    return str(stix.label_marking(label, "", created=_EPOCH)["id"])
-
-
-_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
-
+marking_id = lru_cache(maxsize=4096)(stix.marking_id)
+"""The id of the marking-definition that carries a label (it depends on the label only)."""
 
 class TaxiiService:
-    """The TAXII side of one node: one API root, one collection of the node's holdings."""
+    """The TAXII side of one node: one API root; the collection of the node's holdings and
+    the labelled collections its ``node.toml`` defines."""
 
     def __init__(self, store: ObjectStore, *, party: Party, vocabulary: LabelVocabulary,
-                 cursor_secret: bytes, collection_id: str, check: StixCheck) -> None:
+                 cursor_secret: bytes, collection_id: str, check: StixCheck,
+                 collections: Sequence[TaxiiCollection] = (), title: str = "") -> None:
         self.store = store
         self.party = party
         self.vocabulary = vocabulary
@@ -94,6 +93,51 @@ class TaxiiService:
         self.collection_id = collection_id
         self.check = check
         self._markings: dict[str, str] = {}
+        holdings = TaxiiCollection(
+            collection_id, title or f"{party} holdings",
+            "Every item the node holds; each reader sees what Art. 7 allows. Each object "
+            "posted must reference its gsomia label marking-definition.")
+        self.collections: dict[str, TaxiiCollection] = {holdings.id: holdings}
+        for c in collections:
+            if c.label is None or c.label.originator != party or c.id in self.collections:
+                raise MalformedInput(f"collection {c.title!r} is not a labelled collection of "
+                                     f"{party}'s own items", where="taxii.collections")
+            self.collections[c.id] = c
+
+    # ---- collections -----------------------------------------------------------------------
+    def collection_for(self, person: Person, collection: str) -> TaxiiCollection:
+        """The collection ``collection`` if ``person`` may see it; NotFound otherwise. A
+        labelled collection whose label the person may not read does not exist for them."""
+        found = self.collections.get(collection)
+        if found is None or (found.label is not None
+                             and not decide_access(person, found.label, self.schemes).permit):
+            raise NotFound(f"no collection {collection}")
+        return found
+
+    def collections_for(self, person: Person) -> list[TaxiiCollection]:
+        """Every collection ``person`` may see, the holdings first."""
+        out = []
+        for cid in self.collections:
+            try:
+                out.append(self.collection_for(person, cid))
+            except NotFound:
+                continue
+        return out
+
+    def collection_doc(self, person: Person, collection: TaxiiCollection) -> dict[str, Any]:
+        """The collection resource: a labelled one says, as ``x_gsomia_label``, the label
+        it applies and the marking-definition a plain object posted there will reference."""
+        label = None
+        if collection.label is not None:
+            english = collection.label.english_marking(self.schemes)
+            label = {"marking_ref": marking_id(collection.label), "marking": english,
+                     "national_marking": collection.label.national_marking(),
+                     "label": collection.label.to_json()}
+        description = collection.description or (
+            f"Items {self.party} originated under {label['marking']}; plain STIX posted "
+            "here gets this label" if label else "")
+        return taxii_collection(collection.id, collection.title, description,
+                                can_read=True, can_write=True, label=label)
 
     # ---- people ----------------------------------------------------------------------------
     def authenticate(self, token: str, name: str | None = None) -> Person | None:
@@ -105,17 +149,21 @@ class TaxiiService:
             return None
         return found[1]
 
-    def visible(self, person: Person) -> frozenset[str]:
-        """The label classes ``person`` may read (Art. 7), decided once per class."""
+    def visible(self, person: Person, collection: TaxiiCollection | None = None
+                ) -> frozenset[str]:
+        """The label classes ``person`` may read (Art. 7), decided once per class; in a
+        labelled ``collection``, only its label's class."""
+        wanted = collection.label if collection is not None else None
         return frozenset(key for key, label in self.store.label_classes().items()
-                         if decide_access(person, label, self.schemes).permit)
+                         if (wanted is None or stix.same_label(label, wanted))
+                         and decide_access(person, label, self.schemes).permit)
 
     # ---- reads -----------------------------------------------------------------------------
     def read(self, person: Person, collection: str, endpoint: str,
              params: Mapping[str, Sequence[str]], now: datetime,
              object_id: str | None = None) -> Served:
         """One page of ``objects``, ``manifest``, ``object`` or ``versions``; audited."""
-        self._collection(collection)
+        chosen = self.collection_for(person, collection)
         filters = parse_filters(params, endpoint)
         if endpoint == "versions":
             filters = _all_versions(filters)
@@ -124,7 +172,7 @@ class TaxiiService:
         after: Position | None = None
         if filters.next is not None:
             after = decode_cursor(self.secret, digest, filters.next)
-        visible = self.visible(person)
+        visible = self.visible(person, chosen)
         page = self.store.page(Query(filters, visible, after, filters.limit, object_id,
                                      with_content=endpoint in ("objects", "object")))
         if object_id is not None and not page.rows and after is None:
@@ -167,12 +215,15 @@ class TaxiiService:
         that is malformed or holds a value the agreements do not know: the objects it
         labels cannot be judged. Each other object that fails a check is a failure in the
         status and the others are published, as TAXII 2.1 §5.4 allows. The label comes from
-        the gsomia marking-definition the object references, sent in the same envelope or
-        already known here; unlabelled means refused.
+        the gsomia marking-definition the object references: sent in the same envelope, or
+        one the poster may see here (a marking kept as an object, or the label of items they
+        may read). In a labelled collection an object that references none gets the
+        collection's. Unlabelled means refused. A label marking-definition is itself kept as
+        an object, under the label it carries, by the same rules as any other object.
         """
-        self._collection(collection)
+        chosen = self.collection_for(person, collection)
         objects = _envelope_objects(body, media)
-        markings = self._known_markings()
+        markings = self._known_markings(person)
         failures: list[Outcome] = []
         successes: list[Outcome] = []
         others: list[tuple[int, Mapping[str, Any]]] = []
@@ -182,7 +233,7 @@ class TaxiiService:
             except MalformedInput as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
                 continue
-            if _is_label_marking(obj):
+            if stix.is_label_marking(obj):
                 label = stix.label_from_marking(obj, self.vocabulary,
                                                 where=f"body.objects[{i}]")
                 if obj["id"] != marking_id(label):
@@ -190,9 +241,7 @@ class TaxiiService:
                                          where=f"body.objects[{i}].id",
                                          expected=marking_id(label))
                 markings[obj["id"]] = label
-                successes.append(Outcome(obj["id"], _version_text(obj), True,
-                                         "security label: applied to the objects that "
-                                         "reference it"))
+                others.append((i, obj))
             elif obj["id"] in _BUILT_IN:
                 same = dict(obj) == _BUILT_IN[obj["id"]]
                 (successes if same else failures).append(Outcome(
@@ -200,15 +249,19 @@ class TaxiiService:
                     "built in" if same else "differs from the built-in gsomia definition"))
             else:
                 others.append((i, obj))
+        self._resolve_stored(person, others, markings)
         submissions: list[Submission] = []
         decisions: dict[SecurityLabel, Decision] = {}  # one access decision per label
         for i, obj in others:
             try:
-                submissions.append(self._submission(person, obj, markings, i, decisions))
+                submissions.append(self._submission(person, obj, markings, i, decisions,
+                                                    chosen))
             except GsomiaError as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
+        own = self._collection_marking(chosen, submissions)
         if submissions:
-            for outcome in self.store.add_objects(submissions, person, now):
+            outcomes = list(self.store.add_objects([*own, *submissions], person, now))
+            for outcome in outcomes[len(own):]:
                 (successes if outcome.ok else failures).append(outcome)
         body_out = status(status_id, now, [o.to_json() for o in successes],
                           [o.to_json() for o in failures])
@@ -217,21 +270,38 @@ class TaxiiService:
 
     def _submission(self, person: Person, obj: Mapping[str, Any],
                     markings: Mapping[str, SecurityLabel], i: int,
-                    decisions: dict[SecurityLabel, Decision]) -> Submission:
+                    decisions: dict[SecurityLabel, Decision],
+                    collection: TaxiiCollection) -> Submission:
         self.check(obj)
         stix.check_extension_properties(obj, where=f"objects[{i}]")
-        refs = obj.get("object_marking_refs", [])
-        labels = {markings[r] for r in refs if isinstance(r, str) and r in markings}
-        if not labels:
+        if stix.is_label_marking(obj):
+            label = markings[obj["id"]]
+        else:
+            refs = obj.get("object_marking_refs", [])
+            labels = {markings[r] for r in refs if isinstance(r, str) and r in markings}
+            if not labels and collection.label is not None:
+                # Plain STIX into a labelled collection: the collection's label, referenced
+                # as a gsomia label always is, so the object never travels unmarked.
+                labels = {collection.label}
+                obj = stix.apply_marking(obj, {"id": marking_id(collection.label)})
+            if not labels:
+                raise MalformedInput(
+                    "carries no gsomia security label",
+                    where=f"objects[{i}].object_marking_refs",
+                    expected="the id of a marking-definition with the gsomia security label "
+                             f"extension ({stix.EXTENSION_ID}), sent in the same envelope "
+                             "or earlier, or a post to a labelled collection")
+            if len(labels) > 1:
+                raise MalformedInput("references more than one gsomia security label",
+                                     where=f"objects[{i}].object_marking_refs",
+                                     expected="exactly one label per item")
+            label = labels.pop()
+        if collection.label is not None and not stix.same_label(label, collection.label):
             raise MalformedInput(
-                "carries no gsomia security label", where=f"objects[{i}].object_marking_refs",
-                expected="the id of a marking-definition with the gsomia security label "
-                         f"extension ({stix.EXTENSION_ID}), sent in the same envelope")
-        if len(labels) > 1:
-            raise MalformedInput("references more than one gsomia security label",
-                                 where=f"objects[{i}].object_marking_refs",
-                                 expected="exactly one label per item")
-        label = labels.pop()
+                "is labelled otherwise than the collection it is posted to",
+                where=f"objects[{i}].object_marking_refs",
+                expected=f"the collection's label {marking_id(collection.label)}, or no "
+                         "gsomia label at all (the collection applies its own)")
         if label.originator != self.party:
             raise MalformedInput(
                 f"is labelled as originated by {label.originator}", where=f"objects[{i}]",
@@ -245,18 +315,56 @@ class TaxiiService:
             raise PolicyDenied((REFUSED_TO_PUBLISH,))
         return Submission(obj, label)
 
-    def _known_markings(self) -> dict[str, SecurityLabel]:
+    def _collection_marking(self, collection: TaxiiCollection,
+                            submissions: Sequence[Submission]) -> list[Submission]:
+        """The collection's own label marking-definition, to be stored before the plain
+        objects that now reference it (held already: reported as such, and not shown)."""
+        label = collection.label
+        if label is None:
+            return []
+        wanted = marking_id(label)
+        if not any(wanted in s.obj.get("object_marking_refs", ()) for s in submissions) \
+                or any(s.obj["id"] == wanted for s in submissions):
+            return []
+        return [Submission(stix.printed_marking(label, label.english_marking(self.schemes)),
+                           label)]
+
+    def _known_markings(self, person: Person) -> dict[str, SecurityLabel]:
+        """The markings of the label classes ``person`` may read: of one they may not read,
+        a reference answers as one to a label that does not exist."""
+        classes = self.store.label_classes()
         out: dict[str, SecurityLabel] = {}
-        for key, label in self.store.label_classes().items():
+        for key in self.visible(person):
+            label = classes[key]
             mid = self._markings.get(key)
             if mid is None:
                 mid = self._markings[key] = marking_id(label)
             out[mid] = label
         return out
 
-    def _collection(self, collection: str) -> None:
-        if collection != self.collection_id:
-            raise NotFound(f"no collection {collection}")
+    def _resolve_stored(self, person: Person, objects: Sequence[tuple[int, Mapping[str, Any]]],
+                        markings: dict[str, SecurityLabel]) -> None:
+        """Add to ``markings`` the label marking-definitions kept here that ``objects``
+        reference and ``person`` may see (the only ones a reference may name)."""
+        wanted = sorted({r for _, obj in objects for r in obj.get("object_marking_refs", ())
+                         if isinstance(r, str) and r.startswith("marking-definition--")
+                         and r not in markings})[:_MAX_REFS]
+        if not wanted:
+            return
+        filters = Filters(limit=len(wanted) * 4, ids=frozenset(wanted),
+                          types=frozenset({"marking-definition"}))
+        page = self.store.page(Query(filters, self.visible(person), None, filters.limit))
+        for row in page.rows:
+            try:
+                label = stix.label_from_marking(json.loads(row.content or b"{}"),
+                                                self.vocabulary, where=row.id)
+            except (MalformedInput, ValueError):
+                continue  # a value no agreement knows any more: not a label to apply
+            if marking_id(label) == row.id:
+                markings[row.id] = label
+
+
+_MAX_REFS = 1000  # distinct stored markings one request may name
 
 
 def token_hash(token: str) -> bytes:
@@ -273,12 +381,6 @@ def _all_versions(filters: Filters) -> Filters:
 
 _BUILT_IN: Mapping[str, Mapping[str, Any]] = {stix.IDENTITY_ID: stix.IDENTITY,
                                              stix.EXTENSION_ID: stix.EXTENSION_DEFINITION}
-
-
-def _is_label_marking(obj: Mapping[str, Any]) -> bool:
-    ext = obj.get("extensions")
-    return obj.get("type") == "marking-definition" and isinstance(ext, Mapping) \
-        and stix.EXTENSION_ID in ext
 
 
 def _version_text(obj: Mapping[str, Any]) -> str:

@@ -47,7 +47,6 @@ from gsomia.core.taxii import (
     STIX_MEDIA,
     TAXII_MEDIA,
     api_root,
-    collection,
     content_type_of,
     discovery,
     envelope_bytes,
@@ -215,10 +214,10 @@ def create_app(config: ApiConfig) -> Starlette:
         if request.path_params.get("api_root") != API_ROOT:
             raise NotFound("no such API root")
 
-    def check_collection(request: Request) -> None:
+    def check_collection(request: Request) -> str:
+        """The collection the path names (the service decides whether the caller sees it)."""
         check_root(request)
-        if request.path_params.get("collection_id") != coll:
-            raise NotFound("no such collection")
+        return str(request.path_params.get("collection_id", ""))[:_MAX_ID]
 
     def object_id(request: Request) -> str:
         oid = str(request.path_params.get("object_id", ""))
@@ -235,11 +234,18 @@ def create_app(config: ApiConfig) -> Starlette:
 
     # ---- TAXII endpoints -------------------------------------------------------------------
     async def get_discovery(request: Request) -> Response:
-        person_of(request)
+        person = person_of(request)
         accept(request)
-        return _json(discovery(config.title or f"gsomia node {config.party}",
-                               f"TAXII 2.1 server of the {config.party} gsomia node",
-                               root, [root]))
+        body = discovery(config.title or f"gsomia node {config.party}",
+                         f"TAXII 2.1 server of the {config.party} gsomia node",
+                         root, [root])
+        # Which label each collection the caller may see applies (TAXII 2.1 lets a resource
+        # carry custom properties): a tool learns where to post plain STIX.
+        body["x_gsomia_collections"] = [
+            {"id": c.id, "title": c.title,
+             "marking": service.collection_doc(person, c).get("x_gsomia_label")}
+            for c in service.collections_for(person)]
+        return _json(body)
 
     async def get_api_root(request: Request) -> Response:
         person_of(request)
@@ -249,22 +255,18 @@ def create_app(config: ApiConfig) -> Starlette:
                               "Items this node holds, as the reader's clearance and "
                               "need-to-know allow", MAX_CONTENT_LENGTH))
 
-    def collection_body() -> dict[str, Any]:
-        return collection(coll, f"{config.party} holdings",
-                          "Every item the node holds; each reader sees what Art. 7 allows",
-                          can_read=True, can_write=True)
-
     async def get_collections(request: Request) -> Response:
-        person_of(request)
+        person = person_of(request)
         accept(request)
         check_root(request)
-        return _json({"collections": [collection_body()]})
+        return _json({"collections": [service.collection_doc(person, c)
+                                      for c in service.collections_for(person)]})
 
     async def get_collection(request: Request) -> Response:
-        person_of(request)
+        person = person_of(request)
         accept(request)
-        check_collection(request)
-        return _json(collection_body())
+        chosen = service.collection_for(person, check_collection(request))
+        return _json(service.collection_doc(person, chosen))
 
     def objects_response(served: Served, media: str) -> Response:
         contents = [r.content for r in served.rows if r.content is not None]
@@ -278,14 +280,14 @@ def create_app(config: ApiConfig) -> Starlette:
     async def get_objects(request: Request) -> Response:
         person = person_of(request)
         media = accept(request, (TAXII_MEDIA, STIX_MEDIA))
-        check_collection(request)
-        served = service.read(person, coll, "objects", params(request), config.clock())
+        served = service.read(person, check_collection(request), "objects", params(request),
+                              config.clock())
         return objects_response(served, media)
 
     async def post_objects(request: Request) -> Response:
         person = person_of(request)
         accept(request)
-        check_collection(request)
+        coll_id = check_collection(request)
         media = content_type_of(request.headers.get("content-type"))
         if media is None:
             return _error(415, "Unsupported media type",
@@ -299,7 +301,8 @@ def create_app(config: ApiConfig) -> Starlette:
         try:
             # An envelope holds objects two levels down: {"objects": [{...}]}.
             limits.check_depth(body, where="body", limit=limits.MAX_DEPTH + 2)
-            result = service.add(person, coll, body, media, config.clock(), config.new_id())
+            result = service.add(person, coll_id, body, media, config.clock(),
+                                 config.new_id())
         except MalformedInput as exc:
             return _malformed(exc, 422)
         return _json(result, 202)
@@ -307,16 +310,15 @@ def create_app(config: ApiConfig) -> Starlette:
     async def get_object(request: Request) -> Response:
         person = person_of(request)
         media = accept(request, (TAXII_MEDIA, STIX_MEDIA))
-        check_collection(request)
-        served = service.read(person, coll, "object", params(request), config.clock(),
-                              object_id=object_id(request))
+        served = service.read(person, check_collection(request), "object", params(request),
+                              config.clock(), object_id=object_id(request))
         return objects_response(served, media)
 
     async def get_manifest(request: Request) -> Response:
         person = person_of(request)
         accept(request)
-        check_collection(request)
-        served = service.read(person, coll, "manifest", params(request), config.clock())
+        served = service.read(person, check_collection(request), "manifest",
+                              params(request), config.clock())
         body: dict[str, Any] = {"more": served.more}
         if served.next:
             body["next"] = served.next
@@ -328,9 +330,8 @@ def create_app(config: ApiConfig) -> Starlette:
     async def get_versions(request: Request) -> Response:
         person = person_of(request)
         accept(request)
-        check_collection(request)
-        served = service.read(person, coll, "versions", params(request), config.clock(),
-                              object_id=object_id(request))
+        served = service.read(person, check_collection(request), "versions",
+                              params(request), config.clock(), object_id=object_id(request))
         return _json(versions_body([_version(r) for r in served.rows], served.more,
                                    served.next), headers=paging_headers(served))
 

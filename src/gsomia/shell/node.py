@@ -11,6 +11,12 @@
 
     [keys]
     signing = "keys/signing.key"   # ... every file of gsomia.shell.keys.KEY_FILES
+
+    [[taxii.collections]]          # optional, any number: see gsomia.core.taxii
+    name = "warnings-secret"       # the collection's id derives from the party and name
+    level = "秘"                   # the label plain STIX posted there gets
+    rel_to = ["JPN", "KOR", "USA"]
+    purpose = "dprk-missile"
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ class NodeConfig:
     database: str
     created: str
     keys: Mapping[str, str] = field(default_factory=lambda: dict(KEY_FILES))
+    # ``[taxii]`` as written; its collections are checked against the agreements when the
+    # node serves (``taxii_collections``), since the agreements may come from elsewhere.
+    taxii: Mapping[str, Any] = field(default_factory=dict)
 
     def to_toml(self) -> str:
         def s(text: str) -> str:
@@ -67,11 +76,26 @@ class NodeConfig:
         try:
             node, db = data["node"], data["database"]
             keys = {**KEY_FILES, **{str(k): str(v) for k, v in data.get("keys", {}).items()}}
+            taxii = data.get("taxii", {})
+            if not isinstance(taxii, dict) or set(taxii) - {"collections"}:
+                raise MalformedInput("[taxii] holds only collections", where=f"{path}: taxii",
+                                     expected="[[taxii.collections]] tables")
             return cls(party(node["party"], where=f"{path}: node.party"), str(db["url"]),
-                       str(node.get("created", "")), keys)
+                       str(node.get("created", "")), keys, taxii)
         except (KeyError, TypeError):
             raise MalformedInput("incomplete configuration", where=str(path),
                                  expected="[node] party and [database] url") from None
+
+
+def taxii_collections(folder: Path, config: NodeConfig, catalogue: Catalogue
+                      ) -> tuple[Any, ...]:
+    """The labelled TAXII collections ``node.toml`` defines (``gsomia.core.taxii``), each
+    label checked against ``catalogue``; MalformedInput naming the file and field."""
+    from gsomia.core.taxii import parse_collections
+
+    return parse_collections(config.taxii.get("collections", []), party=config.party,
+                             vocabulary=catalogue.vocabulary,
+                             where=f"{folder / CONFIG}: taxii.collections")
 
 
 def mask_url(url: str) -> str:

@@ -863,6 +863,14 @@ class SqlRepository:
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
             "at": record.at, "seq": seq})
 
+    def receipts_by_version(self) -> dict[tuple[str, str], list[ReceiptRecord]]:
+        """Every receipt kept, by (item, version), oldest first."""
+        out: dict[tuple[str, str], list[ReceiptRecord]] = {}
+        for r in self.conn.execute(receipts.select().order_by(receipts.c.row)):
+            record = _receipt(r)
+            out.setdefault((record.item_id, record.version), []).append(record)
+        return out
+
     def receipts_for(self, item_id: str) -> list[ReceiptRecord]:
         return [_receipt(r) for r in self.conn.execute(
             receipts.select().where(receipts.c.item_id == item_id).order_by(receipts.c.row))]

@@ -251,7 +251,7 @@ class SqlObjectStore:
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
         seen: set[tuple[str, str]] = set()
         for n, sub in enumerate(submissions):
-            obj = _unmarked(sub.obj, sub.label)
+            obj = dict(sub.obj)  # stored as posted: it reads back with its own marking refs
             version = _version_text(obj)
             request = handlers.LabelRequest(
                 sub.label.level, tuple(sorted(sub.label.rel_to)), sub.label.purpose,
@@ -311,7 +311,7 @@ class SqlObjectStore:
                 _BatchingUnitOfWork(self.store.uow(), [o["id"] for _, o, _ in ready]),
                 keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
-                validate=None, publisher=publisher)
+                validate=None, publisher=publisher, as_posted=True)
         except GsomiaError:
             if len(ready) == 1:
                 raise
@@ -571,23 +571,6 @@ def _added_at(value: Any) -> datetime:
 def _version_text(obj: Mapping[str, Any]) -> str:
     from gsomia.core.custody import item_version
     return item_version(obj)
-
-
-def _unmarked(obj: Mapping[str, Any], label: SecurityLabel) -> dict[str, Any]:
-    """The object without the client's copy of its gsomia label marking: publishing marks it
-    with the label as bound here (same label, this node's creation time)."""
-    out = dict(obj)
-    refs = [r for r in out.get("object_marking_refs", []) if not _is_label_ref(r, label)]
-    if refs:
-        out["object_marking_refs"] = refs
-    else:
-        out.pop("object_marking_refs", None)
-    return out
-
-
-def _is_label_ref(ref: Any, label: SecurityLabel) -> bool:
-    from gsomia.service.taxii import marking_id
-    return isinstance(ref, str) and ref == marking_id(label)
 
 
 def _versions_of(conn: sa.Connection, ids: Sequence[str]) -> list[tuple[str, str, str]]:

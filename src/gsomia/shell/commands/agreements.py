@@ -1,7 +1,10 @@
-"""``agreement``, ``classify`` and ``release-check``: the agreements and the release policy."""
+"""``agreement``, ``classify``, ``release-check`` and ``label``: the agreements, the release
+policy, and the labels they allow."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -15,7 +18,9 @@ from gsomia.shell.commands.common import (
     catalogue,
     emit_json,
     json_option,
+    label_options,
     read_json_input,
+    split_values,
 )
 
 
@@ -138,6 +143,48 @@ def register(cli: click.Group) -> None:
                        "equivalent": equivalent, "english": english})
         else:
             click.echo(equivalent)
+
+    @cli.command("label")
+    @click.option("--party", "party_code", metavar="P",
+                  help="The originator (default: the party whose scheme has --level, if one "
+                       "alone has it).")
+    @label_options
+    @agreements_option
+    @json_option
+    def label(party_code: str | None, level: str, rel_to: str, purpose: str,
+              caveats: tuple[str, ...], category: str | None, policy: str | None,
+              agreement_dirs: tuple[str, ...], as_json: bool) -> None:
+        """The gsomia label marking-definition (STIX 2.1) for a label, every value checked.
+
+        With --json, the marking-definition itself, to post over TAXII in its own envelope
+        or with the objects that reference it; its id depends on the label alone, so the
+        same label always prints the same object.
+        """
+        from gsomia.core.stix import printed_marking
+        from gsomia.service import handlers
+
+        cat = catalogue(agreement_dirs)
+        if party_code is None:
+            having = sorted(p for p, sc in cat.schemes.items() if sc.has(level))
+            if len(having) != 1:
+                raise MalformedInput(
+                    f"{level!r} is a level of {', '.join(having) or 'no scheme'}",
+                    where="--party", expected="--party naming the originator, one of "
+                                              + ", ".join(sorted(cat.schemes)))
+            party_code = having[0]
+        request = handlers.LabelRequest(level, tuple(split_values((rel_to,))), purpose,
+                                        frozenset(split_values(caveats)), policy, category)
+        # A label's values, not when it was bound: the marking's id depends on them alone.
+        made = replace(handlers.make_label(
+            request, originator=cat.vocabulary.party(party_code, where="--party"),
+            catalogue=cat, now=datetime.now(UTC)), created=None)
+        english = made.english_marking(cat.schemes)
+        marking = printed_marking(made, english)
+        if as_json:
+            emit_json(marking)
+            return
+        click.echo(f"{english}  ({made.national_marking()})")
+        click.echo(marking["id"])
 
     @cli.command("release-check")
     @click.option("--json", "source", required=True, metavar="FILE|-",

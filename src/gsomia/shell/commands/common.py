@@ -36,12 +36,35 @@ def agreements_option(fn: F) -> F:
     )(fn)
 
 
+def label_options(fn: F) -> F:
+    """The label flags (``publish``, ``label``): ``--level``, ``--rel-to``, ``--purpose``,
+    ``--caveat``, ``--category``, ``--policy``."""
+    for option in reversed((
+            click.option("--level", required=True,
+                         help="Level in the originator's (the node's) national scheme."),
+            click.option("--rel-to", "rel_to", required=True, metavar="P,P",
+                         help="Parties it may be released to, e.g. KOR,JPN."),
+            click.option("--purpose", required=True, help="Purpose it is provided for."),
+            click.option("--caveat", "caveats", multiple=True,
+                         help="Caveat (NOFORN, ORCON)."),
+            click.option("--category", help="Kind of information (e.g. impact-prediction)."),
+            click.option("--policy", metavar="AGREEMENT",
+                         help="Agreement the label is marked under."))):
+        fn = option(fn)
+    return fn
+
+
 def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")(fn)
 
 
 def catalogue(dirs: tuple[str, ...]) -> Catalogue:
     return bootstrap.catalogue(dirs)
+
+
+def split_values(values: tuple[str, ...]) -> list[str]:
+    """Repeated options and comma-separated lists alike: ``--x a,b --x c``."""
+    return [v.strip() for value in values for v in value.split(",") if v.strip()]
 
 
 def emit_json(doc: Any) -> None:

@@ -100,6 +100,14 @@ def node_checks(folder: Path) -> list[Check]:
                          f"chmod 600 {path}"))
     if not any(c.name.startswith("key ") for c in out):
         out.append(Check("key files", True, f"{len(config.keys)} present, private ones 0600"))
+    from gsomia.shell.node import taxii_collections
+
+    try:
+        labelled = taxii_collections(folder, config, bootstrap.catalogue())
+        out.append(Check("TAXII collections", True, f"holdings and {len(labelled)} labelled"))
+    except Exception as exc:
+        out.append(Check("TAXII collections", False, str(exc),
+                         "fix [[taxii.collections]] in node.toml: the node will not start"))
     try:
         from gsomia.service import handlers
 

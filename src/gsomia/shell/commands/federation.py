@@ -264,12 +264,15 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
     from gsomia import bootstrap
     from gsomia.shell.commands import serve as serve_cmd
     from gsomia.shell.exchange import start_sender
+    from gsomia.shell.node import taxii_collections
     from gsomia.shell.partner_check import check_at_start
 
     serve_cmd.refuse_exposed_keys(node_dir)  # before the sender starts with the key
     node = bootstrap.open_node(node_dir)
     try:
         check_at_start(node)  # before anything is sent or served
+        # A collection the agreements do not allow stops the node before anything is sent.
+        taxii_collections(Path(node.folder), node.config, node.catalogue)
     except BaseException:
         node.close()
         raise

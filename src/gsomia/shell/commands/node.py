@@ -7,7 +7,7 @@ The store, the keys and stix2-validator are imported inside the commands that ne
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,12 +21,14 @@ from gsomia.shell.commands.common import (
     agreements_option,
     emit_json,
     json_option,
+    label_options,
     progress,
     read_json_input,
+    split_values,
 )
 
 if TYPE_CHECKING:
-    from gsomia.core.custody import Holding
+    from gsomia.core.custody import Holding, ReceiptRecord
     from gsomia.shell.node import Node
 
 
@@ -40,20 +42,31 @@ def _node_option(fn: Any) -> Any:
                         help="The node folder (made by `gsomia node init`).")(fn)
 
 
-def _split(values: tuple[str, ...]) -> list[str]:
-    """Repeated options and comma-separated lists alike: ``--x a,b --x c``."""
-    return [v.strip() for value in values for v in value.split(",") if v.strip()]
-
-
 def _open(node_dir: str, agreement_dirs: tuple[str, ...] = ()) -> Node:
     return bootstrap.open_node(node_dir, agreement_dirs)
 
 
-def holding_json(h: Holding, node: Node) -> dict[str, Any]:
-    """An item as ``items --json`` and ``item show --json`` describe it."""
+def holding_json(h: Holding, node: Node, receipts: Sequence[ReceiptRecord] = ()
+                 ) -> dict[str, Any]:
+    """An item as ``items --json`` and ``item show --json`` describe it: its custody is
+    every hop, the signed receipts included (given by a holder, obtained from a partner)."""
     schemes = node.catalogue.schemes
     current = h.current
     original = current.original_label
+    hops = [(c.at, {"event": c.event, "holder": c.holder, "provider": c.provider,
+                    "agreement": c.agreement, "at": c.at.isoformat(),
+                    "national_marking": c.national_label.national_marking(),
+                    "note": c.note}) for c in h.custody]
+    for r in receipts:
+        if r.version != h.item.version:
+            continue
+        given = r.direction == "given"
+        hops.append((r.at, {
+            "event": f"receipt-{r.direction}", "holder": node.party if given else r.peer,
+            "provider": r.peer if given else node.party, "agreement": None,
+            "at": r.at.isoformat(), "national_marking": None,
+            "note": f"receipt signed by {node.party if given else r.peer}"}))
+    hops.sort(key=lambda hop: hop[0])  # stable: a hop and its receipt keep their order
     return {
         "id": h.item.item_id, "version": h.item.version, "type": h.item.stix_type,
         "originator": h.item.originator, "added_at": h.item.added_at.isoformat(),
@@ -62,10 +75,7 @@ def holding_json(h: Holding, node: Node) -> dict[str, Any]:
         "national_marking": current.national_label.national_marking(),
         "original_marking": original.national_marking(),
         "content_hash": h.item.content_hash(),
-        "custody": [{"event": c.event, "holder": c.holder, "provider": c.provider,
-                     "agreement": c.agreement, "at": c.at.isoformat(),
-                     "national_marking": c.national_label.national_marking(),
-                     "note": c.note} for c in h.custody],
+        "custody": [hop for _, hop in hops],
     }
 
 
@@ -159,7 +169,7 @@ def register(cli: click.Group) -> None:
         with _open(node_dir) as node:
             user = handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
                                      name=name, clearance=clearance,
-                                     need_to_know=_split(need_to_know), token=token,
+                                     need_to_know=split_values(need_to_know), token=token,
                                      now=_now(), purposes=node.catalogue.vocabulary.purposes,
                                      role=role)
         if as_json:
@@ -208,13 +218,7 @@ def register(cli: click.Group) -> None:
     @_node_option
     @click.option("--file", "source", required=True, metavar="OBJ.json|-",
                   help="A STIX 2.1 object, or a bundle (each object its own commit).")
-    @click.option("--level", required=True, help="Level in the node's national scheme.")
-    @click.option("--rel-to", "rel_to", required=True, metavar="P,P",
-                  help="Parties it may be released to, e.g. KOR,JPN.")
-    @click.option("--purpose", required=True, help="Purpose it is provided for.")
-    @click.option("--caveat", "caveats", multiple=True, help="Caveat (NOFORN, ORCON).")
-    @click.option("--category", help="Kind of information (e.g. impact-prediction).")
-    @click.option("--policy", metavar="AGREEMENT", help="Agreement the label is marked under.")
+    @label_options
     @agreements_option
     @json_option
     def publish(node_dir: str, source: str, level: str, rel_to: str, purpose: str,
@@ -238,8 +242,8 @@ def register(cli: click.Group) -> None:
                                      expected="a bundle with a non-empty objects list")
         else:
             objects = [doc]
-        request = handlers.LabelRequest(level, tuple(_split((rel_to,))), purpose,
-                                        frozenset(_split(caveats)), policy, category)
+        request = handlers.LabelRequest(level, tuple(split_values((rel_to,))), purpose,
+                                        frozenset(split_values(caveats)), policy, category)
         published = []
         with _open(node_dir, agreement_dirs) as node, \
                 progress("publishing", len(objects), as_json=as_json or not bundle) as steps:
@@ -261,7 +265,9 @@ def register(cli: click.Group) -> None:
     def items_(node_dir: str, as_json: bool) -> None:
         """The items this node holds: labels (English and national marking) and custody."""
         with _open(node_dir) as node, node.store.repository() as repo:
-            held = [holding_json(h, node) for h in repo.holdings()]
+            receipts = repo.receipts_by_version()
+            held = [holding_json(h, node, receipts.get((h.item.item_id, h.item.version), ()))
+                    for h in repo.holdings()]
         if as_json:
             emit_json({"party": node.party, "items": held})
             return
@@ -296,7 +302,8 @@ def register(cli: click.Group) -> None:
                                          now=_now())
             with node.store.repository() as repo:
                 history = repo.custody_of(reading.item.item_id, reading.item.version)
-            doc = {**holding_json(Holding(reading.item, tuple(history)), node),
+                receipts = repo.receipts_for(reading.item.item_id)
+            doc = {**holding_json(Holding(reading.item, tuple(history)), node, receipts),
                    "reader": reading.user.name, "decision": reading.decision.to_json(),
                    "audit_seq": reading.seq, "object": reading.item.object()}
         if as_json:

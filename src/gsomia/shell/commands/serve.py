@@ -17,7 +17,6 @@ import signal
 import ssl
 import sys
 import threading
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ import click
 from gsomia.core.errors import MalformedInput
 from gsomia.core.types import Party
 
-_NAMESPACE = uuid.UUID("6f1d0c9e-8f8e-4b0f-9b6c-5c0a1e6f4d21")
-
 
 def collection_id(party: Party) -> str:
     """The id of a node's holdings collection: the same for every process of the node."""
-    return str(uuid.uuid5(_NAMESPACE, f"taxii-collection/{party}/holdings"))
+    from gsomia.core.taxii import collection_id as named
+
+    return named(party)
 
 
 def cursor_secret(signing_key_raw: bytes) -> bytes:
@@ -62,9 +61,13 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
                            audit_reads=audit_reads)
     raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
                                                 NoEncryption())
+    from gsomia.shell.node import taxii_collections
+
     service = TaxiiService(store, party=node.party, vocabulary=node.catalogue.vocabulary,
                            cursor_secret=cursor_secret(raw),
-                           collection_id=collection_id(node.party), check=check)
+                           collection_id=collection_id(node.party), check=check,
+                           collections=taxii_collections(Path(node.folder), node.config,
+                                                         node.catalogue))
     identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
     config = ApiConfig(service=service, party=node.party,
                        inbox=NodeInbox(node, partner_keys), peer_identity=identity)
