@@ -319,7 +319,10 @@ _ALL_CLEAR = ("The missile no longer threatens these regions. Do not approach fa
 
 
 def _cap_time(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    # CAP wants four-digit years and a numeric zone; strftime's %Y does not pad years < 1000.
+    u = at.astimezone(UTC)
+    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}"
+            f"T{u.hour:02d}:{u.minute:02d}:{u.second:02d}+00:00")
 
 
 def _later(at: datetime, seconds: float) -> datetime:
