@@ -260,3 +260,16 @@ def test_characters_xml_cannot_hold_are_dropped_not_written(bad: str) -> None:
     m = alerting.messages([record(w, 1)], "JPN")[0]
     root = valid_cap(alerting.cap_bytes(m))
     assert root.findtext("cap:info/cap:area/cap:areaDesc", namespaces=NS) == "Hokkaido"
+
+
+def test_a_warning_published_by_gsomia_demo_is_read_as_a_warning() -> None:
+    w = warning()
+    demo = {**note({}), "x_gsomia_replay": {
+        "launch": RUN.launch, "regime": RUN.regime, "seed": RUN.seed, "at_s": w.at_s,
+        "category": "warning", "data": w.to_json()}}
+    del demo["x_gsomia_warning"]
+    found = alerting.read_holdings([Held("note--1", demo, SECRET, "KOR")])
+    assert [r.warning for r in found.warnings] == [w] and found.warnings[0].run == RUN
+    m = alerting.messages(found.warnings, "USA")[0]
+    assert m.status == "Exercise"
+    valid_cap(alerting.cap_bytes(m, shapes()))
