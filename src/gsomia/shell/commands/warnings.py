@@ -62,7 +62,10 @@ def register(cli: click.Group) -> None:
             folder = Path(out_dir)
             folder.mkdir(parents=True, exist_ok=True)
             for m in found.messages:
-                path = folder / f"{m.identifier}.cap.xml"
+                # Identifiers come from STIX ids (type--UUID), but a file name is no place
+                # to trust that: no separators, no leading dot.
+                safe = m.identifier.replace("/", "_").replace("\\", "_").lstrip(".")
+                path = folder / f"{safe}.cap.xml"
                 path.write_bytes(found.cap(m.identifier))
                 click.echo(str(path))
         elif fmt == "cap":
