@@ -220,6 +220,11 @@ def test_systems_poll_cap_and_geojson_over_https_with_a_token(
         assert api(node, "/warnings/v1/geojson", name).json() == {
             "type": "FeatureCollection", "features": []}
     assert api(node, "/warnings/v1/alerts", None).status_code == 401
+    # Authentication comes first: a stranger learns nothing, not even that a query is wrong.
+    assert api(node, "/warnings/v1/alerts?limit=0", None).status_code == 401
+    paths = api(node, "/openapi.json", None).json()["paths"]
+    assert {"/warnings/v1/alerts", "/warnings/v1/alerts/{name}", "/warnings/v1/geojson"} <= \
+        set(paths)
     for bad in ("limit=0", "limit=abc", "limit=1001", "since=2017"):
         r = api(node, f"/warnings/v1/alerts?{bad}", "kenji")
         assert r.status_code == 400 and r.json()["title"] == "Malformed request"

@@ -661,5 +661,6 @@ def openapi(collection_id: str) -> dict[str, Any]:
                            "caller signed it (mutual TLS): the caller's roll-back check",
                 "responses": {"200": {"description": '{"partner": P, "head": head or null}'},
                               "401": {"description": "no client certificate"}}}},
+            **warnings_out.openapi_paths(),
         },
     }

@@ -38,7 +38,8 @@ from gsomia.core.policy import Person
 from gsomia.core.types import Party
 from gsomia.service.taxii import NotFound, TaxiiService
 
-__all__ = ["MAX_NOTES", "Warnings", "read_warnings", "region_outlines", "routes"]
+__all__ = ["MAX_NOTES", "Warnings", "openapi_paths", "read_warnings", "region_outlines",
+           "routes"]
 
 PAGE = 5_000
 MAX_NOTES = 100_000    # a bound on one read: pages of PAGE notes
@@ -151,19 +152,20 @@ def routes(config: Any, person_of: Callable[[Request], Person],
     (the same 404 for absent and hidden)."""
     service: TaxiiService = config.service
 
-    async def visible(request: Request) -> Warnings:
-        person = person_of(request)
+    async def visible(request: Request, person: Person) -> Warnings:
         return await run_in_threadpool(read_warnings, service, person, config.clock())
 
     async def alerts(request: Request) -> Response:
+        person = person_of(request)     # first: a stranger learns nothing, not even a 400
         limit = _limit(_params(request, frozenset({"limit"})).get("limit"))
-        found = await visible(request)
+        found = await visible(request, person)
         return _answer(request, orjson.dumps(found.index(limit)), "application/json")
 
     async def alert(request: Request) -> Response:
+        person = person_of(request)
         _params(request, frozenset())
         name = str(request.path_params.get("name", ""))
-        found = await visible(request)
+        found = await visible(request, person)
         # The same work for an absent and a hidden message: both end in find's NotFound.
         if len(name) > _MAX_ID or not name.endswith(".cap"):
             raise NotFound("no such warning")
@@ -171,8 +173,9 @@ def routes(config: Any, person_of: Callable[[Request], Person],
         return _answer(request, body, alerting.CAP_MEDIA)
 
     async def geojson(request: Request) -> Response:
+        person = person_of(request)
         _params(request, frozenset())
-        found = await visible(request)
+        found = await visible(request, person)
         body = await run_in_threadpool(lambda: orjson.dumps(found.geojson()))
         return _answer(request, body, alerting.GEOJSON_MEDIA)
 
@@ -180,3 +183,30 @@ def routes(config: Any, person_of: Callable[[Request], Person],
     return [Route("/warnings/v1/alerts", g(alerts), methods=["GET"]),
             Route("/warnings/v1/alerts/{name}", g(alert), methods=["GET"]),
             Route("/warnings/v1/geojson", g(geojson), methods=["GET"])]
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The routes' entries in the node's OpenAPI document (``api.openapi``)."""
+    err = {"description": "error (TAXII's error message; the same 404 for absent and hidden)",
+           "content": {"application/taxii+json;version=2.1": {"schema": {"type": "object"}}}}
+    refused = {"304": {"description": "not modified (If-None-Match)"},
+               "400": err, "401": err, "404": err, "429": err}
+    limit = {"name": "limit", "in": "query",
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_INDEX}}
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "minLength": 1}}
+    return {
+        "/warnings/v1/alerts": {"get": {
+            "summary": "Index of the CAP messages the caller may read, newest first",
+            "parameters": [limit], "responses": {
+                "200": {"description": "index", "content": {
+                    "application/json": {"schema": {"type": "object"}}}}, **refused}}},
+        "/warnings/v1/alerts/{name}": {"get": {
+            "summary": "One CAP 1.2 alert: IDENTIFIER.cap", "parameters": [name],
+            "responses": {"200": {"description": "CAP 1.2 alert", "content": {
+                alerting.CAP_MEDIA: {"schema": {"type": "string"}}}}, **refused}}},
+        "/warnings/v1/geojson": {"get": {
+            "summary": "Tracks, impact ellipses and warned regions (RFC 7946)",
+            "parameters": [], "responses": {"200": {"description": "GeoJSON", "content": {
+                alerting.GEOJSON_MEDIA: {"schema": {"type": "object"}}}}, **refused}}},
+    }
