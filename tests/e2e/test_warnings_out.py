@@ -204,6 +204,7 @@ def test_systems_poll_cap_and_geojson_over_https_with_a_token(
     geo = api(node, "/warnings/v1/geojson", "kenji")
     assert geo.headers["content-type"].startswith("application/geo+json")
     FeatureCollection.model_validate(geo.json())
+    assert geo.headers["last-modified"].endswith(" GMT")
     again = api(node, "/warnings/v1/geojson", "kenji", **{"If-None-Match": geo.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
     assert api(node, "/warnings/v1/alerts?limit=1", "kenji").json()["alerts"] == alerts[:1]
@@ -217,8 +218,9 @@ def test_systems_poll_cap_and_geojson_over_https_with_a_token(
     for name in ("aiko", "taro"):
         assert api(node, "/warnings/v1/alerts", name).json() == {
             "sender": SENDER, "alerts": [], "more": False}
-        assert api(node, "/warnings/v1/geojson", name).json() == {
-            "type": "FeatureCollection", "features": []}
+        empty = api(node, "/warnings/v1/geojson", name)
+        assert empty.json() == {"type": "FeatureCollection", "features": []}
+        assert "last-modified" not in empty.headers       # not even when something arrived
     assert api(node, "/warnings/v1/alerts", None).status_code == 401
     # Authentication comes first: a stranger learns nothing, not even that a query is wrong.
     assert api(node, "/warnings/v1/alerts?limit=0", None).status_code == 401

@@ -14,7 +14,8 @@ Routes (a node user's bearer token or HTTP basic, as TAXII):
 
 A message the caller may not read answers exactly as one that does not exist (TAXII's 404),
 and an index without it is the index of a node that never held it. Each answer carries an
-``ETag`` (SHA-256 of the body); ``If-None-Match`` with it gives 304.
+``ETag`` (SHA-256 of the body; ``If-None-Match`` with it gives 304) and, when the reader
+may read any note, ``Last-Modified`` (when the newest of them arrived).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from functools import lru_cache
 from typing import Any
 
@@ -54,6 +56,7 @@ class Warnings:
     party: Party
     holdings: alerting.Holdings
     messages: tuple[alerting.Message, ...]
+    changed: datetime | None = None     # when the newest note the reader may read arrived
 
     def find(self, identifier: str) -> alerting.Message:
         for m in self.messages:
@@ -90,6 +93,7 @@ def read_warnings(service: TaxiiService, person: Person, now: datetime) -> Warni
     params: dict[str, list[str]] = {"match[type]": ["note"], "limit": [str(PAGE)]}
     labels = service.store.label_classes()
     markings: dict[str, tuple[alerting.Marking, Party]] = {}
+    changed: datetime | None = None
     for _ in range(MAX_NOTES // PAGE):
         served = service.read(person, service.collection_id, "objects", params, now)
         for row in served.rows:
@@ -105,12 +109,13 @@ def read_warnings(service: TaxiiService, person: Person, now: datetime) -> Warni
                     label.national_marking(), label.english_marking(schemes)),
                     label.originator)
             held.append(alerting.Held(row.id, orjson.loads(row.content), *found))
+            changed = row.date_added if changed is None else max(changed, row.date_added)
         if not served.more or served.next is None:
             break
         params = {**params, "next": [served.next]}
     holdings = alerting.read_holdings(held)
     return Warnings(service.party, holdings,
-                    tuple(alerting.messages(holdings.warnings, service.party)))
+                    tuple(alerting.messages(holdings.warnings, service.party)), changed)
 
 
 def _params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
@@ -134,10 +139,12 @@ def _limit(text: str | None) -> int:
     return int(text)
 
 
-def _answer(request: Request, body: bytes, media: str) -> Response:
+def _answer(request: Request, body: bytes, media: str, changed: datetime | None) -> Response:
     tag = '"' + hashlib.sha256(body).hexdigest() + '"'
     headers = {"ETag": tag, "Cache-Control": "private, no-cache",
                "X-Content-Type-Options": "nosniff"}
+    if changed is not None:
+        headers["Last-Modified"] = format_datetime(changed.astimezone(UTC), usegmt=True)
     sent = request.headers.get("if-none-match", "")
     if tag in {t.strip() for t in sent.split(",")}:
         return Response(status_code=304, headers=headers)
@@ -159,7 +166,8 @@ def routes(config: Any, person_of: Callable[[Request], Person],
         person = person_of(request)     # first: a stranger learns nothing, not even a 400
         limit = _limit(_params(request, frozenset({"limit"})).get("limit"))
         found = await visible(request, person)
-        return _answer(request, orjson.dumps(found.index(limit)), "application/json")
+        return _answer(request, orjson.dumps(found.index(limit)), "application/json",
+                       found.changed)
 
     async def alert(request: Request) -> Response:
         person = person_of(request)
@@ -170,14 +178,14 @@ def routes(config: Any, person_of: Callable[[Request], Person],
         if len(name) > _MAX_ID or not name.endswith(".cap"):
             raise NotFound("no such warning")
         body = await run_in_threadpool(found.cap, name.removesuffix(".cap"))
-        return _answer(request, body, alerting.CAP_MEDIA)
+        return _answer(request, body, alerting.CAP_MEDIA, found.changed)
 
     async def geojson(request: Request) -> Response:
         person = person_of(request)
         _params(request, frozenset())
         found = await visible(request, person)
         body = await run_in_threadpool(lambda: orjson.dumps(found.geojson()))
-        return _answer(request, body, alerting.GEOJSON_MEDIA)
+        return _answer(request, body, alerting.GEOJSON_MEDIA, found.changed)
 
     g = guarded
     return [Route("/warnings/v1/alerts", g(alerts), methods=["GET"]),
