@@ -64,7 +64,7 @@ from gsomia.service.taxii_ports import (
     PeerUnavailable,
     StoredVersion,
 )
-from gsomia.shell import web
+from gsomia.shell import warnings_out, web
 from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 from gsomia.shell.peer_identity import PeerRefused
@@ -495,6 +495,7 @@ def create_app(config: ApiConfig) -> Starlette:
     g = guarded
     routes = [
         *web.routes(config, defences),  # the dashboard: /, /login, /logout, /dashboard/...
+        *warnings_out.routes(config, person_of, guarded),  # CAP and GeoJSON for polling
         Route("/taxii2/", g(get_discovery), methods=["GET"]),
         Route("/{api_root}/", g(get_api_root), methods=["GET"]),
         Route("/{api_root}/collections/", g(get_collections), methods=["GET"]),
@@ -661,5 +662,6 @@ def openapi(collection_id: str) -> dict[str, Any]:
                            "caller signed it (mutual TLS): the caller's roll-back check",
                 "responses": {"200": {"description": '{"partner": P, "head": head or null}'},
                               "401": {"description": "no client certificate"}}}},
+            **warnings_out.openapi_paths(),
         },
     }

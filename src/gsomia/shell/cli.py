@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.report",
     "gsomia.shell.commands.doctor",
     "gsomia.shell.commands.notices",
+    "gsomia.shell.commands.warnings",
 )
 
 

@@ -106,9 +106,45 @@
       .filter(standing);
   }
 
+  var LEVELS = {alert: 0, notice: 1, information: 2};
+  function impactText(d) {
+    if (!finite(d.time_to_impact_s)) return "";
+    return "impact in " + Math.round(d.time_to_impact_s) + " s (at T+" +
+      Math.round(d.at_s + d.time_to_impact_s) + " s)";
+  }
+
+  // What stands now, one line per party, launch and level: the regions still warned, why,
+  // and the time to impact the latest message gave; above the history of every message.
+  function drawStanding(items) {
+    var list = document.getElementById("warnings");
+    var box = document.getElementById("standing");
+    if (!box) {
+      box = el("div", {id: "standing", "aria-live": "polite"});
+      list.parentNode.insertBefore(box, list);
+    }
+    clear(box);
+    var now = activeWarnings(items).sort(function (a, b) {
+      return (LEVELS[a.level] || 0) - (LEVELS[b.level] || 0) || b.at_s - a.at_s;
+    });
+    if (!now.length) { box.appendChild(el("p", {"class": "empty"}, "No warning stands.")); return; }
+    each(now, function (d) {
+      var level = String(d.level || "alert");
+      var row = el("div", {"class": "standing level-" + level, "data-level": level,
+                           "data-party": d.party});
+      row.appendChild(el("strong", {"class": "level"}, level.toUpperCase()));
+      row.appendChild(el("span", {"class": "regions"}, " " + ((d.active || d.regions).join(", ") || "no region")));
+      row.appendChild(el("span", {"class": "why"}, d.reason ? " — " + d.reason : ""));
+      row.appendChild(el("span", {"class": "tti"}, impactText(d) ? "; " + impactText(d) : ""));
+      row.appendChild(el("span", {"class": "muted"}, " (" + d.party + ", " + d.regime + ", " +
+                                                     d.action + " at T+" + Math.round(d.at_s) + " s)"));
+      box.appendChild(row);
+    });
+  }
+
   function drawWarnings(items) {
     var list = document.getElementById("warnings");
     clear(list);
+    drawStanding(items);
     var ws = items.filter(isWarning);
     if (!ws.length) { list.appendChild(el("li", {"class": "empty"}, "No warnings.")); return; }
     var active = {};
@@ -117,10 +153,11 @@
     each(ws, function (it) {
       var d = it.data, live = active[warningKey(d)] === d && standing(d);
       var li = el("li", {"class": "warning " + (live ? "active" : "retracted"),
-                         "data-action": d.action},
-        d.action.toUpperCase() + " T+" + Math.round(d.at_s) + " s: " +
-        (d.regions.join(", ") || "no region") + " (" + d.party + ", " + d.regime + ")" +
-        (finite(d.time_to_impact_s) ? ", impact in " + Math.round(d.time_to_impact_s) + " s" : ""));
+                         "data-action": d.action, "data-level": String(d.level || "alert")},
+        String(d.level || "alert").toUpperCase() + " " + d.action.toUpperCase() + " T+" +
+        Math.round(d.at_s) + " s: " + (d.regions.join(", ") || "no region") +
+        (d.reason ? " — " + d.reason : "") + " (" + d.party + ", " + d.regime + ")" +
+        (impactText(d) ? ", " + impactText(d) : "") + " [" + it.marking + "]");
       list.appendChild(li);
     });
   }

@@ -40,9 +40,10 @@ def cursor_secret(signing_key_raw: bytes) -> bytes:
     return hmac.new(signing_key_raw, b"gsomia/taxii-cursor-key/v1", hashlib.sha256).digest()
 
 
-def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party, Any] | None
-                 = None, peer_identity: Any = None, audit_reads: str = "sync") -> Any:
-    """The ASGI app of an opened node (``gsomia.shell.node.Node``)."""
+def taxii_service(node: Any, *, validate: Any = None, audit_reads: str = "sync"
+                  ) -> tuple[Any, Any]:
+    """The TAXII service of an opened node and its object store (close the store when
+    done: it commits queued access events)."""
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         NoEncryption,
@@ -50,13 +51,9 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
     )
 
     from gsomia.service.taxii import TaxiiService
-    from gsomia.shell.api import ApiConfig, create_app
-    from gsomia.shell.peer_identity import PinnedPeers
-    from gsomia.shell.peer_inbox import NodeInbox
     from gsomia.shell.stix_check import check_stix
     from gsomia.shell.taxii_store import SqlObjectStore
 
-    check = validate or check_stix
     store = SqlObjectStore(node.store, keys=node.keys, catalogue=node.catalogue, validate=None,
                            audit_reads=audit_reads)
     raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
@@ -65,9 +62,21 @@ def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party
 
     service = TaxiiService(store, party=node.party, vocabulary=node.catalogue.vocabulary,
                            cursor_secret=cursor_secret(raw),
-                           collection_id=collection_id(node.party), check=check,
+                           collection_id=collection_id(node.party),
+                           check=validate or check_stix,
                            collections=taxii_collections(Path(node.folder), node.config,
                                                          node.catalogue))
+    return service, store
+
+
+def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party, Any] | None
+                 = None, peer_identity: Any = None, audit_reads: str = "sync") -> Any:
+    """The ASGI app of an opened node (``gsomia.shell.node.Node``)."""
+    from gsomia.shell.api import ApiConfig, create_app
+    from gsomia.shell.peer_identity import PinnedPeers
+    from gsomia.shell.peer_inbox import NodeInbox
+
+    service, store = taxii_service(node, validate=validate, audit_reads=audit_reads)
     identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
     config = ApiConfig(service=service, party=node.party,
                        inbox=NodeInbox(node, partner_keys), peer_identity=identity)
