@@ -1,23 +1,31 @@
-# Two commands matter: `make demo` and `make test`. Each sets up .venv on a fresh machine.
+# Two commands matter: `make demo` and `make test`. Each sets up .venv on a fresh machine:
+# `make demo` with gsomia and what it needs to run (the runtime), `make test` and `make bench`
+# with the test tools and the benchmarks' references as well (the `dev` extra).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(VENV)/bin/gsomia demo
 
 # The store tests run against a real PostgreSQL server: install Debian's package if missing
 # (the test session starts and stops a throwaway cluster on 127.0.0.1).
 # The dashboard tests drive Debian's Chromium headless (installed if missing).
+# Both use apt-get, so as root (or through sudo); see the README.
 # Two workers, each taking whole files (a file's tests share its nodes and federations).
 test: $(STAMP) lint
 	sh tools/pg-test-cluster.sh install

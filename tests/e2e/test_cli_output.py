@@ -15,8 +15,9 @@ import select
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import click
 import pytest
@@ -183,3 +184,29 @@ def test_a_long_command_shows_progress_on_a_terminal_and_not_in_a_pipe(
     assert piped.stdout.startswith("audit log intact") and "\x1b[" not in piped.stdout
     assert piped.stderr == ""
 
+
+
+@pytest.mark.parametrize("path", [p for p, _ in leaves(cli)])
+def test_usage_errors_are_one_line(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A mistyped option is bad input like any other: one line on stderr naming it and where
+    the command's help is, exit 2 (click's own form takes four lines)."""
+    from gsomia.shell.cli import main
+
+    assert main([*path.split(), "--no-such-option"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("error: No such option '--no-such-option'")
+    assert lines[0].endswith(f"see 'gsomia {path} --help'")
+    assert captured.out == ""
+
+
+def test_a_missing_choice_is_one_line(gsomia: Callable[..., Any]) -> None:
+    """click lists choices on lines of their own; the error folds them onto its line."""
+    out = gsomia("scenario", "run", "--launch", "2017-08-29")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == ("error: Missing option '--regime'. Choose from: none, hub, direct, "
+                          "trilateral; see 'gsomia scenario run --help'\n")
+    out = gsomia("no-such-command")
+    assert out.returncode == 2
+    assert out.stderr == "error: No such command 'no-such-command'; see 'gsomia --help'\n"

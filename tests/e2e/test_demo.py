@@ -26,12 +26,15 @@ TRILATERAL_KINDS = {"launch-point", "flight-path", "impact-prediction"}
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """One full run (all four regimes), shared by the assertions below."""
+    import os
     import sys
 
     report = tmp_path_factory.mktemp("report")
-    out = subprocess.run([sys.executable, "-m", "gsomia", "demo", "--json", "--report",
-                          str(report)], capture_output=True, text=True, timeout=400,
-                         check=False)
+    # --keep: the tests below read the nodes' stores; pytest removes its temporary folder.
+    out = subprocess.run([sys.executable, "-m", "gsomia", "demo", "--json", "--keep",
+                          "--report", str(report)], capture_output=True, text=True,
+                         timeout=400, check=False,
+                         env={**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("tmp"))})
     assert out.returncode == 0, out.stderr
     yield json.loads(out.stdout)
 
@@ -59,6 +62,21 @@ def test_story_and_model(demo: dict[str, Any]) -> None:
     issued = [w for w in regimes["direct"]["parties"]["JPN"]["warnings"]
               if w["action"] == "issued"]
     assert "Hokkaido" in issued[0]["regions"]
+
+
+def test_model_agrees_with_scenario_run(demo: dict[str, Any],
+                                        gsomia: Callable[..., CompletedProcess[str]]) -> None:
+    """The demo's model table and ``scenario run`` print the same times for the same launch,
+    regime and seed (the README shows them side by side)."""
+    from gsomia.shell.commands.scenario import FIELDS
+
+    alone = gsomia("scenario", "run", "--launch", "2017-08-29", "--regime", "direct",
+                   "--json", timeout=400)
+    assert alone.returncode == 0, alone.stderr
+    parties = json.loads(alone.stdout)["parties"]
+    shown = demo["warning"]["regimes"]["direct"]["parties"]
+    for p in PARTIES:
+        assert {f: shown[p][f] for f in FIELDS} == {f: parties[p][f] for f in FIELDS}, p
 
 
 def test_every_regime_ran_through_its_own_federation(demo: dict[str, Any]) -> None:
@@ -248,6 +266,8 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
     folder = next(w for line in lines for w in line.split() if "gsomia-demo-" in w)
     left = subprocess.run(["pgrep", "-f", folder], capture_output=True, text=True)
     assert left.stdout.strip() == "", "a demo node process was left running"
+    # Without --keep the node folders (keys, stores) go with the nodes.
+    assert not Path(folder).exists(), f"{folder} was left behind"
 
 
 def test_demo_refuses_an_unknown_regime(gsomia: Callable[..., CompletedProcess[str]]) -> None:

@@ -150,6 +150,35 @@ def test_direct_delivery_is_remarked_and_receipted(direct: Federation) -> None:
         == {"JPN"}
 
 
+def test_items_show_the_releases_and_receipts_of_an_item(direct: Federation,
+                                                         gsomia: Any) -> None:
+    """``items --json`` at the originator: created, released to each partner the policy
+    permits, and each partner's signed receipt; at a recipient: received, receipt given."""
+    import json
+
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    item = publish(kor, indicator(), "군사II급비밀", ("KOR", "JPN", "USA"))
+    assert exchange.wait_until(lambda: drained(kor), WAIT)
+
+    def trail(node: Node) -> list[dict[str, Any]]:
+        out = gsomia("items", "--node", str(node.folder), "--json")
+        assert out.returncode == 0, out.stderr
+        found = [i for i in json.loads(out.stdout)["items"] if i["id"] == item]
+        assert len(found) == 1
+        return list(found[0]["custody"])
+
+    at_kor = trail(kor)
+    assert [c["event"] for c in at_kor] == ["created", "released", "released", "receipt",
+                                            "receipt"]
+    assert {c["recipient"] for c in at_kor if c["event"] == "released"} == {"JPN", "USA"}
+    assert all(c["delivery"] == "delivered" for c in at_kor if c["event"] == "released")
+    assert {(c["direction"], c["from"]) for c in at_kor if c["event"] == "receipt"} \
+        == {("obtained", "JPN"), ("obtained", "USA")}
+    at_jpn = trail(jpn)
+    assert [(c["event"], c.get("provider"), c.get("to")) for c in at_jpn] \
+        == [("received", "KOR", None), ("receipt", None, "KOR")]
+
+
 def _client(node: Node) -> Any:
     return exchange.peer_client(node.folder)
 

@@ -59,6 +59,23 @@ def test_every_timed_launch_is_found_on_its_utc_and_its_local_date(x: L.Launch) 
         assert x in L.on_date(feeds.load_launches(), day)
 
 
+@given(st.sampled_from(list(feeds.load_launches())))
+def test_a_launch_is_named_by_its_local_date_with_its_utc_beside_it(x: L.Launch) -> None:
+    """Headers name the date asked for (Korea/Japan) and the data set's (UTC), never one of
+    them alone."""
+    text = x.when()
+    if x.launched_at is None:
+        assert text == f"{x.date.isoformat()} (UTC date; time unknown)"
+    else:
+        assert text.startswith(f"{x.local_date.isoformat()} ")
+        assert f"({x.launched_at:%Y-%m-%d %H:%M} UTC)" in text
+
+
+def test_the_2017_08_29_launch_is_named_for_both_dates() -> None:
+    assert feeds.find_launch("2017-08-29").when() == \
+        "2017-08-29 05:58 Korea/Japan time (2017-08-28 20:58 UTC)"
+
+
 def test_month_only_records_are_never_matched_by_a_day() -> None:
     month = [x for x in feeds.load_launches() if x.date_precision == "month"]
     assert month and all(x not in L.on_date(feeds.load_launches(), x.date) for x in month)

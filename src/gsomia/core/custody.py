@@ -50,8 +50,10 @@ __all__ = [
     "IncidentReport",
     "NodeUser",
     "ReceiptRecord",
+    "Release",
     "Revocation",
     "StoredItem",
+    "custody_trail",
     "digest",
     "item_version",
     "record_bytes",
@@ -404,6 +406,44 @@ class ReceiptRecord:
 
     def digest(self) -> str:
         return digest(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """An item version the release policy let this node pass to a partner: queued in the
+    commit that decided it, then ``pending``, ``delivered`` (the partner's signed receipt is
+    in the receipts register) or ``refused``."""
+
+    recipient: Party
+    status: str
+    queued_at: datetime
+    delivered_at: datetime | None = None
+
+
+def custody_trail(holding: Holding, releases: Iterable[Release],
+                  receipts: Iterable[ReceiptRecord]) -> list[dict[str, Any]]:
+    """The custody of one item version at this node, oldest first: how it came here
+    (``created``, ``received``), each re-marking, each release to a partner and each signed
+    receipt, obtained from a recipient or given to the provider."""
+    holder = holding.item.originator if not holding.custody else holding.custody[0].holder
+    steps: list[tuple[datetime, int, dict[str, Any]]] = [
+        (c.at, 0, {"event": c.event, "holder": c.holder, "provider": c.provider,
+                   "agreement": c.agreement, "at": c.at.isoformat(),
+                   "national_marking": c.national_label.national_marking(), "note": c.note})
+        for c in holding.custody]
+    steps += [(r.queued_at, 1, {"event": "released", "holder": holder,
+                                "recipient": r.recipient, "at": r.queued_at.isoformat(),
+                                "delivery": r.status,
+                                "delivered_at": None if r.delivered_at is None
+                                else r.delivered_at.isoformat()})
+              for r in releases]
+    steps += [(r.at, 2, {"event": "receipt", "holder": holder, "direction": r.direction,
+                         ("from" if r.direction == "obtained" else "to"): r.peer,
+                         "at": r.at.isoformat(),
+                         "received_at": r.document.get("received_at")})
+              for r in receipts]
+    # Stable: a step recorded in the same instant as another keeps the order above.
+    return [step for _, _, step in sorted(steps, key=lambda s: (s[0], s[1]))]
 
 
 @dataclass(frozen=True, slots=True)

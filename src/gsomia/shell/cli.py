@@ -40,6 +40,15 @@ for _name in COMMAND_MODULES:
     import_module(_name).register(cli)
 
 
+def usage_error_line(exc: click.ClickException) -> str:
+    """A usage error as one line, like the project's own errors: click's message (its lists
+    of choices folded onto the line) and where the command's help is."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "gsomia"
+    return f"error: {message.rstrip('.')}; see '{command} --help'"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI, translating gsomia errors into one stderr line and an exit status."""
     try:
@@ -48,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()   # a group named without its command: its help is the answer
+        return 2
     except click.ClickException as exc:
-        exc.show()
+        click.echo(usage_error_line(exc), err=True)
         return 2
     except NoEquivalent as exc:
         click.echo(f"error: {exc}", err=True)

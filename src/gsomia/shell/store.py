@@ -55,6 +55,7 @@ from gsomia.core.custody import (
     IncidentReport,
     NodeUser,
     ReceiptRecord,
+    Release,
     Revocation,
     StoredItem,
     record_bytes,
@@ -863,17 +864,33 @@ class SqlRepository:
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
             "at": record.at, "seq": seq})
 
-    def receipts_by_version(self) -> dict[tuple[str, str], list[ReceiptRecord]]:
-        """Every receipt kept, by (item, version), oldest first."""
-        out: dict[tuple[str, str], list[ReceiptRecord]] = {}
-        for r in self.conn.execute(receipts.select().order_by(receipts.c.row)):
-            record = _receipt(r)
-            out.setdefault((record.item_id, record.version), []).append(record)
-        return out
-
     def receipts_for(self, item_id: str) -> list[ReceiptRecord]:
         return [_receipt(r) for r in self.conn.execute(
             receipts.select().where(receipts.c.item_id == item_id).order_by(receipts.c.row))]
+
+    def receipts_by_version(self, item_id: str | None = None
+                            ) -> dict[tuple[str, str], list[ReceiptRecord]]:
+        """Every receipt given or obtained (of one item, if named), per item version."""
+        query = receipts.select().order_by(receipts.c.row)
+        if item_id is not None:
+            query = query.where(receipts.c.item_id == item_id)
+        out: dict[tuple[str, str], list[ReceiptRecord]] = {}
+        for row in self.conn.execute(query):
+            out.setdefault((row.item_id, row.version), []).append(_receipt(row))
+        return out
+
+    def releases_by_version(self, item_id: str | None = None
+                            ) -> dict[tuple[str, str], list[Release]]:
+        """The deliveries the release policy queued for partners (the outbox), of one item
+        if named, per item version, in the order queued."""
+        query = outbox.select().order_by(outbox.c.row)
+        if item_id is not None:
+            query = query.where(outbox.c.item_id == item_id)
+        out: dict[tuple[str, str], list[Release]] = {}
+        for row in self.conn.execute(query):
+            out.setdefault((row.item_id, row.version), []).append(
+                Release(row.recipient, row.status, row.queued_at, row.delivered_at))
+        return out
 
 
 # ---- audit log ----------------------------------------------------------------------------

@@ -76,6 +76,16 @@ class Launch:
         at = self.launched_at
         return (at + KST).date() if at is not None else self.date
 
+    def when(self) -> str:
+        """The launch's date and time as Korea and Japan name it, the UTC instant beside it:
+        a morning launch there was the evening before in UTC, and the data set records UTC
+        dates (``2017-08-29 05:58 Korea/Japan time (2017-08-28 20:58 UTC)``)."""
+        at = self.launched_at
+        if at is None:
+            return f"{self.date.isoformat()} (UTC date; time unknown)"
+        return (f"{(at + KST):%Y-%m-%d %H:%M} Korea/Japan time "
+                f"({at:%Y-%m-%d %H:%M} UTC)")
+
     @property
     def missile_class(self) -> str:
         """The missile's class, inferred from the flight when the data set says ``Unknown``."""

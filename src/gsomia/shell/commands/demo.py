@@ -106,6 +106,20 @@ REGIME_ORDER = ("none", "hub", "direct", "trilateral")
 PARTY_ORDER = ("JPN", "KOR", "USA")
 
 
+def demo_model() -> Any:
+    """The model's options in the demo: impact predictions as often as ``scenario run``
+    makes them (every 6 s), so that both print the same first detections, tracks,
+    predictions and warnings for a launch, regime and seed (tests/e2e/test_demo.py checks
+    it for the default launch); each picture stops four minutes after its first prediction
+    and tracks at most 25 minutes of flight, as in ``evaluate``, which halves the run."""
+    from dataclasses import replace
+
+    from gsomia.core.scenario import Options
+    from gsomia.shell.commands.scenario import EVALUATION
+
+    return replace(EVALUATION, ipp_interval_s=Options().ipp_interval_s)
+
+
 @dataclass
 class ModelRuns:
     """One launch replayed by the scenario model under several regimes (one memo, so each
@@ -123,7 +137,7 @@ def model_runs(day: str, seed: int, regimes: Sequence[str],
 
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
-    from gsomia.shell.commands.scenario import EVALUATION, run_one
+    from gsomia.shell.commands.scenario import run_one
 
     launch = feeds.find_launch(day)
     trajectory = fit(launch.flight_request())
@@ -134,7 +148,7 @@ def model_runs(day: str, seed: int, regimes: Sequence[str],
         task = bar.add_task(f"scenario model: {launch.missile.name} {launch.local_date}",
                             total=len(regimes))
         for name in regimes:
-            results[name] = run_one(launch, name, seed, trajectory, options=EVALUATION,
+            results[name] = run_one(launch, name, seed, trajectory, options=demo_model(),
                                     memo=memo)
             bar.advance(task)
     return ModelRuns(launch, trajectory, results, memo)
@@ -144,7 +158,7 @@ def story_of(runs: ModelRuns) -> dict[str, Any]:
     from gsomia.shell import feeds
     from gsomia.shell.report import map_data
 
-    return {"launch": runs.launch.to_json(),
+    return {"launch": runs.launch.to_json(), "when": runs.launch.when(),
             "flight_time_s": round(runs.trajectory.flight_time_s, 1),
             "regimes": {name: res.to_json() for name, res in runs.results.items()},
             "map": map_data(runs.results, runs.trajectory, feeds.load_sensors())}
@@ -762,7 +776,8 @@ def federation_stories(runs: ModelRuns, feds: Federations, console: Console | No
     view = Timeline(console)
     if console is not None:
         console.print(f"\nThe launch through the real system: three node processes per regime "
-                      f"on 127.0.0.1, node folders in {feds.root}", highlight=False)
+                      f"on 127.0.0.1, node folders in {feds.root} (removed at the end "
+                      "unless --keep)", highlight=False)
     return {name: replay_regime(name, res, runs.memo, feds, speed, view)
             for name, res in runs.results.items()}
 
@@ -887,7 +902,7 @@ def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
 def print_warnings(story: dict[str, Any], console: Console) -> None:
     launch = story["launch"]
     table = Table(title=f"Scenario model, first warning (s after launch): "
-                        f"{launch['missile_name']} {launch['local_date']}, "
+                        f"{launch['missile_name']}, {story['when']}, "
                         f"flight {story['flight_time_s']} s")
     table.add_column("regime")
     for p in PARTY_ORDER:
@@ -939,9 +954,12 @@ def register(cli: click.Group) -> None:
                        "Ctrl-C (direct if replayed, else the last; see --serve-regime).")
     @click.option("--serve-regime", default=None, metavar="REGIME",
                   help="The regime whose federation --serve runs.")
+    @click.option("--keep", is_flag=True,
+                  help="Keep the federations' node folders (in the temporary directory) "
+                       "instead of removing them at the end.")
     def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int,
              regime_list: str, speed: float, report_dir: str, serve: bool,
-             serve_regime: str | None) -> None:
+             serve_regime: str | None, keep: bool) -> None:
         """Tell the story: agreements, explained decisions, and a launch under each regime,
         modelled and then through three real nodes per regime."""
         from gsomia.core.errors import MalformedInput
@@ -965,28 +983,39 @@ def register(cli: click.Group) -> None:
         if console is not None:
             print_story(story, cat, console)
             console.print()
+        import shutil
         import tempfile
 
         root = Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
-        federations = Federations(root, regimes)  # the first starts while the model runs
         try:
-            runs = model_runs(day, seed, regimes, console)
-            warnings = story_of(runs)
-            if console is not None:
-                print_warnings(warnings, console)
-            feds = federation_stories(runs, federations, console, speed)
+            federations = Federations(root, regimes)  # the first starts while the model runs
+            try:
+                runs = model_runs(day, seed, regimes, console)
+                warnings = story_of(runs)
+                if console is not None:
+                    print_warnings(warnings, console)
+                feds = federation_stories(runs, federations, console, speed)
+            finally:
+                federations.close()
+            full = {**story, "warning": warnings, "custody": custody_paths(cat),
+                    "federations": feds}
+            path = write_report(full, report_dir)
+            if as_json:
+                emit_json({**story,
+                           "warning": {k: v for k, v in warnings.items() if k != "map"},
+                           "federations": feds, "folder": str(root), "kept": keep,
+                           "report": str(path)})
+                return
+            assert console is not None
+            console.print()
+            print_federations(feds, console)
+            console.print(f"\nReport: {path}", highlight=False)
+            if serve:
+                serve_until_interrupted(serve_federation(root, kept), console)
         finally:
-            federations.close()
-        full = {**story, "warning": warnings, "custody": custody_paths(cat),
-                "federations": feds}
-        path = write_report(full, report_dir)
-        if as_json:
-            emit_json({**story, "warning": {k: v for k, v in warnings.items() if k != "map"},
-                       "federations": feds, "folder": str(root), "report": str(path)})
-            return
-        assert console is not None
-        console.print()
-        print_federations(feds, console)
-        console.print(f"\nReport: {path}", highlight=False)
-        if serve:
-            serve_until_interrupted(serve_federation(root, kept), console)
+            # Every node is stopped by now; its folders (keys, stores: ~7 MB a run) go too.
+            if keep:
+                if console is not None:
+                    console.print(f"Node folders kept in {root}", highlight=False)
+            else:
+                shutil.rmtree(root, ignore_errors=True)

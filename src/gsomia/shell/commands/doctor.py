@@ -30,7 +30,8 @@ class Check:
 MODULES = (("cryptography", "the crypto core"), ("rfc8785", "canonical JSON"),
            ("sqlalchemy", "the store"), ("alembic", "store migrations"),
            ("numpy", "tracking"), ("scipy", "tracking"), ("starlette", "the HTTP API"),
-           ("uvicorn", "node serve"), ("stix2validator", "publish"), ("matplotlib", "evaluate"))
+           ("uvicorn", "node serve"), ("stix2validator", "publish"), ("httpx", "the exchange"),
+           ("matplotlib", "evaluate"))
 
 
 def environment(on_module: Callable[[str], None] | None = None) -> list[Check]:
@@ -46,7 +47,7 @@ def environment(on_module: Callable[[str], None] | None = None) -> list[Check]:
             out.append(Check(f"module {module}", True, f"importable ({why})"))
         except ImportError as exc:
             out.append(Check(f"module {module}", False, str(exc),
-                             "run `make test` or `pip install -e '.[dev]'`"))
+                             "run `make demo` or `pip install -e .`"))
     try:
         from cryptography.hazmat.primitives import hpke  # noqa: F401  (47+: RFC 9180 HPKE)
 

@@ -28,7 +28,7 @@ from gsomia.shell.commands.common import (
 )
 
 if TYPE_CHECKING:
-    from gsomia.core.custody import Holding, ReceiptRecord
+    from gsomia.core.custody import Holding, ReceiptRecord, Release
     from gsomia.shell.node import Node
 
 
@@ -46,27 +46,15 @@ def _open(node_dir: str, agreement_dirs: tuple[str, ...] = ()) -> Node:
     return bootstrap.open_node(node_dir, agreement_dirs)
 
 
-def holding_json(h: Holding, node: Node, receipts: Sequence[ReceiptRecord] = ()
-                 ) -> dict[str, Any]:
-    """An item as ``items --json`` and ``item show --json`` describe it: its custody is
-    every hop, the signed receipts included (given by a holder, obtained from a partner)."""
+def holding_json(h: Holding, node: Node, releases: Sequence[Release] = (),
+                 receipts: Sequence[ReceiptRecord] = ()) -> dict[str, Any]:
+    """An item as ``items --json`` and ``item show --json`` describe it: its custody is the
+    custody register's steps with the item's releases to partners and its receipts."""
+    from gsomia.core.custody import custody_trail
+
     schemes = node.catalogue.schemes
     current = h.current
     original = current.original_label
-    hops = [(c.at, {"event": c.event, "holder": c.holder, "provider": c.provider,
-                    "agreement": c.agreement, "at": c.at.isoformat(),
-                    "national_marking": c.national_label.national_marking(),
-                    "note": c.note}) for c in h.custody]
-    for r in receipts:
-        if r.version != h.item.version:
-            continue
-        given = r.direction == "given"
-        hops.append((r.at, {
-            "event": f"receipt-{r.direction}", "holder": node.party if given else r.peer,
-            "provider": r.peer if given else node.party, "agreement": None,
-            "at": r.at.isoformat(), "national_marking": None,
-            "note": f"receipt signed by {node.party if given else r.peer}"}))
-    hops.sort(key=lambda hop: hop[0])  # stable: a hop and its receipt keep their order
     return {
         "id": h.item.item_id, "version": h.item.version, "type": h.item.stix_type,
         "originator": h.item.originator, "added_at": h.item.added_at.isoformat(),
@@ -75,7 +63,7 @@ def holding_json(h: Holding, node: Node, receipts: Sequence[ReceiptRecord] = ()
         "national_marking": current.national_label.national_marking(),
         "original_marking": original.national_marking(),
         "content_hash": h.item.content_hash(),
-        "custody": [hop for _, hop in hops],
+        "custody": custody_trail(h, releases, receipts),
     }
 
 
@@ -265,9 +253,10 @@ def register(cli: click.Group) -> None:
     def items_(node_dir: str, as_json: bool) -> None:
         """The items this node holds: labels (English and national marking) and custody."""
         with _open(node_dir) as node, node.store.repository() as repo:
-            receipts = repo.receipts_by_version()
-            held = [holding_json(h, node, receipts.get((h.item.item_id, h.item.version), ()))
-                    for h in repo.holdings()]
+            releases, receipts = repo.releases_by_version(), repo.receipts_by_version()
+            held = [holding_json(h, node, releases.get(key, ()), receipts.get(key, ()))
+                    for h in repo.holdings()
+                    for key in [(h.item.item_id, h.item.version)]]
         if as_json:
             emit_json({"party": node.party, "items": held})
             return
@@ -275,7 +264,14 @@ def register(cli: click.Group) -> None:
             origin = h["custody"][0]
             source = "created here" if origin["event"] == "created" else \
                 f"from {origin['provider']} under {origin['agreement']}"
-            click.echo(f"{h['id']}  {h['version']}  {h['national_marking']}  ({source})")
+            receipts_from = {c["from"] for c in h["custody"]
+                             if c["event"] == "receipt" and "from" in c}
+            released = ", ".join(
+                f"{c['recipient']} ("
+                f"{'receipt' if c['recipient'] in receipts_from else c['delivery']})"
+                for c in h["custody"] if c["event"] == "released")
+            click.echo(f"{h['id']}  {h['version']}  {h['national_marking']}  ({source})"
+                       + (f"  released to {released}" if released else ""))
 
     item_group = _group(cli, "item", "One item, read by a person through the access rule "
                                      "(Art. 7).")
@@ -300,10 +296,13 @@ def register(cli: click.Group) -> None:
             reading = handlers.read_item(node.uow(), schemes=node.catalogue.schemes,
                                          token=token, item_id=item_id, version=version,
                                          now=_now())
+            key = (reading.item.item_id, reading.item.version)
             with node.store.repository() as repo:
-                history = repo.custody_of(reading.item.item_id, reading.item.version)
-                receipts = repo.receipts_for(reading.item.item_id)
-            doc = {**holding_json(Holding(reading.item, tuple(history)), node, receipts),
+                history = repo.custody_of(*key)
+                releases = repo.releases_by_version(key[0]).get(key, [])
+                receipts = repo.receipts_by_version(key[0]).get(key, [])
+            doc = {**holding_json(Holding(reading.item, tuple(history)), node, releases,
+                                  receipts),
                    "reader": reading.user.name, "decision": reading.decision.to_json(),
                    "audit_seq": reading.seq, "object": reading.item.object()}
         if as_json:

@@ -324,14 +324,15 @@ def register(cli: click.Group) -> None:
     def scenario_run(day: str, index: int | None, regime_name: str, seed: int,
                      as_json: bool) -> None:
         """Who detects, tracks, predicts and warns, and when (seconds after launch)."""
-        res = run_one(feeds.find_launch(day, index), regime_name, seed)
+        launch = feeds.find_launch(day, index)
+        res = run_one(launch, regime_name, seed)
         doc = res.to_json()
         if as_json:
             emit_json(doc)
             return
         t = doc["truth"]
-        click.echo(f"{doc['launch']['missile']} {doc['launch']['date']} — regime "
-                   f"{regime_name}: flight {t['flight_time_s']} s, apogee {t['apogee_km']} km, "
+        click.echo(f"{launch.missile.name}, {launch.when()} — regime {regime_name}, seed "
+                   f"{seed}: flight {t['flight_time_s']} s, apogee {t['apogee_km']} km, "
                    f"range {t['range_km']} km")
         for p, o in doc["parties"].items():
             click.echo(f"  {p}: " + ", ".join(f"{f.removesuffix('_s')} {o[f]}" for f in FIELDS))
