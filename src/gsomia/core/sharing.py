@@ -55,7 +55,7 @@ REGIMES: Mapping[str, Regime] = {
 }
 
 
-def regime(name: str, *, where: str = "--regime") -> Regime:
+def regime(name: str, *, where: str = "regime") -> Regime:
     from gsomia.core.errors import MalformedInput
 
     found = REGIMES.get(name)

@@ -253,14 +253,14 @@ def find(all_launches: Sequence[Launch], day: date | str, index: int | None = No
         try:
             day = date.fromisoformat(day.strip())
         except ValueError:
-            raise MalformedInput(f"{day!r} is not a date", where="--launch",
+            raise MalformedInput(f"{day!r} is not a date", where="launch",
                                  expected="YYYY-MM-DD") from None
     found = on_date(all_launches, day)
     if not found:
-        raise MalformedInput(f"no launch on {day.isoformat()}", where="--launch",
+        raise MalformedInput(f"no launch on {day.isoformat()}", where="launch",
                              expected="a date of the data set (UTC or Korean date)")
     index = 0 if index is None else index
     if not 0 <= index < len(found):
-        raise MalformedInput(f"index {index} out of range", where="--index",
+        raise MalformedInput(f"index {index} out of range", where="index",
                              expected=f"0 to {len(found) - 1} for {day.isoformat()}")
     return found[index]
