@@ -23,8 +23,6 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, Decision, ReleaseRequest, decide
 from gsomia.core.types import Party
 
-PARTIES: tuple[Party, ...] = ("JPN", "KOR", "USA")
-
 
 @dataclass(frozen=True, slots=True)
 class Regime:

@@ -46,6 +46,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gsomia.core.errors import MalformedInput
+from gsomia.core.types import utc_text
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -207,7 +208,7 @@ def timestamp(text: object, *, where: str) -> datetime:
 
 def taxii_time(at: datetime) -> str:
     """A TAXII timestamp to the microsecond, so that ``added_after`` resumes exactly."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(at, 6)
 
 
 def stix_version(obj: Mapping[str, Any], date_added: datetime) -> datetime:

@@ -27,54 +27,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from gsomia.core.agreements import Catalogue, status
-from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ReleaseRequest, decide
-from gsomia.core.types import instant
+from gsomia.core.agreements import Catalogue
+from gsomia.core.types import PARTIES, SECRET_LEVELS, utc_text
+from gsomia.service.stories import KEY_DATES, agreement_story
 from gsomia.shell.commands.common import agreements_option, catalogue, emit_json, json_option
-
-KEY_DATES = ("2014-12-29", "2016-11-22", "2017-05-01", "2019-10-01", "2019-11-24",
-             "2023-04-01", "2024-01-14")
-
-
-def _request(item: str, sender: str, recipient: str, at: str, level: str, *,
-             originator: str = "KOR", rel_to: tuple[str, ...] = ("KOR", "JPN", "USA"),
-             scheme: str = "", consents: tuple[Consent, ...] = (),
-             policy: str | None = None, category: str | None = None) -> ReleaseRequest:
-    label = SecurityLabel(originator, level, frozenset(rel_to), "dprk-missile",
-                          scheme=scheme or originator, policy=policy, category=category)
-    return ReleaseRequest(item, label, sender, recipient, instant(at), consents)
-
-
-STORY: tuple[tuple[str, ReleaseRequest], ...] = (
-    ("2016: ROK HUMINT to Japan a day before the GSOMIA",
-     _request("report--2016-11-22", "KOR", "JPN", "2016-11-22", "군사II급비밀")),
-    ("2017: the same kind of report under the GSOMIA",
-     _request("report--2017-08-29", "KOR", "JPN", "2017-08-29", "군사II급비밀")),
-    ("2015: TISA, the US hub relays a ROK report without consent",
-     _request("report--2015", "USA", "JPN", "2015-06-01", "SECRET", scheme="USA")),
-    ("2015: TISA, the US hub relays it with ROK consent",
-     _request("report--2015", "USA", "JPN", "2015-06-01", "SECRET", scheme="USA",
-              consents=(Consent("report--2015", "KOR", "JPN"),))),
-    ("2019-10: during the ROK notice of termination",
-     _request("track--2019-10", "KOR", "JPN", "2019-10-02", "군사III급비밀")),
-    ("2019: ROK top level to Japan",
-     _request("plan--2019", "KOR", "JPN", "2019-05-01", "군사I급비밀")),
-    ("2024: impact prediction under the trilateral mechanism",
-     _request("ipp--2024-01-14", "KOR", "JPN", "2024-01-14", "군사II급비밀",
-              policy="trilateral-mwd-2023", category="impact-prediction")),
-    ("2024: a pre-launch indicator under the trilateral mechanism",
-     _request("humint--2024-01-13", "KOR", "JPN", "2024-01-13", "군사II급비밀",
-              policy="trilateral-mwd-2023", category="pre-launch-indicator")),
-)
-
-
-def agreement_story(cat: Catalogue) -> dict[str, Any]:
-    states = {a.id: {d: status(a, instant(d)).to_json() for d in KEY_DATES}
-              for a in sorted(cat.agreements.values(), key=lambda a: a.id)}
-    decisions = [{"case": title, "request": r.to_json(), "decision": decide(r, cat).to_json()}
-                 for title, r in STORY]
-    return {"states": states, "decisions": decisions}
 
 
 def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None:
@@ -103,7 +59,7 @@ def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None
 
 
 REGIME_ORDER = ("none", "hub", "direct", "trilateral")
-PARTY_ORDER = ("JPN", "KOR", "USA")
+PARTY_ORDER = PARTIES
 
 
 @dataclass
@@ -121,12 +77,14 @@ def model_runs(day: str, seed: int, regimes: Sequence[str],
                console: Console | None) -> ModelRuns:
     from rich.progress import Progress
 
+    from gsomia.bootstrap import scenario_runner
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
-    from gsomia.shell.commands.scenario import EVALUATION, run_one
+    from gsomia.shell.scenarios import EVALUATION
 
     launch = feeds.find_launch(day)
     trajectory = fit(launch.flight_request())
+    runner = scenario_runner()
     memo: dict[tuple[Any, ...], Any] = {}
     results: dict[str, Any] = {}
     with Progress(console=console, transient=True,
@@ -134,8 +92,8 @@ def model_runs(day: str, seed: int, regimes: Sequence[str],
         task = bar.add_task(f"scenario model: {launch.missile.name} {launch.local_date}",
                             total=len(regimes))
         for name in regimes:
-            results[name] = run_one(launch, name, seed, trajectory, options=EVALUATION,
-                                    memo=memo)
+            results[name] = runner.run_one(launch, name, seed, trajectory,
+                                           options=EVALUATION, memo=memo)
             bar.advance(task)
     return ModelRuns(launch, trajectory, results, memo)
 
@@ -164,7 +122,6 @@ def warning_story(day: str, seed: int, console: Console | None,
 # plus what the real system took from the moment the item was due to be published until the
 # node held it (publishing, release, delivery, relay with consent).
 
-ORIGIN_LEVELS = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}
 REPORT_WINDOW_S = 120.0  # one sensor report item per sensor and two minutes of flight
 IPP_EVERY_S = 30.0       # at most one impact prediction item per track and 30 s
 DEFAULT_SPEED = 100.0
@@ -217,7 +174,7 @@ def plan_items(res: Any, memo: Mapping[tuple[Any, ...], Any],
     def add(at_s: float, origin: str, category: str, abstract: str, data: dict[str, Any],
             level: str, rel_to: Sequence[str], caveats: frozenset[str] = frozenset()) -> None:
         when = start + timedelta(seconds=at_s)
-        stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        stamp = utc_text(when, 3)
         t = f"T{'+' if at_s >= 0 else '−'}{abs(at_s):.0f} s"
         obj = {"type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
                "created": stamp, "modified": stamp, "abstract": abstract,
@@ -274,18 +231,18 @@ def plan_items(res: Any, memo: Mapping[tuple[Any, ...], Any],
         if own is not None and own.initiated_s:
             add(float(own.initiated_s[0]), p, "flight-path",
                 f"{p} flight path from {launch.facility.name}", {"points": points},
-                ORIGIN_LEVELS[p], PARTY_ORDER)
+                SECRET_LEVELS[p], PARTY_ORDER)
         last: dict[str, float] = {}
         for at, track, g in res.predictions.get(p, []):
             if "@" in track or (track in last and at - last[track] < IPP_EVERY_S):
                 continue   # received from a partner, or too soon after the last one
             last[track] = at
             add(float(at), p, "impact-prediction", f"{p} impact prediction ({track})",
-                {"track": track, **g.as_dict()}, ORIGIN_LEVELS[p], PARTY_ORDER)
+                {"track": track, **g.as_dict()}, SECRET_LEVELS[p], PARTY_ORDER)
         for warning in outcome.warnings:
             add(float(warning.at_s), p, "warning",
                 f"{p} warning {warning.action}: {', '.join(warning.regions) or 'no region'}",
-                warning.to_json(), ORIGIN_LEVELS[p], PARTY_ORDER)
+                warning.to_json(), SECRET_LEVELS[p], PARTY_ORDER)
     out.sort(key=lambda x: x.at_s)
     return out
 
@@ -783,7 +740,7 @@ def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
             with bootstrap.open_node(home / p) as node:
                 token = new_token()
                 handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
-                                  name="analyst", clearance=DEMO_CLEARANCE[p],
+                                  name="analyst", clearance=SECRET_LEVELS[p],
                                   need_to_know=["dprk-missile"], token=token,
                                   now=datetime.now(UTC),
                                   purposes=node.catalogue.vocabulary.purposes)
@@ -797,7 +754,6 @@ def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
 
 
 # A demo user per node, cleared for what the demo's items are marked.
-DEMO_CLEARANCE = {"JPN": "極秘", "KOR": "군사II급비밀", "USA": "SECRET"}
 
 
 def print_federations(feds: Mapping[str, Any], console: Console) -> None:
