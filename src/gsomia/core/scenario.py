@@ -51,6 +51,17 @@ from gsomia.core.tracking.types import (
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, iso
 from gsomia.core.warning import Warning, WarningCentre
 
+__all__ = [
+    "SHARED_TRACK_KINDS",
+    "Options",
+    "PartyOutcome",
+    "Result",
+    "Scenario",
+    "Shared",
+    "regimes_compared",
+    "run",
+]
+
 SHARED_TRACK_KINDS = ("launch-point", "flight-path", "impact-prediction")
 
 

@@ -23,6 +23,8 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, Decision, ReleaseRequest, decide
 from gsomia.core.types import Party
 
+__all__ = ["REGIMES", "Regime", "Route", "regime", "restricted", "route"]
+
 
 @dataclass(frozen=True, slots=True)
 class Regime:

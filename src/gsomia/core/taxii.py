@@ -49,11 +49,13 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.types import utc_text
 
 __all__ = [
+    "CURSOR_CONTEXT",
     "DEFAULT_LIMIT",
     "ENDPOINTS",
     "MAX_LIMIT",
     "STIX_MEDIA",
     "TAXII_MEDIA",
+    "Endpoint",
     "Filters",
     "Position",
     "Row",

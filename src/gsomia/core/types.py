@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, time
 
 from gsomia.core.errors import MalformedInput
 
+__all__ = ["PARTIES", "SECRET_LEVELS", "Party", "instant", "iso", "party", "utc_text"]
+
 Party = str
 """An ISO 3166 alpha-3 code as used in REL TO markings (``JPN``, ``KOR``, ``USA``)."""
 

@@ -43,7 +43,8 @@ from gsomia.service.taxii_ports import (
     Submission,
 )
 
-__all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "TaxiiService"]
+__all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "StixCheck", "TaxiiService",
+           "marking_id", "token_hash"]
 
 MAX_OBJECTS_PER_POST = 10_000
 
