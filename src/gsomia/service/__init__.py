@@ -8,8 +8,7 @@ by ``tests/unit/test_exported_members.py``.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from gsomia._lazy import lazy_exports
 
 __all__ = [
     "KeyStore", "LabelRequest", "ObjectStore", "PeerInbox", "Repository", "Served",
@@ -25,12 +24,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{home}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)
