@@ -7,6 +7,7 @@ Built by :func:`gsomia.bootstrap.scenario_runner` (the agreements in effect for 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from gsomia.core.tracking.trajectory import Trajectory, fit
 from gsomia.core.types import PARTIES
 from gsomia.shell import feeds
 
-__all__ = ["EVALUATION", "FIELDS", "ScenarioRunner", "fittable_launches"]
+__all__ = ["EVALUATION", "FIELDS", "ModelRuns", "ScenarioRunner", "fittable_launches"]
 
 FIELDS = ("first_detection_s", "first_track_s", "first_ipp_s", "first_warning_s",
           "ipp_error_km")
@@ -34,6 +35,27 @@ EVALUATION = Options(ipp_interval_s=10.0, track_until_s=1500.0, settle_s=240.0)
 def fittable_launches() -> tuple[Launch, ...]:
     """The launches of the data set with a recorded apogee and distance, in data-set order."""
     return tuple(x for x in feeds.load_launches() if x.fittable)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRuns:
+    """One launch replayed by the scenario model under several regimes (one memo, so each
+    party's own picture is computed once)."""
+
+    launch: Launch
+    trajectory: Trajectory
+    results: dict[str, Result]
+    memo: dict[tuple[Any, ...], Any]
+
+    def story(self) -> dict[str, Any]:
+        """The replay as ``demo`` and ``report`` tell it: the launch, each regime's outcome,
+        and the map."""
+        from gsomia.shell.report import map_data
+
+        return {"launch": self.launch.to_json(),
+                "flight_time_s": round(self.trajectory.flight_time_s, 1),
+                "regimes": {name: res.to_json() for name, res in self.results.items()},
+                "map": map_data(self.results, self.trajectory, feeds.load_sensors())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +81,19 @@ class ScenarioRunner:
                                  where="launch", expected="a launch with apogee and distance")
         traj = trajectory or fit(launch.flight_request())
         return run(self.scenario_for(launch, traj, regime_name, seed, options), memo)
+
+    def replay(self, launch: Launch, seed: int, regimes: Sequence[str], *,
+               on_regime: Callable[[], None] = lambda: None) -> ModelRuns:
+        """``launch`` under each of ``regimes`` as an evaluation runs it, one trajectory and
+        one memo for all; ``on_regime`` is called as each is done."""
+        trajectory = fit(launch.flight_request())
+        memo: dict[tuple[Any, ...], Any] = {}
+        results: dict[str, Result] = {}
+        for name in regimes:
+            results[name] = self.run_one(launch, name, seed, trajectory, options=EVALUATION,
+                                         memo=memo)
+            on_regime()
+        return ModelRuns(launch, trajectory, results, memo)
 
     def evaluate_launch(self, launch: Launch, regimes: tuple[str, ...],
                         seeds: tuple[int, ...]) -> list[dict[str, Any]]:

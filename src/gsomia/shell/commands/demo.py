@@ -21,16 +21,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from gsomia import bootstrap
 from gsomia.core.agreements import Catalogue
+from gsomia.core.sharing import REGIMES
 from gsomia.core.types import PARTIES, SECRET_LEVELS, utc_text
 from gsomia.service.stories import KEY_DATES, agreement_story
-from gsomia.shell.commands.common import agreements_option, catalogue, emit_json, json_option
+from gsomia.shell.commands.common import (
+    agreements_option,
+    catalogue,
+    emit_json,
+    json_option,
+    model_runs,
+)
+
+if TYPE_CHECKING:
+    from gsomia.shell.scenarios import ModelRuns
 
 
 def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None:
@@ -58,60 +69,8 @@ def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None
             console.print(f"   · {why}", highlight=False)
 
 
-REGIME_ORDER = ("none", "hub", "direct", "trilateral")
+REGIME_ORDER = tuple(REGIMES)
 PARTY_ORDER = PARTIES
-
-
-@dataclass
-class ModelRuns:
-    """One launch replayed by the scenario model under several regimes (one memo, so each
-    party's own picture is computed once)."""
-
-    launch: Any
-    trajectory: Any
-    results: dict[str, Any]
-    memo: dict[tuple[Any, ...], Any]
-
-
-def model_runs(day: str, seed: int, regimes: Sequence[str],
-               console: Console | None) -> ModelRuns:
-    from rich.progress import Progress
-
-    from gsomia.bootstrap import scenario_runner
-    from gsomia.core.tracking.trajectory import fit
-    from gsomia.shell import feeds
-    from gsomia.shell.scenarios import EVALUATION
-
-    launch = feeds.find_launch(day)
-    trajectory = fit(launch.flight_request())
-    runner = scenario_runner()
-    memo: dict[tuple[Any, ...], Any] = {}
-    results: dict[str, Any] = {}
-    with Progress(console=console, transient=True,
-                  disable=console is None or not console.is_terminal) as bar:
-        task = bar.add_task(f"scenario model: {launch.missile.name} {launch.local_date}",
-                            total=len(regimes))
-        for name in regimes:
-            results[name] = runner.run_one(launch, name, seed, trajectory,
-                                           options=EVALUATION, memo=memo)
-            bar.advance(task)
-    return ModelRuns(launch, trajectory, results, memo)
-
-
-def story_of(runs: ModelRuns) -> dict[str, Any]:
-    from gsomia.shell import feeds
-    from gsomia.shell.report import map_data
-
-    return {"launch": runs.launch.to_json(),
-            "flight_time_s": round(runs.trajectory.flight_time_s, 1),
-            "regimes": {name: res.to_json() for name, res in runs.results.items()},
-            "map": map_data(runs.results, runs.trajectory, feeds.load_sensors())}
-
-
-def warning_story(day: str, seed: int, console: Console | None,
-                  regimes: Sequence[str] = REGIME_ORDER) -> dict[str, Any]:
-    """Replay one launch under every regime; the first warning of each party in each."""
-    return story_of(model_runs(day, seed, regimes, console))
 
 
 # ---- the launch through the real system, once per regime ----------------------------------
@@ -489,8 +448,6 @@ def replay_regime(name: str, res: Any, memo: Mapping[tuple[Any, ...], Any],
     """Publish the regime's items at three real nodes in the regime's topology, let the
     exchange deliver, measure what each node held and when, verify every node's audit log
     and stop the nodes."""
-    from gsomia import bootstrap
-    from gsomia.core.sharing import REGIMES
     from gsomia.shell import exchange
     from gsomia.shell.commands import federation
 
@@ -727,7 +684,6 @@ def federation_stories(runs: ModelRuns, feds: Federations, console: Console | No
 def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
     """Start the regime's federation again (its nodes keep what they hold) with a demo user
     per node; the addresses and logins."""
-    from gsomia import bootstrap
     from gsomia.service import handlers
     from gsomia.shell.commands import federation
     from gsomia.shell.node import new_token
@@ -926,8 +882,8 @@ def register(cli: click.Group) -> None:
         root = Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
         federations = Federations(root, regimes)  # the first starts while the model runs
         try:
-            runs = model_runs(day, seed, regimes, console)
-            warnings = story_of(runs)
+            runs = model_runs(day, seed, console, regimes)
+            warnings = runs.story()
             if console is not None:
                 print_warnings(warnings, console)
             feds = federation_stories(runs, federations, console, speed)

@@ -9,6 +9,7 @@ from gsomia.shell.commands.common import (
     catalogue,
     emit_json,
     json_option,
+    model_runs,
     progress,
     progress_console,
 )
@@ -27,12 +28,11 @@ def register(cli: click.Group) -> None:
                out_dir: str) -> None:
         """Replay a launch under every regime and write an offline HTML report."""
         from gsomia.service.stories import agreement_story
-        from gsomia.shell.commands.demo import warning_story
         from gsomia.shell.report import custody_paths, write_report
 
         cat = catalogue(agreement_dirs)
         # demo's replay of every regime draws its own bar on the console it is given.
-        warnings = warning_story(day, seed, progress_console(as_json))
+        warnings = model_runs(day, seed, progress_console(as_json)).story()
         with progress("writing the report", as_json=as_json):
             story = {**agreement_story(cat), "warning": warnings,
                      "custody": custody_paths(cat)}
