@@ -7,6 +7,7 @@ Built by :func:`gsomia.bootstrap.scenario_runner` (the agreements in effect for 
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,8 @@ from gsomia.core.tracking.trajectory import Trajectory, fit
 from gsomia.core.types import PARTIES
 from gsomia.shell import feeds
 
-__all__ = ["EVALUATION", "FIELDS", "ModelRuns", "ScenarioRunner", "fittable_launches"]
+__all__ = ["EVALUATION", "FIELDS", "ModelRuns", "ScenarioRunner", "fittable_launches",
+           "warning_summary"]
 
 FIELDS = ("first_detection_s", "first_track_s", "first_ipp_s", "first_warning_s",
           "ipp_error_km")
@@ -125,3 +127,36 @@ class ScenarioRunner:
                         **measures.row_measures(o.warnings, truths[p], land),
                     })
         return rows
+
+
+def warning_summary(rows: Sequence[dict[str, Any]], regimes: Sequence[str]) -> dict[str, Any]:
+    """Per party: how many launches each regime warned, median warning time, median gains."""
+    by: dict[tuple[str, str, str], float | None] = {
+        (r["launch"], r["regime"], r["party"]): r["first_warning_s"] for r in rows if "party" in r}
+    launches = sorted({r["launch"] for r in rows if "party" in r})
+    out: dict[str, Any] = {}
+    for p in PARTIES:
+        entry: dict[str, Any] = {}
+        for reg in regimes:
+            times = [t for x in launches if (t := by.get((x, reg, p))) is not None]
+            entry[reg] = {"warned": len(times),
+                          "median_warning_s": round(statistics.median(times), 1) if times
+                          else None}
+        if "direct" in regimes:
+            for ref in [r for r in regimes if r != "direct"]:
+                gains, later, only = [], 0, 0
+                for x in launches:
+                    d, o = by.get((x, "direct", p)), by.get((x, ref, p))
+                    if d is not None and o is not None:
+                        gains.append(o - d)
+                        later += d > o + 1e-6
+                    elif d is not None:
+                        only += 1
+                    elif o is not None:
+                        later += 1
+                entry[f"direct_vs_{ref}"] = {
+                    "compared": len(gains),
+                    "median_gain_s": round(statistics.median(gains), 1) if gains else None,
+                    "direct_later": later, "warned_only_under_direct": only}
+        out[p] = entry
+    return out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import statistics
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -23,7 +22,7 @@ from gsomia.core.tracking.launches import Launch
 from gsomia.core.types import PARTIES
 from gsomia.shell import feeds
 from gsomia.shell.commands.common import emit_json
-from gsomia.shell.scenarios import FIELDS, fittable_launches
+from gsomia.shell.scenarios import FIELDS, fittable_launches, warning_summary
 
 
 @lru_cache(maxsize=1)
@@ -35,39 +34,6 @@ def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[di
     """One launch under every regime and seed, in a worker process of ``evaluate``."""
     index, regimes, seeds = task
     return bootstrap.scenario_runner().evaluate_launch(_fittable()[index], regimes, seeds)
-
-
-def summarise(rows: Sequence[dict[str, Any]], regimes: Sequence[str]) -> dict[str, Any]:
-    """Per party: how many launches each regime warned, median warning time, median gains."""
-    by: dict[tuple[str, str, str], float | None] = {
-        (r["launch"], r["regime"], r["party"]): r["first_warning_s"] for r in rows if "party" in r}
-    launches = sorted({r["launch"] for r in rows if "party" in r})
-    out: dict[str, Any] = {}
-    for p in PARTIES:
-        entry: dict[str, Any] = {}
-        for reg in regimes:
-            times = [t for x in launches if (t := by.get((x, reg, p))) is not None]
-            entry[reg] = {"warned": len(times),
-                          "median_warning_s": round(statistics.median(times), 1) if times
-                          else None}
-        if "direct" in regimes:
-            for ref in [r for r in regimes if r != "direct"]:
-                gains, later, only = [], 0, 0
-                for x in launches:
-                    d, o = by.get((x, "direct", p)), by.get((x, ref, p))
-                    if d is not None and o is not None:
-                        gains.append(o - d)
-                        later += d > o + 1e-6
-                    elif d is not None:
-                        only += 1
-                    elif o is not None:
-                        later += 1
-                entry[f"direct_vs_{ref}"] = {
-                    "compared": len(gains),
-                    "median_gain_s": round(statistics.median(gains), 1) if gains else None,
-                    "direct_later": later, "warned_only_under_direct": only}
-        out[p] = entry
-    return out
 
 
 def _markdown(summary: dict[str, Any], regimes: Sequence[str], n: int, errors: int) -> str:
@@ -347,7 +313,7 @@ def register(cli: click.Group) -> None:
             writer = csv.DictWriter(fh, fieldnames=list(good[0]) if good else ["launch"])
             writer.writeheader()
             writer.writerows(good)
-        summary = summarise([r for r in good if r["seed"] == seed], names)
+        summary = warning_summary([r for r in good if r["seed"] == seed], names)
         measured = measures.summarise(good, names, PARTIES)
         plots = _plots([r for r in good if r["seed"] == seed], names, out, None)
         plots += _measure_plots(measured, names, out)
