@@ -219,7 +219,7 @@ def _gsomia_run(tmp: Path, label: str, prefill: int, audit_reads: str = "sync"
                 ) -> dict[str, Any]:
     from taxii2client.v21 import Server
 
-    from gsomia.shell.commands.serve import collection_id
+    from gsomia.bootstrap import collection_id
 
     folder = tmp / f"gsomia-{label}"
     token, marking = _gsomia_node(folder)

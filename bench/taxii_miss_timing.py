@@ -34,9 +34,9 @@ def _free_port() -> int:
 def main(argv: list[str] | None = None) -> int:
     import requests
 
+    from gsomia.bootstrap import collection_id
     from gsomia.service import handlers
     from gsomia.shell.catalogue import load_catalogue
-    from gsomia.shell.commands.serve import collection_id
     from gsomia.shell.node import init_node, new_token
 
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -20,20 +20,21 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from gsomia.bootstrap import scenario_runner
 from gsomia.core.errors import MalformedInput
-from gsomia.core.sharing import PARTIES
 from gsomia.core.tracking.geography import regions_overflown
 from gsomia.core.tracking.trajectory import fit
+from gsomia.core.types import PARTIES
 from gsomia.core.warning import AREA_OF_CONCERN
 from gsomia.shell import feeds
-from gsomia.shell.commands.scenario import EVALUATION, _fittable, run_one
+from gsomia.shell.scenarios import EVALUATION, fittable_launches
 
 REGIMES = ("none", "hub", "direct", "trilateral")
 NAMED = ("2017-08-29", "2017-09-15", "2022-10-04", "2023-04-13", "2022-11-03")
 
 
 def _one(index: int) -> list[dict[str, Any]]:
-    launch = _fittable()[index]
+    launch = fittable_launches()[index]
     try:
         traj = fit(launch.flight_request())
     except MalformedInput as exc:
@@ -44,7 +45,7 @@ def _one(index: int) -> list[dict[str, Any]]:
     memo: dict[tuple[Any, ...], Any] = {}
     for reg in REGIMES:
         t0 = time.perf_counter()
-        res = run_one(launch, reg, 0, traj, options=EVALUATION, memo=memo)
+        res = scenario_runner().run_one(launch, reg, 0, traj, options=EVALUATION, memo=memo)
         took = time.perf_counter() - t0
         for p, o in res.parties.items():
             concern = AREA_OF_CONCERN[p]
@@ -95,7 +96,7 @@ def main() -> None:
     ap.add_argument("--only-named", action="store_true")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    fittable = _fittable()
+    fittable = fittable_launches()
     named = set()
     for day in NAMED:
         launch = feeds.find_launch(day, 0)

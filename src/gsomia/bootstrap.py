@@ -1,4 +1,5 @@
-"""The composition root: the only place that reads configuration and the environment.
+"""The composition root: the only place that reads configuration and the environment, and
+the one that builds what the entry points use: a node, its ASGI app, the scenario runner.
 
 ``GSOMIA_AGREEMENTS``: extra agreement folders, separated by the OS path separator, added to
 whatever ``--agreements`` names on the command line.
@@ -7,17 +8,31 @@ whatever ``--agreements`` names on the command line.
 from __future__ import annotations
 
 import gc
+import hashlib
+import hmac
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gsomia.core.agreements import Catalogue
+from gsomia.core.types import Party
 from gsomia.shell.catalogue import load_catalogue
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from starlette.applications import Starlette
+
+    from gsomia.service.taxii import TaxiiService
     from gsomia.shell.node import Node
+    from gsomia.shell.peer_identity import PeerRefused
+    from gsomia.shell.scenarios import ScenarioRunner
+    from gsomia.shell.taxii_store import SqlObjectStore
+
+__all__ = ["AGREEMENTS_ENV", "agreement_dirs", "app_for_node", "catalogue", "collection_id",
+           "cursor_secret", "init_node", "open_node", "scenario_runner", "settle_heap",
+           "taxii_service"]
 
 AGREEMENTS_ENV = "GSOMIA_AGREEMENTS"
 
@@ -83,3 +98,72 @@ def init_node(node_dir: str | Path, party: str, *, db_url: str | None = None,
 
     return _init(node_dir, party, catalogue=catalogue(cli_dirs), now=datetime.now(UTC),
                  db_url=db_url)
+
+
+def scenario_runner(cli_dirs: Iterable[str | Path] = ()) -> ScenarioRunner:
+    """The scenario runner over the agreements in effect for this process."""
+    from gsomia.shell.scenarios import ScenarioRunner
+
+    return ScenarioRunner(catalogue(cli_dirs))
+
+
+# ---- a node's HTTP API ------------------------------------------------------------------------
+
+def collection_id(party: Party) -> str:
+    """The id of a node's holdings collection: the same for every process of the node."""
+    from gsomia.core.taxii import collection_id as named
+
+    return named(party)
+
+
+def cursor_secret(signing_key_raw: bytes) -> bytes:
+    """The TAXII cursor key, derived from the node's signing key so that every API process
+    of the node (over one database) shares it and no other node can forge it."""
+    return hmac.new(signing_key_raw, b"gsomia/taxii-cursor-key/v1", hashlib.sha256).digest()
+
+
+def taxii_service(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | None = None,
+                  audit_reads: str = "sync") -> tuple[TaxiiService, SqlObjectStore]:
+    """The TAXII service of an opened node and its object store (close the store when
+    done: it commits queued access events)."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    from gsomia.service.taxii import TaxiiService
+    from gsomia.shell.node import taxii_collections
+    from gsomia.shell.stix_check import check_stix
+    from gsomia.shell.taxii_store import SqlObjectStore
+
+    store = SqlObjectStore(node.store, keys=node.keys, catalogue=node.catalogue, validate=None,
+                           audit_reads=audit_reads)
+    raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
+                                                NoEncryption())
+    service = TaxiiService(store, party=node.party, vocabulary=node.catalogue.vocabulary,
+                           cursor_secret=cursor_secret(raw),
+                           collection_id=collection_id(node.party),
+                           check=validate or check_stix,
+                           collections=taxii_collections(Path(node.folder), node.config,
+                                                         node.catalogue))
+    return service, store
+
+
+def app_for_node(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | None = None,
+                 partner_keys: Mapping[Party, Ed25519PublicKey] | None = None,
+                 peer_identity: Callable[[Mapping[str, Any]], Party | PeerRefused | None]
+                 | None = None, audit_reads: str = "sync") -> Starlette:
+    """The ASGI app of an opened node: its TAXII service over its store, its peer inbox,
+    and the partners' pinned CAs as the peer API's idea of who is calling."""
+    from gsomia.shell.api import ApiConfig, create_app
+    from gsomia.shell.peer_identity import PinnedPeers
+    from gsomia.shell.peer_inbox import NodeInbox
+
+    service, store = taxii_service(node, validate=validate, audit_reads=audit_reads)
+    identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
+    config = ApiConfig(service=service, party=node.party,
+                       inbox=NodeInbox(node, partner_keys), peer_identity=identity)
+    app = create_app(config)
+    app.state.taxii_store = store
+    return app

@@ -39,7 +39,7 @@ from gsomia.shell.node import Node
 from gsomia.shell.partner_check import ask_partners
 from tampering import edit_value
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
 WAIT = 30.0
 ROOT = Path(__file__).resolve().parents[2]

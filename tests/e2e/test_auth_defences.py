@@ -32,7 +32,7 @@ from gsomia.service import handlers
 from gsomia.shell.node import init_node, new_token
 
 __all__ = ["node"]  # the running node of test_dashboard, one per module
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 TAXII = "application/taxii+json;version=2.1"
 
 
@@ -336,6 +336,6 @@ def test_taxii_refuses_a_malformed_ipp_naming_the_field(node: Running) -> None:
 
 
 def collection(node: Running) -> str:
-    from gsomia.shell.commands.serve import collection_id
+    from gsomia.bootstrap import collection_id
 
     return collection_id("JPN")

@@ -30,7 +30,7 @@ from gsomia.service import handlers
 from gsomia.shell.node import open_node
 
 __all__ = ["browser", "node"]  # fixtures of test_dashboard, one node per module
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 LABEL = handlers.LabelRequest("極秘", ("JPN", "KOR", "USA"), "dprk-missile",
                               category="impact-prediction")
 RUN = {"launch": "2017-08-28#115", "regime": "direct", "seed": 0}

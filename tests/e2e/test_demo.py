@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gsomia import bootstrap
 from gsomia.shell.commands import federation
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
 
 PARTIES = ("JPN", "KOR", "USA")
 TRILATERAL_KINDS = {"launch-point", "flight-path", "impact-prediction"}

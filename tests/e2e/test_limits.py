@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_federation import Federation, drained, events, held, indicator
 
+from gsomia.bootstrap import collection_id
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
 from gsomia.core.labels import SecurityLabel
@@ -32,10 +33,9 @@ from gsomia.core.stix import label_marking
 from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell import exchange
-from gsomia.shell.commands.serve import collection_id
 from gsomia.shell.node import Node, new_token
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 WAIT = 30.0
 MB = 1024 * 1024

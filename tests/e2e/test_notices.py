@@ -24,7 +24,7 @@ from gsomia.shell.commands import notices as notice_commands
 from gsomia.shell.node import Node
 from gsomia.shell.store import now_utc
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 WAIT = 20.0
 

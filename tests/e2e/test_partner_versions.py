@@ -25,15 +25,15 @@ from test_federation import (
     publish,
 )
 
+from gsomia.bootstrap import collection_id
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import label_marking
 from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell import exchange, notices
-from gsomia.shell.commands.serve import collection_id
 from gsomia.shell.node import Node, new_token
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 T2 = "2026-11-02T00:00:00.000Z"
 

@@ -27,13 +27,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from starlette.routing import Route
 from test_federation import Federation, drained, events, held, indicator, publish
 
+from gsomia.bootstrap import app_for_node
 from gsomia.core.audit import AuditKind
 from gsomia.shell import exchange, notices
-from gsomia.shell.commands.serve import app_for_node
 from gsomia.shell.keys import FileKeyStore, _certificate, _name, write_private, write_public
 from gsomia.shell.node import Node
 
-pytestmark = pytest.mark.timeout(170)
+pytestmark = [pytest.mark.timeout(170), pytest.mark.slow]
 
 WAIT = 20.0
 

@@ -39,7 +39,7 @@ from gsomia.shell.commands import node as node_commands
 from gsomia.shell.node import Node
 from gsomia.shell.store import envelopes_seen, items, now_utc, outbox, receipts
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 LABEL = handlers.LabelRequest("군사III급비밀", ("KOR", "JPN"), "dprk-missile")
 MID_DELIVERY_KILLS, DELAYED_KILLS, EXTRA_MID_KILLS = 2, 1, 3

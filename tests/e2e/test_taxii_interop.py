@@ -24,11 +24,11 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gsomia.bootstrap import collection_id
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import label_marking
 from gsomia.service import handlers
 from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.commands.serve import collection_id
 from gsomia.shell.node import init_node, new_token
 
 NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)

@@ -24,17 +24,17 @@ from hypothesis import strategies as st
 from test_taxii_interop import free_port, start_node, wait_ready
 
 from gsomia import bootstrap
+from gsomia.bootstrap import collection_id
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person, decide_access
 from gsomia.core.stix import label_marking
 from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.commands.serve import collection_id
 from gsomia.shell.node import init_node, new_token
 from gsomia.shell.store import audit_events
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 CATALOGUE = load_catalogue()
 OBJECTS = f"gsomia/collections/{collection_id('KOR')}/objects/"

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from gsomia.bootstrap import app_for_node
 from gsomia.core.agreements import Catalogue
 from gsomia.service import handlers
 from gsomia.shell.commands.report import register
-from gsomia.shell.commands.serve import app_for_node
 from gsomia.shell.node import Node, init_node, new_token, open_node
 from gsomia.shell.stix_check import check_stix
 from gsomia.shell.web import Sessions

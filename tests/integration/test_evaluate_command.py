@@ -8,6 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs the evaluation in its own process
+
 
 def test_evaluate_measures_over_seeds(gsomia: Callable[..., CompletedProcess[str]],
                                       tmp_path: Path) -> None:

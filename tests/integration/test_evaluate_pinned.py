@@ -21,9 +21,12 @@ from typing import Any
 
 import pytest
 
+from gsomia.bootstrap import scenario_runner
 from gsomia.core.tracking import geography
 from gsomia.shell import feeds
-from gsomia.shell.commands.scenario import EVALUATION, _evaluate_one, _fittable, run_one
+from gsomia.shell.scenarios import EVALUATION, fittable_launches
+
+pytestmark = pytest.mark.slow  # replays whole launches under every regime
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 PINNED = json.loads((ASSETS / "evaluate_results_before_speedup.json").read_text("utf-8"))
@@ -69,8 +72,8 @@ def same(expected: Any, got: Any, where: str) -> None:
 
 @pytest.mark.parametrize("case", PINNED["cases"], ids=lambda c: f"{c['launch']}-seed{c['seed']}")
 def test_evaluate_rows_match_the_code_before_the_speedup(case: dict[str, Any]) -> None:
-    index = [x.id for x in _fittable()].index(case["launch"])
-    got = _evaluate_one((index, tuple(PINNED["regimes"]), (case["seed"],)))
+    launch = next(x for x in fittable_launches() if x.id == case["launch"])
+    got = scenario_runner().evaluate_launch(launch, tuple(PINNED["regimes"]), (case["seed"],))
     expected = [{k: v for k, v in unchanged(r).items() if k != "seed"} for r in PINNED["rows"]
                 if r["launch"] == case["launch"] and r["seed"] == case["seed"]]
     assert len(expected) == 12      # four regimes, three parties
@@ -82,6 +85,6 @@ def test_evaluate_rows_match_the_code_before_the_speedup(case: dict[str, Any]) -
 @pytest.mark.parametrize("key", sorted(PINNED["runs"]))
 def test_scenario_documents_match_the_code_before_the_speedup(key: str) -> None:
     day, regime = key.split("/")
-    res = run_one(feeds.find_launch(day), regime, 0, options=EVALUATION)
+    res = scenario_runner().run_one(feeds.find_launch(day), regime, 0, options=EVALUATION)
     # what each party detected, tracked and received, and by which route
     same(unchanged(PINNED["runs"][key]), unchanged(json.loads(json.dumps(res.to_json()))), key)

@@ -14,13 +14,13 @@ from datetime import datetime, timedelta
 import click
 from click.testing import CliRunner
 
+from gsomia.bootstrap import app_for_node
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.service import handlers
 from gsomia.shell import notices
 from gsomia.shell.commands import notices as notice_commands
 from gsomia.shell.commands.doctor import partner_checks
-from gsomia.shell.commands.serve import app_for_node
 from gsomia.shell.exchange import Peer
 from gsomia.shell.node import Node, open_node
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gsomia.bootstrap import app_for_node, collection_id
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import verify_tree_head
 from gsomia.core.custody import item_version
@@ -28,7 +29,6 @@ from gsomia.core.policy import Person, decide_access
 from gsomia.core.stix import label_marking
 from gsomia.core.taxii import STIX_MEDIA, TAXII_MEDIA, timestamp
 from gsomia.service import handlers
-from gsomia.shell.commands.serve import app_for_node, collection_id
 from gsomia.shell.node import Node, init_node, new_token, open_node
 from gsomia.shell.store import audit_events
 

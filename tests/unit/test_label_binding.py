@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gsomia.core.crypto import bind, new_signing_key, verify_binding
+from gsomia.core.crypto import (
+    bind,
+    binding_digest,
+    fingerprint,
+    new_signing_key,
+    verify_binding,
+)
 from gsomia.core.errors import ProofInvalid
 from gsomia.core.labels import SecurityLabel
 
@@ -22,9 +28,14 @@ CONTENT = {"type": "indicator", "spec_version": "2.1",
            "pattern_type": "stix", "valid_from": "2017-08-28T20:40:00Z"}
 
 
-def test_a_bound_label_verifies() -> None:
+def test_a_bound_label_verifies_with_its_originators_key_only() -> None:
     binding = bind(LABEL.to_json(), CONTENT, KEY)
+    # The digest is of exactly this label and this content, and names the signing key.
+    assert binding.digest == binding_digest(LABEL.to_json(), CONTENT)
+    assert binding.key == fingerprint(KEY)
     verify_binding(LABEL.to_json(), CONTENT, binding, KEY.public_key())
+    with pytest.raises(ProofInvalid):
+        verify_binding(LABEL.to_json(), CONTENT, binding, OTHER.public_key())
 
 
 label_changes = st.sampled_from([

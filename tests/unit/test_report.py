@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gsomia.core.agreements import Catalogue
-from gsomia.shell.commands.demo import agreement_story
+from gsomia.service.stories import agreement_story
 from gsomia.shell.commands.report import register
 from gsomia.shell.report import Projection, custody_paths, render, write_report
 

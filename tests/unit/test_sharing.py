@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.sharing import PARTIES, REGIMES, regime, restricted, route
+from gsomia.core.sharing import REGIMES, regime, restricted, route
+from gsomia.core.types import PARTIES
 
 KINDS = ["sensor-report", "pre-launch-indicator", "sensor-location", "launch-point",
          "flight-path", "impact-prediction"]

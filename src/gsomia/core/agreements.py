@@ -20,6 +20,21 @@ from gsomia.core.errors import MalformedInput, NoEquivalent
 from gsomia.core.labels import INFORMATION_KINDS, LabelVocabulary, PolicyScope, Scheme
 from gsomia.core.types import Party
 
+__all__ = [
+    "EVENT_KINDS",
+    "SCHEMA",
+    "Agreement",
+    "Catalogue",
+    "EquivalenceRow",
+    "HistoryEvent",
+    "State",
+    "Status",
+    "Topology",
+    "in_force_periods",
+    "parse_agreement",
+    "status",
+]
+
 State = Literal["pending", "in-force", "notice-given", "terminated"]
 Topology = Literal["bilateral", "hub", "mesh"]
 

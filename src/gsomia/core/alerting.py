@@ -46,7 +46,7 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_MEDIA = "application/cap+xml"
 GEOJSON_MEDIA = "application/geo+json"
 
-MsgType = Literal["Alert", "Update", "Cancel"]
+_MsgType = Literal["Alert", "Update", "Cancel"]
 Outline = tuple[tuple[tuple[float, float], ...], ...]
 """A region's coarse outline: closed rings of (lon, lat)."""
 
@@ -152,7 +152,7 @@ class Message:
     record: WarningRecord
     identifier: str
     sender: str
-    msg_type: MsgType
+    msg_type: _MsgType
     holder: Party
     references: tuple[tuple[str, str, datetime], ...] = field(default=())
     thread: str = ""
@@ -275,7 +275,7 @@ def messages(records: Iterable[WarningRecord], holder: Party) -> list[Message]:
         earlier = open_threads.get(key, [])
         refs = tuple((m.sender, m.identifier, m.record.sent) for m in earlier)
         if not refs:
-            kind: MsgType = "Alert"
+            kind: _MsgType = "Alert"
         elif w.action == "retracted" and not w.active:
             kind = "Cancel"
         else:
@@ -352,7 +352,7 @@ def _pairs(ring: Sequence[tuple[float, float]]) -> str:
     return " ".join(f"{lat:.4f},{lon:.4f}" for lon, lat in ring)
 
 
-def regions_shown(m: Message) -> tuple[str, ...]:
+def _regions_shown(m: Message) -> tuple[str, ...]:
     """The regions a message's areas name: what stands after it, or what it withdrew."""
     w = m.record.warning
     if w.active:
@@ -360,7 +360,7 @@ def regions_shown(m: Message) -> tuple[str, ...]:
     return w.regions
 
 
-def expires_of(m: Message) -> datetime:
+def _expires_of(m: Message) -> datetime:
     """When a consumer may drop the message: ten minutes after the predicted impact (or
     after it was sent, when no impact time is known or the warning ended)."""
     w = m.record.warning
@@ -419,22 +419,22 @@ def cap_alert(m: Message, outlines_by_name: Mapping[str, Outline] | None = None
     _sub(info, "effective", _cap_time(r.sent))
     if not ended:
         _sub(info, "onset", _cap_time(r.sent))
-    _sub(info, "expires", _cap_time(expires_of(m)))
+    _sub(info, "expires", _cap_time(_expires_of(m)))
     relayed = "" if w.party == m.holder else f", held at the {m.holder} node"
     _sub(info, "senderName", f"{w.party} missile early warning{relayed}")
-    _sub(info, "headline", headline(m)[:160])
-    _sub(info, "description", description(m))
+    _sub(info, "headline", _headline(m)[:160])
+    _sub(info, "description", _description(m))
     _sub(info, "instruction", _ALL_CLEAR if ended else _INSTRUCTION[w.level])
     for key, value in _parameters(m):
         p = _sub(info, "parameter")
         _sub(p, "valueName", key)
         _sub(p, "value", value)
-    for region in regions_shown(m):
+    for region in _regions_shown(m):
         area = _sub(info, "area")
         _sub(area, "areaDesc", region)
         for outline in shapes.get(region, ()):
             _sub(area, "polygon", _pairs(outline))
-    ellipse = impact_ring(r)
+    ellipse = _impact_ring(r)
     if ellipse is not None and not ended:
         area = _sub(info, "area")
         _sub(area, "areaDesc", "Predicted impact area")
@@ -457,7 +457,7 @@ _LEVEL_WORD = {"alert": "Missile alert", "notice": "Missile notice",
                "information": "Missile information"}
 
 
-def headline(m: Message) -> str:
+def _headline(m: Message) -> str:
     w = m.record.warning
     names = ", ".join(w.regions) or "no region"
     tti = "" if w.time_to_impact_s is None or w.action in ("passed", "retracted") else \
@@ -465,7 +465,7 @@ def headline(m: Message) -> str:
     return _text(f"{_LEVEL_WORD[w.level]} {w.action}: {names}{tti}")
 
 
-def description(m: Message) -> str:
+def _description(m: Message) -> str:
     w = m.record.warning
     lines = [f"{w.party} {w.level} {w.action} at T+{w.at_s:.0f} s (track {w.track}): "
              f"{', '.join(w.regions) or 'no region'}."]
@@ -494,17 +494,17 @@ def _parameters(m: Message) -> list[tuple[str, str]]:
     return out
 
 
-def impact_ring(r: WarningRecord, n: int = 36) -> tuple[tuple[float, float], ...] | None:
+def _impact_ring(r: WarningRecord, n: int = 36) -> tuple[tuple[float, float], ...] | None:
     """The impact ellipse as a closed ring of (lon, lat), when its shape is known."""
     w = r.warning
     if (w.impact_lat is None or w.impact_lon is None or w.semi_major_km is None
             or r.semi_minor_km is None or r.orientation_deg is None):
         return None
-    return ellipse_ring(w.impact_lat, w.impact_lon, w.semi_major_km, r.semi_minor_km,
+    return _ellipse_ring(w.impact_lat, w.impact_lon, w.semi_major_km, r.semi_minor_km,
                         r.orientation_deg, n)
 
 
-def ellipse_ring(lat: float, lon: float, semi_major_km: float, semi_minor_km: float,
+def _ellipse_ring(lat: float, lon: float, semi_major_km: float, semi_minor_km: float,
                  orientation_deg: float, n: int = 36) -> tuple[tuple[float, float], ...]:
     a = max(semi_major_km, 0.01) * 1e3
     b = max(min(semi_minor_km, semi_major_km), 0.01) * 1e3
@@ -520,11 +520,11 @@ def index_entry(m: Message) -> dict[str, Any]:
     r, w = m.record, m.record.warning
     return {"identifier": m.identifier, "sender": m.sender, "sent": _cap_time(r.sent),
             "status": m.status, "msgType": m.msg_type, "thread": m.thread,
-            "references": [i for _, i, _ in m.references], "expires": _cap_time(expires_of(m)),
+            "references": [i for _, i, _ in m.references], "expires": _cap_time(_expires_of(m)),
             "item": r.item_id, **r.marking.to_json(), **w.to_json(),
             "run": None if r.run is None else {"launch": r.run.launch, "regime": r.run.regime,
                                                "seed": r.run.seed},
-            "headline": headline(m)}
+            "headline": _headline(m)}
 
 
 def outlines(atlas: Atlas, *, max_rings: int = 8, max_vertices: int = 40
@@ -570,7 +570,7 @@ def feature_collection(msgs: Sequence[Message], holdings: Holdings,
             "kind": "track", "item": t.item_id, "party": t.party, "sent": _cap_time(t.sent),
             **_run_json(t.run), **t.marking.to_json()}))
     for i in holdings.impacts:
-        ring = ellipse_ring(i.lat, i.lon, i.semi_major_km, i.semi_minor_km, i.orientation_deg)
+        ring = _ellipse_ring(i.lat, i.lon, i.semi_major_km, i.semi_minor_km, i.orientation_deg)
         features.append(_feature({"type": "Polygon", "coordinates": [[list(p) for p in ring]]}, {
             "kind": "impact-ellipse", "item": i.item_id, "party": i.party, "track": i.track,
             "sent": _cap_time(i.sent), "seconds_after_launch": round(i.at_s, 1),
@@ -583,10 +583,10 @@ def feature_collection(msgs: Sequence[Message], holdings: Holdings,
         common = {"identifier": m.identifier, "thread": m.thread, "party": w.party,
                   "level": w.level, "action": w.action, "msgType": m.msg_type,
                   "status": m.status, "sent": _cap_time(m.record.sent),
-                  "expires": _cap_time(expires_of(m)),
+                  "expires": _cap_time(_expires_of(m)),
                   "time_to_impact_s": w.time_to_impact_s, **_run_json(m.record.run),
                   **m.record.marking.to_json()}
-        area = impact_ring(m.record)
+        area = _impact_ring(m.record)
         if area is not None:
             features.append(_feature({"type": "Polygon",
                                       "coordinates": [[list(p) for p in area]]},
@@ -603,7 +603,7 @@ def feature_collection(msgs: Sequence[Message], holdings: Holdings,
             "reason": w.reason, "identifier": m.identifier, "thread": m.thread,
             "party": w.party, "level": w.level, "action": w.action, "msgType": m.msg_type,
             "status": m.status, "sent": _cap_time(m.record.sent),
-            "expires": _cap_time(expires_of(m)), "time_to_impact_s": w.time_to_impact_s,
+            "expires": _cap_time(_expires_of(m)), "time_to_impact_s": w.time_to_impact_s,
             **_run_json(m.record.run), **m.record.marking.to_json()}))
     return {"type": "FeatureCollection", "features": features}
 

@@ -82,6 +82,7 @@ __all__ = [
     "AuditEvent",
     "AuditKind",
     "AuditRecord",
+    "ItemLookup",
     "LogProblem",
     "LogVerdict",
     "MerkleAccumulator",

@@ -63,6 +63,7 @@ __all__ = [
     "Binding",
     "Consent",
     "Envelope",
+    "PublicKey",
     "Receipt",
     "b64u",
     "bind",

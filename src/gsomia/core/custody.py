@@ -18,7 +18,7 @@ import json
 import json.encoder
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -37,7 +37,7 @@ from gsomia.core.crypto import (
 from gsomia.core.errors import MalformedInput, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
-from gsomia.core.types import Party, instant, iso, party
+from gsomia.core.types import Party, instant, iso, party, utc_text
 
 __all__ = [
     "CLASSIFICATION_CONTEXT",
@@ -45,7 +45,9 @@ __all__ = [
     "UNVERSIONED",
     "ClassificationNotice",
     "ConsentRecord",
+    "CustodyEvent",
     "CustodyRecord",
+    "Direction",
     "Holding",
     "IncidentReport",
     "NodeUser",
@@ -80,11 +82,7 @@ def stamp(at: datetime) -> str:
     Record digests use this rather than ``iso`` (milliseconds), so that no stored digit of a
     timestamp can change without changing the digest.
     """
-    if at.tzinfo is not UTC:
-        at = at.astimezone(UTC)
-    # Formatted by hand: strftime costs five times as much, on every stored item.
-    return (f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:"
-            f"{at.second:02d}.{at.microsecond:06d}Z")
+    return utc_text(at, 6)
 
 
 # RFC 8785 for the records and labels built here: string keys (all ASCII), strings, lists,

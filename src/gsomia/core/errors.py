@@ -1,15 +1,42 @@
 """The one error tree of gsomia.
 
     GsomiaError
+     ├── ActionRefused      an operator's action the desk refuses (role, request, hidden item)
      ├── MalformedInput     input that does not have the expected shape (file, field, value)
      ├── PolicyDenied       a release or access the agreements in force do not allow
      ├── ProofInvalid       a signature, binding, Merkle proof or envelope that does not verify
-     └── NoEquivalent       a national level with no equivalent under an agreement
+     │    └── Replayed      an envelope whose nonce was seen before
+     ├── NoEquivalent       a national level with no equivalent under an agreement
+     ├── NotFound           nothing the caller may see is there (whether or not something is)
+     ├── RolledBack         a partner holds a head of this node that the local log does not extend
+     └── Unavailable        the node cannot serve this now; nothing is served in its place
+          ├── AuditUnavailable   the access log cannot be written, so nothing may be read
+          └── PeerUnavailable    the node cannot take this kind of peer message yet
 
 Errors carry data; only the CLI chooses exit codes and only the API chooses HTTP statuses.
+``MalformedInput.where`` names a field as the service knows it (``rel_to``), never a
+command-line flag: the CLI translates fields into its flags (:meth:`MalformedInput.describe`),
+and an API client reads the field.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+
+__all__ = [
+    "ActionRefused",
+    "AuditUnavailable",
+    "GsomiaError",
+    "MalformedInput",
+    "NoEquivalent",
+    "NotFound",
+    "PeerUnavailable",
+    "PolicyDenied",
+    "ProofInvalid",
+    "Replayed",
+    "RolledBack",
+    "Unavailable",
+]
 
 
 class GsomiaError(Exception):
@@ -19,17 +46,33 @@ class GsomiaError(Exception):
 class MalformedInput(GsomiaError):
     """Input that does not have the expected shape.
 
-    ``where`` names the file, field or argument; ``expected`` says how to fix it.
+    ``where`` names the file or field (as the service knows it); ``expected`` says how to
+    fix it.
     """
 
     def __init__(self, what: str, *, where: str = "", expected: str = "") -> None:
         self.what = what
         self.where = where
         self.expected = expected
-        parts = [f"{where}: {what}" if where else what]
-        if expected:
-            parts.append(f"expected {expected}")
-        super().__init__("; ".join(parts))
+        super().__init__(self.describe())
+
+    def describe(self, name: Callable[[str], str] = str) -> str:
+        """The message, with ``where`` as ``name`` calls it (the CLI passes field → flag)."""
+        where = name(self.where) if self.where else ""
+        parts = [f"{where}: {self.what}" if where else self.what]
+        if self.expected:
+            parts.append(f"expected {self.expected}")
+        return "; ".join(parts)
+
+
+class ActionRefused(GsomiaError):
+    """An operator's action refused at the desk: answered ``status`` with ``public`` (what
+    the person may be told); the log keeps ``reasons``."""
+
+    def __init__(self, status: int, public: str, reasons: tuple[str, ...],
+                 item_id: str | None = None) -> None:
+        super().__init__(public)
+        self.status, self.public, self.reasons, self.item_id = status, public, reasons, item_id
 
 
 class PolicyDenied(GsomiaError):
@@ -44,6 +87,14 @@ class ProofInvalid(GsomiaError):
     """A signature, label binding, Merkle proof or envelope that does not verify."""
 
 
+class Replayed(ProofInvalid):
+    """An envelope whose nonce this node has seen before."""
+
+    def __init__(self, reasons: tuple[str, ...]) -> None:
+        super().__init__("; ".join(reasons))
+        self.reasons = reasons
+
+
 class NoEquivalent(GsomiaError):
     """A national level that an agreement's equivalence table does not cover."""
 
@@ -56,3 +107,23 @@ class NoEquivalent(GsomiaError):
             f"{party} level {level!r} has no {to_party} equivalent under {agreement}: "
             "the agreement does not cover it, so it cannot be released under it"
         )
+
+
+class NotFound(GsomiaError):
+    """Nothing the caller may see is there (whether or not something is)."""
+
+
+class RolledBack(GsomiaError):
+    """A partner holds a head of this node that the local log does not extend."""
+
+
+class Unavailable(GsomiaError):
+    """The node cannot serve this now: it refuses rather than serve it otherwise."""
+
+
+class AuditUnavailable(Unavailable):
+    """The access log cannot be written, so nothing may be read."""
+
+
+class PeerUnavailable(Unavailable):
+    """The node cannot take this kind of peer message yet."""

@@ -23,6 +23,20 @@ from typing import Any
 from gsomia.core.errors import MalformedInput
 from gsomia.core.types import Party, instant, iso, party
 
+__all__ = [
+    "INFORMATION_KINDS",
+    "KNOWN_CAVEATS",
+    "RANK_NAMES",
+    "LabelVocabulary",
+    "Level",
+    "PolicyScope",
+    "Scheme",
+    "SecurityLabel",
+    "load_schemes",
+    "order_rel_to",
+    "rank_of",
+]
+
 RANK_NAMES = {3: "TOP SECRET", 2: "SECRET", 1: "CONFIDENTIAL"}
 
 # Caveats the policy understands; anything else is unknown and therefore denies release.

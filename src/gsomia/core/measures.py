@@ -28,6 +28,11 @@ from gsomia.core.tracking.trajectory import Trajectory
 from gsomia.core.types import Party
 from gsomia.core.warning import AREA_OF_CONCERN, Warning
 
+__all__ = [
+    "MEASURES", "NOT_AVAILABLE", "TRUTH_STEP_S", "Truth", "interval", "land_alerts", "land_names",
+    "passed_message_s", "row_measures", "seed_measures", "summarise", "truth",
+]
+
 TRUTH_STEP_S = 0.25     # ~2 km of ground track at 8 km/s: no island of ~1 km² slips between
 NOT_AVAILABLE = "not available"
 

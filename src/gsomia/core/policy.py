@@ -18,6 +18,11 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.types import Party, instant, iso
 
+__all__ = [
+    "Consent", "Decision", "Person", "ReleaseRequest", "decide", "decide_access", "decide_all",
+    "decide_classification_change", "decide_new_version", "label_class",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class Consent:

@@ -69,7 +69,7 @@ def rank(role: str) -> int:
     return _RANK.get(role, -1)
 
 
-def parse_role(value: str, *, where: str = "--role") -> Role:
+def parse_role(value: str, *, where: str = "role") -> Role:
     """The role named ``value``, or MalformedInput listing the roles."""
     if value not in _RANK:
         raise MalformedInput(f"{value!r} is not a role", where=where,

@@ -27,7 +27,7 @@ import numpy as np
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.sharing import PARTIES, Regime, route
+from gsomia.core.sharing import Regime, route
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.geography import Atlas
 from gsomia.core.tracking.impact import Corridor
@@ -48,8 +48,19 @@ from gsomia.core.tracking.types import (
     TrackLost,
     TrackSet,
 )
-from gsomia.core.types import Party, iso
+from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, iso
 from gsomia.core.warning import Warning, WarningCentre
+
+__all__ = [
+    "SHARED_TRACK_KINDS",
+    "Options",
+    "PartyOutcome",
+    "Result",
+    "Scenario",
+    "Shared",
+    "regimes_compared",
+    "run",
+]
 
 SHARED_TRACK_KINDS = ("launch-point", "flight-path", "impact-prediction")
 
@@ -144,7 +155,7 @@ def _labelled(label: SecurityLabel, category: str) -> SecurityLabel:
 
 
 def _track_label(origin: Party, category: str) -> SecurityLabel:
-    level = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}.get(origin, "SECRET")
+    level = SECRET_LEVELS.get(origin, "SECRET")
     return SecurityLabel(origin, level, frozenset(PARTIES), "dprk-missile", category=category)
 
 

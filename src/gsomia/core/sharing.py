@@ -23,7 +23,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Consent, Decision, ReleaseRequest, decide
 from gsomia.core.types import Party
 
-PARTIES: tuple[Party, ...] = ("JPN", "KOR", "USA")
+__all__ = ["REGIMES", "Regime", "Route", "regime", "restricted", "route"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ REGIMES: Mapping[str, Regime] = {
 }
 
 
-def regime(name: str, *, where: str = "--regime") -> Regime:
+def regime(name: str, *, where: str = "regime") -> Regime:
     from gsomia.core.errors import MalformedInput
 
     found = REGIMES.get(name)

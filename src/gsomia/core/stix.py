@@ -20,6 +20,14 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import LabelVocabulary, SecurityLabel
 from gsomia.core.types import iso
 
+__all__ = [
+    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "IDENTITY",
+    "IDENTITY_ID", "SPEC_VERSION", "apply_marking", "check_extension_properties",
+    "check_label_marking", "check_spec_version", "extension_property_problem",
+    "is_label_marking", "label_from_marking", "label_marking", "marking_id", "printed_marking",
+    "same_label",
+]
+
 _NAMESPACE = uuid.UUID("6f1d0c9e-8f8e-4b0f-9b6c-5c0a1e6f4d21")
 IDENTITY_ID = "identity--" + str(uuid.uuid5(_NAMESPACE, "gsomia"))
 EXTENSION_ID = "extension-definition--" + str(uuid.uuid5(_NAMESPACE, "security-label/v1"))

@@ -48,13 +48,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import LabelVocabulary, SecurityLabel
+from gsomia.core.types import utc_text
 
 __all__ = [
+    "CURSOR_CONTEXT",
     "DEFAULT_LIMIT",
     "ENDPOINTS",
+    "HOLDINGS",
     "MAX_LIMIT",
     "STIX_MEDIA",
     "TAXII_MEDIA",
+    "Endpoint",
     "Filters",
     "Position",
     "Row",
@@ -212,7 +216,7 @@ def timestamp(text: object, *, where: str) -> datetime:
 
 def taxii_time(at: datetime) -> str:
     """A TAXII timestamp to the microsecond, so that ``added_after`` resumes exactly."""
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return utc_text(at, 6)
 
 
 def stix_version(obj: Mapping[str, Any], date_added: datetime) -> datetime:

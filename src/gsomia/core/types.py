@@ -7,8 +7,17 @@ from datetime import UTC, date, datetime, time
 
 from gsomia.core.errors import MalformedInput
 
+__all__ = ["PARTIES", "SECRET_LEVELS", "Party", "instant", "iso", "party", "utc_text"]
+
 Party = str
 """An ISO 3166 alpha-3 code as used in REL TO markings (``JPN``, ``KOR``, ``USA``)."""
+
+PARTIES: tuple[Party, ...] = ("JPN", "KOR", "USA")
+"""The parties of the shipped agreements, in the order every table and report lists them."""
+
+SECRET_LEVELS: dict[Party, str] = {"JPN": "極秘", "KOR": "군사II급비밀", "USA": "SECRET"}
+"""Each party's national level equivalent to SECRET (Art. 4): the level the scenario model,
+the demo and the dashboard mark what a party originates with, and clear its analysts to."""
 
 _PARTY = re.compile(r"^[A-Z]{3}$")
 # RFC 3339 only: datetime.fromisoformat would take any character between date and time, so
@@ -57,9 +66,25 @@ def instant(value: str | date | datetime, *, where: str = "at") -> datetime:
     return instant(parsed)
 
 
+def utc_text(at: datetime, digits: int = 0) -> str:
+    """The one way gsomia writes an instant: RFC 3339 in UTC with a trailing Z and
+    ``digits`` (0, 3 or 6) fraction digits, truncated (``2026-01-01T00:00:00.000Z``)."""
+    if at.tzinfo is not UTC:
+        at = at.astimezone(UTC)
+    # Formatted by hand: strftime costs five times as much, and custody stamps every item.
+    text = (f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:"
+            f"{at.second:02d}")
+    if digits == 0:
+        return text + "Z"
+    if digits == 3:
+        return f"{text}.{at.microsecond // 1000:03d}Z"
+    if digits == 6:
+        return f"{text}.{at.microsecond:06d}Z"
+    raise ValueError(f"{digits} fraction digits: an instant is written with 0, 3 or 6")
+
+
 def iso(at: datetime) -> str:
     """Render an instant as RFC 3339 UTC with a trailing Z."""
     # Milliseconds or nothing: 1-999 µs must give "Z", or the text would not read back to
     # the instant it was made from and a bound label would change on its way round.
-    ms = at.microsecond // 1000
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S") + (f".{ms:03d}Z" if ms else "Z")
+    return utc_text(at, 3 if at.microsecond // 1000 else 0)

@@ -45,6 +45,22 @@ from gsomia.core.tracking.impact import Corridor
 from gsomia.core.tracking.types import GroundPoint
 from gsomia.core.types import Party
 
+__all__ = [
+    "AREA_OF_CONCERN",
+    "BOOST",
+    "HIGH_SEAS",
+    "IMPACT",
+    "LEVEL_OF_KIND",
+    "OVERFLIGHT",
+    "Action",
+    "Area",
+    "Level",
+    "Warning",
+    "WarningCentre",
+    "great_circle_path",
+    "regions_in_corridor",
+]
+
 AREA_OF_CONCERN: Mapping[Party, tuple[Party, ...]] = {
     "JPN": ("JPN",), "KOR": ("KOR",), "USA": ("JPN", "KOR"),
 }

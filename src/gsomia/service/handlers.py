@@ -118,12 +118,6 @@ class LabelRequest:
     category: str | None = None
 
 
-# The flag each label field comes from, so a refusal names what the publisher typed.
-_LABEL_FLAGS = {"originator": "party", "scheme": "party", "rel_to": "--rel-to",
-                "purpose": "--purpose", "caveats": "--caveat", "level": "--level",
-                "policy": "--policy", "category": "--category"}
-
-
 def make_label(request: LabelRequest, *, originator: Party, catalogue: Catalogue,
                now: datetime) -> SecurityLabel:
     """The originator's label for ``request``, or MalformedInput saying what to fix.
@@ -133,7 +127,8 @@ def make_label(request: LabelRequest, *, originator: Party, catalogue: Catalogue
     label = SecurityLabel(originator, request.level, frozenset(request.rel_to),
                           request.purpose, frozenset(request.caveats), policy=request.policy,
                           category=request.category, created=now)
-    return catalogue.vocabulary.check(label, where=_LABEL_FLAGS.__getitem__)
+    # A refusal names the field (rel_to); the command line shows it as its flag.
+    return catalogue.vocabulary.check(label, where=str)
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,11 @@ from gsomia.core.custody import (
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.types import Party
 
+__all__ = [
+    "AuditLog", "AuditReader", "KeyStore", "RecordRow", "Repository", "StixValidator",
+    "UnitOfWork",
+]
+
 
 class KeyStore(Protocol):
     """The node's identity: its party and its keys (held by the shell, passed in)."""

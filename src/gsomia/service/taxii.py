@@ -21,7 +21,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from gsomia.core import stix
-from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
+from gsomia.core.errors import GsomiaError, MalformedInput, NotFound, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.policy import Decision, Person, decide_access
 from gsomia.core.taxii import (
@@ -46,16 +46,13 @@ from gsomia.service.taxii_ports import (
     Submission,
 )
 
-__all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "TaxiiService", "marking_id"]
+__all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "StixCheck", "TaxiiService",
+           "marking_id", "token_hash"]
 
 MAX_OBJECTS_PER_POST = 10_000
 
 StixCheck = Callable[[Mapping[str, Any]], None]
 """Raises MalformedInput naming what is wrong with one STIX 2.1 object."""
-
-
-class NotFound(GsomiaError):
-    """Nothing the caller may see is there (whether or not something is)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from gsomia.core.audit import TreeHead
 from gsomia.core.crypto import Consent, Envelope, Receipt
-from gsomia.core.errors import MalformedInput
+from gsomia.core.errors import AuditUnavailable, MalformedInput, PeerUnavailable
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.core.taxii import Filters, Position, timestamp
@@ -175,14 +175,6 @@ class ObjectStore(Protocol):
     def person_by_token(self, token_hash: bytes) -> tuple[str, Person] | None:
         """(user name, person) of the node user whose token hashes to ``token_hash``."""
         ...
-
-
-class AuditUnavailable(Exception):
-    """The access log cannot be written, so nothing may be read (rendered as 503)."""
-
-
-class PeerUnavailable(Exception):
-    """The node cannot take this kind of peer message yet (rendered as 503)."""
 
 
 class PeerInbox(Protocol):

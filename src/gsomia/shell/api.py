@@ -5,8 +5,11 @@ An ASGI app (Starlette) that only translates HTTP: the TAXII service
 (:class:`gsomia.service.taxii_ports.PeerInbox`) takes what partners deliver. Errors map to
 statuses here and nowhere else:
 
-    MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape)
+    MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape); its
+                     ``where`` names the field (``rel_to``), never a command-line flag
     NotFound       → 404, one body for "absent" and "you may not see it"
+    PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409
+    AuditUnavailable, PeerUnavailable → 503; any other GsomiaError → 422 (peer API)
     no or bad credentials → 401 with WWW-Authenticate; wrong media type → 406 / 415
     a body over the route's bound → 413, before it is read (:mod:`gsomia.shell.body_limit`)
     JSON nested deeper than :data:`gsomia.core.limits.MAX_DEPTH` allows → 422
@@ -41,7 +44,16 @@ from starlette.routing import Route
 
 from gsomia.core import crypto, limits
 from gsomia.core.audit import TreeHead
-from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.errors import (
+    AuditUnavailable,
+    GsomiaError,
+    MalformedInput,
+    NotFound,
+    PeerUnavailable,
+    PolicyDenied,
+    ProofInvalid,
+    Replayed,
+)
 from gsomia.core.policy import Person
 from gsomia.core.taxii import (
     STIX_MEDIA,
@@ -57,13 +69,8 @@ from gsomia.core.taxii import (
     versions_body,
 )
 from gsomia.core.types import Party
-from gsomia.service.taxii import NotFound, Served, TaxiiService
-from gsomia.service.taxii_ports import (
-    AuditUnavailable,
-    PeerInbox,
-    PeerUnavailable,
-    StoredVersion,
-)
+from gsomia.service.taxii import Served, TaxiiService
+from gsomia.service.taxii_ports import PeerInbox, StoredVersion
 from gsomia.shell import warnings_out, web
 from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.guard import Defences, retry_seconds, source_of
@@ -416,10 +423,8 @@ def create_app(config: ApiConfig) -> Starlette:
         _same(envelope.sender, sender, "envelope.sender")
         try:
             return config.inbox.deliver(envelope, sender, config.clock()).to_json()
-        except ProofInvalid as exc:
-            if type(exc).__name__ == "Replayed":
-                raise _Refusal(_json(error_body("Replayed", 409, str(exc)), 409)) from None
-            raise
+        except Replayed as exc:
+            raise _Refusal(_json(error_body("Replayed", 409, str(exc)), 409)) from None
 
     def receipt(request: Request, sender: Party, body: Any) -> Any:
         doc = crypto.Receipt.from_json(_object(body, "receipt"))

@@ -59,7 +59,7 @@ def load_catalogue(extra_dirs: Iterable[str | Path] = ()) -> Catalogue:
     for d in extra_dirs:
         path = Path(d)
         if not path.is_dir():
-            raise MalformedInput(f"{d} is not a folder", where="--agreements",
+            raise MalformedInput(f"{d} is not a folder", where="agreements",
                                  expected="a folder of agreement YAML files")
         agreements.extend(_read_dir(path, str(path), table))
     return Catalogue.of(agreements, table)

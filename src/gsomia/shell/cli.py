@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a check that ran and failed (e.g. a tampered audit log);
 2 bad input (one line on stderr, no traceback); 3 a level with no equivalent.
+
+Errors name the field they are about as the service knows it (``rel_to``); this is where the
+field becomes the flag a user types (``--rel-to``), through :data:`FIELD_FLAGS`.
 """
 
 from __future__ import annotations
@@ -28,6 +31,32 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.notices",
     "gsomia.shell.commands.warnings",
 )
+
+
+# The flag through which a user gives each field that errors name. Any other ``where`` (a
+# file, a path into a document, a field no flag sets) is printed as it is.
+FIELD_FLAGS = {
+    "agreements": "--agreements",
+    "caveats": "--caveat",
+    "category": "--category",
+    "db": "--db",
+    "folder": "--dir",
+    "index": "--index",
+    "launch": "--launch",
+    "role": "--role",
+    "level": "--level",
+    "node": "--node",
+    "party": "--party",
+    "policy": "--policy",
+    "purpose": "--purpose",
+    "regime": "--regime",
+    "rel_to": "--rel-to",
+}
+
+
+def flag_of(field: str) -> str:
+    """The command-line flag for ``field`` (the field itself when no flag sets it)."""
+    return FIELD_FLAGS.get(field, field)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -67,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"error: {exc}", err=True)
         return 3
     except MalformedInput as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {exc.describe(flag_of)}", err=True)
         return 2
     except GsomiaError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -32,9 +32,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from gsomia.core import roles
+from gsomia.core.errors import ActionRefused as Refused
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
 from gsomia.core.policy import ReleaseRequest, decide, decide_access
-from gsomia.core.types import Party
+from gsomia.core.types import Party, utc_text
 
 __all__ = ["Gate", "desk_state", "preview", "routes"]
 
@@ -52,23 +53,12 @@ class Gate:
     page: Callable[[str, str], HTMLResponse]
 
 
-class Refused(Exception):
-    """An action refused: answered ``status`` with ``public`` (what the person may be
-    told); the log keeps ``reasons``."""
-
-    def __init__(self, status: int, public: str, reasons: tuple[str, ...],
-                 item_id: str | None = None) -> None:
-        super().__init__(public)
-        self.status, self.public, self.reasons, self.item_id = status, public, reasons, item_id
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def _stamp(at: Any) -> Any:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(at, datetime) \
-        else at
+    return utc_text(at) if isinstance(at, datetime) else at
 
 
 # ---- reading ------------------------------------------------------------------------------

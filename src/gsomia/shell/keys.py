@@ -152,7 +152,7 @@ def create_identity(folder: Path, party: Party, now: datetime) -> dict[str, str]
     """
     for rel in KEY_FILES.values():
         if (folder / rel).exists():
-            raise MalformedInput(f"{folder / rel} already exists", where="--dir",
+            raise MalformedInput(f"{folder / rel} already exists", where="folder",
                                  expected="a folder without a node in it")
     signing = crypto.new_signing_key()
     envelope = crypto.new_envelope_key()

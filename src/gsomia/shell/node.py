@@ -69,7 +69,7 @@ class NodeConfig:
         try:
             data = tomllib.loads(path.read_text("utf-8"))
         except FileNotFoundError:
-            raise MalformedInput(f"{folder} is not a node folder (no {CONFIG})", where="--node",
+            raise MalformedInput(f"{folder} is not a node folder (no {CONFIG})", where="node",
                                  expected="a folder made by gsomia node init") from None
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise MalformedInput(f"cannot read {path}: {exc}", where=str(path)) from None
@@ -149,16 +149,16 @@ def init_node(folder: str | Path, party_code: str, *, catalogue: Catalogue, now:
     On failure nothing this call created is left behind.
     """
     folder = Path(folder).resolve()
-    code = party(party_code, where="--party")
+    code = party(party_code, where="party")
     if code not in catalogue.schemes:
-        raise MalformedInput(f"no classification scheme for {code}", where="--party",
+        raise MalformedInput(f"no classification scheme for {code}", where="party",
                              expected="one of " + ", ".join(sorted(catalogue.schemes)))
     if folder.exists() and not folder.is_dir():
-        raise MalformedInput(f"{folder} is not a folder", where="--dir")
+        raise MalformedInput(f"{folder} is not a folder", where="folder")
     taken = _occupied(folder)
     if taken:
         raise MalformedInput(f"{folder} already holds a node ({', '.join(taken)}); "
-                             "refusing to overwrite it", where="--dir",
+                             "refusing to overwrite it", where="folder",
                              expected="a new or empty folder")
     url = db_url or DEFAULT_DB
     existed = folder.exists()
@@ -170,7 +170,7 @@ def init_node(folder: str | Path, party_code: str, *, catalogue: Catalogue, now:
         if store.dialect == "sqlite" and database and os.path.exists(database):
             os.chmod(database, 0o600)  # SQLite gives its -wal and -shm files the same mode
         if store.node_identity() is not None:
-            raise MalformedInput("the database already belongs to a node", where="--db",
+            raise MalformedInput("the database already belongs to a node", where="db",
                                  expected="an empty database for a new node")
         fingerprints = create_identity(folder, code, now)
         keys = FileKeyStore(folder, code)

@@ -23,16 +23,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core.audit import TreeHead, consistency_proof
-from gsomia.core.errors import GsomiaError, MalformedInput, ProofInvalid
+from gsomia.core.errors import MalformedInput, ProofInvalid, RolledBack
 from gsomia.core.partner_heads import OwnHeadVerdict, judge_held_head
 from gsomia.core.types import Party
 
 HELD_PATH = "/peer/v1/tree-heads/held/"
 START_TIMEOUT = 3.0  # seconds per partner at start: a partner down must not hold it up
-
-
-class RolledBack(GsomiaError):
-    """A partner holds a head of this node that the local log does not extend (exit 1)."""
 
 
 def held_head_of(node: Any, partner: Party, partner_public: Ed25519PublicKey

@@ -16,10 +16,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
-from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.errors import MalformedInput, PeerUnavailable, PolicyDenied, Replayed
 from gsomia.core.types import Party
 from gsomia.service import handlers
-from gsomia.service.taxii_ports import PeerUnavailable
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node
 from gsomia.shell.peer_identity import PeerRefused
@@ -27,14 +26,6 @@ from gsomia.shell.peer_identity import PeerRefused
 __all__ = ["INCIDENT_KINDS", "NodeInbox", "Replayed"]
 
 INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "investigation-result")
-
-
-class Replayed(ProofInvalid):
-    """An envelope whose nonce this node has seen before (HTTP 409)."""
-
-    def __init__(self, reasons: tuple[str, ...]) -> None:
-        super().__init__("; ".join(reasons))
-        self.reasons = reasons
 
 
 class NodeInbox:

@@ -19,14 +19,14 @@ from typing import Any
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.sharing import PARTIES, REGIMES, restricted, route
+from gsomia.core.sharing import REGIMES, restricted, route
 from gsomia.core.tracking.coverage import outline
+from gsomia.core.types import PARTIES, SECRET_LEVELS
 
 __all__ = ["COLOURS", "Projection", "base_map", "custody_paths", "map_data", "render",
            "write_report"]
 
 COLOURS = {"JPN": "#c0392b", "KOR": "#1f5fbf", "USA": "#2e8b57"}
-ORIGIN_LEVELS = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}
 # What travels in the story: each party's sensor reports and its impact predictions.
 ITEM_KINDS = ("sensor-report", "impact-prediction")
 _KM_PER_DEG = 111.195
@@ -152,7 +152,7 @@ def custody_paths(catalogue: Catalogue) -> list[dict[str, Any]]:
         cat = restricted(catalogue, reg)
         for origin in PARTIES:
             for kind in ITEM_KINDS:
-                label = SecurityLabel(origin, ORIGIN_LEVELS[origin], frozenset(PARTIES),
+                label = SecurityLabel(origin, SECRET_LEVELS[origin], frozenset(PARTIES),
                                       "dprk-missile", category=kind)
                 item = f"{kind}--{origin.lower()}"
                 for recipient in PARTIES:
@@ -456,11 +456,12 @@ def render(story: Mapping[str, Any]) -> str:
 
 
 def write_report(story: Mapping[str, Any], out_dir: str | Path) -> Path:
-    """Write ``out_dir/index.html`` for the story; the custody paths are added if missing."""
+    """Write ``out_dir/index.html`` for the story; the custody paths (under the shipped
+    agreements) are added if missing."""
     if "custody" not in story:
-        from gsomia import bootstrap
+        from gsomia.shell.catalogue import load_catalogue
 
-        story = {**story, "custody": custody_paths(bootstrap.catalogue())}
+        story = {**story, "custody": custody_paths(load_catalogue(()))}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"

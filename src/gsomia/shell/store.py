@@ -383,7 +383,7 @@ def make_engine(url: str) -> sa.Engine:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
-        raise MalformedInput(f"{url!r} is not a database URL", where="--db",
+        raise MalformedInput(f"{url!r} is not a database URL", where="db",
                              expected="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB") \
             from None
     backend = parsed.get_backend_name()
@@ -415,12 +415,12 @@ def make_engine(url: str) -> sa.Engine:
     if backend == "postgresql":
         if parsed.get_driver_name() not in ("psycopg", ""):
             raise MalformedInput(f"driver {parsed.get_driver_name()} is not supported",
-                                 where="--db", expected="postgresql+psycopg://…")
+                                 where="db", expected="postgresql+psycopg://…")
         if parsed.get_driver_name() == "":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(
                 hide_password=False)
         return sa.create_engine(url, pool_pre_ping=True)
-    raise MalformedInput(f"unsupported database {backend!r}", where="--db",
+    raise MalformedInput(f"unsupported database {backend!r}", where="db",
                          expected="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB")
 
 
@@ -1491,7 +1491,7 @@ class Store:
     def set_node_identity(self, party: str, signing_key: str, created_at: datetime) -> None:
         with self.engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
             if conn.execute(node_identity.select()).first() is not None:
-                raise MalformedInput("the database already belongs to a node", where="--db",
+                raise MalformedInput("the database already belongs to a node", where="db",
                                      expected="an empty database for a new node")
             conn.execute(node_identity.insert(), {"id": 1, "party": party,
                                                   "signing_key": signing_key,

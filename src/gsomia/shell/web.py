@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -48,7 +49,7 @@ from starlette.routing import Route
 
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.policy import decide_access
-from gsomia.core.types import Party
+from gsomia.core.types import SECRET_LEVELS, Party, utc_text
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 
 if TYPE_CHECKING:
@@ -68,7 +69,6 @@ _ASSETS = {"dashboard.js": "text/javascript; charset=utf-8",
            "dashboard.css": "text/css; charset=utf-8"}
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-_LEVELS = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}
 
 
 def _asset(name: str) -> str:
@@ -243,7 +243,7 @@ def sensor_coverage(party: Party, person: Person, catalogue: Catalogue,
 
 
 def _stamp(at: datetime | None) -> str | None:
-    return None if at is None else at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if at is None else utc_text(at)
 
 
 def _payload(obj: Mapping[str, Any]) -> tuple[str | None, Any, str | None]:
@@ -337,17 +337,21 @@ def state(node: NodeView, session: Session, now: datetime,
 
 
 # ---- replay --------------------------------------------------------------------------------
-def replay_entries(day: str, regime_name: str, party: Party, seed: int = 0
+def replay_entries(day: str, regime_name: str, party: Party, seed: int = 0, *,
+                   catalogue: Catalogue | None = None
                    ) -> list[tuple[float, dict[str, Any], str]]:
     """What ``party`` holds during the replay, in time order: (seconds after launch, STIX
-    object, category). Pure apart from reading the shipped data and fresh object ids."""
+    object, category), under the agreements of ``catalogue`` (the shipped ones if None).
+    Pure apart from reading the shipped data and fresh object ids."""
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
-    from gsomia.shell.commands.scenario import EVALUATION, run_one
+    from gsomia.shell.catalogue import load_catalogue
+    from gsomia.shell.scenarios import EVALUATION, ScenarioRunner
 
     launch = feeds.find_launch(day)
     trajectory = fit(launch.flight_request())
-    res = run_one(launch, regime_name, seed, trajectory, options=EVALUATION)
+    runner = ScenarioRunner(load_catalogue(()) if catalogue is None else catalogue)
+    res = runner.run_one(launch, regime_name, seed, trajectory, options=EVALUATION)
     outcome = res.parties.get(party)
     if outcome is None:
         raise MalformedInput(f"{party} takes no part in the replay", where="party")
@@ -356,7 +360,7 @@ def replay_entries(day: str, regime_name: str, party: Party, seed: int = 0
     run_tag = {"launch": launch.id, "regime": regime_name, "seed": seed}
 
     def note(at_s: float, abstract: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-        stamp = (start + timedelta(seconds=at_s)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        stamp = utc_text(start + timedelta(seconds=at_s), 3)
         return {"type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
                 "created": stamp, "modified": stamp, "abstract": abstract,
                 "content": f"{abstract} ({launch.missile.name} {launch.local_date}, "
@@ -392,7 +396,7 @@ def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any]
     from gsomia.service import handlers
     from gsomia.shell.stix_check import check_stix
 
-    level = _LEVELS.get(node.party, "SECRET")
+    level = SECRET_LEVELS.get(node.party, "SECRET")
     begun = time.monotonic()
     done = 0
     for at_s, obj, category in entries:
@@ -497,7 +501,7 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         from gsomia.core.labels import SecurityLabel
 
         person = authenticate(session.token, session.name)
-        label = SecurityLabel(party, _LEVELS.get(party, "SECRET"),
+        label = SecurityLabel(party, SECRET_LEVELS.get(party, "SECRET"),
                               frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
         return person is not None and decide_access(person, label,
                                                     config.service.schemes).permit
@@ -697,7 +701,8 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         if running is not None and running.is_alive():
             return JSONResponse({"error": "a replay is already running"}, 409)
         try:
-            entries = await run_in_threadpool(replay_entries, day, regime_name, party)
+            entries = await run_in_threadpool(partial(replay_entries, day, regime_name, party,
+                                                      catalogue=node.catalogue))
         except MalformedInput as exc:
             return JSONResponse({"error": str(exc)}, 400)
 

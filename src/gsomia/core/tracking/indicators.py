@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from gsomia.core.errors import MalformedInput
-from gsomia.core.types import instant
+from gsomia.core.types import instant, utc_text
 
 RELIABILITY: Mapping[str, float] = {"A": 1.0, "B": 0.8, "C": 0.6, "D": 0.35, "E": 0.15, "F": 0.4}
 CREDIBILITY: Mapping[int, float] = {1: 1.0, 2: 0.8, 3: 0.55, 4: 0.25, 5: 0.05, 6: 0.4}
@@ -128,7 +128,7 @@ class Indicator:
         return {
             "id": self.id, "kind": self.kind, "originator": self.originator,
             "facility": self.facility,
-            "observed_at": self.observed_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "observed_at": utc_text(self.observed_at),
             "claim": self.claim, "reliability": self.reliability,
             "credibility": self.credibility, "confidence": self.confidence,
             "grading": self.grading,

@@ -19,6 +19,7 @@ from typing import Any
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking.trajectory import FlightRequest, infer_class
+from gsomia.core.types import utc_text
 
 KST = timedelta(hours=9)
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*\(UTC\)\s*$")
@@ -127,7 +128,7 @@ class Launch:
             "date": self.date.isoformat()[:7 if self.date_precision == "month" else 10],
             "local_date": self.local_date.isoformat(),
             "time_utc": self.utc_time.strftime("%H:%M") if self.utc_time else None,
-            "launched_at": at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else None,
+            "launched_at": utc_text(at) if at else None,
             "missile": self.missile.id, "missile_name": self.missile.name,
             "missile_class": self.missile_class, "maneuver": self.maneuver,
             "facility": self.facility.id, "facility_name": self.facility.name,
@@ -263,14 +264,14 @@ def find(all_launches: Sequence[Launch], day: date | str, index: int | None = No
         try:
             day = date.fromisoformat(day.strip())
         except ValueError:
-            raise MalformedInput(f"{day!r} is not a date", where="--launch",
+            raise MalformedInput(f"{day!r} is not a date", where="launch",
                                  expected="YYYY-MM-DD") from None
     found = on_date(all_launches, day)
     if not found:
-        raise MalformedInput(f"no launch on {day.isoformat()}", where="--launch",
+        raise MalformedInput(f"no launch on {day.isoformat()}", where="launch",
                              expected="a date of the data set (UTC or Korean date)")
     index = 0 if index is None else index
     if not 0 <= index < len(found):
-        raise MalformedInput(f"index {index} out of range", where="--index",
+        raise MalformedInput(f"index {index} out of range", where="index",
                              expected=f"0 to {len(found) - 1} for {day.isoformat()}")
     return found[index]

@@ -21,8 +21,12 @@ from gsomia import bootstrap
 from gsomia.core.agreements import Catalogue
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rich.console import Console
     from rich.progress import Progress, TaskID
+
+    from gsomia.shell.scenarios import ModelRuns
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,3 +169,24 @@ def progress(description: str, total: float | None = None, *,
                   MofNCompleteColumn(), TimeElapsedColumn(), console=shown,
                   transient=True) as bar:
         yield Steps(bar, bar.add_task(description, total=total))
+
+
+def model_runs(day: str, seed: int, console: Console | None,
+               regimes: Sequence[str] | None = None) -> ModelRuns:
+    """The launch of ``day`` replayed under ``regimes`` (every regime by default), with a
+    progress bar on ``console`` (none when it is None or not a terminal)."""
+    from rich.progress import Progress
+
+    from gsomia.core.sharing import REGIMES
+    from gsomia.shell import feeds
+    from gsomia.shell.scenarios import DEMO
+
+    names = tuple(REGIMES) if regimes is None else tuple(regimes)
+    launch = feeds.find_launch(day)
+    with Progress(console=console, transient=True,
+                  disable=console is None or not console.is_terminal) as bar:
+        task = bar.add_task(f"scenario model: {launch.missile.name} {launch.local_date}",
+                            total=len(names))
+        return bootstrap.scenario_runner().replay(launch, seed, names,
+                                                  on_regime=lambda: bar.advance(task),
+                                                  options=DEMO)

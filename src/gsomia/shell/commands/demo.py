@@ -21,60 +21,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from gsomia.core.agreements import Catalogue, status
-from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ReleaseRequest, decide
-from gsomia.core.types import instant
-from gsomia.shell.commands.common import agreements_option, catalogue, emit_json, json_option
-
-KEY_DATES = ("2014-12-29", "2016-11-22", "2017-05-01", "2019-10-01", "2019-11-24",
-             "2023-04-01", "2024-01-14")
-
-
-def _request(item: str, sender: str, recipient: str, at: str, level: str, *,
-             originator: str = "KOR", rel_to: tuple[str, ...] = ("KOR", "JPN", "USA"),
-             scheme: str = "", consents: tuple[Consent, ...] = (),
-             policy: str | None = None, category: str | None = None) -> ReleaseRequest:
-    label = SecurityLabel(originator, level, frozenset(rel_to), "dprk-missile",
-                          scheme=scheme or originator, policy=policy, category=category)
-    return ReleaseRequest(item, label, sender, recipient, instant(at), consents)
-
-
-STORY: tuple[tuple[str, ReleaseRequest], ...] = (
-    ("2016: ROK HUMINT to Japan a day before the GSOMIA",
-     _request("report--2016-11-22", "KOR", "JPN", "2016-11-22", "군사II급비밀")),
-    ("2017: the same kind of report under the GSOMIA",
-     _request("report--2017-08-29", "KOR", "JPN", "2017-08-29", "군사II급비밀")),
-    ("2015: TISA, the US hub relays a ROK report without consent",
-     _request("report--2015", "USA", "JPN", "2015-06-01", "SECRET", scheme="USA")),
-    ("2015: TISA, the US hub relays it with ROK consent",
-     _request("report--2015", "USA", "JPN", "2015-06-01", "SECRET", scheme="USA",
-              consents=(Consent("report--2015", "KOR", "JPN"),))),
-    ("2019-10: during the ROK notice of termination",
-     _request("track--2019-10", "KOR", "JPN", "2019-10-02", "군사III급비밀")),
-    ("2019: ROK top level to Japan",
-     _request("plan--2019", "KOR", "JPN", "2019-05-01", "군사I급비밀")),
-    ("2024: impact prediction under the trilateral mechanism",
-     _request("ipp--2024-01-14", "KOR", "JPN", "2024-01-14", "군사II급비밀",
-              policy="trilateral-mwd-2023", category="impact-prediction")),
-    ("2024: a pre-launch indicator under the trilateral mechanism",
-     _request("humint--2024-01-13", "KOR", "JPN", "2024-01-13", "군사II급비밀",
-              policy="trilateral-mwd-2023", category="pre-launch-indicator")),
+from gsomia import bootstrap
+from gsomia.core.agreements import Catalogue
+from gsomia.core.sharing import REGIMES
+from gsomia.core.types import PARTIES, SECRET_LEVELS, utc_text
+from gsomia.service.stories import KEY_DATES, agreement_story
+from gsomia.shell.commands.common import (
+    agreements_option,
+    catalogue,
+    emit_json,
+    json_option,
+    model_runs,
 )
 
-
-def agreement_story(cat: Catalogue) -> dict[str, Any]:
-    states = {a.id: {d: status(a, instant(d)).to_json() for d in KEY_DATES}
-              for a in sorted(cat.agreements.values(), key=lambda a: a.id)}
-    decisions = [{"case": title, "request": r.to_json(), "decision": decide(r, cat).to_json()}
-                 for title, r in STORY]
-    return {"states": states, "decisions": decisions}
+if TYPE_CHECKING:
+    from gsomia.shell.scenarios import ModelRuns
 
 
 def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None:
@@ -102,72 +69,8 @@ def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None
             console.print(f"   · {why}", highlight=False)
 
 
-REGIME_ORDER = ("none", "hub", "direct", "trilateral")
-PARTY_ORDER = ("JPN", "KOR", "USA")
-
-
-def demo_model() -> Any:
-    """The model's options in the demo: impact predictions as often as ``scenario run``
-    makes them (every 6 s), so that both print the same first detections, tracks,
-    predictions and warnings for a launch, regime and seed (tests/e2e/test_demo.py checks
-    it for the default launch); each picture stops four minutes after its first prediction
-    and tracks at most 25 minutes of flight, as in ``evaluate``, which halves the run."""
-    from dataclasses import replace
-
-    from gsomia.core.scenario import Options
-    from gsomia.shell.commands.scenario import EVALUATION
-
-    return replace(EVALUATION, ipp_interval_s=Options().ipp_interval_s)
-
-
-@dataclass
-class ModelRuns:
-    """One launch replayed by the scenario model under several regimes (one memo, so each
-    party's own picture is computed once)."""
-
-    launch: Any
-    trajectory: Any
-    results: dict[str, Any]
-    memo: dict[tuple[Any, ...], Any]
-
-
-def model_runs(day: str, seed: int, regimes: Sequence[str],
-               console: Console | None) -> ModelRuns:
-    from rich.progress import Progress
-
-    from gsomia.core.tracking.trajectory import fit
-    from gsomia.shell import feeds
-    from gsomia.shell.commands.scenario import run_one
-
-    launch = feeds.find_launch(day)
-    trajectory = fit(launch.flight_request())
-    memo: dict[tuple[Any, ...], Any] = {}
-    results: dict[str, Any] = {}
-    with Progress(console=console, transient=True,
-                  disable=console is None or not console.is_terminal) as bar:
-        task = bar.add_task(f"scenario model: {launch.missile.name} {launch.local_date}",
-                            total=len(regimes))
-        for name in regimes:
-            results[name] = run_one(launch, name, seed, trajectory, options=demo_model(),
-                                    memo=memo)
-            bar.advance(task)
-    return ModelRuns(launch, trajectory, results, memo)
-
-
-def story_of(runs: ModelRuns) -> dict[str, Any]:
-    from gsomia.shell import feeds
-    from gsomia.shell.report import map_data
-
-    return {"launch": runs.launch.to_json(), "when": runs.launch.when(),
-            "flight_time_s": round(runs.trajectory.flight_time_s, 1),
-            "regimes": {name: res.to_json() for name, res in runs.results.items()},
-            "map": map_data(runs.results, runs.trajectory, feeds.load_sensors())}
-
-
-def warning_story(day: str, seed: int, console: Console | None,
-                  regimes: Sequence[str] = REGIME_ORDER) -> dict[str, Any]:
-    """Replay one launch under every regime; the first warning of each party in each."""
-    return story_of(model_runs(day, seed, regimes, console))
+REGIME_ORDER = tuple(REGIMES)
+PARTY_ORDER = PARTIES
 
 
 # ---- the launch through the real system, once per regime ----------------------------------
@@ -178,7 +81,6 @@ def warning_story(day: str, seed: int, console: Console | None,
 # plus what the real system took from the moment the item was due to be published until the
 # node held it (publishing, release, delivery, relay with consent).
 
-ORIGIN_LEVELS = {"KOR": "군사II급비밀", "JPN": "極秘", "USA": "SECRET"}
 REPORT_WINDOW_S = 120.0  # one sensor report item per sensor and two minutes of flight
 IPP_EVERY_S = 30.0       # at most one impact prediction item per track and 30 s
 DEFAULT_SPEED = 100.0
@@ -231,7 +133,7 @@ def plan_items(res: Any, memo: Mapping[tuple[Any, ...], Any],
     def add(at_s: float, origin: str, category: str, abstract: str, data: dict[str, Any],
             level: str, rel_to: Sequence[str], caveats: frozenset[str] = frozenset()) -> None:
         when = start + timedelta(seconds=at_s)
-        stamp = when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        stamp = utc_text(when, 3)
         t = f"T{'+' if at_s >= 0 else '−'}{abs(at_s):.0f} s"
         obj = {"type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
                "created": stamp, "modified": stamp, "abstract": abstract,
@@ -288,18 +190,18 @@ def plan_items(res: Any, memo: Mapping[tuple[Any, ...], Any],
         if own is not None and own.initiated_s:
             add(float(own.initiated_s[0]), p, "flight-path",
                 f"{p} flight path from {launch.facility.name}", {"points": points},
-                ORIGIN_LEVELS[p], PARTY_ORDER)
+                SECRET_LEVELS[p], PARTY_ORDER)
         last: dict[str, float] = {}
         for at, track, g in res.predictions.get(p, []):
             if "@" in track or (track in last and at - last[track] < IPP_EVERY_S):
                 continue   # received from a partner, or too soon after the last one
             last[track] = at
             add(float(at), p, "impact-prediction", f"{p} impact prediction ({track})",
-                {"track": track, **g.as_dict()}, ORIGIN_LEVELS[p], PARTY_ORDER)
+                {"track": track, **g.as_dict()}, SECRET_LEVELS[p], PARTY_ORDER)
         for warning in outcome.warnings:
             add(float(warning.at_s), p, "warning",
                 f"{p} warning {warning.action}: {', '.join(warning.regions) or 'no region'}",
-                warning.to_json(), ORIGIN_LEVELS[p], PARTY_ORDER)
+                warning.to_json(), SECRET_LEVELS[p], PARTY_ORDER)
     out.sort(key=lambda x: x.at_s)
     return out
 
@@ -546,8 +448,6 @@ def replay_regime(name: str, res: Any, memo: Mapping[tuple[Any, ...], Any],
     """Publish the regime's items at three real nodes in the regime's topology, let the
     exchange deliver, measure what each node held and when, verify every node's audit log
     and stop the nodes."""
-    from gsomia import bootstrap
-    from gsomia.core.sharing import REGIMES
     from gsomia.shell import exchange
     from gsomia.shell.commands import federation
 
@@ -785,7 +685,6 @@ def federation_stories(runs: ModelRuns, feds: Federations, console: Console | No
 def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
     """Start the regime's federation again (its nodes keep what they hold) with a demo user
     per node; the addresses and logins."""
-    from gsomia import bootstrap
     from gsomia.service import handlers
     from gsomia.shell.commands import federation
     from gsomia.shell.node import new_token
@@ -798,7 +697,7 @@ def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
             with bootstrap.open_node(home / p) as node:
                 token = new_token()
                 handlers.add_user(node.uow(), keys=node.keys, schemes=node.catalogue.schemes,
-                                  name="analyst", clearance=DEMO_CLEARANCE[p],
+                                  name="analyst", clearance=SECRET_LEVELS[p],
                                   need_to_know=["dprk-missile"], token=token,
                                   now=datetime.now(UTC),
                                   purposes=node.catalogue.vocabulary.purposes)
@@ -812,7 +711,6 @@ def serve_federation(folder: Path, regime_name: str) -> dict[str, Any]:
 
 
 # A demo user per node, cleared for what the demo's items are marked.
-DEMO_CLEARANCE = {"JPN": "極秘", "KOR": "군사II급비밀", "USA": "SECRET"}
 
 
 def print_federations(feds: Mapping[str, Any], console: Console) -> None:
@@ -990,8 +888,8 @@ def register(cli: click.Group) -> None:
         try:
             federations = Federations(root, regimes)  # the first starts while the model runs
             try:
-                runs = model_runs(day, seed, regimes, console)
-                warnings = story_of(runs)
+                runs = model_runs(day, seed, console, regimes)
+                warnings = runs.story()
                 if console is not None:
                     print_warnings(warnings, console)
                 feds = federation_stories(runs, federations, console, speed)

@@ -9,6 +9,7 @@ from gsomia.shell.commands.common import (
     catalogue,
     emit_json,
     json_option,
+    model_runs,
     progress,
     progress_console,
 )
@@ -26,12 +27,12 @@ def register(cli: click.Group) -> None:
     def report(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int,
                out_dir: str) -> None:
         """Replay a launch under every regime and write an offline HTML report."""
-        from gsomia.shell.commands.demo import agreement_story, warning_story
+        from gsomia.service.stories import agreement_story
         from gsomia.shell.report import custody_paths, write_report
 
         cat = catalogue(agreement_dirs)
         # demo's replay of every regime draws its own bar on the console it is given.
-        warnings = warning_story(day, seed, progress_console(as_json))
+        warnings = model_runs(day, seed, progress_console(as_json)).story()
         with progress("writing the report", as_json=as_json):
             story = {**agreement_story(cat), "warning": warnings,
                      "custody": custody_paths(cat)}
@@ -64,7 +65,8 @@ def register(cli: click.Group) -> None:
         node = bootstrap.open_node(node_dir)
         try:
             with progress(f"replaying {day} under {regime_name}", as_json=as_json) as steps:
-                entries = replay_entries(day, regime_name, node.party, seed)
+                entries = replay_entries(day, regime_name, node.party, seed,
+                                         catalogue=node.catalogue)
                 steps.update(total=len(entries), completed=0,
                              description=f"publishing at the {node.party} node")
                 view = NodeView(node.store, node.keys, node.catalogue, node.party)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import statistics
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -17,112 +16,24 @@ import click
 from gsomia import bootstrap
 from gsomia.core import measures
 from gsomia.core.errors import MalformedInput
-from gsomia.core.scenario import Options, Result, Scenario, run
-from gsomia.core.sharing import PARTIES, REGIMES, regime, restricted
+from gsomia.core.scenario import Result
+from gsomia.core.sharing import REGIMES, regime
 from gsomia.core.tracking.launches import Launch
-from gsomia.core.tracking.trajectory import Trajectory, fit
+from gsomia.core.types import PARTIES
 from gsomia.shell import feeds
 from gsomia.shell.commands.common import emit_json
-
-FIELDS = ("first_detection_s", "first_track_s", "first_ipp_s", "first_warning_s",
-          "ipp_error_km")
-
-
-# Evaluations measure first warnings, so they stop a picture four minutes after its first
-# impact prediction and track at most 25 minutes of any flight (lofted ICBM flights last over
-# an hour), and predict impacts every 10 s instead of 6 s. `scenario run` tracks whole flights.
-EVALUATION = Options(ipp_interval_s=10.0, track_until_s=1500.0, settle_s=240.0)
-
-
-def scenario_for(launch: Launch, trajectory: Trajectory, regime_name: str,
-                 seed: int, options: Options | None = None) -> Scenario:
-    reg = regime(regime_name)
-    others = tuple(sorted({x.facility.id for x in feeds.load_launches()
-                           if x.facility.id not in (launch.facility.id, "unknown")}))[:6]
-    return Scenario(launch, trajectory, feeds.load_sensors(), feeds.load_geography(),
-                    restricted(bootstrap.catalogue(), reg), reg, seed, others,
-                    options or Options())
-
-
-def run_one(launch: Launch, regime_name: str, seed: int,
-            trajectory: Trajectory | None = None, *, options: Options | None = None,
-            memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
-    if not launch.fittable:
-        raise MalformedInput(f"launch {launch.id} has no recorded apogee and distance",
-                             where="--launch", expected="a launch with apogee and distance")
-    traj = trajectory or fit(launch.flight_request())
-    return run(scenario_for(launch, traj, regime_name, seed, options), memo)
+from gsomia.shell.scenarios import FIELDS, fittable_launches, warning_summary
 
 
 @lru_cache(maxsize=1)
 def _fittable() -> tuple[Launch, ...]:
-    return tuple(x for x in feeds.load_launches() if x.fittable)
+    return fittable_launches()
 
 
 def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[dict[str, Any]]:
-    """One launch under every regime and seed (runs in a worker process): the trajectory is
-    fitted once, and what is true of the flight for each party is computed once."""
+    """One launch under every regime and seed, in a worker process of ``evaluate``."""
     index, regimes, seeds = task
-    launch = _fittable()[index]
-    try:
-        traj = fit(launch.flight_request())
-    except MalformedInput as exc:
-        return [{"launch": launch.id, "error": str(exc)}]
-    atlas = feeds.load_geography()
-    truths = {p: measures.truth(traj, atlas, p) for p in PARTIES}
-    land = measures.land_names(atlas)
-    rows = []
-    for seed in seeds:
-        memo: dict[tuple[Any, ...], Any] = {}
-        for name in regimes:
-            res = run_one(launch, name, seed, traj, options=EVALUATION, memo=memo)
-            for p, o in res.parties.items():
-                rows.append({
-                    "launch": launch.id, "date": launch.local_date.isoformat(),
-                    "missile": launch.missile.name, "class": launch.missile_class,
-                    "apogee_km": launch.apogee_km, "range_km": launch.distance_km,
-                    "flight_time_s": round(traj.flight_time_s, 1), "regime": name, "party": p,
-                    "seed": seed, "cued": o.cued,
-                    **{f: None if getattr(o, f) is None else round(getattr(o, f), 1)
-                       for f in FIELDS},
-                    "warned_regions": "; ".join(sorted({r for w in o.warnings
-                                                        for r in w.regions})),
-                    **measures.row_measures(o.warnings, truths[p], land),
-                })
-    return rows
-
-
-def summarise(rows: Sequence[dict[str, Any]], regimes: Sequence[str]) -> dict[str, Any]:
-    """Per party: how many launches each regime warned, median warning time, median gains."""
-    by: dict[tuple[str, str, str], float | None] = {
-        (r["launch"], r["regime"], r["party"]): r["first_warning_s"] for r in rows if "party" in r}
-    launches = sorted({r["launch"] for r in rows if "party" in r})
-    out: dict[str, Any] = {}
-    for p in PARTIES:
-        entry: dict[str, Any] = {}
-        for reg in regimes:
-            times = [t for x in launches if (t := by.get((x, reg, p))) is not None]
-            entry[reg] = {"warned": len(times),
-                          "median_warning_s": round(statistics.median(times), 1) if times
-                          else None}
-        if "direct" in regimes:
-            for ref in [r for r in regimes if r != "direct"]:
-                gains, later, only = [], 0, 0
-                for x in launches:
-                    d, o = by.get((x, "direct", p)), by.get((x, ref, p))
-                    if d is not None and o is not None:
-                        gains.append(o - d)
-                        later += d > o + 1e-6
-                    elif d is not None:
-                        only += 1
-                    elif o is not None:
-                        later += 1
-                entry[f"direct_vs_{ref}"] = {
-                    "compared": len(gains),
-                    "median_gain_s": round(statistics.median(gains), 1) if gains else None,
-                    "direct_later": later, "warned_only_under_direct": only}
-        out[p] = entry
-    return out
+    return bootstrap.scenario_runner().evaluate_launch(_fittable()[index], regimes, seeds)
 
 
 def _markdown(summary: dict[str, Any], regimes: Sequence[str], n: int, errors: int) -> str:
@@ -220,7 +131,8 @@ def plot_map(res: Result, path: Path) -> str:
 
 def _example_map(seed: int, path: str) -> str:
     """The map of the 2017-08-29 launch under ``direct`` (runs in a worker process)."""
-    return plot_map(run_one(feeds.find_launch("2017-08-29"), "direct", seed), Path(path))
+    return plot_map(bootstrap.scenario_runner().run_one(feeds.find_launch("2017-08-29"),
+                                                        "direct", seed), Path(path))
 
 
 def _fmt(m: dict[str, Any] | str, scale: float = 1.0, unit: str = "") -> str:
@@ -325,7 +237,7 @@ def register(cli: click.Group) -> None:
                      as_json: bool) -> None:
         """Who detects, tracks, predicts and warns, and when (seconds after launch)."""
         launch = feeds.find_launch(day, index)
-        res = run_one(launch, regime_name, seed)
+        res = bootstrap.scenario_runner().run_one(launch, regime_name, seed)
         doc = res.to_json()
         if as_json:
             emit_json(doc)
@@ -401,7 +313,7 @@ def register(cli: click.Group) -> None:
             writer = csv.DictWriter(fh, fieldnames=list(good[0]) if good else ["launch"])
             writer.writeheader()
             writer.writerows(good)
-        summary = summarise([r for r in good if r["seed"] == seed], names)
+        summary = warning_summary([r for r in good if r["seed"] == seed], names)
         measured = measures.summarise(good, names, PARTIES)
         plots = _plots([r for r in good if r["seed"] == seed], names, out, None)
         plots += _measure_plots(measured, names, out)

@@ -11,78 +11,22 @@ requests without one (401) or with one that counts as no party (403, audited).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import signal
 import ssl
 import sys
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import click
 
+from gsomia.bootstrap import app_for_node, collection_id, cursor_secret, taxii_service
 from gsomia.core.errors import MalformedInput
-from gsomia.core.types import Party
 
-
-def collection_id(party: Party) -> str:
-    """The id of a node's holdings collection: the same for every process of the node."""
-    from gsomia.core.taxii import collection_id as named
-
-    return named(party)
-
-
-def cursor_secret(signing_key_raw: bytes) -> bytes:
-    """The TAXII cursor key, derived from the node's signing key so that every API process
-    of the node (over one database) shares it and no other node can forge it."""
-    return hmac.new(signing_key_raw, b"gsomia/taxii-cursor-key/v1", hashlib.sha256).digest()
-
-
-def taxii_service(node: Any, *, validate: Any = None, audit_reads: str = "sync"
-                  ) -> tuple[Any, Any]:
-    """The TAXII service of an opened node and its object store (close the store when
-    done: it commits queued access events)."""
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
-
-    from gsomia.service.taxii import TaxiiService
-    from gsomia.shell.stix_check import check_stix
-    from gsomia.shell.taxii_store import SqlObjectStore
-
-    store = SqlObjectStore(node.store, keys=node.keys, catalogue=node.catalogue, validate=None,
-                           audit_reads=audit_reads)
-    raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
-                                                NoEncryption())
-    from gsomia.shell.node import taxii_collections
-
-    service = TaxiiService(store, party=node.party, vocabulary=node.catalogue.vocabulary,
-                           cursor_secret=cursor_secret(raw),
-                           collection_id=collection_id(node.party),
-                           check=validate or check_stix,
-                           collections=taxii_collections(Path(node.folder), node.config,
-                                                         node.catalogue))
-    return service, store
-
-
-def app_for_node(node: Any, *, validate: Any = None, partner_keys: Mapping[Party, Any] | None
-                 = None, peer_identity: Any = None, audit_reads: str = "sync") -> Any:
-    """The ASGI app of an opened node (``gsomia.shell.node.Node``)."""
-    from gsomia.shell.api import ApiConfig, create_app
-    from gsomia.shell.peer_identity import PinnedPeers
-    from gsomia.shell.peer_inbox import NodeInbox
-
-    service, store = taxii_service(node, validate=validate, audit_reads=audit_reads)
-    identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
-    config = ApiConfig(service=service, party=node.party,
-                       inbox=NodeInbox(node, partner_keys), peer_identity=identity)
-    app = create_app(config)
-    app.state.taxii_store = store
-    return app
+# The wiring lives in the composition root; named here for callers that import it from
+# the serve command.
+__all__ = ["app_for_node", "collection_id", "cursor_secret", "refuse_exposed_keys", "register",
+           "serve", "taxii_service", "tls_protocol"]
 
 
 def tls_protocol() -> type:

@@ -1,0 +1,83 @@
+"""One error tree, in ``gsomia.core.errors``; errors name fields, the command line flags."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from gsomia.core import errors
+from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.shell.cli import FIELD_FLAGS, flag_of
+
+SRC = Path(errors.__file__).resolve().parents[1]
+
+# Control flow and transport, never raised to a caller as gsomia's own error: a response
+# decided early in the API, a body over its bound in the ASGI middleware, and a partner's
+# definitive HTTP refusal that the outbox's retry loop treats as an OSError.
+NOT_OF_THE_TREE = {("shell/api.py", "_Refusal"), ("shell/body_limit.py", "_TooLarge"),
+                   ("shell/exchange.py", "Refused")}
+
+
+def _exception_classes() -> list[tuple[str, str]]:
+    """(module path, class name) of every class under src/gsomia that derives from an
+    exception, judged by its bases' names (an exception base ends in Error or Exception,
+    or is one of the tree's)."""
+    tree_names = {name for name in errors.__all__}
+    found = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            bases = {b.id if isinstance(b, ast.Name) else b.attr if isinstance(b, ast.Attribute)
+                     else "" for b in node.bases}
+            if any(b.endswith(("Error", "Exception")) or b in tree_names for b in bases):
+                found.append((path.relative_to(SRC).as_posix(), node.name))
+    return found
+
+
+def test_every_error_gsomia_raises_is_defined_in_core_errors() -> None:
+    """Issue 11: NotFound, Replayed, AuditUnavailable, PeerUnavailable and RolledBack were
+    defined in the service and the shell, two of them on bare Exception."""
+    elsewhere = [(m, c) for m, c in _exception_classes()
+                 if m != "core/errors.py" and (m, c) not in NOT_OF_THE_TREE]
+    assert elsewhere == []
+
+
+def test_the_tree_has_one_root_and_is_drawn_in_its_docstring() -> None:
+    doc = errors.__doc__ or ""
+    for name in errors.__all__:
+        cls = getattr(errors, name)
+        assert issubclass(cls, GsomiaError), name
+        assert name in doc, f"{name} is not drawn in the tree"
+
+
+@pytest.mark.parametrize("field", sorted(FIELD_FLAGS))
+def test_the_command_line_names_a_field_by_its_flag(field: str) -> None:
+    exc = MalformedInput("is wrong", where=field, expected="better")
+    assert str(exc) == f"{field}: is wrong; expected better"
+    assert exc.describe(flag_of) == f"{FIELD_FLAGS[field]}: is wrong; expected better"
+
+
+def test_a_where_that_is_no_field_is_printed_as_it_is() -> None:
+    exc = MalformedInput("invalid JSON", where="bundle.json:3:4")
+    assert exc.describe(flag_of) == str(exc) == "bundle.json:3:4: invalid JSON"
+    assert MalformedInput("no where").describe(flag_of) == "no where"
+
+
+# service/handlers.py is being rewritten on another branch (outbox11); its user commands
+# still name their flags, which the command line prints unchanged.
+_PENDING = {"service/handlers.py"}
+
+
+def test_the_core_and_the_service_name_fields_not_flags() -> None:
+    """Issue 11: a TAXII client read ``where: "--rel-to"``."""
+    flag = re.compile(r"""where\s*(?::\s*str\s*)?=\s*f?["']--""")
+    named = [f"{p.relative_to(SRC).as_posix()}:{n}"
+             for layer in ("core", "service") for p in sorted((SRC / layer).rglob("*.py"))
+             if p.relative_to(SRC).as_posix() not in _PENDING
+             for n, line in enumerate(p.read_text("utf-8").splitlines(), 1)
+             if flag.search(line)]
+    assert named == []
