@@ -936,6 +936,26 @@ def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, 
     return record
 
 
+def check_release(request: ReleaseRequest, catalogue: Catalogue) -> Decision:
+    """One release decided and explained, recorded nowhere (``agreements release-check``,
+    the demo's story)."""
+    return decide(request, catalogue)
+
+
+def accept_head(uow: UnitOfWork, *, head: TreeHead, problems: Sequence[str],
+                partners: Sequence[Mapping[str, Any]], now: datetime,
+                actor: str = "operator") -> AuditEvent:
+    """The operator accepts the latest head after checking it with the partners (the head
+    kept outside the database was lost): on record, with what was checked."""
+    with uow:
+        event = uow.audit.append(
+            AuditKind.HEAD_ACCEPTED, now, actor,
+            details={"size": head.size, "root": head.root.hex(), "problems": list(problems),
+                     "partners": [dict(p) for p in partners]})
+        uow.commit()
+    return event
+
+
 # ---- verifying the log ----------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from gsomia.core.agreements import Catalogue, status
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ReleaseRequest, decide
+from gsomia.core.policy import Consent, ReleaseRequest
 from gsomia.core.types import instant
 from gsomia.shell.commands.common import agreements_option, catalogue, emit_json, json_option
 
@@ -72,8 +72,10 @@ STORY: tuple[tuple[str, ReleaseRequest], ...] = (
 def agreement_story(cat: Catalogue) -> dict[str, Any]:
     states = {a.id: {d: status(a, instant(d)).to_json() for d in KEY_DATES}
               for a in sorted(cat.agreements.values(), key=lambda a: a.id)}
-    decisions = [{"case": title, "request": r.to_json(), "decision": decide(r, cat).to_json()}
-                 for title, r in STORY]
+    from gsomia.service.handlers import check_release
+
+    decisions = [{"case": title, "request": r.to_json(),
+                  "decision": check_release(r, cat).to_json()} for title, r in STORY]
     return {"states": states, "decisions": decisions}
 
 
