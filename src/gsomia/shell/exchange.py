@@ -30,12 +30,12 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -61,6 +61,13 @@ from gsomia.shell.store import (
     now_utc,
     outbox,
 )
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import httpx
+
+Clock = Callable[[], datetime]
 
 __all__ = ["MAX_BACKOFF", "Delivered", "NodePort", "Partners", "Peer", "Sender",
            "definitive"]
@@ -286,7 +293,7 @@ def client_tls(folder: Path, to: Party) -> ssl.SSLContext:
     return client_context(Path(folder), pinned.get(to))
 
 
-def peer_client(folder: Path, timeout: float = 10.0) -> Any:
+def peer_client(folder: Path, timeout: float = 10.0) -> httpx.Client:
     """An HTTP client towards partners: each party's URL in partners.json trusts that
     party's pinned CA alone, so a partner's certificate cannot answer for another partner;
     any other URL is refused at the handshake."""
@@ -428,11 +435,16 @@ class _Batch:
     ``unsent``: why a row has no envelope (refused here, never posted)."""
 
     peer: Peer
-    sealed: list[tuple[Any, crypto.Envelope | None]]
+    sealed: list[tuple[QueuedDelivery, crypto.Envelope | None]]
     sent_at: datetime
-    answer: Any = None  # a Future of the partner's results
+    answer: Future[list[Any]] | None = None  # the partner's results
     bodies: list[str] = field(default_factory=list)
     unsent: dict[int, str] = field(default_factory=dict)
+
+    def posted(self) -> Future[list[Any]]:
+        if self.answer is None:
+            raise RuntimeError("a batch was settled before it was posted")
+        return self.answer
 
 
 _BATCH_FRAME = len('{"envelopes":[]}')
@@ -447,18 +459,18 @@ class Sender:
     whose answer is lost (crash, network) stays ``pending`` and goes again, and the
     partner answers the resend with a receipt it does not record twice."""
 
-    def __init__(self, node: NodePort, *, batch: int = 256, clock: Any = now_utc,
-                 client: Any = None) -> None:
+    def __init__(self, node: NodePort, *, batch: int = 256, clock: Clock = now_utc,
+                 client: httpx.Client | None = None) -> None:
         self.node = node
         self.batch = batch
         self.clock = clock
         self._client = client
         self._in_flight: dict[Party, _Batch] = {}
-        self._pool: Any = None
+        self._pool: ThreadPoolExecutor | None = None
         self._recovered = False
 
     @property
-    def client(self) -> Any:
+    def client(self) -> httpx.Client:
         if self._client is None:
             self._client = peer_client(self.node.folder)
         return self._client
@@ -555,13 +567,13 @@ class Sender:
             raise OSError("the partner answered with another number of results")
         return results
 
-    def _one_by_one(self, batch: _Batch) -> tuple[list[Any], list[Any]]:
+    def _one_by_one(self, batch: _Batch) -> tuple[list[Any], list[QueuedDelivery]]:
         """After a whole batch was refused: each envelope alone, so one bad envelope does
         not cost the others their delivery. The partner's results, and the rows to retry
         (a network failure on the way)."""
         results: list[Any] = []
-        retry: list[Any] = []
-        kept: list[tuple[Any, crypto.Envelope | None]] = []
+        retry: list[QueuedDelivery] = []
+        kept: list[tuple[QueuedDelivery, crypto.Envelope | None]] = []
         bodies = iter(batch.bodies)
         for row, envelope in batch.sealed:
             if envelope is None:
@@ -590,7 +602,7 @@ class Sender:
 
     def _finish(self, batch: _Batch, report: SendReport) -> None:
         try:
-            results = batch.answer.result()
+            results = batch.posted().result()
         except Refused as refused:
             # The partner read the request and said no for good: find out for which.
             if len(batch.bodies) > 1:
@@ -612,7 +624,7 @@ class Sender:
         following = self._seal(peer)
         flying = self._in_flight.pop(peer.party, None)
         if flying is not None:
-            flying.answer.exception()  # wait for the answer, whatever it is
+            flying.posted().exception()  # wait for the answer, whatever it is
         if following is not None:
             self._launch(following)
         if flying is not None:
@@ -680,7 +692,13 @@ class Sender:
                 signals.close()
 
 
-def in_background(worker: Any, name: str) -> tuple[threading.Thread, threading.Event]:
+class Worker(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def in_background(worker: Worker, name: str) -> tuple[threading.Thread, threading.Event]:
     """``worker.run(stop)`` on a daemon thread until ``stop`` is set, then ``worker.close()``:
     the shape of every loop ``gsomia node run`` keeps beside its API."""
     stop = threading.Event()
@@ -768,7 +786,7 @@ def decide_request(node: NodePort, request_id: str, status: str, now: datetime) 
                                              now=now)
 
 
-def wait_until(check: Any, timeout: float, interval: float = 0.05) -> bool:
+def wait_until(check: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
     """Poll ``check()`` until true or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -42,7 +42,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -59,6 +59,7 @@ from gsomia.service.notices import MAX_BACKOFF
 from gsomia.service.ports import QueuedNotice
 from gsomia.shell.exchange import (
     PARTIES,
+    Clock,
     NodePort,
     Partners,
     Peer,
@@ -66,6 +67,9 @@ from gsomia.shell.exchange import (
     peer_client,
 )
 from gsomia.shell.store import audit_events, incidents, notices, now_utc
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CLASSIFICATION",
@@ -297,7 +301,8 @@ class NoticeReport:
 class NoticeSender:
     """Posts due notices to partners and exchanges tree heads with them; one ``step`` a pass."""
 
-    def __init__(self, node: NodePort, *, clock: Any = now_utc, client: Any = None,
+    def __init__(self, node: NodePort, *, clock: Clock = now_utc,
+                 client: httpx.Client | None = None,
                  heads_every: float = HEADS_EVERY, heads_quiet: float = HEADS_QUIET,
                  batch: int = 64) -> None:
         self.node = node
@@ -314,7 +319,7 @@ class NoticeSender:
         self._errors: dict[Party, str] = {}
 
     @property
-    def client(self) -> Any:
+    def client(self) -> httpx.Client:
         if self._client is None:
             self._client = peer_client(self.node.folder)
         return self._client

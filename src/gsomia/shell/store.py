@@ -1114,13 +1114,16 @@ class SqlUnitOfWork:
         self._tx: sa.RootTransaction | None = None
         self.committed_head: TreeHead | None = None
         self.events: list[DomainEvent] = []
+        self._routing: Routing | None = None
 
     @property
     def routing(self) -> Routing:
-        if self._store.routing is None:
-            raise MalformedInput("this store was opened without its node's routing",
-                                 where="store", expected="a store opened by its node")
-        return self._store.routing()
+        if self._routing is None:
+            if self._store.routing is None:
+                raise MalformedInput("this store was opened without its node's routing",
+                                     where="store", expected="a store opened by its node")
+            self._routing = self._store.routing()  # read once per unit of work
+        return self._routing
 
     def __enter__(self) -> Self:
         conn = self._store.engine.connect().execution_options(gsomia_write=True)
@@ -1134,6 +1137,7 @@ class SqlUnitOfWork:
         self.audit = SqlAuditLog(conn, self._store.signer)
         self.outbox = SqlOutbox(conn)
         self.events = []
+        self._routing = None
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
