@@ -85,9 +85,10 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(tmp_path: Path,
         for item_id in acknowledged:
             assert kinds[item_id] == ["item-created", "label-bound"]
             assert [c.event for c in held[item_id].custody] == ["created"]
-        # At most the one publish in flight at the kill got in without being printed, whole.
+        # At most the one publish in flight at each kill so far got in without being
+        # printed, whole (the kill can land between a commit and its line, in each round).
         unprinted = set(held) - set(acknowledged)
-        assert len(unprinted) <= 1
+        assert len(unprinted) <= round_ + 1
         for item_id in unprinted:
             assert kinds[item_id] == ["item-created", "label-bound"]
         assert [e["seq"] for e in log] == list(range(len(log)))

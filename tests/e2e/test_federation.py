@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -310,6 +311,37 @@ def test_stopped_partner_receives_everything_exactly_once(direct: Federation) ->
     assert sorted(received) == sorted(ids)
     for item in ids:
         assert [r.event for r in custody(jpn, item)] == ["received"]
+
+
+def test_a_publish_by_the_command_line_is_queued_in_its_own_commit(
+        direct: Federation, tmp_path: Path,
+        gsomia: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    """Whoever publishes, the delivery is queued in the publish's commit: with KOR's node
+    stopped (no sender, so no outbox scan), ``gsomia publish`` leaves the delivery to JPN
+    queued and on record; KOR's node started again delivers it."""
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    assert federation.stop_node(direct.folder / "KOR") == "stopped"
+    try:
+        item = indicator()
+        source = tmp_path / "item.json"
+        source.write_text(json.dumps(item), "utf-8")
+        done = gsomia("publish", "--node", str(direct.folder / "KOR"), "--file", str(source),
+                      "--level", "군사III급비밀", "--rel-to", "KOR,JPN",
+                      "--purpose", "dprk-missile", "--json")
+        assert done.returncode == 0, done.stderr
+        [row] = [r for r in exchange.outbox_rows(kor) if r["item_id"] == item["id"]]
+        assert (row["recipient"], row["status"]) == ("JPN", exchange.PENDING)
+        queued = {e["seq"]: e for e in events(kor, AuditKind.DELIVERIES_QUEUED)}
+        assert row["seq"] in queued
+        stored = json.loads(done.stdout)["seq"]
+        with kor.store.reader() as reader:
+            heads = reader.head_sizes()
+        # One commit, one signed head: none was signed between storing and queueing.
+        assert row["seq"] > stored
+        assert not [size for size in heads if stored < size <= row["seq"]]
+    finally:
+        direct.up()
+    assert exchange.wait_until(lambda: held(jpn, item["id"]) and drained(kor), WAIT)
 
 
 _LEVELS = ("군사I급비밀", "군사II급비밀", "군사III급비밀")

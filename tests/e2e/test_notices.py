@@ -18,8 +18,7 @@ from test_federation import Federation, custody, drained, events, held, indicato
 from gsomia.core.audit import AuditKind
 from gsomia.core.custody import sign_classification_notice
 from gsomia.service import handlers
-from gsomia.shell import exchange, notices
-from gsomia.shell.commands import federation
+from gsomia.shell import consents, exchange, notices
 from gsomia.shell.commands import notices as notice_commands
 from gsomia.shell.node import Node
 from gsomia.shell.store import now_utc
@@ -201,8 +200,8 @@ def test_hub_notices_follow_the_custody_chain(tmp_path: Path) -> None:
         kor, jpn, usa = hub.nodes["KOR"], hub.nodes["JPN"], hub.nodes["USA"]
         item = publish(kor, indicator(), "군사II급비밀", ("KOR", "JPN", "USA"))
         assert exchange.wait_until(lambda: held(usa, item) and drained(kor), WAIT)
-        asked = federation.consent_request(usa, item, "JPN", "TISA warning")
-        federation.consent_decide(kor, asked["request"], True, "")
+        asked = consents.consent_request(usa, item, "JPN", "TISA warning")
+        consents.consent_decide(kor, asked["request"], True, "")
         assert exchange.wait_until(lambda: held(jpn, item) and drained(usa), WAIT)
 
         report, queued = notices.report_incident(jpn, item_id=item, kind="loss",

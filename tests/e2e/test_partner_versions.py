@@ -123,7 +123,8 @@ def test_the_originators_classification_change_then_a_new_version_goes_through(
     kor, jpn = fed.nodes["KOR"], fed.nodes["JPN"]
     item = indicator()
     publish(kor, item, "군사II급비밀", ("KOR", "JPN"))
-    assert exchange.wait_until(lambda: held(jpn, item["id"]), WAIT)
+    # JPN is a holder for KOR once KOR holds its receipt (JPN stores it a moment before).
+    assert exchange.wait_until(lambda: held(jpn, item["id"]) and drained(kor), WAIT)
     notices.reclassify(kor, item_id=item["id"], level="군사III급비밀")
     assert exchange.wait_until(
         lambda: custody(jpn, item["id"])[-1].national_label.level == "秘", WAIT)

@@ -4,6 +4,7 @@ the entry points (the command line) use the composition root and the command mod
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 CORE = Path(__file__).resolve().parents[2] / "src" / "gsomia" / "core"
@@ -76,3 +77,32 @@ def test_the_service_imports_no_shell() -> None:
                 for name in names_imported_by(f)
                 if name.startswith(("gsomia.shell", "gsomia.bootstrap"))]
     assert offences == []
+
+
+# ---- the shell carries bytes; the service decides and records -------------------------------
+
+SHELL = CORE.parent / "shell"
+# A release decision (``policy.decide``) or an audit event written anywhere but in a handler
+# would be a second path through the node, with its own idea of what is on record.
+DECIDES_OR_RECORDS = re.compile(r"\bdecide\(|\baudit\.append\(|\.append\(\s*AuditKind\.")
+
+
+def decisions_and_records(path: Path) -> list[str]:
+    text = path.read_text("utf-8")
+    return [f"{path.name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+            for m in DECIDES_OR_RECORDS.finditer(text)]
+
+
+def test_the_shell_neither_decides_releases_nor_appends_to_the_audit_log() -> None:
+    files = sorted(SHELL.rglob("*.py"))
+    assert len(files) >= 10
+    offences = [hit for f in files for hit in decisions_and_records(f)]
+    assert offences == []
+
+
+def test_the_shell_check_catches_an_offence(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("d = decide(r, cat)\nuow.audit.append(k, now, 'node')\n"
+                   "log.append(AuditKind.RECEIPT, now)\nconsent_decide(node, 'x')\n")
+    assert [h.split(": ", 1)[1] for h in decisions_and_records(bad)] == [
+        "decide(", "audit.append(", ".append(AuditKind."]

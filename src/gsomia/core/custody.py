@@ -42,6 +42,7 @@ from gsomia.core.types import Party, instant, iso, party, utc_text
 __all__ = [
     "CLASSIFICATION_CONTEXT",
     "INCIDENT_KINDS",
+    "REGISTER_FIELDS",
     "UNVERSIONED",
     "ClassificationNotice",
     "ConsentRecord",
@@ -60,6 +61,7 @@ __all__ = [
     "item_version",
     "record_bytes",
     "records_detail",
+    "register_digest",
     "sign_classification_notice",
     "stamp",
     "token_hash",
@@ -544,3 +546,25 @@ class IncidentReport:
 
     def digest(self) -> str:
         return digest(self.to_json())
+
+
+# The exchange's registers: each row names the event whose ``records`` carry its digest,
+# over the columns that never change once written. Their changing columns (a delivery's
+# status, attempts, next try) are checked against the log by ``audit verify`` instead: a
+# delivery marked delivered needs the partner's receipt, one marked refused a logged
+# refusal.
+REGISTER_FIELDS: dict[str, tuple[str, ...]] = {
+    "envelopes_seen": ("nonce", "sender", "item_id", "version", "at"),
+    "outbox": ("item_id", "version", "recipient"),
+    "notices": ("kind", "recipient", "reference", "item_id", "body"),
+    "consent_requests": ("id", "item_id", "holder", "recipient", "reason", "direction", "at"),
+}
+
+
+def register_digest(table: str, values: Mapping[str, Any]) -> str:
+    """The digest a register row's event records (``REGISTER_FIELDS`` of ``table``)."""
+    record: dict[str, Any] = {"register": table}
+    for name in REGISTER_FIELDS[table]:
+        value = values[name]
+        record[name] = stamp(value) if isinstance(value, datetime) else value
+    return digest(record)

@@ -61,6 +61,13 @@ from gsomia.core.custody import (
 )
 from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.labels import Scheme, SecurityLabel
+from gsomia.core.outbox import (
+    ConsentObtained,
+    IncidentRecorded,
+    ItemStored,
+    NoticeRecorded,
+    ReceiptObtained,
+)
 from gsomia.core.policy import (
     Consent,
     Decision,
@@ -80,6 +87,7 @@ from gsomia.core.stix import (
     label_marking,
 )
 from gsomia.core.types import Party, iso, party
+from gsomia.service.outbox import commit
 from gsomia.service.ports import AuditReader, KeyStore, StixValidator, UnitOfWork
 
 PROOF_VERSION = "gsomia/audit-proof/v1"
@@ -259,6 +267,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             raise MalformedInput(
                 f"{item_id} version {version} is already held", where="object.modified",
                 expected="a new version (a later 'modified') to publish a change")
+        stored: list[tuple[StoredItem, int]] = []
+        custodies: list[tuple[CustodyRecord, int]] = []
         for item, form, binding in prepared:
             label = form.label
             custody = CustodyRecord(item.item_id, item.version, "created", keys.party, label,
@@ -276,12 +286,26 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 item_version=item.version, content_hash=chash,
                 details={"key": binding.key, "digest": crypto.b64u(binding.digest),
                          "label": form.json})
-            uow.repo.add_item(item, seq=created.seq)
-            uow.repo.add_custody(custody, seq=created.seq)
+            stored.append((item, created.seq))
+            custodies.append((custody, created.seq))
+            uow.events.append(ItemStored(item.item_id, item.version, label))
             out.append(Published(item.item_id, item.version, created.seq, form.english,
                                  form.national, binding.key))
-        uow.commit()
+        # One statement each for the batch's items and custody records.
+        uow.repo.add_items(stored)
+        uow.repo.add_custody_many(custodies)
+        commit(uow, now)
     return out
+
+
+def may_add_versions(entries: Sequence[tuple[str, SecurityLabel]],
+                     current: Mapping[str, Sequence[SecurityLabel]],
+                     schemes: Mapping[Party, Scheme], *, publisher: Person) -> list[bool]:
+    """For each (item id, label made for it): whether ``publisher`` may add that version,
+    given the labels ``current`` of the versions held (``decide_new_version``); for a
+    caller that answers each object of a batch on its own."""
+    return [decide_new_version(label, list(current.get(item_id, [])), schemes,
+                               publisher=publisher).permit for item_id, label in entries]
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,8 +417,22 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     per (item, version, sender), in the commit that stores the item (its ``received`` event
     records both), so a resend is answered but never recorded twice.
     """
-    verdicts: list[tuple[Incoming, str, str, str | None, Decision | None,
-                         StoredItem | None]] = []
+    verdicts = screen_incoming(batch, keys=keys, catalogue=catalogue,
+                               originator_keys=originator_keys, now=now)
+    with uow:
+        out = ingest_into(uow, keys=keys, catalogue=catalogue, verdicts=verdicts, now=now)
+        commit(uow, now)
+    return out
+
+
+Verdict = tuple[Incoming, str, str, str | None, Decision | None, StoredItem | None]
+
+
+def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Catalogue,
+                    originator_keys: Mapping[Party, Ed25519PublicKey],
+                    now: datetime) -> list[Verdict]:
+    """The checks of :func:`ingest` that need no store (run before the write lock)."""
+    verdicts: list[Verdict] = []
     for incoming in batch:
         item_id = str(incoming.obj.get("id", ""))
         version = _version(incoming.obj)
@@ -431,85 +469,95 @@ def ingest(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         verdicts.append((incoming, item_id, version,
                          None if decision.permit else "; ".join(decision.reasons), decision,
                          item))
+    return verdicts
+
+
+def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+                verdicts: Sequence[Verdict], now: datetime) -> list[Ingested]:
+    """Store what :func:`screen_incoming` let through, inside the caller's unit of work
+    (not committed): the decisions needing the store, custody, receipts given, audit."""
+    verdicts = list(verdicts)
     out: list[Ingested] = []
-    signer = keys.signing_key() if any(i.envelope is not None for i in batch) else None
-    with uow:
-        held = uow.repo.held_versions([(v[1], v[2]) for v in verdicts if v[3] is None])
-        # A partner's new version of an item held here must keep its originator and its
-        # label as marked here (a version already held is a duplicate, checked below): an
-        # item is re-marked only by its originator's signed classification notice.
-        current = uow.repo.current_labels(sorted({v[1] for v in verdicts if v[3] is None}))
-        for n, (incoming, item_id, version, problem, verdict, _) in enumerate(verdicts):
-            if problem is not None or verdict is None or (item_id, version) in held:
-                continue
-            marked = incoming.label.remarked(
-                keys.party, verdict.recipient_level or incoming.label.level)
-            change = decide_new_version(marked, current.get(item_id, []), catalogue.schemes)
-            if not change.permit:
-                verdicts[n] = (incoming, item_id, version, NOT_A_NEW_VERSION, None, None)
-            else:
-                current.setdefault(item_id, [marked])
-        items: list[tuple[StoredItem, int]] = []
-        custody: list[tuple[CustodyRecord, int]] = []
-        given: set[tuple[str, str, str]] = set()  # (item, version, sender) recorded here
-        for incoming, item_id, version, problem, verdict, stored in verdicts:
-            if problem is not None or verdict is None or stored is None:
-                reasons = (problem or "refused",)
-                event = uow.audit.append(
-                    AuditKind.ENVELOPE_REFUSED, now, incoming.sender,
-                    item_id=item_id or None, item_version=version if item_id else None,
-                    details={"sender": incoming.sender, "reasons": list(reasons)})
-                out.append(Ingested(item_id, version, "refused", reasons, seq=event.seq))
-                continue
-            decision = verdict
-            receipt = given_record = None
-            if incoming.envelope is not None and signer is not None:
-                receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer)
-                given_record = ReceiptRecord(item_id, version, incoming.sender, "given",
-                                             receipt.to_json(), now)
-            if (item_id, version) in held:
-                once = (item_id, version, incoming.sender)
-                if given_record is not None and once not in given and not any(
-                        r.direction == "given" and r.peer == incoming.sender
-                        and r.version == version for r in uow.repo.receipts_for(item_id)):
-                    # Held from another path or sender: this sender's first receipt.
-                    event = uow.audit.append(
-                        AuditKind.RECEIPT, now, "node", item_id=item_id, item_version=version,
-                        details={"peer": incoming.sender, "direction": "given",
-                                 "records": records_detail(receipts=[given_record.digest()])})
-                    uow.repo.add_receipt(given_record, seq=event.seq)
-                given.add(once)
-                out.append(Ingested(item_id, version, "duplicate", agreement=decision.agreement,
-                                    national_level=decision.recipient_level, receipt=receipt))
-                continue
-            held.add((item_id, version))
-            level = decision.recipient_level or incoming.label.level
-            national = incoming.label.remarked(keys.party, level)
-            record = CustodyRecord(item_id, version, "received", keys.party, incoming.label,
-                                   national, now, provider=incoming.sender,
-                                   agreement=decision.agreement,
-                                   envelope_digest=incoming.envelope_digest
-                                   ).knowing(stored.label)
+    signer = keys.signing_key() if any(v[0].envelope is not None for v in verdicts) \
+        else None
+    held = uow.repo.held_versions([(v[1], v[2]) for v in verdicts if v[3] is None])
+    # A partner's new version of an item held here must keep its originator and its
+    # label as marked here (a version already held is a duplicate, checked below): an
+    # item is re-marked only by its originator's signed classification notice.
+    current = uow.repo.current_labels(sorted({v[1] for v in verdicts if v[3] is None}))
+    for n, (incoming, item_id, version, problem, verdict, _) in enumerate(verdicts):
+        if problem is not None or verdict is None or (item_id, version) in held:
+            continue
+        marked = incoming.label.remarked(
+            keys.party, verdict.recipient_level or incoming.label.level)
+        change = decide_new_version(marked, current.get(item_id, []), catalogue.schemes)
+        if not change.permit:
+            verdicts[n] = (incoming, item_id, version, NOT_A_NEW_VERSION, None, None)
+        else:
+            current.setdefault(item_id, [marked])
+    items: list[tuple[StoredItem, int]] = []
+    custody: list[tuple[CustodyRecord, int]] = []
+    given: set[tuple[str, str, str]] = set()  # (item, version, sender) recorded here
+    receipts: list[tuple[ReceiptRecord, int]] = []
+    for incoming, item_id, version, problem, verdict, stored in verdicts:
+        if problem is not None or verdict is None or stored is None:
+            reasons = (problem or "refused",)
             event = uow.audit.append(
-                AuditKind.RECEIVED, now, incoming.sender, item_id=item_id,
-                item_version=version, content_hash=stored.content_hash(),
-                details={"sender": incoming.sender, "type": stored.stix_type,
-                         "originator": stored.originator, "added_at": stamp(stored.added_at),
-                         "agreement": decision.agreement, "binding_key": incoming.binding.key,
-                         "national_level": level,
-                         "records": records_detail(
-                             custody=[record.digest()],
-                             receipts=[given_record.digest()] if given_record else [])})
-            items.append((stored, event.seq))
-            custody.append((record, event.seq))
-            if given_record is not None:
+                AuditKind.ENVELOPE_REFUSED, now, incoming.sender,
+                item_id=item_id or None, item_version=version if item_id else None,
+                details={"sender": incoming.sender, "reasons": list(reasons)})
+            out.append(Ingested(item_id, version, "refused", reasons, seq=event.seq))
+            continue
+        decision = verdict
+        receipt = given_record = None
+        if incoming.envelope is not None and signer is not None:
+            receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer)
+            given_record = ReceiptRecord(item_id, version, incoming.sender, "given",
+                                         receipt.to_json(), now)
+        if (item_id, version) in held:
+            once = (item_id, version, incoming.sender)
+            if given_record is not None and once not in given and not any(
+                    r.direction == "given" and r.peer == incoming.sender
+                    and r.version == version for r in uow.repo.receipts_for(item_id)):
+                # Held from another path or sender: this sender's first receipt.
+                event = uow.audit.append(
+                    AuditKind.RECEIPT, now, "node", item_id=item_id, item_version=version,
+                    details={"peer": incoming.sender, "direction": "given",
+                             "records": records_detail(receipts=[given_record.digest()])})
                 uow.repo.add_receipt(given_record, seq=event.seq)
-                given.add((item_id, version, incoming.sender))
-            out.append(Ingested(item_id, version, "stored", decision.reasons,
-                                decision.agreement, level, event.seq, receipt))
-        uow.repo.add_items(items)
-        uow.repo.add_custody_many(custody)
-        uow.commit()
+            given.add(once)
+            out.append(Ingested(item_id, version, "duplicate", agreement=decision.agreement,
+                                national_level=decision.recipient_level, receipt=receipt))
+            continue
+        held.add((item_id, version))
+        level = decision.recipient_level or incoming.label.level
+        national = incoming.label.remarked(keys.party, level)
+        record = CustodyRecord(item_id, version, "received", keys.party, incoming.label,
+                               national, now, provider=incoming.sender,
+                               agreement=decision.agreement,
+                               envelope_digest=incoming.envelope_digest
+                               ).knowing(stored.label)
+        event = uow.audit.append(
+            AuditKind.RECEIVED, now, incoming.sender, item_id=item_id,
+            item_version=version, content_hash=stored.content_hash(),
+            details={"sender": incoming.sender, "type": stored.stix_type,
+                     "originator": stored.originator, "added_at": stamp(stored.added_at),
+                     "agreement": decision.agreement, "binding_key": incoming.binding.key,
+                     "national_level": level,
+                     "records": records_detail(
+                         custody=[record.digest()],
+                         receipts=[given_record.digest()] if given_record else [])})
+        items.append((stored, event.seq))
+        custody.append((record, event.seq))
+        uow.events.append(ItemStored(item_id, version, incoming.label, incoming.sender))
+        if given_record is not None:
+            receipts.append((given_record, event.seq))
+            given.add((item_id, version, incoming.sender))
+        out.append(Ingested(item_id, version, "stored", decision.reasons,
+                            decision.agreement, level, event.seq, receipt))
+    uow.repo.add_items(items)
+    uow.repo.add_custody_many(custody)
+    uow.repo.add_receipts(receipts)
     return out
 
 
@@ -748,7 +796,8 @@ def refuse_action(uow: UnitOfWork, *, actor: str, action: str, reasons: Sequence
 def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,
                    originator_public: Ed25519PublicKey, now: datetime,
                    actor: str = "node") -> ConsentRecord:
-    """Keep a consent obtained from an originator, after checking its signature."""
+    """Keep a consent obtained from an originator, after checking its signature; the relay
+    it opens is queued in the same commit, and this node's requests for it are answered."""
     crypto.verify_consent(consent, originator_public)
     record = ConsentRecord(consent.item_id, consent.originator, consent.recipient, "obtained",
                            consent.to_json(), now)
@@ -759,7 +808,9 @@ def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,
                      "direction": "obtained",
                      "records": records_detail(consents=[record.digest()])})
         uow.repo.add_consent(record, seq=event.seq)
-        uow.commit()
+        uow.repo.answer_consent_requests(consent.item_id, consent.recipient, "granted", now)
+        uow.events.append(ConsentObtained(consent.item_id, consent.recipient))
+        commit(uow, now)
     return record
 
 
@@ -803,14 +854,16 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
         uow.repo.add_notice(notice, seq=event.seq)
         for record in remarked:
             uow.repo.add_custody(record, seq=event.seq)
-        uow.commit()
+        uow.events.append(NoticeRecorded(notice))
+        commit(uow, now)
     return notice
 
 
 def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                                 notice: ClassificationNotice,
                                 originator_public: Ed25519PublicKey, now: datetime,
-                                actor: str = "node") -> list[CustodyRecord]:
+                                actor: str = "node",
+                                came_from: Party | None = None) -> list[CustodyRecord]:
     """As holder, re-mark every version held to the equivalent of the originator's new level.
 
     The notice must be signed by the item's originator; the equivalent level comes from the
@@ -850,7 +903,9 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
         uow.repo.add_notice(notice, seq=event.seq)
         for record in remarked:
             uow.repo.add_custody(record, seq=event.seq)
-        uow.commit()
+        # Passed on to those this node delivered the item to, never back to ``came_from``.
+        uow.events.append(NoticeRecorded(notice, came_from))
+        commit(uow, now)
     return remarked
 
 
@@ -869,9 +924,11 @@ def _remark_all(uow: UnitOfWork, versions: Sequence[StoredItem], holder: Party, 
 
 def report_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, description: str,
                     now: datetime, item_id: str | None = None,
-                    actor: str = "operator") -> IncidentReport:
+                    actor: str = "operator", came_from: Party | None = None) -> IncidentReport:
     """Record a loss, compromise or possible compromise (Art. 17), naming whom to tell:
-    the provider the item came from, else its originator if that is another party."""
+    the provider the item came from, else its originator if that is another party. The
+    report to that party is queued in the same commit (``came_from``: the partner that
+    reported it here, which is not told again)."""
     with uow:
         notify: Party | None = None
         if item_id is not None:
@@ -889,7 +946,8 @@ def report_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, description: 
             details={"reference": reference, "kind": kind, "notify": notify,
                      "records": records_detail(incidents=[report.digest()])})
         uow.repo.add_incident(report, seq=event.seq)
-        uow.commit()
+        uow.events.append(IncidentRecorded(report, came_from))
+        commit(uow, now)
     return report
 
 
@@ -923,8 +981,30 @@ def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, 
             details={"peer": peer, "direction": direction,
                      "records": records_detail(receipts=[record.digest()])})
         uow.repo.add_receipt(record, seq=event.seq)
-        uow.commit()
+        if direction == "obtained":
+            uow.events.append(ReceiptObtained(record.item_id, record.version, peer))
+        commit(uow, now)
     return record
+
+
+def check_release(request: ReleaseRequest, catalogue: Catalogue) -> Decision:
+    """One release decided and explained, recorded nowhere (``agreements release-check``,
+    the demo's story)."""
+    return decide(request, catalogue)
+
+
+def accept_head(uow: UnitOfWork, *, head: TreeHead, problems: Sequence[str],
+                partners: Sequence[Mapping[str, Any]], now: datetime,
+                actor: str = "operator") -> AuditEvent:
+    """The operator accepts the latest head after checking it with the partners (the head
+    kept outside the database was lost): on record, with what was checked."""
+    with uow:
+        event = uow.audit.append(
+            AuditKind.HEAD_ACCEPTED, now, actor,
+            details={"size": head.size, "root": head.root.hex(), "problems": list(problems),
+                     "partners": [dict(p) for p in partners]})
+        uow.commit()
+    return event
 
 
 # ---- verifying the log ----------------------------------------------------------------------

@@ -1,14 +1,17 @@
 """The seams between the handlers and the world: what a store and a key store must offer.
 
 A handler opens one :class:`UnitOfWork`, reads and writes through ``uow.repo``, appends to
-``uow.audit`` and calls ``commit()``: the records, the audit events and the signed tree head
-for the new log size then become durable together, or (leaving the block without
-committing, or on any error) not at all.
+``uow.audit``, records domain events in ``uow.events`` and commits through
+:func:`gsomia.service.outbox.commit`, which plans what the events owe partners into
+``uow.outbox``: the records, the outbox rows, the audit events and the signed tree head for
+the new log size then become durable together, or (leaving the block without committing,
+or on any error) not at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -29,12 +32,12 @@ from gsomia.core.custody import (
     StoredItem,
 )
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
 from gsomia.core.types import Party
 
-__all__ = [
-    "AuditLog", "AuditReader", "KeyStore", "RecordRow", "Repository", "StixValidator",
-    "UnitOfWork",
-]
+__all__ = ["AuditLog", "AuditReader", "ConsentRequest", "KeyStore", "Outbox",
+           "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository", "SeenEnvelope",
+           "StixValidator", "UnitOfWork"]
 
 
 class KeyStore(Protocol):
@@ -99,7 +102,133 @@ class Repository(Protocol):
     def add_incident(self, report: IncidentReport, *, seq: int) -> None: ...
     def incidents(self) -> list[IncidentReport]: ...
     def add_receipt(self, record: ReceiptRecord, *, seq: int) -> None: ...
+    def add_receipts(self, batch: list[tuple[ReceiptRecord, int]]) -> None: ...
     def receipts_for(self, item_id: str) -> list[ReceiptRecord]: ...
+    def receipted(self, item_ids: Collection[str], peer: Party,
+                  direction: str) -> set[tuple[str, str]]:
+        """(id, version) of the receipts held with ``peer`` in ``direction`` for ``item_ids``."""
+        ...
+    def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
+        """The consents held for each of ``item_ids`` (absent: none)."""
+        ...
+    # the exchange's registers
+    def add_envelopes_seen(self, rows: Sequence[SeenEnvelope], *, seq: int) -> None: ...
+    def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None: ...
+    def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
+                                at: datetime, *, request_id: str | None = None) -> None:
+        """Mark this node's requests answered: the pending outgoing ones for ``item_id``
+        (to ``recipient``), or the one ``request_id``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SeenEnvelope:
+    """An envelope accepted here: its nonce is never accepted again (the replay register)."""
+
+    nonce: str
+    sender: Party
+    item_id: str
+    version: str
+    at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {"nonce": self.nonce, "sender": self.sender, "item_id": self.item_id,
+                "version": self.version, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """A request for the originator's consent to a relay, asked of this node or by it."""
+
+    request_id: str
+    item_id: str
+    holder: Party
+    recipient: Party
+    reason: str
+    direction: str
+    at: datetime
+
+    def row(self) -> dict[str, Any]:
+        return {"id": self.request_id, "item_id": self.item_id, "holder": self.holder,
+                "recipient": self.recipient, "reason": self.reason, "status": "pending",
+                "direction": self.direction, "at": self.at}
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDelivery:
+    """An outbox row the courier sends: ``row`` is its key in the register."""
+
+    row: int
+    item_id: str
+    version: str
+    recipient: Party
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedNotice:
+    """A notice row the courier sends."""
+
+    row: int
+    kind: str
+    recipient: Party
+    reference: str
+    item_id: str | None
+    body: str
+    attempts: int
+
+    def register(self) -> dict[str, Any]:
+        return {"kind": self.kind, "recipient": self.recipient, "reference": self.reference,
+                "item_id": self.item_id, "body": self.body}
+
+
+class Outbox(Protocol):
+    """What the node owes its partners, inside one unit of work: deliveries and notices,
+    each row recorded by the audit event named by ``seq``."""
+
+    def queued_deliveries(self, keys: Collection[tuple[str, str, Party]]
+                          ) -> set[tuple[str, str, Party]]:
+        """Which of the (item, version, recipient) are in the outbox already."""
+        ...
+
+    def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
+        ...
+
+    def queued_notices(self, keys: Collection[tuple[str, str, Party]]
+                       ) -> set[tuple[str, str, Party]]:
+        """Which of the (kind, reference, recipient) are queued already."""
+        ...
+
+    def add_notices(self, rows: Sequence[NoticeDue], *, now: datetime, seq: int) -> None: ...
+
+    def advance_scan(self, added: int) -> int | None:
+        """Move the scan watermark past the ``added`` items this commit stored, when nothing
+        older is left unscanned (writers commit in seq order); the new mark, or None."""
+        ...
+
+    def unscanned(self) -> list[tuple[str, str, int]]:
+        """(id, version, seq) of the items stored after the scan watermark, oldest first."""
+        ...
+
+    def set_scan_mark(self, seq: int) -> None: ...
+
+    def still_pending(self, rows: Collection[int]) -> set[int]: ...
+
+    def mark_delivered(self, rows: Sequence[tuple[int, int]], at: datetime) -> None:
+        """(row, attempts) delivered at ``at``."""
+        ...
+
+    def mark_refused(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        """(row, attempts, why): refused for good, never retried."""
+        ...
+
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
+        """(row, attempts, next try, last error) of deliveries still pending."""
+        ...
+
+    def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        """(row, new values) of notices sent, refused or to retry."""
+        ...
 
 
 class AuditLog(Protocol):
@@ -127,6 +256,19 @@ class UnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditLog: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def events(self) -> list[DomainEvent]:
+        """Domain events recorded in this unit of work, planned into the outbox on commit."""
+        ...
+
+    @property
+    def routing(self) -> Routing:
+        """Who this node is and whom it delivers to."""
+        ...
 
     def __enter__(self) -> Self: ...
 

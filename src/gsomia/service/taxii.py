@@ -21,6 +21,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from gsomia.core import stix
+from gsomia.core.audit import AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput, NotFound, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.policy import Decision, Person, decide_access
@@ -37,6 +38,7 @@ from gsomia.core.taxii import (
 from gsomia.core.taxii import collection as taxii_collection
 from gsomia.core.types import Party
 from gsomia.service.handlers import REFUSED_TO_PUBLISH
+from gsomia.service.ports import UnitOfWork
 from gsomia.service.taxii_ports import (
     AccessRecord,
     ObjectStore,
@@ -47,7 +49,7 @@ from gsomia.service.taxii_ports import (
 )
 
 __all__ = ["MAX_OBJECTS_PER_POST", "NotFound", "Served", "StixCheck", "TaxiiService",
-           "marking_id", "token_hash"]
+           "marking_id", "record_accesses", "token_hash"]
 
 MAX_OBJECTS_PER_POST = 10_000
 
@@ -409,3 +411,35 @@ def _envelope_objects(body: Any, media: str) -> list[Mapping[str, Any]]:
             raise MalformedInput("is not a STIX object", where=f"body.objects[{i}]",
                                  expected="a JSON object with type and id")
     return objects
+
+
+def record_accesses(uow: UnitOfWork, records: Sequence[AccessRecord]) -> None:
+    """Audit reads through TAXII, granted or refused, one event each, in one commit."""
+    with uow:
+        for record in records:
+            _append_access(uow, record)
+        uow.commit()
+
+
+def _append_access(uow: UnitOfWork, record: AccessRecord) -> None:
+    kind = AuditKind.ACCESS_GRANTED if record.granted else AuditKind.ACCESS_DENIED
+    details: dict[str, Any] = {"via": f"taxii:{record.endpoint}",
+                               "clearance": record.person.clearance}
+    item_id: str | None = None
+    item_version: str | None = None
+    if record.granted:
+        if len(record.granted) == 1:
+            item_id, item_version = record.granted[0]
+        else:
+            details["items"] = [list(g) for g in record.granted]
+    else:
+        item_id = record.denied[0][0]
+        reasons = record.denied[0][1]
+        if record.explain is not None:
+            try:
+                reasons = record.explain()
+            except Exception as exc:  # the refusal is logged all the same, with what failed
+                reasons = [f"reasons not worked out: {type(exc).__name__}: {exc}"]
+        details["reasons"] = [str(r) for r in reasons]
+    uow.audit.append(kind, record.at, record.person.name, item_id=item_id,
+                     item_version=item_version, details=details)

@@ -42,8 +42,8 @@ FIELD_FLAGS = {
     "db": "--db",
     "folder": "--dir",
     "index": "--index",
+    "item": "--item",
     "launch": "--launch",
-    "role": "--role",
     "level": "--level",
     "node": "--node",
     "party": "--party",
@@ -51,6 +51,9 @@ FIELD_FLAGS = {
     "purpose": "--purpose",
     "regime": "--regime",
     "rel_to": "--rel-to",
+    "request": "--request",
+    "role": "--role",
+    "to": "--to",
 }
 
 

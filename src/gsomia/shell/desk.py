@@ -34,7 +34,7 @@ from starlette.routing import Route
 from gsomia.core import roles
 from gsomia.core.errors import ActionRefused as Refused
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
-from gsomia.core.policy import ReleaseRequest, decide, decide_access
+from gsomia.core.policy import ReleaseRequest, decide_access
 from gsomia.core.types import Party, utc_text
 
 __all__ = ["Gate", "desk_state", "preview", "routes"]
@@ -185,8 +185,8 @@ def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dic
                                 catalogue=node.catalogue, now=now)
     partners = []
     for p in sorted(node.catalogue.vocabulary.parties - {node.party}):
-        decision = decide(ReleaseRequest("preview", label, node.party, p, now),
-                          node.catalogue)
+        decision = handlers.check_release(ReleaseRequest("preview", label, node.party, p, now),
+                                          node.catalogue)
         partners.append({"partner": p, **decision.to_json()})
     own = decide_access(user.person(), label, node.catalogue.schemes)
     return {"marking": label.national_marking(),
@@ -229,7 +229,7 @@ def act(node: Any, user: Any, action: str, body: Mapping[str, Any], now: datetim
     """Do ``action`` for ``user``, through the command line's own handlers."""
     from gsomia.service import handlers
     from gsomia.shell import notices
-    from gsomia.shell.commands.federation import consent_decide
+    from gsomia.shell.consents import consent_decide
     from gsomia.shell.exchange import consent_rows
     from gsomia.shell.node import new_token
     from gsomia.shell.stix_check import check_stix

@@ -34,6 +34,7 @@ from typing import Any
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput
+from gsomia.core.outbox import Routing
 from gsomia.core.types import Party, iso, party
 from gsomia.service import handlers
 from gsomia.shell.keys import KEY_FILES, FileKeyStore, create_identity
@@ -118,6 +119,16 @@ class Node:
         self.keys = keys
         self.store = store
         self.catalogue = catalogue
+        store.routing = self.routing
+
+    def routing(self) -> Routing:
+        """Whom this node delivers to, as its partners.json says now."""
+        from gsomia.shell.exchange import Partners
+
+        partners = Partners.load(self.folder)
+        if partners is None:
+            return Routing(self.party, (), self.catalogue, federated=False)
+        return Routing(self.party, partners.deliver_to, self.catalogue)
 
     @property
     def party(self) -> Party:

@@ -5,21 +5,22 @@ chain: to the party the item came from (its originator, or the relay that provid
 which passes it on to its own provider in turn. A classification notice, signed by the
 originator, travels to every party the originator's node delivered the item to (its
 receipts obtained tell who), and each holder passes it on to those it delivered to. Both
-are written to the ``notices`` table by :class:`QueueingUnitOfWork` in the same commit as
-the audit event that causes them, so a crash never loses one or sends one that was rolled
-back. :class:`NoticeSender` posts due rows over mutual TLS and retries with backoff; the
-receiver is idempotent (a notice it already applied is answered as a duplicate), so a
-retry after a lost answer changes nothing.
+are queued by the handler that records them, in the same commit as the audit event that
+causes them (:mod:`gsomia.service.outbox`), so a crash never loses one or sends one that
+was rolled back. :class:`NoticeSender` posts due rows over mutual TLS and hands the answers
+to :func:`gsomia.service.notices.settle_notices` (delivered, refused, or retried with the
+one backoff); the receiver is idempotent (a notice it already applied is answered as a
+duplicate), so a retry after a lost answer changes nothing.
 
 Incident reports carry no signature of their own (the core has no signed incident form):
 the TLS client certificate identifies the holder, and the report names its reference.
 Classification notices are signed by the originator and checked against its key at every
 hop.
 
-Receiving (:func:`accept_incident`, :func:`accept_classification_notice`). A node accepts an
-incident only about an item it provided to the sender, and a notice only about an item it
-holds from the sender; everything else (unsigned, forged, misaddressed, unknown item) is
-refused and audited as ``notice-refused`` before the error goes back as a 4xx.
+Receiving (:func:`accept_incident`, :func:`accept_classification_notice`): the handlers of
+:mod:`gsomia.service.notices` accept a notice only about an item this node provided to the
+sender or holds from it; everything else is refused and audited as ``notice-refused``
+before the error goes back as a 4xx.
 
 Tree heads. Every ``heads_every`` seconds, when its own log has grown by more than tree-head
 records since the last exchange (or ``heads_quiet`` seconds have passed), a node posts its
@@ -40,52 +41,43 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gsomia.core.audit import (
-    AuditKind,
-    TreeHead,
-    hashes_from_json,
-    hashes_to_json,
-)
-from gsomia.core.custody import (
-    INCIDENT_KINDS,
-    ClassificationNotice,
-    IncidentReport,
-    records_detail,
-)
-from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
+from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
+from gsomia.core.errors import MalformedInput
+from gsomia.core.outbox import CLASSIFICATION, INCIDENT
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
 from gsomia.core.types import Party, iso
 from gsomia.service import handlers
+from gsomia.service import notices as notice_handlers
+from gsomia.service.notices import MAX_BACKOFF
+from gsomia.service.ports import QueuedNotice
 from gsomia.shell.exchange import (
     PARTIES,
+    Clock,
+    NodePort,
     Partners,
     Peer,
-    definitive,
     in_background,
     peer_client,
 )
-from gsomia.shell.store import (
-    audit_events,
-    incidents,
-    notices,
-    now_utc,
-    receipts,
-    register_digest,
-)
+from gsomia.shell.store import audit_events, incidents, notices, now_utc
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "CLASSIFICATION",
     "INCIDENT",
+    "MAX_BACKOFF",
     "PATHS",
     "LeafCache",
     "NoticeSender",
-    "QueueingUnitOfWork",
     "accept_classification_notice",
     "accept_incident",
     "head_with_proof",
@@ -99,10 +91,8 @@ __all__ = [
     "start_notices",
 ]
 
-INCIDENT, CLASSIFICATION = "incident", "classification-notice"
 PATHS = {INCIDENT: "/peer/v1/incidents/", CLASSIFICATION: "/peer/v1/classification-notices/"}
 PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
-MAX_BACKOFF = 30.0
 HEADS_EVERY = 2.0
 HEADS_QUIET = 60.0
 # Seconds apart, so no keep-alive: an idle connection held open would make the partner's
@@ -111,123 +101,17 @@ _CLOSE = {"connection": "close"}
 _HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
 
 
-# ---- queueing in the causing commit -------------------------------------------------------------
-
-
-class _CapturingRepository:
-    """The unit of work's repository, remembering the notices and incidents it stores."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-        self.notices: list[ClassificationNotice] = []
-        self.incidents: list[IncidentReport] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
-        self.notices.append(notice)
-        self._inner.add_notice(notice, seq=seq)
-
-    def add_incident(self, report: IncidentReport, *, seq: int) -> None:
-        self.incidents.append(report)
-        self._inner.add_incident(report, seq=seq)
-
-
-class QueueingUnitOfWork:
-    """A store unit of work whose commit also queues the notices its records call for.
-
-    ``came_from`` is the partner that sent what is being recorded: nothing goes back to it.
-    ``queued`` lists (kind, recipient) of what the last commit queued.
-    """
-
-    repo: Any  # the store's repository, wrapped to see what is stored
-    audit: Any
-
-    def __init__(self, inner: Any, me: Party, now: datetime,
-                 came_from: Party | None = None) -> None:
-        self._inner, self._me, self._now, self._from = inner, me, now, came_from
-        self.queued: list[tuple[str, Party]] = []
-
-    def __enter__(self) -> QueueingUnitOfWork:
-        self._inner.__enter__()
-        self._capture = _CapturingRepository(self._inner.repo)
-        self.repo = self._capture
-        self.audit = self._inner.audit
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._inner.__exit__(*exc)
-
-    def commit(self) -> None:
-        rows: list[dict[str, Any]] = []
-        for report in self._capture.incidents:
-            rows.extend(self._incident_rows(report))
-        for notice in self._capture.notices:
-            rows.extend(self._notice_rows(notice))
-        self._capture.incidents.clear()
-        self._capture.notices.clear()
-        if rows:
-            rows = _queue(self._inner.repo.conn, self._inner.audit, rows, self._now)
-            self.queued.extend((r["kind"], r["recipient"]) for r in rows)
-        self._inner.commit()
-
-    def rollback(self) -> None:
-        self._capture.incidents.clear()
-        self._capture.notices.clear()
-        self._inner.rollback()
-
-    def _row(self, kind: str, recipient: Party, reference: str, item_id: str | None,
-             body: Mapping[str, Any]) -> dict[str, Any]:
-        return {"kind": kind, "recipient": recipient, "reference": reference,
-                "item_id": item_id, "body": json.dumps(body, ensure_ascii=False,
-                                                       sort_keys=True),
-                "status": PENDING, "attempts": 0, "next_at": self._now,
-                "queued_at": self._now}
-
-    def _incident_rows(self, report: IncidentReport) -> list[dict[str, Any]]:
-        if report.item_id is None or report.notify is None or \
-                report.notify in (self._me, self._from):
-            return []
-        # The reference rides in the text: the receiver's record of it is then unique, which
-        # is what makes a retried report a duplicate there.
-        body = {"kind": report.kind, "item_id": report.item_id, "reference": report.reference,
-                "description": f"{report.description} [ref {report.reference}]"}
-        return [self._row(INCIDENT, report.notify, report.reference, report.item_id, body)]
-
-    def _notice_rows(self, notice: ClassificationNotice) -> list[dict[str, Any]]:
-        holders = sorted({r.peer for r in self.repo.receipts_for(notice.item_id)
-                          if r.direction == "obtained"}
-                         - {self._me, notice.originator, self._from})
-        return [self._row(CLASSIFICATION, p, notice.digest(), notice.item_id,
-                          notice.to_json()) for p in holders]
-
-
-def _queue(conn: sa.Connection, audit: Any, rows: list[dict[str, Any]],
-           now: datetime) -> list[dict[str, Any]]:
-    """Insert the notices not queued before, recorded by one ``notices-queued`` event (the
-    write lock is held, so each row has exactly one recording event); those inserted."""
-    held = {(r.kind, r.reference, r.recipient) for r in conn.execute(
-        sa.select(notices.c.kind, notices.c.reference, notices.c.recipient)
-        .where(notices.c.reference.in_(sorted({r["reference"] for r in rows}))))}
-    fresh = []
-    for row in rows:
-        key = (row["kind"], row["reference"], row["recipient"])
-        if key not in held:
-            held.add(key)
-            fresh.append(row)
-    if fresh:
-        event = audit.append(AuditKind.NOTICES_QUEUED, now, "node", details={
-            "records": records_detail(notices=[register_digest("notices", r)
-                                               for r in fresh])})
-        conn.execute(notices.insert(), [{**r, "seq": event.seq} for r in fresh])
-    return fresh
-
-
 # ---- what the operator does ---------------------------------------------------------------------
 
 
-def report_incident(node: Any, *, item_id: str, kind: str, description: str,
+def _queued_to(node: NodePort, kind: str, reference: str) -> list[Party]:
+    with node.store.engine.connect() as conn:
+        return list(conn.execute(sa.select(notices.c.recipient).where(
+            notices.c.kind == kind, notices.c.reference == reference)
+            .order_by(notices.c.row)).scalars())
+
+
+def report_incident(node: NodePort, *, item_id: str, kind: str, description: str,
                     now: datetime | None = None,
                     actor: str = "operator") -> tuple[IncidentReport, list[Party]]:
     """Record a loss or compromise here and queue it to whoever provided the item."""
@@ -235,24 +119,23 @@ def report_incident(node: Any, *, item_id: str, kind: str, description: str,
     if kind not in INCIDENT_KINDS:
         raise MalformedInput(f"{kind!r} is not an incident kind", where="--kind",
                              expected=", ".join(INCIDENT_KINDS))
-    uow = QueueingUnitOfWork(node.uow(), node.party, at)
-    report = handlers.report_incident(uow, keys=node.keys, kind=kind, description=description,
-                                      now=at, item_id=item_id, actor=actor)
-    return report, [r for _, r in uow.queued]
+    report = handlers.report_incident(node.uow(), keys=node.keys, kind=kind,
+                                      description=description, now=at, item_id=item_id,
+                                      actor=actor)
+    return report, _queued_to(node, INCIDENT, report.reference)
 
 
-def reclassify(node: Any, *, item_id: str, level: str, now: datetime | None = None,
+def reclassify(node: NodePort, *, item_id: str, level: str, now: datetime | None = None,
                actor: str = "operator") -> tuple[ClassificationNotice, list[Party]]:
     """As originator, change an item's level and queue the signed notice to every holder."""
     at = now or now_utc()
-    uow = QueueingUnitOfWork(node.uow(), node.party, at)
-    notice = handlers.change_classification(uow, keys=node.keys,
+    notice = handlers.change_classification(node.uow(), keys=node.keys,
                                             schemes=node.catalogue.schemes, item_id=item_id,
                                             new_level=level, now=at, actor=actor)
-    return notice, [r for _, r in uow.queued]
+    return notice, _queued_to(node, CLASSIFICATION, notice.digest())
 
 
-def notice_rows(node: Any) -> list[dict[str, Any]]:
+def notice_rows(node: NodePort) -> list[dict[str, Any]]:
     with node.store.engine.connect() as conn:
         rows = conn.execute(sa.select(notices).order_by(notices.c.row)).all()
     out = []
@@ -265,13 +148,13 @@ def notice_rows(node: Any) -> list[dict[str, Any]]:
     return out
 
 
-def pending(node: Any) -> int:
+def pending(node: NodePort) -> int:
     with node.store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(notices)
                                 .where(notices.c.status == PENDING)).scalar() or 0)
 
 
-def incident_rows(node: Any) -> list[dict[str, Any]]:
+def incident_rows(node: NodePort) -> list[dict[str, Any]]:
     """Incidents reported here and received from partners, with where each was sent."""
     sent: dict[str, list[dict[str, Any]]] = {}
     for row in notice_rows(node):
@@ -295,81 +178,21 @@ def incident_rows(node: Any) -> list[dict[str, Any]]:
 # ---- receiving ------------------------------------------------------------------------------
 
 
-def _refuse(node: Any, kind: str, sender: Party, item_id: object, exc: GsomiaError,
-            now: datetime) -> None:
-    reasons = list(exc.reasons) if isinstance(exc, PolicyDenied) else [str(exc)]
-    with node.uow() as uow:
-        uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
-                         item_id=item_id[:300] if isinstance(item_id, str) and item_id
-                         else None,
-                         details={"sender": sender, "notice": kind,
-                                  "reasons": [r[:500] for r in reasons[:10]]})
-        uow.commit()
-
-
-def accept_incident(node: Any, *, kind: str, item_id: str, description: str, sender: Party,
-                    now: datetime) -> dict[str, Any]:
+def accept_incident(node: NodePort, *, kind: str, item_id: str, description: str,
+                    sender: Party, now: datetime) -> dict[str, Any]:
     """A holder's report about an item this node provided to it (Art. 17)."""
-    text = f"reported by {sender}: {description}"[:4000]
-    try:
-        if kind not in INCIDENT_KINDS:
-            raise MalformedInput(f"{kind!r} is not an incident kind", where="kind",
-                                 expected=", ".join(INCIDENT_KINDS))
-        with node.store.engine.connect() as conn:
-            provided = conn.execute(
-                sa.select(sa.func.count()).select_from(receipts).where(
-                    receipts.c.item_id == item_id, receipts.c.peer == sender,
-                    receipts.c.direction == "obtained")).scalar()
-            duplicate = conn.execute(
-                sa.select(incidents.c.reference).where(
-                    incidents.c.item_id == item_id, incidents.c.kind == kind,
-                    incidents.c.reported_by == sender,
-                    incidents.c.description == text)).scalar()
-        if not provided:
-            # Not held, or held but never given to the sender: the same answer for both.
-            raise PolicyDenied((f"{node.party} did not provide {item_id} to {sender}",))
-        if duplicate is not None:
-            return {"accepted": True, "duplicate": True, "reference": duplicate}
-        report = handlers.report_incident(
-            QueueingUnitOfWork(node.uow(), node.party, now, came_from=sender),
-            keys=node.keys, kind=kind, description=text, now=now, item_id=item_id,
-            actor=sender)
-    except GsomiaError as exc:
-        _refuse(node, INCIDENT, sender, item_id, exc, now)
-        raise
-    return {"accepted": True, "reference": report.reference}
+    return notice_handlers.accept_incident(node.uow(), keys=node.keys, kind=kind,
+                                           item_id=item_id, description=description,
+                                           sender=sender, now=now)
 
 
-def accept_classification_notice(node: Any, doc: Mapping[str, Any], sender: Party,
+def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender: Party,
                                  originator_keys: Mapping[Party, Ed25519PublicKey],
                                  now: datetime) -> dict[str, Any]:
-    """The originator's signed notice, from the party this node holds the item from:
-    re-mark every version to this party's equivalent level (Art. 4) and pass it on."""
-    item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
-    try:
-        notice = ClassificationNotice.from_json(doc)
-        with node.store.repository() as repo:
-            versions = repo.item_versions(notice.item_id)
-            applied = any(n.signature == notice.signature
-                          for n in repo.notices_for(notice.item_id))
-            current = repo.custody_of(notice.item_id, versions[-1].version)[-1] \
-                if versions else None
-        if current is None or current.provider != sender:
-            raise PolicyDenied((f"{node.party} holds no {notice.item_id} from {sender}",))
-        key = originator_keys.get(notice.originator)
-        if key is None:
-            raise ProofInvalid(f"no key for originator {notice.originator}")
-        if applied:
-            return {"accepted": True, "duplicate": True}
-        remarked = handlers.apply_classification_notice(
-            QueueingUnitOfWork(node.uow(), node.party, now, came_from=sender),
-            keys=node.keys, catalogue=node.catalogue, notice=notice, originator_public=key,
-            now=now, actor=sender)
-    except GsomiaError as exc:
-        _refuse(node, CLASSIFICATION, sender, item_id, exc, now)
-        raise
-    return {"accepted": True,
-            "national_levels": sorted({r.national_label.level for r in remarked})}
+    """The originator's signed notice, from the party this node holds the item from."""
+    return notice_handlers.accept_classification_notice(
+        node.uow(), keys=node.keys, catalogue=node.catalogue, doc=doc, sender=sender,
+        originator_keys=originator_keys, now=now)
 
 
 # ---- tree heads -------------------------------------------------------------------------------
@@ -390,7 +213,7 @@ class LeafCache:
         return self.levels
 
 
-def head_with_proof(node: Any, since: int, cache: LeafCache | None = None) -> dict[str, Any]:
+def head_with_proof(node: NodePort, since: int, cache: LeafCache | None = None) -> dict[str, Any]:
     """This node's latest head and a consistency proof from ``since`` (none if ``since`` is
     past the head: the asker then sees the log shrank)."""
     with node.store.reader() as reader:
@@ -423,7 +246,7 @@ def _head_events(conn: sa.Connection, limit: int | None = None) -> list[Any]:
     return list(conn.execute(query).all())
 
 
-def partner_heads(node: Any) -> list[dict[str, Any]]:
+def partner_heads(node: NodePort) -> list[dict[str, Any]]:
     """Per partner: its latest head seen and when; ``consistent`` is False once any of its
     heads failed a check (the evidence of a rewrite is never outweighed by later good heads),
     True if checked and never failed, None if never checked from this side."""
@@ -478,7 +301,8 @@ class NoticeReport:
 class NoticeSender:
     """Posts due notices to partners and exchanges tree heads with them; one ``step`` a pass."""
 
-    def __init__(self, node: Any, *, clock: Any = now_utc, client: Any = None,
+    def __init__(self, node: NodePort, *, clock: Clock = now_utc,
+                 client: httpx.Client | None = None,
                  heads_every: float = HEADS_EVERY, heads_quiet: float = HEADS_QUIET,
                  batch: int = 64) -> None:
         self.node = node
@@ -495,7 +319,7 @@ class NoticeSender:
         self._errors: dict[Party, str] = {}
 
     @property
-    def client(self) -> Any:
+    def client(self) -> httpx.Client:
         if self._client is None:
             self._client = peer_client(self.node.folder)
         return self._client
@@ -527,7 +351,7 @@ class NoticeSender:
                                .order_by(notices.c.row).limit(self.batch)).all()
         if not due:
             return
-        updates: list[tuple[int, dict[str, Any]]] = []
+        outcomes: list[tuple[QueuedNotice, int, str]] = []
         for row in due:
             peer = partners.peers.get(row.recipient)
             try:
@@ -539,35 +363,13 @@ class NoticeSender:
                 status, text = response.status_code, response.text[:500]
             except Exception as exc:  # network, TLS, partner down: retry with backoff
                 status, text = 0, str(exc)[:500]
-            if status == 202:
-                updates.append((row.row, {"status": DELIVERED, "delivered_at": now,
-                                          "attempts": row.attempts + 1, "last_error": None}))
-                report.delivered += 1
-            elif definitive(status):
-                updates.append((row.row, {"status": REFUSED, "attempts": row.attempts + 1,
-                                          "last_error": f"HTTP {status}: {text}"}))
-                report.refused += 1
-            else:
-                delay = min(MAX_BACKOFF, 0.2 * 2 ** row.attempts)
-                updates.append((row.row, {
-                    "attempts": row.attempts + 1, "next_at": now + timedelta(seconds=delay),
-                    "last_error": (f"HTTP {status}: " if status else "") + text}))
-                report.failed += 1
-        outcomes: dict[str, list[str]] = {}
-        for row, (_, values) in zip(due, updates, strict=True):
-            if values.get("status") in (DELIVERED, REFUSED):
-                outcomes.setdefault(values["status"], []).append(
-                    register_digest("notices", row._mapping))
-        with self.node.uow() as uow:
-            conn = uow.repo.conn
-            if outcomes:
-                # A notice marked delivered or refused is on record, so one dropped behind
-                # the log's back (marked delivered, never sent) shows in audit verify.
-                uow.audit.append(AuditKind.NOTICES_SETTLED, now, "node",
-                                 details=dict(sorted(outcomes.items())))
-            for key, values in updates:
-                conn.execute(notices.update().where(notices.c.row == key).values(**values))
-            uow.commit()
+            outcomes.append((QueuedNotice(row.row, row.kind, row.recipient, row.reference,
+                                          row.item_id, row.body, row.attempts), status, text))
+        delivered, refused, failed = notice_handlers.settle_notices(
+            self.node.uow(), outcomes=outcomes, now=now)
+        report.delivered += delivered
+        report.refused += refused
+        report.failed += failed
 
     # -- tree heads --
 
@@ -641,26 +443,15 @@ class NoticeSender:
 
     def record(self, partner: Party, previous: TreeHead | None, head: TreeHead,
                verdict: HeadVerdict) -> None:
-        now = self.clock()
+        if not verdict.consistent and self._flagged.get(partner) == head.signature:
+            return  # the same bad head again: recorded once
+        notice_handlers.record_head_exchange(self.node.uow(), partner=partner,
+                                             previous=previous, head=head, verdict=verdict,
+                                             now=self.clock())
         if verdict.consistent:
-            with self.node.uow() as uow:
-                uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, "node",
-                                 details={"partner": partner, "head": head.to_json(),
-                                          "consistent": True, "from_size": verdict.from_size,
-                                          "direction": "obtained"})
-                uow.commit()
             self._base[partner] = head
             self._flagged.pop(partner, None)
             return
-        if self._flagged.get(partner) == head.signature:
-            return  # the same bad head again: recorded once
-        with self.node.uow() as uow:
-            uow.audit.append(AuditKind.PARTNER_LOG_INCONSISTENT, now, "node",
-                             details={"partner": partner, "head": head.to_json(),
-                                      "recorded": previous.to_json() if previous else None,
-                                      "from_size": verdict.from_size,
-                                      "reason": verdict.reason[:500]})
-            uow.commit()
         self._flagged[partner] = head.signature
         print(f"gsomia notices: {partner}'s log is inconsistent with its head of size "
               f"{verdict.from_size}: {verdict.reason}", file=sys.stderr, flush=True)
@@ -679,7 +470,7 @@ class NoticeSender:
                 stop.wait(idle if not report.failed else 0.2)
 
 
-def start_notices(node: Any, *, heads_every: float = HEADS_EVERY
+def start_notices(node: NodePort, *, heads_every: float = HEADS_EVERY
                   ) -> tuple[threading.Thread, threading.Event]:
     """The notice sender and tree-head exchange on a daemon thread (``gsomia node run``)."""
     return in_background(NoticeSender(node, heads_every=heads_every), "gsomia-notices")

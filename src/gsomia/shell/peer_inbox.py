@@ -15,10 +15,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
-from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
+from gsomia.core.audit import TreeHead
 from gsomia.core.errors import MalformedInput, PeerUnavailable, PolicyDenied, Replayed
 from gsomia.core.types import Party
+from gsomia.service import exchange as exchange_handlers
 from gsomia.service import handlers
+from gsomia.service import notices as notice_handlers
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node
 from gsomia.shell.peer_identity import PeerRefused
@@ -75,10 +77,8 @@ class NodeInbox:
     def peer_refused(self, refusal: PeerRefused, route: str, now: datetime) -> None:
         """A client certificate that counts as no partner: recorded under the party whose CA
         issued it (that CA's key made it), or ``unknown-peer``."""
-        with self.node.uow() as uow:
-            uow.audit.append(AuditKind.PEER_REFUSED, now, refusal.issuer or "unknown-peer",
-                             details={**refusal.to_json(), "route": route[:300]})
-            uow.commit()
+        notice_handlers.record_peer_refused(self.node.uow(), issuer=refusal.issuer,
+                                            details=refusal.to_json(), route=route, now=now)
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,
@@ -102,19 +102,16 @@ class NodeInbox:
         return {"request": request_id, "status": "pending"}
 
     def consent_granted(self, consent: crypto.Consent, sender: Party, now: datetime) -> None:
+        """The originator's consent: kept, this node's request answered and the relay it
+        opens queued, in one commit."""
         handlers.record_consent(self.node.uow(), consent=consent,
                                 originator_public=self._key(sender), now=now, actor=sender)
-        exchange.settle_outgoing(self.node, consent.item_id, consent.recipient, "granted", now)
-        exchange.queue_after_consent(self.node, consent, now)
+        exchange.wake(self.node)
 
     def consent_refused(self, item_id: str, sender: Party, reason: str, now: datetime) -> None:
         self._key(sender)
-        with self.node.uow() as uow:
-            uow.audit.append(AuditKind.CONSENT, now, sender, item_id=item_id,
-                             details={"originator": sender, "direction": "refused",
-                                      "reason": reason[:1000]})
-            uow.commit()
-        exchange.settle_outgoing(self.node, item_id, None, "denied", now)
+        exchange_handlers.record_consent_refusal(self.node.uow(), item_id=item_id,
+                                                 originator=sender, reason=reason, now=now)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
@@ -143,11 +140,8 @@ class NodeInbox:
 
     def partner_tree_head(self, head: TreeHead, sender: Party,
                           now: datetime) -> Mapping[str, Any]:
-        verify_tree_head(head, self._key(sender))
-        with self.node.uow() as uow:
-            uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, sender,
-                             details={"partner": sender, "head": head.to_json()})
-            uow.commit()
+        notice_handlers.record_partner_head(self.node.uow(), sender=sender, head=head,
+                                            sender_key=self._key(sender), now=now)
         return self.tree_head().to_json()
 
     def held_head(self, sender: Party) -> Mapping[str, Any]:

@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +48,9 @@ from gsomia.core.audit import (
 )
 from gsomia.core.crypto import fingerprint
 from gsomia.core.custody import (
+    REGISTER_FIELDS as REGISTER_FIELDS,
+)
+from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
     CustodyRecord,
@@ -61,8 +64,12 @@ from gsomia.core.custody import (
     record_bytes,
     stamp,
 )
+from gsomia.core.custody import (
+    register_digest as register_digest,
+)
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
 from gsomia.core.types import instant
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -319,18 +326,6 @@ notices = sa.Table(
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
                  "receipts", "revocations")
 
-# The exchange's registers (migration 0008): each row names the event whose ``records``
-# carry its digest, over the columns that never change once written. Their changing columns
-# (a delivery's status, attempts, next try) are checked against the log by ``audit verify``
-# instead: a delivery marked delivered needs the partner's receipt, one marked refused a
-# logged refusal.
-REGISTER_FIELDS: dict[str, tuple[str, ...]] = {
-    "envelopes_seen": ("nonce", "sender", "item_id", "version", "at"),
-    "outbox": ("item_id", "version", "recipient"),
-    "notices": ("kind", "recipient", "reference", "item_id", "body"),
-    "consent_requests": ("id", "item_id", "holder", "recipient", "reason", "direction", "at"),
-}
-
 # How ``audit verify`` answers for every table of the store (tests/unit check none is left
 # out): "logged" rows carry their event's seq and digest; "log" is the log itself; the
 # others are checked against the log as their entry says.
@@ -353,17 +348,6 @@ TABLE_COVERAGE: dict[str, str] = {
     # events are); its values' kinds are checked.
     "taxii_statuses": "kinds checked; the answer to a POST, not a record of custody",
 }
-
-
-def register_digest(table: str, values: Mapping[str, Any]) -> str:
-    """The digest a register row's event records (``REGISTER_FIELDS`` of ``table``)."""
-    from gsomia.core.custody import digest
-
-    record: dict[str, Any] = {"register": table}
-    for name in REGISTER_FIELDS[table]:
-        value = values[name]
-        record[name] = stamp(value) if isinstance(value, datetime) else value
-    return digest(record)
 
 
 # ---- engine and migrations ----------------------------------------------------------------
@@ -864,6 +848,10 @@ class SqlRepository:
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
             "at": record.at, "seq": seq})
 
+    def add_receipts(self, batch: list[tuple[ReceiptRecord, int]]) -> None:
+        # One statement for a batch: one insert per receipt is a tenth of a delivery's cost.
+        insert_many(self.conn, receipts, [_receipt_values(r, s) for r, s in batch])
+
     def receipts_for(self, item_id: str) -> list[ReceiptRecord]:
         return [_receipt(r) for r in self.conn.execute(
             receipts.select().where(receipts.c.item_id == item_id).order_by(receipts.c.row))]
@@ -891,6 +879,149 @@ class SqlRepository:
             out.setdefault((row.item_id, row.version), []).append(
                 Release(row.recipient, row.status, row.queued_at, row.delivered_at))
         return out
+
+    def receipted(self, item_ids: Collection[str], peer: str,
+                  direction: str) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for chunk in _chunks(sorted(set(item_ids))):
+            found.update((r.item_id, r.version) for r in self.conn.execute(
+                sa.select(receipts.c.item_id, receipts.c.version).where(
+                    receipts.c.item_id.in_(chunk), receipts.c.peer == peer,
+                    receipts.c.direction == direction)))
+        return found
+
+    def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
+        out: dict[str, list[ConsentRecord]] = {}
+        for chunk in _chunks(sorted(set(item_ids))):
+            for row in self.conn.execute(consents.select().where(consents.c.item_id.in_(chunk))
+                                         .order_by(consents.c.row)):
+                out.setdefault(row.item_id, []).append(_consent(row))
+        return out
+
+    # the exchange's registers
+    def add_envelopes_seen(self, rows: Sequence[Any], *, seq: int) -> None:
+        insert_many(self.conn, envelopes_seen, [{**r.row(), "seq": seq} for r in rows])
+
+    def add_consent_request(self, request: Any, *, seq: int) -> None:
+        self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
+
+    def answer_consent_requests(self, item_id: str, recipient: str | None, status: str,
+                                at: datetime, *, request_id: str | None = None) -> None:
+        t = consent_requests
+        if request_id is not None:
+            query = t.update().where(t.c.id == request_id)
+        else:
+            query = t.update().where(t.c.item_id == item_id, t.c.direction == "outgoing",
+                                     t.c.status == "pending")
+            if recipient is not None:
+                query = query.where(t.c.recipient == recipient)
+        self.conn.execute(query.values(status=status, decided_at=at))
+
+
+def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
+    return {"item_id": record.item_id, "version": record.version, "peer": record.peer,
+            "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq}
+
+
+class SqlOutbox:
+    """The ``Outbox`` port over the ``outbox`` and ``notices`` tables, in the unit of work's
+    transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def queued_deliveries(self, keys: Collection[tuple[str, str, str]]
+                          ) -> set[tuple[str, str, str]]:
+        wanted = set(keys)
+        held: set[tuple[str, str, str]] = set()
+        for chunk in _chunks(sorted({k[0] for k in wanted})):
+            held.update(k for k in ((r.item_id, r.version, r.recipient) for r in self.conn.execute(
+                sa.select(outbox.c.item_id, outbox.c.version, outbox.c.recipient)
+                .where(outbox.c.item_id.in_(chunk)))) if k in wanted)
+        return held
+
+    def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
+        insert_many(self.conn, outbox, [
+            {"item_id": d.item_id, "version": d.version, "recipient": d.recipient,
+             "status": "pending", "attempts": 0, "next_at": now, "queued_at": now,
+             "delivered_at": None, "last_error": None, "seq": seq} for d in rows])
+
+    def queued_notices(self, keys: Collection[tuple[str, str, str]]
+                       ) -> set[tuple[str, str, str]]:
+        wanted = set(keys)
+        if not wanted:
+            return set()
+        return {k for k in ((r.kind, r.reference, r.recipient) for r in self.conn.execute(
+            sa.select(notices.c.kind, notices.c.reference, notices.c.recipient)
+            .where(notices.c.reference.in_(sorted({k[1] for k in wanted}))))) if k in wanted}
+
+    def add_notices(self, rows: Sequence[NoticeDue], *, now: datetime, seq: int) -> None:
+        self.conn.execute(notices.insert(), [
+            {"kind": n.kind, "recipient": n.recipient, "reference": n.reference,
+             "item_id": n.item_id, "body": n.body, "status": "pending", "attempts": 0,
+             "next_at": now, "queued_at": now, "seq": seq} for n in rows])
+
+    def _mark(self) -> int | None:
+        found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
+                                  .where(exchange_state.c.id == 1)).scalar()
+        return None if found is None else int(found)
+
+    def advance_scan(self, added: int) -> int | None:
+        mark = self._mark()
+        if mark is None:
+            return None
+        newer = self.conn.execute(sa.select(sa.func.count(), sa.func.max(items.c.seq))
+                                  .where(items.c.seq > mark)).one()
+        if newer[0] == added and newer[1] is not None:
+            self.set_scan_mark(int(newer[1]))
+            return int(newer[1])
+        return None
+
+    def unscanned(self) -> list[tuple[str, str, int]]:
+        mark = self._mark()
+        if mark is None:
+            self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": -1})
+            mark = -1
+        return [(r.id, r.version, int(r.seq)) for r in self.conn.execute(
+            sa.select(items.c.id, items.c.version, items.c.seq)
+            .where(items.c.seq > mark).order_by(items.c.seq))]
+
+    def set_scan_mark(self, seq: int) -> None:
+        self.conn.execute(exchange_state.update().where(exchange_state.c.id == 1)
+                          .values(scanned_seq=seq))
+
+    def still_pending(self, rows: Collection[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(sorted(set(rows))):
+            found.update(self.conn.execute(sa.select(outbox.c.row).where(
+                outbox.c.row.in_(chunk), outbox.c.status == "pending")).scalars())
+        return found
+
+    def mark_delivered(self, rows: Sequence[tuple[int, int]], at: datetime) -> None:
+        if rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
+                              .values(status="delivered", delivered_at=at,
+                                      attempts=sa.bindparam("n")),
+                              [{"r": r, "n": n} for r, n in rows])
+
+    def mark_refused(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        if rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
+                              .values(status="refused", last_error=sa.bindparam("e"),
+                                      attempts=sa.bindparam("n")),
+                              [{"r": r, "n": n, "e": e} for r, n, e in rows])
+
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
+        for row, attempts, next_at, error in rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == row,
+                                                    outbox.c.status == "pending")
+                              .values(attempts=attempts, next_at=next_at, last_error=error))
+
+    def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        for key, values in rows:
+            self.conn.execute(notices.update().where(notices.c.row == key).values(**values))
 
 
 # ---- audit log ----------------------------------------------------------------------------
@@ -1003,12 +1134,24 @@ class SqlUnitOfWork:
 
     repo: SqlRepository
     audit: SqlAuditLog
+    outbox: SqlOutbox
 
     def __init__(self, store: Store) -> None:
         self._store = store
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
         self.committed_head: TreeHead | None = None
+        self.events: list[DomainEvent] = []
+        self._routing: Routing | None = None
+
+    @property
+    def routing(self) -> Routing:
+        if self._routing is None:
+            if self._store.routing is None:
+                raise MalformedInput("this store was opened without its node's routing",
+                                     where="store", expected="a store opened by its node")
+            self._routing = self._store.routing()  # read once per unit of work
+        return self._routing
 
     def __enter__(self) -> Self:
         conn = self._store.engine.connect().execution_options(gsomia_write=True)
@@ -1020,6 +1163,9 @@ class SqlUnitOfWork:
                          .with_for_update())
         self.repo = SqlRepository(conn)
         self.audit = SqlAuditLog(conn, self._store.signer)
+        self.outbox = SqlOutbox(conn)
+        self.events = []
+        self._routing = None
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
@@ -1031,9 +1177,14 @@ class SqlUnitOfWork:
             if self._conn is not None:
                 self._conn.close()
             self._conn = self._tx = None
+            self.events = []
 
     def commit(self) -> None:
         assert self._conn is not None, "commit outside the block"
+        if self.events:
+            # Fail closed: what the events owe partners would be lost with them.
+            raise RuntimeError("domain events left unplanned: commit through "
+                               "gsomia.service.outbox.commit")
         head = self.audit.flush()
         self._conn.commit()
         self._tx = None
@@ -1055,6 +1206,7 @@ class SqlUnitOfWork:
             self._conn.rollback()
         self._tx = None
         self.audit.discard()
+        self.events = []
 
 
 # ---- read side ----------------------------------------------------------------------------
@@ -1427,6 +1579,9 @@ class Store:
         self.engine = make_engine(url)
         self.signer = signer
         self.head_file = head_file
+        # Whom the node delivers to, read at each unit of work (set by the node that opens
+        # the store: partners.json may change while it runs).
+        self.routing: Callable[[], Routing] | None = None
         self._stamp_path = self._revocations_file  # read on every authentication
         if migrate_schema:
             migrate(self.engine)

@@ -9,10 +9,11 @@ and ``last`` all happen in SQL over what the caller may see, and no hidden versi
 trace. Label classes are the distinct national labels; they are read incrementally (custody
 rows after the last one seen), so any number of API processes over one database agree.
 
-Writes go through ``handlers.publish_many`` (validate, label, bind, store, audit, one
-commit); granted reads are audited through the unit of work, one event per request, before
-the page is returned; reads by id that find nothing the caller may see (absent or hidden)
-are queued and written moments later by a background writer (``record_miss``).
+Writes go through ``handlers.publish_many`` (validate, label, bind, store, audit, queue the
+deliveries, one commit); granted reads are audited (``record_accesses``), one event per
+request, before the page is returned; reads by id that find nothing the caller may see
+(absent or hidden) are queued and written moments later by a background writer
+(``record_miss``).
 
 Indexes this wants beyond migration 0001 (not added here; the store's owner decides):
 PostgreSQL ``items (added_at, row)`` for the keyset (SQLite already has it implicitly).
@@ -30,14 +31,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
-from gsomia.core.audit import AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Person, decide_new_version
+from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
 from gsomia.service.ports import KeyStore, StixValidator
+from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
     AuditUnavailable,
@@ -285,13 +286,14 @@ class SqlObjectStore:
                     sorted({item_id for item_id, _, _ in known}))
             held = {(item_id, version) for item_id, version, _ in known}
             ready = []
-            for n, obj, request in entries:
+            allowed = handlers.may_add_versions(
+                [(obj["id"], made[request]) for _, obj, request in entries], current,
+                self.catalogue.schemes, publisher=publisher)
+            for (n, obj, request), may in zip(entries, allowed, strict=True):
                 version = _version_text(obj)
                 # Refused before "already held" is said: an item the publisher may not read
                 # answers as any object refused by the access rule (see REFUSED_TO_PUBLISH).
-                if not decide_new_version(made[request],
-                                          current.get(obj["id"], []),
-                                          self.catalogue.schemes, publisher=publisher).permit:
+                if not may:
                     outcomes[n] = Outcome(obj["id"], version, False,
                                           handlers.REFUSED_TO_PUBLISH)
                 elif (obj["id"], version) in held:
@@ -308,8 +310,7 @@ class SqlObjectStore:
             return
         try:
             published = handlers.publish_many(
-                _BatchingUnitOfWork(self.store.uow(), [o["id"] for _, o, _ in ready]),
-                keys=self.keys, catalogue=self.catalogue,
+                self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
                 validate=None, publisher=publisher, as_posted=True)
         except GsomiaError:
@@ -335,9 +336,7 @@ class SqlObjectStore:
             self._enqueue(record)
             return
         try:
-            with self.store.uow() as uow:
-                _append_access(uow, record)
-                uow.commit()
+            record_accesses(self.store.uow(), [record])
         except Exception as exc:  # unaudited means unread: the API answers 503
             raise AuditUnavailable(f"the audit log cannot be written: {exc}") from exc
 
@@ -388,10 +387,7 @@ class SqlObjectStore:
         if not batch:
             return
         try:
-            with self.store.uow() as uow:
-                for record in batch:
-                    _append_access(uow, record)
-                uow.commit()
+            record_accesses(self.store.uow(), batch)
         except Exception as exc:  # any failure to write the log must stop reads
             with self._queue_lock:
                 self._flush_error = f"{type(exc).__name__}: {exc}"
@@ -464,100 +460,6 @@ class SqlObjectStore:
             self._tokens.clear()
         self._tokens[token_hash] = (now, found, mark)
         return found
-
-
-class _BatchingRepository:
-    """The store's repository with the per-object round trips of ``publish_many`` batched:
-    item and custody rows are buffered and inserted with one statement each at commit, and
-    the duplicate and new-version checks (``held_versions``, ``current_labels``) are
-    answered from one query, in the unit of work's transaction, for the whole
-    batch. Everything else is the store's own repository."""
-
-    def __init__(self, inner: Any, ids: Sequence[str]) -> None:
-        self._inner = inner
-        self._items: list[tuple[Any, int]] = []
-        self._custody: list[tuple[Any, int]] = []
-        self._ids = set(ids)
-        self._versions = {(item_id, version) for item_id, version, _ in
-                          _versions_of(inner.conn, ids)}
-        self._held_ids = {item_id for item_id, _ in self._versions}
-
-    def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-        if all(item_id in self._ids for item_id, _ in keys):
-            return {key for key in keys if key in self._versions}
-        return set(self._inner.held_versions(keys))
-
-    def get_item(self, item_id: str, version: str | None = None) -> Any:
-        if version is None and item_id in self._ids and item_id not in self._held_ids:
-            return None  # a new id: the common case, known from the batch's one query
-        return self._inner.get_item(item_id, version)
-
-    def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
-        # New ids, the common case, hold no label: only held ones cost a query.
-        asked = [i for i in item_ids if i not in self._ids or i in self._held_ids]
-        return dict(self._inner.current_labels(asked)) if asked else {}
-
-    def add_item(self, item: Any, *, seq: int) -> None:
-        self._items.append((item, seq))
-
-    def add_custody(self, record: Any, *, seq: int) -> None:
-        self._custody.append((record, seq))
-
-    def flush(self) -> None:
-        self._inner.add_items(self._items)
-        self._inner.add_custody_many(self._custody)
-        self._items, self._custody = [], []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-
-class _BatchingUnitOfWork:
-    """A store unit of work whose repository batches writes until ``commit``."""
-
-    def __init__(self, inner: Any, ids: Sequence[str]) -> None:
-        self._inner = inner
-        self._ids = ids
-
-    def __enter__(self) -> _BatchingUnitOfWork:
-        self._inner.__enter__()
-        self.repo = _BatchingRepository(self._inner.repo, self._ids)
-        self.audit = self._inner.audit
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._inner.__exit__(*exc)
-
-    def commit(self) -> None:
-        self.repo.flush()
-        self._inner.commit()
-
-    def rollback(self) -> None:
-        self._inner.rollback()
-
-
-def _append_access(uow: Any, record: AccessRecord) -> None:
-    kind = AuditKind.ACCESS_GRANTED if record.granted else AuditKind.ACCESS_DENIED
-    details: dict[str, Any] = {"via": f"taxii:{record.endpoint}",
-                               "clearance": record.person.clearance}
-    item_id: str | None = None
-    item_version: str | None = None
-    if record.granted:
-        if len(record.granted) == 1:
-            item_id, item_version = record.granted[0]
-        else:
-            details["items"] = [list(g) for g in record.granted]
-    else:
-        item_id = record.denied[0][0]
-        reasons = record.denied[0][1]
-        if record.explain is not None:
-            try:
-                reasons = record.explain()
-            except Exception as exc:  # the refusal is logged all the same, with what failed
-                reasons = [f"reasons not worked out: {type(exc).__name__}: {exc}"]
-        details["reasons"] = [str(r) for r in reasons]
-    uow.audit.append(kind, record.at, record.person.name, item_id=item_id,
-                     item_version=item_version, details=details)
 
 
 def _added_at(value: Any) -> datetime:

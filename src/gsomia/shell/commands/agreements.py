@@ -11,8 +11,9 @@ import click
 
 from gsomia.core.agreements import Agreement, status
 from gsomia.core.errors import MalformedInput
-from gsomia.core.policy import ReleaseRequest, decide
+from gsomia.core.policy import ReleaseRequest
 from gsomia.core.types import instant, party
+from gsomia.service import handlers
 from gsomia.shell.commands.common import (
     agreements_option,
     catalogue,
@@ -195,7 +196,7 @@ def register(cli: click.Group) -> None:
         cat = catalogue(agreement_dirs)
         request = ReleaseRequest.from_json(read_json_input(source, what="a release request"),
                                            cat)
-        decision = decide(request, cat)
+        decision = handlers.check_release(request, cat)
         emit_json(decision.to_json())
         if not decision.permit:
             raise click.exceptions.Exit(1)

@@ -272,14 +272,14 @@ class ConsentDesk:
                 self.pool.submit(self._round, held.item_id, held.origin, recipient)
 
     def _round(self, item_id: str, origin: str, recipient: str) -> None:
-        from gsomia.shell.commands import federation
+        from gsomia.shell import consents
 
         try:
-            asked = federation.consent_request(self.hub, item_id, recipient, "TISA relay",
+            asked = consents.consent_request(self.hub, item_id, recipient, "TISA relay",
                                                client=self.clients["USA"])
             with self.lock:
                 self.requested += 1
-            federation.consent_decide(self.nodes[origin], asked["request"], True,
+            consents.consent_decide(self.nodes[origin], asked["request"], True,
                                       "TISA: North Korean missile information",
                                       client=self.clients[origin])
             with self.lock:

@@ -26,9 +26,10 @@ from typing import Any
 
 import click
 
-from gsomia.core.errors import MalformedInput, PolicyDenied
+from gsomia.core.errors import MalformedInput
 from gsomia.core.types import Party
 from gsomia.shell.commands.common import emit_json, json_option, progress
+from gsomia.shell.consents import consent_decide, consent_request
 
 FEDERATION_FILE = "federation.json"
 PID_FILE = "node.pid"
@@ -294,91 +295,6 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
 # ---- consent -----------------------------------------------------------------------------------
 
 
-def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
-          client: Any = None) -> Any:
-    from contextlib import nullcontext
-
-    from gsomia.shell.exchange import peer_client
-
-    # A caller making many requests passes its own client: a new one costs a TLS context.
-    with nullcontext(client) if client is not None else peer_client(node.folder) as client:
-        try:
-            response = client.post(peer_url.rstrip("/") + path, content=json.dumps(body))
-        except OSError as exc:
-            raise MalformedInput(f"the partner at {peer_url} does not answer: {exc}",
-                                 where="partner") from None
-        except Exception as exc:  # httpx errors
-            raise MalformedInput(f"the partner at {peer_url} does not answer: {exc}",
-                                 where="partner") from None
-    try:
-        data = response.json()
-    except ValueError:
-        data = {"description": response.text[:300]}
-    if response.status_code >= 400:
-        reasons = data.get("details", {}).get("reasons") if isinstance(data, dict) else None
-        raise PolicyDenied(tuple(reasons or [f"HTTP {response.status_code}: "
-                                             f"{data.get('description', '')}"]))
-    return data
-
-
-def consent_request(node: Any, item_id: str, to: str, reason: str, *,
-                    client: Any = None) -> dict[str, Any]:
-    from gsomia.shell.exchange import record_request, require_partners
-    from gsomia.shell.store import now_utc
-
-    recipient = node.catalogue.vocabulary.party(to, where="--to")
-    partners = require_partners(node)
-    with node.store.repository() as repo:
-        item = repo.get_item(item_id)
-    if item is None:
-        raise MalformedInput(f"{item_id} is not held here", where="--item")
-    if item.originator == node.party:
-        raise MalformedInput(f"{item_id} originated here: no consent is needed",
-                             where="--item")
-    origin = partners.peer(item.originator)
-    answer = _post(node, origin.url, "/peer/v1/consents/requests/",
-                   {"item_id": item_id, "recipient": recipient, "reason": reason}, client)
-    request_id = str(answer.get("request", ""))
-    if not request_id:
-        raise MalformedInput("the originator returned no request id", where="partner")
-    record_request(node, request_id=request_id, item_id=item_id, holder=node.party,
-                   recipient=recipient, reason=reason, direction="outgoing", now=now_utc(),
-                   actor="operator")
-    return {"request": request_id, "item_id": item_id, "originator": item.originator,
-            "recipient": recipient, "status": "pending"}
-
-
-def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
-                   client: Any = None, actor: str = "operator") -> dict[str, Any]:
-    from gsomia.service import handlers
-    from gsomia.shell.exchange import consent_row, decide_request, require_partners
-    from gsomia.shell.store import now_utc
-
-    row = consent_row(node, request_id)
-    if row["direction"] != "incoming" or row["status"] != "pending":
-        raise MalformedInput(f"request {request_id} is {row['direction']} and "
-                             f"{row['status']}", where="--request",
-                             expected="a pending request made to this node")
-    partners = require_partners(node)
-    holder = partners.peer(row["holder"])
-    now = now_utc()
-    out: dict[str, Any] = {"request": request_id, "item_id": row["item_id"],
-                           "holder": row["holder"], "recipient": row["recipient"]}
-    if grant:
-        consent = handlers.grant_consent(node.uow(), keys=node.keys, item_id=row["item_id"],
-                                         recipient=row["recipient"], now=now, actor=actor)
-        decide_request(node, request_id, "granted", now)
-        _post(node, holder.url, "/peer/v1/consents/replies/",
-              {"granted": True, "request": request_id, "consent": consent.to_json()}, client)
-        return {**out, "status": "granted", "consent": consent.to_json()}
-    handlers.refuse_consent(node.uow(), keys=node.keys, item_id=row["item_id"],
-                            request=request_id, holder=row["holder"],
-                            recipient=row["recipient"], reason=reason, now=now, actor=actor)
-    decide_request(node, request_id, "denied", now)
-    _post(node, holder.url, "/peer/v1/consents/replies/",
-          {"granted": False, "request": request_id, "item_id": row["item_id"],
-           "reason": reason}, client)
-    return {**out, "status": "denied"}
 
 
 def register(cli: click.Group) -> None:

@@ -388,7 +388,6 @@ def register(cli: click.Group) -> None:
         that the log does not extend. The adoption is an audit event (head-accepted) naming
         each partner's answer; the commit writes tree-head.json again.
         """
-        from gsomia.core.audit import AuditKind
         from gsomia.service import handlers
 
         if not checked:
@@ -416,16 +415,13 @@ def register(cli: click.Group) -> None:
                 for v in failed:
                     click.echo(f"refused: partner {v.partner}: {v.reason}", err=True)
                 raise click.exceptions.Exit(1)
-            with node.uow() as uow:
-                event = uow.audit.append(
-                    AuditKind.HEAD_ACCEPTED, _now(), "operator",
-                    details={"size": latest.size, "root": latest.root.hex(),
-                             "problems": [p.what for p in verdict.problems],
-                             "partners": [{"partner": v.partner, "status": v.status,
-                                           "size": v.head.size if v.head else None}
-                                          for v in views]})
-                uow.commit()
-                head = uow.committed_head
+            uow = node.uow()
+            event = handlers.accept_head(
+                uow, head=latest, problems=[p.what for p in verdict.problems],
+                partners=[{"partner": v.partner, "status": v.status,
+                           "size": v.head.size if v.head else None} for v in views],
+                now=_now())
+            head = uow.committed_head
             if head is not None:
                 node.store.write_external_head(head, create=True)
         doc = {"accepted": latest.to_json(), "event": event.seq,

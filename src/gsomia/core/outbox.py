@@ -1,0 +1,206 @@
+"""What a node owes its partners, planned from what its handlers recorded (pure).
+
+A handler that stores an item, obtains a consent, records an incident or a classification
+notice records a domain event on its unit of work (:data:`DomainEvent`). Before the commit,
+the service turns those events into outbox rows with :func:`plan_deliveries` and
+:func:`plan_notices`: deliveries where this node's release policy permits them, notices
+back along the custody chain or on to the holders. The rows are written in the same commit
+as what caused them, so a crash never loses one nor sends one that was rolled back.
+
+One backoff (:func:`backoff`) and one reading of a partner's refusal (:func:`definitive`)
+serve deliveries and notices alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from gsomia.core.agreements import Catalogue
+from gsomia.core.custody import ClassificationNotice, IncidentReport
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import Consent, ReleaseRequest, decide
+from gsomia.core.types import Party
+
+__all__ = [
+    "CLASSIFICATION",
+    "INCIDENT",
+    "ConsentObtained",
+    "DeliveryDue",
+    "DomainEvent",
+    "IncidentRecorded",
+    "ItemStored",
+    "NoticeDue",
+    "NoticeRecorded",
+    "ReceiptObtained",
+    "Routing",
+    "backoff",
+    "definitive",
+    "plan_deliveries",
+    "plan_notices",
+]
+
+INCIDENT, CLASSIFICATION = "incident", "classification-notice"
+
+
+# ---- domain events ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemStored:
+    """A version stored here: published (``provider`` None) or received from ``provider``.
+    ``label`` is the originator's label as bound."""
+
+    item_id: str
+    version: str
+    label: SecurityLabel
+    provider: Party | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentObtained:
+    """The originator's consent to pass ``item_id`` on to ``recipient`` is now held."""
+
+    item_id: str
+    recipient: Party
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentRecorded:
+    """An incident recorded here; ``came_from``: the partner that reported it to us."""
+
+    report: IncidentReport
+    came_from: Party | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeRecorded:
+    """A classification notice recorded here (issued as originator, or applied as holder)."""
+
+    notice: ClassificationNotice
+    came_from: Party | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptObtained:
+    """A partner's signed receipt for a delivery, recorded here (nothing more is owed)."""
+
+    item_id: str
+    version: str
+    peer: Party
+
+
+DomainEvent = ItemStored | ConsentObtained | IncidentRecorded | NoticeRecorded | ReceiptObtained
+
+
+# ---- what is owed -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Routing:
+    """Who this node is and whom it delivers to (its topology), with the agreements.
+    ``federated`` is False while the node has no partners: nothing is planned for delivery
+    then, and the outbox scan catches up once it has some."""
+
+    me: Party
+    deliver_to: tuple[Party, ...]
+    catalogue: Catalogue
+    federated: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryDue:
+    """One (item, version) owed to one partner."""
+
+    item_id: str
+    version: str
+    recipient: Party
+
+    def key(self) -> tuple[str, str, Party]:
+        return (self.item_id, self.version, self.recipient)
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeDue:
+    """One notice owed to one partner; ``body`` is the JSON text posted."""
+
+    kind: str
+    recipient: Party
+    reference: str
+    item_id: str | None
+    body: str
+
+    def key(self) -> tuple[str, str, Party]:
+        return (self.kind, self.reference, self.recipient)
+
+
+def plan_deliveries(stored: Iterable[ItemStored], routing: Routing,
+                    consents: Mapping[str, Sequence[Consent]], now: datetime, *,
+                    only: Party | None = None) -> list[DeliveryDue]:
+    """Each stored version to every partner this node's release policy permits.
+
+    Never back to the party it came from or to its originator; an item received from a
+    partner passes on only with the originator's consent (the policy's third-party rule),
+    and without any consent held it goes nowhere. ``only``: plan for that recipient alone."""
+    out: list[DeliveryDue] = []
+    for event in stored:
+        label = event.label
+        grants = tuple(consents.get(event.item_id, ()))
+        if label.originator != routing.me and not grants:
+            continue
+        for recipient in routing.deliver_to:
+            if recipient in (routing.me, label.originator, event.provider) or \
+                    (only is not None and recipient != only):
+                continue
+            decision = decide(ReleaseRequest(event.item_id, label, routing.me, recipient, now,
+                                             grants), routing.catalogue)
+            if decision.permit:
+                out.append(DeliveryDue(event.item_id, event.version, recipient))
+    return out
+
+
+def plan_notices(recorded: Iterable[IncidentRecorded | NoticeRecorded], me: Party,
+                 holders: Mapping[str, Collection[Party]]) -> list[NoticeDue]:
+    """Incident reports go to whoever provided the item; classification notices to every
+    holder this node delivered the item to (``holders``: the partners whose receipts it
+    obtained). Nothing goes back to the party the record came from."""
+    out: list[NoticeDue] = []
+    for event in recorded:
+        if isinstance(event, IncidentRecorded):
+            report = event.report
+            if report.item_id is None or report.notify is None or \
+                    report.notify in (me, event.came_from):
+                continue
+            # The reference rides in the text: the receiver's record of it is then unique,
+            # which is what makes a retried report a duplicate there.
+            body = {"kind": report.kind, "item_id": report.item_id,
+                    "reference": report.reference,
+                    "description": f"{report.description} [ref {report.reference}]"}
+            out.append(NoticeDue(INCIDENT, report.notify, report.reference, report.item_id,
+                                 _text(body)))
+        else:
+            notice = event.notice
+            for holder in sorted(set(holders.get(notice.item_id, ()))
+                                 - {me, notice.originator, event.came_from}):
+                out.append(NoticeDue(CLASSIFICATION, holder, notice.digest(), notice.item_id,
+                                     _text(notice.to_json())))
+    return out
+
+
+def _text(body: Mapping[str, object]) -> str:
+    return json.dumps(body, ensure_ascii=False, sort_keys=True)
+
+
+def backoff(attempts: int, *, first: float, cap: float) -> float:
+    """Seconds before the next try after ``attempts`` failed ones: doubling from ``first``,
+    never more than ``cap``."""
+    return min(cap, first * float(2 ** min(attempts, 62)))
+
+
+def definitive(status: int) -> bool:
+    """An HTTP refusal that retrying cannot change: the partner read the request and said
+    no (413 too large, 422 malformed, 403 refused, ...). 401 (our certificate not yet
+    trusted), 408, 425 and 429 say "not now", and 5xx "not working": those are retried."""
+    return 400 <= status < 500 and status not in (401, 408, 425, 429)

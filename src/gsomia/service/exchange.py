@@ -1,0 +1,326 @@
+"""The exchange's use cases: receive envelopes, settle deliveries, keep consent requests.
+
+The transport (:mod:`gsomia.shell.exchange`) carries bytes and calls these; every release
+decision and every audit event of the exchange is made here, each in one unit of work.
+
+Receiving (:func:`receive`). Each envelope is checked (sender = TLS peer, nonce never seen,
+signature, addressee, key, decryption, consents signed by the originator), then the batch
+goes through :func:`gsomia.service.handlers.ingest_into` (originator binding, own release
+policy, Art. 4 re-marking, store, audit); refusals, the nonces accepted (the replay register)
+and the relays of what was stored are written in the same commit. Idempotency is on (item,
+version, sender): a version already held is a ``duplicate`` and still gets a receipt for
+the envelope it came in, recorded once.
+
+Settling (:func:`settle`). The partner's answers for a batch: each receipt verified against
+the envelope sent and recorded once per (item, version, partner), each refusal for good
+marked ``refused`` and audited, in one commit; only deliveries still pending are settled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gsomia.core import crypto, limits
+from gsomia.core.agreements import Catalogue
+from gsomia.core.audit import AuditKind
+from gsomia.core.custody import ReceiptRecord, item_version, records_detail, register_digest
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import ReceiptObtained, backoff
+from gsomia.core.policy import Consent
+from gsomia.core.types import Party
+from gsomia.service import handlers
+from gsomia.service.outbox import commit
+from gsomia.service.ports import (
+    ConsentRequest,
+    KeyStore,
+    QueuedDelivery,
+    SeenEnvelope,
+    UnitOfWork,
+)
+
+__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "Delivered", "Sent",
+           "answer_consent_request", "receive", "record_consent_refusal",
+           "record_consent_request", "refuse_replays", "retry", "settle"]
+
+MAX_BACKOFF = 5.0
+FIRST_BACKOFF = 0.1
+REPLAYED, MALFORMED, REFUSED = 409, 422, 403
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One envelope's outcome: a receipt, or refusal reasons (and the HTTP status)."""
+
+    receipt: crypto.Receipt | None
+    reasons: tuple[str, ...] = ()
+    status: int = 202
+
+    def to_json(self) -> dict[str, Any]:
+        if self.receipt is not None:
+            return {"receipt": self.receipt.to_json()}
+        return {"refused": True, "status": self.status, "reasons": list(self.reasons)}
+
+
+def _opened(keys: KeyStore, catalogue: Catalogue,
+            signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
+            sender: Party) -> handlers.Incoming:
+    """Steps before ingest, each raising with its reason."""
+    if envelope.sender != sender:
+        raise PolicyDenied((f"envelope.sender is {envelope.sender}, but the TLS client "
+                            f"certificate is {sender}'s",))
+    sender_public = signing_keys.get(sender)
+    if sender_public is None:
+        raise PolicyDenied((f"{sender} is not a partner of this node",))
+    sealed = len(envelope.ciphertext) - limits.AEAD_TAG
+    if sealed > limits.MAX_ITEM_BYTES + limits.PAYLOAD_RESERVE:
+        raise MalformedInput(f"the sealed payload is {sealed} bytes", where="envelope",
+                             expected=f"an item of at most {limits.MAX_ITEM_BYTES} bytes with "
+                                      "its label, binding and consents")
+    payload = crypto.open_envelope(envelope, recipient=keys.party,
+                                   recipient_private=keys.envelope_key(),
+                                   sender_public=sender_public)
+    try:
+        obj, label_doc = payload["object"], payload["label"]
+        binding = crypto.Binding.from_json(payload["binding"])
+        consent_docs = payload.get("consents", [])
+    except (KeyError, TypeError):
+        raise MalformedInput("the payload lacks object, label or binding",
+                             where="envelope payload") from None
+    if not isinstance(obj, dict) or not isinstance(consent_docs, list):
+        raise MalformedInput("object or consents of the wrong shape", where="envelope payload")
+    label = SecurityLabel.from_json(label_doc, catalogue.vocabulary,
+                                    where="envelope payload.label")
+    if label.created is not None and label.to_json() != label_doc and \
+            str(label_doc.get("created", "")).endswith(".000Z"):
+        # types.iso renders 1-999 microseconds as ".000Z" but parsing that gives 0, which
+        # renders as "Z": keep the bytes the originator bound (the binding still decides).
+        label = dataclasses.replace(label, created=label.created.replace(microsecond=1))
+    if obj.get("id") != envelope.item_id or \
+            item_version(obj) != envelope.version:
+        raise ProofInvalid("the envelope header names another item or version than it holds")
+    consents: list[Consent] = []
+    originator = signing_keys.get(label.originator)
+    for doc in consent_docs:
+        consent = crypto.Consent.from_json(doc)
+        if originator is None:
+            raise ProofInvalid(f"no key for originator {label.originator} to check a consent")
+        # A consent travels with a relay and is checked again at every hop.
+        crypto.verify_consent(consent, originator, item_id=envelope.item_id,
+                              originator=label.originator)
+        consents.append(Consent(consent.item_id, consent.originator, consent.recipient))
+    return handlers.Incoming(obj, label, binding, sender, tuple(consents),
+                             crypto.envelope_digest(envelope), envelope)
+
+
+def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
+             reasons: Sequence[str], now: datetime) -> None:
+    uow.audit.append(
+        AuditKind.ENVELOPE_REFUSED, now, sender,
+        item_id=envelope.item_id if envelope else None,
+        item_version=envelope.version if envelope else None,
+        details={"sender": sender, "reasons": list(reasons),
+                 "nonce": crypto.b64u(envelope.nonce) if envelope else None})
+
+
+def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+            signing_keys: Mapping[Party, Ed25519PublicKey],
+            envelopes: Sequence[crypto.Envelope], sender: Party, seen: Collection[str],
+            now: datetime) -> list[Delivered]:
+    """Verify, ingest and receipt a batch of envelopes from ``sender`` in one commit.
+
+    ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
+    write lock; a nonce stored meanwhile makes the commit fail on the register's key, and
+    the caller then answers :func:`refuse_replays`)."""
+    out: list[Delivered | None] = [None] * len(envelopes)
+    refusals: list[tuple[crypto.Envelope, tuple[str, ...]]] = []
+    nonces = [crypto.b64u(e.nonce) for e in envelopes]
+    batch: list[tuple[int, crypto.Envelope, handlers.Incoming]] = []
+    in_batch: set[str] = set()
+    for i, envelope in enumerate(envelopes):
+        if nonces[i] in seen or nonces[i] in in_batch:
+            reasons: tuple[str, ...] = (f"replayed envelope: nonce {nonces[i]} was seen before",)
+            out[i] = Delivered(None, reasons, REPLAYED)
+            refusals.append((envelope, reasons))
+            continue
+        try:
+            incoming = _opened(keys, catalogue, signing_keys, envelope, sender)
+        except (PolicyDenied, ProofInvalid, MalformedInput) as exc:
+            reasons = exc.reasons if isinstance(exc, PolicyDenied) else (str(exc),)
+            out[i] = Delivered(None, reasons,
+                               MALFORMED if isinstance(exc, MalformedInput) else REFUSED)
+            refusals.append((envelope, reasons))
+            continue
+        in_batch.add(nonces[i])
+        batch.append((i, envelope, incoming))
+    verdicts = handlers.screen_incoming([b[2] for b in batch], keys=keys, catalogue=catalogue,
+                                        originator_keys=signing_keys, now=now)
+    with uow:
+        for envelope, reasons in refusals:
+            _refusal(uow, envelope, sender, reasons, now)
+        results = handlers.ingest_into(uow, keys=keys, catalogue=catalogue, verdicts=verdicts,
+                                       now=now)
+        accepted = [SeenEnvelope(nonces[i], sender, e.item_id, e.version, now)
+                    for i, e, _ in batch]
+        if accepted:
+            # The replay register is covered by the log: a nonce deleted behind its back
+            # (which would let the envelope in again) shows in audit verify.
+            event = uow.audit.append(
+                AuditKind.ENVELOPES_ACCEPTED, now, sender,
+                details={"sender": sender, "records": records_detail(
+                    envelopes_seen=[register_digest("envelopes_seen", s.row())
+                                    for s in accepted])})
+            uow.repo.add_envelopes_seen(accepted, seq=event.seq)
+        commit(uow, now)
+    for (i, _, _), result in zip(batch, results, strict=True):
+        if result.status == "refused" or result.receipt is None:
+            out[i] = Delivered(None, result.reasons or ("not receipted",), REFUSED)
+        else:
+            out[i] = Delivered(result.receipt)
+    return [d for d in out if d is not None]
+
+
+def refuse_replays(uow: UnitOfWork, *, envelopes: Sequence[crypto.Envelope], sender: Party,
+                   now: datetime) -> list[Delivered]:
+    """A concurrent delivery of the same nonces won the race: these are replays."""
+    reasons = ("replayed envelope: its nonce was stored by a concurrent delivery",)
+    with uow:
+        for envelope in envelopes:
+            _refusal(uow, envelope, sender, reasons, now)
+        uow.commit()
+    return [Delivered(None, reasons, REPLAYED) for _ in envelopes]
+
+
+# ---- settling what was sent ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A delivery and what became of it: the envelope posted and the partner's answer, or
+    why it was not posted (``envelope`` None)."""
+
+    delivery: QueuedDelivery
+    envelope: crypto.Envelope | None
+    answer: Any = None
+    unsent: str | None = None
+
+
+def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
+           sent: Sequence[Sent], now: datetime) -> tuple[int, int]:
+    """Record the partner's receipts and refusals in one commit, once each; (delivered,
+    refused).
+
+    Only a delivery still ``pending`` is settled, and a receipt is recorded only if none
+    from ``peer`` is held for that (item, version): a second sender, or a receipt pushed
+    over the peer API, never doubles the custody record."""
+    receipts: list[tuple[QueuedDelivery, crypto.Receipt]] = []
+    refused: list[tuple[QueuedDelivery, str]] = []
+    for s in sent:
+        if s.envelope is None:
+            refused.append((s.delivery, s.unsent or "the item is no longer held here"))
+            continue
+        result = s.answer
+        try:
+            if not isinstance(result, Mapping) or "receipt" not in result:
+                raise PolicyDenied(tuple(result.get("reasons") or ["refused"])
+                                   if isinstance(result, Mapping) else ("refused",))
+            receipt = crypto.Receipt.from_json(result["receipt"])
+            crypto.verify_receipt(receipt, peer_public, envelope=s.envelope)
+            receipts.append((s.delivery, receipt))
+        except GsomiaError as exc:
+            refused.append((s.delivery, str(exc)))
+    with uow:
+        still = uow.outbox.still_pending([d.row for d, _ in receipts] +
+                                         [d.row for d, _ in refused])
+        kept = uow.repo.receipted({d.item_id for d, _ in receipts if d.row in still}, peer,
+                                  "obtained")
+        written: list[tuple[ReceiptRecord, int]] = []
+        delivered: list[tuple[int, int]] = []
+        for delivery, receipt in receipts:
+            if delivery.row not in still:
+                continue
+            delivered.append((delivery.row, delivery.attempts + 1))
+            if (receipt.item_id, receipt.version) in kept:
+                continue
+            kept.add((receipt.item_id, receipt.version))
+            record = ReceiptRecord(receipt.item_id, receipt.version, peer, "obtained",
+                                   receipt.to_json(), now)
+            event = uow.audit.append(
+                AuditKind.RECEIPT, now, "node", item_id=receipt.item_id,
+                item_version=receipt.version,
+                details={"peer": peer, "direction": "obtained",
+                         "records": records_detail(receipts=[record.digest()])})
+            written.append((record, event.seq))
+            uow.events.append(ReceiptObtained(receipt.item_id, receipt.version, peer))
+        uow.repo.add_receipts(written)
+        uow.outbox.mark_delivered(delivered, now)
+        gave_up: list[tuple[int, int, str]] = []
+        for delivery, why in refused:
+            if delivery.row not in still:
+                continue
+            # Not retried from now on, and on record: audit verify holds every outbox row
+            # marked refused against these events.
+            uow.audit.append(AuditKind.DELIVERY_REFUSED, now, "node",
+                             item_id=delivery.item_id, item_version=delivery.version,
+                             details={"recipient": peer, "reason": why[:500],
+                                      "attempts": delivery.attempts + 1})
+            gave_up.append((delivery.row, delivery.attempts + 1, why[:500]))
+        uow.outbox.mark_refused(gave_up)
+        commit(uow, now)
+    return len(delivered), len(gave_up)
+
+
+def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,
+          now: datetime) -> None:
+    """Deliveries that failed on the way (network, partner down) go again after a backoff."""
+    if not deliveries:
+        return
+    with uow:
+        uow.outbox.retry_deliveries([
+            (d.row, d.attempts + 1,
+             now + timedelta(seconds=backoff(d.attempts, first=FIRST_BACKOFF, cap=MAX_BACKOFF)),
+             error[:500]) for d in deliveries])
+        uow.commit()
+
+
+# ---- consent requests ---------------------------------------------------------------------
+
+
+def record_consent_request(uow: UnitOfWork, *, request: ConsentRequest, now: datetime,
+                           actor: str) -> None:
+    """Keep a consent request (asked of this node, or asked by it) and audit it."""
+    with uow:
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor, item_id=request.item_id,
+            details={"request": request.request_id,
+                     "direction": f"requested-{request.direction}",
+                     "holder": request.holder, "recipient": request.recipient,
+                     "records": records_detail(consent_requests=[
+                         register_digest("consent_requests", request.row())])})
+        uow.repo.add_consent_request(request, seq=event.seq)
+        uow.commit()
+
+
+def record_consent_refusal(uow: UnitOfWork, *, item_id: str, originator: Party, reason: str,
+                           now: datetime) -> None:
+    """The originator refused the relay this node asked for: on record, request answered."""
+    with uow:
+        uow.audit.append(AuditKind.CONSENT, now, originator, item_id=item_id,
+                         details={"originator": originator, "direction": "refused",
+                                  "reason": reason[:1000]})
+        uow.repo.answer_consent_requests(item_id, None, "denied", now)
+        uow.commit()
+
+
+def answer_consent_request(uow: UnitOfWork, *, request_id: str, status: str,
+                           now: datetime) -> None:
+    """The operator's answer to a request asked of this node (the operator's view only)."""
+    with uow:
+        uow.repo.answer_consent_requests("", None, status, now, request_id=request_id)
+        uow.commit()

@@ -1,0 +1,193 @@
+"""Notices between partner nodes and what a node records of its partners: handlers.
+
+The transport (:mod:`gsomia.shell.notices`, :mod:`gsomia.shell.peer_inbox`) carries bytes and
+calls these; what a node accepts, refuses and records of a partner is decided here, one
+unit of work each.
+
+Accepting (:func:`accept_incident`, :func:`accept_classification_notice`). A node accepts an
+incident only about an item it provided to the sender, and a notice only about an item it
+holds from the sender; everything else (unsigned, forged, misaddressed, unknown item) is
+refused and audited as ``notice-refused`` before the error is raised. What is accepted is
+passed on in the same commit (:mod:`gsomia.service.outbox`), never back to the sender.
+
+Settling (:func:`settle_notices`). A notice the partner took (202) is ``delivered``, one it
+refused for good ``refused`` (both on record, ``notices-settled``), any other outcome is
+tried again after the one backoff (:func:`gsomia.core.outbox.backoff`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gsomia.core.agreements import Catalogue
+from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
+from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, register_digest
+from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.outbox import CLASSIFICATION, INCIDENT, backoff, definitive
+from gsomia.core.partner_heads import HeadVerdict
+from gsomia.core.types import Party
+from gsomia.service import handlers
+from gsomia.service.ports import KeyStore, QueuedNotice, UnitOfWork
+
+__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "accept_classification_notice",
+           "accept_incident", "record_head_exchange", "record_partner_head",
+           "record_peer_refused", "settle_notices"]
+
+MAX_BACKOFF = 30.0
+FIRST_BACKOFF = 0.2
+DELIVERED, REFUSED = "delivered", "refused"
+
+
+def _refuse(uow: UnitOfWork, kind: str, sender: Party, item_id: object, exc: GsomiaError,
+            now: datetime) -> None:
+    reasons = list(exc.reasons) if isinstance(exc, PolicyDenied) else [str(exc)]
+    with uow:
+        uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
+                         item_id=item_id[:300] if isinstance(item_id, str) and item_id
+                         else None,
+                         details={"sender": sender, "notice": kind,
+                                  "reasons": [r[:500] for r in reasons[:10]]})
+        uow.commit()
+
+
+def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
+                    description: str, sender: Party, now: datetime) -> dict[str, Any]:
+    """A holder's report about an item this node provided to it (Art. 17)."""
+    text = f"reported by {sender}: {description}"[:4000]
+    try:
+        if kind not in INCIDENT_KINDS:
+            raise MalformedInput(f"{kind!r} is not an incident kind", where="kind",
+                                 expected=", ".join(INCIDENT_KINDS))
+        with uow:
+            provided = uow.repo.receipted([item_id], sender, "obtained")
+            duplicate = next((r.reference for r in uow.repo.incidents()
+                              if (r.item_id, r.kind, r.reported_by, r.description)
+                              == (item_id, kind, sender, text)), None)
+        if not provided:
+            # Not held, or held but never given to the sender: the same answer for both.
+            raise PolicyDenied((f"{keys.party} did not provide {item_id} to {sender}",))
+        if duplicate is not None:
+            return {"accepted": True, "duplicate": True, "reference": duplicate}
+        report = handlers.report_incident(uow, keys=keys, kind=kind, description=text,
+                                          now=now, item_id=item_id, actor=sender,
+                                          came_from=sender)
+    except GsomiaError as exc:
+        _refuse(uow, INCIDENT, sender, item_id, exc, now)
+        raise
+    return {"accepted": True, "reference": report.reference}
+
+
+def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+                                 doc: Mapping[str, Any], sender: Party,
+                                 originator_keys: Mapping[Party, Ed25519PublicKey],
+                                 now: datetime) -> dict[str, Any]:
+    """The originator's signed notice, from the party this node holds the item from:
+    re-mark every version to this party's equivalent level (Art. 4) and pass it on."""
+    item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
+    try:
+        notice = ClassificationNotice.from_json(doc)
+        with uow:
+            versions = uow.repo.item_versions(notice.item_id)
+            applied = any(n.signature == notice.signature
+                          for n in uow.repo.notices_for(notice.item_id))
+            current = uow.repo.custody_of(notice.item_id, versions[-1].version)[-1] \
+                if versions else None
+        if current is None or current.provider != sender:
+            raise PolicyDenied((f"{keys.party} holds no {notice.item_id} from {sender}",))
+        key = originator_keys.get(notice.originator)
+        if key is None:
+            raise ProofInvalid(f"no key for originator {notice.originator}")
+        if applied:
+            return {"accepted": True, "duplicate": True}
+        remarked = handlers.apply_classification_notice(
+            uow, keys=keys, catalogue=catalogue, notice=notice, originator_public=key,
+            now=now, actor=sender, came_from=sender)
+    except GsomiaError as exc:
+        _refuse(uow, CLASSIFICATION, sender, item_id, exc, now)
+        raise
+    return {"accepted": True,
+            "national_levels": sorted({r.national_label.level for r in remarked})}
+
+
+def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, int, str]],
+                   now: datetime) -> tuple[int, int, int]:
+    """Each notice posted with the partner's HTTP status (0: no answer) and text; the
+    (delivered, refused, to retry) counts."""
+    updates: list[tuple[int, Mapping[str, Any]]] = []
+    settled: dict[str, list[str]] = {}
+    counts = {DELIVERED: 0, REFUSED: 0, "retry": 0}
+    for notice, status, text in outcomes:
+        if status == 202:
+            updates.append((notice.row, {"status": DELIVERED, "delivered_at": now,
+                                         "attempts": notice.attempts + 1,
+                                         "last_error": None}))
+            settled.setdefault(DELIVERED, []).append(
+                register_digest("notices", notice.register()))
+            counts[DELIVERED] += 1
+        elif definitive(status):
+            updates.append((notice.row, {"status": REFUSED, "attempts": notice.attempts + 1,
+                                         "last_error": f"HTTP {status}: {text}"}))
+            settled.setdefault(REFUSED, []).append(
+                register_digest("notices", notice.register()))
+            counts[REFUSED] += 1
+        else:
+            delay = backoff(notice.attempts, first=FIRST_BACKOFF, cap=MAX_BACKOFF)
+            updates.append((notice.row, {
+                "attempts": notice.attempts + 1, "next_at": now + timedelta(seconds=delay),
+                "last_error": (f"HTTP {status}: " if status else "") + text}))
+            counts["retry"] += 1
+    with uow:
+        if settled:
+            # A notice marked delivered or refused is on record, so one dropped behind the
+            # log's back (marked delivered, never sent) shows in audit verify.
+            uow.audit.append(AuditKind.NOTICES_SETTLED, now, "node",
+                             details=dict(sorted(settled.items())))
+        uow.outbox.update_notices(updates)
+        uow.commit()
+    return counts[DELIVERED], counts[REFUSED], counts["retry"]
+
+
+# ---- what a node records of its partners ----------------------------------------------------
+
+
+def record_head_exchange(uow: UnitOfWork, *, partner: Party, previous: TreeHead | None,
+                         head: TreeHead, verdict: HeadVerdict, now: datetime) -> None:
+    """The verdict on a partner's head this node asked for: a consistent head is the next
+    base (``tree-head-exchanged``), an inconsistent one evidence of a rewrite."""
+    with uow:
+        if verdict.consistent:
+            uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, "node",
+                             details={"partner": partner, "head": head.to_json(),
+                                      "consistent": True, "from_size": verdict.from_size,
+                                      "direction": "obtained"})
+        else:
+            uow.audit.append(AuditKind.PARTNER_LOG_INCONSISTENT, now, "node",
+                             details={"partner": partner, "head": head.to_json(),
+                                      "recorded": previous.to_json() if previous else None,
+                                      "from_size": verdict.from_size,
+                                      "reason": verdict.reason[:500]})
+        uow.commit()
+
+
+def record_partner_head(uow: UnitOfWork, *, sender: Party, head: TreeHead,
+                        sender_key: Ed25519PublicKey, now: datetime) -> None:
+    """A head a partner posted of its own log: kept once its signature verifies."""
+    verify_tree_head(head, sender_key)
+    with uow:
+        uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, sender,
+                         details={"partner": sender, "head": head.to_json()})
+        uow.commit()
+
+
+def record_peer_refused(uow: UnitOfWork, *, issuer: str | None, details: Mapping[str, Any],
+                        route: str, now: datetime) -> None:
+    """A client certificate that counts as no partner: recorded under the party whose CA
+    issued it (that CA's key made it), or ``unknown-peer``."""
+    with uow:
+        uow.audit.append(AuditKind.PEER_REFUSED, now, issuer or "unknown-peer",
+                         details={**details, "route": route[:300]})
+        uow.commit()

@@ -1,0 +1,142 @@
+"""From domain events to outbox rows, in the commit that records the events.
+
+Every handler that changes what the node owes its partners ends with :func:`commit`: the
+events it recorded on the unit of work are planned (:mod:`gsomia.core.outbox`), the rows
+not queued before are written through ``uow.outbox``, each batch recorded by one audit event
+(``deliveries-queued``, ``notices-queued``), and only then does the unit of work commit. So
+whoever publishes or receives, the deliveries are queued in the same commit; the outbox scan
+(:func:`recover`) is left with what a node stored before it had partners.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+from gsomia.core.audit import AuditKind
+from gsomia.core.custody import records_detail, register_digest
+from gsomia.core.outbox import (
+    ConsentObtained,
+    DeliveryDue,
+    IncidentRecorded,
+    ItemStored,
+    NoticeRecorded,
+    plan_deliveries,
+    plan_notices,
+)
+from gsomia.core.policy import Consent
+from gsomia.core.types import Party
+from gsomia.service.ports import UnitOfWork
+
+__all__ = ["commit", "queue_deliveries", "recover"]
+
+
+def commit(uow: UnitOfWork, now: datetime) -> None:
+    """Plan what the unit of work's events owe partners, queue it, and commit."""
+    events = list(uow.events)
+    uow.events.clear()
+    stored = [e for e in events if isinstance(e, ItemStored)]
+    if stored and uow.routing.federated:
+        queue_deliveries(uow, stored, now, scanned_to=uow.outbox.advance_scan(len(stored)))
+    for consent in (e for e in events if isinstance(e, ConsentObtained)):
+        _queue_consented(uow, consent, now)
+    recorded = [e for e in events if isinstance(e, IncidentRecorded | NoticeRecorded)]
+    if recorded:
+        _queue_notices(uow, recorded, now)
+    uow.commit()
+
+
+def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetime, *,
+                     only: Party | None = None, scanned_to: int | None = None) -> int:
+    """Queue each stored version to every partner the release policy permits; the rows
+    queued, and ``scanned_to`` (the scan watermark, if this commit moves it), are recorded
+    by one ``deliveries-queued`` event. Queueing twice changes nothing."""
+    routing = uow.routing
+    planned: list[DeliveryDue] = []
+    if routing.federated and routing.deliver_to and stored:
+        # Only what came from a partner needs the originator's consents (third-party rule).
+        relayed = sorted({e.item_id for e in stored if e.label.originator != routing.me})
+        held = uow.repo.consents_of(relayed) if relayed else {}
+        grants = {item: [Consent(c.item_id, c.originator, c.recipient) for c in records]
+                  for item, records in held.items()}
+        planned = plan_deliveries(stored, routing, grants, now, only=only)
+    if planned:
+        # The write lock is held: a delivery already in the outbox is left out here, so
+        # every row has exactly one recording event.
+        held_rows = uow.outbox.queued_deliveries({d.key() for d in planned})
+        fresh: list[DeliveryDue] = []
+        for due in planned:
+            if due.key() not in held_rows:
+                held_rows.add(due.key())
+                fresh.append(due)
+        planned = fresh
+    if not planned and scanned_to is None:
+        return 0
+    details: dict[str, Any] = {"records": records_detail(outbox=[
+        register_digest("outbox", {"item_id": d.item_id, "version": d.version,
+                                   "recipient": d.recipient}) for d in planned])}
+    if scanned_to is not None:
+        details["scanned_to"] = scanned_to
+    event = uow.audit.append(AuditKind.DELIVERIES_QUEUED, now, "node", details=details)
+    if planned:
+        uow.outbox.add_deliveries(planned, now=now, seq=event.seq)
+    return len(planned)
+
+
+def _stored_as_held(uow: UnitOfWork, keys: Collection[tuple[str, str]]) -> list[ItemStored]:
+    """Items already held, as the events that stored them would have said."""
+    out: list[ItemStored] = []
+    for item_id, version in keys:
+        item = uow.repo.get_item(item_id, version)
+        if item is None:
+            continue
+        custody = uow.repo.custody_of(item_id, version)
+        out.append(ItemStored(item_id, version, item.security_label(),
+                              custody[0].provider if custody else None))
+    return out
+
+
+def _queue_consented(uow: UnitOfWork, consent: ConsentObtained, now: datetime) -> None:
+    """A consent obtained opens the relay: the item's versions go to its recipient."""
+    versions = [(i.item_id, i.version) for i in uow.repo.item_versions(consent.item_id)]
+    if versions and uow.routing.federated:
+        queue_deliveries(uow, _stored_as_held(uow, versions), now, only=consent.recipient)
+
+
+def _queue_notices(uow: UnitOfWork, recorded: Sequence[IncidentRecorded | NoticeRecorded],
+                   now: datetime) -> None:
+    holders: dict[str, set[Party]] = {}
+    for event in recorded:
+        if isinstance(event, NoticeRecorded) and event.notice.item_id not in holders:
+            holders[event.notice.item_id] = {
+                r.peer for r in uow.repo.receipts_for(event.notice.item_id)
+                if r.direction == "obtained"}
+    planned = plan_notices(recorded, uow.routing.me, holders)
+    held = uow.outbox.queued_notices({n.key() for n in planned})
+    fresh = []
+    for due in planned:
+        if due.key() not in held:
+            held.add(due.key())
+            fresh.append(due)
+    if fresh:
+        queued = uow.audit.append(AuditKind.NOTICES_QUEUED, now, "node", details={
+            "records": records_detail(notices=[register_digest("notices", {
+                "kind": n.kind, "recipient": n.recipient, "reference": n.reference,
+                "item_id": n.item_id, "body": n.body}) for n in fresh])})
+        uow.outbox.add_notices(fresh, now=now, seq=queued.seq)
+
+
+def recover(uow: UnitOfWork, now: datetime) -> int:
+    """Crash recovery: queue what was stored after the scan watermark (stored before the
+    node had partners, or by a node of an older version), in one commit; the count queued."""
+    with uow:
+        rows = uow.outbox.unscanned()
+        if not rows:
+            return 0
+        scanned_to = max(r[2] for r in rows)
+        uow.outbox.set_scan_mark(scanned_to)
+        queued = queue_deliveries(uow, _stored_as_held(uow, [(r[0], r[1]) for r in rows]),
+                                  now, scanned_to=scanned_to)
+        uow.commit()
+    return queued

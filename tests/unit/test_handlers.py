@@ -1,0 +1,536 @@
+"""Handlers against a fake unit of work: receive, settle, consent and notices due.
+
+The fakes keep the registers in lists and the log as a list of events; a commit makes the
+events of the unit of work durable, leaving the block without one forgets them. No store,
+no network: what is checked is what each handler decides and puts on record, in one commit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.core import crypto
+from gsomia.core.agreements import Catalogue
+from gsomia.core.audit import AuditEvent, AuditKind
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    CustodyRecord,
+    IncidentReport,
+    ReceiptRecord,
+    StoredItem,
+    register_digest,
+)
+from gsomia.core.errors import PolicyDenied, ProofInvalid
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import (
+    INCIDENT,
+    DeliveryDue,
+    DomainEvent,
+    ItemStored,
+    NoticeDue,
+    Routing,
+    plan_deliveries,
+)
+from gsomia.core.policy import Consent, ReleaseRequest, decide
+from gsomia.core.types import Party
+from gsomia.service import exchange, handlers
+from gsomia.service import notices as notice_handlers
+from gsomia.service.ports import ConsentRequest, QueuedDelivery, QueuedNotice, SeenEnvelope
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+KOR_LABEL = handlers.LabelRequest("군사II급비밀", ("KOR", "JPN"), "dprk-missile")
+
+
+# ---- the fakes ----------------------------------------------------------------------------
+
+
+class FakeKeys:
+    def __init__(self, party: Party) -> None:
+        self.party = party
+        self._signing = Ed25519PrivateKey.generate()
+        self._envelope = X25519PrivateKey.generate()
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        return self._signing
+
+    def public_signing_key(self) -> Any:
+        return self._signing.public_key()
+
+    def envelope_key(self) -> X25519PrivateKey:
+        return self._envelope
+
+
+class FakeRepo:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], StoredItem] = {}
+        self.custody: list[CustodyRecord] = []
+        self.consents: list[ConsentRecord] = []
+        self.receipts: list[ReceiptRecord] = []
+        self.notices: list[ClassificationNotice] = []
+        self.incident_reports: list[IncidentReport] = []
+        self.seen: list[tuple[SeenEnvelope, int]] = []
+        self.requests: dict[str, tuple[ConsentRequest, str]] = {}
+
+    def add_item(self, item: StoredItem, *, seq: int) -> None:
+        self.items[(item.item_id, item.version)] = item
+
+    def add_items(self, items: list[tuple[StoredItem, int]]) -> None:
+        for item, seq in items:
+            self.add_item(item, seq=seq)
+
+    def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
+        versions = [v for v in self.item_versions(item_id)
+                    if version is None or v.version == version]
+        return versions[-1] if versions else None
+
+    def item_versions(self, item_id: str) -> list[StoredItem]:
+        return sorted((i for (k, _), i in self.items.items() if k == item_id),
+                      key=lambda i: i.version)
+
+    def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {k for k in keys if k in self.items}
+
+    def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
+        latest = {(c.item_id, c.version): c.national_label for c in self.custody
+                  if c.item_id in item_ids}
+        out: dict[str, list[SecurityLabel]] = {}
+        for (item_id, _), label in latest.items():
+            out.setdefault(item_id, []).append(label)
+        return out
+
+    def add_custody(self, record: CustodyRecord, *, seq: int) -> None:
+        self.custody.append(record)
+
+    def add_custody_many(self, records: list[tuple[CustodyRecord, int]]) -> None:
+        self.custody.extend(r for r, _ in records)
+
+    def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
+        return [c for c in self.custody if (c.item_id, c.version) == (item_id, version)]
+
+    def add_consent(self, record: ConsentRecord, *, seq: int) -> None:
+        self.consents.append(record)
+
+    def consents_for(self, item_id: str) -> list[ConsentRecord]:
+        return [c for c in self.consents if c.item_id == item_id]
+
+    def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
+        return {i: self.consents_for(i) for i in item_ids if self.consents_for(i)}
+
+    def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
+        self.notices.append(notice)
+
+    def notices_for(self, item_id: str) -> list[ClassificationNotice]:
+        return [n for n in self.notices if n.item_id == item_id]
+
+    def add_incident(self, report: IncidentReport, *, seq: int) -> None:
+        self.incident_reports.append(report)
+
+    def incidents(self) -> list[IncidentReport]:
+        return list(self.incident_reports)
+
+    def add_receipt(self, record: ReceiptRecord, *, seq: int) -> None:
+        self.receipts.append(record)
+
+    def add_receipts(self, batch: list[tuple[ReceiptRecord, int]]) -> None:
+        self.receipts.extend(r for r, _ in batch)
+
+    def receipts_for(self, item_id: str) -> list[ReceiptRecord]:
+        return [r for r in self.receipts if r.item_id == item_id]
+
+    def receipted(self, item_ids: Collection[str], peer: Party,
+                  direction: str) -> set[tuple[str, str]]:
+        return {(r.item_id, r.version) for r in self.receipts
+                if r.item_id in item_ids and r.peer == peer and r.direction == direction}
+
+    def add_envelopes_seen(self, rows: Sequence[SeenEnvelope], *, seq: int) -> None:
+        self.seen.extend((r, seq) for r in rows)
+
+    def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None:
+        self.requests[request.request_id] = (request, "pending")
+
+    def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
+                                at: datetime, *, request_id: str | None = None) -> None:
+        for key, (request, state) in list(self.requests.items()):
+            if (request_id is not None and key == request_id) or (
+                    request_id is None and request.item_id == item_id and state == "pending"
+                    and request.direction == "outgoing"
+                    and recipient in (None, request.recipient)):
+                self.requests[key] = (request, status)
+
+
+class FakeAudit:
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []  # committed
+        self.pending: list[AuditEvent] = []
+
+    def append(self, kind: AuditKind, at: datetime, actor: str, *, item_id: str | None = None,
+               item_version: str | None = None, content_hash: str | None = None,
+               details: Mapping[str, Any] | None = None) -> AuditEvent:
+        event = AuditEvent(self.size, kind, at, actor, item_id, item_version, content_hash,
+                           dict(details or {}))
+        self.pending.append(event)
+        return event
+
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.pending)
+
+    def head(self) -> None:
+        return None
+
+    def of(self, kind: AuditKind) -> list[AuditEvent]:
+        return [e for e in self.events if e.kind == kind]
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.deliveries: list[dict[str, Any]] = []
+        self.notices: list[dict[str, Any]] = []
+        self.mark: int | None = None
+
+    def queued_deliveries(self, keys: Collection[tuple[str, str, Party]]
+                          ) -> set[tuple[str, str, Party]]:
+        return {k for k in keys
+                if any((d["item_id"], d["version"], d["recipient"]) == k
+                       for d in self.deliveries)}
+
+    def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
+        for d in rows:
+            self.deliveries.append({"row": len(self.deliveries) + 1, "item_id": d.item_id,
+                                    "version": d.version, "recipient": d.recipient,
+                                    "status": "pending", "attempts": 0, "seq": seq,
+                                    "next_at": now, "last_error": None})
+
+    def queued_notices(self, keys: Collection[tuple[str, str, Party]]
+                       ) -> set[tuple[str, str, Party]]:
+        return {k for k in keys
+                if any((n["kind"], n["reference"], n["recipient"]) == k for n in self.notices)}
+
+    def add_notices(self, rows: Sequence[NoticeDue], *, now: datetime, seq: int) -> None:
+        for n in rows:
+            self.notices.append({"row": len(self.notices) + 1, "kind": n.kind,
+                                 "recipient": n.recipient, "reference": n.reference,
+                                 "item_id": n.item_id, "body": n.body, "status": "pending",
+                                 "attempts": 0, "seq": seq})
+
+    def advance_scan(self, added: int) -> int | None:
+        return None
+
+    def unscanned(self) -> list[tuple[str, str, int]]:
+        return []
+
+    def set_scan_mark(self, seq: int) -> None:
+        self.mark = seq
+
+    def row(self, key: int) -> dict[str, Any]:
+        return next(d for d in self.deliveries if d["row"] == key)
+
+    def still_pending(self, rows: Collection[int]) -> set[int]:
+        return {r for r in rows if self.row(r)["status"] == "pending"}
+
+    def mark_delivered(self, rows: Sequence[tuple[int, int]], at: datetime) -> None:
+        for key, attempts in rows:
+            self.row(key).update(status="delivered", attempts=attempts)
+
+    def mark_refused(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        for key, attempts, why in rows:
+            self.row(key).update(status="refused", attempts=attempts, last_error=why)
+
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
+        for key, attempts, next_at, error in rows:
+            self.row(key).update(attempts=attempts, next_at=next_at, last_error=error)
+
+    def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        for key, values in rows:
+            next(n for n in self.notices if n["row"] == key).update(values)
+
+
+class FakeUnitOfWork:
+    def __init__(self, routing: Routing) -> None:
+        self.repo = FakeRepo()
+        self.audit = FakeAudit()
+        self.outbox = FakeOutbox()
+        self.events: list[DomainEvent] = []
+        self.routing = routing
+        self.commits = 0
+
+    def __enter__(self) -> FakeUnitOfWork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    def commit(self) -> None:
+        assert not self.events, "domain events left unplanned"
+        self.audit.events.extend(self.audit.pending)
+        self.audit.pending = []
+        self.commits += 1
+
+    def rollback(self) -> None:
+        self.audit.pending = []
+        self.events = []
+
+
+def node(party: Party, catalogue: Catalogue, deliver_to: tuple[Party, ...] = ()
+         ) -> tuple[FakeUnitOfWork, FakeKeys]:
+    return FakeUnitOfWork(Routing(party, deliver_to, catalogue)), FakeKeys(party)
+
+
+def indicator(n: int = 1) -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1", "id": f"indicator--{n:08d}-0000-4000-8000-"
+            "000000000000", "created": "2026-11-01T00:00:00.000Z",
+            "modified": "2026-11-01T00:00:00.000Z", "name": "launch", "pattern_type": "stix",
+            "pattern": "[ipv4-addr:value = '10.0.0.1']", "valid_from": "2026-11-01T00:00:00Z"}
+
+
+def sealed(sender: FakeKeys, recipient: FakeKeys, obj: dict[str, Any],
+           label: SecurityLabel, consents: Sequence[crypto.Consent] = ()) -> crypto.Envelope:
+    binding = crypto.bind(label.to_json(), obj, sender.signing_key())
+    return crypto.seal_envelope(
+        sender=sender.party, recipient=recipient.party, item_id=obj["id"],
+        version=obj["modified"], nonce=os.urandom(16), sent_at=NOW,
+        payload={"object": obj, "label": label.to_json(), "binding": binding.to_json(),
+                 "consents": [c.to_json() for c in consents]},
+        sender_key=sender.signing_key(), recipient_public=recipient.envelope_key().public_key())
+
+
+def kor_label(*rel_to: Party) -> SecurityLabel:
+    return SecurityLabel("KOR", "군사II급비밀", frozenset(rel_to or ("KOR", "JPN")),
+                         "dprk-missile", created=NOW)
+
+
+# ---- publishing and the planner -----------------------------------------------------------
+
+
+def test_a_publish_queues_its_deliveries_in_its_own_commit(shipped: Catalogue) -> None:
+    uow, keys = node("KOR", shipped, ("JPN", "USA"))
+    done = handlers.publish_many(uow, keys=keys, catalogue=shipped,
+                                 entries=[(indicator(), KOR_LABEL)], now=NOW)
+    assert uow.commits == 1
+    # USA is not in REL TO: only JPN is owed the item.
+    assert [(d["item_id"], d["recipient"]) for d in uow.outbox.deliveries] == [
+        (done[0].item_id, "JPN")]
+    queued = uow.audit.of(AuditKind.DELIVERIES_QUEUED)
+    assert len(queued) == 1 and uow.outbox.deliveries[0]["seq"] == queued[0].seq
+    assert queued[0].details["records"]["outbox"] == [register_digest("outbox", {
+        "item_id": done[0].item_id, "version": done[0].version, "recipient": "JPN"})]
+
+
+def test_outside_a_federation_nothing_is_queued(shipped: Catalogue) -> None:
+    uow = FakeUnitOfWork(Routing("KOR", (), shipped, federated=False))
+    handlers.publish_many(uow, keys=FakeKeys("KOR"), catalogue=shipped,
+                          entries=[(indicator(), KOR_LABEL)], now=NOW)
+    assert uow.outbox.deliveries == [] and uow.audit.of(AuditKind.DELIVERIES_QUEUED) == []
+
+
+PARTIES: tuple[Party, ...] = ("JPN", "KOR", "USA")
+
+
+@settings(max_examples=60, deadline=None)
+@given(originator=st.sampled_from(PARTIES), me=st.sampled_from(PARTIES),
+       provider=st.sampled_from((None, *PARTIES)),
+       rel_to=st.sets(st.sampled_from(PARTIES), min_size=1),
+       consented=st.sets(st.sampled_from(PARTIES)),
+       deliver_to=st.sets(st.sampled_from(PARTIES)))
+def test_the_planner_releases_only_what_the_policy_permits(
+        shipped: Catalogue, originator: Party, me: Party, provider: Party | None,
+        rel_to: set[Party], consented: set[Party], deliver_to: set[Party]) -> None:
+    levels = {"JPN": "秘", "KOR": "군사III급비밀", "USA": "SECRET"}
+    label = SecurityLabel(originator, levels[originator], frozenset(rel_to | {originator}),
+                          "dprk-missile", created=NOW)
+    grants = {"x": [Consent("x", originator, r) for r in sorted(consented)]}
+    routing = Routing(me, tuple(sorted(deliver_to)), shipped)
+    planned = plan_deliveries([ItemStored("x", "v1", label, provider)], routing, grants, NOW)
+    for due in planned:
+        # Never back where it came from, never to its originator or to this node, and
+        # only as the release policy permits (with the originator's consents held).
+        assert due.recipient in deliver_to
+        assert due.recipient not in (me, originator, provider)
+        assert decide(ReleaseRequest("x", label, me, due.recipient, NOW,
+                                     tuple(grants["x"])), shipped).permit
+    if originator != me and not consented:
+        assert planned == []  # a relay without the originator's consent goes nowhere
+
+
+# ---- receiving ----------------------------------------------------------------------------
+
+
+def test_receive_stores_receipts_and_keeps_the_nonces_in_one_commit(
+        shipped: Catalogue) -> None:
+    uow, jpn = node("JPN", shipped, ("KOR", "USA"))
+    kor = FakeKeys("KOR")
+    envelope = sealed(kor, jpn, indicator(), kor_label())
+    keys = {"KOR": kor.public_signing_key(), "JPN": jpn.public_signing_key()}
+    [result] = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                                envelopes=[envelope], sender="KOR", seen=set(), now=NOW)
+    assert uow.commits == 1 and result.receipt is not None
+    crypto.verify_receipt(result.receipt, jpn.public_signing_key(), envelope=envelope)
+    assert [c.national_label.level for c in uow.repo.custody] == ["極秘"]  # Art. 4
+    assert [(r.peer, r.direction) for r in uow.repo.receipts] == [("KOR", "given")]
+    [accepted] = uow.audit.of(AuditKind.ENVELOPES_ACCEPTED)
+    assert [(s.nonce, seq) for s, seq in uow.repo.seen] == [
+        (crypto.b64u(envelope.nonce), accepted.seq)]
+    # KOR's item goes back to neither KOR nor, without KOR's consent, to USA.
+    assert uow.outbox.deliveries == []
+
+
+def test_a_replayed_or_misaddressed_envelope_is_refused_and_on_record(
+        shipped: Catalogue) -> None:
+    uow, jpn = node("JPN", shipped)
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    keys = {"KOR": kor.public_signing_key(), "USA": usa.public_signing_key()}
+    replay = sealed(kor, jpn, indicator(1), kor_label())
+    posed = sealed(kor, jpn, indicator(2), kor_label())  # sent by KOR, posted by USA
+    out = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                           envelopes=[replay, posed], sender="KOR",
+                           seen={crypto.b64u(replay.nonce)}, now=NOW)
+    assert [d.status for d in out] == [409, 202]
+    wrong = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                             envelopes=[posed], sender="USA", seen=set(), now=NOW)
+    assert [d.status for d in wrong] == [403] and wrong[0].receipt is None
+    refused = uow.audit.of(AuditKind.ENVELOPE_REFUSED)
+    assert [(e.actor, e.item_id) for e in refused] == [("KOR", replay.item_id),
+                                                       ("USA", posed.item_id)]
+    assert len(uow.repo.items) == 1
+
+
+def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> None:
+    uow, usa = node("USA", shipped, ("JPN", "KOR"))
+    kor = FakeKeys("KOR")
+    keys = {"KOR": kor.public_signing_key(), "USA": usa.public_signing_key()}
+    label = SecurityLabel("KOR", "군사III급비밀", frozenset({"KOR", "JPN", "USA"}),
+                          "dprk-missile", created=NOW)
+    envelope = sealed(kor, usa, indicator(), label)
+    exchange.receive(uow, keys=usa, catalogue=shipped, signing_keys=keys,
+                     envelopes=[envelope], sender="KOR", seen=set(), now=NOW)
+    assert uow.outbox.deliveries == []  # no consent of KOR's yet
+    exchange.record_consent_request(uow, request=ConsentRequest(
+        "r1", envelope.item_id, "USA", "JPN", "relay", "outgoing", NOW), now=NOW,
+        actor="operator")
+    consent = crypto.grant_consent(item_id=envelope.item_id, originator="KOR",
+                                   recipient="JPN", granted_at=NOW, key=kor.signing_key())
+    handlers.record_consent(uow, consent=consent, originator_public=kor.public_signing_key(),
+                            now=NOW, actor="KOR")
+    assert [(d["item_id"], d["recipient"]) for d in uow.outbox.deliveries] == [
+        (envelope.item_id, "JPN")]
+    assert uow.repo.requests["r1"][1] == "granted"
+    forged = crypto.grant_consent(item_id=envelope.item_id, originator="KOR",
+                                  recipient="JPN", granted_at=NOW, key=usa.signing_key())
+    with pytest.raises(ProofInvalid):
+        handlers.record_consent(uow, consent=forged,
+                                originator_public=kor.public_signing_key(), now=NOW)
+    assert len(uow.repo.consents) == 1 and len(uow.outbox.deliveries) == 1
+
+
+# ---- settling -----------------------------------------------------------------------------
+
+
+def test_settle_records_each_receipt_once_and_marks_refusals_for_good(
+        shipped: Catalogue) -> None:
+    uow, kor = node("KOR", shipped, ("JPN",))
+    jpn = FakeKeys("JPN")
+    done = handlers.publish_many(uow, keys=kor, catalogue=shipped,
+                                 entries=[(indicator(n), KOR_LABEL) for n in (1, 2, 3)],
+                                 now=NOW)
+    rows = [QueuedDelivery(d["row"], d["item_id"], d["version"], "JPN", d["attempts"])
+            for d in uow.outbox.deliveries]
+    envelopes = [sealed(kor, jpn, indicator(n), kor_label()) for n in (1, 2)]
+    receipt = crypto.make_receipt(envelopes[0], received_at=NOW, key=jpn.signing_key())
+    forged = crypto.make_receipt(envelopes[1], received_at=NOW, key=kor.signing_key())
+    sent = [exchange.Sent(rows[0], envelopes[0], {"receipt": receipt.to_json()}),
+            exchange.Sent(rows[1], envelopes[1], {"receipt": forged.to_json()}),
+            exchange.Sent(rows[2], None, unsent="its envelope is too large")]
+    later = NOW + timedelta(seconds=1)
+    assert exchange.settle(uow, peer="JPN", peer_public=jpn.public_signing_key(), sent=sent,
+                           now=later) == (1, 2)
+    assert [d["status"] for d in uow.outbox.deliveries] == ["delivered", "refused", "refused"]
+    assert [(r.item_id, r.direction) for r in uow.repo.receipts] == [
+        (done[0].item_id, "obtained")]
+    assert len(uow.audit.of(AuditKind.DELIVERY_REFUSED)) == 2
+    # The same answers again (a second sender, a lost commit): nothing changes.
+    assert exchange.settle(uow, peer="JPN", peer_public=jpn.public_signing_key(), sent=sent,
+                           now=later) == (0, 0)
+    assert len(uow.repo.receipts) == 1 and len(uow.audit.of(AuditKind.RECEIPT)) == 1
+
+
+def test_a_failed_delivery_backs_off_and_stays_pending(shipped: Catalogue) -> None:
+    uow, kor = node("KOR", shipped, ("JPN",))
+    handlers.publish_many(uow, keys=kor, catalogue=shipped,
+                          entries=[(indicator(), KOR_LABEL)], now=NOW)
+    row = uow.outbox.deliveries[0]
+    for attempt in range(8):
+        exchange.retry(uow, deliveries=[QueuedDelivery(row["row"], row["item_id"],
+                                                       row["version"], "JPN", attempt)],
+                       error="connection refused", now=NOW)
+        wait = (row["next_at"] - NOW).total_seconds()
+        assert row["status"] == "pending" and 0 < wait <= exchange.MAX_BACKOFF
+    assert wait == exchange.MAX_BACKOFF
+
+
+# ---- notices due --------------------------------------------------------------------------
+
+
+def received_item(shipped: Catalogue) -> tuple[FakeUnitOfWork, FakeKeys, str]:
+    uow, jpn = node("JPN", shipped, ("KOR", "USA"))
+    kor = FakeKeys("KOR")
+    envelope = sealed(kor, jpn, indicator(), kor_label())
+    exchange.receive(uow, keys=jpn, catalogue=shipped,
+                     signing_keys={"KOR": kor.public_signing_key()}, envelopes=[envelope],
+                     sender="KOR", seen=set(), now=NOW)
+    return uow, jpn, envelope.item_id
+
+
+def test_an_incident_is_due_to_the_provider_in_the_commit_that_records_it(
+        shipped: Catalogue) -> None:
+    uow, jpn, item = received_item(shipped)
+    report = handlers.report_incident(uow, keys=jpn, kind="loss", description="laptop lost",
+                                      now=NOW, item_id=item)
+    [due] = uow.outbox.notices
+    assert (due["kind"], due["recipient"], due["reference"]) == (INCIDENT, "KOR",
+                                                                 report.reference)
+    [queued] = uow.audit.of(AuditKind.NOTICES_QUEUED)
+    assert due["seq"] == queued.seq
+    # Reported to us by the provider itself: it is not told again.
+    handlers.report_incident(uow, keys=jpn, kind="loss", description="again", now=NOW,
+                             item_id=item, came_from="KOR")
+    assert len(uow.outbox.notices) == 1
+
+
+def test_an_incident_about_an_item_not_provided_is_refused_on_record(
+        shipped: Catalogue) -> None:
+    uow, jpn, item = received_item(shipped)
+    with pytest.raises(PolicyDenied):
+        notice_handlers.accept_incident(uow, keys=jpn, kind="compromise", item_id=item,
+                                        description="seen on a forum", sender="USA", now=NOW)
+    [refused] = uow.audit.of(AuditKind.NOTICE_REFUSED)
+    assert refused.actor == "USA" and refused.details["notice"] == INCIDENT
+    assert uow.repo.incident_reports == [] and uow.outbox.notices == []
+
+
+def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
+    uow, jpn, item = received_item(shipped)
+    for text in ("one", "two", "three"):
+        handlers.report_incident(uow, keys=jpn, kind="loss", description=text, now=NOW,
+                                 item_id=item)
+    rows = [QueuedNotice(n["row"], n["kind"], n["recipient"],
+                                         n["reference"], n["item_id"], n["body"],
+                                         n["attempts"]) for n in uow.outbox.notices]
+    counts = notice_handlers.settle_notices(
+        uow, outcomes=[(rows[0], 202, ""), (rows[1], 422, "bad"), (rows[2], 503, "busy")],
+        now=NOW)
+    assert counts == (1, 1, 1)
+    assert [n["status"] for n in uow.outbox.notices] == ["delivered", "refused", "pending"]
+    [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
+    assert settled.details == {
+        "delivered": [register_digest("notices", rows[0].register())],
+        "refused": [register_digest("notices", rows[1].register())]}
