@@ -70,7 +70,7 @@ from gsomia.core.custody import (
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
-from gsomia.core.types import instant
+from gsomia.core.types import instant, iso
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _SCANNER = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -629,6 +629,10 @@ def _int(value: Any, default: int = -1) -> int:
 def _head(row: Any) -> TreeHead:
     try:
         timestamp = instant(row.timestamp)
+        # The signature covers the time as written (iso); another spelling of the same
+        # instant would verify, so it counts as tampered too.
+        if iso(timestamp) != row.timestamp:
+            raise ValueError(row.timestamp)
     except (MalformedInput, TypeError, ValueError):
         # A tampered time must not stop the verifier: the head then fails its signature.
         timestamp = datetime(1970, 1, 1, tzinfo=UTC)
@@ -1508,12 +1512,20 @@ def _storage_class(column: sa.Column[Any]) -> str:
     return "text"  # String, Text and UTCDateTime (SQLite keeps instants as text)
 
 
+# The one text SQLAlchemy writes for an instant in SQLite. Its reader is lenient (it stops at
+# the seconds), so "09:00:00-000000" would read as "09:00:00.000000": an edit no digest sees.
+# (with the microseconds, or without them when SQLAlchemy's bulk path had none to write).
+_SQLITE_SECONDS = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+_SQLITE_INSTANTS = (_SQLITE_SECONDS, _SQLITE_SECONDS + ".[0-9][0-9][0-9][0-9][0-9][0-9]")
+
+
 def _sqlite_type_problems(conn: sa.Connection, table: sa.Table) -> Iterator[LogProblem]:
     quote = conn.dialect.identifier_preparer.quote
     tests = []
     for c in table.columns:
         allowed = [_storage_class(c)] + (["null"] if c.nullable else [])
         tests.append(f"typeof({quote(c.name)}) NOT IN ({', '.join(repr(a) for a in allowed)})")
+    yield from _sqlite_instant_problems(conn, table)
     names = [c.name for c in table.columns]
     sql = (f"SELECT rowid, {', '.join('typeof(' + quote(n) + ')' for n in names)} "
            f"FROM {quote(table.name)} WHERE {' OR '.join(tests)} LIMIT 50")
@@ -1526,6 +1538,21 @@ def _sqlite_type_problems(conn: sa.Connection, table: sa.Table) -> Iterator[LogP
                     f"{table.name} row {row[0]} holds {stored} in column {name}, which holds "
                     f"{expected}{' or NULL' if column.nullable else ''}: it was rewritten "
                     "behind the node's back")
+
+
+def _sqlite_instant_problems(conn: sa.Connection, table: sa.Table) -> Iterator[LogProblem]:
+    quote = conn.dialect.identifier_preparer.quote
+    for c in table.columns:
+        if not isinstance(c.type, UTCDateTime):
+            continue
+        spelled = " OR ".join(f"{quote(c.name)} GLOB '{p}'" for p in _SQLITE_INSTANTS)
+        sql = (f"SELECT rowid FROM {quote(table.name)} WHERE typeof({quote(c.name)}) = 'text' "
+               f"AND NOT ({spelled}) LIMIT 50")
+        for (rowid,) in conn.exec_driver_sql(sql):
+            yield LogProblem(
+                "column-type", f"{table.name}.{c.name} rowid {rowid}",
+                f"{table.name} row {rowid} holds in column {c.name} an instant not written "
+                "as the node writes them: it was rewritten behind the node's back")
 
 
 def _tolerant_text(data: bytes) -> str:
