@@ -1,18 +1,17 @@
-"""``gsomia evaluate`` wall time: every launch with apogee and distance under the four regimes.
+"""``gsomia evaluate`` wall time, the code before and the present code back to back.
 
 What is timed: the real command, ``python -m gsomia evaluate --out DIR --jobs 2`` (2 worker
-processes, the target machine's 2 cores), from start to exit, plots included.
+processes, the target machine's 2 cores), from start to exit, plots included, under the four
+regimes with one seed: first with the code before (commit ``BEFORE``, exported with
+``git archive`` into a temporary folder), then with the present code, one after the other in
+the same run, so that both see the same machine.
 
-- ``full``: all 216 launches, one seed (issue 13's target: at most 2 minutes);
-- ``sample``: every 8th launch (27), the figure issue 13 quoted for the code before
-  (144 s), with the code before and the present code run one after the other on the same
-  machine, so the two are comparable. The code before is commit ``BEFORE``, exported with
-  ``git archive`` into a temporary folder; set ``BENCH_EVALUATE_BEFORE=0`` to skip it (it
-  takes a few minutes), or ``BENCH_EVALUATE_FULL_BEFORE=1`` to also time the code before on
-  the full set (about 20 minutes).
+- ``BENCH_EVALUATE_EVERY=K`` (default 1: all 216 launches, issue 13's target of 2 minutes):
+  every Kth launch only, when the full set before is too slow for the machine's load;
+- ``BENCH_EVALUATE_BEFORE=0``: the present code only.
 
 The machine's load is recorded with the figures: the same command takes several times longer
-on a machine shared with other work.
+on a machine shared with other work, so only the ratio of one run means much.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-BEFORE = "e1d1abf"          # the last commit before issue 13's speed-up
+BEFORE = "bdc8eba"          # the last commit before the second speed-up (issue 13)
 JOBS = 2
 
 
@@ -51,23 +50,21 @@ def _export_before(into: Path) -> Path | None:
 
 
 def run() -> dict[str, Any]:
-    out: dict[str, Any] = {"jobs": JOBS, "load_before": os.getloadavg()[0]}
+    every = int(os.environ.get("BENCH_EVALUATE_EVERY", "1"))
+    extra = ("--every", str(every)) if every > 1 else ()
+    what = "full set" if every == 1 else f"every {every}th launch"
+    out: dict[str, Any] = {"jobs": JOBS, "every": every, "before": BEFORE,
+                           "load_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        now_src = ROOT / "src"
-        out["full_now_s"] = _evaluate(now_src, t / "full")
-        print(f"full set, present code: {out['full_now_s']} s", flush=True)
-        out["sample_now_s"] = _evaluate(now_src, t / "sample", "--every", "8")
-        print(f"every 8th launch, present code: {out['sample_now_s']} s", flush=True)
         if os.environ.get("BENCH_EVALUATE_BEFORE", "1") != "0":
             before = _export_before(t / "before")
             if before is not None:
-                out["sample_before_s"] = _evaluate(before, t / "sample-before", "--every", "8")
-                print(f"every 8th launch, code before ({BEFORE}): {out['sample_before_s']} s",
-                      flush=True)
-                out["sample_speedup"] = round(out["sample_before_s"] / out["sample_now_s"], 1)
-                if os.environ.get("BENCH_EVALUATE_FULL_BEFORE") == "1":
-                    out["full_before_s"] = _evaluate(before, t / "full-before")
-                    print(f"full set, code before: {out['full_before_s']} s", flush=True)
+                out["before_s"] = _evaluate(before, t / "before-out", *extra)
+                print(f"{what}, code before ({BEFORE}): {out['before_s']} s", flush=True)
+        out["now_s"] = _evaluate(ROOT / "src", t / "now-out", *extra)
+        print(f"{what}, present code: {out['now_s']} s", flush=True)
+        if "before_s" in out:
+            out["speedup"] = round(out["before_s"] / out["now_s"], 2)
     out["load_after"] = os.getloadavg()[0]
     return out

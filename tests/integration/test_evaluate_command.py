@@ -42,3 +42,70 @@ def test_evaluate_refuses_no_seeds(gsomia: Callable[..., CompletedProcess[str]],
     done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--seeds", "0")
     assert done.returncode == 2
     assert "--seeds" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_evaluate_seeds_run_one_at_a_time_add_up(
+        gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path) -> None:
+    """Seeds run separately and folded in with --add-results measure what one run of all of
+    them measures (the full evaluation runs seed by seed on a busy machine)."""
+    common = ("--limit", "1", "--regimes", "none,direct", "--jobs", "1", "--json")
+    together = gsomia("evaluate", "--out", str(tmp_path / "both"), "--seeds", "2", *common,
+                      timeout=600)
+    alone = gsomia("evaluate", "--out", str(tmp_path / "one"), "--seed", "1", *common,
+                   timeout=600)
+    assert together.returncode == 0 and alone.returncode == 0, together.stderr + alone.stderr
+    folded = gsomia("evaluate", "--out", str(tmp_path / "folded"), "--seed", "0",
+                    "--add-results", str(tmp_path / "one" / "results.csv"), *common,
+                    timeout=600)
+    assert folded.returncode == 0, folded.stderr
+    got, want = json.loads(folded.stdout), json.loads(together.stdout)
+    assert got["seeds"] == [0, 1]
+    assert got["measures"] == want["measures"]
+    assert got["summary"] == want["summary"]
+
+    def rows(name: str) -> list[tuple[str, ...]]:
+        with (tmp_path / name / "results.csv").open(encoding="utf-8") as fh:
+            return sorted(tuple(r.values()) for r in csv.DictReader(fh))
+
+    assert rows("folded") == rows("both")
+    # summarise what is there without running a seed
+    only = gsomia("evaluate", "--out", str(tmp_path / "only"), "--seeds", "0",
+                  "--add-results", str(tmp_path / "both" / "results.csv"), *common,
+                  timeout=600)
+    assert only.returncode == 0, only.stderr
+    assert json.loads(only.stdout)["measures"] == want["measures"]
+
+
+def test_evaluate_refuses_results_it_cannot_add(gsomia: Callable[..., CompletedProcess[str]],
+                                                tmp_path: Path) -> None:
+    good = tmp_path / "good.csv"
+    header = ("launch,regime,party,seed,cued,apogee_km,range_km,flight_time_s,"
+              "first_detection_s,first_track_s,first_ipp_s,first_warning_s,ipp_error_km,"
+              "true_land_regions,first_land_alert_s,alerted_right_regions,missile_passed_s,"
+              "passed_message_s")
+    good.write_text(header + "\n1993-05-29#11,direct,JPN,1,True,150,500,400,1,2,3,4,5,,,"
+                    "False,,\n", "utf-8")
+    cases = {
+        "missing.csv": None,                                     # no such file
+        "columns.csv": "launch,regime\n1993-05-29#11,direct\n",  # not evaluate's columns
+        "number.csv": header + "\n1993-05-29#11,direct,JPN,1,True,x,500,400,1,2,3,4,5,,,"
+                      "False,,\n",
+        "flag.csv": header + "\n1993-05-29#11,direct,JPN,1,yes,150,500,400,1,2,3,4,5,,,"
+                    "False,,\n",
+        "other.csv": header + "\n2017-08-29#99,direct,JPN,1,True,150,500,400,1,2,3,4,5,,,"
+                     "False,,\n",
+    }
+    for name, text in cases.items():
+        path = tmp_path / name
+        if text is not None:
+            path.write_text(text, "utf-8")
+        done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--limit", "1",
+                      "--regimes", "direct", "--seeds", "0", "--add-results", str(path))
+        assert done.returncode == 2, (name, done.stderr)
+        assert "--add-results" in done.stderr and "Traceback" not in done.stderr, name
+    # the same seed twice, and a seed both added and run
+    for extra in (("--add-results", str(good), "--seeds", "0"), ("--seed", "1")):
+        done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--limit", "1",
+                      "--regimes", "direct", "--add-results", str(good), *extra)
+        assert done.returncode == 2, (extra, done.stderr)
+        assert "Traceback" not in done.stderr

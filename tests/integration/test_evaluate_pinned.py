@@ -88,3 +88,30 @@ def test_scenario_documents_match_the_code_before_the_speedup(key: str) -> None:
     res = scenario_runner().run_one(feeds.find_launch(day), regime, 0, options=EVALUATION)
     # what each party detected, tracked and received, and by which route
     same(unchanged(PINNED["runs"][key]), unchanged(json.loads(json.dumps(res.to_json()))), key)
+
+
+# The second speed-up (nearest coast by dot product, corridor answers shared between regimes,
+# ground crossings tested by radial heights) changed no model: with today's territory and
+# warnings, every value of these rows, warnings included, is what commit bdc8eba computed.
+WHOLE = json.loads((ASSETS / "evaluate_rows_bdc8eba.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("launch", sorted({r["launch"] for r in WHOLE["rows"]}))
+def test_evaluate_rows_and_warnings_match_the_code_before_the_second_speedup(
+        launch: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()      # today's atlas, not the pinned runs' one
+    found = next(x for x in fittable_launches() if x.id == launch)
+    got = scenario_runner().evaluate_launch(found, tuple(WHOLE["regimes"]), (0,))
+    expected = [r for r in WHOLE["rows"] if r["launch"] == launch]
+    assert len(expected) == 12
+    same(expected, json.loads(json.dumps(got)), launch)
+
+
+@pytest.mark.parametrize("key", sorted(WHOLE["runs"]))
+def test_scenario_warnings_match_the_code_before_the_second_speedup(
+        key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    day, regime = key.split("/")
+    res = scenario_runner().run_one(feeds.find_launch(day), regime, 0, options=EVALUATION)
+    # every warning with its reason ("impact on the high seas 320 km from Okinawa")
+    same(WHOLE["runs"][key], json.loads(json.dumps(res.to_json())), key)

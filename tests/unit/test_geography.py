@@ -253,3 +253,21 @@ def test_the_indexed_point_in_polygon_agrees_with_the_plain_rule(region_id: str)
     got = region.contains(lat, lon)
     assert got.tolist() == brute_force_contains(region, lat, lon).tolist()
     assert 0 < got.sum() < got.size
+
+
+@given(st.floats(20.0, 50.0), st.floats(115.0, 160.0), st.sampled_from(["JPN", "KOR", "USA"]))
+def test_nearest_land_is_the_nearest_coast_vertex(lat: float, lon: float, party: str) -> None:
+    """The dot-product search over the atlas's cached unit vectors names the region and the
+    distance that great-circle distances to every vertex give."""
+    from gsomia.core.tracking.earth import great_circle_m
+    from gsomia.core.warning import WarningCentre
+
+    centre = WarningCentre(party, ATLAS)
+    regions = [r for r in ATLAS.regions if r.land and r.party in centre.concern]
+    verts = np.concatenate([r.vertices for r in regions])
+    owner = np.concatenate([[r.name] * r.vertices.shape[0] for r in regions])
+    d = great_circle_m(np.radians(lat), np.radians(lon), np.radians(verts[:, 1]),
+                       np.radians(verts[:, 0])) / 1e3
+    name, km = centre.nearest_land(lat, lon)
+    assert km == pytest.approx(float(d.min()), abs=1e-6)
+    assert name in set(owner[d <= d.min() + 1e-6])

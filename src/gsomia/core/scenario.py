@@ -412,7 +412,8 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
         stream += [(at, 0, tr, imp, lp, cor) for at, tr, imp, lp, cor in inbox[p]]
         stream += [(at, 2, tr, None, None, cor) for at, tr, cor in boosts[p]]
         stream.sort(key=lambda e: (e[0], e[1]))
-        centre = WarningCentre(p, s.atlas, s.options.max_semi_major_km)
+        centre = WarningCentre(p, s.atlas, s.options.max_semi_major_km,
+                               touched=memo.setdefault(("touched", s.launch.id, s.seed), {}))
         predictions[p] = []
         for at, kind, track, ipp, lp, cor in stream:
             if kind == 2 and cor is not None:

@@ -156,7 +156,7 @@ def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str]
         hit = np.zeros(k, dtype=bool)
         inside = r.contains(olat, olon)
         hit[section_of[inside]] = True
-        verts = np.concatenate(r.rings)
+        verts = r.vertices
         near = ((verts[:, 0] >= box[0]) & (verts[:, 0] <= box[2])
                 & (verts[:, 1] >= box[1]) & (verts[:, 1] <= box[3]))
         if near.any():
@@ -199,7 +199,11 @@ class WarningCentre:
     last: dict[str, GroundPoint] = field(default_factory=dict)
     first_impact: GroundPoint | None = None
     coasting: set[str] = field(default_factory=set)
-    _coast: np.ndarray | None = None
+    # What a corridor touches depends only on the corridor, the atlas and the regions of
+    # concern. The centres of one launch and seed under several regimes replay the same
+    # tracker runs, hence the same corridor objects: they may share this dict of answers
+    # (keyed by corridor identity), and each corridor is laid over the map once.
+    touched: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     @property
     def concern(self) -> tuple[Party, ...]:
@@ -243,6 +247,9 @@ class WarningCentre:
               corridor: Corridor | None) -> dict[str, Area]:
         """What one prediction names: land under its corridor, the EEZ under its impact
         ellipse, else the high seas near the land."""
+        key = ("areas", corridor, impact, self.concern)
+        if corridor is not None and key in self.touched:
+            return dict(self.touched[key])
         found: dict[str, Area] = {}
         if corridor is not None:
             for r, _, last, at_impact in regions_in_corridor(
@@ -270,6 +277,8 @@ class WarningCentre:
                 found[HIGH_SEAS] = Area("information",
                                         f"impact on the high seas {km:.0f} km from {nearest}",
                                         impact.time)
+        if corridor is not None:
+            self.touched[key] = dict(found)
         return found
 
     def assess(self, at_s: float, track: str, impact: GroundPoint,
@@ -284,10 +293,13 @@ class WarningCentre:
         if gone and corridor is not None:
             # Hysteresis: a region at the corridor's edge stays named until a corridor of
             # twice the buffer misses it too, so that noise does not retract and reissue it.
-            wide = replace(corridor, buffer_m=2.0 * corridor.buffer_m)
-            for r, _, last, _ in regions_in_corridor(self.atlas, wide, self.concern,
-                                                     ("prefecture", "province"), only=gone):
-                found[r.name] = replace(before[r.name], until_s=last)
+            key = ("wide", corridor, self.concern, tuple(sorted(gone)))
+            if key not in self.touched:
+                wide = replace(corridor, buffer_m=2.0 * corridor.buffer_m)
+                self.touched[key] = [(r.name, last) for r, _, last, _ in regions_in_corridor(
+                    self.atlas, wide, self.concern, ("prefecture", "province"), only=gone)]
+            for name, last in self.touched[key]:
+                found[name] = replace(before[name], until_s=last)
         self.by_track[track] = found
         # A coasting track's own corridor replaces the one it drew while it burned.
         self.by_track.pop(f"{track}{BOOST}", None)
@@ -308,6 +320,23 @@ class WarningCentre:
         """
         if track in self.coasting:
             return None     # its ballistic corridors, drawn from a settled filter, rule
+        asked = ("boost", corridor, self.concern)
+        if asked not in self.touched:
+            self.touched[asked] = self._certain(corridor)
+        certain: dict[str, Area] | None = self.touched[asked]
+        if certain is None:
+            return None
+        found = dict(certain)
+        key = f"{track}{BOOST}"
+        # Each cut-off path is a lower bound, so what an earlier one named stays possible.
+        for name, a in self.by_track.get(key, {}).items():
+            if name not in found or found[name].until_s < a.until_s:
+                found[name] = a
+        self.by_track[key] = found
+        return self._publish(at_s, key, None, corridor.time, "no longer under the possible path")
+
+    def _certain(self, corridor: Corridor) -> dict[str, Area] | None:
+        """The land a cut-off corridor certainly crosses (None: none)."""
         land = ("prefecture", "province")
         k = corridor.times.size - 1
         under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg,
@@ -320,16 +349,9 @@ class WarningCentre:
         certain = {r.name for r in under if r.name not in short}
         if k < 1 or not certain:
             return None
-        found = {r.name: Area("alert", OVERFLIGHT, last)
-                 for r, _, last, _ in regions_in_corridor(
-                     self.atlas, corridor, self.concern, land, only=certain)}
-        key = f"{track}{BOOST}"
-        # Each cut-off path is a lower bound, so what an earlier one named stays possible.
-        for name, a in self.by_track.get(key, {}).items():
-            if name not in found or found[name].until_s < a.until_s:
-                found[name] = a
-        self.by_track[key] = found
-        return self._publish(at_s, key, None, corridor.time, "no longer under the possible path")
+        return {r.name: Area("alert", OVERFLIGHT, last)
+                for r, _, last, _ in regions_in_corridor(
+                    self.atlas, corridor, self.concern, land, only=certain)}
 
     def lost(self, at_s: float, track: str) -> Warning | None:
         """A track is lost: what only it sustained is retracted, unless the missile has passed
@@ -390,18 +412,14 @@ class WarningCentre:
 
     def nearest_land(self, lat: float, lon: float) -> tuple[str, float]:
         """The party's nearest land region of concern and its distance (km) from a point."""
-        if self._coast is None:
-            rows = [(i, ring) for i, r in enumerate(self.atlas.regions)
-                    if r.land and r.party in self.concern for ring in r.rings]
-            self._coast = np.concatenate([
-                np.column_stack([ring[:, 1], ring[:, 0], np.full(len(ring), i)])
-                for i, ring in rows]) if rows else np.zeros((0, 3))
-        if self._coast.shape[0] == 0:
+        units, verts, which = self.atlas.coast(self.concern)
+        if units.shape[0] == 0:
             return "", math.inf
-        d = great_circle_m(math.radians(lat), math.radians(lon),
-                           np.radians(self._coast[:, 0]), np.radians(self._coast[:, 1]))
-        k = int(np.argmin(d))
-        return self.atlas.regions[int(self._coast[k, 2])].name, float(d[k]) / 1e3
+        la, lo = math.radians(lat), math.radians(lon)
+        k = int(np.argmax(units @ np.array([math.cos(la) * math.cos(lo),
+                                            math.cos(la) * math.sin(lo), math.sin(la)])))
+        d = great_circle_m(la, lo, math.radians(verts[k, 1]), math.radians(verts[k, 0]))
+        return self.atlas.regions[int(which[k])].name, float(d) / 1e3
 
     @property
     def first_issued_s(self) -> float | None:

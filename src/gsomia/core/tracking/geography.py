@@ -154,6 +154,27 @@ class Region:
 @dataclass(frozen=True, slots=True, eq=False)
 class Atlas:
     regions: tuple[Region, ...]
+    _coasts: dict[tuple[str, ...], tuple[Array, Array, NDArray[np.int64]]] = field(
+        default_factory=dict, init=False, repr=False)
+
+    def coast(self, parties: Iterable[str]) -> tuple[Array, Array, NDArray[np.int64]]:
+        """Every vertex of the land regions of ``parties``: as a unit vector on the sphere
+        (n, 3), as (lon, lat) degrees (n, 2), and the index of its region. Built once per
+        atlas, then asked on every notice, where a dot product finds the nearest vertex (the
+        largest cosine is the shortest great circle)."""
+        key = tuple(sorted(set(parties)))
+        got = self._coasts.get(key)
+        if got is None:
+            rows = [i for i, r in enumerate(self.regions) if r.land and r.party in key]
+            verts = (np.concatenate([self.regions[i].vertices for i in rows]) if rows
+                     else np.zeros((0, 2)))
+            which = (np.concatenate([np.full(self.regions[i].vertices.shape[0], i)
+                                     for i in rows]) if rows else np.zeros(0)).astype(np.int64)
+            lat, lon = np.radians(verts[:, 1]), np.radians(verts[:, 0])
+            units = np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon),
+                                     np.sin(lat)])
+            got = self._coasts[key] = (units, verts, which)
+        return got
 
     def by_id(self, region_id: str) -> Region:
         for r in self.regions:

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.earth import R_MEAN as R_EARTH
 from gsomia.core.tracking.earth import great_circle_m
-from gsomia.core.tracking.predictor import rk4_step
+from gsomia.core.tracking.predictor import height_fast, rk4_step
 from gsomia.core.tracking.types import Array, Ellipse, GroundPoint
 
 N_STATE = 6
@@ -35,6 +35,18 @@ _SPREAD = math.sqrt(N_STATE)  # lambda = 0: the centre carries no weight, the re
 
 def _height(r: Array) -> Array:
     return earth.ecef_to_geodetic(r)[2]
+
+
+def _height_sign(r: Array) -> Array:
+    """Heights whose sign is the geodetic height's: geodetic within a kilometre of the ground,
+    elsewhere the radial height above the ellipsoid, which differs from it by under 0.001% of
+    the height (the angle between the radius and the normal is under 0.2°), at a fifth of the
+    cost. Integration asks every row at every step only whether it is still up."""
+    z = height_fast(r)
+    near = np.abs(z) < 1_000.0
+    if near.any():
+        z[near] = _height(r[near])
+    return z
 
 
 def _hermite(p0: Array, v0: Array, p1: Array, v1: Array, h: Array, s: Array) -> Array:
@@ -65,7 +77,9 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
     s = x.copy()
     t = t0.astype(float).copy()
     h = direction.astype(float) * step_s
-    z = _height(s[:, :3])
+    # With drag the step length follows the height too, so every height is the exact one.
+    height = _height if inv_beta > 0.0 else _height_sign
+    z = height(s[:, :3])
     armed = z > 0.0
     steps = math.ceil(max_time_s / step_s)
     for _ in range(steps):
@@ -74,7 +88,7 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
         if inv_beta > 0.0:
             h = np.where(z < 60_000.0, np.sign(h) * min(step_s, 2.0), np.sign(h) * step_s)
         s_next = rk4_step(s, h, inv_beta)
-        z_next = _height(s_next[:, :3])
+        z_next = height(s_next[:, :3])
         hit = armed & (z_next <= 0.0)
         if hit.any():
             p0, v0 = s[hit, :3], s[hit, 3:]
@@ -82,7 +96,7 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
             hh = h[hit]
             lo = np.zeros(int(hit.sum()))
             hi = np.ones_like(lo)
-            f_lo, f_hi = z[hit], z_next[hit]
+            f_lo, f_hi = _height(p0), _height(p1)
             for _ in range(6):
                 frac = np.clip(lo + f_lo / (f_lo - f_hi) * (hi - lo), 0.0, 1.0)
                 f_mid = _height(_hermite(p0, v0, p1, v1, hh, frac))

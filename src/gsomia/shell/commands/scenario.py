@@ -36,6 +36,44 @@ def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[di
     return bootstrap.scenario_runner().evaluate_launch(_fittable()[index], regimes, seeds)
 
 
+_NUMBERS = ("apogee_km", "range_km", "flight_time_s", *FIELDS, "first_land_alert_s",
+            "missile_passed_s", "passed_message_s")
+_FLAGS = ("cued", "alerted_right_regions")
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier ``evaluate``'s ``results.csv``, typed as ``_evaluate_one``
+    made them (so that seeds run one at a time can be summarised together)."""
+    where = f"--add-results {path}"
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            raw = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise MalformedInput(f"cannot read {path}: {exc}", where=where,
+                             expected="a results.csv written by gsomia evaluate") from None
+    need = {"launch", "regime", "party", "seed", *_NUMBERS, *_FLAGS, "true_land_regions"}
+    rows = []
+    for n, r in enumerate(raw, start=2):
+        missing = sorted(k for k in need if r.get(k) is None)
+        if missing:
+            raise MalformedInput(f"line {n} has no {', '.join(missing)}", where=where,
+                                 expected="a results.csv written by gsomia evaluate")
+        try:
+            row: dict[str, Any] = {**r, "seed": int(r["seed"])}
+            for k in _NUMBERS:
+                row[k] = float(r[k]) if r[k] != "" else None
+        except ValueError:
+            raise MalformedInput(f"line {n}: a seed or a number does not parse", where=where,
+                                 expected="a results.csv written by gsomia evaluate") from None
+        for k in _FLAGS:
+            if r[k] not in ("True", "False"):
+                raise MalformedInput(f"line {n}: {k} is {r[k]!r}", where=where,
+                                     expected="True or False")
+            row[k] = r[k] == "True"
+        rows.append(row)
+    return rows
+
+
 def _markdown(summary: dict[str, Any], regimes: Sequence[str], n: int, errors: int) -> str:
     lines = [f"# Warning times over {n} launches", "",
              f"Launches with recorded apogee and distance: {n} ({errors} could not be fitted).",
@@ -261,9 +299,12 @@ def register(cli: click.Group) -> None:
     @click.option("--every", type=int, default=1, show_default=True,
                   help="Only every Kth launch (a spread sample of the data set).")
     @click.option("--jobs", type=int, default=os.cpu_count() or 1, show_default=True)
+    @click.option("--add-results", "added", multiple=True, type=click.Path(dir_okay=False),
+                  help="Fold in the rows of an earlier run's results.csv (other seeds, same "
+                       "launches), so that seeds can run one at a time. Repeatable.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     def evaluate(regimes: str, out_dir: str, seed: int, n_seeds: int, limit: int | None,
-                 every: int, jobs: int, as_json: bool) -> None:
+                 every: int, jobs: int, added: tuple[str, ...], as_json: bool) -> None:
         """Every launch with apogee and distance under each regime: CSV, summary, plots."""
         from rich.progress import Progress
 
@@ -280,11 +321,39 @@ def register(cli: click.Group) -> None:
             # a negative slice bound would quietly drop launches from the end instead
             raise MalformedInput(f"{limit} is not a number of launches", where="--limit",
                                  expected="a whole number of at least 1")
-        if n_seeds < 1:
+        if n_seeds < (0 if added else 1):
             raise MalformedInput(f"{n_seeds} is not a number of seeds", where="--seeds",
-                                 expected="a whole number of at least 1")
+                                 expected="a whole number of at least 1 (0 only with "
+                                          "--add-results: summarise those alone)")
         seeds = tuple(range(seed, seed + n_seeds))
         picked = [i for i in range(len(_fittable())) if i % every == 0][:limit]
+        earlier = [r for path in added for r in read_results(Path(path))
+                   if r["regime"] in names]
+        if added and not earlier:
+            raise MalformedInput("the added results hold no row of these regimes",
+                                 where="--add-results", expected="rows of " + ", ".join(names))
+        keys = [(r["launch"], r["seed"], r["regime"], r["party"]) for r in earlier]
+        if len(set(keys)) != len(keys):
+            raise MalformedInput("the added results hold a launch, seed, regime and party "
+                                 "twice", where="--add-results",
+                                 expected="each seed's results once")
+        covered = {s: {r["launch"] for r in earlier if r["seed"] == s}
+                   for s in {r["seed"] for r in earlier}}
+        if earlier:
+            ours = {_fittable()[i].id for i in picked}
+            theirs = next(iter(covered.values()))
+            if not theirs <= ours or any(c != theirs for c in covered.values()):
+                raise MalformedInput(
+                    f"the added results cover other launches than this run's {len(ours)}",
+                    where="--add-results",
+                    expected="results of the same launches (same --every and --limit) for "
+                             "every seed")
+            clash = sorted(set(covered) & set(seeds))
+            if clash:
+                raise MalformedInput(f"seed {clash[0]} is both added and run",
+                                     where="--add-results", expected="other seeds than --seed")
+        every_seed = tuple(sorted({*seeds, *covered}))
+        first = every_seed[0]
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
@@ -295,7 +364,7 @@ def register(cli: click.Group) -> None:
                        - 3.0 * (launches[t[0]].apogee_km or 0.0))
         with Progress(transient=True, disable=as_json) as bar, \
                 ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            example = (pool.submit(_example_map, seed, str(out / "launch-map.png"))
+            example = (pool.submit(_example_map, first, str(out / "launch-map.png"))
                        if "direct" in names else None)
             job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes × "
                                f"{len(seeds)} seeds", total=len(tasks))
@@ -309,26 +378,32 @@ def register(cli: click.Group) -> None:
             made_map = example.result() if example is not None else None
         errors = [r for r in rows if "error" in r]
         good = [r for r in rows if "party" in r]
+        if good and earlier and {r["launch"] for r in good} != next(iter(covered.values())):
+            raise MalformedInput("the added results cover other launches than this run",
+                                 where="--add-results",
+                                 expected="results of the same launches (same --every and "
+                                          "--limit)")
+        good += earlier
         with (out / "results.csv").open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(good[0]) if good else ["launch"])
             writer.writeheader()
             writer.writerows(good)
-        summary = warning_summary([r for r in good if r["seed"] == seed], names)
+        summary = warning_summary([r for r in good if r["seed"] == first], names)
         measured = measures.summarise(good, names, PARTIES)
-        plots = _plots([r for r in good if r["seed"] == seed], names, out, None)
+        plots = _plots([r for r in good if r["seed"] == first], names, out, None)
         plots += _measure_plots(measured, names, out)
         if made_map:
             plots.append(made_map)
         count = len(picked)
         (out / "summary.md").write_text(
             _markdown(summary, names, count, len(errors))
-            + _measures_markdown(measured, names, seeds), "utf-8")
+            + _measures_markdown(measured, names, every_seed), "utf-8")
         (out / "summary.json").write_text(json.dumps(
-            {"launches": count, "seeds": list(seeds),
+            {"launches": count, "seeds": list(every_seed),
              "unfitted": [e["launch"] for e in errors], "summary": summary,
              "measures": measured}, indent=2), "utf-8")
         if as_json:
-            emit_json({"launches": count, "seeds": list(seeds), "summary": summary,
+            emit_json({"launches": count, "seeds": list(every_seed), "summary": summary,
                        "measures": measured, "out": str(out), "plots": plots})
         else:
             click.echo((out / "summary.md").read_text("utf-8"))
