@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gsomia.bootstrap import taxii_service
 from gsomia.core.agreements import Catalogue
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person, decide_access
 from gsomia.service import handlers
-from gsomia.shell.commands.serve import taxii_service
 from gsomia.shell.node import Node, init_node, open_node
 from gsomia.shell.stix_check import check_stix
 from gsomia.shell.warnings_out import read_warnings

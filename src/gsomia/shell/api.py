@@ -98,7 +98,7 @@ class ApiConfig:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
     # The partner a request comes from: a party, a refusal (PeerRefused) or None without a
-    # client certificate. Nobody, unless wired (serve.app_for_node pins partners' CAs).
+    # client certificate. Nobody, unless wired (bootstrap.app_for_node pins partners' CAs).
     peer_identity: Callable[[Mapping[str, Any]], Party | PeerRefused | None] = \
         lambda scope: None
 

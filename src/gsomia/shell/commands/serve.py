@@ -20,13 +20,10 @@ from typing import Any
 
 import click
 
-from gsomia.bootstrap import app_for_node, collection_id, cursor_secret, taxii_service
+from gsomia.bootstrap import app_for_node
 from gsomia.core.errors import MalformedInput
 
-# The wiring lives in the composition root; named here for callers that import it from
-# the serve command.
-__all__ = ["app_for_node", "collection_id", "cursor_secret", "refuse_exposed_keys", "register",
-           "serve", "taxii_service", "tls_protocol"]
+__all__ = ["refuse_exposed_keys", "register", "serve", "tls_protocol"]
 
 
 def tls_protocol() -> type:

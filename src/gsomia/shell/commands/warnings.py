@@ -36,7 +36,6 @@ def register(cli: click.Group) -> None:
         from gsomia.core.errors import MalformedInput
         from gsomia.service.handlers import not_readable
         from gsomia.service.taxii import NotFound
-        from gsomia.shell.commands.serve import taxii_service
         from gsomia.shell.warnings_out import read_warnings
 
         if (identifier or out_dir) and fmt != "cap":
@@ -44,7 +43,7 @@ def register(cli: click.Group) -> None:
                                  expected="gsomia warnings --cap --id ID, or --cap --out DIR")
         node = bootstrap.open_node(node_dir)
         try:
-            service, store = taxii_service(node)
+            service, store = bootstrap.taxii_service(node)
             try:
                 person = service.authenticate(token)
                 if person is None:
