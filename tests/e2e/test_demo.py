@@ -218,7 +218,7 @@ def test_deliveries_follow_the_topology(topology: str, me: str) -> None:
 def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> None:
     """Text output (not a terminal: no colours, no live panel), then the replayed (here:
     ``none``) federation serving with a demo user per node until SIGINT, and nothing left
-    running."""
+    running: also when an impatient operator presses Ctrl-C again while the nodes stop."""
     import signal
     import sys
     import time
@@ -248,13 +248,16 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
         assert page.status_code == 200 and "<form" in page.text
     finally:
         proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
-            out, _ = proc.communicate(timeout=120)
+            out, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.terminate()  # its TERM handler stops the nodes, so none outlives the test
-            out, _ = proc.communicate(timeout=60)
-            raise AssertionError(f"SIGINT did not stop the demo: {out}") from None
-    assert proc.returncode == 0
+            out, err = proc.communicate(timeout=60)
+            raise AssertionError(f"SIGINT did not stop the demo: {out}{err}") from None
+    assert proc.returncode == 0, out + err
     assert "Scenario model, first warning" in text and "Hokkaido" in text
     assert "PERMIT" in text and "DENY" in text
     assert "Warning times per party and regime" in text and "nothing crossed" in text

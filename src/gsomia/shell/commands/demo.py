@@ -773,8 +773,13 @@ def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
 
     from gsomia.shell.commands import federation
 
+    # The handlers only note the request: raising from them could land between printing the
+    # prompt and entering a try (a loaded machine can deschedule us right after the write that
+    # wakes whoever reads it), or in the middle of stopping the nodes on a second signal.
+    stop = threading.Event()
+
     def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        stop.set()
 
     signal.signal(signal.SIGTERM, interrupt)
     # Started in the background by a non-interactive shell, a process inherits SIGINT
@@ -788,13 +793,11 @@ def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
                       highlight=False)
     console.print("Serving; press Ctrl-C to stop.", highlight=False)
     sys.stdout.flush()
-    try:
-        while True:
-            time.sleep(1)
-    except KeyboardInterrupt:
-        stopped = federation.down(Path(fed["folder"]))
-        console.print("nodes stopped: " + ", ".join(f"{p} {s}" for p, s in stopped.items()),
-                      highlight=False)
+    while not stop.is_set():
+        time.sleep(0.2)  # a signal cuts the sleep short only to run the handler
+    stopped = federation.down(Path(fed["folder"]))
+    console.print("nodes stopped: " + ", ".join(f"{p} {s}" for p, s in stopped.items()),
+                  highlight=False)
 
 
 def print_warnings(story: dict[str, Any], console: Console) -> None:
