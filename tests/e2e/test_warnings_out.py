@@ -187,6 +187,12 @@ def test_a_reader_not_cleared_gets_what_an_absent_warning_gives(
     assert unknown.returncode == 1 and "no user holds this token" in unknown.stderr
 
 
+def audit_size(node: Running) -> int:
+    out = gsomia("node", "info", "--dir", str(node.folder), "--json")
+    assert out.returncode == 0, out.stderr
+    return int(json.loads(out.stdout)["audit"]["size"])
+
+
 def test_systems_poll_cap_and_geojson_over_https_with_a_token(
         node: Running, published: dict[str, str], aiko: str) -> None:
     index = api(node, "/warnings/v1/alerts", "kenji")
@@ -205,8 +211,13 @@ def test_systems_poll_cap_and_geojson_over_https_with_a_token(
     assert geo.headers["content-type"].startswith("application/geo+json")
     FeatureCollection.model_validate(geo.json())
     assert geo.headers["last-modified"].endswith(" GMT")
+    logged = audit_size(node)
     again = api(node, "/warnings/v1/geojson", "kenji", **{"If-None-Match": geo.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+    # A poll answered 304 gave nothing, so it logs nothing; a body given is logged.
+    assert audit_size(node) == logged
+    assert api(node, "/warnings/v1/geojson", "kenji").status_code == 200
+    assert audit_size(node) == logged + 1
     assert api(node, "/warnings/v1/alerts?limit=1", "kenji").json()["alerts"] == alerts[:1]
     # Hidden and absent: the same status and body, for each reason a reader may not see.
     for name, hidden in (("aiko", published["issued"]), ("taro", published["issued"]),

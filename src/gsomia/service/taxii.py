@@ -160,8 +160,9 @@ class TaxiiService:
     # ---- reads -----------------------------------------------------------------------------
     def read(self, person: Person, collection: str, endpoint: str,
              params: Mapping[str, Sequence[str]], now: datetime,
-             object_id: str | None = None) -> Served:
-        """One page of ``objects``, ``manifest``, ``object`` or ``versions``; audited."""
+             object_id: str | None = None, *, audited: bool = True) -> Served:
+        """One page of ``objects``, ``manifest``, ``object`` or ``versions``; audited, unless
+        the caller records with :meth:`record_read` what it gives (``audited=False``)."""
         chosen = self.collection_for(person, collection)
         filters = parse_filters(params, endpoint)
         if endpoint == "versions":
@@ -181,12 +182,18 @@ class TaxiiService:
                 person, endpoint, (), [(object_id, ())], now,
                 explain=partial(self._why_not, person, object_id)))
             raise NotFound(f"no object {object_id} in collection {collection}")
-        if page.rows:
-            self.store.record_access(AccessRecord(
-                person, endpoint, [(r.id, r.version) for r in page.rows], (), now))
+        if page.rows and audited:
+            self.record_read(person, endpoint, [(r.id, r.version) for r in page.rows], now)
         token = encode_cursor(self.secret, digest, page.rows[-1].position) \
             if page.more and page.rows else None
         return Served(page.rows, page.more and token is not None, token)
+
+    def record_read(self, person: Person, via: str, given: Sequence[tuple[str, str]],
+                    now: datetime) -> None:
+        """Audit that ``person`` was given these (id, version)s through ``via``; raises
+        AuditUnavailable when the log cannot be written, and then nothing may be given."""
+        if given:
+            self.store.record_access(AccessRecord(person, via, list(given), (), now))
 
     def _why_not(self, person: Person, object_id: str) -> Sequence[str]:
         """For the log only: why a read of ``object_id`` by id found nothing."""

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import orjson
@@ -57,6 +57,7 @@ class Warnings:
     holdings: alerting.Holdings
     messages: tuple[alerting.Message, ...]
     changed: datetime | None = None     # when the newest note the reader may read arrived
+    given: tuple[tuple[str, str], ...] = ()   # the notes (id, version) read, to audit
 
     def find(self, identifier: str) -> alerting.Message:
         for m in self.messages:
@@ -85,18 +86,24 @@ def region_outlines() -> Mapping[str, alerting.Outline]:
     return alerting.outlines(feeds.load_geography())
 
 
-def read_warnings(service: TaxiiService, person: Person, now: datetime) -> Warnings:
+def read_warnings(service: TaxiiService, person: Person, now: datetime, *,
+                  audited: bool = True) -> Warnings:
     """The warnings, tracks and impact predictions ``person`` may read; every note read is
-    audited by the TAXII service."""
+    audited by the TAXII service, or, with ``audited=False``, by the caller when it gives
+    something made of them (``service.record_read(…, found.given, …)``): a poller's ``304
+    Not Modified`` gives nothing, so it adds nothing to the log."""
     schemes = service.schemes
     held: list[alerting.Held] = []
     params: dict[str, list[str]] = {"match[type]": ["note"], "limit": [str(PAGE)]}
     labels = service.store.label_classes()
     markings: dict[str, tuple[alerting.Marking, Party]] = {}
     changed: datetime | None = None
+    given: list[tuple[str, str]] = []
     for _ in range(MAX_NOTES // PAGE):
-        served = service.read(person, service.collection_id, "objects", params, now)
+        served = service.read(person, service.collection_id, "objects", params, now,
+                              audited=audited)
         for row in served.rows:
+            given.append((row.id, row.version))
             if row.content is None:
                 continue
             found = markings.get(row.label_key)
@@ -115,7 +122,8 @@ def read_warnings(service: TaxiiService, person: Person, now: datetime) -> Warni
         params = {**params, "next": [served.next]}
     holdings = alerting.read_holdings(held)
     return Warnings(service.party, holdings,
-                    tuple(alerting.messages(holdings.warnings, service.party)), changed)
+                    tuple(alerting.messages(holdings.warnings, service.party)), changed,
+                    tuple(given))
 
 
 def _params(request: Request, allowed: frozenset[str]) -> dict[str, str]:
@@ -139,15 +147,19 @@ def _limit(text: str | None) -> int:
     return int(text)
 
 
-def _answer(request: Request, body: bytes, media: str, changed: datetime | None) -> Response:
+async def _answer(request: Request, body: bytes, media: str, found: Warnings,
+                  audit: Callable[[], None]) -> Response:
+    """The body, or 304 when the poller holds it already; only a body sent is audited (a
+    system polling every few seconds would otherwise log every note at every poll)."""
     tag = '"' + hashlib.sha256(body).hexdigest() + '"'
     headers = {"ETag": tag, "Cache-Control": "private, no-cache",
                "X-Content-Type-Options": "nosniff"}
-    if changed is not None:
-        headers["Last-Modified"] = format_datetime(changed.astimezone(UTC), usegmt=True)
+    if found.changed is not None:
+        headers["Last-Modified"] = format_datetime(found.changed.astimezone(UTC), usegmt=True)
     sent = request.headers.get("if-none-match", "")
     if tag in {t.strip() for t in sent.split(",")}:
         return Response(status_code=304, headers=headers)
+    await run_in_threadpool(audit)   # unaudited means ungiven: AuditUnavailable is a 503
     return Response(body, media_type=media, headers=headers)
 
 
@@ -160,14 +172,18 @@ def routes(config: Any, person_of: Callable[[Request], Person],
     service: TaxiiService = config.service
 
     async def visible(request: Request, person: Person) -> Warnings:
-        return await run_in_threadpool(read_warnings, service, person, config.clock())
+        return await run_in_threadpool(partial(read_warnings, audited=False), service, person,
+                                       config.clock())
+
+    def audit(person: Person, via: str, found: Warnings) -> Callable[[], None]:
+        return partial(service.record_read, person, via, found.given, config.clock())
 
     async def alerts(request: Request) -> Response:
         person = person_of(request)     # first: a stranger learns nothing, not even a 400
         limit = _limit(_params(request, frozenset({"limit"})).get("limit"))
         found = await visible(request, person)
-        return _answer(request, orjson.dumps(found.index(limit)), "application/json",
-                       found.changed)
+        return await _answer(request, orjson.dumps(found.index(limit)), "application/json",
+                             found, audit(person, "warnings:alerts", found))
 
     async def alert(request: Request) -> Response:
         person = person_of(request)
@@ -178,14 +194,16 @@ def routes(config: Any, person_of: Callable[[Request], Person],
         if len(name) > _MAX_ID or not name.endswith(".cap"):
             raise NotFound("no such warning")
         body = await run_in_threadpool(found.cap, name.removesuffix(".cap"))
-        return _answer(request, body, alerting.CAP_MEDIA, found.changed)
+        return await _answer(request, body, alerting.CAP_MEDIA, found,
+                             audit(person, "warnings:cap", found))
 
     async def geojson(request: Request) -> Response:
         person = person_of(request)
         _params(request, frozenset())
         found = await visible(request, person)
         body = await run_in_threadpool(lambda: orjson.dumps(found.geojson()))
-        return _answer(request, body, alerting.GEOJSON_MEDIA, found.changed)
+        return await _answer(request, body, alerting.GEOJSON_MEDIA, found,
+                             audit(person, "warnings:geojson", found))
 
     g = guarded
     return [Route("/warnings/v1/alerts", g(alerts), methods=["GET"]),
