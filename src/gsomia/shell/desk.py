@@ -34,8 +34,9 @@ from starlette.routing import Route
 from gsomia.core import roles
 from gsomia.core.errors import ActionRefused as Refused
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
-from gsomia.core.policy import ReleaseRequest, decide_access
+from gsomia.core.policy import ReleaseRequest
 from gsomia.core.types import Party, utc_text
+from gsomia.service import access
 
 __all__ = ["Gate", "desk_state", "preview", "routes"]
 
@@ -63,24 +64,10 @@ def _stamp(at: Any) -> Any:
 
 # ---- reading ------------------------------------------------------------------------------
 def _visible_labels(node: Any, user: Any) -> dict[str, Any]:
-    """Each item the user may read → (a holding, its label as held here).
-
-    An item counts as readable only if every version held is: versions share their label
-    (only a classification notice changes it, for all at once), so this denies nothing a
-    reader may see, and a stray version marked higher never shows the item."""
-    schemes = node.catalogue.schemes
-    person = user.person()
-    out: dict[str, Any] = {}
-    denied: set[str] = set()
+    """Each item the user may read → (a holding, its label as held here)."""
     with node.store.repository() as repo:
         holdings = repo.holdings()
-    for h in holdings:
-        label = h.current.national_label
-        if decide_access(person, label, schemes).permit:
-            out.setdefault(h.item.item_id, (h, label))
-        else:
-            denied.add(h.item.item_id)
-    return {k: v for k, v in out.items() if k not in denied}
+    return access.readable_items(user.person(), holdings, node.catalogue.schemes)
 
 
 def _summary(holding: Any) -> str:
@@ -111,7 +98,7 @@ def desk_state(node: Any, user: Any, now: datetime,
         read(holding)
         return _summary(holding)
 
-    allowed = {a.value: roles.decide_action(user.role, a).permit for a in roles.Action}
+    allowed = {a.value: access.may_act(user.role, a) for a in roles.Action}
     doc: dict[str, Any] = {
         "party": node.party, "now": _stamp(now),
         "user": {"name": user.name, "role": user.role, "clearance": user.clearance,
@@ -188,7 +175,7 @@ def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dic
         decision = handlers.check_release(ReleaseRequest("preview", label, node.party, p, now),
                                           node.catalogue)
         partners.append({"partner": p, **decision.to_json()})
-    own = decide_access(user.person(), label, node.catalogue.schemes)
+    own = access.reading(user.person(), label, node.catalogue.schemes)
     return {"marking": label.national_marking(),
             "english": label.english_marking(node.catalogue.schemes),
             "partners": partners, "you_may_read": own.permit,
@@ -197,7 +184,7 @@ def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dic
 
 # ---- acting ---------------------------------------------------------------------------------
 def _need(user: Any, action: roles.Action) -> None:
-    allowed = roles.decide_action(user.role, action)
+    allowed = access.acting(user.role, action)
     if not allowed.permit:
         raise Refused(403, f"refused: {allowed.reason}", (allowed.reason,))
 

@@ -7,7 +7,7 @@ The page is static (served from ``gsomia/data/web``, no CDN) and draws what
 whenever the node's holdings, custody, receipts or audit log change.
 
 What a user sees obeys Art. 7: an item's content is sent only when the user's clearance and
-need-to-know permit it (``policy.decide_access``), and each item version a session is first
+need-to-know permit it (:mod:`gsomia.service.access`), and each item version a session is first
 shown is read through ``handlers.read_item``, so the read is in the audit log. Items the user
 may not read are not mentioned at all, not even counted: a count would tell a reader how many
 items they may not see, and when one arrives.
@@ -48,8 +48,8 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from gsomia.core.errors import GsomiaError, MalformedInput
-from gsomia.core.policy import decide_access
-from gsomia.core.types import SECRET_LEVELS, Party, utc_text
+from gsomia.core.types import Party, utc_text
+from gsomia.service import access
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 
 if TYPE_CHECKING:
@@ -213,26 +213,17 @@ def latest_partner_heads(rows: Iterable[tuple[str, str]]) -> list[dict[str, Any]
 
 def sensor_coverage(party: Party, person: Person, catalogue: Catalogue,
                     sensors: Sequence[Sensor]) -> dict[str, Any]:
-    """The sensors this node knows of that the user may see, as coverage areas.
-
-    A sensor's type, site and performance are classified under its own label, which stays
-    with its owner unless the owner releases it: the node knows its own sensors, and a
-    partner's sensor only when that label names this party in REL TO. Partners' sensor
-    reports travel under pseudonyms (``gsomia demo``) and reveal no site, so they add none.
-    A user sees a sensor only if its label passes the access rule (Art. 7); the others are
-    counted as withheld.
+    """The sensors this node knows of that the user may see, as coverage areas, and how
+    many more it knows of are withheld (:func:`gsomia.service.access.sensors_shown`).
+    Partners' sensor reports travel under pseudonyms (``gsomia demo``) and reveal no site,
+    so they add none.
     """
     from gsomia.core.tracking.coverage import coverage_area
     from gsomia.shell.report import COLOURS
 
+    known, withheld = access.sensors_shown(party, person, catalogue.schemes, sensors)
     shown: list[dict[str, Any]] = []
-    withheld = 0
-    for s in sensors:
-        if s.owner != party and party not in s.label.rel_to:
-            continue
-        if not decide_access(person, s.label, catalogue.schemes).permit:
-            withheld += 1
-            continue
+    for s in known:
         own = s.owner == party
         shown.append({**coverage_area(s).to_json(), "relation": "own" if own else "partner",
                       "known_by": "own sensor" if own else f"released by {s.owner}",
@@ -283,7 +274,7 @@ def state(node: NodeView, session: Session, now: datetime,
     items = []
     for h in holdings:
         current = h.current
-        if not decide_access(person, current.national_label, schemes).permit:
+        if not access.may_read(person, current.national_label, schemes):
             continue
         key = (h.item.item_id, h.item.version)
         if key not in session.shown:
@@ -396,7 +387,8 @@ def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any]
     from gsomia.service import handlers
     from gsomia.shell.stix_check import check_stix
 
-    level = SECRET_LEVELS.get(node.party, "SECRET")
+    # The label ``may_replay`` lets a user start the replay under.
+    replay = access.replay_label(node.party)
     begun = time.monotonic()
     done = 0
     for at_s, obj, category in entries:
@@ -406,8 +398,8 @@ def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any]
                 break
             if wait > 0 and stop is None:
                 time.sleep(wait)
-        label = handlers.LabelRequest(level, ("JPN", "KOR", "USA"), "dprk-missile",
-                                      category=category)
+        label = handlers.LabelRequest(replay.level, tuple(sorted(replay.rel_to)),
+                                      replay.purpose, category=category)
         handlers.publish(node.store.uow(), keys=node.keys, catalogue=node.catalogue, obj=obj,
                          label=label, now=datetime.now(UTC), actor="replay",
                          validate=check_stix)
@@ -498,13 +490,8 @@ def routes(config: Any, defences: Defences) -> list[Route]:
 
     def may_replay(session: Session) -> bool:
         """Only a user who may read what the replay publishes may start one."""
-        from gsomia.core.labels import SecurityLabel
-
-        person = authenticate(session.token, session.name)
-        label = SecurityLabel(party, SECRET_LEVELS.get(party, "SECRET"),
-                              frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
-        return person is not None and decide_access(person, label,
-                                                    config.service.schemes).permit
+        return access.may_replay(authenticate(session.token, session.name), party,
+                                 config.service.schemes)
 
     def current(session: Session | None) -> Session | None:
         """The session, if its user's token still holds (not revoked since sign-in)."""
