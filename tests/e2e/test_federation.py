@@ -26,8 +26,7 @@ from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
-from gsomia.shell import exchange
-from gsomia.shell.commands import federation
+from gsomia.shell import exchange, federation
 from gsomia.shell.node import Node
 
 pytestmark = [pytest.mark.timeout(170), pytest.mark.slow]
