@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from gsomia.core.custody import Holding, NodeUser
     from gsomia.core.labels import SecurityLabel
     from gsomia.service.handlers import LabelRequest
+    from gsomia.shell.api import ApiConfig
     from gsomia.shell.node import Node
     from gsomia.shell.web import Session
 
@@ -360,7 +361,7 @@ def _page(party: Party, csrf: str, gate: Gate) -> HTMLResponse:
         '</main><script src="/desk/static/desk.js"></script>'))
 
 
-def routes(config: Any, gate: Gate) -> list[Route]:
+def routes(config: ApiConfig, gate: Gate) -> list[Route]:
     """The desk's routes; mounted by :func:`gsomia.shell.web.routes`."""
     party: Party = config.party
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from gsomia.core.scenario import Result
     from gsomia.service.handlers import LabelRequest
+    from gsomia.shell.federation import Started
     from gsomia.shell.node import Node
     from gsomia.shell.scenarios import ModelRuns
 
@@ -380,7 +381,7 @@ class Federations:
         self.open_node = open_node
         self.order = list(regimes)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="federation-up")
-        self.started: dict[str, Future[dict[str, Any]]] = {}
+        self.started: dict[str, Future[Started]] = {}
         self.start_next()
 
     def start_next(self) -> None:
@@ -392,7 +393,7 @@ class Federations:
                     federation.up, self.root / name, name, federation.free_base_port())
                 return
 
-    def wait(self, name: str) -> dict[str, Any]:
+    def wait(self, name: str) -> Started:
         """The regime's federation, up (its status document)."""
         if name not in self.started:
             self.start_next()

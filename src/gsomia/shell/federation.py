@@ -25,14 +25,50 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.types import Party
 
-__all__ = ["FEDERATION_FILE", "LABEL_POLICIES", "PID_FILE", "TOPOLOGIES", "configure",
-           "deliveries", "down", "free_base_port", "load_federation", "running_pid",
-           "status", "stop_node", "up"]
+__all__ = ["FEDERATION_FILE", "LABEL_POLICIES", "PID_FILE", "TOPOLOGIES", "FederationFile",
+           "FederationStatus", "NodeEntry", "NodeState", "Started", "configure", "deliveries",
+           "down", "free_base_port", "load_federation", "running_pid", "status", "stop_node",
+           "up"]
+
+
+class NodeEntry(TypedDict):
+    """One party's node in ``federation.json``."""
+
+    dir: str
+    port: int
+    url: str
+    deliver_to: list[Party]
+
+
+class FederationFile(TypedDict):
+    """``federation.json``: what ``configure`` wrote."""
+
+    topology: str
+    base_port: int
+    nodes: dict[Party, NodeEntry]
+    label_policy: str | None
+
+
+class NodeState(NodeEntry):
+    pid: int | None
+    running: bool
+    answers: bool   # it answers TAXII discovery as its party (its pinned CA)
+
+
+class FederationStatus(TypedDict):
+    topology: str
+    base_port: int
+    label_policy: str | None
+    nodes: dict[Party, NodeState]
+
+
+class Started(FederationStatus):
+    started: dict[Party, int]   # the processes this ``up`` started, by party
 
 FEDERATION_FILE = "federation.json"
 PID_FILE = "node.pid"
@@ -118,9 +154,9 @@ def _answers(url: str, folder: Path, code: Party) -> bool:
         return False
 
 
-def load_federation(folder: Path) -> dict[str, Any]:
+def load_federation(folder: Path) -> FederationFile:
     try:
-        data: dict[str, Any] = json.loads((folder / FEDERATION_FILE).read_text("utf-8"))
+        data: FederationFile = json.loads((folder / FEDERATION_FILE).read_text("utf-8"))
         return data
     except FileNotFoundError:
         raise MalformedInput(f"{folder} holds no federation", where="--dir",
@@ -130,7 +166,7 @@ def load_federation(folder: Path) -> dict[str, Any]:
                              where="--dir") from None
 
 
-def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
+def configure(folder: Path, topology: str, base_port: int) -> FederationFile:
     """Create missing nodes and write the federation file and each node's partners."""
     from gsomia.shell.catalogue import load_catalogue
     from gsomia.shell.exchange import PARTIES, Partners, Peer
@@ -138,7 +174,7 @@ def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
     from gsomia.shell.node import init_node
 
     folder.mkdir(parents=True, exist_ok=True)
-    nodes: dict[str, dict[str, Any]] = {}
+    nodes: dict[Party, NodeEntry] = {}
     peers: dict[Party, Peer] = {}
     shipped = load_catalogue()
     for i, code in enumerate(PARTIES):
@@ -171,14 +207,14 @@ def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
                     (folder / other / "tls" / "ca.crt").read_bytes())
             else:
                 (trusted / f"{other}.crt").unlink(missing_ok=True)
-    doc = {"topology": topology, "base_port": base_port, "nodes": nodes,
-           "label_policy": LABEL_POLICIES.get(topology)}
+    doc: FederationFile = {"topology": topology, "base_port": base_port, "nodes": nodes,
+                           "label_policy": LABEL_POLICIES.get(topology)}
     (folder / FEDERATION_FILE).write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
     return doc
 
 
 def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
-       on_ready: Callable[[Party], None] | None = None) -> dict[str, Any]:
+       on_ready: Callable[[Party], None] | None = None) -> Started:
     """Start every node of the federation that is not running; wait until all answer."""
     folder = folder.resolve()
     if (folder / FEDERATION_FILE).exists():
@@ -256,9 +292,9 @@ def down(folder: Path, timeout: float = 10.0) -> dict[str, str]:
     return {code: _await_stop(home, pids[code], timeout) for code, home in homes.items()}
 
 
-def status(folder: Path) -> dict[str, Any]:
+def status(folder: Path) -> FederationStatus:
     doc = load_federation(folder.resolve())
-    nodes = {}
+    nodes: dict[Party, NodeState] = {}
     for code, node in doc["nodes"].items():
         home = Path(node["dir"])
         pid = running_pid(home)

@@ -53,9 +53,14 @@ from gsomia.service import access
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from gsomia.core.agreements import Catalogue
     from gsomia.core.policy import Person
     from gsomia.core.tracking.sensors import Sensor
+    from gsomia.service.ports import KeyStore
+    from gsomia.shell.api import ApiConfig
+    from gsomia.shell.store import Store
 
 __all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "NodeView", "Sessions",
            "latest_partner_heads", "origin_problem", "partner_heads", "publish_replay",
@@ -162,9 +167,9 @@ def origin_problem(request: Request) -> str | None:
 class NodeView:
     """What the dashboard reads and writes, taken from the app that ``serve`` wired."""
 
-    store: Any       # gsomia.shell.store.Store
-    keys: Any
-    catalogue: Any
+    store: Store
+    keys: KeyStore
+    catalogue: Catalogue
     party: Party
 
 
@@ -471,7 +476,7 @@ def _dashboard_page(party: Party, csrf: str) -> HTMLResponse:
         '<script src="/dashboard/static/dashboard.js"></script>'))
 
 
-def routes(config: Any, defences: Defences) -> list[Route]:
+def routes(config: ApiConfig, defences: Defences) -> list[Route]:
     """The dashboard's routes for the app of one node (``api.create_app``).
 
     Every state-changing route (``POST /login``, ``/logout``, ``/dashboard/replay``) refuses
@@ -595,7 +600,7 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         return JSONResponse({"error": "this node's store is not available to the dashboard"},
                             503)
 
-    async def signed_in(request: Request) -> tuple[Session, Any] | Response:
+    async def signed_in(request: Request) -> tuple[Session, NodeView] | Response:
         """The caller's session and this node's store, or the response that refuses them."""
         session = await session_of(request)
         if session is None:
@@ -627,7 +632,7 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         session, node = found
         cookie = request.cookies.get(COOKIE)
 
-        async def stream() -> Any:
+        async def stream() -> AsyncIterator[str]:
             seen: tuple[int, ...] | None = None
             quiet = 0
             while not await request.is_disconnected():
