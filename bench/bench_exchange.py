@@ -101,7 +101,7 @@ def _cpu(folder: Path) -> float:
     shared machine the wall-clock rates swing with others' load, CPU per item much less."""
     import os
 
-    from gsomia.shell.commands import federation
+    from gsomia.shell import federation
 
     total = sum(os.times()[:2])
     for code in ("JPN", "KOR", "USA"):
@@ -148,8 +148,7 @@ def _receipted_span(node: Any, recipient: str, ids: set[str]) -> tuple[int, floa
 def _measure(folder: Path, topology: str) -> dict[str, Any]:
     from gsomia import bootstrap
     from gsomia.service import handlers
-    from gsomia.shell import exchange
-    from gsomia.shell.commands import federation
+    from gsomia.shell import exchange, federation
 
     base = federation.free_base_port()
     doc = federation.up(folder, topology, base)

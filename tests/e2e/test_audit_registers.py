@@ -32,9 +32,8 @@ from gsomia import bootstrap
 from gsomia.core.audit import AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.service import handlers
-from gsomia.shell import exchange, notices
+from gsomia.shell import exchange, federation, notices
 from gsomia.shell import store as st
-from gsomia.shell.commands import federation
 from gsomia.shell.node import Node
 from gsomia.shell.partner_check import ask_partners
 from tampering import edit_value

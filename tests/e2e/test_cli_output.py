@@ -50,7 +50,7 @@ def takes_json(command: click.Command) -> bool:
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from gsomia.shell.commands.federation import configure
+    from gsomia.shell.federation import configure
 
     root = tmp_path_factory.mktemp("cli")
     folder = root / "jpn"

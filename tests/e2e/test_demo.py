@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gsomia import bootstrap
-from gsomia.shell.commands import federation
+from gsomia.shell import federation
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.slow]
 

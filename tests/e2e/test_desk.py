@@ -18,7 +18,7 @@ from test_federation import Federation, custody, held, indicator, publish
 from gsomia.core.audit import AuditKind
 from gsomia.service import handlers
 from gsomia.shell import exchange, notices
-from gsomia.shell.commands.federation import consent_request
+from gsomia.shell.consents import consent_request
 from gsomia.shell.node import Node, new_token
 
 __all__ = ["browser"]  # the fixture of test_dashboard

@@ -41,7 +41,7 @@ def test_doctor_on_a_healthy_node_then_on_broken_ones(gsomia: Run, tmp_path: Pat
 
 def test_doctor_fails_a_partner_ca_file_that_is_not_the_pinned_one(gsomia: Run,
                                                                     tmp_path: Path) -> None:
-    from gsomia.shell.commands import federation
+    from gsomia.shell import federation
 
     federation.configure(tmp_path, "direct", federation.free_base_port())
     jpn = tmp_path / "JPN"

@@ -26,8 +26,8 @@ from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
-from gsomia.shell import exchange
-from gsomia.shell.commands import federation
+from gsomia.shell import exchange, federation
+from gsomia.shell.commands import federation as federation_commands
 from gsomia.shell.node import Node
 
 pytestmark = [pytest.mark.timeout(170), pytest.mark.slow]
@@ -37,7 +37,7 @@ WAIT = 20.0
 
 def cli() -> click.Group:
     group = click.Group()
-    federation.register(group)
+    federation_commands.register(group)
     return group
 
 

@@ -401,7 +401,7 @@ def test_a_batch_the_partner_refuses_whole_is_sent_again_one_by_one(
     """A sender packing bigger batches than the partner takes (another version, another
     bound): KOR refuses the batch whole (413). The envelopes that fit alone are delivered;
     the one that does not is refused for good with KOR's answer, not retried."""
-    from gsomia.shell.commands import federation
+    from gsomia.shell import federation
 
     first, too_big, last = (big_indicator(9 * MB), big_indicator(13 * MB),
                             big_indicator(9 * MB))

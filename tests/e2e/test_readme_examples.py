@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from gsomia.shell.commands.federation import free_base_port
+from gsomia.shell.federation import free_base_port
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

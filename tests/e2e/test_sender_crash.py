@@ -33,8 +33,7 @@ from hypothesis import strategies as st
 from gsomia import bootstrap
 from gsomia.core import crypto
 from gsomia.service import handlers
-from gsomia.shell import exchange, notices
-from gsomia.shell.commands import federation
+from gsomia.shell import exchange, federation, notices
 from gsomia.shell.commands import node as node_commands
 from gsomia.shell.node import Node
 from gsomia.shell.store import envelopes_seen, items, now_utc, outbox, receipts
@@ -97,7 +96,7 @@ def kor_pid(folder: Path) -> int:
 
 def kill_kor(folder: Path) -> None:
     os.kill(kor_pid(folder), signal.SIGKILL)
-    assert exchange.wait_until(lambda: federation._pid(folder / "KOR") is None, 10)
+    assert exchange.wait_until(lambda: federation.running_pid(folder / "KOR") is None, 10)
 
 
 def kill_mid_delivery(folder: Path, kor: Node, jpn: Node, timeout: float = 15) -> bool:

@@ -14,13 +14,14 @@ from datetime import datetime, timedelta
 import click
 from click.testing import CliRunner
 
+from gsomia import bootstrap
 from gsomia.bootstrap import app_for_node
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.service import handlers
 from gsomia.shell import notices
 from gsomia.shell.commands import notices as notice_commands
-from gsomia.shell.commands.doctor import partner_checks
+from gsomia.shell.doctor import partner_checks
 from gsomia.shell.exchange import Peer
 from gsomia.shell.node import Node, open_node
 
@@ -71,7 +72,7 @@ def test_forked_partner_log_is_recorded_inconsistent(
         assert base is not None
         code, doc = partners_cli(jpn)
         assert code == 0 and doc["consistent"] is True
-        assert [c.ok for c in partner_checks(jpn.folder)] == [True]
+        assert [c.ok for c in partner_checks(jpn.folder, bootstrap.catalogue)] == [True]
 
         # The copy grows a different history past the recorded size, under the same key.
         grow(fork, 8, "rewritten", now)
@@ -90,7 +91,7 @@ def test_forked_partner_log_is_recorded_inconsistent(
         assert code == 1 and doc["consistent"] is False
         row = doc["partners"][0]  # type: ignore[index]
         assert row["partner"] == "KOR" and row["consistent"] is False
-        (check,) = partner_checks(jpn.folder)
+        (check,) = partner_checks(jpn.folder, bootstrap.catalogue)
         assert not check.ok and check.required and "INCONSISTENT" in check.detail
         # The genuine log still extends the base, but the evidence of the fork stays.
         again = sender.exchange_with(peer)

@@ -106,3 +106,46 @@ def test_the_shell_check_catches_an_offence(tmp_path: Path) -> None:
                    "log.append(AuditKind.RECEIPT, now)\nconsent_decide(node, 'x')\n")
     assert [h.split(": ", 1)[1] for h in decisions_and_records(bad)] == [
         "decide(", "audit.append(", ".append(AuditKind."]
+
+
+# ---- who may read what is asked of the service, never decided in the shell ------------------
+
+def core_decisions() -> set[str]:
+    """The core's decision functions (``policy.decide_access``, ``roles.decide_action``, …)."""
+    return {node.name for f in CORE.rglob("*.py")
+            for node in ast.parse(f.read_text("utf-8")).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("decide")}
+
+
+def decisions_named(path: Path, decisions: set[str]) -> list[str]:
+    """Where ``path`` names one of ``decisions``, imported or called through its module."""
+    hits = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.Attribute):
+            names = [node.attr]
+        elif isinstance(node, ast.Name):
+            names = [node.id]
+        else:
+            continue
+        hits += [f"{path.name}:{node.lineno}: {n}" for n in names if n in decisions]
+    return hits
+
+
+def test_the_shell_asks_the_service_who_may_read_and_act() -> None:
+    """Issue 11: the dashboard and the desk called ``decide_access`` and ``decide_action``
+    themselves, a second place deciding Art. 7 beside the TAXII service and the handlers;
+    they ask :mod:`gsomia.service.access`, as those do."""
+    decisions = core_decisions()
+    assert {"decide", "decide_access", "decide_action"} <= decisions
+    offences = [hit for f in sorted(SHELL.rglob("*.py")) for hit in decisions_named(f, decisions)]
+    assert offences == []
+
+
+def test_the_decision_check_catches_an_offence(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from gsomia.core.policy import decide_access\nfrom gsomia.core import roles\n"
+                   "ok = roles.decide_action(user.role, 'publish')\ndecide_request(node, 'x')\n")
+    assert decisions_named(bad, core_decisions()) == ["bad.py:1: decide_access",
+                                                      "bad.py:3: decide_action"]

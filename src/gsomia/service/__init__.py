@@ -1,9 +1,9 @@
 """The service layer: use cases over the core, behind ports the shell implements.
 
 Modules by role: ``ports`` and ``taxii_ports`` (what the shell must provide), ``handlers``
-(publish, release, receive, audit), ``taxii`` (who may see what over TAXII), ``stories``
-(the agreements' story). The names below are re-exported, loaded on first use, and pinned
-by ``tests/unit/test_exported_members.py``.
+(publish, release, receive, audit), ``access`` (who may read and act: every way in asks it),
+``taxii`` (what a TAXII caller sees), ``stories`` (the agreements' story). The names below
+are re-exported, loaded on first use, and pinned by ``tests/unit/test_exported_members.py``.
 """
 
 from __future__ import annotations

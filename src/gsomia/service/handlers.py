@@ -74,7 +74,6 @@ from gsomia.core.policy import (
     Person,
     ReleaseRequest,
     decide,
-    decide_access,
     decide_classification_change,
     decide_new_version,
 )
@@ -87,6 +86,7 @@ from gsomia.core.stix import (
     label_marking,
 )
 from gsomia.core.types import Party, iso, party
+from gsomia.service import access
 from gsomia.service.outbox import commit
 from gsomia.service.ports import AuditReader, KeyStore, StixValidator, UnitOfWork
 
@@ -218,8 +218,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 catalogue, now)
             # A person publishes only under a label they may read: else they would put
             # above their clearance what they could then neither see nor correct.
-            if publisher is not None and not decide_access(publisher, form.label,
-                                                           catalogue.schemes).permit:
+            if publisher is not None and not access.may_read(publisher, form.label,
+                                                             catalogue.schemes):
                 raise PolicyDenied((REFUSED_TO_PUBLISH,))
         is_marking = is_label_marking(obj)
         if is_marking:
@@ -604,7 +604,7 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
     if len(token) < 32:
         raise MalformedInput("token too short", where="token", expected="32 or more characters")
     if appointer is not None:
-        allowed = roles.decide_action(appointer.role, roles.Action.USER_ADD)
+        allowed = access.acting(appointer.role, roles.Action.USER_ADD)
         problem = None if allowed.permit else allowed.reason
         problem = problem or roles.appointment_problem(
             appointer.person(), appointer.role, clearance=clearance, need_to_know=needed,
@@ -720,7 +720,7 @@ def read_item(uow: UnitOfWork, *, schemes: Mapping[Party, Scheme], token: str, i
         if not custody:
             raise ProofInvalid(f"{item.item_id} version {item.version} has no custody record")
         current = custody[-1]
-        decision = decide_access(user.person(), current.national_label, schemes)
+        decision = access.reading(user.person(), current.national_label, schemes)
         kind = AuditKind.ACCESS_GRANTED if decision.permit else AuditKind.ACCESS_DENIED
         event = uow.audit.append(
             kind, now, user.name, item_id=item.item_id, item_version=item.version,

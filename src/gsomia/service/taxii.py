@@ -1,7 +1,7 @@
 """TAXII 2.1 service: who may see what, cursors, audit, and publishing through the API.
 
 Every read goes through here: the caller's visible label classes are decided with the Art. 7
-access rule (``decide_access``: clearance at or above the level *and* need-to-know), the
+access rule (:mod:`gsomia.service.access`: clearance at or above the level *and* need-to-know), the
 store pages only over those, and a granted read is audited before anything is returned. An
 item the caller may not see and an item that does not exist give the same :class:`NotFound`,
 which the API renders as the same 404 body; both are recorded alike (``record_miss``, off the
@@ -24,7 +24,7 @@ from gsomia.core import stix
 from gsomia.core.audit import AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput, NotFound, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
-from gsomia.core.policy import Decision, Person, decide_access
+from gsomia.core.policy import Decision, Person
 from gsomia.core.taxii import (
     Filters,
     Position,
@@ -37,6 +37,7 @@ from gsomia.core.taxii import (
 )
 from gsomia.core.taxii import collection as taxii_collection
 from gsomia.core.types import Party
+from gsomia.service import access
 from gsomia.service.handlers import REFUSED_TO_PUBLISH
 from gsomia.service.ports import UnitOfWork
 from gsomia.service.taxii_ports import (
@@ -109,7 +110,7 @@ class TaxiiService:
         labelled collection whose label the person may not read does not exist for them."""
         found = self.collections.get(collection)
         if found is None or (found.label is not None
-                             and not decide_access(person, found.label, self.schemes).permit):
+                             and not access.reading(person, found.label, self.schemes).permit):
             raise NotFound(f"no collection {collection}")
         return found
 
@@ -155,7 +156,7 @@ class TaxiiService:
         wanted = collection.label if collection is not None else None
         return frozenset(key for key, label in self.store.label_classes().items()
                          if (wanted is None or stix.same_label(label, wanted))
-                         and decide_access(person, label, self.schemes).permit)
+                         and access.reading(person, label, self.schemes).permit)
 
     # ---- reads -----------------------------------------------------------------------------
     def read(self, person: Person, collection: str, endpoint: str,
@@ -201,7 +202,7 @@ class TaxiiService:
         if not labels:
             return (f"{object_id} is not held here",)
         for label in labels:
-            decision = decide_access(person, label, self.schemes)
+            decision = access.reading(person, label, self.schemes)
             if not decision.permit:
                 return decision.reasons
         return ("no version the reader may see matches the request's filters",)
@@ -315,7 +316,7 @@ class TaxiiService:
                          "over the peer API")
         decision = decisions.get(label)
         if decision is None:
-            decision = decisions[label] = decide_access(person, label, self.schemes)
+            decision = decisions[label] = access.reading(person, label, self.schemes)
         if not decision.permit:
             # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
             raise PolicyDenied((REFUSED_TO_PUBLISH,))

@@ -367,7 +367,7 @@ def create_app(config: ApiConfig) -> Starlette:
                                   {"WWW-Authenticate": 'Mutual-TLS realm="gsomia-peer"'}))
         return party
 
-    async def peer_json(request: Request) -> Any:
+    async def peer_json(request: Request) -> object:
         if content_type_of_json(request.headers.get("content-type")) is False:
             raise _Refusal(_error(415, "Unsupported media type", "Send application/json"))
         raw = await request.body()  # at most limits.PEER_BODY: BodyLimit saw to it
@@ -379,7 +379,8 @@ def create_app(config: ApiConfig) -> Starlette:
         limits.check_depth(body, where="body", limit=limits.MAX_DEPTH + 2)
         return body
 
-    def peer(handler: Callable[[Request, Party, Any], Any], *, with_body: bool = True
+    # ``body``: the request's JSON as parsed, of no shape yet: each handler checks it.
+    def peer(handler: Callable[[Request, Party, object], object], *, with_body: bool = True
              ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             try:
@@ -407,7 +408,7 @@ def create_app(config: ApiConfig) -> Starlette:
         endpoint.__name__ = handler.__name__
         return endpoint
 
-    def deliver(request: Request, sender: Party, body: Any) -> Any:
+    def deliver(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "envelope")
         batch = data.get("envelopes")
         many = getattr(config.inbox, "deliver_many", None)
@@ -426,13 +427,13 @@ def create_app(config: ApiConfig) -> Starlette:
         except Replayed as exc:
             raise _Refusal(_json(error_body("Replayed", 409, str(exc)), 409)) from None
 
-    def receipt(request: Request, sender: Party, body: Any) -> Any:
+    def receipt(request: Request, sender: Party, body: object) -> object:
         doc = crypto.Receipt.from_json(_object(body, "receipt"))
         _same(doc.recipient, sender, "receipt.recipient")
         config.inbox.receipt(doc, sender, config.clock())
         return {"accepted": True}
 
-    def consent_request(request: Request, sender: Party, body: Any) -> Any:
+    def consent_request(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "consent request")
         item_id, recipient = data.get("item_id"), data.get("recipient")
         if not isinstance(item_id, str) or not item_id or not isinstance(recipient, str):
@@ -444,7 +445,7 @@ def create_app(config: ApiConfig) -> Starlette:
                                                                      where="recipient"),
                                             str(data.get("reason", "")), config.clock())
 
-    def consent_reply(request: Request, sender: Party, body: Any) -> Any:
+    def consent_reply(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "consent reply")
         if data.get("granted") is False:
             item_id = data.get("item_id")
@@ -458,7 +459,7 @@ def create_app(config: ApiConfig) -> Starlette:
         config.inbox.consent_granted(consent, sender, config.clock())
         return {"accepted": True}
 
-    def incident(request: Request, sender: Party, body: Any) -> Any:
+    def incident(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "incident report")
         kind, item_id, description = data.get("kind"), data.get("item_id"), \
             data.get("description")
@@ -470,10 +471,10 @@ def create_app(config: ApiConfig) -> Starlette:
                               config.clock())
         return {"accepted": True}
 
-    def tree_head_get(request: Request, sender: Party, body: Any) -> Any:
+    def tree_head_get(request: Request, sender: Party, body: object) -> object:
         return config.inbox.tree_head().to_json()
 
-    def tree_head_post(request: Request, sender: Party, body: Any) -> Any:
+    def tree_head_post(request: Request, sender: Party, body: object) -> object:
         head = TreeHead.from_json(_object(body, "tree head"))
         since = request.query_params.get("since")
         with_proof = getattr(config.inbox, "tree_head_exchange", None)
@@ -482,13 +483,13 @@ def create_app(config: ApiConfig) -> Starlette:
             return with_proof(head, sender, since, config.clock())
         return config.inbox.partner_tree_head(head, sender, config.clock())
 
-    def tree_head_held(request: Request, sender: Party, body: Any) -> Any:
+    def tree_head_held(request: Request, sender: Party, body: object) -> object:
         held = getattr(config.inbox, "held_head", None)
         if held is None:
             raise PeerUnavailable("this node keeps no partners' heads")
         return held(sender)
 
-    def classification_notice(request: Request, sender: Party, body: Any) -> Any:
+    def classification_notice(request: Request, sender: Party, body: object) -> object:
         apply = getattr(config.inbox, "classification_notice", None)
         if apply is None:
             raise PeerUnavailable("this node takes no classification notices")
@@ -555,7 +556,7 @@ def _version(row: StoredVersion) -> str:
     return row.version if row.version != "unversioned" else taxii_time(row.version_at)
 
 
-def _object(body: Any, what: str) -> Mapping[str, Any]:
+def _object(body: object, what: str) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise MalformedInput(f"the {what} is not a JSON object", where="body")
     return body

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -34,8 +34,17 @@ from starlette.routing import Route
 from gsomia.core import roles
 from gsomia.core.errors import ActionRefused as Refused
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
-from gsomia.core.policy import ReleaseRequest, decide_access
+from gsomia.core.policy import ReleaseRequest
 from gsomia.core.types import Party, utc_text
+from gsomia.service import access
+
+if TYPE_CHECKING:
+    from gsomia.core.custody import Holding, NodeUser
+    from gsomia.core.labels import SecurityLabel
+    from gsomia.service.handlers import LabelRequest
+    from gsomia.shell.api import ApiConfig
+    from gsomia.shell.node import Node
+    from gsomia.shell.web import Session
 
 __all__ = ["Gate", "desk_state", "preview", "routes"]
 
@@ -47,7 +56,7 @@ _BODY = 8192  # the dashboard's bound on a form (limits.FORM_BODY): the middlewa
 class Gate:
     """What the dashboard lends the desk: its sessions and its forgery check."""
 
-    session_of: Callable[[Request], Awaitable[Any]]   # web.Session | None
+    session_of: Callable[[Request], Awaitable[Session | None]]
     forged: Callable[[Request, str | None, str | None], str | None]
     close_all: Callable[[str], None]
     page: Callable[[str, str], HTMLResponse]
@@ -62,33 +71,19 @@ def _stamp(at: Any) -> Any:
 
 
 # ---- reading ------------------------------------------------------------------------------
-def _visible_labels(node: Any, user: Any) -> dict[str, Any]:
-    """Each item the user may read → (a holding, its label as held here).
-
-    An item counts as readable only if every version held is: versions share their label
-    (only a classification notice changes it, for all at once), so this denies nothing a
-    reader may see, and a stray version marked higher never shows the item."""
-    schemes = node.catalogue.schemes
-    person = user.person()
-    out: dict[str, Any] = {}
-    denied: set[str] = set()
+def _visible_labels(node: Node, user: NodeUser) -> dict[str, tuple[Holding, SecurityLabel]]:
+    """Each item the user may read → (a holding, its label as held here)."""
     with node.store.repository() as repo:
         holdings = repo.holdings()
-    for h in holdings:
-        label = h.current.national_label
-        if decide_access(person, label, schemes).permit:
-            out.setdefault(h.item.item_id, (h, label))
-        else:
-            denied.add(h.item.item_id)
-    return {k: v for k, v in out.items() if k not in denied}
+    return access.readable_items(user.person(), holdings, node.catalogue.schemes)
 
 
-def _summary(holding: Any) -> str:
+def _summary(holding: Holding) -> str:
     obj = json.loads(holding.item.content)
     return str(obj.get("name") or obj.get("abstract") or obj.get("description") or "")[:200]
 
 
-def picker(node: Any) -> dict[str, Any]:
+def picker(node: Node) -> dict[str, Any]:
     """The values a label may hold here, for the publish form's pickers."""
     vocab = node.catalogue.vocabulary
     scheme = node.catalogue.schemes[node.party]
@@ -99,19 +94,19 @@ def picker(node: Any) -> dict[str, Any]:
                                if node.party in a.parties)}
 
 
-def desk_state(node: Any, user: Any, now: datetime,
-               read: Callable[[Any], None] = lambda holding: None) -> dict[str, Any]:
+def desk_state(node: Node, user: NodeUser, now: datetime,
+               read: Callable[[Holding], None] = lambda holding: None) -> dict[str, Any]:
     """What the desk shows ``user``: each section only if their role permits it, and in it
     only what they may read. ``read`` is called with each holding whose content (its name)
     is shown, so that the read is audited as the dashboard's are."""
     from gsomia.shell import notices
     from gsomia.shell.exchange import consent_rows
 
-    def summary(holding: Any) -> str:
+    def summary(holding: Holding) -> str:
         read(holding)
         return _summary(holding)
 
-    allowed = {a.value: roles.decide_action(user.role, a).permit for a in roles.Action}
+    allowed = {a.value: access.may_act(user.role, a) for a in roles.Action}
     doc: dict[str, Any] = {
         "party": node.party, "now": _stamp(now),
         "user": {"name": user.name, "role": user.role, "clearance": user.clearance,
@@ -146,7 +141,7 @@ def desk_state(node: Any, user: Any, now: datetime,
     return doc
 
 
-def _label_request(body: Mapping[str, Any]) -> Any:
+def _label_request(body: Mapping[str, Any]) -> LabelRequest:
     from gsomia.service import handlers
 
     label = body.get("label")
@@ -175,7 +170,8 @@ def _label_request(body: Mapping[str, Any]) -> Any:
                                  text("category", False))
 
 
-def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def preview(node: Node, user: NodeUser, body: Mapping[str, Any],
+            now: datetime) -> dict[str, Any]:
     """Who could receive an item so labelled, by the release policy as in force ``now``:
     per partner, the decision with its agreement, the level it would be marked there and the
     reasons; and whether the publisher could read it (publishing needs that)."""
@@ -188,7 +184,7 @@ def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dic
         decision = handlers.check_release(ReleaseRequest("preview", label, node.party, p, now),
                                           node.catalogue)
         partners.append({"partner": p, **decision.to_json()})
-    own = decide_access(user.person(), label, node.catalogue.schemes)
+    own = access.reading(user.person(), label, node.catalogue.schemes)
     return {"marking": label.national_marking(),
             "english": label.english_marking(node.catalogue.schemes),
             "partners": partners, "you_may_read": own.permit,
@@ -196,13 +192,14 @@ def preview(node: Any, user: Any, body: Mapping[str, Any], now: datetime) -> dic
 
 
 # ---- acting ---------------------------------------------------------------------------------
-def _need(user: Any, action: roles.Action) -> None:
-    allowed = roles.decide_action(user.role, action)
+def _need(user: NodeUser, action: roles.Action) -> None:
+    allowed = access.acting(user.role, action)
     if not allowed.permit:
         raise Refused(403, f"refused: {allowed.reason}", (allowed.reason,))
 
 
-def _readable_item(node: Any, user: Any, item_id: Any, action: str) -> Any:
+def _readable_item(node: Node, user: NodeUser, item_id: object,
+                   action: str) -> tuple[Holding, SecurityLabel]:
     """The holding of ``item_id`` if the user may read it; else refused as not held."""
     from gsomia.service import handlers
 
@@ -224,7 +221,7 @@ def _text(body: Mapping[str, Any], name: str, *, limit: int = 2000,
     return value.strip()[:limit]
 
 
-def act(node: Any, user: Any, action: str, body: Mapping[str, Any], now: datetime,
+def act(node: Node, user: NodeUser, action: str, body: Mapping[str, Any], now: datetime,
         close_all: Callable[[str], None]) -> dict[str, Any]:
     """Do ``action`` for ``user``, through the command line's own handlers."""
     from gsomia.service import handlers
@@ -364,18 +361,18 @@ def _page(party: Party, csrf: str, gate: Gate) -> HTMLResponse:
         '</main><script src="/desk/static/desk.js"></script>'))
 
 
-def routes(config: Any, gate: Gate) -> list[Route]:
+def routes(config: ApiConfig, gate: Gate) -> list[Route]:
     """The desk's routes; mounted by :func:`gsomia.shell.web.routes`."""
     party: Party = config.party
 
-    def node_of() -> Any:
+    def node_of() -> Node | None:
         return getattr(getattr(config, "inbox", None), "node", None)
 
-    def user_of(node: Any, name: str) -> Any:
+    def user_of(node: Node, name: str) -> NodeUser | None:
         with node.store.repository() as repo:
             return repo.user_named(name)
 
-    def audit_refusal(node: Any, actor: str, action: str, exc: Refused) -> None:
+    def audit_refusal(node: Node, actor: str, action: str, exc: Refused) -> None:
         from gsomia.service import handlers
 
         handlers.refuse_action(node.uow(), actor=actor, action=action, reasons=exc.reasons,
@@ -395,7 +392,7 @@ def routes(config: Any, gate: Gate) -> list[Route]:
                         headers={"Cache-Control": "no-cache",
                                  "X-Content-Type-Options": "nosniff"})
 
-    async def signed_in(request: Request) -> tuple[Any, Any] | Response:
+    async def signed_in(request: Request) -> tuple[Session, Node] | Response:
         """The caller's session and this node, or the response that refuses them."""
         session = await gate.session_of(request)
         if session is None:
@@ -416,7 +413,7 @@ def routes(config: Any, gate: Gate) -> list[Route]:
             return JSONResponse({"error": "sign in first"}, 401)
         now = _now()
 
-        def read(holding: Any) -> None:
+        def read(holding: Holding) -> None:
             """The first time this session is shown an item version, read it through the
             access rule (audited), as the dashboard does (``web.state``)."""
             from gsomia.service import handlers

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -27,11 +27,14 @@ from gsomia.core.errors import MalformedInput, ProofInvalid, RolledBack
 from gsomia.core.partner_heads import OwnHeadVerdict, judge_held_head
 from gsomia.core.types import Party
 
+if TYPE_CHECKING:
+    from gsomia.shell.node import Node
+
 HELD_PATH = "/peer/v1/tree-heads/held/"
 START_TIMEOUT = 3.0  # seconds per partner at start: a partner down must not hold it up
 
 
-def held_head_of(node: Any, partner: Party, partner_public: Ed25519PublicKey
+def held_head_of(node: Node, partner: Party, partner_public: Ed25519PublicKey
                  ) -> TreeHead | None:
     """The largest head of ``partner`` this node recorded that the partner signed."""
     from gsomia.core.audit import verify_tree_head
@@ -77,7 +80,7 @@ class PartnerView:
                 "head": self.head.to_json() if self.head is not None else None}
 
 
-def judge(node: Any, held: TreeHead | None) -> OwnHeadVerdict:
+def judge(node: Node, held: TreeHead | None) -> OwnHeadVerdict:
     """``held`` against this node's own log (its latest signed head and its leaves)."""
     with node.store.reader() as reader:
         latest = reader.latest_head()
@@ -89,7 +92,7 @@ def judge(node: Any, held: TreeHead | None) -> OwnHeadVerdict:
     return judge_held_head(held, latest, proof, node.keys.public_signing_key())
 
 
-def ask_partners(node: Any, *, timeout: float = 10.0) -> list[PartnerView]:
+def ask_partners(node: Node, *, timeout: float = 10.0) -> list[PartnerView]:
     """Ask every partner in ``partners.json`` for the newest head of this node it holds."""
     from gsomia.shell.exchange import Partners, peer_client
 
@@ -117,7 +120,7 @@ def ask_partners(node: Any, *, timeout: float = 10.0) -> list[PartnerView]:
     return views
 
 
-def check_at_start(node: Any, *, timeout: float = START_TIMEOUT) -> list[PartnerView]:
+def check_at_start(node: Node, *, timeout: float = START_TIMEOUT) -> list[PartnerView]:
     """Refuse to start a node whose head file is missing or that partners prove rolled back
     (raise :class:`RolledBack`, exit 1); a partner that does not answer within ``timeout``
     is named on stderr and skipped, so a partner down never holds the start up."""

@@ -20,11 +20,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -32,6 +32,9 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from gsomia.core.types import Party
+
+if TYPE_CHECKING:
+    from gsomia.shell.exchange import Partners
 
 __all__ = ["PeerRefused", "PinnedPeers", "ca_bundle", "client_context", "party_of_certificate",
            "pinned_cas"]
@@ -55,7 +58,7 @@ def _ca_file(folder: Path, me: Party, code: Party) -> Path:
     return folder / "tls" / ("ca.crt" if code == me else f"partners/{code}.crt")
 
 
-def pinned_cas(folder: Path, partners: Any) -> dict[Party, x509.Certificate]:
+def pinned_cas(folder: Path, partners: Partners) -> dict[Party, x509.Certificate]:
     """Each party's CA certificate whose SHA-256 matches its pin in ``partners``
     (an :class:`gsomia.shell.exchange.Partners`); parties without a pin, or whose file is
     missing, unreadable or another CA, are left out: nobody counts as them."""
@@ -119,7 +122,8 @@ class PinnedPeers:
     see :func:`gsomia.shell.commands.serve.tls_protocol`), a :class:`PeerRefused`, or None
     without a certificate. Decided once per connection, against the pins as they are then."""
 
-    def __init__(self, folder: Path, party: Party, clock: Any = None) -> None:
+    def __init__(self, folder: Path, party: Party,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.folder = Path(folder)
         self.party = party
         self.clock = clock or (lambda: datetime.now(UTC))

@@ -7,7 +7,7 @@ The page is static (served from ``gsomia/data/web``, no CDN) and draws what
 whenever the node's holdings, custody, receipts or audit log change.
 
 What a user sees obeys Art. 7: an item's content is sent only when the user's clearance and
-need-to-know permit it (``policy.decide_access``), and each item version a session is first
+need-to-know permit it (:mod:`gsomia.service.access`), and each item version a session is first
 shown is read through ``handlers.read_item``, so the read is in the audit log. Items the user
 may not read are not mentioned at all, not even counted: a count would tell a reader how many
 items they may not see, and when one arrives.
@@ -48,14 +48,19 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from gsomia.core.errors import GsomiaError, MalformedInput
-from gsomia.core.policy import decide_access
-from gsomia.core.types import SECRET_LEVELS, Party, utc_text
+from gsomia.core.types import Party, utc_text
+from gsomia.service import access
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from gsomia.core.agreements import Catalogue
     from gsomia.core.policy import Person
     from gsomia.core.tracking.sensors import Sensor
+    from gsomia.service.ports import KeyStore
+    from gsomia.shell.api import ApiConfig
+    from gsomia.shell.store import Store
 
 __all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "NodeView", "Sessions",
            "latest_partner_heads", "origin_problem", "partner_heads", "publish_replay",
@@ -162,9 +167,9 @@ def origin_problem(request: Request) -> str | None:
 class NodeView:
     """What the dashboard reads and writes, taken from the app that ``serve`` wired."""
 
-    store: Any       # gsomia.shell.store.Store
-    keys: Any
-    catalogue: Any
+    store: Store
+    keys: KeyStore
+    catalogue: Catalogue
     party: Party
 
 
@@ -213,26 +218,17 @@ def latest_partner_heads(rows: Iterable[tuple[str, str]]) -> list[dict[str, Any]
 
 def sensor_coverage(party: Party, person: Person, catalogue: Catalogue,
                     sensors: Sequence[Sensor]) -> dict[str, Any]:
-    """The sensors this node knows of that the user may see, as coverage areas.
-
-    A sensor's type, site and performance are classified under its own label, which stays
-    with its owner unless the owner releases it: the node knows its own sensors, and a
-    partner's sensor only when that label names this party in REL TO. Partners' sensor
-    reports travel under pseudonyms (``gsomia demo``) and reveal no site, so they add none.
-    A user sees a sensor only if its label passes the access rule (Art. 7); the others are
-    counted as withheld.
+    """The sensors this node knows of that the user may see, as coverage areas, and how
+    many more it knows of are withheld (:func:`gsomia.service.access.sensors_shown`).
+    Partners' sensor reports travel under pseudonyms (``gsomia demo``) and reveal no site,
+    so they add none.
     """
     from gsomia.core.tracking.coverage import coverage_area
     from gsomia.shell.report import COLOURS
 
+    known, withheld = access.sensors_shown(party, person, catalogue.schemes, sensors)
     shown: list[dict[str, Any]] = []
-    withheld = 0
-    for s in sensors:
-        if s.owner != party and party not in s.label.rel_to:
-            continue
-        if not decide_access(person, s.label, catalogue.schemes).permit:
-            withheld += 1
-            continue
+    for s in known:
         own = s.owner == party
         shown.append({**coverage_area(s).to_json(), "relation": "own" if own else "partner",
                       "known_by": "own sensor" if own else f"released by {s.owner}",
@@ -283,7 +279,7 @@ def state(node: NodeView, session: Session, now: datetime,
     items = []
     for h in holdings:
         current = h.current
-        if not decide_access(person, current.national_label, schemes).permit:
+        if not access.may_read(person, current.national_label, schemes):
             continue
         key = (h.item.item_id, h.item.version)
         if key not in session.shown:
@@ -396,7 +392,8 @@ def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any]
     from gsomia.service import handlers
     from gsomia.shell.stix_check import check_stix
 
-    level = SECRET_LEVELS.get(node.party, "SECRET")
+    # The label ``may_replay`` lets a user start the replay under.
+    replay = access.replay_label(node.party)
     begun = time.monotonic()
     done = 0
     for at_s, obj, category in entries:
@@ -406,8 +403,8 @@ def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any]
                 break
             if wait > 0 and stop is None:
                 time.sleep(wait)
-        label = handlers.LabelRequest(level, ("JPN", "KOR", "USA"), "dprk-missile",
-                                      category=category)
+        label = handlers.LabelRequest(replay.level, tuple(sorted(replay.rel_to)),
+                                      replay.purpose, category=category)
         handlers.publish(node.store.uow(), keys=node.keys, catalogue=node.catalogue, obj=obj,
                          label=label, now=datetime.now(UTC), actor="replay",
                          validate=check_stix)
@@ -479,7 +476,7 @@ def _dashboard_page(party: Party, csrf: str) -> HTMLResponse:
         '<script src="/dashboard/static/dashboard.js"></script>'))
 
 
-def routes(config: Any, defences: Defences) -> list[Route]:
+def routes(config: ApiConfig, defences: Defences) -> list[Route]:
     """The dashboard's routes for the app of one node (``api.create_app``).
 
     Every state-changing route (``POST /login``, ``/logout``, ``/dashboard/replay``) refuses
@@ -498,13 +495,8 @@ def routes(config: Any, defences: Defences) -> list[Route]:
 
     def may_replay(session: Session) -> bool:
         """Only a user who may read what the replay publishes may start one."""
-        from gsomia.core.labels import SecurityLabel
-
-        person = authenticate(session.token, session.name)
-        label = SecurityLabel(party, SECRET_LEVELS.get(party, "SECRET"),
-                              frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
-        return person is not None and decide_access(person, label,
-                                                    config.service.schemes).permit
+        return access.may_replay(authenticate(session.token, session.name), party,
+                                 config.service.schemes)
 
     def current(session: Session | None) -> Session | None:
         """The session, if its user's token still holds (not revoked since sign-in)."""
@@ -608,7 +600,7 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         return JSONResponse({"error": "this node's store is not available to the dashboard"},
                             503)
 
-    async def signed_in(request: Request) -> tuple[Session, Any] | Response:
+    async def signed_in(request: Request) -> tuple[Session, NodeView] | Response:
         """The caller's session and this node's store, or the response that refuses them."""
         session = await session_of(request)
         if session is None:
@@ -640,7 +632,7 @@ def routes(config: Any, defences: Defences) -> list[Route]:
         session, node = found
         cookie = request.cookies.get(COOKIE)
 
-        async def stream() -> Any:
+        async def stream() -> AsyncIterator[str]:
             seen: tuple[int, ...] | None = None
             quiet = 0
             while not await request.is_disconnected():

@@ -1,263 +1,17 @@
-"""``federation up|down|status``, ``node run`` and ``consent request|grant|deny|list``.
-
-A federation folder holds one node folder per party (``JPN/``, ``KOR/``, ``USA/``),
-``federation.json`` (topology, ports, URLs) and, while it runs, one ``node.pid`` per node.
-Each node process (``gsomia node run``) serves the API and runs the sender.
-
-Topologies: ``none`` — three nodes with no partners: none trusts another's certificate or
-delivers to it, so nothing crosses; ``direct`` — every pair of parties delivers to each other
-(JPN and KOR under the 2016 GSOMIA); ``hub`` — JPN and KOR deliver only to USA, which relays
-under TISA and only with the originator's consent; ``trilateral`` — every pair delivers
-directly, as under the 2023 real-time missile warning mechanism: the federation file names
-its label policy (``trilateral-mwd-2023``), which publishers pin their labels to, so the
-release policy lets only launch points, flight paths and impact predictions pass.
-"""
+"""``federation up|down|status``, ``node run`` and ``consent request|grant|deny|list``: the
+federation itself (folder, topologies, node processes) is :mod:`gsomia.shell.federation`."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gsomia.core.errors import MalformedInput
-from gsomia.core.types import Party
 from gsomia.shell.commands.common import emit_json, json_option, progress
 from gsomia.shell.consents import consent_decide, consent_request
-
-FEDERATION_FILE = "federation.json"
-PID_FILE = "node.pid"
-TOPOLOGIES = ("none", "direct", "hub", "trilateral")
-# The label policy a topology's publishers pin their labels to (``LabelRequest.policy``).
-LABEL_POLICIES = {"trilateral": "trilateral-mwd-2023"}
-
-
-def deliveries(topology: str, me: Party) -> tuple[Party, ...]:
-    """Whom ``me`` delivers to under ``topology``."""
-    from gsomia.shell.exchange import PARTIES
-
-    if topology == "none":
-        return ()
-    if topology in ("direct", "trilateral"):
-        return tuple(p for p in PARTIES if p != me)
-    if topology == "hub":
-        return ("USA",) if me != "USA" else tuple(p for p in PARTIES if p != "USA")
-    raise MalformedInput(f"unknown topology {topology!r}", where="--topology",
-                         expected=" or ".join(TOPOLOGIES))
-
-
-def free_base_port() -> int:
-    """A base port with three free ports above it on 127.0.0.1 (one per party)."""
-    import socket
-
-    for _ in range(50):
-        base = 20000 + int.from_bytes(os.urandom(2), "big") % 30000
-        socks: list[socket.socket] = []
-        try:
-            for i in range(3):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + i))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise MalformedInput("no three free ports found on 127.0.0.1", where="--base-port",
-                         expected="a --base-port whose three ports are free")
-
-
-def _pid(folder: Path) -> int | None:
-    try:
-        pid = int((folder / PID_FILE).read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    # A zombie child of ours counts as gone.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return None
-    except ChildProcessError:
-        pass
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            if handle.read().split()[2] == "Z":
-                return None
-    except OSError:
-        pass
-    return pid
-
-
-def _answers(url: str, folder: Path, code: Party) -> bool:
-    """Whether the node of party ``code`` answers at ``url``, as that party (its pinned CA)."""
-    import httpx
-
-    from gsomia.shell.exchange import client_tls
-
-    try:
-        with httpx.Client(verify=client_tls(folder, code), timeout=1.0) as client:
-            return client.get(url.rstrip("/") + "/taxii2/").status_code < 500
-    except (httpx.HTTPError, OSError):
-        return False
-
-
-def load_federation(folder: Path) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads((folder / FEDERATION_FILE).read_text("utf-8"))
-        return data
-    except FileNotFoundError:
-        raise MalformedInput(f"{folder} holds no federation", where="--dir",
-                             expected="a folder made by gsomia federation up") from None
-    except (OSError, ValueError) as exc:
-        raise MalformedInput(f"cannot read {folder / FEDERATION_FILE}: {exc}",
-                             where="--dir") from None
-
-
-def configure(folder: Path, topology: str, base_port: int) -> dict[str, Any]:
-    """Create missing nodes and write the federation file and each node's partners."""
-    from gsomia import bootstrap
-    from gsomia.shell.exchange import PARTIES, Partners, Peer
-    from gsomia.shell.keys import FileKeyStore, cert_fingerprint
-
-    folder.mkdir(parents=True, exist_ok=True)
-    nodes: dict[str, dict[str, Any]] = {}
-    peers: dict[Party, Peer] = {}
-    for i, code in enumerate(PARTIES):
-        home = folder / code
-        if not (home / "node.toml").exists():
-            bootstrap.init_node(home, code).close()
-        keys = FileKeyStore(home, code)
-        port = base_port + i
-        url = f"https://127.0.0.1:{port}"
-        nodes[code] = {"dir": str(home), "port": port, "url": url,
-                       "deliver_to": list(deliveries(topology, code))}
-        peers[code] = Peer(code, url, keys.public_signing_key(),
-                           keys.envelope_key().public_key(),
-                           cert_fingerprint(keys.certificate("ca")))
-    for code in PARTIES:
-        home = folder / code
-        # With no partners a node knows and trusts only itself (a folder reused from
-        # another topology loses the partners' CAs).
-        known = peers if topology != "none" else {code: peers[code]}
-        Partners(code, topology, known, deliveries(topology, code)).write(home)
-        trusted = home / "tls" / "partners"
-        trusted.mkdir(parents=True, exist_ok=True)
-        for other in PARTIES:
-            if other == code:
-                continue
-            if other in known:
-                (trusted / f"{other}.crt").write_bytes(
-                    (folder / other / "tls" / "ca.crt").read_bytes())
-            else:
-                (trusted / f"{other}.crt").unlink(missing_ok=True)
-    doc = {"topology": topology, "base_port": base_port, "nodes": nodes,
-           "label_policy": LABEL_POLICIES.get(topology)}
-    (folder / FEDERATION_FILE).write_text(json.dumps(doc, indent=2) + "\n", "utf-8")
-    return doc
-
-
-def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
-       on_ready: Any = None) -> dict[str, Any]:
-    """Start every node of the federation that is not running; wait until all answer."""
-    folder = folder.resolve()
-    if (folder / FEDERATION_FILE).exists():
-        old = load_federation(folder)
-        running = [c for c in old["nodes"] if _pid(folder / c) is not None]
-        if running and (old["topology"] != topology or old["base_port"] != base_port):
-            raise MalformedInput(f"the federation is running as {old['topology']} on "
-                                 f"{old['base_port']}: run federation down first",
-                                 where="--dir")
-    doc = configure(folder, topology, base_port)
-    started: dict[str, int] = {}
-    for code, node in doc["nodes"].items():
-        home = Path(node["dir"])
-        if _pid(home) is not None:
-            continue
-        log = open(home / "node.log", "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gsomia", "node", "run", "--dir", str(home),
-             "--host", "127.0.0.1", "--port", str(node["port"])],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-        log.close()
-        (home / PID_FILE).write_text(f"{proc.pid}\n")
-        started[code] = proc.pid
-    end = time.monotonic() + timeout
-    for code, node in doc["nodes"].items():
-        home = Path(node["dir"])
-        while not _answers(node["url"], home, code):
-            if _pid(home) is None:
-                raise MalformedInput(f"the {code} node exited at start: see {home}/node.log",
-                                     where="--dir")
-            if time.monotonic() > end:
-                raise MalformedInput(f"the {code} node did not answer within {timeout:.0f} s",
-                                     where="--dir")
-            time.sleep(0.1)
-        if on_ready is not None:  # a progress bar's advance: one node answers
-            on_ready(code)
-    return {**status(folder), "started": started}
-
-
-def stop_node(home: Path, timeout: float = 10.0) -> str:
-    """SIGTERM, then SIGKILL after ``timeout`` seconds; how it stopped."""
-    return _await_stop(home, _terminate(home), timeout)
-
-
-def _terminate(home: Path) -> int | None:
-    pid = _pid(home)
-    if pid is not None:
-        os.kill(pid, signal.SIGTERM)
-    return pid
-
-
-def _await_stop(home: Path, pid: int | None, timeout: float) -> str:
-    if pid is None:
-        (home / PID_FILE).unlink(missing_ok=True)
-        return "not running"
-    end = time.monotonic() + timeout
-    how = "stopped"
-    while _pid(home) is not None:
-        if time.monotonic() > end:
-            os.kill(pid, signal.SIGKILL)
-            how = "killed"
-            end = time.monotonic() + 5
-        time.sleep(0.05)
-    (home / PID_FILE).unlink(missing_ok=True)
-    return how
-
-
-def down(folder: Path, timeout: float = 10.0) -> dict[str, str]:
-    """Stop every node; all are told at once, since each one's graceful shutdown waits for
-    the connections its partners hold open to it."""
-    doc = load_federation(folder.resolve())
-    homes = {code: Path(node["dir"]) for code, node in doc["nodes"].items()}
-    pids = {code: _terminate(home) for code, home in homes.items()}
-    return {code: _await_stop(home, pids[code], timeout) for code, home in homes.items()}
-
-
-def status(folder: Path) -> dict[str, Any]:
-    doc = load_federation(folder.resolve())
-    nodes = {}
-    for code, node in doc["nodes"].items():
-        home = Path(node["dir"])
-        pid = _pid(home)
-        nodes[code] = {**node, "pid": pid, "running": pid is not None,
-                       "answers": pid is not None and _answers(node["url"], home, code)}
-    return {"topology": doc["topology"], "base_port": doc["base_port"],
-            "label_policy": doc.get("label_policy"), "nodes": nodes}
+from gsomia.shell.federation import TOPOLOGIES, down, status, up
 
 
 def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
@@ -290,11 +44,6 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
         stop.set()
         thread.join(timeout=5)
         node.close()
-
-
-# ---- consent -----------------------------------------------------------------------------------
-
-
 
 
 def register(cli: click.Group) -> None:
@@ -427,4 +176,4 @@ def register(cli: click.Group) -> None:
                        f"{row['recipient']}  {row['status']}")
 
 
-__all__ = ["configure", "deliveries", "down", "register", "status", "up"]
+__all__ = ["register", "run_node"]

@@ -1,0 +1,214 @@
+"""What ``gsomia doctor`` checks: this machine and, optionally, a node folder; each check
+says what works and what to fix. The agreements in effect are the caller's
+(``agreements``: the composition root's loader), so that a broken agreement file is a
+finding of its own rather than a crash."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from gsomia.core.agreements import Catalogue
+
+__all__ = ["MODULES", "Check", "delivery_checks", "environment", "node_checks",
+           "partner_checks", "pin_checks"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+    def to_json(self) -> dict[str, object]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, "fix": self.fix,
+                "required": self.required}
+
+
+MODULES = (("cryptography", "the crypto core"), ("rfc8785", "canonical JSON"),
+           ("sqlalchemy", "the store"), ("alembic", "store migrations"),
+           ("numpy", "tracking"), ("scipy", "tracking"), ("starlette", "the HTTP API"),
+           ("uvicorn", "node serve"), ("stix2validator", "publish"), ("httpx", "the exchange"),
+           ("matplotlib", "evaluate"))
+
+
+def environment(agreements: Callable[[], Catalogue],
+                on_module: Callable[[str], None] | None = None) -> list[Check]:
+    """The checks of this machine; ``agreements()`` loads the agreements in effect,
+    ``on_module(name)`` is called before each import (some take seconds: stix2validator
+    loads its schemas)."""
+    out = [Check("python", sys.version_info >= (3, 11), sys.version.split()[0],
+                 "install Python 3.11 or newer")]
+    for module, why in MODULES:
+        if on_module is not None:
+            on_module(module)
+        try:
+            importlib.import_module(module)
+            out.append(Check(f"module {module}", True, f"importable ({why})"))
+        except ImportError as exc:
+            out.append(Check(f"module {module}", False, str(exc),
+                             "run `make demo` or `pip install -e .`"))
+    try:
+        from cryptography.hazmat.primitives import hpke  # noqa: F401  (47+: RFC 9180 HPKE)
+
+        out.append(Check("HPKE in cryptography", True, "cryptography.hazmat.primitives.hpke"))
+    except ImportError:
+        out.append(Check("HPKE in cryptography", False, "this cryptography has no HPKE",
+                         "pip install 'cryptography>=47'"))
+    try:
+        cat = agreements()
+        out.append(Check("agreements", True, f"{len(cat.agreements)} loaded: "
+                         + ", ".join(sorted(cat.agreements))))
+    except Exception as exc:  # the message is the finding
+        out.append(Check("agreements", False, str(exc),
+                         "fix the agreement file named in the message or unset "
+                         "GSOMIA_AGREEMENTS"))
+    pg = any(Path(p).is_dir() for p in ("/usr/lib/postgresql",)) or shutil.which("initdb")
+    out.append(Check("PostgreSQL server (tests)", bool(pg),
+                     "installed" if pg else "not installed",
+                     "`sh tools/pg-test-cluster.sh install` (make test does it)", False))
+    chromium = shutil.which("chromium") or Path("/usr/bin/chromium").exists()
+    out.append(Check("Chromium (browser tests)", bool(chromium),
+                     "installed" if chromium else "not installed",
+                     "`sh tools/install-chromium.sh` (make test does it)", False))
+    return out
+
+
+def node_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check]:
+    """The checks of the node folder ``folder``, under the agreements ``agreements()``."""
+    from gsomia.shell.node import NodeConfig, open_node
+
+    out: list[Check] = []
+    try:
+        config = NodeConfig.load(folder)
+    except Exception as exc:
+        return [Check("node configuration", False, str(exc),
+                      f"create a node with `gsomia node init --party P --dir {folder}`")]
+    out.append(Check("node configuration", True, f"party {config.party}, database "
+                     f"{config.database}"))
+    from gsomia.shell.keys import exposed_private_keys
+
+    for name, rel in config.keys.items():
+        path = folder / rel
+        if not path.exists():
+            out.append(Check(f"key {name}", False, f"{path} is missing",
+                             "restore it from backup; a node cannot work without its keys"))
+    names = {folder / rel: name for name, rel in config.keys.items()}
+    for path, mode in exposed_private_keys(folder, config.keys):
+        out.append(Check(f"key {names[path]}", False, f"{path} has mode {oct(mode)}",
+                         f"chmod 600 {path}"))
+    if not any(c.name.startswith("key ") for c in out):
+        out.append(Check("key files", True, f"{len(config.keys)} present, private ones 0600"))
+    from gsomia.shell.node import taxii_collections
+
+    try:
+        labelled = taxii_collections(folder, config, agreements())
+        out.append(Check("TAXII collections", True, f"holdings and {len(labelled)} labelled"))
+    except Exception as exc:
+        out.append(Check("TAXII collections", False, str(exc),
+                         "fix [[taxii.collections]] in node.toml: the node will not start"))
+    try:
+        from gsomia.service import handlers
+
+        with open_node(folder, catalogue=agreements()) as node, \
+                node.store.reader() as reader:
+            verdict = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
+        out.append(Check("database and audit log", verdict.ok,
+                         f"{verdict.size} events, intact" if verdict.ok else
+                         "; ".join(f"{p.what} at {p.where}" for p in verdict.problems[:3]),
+                         "" if verdict.ok else
+                         "run `gsomia audit verify --node DIR` and report the incident "
+                         "to the originators (Art. 17)"))
+    except Exception as exc:
+        out.append(Check("database and audit log", False, str(exc),
+                         "check the database URL in node.toml and that the server is up"))
+    out.extend(partner_checks(folder, agreements))
+    out.extend(pin_checks(folder))
+    out.extend(delivery_checks(folder, agreements))
+    return out
+
+
+def pin_checks(folder: Path) -> list[Check]:
+    """Each party in partners.json: is its TLS CA pinned, and is the CA file the pinned one?
+    A party without a good pin is nobody's: its node can neither call nor answer this one."""
+    from gsomia.shell.exchange import Partners
+    from gsomia.shell.peer_identity import pinned_cas
+
+    try:
+        partners = Partners.load(folder)
+    except Exception as exc:
+        return [Check("partner CAs pinned", False, str(exc),
+                      "run `gsomia federation up` again to rewrite partners.json")]
+    if partners is None:
+        return []
+    unpinned = sorted(set(partners.peers) - set(pinned_cas(folder, partners)))
+    if not unpinned:
+        return [Check("partner CAs pinned", True, ", ".join(sorted(partners.peers))
+                      + ": each CA file matches its pin")]
+    return [Check("partner CAs pinned", False, ", ".join(unpinned) + ": no tls_ca_sha256 in "
+                  "partners.json, or the CA file (tls/ca.crt, tls/partners/P.crt) is not the "
+                  "pinned CA; certificates count as none of them",
+                  "compare the partner's CA fingerprint (`gsomia node info`) with the pin "
+                  "out of band, then run `gsomia federation up` again")]
+
+
+def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check]:
+    """Deliveries this node gave up (a partner refused them for good, or they could not be
+    sent): never retried, so the operator has to hear of them."""
+    import sqlalchemy as sa
+
+    from gsomia.shell.exchange import PENDING, REFUSED
+    from gsomia.shell.node import open_node
+    from gsomia.shell.store import outbox
+
+    try:
+        with open_node(folder, catalogue=agreements()) as node, \
+                node.store.engine.connect() as conn:
+            counts: dict[str, int] = {
+                str(status): int(n) for status, n in conn.execute(
+                    sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))}
+            refused = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
+                                             outbox.c.last_error)
+                                   .where(outbox.c.status == REFUSED)
+                                   .order_by(outbox.c.row.desc()).limit(3)).all()
+    except Exception:  # the database check above already says what is wrong
+        return []
+    waiting = counts.get(PENDING, 0)
+    if not refused:
+        return [Check("deliveries", True, f"none refused, {waiting} pending",
+                      required=False)]
+    shown = "; ".join(f"{r.item_id} to {r.recipient}: {r.last_error}" for r in refused)
+    return [Check("deliveries", False,
+                  f"{counts.get(REFUSED, 0)} refused ({shown}), {waiting} pending",
+                  "see the delivery-refused events in the audit log; an item too large "
+                  "for partners must be split and published again", required=False)]
+
+
+def partner_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check]:
+    """Partners' exchanged tree heads: any that did not extend the one recorded fails."""
+    from gsomia.shell.node import open_node
+    from gsomia.shell.notices import partner_heads
+
+    try:
+        with open_node(folder, catalogue=agreements()) as node:
+            rows = partner_heads(node)
+    except Exception:  # the database check above already says what is wrong
+        return []
+    if not rows:
+        return [Check("partner tree heads", True, "none exchanged yet (not in a federation, "
+                      "or the node has not run)", required=False)]
+    bad = [r for r in rows if r["consistent"] is False]
+    detail = ", ".join(f"{r['partner']} size {(r['head'] or {}).get('size')} "
+                       + {True: "consistent", False: "INCONSISTENT", None: "not checked"}[
+                           r["consistent"]] for r in rows)
+    return [Check("partner tree heads", not bad, detail,
+                  "" if not bad else "a partner's log was rewritten: see `gsomia audit "
+                  "partners --node DIR` and consult the partner (Art. 20)")]
