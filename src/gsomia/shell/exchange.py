@@ -332,8 +332,10 @@ def payloads_of(conn: sa.Connection, keys: Sequence[tuple[str, str]],
     wanted = set(keys)
     repo = node_store.SqlRepository(conn)
     consents = repo.consents_of(ids)
-    standing = [(c, doc) for c, doc in with_documents(repo.standing_consents())
-                if c.recipient == recipient and not c.revoked]
+    # Only those obtained from originators: a node's own items travel without consent.
+    standing = [(c, doc) for c, doc in with_documents(
+        r for r in repo.standing_consents() if r.direction == "obtained" or r.kind == "revoke")
+        if c.recipient == recipient and not c.revoked]
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for chunk in _chunks(ids):
         for row in conn.execute(sa.select(items.c.id, items.c.version, items.c.content,
