@@ -136,6 +136,47 @@ def test_the_hub_relays_under_a_standing_consent_until_it_is_revoked(hub: Federa
     assert again.exit_code == 2 and "already revoked" in again.output
 
 
+def _hub_delivery(usa: Any, item: str) -> tuple[str, str | None] | None:
+    import sqlalchemy as sa
+
+    from gsomia.shell.store import outbox
+
+    with usa.store.engine.connect() as conn:
+        row = conn.execute(sa.select(outbox.c.status, outbox.c.last_error).where(
+            outbox.c.item_id == item, outbox.c.recipient == "JPN")).first()
+    return None if row is None else (str(row.status), row.last_error)
+
+
+def test_a_relay_queued_before_a_revocation_does_not_leave_the_hub(hub: Federation) -> None:
+    """JPN is down, so the hub's relay waits in its outbox; KOR revokes meanwhile. When JPN
+    is back the hub checks the relay again as it leaves, and it does not leave."""
+    from gsomia.shell.commands import federation
+
+    jpn, usa = hub.nodes["JPN"], hub.nodes["USA"]
+    consent = grant(hub, "pre-launch-indicator", until=datetime.now(UTC) + timedelta(days=1))
+    assert exchange.wait_until(lambda: consent["id"] in listed(hub, "USA"), WAIT)
+    refused_at_jpn = len(events(jpn, AuditKind.ENVELOPE_REFUSED))
+    federation.stop_node(hub.folder / "JPN")
+    try:
+        item = publish(hub, "pre-launch-indicator")
+        assert exchange.wait_until(lambda: _hub_delivery(usa, item) is not None, WAIT)
+        assert _hub_delivery(usa, item)[0] == "pending"  # type: ignore[index]
+        result = invoke("consent", "standing", "revoke", "--node", str(hub.folder / "KOR"),
+                        "--id", consent["id"])
+        assert result.exit_code == 0, result.output
+        assert exchange.wait_until(
+            lambda: listed(hub, "USA")[consent["id"]]["state"] == "revoked", WAIT)
+    finally:
+        hub.up()
+    assert exchange.wait_until(lambda: _hub_delivery(usa, item)[0] != "pending",  # type: ignore[index]
+                               WAIT)
+    status, error = _hub_delivery(usa, item)  # type: ignore[misc]
+    assert status == "refused" and "no consent of the originator covers" in str(error)
+    assert not held(jpn, item)
+    # Refused by the hub itself: no envelope reached JPN to be refused there.
+    assert len(events(jpn, AuditKind.ENVELOPE_REFUSED)) == refused_at_jpn
+
+
 def test_an_expired_standing_consent_relays_nothing(hub: Federation) -> None:
     kor, jpn, usa = hub.nodes["KOR"], hub.nodes["JPN"], hub.nodes["USA"]
     consent = grant(hub, "launch-point", until=datetime.now(UTC) + timedelta(seconds=10))
