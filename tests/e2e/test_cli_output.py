@@ -84,6 +84,7 @@ def invocations(made: dict[str, str]) -> dict[str, list[str]]:
         "audit events": node,
         "audit head": node,
         "consent list": node,
+        "consent standing list": node,
         "doctor": node,
         "federation status": ["--dir", made["fed"]],
         "incident list": node,

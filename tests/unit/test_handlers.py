@@ -27,6 +27,7 @@ from gsomia.core.custody import (
     CustodyRecord,
     IncidentReport,
     ReceiptRecord,
+    StandingConsentRecord,
     StoredItem,
     register_digest,
 )
@@ -80,6 +81,7 @@ class FakeRepo:
         self.incident_reports: list[IncidentReport] = []
         self.seen: list[tuple[SeenEnvelope, int]] = []
         self.requests: dict[str, tuple[ConsentRequest, str]] = {}
+        self.standing: list[StandingConsentRecord] = []
 
     def add_item(self, item: StoredItem, *, seq: int) -> None:
         self.items[(item.item_id, item.version)] = item
@@ -125,6 +127,15 @@ class FakeRepo:
 
     def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
         return {i: self.consents_for(i) for i in item_ids if self.consents_for(i)}
+
+    def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None:
+        self.standing.append(record)
+
+    def standing_consents(self) -> list[StandingConsentRecord]:
+        return list(self.standing)
+
+    def versions_from(self, originator: str) -> list[tuple[str, str]]:
+        return [k for k, i in self.items.items() if i.originator == originator]
 
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.notices.append(notice)

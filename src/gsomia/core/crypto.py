@@ -27,6 +27,9 @@ Public API (stable; the store, the exchange and the CLI call it):
 - exchange documents: :class:`Envelope`, :func:`seal_envelope`, :func:`open_envelope`,
   :func:`envelope_digest`, :class:`Receipt`, :func:`make_receipt`, :func:`verify_receipt`,
   :class:`Consent`, :func:`grant_consent`, :func:`verify_consent`
+- standing consents: :class:`StandingConsent`, :func:`grant_standing_consent`,
+  :func:`verify_standing_consent`, :class:`StandingRevocation`,
+  :func:`revoke_standing_consent`, :func:`verify_standing_revocation`
 """
 
 from __future__ import annotations
@@ -60,11 +63,15 @@ __all__ = [
     "HPKE_SUITE_NAME",
     "RECEIPT_CONTEXT",
     "SIGNATURE_ALGORITHM",
+    "STANDING_CONSENT_CONTEXT",
+    "STANDING_REVOCATION_CONTEXT",
     "Binding",
     "Consent",
     "Envelope",
     "PublicKey",
     "Receipt",
+    "StandingConsent",
+    "StandingRevocation",
     "b64u",
     "bind",
     "binding_digest",
@@ -75,12 +82,14 @@ __all__ = [
     "fingerprint",
     "from_b64u",
     "grant_consent",
+    "grant_standing_consent",
     "make_receipt",
     "new_envelope_key",
     "new_signing_key",
     "open_",
     "open_envelope",
     "raw_public",
+    "revoke_standing_consent",
     "seal",
     "seal_envelope",
     "sha256",
@@ -91,6 +100,8 @@ __all__ = [
     "verify_binding_bytes",
     "verify_consent",
     "verify_receipt",
+    "verify_standing_consent",
+    "verify_standing_revocation",
     "x25519_public_from_raw",
 ]
 
@@ -99,6 +110,8 @@ BINDING_CONTEXT = b"gsomia/label-binding/v1"
 ENVELOPE_CONTEXT = b"gsomia/envelope/v1"
 RECEIPT_CONTEXT = b"gsomia/receipt/v1"
 CONSENT_CONTEXT = b"gsomia/consent/v1"
+STANDING_CONSENT_CONTEXT = b"gsomia/standing-consent/v1"
+STANDING_REVOCATION_CONTEXT = b"gsomia/standing-revocation/v1"
 HPKE_SUITE_NAME = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-128-GCM"
 
 _HPKE_CONTEXT = b"gsomia/hpke/v1"
@@ -794,3 +807,157 @@ def verify_consent(consent: Consent, originator_public: Ed25519PublicKey, *,
         actual = getattr(consent, "item_id" if name == "item" else name)
         if expected is not None and actual != expected:
             raise ProofInvalid(f"consent is for {name} {actual}, not {expected}")
+
+
+# ---- standing consents ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StandingConsent:
+    """The originator's signed standing consent: the relay of its items of ``categories``
+    (label categories), marked for ``purpose``, to ``recipient``, from ``not_before`` until
+    ``not_after`` (exclusive), unless revoked earlier (:class:`StandingRevocation`)."""
+
+    id: str
+    originator: Party
+    recipient: Party
+    categories: tuple[str, ...]
+    purpose: str
+    not_before: datetime
+    not_after: datetime
+    granted_at: datetime
+    key: str
+    signature: bytes
+
+    def body(self) -> dict[str, Any]:
+        """What the originator signs (everything but the signature)."""
+        return {"id": self.id, "originator": self.originator, "recipient": self.recipient,
+                "categories": list(self.categories), "purpose": self.purpose,
+                "not_before": iso(self.not_before), "not_after": iso(self.not_after),
+                "granted_at": iso(self.granted_at), "key": self.key}
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.body(), "signature": b64u(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> StandingConsent:
+        """Parse :meth:`to_json` output; raise MalformedInput on a bad shape."""
+        d = _fields(data, "standing consent",
+                    ("id", "originator", "recipient", "categories", "purpose", "not_before",
+                     "not_after", "granted_at", "key", "signature"))
+        return _standing(
+            _text(d["id"], "standing consent.id"),
+            party(d["originator"], where="standing consent.originator"),
+            party(d["recipient"], where="standing consent.recipient"),
+            d["categories"], _text(d["purpose"], "standing consent.purpose"),
+            _at(d["not_before"], "standing consent.not_before"),
+            _at(d["not_after"], "standing consent.not_after"),
+            _at(d["granted_at"], "standing consent.granted_at"),
+            _fingerprint_text(d["key"], "standing consent.key"),
+            _signature(d["signature"], "standing consent.signature"))
+
+
+def _standing(consent_id: str, originator: Party, recipient: Party, categories: object,
+              purpose: str, not_before: datetime, not_after: datetime, granted_at: datetime,
+              key: str, signature: bytes) -> StandingConsent:
+    if not isinstance(categories, list | tuple) or not categories or \
+            not all(isinstance(c, str) and c for c in categories):
+        raise MalformedInput("categories must be a non-empty list of label categories",
+                             where="standing consent.categories",
+                             expected='e.g. ["flight-path", "impact-prediction"]')
+    if len(set(categories)) != len(categories) or list(categories) != sorted(categories):
+        # One spelling per consent: the signed bytes and the parsed value agree.
+        raise MalformedInput("categories must be sorted and without repeats",
+                             where="standing consent.categories")
+    if originator == recipient:
+        raise MalformedInput(f"the originator {originator} is also the recipient",
+                             where="standing consent.recipient",
+                             expected="a third party")
+    if not_after <= not_before:
+        raise MalformedInput(f"validity ends ({iso(not_after)}) before it begins "
+                             f"({iso(not_before)})", where="standing consent.not_after",
+                             expected="an instant after not_before")
+    return StandingConsent(consent_id, originator, recipient, tuple(categories), purpose,
+                           not_before, not_after, granted_at, key, signature)
+
+
+def grant_standing_consent(*, consent_id: str, originator: Party, recipient: Party,
+                           categories: tuple[str, ...] | list[str], purpose: str,
+                           not_before: datetime, not_after: datetime, granted_at: datetime,
+                           key: Ed25519PrivateKey) -> StandingConsent:
+    """Sign the originator's standing consent."""
+    unsigned = _standing(_text(consent_id, "id"), party(originator, where="originator"),
+                         party(recipient, where="recipient"), sorted(set(categories)),
+                         _text(purpose, "purpose"), _at(not_before, "not_before"),
+                         _at(not_after, "not_after"), _at(granted_at, "granted_at"),
+                         fingerprint(key), b"")
+    signature = sign(key, signed_message(STANDING_CONSENT_CONTEXT, canonical(unsigned.body())))
+    return replace(unsigned, signature=signature)
+
+
+def verify_standing_consent(consent: StandingConsent, originator_public: Ed25519PublicKey, *,
+                            originator: Party | None = None) -> None:
+    """Check ``originator`` (if given) is the consent's originator and signed it; raises
+    :class:`ProofInvalid` otherwise (a consent signed by another party's key included)."""
+    if originator is not None and consent.originator != originator:
+        raise ProofInvalid(f"standing consent is from {consent.originator}, not {originator}")
+    _check_key(consent.key, originator_public, f"the standing consent from {consent.originator}")
+    try:
+        originator_public.verify(consent.signature, signed_message(
+            STANDING_CONSENT_CONTEXT, canonical(consent.body())))
+    except InvalidSignature:
+        raise ProofInvalid(f"standing consent signature by {consent.originator} does not "
+                           "verify") from None
+
+
+@dataclass(frozen=True, slots=True)
+class StandingRevocation:
+    """The originator's signed revocation of its standing consent ``consent_id``."""
+
+    consent_id: str
+    originator: Party
+    revoked_at: datetime
+    key: str
+    signature: bytes
+
+    def body(self) -> dict[str, str]:
+        return {"consent_id": self.consent_id, "originator": self.originator,
+                "revoked_at": iso(self.revoked_at), "key": self.key}
+
+    def to_json(self) -> dict[str, str]:
+        return {**self.body(), "signature": b64u(self.signature)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str | bytes) -> StandingRevocation:
+        d = _fields(data, "standing revocation",
+                    ("consent_id", "originator", "revoked_at", "key", "signature"))
+        return cls(_text(d["consent_id"], "standing revocation.consent_id"),
+                   party(d["originator"], where="standing revocation.originator"),
+                   _at(d["revoked_at"], "standing revocation.revoked_at"),
+                   _fingerprint_text(d["key"], "standing revocation.key"),
+                   _signature(d["signature"], "standing revocation.signature"))
+
+
+def revoke_standing_consent(*, consent_id: str, originator: Party, revoked_at: datetime,
+                            key: Ed25519PrivateKey) -> StandingRevocation:
+    unsigned = StandingRevocation(_text(consent_id, "consent_id"),
+                                  party(originator, where="originator"),
+                                  _at(revoked_at, "revoked_at"), fingerprint(key), b"")
+    signature = sign(key, signed_message(STANDING_REVOCATION_CONTEXT,
+                                         canonical(unsigned.body())))
+    return replace(unsigned, signature=signature)
+
+
+def verify_standing_revocation(revocation: StandingRevocation,
+                               originator_public: Ed25519PublicKey, *,
+                               originator: Party | None = None) -> None:
+    if originator is not None and revocation.originator != originator:
+        raise ProofInvalid(f"revocation is from {revocation.originator}, not {originator}")
+    _check_key(revocation.key, originator_public,
+               f"the revocation from {revocation.originator}")
+    try:
+        originator_public.verify(revocation.signature, signed_message(
+            STANDING_REVOCATION_CONTEXT, canonical(revocation.body())))
+    except InvalidSignature:
+        raise ProofInvalid(f"revocation signature by {revocation.originator} does not "
+                           "verify") from None

@@ -55,6 +55,7 @@ __all__ = [
     "ReceiptRecord",
     "Release",
     "Revocation",
+    "StandingConsentRecord",
     "StoredItem",
     "custody_trail",
     "digest",
@@ -382,6 +383,29 @@ class ConsentRecord:
     def to_json(self) -> dict[str, Any]:
         return {"item_id": self.item_id, "originator": self.originator,
                 "recipient": self.recipient, "direction": self.direction,
+                "document": dict(self.document), "at": stamp(self.at)}
+
+    def digest(self) -> str:
+        return digest(self.to_json())
+
+
+@dataclass(frozen=True, slots=True)
+class StandingConsentRecord:
+    """A standing consent (``kind`` "grant", ``crypto.StandingConsent`` JSON) or its
+    revocation (``kind`` "revoke", ``crypto.StandingRevocation`` JSON), given by or obtained
+    here. Rows are only added: a revocation is a row of its own."""
+
+    consent_id: str
+    originator: Party
+    recipient: Party | None
+    direction: Direction
+    kind: Literal["grant", "revoke"]
+    document: Mapping[str, Any]
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"consent_id": self.consent_id, "originator": self.originator,
+                "recipient": self.recipient, "direction": self.direction, "kind": self.kind,
                 "document": dict(self.document), "at": stamp(self.at)}
 
     def digest(self) -> str:

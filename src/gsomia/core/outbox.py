@@ -21,12 +21,14 @@ from datetime import datetime
 from gsomia.core.agreements import Catalogue
 from gsomia.core.custody import ClassificationNotice, IncidentReport
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ReleaseRequest, decide
+from gsomia.core.policy import Consent, ReleaseRequest, StandingConsent, decide
 from gsomia.core.types import Party
 
 __all__ = [
     "CLASSIFICATION",
     "INCIDENT",
+    "STANDING_CONSENT",
+    "STANDING_REVOCATION",
     "ConsentObtained",
     "DeliveryDue",
     "DomainEvent",
@@ -36,13 +38,16 @@ __all__ = [
     "NoticeRecorded",
     "ReceiptObtained",
     "Routing",
+    "StandingConsentIssued",
     "backoff",
     "definitive",
     "plan_deliveries",
     "plan_notices",
+    "plan_standing_notices",
 ]
 
 INCIDENT, CLASSIFICATION = "incident", "classification-notice"
+STANDING_CONSENT, STANDING_REVOCATION = "standing-consent", "standing-revocation"
 
 
 # ---- domain events ------------------------------------------------------------------------
@@ -92,7 +97,19 @@ class ReceiptObtained:
     peer: Party
 
 
-DomainEvent = ItemStored | ConsentObtained | IncidentRecorded | NoticeRecorded | ReceiptObtained
+@dataclass(frozen=True, slots=True)
+class StandingConsentIssued:
+    """A standing consent granted or revoked here, as originator: its signed document
+    (``kind``: :data:`STANDING_CONSENT` or :data:`STANDING_REVOCATION`) goes to every
+    partner this node delivers to, through the notices outbox (retried until answered)."""
+
+    kind: str
+    reference: str
+    body: str
+
+
+DomainEvent = (ItemStored | ConsentObtained | IncidentRecorded | NoticeRecorded
+               | ReceiptObtained | StandingConsentIssued)
 
 
 # ---- what is owed -------------------------------------------------------------------------
@@ -138,24 +155,27 @@ class NoticeDue:
 
 def plan_deliveries(stored: Iterable[ItemStored], routing: Routing,
                     consents: Mapping[str, Sequence[Consent]], now: datetime, *,
-                    only: Party | None = None) -> list[DeliveryDue]:
+                    only: Party | None = None,
+                    standing: Sequence[StandingConsent] = ()) -> list[DeliveryDue]:
     """Each stored version to every partner this node's release policy permits.
 
     Never back to the party it came from or to its originator; an item received from a
-    partner passes on only with the originator's consent (the policy's third-party rule),
-    and without any consent held it goes nowhere. ``only``: plan for that recipient alone."""
+    partner passes on only with the originator's consent for the item or a standing
+    consent covering it (the policy's third-party rule), and without any consent held it
+    goes nowhere. ``only``: plan for that recipient alone."""
     out: list[DeliveryDue] = []
     for event in stored:
         label = event.label
         grants = tuple(consents.get(event.item_id, ()))
-        if label.originator != routing.me and not grants:
+        standing_held = tuple(c for c in standing if c.originator == label.originator)
+        if label.originator != routing.me and not grants and not standing_held:
             continue
         for recipient in routing.deliver_to:
             if recipient in (routing.me, label.originator, event.provider) or \
                     (only is not None and recipient != only):
                 continue
             decision = decide(ReleaseRequest(event.item_id, label, routing.me, recipient, now,
-                                             grants), routing.catalogue)
+                                             grants, standing_held), routing.catalogue)
             if decision.permit:
                 out.append(DeliveryDue(event.item_id, event.version, recipient))
     return out
@@ -187,6 +207,14 @@ def plan_notices(recorded: Iterable[IncidentRecorded | NoticeRecorded], me: Part
                 out.append(NoticeDue(CLASSIFICATION, holder, notice.digest(), notice.item_id,
                                      _text(notice.to_json())))
     return out
+
+
+def plan_standing_notices(issued: Iterable[StandingConsentIssued],
+                          routing: Routing) -> list[NoticeDue]:
+    """A standing consent or its revocation goes to every partner this node delivers to:
+    the hub that relays, and the recipient if it is a partner (it checks again on receipt)."""
+    return [NoticeDue(event.kind, partner, event.reference, None, event.body)
+            for event in issued for partner in routing.deliver_to if partner != routing.me]
 
 
 def _text(body: Mapping[str, object]) -> str:

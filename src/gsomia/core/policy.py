@@ -3,7 +3,9 @@
 ``decide`` answers "may SENDER release this labelled item to RECIPIENT at AT?". It permits
 only when every rule holds under one agreement that opens the channel; otherwise it denies and
 says why, agreement by agreement. Nothing here trusts what it is not shown: a consent claim is
-checked for the exact item, originator and recipient (signatures are checked by the exchange).
+checked for the exact item, originator and recipient, a standing consent for the originator,
+recipient, the item's category and purpose and the instant (signatures are checked by the
+exchange).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.types import Party, instant, iso
 
 __all__ = [
-    "Consent", "Decision", "Person", "ReleaseRequest", "decide", "decide_access", "decide_all",
-    "decide_classification_change", "decide_new_version", "label_class",
+    "Consent", "Decision", "Person", "ReleaseRequest", "StandingConsent", "decide",
+    "decide_access", "decide_all", "decide_classification_change", "decide_new_version",
+    "label_class",
 ]
 
 
@@ -49,6 +52,58 @@ class Consent:
 
 
 @dataclass(frozen=True, slots=True)
+class StandingConsent:
+    """The originator's standing consent to the relay of its items of some categories,
+    marked for one purpose, to one recipient, for a validity period [not_before, not_after).
+
+    ``revoked``: the holder knows of the originator's revocation. Any revocation known ends
+    the consent at once, whatever instant it names: clocks differ between nodes, and a
+    relay after the originator said stop is the error that cannot be taken back."""
+
+    id: str
+    originator: Party
+    recipient: Party
+    categories: frozenset[str]
+    purpose: str
+    not_before: datetime
+    not_after: datetime
+    revoked: bool = False
+
+    def covers(self, label: SecurityLabel, recipient: Party, at: datetime) -> bool:
+        """Does this consent let a holder pass an item marked ``label`` to ``recipient`` at
+        ``at``? An uncategorised item is covered by no standing consent."""
+        return (not self.revoked and self.originator == label.originator
+                and self.recipient == recipient and label.category is not None
+                and label.category in self.categories and self.purpose == label.purpose
+                and self.not_before <= at < self.not_after)
+
+    @classmethod
+    def from_json(cls, data: Any, known: LabelVocabulary, *,
+                  where: str = "standing consent") -> StandingConsent:
+        if not isinstance(data, Mapping):
+            raise MalformedInput("standing consent is not a JSON object", where=where)
+        for key in ("id", "originator", "recipient", "purpose", "not_before", "not_after"):
+            if not isinstance(data.get(key), str):
+                raise MalformedInput("missing or not a string", where=f"{where}.{key}")
+        categories = data.get("categories")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise MalformedInput("must be a list of label categories",
+                                 where=f"{where}.categories")
+        return cls(data["id"], known.party(data["originator"], where=f"{where}.originator"),
+                   known.party(data["recipient"], where=f"{where}.recipient"),
+                   frozenset(categories), data["purpose"],
+                   instant(data["not_before"], where=f"{where}.not_before"),
+                   instant(data["not_after"], where=f"{where}.not_after"),
+                   bool(data.get("revoked", False)))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "originator": self.originator, "recipient": self.recipient,
+                "categories": sorted(self.categories), "purpose": self.purpose,
+                "not_before": iso(self.not_before), "not_after": iso(self.not_after),
+                "revoked": self.revoked}
+
+
+@dataclass(frozen=True, slots=True)
 class ReleaseRequest:
     item_id: str
     label: SecurityLabel
@@ -56,6 +111,7 @@ class ReleaseRequest:
     recipient: Party
     at: datetime
     consents: tuple[Consent, ...] = ()
+    standing: tuple[StandingConsent, ...] = ()
 
     @classmethod
     def from_json(cls, data: Any, catalogue: Catalogue) -> ReleaseRequest:
@@ -74,6 +130,9 @@ class ReleaseRequest:
         consents = data.get("consents", [])
         if not isinstance(consents, list):
             raise MalformedInput("must be a list", where="consents")
+        standing = data.get("standing_consents", [])
+        if not isinstance(standing, list):
+            raise MalformedInput("must be a list", where="standing_consents")
         known = catalogue.vocabulary
         return cls(
             item_id=data["item_id"],
@@ -83,12 +142,18 @@ class ReleaseRequest:
             at=instant(data["at"], where="at"),
             consents=tuple(Consent.from_json(c, known, where=f"consents[{i}]")
                            for i, c in enumerate(consents)),
+            standing=tuple(StandingConsent.from_json(c, known,
+                                                     where=f"standing_consents[{i}]")
+                           for i, c in enumerate(standing)),
         )
 
     def to_json(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "label": self.label.to_json(), "sender": self.sender,
-                "recipient": self.recipient, "at": iso(self.at),
-                "consents": [c.to_json() for c in self.consents]}
+        out = {"item_id": self.item_id, "label": self.label.to_json(), "sender": self.sender,
+               "recipient": self.recipient, "at": iso(self.at),
+               "consents": [c.to_json() for c in self.consents]}
+        if self.standing:
+            out["standing_consents"] = [c.to_json() for c in self.standing]
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +187,8 @@ def decide(request: ReleaseRequest, catalogue: Catalogue) -> Decision:
     if sender != label.originator and not _has_consent(request):
         common.append(
             f"{sender} is not the originator ({label.originator}) and holds no consent from "
-            f"{label.originator} to release {request.item_id} to {recipient} (third-party rule)")
+            f"{label.originator} to release {request.item_id} to {recipient}, nor a standing "
+            f"consent in force covering its category and purpose (third-party rule)")
     scheme = catalogue.schemes.get(label.scheme)
     if scheme is None or not scheme.has(label.level):
         common.append(f"{label.level!r} is not a level of the {label.scheme} scheme")
@@ -147,9 +213,18 @@ def decide(request: ReleaseRequest, catalogue: Catalogue) -> Decision:
 
 
 def _has_consent(request: ReleaseRequest) -> bool:
+    return _item_consent(request) or _standing_consent(request) is not None
+
+
+def _item_consent(request: ReleaseRequest) -> bool:
     origin = request.label.originator
     return any(c.item_id == request.item_id and c.originator == origin
                and c.recipient == request.recipient for c in request.consents)
+
+
+def _standing_consent(request: ReleaseRequest) -> StandingConsent | None:
+    return next((c for c in request.standing
+                 if c.covers(request.label, request.recipient, request.at)), None)
 
 
 def _agreement_denials(agreement: Agreement, request: ReleaseRequest) -> list[str]:
@@ -173,6 +248,7 @@ def _agreement_denials(agreement: Agreement, request: ReleaseRequest) -> list[st
 def _permit_reasons(agreement: Agreement, request: ReleaseRequest, level: str) -> tuple[str, ...]:
     label = request.label
     english = agreement.english(label.scheme, label.level)
+    standing = None if _item_consent(request) else _standing_consent(request)
     return (
         f"{agreement.id} is in force at {iso(request.at)} and carries {request.sender} → "
         f"{request.recipient}",
@@ -181,6 +257,9 @@ def _permit_reasons(agreement: Agreement, request: ReleaseRequest, level: str) -
         f"{request.recipient} equivalent {level} (Art. 4)",
         f"purpose {label.purpose} is within the agreement's scope",
         "sender is the originator" if request.sender == label.originator
+        else f"standing consent {standing.id} of originator {label.originator} covers "
+             f"{label.category} for {label.purpose} → {request.recipient} at {iso(request.at)}"
+        if standing is not None
         else f"consent of originator {label.originator} for {request.item_id} → "
              f"{request.recipient} is held",
     )

@@ -33,7 +33,7 @@ from gsomia.core.custody import ReceiptRecord, item_version, records_detail, reg
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import ReceiptObtained, backoff
-from gsomia.core.policy import Consent
+from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
 from gsomia.service import handlers
 from gsomia.service.outbox import commit
@@ -70,7 +70,7 @@ class Delivered:
 
 def _opened(keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
-            sender: Party) -> handlers.Incoming:
+            sender: Party, revoked: Collection[str] = ()) -> handlers.Incoming:
     """Steps before ingest, each raising with its reason."""
     if envelope.sender != sender:
         raise PolicyDenied((f"envelope.sender is {envelope.sender}, but the TLS client "
@@ -90,10 +90,12 @@ def _opened(keys: KeyStore, catalogue: Catalogue,
         obj, label_doc = payload["object"], payload["label"]
         binding = crypto.Binding.from_json(payload["binding"])
         consent_docs = payload.get("consents", [])
+        standing_docs = payload.get("standing_consents", [])
     except (KeyError, TypeError):
         raise MalformedInput("the payload lacks object, label or binding",
                              where="envelope payload") from None
-    if not isinstance(obj, dict) or not isinstance(consent_docs, list):
+    if not isinstance(obj, dict) or not isinstance(consent_docs, list) or \
+            not isinstance(standing_docs, list):
         raise MalformedInput("object or consents of the wrong shape", where="envelope payload")
     label = SecurityLabel.from_json(label_doc, catalogue.vocabulary,
                                     where="envelope payload.label")
@@ -115,8 +117,19 @@ def _opened(keys: KeyStore, catalogue: Catalogue,
         crypto.verify_consent(consent, originator, item_id=envelope.item_id,
                               originator=label.originator)
         consents.append(Consent(consent.item_id, consent.originator, consent.recipient))
+    standing: list[StandingConsent] = []
+    for doc in standing_docs:
+        held = crypto.StandingConsent.from_json(doc)
+        if originator is None:
+            raise ProofInvalid(f"no key for originator {label.originator} to check a "
+                               "standing consent")
+        # Signed by the item's originator, or it is no consent for this item at all.
+        crypto.verify_standing_consent(held, originator, originator=label.originator)
+        standing.append(StandingConsent(
+            held.id, held.originator, held.recipient, frozenset(held.categories),
+            held.purpose, held.not_before, held.not_after, held.id in revoked))
     return handlers.Incoming(obj, label, binding, sender, tuple(consents),
-                             crypto.envelope_digest(envelope), envelope)
+                             crypto.envelope_digest(envelope), envelope, tuple(standing))
 
 
 def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
@@ -132,12 +145,13 @@ def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
 def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey],
             envelopes: Sequence[crypto.Envelope], sender: Party, seen: Collection[str],
-            now: datetime) -> list[Delivered]:
+            now: datetime, revoked: Collection[str] = ()) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` in one commit.
 
     ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
     write lock; a nonce stored meanwhile makes the commit fail on the register's key, and
-    the caller then answers :func:`refuse_replays`)."""
+    the caller then answers :func:`refuse_replays`). ``revoked``: the ids of the standing
+    consents whose revocation this node holds (a relay under one is refused)."""
     out: list[Delivered | None] = [None] * len(envelopes)
     refusals: list[tuple[crypto.Envelope, tuple[str, ...]]] = []
     nonces = [crypto.b64u(e.nonce) for e in envelopes]
@@ -150,7 +164,7 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             refusals.append((envelope, reasons))
             continue
         try:
-            incoming = _opened(keys, catalogue, signing_keys, envelope, sender)
+            incoming = _opened(keys, catalogue, signing_keys, envelope, sender, revoked)
         except (PolicyDenied, ProofInvalid, MalformedInput) as exc:
             reasons = exc.reasons if isinstance(exc, PolicyDenied) else (str(exc),)
             out[i] = Delivered(None, reasons,

@@ -73,6 +73,7 @@ from gsomia.core.policy import (
     Decision,
     Person,
     ReleaseRequest,
+    StandingConsent,
     decide,
     decide_classification_change,
     decide_new_version,
@@ -358,6 +359,7 @@ class Incoming:
     consents: tuple[Consent, ...] = ()
     envelope_digest: bytes | None = None
     envelope: crypto.Envelope | None = None
+    standing: tuple[StandingConsent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,7 +467,7 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
             verdicts.append((incoming, item_id, version, problem, None, None))
             continue
         decision = decide(ReleaseRequest(item_id, incoming.label, incoming.sender, keys.party,
-                                         now, incoming.consents), catalogue)
+                                         now, incoming.consents, incoming.standing), catalogue)
         verdicts.append((incoming, item_id, version,
                          None if decision.permit else "; ".join(decision.reasons), decision,
                          item))

@@ -21,15 +21,18 @@ from gsomia.core.outbox import (
     DeliveryDue,
     IncidentRecorded,
     ItemStored,
+    NoticeDue,
     NoticeRecorded,
+    StandingConsentIssued,
     plan_deliveries,
     plan_notices,
+    plan_standing_notices,
 )
-from gsomia.core.policy import Consent
+from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
 from gsomia.service.ports import UnitOfWork
 
-__all__ = ["commit", "queue_deliveries", "recover"]
+__all__ = ["commit", "queue_deliveries", "recover", "standing_held"]
 
 
 def commit(uow: UnitOfWork, now: datetime) -> None:
@@ -44,6 +47,9 @@ def commit(uow: UnitOfWork, now: datetime) -> None:
     recorded = [e for e in events if isinstance(e, IncidentRecorded | NoticeRecorded)]
     if recorded:
         _queue_notices(uow, recorded, now)
+    issued = [e for e in events if isinstance(e, StandingConsentIssued)]
+    if issued:
+        _add_notices(uow, plan_standing_notices(issued, uow.routing), now)
     uow.commit()
 
 
@@ -60,7 +66,8 @@ def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetim
         held = uow.repo.consents_of(relayed) if relayed else {}
         grants = {item: [Consent(c.item_id, c.originator, c.recipient) for c in records]
                   for item, records in held.items()}
-        planned = plan_deliveries(stored, routing, grants, now, only=only)
+        planned = plan_deliveries(stored, routing, grants, now, only=only,
+                                  standing=standing_held(uow) if relayed else ())
     if planned:
         # The write lock is held: a delivery already in the outbox is left out here, so
         # every row has exactly one recording event.
@@ -82,6 +89,13 @@ def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetim
     if planned:
         uow.outbox.add_deliveries(planned, now=now, seq=event.seq)
     return len(planned)
+
+
+def standing_held(uow: UnitOfWork) -> list[StandingConsent]:
+    """The standing consents this node holds as the policy reads them (revoked marked)."""
+    from gsomia.service.standing import in_force
+
+    return in_force(uow.repo.standing_consents())
 
 
 def _stored_as_held(uow: UnitOfWork, keys: Collection[tuple[str, str]]) -> list[ItemStored]:
@@ -112,7 +126,10 @@ def _queue_notices(uow: UnitOfWork, recorded: Sequence[IncidentRecorded | Notice
             holders[event.notice.item_id] = {
                 r.peer for r in uow.repo.receipts_for(event.notice.item_id)
                 if r.direction == "obtained"}
-    planned = plan_notices(recorded, uow.routing.me, holders)
+    _add_notices(uow, plan_notices(recorded, uow.routing.me, holders), now)
+
+
+def _add_notices(uow: UnitOfWork, planned: Sequence[NoticeDue], now: datetime) -> None:
     held = uow.outbox.queued_notices({n.key() for n in planned})
     fresh = []
     for due in planned:

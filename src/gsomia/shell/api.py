@@ -459,6 +459,22 @@ def create_app(config: ApiConfig) -> Starlette:
         config.inbox.consent_granted(consent, sender, config.clock())
         return {"accepted": True}
 
+    def standing_consent(request: Request, sender: Party, body: object) -> object:
+        take = getattr(config.inbox, "standing_consent", None)
+        if take is None:
+            raise PeerUnavailable("this node takes no standing consents")
+        consent = crypto.StandingConsent.from_json(_object(body, "standing consent"))
+        _same(consent.originator, sender, "standing consent.originator")
+        return {"accepted": True, "new": take(consent, sender, config.clock())}
+
+    def standing_revocation(request: Request, sender: Party, body: object) -> object:
+        take = getattr(config.inbox, "standing_revocation", None)
+        if take is None:
+            raise PeerUnavailable("this node takes no standing consents")
+        revocation = crypto.StandingRevocation.from_json(_object(body, "standing revocation"))
+        _same(revocation.originator, sender, "standing revocation.originator")
+        return {"accepted": True, "new": take(revocation, sender, config.clock())}
+
     def incident(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "incident report")
         kind, item_id, description = data.get("kind"), data.get("item_id"), \
@@ -521,6 +537,9 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/peer/v1/receipts/", peer(receipt), methods=["POST"]),
         Route("/peer/v1/consents/requests/", peer(consent_request), methods=["POST"]),
         Route("/peer/v1/consents/replies/", peer(consent_reply), methods=["POST"]),
+        Route("/peer/v1/consents/standing/", peer(standing_consent), methods=["POST"]),
+        Route("/peer/v1/consents/standing/revocations/", peer(standing_revocation),
+              methods=["POST"]),
         Route("/peer/v1/incidents/", peer(incident), methods=["POST"]),
         Route("/peer/v1/classification-notices/", peer(classification_notice),
               methods=["POST"]),
@@ -661,6 +680,8 @@ def openapi(collection_id: str) -> dict[str, Any]:
             "/peer/v1/receipts/": peer_post,
             "/peer/v1/consents/requests/": peer_post,
             "/peer/v1/consents/replies/": peer_post,
+            "/peer/v1/consents/standing/": peer_post,
+            "/peer/v1/consents/standing/revocations/": peer_post,
             "/peer/v1/incidents/": peer_post,
             "/peer/v1/classification-notices/": peer_post,
             "/peer/v1/tree-heads/held/": {"get": {

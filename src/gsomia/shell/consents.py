@@ -1,7 +1,10 @@
 """Consent under the third-party rule, carried between partners: a holder asks the
 originator (``consent_request``), the originator's operator answers (``consent_decide``).
 The handlers decide and record; this module carries the request and the answer over the
-peer API, from the command line and the dashboard's desk alike."""
+peer API, from the command line and the dashboard's desk alike.
+
+Standing consents (``consent standing grant|revoke|list``) are the originator's in advance:
+granted or revoked here, they travel to the partners through the notices outbox."""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from typing import Any
 
 from gsomia.core.errors import MalformedInput, PolicyDenied
 
-__all__ = ["consent_decide", "consent_request"]
+__all__ = ["consent_decide", "consent_request", "standing_grant", "standing_list",
+           "standing_revoke"]
 
 
 def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
@@ -98,3 +102,58 @@ def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
           {"granted": False, "request": request_id, "item_id": row["item_id"],
            "reason": reason}, client)
     return {**out, "status": "denied"}
+
+
+# ---- standing consents ------------------------------------------------------------------------
+
+
+def standing_grant(node: Any, *, to: str, categories: list[str], purpose: str,
+                   until: str, since: str | None = None,
+                   actor: str = "operator") -> dict[str, Any]:
+    """As originator, grant a standing consent; the notices outbox carries it to the
+    partners (``gsomia node run`` sends it, and retries until each has answered)."""
+    import uuid
+
+    from gsomia.core.types import instant
+    from gsomia.service import standing
+    from gsomia.shell.store import now_utc
+
+    now = now_utc()
+    consent = standing.grant_standing_consent(
+        node.uow(), keys=node.keys, catalogue=node.catalogue,
+        consent_id=f"standing-consent--{uuid.uuid4()}", recipient=to,
+        categories=sorted(set(categories)), purpose=purpose,
+        not_before=instant(since, where="--from") if since else now,
+        not_after=instant(until, where="--until"), now=now, actor=actor)
+    return {**consent.to_json(), "sent_to": _queued_to(node, consent.id)}
+
+
+def standing_revoke(node: Any, consent_id: str, *, actor: str = "operator") -> dict[str, Any]:
+    """As originator, revoke a standing consent; the partners are told as for a grant."""
+    from gsomia.service import standing
+    from gsomia.shell.store import now_utc
+
+    revocation = standing.revoke_standing_consent(node.uow(), keys=node.keys,
+                                                  consent_id=consent_id, now=now_utc(),
+                                                  actor=actor)
+    return {**revocation.to_json(), "sent_to": _queued_to(node, f"{consent_id}/revoked")}
+
+
+def standing_list(node: Any) -> list[dict[str, Any]]:
+    """Standing consents given and obtained here, each with its state now."""
+    from gsomia.service import standing
+    from gsomia.shell.store import now_utc
+
+    with node.store.repository() as repo:
+        records = repo.standing_consents()
+    return standing.listing(records, now_utc())
+
+
+def _queued_to(node: Any, reference: str) -> list[str]:
+    import sqlalchemy as sa
+
+    from gsomia.shell.store import notices
+
+    with node.store.engine.connect() as conn:
+        return sorted(conn.execute(sa.select(notices.c.recipient)
+                                   .where(notices.c.reference == reference)).scalars())

@@ -1,7 +1,8 @@
 """The operator desk at ``/desk``: what the node's operators do on the command line, in the
 dashboard, by role (:mod:`gsomia.core.roles`).
 
-An ``operator`` answers consent requests (the third-party rule), files incident reports and
+An ``operator`` answers consent requests (the third-party rule), grants and revokes standing
+consents (``consent standing grant|revoke``), files incident reports and
 sees those received, reclassifies what this party originated, and publishes a STIX object
 under a label whose release to each partner is previewed with the release policy
 (:func:`gsomia.core.policy.decide`); an ``admin`` also adds users (their token shown once)
@@ -123,6 +124,13 @@ def desk_state(node: Node, user: NodeUser, now: datetime,
              "direction": r["direction"], "status": r["status"], "at": r["at"],
              "decided_at": r["decided_at"]}
             for r in consent_rows(node) if r["item_id"] in visible]
+        from gsomia.shell.consents import standing_list
+
+        vocab = node.catalogue.vocabulary
+        doc["standing"] = {"consents": standing_list(node),
+                           "parties": sorted(vocab.parties - {node.party}),
+                           "categories": sorted(vocab.categories),
+                           "purposes": sorted(vocab.purposes)}
     if allowed[roles.Action.INCIDENT_LIST]:
         doc["incidents"] = [r for r in notices.incident_rows(node)
                             if r["item_id"] is None or r["item_id"] in visible]
@@ -226,7 +234,7 @@ def act(node: Node, user: NodeUser, action: str, body: Mapping[str, Any], now: d
     """Do ``action`` for ``user``, through the command line's own handlers."""
     from gsomia.service import handlers
     from gsomia.shell import notices
-    from gsomia.shell.consents import consent_decide
+    from gsomia.shell.consents import consent_decide, standing_grant, standing_revoke
     from gsomia.shell.exchange import consent_rows
     from gsomia.shell.node import new_token
     from gsomia.shell.stix_check import check_stix
@@ -247,6 +255,20 @@ def act(node: Node, user: NodeUser, action: str, body: Mapping[str, Any], now: d
         return consent_decide(node, row["id"], action == "grant",
                               _text(body, "reason", required=action == "deny"),
                               actor=user.name)
+    if action == "standing-grant":
+        _need(user, roles.Action.CONSENT_DECIDE)
+        categories = body.get("categories")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise MalformedInput("categories is not a list of label categories",
+                                 where="categories", expected="one or more from the list")
+        return standing_grant(node, to=_text(body, "to", limit=3), categories=categories,
+                              purpose=_text(body, "purpose", limit=100),
+                              until=_text(body, "until", limit=40),
+                              since=_text(body, "from", limit=40, required=False) or None,
+                              actor=user.name)
+    if action == "standing-revoke":
+        _need(user, roles.Action.CONSENT_DECIDE)
+        return standing_revoke(node, _text(body, "id", limit=200), actor=user.name)
     if action == "incident":
         _need(user, roles.Action.INCIDENT_REPORT)
         item_id = body.get("item_id")
@@ -325,6 +347,17 @@ def _page(party: Party, csrf: str, gate: Gate) -> HTMLResponse:
         '<table><thead><tr><th>request</th><th>item</th><th>marking</th><th>requester</th>'
         '<th>to</th><th>reason given</th><th>status</th><th>answer</th></tr></thead>'
         '<tbody></tbody></table></section>'
+        '<section id="standing" hidden><h2>Standing consents</h2>'
+        '<p class="muted">This party\'s consent in advance to relays of its items of some '
+        'categories, for one purpose, to one recipient, until a date; sent to the partners, '
+        'checked at every hop, revocable.</p><form id="standing-form"><label>To <select '
+        'name="to"></select></label><span class="categories">Categories </span><label>'
+        'Purpose <select name="purpose"></select></label><label>Until <input name="until" '
+        'placeholder="2027-01-01T00:00:00Z" size="22"></label><button type="submit">Grant'
+        '</button></form><p class="status" role="status"></p>'
+        '<table><thead><tr><th>id</th><th>direction</th><th>from → to</th><th>categories</th>'
+        '<th>purpose</th><th>valid</th><th>state</th><th></th></tr></thead><tbody></tbody>'
+        '</table></section>'
         '<section id="incidents" hidden><h2>Incident reports</h2>'
         '<form id="incident-form"><label>Item <select name="item_id"></select></label>'
         '<label>Kind <select name="kind"><option>loss</option><option>compromise</option>'

@@ -320,13 +320,22 @@ def peer_client(folder: Path, timeout: float = 10.0) -> httpx.Client:
 
 
 def payloads_of(conn: sa.Connection, keys: Sequence[tuple[str, str]],
-                recipient: Party) -> dict[tuple[str, str], dict[str, Any]]:
+                recipient: Party, now: datetime) -> dict[tuple[str, str], dict[str, Any]]:
     """What each envelope carries: the object and label the originator bound, and the
-    originator's signed consents naming ``recipient`` (they travel with a relay)."""
+    originator's signed consents naming ``recipient`` (they travel with a relay): per item,
+    and the standing consents that cover the item at ``now`` (none once revoked here)."""
+    from gsomia.core.labels import SecurityLabel
+    from gsomia.service.standing import with_documents
+
     items = node_store.items
     ids = sorted({k[0] for k in keys})
     wanted = set(keys)
-    consents = node_store.SqlRepository(conn).consents_of(ids)
+    repo = node_store.SqlRepository(conn)
+    consents = repo.consents_of(ids)
+    # Only those obtained from originators: a node's own items travel without consent.
+    standing = [(c, doc) for c, doc in with_documents(
+        r for r in repo.standing_consents() if r.direction == "obtained" or r.kind == "revoke")
+        if c.recipient == recipient and not c.revoked]
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for chunk in _chunks(ids):
         for row in conn.execute(sa.select(items.c.id, items.c.version, items.c.content,
@@ -334,11 +343,19 @@ def payloads_of(conn: sa.Connection, keys: Sequence[tuple[str, str]],
                                 .where(items.c.id.in_(chunk))):
             if (row.id, row.version) not in wanted:
                 continue
-            out[(row.id, row.version)] = {
-                "object": json.loads(row.content), "label": json.loads(row.label),
+            label_doc = json.loads(row.label)
+            payload: dict[str, Any] = {
+                "object": json.loads(row.content), "label": label_doc,
                 "binding": json.loads(row.binding),
                 "consents": [dict(c.document) for c in consents.get(row.id, [])
                              if c.recipient == recipient]}
+            if standing:
+                label = SecurityLabel.from_stored(label_doc, where="label")
+                covering = [dict(doc) for c, doc in standing
+                            if c.covers(label, recipient, now)]
+                if covering:
+                    payload["standing_consents"] = covering
+            out[(row.id, row.version)] = payload
     return out
 
 
@@ -516,7 +533,8 @@ class Sender:
                    for r in conn.execute(query)]
             if not due:
                 return None
-            payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party)
+            payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party,
+                                   now)
         batch = _Batch(peer, [], now)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
@@ -524,6 +542,15 @@ class Sender:
             payload = payloads.get((row.item_id, row.version))
             if payload is None:
                 batch.sealed.append((row, None))
+                continue
+            if payload["label"].get("originator") != self.node.party and \
+                    not payload["consents"] and not payload.get("standing_consents"):
+                # Queued under a standing consent that has since expired or been revoked:
+                # the relay is checked again as it leaves, and does not leave.
+                batch.sealed.append((row, None))
+                batch.unsent[row.row] = (
+                    "no consent of the originator covers this relay any more (a standing "
+                    "consent expired or was revoked after the delivery was queued)")
                 continue
             try:
                 envelope = crypto.seal_envelope(
@@ -730,6 +757,13 @@ def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
                                            .where(envelopes_seen.c.nonce.in_(nonces)))}
 
 
+def _revoked_standing(node: NodePort) -> set[str]:
+    t = node_store.standing_consents
+    with node.store.engine.connect() as conn:
+        return set(conn.execute(sa.select(t.c.consent_id).where(t.c.kind == "revoke"))
+                   .scalars())
+
+
 def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envelope],
             sender: Party, now: datetime) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` (one commit)."""
@@ -738,7 +772,7 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
         out = exchange_handlers.receive(
             node.uow(), keys=node.keys, catalogue=node.catalogue,
             signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-            seen=seen, now=now)
+            seen=seen, now=now, revoked=_revoked_standing(node))
     except sa.exc.IntegrityError:
         # A concurrent delivery of the same nonce won the race: this one is a replay.
         return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gsomia.core.sharing import REGIMES
-from gsomia.core.types import PARTIES, SECRET_LEVELS, utc_text
+from gsomia.core.types import PARTIES, SECRET_LEVELS, iso, utc_text
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     from gsomia.shell.node import Node
     from gsomia.shell.scenarios import ModelRuns
 
-__all__ = ["DEFAULT_SPEED", "PARTY_ORDER", "REGIME_ORDER", "Federations", "federation_stories",
-           "serve_federation"]
+__all__ = ["DEFAULT_SPEED", "HUB_CONSENTS", "PARTY_ORDER", "REGIME_ORDER", "Federations",
+           "HubConsent", "federation_stories", "serve_federation"]
 
 
 REGIME_ORDER = tuple(REGIMES)
@@ -207,14 +207,36 @@ def _received_since(node: Node, last_row: int) -> tuple[list[Held], int]:
     return out, (rows[-1].row if rows else last_row)
 
 
+HUB_CONSENTS = ("per-item", "standing")
+
+
+@dataclass(frozen=True)
+class HubConsent:
+    """How the TISA hub obtains the originator's consent in the demo's hub federation.
+
+    ``per-item`` (the strict mode): USA's operator asks for each item and the originator's
+    operator answers after ``desk_delay_s`` seconds of flight time (``--desk-delay``; 0
+    answers at once, so the measured relay is the machine's part alone). ``standing``: before
+    the flight each originator grants USA a standing consent to pass its items of every
+    category, for dprk-missile, to the other party (``consent standing grant``); the hub then
+    relays with no request and no desk."""
+
+    mode: str = "per-item"
+    desk_delay_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mode": self.mode, "desk_delay_s": self.desk_delay_s}
+
+
 class ConsentDesk:
     """The hub's operators (TISA): for each item the USA node received from KOR or JPN, USA's
     operator asks the originator's consent to pass it to the other party, and the originator's
     operator grants it, over the peer API (``consent request`` / ``consent grant``). People do
-    this under TISA; the demo scripts them to answer at once, so the measured relay is the
-    machine's part of it."""
+    this under TISA; the demo scripts them to answer ``delay`` seconds (wall clock) after
+    the request, 0 by default, so the measured relay is then the machine's part of it."""
 
-    def __init__(self, nodes: Mapping[str, Node], workers: int = 4) -> None:
+    def __init__(self, nodes: Mapping[str, Node], workers: int = 4,
+                 delay: float = 0.0) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from gsomia.shell.exchange import peer_client
@@ -222,7 +244,11 @@ class ConsentDesk:
         self.nodes = nodes
         self.hub = nodes["USA"]
         self.clients = {p: peer_client(n.folder) for p, n in nodes.items()}
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="consent")
+        self.delay = delay
+        # With a delay every request waits at the desk at once, as it would with a person
+        # per partner desk: the answers must not queue behind each other's delay.
+        self.pool = ThreadPoolExecutor(max_workers=workers if delay <= 0 else 64,
+                                       thread_name_prefix="consent")
         self.lock = threading.Lock()
         self.outstanding = 0
         self.requested = 0
@@ -248,6 +274,8 @@ class ConsentDesk:
                                                client=self.clients["USA"])
             with self.lock:
                 self.requested += 1
+            if self.delay > 0:
+                time.sleep(self.delay)
             consents.consent_decide(self.nodes[origin], asked["request"], True,
                                       "TISA: North Korean missile information",
                                       client=self.clients[origin])
@@ -413,8 +441,30 @@ class Federations:
             self.stop(name)
 
 
+def grant_standing(nodes: Mapping[str, Node], timeout: float) -> dict[str, Any]:
+    """Each originator's standing consent to USA passing its items to the other party
+    (every category, dprk-missile, for a day), and the wait until USA holds them all."""
+    from gsomia.shell import consents, exchange
+
+    until = iso(datetime.now(UTC) + timedelta(days=1))
+    granted: list[str] = []
+    for origin, other in (("KOR", "JPN"), ("JPN", "KOR")):
+        node = nodes[origin]
+        doc = consents.standing_grant(
+            node, to=other, categories=sorted(node.catalogue.vocabulary.categories),
+            purpose="dprk-missile", until=until, actor="replay")
+        granted.append(doc["id"])
+    held = exchange.wait_until(lambda: set(granted) <= {
+        c["id"] for c in consents.standing_list(nodes["USA"]) if c["state"] == "in force"},
+        timeout)
+    return {"standing": granted, "held_at_hub": held, "requested": 0, "granted": 0,
+            "failures": [] if held else ["the hub did not obtain the standing consents"],
+            "failed": 0 if held else 1}
+
+
 def replay_regime(name: str, res: Result, memo: Mapping[tuple[Any, ...], Any],
-                  feds: Federations, speed: float, view: Timeline) -> dict[str, Any]:
+                  feds: Federations, speed: float, view: Timeline,
+                  hub: HubConsent = HubConsent()) -> dict[str, Any]:
     """Publish the regime's items at three real nodes in the regime's topology, let the
     exchange deliver, measure what each node held and when, verify every node's audit log
     and stop the nodes."""
@@ -459,7 +509,11 @@ def replay_regime(name: str, res: Result, memo: Mapping[tuple[Any, ...], Any],
         out["base_port"] = feds.wait(name)["base_port"]
         nodes = {p: feds.open_node(folder / p) for p in PARTY_ORDER}
         if name == "hub":
-            desk = ConsentDesk(nodes)
+            out["hub_consent"] = hub.to_json()
+            if hub.mode == "standing":
+                out["consents"] = grant_standing(nodes, DRAIN_TIMEOUT_S)
+            else:
+                desk = ConsentDesk(nodes, delay=hub.desk_delay_s / speed)
         phases["up"] = time.monotonic() - began
 
         def publish(ready: Sequence[Planned], due_at: datetime | None) -> None:
@@ -580,18 +634,26 @@ def measure(name: str, res: Result, plan: Sequence[Planned], held: Sequence[Held
             continue
         link = links.setdefault((h.provider, h.holder), {
             "from": h.provider, "to": h.holder, "items": 0, "relayed": 0,
-            "categories": {}, "agreements": {}, "latencies": []})
+            "categories": {}, "agreements": {}, "latencies": [], "relay_latencies": []})
         link["items"] += 1
         link["relayed"] += h.provider != h.origin
         link["categories"][h.category] = link["categories"].get(h.category, 0) + 1
         if h.agreement:
             link["agreements"][h.agreement] = link["agreements"].get(h.agreement, 0) + 1
         link["latencies"].append((h.at - published[h.item_id]).total_seconds())
+        if h.provider != h.origin:
+            link["relay_latencies"].append(link["latencies"][-1])
     link_rows = []
     for (_, _), link in sorted(links.items()):
         lat = sorted(link.pop("latencies"))
         link["latency_ms"] = {"p50": round(statistics.median(lat) * 1e3, 1),
                               "max": round(lat[-1] * 1e3, 1)}
+        relay = sorted(link.pop("relay_latencies"))
+        if relay:
+            # The hub's cost: from the originator's publish to the third party holding it,
+            # consent included (a desk's delay, or none under a standing consent).
+            link["relay_latency_ms"] = {"p50": round(statistics.median(relay) * 1e3, 1),
+                                        "max": round(relay[-1] * 1e3, 1)}
         link_rows.append(link)
 
     parties: dict[str, Any] = {}
@@ -640,14 +702,14 @@ def measure(name: str, res: Result, plan: Sequence[Planned], held: Sequence[Held
 
 
 def federation_stories(runs: ModelRuns, feds: Federations, console: Console | None,
-                       speed: float) -> dict[str, Any]:
+                       speed: float, hub: HubConsent = HubConsent()) -> dict[str, Any]:
     """Every regime of ``runs`` through its own federation, one after another."""
     view = Timeline(console)
     if console is not None:
         console.print(f"\nThe launch through the real system: three node processes per regime "
                       f"on 127.0.0.1, node folders in {feds.root} (removed at the end "
                       "unless --keep)", highlight=False)
-    return {name: replay_regime(name, res, runs.memo, feds, speed, view)
+    return {name: replay_regime(name, res, runs.memo, feds, speed, view, hub)
             for name, res in runs.results.items()}
 
 

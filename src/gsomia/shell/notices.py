@@ -50,7 +50,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
 from gsomia.core.errors import MalformedInput
-from gsomia.core.outbox import CLASSIFICATION, INCIDENT
+from gsomia.core.outbox import (
+    CLASSIFICATION,
+    INCIDENT,
+    STANDING_CONSENT,
+    STANDING_REVOCATION,
+)
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
 from gsomia.core.types import Party, iso
 from gsomia.service import handlers
@@ -91,7 +96,9 @@ __all__ = [
     "start_notices",
 ]
 
-PATHS = {INCIDENT: "/peer/v1/incidents/", CLASSIFICATION: "/peer/v1/classification-notices/"}
+PATHS = {INCIDENT: "/peer/v1/incidents/", CLASSIFICATION: "/peer/v1/classification-notices/",
+         STANDING_CONSENT: "/peer/v1/consents/standing/",
+         STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/"}
 PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
 HEADS_EVERY = 2.0
 HEADS_QUIET = 60.0

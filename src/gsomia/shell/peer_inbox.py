@@ -19,7 +19,7 @@ from gsomia.core.audit import TreeHead
 from gsomia.core.errors import MalformedInput, PeerUnavailable, PolicyDenied, Replayed
 from gsomia.core.types import Party
 from gsomia.service import exchange as exchange_handlers
-from gsomia.service import handlers
+from gsomia.service import handlers, standing
 from gsomia.service import notices as notice_handlers
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node
@@ -112,6 +112,22 @@ class NodeInbox:
         self._key(sender)
         exchange_handlers.record_consent_refusal(self.node.uow(), item_id=item_id,
                                                  originator=sender, reason=reason, now=now)
+
+    def standing_consent(self, consent: crypto.StandingConsent, sender: Party,
+                         now: datetime) -> bool:
+        """The originator's standing consent: kept, and what it covers here queued to its
+        recipient, in one commit; False for one already held (a retry)."""
+        new = standing.record_standing_consent(
+            self.node.uow(), consent=consent, sender=sender,
+            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now)
+        exchange.wake(self.node)
+        return new
+
+    def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
+                            now: datetime) -> bool:
+        return standing.record_standing_revocation(
+            self.node.uow(), revocation=revocation, sender=sender,
+            originator_public=self._key(sender), now=now)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:

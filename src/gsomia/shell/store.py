@@ -60,6 +60,7 @@ from gsomia.core.custody import (
     ReceiptRecord,
     Release,
     Revocation,
+    StandingConsentRecord,
     StoredItem,
     record_bytes,
     stamp,
@@ -168,6 +169,20 @@ consents = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Index("ix_consents_item", "item_id"),
+)
+
+# Migration 0014: standing consents and their revocations, one row each, never changed.
+standing_consents = sa.Table(
+    "standing_consents", metadata, _id(),
+    sa.Column("consent_id", sa.String, nullable=False),
+    sa.Column("originator", sa.String(3), nullable=False),
+    sa.Column("recipient", sa.String(3), nullable=True),
+    sa.Column("direction", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Index("ix_standing_consents_id", "consent_id"),
 )
 
 classification_notices = sa.Table(
@@ -324,7 +339,7 @@ notices = sa.Table(
 )
 
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
-                 "receipts", "revocations")
+                 "receipts", "revocations", "standing_consents")
 
 # How ``audit verify`` answers for every table of the store (tests/unit check none is left
 # out): "logged" rows carry their event's seq and digest; "log" is the log itself; the
@@ -334,7 +349,7 @@ TABLE_COVERAGE: dict[str, str] = {
     "items": "content hash, type, originator, time added bound by the storing event",
     "custody": "logged", "users": "logged", "consents": "logged",
     "classification_notices": "logged", "incidents": "logged", "receipts": "logged",
-    "revocations": "logged",
+    "revocations": "logged", "standing_consents": "logged",
     "audit_events": "log", "tree_heads": "signatures and roots against the log",
     "audit_state": "frontier recomputed from the log",
     "outbox": "logged; delivered needs a receipt obtained, refused a logged refusal",
@@ -588,6 +603,11 @@ def _consent(row: Any) -> ConsentRecord:
                          json.loads(row.document), row.at)
 
 
+def _standing(row: Any) -> StandingConsentRecord:
+    return StandingConsentRecord(row.consent_id, row.originator, row.recipient, row.direction,
+                                 row.kind, json.loads(row.document), row.at)
+
+
 def _notice(row: Any) -> ClassificationNotice:
     return ClassificationNotice(row.item_id, row.originator, row.old_level, row.new_level,
                                 row.issued_at, row.key, bytes(row.signature))
@@ -822,6 +842,22 @@ class SqlRepository:
     def consents_for(self, item_id: str) -> list[ConsentRecord]:
         return [_consent(r) for r in self.conn.execute(
             consents.select().where(consents.c.item_id == item_id).order_by(consents.c.row))]
+
+    def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None:
+        self.conn.execute(standing_consents.insert(), {
+            "consent_id": record.consent_id, "originator": record.originator,
+            "recipient": record.recipient, "direction": record.direction, "kind": record.kind,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq})
+
+    def versions_from(self, originator: str) -> list[tuple[str, str]]:
+        return [(r.id, r.version) for r in self.conn.execute(
+            sa.select(items.c.id, items.c.version).where(items.c.originator == originator)
+            .order_by(items.c.seq))]
+
+    def standing_consents(self) -> list[StandingConsentRecord]:
+        return [_standing(r) for r in self.conn.execute(
+            standing_consents.select().order_by(standing_consents.c.row))]
 
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.conn.execute(classification_notices.insert(), {
@@ -1417,6 +1453,8 @@ class SqlAuditReader:
         yield from each(incidents, _incident, lambda r: f"reference={r.reference}")
         yield from each(receipts, _receipt, lambda r: f"{r.item_id}@{r.version} #{r.row}")
         yield from each(revocations, _revocation, lambda r: f"name={r.name}")
+        yield from each(standing_consents, _standing,
+                        lambda r: f"{r.kind} {r.consent_id} #{r.row}")
         for table, where in ((envelopes_seen, lambda r: f"nonce={r.nonce}"),
                              (outbox, lambda r: f"{r.item_id}@{r.version} to {r.recipient}"),
                              (notices, lambda r: f"{r.kind} {r.reference} to {r.recipient}"),

@@ -89,6 +89,42 @@
     });
   }
 
+  function drawStanding(doc, party) {
+    var form = document.getElementById("standing-form");
+    if (!form.to.options.length) {
+      options(form.to, doc.parties, doc.parties[0]);
+      options(form.purpose, doc.purposes, "dprk-missile");
+      checks(form.querySelector(".categories"), "categories", doc.categories, []);
+    }
+    var body = section("standing").querySelector("tbody");
+    clear(body);
+    if (!doc.consents.length) {
+      body.appendChild(el("tr", {}, "")).appendChild(
+        el("td", {colspan: "8", "class": "empty"}, "No standing consent."));
+      return;
+    }
+    doc.consents.forEach(function (c) {
+      var tr = el("tr", {"data-standing": c.id, "data-state": c.state,
+                         "data-direction": c.direction});
+      [c.id, c.direction, c.originator + " → " + c.recipient, c.categories.join(", "),
+       c.purpose, c.not_before + " .. " + c.not_after]
+        .forEach(function (v) { tr.appendChild(el("td", {}, v)); });
+      tr.appendChild(el("td", {"class": "state"}, c.state));
+      var cell = el("td");
+      if (c.direction === "given" && c.originator === party && c.state !== "revoked") {
+        var revoke = el("button", {type: "button", "class": "revoke-standing"}, "Revoke");
+        revoke.addEventListener("click", function () {
+          act("standing", "standing-revoke", {id: c.id},
+              function (d) { return d.consent_id + " revoked; partners told: " +
+                                    (d.sent_to.join(", ") || "nobody"); });
+        });
+        cell.appendChild(revoke);
+      }
+      tr.appendChild(cell);
+      body.appendChild(tr);
+    });
+  }
+
   function drawIncidents(rows, items) {
     var select = section("incidents").querySelector("select[name=item_id]");
     var chosen = select.value;
@@ -221,11 +257,13 @@
     note.textContent = "Your role (" + doc.user.role + ") lets you read the dashboard only; " +
       "the desk's actions need the operator role (users: admin).";
     section("consents").hidden = !a["consent-inbox"];
+    section("standing").hidden = !a["consent-inbox"];
     section("incidents").hidden = !a["incident-list"];
     section("reclassify").hidden = !a["reclassify"];
     section("publish").hidden = !a["publish"];
     section("users").hidden = !a["user-list"];
     if (doc.consents) drawConsents(doc.consents);
+    if (doc.standing) drawStanding(doc.standing, doc.party);
     if (doc.incidents) drawIncidents(doc.incidents, doc.items);
     if (doc.items && doc.picker) drawReclassify(doc.items, doc.picker.levels);
     if (doc.picker) drawPicker(doc.picker, doc.party);
@@ -249,6 +287,16 @@
     act("incidents", "incident", {item_id: f.item_id.value, kind: f.kind.value,
                                   description: f.description.value},
         function (d) { return d.reference + " recorded; notice to " + (d.queued_to.join(", ") || "nobody"); });
+  });
+  document.getElementById("standing-form").addEventListener("submit", function (ev) {
+    ev.preventDefault();
+    var f = ev.target;
+    var categories = Array.prototype.map.call(
+      f.querySelectorAll(".categories input:checked"), function (c) { return c.value; });
+    act("standing", "standing-grant", {to: f.to.value, categories: categories,
+                                       purpose: f.purpose.value, until: f.until.value},
+        function (d) { return d.id + " granted: " + d.categories.join(", ") + " → " +
+                              d.recipient + "; sent to " + (d.sent_to.join(", ") || "nobody"); });
   });
   var publishForm = document.getElementById("publish-form");
   publishForm.addEventListener("change", function (ev) {

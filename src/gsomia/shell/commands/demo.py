@@ -36,9 +36,11 @@ from gsomia.shell.commands.common import (
 )
 from gsomia.shell.federated_replay import (
     DEFAULT_SPEED,
+    HUB_CONSENTS,
     PARTY_ORDER,
     REGIME_ORDER,
     Federations,
+    HubConsent,
     federation_stories,
     serve_federation,
 )
@@ -115,13 +117,21 @@ def print_federations(feds: Mapping[str, Any], console: Console) -> None:
         consents = fed.get("consents")
         extra = (f"; consents requested {consents['requested']}, granted "
                  f"{consents['granted']}" if consents else "")
+        if consents and consents.get("standing"):
+            extra = f"; relayed under {len(consents['standing'])} standing consents"
         state = "everything queued was delivered" if fed["delivered"] \
             else "NOT everything queued was delivered"
         console.print(f"{name}: audit {audit}; {state}{extra}", highlight=False)
+    hub = next((f["hub_consent"] for f in feds.values() if "hub_consent" in f), None)
+    how = ("each originator granted USA a standing consent before the flight and the hub "
+           "relayed with no request" if hub and hub["mode"] == "standing" else
+           "USA's operator asks and the originator's operator grants consent per item, "
+           + (f"scripted to answer {hub['desk_delay_s']:g} s of flight time after the "
+              "request (--desk-delay)" if hub and hub["desk_delay_s"] else
+              "scripted to answer at once"))
     console.print("(Measured times: the model's time of an item plus what the real system took "
-                  "from the moment it was due until the node held it. In the hub, USA's "
-                  "operator asks and the originator's operator grants consent per item, "
-                  "scripted to answer at once.)", highlight=False)
+                  f"from the moment it was due until the node held it. In the hub, {how}.)",
+                  highlight=False)
 
 
 def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
@@ -217,9 +227,19 @@ def register(cli: click.Group) -> None:
     @click.option("--keep", is_flag=True,
                   help="Keep the federations' node folders (in the temporary directory) "
                        "instead of removing them at the end.")
+    @click.option("--hub-consent", type=click.Choice(HUB_CONSENTS), default="per-item",
+                  show_default=True,
+                  help="How the hub obtains the originator's consent: asked per item and "
+                       "answered by the originator's operator, or a standing consent granted "
+                       "before the flight.")
+    @click.option("--desk-delay", type=click.FloatRange(min=0.0), default=0.0,
+                  show_default=True, metavar="S",
+                  help="Per-item mode: seconds of flight time the originator's operator "
+                       "takes to answer each request (0: at once).")
     def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int,
              regime_list: str, speed: float, report_dir: str, serve: bool,
-             serve_regime: str | None, keep: bool) -> None:
+             serve_regime: str | None, keep: bool, hub_consent: str,
+             desk_delay: float) -> None:
         """Tell the story: agreements, explained decisions, and a launch under each regime,
         modelled and then through three real nodes per regime."""
         from gsomia.core.errors import MalformedInput
@@ -255,7 +275,8 @@ def register(cli: click.Group) -> None:
                 warnings = runs.story()
                 if console is not None:
                     print_warnings(warnings, console)
-                feds = federation_stories(runs, federations, console, speed)
+                feds = federation_stories(runs, federations, console, speed,
+                                          HubConsent(hub_consent, desk_delay))
             finally:
                 federations.close()
             full = {**story, "warning": warnings, "custody": custody_paths(cat),

@@ -1,4 +1,5 @@
-"""``federation up|down|status``, ``node run`` and ``consent request|grant|deny|list``: the
+"""``federation up|down|status``, ``node run``, ``consent request|grant|deny|list`` and
+``consent standing grant|revoke|list``: the
 federation itself (folder, topologies, node processes) is :mod:`gsomia.shell.federation`."""
 
 from __future__ import annotations
@@ -10,7 +11,13 @@ import click
 
 from gsomia.core.errors import MalformedInput
 from gsomia.shell.commands.common import emit_json, json_option, progress
-from gsomia.shell.consents import consent_decide, consent_request
+from gsomia.shell.consents import (
+    consent_decide,
+    consent_request,
+    standing_grant,
+    standing_list,
+    standing_revoke,
+)
 from gsomia.shell.federation import TOPOLOGIES, down, status, up
 
 
@@ -157,6 +164,58 @@ def register(cli: click.Group) -> None:
             with _node(node_dir) as node:
                 doc = consent_decide(node, request_id, grant, reason)
             emit_json(doc) if as_json else click.echo(f"{doc['request']} {doc['status']}")
+
+    @consent.group("standing")
+    def standing_group() -> None:
+        """Standing consents: relays of a category of the originator's items, for one
+        purpose, to one recipient, for a validity period, until revoked."""
+
+    @standing_group.command("grant")
+    @click.option("--node", "node_dir", required=True, type=click.Path(file_okay=False))
+    @click.option("--to", "to", required=True, help="The third party relays may go to.")
+    @click.option("--category", "categories", required=True, multiple=True,
+                  help="A label category covered (repeat for more).")
+    @click.option("--purpose", required=True, help="The label purpose covered.")
+    @click.option("--from", "since", default=None,
+                  help="Valid from (ISO 8601 instant; default now).")
+    @click.option("--until", required=True, help="Valid until (ISO 8601 instant, exclusive).")
+    @json_option
+    def standing_grant_cmd(node_dir: str, to: str, categories: tuple[str, ...], purpose: str,
+                           since: str | None, until: str, as_json: bool) -> None:
+        """As originator, consent in advance to relays to TO (sent to the partners)."""
+        with _node(node_dir) as node:
+            doc = standing_grant(node, to=to, categories=list(categories), purpose=purpose,
+                                 until=until, since=since)
+        emit_json(doc) if as_json else click.echo(
+            f"{doc['id']}  → {doc['recipient']}  {', '.join(doc['categories'])}  "
+            f"{doc['purpose']}  {doc['not_before']} .. {doc['not_after']}  sent to "
+            f"{', '.join(doc['sent_to']) or 'nobody (no partners)'}")
+
+    @standing_group.command("revoke")
+    @click.option("--node", "node_dir", required=True, type=click.Path(file_okay=False))
+    @click.option("--id", "consent_id", required=True)
+    @json_option
+    def standing_revoke_cmd(node_dir: str, consent_id: str, as_json: bool) -> None:
+        """As originator, revoke a standing consent (the partners are told)."""
+        with _node(node_dir) as node:
+            doc = standing_revoke(node, consent_id)
+        emit_json(doc) if as_json else click.echo(f"{doc['consent_id']} revoked")
+
+    @standing_group.command("list")
+    @click.option("--node", "node_dir", required=True, type=click.Path(file_okay=False))
+    @json_option
+    def standing_list_cmd(node_dir: str, as_json: bool) -> None:
+        """Standing consents given and obtained here, with their state."""
+        with _node(node_dir) as node:
+            rows = standing_list(node)
+            me = node.party
+        if as_json:
+            emit_json({"party": me, "standing_consents": rows})
+            return
+        for row in rows:
+            click.echo(f"{row['id']}  {row['direction']}  {row['originator']} → "
+                       f"{row['recipient']}  {', '.join(row['categories'])}  "
+                       f"{row['purpose']}  until {row['not_after']}  {row['state']}")
 
     @consent.command("list")
     @click.option("--node", "node_dir", required=True, type=click.Path(file_okay=False))

@@ -1,0 +1,232 @@
+"""Standing consents under the third-party rule: grant, revoke, keep and list.
+
+An originator's operator grants a standing consent (:func:`grant_standing_consent`): the
+relay of the originator's items of some label categories, marked for one purpose, to one
+recipient, for a validity period, signed with the node's Ed25519 key. It is kept, audited,
+and queued in the same commit to every partner this node delivers to through the notices
+outbox (retried until answered), so a holder such as the TISA hub can relay without asking
+item by item. A revocation (:func:`revoke_standing_consent`) travels the same way; a holder
+that knows of it stops relaying at once.
+
+A holder keeps what it obtains (:func:`record_standing_consent`,
+:func:`record_standing_revocation`) only after checking the originator's signature and that
+the partner who posted it is that originator: a partner cannot consent for another.
+:func:`in_force` folds the rows into the policy's claims; the release policy
+(:func:`gsomia.core.policy.decide`) decides every relay with them, at the hub when it queues
+and again at the recipient when it receives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from gsomia.core import crypto
+from gsomia.core.agreements import Catalogue
+from gsomia.core.audit import AuditKind
+from gsomia.core.custody import StandingConsentRecord, records_detail
+from gsomia.core.errors import MalformedInput, PolicyDenied
+from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION, StandingConsentIssued
+from gsomia.core.policy import StandingConsent
+from gsomia.core.types import Party, iso
+from gsomia.service.outbox import _stored_as_held, commit, queue_deliveries
+from gsomia.service.ports import KeyStore, UnitOfWork
+
+__all__ = ["grant_standing_consent", "in_force", "listing", "record_standing_consent",
+           "record_standing_revocation", "revoke_standing_consent", "revoked_ids",
+           "with_documents"]
+
+
+def _text(document: dict[str, Any]) -> str:
+    import json
+
+    return json.dumps(document, ensure_ascii=False, sort_keys=True)
+
+
+def grant_standing_consent(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
+                           consent_id: str, recipient: str, categories: Sequence[str],
+                           purpose: str, not_before: datetime, not_after: datetime,
+                           now: datetime, actor: str = "operator") -> crypto.StandingConsent:
+    """As originator, sign a standing consent and send it to the partners."""
+    known = catalogue.vocabulary
+    recipient = known.party(recipient, where="--to")
+    if recipient == keys.party:
+        raise MalformedInput(f"{recipient} is this node's own party", where="--to",
+                             expected="a third party to relay to")
+    if not categories:
+        raise MalformedInput("no category given", where="--category",
+                             expected=", ".join(sorted(known.categories)))
+    for category in categories:
+        if category not in known.categories:
+            raise MalformedInput(f"{category!r} is not a kind of information",
+                                 where="--category",
+                                 expected=", ".join(sorted(known.categories)))
+    known.purpose(purpose, where="--purpose")
+    if not_after <= now:
+        raise MalformedInput(f"the validity ends at {iso(not_after)}, not after now "
+                             f"({iso(now)})", where="--until", expected="a later instant")
+    consent = crypto.grant_standing_consent(
+        consent_id=consent_id, originator=keys.party, recipient=recipient,
+        categories=list(categories), purpose=purpose, not_before=not_before,
+        not_after=not_after, granted_at=now, key=keys.signing_key())
+    record = StandingConsentRecord(consent.id, keys.party, recipient, "given", "grant",
+                                   consent.to_json(), now)
+    with uow:
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor,
+            details={"standing_consent": consent.id, "originator": keys.party,
+                     "recipient": recipient, "direction": "standing-given",
+                     "records": records_detail(standing_consents=[record.digest()])})
+        uow.repo.add_standing_consent(record, seq=event.seq)
+        uow.events.append(StandingConsentIssued(STANDING_CONSENT, consent.id,
+                                                _text(consent.to_json())))
+        commit(uow, now)
+    return consent
+
+
+def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
+                            now: datetime, actor: str = "operator"
+                            ) -> crypto.StandingRevocation:
+    """As originator, revoke a standing consent this node gave; the partners are told."""
+    with uow:
+        rows = [r for r in uow.repo.standing_consents() if r.consent_id == consent_id]
+        given = [r for r in rows if r.kind == "grant" and r.direction == "given"]
+        if not given:
+            raise MalformedInput(f"no standing consent {consent_id!r} given by this node",
+                                 where="--id", expected="an id from gsomia consent standing list")
+        if any(r.kind == "revoke" for r in rows):
+            raise MalformedInput(f"standing consent {consent_id} is already revoked",
+                                 where="--id")
+        revocation = crypto.revoke_standing_consent(consent_id=consent_id,
+                                                    originator=keys.party, revoked_at=now,
+                                                    key=keys.signing_key())
+        record = StandingConsentRecord(consent_id, keys.party, given[0].recipient, "given",
+                                       "revoke", revocation.to_json(), now)
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, actor,
+            details={"standing_consent": consent_id, "originator": keys.party,
+                     "direction": "standing-revoked-given",
+                     "records": records_detail(standing_consents=[record.digest()])})
+        uow.repo.add_standing_consent(record, seq=event.seq)
+        uow.events.append(StandingConsentIssued(
+            STANDING_REVOCATION, f"{consent_id}/revoked", _text(revocation.to_json())))
+        commit(uow, now)
+    return revocation
+
+
+def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
+                            sender: Party, originator_public: Ed25519PublicKey,
+                            catalogue: Catalogue, now: datetime) -> bool:
+    """Keep a standing consent a partner sent as its originator, after checking it; the
+    items already held that it covers are queued to its recipient in the same commit.
+    False if it was held already (a retry)."""
+    crypto.verify_standing_consent(consent, originator_public, originator=sender)
+    known = catalogue.vocabulary
+    known.party(consent.recipient, where="standing consent.recipient")
+    known.purpose(consent.purpose, where="standing consent.purpose")
+    with uow:
+        held = [r for r in uow.repo.standing_consents() if r.consent_id == consent.id]
+        if any(r.kind == "grant" for r in held):
+            if all(dict(r.document) != consent.to_json() for r in held if r.kind == "grant"):
+                raise PolicyDenied((f"standing consent {consent.id} is held with other "
+                                    "terms: an id names one consent",))
+            return False
+        record = StandingConsentRecord(consent.id, consent.originator, consent.recipient,
+                                       "obtained", "grant", consent.to_json(), now)
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, sender,
+            details={"standing_consent": consent.id, "originator": consent.originator,
+                     "recipient": consent.recipient, "direction": "standing-obtained",
+                     "records": records_detail(standing_consents=[record.digest()])})
+        uow.repo.add_standing_consent(record, seq=event.seq)
+        if uow.routing.federated and not any(r.kind == "revoke" for r in held):
+            claim = _claim(consent, revoked=False)
+            stored = [s for s in _stored_as_held(uow, uow.repo.versions_from(consent.originator))
+                      if claim.covers(s.label, consent.recipient, now)]
+            queue_deliveries(uow, stored, now, only=consent.recipient)
+        commit(uow, now)
+    return True
+
+
+def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRevocation,
+                               sender: Party, originator_public: Ed25519PublicKey,
+                               now: datetime) -> bool:
+    """Keep the originator's revocation (even before the consent it names arrives: that
+    consent is then dead on arrival). Deliveries it no longer allows that are still queued
+    are refused when the sender re-checks them. False if it was held already."""
+    crypto.verify_standing_revocation(revocation, originator_public, originator=sender)
+    with uow:
+        held = [r for r in uow.repo.standing_consents()
+                if r.consent_id == revocation.consent_id]
+        if any(r.kind == "revoke" for r in held):
+            return False
+        grants = [r for r in held if r.kind == "grant"]
+        if grants and grants[0].originator != revocation.originator:
+            raise PolicyDenied((f"standing consent {revocation.consent_id} is "
+                                f"{grants[0].originator}'s to revoke",))
+        record = StandingConsentRecord(revocation.consent_id, revocation.originator,
+                                       grants[0].recipient if grants else None, "obtained",
+                                       "revoke", revocation.to_json(), now)
+        event = uow.audit.append(
+            AuditKind.CONSENT, now, sender,
+            details={"standing_consent": revocation.consent_id,
+                     "originator": revocation.originator,
+                     "direction": "standing-revoked-obtained",
+                     "records": records_detail(standing_consents=[record.digest()])})
+        uow.repo.add_standing_consent(record, seq=event.seq)
+        commit(uow, now)
+    return True
+
+
+def _claim(consent: crypto.StandingConsent, *, revoked: bool) -> StandingConsent:
+    return StandingConsent(consent.id, consent.originator, consent.recipient,
+                           frozenset(consent.categories), consent.purpose, consent.not_before,
+                           consent.not_after, revoked)
+
+
+def in_force(records: Iterable[StandingConsentRecord]) -> list[StandingConsent]:
+    """The policy's claims for the standing consents held, each marked revoked if a
+    revocation by its originator is held. A row that does not parse is left out: no relay
+    rests on what cannot be read."""
+    return [claim for claim, _ in with_documents(records)]
+
+
+def with_documents(records: Iterable[StandingConsentRecord]
+                   ) -> list[tuple[StandingConsent, Mapping[str, Any]]]:
+    """:func:`in_force`, each claim with the signed document it was read from (what a
+    relay carries for the next hop to check)."""
+    rows = list(records)
+    revoked = {(r.consent_id, r.originator) for r in rows if r.kind == "revoke"}
+    out: list[tuple[StandingConsent, Mapping[str, Any]]] = []
+    for r in rows:
+        if r.kind != "grant":
+            continue
+        try:
+            consent = crypto.StandingConsent.from_json(dict(r.document))
+        except MalformedInput:
+            continue
+        if consent.id != r.consent_id or consent.originator != r.originator:
+            continue
+        out.append((_claim(consent, revoked=(consent.id, consent.originator) in revoked),
+                    r.document))
+    return out
+
+
+def revoked_ids(records: Iterable[StandingConsentRecord]) -> set[str]:
+    return {r.consent_id for r in records if r.kind == "revoke"}
+
+
+def listing(records: Iterable[StandingConsentRecord], now: datetime) -> list[dict[str, Any]]:
+    """What ``consent standing list`` and the desk show: each consent with its state."""
+    rows = list(records)
+    directions = {r.consent_id: r.direction for r in rows if r.kind == "grant"}
+    out = []
+    for claim in in_force(rows):
+        state = ("revoked" if claim.revoked else "expired" if now >= claim.not_after
+                 else "not yet valid" if now < claim.not_before else "in force")
+        out.append({**claim.to_json(), "direction": directions.get(claim.id, ""),
+                    "state": state})
+    return out
