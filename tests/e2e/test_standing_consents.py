@@ -150,7 +150,7 @@ def _hub_delivery(usa: Any, item: str) -> tuple[str, str | None] | None:
 def test_a_relay_queued_before_a_revocation_does_not_leave_the_hub(hub: Federation) -> None:
     """JPN is down, so the hub's relay waits in its outbox; KOR revokes meanwhile. When JPN
     is back the hub checks the relay again as it leaves, and it does not leave."""
-    from gsomia.shell.commands import federation
+    from gsomia.shell import federation
 
     jpn, usa = hub.nodes["JPN"], hub.nodes["USA"]
     consent = grant(hub, "pre-launch-indicator", until=datetime.now(UTC) + timedelta(days=1))
@@ -179,7 +179,11 @@ def test_a_relay_queued_before_a_revocation_does_not_leave_the_hub(hub: Federati
 
 def test_an_expired_standing_consent_relays_nothing(hub: Federation) -> None:
     kor, jpn, usa = hub.nodes["KOR"], hub.nodes["JPN"], hub.nodes["USA"]
-    consent = grant(hub, "launch-point", until=datetime.now(UTC) + timedelta(seconds=10))
+    # Granted in this process, not by the command line: a validity of a few seconds must not
+    # be over before a command started on a loaded machine has even read it.
+    consent = consents.standing_grant(
+        kor, to="JPN", categories=["launch-point"], purpose="dprk-missile",
+        until=iso(datetime.now(UTC) + timedelta(seconds=5)), actor="test")
     assert exchange.wait_until(lambda: consent["id"] in listed(hub, "USA"), WAIT)
     time.sleep(max(0.0, (datetime.fromisoformat(consent["not_after"]) -
                          datetime.now(UTC)).total_seconds()) + 0.2)
