@@ -422,6 +422,8 @@ LOCK_WAIT = 30.0
 # It is a hint only; the listener still reads the tables to know what changed.
 
 _SIGNAL: dict[str, Any] = {}
+# On PostgreSQL the signal is a NOTIFY on this channel, sent with the commit itself.
+COMMIT_CHANNEL = "gsomia_commit"
 
 
 def commit_signal_address(engine: sa.Engine) -> str | None:
@@ -1205,6 +1207,10 @@ class SqlUnitOfWork:
             raise RuntimeError("domain events left unplanned: commit through "
                                "gsomia.service.outbox.commit")
         head = self.audit.flush()
+        if head is not None and not self.audit.reads_only and \
+                self._conn.dialect.name == "postgresql":
+            # Sent by the server at commit: the senders of every process of the node wake.
+            self._conn.exec_driver_sql(f"NOTIFY {COMMIT_CHANNEL}")
         self._conn.commit()
         self._tx = None
         if self.repo.revoked:
