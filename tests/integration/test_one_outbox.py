@@ -188,6 +188,12 @@ def test_a_killed_senders_rows_come_back_after_the_lease(pg_url: str,
         assert store.claim(deliveries=True, now=T0 + timedelta(seconds=5), limit=10) == []
         again = store.claim(deliveries=True, now=T0 + timedelta(seconds=LEASE_S), limit=10)
         assert sorted(r.row for r in again) == sorted(r.row for r in first)
+        # Rows a sender took but will not post now (its batch was full) are due at once.
+        later = T0 + timedelta(seconds=2 * LEASE_S)
+        taken = store.claim(deliveries=True, now=later, limit=10)
+        store.release([r.row for r in taken[1:]], later)
+        assert sorted(r.row for r in store.claim(deliveries=True, now=later, limit=10)) == \
+            sorted(r.row for r in taken[1:])
     finally:
         store.dispose()
 

@@ -629,7 +629,9 @@ class Sender:
                     f"bytes a partner accepts")
                 continue
             if size + len(body) + 1 > limits.PEER_BODY:
-                break  # the rest go in the next batch, still due
+                # The rest go in the next batch: due again now, not when their lease ends.
+                self.node.store.release([r.row for r in due[due.index(row):]], now)
+                break
             size += len(body) + 1
             batch.sealed.append((row, envelope))
             batch.bodies.append(body)

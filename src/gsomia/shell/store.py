@@ -1693,6 +1693,15 @@ class Store:
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
         return rows
 
+    def release(self, rows: Collection[int], now: datetime) -> None:
+        """Give back rows :meth:`claim` took but this sender will not post now: due at
+        ``now`` again for any sender (nothing to give back on SQLite, which has no lease)."""
+        if rows and self.dialect == "postgresql":
+            with self.engine.connect() as conn, conn.begin():
+                conn.execute(outbox.update().where(outbox.c.row.in_(sorted(rows)),
+                                                   outbox.c.status == "pending")
+                             .values(next_at=now))
+
     @contextmanager
     def reader(self, *, tolerant: bool = False) -> Iterator[SqlAuditReader]:
         """A read-only snapshot: every query inside sees the same committed state.
