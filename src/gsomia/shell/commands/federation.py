@@ -305,6 +305,18 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
         node.close()
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM (a node stops gracefully), then SIGKILL after ``timeout`` seconds; its exit
+    code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def _exit_with_parent() -> None:
     """A worker stops (SIGTERM: gracefully) when the ``node run`` that started it dies,
     even by SIGKILL: no worker keeps serving or sending for a node nobody runs."""
@@ -385,11 +397,7 @@ def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: in
     finally:
         stop_all(signal.SIGTERM, None)
         for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_process(child, timeout=10)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         listener.close()
