@@ -8,6 +8,10 @@ batches of items over TAXII (HTTPS, a bearer token, label marking), several at o
 - delivery, end to end: items/s from the first post until JPN's last receipt is recorded
   at KOR (envelopes sealed, verified, stored and receipted at JPN).
 Compare the ratio of the two runs, never figures across runs: the machine is shared.
+Every write of KOR appends to its one log, one writer at a time (an advisory lock), and JPN
+receives alone in both runs: what a second process can add is the work outside the lock
+(TLS, parsing, validation, sealing), and only with cores to spare (PostgreSQL, JPN and the
+clients run on the same ones here).
 """
 
 from __future__ import annotations
