@@ -211,3 +211,54 @@ def test_sqlite_has_one_sender_that_leaves_out_its_rows_in_flight(tmp_path: Path
         assert [r.kind for r in notices] == ["incident", "incident"]
     finally:
         store.dispose()
+
+
+# ---- the one courier ---------------------------------------------------------------------------
+
+
+def test_the_courier_waits_once_for_a_partner_that_does_not_answer(
+        node_factory: Any, tmp_path: Path) -> None:
+    """Notices to a partner that accepts connections and never answers: one timeout per
+    pass, not one per notice (the courier also carries the deliveries to everyone else),
+    and every notice to it backs off with the one policy."""
+    import socket
+    import time
+
+    from gsomia.core.audit import AuditKind
+    from gsomia.core.outbox import MAX_BACKOFF, NoticeDue
+    from gsomia.shell import exchange
+    from gsomia.shell.notices import notice_rows
+
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    hanging = socket.create_server(("127.0.0.1", 0), backlog=16)  # never accepts
+    try:
+        url = f"https://127.0.0.1:{hanging.getsockname()[1]}"
+        peers = {code: exchange.Peer(code, url if code == "KOR" else "https://127.0.0.1:1",
+                                     n.keys.public_signing_key(),
+                                     n.keys.envelope_key().public_key())
+                 for code, n in (("JPN", jpn), ("KOR", kor))}
+        exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+        now = datetime.now(UTC)
+        with jpn.uow() as uow:
+            event = uow.audit.append(AuditKind.NOTICES_QUEUED, now, "node", details={})
+            uow.outbox.add_notices([NoticeDue("incident", "KOR", f"JPN-incident-{i}",
+                                              "indicator--x", "{}") for i in range(4)],
+                                   now=now, seq=event.seq)
+            uow.commit()
+        sender = exchange.Sender(jpn, client=exchange.peer_client(jpn.folder, timeout=1.0))
+        try:
+            started = time.monotonic()
+            report = sender.step()
+            took = time.monotonic() - started
+        finally:
+            sender.close()
+        assert report.failed == 4 and report.delivered == 0
+        assert took < 2.5, f"waited {took:.1f} s: one timeout per notice"
+        rows = notice_rows(jpn)
+        assert [r["status"] for r in rows] == ["pending"] * 4
+        assert all(r["attempts"] == 1 and r["last_error"] for r in rows)
+        for r in rows:  # the one backoff, from when the pass began
+            wait = (datetime.fromisoformat(r["next_at"]) - now).total_seconds()
+            assert 0 < wait <= MAX_BACKOFF + 1
+    finally:
+        hanging.close()

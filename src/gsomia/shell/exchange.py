@@ -572,17 +572,25 @@ class Sender:
         if not due:
             return
         outcomes: list[tuple[QueuedNotice, int, str]] = []
+        # A partner that did not answer is not asked again this pass: its other notices
+        # back off with the one that failed (one timeout, not one per notice).
+        down: dict[str, str] = {}
         for row in due:
             peer = partners.peers.get(row.recipient)
             try:
+                if row.recipient in down:
+                    raise OSError(down[row.recipient])
                 if peer is None:
                     raise OSError(f"no URL for {row.recipient} in partners.json")
                 response = self.client.post(peer.url.rstrip("/") + NOTICE_PATHS[row.kind],
                                             content=row.body.encode("utf-8"),
                                             headers=_CLOSE)
                 status, text = response.status_code, response.text[:500]
+            except (KeyError, AttributeError) as exc:  # a row no notice path posts
+                status, text = 0, f"not a notice this node posts: {exc!r}"[:500]
             except Exception as exc:  # network, TLS, partner down: retry with backoff
                 status, text = 0, str(exc)[:500]
+                down.setdefault(row.recipient, text)
             outcomes.append((QueuedNotice(row.row, row.kind, row.recipient, row.reference,
                                           row.item_id, row.body, row.attempts), status, text))
         delivered, refused, failed = notice_handlers.settle_notices(
