@@ -9,6 +9,7 @@ each row is taken by one of them at a time (``FOR UPDATE SKIP LOCKED`` and a lea
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,66 @@ def test_migration_0012_moves_every_notice_beside_the_deliveries(db_url: str) ->
             kept = rows[(row.get("kind", DELIVERY), row["item_id"])]
             for name, value in row.items():
                 assert getattr(kept, name) == value, (name, row)
+    finally:
+        engine.dispose()
+
+
+_TEXT = hs.text(hs.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+_WHEN = hs.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
+                     timezones=hs.just(UTC))
+_PARTY = hs.sampled_from(["JPN", "KOR", "USA"])
+_STATUS = hs.sampled_from(["pending", "delivered", "refused"])
+
+
+@hs.composite
+def _queued(draw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    deliveries = [{"item_id": f"indicator--{i}", "version": draw(_TEXT),
+                   "recipient": draw(_PARTY), "status": draw(_STATUS),
+                   "attempts": draw(hs.integers(0, 50)), "next_at": draw(_WHEN),
+                   "queued_at": draw(_WHEN), "delivered_at": draw(hs.none() | _WHEN),
+                   "last_error": draw(hs.none() | _TEXT), "seq": i}
+                  for i in range(draw(hs.integers(0, 6)))]
+    notices = [{"kind": draw(hs.sampled_from(["incident", "classification-notice"])),
+                "recipient": draw(_PARTY), "reference": f"ref-{i}-{draw(_TEXT)}",
+                "item_id": draw(hs.none() | _TEXT), "body": draw(_TEXT),
+                "status": draw(_STATUS), "attempts": draw(hs.integers(0, 50)),
+                "next_at": draw(_WHEN), "queued_at": draw(_WHEN),
+                "delivered_at": draw(hs.none() | _WHEN), "last_error": draw(hs.none() | _TEXT),
+                "seq": 100 + i} for i in range(draw(hs.integers(0, 6)))]
+    return deliveries, notices
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(queued=_queued())
+def test_migration_0012_keeps_every_row_and_its_digest(tmp_path: Path,
+                                                       queued: Any) -> None:
+    """Security invariant: whatever the two tables held, every row is in the one outbox
+    after the migration, each still matching the digest its event recorded."""
+    deliveries, notices = queued
+    engine = at_revision(f"sqlite:///{tmp_path / f'{uuid.uuid4()}.db'}", "0011")
+    try:
+        meta = sa.MetaData()
+        with engine.begin() as conn:
+            if deliveries:
+                conn.execute(sa.Table("outbox", meta, autoload_with=engine).insert(),
+                             deliveries)
+            if notices:
+                conn.execute(sa.Table("notices", meta, autoload_with=engine).insert(), notices)
+        st.migrate(engine)
+        with engine.connect() as conn, conn.begin():
+            records = sorted((r.table, r.seq, r.digest)
+                             for r in st.SqlAuditReader(conn, None).record_rows()
+                             if r.table in ("outbox", "notices"))
+            kept = [dict(r._mapping) for r in conn.execute(sa.select(st.outbox))]
+        assert records == sorted(
+            [("outbox", d["seq"], register_digest("outbox", d)) for d in deliveries]
+            + [("notices", n["seq"], register_digest("notices", n)) for n in notices])
+        assert len(kept) == len(deliveries) + len(notices)
+        for row in [*deliveries, *notices]:
+            match = [k for k in kept if k["seq"] == row["seq"]]
+            assert len(match) == 1
+            assert {name: match[0][name] for name in row} == row
     finally:
         engine.dispose()
 
