@@ -7,8 +7,10 @@ the service turns those events into outbox rows with :func:`plan_deliveries` and
 back along the custody chain or on to the holders. The rows are written in the same commit
 as what caused them, so a crash never loses one nor sends one that was rolled back.
 
-One backoff (:func:`backoff`) and one reading of a partner's refusal (:func:`definitive`)
-serve deliveries and notices alike.
+Deliveries and notices are rows of one outbox, told apart by their ``kind``
+(:data:`DELIVERY`, :data:`INCIDENT`, :data:`CLASSIFICATION`), sent by one courier: one
+backoff (:func:`backoff`, :func:`next_try`), one lease on the rows a sender took
+(:data:`LEASE_S`) and one reading of a partner's refusal (:func:`definitive`) serve them all.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.custody import ClassificationNotice, IncidentReport
@@ -26,7 +28,11 @@ from gsomia.core.types import Party
 
 __all__ = [
     "CLASSIFICATION",
+    "DELIVERY",
+    "FIRST_BACKOFF",
     "INCIDENT",
+    "LEASE_S",
+    "MAX_BACKOFF",
     "STANDING_CONSENT",
     "STANDING_REVOCATION",
     "ConsentObtained",
@@ -41,6 +47,7 @@ __all__ = [
     "StandingConsentIssued",
     "backoff",
     "definitive",
+    "next_try",
     "plan_deliveries",
     "plan_notices",
     "plan_standing_notices",
@@ -48,6 +55,16 @@ __all__ = [
 
 INCIDENT, CLASSIFICATION = "incident", "classification-notice"
 STANDING_CONSENT, STANDING_REVOCATION = "standing-consent", "standing-revocation"
+DELIVERY = "delivery"  # an (item, version) owed to a partner; the other kinds are notices
+
+# The one retry policy of the outbox: a failed try goes again after FIRST_BACKOFF seconds,
+# doubling up to MAX_BACKOFF (a partner back up is served within seconds).
+FIRST_BACKOFF = 0.1
+MAX_BACKOFF = 5.0
+# How long a sender holds the rows it took (PostgreSQL, several senders): longer than any
+# post takes (the partner client's timeout is 10 s, a refused batch is retried envelope by
+# envelope), so a live sender is never overtaken; a killed one's rows are due again after.
+LEASE_S = 60.0
 
 
 # ---- domain events ------------------------------------------------------------------------
@@ -221,10 +238,15 @@ def _text(body: Mapping[str, object]) -> str:
     return json.dumps(body, ensure_ascii=False, sort_keys=True)
 
 
-def backoff(attempts: int, *, first: float, cap: float) -> float:
+def backoff(attempts: int, *, first: float = FIRST_BACKOFF, cap: float = MAX_BACKOFF) -> float:
     """Seconds before the next try after ``attempts`` failed ones: doubling from ``first``,
     never more than ``cap``."""
-    return min(cap, first * float(2 ** min(attempts, 62)))
+    return min(cap, first * float(2 ** min(max(attempts, 0), 62)))
+
+
+def next_try(attempts: int, now: datetime) -> datetime:
+    """When a row that failed ``attempts`` times before this failure goes again."""
+    return now + timedelta(seconds=backoff(attempts))
 
 
 def definitive(status: int) -> bool:

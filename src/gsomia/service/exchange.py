@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,7 +32,7 @@ from gsomia.core.audit import AuditKind
 from gsomia.core.custody import ReceiptRecord, item_version, records_detail, register_digest
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.outbox import ReceiptObtained, backoff
+from gsomia.core.outbox import FIRST_BACKOFF, MAX_BACKOFF, ReceiptObtained, next_try
 from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
 from gsomia.service import handlers
@@ -49,8 +49,6 @@ __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "Delivered", "Sent",
            "answer_consent_request", "receive", "record_consent_refusal",
            "record_consent_request", "refuse_replays", "retry", "settle"]
 
-MAX_BACKOFF = 5.0
-FIRST_BACKOFF = 0.1
 REPLAYED, MALFORMED, REFUSED = 409, 422, 403
 
 
@@ -297,9 +295,8 @@ def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,
         return
     with uow:
         uow.outbox.retry_deliveries([
-            (d.row, d.attempts + 1,
-             now + timedelta(seconds=backoff(d.attempts, first=FIRST_BACKOFF, cap=MAX_BACKOFF)),
-             error[:500]) for d in deliveries])
+            (d.row, d.attempts + 1, next_try(d.attempts, now), error[:500])
+            for d in deliveries])
         uow.commit()
 
 

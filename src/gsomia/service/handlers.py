@@ -1017,8 +1017,8 @@ HEAD_FILE_MISSING = (
     "copy would not show. If you restored from a backup or lost the file, check the log "
     "with your partners (gsomia audit verify --partners), then run gsomia audit accept-head "
     "--node DIR --checked-with-partners, which records that you did")
-# The sender retries a delivery at most this long after its last try (exchange.MAX_BACKOFF
-# and notices.MAX_BACKOFF, 5 s and 30 s), so a next try much later than that was pushed
+# The courier retries a row at most this long after its last try (outbox.MAX_BACKOFF, 5 s,
+# or a lease of outbox.LEASE_S, 60 s), so a next try much later than that was pushed
 # away by hand: the delivery would silently never go.
 NEXT_TRY_SLACK_S = 3600.0
 # Events verify_audit reads beyond their records (one set lookup per event in its hot loop).

@@ -18,7 +18,7 @@ tried again after the one backoff (:func:`gsomia.core.outbox.backoff`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -27,7 +27,14 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, register_digest
 from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
-from gsomia.core.outbox import CLASSIFICATION, INCIDENT, backoff, definitive
+from gsomia.core.outbox import (
+    CLASSIFICATION,
+    FIRST_BACKOFF,
+    INCIDENT,
+    MAX_BACKOFF,
+    definitive,
+    next_try,
+)
 from gsomia.core.partner_heads import HeadVerdict
 from gsomia.core.types import Party
 from gsomia.service import handlers
@@ -37,8 +44,6 @@ __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "accept_classification_notice",
            "accept_incident", "record_head_exchange", "record_partner_head",
            "record_peer_refused", "settle_notices"]
 
-MAX_BACKOFF = 30.0
-FIRST_BACKOFF = 0.2
 DELIVERED, REFUSED = "delivered", "refused"
 
 
@@ -135,9 +140,8 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
                 register_digest("notices", notice.register()))
             counts[REFUSED] += 1
         else:
-            delay = backoff(notice.attempts, first=FIRST_BACKOFF, cap=MAX_BACKOFF)
             updates.append((notice.row, {
-                "attempts": notice.attempts + 1, "next_at": now + timedelta(seconds=delay),
+                "attempts": notice.attempts + 1, "next_at": next_try(notice.attempts, now),
                 "last_error": (f"HTTP {status}: " if status else "") + text}))
             counts["retry"] += 1
     with uow:

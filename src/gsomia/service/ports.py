@@ -192,7 +192,8 @@ class QueuedNotice:
 
 class Outbox(Protocol):
     """What the node owes its partners, inside one unit of work: deliveries and notices,
-    each row recorded by the audit event named by ``seq``."""
+    rows of one outbox sent by one courier, each recorded by the audit event named by
+    ``seq``."""
 
     def queued_deliveries(self, keys: Collection[tuple[str, str, Party]]
                           ) -> set[tuple[str, str, Party]]:

@@ -12,6 +12,8 @@ import json
 from typing import Any
 
 from gsomia.core.errors import MalformedInput, PolicyDenied
+from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION
+from gsomia.shell.notices import queued_to
 
 __all__ = ["consent_decide", "consent_request", "standing_grant", "standing_list",
            "standing_revoke"]
@@ -110,7 +112,7 @@ def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
 def standing_grant(node: Any, *, to: str, categories: list[str], purpose: str,
                    until: str, since: str | None = None,
                    actor: str = "operator") -> dict[str, Any]:
-    """As originator, grant a standing consent; the notices outbox carries it to the
+    """As originator, grant a standing consent; the outbox carries it to the
     partners (``gsomia node run`` sends it, and retries until each has answered)."""
     import uuid
 
@@ -125,7 +127,7 @@ def standing_grant(node: Any, *, to: str, categories: list[str], purpose: str,
         categories=sorted(set(categories)), purpose=purpose,
         not_before=instant(since, where="--from") if since else now,
         not_after=instant(until, where="--until"), now=now, actor=actor)
-    return {**consent.to_json(), "sent_to": _queued_to(node, consent.id)}
+    return {**consent.to_json(), "sent_to": queued_to(node, STANDING_CONSENT, consent.id)}
 
 
 def standing_revoke(node: Any, consent_id: str, *, actor: str = "operator") -> dict[str, Any]:
@@ -136,7 +138,8 @@ def standing_revoke(node: Any, consent_id: str, *, actor: str = "operator") -> d
     revocation = standing.revoke_standing_consent(node.uow(), keys=node.keys,
                                                   consent_id=consent_id, now=now_utc(),
                                                   actor=actor)
-    return {**revocation.to_json(), "sent_to": _queued_to(node, f"{consent_id}/revoked")}
+    return {**revocation.to_json(),
+            "sent_to": queued_to(node, STANDING_REVOCATION, f"{consent_id}/revoked")}
 
 
 def standing_list(node: Any) -> list[dict[str, Any]]:
@@ -147,13 +150,3 @@ def standing_list(node: Any) -> list[dict[str, Any]]:
     with node.store.repository() as repo:
         records = repo.standing_consents()
     return standing.listing(records, now_utc())
-
-
-def _queued_to(node: Any, reference: str) -> list[str]:
-    import sqlalchemy as sa
-
-    from gsomia.shell.store import notices
-
-    with node.store.engine.connect() as conn:
-        return sorted(conn.execute(sa.select(notices.c.recipient)
-                                   .where(notices.c.reference == reference)).scalars())

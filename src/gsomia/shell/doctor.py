@@ -165,6 +165,7 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
     sent): never retried, so the operator has to hear of them."""
     import sqlalchemy as sa
 
+    from gsomia.core.outbox import DELIVERY
     from gsomia.shell.exchange import PENDING, REFUSED
     from gsomia.shell.node import open_node
     from gsomia.shell.store import outbox
@@ -174,10 +175,12 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
                 node.store.engine.connect() as conn:
             counts: dict[str, int] = {
                 str(status): int(n) for status, n in conn.execute(
-                    sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status))}
+                    sa.select(outbox.c.status, sa.func.count())
+                    .where(outbox.c.kind == DELIVERY).group_by(outbox.c.status))}
             refused = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
                                              outbox.c.last_error)
-                                   .where(outbox.c.status == REFUSED)
+                                   .where(outbox.c.kind == DELIVERY,
+                                          outbox.c.status == REFUSED)
                                    .order_by(outbox.c.row.desc()).limit(3)).all()
     except Exception:  # the database check above already says what is wrong
         return []

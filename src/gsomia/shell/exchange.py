@@ -9,8 +9,11 @@ rows in batches over mutual TLS (httpx, one kept-alive connection per partner), 
 envelope sealed with a fresh nonce (a retry is a new envelope, so the recipient's replay
 check never refuses a retry), hands the partner's answers to
 :func:`gsomia.service.exchange.settle` (one commit per batch), and backs off exponentially
-on failure. It seals the next batch while the partner works on the one in flight, and
-sleeps between passes until a commit is seen (the commit signal every unit of work sends,
+on failure. The same courier posts the notices of the one outbox (incident reports,
+classification notices) and hands the answers to
+:func:`gsomia.service.notices.settle_notices`, with the same backoff. It seals the next
+batch while the partner works on the one in flight, and sleeps between passes until a
+commit is seen (the commit signal every unit of work sends,
 :func:`gsomia.shell.store.signal_commit`; :func:`wake`; SQLite's ``data_version`` as the
 fallback) rather than polling the tables.
 
@@ -44,13 +47,27 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput
-from gsomia.core.outbox import definitive
+from gsomia.core.outbox import (
+    CLASSIFICATION,
+    DELIVERY,
+    INCIDENT,
+    STANDING_CONSENT,
+    STANDING_REVOCATION,
+    definitive,
+)
 from gsomia.core.types import Party, iso, party
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import handlers
+from gsomia.service import notices as notice_handlers
 from gsomia.service import outbox as outbox_handlers
 from gsomia.service.exchange import MAX_BACKOFF, Delivered
-from gsomia.service.ports import ConsentRequest, KeyStore, QueuedDelivery, StixValidator
+from gsomia.service.ports import (
+    ConsentRequest,
+    KeyStore,
+    QueuedDelivery,
+    QueuedNotice,
+    StixValidator,
+)
 from gsomia.shell import store as node_store
 from gsomia.shell.store import (
     SqlUnitOfWork,
@@ -98,6 +115,13 @@ PARTNERS_FILE = "partners.json"
 PARTIES = ("JPN", "KOR", "USA")
 
 PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
+NOTICE_PATHS = {INCIDENT: "/peer/v1/incidents/",
+                CLASSIFICATION: "/peer/v1/classification-notices/",
+                STANDING_CONSENT: "/peer/v1/consents/standing/",
+                STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/"}
+# Notices go seconds apart, so no keep-alive: an idle connection held open would make the
+# partner's server wait out its graceful-shutdown timeout when it stops.
+_CLOSE = {"connection": "close"}
 
 
 class Refused(OSError):
@@ -268,7 +292,8 @@ def publish(node: NodePort, *,
 
 def pending(node: NodePort, recipient: Party | None = None) -> int:
     """Deliveries not yet receipted (or refused)."""
-    query = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.status == PENDING)
+    query = sa.select(sa.func.count()).select_from(outbox).where(
+        outbox.c.kind == DELIVERY, outbox.c.status == PENDING)
     if recipient is not None:
         query = query.where(outbox.c.recipient == recipient)
     with node.store.engine.connect() as conn:
@@ -276,8 +301,14 @@ def pending(node: NodePort, recipient: Party | None = None) -> int:
 
 
 def outbox_rows(node: NodePort) -> list[dict[str, Any]]:
+    """The deliveries of the outbox (its notices: :func:`gsomia.shell.notices.notice_rows`)."""
     with node.store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(outbox).order_by(outbox.c.row))]
+        return [dict(r._mapping) for r in conn.execute(
+            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
+            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
+
+
+_NOTICE_ONLY = ("kind", "reference", "body")
 
 
 # ---- the sender -------------------------------------------------------------------------------
@@ -389,12 +420,46 @@ def wake(node: NodePort) -> None:
     node_store.signal_commit(node.store.engine)
 
 
+class _Notifications:
+    """PostgreSQL's commit signal: a connection of its own that LISTENs on the channel
+    every writing commit NOTIFYs (:data:`gsomia.shell.store.COMMIT_CHANNEL`), so each of
+    several senders, in any process, wakes at once instead of polling the tables."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        import psycopg
+
+        url = engine.url.set(drivername="postgresql")
+        self._conn = psycopg.connect(url.render_as_string(hide_password=False),
+                                     autocommit=True)
+        self._conn.execute(f"LISTEN {node_store.COMMIT_CHANNEL}")
+
+    def fileno(self) -> int:
+        return self._conn.fileno()
+
+    def recv(self, _size: int) -> bytes:
+        """Consume what arrived; b"" once nothing is left (as a drained socket)."""
+        pg = self._conn.pgconn
+        try:
+            pg.consume_input()
+            return b"n" if pg.notifies() is not None else b""
+        except Exception:  # the connection broke: the sender still passes every tick
+            return b""
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 def _listen(engine: sa.Engine) -> Any:
     """A socket receiving the commit signals of ``engine``'s database (see
     :func:`gsomia.shell.store.signal_commit`); None if there can be none or another sender
     of this database already listens (this one then polls)."""
     import socket
 
+    if engine.dialect.name == "postgresql":
+        try:
+            return _Notifications(engine)
+        except Exception:  # the sender polls instead: slower to wake, never wrong
+            return None
     address = node_store.commit_signal_address(engine)
     if address is None:
         return None
@@ -417,12 +482,14 @@ def _drain(sock: Any) -> None:
 class _Changes:
     """Whether another connection has committed to the node's database since the last
     look: SQLite's ``PRAGMA data_version`` on a connection of its own (microseconds, no
-    lock). On other databases it cannot tell, and says yes."""
+    lock). On other databases it cannot tell: it says yes, unless ``notified`` (commits are
+    then told by PostgreSQL's notifications, and the sender passes every tick anyway)."""
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, *, notified: bool = False) -> None:
         import sqlite3
 
         self._db: Any = None
+        self._notified = notified
         self._last: int | None = None
         if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
             self._db = sqlite3.connect(str(engine.url.database), isolation_level=None,
@@ -430,7 +497,7 @@ class _Changes:
 
     def __call__(self) -> bool:
         if self._db is None:
-            return True
+            return not self._notified
         try:
             version = self._db.execute("PRAGMA data_version").fetchone()[0]
         except Exception:  # a locked or vanished file: look with a full pass
@@ -468,7 +535,9 @@ _BATCH_FRAME = len('{"envelopes":[]}')
 
 
 class Sender:
-    """Pushes a node's due deliveries to its partners; one ``step`` per pass.
+    """The courier: pushes a node's due deliveries and notices to its partners; one
+    ``step`` per pass. Several may run over one PostgreSQL database (each takes its rows
+    with :meth:`gsomia.shell.store.Store.claim`); on SQLite, one.
 
     Pipelined: while a partner verifies and stores batch k, this node seals batch k+1 (the
     rows in flight are left out of the query), posts it as soon as k's answer is back, and
@@ -477,9 +546,10 @@ class Sender:
     partner answers the resend with a receipt it does not record twice."""
 
     def __init__(self, node: NodePort, *, batch: int = 256, clock: Clock = now_utc,
-                 client: httpx.Client | None = None) -> None:
+                 client: httpx.Client | None = None, notice_batch: int = 64) -> None:
         self.node = node
         self.batch = batch
+        self.notice_batch = notice_batch
         self.clock = clock
         self._client = client
         self._in_flight: dict[Party, _Batch] = {}
@@ -517,22 +587,54 @@ class Sender:
         for gone in set(self._in_flight) - set(partners.deliver_to):
             self._finish(self._in_flight.pop(gone), report)
         report.in_flight = sum(len(b.sealed) for b in self._in_flight.values())
+        self._send_notices(partners, report)
         return report
+
+    def _send_notices(self, partners: Partners, report: SendReport) -> None:
+        """Post the notices due (incident reports, classification notices) and hand the
+        partners' answers to :func:`gsomia.service.notices.settle_notices`."""
+        now = self.clock()
+        due = self.node.store.claim(deliveries=False, now=now, limit=self.notice_batch)
+        if not due:
+            return
+        outcomes: list[tuple[QueuedNotice, int, str]] = []
+        # A partner that did not answer is not asked again this pass: its other notices
+        # back off with the one that failed (one timeout, not one per notice).
+        down: dict[str, str] = {}
+        for row in due:
+            peer = partners.peers.get(row.recipient)
+            try:
+                if row.recipient in down:
+                    raise OSError(down[row.recipient])
+                if peer is None:
+                    raise OSError(f"no URL for {row.recipient} in partners.json")
+                response = self.client.post(peer.url.rstrip("/") + NOTICE_PATHS[row.kind],
+                                            content=row.body.encode("utf-8"),
+                                            headers=_CLOSE)
+                status, text = response.status_code, response.text[:500]
+            except (KeyError, AttributeError) as exc:  # a row no notice path posts
+                status, text = 0, f"not a notice this node posts: {exc!r}"[:500]
+            except Exception as exc:  # network, TLS, partner down: retry with backoff
+                status, text = 0, str(exc)[:500]
+                down.setdefault(row.recipient, text)
+            outcomes.append((QueuedNotice(row.row, row.kind, row.recipient, row.reference,
+                                          row.item_id, row.body, row.attempts), status, text))
+        delivered, refused, failed = notice_handlers.settle_notices(
+            self.node.uow(), outcomes=outcomes, now=now)
+        report.delivered += delivered
+        report.refused += refused
+        report.failed += failed
 
     def _seal(self, peer: Peer) -> _Batch | None:
         now = self.clock()
         flying = self._in_flight.get(peer.party)
-        query = (sa.select(outbox.c.row, outbox.c.item_id, outbox.c.version, outbox.c.attempts)
-                 .where(outbox.c.status == PENDING, outbox.c.recipient == peer.party,
-                        outbox.c.next_at <= now)
-                 .order_by(outbox.c.row).limit(self.batch))
-        if flying is not None:
-            query = query.where(outbox.c.row.notin_([r.row for r, _ in flying.sealed]))
+        due = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts)
+               for r in self.node.store.claim(
+                   deliveries=True, recipient=peer.party, now=now, limit=self.batch,
+                   leaving=[r.row for r, _ in flying.sealed] if flying is not None else ())]
+        if not due:
+            return None
         with self.node.store.engine.connect() as conn:
-            due = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts)
-                   for r in conn.execute(query)]
-            if not due:
-                return None
             payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party,
                                    now)
         batch = _Batch(peer, [], now)
@@ -571,7 +673,9 @@ class Sender:
                     f"bytes a partner accepts")
                 continue
             if size + len(body) + 1 > limits.PEER_BODY:
-                break  # the rest go in the next batch, still due
+                # The rest go in the next batch: due again now, not when their lease ends.
+                self.node.store.release([r.row for r in due[due.index(row):]], now)
+                break
             size += len(body) + 1
             batch.sealed.append((row, envelope))
             batch.bodies.append(body)
@@ -686,8 +790,9 @@ class Sender:
 
         last = ""
         woken = _wake_event(self.node.folder)
-        changes = _Changes(self.node.store.engine)
         signals = _listen(self.node.store.engine)
+        changes = _Changes(self.node.store.engine,
+                           notified=isinstance(signals, _Notifications))
         try:
             while not stop.is_set():
                 woken.clear()

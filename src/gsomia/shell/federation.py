@@ -33,7 +33,7 @@ from gsomia.core.types import Party
 __all__ = ["FEDERATION_FILE", "LABEL_POLICIES", "PID_FILE", "TOPOLOGIES", "FederationFile",
            "FederationStatus", "NodeEntry", "NodeState", "Started", "configure", "deliveries",
            "down", "free_base_port", "load_federation", "running_pid", "status", "stop_node",
-           "up"]
+           "stop_process", "up"]
 
 
 class NodeEntry(TypedDict):
@@ -302,3 +302,15 @@ def status(folder: Path) -> FederationStatus:
                        "answers": pid is not None and _answers(node["url"], home, code)}
     return {"topology": doc["topology"], "base_port": doc["base_port"],
             "label_policy": doc.get("label_policy"), "nodes": nodes}
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM (a node stops gracefully), then SIGKILL after ``timeout`` seconds; its exit
+    code."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()

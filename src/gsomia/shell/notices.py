@@ -7,9 +7,10 @@ originator, travels to every party the originator's node delivered the item to (
 receipts obtained tell who), and each holder passes it on to those it delivered to. Both
 are queued by the handler that records them, in the same commit as the audit event that
 causes them (:mod:`gsomia.service.outbox`), so a crash never loses one or sends one that
-was rolled back. :class:`NoticeSender` posts due rows over mutual TLS and hands the answers
-to :func:`gsomia.service.notices.settle_notices` (delivered, refused, or retried with the
-one backoff); the receiver is idempotent (a notice it already applied is answered as a
+was rolled back. They are rows of the one outbox, beside the deliveries, and the one
+courier (:class:`gsomia.shell.exchange.Sender`) posts them over mutual TLS and hands the
+answers to :func:`gsomia.service.notices.settle_notices` (delivered, refused, or retried
+with the one backoff); the receiver is idempotent (a notice it already applied is answered as a
 duplicate), so a retry after a lost answer changes nothing.
 
 Incident reports carry no signature of their own (the core has no signed incident form):
@@ -52,17 +53,17 @@ from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentRe
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import (
     CLASSIFICATION,
+    DELIVERY,
     INCIDENT,
-    STANDING_CONSENT,
-    STANDING_REVOCATION,
 )
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
 from gsomia.core.types import Party, iso
 from gsomia.service import handlers
 from gsomia.service import notices as notice_handlers
 from gsomia.service.notices import MAX_BACKOFF
-from gsomia.service.ports import QueuedNotice
 from gsomia.shell.exchange import (
+    _CLOSE,
+    NOTICE_PATHS,
     PARTIES,
     Clock,
     NodePort,
@@ -71,7 +72,7 @@ from gsomia.shell.exchange import (
     in_background,
     peer_client,
 )
-from gsomia.shell.store import audit_events, incidents, notices, now_utc
+from gsomia.shell.store import audit_events, incidents, now_utc, outbox
 
 if TYPE_CHECKING:
     import httpx
@@ -91,31 +92,32 @@ __all__ = [
     "parse_since",
     "partner_heads",
     "pending",
+    "queued_to",
     "reclassify",
     "report_incident",
     "start_notices",
 ]
 
-PATHS = {INCIDENT: "/peer/v1/incidents/", CLASSIFICATION: "/peer/v1/classification-notices/",
-         STANDING_CONSENT: "/peer/v1/consents/standing/",
-         STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/"}
+PATHS = NOTICE_PATHS
 PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
 HEADS_EVERY = 2.0
 HEADS_QUIET = 60.0
-# Seconds apart, so no keep-alive: an idle connection held open would make the partner's
-# server wait out its graceful-shutdown timeout when it stops.
-_CLOSE = {"connection": "close"}
 _HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
 
 
 # ---- what the operator does ---------------------------------------------------------------------
 
 
-def _queued_to(node: NodePort, kind: str, reference: str) -> list[Party]:
+# The notices of the one outbox (its other rows are deliveries), as notices always read.
+_NOTICES = outbox.c.kind != DELIVERY
+_NOTICE_COLUMNS = [c for c in outbox.c if c.name != "version"]
+
+
+def queued_to(node: NodePort, kind: str, reference: str) -> list[Party]:
     with node.store.engine.connect() as conn:
-        return list(conn.execute(sa.select(notices.c.recipient).where(
-            notices.c.kind == kind, notices.c.reference == reference)
-            .order_by(notices.c.row)).scalars())
+        return list(conn.execute(sa.select(outbox.c.recipient).where(
+            outbox.c.kind == kind, outbox.c.reference == reference)
+            .order_by(outbox.c.row)).scalars())
 
 
 def report_incident(node: NodePort, *, item_id: str, kind: str, description: str,
@@ -129,7 +131,7 @@ def report_incident(node: NodePort, *, item_id: str, kind: str, description: str
     report = handlers.report_incident(node.uow(), keys=node.keys, kind=kind,
                                       description=description, now=at, item_id=item_id,
                                       actor=actor)
-    return report, _queued_to(node, INCIDENT, report.reference)
+    return report, queued_to(node, INCIDENT, report.reference)
 
 
 def reclassify(node: NodePort, *, item_id: str, level: str, now: datetime | None = None,
@@ -139,12 +141,13 @@ def reclassify(node: NodePort, *, item_id: str, level: str, now: datetime | None
     notice = handlers.change_classification(node.uow(), keys=node.keys,
                                             schemes=node.catalogue.schemes, item_id=item_id,
                                             new_level=level, now=at, actor=actor)
-    return notice, _queued_to(node, CLASSIFICATION, notice.digest())
+    return notice, queued_to(node, CLASSIFICATION, notice.digest())
 
 
 def notice_rows(node: NodePort) -> list[dict[str, Any]]:
     with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(notices).order_by(notices.c.row)).all()
+        rows = conn.execute(sa.select(*_NOTICE_COLUMNS).where(_NOTICES)
+                            .order_by(outbox.c.row)).all()
     out = []
     for r in rows:
         row = dict(r._mapping)
@@ -157,8 +160,8 @@ def notice_rows(node: NodePort) -> list[dict[str, Any]]:
 
 def pending(node: NodePort) -> int:
     with node.store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(notices)
-                                .where(notices.c.status == PENDING)).scalar() or 0)
+        return int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
+                                .where(_NOTICES, outbox.c.status == PENDING)).scalar() or 0)
 
 
 def incident_rows(node: NodePort) -> list[dict[str, Any]]:
@@ -306,7 +309,8 @@ class NoticeReport:
 
 
 class NoticeSender:
-    """Posts due notices to partners and exchanges tree heads with them; one ``step`` a pass."""
+    """Exchanges tree heads with partners; one ``step`` a pass (the notices go with the
+    deliveries, by the one courier)."""
 
     def __init__(self, node: NodePort, *, clock: Clock = now_utc,
                  client: httpx.Client | None = None,
@@ -336,47 +340,17 @@ class NoticeSender:
             self._client.close()
 
     def step(self, *, heads: bool | None = None) -> NoticeReport:
-        """Send what is due; exchange heads when due (``heads`` forces or skips that)."""
+        """Exchange heads when due (``heads`` forces or skips that). The notices themselves
+        go with the deliveries, by the one courier (:class:`gsomia.shell.exchange.Sender`)."""
         report = NoticeReport()
         partners = Partners.load(self.node.folder)
         if partners is None:
             return report
-        self.send_due(partners, report)
         due = time.monotonic() >= self._next_heads if heads is None else heads
         if due:
             self._next_heads = time.monotonic() + self.heads_every
             self.exchange_heads(partners, report, force=bool(heads))
         return report
-
-    # -- notices --
-
-    def send_due(self, partners: Partners, report: NoticeReport) -> None:
-        now = self.clock()
-        with self.node.store.engine.connect() as conn:
-            due = conn.execute(sa.select(notices).where(notices.c.status == PENDING,
-                                                         notices.c.next_at <= now)
-                               .order_by(notices.c.row).limit(self.batch)).all()
-        if not due:
-            return
-        outcomes: list[tuple[QueuedNotice, int, str]] = []
-        for row in due:
-            peer = partners.peers.get(row.recipient)
-            try:
-                if peer is None:
-                    raise OSError(f"no URL for {row.recipient} in partners.json")
-                response = self.client.post(peer.url.rstrip("/") + PATHS[row.kind],
-                                            content=row.body.encode("utf-8"),
-                                            headers=_CLOSE)
-                status, text = response.status_code, response.text[:500]
-            except Exception as exc:  # network, TLS, partner down: retry with backoff
-                status, text = 0, str(exc)[:500]
-            outcomes.append((QueuedNotice(row.row, row.kind, row.recipient, row.reference,
-                                          row.item_id, row.body, row.attempts), status, text))
-        delivered, refused, failed = notice_handlers.settle_notices(
-            self.node.uow(), outcomes=outcomes, now=now)
-        report.delivered += delivered
-        report.refused += refused
-        report.failed += failed
 
     # -- tree heads --
 
@@ -479,6 +453,6 @@ class NoticeSender:
 
 def start_notices(node: NodePort, *, heads_every: float = HEADS_EVERY
                   ) -> tuple[threading.Thread, threading.Event]:
-    """The notice sender and tree-head exchange on a daemon thread (``gsomia node run``)."""
+    """The tree-head exchange on a daemon thread (``gsomia node run``)."""
     return in_background(NoticeSender(node, heads_every=heads_every), "gsomia-notices")
 

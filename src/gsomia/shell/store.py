@@ -9,8 +9,9 @@ before it returns, so what the node acknowledged (an id printed, a receipt signe
 ``kill -9`` and also a power cut. ``NORMAL`` would survive a killed process but may lose
 the last commits on power loss, and a node that signed a receipt for an item it then lost
 would be lying to its partner. Writers take the database lock when they begin
-(``BEGIN IMMEDIATE``; on PostgreSQL a row lock on the log state), because every write
-appends to the one Merkle log and so must be serialised anyway.
+(``BEGIN IMMEDIATE``; on PostgreSQL an advisory lock of the node's schema, so several
+processes of one node sign tree heads one at a time), because every write appends to the
+one Merkle log and so must be serialised anyway.
 
 Every write commits with its audit events and a tree head signed over the new log size; the
 latest head is then also copied to ``tree-head.json`` in the node folder, so rolling the
@@ -19,6 +20,7 @@ database back to an earlier copy shows as a log shorter than a head it signed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -27,7 +29,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
 from typing import Any, Self
@@ -70,7 +72,14 @@ from gsomia.core.custody import (
 )
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
+from gsomia.core.outbox import (
+    DELIVERY,
+    LEASE_S,
+    DeliveryDue,
+    DomainEvent,
+    NoticeDue,
+    Routing,
+)
 from gsomia.core.types import instant, iso
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -271,13 +280,20 @@ audit_state = sa.Table(
     sa.Column("frontier", sa.LargeBinary, nullable=False),
 )
 
-# The exchange (migration 0002; used by gsomia.shell.exchange): deliveries queued per
-# partner, envelope nonces seen (replay), the outbox scan watermark, consent requests.
+# The exchange (migration 0002; used by gsomia.shell.exchange): what the node owes its
+# partners (one outbox, migration 0012), envelope nonces seen (replay), the outbox scan
+# watermark, consent requests.
+#
+# The outbox holds deliveries (``kind`` "delivery": an item version owed to ``recipient``)
+# and notices (``kind`` "incident" or "classification-notice": ``body`` posted, named by
+# ``reference``), queued in the commit of the event that causes them and sent by one
+# courier. Each row is one of two registers of the log, by kind: a delivery is an "outbox"
+# record, a notice a "notices" record (the names the log has always used).
 outbox = sa.Table(
     "outbox", metadata,
     _id(),
-    sa.Column("item_id", sa.String, nullable=False),
-    sa.Column("version", sa.String, nullable=False),
+    sa.Column("item_id", sa.String, nullable=True),
+    sa.Column("version", sa.String, nullable=True),
     sa.Column("recipient", sa.String(3), nullable=False),
     sa.Column("status", sa.String(10), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
@@ -286,7 +302,11 @@ outbox = sa.Table(
     sa.Column("delivered_at", UTCDateTime, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("seq", sa.BigInteger, nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False, server_default="delivery"),
+    sa.Column("reference", sa.String, nullable=True),
+    sa.Column("body", sa.Text, nullable=True),
     sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
+    sa.UniqueConstraint("kind", "reference", "recipient", name="uq_outbox_notice"),
     sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
 )
 envelopes_seen = sa.Table(
@@ -317,26 +337,9 @@ consent_requests = sa.Table(
     sa.Column("seq", sa.BigInteger, nullable=True),
 )
 
-# Notices to partners (migration 0003; used by gsomia.shell.notices): incident reports and
-# classification notices queued in the commit of the event that causes them.
-notices = sa.Table(
-    "notices", metadata,
-    _id(),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("recipient", sa.String(3), nullable=False),
-    sa.Column("reference", sa.String, nullable=False),
-    sa.Column("item_id", sa.String, nullable=True),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("status", sa.String(10), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("next_at", UTCDateTime, nullable=False),
-    sa.Column("queued_at", UTCDateTime, nullable=False),
-    sa.Column("delivered_at", UTCDateTime, nullable=True),
-    sa.Column("last_error", sa.Text, nullable=True),
-    sa.Column("seq", sa.BigInteger, nullable=True),
-    sa.UniqueConstraint("kind", "reference", "recipient", name="uq_notices_once"),
-    sa.Index("ix_notices_due", "status", "next_at"),
-)
+# Which table holds each register the log records rows of (the registers are the log's
+# names; deliveries and notices share the outbox since migration 0012).
+REGISTER_TABLES = {name: "outbox" if name == "notices" else name for name in REGISTER_FIELDS}
 
 RECORD_TABLES = ("custody", "users", "consents", "classification_notices", "incidents",
                  "receipts", "revocations", "standing_consents")
@@ -352,11 +355,12 @@ TABLE_COVERAGE: dict[str, str] = {
     "revocations": "logged", "standing_consents": "logged",
     "audit_events": "log", "tree_heads": "signatures and roots against the log",
     "audit_state": "frontier recomputed from the log",
-    "outbox": "logged; delivered needs a receipt obtained, refused a logged refusal",
+    "outbox": "logged (deliveries and notices, each by its kind's register); a delivery "
+              "delivered needs a receipt obtained, refused a logged refusal; a notice "
+              "delivered or refused its logged outcome",
     "envelopes_seen": "logged (the replay register)",
     "exchange_state": "watermark equals the last one logged",
     "consent_requests": "logged (status is the operator's view only)",
-    "notices": "logged; delivered or refused needs its logged outcome",
     "alembic_version": "checked when the node opens (an unknown revision does not open)",
     # gsomia.shell.taxii_store, made on first use by the API: the answer to a TAXII POST,
     # kept for its poster to read again. Not a record of custody (the items and their
@@ -433,6 +437,8 @@ LOCK_WAIT = 30.0
 # It is a hint only; the listener still reads the tables to know what changed.
 
 _SIGNAL: dict[str, Any] = {}
+# On PostgreSQL the signal is a NOTIFY on this channel, sent with the commit itself.
+COMMIT_CHANNEL = "gsomia_commit"
 
 
 def commit_signal_address(engine: sa.Engine) -> str | None:
@@ -911,7 +917,7 @@ class SqlRepository:
                             ) -> dict[tuple[str, str], list[Release]]:
         """The deliveries the release policy queued for partners (the outbox), of one item
         if named, per item version, in the order queued."""
-        query = outbox.select().order_by(outbox.c.row)
+        query = outbox.select().where(outbox.c.kind == DELIVERY).order_by(outbox.c.row)
         if item_id is not None:
             query = query.where(outbox.c.item_id == item_id)
         out: dict[tuple[str, str], list[Release]] = {}
@@ -966,8 +972,8 @@ def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
 
 
 class SqlOutbox:
-    """The ``Outbox`` port over the ``outbox`` and ``notices`` tables, in the unit of work's
-    transaction."""
+    """The ``Outbox`` port over the ``outbox`` table (deliveries and notices), in the unit
+    of work's transaction."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
@@ -979,14 +985,16 @@ class SqlOutbox:
         for chunk in _chunks(sorted({k[0] for k in wanted})):
             held.update(k for k in ((r.item_id, r.version, r.recipient) for r in self.conn.execute(
                 sa.select(outbox.c.item_id, outbox.c.version, outbox.c.recipient)
-                .where(outbox.c.item_id.in_(chunk)))) if k in wanted)
+                .where(outbox.c.kind == DELIVERY, outbox.c.item_id.in_(chunk))))
+                if k in wanted)
         return held
 
     def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
         insert_many(self.conn, outbox, [
-            {"item_id": d.item_id, "version": d.version, "recipient": d.recipient,
-             "status": "pending", "attempts": 0, "next_at": now, "queued_at": now,
-             "delivered_at": None, "last_error": None, "seq": seq} for d in rows])
+            {"kind": DELIVERY, "item_id": d.item_id, "version": d.version,
+             "recipient": d.recipient, "reference": None, "body": None, "status": "pending",
+             "attempts": 0, "next_at": now, "queued_at": now, "delivered_at": None,
+             "last_error": None, "seq": seq} for d in rows])
 
     def queued_notices(self, keys: Collection[tuple[str, str, str]]
                        ) -> set[tuple[str, str, str]]:
@@ -994,14 +1002,15 @@ class SqlOutbox:
         if not wanted:
             return set()
         return {k for k in ((r.kind, r.reference, r.recipient) for r in self.conn.execute(
-            sa.select(notices.c.kind, notices.c.reference, notices.c.recipient)
-            .where(notices.c.reference.in_(sorted({k[1] for k in wanted}))))) if k in wanted}
+            sa.select(outbox.c.kind, outbox.c.reference, outbox.c.recipient)
+            .where(outbox.c.reference.in_(sorted({k[1] for k in wanted}))))) if k in wanted}
 
     def add_notices(self, rows: Sequence[NoticeDue], *, now: datetime, seq: int) -> None:
-        self.conn.execute(notices.insert(), [
+        insert_many(self.conn, outbox, [
             {"kind": n.kind, "recipient": n.recipient, "reference": n.reference,
-             "item_id": n.item_id, "body": n.body, "status": "pending", "attempts": 0,
-             "next_at": now, "queued_at": now, "seq": seq} for n in rows])
+             "item_id": n.item_id, "version": None, "body": n.body, "status": "pending",
+             "attempts": 0, "next_at": now, "queued_at": now, "delivered_at": None,
+             "last_error": None, "seq": seq} for n in rows])
 
     def _mark(self) -> int | None:
         found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
@@ -1061,7 +1070,9 @@ class SqlOutbox:
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
         for key, values in rows:
-            self.conn.execute(notices.update().where(notices.c.row == key).values(**values))
+            self.conn.execute(outbox.update().where(outbox.c.row == key,
+                                                    outbox.c.kind != DELIVERY)
+                              .values(**values))
 
 
 # ---- audit log ----------------------------------------------------------------------------
@@ -1090,6 +1101,10 @@ def _key_id(key: Ed25519PrivateKey) -> str:
     return found[1]
 
 
+# pg_advisory_xact_lock(class, object): the class is gsomia's log writer, the object the
+# node's schema (nodes sharing one PostgreSQL database in schemas of their own do not wait
+# for each other).
+_WRITER_LOCK = sa.text("SELECT pg_advisory_xact_lock(72312, hashtext(current_schema()))")
 _STATE = sa.select(audit_state.c.size, audit_state.c.frontier).where(audit_state.c.id == 1)
 _STATE_LOCKED = _STATE.with_for_update()
 _STATE_UPDATE = audit_state.update().where(audit_state.c.id == 1)
@@ -1198,9 +1213,11 @@ class SqlUnitOfWork:
         self._conn = conn
         self._tx = conn.begin()
         if conn.dialect.name == "postgresql":
-            # The row lock serialises writers: each appends to the one log.
-            conn.execute(sa.select(audit_state.c.id).where(audit_state.c.id == 1)
-                         .with_for_update())
+            # One writer at a time appends to the log and signs its head, whichever process
+            # of the node it is (several API processes and senders may share the database):
+            # a lock of this node's schema held to the end of the transaction, taken before
+            # anything is read, so even the log's first commit has one writer.
+            conn.execute(_WRITER_LOCK)
         self.repo = SqlRepository(conn)
         self.audit = SqlAuditLog(conn, self._store.signer)
         self.outbox = SqlOutbox(conn)
@@ -1226,6 +1243,10 @@ class SqlUnitOfWork:
             raise RuntimeError("domain events left unplanned: commit through "
                                "gsomia.service.outbox.commit")
         head = self.audit.flush()
+        if head is not None and not self.audit.reads_only and \
+                self._conn.dialect.name == "postgresql":
+            # Sent by the server at commit: the senders of every process of the node wake.
+            self._conn.exec_driver_sql(f"NOTIFY {COMMIT_CHANNEL}")
         self._conn.commit()
         self._tx = None
         if self.repo.revoked:
@@ -1456,22 +1477,38 @@ class SqlAuditReader:
         yield from each(standing_consents, _standing,
                         lambda r: f"{r.kind} {r.consent_id} #{r.row}")
         for table, where in ((envelopes_seen, lambda r: f"nonce={r.nonce}"),
-                             (outbox, lambda r: f"{r.item_id}@{r.version} to {r.recipient}"),
-                             (notices, lambda r: f"{r.kind} {r.reference} to {r.recipient}"),
                              (consent_requests, lambda r: f"id={r.id}")):
             yield from each(table, _Register(table.name), where)
+        # One table, two registers: each row is digested as its kind's register says, so a
+        # kind rewritten makes the row match no record.
+        for row in self._raw(outbox):
+            register = "outbox" if row.kind == DELIVERY else "notices"
+            # The other kind's columns stay empty: a value there was written behind the
+            # node's back (no digest covers it, so it is named here).
+            stray = (row.reference, row.body) if register == "outbox" else (row.version,)
+            try:
+                if any(v is not None for v in stray):
+                    raise ValueError(f"a {row.kind!r} row holds another kind's values")
+                digest = register_digest(register, row.__dict__)
+            except (MalformedInput, ValueError, KeyError, TypeError) as exc:
+                digest = f"unreadable: {exc}"
+            yield StoredRecord(register, _outbox_where(row), _int(row.seq), digest)
 
     def head_file(self) -> str | None:
         return None if self.head_file_path is None else str(self.head_file_path)
 
     def deliveries(self) -> Iterator[tuple[str, str, str, Any, Any, str]]:
-        for r in self._raw(outbox, outbox.c.item_id, outbox.c.version, outbox.c.recipient,
-                           outbox.c.status, outbox.c.next_at):
+        for r in self._raw(outbox, outbox.c.kind, outbox.c.item_id, outbox.c.version,
+                           outbox.c.recipient, outbox.c.status, outbox.c.next_at):
+            if r.kind != DELIVERY:
+                continue
             yield (r.item_id, r.version, r.recipient, r.status, r.next_at,
                    f"{r.item_id}@{r.version} to {r.recipient}")
 
     def notice_states(self) -> Iterator[tuple[str, Any, str]]:
-        for r in self._raw(notices):
+        for r in self._raw(outbox):
+            if r.kind == DELIVERY:
+                continue
             try:
                 key = register_digest("notices", r.__dict__)
             except (MalformedInput, TypeError, ValueError) as exc:
@@ -1527,6 +1564,12 @@ class SqlAuditReader:
             sa.select(audit_events.c.leaf_hash).order_by(audit_events.c.seq)
             .execution_options(yield_per=20000))
         return [bytes(h) for h in result.scalars()]
+
+
+def _outbox_where(row: Any) -> str:
+    if row.kind == DELIVERY:
+        return f"{row.item_id}@{row.version} to {row.recipient}"
+    return f"{row.kind} {row.reference} to {row.recipient}"
 
 
 class _Register:
@@ -1658,6 +1701,45 @@ class Store:
     def uow(self) -> SqlUnitOfWork:
         return SqlUnitOfWork(self)
 
+    def claim(self, *, deliveries: bool, now: datetime, limit: int,
+              recipient: str | None = None, leaving: Collection[int] = ()) -> list[Any]:
+        """Outbox rows due at ``now`` (deliveries, or else notices; to ``recipient`` if
+        named), oldest first, taken for this sender.
+
+        On PostgreSQL several senders share the outbox: the rows are locked with ``FOR
+        UPDATE SKIP LOCKED`` (another sender's rows are passed over, never waited for) and
+        leased, their next try moved ``LEASE_S`` ahead in the same short transaction, so no
+        other sender takes them while this one posts; a sender killed meanwhile leaves
+        them due again when the lease ends. Settling (receipt, refusal, backoff) rewrites
+        the next try. On SQLite one sender runs: it reads, leaving out its rows in flight
+        (``leaving``). The claim is the courier's bookkeeping, not a record: the log holds
+        what each row owes and how it ended, and ``audit verify`` bounds a next try."""
+        due = [outbox.c.status == "pending", outbox.c.next_at <= now,
+               outbox.c.kind == DELIVERY if deliveries else outbox.c.kind != DELIVERY]
+        if recipient is not None:
+            due.append(outbox.c.recipient == recipient)
+        if leaving:
+            due.append(outbox.c.row.notin_(sorted(leaving)))
+        query = outbox.select().where(*due).order_by(outbox.c.row).limit(limit)
+        if self.dialect != "postgresql":
+            with self.engine.connect() as conn:
+                return list(conn.execute(query))
+        with self.engine.connect() as conn, conn.begin():
+            rows = list(conn.execute(query.with_for_update(skip_locked=True)))
+            if rows:
+                conn.execute(outbox.update().where(outbox.c.row.in_([r.row for r in rows]))
+                             .values(next_at=now + timedelta(seconds=LEASE_S)))
+        return rows
+
+    def release(self, rows: Collection[int], now: datetime) -> None:
+        """Give back rows :meth:`claim` took but this sender will not post now: due at
+        ``now`` again for any sender (nothing to give back on SQLite, which has no lease)."""
+        if rows and self.dialect == "postgresql":
+            with self.engine.connect() as conn, conn.begin():
+                conn.execute(outbox.update().where(outbox.c.row.in_(sorted(rows)),
+                                                   outbox.c.status == "pending")
+                             .values(next_at=now))
+
     @contextmanager
     def reader(self, *, tolerant: bool = False) -> Iterator[SqlAuditReader]:
         """A read-only snapshot: every query inside sees the same committed state.
@@ -1777,15 +1859,22 @@ class Store:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        if _head_size(self.head_file) > head.size:
-            try:  # rarely here: read it in full, as a torn or malformed copy is replaced
-                current = read_external_head(self.head_file)
-            except MalformedInput:
-                current = None
-            if current is not None and current.size > head.size:
-                os.unlink(tmp)  # another process already wrote a later head
-                return
-        os.replace(tmp, self.head_file)
+        # Several processes of one node commit: the look at the copy and the rename are one
+        # step under a lock of the folder, or a later head could be replaced by an earlier.
+        folder = os.open(self.head_file.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX)
+            if _head_size(self.head_file) > head.size:
+                try:  # rarely here: read it in full, as a torn or malformed copy is replaced
+                    current = read_external_head(self.head_file)
+                except MalformedInput:
+                    current = None
+                if current is not None and current.size > head.size:
+                    os.unlink(tmp)  # another process already wrote a later head
+                    return
+            os.replace(tmp, self.head_file)
+        finally:
+            os.close(folder)  # and with it the lock
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -4,6 +4,11 @@ federation itself (folder, topologies, node processes) is :mod:`gsomia.shell.fed
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +23,18 @@ from gsomia.shell.consents import (
     standing_list,
     standing_revoke,
 )
-from gsomia.shell.federation import TOPOLOGIES, down, status, up
+from gsomia.shell.federation import TOPOLOGIES, down, status, stop_process, up
 
 
-def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
-    """Serve the node's API and run its sender in the same process until SIGTERM."""
+def run_node(node_dir: str, host: str, port: int, log_level: str, *,
+             listen_fd: int | None = None, worker: int = 0) -> None:
+    """Serve the node's API and run its sender in the same process until SIGTERM.
+
+    ``listen_fd``: serve on this inherited socket, as worker ``worker`` of
+    :func:`run_workers` (which checked the node at start); only worker 0 exchanges tree
+    heads with partners."""
+    import socket
+
     from gsomia import bootstrap
     from gsomia.shell.commands import serve as serve_cmd
     from gsomia.shell.exchange import start_sender
@@ -32,25 +44,117 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
     serve_cmd.refuse_exposed_keys(node_dir)  # before the sender starts with the key
     node = bootstrap.open_node(node_dir)
     try:
-        check_at_start(node)  # before anything is sent or served
+        if listen_fd is None:
+            check_at_start(node)  # before anything is sent or served
         # A collection the agreements do not allow stops the node before anything is sent.
         taxii_collections(Path(node.folder), node.config, node.catalogue)
     except BaseException:
         node.close()
         raise
+    if listen_fd is not None:
+        _exit_with_parent()
     thread, stop = start_sender(node)
     from gsomia.shell.notices import start_notices
 
-    notices_thread, notices_stop = start_notices(node)  # incidents, notices, tree heads
+    heads = start_notices(node) if worker == 0 else None  # tree heads
     try:
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
-        serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False)
+        serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False,
+                        sockets=None if listen_fd is None else [socket.socket(
+                            fileno=listen_fd)])
     finally:
-        notices_stop.set()
-        notices_thread.join(timeout=5)
+        if heads is not None:
+            heads[1].set()
+            heads[0].join(timeout=5)
         stop.set()
         thread.join(timeout=5)
         node.close()
+
+
+def _exit_with_parent() -> None:
+    """A worker stops (SIGTERM: gracefully) when the ``node run`` that started it dies,
+    even by SIGKILL: no worker keeps serving or sending for a node nobody runs."""
+    import threading
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="gsomia-parent-watch", daemon=True).start()
+
+
+def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: int) -> int:
+    """``workers`` processes of one node over its PostgreSQL database, each serving the API
+    on one shared listening socket (the kernel hands each connection to one of them) and
+    running a sender; until SIGTERM, which is passed on to all. The exit code: 0, or the
+    first worker's that stopped on its own (the others are then stopped too).
+
+    The database is what they share, and what keeps them apart: one writer at a time
+    appends to the log and signs its head (an advisory lock), each outbox row is taken by
+    one sender at a time (``FOR UPDATE SKIP LOCKED`` and a lease), and TAXII cursors are
+    keyed by the node's key, so any worker reads the next page of any other's."""
+    import socket
+
+    from gsomia import bootstrap
+    from gsomia.shell.commands import serve as serve_cmd
+    from gsomia.shell.node import taxii_collections
+    from gsomia.shell.partner_check import check_at_start
+
+    if not 1 <= workers <= 64:
+        raise MalformedInput(f"{workers} is not a number of worker processes",
+                             where="--workers", expected="1 to 64")
+    serve_cmd.refuse_exposed_keys(node_dir)
+    with bootstrap.open_node(node_dir) as node:
+        if node.store.dialect != "postgresql":
+            raise MalformedInput(
+                f"--workers {workers}: this node's database is {node.store.dialect}, which "
+                "has one writer process", where="--workers",
+                expected="--workers 1, or a node whose database is PostgreSQL "
+                         "(gsomia node init --db postgresql+psycopg://USER@HOST/DB)")
+        check_at_start(node)
+        taxii_collections(Path(node.folder), node.config, node.catalogue)
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host
+                                    else socket.AF_INET, backlog=2048)
+    listener.set_inheritable(True)
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop_all(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for k in range(workers):
+            children.append(subprocess.Popen(
+                [sys.executable, "-m", "gsomia", "node", "run", "--dir", str(node_dir),
+                 "--host", host, "--port", str(port), "--log-level", log_level,
+                 "--listen-fd", str(listener.fileno()), "--worker", str(k)],
+                pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL))
+        listener.close()  # the workers hold it
+        click.echo(f"gsomia node: {workers} workers on https://{host}:{port}/taxii2/",
+                   err=True)
+        code = 0
+        while any(c.poll() is None for c in children):
+            ended = [c for c in children if c.returncode is not None]
+            if ended and not stopping:
+                code = ended[0].returncode or 1
+                stop_all(signal.SIGTERM, None)
+            time.sleep(0.1)
+        return code
+    finally:
+        stop_all(signal.SIGTERM, None)
+        for child in children:
+            stop_process(child, timeout=10)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        listener.close()
 
 
 def register(cli: click.Group) -> None:
@@ -123,9 +227,21 @@ def register(cli: click.Group) -> None:
     @click.option("--port", default=8443, show_default=True, type=int)
     @click.option("--log-level", default="warning", show_default=True,
                   type=click.Choice(["critical", "error", "warning", "info", "debug"]))
-    def run_cmd(node_dir: str, host: str, port: int, log_level: str) -> None:
-        """Serve the API and deliver the outbox to partners (one process)."""
-        run_node(node_dir, host, port, log_level)
+    @click.option("--workers", default=1, show_default=True, type=int,
+                  help="Processes, each serving the API and delivering the outbox "
+                       "(more than 1 needs the node's database on PostgreSQL).")
+    @click.option("--listen-fd", type=int, default=None, hidden=True)
+    @click.option("--worker", "worker", type=int, default=0, hidden=True)
+    def run_cmd(node_dir: str, host: str, port: int, log_level: str, workers: int,
+                listen_fd: int | None, worker: int) -> None:
+        """Serve the API and deliver the outbox to partners (one process, or --workers N
+        over one PostgreSQL database)."""
+        if listen_fd is None and workers != 1:
+            code = run_workers(node_dir, host, port, log_level, workers)
+            if code:
+                raise SystemExit(code)
+            return
+        run_node(node_dir, host, port, log_level, listen_fd=listen_fd, worker=worker)
 
     consent = cli.commands.get("consent")
     if not isinstance(consent, click.Group):

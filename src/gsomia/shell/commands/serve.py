@@ -12,6 +12,7 @@ requests without one (401) or with one that counts as no party (403, audited).
 from __future__ import annotations
 
 import signal
+import socket
 import ssl
 import sys
 import threading
@@ -71,7 +72,10 @@ def refuse_exposed_keys(node_dir: str) -> None:
 
 
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
-          audit_reads: str = "sync", check_partners: bool = True) -> None:
+          audit_reads: str = "sync", check_partners: bool = True,
+          sockets: list[socket.socket] | None = None) -> None:
+    """Serve until SIGTERM; on ``sockets`` (a listening socket shared by the workers of
+    ``gsomia node run --workers``) instead of binding ``host:port``."""
     import uvicorn
 
     from gsomia import bootstrap
@@ -113,7 +117,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     # What start-up made (the app, uvicorn, the schemas) lives as long as the server.
     bootstrap.settle_heap()
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         app.state.defences.close()  # the last counts of failed authentications
         app.state.taxii_store.close()  # commit queued access events before leaving

@@ -1,0 +1,325 @@
+"""One outbox (issue 11, part 1): deliveries and notices in one table, sent by one courier.
+
+Migration 0012 moves a store's queued notices into the outbox beside its deliveries, on
+SQLite and on a real PostgreSQL server, without losing a row or a value: every row still
+matches the digest its event recorded. On PostgreSQL several senders share the outbox:
+each row is taken by one of them at a time (``FOR UPDATE SKIP LOCKED`` and a lease).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from gsomia.core.custody import register_digest
+from gsomia.core.outbox import DELIVERY, LEASE_S
+from gsomia.shell import store as st
+
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def at_revision(url: str, revision: str) -> sa.Engine:
+    engine = st.make_engine(url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(st.MIGRATIONS))
+    with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+    return engine
+
+
+DELIVERIES = [
+    {"item_id": "indicator--a", "version": "2024-03-01T08:00:00.000Z", "recipient": "JPN",
+     "status": "delivered", "attempts": 1, "next_at": T0, "queued_at": T0,
+     "delivered_at": T0 + timedelta(seconds=1), "last_error": None, "seq": 4},
+    {"item_id": "indicator--b", "version": "2024-03-01T08:00:00.000Z", "recipient": "USA",
+     "status": "pending", "attempts": 3, "next_at": T0 + timedelta(seconds=2),
+     "queued_at": T0, "delivered_at": None, "last_error": "HTTP 503: busy", "seq": 5},
+]
+NOTICES = [
+    {"kind": "incident", "recipient": "KOR", "reference": "JPN-incident-1",
+     "item_id": "indicator--a", "body": '{"kind":"loss"}', "status": "delivered",
+     "attempts": 1, "next_at": T0, "queued_at": T0, "delivered_at": T0, "last_error": None,
+     "seq": 7},
+    {"kind": "classification-notice", "recipient": "USA", "reference": "d" * 64,
+     "item_id": "indicator--b", "body": '{"new_level":"III"}', "status": "pending",
+     "attempts": 0, "next_at": T0, "queued_at": T0, "delivered_at": None,
+     "last_error": "HTTP 0: refused", "seq": 8},
+]
+
+
+def test_migration_0012_moves_every_notice_beside_the_deliveries(db_url: str) -> None:
+    engine = at_revision(db_url, "0011")
+    try:
+        meta = sa.MetaData()
+        old_outbox = sa.Table("outbox", meta, autoload_with=engine)
+        old_notices = sa.Table("notices", meta, autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(old_outbox.insert(), DELIVERIES)
+            conn.execute(old_notices.insert(), NOTICES)
+        st.migrate(engine)
+        assert st.current_revision(engine) == "0012"
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("notices")
+        with engine.connect() as conn, conn.begin():
+            reader = st.SqlAuditReader(conn, None)
+            records = sorted((r.table, r.seq, r.digest) for r in reader.record_rows()
+                             if r.table in ("outbox", "notices"))
+            deliveries = sorted(reader.deliveries())
+            notices = sorted(reader.notice_states())
+            rows = {(r.kind, r.item_id): r for r in conn.execute(sa.select(st.outbox))}
+        assert records == sorted(
+            [("outbox", d["seq"], register_digest("outbox", d)) for d in DELIVERIES]
+            + [("notices", n["seq"], register_digest("notices", n)) for n in NOTICES])
+        assert [(d[0], d[2], d[3], d[4]) for d in deliveries] == [
+            (d["item_id"], d["recipient"], d["status"], d["next_at"]) for d in DELIVERIES]
+        assert [(n[0], n[1]) for n in notices] == sorted(
+            (register_digest("notices", n), n["status"]) for n in NOTICES)
+        # Every value came along, bookkeeping included.
+        for row in [*DELIVERIES, *NOTICES]:
+            kept = rows[(row.get("kind", DELIVERY), row["item_id"])]
+            for name, value in row.items():
+                assert getattr(kept, name) == value, (name, row)
+    finally:
+        engine.dispose()
+
+
+_TEXT = hs.text(hs.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+_WHEN = hs.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
+                     timezones=hs.just(UTC))
+_PARTY = hs.sampled_from(["JPN", "KOR", "USA"])
+_STATUS = hs.sampled_from(["pending", "delivered", "refused"])
+
+
+@hs.composite
+def _queued(draw: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    deliveries = [{"item_id": f"indicator--{i}", "version": draw(_TEXT),
+                   "recipient": draw(_PARTY), "status": draw(_STATUS),
+                   "attempts": draw(hs.integers(0, 50)), "next_at": draw(_WHEN),
+                   "queued_at": draw(_WHEN), "delivered_at": draw(hs.none() | _WHEN),
+                   "last_error": draw(hs.none() | _TEXT), "seq": i}
+                  for i in range(draw(hs.integers(0, 6)))]
+    notices = [{"kind": draw(hs.sampled_from(["incident", "classification-notice"])),
+                "recipient": draw(_PARTY), "reference": f"ref-{i}-{draw(_TEXT)}",
+                "item_id": draw(hs.none() | _TEXT), "body": draw(_TEXT),
+                "status": draw(_STATUS), "attempts": draw(hs.integers(0, 50)),
+                "next_at": draw(_WHEN), "queued_at": draw(_WHEN),
+                "delivered_at": draw(hs.none() | _WHEN), "last_error": draw(hs.none() | _TEXT),
+                "seq": 100 + i} for i in range(draw(hs.integers(0, 6)))]
+    return deliveries, notices
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(queued=_queued())
+def test_migration_0012_keeps_every_row_and_its_digest(tmp_path: Path,
+                                                       queued: Any) -> None:
+    """Security invariant: whatever the two tables held, every row is in the one outbox
+    after the migration, each still matching the digest its event recorded."""
+    deliveries, notices = queued
+    engine = at_revision(f"sqlite:///{tmp_path / f'{uuid.uuid4()}.db'}", "0011")
+    try:
+        meta = sa.MetaData()
+        with engine.begin() as conn:
+            if deliveries:
+                conn.execute(sa.Table("outbox", meta, autoload_with=engine).insert(),
+                             deliveries)
+            if notices:
+                conn.execute(sa.Table("notices", meta, autoload_with=engine).insert(), notices)
+        st.migrate(engine)
+        with engine.connect() as conn, conn.begin():
+            records = sorted((r.table, r.seq, r.digest)
+                             for r in st.SqlAuditReader(conn, None).record_rows()
+                             if r.table in ("outbox", "notices"))
+            kept = [dict(r._mapping) for r in conn.execute(sa.select(st.outbox))]
+        assert records == sorted(
+            [("outbox", d["seq"], register_digest("outbox", d)) for d in deliveries]
+            + [("notices", n["seq"], register_digest("notices", n)) for n in notices])
+        assert len(kept) == len(deliveries) + len(notices)
+        for row in [*deliveries, *notices]:
+            match = [k for k in kept if k["seq"] == row["seq"]]
+            assert len(match) == 1
+            assert {name: match[0][name] for name in row} == row
+    finally:
+        engine.dispose()
+
+
+def test_migration_0012_goes_back_without_losing_a_notice(db_url: str) -> None:
+    engine = at_revision(db_url, "0011")
+    try:
+        meta = sa.MetaData()
+        with engine.begin() as conn:
+            conn.execute(sa.Table("outbox", meta, autoload_with=engine).insert(), DELIVERIES)
+            conn.execute(sa.Table("notices", meta, autoload_with=engine).insert(), NOTICES)
+        st.migrate(engine)
+        cfg = Config()
+        cfg.set_main_option("script_location", str(st.MIGRATIONS))
+        with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0011")
+        with engine.connect() as conn:
+            back = sa.Table("notices", sa.MetaData(), autoload_with=conn)
+            assert sorted(r.reference for r in conn.execute(sa.select(back))) == sorted(
+                n["reference"] for n in NOTICES)
+            assert conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar() == 2
+    finally:
+        engine.dispose()
+
+
+# ---- several senders over one outbox ---------------------------------------------------------
+
+
+def _queue(store: st.Store, deliveries: int, notices: int) -> None:
+    with store.engine.begin() as conn:
+        st.insert_many(conn, st.outbox, [
+            {"kind": DELIVERY, "item_id": f"indicator--{i}", "version": "v", "recipient": "JPN",
+             "reference": None, "body": None, "status": "pending", "attempts": 0,
+             "next_at": T0, "queued_at": T0, "delivered_at": None, "last_error": None,
+             "seq": i} for i in range(deliveries)] + [
+            {"kind": "incident", "item_id": f"indicator--{i}", "version": None,
+             "recipient": "KOR", "reference": f"ref-{i}", "body": "{}", "status": "pending",
+             "attempts": 0, "next_at": T0, "queued_at": T0, "delivered_at": None,
+             "last_error": None, "seq": 1000 + i} for i in range(notices)])
+
+
+def _claim_concurrently(store: st.Store, senders: int, now: datetime,
+                        limit: int) -> list[list[int]]:
+    taken: list[list[int]] = [[] for _ in range(senders)]
+    start = threading.Barrier(senders)
+
+    def sender(k: int) -> None:
+        start.wait()
+        while True:
+            rows = store.claim(deliveries=k % 2 == 0, now=now, limit=limit)
+            rows += store.claim(deliveries=k % 2 == 1, now=now, limit=limit)
+            if not rows:
+                return
+            taken[k].extend(r.row for r in rows)
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return taken
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(deliveries=hs.integers(0, 60), notices=hs.integers(0, 20), senders=hs.integers(2, 4),
+       limit=hs.integers(1, 16))
+def test_senders_sharing_a_postgresql_outbox_each_take_a_row_once(
+        pg_cluster: str, deliveries: int, notices: int, senders: int, limit: int) -> None:
+    """Security invariant: a row owed to a partner is taken by exactly one sender until its
+    lease ends (no double sending by design), and none is left behind."""
+    from conftest import fresh_pg_database
+
+    store = st.Store(fresh_pg_database(pg_cluster))
+    try:
+        _queue(store, deliveries, notices)
+        taken = _claim_concurrently(store, senders, T0, limit)
+        every = [r for rows in taken for r in rows]
+        assert len(every) == len(set(every)) == deliveries + notices
+        # Leased: nothing is due again before the lease ends, everything after.
+        assert store.claim(deliveries=True, now=T0 + timedelta(seconds=LEASE_S - 1),
+                           limit=100) == []
+        later = T0 + timedelta(seconds=LEASE_S + 1)
+        assert len(store.claim(deliveries=True, now=later, limit=100)) == deliveries
+        assert len(store.claim(deliveries=False, now=later, limit=100)) == notices
+    finally:
+        store.dispose()
+
+
+def test_a_killed_senders_rows_come_back_after_the_lease(pg_url: str,
+                                                         tmp_path: Path) -> None:
+    store = st.Store(pg_url)
+    try:
+        _queue(store, 3, 1)
+        first = store.claim(deliveries=True, now=T0, limit=10)  # then the sender dies
+        assert len(first) == 3
+        assert store.claim(deliveries=True, now=T0 + timedelta(seconds=5), limit=10) == []
+        again = store.claim(deliveries=True, now=T0 + timedelta(seconds=LEASE_S), limit=10)
+        assert sorted(r.row for r in again) == sorted(r.row for r in first)
+        # Rows a sender took but will not post now (its batch was full) are due at once.
+        later = T0 + timedelta(seconds=2 * LEASE_S)
+        taken = store.claim(deliveries=True, now=later, limit=10)
+        store.release([r.row for r in taken[1:]], later)
+        assert sorted(r.row for r in store.claim(deliveries=True, now=later, limit=10)) == \
+            sorted(r.row for r in taken[1:])
+    finally:
+        store.dispose()
+
+
+def test_sqlite_has_one_sender_that_leaves_out_its_rows_in_flight(tmp_path: Path) -> None:
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    try:
+        _queue(store, 4, 2)
+        first = store.claim(deliveries=True, now=T0, limit=2)
+        rest = store.claim(deliveries=True, now=T0, limit=10,
+                           leaving=[r.row for r in first])
+        assert {r.row for r in first}.isdisjoint({r.row for r in rest})
+        assert len(first) + len(rest) == 4
+        notices: Any = store.claim(deliveries=False, now=T0, limit=10)
+        assert [r.kind for r in notices] == ["incident", "incident"]
+    finally:
+        store.dispose()
+
+
+# ---- the one courier ---------------------------------------------------------------------------
+
+
+def test_the_courier_waits_once_for_a_partner_that_does_not_answer(
+        node_factory: Any, tmp_path: Path) -> None:
+    """Notices to a partner that accepts connections and never answers: one timeout per
+    pass, not one per notice (the courier also carries the deliveries to everyone else),
+    and every notice to it backs off with the one policy."""
+    import socket
+    import time
+
+    from gsomia.core.audit import AuditKind
+    from gsomia.core.outbox import MAX_BACKOFF, NoticeDue
+    from gsomia.shell import exchange
+    from gsomia.shell.notices import notice_rows
+
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    hanging = socket.create_server(("127.0.0.1", 0), backlog=16)  # never accepts
+    try:
+        url = f"https://127.0.0.1:{hanging.getsockname()[1]}"
+        peers = {code: exchange.Peer(code, url if code == "KOR" else "https://127.0.0.1:1",
+                                     n.keys.public_signing_key(),
+                                     n.keys.envelope_key().public_key())
+                 for code, n in (("JPN", jpn), ("KOR", kor))}
+        exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+        now = datetime.now(UTC)
+        with jpn.uow() as uow:
+            event = uow.audit.append(AuditKind.NOTICES_QUEUED, now, "node", details={})
+            uow.outbox.add_notices([NoticeDue("incident", "KOR", f"JPN-incident-{i}",
+                                              "indicator--x", "{}") for i in range(4)],
+                                   now=now, seq=event.seq)
+            uow.commit()
+        sender = exchange.Sender(jpn, client=exchange.peer_client(jpn.folder, timeout=1.0))
+        try:
+            started = time.monotonic()
+            report = sender.step()
+            took = time.monotonic() - started
+        finally:
+            sender.close()
+        assert report.failed == 4 and report.delivered == 0
+        assert took < 2.5, f"waited {took:.1f} s: one timeout per notice"
+        rows = notice_rows(jpn)
+        assert [r["status"] for r in rows] == ["pending"] * 4
+        assert all(r["attempts"] == 1 and r["last_error"] for r in rows)
+        for r in rows:  # the one backoff, from when the pass began
+            wait = (datetime.fromisoformat(r["next_at"]) - now).total_seconds()
+            assert 0 < wait <= MAX_BACKOFF + 1
+    finally:
+        hanging.close()
