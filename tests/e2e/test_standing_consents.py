@@ -28,7 +28,7 @@ from test_federation import (
     indicator,
 )
 
-from conftest import run_gsomia
+from commandline import run_gsomia
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
 from gsomia.core.labels import SecurityLabel

@@ -52,22 +52,22 @@ def grant_standing_consent(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalo
                            now: datetime, actor: str = "operator") -> crypto.StandingConsent:
     """As originator, sign a standing consent and send it to the partners."""
     known = catalogue.vocabulary
-    recipient = known.party(recipient, where="--to")
+    recipient = known.party(recipient, where="to")
     if recipient == keys.party:
-        raise MalformedInput(f"{recipient} is this node's own party", where="--to",
+        raise MalformedInput(f"{recipient} is this node's own party", where="to",
                              expected="a third party to relay to")
     if not categories:
-        raise MalformedInput("no category given", where="--category",
+        raise MalformedInput("no category given", where="category",
                              expected=", ".join(sorted(known.categories)))
     for category in categories:
         if category not in known.categories:
             raise MalformedInput(f"{category!r} is not a kind of information",
-                                 where="--category",
+                                 where="category",
                                  expected=", ".join(sorted(known.categories)))
-    known.purpose(purpose, where="--purpose")
+    known.purpose(purpose, where="purpose")
     if not_after <= now:
         raise MalformedInput(f"the validity ends at {iso(not_after)}, not after now "
-                             f"({iso(now)})", where="--until", expected="a later instant")
+                             f"({iso(now)})", where="not_after", expected="a later instant")
     consent = crypto.grant_standing_consent(
         consent_id=consent_id, originator=keys.party, recipient=recipient,
         categories=list(categories), purpose=purpose, not_before=not_before,
@@ -96,10 +96,11 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
         given = [r for r in rows if r.kind == "grant" and r.direction == "given"]
         if not given:
             raise MalformedInput(f"no standing consent {consent_id!r} given by this node",
-                                 where="--id", expected="an id from gsomia consent standing list")
+                                 where="consent_id",
+                                 expected="an id from gsomia consent standing list")
         if any(r.kind == "revoke" for r in rows):
             raise MalformedInput(f"standing consent {consent_id} is already revoked",
-                                 where="--id")
+                                 where="consent_id")
         revocation = crypto.revoke_standing_consent(consent_id=consent_id,
                                                     originator=keys.party, revoked_at=now,
                                                     key=keys.signing_key())
