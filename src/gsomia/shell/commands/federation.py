@@ -261,7 +261,8 @@ def status(folder: Path) -> dict[str, Any]:
 
 
 def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
-    """Serve the node's API and run its sender in the same process until SIGTERM."""
+    """Serve the node's API and run its sender and warning centre in the same process until
+    SIGTERM."""
     from gsomia import bootstrap
     from gsomia.shell.commands import serve as serve_cmd
     from gsomia.shell.exchange import start_sender
@@ -281,10 +282,15 @@ def run_node(node_dir: str, host: str, port: int, log_level: str) -> None:
     from gsomia.shell.notices import start_notices
 
     notices_thread, notices_stop = start_notices(node)  # incidents, notices, tree heads
+    from gsomia.shell.warning_centre import start_centre
+
+    centre_thread, centre_stop = start_centre(node)  # tracks and warns from what it holds
     try:
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
         serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False)
     finally:
+        centre_stop.set()
+        centre_thread.join(timeout=5)
         notices_stop.set()
         notices_thread.join(timeout=5)
         stop.set()

@@ -1,0 +1,165 @@
+"""The node's warning centre, beside the sender in ``gsomia node run``.
+
+It reads what the node holds in the order the node stored it (the ``items`` table's audit
+sequence): its own sensors' reports and the partners' reports and impact predictions it was
+given (held under their labels: nothing else is in the store), feeds them to the core's
+:class:`gsomia.core.node_centre.NodeCentre`, and publishes what that answers (impact
+predictions, flight paths, warnings) through the same publish handler as every other item,
+so the outbox releases them to partners under the policy.
+
+Restart-safe: an output's STIX id is derived from the centre's epoch and the output's key,
+and the centre's outputs depend only on the sequence it was fed. A node started again (after
+a crash or SIGKILL) feeds the centre its holdings from the start and publishes only the
+outputs it does not hold yet: each warning once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from gsomia.core.errors import GsomiaError
+from gsomia.core.node_centre import NodeCentre, Output
+from gsomia.core.stix import extension_property_problem
+from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant
+from gsomia.shell.sensor_intake import _stamp, author_of, label_policy, publish_items
+
+__all__ = ["CentreWorker", "output_id", "start_centre"]
+
+log = logging.getLogger(__name__)
+POLL_S = 0.05
+BATCH = 500
+
+
+def output_id(party: Party, centre: NodeCentre, output: Output) -> str:
+    epoch = "" if centre.epoch is None else centre.epoch.isoformat()
+    return f"note--{uuid.uuid5(uuid.NAMESPACE_URL, f'gsomia/{party}/centre/{epoch}/{output.key}')}"
+
+
+class CentreWorker:
+    """Feeds the node's holdings to its centre and publishes what it answers."""
+
+    def __init__(self, node: Any, centre: NodeCentre | None = None) -> None:
+        from gsomia.shell import feeds
+
+        self.node = node
+        self.party: Party = node.party
+        self.centre = centre or NodeCentre(self.party, feeds.load_geography())
+        self.policy = label_policy(Path(node.folder))
+        self.mark = 0
+        self.due: list[Output] = []  # answers not yet published (a pass failed)
+        self.published = 0
+        self.skipped = 0             # outputs already held (published before a restart)
+        self.unusable = 0            # items whose properties do not make measurements
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                busy = self.pass_once()
+            except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
+                # The store busy or a publish refused: nothing was published from this pass
+                # (one commit); the same items are read again on the next.
+                log.warning("warning centre: %s", exc)
+                busy = False
+            if not busy:
+                stop.wait(POLL_S)
+
+    def close(self) -> None:
+        pass
+
+    def pass_once(self) -> bool:
+        """Read the items stored since the last pass; True if there were any."""
+        from gsomia.shell.store import items
+
+        c = items.c
+        with self.node.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.seq, c.originator, c.content)
+                                .where(c.seq > self.mark, c.type == "note")
+                                .order_by(c.seq).limit(BATCH)).all()
+            conn.rollback()
+        self.publish_due()  # what a failed pass left, before anything new
+        for row in rows:
+            # Fed once: the centre's answers depend on the sequence it was fed.
+            self.due += self.feed(str(row.originator), bytes(row.content))
+            self.mark = int(row.seq)
+            self.publish_due()
+        return bool(rows)
+
+    def feed(self, originator: str, content: bytes) -> list[Output]:
+        try:
+            obj = json.loads(content)
+        except ValueError:
+            self.unusable += 1
+            return []
+        report = obj.get("x_gsomia_sensor_report")
+        ipp = obj.get("x_gsomia_ipp")
+        try:
+            if report is not None:
+                if extension_property_problem("x_gsomia_sensor_report", report) is not None:
+                    self.unusable += 1
+                    return []
+                return self.centre.report(originator, report)
+            if ipp is not None and originator != self.party:
+                if extension_property_problem("x_gsomia_ipp", ipp) is not None:
+                    self.unusable += 1
+                    return []
+                made = instant(str(obj.get("created", "")), where="created")
+                return self.centre.prediction(originator, ipp, made)
+        except (GsomiaError, ValueError, ArithmeticError) as exc:
+            # A partner's numbers that make no measurement stop nothing: counted, left out.
+            log.info("warning centre: unusable item: %s", exc)
+            self.unusable += 1
+        return []
+
+    def publish_due(self) -> None:
+        if self.due:
+            self.publish(self.due)
+            self.due = []
+
+    def publish(self, outputs: Sequence[Output]) -> None:
+        from gsomia.service.handlers import LabelRequest
+
+        if not outputs:
+            return
+        wanted = [(output_id(self.party, self.centre, o), o) for o in outputs]
+        with self.node.store.repository() as repo:
+            held = {i for i, _ in wanted if repo.get_item(i) is not None}
+        entries = []
+        for item_id, o in wanted:
+            if item_id in held:
+                self.skipped += 1
+                continue
+            made = self.centre.instant_of(o.at_s) or datetime.now(UTC)
+            stamp = _stamp(made)
+            abstract = _abstract(self.party, o)
+            obj = {"type": "note", "spec_version": "2.1", "id": item_id, "created": stamp,
+                   "modified": stamp, "abstract": abstract, "content": abstract,
+                   "object_refs": [author_of(self.party)], o.prop: o.data}
+            entries.append((obj, LabelRequest(SECRET_LEVELS[self.party], tuple(PARTIES),
+                                              "dprk-missile", policy=self.policy,
+                                              category=o.category)))
+        publish_items(self.node, entries, datetime.now(UTC))
+        self.published += len(entries)
+
+
+def _abstract(party: Party, o: Output) -> str:
+    if o.category == "warning":
+        d = o.data
+        return (f"{party} warning {d['action']}: {', '.join(d['regions']) or 'no region'} "
+                f"(T+{o.at_s:.0f} s)")
+    return f"{party} {o.category} (T+{o.at_s:.0f} s)"
+
+
+def start_centre(node: Any) -> tuple[threading.Thread, threading.Event]:
+    """The warning centre on a daemon thread (``gsomia node run``)."""
+    from gsomia.shell.exchange import in_background
+
+    return in_background(CentreWorker(node), "gsomia-warning-centre")
