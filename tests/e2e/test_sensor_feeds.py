@@ -232,7 +232,7 @@ def test_a_node_killed_mid_flight_resumes_without_warning_twice(tmp_path: Path) 
             time.sleep(0.5)
             before = notes(jpn, "x_gsomia_warning")
             assert before, "the node had warned before it was killed"
-            out, err = player.communicate(timeout=240)   # the sensors went on meanwhile
+            _, err = player.communicate(timeout=240)   # the sensors went on meanwhile
             assert player.returncode == 0, err
         finally:
             if player.poll() is None:
