@@ -107,6 +107,20 @@ def test_a_shared_report_measures_the_same_point_without_the_site(
     assert np.all(np.linalg.eigvalsh(R[0]) > 0)
 
 
+def test_a_report_whose_numbers_make_no_measurement_is_refused() -> None:
+    import pytest
+
+    from gsomia.core.errors import MalformedInput
+
+    taken = read_lines([json.dumps(GOOD).encode()], REGISTERED, {}, 10.0).accepted[SITE.id]
+    report = reference_report(SITE, taken)
+    for bad in ({**report, "cov": [[1.0, 2.0, 0.0, 1.0, 0.0, 1.0]]},     # not positive
+                {**report, "reference": [0.0, 0.0, 0.0]},
+                {**report, "t": [1.0, 2.0]}):
+        with pytest.raises(MalformedInput):
+            detections_of(bad)
+
+
 # ---- the warning centre ------------------------------------------------------------------
 
 

@@ -97,7 +97,7 @@ def _stamp(at: datetime) -> str:
 
 
 def publish_items(node: Any, entries: Sequence[tuple[dict[str, Any], Any]],
-                  now: datetime) -> None:
+                  now: datetime, actor: str) -> None:
     """Publish through the node's one publish handler: a federation's node queues the
     deliveries in the same commit and wakes its sender."""
     from gsomia.service import handlers
@@ -106,12 +106,12 @@ def publish_items(node: Any, entries: Sequence[tuple[dict[str, Any], Any]],
     if not entries:
         return
     if exchange.Partners.load(Path(node.folder)) is not None:
-        exchange.publish(node, entries=entries, now=now, actor="sensors")
+        exchange.publish(node, entries=entries, now=now, actor=actor)
     else:
         handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue,
                               entries=entries, now=now.replace(
                                   microsecond=now.microsecond // 1000 * 1000),
-                              actor="sensors")
+                              actor=actor)
 
 
 class SensorIntake:
@@ -130,7 +130,7 @@ class SensorIntake:
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
 
-    def take(self, lines: Sequence[bytes], now: datetime) -> Intake:
+    def take(self, lines: Sequence[bytes], now: datetime, actor: str = "operator") -> Intake:
         """Judge and publish one batch: one report item per sensor, one per indicator."""
         from gsomia.service.handlers import LabelRequest
 
@@ -164,7 +164,7 @@ class SensorIntake:
                                                   tuple(sorted(label["rel_to"])),
                                                   str(label["purpose"]), policy=self.policy,
                                                   category="pre-launch-indicator")))
-            publish_items(self.node, entries, now)
+            publish_items(self.node, entries, now, actor)
             self.latest = latest  # only once what it admitted is stored
             intake.counts["accepted"] = sum(len(v) for v in intake.accepted.values())
             for name, n in intake.counts.items():
@@ -202,7 +202,7 @@ def routes(intake: SensorIntake, person_of: Callable[[Request], Person],
             raise MalformedInput(f"content type {media or 'none'!r}", where="Content-Type",
                                  expected=NDJSON)
         body = await request.body()
-        intake_ = await run_in_threadpool(intake.take, body.split(b"\n"), clock())
+        intake_ = await run_in_threadpool(intake.take, body.split(b"\n"), clock(), person.name)
         return _answer(intake_.to_json(), 200)
 
     return [Route(PATH, guarded(measurements), methods=["POST"])]

@@ -65,9 +65,13 @@ class CentreWorker:
             try:
                 busy = self.pass_once()
             except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
-                # The store busy or a publish refused: nothing was published from this pass
-                # (one commit); the same items are read again on the next.
+                # The store busy or a publish refused: nothing of that publish is stored (one
+                # commit), and what it held is published on the next pass.
                 log.warning("warning centre: %s", exc)
+                busy = False
+            except Exception:
+                # The centre never stops the node, nor stops on one bad pass.
+                log.exception("warning centre: pass failed")
                 busy = False
             if not busy:
                 stop.wait(POLL_S)
@@ -113,7 +117,7 @@ class CentreWorker:
                     return []
                 made = instant(str(obj.get("created", "")), where="created")
                 return self.centre.prediction(originator, ipp, made)
-        except (GsomiaError, ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # whatever a partner sent, the centre goes on
             # A partner's numbers that make no measurement stop nothing: counted, left out.
             log.info("warning centre: unusable item: %s", exc)
             self.unusable += 1
@@ -146,7 +150,7 @@ class CentreWorker:
             entries.append((obj, LabelRequest(SECRET_LEVELS[self.party], tuple(PARTIES),
                                               "dprk-missile", policy=self.policy,
                                               category=o.category)))
-        publish_items(self.node, entries, datetime.now(UTC))
+        publish_items(self.node, entries, datetime.now(UTC), "warning-centre")
         self.published += len(entries)
 
 
