@@ -24,7 +24,7 @@ import click
 from gsomia.core.errors import MalformedInput
 from gsomia.shell.commands.common import emit_json, json_option
 
-__all__ = ["playlist", "register"]
+__all__ = ["Target", "play", "playlist", "register"]
 
 
 def playlist(day: str, index: int | None, party: str, seed: int,
@@ -79,7 +79,7 @@ def sensor_observe(sensor: Any, trajectory: Any, horizon: float, rng: Any, cued:
     return observe(sensor, trajectory, 0.0, horizon, rng, cued=cued)
 
 
-class _Target:
+class Target:
     """Where the lines go: a node folder's intake, or a node's HTTPS route."""
 
     def __init__(self, node: str, token: str | None, ca: str | None) -> None:
@@ -143,7 +143,7 @@ def _ca_context(path: str) -> Any:
     return ssl.create_default_context(cafile=path)
 
 
-def play(target: _Target, indicators: list[dict[str, Any]],
+def play(target: Target, indicators: list[dict[str, Any]],
          lines: list[tuple[float, dict[str, Any]]], speed: float) -> int:
     """Send ``indicators`` at once, then each line at its report time / ``speed``; the
     number of batches sent."""
@@ -196,7 +196,7 @@ def register(cli: click.Group) -> None:
             as_json: bool) -> None:
         """Play a real launch's measurements (and pre-launch indicators) into a node."""
         indicators, lines = playlist(day, index, party, seed, until_s)
-        target = _Target(node, token, ca)
+        target = Target(node, token, ca)
         try:
             batches = play(target, indicators, lines, speed)
         finally:
