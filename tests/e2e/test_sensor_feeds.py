@@ -260,3 +260,29 @@ def unbroken_warnings(node: Node) -> list[str]:
     return [output_id(node.party, worker.centre, o)
             for r in rows for o in worker.feed(str(r.originator), bytes(r.content))
             if o.category == "warning"]
+
+
+# ---- the regimes through the real system -----------------------------------------------------
+
+
+def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
+    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct", "--federation",
+                 "--speed", "25", "--json", timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["through"] == "federation" and doc["regime"] == "direct"
+    model = json.loads(gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct",
+                              "--json").stdout)
+    assert set(doc["parties"]) == set(model["parties"])
+    for figures in doc["parties"].values():
+        assert set(model["parties"]["JPN"]) - {"cued", "received", "routes"} <= set(figures)
+    jpn = doc["parties"]["JPN"]
+    assert jpn["first_warning_s"] is not None and "Hokkaido" in jpn["warnings"][0]["regions"]
+    # KOR's reports reached JPN's node: it held one before its own radars saw anything.
+    assert jpn["first_detection_s"] < 150.0
+    assert doc["links"]["KOR->JPN"]["items"] > 0 and doc["links"]["KOR->JPN"]["p50_ms"] > 0
+
+
+def test_the_hub_is_not_run_through_a_federation_without_its_consent_desk() -> None:
+    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "hub", "--federation")
+    assert out.returncode == 2 and "--regime" in out.stderr and "consent" in out.stderr
