@@ -181,7 +181,7 @@ def run_regime(folder: Path, topology: str) -> tuple[float | None, str]:
         players = [subprocess.Popen(
             [sys.executable, "-m", "gsomia", "sensors", "run", "--launch", LAUNCH, "--party",
              code, "--node", url(fed, code), "--token", tokens[code], "--ca",
-             str(fed.folder / code / "tls" / "ca.crt"), "--speed", SPEED, "--until", "320",
+             str(fed.folder / code / "tls" / "ca.crt"), "--speed", SPEED, "--until", "260",
              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for code in ("KOR", "JPN")]
         for p in players:
@@ -251,13 +251,13 @@ def test_a_node_killed_mid_flight_resumes_without_warning_twice(tmp_path: Path) 
 def unbroken_warnings(node: Node) -> list[str]:
     """The ids of the warnings a centre fed ``node``'s holdings in one go would publish."""
     from gsomia.shell.store import items
-    from gsomia.shell.warning_centre import CentreWorker, output_id
+    from gsomia.shell.warning_centre import CentreWorker, id_secret, output_id
 
     worker = CentreWorker(node)
     with node.store.engine.connect() as conn:
         rows = conn.execute(sa.select(items.c.originator, items.c.content)
                             .where(items.c.type == "note").order_by(items.c.seq)).all()
-    return [output_id(node.party, worker.centre, o)
+    return [output_id(id_secret(node), worker.centre, o)
             for r in rows for o in worker.feed(str(r.originator), bytes(r.content))
             if o.category == "warning"]
 
@@ -267,7 +267,7 @@ def unbroken_warnings(node: Node) -> list[str]:
 
 def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
     out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct", "--federation",
-                 "--speed", "25", "--json", timeout=300)
+                 "--speed", "50", "--json", timeout=300)
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["through"] == "federation" and doc["regime"] == "direct"

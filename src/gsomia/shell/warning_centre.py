@@ -7,14 +7,17 @@ given (held under their labels: nothing else is in the store), feeds them to the
 predictions, flight paths, warnings) through the same publish handler as every other item,
 so the outbox releases them to partners under the policy.
 
-Restart-safe: an output's STIX id is derived from the centre's epoch and the output's key,
-and the centre's outputs depend only on the sequence it was fed. A node started again (after
+Restart-safe: an output's STIX id is derived from the centre's epoch and the output's key
+(keyed with a secret of the node's signing key, so no partner can take it first), and the
+centre's outputs depend only on the sequence it was fed. A node started again (after
 a crash or SIGKILL) feeds the centre its holdings from the start and publishes only the
 outputs it does not hold yet: each warning once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -27,23 +30,41 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from gsomia.core.errors import GsomiaError
+from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.node_centre import NodeCentre, Output
 from gsomia.core.stix import extension_property_problem
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant
 from gsomia.shell.sensor_intake import _stamp, author_of, label_policy, publish_items
 
-__all__ = ["CentreWorker", "output_id", "start_centre"]
+__all__ = ["CentreWorker", "id_secret", "output_id", "start_centre"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5     # a full pass at least this often (another database: every pass)
-WAKE_S = 0.002
+WAKE_S = 0.005
 BATCH = 500
 
 
-def output_id(party: Party, centre: NodeCentre, output: Output) -> str:
+def id_secret(node: Any) -> bytes:
+    """The key of the centre's output ids, derived from the node's signing key: the same for
+    every start of the node, and no partner can compute it."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
+                                                NoEncryption())
+    return hmac.new(raw, b"gsomia/warning-centre-ids/v1", hashlib.sha256).digest()
+
+
+def output_id(secret: bytes, centre: NodeCentre, output: Output) -> str:
+    """The STIX id of an output: the same for the same place in the centre's history, and
+    unpredictable to partners (one who could compute it could deliver a note of that id
+    first and so keep the centre from publishing that warning)."""
     epoch = "" if centre.epoch is None else centre.epoch.isoformat()
-    return f"note--{uuid.uuid5(uuid.NAMESPACE_URL, f'gsomia/{party}/centre/{epoch}/{output.key}')}"
+    digest = hmac.new(secret, f"{epoch}/{output.key}".encode(), hashlib.sha256).digest()
+    return f"note--{uuid.UUID(bytes=digest[:16], version=4)}"
 
 
 class CentreWorker:
@@ -56,6 +77,7 @@ class CentreWorker:
         self.party: Party = node.party
         self.centre = centre or NodeCentre(self.party, feeds.load_geography())
         self.policy = label_policy(Path(node.folder))
+        self.secret = id_secret(node)
         self.mark = 0
         self.due: list[Output] = []  # answers not yet published (a pass failed)
         self.published = 0
@@ -151,9 +173,15 @@ class CentreWorker:
 
         if not outputs:
             return
-        wanted = [(output_id(self.party, self.centre, o), o) for o in outputs]
+        wanted = [(output_id(self.secret, self.centre, o), o) for o in outputs]
         with self.node.store.repository() as repo:
-            held = {i for i, _ in wanted if repo.get_item(i) is not None}
+            found = {i: repo.get_item(i) for i, _ in wanted}
+        held = {i for i, item in found.items() if item is not None}
+        if any(item is not None and item.originator != self.party for item in found.values()):
+            # Only this node makes these ids: another's item under one is an attack.
+            raise MalformedInput("an item of another party holds an id of this node's "
+                                 "warning centre", where="warning centre",
+                                 expected="ids only this node's centre makes")
         entries = []
         for item_id, o in wanted:
             if item_id in held:
