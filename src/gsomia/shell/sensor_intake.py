@@ -21,7 +21,7 @@ import threading
 import tomllib
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from gsomia.core.policy import Person
 from gsomia.core.roles import Action, decide_action
 from gsomia.core.sensor_feed import Intake, Registered, read_lines, reference_report
 from gsomia.core.tracking.indicators import default_label, indicator_from
-from gsomia.core.types import Party
+from gsomia.core.types import Party, utc_text
 
 __all__ = ["NDJSON", "PATH", "SENSOR_BODY", "SensorIntake", "author_of", "label_policy",
            "publish_items", "registered_sensors", "routes"]
@@ -89,11 +89,6 @@ def registered_sensors(node: Any) -> dict[str, Registered]:
                                    f"{i + 1}", "rae" if s.kind == "radar" else "los",
                              s.lat_deg, s.lon_deg, s.height_m)
             for i, s in enumerate(own) if wanted is None or s.id in wanted}
-
-
-def _stamp(at: datetime) -> str:
-    u = at.astimezone(UTC)
-    return u.strftime("%Y-%m-%dT%H:%M:%S.") + f"{u.microsecond // 1000:03d}Z"
 
 
 def publish_items(node: Any, entries: Sequence[tuple[dict[str, Any], Any]],
@@ -173,7 +168,7 @@ class SensorIntake:
 
     def _note(self, made: datetime, abstract: str, report: dict[str, Any] | None
               ) -> dict[str, Any]:
-        stamp = _stamp(made)
+        stamp = utc_text(made, 3)
         obj: dict[str, Any] = {
             "type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
             "created": stamp, "modified": stamp, "abstract": abstract, "content": abstract,

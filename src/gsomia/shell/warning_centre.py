@@ -33,8 +33,8 @@ import sqlalchemy as sa
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.node_centre import NodeCentre, Output
 from gsomia.core.stix import extension_property_problem
-from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant
-from gsomia.shell.sensor_intake import _stamp, author_of, label_policy, publish_items
+from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
+from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
 
 __all__ = ["CentreWorker", "id_secret", "output_id", "start_centre"]
 
@@ -188,7 +188,7 @@ class CentreWorker:
                 self.skipped += 1
                 continue
             made = self.centre.instant_of(o.at_s) or datetime.now(UTC)
-            stamp = _stamp(made)
+            stamp = utc_text(made, 3)
             abstract = _abstract(self.party, o)
             obj = {"type": "note", "spec_version": "2.1", "id": item_id, "created": stamp,
                    "modified": stamp, "abstract": abstract, "content": abstract,
