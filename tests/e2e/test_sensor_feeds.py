@@ -1,13 +1,10 @@
 """Sensor feeds into real nodes and the node's warning centre (issue 12, parts 1 and 2).
 
 Real ``gsomia node run`` processes on loopback (``Federation.running``), measurements played
-by ``gsomia sensors run`` over HTTPS with an operator's token, warnings read back with
-``gsomia warnings --cap``:
+by ``gsomia sensors run`` (the regimes: ``test_sensor_regimes.py``):
 
 - the intake refuses strangers (401), readers (403), oversized bodies (413) and each bad line
   with its reason, and the reports it publishes do not carry the sensor's site;
-- JPN's own radars first see the 2017-08-29 Hwasong-12 after burnout; with KOR's reports
-  under ``direct`` JPN's node warns earlier than under ``none``;
 - a JPN node killed (SIGKILL) mid-flight resumes from its store: every warning once, the
   same ones as a centre fed the same holdings without a break.
 """
@@ -30,7 +27,6 @@ import requests
 import sqlalchemy as sa
 from test_federation import Federation
 from test_limits import read_response
-from test_warnings_out import cap_schema
 
 from gsomia.shell import exchange
 from gsomia.shell.commands import federation
@@ -59,14 +55,6 @@ def user(folder: Path, name: str, clearance: str, role: str = "operator") -> str
 
 def url(fed: Federation, code: str) -> str:
     return str(federation.load_federation(fed.folder)["nodes"][code]["url"])
-
-
-def play(fed: Federation, code: str, token: str, *extra: str) -> dict[str, Any]:
-    out = gsomia("sensors", "run", "--launch", LAUNCH, "--party", code, "--node",
-                 url(fed, code), "--token", token, "--ca",
-                 str(fed.folder / code / "tls" / "ca.crt"), "--speed", SPEED, "--json", *extra)
-    assert out.returncode == 0, out.stderr
-    return dict(json.loads(out.stdout))
 
 
 def notes(node: Node, prop: str) -> list[dict[str, Any]]:
@@ -171,52 +159,6 @@ def test_the_intake_refuses_strangers_readers_big_bodies_and_bad_lines(tmp_path:
 # ---- the warning centre ------------------------------------------------------------------------
 
 
-def run_regime(folder: Path, topology: str) -> tuple[float | None, str]:
-    """KOR's and JPN's radars played into their nodes; JPN's first warning, and its newest
-    warning as CAP from ``gsomia warnings``."""
-    with Federation.running(folder, topology) as fed:
-        jpn = fed.nodes["JPN"]
-        tokens = {"KOR": user(fed.folder / "KOR", "kim", "군사II급비밀"),
-                  "JPN": user(fed.folder / "JPN", "sato", "極秘")}
-        players = [subprocess.Popen(
-            [sys.executable, "-m", "gsomia", "sensors", "run", "--launch", LAUNCH, "--party",
-             code, "--node", url(fed, code), "--token", tokens[code], "--ca",
-             str(fed.folder / code / "tls" / "ca.crt"), "--speed", SPEED, "--until", "260",
-             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for code in ("KOR", "JPN")]
-        for p in players:
-            out, err = p.communicate(timeout=240)
-            assert p.returncode == 0, err
-            assert json.loads(out)["counts"]["accepted"] > 0
-        settled(jpn)
-        assert exchange.wait_until(lambda: exchange.pending(fed.nodes["KOR"]) == 0, WAIT)
-        settled(jpn)
-        cap = gsomia("warnings", "--node", str(fed.folder / "JPN"), "--user", tokens["JPN"],
-                     "--cap")
-        assert cap.returncode == 0, cap.stderr
-        return first_warning_s(jpn), cap.stdout
-
-
-def test_kor_reports_let_jpn_warn_before_its_own_radars_could(tmp_path: Path) -> None:
-    from gsomia.core.tracking.trajectory import fit
-    from gsomia.shell import feeds
-    from gsomia.shell.commands.sensors import playlist
-
-    burnout = fit(feeds.find_launch(LAUNCH).flight_request()).burnout_s
-    _, own = playlist(LAUNCH, None, "JPN", 0)
-    assert min(line["t"] for _, line in own) > burnout   # JPN's radars miss the boost phase
-
-    direct, cap = run_regime(tmp_path / "direct", "direct")
-    alone, _ = run_regime(tmp_path / "none", "none")
-    assert direct is not None
-    assert alone is None or direct < alone - 10.0, (direct, alone)
-
-    # The node's own warning comes out of `gsomia warnings --cap` as live CAP 1.2.
-    cap_schema().validate(cap)
-    assert "<status>Actual</status>" in cap     # a live centre's warning, not an exercise
-    assert "Hokkaido" in cap
-
-
 def test_a_node_killed_mid_flight_resumes_without_warning_twice(tmp_path: Path) -> None:
     with Federation.running(tmp_path / "fed", "none") as fed:
         jpn = fed.nodes["JPN"]
@@ -260,29 +202,3 @@ def unbroken_warnings(node: Node) -> list[str]:
     return [output_id(id_secret(node), worker.centre, o)
             for r in rows for o in worker.feed(str(r.originator), bytes(r.content))
             if o.category == "warning"]
-
-
-# ---- the regimes through the real system -----------------------------------------------------
-
-
-def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct", "--federation",
-                 "--speed", "50", "--json", timeout=300)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["through"] == "federation" and doc["regime"] == "direct"
-    model = json.loads(gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct",
-                              "--json").stdout)
-    assert set(doc["parties"]) == set(model["parties"])
-    for figures in doc["parties"].values():
-        assert set(model["parties"]["JPN"]) - {"cued", "received", "routes"} <= set(figures)
-    jpn = doc["parties"]["JPN"]
-    assert jpn["first_warning_s"] is not None and "Hokkaido" in jpn["warnings"][0]["regions"]
-    # KOR's reports reached JPN's node: it held one before its own radars saw anything.
-    assert jpn["first_detection_s"] < 150.0
-    assert doc["links"]["KOR->JPN"]["items"] > 0 and doc["links"]["KOR->JPN"]["p50_ms"] > 0
-
-
-def test_the_hub_is_not_run_through_a_federation_without_its_consent_desk() -> None:
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "hub", "--federation")
-    assert out.returncode == 2 and "--regime" in out.stderr and "consent" in out.stderr
