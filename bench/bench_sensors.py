@@ -27,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,14 +134,42 @@ def _percentiles(ms: list[float]) -> dict[str, Any]:
             "max_ms": round(float(a.max()), 1)}
 
 
-def latency() -> dict[str, Any]:
+@contextmanager
+def _federation(topology: str, party: str, name: str, clearance: str
+                ) -> Iterator[tuple[Path, str, str]]:
+    """A federation on loopback for the block (temporary folders), with an operator at
+    ``party``'s node: (the federation folder, that node's URL, the operator's token)."""
+    from gsomia.shell.commands import federation
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "fed"
+        federation.up(folder, topology, federation.free_base_port())
+        try:
+            token = _operator(folder / party, name, clearance)
+            yield folder, federation.load_federation(folder)["nodes"][party]["url"], token
+        finally:
+            federation.down(folder)
+
+
+def _stored(folder: Path) -> list[Any]:
+    """(id, content, added_at) of every item the node in ``folder`` holds."""
     import sqlalchemy as sa
 
     from gsomia import bootstrap
-    from gsomia.core.types import instant
-    from gsomia.shell.commands import federation
-    from gsomia.shell.commands.sensors import Target, play, playlist
     from gsomia.shell.store import items
+
+    node = bootstrap.open_node(folder)
+    try:
+        with node.store.engine.connect() as conn:
+            return list(conn.execute(sa.select(items.c.id, items.c.content,
+                                               items.c.added_at)).all())
+    finally:
+        node.close()
+
+
+def latency() -> dict[str, Any]:
+    from gsomia.core.types import instant
+    from gsomia.shell.commands.sensors import Target, play, playlist
 
     class Logged(Target):
         """Notes when each batch was posted, with its newest measurement's time."""
@@ -154,26 +184,14 @@ def latency() -> dict[str, Any]:
             super().send(docs)
 
     indicators, lines = playlist("2017-08-29", None, "JPN", 0, float(LATENCY_UNTIL_S))
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "fed"
-        federation.up(folder, "none", federation.free_base_port())
+    with _federation("none", "JPN", "sato", "極秘") as (folder, url, token):
+        target = Logged(url, token, str(folder / "JPN" / "tls" / "ca.crt"))
         try:
-            token = _operator(folder / "JPN", "sato", "極秘")
-            url = federation.load_federation(folder)["nodes"]["JPN"]["url"]
-            target = Logged(url, token, str(folder / "JPN" / "tls" / "ca.crt"))
-            try:
-                play(target, indicators, lines, float(LATENCY_SPEED))
-            finally:
-                target.close()
-            time.sleep(3.0)
-            node = bootstrap.open_node(folder / "JPN")
-            try:
-                with node.store.engine.connect() as conn:
-                    rows = conn.execute(sa.select(items.c.content, items.c.added_at)).all()
-            finally:
-                node.close()
+            play(target, indicators, lines, float(LATENCY_SPEED))
         finally:
-            federation.down(folder)
+            target.close()
+        time.sleep(3.0)
+        rows = _stored(folder / "JPN")
     posts = sorted(target.posts)
     newest = np.array([p[0] for p in posts])
     sent = np.array([p[1] for p in posts])
@@ -199,35 +217,14 @@ def latency() -> dict[str, Any]:
 
 
 def report_to_partner() -> dict[str, Any]:
-    import sqlalchemy as sa
-
-    from gsomia import bootstrap
-    from gsomia.shell.commands import federation
-    from gsomia.shell.store import items
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "fed"
-        federation.up(folder, "direct", federation.free_base_port())
-        try:
-            token = _operator(folder / "KOR", "kim", "군사II급비밀")
-            url = federation.load_federation(folder)["nodes"]["KOR"]["url"]
-            _gsomia("sensors", "run", "--launch", "2017-08-29", "--party", "KOR", "--node",
-                    url, "--token", token, "--ca", str(folder / "KOR" / "tls" / "ca.crt"),
-                    "--speed", "1", "--until", REPORT_S)
-            time.sleep(3.0)
-            stored: dict[str, dict[str, float]] = {}
-            for code in ("KOR", "JPN"):
-                node = bootstrap.open_node(folder / code)
-                try:
-                    with node.store.engine.connect() as conn:
-                        for r in conn.execute(sa.select(items.c.id, items.c.content,
-                                                        items.c.added_at)):
-                            if b"x_gsomia_sensor_report" in bytes(r.content):
-                                stored.setdefault(code, {})[r.id] = r.added_at.timestamp()
-                finally:
-                    node.close()
-        finally:
-            federation.down(folder)
+    with _federation("direct", "KOR", "kim", "군사II급비밀") as (folder, url, token):
+        _gsomia("sensors", "run", "--launch", "2017-08-29", "--party", "KOR", "--node", url,
+                "--token", token, "--ca", str(folder / "KOR" / "tls" / "ca.crt"), "--speed",
+                "1", "--until", REPORT_S)
+        time.sleep(3.0)
+        stored = {code: {r.id: r.added_at.timestamp() for r in _stored(folder / code)
+                         if b"x_gsomia_sensor_report" in bytes(r.content)}
+                  for code in ("KOR", "JPN")}
     kor, jpn = stored.get("KOR", {}), stored.get("JPN", {})
     ms = [(jpn[i] - kor[i]) * 1000.0 for i in kor if i in jpn]
     got = _percentiles(ms)
