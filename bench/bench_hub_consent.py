@@ -53,8 +53,7 @@ def _held(node: Any, item_id: str) -> bool:
 def _measure(folder: Path, mode: str, desk_delay: float) -> dict[str, Any]:
     from gsomia import bootstrap
     from gsomia.service import handlers
-    from gsomia.shell import consents, exchange
-    from gsomia.shell.commands import federation
+    from gsomia.shell import consents, exchange, federation
 
     federation.up(folder, "hub", federation.free_base_port())
     nodes = {c: bootstrap.open_node(folder / c) for c in ("KOR", "USA")}

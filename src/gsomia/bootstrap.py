@@ -162,8 +162,11 @@ def app_for_node(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | 
 
     service, store = taxii_service(node, validate=validate, audit_reads=audit_reads)
     identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
+    from gsomia.shell.sensor_intake import SensorIntake
+
     config = ApiConfig(service=service, party=node.party,
-                       inbox=NodeInbox(node, partner_keys), peer_identity=identity)
+                       inbox=NodeInbox(node, partner_keys), peer_identity=identity,
+                       sensors=SensorIntake(node))
     app = create_app(config)
     app.state.taxii_store = store
     return app

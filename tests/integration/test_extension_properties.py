@@ -51,7 +51,8 @@ _KM = {"type": "number", "minimum": 0, "maximum": 40_075}
 IPP_SCHEMA = {  # written out here: the node's own copy must be equal (tested below)
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "An impact point prediction with its error ellipse", "type": "object",
-    "required": sorted([*IPP]),
+    # a live warning centre's prediction names no launch, regime or seed
+    "required": sorted(set(IPP) - {"launch", "regime", "seed"}),
     "properties": {
         "launch": {"type": "string", "minLength": 1, "maxLength": 200},
         "regime": {"enum": ["none", "hub", "direct", "trilateral"]},

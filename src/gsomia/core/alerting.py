@@ -189,7 +189,9 @@ def read_holdings(held: Iterable[Held]) -> Holdings:
         except MalformedInput:
             skipped += 1
             continue
-        run = Run(str(data["launch"]), str(data["regime"]), int(data["seed"]))
+        # A node's own warning centre names no launch: what it holds is live (CAP Actual).
+        run = (Run(str(data["launch"]), str(data["regime"]), int(data["seed"]))
+               if all(data.get(k) is not None for k in ("launch", "regime", "seed")) else None)
         if kind == "warning":
             warnings.append(WarningRecord(h.item_id, sent, h.marking, _warning(data), run))
         elif kind == "track":

@@ -167,10 +167,16 @@ _LON = {"type": "number", "minimum": -180, "maximum": 360}
 _KM = {"type": "number", "minimum": 0, "maximum": 40_075}
 
 
-def _schema(title: str, properties: dict[str, Any]) -> dict[str, Any]:
+def _schema(title: str, properties: dict[str, Any],
+            optional: frozenset[str] = frozenset()) -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": title,
-            "type": "object", "required": sorted(properties),
+            "type": "object", "required": sorted(set(properties) - optional),
             "properties": properties}
+
+
+# A node's own warning centre (gsomia.shell.warning_centre) replays no launch: its items
+# name none, and are CAP ``Actual``; the replay's carry the run they belong to.
+_LIVE = frozenset(_RUN)
 
 
 EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -178,7 +184,7 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
         **_RUN,
         "points": {"type": "array", "minItems": 2, "maxItems": 10_000, "items": {
             "type": "array", "minItems": 2, "maxItems": 2,
-            "prefixItems": [_LAT, _LON]}}}),
+            "prefixItems": [_LAT, _LON]}}}, _LIVE),
     "x_gsomia_ipp": _schema("An impact point prediction with its error ellipse", {
         **_RUN, "at_s": _NUMBER, "track": _TEXT, "lat_deg": _LAT, "lon_deg": _LON,
         "time": _NUMBER, "time_sigma_s": {"type": "number", "minimum": 0, "maximum": 1e9},
@@ -188,7 +194,7 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
                                    "orientation_deg": {"type": "number", "minimum": -360,
                                                        "maximum": 360},
                                    "sigma": {"type": "number", "minimum": 0,
-                                             "maximum": 100}}}}),
+                                             "maximum": 100}}}}, _LIVE),
     "x_gsomia_warning": _schema("A missile warning issued, updated, passed or retracted", {
         **_RUN, "party": {"type": "string", "pattern": "^[A-Z]{3}$"},
         "action": {"enum": ["issued", "updated", "passed", "retracted"]},
@@ -201,9 +207,21 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
         "impact_lon": {"type": ["number", "null"], "minimum": -180, "maximum": 360},
         "semi_major_km": {"type": ["number", "null"], "minimum": 0, "maximum": 40_075},
         "time_to_impact_s": {"type": ["number", "null"], "minimum": -1e9, "maximum": 1e9},
-        "reason": {"type": "string", "maxLength": 2000}}),
+        "reason": {"type": "string", "maxLength": 2000}}, _LIVE),
     "x_gsomia_replay": _schema("An item of a replayed launch (gsomia demo)", {
         **_RUN, "at_s": _NUMBER, "category": _TEXT, "data": {"type": "object"}}),
+    # A radar's measurements as its owner's node shares them: each as range, azimuth and
+    # elevation (degrees) from a public reference point with a full covariance, so that the
+    # sensor's site (labelled apart, owner only) is not in the report.
+    "x_gsomia_sensor_report": _schema("Sensor measurements of a missile (gsomia sensors)", {
+        "sensor": _TEXT, "epoch": {"type": "string", "minLength": 20, "maxLength": 40},
+        "reference": {"type": "array", "minItems": 3, "maxItems": 3,
+                      "prefixItems": [_LAT, _LON, _NUMBER]},
+        "t": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": _NUMBER},
+        "z": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {
+            "type": "array", "minItems": 3, "maxItems": 3, "items": _NUMBER}},
+        "cov": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {
+            "type": "array", "minItems": 6, "maxItems": 6, "items": _NUMBER}}}),
 }
 
 

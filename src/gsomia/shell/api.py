@@ -71,7 +71,7 @@ from gsomia.core.taxii import (
 from gsomia.core.types import Party
 from gsomia.service.taxii import Served, TaxiiService
 from gsomia.service.taxii_ports import PeerInbox, StoredVersion
-from gsomia.shell import warnings_out, web
+from gsomia.shell import sensor_intake, warnings_out, web
 from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 from gsomia.shell.peer_identity import PeerRefused
@@ -101,6 +101,8 @@ class ApiConfig:
     # client certificate. Nobody, unless wired (bootstrap.app_for_node pins partners' CAs).
     peer_identity: Callable[[Mapping[str, Any]], Party | PeerRefused | None] = \
         lambda scope: None
+    # The node's sensor intake (gsomia.shell.sensor_intake.SensorIntake); None: no route.
+    sensors: Any = None
 
 
 class _Refusal(Exception):
@@ -138,6 +140,8 @@ def body_limit(method: str, path: str) -> Limit:
         return Limit(limits.PEER_BODY)
     if method == "POST" and _TAXII_POST.fullmatch(path):
         return Limit(MAX_CONTENT_LENGTH, TAXII_MEDIA)
+    if method == "POST" and path == sensor_intake.PATH:
+        return Limit(sensor_intake.SENSOR_BODY)
     # The dashboard's forms (/login: a name and a token) and routes that take no body.
     return Limit(limits.FORM_BODY)
 
@@ -518,6 +522,8 @@ def create_app(config: ApiConfig) -> Starlette:
     routes = [
         *web.routes(config, defences),  # the dashboard: /, /login, /logout, /dashboard/...
         *warnings_out.routes(config, person_of, guarded),  # CAP and GeoJSON for polling
+        *(sensor_intake.routes(config.sensors, person_of, guarded, config.clock)
+          if config.sensors is not None else []),
         Route("/taxii2/", g(get_discovery), methods=["GET"]),
         Route("/{api_root}/", g(get_api_root), methods=["GET"]),
         Route("/{api_root}/collections/", g(get_collections), methods=["GET"]),

@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "gsomia.shell.commands.doctor",
     "gsomia.shell.commands.notices",
     "gsomia.shell.commands.warnings",
+    "gsomia.shell.commands.sensors",
 )
 
 

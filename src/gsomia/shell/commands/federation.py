@@ -28,7 +28,8 @@ from gsomia.shell.federation import TOPOLOGIES, down, status, stop_process, up
 
 def run_node(node_dir: str, host: str, port: int, log_level: str, *,
              listen_fd: int | None = None, worker: int = 0) -> None:
-    """Serve the node's API and run its sender in the same process until SIGTERM.
+    """Serve the node's API and run its sender and warning centre in the same process until
+    SIGTERM.
 
     ``listen_fd``: serve on this inherited socket, as worker ``worker`` of
     :func:`run_workers` (which checked the node at start); only worker 0 exchanges tree
@@ -57,12 +58,20 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     from gsomia.shell.notices import start_notices
 
     heads = start_notices(node) if worker == 0 else None  # tree heads
+    from gsomia.shell.warning_centre import start_centre
+
+    # One centre per node: it tracks and warns from what the node holds (several would
+    # each publish the same warnings).
+    centre = start_centre(node) if worker == 0 else None
     try:
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
         serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False,
                         sockets=None if listen_fd is None else [socket.socket(
                             fileno=listen_fd)])
     finally:
+        if centre is not None:
+            centre[1].set()
+            centre[0].join(timeout=5)
         if heads is not None:
             heads[1].set()
             heads[0].join(timeout=5)

@@ -270,13 +270,23 @@ def register(cli: click.Group) -> None:
     @click.option("--regime", "regime_name", required=True,
                   type=click.Choice(list(REGIMES)), help="Sharing regime.")
     @click.option("--seed", type=int, default=0, show_default=True)
+    @click.option("--federation", "through_federation", is_flag=True,
+                  help="Through the regime's real three-node federation on loopback: every "
+                       "party's sensors played into its node, which tracks, shares and warns.")
+    @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=10.0,
+                  show_default=True, metavar="X",
+                  help="With --federation: X times faster than real time.")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
     def scenario_run(day: str, index: int | None, regime_name: str, seed: int,
-                     as_json: bool) -> None:
+                     through_federation: bool, speed: float, as_json: bool) -> None:
         """Who detects, tracks, predicts and warns, and when (seconds after launch)."""
         launch = feeds.find_launch(day, index)
-        res = bootstrap.scenario_runner().run_one(launch, regime_name, seed)
-        doc = res.to_json()
+        if through_federation:
+            from gsomia.shell.commands.federated import run_federated
+
+            doc = run_federated(day, index, regime_name, seed, speed)
+        else:
+            doc = bootstrap.scenario_runner().run_one(launch, regime_name, seed).to_json()
         if as_json:
             emit_json(doc)
             return
@@ -288,6 +298,9 @@ def register(cli: click.Group) -> None:
             click.echo(f"  {p}: " + ", ".join(f"{f.removesuffix('_s')} {o[f]}" for f in FIELDS))
             for w in o["warnings"]:
                 click.echo(f"      {w['at_s']:>7} s  {w['action']:<9} {', '.join(w['regions'])}")
+        for link, figures in doc.get("links", {}).items():
+            click.echo(f"  {link}: {figures['items']} items, delivered p50 "
+                       f"{figures['p50_ms']} ms, p99 {figures['p99_ms']} ms")
 
     @cli.command("evaluate")
     @click.option("--regimes", default="none,hub,direct,trilateral", show_default=True)

@@ -1,0 +1,215 @@
+"""The node's warning centre, beside the sender in ``gsomia node run``.
+
+It reads what the node holds in the order the node stored it (the ``items`` table's audit
+sequence): its own sensors' reports and the partners' reports and impact predictions it was
+given (held under their labels: nothing else is in the store), feeds them to the core's
+:class:`gsomia.core.node_centre.NodeCentre`, and publishes what that answers (impact
+predictions, flight paths, warnings) through the same publish handler as every other item,
+so the outbox releases them to partners under the policy.
+
+Restart-safe: an output's STIX id is derived from the centre's epoch and the output's key
+(keyed with a secret of the node's signing key, so no partner can take it first), and the
+centre's outputs depend only on the sequence it was fed. A node started again (after
+a crash or SIGKILL) feeds the centre its holdings from the start and publishes only the
+outputs it does not hold yet: each warning once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.node_centre import NodeCentre, Output
+from gsomia.core.stix import extension_property_problem
+from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
+from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
+
+__all__ = ["CentreWorker", "id_secret", "output_id", "start_centre"]
+
+log = logging.getLogger(__name__)
+POLL_S = 0.5     # a full pass at least this often (another database: every pass)
+WAKE_S = 0.005
+BATCH = 500
+
+
+def id_secret(node: Any) -> bytes:
+    """The key of the centre's output ids, derived from the node's signing key: the same for
+    every start of the node, and no partner can compute it."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+    )
+
+    raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
+                                                NoEncryption())
+    return hmac.new(raw, b"gsomia/warning-centre-ids/v1", hashlib.sha256).digest()
+
+
+def output_id(secret: bytes, centre: NodeCentre, output: Output) -> str:
+    """The STIX id of an output: the same for the same place in the centre's history, and
+    unpredictable to partners (one who could compute it could deliver a note of that id
+    first and so keep the centre from publishing that warning)."""
+    epoch = "" if centre.epoch is None else centre.epoch.isoformat()
+    digest = hmac.new(secret, f"{epoch}/{output.key}".encode(), hashlib.sha256).digest()
+    return f"note--{uuid.UUID(bytes=digest[:16], version=4)}"
+
+
+class CentreWorker:
+    """Feeds the node's holdings to its centre and publishes what it answers."""
+
+    def __init__(self, node: Any, centre: NodeCentre | None = None) -> None:
+        from gsomia.shell import feeds
+
+        self.node = node
+        self.party: Party = node.party
+        self.centre = centre or NodeCentre(self.party, feeds.load_geography())
+        self.policy = label_policy(Path(node.folder))
+        self.secret = id_secret(node)
+        self.mark = 0
+        self.due: list[Output] = []  # answers not yet published (a pass failed)
+        self.published = 0
+        self.skipped = 0             # outputs already held (published before a restart)
+        self.unusable = 0            # items whose properties do not make measurements
+
+    def run(self, stop: threading.Event) -> None:
+        from gsomia.shell.exchange import _Changes
+
+        # Read only after a commit (SQLite's data_version: microseconds, no lock), so that
+        # a measurement is taken within milliseconds without a query every millisecond.
+        changes = _Changes(self.node.store.engine)
+        try:
+            self._loop(stop, changes)
+        finally:
+            changes.close()
+
+    def _loop(self, stop: threading.Event, changes: Any) -> None:
+        idle_since, more = time.monotonic(), True
+        while not stop.is_set():
+            if not more and not changes() and time.monotonic() - idle_since < POLL_S:
+                stop.wait(WAKE_S)
+                continue
+            idle_since = time.monotonic()
+            try:
+                more = self.pass_once()
+            except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
+                # The store busy or a publish refused: nothing of that publish is stored (one
+                # commit), and what it held is published on the next pass.
+                log.warning("warning centre: %s", exc)
+                more = False
+                stop.wait(POLL_S)
+            except Exception:
+                # The centre never stops the node, nor stops on one bad pass.
+                log.exception("warning centre: pass failed")
+                more = False
+                stop.wait(POLL_S)
+
+    def close(self) -> None:
+        pass
+
+    def pass_once(self) -> bool:
+        """Read the items stored since the last pass; True if there were any."""
+        from gsomia.shell.store import items
+
+        c = items.c
+        with self.node.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.seq, c.originator, c.content)
+                                .where(c.seq > self.mark, c.type == "note")
+                                .order_by(c.seq).limit(BATCH)).all()
+            conn.rollback()
+        self.publish_due()  # what a failed pass left, before anything new
+        for row in rows:
+            # Fed once: the centre's answers depend on the sequence it was fed.
+            self.due += self.feed(str(row.originator), bytes(row.content))
+            self.mark = int(row.seq)
+            self.publish_due()
+        return bool(rows)
+
+    def feed(self, originator: str, content: bytes) -> list[Output]:
+        try:
+            obj = json.loads(content)
+        except ValueError:
+            self.unusable += 1
+            return []
+        report = obj.get("x_gsomia_sensor_report")
+        ipp = obj.get("x_gsomia_ipp")
+        try:
+            if report is not None:
+                if extension_property_problem("x_gsomia_sensor_report", report) is not None:
+                    self.unusable += 1
+                    return []
+                return self.centre.report(originator, report)
+            if ipp is not None and originator != self.party:
+                if extension_property_problem("x_gsomia_ipp", ipp) is not None:
+                    self.unusable += 1
+                    return []
+                made = instant(str(obj.get("created", "")), where="created")
+                return self.centre.prediction(originator, ipp, made)
+        except Exception as exc:  # whatever a partner sent, the centre goes on
+            # A partner's numbers that make no measurement stop nothing: counted, left out.
+            log.info("warning centre: unusable item: %s", exc)
+            self.unusable += 1
+        return []
+
+    def publish_due(self) -> None:
+        if self.due:
+            self.publish(self.due)
+            self.due = []
+
+    def publish(self, outputs: Sequence[Output]) -> None:
+        from gsomia.service.handlers import LabelRequest
+
+        if not outputs:
+            return
+        wanted = [(output_id(self.secret, self.centre, o), o) for o in outputs]
+        with self.node.store.repository() as repo:
+            found = {i: repo.get_item(i) for i, _ in wanted}
+        held = {i for i, item in found.items() if item is not None}
+        if any(item is not None and item.originator != self.party for item in found.values()):
+            # Only this node makes these ids: another's item under one is an attack.
+            raise MalformedInput("an item of another party holds an id of this node's "
+                                 "warning centre", where="warning centre",
+                                 expected="ids only this node's centre makes")
+        entries = []
+        for item_id, o in wanted:
+            if item_id in held:
+                self.skipped += 1
+                continue
+            made = self.centre.instant_of(o.at_s) or datetime.now(UTC)
+            stamp = utc_text(made, 3)
+            abstract = _abstract(self.party, o)
+            obj = {"type": "note", "spec_version": "2.1", "id": item_id, "created": stamp,
+                   "modified": stamp, "abstract": abstract, "content": abstract,
+                   "object_refs": [author_of(self.party)], o.prop: o.data}
+            entries.append((obj, LabelRequest(SECRET_LEVELS[self.party], tuple(PARTIES),
+                                              "dprk-missile", policy=self.policy,
+                                              category=o.category)))
+        publish_items(self.node, entries, datetime.now(UTC), "warning-centre")
+        self.published += len(entries)
+
+
+def _abstract(party: Party, o: Output) -> str:
+    if o.category == "warning":
+        d = o.data
+        return (f"{party} warning {d['action']}: {', '.join(d['regions']) or 'no region'} "
+                f"(T+{o.at_s:.0f} s)")
+    return f"{party} {o.category} (T+{o.at_s:.0f} s)"
+
+
+def start_centre(node: Any) -> tuple[threading.Thread, threading.Event]:
+    """The warning centre on a daemon thread (``gsomia node run``)."""
+    from gsomia.shell.exchange import in_background
+
+    return in_background(CentreWorker(node), "gsomia-warning-centre")
