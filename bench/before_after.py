@@ -74,7 +74,9 @@ def better_when(path: str) -> str | None:
         return None
     if last.endswith("_per_s") or last.endswith("per_s"):
         return "up"
-    if last.endswith(("_ms", "_seconds", "_s")) or "_p50" in last or "_p99" in last:
+    # CPU per item (``cpu_ms_per_item_*``): the figure least moved by others' load.
+    if last.endswith(("_ms", "_seconds", "_s")) or "_p50" in last or "_p99" in last \
+            or last.startswith("cpu_ms_per_"):
         return "down"
     return None
 
