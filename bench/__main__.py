@@ -1,7 +1,7 @@
 """Run every benchmark module (or those named on the command line) and write the figures.
 
     python -m bench [policy audit ...]
-    python -m bench --against REV [policy audit ...]   # before/after, side by side
+    python -m bench --against REV [--pairs N] [policy audit ...]   # before/after, side by side
 
 
 Each ``bench/bench_<name>.py`` has ``run() -> dict``; results go to bench/results/latest.json
@@ -28,6 +28,13 @@ def main(argv: list[str]) -> int:
             print("usage: python -m bench --against REV [names ...]", file=sys.stderr)
             return 2
         against, argv = argv[1], argv[2:]
+    pairs = 1
+    if against is not None and argv[:1] == ["--pairs"]:
+        if len(argv) < 2 or not argv[1].isdigit() or int(argv[1]) < 1:
+            print("usage: python -m bench --against REV --pairs N [names ...] (N >= 1)",
+                  file=sys.stderr)
+            return 2
+        pairs, argv = int(argv[1]), argv[2:]
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     out_path = HERE / "results" / "latest.json"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -38,7 +45,7 @@ def main(argv: list[str]) -> int:
             previous["before_after"] = doc
             out_path.write_text(json.dumps(previous, indent=2, ensure_ascii=False) + "\n")
 
-        save(before_after(against, names, save))
+        save(before_after(against, names, save, pairs))
         print(f"\nwrote {out_path} (before_after)")
         return 0
     results = dict(previous.get("results", {}))

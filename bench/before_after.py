@@ -1,18 +1,24 @@
 """Run benchmarks on two revisions side by side in one run: the reference and this tree.
 
-    python -m bench --against REV [names ...]
+    python -m bench --against REV [--pairs N] [names ...]
 
 The reference revision is checked out with ``git worktree`` into a temporary folder; each
-benchmark module then runs in a child process, first on the reference's sources, then on
-this tree's, so that both see the same machine load. Each numeric figure is compared as
-after/before; figures whose name says which way is better (``*_per_s`` up, ``*_ms`` and
-``*_seconds`` down) are flagged when they are more than ``TOLERANCE`` worse.
+benchmark module then runs in a child process, on the reference's sources and on this
+tree's, one after the other, so that both see the same machine load. Each numeric figure is
+compared as after/before; figures whose name says which way is better (``*_per_s`` up,
+``*_ms`` and ``*_seconds`` down) are flagged when they are more than ``TOLERANCE`` worse.
+
+On a shared machine one pair says more about the load than about the code (the load moves
+between the two halves, and the second half always ran second): ``--pairs N`` runs N pairs,
+alternating which tree goes first, and compares the median of the N after/before ratios of
+each figure (``before`` and ``after`` are then the medians of each tree's N values).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,30 +74,46 @@ def better_when(path: str) -> str | None:
         return None
     if last.endswith("_per_s") or last.endswith("per_s"):
         return "up"
-    if last.endswith(("_ms", "_seconds", "_s")) or "_p50" in last or "_p99" in last:
+    # CPU per item (``cpu_ms_per_item_*``): the figure least moved by others' load.
+    if last.endswith(("_ms", "_seconds", "_s")) or "_p50" in last or "_p99" in last \
+            or last.startswith("cpu_ms_per_"):
         return "down"
     return None
 
 
-def compare(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    old = dict(_leaves(before))
+def compare(before: dict[str, Any] | list[dict[str, Any]],
+            after: dict[str, Any] | list[dict[str, Any]]) -> dict[str, Any]:
+    """Each figure of ``after`` over the same in ``before``; with lists (pairs, in order),
+    the median of the pairs' ratios, so that one loaded half cannot flag or hide a figure."""
+    befores = before if isinstance(before, list) else [before]
+    afters = after if isinstance(after, list) else [after]
+    olds = [dict(_leaves(b)) for b in befores]
+    news = [dict(_leaves(a)) for a in afters]
     rows: dict[str, Any] = {}
     worse: list[str] = []
-    for path, new in _leaves(after):
+    for path in news[0]:
         way = better_when(path)
-        if way is None or path not in old or old[path] == 0:
+        pairs = [(o[path], n[path]) for o, n in zip(olds, news, strict=True)
+                 if path in o and path in n and o[path] != 0]
+        if way is None or not pairs:
             continue
-        ratio = new / old[path]
-        rows[path] = {"before": old[path], "after": new, "after_over_before": round(ratio, 3)}
+        ratio = statistics.median(n / o for o, n in pairs)
+        rows[path] = {"before": statistics.median(o for o, _ in pairs),
+                      "after": statistics.median(n for _, n in pairs),
+                      "after_over_before": round(ratio, 3)}
+        if len(pairs) > 1:
+            rows[path]["ratios"] = [round(n / o, 3) for o, n in pairs]
         if (way == "up" and ratio < 1 - TOLERANCE) or (way == "down" and ratio > 1 + TOLERANCE):
             worse.append(path)
     return {"figures": rows, "worse_than_tolerance": worse}
 
 
 def run(against: str, names: list[str],
-        save: Callable[[dict[str, Any]], None] = lambda doc: None) -> dict[str, Any]:
-    """Each benchmark on both trees; ``save`` gets the document after each one, so a
-    benchmark that fails later loses nothing measured before it."""
+        save: Callable[[dict[str, Any]], None] = lambda doc: None,
+        pairs: int = 1) -> dict[str, Any]:
+    """Each benchmark on both trees, ``pairs`` times (the first tree of each pair
+    alternating); ``save`` gets the document after each benchmark, so a benchmark that
+    fails later loses nothing measured before it."""
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-ref-") as tmp:
         ref = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(ref),
@@ -99,12 +121,18 @@ def run(against: str, names: list[str],
         try:
             commit = subprocess.run(["git", "-C", str(ref), "rev-parse", "HEAD"], check=True,
                                     capture_output=True, text=True).stdout.strip()
-            doc: dict[str, Any] = {"against": commit, "tolerance": TOLERANCE, "benchmarks": {}}
+            doc: dict[str, Any] = {"against": commit, "tolerance": TOLERANCE, "pairs": pairs,
+                                   "benchmarks": {}}
             for name in names:
-                print(f"\n=== {name}: reference {commit[:10]} ===", flush=True)
-                before = _run_in(ref, name)
-                print(f"\n=== {name}: this tree ===", flush=True)
-                after = _run_in(ROOT, name)
+                before: list[dict[str, Any]] = []
+                after: list[dict[str, Any]] = []
+                for pair in range(pairs):
+                    order = [(ref, before), (ROOT, after)]
+                    for tree, out in order if pair % 2 == 0 else order[::-1]:
+                        which = f"reference {commit[:10]}" if tree == ref else "this tree"
+                        print(f"\n=== {name}: {which} (pair {pair + 1}/{pairs}) ===",
+                              flush=True)
+                        out.append(_run_in(tree, name))
                 doc["benchmarks"][name] = compare(before, after)
                 save(doc)
                 for path in doc["benchmarks"][name]["worse_than_tolerance"]:

@@ -444,3 +444,68 @@ def test_any_single_edit_of_the_stored_log_is_detected(template: Path, tmp_path:
     with open_node(folder, catalogue=shipped) as node:
         result = verdict(node)
     assert not result.ok, f"undetected: {op}"
+
+
+# ---- values of the wrong kind in the events, found by the one pass over them ----------------
+
+# Each column rewritten in another storage class (``seq``, of INTEGER affinity, would turn
+# back into an integer: SQLite converts numeric text on the way in).
+_KINDS_OF = {"text": "CAST({c} AS BLOB)", "blob": "CAST({c} AS TEXT)"}
+_EVENT_COLUMNS = {"kind": "text", "at": "text", "actor": "text", "item_id": "text",
+                  "item_version": "text", "content_hash": "text", "details": "text",
+                  "leaf_hash": "blob"}
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=hs.data())
+def test_an_event_value_of_the_wrong_kind_is_named_with_its_row(template: Path,
+                                                                 tmp_path: Path,
+                                                                 shipped: Catalogue,
+                                                                 data: hs.DataObject) -> None:
+    """Whichever rows of the log hold a value of another storage class, ``audit verify``
+    names each of them as ``column-type`` with its row (the pass over the events finds
+    them; only those rows are read again)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "kor"
+    shutil.copytree(template, folder)
+    db = sqlite3.connect(folder / "node.db")
+    try:
+        column = data.draw(hs.sampled_from(sorted(_EVENT_COLUMNS)))
+        rowids = [r[0] for r in db.execute(
+            f"SELECT rowid FROM audit_events WHERE {column} IS NOT NULL")]
+        chosen = data.draw(hs.lists(hs.sampled_from(rowids), min_size=1, max_size=3,
+                                    unique=True))
+        cast = _KINDS_OF[_EVENT_COLUMNS[column]].format(c=column)
+        db.executemany(f"UPDATE audit_events SET {column} = {cast} WHERE rowid = ?",
+                       [(r,) for r in chosen])
+        db.commit()
+    finally:
+        db.close()
+    with open_node(folder, catalogue=shipped) as node, \
+            node.store.reader(tolerant=True) as reader:  # as `gsomia audit verify` reads
+        result = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
+    named = {p.where for p in result.problems if p.what == "column-type"}
+    assert not result.ok
+    assert named == {f"audit_events.{column} rowid {r}" for r in chosen}
+
+
+def test_audit_verify_reads_the_log_once(template: Path, tmp_path: Path,
+                                          shipped: Catalogue) -> None:
+    """The events table, the largest by far, is scanned once by ``audit verify``: the values
+    of the wrong kind are picked out in the same pass (a second scan cost about a tenth of
+    verifying a million events)."""
+    folder = tmp_path / "kor"
+    shutil.copytree(template, folder)
+    statements: list[str] = []
+    with open_node(folder, catalogue=shipped) as node, node.store.reader() as reader:
+        raw = reader.conn.connection.dbapi_connection
+        assert raw is not None
+        raw.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        result = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
+        raw.set_trace_callback(None)  # type: ignore[attr-defined]
+    assert result.ok and result.size > 10
+    scans = [s for s in statements if "audit_events" in s.replace('"', "")
+             and "rowid IN" not in s]
+    assert len(scans) == 1, scans

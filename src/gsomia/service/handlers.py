@@ -1045,7 +1045,7 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
     latest_signed = reader.latest_head()
     if latest_signed is not None and all(h.size != latest_signed.size for h in heads):
         heads.append(latest_signed)
-    extra: list[LogProblem] = list(reader.storage_problems())
+    extra: list[LogProblem] = []
     try:
         external = reader.external_head()
     except MalformedInput as exc:
@@ -1095,6 +1095,8 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
 
     verdict = verify_log(rows(), heads, reader.item_record, public_key=public_key,
                          stored_items=reader.stored_items(), max_problems=max_problems)
+    # After the pass over the events, which also picked out their values of the wrong kind.
+    extra[:0] = reader.storage_problems()
     latest = latest_signed.size if latest_signed is not None else 0
     if verdict.size > latest:
         extra.append(LogProblem(

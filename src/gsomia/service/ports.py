@@ -382,7 +382,8 @@ class AuditReader(Protocol):
         ...
 
     def storage_problems(self) -> list[LogProblem]:
-        """Values of the wrong kind and schema objects no migration made."""
+        """Values of the wrong kind and schema objects no migration made (after a complete
+        pass of :meth:`rows`, from what that pass found in the events)."""
         ...
 
     def event(self, seq: int) -> Mapping[str, Any] | None: ...

@@ -1331,27 +1331,41 @@ class SqlAuditReader:
         self.head_file_path = head_file
         self._external = external
         self._items: _ItemCursor | None = None
+        # SQLite: rowids of audit_events whose values are of the wrong kind, as found by the
+        # last complete pass of rows() (None: no complete pass yet).
+        self._odd_events: list[int] | None = None
 
     def rows(self) -> Iterator[dict[str, Any]]:
         # The hot loop of `audit verify` (a million rows must take seconds): plain DBAPI
         # cursor, and the C JSON scanner without json.loads' wrapping.
+        sqlite = self.conn.dialect.name == "sqlite"
+        # On SQLite the same scan tells which rows hold values of the wrong kind (typeof,
+        # evaluated per row in C): storage_problems() then need not read the largest table
+        # a second time (a million events: about a tenth of `audit verify`).
+        odd = (f"CASE WHEN {_sqlite_type_tests(self.conn, audit_events)} THEN position END"
+               if sqlite else "NULL")
         sql = ("SELECT seq, kind, at, actor, item_id, item_version, content_hash, details, "
-               "leaf_hash FROM audit_events ORDER BY position")
+               f"leaf_hash, {odd} FROM audit_events ORDER BY position")
         raw = self.conn.connection.dbapi_connection
         assert raw is not None
-        if self.conn.dialect.name == "postgresql":
+        if not sqlite:
             cursor = raw.cursor(name="gsomia_audit_rows")  # server side: constant memory
             cursor.itersize = 20_000  # type: ignore[attr-defined]
         else:
             cursor = raw.cursor()
         scan = _SCANNER
+        found: list[int] = []
+        self._odd_events = None
         try:
             cursor.execute(sql)
             while True:
                 batch = cursor.fetchmany(20_000)
                 if not batch:
                     break
-                for seq, kind, at, actor, item_id, item_version, chash, details, leaf in batch:
+                for (seq, kind, at, actor, item_id, item_version, chash, details, leaf,
+                     rowid) in batch:
+                    if rowid is not None and len(found) < _TYPE_PROBLEMS_SHOWN:
+                        found.append(rowid)
                     try:
                         parsed, end = scan(details, 0)
                         if end != len(details):
@@ -1365,6 +1379,7 @@ class SqlAuditReader:
                     yield {"seq": seq, "kind": kind, "at": at, "actor": actor,
                            "item_id": item_id, "item_version": item_version,
                            "content_hash": chash, "details": parsed, "leaf_hash": leaf}
+            self._odd_events = found
         finally:
             cursor.close()
 
@@ -1548,8 +1563,11 @@ class SqlAuditReader:
 
             present = set(sa.inspect(self.conn).get_table_names())
             for table in [*metadata.sorted_tables, taxii_statuses]:
-                if table.name in present:
-                    found.extend(_sqlite_type_problems(self.conn, table))
+                if table.name not in present:
+                    continue
+                # audit_events: only the rows a complete pass of rows() found odd, if any.
+                rowids = self._odd_events if table is audit_events else None
+                found.extend(_sqlite_type_problems(self.conn, table, rowids))
         else:
             for (name,) in self.conn.execute(sa.text(
                     "SELECT trigger_name FROM information_schema.triggers "
@@ -1600,16 +1618,33 @@ _SQLITE_SECONDS = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0
 _SQLITE_INSTANTS = (_SQLITE_SECONDS, _SQLITE_SECONDS + ".[0-9][0-9][0-9][0-9][0-9][0-9]")
 
 
-def _sqlite_type_problems(conn: sa.Connection, table: sa.Table) -> Iterator[LogProblem]:
+_TYPE_PROBLEMS_SHOWN = 50  # rows named per table
+
+
+def _sqlite_type_tests(conn: sa.Connection, table: sa.Table) -> str:
+    """An SQL condition true of the rows of ``table`` holding a value of the wrong kind."""
     quote = conn.dialect.identifier_preparer.quote
     tests = []
     for c in table.columns:
         allowed = [_storage_class(c)] + (["null"] if c.nullable else [])
         tests.append(f"typeof({quote(c.name)}) NOT IN ({', '.join(repr(a) for a in allowed)})")
+    return f"({' OR '.join(tests)})"
+
+
+def _sqlite_type_problems(conn: sa.Connection, table: sa.Table,
+                          rowids: Sequence[int] | None = None) -> Iterator[LogProblem]:
+    """The rows of ``table`` (of ``rowids`` only, when a scan already picked them out)
+    holding values of the wrong kind, each named."""
+    quote = conn.dialect.identifier_preparer.quote
     yield from _sqlite_instant_problems(conn, table)
+    if rowids is not None and not rowids:
+        return
     names = [c.name for c in table.columns]
+    among = "" if rowids is None else \
+        f"rowid IN ({', '.join(str(int(r)) for r in rowids)}) AND "
     sql = (f"SELECT rowid, {', '.join('typeof(' + quote(n) + ')' for n in names)} "
-           f"FROM {quote(table.name)} WHERE {' OR '.join(tests)} LIMIT 50")
+           f"FROM {quote(table.name)} WHERE {among}{_sqlite_type_tests(conn, table)} "
+           f"LIMIT {_TYPE_PROBLEMS_SHOWN}")
     for row in conn.exec_driver_sql(sql):
         for name, column, stored in zip(names, table.columns, row[1:], strict=True):
             expected = _storage_class(column)
