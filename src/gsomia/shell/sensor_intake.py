@@ -33,10 +33,11 @@ from starlette.routing import Route
 
 from gsomia.core.errors import MalformedInput
 from gsomia.core.policy import Person
-from gsomia.core.roles import Action, decide_action
+from gsomia.core.roles import Action
 from gsomia.core.sensor_feed import Intake, Registered, read_lines, reference_report
 from gsomia.core.tracking.indicators import default_label, indicator_from
 from gsomia.core.types import Party, utc_text
+from gsomia.service import access
 
 __all__ = ["NDJSON", "PATH", "SENSOR_BODY", "SensorIntake", "author_of", "label_policy",
            "publish_items", "registered_sensors", "routes"]
@@ -189,7 +190,7 @@ def routes(intake: SensorIntake, person_of: Callable[[Request], Person],
 
     async def measurements(request: Request) -> Response:
         person = person_of(request)     # first: a stranger learns nothing, not even a 400
-        allowed = decide_action(await run_in_threadpool(role_of, person), Action.PUBLISH)
+        allowed = access.acting(await run_in_threadpool(role_of, person), Action.PUBLISH)
         if not allowed.permit:
             return _answer({"title": "Forbidden", "description": allowed.reason}, 403)
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
