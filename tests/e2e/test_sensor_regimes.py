@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_federation import Federation
@@ -68,12 +69,18 @@ def test_kor_reports_let_jpn_warn_before_its_own_radars_could(tmp_path: Path) ->
     assert "Hokkaido" in cap
 
 
-def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct", "--federation",
+def through_federation(regime: str) -> dict[str, Any]:
+    """``scenario run --federation --json`` of the launch under ``regime``, at 50x."""
+    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", regime, "--federation",
                  "--speed", "50", "--json", timeout=300)
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["through"] == "federation" and doc["regime"] == "direct"
+    doc: dict[str, Any] = json.loads(out.stdout)
+    assert doc["through"] == "federation" and doc["regime"] == regime
+    return doc
+
+
+def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
+    doc = through_federation("direct")
     model = json.loads(gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct",
                               "--json").stdout)
     assert set(doc["parties"]) == set(model["parties"])
@@ -87,11 +94,7 @@ def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured
 
 
 def test_the_hub_relays_through_the_federation_with_standing_consents() -> None:
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "hub", "--federation",
-                 "--speed", "50", "--json", timeout=300)
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["through"] == "federation" and doc["regime"] == "hub"
+    doc = through_federation("hub")
     # KOR and JPN each granted USA a standing consent for the other, held at the hub.
     assert doc["consents"]["held_at_hub"] and len(doc["consents"]["standing"]) == 2
     # Under the hub nothing goes between KOR and JPN directly: only through USA.
