@@ -169,7 +169,7 @@ def _stored(folder: Path) -> list[Any]:
 
 def latency() -> dict[str, Any]:
     from gsomia.core.types import instant
-    from gsomia.shell.commands.sensors import Target, play, playlist
+    from gsomia.shell.sensor_player import Target, play, playlist
 
     class Logged(Target):
         """Notes when each batch was posted, with its newest measurement's time."""

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_federation import Federation
@@ -51,7 +52,7 @@ def run_regime(folder: Path, topology: str) -> tuple[float | None, str]:
 def test_kor_reports_let_jpn_warn_before_its_own_radars_could(tmp_path: Path) -> None:
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
-    from gsomia.shell.commands.sensors import playlist
+    from gsomia.shell.sensor_player import playlist
 
     burnout = fit(feeds.find_launch(LAUNCH).flight_request()).burnout_s
     _, own = playlist(LAUNCH, None, "JPN", 0)
@@ -68,12 +69,18 @@ def test_kor_reports_let_jpn_warn_before_its_own_radars_could(tmp_path: Path) ->
     assert "Hokkaido" in cap
 
 
-def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct", "--federation",
+def through_federation(regime: str) -> dict[str, Any]:
+    """``scenario run --federation --json`` of the launch under ``regime``, at 50x."""
+    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", regime, "--federation",
                  "--speed", "50", "--json", timeout=300)
     assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
-    assert doc["through"] == "federation" and doc["regime"] == "direct"
+    doc: dict[str, Any] = json.loads(out.stdout)
+    assert doc["through"] == "federation" and doc["regime"] == regime
+    return doc
+
+
+def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
+    doc = through_federation("direct")
     model = json.loads(gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct",
                               "--json").stdout)
     assert set(doc["parties"]) == set(model["parties"])
@@ -86,6 +93,13 @@ def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured
     assert doc["links"]["KOR->JPN"]["items"] > 0 and doc["links"]["KOR->JPN"]["p50_ms"] > 0
 
 
-def test_the_hub_is_not_run_through_a_federation_without_its_consent_desk() -> None:
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "hub", "--federation")
-    assert out.returncode == 2 and "--regime" in out.stderr and "consent" in out.stderr
+def test_the_hub_relays_through_the_federation_with_standing_consents() -> None:
+    doc = through_federation("hub")
+    # KOR and JPN each granted USA a standing consent for the other, held at the hub.
+    assert doc["consents"]["held_at_hub"] and len(doc["consents"]["standing"]) == 2
+    # Under the hub nothing goes between KOR and JPN directly: only through USA.
+    assert not {"KOR->JPN", "JPN->KOR"} & set(doc["links"])
+    relay = doc["relays"]["KOR->USA->JPN"]
+    assert relay["items"] > 0 and 0 < relay["p50_ms"] <= relay["p99_ms"]
+    # KOR's relayed reports reached JPN's node before its own radars saw anything.
+    assert doc["parties"]["JPN"]["first_detection_s"] < 150.0

@@ -129,7 +129,7 @@ def _reports() -> tuple[tuple[str, dict[str, Any]], ...]:
     """KOR's and JPN's radar reports of the 2017-08-29 launch, one per sensor and second of
     report time, in the order a node would store them."""
     from gsomia.shell import feeds
-    from gsomia.shell.commands.sensors import playlist
+    from gsomia.shell.sensor_player import playlist
 
     out: list[tuple[float, str, dict[str, Any]]] = []
     for party in ("KOR", "JPN"):

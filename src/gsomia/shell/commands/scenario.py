@@ -282,9 +282,9 @@ def register(cli: click.Group) -> None:
         """Who detects, tracks, predicts and warns, and when (seconds after launch)."""
         launch = feeds.find_launch(day, index)
         if through_federation:
-            from gsomia.shell.commands.federated import run_federated
+            from gsomia.shell.federated_scenario import run_federated
 
-            doc = run_federated(day, index, regime_name, seed, speed)
+            doc = run_federated(day, index, regime_name, seed, speed, bootstrap.open_node)
         else:
             doc = bootstrap.scenario_runner().run_one(launch, regime_name, seed).to_json()
         if as_json:

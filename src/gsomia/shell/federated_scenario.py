@@ -1,4 +1,4 @@
-"""``scenario run --federation``: one launch through a regime's real three-node federation.
+"""One launch through a regime's real three-node federation (``scenario run --federation``).
 
 The regime's federation is started on loopback (``federation up``, node folders in a
 temporary directory), every party's radars and pre-launch indicators are played into its own
@@ -10,7 +10,11 @@ outputs with (its measurements' clock); a partner's report, track or prediction 
 when the node stored it (wall-clock time since lift-off times ``speed``), or when it was
 made if later. ``links`` gives, per sender and recipient, how many items were
 delivered and the measured latency from the publish at the sender to the signed receipt
-recorded there (p50/p99, wall-clock milliseconds).
+recorded there (p50/p99, wall-clock milliseconds). Under ``hub`` KOR and JPN each grant USA
+a standing consent to pass their items to the other before lift-off (the machine relay of
+TISA: no operator answers per item), and ``relays`` gives, per originator, hub and final
+recipient, the latency from the publish at the originator to the receipt the hub obtained
+from the final recipient.
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ import math
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gsomia.core.errors import MalformedInput
+
+if TYPE_CHECKING:
+    from gsomia.shell.node import Node
 
 __all__ = ["run_federated"]
 
 PARTIES = ("JPN", "KOR", "USA")
-TOPOLOGIES = ("none", "direct", "trilateral")
+TOPOLOGIES = ("none", "direct", "trilateral", "hub")
+HUB = "USA"
+# How long the hub may take to hold both standing consents before the flight starts.
+CONSENT_TIMEOUT_S = 60.0
 
 
 def _settle(nodes: dict[str, Any], quiet_s: float = 3.0, timeout: float = 120.0) -> None:
@@ -99,45 +110,54 @@ def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], ep
                                             "reason", "active")} for w in warnings]}
 
 
-def _links(nodes: dict[str, Any]) -> dict[str, Any]:
+def _latencies(nodes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(links, relays): per ``sender->recipient``, the delivered items the sender originated;
+    per ``originator->hub->recipient``, those it passed on for another party; each from the
+    publish at the originator to the receipt recorded at the sender."""
     import numpy as np
     import sqlalchemy as sa
 
     from gsomia.shell.store import items, outbox
 
-    out: dict[str, Any] = {}
+    published: dict[str, Any] = {}
     for code, node in nodes.items():
         with node.store.engine.connect() as conn:
-            added = {r.id: r.added_at for r in conn.execute(
-                sa.select(items.c.id, items.c.added_at).where(items.c.originator == code))}
+            published.update({r.id: (code, r.added_at) for r in conn.execute(
+                sa.select(items.c.id, items.c.added_at).where(items.c.originator == code))})
+    by: dict[str, list[float]] = {}
+    for code, node in nodes.items():
+        with node.store.engine.connect() as conn:
             rows = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
                                           outbox.c.delivered_at)
                                 .where(outbox.c.status == "delivered")).all()
-        by: dict[str, list[float]] = {}
         for r in rows:
-            if r.item_id in added and r.delivered_at is not None:
-                ms = (r.delivered_at - added[r.item_id]).total_seconds() * 1000.0
-                by.setdefault(f"{code}->{r.recipient}", []).append(ms)
-        for link, ms in sorted(by.items()):
-            a = np.asarray(ms)
-            out[link] = {"items": len(ms), "p50_ms": round(float(np.percentile(a, 50)), 1),
-                         "p99_ms": round(float(np.percentile(a, 99)), 1)}
-    return out
+            if r.item_id not in published or r.delivered_at is None:
+                continue
+            origin, at = published[r.item_id]
+            path = f"{code}->{r.recipient}" if origin == code else \
+                f"{origin}->{code}->{r.recipient}"
+            by.setdefault(path, []).append((r.delivered_at - at).total_seconds() * 1000.0)
+    links: dict[str, Any] = {}
+    relays: dict[str, Any] = {}
+    for path, ms in sorted(by.items()):
+        a = np.asarray(ms)
+        (relays if path.count("->") == 2 else links)[path] = {
+            "items": len(ms), "p50_ms": round(float(np.percentile(a, 50)), 1),
+            "p99_ms": round(float(np.percentile(a, 99)), 1)}
+    return links, relays
 
 
 def run_federated(day: str, index: int | None, regime_name: str, seed: int,
-                  speed: float) -> dict[str, Any]:
-    from gsomia import bootstrap
+                  speed: float, open_node: Callable[[Path], Node]) -> dict[str, Any]:
     from gsomia.core.tracking.trajectory import fit
     from gsomia.core.types import instant
     from gsomia.shell import federation, feeds
-    from gsomia.shell.commands.sensors import Target, play, playlist
+    from gsomia.shell.federated_replay import grant_standing
+    from gsomia.shell.sensor_player import Target, play, playlist
 
     if regime_name not in TOPOLOGIES:
-        raise MalformedInput(f"regime {regime_name!r} is not run through a federation here",
-                             where="--regime",
-                             expected="none, direct or trilateral (the hub relays only with "
-                                      "each originator's consent, answered by people)")
+        raise MalformedInput(f"regime {regime_name!r} is not run through a federation",
+                             where="--regime", expected=", ".join(TOPOLOGIES))
     launch = feeds.find_launch(day, index)
     trajectory = fit(launch.flight_request())
     plays = {p: playlist(day, index, p, seed) for p in PARTIES}
@@ -147,11 +167,15 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
         nodes: dict[str, Any] = {}
         try:
             for p in PARTIES:
-                nodes[p] = bootstrap.open_node(folder / p)
+                nodes[p] = open_node(folder / p)
+            # The hub relays only with each originator's consent: standing ones, granted
+            # before lift-off, so that no relay waits for a person.
+            consents = grant_standing(nodes, CONSENT_TIMEOUT_S) \
+                if regime_name == "hub" else None
             failures: list[BaseException] = []
 
             def feed(party: str) -> None:
-                target = Target(str(folder / party), None, None)
+                target = Target(str(folder / party), None, None, open_node)
                 try:
                     play(target, *plays[party], speed)
                 except BaseException as exc:  # shown once every party is done
@@ -173,7 +197,7 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
             truth = (trajectory.impact_lat_deg, trajectory.impact_lon_deg)
             parties = {p: _party_figures(p, _held(nodes[p], began, speed), epoch, truth)
                        for p in PARTIES}
-            links = _links(nodes)
+            links, relays = _latencies(nodes)
         finally:
             for node in nodes.values():
                 node.close()
@@ -185,4 +209,5 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
                       "range_km": round(trajectory.range_km, 1),
                       "impact_lat": round(trajectory.impact_lat_deg, 3),
                       "impact_lon": round(trajectory.impact_lon_deg, 3)},
-            "parties": parties, "links": links}
+            "parties": parties, "links": links,
+            **({"relays": relays, "consents": consents} if consents is not None else {})}
