@@ -36,12 +36,31 @@ LISTING = {"list", "status", "info", "items", "launches", "events", "head", "sho
 
 
 def leaves(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
-    for name, command in sorted(group.commands.items()):
+    ctx = click.Context(group)
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
         path = f"{prefix}{name}"
         if isinstance(command, click.Group):
             yield from leaves(command, path + " ")
         else:
             yield path, command
+
+
+def test_each_command_is_found_in_the_modules_that_register_it() -> None:
+    """The command line imports a command's modules only when it is run: its table of which
+    modules register which command must be what the modules do register."""
+    from importlib import import_module
+
+    from gsomia.shell.cli import COMMAND_MODULES, COMMANDS
+
+    registered: dict[str, list[str]] = {}
+    for module in COMMAND_MODULES:
+        scratch = click.Group()
+        import_module(module).register(scratch)
+        for name in scratch.commands:
+            registered.setdefault(name, []).append(module.rsplit(".", 1)[1])
+    assert {name: tuple(modules) for name, modules in registered.items()} == COMMANDS
 
 
 def takes_json(command: click.Command) -> bool:

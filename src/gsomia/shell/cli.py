@@ -65,14 +65,46 @@ def flag_of(field: str) -> str:
     return FIELD_FLAGS.get(field, field)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Which modules register each top-level command, in COMMAND_MODULES order (a group such as
+# ``node`` gathers commands from several). A command's modules are imported only when it is
+# run: every command imported costs each run about 1 s of CPU (NumPy, SciPy, SQLAlchemy,
+# the tracker), and the tests run the command line hundreds of times.
+# tests/e2e/test_cli_output.py checks this table against what the modules register.
+COMMANDS: dict[str, tuple[str, ...]] = {
+    "agreement": ("agreements",), "classify": ("agreements",), "label": ("agreements",),
+    "release-check": ("agreements",),
+    "audit": ("node", "notices"), "item": ("node", "notices"), "items": ("node",),
+    "node": ("node", "serve", "federation"), "publish": ("node",), "user": ("node",),
+    "demo": ("demo",), "launches": ("tracking",), "trajectory": ("tracking",),
+    "evaluate": ("scenario",), "scenario": ("scenario",), "track": ("track",),
+    "consent": ("federation",), "federation": ("federation",),
+    "replay": ("report",), "report": ("report",), "doctor": ("doctor",),
+    "incident": ("notices",), "warnings": ("warnings",), "sensors": ("sensors",),
+}
+
+
+class LazyCommands(click.Group):
+    """The top-level group: lists every command, imports a command's modules when it is
+    asked for (a run, or --help)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            # Registered into a group of their own, so that a module registering other
+            # commands too (``federation`` adds ``node run``) leaves this group's alone.
+            scratch = click.Group()
+            for module in COMMANDS[cmd_name]:
+                import_module(f"gsomia.shell.commands.{module}").register(scratch)
+            self.add_command(scratch.commands[cmd_name], cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyCommands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gsomia")
 def cli() -> None:
     """gsomia: release classified military information only as the agreements in force allow."""
-
-
-for _name in COMMAND_MODULES:
-    import_module(_name).register(cli)
 
 
 def usage_error_line(exc: click.ClickException) -> str:

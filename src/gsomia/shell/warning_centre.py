@@ -40,7 +40,7 @@ __all__ = ["CentreWorker", "id_secret", "output_id", "start_centre"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5     # a full pass at least this often (another database: every pass)
-WAKE_S = 0.005
+WAKE_S = 0.02
 BATCH = 500
 
 
