@@ -15,12 +15,19 @@ from typing import Any
 
 import pytest
 from test_federation import Federation
-from test_sensor_feeds import LAUNCH, SPEED, WAIT, first_warning_s, gsomia, settled, url, user
+from test_sensor_feeds import LAUNCH, WAIT, first_warning_s, gsomia, settled, url, user
 from test_warnings_out import cap_schema
 
 from gsomia.shell import exchange
 
 pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
+
+
+# The centre takes what it holds in the order it arrived: a partner's report that arrives after
+# the centre has moved past its time is too late to help, as it would be in a real flight. At
+# 40x a delivery slowed to 1 s by a loaded machine is 40 s of flight, so the regimes are
+# compared at 10x (the README's advice too).
+REGIME_SPEED = "10"
 
 
 def run_regime(folder: Path, topology: str) -> tuple[float | None, str]:
@@ -33,7 +40,7 @@ def run_regime(folder: Path, topology: str) -> tuple[float | None, str]:
         players = [subprocess.Popen(
             [sys.executable, "-m", "gsomia", "sensors", "run", "--launch", LAUNCH, "--party",
              code, "--node", url(fed, code), "--token", tokens[code], "--ca",
-             str(fed.folder / code / "tls" / "ca.crt"), "--speed", SPEED, "--until", "260",
+             str(fed.folder / code / "tls" / "ca.crt"), "--speed", REGIME_SPEED, "--until", "260",
              "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for code in ("KOR", "JPN")]
         for p in players:
