@@ -1,9 +1,8 @@
 """The warning centre under the sharing regimes, through real node processes (issue 12):
 JPN's own radars first see the 2017-08-29 Hwasong-12 after burnout, and with KOR's reports
 under ``direct`` JPN's node warns earlier than under ``none`` (its warning out of
-``gsomia warnings --cap`` as live CAP 1.2); ``scenario run --federation`` prints the model's
-figures measured at the nodes. Apart from ``test_sensor_feeds.py`` so that the two files run
-on separate workers."""
+``gsomia warnings --cap`` as live CAP 1.2). Apart from ``test_sensor_feeds.py`` and
+``test_sensor_federation.py`` so that the files run on separate workers."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from test_federation import Federation
@@ -74,39 +72,3 @@ def test_kor_reports_let_jpn_warn_before_its_own_radars_could(tmp_path: Path) ->
     cap_schema().validate(cap)
     assert "<status>Actual</status>" in cap     # a live centre's warning, not an exercise
     assert "Hokkaido" in cap
-
-
-def through_federation(regime: str) -> dict[str, Any]:
-    """``scenario run --federation --json`` of the launch under ``regime``, at 50x."""
-    out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", regime, "--federation",
-                 "--speed", "50", "--json", timeout=300)
-    assert out.returncode == 0, out.stderr
-    doc: dict[str, Any] = json.loads(out.stdout)
-    assert doc["through"] == "federation" and doc["regime"] == regime
-    return doc
-
-
-def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured() -> None:
-    doc = through_federation("direct")
-    model = json.loads(gsomia("scenario", "run", "--launch", LAUNCH, "--regime", "direct",
-                              "--json").stdout)
-    assert set(doc["parties"]) == set(model["parties"])
-    for figures in doc["parties"].values():
-        assert set(model["parties"]["JPN"]) - {"cued", "received", "routes"} <= set(figures)
-    jpn = doc["parties"]["JPN"]
-    assert jpn["first_warning_s"] is not None and "Hokkaido" in jpn["warnings"][0]["regions"]
-    # KOR's reports reached JPN's node: it held one before its own radars saw anything.
-    assert jpn["first_detection_s"] < 150.0
-    assert doc["links"]["KOR->JPN"]["items"] > 0 and doc["links"]["KOR->JPN"]["p50_ms"] > 0
-
-
-def test_the_hub_relays_through_the_federation_with_standing_consents() -> None:
-    doc = through_federation("hub")
-    # KOR and JPN each granted USA a standing consent for the other, held at the hub.
-    assert doc["consents"]["held_at_hub"] and len(doc["consents"]["standing"]) == 2
-    # Under the hub nothing goes between KOR and JPN directly: only through USA.
-    assert not {"KOR->JPN", "JPN->KOR"} & set(doc["links"])
-    relay = doc["relays"]["KOR->USA->JPN"]
-    assert relay["items"] > 0 and 0 < relay["p50_ms"] <= relay["p99_ms"]
-    # KOR's relayed reports reached JPN's node before its own radars saw anything.
-    assert doc["parties"]["JPN"]["first_detection_s"] < 150.0
