@@ -45,13 +45,8 @@ KOR_II = "군사II급비밀"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    fed = Federation(tmp_path_factory.mktemp("hub"), "hub")
-    try:
-        fed.up()
+    with Federation.running(tmp_path_factory.mktemp("hub"), "hub") as fed:
         yield fed
-    finally:
-        fed.down()
-        fed.close()
     runner = CliRunner()
     verify = click.Group()
     node_commands.register(verify)
