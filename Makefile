@@ -39,7 +39,7 @@ demo: $(RUNTIME)
 test: $(STAMP) lint
 	sh tools/pg-test-cluster.sh install
 	sh tools/install-chromium.sh
-	$(PY) -m pytest -q -n 3 --dist loadfile
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench

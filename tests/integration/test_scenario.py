@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gsomia.bootstrap import scenario_runner
-from gsomia.core.scenario import PartyOutcome, Result
+from gsomia.core.scenario import Options, PartyOutcome, Result
 from gsomia.core.warning import Warning
 from gsomia.shell import feeds
 from gsomia.shell.scenarios import EVALUATION
@@ -25,8 +25,15 @@ def kn23() -> dict[str, Result]:
     launch = feeds.find_launch(KN23_2019, 0)
     assert launch.missile.id == "hwasong-11a" and launch.apogee_km is not None
     assert launch.apogee_km < 60
-    runner = scenario_runner()
-    return {r: runner.run_one(launch, r, seed=3) for r in ("none", "hub", "direct", "trilateral")}
+    return _replay(KN23_2019, 3, ("none", "hub", "direct", "trilateral"), Options())
+
+
+def _replay(day: str, seed: int, regimes: tuple[str, ...], options: Options) -> dict[str, Result]:
+    """The launch under each regime as evaluate runs it: one trajectory, and each set of
+    sensors tracked once for all regimes (the memo), as the pinned tests check gives the same
+    results as a run per regime."""
+    runs = scenario_runner().replay(feeds.find_launch(day, 0), seed, regimes, options=options)
+    return runs.results
 
 
 def test_japan_alone_never_tracks_the_low_kn23_but_korea_does(kn23: dict[str, Result]) -> None:
@@ -70,10 +77,9 @@ def test_trilateral_carries_no_indicators_reports_or_sensor_sites(
 
 
 def test_indicators_cue_only_through_permitted_routes() -> None:
-    launch = feeds.find_launch("2017-08-29")
     cued = {}
-    for regime in ("none", "direct", "trilateral"):
-        res = scenario_runner().run_one(launch, regime, seed=11)
+    runs = _replay("2017-08-29", 11, ("none", "direct", "trilateral"), Options())
+    for regime, res in runs.items():
         cued[regime] = {p: o.cued for p, o in res.parties.items()}
         got = {p: o.received.get("pre-launch-indicator", 0) for p, o in res.parties.items()}
         if regime in ("none", "trilateral"):
@@ -138,8 +144,7 @@ def test_early_alert_for_the_hokkaido_overflights(day: str) -> None:
 def test_lofted_icbm_impact_error_at_first_warning_is_under_50_km(day: str) -> None:
     launch = feeds.find_launch(day, 0)
     assert launch.missile_class == "ICBM" and (launch.apogee_km or 0) > 1500
-    for regime in ("direct", "hub"):
-        res = scenario_runner().run_one(launch, regime, 0, options=EVALUATION)
+    for regime, res in _replay(day, 0, ("direct", "hub"), EVALUATION).items():
         for party in ("JPN", "USA"):
             o = res.parties[party]
             assert o.first_warning_s is not None
@@ -150,9 +155,7 @@ def test_lofted_icbm_impact_error_at_first_warning_is_under_50_km(day: str) -> N
 
 def test_no_land_alert_for_a_flight_that_stays_over_the_sea() -> None:
     # Four extended-range Scuds into the Sea of Japan, 300-350 km off Akita.
-    launch = feeds.find_launch("2017-03-05", 0)
-    for regime in ("none", "direct"):
-        res = scenario_runner().run_one(launch, regime, 0, options=EVALUATION)
+    for regime, res in _replay("2017-03-05", 0, ("none", "direct"), EVALUATION).items():
         for party, o in res.parties.items():
             assert not _land_alerts(o), (regime, party, [w.to_json() for w in o.warnings])
         assert res.parties["JPN"].first_warning_s is not None
