@@ -52,6 +52,7 @@ from gsomia.shell.store import (
     SqlRepository,
     Store,
     UTCDateTime,
+    among,
     make_engine,
     revoked_token,
     users,
@@ -477,14 +478,5 @@ def _version_text(obj: Mapping[str, Any]) -> str:
 
 def _versions_of(conn: sa.Connection, ids: Sequence[str]) -> list[tuple[str, str, str]]:
     """(id, version, originator) of every stored version of ``ids``."""
-    out: list[tuple[str, str, str]] = []
-    unique = sorted(set(ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
-        out.extend((r[0], r[1], r[2]) for r in conn.execute(
-            _VERSIONS_OF, {"ids": chunk}))
-    return out
-
-
-_VERSIONS_OF = sa.text("SELECT id, version, originator FROM items WHERE id IN :ids") \
-    .bindparams(sa.bindparam("ids", expanding=True))
+    return [(r[0], r[1], r[2]) for r in among(
+        conn, "SELECT id, version, originator FROM items WHERE id IN :among", ids)]
