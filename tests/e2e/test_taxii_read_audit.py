@@ -6,80 +6,19 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
-from test_taxii_interop import free_port, start_node, wait_ready
-from test_taxii_oracles import _stop
+from test_taxii_oracles import II, OBJECTS, Served, indicator, kor
 
-from gsomia.bootstrap import collection_id
-from gsomia.core.labels import SecurityLabel
-from gsomia.core.stix import label_marking
-from gsomia.core.taxii import TAXII_MEDIA
-from gsomia.service import handlers
-from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.node import init_node, new_token
 from gsomia.shell.store import audit_events, tree_heads
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
-CATALOGUE = load_catalogue()
-OBJECTS = f"gsomia/collections/{collection_id('KOR')}/objects/"
-LABEL = SecurityLabel("KOR", "군사II급비밀", frozenset({"KOR", "JPN"}), "dprk-missile")
+__all__ = ["kor"]  # test_taxii_oracles' fixture: this module gets a KOR node process of its own
 HELD = 40
 READERS, PAGES, PAGE = 8, 6, 5
-
-
-@dataclass
-class Served:
-    url: str
-    folder: Path
-    token: str
-
-    @property
-    def ca(self) -> str:
-        return str(self.folder / "tls" / "ca.crt")
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "Accept": TAXII_MEDIA}
-
-
-@pytest.fixture(scope="module")
-def kor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    folder = tmp_path_factory.mktemp("read-audit") / "kor"
-    made = init_node(folder, "KOR", catalogue=CATALOGUE, now=datetime.now(UTC))
-    token = new_token()
-    handlers.add_user(made.uow(), keys=made.keys, schemes=CATALOGUE.schemes, name="kim",
-                      clearance="군사II급비밀", need_to_know=["dprk-missile"], token=token,
-                      now=datetime.now(UTC))
-    made.close()
-    port = free_port()
-    process = start_node(folder, port)
-    served = Served(f"https://127.0.0.1:{port}/", folder, token)
-    try:
-        wait_ready(served.url, served.ca, process)
-        marking = label_marking(LABEL, LABEL.english_marking(CATALOGUE.schemes),
-                                created=datetime(2024, 3, 1, tzinfo=UTC))
-        objs = [{"type": "indicator", "spec_version": "2.1",
-                 "id": f"indicator--{uuid.UUID(int=n + 1, version=4)}",
-                 "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
-                 "name": f"TEL movement {n}", "pattern": f"[x-dprk-site:name = 'Sinpo-{n}']",
-                 "pattern_type": "stix", "valid_from": "2024-03-01T08:00:00Z",
-                 "object_marking_refs": [marking["id"]]} for n in range(HELD)]
-        r = requests.post(served.url + OBJECTS, data=json.dumps({"objects": [marking, *objs]}),
-                          headers={**served.headers, "Content-Type": TAXII_MEDIA},
-                          verify=served.ca, timeout=30)
-        assert r.status_code == 202 and r.json()["success_count"] == HELD + 1, r.text
-        yield served
-    finally:
-        _stop(process)
 
 
 def _granted(engine: sa.Engine) -> list[set[str]]:
@@ -102,6 +41,8 @@ def _heads(engine: sa.Engine) -> int:
 
 def test_concurrent_readers_share_commits_and_each_page_is_on_record_when_it_arrives(
         kor: Served) -> None:
+    status = kor.post("kim", II, [indicator(n) for n in range(1000, 1000 + HELD)])
+    assert status["success_count"] == HELD + 1, status
     engine = sa.create_engine(f"sqlite:///{kor.folder / 'node.db'}")
     try:
         heads_before, granted_before = _heads(engine), len(_granted(engine))
@@ -114,7 +55,7 @@ def test_concurrent_readers_share_commits_and_each_page_is_on_record_when_it_arr
             session = requests.Session()
             start.wait()
             for page in range(PAGES):
-                r = session.get(kor.url + OBJECTS, headers=kor.headers, verify=kor.ca,
+                r = session.get(kor.url + OBJECTS, headers=kor.headers("kim"), verify=kor.ca,
                                 params={"limit": PAGE, "added_after": "2000-01-01T00:00:00Z"}
                                 if page % 2 else {"limit": PAGE}, timeout=30)
                 if r.status_code != 200:
