@@ -20,11 +20,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ PAGE = 1000  # objects per read request (per_request)
 GETS = 300  # GET-by-id requests
 LARGE = int(os.environ.get("GSOMIA_BENCH_TAXII_LARGE", "1000000"))  # pre-filled store size
 MEDALLION_BUDGET = 30.0  # seconds per medallion phase (it slows quadratically)
+READERS = 4  # clients paging through the N objects at the same time (gsomia only)
 
 
 
@@ -82,15 +85,17 @@ def _indicator(n: int, run: str) -> dict[str, Any]:
             "valid_from": "2024-03-01T08:00:00Z", "indicator_types": ["malicious-activity"]}
 
 
-def _workload(coll: Any, run: str, marking: dict[str, Any] | None, budget: float | None
-              ) -> dict[str, Any]:
-    """Ingest N objects in batches, page through them, GET some by id."""
+def _workload(coll: Any, run: str, marking: dict[str, Any] | None, budget: float | None,
+              cpu: Callable[[], float] | None = None) -> dict[str, Any]:
+    """Ingest N objects in batches, page through them, GET some by id; ``cpu`` gives the
+    server's CPU seconds so far (for the CPU per object ingested)."""
     from taxii2client.v21 import as_pages
 
     objs = [_indicator(n, run) for n in range(N)]
     if marking is not None:
         objs = [{**o, "object_marking_refs": [marking["id"]]} for o in objs]
     started = time.perf_counter()
+    cpu_started = cpu() if cpu is not None else 0.0
     stored = 0
     for i in range(0, N, BATCH):
         head = [marking] if marking is not None else []
@@ -99,6 +104,7 @@ def _workload(coll: Any, run: str, marking: dict[str, Any] | None, budget: float
         if budget is not None and time.perf_counter() - started > budget:
             break
     ingest_s = time.perf_counter() - started
+    cpu_ingest = cpu() - cpu_started if cpu is not None else None
     ids = [o["id"] for o in objs[:stored]]
     started = time.perf_counter()
     read = 0
@@ -125,10 +131,48 @@ def _workload(coll: Any, run: str, marking: dict[str, Any] | None, budget: float
     lat.sort()
     return {
         "ingested": stored, "ingest_per_s": round(stored / ingest_s, 1),
+        **({} if cpu_ingest is None else
+           {"cpu_ms_per_item_ingest": round(cpu_ingest * 1e3 / max(stored, 1), 3)}),
         "read": read, "read_complete": complete, "read_per_s": round(read / read_s, 1),
         "gets": len(lat), "get_p50_ms": round(lat[len(lat) // 2] * 1e3, 2),
         "get_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e3, 2),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _concurrent_reads(url: str, user: str, token: str, ca: str) -> dict[str, Any]:
+    """READERS clients page through the N objects at the same time (pages of PAGE): with
+    reads audited in the request, what their audit commits cost when they may share them."""
+    import requests
+
+    def page_all(counts: list[int]) -> None:
+        session = requests.Session()
+        params: dict[str, Any] = {"limit": PAGE, "match[type]": "indicator"}
+        while True:
+            r = session.get(url, params=params, auth=(user, token), verify=ca, timeout=60,
+                            headers={"Accept": "application/taxii+json;version=2.1"})
+            r.raise_for_status()
+            body = r.json()
+            counts.append(len(body.get("objects", [])))
+            if not body.get("more"):
+                return
+            params = {**params, "next": body["next"]}
+
+    counts: list[list[int]] = [[] for _ in range(READERS)]
+    threads = [threading.Thread(target=page_all, args=(c,)) for c in counts]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    read = sum(sum(c) for c in counts)
+    return {"readers": READERS, "read": read,
+            "read_concurrent_per_s": round(read / (time.perf_counter() - started), 1)}
 
 
 def _gsomia_node(folder: Path) -> tuple[str, dict[str, Any]]:
@@ -238,7 +282,13 @@ def _gsomia_run(tmp: Path, label: str, prefill: int, audit_reads: str = "sync"
                         verify=ca)
         coll = next(c for c in server.api_roots[0].collections
                     if c.id == collection_id("JPN"))
-        out.update(_workload(coll, f"gsomia-{label}", marking, None))
+        # The server's CPU per object ingested: the figure others' load moves least.
+        out.update(_workload(coll, f"gsomia-{label}", marking, None,
+                             partial(_cpu_seconds, proc.pid)))
+        if not prefill:
+            out["concurrent"] = _concurrent_reads(
+                f"https://127.0.0.1:{port}/gsomia/collections/{collection_id('JPN')}"
+                "/objects/", "bench", token, ca)
     return out
 
 
@@ -267,6 +317,10 @@ def _line(name: str, r: dict[str, Any]) -> None:
     print(f"{name:<17} ingest {r['ingest_per_s']:>8,.0f} obj/s   read {r['read_per_s']:>8,.0f} "
           f"obj/s   GET p50 {r['get_p50_ms']} ms p99 {r['get_p99_ms']} ms"
           + ("" if r["read_complete"] else "  (read cut at the time budget)"), flush=True)
+    if "concurrent" in r:
+        print(f"{'':<17} server CPU {r['cpu_ms_per_item_ingest']} ms per object ingested; "
+              f"{r['concurrent']['readers']} readers paging at once "
+              f"{r['concurrent']['read_concurrent_per_s']:,.0f} obj/s", flush=True)
 
 
 def run() -> dict[str, Any]:

@@ -95,6 +95,26 @@ def test_all_versions_are_kept_and_a_held_version_is_refused(
     assert len(events(kor)) == size
 
 
+def test_what_is_held_is_found_among_many_and_odd_ids(
+        db_url: str, node_factory: Factory, make_indicator: Callable[..., Any],
+        now: datetime) -> None:
+    # The lookups a publish makes pass their ids as one JSON text (SQLite) or array
+    # (PostgreSQL): any id, quotes and all, and more than a statement's parameter limit.
+    kor = node_factory("KOR", db_url)
+    held = [make_indicator(n) for n in range(3)]
+    for obj in held:
+        publish(kor, obj, SECRET_KOR, now)
+    odd = ['indicator--"', "indicator--'); DROP TABLE items; --", "indicator--\\u0000\u00e9",
+           "[]", *(f"indicator--{n}" for n in range(1200))]
+    asked = odd + [o["id"] for o in held]
+    with kor.store.repository() as repo:
+        found = repo.held_versions([(i, "2024-03-01T08:00:00.000Z") for i in asked])
+        labels = repo.current_labels(asked)
+    assert found == {(o["id"], "2024-03-01T08:00:00.000Z") for o in held}
+    assert sorted(labels) == sorted(o["id"] for o in held)
+    assert all(len(v) == 1 and v[0].level == SECRET_KOR.level for v in labels.values())
+
+
 @pytest.mark.parametrize("request_, obj_change, message", [
     (LabelRequest("SECRET", ("KOR",), "dprk-missile"), {}, "not a KOR classification level"),
     (LabelRequest("군사II급비밀", ("KOR",), "dprk-missile", frozenset({"EYES"})), {},

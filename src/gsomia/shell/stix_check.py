@@ -7,8 +7,11 @@ microseconds. It applies the schemas shipped inside the pinned stix2-validator 3
 agree on what a valid object is), checks that timestamps are real instants and ordered
 (``modified`` ≥ ``created``, ``valid_until`` > ``valid_from``, …), that the id names the
 type, and the pattern grammar of STIX indicators (stix2-patterns, one parse per pattern
-shape: see :func:`pattern_shape`). The test suite checks that everything the API serves
-passes stix2-validator itself.
+shape: see :func:`pattern_shape`), formats (uri, email, idn-hostname) and every MUST rule
+stix2-validator applies beyond the schemas (:func:`_must_problems`, with its own tables).
+The node may refuse more than stix2-validator, never less: ``test_stix_equivalence`` checks
+that on the test corpus and on Hypothesis-made objects, and the interop tests that
+everything the API serves passes stix2-validator itself.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from collections.abc import Mapping
-from functools import lru_cache
+import uuid
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +37,36 @@ _ORDERED = (("created", "modified", "≥"), ("valid_from", "valid_until", ">"),
             ("start_time", "stop_time", ">"))
 
 
-@lru_cache(maxsize=1)
-def _validators() -> tuple[dict[str, Any], Any, Any]:
-    import jsonschema_rs
-
+def _package() -> Path:
     # find_spec locates the package without importing it (its import costs seconds).
     spec = importlib.util.find_spec("stix2validator")
     if spec is None or not spec.submodule_search_locations:
         raise MalformedInput("stix2-validator is not installed", where="stix check",
                              expected="stix2-validator 3.2.x (its schemas are used)")
-    root = Path(next(iter(spec.submodule_search_locations))) / "schemas-2.1" / "schemas"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def _enums() -> Any:
+    """stix2-validator's tables for its MUST rules (``v21/enums.py``: language codes, the
+    timestamp properties of each type, observable types and properties, IANA media types
+    and character sets from its own CSV files), loaded from that one file: it imports only
+    csv, glob and os, where importing the package costs seconds."""
+    path = _package() / "v21" / "enums.py"
+    spec = importlib.util.spec_from_file_location("gsomia_stix2validator_enums", path)
+    if spec is None or spec.loader is None:
+        raise MalformedInput("stix2-validator's tables are missing", where=str(path),
+                             expected="stix2-validator 3.2.x")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@lru_cache(maxsize=1)
+def _validators() -> tuple[dict[str, Any], Any, Any]:
+    import jsonschema_rs
+
+    root = _package() / "schemas-2.1" / "schemas"
     docs: dict[str, Any] = {}
     for folder in ("common", "sdos", "sros", "observables"):
         for entry in (root / folder).iterdir():
@@ -49,16 +74,17 @@ def _validators() -> tuple[dict[str, Any], Any, Any]:
                 doc = json.loads(entry.read_text("utf-8"))
                 docs[doc["$id"]] = doc
     registry = jsonschema_rs.Registry(list(docs.items()))
+    # Formats too (uri, email, idn-hostname), as stix2-validator's format checker does.
+    compiled = partial(jsonschema_rs.validator_for, registry=registry, validate_formats=True)
     by_type: dict[str, Any] = {}
     for key, doc in docs.items():
         name = key[len(_BASE):]
         folder, _, file = name.partition("/")
         if folder in ("sdos", "sros", "observables") or file in (
                 "marking-definition.json", "extension-definition.json", "language-content.json"):
-            by_type[file[:-len(".json")]] = jsonschema_rs.validator_for(doc, registry=registry)
-    core = jsonschema_rs.validator_for(docs[_BASE + "common/core.json"], registry=registry)
-    observable = jsonschema_rs.validator_for(docs[_BASE + "common/cyber-observable-core.json"],
-                                             registry=registry)
+            by_type[file[:-len(".json")]] = compiled(doc)
+    core = compiled(docs[_BASE + "common/core.json"])
+    observable = compiled(docs[_BASE + "common/cyber-observable-core.json"])
     return by_type, core, observable
 
 
@@ -92,21 +118,150 @@ def pattern_shape(pattern: str) -> str:
     return "".join(out)
 
 
-def _pattern_problem(pattern: str) -> str | None:
-    if _validate_pattern(pattern_shape(pattern)) is None:
+def _pattern_problem(pattern: str, version: str = "2.1") -> str | None:
+    if _validate_pattern(pattern_shape(pattern), version) is None:
         return None
-    return _validate_pattern(pattern)  # the message names the caller's own strings
+    return _validate_pattern(pattern, version)  # the message names the caller's own strings
 
 
 @lru_cache(maxsize=65536)
-def _validate_pattern(pattern: str) -> str | None:
+def _validate_pattern(pattern: str, version: str = "2.1") -> str | None:
+    from stix2patterns.v21.pattern import Pattern
     from stix2patterns.validator import run_validator
 
     try:
-        errors = run_validator(pattern, stix_version="2.1")
+        errors = run_validator(pattern, stix_version=version)
+        if errors:
+            return "; ".join(str(e) for e in errors)
+        # stix2-validator's MUST rules on the names a pattern compares (they depend on the
+        # object types and property paths, not on the strings: the shape decides them too)
+        enums = _enums()
+        for kind, comparisons in Pattern(pattern).inspect().comparisons.items():
+            if kind not in enums.OBSERVABLE_TYPES and (
+                    not _TYPE_NAME.match(kind) or not 3 <= len(kind) <= 250):
+                return f"{kind!r} is not a valid observable type name"
+            for path, *_ in comparisons:
+                known = enums.OBSERVABLE_PROPERTIES.get(kind, ())
+                if path[0] not in known and not _PROPERTY_NAME.match(str(path[0])):
+                    return f"{path[0]!r} is not a valid observable property name"
     except Exception as exc:  # the ANTLR front end raises anything on odd input
-        return str(exc)
-    return "; ".join(str(e) for e in errors) or None
+        return str(exc) or type(exc).__name__
+    return None
+
+
+_TYPE_NAME = re.compile(r"^\-?[a-z0-9]+(-[a-z0-9]+)*\-?$")
+_PROPERTY_NAME = re.compile(r"^[a-z0-9_]{3,250}$")
+# A timestamp as stix2-validator's MUST rule reads one before parsing it (leap second 60
+# included: it must still parse as a real instant, and does not).
+_STAMP = re.compile(r"^[0-9]{4}-(0[1-9]|1[012])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):"
+                    r"([0-5][0-9]):([0-5][0-9]|60)(\.[0-9]+)?Z$")
+_INDEX = re.compile(r"\[(\d+)\]")
+_UUID4_UNLESS = {"artifact": ("hashes", "payload_bin"),
+                 "email-message": ("from_ref", "subject", "body"),
+                 "user-account": ("account_type", "user_id", "account_login"),
+                 "windows-registry-key": ("key", "values"),
+                 "x509-certificate": ("hashes", "serial_number")}
+
+
+def _must_problems(obj: Mapping[str, Any]) -> Iterator[str]:
+    """What stix2-validator's MUST rules (``v21/musts.py``) refuse beyond the schemas, the
+    pattern grammar and the order of paired timestamps, checked here the same way."""
+    enums = _enums()
+    kind = str(obj["type"])
+    observable = kind in enums.OBSERVABLE_TYPES
+    if kind == "observed-data" and "objects" in obj:
+        yield "the deprecated 'objects' property (use object_refs)"
+    stamps: list[tuple[Any, str]] = [(obj, n) for n in ("created", "modified",
+                                                        *enums.TIMESTAMP_PROPERTIES.get(kind, ()))]
+    if observable:
+        stamps += [(obj, n) for n in enums.TIMESTAMP_OBSERVABLE_PROPERTIES.get(kind, ())]
+        for embed, names in enums.TIMESTAMP_EMBEDDED_PROPERTIES.get(kind, {}).items():
+            held = obj.get(embed)
+            if not isinstance(held, Mapping):
+                continue
+            inner = [v for v in held.values() if isinstance(v, Mapping)] \
+                if embed == "extensions" else [held]
+            stamps += [(where, n) for where in inner for n in names]
+    for where, name in stamps:
+        if name not in where:
+            continue
+        value = where[name]
+        # Not text (the schemas leave it free on observables) fails stix2-validator's rule.
+        if not isinstance(value, str) or (_STAMP.match(value) and _instant(value) is None):
+            yield f"{name}: {value!r} is not a valid timestamp"
+    # stix2-validator compares these as text: so does the node, besides as instants.
+    compares = [("modified", "ge", "created"), *enums.TIMESTAMP_COMPARE.get(kind, ())]
+    if observable:
+        compares += enums.TIMESTAMP_COMPARE_OBSERVABLE.get(kind, [])
+    for first, op, second in compares:
+        if first in obj and second in obj and not (
+                obj[first] >= obj[second] if op == "ge" else obj[first] > obj[second]):
+            yield f"{first} must be {'≥' if op == 'ge' else '>'} {second}"
+    if kind == "marking-definition" and (obj["id"] in obj.get("object_marking_refs", ()) or any(
+            m.get("marking_ref") == obj["id"] for m in obj.get("granular_markings", ()))):
+        yield "a marking definition may not mark itself"
+    for marking in obj.get("granular_markings", ()):
+        for selector in marking.get("selectors", ()):
+            if not _selects(obj, selector):
+                yield f"{selector!r} is not a valid selector"
+    refs = obj.get("external_references", [])
+    if not isinstance(refs, list) or not all(isinstance(r, Mapping) for r in refs):
+        # The schemas leave it free on observables; stix2-validator fails on anything but a
+        # list there (an error, so a refusal)
+        yield "external_references is not a list of external references"
+    if "lang" in obj and obj["lang"] not in enums.LANG_CODES:
+        yield f"{obj['lang']!r} is not a valid RFC 5646 language code"
+    if kind == "artifact" and "mime_type" in obj and obj["mime_type"] not in \
+            enums.media_types():
+        yield f"mime_type {obj['mime_type']!r} is not an IANA media type"
+    for owner, name in (("directory", "path_enc"), ("file", "name_enc")):
+        if kind == owner and name in obj and obj[name] not in enums.char_sets():
+            yield f"{name} {obj[name]!r} is not an IANA character set"
+    if kind == "software":
+        for code in obj.get("languages", ()):
+            if code not in enums.SOFTWARE_LANG_CODES:
+                yield f"{code!r} is not an ISO 639-2 language code"
+    if "cpe" in obj:
+        from cpe import CPE
+
+        try:
+            CPE(obj["cpe"], CPE.VERSION_2_3)
+        except Exception:
+            yield f"{obj['cpe']!r} is not a CPE 2.3 name"
+    if kind == "language-content":
+        for code, content in obj.get("contents", {}).items():
+            if code not in enums.LANG_CODES or not all(
+                    _PROPERTY_NAME.match(k) for k in content):
+                yield f"contents {code!r} is not a language code with property names"
+    needs_v4 = kind == "process" or (
+        kind in _UUID4_UNLESS and not any(k in obj for k in _UUID4_UNLESS[kind]))
+    if needs_v4 and uuid.UUID(str(obj["id"]).split("--")[-1]).version != 4:
+        yield f"a {kind} without its contributing properties needs a UUIDv4 id"
+
+
+def _instant(text: Any) -> datetime | None:
+    """``text`` as an instant, None if it is not one."""
+    return _parsed(text) if isinstance(text, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parsed(text: str) -> datetime | None:
+    # Objects of a batch mostly share their timestamps: each text is parsed once.
+    try:
+        return timestamp(text, where="")
+    except MalformedInput:
+        return None
+
+
+def _selects(obj: Any, selector: str) -> bool:
+    """Whether a granular marking's selector names something ``obj`` holds."""
+    for segment in selector.split("."):
+        index = _INDEX.match(segment)
+        try:
+            obj = obj[int(index.group(1))] if index else obj[segment]
+        except (IndexError, KeyError, TypeError):
+            return False
+    return True
 
 
 def check_stix(obj: Mapping[str, Any]) -> None:
@@ -135,13 +290,25 @@ def check_stix(obj: Mapping[str, Any]) -> None:
                              expected=f"{kind}--<uuid>")
     for first, then, rule in _ORDERED:
         if first in obj and then in obj:
-            a = timestamp(obj[first], where=f"{where}.{first}")
-            b = timestamp(obj[then], where=f"{where}.{then}")
+            a, b = _instant(obj[first]), _instant(obj[then])
+            if a is None or b is None:
+                timestamp(obj[first] if a is None else obj[then],
+                          where=f"{where}.{first if a is None else then}")  # raises: says why
+                continue
             if (b < a) if rule == "≥" else (b <= a):
                 raise MalformedInput(f"{then} is not {rule} {first}", where=where,
                                      expected=f"{then} {rule} {first}")
     if kind == "indicator" and obj.get("pattern_type") == "stix":
-        problem = _pattern_problem(str(obj.get("pattern", "")))
+        version = obj.get("pattern_version", obj.get("spec_version", "2.1"))
+        problem = _pattern_problem(str(obj.get("pattern", "")), str(version))
         if problem:
             raise MalformedInput(f"the STIX pattern does not parse: {problem}",
                                  where=f"{where}.pattern", expected="a STIX 2.1 pattern")
+    try:
+        problems = list(_must_problems(obj))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        problems = [f"a value of the wrong kind ({type(exc).__name__}: {exc})"]
+    if problems:
+        raise MalformedInput(f"not a valid STIX 2.1 object: {'; '.join(problems[:3])}",
+                             where=where, expected="an object that the STIX 2.1 MUST rules "
+                                                   "accept (as stix2-validator applies them)")

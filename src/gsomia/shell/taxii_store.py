@@ -52,12 +52,13 @@ from gsomia.shell.store import (
     SqlRepository,
     Store,
     UTCDateTime,
+    among,
     make_engine,
     revoked_token,
     users,
 )
 
-__all__ = ["SqlObjectStore", "taxii_statuses", "version_forms"]
+__all__ = ["GroupCommit", "SqlObjectStore", "taxii_statuses", "version_forms"]
 
 # TAXII status resources must be readable from any API process, so they live in the
 # database. Created on first use (``checkfirst``) rather than by an Alembic revision, so as not
@@ -96,6 +97,7 @@ class SqlObjectStore:
             raise MalformedInput(f"{audit_reads!r} is not a read-audit mode",
                                  where="--audit-reads", expected="sync or batched")
         self.audit_reads = audit_reads
+        self._group = GroupCommit(lambda batch: record_accesses(self.store.uow(), batch))
         self._queue: list[AccessRecord] = []
         self._queue_lock = threading.Lock()
         self._queued = threading.Condition(self._queue_lock)
@@ -336,7 +338,7 @@ class SqlObjectStore:
             self._enqueue(record)
             return
         try:
-            record_accesses(self.store.uow(), [record])
+            self._group.commit(record)
         except Exception as exc:  # unaudited means unread: the API answers 503
             raise AuditUnavailable(f"the audit log cannot be written: {exc}") from exc
 
@@ -462,6 +464,58 @@ class SqlObjectStore:
         return found
 
 
+class GroupCommit:
+    """Durable commits of read events shared by the requests that wait at the same time.
+
+    :meth:`commit` returns only once an audit commit holding its record has returned (so a
+    read is on record, synced, before its body is sent), or raises what that commit raised.
+    The first caller to find no commit under way writes everything queued by then, itself
+    included, in one commit and one disk sync; callers arriving meanwhile queue and wait, and
+    the next of them writes their lot. One caller alone commits its own record at once: no
+    thread, no wait, as many commits as before. Records are never dropped: a failed write
+    fails every caller whose record it held, and none of them is served."""
+
+    def __init__(self, write: Callable[[list[AccessRecord]], None]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._done = threading.Condition(self._lock)
+        self._queued: list[tuple[AccessRecord, list[BaseException | None]]] = []
+        self._writing = False
+
+    def commit(self, record: AccessRecord) -> None:
+        # A one-element list per caller: empty while waiting, then [None] or [the error].
+        outcome: list[BaseException | None] = []
+        with self._lock:
+            self._queued.append((record, outcome))
+            while self._writing and not outcome:
+                self._done.wait()
+            if outcome:
+                self._raise(outcome)
+                return
+            self._writing = True
+        error: BaseException | None = None
+        batch: list[tuple[AccessRecord, list[BaseException | None]]] = []
+        try:
+            with self._lock:
+                batch, self._queued = self._queued, []  # ours and whoever queued before
+            try:
+                self._write([r for r, _ in batch])
+            except BaseException as exc:  # every caller whose record it held must know
+                error = exc
+        finally:
+            with self._lock:
+                for _, waiting in batch:
+                    waiting.append(error)
+                self._writing = False  # a caller queued meanwhile writes the next lot
+                self._done.notify_all()
+        self._raise(outcome)
+
+    @staticmethod
+    def _raise(outcome: list[BaseException | None]) -> None:
+        if outcome[0] is not None:
+            raise outcome[0]
+
+
 def _added_at(value: Any) -> datetime:
     """An ``added_at`` as the database returns it: SQLite text in SQLAlchemy's storage form
     (naive UTC, ``YYYY-MM-DD HH:MM:SS.ffffff``), or a PostgreSQL timestamptz."""
@@ -477,14 +531,5 @@ def _version_text(obj: Mapping[str, Any]) -> str:
 
 def _versions_of(conn: sa.Connection, ids: Sequence[str]) -> list[tuple[str, str, str]]:
     """(id, version, originator) of every stored version of ``ids``."""
-    out: list[tuple[str, str, str]] = []
-    unique = sorted(set(ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start:start + 500]
-        out.extend((r[0], r[1], r[2]) for r in conn.execute(
-            _VERSIONS_OF, {"ids": chunk}))
-    return out
-
-
-_VERSIONS_OF = sa.text("SELECT id, version, originator FROM items WHERE id IN :ids") \
-    .bindparams(sa.bindparam("ids", expanding=True))
+    return [(r[0], r[1], r[2]) for r in among(
+        conn, "SELECT id, version, originator FROM items WHERE id IN :among", ids)]

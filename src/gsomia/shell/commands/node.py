@@ -219,7 +219,7 @@ def register(cli: click.Group) -> None:
         those printed before it stay published.
         """
         from gsomia.service import handlers
-        from gsomia.shell.node import validate_stix
+        from gsomia.shell.stix_check import check_stix
 
         doc = read_json_input(source, what="a STIX object or bundle")
         bundle = isinstance(doc, dict) and doc.get("type") == "bundle"
@@ -238,7 +238,7 @@ def register(cli: click.Group) -> None:
             for obj in objects:
                 result = handlers.publish(node.uow(), keys=node.keys, catalogue=node.catalogue,
                                           obj=obj, label=request, now=_now(),
-                                          validate=validate_stix)
+                                          validate=check_stix)
                 published.append(result.to_json())
                 steps.advance()
                 if not as_json:

@@ -98,9 +98,10 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
             raise
     folder = Path(node.folder)
     app = app_for_node(node, audit_reads=audit_reads)
-    from gsomia.shell.stix_check import _validators
+    from gsomia.shell.stix_check import _enums, _validators
 
     _validators()  # compile the schemas before the first request, not during it
+    _enums()  # and load the tables of the MUST rules
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False,
         http=tls_protocol(), lifespan="off", timeout_graceful_shutdown=3,

@@ -1,0 +1,83 @@
+"""The group commit of read audits (``taxii_store.GroupCommit``): whatever the interleaving
+and whichever commits fail, a caller returns only once a successful write held its record,
+or raises the error of the write that held it; no record is lost or written twice."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.core.policy import Person
+from gsomia.service.taxii_ports import AccessRecord
+from gsomia.shell.taxii_store import GroupCommit
+
+WHO = Person("kim", "KOR", "군사II급비밀", frozenset({"dprk-missile"}))
+
+
+class DiskFull(Exception):
+    pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(callers=st.integers(1, 12), failing=st.sets(st.integers(0, 11), max_size=4),
+       pause_ms=st.integers(0, 3))
+def test_each_caller_returns_only_after_a_write_that_held_its_record(
+        callers: int, failing: set[int], pause_ms: int) -> None:
+    written: list[list[str]] = []  # the records of each successful write, in order
+    writes = 0
+    lock = threading.Lock()
+
+    def write(batch: list[AccessRecord]) -> None:
+        nonlocal writes
+        with lock:
+            n = writes
+            writes += 1
+        time.sleep(pause_ms / 1000)  # a disk sync, during which others queue
+        if n in failing:
+            raise DiskFull(f"write {n}")
+        with lock:
+            written.append([r.endpoint for r in batch])
+
+    group = GroupCommit(write)
+    outcome: dict[str, str] = {}
+    start = threading.Barrier(callers)
+
+    def caller(n: int) -> None:
+        name = f"read-{n}"
+        start.wait()
+        try:
+            group.commit(AccessRecord(WHO, name, [(f"indicator--{n}", "v")], (),
+                                      datetime(2024, 3, 1, tzinfo=UTC)))
+        except DiskFull:
+            outcome[name] = "refused"
+            return
+        # Returned: its record must be in a write that succeeded, already.
+        with lock:
+            outcome[name] = "served" if any(name in w for w in written) else "unaudited"
+
+    threads = [threading.Thread(target=caller, args=(n,)) for n in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flat = [r for w in written for r in w]
+    assert len(flat) == len(set(flat))  # no record written twice
+    assert "unaudited" not in outcome.values()
+    assert sorted(outcome) == sorted(f"read-{n}" for n in range(callers))
+    # Every record written belongs to a caller that was served, and every served caller's
+    # record was written: a refused caller's record is in no successful write.
+    assert sorted(flat) == sorted(k for k, v in outcome.items() if v == "served")
+    assert writes <= callers  # never more commits than readers
+
+
+def test_a_lone_caller_commits_its_own_record_at_once() -> None:
+    batches: list[int] = []
+    group = GroupCommit(lambda batch: batches.append(len(batch)))
+    for n in range(3):
+        group.commit(AccessRecord(WHO, "objects", [(f"indicator--{n}", "v")], (),
+                                  datetime(2024, 3, 1, tzinfo=UTC)))
+    assert batches == [1, 1, 1]
