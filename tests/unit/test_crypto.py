@@ -158,17 +158,6 @@ def test_sign_and_verify() -> None:
             verify(bad_key, bad_sig, msg)
 
 
-@settings(max_examples=200)
-@given(st.binary(max_size=300), st.sampled_from([KOR, JPN]))
-def test_the_batch_signer_gives_the_very_signature_of_sign(message: bytes,
-                                                          key: Ed25519PrivateKey) -> None:
-    # Publishing signs through libsodium: a signature any verifier of sign() accepts, byte
-    # for byte the same (Ed25519 is deterministic), so nothing stored or sent changes.
-    signature = crypto.signer(key)(message)
-    assert signature == sign(key, message)
-    verify(key.public_key(), signature, message)
-
-
 def test_fresh_keys_differ() -> None:
     assert raw_public(crypto.new_signing_key()) != raw_public(crypto.new_signing_key())
     assert raw_public(crypto.new_envelope_key()) != raw_public(crypto.new_envelope_key())

@@ -95,7 +95,6 @@ __all__ = [
     "sha256",
     "sign",
     "signed_message",
-    "signer",
     "verify",
     "verify_binding",
     "verify_binding_bytes",
@@ -329,23 +328,6 @@ def signed_message(context: bytes, message: bytes) -> bytes:
 def sign(key: Ed25519PrivateKey, message: bytes) -> bytes:
     """Ed25519 signature (64 bytes) over ``message`` exactly as given."""
     return key.sign(message)
-
-
-def signer(key: Ed25519PrivateKey) -> Callable[[bytes], bytes]:
-    """:func:`sign` with ``key``, for many messages: through libsodium (PyNaCl), which signs
-    in about half the CPU time of OpenSSL's Ed25519 here (a publish signs every item). Ed25519
-    signatures are deterministic (RFC 8032), so both give the very same bytes; the tests
-    check that they do."""
-    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
-    from nacl.bindings import crypto_sign, crypto_sign_seed_keypair
-
-    _, secret = crypto_sign_seed_keypair(
-        key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption()))
-
-    def sign_one(message: bytes) -> bytes:
-        return crypto_sign(message, secret)[:64]
-
-    return sign_one
 
 
 def verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> None:

@@ -19,6 +19,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -334,7 +335,7 @@ class _Signer:
     def __init__(self, key: Any) -> None:
         self._key = key
         self._fingerprint = crypto.fingerprint(key)
-        self._sign = crypto.signer(key)
+        self._sign: Any = partial(crypto.sign, key)
 
     def bind(self, label: bytes, content: bytes) -> crypto.Binding:
         digest = crypto.binding_digest_of(label, content)
