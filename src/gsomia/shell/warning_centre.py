@@ -162,7 +162,15 @@ class CentreWorker:
                 if extension_property_problem("x_gsomia_sensor_report", report) is not None:
                     self.unusable += 1
                     return []
-                return self.centre.report(originator, report)
+                late = self.centre.late.get(originator, 0)
+                out = self.centre.report(originator, report)
+                if self.centre.late.get(originator, 0) > late:
+                    # The tracker cannot go back: said, so that a slow link is seen.
+                    log.warning("warning centre: %d measurements of a report of %s came "
+                                "after the centre had stepped past them (%d so far), left "
+                                "out", self.centre.late[originator] - late, originator,
+                                self.centre.late[originator])
+                return out
             if ipp is not None and originator != self.party:
                 if extension_property_problem("x_gsomia_ipp", ipp) is not None:
                     self.unusable += 1
