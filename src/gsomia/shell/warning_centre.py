@@ -90,6 +90,12 @@ class CentreWorker:
         a node that never holds one (most nodes in most runs) never loads the tracker, which
         costs 0.7 s of CPU at every start."""
         if self._centre is None:
+            # scipy.optimize (the tracker's assignment) too, now: imported where the tracker
+            # first needs it, its 0.5 s fell on a step with outputs due, mid-flight (the one
+            # warning of the sensors bench took 1.03 s from measurement to stored), while
+            # the first report's steps wait out the centre's lag anyway.
+            import scipy.optimize  # noqa: F401
+
             from gsomia.core.node_centre import NodeCentre
             from gsomia.shell import feeds
 
