@@ -411,34 +411,12 @@ def _wake_event(folder: Path) -> threading.Event:
         return _WAKE.setdefault(key, threading.Event())
 
 
-_LISTENERS: dict[str, list[threading.Event]] = {}
-
-
-def commit_listener(folder: Path) -> threading.Event:
-    """An event that every :func:`wake` of ``folder``'s node in this process sets (the
-    warning centre's: it reads what was stored at once, rather than at its next look);
-    :func:`stop_listening` when done."""
-    event = threading.Event()
-    with _WAKE_LOCK:
-        _LISTENERS.setdefault(str(Path(folder).resolve()), []).append(event)
-    return event
-
-
-def stop_listening(folder: Path, event: threading.Event) -> None:
-    with _WAKE_LOCK, suppress(KeyError, ValueError):
-        _LISTENERS[str(Path(folder).resolve())].remove(event)
-
-
 def wake(node: NodePort) -> None:
     """Tell ``node``'s sender (if one runs, in this process or another) that deliveries are
-    queued, and this process's listeners that something was stored."""
-    if _WAKE or _LISTENERS:
-        key = str(Path(node.folder).resolve())
-        event = _WAKE.get(key)
-        if event is not None:
-            event.set()
-        for listener in _LISTENERS.get(key, ()):
-            listener.set()
+    queued."""
+    event = _WAKE.get(str(Path(node.folder).resolve())) if _WAKE else None
+    if event is not None:
+        event.set()
     node_store.signal_commit(node.store.engine)
 
 

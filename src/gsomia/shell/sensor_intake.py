@@ -108,7 +108,6 @@ def publish_items(node: Any, entries: Sequence[tuple[dict[str, Any], Any]],
                               entries=entries, now=now.replace(
                                   microsecond=now.microsecond // 1000 * 1000),
                               actor=actor)
-        exchange.wake(node)  # the warning centre of this process takes it at once
 
 
 class SensorIntake:

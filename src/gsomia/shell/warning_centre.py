@@ -42,9 +42,7 @@ __all__ = ["CentreWorker", "id_secret", "output_id", "start_centre"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5     # a full pass at least this often (another database: every pass)
-# How often it looks for commits of other processes (the command line's): what this
-# process stores (the sensor intake, a partner's delivery) wakes it at once.
-WAKE_S = 0.02
+WAKE_S = 0.005
 BATCH = 500
 
 
@@ -105,26 +103,21 @@ class CentreWorker:
         return self._centre
 
     def run(self, stop: threading.Event) -> None:
-        from gsomia.shell.exchange import _Changes, commit_listener, stop_listening
+        from gsomia.shell.exchange import _Changes
 
         # Read only after a commit (SQLite's data_version: microseconds, no lock), so that
         # a measurement is taken within milliseconds without a query every millisecond.
         changes = _Changes(self.node.store.engine)
-        woken = commit_listener(Path(self.node.folder))
         try:
-            self._loop(stop, changes, woken)
+            self._loop(stop, changes)
         finally:
-            stop_listening(Path(self.node.folder), woken)
             changes.close()
 
-    def _loop(self, stop: threading.Event, changes: Any, woken: threading.Event) -> None:
+    def _loop(self, stop: threading.Event, changes: Any) -> None:
         idle_since, more = time.monotonic(), True
         while not stop.is_set():
             if not more and not changes() and time.monotonic() - idle_since < POLL_S:
-                # A wake-up that comes between this wait and the clear is not lost: the
-                # commit behind it shows in changes() at the next turn.
-                woken.wait(WAKE_S)
-                woken.clear()
+                stop.wait(WAKE_S)
                 continue
             idle_since = time.monotonic()
             try:
