@@ -90,7 +90,8 @@ def test_a_shared_report_measures_the_same_point_without_the_site(
     taken = read_lines([line], REGISTERED, {}, 10.0).accepted[SITE.id]
     report = reference_report(SITE, taken)
     text = json.dumps(report)
-    assert SITE.id not in text and str(SITE.lat_deg) not in text
+    # No number of the report is the site's (as text, "36.9" may be digits of a range).
+    assert SITE.id not in text and not {SITE.lat_deg, SITE.lon_deg} & set(_numbers(report))
     _, name, _, z, R = detections_of(report)
     assert name == SITE.pseudonym
     site = SensorSite.at(SITE.id, SITE.lat_deg, SITE.lon_deg, SITE.height_m)
@@ -105,6 +106,14 @@ def test_a_shared_report_measures_the_same_point_without_the_site(
     truth = point(site, (r, math.radians(az), math.radians(el)))
     assert np.linalg.norm(point(ref, z[0]) - truth) < 0.05      # metres
     assert np.all(np.linalg.eigvalsh(R[0]) > 0)
+
+
+def _numbers(doc: Any) -> list[float]:
+    if isinstance(doc, dict):
+        return [n for v in doc.values() for n in _numbers(v)]
+    if isinstance(doc, list):
+        return [n for v in doc for n in _numbers(v)]
+    return [float(doc)] if isinstance(doc, int | float) else []
 
 
 def test_a_report_whose_numbers_make_no_measurement_is_refused() -> None:
@@ -124,10 +133,15 @@ def test_a_report_whose_numbers_make_no_measurement_is_refused() -> None:
 # ---- the warning centre ------------------------------------------------------------------
 
 
-@cache
 def _reports() -> tuple[tuple[str, dict[str, Any]], ...]:
     """KOR's and JPN's radar reports of the 2017-08-29 launch, one per sensor and second of
     report time, in the order a node would store them."""
+    return tuple((p, r) for _, p, r in _timed_reports())
+
+
+@cache
+def _timed_reports() -> tuple[tuple[float, str, dict[str, Any]], ...]:
+    """:func:`_reports` with each report's second of report time."""
     from gsomia.shell import feeds
     from gsomia.shell.sensor_player import playlist
 
@@ -143,7 +157,7 @@ def _reports() -> tuple[tuple[str, dict[str, Any]], ...]:
             for sid, taken in read_lines(batch, reg, latest, 10.0).accepted.items():
                 out.append((float(second), party, reference_report(reg[sid], taken)))
     out.sort(key=lambda x: x[0])
-    return tuple((p, r) for _, p, r in out)
+    return tuple(out)
 
 
 def _first_warning(parties: set[str]) -> tuple[float | None, list[Any]]:
@@ -168,3 +182,53 @@ def test_the_centre_warns_earlier_with_kor_s_reports_and_answers_the_same_twice(
     _, again = _first_warning({"JPN", "KOR"})
     assert [(o.key, o.at_s, o.data) for o in again] == [(o.key, o.at_s, o.data)
                                                        for o in outputs]
+
+
+def _what_the_tracker_found(outputs: list[Any]) -> list[Any]:
+    """The outputs without the instants they were stamped with (the newest measurement held
+    when a step ran, which depends on when each report came)."""
+    stamps = ("at_s", "time_to_impact_s")
+    return [(o.key, {k: v for k, v in o.data.items() if k not in stamps}) for o in outputs]
+
+
+UNTIL_S = 172.0   # past JPN's first warning with KOR's reports (153.8 s): a short flight
+
+
+@cache
+def _in_measurement_order() -> list[Any]:
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.shell import feeds
+
+    centre = NodeCentre("JPN", feeds.load_geography())
+    outputs = [o for at, origin, rep in _timed_reports() if at <= UNTIL_S
+               for o in centre.report(origin, rep)]
+    assert centre.counts.get("late", 0) == 0
+    return _what_the_tracker_found(outputs)
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.lists(st.floats(0.0, 12.0), min_size=8, max_size=8), st.randoms(use_true_random=False))
+def test_a_partner_report_within_the_lag_is_placed_by_its_time_and_a_later_one_counted(
+        delays: list[float], rng: Any) -> None:
+    """KOR's reports reach JPN's node late by up to 12 s of flight (some beyond the centre's
+    8 s lag), in another order than they were made: what comes within the lag counts as if
+    it had come on time; every measurement is taken or counted late for its originator."""
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.shell import feeds
+
+    reports = [(at, origin, rep) for at, origin, rep in _timed_reports() if at <= UNTIL_S]
+    arrivals = sorted(
+        ((at + (delays[rng.randrange(len(delays))] if origin == "KOR" else 0.0), n)
+         for n, (at, origin, _) in enumerate(reports)))
+    centre = NodeCentre("JPN", feeds.load_geography())
+    outputs = []
+    for _, n in arrivals:
+        _, origin, rep = reports[n]
+        outputs += centre.report(origin, rep)
+    total = sum(len(rep["t"]) for _, _, rep in reports)
+    assert centre.counts.get("measurements", 0) + centre.counts.get("late", 0) == total
+    assert set(centre.late) <= {"KOR"}      # JPN's own come on time
+    assert sum(centre.late.values()) == centre.counts.get("late", 0)
+    if not centre.late:
+        assert _what_the_tracker_found(outputs) == _in_measurement_order()
+

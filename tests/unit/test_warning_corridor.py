@@ -299,3 +299,37 @@ def test_a_coasting_prediction_replaces_the_early_alert() -> None:
     # and later cut-off corridors of that track are ignored
     assert centre.boost(170.0, "t1", straight_corridor(170.0, 41.0, 128.0, 42.6, 150.0,
                                                        30_000.0)) is None
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.floats(200.0, 500.0), min_size=1, max_size=3), st.floats(1.0, 2000.0),
+       st.sampled_from([0.0, 1.0 / 5000.0]))
+def test_impacts_and_corridors_integrated_together_are_those_integrated_apart(
+        times: list[float], sigma_m: float, inv_beta: float) -> None:
+    """The tracker brings the corridors' flights down in the impact points' integration:
+    every number is the one of separate integrations (each row is integrated alone)."""
+    from gsomia.core.tracking.impact import (
+        CORRIDOR_CROSSING_STEP_S,
+        ImpactPredictor,
+        corridor_rows,
+        ground_crossing,
+    )
+
+    x = np.stack([coasting_state(t) for t in times])
+    t = np.asarray(times)
+    P = np.tile(np.diag([sigma_m**2] * 3 + [(sigma_m / 100.0) ** 2] * 3), (len(times), 1, 1))
+    predictor = ImpactPredictor(step_s=CORRIDOR_CROSSING_STEP_S)
+    rows, t_rows = corridor_rows(x, t)
+    impacts, launches, crossed = predictor.predict_and_cross(x, P, t, rows, t_rows,
+                                                             inv_beta=inv_beta)
+    assert (impacts, launches) == predictor.predict(x, P, t, inv_beta=inv_beta)
+    apart = ground_crossing(rows, t_rows, np.ones(len(rows)), step_s=CORRIDOR_CROSSING_STEP_S,
+                            inv_beta=inv_beta)
+    for got, want in zip(crossed, apart, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for got_c, want_c in zip(corridors(x, P, t, inv_beta=inv_beta, crossing=crossed),
+                             corridors(x, P, t, inv_beta=inv_beta), strict=True):
+        assert got_c is not None and want_c is not None
+        np.testing.assert_array_equal(got_c.spread, want_c.spread)
+        np.testing.assert_array_equal(got_c.lat_deg, want_c.lat_deg)
+        np.testing.assert_array_equal(got_c.times, want_c.times)

@@ -40,7 +40,7 @@ from gsomia.core.warning import Warning
 __all__ = ["CAP_MEDIA", "CAP_NS", "GEOJSON_MEDIA", "Held", "Holdings", "ImpactRecord",
            "Marking", "Message", "Outline", "Run", "TrackRecord", "WarningRecord",
            "cap_alert", "cap_bytes", "feature_collection", "index_entry", "messages",
-           "outlines", "read_holdings", "record_of", "sender_of"]
+           "outlines", "read_holdings", "record_of", "sender_of", "warning_of"]
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP_MEDIA = "application/cap+xml"
@@ -193,7 +193,7 @@ def read_holdings(held: Iterable[Held]) -> Holdings:
         run = (Run(str(data["launch"]), str(data["regime"]), int(data["seed"]))
                if all(data.get(k) is not None for k in ("launch", "regime", "seed")) else None)
         if kind == "warning":
-            warnings.append(WarningRecord(h.item_id, sent, h.marking, _warning(data), run))
+            warnings.append(WarningRecord(h.item_id, sent, h.marking, warning_of(data), run))
         elif kind == "track":
             tracks.append(TrackRecord(h.item_id, sent, h.marking, h.originator, run,
                                       tuple((float(a), float(o)) for a, o in data["points"])))
@@ -230,7 +230,9 @@ def _payload(obj: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return found, {**data, **run}
 
 
-def _warning(data: Mapping[str, Any]) -> Warning:
+def warning_of(data: Mapping[str, Any]) -> Warning:
+    """A warning from its JSON (:meth:`Warning.to_json`, with its ``party``)."""
+
     def num(name: str) -> float | None:
         v = data.get(name)
         return None if v is None else float(v)

@@ -8,9 +8,12 @@ and warnings (:class:`Output`). It reuses the scenario model's parts (``Tracker`
 
 What it answers is a function of the sequence of what it was fed, never of when it was fed.
 The tracker steps on the measurements' own clock, ``step_s`` apart, once measurements
-``lag_s`` past a step have come in (so that slower sensors' reports of that time are in); a
-measurement older than the last step taken is late, counted and left out; what a step finds
-is stamped with the newest measurement's time, when it could be known. So a node that
+``lag_s`` past a step have come in (so that slower sensors' and partners' reports of that
+time are in). A report that arrives within that window is placed by its measurements' times,
+whatever came before it: a partner's report delayed on its link counts as if it had come
+with the node's own of that instant. A measurement older than the last step taken is late:
+counted per originator (``late``) and left out, as the tracker cannot go back. What a step
+finds is stamped with the newest measurement's time, when it could be known. So a node that
 restarts and feeds the centre its holdings again in the same order gets the same outputs
 under the same keys, and publishes only those it had not: no warning twice.
 
@@ -76,6 +79,8 @@ class NodeCentre:
     max_semi_major_km: float = 300.0
     epoch: datetime | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    # Measurements that came after the centre had stepped past their time, per originator.
+    late: dict[str, int] = field(default_factory=dict)
     _tracker: Tracker = field(init=False)
     _warnings: WarningCentre = field(init=False)
     _tracks: TrackSet = field(default_factory=TrackSet)
@@ -101,13 +106,17 @@ class NodeCentre:
             ref = reference_site()
             site = self._sites[f"{origin}/{name}"] = SensorSite(
                 f"{origin}/{name}", ref.lat, ref.lon, ref.height, ref.ecef, ref.basis)
+        late = 0
         for t, zi, Ri in zip(times + offset, z, R, strict=True):
             if t <= self._stepped_s:
-                self._count("late")
+                late += 1
                 continue
             self._pending.append(Detection(float(t), site, "rae", zi, Ri))
             self._newest_s = max(self._newest_s, float(t))
             self._count("measurements")
+        if late:
+            self._count("late", late)
+            self.late[origin] = self.late.get(origin, 0) + late
         return self._advance()
 
     def prediction(self, origin: Party, ipp: Mapping[str, Any], made: datetime
@@ -140,8 +149,8 @@ class NodeCentre:
             self.epoch = epoch
         return (epoch - self.epoch).total_seconds()
 
-    def _count(self, name: str) -> None:
-        self.counts[name] = self.counts.get(name, 0) + 1
+    def _count(self, name: str, n: int = 1) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
 
     def _advance(self) -> list[Output]:
         out: list[Output] = []

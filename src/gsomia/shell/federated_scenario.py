@@ -24,16 +24,17 @@ import math
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsomia.core.errors import MalformedInput
 
 if TYPE_CHECKING:
+    from gsomia.core.tracking.launches import Launch
     from gsomia.shell.node import Node
 
-__all__ = ["run_federated"]
+__all__ = ["evaluate_federated", "launch_key", "run_federated"]
 
 PARTIES = ("JPN", "KOR", "USA")
 TOPOLOGIES = ("none", "direct", "trilateral", "hub")
@@ -74,7 +75,7 @@ def _held(node: Any, began: float, speed: float
 
 
 def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], epoch: Any,
-                   truth: tuple[float, float]) -> dict[str, Any]:
+                   truth: tuple[float, float], cued: bool) -> dict[str, Any]:
     from gsomia.core.tracking import earth
     from gsomia.core.types import instant
 
@@ -101,7 +102,7 @@ def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], ep
         error = round(float(earth.great_circle_m(
             math.radians(first_impact["impact_lat"]), math.radians(first_impact["impact_lon"]),
             math.radians(truth[0]), math.radians(truth[1]))) / 1e3, 1)
-    return {"first_detection_s": first(detections), "first_track_s": first(tracks),
+    return {"cued": cued, "first_detection_s": first(detections), "first_track_s": first(tracks),
             "first_ipp_s": first(ipps),
             "first_warning_s": first([float(w["at_s"]) for w in issued]),
             "ipp_error_km": error,
@@ -153,7 +154,7 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
     from gsomia.core.types import instant
     from gsomia.shell import federation, feeds
     from gsomia.shell.federated_replay import grant_standing
-    from gsomia.shell.sensor_player import Target, play, playlist
+    from gsomia.shell.sensor_player import Target, cueing, play, playlist
 
     if regime_name not in TOPOLOGIES:
         raise MalformedInput(f"regime {regime_name!r} is not run through a federation",
@@ -195,8 +196,8 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
             _settle(nodes)
             epoch = instant(next(line["epoch"] for p in PARTIES for _, line in plays[p][1]))
             truth = (trajectory.impact_lat_deg, trajectory.impact_lon_deg)
-            parties = {p: _party_figures(p, _held(nodes[p], began, speed), epoch, truth)
-                       for p in PARTIES}
+            parties = {p: _party_figures(p, _held(nodes[p], began, speed), epoch, truth,
+                                         cueing(launch, p, seed)[1]) for p in PARTIES}
             links, relays = _latencies(nodes)
         finally:
             for node in nodes.values():
@@ -211,3 +212,54 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
                       "impact_lon": round(trajectory.impact_lon_deg, 3)},
             "parties": parties, "links": links,
             **({"relays": relays, "consents": consents} if consents is not None else {})}
+
+
+def launch_key(launch: Launch) -> tuple[str, int]:
+    """The ``--launch DATE --index N`` that name ``launch``."""
+    from gsomia.core.tracking.launches import on_date
+    from gsomia.shell import feeds
+
+    return (launch.local_date.isoformat(),
+            list(on_date(feeds.load_launches(), launch.local_date)).index(launch))
+
+
+def evaluate_federated(launches: Sequence[Launch], regimes: Sequence[str],
+                       seeds: Sequence[int], speed: float, open_node: Callable[[Path], Node],
+                       on_run: Callable[[], None] = lambda: None
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``evaluate --federation``: each launch, seed and regime through the regime's real
+    federation (:func:`run_federated`, one after another: each is three node processes),
+    as rows of ``results.csv`` (``"through": "federation"``) and, per run, the delivery
+    latencies measured on its links and relays."""
+    from gsomia.core import measures
+    from gsomia.core.alerting import warning_of
+    from gsomia.core.tracking.trajectory import fit
+    from gsomia.shell import feeds
+    from gsomia.shell.scenarios import evaluation_row
+
+    atlas = feeds.load_geography()
+    land = measures.land_names(atlas)
+    rows: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    for launch in launches:
+        try:
+            trajectory = fit(launch.flight_request())
+        except MalformedInput as exc:
+            rows.append({"launch": launch.id, "error": str(exc)})
+            continue
+        truths = {p: measures.truth(trajectory, atlas, p) for p in PARTIES}
+        day, index = launch_key(launch)
+        for seed in seeds:
+            for name in regimes:
+                doc = run_federated(day, index, name, seed, speed, open_node)
+                for p, figures in doc["parties"].items():
+                    warnings = [warning_of({**w, "party": p}) for w in figures["warnings"]]
+                    rows.append({**evaluation_row(launch, trajectory, name, p, seed,
+                                                  bool(figures["cued"]), figures, warnings,
+                                                  truths[p], land),
+                                 "through": "federation"})
+                runs.append({"launch": launch.id, "regime": name, "seed": seed,
+                             "links": doc["links"],
+                             **({"relays": doc["relays"]} if "relays" in doc else {})})
+                on_run()
+    return rows, runs

@@ -8,7 +8,7 @@ Built by :func:`gsomia.bootstrap.scenario_runner` (the agreements in effect for 
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,10 +20,11 @@ from gsomia.core.sharing import regime, restricted
 from gsomia.core.tracking.launches import Launch
 from gsomia.core.tracking.trajectory import Trajectory, fit
 from gsomia.core.types import PARTIES
+from gsomia.core.warning import Warning
 from gsomia.shell import feeds
 
-__all__ = ["DEMO", "EVALUATION", "FIELDS", "ModelRuns", "ScenarioRunner", "fittable_launches",
-           "warning_summary"]
+__all__ = ["DEMO", "EVALUATION", "FIELDS", "ModelRuns", "ScenarioRunner", "evaluation_row",
+           "fittable_launches", "warning_summary"]
 
 FIELDS = ("first_detection_s", "first_track_s", "first_ipp_s", "first_warning_s",
           "ipp_error_km")
@@ -119,19 +120,29 @@ class ScenarioRunner:
             for name in regimes:
                 res = self.run_one(launch, name, seed, traj, options=EVALUATION, memo=memo)
                 for p, o in res.parties.items():
-                    rows.append({
-                        "launch": launch.id, "date": launch.local_date.isoformat(),
-                        "missile": launch.missile.name, "class": launch.missile_class,
-                        "apogee_km": launch.apogee_km, "range_km": launch.distance_km,
-                        "flight_time_s": round(traj.flight_time_s, 1), "regime": name,
-                        "party": p, "seed": seed, "cued": o.cued,
-                        **{f: None if getattr(o, f) is None else round(getattr(o, f), 1)
-                           for f in FIELDS},
-                        "warned_regions": "; ".join(sorted({r for w in o.warnings
-                                                            for r in w.regions})),
-                        **measures.row_measures(o.warnings, truths[p], land),
-                    })
+                    rows.append(evaluation_row(
+                        launch, traj, name, p, seed, o.cued,
+                        {f: getattr(o, f) for f in FIELDS}, o.warnings, truths[p], land))
         return rows
+
+
+def evaluation_row(launch: Launch, trajectory: Trajectory, regime_name: str, party: str,
+                   seed: int, cued: bool, figures: Mapping[str, Any],
+                   warnings: Sequence[Warning], truth: measures.Truth,
+                   land: Collection[str]) -> dict[str, Any]:
+    """One row of ``evaluate``'s ``results.csv``: a party's outcome of one launch, regime and
+    seed (``figures``: :data:`FIELDS`), from the model or measured at a federation's node."""
+    return {
+        "launch": launch.id, "date": launch.local_date.isoformat(),
+        "missile": launch.missile.name, "class": launch.missile_class,
+        "apogee_km": launch.apogee_km, "range_km": launch.distance_km,
+        "flight_time_s": round(trajectory.flight_time_s, 1), "regime": regime_name,
+        "party": party, "seed": seed, "cued": cued,
+        **{f: None if figures.get(f) is None else round(float(figures[f]), 1)
+           for f in FIELDS},
+        "warned_regions": "; ".join(sorted({r for w in warnings for r in w.regions})),
+        **measures.row_measures(warnings, truth, land),
+    }
 
 
 def warning_summary(rows: Sequence[dict[str, Any]], regimes: Sequence[str]) -> dict[str, Any]:

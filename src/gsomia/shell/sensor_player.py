@@ -25,7 +25,7 @@ from gsomia.core.errors import MalformedInput
 if TYPE_CHECKING:
     from gsomia.shell.node import Node
 
-__all__ = ["Target", "play", "playlist"]
+__all__ = ["Target", "cueing", "play", "playlist"]
 
 
 def playlist(day: str, index: int | None, party: str, seed: int,
@@ -34,7 +34,6 @@ def playlist(day: str, index: int | None, party: str, seed: int,
     """(indicator lines, [(report time s, measurement line)]) of ``party`` for the launch."""
     import numpy as np
 
-    from gsomia.core.tracking.indicators import generate, is_cued
     from gsomia.core.tracking.trajectory import fit
     from gsomia.core.types import iso
     from gsomia.shell import feeds
@@ -45,11 +44,7 @@ def playlist(day: str, index: int | None, party: str, seed: int,
                              where="launch", expected="a launch with apogee and distance")
     trajectory = fit(launch.flight_request())
     start = launch.launched_at or datetime.combine(launch.date, datetime.min.time(), UTC)
-    others = tuple(sorted({x.facility.id for x in feeds.load_launches()
-                           if x.facility.id not in (launch.facility.id, "unknown")}))[:6]
-    own = [i for i in generate(launch.facility.id, start, seed, others)
-           if i.originator == party and i.facility == launch.facility.id]
-    cued = is_cued(own, launch.facility.id, start - timedelta(minutes=1))
+    own, cued = cueing(launch, party, seed)
     horizon = trajectory.flight_time_s if until_s is None else min(trajectory.flight_time_s,
                                                                     until_s)
     rng = np.random.default_rng(seed)
@@ -72,6 +67,20 @@ def playlist(day: str, index: int | None, party: str, seed: int,
                           "elevation_deg": math.degrees(se)}}))
     lines.sort(key=lambda x: x[0])
     return [{"indicator": i.to_json()} for i in own], lines
+
+
+def cueing(launch: Any, party: str, seed: int) -> tuple[list[Any], bool]:
+    """``party``'s own pre-launch indicators about the launch's site, and whether they cue
+    its radars (as in the scenario model)."""
+    from gsomia.core.tracking.indicators import generate, is_cued
+    from gsomia.shell import feeds
+
+    start = launch.launched_at or datetime.combine(launch.date, datetime.min.time(), UTC)
+    others = tuple(sorted({x.facility.id for x in feeds.load_launches()
+                           if x.facility.id not in (launch.facility.id, "unknown")}))[:6]
+    own = [i for i in generate(launch.facility.id, start, seed, others)
+           if i.originator == party and i.facility == launch.facility.id]
+    return own, is_cued(own, launch.facility.id, start - timedelta(minutes=1))
 
 
 def sensor_observe(sensor: Any, trajectory: Any, horizon: float, rng: Any, cued: bool) -> Any:

@@ -90,6 +90,12 @@ class CentreWorker:
         a node that never holds one (most nodes in most runs) never loads the tracker, which
         costs 0.7 s of CPU at every start."""
         if self._centre is None:
+            # scipy.optimize (the tracker's assignment) too, now: imported where the tracker
+            # first needs it, its 0.5 s fell on a step with outputs due, mid-flight (the one
+            # warning of the sensors bench took 1.03 s from measurement to stored), while
+            # the first report's steps wait out the centre's lag anyway.
+            import scipy.optimize  # noqa: F401
+
             from gsomia.core.node_centre import NodeCentre
             from gsomia.shell import feeds
 
@@ -162,7 +168,15 @@ class CentreWorker:
                 if extension_property_problem("x_gsomia_sensor_report", report) is not None:
                     self.unusable += 1
                     return []
-                return self.centre.report(originator, report)
+                late = self.centre.late.get(originator, 0)
+                out = self.centre.report(originator, report)
+                if self.centre.late.get(originator, 0) > late:
+                    # The tracker cannot go back: said, so that a slow link is seen.
+                    log.warning("warning centre: %d measurements of a report of %s came "
+                                "after the centre had stepped past them (%d so far), left "
+                                "out", self.centre.late[originator] - late, originator,
+                                self.centre.late[originator])
+                return out
             if ipp is not None and originator != self.party:
                 if extension_property_problem("x_gsomia_ipp", ipp) is not None:
                     self.unusable += 1

@@ -168,28 +168,50 @@ class ImpactPredictor:
         A track gets None where some sigma point never reaches the ground in ``max_time_s``
         (an upward-leaving or orbital estimate) or starts and stays below it.
         """
+        impacts, launches, _ = self.predict_and_cross(x, P, t, np.zeros((0, N_STATE)),
+                                                      np.zeros(0), launch=launch,
+                                                      inv_beta=inv_beta)
+        return impacts, launches
+
+    def predict_and_cross(self, x: Array, P: Array, t: Array, extra: Array, extra_t: Array,
+                          *, launch: bool = True, inv_beta: float = 0.0
+                          ) -> tuple[list[GroundPoint | None], list[GroundPoint | None],
+                                     tuple[Array, Array, NDArray[np.bool_]]]:
+        """:meth:`predict`, and where the states ``extra`` (K, 6) at ``extra_t`` (K,) first
+        come down forwards (:func:`ground_crossing` with this predictor's step): one
+        integration for both, as the corridors' flight map needs the same of its states
+        (:func:`corridors`' ``crossing``). Each row is integrated on its own, so the numbers
+        are those of separate calls; the steps of one loop cost about as much for 39 rows
+        as for 13."""
         n = x.shape[0]
         if n == 0:
-            return [], []
+            return [], [], ground_crossing(extra, extra_t, np.ones(extra.shape[0]),
+                                           step_s=self.step_s, max_time_s=self.max_time_s,
+                                           inv_beta=inv_beta)
         pts = sigma_points(x, P).reshape(-1, N_STATE)
         times = np.repeat(t, N_SIGMA)
         directions = [1.0, -1.0] if launch else [1.0]
-        states = np.concatenate([pts] * len(directions))
-        t0 = np.concatenate([times] * len(directions))
-        sign = np.concatenate([np.full(pts.shape[0], d) for d in directions])
+        states = np.concatenate([pts] * len(directions) + [extra])
+        t0 = np.concatenate([times] * len(directions) + [extra_t])
+        sign = np.concatenate([np.full(pts.shape[0], d) for d in directions]
+                              + [np.ones(extra.shape[0])])
+        # The rows of the sigma points forwards, backwards, then the extra ones (forwards).
+        forward = np.concatenate([np.arange(pts.shape[0]),
+                                  np.arange(extra.shape[0]) + len(directions) * pts.shape[0]])
         if inv_beta > 0.0 and launch:
             # Drag only forwards: backwards it would pump energy in without bound.
-            tc1, rc1, ok1 = ground_crossing(states[:pts.shape[0]], t0[:pts.shape[0]],
-                                            sign[:pts.shape[0]], step_s=self.step_s,
-                                            max_time_s=self.max_time_s, inv_beta=inv_beta)
-            tc2, rc2, ok2 = ground_crossing(states[pts.shape[0]:], t0[pts.shape[0]:],
-                                            sign[pts.shape[0]:], step_s=self.step_s,
-                                            max_time_s=self.max_time_s)
-            tc, rc, ok = (np.concatenate([tc1, tc2]), np.concatenate([rc1, rc2]),
-                          np.concatenate([ok1, ok2]))
+            back = np.arange(pts.shape[0], 2 * pts.shape[0])
+            tc, rc, ok = (np.empty(states.shape[0]), np.empty((states.shape[0], 3)),
+                          np.empty(states.shape[0], dtype=bool))
+            for rows, beta in ((forward, inv_beta), (back, 0.0)):
+                tc[rows], rc[rows], ok[rows] = ground_crossing(
+                    states[rows], t0[rows], sign[rows], step_s=self.step_s,
+                    max_time_s=self.max_time_s, inv_beta=beta)
         else:
             tc, rc, ok = ground_crossing(states, t0, sign, step_s=self.step_s,
                                          max_time_s=self.max_time_s, inv_beta=inv_beta)
+        rest = slice(len(directions) * pts.shape[0], None)
+        crossed = (tc[rest], rc[rest], ok[rest])
         per = n * N_SIGMA
         results: list[list[GroundPoint | None]] = []
         for j in range(len(directions)):
@@ -199,7 +221,7 @@ class ImpactPredictor:
             ok3 = np.asarray(ok[block].reshape(n, N_SIGMA).all(axis=1), dtype=bool)
             results.append([_ground_point(r3[i], t3[i], self.sigma) if ok3[i] else None
                             for i in range(n)])
-        return results[0], (results[1] if launch else [None] * n)
+        return results[0], (results[1] if launch else [None] * n), crossed
 
 
 # --- corridors: the possible ground paths ---------------------------------------------------
@@ -329,27 +351,41 @@ def _ground_points(r: Array) -> tuple[Array, Array, Array]:
     return lat, lon, earth.geodetic_to_ecef(lat, lon, np.zeros_like(lat))
 
 
+CORRIDOR_CROSSING_STEP_S = 20.0
+
+
+def corridor_rows(x: Array, t: Array) -> tuple[Array, Array]:
+    """The states whose flights make the corridors of tracks x (N, 6) at t (N,): each
+    track's, then it plus and minus each finite-difference step (N*13, 6), and their times."""
+    steps = np.diag(_JACOBIAN_STEP)
+    rows = np.concatenate([x[:, None, :], x[:, None, :] + steps[None], x[:, None, :] - steps[None]],
+                          axis=1).reshape(-1, N_STATE)            # (N*13, 6)
+    return rows, np.repeat(t, N_SIGMA)
+
+
 def corridors(x: Array, P: Array, t: Array, *, probability: float = 0.99,
               buffer_m: float = 20_000.0, step_s: float = CORRIDOR_STEP_S,
-              max_time_s: float = 7200.0, inv_beta: float = 0.0) -> list[Corridor | None]:
+              max_time_s: float = 7200.0, inv_beta: float = 0.0,
+              crossing: tuple[Array, Array, NDArray[np.bool_]] | None = None
+              ) -> list[Corridor | None]:
     """Corridors of tracks x (N, 6), P (N, 6, 6) at t (N,); None where the mean path or one
     of its perturbed paths never comes down in ``max_time_s``.
 
     The flight map (state → point under the missile at each later time, and → impact point)
     is linearised by central differences; ``J P J'`` scaled by the chi-square quantile gives
     each cross-section. Paths are integrated without drag (it only matters in the last
-    minute, where the impact ellipse, which has it, closes the corridor).
+    minute, where the impact ellipse, which has it, closes the corridor). ``crossing``: where
+    :func:`corridor_rows` come down, if already integrated (with a step of
+    :data:`CORRIDOR_CROSSING_STEP_S`, ``max_time_s`` and ``inv_beta``).
     """
     n = x.shape[0]
     if n == 0:
         return []
     scale = chi2_6_quantile(probability)
-    steps = np.diag(_JACOBIAN_STEP)
-    rows = np.concatenate([x[:, None, :], x[:, None, :] + steps[None], x[:, None, :] - steps[None]],
-                          axis=1).reshape(-1, N_STATE)            # (N*13, 6)
-    t_rows = np.repeat(t, N_SIGMA)
-    tc, rc, ok = ground_crossing(rows, t_rows, np.ones(rows.shape[0]), step_s=20.0,
-                                 max_time_s=max_time_s, inv_beta=inv_beta)
+    rows, t_rows = corridor_rows(x, t)
+    tc, rc, ok = crossing if crossing is not None else ground_crossing(
+        rows, t_rows, np.ones(rows.shape[0]), step_s=CORRIDOR_CROSSING_STEP_S,
+        max_time_s=max_time_s, inv_beta=inv_beta)
     ok_track: NDArray[np.bool_] = np.asarray(ok.reshape(n, N_SIGMA).all(axis=1), dtype=bool)
     # Sections at the mean path's times: step_s apart until the mean comes down.
     t_imp = tc.reshape(n, N_SIGMA)[:, 0]

@@ -29,7 +29,14 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.associator import GNNAssociator, gate_threshold
 from gsomia.core.tracking.deleter import UpdateTimeDeleter
-from gsomia.core.tracking.impact import Corridor, ImpactPredictor, corridors
+from gsomia.core.tracking.impact import (
+    CORRIDOR_CROSSING_STEP_S,
+    N_SIGMA,
+    Corridor,
+    ImpactPredictor,
+    corridor_rows,
+    corridors,
+)
 from gsomia.core.tracking.initiator import SinglePointInitiator
 from gsomia.core.tracking.predictor import BallisticPredictor, jacobi_energy, jacobi_integral
 from gsomia.core.tracking.types import (
@@ -218,15 +225,25 @@ class Tracker:
                    & self.ballistic(tracks.select(rows))]
         if due.size == 0:
             return tracks, events
-        impacts, launches = self.impact.predict(tracks.x[due], tracks.P[due], tracks.time[due],
-                                                inv_beta=self.predictor.inv_beta)
+        # The corridors' flights come down in the same integration as the impact points'
+        # (the costliest part of a step that predicts): one loop of RK4 steps, not two.
+        together = self.corridor_probability is not None and \
+            self.impact.step_s == CORRIDOR_CROSSING_STEP_S
+        extra, extra_t = corridor_rows(tracks.x[due], tracks.time[due]) if together else \
+            (np.zeros((0, 6)), np.zeros(0))
+        impacts, launches, crossed = self.impact.predict_and_cross(
+            tracks.x[due], tracks.P[due], tracks.time[due], extra, extra_t,
+            inv_beta=self.predictor.inv_beta)
         paths: list[Corridor | None] = [None] * due.size
         if self.corridor_probability is not None:
             has = np.array([ipp is not None for ipp in impacts], dtype=bool)
+            rows = np.repeat(has, N_SIGMA)
             got_paths = corridors(tracks.x[due[has]], tracks.P[due[has]],
                                   tracks.time[due[has]], probability=self.corridor_probability,
                                   buffer_m=self.corridor_buffer_m,
-                                  inv_beta=self.predictor.inv_beta)
+                                  inv_beta=self.predictor.inv_beta,
+                                  crossing=(crossed[0][rows], crossed[1][rows],
+                                            crossed[2][rows]) if together else None)
             for k, c in zip(np.flatnonzero(has).tolist(), got_paths, strict=True):
                 paths[k] = c
         it = np.full(due.size, np.nan)

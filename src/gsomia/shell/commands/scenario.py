@@ -24,6 +24,19 @@ from gsomia.shell import feeds
 from gsomia.shell.commands.common import emit_json
 from gsomia.shell.scenarios import FIELDS, fittable_launches, warning_summary
 
+FEDERATION_SPEED = 10.0   # as scenario run --federation
+
+
+def check_federation_flags(through_federation: bool, jobs: int | None,
+                           speed: float | None) -> None:
+    if through_federation and jobs is not None:
+        raise MalformedInput("--jobs with --federation", where="--jobs",
+                             expected="no --jobs: the federations run one after another "
+                                      "(each is three node processes)")
+    if not through_federation and speed is not None:
+        raise MalformedInput("--speed without --federation", where="--speed",
+                             expected="--federation (the model has no real time)")
+
 
 @lru_cache(maxsize=1)
 def _fittable() -> tuple[Launch, ...]:
@@ -74,9 +87,13 @@ def read_results(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _markdown(summary: dict[str, Any], regimes: Sequence[str], n: int, errors: int) -> str:
+def _markdown(summary: dict[str, Any], regimes: Sequence[str], n: int, errors: int,
+              federation_speed: float | None = None) -> str:
     lines = [f"# Warning times over {n} launches", "",
              f"Launches with recorded apogee and distance: {n} ({errors} could not be fitted).",
+             *(["", f"Measured at the nodes of each regime's real federation (loopback), the "
+                    f"sensors played at {federation_speed:g}x real time."]
+               if federation_speed is not None else []),
              "", "| party | " + " | ".join(f"{r}: warned / median s" for r in regimes) + " |",
              "|---|" + "---|" * len(regimes)]
     for p, e in summary.items():
@@ -311,13 +328,21 @@ def register(cli: click.Group) -> None:
     @click.option("--limit", type=int, default=None, help="Only the first N launches.")
     @click.option("--every", type=int, default=1, show_default=True,
                   help="Only every Kth launch (a spread sample of the data set).")
-    @click.option("--jobs", type=int, default=os.cpu_count() or 1, show_default=True)
+    @click.option("--jobs", type=int, default=None,
+                  help="Worker processes (default: one per CPU); not with --federation.")
+    @click.option("--federation", "through_federation", is_flag=True,
+                  help="Each launch through the regime's real three-node federation on "
+                       "loopback, as scenario run --federation: one after another.")
+    @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=None,
+                  metavar="X", help="With --federation: X times faster than real time "
+                                    "(default 10).")
     @click.option("--add-results", "added", multiple=True, type=click.Path(dir_okay=False),
                   help="Fold in the rows of an earlier run's results.csv (other seeds, same "
                        "launches), so that seeds can run one at a time. Repeatable.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     def evaluate(regimes: str, out_dir: str, seed: int, n_seeds: int, limit: int | None,
-                 every: int, jobs: int, added: tuple[str, ...], as_json: bool) -> None:
+                 every: int, jobs: int | None, through_federation: bool, speed: float | None,
+                 added: tuple[str, ...], as_json: bool) -> None:
         """Every launch with apogee and distance under each regime: CSV, summary, plots."""
         from rich.progress import Progress
 
@@ -327,6 +352,8 @@ def register(cli: click.Group) -> None:
                                  expected="a comma-separated list of " + ", ".join(REGIMES))
         for n in names:
             regime(n, where="--regimes")
+        check_federation_flags(through_federation, jobs, speed)
+        through = "federation" if through_federation else "model"
         if every < 1:
             raise MalformedInput(f"{every} is not a sampling step", where="--every",
                                  expected="a whole number of at least 1")
@@ -345,6 +372,12 @@ def register(cli: click.Group) -> None:
         if added and not earlier:
             raise MalformedInput("the added results hold no row of these regimes",
                                  where="--add-results", expected="rows of " + ", ".join(names))
+        if any((r.get("through") or "model") != through for r in earlier):
+            raise MalformedInput("the added results were measured another way than this run "
+                                 "(the model and a federation do not mix)",
+                                 where="--add-results",
+                                 expected="rows of evaluate" + (" --federation" if
+                                                                through_federation else ""))
         keys = [(r["launch"], r["seed"], r["regime"], r["party"]) for r in earlier]
         if len(set(keys)) != len(keys):
             raise MalformedInput("the added results hold a launch, seed, regime and party "
@@ -375,20 +408,33 @@ def register(cli: click.Group) -> None:
         tasks = sorted(((i, names, seeds) for i in picked),
                        key=lambda t: -(launches[t[0]].distance_km or 0.0)
                        - 3.0 * (launches[t[0]].apogee_km or 0.0))
-        with Progress(transient=True, disable=as_json) as bar, \
-                ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-            example = (pool.submit(_example_map, first, str(out / "launch-map.png"))
-                       if "direct" in names else None)
-            job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes × "
-                               f"{len(seeds)} seeds", total=len(tasks))
-            done: dict[int, list[dict[str, Any]]] = {}
-            for task, got in zip(tasks, pool.map(_evaluate_one, tasks, chunksize=1),
-                                 strict=True):
-                done[task[0]] = got
-                bar.advance(job)
-            for i in picked:
-                rows.extend(done[i])
-            made_map = example.result() if example is not None else None
+        runs: list[dict[str, Any]] = []
+        made_map = None
+        if through_federation:
+            from gsomia.shell.federated_scenario import evaluate_federated
+
+            with Progress(transient=True, disable=as_json) as bar:
+                job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes × "
+                                   f"{len(seeds)} seeds through federations",
+                                   total=len(picked) * len(names) * len(seeds))
+                rows, runs = evaluate_federated([launches[i] for i in picked], names, seeds,
+                                                speed or FEDERATION_SPEED, bootstrap.open_node,
+                                                on_run=lambda: bar.advance(job))
+        else:
+            with Progress(transient=True, disable=as_json) as bar, \
+                    ProcessPoolExecutor(max_workers=max(1, jobs or os.cpu_count() or 1)) as pool:
+                example = (pool.submit(_example_map, first, str(out / "launch-map.png"))
+                           if "direct" in names else None)
+                job = bar.add_task(f"{len(picked)} launches × {len(names)} regimes × "
+                                   f"{len(seeds)} seeds", total=len(tasks))
+                done: dict[int, list[dict[str, Any]]] = {}
+                for task, got in zip(tasks, pool.map(_evaluate_one, tasks, chunksize=1),
+                                     strict=True):
+                    done[task[0]] = got
+                    bar.advance(job)
+                for i in picked:
+                    rows.extend(done[i])
+                made_map = example.result() if example is not None else None
         errors = [r for r in rows if "error" in r]
         good = [r for r in rows if "party" in r]
         if good and earlier and {r["launch"] for r in good} != next(iter(covered.values())):
@@ -408,16 +454,21 @@ def register(cli: click.Group) -> None:
         if made_map:
             plots.append(made_map)
         count = len(picked)
+        at_speed = speed or FEDERATION_SPEED if through_federation else None
+        measured_at = {"through": "federation", "speed": at_speed} if through_federation \
+            else {}
         (out / "summary.md").write_text(
-            _markdown(summary, names, count, len(errors))
+            _markdown(summary, names, count, len(errors), at_speed)
             + _measures_markdown(measured, names, every_seed), "utf-8")
         (out / "summary.json").write_text(json.dumps(
-            {"launches": count, "seeds": list(every_seed),
+            {"launches": count, "seeds": list(every_seed), **measured_at,
              "unfitted": [e["launch"] for e in errors], "summary": summary,
-             "measures": measured}, indent=2), "utf-8")
+             "measures": measured, **({"runs": runs} if through_federation else {})},
+            indent=2), "utf-8")
         if as_json:
-            emit_json({"launches": count, "seeds": list(every_seed), "summary": summary,
-                       "measures": measured, "out": str(out), "plots": plots})
+            emit_json({"launches": count, "seeds": list(every_seed), **measured_at,
+                       "summary": summary, "measures": measured, "out": str(out),
+                       "plots": plots, **({"runs": runs} if through_federation else {})})
         else:
             click.echo((out / "summary.md").read_text("utf-8"))
             click.echo(f"wrote {out}/results.csv, summary.md, summary.json, "
