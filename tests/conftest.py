@@ -28,6 +28,7 @@ LONGEST_FIRST = (
     "e2e/test_dashboard.py", "e2e/test_audit_registers.py", "e2e/test_limits.py",
     "e2e/test_standing_consents.py", "unit/test_policy.py", "e2e/test_auth_cli.py",
     "e2e/test_sensor_feeds.py", "e2e/test_federation.py", "e2e/test_sensor_partner_down.py",
+    "e2e/test_evaluate_federation.py",
     "e2e/test_dashboard_defences.py", "unit/test_report.py", "e2e/test_sender_crash.py",
     "integration/test_node_workers.py",
 )
