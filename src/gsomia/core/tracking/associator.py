@@ -35,7 +35,19 @@ def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Arra
 
     ``z`` (M, m) and ``R`` (M, m, m) are the detections of one sensor. When they share one
     noise covariance (the usual scan) a single m x m inverse per track serves all M.
+
+    One sensor (``site`` (3,)) runs compiled (:mod:`kernels`); per-track sites in NumPy.
     """
+    if site.ndim == 1 and basis.ndim == 2 and kind in MEASUREMENT_DIM:
+        from gsomia.core.tracking import kernels  # numba: only in processes that track
+
+        m = MEASUREMENT_DIM[kind]
+        return kernels.mahalanobis(
+            np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(P, dtype=float),
+            np.ascontiguousarray(z, dtype=float),
+            np.ascontiguousarray(np.broadcast_to(R, (z.shape[0], m, m)), dtype=float),
+            np.ascontiguousarray(site, dtype=float), np.ascontiguousarray(basis, dtype=float),
+            kind == "rae")
     z_pred, H = measure(x, site, basis, kind)
     S0 = np.matmul(np.matmul(H, P), H.transpose(0, 2, 1))
     nu = innovation(z[None, :, :], z_pred[:, None, :], kind)

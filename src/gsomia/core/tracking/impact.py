@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.earth import R_MEAN as R_EARTH
 from gsomia.core.tracking.earth import great_circle_m
-from gsomia.core.tracking.predictor import height_fast, rk4_step
+from gsomia.core.tracking.predictor import height_fast, rk4_step, rk4_step_numpy
 from gsomia.core.tracking.types import Array, Ellipse, GroundPoint
 
 N_STATE = 6
@@ -68,7 +68,24 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
     A row starting below ground must rise above it first (a sigma point of a low track).
     ``inv_beta`` > 0 adds drag (see :mod:`predictor`); the step then shrinks to 2 s below
     60 km, where drag changes quickly.
+
+    Compiled (:mod:`kernels`); :func:`ground_crossing_numpy` is the same search in NumPy.
     """
+    from gsomia.core.tracking import kernels  # numba: only in processes that integrate
+
+    k = x.shape[0]
+    return kernels.ground_crossing(
+        np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(np.broadcast_to(t0, (k,)),
+                                                                   dtype=float),
+        np.ascontiguousarray(np.broadcast_to(direction, (k,)), dtype=float), float(step_s),
+        math.ceil(max_time_s / step_s), float(inv_beta))
+
+
+def ground_crossing_numpy(x: Array, t0: Array, direction: Array, *, step_s: float = 20.0,
+                          max_time_s: float = 7200.0, inv_beta: float = 0.0
+                          ) -> tuple[Array, Array, NDArray[np.bool_]]:
+    """:func:`ground_crossing` in NumPy, all rows at once: the reference the compiled
+    search is tested against."""
     k = x.shape[0]
     t_cross = np.full(k, np.nan)
     r_cross = np.full((k, 3), np.nan)
@@ -87,7 +104,7 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
             break
         if inv_beta > 0.0:
             h = np.where(z < 60_000.0, np.sign(h) * min(step_s, 2.0), np.sign(h) * step_s)
-        s_next = rk4_step(s, h, inv_beta)
+        s_next = rk4_step_numpy(s, h, inv_beta)
         z_next = height(s_next[:, :3])
         hit = armed & (z_next <= 0.0)
         if hit.any():
