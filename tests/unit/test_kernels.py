@@ -154,3 +154,14 @@ def test_the_command_line_and_the_node_start_without_numba() -> None:
     done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@settings(max_examples=30, deadline=None)
+@given(seeds, st.integers(1, 20))
+def test_compiled_jacobi_energy_is_numpys(seed: int, k: int) -> None:
+    from gsomia.core.tracking import kernels
+    from gsomia.core.tracking.predictor import jacobi_energy
+
+    x = _states(np.random.default_rng(seed), k)
+    (e1, g1), (e2, g2) = kernels.jacobi_energy(x), jacobi_energy(x)
+    assert _close(e1, e2, 1e-13) and _close(g1, g2, 1e-13)

@@ -38,6 +38,7 @@ _GM = earth.GM
 _NEG_GM = -earth.GM
 _R_MEAN = earth.R_MEAN
 _J = 1.5 * earth.J2 * (earth.A * earth.A)
+_J2AA = earth.J2 * earth.A * earth.A
 _W2 = earth.OMEGA * earth.OMEGA
 _2W = 2.0 * earth.OMEGA
 _A = earth.A
@@ -526,3 +527,110 @@ def update_nis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array
                 P_out[i, r6, b] = val
                 P_out[i, b, r6] = val
     return x_out, P_out, nis
+
+
+@njit(cache=True, inline="always")
+def _jacobi(x: Array) -> float:
+    """:func:`predictor.jacobi_integral` of one state (6,)."""
+    rr2 = x[0] * x[0] + x[1] * x[1] + x[2] * x[2]
+    rr = math.sqrt(rr2)
+    p2 = 1.5 * x[2] ** 2 / rr2 - 0.5
+    potential = _NEG_GM / rr * (1.0 - _J2AA / rr2 * p2)
+    rho2 = x[0] ** 2 + x[1] ** 2
+    return 0.5 * (x[3] * x[3] + x[4] * x[4] + x[5] * x[5]) + potential - 0.5 * _W2 * rho2
+
+
+@njit(cache=True, inline="always")
+def _jacobi_gradient(x: Array, grad: Array) -> None:
+    """:func:`predictor.jacobi_energy`'s gradient of one state (6,) into grad (6,)."""
+    rx, ry, rz = x[0], x[1], x[2]
+    rr2 = rx * rx + ry * ry + rz * rz
+    rr = math.sqrt(rr2)
+    k = _NEG_GM / (rr2 * rr)
+    zr2 = rz * rz / rr2
+    j = _J / rr2
+    grad[0] = -(k * rx * (1.0 + j * (1.0 - 5.0 * zr2)) + _W2 * rx)
+    grad[1] = -(k * ry * (1.0 + j * (1.0 - 5.0 * zr2)) + _W2 * ry)
+    grad[2] = -(k * rz * (1.0 + j * (3.0 - 5.0 * zr2)) + _W2 * 0.0)
+    grad[3], grad[4], grad[5] = x[3], x[4], x[5]
+
+
+@njit(cache=True)
+def jacobi_energy(x: Array) -> tuple[Array, Array]:
+    """:func:`predictor.jacobi_energy`: Jacobi integrals (K,) and gradients (K, 6)."""
+    k = x.shape[0]
+    energy = np.empty(k)
+    grad = np.empty((k, 6))
+    for i in range(k):
+        energy[i] = _jacobi(x[i])
+        _jacobi_gradient(x[i], grad[i])
+    return energy, grad
+
+
+@njit(cache=True)
+def update_both(xb: Array, Pb: Array, xm: Array, Pm: Array, z: Array, R: Array, site: Array,
+                basis: Array, rae: bool, gate: float, drift: float, alarm: float,
+                strikes: IntArray, cusum: Array, calm: IntArray
+                ) -> tuple[Array, Array, Array, Array, IntArray, Array, IntArray]:
+    """The tracker's update of the ballistic and manoeuvre filters of K tracks with their
+    detections z (K, m): see :meth:`tracker.Tracker.scan`. Returns the ballistic filter
+    (restarted from the manoeuvre one where surprised), the manoeuvre filter, and the
+    tracks' calm, CUSUM and strike counts."""
+    k = xb.shape[0]
+    xb_new, Pb_new, nis = update_nis(xb, Pb, z, R, site, basis, rae)
+    xm_new, Pm_new, _ = update_nis(xm, Pm, z, R, site, basis, rae)
+    strikes_out = np.empty_like(strikes)
+    cusum_out = np.empty_like(cusum)
+    calm_out = np.empty_like(calm)
+    grad = np.empty(6)
+    for i in range(k):
+        e_pred = _jacobi(xb[i])
+        _jacobi_gradient(xb[i], grad)
+        n_strikes = strikes[i] + 1 if nis[i] > gate else 0
+        surprised = n_strikes >= 2
+        e_upd = _jacobi(xb_new[i])
+        kick_var = 0.0
+        for a in range(6):
+            row = 0.0
+            for b in range(6):
+                row += (Pb[i, a, b] - Pb_new[i, a, b]) * grad[b]
+            kick_var += grad[a] * row
+        kick = (e_upd - e_pred) / math.sqrt(max(kick_var, 1e-9))
+        c = max(0.0, cusum[i] + kick - drift)
+        surprised = surprised or c > alarm
+        if surprised:
+            c = 0.0
+            n_strikes = 0
+            xb_new[i] = xm_new[i]
+            Pb_new[i] = Pm_new[i]
+            calm_out[i] = 0
+        else:
+            calm_out[i] = calm[i] + 1
+        cusum_out[i] = c
+        strikes_out[i] = n_strikes
+    return xb_new, Pb_new, xm_new, Pm_new, calm_out, cusum_out, strikes_out
+
+
+_DEG = np.pi / 180.0    # NumPy's radians()
+
+
+@njit(cache=True)
+def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: Array,
+                 cos_lat: Array, axes: Array, v: Array, reach: Array) -> NDArray[np.bool_]:
+    """:meth:`impact.Corridor.sections_hit`: each section against the points within
+    ``reach`` (degrees) of its latitude, by the same arithmetic."""
+    n, k = lat_deg.shape[0], centre_lat.shape[0]
+    out = np.zeros((n, k), dtype=np.bool_)
+    for s in range(k):
+        lo, hi = centre_lat[s] - reach[s], centre_lat[s] + reach[s]
+        for p in range(n):
+            la = lat_deg[p]
+            if la < lo or la > hi:
+                continue
+            north = (la - centre_lat[s]) * _DEG * _R_MEAN
+            dlon = (lon_deg[p] - centre_lon[s] + 180.0) % 360.0 - 180.0
+            east = dlon * _DEG * _R_MEAN * cos_lat[s]
+            q0 = (east * v[s, 0, 0] + north * v[s, 1, 0]) / axes[s, 0]
+            q1 = (east * v[s, 0, 1] + north * v[s, 1, 1]) / axes[s, 1]
+            out[p, s] = q0 * q0 + q1 * q1 <= 1.0
+    return out
