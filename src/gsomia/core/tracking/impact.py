@@ -316,27 +316,19 @@ class Corridor:
         """(points, sections): which cross-section ellipses contain each point (local
         east-north offsets from each centre; fine at the corridor's widths)."""
         axes, v = self.semi_axes_m()
-        out = np.zeros((lat_deg.size, self.lat_deg.size), dtype=bool)
-        if out.size == 0:
-            return out
         # A point lies in an ellipse only within its longer semi-axis of the centre, so each
-        # section is tested against the band of latitudes it can reach (points sorted by
-        # latitude), not against every point of the map near the corridor: the same test on
-        # a few percent of the pairs. The slack keeps rounding from dropping a boundary point.
+        # section is tested only against the points in the band of latitudes it can reach,
+        # not every point of the map near the corridor (compiled: kernels.sections_hit). The
+        # slack keeps rounding from dropping a boundary point.
+        from gsomia.core.tracking import kernels  # numba: only in processes that track
+
         reach = np.degrees(axes.max(axis=1) / R_EARTH) * (1.0 + 1e-9) + 1e-12
-        order = np.argsort(lat_deg, kind="stable")
-        by_lat = lat_deg[order]
-        lo = np.searchsorted(by_lat, self.lat_deg - reach, side="left")
-        counts = np.searchsorted(by_lat, self.lat_deg + reach, side="right") - lo
-        sec = np.repeat(np.arange(self.lat_deg.size), counts)
-        pt = order[np.arange(sec.size) - np.repeat(np.cumsum(counts) - counts - lo, counts)]
-        north = np.radians(lat_deg[pt] - self.lat_deg[sec]) * R_EARTH
-        dlon = (lon_deg[pt] - self.lon_deg[sec] + 180.0) % 360.0 - 180.0
-        east = np.radians(dlon) * R_EARTH * np.cos(np.radians(self.lat_deg))[sec]
-        q0 = (east * v[sec, 0, 0] + north * v[sec, 1, 0]) / axes[sec, 0]
-        q1 = (east * v[sec, 0, 1] + north * v[sec, 1, 1]) / axes[sec, 1]
-        out[pt, sec] = q0 * q0 + q1 * q1 <= 1.0
-        return out
+        return kernels.sections_hit(
+            np.ascontiguousarray(lat_deg, dtype=float), np.ascontiguousarray(lon_deg, dtype=float),
+            np.ascontiguousarray(self.lat_deg, dtype=float),
+            np.ascontiguousarray(self.lon_deg, dtype=float),
+            np.cos(np.radians(self.lat_deg)), np.ascontiguousarray(axes),
+            np.ascontiguousarray(v), np.ascontiguousarray(reach))
 
     def outline(self, n: int = 16) -> tuple[Array, Array]:
         """Points on the boundary of every cross-section ellipse, and their centres (degrees):

@@ -537,7 +537,9 @@ def _jacobi(x: Array) -> float:
     p2 = 1.5 * x[2] ** 2 / rr2 - 0.5
     potential = _NEG_GM / rr * (1.0 - _J2AA / rr2 * p2)
     rho2 = x[0] ** 2 + x[1] ** 2
-    return 0.5 * (x[3] * x[3] + x[4] * x[4] + x[5] * x[5]) + potential - 0.5 * _W2 * rho2
+    energy: float = (0.5 * (x[3] * x[3] + x[4] * x[4] + x[5] * x[5]) + potential
+                     - 0.5 * _W2 * rho2)
+    return energy
 
 
 @njit(cache=True, inline="always")
