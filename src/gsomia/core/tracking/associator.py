@@ -43,11 +43,9 @@ def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Arra
 
         m = MEASUREMENT_DIM[kind]
         return kernels.mahalanobis(
-            np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(P, dtype=float),
-            np.ascontiguousarray(z, dtype=float),
-            np.ascontiguousarray(np.broadcast_to(R, (z.shape[0], m, m)), dtype=float),
-            np.ascontiguousarray(site, dtype=float), np.ascontiguousarray(basis, dtype=float),
-            kind == "rae")
+            kernels.rows(x, x.shape), kernels.rows(P, P.shape), kernels.rows(z, z.shape),
+            kernels.rows(R, (z.shape[0], m, m)), kernels.rows(site, (3,)),
+            kernels.rows(basis, (3, 3)), kind == "rae")
     z_pred, H = measure(x, site, basis, kind)
     S0 = np.matmul(np.matmul(H, P), H.transpose(0, 2, 1))
     nu = innovation(z[None, :, :], z_pred[:, None, :], kind)

@@ -75,10 +75,8 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
 
     k = x.shape[0]
     return kernels.ground_crossing(
-        np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(np.broadcast_to(t0, (k,)),
-                                                                   dtype=float),
-        np.ascontiguousarray(np.broadcast_to(direction, (k,)), dtype=float), float(step_s),
-        math.ceil(max_time_s / step_s), float(inv_beta))
+        kernels.rows(x, x.shape), kernels.rows(t0, (k,)), kernels.rows(direction, (k,)),
+        float(step_s), math.ceil(max_time_s / step_s), float(inv_beta))
 
 
 def ground_crossing_numpy(x: Array, t0: Array, direction: Array, *, step_s: float = 20.0,
@@ -323,12 +321,12 @@ class Corridor:
         from gsomia.core.tracking import kernels  # numba: only in processes that track
 
         reach = np.degrees(axes.max(axis=1) / R_EARTH) * (1.0 + 1e-9) + 1e-12
+        n, k = lat_deg.shape[0], self.lat_deg.shape[0]
         return kernels.sections_hit(
-            np.ascontiguousarray(lat_deg, dtype=float), np.ascontiguousarray(lon_deg, dtype=float),
-            np.ascontiguousarray(self.lat_deg, dtype=float),
-            np.ascontiguousarray(self.lon_deg, dtype=float),
-            np.cos(np.radians(self.lat_deg)), np.ascontiguousarray(axes),
-            np.ascontiguousarray(v), np.ascontiguousarray(reach))
+            kernels.rows(lat_deg, (n,)), kernels.rows(lon_deg, (n,)),
+            kernels.rows(self.lat_deg, (k,)), kernels.rows(self.lon_deg, (k,)),
+            np.cos(np.radians(self.lat_deg)), kernels.rows(axes, (k, 2)),
+            kernels.rows(v, (k, 2, 2)), kernels.rows(reach, (k,)))
 
     def outline(self, n: int = 16) -> tuple[Array, Array]:
         """Points on the boundary of every cross-section ellipse, and their centres (degrees):

@@ -32,6 +32,15 @@ def njit(**options: Any) -> Callable[[_F], _F]:
     return cast(Callable[[_F], _F], _njit(**options))
 
 
+def rows(a: Any, shape: tuple[int, ...]) -> Array:
+    """``a`` as a C-contiguous float64 array of ``shape``, the form the kernels take
+    (broadcast only when its shape differs: ``np.broadcast_to`` costs microseconds a call)."""
+    out = np.asarray(a, dtype=np.float64)
+    if out.shape != shape:
+        out = np.broadcast_to(out, shape)
+    return np.ascontiguousarray(out)
+
+
 # The constants as the NumPy forms combine them (Python folds a chain of floats before it
 # meets an array), so that the compiled arithmetic is the same operation for operation.
 _GM = earth.GM

@@ -115,8 +115,7 @@ def rk4_step(s: Array, h: Array, inv_beta: float = 0.0) -> Array:
     # Imported here: numba loads only in processes that integrate flights.
     from gsomia.core.tracking import kernels
 
-    return kernels.rk4_step(np.ascontiguousarray(s, dtype=float),
-                            np.ascontiguousarray(np.broadcast_to(h, s.shape[:1]), dtype=float),
+    return kernels.rk4_step(kernels.rows(s, s.shape), kernels.rows(h, s.shape[:1]),
                             float(inv_beta))
 
 
@@ -249,12 +248,11 @@ class BallisticPredictor:
 
         n = self._substeps(dt)
         k = x.shape[0]
-        extra = np.zeros(k) if q_extra is None else np.broadcast_to(q_extra, (k,))
-        return kernels.predict(np.ascontiguousarray(x, dtype=float),
-                               np.ascontiguousarray(P, dtype=float),
-                               np.ascontiguousarray(dt / n, dtype=float), n, float(self.q),
-                               float(self.q_boost), float(self.boost_ceiling_m),
-                               np.ascontiguousarray(extra, dtype=float), self.inv_beta)
+        extra = np.zeros(k) if q_extra is None else kernels.rows(q_extra, (k,))
+        return kernels.predict(kernels.rows(x, x.shape), kernels.rows(P, P.shape),
+                               kernels.rows(dt / n, (k,)), n, float(self.q),
+                               float(self.q_boost), float(self.boost_ceiling_m), extra,
+                               self.inv_beta)
 
     def predict_numpy(self, x: Array, P: Array, dt: Array, q_extra: Array | None = None
                       ) -> tuple[Array, Array]:

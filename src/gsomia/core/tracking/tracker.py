@@ -142,10 +142,8 @@ class Tracker:
             m = z.shape[1]
             xb, Pb, xm, Pm, calm, cusum, strikes = kernels.update_both(
                 tracks.x[chosen], tracks.P[chosen], tracks.xm[chosen], tracks.Pm[chosen],
-                np.ascontiguousarray(z[det]),
-                np.ascontiguousarray(np.broadcast_to(R[det], (k, m, m)), dtype=float),
-                np.ascontiguousarray(site, dtype=float),
-                np.ascontiguousarray(basis, dtype=float), kind == "rae",
+                kernels.rows(z[det], (k, m)), kernels.rows(R[det], (k, m, m)),
+                kernels.rows(site, (3,)), kernels.rows(basis, (3, 3)), kind == "rae",
                 gate_threshold(self.surprise_probability, m), self.energy_drift,
                 self.energy_alarm, tracks.strikes[chosen], tracks.cusum[chosen],
                 tracks.calm[chosen])

@@ -97,11 +97,9 @@ class ExtendedKalmanUpdater:
 
             m = MEASUREMENT_DIM[kind]
             return kernels.update_nis(
-                np.ascontiguousarray(x, dtype=float), np.ascontiguousarray(P, dtype=float),
-                np.ascontiguousarray(z, dtype=float),
-                np.ascontiguousarray(np.broadcast_to(R, (x.shape[0], m, m)), dtype=float),
-                np.ascontiguousarray(site, dtype=float), np.ascontiguousarray(basis, dtype=float),
-                kind == "rae")
+                kernels.rows(x, x.shape), kernels.rows(P, P.shape), kernels.rows(z, z.shape),
+                kernels.rows(R, (x.shape[0], m, m)), kernels.rows(site, (3,)),
+                kernels.rows(basis, (3, 3)), kind == "rae")
         z_pred, H = measure(x, site, basis, kind)
         nu = innovation(z, z_pred, kind)
         HP = np.matmul(H, P)
