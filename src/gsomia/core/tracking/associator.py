@@ -83,6 +83,10 @@ class GNNAssociator:
                                                          MEASUREMENT_DIM[kind])
         if not inside.any():
             return none, none
+        if inside.shape == (1, 1):
+            # One track, one detection inside the gate: the assignment is that pair (the
+            # usual scan of one missile), without the solver's setup.
+            return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         cost = np.where(inside, d2 + logdet, _FORBIDDEN)
         # imported here: scipy.optimize takes half a second to import, and the CLI starts often
         from scipy.optimize import linear_sum_assignment

@@ -126,8 +126,8 @@ class Tracker:
                 np.concatenate([t - tracks.time[rows]] * 2),
                 np.concatenate([np.zeros(n), np.full(n, self.q_manoeuvre)]))
             tracks = tracks.with_states(rows, np.full(n, t), x[:n], P[:n], x[n:], P[n:])
-        z = np.stack([d.z for d in scan])
-        R = np.stack([d.R for d in scan])
+        z = np.array([d.z for d in scan])
+        R = np.array([d.R for d in scan])
         site, basis = first.sensor.ecef, first.sensor.basis
         which, det = self.associator.associate(tracks.xm[rows], tracks.Pm[rows], z, R, site,
                                                basis, kind)
