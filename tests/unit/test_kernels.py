@@ -165,3 +165,26 @@ def test_compiled_jacobi_energy_is_numpys(seed: int, k: int) -> None:
     x = _states(np.random.default_rng(seed), k)
     (e1, g1), (e2, g2) = kernels.jacobi_energy(x), jacobi_energy(x)
     assert _close(e1, e2, 1e-13) and _close(g1, g2, 1e-13)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 215), st.floats(0.5, 1.5), st.floats(5.0, 80.0), st.floats(0.0, 360.0))
+def test_compiled_flight_is_numpys(launch: int, energy: float, pitch_deg: float,
+                                   azimuth_deg: float) -> None:
+    """The trajectory model's integrator (boost, pitch-over, drag, lift, staging events):
+    the same number of steps, the same impact step, positions within a micrometre."""
+    from gsomia.core.tracking import trajectory
+    from gsomia.shell.scenarios import fittable_launches
+
+    req = fittable_launches()[launch].flight_request()
+    lat, lon = np.radians([req.lat_deg]), np.radians([req.lon_deg])
+    guess = trajectory._initial_guess(req, req.profile)
+    p = trajectory._batch(lat, lon, np.radians([azimuth_deg]), np.array([guess[0] * energy]),
+                          np.radians([pitch_deg]), [req.profile])
+    r0 = earth.geodetic_to_ecef(lat, lon, np.zeros(1)).T
+    got = trajectory._integrate(p, r0, np.array([guess[2]]))
+    ref = trajectory._integrate_numpy(p, r0, np.array([guess[2]]))
+    assert got.times.shape == ref.times.shape
+    assert np.array_equal(got.impact, ref.impact)
+    assert np.allclose(got.times, ref.times, rtol=1e-12, atol=0.0)
+    assert np.allclose(got.states, ref.states, rtol=0.0, atol=1e-6)

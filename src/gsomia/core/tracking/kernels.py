@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit as _njit
 from numpy.typing import NDArray
 
-from gsomia.core.tracking import earth
+from gsomia.core.tracking import earth, predictor, trajectory
 from gsomia.core.tracking.types import Array, IntArray
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -57,8 +57,8 @@ _F1 = 1.0 - earth.F
 _EP2B = earth.EP2 * earth.B
 _E2A = earth.E2 * earth.A
 _N1 = 1.0 - earth.E2
-_RHO0 = 1.225           # predictor.RHO0
-_SCALE_HEIGHT = 7_200.0  # predictor.SCALE_HEIGHT
+_RHO0 = predictor.RHO0
+_SCALE_HEIGHT = predictor.SCALE_HEIGHT
 
 
 @njit(cache=True, inline="always")
@@ -645,3 +645,152 @@ def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: 
             q1 = (east * v[s, 0, 1] + north * v[s, 1, 1]) / axes[s, 1]
             out[p, s] = q0 * q0 + q1 * q1 <= 1.0
     return out
+
+
+# --- the flight model: trajectory.py's batch integrator --------------------------------------
+
+_J_FLIGHT = 1.5 * earth.J2 * earth.A * earth.A     # as trajectory._derivative folds it
+_OMEGA2 = earth.OMEGA * earth.OMEGA
+_LIFT_FULL_DIVE = trajectory._LIFT_FULL_DIVE
+_DIVE_BAND = trajectory._DIVE_BAND
+_MAX_COAST_STEP = trajectory._MAX_COAST_STEP
+_MIN_STEP = trajectory._MIN_STEP
+
+
+@njit(cache=True, inline="always")
+def _flight_derivative(t: float, phase: float, s: Array, c: int, start: Array, burn: Array,
+                       a0: Array, frac: Array, cutoff: Array, scale: Array, vertical: Array,
+                       pitch_bo: Array, normal: Array, beta: Array, lift: Array, dive: Array,
+                       safe_burn: Array, span: Array, sharp: Array, out: Array) -> None:
+    """trajectory._derivative of column ``c``'s state s (6,) into out (6,)."""
+    x, y, z, vx, vy, vz = s[0], s[1], s[2], s[3], s[4], s[5]
+    r2 = x * x + y * y + z * z
+    r = math.sqrt(r2)
+    k = _NEG_GM / (r2 * r)
+    zr2 = z * z / r2
+    j = _J_FLIGHT / r2
+    kxy = k * (1.0 + j * (1.0 - 5.0 * zr2))
+    ax = kxy * x + _OMEGA2 * x + _2W * vy
+    ay = kxy * y + _OMEGA2 * y - _2W * vx
+    az = k * z * (1.0 + j * (3.0 - 5.0 * zr2))
+    ux, uy, uz = x / r, y / r, z / r
+    if phase < cutoff[c]:
+        thrust = 0.0
+        for st in range(start.shape[0]):
+            tau = phase - start[st, c]
+            f = min(max((t - start[st, c]) / safe_burn[st, c], 0.0), 1.0)
+            term = a0[st, c] / (1.0 - frac[st, c] * f) if 0.0 <= tau < burn[st, c] else 0.0
+            thrust = term if st == 0 else thrust + term
+        thrust = thrust * scale[c]
+        q = min(max((t - vertical[c]) / span[c], 0.0), 1.0)
+        pitch = pitch_bo[c] + (0.5 * np.pi - pitch_bo[c]) * (1.0 - q) ** sharp[c]
+        nx, ny, nz = normal[0, c], normal[1, c], normal[2, c]
+        dx, dy, dz = ny * uz - nz * uy, nz * ux - nx * uz, nx * uy - ny * ux
+        dn = math.sqrt(dx * dx + dy * dy + dz * dz)
+        sp, cp = math.sin(pitch) * thrust, math.cos(pitch) * thrust / dn
+        ax = ax + sp * ux + cp * dx
+        ay = ay + sp * uy + cp * dy
+        az = az + sp * uz + cp * dz
+    else:
+        h = r - _B / math.sqrt(1.0 - _E2 * (x * x + y * y) / r2)
+        speed = math.sqrt(vx * vx + vy * vy + vz * vz)
+        rho = _RHO0 * math.exp(-max(h, -1_000.0) / _SCALE_HEIGHT)
+        drag = 0.5 * rho * speed / beta[c]
+        ax = ax - drag * vx
+        ay = ay - drag * vy
+        az = az - drag * vz
+        if lift[c] > 0.0:
+            vs = max(speed, 1e-9)
+            sin_gamma = (ux * vx + uy * vy + uz * vz) / vs
+            gate = (min(max(-sin_gamma / _LIFT_FULL_DIVE, 0.0), 1.0)
+                    * min(max((h - dive[c]) / _DIVE_BAND, 0.0), 1.0))
+            lx = ux - sin_gamma * vx / vs
+            ly = uy - sin_gamma * vy / vs
+            lz = uz - sin_gamma * vz / vs
+            ln = max(math.sqrt(lx * lx + ly * ly + lz * lz), 1e-12)
+            up = lift[c] * drag * speed * gate / ln
+            ax = ax + up * lx
+            ay = ay + up * ly
+            az = az + up * lz
+    out[0], out[1], out[2], out[3], out[4], out[5] = vx, vy, vz, ax, ay, az
+
+
+@njit(cache=True, inline="always")
+def _radial_height(s: Array) -> float:
+    r2 = s[0] * s[0] + s[1] * s[1] + s[2] * s[2]
+    h: float = math.sqrt(r2) - _B / math.sqrt(1.0 - _E2 * (s[0] * s[0] + s[1] * s[1]) / r2)
+    return h
+
+
+@njit(cache=True)
+def fly(start: Array, burn: Array, a0: Array, frac: Array, cutoff: Array, scale: Array,
+        vertical: Array, pitch_bo: Array, normal: Array, beta: Array, lift: Array,
+        dive: Array, safe_burn: Array, span: Array, sharp: Array, r0: Array,
+        max_time: Array, events: Array, boost_step: Array, keep: bool,
+        count: IntArray, times: Array, states: Array, impact: IntArray) -> None:
+    """trajectory._integrate, one flight (column) after the other: RK4 with the step chosen
+    by phase and height, stopped at the ground. With ``keep`` false, counts each column's
+    steps into ``count``; with ``keep``, stores its samples in times (S + 1, N) and states
+    (S + 1, 6, N), the last one repeated after it stops, and its impact step."""
+    n = r0.shape[1]
+    s = np.empty(6)
+    k1, k2, k3, k4, w = np.empty(6), np.empty(6), np.empty(6), np.empty(6), np.empty(6)
+    for c in range(n):
+        s[0], s[1], s[2] = r0[0, c], r0[1, c], r0[2, c]
+        s[3] = s[4] = s[5] = 0.0
+        t = 0.0
+        step = 0
+        if keep:
+            times[0, c] = t
+            states[0, :, c] = s
+        while True:
+            h = _radial_height(s)
+            climb = abs(s[0] * s[3] + s[1] * s[4] + s[2] * s[5]) / math.sqrt(
+                s[0] * s[0] + s[1] * s[1] + s[2] * s[2])
+            coast = min(h / 8_000.0, 1_500.0 / (climb + 1.0) if h < 120e3 else np.inf)
+            dt = (boost_step[c] if t < cutoff[c]
+                  else min(max(coast, _MIN_STEP), _MAX_COAST_STEP))
+            ahead = np.inf
+            for e in range(events.shape[0]):
+                if events[e, c] > t + 1e-9 and events[e, c] < ahead:
+                    ahead = events[e, c]
+            dt = min(dt, ahead - t)
+            phase = t + 0.5 * dt
+            half = 0.5 * dt
+            _flight_derivative(t, phase, s, c, start, burn, a0, frac, cutoff, scale, vertical,
+                               pitch_bo, normal, beta, lift, dive, safe_burn, span, sharp, k1)
+            for i in range(6):
+                w[i] = s[i] + half * k1[i]
+            _flight_derivative(t + half, phase, w, c, start, burn, a0, frac, cutoff, scale,
+                               vertical, pitch_bo, normal, beta, lift, dive, safe_burn, span,
+                               sharp, k2)
+            for i in range(6):
+                w[i] = s[i] + half * k2[i]
+            _flight_derivative(t + half, phase, w, c, start, burn, a0, frac, cutoff, scale,
+                               vertical, pitch_bo, normal, beta, lift, dive, safe_burn, span,
+                               sharp, k3)
+            for i in range(6):
+                w[i] = s[i] + dt * k3[i]
+            _flight_derivative(t + dt, phase, w, c, start, burn, a0, frac, cutoff, scale,
+                               vertical, pitch_bo, normal, beta, lift, dive, safe_burn, span,
+                               sharp, k4)
+            sixth = dt / 6.0
+            finite = True
+            for i in range(6):
+                s[i] = s[i] + sixth * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])
+                finite = finite and math.isfinite(s[i])
+            t = t + dt
+            step += 1
+            if keep:
+                times[step, c] = t
+                states[step, :, c] = s
+            hit = _radial_height(s) < 0.0 and t > 1.0
+            if hit:
+                impact[c] = step
+            if hit or t > max_time[c] or not finite:
+                break
+        count[c] = step
+        if keep:
+            for later in range(step + 1, times.shape[0]):
+                times[later, c] = t
+                states[later, :, c] = s
