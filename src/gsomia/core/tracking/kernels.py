@@ -407,6 +407,43 @@ def _lu_solve(LU: Array, piv: IntArray, y: Array) -> None:
             y[r, b] = acc / LU[r, r]
 
 
+@njit(cache=True, inline="always")
+def _projected(x: Array, P: Array, site: Array, basis: Array, rae: bool, z: Array, H: Array,
+               HP: Array, HPH: Array) -> None:
+    """One state's predicted measurement z, its Jacobian H, H P and H P H' (m, m)."""
+    _measure(x, site, basis, rae, z, H)
+    m = z.shape[0]
+    for r in range(m):
+        for b in range(6):
+            acc = 0.0
+            for q in range(6):
+                acc += H[r, q] * P[q, b]
+            HP[r, b] = acc
+    for r in range(m):
+        for b in range(m):
+            acc = 0.0
+            for q in range(6):
+                acc += HP[r, q] * H[b, q]
+            HPH[r, b] = acc
+
+
+@njit(cache=True, inline="always")
+def _normalised_square(z: Array, z_pred: Array, a: int, LU: Array, piv: IntArray,
+                       nu: Array) -> float:
+    """The innovation z - z_pred (azimuth ``a`` wrapped) into nu (m, 1), and nu' S^-1 nu
+    with S's :func:`_lu` factors."""
+    m = z.shape[0]
+    for r in range(m):
+        nu[r, 0] = z[r] - z_pred[r]
+    nu[a, 0] = _wrap(nu[a, 0])
+    w = nu.copy()
+    _lu_solve(LU, piv, w)
+    acc: float = 0.0
+    for r in range(m):
+        acc += nu[r, 0] * w[r, 0]
+    return acc
+
+
 @njit(cache=True)
 def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array,
                 rae: bool) -> tuple[Array, Array]:
@@ -424,31 +461,11 @@ def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Arra
     nu = np.empty((m, 1))
     piv = np.empty(m, dtype=np.int64)
     for i in range(k):
-        _measure(x[i], site, basis, rae, zp, H)
-        for r in range(m):
-            for b in range(6):
-                acc = 0.0
-                for q in range(6):
-                    acc += H[r, q] * P[i, q, b]
-                HP[r, b] = acc
-        for r in range(m):
-            for b in range(m):
-                acc = 0.0
-                for q in range(6):
-                    acc += HP[r, q] * H[b, q]
-                S0[r, b] = acc
+        _projected(x[i], P[i], site, basis, rae, zp, H, HP, S0)
         for j in range(mm):
             S[:, :] = S0 + R[j]
             logdet[i, j] = _lu(S, piv)
-            for r in range(m):
-                nu[r, 0] = z[j, r] - zp[r]
-            nu[a, 0] = _wrap(nu[a, 0])
-            w = nu.copy()
-            _lu_solve(S, piv, w)
-            acc = 0.0
-            for r in range(m):
-                acc += nu[r, 0] * w[r, 0]
-            d2[i, j] = acc
+            d2[i, j] = _normalised_square(z[j], zp, a, S, piv, nu)
     return d2, logdet
 
 
@@ -471,31 +488,12 @@ def update_nis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array
     AP = np.empty((6, 6))
     KR = np.empty((6, m))
     for i in range(k):
-        _measure(x[i], site, basis, rae, zp, H)
-        for r in range(m):
-            for b in range(6):
-                acc = 0.0
-                for q in range(6):
-                    acc += H[r, q] * P[i, q, b]
-                HP[r, b] = acc
-        for r in range(m):
-            for b in range(m):
-                acc = 0.0
-                for q in range(6):
-                    acc += HP[r, q] * H[b, q]
-                S[r, b] = acc + R[i, r, b]
+        _projected(x[i], P[i], site, basis, rae, zp, H, HP, S)
+        S += R[i]
         _lu(S, piv)
         Kt = HP.copy()              # S K' = H P (S and P symmetric)
         _lu_solve(S, piv, Kt)
-        for r in range(m):
-            nu[r, 0] = z[i, r] - zp[r]
-        nu[a, 0] = _wrap(nu[a, 0])
-        w = nu.copy()
-        _lu_solve(S, piv, w)
-        acc = 0.0
-        for r in range(m):
-            acc += nu[r, 0] * w[r, 0]
-        nis[i] = acc
+        nis[i] = _normalised_square(z[i], zp, a, S, piv, nu)
         for b in range(6):
             acc = 0.0
             for r in range(m):
