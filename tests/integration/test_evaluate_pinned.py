@@ -10,6 +10,13 @@ unchanged, the present code must reproduce every value. The territory has change
 corridors, steady impact predictions, early alerts: issue 13), so what follows from them is
 left out of the comparison (``WARNING_MODEL``); detection, tracking, cueing and what each party
 received are still the old model's and must match.
+
+Since the compiled kernels (issue 13, part 6: ``core/tracking/kernels.py``) the tracker, the
+flight model and the integrations run in numba: the same operations in the same order, but
+libm's exp, sin and cos and the summation order of the small matrix products differ from
+NumPy's in the last bits. So floats are compared within 1e-6 relative (as before: the JSON
+holds rounded values) and everything else exactly: regions, levels, reasons, routes, which
+detections and tracks, counts. Nothing was loosened for the kernels.
 """
 
 from __future__ import annotations

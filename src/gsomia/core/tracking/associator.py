@@ -35,7 +35,17 @@ def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Arra
 
     ``z`` (M, m) and ``R`` (M, m, m) are the detections of one sensor. When they share one
     noise covariance (the usual scan) a single m x m inverse per track serves all M.
+
+    One sensor (``site`` (3,)) runs compiled (:mod:`kernels`); per-track sites in NumPy.
     """
+    if site.ndim == 1 and basis.ndim == 2 and kind in MEASUREMENT_DIM:
+        from gsomia.core.tracking import kernels  # numba: only in processes that track
+
+        m = MEASUREMENT_DIM[kind]
+        return kernels.mahalanobis(
+            kernels.rows(x, x.shape), kernels.rows(P, P.shape), kernels.rows(z, z.shape),
+            kernels.rows(R, (z.shape[0], m, m)), kernels.rows(site, (3,)),
+            kernels.rows(basis, (3, 3)), kind == "rae")
     z_pred, H = measure(x, site, basis, kind)
     S0 = np.matmul(np.matmul(H, P), H.transpose(0, 2, 1))
     nu = innovation(z[None, :, :], z_pred[:, None, :], kind)
@@ -73,6 +83,10 @@ class GNNAssociator:
                                                          MEASUREMENT_DIM[kind])
         if not inside.any():
             return none, none
+        if inside.shape == (1, 1):
+            # One track, one detection inside the gate: the assignment is that pair (the
+            # usual scan of one missile), without the solver's setup.
+            return np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64)
         cost = np.where(inside, d2 + logdet, _FORBIDDEN)
         # imported here: scipy.optimize takes half a second to import, and the CLI starts often
         from scipy.optimize import linear_sum_assignment

@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 from gsomia.core.tracking import earth
 from gsomia.core.tracking.earth import R_MEAN as R_EARTH
 from gsomia.core.tracking.earth import great_circle_m
-from gsomia.core.tracking.predictor import height_fast, rk4_step
+from gsomia.core.tracking.predictor import height_fast, rk4_step, rk4_step_numpy
 from gsomia.core.tracking.types import Array, Ellipse, GroundPoint
 
 N_STATE = 6
@@ -68,7 +68,22 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
     A row starting below ground must rise above it first (a sigma point of a low track).
     ``inv_beta`` > 0 adds drag (see :mod:`predictor`); the step then shrinks to 2 s below
     60 km, where drag changes quickly.
+
+    Compiled (:mod:`kernels`); :func:`ground_crossing_numpy` is the same search in NumPy.
     """
+    from gsomia.core.tracking import kernels  # numba: only in processes that integrate
+
+    k = x.shape[0]
+    return kernels.ground_crossing(
+        kernels.rows(x, x.shape), kernels.rows(t0, (k,)), kernels.rows(direction, (k,)),
+        float(step_s), math.ceil(max_time_s / step_s), float(inv_beta))
+
+
+def ground_crossing_numpy(x: Array, t0: Array, direction: Array, *, step_s: float = 20.0,
+                          max_time_s: float = 7200.0, inv_beta: float = 0.0
+                          ) -> tuple[Array, Array, NDArray[np.bool_]]:
+    """:func:`ground_crossing` in NumPy, all rows at once: the reference the compiled
+    search is tested against."""
     k = x.shape[0]
     t_cross = np.full(k, np.nan)
     r_cross = np.full((k, 3), np.nan)
@@ -87,7 +102,7 @@ def ground_crossing(x: Array, t0: Array, direction: Array, *, step_s: float = 20
             break
         if inv_beta > 0.0:
             h = np.where(z < 60_000.0, np.sign(h) * min(step_s, 2.0), np.sign(h) * step_s)
-        s_next = rk4_step(s, h, inv_beta)
+        s_next = rk4_step_numpy(s, h, inv_beta)
         z_next = height(s_next[:, :3])
         hit = armed & (z_next <= 0.0)
         if hit.any():
@@ -321,12 +336,19 @@ class Corridor:
         """(points, sections): which cross-section ellipses contain each point (local
         east-north offsets from each centre; fine at the corridor's widths)."""
         axes, v = self.semi_axes_m()
-        north = np.radians(lat_deg[:, None] - self.lat_deg[None, :]) * R_EARTH
-        dlon = (lon_deg[:, None] - self.lon_deg[None, :] + 180.0) % 360.0 - 180.0
-        east = np.radians(dlon) * R_EARTH * np.cos(np.radians(self.lat_deg))[None, :]
-        q0 = (east * v[None, :, 0, 0] + north * v[None, :, 1, 0]) / axes[None, :, 0]
-        q1 = (east * v[None, :, 0, 1] + north * v[None, :, 1, 1]) / axes[None, :, 1]
-        return np.asarray(q0 * q0 + q1 * q1 <= 1.0)
+        # A point lies in an ellipse only within its longer semi-axis of the centre, so each
+        # section is tested only against the points in the band of latitudes it can reach,
+        # not every point of the map near the corridor (compiled: kernels.sections_hit). The
+        # slack keeps rounding from dropping a boundary point.
+        from gsomia.core.tracking import kernels  # numba: only in processes that track
+
+        reach = np.degrees(axes.max(axis=1) / R_EARTH) * (1.0 + 1e-9) + 1e-12
+        n, k = lat_deg.shape[0], self.lat_deg.shape[0]
+        return kernels.sections_hit(
+            kernels.rows(lat_deg, (n,)), kernels.rows(lon_deg, (n,)),
+            kernels.rows(self.lat_deg, (k,)), kernels.rows(self.lon_deg, (k,)),
+            np.cos(np.radians(self.lat_deg)), kernels.rows(axes, (k, 2)),
+            kernels.rows(v, (k, 2, 2)), kernels.rows(reach, (k,)))
 
     def outline(self, n: int = 16) -> tuple[Array, Array]:
         """Points on the boundary of every cross-section ellipse, and their centres (degrees):

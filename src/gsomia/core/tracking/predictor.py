@@ -110,7 +110,17 @@ def _derivative(s: Array, inv_beta: float) -> Array:
 
 def rk4_step(s: Array, h: Array, inv_beta: float = 0.0) -> Array:
     """One RK4 step of the ballistic ODE for states (K, 6) with per-row step h (K,) seconds;
-    ``inv_beta`` > 0 adds drag (1 / ballistic coefficient, m^2/kg)."""
+    ``inv_beta`` > 0 adds drag (1 / ballistic coefficient, m^2/kg). Compiled
+    (:mod:`kernels`); :func:`rk4_step_numpy` is the same step in NumPy."""
+    # Imported here: numba loads only in processes that integrate flights.
+    from gsomia.core.tracking import kernels
+
+    return kernels.rk4_step(kernels.rows(s, s.shape), kernels.rows(h, s.shape[:1]),
+                            float(inv_beta))
+
+
+def rk4_step_numpy(s: Array, h: Array, inv_beta: float = 0.0) -> Array:
+    """:func:`rk4_step` in NumPy: the reference the compiled step is tested against."""
     hc = h[:, None]
     k1 = _derivative(s, inv_beta)
     k2 = _derivative(s + 0.5 * hc * k1, inv_beta)
@@ -230,12 +240,28 @@ class BallisticPredictor:
                 ) -> tuple[Array, Array]:
         """States (N, 6) and covariances (N, 6, 6) predicted dt (N,) seconds ahead.
 
-        ``q_extra`` (N,) adds per-track manoeuvre noise (see :class:`Tracker`).
+        ``q_extra`` (N,) adds per-track manoeuvre noise (see :class:`Tracker`). Compiled
+        (:mod:`kernels`): a scan predicts one or two tracks, where NumPy's call overhead
+        outweighs the arithmetic a hundred times.
         """
+        from gsomia.core.tracking import kernels  # numba: only in processes that track
+
+        n = self._substeps(dt)
+        k = x.shape[0]
+        extra = np.zeros(k) if q_extra is None else kernels.rows(q_extra, (k,))
+        return kernels.predict(kernels.rows(x, x.shape), kernels.rows(P, P.shape),
+                               kernels.rows(dt / n, (k,)), n, float(self.q),
+                               float(self.q_boost), float(self.boost_ceiling_m), extra,
+                               self.inv_beta)
+
+    def predict_numpy(self, x: Array, P: Array, dt: Array, q_extra: Array | None = None
+                      ) -> tuple[Array, Array]:
+        """:meth:`predict` in NumPy, all tracks at once: the reference the compiled
+        prediction is tested against."""
         n = self._substeps(dt)
         h = dt / n
         for _ in range(n):
-            x_next = rk4_step(x, h, self.inv_beta)
+            x_next = rk4_step_numpy(x, h, self.inv_beta)
             mid = 0.5 * (x + x_next)
             phi = transition(mid[:, :3], h, mid[:, 3:], self.inv_beta)
             P = np.matmul(np.matmul(phi, P), phi.transpose(0, 2, 1))

@@ -38,7 +38,7 @@ from gsomia.core.tracking.impact import (
     corridors,
 )
 from gsomia.core.tracking.initiator import SinglePointInitiator
-from gsomia.core.tracking.predictor import BallisticPredictor, jacobi_energy, jacobi_integral
+from gsomia.core.tracking.predictor import BallisticPredictor
 from gsomia.core.tracking.types import (
     BoostCorridor,
     Detection,
@@ -133,8 +133,8 @@ class Tracker:
                 np.concatenate([t - tracks.time[rows]] * 2),
                 np.concatenate([np.zeros(n), np.full(n, self.q_manoeuvre)]))
             tracks = tracks.with_states(rows, np.full(n, t), x[:n], P[:n], x[n:], P[n:])
-        z = np.stack([d.z for d in scan])
-        R = np.stack([d.R for d in scan])
+        z = np.array([d.z for d in scan])
+        R = np.array([d.R for d in scan])
         site, basis = first.sensor.ecef, first.sensor.basis
         which, det = self.associator.associate(tracks.xm[rows], tracks.Pm[rows], z, R, site,
                                                basis, kind)
@@ -142,27 +142,20 @@ class Tracker:
         if which.size:
             chosen = rows[which]
             k = chosen.size
-            e_pred, grad = jacobi_energy(tracks.x[chosen])
-            P_pred = tracks.P[chosen]
-            x, P, nis = self.updater.update_nis(
-                np.concatenate([tracks.x[chosen], tracks.xm[chosen]]),
-                np.concatenate([tracks.P[chosen], tracks.Pm[chosen]]),
-                np.concatenate([z[det]] * 2), np.concatenate([R[det]] * 2), site, basis, kind)
-            odd = nis[:k] > gate_threshold(self.surprise_probability, z.shape[1])
-            strikes = np.where(odd, tracks.strikes[chosen] + 1, 0)
-            surprised = strikes >= 2
-            e_upd = jacobi_integral(x[:k])
-            kick_var = np.einsum("ki,kij,kj->k", grad, P_pred - P[:k], grad)
-            kick = (e_upd - e_pred) / np.sqrt(np.maximum(kick_var, 1e-9))
-            cusum = np.maximum(0.0, tracks.cusum[chosen] + kick - self.energy_drift)
-            surprised |= cusum > self.energy_alarm
-            cusum = np.where(surprised, 0.0, cusum)
-            strikes = np.where(surprised, 0, strikes)
-            xb = np.where(surprised[:, None], x[k:], x[:k])
-            Pb = np.where(surprised[:, None, None], P[k:], P[:k])
-            calm = np.where(surprised, 0, tracks.calm[chosen] + 1)
-            tracks = tracks.with_updates(chosen, np.full(k, t), xb, Pb, x[k:], P[k:], calm,
-                                         cusum, strikes)
+            # Compiled (kernels.update_both): both filters' EKF updates, the surprise test
+            # and the energy CUSUM of a few tracks, without NumPy's overhead per call.
+            from gsomia.core.tracking import kernels
+
+            m = z.shape[1]
+            xb, Pb, xm, Pm, calm, cusum, strikes = kernels.update_both(
+                tracks.x[chosen], tracks.P[chosen], tracks.xm[chosen], tracks.Pm[chosen],
+                kernels.rows(z[det], (k, m)), kernels.rows(R[det], (k, m, m)),
+                kernels.rows(site, (3,)), kernels.rows(basis, (3, 3)), kind == "rae",
+                gate_threshold(self.surprise_probability, m), self.energy_drift,
+                self.energy_alarm, tracks.strikes[chosen], tracks.cusum[chosen],
+                tracks.calm[chosen])
+            tracks = tracks.with_updates(chosen, np.full(k, t), xb, Pb, xm, Pm, calm, cusum,
+                                         strikes)
             updated = dict(zip(tracks.ids[chosen].tolist(), det.tolist(), strict=True))
         taken = np.zeros(len(scan), dtype=bool)
         taken[det] = True

@@ -420,10 +420,39 @@ def _batch(lat: Array, lon: Array, azimuth: Array, energy: Array, pitch_bo: Arra
 class _Flights(NamedTuple):
     times: Array        # (S, N)
     states: Array       # (S, 6, N)
-    impact: Array       # (N,) index of the first sample below ground (or -1)
+    impact: NDArray[np.int64]   # (N,) index of the first sample below ground (or -1)
 
 
 def _integrate(p: _Batch, r0: Array, max_time: Array) -> _Flights:
+    """Fly every column of ``p`` from r0 (3, N) at rest until it comes down or passes
+    ``max_time``. Compiled (:func:`kernels.fly`): a fit flies a few columns at a time, where
+    NumPy's overhead per call outweighs the arithmetic; :func:`_integrate_numpy` is the
+    same integration in NumPy."""
+    from gsomia.core.tracking import kernels  # numba: only in processes that fly
+
+    n = r0.shape[1]
+    k = p.start.shape[0]
+    events = np.vstack([p.start + p.burn, p.cutoff[None, :], p.vertical[None, :]])
+    boost_step = np.minimum(np.maximum(p.burn.sum(axis=0) / 60.0, _BOOST_STEP), 5.0)
+    c = _Batch(*(kernels.rows(a, np.shape(a)) for a in p))
+    count = np.zeros(n, dtype=np.int64)
+    impact = np.full(n, -1, dtype=np.int64)
+    times, states = np.zeros((0, 0)), np.zeros((0, 6, 0))
+    for keep in (False, True):     # count the steps, then store them
+        if keep:
+            steps = int(count.max()) + 1
+            times, states = np.empty((steps, n)), np.empty((steps, 6, n))
+        kernels.fly(c.start, c.burn, c.a0, c.frac, c.cutoff, c.scale, c.vertical, c.pitch_bo,
+                    c.normal, c.beta, c.lift, c.dive, c.safe_burn, c.span, c.sharp,
+                    kernels.rows(r0, (3, n)), kernels.rows(max_time, (n,)),
+                    kernels.rows(events, (k + 2, n)), kernels.rows(boost_step, (n,)), keep,
+                    count, times, states, impact)
+    return _Flights(times, states, impact)
+
+
+def _integrate_numpy(p: _Batch, r0: Array, max_time: Array) -> _Flights:
+    """:func:`_integrate` in NumPy, all columns at once: the reference the compiled flight
+    is tested against."""
     n = r0.shape[1]
     s = np.vstack([r0, np.zeros((3, n))])
     t = np.zeros(n)

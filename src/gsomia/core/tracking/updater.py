@@ -88,7 +88,18 @@ class ExtendedKalmanUpdater:
     def update_nis(self, x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array,
                    kind: Kind) -> tuple[Array, Array, Array]:
         """:meth:`update`, plus each innovation's normalised square (N,), the statistic the
-        tracker watches to tell thrust from free flight."""
+        tracker watches to tell thrust from free flight.
+
+        One sensor (``site`` (3,)) runs compiled (:mod:`kernels`); per-track sites in NumPy.
+        """
+        if site.ndim == 1 and basis.ndim == 2 and kind in MEASUREMENT_DIM:
+            from gsomia.core.tracking import kernels  # numba: only in processes that track
+
+            m = MEASUREMENT_DIM[kind]
+            return kernels.update_nis(
+                kernels.rows(x, x.shape), kernels.rows(P, P.shape), kernels.rows(z, z.shape),
+                kernels.rows(R, (x.shape[0], m, m)), kernels.rows(site, (3,)),
+                kernels.rows(basis, (3, 3)), kind == "rae")
         z_pred, H = measure(x, site, basis, kind)
         nu = innovation(z, z_pred, kind)
         HP = np.matmul(H, P)
