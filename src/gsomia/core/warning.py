@@ -36,18 +36,22 @@ import numpy as np
 
 from gsomia.core.tracking.earth import great_circle_m
 from gsomia.core.tracking.geography import (
+    TERRITORY_KINDS,
     Atlas,
     Region,
     regions_in_ellipse,
     regions_overflown,
 )
 from gsomia.core.tracking.impact import Corridor
+from gsomia.core.tracking.stages import DROP_ZONE_ACROSS_M, DROP_ZONE_ALONG_M, StageDrop
 from gsomia.core.tracking.types import GroundPoint
 from gsomia.core.types import Party
 
 __all__ = [
     "AREA_OF_CONCERN",
     "BOOST",
+    "CORRIDOR_BUFFER_M",
+    "DROP_ZONES",
     "HIGH_SEAS",
     "IMPACT",
     "LEVEL_OF_KIND",
@@ -68,11 +72,17 @@ AREA_OF_CONCERN: Mapping[Party, tuple[Party, ...]] = {
 Action = Literal["issued", "updated", "retracted", "passed"]
 Level = Literal["alert", "notice", "information"]
 LEVEL_OF_KIND: Mapping[str, Level] = {"prefecture": "alert", "province": "alert",
-                                      "eez": "notice"}
+                                      "territorial-sea": "alert", "eez": "notice"}
 HIGH_SEAS = "high seas"
 OVERFLIGHT = "overflight possible"
 IMPACT = "impact possible"
 BOOST = "/boost"            # a track's key while it burns
+DROP_ZONES = "/drop-zones"  # the announced zones of a launcher's spent stages
+# The corridor's widening beyond its covariance (drag and lift the ballistic corridor ignores,
+# the atlas's ~200 m outlines). It was 20 km, which alerted flights that passed 2-20 km from
+# a coast; with the territorial sea in the territory (12 nmi of sea beyond the coast), 3 km
+# keeps every crossing of the data set alerted (docs/warning-measures) and no other.
+CORRIDOR_BUFFER_M = 3_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,7 +263,7 @@ class WarningCentre:
         found: dict[str, Area] = {}
         if corridor is not None:
             for r, _, last, at_impact in regions_in_corridor(
-                    self.atlas, corridor, self.concern, ("prefecture", "province")):
+                    self.atlas, corridor, self.concern, TERRITORY_KINDS):
                 found[r.name] = Area("alert", IMPACT if at_impact else OVERFLIGHT, last)
             for r, _, last, _ in regions_in_corridor(self.atlas, corridor, self.concern,
                                                      ("eez",), impact_only=True):
@@ -269,7 +279,8 @@ class WarningCentre:
             if launch is not None:
                 lats, lons = great_circle_path(launch.lat_deg, launch.lon_deg,
                                                impact.lat_deg, impact.lon_deg)
-                for r in regions_overflown(self.atlas, lats, lons, parties=self.concern):
+                for r in regions_overflown(self.atlas, lats, lons, TERRITORY_KINDS,
+                                           parties=self.concern):
                     found.setdefault(r.name, Area("alert", OVERFLIGHT, impact.time))
         if not found:
             nearest, km = self.nearest_land(impact.lat_deg, impact.lon_deg)
@@ -297,7 +308,7 @@ class WarningCentre:
             if key not in self.touched:
                 wide = replace(corridor, buffer_m=2.0 * corridor.buffer_m)
                 self.touched[key] = [(r.name, last) for r, _, last, _ in regions_in_corridor(
-                    self.atlas, wide, self.concern, ("prefecture", "province"), only=gone)]
+                    self.atlas, wide, self.concern, TERRITORY_KINDS, only=gone)]
             for name, last in self.touched[key]:
                 found[name] = replace(before[name], until_s=last)
         self.by_track[track] = found
@@ -307,7 +318,9 @@ class WarningCentre:
         self.impact_s = impact.time
         if self.first_impact is None and self.by_track[track]:
             self.first_impact = impact
-        now = corridor.time if corridor is not None else at_s
+        # What the missile may only have flown over before the prediction was known is
+        # behind it: never alerted, at most said to be passed.
+        now = max(corridor.time, at_s) if corridor is not None else at_s
         return self._publish(at_s, track, impact, now, "no longer under the possible path")
 
     def boost(self, at_s: float, track: str, corridor: Corridor) -> Warning | None:
@@ -333,13 +346,14 @@ class WarningCentre:
             if name not in found or found[name].until_s < a.until_s:
                 found[name] = a
         self.by_track[key] = found
-        return self._publish(at_s, key, None, corridor.time, "no longer under the possible path")
+        return self._publish(at_s, key, None, max(corridor.time, at_s),
+                             "no longer under the possible path")
 
     def _certain(self, corridor: Corridor) -> dict[str, Area] | None:
         """The land a cut-off corridor certainly crosses (None: none)."""
-        land = ("prefecture", "province")
+        land = TERRITORY_KINDS
         k = corridor.times.size - 1
-        under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg,
+        under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg, land,
                                   parties=self.concern)
         short = {r.name for r, *_ in regions_in_corridor(self.atlas, corridor, self.concern,
                                                          land, impact_only=True)}
@@ -352,6 +366,29 @@ class WarningCentre:
         return {r.name: Area("alert", OVERFLIGHT, last)
                 for r, _, last, _ in regions_in_corridor(
                     self.atlas, corridor, self.concern, land, only=certain)}
+
+    def drop_zones(self, at_s: float, drops: Iterable[StageDrop]) -> Warning | None:
+        """Name the zones where a launcher's spent stages and fairing will fall, as announced
+        before a space launch: a ``notice`` where a zone touches the party's EEZ, else an
+        ``information`` when it lies within ``notice_km`` of its land; each stands until its
+        part has come down. Never an alert: the rocket itself is warned of by its tracks."""
+        found: dict[str, Area] = {}
+        for d in drops:
+            name = f"{d.part} drop zone"
+            eez = regions_in_ellipse(self.atlas, d.lat_deg, d.lon_deg, DROP_ZONE_ALONG_M,
+                                     DROP_ZONE_ACROSS_M, d.bearing_deg, kinds=("eez",),
+                                     parties=self.concern)
+            if eez:
+                found[name] = Area("notice", f"{d.part} falls in {eez[0].name}", d.impact_s)
+                continue
+            nearest, km = self.nearest_land(d.lat_deg, d.lon_deg)
+            if km <= self.notice_km:
+                found[name] = Area("information", f"{d.part} falls on the high seas "
+                                   f"{km:.0f} km from {nearest}", d.impact_s)
+        if not found:
+            return None
+        self.by_track[DROP_ZONES] = found
+        return self._publish(at_s, DROP_ZONES, None, at_s, "")
 
     def lost(self, at_s: float, track: str) -> Warning | None:
         """A track is lost: what only it sustained is retracted, unless the missile has passed
