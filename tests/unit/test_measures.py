@@ -101,3 +101,8 @@ def test_the_passed_message_is_the_first_that_names_land() -> None:
     row = M.row_measures(log, tr, LAND)
     assert row["passed_message_s"] == 575.0 and row["missile_passed_s"] == 560.0
     assert M.passed_message_s(log) == 300.0        # without land: any message that passed
+    # passing the first of two regions is not passing the territory
+    first_of_two = Warning("JPN", "passed", 500.0, "t", ("Aomori",), "alert",
+                           active=("Hokkaido",))
+    assert M.row_measures([log[0], first_of_two, *log[1:]], tr, LAND)[
+        "passed_message_s"] == 575.0

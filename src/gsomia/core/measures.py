@@ -76,11 +76,14 @@ def land_alerts(warnings: Iterable[Warning], land: Collection[str]) -> list[Warn
 def passed_message_s(warnings: Iterable[Warning],
                      land: Collection[str] | None = None) -> float | None:
     """When the party said the missile had passed (an action or level named ``passed``);
-    with ``land``, only a message naming land counts (not a stage's drop zone or the high
-    seas). None if no such message."""
+    with ``land``, the message that said it had passed the last of the party's land it
+    named (not a stage's drop zone or the high seas, nor the first of several regions).
+    None if no such message."""
     for w in warnings:
-        if "passed" in (str(w.action), str(w.level)) and (
-                land is None or any(r in land for r in w.regions)):
+        if "passed" not in (str(w.action), str(w.level)):
+            continue
+        if land is None or (any(r in land for r in w.regions)
+                            and not any(r in land for r in w.active)):
             return w.at_s
     return None
 

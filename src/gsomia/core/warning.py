@@ -321,7 +321,29 @@ class WarningCentre:
         # What the missile may only have flown over before the prediction was known is
         # behind it: never alerted, at most said to be passed.
         now = max(corridor.time, at_s) if corridor is not None else at_s
+        if corridor is not None and launch is not None:
+            self._behind(launch, corridor, [n for n in before if n not in found], now)
         return self._publish(at_s, track, impact, now, "no longer under the possible path")
+
+    def _behind(self, launch: GroundPoint, corridor: Corridor, dropped: Iterable[str],
+                now: float) -> None:
+        """Regions a corridor no longer touches that lie wholly nearer the launch point than
+        the missile now is have been flown past, not ruled out: their end is moved to ``now``
+        so that they are said to have passed (a burning track's alert held a region until
+        its slower cut-off path would pass it)."""
+        la, lo = math.radians(launch.lat_deg), math.radians(launch.lon_deg)
+        here = float(great_circle_m(la, lo, math.radians(float(corridor.lat_deg[0])),
+                                    math.radians(float(corridor.lon_deg[0]))))
+        for name in dropped:
+            old = self.named.get(name)
+            if old is None or old.level != "alert" or old.until_s <= now:
+                continue
+            verts = np.concatenate([r.vertices for r in self.atlas.regions
+                                    if r.name == name and r.party in self.concern])
+            far = float(np.max(great_circle_m(la, lo, np.radians(verts[:, 1]),
+                                              np.radians(verts[:, 0]))))
+            if far < here:
+                self.named[name] = replace(old, until_s=now)
 
     def boost(self, at_s: float, track: str, corridor: Corridor) -> Warning | None:
         """Take a burning track's cut-off corridor (the least it will fly along its heading):
