@@ -106,3 +106,8 @@ def test_the_passed_message_is_the_first_that_names_land() -> None:
                            active=("Hokkaido",))
     assert M.row_measures([log[0], first_of_two, *log[1:]], tr, LAND)[
         "passed_message_s"] == 575.0
+    # nor is passing one region before another is alerted
+    early = [alert(100.0, ("Aomori",)), alert(140.0, ("Aomori",), action="passed"), *log]
+    assert M.row_measures(early, tr, LAND)["passed_message_s"] == 575.0
+    lost = [*early[:-1], alert(540.0, ("Hokkaido",), action="retracted")]
+    assert M.row_measures(lost, tr, LAND)["passed_message_s"] is None

@@ -77,10 +77,14 @@ def passed_message_s(warnings: Iterable[Warning],
                      land: Collection[str] | None = None) -> float | None:
     """When the party said the missile had passed (an action or level named ``passed``);
     with ``land``, the message that said it had passed the last of the party's land it
-    named (not a stage's drop zone or the high seas, nor the first of several regions).
-    None if no such message."""
-    for w in warnings:
-        if "passed" not in (str(w.action), str(w.level)):
+    named, after the last land alert (not a stage's drop zone or the high seas, nor the first
+    of several regions, nor a region passed before another was alerted). None if no such
+    message (a region retracted because the track was lost, say)."""
+    ws = list(warnings)
+    since = max((w.at_s for w in land_alerts(ws, land)), default=-math.inf) if land else (
+        -math.inf)
+    for w in ws:
+        if "passed" not in (str(w.action), str(w.level)) or w.at_s < since:
             continue
         if land is None or (any(r in land for r in w.regions)
                             and not any(r in land for r in w.active)):
