@@ -5,7 +5,9 @@ ground paths the missile may still fly, at a stated probability, from a track's 
 covariance. Every region of the party's concern that the corridor touches is named, with
 the reason, at a level set by what the region is:
 
-- ``alert``: a prefecture or province: ``overflight possible`` or ``impact possible``;
+- ``alert``: a prefecture or province whose territory (its land or its territorial sea, 12
+  nmi of sea off its coast: UNCLOS arts. 2-3) the corridor touches, at a time still ahead of
+  the message: ``overflight possible`` or ``impact possible``;
 - ``notice``: the party's exclusive economic zone, where the impact ellipse (the corridor's
   last cross-section) touches it (as Japan's Ministry of Defense and the ROK Joint Chiefs of
   Staff announce launches that fall into their zones);
