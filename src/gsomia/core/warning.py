@@ -35,8 +35,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-from gsomia.core.tracking.earth import great_circle_m
+from gsomia.core.tracking.earth import R_MEAN, great_circle_m
 from gsomia.core.tracking.geography import (
     TERRITORY_KINDS,
     Atlas,
@@ -130,6 +131,12 @@ def great_circle_path(lat1: float, lon1: float, lat2: float, lon2: float,
     return np.degrees(np.arcsin(pts[:, 2])), np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
 
 
+def _units(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors of points given in degrees."""
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
 def _unit(lat: float, lon: float) -> np.ndarray:
     la, lo = math.radians(lat), math.radians(lon)
     return np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
@@ -158,6 +165,10 @@ def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str]
     k = c.times.size
     section_of = np.concatenate([np.repeat(np.arange(k), n_outline), np.arange(k)])
     box = (float(olon.min()), float(olat.min()), float(olon.max()), float(olat.max()))
+    # chord on the unit sphere of the widest semi-axis, with room for the sections' local
+    # flat-Earth offsets
+    reach = (1.1 * float(c.semi_axes_m()[0].max()) + 1_000.0) / R_MEAN
+    tree: cKDTree | None = None
     out: list[tuple[Region, float, float, bool]] = []
     for r in atlas.regions:
         if r.party not in ps or r.kind not in ks or (names is not None and r.name not in names):
@@ -173,6 +184,12 @@ def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str]
                 & (verts[:, 1] >= box[1]) & (verts[:, 1] <= box[3]))
         if near.any():
             v = verts[near]
+            # Only a vertex within the widest semi-axis of some section's centre can lie in
+            # that section: the box of a long corridor holds whole coasts, its sweep does not.
+            if tree is None:
+                tree = cKDTree(_units(c.lat_deg, c.lon_deg))
+            d, _ = tree.query(_units(v[:, 1], v[:, 0]), distance_upper_bound=reach)
+            v = v[np.isfinite(d)]
             for lo in range(0, v.shape[0], 2048):
                 chunk = v[lo:lo + 2048]
                 hit |= c.sections_hit(chunk[:, 1], chunk[:, 0]).any(axis=0)
