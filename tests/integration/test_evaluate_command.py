@@ -109,3 +109,43 @@ def test_evaluate_refuses_results_it_cannot_add(gsomia: Callable[..., CompletedP
                       "--regimes", "direct", "--add-results", str(good), *extra)
         assert done.returncode == 2, (extra, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_land_alerts_only_for_flights_over_territory_and_passed_for_japan(
+        gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path) -> None:
+    """Issue 13: no land alert unless the true flight crosses the party's territory (land and
+    territorial sea), every crossing alerted with its regions, and a "passed" message for
+    Japan too. The Scud-Cs of 2014-07-13 flew along the DMZ 2-3 km north of Gyeonggi's land
+    (the 20 km corridor buffer alerted Gyeonggi and Gangwon); the 2016-02-07 Unha-3 flew over
+    Okinawa's territorial sea (alerted, but not counted as crossing: only land was); the
+    2017-08-29 Hwasong-12 overflew Hokkaido (the picture stopped before it left Hokkaido, so
+    Japan never said it had passed)."""
+    out = tmp_path / "ev"
+    done = gsomia("evaluate", "--out", str(out), "--launch", "2014-07-13", "--launch",
+                  "2016-02-07", "--launch", "2017-08-29", "--regimes", "none,direct",
+                  "--jobs", "1", "--json", timeout=1200)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["launches"] == 4
+    for regime in ("none", "direct"):
+        for party, m in doc["measures"][regime].items():
+            assert m["false_land_alerts"]["mean"] == 0.0, (regime, party)
+            assert m["recall"]["mean"] == 1.0 and m["recall_right_regions"]["mean"] == 1.0, (
+                regime, party)
+    assert doc["measures"]["direct"]["JPN"]["crossing"] == 2     # Okinawa's sea, Hokkaido
+    assert isinstance(doc["measures"]["direct"]["JPN"]["passed_delay_median_s"]["mean"], float)
+    rows = list(csv.DictReader((out / "results.csv").open(encoding="utf-8")))
+    hokkaido = next(r for r in rows if r["date"] == "2017-08-29" and r["regime"] == "direct"
+                    and r["party"] == "JPN")
+    assert hokkaido["true_land_regions"] == "Hokkaido"
+    assert float(hokkaido["first_land_alert_s"]) <= 152.1       # no later than before
+    assert float(hokkaido["passed_message_s"]) > float(hokkaido["missile_passed_s"]) - 60.0
+
+
+def test_evaluate_refuses_a_date_without_a_launch(
+        gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path) -> None:
+    done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--launch", "2001-01-01")
+    assert done.returncode == 2
+    assert "2001-01-01" in done.stderr and "Traceback" not in done.stderr
+    bad = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--launch", "yesterday")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -159,3 +159,22 @@ def test_no_land_alert_for_a_flight_that_stays_over_the_sea() -> None:
         for party, o in res.parties.items():
             assert not _land_alerts(o), (regime, party, [w.to_json() for w in o.warnings])
         assert res.parties["JPN"].first_warning_s is not None
+
+
+def test_a_space_launch_names_its_drop_zones_and_not_as_land_alerts() -> None:
+    """The 2012-12-12 Unha-3: its first stage and fairing fall in zones of their own,
+    announced before lift-off; each party names them from lift-off as a notice or information
+    (never an alert, never its first warning of the missile) and says when each has passed,
+    while the rocket's own corridor warns for the land it flies over."""
+    res = scenario_runner().run_one(feeds.find_launch("2012-12-12"), "direct", 0,
+                                    options=EVALUATION)
+    for party, o in res.parties.items():
+        zones = [w for w in o.warnings if any("drop zone" in r for r in w.regions)]
+        issued = [w for w in zones if w.action == "issued"]
+        assert {r for w in issued for r in w.regions} == {
+            "first stage drop zone", "fairing drop zone"}, party
+        assert all(w.at_s == 0.0 and w.level in ("notice", "information") for w in issued)
+        assert any(w.action == "passed" for w in zones), party
+        assert o.first_warning_s is not None and o.first_warning_s > 60.0
+        land = {w for w in _land_alerts(o)}
+        assert land and not any("drop zone" in r for w in land for r in w.regions)

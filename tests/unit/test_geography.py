@@ -203,12 +203,19 @@ SEA_BETWEEN = [
 ]
 
 
+# Within 12 nautical miles of a coast the sea is territorial sea, hence territory; the
+# Tsushima channels are straits where Japan claims 3 nautical miles only.
+WITHIN_12_NM = {"Ishigaki–Miyako", "Amami–Tokunoshima", "Chichijima–Hahajima", "Kyushu–Goto",
+                "Oki–Shimane", "Rishiri–Rebun", "Hokkaido–Rishiri", "Jeju Strait"}
+
+
 @pytest.mark.parametrize(("between", "lat", "lon", "party"), SEA_BETWEEN,
                          ids=[x[0] for x in SEA_BETWEEN])
 def test_the_sea_between_islands_is_not_land(between: str, lat: float, lon: float,
                                              party: str) -> None:
     assert names_at(lat, lon) == set(), between
-    assert G.zone_of(ATLAS, party, lat, lon) == "eez"
+    assert G.zone_of(ATLAS, party, lat, lon) == (
+        "territory" if between in WITHIN_12_NM else "eez")
 
 
 def test_the_atlas_loads_quickly() -> None:

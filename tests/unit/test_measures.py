@@ -88,3 +88,26 @@ def test_intervals_over_seeds() -> None:
     out = M.summarise(rows, ["direct"], ["JPN"])
     assert out["direct"]["JPN"]["recall"]["mean"] == 1.0
     assert out["direct"]["JPN"]["passed_delay_median_s"] == M.NOT_AVAILABLE
+
+
+def test_the_passed_message_is_the_first_that_names_land() -> None:
+    """A stage's drop zone or the high seas passing first is not the missile passing the
+    party's territory."""
+    tr = M.Truth(("Hokkaido",), 560.0)
+    log = [alert(150.0, ("Hokkaido",)),
+           alert(300.0, ("first stage drop zone",), action="passed", level="information"),
+           alert(420.0, ("high seas",), action="passed", level="information"),
+           alert(575.0, ("Hokkaido",), action="passed")]
+    row = M.row_measures(log, tr, LAND)
+    assert row["passed_message_s"] == 575.0 and row["missile_passed_s"] == 560.0
+    assert M.passed_message_s(log) == 300.0        # without land: any message that passed
+    # passing the first of two regions is not passing the territory
+    first_of_two = Warning("JPN", "passed", 500.0, "t", ("Aomori",), "alert",
+                           active=("Hokkaido",))
+    assert M.row_measures([log[0], first_of_two, *log[1:]], tr, LAND)[
+        "passed_message_s"] == 575.0
+    # nor is passing one region before another is alerted
+    early = [alert(100.0, ("Aomori",)), alert(140.0, ("Aomori",), action="passed"), *log]
+    assert M.row_measures(early, tr, LAND)["passed_message_s"] == 575.0
+    lost = [*early[:-1], alert(540.0, ("Hokkaido",), action="retracted")]
+    assert M.row_measures(lost, tr, LAND)["passed_message_s"] is None

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.special import stdtrit
 
 from gsomia.core.tracking.earth import ecef_to_geodetic
-from gsomia.core.tracking.geography import LAND_KINDS, Atlas
+from gsomia.core.tracking.geography import TERRITORY_KINDS, Atlas
 from gsomia.core.tracking.trajectory import Trajectory
 from gsomia.core.types import Party
 from gsomia.core.warning import AREA_OF_CONCERN, Warning
@@ -39,8 +39,8 @@ NOT_AVAILABLE = "not available"
 
 @dataclass(frozen=True, slots=True)
 class Truth:
-    """Which of a party's land regions the true flight crossed (ground track) or hit, and
-    when it last was over them (None if never)."""
+    """Which of a party's regions the true flight crossed (ground track) or hit, in their
+    territory (land or territorial sea), and when it last was over them (None if never)."""
 
     regions: tuple[str, ...]
     passed_s: float | None
@@ -54,13 +54,13 @@ def truth(trajectory: Trajectory, atlas: Atlas, party: Party,
     lat, lon = np.degrees(lat), np.degrees(lon)
     concern = set(AREA_OF_CONCERN.get(party, (party,)))
     over = np.zeros(t.shape, dtype=bool)
-    names = []
+    names = set()      # a region's land and its territorial sea bear its name
     for r in atlas.regions:
-        if r.kind not in LAND_KINDS or r.party not in concern:
+        if r.kind not in TERRITORY_KINDS or r.party not in concern:
             continue
         inside = r.contains(lat, lon)
         if inside.any():
-            names.append(r.name)
+            names.add(r.name)
             over |= inside
     passed = float(t[np.flatnonzero(over)[-1]]) if over.any() else None
     return Truth(tuple(sorted(names)), passed)
@@ -73,11 +73,21 @@ def land_alerts(warnings: Iterable[Warning], land: Collection[str]) -> list[Warn
             and any(r in land for r in w.regions)]
 
 
-def passed_message_s(warnings: Iterable[Warning]) -> float | None:
-    """When the party said the missile had passed; None until warnings carry such a message
-    (an action or level named ``passed``)."""
-    for w in warnings:
-        if "passed" in (str(w.action), str(w.level)):
+def passed_message_s(warnings: Iterable[Warning],
+                     land: Collection[str] | None = None) -> float | None:
+    """When the party said the missile had passed (an action or level named ``passed``);
+    with ``land``, the message that said it had passed the last of the party's land it
+    named, after the last land alert (not a stage's drop zone or the high seas, nor the first
+    of several regions, nor a region passed before another was alerted). None if no such
+    message (a region retracted because the track was lost, say)."""
+    ws = list(warnings)
+    since = max((w.at_s for w in land_alerts(ws, land)), default=-math.inf) if land else (
+        -math.inf)
+    for w in ws:
+        if "passed" not in (str(w.action), str(w.level)) or w.at_s < since:
+            continue
+        if land is None or (any(r in land for r in w.regions)
+                            and not any(r in land for r in w.active)):
             return w.at_s
     return None
 
@@ -92,7 +102,7 @@ def row_measures(warnings: Sequence[Warning], tr: Truth,
     names of land regions (:func:`land_names`)."""
     alerts = land_alerts(warnings, land)
     alerted = sorted({r for w in alerts for r in w.regions if r in land})
-    passed_msg = passed_message_s(warnings)
+    passed_msg = passed_message_s(warnings, land)
     return {
         "true_land_regions": "; ".join(tr.regions),
         "land_alert_regions": "; ".join(alerted),

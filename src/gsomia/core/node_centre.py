@@ -47,7 +47,7 @@ from gsomia.core.tracking.types import (
     TrackUpdated,
 )
 from gsomia.core.types import Party
-from gsomia.core.warning import WarningCentre
+from gsomia.core.warning import CORRIDOR_BUFFER_M, WarningCentre
 
 __all__ = ["NodeCentre", "Output"]
 
@@ -93,7 +93,8 @@ class NodeCentre:
     _n: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._tracker = Tracker(ipp_interval_s=self.ipp_interval_s)
+        self._tracker = Tracker(ipp_interval_s=self.ipp_interval_s,
+                                corridor_buffer_m=CORRIDOR_BUFFER_M)
         self._warnings = WarningCentre(self.party, self.atlas, self.max_semi_major_km)
 
     # ---- what the node feeds it ------------------------------------------------------------

@@ -18,7 +18,7 @@ fixes every random draw.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,11 +29,12 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.sharing import Regime, route
 from gsomia.core.tracking import earth
-from gsomia.core.tracking.geography import Atlas
+from gsomia.core.tracking.geography import TERRITORY_KINDS, Atlas
 from gsomia.core.tracking.impact import Corridor
 from gsomia.core.tracking.indicators import Indicator, default_label, generate, is_cued
 from gsomia.core.tracking.launches import Launch
 from gsomia.core.tracking.sensors import Measurements, Sensor, observe
+from gsomia.core.tracking.stages import stage_drops
 from gsomia.core.tracking.tracker import Tracker
 from gsomia.core.tracking.trajectory import Trajectory
 from gsomia.core.tracking.types import (
@@ -49,7 +50,13 @@ from gsomia.core.tracking.types import (
     TrackSet,
 )
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, iso
-from gsomia.core.warning import Warning, WarningCentre
+from gsomia.core.warning import (
+    AREA_OF_CONCERN,
+    CORRIDOR_BUFFER_M,
+    Warning,
+    WarningCentre,
+    regions_in_corridor,
+)
 
 __all__ = [
     "SHARED_TRACK_KINDS",
@@ -71,7 +78,8 @@ class Options:
     ipp_interval_s: float = 6.0      # least time between two impact predictions of a track
     max_semi_major_km: float = 300.0
     track_until_s: float | None = None   # stop tracking then (evaluations of long flights)
-    settle_s: float | None = None        # stop a picture this long after its first prediction
+    settle_s: float | None = None        # stop a picture this long after its first prediction,
+    # or, if later, once its latest corridor has the missile past all territory (a "passed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +261,16 @@ class _TrackerRun:
 
 
 def _picture(run: _TrackerRun, feeds: Sequence[_Feed], name: str,
-             settle_s: float | None) -> _Picture:
+             settle_s: float | None,
+             over_territory: Callable[[Corridor], float | None] = lambda c: None,
+             margin_s: float = 0.0) -> _Picture:
     """Replay ``run`` as a party holding ``feeds`` sees it: an output is available once every
-    report used so far has arrived."""
+    report used so far has arrived.
+
+    With ``settle_s``, the picture stops that long after its first prediction, unless its
+    latest corridor may still be over territory (``over_territory``: the last time it may be,
+    None if never): then it goes on until ``margin_s`` past that, so that a later prediction
+    can tell the warning centres the missile has passed."""
     pic = _Picture([], [], [])
     if not feeds:
         return pic
@@ -269,7 +284,10 @@ def _picture(run: _TrackerRun, feeds: Sequence[_Feed], name: str,
         t, events = got
         k += 1
         if settle_s is not None and pic.predictions and t > pic.predictions[0][0] + settle_s:
-            break
+            cor = pic.predictions[-1][4]
+            last = None if cor is None else over_territory(cor)
+            if last is None or t > last + margin_s:
+                break
         used = int(np.searchsorted(times, t, side="right"))
         available = max(float(known[used - 1]), t) if used else t
         for ev in events:
@@ -347,7 +365,7 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
 
     # 3. Each party's own picture, and its fused picture if partners' reports reached it. The
     # tracker runs once per set of sensors (see _TrackerRun), shared through ``memo``.
-    tracker = Tracker(ipp_interval_s=s.options.ipp_interval_s)
+    tracker = Tracker(ipp_interval_s=s.options.ipp_interval_s, corridor_buffer_m=CORRIDOR_BUFFER_M)
     pictures: dict[Party, list[_Picture]] = {}
     memo = {} if memo is None else memo
 
@@ -359,11 +377,24 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
         run: _TrackerRun = memo[key]
         return run
 
+    watched = sorted({q for ps in AREA_OF_CONCERN.values() for q in ps})
+
+    def over_territory(cor: Corridor) -> float | None:
+        """The last time the corridor may be over any watched territory (None: never)."""
+        key = ("over territory", cor)
+        if key not in memo:
+            memo[key] = max((last for _, _, last, _ in regions_in_corridor(
+                s.atlas, cor, watched, TERRITORY_KINDS)), default=None)
+        got: float | None = memo[key]
+        return got
+
+    margin = 3.0 * s.options.ipp_interval_s     # time for the predictions that say "passed"
     for p in PARTIES:
-        pics = [_picture(tracker_run(own[p]), own[p], p, s.options.settle_s)]
+        pics = [_picture(tracker_run(own[p]), own[p], p, s.options.settle_s, over_territory,
+                         margin)]
         if len(fused[p]) > len(own[p]):
             pics.append(_picture(tracker_run(fused[p]), fused[p], f"{p}-fused",
-                                 s.options.settle_s))
+                                 s.options.settle_s, over_territory, margin))
         pictures[p] = pics
 
     # 4. Tracks and predictions of each party's own picture travel to partners.
@@ -414,6 +445,13 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
         stream.sort(key=lambda e: (e[0], e[1]))
         centre = WarningCentre(p, s.atlas, s.options.max_semi_major_km,
                                touched=memo.setdefault(("touched", s.launch.id, s.seed), {}))
+        if s.trajectory.missile_class == "SLV":
+            # A space launch's drop zones are announced before it (notices to mariners and
+            # airmen), so every party names them from lift-off; they are not warnings of a
+            # detected missile, and do not count as its first warning.
+            if ("drops", s.launch.id) not in memo:
+                memo[("drops", s.launch.id)] = stage_drops(s.trajectory)
+            centre.drop_zones(0.0, memo[("drops", s.launch.id)])
         predictions[p] = []
         for at, kind, track, ipp, lp, cor in stream:
             if kind == 2 and cor is not None:

@@ -5,7 +5,9 @@ ground paths the missile may still fly, at a stated probability, from a track's 
 covariance. Every region of the party's concern that the corridor touches is named, with
 the reason, at a level set by what the region is:
 
-- ``alert``: a prefecture or province: ``overflight possible`` or ``impact possible``;
+- ``alert``: a prefecture or province whose territory (its land or its territorial sea, 12
+  nmi of sea off its coast: UNCLOS arts. 2-3) the corridor touches, at a time still ahead of
+  the message: ``overflight possible`` or ``impact possible``;
 - ``notice``: the party's exclusive economic zone, where the impact ellipse (the corridor's
   last cross-section) touches it (as Japan's Ministry of Defense and the ROK Joint Chiefs of
   Staff announce launches that fall into their zones);
@@ -33,21 +35,26 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-from gsomia.core.tracking.earth import great_circle_m
+from gsomia.core.tracking.earth import R_MEAN, great_circle_m
 from gsomia.core.tracking.geography import (
+    TERRITORY_KINDS,
     Atlas,
     Region,
     regions_in_ellipse,
     regions_overflown,
 )
 from gsomia.core.tracking.impact import Corridor
+from gsomia.core.tracking.stages import DROP_ZONE_ACROSS_M, DROP_ZONE_ALONG_M, StageDrop
 from gsomia.core.tracking.types import GroundPoint
 from gsomia.core.types import Party
 
 __all__ = [
     "AREA_OF_CONCERN",
     "BOOST",
+    "CORRIDOR_BUFFER_M",
+    "DROP_ZONES",
     "HIGH_SEAS",
     "IMPACT",
     "LEVEL_OF_KIND",
@@ -68,11 +75,17 @@ AREA_OF_CONCERN: Mapping[Party, tuple[Party, ...]] = {
 Action = Literal["issued", "updated", "retracted", "passed"]
 Level = Literal["alert", "notice", "information"]
 LEVEL_OF_KIND: Mapping[str, Level] = {"prefecture": "alert", "province": "alert",
-                                      "eez": "notice"}
+                                      "territorial-sea": "alert", "eez": "notice"}
 HIGH_SEAS = "high seas"
 OVERFLIGHT = "overflight possible"
 IMPACT = "impact possible"
 BOOST = "/boost"            # a track's key while it burns
+DROP_ZONES = "/drop-zones"  # the announced zones of a launcher's spent stages
+# The corridor's widening beyond its covariance (drag and lift the ballistic corridor ignores,
+# the atlas's ~200 m outlines). It was 20 km, which alerted flights that passed 2-20 km from
+# a coast; with the territorial sea in the territory (12 nmi of sea beyond the coast), 3 km
+# keeps every crossing of the data set alerted (docs/warning-measures) and no other.
+CORRIDOR_BUFFER_M = 3_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +131,12 @@ def great_circle_path(lat1: float, lon1: float, lat2: float, lon2: float,
     return np.degrees(np.arcsin(pts[:, 2])), np.degrees(np.arctan2(pts[:, 1], pts[:, 0]))
 
 
+def _units(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """(n, 3) unit vectors of points given in degrees."""
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
 def _unit(lat: float, lon: float) -> np.ndarray:
     la, lo = math.radians(lat), math.radians(lon)
     return np.array([math.cos(la) * math.cos(lo), math.cos(la) * math.sin(lo), math.sin(la)])
@@ -146,6 +165,10 @@ def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str]
     k = c.times.size
     section_of = np.concatenate([np.repeat(np.arange(k), n_outline), np.arange(k)])
     box = (float(olon.min()), float(olat.min()), float(olon.max()), float(olat.max()))
+    # chord on the unit sphere of the widest semi-axis, with room for the sections' local
+    # flat-Earth offsets
+    reach = (1.1 * float(c.semi_axes_m()[0].max()) + 1_000.0) / R_MEAN
+    tree: cKDTree | None = None
     out: list[tuple[Region, float, float, bool]] = []
     for r in atlas.regions:
         if r.party not in ps or r.kind not in ks or (names is not None and r.name not in names):
@@ -161,6 +184,12 @@ def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str]
                 & (verts[:, 1] >= box[1]) & (verts[:, 1] <= box[3]))
         if near.any():
             v = verts[near]
+            # Only a vertex within the widest semi-axis of some section's centre can lie in
+            # that section: the box of a long corridor holds whole coasts, its sweep does not.
+            if tree is None:
+                tree = cKDTree(_units(c.lat_deg, c.lon_deg))
+            d, _ = tree.query(_units(v[:, 1], v[:, 0]), distance_upper_bound=reach)
+            v = v[np.isfinite(d)]
             for lo in range(0, v.shape[0], 2048):
                 chunk = v[lo:lo + 2048]
                 hit |= c.sections_hit(chunk[:, 1], chunk[:, 0]).any(axis=0)
@@ -253,7 +282,7 @@ class WarningCentre:
         found: dict[str, Area] = {}
         if corridor is not None:
             for r, _, last, at_impact in regions_in_corridor(
-                    self.atlas, corridor, self.concern, ("prefecture", "province")):
+                    self.atlas, corridor, self.concern, TERRITORY_KINDS):
                 found[r.name] = Area("alert", IMPACT if at_impact else OVERFLIGHT, last)
             for r, _, last, _ in regions_in_corridor(self.atlas, corridor, self.concern,
                                                      ("eez",), impact_only=True):
@@ -269,7 +298,8 @@ class WarningCentre:
             if launch is not None:
                 lats, lons = great_circle_path(launch.lat_deg, launch.lon_deg,
                                                impact.lat_deg, impact.lon_deg)
-                for r in regions_overflown(self.atlas, lats, lons, parties=self.concern):
+                for r in regions_overflown(self.atlas, lats, lons, TERRITORY_KINDS,
+                                           parties=self.concern):
                     found.setdefault(r.name, Area("alert", OVERFLIGHT, impact.time))
         if not found:
             nearest, km = self.nearest_land(impact.lat_deg, impact.lon_deg)
@@ -297,7 +327,7 @@ class WarningCentre:
             if key not in self.touched:
                 wide = replace(corridor, buffer_m=2.0 * corridor.buffer_m)
                 self.touched[key] = [(r.name, last) for r, _, last, _ in regions_in_corridor(
-                    self.atlas, wide, self.concern, ("prefecture", "province"), only=gone)]
+                    self.atlas, wide, self.concern, TERRITORY_KINDS, only=gone)]
             for name, last in self.touched[key]:
                 found[name] = replace(before[name], until_s=last)
         self.by_track[track] = found
@@ -307,8 +337,32 @@ class WarningCentre:
         self.impact_s = impact.time
         if self.first_impact is None and self.by_track[track]:
             self.first_impact = impact
-        now = corridor.time if corridor is not None else at_s
+        # What the missile may only have flown over before the prediction was known is
+        # behind it: never alerted, at most said to be passed.
+        now = max(corridor.time, at_s) if corridor is not None else at_s
+        if corridor is not None and launch is not None:
+            self._behind(launch, corridor, [n for n in before if n not in found], now)
         return self._publish(at_s, track, impact, now, "no longer under the possible path")
+
+    def _behind(self, launch: GroundPoint, corridor: Corridor, dropped: Iterable[str],
+                now: float) -> None:
+        """Regions a corridor no longer touches that lie wholly nearer the launch point than
+        the missile now is have been flown past, not ruled out: their end is moved to ``now``
+        so that they are said to have passed (a burning track's alert held a region until
+        its slower cut-off path would pass it)."""
+        la, lo = math.radians(launch.lat_deg), math.radians(launch.lon_deg)
+        here = float(great_circle_m(la, lo, math.radians(float(corridor.lat_deg[0])),
+                                    math.radians(float(corridor.lon_deg[0]))))
+        for name in dropped:
+            old = self.named.get(name)
+            if old is None or old.level != "alert" or old.until_s <= now:
+                continue
+            verts = np.concatenate([r.vertices for r in self.atlas.regions
+                                    if r.name == name and r.party in self.concern])
+            far = float(np.max(great_circle_m(la, lo, np.radians(verts[:, 1]),
+                                              np.radians(verts[:, 0]))))
+            if far < here:
+                self.named[name] = replace(old, until_s=now)
 
     def boost(self, at_s: float, track: str, corridor: Corridor) -> Warning | None:
         """Take a burning track's cut-off corridor (the least it will fly along its heading):
@@ -333,13 +387,14 @@ class WarningCentre:
             if name not in found or found[name].until_s < a.until_s:
                 found[name] = a
         self.by_track[key] = found
-        return self._publish(at_s, key, None, corridor.time, "no longer under the possible path")
+        return self._publish(at_s, key, None, max(corridor.time, at_s),
+                             "no longer under the possible path")
 
     def _certain(self, corridor: Corridor) -> dict[str, Area] | None:
         """The land a cut-off corridor certainly crosses (None: none)."""
-        land = ("prefecture", "province")
+        land = TERRITORY_KINDS
         k = corridor.times.size - 1
-        under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg,
+        under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg, land,
                                   parties=self.concern)
         short = {r.name for r, *_ in regions_in_corridor(self.atlas, corridor, self.concern,
                                                          land, impact_only=True)}
@@ -352,6 +407,29 @@ class WarningCentre:
         return {r.name: Area("alert", OVERFLIGHT, last)
                 for r, _, last, _ in regions_in_corridor(
                     self.atlas, corridor, self.concern, land, only=certain)}
+
+    def drop_zones(self, at_s: float, drops: Iterable[StageDrop]) -> Warning | None:
+        """Name the zones where a launcher's spent stages and fairing will fall, as announced
+        before a space launch: a ``notice`` where a zone touches the party's EEZ, else an
+        ``information`` when it lies within ``notice_km`` of its land; each stands until its
+        part has come down. Never an alert: the rocket itself is warned of by its tracks."""
+        found: dict[str, Area] = {}
+        for d in drops:
+            name = f"{d.part} drop zone"
+            eez = regions_in_ellipse(self.atlas, d.lat_deg, d.lon_deg, DROP_ZONE_ALONG_M,
+                                     DROP_ZONE_ACROSS_M, d.bearing_deg, kinds=("eez",),
+                                     parties=self.concern)
+            if eez:
+                found[name] = Area("notice", f"{d.part} falls in {eez[0].name}", d.impact_s)
+                continue
+            nearest, km = self.nearest_land(d.lat_deg, d.lon_deg)
+            if km <= self.notice_km:
+                found[name] = Area("information", f"{d.part} falls on the high seas "
+                                   f"{km:.0f} km from {nearest}", d.impact_s)
+        if not found:
+            return None
+        self.by_track[DROP_ZONES] = found
+        return self._publish(at_s, DROP_ZONES, None, at_s, "")
 
     def lost(self, at_s: float, track: str) -> Warning | None:
         """A track is lost: what only it sustained is retracted, unless the missile has passed

@@ -20,8 +20,12 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.tracking.earth import R_MEAN, Array
 from gsomia.core.tracking.trajectory import Mask
 
-FILES = ("japan-prefectures.geojson", "korea-provinces.geojson", "eez.geojson")
+FILES = ("japan-prefectures.geojson", "korea-provinces.geojson", "eez.geojson",
+         "territorial-seas.geojson")
 LAND_KINDS = ("prefecture", "province")
+# A state's territory is its land and its territorial sea (UNCLOS arts. 2-3): a region's
+# territorial sea (its land and the sea within 12 nmi of its coast) bears the region's name.
+TERRITORY_KINDS = (*LAND_KINDS, "territorial-sea")
 
 
 class _Edges(NamedTuple):
@@ -84,7 +88,7 @@ class Region:
     name: str
     name_local: str
     party: str
-    kind: str                   # prefecture | province | eez
+    kind: str                   # prefecture | province | territorial-sea | eez
     rings: tuple[Array, ...]    # each (k, 2), closed or not
     bbox: tuple[float, float, float, float]     # lon_min, lat_min, lon_max, lat_max
     ring_boxes: Array = field(init=False, repr=False)    # (rings, 4) like bbox
@@ -250,9 +254,10 @@ def regions_at(atl: Atlas, lat: float, lon: float,
 
 
 def in_territory(atl: Atlas, party: str, lat: Array | float, lon: Array | float) -> Mask:
-    """Whether points are on the party's land (its prefectures or provinces)."""
+    """Whether points are in the party's territory: its land (prefectures or provinces) or
+    its territorial sea."""
     out = np.zeros(np.broadcast(np.asarray(lat), np.asarray(lon)).shape, dtype=bool)
-    for r in atl.of(party, LAND_KINDS):
+    for r in atl.of(party, TERRITORY_KINDS):
         out |= r.contains(lat, lon)
     return out
 

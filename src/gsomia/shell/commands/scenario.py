@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,23 @@ def _evaluate_one(task: tuple[int, tuple[str, ...], tuple[int, ...]]) -> list[di
     """One launch under every regime and seed, in a worker process of ``evaluate``."""
     index, regimes, seeds = task
     return bootstrap.scenario_runner().evaluate_launch(_fittable()[index], regimes, seeds)
+
+
+def _on_days(days: Sequence[str]) -> list[int]:
+    """Indices of the fittable launches of each date (UTC or local), refusing a date with
+    none."""
+    from gsomia.core.tracking.launches import on_date
+
+    picked: set[int] = set()
+    launches = _fittable()
+    for day in days:
+        feeds.find_launch(day)      # a clear error for a malformed date or a date without one
+        found = {x.id for x in on_date(launches, date.fromisoformat(day.strip()))}
+        if not found:
+            raise MalformedInput(f"no launch with apogee and distance on {day}",
+                                 where="--launch", expected="a date of such a launch")
+        picked |= {i for i, x in enumerate(launches) if x.id in found}
+    return sorted(picked)
 
 
 _NUMBERS = ("apogee_km", "range_km", "flight_time_s", *FIELDS, "first_land_alert_s",
@@ -328,6 +346,9 @@ def register(cli: click.Group) -> None:
     @click.option("--limit", type=int, default=None, help="Only the first N launches.")
     @click.option("--every", type=int, default=1, show_default=True,
                   help="Only every Kth launch (a spread sample of the data set).")
+    @click.option("--launch", "days", multiple=True,
+                  help="Also the launches of this date (UTC or Korean/Japanese; with "
+                       "--every 1 and no --limit: only them). Repeatable.")
     @click.option("--jobs", type=int, default=None,
                   help="Worker processes (default: one per CPU); not with --federation.")
     @click.option("--federation", "through_federation", is_flag=True,
@@ -341,8 +362,9 @@ def register(cli: click.Group) -> None:
                        "launches), so that seeds can run one at a time. Repeatable.")
     @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
     def evaluate(regimes: str, out_dir: str, seed: int, n_seeds: int, limit: int | None,
-                 every: int, jobs: int | None, through_federation: bool, speed: float | None,
-                 added: tuple[str, ...], as_json: bool) -> None:
+                 every: int, days: tuple[str, ...], jobs: int | None,
+                 through_federation: bool, speed: float | None, added: tuple[str, ...],
+                 as_json: bool) -> None:
         """Every launch with apogee and distance under each regime: CSV, summary, plots."""
         from rich.progress import Progress
 
@@ -367,6 +389,10 @@ def register(cli: click.Group) -> None:
                                           "--add-results: summarise those alone)")
         seeds = tuple(range(seed, seed + n_seeds))
         picked = [i for i in range(len(_fittable())) if i % every == 0][:limit]
+        if days:
+            on_days = _on_days(days)
+            sampled = every > 1 or limit is not None
+            picked = sorted({*picked, *on_days}) if sampled else on_days
         earlier = [r for path in added for r in read_results(Path(path))
                    if r["regime"] in names]
         if added and not earlier:
