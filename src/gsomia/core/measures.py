@@ -141,9 +141,11 @@ def seed_measures(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     }
 
 
-def interval(values: Sequence[float | None], upper: float = math.inf) -> dict[str, Any]:
+def interval(values: Sequence[float | None], upper: float = math.inf,
+             lower: float = 0.0) -> dict[str, Any]:
     """Mean over seeds with a 95 % Student-t interval (None where a seed had no value),
-    clipped to what the measure can be: [0, ``upper``]."""
+    clipped to what the measure can be: [``lower``, ``upper``] (a passed message can come
+    before the missile has passed: its delay has no lower bound)."""
     xs = [float(v) for v in values if v is not None]
     if not xs:
         return {"mean": None, "low": None, "high": None, "seeds": len(values)}
@@ -151,7 +153,7 @@ def interval(values: Sequence[float | None], upper: float = math.inf) -> dict[st
     if len(xs) < 2:
         return {"mean": round(mean, 4), "low": None, "high": None, "seeds": len(xs)}
     half = float(stdtrit(len(xs) - 1, 0.975)) * statistics.stdev(xs) / math.sqrt(len(xs))
-    return {"mean": round(mean, 4), "low": round(max(0.0, mean - half), 4),
+    return {"mean": round(mean, 4), "low": round(max(lower, mean - half), 4),
             "high": round(min(upper, mean + half), 4), "seeds": len(xs)}
 
 
@@ -172,7 +174,8 @@ def summarise(rows: Sequence[Mapping[str, Any]], regimes: Sequence[str],
                                        and r["party"] == p and int(r["seed"]) == s])
                         for s in seeds]
             entry: dict[str, Any] = {
-                m: interval([x[m] for x in per_seed], 1.0 if m.startswith("recall") else math.inf)
+                m: interval([x[m] for x in per_seed], 1.0 if m.startswith("recall") else math.inf,
+                            -math.inf if m.startswith("passed_delay") else 0.0)
                 for m in MEASURES}
             entry["crossing"] = per_seed[0]["crossing"] if per_seed else 0
             entry["launches"] = per_seed[0]["launches"] if per_seed else 0

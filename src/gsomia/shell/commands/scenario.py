@@ -223,10 +223,10 @@ def _measures_markdown(measured: dict[str, dict[str, dict[str, Any]]], regimes: 
                        seeds: Sequence[int]) -> str:
     lines = ["", f"## Land alerts against the true flight ({len(seeds)} seed"
              f"{'s' if len(seeds) != 1 else ''}: mean [95% interval])", "",
-             "Crossing: launches whose true ground track or impact is on the party's land "
-             "(the USA: Japan's and Korea's). Recall: share of those alerted; right regions: "
-             "alerted naming every region crossed. False: land alerts for launches that "
-             "crossed no land of the party.", "",
+             "Crossing: launches whose true ground track or impact is on the party's "
+             "territory, its land or territorial sea (the USA: Japan's and Korea's). Recall: "
+             "share of those alerted; right regions: alerted naming every region crossed. "
+             "False: land alerts for launches that crossed none of the party's territory.", "",
              "| regime | party | crossing | recall % | right regions % | false land alerts | "
              "first alert median s | first alert worst s | impact error median km | "
              "passed → message s |", "|---|---|---|---|---|---|---|---|---|---|"]
