@@ -54,14 +54,15 @@ def main(argv: list[str]) -> int:
         started = time.perf_counter()
         results[name] = importlib.import_module(f"bench.bench_{name}").run()
         results[name]["_seconds"] = round(time.perf_counter() - started, 1)
+    # Everything recorded earlier stays (other benchmarks, kept side-by-side runs): running one
+    # benchmark had dropped every top-level record but `results` and `before_after`.
     doc = {
+        **previous,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "platform": platform.platform()},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "results": results,
     }
-    if "before_after" in previous:
-        doc["before_after"] = previous["before_after"]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     print(f"\nwrote {out_path}")
