@@ -49,7 +49,6 @@ from gsomia.core.tracking.types import (
     TrackSet,
     TrackUpdated,
 )
-from gsomia.core.tracking.updater import ExtendedKalmanUpdater
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +84,6 @@ class Tracker:
     """
 
     predictor: BallisticPredictor = field(default_factory=BallisticPredictor)
-    updater: ExtendedKalmanUpdater = field(default_factory=ExtendedKalmanUpdater)
     associator: GNNAssociator = field(default_factory=GNNAssociator)
     initiator: SinglePointInitiator = field(default_factory=SinglePointInitiator)
     deleter: UpdateTimeDeleter = field(default_factory=UpdateTimeDeleter)
