@@ -273,3 +273,19 @@ def test_partner_heads_carry_the_consistency_flag_when_logged() -> None:
     assert got["USA"]["consistent"] is False and got["KOR"]["consistent"] is True
     assert got["KOR"]["head"] == {"size": 3}
     assert got["JPN"]["consistent"] is None          # not a flag: shown as unknown
+
+
+def test_state_answers_an_unwritable_audit_log_as_the_api_does(
+        node: Node, tokens: dict[str, str], replayed: dict[str, Any]) -> None:
+    """A read the log cannot record is refused with 503 and a JSON reason, as TAXII refuses
+    it, not a 500 (the dashboard had its own mapping of service errors)."""
+    client = client_for(node)
+    sign_in(client, "kenji", tokens["kenji"])
+    signer, node.store.signer = node.store.signer, None   # the log can no longer be signed
+    try:
+        refused = client.get("/dashboard/state")
+    finally:
+        node.store.signer = signer
+    assert refused.status_code == 503, refused.text
+    assert "audit" in refused.json()["error"].lower()
+    assert client.get("/dashboard/state").status_code == 200

@@ -10,6 +10,8 @@ statuses here and nowhere else:
     NotFound       → 404, one body for "absent" and "you may not see it"
     PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409
     AuditUnavailable, PeerUnavailable → 503; any other GsomiaError → 422 (peer API)
+                     (:func:`gsomia.shell.statuses.status_of`, which the dashboard and the
+                     desk answer by too)
     no or bad credentials → 401 with WWW-Authenticate; wrong media type → 406 / 415
     a body over the route's bound → 413, before it is read (:mod:`gsomia.shell.body_limit`)
     JSON nested deeper than :data:`gsomia.core.limits.MAX_DEPTH` allows → 422
@@ -76,6 +78,7 @@ from gsomia.shell import sensor_intake, warnings_out, web
 from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 from gsomia.shell.peer_identity import PeerRefused
+from gsomia.shell.statuses import status_of
 
 __all__ = ["API_ROOT", "MAX_CONTENT_LENGTH", "ApiConfig", "body_limit", "create_app",
            "openapi"]
@@ -415,7 +418,7 @@ def create_app(config: ApiConfig) -> Starlette:
             except NotFound:
                 return _json(_NOT_FOUND, 404)
             except GsomiaError as exc:
-                return _error(422, "Refused", str(exc))
+                return _error(status_of(exc), "Refused", str(exc))
             status = 200 if request.method == "GET" else 202
             return Response(orjson.dumps(result), status_code=status,
                             media_type="application/json")

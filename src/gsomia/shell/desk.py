@@ -38,6 +38,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied
 from gsomia.core.policy import ReleaseRequest
 from gsomia.core.types import Party, utc_text
 from gsomia.service import access
+from gsomia.shell.statuses import status_of
 
 if TYPE_CHECKING:
     from gsomia.core.custody import Holding, NodeUser
@@ -461,7 +462,7 @@ def routes(config: ApiConfig, gate: Gate) -> list[Route]:
         try:
             doc = await run_in_threadpool(desk_state, node, user, now, read)
         except GsomiaError as exc:
-            return JSONResponse({"error": str(exc)}, 422)
+            return JSONResponse({"error": str(exc)}, status_of(exc))
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
     async def post(request: Request) -> Response:
@@ -500,11 +501,10 @@ def routes(config: ApiConfig, gate: Gate) -> list[Route]:
                                   Refused(403, str(exc), tuple(exc.reasons)))
                 return JSONResponse({"error": "refused: " + "; ".join(exc.reasons)}, 403)
             except MalformedInput as exc:
-                status = 502 if exc.where == "partner" else 422
                 return JSONResponse({"error": str(exc), "where": exc.where,
-                                     "expected": exc.expected}, status)
+                                     "expected": exc.expected}, status_of(exc))
             except GsomiaError as exc:
-                return JSONResponse({"error": str(exc)}, 422)
+                return JSONResponse({"error": str(exc)}, status_of(exc))
             return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
         return await run_in_threadpool(run)

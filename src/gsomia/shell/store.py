@@ -70,7 +70,7 @@ from gsomia.core.custody import (
 from gsomia.core.custody import (
     register_digest as register_digest,
 )
-from gsomia.core.errors import MalformedInput
+from gsomia.core.errors import AuditUnavailable, MalformedInput
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
     DELIVERY,
@@ -1173,8 +1173,10 @@ class SqlAuditLog:
         if not self._pending:
             return None
         if self.signer is None:
-            raise MalformedInput("this store was opened without the node's signing key",
-                                 where="store")
+            # Not the caller's input: the log cannot be written, so nothing may be read or
+            # changed (the API answers 503, as for any other unwritable log).
+            raise AuditUnavailable("the audit log cannot be written: this store was opened "
+                                   "without the node's signing key")
         acc = self._state()
         insert_many(self.conn, audit_events, [_event_values(r) for r in self._pending])
         values = {"size": acc.size, "frontier": b"".join(acc.frontier)}

@@ -51,6 +51,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.types import Party, utc_text
 from gsomia.service import access
 from gsomia.shell.guard import Defences, retry_seconds, source_of
+from gsomia.shell.statuses import status_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -618,7 +619,7 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
         try:
             doc = await run_in_threadpool(state, node, session, datetime.now(UTC))
         except GsomiaError as exc:
-            return JSONResponse({"error": str(exc)}, 500)
+            return JSONResponse({"error": str(exc)}, status_of(exc))
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
     async def session_of_cookie(cookie: str | None) -> Session | None:
