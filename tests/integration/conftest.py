@@ -20,10 +20,10 @@ import pytest
 
 from gsomia.core.agreements import Catalogue
 from gsomia.shell.node import Node, init_node
+from pgdb import fresh_pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "pg-test-cluster.sh"
-_databases = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -41,22 +41,6 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         subprocess.run([str(SCRIPT), "stop", str(state)], capture_output=True, timeout=120,
                        check=False)
-
-
-def fresh_pg_database(cluster_url: str) -> str:
-    """An empty schema of its own on the cluster, as a URL whose search_path selects it.
-
-    A schema is created in milliseconds where CREATE DATABASE takes most of a second, and
-    every unqualified table the store uses (Alembic's version table too) lands in it.
-    """
-    import psycopg
-
-    name = f"gsomia_t{next(_databases)}"
-    with psycopg.connect(cluster_url.replace("postgresql+psycopg://", "postgresql://"),
-                         autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
-        conn.execute(f"CREATE SCHEMA {name}")
-    return f"{cluster_url}?options=-csearch_path%3D{name}"
 
 
 @pytest.fixture

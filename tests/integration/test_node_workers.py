@@ -119,7 +119,7 @@ def count(node: Any, query: Any) -> int:
 
 def test_three_api_processes_and_two_senders_deliver_each_item_once(
         pg_cluster: str, tmp_path: Path, gsomia: Run) -> None:
-    from conftest import fresh_pg_database
+    from pgdb import fresh_pg_database
 
     folder = tmp_path / "federation"
     kor_dir, jpn_dir = folder / "KOR", folder / "JPN"

@@ -232,7 +232,7 @@ def test_senders_sharing_a_postgresql_outbox_each_take_a_row_once(
         pg_cluster: str, deliveries: int, notices: int, senders: int, limit: int) -> None:
     """Security invariant: a row owed to a partner is taken by exactly one sender until its
     lease ends (no double sending by design), and none is left behind."""
-    from conftest import fresh_pg_database
+    from pgdb import fresh_pg_database
 
     store = st.Store(fresh_pg_database(pg_cluster))
     try:
