@@ -143,10 +143,12 @@ def test_corridor_sections_hit_every_pair_the_full_test_finds(seed: int, k: int,
 
 
 def test_the_command_line_and_the_node_start_without_numba() -> None:
-    """numba takes a second to import: only processes that track load it."""
+    """numba takes a second to import and scipy.spatial half of one: only processes that
+    track or test regions load them, not every node serving its API."""
     code = ("import sys, gsomia.shell.cli, gsomia.shell.node, gsomia.core.warning, "
-            "gsomia.core.node_centre, gsomia.core.scenario\n"
+            "gsomia.core.node_centre, gsomia.core.scenario, gsomia.shell.api\n"
             "assert 'numba' not in sys.modules, 'numba imported'\n"
+            "assert 'scipy.spatial' not in sys.modules, 'scipy.spatial imported'\n"
             "from gsomia.core.tracking.predictor import rk4_step\n"
             "import numpy as np\n"
             "rk4_step(np.array([[7e6, 0, 0, 0, 7e3, 0]]), np.array([1.0]))\n"

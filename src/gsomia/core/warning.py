@@ -32,10 +32,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from gsomia.core.tracking.earth import R_MEAN, great_circle_m
 from gsomia.core.tracking.geography import (
@@ -49,6 +48,9 @@ from gsomia.core.tracking.impact import Corridor
 from gsomia.core.tracking.stages import DROP_ZONE_ACROSS_M, DROP_ZONE_ALONG_M, StageDrop
 from gsomia.core.tracking.types import GroundPoint
 from gsomia.core.types import Party
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 __all__ = [
     "AREA_OF_CONCERN",
@@ -187,6 +189,9 @@ def regions_in_corridor(atlas: Atlas, corridor: Corridor, parties: Iterable[str]
             # Only a vertex within the widest semi-axis of some section's centre can lie in
             # that section: the box of a long corridor holds whole coasts, its sweep does not.
             if tree is None:
+                # imported here: scipy.spatial costs about 0.4 s of CPU to import, and every
+                # node process imports this module to serve its warnings
+                from scipy.spatial import cKDTree
                 tree = cKDTree(_units(c.lat_deg, c.lon_deg))
             d, _ = tree.query(_units(v[:, 1], v[:, 0]), distance_upper_bound=reach)
             v = v[np.isfinite(d)]
