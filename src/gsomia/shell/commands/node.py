@@ -514,18 +514,15 @@ def register(cli: click.Group) -> None:
         """List audit events in seq order."""
         import sqlalchemy as sa
 
-        from gsomia.shell.store import audit_events
+        from gsomia.shell.store import audit_events, items
 
         t = audit_events
         query = sa.select(t).where(t.c.seq >= start).order_by(t.c.seq).limit(limit)
-        import json
-
         if item_id is not None:
-            # Also the batch leaves that list it (their details hold its id as JSON text).
-            query = query.where((t.c.item_id == item_id) | (
-                (t.c.kind == "items-published")
-                & t.c.details.contains(f'"id":{json.dumps(item_id, ensure_ascii=False)}',
-                                       autoescape=True)))
+            # Also the batch leaf (items-published) that stored it, which names no one item.
+            query = query.where((t.c.item_id == item_id) | t.c.seq.in_(
+                sa.select(items.c.seq).where(items.c.id == item_id)))
+        import json
 
         with _open(node_dir) as node, node.store.engine.connect() as conn:
             rows = [{"seq": r.seq, "kind": r.kind, "at": r.at, "actor": r.actor,
