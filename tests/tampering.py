@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hypothesis import assume
@@ -25,3 +28,10 @@ def edit_value(value: Any, where: int, data: hs.DataObject) -> Any:
     if isinstance(value, int):
         return value + data.draw(hs.sampled_from([1, -1, 2, 1000, 1 << 40]))
     return data.draw(hs.sampled_from(["KOR", "x"]))  # a NULL filled in
+
+
+def node_copy(template: Path, tmp_path: Path) -> Path:
+    """A copy of the node folder ``template`` of its own for one example to tamper with."""
+    folder = Path(tempfile.mkdtemp(dir=tmp_path)) / template.name
+    shutil.copytree(template, folder)
+    return folder

@@ -33,7 +33,7 @@ from gsomia.service import handlers
 from gsomia.service.handlers import Incoming, LabelRequest
 from gsomia.shell import store as st
 from gsomia.shell.node import Node, init_node, open_node
-from tampering import edit_value
+from tampering import edit_value, node_copy
 
 Factory = Callable[..., Node]
 SECRET_KOR = LabelRequest("군사II급비밀", ("KOR", "JPN"), "dprk-missile")
@@ -405,10 +405,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, shipped: Catalogue) -> Pa
 def test_any_single_edit_of_the_stored_log_is_detected(template: Path, tmp_path: Path,
                                                        shipped: Catalogue,
                                                        data: hs.DataObject) -> None:
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "kor"
-    shutil.copytree(template, folder)
+    folder = node_copy(template, tmp_path)
     db = sqlite3.connect(folder / "node.db")
     op = data.draw(hs.sampled_from(["edit", "edit", "edit", "delete", "swap"]))
     try:
@@ -466,10 +463,7 @@ def test_an_event_value_of_the_wrong_kind_is_named_with_its_row(template: Path,
     """Whichever rows of the log hold a value of another storage class, ``audit verify``
     names each of them as ``column-type`` with its row (the pass over the events finds
     them; only those rows are read again)."""
-    import tempfile
-
-    folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "kor"
-    shutil.copytree(template, folder)
+    folder = node_copy(template, tmp_path)
     db = sqlite3.connect(folder / "node.db")
     try:
         column = data.draw(hs.sampled_from(sorted(_EVENT_COLUMNS)))

@@ -32,6 +32,7 @@ from gsomia.core.audit import (
     LogProblem,
     LogVerdict,
     TreeHead,
+    batch_entries,
     event_leaf_hash,
     hashes_from_json,
     hashes_to_json,
@@ -185,7 +186,8 @@ def publish(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
                  actor: str = "operator", validate: StixValidator | None = None,
-                 publisher: Person | None = None, as_posted: bool = False) -> list[Published]:
+                 publisher: Person | None = None, as_posted: bool = False,
+                 one_leaf: bool = False) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
     Everything that can be refused (the object, the label, a version already held, a new
@@ -199,6 +201,12 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     with the label as bound here. Either way, a gsomia label marking-definition may be
     published under the very label it carries (it is then an object like any other, seen
     only by those who may see that label); no other marking or extension definition may.
+
+    ``one_leaf``: the batch is one ``items-published`` event listing every item (its id,
+    version, type and content hash, which covers its object, label and binding) instead of
+    an ``item-created`` and a ``label-bound`` event per item: the TAXII ingest path, where
+    building and writing two leaves per item was a fifth of an object's cost. Each item is
+    still checked by ``audit verify`` and proved alone (``audit prove --item``).
     """
     key = keys.signing_key()
     signer = _Signer(key)
@@ -270,32 +278,77 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                 expected="a new version (a later 'modified') to publish a change")
         stored: list[tuple[StoredItem, int]] = []
         custodies: list[tuple[CustodyRecord, int]] = []
-        for item, form, binding in prepared:
-            label = form.label
-            custody = CustodyRecord(item.item_id, item.version, "created", keys.party, label,
-                                    label, now, agreement=label.policy).knowing(item.label)
-            chash = item.content_hash()
-            created = uow.audit.append(
-                AuditKind.ITEM_CREATED, now, actor, item_id=item.item_id,
-                item_version=item.version, content_hash=chash,
-                details={"type": item.stix_type, "originator": keys.party,
-                         "added_at": added_at,
-                         "marking": form.english, "national_marking": form.national,
-                         "records": records_detail(custody=[custody.digest()])})
-            uow.audit.append(
-                AuditKind.LABEL_BOUND, now, "node", item_id=item.item_id,
-                item_version=item.version, content_hash=chash,
-                details={"key": binding.key, "digest": crypto.b64u(binding.digest),
-                         "label": form.json})
-            stored.append((item, created.seq))
-            custodies.append((custody, created.seq))
-            uow.events.append(ItemStored(item.item_id, item.version, label))
-            out.append(Published(item.item_id, item.version, created.seq, form.english,
-                                 form.national, binding.key))
+        if one_leaf and prepared:
+            out = _publish_one_leaf(uow, prepared, keys.party, actor, now, added_at,
+                                    stored, custodies)
+        else:
+            for item, form, binding in prepared:
+                label = form.label
+                custody = CustodyRecord(item.item_id, item.version, "created", keys.party,
+                                        label, label, now,
+                                        agreement=label.policy).knowing(item.label)
+                chash = item.content_hash()
+                created = uow.audit.append(
+                    AuditKind.ITEM_CREATED, now, actor, item_id=item.item_id,
+                    item_version=item.version, content_hash=chash,
+                    details={"type": item.stix_type, "originator": keys.party,
+                             "added_at": added_at,
+                             "marking": form.english, "national_marking": form.national,
+                             "records": records_detail(custody=[custody.digest()])})
+                uow.audit.append(
+                    AuditKind.LABEL_BOUND, now, "node", item_id=item.item_id,
+                    item_version=item.version, content_hash=chash,
+                    details={"key": binding.key, "digest": crypto.b64u(binding.digest),
+                             "label": form.json})
+                stored.append((item, created.seq))
+                custodies.append((custody, created.seq))
+                uow.events.append(ItemStored(item.item_id, item.version, label))
+                out.append(Published(item.item_id, item.version, created.seq, form.english,
+                                     form.national, binding.key))
         # One statement each for the batch's items and custody records.
         uow.repo.add_items(stored)
         uow.repo.add_custody_many(custodies)
         commit(uow, now)
+    return out
+
+
+def _publish_one_leaf(uow: UnitOfWork,
+                      prepared: Sequence[tuple[StoredItem, _LabelForm, crypto.Binding]],
+                      party: Party, actor: str, now: datetime, added_at: str,
+                      stored: list[tuple[StoredItem, int]],
+                      custodies: list[tuple[CustodyRecord, int]]) -> list[Published]:
+    """One ``items-published`` event for the whole batch; fills ``stored`` and
+    ``custodies`` with the rows to write under its seq."""
+    label_index: dict[int, int] = {}  # id(form) -> its place in the leaf's labels
+    labels: list[dict[str, Any]] = []
+    entries: list[dict[str, Any]] = []
+    digests: list[str] = []
+    records: list[CustodyRecord] = []
+    for item, form, _ in prepared:
+        n = label_index.get(id(form))
+        if n is None:
+            n = label_index[id(form)] = len(labels)
+            labels.append({"label": form.json, "marking": form.english,
+                           "national_marking": form.national})
+        label = form.label
+        custody = CustodyRecord(item.item_id, item.version, "created", party, label, label,
+                                now, agreement=label.policy).knowing(item.label)
+        records.append(custody)
+        digests.append(custody.digest())
+        entries.append({"id": item.item_id, "version": item.version, "type": item.stix_type,
+                        "content_hash": item.content_hash(), "label": n})
+    event = uow.audit.append(
+        AuditKind.ITEMS_PUBLISHED, now, actor,
+        details={"originator": party, "added_at": added_at,
+                 "key": prepared[0][2].key, "labels": labels, "items": entries,
+                 "records": records_detail(custody=digests)})
+    out = []
+    for (item, form, binding), custody in zip(prepared, records, strict=True):
+        stored.append((item, event.seq))
+        custodies.append((custody, event.seq))
+        uow.events.append(ItemStored(item.item_id, item.version, form.label))
+        out.append(Published(item.item_id, item.version, event.seq, form.english,
+                             form.national, binding.key))
     return out
 
 
@@ -1022,7 +1075,8 @@ HEAD_FILE_MISSING = (
 # away by hand: the delivery would silently never go.
 NEXT_TRY_SLACK_S = 3600.0
 # Events verify_audit reads beyond their records (one set lookup per event in its hot loop).
-_WATCHED = frozenset({*_STORING, AuditKind.DELIVERIES_QUEUED.value,
+_WATCHED = frozenset({*_STORING, AuditKind.ITEMS_PUBLISHED.value,
+                      AuditKind.DELIVERIES_QUEUED.value,
                       AuditKind.DELIVERY_REFUSED.value, AuditKind.NOTICES_SETTLED.value,
                       AuditKind.NODE_INITIALISED.value})
 
@@ -1058,8 +1112,9 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
     if external is not None and all(h.to_json() != external.to_json() for h in heads):
         heads.append(external)
     expected: dict[int, dict[str, list[str]]] = {}
-    # What the event storing each item says about it: (id, version, type, originator, added).
-    stored_by: dict[int, tuple[Any, ...]] = {}
+    # What the event storing each item says about it, by (seq, id, version): (id, version,
+    # type, originator, added) of each item it stored (one, or a batch's).
+    stored_by: dict[tuple[Any, ...], tuple[Any, ...]] = {}
     refused: set[tuple[Any, Any, Any]] = set()  # (item, version, recipient) logged refused
     settled: dict[str, set[str]] = {"delivered": set(), "refused": set()}
     marks: list[Any] = []  # outbox scan watermarks, in log order
@@ -1076,9 +1131,17 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
                                             if isinstance(v, list)}
                 kind = row["kind"]
                 if kind in _STORING and type(row["seq"]) is int:
-                    stored_by[row["seq"]] = (row["item_id"], row["item_version"],
-                                             details.get("type"), details.get("originator"),
-                                             details.get("added_at"))
+                    said = (row["item_id"], row["item_version"], details.get("type"),
+                            details.get("originator"), details.get("added_at"))
+                    stored_by[(row["seq"], *said[:2])] = said
+                elif kind == AuditKind.ITEMS_PUBLISHED.value and type(row["seq"]) is int:
+                    listed = details.get("items")
+                    for e in listed if type(listed) is list else ():
+                        if type(e) is dict and type(e.get("id")) is str \
+                                and type(e.get("version")) is str:
+                            stored_by[(row["seq"], e["id"], e["version"])] = (
+                                e["id"], e["version"], e.get("type"),
+                                details.get("originator"), details.get("added_at"))
                 elif kind == AuditKind.DELIVERY_REFUSED.value:
                     refused.add((row["item_id"], row["item_version"],
                                  details.get("recipient")))
@@ -1114,7 +1177,7 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
     extra.extend(_identity_problems(reader.identity(), identity, public_key))
     for meta in reader.item_meta():
         where = f"item {meta[0]}@{meta[1]}"
-        said = stored_by.get(meta[5])
+        said = stored_by.get((meta[5], meta[0], meta[1]))
         if said is None or said != meta[:5]:
             extra.append(LogProblem(
                 "item-modified", where,
@@ -1215,10 +1278,24 @@ def latest_head(reader: AuditReader) -> TreeHead:
 
 
 def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | None = None,
-          against: int | None = None, party_code: str | None = None) -> dict[str, Any]:
+          against: int | None = None, party_code: str | None = None,
+          item: tuple[str, str | None] | None = None) -> dict[str, Any]:
     """Inclusion of event ``event`` and/or consistency of the signed head of size ``against``
     with the latest signed head, as one JSON document anyone can check with
-    :func:`check_proof` and the node's public key."""
+    :func:`check_proof` and the node's public key. ``item`` (id, version or None for its
+    latest): the inclusion of the event that stored it, and its place in that event (an
+    ``items-published`` leaf lists a whole batch, whose other entries the proof shows)."""
+    found: tuple[int, str, str] | None = None
+    if item is not None:
+        found = reader.item_seq(*item)
+        if found is None:
+            raise MalformedInput(f"no item {item[0]}" + (f" version {item[1]}" if item[1]
+                                                         else "") + " is held",
+                                 where="--item", expected="ID or ID@VERSION of a held item")
+        if event is not None and event != found[0]:
+            raise MalformedInput(f"the item was stored by event {found[0]}, not {event}",
+                                 where="--event", expected=f"{found[0]}, or no --event")
+        event = found[0]
     head = latest_head(reader)
     leaves = reader.leaf_hashes()
     if len(leaves) < head.size:
@@ -1240,6 +1317,9 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         doc["inclusion"] = {"event": {k: v for k, v in row.items() if k != "leaf_hash"},
                             "leaf_hash": stored.hex(), "index": event,
                             "tree_size": head.size, "path": hashes_to_json(path)}
+        if found is not None:
+            doc["inclusion"]["item"] = _item_in(AuditEvent.from_json(doc["inclusion"]["event"]),
+                                                found[1], found[2])
     if against is not None:
         old = reader.tree_head(against)
         if old is None:
@@ -1256,6 +1336,21 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
     return doc
 
 
+def _item_in(event: AuditEvent, item_id: str, version: str) -> dict[str, Any]:
+    """Where ``event`` records the item: its entry in a batch leaf (``place``), or the
+    event's own item (``place`` null); ProofInvalid if it does not record it at all."""
+    if event.item_id == item_id and event.item_version == version \
+            and event.content_hash is not None:
+        return {"id": item_id, "version": version, "place": None,
+                "content_hash": event.content_hash}
+    for entry in batch_entries(event.kind.value, event.details):
+        if (entry.item_id, entry.version) == (item_id, version):
+            return {"id": item_id, "version": version, "place": entry.place,
+                    "content_hash": entry.content_hash}
+    raise ProofInvalid(f"event {event.seq} does not record item {item_id}@{version}: run "
+                       "audit verify")
+
+
 @dataclass(frozen=True, slots=True)
 class ProofCheck:
     head_size: int
@@ -1263,10 +1358,12 @@ class ProofCheck:
     kind: str | None = None
     old_size: int | None = None
     checks: tuple[str, ...] = field(default=())
+    item: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": True, "head_size": self.head_size, "event": self.event,
-                "kind": self.kind, "old_size": self.old_size, "checks": list(self.checks)}
+                "kind": self.kind, "old_size": self.old_size, "item": self.item,
+                "checks": list(self.checks)}
 
 
 def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
@@ -1280,6 +1377,7 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
     checks.append(f"tree head of size {head.size} is signed by key {head.key[:16]}…")
     event_no: int | None = None
     kind: str | None = None
+    item: str | None = None
     inclusion = doc.get("inclusion")
     if inclusion is not None:
         if not isinstance(inclusion, Mapping):
@@ -1297,6 +1395,27 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
         event_no, kind = event.seq, event.kind.value
         checks.append(f"event {event.seq} ({event.kind.value} at {iso(event.at)}) is leaf "
                       f"{event.seq} of that tree")
+        claimed = inclusion.get("item")
+        if claimed is not None:
+            if not isinstance(claimed, Mapping) or type(claimed.get("id")) is not str \
+                    or type(claimed.get("version")) is not str:
+                raise MalformedInput("not an item", where="proof.inclusion.item",
+                                     expected="id, version, place, content_hash")
+            # Recomputed from the event the proof carries: a place or hash that the leaf
+            # does not hold fails, whatever the document claims.
+            try:
+                recorded = _item_in(event, claimed["id"], claimed["version"])
+            except MalformedInput as exc:
+                raise ProofInvalid(f"event {event.seq} does not list its items as a node "
+                                   f"writes them: {exc}") from None
+            if recorded != dict(claimed):
+                raise ProofInvalid(f"event {event.seq} records item {claimed['id']}@"
+                                   f"{claimed['version']} otherwise than the proof claims")
+            item = f"{claimed['id']}@{claimed['version']}"
+            where = ("the event's item" if recorded["place"] is None
+                     else f"entry {recorded['place']} of the event")
+            checks.append(f"item {item} is {where}, content hash "
+                          f"{recorded['content_hash'][:16]}…")
     old_size: int | None = None
     consistency = doc.get("consistency")
     if consistency is not None:
@@ -1313,4 +1432,4 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
     if inclusion is None and consistency is None:
         raise MalformedInput("the proof proves nothing", where="proof",
                              expected="an inclusion or a consistency member")
-    return ProofCheck(head.size, event_no, kind, old_size, tuple(checks))
+    return ProofCheck(head.size, event_no, kind, old_size, tuple(checks), item)

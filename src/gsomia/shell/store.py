@@ -1411,6 +1411,14 @@ class SqlAuditReader:
                 "content_hash": row.content_hash, "details": json.loads(row.details),
                 "leaf_hash": bytes(row.leaf_hash).hex()}
 
+    def item_seq(self, item_id: str, version: str | None) -> tuple[int, str, str] | None:
+        query = sa.select(items.c.seq, items.c.id, items.c.version).where(
+            items.c.id == item_id)
+        if version is not None:
+            query = query.where(items.c.version == version)
+        row = self.conn.execute(query.order_by(items.c.row.desc()).limit(1)).first()
+        return None if row is None else (int(row.seq), row.id, row.version)
+
     def size(self) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(audit_events))
                    .scalar() or 0)

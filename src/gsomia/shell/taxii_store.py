@@ -10,10 +10,10 @@ trace. Label classes are the distinct national labels; they are read incremental
 rows after the last one seen), so any number of API processes over one database agree.
 
 Writes go through ``handlers.publish_many`` (validate, label, bind, store, audit, queue the
-deliveries, one commit); granted reads are audited (``record_accesses``), one event per
-request, before the page is returned; reads by id that find nothing the caller may see
-(absent or hidden) are queued and written moments later by a background writer
-(``record_miss``).
+deliveries, one commit, one audit leaf for the batch: ``items-published``); granted reads
+are audited (``record_accesses``), one event per request, before the page is returned;
+reads by id that find nothing the caller may see (absent or hidden) are queued and written
+moments later by a background writer (``record_miss``).
 
 Indexes this wants beyond migration 0001 (not added here; the store's owner decides):
 PostgreSQL ``items (added_at, row)`` for the keyset (SQLite already has it implicitly).
@@ -314,7 +314,7 @@ class SqlObjectStore:
             published = handlers.publish_many(
                 self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
-                validate=None, publisher=publisher, as_posted=True)
+                validate=None, publisher=publisher, as_posted=True, one_leaf=True)
         except GsomiaError:
             if len(ready) == 1:
                 raise

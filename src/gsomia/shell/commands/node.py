@@ -452,21 +452,29 @@ def register(cli: click.Group) -> None:
     @audit_group.command("prove")
     @_node_option
     @click.option("--event", type=int, metavar="N", help="Prove event N is in the log.")
+    @click.option("--item", "item", metavar="ID[@VERSION]",
+                  help="Prove the event that stored this item is in the log, and where it "
+                       "records the item (the version stored last if none is given).")
     @click.option("--against", type=int, metavar="HEAD_SIZE",
                   help="Prove the signed head of this size is a prefix of the latest.")
     @click.option("--out", type=click.Path(dir_okay=False), help="Write the proof here.")
     @json_option
-    def prove(node_dir: str, event: int | None, against: int | None, out: str | None,
-              as_json: bool) -> None:
+    def prove(node_dir: str, event: int | None, item: str | None, against: int | None,
+              out: str | None, as_json: bool) -> None:
         """Inclusion and consistency proofs anyone can check with the node's public key."""
         from gsomia.service import handlers
 
-        if event is None and against is None:
+        if event is None and against is None and item is None:
             raise MalformedInput("nothing to prove", where="audit prove",
-                                 expected="--event N and/or --against HEAD_SIZE")
+                                 expected="--event N, --item ID[@VERSION] and/or "
+                                          "--against HEAD_SIZE")
+        # A STIX id holds no "@": what follows the first one is the version.
+        wanted = None if item is None else (item.partition("@")[0],
+                                            item.partition("@")[2] or None)
         with _open(node_dir) as node, node.store.reader() as reader:
             doc = handlers.prove(reader, public_key=node.keys.public_signing_key(),
-                                 event=event, against=against, party_code=node.party)
+                                 event=event, against=against, party_code=node.party,
+                                 item=wanted)
         if out:
             import json
 
@@ -506,12 +514,14 @@ def register(cli: click.Group) -> None:
         """List audit events in seq order."""
         import sqlalchemy as sa
 
-        from gsomia.shell.store import audit_events
+        from gsomia.shell.store import audit_events, items
 
         t = audit_events
         query = sa.select(t).where(t.c.seq >= start).order_by(t.c.seq).limit(limit)
         if item_id is not None:
-            query = query.where(t.c.item_id == item_id)
+            # Also the batch leaf (items-published) that stored it, which names no one item.
+            query = query.where((t.c.item_id == item_id) | t.c.seq.in_(
+                sa.select(items.c.seq).where(items.c.id == item_id)))
         import json
 
         with _open(node_dir) as node, node.store.engine.connect() as conn:
