@@ -454,6 +454,7 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
             centre.drop_zones(0.0, memo[("drops", s.launch.id)])
         predictions[p] = []
         for at, kind, track, ipp, lp, cor in stream:
+            centre.tick(at)
             if kind == 2 and cor is not None:
                 w = centre.boost(at, track, cor) if at < horizon else None
             elif kind == 1 or ipp is None:
@@ -465,6 +466,7 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                 w = centre.assess(at, track, ipp, lp, cor) if at < horizon else None
             if w is not None and w.action == "issued" and o.first_warning_s is None:
                 o.first_warning_s = at
+        centre.tick(math.inf)   # what a lost track left standing passes when predicted
         if o.first_warning_s is not None and centre.first_impact is not None:
             # The first impact point a warning stated (an early alert states none).
             ipp = centre.first_impact

@@ -30,7 +30,7 @@ The USA watches the territory of the allies that host its forces (JPN and KOR).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -55,10 +55,12 @@ __all__ = [
     "BOOST",
     "CORRIDOR_BUFFER_M",
     "DROP_ZONES",
+    "HELD",
     "HIGH_SEAS",
     "IMPACT",
     "LEVEL_OF_KIND",
     "OVERFLIGHT",
+    "PREDICTED_PASSING",
     "Action",
     "Area",
     "Level",
@@ -81,6 +83,8 @@ OVERFLIGHT = "overflight possible"
 IMPACT = "impact possible"
 BOOST = "/boost"            # a track's key while it burns
 DROP_ZONES = "/drop-zones"  # the announced zones of a launcher's spent stages
+HELD = "/held"              # a lost track's alerts, standing until the missile may have passed
+PREDICTED_PASSING = "the missile's predicted passing time is over (track lost)"
 # The corridor's widening beyond its covariance (drag and lift the ballistic corridor ignores,
 # the atlas's ~200 m outlines). It was 20 km, which alerted flights that passed 2-20 km from
 # a coast; with the territorial sea in the territory (12 nmi of sea beyond the coast), 3 km
@@ -433,17 +437,56 @@ class WarningCentre:
 
     def lost(self, at_s: float, track: str) -> Warning | None:
         """A track is lost: what only it sustained is retracted, unless the missile has passed
-        those regions or came down as predicted."""
+        those regions or came down as predicted, or may still fly over them.
+
+        Losing a track does not make a region safe: radars lose a missile under their horizon
+        while it flies on. So land it may still be over stays alerted until the latest time
+        its corridors had the missile there, and is then said to have passed, as predicted
+        (:meth:`tick`); saying "passed" or retracting it at the loss would stand people down
+        minutes before the missile flies over (the USA alone lost space launches over the
+        Yellow Sea ~300 s before they passed Okinawa). Notices and information go."""
         burnt = self.by_track.pop(f"{track}{BOOST}", None)
-        if self.by_track.pop(track, None) is None and burnt is None:
+        own = self.by_track.pop(track, None)
+        if own is None and burnt is None:
             return None
         if self.impact_s is not None and at_s >= self.impact_s - 30.0:
             # Lost at the end of its flight: it came down as predicted.
             return self._publish(at_s, track, None, math.inf, "")
+        held: dict[str, Area] = {}
+        for areas in (burnt or {}, own or {}):
+            for name, a in areas.items():
+                if a.level == "alert" and a.until_s > at_s and (
+                        name not in held or held[name].until_s < a.until_s):
+                    held[name] = a
+        if held:
+            self.by_track[f"{track}{HELD}"] = held
         return self._publish(at_s, track, None, at_s, "track lost")
 
+    def tick(self, now: float) -> Warning | None:
+        """Time has come to ``now``: the alerts a lost track left standing whose predicted
+        passing time is over are said to have passed, each at that time."""
+        first: Warning | None = None
+        while True:
+            due = [(a.until_s, key) for key, areas in self.by_track.items()
+                   if key.endswith(HELD) for a in areas.values() if a.until_s < now]
+            if not due:
+                return first
+            t, key = min(due)
+            expired: set[str] = set()
+            for k in [k for k in self.by_track if k.endswith(HELD)]:
+                expired |= {n for n, a in self.by_track[k].items() if a.until_s <= t}
+                left = {n: a for n, a in self.by_track[k].items() if a.until_s > t}
+                if left:
+                    self.by_track[k] = left
+                else:
+                    del self.by_track[k]
+            w = self._publish(t, key[:-len(HELD)], None, t, "no longer under the possible "
+                              "path", expired)
+            first = first or w
+
     def _publish(self, at_s: float, track: str, impact: GroundPoint | None, now: float,
-                 why_dropped: str) -> Warning | None:
+                 why_dropped: str, predicted: Collection[str] = ()) -> Warning | None:
+        """Name what changed; ``predicted``: regions passed by the predicted time alone."""
         merged: dict[str, Area] = {}
         for areas in self.by_track.values():
             for name, a in areas.items():
@@ -469,8 +512,8 @@ class WarningCentre:
                 changes.setdefault(("passed", old.level, "the missile has come down"),
                                    []).append(name)
             elif old.until_s <= now:
-                changes.setdefault(("passed", old.level, "the missile has passed"),
-                                   []).append(name)
+                why = PREDICTED_PASSING if name in predicted else "the missile has passed"
+                changes.setdefault(("passed", old.level, why), []).append(name)
             else:
                 changes.setdefault(("retracted", old.level, why_dropped), []).append(name)
         self.named = merged
