@@ -232,6 +232,7 @@ class WarningCentre:
     last: dict[str, GroundPoint] = field(default_factory=dict)
     first_impact: GroundPoint | None = None
     coasting: set[str] = field(default_factory=set)
+    drops: tuple[StageDrop, ...] = ()       # the announced falls of a launcher's parts
     # What a corridor touches depends only on the corridor, the atlas and the regions of
     # concern. The centres of one launch and seed under several regimes replay the same
     # tracker runs, hence the same corridor objects: they may share this dict of answers
@@ -320,6 +321,12 @@ class WarningCentre:
                ) -> Warning | None:
         """Take one prediction; returns the first message it caused (all are in ``log``)."""
         if not self.credible(at_s, track, impact):
+            return None
+        zone = self._zone_of(impact)
+        if zone is not None:
+            # a spent stage the tracker did not see separate (first seen apart from the
+            # missile): its fall is announced, and it is not the missile
+            self._seen_falling(at_s, track, zone)
             return None
         found = self.areas(impact, launch, corridor)
         before = {**self.by_track.get(f"{track}{BOOST}", {}), **self.by_track.get(track, {})}
@@ -418,7 +425,8 @@ class WarningCentre:
         ``information`` when it lies within ``notice_km`` of its land; each stands until its
         part has come down. Never an alert: the rocket itself is warned of by its tracks."""
         found: dict[str, Area] = {}
-        for d in drops:
+        self.drops = tuple(drops)
+        for d in self.drops:
             name = f"{d.part} drop zone"
             eez = regions_in_ellipse(self.atlas, d.lat_deg, d.lon_deg, DROP_ZONE_ALONG_M,
                                      DROP_ZONE_ACROSS_M, d.bearing_deg, kinds=("eez",),
@@ -434,6 +442,43 @@ class WarningCentre:
             return None
         self.by_track[DROP_ZONES] = found
         return self._publish(at_s, DROP_ZONES, None, at_s, "")
+
+    def spent(self, at_s: float, track: str, impact: GroundPoint,
+              corridor: Corridor | None) -> Warning | None:
+        """Take a prediction of a part a burning track shed (a spent stage, falling).
+
+        A falling stage is a hazard only where it may come down: its corridor over land is
+        not alerted (it flies there on its way down, as the missile did), land under its
+        impact ellipse is (``impact possible``). Where its impact lies in an announced drop
+        zone, it is that zone's part, seen falling: the zone stands as announced, and nothing
+        else is named. It is not the missile: its prediction states no missile impact."""
+        if not self.credible(at_s, track, impact):
+            return None
+        zone = self._zone_of(impact)
+        if zone is not None:
+            return self._seen_falling(at_s, track, zone)
+        self.by_track[track] = {n: a for n, a in self.areas(impact, None, corridor).items()
+                                if a.level != "alert" or a.reason == IMPACT}
+        return self._publish(at_s, track, None, at_s, "no longer under the possible path")
+
+    def _zone_of(self, impact: GroundPoint) -> str | None:
+        """The announced drop zone a predicted fall lies in (its ellipse reaching the zone's),
+        if any."""
+        for d in self.drops:
+            off = float(great_circle_m(math.radians(d.lat_deg), math.radians(d.lon_deg),
+                                       math.radians(impact.lat_deg),
+                                       math.radians(impact.lon_deg)))
+            if off <= DROP_ZONE_ALONG_M + 1e3 * impact.ellipse.semi_major_km:
+                return f"{d.part} drop zone"
+        return None
+
+    def _seen_falling(self, at_s: float, track: str, zone: str) -> Warning | None:
+        """A track falls into an announced zone: it is that part, and sustains the zone as
+        announced (nothing else: what it flies over on its way down is no hazard)."""
+        announced = self.by_track.get(DROP_ZONES, {}).get(zone)
+        self.by_track[track] = {} if announced is None else {zone: announced}
+        self.by_track.pop(f"{track}{BOOST}", None)
+        return self._publish(at_s, track, None, at_s, "no longer under the possible path")
 
     def lost(self, at_s: float, track: str) -> Warning | None:
         """A track is lost: what only it sustained is retracted, unless the missile has passed
