@@ -13,7 +13,11 @@ announced where no land lies).
 The falls are computed from the fitted flight: the vehicle's state at each separation
 (:meth:`Trajectory.state_at`) integrated to the ground with the spent part's ballistic
 coefficient (:func:`impact.ground_crossing`), so a zone lies where the model's own rocket
-drops its parts, a few hundred kilometres downrange for the first stage.
+drops its parts: ~430-450 km downrange for a space launcher's first stage (the Yellow Sea
+west of Korea, where DPRK's zones were and its 2012 and 2023 first stages were raised), the
+fairing ~770-900 km (south-west of Jeju), and the fitted flight itself ends at the recorded
+range, where the second-stage zone east of Luzon was announced; the orbit-bound third stage
+is not modelled. Radars see each spent stage fall (:func:`fall`, :func:`spent_stages`).
 """
 
 from __future__ import annotations

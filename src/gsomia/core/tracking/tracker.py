@@ -81,6 +81,14 @@ class Tracker:
     (at most every ``ipp_interval_s``, once that filter knows the velocity to
     ``boost_velocity_sigma_m_s``; ``boost_probability`` None draws none): where the missile
     would fly if the engine stopped now, the least it will fly.
+
+    A multi-stage missile sheds its spent stages, which radars see falling beside it. A
+    burning track keeps the object that flies on (:meth:`_staging`, ``behind_sigma``); the
+    stage gets a track of its own whose ``parent`` is the missile's, and whose predictions
+    say so (``ImpactPredicted.shed_from``); a part and its parent exchange filters when the
+    part proves the faster (:meth:`_missile_leads`), and a free-flying track behind a burning
+    one on its line is its part though no split was seen (:meth:`_link_parts`,
+    ``part_reach_m``, ``part_across_m``). ``behind_sigma`` None turns all of it off.
     """
 
     predictor: BallisticPredictor = field(default_factory=BallisticPredictor)
