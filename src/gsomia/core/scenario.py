@@ -447,7 +447,7 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
 
     # 5. Warnings, from everything each party holds, in the order it arrived.
     # Where the flight's objects truly come down: the missile, and each spent stage the
-    # radars see (a warning may first be about a stage, seen falling before the missile).
+    # radars see (a space launch's first warning may state either).
     falls = np.radians([(s.trajectory.impact_lat_deg, s.trajectory.impact_lon_deg)]
                        + [(d.lat_deg, d.lon_deg) for d, _ in parts])
     predictions: dict[Party, list[tuple[float, str, GroundPoint]]] = {}
@@ -495,18 +495,18 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                 o.first_warning_s = at
         centre.tick(math.inf)   # what a lost track left standing passes when predicted
         if o.first_warning_s is not None and centre.first_impact is not None:
-            # The first impact point a warning stated (an early alert states none), against
-            # the nearest true fall. A space launcher has no single impact point: its last
-            # modelled stage comes down where its second-stage zone was announced, its
-            # third, orbit-bound, not at all; so its error is a drop error, apart.
+            # The first impact point a warning stated (an early alert states none; a spent
+            # stage's fall is never one), against the missile's impact. A space launcher has
+            # no single impact point: its last modelled stage comes down where its
+            # second-stage zone was announced, its third, orbit-bound, not at all; so its
+            # error is a drop error, apart: against the nearest true fall of its stages.
             ipp = centre.first_impact
-            err = float(np.min(earth.great_circle_m(
-                math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
-                falls[:, 0], falls[:, 1]))) / 1e3
+            errs = earth.great_circle_m(math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
+                                        falls[:, 0], falls[:, 1]) / 1e3
             if s.trajectory.missile_class == "SLV":
-                o.drop_error_km = err
+                o.drop_error_km = float(np.min(errs))
             else:
-                o.ipp_error_km = err
+                o.ipp_error_km = float(errs[0])
         o.warnings = centre.log
     return Result(s, outcomes, measurements, predictions)
 

@@ -61,6 +61,7 @@ __all__ = [
     "LEVEL_OF_KIND",
     "OVERFLIGHT",
     "PREDICTED_PASSING",
+    "SPENT_STAGE",
     "Action",
     "Area",
     "Level",
@@ -83,6 +84,7 @@ OVERFLIGHT = "overflight possible"
 IMPACT = "impact possible"
 BOOST = "/boost"            # a track's key while it burns
 DROP_ZONES = "/drop-zones"  # the announced zones of a launcher's spent stages
+SPENT_STAGE = "spent stage"   # what a part's fall names the sea it falls in after
 HELD = "/held"              # a lost track's alerts, standing until the missile may have passed
 PREDICTED_PASSING = "the missile's predicted passing time is over (track lost)"
 # The corridor's widening beyond its covariance (drag and lift the ballistic corridor ignores,
@@ -457,8 +459,12 @@ class WarningCentre:
         zone = self._zone_of(impact)
         if zone is not None:
             return self._seen_falling(at_s, track, zone)
-        self.by_track[track] = {n: a for n, a in self.areas(impact, None, corridor).items()
-                                if a.level != "alert" or a.reason == IMPACT}
+        # Land it may hit bears the land's name; the sea it falls in is the stage's own, so
+        # that the missile's notice or information for the same sea is still issued.
+        self.by_track[track] = {
+            n if a.level == "alert" else f"{n} ({SPENT_STAGE})": a
+            for n, a in self.areas(impact, None, corridor).items()
+            if a.level != "alert" or a.reason == IMPACT}
         return self._publish(at_s, track, None, at_s, "no longer under the possible path")
 
     def _zone_of(self, impact: GroundPoint) -> str | None:

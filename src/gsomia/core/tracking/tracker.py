@@ -88,7 +88,9 @@ class Tracker:
     say so (``ImpactPredicted.shed_from``); a part and its parent exchange filters when the
     part proves the faster (:meth:`_missile_leads`), and a free-flying track behind a burning
     one on its line is its part though no split was seen (:meth:`_link_parts`,
-    ``part_reach_m``, ``part_across_m``). ``behind_sigma`` None turns all of it off.
+    ``part_reach_m``, ``part_across_m``). While a part is within ``part_near_m`` of its
+    parent, the parent predicts no impact (:meth:`_staging_now`). ``behind_sigma`` None turns
+    all of it off.
     """
 
     predictor: BallisticPredictor = field(default_factory=BallisticPredictor)
@@ -113,6 +115,8 @@ class Tracker:
     behind_sigma: float | None = 4.0
     part_reach_m: float = 400_000.0
     part_across_m: float = 30_000.0
+    part_speed_gap_m_s: float = 500.0
+    part_near_m: float = 50_000.0
 
     def ballistic(self, tracks: TrackSet) -> NDArray[np.bool_]:
         """Which tracks are in free flight (see the class notes)."""
@@ -279,11 +283,12 @@ class Tracker:
         """A falling stage first seen apart from its missile is its part.
 
         A radar that comes to see a flight after a staging starts two tracks at once, and sees
-        no split. The stage is the one in free flight behind a track that still burns, on its
-        path: within ``part_reach_m`` behind it along its velocity and ``part_across_m`` of
-        its line, slower. (A missile is never behind a burning one on its line and slower,
-        unless launched later on the same line: then a salvo's later missile, still burning,
-        would be the parent; its earlier one is ahead of it, never behind.)
+        no split. The stage is the one in free flight behind another on its path: within
+        ``part_reach_m`` behind it along its velocity and ``part_across_m`` of its line, and
+        slower than it, by ``part_speed_gap_m_s`` at least if the filter takes the other for
+        coasting too (an upper stage of weak thrust). Missiles of a salvo on one line are not
+        a stage's worth of speed apart, and a later one, still burning, is behind the earlier
+        ones, never ahead of them.
         """
         confirmed = tracks.confirmed(self.confirm_after)
         own = confirmed & (tracks.parent == 0)
@@ -291,20 +296,25 @@ class Tracker:
             return tracks
         free = self.ballistic(tracks)
         worst = np.linalg.eigvalsh(tracks.Pm[:, 3:, 3:])[:, -1]
-        parents = np.flatnonzero(own & ~free & (worst <= self.boost_velocity_sigma_m_s**2))
+        parents = np.flatnonzero(own & (worst <= self.boost_velocity_sigma_m_s**2))
         parts = np.flatnonzero(own & free)
         if parents.size == 0 or parts.size == 0:
             return tracks
         link = tracks.parent.copy()
         for b in parts.tolist():
             for a in parents.tolist():
+                if a == b:
+                    continue
                 speed = float(np.linalg.norm(tracks.xm[a, 3:]))
                 v = tracks.xm[a, 3:] / max(speed, 1e-9)
                 d = tracks.x[b, :3] - tracks.xm[a, :3]
                 along = float(d @ v)
                 across = float(np.linalg.norm(d - along * v))
+                # a burning parent need only be faster; one the filter takes for coasting
+                # (a weak upper stage) by a stage's worth of speed
+                gap = 0.0 if not free[a] else self.part_speed_gap_m_s
                 if (-self.part_reach_m < along < 0.0 and across < self.part_across_m
-                        and float(np.linalg.norm(tracks.x[b, 3:])) < speed):
+                        and float(np.linalg.norm(tracks.x[b, 3:])) < speed - gap):
                     link[b] = int(tracks.ids[a])
                     break
         return tracks if np.array_equal(link, tracks.parent) else replace(tracks, parent=link)
@@ -396,9 +406,10 @@ class Tracker:
                 math.sqrt(float(np.trace(P[:3, :3])) / 3.0), int(tracks.updates[i])))
         if not self.predict_impacts:
             return tracks, events
-        tracks, events = self._boost_corridors(tracks, rows, events)
+        staging = self._staging_now(tracks)
+        tracks, events = self._boost_corridors(tracks, rows, events, staging)
         due = rows[~(tracks.last_update[rows] - tracks.ipp_time[rows] < self.ipp_interval_s)
-                   & self.ballistic(tracks.select(rows))]
+                   & self.ballistic(tracks.select(rows)) & ~staging[rows]]
         if due.size == 0:
             return tracks, events
         # The corridors' flights come down in the same integration as the impact points'
@@ -435,14 +446,32 @@ class Tracker:
         tracks = tracks.with_impacts(due[got], it[got], tracks.time[due[got]])
         return tracks, events
 
-    def _boost_corridors(self, tracks: TrackSet, rows: IntArray, events: list[Event]
-                         ) -> tuple[TrackSet, list[Event]]:
+    def _staging_now(self, tracks: TrackSet) -> NDArray[np.bool_]:
+        """Tracks with a part of theirs still within ``part_near_m``: the two are within the
+        radars' noise of each other, so either track may take the other's detections, and
+        the missile's free-flight filter may hold the stage's motion. It is not free flight
+        yet (the missile burns its next stage): no impact prediction, as under thrust."""
+        out = np.zeros(len(tracks), dtype=bool)
+        kids = np.flatnonzero(tracks.parent > 0)
+        if kids.size == 0:
+            return out
+        row_of = {int(t): i for i, t in enumerate(tracks.ids.tolist())}
+        for k in kids.tolist():
+            j = row_of.get(int(tracks.parent[k]))
+            if j is not None and float(np.linalg.norm(
+                    tracks.xm[k, :3] - tracks.xm[j, :3])) < self.part_near_m:
+                out[j] = True
+        return out
+
+    def _boost_corridors(self, tracks: TrackSet, rows: IntArray, events: list[Event],
+                         staging: NDArray[np.bool_]) -> tuple[TrackSet, list[Event]]:
         """Corridors of the confirmed tracks that still burn (see :class:`BoostCorridor`)."""
         if self.boost_probability is None:
             return tracks, events
         worst = np.linalg.eigvalsh(tracks.Pm[rows, 3:, 3:])[:, -1]
         # a part a track shed does not burn: it has no cut-off corridor
-        burning = rows[~self.ballistic(tracks.select(rows)) & (tracks.parent[rows] == 0)
+        burning = rows[(~self.ballistic(tracks.select(rows)) | staging[rows])
+                       & (tracks.parent[rows] == 0)
                        & (worst <= self.boost_velocity_sigma_m_s**2)
                        & ~(tracks.last_update[rows] - tracks.boost_time[rows]
                            < self.ipp_interval_s)]
