@@ -105,7 +105,8 @@ def test_the_missile_keeps_its_track_and_the_stage_gets_one_of_its_own() -> None
     own = [p for p in preds if p.track_id == missile_track]
     assert own and all(km(p.impact.lat_deg, p.impact.lon_deg, drop.lat_deg,
                           drop.lon_deg) > 300.0 for p in own)
-    # Nearest-neighbour association alone (the tracker before): the stage takes it over.
+    # Nearest-neighbour association alone (the tracker before): the stage takes it over
+    # (once the missile flies out of this radar's view, the stage, still in it, feeds it).
     alone, _ = track(Tracker(ipp_interval_s=10.0, behind_sigma=None), dets)
     assert on_missile(alone, traj, stage, missile_track, drop.separated_s + 20.0) < 0.5
 
