@@ -495,18 +495,23 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                 o.first_warning_s = at
         centre.tick(math.inf)   # what a lost track left standing passes when predicted
         if o.first_warning_s is not None and centre.first_impact is not None:
-            # The first impact point a warning stated (an early alert states none; a spent
-            # stage's fall is never one), against the missile's impact. A space launcher has
-            # no single impact point: its last modelled stage comes down where its
-            # second-stage zone was announced, its third, orbit-bound, not at all; so its
-            # error is a drop error, apart: against the nearest true fall of its stages.
+            # The first impact point a warning stated (an early alert states none; a known
+            # part's fall is never one), against the true fall of the object it was about:
+            # the nearest of the missile's and its spent stages' (a radar that first sees a
+            # flight after its staging may warn of the stage before it knows it for one;
+            # while a part is near its missile, the missile predicts nothing, so a burning
+            # missile's cut-off point, which starts at the stage's, is not scored as it).
+            # A space launcher has no single impact point: its last modelled stage comes down
+            # where its second-stage zone was announced, its third, orbit-bound, not at all;
+            # so its error is a drop error, apart.
             ipp = centre.first_impact
-            errs = earth.great_circle_m(math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
-                                        falls[:, 0], falls[:, 1]) / 1e3
+            err = float(np.min(earth.great_circle_m(
+                math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
+                falls[:, 0], falls[:, 1]))) / 1e3
             if s.trajectory.missile_class == "SLV":
-                o.drop_error_km = float(np.min(errs))
+                o.drop_error_km = err
             else:
-                o.ipp_error_km = float(errs[0])
+                o.ipp_error_km = err
         o.warnings = centre.log
     return Result(s, outcomes, measurements, predictions)
 

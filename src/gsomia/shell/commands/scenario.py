@@ -227,9 +227,9 @@ def _measures_markdown(measured: dict[str, dict[str, dict[str, Any]]], regimes: 
              "territory, its land or territorial sea (the USA: Japan's and Korea's). Recall: "
              "share of those alerted; right regions: alerted naming every region crossed. "
              "False: land alerts for launches that crossed none of the party's territory. "
-             "Impact error: the first impact a warning stated, against the missile's; space "
-             "launches apart, as a drop error (they have no single impact point): against the "
-             "nearest true fall of their stages.", "",
+             "Impact error: the first impact a warning stated, against the true fall of the "
+             "object it was about (the missile, or a spent stage the radars saw first); space "
+             "launches apart, as a drop error (they have no single impact point).", "",
              "| regime | party | crossing | recall % | right regions % | false land alerts | "
              "first alert median s | first alert worst s | impact error median km | "
              "space launch drop error median / worst km | passed → message s |",
