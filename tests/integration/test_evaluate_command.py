@@ -140,6 +140,16 @@ def test_land_alerts_only_for_flights_over_territory_and_passed_for_japan(
     assert hokkaido["true_land_regions"] == "Hokkaido"
     assert float(hokkaido["first_land_alert_s"]) <= 152.1       # no later than before
     assert float(hokkaido["passed_message_s"]) > float(hokkaido["missile_passed_s"]) - 60.0
+    # A lost track never says "passed" before the missile has passed (issue 13, part 4): the
+    # USA alone lost the 2016-02-07 Unha-3 over the Yellow Sea, retracted Okinawa and said
+    # it had passed Incheon, 6 minutes before the rocket passed Okinawa (-364 s); its alert
+    # now stands until the predicted passing.
+    for r in rows:
+        if r["passed_message_s"] and r["missile_passed_s"]:
+            assert float(r["passed_message_s"]) > float(r["missile_passed_s"]) - 30.0, r
+    alone = [r for r in rows if r["date"] == "2016-02-07" and r["regime"] == "none"
+             and r["party"] == "USA"]
+    assert alone and all(r["passed_message_s"] for r in alone)
 
 
 def test_evaluate_refuses_a_date_without_a_launch(

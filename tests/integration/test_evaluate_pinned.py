@@ -53,10 +53,24 @@ def atlas_of_the_pinned_runs(monkeypatch: pytest.MonkeyPatch) -> None:
 # of a flight and what was alerted (the measure columns); and an evaluation's picture now goes
 # on until the missile has passed the territory, so a party receives more of its partners'
 # impact predictions on the flights that cross it ("impact-prediction" counts).
-WARNING_MODEL = frozenset({"first_warning_s", "ipp_error_km", "warned_regions",
-                           "warnings", "true_land_regions", "land_alert_regions",
-                           "first_land_alert_s", "alerted_right_regions", "missile_passed_s",
-                           "passed_message_s", "impact-prediction"})
+WARNING_MODEL = frozenset({"first_warning_s", "ipp_error_km", "drop_error_km",
+                           "warned_regions", "warnings", "true_land_regions",
+                           "land_alert_regions", "first_land_alert_s", "alerted_right_regions",
+                           "missile_passed_s", "passed_message_s", "impact-prediction"})
+
+# Multi-stage flights changed on purpose (issue 13, part 4): a space launcher's boost (its
+# first stage burns out near 1.9 km/s and falls ~450 km downrange, not ~900 km, so its whole
+# fitted flight differs), and every multi-stage flight's spent stages are now in the radars'
+# view (more detections, tracks and predictions, the missile's track kept through the
+# staging). Their pins are of the model before; the single-stage cases still pin it exactly.
+MULTI_STAGE = frozenset({"ICBM", "SLBM", "SLV"})
+
+
+def single_stage(launch: str) -> bool:
+    """``launch``: a launch's id, or a date (its first launch)."""
+    found = (next(x for x in fittable_launches() if x.id == launch) if "#" in launch
+             else feeds.find_launch(launch))
+    return found.missile_class not in MULTI_STAGE
 
 
 def unchanged(doc: Any) -> Any:
@@ -84,7 +98,8 @@ def same(expected: Any, got: Any, where: str) -> None:
         assert expected == got, f"{where}: expected {expected!r}, got {got!r}"
 
 
-@pytest.mark.parametrize("case", PINNED["cases"], ids=lambda c: f"{c['launch']}-seed{c['seed']}")
+@pytest.mark.parametrize("case", [c for c in PINNED["cases"] if single_stage(c["launch"])],
+                         ids=lambda c: f"{c['launch']}-seed{c['seed']}")
 def test_evaluate_rows_match_the_code_before_the_speedup(case: dict[str, Any]) -> None:
     launch = next(x for x in fittable_launches() if x.id == case["launch"])
     got = scenario_runner().evaluate_launch(launch, tuple(PINNED["regimes"]), (case["seed"],))
@@ -96,7 +111,7 @@ def test_evaluate_rows_match_the_code_before_the_speedup(case: dict[str, Any]) -
          case["launch"])
 
 
-@pytest.mark.parametrize("key", sorted(PINNED["runs"]))
+@pytest.mark.parametrize("key", sorted(k for k in PINNED["runs"] if single_stage(k[:10])))
 def test_scenario_documents_match_the_code_before_the_speedup(key: str) -> None:
     day, regime = key.split("/")
     res = scenario_runner().run_one(feeds.find_launch(day), regime, 0, options=EVALUATION)
@@ -112,7 +127,8 @@ def test_scenario_documents_match_the_code_before_the_speedup(key: str) -> None:
 WHOLE = json.loads((ASSETS / "evaluate_rows_bdc8eba.json").read_text("utf-8"))
 
 
-@pytest.mark.parametrize("launch", sorted({r["launch"] for r in WHOLE["rows"]}))
+@pytest.mark.parametrize("launch", sorted({r["launch"] for r in WHOLE["rows"]
+                                            if single_stage(r["launch"])}))
 def test_evaluate_rows_and_warnings_match_the_code_before_the_second_speedup(
         launch: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.undo()      # today's atlas, not the pinned runs' one
@@ -123,11 +139,5 @@ def test_evaluate_rows_and_warnings_match_the_code_before_the_second_speedup(
     same(expected, unchanged(json.loads(json.dumps(got))), launch)
 
 
-@pytest.mark.parametrize("key", sorted(WHOLE["runs"]))
-def test_scenario_warnings_match_the_code_before_the_second_speedup(
-        key: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.undo()
-    day, regime = key.split("/")
-    res = scenario_runner().run_one(feeds.find_launch(day), regime, 0, options=EVALUATION)
-    # what each party detected, tracked and received, and by which route
-    same(unchanged(WHOLE["runs"][key]), unchanged(json.loads(json.dumps(res.to_json()))), key)
+# Its scenario documents (``WHOLE["runs"]``) are of the 2012-12-12 space launch alone, whose
+# model changed on purpose (MULTI_STAGE): no longer compared.

@@ -178,3 +178,9 @@ def test_a_space_launch_names_its_drop_zones_and_not_as_land_alerts() -> None:
         assert o.first_warning_s is not None and o.first_warning_s > 60.0
         land = {w for w in _land_alerts(o)}
         assert land and not any("drop zone" in r for w in land for r in w.regions)
+        # The radars see the spent first stage fall (issue 13, part 4): a space launch has
+        # no single impact point, so its error at the first warning is a drop error (the
+        # first fall a warning stated against the nearest true fall), and the stage's fall
+        # is never taken for the rocket's.
+        assert o.ipp_error_km is None
+        assert o.drop_error_km is None or o.drop_error_km < 50.0, (party, o.drop_error_km)

@@ -21,6 +21,7 @@ from gsomia.core.warning import (
     HIGH_SEAS,
     IMPACT,
     OVERFLIGHT,
+    PREDICTED_PASSING,
     WarningCentre,
     regions_in_corridor,
 )
@@ -166,14 +167,56 @@ def test_a_region_flown_past_is_passed_not_retracted() -> None:
 
 
 def test_a_lost_track_retracts_with_the_reason_unless_another_sustains() -> None:
+    """What a lost track named that the missile can no longer be over (its notices, the
+    land already behind it) goes at the loss; the land still ahead stays alerted (below)."""
     centre = WarningCentre("JPN", feeds.load_geography())
-    c = straight_corridor(200.0, *OVER_HOKKAIDO, 20_000.0)
+    c = straight_corridor(200.0, 40.0, 128.5, 40.2, 137.0, 5_000.0)   # into the EEZ
     feed(centre, 200.0, "t1", c)
     feed(centre, 201.0, "t2", c)
     assert centre.lost(205.0, "t1") is None            # t2 still sustains it
     w = centre.lost(206.0, "t2")
     assert w is not None and w.action == "retracted" and w.reason == "track lost"
-    assert "Hokkaido" in w.regions and centre.regions is None
+    assert w.level == "notice" and centre.regions is None
+
+
+def test_a_lost_track_keeps_the_land_ahead_alerted_until_its_predicted_passing() -> None:
+    """Radars lose a missile under their horizon while it flies on: a loss before the
+    missile reaches Hokkaido neither retracts Hokkaido nor says it has passed; the alert
+    stands until the latest time the corridor had the missile over it, and is then passed,
+    at that time, saying it was predicted."""
+    centre = WarningCentre("JPN", feeds.load_geography())
+    c = straight_corridor(200.0, *OVER_HOKKAIDO, 20_000.0)
+    feed(centre, 200.0, "t1", c)
+    until = centre.named["Hokkaido"].until_s
+    assert until > 300.0
+    centre.lost(250.0, "t1")
+    assert "Hokkaido" in centre.named
+    assert not [w for w in centre.log if "Hokkaido" in w.regions
+                and w.action in ("retracted", "passed")]
+    centre.tick(until - 1.0)        # Aomori, at the corridor's edge, may pass before
+    assert "Hokkaido" in centre.named
+    w = centre.tick(until + 30.0)
+    assert w is not None and w.action == "passed" and "Hokkaido" in w.regions
+    assert w.at_s == until and w.reason == PREDICTED_PASSING and centre.regions is None
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.floats(201.0, 640.0), st.lists(st.floats(200.0, 900.0), max_size=6))
+def test_a_loss_never_says_passed_before_the_predicted_passing(
+        lost_at: float, ticks: list[float]) -> None:
+    """Whenever the track is lost and however time comes, Hokkaido is said to have passed
+    no earlier than the corridor had the missile past it, and never retracted."""
+    centre = WarningCentre("JPN", feeds.load_geography())
+    c = straight_corridor(200.0, *OVER_HOKKAIDO, 20_000.0)
+    feed(centre, 200.0, "t1", c)
+    until = centre.named["Hokkaido"].until_s
+    centre.lost(lost_at, "t1")
+    for t in sorted(ticks):
+        centre.tick(t)
+    centre.tick(math.inf)
+    about = [w for w in centre.log if "Hokkaido" in w.regions and w.level == "alert"]
+    assert [w.action for w in about] == ["issued", "passed"]
+    assert about[-1].at_s >= until
 
 
 def test_eez_is_a_notice_and_the_high_seas_information() -> None:

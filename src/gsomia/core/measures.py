@@ -5,8 +5,10 @@ true flight crossed or hit (``truth``), and what the party's warnings said. Over
 of one seed and regime: recall of land alerts (every launch whose true path or impact crosses
 the party's territory must be alerted, naming every region crossed), false land alerts (land
 alerts for flights that never crossed its territory), time from launch to the first land
-alert (median, worst), impact-point error at the first warning, and time from the missile's
-passing to the "passed" message. Over seeds: mean and a 95 % confidence interval (Student's t).
+alert (median, worst), impact-point error at the first warning (a space launch apart: its
+drop error, the first fall it stated against the nearest true fall of its stages), and time
+from the missile's passing to the "passed" message. Over seeds: mean and a 95 % confidence
+interval (Student's t).
 
 Pure: no I/O; the ``evaluate`` command feeds it rows and writes what it returns.
 """
@@ -125,6 +127,7 @@ def seed_measures(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     right = [r for r in crossing if r["alerted_right_regions"]]
     times = [float(r["first_land_alert_s"]) for r in alerted]
     errors = [float(r["ipp_error_km"]) for r in rows if r.get("ipp_error_km") is not None]
+    drops = [float(r["drop_error_km"]) for r in rows if r.get("drop_error_km") is not None]
     delays = [float(r["passed_message_s"]) - float(r["missile_passed_s"]) for r in crossing
               if r["passed_message_s"] is not None and r["missile_passed_s"] is not None]
     return {
@@ -136,6 +139,8 @@ def seed_measures(rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
         "first_land_alert_worst_s": max(times) if times else None,
         "impact_error_median_km": _median(errors),
         "impact_error_worst_km": round(max(errors), 1) if errors else None,
+        "drop_error_median_km": _median(drops),
+        "drop_error_worst_km": round(max(drops), 1) if drops else None,
         "passed_delay_median_s": _median(delays),
         "passed_delay_worst_s": max(delays) if delays else None,
     }
@@ -159,7 +164,8 @@ def interval(values: Sequence[float | None], upper: float = math.inf,
 
 MEASURES = ("recall", "recall_right_regions", "false_land_alerts", "first_land_alert_median_s",
             "first_land_alert_worst_s", "impact_error_median_km", "impact_error_worst_km",
-            "passed_delay_median_s", "passed_delay_worst_s")
+            "drop_error_median_km", "drop_error_worst_km", "passed_delay_median_s",
+            "passed_delay_worst_s")
 
 
 def summarise(rows: Sequence[Mapping[str, Any]], regimes: Sequence[str],

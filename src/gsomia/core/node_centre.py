@@ -184,7 +184,10 @@ class NodeCentre:
                 if len(points) >= 2:
                     out.append(self._output("flight-path", t, {
                         "points": [list(p) for p in points[:: max(1, len(points) // 500)]]}))
-                self._warnings.assess(t, track, ev.impact, ev.launch, ev.corridor)
+                if ev.shed_from:        # a spent stage's fall, not the missile's
+                    self._warnings.spent(t, track, ev.impact, ev.corridor)
+                else:
+                    self._warnings.assess(t, track, ev.impact, ev.launch, ev.corridor)
             elif isinstance(ev, BoostCorridor):
                 self._warnings.boost(t, track, ev.corridor)
             elif isinstance(ev, TrackLost) and ev.confirmed:

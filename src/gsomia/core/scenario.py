@@ -33,8 +33,8 @@ from gsomia.core.tracking.geography import TERRITORY_KINDS, Atlas
 from gsomia.core.tracking.impact import Corridor
 from gsomia.core.tracking.indicators import Indicator, default_label, generate, is_cued
 from gsomia.core.tracking.launches import Launch
-from gsomia.core.tracking.sensors import Measurements, Sensor, observe
-from gsomia.core.tracking.stages import stage_drops
+from gsomia.core.tracking.sensors import Measurements, Sensor, observe_all
+from gsomia.core.tracking.stages import spent_stages, stage_drops
 from gsomia.core.tracking.tracker import Tracker
 from gsomia.core.tracking.trajectory import Trajectory
 from gsomia.core.tracking.types import (
@@ -114,6 +114,7 @@ class PartyOutcome:
     first_ipp_s: float | None = None
     first_warning_s: float | None = None
     ipp_error_km: float | None = None
+    drop_error_km: float | None = None      # a space launch's: see run()
     warnings: list[Warning] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
     routes: dict[str, str] = field(default_factory=dict)
@@ -130,6 +131,7 @@ class PartyOutcome:
                 "first_track_s": r(self.first_track_s), "first_ipp_s": r(self.first_ipp_s),
                 "first_warning_s": r(self.first_warning_s),
                 "ipp_error_km": r(self.ipp_error_km),
+                "drop_error_km": r(self.drop_error_km),
                 "warnings": [w.to_json() for w in self.warnings],
                 "received": dict(sorted(self.received.items())), "routes": self.routes}
 
@@ -184,7 +186,7 @@ class _Routes:
 
 
 # ---- tracker passes ------------------------------------------------------------------------
-def _detections(m: Measurements, site: SensorSite) -> list[Detection]:
+def _detections(m: Measurements, site: SensorSite, what: str = "missile") -> list[Detection]:
     out = []
     rae = m.kind == "rae"
     for i in range(len(m)):
@@ -195,7 +197,7 @@ def _detections(m: Measurements, site: SensorSite) -> list[Detection]:
             z = m.values[i, 1:]
             R = np.diag(m.sigmas[i, 1:] ** 2)
         out.append(Detection(float(m.times[i]), site, "rae" if rae else "los", z, R,
-                             truth="missile"))
+                             truth=what))
     return out
 
 
@@ -221,6 +223,9 @@ class _Picture:
     predictions: list[tuple[float, str, GroundPoint, GroundPoint | None, Corridor | None]]
     losses: list[tuple[float, str]]
     boosts: list[tuple[float, str, Corridor]] = field(default_factory=list)
+    # the falls of spent parts tracks shed (not the missile's: they settle nothing)
+    parts: list[tuple[float, str, GroundPoint, GroundPoint | None, Corridor | None]] = field(
+        default_factory=list)
 
 
 class _TrackerRun:
@@ -295,7 +300,8 @@ def _picture(run: _TrackerRun, feeds: Sequence[_Feed], name: str,
             if isinstance(ev, TrackInitiated):
                 pic.initiated_s.append(available)
             elif isinstance(ev, ImpactPredicted):
-                pic.predictions.append((available, track, ev.impact, ev.launch, ev.corridor))
+                (pic.parts if ev.shed_from else pic.predictions).append(
+                    (available, track, ev.impact, ev.launch, ev.corridor))
             elif isinstance(ev, BoostCorridor):
                 pic.boosts.append((available, track, ev.corridor))
             elif isinstance(ev, TrackLost) and ev.confirmed:
@@ -329,6 +335,7 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
             minutes=1))
 
     # 2. Sensors observe; reports reach their owner and, along permitted routes, partners.
+    memo = {} if memo is None else memo
     rng = np.random.default_rng(s.seed)
     horizon = s.trajectory.flight_time_s
     if s.options.track_until_s is not None:
@@ -336,15 +343,23 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
     measurements: dict[str, Measurements] = {}
     own: dict[Party, list[_Feed]] = {p: [] for p in PARTIES}
     fused: dict[Party, list[_Feed]] = {p: [] for p in PARTIES}
+    # A multi-stage flight sheds its spent stages: radars see them fall after separation.
+    if ("parts", s.launch.id) not in memo:
+        memo[("parts", s.launch.id)] = spent_stages(s.trajectory)
+    parts = memo[("parts", s.launch.id)]
     for sensor in s.sensors:
         cued = outcomes.get(sensor.owner, PartyOutcome(sensor.owner)).cued
-        m = observe(sensor, s.trajectory, 0.0, horizon,
-                    np.random.default_rng(rng.integers(2**63)), cued=cued)
+        m, *shed = observe_all(sensor, s.trajectory, [f for _, f in parts], 0.0, horizon,
+                               np.random.default_rng(rng.integers(2**63)), cued=cued)
         measurements[sensor.id] = m
         if len(m) == 0 or sensor.owner not in outcomes:
             continue
         site = SensorSite.at(sensor.id, sensor.lat_deg, sensor.lon_deg, sensor.height_m)
-        mine = _Feed(sensor.id, cued, _detections(m, site), m.report_times, 0.0)
+        dets = _detections(m, site) + [d for (drop, _), ms in zip(parts, shed, strict=True)
+                                       for d in _detections(ms, site, drop.part)]
+        reported = np.concatenate([m.report_times, *(ms.report_times for ms in shed)])
+        order = np.argsort([d.time for d in dets], kind="stable")
+        mine = _Feed(sensor.id, cued, [dets[i] for i in order], reported[order], 0.0)
         own[sensor.owner].append(mine)
         fused[sensor.owner].append(mine)
         outcomes[sensor.owner].note("first_detection_s", float(m.report_times[0]))
@@ -356,10 +371,10 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
             if got is None:
                 continue
             delay, via = got
-            fused[p].append(_Feed(sensor.id, cued, mine.detections, m.report_times, delay))
+            fused[p].append(_Feed(sensor.id, cued, mine.detections, mine.report_times, delay))
             outcomes[p].note("first_detection_s", float(m.report_times[0]) + delay)
             outcomes[p].received["sensor-report"] = outcomes[p].received.get(
-                "sensor-report", 0) + len(m)
+                "sensor-report", 0) + len(mine.detections)
             outcomes[p].routes[f"{sensor.owner}:sensor-report"] = (
                 f"via {via}" if via else "direct") + f" +{delay:.0f}s"
 
@@ -367,7 +382,6 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
     # tracker runs once per set of sensors (see _TrackerRun), shared through ``memo``.
     tracker = Tracker(ipp_interval_s=s.options.ipp_interval_s, corridor_buffer_m=CORRIDOR_BUFFER_M)
     pictures: dict[Party, list[_Picture]] = {}
-    memo = {} if memo is None else memo
 
     def tracker_run(feeds: Sequence[_Feed]) -> _TrackerRun:
         key = ("run", s.launch.id, s.seed, s.options, frozenset(f.key for f in feeds))
@@ -401,6 +415,8 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
     inbox: dict[Party, list[tuple[float, str, GroundPoint, GroundPoint | None,
                                   Corridor | None]]] = {p: [] for p in PARTIES}
     boosts: dict[Party, list[tuple[float, str, Corridor]]] = {p: [] for p in PARTIES}
+    parts_in: dict[Party, list[tuple[float, str, GroundPoint, GroundPoint | None,
+                                     Corridor | None]]] = {p: [] for p in PARTIES}
     for origin in PARTIES:
         pic = pictures[origin][0]
         for p in PARTIES:
@@ -417,6 +433,8 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                 delay, via = ipp_route
                 for at, track, impact, lp, cor in pic.predictions:
                     inbox[p].append((at + delay, f"{track}@{origin}", impact, lp, cor))
+                parts_in[p] += [(at + delay, f"{track}@{origin}", impact, lp, cor)
+                                for at, track, impact, lp, cor in pic.parts]
             if path is not None:
                 # A burning track's cut-off corridor travels with the track (flight path).
                 boosts[p] += [(at + path[0], f"{track}@{origin}", cor)
@@ -428,7 +446,10 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                         f"via {via}" if via else "direct") + f" +{delay:.0f}s"
 
     # 5. Warnings, from everything each party holds, in the order it arrived.
-    truth_lat, truth_lon = s.trajectory.impact_lat_deg, s.trajectory.impact_lon_deg
+    # Where the flight's objects truly come down: the missile, and each spent stage the
+    # radars see (a space launch's first warning may state either).
+    falls = np.radians([(s.trajectory.impact_lat_deg, s.trajectory.impact_lon_deg)]
+                       + [(d.lat_deg, d.lon_deg) for d, _ in parts])
     predictions: dict[Party, list[tuple[float, str, GroundPoint]]] = {}
     for p in PARTIES:
         o = outcomes[p]
@@ -440,7 +461,9 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
             stream += [(at, 0, tr, imp, lp, cor) for at, tr, imp, lp, cor in pic.predictions]
             stream += [(at, 1, tr, None, None, None) for at, tr in pic.losses]
             stream += [(at, 2, tr, None, None, cor) for at, tr, cor in pic.boosts]
+            stream += [(at, 3, tr, imp, lp, cor) for at, tr, imp, lp, cor in pic.parts]
         stream += [(at, 0, tr, imp, lp, cor) for at, tr, imp, lp, cor in inbox[p]]
+        stream += [(at, 3, tr, imp, lp, cor) for at, tr, imp, lp, cor in parts_in[p]]
         stream += [(at, 2, tr, None, None, cor) for at, tr, cor in boosts[p]]
         stream.sort(key=lambda e: (e[0], e[1]))
         centre = WarningCentre(p, s.atlas, s.options.max_semi_major_km,
@@ -454,8 +477,13 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
             centre.drop_zones(0.0, memo[("drops", s.launch.id)])
         predictions[p] = []
         for at, kind, track, ipp, lp, cor in stream:
+            centre.tick(at)
             if kind == 2 and cor is not None:
                 w = centre.boost(at, track, cor) if at < horizon else None
+            elif kind == 3 and ipp is not None:
+                if at < horizon:
+                    centre.spent(at, track, ipp, cor)
+                continue        # a spent part's fall is not the missile's first warning
             elif kind == 1 or ipp is None:
                 w = centre.lost(at, track)
                 continue
@@ -465,12 +493,25 @@ def run(s: Scenario, memo: dict[tuple[Any, ...], Any] | None = None) -> Result:
                 w = centre.assess(at, track, ipp, lp, cor) if at < horizon else None
             if w is not None and w.action == "issued" and o.first_warning_s is None:
                 o.first_warning_s = at
+        centre.tick(math.inf)   # what a lost track left standing passes when predicted
         if o.first_warning_s is not None and centre.first_impact is not None:
-            # The first impact point a warning stated (an early alert states none).
+            # The first impact point a warning stated (an early alert states none; a known
+            # part's fall is never one), against the true fall of the object it was about:
+            # the nearest of the missile's and its spent stages' (a radar that first sees a
+            # flight after its staging may warn of the stage before it knows it for one;
+            # while a part is near its missile, the missile predicts nothing, so a burning
+            # missile's cut-off point, which starts at the stage's, is not scored as it).
+            # A space launcher has no single impact point: its last modelled stage comes down
+            # where its second-stage zone was announced, its third, orbit-bound, not at all;
+            # so its error is a drop error, apart.
             ipp = centre.first_impact
-            o.ipp_error_km = float(earth.great_circle_m(
+            err = float(np.min(earth.great_circle_m(
                 math.radians(ipp.lat_deg), math.radians(ipp.lon_deg),
-                math.radians(truth_lat), math.radians(truth_lon))) / 1e3
+                falls[:, 0], falls[:, 1]))) / 1e3
+            if s.trajectory.missile_class == "SLV":
+                o.drop_error_km = err
+            else:
+                o.ipp_error_km = err
         o.warnings = centre.log
     return Result(s, outcomes, measurements, predictions)
 

@@ -30,7 +30,7 @@ The USA watches the territory of the allies that host its forces (JPN and KOR).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -57,10 +57,13 @@ __all__ = [
     "BOOST",
     "CORRIDOR_BUFFER_M",
     "DROP_ZONES",
+    "HELD",
     "HIGH_SEAS",
     "IMPACT",
     "LEVEL_OF_KIND",
     "OVERFLIGHT",
+    "PREDICTED_PASSING",
+    "SPENT_STAGE",
     "Action",
     "Area",
     "Level",
@@ -83,6 +86,9 @@ OVERFLIGHT = "overflight possible"
 IMPACT = "impact possible"
 BOOST = "/boost"            # a track's key while it burns
 DROP_ZONES = "/drop-zones"  # the announced zones of a launcher's spent stages
+SPENT_STAGE = "spent stage"   # what a part's fall names the sea it falls in after
+HELD = "/held"              # a lost track's alerts, standing until the missile may have passed
+PREDICTED_PASSING = "the missile's predicted passing time is over (track lost)"
 # The corridor's widening beyond its covariance (drag and lift the ballistic corridor ignores,
 # the atlas's ~200 m outlines). It was 20 km, which alerted flights that passed 2-20 km from
 # a coast; with the territorial sea in the territory (12 nmi of sea beyond the coast), 3 km
@@ -233,6 +239,7 @@ class WarningCentre:
     last: dict[str, GroundPoint] = field(default_factory=dict)
     first_impact: GroundPoint | None = None
     coasting: set[str] = field(default_factory=set)
+    drops: tuple[StageDrop, ...] = ()       # the announced falls of a launcher's parts
     # What a corridor touches depends only on the corridor, the atlas and the regions of
     # concern. The centres of one launch and seed under several regimes replay the same
     # tracker runs, hence the same corridor objects: they may share this dict of answers
@@ -321,6 +328,12 @@ class WarningCentre:
                ) -> Warning | None:
         """Take one prediction; returns the first message it caused (all are in ``log``)."""
         if not self.credible(at_s, track, impact):
+            return None
+        zone = self._zone_of(impact)
+        if zone is not None:
+            # a spent stage the tracker did not see separate (first seen apart from the
+            # missile): its fall is announced, and it is not the missile
+            self._seen_falling(at_s, track, zone)
             return None
         found = self.areas(impact, launch, corridor)
         before = {**self.by_track.get(f"{track}{BOOST}", {}), **self.by_track.get(track, {})}
@@ -419,7 +432,8 @@ class WarningCentre:
         ``information`` when it lies within ``notice_km`` of its land; each stands until its
         part has come down. Never an alert: the rocket itself is warned of by its tracks."""
         found: dict[str, Area] = {}
-        for d in drops:
+        self.drops = tuple(drops)
+        for d in self.drops:
             name = f"{d.part} drop zone"
             eez = regions_in_ellipse(self.atlas, d.lat_deg, d.lon_deg, DROP_ZONE_ALONG_M,
                                      DROP_ZONE_ACROSS_M, d.bearing_deg, kinds=("eez",),
@@ -436,19 +450,99 @@ class WarningCentre:
         self.by_track[DROP_ZONES] = found
         return self._publish(at_s, DROP_ZONES, None, at_s, "")
 
+    def spent(self, at_s: float, track: str, impact: GroundPoint,
+              corridor: Corridor | None) -> Warning | None:
+        """Take a prediction of a part a burning track shed (a spent stage, falling).
+
+        A falling stage is a hazard only where it may come down: its corridor over land is
+        not alerted (it flies there on its way down, as the missile did), land under its
+        impact ellipse is (``impact possible``). Where its impact lies in an announced drop
+        zone, it is that zone's part, seen falling: the zone stands as announced, and nothing
+        else is named. It is not the missile: its prediction states no missile impact."""
+        if not self.credible(at_s, track, impact):
+            return None
+        zone = self._zone_of(impact)
+        if zone is not None:
+            return self._seen_falling(at_s, track, zone)
+        # Land it may hit bears the land's name; the sea it falls in is the stage's own, so
+        # that the missile's notice or information for the same sea is still issued.
+        self.by_track[track] = {
+            n if a.level == "alert" else f"{n} ({SPENT_STAGE})": a
+            for n, a in self.areas(impact, None, corridor).items()
+            if a.level != "alert" or a.reason == IMPACT}
+        return self._publish(at_s, track, None, at_s, "no longer under the possible path")
+
+    def _zone_of(self, impact: GroundPoint) -> str | None:
+        """The announced drop zone a predicted fall lies in (its ellipse reaching the zone's),
+        if any."""
+        for d in self.drops:
+            off = float(great_circle_m(math.radians(d.lat_deg), math.radians(d.lon_deg),
+                                       math.radians(impact.lat_deg),
+                                       math.radians(impact.lon_deg)))
+            if off <= DROP_ZONE_ALONG_M + 1e3 * impact.ellipse.semi_major_km:
+                return f"{d.part} drop zone"
+        return None
+
+    def _seen_falling(self, at_s: float, track: str, zone: str) -> Warning | None:
+        """A track falls into an announced zone: it is that part, and sustains the zone as
+        announced (nothing else: what it flies over on its way down is no hazard)."""
+        announced = self.by_track.get(DROP_ZONES, {}).get(zone)
+        self.by_track[track] = {} if announced is None else {zone: announced}
+        self.by_track.pop(f"{track}{BOOST}", None)
+        return self._publish(at_s, track, None, at_s, "no longer under the possible path")
+
     def lost(self, at_s: float, track: str) -> Warning | None:
         """A track is lost: what only it sustained is retracted, unless the missile has passed
-        those regions or came down as predicted."""
+        those regions or came down as predicted, or may still fly over them.
+
+        Losing a track does not make a region safe: radars lose a missile under their horizon
+        while it flies on. So land it may still be over stays alerted until the latest time
+        its corridors had the missile there, and is then said to have passed, as predicted
+        (:meth:`tick`); saying "passed" or retracting it at the loss would stand people down
+        minutes before the missile flies over (the USA alone lost space launches over the
+        Yellow Sea ~300 s before they passed Okinawa). Notices and information go."""
         burnt = self.by_track.pop(f"{track}{BOOST}", None)
-        if self.by_track.pop(track, None) is None and burnt is None:
+        own = self.by_track.pop(track, None)
+        if own is None and burnt is None:
             return None
         if self.impact_s is not None and at_s >= self.impact_s - 30.0:
             # Lost at the end of its flight: it came down as predicted.
             return self._publish(at_s, track, None, math.inf, "")
+        held: dict[str, Area] = {}
+        for areas in (burnt or {}, own or {}):
+            for name, a in areas.items():
+                if a.level == "alert" and a.until_s > at_s and (
+                        name not in held or held[name].until_s < a.until_s):
+                    held[name] = a
+        if held:
+            self.by_track[f"{track}{HELD}"] = held
         return self._publish(at_s, track, None, at_s, "track lost")
 
+    def tick(self, now: float) -> Warning | None:
+        """Time has come to ``now``: the alerts a lost track left standing whose predicted
+        passing time is over are said to have passed, each at that time."""
+        first: Warning | None = None
+        while True:
+            due = [(a.until_s, key) for key, areas in self.by_track.items()
+                   if key.endswith(HELD) for a in areas.values() if a.until_s < now]
+            if not due:
+                return first
+            t, key = min(due)
+            expired: set[str] = set()
+            for k in [k for k in self.by_track if k.endswith(HELD)]:
+                expired |= {n for n, a in self.by_track[k].items() if a.until_s <= t}
+                left = {n: a for n, a in self.by_track[k].items() if a.until_s > t}
+                if left:
+                    self.by_track[k] = left
+                else:
+                    del self.by_track[k]
+            w = self._publish(t, key[:-len(HELD)], None, t, "no longer under the possible "
+                              "path", expired)
+            first = first or w
+
     def _publish(self, at_s: float, track: str, impact: GroundPoint | None, now: float,
-                 why_dropped: str) -> Warning | None:
+                 why_dropped: str, predicted: Collection[str] = ()) -> Warning | None:
+        """Name what changed; ``predicted``: regions passed by the predicted time alone."""
         merged: dict[str, Area] = {}
         for areas in self.by_track.values():
             for name, a in areas.items():
@@ -474,8 +568,8 @@ class WarningCentre:
                 changes.setdefault(("passed", old.level, "the missile has come down"),
                                    []).append(name)
             elif old.until_s <= now:
-                changes.setdefault(("passed", old.level, "the missile has passed"),
-                                   []).append(name)
+                why = PREDICTED_PASSING if name in predicted else "the missile has passed"
+                changes.setdefault(("passed", old.level, why), []).append(name)
             else:
                 changes.setdefault(("retracted", old.level, why_dropped), []).append(name)
         self.named = merged

@@ -27,7 +27,7 @@ __all__ = ["DEMO", "EVALUATION", "FIELDS", "ModelRuns", "ScenarioRunner", "evalu
            "fittable_launches", "warning_summary"]
 
 FIELDS = ("first_detection_s", "first_track_s", "first_ipp_s", "first_warning_s",
-          "ipp_error_km")
+          "ipp_error_km", "drop_error_km")
 
 # Evaluations measure first warnings, so they stop a picture four minutes after its first
 # impact prediction and track at most 25 minutes of any flight (lofted ICBM flights last over

@@ -331,6 +331,15 @@ def observe(sensor: Sensor, trajectory: Trajectory, t0: float, t1: float,
     at that time (seconds after lift-off), e.g. when a partner's warning comes in; from then
     on the sensor revisits faster, detects more surely and reports sooner.
     """
+    return observe_all(sensor, trajectory, (), t0, t1, rng, cued=cued, cue_s=cue_s)[0]
+
+
+def observe_all(sensor: Sensor, trajectory: Trajectory, parts: Sequence[Trajectory],
+                t0: float, t1: float, rng: np.random.Generator, *, cued: bool = False,
+                cue_s: float | None = None) -> tuple[Measurements, ...]:
+    """:func:`observe` of the missile and of the ``parts`` it shed (each a flight from its
+    separation, :func:`stages.fall`), in the same scans: the missile's detections first,
+    drawn exactly as :func:`observe` draws them, then each part's."""
     start, end = max(t0, 0.0), min(t1, trajectory.flight_time_s)
     base = sensor.cued() if cued else sensor
     if end < start:
@@ -339,6 +348,22 @@ def observe(sensor: Sensor, trajectory: Trajectory, t0: float, t1: float,
         times = scan_times(base.revisit_s, start, end, rng, cue_s, sensor.cued_revisit_s)
     else:
         times = scan_times(base.revisit_s, start, end, rng)
+    out = [_detect(sensor, trajectory, times, cued, cue_s, rng)]
+    if parts:
+        # a part may come down after the missile's flight is tracked no longer
+        last = min(t1, max(p.flight_time_s for p in parts))
+        if last > end:
+            extra = times[-1] + base.revisit_s if times.size else start
+            times = np.concatenate([times, np.arange(extra, last + 1e-9, base.revisit_s)])
+    for part in parts:
+        t = times[(times >= part.times[0]) & (times <= part.flight_time_s)]
+        out.append(_detect(sensor, part, t, cued, cue_s, rng))
+    return tuple(out)
+
+
+def _detect(sensor: Sensor, trajectory: Trajectory, times: Array, cued: bool,
+            cue_s: float | None, rng: np.random.Generator) -> Measurements:
+    """The detections of one object in the scans at ``times``."""
     after_cue = np.full(times.shape, cued) if cue_s is None else (times >= cue_s) | cued
     p_detect = np.where(after_cue, sensor.cued_p_detect, sensor.p_detect)
     latency = np.where(after_cue, sensor.cued_latency_s, sensor.latency_s)

@@ -13,7 +13,11 @@ announced where no land lies).
 The falls are computed from the fitted flight: the vehicle's state at each separation
 (:meth:`Trajectory.state_at`) integrated to the ground with the spent part's ballistic
 coefficient (:func:`impact.ground_crossing`), so a zone lies where the model's own rocket
-drops its parts, a few hundred kilometres downrange for the first stage.
+drops its parts: ~430-450 km downrange for a space launcher's first stage (the Yellow Sea
+west of Korea, where DPRK's zones were and its 2012 and 2023 first stages were raised), the
+fairing ~770-900 km (south-west of Jeju), and the fitted flight itself ends at the recorded
+range, where the second-stage zone east of Luzon was announced; the orbit-bound third stage
+is not modelled. Radars see each spent stage fall (:func:`fall`, :func:`spent_stages`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 
 from gsomia.core.tracking.earth import ecef_to_geodetic, great_circle_m
 from gsomia.core.tracking.impact import ground_crossing
+from gsomia.core.tracking.predictor import acceleration, height_fast, rk4_step
 from gsomia.core.tracking.trajectory import Trajectory, profile_for
 
 __all__ = [
@@ -32,6 +37,8 @@ __all__ = [
     "DROP_ZONE_ALONG_M",
     "FAIRING_ALTITUDE_M",
     "StageDrop",
+    "fall",
+    "spent_stages",
     "stage_drops",
 ]
 
@@ -39,6 +46,7 @@ __all__ = [
 # a fairing half is a light shell.
 _SPENT_BETA = 600.0
 _FAIRING_BETA = 60.0
+_FALL_STEP_S = 2.0      # a falling part's path, as radars sample it
 FAIRING_ALTITUDE_M = 110_000.0      # fairings are shed once the air no longer heats payloads
 # An announced zone is a box of tens of km (the 2023 notices: ~25 x 90 km for a first stage);
 # drawn as an ellipse that long along the flight and that wide across it.
@@ -101,3 +109,44 @@ def stage_drops(trajectory: Trajectory) -> tuple[StageDrop, ...]:
                              float(great_circle_m(lat0, lon0, lat_f, lon_f)),
                              (math.degrees(back) + 180.0) % 360.0))
     return tuple(out)
+
+
+def fall(trajectory: Trajectory, drop: StageDrop) -> Trajectory:
+    """The path of one spent part from its separation to the ground, as a flight of its own
+    (what radars see of it): the vehicle's state at separation integrated with the part's
+    drag. It never burns (``burnout_s`` before its start: infrared sensors do not see it)."""
+    beta = _FAIRING_BETA if drop.part == "fairing" else _SPENT_BETA
+    r, v = trajectory.state_at(drop.separated_s)
+    states = [np.concatenate([r, v])[None, :]]
+    times = [drop.separated_s]
+    h = np.full(1, _FALL_STEP_S)
+    while height_fast(states[-1][:, :3])[0] > 0.0 and times[-1] < drop.impact_s + 60.0:
+        states.append(rk4_step(states[-1], h, 1.0 / beta))
+        times.append(times[-1] + _FALL_STEP_S)
+    x = np.concatenate(states)
+    t = np.array(times)
+    if x.shape[0] > 1:
+        # end on the ground: the last step cut where its height crosses zero
+        h0, h1 = height_fast(x[-2:, :3])
+        w = float(np.clip(h0 / (h0 - h1), 0.0, 1.0)) if h0 > h1 else 1.0
+        x[-1] = x[-2] + w * (x[-1] - x[-2])
+        t[-1] = t[-2] + w * (t[-1] - t[-2])
+    acc = acceleration(x[:, :3], x[:, 3:], 1.0 / beta)
+    lat, lon, _ = ecef_to_geodetic(x[-1, :3])
+    return Trajectory(
+        times=t, positions=np.ascontiguousarray(x[:, :3]),
+        velocities=np.ascontiguousarray(x[:, 3:]), accelerations=np.ascontiguousarray(acc),
+        missile_class=trajectory.missile_class, maneuver=None,
+        launch_lat_deg=trajectory.launch_lat_deg, launch_lon_deg=trajectory.launch_lon_deg,
+        bearing_deg=drop.bearing_deg, azimuth_deg=trajectory.azimuth_deg, energy=0.0,
+        burnout_pitch_deg=0.0, burnout_s=-1.0, apogee_m=float(np.max(height_fast(x[:, :3]))),
+        apogee_s=float(t[int(np.argmax(height_fast(x[:, :3])))]), range_m=drop.downrange_m,
+        impact_lat_deg=math.degrees(float(lat)), impact_lon_deg=math.degrees(float(lon)))
+
+
+def spent_stages(trajectory: Trajectory) -> tuple[tuple[StageDrop, Trajectory], ...]:
+    """The spent stages of a multi-stage flight with their paths: the objects, besides the
+    missile, that radars see after each separation (fairing halves, light shells that
+    tumble and slow in the air, are left out)."""
+    return tuple((d, fall(trajectory, d)) for d in stage_drops(trajectory)
+                 if d.part != "fairing")

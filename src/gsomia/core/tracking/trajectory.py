@@ -111,13 +111,22 @@ class Profile:
 
 # Burn times and accelerations are public estimates for each class (Scud/KN-23, Nodong,
 # Hwasong-12, Hwasong-15/17, Pukguksong, Unha); the fit scales them to each recorded flight.
+# A space launcher's first stage (Unha-3, Chollima-1: ~120 s, lift-off thrust ~1.3 g) burns
+# out near 1.9 km/s, so that it falls ~430-450 km downrange, where it did: the zones DPRK
+# announced to the IMO and Japan Coast Guard for 2012-12, 2016-02 and 2023-05/08/11 lie in the
+# Yellow Sea west of Korea, ~35-36 N, and the ROK Navy raised the 2012 first stage's oxidizer
+# tank ~160 km west of Gunsan and the 2023-05-31 one ~200 km west of Eocheongdo (~430 km from
+# Sohae). The second stage carries the rest (the fit cuts it off at the recorded range, where
+# the second-stage zone east of Luzon lies); the third, orbit-bound stage never fires in the
+# model. (At 1.4 g and 85% propellant the first stage burnt out at 2.7 km/s and fell 880-910 km
+# downrange, off Okinawa's Sakishima islands.)
 _STAGES: dict[str, tuple[tuple[Stage, ...], float, float]] = {
     "SRBM": ((Stage(62.0, 2.0, 0.70),), 5.0, 6_000.0),
     "MRBM": ((Stage(110.0, 1.5, 0.80),), 8.0, 10_000.0),
     "IRBM": ((Stage(140.0, 1.6, 0.85),), 10.0, 20_000.0),
     "ICBM": ((Stage(150.0, 1.6, 0.85), Stage(150.0, 0.9, 0.85)), 12.0, 30_000.0),
     "SLBM": ((Stage(55.0, 2.2, 0.80), Stage(50.0, 1.5, 0.80)), 8.0, 15_000.0),
-    "SLV": ((Stage(120.0, 1.4, 0.85), Stage(110.0, 1.0, 0.85), Stage(90.0, 0.5, 0.80)),
+    "SLV": ((Stage(120.0, 1.3, 0.76), Stage(110.0, 1.45, 0.85), Stage(90.0, 0.5, 0.80)),
             15.0, 1_500.0),
     "HGV": ((Stage(110.0, 1.5, 0.80),), 8.0, 8_000.0),
 }

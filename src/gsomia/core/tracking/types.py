@@ -128,7 +128,8 @@ class TrackSet:
     ``time`` is the instant of each state (tracks are not all predicted to one time);
     ``impact_time`` is the last predicted impact instant (NaN before any prediction), which lets
     the deleter tell an impact from a loss; ``ipp_time`` is when that prediction was made;
-    ``boost_time`` when the last boost corridor was drawn.
+    ``boost_time`` when the last boost corridor was drawn. ``parent`` is the id of the
+    burning track a track split from (a spent stage it shed), 0 for a track of its own.
     """
 
     ids: IntArray = field(default_factory=_ints)
@@ -147,6 +148,7 @@ class TrackSet:
     cusum: Array = field(default_factory=lambda: _empty())
     strikes: IntArray = field(default_factory=_ints)
     boost_time: Array = field(default_factory=lambda: _empty())
+    parent: IntArray = field(default_factory=_ints)
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -178,7 +180,7 @@ class TrackSet:
                         self.first_time[rows], self.last_update[rows], self.updates[rows],
                         self.impact_time[rows], self.ipp_time[rows], self.next_id,
                         self.xm[rows], self.Pm[rows], self.calm[rows], self.cusum[rows],
-                        self.strikes[rows], self.boost_time[rows])
+                        self.strikes[rows], self.boost_time[rows], self.parent[rows])
 
     def with_states(self, rows: IntArray, time: Array, x: Array, P: Array,
                     xm: Array | None = None, Pm: Array | None = None) -> TrackSet:
@@ -209,7 +211,8 @@ class TrackSet:
         s[rows] = cusum
         k[rows] = strikes
         return TrackSet(self.ids, t2, x2, p2, self.first_time, last, n, self.impact_time,
-                        self.ipp_time, self.next_id, xm2, pm2, c, s, k, self.boost_time)
+                        self.ipp_time, self.next_id, xm2, pm2, c, s, k, self.boost_time,
+                        self.parent)
 
     def with_impacts(self, rows: IntArray, impact_time: Array, ipp_time: Array) -> TrackSet:
         it, pt = self.impact_time.copy(), self.ipp_time.copy()
@@ -223,9 +226,9 @@ class TrackSet:
 
     def extended(self, time: Array, x: Array, P: Array, *, first_time: Array | None = None,
                  last_update: Array | None = None, updates: IntArray | None = None,
-                 calm: IntArray | None = None) -> TrackSet:
+                 calm: IntArray | None = None, parent: IntArray | None = None) -> TrackSet:
         """A copy with new tracks appended under fresh ids (by default: one detection each,
-        not yet known to be ballistic)."""
+        not yet known to be ballistic, of their own)."""
         k = int(time.shape[0])
         new_ids = np.arange(self.next_id, self.next_id + k, dtype=np.int64)
         nan = np.full(k, np.nan)
@@ -241,7 +244,9 @@ class TrackSet:
             np.concatenate([self.calm, np.zeros(k, dtype=np.int64) if calm is None else calm]),
             np.concatenate([self.cusum, np.zeros(k)]),
             np.concatenate([self.strikes, np.zeros(k, dtype=np.int64)]),
-            np.concatenate([self.boost_time, nan]))
+            np.concatenate([self.boost_time, nan]),
+            np.concatenate([self.parent,
+                            np.zeros(k, dtype=np.int64) if parent is None else parent]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,6 +336,7 @@ class ImpactPredicted:
     launch: GroundPoint | None
     kind: Literal["impact-predicted"] = "impact-predicted"
     corridor: Corridor | None = None
+    shed_from: int = 0      # the track it split from: a spent stage's fall, not a missile
 
     @property
     def time_to_impact_s(self) -> float:

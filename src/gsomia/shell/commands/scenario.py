@@ -226,10 +226,14 @@ def _measures_markdown(measured: dict[str, dict[str, dict[str, Any]]], regimes: 
              "Crossing: launches whose true ground track or impact is on the party's "
              "territory, its land or territorial sea (the USA: Japan's and Korea's). Recall: "
              "share of those alerted; right regions: alerted naming every region crossed. "
-             "False: land alerts for launches that crossed none of the party's territory.", "",
+             "False: land alerts for launches that crossed none of the party's territory. "
+             "Impact error: the first impact a warning stated, against the true fall of the "
+             "object it was about (the missile, or a spent stage the radars saw first); space "
+             "launches apart, as a drop error (they have no single impact point).", "",
              "| regime | party | crossing | recall % | right regions % | false land alerts | "
              "first alert median s | first alert worst s | impact error median km | "
-             "passed → message s |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "space launch drop error median / worst km | passed → message s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for reg in regimes:
         for p, e in measured[reg].items():
             lines.append(
@@ -237,7 +241,9 @@ def _measures_markdown(measured: dict[str, dict[str, dict[str, Any]]], regimes: 
                 f"{_fmt(e['recall_right_regions'], 100)} | {_fmt(e['false_land_alerts'])} | "
                 f"{_fmt(e['first_land_alert_median_s'])} | "
                 f"{_fmt(e['first_land_alert_worst_s'])} | "
-                f"{_fmt(e['impact_error_median_km'])} | {_fmt(e['passed_delay_median_s'])} |")
+                f"{_fmt(e['impact_error_median_km'])} | "
+                f"{_fmt(e['drop_error_median_km'])} / {_fmt(e['drop_error_worst_km'])} | "
+                f"{_fmt(e['passed_delay_median_s'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -258,6 +264,8 @@ def _measure_plots(measured: dict[str, dict[str, dict[str, Any]]], regimes: Sequ
                "measure-first-alert-worst.png"),
               ("impact_error_median_km", "impact error at first warning, median (km)", 1.0,
                "measure-impact-error.png"),
+              ("drop_error_median_km", "space launches: drop error at first warning, "
+               "median (km)", 1.0, "measure-drop-error.png"),
               ("passed_delay_median_s", "missile passed → 'passed' message, median (s)", 1.0,
                "measure-passed-delay.png"))
     made = []
