@@ -176,6 +176,10 @@ def test_replay_needs_need_to_know(node: Node, tokens: dict[str, str]) -> None:
     assert bad.status_code == 400 and "speed" in bad.json()["error"]
     unknown = replay(client, csrf, launch="1900-01-01")
     assert unknown.status_code == 400
+    # Live, a node shares as its federation does: a regime to replay under is refused.
+    regime = replay(client, csrf, launch="2017-08-29", regime="direct", speed=20)
+    assert regime.status_code == 400 and "regime" in regime.json()["error"]
+    assert client.get("/dashboard/replay").json()["running"] is False
 
 
 def test_replayed_objects_are_valid_stix(node: Node, replayed: dict[str, Any]) -> None:

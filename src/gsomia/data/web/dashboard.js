@@ -135,7 +135,7 @@
       row.appendChild(el("span", {"class": "regions"}, " " + ((d.active || d.regions).join(", ") || "no region")));
       row.appendChild(el("span", {"class": "why"}, d.reason ? " — " + d.reason : ""));
       row.appendChild(el("span", {"class": "tti"}, impactText(d) ? "; " + impactText(d) : ""));
-      row.appendChild(el("span", {"class": "muted"}, " (" + d.party + ", " + d.regime + ", " +
+      row.appendChild(el("span", {"class": "muted"}, " (" + d.party + (d.regime ? ", " + d.regime : "") + ", " +
                                                      d.action + " at T+" + Math.round(d.at_s) + " s)"));
       box.appendChild(row);
     });
@@ -156,7 +156,7 @@
                          "data-action": d.action, "data-level": String(d.level || "alert")},
         String(d.level || "alert").toUpperCase() + " " + d.action.toUpperCase() + " T+" +
         Math.round(d.at_s) + " s: " + (d.regions.join(", ") || "no region") +
-        (d.reason ? " — " + d.reason : "") + " (" + d.party + ", " + d.regime + ")" +
+        (d.reason ? " — " + d.reason : "") + " (" + d.party + (d.regime ? ", " + d.regime : "") + ")" +
         (impactText(d) ? ", " + impactText(d) : "") + " [" + it.marking + "]");
       list.appendChild(li);
     });
@@ -346,8 +346,7 @@
     ev.preventDefault();
     var status = document.getElementById("replay-status");
     var form = new FormData(ev.target);
-    var body = JSON.stringify({launch: form.get("launch"), regime: form.get("regime"),
-                               speed: Number(form.get("speed"))});
+    var body = JSON.stringify({launch: form.get("launch"), speed: Number(form.get("speed"))});
     // The session's CSRF token, which the page carries in its sign-out form.
     var csrf = document.querySelector("#logout input[name=csrf]").value;
     status.textContent = "running the scenario…";
@@ -356,7 +355,8 @@
       .then(function (r) { return r.json().then(function (d) { return [r, d]; }); })
       .then(function (p) {
         status.textContent = p[0].ok
-          ? "replaying " + p[1].launch + " under " + p[1].regime + ": " + p[1].items + " item(s) to publish"
+          ? "replaying " + p[1].launch + ": " + p[1].measurements + " measurement(s) of " +
+            p[1].party + "'s radars played into the node"
           : "replay refused: " + p[1].error;
       }).catch(function (e) { status.textContent = "replay failed: " + e.message; });
   });
