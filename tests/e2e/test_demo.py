@@ -32,8 +32,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
     report = tmp_path_factory.mktemp("report")
     # --keep: the tests below read the nodes' stores; pytest removes its temporary folder.
+    # At 10x, half the default speed: a delivery may take twice as long (a loaded machine,
+    # the suite's other workers) before KOR's reports reach JPN's centre too late to count.
     out = subprocess.run([sys.executable, "-m", "gsomia", "demo", "--json", "--keep",
-                          "--report", str(report)], capture_output=True, text=True,
+                          "--speed", "10", "--report", str(report)], capture_output=True,
+                         text=True,
                          timeout=400, check=False,
                          env={**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("tmp"))})
     assert out.returncode == 0, out.stderr
@@ -305,3 +308,12 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
 def test_demo_refuses_an_unknown_regime(gsomia: Callable[..., CompletedProcess[str]]) -> None:
     out = gsomia("demo", "--regimes", "direct,bilateral", "--json")
     assert out.returncode == 2 and "bilateral" in out.stderr
+
+
+def test_demo_refuses_a_desk_delay_without_per_item_consent(
+        gsomia: Callable[..., CompletedProcess[str]]) -> None:
+    """The desk answers per-item requests; under the default standing consents nobody asks,
+    so a delay would silently mean nothing."""
+    out = gsomia("demo", "--desk-delay", "60", "--json")
+    assert out.returncode == 2 and "--desk-delay" in out.stderr and "per-item" in out.stderr
+    assert out.stdout == ""

@@ -1,18 +1,21 @@
-"""One launch through a regime's real three-node federation (``scenario run --federation``).
+"""One launch through a regime's real three-node federation (``scenario run --federation``,
+``gsomia demo``).
 
 The regime's federation is started on loopback (``federation up``, node folders in a
-temporary directory), every party's radars and pre-launch indicators are played into its own
-node at ``speed`` times real time (``gsomia sensors run``'s playlist, as the node's operator
-on its host), the nodes track, share and warn by themselves (each ``node run``'s warning
-centre, the outbox, the exchange), and the figures of the model's JSON are read back from
-what each node holds: times are the flight seconds each node's centre stamped its own
-outputs with (its measurements' clock); a partner's report, track or prediction counts from
-when the node stored it (wall-clock time since lift-off times ``speed``), or when it was
-made if later. ``links`` gives, per sender and recipient, how many items were
+temporary directory, or the demo's), every party's radars and pre-launch indicators are
+played into its own node at ``speed`` times real time (``gsomia sensors run``'s playlist, as
+the node's operator on its host), the nodes track, share and warn by themselves (each ``node
+run``'s warning centre, the outbox, the exchange), and the figures of the model's JSON are
+read back from what each node holds: times are the flight seconds each node's centre stamped
+its own outputs with (its measurements' clock); a partner's report, track or prediction
+counts from when the node stored it (wall-clock time since lift-off times ``speed``), or when
+it was made if later. ``links`` gives, per sender and recipient, how many items were
 delivered and the measured latency from the publish at the sender to the signed receipt
-recorded there (p50/p99, wall-clock milliseconds). Under ``hub`` KOR and JPN each grant USA
-a standing consent to pass their items to the other before lift-off (the machine relay of
-TISA: no operator answers per item), and ``relays`` gives, per originator, hub and final
+recorded there (p50/p99, wall-clock milliseconds); ``delivered`` whether nothing was left
+queued, ``audit`` every node's verified log. Under ``hub`` KOR and JPN each grant USA a
+standing consent to pass their items to the other before lift-off (the machine relay of
+TISA: no operator answers per item), or, per item (:class:`HubConsent`), a scripted desk of
+operators asks and grants each relay; ``relays`` gives, per originator, hub and final
 recipient, the latency from the publish at the originator to the receipt the hub obtained
 from the final recipient.
 """
@@ -27,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +40,8 @@ if TYPE_CHECKING:
     from gsomia.core.tracking.launches import Launch
     from gsomia.shell.node import Node
 
-__all__ = ["HUB_CONSENTS", "ConsentDesk", "HubConsent", "evaluate_federated", "grant_standing",
+__all__ = ["HUB_CONSENTS", "ConsentDesk", "HubConsent", "Starting", "evaluate_federated",
+           "grant_standing",
            "launch_key", "run_federated", "serve_federation", "through_federations"]
 
 PARTIES = ("JPN", "KOR", "USA")
@@ -329,10 +334,12 @@ def _verify(nodes: Mapping[str, Node]) -> dict[str, dict[str, Any]]:
 def run_federated(day: str, index: int | None, regime_name: str, seed: int,
                   speed: float, open_node: Callable[[Path], Node], *,
                   folder: Path | None = None, until_s: float | None = None,
-                  hub: HubConsent = HubConsent()) -> dict[str, Any]:
+                  hub: HubConsent = HubConsent(),
+                  started: Callable[[], object] | None = None) -> dict[str, Any]:
     """The launch through the regime's federation, in ``folder`` (kept, its nodes stopped)
     or a temporary one; sensors played until ``until_s`` seconds of flight (the whole
-    flight by default)."""
+    flight by default). ``started``: wait for the federation started elsewhere
+    (:class:`Starting`) instead of starting it."""
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
     from gsomia.shell.sensor_player import playlist
@@ -349,11 +356,11 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
         plays[p] = (indicators, [x for x in lines if until_s is None or x[0] <= until_s])
     if folder is not None:
         doc = _through(folder, launch, trajectory, regime_name, seed, speed, plays,
-                       open_node, hub)
+                       open_node, hub, started)
     else:
         with tempfile.TemporaryDirectory(prefix="gsomia-federation-") as tmp:
             doc = _through(Path(tmp) / "fed", launch, trajectory, regime_name, seed, speed,
-                           plays, open_node, hub)
+                           plays, open_node, hub, started)
     return {"launch": launch.to_json(), "regime": regime_name, "seed": seed,
             "through": "federation", "speed": speed,
             "truth": {"flight_time_s": round(trajectory.flight_time_s, 1),
@@ -366,7 +373,7 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
 
 def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, seed: int,
              speed: float, plays: Mapping[str, Playlist], open_node: Callable[[Path], Node],
-             hub: HubConsent) -> dict[str, Any]:
+             hub: HubConsent, started: Callable[[], object] | None) -> dict[str, Any]:
     from gsomia.core.types import instant
     from gsomia.shell import exchange, federation
     from gsomia.shell.sensor_player import Target, cueing, play
@@ -375,12 +382,14 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
         with _FOLDERS:
             return open_node(home)
 
-    with _FOLDERS:
-        federation.up(folder, regime_name, federation.free_base_port())
     nodes: dict[str, Any] = {}
     desk: ConsentDesk | None = None
     out: dict[str, Any] = {}
     try:
+        if started is None:
+            _up(folder, regime_name)
+        else:
+            started()
         for p in PARTIES:
             nodes[p] = opened(folder / p)
         if regime_name == "hub":
@@ -435,7 +444,8 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
         if desk is not None:
             desk.close()
         try:
-            out["stopped"] = federation.down(folder)
+            if (folder / federation.FEDERATION_FILE).exists():
+                out["stopped"] = federation.down(folder)
         finally:
             if "parties" in out:
                 out["audit"] = _verify(nodes)
@@ -454,19 +464,62 @@ def _count_by_origin(party: str, held: Sequence[tuple[str, dict[str, Any], float
     return dict(sorted(counts.items()))
 
 
+def _up(folder: Path, regime_name: str) -> None:
+    from gsomia.shell import federation
+
+    with _FOLDERS:
+        federation.up(folder, regime_name, federation.free_base_port())
+
+
+class Starting:
+    """The demo's federations (``root/REGIME``), started one after another on a thread:
+    the first ``ahead`` at once (while the model runs), the others when their run asks (an
+    idle node still costs CPU: a twentieth of a core); :meth:`close` stops whatever still
+    runs (a run that failed or never came)."""
+
+    def __init__(self, root: Path, regimes: Sequence[str], ahead: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.root = root
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="federation-up")
+        self.lock = threading.Lock()
+        self.futures = {name: self.pool.submit(_up, root / name, name)
+                        for name in regimes[:ahead]}
+
+    def wait(self, name: str) -> None:
+        with self.lock:
+            if name not in self.futures:
+                self.futures[name] = self.pool.submit(_up, self.root / name, name)
+            future = self.futures[name]
+        future.result()
+
+    def close(self) -> None:
+        from gsomia.shell import federation
+
+        with self.lock:
+            for future in self.futures.values():
+                future.cancel()
+        self.pool.shutdown(wait=True)
+        for name in self.futures:
+            if (self.root / name / federation.FEDERATION_FILE).exists():
+                federation.down(self.root / name)
+
+
 def through_federations(day: str, seed: int, regimes: Sequence[str], speed: float,
-                        open_node: Callable[[Path], Node], root: Path, *,
-                        until_s: Mapping[str, float], hub: HubConsent, at_once: int,
+                        open_node: Callable[[Path], Node], starting: Starting, *,
+                        until_s: float | None, hub: HubConsent, at_once: int,
                         on_done: Callable[[str, dict[str, Any]], None] = lambda n, d: None
                         ) -> dict[str, dict[str, Any]]:
     """``gsomia demo``: the launch through each regime's federation (:func:`run_federated`,
-    in ``root/REGIME``), ``at_once`` federations at a time; in the order of ``regimes``."""
+    in ``starting``'s folders), ``at_once`` federations at a time; in the order of
+    ``regimes``."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="federation") as pool:
         running = {pool.submit(run_federated, day, None, name, seed, speed, open_node,
-                               folder=root / name, until_s=until_s.get(name),
-                               hub=hub if name == "hub" else HubConsent()): name
+                               folder=starting.root / name, until_s=until_s,
+                               hub=hub if name == "hub" else HubConsent(),
+                               started=partial(starting.wait, name)): name
                    for name in regimes}
         done: dict[str, dict[str, Any]] = {}
         for future in as_completed(running):

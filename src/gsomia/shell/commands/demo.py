@@ -40,6 +40,7 @@ from gsomia.shell.federated_scenario import (
     HUB_CONSENTS,
     PARTIES,
     HubConsent,
+    Starting,
     serve_federation,
     through_federations,
 )
@@ -51,6 +52,7 @@ REGIME_ORDER = tuple(REGIMES)
 # without stretching the deliveries.
 DEFAULT_SPEED = 20.0
 AT_ONCE = 2
+PLAYED_AFTER_S = 120.0
 
 
 def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None:
@@ -203,13 +205,14 @@ def print_warnings(story: dict[str, Any], console: Console) -> None:
                   highlight=False)
 
 
-def played_until(runs: Any) -> dict[str, float]:
-    """Per regime, the flight second until which the sensors are played: where the model's
-    pictures settle (four minutes after their first impact prediction, as it stops them),
-    the whole flight if it never predicts one."""
-    return {name: max((at for preds in res.predictions.values() for at, _, _ in preds),
-                      default=float(res.scenario.trajectory.flight_time_s))
-            for name, res in runs.results.items()}
+def played_until(runs: Any) -> float:
+    """The flight second until which the sensors are played, in every regime: two minutes
+    after the last first warning the model gives any party under any of them (the tables
+    show first warnings), the whole flight if it gives none."""
+    flight = max(float(res.scenario.trajectory.flight_time_s) for res in runs.results.values())
+    firsts = [o.first_warning_s for res in runs.results.values() for o in res.parties.values()
+              if o.first_warning_s is not None]
+    return min(flight, max(firsts) + PLAYED_AFTER_S) if firsts else flight
 
 
 def _regimes(text: str) -> tuple[str, ...]:
@@ -291,27 +294,35 @@ def register(cli: click.Group) -> None:
 
         root = Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
         try:
-            runs = model_runs(day, seed, console, regimes)
-            warnings = runs.story()
-            if console is not None:
-                print_warnings(warnings, console)
-                console.print(f"\nThe launch through the real system: three node processes "
-                              f"per regime on 127.0.0.1, {AT_ONCE} federations at a time, "
-                              f"each party's sensors played into its own node {speed:g}× "
-                              f"faster than the flight; node folders in {root} (removed at "
-                              "the end unless --keep)", highlight=False)
+            # The federations start while the model runs.
+            starting = Starting(root, regimes, ahead=AT_ONCE)
+            try:
+                runs = model_runs(day, seed, console, regimes)
+                warnings = runs.story()
+                until_s = played_until(runs)
+                if console is not None:
+                    print_warnings(warnings, console)
+                    console.print(f"\nThe launch through the real system: three node "
+                                  f"processes per regime on 127.0.0.1, {AT_ONCE} federations "
+                                  f"at a time, each party's radars and indicators played into "
+                                  f"its own node {speed:g}× faster than the flight until "
+                                  f"T+{until_s:.0f} s; node folders in {root} (removed at the "
+                                  "end unless --keep)", highlight=False)
 
-            def done(name: str, fed: dict[str, Any]) -> None:
-                if console is None:
-                    return
-                jpn = fed["parties"]["JPN"]["first_warning_s"]
-                console.print(f"   {name}: done, JPN's node first warned "
-                              + ("never" if jpn is None else f"at T+{jpn:.1f} s"),
-                              highlight=False)
+                def done(name: str, fed: dict[str, Any]) -> None:
+                    if console is None:
+                        return
+                    jpn = fed["parties"]["JPN"]["first_warning_s"]
+                    console.print(f"   {name}: done, JPN's node first warned "
+                                  + ("never" if jpn is None else f"at T+{jpn:.1f} s"),
+                                  highlight=False)
 
-            feds = through_federations(day, seed, regimes, speed, bootstrap.open_node, root,
-                                       until_s=played_until(runs), at_once=AT_ONCE,
-                                       hub=HubConsent(hub_consent, desk_delay), on_done=done)
+                feds = through_federations(day, seed, regimes, speed, bootstrap.open_node,
+                                           starting, until_s=until_s, at_once=AT_ONCE,
+                                           hub=HubConsent(hub_consent, desk_delay),
+                                           on_done=done)
+            finally:
+                starting.close()
             for name, fed in feds.items():
                 fed["model_first_warning_s"] = {
                     p: None if (t := runs.results[name].parties[p].first_warning_s) is None
