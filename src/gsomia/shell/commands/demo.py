@@ -52,7 +52,7 @@ REGIME_ORDER = tuple(REGIMES)
 # without stretching the deliveries.
 DEFAULT_SPEED = 20.0
 AT_ONCE = 2
-PLAYED_AFTER_S = 120.0
+PLAYED_AFTER_S = 60.0
 
 
 def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None:
@@ -206,7 +206,7 @@ def print_warnings(story: dict[str, Any], console: Console) -> None:
 
 
 def played_until(runs: Any) -> float:
-    """The flight second until which the sensors are played, in every regime: two minutes
+    """The flight second until which the sensors are played, in every regime: a minute
     after the last first warning the model gives any party under any of them (the tables
     show first warnings), the whole flight if it gives none."""
     flight = max(float(res.scenario.trajectory.flight_time_s) for res in runs.results.values())
