@@ -53,14 +53,45 @@
       finite(d.at_s) && Array.isArray(d.regions);
   }
 
+  function pointKeys(it) {
+    return it.data.points.filter(function (p) {
+      return Array.isArray(p) && finite(p[0]) && finite(p[1]);
+    }).map(function (p) { return p[0] + "," + p[1]; });
+  }
+
+  // A warning centre publishes its flight path again with every impact prediction, each
+  // longer than the last: a path all of whose points a longer one of the same originator
+  // holds is drawn once, as that longer one.
+  function supersededTracks(items) {
+    var tracks = items.filter(function (it) {
+      return drawable(it) && it.kind === "track" && Array.isArray(it.data.points);
+    }).map(function (it) { return {it: it, keys: pointKeys(it)}; });
+    var gone = [];
+    tracks.forEach(function (a) {
+      var covered = tracks.some(function (b) {
+        if (b === a || b.it.originator !== a.it.originator || b.keys.length <= a.keys.length) {
+          return false;
+        }
+        var held = {};
+        b.keys.forEach(function (k) { held[k] = true; });
+        return a.keys.every(function (k) { return held[k]; });
+      });
+      if (covered) gone.push(a.it);
+    });
+    return gone;
+  }
+
   function drawMap(items) {
     clear(overlay);
     Array.prototype.forEach.call(map.querySelectorAll(".warned"), function (p) {
       p.classList.remove("warned");
     });
+    var superseded = [];
+    try { superseded = supersededTracks(items || []); } catch (e) { superseded = []; }
     each(items, function (it) {
       if (!drawable(it)) return;
-      if (it.kind === "track" && Array.isArray(it.data.points)) {
+      if (it.kind === "track" && Array.isArray(it.data.points) &&
+          superseded.indexOf(it) < 0) {
         var pts = it.data.points.filter(function (p) {
           return Array.isArray(p) && finite(p[0]) && finite(p[1]);
         }).map(function (p) { return xy(p[0], p[1]).join(","); }).join(" ");
