@@ -260,7 +260,7 @@ def test_a_replay_without_origin_and_token_changes_nothing(
             None: None}[token]
     before = (http.get(node.url + "dashboard/replay").json(),
               http.get(node.url + "dashboard/state").json()["items"])
-    body = '{"launch": "2017-08-29", "regime": "direct", "speed": 0}'
+    body = '{"launch": "2017-08-29", "speed": 20}'
     r = http.post(node.url + "dashboard/replay", content=body,
                   headers=forged_headers(node.url, origin, site, ctype, sent, "X-CSRF-Token"))
     assert r.status_code in (403, 415), r.text

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 import pytest
-from hypothesis import assume, given
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from gsomia.bootstrap import app_for_node
@@ -176,6 +176,35 @@ def test_replay_needs_need_to_know(node: Node, tokens: dict[str, str]) -> None:
     assert bad.status_code == 400 and "speed" in bad.json()["error"]
     unknown = replay(client, csrf, launch="1900-01-01")
     assert unknown.status_code == 400
+    # Live, a node shares as its federation does: a regime to replay under is refused.
+    regime = replay(client, csrf, launch="2017-08-29", regime="direct", speed=20)
+    assert regime.status_code == 400 and "regime" in regime.json()["error"]
+    assert client.get("/dashboard/replay").json()["running"] is False
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(clearance=st.sampled_from(["機密", "特定秘密", "極秘", "秘"]),
+       need_to_know=st.sets(st.sampled_from(["dprk-missile", "regional-security"]),
+                            min_size=1))
+def test_only_who_may_read_all_a_replay_publishes_may_start_one(
+        node: Node, shipped: Catalogue, clearance: str, need_to_know: set[str]) -> None:
+    """A replay publishes the node's radars' reports (JPN: 秘) and its centre's tracks,
+    predictions and warnings (極秘), all for dprk-missile: a user who could not read one of
+    them is refused (403) before the request is even read; anyone else gets as far as the
+    body (here a bad speed: 400, so no replay starts)."""
+    name = f"u{new_token()[:12]}"
+    token = new_token()
+    handlers.add_user(node.uow(), keys=node.keys, schemes=shipped.schemes, name=name,
+                      clearance=clearance, need_to_know=sorted(need_to_know), token=token,
+                      now=datetime.now(UTC))
+    client = client_for(node)
+    csrf = sign_in(client, name, token)
+    answer = replay(client, csrf, launch="2017-08-29", speed="fast")
+    secret = {"機密": 3, "特定秘密": 2, "極秘": 2, "秘": 1}[clearance] >= 2
+    may = secret and "dprk-missile" in need_to_know
+    assert answer.status_code == (400 if may else 403), answer.text
+    assert client.get("/dashboard/replay").json()["running"] is False
 
 
 def test_replayed_objects_are_valid_stix(node: Node, replayed: dict[str, Any]) -> None:

@@ -336,42 +336,39 @@ def _custody_section(paths: Sequence[Mapping[str, Any]]) -> str:
 def _federations_section(feds: Mapping[str, Any]) -> str:
     """What ``gsomia demo`` measured on a real federation per regime (see its docstring)."""
 
-    def held(t: float | None, src: str | None) -> str:
-        if t is None:
-            return '<span class="muted">—</span>'
-        return f"{t:.1f}" + ("" if src in (None, "own") else f" ({_e(src)})")
+    def t(value: float | None) -> str:
+        return '<span class="muted">—</span>' if value is None else f"{value:.1f}"
 
     rows, links, audits = [], [], []
     for name, fed in feds.items():
         for p in PARTIES:
             o = fed["parties"][p]
-            model = o["model_first_warning_s"]
+            issued = next((w for w in o["warnings"] if w["action"] == "issued"), None)
             rows.append(
                 f"<tr><td>{_e(name)}</td><td>{p}</td>"
-                f"<td class=num>{'—' if model is None else f'{model:.0f}'}</td>"
-                f"<td class=num>{held(o['warning_held_s'], o['warning_from'])}</td>"
-                f"<td>{_e(o.get('warning') or '')}</td>"
-                f"<td class=num>{held(o['first_ipp_held_s'], o['first_ipp_from'])}</td>"
-                f"<td class=num>{o['published']}</td>"
-                f"<td>{_e(', '.join(f'{k} {v}' for k, v in o['held_from'].items()))}</td>"
+                f"<td class=num>{t(fed['model_first_warning_s'][p])}</td>"
+                f"<td class=num>{t(o['first_warning_s'])}</td>"
+                f"<td>{'' if issued is None else 'warning issued: '}"
+                f"{_e(', '.join(issued['regions'])) if issued else ''}</td>"
+                f"<td class=num>{t(o['first_track_s'])}</td>"
+                f"<td class=num>{t(o['first_ipp_s'])}</td>"
+                f"<td>{_e(', '.join(f'{k} {v}' for k, v in fed['held_from'][p].items()))}</td>"
                 "</tr>")
-        for link in fed["links"] or [None]:
-            if link is None:
-                links.append(f"<tr><td>{_e(name)}</td><td colspan=5>nothing crossed</td></tr>")
-                continue
-            kinds = ", ".join(f"{k} {v}" for k, v in sorted(link["categories"].items()))
-            under = ", ".join(f"{k} {v}" for k, v in link["agreements"].items())
+        crossed = [*fed["links"].items(), *fed.get("relays", {}).items()]
+        if not crossed:
+            links.append(f"<tr><td>{_e(name)}</td><td colspan=3>nothing crossed</td></tr>")
+        for path, link in crossed:
             links.append(
-                f"<tr><td>{_e(name)}</td><td>{_e(link['from'])} → {_e(link['to'])}</td>"
-                f"<td class=num>{link['items']}</td><td class=num>{link['relayed'] or ''}</td>"
-                f"<td>{_e(kinds)}<br><span class=muted>{_e(under)}</span></td>"
-                f"<td class=num>{link['latency_ms']['p50']:.0f} / "
-                f"{link['latency_ms']['max']:.0f}</td></tr>")
+                f"<tr><td>{_e(name)}</td><td>{_e(path.replace('->', ' → '))}</td>"
+                f"<td class=num>{link['items']}</td>"
+                f"<td class=num>{link['p50_ms']:.0f} / {link['p99_ms']:.0f}</td></tr>")
         verdicts = ", ".join(f"{p} {'intact' if a['ok'] else 'TAMPERED'} ({a['events']} events)"
                              for p, a in fed.get("audit", {}).items())
-        consents = fed.get("consents")
+        consents = fed.get("consents") or {}
         audits.append(f"<li>{_e(name)}: audit {_e(verdicts)}"
-                      + (f"; consents requested {consents['requested']}, granted "
+                      + (f"; relayed under {len(consents['standing'])} standing consents"
+                         if "standing" in consents else
+                         f"; consents requested {consents['requested']}, granted "
                          f"{consents['granted']}" if consents else "")
                       + ("" if fed.get("delivered") else
                          ' <span class="deny">(not everything queued was delivered)</span>')
@@ -379,19 +376,21 @@ def _federations_section(feds: Mapping[str, Any]) -> str:
     return ("<h2>Through the real federations</h2><p>The same launch, once per regime, "
             "through three node processes (JPN, KOR, USA) in the regime's topology: "
             "<code>none</code> (no partners), <code>hub</code> (JPN and KOR only through the "
-            "USA node, which relays with the originator's consent), <code>direct</code>, "
-            "<code>trilateral</code> (labels pinned to the 2023 mechanism). Each party's "
-            "items were published at its node at their time in the flight, faster than "
-            "real time; the release policy and the exchange decided what crossed. A measured "
-            "time is the item's time in the model plus what the real system took from the "
-            "moment it was due until the node held it.</p>"
+            "USA node, which relays under TISA with the originator's consent), "
+            "<code>direct</code> (the 2016 GSOMIA), <code>trilateral</code> (labels pinned to "
+            "the 2023 mechanism). Each party's radars and pre-launch indicators were played "
+            "into its own node, faster than real time; each node's warning centre tracked, "
+            "predicted and warned from what the node held, and the release policy and the "
+            "exchange decided what crossed. A node's own times are the flight seconds its "
+            "centre stamped its outputs with; a partner's item counts from when the node "
+            "stored it.</p>"
             "<table><tr><th>regime</th><th>party</th><th>model: first warning (s)</th>"
-            "<th>node held a warning (s)</th><th>that warning</th>"
-            "<th>node held its first impact prediction (s)</th><th>published</th>"
+            "<th>node: its first warning (s)</th><th>that warning</th>"
+            "<th>node held a track (s)</th><th>node held an impact prediction (s)</th>"
             "<th>items from partners</th></tr>" + "".join(rows) + "</table>"
-            "<h3>Items that crossed each link</h3><table><tr><th>regime</th>"
-            "<th>provider → holder</th><th>items</th><th>relayed</th>"
-            "<th>kinds (agreements)</th><th>latency p50 / max (ms)</th></tr>"
+            "<h3>Items delivered on each link</h3><table><tr><th>regime</th>"
+            "<th>sender → recipient</th><th>items</th>"
+            "<th>latency p50 / p99 (ms), publish to signed receipt</th></tr>"
             + "".join(links) + "</table><ul>" + "".join(audits) + "</ul>")
 
 

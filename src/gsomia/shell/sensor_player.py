@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gsomia.core.errors import MalformedInput
 
 if TYPE_CHECKING:
     from gsomia.shell.node import Node
 
-__all__ = ["Target", "cueing", "play", "playlist"]
+__all__ = ["Sink", "Target", "cueing", "play", "playlist"]
 
 
 def playlist(day: str, index: int | None, party: str, seed: int,
@@ -156,7 +156,13 @@ def _ca_context(path: str) -> Any:
     return ssl.create_default_context(cafile=path)
 
 
-def play(target: Target, indicators: list[dict[str, Any]],
+class Sink(Protocol):
+    """Where :func:`play` sends each batch of lines."""
+
+    def send(self, docs: list[dict[str, Any]]) -> None: ...
+
+
+def play(target: Sink, indicators: list[dict[str, Any]],
          lines: list[tuple[float, dict[str, Any]]], speed: float) -> int:
     """Send ``indicators`` at once, then each line at its report time / ``speed``; the
     number of batches sent."""

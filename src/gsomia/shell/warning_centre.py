@@ -38,7 +38,8 @@ from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
 if TYPE_CHECKING:
     from gsomia.core.node_centre import NodeCentre, Output
 
-__all__ = ["CentreWorker", "id_secret", "output_id", "start_centre"]
+__all__ = ["CentreWorker", "centre_elsewhere", "ensure_centre", "id_secret", "output_id",
+           "start_centre"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5     # a full pass at least this often (another database: every pass)
@@ -234,8 +235,32 @@ def _abstract(party: Party, o: Output) -> str:
     return f"{party} {o.category} (T+{o.at_s:.0f} s)"
 
 
+# The node folders whose centre runs in this process, or in another worker of the same node
+# (``node run --workers``: worker 0's): one centre per node.
+_RUNNING: set[Path] = set()
+_RUNNING_LOCK = threading.RLock()
+
+
 def start_centre(node: Any) -> tuple[threading.Thread, threading.Event]:
     """The warning centre on a daemon thread (``gsomia node run``)."""
     from gsomia.shell.exchange import in_background
 
+    with _RUNNING_LOCK:
+        _RUNNING.add(Path(node.folder).resolve())
     return in_background(CentreWorker(node), "gsomia-warning-centre")
+
+
+def centre_elsewhere(folder: Path) -> None:
+    """The node's centre runs in another process of the node (``node run``'s worker 0)."""
+    with _RUNNING_LOCK:
+        _RUNNING.add(Path(folder).resolve())
+
+
+def ensure_centre(node: Any) -> bool:
+    """Start the node's centre unless it runs already (a node served by ``node serve`` has
+    none until its dashboard plays a launch's sensors into it); True if it started one."""
+    with _RUNNING_LOCK:
+        if Path(node.folder).resolve() in _RUNNING:
+            return False
+        start_centre(node)
+        return True

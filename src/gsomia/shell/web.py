@@ -12,9 +12,11 @@ shown is read through ``handlers.read_item``, so the read is in the audit log. I
 may not read are not mentioned at all, not even counted: a count would tell a reader how many
 items they may not see, and when one arrives.
 
-``POST /dashboard/replay`` replays a launch (``gsomia.core.scenario``) and publishes, as the
-flight unfolds, what this node's party would hold: its flight path, impact predictions and
-warnings, as STIX ``note`` objects carrying an ``x_gsomia_*`` property each.
+``POST /dashboard/replay`` plays a real launch's measurements from this node's own radars and
+its pre-launch indicators into the node (:mod:`gsomia.shell.sensor_player`, through the
+node's sensor intake), as the flight unfolds and ``speed`` times faster: the node's warning
+centre tracks, predicts and warns from what it holds, and the page shows what it publishes
+(a node served without its centre, ``node serve``, starts one for the replay).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
     from gsomia.shell.api import ApiConfig
     from gsomia.shell.store import Store
 
-__all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "NodeView", "Sessions",
+__all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "IntakeSink", "NodeView", "Sessions",
            "latest_partner_heads", "origin_problem", "partner_heads", "publish_replay",
            "replay_entries", "routes", "sensor_coverage", "state"]
 
@@ -415,6 +416,24 @@ def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any]
     return done
 
 
+class IntakeSink:
+    """Where the dashboard's replay sends its lines: the node's own sensor intake (the one
+    ``POST /sensors/v1/measurements`` feeds), in the name of the user who started it."""
+
+    def __init__(self, intake: Any, actor: str, on_sent: Callable[[int], None]) -> None:
+        self.intake = intake
+        self.actor = actor
+        self.on_sent = on_sent
+        self.sent = 0
+
+    def send(self, docs: list[dict[str, Any]]) -> None:
+        import orjson
+
+        self.intake.take([orjson.dumps(d) for d in docs], datetime.now(UTC), self.actor)
+        self.sent += len(docs)
+        self.on_sent(self.sent)
+
+
 # ---- pages ---------------------------------------------------------------------------------
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(
@@ -463,9 +482,7 @@ def _dashboard_page(party: Party, csrf: str) -> HTMLResponse:
         'aria-label="sensor coverage legend"><label class="toggle"><input type="checkbox" '
         'id="show-coverage" checked> Sensor coverage</label><span id="coverage-key"></span>'
         '<p id="coverage-note" class="muted"></p></div><form id="replay"><label>Launch '
-        '<input name="launch" value="2017-08-29" size="10"></label><label>Regime '
-        '<select name="regime"><option>none</option><option>hub</option>'
-        '<option selected>direct</option><option>trilateral</option></select></label>'
+        '<input name="launch" value="2017-08-29" size="10"></label>'
         '<label>Speed <input name="speed" value="20" size="3"></label>'
         '<button type="submit">Replay launch</button> <span id="replay-status"></span></form>'
         '</section><section><h2>Warnings</h2><ul id="warnings"></ul></section>'
@@ -495,9 +512,13 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
     progress: dict[str, Any] = {"running": False, "published": 0, "total": 0, "error": None}
 
     def may_replay(session: Session) -> bool:
-        """Only a user who may read what the replay publishes may start one."""
-        return access.may_replay(authenticate(session.token, session.name), party,
-                                 config.service.schemes)
+        """Only a user who may read what the replay publishes may start one: the centre's
+        outputs and the reports of every sensor it plays."""
+        person = authenticate(session.token, session.name)
+        schemes = config.service.schemes
+        reports = [] if config.sensors is None else list(config.sensors.labels.values())
+        return access.may_replay(person, party, schemes) and all(
+            access.may_read(person, label, schemes) for label in reports)
 
     def current(session: Session | None) -> Session | None:
         """The session, if its user's token still holds (not revoked since sign-in)."""
@@ -664,7 +685,7 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
         found = await signed_in(request)
         if isinstance(found, Response):
             return found
-        session, node = found
+        session, _ = found
         problem = forged(request, session.csrf, request.headers.get(CSRF_HEADER))
         if problem is not None:
             return JSONResponse({"error": f"replay refused: {problem}"}, 403)
@@ -674,40 +695,51 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
         if not await run_in_threadpool(may_replay, session):
             return JSONResponse({"error": "you could not read what a replay publishes "
                                           "(clearance or need-to-know for dprk-missile)"}, 403)
+        if config.sensors is None:
+            return JSONResponse({"error": "this node takes no sensor measurements, so it "
+                                          "cannot play a launch's"}, 409)
         try:
             form = json.loads((await request.body())[:4096])
         except ValueError:
             form = None
         if not isinstance(form, dict):
             return JSONResponse({"error": "the body must be a JSON object such as "
-                                          '{"launch": "2017-08-29", "regime": "direct", '
-                                          '"speed": 20}'}, 400)
+                                          '{"launch": "2017-08-29", "speed": 20}'}, 400)
+        if "regime" in form:
+            return JSONResponse({"error": "a replay plays this node's own sensors; what it "
+                                          "shares follows its partners (the federation's "
+                                          "topology): send no regime"}, 400)
         day = str(form.get("launch", "2017-08-29")).strip()
-        regime_name = str(form.get("regime", "direct")).strip()
         try:
             speed = float(form.get("speed", 20))
-            if not 0 <= speed <= 1000:
+            if not 0 < speed <= 1000:
                 raise ValueError
         except (TypeError, ValueError):
-            return JSONResponse({"error": "speed must be a number from 0 to 1000"}, 400)
+            return JSONResponse({"error": "speed must be a number above 0, at most 1000"}, 400)
         running = replays.get("current")
         if running is not None and running.is_alive():
             return JSONResponse({"error": "a replay is already running"}, 409)
+        from gsomia.shell.sensor_player import playlist
+
         try:
-            entries = await run_in_threadpool(partial(replay_entries, day, regime_name, party,
-                                                      catalogue=node.catalogue))
+            indicators, lines = await run_in_threadpool(playlist, day, None, party, 0)
         except MalformedInput as exc:
             return JSONResponse({"error": str(exc)}, 400)
-
-        progress.update(running=True, published=0, total=len(entries), error=None)
+        intake = config.sensors
+        progress.update(running=True, published=0, total=len(indicators) + len(lines),
+                        error=None)
 
         def work() -> None:
+            from gsomia.shell.sensor_player import play
+            from gsomia.shell.warning_centre import ensure_centre
+
+            sink = IntakeSink(intake, session.name,
+                              lambda n: progress.update(published=n))
             try:
-                progress["published"] = publish_replay(
-                    node, entries, speed=speed,
-                    on_publish=lambda n: progress.update(published=n))
+                ensure_centre(intake.node)
+                play(sink, indicators, lines, speed)
             except GsomiaError as exc:
-                # What was published stays; the page says why the rest did not arrive.
+                # What was taken stays; the page says why the rest did not arrive.
                 progress["error"] = str(exc)
             finally:
                 progress["running"] = False
@@ -715,7 +747,8 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
         thread = threading.Thread(target=work, name="gsomia-replay", daemon=True)
         replays["current"] = thread
         thread.start()
-        return JSONResponse({"launch": day, "regime": regime_name, "items": len(entries),
+        return JSONResponse({"launch": day, "party": party,
+                             "measurements": len(lines), "indicators": len(indicators),
                              "speed": speed}, 202)
 
     async def replay_status(request: Request) -> Response:

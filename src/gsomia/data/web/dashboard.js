@@ -53,14 +53,45 @@
       finite(d.at_s) && Array.isArray(d.regions);
   }
 
+  function pointKeys(it) {
+    return it.data.points.filter(function (p) {
+      return Array.isArray(p) && finite(p[0]) && finite(p[1]);
+    }).map(function (p) { return p[0] + "," + p[1]; });
+  }
+
+  // A warning centre publishes its flight path again with every impact prediction, each
+  // longer than the last: a path all of whose points a longer one of the same originator
+  // holds is drawn once, as that longer one.
+  function supersededTracks(items) {
+    var tracks = items.filter(function (it) {
+      return drawable(it) && it.kind === "track" && Array.isArray(it.data.points);
+    }).map(function (it) { return {it: it, keys: pointKeys(it)}; });
+    var gone = [];
+    tracks.forEach(function (a) {
+      var covered = tracks.some(function (b) {
+        if (b === a || b.it.originator !== a.it.originator || b.keys.length <= a.keys.length) {
+          return false;
+        }
+        var held = {};
+        b.keys.forEach(function (k) { held[k] = true; });
+        return a.keys.every(function (k) { return held[k]; });
+      });
+      if (covered) gone.push(a.it);
+    });
+    return gone;
+  }
+
   function drawMap(items) {
     clear(overlay);
     Array.prototype.forEach.call(map.querySelectorAll(".warned"), function (p) {
       p.classList.remove("warned");
     });
+    var superseded = [];
+    try { superseded = supersededTracks(items || []); } catch (e) { superseded = []; }
     each(items, function (it) {
       if (!drawable(it)) return;
-      if (it.kind === "track" && Array.isArray(it.data.points)) {
+      if (it.kind === "track" && Array.isArray(it.data.points) &&
+          superseded.indexOf(it) < 0) {
         var pts = it.data.points.filter(function (p) {
           return Array.isArray(p) && finite(p[0]) && finite(p[1]);
         }).map(function (p) { return xy(p[0], p[1]).join(","); }).join(" ");
@@ -135,7 +166,7 @@
       row.appendChild(el("span", {"class": "regions"}, " " + ((d.active || d.regions).join(", ") || "no region")));
       row.appendChild(el("span", {"class": "why"}, d.reason ? " — " + d.reason : ""));
       row.appendChild(el("span", {"class": "tti"}, impactText(d) ? "; " + impactText(d) : ""));
-      row.appendChild(el("span", {"class": "muted"}, " (" + d.party + ", " + d.regime + ", " +
+      row.appendChild(el("span", {"class": "muted"}, " (" + d.party + (d.regime ? ", " + d.regime : "") + ", " +
                                                      d.action + " at T+" + Math.round(d.at_s) + " s)"));
       box.appendChild(row);
     });
@@ -156,7 +187,7 @@
                          "data-action": d.action, "data-level": String(d.level || "alert")},
         String(d.level || "alert").toUpperCase() + " " + d.action.toUpperCase() + " T+" +
         Math.round(d.at_s) + " s: " + (d.regions.join(", ") || "no region") +
-        (d.reason ? " — " + d.reason : "") + " (" + d.party + ", " + d.regime + ")" +
+        (d.reason ? " — " + d.reason : "") + " (" + d.party + (d.regime ? ", " + d.regime : "") + ")" +
         (impactText(d) ? ", " + impactText(d) : "") + " [" + it.marking + "]");
       list.appendChild(li);
     });
@@ -346,8 +377,7 @@
     ev.preventDefault();
     var status = document.getElementById("replay-status");
     var form = new FormData(ev.target);
-    var body = JSON.stringify({launch: form.get("launch"), regime: form.get("regime"),
-                               speed: Number(form.get("speed"))});
+    var body = JSON.stringify({launch: form.get("launch"), speed: Number(form.get("speed"))});
     // The session's CSRF token, which the page carries in its sign-out form.
     var csrf = document.querySelector("#logout input[name=csrf]").value;
     status.textContent = "running the scenario…";
@@ -356,7 +386,8 @@
       .then(function (r) { return r.json().then(function (d) { return [r, d]; }); })
       .then(function (p) {
         status.textContent = p[0].ok
-          ? "replaying " + p[1].launch + " under " + p[1].regime + ": " + p[1].items + " item(s) to publish"
+          ? "replaying " + p[1].launch + ": " + p[1].measurements + " measurement(s) of " +
+            p[1].party + "'s radars played into the node"
           : "replay refused: " + p[1].error;
       }).catch(function (e) { status.textContent = "replay failed: " + e.message; });
   });

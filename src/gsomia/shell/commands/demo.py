@@ -4,12 +4,13 @@
 2. One launch replayed by the scenario model (``core.scenario``) under each regime: when each
    party detects, tracks, predicts and warns, with the regime's stated delays.
 3. The same launch through the real system, once per regime, each through a federation of
-   three node processes in the regime's topology (``federation up --topology``): what each
-   party's model produced (pre-launch indicators, sensor reports, flight paths, impact
-   predictions, warnings) is published at its node at its time in the flight, ``--speed``
-   times faster; the release policy and the exchange decide what crosses. Measured: which
-   link each item crossed, when each node held it, and every node's audit log.
-   (:mod:`gsomia.shell.federated_replay`)
+   three node processes in the regime's topology (``federation up --topology``): every
+   party's radars and pre-launch indicators are played into its own node, ``--speed`` times
+   faster than the flight, and the nodes' own warning centres track, share and warn
+   (:func:`gsomia.shell.federated_scenario.run_federated`, as ``scenario run
+   --federation``). Measured at the nodes: when each first held a track, an impact
+   prediction and its own warning, the items per link and their latency, whether everything
+   queued was delivered, and every node's audit log.
 4. The self-contained report (``--report``).
 """
 
@@ -26,6 +27,7 @@ from rich.table import Table
 
 from gsomia import bootstrap
 from gsomia.core.agreements import Catalogue
+from gsomia.core.sharing import REGIMES
 from gsomia.service.stories import KEY_DATES, agreement_story
 from gsomia.shell.commands.common import (
     agreements_option,
@@ -34,16 +36,23 @@ from gsomia.shell.commands.common import (
     json_option,
     model_runs,
 )
-from gsomia.shell.federated_replay import (
-    DEFAULT_SPEED,
+from gsomia.shell.federated_scenario import (
     HUB_CONSENTS,
-    PARTY_ORDER,
-    REGIME_ORDER,
-    Federations,
+    PARTIES,
     HubConsent,
-    federation_stories,
+    Starting,
     serve_federation,
+    through_federations,
 )
+
+REGIME_ORDER = tuple(REGIMES)
+# Sensors played 20 times faster than the flight: a delivery's latency stays well within the
+# warning centre's lag (at 50x a KOR->JPN delivery took 1.8 s of wall clock, 90 s of flight,
+# and JPN's node warned as it would alone). Two federations at a time keep both cores busy
+# without stretching the deliveries.
+DEFAULT_SPEED = 20.0
+AT_ONCE = 2
+PLAYED_AFTER_S = 60.0
 
 
 def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None:
@@ -74,64 +83,66 @@ def print_story(story: dict[str, Any], cat: Catalogue, console: Console) -> None
 
 
 def print_federations(feds: Mapping[str, Any], console: Console) -> None:
-    table = Table(title="Warning times per party and regime (s after lift-off): the scenario "
-                        "model, and what each node held in the real federation")
-    for col, justify in (("regime", "left"), ("party", "left"), ("model: first warning",
-                         "right"), ("node held a warning", "right"),
-                         ("node held its first impact prediction", "right"),
+    table = Table(title="First warning per party and regime (s after lift-off): the scenario "
+                        "model, and each node's own warning centre in the real federation")
+    for col, justify in (("regime", "left"), ("party", "left"),
+                         ("model: first warning", "right"),
+                         ("node: its first warning", "right"),
+                         ("node held a track", "right"),
+                         ("node held an impact prediction", "right"),
                          ("items from partners", "left")):
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
+
+    def cell(t: float | None) -> str:
+        return "—" if t is None else f"{t:.1f}"
+
     for name, fed in feds.items():
-        for i, p in enumerate(PARTY_ORDER):
+        for i, p in enumerate(PARTIES):
             o = fed["parties"][p]
-
-            def cell(t: float | None, src: str | None) -> str:
-                if t is None:
-                    return "—"
-                return f"{t:.1f}" + ("" if src in (None, "own") else f" ({src})")
-
-            held_from = ", ".join(f"{k} {v}" for k, v in o["held_from"].items()) or "none"
-            model = o["model_first_warning_s"]
-            table.add_row(name if i == 0 else "", p, "—" if model is None else f"{model:.0f}",
-                          cell(o["warning_held_s"], o["warning_from"]),
-                          cell(o["first_ipp_held_s"], o["first_ipp_from"]), held_from,
-                          end_section=i == len(PARTY_ORDER) - 1)
+            held_from = ", ".join(f"{k} {v}" for k, v in fed["held_from"][p].items()) or "none"
+            table.add_row(name if i == 0 else "", p, cell(fed["model_first_warning_s"][p]),
+                          cell(o["first_warning_s"]), cell(o["first_track_s"]),
+                          cell(o["first_ipp_s"]), held_from,
+                          end_section=i == len(PARTIES) - 1)
     console.print(table)
-    links = Table(title="Items that crossed each link (provider → holder)")
-    for col in ("regime", "link", "items", "relayed", "agreements", "latency p50 / max (ms)"):
+    links = Table(title="Items delivered on each link (sender → recipient) and their latency "
+                        "from the publish to the signed receipt")
+    for col in ("regime", "link", "items", "latency p50 / p99 (ms)"):
         links.add_column(col)
     for name, fed in feds.items():
-        if not fed["links"]:
-            links.add_row(name, "—", "0", "", "nothing crossed", "", end_section=True)
+        rows = [*fed["links"].items(), *fed.get("relays", {}).items()]
+        if not rows:
+            links.add_row(name, "—", "0", "nothing crossed", end_section=True)
             continue
-        for i, link in enumerate(fed["links"]):
-            links.add_row(name if i == 0 else "", f"{link['from']} → {link['to']}",
-                          str(link["items"]), str(link["relayed"] or ""),
-                          ", ".join(f"{a} {n}" for a, n in link["agreements"].items()),
-                          f"{link['latency_ms']['p50']:.0f} / {link['latency_ms']['max']:.0f}",
-                          end_section=i == len(fed["links"]) - 1)
+        for i, (path, link) in enumerate(rows):
+            links.add_row(name if i == 0 else "", path.replace("->", " → "),
+                          str(link["items"]), f"{link['p50_ms']:.0f} / {link['p99_ms']:.0f}",
+                          end_section=i == len(rows) - 1)
     console.print(links)
     for name, fed in feds.items():
         audit = ", ".join(f"{p} {'intact' if a['ok'] else 'TAMPERED'} ({a['events']} events)"
                           for p, a in fed["audit"].items())
-        consents = fed.get("consents")
-        extra = (f"; consents requested {consents['requested']}, granted "
-                 f"{consents['granted']}" if consents else "")
-        if consents and consents.get("standing"):
-            extra = f"; relayed under {len(consents['standing'])} standing consents"
         state = "everything queued was delivered" if fed["delivered"] \
             else "NOT everything queued was delivered"
+        consents = fed.get("consents") or {}
+        extra = ""
+        if "standing" in consents:
+            extra = f"; relayed under {len(consents['standing'])} standing consents"
+        elif consents:
+            extra = (f"; consents requested {consents['requested']}, granted "
+                     f"{consents['granted']}")
         console.print(f"{name}: audit {audit}; {state}{extra}", highlight=False)
     hub = next((f["hub_consent"] for f in feds.values() if "hub_consent" in f), None)
-    how = ("each originator granted USA a standing consent before the flight and the hub "
-           "relayed with no request" if hub and hub["mode"] == "standing" else
-           "USA's operator asks and the originator's operator grants consent per item, "
-           + (f"scripted to answer {hub['desk_delay_s']:g} s of flight time after the "
-              "request (--desk-delay)" if hub and hub["desk_delay_s"] else
-              "scripted to answer at once"))
-    console.print("(Measured times: the model's time of an item plus what the real system took "
-                  f"from the moment it was due until the node held it. In the hub, {how}.)",
-                  highlight=False)
+    how = ("" if hub is None else
+           " In the hub, each originator granted USA a standing consent before the flight "
+           "and the hub relayed with no request." if hub["mode"] == "standing" else
+           " In the hub, USA's operator asked and the originator's operator granted consent "
+           "per item, " + (f"scripted to answer {hub['desk_delay_s']:g} s of flight time "
+                           "after the request (--desk-delay)." if hub["desk_delay_s"] else
+                           "scripted to answer at once."))
+    console.print("(A node's own times are the flight seconds its warning centre stamped its "
+                  "outputs with; a partner's item counts from when the node stored it.)"
+                  + how, highlight=False)
 
 
 def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
@@ -175,13 +186,13 @@ def print_warnings(story: dict[str, Any], console: Console) -> None:
                         f"{launch['missile_name']}, {story['when']}, "
                         f"flight {story['flight_time_s']} s")
     table.add_column("regime")
-    for p in PARTY_ORDER:
+    for p in PARTIES:
         table.add_column(p, justify="right")
     table.add_column("JPN warned for")
     for name, run in story["regimes"].items():
         parties = run["parties"]
         cells = []
-        for p in PARTY_ORDER:
+        for p in PARTIES:
             t = parties[p]["first_warning_s"]
             err = parties[p]["ipp_error_km"]
             cells.append("—" if t is None else f"{t:.0f} (±{err:.0f} km)")
@@ -192,6 +203,16 @@ def print_warnings(story: dict[str, Any], console: Console) -> None:
                   "warning was issued; the model's delays are stated parameters: a link 2 s, "
                   "the TISA hub's relay by people 60 s, the 2023 mechanism 3 s.)",
                   highlight=False)
+
+
+def played_until(runs: Any) -> float:
+    """The flight second until which the sensors are played, in every regime: a minute
+    after the last first warning the model gives any party under any of them (the tables
+    show first warnings), the whole flight if it gives none."""
+    flight = max(float(res.scenario.trajectory.flight_time_s) for res in runs.results.values())
+    firsts = [o.first_warning_s for res in runs.results.values() for o in res.parties.values()
+              if o.first_warning_s is not None]
+    return min(flight, max(firsts) + PLAYED_AFTER_S) if firsts else flight
 
 
 def _regimes(text: str) -> tuple[str, ...]:
@@ -216,7 +237,8 @@ def register(cli: click.Group) -> None:
     @click.option("--regimes", "regime_list", default=",".join(REGIME_ORDER),
                   show_default=True, help="Regimes to replay, each through its own federation.")
     @click.option("--speed", type=click.FloatRange(min=1.0), default=DEFAULT_SPEED,
-                  show_default=True, help="How many times faster than the flight to publish.")
+                  show_default=True,
+                  help="How many times faster than the flight the sensors are played.")
     @click.option("--report", "report_dir", default="demo-report", show_default=True,
                   metavar="DIR", help="Write the HTML report to DIR/index.html.")
     @click.option("--serve", is_flag=True,
@@ -227,11 +249,11 @@ def register(cli: click.Group) -> None:
     @click.option("--keep", is_flag=True,
                   help="Keep the federations' node folders (in the temporary directory) "
                        "instead of removing them at the end.")
-    @click.option("--hub-consent", type=click.Choice(HUB_CONSENTS), default="per-item",
+    @click.option("--hub-consent", type=click.Choice(HUB_CONSENTS), default="standing",
                   show_default=True,
-                  help="How the hub obtains the originator's consent: asked per item and "
-                       "answered by the originator's operator, or a standing consent granted "
-                       "before the flight.")
+                  help="How the hub obtains the originator's consent: a standing consent "
+                       "granted before the flight, or asked per item and answered by the "
+                       "originator's operator.")
     @click.option("--desk-delay", type=click.FloatRange(min=0.0), default=0.0,
                   show_default=True, metavar="S",
                   help="Per-item mode: seconds of flight time the originator's operator "
@@ -252,6 +274,10 @@ def register(cli: click.Group) -> None:
         if kept not in regimes:
             raise MalformedInput(f"{kept} is not among the replayed regimes",
                                  where="--serve-regime", expected=" or ".join(regimes))
+        if desk_delay > 0 and hub_consent != "per-item":
+            raise MalformedInput("--desk-delay is the time the originator's operator takes to "
+                                 "answer a per-item request", where="--desk-delay",
+                                 expected="--hub-consent per-item with it")
         from gsomia.shell.report import custody_paths, write_report
 
         cat = catalogue(agreement_dirs)
@@ -268,17 +294,40 @@ def register(cli: click.Group) -> None:
 
         root = Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
         try:
-            # The first starts while the model runs.
-            federations = Federations(root, regimes, bootstrap.open_node)
+            # The federations start while the model runs.
+            starting = Starting(root, regimes, ahead=AT_ONCE)
             try:
                 runs = model_runs(day, seed, console, regimes)
                 warnings = runs.story()
+                until_s = played_until(runs)
                 if console is not None:
                     print_warnings(warnings, console)
-                feds = federation_stories(runs, federations, console, speed,
-                                          HubConsent(hub_consent, desk_delay))
+                    console.print(f"\nThe launch through the real system: three node "
+                                  f"processes per regime on 127.0.0.1, {AT_ONCE} federations "
+                                  f"at a time, each party's radars and indicators played into "
+                                  f"its own node {speed:g}× faster than the flight until "
+                                  f"T+{until_s:.0f} s; node folders in {root} (removed at the "
+                                  "end unless --keep)", highlight=False)
+
+                def done(name: str, fed: dict[str, Any]) -> None:
+                    if console is None:
+                        return
+                    jpn = fed["parties"]["JPN"]["first_warning_s"]
+                    console.print(f"   {name}: done, JPN's node first warned "
+                                  + ("never" if jpn is None else f"at T+{jpn:.1f} s"),
+                                  highlight=False)
+
+                feds = through_federations(day, seed, regimes, speed, bootstrap.open_node,
+                                           starting, until_s=until_s, at_once=AT_ONCE,
+                                           hub=HubConsent(hub_consent, desk_delay),
+                                           on_done=done)
             finally:
-                federations.close()
+                starting.close()
+            for name, fed in feds.items():
+                fed["model_first_warning_s"] = {
+                    p: None if (t := runs.results[name].parties[p].first_warning_s) is None
+                    else round(t, 1) for p in PARTIES}
+                fed["folder"] = str(root / name)
             full = {**story, "warning": warnings, "custody": custody_paths(cat),
                     "federations": feds}
             path = write_report(full, report_dir)
@@ -293,8 +342,8 @@ def register(cli: click.Group) -> None:
             print_federations(feds, console)
             console.print(f"\nReport: {path}", highlight=False)
             if serve:
-                serve_until_interrupted(serve_federation(root, kept, bootstrap.open_node),
-                                        console)
+                serve_until_interrupted(serve_federation(root / kept, kept,
+                                                         bootstrap.open_node), console)
         finally:
             # Every node is stopped by now; its folders (keys, stores: ~7 MB a run) go too.
             if keep:

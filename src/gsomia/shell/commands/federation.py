@@ -58,11 +58,13 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     from gsomia.shell.notices import start_notices
 
     heads = start_notices(node) if worker == 0 else None  # tree heads
-    from gsomia.shell.warning_centre import start_centre
+    from gsomia.shell.warning_centre import centre_elsewhere, start_centre
 
     # One centre per node: it tracks and warns from what the node holds (several would
     # each publish the same warnings).
     centre = start_centre(node) if worker == 0 else None
+    if centre is None:
+        centre_elsewhere(Path(node.folder))
     try:
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
         serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False,
