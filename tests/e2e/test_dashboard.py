@@ -70,12 +70,15 @@ def created_by(opened: Any) -> dict[str, str]:
     """Who made each item the node made itself, from its own audit log."""
     import sqlalchemy as sa
 
-    from gsomia.shell.store import audit_events
+    from gsomia.shell.store import audit_events, items
 
+    # An item's seq is the event that stored it: its own item-created, or the
+    # items-published leaf of the TAXII envelope it came in.
     e = audit_events.c
     with opened.store.engine.connect() as conn:
-        return {str(r.item_id): str(r.actor) for r in conn.execute(
-            sa.select(e.item_id, e.actor).where(e.kind == "item-created"))}
+        return {str(r.id): str(r.actor) for r in conn.execute(
+            sa.select(items.c.id, e.actor).join(audit_events, e.seq == items.c.seq)
+            .where(e.kind.in_(("item-created", "items-published"))))}
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +89,11 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     # Both hold the clearance; only kenji needs to know about DPRK missiles.
     for name, ntk in (("kenji", ["dprk-missile"]), ("taro", ["maritime-security"])):
         tokens[name] = new_token()
+        # kenji replays launches: feeding the node's sensors takes the operator role
         handlers.add_user(made.uow(), keys=made.keys, schemes=CATALOGUE.schemes, name=name,
                           clearance="極秘", need_to_know=ntk, token=tokens[name],
-                          now=datetime.now(UTC))
+                          now=datetime.now(UTC),
+                          role="operator" if name == "kenji" else "reader")
     made.close()
     port = free_port()
     process = subprocess.Popen(

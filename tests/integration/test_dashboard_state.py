@@ -50,7 +50,8 @@ def tokens(folder: Path, shipped: Catalogue) -> dict[str, str]:
         out[name] = new_token()
         handlers.add_user(node.uow(), keys=node.keys, schemes=shipped.schemes, name=name,
                           clearance=clearance, need_to_know=ntk, token=out[name],
-                          now=datetime.now(UTC))
+                          now=datetime.now(UTC),
+                          role="operator" if name == "kenji" else "reader")
     node.close()
     return out
 
@@ -186,23 +187,27 @@ def test_replay_needs_need_to_know(node: Node, tokens: dict[str, str]) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(clearance=st.sampled_from(["機密", "特定秘密", "極秘", "秘"]),
        need_to_know=st.sets(st.sampled_from(["dprk-missile", "regional-security"]),
-                            min_size=1))
+                            min_size=1),
+       role=st.sampled_from(["reader", "operator", "admin"]))
 def test_only_who_may_read_all_a_replay_publishes_may_start_one(
-        node: Node, shipped: Catalogue, clearance: str, need_to_know: set[str]) -> None:
+        node: Node, shipped: Catalogue, clearance: str, need_to_know: set[str],
+        role: str) -> None:
     """A replay publishes the node's radars' reports (JPN: 秘) and its centre's tracks,
     predictions and warnings (極秘), all for dprk-missile: a user who could not read one of
-    them is refused (403) before the request is even read; anyone else gets as far as the
-    body (here a bad speed: 400, so no replay starts)."""
+    them is refused (403) before the request is even read, and so is a reader (a replay
+    feeds the node's sensor intake, and its centre's warnings reach partners: the intake's
+    operator role); anyone else gets as far as the body (here a bad speed: 400, so no
+    replay starts)."""
     name = f"u{new_token()[:12]}"
     token = new_token()
     handlers.add_user(node.uow(), keys=node.keys, schemes=shipped.schemes, name=name,
                       clearance=clearance, need_to_know=sorted(need_to_know), token=token,
-                      now=datetime.now(UTC))
+                      now=datetime.now(UTC), role=role)
     client = client_for(node)
     csrf = sign_in(client, name, token)
     answer = replay(client, csrf, launch="2017-08-29", speed="fast")
     secret = {"機密": 3, "特定秘密": 2, "極秘": 2, "秘": 1}[clearance] >= 2
-    may = secret and "dprk-missile" in need_to_know
+    may = secret and "dprk-missile" in need_to_know and role != "reader"
     assert answer.status_code == (400 if may else 403), answer.text
     assert client.get("/dashboard/replay").json()["running"] is False
 

@@ -548,7 +548,8 @@ def serve_federation(folder: Path, regime_name: str,
                                   name="analyst", clearance=SECRET_LEVELS[p],
                                   need_to_know=["dprk-missile"], token=token,
                                   now=datetime.now(UTC),
-                                  purposes=node.catalogue.vocabulary.purposes)
+                                  purposes=node.catalogue.vocabulary.purposes,
+                                  role="operator")   # so that the dashboard may replay
                 users[p] = token
         return {"regime": regime_name, "folder": str(folder),
                 "serving": {p: {"url": n["url"], "user": "analyst", "token": users[p]}

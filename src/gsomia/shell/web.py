@@ -49,6 +49,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.roles import Action
 from gsomia.core.types import Party, utc_text
 from gsomia.service import access
 from gsomia.shell.guard import Defences, retry_seconds, source_of
@@ -511,10 +512,19 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
     replays: dict[str, threading.Thread] = {}
     progress: dict[str, Any] = {"running": False, "published": 0, "total": 0, "error": None}
 
-    def may_replay(session: Session) -> bool:
-        """Only a user who may read what the replay publishes may start one: the centre's
-        outputs and the reports of every sensor it plays."""
+    def may_replay(session: Session, node: NodeView) -> bool:
+        """Only an operator who may read what the replay publishes may start one: the
+        centre's outputs and the reports of every sensor it plays. A replay feeds the node's
+        sensor intake, and its centre issues real warnings that partners receive, so it
+        needs the role the intake's own route needs (a reader with the clearance had been
+        able to start one)."""
         person = authenticate(session.token, session.name)
+        if person is None:
+            return False
+        with node.store.repository() as repo:
+            user = repo.user_named(person.name)
+        if user is None or not access.may_act(str(user.role), Action.PUBLISH):
+            return False
         schemes = config.service.schemes
         reports = [] if config.sensors is None else list(config.sensors.labels.values())
         return access.may_replay(person, party, schemes) and all(
@@ -685,16 +695,17 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
         found = await signed_in(request)
         if isinstance(found, Response):
             return found
-        session, _ = found
+        session, node = found
         problem = forged(request, session.csrf, request.headers.get(CSRF_HEADER))
         if problem is not None:
             return JSONResponse({"error": f"replay refused: {problem}"}, 403)
         if (request.headers.get("content-type") or "").split(";")[0].strip().lower() \
                 != "application/json":
             return JSONResponse({"error": "send the replay request as application/json"}, 415)
-        if not await run_in_threadpool(may_replay, session):
-            return JSONResponse({"error": "you could not read what a replay publishes "
-                                          "(clearance or need-to-know for dprk-missile)"}, 403)
+        if not await run_in_threadpool(may_replay, session, node):
+            return JSONResponse({"error": "a replay needs the operator role and read access "
+                                          "to what it publishes (clearance and need-to-know "
+                                          "for dprk-missile)"}, 403)
         if config.sensors is None:
             return JSONResponse({"error": "this node takes no sensor measurements, so it "
                                           "cannot play a launch's"}, 409)
