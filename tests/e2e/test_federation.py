@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -313,6 +314,55 @@ def test_stopped_partner_receives_everything_exactly_once(direct: Federation) ->
         assert [r.event for r in custody(jpn, item)] == ["received"]
 
 
+def test_a_receipt_does_not_wait_for_the_head_copy(direct: Federation) -> None:
+    """JPN signs its receipt once its database holds the item (one disk sync), not after the
+    tree head's copy beside it is written too: with that copy held up (its folder's lock
+    taken here, as a slow disk would), KOR's items still arrive and are receipted. JPN killed
+    before the copy is written loses none of them and starts again; the copy then catches up
+    with JPN's log."""
+    import fcntl
+
+    from gsomia.shell.store import read_external_head
+
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    head_file = direct.folder / "JPN" / "tree-head.json"
+    folder = os.open(direct.folder / "JPN", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        before = read_external_head(head_file)
+        ids = [publish(kor, indicator(i), "군사III급비밀", ("KOR", "JPN")) for i in range(3)]
+        assert exchange.wait_until(lambda: drained(kor), WAIT), \
+            "JPN's receipts waited for the head's copy"
+        assert all(held(jpn, i) for i in ids)
+        assert read_external_head(head_file) == before  # still held up
+        # JPN killed now, between its commits and their copy: nothing is lost, and a copy
+        # behind the database is no rollback: the node starts again.
+        pid = federation.running_pid(direct.folder / "JPN")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        assert exchange.wait_until(
+            lambda: federation.running_pid(direct.folder / "JPN") is None, WAIT)
+    finally:
+        os.close(folder)  # and with it the lock
+    assert read_external_head(head_file) == before
+    direct.up()
+    more = publish(kor, indicator(3), "군사III급비밀", ("KOR", "JPN"))
+    assert exchange.wait_until(lambda: held(jpn, more) and drained(kor), WAIT)
+    assert all(held(jpn, i) for i in ids)
+    with jpn.store.reader() as reader:
+        latest = reader.latest_head()
+    assert latest is not None and (before is None or latest.size > before.size)
+    assert exchange.wait_until(
+        lambda: (head := read_external_head(head_file)) is not None and
+        head.size >= latest.size, WAIT), "the head's copy did not catch up once it could be"
+    from gsomia.shell.commands import node as node_commands
+
+    group = click.Group()
+    node_commands.register(group)
+    verified = CliRunner().invoke(group, ["audit", "verify", "--node", str(direct.folder / "JPN")])
+    assert verified.exit_code == 0 and "intact" in verified.output, verified.output
+
+
 def test_a_publish_by_the_command_line_is_queued_in_its_own_commit(
         direct: Federation, tmp_path: Path,
         gsomia: Callable[..., subprocess.CompletedProcess[str]]) -> None:
@@ -389,6 +439,13 @@ def test_audit_verify_on_every_node_after_down(tmp_path: Path) -> None:
         assert exchange.wait_until(lambda: held(jpn, item) and held(usa, item), WAIT)
         assert exchange.wait_until(lambda: drained(kor), WAIT)
         assert set(fed.down().values()) <= {"stopped", "not running"}
+        from gsomia.shell.store import read_external_head
+
+        for code in ("JPN", "KOR", "USA"):
+            # A node copies its heads behind its commits, and all of them before it stops.
+            with fed.nodes[code].store.reader() as reader:
+                copied = read_external_head(fed.folder / code / "tree-head.json")
+                assert copied is not None and copied == reader.latest_head(), code
         runner = CliRunner()
         from gsomia.shell.commands import node as node_commands
 

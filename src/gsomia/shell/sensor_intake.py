@@ -39,13 +39,25 @@ from gsomia.core.tracking.indicators import default_label, indicator_from
 from gsomia.core.types import Party, utc_text
 from gsomia.service import access
 
-__all__ = ["NDJSON", "PATH", "SENSOR_BODY", "SensorIntake", "author_of", "label_policy",
-           "publish_items", "registered_sensors", "routes"]
+__all__ = ["NDJSON", "PATH", "SENSOR_BODY", "SensorIntake", "author_of", "feeding",
+           "label_policy", "publish_items", "registered_sensors", "routes"]
 
 PATH = "/sensors/v1/measurements"
 NDJSON = "application/x-ndjson"
 SENSOR_BODY = 1024 * 1024      # a second of a salvo seen by every sensor is far less
 WINDOW_S = 10.0                # how far a measurement may come behind its sensor's latest
+
+
+_FEEDING: dict[str, threading.Event] = {}
+_FEEDING_LOCK = threading.Lock()
+
+
+def feeding(folder: Path | str) -> threading.Event:
+    """Set once the node in ``folder`` has taken a batch from its sensors in this process:
+    its warning centre (:mod:`gsomia.shell.warning_centre`) then gets ready to track."""
+    key = str(Path(folder).resolve())
+    with _FEEDING_LOCK:
+        return _FEEDING.setdefault(key, threading.Event())
 
 
 def author_of(party: Party) -> str:
@@ -125,6 +137,7 @@ class SensorIntake:
         self.latest: dict[str, float] = {}
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
+        self.fed = feeding(node.folder)
 
     def take(self, lines: Sequence[bytes], now: datetime, actor: str = "operator") -> Intake:
         """Judge and publish one batch: one report item per sensor, one per indicator."""
@@ -162,6 +175,8 @@ class SensorIntake:
                                                   category="pre-launch-indicator")))
             publish_items(self.node, entries, now, actor)
             self.latest = latest  # only once what it admitted is stored
+            if entries:
+                self.fed.set()
             intake.counts["accepted"] = sum(len(v) for v in intake.accepted.values())
             for name, n in intake.counts.items():
                 self.counts[name] = self.counts.get(name, 0) + n

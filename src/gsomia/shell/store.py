@@ -1272,10 +1272,12 @@ class SqlUnitOfWork:
             self.repo.revoked = False
         if head is not None:
             self.committed_head = head
+            if not self.audit.reads_only:
+                # What waits for this commit (the sender, the centre) needs the database
+                # only: it goes on while the head's copy is written (that copy may lag).
+                signal_commit(self._store.engine)
             self._store.write_external_head(head, sync=not self.audit.reads_only,
                                             create=self.audit.first)
-            if not self.audit.reads_only:
-                signal_commit(self._store.engine)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
         # first use, taking the write lock again only then.
         self.audit.discard()
@@ -1752,6 +1754,7 @@ class Store:
         # the store: partners.json may change while it runs).
         self.routing: Callable[[], Routing] | None = None
         self._stamp_path = self._revocations_file  # read on every authentication
+        self._copier: _HeadCopier | None = None
         if migrate_schema:
             migrate(self.engine)
 
@@ -1888,8 +1891,27 @@ class Store:
             return (0, 0)
         return (found.st_size, found.st_mtime_ns)
 
+    def copy_heads_behind(self) -> None:
+        """From now on a commit returns once the database holds it, and the head's copy
+        beside it is written by a thread of its own (:class:`_HeadCopier`), the newest of
+        those due at once in one write. For a long-running node process (``node run``,
+        ``node serve``): a receipt or a reply then waits for one disk sync, the database's,
+        not two. :meth:`dispose` writes what is still due."""
+        if self._copier is None and self.head_file is not None:
+            self._copier = _HeadCopier(self._write_external_head)
+
     def write_external_head(self, head: TreeHead, *, sync: bool = True,
                             create: bool = False) -> None:
+        """Copy ``head`` beside the database (:meth:`_write_external_head`), at once, or
+        by the copier thread after :meth:`copy_heads_behind` (the first copy, ``create``,
+        is always written at once)."""
+        if self._copier is not None and not create:
+            self._copier.put(head, sync)
+        else:
+            self._write_external_head(head, sync=sync, create=create)
+
+    def _write_external_head(self, head: TreeHead, *, sync: bool = True,
+                             create: bool = False) -> None:
         """Copy ``head`` beside the database: write, sync, then rename over the old copy.
 
         The copy is made only by the log's first commit or with ``create`` (``gsomia audit
@@ -1938,7 +1960,79 @@ class Store:
             os.close(folder)  # and with it the lock
 
     def dispose(self) -> None:
+        if self._copier is not None:
+            self._copier.close()
         self.engine.dispose()
+
+
+class _HeadCopier:
+    """Writes signed heads beside the database on a thread of its own, so that a commit
+    does not wait for that copy's disk sync.
+
+    The copy lags the database, as it may anyway (a crash between a commit and its copy
+    leaves the previous head): nothing is lost, the database holds every commit, and a
+    database rolled back behind the copy still shows. Heads due while a write is under way
+    are coalesced: only the newest is written next (each covers the ones before it)."""
+
+    def __init__(self, write: Callable[..., None]) -> None:
+        self._write = write
+        self._cond = threading.Condition()
+        self._due: tuple[TreeHead, bool] | None = None
+        self._writing = False
+        self._closed = False
+        self._written = -1  # the size of the newest head this copier wrote
+        self._thread = threading.Thread(target=self._run, name="gsomia-head-copy",
+                                        daemon=True)
+        self._thread.start()
+
+    def put(self, head: TreeHead, sync: bool) -> None:
+        with self._cond:
+            if not self._closed:
+                due = self._due
+                if due is None or head.size >= due[0].size:
+                    self._due = (head, sync or (due is not None and due[1]))
+                self._cond.notify_all()
+                return
+        self._write(head, sync=sync)  # after close: at once, as without a copier
+
+    def flush(self) -> None:
+        """Return once every head put so far is written (or failed)."""
+        with self._cond:
+            while self._due is not None or self._writing:
+                self._cond.wait()
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._due is None and not self._closed:
+                    self._cond.wait()
+                if self._due is None:
+                    return
+                (head, sync), self._due = self._due, None
+                if head.size < self._written:
+                    # Put late by a slower committer: a newer one is out already.
+                    self._cond.notify_all()
+                    continue
+                self._writing = True
+            try:
+                self._write(head, sync=sync)
+                self._written = head.size
+            except OSError as exc:
+                # The database holds the commit whatever happens here: the copy lags until
+                # a later head is written (a full disk, a folder made read-only).
+                print(f"gsomia: the tree head's copy was not written: {exc}",
+                      file=sys.stderr, flush=True)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
 
 
 def now_utc() -> datetime:

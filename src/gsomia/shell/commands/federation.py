@@ -54,6 +54,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
         raise
     if listen_fd is not None:
         _exit_with_parent()
+    node.store.copy_heads_behind()  # the centre's and the sender's commits
     thread, stop = start_sender(node)
     from gsomia.shell.notices import start_notices
 

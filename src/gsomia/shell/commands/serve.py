@@ -90,6 +90,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     # busy): 0.5 ms bounds that wait at light load for a few more switches under load.
     sys.setswitchinterval(0.0005)
     node = bootstrap.open_node(node_dir)
+    node.store.copy_heads_behind()
     if check_partners:
         try:
             check_at_start(node)

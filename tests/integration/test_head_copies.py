@@ -1,0 +1,71 @@
+"""The tree head's copy beside the database, written behind the commits by a node process
+(``Store.copy_heads_behind``): whatever order committers hand their heads in, from however
+many threads, the copy never goes back to an older head, and once flushed (the node stops)
+it is the newest head committed. On a real node: every commit's head reaches the file."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.shell.node import Node
+from gsomia.shell.store import _HeadCopier, read_external_head
+
+pytestmark = pytest.mark.timeout(120)  # a copier that never finishes hangs a node's stop
+
+
+@dataclass(frozen=True)
+class Head:
+    size: int
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 10_000), min_size=1, max_size=40),
+       st.integers(1, 4), st.floats(0, 0.002))
+def test_the_copy_never_goes_back_and_ends_at_the_newest(sizes: list[int], threads: int,
+                                                         pause: float) -> None:
+    written: list[int] = []
+
+    def write(head: Any, *, sync: bool) -> None:
+        time.sleep(pause)  # a disk sync: heads come in meanwhile
+        written.append(head.size)
+
+    copier = _HeadCopier(write)
+    share = [sizes[i::threads] for i in range(threads)]
+    workers = [threading.Thread(target=lambda part=part: [copier.put(Head(n), True)
+                                                          for n in part])
+               for part in share]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    copier.close()
+    assert written == sorted(written), "an older head replaced a newer one"
+    assert written[-1] == max(sizes)
+    copier.put(Head(max(sizes) + 1), True)  # after close: written at once
+    assert written[-1] == max(sizes) + 1
+
+
+def test_a_node_copies_every_commit_s_head_before_it_closes(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]],
+        now: datetime) -> None:
+    from gsomia.service import handlers
+
+    node = node_factory("JPN")
+    node.store.copy_heads_behind()
+    label = handlers.LabelRequest("極秘", ("JPN",), "dprk-missile")
+    for n in range(5):
+        handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue,
+                              entries=[(make_indicator(n), label)],
+                              now=now)
+    node.close()
+    with node.store.reader() as reader:
+        assert read_external_head(node.folder / "tree-head.json") == reader.latest_head()

@@ -1,0 +1,50 @@
+"""The warning centre gets ready when the node's sensors come on, not at its first step.
+
+Its first step used to load the tracker's compiled kernels and its first warning to lay a
+corridor over the map for the first time, about a second of CPU paid between a measurement
+and the output it let the centre make (the sensors bench's first warning: 1.0 s from the
+POST to stored, every later output under 0.1 s). A real node's intake and centre, in this
+process: the pre-launch indicators taken, the centre is made and rehearsed before any report,
+and the rehearsal leaves nothing in the node nor in the centre that tracks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from gsomia.shell import exchange
+from gsomia.shell.node import Node
+from gsomia.shell.sensor_intake import SensorIntake
+from gsomia.shell.sensor_player import playlist
+from gsomia.shell.warning_centre import CentreWorker
+
+
+def test_the_centre_is_ready_once_the_indicators_are_in(
+        node_factory: Callable[..., Node]) -> None:
+    node = node_factory("JPN")
+    indicators, _ = playlist("2017-08-29", None, "JPN", 0, 0.0)
+    assert indicators, "the launch has JPN indicators before lift-off"
+    worker = CentreWorker(node)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        assert not exchange.wait_until(lambda: worker._centre is not None, 0.3)
+        taken = SensorIntake(node).take([json.dumps(i).encode() for i in indicators],
+                                        datetime.now(UTC))
+        assert taken.counts.get("refused", 0) == 0, taken.to_json()
+        assert exchange.wait_until(lambda: worker._centre is not None, 60), \
+            "the centre was not made when the indicators came in"
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    # The rehearsal went through a step, an impact prediction and a warning...
+    assert {"impact-prediction", "warning"} <= worker.rehearsed
+    # ...and none of it is the node's: only the indicators are held, nothing published, the
+    # centre that tracks has seen no measurement.
+    with node.store.repository() as repo:
+        assert repo.count_items() == len(indicators)
+    assert worker.published == 0 and worker.centre.counts == {}
+    assert worker.centre.epoch is None
