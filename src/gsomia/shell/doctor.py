@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gsomia.core.errors import MalformedInput
-
 if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
 
@@ -74,7 +72,7 @@ def environment(agreements: Callable[[], Catalogue],
             on_module(module)
         try:
             out.append(Check(f"module {module}", True, f"{_load(module)} ({why})"))
-        except (ImportError, MalformedInput, OSError) as exc:
+        except Exception as exc:  # the message is the finding
             out.append(Check(f"module {module}", False, str(exc),
                              "run `make demo` or `pip install -e .`"))
     try:
