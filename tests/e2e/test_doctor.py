@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +36,15 @@ def test_doctor_on_a_healthy_node_then_on_broken_ones(gsomia: Run, tmp_path: Pat
     assert out.returncode == 1 and "[FAIL] database and audit log" in out.stdout
     assert "Art. 17" in out.stdout
 
-    out = gsomia("doctor", "--node", str(tmp_path / "missing"))
+    # A stix2validator without the schemas and tables publish checks objects against (first
+    # on the path here): publish could not check anything, so the doctor fails it.
+    (tmp_path / "site" / "stix2validator").mkdir(parents=True)
+    (tmp_path / "site" / "stix2validator" / "__init__.py").write_text("", "utf-8")
+    path = os.pathsep.join(p for p in (str(tmp_path / "site"), os.environ.get("PYTHONPATH"))
+                           if p)
+    out = gsomia("doctor", "--node", str(tmp_path / "missing"), env={"PYTHONPATH": path})
     assert out.returncode == 1 and "gsomia node init" in out.stdout
+    assert "[FAIL] module stix2validator" in out.stdout, out.stdout
 
 
 def test_doctor_fails_a_partner_ca_file_that_is_not_the_pinned_one(gsomia: Run,

@@ -157,27 +157,35 @@ LEVELS = [("JPN", "機密"), ("JPN", "特定秘密"), ("JPN", "極秘"), ("JPN",
           ("USA", "TOP SECRET"), ("USA", "SECRET"), ("USA", "CONFIDENTIAL"), ("USA", "秘")]
 
 
+# Built once: a strategy built inside the composite is built and validated again at every
+# draw, which cost most of this file's CPU (the properties draw thousands of requests).
+_PARTY = st.sampled_from(PARTIES)
+_SCHEME_LEVELS = st.sampled_from(LEVELS)
+_ITEMS = st.sampled_from(["a", "b"])
+_SENDERS = {originator: st.sampled_from([originator] * 2 + PARTIES) for originator in PARTIES}
+_INSTANTS = st.datetimes(min_value=datetime(1985, 1, 1), max_value=datetime(2027, 1, 1),
+                         timezones=st.just(UTC))
+_CONSENTS = st.lists(st.builds(Consent, _ITEMS, _PARTY, _PARTY), max_size=3)
+_REL_TO = st.frozensets(_PARTY, min_size=1)
+_PURPOSES = st.sampled_from(["dprk-missile", "regional-security", "other"])
+_CAVEATS = st.frozensets(st.sampled_from(["NOFORN", "WEIRD"]), max_size=1)
+_POLICIES = st.none() | st.sampled_from(["tisa-2014", "trilateral-mwd-2023",
+                                         "jpn-kor-gsomia-2016", "nope"])
+_CATEGORIES = st.none() | st.sampled_from(["impact-prediction", "pre-launch-indicator"])
+
+
 @st.composite
 def requests(draw: st.DrawFn) -> ReleaseRequest:
-    originator = draw(st.sampled_from(PARTIES))
-    sender = draw(st.sampled_from([originator] * 2 + PARTIES))
-    recipient = draw(st.sampled_from(PARTIES))
-    scheme, level = draw(st.sampled_from(LEVELS))
-    rel_to = draw(st.frozensets(st.sampled_from(PARTIES), min_size=1))
-    at = draw(st.datetimes(min_value=datetime(1985, 1, 1), max_value=datetime(2027, 1, 1),
-                           timezones=st.just(UTC)))
-    item = draw(st.sampled_from(["a", "b"]))
-    consents = tuple(draw(st.lists(st.builds(
-        Consent, st.sampled_from(["a", "b"]), st.sampled_from(PARTIES),
-        st.sampled_from(PARTIES)), max_size=3)))
-    label = SecurityLabel(
-        originator, level, rel_to,
-        draw(st.sampled_from(["dprk-missile", "regional-security", "other"])),
-        draw(st.frozensets(st.sampled_from(["NOFORN", "WEIRD"]), max_size=1)),
-        scheme, draw(st.none() | st.sampled_from(["tisa-2014", "trilateral-mwd-2023",
-                                                   "jpn-kor-gsomia-2016", "nope"])),
-        draw(st.none() | st.sampled_from(["impact-prediction", "pre-launch-indicator"])),
-    )
+    originator = draw(_PARTY)
+    sender = draw(_SENDERS[originator])
+    recipient = draw(_PARTY)
+    scheme, level = draw(_SCHEME_LEVELS)
+    rel_to = draw(_REL_TO)
+    at = draw(_INSTANTS)
+    item = draw(_ITEMS)
+    consents = tuple(draw(_CONSENTS))
+    label = SecurityLabel(originator, level, rel_to, draw(_PURPOSES), draw(_CAVEATS), scheme,
+                          draw(_POLICIES), draw(_CATEGORIES))
     return ReleaseRequest(item, label, sender, recipient, at, consents)
 
 
