@@ -90,7 +90,12 @@ def _held(node: Any, began: float, speed: float
 
 
 def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], epoch: Any,
-                   truth: tuple[float, float], cued: bool) -> dict[str, Any]:
+                   falls: list[tuple[float, float]], space_launch: bool,
+                   cued: bool) -> dict[str, Any]:
+    """The model's figures (:class:`gsomia.core.scenario.Outcome`) from what ``party``'s node
+    holds. ``falls``: where the flight's objects truly come down, the missile first, then each
+    spent stage; the first impact point a warning stated is scored against the nearest, as a
+    drop error for a space launch (no single impact point), else as the impact error."""
     from gsomia.core.tracking import earth
     from gsomia.core.types import instant
 
@@ -114,13 +119,14 @@ def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], ep
     error = None
     first_impact = next((w for w in issued if w.get("impact_lat") is not None), None)
     if first_impact is not None:
-        error = round(float(earth.great_circle_m(
+        error = round(min(float(earth.great_circle_m(
             math.radians(first_impact["impact_lat"]), math.radians(first_impact["impact_lon"]),
-            math.radians(truth[0]), math.radians(truth[1]))) / 1e3, 1)
+            math.radians(lat), math.radians(lon))) for lat, lon in falls) / 1e3, 1)
     return {"cued": cued, "first_detection_s": first(detections), "first_track_s": first(tracks),
             "first_ipp_s": first(ipps),
             "first_warning_s": first([float(w["at_s"]) for w in issued]),
-            "ipp_error_km": error,
+            "ipp_error_km": None if space_launch else error,
+            "drop_error_km": error if space_launch else None,
             "warnings": [{k: w[k] for k in ("action", "at_s", "track", "level", "regions",
                                             "impact_lat", "impact_lon", "time_to_impact_s",
                                             "reason", "active")} for w in warnings]}
@@ -300,6 +306,20 @@ class ConsentDesk:
                 "failures": self.failures[:5], "failed": len(self.failures)}
 
 
+def _consent_requests(nodes: Mapping[str, Node]) -> int:
+    """How many per-item consent requests the federation's nodes hold, all told."""
+    import sqlalchemy as sa
+
+    from gsomia.shell.store import consent_requests
+
+    total = 0
+    for node in nodes.values():
+        with node.store.engine.connect() as conn:
+            total += int(conn.execute(sa.select(sa.func.count())
+                                      .select_from(consent_requests)).scalar() or 0)
+    return total
+
+
 def grant_standing(nodes: Mapping[str, Node], timeout: float) -> dict[str, Any]:
     """Each originator's standing consent to USA passing its items to the other party
     (every category, dprk-missile, for a day), and the wait until USA holds them all."""
@@ -374,6 +394,7 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
 def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, seed: int,
              speed: float, plays: Mapping[str, Playlist], open_node: Callable[[Path], Node],
              hub: HubConsent, started: Callable[[], object] | None) -> dict[str, Any]:
+    from gsomia.core.tracking.stages import spent_stages
     from gsomia.core.types import instant
     from gsomia.shell import exchange, federation
     from gsomia.shell.sensor_player import Target, cueing, play
@@ -431,10 +452,16 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
             desk.close()
             out["consents"] = desk.to_json()
             desk = None
+        elif "consents" in out:
+            # Measured, not assumed: under standing consents no node should have been asked
+            # for one per item.
+            out["consents"]["requested"] = _consent_requests(nodes)
         epoch = instant(next(line["epoch"] for p in PARTIES for _, line in plays[p][1]))
-        truth = (trajectory.impact_lat_deg, trajectory.impact_lon_deg)
+        falls = [(trajectory.impact_lat_deg, trajectory.impact_lon_deg)] + [
+            (d.lat_deg, d.lon_deg) for d, _ in spent_stages(trajectory)]
         held = {p: _held(nodes[p], began, speed) for p in PARTIES}
-        out["parties"] = {p: _party_figures(p, held[p], epoch, truth,
+        out["parties"] = {p: _party_figures(p, held[p], epoch, falls,
+                                            trajectory.missile_class == "SLV",
                                             cueing(launch, p, seed)[1]) for p in PARTIES}
         out["held_from"] = {p: _count_by_origin(p, held[p]) for p in PARTIES}
         out["links"], relays = _latencies(nodes)

@@ -338,7 +338,9 @@ def register(cli: click.Group) -> None:
                    f"{seed}: flight {t['flight_time_s']} s, apogee {t['apogee_km']} km, "
                    f"range {t['range_km']} km")
         for p, o in doc["parties"].items():
-            click.echo(f"  {p}: " + ", ".join(f"{f.removesuffix('_s')} {o[f]}" for f in FIELDS))
+            # a drop error is a space launch's alone: left out where it cannot be
+            click.echo(f"  {p}: " + ", ".join(f"{f.removesuffix('_s')} {o[f]}" for f in FIELDS
+                                              if f != "drop_error_km" or o[f] is not None))
             for w in o["warnings"]:
                 click.echo(f"      {w['at_s']:>7} s  {w['action']:<9} {', '.join(w['regions'])}")
         for link, figures in doc.get("links", {}).items():
