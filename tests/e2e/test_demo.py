@@ -155,6 +155,8 @@ def test_hub_relays_between_jpn_and_kor_through_usa(demo: dict[str, Any]) -> Non
     # The demo's default: each originator's standing consent, held at the hub before lift-off.
     assert fed["hub_consent"] == {"mode": "standing", "desk_delay_s": 0.0}
     assert fed["consents"]["held_at_hub"] and len(fed["consents"]["standing"]) == 2
+    # Counted in the nodes' stores: no consent was asked for any item, and all was delivered.
+    assert fed["consents"]["requested"] == 0 and fed["delivered"]
     # From JPN's own store: every KOR item it holds came from USA.
     held = _held_at(Path(fed["folder"]), "JPN")
     from_kor = [provider for origin, provider, _ in held if origin == "KOR"]
