@@ -550,3 +550,32 @@ def test_no_endpoint_ever_serves_what_the_access_rule_denies(
                 assert r.status_code == 200
             else:
                 assert r.status_code == 404 and r.content == missing.content
+
+
+def test_a_flush_returns_only_once_what_was_queued_before_it_is_in_the_log(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flush_access is a barrier: when the writer thread has just taken the queue and is
+    still committing it, a caller's flush waits for that commit instead of returning at
+    once on an empty queue (the log was read before the refusal was in it)."""
+    import threading
+    import time
+
+    from gsomia.shell import taxii_store
+
+    store = world.app.state.taxii_store
+    store.flush_access()
+    committing = threading.Event()
+    real = taxii_store.record_accesses
+
+    def slow(uow: Any, batch: Any) -> Any:   # the real commit, begun late
+        committing.set()
+        time.sleep(0.3)
+        return real(uow, batch)
+
+    monkeypatch.setattr(taxii_store, "record_accesses", slow)
+    before = len(_events(world.node, "access-denied"))
+    hidden = world.secret[1]["id"]  # type: ignore[attr-defined]
+    assert world.get("aiko", f"{OBJECTS}{hidden}/").status_code == 404
+    assert committing.wait(5)       # the writer thread holds the refusal, not yet committed
+    store.flush_access()
+    assert len(_events(world.node, "access-denied")) == before + 1

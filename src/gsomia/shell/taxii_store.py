@@ -101,6 +101,10 @@ class SqlObjectStore:
         self._queue: list[AccessRecord] = []
         self._queue_lock = threading.Lock()
         self._queued = threading.Condition(self._queue_lock)
+        # Held for a whole flush: a caller finding the queue empty because the writer thread
+        # has just taken it waits for that commit, so that on return every event queued
+        # before the call is in the log (a test read the log while the writer's commit ran).
+        self._flush_lock = threading.Lock()
         self._writer: threading.Thread | None = None
         self._flush_error: str | None = None
         self._closing = False
@@ -383,20 +387,22 @@ class SqlObjectStore:
                 time.sleep(self.FLUSH_EVERY)
 
     def flush_access(self) -> None:
-        """Commit every queued access event now (also called on shutdown)."""
-        with self._queue_lock:
-            batch, self._queue = self._queue, []
-        if not batch:
-            return
-        try:
-            record_accesses(self.store.uow(), batch)
-        except Exception as exc:  # any failure to write the log must stop reads
+        """Commit every queued access event now (also called on shutdown); on return, every
+        event queued before the call is committed, whoever's flush wrote it."""
+        with self._flush_lock:
             with self._queue_lock:
-                self._flush_error = f"{type(exc).__name__}: {exc}"
-                self._queue = batch + self._queue
-            raise
-        with self._queue_lock:
-            self._flush_error = None
+                batch, self._queue = self._queue, []
+            if not batch:
+                return
+            try:
+                record_accesses(self.store.uow(), batch)
+            except Exception as exc:  # any failure to write the log must stop reads
+                with self._queue_lock:
+                    self._flush_error = f"{type(exc).__name__}: {exc}"
+                    self._queue = batch + self._queue
+                raise
+            with self._queue_lock:
+                self._flush_error = None
 
     def close(self) -> None:
         with self._queue_lock:
