@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from gsomia import bootstrap
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
+from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
 from gsomia.shell import exchange, federation
@@ -50,7 +51,22 @@ class Federation:
         self.nodes: dict[str, Node] = {}
 
     def up(self) -> dict[str, Any]:
-        doc = federation.up(self.folder, self.topology, self.base)
+        for attempt in range(3):
+            try:
+                doc = federation.up(self.folder, self.topology, self.base)
+                break
+            except MalformedInput:
+                # Another test's server took one of the ports between free_base_port() and a
+                # node's bind: start again on other ports (a first start only: a restart
+                # keeps its ports, and anything else is the test's to see).
+                if self.nodes or attempt == 2 or not any(
+                        "address already in use" in log.read_text("utf-8", "replace")
+                        for log in self.folder.glob("*/node.log")):
+                    raise
+                federation.down(self.folder)
+                for log in self.folder.glob("*/node.log"):
+                    log.unlink()
+                self.base = federation.free_base_port()
         for code in ("JPN", "KOR", "USA"):
             if code not in self.nodes:
                 self.nodes[code] = bootstrap.open_node(self.folder / code)
