@@ -207,11 +207,12 @@ def _gsomia_node(folder: Path) -> tuple[str, dict[str, Any]]:
     return token, label_marking(label, label.english_marking(catalogue.schemes), created=now)
 
 
-def _prefill(folder: Path, count: int) -> float:
-    """Fill the node's store with ``count`` items (rows/s). A bench-only shortcut: one item is
-    published properly, then its rows are copied under new ids straight into ``items`` and
-    ``custody`` (no audit events, so ``audit verify`` would flag them); what the large run
-    measures is the API over big tables and indexes, which these rows make."""
+def _prefill(folder: Path, count: int) -> tuple[float, float]:
+    """Fill the node's store with ``count`` items: (rows/s, ms of this process's CPU per
+    row). A bench-only shortcut: one item is published properly, then its rows are copied
+    under new ids straight into ``items`` and ``custody`` (no audit events, so ``audit
+    verify`` would flag them); what the large run measures is the API over big tables and
+    indexes, which these rows make."""
     from gsomia.core.labels import SecurityLabel
     from gsomia.core.policy import Person
     from gsomia.service.taxii_ports import Submission
@@ -224,7 +225,11 @@ def _prefill(folder: Path, count: int) -> float:
     store = SqlObjectStore(node.store, keys=node.keys, catalogue=node.catalogue, validate=None)
     label = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
     person = Person("bench", "JPN", "極秘", frozenset({"dprk-missile"}))
+    # The earlier runs' writes still in the page cache are written out first: the fill
+    # (under a second) is otherwise timed against the kernel's writeback of them.
+    os.sync()
     started = time.perf_counter()
+    cpu_started = time.process_time()
     store.add_objects([Submission(_indicator(0, "prefill"), label)], person, datetime.now(UTC))
     with node.store.engine.connect() as conn:
         item = conn.execute(items.select()).mappings().first()
@@ -248,8 +253,9 @@ def _prefill(folder: Path, count: int) -> float:
                 insert_many(conn, items, rows)
                 insert_many(conn, custody, crows)
     rate = count / (time.perf_counter() - started)
+    cpu_per_row = (time.process_time() - cpu_started) * 1e3 / count
     node.close()
-    return rate
+    return rate, cpu_per_row
 
 
 def _medallion_data(port: int) -> dict[str, Any]:
@@ -287,7 +293,9 @@ def _gsomia_run(tmp: Path, label: str, prefill: int, audit_reads: str = "sync"
     out: dict[str, Any] = {}
     if prefill:
         out["prefill_items"] = prefill
-        out["prefill_per_s"] = round(_prefill(folder, prefill), 1)
+        rate, cpu_per_row = _prefill(folder, prefill)
+        out["prefill_per_s"] = round(rate, 1)
+        out["cpu_ms_per_item_prefill"] = round(cpu_per_row, 4)
     port = _port()
     cmd = [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(folder), "--port",
            str(port), "--audit-reads", audit_reads]
