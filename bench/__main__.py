@@ -1,7 +1,8 @@
 """Run every benchmark module (or those named on the command line) and write the figures.
 
     python -m bench [policy audit ...]
-    python -m bench --against REV [--pairs N] [policy audit ...]   # before/after, side by side
+    python -m bench --against REV [--pairs N] [--same-bench] [policy audit ...]
+                                   # before/after, side by side (bench/before_after.py)
 
 
 Each ``bench/bench_<name>.py`` has ``run() -> dict``; results go to bench/results/latest.json
@@ -35,6 +36,9 @@ def main(argv: list[str]) -> int:
                   file=sys.stderr)
             return 2
         pairs, argv = int(argv[1]), argv[2:]
+    same_bench = against is not None and argv[:1] == ["--same-bench"]
+    if same_bench:
+        argv = argv[1:]
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     out_path = HERE / "results" / "latest.json"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -45,7 +49,7 @@ def main(argv: list[str]) -> int:
             previous["before_after"] = doc
             out_path.write_text(json.dumps(previous, indent=2, ensure_ascii=False) + "\n")
 
-        save(before_after(against, names, save, pairs))
+        save(before_after(against, names, save, pairs, same_bench))
         print(f"\nwrote {out_path} (before_after)")
         return 0
     results = dict(previous.get("results", {}))

@@ -12,6 +12,10 @@ On a shared machine one pair says more about the load than about the code (the l
 between the two halves, and the second half always ran second): ``--pairs N`` runs N pairs,
 alternating which tree goes first, and compares the median of the N after/before ratios of
 each figure (``before`` and ``after`` are then the medians of each tree's N values).
+
+``--same-bench`` runs this tree's benchmark modules on both trees' sources (the reference's
+``src`` first on the path): a benchmark changed since the reference then measures both the
+same way. Without it each tree runs its own.
 """
 
 from __future__ import annotations
@@ -45,13 +49,15 @@ open(sys.argv[3], "w").write(json.dumps(figures, ensure_ascii=False))
 """
 
 
-def _run_in(tree: Path, name: str) -> dict[str, Any]:
+def _run_in(tree: Path, name: str, bench_from: Path | None = None) -> dict[str, Any]:
+    """The figures of ``bench_<name>`` on ``tree``'s sources; the module is ``bench_from``'s
+    (``tree``'s own by default)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = Path(f.name)
     try:
         env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-        subprocess.run([sys.executable, "-c", _CHILD, str(tree), name, str(out)], cwd=tree,
-                       env=env, check=True)
+        subprocess.run([sys.executable, "-c", _CHILD, str(bench_from or tree), name,
+                        str(out)], cwd=tree, env=env, check=True)
         figures: dict[str, Any] = json.loads(out.read_text())
         return figures
     finally:
@@ -110,10 +116,11 @@ def compare(before: dict[str, Any] | list[dict[str, Any]],
 
 def run(against: str, names: list[str],
         save: Callable[[dict[str, Any]], None] = lambda doc: None,
-        pairs: int = 1) -> dict[str, Any]:
+        pairs: int = 1, same_bench: bool = False) -> dict[str, Any]:
     """Each benchmark on both trees, ``pairs`` times (the first tree of each pair
     alternating); ``save`` gets the document after each benchmark, so a benchmark that
-    fails later loses nothing measured before it."""
+    fails later loses nothing measured before it. ``same_bench``: this tree's benchmark
+    modules on both."""
     with tempfile.TemporaryDirectory(prefix="gsomia-bench-ref-") as tmp:
         ref = Path(tmp) / "ref"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(ref),
@@ -122,7 +129,7 @@ def run(against: str, names: list[str],
             commit = subprocess.run(["git", "-C", str(ref), "rev-parse", "HEAD"], check=True,
                                     capture_output=True, text=True).stdout.strip()
             doc: dict[str, Any] = {"against": commit, "tolerance": TOLERANCE, "pairs": pairs,
-                                   "benchmarks": {}}
+                                   "same_bench": same_bench, "benchmarks": {}}
             for name in names:
                 before: list[dict[str, Any]] = []
                 after: list[dict[str, Any]] = []
@@ -132,7 +139,7 @@ def run(against: str, names: list[str],
                         which = f"reference {commit[:10]}" if tree == ref else "this tree"
                         print(f"\n=== {name}: {which} (pair {pair + 1}/{pairs}) ===",
                               flush=True)
-                        out.append(_run_in(tree, name))
+                        out.append(_run_in(tree, name, ROOT if same_bench else None))
                 doc["benchmarks"][name] = compare(before, after)
                 save(doc)
                 for path in doc["benchmarks"][name]["worse_than_tolerance"]:

@@ -34,6 +34,12 @@ def _granted(engine: sa.Engine) -> list[set[str]]:
     return out
 
 
+def _events(engine: sa.Engine, kind: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(audit_events)
+                                .where(audit_events.c.kind == kind)).scalar_one())
+
+
 def _heads(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(tree_heads)).scalar_one())
@@ -82,4 +88,45 @@ def test_concurrent_readers_share_commits_and_each_page_is_on_record_when_it_arr
         # (each request committing alone on the event loop) fails this.
         assert 0 < commits < reads, commits
     finally:
+        engine.dispose()
+
+
+def test_a_lone_read_whose_audit_commit_fails_is_not_served(kor: Served) -> None:
+    """A reader alone on the server has its audit commit made on the event loop (no other
+    request could share it): when that commit fails (here a trigger put into the database
+    on the host refuses access events), neither the object nor the page is served, and
+    nothing is on record; once the log can be written again, both are served, on record."""
+    status = kor.post("kim", II, [indicator(n) for n in range(2000, 2003)])
+    assert status["success_count"] == 4, status
+    item = indicator(2000)["id"]
+    engine = sa.create_engine(f"sqlite:///{kor.folder / 'node.db'}")
+    session = requests.Session()
+    reads = ((OBJECTS + f"{item}/", {}), (OBJECTS, {"limit": 2}))
+
+    def get(path: str, params: dict[str, int]) -> requests.Response:
+        return session.get(kor.url + path, headers=kor.headers("kim"), params=params,
+                           verify=kor.ca, timeout=30)
+
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_reads BEFORE INSERT ON audit_events "
+                "WHEN NEW.kind = 'access-granted' BEGIN SELECT RAISE(ABORT, 'disk refused'); "
+                "END")
+        granted = _events(engine, "access-granted")
+        for path, params in reads:
+            r = get(path, params)
+            assert r.status_code == 503, (path, r.status_code, r.text[:300])
+            assert "objects" not in r.json() and r.json()["title"] == "Audit log unavailable"
+        assert _events(engine, "access-granted") == granted, "a refused read is on record"
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER refuse_reads")
+        for path, params in reads:
+            r = get(path, params)
+            assert r.status_code == 200 and r.json()["objects"], (path, r.text[:300])
+            granted += 1
+            assert _events(engine, "access-granted") == granted, "a read served unrecorded"
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER IF EXISTS refuse_reads")
         engine.dispose()

@@ -69,3 +69,36 @@ def test_a_node_copies_every_commit_s_head_before_it_closes(
     node.close()
     with node.store.reader() as reader:
         assert read_external_head(node.folder / "tree-head.json") == reader.latest_head()
+
+
+def test_a_run_of_commits_is_copied_once_per_interval_and_a_flush_waits_for_none() -> None:
+    written: list[tuple[int, float]] = []
+
+    def write(head: Any, *, sync: bool) -> None:
+        written.append((head.size, time.monotonic()))
+
+    copier = _HeadCopier(write, every=0.5)
+    try:
+        copier.put(Head(1), False)
+        _wait_for(lambda: len(written) == 1)  # after a quiet spell: at once
+        for n in range(2, 40):  # a run of commits within the interval
+            copier.put(Head(n), False)
+        time.sleep(0.05)
+        assert [size for size, _ in written] == [1], "each head of the run was copied"
+        started = time.monotonic()
+        copier.flush()  # a node stopping waits out no interval
+        assert time.monotonic() - started < 0.4
+        assert [size for size, _ in written] == [1, 39], "the run was not coalesced"
+        time.sleep(0.6)
+        copier.put(Head(40), True)
+        _wait_for(lambda: len(written) == 3)  # after a quiet spell: at once again
+        assert written[2][0] == 40
+    finally:
+        copier.close()
+
+
+def _wait_for(done: Callable[[], bool], limit: float = 0.4) -> None:
+    deadline = time.monotonic() + limit
+    while not done():
+        assert time.monotonic() < deadline, "the copier did not write in time"
+        time.sleep(0.002)

@@ -1,6 +1,8 @@
 """The group commit of read audits (``taxii_store.GroupCommit``): whatever the interleaving
 and whichever commits fail, a caller returns only once a successful write held its record,
-or raises the error of the write that held it; no record is lost or written twice."""
+or raises the error of the write that held it; no record is lost or written twice. A caller
+that first tries to commit without waiting (``commit_unless_busy``, a lone reader on the
+event loop) and is turned away has queued nothing: its commit from a thread writes it once."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -24,9 +27,9 @@ class DiskFull(Exception):
 
 @settings(max_examples=60, deadline=None)
 @given(callers=st.integers(1, 12), failing=st.sets(st.integers(0, 11), max_size=4),
-       pause_ms=st.integers(0, 3))
+       pause_ms=st.integers(0, 3), at_once=st.sets(st.integers(0, 11)))
 def test_each_caller_returns_only_after_a_write_that_held_its_record(
-        callers: int, failing: set[int], pause_ms: int) -> None:
+        callers: int, failing: set[int], pause_ms: int, at_once: set[int]) -> None:
     written: list[list[str]] = []  # the records of each successful write, in order
     writes = 0
     lock = threading.Lock()
@@ -49,9 +52,11 @@ def test_each_caller_returns_only_after_a_write_that_held_its_record(
     def caller(n: int) -> None:
         name = f"read-{n}"
         start.wait()
+        record = AccessRecord(WHO, name, [(f"indicator--{n}", "v")], (),
+                              datetime(2024, 3, 1, tzinfo=UTC))
         try:
-            group.commit(AccessRecord(WHO, name, [(f"indicator--{n}", "v")], (),
-                                      datetime(2024, 3, 1, tzinfo=UTC)))
+            if not (n in at_once and group.commit_unless_busy(record)):
+                group.commit(record)
         except DiskFull:
             outcome[name] = "refused"
             return
@@ -81,3 +86,51 @@ def test_a_lone_caller_commits_its_own_record_at_once() -> None:
         group.commit(AccessRecord(WHO, "objects", [(f"indicator--{n}", "v")], (),
                                   datetime(2024, 3, 1, tzinfo=UTC)))
     assert batches == [1, 1, 1]
+
+
+def test_a_caller_that_would_wait_is_turned_away_and_queues_nothing() -> None:
+    writing, release = threading.Event(), threading.Event()
+    batches: list[list[str]] = []
+
+    def write(batch: list[AccessRecord]) -> None:
+        writing.set()
+        release.wait(5)  # a disk sync under way
+        batches.append([r.endpoint for r in batch])
+
+    group = GroupCommit(write)
+
+    def record(name: str) -> AccessRecord:
+        return AccessRecord(WHO, name, [("indicator--1", "v")], (),
+                            datetime(2024, 3, 1, tzinfo=UTC))
+
+    first = threading.Thread(target=group.commit, args=(record("first"),))
+    first.start()
+    assert writing.wait(5)
+    assert group.commit_unless_busy(record("turned-away")) is False
+    release.set()
+    first.join()
+    assert group.commit_unless_busy(record("alone")) is True  # idle: written at once
+    assert batches == [["first"], ["alone"]]
+
+
+def test_a_failed_write_fails_the_caller_that_committed_at_once() -> None:
+    failing = [True]
+    written: list[str] = []
+
+    def write(batch: list[AccessRecord]) -> None:
+        if failing.pop(0):
+            raise DiskFull("no space")
+        written.extend(r.endpoint for r in batch)
+
+    group = GroupCommit(write)
+
+    def record(name: str) -> AccessRecord:
+        return AccessRecord(WHO, name, [("indicator--1", "v")], (),
+                            datetime(2024, 3, 1, tzinfo=UTC))
+
+    failing.append(False)
+    with pytest.raises(DiskFull):
+        group.commit_unless_busy(record("refused"))
+    # The failure left no commit under way and nothing queued: the next is written alone.
+    assert group.commit_unless_busy(record("served")) is True
+    assert written == ["served"]

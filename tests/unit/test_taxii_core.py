@@ -290,6 +290,10 @@ class MemoryStore:
     def record_access(self, record: AccessRecord) -> None:
         self.accesses.append(record)
 
+    def record_access_now(self, record: AccessRecord, *, alone: bool) -> bool:
+        self.accesses.append(record)
+        return True
+
     def record_miss(self, record: AccessRecord) -> None:
         self.accesses.append(record)
 

@@ -196,6 +196,13 @@ class TaxiiService:
         if given:
             self.store.record_access(AccessRecord(person, via, list(given), (), now))
 
+    def record_read_now(self, person: Person, via: str, given: Sequence[tuple[str, str]],
+                        now: datetime, *, alone: bool) -> bool:
+        """:meth:`record_read`, if that waits for no other reader's commit; else False and
+        nothing recorded (the caller then calls :meth:`record_read` where it may wait)."""
+        return not given or self.store.record_access_now(
+            AccessRecord(person, via, list(given), (), now), alone=alone)
+
     def _why_not(self, person: Person, object_id: str) -> Sequence[str]:
         """For the log only: why a read of ``object_id`` by id found nothing."""
         labels = self.store.labels_of(object_id)

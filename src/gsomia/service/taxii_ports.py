@@ -159,6 +159,11 @@ class ObjectStore(Protocol):
         """Append the access events to the audit log, durably, before anything is served."""
         ...
 
+    def record_access_now(self, record: AccessRecord, *, alone: bool) -> bool:
+        """:meth:`record_access` without waiting for another reader's commit (``alone``:
+        no other reader could share this one); False, nothing recorded, if it would."""
+        ...
+
     def record_miss(self, record: AccessRecord) -> None:
         """Queue the event of a read by id answered 404, absent and hidden alike: written off
         the request path (durable moments later, and at close), so that both answers do the

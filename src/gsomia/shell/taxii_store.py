@@ -346,6 +346,24 @@ class SqlObjectStore:
         except Exception as exc:  # unaudited means unread: the API answers 503
             raise AuditUnavailable(f"the audit log cannot be written: {exc}") from exc
 
+    def record_access_now(self, record: AccessRecord, *, alone: bool) -> bool:
+        """:meth:`record_access` on the caller's thread, if it waits for no other reader
+        there: batched, while the queue has room; sync, when the caller is ``alone`` (no
+        other reader could share the commit) and no commit is under way. False: nothing
+        was recorded, and the caller calls :meth:`record_access` where it may wait."""
+        if self.audit_reads == "batched":
+            with self._queue_lock:
+                if len(self._queue) + 1 >= self.MAX_QUEUED:
+                    return False
+            self._enqueue(record)
+            return True
+        if not alone:
+            return False
+        try:
+            return self._group.commit_unless_busy(record)
+        except Exception as exc:  # unaudited means unread: the API answers 503
+            raise AuditUnavailable(f"the audit log cannot be written: {exc}") from exc
+
     # Batched read auditing: reads wait for no fsync; a writer thread commits the queued
     # access events together at most FLUSH_EVERY seconds later. The price is a window: a
     # node killed in it loses the record of reads it already served. A failed flush stops
@@ -499,6 +517,22 @@ class GroupCommit:
                 self._raise(outcome)
                 return
             self._writing = True
+        self._write_queued(outcome)
+
+    def commit_unless_busy(self, record: AccessRecord) -> bool:
+        """:meth:`commit`, when no commit is under way or waited for; else False at once,
+        and nothing is queued (the caller commits from a thread that may wait)."""
+        outcome: list[BaseException | None] = []
+        with self._lock:
+            if self._writing or self._queued:
+                return False
+            self._queued.append((record, outcome))
+            self._writing = True
+        self._write_queued(outcome)
+        return True
+
+    def _write_queued(self, outcome: list[BaseException | None]) -> None:
+        """As the writer: everything queued by now in one write, then ``outcome`` raised."""
         error: BaseException | None = None
         batch: list[tuple[AccessRecord, list[BaseException | None]]] = []
         try:

@@ -30,8 +30,11 @@ __all__ = ["refuse_exposed_keys", "register", "serve", "tls_protocol"]
 def tls_protocol() -> type:
     """uvicorn's h11 protocol, putting the client certificate the TLS layer verified into the
     ASGI TLS extension (``scope["extensions"]["tls"]``) of every request on the connection;
-    which party it is, if any, is the app's to decide (``PinnedPeers``)."""
+    which party it is, if any, is the app's to decide (``PinnedPeers``). The requests the
+    server has under way go with it (``api.IN_FLIGHT``)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    from gsomia.shell.api import IN_FLIGHT
 
     class TlsH11Protocol(H11Protocol):
         def connection_made(self, transport: Any) -> None:
@@ -45,7 +48,9 @@ def tls_protocol() -> type:
             inner = self.app
 
             async def app(scope: Any, receive: Any, send: Any) -> None:
-                scope.setdefault("extensions", {})["tls"] = tls
+                extensions = scope.setdefault("extensions", {})
+                extensions["tls"] = tls
+                extensions[IN_FLIGHT] = self.tasks
                 await inner(scope, receive, send)
 
             self.app = app
