@@ -13,9 +13,11 @@ on failure. The same courier posts the notices of the one outbox (incident repor
 classification notices) and hands the answers to
 :func:`gsomia.service.notices.settle_notices`, with the same backoff. It seals the next
 batch while the partner works on the one in flight, and sleeps between passes until a
-commit is seen (the commit signal every unit of work sends,
-:func:`gsomia.shell.store.signal_commit`; :func:`wake`; SQLite's ``data_version`` as the
-fallback) rather than polling the tables.
+commit is signalled (the commit signal every unit of work sends,
+:func:`gsomia.shell.store.signal_commit`; :func:`wake`) or the earliest queued row is due,
+with a pass every :data:`FALLBACK_S` seconds for what a lost signal or a crash left (SQLite's
+``data_version``, looked at every few milliseconds, only where another sender holds the
+signal) rather than polling the tables.
 
 Receiving. :func:`receive` reads which nonces the replay register holds and hands the batch
 to :func:`gsomia.service.exchange.receive` (checks, ingest, receipts, refusals audited as
