@@ -379,6 +379,22 @@ def test_a_receipt_does_not_wait_for_the_head_copy(direct: Federation) -> None:
     assert verified.exit_code == 0 and "intact" in verified.output, verified.output
 
 
+def test_a_delivery_whose_commit_signal_is_lost_goes_by_the_fallback_pass(
+        direct: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KOR's sender sleeps until a commit is signalled or a queued row is due, and passes
+    anyway every ``FALLBACK_S`` seconds: an item stored at KOR whose commit signal never
+    arrived (this process's signals to KOR's database sent nowhere, as a lost datagram)
+    still reaches JPN, and is receipted."""
+    from gsomia.shell import store as node_store
+
+    kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
+    monkeypatch.setitem(node_store._SIGNAL, str(kor.store.engine.url), "")
+    item = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN"))
+    assert exchange.wait_until(lambda: held(jpn, item) and drained(kor),
+                               exchange.FALLBACK_S + WAIT)
+    assert [r.event for r in custody(jpn, item)] == ["received"]
+
+
 def test_a_publish_by_the_command_line_is_queued_in_its_own_commit(
         direct: Federation, tmp_path: Path,
         gsomia: Callable[..., subprocess.CompletedProcess[str]]) -> None:

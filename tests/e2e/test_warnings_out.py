@@ -1,8 +1,9 @@
-"""Warnings out, end to end: warnings published at a real node (``gsomia publish``, and
-``gsomia replay``) come out of ``gsomia warnings --cap|--json|--geojson`` and of the HTTPS
-polling routes of ``gsomia node serve`` as CAP 1.2 valid against the OASIS schema and as
-valid GeoJSON, and live on the dashboard in Chromium; a reader not cleared for a warning
-gets exactly what they would get if it did not exist."""
+"""Warnings out, end to end: warnings published at a real node (``gsomia publish``) come out
+of ``gsomia warnings --cap|--json|--geojson`` and of the HTTPS polling routes of ``gsomia
+node serve`` as CAP 1.2 valid against the OASIS schema and as valid GeoJSON, and live on the
+dashboard in Chromium; a reader not cleared for a warning gets exactly what they would get
+if it did not exist. A node's own warning centre's warnings, tracks and predictions come out
+of the same command in ``test_sensor_regimes.py``."""
 
 from __future__ import annotations
 
@@ -243,23 +244,20 @@ def test_systems_poll_cap_and_geojson_over_https_with_a_token(
         assert r.status_code == 400 and r.json()["title"] == "Malformed request"
 
 
-def test_a_replayed_launch_comes_out_as_valid_cap(node: Running, tmp_path: Path,
-                                                  published: dict[str, str]) -> None:
-    before = len(json.loads(gsomia("warnings", "--node", str(node.folder), "--user",
-                                   node.tokens["kenji"], "--json").stdout)["alerts"])
-    out = gsomia("replay", "--node", str(node.folder), "--launch", "2017-08-29", "--regime",
-                 "direct", "--json")
-    assert out.returncode == 0, out.stderr
-    replayed = json.loads(out.stdout)["warnings"]
-    assert replayed
-    done = gsomia("warnings", "--node", str(node.folder), "--user", node.tokens["kenji"],
-                  "--cap", "--out", str(tmp_path))
-    paths = done.stdout.split()
-    assert len(paths) == len(replayed) + before
-    for p in paths:
-        cap_schema().validate(p)
-    geo = api(node, "/warnings/v1/geojson", "kenji").json()
-    FeatureCollection.model_validate(geo)
-    kinds = {f["properties"]["kind"] for f in geo["features"]}
-    assert {"track", "impact-ellipse", "warned-area"} <= kinds
+def test_replay_refuses_a_served_node_whose_centre_does_not_run(
+        node: Running, published: dict[str, str]) -> None:
+    """``gsomia replay`` plays into the node's sensor intake and prints what the node's own
+    warning centre made of it. ``node serve`` answers but runs no centre (its dashboard
+    starts one for its own replay): the command says so and how to start one, exits 2, and
+    nothing is published. (Played into a running node: ``test_sensor_regimes.py``.)"""
+    from gsomia.bootstrap import open_node
 
+    def held() -> int:
+        with open_node(node.folder) as opened, opened.store.repository() as repo:
+            return int(repo.count_items())
+
+    before = held()
+    out = gsomia("replay", "--node", str(node.folder), "--launch", "2017-08-29")
+    assert out.returncode == 2, out.stderr
+    assert "not running" in out.stderr and "gsomia node run --dir" in out.stderr
+    assert held() == before

@@ -1,6 +1,8 @@
 """The dashboard's server side over a real node store: sessions and their cookie, the access
-rule on what the page is sent (reads audited), ``gsomia replay`` publishing valid STIX notes,
-and clear refusals. The browser side is in ``tests/e2e/test_dashboard.py``."""
+rule on what the page is sent (reads audited), what the node's warning centre publishes from
+its own radars (valid STIX, its properties fitting their schemas), ``gsomia replay`` refusing
+a node that does not run, and clear refusals. The browser side is in
+``tests/e2e/test_dashboard.py``."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,6 @@ from hypothesis import strategies as st
 from gsomia.bootstrap import app_for_node
 from gsomia.core.agreements import Catalogue
 from gsomia.service import handlers
-from gsomia.shell.commands.report import register
 from gsomia.shell.node import Node, init_node, new_token, open_node
 from gsomia.shell.stix_check import check_stix
 from gsomia.shell.web import Sessions
@@ -57,16 +57,35 @@ def tokens(folder: Path, shipped: Catalogue) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def replayed(folder: Path, tokens: dict[str, str]) -> dict[str, Any]:
-    cli = click.Group()
-    register(cli)
-    from click.testing import CliRunner
+def warned(folder: Path, tokens: dict[str, str], shipped: Catalogue) -> dict[str, Any]:
+    """JPN's radars on 2017-08-29 taken by the node's sensor intake (one batch per second of
+    reports, to 260 s of flight: past the first prediction and warning), then its warning
+    centre run over what the node holds, in this process and without waiting for the flight
+    (``gsomia replay`` plays them into a running node: ``tests/e2e/test_sensor_regimes.py``).
+    How many items the node holds, and the warnings its centre published."""
+    from gsomia.shell.sensor_intake import SensorIntake
+    from gsomia.shell.sensor_player import playlist
+    from gsomia.shell.warning_centre import CentreWorker
 
-    out = CliRunner().invoke(cli, ["replay", "--node", str(folder), "--launch", "2017-08-29",
-                                   "--regime", "direct", "--json"])
-    assert out.exit_code == 0, out.output
-    doc: dict[str, Any] = json.loads(out.output)
-    return doc
+    node = open_node(folder, catalogue=shipped)
+    try:
+        intake = SensorIntake(node)
+        indicators, lines = playlist("2017-08-29", None, "JPN", 0, 260.0)
+        by_second: dict[int, list[bytes]] = {}
+        for at, line in lines:
+            by_second.setdefault(int(at), []).append(json.dumps(line).encode())
+        intake.take([json.dumps(i).encode() for i in indicators], datetime.now(UTC))
+        for second in sorted(by_second):
+            intake.take(by_second[second], datetime.now(UTC))
+        worker = CentreWorker(node)
+        while worker.pass_once():
+            pass
+        with node.store.repository() as repo:
+            held = [json.loads(h.item.content) for h in repo.holdings()]
+    finally:
+        node.close()
+    return {"held": len(held), "published": worker.published,
+            "warnings": [o["x_gsomia_warning"] for o in held if "x_gsomia_warning" in o]}
 
 
 @pytest.fixture()
@@ -108,10 +127,26 @@ def replay(client: TestClient, csrf: str, **body: Any) -> Any:
                        headers={**ORIGIN, "X-CSRF-Token": csrf})
 
 
-def test_replay_publishes_the_warning(replayed: dict[str, Any]) -> None:
-    issued = [w for w in replayed["warnings"] if w["action"] == "issued"]
+def test_the_centre_warns_hokkaido_from_the_node_s_own_radars(warned: dict[str, Any]) -> None:
+    issued = [w for w in warned["warnings"] if w["action"] == "issued"]
     assert issued and "Hokkaido" in issued[0]["regions"]
-    assert replayed["published"] > len(replayed["warnings"])
+    assert warned["published"] > len(warned["warnings"])    # its tracks and predictions too
+
+
+def test_replay_refuses_a_node_that_does_not_run(
+        folder: Path, node: Node, capsys: pytest.CaptureFixture[str]) -> None:
+    """``gsomia replay`` plays into a running node's intake and waits for its centre: with
+    none running it says so and how to start one, exits 2, and publishes nothing."""
+    from gsomia.shell.cli import main
+
+    with node.store.repository() as repo:
+        before = repo.count_items()
+    capsys.readouterr()
+    assert main(["replay", "--node", str(folder), "--launch", "2017-08-29", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "not running" in err and f"gsomia node run --dir {folder}" in err, err
+    with node.store.repository() as repo:
+        assert repo.count_items() == before
 
 
 def test_login_sets_a_strict_http_only_cookie(node: Node, tokens: dict[str, str]) -> None:
@@ -142,19 +177,25 @@ def test_a_token_of_another_user_does_not_sign_in(node: Node,
 
 
 def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
-                                     replayed: dict[str, Any]) -> None:
+                                     warned: dict[str, Any]) -> None:
     seen = {}
     for name in ("kenji", "aiko", "taro"):
         client = client_for(node)
         sign_in(client, name, tokens[name])
         seen[name] = client.get("/dashboard/state").json()
     kenji, aiko, taro = seen["kenji"], seen["aiko"], seen["taro"]
-    assert len(kenji["items"]) == replayed["published"]
+    # Cleared 極秘: the radars' reports (秘), the indicators (特定秘密) and the centre's
+    # tracks, predictions and warnings (極秘).
+    assert len(kenji["items"]) == warned["held"]
     kinds = {i["kind"] for i in kenji["items"]}
-    assert kinds == {"track", "ipp", "warning"}
-    for doc in (aiko, taro):      # too low a clearance; no need-to-know
+    assert kinds == {None, "track", "ipp", "warning"}
+    # Cleared 秘: the radars' reports only, none of what the centre made of them.
+    assert aiko["items"] and {i["kind"] for i in aiko["items"]} == {None}
+    assert all(i["marking"].startswith("秘") for i in aiko["items"])
+    assert taro["items"] == []     # no need-to-know
+    for doc in (aiko, taro):
         # not even a count of what they may not read (issue 10, finding 3)
-        assert doc["items"] == [] and "withheld" not in doc
+        assert "withheld" not in doc
         assert "Hokkaido" not in json.dumps(doc, ensure_ascii=False)
     head = kenji["audit"]["head"]
     assert head is not None and 0 < head["size"] <= kenji["audit"]["size"]
@@ -212,12 +253,26 @@ def test_only_who_may_read_all_a_replay_publishes_may_start_one(
     assert client.get("/dashboard/replay").json()["running"] is False
 
 
-def test_replayed_objects_are_valid_stix(node: Node, replayed: dict[str, Any]) -> None:
+def test_what_the_centre_published_is_valid_stix_fitting_the_schemas(
+        node: Node, warned: dict[str, Any]) -> None:
+    import jsonschema
+
+    from gsomia.core.stix import EXTENSION_PROPERTY_SCHEMAS, check_extension_properties
+
     with node.store.repository() as repo:
         holdings = repo.holdings()
     assert holdings
+    names = set()
     for h in holdings:
-        check_stix(json.loads(h.item.content))
+        obj = json.loads(h.item.content)
+        check_stix(obj)
+        check_extension_properties(obj)
+        for name, value in obj.items():
+            if name.startswith("x_gsomia_"):
+                names.add(name)
+                jsonschema.validate(value, EXTENSION_PROPERTY_SCHEMAS[name])
+    assert names == {"x_gsomia_sensor_report", "x_gsomia_track", "x_gsomia_ipp",
+                     "x_gsomia_warning"}
 
 
 @given(st.text(min_size=1, max_size=60))
@@ -310,7 +365,7 @@ def test_partner_heads_carry_the_consistency_flag_when_logged() -> None:
 
 
 def test_state_answers_an_unwritable_audit_log_as_the_api_does(
-        node: Node, tokens: dict[str, str], replayed: dict[str, Any]) -> None:
+        node: Node, tokens: dict[str, str], warned: dict[str, Any]) -> None:
     """A read the log cannot record is refused with 503 and a JSON reason, as TAXII refuses
     it, not a 500 (the dashboard had its own mapping of service errors)."""
     client = client_for(node)

@@ -13,9 +13,11 @@ on failure. The same courier posts the notices of the one outbox (incident repor
 classification notices) and hands the answers to
 :func:`gsomia.service.notices.settle_notices`, with the same backoff. It seals the next
 batch while the partner works on the one in flight, and sleeps between passes until a
-commit is seen (the commit signal every unit of work sends,
-:func:`gsomia.shell.store.signal_commit`; :func:`wake`; SQLite's ``data_version`` as the
-fallback) rather than polling the tables.
+commit is signalled (the commit signal every unit of work sends,
+:func:`gsomia.shell.store.signal_commit`; :func:`wake`) or the earliest queued row is due,
+with a pass every :data:`FALLBACK_S` seconds for what a lost signal or a crash left (SQLite's
+``data_version``, looked at every few milliseconds, only where another sender holds the
+signal) rather than polling the tables.
 
 Receiving. :func:`receive` reads which nonces the replay register holds and hands the batch
 to :func:`gsomia.service.exchange.receive` (checks, ingest, receipts, refusals audited as
@@ -532,6 +534,10 @@ class _Batch:
 
 
 _BATCH_FRAME = len('{"envelopes":[]}')
+# The sender's longest sleep with nothing queued: what a lost commit signal can delay.
+FALLBACK_S = 2.0
+MIN_PAUSE_S = 0.05
+_STOP_SLICE_S = 0.25
 
 
 class Sender:
@@ -779,26 +785,27 @@ class Sender:
         report.delivered += delivered
         report.refused += refused
 
-    def run(self, stop: threading.Event, idle: float = 0.004, tick: float = 0.05,
-            signalled_idle: float = 0.025) -> None:
-        """Until ``stop``: send what is due; between passes, wait for a commit (the commit
-        signal, or a wake-up in this process) and look every ``idle`` seconds whether
-        anything was committed anyway (every ``signalled_idle`` seconds while the commit
-        signals arrive: commits that send none are rare), and pass anyway every ``tick``
-        seconds (deliveries whose backoff ran out)."""
+    def run(self, stop: threading.Event, idle: float = 0.004,
+            fallback: float = FALLBACK_S) -> None:
+        """Until ``stop``: send what is due; between passes, sleep until a commit is
+        signalled (the commit signal every writing unit of work sends, in any process of the
+        node), until the earliest queued row is due (a retry's backoff), or for ``fallback``
+        seconds at most: a row whose signal was lost, or left by a crash, still goes. Without
+        the signal (another sender of this database listens to it) it looks every ``idle``
+        seconds whether anything was committed."""
         import select
 
         last = ""
         woken = _wake_event(self.node.folder)
         signals = _listen(self.node.store.engine)
-        changes = _Changes(self.node.store.engine,
-                           notified=isinstance(signals, _Notifications))
+        changes = _Changes(self.node.store.engine) if signals is None else None
         try:
             while not stop.is_set():
                 woken.clear()
                 if signals is not None:
                     _drain(signals)
-                changes()  # what this pass sees; a commit from now on means another pass
+                if changes is not None:
+                    changes()  # what this pass sees; a commit from now on means another pass
                 try:
                     report = self.step()
                 except Exception as exc:  # the loop outlives one bad pass; rows stay queued
@@ -808,20 +815,35 @@ class Sender:
                         print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
                 if report.delivered or report.refused or report.in_flight:
                     continue
-                until = time.monotonic() + (tick if not report.failed else 0.2)
+                until = time.monotonic() + self._pause(fallback)
                 while not stop.is_set() and time.monotonic() < until:
-                    if signals is None:
+                    if changes is not None:
                         if woken.wait(idle) or changes():
                             break
                         continue
-                    wait = max(0.0, min(signalled_idle, until - time.monotonic()))
-                    if select.select([signals], [], [], wait)[0] or woken.is_set() or \
-                            changes():
+                    # In slices, so that a stop is seen within one.
+                    wait = max(0.0, min(_STOP_SLICE_S, until - time.monotonic()))
+                    if select.select([signals], [], [], wait)[0] or woken.is_set():
                         break
         finally:
-            changes.close()
+            if changes is not None:
+                changes.close()
             if signals is not None:
                 signals.close()
+
+    def _pause(self, fallback: float) -> float:
+        """Seconds until the earliest row this sender posts is due: at most ``fallback``, at
+        least :data:`MIN_PAUSE_S` (a row due but not taken, such as one to a partner this
+        node no longer delivers to, must not make it spin)."""
+        try:
+            partners = Partners.load(self.node.folder)
+            due = None if partners is None else self.node.store.next_due(
+                recipients=partners.deliver_to)
+        except Exception:  # the store busy or the file unreadable: the fallback pass sees
+            return fallback
+        if due is None:
+            return fallback
+        return min(fallback, max(MIN_PAUSE_S, (due - self.clock()).total_seconds()))
 
 
 class Worker(Protocol):

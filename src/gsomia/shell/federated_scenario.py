@@ -56,25 +56,6 @@ _FOLDERS = threading.Lock()
 CONSENT_TIMEOUT_S = 60.0
 
 
-def _settle(nodes: Mapping[str, Any], busy: Callable[[], bool] = lambda: False,
-            quiet_s: float = 3.0, timeout: float = 120.0) -> None:
-    """Until no node has stored anything for ``quiet_s`` and nothing is ``busy`` (a
-    delivery pending, a consent being asked)."""
-    end = time.monotonic() + timeout
-    last: tuple[int, ...] = ()
-    since = time.monotonic()
-    while time.monotonic() < end:
-        counts = []
-        for node in nodes.values():
-            with node.store.repository() as repo:
-                counts.append(int(repo.count_items()))
-        if tuple(counts) != last or busy():
-            last, since = tuple(counts), time.monotonic()
-        elif time.monotonic() - since > quiet_s:
-            return
-        time.sleep(0.2)
-
-
 def _held(node: Any, began: float, speed: float
           ) -> list[tuple[str, dict[str, Any], float]]:
     """(originator, object, when it was stored in flight seconds) of every note held."""
@@ -397,7 +378,7 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
     from gsomia.core.tracking.stages import spent_stages
     from gsomia.core.types import instant
     from gsomia.shell import exchange, federation
-    from gsomia.shell.sensor_player import Target, cueing, play
+    from gsomia.shell.sensor_player import Target, cueing, play, settle
 
     def opened(home: Path) -> Node:
         with _FOLDERS:
@@ -446,7 +427,7 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
             return (desk is not None and desk.busy()) or any(
                 exchange.pending(n) > 0 for n in nodes.values())
 
-        _settle(nodes, busy)
+        settle(nodes, busy)
         out["delivered"] = not busy()
         if desk is not None:
             desk.close()

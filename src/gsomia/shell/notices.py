@@ -345,6 +345,7 @@ class NoticeSender:
         report = NoticeReport()
         partners = Partners.load(self.node.folder)
         if partners is None:
+            self._next_heads = time.monotonic() + self.heads_every
             return report
         due = time.monotonic() >= self._next_heads if heads is None else heads
         if due:
@@ -438,17 +439,19 @@ class NoticeSender:
               f"{verdict.from_size}: {verdict.reason}", file=sys.stderr, flush=True)
 
     def run(self, stop: threading.Event, idle: float = 0.05) -> None:
+        """Until ``stop``: a pass when the next exchange of heads is due (every
+        ``heads_every`` seconds), and none between (a pass did nothing else)."""
         last = ""
         while not stop.is_set():
+            least = idle
             try:
-                report = self.step()
-            except Exception as exc:  # the loop outlives one bad pass; rows stay queued
-                report = NoticeReport(failed=1)
+                self.step()
+            except Exception as exc:  # the loop outlives one bad pass
+                least = 0.2
                 if repr(exc) != last:
                     last = repr(exc)
                     print(f"gsomia notices: {last}", file=sys.stderr, flush=True)
-            if not (report.delivered or report.refused):
-                stop.wait(idle if not report.failed else 0.2)
+            stop.wait(max(least, self._next_heads - time.monotonic()))
 
 
 def start_notices(node: NodePort, *, heads_every: float = HEADS_EVERY

@@ -9,13 +9,17 @@ site (HUMINT, imagery: observed hours before) are sent first, and cue its radars
 model. A node folder takes them into its store directly (the node's operator, on its host);
 a URL gets them by ``POST /sensors/v1/measurements`` with an operator's token over HTTPS,
 trusting the node's CA.
+
+:func:`replay` (``gsomia replay``) plays a node's own sensors into the running node in its
+folder, waits for the node's warning centre, and reads back the warnings it issued: nothing
+is computed outside the node.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -25,7 +29,11 @@ from gsomia.core.errors import MalformedInput
 if TYPE_CHECKING:
     from gsomia.shell.node import Node
 
-__all__ = ["Sink", "Target", "cueing", "play", "playlist"]
+__all__ = ["QUIET_S", "Sink", "Target", "centre_warnings", "cueing", "liftoff", "play",
+           "playlist", "replay", "settle"]
+
+# How long a node stores nothing before its centre is taken to be done with what it holds.
+QUIET_S = 3.0
 
 
 def playlist(day: str, index: int | None, party: str, seed: int,
@@ -43,7 +51,7 @@ def playlist(day: str, index: int | None, party: str, seed: int,
         raise MalformedInput(f"launch {launch.id} has no recorded apogee and distance",
                              where="launch", expected="a launch with apogee and distance")
     trajectory = fit(launch.flight_request())
-    start = launch.launched_at or datetime.combine(launch.date, datetime.min.time(), UTC)
+    start = liftoff(launch)
     own, cued = cueing(launch, party, seed)
     horizon = trajectory.flight_time_s if until_s is None else min(trajectory.flight_time_s,
                                                                     until_s)
@@ -75,7 +83,7 @@ def cueing(launch: Any, party: str, seed: int) -> tuple[list[Any], bool]:
     from gsomia.core.tracking.indicators import generate, is_cued
     from gsomia.shell import feeds
 
-    start = launch.launched_at or datetime.combine(launch.date, datetime.min.time(), UTC)
+    start = liftoff(launch)
     others = tuple(sorted({x.facility.id for x in feeds.load_launches()
                            if x.facility.id not in (launch.facility.id, "unknown")}))[:6]
     own = [i for i in generate(launch.facility.id, start, seed, others)
@@ -184,3 +192,128 @@ def play(target: Sink, indicators: list[dict[str, Any]],
             continue
         time.sleep(min(max((lines[i][0] - flight) / speed, 0.001), 0.5))
     return batches
+
+
+def settle(nodes: Mapping[str, Any], busy: Callable[[], bool] = lambda: False,
+           quiet_s: float = QUIET_S, timeout: float = 120.0) -> None:
+    """Until no node has stored anything for ``quiet_s`` and nothing is ``busy`` (a
+    delivery pending, a consent being asked)."""
+    end = time.monotonic() + timeout
+    last: tuple[int, ...] = ()
+    since = time.monotonic()
+    while time.monotonic() < end:
+        counts = []
+        for node in nodes.values():
+            with node.store.repository() as repo:
+                counts.append(int(repo.count_items()))
+        if tuple(counts) != last or busy():
+            last, since = tuple(counts), time.monotonic()
+        elif time.monotonic() - since > quiet_s:
+            return
+        time.sleep(0.2)
+
+
+def _newest_seq(node: Any) -> int:
+    import sqlalchemy as sa
+
+    from gsomia.shell.store import items
+
+    with node.store.engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+
+
+def centre_warnings(node: Any, after_seq: int, launched: datetime) -> list[dict[str, Any]]:
+    """The warnings the node's own centre stored after ``after_seq``, in the order stored,
+    with their time after ``launched`` (the flight instant the centre stamped them with)."""
+    import json
+
+    import sqlalchemy as sa
+
+    from gsomia.core.types import instant
+    from gsomia.shell.store import items
+
+    c = items.c
+    with node.store.engine.connect() as conn:
+        rows = conn.execute(sa.select(c.id, c.content).where(
+            c.seq > after_seq, c.originator == node.party, c.type == "note")
+            .order_by(c.seq)).all()
+    out = []
+    for row in rows:
+        obj = json.loads(bytes(row.content))
+        w = obj.get("x_gsomia_warning")
+        if not isinstance(w, dict):
+            continue
+        after = (instant(str(obj["created"]), where="created") - launched).total_seconds()
+        out.append({"id": str(row.id), "action": w.get("action"), "level": w.get("level"),
+                    "after_launch_s": round(after, 1), "regions": list(w.get("regions", [])),
+                    "time_to_impact_s": w.get("time_to_impact_s"), "reason": w.get("reason")})
+    return out
+
+
+def _require_centre(folder: Path, party: str, *, during: bool = False) -> None:
+    """Refuse a node whose warning centre does not run (``node run`` runs it)."""
+    from gsomia.shell.warning_centre import centre_running
+
+    if centre_running(folder) is not False:
+        return
+    if during:
+        from gsomia.core.errors import Unavailable
+
+        # Exit 1, not 2: the input was good, the node went away.
+        raise Unavailable(
+            f"the {party} node in {folder} stopped during the replay: what its sensors sent "
+            "is held, and its warning centre tracks it when the node runs again "
+            f"(gsomia node run --dir {folder})")
+    raise MalformedInput(
+        f"no warning centre runs for the {party} node in {folder} (the node is not running, "
+        "or `node serve` serves it without one), so nothing was played into it",
+        where="--node",
+        expected=f"a running node: start it with `gsomia node run --dir {folder}` (or "
+                 "`gsomia federation up`), then replay")
+
+
+def replay(folder: Path, day: str, index: int | None, seed: int, speed: float,
+           until_s: float | None, open_node: Callable[[Path], Node],
+           on_sent: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Play the node's own sensors for the launch into the running node in ``folder`` (its
+    sensor intake, as ``gsomia sensors run --node DIR``) at ``speed`` times real time, wait
+    until its centre is done (:func:`settle`), and say what it took and what its centre
+    warned. ``on_sent(lines sent, lines in all)``: progress."""
+    from gsomia.shell import feeds
+
+    folder = Path(folder)
+    target = Target(str(folder), None, None, open_node)
+    try:
+        node = target.node
+        _require_centre(folder, node.party)
+        indicators, lines = playlist(day, index, node.party, seed, until_s)
+        began = liftoff(feeds.find_launch(day, index))
+        mark = _newest_seq(node)
+        total = len(indicators) + len(lines)
+        sink: Sink = target if on_sent is None else _Counting(target, total, on_sent)
+        batches = play(sink, indicators, lines, speed)
+        _require_centre(folder, node.party, during=True)
+        settle({node.party: node})
+        warnings = centre_warnings(node, mark, began)
+        return {"party": node.party, "launch": day, "seed": seed, "speed": speed,
+                "indicators": len(indicators), "measurements": len(lines),
+                "batches": batches, "counts": dict(sorted(target.totals.items())),
+                "refused": target.refused, "warnings": warnings}
+    finally:
+        target.close()
+
+
+def liftoff(launch: Any) -> datetime:
+    """The launch's instant (its date's midnight UTC when the data set has no time)."""
+    launched: datetime | None = launch.launched_at
+    return launched or datetime.combine(launch.date, datetime.min.time(), UTC)
+
+
+class _Counting:
+    def __init__(self, target: Sink, total: int, on_sent: Callable[[int, int], None]) -> None:
+        self.target, self.total, self.on_sent, self.sent = target, total, on_sent, 0
+
+    def send(self, docs: list[dict[str, Any]]) -> None:
+        self.target.send(docs)
+        self.sent += len(docs)
+        self.on_sent(self.sent, self.total)

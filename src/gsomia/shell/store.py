@@ -1795,6 +1795,16 @@ class Store:
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
         return rows
 
+    def next_due(self, *, recipients: Collection[str]) -> datetime | None:
+        """When the earliest pending row a sender posts is due: a delivery to one of
+        ``recipients`` or any notice (None: nothing is queued)."""
+        query = sa.select(sa.func.min(outbox.c.next_at)).where(
+            outbox.c.status == "pending",
+            sa.or_(outbox.c.kind != DELIVERY, outbox.c.recipient.in_(sorted(recipients))))
+        with self.engine.connect() as conn:
+            found: datetime | None = conn.execute(query).scalar()  # typed as the column
+        return found
+
     def release(self, rows: Collection[int], now: datetime) -> None:
         """Give back rows :meth:`claim` took but this sender will not post now: due at
         ``now`` again for any sender (nothing to give back on SQLite, which has no lease)."""

@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -38,12 +39,19 @@ from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
 if TYPE_CHECKING:
     from gsomia.core.node_centre import NodeCentre, Output
 
-__all__ = ["CentreWorker", "centre_elsewhere", "ensure_centre", "id_secret", "output_id",
-           "rehearse", "start_centre"]
+__all__ = ["CentreWorker", "centre_elsewhere", "centre_running", "ensure_centre", "id_secret",
+           "output_id", "rehearse", "start_centre"]
 
 log = logging.getLogger(__name__)
 POLL_S = 0.5     # a full pass at least this often (another database: every pass)
 WAKE_S = 0.005
+# A centre that took nothing for ACTIVE_S looks for commits every IDLE_WAKE_S and passes
+# every IDLE_POLL_S: an idle node (dozens run at once in the tests) wakes 10 times a second
+# instead of 200. Nothing it answers waits on this: a flight's first report only starts
+# the centre's lag (8 s of flight), and from then on it looks every WAKE_S again.
+ACTIVE_S = 10.0
+IDLE_WAKE_S = 0.1
+IDLE_POLL_S = 5.0
 BATCH = 500
 # What the centre rehearses on when it is made (:func:`rehearse`): JPN's radars on the
 # 2017-08-29 Hwasong-12 to just past its first impact prediction (208.8 s).
@@ -112,6 +120,11 @@ class CentreWorker:
     def run(self, stop: threading.Event) -> None:
         from gsomia.shell.exchange import _Changes
 
+        presence = _present(Path(self.node.folder))
+        if presence is None:
+            log.warning("warning centre: another process of this node runs its centre; "
+                        "this one does not start")
+            return
         # Read only after a commit (SQLite's data_version: microseconds, no lock), so that
         # a measurement is taken within milliseconds without a query every millisecond.
         changes = _Changes(self.node.store.engine)
@@ -119,23 +132,29 @@ class CentreWorker:
             self._loop(stop, changes)
         finally:
             changes.close()
+            presence.close()
 
     def _loop(self, stop: threading.Event, changes: Any) -> None:
         from gsomia.shell.sensor_intake import feeding
 
         fed = feeding(self.node.folder)
-        idle_since, more = time.monotonic(), True
+        now = time.monotonic()
+        passed, took, more = now, now - ACTIVE_S, True
         while not stop.is_set():
             if self._centre is None and fed.is_set():
                 # The node's sensors are on (their indicators come hours before lift-off):
                 # ready now, not at the first step, whose output would wait for it.
                 _ = self.centre
-            if not more and not changes() and time.monotonic() - idle_since < POLL_S:
-                stop.wait(WAKE_S)
+            idle = time.monotonic() - took >= ACTIVE_S
+            if not more and not changes() and \
+                    time.monotonic() - passed < (IDLE_POLL_S if idle else POLL_S):
+                stop.wait(IDLE_WAKE_S if idle else WAKE_S)
                 continue
-            idle_since = time.monotonic()
+            passed = time.monotonic()
             try:
                 more = self.pass_once()
+                if more:
+                    took = time.monotonic()
             except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
                 # The store busy or a publish refused: nothing of that publish is stored (one
                 # commit), and what it held is published on the next pass.
@@ -290,6 +309,50 @@ def _abstract(party: Party, o: Output) -> str:
 # (``node run --workers``: worker 0's): one centre per node.
 _RUNNING: set[Path] = set()
 _RUNNING_LOCK = threading.RLock()
+
+
+def _presence_address(folder: Path) -> str:
+    """The abstract Unix socket a node's running centre holds (Linux; no file is made): the
+    kernel frees it when the process ends, however it ends."""
+    digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:40]
+    return f"\0gsomia-centre-{digest}"
+
+
+def _present(folder: Path) -> Any:
+    """Hold the centre's presence for ``folder``: the socket, or None if another process of
+    the node holds it (its centre runs). Where there are no abstract sockets, a stand-in."""
+    import socket
+
+    if not sys.platform.startswith("linux"):
+        return _NoPresence()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(_presence_address(folder))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+class _NoPresence:
+    def close(self) -> None:
+        pass
+
+
+def centre_running(folder: Path) -> bool | None:
+    """Whether the warning centre of the node in ``folder`` runs (in any process: ``node
+    run``, or ``node serve`` once its dashboard played a launch); None where it cannot be
+    told (not Linux)."""
+    import socket
+
+    if not sys.platform.startswith("linux"):
+        return None
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(_presence_address(Path(folder)))
+        except OSError:
+            return False
+    return True
 
 
 def start_centre(node: Any) -> tuple[threading.Thread, threading.Event]:

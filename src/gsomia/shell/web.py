@@ -27,8 +27,6 @@ import hmac
 import json
 import secrets
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,8 +64,8 @@ if TYPE_CHECKING:
     from gsomia.shell.store import Store
 
 __all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "IntakeSink", "NodeView", "Sessions",
-           "latest_partner_heads", "origin_problem", "partner_heads", "publish_replay",
-           "replay_entries", "routes", "sensor_coverage", "state"]
+           "latest_partner_heads", "origin_problem", "partner_heads", "routes",
+           "sensor_coverage", "state"]
 
 COOKIE = "gsomia_session"
 LOGIN_COOKIE = "gsomia_login"  # the sign-in form's CSRF nonce
@@ -336,87 +334,6 @@ def state(node: NodeView, session: Session, now: datetime,
 
 
 # ---- replay --------------------------------------------------------------------------------
-def replay_entries(day: str, regime_name: str, party: Party, seed: int = 0, *,
-                   catalogue: Catalogue | None = None
-                   ) -> list[tuple[float, dict[str, Any], str]]:
-    """What ``party`` holds during the replay, in time order: (seconds after launch, STIX
-    object, category), under the agreements of ``catalogue`` (the shipped ones if None).
-    Pure apart from reading the shipped data and fresh object ids."""
-    from gsomia.core.tracking.trajectory import fit
-    from gsomia.shell import feeds
-    from gsomia.shell.catalogue import load_catalogue
-    from gsomia.shell.scenarios import EVALUATION, ScenarioRunner
-
-    launch = feeds.find_launch(day)
-    trajectory = fit(launch.flight_request())
-    runner = ScenarioRunner(load_catalogue(()) if catalogue is None else catalogue)
-    res = runner.run_one(launch, regime_name, seed, trajectory, options=EVALUATION)
-    outcome = res.parties.get(party)
-    if outcome is None:
-        raise MalformedInput(f"{party} takes no part in the replay", where="party")
-    start = launch.launched_at or datetime.combine(launch.date, datetime.min.time(), UTC)
-    author = f"identity--{uuid.uuid5(uuid.NAMESPACE_URL, f'gsomia/{party}')}"
-    run_tag = {"launch": launch.id, "regime": regime_name, "seed": seed}
-
-    def note(at_s: float, abstract: str, kind: str, data: dict[str, Any]) -> dict[str, Any]:
-        stamp = utc_text(start + timedelta(seconds=at_s), 3)
-        return {"type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
-                "created": stamp, "modified": stamp, "abstract": abstract,
-                "content": f"{abstract} ({launch.missile.name} {launch.local_date}, "
-                           f"regime {regime_name}, T+{at_s:.0f} s)",
-                "object_refs": [author], f"x_gsomia_{kind}": {**data, **run_tag}}
-
-    out: list[tuple[float, dict[str, Any], str]] = []
-    if outcome.first_track_s is not None:
-        lats, lons = trajectory.ground_track(48)
-        out.append((outcome.first_track_s, note(
-            outcome.first_track_s, f"{party} flight path from {launch.facility.name}", "track",
-            {"points": [[round(float(a), 4), round(float(o), 4)]
-                        for a, o in zip(lats, lons, strict=True)]}), "flight-path"))
-    preds = res.predictions.get(party, [])
-    step = max(1, len(preds) // 12)
-    for at, track, g in preds[::step]:
-        out.append((at, note(at, f"{party} impact prediction ({track})", "ipp",
-                             {"at_s": round(at, 1), "track": track, **g.as_dict()}),
-                    "impact-prediction"))
-    for w in outcome.warnings:
-        doc = w.to_json()
-        regions = ", ".join(w.regions) or "no region"
-        out.append((w.at_s, note(w.at_s, f"{party} warning {w.action}: {regions}", "warning",
-                                 doc), "warning"))
-    out.sort(key=lambda e: e[0])
-    return out
-
-
-def publish_replay(node: NodeView, entries: Sequence[tuple[float, dict[str, Any], str]], *,
-                   speed: float, stop: threading.Event | None = None,
-                   on_publish: Callable[[int], None] | None = None) -> int:
-    """Publish the entries at the node, ``speed`` times faster than the flight (0: at once)."""
-    from gsomia.service import handlers
-    from gsomia.shell.stix_check import check_stix
-
-    # The label ``may_replay`` lets a user start the replay under.
-    replay = access.replay_label(node.party)
-    begun = time.monotonic()
-    done = 0
-    for at_s, obj, category in entries:
-        if speed > 0:
-            wait = begun + at_s / speed - time.monotonic()
-            if wait > 0 and stop is not None and stop.wait(wait):
-                break
-            if wait > 0 and stop is None:
-                time.sleep(wait)
-        label = handlers.LabelRequest(replay.level, tuple(sorted(replay.rel_to)),
-                                      replay.purpose, category=category)
-        handlers.publish(node.store.uow(), keys=node.keys, catalogue=node.catalogue, obj=obj,
-                         label=label, now=datetime.now(UTC), actor="replay",
-                         validate=check_stix)
-        done += 1
-        if on_publish is not None:
-            on_publish(done)
-    return done
-
-
 class IntakeSink:
     """Where the dashboard's replay sends its lines: the node's own sensor intake (the one
     ``POST /sensors/v1/measurements`` feeds), in the name of the user who started it."""

@@ -46,39 +46,48 @@ def register(cli: click.Group) -> None:
         click.echo(str(path))
 
     @cli.command("replay")
-    @click.option("--node", "node_dir", required=True, metavar="DIR", help="The node folder.")
+    @click.option("--node", "node_dir", required=True, metavar="DIR",
+                  help="The folder of a running node (gsomia node run).")
     @click.option("--launch", "day", default="2017-08-29", show_default=True,
                   help="Launch to replay (date).")
-    @click.option("--regime", "regime_name", default="direct", show_default=True,
-                  type=click.Choice(["none", "hub", "direct", "trilateral"]))
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option("--speed", type=click.FloatRange(0, 1000), default=0.0, show_default=True,
-                  help="Times faster than the flight (0: publish everything at once).")
+    @click.option("--index", type=int, default=None, help="Which launch of that day (0-based).")
+    @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+                  help="The sensors' noise and scan draws (as `scenario run --seed`).")
+    @click.option("--speed", type=click.FloatRange(0, 1000, min_open=True), default=10.0,
+                  show_default=True, metavar="X",
+                  help="X times faster than the flight (it is played as it unfolds).")
+    @click.option("--until", "until_s", type=click.FloatRange(min=0.0), default=None,
+                  metavar="SECONDS", help="Stop at this time of the flight.")
+    @click.option("--regime", hidden=True, default=None)
     @json_option
-    def replay(node_dir: str, day: str, regime_name: str, seed: int, speed: float,
-               as_json: bool) -> None:
-        """Replay a launch and publish, at the node, the flight path, impact predictions and
-        warnings its party would hold (STIX notes), so that its dashboard shows them."""
-        from gsomia import bootstrap
-        from gsomia.shell.web import NodeView, publish_replay, replay_entries
+    def replay(node_dir: str, day: str, index: int | None, seed: int, speed: float,
+               until_s: float | None, regime: str | None, as_json: bool) -> None:
+        """Play a real launch's measurements from the node's own radars (and its pre-launch
+        indicators) into the running node, as the flight unfolds, and print the warnings its
+        own warning centre issued for it."""
+        from pathlib import Path
 
-        node = bootstrap.open_node(node_dir)
-        try:
-            with progress(f"replaying {day} under {regime_name}", as_json=as_json) as steps:
-                entries = replay_entries(day, regime_name, node.party, seed,
-                                         catalogue=node.catalogue)
-                steps.update(total=len(entries), completed=0,
-                             description=f"publishing at the {node.party} node")
-                view = NodeView(node.store, node.keys, node.catalogue, node.party)
-                done = publish_replay(view, entries, speed=speed,
-                                      on_publish=lambda n: steps.update(completed=n))
-        finally:
-            node.close()
-        warnings = [o["x_gsomia_warning"] for _, o, _ in entries if "x_gsomia_warning" in o]
+        from gsomia import bootstrap
+        from gsomia.core.errors import MalformedInput
+        from gsomia.shell.sensor_player import replay as play_into
+
+        if regime is not None:
+            raise MalformedInput("a replay plays the node's own sensors; what it shares "
+                                 "follows its partners (partners.json)", where="--regime",
+                                 expected="no --regime (gsomia federation up --topology "
+                                          "sets whom a node shares with)")
+        with progress(f"playing {day} into the node at {speed:g}x",
+                      as_json=as_json) as steps:
+            doc = play_into(Path(node_dir), day, index, seed, speed, until_s,
+                            bootstrap.open_node,
+                            lambda n, total: steps.update(total=total, completed=n))
         if as_json:
-            emit_json({"published": done, "warnings": warnings})
+            emit_json(doc)
             return
-        click.echo(f"published {done} item(s) at the {node.party} node")
-        for w in warnings:
-            click.echo(f"  warning {w['action']} T+{w['at_s']:.0f} s: "
+        warned = doc["warnings"]
+        click.echo(f"{doc['party']}: {doc['indicators']} indicators and "
+                   f"{doc['measurements']} measurements played into the node at "
+                   f"{speed:g}x; its warning centre issued {len(warned)} warning(s)")
+        for w in warned:
+            click.echo(f"  T+{w['after_launch_s']:6.1f} s  {w['action']:<9} "
                        f"{', '.join(w['regions']) or 'no region'}")
