@@ -1,7 +1,10 @@
 """``gsomia scenario run --federation`` (issue 12): the model's figures measured at the
-nodes of the regime's real federation, under ``direct`` and under ``hub`` (relayed under
-standing consents). Apart from ``test_sensor_regimes.py`` so that the files run on separate
-workers: each plays whole flights through three node processes."""
+nodes of the regime's real federation, under ``direct``. The same run under ``hub`` (relayed
+under standing consents) and the regimes' first warnings compared are checked on the demo's
+federations (``test_demo.py``: ``gsomia demo`` runs each regime through
+:func:`~gsomia.shell.federated_scenario.run_federated` as this command does). Apart from the
+other files that play whole flights through three node processes, so that they run on
+separate workers."""
 
 from __future__ import annotations
 
@@ -36,15 +39,3 @@ def test_scenario_run_through_the_federation_prints_the_model_s_figures_measured
     # KOR's reports reached JPN's node: it held one before its own radars saw anything.
     assert jpn["first_detection_s"] < 150.0
     assert doc["links"]["KOR->JPN"]["items"] > 0 and doc["links"]["KOR->JPN"]["p50_ms"] > 0
-
-
-def test_the_hub_relays_through_the_federation_with_standing_consents() -> None:
-    doc = through_federation("hub")
-    # KOR and JPN each granted USA a standing consent for the other, held at the hub.
-    assert doc["consents"]["held_at_hub"] and len(doc["consents"]["standing"]) == 2
-    # Under the hub nothing goes between KOR and JPN directly: only through USA.
-    assert not {"KOR->JPN", "JPN->KOR"} & set(doc["links"])
-    relay = doc["relays"]["KOR->USA->JPN"]
-    assert relay["items"] > 0 and 0 < relay["p50_ms"] <= relay["p99_ms"]
-    # KOR's relayed reports reached JPN's node before its own radars saw anything.
-    assert doc["parties"]["JPN"]["first_detection_s"] < 150.0
