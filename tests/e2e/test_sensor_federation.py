@@ -18,12 +18,15 @@ pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
 
 def through_federation(regime: str) -> dict[str, Any]:
-    """``scenario run --federation --json`` of the launch under ``regime``, at 50x."""
+    """``scenario run --federation --json`` of the launch under ``regime``, at 50x, the
+    sensors played until T+260 s: every first warning comes before, and the rest of the
+    14-minute flight would only cost the nodes' work."""
     out = gsomia("scenario", "run", "--launch", LAUNCH, "--regime", regime, "--federation",
-                 "--speed", "50", "--json", timeout=300)
+                 "--speed", "50", "--until", "260", "--json", timeout=300)
     assert out.returncode == 0, out.stderr
     doc: dict[str, Any] = json.loads(out.stdout)
     assert doc["through"] == "federation" and doc["regime"] == regime
+    assert doc["played_until_s"] == 260.0
     return doc
 
 
