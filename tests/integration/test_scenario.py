@@ -78,7 +78,10 @@ def test_trilateral_carries_no_indicators_reports_or_sensor_sites(
 
 def test_indicators_cue_only_through_permitted_routes() -> None:
     cued = {}
-    runs = _replay("2017-08-29", 11, ("none", "direct", "trilateral"), Options())
+    # Indicators travel and cue before lift-off, so the flight need not be tracked: the same
+    # cues and counts as with the whole flight (0.5 against 5.9 s of CPU).
+    runs = _replay("2017-08-29", 11, ("none", "direct", "trilateral"),
+                   Options(track_until_s=1.0))
     for regime, res in runs.items():
         cued[regime] = {p: o.cued for p, o in res.parties.items()}
         got = {p: o.received.get("pre-launch-indicator", 0) for p, o in res.parties.items()}
