@@ -304,9 +304,11 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
 
     import httpx
 
-    # Under none nothing crosses, so no delivery can fall behind the flight: played fast.
+    # Under none nothing crosses, so no delivery can fall behind the flight: played fast,
+    # and only its first 100 s (the nodes' own warnings are the module's run's to check).
     proc = subprocess.Popen([sys.executable, "-m", "gsomia", "demo", "--serve", "--regimes",
-                             "none", "--speed", "100", "--report", str(tmp_path)],
+                             "none", "--speed", "100", "--until", "100", "--report",
+                             str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
@@ -355,6 +357,7 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
     assert "PERMIT" in text and "DENY" in text
     assert "First warning per party and regime" in text and "nothing crossed" in text
     assert "Dashboards of the none federation" in text
+    assert "until T+100 s" in " ".join(text.split())    # --until: the flight's first 100 s
     assert "audit JPN intact" in text
     assert "\x1b[" not in text   # no colour codes when not a terminal
     assert f"Report: {tmp_path / 'index.html'}" in text.replace("\n", "")
