@@ -52,7 +52,10 @@ demo: $(RUNTIME) bytecode
 # federations): much of the suite waits on node processes, so a third worker keeps both cores
 # busy (8 min 46 s against 10 min 31 s with two, measured on a quiet 2-core machine). The 30
 # slowest tests are listed at the end, to see where the 10-minute budget goes.
-test: $(STAMP) lint kernels
+# Lint and the kernels' compile are one process each, so they run side by side on the two
+# cores (a fresh clone: mypy's cold run and numba's about half a minute each).
+test: $(STAMP)
+	$(MAKE) --no-print-directory -j2 lint kernels
 	sh tools/pg-test-cluster.sh install
 	sh tools/install-chromium.sh
 	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=30

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # minutes after the rest had finished; started first, the short files fill the gaps. Files not
 # named keep pytest's order after these.
 LONGEST_FIRST = (
-    "integration/test_scenario.py", "integration/test_evaluate_pinned.py",
-    "integration/test_evaluate_command.py", "e2e/test_warnings_out.py", "e2e/test_demo.py",
+    "e2e/test_demo.py", "integration/test_scenario.py", "integration/test_evaluate_pinned.py",
+    "integration/test_evaluate_command.py", "e2e/test_warnings_out.py",
     "e2e/test_readme_examples.py", "e2e/test_node_cli.py", "e2e/test_sensor_federation.py",
-    "e2e/test_doctor.py", "e2e/test_sensor_regimes.py", "e2e/test_taxii_conformance.py",
+    "e2e/test_doctor.py", "e2e/test_taxii_conformance.py",
     "e2e/test_dashboard.py", "e2e/test_audit_registers.py", "e2e/test_limits.py",
     "e2e/test_standing_consents.py", "unit/test_policy.py", "e2e/test_auth_cli.py",
     "e2e/test_sensor_feeds.py", "e2e/test_federation.py", "e2e/test_sensor_partner_down.py",

@@ -24,6 +24,8 @@ def gsomia(*args: str) -> subprocess.CompletedProcess[str]:
      "error: --agreements: {tmp}/none is not a folder"),
     (["scenario", "run", "--launch", "1990-01-01", "--regime", "direct"],
      "error: --launch: no launch on 1990-01-01"),
+    (["scenario", "run", "--launch", "2017-08-29", "--regime", "direct", "--until", "60"],
+     "error: --until: --until without --federation"),
 ])
 def test_a_field_in_error_is_named_by_its_flag(tmp_path: Path, args: list[str],
                                                line: str) -> None:

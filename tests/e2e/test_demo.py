@@ -83,16 +83,23 @@ def test_story_and_model(demo: dict[str, Any]) -> None:
 def test_model_agrees_with_scenario_run(demo: dict[str, Any],
                                         gsomia: Callable[..., CompletedProcess[str]]) -> None:
     """The demo's model table and ``scenario run`` print the same times for the same launch,
-    regime and seed (the README shows them side by side)."""
+    regime and seed (the README shows them side by side); under ``direct`` the 2017
+    Hwasong-12 warns Japan for Hokkaido, an alert, while it flies."""
     from gsomia.shell.commands.scenario import FIELDS
 
     alone = gsomia("scenario", "run", "--launch", "2017-08-29", "--regime", "direct",
                    "--json", timeout=400)
     assert alone.returncode == 0, alone.stderr
-    parties = json.loads(alone.stdout)["parties"]
+    doc = json.loads(alone.stdout)
+    parties = doc["parties"]
     shown = demo["warning"]["regimes"]["direct"]["parties"]
     for p in PARTIES:
         assert {f: shown[p][f] for f in FIELDS} == {f: parties[p][f] for f in FIELDS}, p
+    jpn = parties["JPN"]
+    assert jpn["first_warning_s"] is not None
+    issued = [w for w in jpn["warnings"] if w["action"] == "issued"]
+    assert issued and "Hokkaido" in issued[0]["regions"] and issued[0]["level"] == "alert"
+    assert 60 < jpn["first_warning_s"] < doc["truth"]["flight_time_s"]
 
 
 def test_every_regime_ran_through_its_own_federation(demo: dict[str, Any]) -> None:
@@ -162,6 +169,8 @@ def test_hub_relays_between_jpn_and_kor_through_usa(demo: dict[str, Any]) -> Non
     from_kor = [provider for origin, provider, _ in held if origin == "KOR"]
     assert from_kor and set(from_kor) == {"USA"}
     assert fed["held_from"]["JPN"]["KOR"] == len(from_kor)
+    # The partners' relayed reports reached JPN's node before its own radars saw anything.
+    assert fed["parties"]["JPN"]["first_detection_s"] < 150.0
 
 
 def test_direct_and_trilateral_deliver_directly(demo: dict[str, Any]) -> None:
@@ -196,6 +205,54 @@ def test_direct_sharing_warns_jpn_earlier_than_none(demo: dict[str, Any]) -> Non
         assert fed["model_first_warning_s"]["JPN"] is not None, name
     # KOR never warns in this launch (the impact is far from Korea).
     assert all(fed["parties"]["KOR"]["first_warning_s"] is None for fed in feds.values())
+
+
+def test_kor_reports_let_jpn_warn_before_its_own_radars_could(
+        demo: dict[str, Any], gsomia: Callable[..., CompletedProcess[str]]) -> None:
+    """JPN's own radars first see the 2017-08-29 Hwasong-12 after burnout; under ``direct``
+    its node held KOR's reports of the boost phase and warned more than 10 s earlier than
+    under ``none``, and that warning comes out of ``gsomia warnings --cap`` as live CAP 1.2
+    (a live centre's, not an exercise), its tracks, ellipses and warned areas out of
+    ``--geojson``."""
+    from test_warnings_out import cap_schema
+
+    from gsomia.core.tracking.trajectory import fit
+    from gsomia.shell import feeds
+    from gsomia.shell.sensor_player import playlist
+
+    burnout = fit(feeds.find_launch("2017-08-29").flight_request()).burnout_s
+    _, own = playlist("2017-08-29", None, "JPN", 0)
+    assert min(line["t"] for _, line in own) > burnout   # JPN's radars miss the boost phase
+    feds = demo["federations"]
+    direct = feds["direct"]["parties"]["JPN"]["first_warning_s"]
+    alone = feds["none"]["parties"]["JPN"]["first_warning_s"]
+    assert direct is not None
+    assert alone is None or direct < alone - 10.0, (direct, alone)
+    jpn = Path(feds["direct"]["folder"]) / "JPN"
+    kor_reports = [json.loads(content)["x_gsomia_sensor_report"]
+                   for origin, _, content in _held_at(jpn.parent, "JPN")
+                   if origin == "KOR" and "x_gsomia_sensor_report" in content]
+    assert min(min(r["t"]) for r in kor_reports) < burnout
+
+    added = gsomia("user", "add", "--node", str(jpn), "--name", "sato", "--clearance", "極秘",
+                   "--need-to-know", "dprk-missile", "--json")
+    assert added.returncode == 0, added.stderr
+    cap = gsomia("warnings", "--node", str(jpn), "--user", json.loads(added.stdout)["token"],
+                 "--cap")
+    assert cap.returncode == 0, cap.stderr
+    cap_schema().validate(cap.stdout)
+    assert "<status>Actual</status>" in cap.stdout     # a live centre's warning
+    assert "Hokkaido" in cap.stdout
+    # And its tracks, impact ellipses and warned regions as GeoJSON.
+    from geojson_pydantic import FeatureCollection
+
+    geo = gsomia("warnings", "--node", str(jpn), "--user", json.loads(added.stdout)["token"],
+                 "--geojson")
+    assert geo.returncode == 0, geo.stderr
+    doc = json.loads(geo.stdout)
+    FeatureCollection.model_validate(doc)
+    assert {"track", "impact-ellipse", "warned-area"} <= {
+        f["properties"]["kind"] for f in doc["features"]}
 
 
 def test_sensor_sites_stay_with_their_owners(demo: dict[str, Any]) -> None:
@@ -258,9 +315,11 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
 
     import httpx
 
-    # Under none nothing crosses, so no delivery can fall behind the flight: played fast.
+    # Under none nothing crosses, so no delivery can fall behind the flight: played fast,
+    # and only its first 100 s (the nodes' own warnings are the module's run's to check).
     proc = subprocess.Popen([sys.executable, "-m", "gsomia", "demo", "--serve", "--regimes",
-                             "none", "--speed", "100", "--report", str(tmp_path)],
+                             "none", "--speed", "100", "--until", "100", "--report",
+                             str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     try:
@@ -280,6 +339,19 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
         assert len(tokens) == 3
         page = httpx.get(urls[0] + "login", verify=False, timeout=10)
         assert page.status_code == 200 and "<form" in page.text
+        # The demo user is an operator: the launch's first minutes of JPN's radars, played by
+        # `gsomia sensors run` into its node's sensor intake over HTTPS (the node's CA).
+        jpn = next(line for line in lines if line.strip().startswith("JPN: https://"))
+        root = next(w for line in lines for w in line.split() if "gsomia-demo-" in w)
+        played = subprocess.run(
+            [sys.executable, "-m", "gsomia", "sensors", "run", "--launch", "2017-08-29",
+             "--party", "JPN", "--node", jpn.split()[1], "--token",
+             jpn.split("token ")[1].strip(), "--ca", str(Path(root) / "none" / "JPN" / "tls"
+                                                        / "ca.crt"),
+             "--speed", "100", "--until", "200", "--json"],
+            capture_output=True, text=True, timeout=120, check=False)
+        assert played.returncode == 0, played.stderr
+        assert json.loads(played.stdout)["counts"]["accepted"] > 0
     finally:
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
@@ -296,6 +368,7 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
     assert "PERMIT" in text and "DENY" in text
     assert "First warning per party and regime" in text and "nothing crossed" in text
     assert "Dashboards of the none federation" in text
+    assert "until T+100 s" in " ".join(text.split())    # --until: the flight's first 100 s
     assert "audit JPN intact" in text
     assert "\x1b[" not in text   # no colour codes when not a terminal
     assert f"Report: {tmp_path / 'index.html'}" in text.replace("\n", "")

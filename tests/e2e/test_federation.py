@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,7 +26,6 @@ from hypothesis import strategies as st
 from gsomia import bootstrap
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
-from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
 from gsomia.shell import exchange, federation
@@ -50,23 +50,15 @@ class Federation:
         self.base = federation.free_base_port()
         self.nodes: dict[str, Node] = {}
 
-    def up(self) -> dict[str, Any]:
-        for attempt in range(3):
-            try:
-                doc = federation.up(self.folder, self.topology, self.base)
-                break
-            except MalformedInput:
-                # Another test's server took one of the ports between free_base_port() and a
-                # node's bind: start again on other ports (a first start only: a restart
-                # keeps its ports, and anything else is the test's to see).
-                if self.nodes or attempt == 2 or not any(
-                        "address already in use" in log.read_text("utf-8", "replace")
-                        for log in self.folder.glob("*/node.log")):
-                    raise
-                federation.down(self.folder)
-                for log in self.folder.glob("*/node.log"):
-                    log.unlink()
-                self.base = federation.free_base_port()
+    def up(self, first_base: int | None = None) -> dict[str, Any]:
+        """Start the nodes not running: the first time on free ports (from ``first_base``,
+        if given), then on the same ones."""
+        if self.nodes:
+            doc = federation.up(self.folder, self.topology, self.base)
+        else:
+            doc = federation.up_on_free_ports(self.folder, self.topology,
+                                              first_base=first_base)
+            self.base = doc["base_port"]
         for code in ("JPN", "KOR", "USA"):
             if code not in self.nodes:
                 self.nodes[code] = bootstrap.open_node(self.folder / code)
@@ -78,7 +70,8 @@ class Federation:
     @classmethod
     @contextmanager
     def running(cls, folder: Path, topology: str,
-                prepare: Callable[[Federation], None] | None = None) -> Iterator[Federation]:
+                prepare: Callable[[Federation], None] | None = None,
+                first_base: int | None = None) -> Iterator[Federation]:
         """Up for the block, then down and closed whatever happened in it. ``prepare``: a
         change to the node folders, made once they exist and before the nodes start."""
         fed = cls(folder, topology)
@@ -86,7 +79,7 @@ class Federation:
             if prepare is not None:
                 federation.configure(folder, topology, fed.base)
                 prepare(fed)
-            fed.up()
+            fed.up(first_base)
             yield fed
         finally:
             fed.down()
@@ -464,8 +457,19 @@ def test_a_party_never_receives_what_the_policy_denies(direct: Federation, level
 
 def test_audit_verify_on_every_node_after_down(tmp_path: Path) -> None:
     """Its own federation, so that it holds whatever order the tests run in: every node's
-    log verifies after an exchange and a stop."""
-    with Federation.running(tmp_path / "verify", "direct") as fed:
+    log verifies after an exchange and a stop.
+
+    Its start meets another server on JPN's port, as any start on free ports may (another
+    process takes a port between ``free_base_port()`` and the node's bind; ``scenario run
+    --federation`` and ``demo`` start so): the federation starts on other ports."""
+    with socket.create_server(("127.0.0.1", 0)) as taken, Federation.running(
+            tmp_path / "verify", "direct", first_base=taken.getsockname()[1]) as fed:
+        held_port = taken.getsockname()[1]
+        assert fed.base != held_port
+        assert federation.load_federation(fed.folder)["base_port"] == fed.base
+        assert "address already in use" in (fed.folder / "JPN" / "node.log").read_text(
+            "utf-8", "replace")
+        assert all(node["answers"] for node in federation.status(fed.folder)["nodes"].values())
         kor, jpn, usa = fed.nodes["KOR"], fed.nodes["JPN"], fed.nodes["USA"]
         item = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN", "USA"))
         assert exchange.wait_until(lambda: held(jpn, item) and held(usa, item), WAIT)

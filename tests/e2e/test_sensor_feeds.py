@@ -1,7 +1,7 @@
 """Sensor feeds into real nodes and the node's warning centre (issue 12, parts 1 and 2).
 
 Real ``gsomia node run`` processes on loopback (``Federation.running``), measurements played
-by ``gsomia sensors run`` (the regimes: ``test_sensor_regimes.py``):
+by ``gsomia sensors run`` (the regimes: ``test_demo.py``):
 
 - the intake refuses strangers (401), readers (403), oversized bodies (413) and each bad line
   with its reason, and the reports it publishes do not carry the sensor's site;

@@ -2,11 +2,13 @@
 stopped while both parties' radars are being played into their nodes. JPN's node goes on
 warning from its own sensors; KOR's sensors go on into KOR's folder, whose outbox queues
 the reports for JPN; when KOR's node is started again JPN catches up with every one of
-them, each received once (custody) and delivered once (KOR's outbox). Apart from the other
+them, each received once (custody) and delivered once (KOR's outbox). JPN's radars are played
+by ``gsomia replay``, which prints the warnings JPN's own centre issued. Apart from the other
 sensor files so that it runs on its own worker."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -41,11 +43,14 @@ def test_jpn_warns_alone_while_kor_is_down_and_catches_up_once_when_it_returns(
         jpn, kor = fed.nodes["JPN"], fed.nodes["KOR"]
         # Into the node folders, as each party's operator on its host: KOR's sensors keep
         # feeding its store while its node process is down.
+        # JPN's through `gsomia replay`, the operator's command for the node's own sensors.
         players = {code: subprocess.Popen(
-            [sys.executable, "-m", "gsomia", "sensors", "run", "--launch", LAUNCH, "--party",
-             code, "--node", str(fed.folder / code), "--speed", SPEED, "--until", "640",
-             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for code in ("KOR", "JPN")}
+            [sys.executable, "-m", "gsomia", *command, "--launch", LAUNCH, "--node",
+             str(fed.folder / code), "--speed", SPEED, "--until", "640", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for code, command in (("KOR", ("sensors", "run", "--party", "KOR")),
+                                  ("JPN", ("replay",)))}
+        printed: dict[str, str] = {}
         try:
             # KOR's reports flow to JPN, then KOR's node stops mid-flight.
             assert exchange.wait_until(lambda: len(held_from(jpn, "KOR")) >= 3, WAIT)
@@ -53,7 +58,7 @@ def test_jpn_warns_alone_while_kor_is_down_and_catches_up_once_when_it_returns(
             at_stop = held_from(jpn, "KOR")
             warned_before = len(own_warnings(jpn))
             for code, player in players.items():
-                _, err = player.communicate(timeout=240)
+                printed[code], err = player.communicate(timeout=240)
                 assert player.returncode == 0, (code, err)
         finally:
             for player in players.values():
@@ -64,6 +69,18 @@ def test_jpn_warns_alone_while_kor_is_down_and_catches_up_once_when_it_returns(
         assert first_warning_s(jpn) is not None
         assert len(own_warnings(jpn)) > warned_before
         assert held_from(jpn, "KOR") == at_stop, "JPN held KOR's reports while KOR was down"
+        # What `gsomia replay` printed is what JPN's own centre issued, at the flight second
+        # the centre stamped each warning with.
+        replayed = json.loads(printed["JPN"])
+        assert replayed["counts"]["accepted"] > 0
+        held = {w["id"]: w for w in own_warnings(jpn)}
+        assert replayed["warnings"] and {w["id"] for w in replayed["warnings"]} <= set(held)
+        for w in replayed["warnings"]:
+            assert w["after_launch_s"] == pytest.approx(held[w["id"]]["at_s"], abs=0.06)
+            assert (w["action"], w["regions"]) == (held[w["id"]]["action"],
+                                                   held[w["id"]]["regions"])
+        issued = [w["after_launch_s"] for w in replayed["warnings"] if w["action"] == "issued"]
+        assert min(issued) == pytest.approx(first_warning_s(jpn), abs=0.06)
         queued = exchange.pending(kor, "JPN")
         assert queued > 0, "KOR's sensors went on and its outbox queued them for JPN"
 

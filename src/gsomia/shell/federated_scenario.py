@@ -476,7 +476,7 @@ def _up(folder: Path, regime_name: str) -> None:
     from gsomia.shell import federation
 
     with _FOLDERS:
-        federation.up(folder, regime_name, federation.free_base_port())
+        federation.up_on_free_ports(folder, regime_name)
 
 
 class Starting:
@@ -546,7 +546,7 @@ def serve_federation(folder: Path, regime_name: str,
     from gsomia.shell import federation
     from gsomia.shell.node import new_token
 
-    federation.up(folder, regime_name, federation.free_base_port())
+    federation.up_on_free_ports(folder, regime_name)
     try:
         users = {}
         for p in PARTIES:

@@ -31,9 +31,9 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.types import Party
 
 __all__ = ["FEDERATION_FILE", "LABEL_POLICIES", "PID_FILE", "TOPOLOGIES", "FederationFile",
-           "FederationStatus", "NodeEntry", "NodeState", "Started", "configure", "deliveries",
-           "down", "free_base_port", "load_federation", "running_pid", "status", "stop_node",
-           "stop_process", "up"]
+           "FederationStatus", "NodeEntry", "NodeState", "PortTaken", "Started", "configure",
+           "deliveries", "down", "free_base_port", "load_federation", "running_pid", "status",
+           "stop_node", "stop_process", "up", "up_on_free_ports"]
 
 
 class NodeEntry(TypedDict):
@@ -69,6 +69,11 @@ class FederationStatus(TypedDict):
 
 class Started(FederationStatus):
     started: dict[Party, int]   # the processes this ``up`` started, by party
+
+
+class PortTaken(MalformedInput):
+    """A node exited at start because another process listens on its port."""
+
 
 FEDERATION_FILE = "federation.json"
 PID_FILE = "node.pid"
@@ -226,11 +231,13 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
                                  where="--dir")
     doc = configure(folder, topology, base_port)
     started: dict[str, int] = {}
+    logged: dict[str, int] = {}   # where each started node's log began
     for code, node in doc["nodes"].items():
         home = Path(node["dir"])
         if running_pid(home) is not None:
             continue
         log = open(home / "node.log", "ab")  # noqa: SIM115 - the child keeps it
+        logged[code] = log.tell()
         proc = subprocess.Popen(
             [sys.executable, "-m", "gsomia", "node", "run", "--dir", str(home),
              "--host", "127.0.0.1", "--port", str(node["port"])],
@@ -244,6 +251,10 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
         home = Path(node["dir"])
         while not _answers(node["url"], home, code):
             if running_pid(home) is None:
+                if _port_taken(home / "node.log", logged.get(code, 0)):
+                    raise PortTaken(f"port {node['port']} of the {code} node is taken by "
+                                    "another process", where="--base-port",
+                                    expected="a --base-port whose three ports are free")
                 raise MalformedInput(f"the {code} node exited at start: see {home}/node.log",
                                      where="--dir")
             if time.monotonic() > end:
@@ -253,6 +264,33 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
         if on_ready is not None:  # a progress bar's advance: one node answers
             on_ready(code)
     return {**status(folder), "started": started}
+
+
+def _port_taken(log: Path, since: int) -> bool:
+    """Whether what a node wrote to ``log`` from offset ``since`` says it could not listen."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(since)
+            return b"address already in use" in handle.read()
+    except OSError:
+        return False
+
+
+def up_on_free_ports(folder: Path, topology: str, *, first_base: int | None = None,
+                     attempts: int = 5, timeout: float = 60.0) -> Started:
+    """:func:`up` on ports nobody listens on, from ``first_base`` if given, else from
+    :func:`free_base_port`: another process may take one of them before its node binds it
+    (a node takes a second to start), and the federation then starts again on other free
+    ports, at most ``attempts`` times in all. For a federation none of whose nodes runs (a
+    running one keeps its ports: :func:`up`)."""
+    bases = [first_base] if first_base is not None else []
+    for _ in range(attempts - 1):
+        try:
+            return up(folder, topology, bases.pop() if bases else free_base_port(),
+                      timeout=timeout)
+        except PortTaken:
+            down(folder)   # the nodes that did start, on ports of the abandoned base
+    return up(folder, topology, free_base_port(), timeout=timeout)
 
 
 def stop_node(home: Path, timeout: float = 10.0) -> str:

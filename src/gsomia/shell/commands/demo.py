@@ -239,6 +239,10 @@ def register(cli: click.Group) -> None:
     @click.option("--speed", type=click.FloatRange(min=1.0), default=DEFAULT_SPEED,
                   show_default=True,
                   help="How many times faster than the flight the sensors are played.")
+    @click.option("--until", "until_s", type=click.FloatRange(min=0.0, min_open=True),
+                  default=None, metavar="S",
+                  help="Play the sensors until S seconds of flight (default: a minute after "
+                       "the model's last first warning).")
     @click.option("--report", "report_dir", default="demo-report", show_default=True,
                   metavar="DIR", help="Write the HTML report to DIR/index.html.")
     @click.option("--serve", is_flag=True,
@@ -259,7 +263,8 @@ def register(cli: click.Group) -> None:
                   help="Per-item mode: seconds of flight time the originator's operator "
                        "takes to answer each request (0: at once).")
     def demo(agreement_dirs: tuple[str, ...], as_json: bool, day: str, seed: int,
-             regime_list: str, speed: float, report_dir: str, serve: bool,
+             regime_list: str, speed: float, until_s: float | None, report_dir: str,
+             serve: bool,
              serve_regime: str | None, keep: bool, hub_consent: str,
              desk_delay: float) -> None:
         """Tell the story: agreements, explained decisions, and a launch under each regime,
@@ -299,7 +304,8 @@ def register(cli: click.Group) -> None:
             try:
                 runs = model_runs(day, seed, console, regimes)
                 warnings = runs.story()
-                until_s = played_until(runs)
+                if until_s is None:
+                    until_s = played_until(runs)
                 if console is not None:
                     print_warnings(warnings, console)
                     console.print(f"\nThe launch through the real system: three node "

@@ -319,15 +319,24 @@ def register(cli: click.Group) -> None:
     @click.option("--speed", type=click.FloatRange(min=0.0, min_open=True), default=10.0,
                   show_default=True, metavar="X",
                   help="With --federation: X times faster than real time.")
+    @click.option("--until", "until_s", type=click.FloatRange(min=0.0, min_open=True),
+                  default=None, metavar="S",
+                  help="With --federation: play the sensors until S seconds of flight "
+                       "(default: the whole flight).")
     @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
     def scenario_run(day: str, index: int | None, regime_name: str, seed: int,
-                     through_federation: bool, speed: float, as_json: bool) -> None:
+                     through_federation: bool, speed: float, until_s: float | None,
+                     as_json: bool) -> None:
         """Who detects, tracks, predicts and warns, and when (seconds after launch)."""
+        if until_s is not None and not through_federation:
+            raise MalformedInput("--until without --federation", where="--until",
+                                 expected="--federation (the model replays the whole flight)")
         launch = feeds.find_launch(day, index)
         if through_federation:
             from gsomia.shell.federated_scenario import run_federated
 
-            doc = run_federated(day, index, regime_name, seed, speed, bootstrap.open_node)
+            doc = run_federated(day, index, regime_name, seed, speed, bootstrap.open_node,
+                                until_s=until_s)
         else:
             doc = bootstrap.scenario_runner().run_one(launch, regime_name, seed).to_json()
         if as_json:
