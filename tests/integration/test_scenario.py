@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from subprocess import CompletedProcess
 
 import numpy as np
 import pytest
 
 from gsomia.bootstrap import scenario_runner
-from gsomia.core.scenario import Options, PartyOutcome, Result
+from gsomia.core.scenario import Options, PartyOutcome, Result, run
+from gsomia.core.tracking.trajectory import fit
 from gsomia.core.warning import Warning
 from gsomia.shell import feeds
 from gsomia.shell.scenarios import EVALUATION
@@ -184,3 +186,25 @@ def test_a_space_launch_names_its_drop_zones_and_not_as_land_alerts() -> None:
         # is never taken for the rocket's.
         assert o.ipp_error_km is None
         assert o.drop_error_km is None or o.drop_error_km < 50.0, (party, o.drop_error_km)
+
+
+@pytest.mark.parametrize(("day", "seed"), [("2023-11-21", 5), ("2023-08-24", 7)])
+def test_korea_alone_alerts_jeju_and_jeonnam_through_the_chollima_staging(
+        day: str, seed: int) -> None:
+    """Korea's own radars see the Chollima-1's spent first stage fall beside the rocket. At
+    these seeds the missile's track and the stage's traded detections at the separation
+    until the missile's track went unfed and the rocket flew on as its part (issue 13): no
+    cut-off corridor, no land alert, only the drop zones' notices. The track that alerts
+    must follow the rocket: Jeonnam and Jeju are alerted before it passes them."""
+    launch = feeds.find_launch(day, 0)
+    runner = scenario_runner()
+    s = runner.scenario_for(launch, fit(launch.flight_request()), "none", seed, EVALUATION)
+    owners = [x.owner for x in s.sensors]
+    # Korea's radars lead the catalogue, so alone they draw what they draw in the evaluation
+    assert owners[:4] == ["KOR"] * 4 and "KOR" not in owners[4:]
+    kor = run(replace(s, sensors=s.sensors[:4])).parties["KOR"]
+    alerted = {r: w.at_s for w in reversed(_land_alerts(kor)) for r in w.regions}
+    assert {"Jeju", "Jeonnam"} <= alerted.keys(), [w.to_json() for w in kor.warnings]
+    # as early as at the other seeds (178-193 s), long before the rocket leaves Jeju's sea
+    assert max(alerted["Jeju"], alerted["Jeonnam"]) < 200.0
+    assert kor.drop_error_km is not None and kor.drop_error_km < 50.0
