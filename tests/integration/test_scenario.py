@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from subprocess import CompletedProcess
 
 import numpy as np
 import pytest
 
 from gsomia.bootstrap import scenario_runner
-from gsomia.core.scenario import Options, PartyOutcome, Result
+from gsomia.core.scenario import Options, PartyOutcome, Result, run
+from gsomia.core.tracking.trajectory import fit
 from gsomia.core.warning import Warning
 from gsomia.shell import feeds
 from gsomia.shell.scenarios import EVALUATION
@@ -131,6 +133,11 @@ def test_early_alert_for_the_hokkaido_overflights(day: str) -> None:
     first = min(w.at_s for w in alerts if "Hokkaido" in w.regions)
     assert first <= HOKKAIDO_OVERFLIGHTS[day]
     assert first == min(w.at_s for w in alerts)
+    # Japan's first warning is that alert (`scenario run`'s whole flight, every 6 s: the
+    # README's example, which test_readme_examples runs as written)
+    issued = [w for w in jpn.warnings if w.action == "issued"]
+    assert issued[0].level == "alert" and "Hokkaido" in issued[0].regions
+    assert jpn.first_warning_s == first
     # the alert came before the missile crossed Hokkaido's longitude
     traj = res.scenario.trajectory
     _, lons = traj.ground_track(400)
@@ -182,3 +189,25 @@ def test_a_space_launch_names_its_drop_zones_and_not_as_land_alerts() -> None:
         # is never taken for the rocket's.
         assert o.ipp_error_km is None
         assert o.drop_error_km is None or o.drop_error_km < 50.0, (party, o.drop_error_km)
+
+
+@pytest.mark.parametrize(("day", "seed"), [("2023-11-21", 5), ("2023-08-24", 7)])
+def test_korea_alone_alerts_jeju_and_jeonnam_through_the_chollima_staging(
+        day: str, seed: int) -> None:
+    """Korea's own radars see the Chollima-1's spent first stage fall beside the rocket. At
+    these seeds the missile's track and the stage's traded detections at the separation
+    until the missile's track went unfed and the rocket flew on as its part (issue 13): no
+    cut-off corridor, no land alert, only the drop zones' notices. The track that alerts
+    must follow the rocket: Jeonnam and Jeju are alerted before it passes them."""
+    launch = feeds.find_launch(day, 0)
+    runner = scenario_runner()
+    s = runner.scenario_for(launch, fit(launch.flight_request()), "none", seed, EVALUATION)
+    owners = [x.owner for x in s.sensors]
+    # Korea's radars lead the catalogue, so alone they draw what they draw in the evaluation
+    assert owners[:4] == ["KOR"] * 4 and "KOR" not in owners[4:]
+    kor = run(replace(s, sensors=s.sensors[:4])).parties["KOR"]
+    alerted = {r: w.at_s for w in reversed(_land_alerts(kor)) for r in w.regions}
+    assert {"Jeju", "Jeonnam"} <= alerted.keys(), [w.to_json() for w in kor.warnings]
+    # as early as at the other seeds (178-193 s), long before the rocket leaves Jeju's sea
+    assert max(alerted["Jeju"], alerted["Jeonnam"]) < 200.0
+    assert kor.drop_error_km is not None and kor.drop_error_km < 50.0

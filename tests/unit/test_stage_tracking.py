@@ -5,6 +5,7 @@ and the stage's fall is named in its announced zone, never alerted as land it fl
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import cache
 from itertools import groupby
 
@@ -150,3 +151,61 @@ def test_the_missile_alone_is_observed_as_before() -> None:
     assert np.array_equal(alone.times, both[0].times)
     assert np.array_equal(alone.values, both[0].values)
     assert len(both[1]) > 0 and both[1].times[0] >= stage_drops(traj)[0].separated_s
+
+
+def staged_pair(gap_m_s: float, unseen_s: float, sigma_m_s: float = 30.0) -> TrackSet:
+    """A missile's track (id 1) and its part's (id 2), both last fixed at 120 s at one point
+    (60 km up over the Yellow Sea, 1.8 km/s southward, climbing), the part ``gap_m_s``
+    faster along the heading; the parent then went unfed for ``unseen_s`` (predicted as the
+    tracker predicts, with its manoeuvre allowance), while the part was fixed just now."""
+    from gsomia.core.tracking import earth
+
+    tracker = Tracker()
+    lat, lon = math.radians(38.0), math.radians(124.8)
+    basis = earth.enu_basis(lat, lon)
+    heading = basis.T @ np.array([0.0, -math.cos(0.5), math.sin(0.5)])
+    x = np.zeros((2, 6))
+    x[:, :3] = earth.geodetic_to_ecef(lat, lon, 60_000.0)
+    x[0, 3:] = 1800.0 * heading
+    x[1, 3:] = (1800.0 + gap_m_s) * heading
+    P = np.repeat(np.diag([100.0**2] * 3 + [sigma_m_s**2] * 3)[None], 2, axis=0)
+    now = 120.0 + unseen_s
+    xp, Pp = tracker.predictor.predict(x, P, np.full(2, unseen_s),
+                                       np.full(2, tracker.q_manoeuvre))
+    tracks = TrackSet().extended(np.full(2, now), xp, Pp, first_time=np.full(2, 60.0),
+                                 last_update=np.array([120.0, now]),
+                                 updates=np.array([90, 30]), parent=np.array([0, 1]))
+    # the part was just fixed: its manoeuvre filter is as sure as at the separation
+    Pm = tracks.Pm.copy()
+    Pm[1] = P[1]
+    return replace(tracks, Pm=Pm)
+
+
+def speed_of(tracks: TrackSet, tid: int) -> float:
+    return float(np.linalg.norm(tracks.xm[tracks.index_of(tid), 3:]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 55.0), st.floats(300.0, 800.0))
+def test_a_part_faster_than_its_parent_was_takes_the_missile_s_track_however_long_unfed(
+        unseen_s: float, gap: float) -> None:
+    """The alerting follows the missile's track (the parent; a part's cut-off corridor and
+    fall are a spent stage's). A part found well faster than its parent was at its last fix
+    carries the rocket, and the two exchange filters, however long the parent has gone
+    unfed: its allowance for unseen thrust, which grows without end, is not evidence that
+    the part is slower (Korea alone lost two Chollima-1 pictures to it)."""
+    tracks, _ = Tracker().step(staged_pair(gap, unseen_s), [], 120.0 + unseen_s)
+    assert tracks.parent[tracks.index_of(1)] == 0
+    assert speed_of(tracks, 1) > speed_of(tracks, 2) + 0.9 * gap
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(0.0, 55.0), st.floats(-800.0, 0.0))
+def test_a_part_no_faster_than_its_parent_was_never_takes_the_missile_s_track(
+        unseen_s: float, gap: float) -> None:
+    """A spent stage only loses speed after the separation, while the missile gains it: a
+    part no faster than its parent was at its last fix never takes the missile's track, even
+    when the missile has left the radars' view and only the stage is still seen."""
+    before = staged_pair(gap, unseen_s)
+    tracks, _ = Tracker().step(before, [], 120.0 + unseen_s)
+    assert np.array_equal(tracks.xm, before.xm) and np.array_equal(tracks.x, before.x)

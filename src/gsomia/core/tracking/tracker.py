@@ -329,6 +329,17 @@ class Tracker:
         ``behind_sigma`` standard deviations of the difference, the two tracks exchange their
         filters, so that the parent's id (and the warnings drawn from it) follows the missile;
         the parent's free-flight filter restarts, as at a staging.
+
+        Each track is judged by what it knew when last fed. A track no detection has fed for
+        a while (the two tracks traded the objects at the separation, and its object went to
+        a third) is predicted with the manoeuvre filter's allowance for thrust it may have
+        had unseen, ``q_manoeuvre`` per second of velocity variance: left in, it grows
+        without end, and a part that carries the missile, ever faster, would never be found
+        faster than that vague parent (Korea's radars alone lost the Chollima-1 so). Taken
+        out, the question is the one that tells the objects apart: is the part's object
+        faster now than the parent's was at its last fix? A spent stage never is (it only
+        loses speed after the separation, while the missile gained it), so a missile that
+        went unseen keeps its track.
         """
         order = np.arange(len(tracks))
         row_of = {int(t): i for i, t in enumerate(tracks.ids.tolist())}
@@ -340,7 +351,11 @@ class Tracker:
                 continue
             v = tracks.xm[j, 3:] / max(float(np.linalg.norm(tracks.xm[j, 3:])), 1e-9)
             gain = float((tracks.xm[i, 3:] - tracks.xm[j, 3:]) @ v)
-            spread = math.sqrt(float(v @ (tracks.Pm[i, 3:, 3:] + tracks.Pm[j, 3:, 3:]) @ v))
+            unseen_s = float(tracks.time[i] - tracks.last_update[i]
+                             + tracks.time[j] - tracks.last_update[j])
+            var = float(v @ (tracks.Pm[i, 3:, 3:] + tracks.Pm[j, 3:, 3:]) @ v)
+            # white acceleration adds q per second to each velocity axis, whatever the heading
+            spread = math.sqrt(max(var - self.q_manoeuvre * unseen_s, 0.0))
             if gain > k * spread:
                 order[i], order[j] = j, i
                 swapped.append(j)
