@@ -1,7 +1,8 @@
 """Warnings out: what a node holds of warnings, as CAP 1.2 alerts and as GeoJSON.
 
-A node holds warnings as STIX notes (``x_gsomia_warning``, or ``x_gsomia_replay`` of category
-``warning`` from ``gsomia demo``), next to flight paths and impact predictions. This module
+A node holds warnings as STIX notes (``x_gsomia_warning`` from its warning centre, or, stored
+by earlier versions whose demo published the model's replay, ``x_gsomia_replay`` of category
+``warning``), next to flight paths and impact predictions. This module
 turns the ones a reader may see (the shell decides which, by the access rule) into:
 
 - :class:`Message`: one CAP message per warning message, threaded per party, launch and
@@ -13,8 +14,9 @@ turns the ones a reader may see (the shell decides which, by the access rule) in
 - :func:`cap_alert`: the CAP 1.2 ``<alert>`` (OASIS Common Alerting Protocol, the format
   of public warning systems), built with ``xml.etree``. It is classified: ``scope`` is
   ``Restricted`` and ``restriction`` carries the item's marking, national and English.
-  A replay (every warning held today carries its launch, regime and seed) is an
-  ``Exercise``; only warnings of a live warning centre are ``Actual``.
+  A model replay stored by an earlier version (it carries its launch, regime and seed) is an
+  ``Exercise``; the warning centre's warnings are ``Actual``, also when the sensors were
+  played into it (``gsomia replay``, the dashboard's replay, the demo).
 - :func:`feature_collection`: RFC 7946 GeoJSON of tracks, impact ellipses and warned
   regions (coarse outlines of the shipped geography), each feature with its marking.
 

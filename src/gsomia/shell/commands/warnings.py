@@ -30,7 +30,9 @@ def register(cli: click.Group) -> None:
     def warnings(node_dir: str, token: str, fmt: str | None, identifier: str | None,
                  out_dir: str | None) -> None:
         """Issued, updated, passed and retracted warnings the reader may see (Art. 7); every
-        note read is audited. Replays are CAP Exercise messages."""
+        note read is audited. The warning centre's warnings are CAP Actual (replays too: a replay
+        plays sensors into the live centre); model replays stored by earlier versions
+        (``x_gsomia_replay``) are Exercise."""
         from gsomia import bootstrap
         from gsomia.core import alerting
         from gsomia.core.errors import MalformedInput
