@@ -216,10 +216,17 @@ class Tracker:
         chosen = rows[which]
         # confirmed, burning tracks that know their heading (a young track's velocity is
         # too vague to tell ahead from behind)
-        worst = np.linalg.eigvalsh(tracks.Pm[chosen, 3:, 3:])[:, -1]
-        burning = (~self.ballistic(tracks.select(chosen)) & (tracks.parent[chosen] == 0)
-                   & (tracks.updates[chosen] >= self.confirm_after)
-                   & (worst <= self.boost_velocity_sigma_m_s**2))
+        # Each test is row by row, so the costly ones run only on the rows the cheap ones
+        # leave: most scans hold no candidate at all.
+        cand = np.flatnonzero((tracks.parent[chosen] == 0)
+                              & (tracks.updates[chosen] >= self.confirm_after))
+        if cand.size:
+            worst = np.linalg.eigvalsh(tracks.Pm[chosen[cand], 3:, 3:])[:, -1]
+            cand = cand[worst <= self.boost_velocity_sigma_m_s**2]
+        if cand.size:
+            cand = cand[~self.ballistic(tracks.select(chosen[cand]))]
+        burning = np.zeros(chosen.size, dtype=bool)
+        burning[cand] = True
         if not burning.any():
             return which, det, {}, set()
         m = z.shape[0]
