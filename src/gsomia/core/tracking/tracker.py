@@ -120,10 +120,13 @@ class Tracker:
 
     def ballistic(self, tracks: TrackSet) -> NDArray[np.bool_]:
         """Which tracks are in free flight (see the class notes)."""
-        worst = np.linalg.eigvalsh(tracks.P[:, 3:, 3:])[:, -1]
         out: NDArray[np.bool_] = (tracks.ballistic(self.calm_after)
-                                  & (worst <= self.ballistic_velocity_sigma_m_s**2)
                                   & (tracks.cusum <= self.energy_calm))
+        # the eigenvalues, row by row, only where the cheap tests leave the answer open
+        rows = np.flatnonzero(out)
+        if rows.size:
+            worst = np.linalg.eigvalsh(tracks.P[rows, 3:, 3:])[:, -1]
+            out[rows] = worst <= self.ballistic_velocity_sigma_m_s**2
         return out
 
     def scan(self, tracks: TrackSet, scan: Sequence[Detection]
