@@ -378,7 +378,7 @@ def test_impacts_and_corridors_integrated_together_are_those_integrated_apart(
         np.testing.assert_array_equal(got_c.times, want_c.times)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example(*OVER_HOKKAIDO, 30_000.0, False).via("over Hokkaido")
 @example(38.0, 124.5, 37.0, 131.0, 60_000.0, False).via("over South Korea")
 @example(38.0, 124.5, 37.0, 131.0, 60_000.0, True).via("impact near Japan")
