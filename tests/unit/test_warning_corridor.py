@@ -8,11 +8,11 @@ from functools import cache
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gsomia.core.tracking import earth
-from gsomia.core.tracking.geography import atlas
+from gsomia.core.tracking.geography import TERRITORY_KINDS, atlas
 from gsomia.core.tracking.impact import Corridor, chi2_6_quantile, corridors
 from gsomia.core.tracking.predictor import rk4_step
 from gsomia.core.tracking.trajectory import Trajectory, fit
@@ -376,3 +376,27 @@ def test_impacts_and_corridors_integrated_together_are_those_integrated_apart(
         np.testing.assert_array_equal(got_c.spread, want_c.spread)
         np.testing.assert_array_equal(got_c.lat_deg, want_c.lat_deg)
         np.testing.assert_array_equal(got_c.times, want_c.times)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(*OVER_HOKKAIDO, 30_000.0, False).via("over Hokkaido")
+@example(38.0, 124.5, 37.0, 131.0, 60_000.0, False).via("over South Korea")
+@example(38.0, 124.5, 37.0, 131.0, 60_000.0, True).via("impact near Japan")
+@given(st.floats(30.0, 44.0), st.floats(124.0, 132.0), st.floats(30.0, 46.0),
+       st.floats(128.0, 150.0), st.floats(5_000.0, 150_000.0), st.booleans())
+def test_centres_sharing_one_corridor_test_name_what_their_own_test_would(
+        lat0: float, lon0: float, lat1: float, lon1: float, width_m: float,
+        impact_only: bool) -> None:
+    """The parties of one launch share one corridor test over all their concerns: each must
+    get exactly, and in the same order, what a test over its own concern alone gives."""
+    geography = feeds.load_geography()
+    shared: dict[tuple[object, ...], object] = {}
+    c = straight_corridor(200.0, lat0, lon0, lat1, lon1, width_m)
+    for party in ("USA", "JPN", "KOR"):
+        centre = WarningCentre(party, geography, touched=shared)
+        for kinds in (TERRITORY_KINDS, ("eez",)):
+            alone = regions_in_corridor(geography, c, centre.concern, kinds,
+                                        impact_only=impact_only)
+            got = centre._in_corridor(c, kinds, impact_only=impact_only)
+            assert [(r.name, a, b, i) for r, a, b, i in got] == \
+                [(r.name, a, b, i) for r, a, b, i in alone]

@@ -77,6 +77,9 @@ AREA_OF_CONCERN: Mapping[Party, tuple[Party, ...]] = {
     "JPN": ("JPN",), "KOR": ("KOR",), "USA": ("JPN", "KOR"),
 }
 
+# every party some centre watches: what one corridor test over all of them serves
+_WATCHED = tuple(sorted({q for ps in AREA_OF_CONCERN.values() for q in ps}))
+
 Action = Literal["issued", "updated", "retracted", "passed"]
 Level = Literal["alert", "notice", "information"]
 LEVEL_OF_KIND: Mapping[str, Level] = {"prefecture": "alert", "province": "alert",
@@ -284,6 +287,20 @@ class WarningCentre:
         need = 2 if impact.time - at_s > self.long_flight_s else 1
         return self.steady[track] >= need
 
+    def _in_corridor(self, corridor: Corridor, kinds: Iterable[str], *,
+                     impact_only: bool = False) -> list[tuple[Region, float, float, bool]]:
+        """regions_in_corridor over this party's concern. Each region is tested on its own,
+        so the test runs once over every party's concern and each centre sharing
+        ``touched`` (the parties of one launch and seed, under every regime) filters it."""
+        kinds = tuple(kinds)
+        watched = tuple(sorted({*_WATCHED, *self.concern}))
+        key = ("in corridor", corridor, watched, kinds, impact_only)
+        if key not in self.touched:
+            self.touched[key] = regions_in_corridor(self.atlas, corridor, watched, kinds,
+                                                    impact_only=impact_only)
+        mine = set(self.concern)
+        return [hit for hit in self.touched[key] if hit[0].party in mine]
+
     def areas(self, impact: GroundPoint, launch: GroundPoint | None,
               corridor: Corridor | None) -> dict[str, Area]:
         """What one prediction names: land under its corridor, the EEZ under its impact
@@ -293,11 +310,9 @@ class WarningCentre:
             return dict(self.touched[key])
         found: dict[str, Area] = {}
         if corridor is not None:
-            for r, _, last, at_impact in regions_in_corridor(
-                    self.atlas, corridor, self.concern, TERRITORY_KINDS):
+            for r, _, last, at_impact in self._in_corridor(corridor, TERRITORY_KINDS):
                 found[r.name] = Area("alert", IMPACT if at_impact else OVERFLIGHT, last)
-            for r, _, last, _ in regions_in_corridor(self.atlas, corridor, self.concern,
-                                                     ("eez",), impact_only=True):
+            for r, _, last, _ in self._in_corridor(corridor, ("eez",), impact_only=True):
                 found[r.name] = Area("notice", IMPACT, last)
         else:
             # A prediction without a corridor (an impact point alone): its ellipse, and the
@@ -414,8 +429,7 @@ class WarningCentre:
         k = corridor.times.size - 1
         under = regions_overflown(self.atlas, corridor.lat_deg, corridor.lon_deg, land,
                                   parties=self.concern)
-        short = {r.name for r, *_ in regions_in_corridor(self.atlas, corridor, self.concern,
-                                                         land, impact_only=True)}
+        short = {r.name for r, *_ in self._in_corridor(corridor, land, impact_only=True)}
         # Only land the missile will certainly cross: under the cut-off path and beyond the
         # reach of its shortest impact. The manoeuvre filter's corridor is too wide to name
         # neighbours; the ballistic corridors that follow add what is possible.

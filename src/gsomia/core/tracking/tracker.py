@@ -120,10 +120,13 @@ class Tracker:
 
     def ballistic(self, tracks: TrackSet) -> NDArray[np.bool_]:
         """Which tracks are in free flight (see the class notes)."""
-        worst = np.linalg.eigvalsh(tracks.P[:, 3:, 3:])[:, -1]
         out: NDArray[np.bool_] = (tracks.ballistic(self.calm_after)
-                                  & (worst <= self.ballistic_velocity_sigma_m_s**2)
                                   & (tracks.cusum <= self.energy_calm))
+        # the eigenvalues, row by row, only where the cheap tests leave the answer open
+        rows = np.flatnonzero(out)
+        if rows.size:
+            worst = np.linalg.eigvalsh(tracks.P[rows, 3:, 3:])[:, -1]
+            out[rows] = worst <= self.ballistic_velocity_sigma_m_s**2
         return out
 
     def scan(self, tracks: TrackSet, scan: Sequence[Detection]
@@ -216,10 +219,17 @@ class Tracker:
         chosen = rows[which]
         # confirmed, burning tracks that know their heading (a young track's velocity is
         # too vague to tell ahead from behind)
-        worst = np.linalg.eigvalsh(tracks.Pm[chosen, 3:, 3:])[:, -1]
-        burning = (~self.ballistic(tracks.select(chosen)) & (tracks.parent[chosen] == 0)
-                   & (tracks.updates[chosen] >= self.confirm_after)
-                   & (worst <= self.boost_velocity_sigma_m_s**2))
+        # Each test is row by row, so the costly ones run only on the rows the cheap ones
+        # leave: most scans hold no candidate at all.
+        cand = np.flatnonzero((tracks.parent[chosen] == 0)
+                              & (tracks.updates[chosen] >= self.confirm_after))
+        if cand.size:
+            worst = np.linalg.eigvalsh(tracks.Pm[chosen[cand], 3:, 3:])[:, -1]
+            cand = cand[worst <= self.boost_velocity_sigma_m_s**2]
+        if cand.size:
+            cand = cand[~self.ballistic(tracks.select(chosen[cand]))]
+        burning = np.zeros(chosen.size, dtype=bool)
+        burning[cand] = True
         if not burning.any():
             return which, det, {}, set()
         m = z.shape[0]
