@@ -16,8 +16,8 @@ import gsomia.service
 CORE = ["AuditEvent", "AuditKind", "AuditUnavailable", "Agreement", "Catalogue", "Decision",
         "Envelope", "GsomiaError", "LabelVocabulary", "MalformedInput", "NoEquivalent",
         "NotFound", "PARTIES", "Party", "PeerUnavailable", "Person", "PolicyDenied",
-        "ProofInvalid", "Receipt", "ReleaseRequest", "Replayed", "RolledBack", "SECRET_LEVELS",
-        "Scheme", "SecurityLabel", "TreeHead", "Unavailable", "bind", "decide",
+        "PortTaken", "ProofInvalid", "Receipt", "ReleaseRequest", "Replayed", "RolledBack",
+        "SECRET_LEVELS", "Scheme", "SecurityLabel", "TreeHead", "Unavailable", "bind", "decide",
         "decide_access", "instant", "iso", "party", "utc_text", "verify_binding",
         "verify_log"]
 SERVICE = ["KeyStore", "LabelRequest", "ObjectStore", "PeerInbox", "Repository", "Served",

@@ -14,15 +14,15 @@ __all__ = [
     "PARTIES", "SECRET_LEVELS", "Agreement", "AuditEvent", "AuditKind", "AuditUnavailable",
     "Catalogue", "Decision", "Envelope", "GsomiaError", "LabelVocabulary", "MalformedInput",
     "NoEquivalent", "NotFound", "Party", "PeerUnavailable", "Person", "PolicyDenied",
-    "ProofInvalid", "Receipt", "ReleaseRequest", "Replayed", "RolledBack", "Scheme",
+    "PortTaken", "ProofInvalid", "Receipt", "ReleaseRequest", "Replayed", "RolledBack", "Scheme",
     "SecurityLabel", "TreeHead", "Unavailable", "bind", "decide", "decide_access", "instant",
     "iso", "party", "utc_text", "verify_binding", "verify_log",
 ]
 
 _HOME = {
     **dict.fromkeys(("AuditUnavailable", "GsomiaError", "MalformedInput", "NoEquivalent",
-                     "NotFound", "PeerUnavailable", "PolicyDenied", "ProofInvalid", "Replayed",
-                     "RolledBack", "Unavailable"), "errors"),
+                     "NotFound", "PeerUnavailable", "PolicyDenied", "PortTaken", "ProofInvalid",
+                     "Replayed", "RolledBack", "Unavailable"), "errors"),
     **dict.fromkeys(("PARTIES", "SECRET_LEVELS", "Party", "instant", "iso", "party",
                      "utc_text"), "types"),
     **dict.fromkeys(("LabelVocabulary", "Scheme", "SecurityLabel"), "labels"),

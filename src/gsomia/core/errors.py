@@ -3,6 +3,7 @@
     GsomiaError
      ├── ActionRefused      an operator's action the desk refuses (role, request, hidden item)
      ├── MalformedInput     input that does not have the expected shape (file, field, value)
+ │    └── PortTaken     a port asked for (or picked free) that another process took first
      ├── PolicyDenied       a release or access the agreements in force do not allow
      ├── ProofInvalid       a signature, binding, Merkle proof or envelope that does not verify
      │    └── Replayed      an envelope whose nonce was seen before
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "PeerUnavailable",
     "PolicyDenied",
+    "PortTaken",
     "ProofInvalid",
     "Replayed",
     "RolledBack",
@@ -63,6 +65,12 @@ class MalformedInput(GsomiaError):
         if self.expected:
             parts.append(f"expected {self.expected}")
         return "; ".join(parts)
+
+
+class PortTaken(MalformedInput):
+    """A node exited at start because another process listens on its port: a port given
+    on the command line is bad input; one picked free was taken in between, and the
+    federation starts again on others."""
 
 
 class ActionRefused(GsomiaError):

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypedDict
 
-from gsomia.core.errors import MalformedInput
+from gsomia.core.errors import MalformedInput, PortTaken
 from gsomia.core.types import Party
 
 __all__ = ["FEDERATION_FILE", "LABEL_POLICIES", "PID_FILE", "TOPOLOGIES", "FederationFile",
-           "FederationStatus", "NodeEntry", "NodeState", "PortTaken", "Started", "configure",
+           "FederationStatus", "NodeEntry", "NodeState", "Started", "configure",
            "deliveries", "down", "free_base_port", "load_federation", "running_pid", "status",
            "stop_node", "stop_process", "up", "up_on_free_ports"]
 
@@ -69,10 +69,6 @@ class FederationStatus(TypedDict):
 
 class Started(FederationStatus):
     started: dict[Party, int]   # the processes this ``up`` started, by party
-
-
-class PortTaken(MalformedInput):
-    """A node exited at start because another process listens on its port."""
 
 
 FEDERATION_FILE = "federation.json"
