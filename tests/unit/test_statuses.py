@@ -18,6 +18,8 @@ CASES = [
     (errors.MalformedInput("x", where="partner"), 502),
     (errors.ActionRefused(409, "x", ("why",)), 409),
     (errors.RolledBack("x"), 422),
+    # raised by the command line's federation start only; as any bad input if ever answered
+    (errors.PortTaken("x", where="base_port"), 422),
 ]
 
 
