@@ -579,3 +579,30 @@ def test_a_flush_returns_only_once_what_was_queued_before_it_is_in_the_log(
     assert committing.wait(5)       # the writer thread holds the refusal, not yet committed
     store.flush_access()
     assert len(_events(world.node, "access-denied")) == before + 1
+
+
+def test_a_batched_read_recorded_on_the_loop_never_fills_the_queue(world: World) -> None:
+    """``record_access_now`` in batched mode queues a read while the queue has room, and
+    turns away, queuing nothing, the read that would fill it (that caller would flush, a
+    commit the event loop must not wait for); the read then goes by ``record_access``."""
+    from gsomia.service.taxii_ports import AccessRecord
+    from gsomia.shell.taxii_store import SqlObjectStore
+
+    store = SqlObjectStore(world.node.store, keys=world.node.keys,
+                           catalogue=world.node.catalogue, validate=None,
+                           audit_reads="batched")
+    person = Person("kenji", "JPN", "機密", frozenset({"dprk-missile"}))
+    record = AccessRecord(person, "objects", [("indicator--x", "v")], (), NOW)
+    # A small queue, and a writer thread that flushes nothing while the test looks.
+    store.MAX_QUEUED, store.FLUSH_EVERY = 4, 3600.0  # type: ignore[misc]
+    try:
+        with store._queue_lock:
+            store._queue = [record] * (store.MAX_QUEUED - 2)
+        assert store.record_access_now(record, alone=True) is True
+        assert len(store._queue) == store.MAX_QUEUED - 1
+        assert store.record_access_now(record, alone=True) is False
+        assert len(store._queue) == store.MAX_QUEUED - 1   # nothing queued by the refusal
+    finally:
+        with store._queue_lock:
+            store._queue = []   # none of these reads happened: keep them out of the log
+        store.close()

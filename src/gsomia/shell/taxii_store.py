@@ -352,11 +352,7 @@ class SqlObjectStore:
         other reader could share the commit) and no commit is under way. False: nothing
         was recorded, and the caller calls :meth:`record_access` where it may wait."""
         if self.audit_reads == "batched":
-            with self._queue_lock:
-                if len(self._queue) + 1 >= self.MAX_QUEUED:
-                    return False
-            self._enqueue(record)
-            return True
+            return self._enqueue(record, may_flush=False)
         if not alone:
             return False
         try:
@@ -374,10 +370,16 @@ class SqlObjectStore:
     FLUSH_EVERY = 0.05
     MAX_QUEUED = 10_000
 
-    def _enqueue(self, record: AccessRecord) -> None:
+    def _enqueue(self, record: AccessRecord, *, may_flush: bool = True) -> bool:
+        """Queue ``record`` for the writer thread; the caller that fills the queue flushes
+        it. Without ``may_flush``, False (nothing queued) where that would be this caller:
+        the room is checked and taken under one lock, so another reader filling the queue
+        in between cannot make this caller wait for a commit."""
         with self._queue_lock:
             if self._flush_error is not None:
                 raise AuditUnavailable(f"the audit log cannot be written: {self._flush_error}")
+            if not may_flush and len(self._queue) + 1 >= self.MAX_QUEUED:
+                return False
             self._queue.append(record)
             full = len(self._queue) >= self.MAX_QUEUED
             if self._writer is None:
@@ -390,6 +392,7 @@ class SqlObjectStore:
                 self.flush_access()
             except Exception as exc:
                 raise AuditUnavailable(f"the audit log cannot be written: {exc}") from exc
+        return True
 
     def _flush_loop(self) -> None:
         while True:
