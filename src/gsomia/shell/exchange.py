@@ -834,7 +834,7 @@ class Sender:
         try:
             partners = Partners.load(self.node.folder)
             due = None if partners is None else self.node.store.next_due(
-                recipients=partners.deliver_to if self.link is None else (self.link,),
+                recipients=[p for p in partners.deliver_to if self.link in (None, p)],
                 notices_to=self.link, or_not_to=self.strays)
         except Exception:  # the store busy or the file unreadable: the fallback pass sees
             return fallback
