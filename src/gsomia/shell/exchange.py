@@ -541,9 +541,10 @@ _STOP_SLICE_S = 0.25
 
 
 class Sender:
-    """The courier: pushes a node's due deliveries and notices to its partners; one
-    ``step`` per pass. Several may run over one PostgreSQL database (each takes its rows
-    with :meth:`gsomia.shell.store.Store.claim`); on SQLite, one.
+    """The courier: pushes a node's due deliveries and notices to its partners (to its
+    ``link`` only, as one of :class:`Couriers`); one ``step`` per pass. Several of one link
+    may run over one PostgreSQL database (each takes its rows with
+    :meth:`gsomia.shell.store.Store.claim`); on SQLite, one per link.
 
     Pipelined: while a partner verifies and stores batch k, this node seals batch k+1 (the
     rows in flight are left out of the query), posts it as soon as k's answer is back, and
