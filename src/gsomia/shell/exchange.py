@@ -926,6 +926,7 @@ class Couriers:
         woken = _wake_event(self.node.folder)
         signals = _listen(self.node.store.engine)
         changes = _Changes(self.node.store.engine) if signals is None else None
+        fell_back = True
         try:
             while not stop.is_set():
                 woken.clear()
@@ -933,22 +934,26 @@ class Couriers:
                     _drain(signals)
                 if changes is not None:
                     changes()  # what the kicked passes see; a commit from now on kicks again
-                try:
-                    self._open_links(stop)
-                except Exception as exc:  # no partners yet, the store busy: next wake-up
-                    if repr(exc) != last:  # say it once, not every pass
-                        last = repr(exc)
-                        print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
+                if fell_back or not self._links:  # not at every commit: partners rarely change
+                    try:
+                        self._open_links(stop)
+                    except Exception as exc:  # no partners yet, the store busy: next wake-up
+                        if repr(exc) != last:  # say it once, not every pass
+                            last = repr(exc)
+                            print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
                 self._kick()
                 until = time.monotonic() + fallback
+                fell_back = True
                 while not stop.is_set() and time.monotonic() < until:
                     if changes is not None:
                         if woken.wait(idle) or changes():
+                            fell_back = False
                             break
                         continue
                     # In slices, so that a stop is seen within one.
                     wait = max(0.0, min(_STOP_SLICE_S, until - time.monotonic()))
                     if select.select([signals], [], [], wait)[0] or woken.is_set():
+                        fell_back = False
                         break
         finally:
             if changes is not None:
