@@ -388,6 +388,33 @@ def test_a_delivery_whose_commit_signal_is_lost_goes_by_the_fallback_pass(
     assert [r.event for r in custody(jpn, item)] == ["received"]
 
 
+def test_a_partner_slow_to_answer_holds_up_no_other_link(direct: Federation) -> None:
+    """Each partner link has its own courier loop: with USA's node frozen (SIGSTOP: its
+    socket takes the connection and never answers, as a partner slow to answer), KOR's
+    reports for JPN still reach JPN and are receipted at once, not after KOR has waited
+    out its request to USA (10 s). Once USA answers again it receives what was held for
+    it, exactly once."""
+    kor, jpn, usa = direct.nodes["KOR"], direct.nodes["JPN"], direct.nodes["USA"]
+    pid = federation.running_pid(direct.folder / "USA")
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        # USA's batch is in flight, and unanswered, before JPN's report is committed.
+        to_all = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN", "USA"))
+        assert exchange.wait_until(lambda: held(jpn, to_all), WAIT)
+        report = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN"))
+        assert exchange.wait_until(lambda: held(jpn, report), 3.0), \
+            "KOR's report for JPN waited for USA's answer"
+        assert exchange.wait_until(
+            lambda: all(r["status"] == "delivered" for r in exchange.outbox_rows(kor)
+                        if r["item_id"] == report), 3.0), "JPN's receipt waited for USA"
+        assert not held(usa, to_all)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert exchange.wait_until(lambda: held(usa, to_all) and drained(kor), WAIT * 2)
+    assert [r.event for r in custody(usa, to_all)] == ["received"]
+
+
 def test_a_publish_by_the_command_line_is_queued_in_its_own_commit(
         direct: Federation, tmp_path: Path,
         gsomia: Callable[..., subprocess.CompletedProcess[str]]) -> None:

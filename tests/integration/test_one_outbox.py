@@ -285,6 +285,52 @@ def test_sqlite_has_one_sender_that_leaves_out_its_rows_in_flight(tmp_path: Path
         store.dispose()
 
 
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=hs.lists(hs.tuples(hs.booleans(), hs.sampled_from(["JPN", "KOR", "USA", "XYZ"])),
+                     max_size=30),
+       links=hs.sets(hs.sampled_from(["JPN", "KOR", "USA"]), min_size=1))
+def test_each_partner_links_courier_takes_its_own_rows_and_no_other(
+        tmp_path: Path, rows: list[tuple[bool, str]], links: set[str]) -> None:
+    """Security invariant of the couriers (one loop per partner link, as ``node run``
+    starts them): no two loops ever take the same row, each takes only rows to its
+    partner, and every notice is taken by some loop (one to a recipient without a link by
+    the first link's, to fail and back off rather than sit unseen)."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")  # one per test, emptied each time
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(st.outbox.delete())
+            st.insert_many(conn, st.outbox, [
+                {"kind": DELIVERY if delivery else "incident", "item_id": f"indicator--{i}",
+                 "version": "v" if delivery else None, "recipient": recipient,
+                 "reference": None if delivery else f"ref-{i}",
+                 "body": None if delivery else "{}", "status": "pending", "attempts": 0,
+                 "next_at": T0, "queued_at": T0, "delivered_at": None,
+                 "last_error": None, "seq": i} for i, (delivery, recipient) in enumerate(rows)])
+            queued = {r.row: (r.kind == DELIVERY, r.recipient)
+                      for r in conn.execute(sa.select(st.outbox))}
+        first = min(links)
+        taken: dict[int, list[str]] = {}
+        for link in sorted(links):
+            strays = frozenset(links) if link == first else None
+            for deliveries in (True, False):
+                for row in store.claim(deliveries=deliveries, now=T0, limit=100,
+                                       recipient=link, or_not_to=None if deliveries else strays):
+                    taken.setdefault(row.row, []).append(link)
+            # Its loop sleeps for what it would take, and only that.
+            mine = [n for n, by in taken.items() if by[-1] == link]
+            assert store.next_due(recipients=[link], notices_to=link, or_not_to=strays) == \
+                (T0 if mine else None)
+    finally:
+        store.dispose()
+    assert all(len(by) == 1 for by in taken.values()), taken
+    assert set(taken) == {n for n, (delivery, to) in queued.items()
+                          if to in links or not delivery}
+    for n, (by,) in taken.items():
+        delivery, to = queued[n]
+        assert to == by or (not delivery and to not in links and by == first)
+
+
 # ---- the one courier ---------------------------------------------------------------------------
 
 

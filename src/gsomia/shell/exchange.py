@@ -541,9 +541,10 @@ _STOP_SLICE_S = 0.25
 
 
 class Sender:
-    """The courier: pushes a node's due deliveries and notices to its partners; one
-    ``step`` per pass. Several may run over one PostgreSQL database (each takes its rows
-    with :meth:`gsomia.shell.store.Store.claim`); on SQLite, one.
+    """The courier: pushes a node's due deliveries and notices to its partners (to its
+    ``link`` only, as one of :class:`Couriers`); one ``step`` per pass. Several of one link
+    may run over one PostgreSQL database (each takes its rows with
+    :meth:`gsomia.shell.store.Store.claim`); on SQLite, one per link.
 
     Pipelined: while a partner verifies and stores batch k, this node seals batch k+1 (the
     rows in flight are left out of the query), posts it as soon as k's answer is back, and
@@ -552,8 +553,15 @@ class Sender:
     partner answers the resend with a receipt it does not record twice."""
 
     def __init__(self, node: NodePort, *, batch: int = 256, clock: Clock = now_utc,
-                 client: httpx.Client | None = None, notice_batch: int = 64) -> None:
+                 client: httpx.Client | None = None, notice_batch: int = 64,
+                 link: Party | None = None) -> None:
         self.node = node
+        # One partner link's courier (see :class:`Couriers`): only rows to ``link``, so
+        # loops of different links never take the same row; None: every partner in turn.
+        self.link = link
+        # The link whose loop also posts notices to recipients no loop has (the others').
+        self.strays: frozenset[Party] | None = None
+        self._notices = threading.Lock()
         self.batch = batch
         self.notice_batch = notice_batch
         self.clock = clock
@@ -587,20 +595,24 @@ class Sender:
             self._recovered = True
         report = SendReport()
         for recipient in partners.deliver_to:
+            if self.link is not None and recipient != self.link:
+                continue
             peer = partners.peers.get(recipient)
             if peer is not None:
                 self._send_to(peer, report)
         for gone in set(self._in_flight) - set(partners.deliver_to):
             self._finish(self._in_flight.pop(gone), report)
         report.in_flight = sum(len(b.sealed) for b in self._in_flight.values())
-        self._send_notices(partners, report)
+        with self._notices:
+            self._send_notices(partners, report)
         return report
 
     def _send_notices(self, partners: Partners, report: SendReport) -> None:
         """Post the notices due (incident reports, classification notices) and hand the
         partners' answers to :func:`gsomia.service.notices.settle_notices`."""
         now = self.clock()
-        due = self.node.store.claim(deliveries=False, now=now, limit=self.notice_batch)
+        due = self.node.store.claim(deliveries=False, now=now, limit=self.notice_batch,
+                                    recipient=self.link, or_not_to=self.strays)
         if not due:
             return
         outcomes: list[tuple[QueuedNotice, int, str]] = []
@@ -785,51 +797,36 @@ class Sender:
         report.delivered += delivered
         report.refused += refused
 
-    def run(self, stop: threading.Event, idle: float = 0.004,
+    def run(self, stop: threading.Event, kick: threading.Event | None = None,
             fallback: float = FALLBACK_S) -> None:
-        """Until ``stop``: send what is due; between passes, sleep until a commit is
-        signalled (the commit signal every writing unit of work sends, in any process of the
-        node), until the earliest queued row is due (a retry's backoff), or for ``fallback``
-        seconds at most: a row whose signal was lost, or left by a crash, still goes. Without
-        the signal (another sender of this database listens to it) it looks every ``idle``
-        seconds whether anything was committed."""
-        import select
-
+        """Until ``stop``: send what is due; between passes, sleep until ``kick`` is set
+        (:class:`Couriers` sets it at every commit signal, and every ``fallback`` seconds),
+        or until the earliest queued row is due (a retry's backoff)."""
+        kick = kick if kick is not None else threading.Event()
         last = ""
-        woken = _wake_event(self.node.folder)
-        signals = _listen(self.node.store.engine)
-        changes = _Changes(self.node.store.engine) if signals is None else None
-        try:
-            while not stop.is_set():
-                woken.clear()
-                if signals is not None:
-                    _drain(signals)
-                if changes is not None:
-                    changes()  # what this pass sees; a commit from now on means another pass
-                try:
-                    report = self.step()
-                except Exception as exc:  # the loop outlives one bad pass; rows stay queued
-                    report = SendReport(failed=1)
-                    if repr(exc) != last:  # say it once, not every pass
-                        last = repr(exc)
-                        print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
-                if report.delivered or report.refused or report.in_flight:
-                    continue
-                until = time.monotonic() + self._pause(fallback)
-                while not stop.is_set() and time.monotonic() < until:
-                    if changes is not None:
-                        if woken.wait(idle) or changes():
-                            break
-                        continue
-                    # In slices, so that a stop is seen within one.
-                    wait = max(0.0, min(_STOP_SLICE_S, until - time.monotonic()))
-                    if select.select([signals], [], [], wait)[0] or woken.is_set():
-                        break
-        finally:
-            if changes is not None:
-                changes.close()
-            if signals is not None:
-                signals.close()
+        while not stop.is_set():
+            kick.clear()  # what this pass sees; a commit from now on means another pass
+            try:
+                report = self.step()
+            except Exception as exc:  # the loop outlives one bad pass; rows stay queued
+                report = SendReport(failed=1)
+                if repr(exc) != last:  # say it once, not every pass
+                    last = repr(exc)
+                    print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
+            if report.delivered or report.refused or report.in_flight:
+                continue
+            until = time.monotonic() + self._pause(fallback)
+            while not stop.is_set() and not kick.is_set():
+                left = until - time.monotonic()
+                if left <= 0:
+                    break
+                kick.wait(min(_STOP_SLICE_S, left))  # in slices, so that a stop is seen
+
+    def hand_strays(self, strays: frozenset[Party] | None) -> None:
+        """Make this loop post (or stop posting) the notices to recipients outside
+        ``strays``; between two notice passes, so that no two loops take the same row."""
+        with self._notices:
+            self.strays = strays
 
     def _pause(self, fallback: float) -> float:
         """Seconds until the earliest row this sender posts is due: at most ``fallback``, at
@@ -838,7 +835,8 @@ class Sender:
         try:
             partners = Partners.load(self.node.folder)
             due = None if partners is None else self.node.store.next_due(
-                recipients=partners.deliver_to)
+                recipients=[p for p in partners.deliver_to if self.link in (None, p)],
+                notices_to=self.link, or_not_to=self.strays)
         except Exception:  # the store busy or the file unreadable: the fallback pass sees
             return fallback
         if due is None:
@@ -868,9 +866,111 @@ def in_background(worker: Worker, name: str) -> tuple[threading.Thread, threadin
     return thread, stop
 
 
+class Couriers:
+    """A node's couriers: one :class:`Sender` loop per partner link, each on a thread of
+    its own taking only the rows to its partner, so that a report for JPN never waits for
+    USA's answer or for the commit of USA's receipts. This loop wakes them: at every commit
+    signal (the one every writing unit of work sends, in any process of the node), and
+    every ``fallback`` seconds at most (a row whose signal was lost, or left by a crash,
+    still goes); without the signal (another sender of this database listens to it) it
+    looks every ``idle`` seconds whether anything was committed. A partner added to
+    partners.json gets its loop at the next wake-up."""
+
+    def __init__(self, node: NodePort, *, batch: int = 256, clock: Clock = now_utc) -> None:
+        self.node = node
+        self.batch = batch
+        self.clock = clock
+        self._links: dict[Party, tuple[Sender, threading.Thread, threading.Event]] = {}
+        self._recovered = False
+
+    def _open_links(self, stop: threading.Event) -> None:
+        partners = require_partners(self.node)
+        if not self._recovered:
+            # Crash recovery once, before any loop: every commit since queues its own.
+            scan(self.node, partners, self.clock())
+            self._recovered = True
+        new = sorted((set(partners.deliver_to) | set(partners.peers)) - set(self._links))
+        if not new:
+            return
+        for code in new:
+            sender = Sender(self.node, batch=self.batch, clock=self.clock, link=code)
+            sender._recovered = True
+            kick = threading.Event()
+            thread = threading.Thread(target=self._link_loop, args=(sender, stop, kick),
+                                      name=f"gsomia-sender-{code}", daemon=True)
+            self._links[code] = (sender, thread, kick)
+        # Notices to a recipient without a link (no URL for it) go with the first link's,
+        # to fail and back off as they always did.
+        links = frozenset(self._links)
+        for code, (sender, _, _) in sorted(self._links.items()):
+            sender.hand_strays(links if code == min(links) else None)
+        for code in new:
+            self._links[code][1].start()
+
+    @staticmethod
+    def _link_loop(sender: Sender, stop: threading.Event, kick: threading.Event) -> None:
+        try:
+            sender.run(stop, kick)
+        finally:
+            sender.close()
+
+    def _kick(self) -> None:
+        for _, _, kick in list(self._links.values()):
+            kick.set()
+
+    def run(self, stop: threading.Event, idle: float = 0.004,
+            fallback: float = FALLBACK_S) -> None:
+        import select
+
+        last = ""
+        woken = _wake_event(self.node.folder)
+        signals = _listen(self.node.store.engine)
+        changes = _Changes(self.node.store.engine) if signals is None else None
+        fell_back = True
+        try:
+            while not stop.is_set():
+                woken.clear()
+                if signals is not None:
+                    _drain(signals)
+                if changes is not None:
+                    changes()  # what the kicked passes see; a commit from now on kicks again
+                if fell_back or not self._links:  # not at every commit: partners rarely change
+                    try:
+                        self._open_links(stop)
+                    except Exception as exc:  # no partners yet, the store busy: next wake-up
+                        if repr(exc) != last:  # say it once, not every pass
+                            last = repr(exc)
+                            print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
+                self._kick()
+                until = time.monotonic() + fallback
+                fell_back = True
+                while not stop.is_set() and time.monotonic() < until:
+                    if changes is not None:
+                        if woken.wait(idle) or changes():
+                            fell_back = False
+                            break
+                        continue
+                    # In slices, so that a stop is seen within one.
+                    wait = max(0.0, min(_STOP_SLICE_S, until - time.monotonic()))
+                    if select.select([signals], [], [], wait)[0] or woken.is_set():
+                        fell_back = False
+                        break
+        finally:
+            if changes is not None:
+                changes.close()
+            if signals is not None:
+                signals.close()
+            self._kick()  # each loop sees the stop now, not at the end of its sleep
+            for _, thread, _ in list(self._links.values()):
+                thread.join()  # each records the answer of its batch in flight
+
+    def close(self) -> None:
+        pass
+
+
 def start_sender(node: NodePort) -> tuple[threading.Thread, threading.Event]:
-    """The sender on a daemon thread (``gsomia node run``)."""
-    return in_background(Sender(node), "gsomia-sender")
+    """The couriers on daemon threads (``gsomia node run``)."""
+    return in_background(Couriers(node), "gsomia-sender")
 
 
 # ---- receiving ------------------------------------------------------------------------------

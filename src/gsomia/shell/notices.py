@@ -7,11 +7,11 @@ originator, travels to every party the originator's node delivered the item to (
 receipts obtained tell who), and each holder passes it on to those it delivered to. Both
 are queued by the handler that records them, in the same commit as the audit event that
 causes them (:mod:`gsomia.service.outbox`), so a crash never loses one or sends one that
-was rolled back. They are rows of the one outbox, beside the deliveries, and the one
-courier (:class:`gsomia.shell.exchange.Sender`) posts them over mutual TLS and hands the
-answers to :func:`gsomia.service.notices.settle_notices` (delivered, refused, or retried
-with the one backoff); the receiver is idempotent (a notice it already applied is answered as a
-duplicate), so a retry after a lost answer changes nothing.
+was rolled back. They are rows of the one outbox, beside the deliveries, and the courier
+of their recipient's link (:class:`gsomia.shell.exchange.Couriers`) posts them over mutual
+TLS and hands the answers to :func:`gsomia.service.notices.settle_notices` (delivered,
+refused, or retried with the one backoff); the receiver is idempotent (a notice it
+already applied is answered as a duplicate), so a retry after a lost answer changes nothing.
 
 Incident reports carry no signature of their own (the core has no signed incident form):
 the TLS client certificate identifies the holder, and the report names its reference.
@@ -341,7 +341,7 @@ class NoticeSender:
 
     def step(self, *, heads: bool | None = None) -> NoticeReport:
         """Exchange heads when due (``heads`` forces or skips that). The notices themselves
-        go with the deliveries, by the one courier (:class:`gsomia.shell.exchange.Sender`)."""
+        go with the deliveries, by their link's courier (:class:`gsomia.shell.exchange.Sender`)."""
         report = NoticeReport()
         partners = Partners.load(self.node.folder)
         if partners is None:

@@ -721,6 +721,14 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     conn.exec_driver_sql(sql, values)
 
 
+def _to(recipient: str, or_not_to: Collection[str] | None) -> Any:
+    """Outbox rows to ``recipient``, or also to anyone outside ``or_not_to`` if given."""
+    if or_not_to is None:
+        return outbox.c.recipient == recipient
+    return sa.or_(outbox.c.recipient == recipient,
+                  outbox.c.recipient.notin_(sorted(or_not_to)))
+
+
 def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
     for i in range(0, len(values), size):
         yield values[i:i + size]
@@ -1766,9 +1774,11 @@ class Store:
         return SqlUnitOfWork(self)
 
     def claim(self, *, deliveries: bool, now: datetime, limit: int,
-              recipient: str | None = None, leaving: Collection[int] = ()) -> list[Any]:
+              recipient: str | None = None, leaving: Collection[int] = (),
+              or_not_to: Collection[str] | None = None) -> list[Any]:
         """Outbox rows due at ``now`` (deliveries, or else notices; to ``recipient`` if
-        named), oldest first, taken for this sender.
+        named, or to anyone but ``or_not_to`` if that is given too), oldest first, taken
+        for this sender.
 
         On PostgreSQL several senders share the outbox: the rows are locked with ``FOR
         UPDATE SKIP LOCKED`` (another sender's rows are passed over, never waited for) and
@@ -1781,7 +1791,7 @@ class Store:
         due = [outbox.c.status == "pending", outbox.c.next_at <= now,
                outbox.c.kind == DELIVERY if deliveries else outbox.c.kind != DELIVERY]
         if recipient is not None:
-            due.append(outbox.c.recipient == recipient)
+            due.append(_to(recipient, or_not_to))
         if leaving:
             due.append(outbox.c.row.notin_(sorted(leaving)))
         query = outbox.select().where(*due).order_by(outbox.c.row).limit(limit)
@@ -1795,12 +1805,17 @@ class Store:
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
         return rows
 
-    def next_due(self, *, recipients: Collection[str]) -> datetime | None:
+    def next_due(self, *, recipients: Collection[str], notices_to: str | None = None,
+                 or_not_to: Collection[str] | None = None) -> datetime | None:
         """When the earliest pending row a sender posts is due: a delivery to one of
-        ``recipients`` or any notice (None: nothing is queued)."""
+        ``recipients`` or a notice (to ``notices_to`` if named, as :meth:`claim` takes
+        them; None: nothing is queued)."""
+        notices = outbox.c.kind != DELIVERY
+        if notices_to is not None:
+            notices = sa.and_(notices, _to(notices_to, or_not_to))
         query = sa.select(sa.func.min(outbox.c.next_at)).where(
             outbox.c.status == "pending",
-            sa.or_(outbox.c.kind != DELIVERY, outbox.c.recipient.in_(sorted(recipients))))
+            sa.or_(notices, outbox.c.recipient.in_(sorted(recipients))))
         with self.engine.connect() as conn:
             found: datetime | None = conn.execute(query).scalar()  # typed as the column
         return found
