@@ -1820,6 +1820,15 @@ class Store:
             found: datetime | None = conn.execute(query).scalar()  # typed as the column
         return found
 
+    def newest_pending(self) -> dict[str, int]:
+        """Each recipient's newest pending outbox row (rows are never deleted, so a larger
+        number is a row queued since): whose courier a commit concerns, in one query on
+        ``ix_outbox_due``."""
+        query = sa.select(outbox.c.recipient, sa.func.max(outbox.c.row)).where(
+            outbox.c.status == "pending").group_by(outbox.c.recipient)
+        with self.engine.connect() as conn:
+            return {str(to): int(row) for to, row in conn.execute(query)}
+
     def release(self, rows: Collection[int], now: datetime) -> None:
         """Give back rows :meth:`claim` took but this sender will not post now: due at
         ``now`` again for any sender (nothing to give back on SQLite, which has no lease)."""
