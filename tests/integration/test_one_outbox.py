@@ -331,6 +331,61 @@ def test_each_partner_links_courier_takes_its_own_rows_and_no_other(
         assert to == by or (not delivery and to not in links and by == first)
 
 
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(links=hs.sets(hs.sampled_from(["JPN", "KOR", "USA"]), min_size=1),
+       commits=hs.lists(hs.tuples(
+           hs.lists(hs.tuples(hs.booleans(), hs.sampled_from(["JPN", "KOR", "USA", "XYZ"])),
+                    max_size=4),
+           hs.lists(hs.integers(0, 40), max_size=3)), min_size=1, max_size=8))
+def test_a_commit_wakes_the_links_it_queued_rows_for_and_no_other(
+        tmp_path: Path, links: set[str],
+        commits: list[tuple[list[tuple[bool, str]], list[int]]]) -> None:
+    """Lose nothing, wake no one for nothing: after each commit (rows queued, others
+    settled), the couriers wake exactly the links with a row queued since their last
+    wake-up and still pending (a stray notice's link: the first), so a link no commit
+    concerns (one whose partner only had receipts settled) costs nothing."""
+    import threading
+
+    from gsomia.shell import exchange
+
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")  # one per test, emptied each time
+    node: Any = type("Node", (), {"store": store})()
+    couriers = exchange.Couriers(node)
+    couriers._links = {code: (Any, Any, threading.Event()) for code in links}  # type: ignore[misc]
+    n = 0
+    try:
+        with store.engine.begin() as conn:
+            conn.execute(st.outbox.delete())
+        for queued, settled in commits:
+            with store.engine.begin() as conn:
+                for delivery, recipient in queued:
+                    n += 1
+                    st.insert_many(conn, st.outbox, [{
+                        "kind": DELIVERY if delivery else "incident",
+                        "item_id": f"indicator--{n}", "version": "v" if delivery else None,
+                        "recipient": recipient, "reference": None if delivery else f"r{n}",
+                        "body": None if delivery else "{}", "status": "pending",
+                        "attempts": 0, "next_at": T0, "queued_at": T0,
+                        "delivered_at": None, "last_error": None, "seq": n}])
+                new = [int(r) for r in conn.execute(
+                    sa.select(st.outbox.c.row).order_by(st.outbox.c.row.desc())
+                    .limit(len(queued))).scalars()]
+                pending = [int(r) for r in conn.execute(
+                    sa.select(st.outbox.c.row).where(st.outbox.c.status == "pending")
+                    .order_by(st.outbox.c.row)).scalars()]
+                gone = {pending[i % len(pending)] for i in settled} if pending else set()
+                conn.execute(st.outbox.update().where(st.outbox.c.row.in_(sorted(gone)))
+                             .values(status="delivered"))
+                left = {int(r.row): str(r.recipient) for r in conn.execute(
+                    sa.select(st.outbox.c.row, st.outbox.c.recipient)
+                    .where(st.outbox.c.row.in_(new), st.outbox.c.status == "pending"))}
+            assert couriers._concerned() == {
+                to if to in links else min(links) for to in left.values()}
+    finally:
+        store.dispose()
+
+
 # ---- the one courier ---------------------------------------------------------------------------
 
 

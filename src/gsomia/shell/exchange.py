@@ -572,6 +572,18 @@ class Sender:
         self._recovered = False
         # Set when a partner's answer comes back (by :meth:`run`: its wake-up event).
         self._answered: threading.Event | None = None
+        # :meth:`run` records answers on a thread of its own (``_settler``), so that a
+        # settle's commit and disk sync do not hold up the next seal; the rows of the
+        # batches being recorded are left out of the claims meanwhile, as those in flight.
+        self._settler: ThreadPoolExecutor | None = None
+        self._settling: set[int] = set()
+        self._settled = SendReport()  # what it recorded since the last pass
+        self._settled_lock = threading.Lock()
+        # Held while sealing: the links of one node (:class:`Couriers`) share it, so that
+        # their seals, CPU in one interpreter, go one after the other rather than
+        # interleave (each then as slow as both: a report sealed for JPN and for USA at
+        # once reached JPN later than when JPN's went first).
+        self.sealing = threading.Lock()
 
     @property
     def client(self) -> httpx.Client:
@@ -580,6 +592,8 @@ class Sender:
         return self._client
 
     def close(self) -> None:
+        if self._settler is not None:
+            self._settler.shutdown(wait=True)
         for batch in list(self._in_flight.values()):
             # On failure the rows stay pending and go again after a restart.
             with suppress(Exception):
@@ -609,6 +623,11 @@ class Sender:
         for gone in set(self._in_flight) - set(partners.deliver_to):
             self._finish(self._in_flight.pop(gone), report)
         report.in_flight = sum(len(b.sealed) for b in self._in_flight.values())
+        with self._settled_lock:
+            settled, self._settled = self._settled, SendReport()
+        report.delivered += settled.delivered
+        report.refused += settled.refused
+        report.failed += settled.failed
         with self._notices:
             self._send_notices(partners, report)
         return report
@@ -655,7 +674,8 @@ class Sender:
         due = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts)
                for r in self.node.store.claim(
                    deliveries=True, recipient=peer.party, now=now, limit=self.batch,
-                   leaving=[r.row for r, _ in flying.sealed] if flying is not None else ())]
+                   leaving=[*([r.row for r, _ in flying.sealed] if flying is not None else ()),
+                            *list(self._settling)])]
         if not due:
             return None
         with self.node.store.engine.connect() as conn:
@@ -779,7 +799,8 @@ class Sender:
 
     def _send_to(self, peer: Peer, report: SendReport, *, wait: bool = True) -> None:
         # Seal the next batch while the partner works on the one in flight.
-        following = self._seal(peer)
+        with self.sealing:
+            following = self._seal(peer)
         flying = self._in_flight.get(peer.party)
         if flying is not None and following is None and not wait and \
                 not flying.posted().done():
@@ -790,7 +811,39 @@ class Sender:
         if following is not None:
             self._launch(following)
         if flying is not None:
-            self._finish(flying, report)
+            if wait:
+                self._finish(flying, report)
+            else:
+                self._finish_aside(flying)
+
+    def _finish_aside(self, batch: _Batch) -> None:
+        """Record ``batch``'s answer on the settling thread, in order; its end wakes
+        :meth:`run`, which may have more to send."""
+        if self._settler is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._settler = ThreadPoolExecutor(max_workers=1,
+                                               thread_name_prefix="gsomia-settle")
+        rows = [r.row for r, _ in batch.sealed]
+        self._settling.update(rows)
+
+        def settle() -> None:
+            settled = SendReport()
+            try:
+                self._finish(batch, settled)
+            except Exception as exc:  # the rows stay pending and go again
+                settled.failed += len(rows)
+                print(f"gsomia sender: {exc!r}", file=sys.stderr, flush=True)
+            finally:
+                with self._settled_lock:
+                    self._settled.delivered += settled.delivered
+                    self._settled.refused += settled.refused
+                    self._settled.failed += settled.failed
+                self._settling.difference_update(rows)
+                if self._answered is not None:
+                    self._answered.set()
+
+        self._settler.submit(settle)
 
     def _retry(self, rows: Sequence[QueuedDelivery], error: str, now: datetime) -> None:
         exchange_handlers.retry(self.node.uow(), deliveries=rows, error=error, now=now)
@@ -922,6 +975,7 @@ class Couriers:
         self.clock = clock
         self._links: dict[Party, tuple[Sender, threading.Thread, threading.Event]] = {}
         self._recovered = False
+        self._sealing = threading.Lock()  # one link seals at a time (see Sender.sealing)
         # Each recipient's newest pending row when its link was last woken for it.
         self._seen: dict[str, int] = {}
 
@@ -937,6 +991,7 @@ class Couriers:
         for code in new:
             sender = Sender(self.node, batch=self.batch, clock=self.clock, link=code)
             sender._recovered = True
+            sender.sealing = self._sealing
             kick = threading.Event()
             thread = threading.Thread(target=self._link_loop, args=(sender, stop, kick),
                                       name=f"gsomia-sender-{code}", daemon=True)
@@ -960,6 +1015,12 @@ class Couriers:
         for code, (_, _, kick) in list(self._links.items()):
             if links is None or code in links:
                 kick.set()
+
+    def _queued(self, recipients: frozenset[str]) -> None:
+        """A commit of this process queued rows to ``recipients``: wake their links (from
+        the committing thread; see :func:`gsomia.shell.store.on_queued`)."""
+        links = set(self._links)
+        self._kick({to if to in links else min(links, default="") for to in recipients})
 
     def _concerned(self) -> set[Party] | None:
         """The links with a row queued since they were last woken for their rows: the
@@ -987,6 +1048,7 @@ class Couriers:
         signals = _listen(self.node.store.engine)
         changes = _Changes(self.node.store.engine) if signals is None else None
         fell_back = True
+        node_store.on_queued(self.node.store.engine, self._queued)
         try:
             while not stop.is_set():
                 woken.clear()
@@ -1017,6 +1079,7 @@ class Couriers:
                         fell_back = False
                         break
         finally:
+            node_store.on_queued(self.node.store.engine, None)
             if changes is not None:
                 changes.close()
             if signals is not None:

@@ -27,7 +27,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -437,6 +437,21 @@ LOCK_WAIT = 30.0
 # It is a hint only; the listener still reads the tables to know what changed.
 
 _SIGNAL: dict[str, Any] = {}
+# The couriers of a database running in this process (``exchange.Couriers``): a commit that
+# queued outbox rows hands them its rows' recipients from the committing thread, so the
+# links concerned wake at once, not through the commit signal's listener (a thread more to
+# pass through, on a core the centre and the intake share). The signal still goes, for the
+# couriers of other processes and as the check that no row is left.
+_QUEUED: dict[str, Callable[[frozenset[str]], None]] = {}
+
+
+def on_queued(engine: sa.Engine, woken: Callable[[frozenset[str]], None] | None) -> None:
+    """Have ``woken`` called with the recipients of the rows each commit to ``engine``'s
+    database in this process queued (None: no more)."""
+    if woken is None:
+        _QUEUED.pop(str(engine.url), None)
+    else:
+        _QUEUED[str(engine.url)] = woken
 # On PostgreSQL the signal is a NOTIFY on this channel, sent with the commit itself.
 COMMIT_CHANNEL = "gsomia_commit"
 
@@ -1001,6 +1016,7 @@ class SqlOutbox:
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
+        self.queued_to: set[str] = set()  # recipients of the rows this transaction added
 
     def queued_deliveries(self, keys: Collection[tuple[str, str, str]]
                           ) -> set[tuple[str, str, str]]:
@@ -1014,6 +1030,7 @@ class SqlOutbox:
         return held
 
     def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
+        self.queued_to.update(d.recipient for d in rows)
         insert_many(self.conn, outbox, [
             {"kind": DELIVERY, "item_id": d.item_id, "version": d.version,
              "recipient": d.recipient, "reference": None, "body": None, "status": "pending",
@@ -1030,6 +1047,7 @@ class SqlOutbox:
             .where(outbox.c.reference.in_(sorted({k[1] for k in wanted}))))) if k in wanted}
 
     def add_notices(self, rows: Sequence[NoticeDue], *, now: datetime, seq: int) -> None:
+        self.queued_to.update(n.recipient for n in rows)
         insert_many(self.conn, outbox, [
             {"kind": n.kind, "recipient": n.recipient, "reference": n.reference,
              "item_id": n.item_id, "version": None, "body": n.body, "status": "pending",
@@ -1278,6 +1296,12 @@ class SqlUnitOfWork:
         if self.repo.revoked:
             self._store.mark_revocations()
             self.repo.revoked = False
+        queued_to, self.outbox.queued_to = self.outbox.queued_to, set()
+        if queued_to:
+            woken = _QUEUED.get(str(self._store.engine.url))
+            if woken is not None:
+                with suppress(Exception):  # a wake-up missed: the signal still goes
+                    woken(frozenset(queued_to))
         if head is not None:
             self.committed_head = head
             if not self.audit.reads_only:
@@ -1294,6 +1318,8 @@ class SqlUnitOfWork:
         if self._conn is not None and self._conn.in_transaction():
             self._conn.rollback()
         self._tx = None
+        if getattr(self, "outbox", None) is not None:  # not before the block began
+            self.outbox.queued_to.clear()
         self.audit.discard()
         self.events = []
 
