@@ -331,7 +331,7 @@ def test_each_partner_links_courier_takes_its_own_rows_and_no_other(
         assert to == by or (not delivery and to not in links and by == first)
 
 
-@settings(max_examples=25, deadline=None,
+@settings(max_examples=15, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(links=hs.sets(hs.sampled_from(["JPN", "KOR", "USA"]), min_size=1),
        commits=hs.lists(hs.tuples(
