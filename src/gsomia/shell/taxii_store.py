@@ -191,8 +191,11 @@ class SqlObjectStore:
             where.append("i.added_at > :added_after")
             params.append(sa.bindparam("added_after", type_=UTCDateTime))
         if after:
-            where.append('(i.added_at > :after_at OR (i.added_at = :after_at '
-                         'AND i."row" > :after_row))')
+            # The bare ``>=`` is the keyset's seek: without it the planner reads the index
+            # from its first entry on every page, so the pages of a large store cost more
+            # the further in they are (page 290 of 300,000 items: 120 ms instead of 0.5).
+            where.append('i.added_at >= :after_at AND (i.added_at > :after_at '
+                         'OR i."row" > :after_row)')
             params.append(sa.bindparam("after_at", type_=UTCDateTime))
         sql = (f'SELECT i."row" AS row_key, i.id, i.version, i.added_at, {cur_i} AS label'
                + (", i.content" if content else "")
