@@ -393,7 +393,11 @@ def make_engine(url: str) -> sa.Engine:
             from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
+        # The connection used last is handed out first: SQLite empties a connection's page
+        # cache when another one has committed since its last read, and each commit of a
+        # lone caller (a read's audit event, a publish) is then on the connection it reads
+        # from next. Handed out in turns (the default), every read began cold.
+        engine = sa.create_engine(url, connect_args={"timeout": 30}, pool_use_lifo=True)
 
         @sa.event.listens_for(engine, "connect")
         def _connect(dbapi_conn: Any, _record: Any) -> None:

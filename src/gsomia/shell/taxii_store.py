@@ -164,6 +164,14 @@ class SqlObjectStore:
                   ) -> sa.TextualSelect:
         content, ids, types, last, first, exact, added_after, after = shape
         cur_i, cur_j = self._current_sql("i"), self._current_sql("j")
+        latest = ""
+        if self.store.dialect == "sqlite":
+            # The latest custody record joined once by its row (found in the index alone),
+            # not looked up twice, for the filter and for the answer: at 1,000,000 items
+            # each lookup is a walk to cold pages, and a page of 1,000 cost half as much CPU.
+            cur_i = self._class_sql("c.national_label")
+            latest = (' JOIN custody AS c ON c."row" = (SELECT max(m."row") FROM custody AS m'
+                      " WHERE m.item_id = i.id AND m.version = i.version)")
         where = [f"{cur_i} IN :visible"]
         params: list[sa.BindParameter[Any]] = [sa.bindparam("visible", expanding=True)]
         if ids:
@@ -199,7 +207,7 @@ class SqlObjectStore:
             params.append(sa.bindparam("after_at", type_=UTCDateTime))
         sql = (f'SELECT i."row" AS row_key, i.id, i.version, i.added_at, {cur_i} AS label'
                + (", i.content" if content else "")
-               + " FROM items AS i WHERE " + " AND ".join(where)
+               + " FROM items AS i" + latest + " WHERE " + " AND ".join(where)
                + ' ORDER BY i.added_at, i."row" LIMIT :limit')
         # added_at comes back raw and is read by _added_at: SQLAlchemy's own SQLite
         # DateTime parsing cost more per row than the rest of a page.
