@@ -276,7 +276,7 @@ def _prefill(folder: Path, count: int) -> tuple[float, float]:
     started = time.perf_counter()
     cpu_started = time.process_time()
     store.add_objects([Submission(_indicator(0, "prefill"), label)], person, datetime.now(UTC))
-    store.close()
+    getattr(store, "close", lambda: None)()  # sources before its queue had none (--same-bench)
     node.close()
     item_cols = [c.name for c in items.columns if c.name != "row"]
     cust_cols = [c.name for c in custody.columns if c.name != "row"]

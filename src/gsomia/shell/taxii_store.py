@@ -168,7 +168,7 @@ class SqlObjectStore:
         if self.store.dialect == "sqlite":
             # The latest custody record joined once by its row (found in the index alone),
             # not looked up twice, for the filter and for the answer: at 1,000,000 items
-            # each lookup is a walk to cold pages, and a page of 1,000 cost half as much CPU.
+            # each lookup is a walk to cold pages (a page of 1,000: 20-50% less CPU).
             cur_i = self._class_sql("c.national_label")
             latest = (' JOIN custody AS c ON c."row" = (SELECT max(m."row") FROM custody AS m'
                       " WHERE m.item_id = i.id AND m.version = i.version)")
