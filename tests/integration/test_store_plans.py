@@ -12,6 +12,7 @@ what a cursor's position must seek past (the keyset read from the first item eac
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
+from gsomia.core.custody import CustodyRecord
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.core.taxii import Filters, Position
@@ -148,3 +152,62 @@ def test_migration_0015_indexes_the_items_of_an_existing_store_by_seq(db_url: st
         assert [tuple(r) for r in kept] == [(r["id"], r["seq"]) for r in rows]
     finally:
         engine.dispose()
+
+
+LEVELS = ["機密", "特定秘密", "極秘", "秘"]
+_NODES: dict[Any, Node] = {}
+_COUNT = itertools.count(1000)
+_national = hs.builds(lambda level, rel: SecurityLabel("JPN", level, frozenset({"JPN", *rel}),
+                                                       "dprk-missile"),
+                      hs.sampled_from(LEVELS), hs.sets(hs.sampled_from(["KOR", "USA"])))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(relabels=hs.lists(hs.lists(_national, max_size=3), min_size=4, max_size=4),
+       shown=hs.lists(hs.booleans(), min_size=8, max_size=8), limit=hs.integers(1, 5))
+def test_a_page_answers_by_the_latest_custody_record_of_each_version_alone(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]],
+        relabels: list[list[SecurityLabel]], shown: list[bool], limit: int) -> None:
+    """Art. 7 is decided on the national label of a version's latest custody record (the
+    page query joins it by its row): whatever records follow the first, a page lists exactly
+    the versions whose latest label's class is visible, with that class, and no other."""
+    # One node for every example (a node's keys and certificates take a while to make);
+    # each example's items are new, and the page is asked for those alone.
+    if node_factory not in _NODES:
+        _NODES.clear()
+        _NODES[node_factory] = node_factory("JPN")
+    jpn = _NODES[node_factory]
+    now = datetime.now(UTC)
+    store = SqlObjectStore(jpn.store, keys=jpn.keys, catalogue=jpn.catalogue, validate=None)
+    try:
+        objs = [make_indicator(next(_COUNT)) for _ in relabels]
+        store.add_objects([Submission(o, LABEL) for o in objs], PUBLISHER, now)
+        latest = {o["id"]: LABEL for o in objs}
+        with jpn.store.engine.connect().execution_options(gsomia_write=True) as conn, \
+                conn.begin():
+            repo = st.SqlRepository(conn)
+            for obj, labels in zip(objs, relabels, strict=True):
+                for label in labels:
+                    repo.add_custody(CustodyRecord(
+                        obj["id"], obj["modified"], "created", "JPN", LABEL, label, now),
+                        seq=0)
+                    latest[obj["id"]] = label
+        classes = store.label_classes()
+        visible = frozenset(k for n, k in enumerate(sorted(classes)) if shown[n % len(shown)])
+        seen: list[tuple[str, str]] = []
+        after = None
+        while True:
+            page = store.page(Query(Filters(ids=frozenset(latest)), visible, after, limit))
+            seen += [(r.id, r.label_key) for r in page.rows]
+            if not page.more:
+                break
+            after = Position(page.rows[-1].date_added, page.rows[-1].key)
+
+        def class_of(label: SecurityLabel) -> str:
+            return next(k for k, v in classes.items() if v == label)
+
+        assert sorted(seen) == sorted((i, class_of(label)) for i, label in latest.items()
+                                      if class_of(label) in visible)
+    finally:
+        store.close()
