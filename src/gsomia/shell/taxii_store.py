@@ -31,13 +31,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
-from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
-from gsomia.service.ports import KeyStore, StixValidator
+from gsomia.service.ports import BindingSigner, KeyStore, StixValidator
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
@@ -92,7 +92,7 @@ class SqlObjectStore:
     def __init__(self, store: Store, *, keys: KeyStore, catalogue: Catalogue,
                  validate: StixValidator | None,
                  clock: Callable[[], float] = time.monotonic,
-                 audit_reads: str = "sync") -> None:
+                 audit_reads: str = "sync", signer: BindingSigner | None = None) -> None:
         if audit_reads not in ("sync", "batched"):
             raise MalformedInput(f"{audit_reads!r} is not a read-audit mode",
                                  where="--audit-reads", expected="sync or batched")
@@ -112,6 +112,7 @@ class SqlObjectStore:
         self.keys = keys
         self.catalogue = catalogue
         self.validate = validate
+        self.signer = signer  # the bindings' signatures; None: in the publishing thread
         self._clock = clock
         self._lock = threading.Lock()
         self._labels: dict[str, SecurityLabel] = {}
@@ -318,7 +319,10 @@ class SqlObjectStore:
             published = handlers.publish_many(
                 self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
-                validate=None, publisher=publisher, as_posted=True, one_leaf=True)
+                validate=None, publisher=publisher, as_posted=True, one_leaf=True,
+                signer=self.signer)
+        except Unavailable:
+            raise  # no signatures: the whole batch is refused, not each object in turn
         except GsomiaError:
             if len(ready) == 1:
                 raise
@@ -327,6 +331,8 @@ class SqlObjectStore:
             for entry in ready:
                 try:
                     self._publish([entry], publisher, now, outcomes)
+                except Unavailable:
+                    raise
                 except GsomiaError as exc:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
@@ -430,6 +436,9 @@ class SqlObjectStore:
             self._closing = True
             self._queued.notify()
         self.flush_access()
+        close_signer = getattr(self.signer, "close", None)
+        if close_signer is not None:
+            close_signer()
         if self._statuses is not None:
             self._statuses.dispose()
             self._statuses = None

@@ -28,15 +28,16 @@ __all__ = ["refuse_exposed_keys", "register", "serve", "tls_protocol"]
 
 
 def tls_protocol() -> type:
-    """uvicorn's h11 protocol, putting the client certificate the TLS layer verified into the
+    """uvicorn's httptools protocol (llhttp, in C: h11, in Python, was a tenth of a TAXII
+    ingest's server time), putting the client certificate the TLS layer verified into the
     ASGI TLS extension (``scope["extensions"]["tls"]``) of every request on the connection;
     which party it is, if any, is the app's to decide (``PinnedPeers``). The requests the
     server has under way go with it (``api.IN_FLIGHT``)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from gsomia.shell.api import IN_FLIGHT
 
-    class TlsH11Protocol(H11Protocol):
+    class TlsHttpProtocol(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             ssl_object = transport.get_extra_info("ssl_object")
@@ -55,7 +56,7 @@ def tls_protocol() -> type:
 
             self.app = app
 
-    return TlsH11Protocol
+    return TlsHttpProtocol
 
 
 def refuse_exposed_keys(node_dir: str) -> None:
@@ -103,7 +104,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
             node.close()
             raise
     folder = Path(node.folder)
-    app = app_for_node(node, audit_reads=audit_reads)
+    app = app_for_node(node, audit_reads=audit_reads, sign_apart=True)
     from gsomia.shell.stix_check import _enums, _validators
 
     _validators()  # compile the schemas before the first request, not during it
