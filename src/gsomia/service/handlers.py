@@ -163,6 +163,9 @@ class Published:
                 "binding_key": self.binding_key}
 
 
+ALREADY_HELD = "this version is already held"
+"""What a publisher's batch answers for a version the node holds (not stored again)."""
+
 REFUSED_TO_PUBLISH = (
     "refused: you may publish only what you may read, as a new item or as a new version of "
     "an item you may read, under the label it already carries (only its originator changes "
@@ -194,8 +197,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
                  actor: str = "operator", validate: StixValidator | None = None,
                  publisher: Person | None = None, as_posted: bool = False,
-                 one_leaf: bool = False, signer: BindingSigner | None = None
-                 ) -> list[Published]:
+                 one_leaf: bool = False, signer: BindingSigner | None = None,
+                 skipped: dict[int, str] | None = None) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
     Everything that can be refused (the object, the label, a version already held, a new
@@ -219,6 +222,11 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     ``signer``: signs the bindings elsewhere (the TAXII server's signing process), while
     this thread checks the next objects and reads what the batch is checked against; if it
     cannot sign, the batch raises :class:`Unavailable` and nothing is written. None: here.
+
+    ``skipped``: a publisher's batch answered object by object (TAXII): an entry the
+    publisher may not add (:data:`REFUSED_TO_PUBLISH`) or a version already held
+    (:data:`ALREADY_HELD`) is put there under its index in ``entries``, decided inside the
+    batch's transaction, and the others are published; without it either refuses the batch.
     """
     signing: BindingSigner = signer if signer is not None else _Signer(keys.signing_key())
     labels: dict[LabelRequest, _LabelForm] = {}
@@ -231,7 +239,7 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                             validate=validate, publisher=publisher, as_posted=as_posted)
         return _publish_prepared(uow, signing, checked, pending, prepared, keys=keys,
                                  catalogue=catalogue, now=now, actor=actor,
-                                 publisher=publisher, one_leaf=one_leaf)
+                                 publisher=publisher, one_leaf=one_leaf, skipped=skipped)
     finally:
         for chunk in pending:  # a batch refused before its signatures were taken
             chunk.abandon()
@@ -310,26 +318,42 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
                       pending: list[PendingSignatures],
                       prepared: Sequence[tuple[str, str, _LabelForm]], *, keys: KeyStore,
                       catalogue: Catalogue, now: datetime, actor: str,
-                      publisher: Person | None, one_leaf: bool) -> list[Published]:
+                      publisher: Person | None, one_leaf: bool,
+                      skipped: dict[int, str] | None) -> list[Published]:
     out: list[Published] = []
     with uow:
         # Whether the publisher may add to an item is decided before "already held" is
         # said: that answer would tell a person about a version they may not see.
         current = uow.repo.current_labels(sorted({p[0] for p in prepared}))
-        for item_id, _, form in prepared:
+        held = uow.repo.held_versions([(p[0], p[1]) for p in prepared])
+        kept: list[int] = []
+        for n, (item_id, version, form) in enumerate(prepared):
             verdict = decide_new_version(form.label, current.get(item_id, []),
                                          catalogue.schemes, publisher=publisher)
-            if not verdict.permit:
+            if skipped is not None and publisher is not None:
+                if not verdict.permit or (item_id, version) in held:
+                    skipped[n] = ALREADY_HELD if verdict.permit else REFUSED_TO_PUBLISH
+                    continue
+            elif not verdict.permit:
                 raise PolicyDenied((REFUSED_TO_PUBLISH,) if publisher is not None
                                    else (f"{item_id}: " + "; ".join(verdict.reasons),))
             # Versions of one new id within this batch share its first label too.
             current.setdefault(item_id, [form.label])
-        held = uow.repo.held_versions([(p[0], p[1]) for p in prepared])
-        if held:
+            kept.append(n)
+        if held and skipped is None:
             item_id, version = sorted(held)[0]
             raise MalformedInput(
                 f"{item_id} version {version} is already held", where="object.modified",
                 expected="a new version (a later 'modified') to publish a change")
+        if not kept:
+            return out  # all held or refused: nothing to write, no signature to wait for
+        # The custody records need no signature: made while the signer works.
+        records = [CustodyRecord(prepared[n][0], prepared[n][1], "created", keys.party,
+                                 prepared[n][2].label, prepared[n][2].label, now,
+                                 agreement=prepared[n][2].label.policy
+                                 ).knowing(prepared[n][2].canonical)
+                   for n in kept] if one_leaf else []
+        digests = [record.digest() for record in records]
         # Only now wait for the signatures: the checks and reads above ran meanwhile. What
         # cannot be signed is refused whole, before anything is written.
         signatures: list[bytes] = []
@@ -340,9 +364,9 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
             raise Unavailable("the signing process answered for "
                               f"{len(signatures)} of {len(checked)} bindings")
         bound: list[tuple[StoredItem, _LabelForm, crypto.Binding]] = []
-        for (marked, content, form, digest, _, _), signature in zip(checked, signatures,
-                                                                     strict=True):
-            binding = crypto.Binding(crypto.SIGNATURE_ALGORITHM, signing.key, signature,
+        for n in kept:
+            marked, content, form, digest, _, _ = checked[n]
+            binding = crypto.Binding(crypto.SIGNATURE_ALGORITHM, signing.key, signatures[n],
                                      digest)
             bound.append((StoredItem.from_canonical(marked, content, form.label,
                                                     form.canonical, binding, now),
@@ -352,8 +376,8 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         stored: list[tuple[StoredItem, int]] = []
         custodies: list[tuple[CustodyRecord, int]] = []
         if one_leaf and bound:
-            out = _publish_one_leaf(uow, bound, keys.party, actor, now, added_at,
-                                    stored, custodies)
+            out = _publish_one_leaf(uow, bound, records, digests, keys.party, actor, now,
+                                    added_at, stored, custodies)
         else:
             for item, form, binding in bound:
                 label = form.label
@@ -387,27 +411,22 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
 
 def _publish_one_leaf(uow: UnitOfWork,
                       prepared: Sequence[tuple[StoredItem, _LabelForm, crypto.Binding]],
+                      records: Sequence[CustodyRecord], digests: Sequence[str],
                       party: Party, actor: str, now: datetime, added_at: str,
                       stored: list[tuple[StoredItem, int]],
                       custodies: list[tuple[CustodyRecord, int]]) -> list[Published]:
-    """One ``items-published`` event for the whole batch; fills ``stored`` and
-    ``custodies`` with the rows to write under its seq."""
+    """One ``items-published`` event for the whole batch, whose items' custody records
+    (and their digests) are ``records``; fills ``stored`` and ``custodies`` with the rows
+    to write under its seq."""
     label_index: dict[int, int] = {}  # id(form) -> its place in the leaf's labels
     labels: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
-    digests: list[str] = []
-    records: list[CustodyRecord] = []
     for item, form, _ in prepared:
         n = label_index.get(id(form))
         if n is None:
             n = label_index[id(form)] = len(labels)
             labels.append({"label": form.json, "marking": form.english,
                            "national_marking": form.national})
-        label = form.label
-        custody = CustodyRecord(item.item_id, item.version, "created", party, label, label,
-                                now, agreement=label.policy).knowing(item.label)
-        records.append(custody)
-        digests.append(custody.digest())
         entries.append({"id": item.item_id, "version": item.version, "type": item.stix_type,
                         "content_hash": item.content_hash(), "label": n})
     event = uow.audit.append(
@@ -423,16 +442,6 @@ def _publish_one_leaf(uow: UnitOfWork,
         out.append(Published(item.item_id, item.version, event.seq, form.english,
                              form.national, binding.key))
     return out
-
-
-def may_add_versions(entries: Sequence[tuple[str, SecurityLabel]],
-                     current: Mapping[str, Sequence[SecurityLabel]],
-                     schemes: Mapping[Party, Scheme], *, publisher: Person) -> list[bool]:
-    """For each (item id, label made for it): whether ``publisher`` may add that version,
-    given the labels ``current`` of the versions held (``decide_new_version``); for a
-    caller that answers each object of a batch on its own."""
-    return [decide_new_version(label, list(current.get(item_id, [])), schemes,
-                               publisher=publisher).permit for item_id, label in entries]
 
 
 @dataclass(frozen=True, slots=True)
