@@ -90,25 +90,17 @@ def test_a_dead_process_fails_the_batches_waiting_on_it_and_the_next_starts_anew
     assert _verifies(b"\3" * 32, later.result()[0])
 
 
-@pytest.mark.parametrize("mode", [0o640, 0o604])
-def test_a_key_file_others_may_read_is_not_used(tmp_path: Path, mode: int) -> None:
+@pytest.mark.parametrize(("mode", "other_key", "why"), [
+    (0o640, False, "did not start"), (0o604, False, "did not start"),
+    (0o600, True, "another key")])
+def test_a_key_file_others_may_read_or_holding_another_key_is_not_used(
+        tmp_path: Path, mode: int, other_key: bool, why: str) -> None:
     path = tmp_path / "signing.key"
-    write_private(path, _pem(KEY))
+    write_private(path, _pem(Ed25519PrivateKey.generate() if other_key else KEY))
     path.chmod(mode)
     process = SigningProcess(path, crypto.fingerprint(PUBLIC))
     try:
-        with pytest.raises(Unavailable, match="did not start"):
-            process.begin([b"\0" * 32])
-    finally:
-        process.close()
-
-
-def test_a_key_file_holding_another_key_is_not_used(tmp_path: Path) -> None:
-    path = tmp_path / "signing.key"
-    write_private(path, _pem(Ed25519PrivateKey.generate()))
-    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
-    try:
-        with pytest.raises(Unavailable, match="another key"):
+        with pytest.raises(Unavailable, match=why):
             process.begin([b"\0" * 32])
     finally:
         process.close()
