@@ -330,7 +330,7 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         for n, (item_id, version, form) in enumerate(prepared):
             verdict = decide_new_version(form.label, current.get(item_id, []),
                                          catalogue.schemes, publisher=publisher)
-            if skipped is not None and publisher is not None:
+            if skipped is not None:
                 if not verdict.permit or (item_id, version) in held:
                     skipped[n] = ALREADY_HELD if verdict.permit else REFUSED_TO_PUBLISH
                     continue
