@@ -36,9 +36,9 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
 from gsomia.core.types import Party
 
-__all__ = ["AuditLog", "AuditReader", "ConsentRequest", "KeyStore", "Outbox",
-           "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository", "SeenEnvelope",
-           "StixValidator", "UnitOfWork"]
+__all__ = ["AuditLog", "AuditReader", "BindingSigner", "ConsentRequest", "KeyStore", "Outbox",
+           "PendingSignatures", "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository",
+           "SeenEnvelope", "StixValidator", "UnitOfWork"]
 
 
 class KeyStore(Protocol):
@@ -56,6 +56,30 @@ class KeyStore(Protocol):
     def envelope_key(self) -> X25519PrivateKey:
         """The key partners seal envelopes to."""
         ...
+
+
+class PendingSignatures(Protocol):
+    """Signatures asked for and not yet taken."""
+
+    def result(self) -> list[bytes]:
+        """The signatures, in the order of the digests; ``Unavailable`` if they cannot be
+        had (nothing signed elsewhere is then used)."""
+        ...
+
+    def abandon(self) -> None:
+        """The batch is refused: its signatures, if they come, are dropped."""
+        ...
+
+
+class BindingSigner(Protocol):
+    """Signs label bindings with the node's key (``crypto.BINDING_CONTEXT`` and the binding
+    digest: it signs nothing else); ``key`` is the key's fingerprint. :meth:`begin` may
+    return before the signing is done, so the caller goes on with its batch meanwhile."""
+
+    @property
+    def key(self) -> str: ...
+
+    def begin(self, digests: Sequence[bytes]) -> PendingSignatures: ...
 
 
 class StixValidator(Protocol):

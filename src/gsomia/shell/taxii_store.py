@@ -31,13 +31,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
-from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
-from gsomia.service.ports import KeyStore, StixValidator
+from gsomia.service.ports import BindingSigner, KeyStore, StixValidator
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
@@ -49,10 +49,8 @@ from gsomia.service.taxii_ports import (
     Submission,
 )
 from gsomia.shell.store import (
-    SqlRepository,
     Store,
     UTCDateTime,
-    among,
     make_engine,
     revoked_token,
     users,
@@ -92,7 +90,7 @@ class SqlObjectStore:
     def __init__(self, store: Store, *, keys: KeyStore, catalogue: Catalogue,
                  validate: StixValidator | None,
                  clock: Callable[[], float] = time.monotonic,
-                 audit_reads: str = "sync") -> None:
+                 audit_reads: str = "sync", signer: BindingSigner | None = None) -> None:
         if audit_reads not in ("sync", "batched"):
             raise MalformedInput(f"{audit_reads!r} is not a read-audit mode",
                                  where="--audit-reads", expected="sync or batched")
@@ -112,6 +110,7 @@ class SqlObjectStore:
         self.keys = keys
         self.catalogue = catalogue
         self.validate = validate
+        self.signer = signer  # the bindings' signatures; None: in the publishing thread
         self._clock = clock
         self._lock = threading.Lock()
         self._labels: dict[str, SecurityLabel] = {}
@@ -265,7 +264,6 @@ class SqlObjectStore:
                     now: datetime) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
         checked: dict[handlers.LabelRequest, str | None] = {}
-        made: dict[handlers.LabelRequest, SecurityLabel] = {}
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
         seen: set[tuple[str, str]] = set()
         for n, sub in enumerate(submissions):
@@ -276,8 +274,8 @@ class SqlObjectStore:
                 frozenset(sub.label.caveats), sub.label.policy, sub.label.category)
             if request not in checked:  # objects of one request mostly share their label
                 try:
-                    made[request] = handlers.make_label(request, originator=self.keys.party,
-                                                        catalogue=self.catalogue, now=now)
+                    handlers.make_label(request, originator=self.keys.party,
+                                        catalogue=self.catalogue, now=now)
                     checked[request] = None
                 except GsomiaError as exc:
                     checked[request] = str(exc)
@@ -296,40 +294,24 @@ class SqlObjectStore:
                 continue
             seen.add((obj["id"], version))
             entries.append((n, obj, request))
-        if entries:
-            with self.store.engine.connect() as conn:
-                known = _versions_of(conn, [o["id"] for _, o, _ in entries])
-                current = SqlRepository(conn).current_labels(
-                    sorted({item_id for item_id, _, _ in known}))
-            held = {(item_id, version) for item_id, version, _ in known}
-            ready = []
-            allowed = handlers.may_add_versions(
-                [(obj["id"], made[request]) for _, obj, request in entries], current,
-                self.catalogue.schemes, publisher=publisher)
-            for (n, obj, request), may in zip(entries, allowed, strict=True):
-                version = _version_text(obj)
-                # Refused before "already held" is said: an item the publisher may not read
-                # answers as any object refused by the access rule (see REFUSED_TO_PUBLISH).
-                if not may:
-                    outcomes[n] = Outcome(obj["id"], version, False,
-                                          handlers.REFUSED_TO_PUBLISH)
-                elif (obj["id"], version) in held:
-                    outcomes[n] = Outcome(obj["id"], version, True,
-                                          "this version is already held")
-                else:
-                    ready.append((n, obj, request))
-            self._publish(ready, publisher, now, outcomes)
+        # Whether each may be added, and whether it is held already, is decided inside the
+        # batch's transaction (``skipped``): one read of each, not one before and one in it.
+        self._publish(entries, publisher, now, outcomes)
         return [outcomes[n] for n in sorted(outcomes)]
 
     def _publish(self, ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
                  publisher: Person, now: datetime, outcomes: dict[int, Outcome]) -> None:
         if not ready:
             return
+        skipped: dict[int, str] = {}
         try:
             published = handlers.publish_many(
                 self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
-                validate=None, publisher=publisher, as_posted=True, one_leaf=True)
+                validate=None, publisher=publisher, as_posted=True, one_leaf=True,
+                signer=self.signer, skipped=skipped)
+        except Unavailable:
+            raise  # no signatures: the whole batch is refused, not each object in turn
         except GsomiaError:
             if len(ready) == 1:
                 raise
@@ -338,12 +320,21 @@ class SqlObjectStore:
             for entry in ready:
                 try:
                     self._publish([entry], publisher, now, outcomes)
+                except Unavailable:
+                    raise
                 except GsomiaError as exc:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
             return
-        for (n, _, _), done in zip(ready, published, strict=True):
-            outcomes[n] = Outcome(done.item_id, done.version, True)
+        done = iter(published)
+        for i, (n, obj, _) in enumerate(ready):
+            reason = skipped.get(i)
+            if reason is None:
+                stored = next(done)
+                outcomes[n] = Outcome(stored.item_id, stored.version, True)
+            else:  # held: a success that stores nothing; else refused by the access rule
+                outcomes[n] = Outcome(obj["id"], _version_text(obj),
+                                      reason == handlers.ALREADY_HELD, reason)
 
     def record_miss(self, record: AccessRecord) -> None:
         self._enqueue(record)
@@ -441,6 +432,9 @@ class SqlObjectStore:
             self._closing = True
             self._queued.notify()
         self.flush_access()
+        close_signer = getattr(self.signer, "close", None)
+        if close_signer is not None:
+            close_signer()
         if self._statuses is not None:
             self._statuses.dispose()
             self._statuses = None
@@ -581,9 +575,3 @@ def _added_at(value: Any) -> datetime:
 def _version_text(obj: Mapping[str, Any]) -> str:
     from gsomia.core.custody import item_version
     return item_version(obj)
-
-
-def _versions_of(conn: sa.Connection, ids: Sequence[str]) -> list[tuple[str, str, str]]:
-    """(id, version, originator) of every stored version of ``ids``."""
-    return [(r[0], r[1], r[2]) for r in among(
-        conn, "SELECT id, version, originator FROM items WHERE id IN :among", ids)]
