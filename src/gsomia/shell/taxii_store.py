@@ -158,7 +158,17 @@ class SqlObjectStore:
             f'(SELECT national_label, max("row") AS last FROM custody WHERE "row" > :seen '
             f"GROUP BY national_label) AS labels GROUP BY cls"))
         with self._lock:
-            for key, last in conn.execute(stmt, {"seen": self._custody_seen}).all():
+            seen = {"seen": self._custody_seen}
+            if self.store.dialect == "sqlite":
+                # Asked on every read and nearly always empty: SQLAlchemy's statement path
+                # cost more than the query. The driver's own, in the same transaction.
+                if not conn.in_transaction():
+                    conn.begin()
+                found = conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    stmt.text, seen).fetchall()
+            else:
+                found = conn.execute(stmt, seen).all()
+            for key, last in found:
                 if key not in self._labels:
                     self._labels[key] = SecurityLabel.from_stored(json.loads(key))
                 self._custody_seen = max(self._custody_seen, int(last))
