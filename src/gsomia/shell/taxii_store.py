@@ -145,22 +145,37 @@ class SqlObjectStore:
         return found
 
     def label_classes(self) -> Mapping[str, SecurityLabel]:
+        with self.store.engine.connect() as conn:
+            return self._classes(conn)
+
+    def _classes(self, conn: sa.Connection) -> Mapping[str, SecurityLabel]:
+        """:meth:`label_classes`, read on ``conn`` (in its transaction)."""
         # The class is computed on each distinct stored label, not on each custody row: a
         # node's first look at a million rows then groups bytes instead of parsing JSON.
         stmt = self._text(("classes",), lambda: sa.text(
             f"SELECT {self._class_sql('national_label')} AS cls, max(last) AS last FROM "
             f'(SELECT national_label, max("row") AS last FROM custody WHERE "row" > :seen '
             f"GROUP BY national_label) AS labels GROUP BY cls"))
-        with self._lock, self.store.engine.connect() as conn:
-            for key, last in conn.execute(stmt, {"seen": self._custody_seen}).all():
+        with self._lock:
+            seen = {"seen": self._custody_seen}
+            if self.store.dialect == "sqlite":
+                # Asked on every read and nearly always empty: SQLAlchemy's statement path
+                # cost more than the query. The driver's own, in the same transaction.
+                if not conn.in_transaction():
+                    conn.begin()
+                found = conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    stmt.text, seen).fetchall()
+            else:
+                found = conn.execute(stmt, seen).all()
+            for key, last in found:
                 if key not in self._labels:
                     self._labels[key] = SecurityLabel.from_stored(json.loads(key))
                 self._custody_seen = max(self._custody_seen, int(last))
             return dict(self._labels)
 
     # ---- reads -----------------------------------------------------------------------------
-    def _page_sql(self, shape: tuple[bool, bool, bool, bool, bool, bool, bool, bool]
-                  ) -> sa.TextualSelect:
+    def _page_sql(self, shape: tuple[bool, bool, bool, bool, bool, bool, bool, bool],
+                  sizes: tuple[int, int, int, int]) -> sa.TextualSelect:
         content, ids, types, last, first, exact, added_after, after = shape
         cur_i, cur_j = self._current_sql("i"), self._current_sql("j")
         latest = ""
@@ -171,27 +186,34 @@ class SqlObjectStore:
             cur_i = self._class_sql("c.national_label")
             latest = (' JOIN custody AS c ON c."row" = (SELECT max(m."row") FROM custody AS m'
                       " WHERE m.item_id = i.id AND m.version = i.version)")
-        where = [f"{cur_i} IN :visible"]
-        params: list[sa.BindParameter[Any]] = [sa.bindparam("visible", expanding=True)]
+        params: list[sa.BindParameter[Any]] = []
+
+        def among(name: str, size: int) -> str:
+            # A short list is bound item by item (``:visible_0, …``) in a statement kept
+            # for its length; an expanding parameter is rewritten on every execution.
+            if size:
+                return "(" + ", ".join(f":{name}_{k}" for k in range(size)) + ")"
+            params.append(sa.bindparam(name, expanding=True))
+            return f":{name}"
+
+        visible = among("visible", sizes[0])
+        where = [f"{cur_i} IN {visible}"]
         if ids:
-            where.append("i.id IN :ids")
-            params.append(sa.bindparam("ids", expanding=True))
+            where.append(f"i.id IN {among('ids', sizes[1])}")
         if types:
             # SQLite: unary + keeps the planner off ix_items_type, which would read every
             # object of the type and sort them; the keyset index serves the order instead.
             plus = "+" if self.store.dialect == "sqlite" else ""
-            where.append(f"{plus}i.type IN :types")
-            params.append(sa.bindparam("types", expanding=True))
+            where.append(f"{plus}i.type IN {among('types', sizes[2])}")
         choices = []
         if last:
             choices.append("NOT EXISTS (SELECT 1 FROM items AS j WHERE j.id = i.id AND "
-                           f"j.version > i.version AND {cur_j} IN :visible)")
+                           f"j.version > i.version AND {cur_j} IN {visible})")
         if first:
             choices.append("NOT EXISTS (SELECT 1 FROM items AS j WHERE j.id = i.id AND "
-                           f"j.version < i.version AND {cur_j} IN :visible)")
+                           f"j.version < i.version AND {cur_j} IN {visible})")
         if exact:
-            choices.append("i.version IN :forms")
-            params.append(sa.bindparam("forms", expanding=True))
+            choices.append(f"i.version IN {among('forms', sizes[3])}")
         if choices:
             where.append("(" + " OR ".join(choices) + ")")
         if added_after:
@@ -216,6 +238,15 @@ class SqlObjectStore:
             *([sa.column("content")] if content else []))
 
     def page(self, query: Query) -> Page:
+        with self.store.engine.connect() as conn:
+            return self._page(conn, query)
+
+    def page_by(self, query_of: Callable[[Mapping[str, SecurityLabel]], Query]) -> Page:
+        # A read transaction costs a GET by id more than the statements run in it.
+        with self.store.engine.connect() as conn:
+            return self._page(conn, query_of(self._classes(conn)))
+
+    def _page(self, conn: sa.Connection, query: Query) -> Page:
         f = query.filters
         vm = f.versions
         if not query.visible or "2.1" not in f.spec_versions:
@@ -224,13 +255,14 @@ class SqlObjectStore:
         if not vm.all and not (vm.last or vm.first or forms):
             return Page([], False)
         ids = sorted({query.object_id} if query.object_id is not None else f.ids)
-        params: dict[str, Any] = {"visible": sorted(query.visible), "limit": query.limit + 1}
-        if ids:
-            params["ids"] = ids
-        if f.types:
-            params["types"] = sorted(f.types)
-        if forms and not vm.all:
-            params["forms"] = forms
+        params: dict[str, Any] = {"limit": query.limit + 1}
+        # Item by item: the reader's label classes (a few, the same on every request) and
+        # the one id of a GET by id. The lists a request picks stay expanding, so that the
+        # statements kept stay few whatever is asked.
+        sizes = (_bind_list(params, "visible", sorted(query.visible), 8),
+                 _bind_list(params, "ids", ids, 1),
+                 _bind_list(params, "types", sorted(f.types), 0),
+                 _bind_list(params, "forms", forms if not vm.all else [], 0))
         if f.added_after is not None:
             params["added_after"] = f.added_after
         if query.after is not None:
@@ -242,9 +274,8 @@ class SqlObjectStore:
         shape = (query.with_content, bool(ids), bool(f.types), vm.last and not vm.all,
                  vm.first and not vm.all, bool(forms) and not vm.all,
                  f.added_after is not None, query.after is not None)
-        stmt = self._text(("page", *shape), lambda: self._page_sql(shape))
-        with self.store.engine.connect() as conn:
-            rows = conn.execute(stmt, params).all()
+        stmt = self._text(("page", *shape, *sizes), lambda: self._page_sql(shape, sizes))
+        rows = conn.execute(stmt, params).all()
         more = len(rows) > query.limit
         content = query.with_content
         out = [StoredVersion(r[1], r[2], _added_at(r[3]), str(r[0]), r[4],
@@ -494,6 +525,19 @@ class SqlObjectStore:
             self._tokens.clear()
         self._tokens[token_hash] = (now, found, mark)
         return found
+
+
+def _bind_list(params: dict[str, Any], name: str, values: Sequence[Any], most: int) -> int:
+    """Put ``values`` into ``params`` for :meth:`SqlObjectStore._page_sql`'s ``IN`` list
+    ``name``: item by item if there are at most ``most`` (their number returned), else as
+    one expanding parameter (0 returned). Nothing for an empty list (no such list)."""
+    if not values:
+        return 0
+    if len(values) <= most:
+        params.update((f"{name}_{k}", v) for k, v in enumerate(values))
+        return len(values)
+    params[name] = list(values)
+    return 0
 
 
 class GroupCommit:
