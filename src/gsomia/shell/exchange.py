@@ -68,7 +68,9 @@ from gsomia.service.ports import (
     KeyStore,
     QueuedDelivery,
     QueuedNotice,
+    SignatureChecks,
     StixValidator,
+    checks_here,
 )
 from gsomia.shell import store as node_store
 from gsomia.shell.store import (
@@ -781,7 +783,7 @@ class Sender:
         # When the answer came back: publish-to-receipt ends here.
         delivered, refused = exchange_handlers.settle(
             self.node.uow(), peer=peer.party, peer_public=peer.signing_public, sent=sent,
-            now=self.clock())
+            now=self.clock(), checks=_checks(self.node))
         report.delivered += delivered
         report.refused += refused
 
@@ -876,6 +878,12 @@ def start_sender(node: NodePort) -> tuple[threading.Thread, threading.Event]:
 # ---- receiving ------------------------------------------------------------------------------
 
 
+def _checks(node: NodePort) -> SignatureChecks:
+    """The node's signature worker; a node port without one verifies in its own process."""
+    found: SignatureChecks | None = getattr(node, "signatures", None)
+    return found if found is not None else checks_here
+
+
 def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
     if not nonces:
         return set()
@@ -899,7 +907,7 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
         out = exchange_handlers.receive(
             node.uow(), keys=node.keys, catalogue=node.catalogue,
             signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-            seen=seen, now=now, revoked=_revoked_standing(node))
+            seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node))
     except sa.exc.IntegrityError:
         # A concurrent delivery of the same nonce won the race: this one is a replay.
         return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,

@@ -1,0 +1,102 @@
+"""Signature checks on another process: a node's receive handler and sender hand the Ed25519
+verifications of a batch (the senders' envelope signatures, the originators' bindings, the
+partners' receipts) to one worker process while they decrypt, screen and hash.
+
+The worker gets public keys, signatures and the bytes signed, never a private key, and
+answers one yes or no per signature; a no stops what it signs. Small batches (a light
+load's one item) are verified in the caller's process: the round trip to the worker would
+cost them more than the check. Should the worker die or answer out of shape, the batch is
+verified in the caller's process instead, so a check is never skipped.
+
+Spawned, the worker imports this module and the core's crypto, and the parent's main
+module only when that is a script (a node runs as ``python -m gsomia``: not imported).
+
+The worker is started (spawned: none of the node's threads, keys or open files) with the
+first batch large enough to go to it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from gsomia.core.crypto import SignatureCheck, verify_checks
+
+__all__ = ["IN_PROCESS_BELOW", "SignatureWorker"]
+
+# Below this many signatures a batch is verified where it is: a round trip to the worker
+# (pickling, two pipe hops, the wake-up) costs about what ten verifications do, and the
+# worker's start (0.5 s of CPU) pays only in a node that receives or settles large batches.
+IN_PROCESS_BELOW = 32
+_WAIT_S = 60.0
+# A worker that cannot start (or keeps dying) is not started again and again, one process
+# per batch: after this many, the node verifies in its own process only.
+_STARTS = 3
+
+
+def _verify(batch: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
+    """In the worker: one answer per (raw public key, signature, message)."""
+    return verify_checks([SignatureCheck(*c) for c in batch])
+
+
+class SignatureWorker:
+    """The :class:`gsomia.service.ports.SignatureChecks` of a node process."""
+
+    def __init__(self, *, in_process_below: int = IN_PROCESS_BELOW) -> None:
+        self.in_process_below = in_process_below
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._started = 0
+
+    def _executor(self) -> ProcessPoolExecutor | None:
+        with self._lock:
+            if self._pool is None and not self._closed and self._started < _STARTS:
+                self._started += 1
+                self._pool = ProcessPoolExecutor(
+                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
+        checks = list(checks)
+        if len(checks) < self.in_process_below:
+            found = verify_checks(checks)
+            return lambda: found
+        pool = self._executor()
+        future: Future[list[bool]] | None = None
+        if pool is not None:
+            try:
+                future = pool.submit(_verify, [(c.public, c.signature, c.message)
+                                               for c in checks])
+            except Exception:  # broken or shut down: verify here, and start a new one next
+                self._discard(pool)
+                future = None
+
+        def answer() -> list[bool]:
+            if future is not None:
+                try:
+                    found = future.result(timeout=_WAIT_S)
+                    if isinstance(found, list) and len(found) == len(checks) and \
+                            all(type(ok) is bool for ok in found):
+                        return found
+                except Exception:  # the worker died or hung: the checks are made here
+                    self._discard(pool)
+            return verify_checks(checks)
+
+        return answer
+
+    def _discard(self, pool: ProcessPoolExecutor | None) -> None:
+        with self._lock:
+            if pool is not None and self._pool is pool:
+                self._pool = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
