@@ -824,9 +824,12 @@ def receipt_check(receipt: Receipt, public_key: Ed25519PublicKey) -> SignatureCh
                           signed_message(RECEIPT_CONTEXT, canonical(receipt.body())))
 
 
-def receipt_matches(receipt: Receipt, envelope: Envelope) -> None:
-    """Raise :class:`ProofInvalid` unless ``receipt`` acknowledges ``envelope``."""
-    if not hmac.compare_digest(receipt.envelope_digest, envelope_digest(envelope)):
+def receipt_matches(receipt: Receipt, envelope: Envelope, *,
+                    digest: bytes | None = None) -> None:
+    """Raise :class:`ProofInvalid` unless ``receipt`` acknowledges ``envelope`` (``digest``:
+    its :func:`envelope_digest`, when the caller kept it)."""
+    if not hmac.compare_digest(receipt.envelope_digest,
+                               digest if digest is not None else envelope_digest(envelope)):
         raise ProofInvalid("receipt acknowledges a different envelope")
 
 

@@ -272,6 +272,7 @@ class Sent:
     envelope: crypto.Envelope | None
     answer: Any = None
     unsent: str | None = None
+    digest: bytes | None = None  # the envelope's digest, when the sender kept it
 
 
 def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
@@ -285,8 +286,7 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
     over the peer API, never doubles the custody record."""
     receipts: list[tuple[QueuedDelivery, crypto.Receipt]] = []
     refused: list[tuple[QueuedDelivery, str]] = []
-    signed: list[tuple[QueuedDelivery, crypto.Envelope, crypto.Receipt,
-                       crypto.SignatureCheck]] = []
+    signed: list[tuple[Sent, crypto.Envelope, crypto.Receipt, crypto.SignatureCheck]] = []
     for s in sent:
         if s.envelope is None:
             refused.append((s.delivery, s.unsent or "the item is no longer held here"))
@@ -297,30 +297,28 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
                 raise PolicyDenied(tuple(result.get("reasons") or ["refused"])
                                    if isinstance(result, Mapping) else ("refused",))
             receipt = crypto.Receipt.from_json(result["receipt"])
-            signed.append((s.delivery, s.envelope, receipt,
-                           crypto.receipt_check(receipt, peer_public)))
+            signed.append((s, s.envelope, receipt, crypto.receipt_check(receipt, peer_public)))
         except GsomiaError as exc:
             refused.append((s.delivery, str(exc)))
     # The partner's signatures verify on another process while this one hashes what it sent.
     answers = checks.submit([c for *_, c in signed])
     matched: list[str | None] = []
-    for _, envelope, receipt, _ in signed:
+    for s, envelope, receipt, _ in signed:
         try:
-            crypto.receipt_matches(receipt, envelope)
+            crypto.receipt_matches(receipt, envelope, digest=s.digest)
             matched.append(None)
         except GsomiaError as exc:
             matched.append(str(exc))
     verified = answers()
     if len(verified) != len(signed):
         verified = [False] * len(signed)  # an answer that does not add up verifies nothing
-    for (delivery, _, receipt, _), ok, mismatch in zip(signed, verified, matched,
-                                                       strict=True):
+    for (s, _, receipt, _), ok, mismatch in zip(signed, verified, matched, strict=True):
         if not ok:
-            refused.append((delivery, crypto.receipt_signature_fails(receipt)))
+            refused.append((s.delivery, crypto.receipt_signature_fails(receipt)))
         elif mismatch is not None:
-            refused.append((delivery, mismatch))
+            refused.append((s.delivery, mismatch))
         else:
-            receipts.append((delivery, receipt))
+            receipts.append((s.delivery, receipt))
     with uow:
         still = uow.outbox.still_pending([d.row for d, _ in receipts] +
                                          [d.row for d, _ in refused])
