@@ -61,3 +61,39 @@ def test_a_dead_worker_costs_no_check(worker: SignatureWorker) -> None:
     assert worker.submit(checks)() == [True, False, True, False]
     assert worker.submit(checks)() == [True, False, True, False]
     assert worker._pool is not pool  # replaced, not left broken
+
+
+CHILD = """
+import sys, time
+from gsomia.shell.signatures import SignatureWorker
+worker = SignatureWorker().start()  # as gsomia node run does, first thing
+print(*worker._pool._processes, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_worker_ends_with_its_node_process() -> None:
+    """A node process killed outright (SIGKILL: a crash) leaves no worker behind."""
+    import subprocess
+    import sys
+    import time
+
+    node = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ})
+    assert node.stdout is not None
+    workers = [int(p) for p in node.stdout.readline().split()]
+    assert workers and all(os.path.exists(f"/proc/{p}") for p in workers)
+    os.kill(node.pid, signal.SIGKILL)
+    node.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in workers)

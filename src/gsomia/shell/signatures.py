@@ -8,11 +8,11 @@ load's one item) are verified in the caller's process: the round trip to the wor
 cost them more than the check. Should the worker die or answer out of shape, the batch is
 verified in the caller's process instead, so a check is never skipped.
 
-Spawned, the worker imports this module and the core's crypto, and the parent's main
-module only when that is a script (a node runs as ``python -m gsomia``: not imported).
-
-The worker is started (spawned: none of the node's threads, keys or open files) with the
-first batch large enough to go to it.
+``gsomia node run`` starts the worker first thing (:meth:`SignatureWorker.start`: forked
+before the node opens its store or loads a key, so it holds neither, and costs no start-up
+of its own). Elsewhere, and to replace a worker that died, it is spawned (none of the
+node's memory: it imports this module and the core's crypto, and the parent's main module
+only when that is a script) with the first batch large enough to go to it.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import suppress
 
 from gsomia.core.crypto import SignatureCheck, verify_checks
 
@@ -34,6 +35,26 @@ _WAIT_S = 60.0
 # A worker that cannot start (or keeps dying) is not started again and again, one process
 # per batch: after this many, the node verifies in its own process only.
 _STARTS = 3
+
+
+def _die_with(parent: int) -> None:
+    """In the worker, first: it ends when the node process does, even by SIGKILL (a crash
+    test, an operator), instead of waiting on its pipe for ever."""
+    import ctypes
+    import os
+    import signal
+
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # gone before the line above
+        os._exit(0)
+
+
+def _pool(method: str) -> ProcessPoolExecutor:
+    import os
+
+    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method),
+                               initializer=_die_with, initargs=(os.getpid(),))
 
 
 def _verify(batch: list[tuple[bytes, bytes, bytes]]) -> list[bool]:
@@ -51,12 +72,25 @@ class SignatureWorker:
         self._closed = False
         self._started = 0
 
+    def start(self) -> SignatureWorker:
+        """Fork the worker now, before this process loads a key or opens a file: a fork
+        copies the parent's memory, so it must hold nothing then (``node run`` calls this
+        before it opens the node)."""
+        with self._lock:
+            if self._pool is None and not self._closed:
+                self._started += 1
+                self._pool = _pool("fork")
+                pool = self._pool
+            else:
+                return self
+        pool.submit(int).result(timeout=_WAIT_S)  # the fork happens here, not later
+        return self
+
     def _executor(self) -> ProcessPoolExecutor | None:
         with self._lock:
             if self._pool is None and not self._closed and self._started < _STARTS:
                 self._started += 1
-                self._pool = ProcessPoolExecutor(
-                    max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = _pool("spawn")
             return self._pool
 
     def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
