@@ -57,7 +57,6 @@ from gsomia.core.custody import (
     sign_classification_notice,
     stamp,
     token_hash,
-    verify_binding_bytes,
     verify_classification_notice,
 )
 from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid, Unavailable
@@ -95,8 +94,10 @@ from gsomia.service.ports import (
     BindingSigner,
     KeyStore,
     PendingSignatures,
+    SignatureChecks,
     StixValidator,
     UnitOfWork,
+    checks_here,
 )
 
 PROOF_VERSION = "gsomia/audit-proof/v1"
@@ -575,9 +576,14 @@ Verdict = tuple[Incoming, str, str, str | None, Decision | None, StoredItem | No
 
 def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Catalogue,
                     originator_keys: Mapping[Party, Ed25519PublicKey],
-                    now: datetime) -> list[Verdict]:
-    """The checks of :func:`ingest` that need no store (run before the write lock)."""
-    verdicts: list[Verdict] = []
+                    now: datetime, checks: SignatureChecks = checks_here) -> list[Verdict]:
+    """The checks of :func:`ingest` that need no store (run before the write lock).
+
+    The originators' binding signatures of the whole batch go to ``checks`` at once (another
+    process, while this one decides the releases); an item whose signature does not verify
+    is refused, whatever its decision (fail closed)."""
+    screened: list[tuple[Incoming, str, str, str | None, StoredItem | None]] = []
+    signed: list[tuple[int, crypto.SignatureCheck]] = []
     for incoming in batch:
         item_id = str(incoming.obj.get("id", ""))
         version = _version(incoming.obj)
@@ -601,11 +607,16 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
             # The bytes bound are the bytes stored: canonicalise once for both.
             try:
                 label_bytes = record_bytes(incoming.label.to_json())
-                verify_binding_bytes(label_bytes, content, incoming.binding, public)
+                check = crypto.binding_check(label_bytes, content, incoming.binding, public)
                 item = StoredItem.from_canonical(incoming.obj, content, incoming.label,
                                                  label_bytes, incoming.binding, now)
+                signed.append((len(screened), check))
             except (ProofInvalid, MalformedInput) as exc:
                 problem = f"binding of {incoming.label.originator}: {exc}"
+        screened.append((incoming, item_id, version, problem, item))
+    answers = checks.submit([c for _, c in signed])
+    verdicts: list[Verdict] = []
+    for incoming, item_id, version, problem, item in screened:
         if problem is not None:
             verdicts.append((incoming, item_id, version, problem, None, None))
             continue
@@ -614,6 +625,15 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
         verdicts.append((incoming, item_id, version,
                          None if decision.permit else "; ".join(decision.reasons), decision,
                          item))
+    verified = answers()
+    if len(verified) != len(signed):
+        verified = [False] * len(signed)  # an answer that does not add up verifies nothing
+    for (n, _), good in zip(signed, verified, strict=True):
+        if not good:
+            incoming, item_id, version = verdicts[n][:3]
+            verdicts[n] = (incoming, item_id, version,
+                           f"binding of {incoming.label.originator}: "
+                           f"{crypto.BINDING_SIGNATURE_FAILS}", None, None)
     return verdicts
 
 
@@ -656,7 +676,8 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         decision = verdict
         receipt = given_record = None
         if incoming.envelope is not None and signer is not None:
-            receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer)
+            receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer,
+                                         digest=incoming.envelope_digest)
             given_record = ReceiptRecord(item_id, version, incoming.sender, "given",
                                          receipt.to_json(), now)
         if (item_id, version) in held:

@@ -10,7 +10,7 @@ or on any error) not at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gsomia.core.audit import AuditEvent, AuditKind, LogProblem, MerkleAccumulator, TreeHead
+from gsomia.core.crypto import SignatureCheck, verify_checks
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
@@ -38,7 +39,25 @@ from gsomia.core.types import Party
 
 __all__ = ["AuditLog", "AuditReader", "BindingSigner", "ConsentRequest", "KeyStore", "Outbox",
            "PendingSignatures", "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository",
-           "SeenEnvelope", "StixValidator", "UnitOfWork"]
+           "SeenEnvelope", "SignatureChecks", "StixValidator", "UnitOfWork", "checks_here"]
+
+
+class SignatureChecks(Protocol):
+    """Verifies a batch of Ed25519 signatures, possibly on another process, while the caller
+    goes on: ``submit`` returns a callable that waits for one answer per check, in order
+    (False: that signature does not verify, and what it signs is refused)."""
+
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]: ...
+
+
+class _ChecksHere:
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
+        found = verify_checks(checks)
+        return lambda: found
+
+
+checks_here: SignatureChecks = _ChecksHere()
+"""In the caller's own process, before ``submit`` returns."""
 
 
 class KeyStore(Protocol):

@@ -1,0 +1,99 @@
+"""The node's signature worker (gsomia.shell.signatures): Ed25519 checks of a batch on
+another process, answering exactly as the checks made in place, and never skipping one."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.core import crypto
+from gsomia.shell.signatures import SignatureWorker
+
+KEYS = [Ed25519PrivateKey.generate() for _ in range(3)]
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[SignatureWorker]:
+    found = SignatureWorker(in_process_below=2)
+    yield found
+    found.close()
+
+
+def check(n: int, kind: str) -> crypto.SignatureCheck:
+    key = KEYS[n % len(KEYS)]
+    message = f"message {n}".encode()
+    signature = key.sign(message)
+    public = crypto.raw_public(key)
+    if kind == "other-message":
+        message += b"!"
+    elif kind == "other-key":
+        public = crypto.raw_public(KEYS[(n + 1) % len(KEYS)])
+    elif kind == "not-a-key":
+        public = b"\x00" * 31
+    return crypto.SignatureCheck(public, signature, message)
+
+
+@settings(max_examples=30, deadline=None)
+@given(kinds=st.lists(st.sampled_from(("good", "other-message", "other-key", "not-a-key")),
+                      max_size=40))
+def test_the_worker_answers_each_signature_as_it_is(worker: SignatureWorker,
+                                                    kinds: list[str]) -> None:
+    checks = [check(n, k) for n, k in enumerate(kinds)]
+    assert worker.submit(checks)() == [k == "good" for k in kinds]
+
+
+def test_a_dead_worker_costs_no_check(worker: SignatureWorker) -> None:
+    """The worker killed under a batch: that batch is verified in the node's process (a
+    forged signature still stops), and the next batch goes to a new worker."""
+    kinds = ["good", "other-message", "good", "other-key"]
+    checks = [check(n, k) for n, k in enumerate(kinds)]
+    assert worker.submit(checks)() == [True, False, True, False]  # the worker runs
+    pool = worker._pool
+    assert pool is not None
+    for pid in list(pool._processes or {}):
+        os.kill(pid, signal.SIGKILL)
+    assert worker.submit(checks)() == [True, False, True, False]
+    assert worker.submit(checks)() == [True, False, True, False]
+    assert worker._pool is not pool  # replaced, not left broken
+
+
+CHILD = """
+import sys, time
+from gsomia.shell.signatures import SignatureWorker
+worker = SignatureWorker().start()  # as gsomia node run does, first thing
+print(*worker._pool._processes, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_worker_ends_with_its_node_process() -> None:
+    """A node process killed outright (SIGKILL: a crash) leaves no worker behind."""
+    import subprocess
+    import sys
+    import time
+
+    node = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ})
+    assert node.stdout is not None
+    workers = [int(p) for p in node.stdout.readline().split()]
+    assert workers and all(os.path.exists(f"/proc/{p}") for p in workers)
+    os.kill(node.pid, signal.SIGKILL)
+    node.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while any(alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(p) for p in workers)
