@@ -97,3 +97,30 @@ def test_the_worker_ends_with_its_node_process() -> None:
     while any(alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(p) for p in workers)
+
+
+def test_the_worker_outlives_the_thread_that_started_it() -> None:
+    """A server starts the worker on whichever thread handles the first large batch (a
+    request's pool thread, which ends when idle). The worker belongs to the node process,
+    not to that thread: the next batch still reaches the same worker."""
+    import threading
+    import time
+
+    kinds = ["good", "other-key", "good"]
+    checks = [check(n, k) for n, k in enumerate(kinds)]
+    found = SignatureWorker(in_process_below=2)
+    try:
+        answers: list[list[bool]] = []
+        first = threading.Thread(target=lambda: answers.append(found.submit(checks)()))
+        first.start()
+        first.join()
+        assert answers == [[True, False, True]]
+        pool = found._pool
+        assert pool is not None
+        workers = list(pool._processes or {})
+        assert workers
+        time.sleep(0.3)  # a worker tied to the thread's life is gone by now
+        assert found.submit(checks)() == [True, False, True]
+        assert found._pool is pool and list(pool._processes or {}) == workers
+    finally:
+        found.close()

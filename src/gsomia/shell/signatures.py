@@ -21,7 +21,6 @@ import multiprocessing
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import suppress
 
 from gsomia.core.crypto import SignatureCheck, verify_checks
 
@@ -39,15 +38,22 @@ _STARTS = 3
 
 def _die_with(parent: int) -> None:
     """In the worker, first: it ends when the node process does, even by SIGKILL (a crash
-    test, an operator), instead of waiting on its pipe for ever."""
-    import ctypes
+    test, an operator), instead of waiting on its pipe for ever. Not by PR_SET_PDEATHSIG:
+    that signal follows the parent's *thread* that started the worker (a server's request
+    thread, which ends when idle), and would kill the worker under a live node."""
     import os
-    import signal
+    import threading
+    import time
 
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # gone before the line above
+    if os.getppid() != parent:  # gone already
         os._exit(0)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="gsomia-parent-watch", daemon=True).start()
 
 
 def _pool(method: str) -> ProcessPoolExecutor:
