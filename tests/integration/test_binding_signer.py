@@ -104,3 +104,23 @@ def test_a_key_file_others_may_read_or_holding_another_key_is_not_used(
             process.begin([b"\0" * 32])
     finally:
         process.close()
+
+
+def test_the_signing_process_runs_gsomia_whatever_the_folder_it_starts_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's working folder may be one others write (the host's disk): a ``gsomia``
+    package planted there is not what reads the signing key file."""
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    planted = tmp_path / "cwd" / "gsomia"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "stolen"
+    (planted / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n")
+    monkeypatch.chdir(planted.parent)
+    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+    try:
+        assert _verifies(b"\4" * 32, process.begin([b"\4" * 32]).result()[0])
+    finally:
+        process.close()
+    assert not marker.exists()

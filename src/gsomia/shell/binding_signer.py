@@ -114,8 +114,10 @@ class SigningProcess:
                 if spent.stdout is not None:
                     spent.stdout.close()
             self._spent.clear()
+        # -P: ``-m`` would put the working folder first on the module path, and a
+        # ``gsomia`` planted there would be what reads the signing key.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gsomia.shell.binding_signer", str(self._path)],
+            [sys.executable, "-P", "-m", "gsomia.shell.binding_signer", str(self._path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
         assert proc.stdout is not None
         try:
