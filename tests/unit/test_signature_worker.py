@@ -124,3 +124,30 @@ def test_the_worker_outlives_the_thread_that_started_it() -> None:
         assert found._pool is pool and list(pool._processes or {}) == workers
     finally:
         found.close()
+
+
+def test_a_worker_started_in_a_folder_others_write_runs_the_real_checks(
+        tmp_path: os.PathLike[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's working folder may be one others write (the host's disk): a module
+    planted there (here ``multiprocessing``, the first thing a spawned worker imports) is
+    not what answers whether a partner's signatures verify."""
+    from pathlib import Path
+
+    folder = Path(tmp_path)
+    planted = folder / "cwd" / "multiprocessing"
+    planted.mkdir(parents=True)
+    marker = folder / "ran"
+    (planted / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n")
+    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
+    monkeypatch.chdir(planted.parent)
+    kinds = ["good", "other-message", "good"]
+    checks = [check(n, k) for n, k in enumerate(kinds)]
+    found = SignatureWorker(in_process_below=2)
+    try:
+        assert found.submit(checks)() == [True, False, True]
+        pool = found._pool
+        assert pool is not None and pool._processes  # answered by the worker, not here
+    finally:
+        found.close()
+    assert not marker.exists()

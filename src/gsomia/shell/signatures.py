@@ -59,6 +59,11 @@ def _die_with(parent: int) -> None:
 def _pool(method: str) -> ProcessPoolExecutor:
     import os
 
+    if method == "spawn":
+        # A spawned worker (and multiprocessing's resource tracker) runs ``python -c``,
+        # which puts the working folder first on the module path: a ``multiprocessing``
+        # planted there would answer the signature checks. Safe path for every child.
+        os.environ["PYTHONSAFEPATH"] = "1"
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method),
                                initializer=_die_with, initargs=(os.getpid(),))
 
