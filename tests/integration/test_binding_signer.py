@@ -124,3 +124,30 @@ def test_the_signing_process_runs_gsomia_whatever_the_folder_it_starts_in(
     finally:
         process.close()
     assert not marker.exists()
+
+
+def test_batches_refused_before_they_took_their_signatures_never_stall_the_next(
+        tmp_path: Path) -> None:
+    """A publisher may re-post versions already held (or items it may not add) again and
+    again: their batches are refused after their digests went to the process. The
+    signatures nobody takes must not fill the pipes until every later batch hangs."""
+    import threading
+
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+    got: list[bytes] = []
+
+    def publishes() -> None:
+        for n in range(120):  # 3,000 signatures: more than both pipes hold
+            process.begin([n.to_bytes(32, "big")] * 25).abandon()
+        got.extend(process.begin([b"\5" * 32]).result())
+
+    try:
+        later = threading.Thread(target=publishes, daemon=True)
+        later.start()
+        later.join(timeout=20)
+        assert not later.is_alive(), "batches hang on the signing process"
+        assert len(got) == 1 and _verifies(b"\5" * 32, got[0])
+    finally:
+        process.close()  # ends a process that stalled, and with it the thread

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from gsomia.core import crypto
@@ -60,7 +61,6 @@ class SigningProcess:
         self._sent = 0  # requests written to the current process
         self._received = 0  # answers read from it
         self._answers: dict[int, list[bytes]] = {}
-        self._abandoned: set[int] = set()
         self._counts: dict[int, int] = {}  # request number -> digests it carries
         self._closed = False
         self._spent: list[subprocess.Popen[bytes]] = []  # ended, output pipe still open
@@ -138,7 +138,6 @@ class SigningProcess:
             self._generation += 1
             self._sent = self._received = 0
             self._answers.clear()
-            self._abandoned.clear()
             self._counts.clear()
         return proc
 
@@ -178,16 +177,15 @@ class SigningProcess:
                     if generation != self._generation:
                         continue
                     self._received += 1
-                    if answered in self._abandoned:
-                        self._abandoned.discard(answered)
-                    else:
-                        self._answers[answered] = [raw[i:i + _SIGNATURE]
-                                                   for i in range(0, len(raw), _SIGNATURE)]
+                    self._answers[answered] = [raw[i:i + _SIGNATURE]
+                                               for i in range(0, len(raw), _SIGNATURE)]
 
     def _abandon(self, generation: int, number: int) -> None:
-        with self._lock:
-            if generation == self._generation and self._answers.pop(number, None) is None:
-                self._abandoned.add(number)
+        # Its answer is read and dropped, not left for a later batch to read: answers nobody
+        # reads (a publisher re-posting what is held) would fill the pipes until the process
+        # blocks on its output and every later batch on its input, for good.
+        with suppress(Unavailable):  # the process is gone: there is nothing left to read
+            self._result(generation, number)
 
 
 def _end(proc: subprocess.Popen[bytes]) -> None:
