@@ -151,3 +151,24 @@ def test_a_worker_started_in_a_folder_others_write_runs_the_real_checks(
     finally:
         found.close()
     assert not marker.exists()
+
+
+def test_closing_a_node_does_not_wait_for_ever_on_a_stopped_worker() -> None:
+    """``node stop`` closes the worker: one stopped (SIGSTOP) or wedged must not hold the
+    node's exit with it; it is killed after a bounded wait."""
+    import time
+
+    stopped = SignatureWorker(in_process_below=1)
+    assert stopped.submit([check(0, "good")])() == [True]  # the worker runs
+    pool = stopped._pool
+    assert pool is not None
+    processes = list((pool._processes or {}).values())
+    assert processes
+    for process in processes:
+        os.kill(process.pid, signal.SIGSTOP)
+    began = time.monotonic()
+    stopped.close()
+    assert time.monotonic() - began < 10
+    for process in processes:
+        process.join(timeout=5)
+        assert not process.is_alive()

@@ -34,6 +34,7 @@ _WAIT_S = 60.0
 # A worker that cannot start (or keeps dying) is not started again and again, one process
 # per batch: after this many, the node verifies in its own process only.
 _STARTS = 3
+_CLOSE_WAIT_S = 2.0
 
 
 def _die_with(parent: int) -> None:
@@ -144,4 +145,17 @@ class SignatureWorker:
             self._closed = True
             pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            _shut(pool)
+
+
+def _shut(pool: ProcessPoolExecutor) -> None:
+    """Stop the worker without waiting on it for ever: a worker stopped or hung (SIGSTOP,
+    a wedged check) would otherwise hold ``node stop`` with it."""
+    # Taken before shutdown, which forgets them.
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=_CLOSE_WAIT_S)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=_CLOSE_WAIT_S)

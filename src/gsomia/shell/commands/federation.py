@@ -79,7 +79,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
         serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False,
                         sockets=None if listen_fd is None else [socket.socket(
-                            fileno=listen_fd)])
+                            fileno=listen_fd)], signatures=signatures)
     finally:
         if centre is not None:
             centre[1].set()

@@ -17,12 +17,15 @@ import ssl
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gsomia.bootstrap import app_for_node
 from gsomia.core.errors import MalformedInput
+
+if TYPE_CHECKING:
+    from gsomia.shell.signatures import SignatureWorker
 
 __all__ = ["refuse_exposed_keys", "register", "serve", "tls_protocol"]
 
@@ -107,9 +110,11 @@ def refuse_exposed_keys(node_dir: str) -> None:
 
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
           audit_reads: str = "sync", check_partners: bool = True,
-          sockets: list[socket.socket] | None = None) -> None:
+          sockets: list[socket.socket] | None = None,
+          signatures: SignatureWorker | None = None) -> None:
     """Serve until SIGTERM; on ``sockets`` (a listening socket shared by the workers of
-    ``gsomia node run --workers``) instead of binding ``host:port``."""
+    ``gsomia node run --workers``) instead of binding ``host:port``; ``signatures``: the
+    worker ``node run`` forked before it held a key, used by the peer inbox here too."""
     import uvicorn
 
     from gsomia import bootstrap
@@ -124,6 +129,9 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     # busy): 0.5 ms bounds that wait at light load for a few more switches under load.
     sys.setswitchinterval(0.0005)
     node = bootstrap.open_node(node_dir)
+    if signatures is not None:
+        node.signatures.close()
+        node.signatures = signatures
     node.store.copy_heads_behind()
     if check_partners:
         try:
