@@ -97,20 +97,35 @@ class _Watch(threading.Thread):
 
 
 def _cpu(folder: Path) -> float:
-    """CPU seconds used so far by the federation's node processes and this process: on a
-    shared machine the wall-clock rates swing with others' load, CPU per item much less."""
+    """CPU seconds used so far by the federation's node processes, the processes they started
+    (a node's signature worker) and this process: on a shared machine the wall-clock rates
+    swing with others' load, CPU per item much less."""
     import os
 
     from gsomia.shell import federation
 
+    stats: dict[int, tuple[int, float]] = {}  # pid: (parent, CPU seconds)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12]))
+                                          / os.sysconf("SC_CLK_TCK"))
+            except (OSError, ValueError, IndexError):
+                continue
     total = sum(os.times()[:2])
     for code in ("JPN", "KOR", "USA"):
         try:
             pid = int((folder / code / federation.PID_FILE).read_text().strip())
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
+        except (OSError, ValueError):
             continue
+        family = {pid}
+        while True:
+            more = {p for p, (parent, _) in stats.items() if parent in family} - family
+            if not more:
+                break
+            family |= more
+        total += sum(stats[p][1] for p in family if p in stats)
     return total
 
 

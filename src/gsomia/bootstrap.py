@@ -123,9 +123,12 @@ def cursor_secret(signing_key_raw: bytes) -> bytes:
 
 
 def taxii_service(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | None = None,
-                  audit_reads: str = "sync") -> tuple[TaxiiService, SqlObjectStore]:
+                  audit_reads: str = "sync", sign_apart: bool = False
+                  ) -> tuple[TaxiiService, SqlObjectStore]:
     """The TAXII service of an opened node and its object store (close the store when
-    done: it commits queued access events)."""
+    done: it commits queued access events). ``sign_apart``: the label bindings of what is
+    posted are signed on a process of their own (``gsomia.shell.binding_signer``: a
+    server's ingest), overlapped with the rest of each batch."""
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         NoEncryption,
@@ -137,8 +140,15 @@ def taxii_service(node: Node, *, validate: Callable[[Mapping[str, Any]], None] |
     from gsomia.shell.stix_check import check_stix
     from gsomia.shell.taxii_store import SqlObjectStore
 
+    signer = None
+    if sign_apart:
+        from gsomia.core.crypto import fingerprint
+        from gsomia.shell.binding_signer import SigningProcess
+
+        signer = SigningProcess(node.keys.path("signing"),
+                                fingerprint(node.keys.public_signing_key()))
     store = SqlObjectStore(node.store, keys=node.keys, catalogue=node.catalogue, validate=None,
-                           audit_reads=audit_reads)
+                           audit_reads=audit_reads, signer=signer)
     raw = node.keys.signing_key().private_bytes(Encoding.Raw, PrivateFormat.Raw,
                                                 NoEncryption())
     service = TaxiiService(store, party=node.party, vocabulary=node.catalogue.vocabulary,
@@ -153,14 +163,16 @@ def taxii_service(node: Node, *, validate: Callable[[Mapping[str, Any]], None] |
 def app_for_node(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | None = None,
                  partner_keys: Mapping[Party, Ed25519PublicKey] | None = None,
                  peer_identity: Callable[[Mapping[str, Any]], Party | PeerRefused | None]
-                 | None = None, audit_reads: str = "sync") -> Starlette:
+                 | None = None, audit_reads: str = "sync", sign_apart: bool = False
+                 ) -> Starlette:
     """The ASGI app of an opened node: its TAXII service over its store, its peer inbox,
     and the partners' pinned CAs as the peer API's idea of who is calling."""
     from gsomia.shell.api import ApiConfig, create_app
     from gsomia.shell.peer_identity import PinnedPeers
     from gsomia.shell.peer_inbox import NodeInbox
 
-    service, store = taxii_service(node, validate=validate, audit_reads=audit_reads)
+    service, store = taxii_service(node, validate=validate, audit_reads=audit_reads,
+                                   sign_apart=sign_apart)
     identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
     from gsomia.shell.sensor_intake import SensorIntake
 

@@ -205,6 +205,32 @@ def test_a_declared_400_mb_login_is_refused_before_any_of_it_is_sent(site: Site)
     assert status == 413 and json.loads(body)["title"] == "Request too large"
 
 
+def test_a_streamed_16_mb_request_head_is_400_and_the_node_does_not_grow(site: Site) -> None:
+    """The request line and headers are bounded too (``serve.MAX_REQUEST_HEAD``): llhttp,
+    which parses them, keeps a header's value whole however long it grows."""
+    pid = site.pid("JPN")
+    before = peak_rss_kb(pid)
+    piece = b"a" * (64 * 1024)
+    sent = 0
+    early = b""
+    with tls_to(site, "JPN") as sock:
+        sock.sendall(b"GET /taxii2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: ")
+        try:
+            while sent < 16 * MB:
+                early = _answered(sock)
+                if early:
+                    break
+                sock.sendall(piece)
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass  # it answered and closed while we were still sending: read what it said
+        status, _, body = read_response(sock, early)
+    grown = peak_rss_kb(pid) - before
+    assert status == 400, body[:300]
+    assert sent < 16 * MB  # refused while the client was still sending
+    assert grown < 4 * 1024, f"the node's peak memory grew by {grown} kB"
+
+
 def test_taxii_advertises_the_bound_it_enforces(site: Site) -> None:
     with site.taxii() as client:
         root = client.get(site.urls["JPN"] + "/gsomia/").json()

@@ -2,12 +2,15 @@
 loopback, real tokens): a person cleared to 군사III급비밀 cannot replace a 군사II급비밀 item,
 and learns nothing about items they may not see, from a POST status, a GET (body, headers,
 audit trail) or a ``next`` cursor. The cursor is also resumed by a second process of the
-same node."""
+same node. A batch whose signing process dies is refused whole (issue 11, part 7)."""
 
 from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,7 +35,7 @@ from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import init_node, new_token
-from gsomia.shell.store import audit_events
+from gsomia.shell.store import audit_events, items
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -304,3 +307,82 @@ def test_an_item_one_may_not_see_answers_as_an_absent_one(
         finally:
             node.close()
 
+
+
+def _signing_process(folder: Path) -> int:
+    """The pid of the process signing this node's bindings (its command line names the
+    node's key file, a path no other node has)."""
+    key = str(folder / "keys" / "signing.key")
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"gsomia.shell.binding_signer" in argv and key.encode() in argv:
+                return int(entry.name)
+    raise AssertionError("no signing process")
+
+
+def _unread(pid: int) -> int:
+    """Bytes written to the process's input pipe that it has not read."""
+    import fcntl
+    import struct
+    import termios
+
+    fd = os.open(f"/proc/{pid}/fd/0", os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0" * 4))[0])
+    finally:
+        os.close(fd)
+
+
+def test_a_batch_whose_signing_process_dies_is_refused_whole_and_the_next_is_signed(
+        kor: Served) -> None:
+    """The bindings are signed on a process of the server's (``binding_signer``). Killed
+    while a batch waits on it: that batch is a 503, nothing of it stored or logged; the next
+    batch starts a new process and is stored."""
+    assert kor.post("kim", II, [indicator()])["success_count"] == 2  # the process is up
+    pid = _signing_process(kor.folder)
+    batch = [indicator() for _ in range(60)]
+    m = label_marking(II, II.english_marking(CATALOGUE.schemes),
+                      created=datetime(2024, 3, 1, tzinfo=UTC))
+    body = json.dumps({"objects": [m, *({**o, "object_marking_refs": [m["id"]]}
+                                        for o in batch)]})
+    engine = sa.create_engine(f"sqlite:///{kor.folder / 'node.db'}")
+    with engine.connect() as conn:
+        events_before = conn.execute(sa.select(sa.func.count())
+                                     .select_from(audit_events)).scalar_one()
+    answer: list[requests.Response] = []
+    os.kill(pid, signal.SIGSTOP)  # it takes the batch's digests, and signs none of them
+    try:
+        poster = threading.Thread(target=lambda: answer.append(requests.post(
+            kor.url + OBJECTS, data=body, verify=kor.ca, timeout=60,
+            headers={**kor.headers("kim"), "Content-Type": TAXII_MEDIA})))
+        poster.start()
+        deadline = time.monotonic() + 30
+        # 61 objects (the marking, held, is checked with the rest): frames of 25, 25 and
+        # 11 digests wait in its pipe, each a 4-byte count and 32 bytes a digest.
+        while _unread(pid) < 3 * 4 + 61 * 32 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _unread(pid) == 3 * 4 + 61 * 32
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    poster.join(60)
+    assert answer and answer[0].status_code == 503, answer and answer[0].text
+    assert "signing process" in answer[0].json()["description"]
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(items).where(
+                items.c.id.in_([o["id"] for o in batch]))).scalar_one()
+            events_after = conn.execute(sa.select(sa.func.count())
+                                        .select_from(audit_events)).scalar_one()
+        assert stored == 0
+        assert events_after == events_before  # no leaf of the refused batch
+        for o in batch[:3]:
+            assert kor.get("kim", f"{OBJECTS}{o['id']}/").status_code == 404
+        status = kor.post("kim", II, batch)
+        assert status["success_count"] == 61 and status["failure_count"] == 0, status
+        assert _signing_process(kor.folder) != pid
+    finally:
+        engine.dispose()

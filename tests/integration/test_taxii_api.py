@@ -606,3 +606,56 @@ def test_a_batched_read_recorded_on_the_loop_never_fills_the_queue(world: World)
         with store._queue_lock:
             store._queue = []   # none of these reads happened: keep them out of the log
         store.close()
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(picks=st.lists(st.integers(0, 40), max_size=12),
+       types=st.lists(st.sampled_from(["indicator", "marking-definition", "report"]),
+                      max_size=3))
+def test_id_and_type_lists_of_any_length_select_exactly_and_add_no_statements(
+        world: World, picks: list[int], types: list[str]) -> None:
+    """The page's IN lists are bound item by item only for the reader's label classes and
+    a single id: whatever lists a request sends, it selects exactly what it names, and the
+    statements the store keeps stay the few shapes of the API (a request cannot grow them)."""
+    everything = world.get("kenji", OBJECTS, limit=1000,
+                           **{"match[version]": "all"}).json()["objects"]
+    held = sorted({o["id"] for o in everything})
+    ids = sorted({held[p] if p < len(held) else f"indicator--{uuid.UUID(int=p)}"
+                  for p in picks})
+    params = {"match[version]": "all", "limit": 1000}
+    if ids:
+        params["match[id]"] = ",".join(ids)
+    if types:
+        params["match[type]"] = ",".join(types)
+    got = world.get("kenji", OBJECTS, **params).json().get("objects", [])
+    want = [o for o in everything if (not ids or o["id"] in ids)
+            and (not types or o["type"] in types)]
+    assert sorted(json.dumps(o, sort_keys=True) for o in got) == \
+        sorted(json.dumps(o, sort_keys=True) for o in want)
+    kept = [key for key in world.app.state.taxii_store._statements if key[0] == "page"]
+    assert all(key[-3] in (0, 1) and key[-2:] == (0, 0) for key in kept), kept
+
+
+def test_an_item_under_a_new_label_published_by_another_process_is_served_at_once(
+        world: World) -> None:
+    """Each API instance keeps the label classes it has seen, and reads those added since in
+    the transaction of every page it reads: a class first stored by another process of the
+    node is served on the next read, never held back until a refresh."""
+    second = open_node(world.node.folder, catalogue=world.catalogue)
+    try:
+        other = TestClient(app_for_node(second))
+        world.get("kenji", OBJECTS)  # this instance has read the classes held so far
+        fresh = SecurityLabel("JPN", "極秘", frozenset({"JPN", "USA"}), "regional-security")
+        obj = indicator(900_000 + next(_n))
+        r = other.post(OBJECTS, headers={**auth(world.tokens["kenji"]), **POST},
+                       content=json.dumps(envelope(fresh, world.catalogue, [obj])))
+        assert r.status_code == 202 and r.json()["failure_count"] == 0, r.text
+        one = world.get("kenji", f"{OBJECTS}{obj['id']}/")
+        assert one.status_code == 200 and one.json()["objects"][0]["id"] == obj["id"]
+        listed = world.get("kenji", OBJECTS, limit=1000).json()["objects"]
+        assert obj["id"] in {o["id"] for o in listed}
+        # and still only to whom the label allows
+        assert world.get("aiko", f"{OBJECTS}{obj['id']}/").status_code == 404
+    finally:
+        second.close()

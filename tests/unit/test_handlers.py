@@ -7,8 +7,9 @@ no network: what is checked is what each handler decides and puts on record, in 
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,6 +48,7 @@ from gsomia.core.types import Party
 from gsomia.service import exchange, handlers
 from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import ConsentRequest, QueuedDelivery, QueuedNotice, SeenEnvelope
+from gsomia.shell.signatures import SignatureWorker
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 KOR_LABEL = handlers.LabelRequest("군사II급비밀", ("KOR", "JPN"), "dprk-missile")
@@ -441,6 +443,100 @@ def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> Non
         handlers.record_consent(uow, consent=forged,
                                 originator_public=kor.public_signing_key(), now=NOW)
     assert len(uow.repo.consents) == 1 and len(uow.outbox.deliveries) == 1
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[SignatureWorker]:
+    """The node's signature worker process, taking every batch (none verified in place)."""
+    found = SignatureWorker(in_process_below=1)
+    yield found
+    found.close()
+
+
+def flipped(signature: bytes) -> bytes:
+    return bytes([signature[0] ^ 1]) + signature[1:]
+
+
+def sealed_forged(sender: FakeKeys, recipient: FakeKeys, obj: dict[str, Any],
+                  label: SecurityLabel, forged: str) -> crypto.Envelope:
+    """An envelope whose sender signature (``envelope``) or originator's binding signature
+    (``binding``) does not verify; everything else about it is right."""
+    binding = crypto.bind(label.to_json(), obj, sender.signing_key())
+    if forged == "binding":
+        binding = dataclasses.replace(binding, signature=flipped(binding.signature))
+    envelope = crypto.seal_envelope(
+        sender=sender.party, recipient=recipient.party, item_id=obj["id"],
+        version=obj["modified"], nonce=os.urandom(16), sent_at=NOW,
+        payload={"object": obj, "label": label.to_json(), "binding": binding.to_json(),
+                 "consents": []},
+        sender_key=sender.signing_key(), recipient_public=recipient.envelope_key().public_key())
+    if forged == "envelope":
+        envelope = dataclasses.replace(envelope, signature=flipped(envelope.signature))
+    return envelope
+
+
+@settings(max_examples=25, deadline=None)
+@given(forged=st.lists(st.sampled_from(("none", "envelope", "binding")), min_size=1,
+                       max_size=8))
+def test_a_signature_that_fails_on_the_worker_stops_its_item_only(
+        shipped: Catalogue, worker: SignatureWorker, forged: list[str]) -> None:
+    """Signatures checked on another process, a batch at a time: an envelope whose sender's
+    or originator's signature does not verify is refused and stores nothing, the others are
+    stored and receipted, and the same batch again stores nothing twice."""
+    uow, jpn = node("JPN", shipped, ("KOR", "USA"))
+    kor = FakeKeys("KOR")
+    keys = {"KOR": kor.public_signing_key(), "JPN": jpn.public_signing_key()}
+    envelopes = [sealed_forged(kor, jpn, indicator(n), kor_label(), f)
+                 for n, f in enumerate(forged)]
+    out = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                           envelopes=envelopes, sender="KOR", seen=set(), now=NOW,
+                           checks=worker)
+    for f, result in zip(forged, out, strict=True):
+        assert (result.receipt is not None) == (f == "none"), (f, result)
+        if f != "none":
+            assert result.status == 403 and "does not verify" in result.reasons[0]
+    good = {e.item_id for e, f in zip(envelopes, forged, strict=True) if f == "none"}
+    assert {i for i, _ in uow.repo.items} == good
+    # Its nonce is kept once the sender's signature verified, the item refused or not.
+    assert [s.item_id for s, _ in uow.repo.seen] == [
+        e.item_id for e, f in zip(envelopes, forged, strict=True) if f != "envelope"]
+    again = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                             envelopes=envelopes, sender="KOR",
+                             seen={s.nonce for s, _ in uow.repo.seen}, now=NOW,
+                             checks=worker)
+    assert all(r.receipt is None for r in again)
+    assert {i for i, _ in uow.repo.items} == good
+    assert len(uow.repo.custody) == len(good) and len(uow.repo.receipts) == len(good)
+
+
+@settings(max_examples=15, deadline=None)
+@given(forged=st.lists(st.booleans(), min_size=1, max_size=6))
+def test_a_receipt_that_fails_on_the_worker_settles_nothing(
+        shipped: Catalogue, worker: SignatureWorker, forged: list[bool]) -> None:
+    """The partner's receipts checked on another process: a forged one marks its delivery
+    refused and records no receipt; the others are recorded once."""
+    uow, kor = node("KOR", shipped, ("JPN",))
+    jpn = FakeKeys("JPN")
+    handlers.publish_many(uow, keys=kor, catalogue=shipped,
+                          entries=[(indicator(n), KOR_LABEL) for n in range(len(forged))],
+                          now=NOW)
+    rows = [QueuedDelivery(d["row"], d["item_id"], d["version"], "JPN", d["attempts"])
+            for d in uow.outbox.deliveries]
+    sent = []
+    for n, (row, bad) in enumerate(zip(rows, forged, strict=True)):
+        envelope = sealed(kor, jpn, indicator(n), kor_label())
+        receipt = crypto.make_receipt(envelope, received_at=NOW, key=jpn.signing_key())
+        if bad:
+            receipt = dataclasses.replace(receipt, signature=flipped(receipt.signature))
+        sent.append(exchange.Sent(row, envelope, {"receipt": receipt.to_json()}))
+    done = exchange.settle(uow, peer="JPN", peer_public=jpn.public_signing_key(), sent=sent,
+                           now=NOW, checks=worker)
+    assert done == (forged.count(False), forged.count(True))
+    assert [d["status"] for d in uow.outbox.deliveries] == [
+        "refused" if bad else "delivered" for bad in forged]
+    assert len(uow.repo.receipts) == forged.count(False)
+    assert exchange.settle(uow, peer="JPN", peer_public=jpn.public_signing_key(), sent=sent,
+                           now=NOW, checks=worker) == (0, 0)
 
 
 # ---- settling -----------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -273,6 +273,9 @@ class MemoryStore:
         return Page([StoredVersion(r.id, taxii_time(r.version), r.date_added, r.key,
                                    r.label_key, contents[r.key] if query.with_content else None)
                      for r in chosen], more)
+
+    def page_by(self, query_of: Callable[[Mapping[str, SecurityLabel]], Query]) -> Page:
+        return self.page(query_of(self.label_classes()))
 
     def labels_of(self, object_id: str) -> Sequence[SecurityLabel]:
         return [label for r, label, _ in self.rows if r.id == object_id]

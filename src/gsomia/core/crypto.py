@@ -40,7 +40,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -58,6 +58,7 @@ from gsomia.core.types import Party, instant, iso, party
 
 __all__ = [
     "BINDING_CONTEXT",
+    "BINDING_SIGNATURE_FAILS",
     "CONSENT_CONTEXT",
     "ENVELOPE_CONTEXT",
     "HPKE_SUITE_NAME",
@@ -70,15 +71,19 @@ __all__ = [
     "Envelope",
     "PublicKey",
     "Receipt",
+    "SignatureCheck",
     "StandingConsent",
     "StandingRevocation",
     "b64u",
     "bind",
+    "binding_check",
     "binding_digest",
     "binding_digest_of",
     "canonical",
     "ed25519_public_from_raw",
+    "envelope_check",
     "envelope_digest",
+    "envelope_signature_fails",
     "fingerprint",
     "from_b64u",
     "grant_consent",
@@ -87,8 +92,12 @@ __all__ = [
     "new_envelope_key",
     "new_signing_key",
     "open_",
+    "open_checked_envelope",
     "open_envelope",
     "raw_public",
+    "receipt_check",
+    "receipt_matches",
+    "receipt_signature_fails",
     "revoke_standing_consent",
     "seal",
     "seal_envelope",
@@ -98,6 +107,7 @@ __all__ = [
     "verify",
     "verify_binding",
     "verify_binding_bytes",
+    "verify_checks",
     "verify_consent",
     "verify_receipt",
     "verify_standing_consent",
@@ -338,6 +348,38 @@ def verify(public_key: Ed25519PublicKey, signature: bytes, message: bytes) -> No
         raise ProofInvalid("Ed25519 signature does not verify") from None
 
 
+@dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """One Ed25519 verification, detached from the object signed so a batch of them can be
+    verified elsewhere (another process) with public keys only: the raw 32-byte public key,
+    the signature and the exact bytes signed."""
+
+    public: bytes
+    signature: bytes
+    message: bytes
+
+
+def verify_checks(checks: Sequence[SignatureCheck]) -> list[bool]:
+    """Whether each signature verifies, in order; one key object per distinct key."""
+    loaded: dict[bytes, Ed25519PublicKey | None] = {}
+    out: list[bool] = []
+    for check in checks:
+        if check.public not in loaded:
+            try:
+                loaded[check.public] = Ed25519PublicKey.from_public_bytes(check.public)
+            except ValueError:
+                loaded[check.public] = None
+        key = loaded[check.public]
+        try:
+            if key is None:
+                raise InvalidSignature
+            key.verify(check.signature, check.message)
+            out.append(True)
+        except InvalidSignature:
+            out.append(False)
+    return out
+
+
 def _check_key(claimed: str, public_key: Ed25519PublicKey, who: str) -> None:
     actual = fingerprint(public_key)
     if not hmac.compare_digest(claimed, actual):
@@ -473,16 +515,28 @@ def verify_binding_bytes(label: bytes, content: bytes, binding: Binding,
     A node receiving a batch needs those bytes anyway to store the items, so it canonicalises
     each once instead of twice.
     """
+    check = binding_check(label, content, binding, public_key)
+    try:
+        public_key.verify(check.signature, check.message)
+    except InvalidSignature:
+        raise ProofInvalid(BINDING_SIGNATURE_FAILS) from None
+
+
+BINDING_SIGNATURE_FAILS = "the originator's binding signature does not verify"
+
+
+def binding_check(label: bytes, content: bytes, binding: Binding,
+                  public_key: Ed25519PublicKey) -> SignatureCheck:
+    """Every check of :func:`verify_binding_bytes` but the signature's, which is returned to
+    be verified (fail closed: an item is bound only once that check says yes)."""
     if binding.algorithm != SIGNATURE_ALGORITHM:
         raise ProofInvalid(f"binding algorithm {binding.algorithm!r} is not {SIGNATURE_ALGORITHM}")
     _check_key(binding.key, public_key, "the binding")
     digest = binding_digest_of(label, content)
     if not hmac.compare_digest(digest, binding.digest):
         raise ProofInvalid("label or content changed since the originator bound them")
-    try:
-        public_key.verify(binding.signature, signed_message(BINDING_CONTEXT, digest))
-    except InvalidSignature:
-        raise ProofInvalid("the originator's binding signature does not verify") from None
+    return SignatureCheck(raw_public(public_key), binding.signature,
+                          signed_message(BINDING_CONTEXT, digest))
 
 
 # ---- HPKE (RFC 9180) ----------------------------------------------------------------------
@@ -627,16 +681,34 @@ def open_envelope(envelope: Envelope, *, recipient: Party, recipient_private: X2
     (6) the plaintext is a JSON object nested no deeper than an item may be (else
     MalformedInput). Replay (a nonce seen before) is the caller's check.
     """
-    header = envelope.header()
-    _check_key(envelope.sender_key, sender_public, f"the envelope from {envelope.sender}")
+    check = envelope_check(envelope, sender_public)
     try:
-        sender_public.verify(envelope.signature,
-                             _envelope_message(header, envelope.enc, envelope.ciphertext))
+        sender_public.verify(check.signature, check.message)
     except InvalidSignature:
-        raise ProofInvalid(
-            f"sender signature does not verify: the envelope header or ciphertext was changed "
-            f"or {envelope.sender} did not sign it"
-        ) from None
+        raise ProofInvalid(envelope_signature_fails(envelope)) from None
+    return open_checked_envelope(envelope, recipient=recipient,
+                                 recipient_private=recipient_private)
+
+
+def envelope_signature_fails(envelope: Envelope) -> str:
+    return (f"sender signature does not verify: the envelope header or ciphertext was changed "
+            f"or {envelope.sender} did not sign it")
+
+
+def envelope_check(envelope: Envelope, sender_public: Ed25519PublicKey) -> SignatureCheck:
+    """Step (1) of :func:`open_envelope`, and the sender's signature to verify (step 2)."""
+    _check_key(envelope.sender_key, sender_public, f"the envelope from {envelope.sender}")
+    return SignatureCheck(raw_public(sender_public), envelope.signature,
+                          _envelope_message(envelope.header(), envelope.enc,
+                                            envelope.ciphertext))
+
+
+def open_checked_envelope(envelope: Envelope, *, recipient: Party,
+                          recipient_private: X25519PrivateKey) -> dict[str, Any]:
+    """Steps (3) to (6) of :func:`open_envelope`. Decrypting an envelope whose signature is
+    not yet verified reveals nothing the AEAD does not authenticate; the caller accepts its
+    payload only once :func:`envelope_check`'s signature verified."""
+    header = envelope.header()
     if envelope.recipient != recipient:
         raise ProofInvalid(f"envelope is addressed to {envelope.recipient}, not to {recipient}")
     ours = fingerprint(recipient_private)
@@ -719,11 +791,12 @@ class Receipt:
 
 
 def make_receipt(envelope: Envelope, *, received_at: datetime,
-                 key: Ed25519PrivateKey) -> Receipt:
-    """Sign a receipt for ``envelope`` with the recipient node's Ed25519 key."""
+                 key: Ed25519PrivateKey, digest: bytes | None = None) -> Receipt:
+    """Sign a receipt for ``envelope`` with the recipient node's Ed25519 key (``digest``:
+    its :func:`envelope_digest`, when the caller computed it already)."""
     unsigned = Receipt(envelope.item_id, envelope.version, envelope.sender, envelope.recipient,
-                       envelope.nonce, envelope_digest(envelope), _at(received_at, "received_at"),
-                       fingerprint(key), b"")
+                       envelope.nonce, digest if digest is not None else envelope_digest(envelope),
+                       _at(received_at, "received_at"), fingerprint(key), b"")
     signature = sign(key, signed_message(RECEIPT_CONTEXT, canonical(unsigned.body())))
     return replace(unsigned, signature=signature)
 
@@ -731,14 +804,32 @@ def make_receipt(envelope: Envelope, *, received_at: datetime,
 def verify_receipt(receipt: Receipt, public_key: Ed25519PublicKey, *,
                    envelope: Envelope | None = None) -> None:
     """Check the recipient signed ``receipt`` (and, if given, that it is for ``envelope``)."""
-    _check_key(receipt.key, public_key, f"the receipt from {receipt.recipient}")
+    check = receipt_check(receipt, public_key)
     try:
-        public_key.verify(receipt.signature,
-                          signed_message(RECEIPT_CONTEXT, canonical(receipt.body())))
+        public_key.verify(check.signature, check.message)
     except InvalidSignature:
-        raise ProofInvalid(f"receipt signature by {receipt.recipient} does not verify") from None
-    if envelope is not None and not hmac.compare_digest(receipt.envelope_digest,
-                                                        envelope_digest(envelope)):
+        raise ProofInvalid(receipt_signature_fails(receipt)) from None
+    if envelope is not None:
+        receipt_matches(receipt, envelope)
+
+
+def receipt_signature_fails(receipt: Receipt) -> str:
+    return f"receipt signature by {receipt.recipient} does not verify"
+
+
+def receipt_check(receipt: Receipt, public_key: Ed25519PublicKey) -> SignatureCheck:
+    """The key check of :func:`verify_receipt`, and the signature to verify."""
+    _check_key(receipt.key, public_key, f"the receipt from {receipt.recipient}")
+    return SignatureCheck(raw_public(public_key), receipt.signature,
+                          signed_message(RECEIPT_CONTEXT, canonical(receipt.body())))
+
+
+def receipt_matches(receipt: Receipt, envelope: Envelope, *,
+                    digest: bytes | None = None) -> None:
+    """Raise :class:`ProofInvalid` unless ``receipt`` acknowledges ``envelope`` (``digest``:
+    its :func:`envelope_digest`, when the caller kept it)."""
+    if not hmac.compare_digest(receipt.envelope_digest,
+                               digest if digest is not None else envelope_digest(envelope)):
         raise ProofInvalid("receipt acknowledges a different envelope")
 
 

@@ -156,7 +156,8 @@ def _matches(accepted: _Range, offered: str) -> bool:
     return accepted.sub == sub and (accepted.version is None or accepted.version == version)
 
 
-def negotiate(accept: str | None, offered: Sequence[str]) -> str | None:
+@lru_cache(maxsize=64)  # a client sends the same header on every request
+def negotiate(accept: str | None, offered: tuple[str, ...]) -> str | None:
     """The first of ``offered`` the ``Accept`` header allows (highest q wins), or None (406).
 
     No header means anything; ``q=0`` excludes. ``application/json`` is not a TAXII type.

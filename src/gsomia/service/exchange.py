@@ -42,7 +42,9 @@ from gsomia.service.ports import (
     KeyStore,
     QueuedDelivery,
     SeenEnvelope,
+    SignatureChecks,
     UnitOfWork,
+    checks_here,
 )
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "Delivered", "Sent",
@@ -66,10 +68,10 @@ class Delivered:
         return {"refused": True, "status": self.status, "reasons": list(self.reasons)}
 
 
-def _opened(keys: KeyStore, catalogue: Catalogue,
-            signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
-            sender: Party, revoked: Collection[str] = ()) -> handlers.Incoming:
-    """Steps before ingest, each raising with its reason."""
+def _signed(signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
+            sender: Party) -> crypto.SignatureCheck:
+    """Checks before the envelope is opened, each raising with its reason; the sender's
+    signature to verify."""
     if envelope.sender != sender:
         raise PolicyDenied((f"envelope.sender is {envelope.sender}, but the TLS client "
                             f"certificate is {sender}'s",))
@@ -81,9 +83,17 @@ def _opened(keys: KeyStore, catalogue: Catalogue,
         raise MalformedInput(f"the sealed payload is {sealed} bytes", where="envelope",
                              expected=f"an item of at most {limits.MAX_ITEM_BYTES} bytes with "
                                       "its label, binding and consents")
-    payload = crypto.open_envelope(envelope, recipient=keys.party,
-                                   recipient_private=keys.envelope_key(),
-                                   sender_public=sender_public)
+    return crypto.envelope_check(envelope, sender_public)
+
+
+def _opened(keys: KeyStore, catalogue: Catalogue,
+            signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
+            revoked: Collection[str] = ()) -> handlers.Incoming:
+    """The steps after :func:`_signed`, each raising with its reason. The caller accepts
+    what this returns only once the envelope's signature verified."""
+    sender = envelope.sender
+    payload = crypto.open_checked_envelope(envelope, recipient=keys.party,
+                                           recipient_private=keys.envelope_key())
     try:
         obj, label_doc = payload["object"], payload["label"]
         binding = crypto.Binding.from_json(payload["binding"])
@@ -130,6 +140,14 @@ def _opened(keys: KeyStore, catalogue: Catalogue,
                              crypto.envelope_digest(envelope), envelope, tuple(standing))
 
 
+def _reasons(exc: GsomiaError) -> tuple[str, ...]:
+    return exc.reasons if isinstance(exc, PolicyDenied) else (str(exc),)
+
+
+def _status(exc: GsomiaError) -> int:
+    return MALFORMED if isinstance(exc, MalformedInput) else REFUSED
+
+
 def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
              reasons: Sequence[str], now: datetime) -> None:
     uow.audit.append(
@@ -143,38 +161,71 @@ def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
 def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey],
             envelopes: Sequence[crypto.Envelope], sender: Party, seen: Collection[str],
-            now: datetime, revoked: Collection[str] = ()) -> list[Delivered]:
+            now: datetime, revoked: Collection[str] = (),
+            checks: SignatureChecks = checks_here) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` in one commit.
 
     ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
     write lock; a nonce stored meanwhile makes the commit fail on the register's key, and
     the caller then answers :func:`refuse_replays`). ``revoked``: the ids of the standing
-    consents whose revocation this node holds (a relay under one is refused)."""
+    consents whose revocation this node holds (a relay under one is refused). ``checks``
+    verifies the senders' and originators' signatures of the batch (on another process)
+    while this one decrypts and screens; an envelope is accepted only once both verified."""
     out: list[Delivered | None] = [None] * len(envelopes)
-    refusals: list[tuple[crypto.Envelope, tuple[str, ...]]] = []
+    refusals: list[tuple[int, crypto.Envelope, tuple[str, ...]]] = []
     nonces = [crypto.b64u(e.nonce) for e in envelopes]
-    batch: list[tuple[int, crypto.Envelope, handlers.Incoming]] = []
-    in_batch: set[str] = set()
+    signed: list[tuple[int, crypto.Envelope, crypto.SignatureCheck]] = []
+
+    def refuse(i: int, envelope: crypto.Envelope, reasons: tuple[str, ...],
+               status: int) -> None:
+        out[i] = Delivered(None, reasons, status)
+        refusals.append((i, envelope, reasons))
+
+    def replayed(i: int) -> tuple[str, ...]:
+        return (f"replayed envelope: nonce {nonces[i]} was seen before",)
+
     for i, envelope in enumerate(envelopes):
-        if nonces[i] in seen or nonces[i] in in_batch:
-            reasons: tuple[str, ...] = (f"replayed envelope: nonce {nonces[i]} was seen before",)
-            out[i] = Delivered(None, reasons, REPLAYED)
-            refusals.append((envelope, reasons))
+        if nonces[i] in seen:
+            refuse(i, envelope, replayed(i), REPLAYED)
             continue
         try:
-            incoming = _opened(keys, catalogue, signing_keys, envelope, sender, revoked)
+            signed.append((i, envelope, _signed(signing_keys, envelope, sender)))
         except (PolicyDenied, ProofInvalid, MalformedInput) as exc:
-            reasons = exc.reasons if isinstance(exc, PolicyDenied) else (str(exc),)
-            out[i] = Delivered(None, reasons,
-                               MALFORMED if isinstance(exc, MalformedInput) else REFUSED)
-            refusals.append((envelope, reasons))
-            continue
-        in_batch.add(nonces[i])
-        batch.append((i, envelope, incoming))
-    verdicts = handlers.screen_incoming([b[2] for b in batch], keys=keys, catalogue=catalogue,
-                                        originator_keys=signing_keys, now=now)
+            refuse(i, envelope, _reasons(exc), _status(exc))
+    answers = checks.submit([c for _, _, c in signed])
+    opened: list[tuple[int, crypto.Envelope, handlers.Incoming | GsomiaError]] = []
+    for i, envelope, _ in signed:
+        try:
+            opened.append((i, envelope, _opened(keys, catalogue, signing_keys, envelope,
+                                                revoked)))
+        except (PolicyDenied, ProofInvalid, MalformedInput) as exc:
+            opened.append((i, envelope, exc))
+    candidates = [(i, incoming) for i, _, incoming in opened
+                  if isinstance(incoming, handlers.Incoming)]
+    screened = dict(zip([i for i, _ in candidates], handlers.screen_incoming(
+        [c for _, c in candidates], keys=keys, catalogue=catalogue,
+        originator_keys=signing_keys, now=now, checks=checks), strict=True))
+    verified = answers()
+    if len(verified) != len(signed):
+        verified = [False] * len(signed)  # an answer that does not add up verifies nothing
+    good = {i for (i, _, _), ok in zip(signed, verified, strict=True) if ok}
+    batch: list[tuple[int, crypto.Envelope, handlers.Incoming]] = []
+    verdicts: list[handlers.Verdict] = []
+    in_batch: set[str] = set()
+    for i, envelope, incoming in opened:
+        if nonces[i] in in_batch:
+            refuse(i, envelope, replayed(i), REPLAYED)
+        elif i not in good:
+            refuse(i, envelope, (crypto.envelope_signature_fails(envelope),), REFUSED)
+        elif not isinstance(incoming, handlers.Incoming):
+            refuse(i, envelope, _reasons(incoming), _status(incoming))
+        else:
+            in_batch.add(nonces[i])
+            batch.append((i, envelope, incoming))
+            verdicts.append(screened[i])
+    refusals.sort(key=lambda r: r[0])
     with uow:
-        for envelope, reasons in refusals:
+        for _, envelope, reasons in refusals:
             _refusal(uow, envelope, sender, reasons, now)
         results = handlers.ingest_into(uow, keys=keys, catalogue=catalogue, verdicts=verdicts,
                                        now=now)
@@ -221,10 +272,12 @@ class Sent:
     envelope: crypto.Envelope | None
     answer: Any = None
     unsent: str | None = None
+    digest: bytes | None = None  # the envelope's digest, when the sender kept it
 
 
 def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
-           sent: Sequence[Sent], now: datetime) -> tuple[int, int]:
+           sent: Sequence[Sent], now: datetime,
+           checks: SignatureChecks = checks_here) -> tuple[int, int]:
     """Record the partner's receipts and refusals in one commit, once each; (delivered,
     refused).
 
@@ -233,6 +286,7 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
     over the peer API, never doubles the custody record."""
     receipts: list[tuple[QueuedDelivery, crypto.Receipt]] = []
     refused: list[tuple[QueuedDelivery, str]] = []
+    signed: list[tuple[Sent, crypto.Envelope, crypto.Receipt, crypto.SignatureCheck]] = []
     for s in sent:
         if s.envelope is None:
             refused.append((s.delivery, s.unsent or "the item is no longer held here"))
@@ -243,10 +297,31 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
                 raise PolicyDenied(tuple(result.get("reasons") or ["refused"])
                                    if isinstance(result, Mapping) else ("refused",))
             receipt = crypto.Receipt.from_json(result["receipt"])
-            crypto.verify_receipt(receipt, peer_public, envelope=s.envelope)
-            receipts.append((s.delivery, receipt))
+            signed.append((s, s.envelope, receipt, crypto.receipt_check(receipt, peer_public)))
         except GsomiaError as exc:
             refused.append((s.delivery, str(exc)))
+    # Half the partner's signatures verify on another process while this one verifies the
+    # other half: the sender has nothing else to do meanwhile.
+    half = len(signed) // 2
+    answers = checks.submit([c for *_, c in signed[:half]])
+    here = crypto.verify_checks([c for *_, c in signed[half:]])
+    matched: list[str | None] = []
+    for s, envelope, receipt, _ in signed:
+        try:
+            crypto.receipt_matches(receipt, envelope, digest=s.digest)
+            matched.append(None)
+        except GsomiaError as exc:
+            matched.append(str(exc))
+    verified = answers() + here
+    if len(verified) != len(signed):
+        verified = [False] * len(signed)  # an answer that does not add up verifies nothing
+    for (s, _, receipt, _), ok, mismatch in zip(signed, verified, matched, strict=True):
+        if not ok:
+            refused.append((s.delivery, crypto.receipt_signature_fails(receipt)))
+        elif mismatch is not None:
+            refused.append((s.delivery, mismatch))
+        else:
+            receipts.append((s.delivery, receipt))
     with uow:
         still = uow.outbox.still_pending([d.row for d, _ in receipts] +
                                          [d.row for d, _ in refused])

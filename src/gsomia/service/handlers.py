@@ -57,10 +57,9 @@ from gsomia.core.custody import (
     sign_classification_notice,
     stamp,
     token_hash,
-    verify_binding_bytes,
     verify_classification_notice,
 )
-from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid, Unavailable
 from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.outbox import (
     ConsentObtained,
@@ -90,7 +89,16 @@ from gsomia.core.stix import (
 from gsomia.core.types import Party, iso, party
 from gsomia.service import access
 from gsomia.service.outbox import commit
-from gsomia.service.ports import AuditReader, KeyStore, StixValidator, UnitOfWork
+from gsomia.service.ports import (
+    AuditReader,
+    BindingSigner,
+    KeyStore,
+    PendingSignatures,
+    SignatureChecks,
+    StixValidator,
+    UnitOfWork,
+    checks_here,
+)
 
 PROOF_VERSION = "gsomia/audit-proof/v1"
 _STORING = (AuditKind.ITEM_CREATED.value, AuditKind.RECEIVED.value)
@@ -156,6 +164,9 @@ class Published:
                 "binding_key": self.binding_key}
 
 
+ALREADY_HELD = "this version is already held"
+"""What a publisher's batch answers for a version the node holds (not stored again)."""
+
 REFUSED_TO_PUBLISH = (
     "refused: you may publish only what you may read, as a new item or as a new version of "
     "an item you may read, under the label it already carries (only its originator changes "
@@ -187,7 +198,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
                  actor: str = "operator", validate: StixValidator | None = None,
                  publisher: Person | None = None, as_posted: bool = False,
-                 one_leaf: bool = False) -> list[Published]:
+                 one_leaf: bool = False, signer: BindingSigner | None = None,
+                 skipped: dict[int, str] | None = None) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
     Everything that can be refused (the object, the label, a version already held, a new
@@ -207,12 +219,46 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     an ``item-created`` and a ``label-bound`` event per item: the TAXII ingest path, where
     building and writing two leaves per item was a fifth of an object's cost. Each item is
     still checked by ``audit verify`` and proved alone (``audit prove --item``).
+
+    ``signer``: signs the bindings elsewhere (the TAXII server's signing process), while
+    this thread checks the next objects and reads what the batch is checked against; if it
+    cannot sign, the batch raises :class:`Unavailable` and nothing is written. None: here.
+
+    ``skipped``: a publisher's batch answered object by object (TAXII): an entry the
+    publisher may not add (:data:`REFUSED_TO_PUBLISH`) or a version already held
+    (:data:`ALREADY_HELD`) is put there under its index in ``entries``, decided inside the
+    batch's transaction, and the others are published; without it either refuses the batch.
     """
-    key = keys.signing_key()
-    signer = _Signer(key)
+    signing: BindingSigner = signer if signer is not None else _Signer(keys.signing_key())
     labels: dict[LabelRequest, _LabelForm] = {}
-    prepared: list[tuple[StoredItem, _LabelForm, crypto.Binding]] = []
+    checked: list[tuple[dict[str, Any], bytes, _LabelForm, bytes, str, str]] = []
+    pending: list[PendingSignatures] = []
     seen: set[tuple[str, str]] = set()
+    try:
+        prepared = _prepare(signing, checked, pending, labels, seen, keys=keys,
+                            catalogue=catalogue, entries=entries, now=now,
+                            validate=validate, publisher=publisher, as_posted=as_posted)
+        return _publish_prepared(uow, signing, checked, pending, prepared, keys=keys,
+                                 catalogue=catalogue, now=now, actor=actor,
+                                 publisher=publisher, one_leaf=one_leaf, skipped=skipped)
+    finally:
+        for chunk in pending:  # a batch refused before its signatures were taken
+            chunk.abandon()
+
+
+_SIGN_CHUNK = 25  # digests handed to the signer at a time, so it starts while we go on
+
+
+def _prepare(signing: BindingSigner,
+             checked: list[tuple[dict[str, Any], bytes, _LabelForm, bytes, str, str]],
+             pending: list[PendingSignatures], labels: dict[LabelRequest, _LabelForm],
+             seen: set[tuple[str, str]], *, keys: KeyStore, catalogue: Catalogue,
+             entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
+             validate: StixValidator | None, publisher: Person | None,
+             as_posted: bool) -> list[tuple[str, str, _LabelForm]]:
+    """Check each entry and hand its binding digest to ``signing``; fills ``checked``
+    (object as bound, its bytes, label form, digest, id, version) and ``pending``."""
+    prepared: list[tuple[str, str, _LabelForm]] = []
     for i, (obj, request) in enumerate(entries):
         if not isinstance(obj, Mapping):
             raise MalformedInput("not a JSON object", where=f"object {i}",
@@ -247,42 +293,94 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         content = crypto.canonical(marked, where="object")
         # What no partner would take is refused here, not retried by the sender for ever.
         limits.check_item_size(content, where=f"object {i}")
-        binding = signer.bind(form.canonical, content)
-        item = StoredItem.from_canonical(marked, content, form.label, form.canonical, binding,
-                                         now)
-        if (item.item_id, item.version) in seen:
-            raise MalformedInput(f"{item.item_id} version {item.version} appears twice",
+        item_id, stix_type = marked.get("id"), marked.get("type")
+        if not isinstance(item_id, str) or not item_id or not isinstance(stix_type, str):
+            raise MalformedInput("the object has no id or type", where="object",
+                                 expected="a STIX object")
+        version = item_version(marked)
+        if (item_id, version) in seen:
+            raise MalformedInput(f"{item_id} version {version} appears twice",
                                  where=f"object {i}", expected="each version once")
-        seen.add((item.item_id, item.version))
-        prepared.append((item, form, binding))
+        seen.add((item_id, version))
+        checked.append((marked, content, form,
+                        crypto.binding_digest_of(form.canonical, content), item_id, version))
+        prepared.append((item_id, version, form))
+        if len(checked) % _SIGN_CHUNK == 0:
+            pending.append(signing.begin([c[3] for c in checked[-_SIGN_CHUNK:]]))
+    rest = len(checked) % _SIGN_CHUNK
+    if rest:
+        pending.append(signing.begin([c[3] for c in checked[-rest:]]))
+    return prepared
+
+
+def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
+                      checked: Sequence[tuple[dict[str, Any], bytes, _LabelForm, bytes, str,
+                                              str]],
+                      pending: list[PendingSignatures],
+                      prepared: Sequence[tuple[str, str, _LabelForm]], *, keys: KeyStore,
+                      catalogue: Catalogue, now: datetime, actor: str,
+                      publisher: Person | None, one_leaf: bool,
+                      skipped: dict[int, str] | None) -> list[Published]:
     out: list[Published] = []
-    # Every item of the batch is added at the same instant (StoredItem normalises ``now``).
-    added_at = stamp(prepared[0][0].added_at) if prepared else ""
     with uow:
         # Whether the publisher may add to an item is decided before "already held" is
         # said: that answer would tell a person about a version they may not see.
-        current = uow.repo.current_labels(sorted({p[0].item_id for p in prepared}))
-        for item, form, _ in prepared:
-            verdict = decide_new_version(form.label, current.get(item.item_id, []),
+        current = uow.repo.current_labels(sorted({p[0] for p in prepared}))
+        held = uow.repo.held_versions([(p[0], p[1]) for p in prepared])
+        kept: list[int] = []
+        for n, (item_id, version, form) in enumerate(prepared):
+            verdict = decide_new_version(form.label, current.get(item_id, []),
                                          catalogue.schemes, publisher=publisher)
-            if not verdict.permit:
+            if skipped is not None:
+                if not verdict.permit or (item_id, version) in held:
+                    skipped[n] = ALREADY_HELD if verdict.permit else REFUSED_TO_PUBLISH
+                    continue
+            elif not verdict.permit:
                 raise PolicyDenied((REFUSED_TO_PUBLISH,) if publisher is not None
-                                   else (f"{item.item_id}: " + "; ".join(verdict.reasons),))
+                                   else (f"{item_id}: " + "; ".join(verdict.reasons),))
             # Versions of one new id within this batch share its first label too.
-            current.setdefault(item.item_id, [form.label])
-        held = uow.repo.held_versions([(p[0].item_id, p[0].version) for p in prepared])
-        if held:
+            current.setdefault(item_id, [form.label])
+            kept.append(n)
+        if held and skipped is None:
             item_id, version = sorted(held)[0]
             raise MalformedInput(
                 f"{item_id} version {version} is already held", where="object.modified",
                 expected="a new version (a later 'modified') to publish a change")
+        if not kept:
+            return out  # all held or refused: nothing to write, no signature to wait for
+        # The custody records need no signature: made while the signer works.
+        records = [CustodyRecord(prepared[n][0], prepared[n][1], "created", keys.party,
+                                 prepared[n][2].label, prepared[n][2].label, now,
+                                 agreement=prepared[n][2].label.policy
+                                 ).knowing(prepared[n][2].canonical)
+                   for n in kept] if one_leaf else []
+        digests = [record.digest() for record in records]
+        # Only now wait for the signatures: the checks and reads above ran meanwhile. What
+        # cannot be signed is refused whole, before anything is written.
+        signatures: list[bytes] = []
+        while pending:
+            signatures.extend(pending[0].result())
+            pending.pop(0)
+        if len(signatures) != len(checked):
+            raise Unavailable("the signing process answered for "
+                              f"{len(signatures)} of {len(checked)} bindings")
+        bound: list[tuple[StoredItem, _LabelForm, crypto.Binding]] = []
+        for n in kept:
+            marked, content, form, digest, _, _ = checked[n]
+            binding = crypto.Binding(crypto.SIGNATURE_ALGORITHM, signing.key, signatures[n],
+                                     digest)
+            bound.append((StoredItem.from_canonical(marked, content, form.label,
+                                                    form.canonical, binding, now),
+                          form, binding))
+        # Every item of the batch is added at the same instant (StoredItem normalises it).
+        added_at = stamp(bound[0][0].added_at) if bound else ""
         stored: list[tuple[StoredItem, int]] = []
         custodies: list[tuple[CustodyRecord, int]] = []
-        if one_leaf and prepared:
-            out = _publish_one_leaf(uow, prepared, keys.party, actor, now, added_at,
-                                    stored, custodies)
+        if one_leaf and bound:
+            out = _publish_one_leaf(uow, bound, records, digests, keys.party, actor, now,
+                                    added_at, stored, custodies)
         else:
-            for item, form, binding in prepared:
+            for item, form, binding in bound:
                 label = form.label
                 custody = CustodyRecord(item.item_id, item.version, "created", keys.party,
                                         label, label, now,
@@ -314,27 +412,22 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 
 def _publish_one_leaf(uow: UnitOfWork,
                       prepared: Sequence[tuple[StoredItem, _LabelForm, crypto.Binding]],
+                      records: Sequence[CustodyRecord], digests: Sequence[str],
                       party: Party, actor: str, now: datetime, added_at: str,
                       stored: list[tuple[StoredItem, int]],
                       custodies: list[tuple[CustodyRecord, int]]) -> list[Published]:
-    """One ``items-published`` event for the whole batch; fills ``stored`` and
-    ``custodies`` with the rows to write under its seq."""
+    """One ``items-published`` event for the whole batch, whose items' custody records
+    (and their digests) are ``records``; fills ``stored`` and ``custodies`` with the rows
+    to write under its seq."""
     label_index: dict[int, int] = {}  # id(form) -> its place in the leaf's labels
     labels: list[dict[str, Any]] = []
     entries: list[dict[str, Any]] = []
-    digests: list[str] = []
-    records: list[CustodyRecord] = []
     for item, form, _ in prepared:
         n = label_index.get(id(form))
         if n is None:
             n = label_index[id(form)] = len(labels)
             labels.append({"label": form.json, "marking": form.english,
                            "national_marking": form.national})
-        label = form.label
-        custody = CustodyRecord(item.item_id, item.version, "created", party, label, label,
-                                now, agreement=label.policy).knowing(item.label)
-        records.append(custody)
-        digests.append(custody.digest())
         entries.append({"id": item.item_id, "version": item.version, "type": item.stix_type,
                         "content_hash": item.content_hash(), "label": n})
     event = uow.audit.append(
@@ -350,16 +443,6 @@ def _publish_one_leaf(uow: UnitOfWork,
         out.append(Published(item.item_id, item.version, event.seq, form.english,
                              form.national, binding.key))
     return out
-
-
-def may_add_versions(entries: Sequence[tuple[str, SecurityLabel]],
-                     current: Mapping[str, Sequence[SecurityLabel]],
-                     schemes: Mapping[Party, Scheme], *, publisher: Person) -> list[bool]:
-    """For each (item id, label made for it): whether ``publisher`` may add that version,
-    given the labels ``current`` of the versions held (``decide_new_version``); for a
-    caller that answers each object of a batch on its own."""
-    return [decide_new_version(label, list(current.get(item_id, [])), schemes,
-                               publisher=publisher).permit for item_id, label in entries]
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,19 +465,27 @@ class _LabelForm:
 
 
 class _Signer:
-    """``crypto.bind`` over bytes already canonical, with the key's fingerprint made once
-    (it derives the public key, which costs as much as a signature)."""
+    """Binding signatures in this thread (the ``BindingSigner`` port, signing at once), with
+    the key's fingerprint made once (it derives the public key: as dear as a signature)."""
 
     def __init__(self, key: Any) -> None:
-        self._key = key
-        self._fingerprint = crypto.fingerprint(key)
+        self.key = crypto.fingerprint(key)
         self._sign: Any = partial(crypto.sign, key)
 
-    def bind(self, label: bytes, content: bytes) -> crypto.Binding:
-        digest = crypto.binding_digest_of(label, content)
-        return crypto.Binding(crypto.SIGNATURE_ALGORITHM, self._fingerprint,
-                              self._sign(crypto.signed_message(crypto.BINDING_CONTEXT,
-                                                               digest)), digest)
+    def begin(self, digests: Sequence[bytes]) -> PendingSignatures:
+        return _Signed([self._sign(crypto.signed_message(crypto.BINDING_CONTEXT, d))
+                        for d in digests])
+
+
+@dataclass(frozen=True, slots=True)
+class _Signed:
+    signatures: list[bytes]
+
+    def result(self) -> list[bytes]:
+        return self.signatures
+
+    def abandon(self) -> None:
+        pass
 
 
 # ---- receiving ----------------------------------------------------------------------------
@@ -485,9 +576,14 @@ Verdict = tuple[Incoming, str, str, str | None, Decision | None, StoredItem | No
 
 def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Catalogue,
                     originator_keys: Mapping[Party, Ed25519PublicKey],
-                    now: datetime) -> list[Verdict]:
-    """The checks of :func:`ingest` that need no store (run before the write lock)."""
-    verdicts: list[Verdict] = []
+                    now: datetime, checks: SignatureChecks = checks_here) -> list[Verdict]:
+    """The checks of :func:`ingest` that need no store (run before the write lock).
+
+    The originators' binding signatures of the whole batch go to ``checks`` at once (another
+    process, while this one decides the releases); an item whose signature does not verify
+    is refused, whatever its decision (fail closed)."""
+    screened: list[tuple[Incoming, str, str, str | None, StoredItem | None]] = []
+    signed: list[tuple[int, crypto.SignatureCheck]] = []
     for incoming in batch:
         item_id = str(incoming.obj.get("id", ""))
         version = _version(incoming.obj)
@@ -511,11 +607,16 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
             # The bytes bound are the bytes stored: canonicalise once for both.
             try:
                 label_bytes = record_bytes(incoming.label.to_json())
-                verify_binding_bytes(label_bytes, content, incoming.binding, public)
+                check = crypto.binding_check(label_bytes, content, incoming.binding, public)
                 item = StoredItem.from_canonical(incoming.obj, content, incoming.label,
                                                  label_bytes, incoming.binding, now)
+                signed.append((len(screened), check))
             except (ProofInvalid, MalformedInput) as exc:
                 problem = f"binding of {incoming.label.originator}: {exc}"
+        screened.append((incoming, item_id, version, problem, item))
+    answers = checks.submit([c for _, c in signed])
+    verdicts: list[Verdict] = []
+    for incoming, item_id, version, problem, item in screened:
         if problem is not None:
             verdicts.append((incoming, item_id, version, problem, None, None))
             continue
@@ -524,6 +625,15 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
         verdicts.append((incoming, item_id, version,
                          None if decision.permit else "; ".join(decision.reasons), decision,
                          item))
+    verified = answers()
+    if len(verified) != len(signed):
+        verified = [False] * len(signed)  # an answer that does not add up verifies nothing
+    for (n, _), good in zip(signed, verified, strict=True):
+        if not good:
+            incoming, item_id, version = verdicts[n][:3]
+            verdicts[n] = (incoming, item_id, version,
+                           f"binding of {incoming.label.originator}: "
+                           f"{crypto.BINDING_SIGNATURE_FAILS}", None, None)
     return verdicts
 
 
@@ -566,7 +676,8 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         decision = verdict
         receipt = given_record = None
         if incoming.envelope is not None and signer is not None:
-            receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer)
+            receipt = crypto.make_receipt(incoming.envelope, received_at=now, key=signer,
+                                         digest=incoming.envelope_digest)
             given_record = ReceiptRecord(item_id, version, incoming.sender, "given",
                                          receipt.to_json(), now)
         if (item_id, version) in held:

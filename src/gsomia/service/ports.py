@@ -10,7 +10,7 @@ or on any error) not at all.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gsomia.core.audit import AuditEvent, AuditKind, LogProblem, MerkleAccumulator, TreeHead
+from gsomia.core.crypto import SignatureCheck, verify_checks
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
@@ -36,9 +37,27 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
 from gsomia.core.types import Party
 
-__all__ = ["AuditLog", "AuditReader", "ConsentRequest", "KeyStore", "Outbox",
-           "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository", "SeenEnvelope",
-           "StixValidator", "UnitOfWork"]
+__all__ = ["AuditLog", "AuditReader", "BindingSigner", "ConsentRequest", "KeyStore", "Outbox",
+           "PendingSignatures", "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository",
+           "SeenEnvelope", "SignatureChecks", "StixValidator", "UnitOfWork", "checks_here"]
+
+
+class SignatureChecks(Protocol):
+    """Verifies a batch of Ed25519 signatures, possibly on another process, while the caller
+    goes on: ``submit`` returns a callable that waits for one answer per check, in order
+    (False: that signature does not verify, and what it signs is refused)."""
+
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]: ...
+
+
+class _ChecksHere:
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
+        found = verify_checks(checks)
+        return lambda: found
+
+
+checks_here: SignatureChecks = _ChecksHere()
+"""In the caller's own process, before ``submit`` returns."""
 
 
 class KeyStore(Protocol):
@@ -56,6 +75,30 @@ class KeyStore(Protocol):
     def envelope_key(self) -> X25519PrivateKey:
         """The key partners seal envelopes to."""
         ...
+
+
+class PendingSignatures(Protocol):
+    """Signatures asked for and not yet taken."""
+
+    def result(self) -> list[bytes]:
+        """The signatures, in the order of the digests; ``Unavailable`` if they cannot be
+        had (nothing signed elsewhere is then used)."""
+        ...
+
+    def abandon(self) -> None:
+        """The batch is refused: its signatures, if they come, are dropped."""
+        ...
+
+
+class BindingSigner(Protocol):
+    """Signs label bindings with the node's key (``crypto.BINDING_CONTEXT`` and the binding
+    digest: it signs nothing else); ``key`` is the key's fingerprint. :meth:`begin` may
+    return before the signing is done, so the caller goes on with its batch meanwhile."""
+
+    @property
+    def key(self) -> str: ...
+
+    def begin(self, digests: Sequence[bytes]) -> PendingSignatures: ...
 
 
 class StixValidator(Protocol):

@@ -144,6 +144,11 @@ class ObjectStore(Protocol):
         """One keyset page, in (date_added, key) order, with ``more`` if rows remain."""
         ...
 
+    def page_by(self, query_of: Callable[[Mapping[str, SecurityLabel]], Query]) -> Page:
+        """:meth:`page` of the query that ``query_of`` makes of the label classes held
+        (:meth:`label_classes`), both read in one transaction."""
+        ...
+
     def labels_of(self, object_id: str) -> Sequence[SecurityLabel]:
         """Labels of every stored version of ``object_id`` (empty if none is held): lets a
         refused read by id be audited with its reasons."""

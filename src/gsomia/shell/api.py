@@ -9,7 +9,8 @@ statuses here and nowhere else:
                      ``where`` names the field (``rel_to``), never a command-line flag
     NotFound       → 404, one body for "absent" and "you may not see it"
     PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409
-    AuditUnavailable, PeerUnavailable → 503; any other GsomiaError → 422 (peer API)
+    AuditUnavailable, PeerUnavailable, Unavailable → 503 (TAXII: also a batch whose
+                     bindings could not be signed); any other GsomiaError → 422 (peer API)
                      (:func:`gsomia.shell.statuses.status_of`, which the dashboard and the
                      desk answer by too)
     no or bad credentials → 401 with WWW-Authenticate; wrong media type → 406 / 415
@@ -56,6 +57,7 @@ from gsomia.core.errors import (
     PolicyDenied,
     ProofInvalid,
     Replayed,
+    Unavailable,
 )
 from gsomia.core.policy import Person
 from gsomia.core.taxii import (
@@ -237,6 +239,8 @@ def create_app(config: ApiConfig) -> Starlette:
             except AuditUnavailable as exc:
                 return _error(503, "Audit log unavailable",
                               f"Nothing is served while reads cannot be audited: {exc}")
+            except Unavailable as exc:  # e.g. the bindings could not be signed: try again
+                return _error(503, "Unavailable", str(exc))
         endpoint.__name__ = handler.__name__
         return endpoint
 

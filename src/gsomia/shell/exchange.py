@@ -69,7 +69,9 @@ from gsomia.service.ports import (
     KeyStore,
     QueuedDelivery,
     QueuedNotice,
+    SignatureChecks,
     StixValidator,
+    checks_here,
 )
 from gsomia.shell import store as node_store
 from gsomia.shell.store import (
@@ -527,6 +529,9 @@ class _Batch:
     answer: Future[list[Any]] | None = None  # the partner's results
     bodies: list[str] = field(default_factory=list)
     unsent: dict[int, str] = field(default_factory=dict)
+    # Each posted row's envelope digest (SHA-256 of its body, which is its canonical JSON):
+    # what the partner's receipt must name, hashed once as it leaves.
+    digests: dict[int, bytes] = field(default_factory=dict)
 
     def posted(self) -> Future[list[Any]]:
         if self.answer is None:
@@ -707,7 +712,8 @@ class Sender:
                 batch.sealed.append((row, None))
                 batch.unsent[row.row] = f"cannot be sealed: {exc}"
                 continue
-            body = json.dumps(envelope.to_json())
+            encoded = crypto.canonical(envelope.to_json())
+            body = encoded.decode("ascii")
             if _BATCH_FRAME + len(body) > limits.PEER_BODY:
                 # Alone it is more than a partner takes (an item stored before the bound
                 # at publish, or a relay's consents): say so once rather than post it.
@@ -723,6 +729,7 @@ class Sender:
             size += len(body) + 1
             batch.sealed.append((row, envelope))
             batch.bodies.append(body)
+            batch.digests[row.row] = crypto.sha256(encoded)
         return batch if batch.sealed else None
 
     def _post(self, batch: _Batch) -> list[Any]:
@@ -795,7 +802,7 @@ class Sender:
             self._retry([r for r, _ in batch.sealed], str(exc), batch.sent_at)
             report.failed += len(batch.sealed)
             return
-        self._settle(batch.peer, batch.sealed, results, report, batch.unsent)
+        self._settle(batch.peer, batch.sealed, results, report, batch.unsent, batch.digests)
 
     def _send_to(self, peer: Peer, report: SendReport, *, wait: bool = True) -> None:
         # Seal the next batch while the partner works on the one in flight.
@@ -850,16 +857,18 @@ class Sender:
 
     def _settle(self, peer: Peer, sealed: list[tuple[QueuedDelivery, crypto.Envelope | None]],
                 results: list[Any], report: SendReport,
-                unsent: Mapping[int, str] | None = None) -> None:
+                unsent: Mapping[int, str] | None = None,
+                digests: Mapping[int, bytes] | None = None) -> None:
         """Hand the partner's answers to the settling handler, in order."""
         outcome = iter(results)
         sent = [exchange_handlers.Sent(row, envelope, next(outcome) if envelope else None,
-                                       (unsent or {}).get(row.row))
+                                       (unsent or {}).get(row.row),
+                                       (digests or {}).get(row.row))
                 for row, envelope in sealed]
         # When the answer came back: publish-to-receipt ends here.
         delivered, refused = exchange_handlers.settle(
             self.node.uow(), peer=peer.party, peer_public=peer.signing_public, sent=sent,
-            now=self.clock())
+            now=self.clock(), checks=_checks(self.node))
         report.delivered += delivered
         report.refused += refused
 
@@ -1100,6 +1109,12 @@ def start_sender(node: NodePort) -> tuple[threading.Thread, threading.Event]:
 # ---- receiving ------------------------------------------------------------------------------
 
 
+def _checks(node: NodePort) -> SignatureChecks:
+    """The node's signature worker; a node port without one verifies in its own process."""
+    found: SignatureChecks | None = getattr(node, "signatures", None)
+    return found if found is not None else checks_here
+
+
 def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
     if not nonces:
         return set()
@@ -1123,7 +1138,7 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
         out = exchange_handlers.receive(
             node.uow(), keys=node.keys, catalogue=node.catalogue,
             signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-            seen=seen, now=now, revoked=_revoked_standing(node))
+            seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node))
     except sa.exc.IntegrityError:
         # A concurrent delivery of the same nonce won the race: this one is a replay.
         return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,

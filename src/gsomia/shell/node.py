@@ -38,6 +38,7 @@ from gsomia.core.outbox import Routing
 from gsomia.core.types import Party, iso, party
 from gsomia.service import handlers
 from gsomia.shell.keys import KEY_FILES, FileKeyStore, create_identity
+from gsomia.shell.signatures import SignatureWorker
 from gsomia.shell.store import HEAD_FILE, SqlUnitOfWork, Store, resolve_url
 
 CONFIG = "node.toml"
@@ -120,6 +121,8 @@ class Node:
         self.store = store
         self.catalogue = catalogue
         store.routing = self.routing
+        # Public keys only ever reach it; its process starts with the first large batch.
+        self.signatures = SignatureWorker()
 
     def routing(self) -> Routing:
         """Whom this node delivers to, as its partners.json says now."""
@@ -138,6 +141,7 @@ class Node:
         return self.store.uow()
 
     def close(self) -> None:
+        self.signatures.close()
         self.store.dispose()
 
     def __enter__(self) -> Node:

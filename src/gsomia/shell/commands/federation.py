@@ -41,9 +41,18 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     from gsomia.shell.exchange import start_sender
     from gsomia.shell.node import taxii_collections
     from gsomia.shell.partner_check import check_at_start
+    from gsomia.shell.signatures import SignatureWorker
 
     serve_cmd.refuse_exposed_keys(node_dir)  # before the sender starts with the key
-    node = bootstrap.open_node(node_dir)
+    # Before the node is opened: the worker is forked holding no key and no open file.
+    signatures = SignatureWorker().start()
+    try:
+        node = bootstrap.open_node(node_dir)
+    except BaseException:
+        signatures.close()
+        raise
+    node.signatures.close()
+    node.signatures = signatures
     try:
         if listen_fd is None:
             check_at_start(node)  # before anything is sent or served
@@ -70,7 +79,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
         # uvicorn turns SIGTERM into a graceful shutdown and returns here.
         serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False,
                         sockets=None if listen_fd is None else [socket.socket(
-                            fileno=listen_fd)])
+                            fileno=listen_fd)], signatures=signatures)
     finally:
         if centre is not None:
             centre[1].set()

@@ -17,26 +17,58 @@ import ssl
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from gsomia.bootstrap import app_for_node
 from gsomia.core.errors import MalformedInput
 
+if TYPE_CHECKING:
+    from gsomia.shell.signatures import SignatureWorker
+
 __all__ = ["refuse_exposed_keys", "register", "serve", "tls_protocol"]
 
 
+MAX_REQUEST_HEAD = 64 * 1024
+"""Bytes of a request line and headers the server reads before it answers 400 and closes:
+h11 stopped at 16 KiB, llhttp has no bound of its own and would keep what it is sent."""
+
+
 def tls_protocol() -> type:
-    """uvicorn's h11 protocol, putting the client certificate the TLS layer verified into the
-    ASGI TLS extension (``scope["extensions"]["tls"]``) of every request on the connection;
-    which party it is, if any, is the app's to decide (``PinnedPeers``). The requests the
-    server has under way go with it (``api.IN_FLIGHT``)."""
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    """uvicorn's httptools protocol (llhttp, in C, rather than h11's parser in Python),
+    putting the client certificate the TLS layer verified into the ASGI TLS extension
+    (``scope["extensions"]["tls"]``) of every request on the connection; which party it is,
+    if any, is the app's to decide (``PinnedPeers``). The requests the server has under way
+    go with it (``api.IN_FLIGHT``). A request's head is bounded (:data:`MAX_REQUEST_HEAD`)."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from gsomia.shell.api import IN_FLIGHT
 
-    class TlsH11Protocol(H11Protocol):
+    class TlsHttpProtocol(HttpToolsProtocol):
+        # Bytes received since the current request began, while its head is still read.
+        _head_bytes = 0
+        _in_head = True
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            # Checked after the parser took the data: a chunk may hold a whole head and the
+            # start of a large body, which is no reason to refuse.
+            if self._in_head and self._head_bytes > MAX_REQUEST_HEAD \
+                    and not self.transport.is_closing():
+                self._in_head = False
+                self.send_400_response("Request line and headers too large.")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes = True, 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            super().on_headers_complete()
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             ssl_object = transport.get_extra_info("ssl_object")
@@ -55,7 +87,7 @@ def tls_protocol() -> type:
 
             self.app = app
 
-    return TlsH11Protocol
+    return TlsHttpProtocol
 
 
 def refuse_exposed_keys(node_dir: str) -> None:
@@ -78,9 +110,11 @@ def refuse_exposed_keys(node_dir: str) -> None:
 
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
           audit_reads: str = "sync", check_partners: bool = True,
-          sockets: list[socket.socket] | None = None) -> None:
+          sockets: list[socket.socket] | None = None,
+          signatures: SignatureWorker | None = None) -> None:
     """Serve until SIGTERM; on ``sockets`` (a listening socket shared by the workers of
-    ``gsomia node run --workers``) instead of binding ``host:port``."""
+    ``gsomia node run --workers``) instead of binding ``host:port``; ``signatures``: the
+    worker ``node run`` forked before it held a key, used by the peer inbox here too."""
     import uvicorn
 
     from gsomia import bootstrap
@@ -95,6 +129,9 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
     # busy): 0.5 ms bounds that wait at light load for a few more switches under load.
     sys.setswitchinterval(0.0005)
     node = bootstrap.open_node(node_dir)
+    if signatures is not None:
+        node.signatures.close()
+        node.signatures = signatures
     node.store.copy_heads_behind()
     if check_partners:
         try:
@@ -103,7 +140,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
             node.close()
             raise
     folder = Path(node.folder)
-    app = app_for_node(node, audit_reads=audit_reads)
+    app = app_for_node(node, audit_reads=audit_reads, sign_apart=True)
     from gsomia.shell.stix_check import _enums, _validators
 
     _validators()  # compile the schemas before the first request, not during it

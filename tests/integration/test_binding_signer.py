@@ -1,0 +1,153 @@
+"""The process that signs a TAXII server's label bindings (``gsomia.shell.binding_signer``),
+on a key file as ``node init`` writes it: what it signs verifies under the node's key, in
+the order asked, whatever batches are interleaved or abandoned; it signs only binding
+digests; and it refuses a key file the group or others may read, or another key."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gsomia.core import crypto
+from gsomia.core.errors import ProofInvalid, Unavailable
+from gsomia.shell.binding_signer import SigningProcess
+from gsomia.shell.keys import write_private
+
+KEY = Ed25519PrivateKey.generate()
+PUBLIC = KEY.public_key()
+
+
+def _pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningProcess]:
+    path = tmp_path_factory.mktemp("signer") / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def _verifies(digest: bytes, signature: bytes) -> bool:
+    try:
+        crypto.verify(PUBLIC, signature, crypto.signed_message(crypto.BINDING_CONTEXT, digest))
+    except ProofInvalid:
+        return False
+    return True
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.tuples(st.lists(st.binary(min_size=32, max_size=32), max_size=30),
+                                  st.booleans()), min_size=1, max_size=6),
+       order=st.randoms(use_true_random=False))
+def test_each_batch_gets_the_signatures_of_its_own_digests_in_order(
+        signer: SigningProcess, batches: list[tuple[list[bytes], bool]], order: object
+        ) -> None:
+    """Batches begun together and taken in any order, some abandoned (refused before they
+    took their signatures): each taken one gets one signature per digest, in its order,
+    each a binding signature under the node's key (and no other message's)."""
+    pending = [(digests, abandon, signer.begin(digests)) for digests, abandon in batches]
+    order.shuffle(pending)  # type: ignore[attr-defined]
+    for digests, abandon, chunk in pending:
+        if abandon:
+            chunk.abandon()
+            continue
+        signatures = chunk.result()
+        assert len(signatures) == len(digests)
+        for digest, signature in zip(digests, signatures, strict=True):
+            assert _verifies(digest, signature)
+            with pytest.raises(ProofInvalid):  # a binding signature signs nothing else
+                crypto.verify(PUBLIC, signature, crypto.signed_message(b"gsomia/tree-head",
+                                                                       digest))
+
+
+def test_a_dead_process_fails_the_batches_waiting_on_it_and_the_next_starts_anew(
+        signer: SigningProcess) -> None:
+    signer.begin([b"\1" * 32]).result()  # up
+    first = signer.pid
+    assert first is not None
+    os.kill(first, signal.SIGSTOP)
+    waiting = signer.begin([b"\2" * 32] * 3)
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(Unavailable, match="signing process"):
+        waiting.result()
+    later = signer.begin([b"\3" * 32])
+    assert signer.pid != first
+    assert _verifies(b"\3" * 32, later.result()[0])
+
+
+@pytest.mark.parametrize(("mode", "other_key", "why"), [
+    (0o640, False, "did not start"), (0o604, False, "did not start"),
+    (0o600, True, "another key")])
+def test_a_key_file_others_may_read_or_holding_another_key_is_not_used(
+        tmp_path: Path, mode: int, other_key: bool, why: str) -> None:
+    path = tmp_path / "signing.key"
+    write_private(path, _pem(Ed25519PrivateKey.generate() if other_key else KEY))
+    path.chmod(mode)
+    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+    try:
+        with pytest.raises(Unavailable, match=why):
+            process.begin([b"\0" * 32])
+    finally:
+        process.close()
+
+
+def test_the_signing_process_runs_gsomia_whatever_the_folder_it_starts_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's working folder may be one others write (the host's disk): a ``gsomia``
+    package planted there is not what reads the signing key file."""
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    planted = tmp_path / "cwd" / "gsomia"
+    planted.mkdir(parents=True)
+    marker = tmp_path / "stolen"
+    (planted / "__init__.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n")
+    monkeypatch.chdir(planted.parent)
+    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+    try:
+        assert _verifies(b"\4" * 32, process.begin([b"\4" * 32]).result()[0])
+    finally:
+        process.close()
+    assert not marker.exists()
+
+
+def test_batches_refused_before_they_took_their_signatures_never_stall_the_next(
+        tmp_path: Path) -> None:
+    """A publisher may re-post versions already held (or items it may not add) again and
+    again: their batches are refused after their digests went to the process. The
+    signatures nobody takes must not fill the pipes until every later batch hangs."""
+    import threading
+
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+    got: list[bytes] = []
+
+    def publishes() -> None:
+        for n in range(120):  # 3,000 signatures: more than both pipes hold
+            process.begin([n.to_bytes(32, "big")] * 25).abandon()
+        got.extend(process.begin([b"\5" * 32]).result())
+
+    try:
+        later = threading.Thread(target=publishes, daemon=True)
+        later.start()
+        later.join(timeout=20)
+        assert not later.is_alive(), "batches hang on the signing process"
+        assert len(got) == 1 and _verifies(b"\5" * 32, got[0])
+    finally:
+        process.close()  # ends a process that stalled, and with it the thread
