@@ -81,6 +81,8 @@ class SigningProcess:
         frame = len(digests).to_bytes(4, "big") + b"".join(digests)
         with self._write_lock:
             proc = self._running()
+            if not self._drop_abandoned():
+                proc = self._running()
             with self._lock:
                 generation, number = self._generation, self._sent
                 self._counts[number] = len(digests)
@@ -181,6 +183,34 @@ class SigningProcess:
                     else:
                         self._answers[answered] = [raw[i:i + _SIGNATURE]
                                                    for i in range(0, len(raw), _SIGNATURE)]
+
+    def _drop_abandoned(self) -> bool:
+        """(Under the write lock.) Read and drop, oldest first, the answers nobody will
+        take: a batch whose objects are all held already or refused takes no signatures,
+        and only a taker reads the pipe. A run of such batches (a client retrying a post)
+        filled the answer pipe, the process stopped reading, and the next request waited
+        on a full pipe for ever, every later batch behind it. False: the process failed
+        meanwhile and was ended."""
+        with self._read_lock:
+            while True:
+                with self._lock:
+                    answered = self._received
+                    if answered >= self._sent or answered not in self._abandoned:
+                        return True
+                    generation, proc = self._generation, self._proc
+                    count = self._counts.pop(answered)
+                assert proc is not None and proc.stdout is not None
+                try:
+                    _read_exact(proc.stdout.fileno(), count * _SIGNATURE, self._timeout)
+                except (Unavailable, OSError, ValueError):
+                    with self._lock:
+                        self._broken(generation)
+                    return False
+                with self._lock:
+                    if generation != self._generation:
+                        return False
+                    self._received += 1
+                    self._abandoned.discard(answered)
 
     def _abandon(self, generation: int, number: int) -> None:
         with self._lock:
