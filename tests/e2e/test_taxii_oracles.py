@@ -337,6 +337,20 @@ def _unread(pid: int) -> int:
         os.close(fd)
 
 
+def test_posts_of_objects_held_already_do_not_stall_the_signing_process(kor: Served) -> None:
+    """A batch that stores nothing (every object held already: a client's retry) takes no
+    signatures. Their answers, left unread in the signing process's pipe, once filled it:
+    the process stopped reading and the next post hung for ever, every later one behind
+    it. Each retry is answered, and a new batch after them is stored."""
+    batch = [indicator() for _ in range(300)]
+    assert kor.post("kim", II, batch)["success_count"] == 301
+    for _ in range(16):  # 301 signatures a retry: ~11 filled both pipes
+        again = kor.post("kim", II, batch)
+        assert again["success_count"] == 301 and again["failure_count"] == 0, again
+    fresh = kor.post("kim", II, [indicator() for _ in range(3)])
+    assert fresh["success_count"] == 4 and fresh["failure_count"] == 0, fresh
+
+
 def test_a_batch_whose_signing_process_dies_is_refused_whole_and_the_next_is_signed(
         kor: Served) -> None:
     """The bindings are signed on a process of the server's (``binding_signer``). Killed

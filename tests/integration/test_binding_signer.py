@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from gsomia.core import crypto
@@ -73,6 +74,38 @@ def test_each_batch_gets_the_signatures_of_its_own_digests_in_order(
             with pytest.raises(ProofInvalid):  # a binding signature signs nothing else
                 crypto.verify(PUBLIC, signature, crypto.signed_message(b"gsomia/tree-head",
                                                                        digest))
+
+
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(st.tuples(st.integers(1, 400), st.booleans()), max_size=12))
+@example(batches=[(200, True)] * 20)  # 4,000 signatures nobody takes: both pipes fill
+def test_batches_that_take_no_signatures_never_stall_the_ones_after_them(
+        signer: SigningProcess, batches: list[tuple[int, bool]]) -> None:
+    """Batches one after another, each taken or abandoned (all its objects held already, or
+    refused): however many signatures go untaken, the next batch is signed, by the same
+    process (nothing ended it), within the answer timeout, never blocked on a full pipe."""
+    done: list[bool] = []
+
+    def run() -> None:
+        first = None
+        for n, (count, abandon) in enumerate([*batches, (3, False)]):
+            digests = [bytes([n % 256, k % 256]) * 16 for k in range(count)]
+            chunk = signer.begin(digests)
+            first = first if first is not None else signer.pid
+            if abandon:
+                chunk.abandon()
+                continue
+            signatures = chunk.result()
+            assert [_verifies(d, s) for d, s in zip(digests, signatures, strict=True)] \
+                == [True] * count
+        assert signer.pid == first
+        done.append(True)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(20)
+    assert done == [True]
 
 
 def test_a_dead_process_fails_the_batches_waiting_on_it_and_the_next_starts_anew(
