@@ -37,13 +37,17 @@ def publish_then_kill(folder: Path, source: Path, acknowledged_before_kill: int)
     proc = subprocess.Popen(
         [*command(), "publish", "--node", str(folder), "--file", str(source),
          "--level", "군사III급비밀", "--rel-to", "KOR,JPN", "--purpose", "dprk-missile"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        # Unbuffered bytes: a buffered reader reads ahead, and the lines it took past the
+        # last one returned are not seen by communicate(), which reads the pipe itself (a
+        # fast publisher's acknowledged ids were lost by the test, not by the node).
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     assert proc.stdout is not None
     printed: list[str] = []
     deadline = time.monotonic() + 120
     while len(printed) < acknowledged_before_kill:
-        line = proc.stdout.readline()
-        assert line, f"the publisher stopped early: {proc.stderr.read() if proc.stderr else ''}"
+        line = proc.stdout.readline().decode()
+        assert line, ("the publisher stopped early: "
+                      f"{proc.stderr.read().decode() if proc.stderr else ''}")
         printed.append(line.strip())
         assert time.monotonic() < deadline, "the publisher is too slow"
     # Let it run on a little so the kill lands at an arbitrary point of a publish.
@@ -51,7 +55,7 @@ def publish_then_kill(folder: Path, source: Path, acknowledged_before_kill: int)
     os.kill(proc.pid, signal.SIGKILL)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    printed += [line.strip() for line in rest.splitlines() if line.strip()]
+    printed += [line.strip() for line in rest.decode().splitlines() if line.strip()]
     return printed
 
 
