@@ -91,15 +91,38 @@ class Federation:
         self.nodes.clear()
 
 
+PLANTED = "import pathlib\npathlib.Path(__file__).with_name('ran').touch()\nraise SystemExit(3)\n"
+
+
 @pytest.fixture(scope="module")
 def direct(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
     fed = Federation(tmp_path_factory.mktemp("direct"), "direct")
+    # Started from a folder in which someone planted a ``gsomia`` package: the nodes must
+    # run the installed one (test_nodes_run_the_installed_gsomia_not_one_planted_beside).
+    planted = fed.folder.parent / "planted"
+    (planted / "gsomia").mkdir(parents=True)
+    (planted / "gsomia" / "__init__.py").write_text(PLANTED, encoding="utf-8")
+    here = os.getcwd()
     try:
-        fed.up()
+        os.chdir(planted)
+        try:
+            fed.up()
+        finally:
+            os.chdir(here)
         yield fed
     finally:
         fed.down()
         fed.close()
+
+
+def test_nodes_run_the_installed_gsomia_not_one_planted_beside(direct: Federation) -> None:
+    """`federation up` run from a folder others may write: the nodes run the installed
+    gsomia with the node's keys, never a package planted in that folder (``python -m`` puts
+    the working folder first on the module path; ``-P`` does not)."""
+    planted = direct.folder.parent / "planted" / "gsomia"
+    assert planted.is_dir()
+    assert not (planted / "ran").exists()
+    assert all(federation.running_pid(direct.folder / code) for code in direct.nodes)
 
 
 def indicator(n: int | None = None) -> dict[str, Any]:

@@ -234,8 +234,10 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
             continue
         log = open(home / "node.log", "ab")  # noqa: SIM115 - the child keeps it
         logged[code] = log.tell()
+        # -P: the working folder is not put first on the module path, so a ``gsomia``
+        # planted there is not what runs with the node's keys.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gsomia", "node", "run", "--dir", str(home),
+            [sys.executable, "-P", "-m", "gsomia", "node", "run", "--dir", str(home),
              "--host", "127.0.0.1", "--port", str(node["port"])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)

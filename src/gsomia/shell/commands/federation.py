@@ -153,8 +153,9 @@ def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: in
     previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for k in range(workers):
+            # -P: not a ``gsomia`` planted in the working folder (see federation.up).
             children.append(subprocess.Popen(
-                [sys.executable, "-m", "gsomia", "node", "run", "--dir", str(node_dir),
+                [sys.executable, "-P", "-m", "gsomia", "node", "run", "--dir", str(node_dir),
                  "--host", host, "--port", str(port), "--log-level", log_level,
                  "--listen-fd", str(listener.fileno()), "--worker", str(k)],
                 pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL))
