@@ -122,17 +122,16 @@ class SigningProcess:
         assert proc.stdout is not None
         try:
             public = _read_exact(proc.stdout.fileno(), 32, _START_TIMEOUT)
-            if crypto.fingerprint(public) != self._key:
-                raise Unavailable(f"{self._path} holds another key than the node's "
-                                  "signing key: nothing is signed with it")
-        except Unavailable as exc:
+        except Unavailable:
+            public = None
+        if public is None or crypto.fingerprint(public) != self._key:
             _end(proc)
             proc.stdout.close()
-            if "another key" in str(exc):
-                raise
+            if public is not None:
+                raise Unavailable(f"{self._path} holds another key than the node's "
+                                  "signing key: nothing is signed with it")
             raise Unavailable(f"the signing process did not start (exit status "
-                              f"{proc.returncode}; the server's error output says why)"
-                              ) from None
+                              f"{proc.returncode}; the server's error output says why)")
         with self._lock:
             self._proc = proc
             self._generation += 1
@@ -263,7 +262,6 @@ def _serve(key_path: Path) -> int:
         return 2
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     _write_fd(stdout, crypto.raw_public(key))
-    prefix = crypto.BINDING_CONTEXT + b"\x00"
     sign = key.sign
     while True:
         head = _read_fd(stdin, 4)
@@ -275,8 +273,9 @@ def _serve(key_path: Path) -> int:
         body = _read_fd(stdin, count * _DIGEST) if count else b""
         if body is None:
             return 0
-        _write_fd(stdout, b"".join(sign(prefix + body[i:i + _DIGEST])
-                                   for i in range(0, len(body), _DIGEST)))
+        _write_fd(stdout, b"".join(
+            sign(crypto.signed_message(crypto.BINDING_CONTEXT, body[i:i + _DIGEST]))
+            for i in range(0, len(body), _DIGEST)))
 
 
 def _read_fd(fd: int, size: int) -> bytes | None:
