@@ -63,7 +63,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gsomia.core.crypto import (
-    _encode_plain,
+    _encode_plain_bytes,
     _plain,
     b64u,
     canonical,
@@ -714,7 +714,11 @@ def _leaf_bytes(seq: int, kind: str, at: str, actor: str, item_id: str | None,
     # written out because the members are fixed, which makes it 3x faster, and shared by
     # AuditEvent and verify_log's row path so both hash the same bytes.
     if type(details) is dict and _plain(details):
-        details_text = _encode_plain(details)
+        try:
+            details_text = _encode_plain_bytes(details).decode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedInput("text contains a lone surrogate, which UTF-8 cannot carry",
+                                 where=f"event {seq}", expected="valid Unicode text") from None
     else:
         details_text = canonical(details, where=f"event {seq}.details").decode("utf-8")
     j = _jstr
