@@ -650,10 +650,11 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     # label as marked here (a version already held is a duplicate, checked below): an
     # item is re-marked only by its originator's signed classification notice.
     current = uow.repo.current_labels(sorted({v[1] for v in verdicts if v[3] is None}))
+    national_labels: dict[int, SecurityLabel] = {}  # made once, checked here, stored below
     for n, (incoming, item_id, version, problem, verdict, _) in enumerate(verdicts):
         if problem is not None or verdict is None or (item_id, version) in held:
             continue
-        marked = incoming.label.remarked(
+        marked = national_labels[n] = incoming.label.remarked(
             keys.party, verdict.recipient_level or incoming.label.level)
         change = decide_new_version(marked, current.get(item_id, []), catalogue.schemes)
         if not change.permit:
@@ -664,7 +665,7 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     custody: list[tuple[CustodyRecord, int]] = []
     given: set[tuple[str, str, str]] = set()  # (item, version, sender) recorded here
     receipts: list[tuple[ReceiptRecord, int]] = []
-    for incoming, item_id, version, problem, verdict, stored in verdicts:
+    for n, (incoming, item_id, version, problem, verdict, stored) in enumerate(verdicts):
         if problem is not None or verdict is None or stored is None:
             reasons = (problem or "refused",)
             event = uow.audit.append(
@@ -697,7 +698,7 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             continue
         held.add((item_id, version))
         level = decision.recipient_level or incoming.label.level
-        national = incoming.label.remarked(keys.party, level)
+        national = national_labels.get(n) or incoming.label.remarked(keys.party, level)
         record = CustodyRecord(item_id, version, "received", keys.party, incoming.label,
                                national, now, provider=incoming.sender,
                                agreement=decision.agreement,
