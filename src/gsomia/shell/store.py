@@ -408,12 +408,13 @@ def make_engine(url: str) -> sa.Engine:
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute(f"PRAGMA busy_timeout={int(LOCK_WAIT * 1000)}")
             # A million items' indexes do not fit SQLite's 2 MB default page cache; every
-            # insert then rereads index pages through the OS. Reads map the file instead,
-            # all of it: another connection's commit empties this one's page cache, and a
-            # page past the mapping is then read by a system call (1,000,000 items make
-            # 1.7 GB). SQLite caps the size at its build's maximum (2 GiB in Debian's).
+            # insert then rereads index pages through the OS.
             cur.execute("PRAGMA cache_size=-65536")
-            cur.execute(f"PRAGMA mmap_size={1 << 40}")
+            # Never a memory map of the file, whatever the build's default: the host's disk
+            # is not trusted, and a file cut short under a mapping kills the whole process
+            # by SIGBUS when a mapped page past its new end is touched (SQLite documents
+            # it). Read by system calls, a short file is an I/O error SQLite reports.
+            cur.execute("PRAGMA mmap_size=0")
             cur.close()
 
         @sa.event.listens_for(engine, "begin")
