@@ -64,6 +64,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     if listen_fd is not None:
         _exit_with_parent()
     node.store.copy_heads_behind()  # the centre's and the sender's commits
+    node.store.checkpoint_behind()
     thread, stop = start_sender(node)
     from gsomia.shell.notices import start_notices
 
