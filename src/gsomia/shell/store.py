@@ -2196,7 +2196,7 @@ class _Checkpointer:
     def flush(self) -> None:
         """Return once the log as of now has been checkpointed (or the attempt failed)."""
         with self._cond:
-            self._cond.wait_for(lambda: not self._busy and not self._due or self._closed)
+            self._cond.wait_for(lambda: (not self._busy and not self._due) or self._closed)
 
     def close(self) -> None:
         with self._cond:
