@@ -45,8 +45,8 @@ from gsomia.core.audit import (
     MerkleAccumulator,
     TreeHead,
     event_time,
-    leaf_details,
     sign_tree_head,
+    stored_details,
 )
 from gsomia.core.crypto import fingerprint
 from gsomia.core.custody import (
@@ -1142,10 +1142,11 @@ class SqlOutbox:
 
 def _event_values(record: AuditRecord) -> dict[str, Any]:
     e = record.event
-    # The details column holds their RFC 8785 text: the very bytes inside the leaf.
+    # The details column holds their RFC 8785 text: the very bytes inside the leaf (and a
+    # sealed batch's entries beside them, which the leaf commits to by their root).
     return {"seq": e.seq, "kind": e.kind.value, "at": event_time(e.at), "actor": e.actor,
             "item_id": e.item_id, "item_version": e.item_version,
-            "content_hash": e.content_hash, "details": leaf_details(e),
+            "content_hash": e.content_hash, "details": stored_details(e),
             "leaf_hash": record.leaf_hash}
 
 
