@@ -447,10 +447,13 @@ def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> Non
 
 @pytest.fixture(scope="module")
 def worker() -> Iterator[SignatureWorker]:
-    """The node's signature worker process, taking every batch (none verified in place)."""
-    found = SignatureWorker(in_process_below=1)
-    yield found
-    found.close()
+    """The node's signature worker process, taking every batch (none verified in place);
+    spawned with safe path, as the gsomia command sets it at its start."""
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setenv("PYTHONSAFEPATH", "1")
+        found = SignatureWorker(in_process_below=1)
+        yield found
+        found.close()
 
 
 def flipped(signature: bytes) -> bytes:
