@@ -108,6 +108,13 @@ def test_grep_finds_no_decide_in_the_shell() -> None:
     assert hits == []
 
 
+def test_the_sensor_player_reads_the_store_through_its_repository() -> None:
+    """The replay's newest seq and the centre's warnings come from the repository port, not
+    from SQL of its own against the store's tables."""
+    text = (SHELL / "sensor_player.py").read_text("utf-8")
+    assert "sqlalchemy" not in text and "shell.store import" not in text
+
+
 def test_the_shell_check_catches_an_offence(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("d = decide(r, cat)\nuow.audit.append(k, now, 'node')\n"

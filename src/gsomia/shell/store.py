@@ -857,6 +857,19 @@ class SqlRepository:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(users)).scalar()
                    or 0)
 
+    def newest_item_seq(self) -> int:
+        """The seq of the event that stored the newest item (0 when none is held)."""
+        return int(self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+
+    def items_stored_after(self, seq: int, *, originator: str,
+                           stix_type: str) -> list[tuple[str, bytes]]:
+        """(id, stored content) of the items of ``stix_type`` from ``originator`` stored by
+        events after ``seq``, in the order stored."""
+        c = items.c
+        return [(str(row.id), bytes(row.content)) for row in self.conn.execute(
+            sa.select(c.id, c.content).where(c.seq > seq, c.originator == originator,
+                                             c.type == stix_type).order_by(c.seq))]
+
     def holdings(self) -> list[Holding]:
         history: dict[tuple[str, str], list[CustodyRecord]] = {}
         for row in self.conn.execute(custody.select().order_by(custody.c.row)):
