@@ -625,7 +625,9 @@ _ENTRY_KEYS = frozenset({"id", "version", "type", "content_hash", "label"})
 ENTRIES = "entries"
 ENTRIES_ROOT = "entries_root"
 _SEALED_KEYS = frozenset({"id", "version", "type", "content_hash", "custody", "salt"})
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
+# fullmatch: these are written into the entry's bytes as they are (no newline may trail).
+_HEX32_FULL = re.compile(r"[0-9a-f]{32}").fullmatch
+_HEX64_FULL = re.compile(r"[0-9a-f]{64}").fullmatch
 
 
 class EntriesRewritten(MalformedInput):
@@ -676,19 +678,26 @@ def entry_texts(entries: object) -> list[bytes]:
         raise MalformedInput("an items-published event lists no entries",
                              where="details.entries", expected="a non-empty list of entries")
     out = []
+    j, hex64, hex32 = _jstr, _HEX64_FULL, _HEX32_FULL
     for n, entry in enumerate(entries):
-        if type(entry) is not dict or entry.keys() != _SEALED_KEYS \
-                or not all(type(v) is str and v for v in entry.values()) \
-                or not _HEX64.match(entry["content_hash"]) \
-                or not _HEX64.match(entry["custody"]) or not _HEX32.match(entry["salt"]):
+        try:
+            if type(entry) is not dict or entry.keys() != _SEALED_KEYS:
+                raise TypeError
+            item_id, version, kind = entry["id"], entry["version"], entry["type"]
+            chash, custody, salt = entry["content_hash"], entry["custody"], entry["salt"]
+            if not (type(item_id) is str and item_id and type(version) is str and version
+                    and type(kind) is str and kind and hex64(chash) and hex64(custody)
+                    and hex32(salt)):
+                raise TypeError
+            # RFC 8785 of the entry, written out: its members are fixed and all text (the
+            # hex members need no escaping), as in _leaf_bytes.
+            out.append(f'{{"content_hash":"{chash}","custody":"{custody}","id":{j(item_id)},'
+                       f'"salt":"{salt}","type":{j(kind)},"version":{j(version)}}}'
+                       .encode())
+        except (TypeError, UnicodeEncodeError):
             raise MalformedInput(f"entry {n} is not an entry", where=f"details.entries[{n}]",
                                  expected="id, version, type, custody and content_hash (hex) "
-                                          "and a 32-hex-digit salt, as text")
-        try:
-            out.append(_encode_plain(entry).encode("utf-8"))
-        except UnicodeEncodeError:
-            raise MalformedInput("text contains a lone surrogate",
-                                 where=f"details.entries[{n}]") from None
+                                          "and a 32-hex-digit salt, as text") from None
     return out
 
 
@@ -711,7 +720,7 @@ def verify_entry(entry: Mapping[str, Any], place: int, count: int, path: Sequenc
         (text,) = entry_texts([dict(entry)]) if isinstance(entry, Mapping) else [b""]
     except MalformedInput as exc:
         raise ProofInvalid(f"the entry is not one a node writes: {exc}") from None
-    if type(root_hex) is not str or not _HEX64.match(root_hex):
+    if type(root_hex) is not str or not _HEX64_FULL(root_hex):
         raise ProofInvalid("the event commits to no entries root")
     verify_inclusion(_sha256(_LEAF + text).digest(), place, count, path,
                      bytes.fromhex(root_hex))
