@@ -1440,7 +1440,8 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         verify_inclusion(stored, event, head.size, path, head.root)
         shown = {k: v for k, v in row.items() if k != "leaf_hash"}
         details = shown["details"]
-        sealed = isinstance(details, Mapping) and ENTRIES in details
+        sealed = row["kind"] == AuditKind.ITEMS_PUBLISHED.value \
+            and isinstance(details, Mapping) and ENTRIES in details
         if sealed:
             # What the leaf itself holds: the entries are proved one at a time, if at all.
             shown["details"] = {k: v for k, v in details.items() if k != ENTRIES}
@@ -1561,7 +1562,9 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
             # Recomputed from the event the proof carries: a place or hash that the leaf
             # does not hold fails, whatever the document claims.
             try:
-                recorded = (_sealed_item(event, claimed) if ENTRIES_ROOT in event.details
+                recorded = (_sealed_item(event, claimed)
+                            if event.kind is AuditKind.ITEMS_PUBLISHED
+                            and ENTRIES_ROOT in event.details
                             else _item_in(event, claimed["id"], claimed["version"]))
             except MalformedInput as exc:
                 raise ProofInvalid(f"event {event.seq} does not list its items as a node "
