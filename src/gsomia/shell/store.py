@@ -45,8 +45,8 @@ from gsomia.core.audit import (
     MerkleAccumulator,
     TreeHead,
     event_time,
-    leaf_details,
     sign_tree_head,
+    stored_details,
 )
 from gsomia.core.crypto import fingerprint
 from gsomia.core.custody import (
@@ -858,6 +858,19 @@ class SqlRepository:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(users)).scalar()
                    or 0)
 
+    def newest_item_seq(self) -> int:
+        """The seq of the event that stored the newest item (0 when none is held)."""
+        return int(self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+
+    def items_stored_after(self, seq: int, *, originator: str,
+                           stix_type: str) -> list[tuple[str, bytes]]:
+        """(id, stored content) of the items of ``stix_type`` from ``originator`` stored by
+        events after ``seq``, in the order stored."""
+        c = items.c
+        return [(str(row.id), bytes(row.content)) for row in self.conn.execute(
+            sa.select(c.id, c.content).where(c.seq > seq, c.originator == originator,
+                                             c.type == stix_type).order_by(c.seq))]
+
     def holdings(self) -> list[Holding]:
         history: dict[tuple[str, str], list[CustodyRecord]] = {}
         for row in self.conn.execute(custody.select().order_by(custody.c.row)):
@@ -1143,10 +1156,11 @@ class SqlOutbox:
 
 def _event_values(record: AuditRecord) -> dict[str, Any]:
     e = record.event
-    # The details column holds their RFC 8785 text: the very bytes inside the leaf.
+    # The details column holds their RFC 8785 text: the very bytes inside the leaf (and a
+    # sealed batch's entries beside them, which the leaf commits to by their root).
     return {"seq": e.seq, "kind": e.kind.value, "at": event_time(e.at), "actor": e.actor,
             "item_id": e.item_id, "item_version": e.item_version,
-            "content_hash": e.content_hash, "details": leaf_details(e),
+            "content_hash": e.content_hash, "details": stored_details(e),
             "leaf_hash": record.leaf_hash}
 
 

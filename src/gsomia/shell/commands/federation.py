@@ -17,7 +17,7 @@ import click
 from gsomia.core.errors import MalformedInput
 from gsomia.shell.commands.common import emit_json, json_option, progress
 from gsomia.shell.consents import (
-    consent_decide,
+    answer_consent,
     consent_request,
     standing_grant,
     standing_list,
@@ -301,7 +301,7 @@ def register(cli: click.Group) -> None:
                        grant: bool = grant) -> None:
             """As originator, answer a consent request (the holder is told)."""
             with _node(node_dir) as node:
-                doc = consent_decide(node, request_id, grant, reason)
+                doc = answer_consent(node, request_id, grant, reason)
             emit_json(doc) if as_json else click.echo(f"{doc['request']} {doc['status']}")
 
     @consent.group("standing")
