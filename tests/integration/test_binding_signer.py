@@ -5,6 +5,7 @@ digests; and it refuses a key file the group or others may read, or another key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -121,6 +122,42 @@ def test_a_dead_process_fails_the_batches_waiting_on_it_and_the_next_starts_anew
     later = signer.begin([b"\3" * 32])
     assert signer.pid != first
     assert _verifies(b"\3" * 32, later.result()[0])
+
+
+def test_a_stuck_process_refuses_the_batch_in_bounded_time_and_the_next_starts_anew(
+        tmp_path: Path) -> None:
+    """A signing process that stops reading (stopped, wedged) fills its input pipe: the
+    batch written to it is refused with Unavailable (a 503) after the answer timeout, never
+    holding the request thread, and every batch behind it, for ever."""
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    stuck = SigningProcess(path, crypto.fingerprint(PUBLIC), answer_timeout=0.5)
+    try:
+        stuck.begin([b"\1" * 32]).result()  # up
+        first = stuck.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)
+        outcome: list[object] = []
+
+        def post() -> None:
+            try:  # 4,000 digests: more than a pipe holds
+                stuck.begin([b"\2" * 32] * 4000)
+                outcome.append("written")
+            except Unavailable as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=post, daemon=True)
+        thread.start()
+        thread.join(15)
+        assert not thread.is_alive(), "the write to a stuck signer never returned"
+        assert len(outcome) == 1 and isinstance(outcome[0], Unavailable)
+        later = stuck.begin([b"\3" * 32])
+        assert stuck.pid != first
+        assert _verifies(b"\3" * 32, later.result()[0])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first, signal.SIGCONT)
+        stuck.close()
 
 
 @pytest.mark.parametrize(("mode", "other_key", "why"), [

@@ -156,9 +156,14 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                                sender: Party, originator_public: Ed25519PublicKey,
                                now: datetime) -> bool:
     """Keep the originator's revocation (even before the consent it names arrives: that
-    consent is then dead on arrival). Deliveries it no longer allows that are still queued
-    are refused when the sender re-checks them. False if it was held already."""
-    crypto.verify_standing_revocation(revocation, originator_public, originator=sender)
+    consent is then dead on arrival), from the originator or passed on by a partner (it
+    withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
+    is). Deliveries it no longer allows that are still queued are refused when the sender
+    re-checks them. A new one is passed on in the same commit to every partner this node
+    delivers to but ``sender`` and the originator: the hub tells the recipient behind it,
+    so no node relays or takes a relay under it once it is known anywhere on the way.
+    False if it was held already (nothing is passed on again)."""
+    crypto.verify_standing_revocation(revocation, originator_public)
     with uow:
         held = [r for r in uow.repo.standing_consents()
                 if r.consent_id == revocation.consent_id]
@@ -178,6 +183,10 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                      "direction": "standing-revoked-obtained",
                      "records": records_detail(standing_consents=[record.digest()])})
         uow.repo.add_standing_consent(record, seq=event.seq)
+        if uow.routing.federated:
+            uow.events.append(StandingConsentIssued(
+                STANDING_REVOCATION, f"{revocation.consent_id}/revoked",
+                _text(revocation.to_json()), skip=(sender, revocation.originator)))
         commit(uow, now)
     return True
 

@@ -87,12 +87,16 @@ class SigningProcess:
                 self._sent += 1
             assert proc.stdin is not None
             try:
-                _write_fd(proc.stdin.fileno(), frame)
-            except (OSError, ValueError):
+                # Bounded: a process that stopped reading (stuck, stopped) fills the pipe,
+                # and an unbounded write would hold this request thread, and every batch
+                # after it behind the write lock, for ever.
+                _write_within(proc.stdin.fileno(), frame, self._timeout)
+            except (OSError, ValueError, Unavailable):
                 with self._lock:
                     self._broken(generation)
-                raise Unavailable("the signing process is gone: the batch is refused, "
-                                  "the next one starts a new process") from None
+                raise Unavailable("the signing process is gone or does not take the batch: "
+                                  "the batch is refused, the next one starts a new process"
+                                  ) from None
             return _Pending(self, generation, number)
 
     def close(self) -> None:
@@ -119,7 +123,8 @@ class SigningProcess:
         proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "gsomia.shell.binding_signer", str(self._path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stdin is not None
+        os.set_blocking(proc.stdin.fileno(), False)  # written by _write_within only
         try:
             public = _read_exact(proc.stdout.fileno(), 32, _START_TIMEOUT)
         except Unavailable:
@@ -232,6 +237,20 @@ def _read_exact(fd: int, size: int, timeout: float) -> bytes:
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
+
+
+def _write_within(fd: int, data: bytes, timeout: float) -> None:
+    """All of ``data`` to the non-blocking ``fd``, or ``Unavailable`` after ``timeout``
+    seconds in which the pipe took no byte."""
+    view = memoryview(data)
+    while view:
+        _, ready, _ = select.select([], [fd], [], timeout)
+        if not ready:
+            raise Unavailable("the signing process did not take the batch in time")
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # room for less than a pipe's atomic write: wait again
+            continue
 
 
 # ---- the process itself ------------------------------------------------------------------------
