@@ -732,3 +732,33 @@ def test_a_partners_revocation_of_anothers_consent_does_not_stand_in_for_the_ori
     # Passed on to the partner that did not send it (USA), as any new revocation is.
     assert [(n["kind"], n["recipient"]) for n in jpn.outbox.notices][-1:] == [
         (STANDING_REVOCATION, "USA")]
+
+
+def test_a_partners_decoy_revocation_does_not_stop_the_consent_queueing_what_it_covers(
+        shipped: Catalogue) -> None:
+    """JPN holds KOR's sensor report; USA's own revocation naming KOR's consent (it revokes
+    nothing) arrives before that consent: the consent, when it comes, still queues the
+    report to its recipient, as without the decoy."""
+    from gsomia.service import standing
+
+    jpn_uow, jpn = node("JPN", shipped, ("KOR", "USA"))
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    label = dataclasses.replace(kor_label("KOR", "JPN", "USA"), category="sensor-report")
+    envelope = sealed(kor, jpn, indicator(), label)
+    [ok] = exchange.receive(jpn_uow, keys=jpn, catalogue=shipped,
+                            signing_keys={"KOR": kor.public_signing_key()},
+                            envelopes=[envelope], sender="KOR", seen=set(), now=NOW)
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="USA",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    decoy = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="USA", revoked_at=NOW, key=usa.signing_key())
+    assert standing.record_standing_revocation(
+        jpn_uow, revocation=decoy, sender="USA",
+        originator_public=usa.signing_key().public_key(), now=NOW)
+    assert standing.record_standing_consent(
+        jpn_uow, consent=consent, sender="KOR", originator_public=kor.public_signing_key(),
+        catalogue=shipped, now=NOW)
+    assert [(d["item_id"], d["recipient"]) for d in jpn_uow.outbox.deliveries] == [
+        (envelope.item_id, "USA")]
