@@ -748,6 +748,7 @@ def test_a_partners_decoy_revocation_does_not_stop_the_consent_queueing_what_it_
     [ok] = exchange.receive(jpn_uow, keys=jpn, catalogue=shipped,
                             signing_keys={"KOR": kor.public_signing_key()},
                             envelopes=[envelope], sender="KOR", seen=set(), now=NOW)
+    assert ok.receipt is not None, ok.reasons  # held
     consent = crypto.grant_standing_consent(
         consent_id="standing-consent--1", originator="KOR", recipient="USA",
         categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
