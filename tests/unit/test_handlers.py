@@ -697,3 +697,69 @@ def test_a_standing_revocation_is_passed_on_by_the_hub_to_the_nodes_beyond_it(
     with pytest.raises(ProofInvalid):
         standing.record_standing_revocation(jpn, revocation=forged, sender="USA",
                                             originator_public=kor_public, now=NOW)
+
+
+def test_a_partners_revocation_of_anothers_consent_does_not_stand_in_for_the_originators(
+        shipped: Catalogue) -> None:
+    """A partner (USA) signs a revocation of its own naming KOR's consent, before KOR's
+    consent and KOR's revocation reach JPN. It revokes nothing (it is not KOR's), and
+    KOR's own revocation, when it comes, must still be kept and passed on: held as "a
+    revocation of that id already", it was dropped, and KOR's consent stayed in force."""
+    from gsomia.service import standing
+
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="JPN",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    decoy = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="USA", revoked_at=NOW, key=usa.signing_key())
+    jpn, _ = node("JPN", shipped, ("USA", "KOR"))
+    assert standing.record_standing_revocation(
+        jpn, revocation=decoy, sender="USA", originator_public=usa.signing_key().public_key(),
+        now=NOW)
+    kor_public = kor.signing_key().public_key()
+    assert standing.record_standing_consent(jpn, consent=consent, sender="KOR",
+                                            originator_public=kor_public, catalogue=shipped,
+                                            now=NOW)
+    assert [c.revoked for c in standing.in_force(jpn.repo.standing_consents())] == [False]
+    genuine = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="KOR", revoked_at=NOW + timedelta(hours=1),
+        key=kor.signing_key())
+    assert standing.record_standing_revocation(jpn, revocation=genuine, sender="KOR",
+                                               originator_public=kor_public, now=NOW)
+    assert [c.revoked for c in standing.in_force(jpn.repo.standing_consents())] == [True]
+    # Passed on to the partner that did not send it (USA), as any new revocation is.
+    assert [(n["kind"], n["recipient"]) for n in jpn.outbox.notices][-1:] == [
+        (STANDING_REVOCATION, "USA")]
+
+
+def test_a_partners_decoy_revocation_does_not_stop_the_consent_queueing_what_it_covers(
+        shipped: Catalogue) -> None:
+    """JPN holds KOR's sensor report; USA's own revocation naming KOR's consent (it revokes
+    nothing) arrives before that consent: the consent, when it comes, still queues the
+    report to its recipient, as without the decoy."""
+    from gsomia.service import standing
+
+    jpn_uow, jpn = node("JPN", shipped, ("KOR", "USA"))
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    label = dataclasses.replace(kor_label("KOR", "JPN", "USA"), category="sensor-report")
+    envelope = sealed(kor, jpn, indicator(), label)
+    [ok] = exchange.receive(jpn_uow, keys=jpn, catalogue=shipped,
+                            signing_keys={"KOR": kor.public_signing_key()},
+                            envelopes=[envelope], sender="KOR", seen=set(), now=NOW)
+    assert ok.receipt is not None, ok.reasons  # held
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="USA",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    decoy = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="USA", revoked_at=NOW, key=usa.signing_key())
+    assert standing.record_standing_revocation(
+        jpn_uow, revocation=decoy, sender="USA",
+        originator_public=usa.signing_key().public_key(), now=NOW)
+    assert standing.record_standing_consent(
+        jpn_uow, consent=consent, sender="KOR", originator_public=kor.public_signing_key(),
+        catalogue=shipped, now=NOW)
+    assert [(d["item_id"], d["recipient"]) for d in jpn_uow.outbox.deliveries] == [
+        (envelope.item_id, "USA")]

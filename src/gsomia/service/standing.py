@@ -98,7 +98,7 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
             raise MalformedInput(f"no standing consent {consent_id!r} given by this node",
                                  where="consent_id",
                                  expected="an id from gsomia consent standing list")
-        if any(r.kind == "revoke" for r in rows):
+        if any(r.kind == "revoke" and r.originator == keys.party for r in rows):
             raise MalformedInput(f"standing consent {consent_id} is already revoked",
                                  where="consent_id")
         revocation = crypto.revoke_standing_consent(consent_id=consent_id,
@@ -143,7 +143,9 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
                      "recipient": consent.recipient, "direction": "standing-obtained",
                      "records": records_detail(standing_consents=[record.digest()])})
         uow.repo.add_standing_consent(record, seq=event.seq)
-        if uow.routing.federated and not any(r.kind == "revoke" for r in held):
+        if uow.routing.federated and not any(r.kind == "revoke"
+                                             and r.originator == consent.originator
+                                             for r in held):
             claim = _claim(consent, revoked=False)
             stored = [s for s in _stored_as_held(uow, uow.repo.versions_from(consent.originator))
                       if claim.covers(s.label, consent.recipient, now)]
@@ -167,7 +169,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
     with uow:
         held = [r for r in uow.repo.standing_consents()
                 if r.consent_id == revocation.consent_id]
-        if any(r.kind == "revoke" for r in held):
+        # Held already only if by the same originator: a partner's revocation of its own
+        # naming this id revokes nothing (in_force) and must not shadow the originator's.
+        if any(r.kind == "revoke" and r.originator == revocation.originator for r in held):
             return False
         grants = [r for r in held if r.kind == "grant"]
         if grants and grants[0].originator != revocation.originator:

@@ -81,22 +81,32 @@ class SigningProcess:
         frame = len(digests).to_bytes(4, "big") + b"".join(digests)
         with self._write_lock:
             proc = self._running()
+            assert proc.stdin is not None
             with self._lock:
+                if proc is not self._proc:  # ended meanwhile by a reader's timeout
+                    raise Unavailable("the signing process is gone: the batch is refused, "
+                                      "the next one starts a new process")
                 generation, number = self._generation, self._sent
                 self._counts[number] = len(digests)
                 self._sent += 1
-            assert proc.stdin is not None
+                # A descriptor of this write's own: _broken (a reader's timeout, close)
+                # closes proc.stdin under _lock, maybe mid-write, and the number it frees
+                # is the next file or socket any thread opens; the rest of the frame must
+                # not go there. This one stays the pipe's, and fails once its reader ends.
+                fd = os.dup(proc.stdin.fileno())
             try:
                 # Bounded: a process that stopped reading (stuck, stopped) fills the pipe,
                 # and an unbounded write would hold this request thread, and every batch
                 # after it behind the write lock, for ever.
-                _write_within(proc.stdin.fileno(), frame, self._timeout)
+                _write_within(fd, frame, self._timeout)
             except (OSError, ValueError, Unavailable):
                 with self._lock:
                     self._broken(generation)
                 raise Unavailable("the signing process is gone or does not take the batch: "
                                   "the batch is refused, the next one starts a new process"
                                   ) from None
+            finally:
+                os.close(fd)
             return _Pending(self, generation, number)
 
     def close(self) -> None:
