@@ -72,7 +72,7 @@ from gsomia.core.crypto import (
     sign,
     signed_message,
 )
-from gsomia.core.errors import MalformedInput, ProofInvalid
+from gsomia.core.errors import EntriesRewritten, MalformedInput, ProofInvalid
 from gsomia.core.types import instant, iso
 
 __all__ = [
@@ -628,10 +628,6 @@ _SEALED_KEYS = frozenset({"id", "version", "type", "content_hash", "custody", "s
 # fullmatch: these are written into the entry's bytes as they are (no newline may trail).
 _HEX32_FULL = re.compile(r"[0-9a-f]{32}").fullmatch
 _HEX64_FULL = re.compile(r"[0-9a-f]{64}").fullmatch
-
-
-class EntriesRewritten(MalformedInput):
-    """A batch event's entries do not hash to the root its leaf commits to."""
 
 
 def batch_entries(kind: str, details: Mapping[str, Any]) -> tuple[BatchEntry, ...]:

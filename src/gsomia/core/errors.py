@@ -3,7 +3,8 @@
     GsomiaError
      ├── ActionRefused      an operator's action the desk refuses (role, request, hidden item)
      ├── MalformedInput     input that does not have the expected shape (file, field, value)
- │    └── PortTaken     a port asked for (or picked free) that another process took first
+ │    ├── PortTaken     a port asked for (or picked free) that another process took first
+     │    └── EntriesRewritten  a sealed batch leaf's entries that do not hash to its root
      ├── PolicyDenied       a release or access the agreements in force do not allow
      ├── ProofInvalid       a signature, binding, Merkle proof or envelope that does not verify
      │    └── Replayed      an envelope whose nonce was seen before
@@ -27,6 +28,7 @@ from collections.abc import Callable
 __all__ = [
     "ActionRefused",
     "AuditUnavailable",
+    "EntriesRewritten",
     "GsomiaError",
     "MalformedInput",
     "NoEquivalent",
@@ -65,6 +67,11 @@ class MalformedInput(GsomiaError):
         if self.expected:
             parts.append(f"expected {self.expected}")
         return "; ".join(parts)
+
+
+class EntriesRewritten(MalformedInput):
+    """The entries kept beside a sealed batch leaf do not hash to the root it commits to:
+    ``audit verify`` reports the row as modified rather than malformed."""
 
 
 class PortTaken(MalformedInput):
