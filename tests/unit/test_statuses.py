@@ -20,6 +20,8 @@ CASES = [
     (errors.RolledBack("x"), 422),
     # raised by the command line's federation start only; as any bad input if ever answered
     (errors.PortTaken("x", where="base_port"), 422),
+    # raised by audit verify over a rewritten sealed batch; as any bad input if ever answered
+    (errors.EntriesRewritten("x", where="details.entries"), 422),
 ]
 
 
