@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as hs
 
 from gsomia.bootstrap import app_for_node, collection_id
@@ -119,6 +119,34 @@ def test_an_envelope_is_one_leaf_and_each_of_its_items_is_proved_alone(
                     **doc["inclusion"],
                     "item": {**claim, "entry": entry, "content_hash": second.content_hash}}},
                     public)
+
+
+@pytest.fixture(scope="module")
+def item_proofs(batch_node: Path, shipped: Catalogue) -> tuple[list[dict[str, Any]], Any]:
+    """A proof of each item of the batch, in the batch's order, and the node's key."""
+    with open_node(batch_node, catalogue=shipped) as node, node.store.reader() as reader:
+        (leaf,) = _batch(node)
+        public = node.keys.public_signing_key()
+        return [handlers.prove(reader, public_key=public, item=(e.item_id, e.version))
+                for e in batch_entries(leaf["kind"], leaf["details"])], public
+
+
+@settings(max_examples=40, deadline=None)
+@given(place=hs.integers(0, 7), count=hs.integers(0, 64) | hs.integers(65, 2**63))
+@example(place=2, count=5)  # entry 2 of 8 has the path of entry 2 of 5, 6 or 7
+def test_a_proof_of_one_item_does_not_verify_with_another_batch_size(
+        item_proofs: tuple[list[dict[str, Any]], Any], place: int, count: int) -> None:
+    """The count of entries is the leaf's (entry_count), not the proof's: a Merkle path of
+    one entry fits several tree sizes, so an unbound count could be any of them."""
+    assume(count != 8)
+    docs, public = item_proofs
+    doc = docs[place]
+    assert doc["inclusion"]["item"]["entries"] == 8
+    handlers.check_proof(doc, public)
+    forged = {**doc["inclusion"]["item"], "entries": count}
+    with pytest.raises(ProofInvalid):
+        handlers.check_proof({**doc, "inclusion": {**doc["inclusion"], "item": forged}},
+                             public)
 
 
 def test_a_proof_of_one_item_shows_none_of_its_batch_mates(batch_node: Path,

@@ -267,3 +267,34 @@ def test_batches_refused_before_they_took_their_signatures_never_stall_the_next(
         assert len(got) == 1 and _verifies(b"\5" * 32, got[0])
     finally:
         process.close()  # ends a process that stalled, and with it the thread
+
+
+def test_a_batch_is_signed_when_the_pipes_are_numbered_above_1024(tmp_path: Path) -> None:
+    """A node with many sockets open gives its signer's pipes descriptors above 1024,
+    which select() refuses (ValueError): every TAXII batch would then be refused."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1100:
+        pytest.skip(f"the descriptor limit ({hard}) keeps a process below 1100")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1100), hard))
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    taken: list[int] = []
+    process = None
+    try:
+        while not taken or taken[-1] < 1030:  # the lowest free descriptors, taken
+            taken.append(os.open(os.devnull, os.O_RDONLY))
+        process = SigningProcess(path, crypto.fingerprint(PUBLIC))
+        digests = [bytes([n]) * 32 for n in range(3)]
+        signatures = process.begin(digests).result()
+        proc = process._proc
+        assert proc is not None and proc.stdout is not None and proc.stdout.fileno() > 1024
+        assert [_verifies(d, s) for d, s in zip(digests, signatures, strict=True)] \
+            == [True] * 3
+    finally:
+        if process is not None:
+            process.close()
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -9,14 +9,18 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from gsomia.core import crypto
+from gsomia.core import crypto, outbox
+from gsomia.core.errors import PolicyDenied
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import standing
 from gsomia.shell import exchange
 from gsomia.shell.node import Node
+from gsomia.shell.peer_inbox import NodeInbox
 
 
 def test_a_decoy_revocation_does_not_refuse_a_relay_under_the_originators_consent(
@@ -68,3 +72,32 @@ def test_a_decoy_revocation_does_not_refuse_a_relay_under_the_originators_consen
         envelopes=[envelope2], sender="USA", seen=set(), now=now,
         revoked=exchange._revoked_standing(jpn))
     assert refused.receipt is None and refused.reasons
+
+
+def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
+        node_factory: Callable[..., Node], now: datetime) -> None:
+    """A partner passes on a revocation signed by a party this node's federation does not
+    list: the node checks nothing that party signs (so takes no relay under its consents),
+    and no retry can change that. A refusal (403: the sender marks the notice refused),
+    where a 503 had the sender retry it for ever."""
+    jpn = node_factory("JPN")
+    usa, kor = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    exchange.Partners("JPN", "hub", {"USA": exchange.Peer(
+        "USA", "https://usa.invalid", usa.public_key(), X25519PrivateKey.generate().public_key(),
+        None)}, ("USA",)).write(jpn.folder)
+    revocation = crypto.revoke_standing_consent(consent_id="standing-consent--1",
+                                                originator="KOR", revoked_at=now, key=kor)
+    inbox = NodeInbox(jpn)
+    with pytest.raises(PolicyDenied):
+        inbox.standing_revocation(revocation, "USA", now)
+    assert not outbox.definitive(503) and outbox.definitive(403)
+    assert exchange._revoked_standing(jpn) == set()
+    # The originator listed (the federation knows its key): kept as before.
+    exchange.Partners("JPN", "hub", {
+        "USA": exchange.Peer("USA", "https://usa.invalid", usa.public_key(),
+                             X25519PrivateKey.generate().public_key(), None),
+        "KOR": exchange.Peer("KOR", "https://kor.invalid", kor.public_key(),
+                             X25519PrivateKey.generate().public_key(), None)},
+        ("USA",)).write(jpn.folder)
+    assert inbox.standing_revocation(revocation, "USA", now)
+    assert exchange._revoked_standing(jpn) == {("standing-consent--1", "KOR")}

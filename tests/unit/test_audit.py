@@ -510,8 +510,9 @@ def test_a_sealed_batch_proves_each_entry_alone_and_nothing_else(size: int,
     assert audit._row({**row, "details": stored}).leaf == event.leaf
     place = data.draw(st.integers(0, size - 1))
     path = audit.entry_path(event.details, place)
-    root_hex = event.details["entries_root"]
-    audit.verify_entry(entries[place], place, size, path, root_hex)
+    root_hex, count = event.details["entries_root"], event.details["entry_count"]
+    assert count == size
+    audit.verify_entry(entries[place], place, size, path, root_hex, count)
     # The path shows no other entry's values, and fits no other entry or place.
     shown = json.dumps(hashes_to_json(path))
     for other in entries[:place] + entries[place + 1:]:
@@ -519,14 +520,14 @@ def test_a_sealed_batch_proves_each_entry_alone_and_nothing_else(size: int,
     if size > 1:
         elsewhere = data.draw(st.integers(0, size - 1).filter(lambda p: p != place))
         with pytest.raises(ProofInvalid):
-            audit.verify_entry(entries[elsewhere], place, size, path, root_hex)
+            audit.verify_entry(entries[elsewhere], place, size, path, root_hex, count)
         with pytest.raises(ProofInvalid):
-            audit.verify_entry(entries[place], elsewhere, size, path, root_hex)
+            audit.verify_entry(entries[place], elsewhere, size, path, root_hex, count)
     member = data.draw(st.sampled_from(sorted(entries[place])))
     forged = {**entries[place], member: entries[place][member][:-1] + (
         "0" if entries[place][member][-1] != "0" else "1")}
     with pytest.raises(ProofInvalid):
-        audit.verify_entry(forged, place, size, path, root_hex)
+        audit.verify_entry(forged, place, size, path, root_hex, count)
     # A stored entry rewritten is caught by verify_log, as a modification.
     rewritten = {**stored, "entries": [forged if n == place else e
                                        for n, e in enumerate(entries)]}

@@ -699,6 +699,51 @@ def test_a_standing_revocation_is_passed_on_by_the_hub_to_the_nodes_beyond_it(
                                             originator_public=kor_public, now=NOW)
 
 
+def test_a_revocation_of_a_consent_not_held_is_passed_on_to_no_one(
+        shipped: Catalogue) -> None:
+    """Any partner may sign revocations of consents of its own that nobody holds (made-up
+    ids): the hub keeps each (it revokes nothing) but passes none on, where each was
+    multiplied through the federation; KOR's revocation of the consent it holds is passed
+    on to the nodes beyond it, as before."""
+    from gsomia.service import standing
+
+    kor, jpn = FakeKeys("KOR"), FakeKeys("JPN")
+    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+    for n in range(3):
+        made_up = crypto.revoke_standing_consent(
+            consent_id=f"standing-consent--made-up-{n}", originator="JPN", revoked_at=NOW,
+            key=jpn.signing_key())
+        assert standing.record_standing_revocation(
+            hub, revocation=made_up, sender="JPN",
+            originator_public=jpn.signing_key().public_key(), now=NOW)
+    assert len([r for r in hub.repo.standing_consents() if r.kind == "revoke"]) == 3
+    assert hub.outbox.notices == []
+    # KOR's own, before its consent reached the hub: kept (the consent is dead on arrival
+    # here, so nothing is relayed under it), not passed on.
+    early = crypto.revoke_standing_consent(
+        consent_id="standing-consent--0", originator="KOR", revoked_at=NOW,
+        key=kor.signing_key())
+    assert standing.record_standing_revocation(
+        hub, revocation=early, sender="KOR", originator_public=kor.signing_key().public_key(),
+        now=NOW)
+    assert hub.outbox.notices == []
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="JPN",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    kor_public = kor.signing_key().public_key()
+    assert standing.record_standing_consent(hub, consent=consent, sender="KOR",
+                                            originator_public=kor_public, catalogue=shipped,
+                                            now=NOW)
+    genuine = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="KOR", revoked_at=NOW + timedelta(hours=1),
+        key=kor.signing_key())
+    assert standing.record_standing_revocation(hub, revocation=genuine, sender="KOR",
+                                               originator_public=kor_public, now=NOW)
+    assert [(n["kind"], n["recipient"]) for n in hub.outbox.notices] == [
+        (STANDING_REVOCATION, "JPN")]
+
+
 def test_a_partners_revocation_of_anothers_consent_does_not_stand_in_for_the_originators(
         shipped: Catalogue) -> None:
     """A partner (USA) signs a revocation of its own naming KOR's consent, before KOR's

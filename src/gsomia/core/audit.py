@@ -79,6 +79,7 @@ __all__ = [
     "EMPTY_ROOT",
     "ENTRIES",
     "ENTRIES_ROOT",
+    "ENTRY_COUNT",
     "EVENT_VERSION",
     "TREE_HEAD_CONTEXT",
     "AuditEvent",
@@ -624,6 +625,10 @@ _ENTRY_KEYS = frozenset({"id", "version", "type", "content_hash", "label"})
 # guessed entries of items the auditor does not hold.
 ENTRIES = "entries"
 ENTRIES_ROOT = "entries_root"
+# The leaf commits to the number of entries too: a Merkle path alone fits more than one
+# tree size (entry 2 of 5 has the same path as entry 2 of 6), so a proof's count is
+# checked against the leaf's, not taken from the proof.
+ENTRY_COUNT = "entry_count"
 _SEALED_KEYS = frozenset({"id", "version", "type", "content_hash", "custody", "salt"})
 # fullmatch: these are written into the entry's bytes as they are (no newline may trail).
 _HEX32_FULL = re.compile(r"[0-9a-f]{32}").fullmatch
@@ -641,9 +646,11 @@ def batch_entries(kind: str, details: Mapping[str, Any]) -> tuple[BatchEntry, ..
     if ENTRIES_ROOT in details or ENTRIES in details:
         entries = details.get(ENTRIES)
         texts = entry_texts(entries)
-        if details.get(ENTRIES_ROOT) != entries_root(texts).hex():
+        if details.get(ENTRIES_ROOT) != entries_root(texts).hex() \
+                or details.get(ENTRY_COUNT) != len(texts):
             raise EntriesRewritten(
-                "its entries do not hash to the entries_root its leaf commits to",
+                "its entries do not hash to the entries_root its leaf commits to, or are "
+                "not as many as its entry_count",
                 where="details.entries", expected="the entries the leaf was written with")
         return tuple(BatchEntry(n, e["id"], e["version"], e["type"], e["content_hash"])
                      for n, e in enumerate(entries))  # type: ignore[arg-type]
@@ -709,9 +716,13 @@ def entry_path(details: Mapping[str, Any], place: int) -> list[bytes]:
 
 
 def verify_entry(entry: Mapping[str, Any], place: int, count: int, path: Sequence[bytes],
-                 root_hex: object) -> None:
-    """Check ``entry`` is entry ``place`` of the ``count`` a sealed leaf's root commits to;
-    raise :class:`ProofInvalid` if not."""
+                 root_hex: object, leaf_count: object) -> None:
+    """Check ``entry`` is entry ``place`` of the ``count`` a sealed leaf's root commits to
+    (``leaf_count``, its ``entry_count``, must be ``count``); raise :class:`ProofInvalid`
+    if not."""
+    if type(leaf_count) is not int or leaf_count != count:
+        raise ProofInvalid(f"the proof counts {count} entries, the event commits to "
+                           f"{leaf_count!r}")
     try:
         (text,) = entry_texts([dict(entry)]) if isinstance(entry, Mapping) else [b""]
     except MalformedInput as exc:
@@ -791,6 +802,11 @@ class AuditEvent:
             if details.setdefault(ENTRIES_ROOT, made) != made:
                 raise MalformedInput("the entries do not hash to the entries_root given",
                                      where="event.details.entries_root", expected=made)
+            count = details.setdefault(ENTRY_COUNT, len(texts))
+            if type(count) is not int or count != len(texts):
+                raise MalformedInput(f"{count!r} entries are claimed, {len(texts)} listed",
+                                     where="event.details.entry_count",
+                                     expected=str(len(texts)))
             committed = _sealed(kind.value, details)
             object.__setattr__(self, "entries_text",
                                "[" + ",".join(t.decode("utf-8") for t in texts) + "]")

@@ -30,6 +30,7 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import (
     ENTRIES,
     ENTRIES_ROOT,
+    ENTRY_COUNT,
     AuditEvent,
     AuditKind,
     LogProblem,
@@ -1504,7 +1505,7 @@ def _sealed_item(event: AuditEvent, claimed: Mapping[str, Any]) -> dict[str, Any
                              expected="id, version, place, content_hash, entry, entries, path")
     verify_entry(entry, place, count,
                  hashes_from_json(claimed.get("path"), where="proof.inclusion.item.path"),
-                 event.details.get(ENTRIES_ROOT))
+                 event.details.get(ENTRIES_ROOT), event.details.get(ENTRY_COUNT))
     return {"id": entry["id"], "version": entry["version"], "place": place,
             "content_hash": entry["content_hash"], "entry": dict(entry), "entries": count,
             "path": claimed.get("path")}

@@ -161,10 +161,10 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
     consent is then dead on arrival), from the originator or passed on by a partner (it
     withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
     is). Deliveries it no longer allows that are still queued are refused when the sender
-    re-checks them. A new one is passed on in the same commit to every partner this node
-    delivers to but ``sender`` and the originator: the hub tells the recipient behind it,
-    so no node relays or takes a relay under it once it is known anywhere on the way.
-    False if it was held already (nothing is passed on again)."""
+    re-checks them. A new one, of a consent held here, is passed on in the same commit to
+    every partner this node delivers to but ``sender`` and the originator: the hub tells
+    the recipient behind it, so no node relays or takes a relay under it once it is known
+    anywhere on the way. False if it was held already (nothing is passed on again)."""
     crypto.verify_standing_revocation(revocation, originator_public)
     with uow:
         held = [r for r in uow.repo.standing_consents()
@@ -187,7 +187,13 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                      "direction": "standing-revoked-obtained",
                      "records": records_detail(standing_consents=[record.digest()])})
         uow.repo.add_standing_consent(record, seq=event.seq)
-        if uow.routing.federated:
+        # Passed on only by a node that holds the consent (same id and originator: a grant
+        # by another is refused above), the one that may relay under it: a partner's
+        # revocations of consents nobody holds (any party may sign its own) stop here
+        # instead of being multiplied through the federation. One arriving before its
+        # consent is not passed on either: the consent is then dead on arrival here, and
+        # nothing is relayed under it that the nodes beyond would need to refuse.
+        if uow.routing.federated and grants:
             uow.events.append(StandingConsentIssued(
                 STANDING_REVOCATION, f"{revocation.consent_id}/revoked",
                 _text(revocation.to_json()), skip=(sender, revocation.originator)))

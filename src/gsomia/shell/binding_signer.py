@@ -20,6 +20,7 @@ public key, or nothing (exit status and stderr say why).
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import subprocess
@@ -232,14 +233,21 @@ class _Pending:
             self._signer._abandon(self._generation, self._number)
 
 
+def _ready(fd: int, event: int, timeout: float) -> bool:
+    """Whether ``fd`` is ready for ``event`` (or closed) within ``timeout`` seconds. poll,
+    not select: select refuses a descriptor above 1024, which a busy node's pipes reach."""
+    poller = select.poll()
+    poller.register(fd, event)
+    return bool(poller.poll(max(0, math.ceil(timeout * 1000))))
+
+
 def _read_exact(fd: int, size: int, timeout: float) -> bytes:
     """``size`` bytes from ``fd``, or ``Unavailable`` at end of file or after ``timeout``
     seconds without a byte."""
     parts: list[bytes] = []
     left = size
     while left:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
+        if not _ready(fd, select.POLLIN, timeout):
             raise Unavailable("the signing process did not answer in time")
         chunk = os.read(fd, left)
         if not chunk:
@@ -254,8 +262,7 @@ def _write_within(fd: int, data: bytes, timeout: float) -> None:
     seconds in which the pipe took no byte."""
     view = memoryview(data)
     while view:
-        _, ready, _ = select.select([], [fd], [], timeout)
-        if not ready:
+        if not _ready(fd, select.POLLOUT, timeout):
             raise Unavailable("the signing process did not take the batch in time")
         try:
             view = view[os.write(fd, view):]

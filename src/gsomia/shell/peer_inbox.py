@@ -57,6 +57,23 @@ class NodeInbox:
                                   "to the federation first")
         return key
 
+    def _originator_key(self, originator: Party) -> Ed25519PublicKey:
+        """The key of a party whose signed document a partner passes on. One the federation
+        does not list is refused (403, not retried: this node checks nothing it signs, so
+        takes no relay under its consents), where a node with no partners.json yet answers
+        503 (it may join and then need it)."""
+        key = self.partner_keys.get(originator)
+        if key is not None:
+            return key
+        found = exchange.Partners.load(self.node.folder)
+        if found is None:
+            return self._key(originator)
+        peer = found.peers.get(originator)
+        if peer is None:
+            raise PolicyDenied((f"{originator} is no party of this node's federation: "
+                                "nothing it signs is taken here",))
+        return peer.signing_public
+
     def deliver(self, envelope: crypto.Envelope, sender: Party,
                 now: datetime) -> crypto.Receipt:
         """One envelope: its receipt, or the refusal raised (403; 409 for a replay, 422 for
@@ -132,7 +149,7 @@ class NodeInbox:
             return False  # this node's own, passed back: held since it revoked
         return standing.record_standing_revocation(
             self.node.uow(), revocation=revocation, sender=sender,
-            originator_public=self._key(revocation.originator), now=now)
+            originator_public=self._originator_key(revocation.originator), now=now)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
