@@ -102,6 +102,18 @@ def test_the_fast_path_gives_the_rfc8785_bytes(value: Any) -> None:
     assert canonical(value) == rfc8785.dumps(value)
 
 
+def test_the_fast_path_falls_back_where_orjson_stops() -> None:
+    # Nested past orjson's own limit (254) and a lone surrogate: the json module's answer.
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(TypeError):
+        crypto.plain_bytes(deep)
+    assert canonical(deep) == rfc8785.dumps(deep)
+    with pytest.raises(MalformedInput):
+        canonical({"a": ["\ud800"]})
+
+
 def test_canonical_known_answers() -> None:
     assert canonical({"b": [1, True, None], "a": "é\n", "c": {"z": 1, "y": 2}}) == \
         '{"a":"é\\n","b":[1,true,null],"c":{"y":2,"z":1}}'.encode()

@@ -66,6 +66,7 @@ from gsomia.core.crypto import (
     _encode_plain,
     _plain,
     b64u,
+    plain_bytes,
     canonical,
     fingerprint,
     from_b64u,
@@ -714,7 +715,10 @@ def _leaf_bytes(seq: int, kind: str, at: str, actor: str, item_id: str | None,
     # written out because the members are fixed, which makes it 3x faster, and shared by
     # AuditEvent and verify_log's row path so both hash the same bytes.
     if type(details) is dict and _plain(details):
-        details_text = _encode_plain(details)
+        try:
+            details_text = plain_bytes(details).decode("utf-8")
+        except TypeError:  # a lone surrogate: refused below, as the json module's text is
+            details_text = _encode_plain(details)
     else:
         details_text = canonical(details, where=f"event {seq}.details").decode("utf-8")
     j = _jstr

@@ -45,6 +45,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import orjson
 import rfc8785
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -94,6 +95,7 @@ __all__ = [
     "open_",
     "open_checked_envelope",
     "open_envelope",
+    "plain_bytes",
     "raw_public",
     "receipt_check",
     "receipt_matches",
@@ -160,6 +162,17 @@ def _make_c_encoder() -> Callable[[object], str]:
 
 
 _encode_plain = _make_c_encoder()
+
+
+def plain_bytes(value: object) -> bytes:
+    """The RFC 8785 bytes of a value :func:`_plain` accepts, through orjson, which writes such
+    values byte for byte as the json module does (sorted ASCII keys, the same escapes: the
+    property tests compare both with ``rfc8785``) in a fifth of the time. TypeError for a
+    lone surrogate, or for nesting past orjson's own limit: the json module decides those."""
+    return _orjson_dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+_orjson_dumps = orjson.dumps
 
 
 def _plain(value: object) -> bool:
@@ -229,6 +242,10 @@ def canonical(obj: object, *, where: str = "value") -> bytes:
     """
     try:
         if _plain(obj):
+            try:
+                return plain_bytes(obj)
+            except TypeError:
+                pass  # said below, as the json module says it
             try:
                 return _encode_plain(obj).encode("utf-8")
             except UnicodeEncodeError:

@@ -31,6 +31,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
+from gsomia.core.custody import item_version
 from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
@@ -297,12 +298,17 @@ class SqlObjectStore:
         checked: dict[handlers.LabelRequest, str | None] = {}
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
         seen: set[tuple[str, str]] = set()
+        # The objects of a request share a few label objects: each is asked for once.
+        requests: dict[int, tuple[SecurityLabel, handlers.LabelRequest]] = {}
         for n, sub in enumerate(submissions):
             obj = dict(sub.obj)  # stored as posted: it reads back with its own marking refs
             version = _version_text(obj)
-            request = handlers.LabelRequest(
-                sub.label.level, tuple(sorted(sub.label.rel_to)), sub.label.purpose,
-                frozenset(sub.label.caveats), sub.label.policy, sub.label.category)
+            known = requests.get(id(sub.label))
+            if known is None or known[0] is not sub.label:
+                known = requests[id(sub.label)] = (sub.label, handlers.LabelRequest(
+                    sub.label.level, tuple(sorted(sub.label.rel_to)), sub.label.purpose,
+                    frozenset(sub.label.caveats), sub.label.policy, sub.label.category))
+            request = known[1]
             if request not in checked:  # objects of one request mostly share their label
                 try:
                     handlers.make_label(request, originator=self.keys.party,
@@ -617,5 +623,4 @@ def _added_at(value: Any) -> datetime:
 
 
 def _version_text(obj: Mapping[str, Any]) -> str:
-    from gsomia.core.custody import item_version
     return item_version(obj)
