@@ -18,6 +18,7 @@ import json
 import json.encoder
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import datetime
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from gsomia.core.crypto import (
     canonical,
     fingerprint,
     from_b64u,
+    plain_bytes,
     sign,
     signed_message,
     verify_binding_bytes,
@@ -79,6 +81,7 @@ CustodyEvent = Literal["created", "received", "remarked"]
 Direction = Literal["given", "obtained"]
 
 
+@lru_cache(maxsize=256)  # the records of a batch share their instant: it is written once
 def stamp(at: datetime) -> str:
     """An instant to the microsecond (``2026-01-01T00:00:00.000000Z``).
 
@@ -166,8 +169,9 @@ class StoredItem:
         if not isinstance(item_id, str) or not item_id or not isinstance(stix_type, str):
             raise MalformedInput("the object has no id or type", where="object",
                                  expected="a STIX object")
+        # The binding's members are all plain text: its RFC 8785 bytes through orjson.
         return cls(item_id, item_version(obj), stix_type, label.originator, content,
-                   label_bytes, record_bytes(binding.to_json()), instant(added_at))
+                   label_bytes, plain_bytes(binding.to_json()), instant(added_at))
 
     def object(self) -> dict[str, Any]:
         """The STIX object as bound."""

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
@@ -71,6 +72,7 @@ taxii_statuses = sa.Table(
     sa.Column("at", sa.String(32), nullable=False),
 )
 
+_SAVE_STATUS = "INSERT INTO taxii_statuses (id, owner, body, at) VALUES (?, ?, ?, ?)"
 _TOKEN_TTL = 5.0  # seconds a token lookup is reused: auth need not hit the database each call
 
 
@@ -500,10 +502,15 @@ class SqlObjectStore:
     def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],
                     now: datetime) -> None:
         engine = self._status_engine()
+        # orjson, and on SQLite the driver's own statement: a post's status lists each of its
+        # objects, and the json module and Core's insert cost a tenth of the post.
+        text = orjson.dumps(dict(body)).decode("utf-8")
         with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-            conn.execute(taxii_statuses.insert(), {
-                "id": status_id, "owner": owner, "at": taxii_time(now),
-                "body": json.dumps(dict(body), ensure_ascii=False)})
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql(_SAVE_STATUS, (status_id, owner, text, taxii_time(now)))
+            else:
+                conn.execute(taxii_statuses.insert(), {"id": status_id, "owner": owner,
+                                                       "at": taxii_time(now), "body": text})
 
     def status(self, status_id: str) -> tuple[str, Mapping[str, Any]] | None:
         with self.store.engine.connect() as conn:
