@@ -246,11 +246,9 @@ class CustodyRecord:
     def canonical(self) -> bytes:
         """RFC 8785 bytes of :meth:`to_json`, assembled around the label bytes."""
         original, national = self.label_bytes()
-        env = None if self.envelope_digest is None else b64u(self.envelope_digest)
         return b"".join((
-            b'{"agreement":', _j(self.agreement), b',"at":', _j(stamp(self.at)),
-            b',"envelope_digest":', _j(env), b',"event":', _j(self.event),
-            b',"holder":', _j(self.holder), b',"item_id":', _j(self.item_id),
+            _record_head(self.agreement, self.at, self.envelope_digest, self.event,
+                         self.holder), _j(self.item_id),
             b',"national_label":', national, b',"note":', _j(self.note),
             b',"original_label":', original, b',"provider":', _j(self.provider),
             b',"version":', _j(self.version), b"}"))
@@ -284,6 +282,17 @@ class CustodyRecord:
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _record_head(agreement: str | None, at: datetime, envelope_digest: bytes | None,
+                 event: str, holder: str) -> bytes:
+    """A custody record's canonical bytes up to its item id: the records of one batch share
+    them (same agreement, instant, envelope, event and holder), so they are made once."""
+    env = None if envelope_digest is None else b64u(envelope_digest)
+    return b"".join((b'{"agreement":', _j(agreement), b',"at":', _j(stamp(at)),
+                     b',"envelope_digest":', _j(env), b',"event":', _j(event),
+                     b',"holder":', _j(holder), b',"item_id":'))
 
 
 _encode_text = json.encoder.encode_basestring  # the C escaper RFC 8785 strings agree with

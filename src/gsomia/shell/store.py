@@ -746,7 +746,9 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
         value = [row[n] for n in names]
         for i, bind in processors:
             raw = value[i]
-            if raw is not None:
+            # bytes go as they are: the driver stores them as the memoryview that
+            # LargeBinary's processor would make of them (a copy per blob, five per item).
+            if raw is not None and type(raw) is not bytes:
                 seen = last.get(i)
                 if seen is not None and seen[0] is raw:
                     value[i] = seen[1]
