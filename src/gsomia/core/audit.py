@@ -66,10 +66,10 @@ from gsomia.core.crypto import (
     _encode_plain,
     _plain,
     b64u,
-    plain_bytes,
     canonical,
     fingerprint,
     from_b64u,
+    plain_bytes,
     sign,
     signed_message,
 )

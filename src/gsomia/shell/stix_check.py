@@ -164,11 +164,11 @@ _UUID4_UNLESS = {"artifact": ("hashes", "payload_bin"),
 
 
 @lru_cache(maxsize=1024)
-def _kind_rules(kind: str) -> tuple[bool, tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...],
+def _kind_rules(kind: str) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...],
                                     tuple[tuple[str, str, str], ...]]:
-    """stix2-validator's tables for one type, looked up once per type (not per object): is
-    it an observable, its timestamp properties, those of its embedded objects, and the
-    timestamp pairs it orders."""
+    """stix2-validator's tables for one type, looked up once per type (not per object): its
+    timestamp properties, those of its embedded objects (observables), and the timestamp
+    pairs it orders."""
     enums = _enums()
     observable = kind in enums.OBSERVABLE_TYPES
     stamps = ("created", "modified", *enums.TIMESTAMP_PROPERTIES.get(kind, ()))
@@ -179,7 +179,7 @@ def _kind_rules(kind: str) -> tuple[bool, tuple[str, ...], tuple[tuple[str, tupl
         embedded = tuple((embed, tuple(names)) for embed, names
                          in enums.TIMESTAMP_EMBEDDED_PROPERTIES.get(kind, {}).items())
         compares += enums.TIMESTAMP_COMPARE_OBSERVABLE.get(kind, [])
-    return observable, stamps, embedded, tuple((a, op, b) for a, op, b in compares)
+    return stamps, embedded, tuple((a, op, b) for a, op, b in compares)
 
 
 def _must_problems(obj: Mapping[str, Any]) -> Iterator[str]:
@@ -187,7 +187,7 @@ def _must_problems(obj: Mapping[str, Any]) -> Iterator[str]:
     pattern grammar and the order of paired timestamps, checked here the same way."""
     enums = _enums()
     kind = str(obj["type"])
-    observable, names, embedded, compares = _kind_rules(kind)
+    names, embedded, compares = _kind_rules(kind)
     if kind == "observed-data" and "objects" in obj:
         yield "the deprecated 'objects' property (use object_refs)"
     stamps: list[tuple[Any, str]] = [(obj, n) for n in names if n in obj]

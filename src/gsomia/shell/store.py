@@ -795,7 +795,9 @@ def among(conn: sa.Connection, sql: str, values: Collection[str]) -> list[Sequen
         conn.begin()
     dbapi = conn.connection.dbapi_connection
     assert dbapi is not None
-    return dbapi.execute(stmt.text, {"among": orjson.dumps(listed).decode()}).fetchall()
+    rows: list[Sequence[Any]] = dbapi.execute(
+        stmt.text, {"among": orjson.dumps(listed).decode()}).fetchall()
+    return rows
 
 
 _AMONG: dict[tuple[str, str], sa.TextClause] = {}
