@@ -72,7 +72,7 @@ def _measure(folder: Path, mode: str, desk_delay: float) -> dict[str, Any]:
             asked = consents.consent_request(usa, item_id, "JPN", "TISA relay",
                                              client=clients["USA"])
             time.sleep(desk_delay)
-            consents.consent_decide(kor, asked["request"], True, "TISA",
+            consents.answer_consent(kor, asked["request"], True, "TISA",
                                     client=clients["KOR"])
         except Exception as exc:  # counted and reported: the relay then does not happen
             failures.append(f"{item_id}: {exc}")

@@ -266,6 +266,14 @@ def _prefill(folder: Path, count: int) -> tuple[float, float]:
     indexes, which these rows make. As TAXII stores them, every 100 items share an
     ``added_at`` (one batch), later batches later, all before the run's own objects.
 
+    The log is left as one leaf, where a node that took the same items over TAXII would hold
+    one per batch (10,000, ``items-published``, no item id): what a commit does to the log
+    is the same at either size (a row appended at the end of its indexes by position and
+    seq, the Merkle frontier's one row read and rewritten, never the leaves), so the store's
+    size is in the items and custody tables and their indexes, which these rows make. The
+    log grows with the node's reads (a GET by id appends a leaf naming the item, into the
+    log's index by item id), whatever the number of items stored.
+
     One transaction through SQLite itself, rollback journal, no syncs, a page cache that
     holds the indexes: a node's commits (WAL, a sync each, 64 MB of cache) filled 1,000,000
     rows at 5,000-12,000 a second; the node is closed meanwhile, and the folder is synced

@@ -201,7 +201,7 @@ def test_hub_notices_follow_the_custody_chain(tmp_path: Path) -> None:
         item = publish(kor, indicator(), "군사II급비밀", ("KOR", "JPN", "USA"))
         assert exchange.wait_until(lambda: held(usa, item) and drained(kor), WAIT)
         asked = consents.consent_request(usa, item, "JPN", "TISA warning")
-        consents.consent_decide(kor, asked["request"], True, "")
+        consents.answer_consent(kor, asked["request"], True, "")
         assert exchange.wait_until(lambda: held(jpn, item) and drained(usa), WAIT)
 
         report, queued = notices.report_incident(jpn, item_id=item, kind="loss",

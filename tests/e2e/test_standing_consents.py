@@ -82,6 +82,13 @@ def publish(fed: Federation, category: str | None, purpose: str = "dprk-missile"
     return str(obj["id"])
 
 
+def revoked_at(node: Any, consent_id: str) -> bool:
+    from gsomia.service.standing import revoked_ids
+
+    with node.store.repository() as repo:
+        return consent_id in revoked_ids(repo.standing_consents())
+
+
 def requests(fed: Federation, code: str) -> list[dict[str, Any]]:
     return consent_rows(fed.nodes[code])
 
@@ -120,6 +127,9 @@ def test_the_hub_relays_under_a_standing_consent_until_it_is_revoked(hub: Federa
     assert result.exit_code == 0, result.output
     assert exchange.wait_until(
         lambda: listed(hub, "USA")[consent["id"]]["state"] == "revoked", WAIT)
+    # And JPN, the recipient behind the hub (not KOR's partner), holds it too: the hub
+    # passed it on, so JPN refuses a relay under it from any hub that still sent one.
+    assert exchange.wait_until(lambda: revoked_at(jpn, consent["id"]), WAIT)
     after = publish(hub, "sensor-report")
     assert exchange.wait_until(lambda: held(usa, after), WAIT)
     assert exchange.wait_until(lambda: drained(kor, usa), WAIT)

@@ -23,7 +23,7 @@ from gsomia.bootstrap import app_for_node, collection_id
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind, batch_entries, content_hash
 from gsomia.core.custody import item_version
-from gsomia.core.errors import ProofInvalid
+from gsomia.core.errors import PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import label_marking
 from gsomia.core.taxii import TAXII_MEDIA
@@ -111,15 +111,40 @@ def test_an_envelope_is_one_leaf_and_each_of_its_items_is_proved_alone(
                 with pytest.raises(ProofInvalid):
                     handlers.check_proof({**doc, "inclusion": {**doc["inclusion"],
                                                                "item": forged}}, public)
-            # Nor survive an entry of the leaf rewritten.
-            event = doc["inclusion"]["event"]
-            items = [dict(e) for e in event["details"]["items"]]
-            items[0]["content_hash"] = second.content_hash
-            rewritten = {**event, "details": {**event["details"], "items": items}}
+            # Nor survive its entry rewritten.
+            entry = dict(claim["entry"])
+            entry["content_hash"] = second.content_hash
             with pytest.raises(ProofInvalid):
                 handlers.check_proof({**doc, "inclusion": {
-                    **doc["inclusion"], "event": rewritten, "leaf_hash": None,
-                    "item": {**claim, "content_hash": second.content_hash}}}, public)
+                    **doc["inclusion"],
+                    "item": {**claim, "entry": entry, "content_hash": second.content_hash}}},
+                    public)
+
+
+def test_a_proof_of_one_item_shows_none_of_its_batch_mates(batch_node: Path,
+                                                           shipped: Catalogue) -> None:
+    """Handed to a partner or auditor, a proof of custody of one item of a TAXII batch
+    names no other item of the batch, nor its hash, custody record or salt; the leaf it
+    proves commits to the batch by one root. Fails on a leaf listing the whole batch."""
+    with open_node(batch_node, catalogue=shipped) as node, node.store.reader() as reader:
+        (leaf,) = _batch(node)
+        entries = leaf["details"]["entries"]
+        public = node.keys.public_signing_key()
+        for n, entry in enumerate(entries):
+            doc = handlers.prove(reader, public_key=public,
+                                 item=(entry["id"], entry["version"]))
+            text = json.dumps(doc)
+            for other in entries[:n] + entries[n + 1:]:
+                for value in (other["id"], other["content_hash"], other["custody"],
+                              other["salt"]):
+                    assert value not in text
+            assert "labels" not in doc["inclusion"]["event"]["details"]
+            assert handlers.check_proof(doc, public).item == f"{entry['id']}@{entry['version']}"
+        # A proof of the event alone shows the leaf as it is hashed: the root, no entry.
+        doc = handlers.prove(reader, public_key=public, event=leaf["seq"])
+        assert "entries" not in doc["inclusion"]["event"]["details"]
+        assert not any(e["id"] in json.dumps(doc) for e in entries)
+        handlers.check_proof(doc, public)
 
 
 def test_audit_prove_item_on_the_command_line(batch_node: Path, tmp_path: Path,
@@ -187,3 +212,61 @@ def test_any_change_to_one_item_of_a_batch_is_detected(batch_node: Path, tmp_pat
     with open_node(folder, catalogue=shipped) as node, node.store.reader() as reader:
         result = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
     assert not result.ok, f"undetected: {table}.{column}"
+
+
+def _publish_listed(uow: Any, prepared: Any, records: Any, digests: Any, party: Any,
+                    actor: str, now: datetime, added_at: str, stored: list[Any],
+                    seq: int) -> list[Any]:
+    """The batch leaf as nodes wrote it before it was sealed: every item listed in the leaf
+    (its custody rows are written before, under ``seq``, as for the sealed leaf)."""
+    from gsomia.core.custody import records_detail
+    from gsomia.core.outbox import ItemStored
+
+    labels: list[dict[str, Any]] = []
+    entries = []
+    for item, form, _ in prepared:
+        if not labels:
+            labels.append({"label": form.json, "marking": form.english,
+                           "national_marking": form.national})
+        entries.append({"id": item.item_id, "version": item.version, "type": item.stix_type,
+                        "content_hash": item.content_hash(), "label": 0})
+    event = uow.audit.append(
+        AuditKind.ITEMS_PUBLISHED, now, actor,
+        details={"originator": party, "added_at": added_at, "key": prepared[0][2].key,
+                 "labels": labels, "items": entries,
+                 "records": records_detail(custody=digests)})
+    assert event.seq == seq
+    out = []
+    for item, form, binding in prepared:
+        stored.append((item, event.seq))
+        uow.events.append(ItemStored(item.item_id, item.version, form.label))
+        out.append(handlers.Published(item.item_id, item.version, event.seq, form.english,
+                                      form.national, binding.key))
+    return out
+
+
+def test_a_log_with_batch_leaves_of_both_forms_verifies_and_an_old_one_is_proved_only_whole(
+        batch_node: Path, tmp_path: Path, shipped: Catalogue,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = node_copy(batch_node, tmp_path)
+    label = handlers.LabelRequest("秘", ("JPN", "KOR"), "dprk-missile")
+    objs = [_indicator(n, {"id": "x"}) for n in (20, 21)]
+    for obj in objs:
+        obj.pop("object_marking_refs")
+    with open_node(folder, catalogue=shipped) as node:
+        with monkeypatch.context() as patched:
+            patched.setattr(handlers, "_publish_one_leaf", _publish_listed)
+            handlers.publish_many(node.uow(), keys=node.keys, catalogue=shipped,
+                                  entries=[(o, label) for o in objs], now=NOW, one_leaf=True)
+        public = node.keys.public_signing_key()
+        with node.store.reader() as reader:
+            old, new = sorted(_batch(node), key=lambda r: "items" in r["details"])[::-1]
+            assert "items" in old["details"] and "entries" in new["details"]
+            verdict = handlers.verify_audit(reader, public_key=public)
+            assert verdict.ok, verdict.to_json()
+            wanted = (objs[0]["id"], item_version(objs[0]))
+            with pytest.raises(PolicyDenied, match="--whole-batch"):
+                handlers.prove(reader, public_key=public, item=wanted)
+            doc = handlers.prove(reader, public_key=public, item=wanted, whole_batch=True)
+            assert handlers.check_proof(doc, public).item == "@".join(wanted)
+            assert objs[1]["id"] in json.dumps(doc)  # the whole batch, as asked

@@ -5,6 +5,7 @@ digests; and it refuses a key file the group or others may read, or another key.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -121,6 +122,88 @@ def test_a_dead_process_fails_the_batches_waiting_on_it_and_the_next_starts_anew
     later = signer.begin([b"\3" * 32])
     assert signer.pid != first
     assert _verifies(b"\3" * 32, later.result()[0])
+
+
+def test_a_stuck_process_refuses_the_batch_in_bounded_time_and_the_next_starts_anew(
+        tmp_path: Path) -> None:
+    """A signing process that stops reading (stopped, wedged) fills its input pipe: the
+    batch written to it is refused with Unavailable (a 503) after the answer timeout, never
+    holding the request thread, and every batch behind it, for ever."""
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    stuck = SigningProcess(path, crypto.fingerprint(PUBLIC), answer_timeout=0.5)
+    try:
+        stuck.begin([b"\1" * 32]).result()  # up
+        first = stuck.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)
+        outcome: list[object] = []
+
+        def post() -> None:
+            try:  # 4,000 digests: more than a pipe holds
+                stuck.begin([b"\2" * 32] * 4000)
+                outcome.append("written")
+            except Unavailable as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=post, daemon=True)
+        thread.start()
+        thread.join(15)
+        assert not thread.is_alive(), "the write to a stuck signer never returned"
+        assert len(outcome) == 1 and isinstance(outcome[0], Unavailable)
+        later = stuck.begin([b"\3" * 32])
+        assert stuck.pid != first
+        assert _verifies(b"\3" * 32, later.result()[0])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(first, signal.SIGCONT)
+        stuck.close()
+
+
+def test_a_write_cut_off_by_the_process_ending_never_reaches_what_reuses_its_descriptor(
+        tmp_path: Path) -> None:
+    """A reader's timeout (or close) ends the process and closes its input pipe while a
+    batch is still being written to it; the descriptor's number is then free, and the next
+    file or socket any thread opens takes it. The rest of the frame must go nowhere (the
+    batch refused), not into that file: the writer holds a descriptor of its own. Here the
+    number is taken over by a file with dup2, as that next open would."""
+    path = tmp_path / "keys" / "signing.key"
+    write_private(path, _pem(KEY))
+    signer = SigningProcess(path, crypto.fingerprint(PUBLIC), answer_timeout=10)
+    victim = tmp_path / "victim"
+    victim_fd = os.open(victim, os.O_WRONLY | os.O_CREAT, 0o600)
+    first = None
+    try:
+        signer.begin([b"\1" * 32]).result()  # up
+        first = signer.pid
+        assert first is not None
+        os.kill(first, signal.SIGSTOP)
+        outcome: list[object] = []
+
+        def post() -> None:
+            try:  # 4,000 digests: more than a pipe holds, so the write waits
+                signer.begin([b"\2" * 32] * 4000)
+                outcome.append("written")
+            except Unavailable as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=post, daemon=True)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the write should wait on the full pipe"
+        stdin = signer._proc.stdin  # type: ignore[union-attr]
+        assert stdin is not None
+        os.dup2(victim_fd, stdin.fileno())  # its number now names another file
+        os.kill(first, signal.SIGKILL)  # the pipe's reader gone: the waiting write wakes
+        thread.join(15)
+        assert not thread.is_alive()
+        assert len(outcome) == 1 and isinstance(outcome[0], Unavailable)
+        assert victim.stat().st_size == 0, "the frame's rest went into another file"
+    finally:
+        os.close(victim_fd)
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(first, signal.SIGCONT)  # type: ignore[arg-type]
+        signer.close()
 
 
 @pytest.mark.parametrize(("mode", "other_key", "why"), [

@@ -133,6 +133,19 @@ def test_the_centre_warns_hokkaido_from_the_node_s_own_radars(warned: dict[str, 
     assert warned["published"] > len(warned["warnings"])    # its tracks and predictions too
 
 
+def test_the_replay_reads_the_centre_s_warnings_back_through_the_repository(
+        warned: dict[str, Any], node: Node) -> None:
+    from gsomia.shell import feeds
+    from gsomia.shell.sensor_player import _newest_seq, centre_warnings, liftoff
+
+    began = liftoff(feeds.find_launch("2017-08-29", None))
+    found = centre_warnings(node, 0, began)
+    assert [(w["action"], w["regions"]) for w in found] == [
+        (w["action"], list(w["regions"])) for w in warned["warnings"]]
+    assert all(w["after_launch_s"] > 0 for w in found)
+    assert centre_warnings(node, _newest_seq(node), began) == []
+
+
 def test_replay_refuses_a_node_that_does_not_run(
         folder: Path, node: Node, capsys: pytest.CaptureFixture[str]) -> None:
     """``gsomia replay`` plays into a running node's intake and waits for its centre: with

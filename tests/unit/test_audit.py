@@ -482,3 +482,54 @@ if __name__ == "__main__":  # python tests/unit/test_audit.py rewrites the fixtu
         (ASSETS / f"{stem}.json").write_text(
             json.dumps(data, ensure_ascii=False, indent=1) + "\n", "utf-8")
         print(f"wrote tests/assets/{stem}.json", file=sys.stderr)
+
+
+# ---- sealed batch leaves --------------------------------------------------------------------
+
+
+def _entry(n: int, salt: int) -> dict[str, str]:
+    return {"id": f"indicator--{n:036d}", "version": "2024-03-01T08:00:00.000Z",
+            "type": "indicator", "content_hash": f"{n:064x}", "custody": f"{n + 7:064x}",
+            "salt": f"{salt:032x}"}
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(1, 40), data=st.data())
+def test_a_sealed_batch_proves_each_entry_alone_and_nothing_else(size: int,
+                                                                 data: st.DataObject) -> None:
+    entries = [_entry(n, data.draw(st.integers(0, 2**128 - 1))) for n in range(size)]
+    event = AuditEvent(0, AuditKind.ITEMS_PUBLISHED, T0, "operator",
+                       details={"originator": "JPN", "entries": entries})
+    # Each entry's bytes are its RFC 8785 form (written out for speed).
+    assert audit.entry_texts(entries) == [rfc8785.dumps(e) for e in entries]
+    # The leaf commits to the root only; the row keeps the entries, and verifies as stored.
+    assert b"indicator--" not in event.leaf and event.details["entries_root"].encode() in event.leaf
+    row = {**event.to_json(), "leaf_hash": event_leaf_hash(event).hex()}
+    stored = json.loads(audit.stored_details(event))
+    assert stored == json.loads(json.dumps(dict(event.details)))
+    assert audit._row({**row, "details": stored}).leaf == event.leaf
+    place = data.draw(st.integers(0, size - 1))
+    path = audit.entry_path(event.details, place)
+    root_hex = event.details["entries_root"]
+    audit.verify_entry(entries[place], place, size, path, root_hex)
+    # The path shows no other entry's values, and fits no other entry or place.
+    shown = json.dumps(hashes_to_json(path))
+    for other in entries[:place] + entries[place + 1:]:
+        assert not any(v in shown for v in other.values())
+    if size > 1:
+        elsewhere = data.draw(st.integers(0, size - 1).filter(lambda p: p != place))
+        with pytest.raises(ProofInvalid):
+            audit.verify_entry(entries[elsewhere], place, size, path, root_hex)
+        with pytest.raises(ProofInvalid):
+            audit.verify_entry(entries[place], elsewhere, size, path, root_hex)
+    member = data.draw(st.sampled_from(sorted(entries[place])))
+    forged = {**entries[place], member: entries[place][member][:-1] + (
+        "0" if entries[place][member][-1] != "0" else "1")}
+    with pytest.raises(ProofInvalid):
+        audit.verify_entry(forged, place, size, path, root_hex)
+    # A stored entry rewritten is caught by verify_log, as a modification.
+    rewritten = {**stored, "entries": [forged if n == place else e
+                                       for n, e in enumerate(entries)]}
+    verdict = verify_log([{**row, "details": rewritten}])
+    assert [p.what for p in verdict.problems] == ["modified"]
+    assert verify_log([row]).ok

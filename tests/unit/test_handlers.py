@@ -8,6 +8,7 @@ no network: what is checked is what each handler decides and puts on record, in 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ from gsomia.core.errors import PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
     INCIDENT,
+    STANDING_REVOCATION,
     DeliveryDue,
     DomainEvent,
     ItemStored,
@@ -447,10 +449,13 @@ def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> Non
 
 @pytest.fixture(scope="module")
 def worker() -> Iterator[SignatureWorker]:
-    """The node's signature worker process, taking every batch (none verified in place)."""
-    found = SignatureWorker(in_process_below=1)
-    yield found
-    found.close()
+    """The node's signature worker process, taking every batch (none verified in place);
+    spawned with safe path, as the gsomia command sets it at its start."""
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setenv("PYTHONSAFEPATH", "1")
+        found = SignatureWorker(in_process_below=1)
+        yield found
+        found.close()
 
 
 def flipped(signature: bytes) -> bytes:
@@ -641,3 +646,120 @@ def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],
         "refused": [register_digest("notices", rows[1].register())]}
+
+
+# ---- standing consents: a revocation reaches the nodes beyond a relay -----------------------
+
+
+def test_a_standing_revocation_is_passed_on_by_the_hub_to_the_nodes_beyond_it(
+        shipped: Catalogue) -> None:
+    """Under ``hub``, KOR's partner is the hub (USA) alone; JPN, the consent's recipient,
+    takes KOR's items from the hub. KOR's revocation reaches the hub, which passes it on in
+    the commit that keeps it; JPN takes it from the hub (not its originator), checked with
+    KOR's key, and refuses any relay under the consent from then on."""
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="JPN",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    revocation = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="KOR", revoked_at=NOW + timedelta(hours=1),
+        key=kor.signing_key())
+    kor_public = kor.signing_key().public_key()
+    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+    assert standing.record_standing_consent(hub, consent=consent, sender="KOR",
+                                            originator_public=kor_public, catalogue=shipped,
+                                            now=NOW)
+    assert hub.outbox.notices == []  # a grant is the originator's to send, to its partners
+    assert standing.record_standing_revocation(hub, revocation=revocation, sender="KOR",
+                                               originator_public=kor_public, now=NOW)
+    assert [(n["kind"], n["recipient"]) for n in hub.outbox.notices] == [
+        (STANDING_REVOCATION, "JPN")]  # not back to KOR, who sent it
+    passed_on = crypto.StandingRevocation.from_json(json.loads(hub.outbox.notices[0]["body"]))
+    assert passed_on == revocation
+    assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
+
+    jpn, _ = node("JPN", shipped, ("USA",))
+    assert standing.record_standing_revocation(jpn, revocation=passed_on, sender="USA",
+                                               originator_public=kor_public, now=NOW)
+    assert consent.id in standing.revoked_ids(jpn.repo.standing_consents())
+    assert jpn.outbox.notices == []  # its only partner is the hub, which sent it
+    # Again (a retry): held, passed on no further.
+    assert not standing.record_standing_revocation(hub, revocation=revocation, sender="KOR",
+                                                   originator_public=kor_public, now=NOW)
+    assert len(hub.outbox.notices) == 1
+    # Only the originator's signature counts, whoever passes it on.
+    forged = crypto.revoke_standing_consent(
+        consent_id="standing-consent--2", originator="KOR", revoked_at=NOW,
+        key=FakeKeys("USA").signing_key())
+    with pytest.raises(ProofInvalid):
+        standing.record_standing_revocation(jpn, revocation=forged, sender="USA",
+                                            originator_public=kor_public, now=NOW)
+
+
+def test_a_partners_revocation_of_anothers_consent_does_not_stand_in_for_the_originators(
+        shipped: Catalogue) -> None:
+    """A partner (USA) signs a revocation of its own naming KOR's consent, before KOR's
+    consent and KOR's revocation reach JPN. It revokes nothing (it is not KOR's), and
+    KOR's own revocation, when it comes, must still be kept and passed on: held as "a
+    revocation of that id already", it was dropped, and KOR's consent stayed in force."""
+    from gsomia.service import standing
+
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="JPN",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    decoy = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="USA", revoked_at=NOW, key=usa.signing_key())
+    jpn, _ = node("JPN", shipped, ("USA", "KOR"))
+    assert standing.record_standing_revocation(
+        jpn, revocation=decoy, sender="USA", originator_public=usa.signing_key().public_key(),
+        now=NOW)
+    kor_public = kor.signing_key().public_key()
+    assert standing.record_standing_consent(jpn, consent=consent, sender="KOR",
+                                            originator_public=kor_public, catalogue=shipped,
+                                            now=NOW)
+    assert [c.revoked for c in standing.in_force(jpn.repo.standing_consents())] == [False]
+    genuine = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="KOR", revoked_at=NOW + timedelta(hours=1),
+        key=kor.signing_key())
+    assert standing.record_standing_revocation(jpn, revocation=genuine, sender="KOR",
+                                               originator_public=kor_public, now=NOW)
+    assert [c.revoked for c in standing.in_force(jpn.repo.standing_consents())] == [True]
+    # Passed on to the partner that did not send it (USA), as any new revocation is.
+    assert [(n["kind"], n["recipient"]) for n in jpn.outbox.notices][-1:] == [
+        (STANDING_REVOCATION, "USA")]
+
+
+def test_a_partners_decoy_revocation_does_not_stop_the_consent_queueing_what_it_covers(
+        shipped: Catalogue) -> None:
+    """JPN holds KOR's sensor report; USA's own revocation naming KOR's consent (it revokes
+    nothing) arrives before that consent: the consent, when it comes, still queues the
+    report to its recipient, as without the decoy."""
+    from gsomia.service import standing
+
+    jpn_uow, jpn = node("JPN", shipped, ("KOR", "USA"))
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    label = dataclasses.replace(kor_label("KOR", "JPN", "USA"), category="sensor-report")
+    envelope = sealed(kor, jpn, indicator(), label)
+    [ok] = exchange.receive(jpn_uow, keys=jpn, catalogue=shipped,
+                            signing_keys={"KOR": kor.public_signing_key()},
+                            envelopes=[envelope], sender="KOR", seen=set(), now=NOW)
+    assert ok.receipt is not None, ok.reasons  # held
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="USA",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+    decoy = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="USA", revoked_at=NOW, key=usa.signing_key())
+    assert standing.record_standing_revocation(
+        jpn_uow, revocation=decoy, sender="USA",
+        originator_public=usa.signing_key().public_key(), now=NOW)
+    assert standing.record_standing_consent(
+        jpn_uow, consent=consent, sender="KOR", originator_public=kor.public_signing_key(),
+        catalogue=shipped, now=NOW)
+    assert [(d["item_id"], d["recipient"]) for d in jpn_uow.outbox.deliveries] == [
+        (envelope.item_id, "USA")]

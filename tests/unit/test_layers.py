@@ -100,10 +100,25 @@ def test_the_shell_neither_decides_releases_nor_appends_to_the_audit_log() -> No
     assert offences == []
 
 
+def test_grep_finds_no_decide_in_the_shell() -> None:
+    """Issue 11: ``grep -r 'decide(' src/gsomia/shell/`` answers nothing, so that a reviewer's
+    grep for decisions in the shell needs no list of names that only look like one."""
+    hits = [f"{f.name}:{n}" for f in sorted(SHELL.rglob("*.py"))
+            for n, line in enumerate(f.read_text("utf-8").splitlines(), 1) if "decide(" in line]
+    assert hits == []
+
+
+def test_the_sensor_player_reads_the_store_through_its_repository() -> None:
+    """The replay's newest seq and the centre's warnings come from the repository port, not
+    from SQL of its own against the store's tables."""
+    text = (SHELL / "sensor_player.py").read_text("utf-8")
+    assert "sqlalchemy" not in text and "shell.store import" not in text
+
+
 def test_the_shell_check_catches_an_offence(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("d = decide(r, cat)\nuow.audit.append(k, now, 'node')\n"
-                   "log.append(AuditKind.RECEIPT, now)\nconsent_decide(node, 'x')\n")
+                   "log.append(AuditKind.RECEIPT, now)\nanswer_consent(node, 'x')\n")
     assert [h.split(": ", 1)[1] for h in decisions_and_records(bad)] == [
         "decide(", "audit.append(", ".append(AuditKind."]
 

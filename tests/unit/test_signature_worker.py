@@ -13,13 +13,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsomia.core import crypto
-from gsomia.shell.signatures import SignatureWorker
+from gsomia.shell.signatures import SignatureWorker, safe_to_spawn
 
 KEYS = [Ed25519PrivateKey.generate() for _ in range(3)]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def safe_path() -> Iterator[None]:
+    """As the ``gsomia`` command sets it for its children, once at its start."""
+    with pytest.MonkeyPatch.context() as patched:
+        patched.setenv("PYTHONSAFEPATH", "1")
+        yield
+
+
 @pytest.fixture(scope="module")
-def worker() -> Iterator[SignatureWorker]:
+def worker(safe_path: None) -> Iterator[SignatureWorker]:
     found = SignatureWorker(in_process_below=2)
     yield found
     found.close()
@@ -139,10 +147,10 @@ def test_a_worker_started_in_a_folder_others_write_runs_the_real_checks(
     marker = folder / "ran"
     (planted / "__init__.py").write_text(
         f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n")
-    monkeypatch.delenv("PYTHONSAFEPATH", raising=False)
     monkeypatch.chdir(planted.parent)
     kinds = ["good", "other-message", "good"]
     checks = [check(n, k) for n, k in enumerate(kinds)]
+    # As the gsomia command runs (safe path set at its start): the worker answers.
     found = SignatureWorker(in_process_below=2)
     try:
         assert found.submit(checks)() == [True, False, True]
@@ -151,6 +159,31 @@ def test_a_worker_started_in_a_folder_others_write_runs_the_real_checks(
     finally:
         found.close()
     assert not marker.exists()
+    # A process that never set it (gsomia as a library): the checks are made in place, and
+    # its environment is left as it is (not set at run time, under other threads, for
+    # every process it spawns later).
+    monkeypatch.delenv("PYTHONSAFEPATH")
+    assert not safe_to_spawn()
+    found = SignatureWorker(in_process_below=2)
+    try:
+        assert found.submit(checks)() == [True, False, True]
+        assert found._pool is None and "PYTHONSAFEPATH" not in os.environ
+    finally:
+        found.close()
+    assert not marker.exists()
+
+
+def test_the_gsomia_command_sets_safe_path_for_its_children_once_at_its_start(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from gsomia.shell.cli import main
+
+    monkeypatch.delenv("PYTHONSAFEPATH")
+    monkeypatch.setattr("sys.argv", ["gsomia", "--version"])
+    main([])  # called with arguments (a test, an embedding program): not the entry point
+    assert "PYTHONSAFEPATH" not in os.environ
+    main()
+    capsys.readouterr()
+    assert os.environ["PYTHONSAFEPATH"] == "1"
 
 
 def test_closing_a_node_does_not_wait_for_ever_on_a_stopped_worker() -> None:

@@ -63,13 +63,12 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from gsomia.core.crypto import (
-    _encode_plain,
+    _encode_plain_bytes,
     _plain,
     b64u,
     canonical,
     fingerprint,
     from_b64u,
-    plain_bytes,
     sign,
     signed_message,
 )
@@ -78,12 +77,15 @@ from gsomia.core.types import instant, iso
 
 __all__ = [
     "EMPTY_ROOT",
+    "ENTRIES",
+    "ENTRIES_ROOT",
     "EVENT_VERSION",
     "TREE_HEAD_CONTEXT",
     "AuditEvent",
     "AuditKind",
     "AuditRecord",
     "BatchEntry",
+    "EntriesRewritten",
     "ItemLookup",
     "LogProblem",
     "LogVerdict",
@@ -93,6 +95,9 @@ __all__ = [
     "canonical_leaf",
     "consistency_proof",
     "content_hash",
+    "entries_root",
+    "entry_path",
+    "entry_texts",
     "event_leaf_hash",
     "event_time",
     "hashes_from_json",
@@ -103,7 +108,9 @@ __all__ = [
     "node_hash",
     "root",
     "sign_tree_head",
+    "stored_details",
     "verify_consistency",
+    "verify_entry",
     "verify_inclusion",
     "verify_log",
     "verify_tree_head",
@@ -573,9 +580,11 @@ class AuditKind(StrEnum):
     # A person's action at the dashboard's desk refused: a role below the one the action
     # needs, an item they may not see, a consent that is not theirs to give.
     ACTION_REFUSED = "action-refused"
-    # A batch of items published in one commit (a TAXII envelope): one leaf whose details
-    # list every item's id, version, type and content hash (``batch_entries``), so each
-    # item is still proved and checked alone, for one leaf instead of two per item.
+    # A batch of items published in one commit (a TAXII envelope): one leaf instead of two
+    # per item, each item still proved and checked alone (``batch_entries``). Since hygiene15
+    # the leaf is sealed: it commits to the items' entries (id, version, type, content hash,
+    # custody record, salt) by their Merkle root, the entries kept beside it in the row, so
+    # a proof of one item shows none of the others. Before, the leaf listed every item.
     ITEMS_PUBLISHED = "items-published"
 
 
@@ -597,7 +606,7 @@ def content_hash(content: Mapping[str, Any] | bytes) -> str:
 
 
 class BatchEntry(NamedTuple):
-    """One item of an ``items-published`` event: ``place`` is its index in the leaf's list."""
+    """One item of an ``items-published`` event: ``place`` is its index in the event's list."""
 
     place: int
     item_id: str
@@ -607,14 +616,41 @@ class BatchEntry(NamedTuple):
 
 
 _ENTRY_KEYS = frozenset({"id", "version", "type", "content_hash", "label"})
+# A batch leaf of the second form commits to its items only by the Merkle root of their
+# entries (``entries_root``); the entries are kept beside the leaf, in the row. A proof of
+# one item then carries that item's entry and its path to the root, and nothing of the
+# batch's other items (their existence and labels are not the auditor's to see). Each
+# entry holds a random ``salt``, so a path's sibling hashes cannot be matched against
+# guessed entries of items the auditor does not hold.
+ENTRIES = "entries"
+ENTRIES_ROOT = "entries_root"
+_SEALED_KEYS = frozenset({"id", "version", "type", "content_hash", "custody", "salt"})
+# fullmatch: these are written into the entry's bytes as they are (no newline may trail).
+_HEX32_FULL = re.compile(r"[0-9a-f]{32}").fullmatch
+_HEX64_FULL = re.compile(r"[0-9a-f]{64}").fullmatch
+
+
+class EntriesRewritten(MalformedInput):
+    """A batch event's entries do not hash to the root its leaf commits to."""
 
 
 def batch_entries(kind: str, details: Mapping[str, Any]) -> tuple[BatchEntry, ...]:
     """The items an event of ``kind`` lists in its details: those of an ``items-published``
     event, none for any other kind; MalformedInput if the list is not what a node writes
-    (only a rewritten row is: it is then reported, never trusted in part)."""
+    (only a rewritten row is: it is then reported, never trusted in part), and
+    :class:`EntriesRewritten` if the entries kept beside a sealed leaf are not the ones
+    its ``entries_root`` commits to."""
     if kind != AuditKind.ITEMS_PUBLISHED.value:
         return ()
+    if ENTRIES_ROOT in details or ENTRIES in details:
+        entries = details.get(ENTRIES)
+        texts = entry_texts(entries)
+        if details.get(ENTRIES_ROOT) != entries_root(texts).hex():
+            raise EntriesRewritten(
+                "its entries do not hash to the entries_root its leaf commits to",
+                where="details.entries", expected="the entries the leaf was written with")
+        return tuple(BatchEntry(n, e["id"], e["version"], e["type"], e["content_hash"])
+                     for n, e in enumerate(entries))  # type: ignore[arg-type]
     listed = details.get("items")
     if type(listed) is not list or not listed:
         raise MalformedInput("an items-published event lists no items", where="details.items",
@@ -633,6 +669,68 @@ def batch_entries(kind: str, details: Mapping[str, Any]) -> tuple[BatchEntry, ..
                                           "64 lowercase hex digits")
         out.append(BatchEntry(n, *values))  # type: ignore[arg-type]
     return tuple(out)
+
+
+def entry_texts(entries: object) -> list[bytes]:
+    """The RFC 8785 bytes of each entry of a sealed batch (what its Merkle leaves hash);
+    MalformedInput unless each is exactly an entry as a node writes it."""
+    if type(entries) is not list or not entries:
+        raise MalformedInput("an items-published event lists no entries",
+                             where="details.entries", expected="a non-empty list of entries")
+    out = []
+    j, hex64, hex32 = _jstr, _HEX64_FULL, _HEX32_FULL
+    for n, entry in enumerate(entries):
+        try:
+            if type(entry) is not dict or entry.keys() != _SEALED_KEYS:
+                raise TypeError
+            item_id, version, kind = entry["id"], entry["version"], entry["type"]
+            chash, custody, salt = entry["content_hash"], entry["custody"], entry["salt"]
+            if not (type(item_id) is str and item_id and type(version) is str and version
+                    and type(kind) is str and kind and hex64(chash) and hex64(custody)
+                    and hex32(salt)):
+                raise TypeError
+            # RFC 8785 of the entry, written out: its members are fixed and all text (the
+            # hex members need no escaping), as in _leaf_bytes.
+            out.append(f'{{"content_hash":"{chash}","custody":"{custody}","id":{j(item_id)},'
+                       f'"salt":"{salt}","type":{j(kind)},"version":{j(version)}}}'
+                       .encode())
+        except (TypeError, UnicodeEncodeError):
+            raise MalformedInput(f"entry {n} is not an entry", where=f"details.entries[{n}]",
+                                 expected="id, version, type, custody and content_hash (hex) "
+                                          "and a 32-hex-digit salt, as text") from None
+    return out
+
+
+def entries_root(texts: Sequence[bytes]) -> bytes:
+    """The Merkle root (RFC 9162 hashing) over the entries' bytes, in their order."""
+    return _mth([_sha256(_LEAF + t).digest() for t in texts])
+
+
+def entry_path(details: Mapping[str, Any], place: int) -> list[bytes]:
+    """The inclusion path of entry ``place`` under the ``entries_root`` of a sealed batch."""
+    texts = entry_texts(details.get(ENTRIES))
+    return inclusion_proof([_sha256(_LEAF + t).digest() for t in texts], place, len(texts))
+
+
+def verify_entry(entry: Mapping[str, Any], place: int, count: int, path: Sequence[bytes],
+                 root_hex: object) -> None:
+    """Check ``entry`` is entry ``place`` of the ``count`` a sealed leaf's root commits to;
+    raise :class:`ProofInvalid` if not."""
+    try:
+        (text,) = entry_texts([dict(entry)]) if isinstance(entry, Mapping) else [b""]
+    except MalformedInput as exc:
+        raise ProofInvalid(f"the entry is not one a node writes: {exc}") from None
+    if type(root_hex) is not str or not _HEX64_FULL(root_hex):
+        raise ProofInvalid("the event commits to no entries root")
+    verify_inclusion(_sha256(_LEAF + text).digest(), place, count, path,
+                     bytes.fromhex(root_hex))
+
+
+def _sealed(kind: str, details: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The details a leaf commits to: a sealed batch's without the entries kept beside it."""
+    if kind == "items-published" and ENTRIES in details:
+        return {k: v for k, v in details.items() if k != ENTRIES}
+    return details
 
 
 @dataclass(frozen=True, slots=True)
@@ -656,6 +754,8 @@ class AuditEvent:
     # The RFC 8785 leaf bytes, made once when the event is built (which also proves the
     # details are JSON): recomputing a million-event log then costs one encoding per row.
     leaf: bytes = field(init=False, repr=False, compare=False)
+    # A sealed batch's entries as the row keeps them beside the leaf (their RFC 8785 text).
+    entries_text: str | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if type(self.seq) is not int or not 0 <= self.seq <= _MAX_SEQ:
@@ -687,10 +787,21 @@ class AuditEvent:
             raise MalformedInput("details are not a JSON object", where="event.details",
                                  expected="a JSON object")
         details = dict(self.details)
+        committed: Mapping[str, Any] = details
+        if kind is AuditKind.ITEMS_PUBLISHED and ENTRIES in details:
+            # Sealed: the leaf commits to the entries' root, made (or checked) here.
+            texts = entry_texts(details[ENTRIES])
+            made = entries_root(texts).hex()
+            if details.setdefault(ENTRIES_ROOT, made) != made:
+                raise MalformedInput("the entries do not hash to the entries_root given",
+                                     where="event.details.entries_root", expected=made)
+            committed = _sealed(kind.value, details)
+            object.__setattr__(self, "entries_text",
+                               "[" + ",".join(t.decode("utf-8") for t in texts) + "]")
         object.__setattr__(self, "details", MappingProxyType(details))
         object.__setattr__(self, "leaf", _leaf_bytes(
             self.seq, kind.value, _iso(self.at), self.actor, self.item_id, self.item_version,
-            self.content_hash, details))
+            self.content_hash, committed))
 
     def to_json(self) -> dict[str, Any]:
         """The leaf object without its version tag: what a store row holds."""
@@ -716,9 +827,10 @@ def _leaf_bytes(seq: int, kind: str, at: str, actor: str, item_id: str | None,
     # AuditEvent and verify_log's row path so both hash the same bytes.
     if type(details) is dict and _plain(details):
         try:
-            details_text = plain_bytes(details).decode("utf-8")
-        except TypeError:  # a lone surrogate: refused below, as the json module's text is
-            details_text = _encode_plain(details)
+            details_text = _encode_plain_bytes(details).decode("utf-8")
+        except UnicodeEncodeError:
+            raise MalformedInput("text contains a lone surrogate, which UTF-8 cannot carry",
+                                 where=f"event {seq}", expected="valid Unicode text") from None
     else:
         details_text = canonical(details, where=f"event {seq}.details").decode("utf-8")
     j = _jstr
@@ -751,6 +863,15 @@ def leaf_details(event: AuditEvent) -> str:
     return leaf[start:leaf.rindex(_AFTER_DETAILS)].decode("utf-8")
 
 
+def stored_details(event: AuditEvent) -> str:
+    """The text of the row's ``details``: the leaf's own (:func:`leaf_details`), and a
+    sealed batch's entries beside them."""
+    text = leaf_details(event)
+    if event.entries_text is None:
+        return text
+    return '{"' + ENTRIES + '":' + event.entries_text + "," + text[1:]
+
+
 def event_time(at: datetime) -> str:
     """The text of an event's ``at`` in its leaf and row (``at`` as an event holds it)."""
     return _iso(at)
@@ -764,7 +885,8 @@ def _iso(at: datetime) -> str:
 
 
 def canonical_leaf(event: AuditEvent) -> bytes:
-    """The leaf bytes of ``event``: RFC 8785 of its JSON form plus ``"v": EVENT_VERSION``.
+    """The leaf bytes of ``event``: RFC 8785 of its JSON form plus ``"v": EVENT_VERSION``
+    (a sealed batch's without the ``entries`` its ``entries_root`` commits to).
 
     Every place that recomputes the log hashes exactly these bytes.
     """
@@ -860,7 +982,8 @@ def verify_log(
     - each event naming an item: ``item_lookup(item_id, item_version)`` returns the item's
       stored content (mapping or bytes, as given to :func:`content_hash`), and its hash must
       equal the event's ``content_hash`` (``item-modified``; ``None`` is ``item-missing``);
-      so must each item an ``items-published`` event lists (:func:`batch_entries`);
+      so must each item an ``items-published`` event lists (:func:`batch_entries`), and a
+      sealed batch's entries must hash to the root its leaf commits to (else ``modified``);
     - each signed head in ``expected_head`` (signature checked if ``public_key`` is given):
       the log must reach its size (else ``rolled-back``) and the root at that size must be
       its root (else ``forked``);
@@ -964,13 +1087,13 @@ def verify_log(
             next_seq = seq + 1
         if r.item_id is not None:
             check_item(position, seq, r.item_id, r.item_version, r.content_hash)
-        entries = r.entries
-        if isinstance(entries, str):
-            report(position, "malformed", f"seq {seq}",
+        if r.entries_problem is not None:
+            what, why = r.entries_problem
+            report(position, what, f"seq {seq}",
                    f"event seq {seq} ({r.kind}) does not list its items as a node writes them: "
-                   f"{entries}")
+                   f"{why}")
         else:
-            for entry in entries:
+            for entry in r.entries:
                 check_item(position, seq, entry.item_id, entry.version, entry.content_hash)
         if pending and pending[0].size == acc.size:
             check_heads()
@@ -1033,8 +1156,10 @@ class _Row(NamedTuple):
     content_hash: str | None
     leaf: bytes
     stored_leaf_hash: bytes | str
-    # The items a batch leaf lists, or why they cannot be read (reported, the leaf kept).
-    entries: tuple[BatchEntry, ...] | str = ()
+    # The items a batch leaf lists, or (problem, why) they cannot be read (reported, the
+    # leaf kept).
+    entries: tuple[BatchEntry, ...] = ()
+    entries_problem: tuple[str, str] | None = None
 
 
 def _row(row: AuditRecord | Mapping[str, Any]) -> _Row:
@@ -1042,7 +1167,7 @@ def _row(row: AuditRecord | Mapping[str, Any]) -> _Row:
     if isinstance(row, AuditRecord):
         e = row.event
         return _Row(e.seq, e.kind.value, e.item_id, e.item_version, e.content_hash, e.leaf,
-                    row.leaf_hash, _entries(e.kind.value, e.details))
+                    row.leaf_hash, *_entries(e.kind.value, e.details))
     if type(row) is not dict and not isinstance(row, Mapping):
         raise MalformedInput("not an audit row", where="row", expected="a mapping")
     # Recompute from the fields exactly as stored, without rebuilding an AuditEvent: any
@@ -1073,16 +1198,22 @@ def _row(row: AuditRecord | Mapping[str, Any]) -> _Row:
     # A hex leaf hash is compared as text: one that is not even hex just fails to match.
     if type(stored) is not str and type(stored) is not bytes:
         raise MalformedInput(f"{stored!r} is not a leaf hash", where="leaf_hash")
-    leaf = _leaf_bytes(seq, kind, at, actor, item_id, item_version, chash, details)
+    committed = _sealed(kind, details)
+    leaf = _leaf_bytes(seq, kind, at, actor, item_id, item_version, chash, committed)
     return _Row(seq, kind, item_id, item_version, chash, leaf, stored,
-                _entries(kind, details))
+                *_entries(kind, details))
 
 
-def _entries(kind: str, details: Mapping[str, Any]) -> tuple[BatchEntry, ...] | str:
+def _entries(kind: str, details: Mapping[str, Any]
+             ) -> tuple[tuple[BatchEntry, ...], tuple[str, str] | None]:
+    if kind != "items-published":  # the hot path: most events list no items
+        return (), None
     try:
-        return batch_entries(kind, details)
+        return batch_entries(kind, details), None
+    except EntriesRewritten as exc:
+        return (), ("modified", str(exc))
     except MalformedInput as exc:
-        return str(exc)
+        return (), ("malformed", str(exc))
 
 
 def _seq_of(row: object) -> str:

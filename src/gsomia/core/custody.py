@@ -27,11 +27,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gsomia.core.crypto import (
     Binding,
+    _encode_plain,
+    _encode_plain_bytes,
     b64u,
     canonical,
     fingerprint,
     from_b64u,
-    plain_bytes,
     sign,
     signed_message,
     verify_binding_bytes,
@@ -95,14 +96,15 @@ def stamp(at: datetime) -> str:
 # None and no numbers, for which sorted-key compact JSON is exactly RFC 8785 (UTF-16 and
 # code-point key order agree on ASCII). ``crypto.canonical`` first walks the whole value to
 # prove that, which for these fixed shapes is most of its cost; the tests check both agree.
-_RECORD_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, sort_keys=True,
-                                separators=(",", ":"), check_circular=False)
+# The same settings as ``crypto._encode_plain`` (sorted keys, compact, no NaN, anything else
+# refused), whose C encoder is built once rather than by every JSONEncoder.encode call.
+_encode_records = _encode_plain
 
 
 def record_bytes(record: Mapping[str, Any]) -> bytes:
     """RFC 8785 bytes of a label or register record (same as ``crypto.canonical``)."""
     try:
-        return _RECORD_JSON.encode(record).encode("utf-8")
+        return _encode_records(record).encode("utf-8")
     except (UnicodeEncodeError, TypeError, ValueError):
         return canonical(record, where="record")  # raises MalformedInput, naming the issue
 
@@ -171,7 +173,7 @@ class StoredItem:
                                  expected="a STIX object")
         # The binding's members are all plain text: its RFC 8785 bytes through orjson.
         return cls(item_id, item_version(obj), stix_type, label.originator, content,
-                   label_bytes, plain_bytes(binding.to_json()), instant(added_at))
+                   label_bytes, _encode_plain_bytes(binding.to_json()), instant(added_at))
 
     def object(self) -> dict[str, Any]:
         """The STIX object as bound."""

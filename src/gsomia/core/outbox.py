@@ -123,6 +123,8 @@ class StandingConsentIssued:
     kind: str
     reference: str
     body: str
+    # Partners that hold it already (a revocation passed on: who sent it, its originator).
+    skip: tuple[Party, ...] = ()
 
 
 DomainEvent = (ItemStored | ConsentObtained | IncidentRecorded | NoticeRecorded
@@ -229,9 +231,12 @@ def plan_notices(recorded: Iterable[IncidentRecorded | NoticeRecorded], me: Part
 def plan_standing_notices(issued: Iterable[StandingConsentIssued],
                           routing: Routing) -> list[NoticeDue]:
     """A standing consent or its revocation goes to every partner this node delivers to:
-    the hub that relays, and the recipient if it is a partner (it checks again on receipt)."""
+    the hub that relays, and the recipient if it is a partner (it checks again on receipt).
+    A revocation is passed on the same way by each node that obtains it, so it reaches the
+    nodes beyond a relay too (the recipient behind the hub)."""
     return [NoticeDue(event.kind, partner, event.reference, None, event.body)
-            for event in issued for partner in routing.deliver_to if partner != routing.me]
+            for event in issued for partner in routing.deliver_to
+            if partner != routing.me and partner not in event.skip]
 
 
 def _text(body: Mapping[str, object]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time
+from functools import lru_cache
 
 from gsomia.core.errors import MalformedInput
 
@@ -49,23 +50,37 @@ def instant(value: str | date | datetime, *, where: str = "at") -> datetime:
         raise MalformedInput(f"{value!r} is not a date", where=where,
                              expected="an ISO 8601 date or date-time such as 2019-11-23")
     text = value.strip()
-    if not _RFC3339.match(text):
+    # A batch's envelopes, labels and receipts repeat the same few instants: each text is
+    # parsed once (only texts as short as an instant is are kept).
+    parsed = _parsed(text) if len(text) <= _LONGEST_INSTANT else _parse(text)
+    if parsed is None:
         raise MalformedInput(
             f"{value!r} is not a date", where=where,
             expected="an ISO 8601 date or date-time such as 2019-11-23 or 2019-11-23T12:00:00Z",
         )
+    return parsed
+
+
+_LONGEST_INSTANT = 40  # 2019-11-23T12:00:00.123456789+09:00 is 35
+
+
+def _parse(text: str) -> datetime | None:
+    """The UTC instant ``text`` names, or None if it is not RFC 3339."""
+    if not _RFC3339.match(text):
+        return None
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(0, 0), tzinfo=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise MalformedInput(
-            f"{value!r} is not a date", where=where,
-            expected="an ISO 8601 date or date-time such as 2019-11-23 or 2019-11-23T12:00:00Z",
-        ) from None
-    return instant(parsed)
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+_parsed = lru_cache(maxsize=4096)(_parse)
+
+
+@lru_cache(maxsize=4096)  # a batch stamps its items with a few instants, many times each
 def utc_text(at: datetime, digits: int = 0) -> str:
     """The one way gsomia writes an instant: RFC 3339 in UTC with a trailing Z and
     ``digits`` (0, 3 or 6) fraction digits, truncated (``2026-01-01T00:00:00.000Z``)."""

@@ -88,7 +88,7 @@ def _signed(signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Env
 
 def _opened(keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
-            revoked: Collection[str] = ()) -> handlers.Incoming:
+            revoked: Collection[tuple[str, Party]] = ()) -> handlers.Incoming:
     """The steps after :func:`_signed`, each raising with its reason. The caller accepts
     what this returns only once the envelope's signature verified."""
     sender = envelope.sender
@@ -135,7 +135,8 @@ def _opened(keys: KeyStore, catalogue: Catalogue,
         crypto.verify_standing_consent(held, originator, originator=label.originator)
         standing.append(StandingConsent(
             held.id, held.originator, held.recipient, frozenset(held.categories),
-            held.purpose, held.not_before, held.not_after, held.id in revoked))
+            held.purpose, held.not_before, held.not_after,
+            (held.id, held.originator) in revoked))
     return handlers.Incoming(obj, label, binding, sender, tuple(consents),
                              crypto.envelope_digest(envelope), envelope, tuple(standing))
 
@@ -161,16 +162,17 @@ def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
 def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey],
             envelopes: Sequence[crypto.Envelope], sender: Party, seen: Collection[str],
-            now: datetime, revoked: Collection[str] = (),
+            now: datetime, revoked: Collection[tuple[str, Party]] = (),
             checks: SignatureChecks = checks_here) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` in one commit.
 
     ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
     write lock; a nonce stored meanwhile makes the commit fail on the register's key, and
-    the caller then answers :func:`refuse_replays`). ``revoked``: the ids of the standing
-    consents whose revocation this node holds (a relay under one is refused). ``checks``
-    verifies the senders' and originators' signatures of the batch (on another process)
-    while this one decrypts and screens; an envelope is accepted only once both verified."""
+    the caller then answers :func:`refuse_replays`). ``revoked``: (id, originator) of the
+    standing consents whose originator's revocation this node holds (a relay under one is
+    refused). ``checks`` verifies the senders' and originators' signatures of the batch
+    (on another process) while this one decrypts and screens; an envelope is accepted only
+    once both verified."""
     out: list[Delivered | None] = [None] * len(envelopes)
     refusals: list[tuple[int, crypto.Envelope, tuple[str, ...]]] = []
     nonces = [crypto.b64u(e.nonce) for e in envelopes]

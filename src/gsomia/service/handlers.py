@@ -15,6 +15,7 @@ Use cases: :func:`initialise`, :func:`publish`, :func:`publish_many`, :func:`ing
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,17 +28,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gsomia.core import crypto, limits, roles
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import (
+    ENTRIES,
+    ENTRIES_ROOT,
     AuditEvent,
     AuditKind,
     LogProblem,
     LogVerdict,
     TreeHead,
     batch_entries,
+    entry_path,
     event_leaf_hash,
     hashes_from_json,
     hashes_to_json,
     inclusion_proof,
     verify_consistency,
+    verify_entry,
     verify_inclusion,
     verify_log,
     verify_tree_head,
@@ -428,22 +433,17 @@ def _publish_one_leaf(uow: UnitOfWork,
     """One ``items-published`` event for the whole batch, whose items' custody records
     (and their digests) are ``records``, already written under ``seq``, the seq the event
     must take; fills ``stored`` with the rows to write under it."""
-    label_index: dict[int, int] = {}  # id(form) -> its place in the leaf's labels
-    labels: list[dict[str, Any]] = []
-    entries: list[dict[str, Any]] = []
-    for item, form, _ in prepared:
-        n = label_index.get(id(form))
-        if n is None:
-            n = label_index[id(form)] = len(labels)
-            labels.append({"label": form.json, "marking": form.english,
-                           "national_marking": form.national})
-        entries.append({"id": item.item_id, "version": item.version, "type": item.stix_type,
-                        "content_hash": item.content_hash(), "label": n})
+    # Sealed: the leaf commits to the entries by their Merkle root (each entry salted), so
+    # a proof of one item shows that item alone; its label is fixed by its content hash.
+    salts = os.urandom(16 * len(prepared)).hex()
+    entries = [{"id": item.item_id, "version": item.version, "type": item.stix_type,
+                "content_hash": item.content_hash(), "custody": digest,
+                "salt": salts[32 * n:32 * n + 32]}
+               for n, ((item, _, _), digest) in enumerate(zip(prepared, digests, strict=True))]
     event = uow.audit.append(
         AuditKind.ITEMS_PUBLISHED, now, actor,
         details={"originator": party, "added_at": added_at,
-                 "key": prepared[0][2].key, "labels": labels, "items": entries,
-                 "records": records_detail(custody=digests)})
+                 "key": prepared[0][2].key, ENTRIES: entries})
     if event.seq != seq:  # a bug, never input: the transaction is rolled back
         raise RuntimeError(f"the batch's event took seq {event.seq}, its custody rows {seq}")
     out = []
@@ -660,10 +660,11 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     # label as marked here (a version already held is a duplicate, checked below): an
     # item is re-marked only by its originator's signed classification notice.
     current = uow.repo.current_labels(sorted({v[1] for v in verdicts if v[3] is None}))
+    national_labels: dict[int, SecurityLabel] = {}  # made once, checked here, stored below
     for n, (incoming, item_id, version, problem, verdict, _) in enumerate(verdicts):
         if problem is not None or verdict is None or (item_id, version) in held:
             continue
-        marked = incoming.label.remarked(
+        marked = national_labels[n] = incoming.label.remarked(
             keys.party, verdict.recipient_level or incoming.label.level)
         change = decide_new_version(marked, current.get(item_id, []), catalogue.schemes)
         if not change.permit:
@@ -674,7 +675,7 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     custody: list[tuple[CustodyRecord, int]] = []
     given: set[tuple[str, str, str]] = set()  # (item, version, sender) recorded here
     receipts: list[tuple[ReceiptRecord, int]] = []
-    for incoming, item_id, version, problem, verdict, stored in verdicts:
+    for n, (incoming, item_id, version, problem, verdict, stored) in enumerate(verdicts):
         if problem is not None or verdict is None or stored is None:
             reasons = (problem or "refused",)
             event = uow.audit.append(
@@ -707,7 +708,7 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             continue
         held.add((item_id, version))
         level = decision.recipient_level or incoming.label.level
-        national = incoming.label.remarked(keys.party, level)
+        national = national_labels.get(n) or incoming.label.remarked(keys.party, level)
         record = CustodyRecord(item_id, version, "received", keys.party, incoming.label,
                                national, now, provider=incoming.sender,
                                agreement=decision.agreement,
@@ -1256,13 +1257,20 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
                             details.get("originator"), details.get("added_at"))
                     stored_by[(row["seq"], *said[:2])] = said
                 elif kind == AuditKind.ITEMS_PUBLISHED.value and type(row["seq"]) is int:
-                    listed = details.get("items")
+                    sealed = ENTRIES in details
+                    listed = details.get(ENTRIES if sealed else "items")
+                    custody: list[str] = []
                     for e in listed if type(listed) is list else ():
                         if type(e) is dict and type(e.get("id")) is str \
                                 and type(e.get("version")) is str:
                             stored_by[(row["seq"], e["id"], e["version"])] = (
                                 e["id"], e["version"], e.get("type"),
                                 details.get("originator"), details.get("added_at"))
+                        # A sealed batch records each custody row in its item's entry.
+                        if sealed and type(e) is dict:
+                            custody.append(str(e.get("custody")))
+                    if sealed:
+                        expected[row["seq"]] = {"custody": custody}
                 elif kind == AuditKind.DELIVERY_REFUSED.value:
                     refused.add((row["item_id"], row["item_version"],
                                  details.get("recipient")))
@@ -1400,12 +1408,18 @@ def latest_head(reader: AuditReader) -> TreeHead:
 
 def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | None = None,
           against: int | None = None, party_code: str | None = None,
-          item: tuple[str, str | None] | None = None) -> dict[str, Any]:
+          item: tuple[str, str | None] | None = None,
+          whole_batch: bool = False) -> dict[str, Any]:
     """Inclusion of event ``event`` and/or consistency of the signed head of size ``against``
     with the latest signed head, as one JSON document anyone can check with
     :func:`check_proof` and the node's public key. ``item`` (id, version or None for its
-    latest): the inclusion of the event that stored it, and its place in that event (an
-    ``items-published`` leaf lists a whole batch, whose other entries the proof shows)."""
+    latest): the inclusion of the event that stored it, and its place in that event.
+
+    A sealed batch leaf (it commits to its items by the Merkle root of their entries) is
+    proved with its entries left out, and an item in it by its own entry
+    and that entry's path to the root: nothing of the batch's other items is shown. An older
+    batch leaf lists the whole batch in itself, so its proof cannot leave the others out:
+    for ``item`` it is refused unless ``whole_batch`` (the operator's own use)."""
     found: tuple[int, str, str] | None = None
     if item is not None:
         found = reader.item_seq(*item)
@@ -1435,12 +1449,23 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         path = inclusion_proof(leaves, event, head.size)
         stored = bytes.fromhex(row["leaf_hash"])
         verify_inclusion(stored, event, head.size, path, head.root)
-        doc["inclusion"] = {"event": {k: v for k, v in row.items() if k != "leaf_hash"},
-                            "leaf_hash": stored.hex(), "index": event,
+        shown = {k: v for k, v in row.items() if k != "leaf_hash"}
+        details = shown["details"]
+        sealed = row["kind"] == AuditKind.ITEMS_PUBLISHED.value \
+            and isinstance(details, Mapping) and ENTRIES in details
+        if sealed:
+            # What the leaf itself holds: the entries are proved one at a time, if at all.
+            shown["details"] = {k: v for k, v in details.items() if k != ENTRIES}
+        elif found is not None and not whole_batch and batch_entries(row["kind"], details):
+            raise PolicyDenied((
+                f"item {found[1]}@{found[2]} was stored by event {event}, a batch leaf "
+                "of the earlier form, which lists every item of its batch: a proof of it "
+                "would show the others. Pass --whole-batch to make it anyway (for your own "
+                "records, not to hand to a partner)",))
+        doc["inclusion"] = {"event": shown, "leaf_hash": stored.hex(), "index": event,
                             "tree_size": head.size, "path": hashes_to_json(path)}
         if found is not None:
-            doc["inclusion"]["item"] = _item_in(AuditEvent.from_json(doc["inclusion"]["event"]),
-                                                found[1], found[2])
+            doc["inclusion"]["item"] = _item_in(AuditEvent.from_json(row), found[1], found[2])
     if against is not None:
         old = reader.tree_head(against)
         if old is None:
@@ -1464,12 +1489,35 @@ def _item_in(event: AuditEvent, item_id: str, version: str) -> dict[str, Any]:
             and event.content_hash is not None:
         return {"id": item_id, "version": version, "place": None,
                 "content_hash": event.content_hash}
-    for entry in batch_entries(event.kind.value, event.details):
+    details = event.details
+    for entry in batch_entries(event.kind.value, details):
         if (entry.item_id, entry.version) == (item_id, version):
-            return {"id": item_id, "version": version, "place": entry.place,
-                    "content_hash": entry.content_hash}
+            found = {"id": item_id, "version": version, "place": entry.place,
+                     "content_hash": entry.content_hash}
+            if ENTRIES in details:  # sealed: the entry and its path to the leaf's root
+                found.update(entry=details[ENTRIES][entry.place],
+                             entries=len(details[ENTRIES]),
+                             path=hashes_to_json(entry_path(details, entry.place)))
+            return found
     raise ProofInvalid(f"event {event.seq} does not record item {item_id}@{version}: run "
                        "audit verify")
+
+
+def _sealed_item(event: AuditEvent, claimed: Mapping[str, Any]) -> dict[str, Any]:
+    """The item a proof claims of a sealed batch leaf, once its entry is checked to be the
+    one at its place under the leaf's ``entries_root``; ProofInvalid if it is not."""
+    if ENTRIES in event.details:
+        raise ProofInvalid("a proof of one item carries the batch leaf without its entries")
+    entry, place, count = claimed.get("entry"), claimed.get("place"), claimed.get("entries")
+    if not isinstance(entry, Mapping) or type(place) is not int or type(count) is not int:
+        raise MalformedInput("not an item of a sealed batch", where="proof.inclusion.item",
+                             expected="id, version, place, content_hash, entry, entries, path")
+    verify_entry(entry, place, count,
+                 hashes_from_json(claimed.get("path"), where="proof.inclusion.item.path"),
+                 event.details.get(ENTRIES_ROOT))
+    return {"id": entry["id"], "version": entry["version"], "place": place,
+            "content_hash": entry["content_hash"], "entry": dict(entry), "entries": count,
+            "path": claimed.get("path")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1525,7 +1573,10 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
             # Recomputed from the event the proof carries: a place or hash that the leaf
             # does not hold fails, whatever the document claims.
             try:
-                recorded = _item_in(event, claimed["id"], claimed["version"])
+                recorded = (_sealed_item(event, claimed)
+                            if event.kind is AuditKind.ITEMS_PUBLISHED
+                            and ENTRIES_ROOT in event.details
+                            else _item_in(event, claimed["id"], claimed["version"]))
             except MalformedInput as exc:
                 raise ProofInvalid(f"event {event.seq} does not list its items as a node "
                                    f"writes them: {exc}") from None

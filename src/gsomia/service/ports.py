@@ -120,6 +120,16 @@ class Repository(Protocol):
     def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (id, version) pairs are already stored."""
         ...
+    def newest_item_seq(self) -> int:
+        """The seq of the event that stored the newest item (0 when none is held)."""
+        ...
+
+    def items_stored_after(self, seq: int, *, originator: Party,
+                           stix_type: str) -> list[tuple[str, bytes]]:
+        """(id, stored content) of the items of ``stix_type`` from ``originator`` stored by
+        events after ``seq``, in the order stored."""
+        ...
+
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         """For each id held, the national label of every version's latest custody record
         (what access is decided on); ids not held are absent."""

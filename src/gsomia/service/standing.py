@@ -98,7 +98,7 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
             raise MalformedInput(f"no standing consent {consent_id!r} given by this node",
                                  where="consent_id",
                                  expected="an id from gsomia consent standing list")
-        if any(r.kind == "revoke" for r in rows):
+        if any(r.kind == "revoke" and r.originator == keys.party for r in rows):
             raise MalformedInput(f"standing consent {consent_id} is already revoked",
                                  where="consent_id")
         revocation = crypto.revoke_standing_consent(consent_id=consent_id,
@@ -143,7 +143,9 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
                      "recipient": consent.recipient, "direction": "standing-obtained",
                      "records": records_detail(standing_consents=[record.digest()])})
         uow.repo.add_standing_consent(record, seq=event.seq)
-        if uow.routing.federated and not any(r.kind == "revoke" for r in held):
+        if uow.routing.federated and not any(r.kind == "revoke"
+                                             and r.originator == consent.originator
+                                             for r in held):
             claim = _claim(consent, revoked=False)
             stored = [s for s in _stored_as_held(uow, uow.repo.versions_from(consent.originator))
                       if claim.covers(s.label, consent.recipient, now)]
@@ -156,13 +158,20 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                                sender: Party, originator_public: Ed25519PublicKey,
                                now: datetime) -> bool:
     """Keep the originator's revocation (even before the consent it names arrives: that
-    consent is then dead on arrival). Deliveries it no longer allows that are still queued
-    are refused when the sender re-checks them. False if it was held already."""
-    crypto.verify_standing_revocation(revocation, originator_public, originator=sender)
+    consent is then dead on arrival), from the originator or passed on by a partner (it
+    withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
+    is). Deliveries it no longer allows that are still queued are refused when the sender
+    re-checks them. A new one is passed on in the same commit to every partner this node
+    delivers to but ``sender`` and the originator: the hub tells the recipient behind it,
+    so no node relays or takes a relay under it once it is known anywhere on the way.
+    False if it was held already (nothing is passed on again)."""
+    crypto.verify_standing_revocation(revocation, originator_public)
     with uow:
         held = [r for r in uow.repo.standing_consents()
                 if r.consent_id == revocation.consent_id]
-        if any(r.kind == "revoke" for r in held):
+        # Held already only if by the same originator: a partner's revocation of its own
+        # naming this id revokes nothing (in_force) and must not shadow the originator's.
+        if any(r.kind == "revoke" and r.originator == revocation.originator for r in held):
             return False
         grants = [r for r in held if r.kind == "grant"]
         if grants and grants[0].originator != revocation.originator:
@@ -178,6 +187,10 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                      "direction": "standing-revoked-obtained",
                      "records": records_detail(standing_consents=[record.digest()])})
         uow.repo.add_standing_consent(record, seq=event.seq)
+        if uow.routing.federated:
+            uow.events.append(StandingConsentIssued(
+                STANDING_REVOCATION, f"{revocation.consent_id}/revoked",
+                _text(revocation.to_json()), skip=(sender, revocation.originator)))
         commit(uow, now)
     return True
 

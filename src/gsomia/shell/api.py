@@ -511,8 +511,9 @@ def create_app(config: ApiConfig) -> Starlette:
         take = getattr(config.inbox, "standing_revocation", None)
         if take is None:
             raise PeerUnavailable("this node takes no standing consents")
+        # Any partner may pass the originator's revocation on (a relay tells the nodes
+        # beyond it): it withdraws, never grants, and its signature is the originator's.
         revocation = crypto.StandingRevocation.from_json(_object(body, "standing revocation"))
-        _same(revocation.originator, sender, "standing revocation.originator")
         return {"accepted": True, "new": take(revocation, sender, config.clock())}
 
     def incident(request: Request, sender: Party, body: object) -> object:

@@ -81,18 +81,32 @@ class SigningProcess:
         frame = len(digests).to_bytes(4, "big") + b"".join(digests)
         with self._write_lock:
             proc = self._running()
+            assert proc.stdin is not None
             with self._lock:
+                if proc is not self._proc:  # ended meanwhile by a reader's timeout
+                    raise Unavailable("the signing process is gone: the batch is refused, "
+                                      "the next one starts a new process")
                 generation, number = self._generation, self._sent
                 self._counts[number] = len(digests)
                 self._sent += 1
-            assert proc.stdin is not None
+                # A descriptor of this write's own: _broken (a reader's timeout, close)
+                # closes proc.stdin under _lock, maybe mid-write, and the number it frees
+                # is the next file or socket any thread opens; the rest of the frame must
+                # not go there. This one stays the pipe's, and fails once its reader ends.
+                fd = os.dup(proc.stdin.fileno())
             try:
-                _write_fd(proc.stdin.fileno(), frame)
-            except (OSError, ValueError):
+                # Bounded: a process that stopped reading (stuck, stopped) fills the pipe,
+                # and an unbounded write would hold this request thread, and every batch
+                # after it behind the write lock, for ever.
+                _write_within(fd, frame, self._timeout)
+            except (OSError, ValueError, Unavailable):
                 with self._lock:
                     self._broken(generation)
-                raise Unavailable("the signing process is gone: the batch is refused, "
-                                  "the next one starts a new process") from None
+                raise Unavailable("the signing process is gone or does not take the batch: "
+                                  "the batch is refused, the next one starts a new process"
+                                  ) from None
+            finally:
+                os.close(fd)
             return _Pending(self, generation, number)
 
     def close(self) -> None:
@@ -119,7 +133,8 @@ class SigningProcess:
         proc = subprocess.Popen(
             [sys.executable, "-P", "-m", "gsomia.shell.binding_signer", str(self._path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True)
-        assert proc.stdout is not None
+        assert proc.stdout is not None and proc.stdin is not None
+        os.set_blocking(proc.stdin.fileno(), False)  # written by _write_within only
         try:
             public = _read_exact(proc.stdout.fileno(), 32, _START_TIMEOUT)
         except Unavailable:
@@ -232,6 +247,20 @@ def _read_exact(fd: int, size: int, timeout: float) -> bytes:
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
+
+
+def _write_within(fd: int, data: bytes, timeout: float) -> None:
+    """All of ``data`` to the non-blocking ``fd``, or ``Unavailable`` after ``timeout``
+    seconds in which the pipe took no byte."""
+    view = memoryview(data)
+    while view:
+        _, ready, _ = select.select([], [fd], [], timeout)
+        if not ready:
+            raise Unavailable("the signing process did not take the batch in time")
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # room for less than a pipe's atomic write: wait again
+            continue
 
 
 # ---- the process itself ------------------------------------------------------------------------

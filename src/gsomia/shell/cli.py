@@ -9,6 +9,7 @@ field becomes the flag a user types (``--rel-to``), through :data:`FIELD_FLAGS`.
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 
@@ -118,6 +119,11 @@ def usage_error_line(exc: click.ClickException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI, translating gsomia errors into one stderr line and an exit status."""
+    if argv is None:  # the process's entry point, before any thread of ours: the one time
+        # Every Python process this one starts runs with safe path (the working folder is
+        # not on its module path): the signature worker spawned to replace a dead one, and
+        # multiprocessing's resource tracker, run ``python -c`` (signatures.safe_to_spawn).
+        os.environ.setdefault("PYTHONSAFEPATH", "1")
     try:
         # Without standalone mode click returns the code of ``ctx.exit(code)`` instead of exiting.
         code = cli.main(args=argv, prog_name="gsomia", standalone_mode=False)

@@ -1,5 +1,5 @@
 """Consent under the third-party rule, carried between partners: a holder asks the
-originator (``consent_request``), the originator's operator answers (``consent_decide``).
+originator (``consent_request``), the originator's operator answers (``answer_consent``).
 The handlers decide and record; this module carries the request and the answer over the
 peer API, from the command line and the dashboard's desk alike.
 
@@ -15,7 +15,7 @@ from gsomia.core.errors import MalformedInput, PolicyDenied
 from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION
 from gsomia.shell.notices import queued_to
 
-__all__ = ["consent_decide", "consent_request", "standing_grant", "standing_list",
+__all__ = ["answer_consent", "consent_request", "standing_grant", "standing_list",
            "standing_revoke"]
 
 
@@ -73,7 +73,7 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
             "recipient": recipient, "status": "pending"}
 
 
-def consent_decide(node: Any, request_id: str, grant: bool, reason: str, *,
+def answer_consent(node: Any, request_id: str, grant: bool, reason: str, *,
                    client: Any = None, actor: str = "operator") -> dict[str, Any]:
     from gsomia.service import handlers
     from gsomia.shell.exchange import consent_row, decide_request, require_partners

@@ -235,7 +235,7 @@ def act(node: Node, user: NodeUser, action: str, body: Mapping[str, Any], now: d
     """Do ``action`` for ``user``, through the command line's own handlers."""
     from gsomia.service import handlers
     from gsomia.shell import notices
-    from gsomia.shell.consents import consent_decide, standing_grant, standing_revoke
+    from gsomia.shell.consents import answer_consent, standing_grant, standing_revoke
     from gsomia.shell.exchange import consent_rows
     from gsomia.shell.node import new_token
     from gsomia.shell.stix_check import check_stix
@@ -253,7 +253,7 @@ def act(node: Node, user: NodeUser, action: str, body: Mapping[str, Any], now: d
                           (f"{action}: request {str(request_id)[:100]!r} absent or about an "
                            f"item {user.name} may not read",),
                           row["item_id"] if row else None)
-        return consent_decide(node, row["id"], action == "grant",
+        return answer_consent(node, row["id"], action == "grant",
                               _text(body, "reason", required=action == "deny"),
                               actor=user.name)
     if action == "standing-grant":

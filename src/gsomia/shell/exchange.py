@@ -1123,11 +1123,13 @@ def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
                                            .where(envelopes_seen.c.nonce.in_(nonces)))}
 
 
-def _revoked_standing(node: NodePort) -> set[str]:
+def _revoked_standing(node: NodePort) -> set[tuple[str, str]]:
+    # (consent id, originator): a revocation signed by another party that names the id
+    # revokes nothing (as in standing.in_force), and must not refuse the relays under it.
     t = node_store.standing_consents
     with node.store.engine.connect() as conn:
-        return set(conn.execute(sa.select(t.c.consent_id).where(t.c.kind == "revoke"))
-                   .scalars())
+        return {(r[0], r[1]) for r in conn.execute(
+            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
 
 
 def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envelope],

@@ -258,7 +258,7 @@ class ConsentDesk:
                 self.requested += 1
             if self.delay > 0:
                 time.sleep(self.delay)
-            consents.consent_decide(self.nodes[origin], asked["request"], True,
+            consents.answer_consent(self.nodes[origin], asked["request"], True,
                                     "TISA: North Korean missile information",
                                     client=self.clients[origin])
             with self.lock:

@@ -125,9 +125,14 @@ class NodeInbox:
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
                             now: datetime) -> bool:
+        """The originator's revocation, from the originator or passed on by a relay (checked
+        against the originator's key either way): kept, and passed on in turn."""
+        self._key(sender)
+        if revocation.originator == self.node.party:
+            return False  # this node's own, passed back: held since it revoked
         return standing.record_standing_revocation(
             self.node.uow(), revocation=revocation, sender=sender,
-            originator_public=self._key(sender), now=now)
+            originator_public=self._key(revocation.originator), now=now)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:

@@ -214,12 +214,8 @@ def settle(nodes: Mapping[str, Any], busy: Callable[[], bool] = lambda: False,
 
 
 def _newest_seq(node: Any) -> int:
-    import sqlalchemy as sa
-
-    from gsomia.shell.store import items
-
-    with node.store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+    with node.store.repository() as repo:
+        return int(repo.newest_item_seq())
 
 
 def centre_warnings(node: Any, after_seq: int, launched: datetime) -> list[dict[str, Any]]:
@@ -227,24 +223,18 @@ def centre_warnings(node: Any, after_seq: int, launched: datetime) -> list[dict[
     with their time after ``launched`` (the flight instant the centre stamped them with)."""
     import json
 
-    import sqlalchemy as sa
-
     from gsomia.core.types import instant
-    from gsomia.shell.store import items
 
-    c = items.c
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(c.id, c.content).where(
-            c.seq > after_seq, c.originator == node.party, c.type == "note")
-            .order_by(c.seq)).all()
+    with node.store.repository() as repo:
+        rows = repo.items_stored_after(after_seq, originator=node.party, stix_type="note")
     out = []
-    for row in rows:
-        obj = json.loads(bytes(row.content))
+    for item_id, content in rows:
+        obj = json.loads(content)
         w = obj.get("x_gsomia_warning")
         if not isinstance(w, dict):
             continue
         after = (instant(str(obj["created"]), where="created") - launched).total_seconds()
-        out.append({"id": str(row.id), "action": w.get("action"), "level": w.get("level"),
+        out.append({"id": item_id, "action": w.get("action"), "level": w.get("level"),
                     "after_launch_s": round(after, 1), "regions": list(w.get("regions", [])),
                     "time_to_impact_s": w.get("time_to_impact_s"), "reason": w.get("reason")})
     return out

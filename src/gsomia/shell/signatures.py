@@ -12,7 +12,9 @@ verified in the caller's process instead, so a check is never skipped.
 before the node opens its store or loads a key, so it holds neither, and costs no start-up
 of its own). Elsewhere, and to replace a worker that died, it is spawned (none of the
 node's memory: it imports this module and the core's crypto, and the parent's main module
-only when that is a script) with the first batch large enough to go to it.
+only when that is a script) with the first batch large enough to go to it, and only where
+it runs with Python's safe path (:func:`safe_to_spawn`; else the checks are made in the
+node's process).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 from gsomia.core.crypto import SignatureCheck, verify_checks
 
-__all__ = ["IN_PROCESS_BELOW", "SignatureWorker"]
+__all__ = ["IN_PROCESS_BELOW", "SignatureWorker", "safe_to_spawn"]
 
 # Below this many signatures a batch is verified where it is: a round trip to the worker
 # (pickling, two pipe hops, the wake-up) costs about what ten verifications do, and the
@@ -57,14 +59,25 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="gsomia-parent-watch", daemon=True).start()
 
 
+def safe_to_spawn() -> bool:
+    """Whether a spawned worker would run with Python's safe path (``-P``).
+
+    A spawned worker (and multiprocessing's resource tracker) runs ``python -c``, which puts
+    the working folder first on the module path unless safe path is on: a
+    ``multiprocessing`` planted there would answer the signature checks. The ``gsomia``
+    command turns it on for its children once, at its start (:func:`gsomia.shell.cli.main`);
+    a process that did not (gsomia used as a library) verifies in its own process rather
+    than change its environment under running threads (setenv beside another thread's
+    getenv is unsafe, and would reach every process it spawns later)."""
+    import os
+    import sys
+
+    return bool(sys.flags.safe_path or os.environ.get("PYTHONSAFEPATH"))
+
+
 def _pool(method: str) -> ProcessPoolExecutor:
     import os
 
-    if method == "spawn":
-        # A spawned worker (and multiprocessing's resource tracker) runs ``python -c``,
-        # which puts the working folder first on the module path: a ``multiprocessing``
-        # planted there would answer the signature checks. Safe path for every child.
-        os.environ["PYTHONSAFEPATH"] = "1"
     return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method),
                                initializer=_die_with, initargs=(os.getpid(),))
 
@@ -100,7 +113,8 @@ class SignatureWorker:
 
     def _executor(self) -> ProcessPoolExecutor | None:
         with self._lock:
-            if self._pool is None and not self._closed and self._started < _STARTS:
+            if self._pool is None and not self._closed and self._started < _STARTS \
+                    and safe_to_spawn():
                 self._started += 1
                 self._pool = _pool("spawn")
             return self._pool

@@ -17,7 +17,7 @@ import click
 from gsomia.core.errors import MalformedInput
 from gsomia.shell.commands.common import emit_json, json_option, progress
 from gsomia.shell.consents import (
-    consent_decide,
+    answer_consent,
     consent_request,
     standing_grant,
     standing_list,
@@ -64,6 +64,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     if listen_fd is not None:
         _exit_with_parent()
     node.store.copy_heads_behind()  # the centre's and the sender's commits
+    node.store.checkpoint_behind()
     thread, stop = start_sender(node)
     from gsomia.shell.notices import start_notices
 
@@ -300,7 +301,7 @@ def register(cli: click.Group) -> None:
                        grant: bool = grant) -> None:
             """As originator, answer a consent request (the holder is told)."""
             with _node(node_dir) as node:
-                doc = consent_decide(node, request_id, grant, reason)
+                doc = answer_consent(node, request_id, grant, reason)
             emit_json(doc) if as_json else click.echo(f"{doc['request']} {doc['status']}")
 
     @consent.group("standing")

@@ -457,10 +457,14 @@ def register(cli: click.Group) -> None:
                        "records the item (the version stored last if none is given).")
     @click.option("--against", type=int, metavar="HEAD_SIZE",
                   help="Prove the signed head of this size is a prefix of the latest.")
+    @click.option("--whole-batch", is_flag=True,
+                  help="For an item stored by a batch leaf of the earlier form, which lists "
+                       "the whole batch: make the proof anyway, showing every item of the "
+                       "batch (for your own records, not to hand to a partner).")
     @click.option("--out", type=click.Path(dir_okay=False), help="Write the proof here.")
     @json_option
     def prove(node_dir: str, event: int | None, item: str | None, against: int | None,
-              out: str | None, as_json: bool) -> None:
+              whole_batch: bool, out: str | None, as_json: bool) -> None:
         """Inclusion and consistency proofs anyone can check with the node's public key."""
         from gsomia.service import handlers
 
@@ -474,7 +478,7 @@ def register(cli: click.Group) -> None:
         with _open(node_dir) as node, node.store.reader() as reader:
             doc = handlers.prove(reader, public_key=node.keys.public_signing_key(),
                                  event=event, against=against, party_code=node.party,
-                                 item=wanted)
+                                 item=wanted, whole_batch=whole_batch)
         if out:
             import json
 

@@ -133,6 +133,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         node.signatures.close()
         node.signatures = signatures
     node.store.copy_heads_behind()
+    node.store.checkpoint_behind()
     if check_partners:
         try:
             check_at_start(node)
