@@ -375,11 +375,11 @@ def test_a_batch_whose_signing_process_dies_is_refused_whole_and_the_next_is_sig
             headers={**kor.headers("kim"), "Content-Type": TAXII_MEDIA})))
         poster.start()
         deadline = time.monotonic() + 30
-        # 61 objects (the marking, held, is checked with the rest): frames of 25, 25 and
-        # 11 digests wait in its pipe, each a 4-byte count and 32 bytes a digest.
-        while _unread(pid) < 3 * 4 + 61 * 32 and time.monotonic() < deadline:
+        # 61 objects (the marking, held, is checked with the rest): frames of 5, 25, 25
+        # and 6 digests wait in its pipe, each a 4-byte count and 32 bytes a digest.
+        while _unread(pid) < 4 * 4 + 61 * 32 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert _unread(pid) == 3 * 4 + 61 * 32
+        assert _unread(pid) == 4 * 4 + 61 * 32
     finally:
         os.kill(pid, signal.SIGKILL)
     poster.join(60)

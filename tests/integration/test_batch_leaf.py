@@ -244,8 +244,9 @@ def test_any_change_to_one_item_of_a_batch_is_detected(batch_node: Path, tmp_pat
 
 def _publish_listed(uow: Any, prepared: Any, records: Any, digests: Any, party: Any,
                     actor: str, now: datetime, added_at: str, stored: list[Any],
-                    custodies: list[Any]) -> list[Any]:
-    """The batch leaf as nodes wrote it before it was sealed: every item listed in the leaf."""
+                    seq: int) -> list[Any]:
+    """The batch leaf as nodes wrote it before it was sealed: every item listed in the leaf
+    (its custody rows are written before, under ``seq``, as for the sealed leaf)."""
     from gsomia.core.custody import records_detail
     from gsomia.core.outbox import ItemStored
 
@@ -262,10 +263,10 @@ def _publish_listed(uow: Any, prepared: Any, records: Any, digests: Any, party: 
         details={"originator": party, "added_at": added_at, "key": prepared[0][2].key,
                  "labels": labels, "items": entries,
                  "records": records_detail(custody=digests)})
+    assert event.seq == seq
     out = []
-    for (item, form, binding), custody in zip(prepared, records, strict=True):
+    for item, form, binding in prepared:
         stored.append((item, event.seq))
-        custodies.append((custody, event.seq))
         uow.events.append(ItemStored(item.item_id, item.version, form.label))
         out.append(handlers.Published(item.item_id, item.version, event.seq, form.english,
                                       form.national, binding.key))

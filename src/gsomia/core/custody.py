@@ -19,6 +19,7 @@ import json.encoder
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from gsomia.core.crypto import (
     Binding,
     _encode_plain,
+    _encode_plain_bytes,
     b64u,
     canonical,
     fingerprint,
@@ -80,6 +82,7 @@ CustodyEvent = Literal["created", "received", "remarked"]
 Direction = Literal["given", "obtained"]
 
 
+@lru_cache(maxsize=256)  # the records of a batch share their instant: it is written once
 def stamp(at: datetime) -> str:
     """An instant to the microsecond (``2026-01-01T00:00:00.000000Z``).
 
@@ -168,8 +171,9 @@ class StoredItem:
         if not isinstance(item_id, str) or not item_id or not isinstance(stix_type, str):
             raise MalformedInput("the object has no id or type", where="object",
                                  expected="a STIX object")
+        # The binding's members are all plain text: its RFC 8785 bytes through orjson.
         return cls(item_id, item_version(obj), stix_type, label.originator, content,
-                   label_bytes, record_bytes(binding.to_json()), instant(added_at))
+                   label_bytes, _encode_plain_bytes(binding.to_json()), instant(added_at))
 
     def object(self) -> dict[str, Any]:
         """The STIX object as bound."""
@@ -244,11 +248,9 @@ class CustodyRecord:
     def canonical(self) -> bytes:
         """RFC 8785 bytes of :meth:`to_json`, assembled around the label bytes."""
         original, national = self.label_bytes()
-        env = None if self.envelope_digest is None else b64u(self.envelope_digest)
         return b"".join((
-            b'{"agreement":', _j(self.agreement), b',"at":', _j(stamp(self.at)),
-            b',"envelope_digest":', _j(env), b',"event":', _j(self.event),
-            b',"holder":', _j(self.holder), b',"item_id":', _j(self.item_id),
+            _record_head(self.agreement, self.at, self.envelope_digest, self.event,
+                         self.holder), _j(self.item_id),
             b',"national_label":', national, b',"note":', _j(self.note),
             b',"original_label":', original, b',"provider":', _j(self.provider),
             b',"version":', _j(self.version), b"}"))
@@ -282,6 +284,17 @@ class CustodyRecord:
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
+
+
+@lru_cache(maxsize=256)
+def _record_head(agreement: str | None, at: datetime, envelope_digest: bytes | None,
+                 event: str, holder: str) -> bytes:
+    """A custody record's canonical bytes up to its item id: the records of one batch share
+    them (same agreement, instant, envelope, event and holder), so they are made once."""
+    env = None if envelope_digest is None else b64u(envelope_digest)
+    return b"".join((b'{"agreement":', _j(agreement), b',"at":', _j(stamp(at)),
+                     b',"envelope_digest":', _j(env), b',"event":', _j(event),
+                     b',"holder":', _j(holder), b',"item_id":'))
 
 
 _encode_text = json.encoder.encode_basestring  # the C escaper RFC 8785 strings agree with

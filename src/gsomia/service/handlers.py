@@ -253,6 +253,9 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 
 
 _SIGN_CHUNK = 25  # digests handed to the signer at a time, so it starts while we go on
+# The first few go at once: the signer, not this thread, is then the one that takes longer,
+# and each digest it is not yet given is time the batch waits for it at the end.
+_FIRST_CHUNK = 5
 
 
 def _prepare(signing: BindingSigner,
@@ -265,6 +268,7 @@ def _prepare(signing: BindingSigner,
     """Check each entry and hand its binding digest to ``signing``; fills ``checked``
     (object as bound, its bytes, label form, digest, id, version) and ``pending``."""
     prepared: list[tuple[str, str, _LabelForm]] = []
+    handed = 0  # digests handed to the signer so far
     for i, (obj, request) in enumerate(entries):
         if not isinstance(obj, Mapping):
             raise MalformedInput("not a JSON object", where=f"object {i}",
@@ -311,11 +315,11 @@ def _prepare(signing: BindingSigner,
         checked.append((marked, content, form,
                         crypto.binding_digest_of(form.canonical, content), item_id, version))
         prepared.append((item_id, version, form))
-        if len(checked) % _SIGN_CHUNK == 0:
-            pending.append(signing.begin([c[3] for c in checked[-_SIGN_CHUNK:]]))
-    rest = len(checked) % _SIGN_CHUNK
-    if rest:
-        pending.append(signing.begin([c[3] for c in checked[-rest:]]))
+        if len(checked) - handed >= (_SIGN_CHUNK if handed else _FIRST_CHUNK):
+            pending.append(signing.begin([c[3] for c in checked[handed:]]))
+            handed = len(checked)
+    if handed < len(checked):
+        pending.append(signing.begin([c[3] for c in checked[handed:]]))
     return prepared
 
 
@@ -361,8 +365,14 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
                                  ).knowing(prepared[n][2].canonical)
                    for n in kept] if one_leaf else []
         digests = [record.digest() for record in records]
+        # Nor do their rows: written now, under the seq the batch's one event takes below
+        # (nothing else appends to this unit of work's log meanwhile), while the signer works.
+        leaf_seq = uow.audit.size if records else -1
+        if records:
+            uow.repo.add_custody_many([(record, leaf_seq) for record in records])
         # Only now wait for the signatures: the checks and reads above ran meanwhile. What
-        # cannot be signed is refused whole, before anything is written.
+        # cannot be signed is refused whole, before anything is written (a refusal rolls
+        # back the custody rows with the rest).
         signatures: list[bytes] = []
         while pending:
             signatures.extend(pending[0].result())
@@ -384,7 +394,7 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         custodies: list[tuple[CustodyRecord, int]] = []
         if one_leaf and bound:
             out = _publish_one_leaf(uow, bound, records, digests, keys.party, actor, now,
-                                    added_at, stored, custodies)
+                                    added_at, stored, leaf_seq)
         else:
             for item, form, binding in bound:
                 label = form.label
@@ -420,11 +430,10 @@ def _publish_one_leaf(uow: UnitOfWork,
                       prepared: Sequence[tuple[StoredItem, _LabelForm, crypto.Binding]],
                       records: Sequence[CustodyRecord], digests: Sequence[str],
                       party: Party, actor: str, now: datetime, added_at: str,
-                      stored: list[tuple[StoredItem, int]],
-                      custodies: list[tuple[CustodyRecord, int]]) -> list[Published]:
+                      stored: list[tuple[StoredItem, int]], seq: int) -> list[Published]:
     """One ``items-published`` event for the whole batch, whose items' custody records
-    (and their digests) are ``records``; fills ``stored`` and ``custodies`` with the rows
-    to write under its seq."""
+    (and their digests) are ``records``, already written under ``seq``, the seq the event
+    must take; fills ``stored`` with the rows to write under it."""
     # Sealed: the leaf commits to the entries by their Merkle root (each entry salted), so
     # a proof of one item shows that item alone; its label is fixed by its content hash.
     salts = os.urandom(16 * len(prepared)).hex()
@@ -436,10 +445,11 @@ def _publish_one_leaf(uow: UnitOfWork,
         AuditKind.ITEMS_PUBLISHED, now, actor,
         details={"originator": party, "added_at": added_at,
                  "key": prepared[0][2].key, ENTRIES: entries})
+    if event.seq != seq:  # a bug, never input: the transaction is rolled back
+        raise RuntimeError(f"the batch's event took seq {event.seq}, its custody rows {seq}")
     out = []
-    for (item, form, binding), custody in zip(prepared, records, strict=True):
+    for item, form, binding in prepared:
         stored.append((item, event.seq))
-        custodies.append((custody, event.seq))
         uow.events.append(ItemStored(item.item_id, item.version, form.label))
         out.append(Published(item.item_id, item.version, event.seq, form.english,
                              form.national, binding.key))

@@ -352,9 +352,9 @@ class TaxiiService:
     def _known_markings(self, person: Person) -> dict[str, SecurityLabel]:
         """The markings of the label classes ``person`` may read: of one they may not read,
         a reference answers as one to a label that does not exist."""
-        classes = self.store.label_classes()
+        classes = self.store.label_classes()  # read once: visible() would read them again
         out: dict[str, SecurityLabel] = {}
-        for key in self.visible(person):
+        for key in self._readable(classes, person, None):
             label = classes[key]
             mid = self._markings.get(key)
             if mid is None:

@@ -163,36 +163,49 @@ _UUID4_UNLESS = {"artifact": ("hashes", "payload_bin"),
                  "x509-certificate": ("hashes", "serial_number")}
 
 
+@lru_cache(maxsize=1024)
+def _kind_rules(kind: str) -> tuple[tuple[str, ...], tuple[tuple[str, tuple[str, ...]], ...],
+                                    tuple[tuple[str, str, str], ...]]:
+    """stix2-validator's tables for one type, looked up once per type (not per object): its
+    timestamp properties, those of its embedded objects (observables), and the timestamp
+    pairs it orders."""
+    enums = _enums()
+    observable = kind in enums.OBSERVABLE_TYPES
+    stamps = ("created", "modified", *enums.TIMESTAMP_PROPERTIES.get(kind, ()))
+    embedded: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    compares = [("modified", "ge", "created"), *enums.TIMESTAMP_COMPARE.get(kind, ())]
+    if observable:
+        stamps += tuple(enums.TIMESTAMP_OBSERVABLE_PROPERTIES.get(kind, ()))
+        embedded = tuple((embed, tuple(names)) for embed, names
+                         in enums.TIMESTAMP_EMBEDDED_PROPERTIES.get(kind, {}).items())
+        compares += enums.TIMESTAMP_COMPARE_OBSERVABLE.get(kind, [])
+    return stamps, embedded, tuple((a, op, b) for a, op, b in compares)
+
+
 def _must_problems(obj: Mapping[str, Any]) -> Iterator[str]:
     """What stix2-validator's MUST rules (``v21/musts.py``) refuse beyond the schemas, the
     pattern grammar and the order of paired timestamps, checked here the same way."""
     enums = _enums()
     kind = str(obj["type"])
-    observable = kind in enums.OBSERVABLE_TYPES
+    names, embedded, compares = _kind_rules(kind)
     if kind == "observed-data" and "objects" in obj:
         yield "the deprecated 'objects' property (use object_refs)"
-    stamps: list[tuple[Any, str]] = [(obj, n) for n in ("created", "modified",
-                                                        *enums.TIMESTAMP_PROPERTIES.get(kind, ()))]
-    if observable:
-        stamps += [(obj, n) for n in enums.TIMESTAMP_OBSERVABLE_PROPERTIES.get(kind, ())]
-        for embed, names in enums.TIMESTAMP_EMBEDDED_PROPERTIES.get(kind, {}).items():
-            held = obj.get(embed)
-            if not isinstance(held, Mapping):
-                continue
-            inner = [v for v in held.values() if isinstance(v, Mapping)] \
-                if embed == "extensions" else [held]
-            stamps += [(where, n) for where in inner for n in names]
+    stamps: list[tuple[Any, str]] = [(obj, n) for n in names if n in obj]
+    for embed, inner_names in embedded:
+        held = obj.get(embed)
+        if not isinstance(held, Mapping):
+            continue
+        inner = [v for v in held.values() if isinstance(v, Mapping)] \
+            if embed == "extensions" else [held]
+        stamps += [(where, n) for where in inner for n in inner_names]
     for where, name in stamps:
         if name not in where:
             continue
         value = where[name]
         # Not text (the schemas leave it free on observables) fails stix2-validator's rule.
-        if not isinstance(value, str) or (_STAMP.match(value) and _instant(value) is None):
+        if not isinstance(value, str) or _unreal_stamp(value):
             yield f"{name}: {value!r} is not a valid timestamp"
     # stix2-validator compares these as text: so does the node, besides as instants.
-    compares = [("modified", "ge", "created"), *enums.TIMESTAMP_COMPARE.get(kind, ())]
-    if observable:
-        compares += enums.TIMESTAMP_COMPARE_OBSERVABLE.get(kind, [])
     for first, op, second in compares:
         if first in obj and second in obj and not (
                 obj[first] >= obj[second] if op == "ge" else obj[first] > obj[second]):
@@ -239,6 +252,13 @@ def _must_problems(obj: Mapping[str, Any]) -> Iterator[str]:
         yield f"a {kind} without its contributing properties needs a UUIDv4 id"
 
 
+@lru_cache(maxsize=4096)
+def _unreal_stamp(text: str) -> bool:
+    """Whether ``text`` reads as a timestamp but is no real instant (stix2-validator's rule);
+    a batch's objects mostly share their timestamps, so each text is looked at once."""
+    return bool(_STAMP.match(text)) and _instant(text) is None
+
+
 def _instant(text: Any) -> datetime | None:
     """``text`` as an instant, None if it is not one."""
     return _parsed(text) if isinstance(text, str) else None
@@ -276,7 +296,11 @@ def check_stix(obj: Mapping[str, Any]) -> None:
         # custom objects: the common properties (stix2-validator does the same)
         validator = observable if "created" not in obj and "modified" not in obj else core
     try:
-        errors = [e.message for e in validator.iter_errors(dict(obj))]
+        # The verdict first (it stops at the first error and builds none): most objects
+        # pass, and only a refusal needs its messages.
+        doc = obj if type(obj) is dict else dict(obj)
+        errors = [] if validator.is_valid(doc) else [e.message for e in
+                                                     validator.iter_errors(doc)]
     except ValueError as exc:  # not representable as JSON (e.g. a float NaN)
         errors = [str(exc)]
     if errors:
