@@ -435,3 +435,85 @@ def test_the_courier_waits_once_for_a_partner_that_does_not_answer(
             assert 0 < wait <= MAX_BACKOFF + 1
     finally:
         hanging.close()
+
+
+# ---- the commit signal names the links it concerns ---------------------------------------------
+
+
+@settings(max_examples=40)
+@given(queued=hs.sets(hs.sampled_from(["JPN", "KOR", "USA", "XYZ"])), told=hs.booleans(),
+       noise=hs.binary(max_size=300))
+def test_a_commit_signal_says_whose_rows_it_queued_or_nothing(
+        queued: set[str], told: bool, noise: bytes) -> None:
+    """Lose nothing: a signal read back names every recipient its commit queued rows to
+    (none once this process's couriers were handed them), and any other datagram (a
+    commit that did not say, or bytes from anyone on the machine) reads as one that did
+    not say, so the couriers look at the outbox themselves."""
+    read = st.read_datagram(st.commit_datagram(queued, told))
+    assert read == (frozenset() if told and queued else frozenset(queued))
+    assert st.read_datagram(st.commit_datagram(None, told)) is None
+    found = st.read_datagram(noise)
+    assert found is None or (noise.startswith(b"q") and all(found))
+
+
+def test_a_commit_tells_the_listening_couriers_whose_rows_it_queued(node_factory: Any) -> None:
+    """The datagram each writing commit sends: the recipients of the rows it queued, none
+    for a commit that queued nothing, and ``q!`` once the couriers of the committing
+    process were handed them (:func:`gsomia.shell.store.on_queued`)."""
+    import socket
+
+    from gsomia.core.audit import AuditKind
+    from gsomia.core.outbox import NoticeDue
+
+    jpn = node_factory("JPN")
+    address = st.commit_signal_address(jpn.store.engine)
+    assert address is not None
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.settimeout(5.0)
+    handed: list[frozenset[str]] = []
+
+    def commit(*to: str) -> bytes:
+        now = datetime.now(UTC)
+        with jpn.uow() as uow:
+            event = uow.audit.append(AuditKind.NOTICES_QUEUED, now, "node", details={})
+            uow.outbox.add_notices([NoticeDue("incident", r, f"JPN-incident-{uuid.uuid4()}",
+                                              "indicator--x", "{}") for r in to],
+                                   now=now, seq=event.seq)
+            uow.commit()
+        return listener.recv(256)
+
+    try:
+        assert commit("KOR", "USA") == b"q:KOR,USA"
+        assert commit() == b"q:"
+        st.on_queued(jpn.store.engine, handed.append)
+        assert commit("USA") == b"q!"
+        assert handed == [frozenset({"USA"})]
+    finally:
+        st.on_queued(jpn.store.engine, None)
+        listener.close()
+
+
+@settings(max_examples=30)
+@given(links=hs.sets(hs.sampled_from(["JPN", "KOR", "USA"]), min_size=1),
+       named=hs.sets(hs.sampled_from(["JPN", "KOR", "USA", "XYZ"])))
+def test_a_named_commit_wakes_its_links_without_a_query(
+        links: set[str], named: set[str]) -> None:
+    """The couriers kick the links a commit signal names (a stray recipient's: the first
+    link's) and no other, without asking the store (here one that cannot answer: asking
+    it would wake every link)."""
+    import threading
+
+    from gsomia.shell import exchange
+
+    node: Any = type("Node", (), {"store": None})()
+    couriers = exchange.Couriers(node)
+    kicks = {code: threading.Event() for code in links}
+    couriers._links = {code: (Any, Any, kicks[code]) for code in links}  # type: ignore[misc]
+    couriers._wake_links(frozenset(named))
+    assert {code for code, kick in kicks.items() if kick.is_set()} == {
+        to if to in links else min(links) for to in named}
+    for kick in kicks.values():
+        kick.clear()
+    couriers._wake_links(None)  # a signal that did not say: the store is asked (it fails)
+    assert all(kick.is_set() for kick in kicks.values())

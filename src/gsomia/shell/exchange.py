@@ -289,10 +289,11 @@ def publish(node: NodePort, *,
     at = now or now_utc()
     at = at.replace(microsecond=at.microsecond // 1000 * 1000)  # labels keep milliseconds
     require_partners(node)
-    out = handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue,
-                                entries=entries, now=at, actor=actor, validate=validate)
-    wake(node)
-    return out
+    # Its commit wakes the couriers (the links it queued rows for, named in the commit
+    # signal): a wake() more here would have them look at the outbox again, in the middle
+    # of posting the rows just queued.
+    return handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue,
+                                 entries=entries, now=at, actor=actor, validate=validate)
 
 
 def pending(node: NodePort, recipient: Party | None = None) -> int:
@@ -418,7 +419,8 @@ def _wake_event(folder: Path) -> threading.Event:
 
 def wake(node: NodePort) -> None:
     """Tell ``node``'s sender (if one runs, in this process or another) that deliveries are
-    queued."""
+    queued: after a write not committed through a unit of work (whose commit wakes the
+    couriers itself, :func:`gsomia.shell.store.signal_commit`)."""
     event = _WAKE.get(str(Path(node.folder).resolve())) if _WAKE else None
     if event is not None:
         event.set()
@@ -478,10 +480,18 @@ def _listen(engine: sa.Engine) -> Any:
     return sock
 
 
-def _drain(sock: Any) -> None:
+def _drain(sock: Any) -> frozenset[str] | None:
+    """Read every commit signal waiting: the recipients they name rows queued to, or None
+    if one of them did not say (the couriers then look at the outbox)."""
+    named: set[str] | None = set()
     with suppress(OSError):
-        while sock.recv(64):
-            pass
+        while data := sock.recv(256):
+            found = node_store.read_datagram(data)
+            if found is None:
+                named = None
+            elif named is not None:
+                named |= found
+    return None if named is None else frozenset(named)
 
 
 class _Changes:
@@ -532,6 +542,11 @@ class _Batch:
     # Each posted row's envelope digest (SHA-256 of its body, which is its canonical JSON):
     # what the partner's receipt must name, hashed once as it leaves.
     digests: dict[int, bytes] = field(default_factory=dict)
+    # Whoever records the answer took the batch (the answer's callback or the loop): it is
+    # recorded once.
+    taken: bool = False
+    # Rows were left for the next batch (it took as many as a batch takes).
+    more: bool = False
 
     def posted(self) -> Future[list[Any]]:
         if self.answer is None:
@@ -543,6 +558,9 @@ _BATCH_FRAME = len('{"envelopes":[]}')
 # The sender's longest sleep with nothing queued: what a lost commit signal can delay.
 FALLBACK_S = 2.0
 MIN_PAUSE_S = 0.05
+# A batch of at most this many envelopes, with nothing in flight to its partner, is posted by
+# the link's loop itself (:meth:`Sender._post_here`): a light load's one or two items.
+POST_HERE_AT_MOST = 8
 _STOP_SLICE_S = 0.25
 
 
@@ -584,6 +602,10 @@ class Sender:
         self._settling: set[int] = set()
         self._settled = SendReport()  # what it recorded since the last pass
         self._settled_lock = threading.Lock()
+        # Guards ``_in_flight`` and each batch's ``taken``: an answer's callback (on the
+        # posting thread) and the loop may both reach for the same batch.
+        self._flight = threading.Lock()
+        self._closing = False
         # Held while sealing: the links of one node (:class:`Couriers`) share it, so that
         # their seals, CPU in one interpreter, go one after the other rather than
         # interleave (each then as slow as both: a report sealed for JPN and for USA at
@@ -597,12 +619,15 @@ class Sender:
         return self._client
 
     def close(self) -> None:
+        with self._flight:
+            self._closing = True
         if self._settler is not None:
             self._settler.shutdown(wait=True)
         for batch in list(self._in_flight.values()):
             # On failure the rows stay pending and go again after a restart.
-            with suppress(Exception):
-                self._finish(batch, SendReport())
+            if self._take(batch):
+                with suppress(Exception):
+                    self._finish(batch, SendReport())
         self._in_flight.clear()
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -626,8 +651,13 @@ class Sender:
             if peer is not None:
                 self._send_to(peer, report, wait=wait)
         for gone in set(self._in_flight) - set(partners.deliver_to):
-            self._finish(self._in_flight.pop(gone), report)
-        report.in_flight = sum(len(b.sealed) for b in self._in_flight.values())
+            with self._flight:
+                batch = self._in_flight.pop(gone, None)
+            if batch is not None and self._take(batch):
+                self._finish(batch, report)
+        with self._flight:  # an answer's callback takes batches out meanwhile
+            flying = list(self._in_flight.values())
+        report.in_flight = sum(len(b.sealed) for b in flying)
         with self._settled_lock:
             settled, self._settled = self._settled, SendReport()
         report.delivered += settled.delivered
@@ -686,7 +716,7 @@ class Sender:
         with self.node.store.engine.connect() as conn:
             payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party,
                                    now)
-        batch = _Batch(peer, [], now)
+        batch = _Batch(peer, [], now, more=len(due) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
         for row in due:
@@ -725,6 +755,7 @@ class Sender:
             if size + len(body) + 1 > limits.PEER_BODY:
                 # The rest go in the next batch: due again now, not when their lease ends.
                 self.node.store.release([r.row for r in due[due.index(row):]], now)
+                batch.more = True
                 break
             size += len(body) + 1
             batch.sealed.append((row, envelope))
@@ -780,10 +811,50 @@ class Sender:
 
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsomia-post")
         batch.answer = self._pool.submit(self._post, batch)
+        with self._flight:
+            self._in_flight[batch.peer.party] = batch
         if self._answered is not None:
-            answered = self._answered
-            batch.answer.add_done_callback(lambda _: answered.set())
-        self._in_flight[batch.peer.party] = batch
+            batch.answer.add_done_callback(lambda _: self._answer_in(batch))
+
+    def _post_here(self, batch: _Batch) -> None:
+        """Post a small batch on the loop's own thread, nothing being in flight to its
+        partner (:meth:`run` only), and hand the answer to the settling thread. On the
+        posting thread it waited for that thread to wake and take the interpreter lock
+        from the loop, which went on with its pass: under load the longest wait on the
+        way (17-20 ms of a light-load item's median, 2 cores at a load of 10). A large
+        batch still goes on the posting thread, the loop sealing the next meanwhile; a
+        small one seals in a millisecond or two, which is all the overlap it loses."""
+        from concurrent.futures import Future
+
+        answer: Future[list[Any]] = Future()
+        batch.answer = answer
+        with self._flight:
+            self._in_flight[batch.peer.party] = batch
+        try:
+            answer.set_result(self._post(batch))
+        except BaseException as exc:  # the settle retries it; an interrupt still ends here
+            answer.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        self._answer_in(batch)
+
+    def _answer_in(self, batch: _Batch) -> None:
+        """On the posting thread, as the partner's answer arrives (:meth:`run` only): hand
+        the batch to the settling thread at once. Through a pass of the loop it took a
+        thread hop and a claim more before the receipts were recorded, each waiting for
+        the GIL on a busy node. The loop is woken now only if the batch left rows for the
+        next (a drain of a backlog: sealed while this one settles); a row queued meanwhile
+        woke it already, and the settle's end wakes it in any case."""
+        if (not self._hand_over(batch) or batch.more) and self._answered is not None:
+            self._answered.set()
+
+    def _take(self, batch: _Batch) -> bool:
+        """Claim the recording of ``batch``'s answer: True once, for the first caller."""
+        with self._flight:
+            if batch.taken:
+                return False
+            batch.taken = True
+            return True
 
     def _finish(self, batch: _Batch, report: SendReport) -> None:
         try:
@@ -812,45 +883,62 @@ class Sender:
         if flying is not None and following is None and not wait and \
                 not flying.posted().done():
             return  # nothing new: the answer, or a row queued meanwhile, wakes the loop
-        self._in_flight.pop(peer.party, None)
+        with self._flight:
+            if self._in_flight.get(peer.party) is flying:
+                self._in_flight.pop(peer.party, None)
         if flying is not None:
             flying.posted().exception()  # wait for the answer, whatever it is
         if following is not None:
-            self._launch(following)
-        if flying is not None:
-            if wait:
-                self._finish(flying, report)
+            if flying is None and not wait and self._answered is not None and \
+                    len(following.bodies) <= POST_HERE_AT_MOST:
+                self._post_here(following)
             else:
-                self._finish_aside(flying)
+                self._launch(following)
+        if flying is None:
+            return
+        if not wait:
+            self._hand_over(flying)  # unless its callback did already
+        elif self._take(flying):
+            self._finish(flying, report)
 
-    def _finish_aside(self, batch: _Batch) -> None:
+    def _hand_over(self, batch: _Batch) -> bool:
         """Record ``batch``'s answer on the settling thread, in order; its end wakes
-        :meth:`run`, which may have more to send."""
-        if self._settler is None:
-            from concurrent.futures import ThreadPoolExecutor
+        :meth:`run`, which may have more to send. False: another caller took it, or the
+        sender closes (:meth:`close` records what is left in flight)."""
+        with self._flight:
+            if self._settler is None:
+                from concurrent.futures import ThreadPoolExecutor
 
-            self._settler = ThreadPoolExecutor(max_workers=1,
-                                               thread_name_prefix="gsomia-settle")
-        rows = [r.row for r, _ in batch.sealed]
-        self._settling.update(rows)
+                self._settler = ThreadPoolExecutor(max_workers=1,
+                                                   thread_name_prefix="gsomia-settle")
+            if batch.taken or self._closing:
+                return False
+            batch.taken = True
+            rows = [r.row for r, _ in batch.sealed]
+            # Before the batch leaves ``_in_flight``: a claim meanwhile leaves its rows out.
+            self._settling.update(rows)
+            if self._in_flight.get(batch.peer.party) is batch:
+                del self._in_flight[batch.peer.party]
+            # Under the lock: close() sees either this batch submitted (and waits for its
+            # settle) or ``_closing`` set first.
+            self._settler.submit(self._settle_aside, batch, rows)
+        return True
 
-        def settle() -> None:
-            settled = SendReport()
-            try:
-                self._finish(batch, settled)
-            except Exception as exc:  # the rows stay pending and go again
-                settled.failed += len(rows)
-                print(f"gsomia sender: {exc!r}", file=sys.stderr, flush=True)
-            finally:
-                with self._settled_lock:
-                    self._settled.delivered += settled.delivered
-                    self._settled.refused += settled.refused
-                    self._settled.failed += settled.failed
-                self._settling.difference_update(rows)
-                if self._answered is not None:
-                    self._answered.set()
-
-        self._settler.submit(settle)
+    def _settle_aside(self, batch: _Batch, rows: list[int]) -> None:
+        settled = SendReport()
+        try:
+            self._finish(batch, settled)
+        except Exception as exc:  # the rows stay pending and go again
+            settled.failed += len(rows)
+            print(f"gsomia sender: {exc!r}", file=sys.stderr, flush=True)
+        finally:
+            with self._settled_lock:
+                self._settled.delivered += settled.delivered
+                self._settled.refused += settled.refused
+                self._settled.failed += settled.failed
+            self._settling.difference_update(rows)
+            if self._answered is not None:
+                self._answered.set()
 
     def _retry(self, rows: Sequence[QueuedDelivery], error: str, now: datetime) -> None:
         exchange_handlers.retry(self.node.uow(), deliveries=rows, error=error, now=now)
@@ -920,7 +1008,9 @@ class Sender:
                     break
 
     def _answer_back(self) -> bool:
-        return any(b.answer is not None and b.answer.done() for b in self._in_flight.values())
+        with self._flight:
+            flying = list(self._in_flight.values())
+        return any(b.answer is not None and b.answer.done() for b in flying)
 
     def hand_strays(self, strays: frozenset[Party] | None) -> None:
         """Make this loop post (or stop posting) the notices to recipients outside
@@ -1048,6 +1138,18 @@ class Couriers:
                 self._seen[to] = row
         return concerned
 
+    def _wake_links(self, named: frozenset[str] | None, *, every: bool = False) -> None:
+        """Kick the links the commits since the last wake-up concern: every link on the
+        fallback pass; those of the recipients the commit signals ``named`` (no query; an
+        empty set: none, as a commit whose rows this process's links were handed already);
+        None, signals that did not say: those with a row queued since (one query)."""
+        if every:
+            self._kick()
+        elif named is None:
+            self._kick(self._concerned())
+        elif named:
+            self._queued(named)
+
     def run(self, stop: threading.Event, idle: float = 0.004,
             fallback: float = FALLBACK_S) -> None:
         import select
@@ -1060,9 +1162,11 @@ class Couriers:
         node_store.on_queued(self.node.store.engine, self._queued)
         try:
             while not stop.is_set():
+                # Which links the commits since the last wake-up concern: named by their
+                # signals, or (a signal that does not say, a wake(), a poll) looked up.
+                unnamed = woken.is_set() or signals is None
                 woken.clear()
-                if signals is not None:
-                    _drain(signals)
+                named = _drain(signals) if signals is not None else None
                 if changes is not None:
                     changes()  # what the kicked passes see; a commit from now on kicks again
                 if fell_back or not self._links:  # not at every commit: partners rarely change
@@ -1072,8 +1176,7 @@ class Couriers:
                         if repr(exc) != last:  # say it once, not every pass
                             last = repr(exc)
                             print(f"gsomia sender: {last}", file=sys.stderr, flush=True)
-                concerned = self._concerned()
-                self._kick(None if fell_back else concerned)
+                self._wake_links(None if unnamed else named, every=fell_back)
                 until = time.monotonic() + fallback
                 fell_back = True
                 while not stop.is_set() and time.monotonic() < until:
@@ -1145,9 +1248,7 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
         # A concurrent delivery of the same nonce won the race: this one is a replay.
         return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,
                                                 sender=sender, now=now)
-    if any(d.receipt is not None for d in out):
-        wake(node)  # relays of what was stored were queued in that commit
-    return out
+    return out  # the relays of what it stored were queued in its commit, which woke the links
 
 
 # ---- consents over the peer API ----------------------------------------------------------------

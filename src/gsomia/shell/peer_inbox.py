@@ -123,7 +123,8 @@ class NodeInbox:
         opens queued, in one commit."""
         handlers.record_consent(self.node.uow(), consent=consent,
                                 originator_public=self._key(sender), now=now, actor=sender)
-        exchange.wake(self.node)
+        # That commit woke the links it queued the relay for (a wake() more: a look at the
+        # outbox more, while the relay is being sealed).
 
     def consent_refused(self, item_id: str, sender: Party, reason: str, now: datetime) -> None:
         self._key(sender)
@@ -137,8 +138,7 @@ class NodeInbox:
         new = standing.record_standing_consent(
             self.node.uow(), consent=consent, sender=sender,
             originator_public=self._key(sender), catalogue=self.node.catalogue, now=now)
-        exchange.wake(self.node)
-        return new
+        return new  # its commit woke the links it queued rows for
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
                             now: datetime) -> bool:

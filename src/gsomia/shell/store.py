@@ -479,8 +479,13 @@ def commit_signal_address(engine: sa.Engine) -> str | None:
     return "\0gsomia-commit-" + hashlib.sha256(path.encode()).hexdigest()[:40]
 
 
-def signal_commit(engine: sa.Engine) -> None:
-    """Tell whoever listens for commits to ``engine``'s database that one happened."""
+def signal_commit(engine: sa.Engine, queued: Collection[str] | None = None,
+                  *, told: bool = False) -> None:
+    """Tell whoever listens for commits to ``engine``'s database that one happened, and
+    what the listening couriers need of it: ``queued``, the recipients of the outbox rows
+    it queued (empty: none; None: not said, the listener looks); ``told``, that the
+    couriers of this process were handed them already (:func:`on_queued`). A listener
+    woken for a named link needs no query to know whose it is."""
     address = _SIGNAL.get(str(engine.url))
     if address is None:
         address = _SIGNAL[str(engine.url)] = commit_signal_address(engine) or ""
@@ -493,9 +498,35 @@ def signal_commit(engine: sa.Engine) -> None:
 
             sock = _SIGNAL[""] = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             sock.setblocking(False)
-        sock.sendto(b"c", address)
+        sock.sendto(commit_datagram(queued, told), address)
     except OSError:  # nobody listens, or its queue is full (it is awake then): no matter
         pass
+
+
+def commit_datagram(queued: Collection[str] | None, told: bool) -> bytes:
+    """The commit signal's datagram: ``c`` (a commit), ``q!`` (its rows were handed to
+    the couriers of the committing process), ``q:JPN,USA`` (it queued rows to these; ``q:``
+    none). Read by :func:`read_datagram`."""
+    if queued is None:
+        return b"c"
+    if told:
+        return b"q!"
+    return b"q:" + ",".join(sorted(queued)).encode("ascii", "replace")
+
+
+def read_datagram(data: bytes) -> frozenset[str] | None:
+    """The recipients a commit signal names (empty: no row for a courier of this process
+    to take); None: a commit that says nothing of its rows (or a datagram not of this
+    shape: whoever sent it, the listener then looks at the outbox itself)."""
+    if data == b"q!":
+        return frozenset()
+    if not data.startswith(b"q:"):
+        return None
+    try:
+        named = data[2:].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return frozenset(p for p in named.split(",") if p)
 
 
 def _begin_deferred(dbapi_conn: Any) -> None:
@@ -1344,11 +1375,13 @@ class SqlUnitOfWork:
             self._store.mark_revocations()
             self.repo.revoked = False
         queued_to, self.outbox.queued_to = self.outbox.queued_to, set()
+        told = False
         if queued_to:
             woken = _QUEUED.get(str(self._store.engine.url))
             if woken is not None:
-                with suppress(Exception):  # a wake-up missed: the signal still goes
+                with suppress(Exception):  # a wake-up missed: the signal names them
                     woken(frozenset(queued_to))
+                    told = True
         if self._store._checkpointer is not None:
             self._store._checkpointer.committed()
         if head is not None:
@@ -1356,7 +1389,7 @@ class SqlUnitOfWork:
             if not self.audit.reads_only:
                 # What waits for this commit (the sender, the centre) needs the database
                 # only: it goes on while the head's copy is written (that copy may lag).
-                signal_commit(self._store.engine)
+                signal_commit(self._store.engine, queued_to, told=told)
             self._store.write_external_head(head, sync=not self.audit.reads_only,
                                             create=self.audit.first)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
