@@ -67,17 +67,11 @@ def test_a_where_that_is_no_field_is_printed_as_it_is() -> None:
     assert MalformedInput("no where").describe(flag_of) == "no where"
 
 
-# service/handlers.py is being rewritten on another branch (outbox11); its user commands
-# still name their flags, which the command line prints unchanged.
-_PENDING = {"service/handlers.py"}
-
-
 def test_the_core_and_the_service_name_fields_not_flags() -> None:
     """Issue 11: a TAXII client read ``where: "--rel-to"``."""
     flag = re.compile(r"""where\s*(?::\s*str\s*)?=\s*f?["']--""")
     named = [f"{p.relative_to(SRC).as_posix()}:{n}"
              for layer in ("core", "service") for p in sorted((SRC / layer).rglob("*.py"))
-             if p.relative_to(SRC).as_posix() not in _PENDING
              for n, line in enumerate(p.read_text("utf-8").splitlines(), 1)
              if flag.search(line)]
     assert named == []

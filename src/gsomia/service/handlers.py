@@ -761,23 +761,23 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
     """
     role = roles.parse_role(role)
     if not name or not name.strip() or len(name) > 100 or any(c.isspace() for c in name):
-        raise MalformedInput(f"{name!r} is not a user name", where="--name",
+        raise MalformedInput(f"{name!r} is not a user name", where="name",
                              expected="1 to 100 characters without spaces")
     scheme = schemes.get(keys.party)
     if scheme is None:
         raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
-    scheme.level(clearance, where="--clearance")
+    scheme.level(clearance, where="clearance")
     needed = frozenset(p.strip() for p in need_to_know if p.strip())
     if not needed:
-        raise MalformedInput("no need-to-know given", where="--need-to-know",
+        raise MalformedInput("no need-to-know given", where="need_to_know",
                              expected="one or more purposes such as dprk-missile")
     for p in sorted(needed):
         if not _PURPOSE.match(p):
-            raise MalformedInput(f"{p!r} is not a purpose", where="--need-to-know",
+            raise MalformedInput(f"{p!r} is not a purpose", where="need_to_know",
                                  expected="purpose codes such as dprk-missile")
         if purposes is not None and p not in purposes:
             raise MalformedInput(f"{p!r} is not a purpose of any agreement",
-                                 where="--need-to-know",
+                                 where="need_to_know",
                                  expected="one or more of " + ", ".join(sorted(purposes)))
     if len(token) < 32:
         raise MalformedInput("token too short", where="token", expected="32 or more characters")
@@ -792,7 +792,7 @@ def add_user(uow: UnitOfWork, *, keys: KeyStore, schemes: Mapping[Party, Scheme]
     user = NodeUser(name, keys.party, clearance, needed, token_hash(token), now, role)
     with uow:
         if uow.repo.user_named(name) is not None:
-            raise MalformedInput(f"user {name!r} already exists", where="--name",
+            raise MalformedInput(f"user {name!r} already exists", where="name",
                                  expected="a new name")
         event = uow.audit.append(
             AuditKind.USER_ADDED, now, actor,
@@ -811,10 +811,10 @@ def revoke_user(uow: UnitOfWork, *, name: str, now: datetime,
     with uow:
         user = uow.repo.user_named(name)
         if user is None:
-            raise MalformedInput(f"no user {name!r} on this node", where="--name",
+            raise MalformedInput(f"no user {name!r} on this node", where="name",
                                  expected="the name of a registered user (gsomia user list)")
         if name in uow.repo.revoked_names():
-            raise MalformedInput(f"the token of {name!r} is already revoked", where="--name",
+            raise MalformedInput(f"the token of {name!r} is already revoked", where="name",
                                  expected="a user whose token is active")
         revocation = Revocation(name, user.token_hash, actor, now)
         event = uow.audit.append(
@@ -1004,7 +1004,7 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
     own = schemes.get(keys.party)
     if own is None:
         raise MalformedInput(f"no classification scheme for {keys.party}", where="party")
-    own.level(new_level, where="--level")
+    own.level(new_level, where="level")
     with uow:
         versions = uow.repo.item_versions(item_id)
         if not versions:
@@ -1112,7 +1112,7 @@ def report_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, description: 
         if item_id is not None:
             versions = uow.repo.item_versions(item_id)
             if not versions:
-                raise MalformedInput(f"{item_id} is not held here", where="--item")
+                raise MalformedInput(f"{item_id} is not held here", where="item")
             current = uow.repo.custody_of(item_id, versions[-1].version)[-1]
             notify = current.provider or (current.original_label.originator
                                           if current.original_label.originator != keys.party
@@ -1427,10 +1427,10 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         if found is None:
             raise MalformedInput(f"no item {item[0]}" + (f" version {item[1]}" if item[1]
                                                          else "") + " is held",
-                                 where="--item", expected="ID or ID@VERSION of a held item")
+                                 where="item", expected="ID or ID@VERSION of a held item")
         if event is not None and event != found[0]:
             raise MalformedInput(f"the item was stored by event {found[0]}, not {event}",
-                                 where="--event", expected=f"{found[0]}, or no --event")
+                                 where="event_seq", expected=f"{found[0]}, or none")
         event = found[0]
     head = latest_head(reader)
     leaves = reader.leaf_hashes()
@@ -1443,7 +1443,7 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
     if event is not None:
         if not 0 <= event < head.size:
             raise MalformedInput(f"no event {event} under the latest signed head",
-                                 where="--event", expected=f"0 to {head.size - 1}")
+                                 where="event_seq", expected=f"0 to {head.size - 1}")
         row = reader.event(event)
         if row is None:
             raise ProofInvalid(f"event {event} is missing from the store: run audit verify")
@@ -1472,7 +1472,7 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         if old is None:
             sizes = reader.head_sizes()
             near = [s for s in sizes if abs(s - against) <= 5][:10] or sizes[-5:]
-            raise MalformedInput(f"no signed tree head of size {against}", where="--against",
+            raise MalformedInput(f"no signed tree head of size {against}", where="against",
                                  expected="the size of a signed head, e.g. "
                                           + ", ".join(map(str, near)))
         from gsomia.core.audit import consistency_proof

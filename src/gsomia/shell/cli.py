@@ -38,15 +38,20 @@ COMMAND_MODULES = (
 # The flag through which a user gives each field that errors name. Any other ``where`` (a
 # file, a path into a document, a field no flag sets) is printed as it is.
 FIELD_FLAGS = {
+    "against": "--against",
     "agreements": "--agreements",
     "caveats": "--caveat",
     "category": "--category",
+    "clearance": "--clearance",
     "consent_id": "--id",
     "db": "--db",
+    "event_seq": "--event",
     "folder": "--dir",
     "index": "--index",
     "item": "--item",
     "launch": "--launch",
+    "name": "--name",
+    "need_to_know": "--need-to-know",
     "level": "--level",
     "node": "--node",
     "not_after": "--until",
