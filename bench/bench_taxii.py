@@ -69,8 +69,10 @@ def _wait(url: str, verify: Any, process: subprocess.Popen[bytes], auth: Any = N
 
 
 @contextmanager
-def _process(cmd: list[str], cwd: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _process(cmd: list[str], cwd: Path,
+             env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_taxii import BATCH, _cpu_seconds, _gsomia_node, _indicator, _port, _wait
+from bench.bench_taxii import BATCH, _cpu_seconds, _gsomia_node, _indicator, _port, _process, _wait
 
 N = int(os.environ.get("AB_N", "3000"))
 ROUNDS = int(os.environ.get("AB_ROUNDS", "4"))
@@ -50,23 +49,15 @@ def _server(tmp: Path, tree: Path, label: str) -> Iterator[tuple[Any, dict[str, 
     token, marking = _gsomia_node(folder)
     port = _port()
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    proc = subprocess.Popen([sys.executable, "-m", "gsomia", "node", "serve", "--dir",
-                             str(folder), "--port", str(port)], cwd=tmp, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
+    cmd = [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(folder), "--port",
+           str(port)]
+    with _process(cmd, tmp, env) as proc:
         ca = str(folder / "tls" / "ca.crt")
         _wait(f"https://127.0.0.1:{port}/openapi.json", ca, proc)
         server = Server(f"https://127.0.0.1:{port}/taxii2/", user="bench", password=token,
                         verify=ca)
         yield (next(c for c in server.api_roots[0].collections
                     if c.id == collection_id("JPN")), marking, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def main(trees: list[Path]) -> int:
