@@ -31,6 +31,7 @@ from gsomia.core.audit import (
     ENTRIES,
     ENTRIES_ROOT,
     ENTRY_COUNT,
+    SEALED_KINDS,
     AuditEvent,
     AuditKind,
     LogProblem,
@@ -1422,6 +1423,10 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
     batch leaf lists the whole batch in itself, so its proof cannot leave the others out:
     for ``item`` it is refused unless ``whole_batch`` (the operator's own use)."""
     found: tuple[int, str, str] | None = None
+    read_of: tuple[str, str | None] | None = None
+    if item is not None and event is not None and _sealed_read(reader.event(event)):
+        # That the item was read by event ``event`` (a sealed read): its entry, alone.
+        read_of, item = item, None
     if item is not None:
         found = reader.item_seq(*item)
         if found is None:
@@ -1452,8 +1457,8 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         verify_inclusion(stored, event, head.size, path, head.root)
         shown = {k: v for k, v in row.items() if k != "leaf_hash"}
         details = shown["details"]
-        sealed = row["kind"] == AuditKind.ITEMS_PUBLISHED.value \
-            and isinstance(details, Mapping) and ENTRIES in details
+        sealed = row["kind"] in SEALED_KINDS and isinstance(details, Mapping) \
+            and ENTRIES in details
         if sealed:
             # What the leaf itself holds: the entries are proved one at a time, if at all.
             shown["details"] = {k: v for k, v in details.items() if k != ENTRIES}
@@ -1467,6 +1472,8 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
                             "tree_size": head.size, "path": hashes_to_json(path)}
         if found is not None:
             doc["inclusion"]["item"] = _item_in(AuditEvent.from_json(row), found[1], found[2])
+        if read_of is not None:
+            doc["inclusion"]["item"] = _read_in(AuditEvent.from_json(row), *read_of)
     if against is not None:
         old = reader.tree_head(against)
         if old is None:
@@ -1504,6 +1511,27 @@ def _item_in(event: AuditEvent, item_id: str, version: str) -> dict[str, Any]:
                        "audit verify")
 
 
+def _sealed_read(row: Mapping[str, Any] | None) -> bool:
+    return row is not None and row["kind"] == AuditKind.ACCESS_GRANTED.value \
+        and isinstance(row["details"], Mapping) and ENTRIES in row["details"]
+
+
+def _read_in(event: AuditEvent, item_id: str, version: str | None) -> dict[str, Any]:
+    """The entry of a sealed read that records the read of ``item_id`` (``version``, or the
+    first version of it read), with its path to the leaf's root; MalformedInput if the read
+    did not include it."""
+    kind = event.kind.value
+    entries = event.details[ENTRIES]
+    for place, entry in enumerate(entries):
+        if entry["id"] == item_id and version in (None, entry["version"]):
+            return {"id": item_id, "version": entry["version"], "place": place,
+                    "content_hash": None, "entry": dict(entry), "entries": len(entries),
+                    "path": hashes_to_json(entry_path(event.details, place, kind))}
+    raise MalformedInput(f"event {event.seq} is no read of item {item_id}"
+                         + (f"@{version}" if version else ""), where="item",
+                         expected="an item the read included")
+
+
 def _sealed_item(event: AuditEvent, claimed: Mapping[str, Any]) -> dict[str, Any]:
     """The item a proof claims of a sealed batch leaf, once its entry is checked to be the
     one at its place under the leaf's ``entries_root``; ProofInvalid if it is not."""
@@ -1513,12 +1541,13 @@ def _sealed_item(event: AuditEvent, claimed: Mapping[str, Any]) -> dict[str, Any
     if not isinstance(entry, Mapping) or type(place) is not int or type(count) is not int:
         raise MalformedInput("not an item of a sealed batch", where="proof.inclusion.item",
                              expected="id, version, place, content_hash, entry, entries, path")
+    kind = event.kind.value
     verify_entry(entry, place, count,
                  hashes_from_json(claimed.get("path"), where="proof.inclusion.item.path"),
-                 event.details.get(ENTRIES_ROOT), event.details.get(ENTRY_COUNT))
+                 event.details.get(ENTRIES_ROOT), event.details.get(ENTRY_COUNT), kind)
     return {"id": entry["id"], "version": entry["version"], "place": place,
-            "content_hash": entry["content_hash"], "entry": dict(entry), "entries": count,
-            "path": claimed.get("path")}
+            "content_hash": entry.get("content_hash") if kind == "items-published" else None,
+            "entry": dict(entry), "entries": count, "path": claimed.get("path")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1575,7 +1604,7 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
             # does not hold fails, whatever the document claims.
             try:
                 recorded = (_sealed_item(event, claimed)
-                            if event.kind is AuditKind.ITEMS_PUBLISHED
+                            if event.kind.value in SEALED_KINDS
                             and ENTRIES_ROOT in event.details
                             else _item_in(event, claimed["id"], claimed["version"]))
             except MalformedInput as exc:
@@ -1588,7 +1617,8 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
             where = ("the event's item" if recorded["place"] is None
                      else f"entry {recorded['place']} of the event")
             checks.append(f"item {item} is {where}, content hash "
-                          f"{recorded['content_hash'][:16]}…")
+                          f"{recorded['content_hash'][:16]}…" if recorded["content_hash"]
+                          else f"item {item} is {where} (a read of it)")
     old_size: int | None = None
     consistency = doc.get("consistency")
     if consistency is not None:
