@@ -808,3 +808,87 @@ def test_a_partners_decoy_revocation_does_not_stop_the_consent_queueing_what_it_
         catalogue=shipped, now=NOW)
     assert [(d["item_id"], d["recipient"]) for d in jpn_uow.outbox.deliveries] == [
         (envelope.item_id, "USA")]
+
+
+# ---- rows a partner makes the node keep are bounded (hygiene16) ----------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(bound=st.integers(1, 4), sent=st.integers(0, 9))
+def test_a_partner_never_makes_the_node_keep_more_revocations_of_consents_not_held_than_its_bound(
+        shipped: Catalogue, bound: int, sent: int) -> None:
+    """JPN signs revocations of made-up consent ids (each a row at the hub, before): past
+    ``bound`` each is refused with LimitReached naming the limit, none stored. KOR's share
+    is KOR's own, and KOR's revocation of a consent the hub holds is kept at any count."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor, jpn = FakeKeys("KOR"), FakeKeys("JPN")
+    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+
+    def revoke(keys: FakeKeys, n: int, sender: Party) -> bool:
+        made_up = crypto.revoke_standing_consent(
+            consent_id=f"standing-consent--made-up-{n}", originator=keys.party,
+            revoked_at=NOW, key=keys.signing_key())
+        return standing.record_standing_revocation(
+            hub, revocation=made_up, sender=sender,
+            originator_public=keys.signing_key().public_key(), now=NOW, bound=bound)
+
+    for n in range(sent):
+        if n < bound:
+            assert revoke(jpn, n, "JPN")
+        else:
+            with pytest.raises(LimitReached) as refused:
+                revoke(jpn, n, "JPN")
+            assert refused.value.limit == "standing_revocations_per_partner"
+            assert refused.value.bound == bound and str(bound) in str(refused.value)
+    kept = [r for r in hub.repo.standing_consents() if r.originator == "JPN"]
+    assert len(kept) == min(sent, bound)
+    # Passed on by a relay (USA's partner KOR here), they still count as JPN's.
+    if sent >= bound:
+        with pytest.raises(LimitReached):
+            revoke(jpn, sent, "KOR")
+    assert revoke(kor, 0, "KOR")  # another partner's bound is its own
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="JPN", recipient="KOR",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=jpn.signing_key())
+    jpn_public = jpn.signing_key().public_key()
+    assert standing.record_standing_consent(hub, consent=consent, sender="JPN",
+                                            originator_public=jpn_public, catalogue=shipped,
+                                            now=NOW)
+    genuine = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="JPN", revoked_at=NOW + timedelta(hours=1),
+        key=jpn.signing_key())
+    assert standing.record_standing_revocation(hub, revocation=genuine, sender="JPN",
+                                               originator_public=jpn_public, now=NOW,
+                                               bound=bound)
+    assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4), sent=st.integers(0, 7))
+def test_a_partner_never_makes_the_node_keep_more_standing_consents_than_its_bound(
+        shipped: Catalogue, bound: int, sent: int) -> None:
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    jpn, _ = node("JPN", shipped, ("KOR", "USA"))
+    for n in range(sent):
+        consent = crypto.grant_standing_consent(
+            consent_id=f"standing-consent--{n}", originator="KOR", recipient="USA",
+            categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+            not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+
+        def take(c: crypto.StandingConsent = consent) -> bool:
+            return standing.record_standing_consent(
+                jpn, consent=c, sender="KOR", originator_public=kor.signing_key().public_key(),
+                catalogue=shipped, now=NOW, bound=bound)
+
+        if n < bound:
+            assert take() and not take()  # a retry of one kept is no new row
+        else:
+            with pytest.raises(LimitReached, match="standing_consents_per_partner"):
+                take()
+    assert len(jpn.repo.standing_consents()) == min(sent, bound)

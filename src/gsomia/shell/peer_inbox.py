@@ -137,7 +137,8 @@ class NodeInbox:
         recipient, in one commit; False for one already held (a retry)."""
         new = standing.record_standing_consent(
             self.node.uow(), consent=consent, sender=sender,
-            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now)
+            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now,
+            bound=self.node.config.partner_rows["standing_consents_per_partner"])
         return new  # its commit woke the links it queued rows for
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
@@ -149,7 +150,8 @@ class NodeInbox:
             return False  # this node's own, passed back: held since it revoked
         return standing.record_standing_revocation(
             self.node.uow(), revocation=revocation, sender=sender,
-            originator_public=self._originator_key(revocation.originator), now=now)
+            originator_public=self._originator_key(revocation.originator), now=now,
+            bound=self.node.config.partner_rows["standing_revocations_per_partner"])
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
