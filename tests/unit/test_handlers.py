@@ -892,3 +892,33 @@ def test_a_partner_never_makes_the_node_keep_more_standing_consents_than_its_bou
             with pytest.raises(LimitReached, match="standing_consents_per_partner"):
                 take()
     assert len(jpn.repo.standing_consents()) == min(sent, bound)
+
+
+@settings(max_examples=15, deadline=None)
+@given(delivered=st.lists(st.booleans(), min_size=1, max_size=5))
+def test_a_partner_keeps_receipts_only_for_what_this_node_delivered_to_it(
+        shipped: Catalogue, delivered: list[bool]) -> None:
+    """JPN's own signature is all a receipt holds: posted over the peer API, one for an
+    item KOR never queued to JPN is refused (PolicyDenied) and nothing is kept, so JPN can
+    neither grow KOR's store without bound nor claim custody of what it was never sent."""
+    kor_uow, kor = node("KOR", shipped, ("JPN",))
+    jpn = FakeKeys("JPN")
+    for n, was_sent in enumerate(delivered):
+        envelope = sealed(kor, jpn, indicator(n + 1), kor_label())
+        if was_sent:
+            kor_uow.outbox.deliveries.append({"item_id": envelope.item_id,
+                                              "version": envelope.version, "recipient": "JPN"})
+        receipt = crypto.make_receipt(envelope, received_at=NOW, key=jpn.signing_key())
+
+        def post(r: crypto.Receipt = receipt) -> Any:
+            return handlers.record_receipt(kor_uow, keys=kor, receipt=r, now=NOW,
+                                           peer_public=jpn.signing_key().public_key(),
+                                           actor="JPN", delivered_only=True)
+
+        if was_sent:
+            assert post().peer == "JPN"
+        else:
+            with pytest.raises(PolicyDenied, match="sent JPN no"):
+                post()
+    assert len(kor_uow.repo.receipts) == sum(delivered)
+    assert len(kor_uow.audit.of(AuditKind.RECEIPT)) == sum(delivered)

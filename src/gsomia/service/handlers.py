@@ -1132,9 +1132,14 @@ def report_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, description: 
 
 def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, now: datetime,
                    peer_public: Ed25519PublicKey | None = None,
-                   actor: str = "node") -> ReceiptRecord:
+                   actor: str = "node", delivered_only: bool = False) -> ReceiptRecord:
     """Keep a receipt this node signed (given) or a partner signed for it (obtained; its
     signature is checked when ``peer_public`` is given).
+
+    ``delivered_only`` (a receipt a partner posts): an obtained receipt is kept only for a
+    delivery this node queued to that partner, else PolicyDenied. A partner's own signature
+    is all a receipt holds, so it could otherwise claim items this node never sent it (a
+    row each, without bound, and a custody claim an incident report rests on).
 
     Once per (item, version, peer, direction): a receipt for a delivery already receipted
     (a resend after a lost answer) changes nothing and returns the record already kept."""
@@ -1154,6 +1159,11 @@ def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, 
         for kept in uow.repo.receipts_for(receipt.item_id):
             if (kept.version, kept.peer, kept.direction) == (receipt.version, peer, direction):
                 return kept
+        if delivered_only and direction == "obtained" and not uow.outbox.queued_deliveries(
+                {(receipt.item_id, receipt.version, peer)}):
+            # The same answer whether or not the item is held here.
+            raise PolicyDenied((f"{keys.party} sent {peer} no {receipt.item_id} version "
+                                f"{receipt.version}",))
         event = uow.audit.append(
             AuditKind.RECEIPT, now, actor, item_id=receipt.item_id,
             item_version=receipt.version,

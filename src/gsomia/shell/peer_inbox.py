@@ -99,7 +99,8 @@ class NodeInbox:
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,
-                                peer_public=self._key(sender), actor=sender)
+                                peer_public=self._key(sender), actor=sender,
+                                delivered_only=True)
 
     def consent_request(self, item_id: str, requester: Party, recipient: Party, reason: str,
                         now: datetime) -> Mapping[str, Any]:
