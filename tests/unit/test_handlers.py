@@ -922,3 +922,35 @@ def test_a_partner_keeps_receipts_only_for_what_this_node_delivered_to_it(
                 post()
     assert len(kor_uow.repo.receipts) == sum(delivered)
     assert len(kor_uow.audit.of(AuditKind.RECEIPT)) == sum(delivered)
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4), texts=st.lists(st.text(min_size=1, max_size=20), max_size=7,
+                                                unique=True))
+def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_bound(
+        shipped: Catalogue, bound: int, texts: list[str]) -> None:
+    """Any new text is a new report: USA, to whom JPN provided an item, reports it again
+    and again. Past ``bound`` each is refused (LimitReached naming the limit), neither
+    kept nor audited; the operator's own reports are not counted against USA's."""
+    from gsomia.core.errors import LimitReached
+
+    uow, jpn, item = received_item(shipped)
+    uow.repo.receipts.append(ReceiptRecord(item, "2026-11-01T00:00:00.000Z", "USA",
+                                           "obtained", {}, NOW))
+    handlers.report_incident(uow, keys=jpn, kind="loss", description="ours", now=NOW,
+                             item_id=item)
+    size = len(uow.audit.events)
+    for n, text in enumerate(texts):
+        def send(t: str = text) -> Any:
+            return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
+                                                   item_id=item, description=t,
+                                                   sender="USA", now=NOW, bound=bound)
+        if n < bound:
+            assert send()["accepted"]
+            size = len(uow.audit.events)
+        else:
+            with pytest.raises(LimitReached, match="incidents_per_partner"):
+                send()
+            assert len(uow.audit.events) == size
+    assert sum(r.reported_by == "USA" for r in uow.repo.incident_reports) == min(len(texts),
+                                                                                 bound)

@@ -21,6 +21,7 @@
     [limits]                       # optional: rows a partner may make the node keep
     standing_consents_per_partner = 1000      # defaults: gsomia.core.limits.PARTNER_ROWS
     standing_revocations_per_partner = 1000
+    incidents_per_partner = 1000
 """
 
 from __future__ import annotations

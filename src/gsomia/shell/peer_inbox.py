@@ -160,7 +160,8 @@ class NodeInbox:
         refused and audited unless this node provided the item to ``sender``."""
         self._key(sender)
         notices.accept_incident(self.node, kind=kind, item_id=item_id,
-                                description=description, sender=sender, now=now)
+                                description=description, sender=sender, now=now,
+                                bound=self.node.config.partner_rows["incidents_per_partner"])
 
     def classification_notice(self, doc: Mapping[str, Any], sender: Party,
                               now: datetime) -> Mapping[str, Any]:
