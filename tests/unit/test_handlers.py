@@ -173,6 +173,12 @@ class FakeRepo:
     def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None:
         self.requests[request.request_id] = (request, "pending")
 
+    def pending_consent_requests(self, direction: str, *, holder: Party | None = None,
+                                 item_id: str | None = None) -> int:
+        return sum(state == "pending" and r.direction == direction
+                   and holder in (None, r.holder) and item_id in (None, r.item_id)
+                   for r, state in self.requests.values())
+
     def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         for key, (request, state) in list(self.requests.items()):
@@ -954,3 +960,55 @@ def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_boun
             assert len(uow.audit.events) == size
     assert sum(r.reported_by == "USA" for r in uow.repo.incident_reports) == min(len(texts),
                                                                                  bound)
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4), sent=st.integers(0, 7))
+def test_a_partner_never_makes_the_node_keep_more_pending_consent_requests_than_its_bound(
+        shipped: Catalogue, bound: int, sent: int) -> None:
+    """Each request a holder asks is a row waiting for the operator, whatever its reason:
+    past ``bound`` pending ones of one holder the next is refused (LimitReached naming the
+    limit), none kept or audited; one answered frees its place; another holder's are its own."""
+    from gsomia.core.errors import LimitReached
+
+    uow, _ = node("KOR", shipped, ("JPN", "USA"))
+
+    def ask(n: int, holder: Party = "JPN") -> None:
+        exchange.record_consent_request(uow, request=ConsentRequest(
+            f"r{holder}{n}", indicator(1)["id"], holder, "USA", f"reason {n}", "incoming", NOW),
+            now=NOW, actor=holder, bound=bound)
+
+    for n in range(sent):
+        if n < bound:
+            ask(n)
+        else:
+            size = len(uow.audit.events)
+            with pytest.raises(LimitReached, match="consent_requests_per_partner"):
+                ask(n)
+            assert len(uow.audit.events) == size
+    assert uow.repo.pending_consent_requests("incoming", holder="JPN") == min(sent, bound)
+    ask(0, "USA")
+    if sent >= bound:
+        exchange.answer_consent_request(uow, request_id="rJPN0", status="denied", now=NOW)
+        ask(sent)  # its place is free again
+
+
+def test_a_consent_refusal_is_kept_only_for_a_request_this_node_made_of_that_originator(
+        shipped: Catalogue) -> None:
+    """Each refusal is an audit event: one nobody asked for (or from another than the
+    item's originator) is refused and adds nothing, where any partner could grow the log."""
+    uow, _, item = received_item(shipped)
+    size = len(uow.audit.events)
+    with pytest.raises(PolicyDenied):
+        exchange.record_consent_refusal(uow, item_id=item, originator="KOR", reason="no",
+                                        now=NOW)
+    exchange.record_consent_request(uow, request=ConsentRequest(
+        "q1", item, "JPN", "USA", "relay", "outgoing", NOW), now=NOW, actor="operator")
+    size = len(uow.audit.events)
+    for forged in (("USA", item), ("KOR", "indicator--00000000-0000-4000-8000-00000000ffff")):
+        with pytest.raises(PolicyDenied):
+            exchange.record_consent_refusal(uow, item_id=forged[1], originator=forged[0],
+                                            reason="no", now=NOW)
+    assert len(uow.audit.events) == size
+    exchange.record_consent_refusal(uow, item_id=item, originator="KOR", reason="no", now=NOW)
+    assert uow.repo.requests["q1"][1] == "denied" and len(uow.audit.events) == size + 1

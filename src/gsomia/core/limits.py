@@ -22,6 +22,7 @@ never stored and never dropped silently.
                                       here (a revocation of one held here is always kept:
                                       there is at most one per consent held)
     incidents_per_partner             incident reports a partner made (any text is a new one)
+    consent_requests_per_partner      a partner's consent requests waiting for the operator
 
 The sender and the receiver read the same constants: a node never publishes an item that
 its partners would refuse for size, and packs batches to stay under ``PEER_BODY``.
@@ -58,6 +59,7 @@ PARTNER_ROWS: Mapping[str, int] = {
     "standing_consents_per_partner": 1000,
     "standing_revocations_per_partner": 1000,
     "incidents_per_partner": 1000,
+    "consent_requests_per_partner": 1000,
 }
 
 

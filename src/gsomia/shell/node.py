@@ -22,6 +22,7 @@
     standing_consents_per_partner = 1000      # defaults: gsomia.core.limits.PARTNER_ROWS
     standing_revocations_per_partner = 1000
     incidents_per_partner = 1000
+    consent_requests_per_partner = 1000
 """
 
 from __future__ import annotations

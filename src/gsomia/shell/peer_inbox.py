@@ -116,7 +116,9 @@ class NodeInbox:
         request_id = exchange.new_request_id(self.node, now)
         exchange.record_request(self.node, request_id=request_id, item_id=item_id,
                                 holder=requester, recipient=recipient, reason=reason,
-                                direction="incoming", now=now, actor=requester)
+                                direction="incoming", now=now, actor=requester,
+                                bound=self.node.config.partner_rows[
+                                    "consent_requests_per_partner"])
         return {"request": request_id, "status": "pending"}
 
     def consent_granted(self, consent: crypto.Consent, sender: Party, now: datetime) -> None:
