@@ -30,7 +30,8 @@ def _granted(engine: sa.Engine) -> list[set[str]]:
     for item_id, details in rows:
         found = json.loads(details)
         if found.get("via") == "taxii:objects":
-            out.append({i for i, _ in found["items"]} if "items" in found else {item_id})
+            out.append({e["id"] for e in found["entries"]} if "entries" in found
+                       else {item_id})
     return out
 
 

@@ -198,6 +198,54 @@ def test_audit_prove_item_on_the_command_line(batch_node: Path, tmp_path: Path,
     assert [e["kind"] for e in listed] == ["items-published"]
 
 
+def test_a_proof_that_one_item_was_read_shows_nothing_else_the_reader_was_granted(
+        batch_node: Path, tmp_path: Path, shipped: Catalogue) -> None:
+    """A TAXII page read by one person is one access-granted leaf, sealed like a batch
+    (hygiene16): the proof that they read one item names none of the page's other items,
+    nor their salts, and the event alone shows only the root and count. Fails on a read
+    event that lists every item of the page (``details.items``)."""
+    folder = node_copy(batch_node, tmp_path)
+    with open_node(folder, catalogue=shipped) as node:
+        token = new_token()
+        handlers.add_user(node.uow(), keys=node.keys, schemes=shipped.schemes, name="mina",
+                          clearance="機密", need_to_know=["dprk-missile"], token=token, now=NOW)
+        app = app_for_node(node)
+        with TestClient(app) as client:
+            r = client.get(OBJECTS, headers={"Authorization": f"Bearer {token}",
+                                             "Accept": TAXII_MEDIA})
+            assert r.status_code == 200 and len(r.json()["objects"]) > 1, r.text
+            app.state.taxii_store.flush_access()
+        page = {o["id"] for o in r.json()["objects"]}
+        with node.store.reader() as reader:
+            (read,) = [row for row in reader.rows() if row["kind"] == "access-granted"
+                       and row["actor"] == "mina"]
+            entries = read["details"]["entries"]
+            assert {e["id"] for e in entries} == page and "items" not in read["details"]
+            assert handlers.verify_audit(reader, public_key=node.keys.public_signing_key()).ok
+            public = node.keys.public_signing_key()
+            for n, entry in enumerate(entries):
+                doc = handlers.prove(reader, public_key=public, event=read["seq"],
+                                     item=(entry["id"], None))
+                text = json.dumps(doc)
+                for other in entries[:n] + entries[n + 1:]:
+                    assert other["id"] not in text and other["salt"] not in text
+                checked = handlers.check_proof(doc, public)
+                assert checked.item == f"{entry['id']}@{entry['version']}"
+                # Moved to another entry's place, or naming another item, it fails.
+                other = entries[(n + 1) % len(entries)]
+                claim = doc["inclusion"]["item"]
+                for forged in ({**claim, "place": (n + 1) % len(entries)},
+                               {**claim, "id": other["id"],
+                                "entry": {**claim["entry"], "id": other["id"]}}):
+                    with pytest.raises(ProofInvalid):
+                        handlers.check_proof({**doc, "inclusion": {**doc["inclusion"],
+                                                                   "item": forged}}, public)
+            doc = handlers.prove(reader, public_key=public, event=read["seq"])
+            assert not any(e["id"] in json.dumps(doc) for e in entries)
+            assert doc["inclusion"]["event"]["details"]["entry_count"] == len(entries)
+            handlers.check_proof(doc, public)
+
+
 # Columns of one batch item's rows, and of the leaf, an edit may touch.
 _ITEM_COLUMNS = ["id", "version", "type", "originator", "content", "label", "binding",
                  "added_at", "seq"]

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gsomia.core import crypto, outbox
-from gsomia.core.errors import PolicyDenied
+from gsomia.core.errors import MalformedInput, PolicyDenied
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import standing
@@ -101,3 +101,48 @@ def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
         ("USA",)).write(jpn.folder)
     assert inbox.standing_revocation(revocation, "USA", now)
     assert exchange._revoked_standing(jpn) == {("standing-consent--1", "KOR")}
+
+
+def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered_as_403(
+        node_factory: Callable[..., Node], now: datetime) -> None:
+    """``[limits]`` in node.toml sets the bound; the peer API refuses the revocation past
+    it with a 403 whose details name the limit and the bound (the sender marks it refused,
+    on record, not retried), and stores nothing."""
+    import dataclasses
+    import json
+    import warnings
+
+    from gsomia.bootstrap import app_for_node
+    from gsomia.shell.node import CONFIG, NodeConfig
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    jpn = node_factory("JPN")
+    usa = Ed25519PrivateKey.generate()
+    exchange.Partners("JPN", "direct", {"USA": exchange.Peer(
+        "USA", "https://usa.invalid", usa.public_key(), X25519PrivateKey.generate().public_key(),
+        None)}, ("USA",)).write(jpn.folder)
+    path = jpn.folder / CONFIG
+    path.write_text(path.read_text("utf-8") + "\n[limits]\nstanding_revocations_per_partner = 2\n",
+                    "utf-8")
+    jpn.config = NodeConfig.load(jpn.folder)
+    assert jpn.config.partner_rows["standing_revocations_per_partner"] == 2
+    assert "standing_revocations_per_partner = 2" in dataclasses.replace(jpn.config).to_toml()
+    client = TestClient(app_for_node(jpn, peer_identity=lambda scope: "USA"))
+    answers = []
+    for n in range(3):
+        made_up = crypto.revoke_standing_consent(consent_id=f"standing-consent--x{n}",
+                                                 originator="USA", revoked_at=now, key=usa)
+        answers.append(client.post("/peer/v1/consents/standing/revocations/",
+                                   content=json.dumps(made_up.to_json()),
+                                   headers={"Content-Type": "application/json"}))
+    assert [a.status_code for a in answers] == [202, 202, 403]
+    details = answers[2].json()["details"]
+    assert details["limit"] == "standing_revocations_per_partner" and details["bound"] == 2
+    assert outbox.definitive(403)
+    assert len(exchange._revoked_standing(jpn)) == 2
+    path.write_text(path.read_text("utf-8").replace("= 2", "= 0"), "utf-8")
+    with pytest.raises(MalformedInput, match="positive integer"):
+        NodeConfig.load(jpn.folder)

@@ -399,8 +399,8 @@ def test_every_read_is_audited_granted_or_denied_and_the_log_verifies(world: Wor
     assert len(denied) == denied_before + 1 and denied[-1].item_id == hidden
     assert "clearance" in json.loads(denied[-1].details)["reasons"][0]
     page = world.get("aiko", OBJECTS).json()["objects"]
-    listed = json.loads(_events(world.node, "access-granted")[-1].details)["items"]
-    assert sorted(i for i, _ in listed) == sorted(o["id"] for o in page)
+    listed = json.loads(_events(world.node, "access-granted")[-1].details)["entries"]
+    assert sorted(e["id"] for e in listed) == sorted(o["id"] for o in page)
     with world.node.store.reader() as reader:
         verdict = handlers.verify_audit(reader, public_key=world.node.keys.public_signing_key())
     assert verdict.ok, verdict.to_json()

@@ -534,3 +534,45 @@ def test_a_sealed_batch_proves_each_entry_alone_and_nothing_else(size: int,
     verdict = verify_log([{**row, "details": rewritten}])
     assert [p.what for p in verdict.problems] == ["modified"]
     assert verify_log([row]).ok
+
+
+# ---- sealed reads (hygiene16) ---------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(size=st.integers(2, 30), data=st.data())
+def test_a_sealed_read_proves_one_item_read_and_nothing_else(size: int,
+                                                              data: st.DataObject) -> None:
+    """A granted read of a page commits to the items read by a root of salted entries: the
+    path of one item read shows no other item's id or salt, fits no other place, and an
+    entry rewritten in the row is caught. The earlier form (``items``) still verifies."""
+    entries = [{"id": f"indicator--{n:036d}", "version": f"2024-03-01T08:00:{n % 60:02d}.000Z",
+                "salt": f"{data.draw(st.integers(0, 2**128 - 1)):032x}"} for n in range(size)]
+    event = AuditEvent(0, AuditKind.ACCESS_GRANTED, T0, "kenji",
+                       details={"via": "taxii:objects", "clearance": "機密",
+                                "entries": entries})
+    assert audit.entry_texts(entries, "access-granted") == [rfc8785.dumps(e) for e in entries]
+    assert b"indicator--" not in event.leaf and event.details["entry_count"] == size
+    row = {**event.to_json(), "leaf_hash": event_leaf_hash(event).hex()}
+    stored = json.loads(audit.stored_details(event))
+    assert verify_log([{**row, "details": stored}]).ok
+    place = data.draw(st.integers(0, size - 1))
+    path = audit.entry_path(event.details, place, "access-granted")
+    root_hex = event.details["entries_root"]
+    audit.verify_entry(entries[place], place, size, path, root_hex, size, "access-granted")
+    shown = json.dumps(hashes_to_json(path))
+    for other in entries[:place] + entries[place + 1:]:
+        assert other["id"] not in shown and other["salt"] not in shown
+    elsewhere = data.draw(st.integers(0, size - 1).filter(lambda p: p != place))
+    with pytest.raises(ProofInvalid):
+        audit.verify_entry(entries[elsewhere], place, size, path, root_hex, size,
+                           "access-granted")
+    with pytest.raises(ProofInvalid):
+        audit.verify_entry(entries[place], elsewhere, size, path, root_hex, size,
+                           "access-granted")
+    dropped = {**stored, "entries": entries[:place] + entries[place + 1:]}
+    assert [p.what for p in verify_log([{**row, "details": dropped}]).problems] == ["modified"]
+    listed = AuditEvent(0, AuditKind.ACCESS_GRANTED, T0, "kenji",
+                        details={"via": "taxii:objects",
+                                 "items": [[e["id"], e["version"]] for e in entries]})
+    assert verify_log([AuditRecord.of(listed)]).ok

@@ -173,6 +173,12 @@ class FakeRepo:
     def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None:
         self.requests[request.request_id] = (request, "pending")
 
+    def pending_consent_requests(self, direction: str, *, holder: Party | None = None,
+                                 item_id: str | None = None) -> int:
+        return sum(state == "pending" and r.direction == direction
+                   and holder in (None, r.holder) and item_id in (None, r.item_id)
+                   for r, state in self.requests.values())
+
     def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         for key, (request, state) in list(self.requests.items()):
@@ -808,3 +814,201 @@ def test_a_partners_decoy_revocation_does_not_stop_the_consent_queueing_what_it_
         catalogue=shipped, now=NOW)
     assert [(d["item_id"], d["recipient"]) for d in jpn_uow.outbox.deliveries] == [
         (envelope.item_id, "USA")]
+
+
+# ---- rows a partner makes the node keep are bounded (hygiene16) ----------------------------
+
+
+@settings(max_examples=25, deadline=None)
+@given(bound=st.integers(1, 4), sent=st.integers(0, 9))
+def test_a_partner_never_makes_the_node_keep_more_revocations_of_consents_not_held_than_its_bound(
+        shipped: Catalogue, bound: int, sent: int) -> None:
+    """JPN signs revocations of made-up consent ids (each a row at the hub, before): past
+    ``bound`` each is refused with LimitReached naming the limit, none stored. KOR's share
+    is KOR's own, and KOR's revocation of a consent the hub holds is kept at any count."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor, jpn = FakeKeys("KOR"), FakeKeys("JPN")
+    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+
+    def revoke(keys: FakeKeys, n: int, sender: Party) -> bool:
+        made_up = crypto.revoke_standing_consent(
+            consent_id=f"standing-consent--made-up-{n}", originator=keys.party,
+            revoked_at=NOW, key=keys.signing_key())
+        return standing.record_standing_revocation(
+            hub, revocation=made_up, sender=sender,
+            originator_public=keys.signing_key().public_key(), now=NOW, bound=bound)
+
+    for n in range(sent):
+        if n < bound:
+            assert revoke(jpn, n, "JPN")
+        else:
+            with pytest.raises(LimitReached) as refused:
+                revoke(jpn, n, "JPN")
+            assert refused.value.limit == "standing_revocations_per_partner"
+            assert refused.value.bound == bound and str(bound) in str(refused.value)
+    kept = [r for r in hub.repo.standing_consents() if r.originator == "JPN"]
+    assert len(kept) == min(sent, bound)
+    # Passed on by a relay (USA's partner KOR here), they still count as JPN's.
+    if sent >= bound:
+        with pytest.raises(LimitReached):
+            revoke(jpn, sent, "KOR")
+    assert revoke(kor, 0, "KOR")  # another partner's bound is its own
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="JPN", recipient="KOR",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+        not_after=NOW + timedelta(days=1), granted_at=NOW, key=jpn.signing_key())
+    jpn_public = jpn.signing_key().public_key()
+    assert standing.record_standing_consent(hub, consent=consent, sender="JPN",
+                                            originator_public=jpn_public, catalogue=shipped,
+                                            now=NOW)
+    genuine = crypto.revoke_standing_consent(
+        consent_id=consent.id, originator="JPN", revoked_at=NOW + timedelta(hours=1),
+        key=jpn.signing_key())
+    assert standing.record_standing_revocation(hub, revocation=genuine, sender="JPN",
+                                               originator_public=jpn_public, now=NOW,
+                                               bound=bound)
+    assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4), sent=st.integers(0, 7))
+def test_a_partner_never_makes_the_node_keep_more_standing_consents_than_its_bound(
+        shipped: Catalogue, bound: int, sent: int) -> None:
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    jpn, _ = node("JPN", shipped, ("KOR", "USA"))
+    for n in range(sent):
+        consent = crypto.grant_standing_consent(
+            consent_id=f"standing-consent--{n}", originator="KOR", recipient="USA",
+            categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+            not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+
+        def take(c: crypto.StandingConsent = consent) -> bool:
+            return standing.record_standing_consent(
+                jpn, consent=c, sender="KOR", originator_public=kor.signing_key().public_key(),
+                catalogue=shipped, now=NOW, bound=bound)
+
+        if n < bound:
+            assert take() and not take()  # a retry of one kept is no new row
+        else:
+            with pytest.raises(LimitReached, match="standing_consents_per_partner"):
+                take()
+    assert len(jpn.repo.standing_consents()) == min(sent, bound)
+
+
+@settings(max_examples=15, deadline=None)
+@given(delivered=st.lists(st.booleans(), min_size=1, max_size=5))
+def test_a_partner_keeps_receipts_only_for_what_this_node_delivered_to_it(
+        shipped: Catalogue, delivered: list[bool]) -> None:
+    """JPN's own signature is all a receipt holds: posted over the peer API, one for an
+    item KOR never queued to JPN is refused (PolicyDenied) and nothing is kept, so JPN can
+    neither grow KOR's store without bound nor claim custody of what it was never sent."""
+    kor_uow, kor = node("KOR", shipped, ("JPN",))
+    jpn = FakeKeys("JPN")
+    for n, was_sent in enumerate(delivered):
+        envelope = sealed(kor, jpn, indicator(n + 1), kor_label())
+        if was_sent:
+            kor_uow.outbox.deliveries.append({"item_id": envelope.item_id,
+                                              "version": envelope.version, "recipient": "JPN"})
+        receipt = crypto.make_receipt(envelope, received_at=NOW, key=jpn.signing_key())
+
+        def post(r: crypto.Receipt = receipt) -> Any:
+            return handlers.record_receipt(kor_uow, keys=kor, receipt=r, now=NOW,
+                                           peer_public=jpn.signing_key().public_key(),
+                                           actor="JPN", delivered_only=True)
+
+        if was_sent:
+            assert post().peer == "JPN"
+        else:
+            with pytest.raises(PolicyDenied, match="sent JPN no"):
+                post()
+    assert len(kor_uow.repo.receipts) == sum(delivered)
+    assert len(kor_uow.audit.of(AuditKind.RECEIPT)) == sum(delivered)
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4), texts=st.lists(st.text(min_size=1, max_size=20), max_size=7,
+                                                unique=True))
+def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_bound(
+        shipped: Catalogue, bound: int, texts: list[str]) -> None:
+    """Any new text is a new report: USA, to whom JPN provided an item, reports it again
+    and again. Past ``bound`` each is refused (LimitReached naming the limit), neither
+    kept nor audited; the operator's own reports are not counted against USA's."""
+    from gsomia.core.errors import LimitReached
+
+    uow, jpn, item = received_item(shipped)
+    uow.repo.receipts.append(ReceiptRecord(item, "2026-11-01T00:00:00.000Z", "USA",
+                                           "obtained", {}, NOW))
+    handlers.report_incident(uow, keys=jpn, kind="loss", description="ours", now=NOW,
+                             item_id=item)
+    size = len(uow.audit.events)
+    for n, text in enumerate(texts):
+        def send(t: str = text) -> Any:
+            return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
+                                                   item_id=item, description=t,
+                                                   sender="USA", now=NOW, bound=bound)
+        if n < bound:
+            assert send()["accepted"]
+            size = len(uow.audit.events)
+        else:
+            with pytest.raises(LimitReached, match="incidents_per_partner"):
+                send()
+            assert len(uow.audit.events) == size
+    assert sum(r.reported_by == "USA" for r in uow.repo.incident_reports) == min(len(texts),
+                                                                                 bound)
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4), sent=st.integers(0, 7))
+def test_a_partner_never_makes_the_node_keep_more_pending_consent_requests_than_its_bound(
+        shipped: Catalogue, bound: int, sent: int) -> None:
+    """Each request a holder asks is a row waiting for the operator, whatever its reason:
+    past ``bound`` pending ones of one holder the next is refused (LimitReached naming the
+    limit), none kept or audited; one answered frees its place; another holder's are its own."""
+    from gsomia.core.errors import LimitReached
+
+    uow, _ = node("KOR", shipped, ("JPN", "USA"))
+
+    def ask(n: int, holder: Party = "JPN") -> None:
+        exchange.record_consent_request(uow, request=ConsentRequest(
+            f"r{holder}{n}", indicator(1)["id"], holder, "USA", f"reason {n}", "incoming", NOW),
+            now=NOW, actor=holder, bound=bound)
+
+    for n in range(sent):
+        if n < bound:
+            ask(n)
+        else:
+            size = len(uow.audit.events)
+            with pytest.raises(LimitReached, match="consent_requests_per_partner"):
+                ask(n)
+            assert len(uow.audit.events) == size
+    assert uow.repo.pending_consent_requests("incoming", holder="JPN") == min(sent, bound)
+    ask(0, "USA")
+    if sent >= bound:
+        exchange.answer_consent_request(uow, request_id="rJPN0", status="denied", now=NOW)
+        ask(sent)  # its place is free again
+
+
+def test_a_consent_refusal_is_kept_only_for_a_request_this_node_made_of_that_originator(
+        shipped: Catalogue) -> None:
+    """Each refusal is an audit event: one nobody asked for (or from another than the
+    item's originator) is refused and adds nothing, where any partner could grow the log."""
+    uow, _, item = received_item(shipped)
+    size = len(uow.audit.events)
+    with pytest.raises(PolicyDenied):
+        exchange.record_consent_refusal(uow, item_id=item, originator="KOR", reason="no",
+                                        now=NOW)
+    exchange.record_consent_request(uow, request=ConsentRequest(
+        "q1", item, "JPN", "USA", "relay", "outgoing", NOW), now=NOW, actor="operator")
+    size = len(uow.audit.events)
+    for forged in (("USA", item), ("KOR", "indicator--00000000-0000-4000-8000-00000000ffff")):
+        with pytest.raises(PolicyDenied):
+            exchange.record_consent_refusal(uow, item_id=forged[1], originator=forged[0],
+                                            reason="no", now=NOW)
+    assert len(uow.audit.events) == size
+    exchange.record_consent_refusal(uow, item_id=item, originator="KOR", reason="no", now=NOW)
+    assert uow.repo.requests["q1"][1] == "denied" and len(uow.audit.events) == size + 1

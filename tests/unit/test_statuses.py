@@ -22,6 +22,8 @@ CASES = [
     (errors.PortTaken("x", where="base_port"), 422),
     # raised by audit verify over a rewritten sealed batch; as any bad input if ever answered
     (errors.EntriesRewritten("x", where="details.entries"), 422),
+    # a partner's rows at the node's bound: refused for good (the sender does not retry)
+    (errors.LimitReached("incidents_per_partner", 3, "x"), 403),
 ]
 
 

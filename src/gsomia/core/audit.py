@@ -81,6 +81,7 @@ __all__ = [
     "ENTRIES_ROOT",
     "ENTRY_COUNT",
     "EVENT_VERSION",
+    "SEALED_KINDS",
     "TREE_HEAD_CONTEXT",
     "AuditEvent",
     "AuditKind",
@@ -108,6 +109,7 @@ __all__ = [
     "leaf_hash",
     "node_hash",
     "root",
+    "sealed_entries_ok",
     "sign_tree_head",
     "stored_details",
     "verify_consistency",
@@ -630,6 +632,12 @@ ENTRIES_ROOT = "entries_root"
 # checked against the leaf's, not taken from the proof.
 ENTRY_COUNT = "entry_count"
 _SEALED_KEYS = frozenset({"id", "version", "type", "content_hash", "custody", "salt"})
+# A granted read of several items (a TAXII page) is sealed the same way: its entries are
+# the items read (id, version, salt), so an auditor shown that one item was read learns
+# nothing of what else the reader was granted in the page. Before hygiene16 the event
+# listed every item read (``details.items``); such events still verify as written.
+_READ_KEYS = frozenset({"id", "version", "salt"})
+SEALED_KINDS = frozenset({"items-published", "access-granted"})
 # fullmatch: these are written into the entry's bytes as they are (no newline may trail).
 _HEX32_FULL = re.compile(r"[0-9a-f]{32}").fullmatch
 _HEX64_FULL = re.compile(r"[0-9a-f]{64}").fullmatch
@@ -674,9 +682,12 @@ def batch_entries(kind: str, details: Mapping[str, Any]) -> tuple[BatchEntry, ..
     return tuple(out)
 
 
-def entry_texts(entries: object) -> list[bytes]:
+def entry_texts(entries: object, kind: str = "items-published") -> list[bytes]:
     """The RFC 8785 bytes of each entry of a sealed batch (what its Merkle leaves hash);
-    MalformedInput unless each is exactly an entry as a node writes it."""
+    MalformedInput unless each is exactly an entry as a node writes it. ``kind``: the
+    event's (a sealed read's entries are id, version and salt only)."""
+    if kind == "access-granted":
+        return _read_texts(entries)
     if type(entries) is not list or not entries:
         raise MalformedInput("an items-published event lists no entries",
                              where="details.entries", expected="a non-empty list of entries")
@@ -704,19 +715,56 @@ def entry_texts(entries: object) -> list[bytes]:
     return out
 
 
+def _read_texts(entries: object) -> list[bytes]:
+    if type(entries) is not list or not entries:
+        raise MalformedInput("a sealed read lists no entries", where="details.entries",
+                             expected="a non-empty list of entries")
+    out = []
+    j, hex32 = _jstr, _HEX32_FULL
+    for n, entry in enumerate(entries):
+        try:
+            if type(entry) is not dict or entry.keys() != _READ_KEYS:
+                raise TypeError
+            item_id, version, salt = entry["id"], entry["version"], entry["salt"]
+            if not (type(item_id) is str and item_id and type(version) is str and version
+                    and hex32(salt)):
+                raise TypeError
+            out.append(f'{{"id":{j(item_id)},"salt":"{salt}","version":{j(version)}}}'
+                       .encode())
+        except (TypeError, UnicodeEncodeError):
+            raise MalformedInput(f"entry {n} is not an entry", where=f"details.entries[{n}]",
+                                 expected="id and version as text and a 32-hex-digit "
+                                          "salt") from None
+    return out
+
+
+def sealed_entries_ok(kind: str, details: Mapping[str, Any]) -> bool:
+    """Whether the entries kept beside a sealed leaf of ``kind`` hash to its root and count
+    (True for a leaf that is not sealed)."""
+    if ENTRIES not in details:
+        return True
+    try:
+        texts = entry_texts(details[ENTRIES], kind)
+    except MalformedInput:
+        return False
+    return details.get(ENTRIES_ROOT) == entries_root(texts).hex() \
+        and details.get(ENTRY_COUNT) == len(texts)
+
+
 def entries_root(texts: Sequence[bytes]) -> bytes:
     """The Merkle root (RFC 9162 hashing) over the entries' bytes, in their order."""
     return _mth([_sha256(_LEAF + t).digest() for t in texts])
 
 
-def entry_path(details: Mapping[str, Any], place: int) -> list[bytes]:
+def entry_path(details: Mapping[str, Any], place: int,
+               kind: str = "items-published") -> list[bytes]:
     """The inclusion path of entry ``place`` under the ``entries_root`` of a sealed batch."""
-    texts = entry_texts(details.get(ENTRIES))
+    texts = entry_texts(details.get(ENTRIES), kind)
     return inclusion_proof([_sha256(_LEAF + t).digest() for t in texts], place, len(texts))
 
 
 def verify_entry(entry: Mapping[str, Any], place: int, count: int, path: Sequence[bytes],
-                 root_hex: object, leaf_count: object) -> None:
+                 root_hex: object, leaf_count: object, kind: str = "items-published") -> None:
     """Check ``entry`` is entry ``place`` of the ``count`` a sealed leaf's root commits to
     (``leaf_count``, its ``entry_count``, must be ``count``); raise :class:`ProofInvalid`
     if not."""
@@ -724,7 +772,7 @@ def verify_entry(entry: Mapping[str, Any], place: int, count: int, path: Sequenc
         raise ProofInvalid(f"the proof counts {count} entries, the event commits to "
                            f"{leaf_count!r}")
     try:
-        (text,) = entry_texts([dict(entry)]) if isinstance(entry, Mapping) else [b""]
+        (text,) = entry_texts([dict(entry)], kind) if isinstance(entry, Mapping) else [b""]
     except MalformedInput as exc:
         raise ProofInvalid(f"the entry is not one a node writes: {exc}") from None
     if type(root_hex) is not str or not _HEX64_FULL(root_hex):
@@ -735,7 +783,7 @@ def verify_entry(entry: Mapping[str, Any], place: int, count: int, path: Sequenc
 
 def _sealed(kind: str, details: Mapping[str, Any]) -> Mapping[str, Any]:
     """The details a leaf commits to: a sealed batch's without the entries kept beside it."""
-    if kind == "items-published" and ENTRIES in details:
+    if ENTRIES in details and kind in SEALED_KINDS:
         return {k: v for k, v in details.items() if k != ENTRIES}
     return details
 
@@ -795,9 +843,9 @@ class AuditEvent:
                                  expected="a JSON object")
         details = dict(self.details)
         committed: Mapping[str, Any] = details
-        if kind is AuditKind.ITEMS_PUBLISHED and ENTRIES in details:
+        if ENTRIES in details and kind.value in SEALED_KINDS:
             # Sealed: the leaf commits to the entries' root, made (or checked) here.
-            texts = entry_texts(details[ENTRIES])
+            texts = entry_texts(details[ENTRIES], kind.value)
             made = entries_root(texts).hex()
             if details.setdefault(ENTRIES_ROOT, made) != made:
                 raise MalformedInput("the entries do not hash to the entries_root given",
@@ -1219,6 +1267,10 @@ def _row(row: AuditRecord | Mapping[str, Any]) -> _Row:
 def _entries(kind: str, details: Mapping[str, Any]
              ) -> tuple[tuple[BatchEntry, ...], tuple[str, str] | None]:
     if kind != "items-published":  # the hot path: most events list no items
+        if ENTRIES in details and kind in SEALED_KINDS and not sealed_entries_ok(kind, details):
+            # A sealed read names no content: only its entries' root is checked.
+            return (), ("modified", "its entries do not hash to the entries_root its leaf "
+                                    "commits to, or are not as many as its entry_count")
         return (), None
     try:
         return batch_entries(kind, details), None

@@ -6,6 +6,7 @@
  │    ├── PortTaken     a port asked for (or picked free) that another process took first
      │    └── EntriesRewritten  a sealed batch leaf's entries that do not hash to its root
      ├── PolicyDenied       a release or access the agreements in force do not allow
+     │    └── LimitReached  a partner's rows of one kind at the node's bound for them
      ├── ProofInvalid       a signature, binding, Merkle proof or envelope that does not verify
      │    └── Replayed      an envelope whose nonce was seen before
      ├── NoEquivalent       a national level with no equivalent under an agreement
@@ -30,6 +31,7 @@ __all__ = [
     "AuditUnavailable",
     "EntriesRewritten",
     "GsomiaError",
+    "LimitReached",
     "MalformedInput",
     "NoEquivalent",
     "NotFound",
@@ -96,6 +98,17 @@ class PolicyDenied(GsomiaError):
     def __init__(self, reasons: tuple[str, ...] | list[str]) -> None:
         self.reasons = tuple(reasons)
         super().__init__("; ".join(self.reasons) or "denied")
+
+
+class LimitReached(PolicyDenied):
+    """A partner has made this node keep as many rows of one kind as it keeps for one
+    partner (``limit``, a name of ``[limits]`` in ``node.toml``, at ``bound``): the next
+    is refused, never stored and never dropped silently."""
+
+    def __init__(self, limit: str, bound: int, what: str) -> None:
+        self.limit, self.bound = limit, bound
+        super().__init__((f"{what}: this node keeps at most {bound} per partner "
+                          f"({limit})",))
 
 
 class ProofInvalid(GsomiaError):

@@ -13,6 +13,17 @@ input (413, 422, exit 2), never as a crash.
                   so the sender never holds what no partner takes
     MAX_DEPTH     nesting of one STIX object (an envelope or bundle adds two levels)
 
+Rows a partner makes the node keep, per partner (``PARTNER_ROWS``, each overridable in
+``node.toml``'s ``[limits]``): at the bound the next is refused (403, naming the limit),
+never stored and never dropped silently.
+
+    standing_consents_per_partner     standing consents a partner granted, kept here
+    standing_revocations_per_partner  a partner's revocations of standing consents not held
+                                      here (a revocation of one held here is always kept:
+                                      there is at most one per consent held)
+    incidents_per_partner             incident reports a partner made (any text is a new one)
+    consent_requests_per_partner      a partner's consent requests waiting for the operator
+
 The sender and the receiver read the same constants: a node never publishes an item that
 its partners would refuse for size, and packs batches to stay under ``PEER_BODY``.
 """
@@ -26,8 +37,8 @@ from itertools import accumulate
 from gsomia.core.errors import MalformedInput
 
 __all__ = ["AEAD_TAG", "ENVELOPE_RESERVE", "FORM_BODY", "MAX_DEPTH", "MAX_ITEM_BYTES",
-           "PAYLOAD_RESERVE", "PEER_BODY", "TAXII_BODY", "check_depth", "check_item_size",
-           "check_text_depth", "depth", "text_depth"]
+           "PARTNER_ROWS", "PAYLOAD_RESERVE", "PEER_BODY", "TAXII_BODY", "check_depth",
+           "check_item_size", "check_text_depth", "depth", "partner_rows", "text_depth"]
 
 FORM_BODY = 8 * 1024
 TAXII_BODY = 32 * 1024 * 1024
@@ -43,6 +54,29 @@ PAYLOAD_RESERVE = 56 * 1024
 MAX_ITEM_BYTES = (PEER_BODY - ENVELOPE_RESERVE) // 4 * 3 - AEAD_TAG - PAYLOAD_RESERVE
 
 MAX_DEPTH = 64
+
+PARTNER_ROWS: Mapping[str, int] = {
+    "standing_consents_per_partner": 1000,
+    "standing_revocations_per_partner": 1000,
+    "incidents_per_partner": 1000,
+    "consent_requests_per_partner": 1000,
+}
+
+
+def partner_rows(configured: Mapping[str, object] | None = None, *, where: str = "limits"
+                 ) -> dict[str, int]:
+    """``PARTNER_ROWS`` with what ``configured`` (``node.toml``'s ``[limits]``) overrides;
+    MalformedInput for a name it does not know or a bound that is not a positive integer."""
+    out = dict(PARTNER_ROWS)
+    for name, value in (configured or {}).items():
+        if name not in PARTNER_ROWS:
+            raise MalformedInput(f"no limit {name!r}", where=where,
+                                 expected="one of " + ", ".join(PARTNER_ROWS))
+        if type(value) is not int or value < 1:
+            raise MalformedInput(f"{value!r} is not a bound", where=f"{where}.{name}",
+                                 expected="a positive integer")
+        out[name] = value
+    return out
 
 # A JSON string (escapes included), removed before brackets are counted; written as an
 # unrolled loop so the regular expression engine runs it in one pass without backtracking.

@@ -30,7 +30,13 @@ from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.core.custody import ReceiptRecord, item_version, records_detail, register_digest
-from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.errors import (
+    GsomiaError,
+    LimitReached,
+    MalformedInput,
+    PolicyDenied,
+    ProofInvalid,
+)
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import FIRST_BACKOFF, MAX_BACKOFF, ReceiptObtained, next_try
 from gsomia.core.policy import Consent, StandingConsent
@@ -381,9 +387,16 @@ def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,
 
 
 def record_consent_request(uow: UnitOfWork, *, request: ConsentRequest, now: datetime,
-                           actor: str) -> None:
-    """Keep a consent request (asked of this node, or asked by it) and audit it."""
+                           actor: str, bound: int | None = None) -> None:
+    """Keep a consent request (asked of this node, or asked by it) and audit it.
+
+    ``bound`` (one a partner asks): at most that many of the holder's may wait for the
+    operator (:class:`LimitReached` after); each is a row, and any reason makes a new one."""
     with uow:
+        if bound is not None and uow.repo.pending_consent_requests(
+                "incoming", holder=request.holder) >= bound:
+            raise LimitReached("consent_requests_per_partner", bound,
+                               f"{request.holder}'s consent request")
         event = uow.audit.append(
             AuditKind.CONSENT, now, actor, item_id=request.item_id,
             details={"request": request.request_id,
@@ -397,8 +410,16 @@ def record_consent_request(uow: UnitOfWork, *, request: ConsentRequest, now: dat
 
 def record_consent_refusal(uow: UnitOfWork, *, item_id: str, originator: Party, reason: str,
                            now: datetime) -> None:
-    """The originator refused the relay this node asked for: on record, request answered."""
+    """The originator refused the relay this node asked for: on record, request answered.
+    PolicyDenied unless this node asked for it (a pending request about one of
+    ``originator``'s items): each refusal is an audit event, and a partner's refusals of
+    what nobody asked must not grow the log."""
     with uow:
+        item = uow.repo.get_item(item_id)
+        if item is None or item.originator != originator or not \
+                uow.repo.pending_consent_requests("outgoing", item_id=item_id):
+            raise PolicyDenied((f"{item_id} is no item of {originator}'s that this node "
+                                "asked consent for",))
         uow.audit.append(AuditKind.CONSENT, now, originator, item_id=item_id,
                          details={"originator": originator, "direction": "refused",
                                   "reason": reason[:1000]})

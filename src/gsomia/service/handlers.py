@@ -31,6 +31,7 @@ from gsomia.core.audit import (
     ENTRIES,
     ENTRIES_ROOT,
     ENTRY_COUNT,
+    SEALED_KINDS,
     AuditEvent,
     AuditKind,
     LogProblem,
@@ -1131,9 +1132,14 @@ def report_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, description: 
 
 def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, now: datetime,
                    peer_public: Ed25519PublicKey | None = None,
-                   actor: str = "node") -> ReceiptRecord:
+                   actor: str = "node", delivered_only: bool = False) -> ReceiptRecord:
     """Keep a receipt this node signed (given) or a partner signed for it (obtained; its
     signature is checked when ``peer_public`` is given).
+
+    ``delivered_only`` (a receipt a partner posts): an obtained receipt is kept only for a
+    delivery this node queued to that partner, else PolicyDenied. A partner's own signature
+    is all a receipt holds, so it could otherwise claim items this node never sent it (a
+    row each, without bound, and a custody claim an incident report rests on).
 
     Once per (item, version, peer, direction): a receipt for a delivery already receipted
     (a resend after a lost answer) changes nothing and returns the record already kept."""
@@ -1153,6 +1159,11 @@ def record_receipt(uow: UnitOfWork, *, keys: KeyStore, receipt: crypto.Receipt, 
         for kept in uow.repo.receipts_for(receipt.item_id):
             if (kept.version, kept.peer, kept.direction) == (receipt.version, peer, direction):
                 return kept
+        if delivered_only and direction == "obtained" and not uow.outbox.queued_deliveries(
+                {(receipt.item_id, receipt.version, peer)}):
+            # The same answer whether or not the item is held here.
+            raise PolicyDenied((f"{keys.party} sent {peer} no {receipt.item_id} version "
+                                f"{receipt.version}",))
         event = uow.audit.append(
             AuditKind.RECEIPT, now, actor, item_id=receipt.item_id,
             item_version=receipt.version,
@@ -1422,6 +1433,10 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
     batch leaf lists the whole batch in itself, so its proof cannot leave the others out:
     for ``item`` it is refused unless ``whole_batch`` (the operator's own use)."""
     found: tuple[int, str, str] | None = None
+    read_of: tuple[str, str | None] | None = None
+    if item is not None and event is not None and _sealed_read(reader.event(event)):
+        # That the item was read by event ``event`` (a sealed read): its entry, alone.
+        read_of, item = item, None
     if item is not None:
         found = reader.item_seq(*item)
         if found is None:
@@ -1452,8 +1467,8 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
         verify_inclusion(stored, event, head.size, path, head.root)
         shown = {k: v for k, v in row.items() if k != "leaf_hash"}
         details = shown["details"]
-        sealed = row["kind"] == AuditKind.ITEMS_PUBLISHED.value \
-            and isinstance(details, Mapping) and ENTRIES in details
+        sealed = row["kind"] in SEALED_KINDS and isinstance(details, Mapping) \
+            and ENTRIES in details
         if sealed:
             # What the leaf itself holds: the entries are proved one at a time, if at all.
             shown["details"] = {k: v for k, v in details.items() if k != ENTRIES}
@@ -1467,6 +1482,8 @@ def prove(reader: AuditReader, *, public_key: Ed25519PublicKey, event: int | Non
                             "tree_size": head.size, "path": hashes_to_json(path)}
         if found is not None:
             doc["inclusion"]["item"] = _item_in(AuditEvent.from_json(row), found[1], found[2])
+        if read_of is not None:
+            doc["inclusion"]["item"] = _read_in(AuditEvent.from_json(row), *read_of)
     if against is not None:
         old = reader.tree_head(against)
         if old is None:
@@ -1504,6 +1521,27 @@ def _item_in(event: AuditEvent, item_id: str, version: str) -> dict[str, Any]:
                        "audit verify")
 
 
+def _sealed_read(row: Mapping[str, Any] | None) -> bool:
+    return row is not None and row["kind"] == AuditKind.ACCESS_GRANTED.value \
+        and isinstance(row["details"], Mapping) and ENTRIES in row["details"]
+
+
+def _read_in(event: AuditEvent, item_id: str, version: str | None) -> dict[str, Any]:
+    """The entry of a sealed read that records the read of ``item_id`` (``version``, or the
+    first version of it read), with its path to the leaf's root; MalformedInput if the read
+    did not include it."""
+    kind = event.kind.value
+    entries = event.details[ENTRIES]
+    for place, entry in enumerate(entries):
+        if entry["id"] == item_id and version in (None, entry["version"]):
+            return {"id": item_id, "version": entry["version"], "place": place,
+                    "content_hash": None, "entry": dict(entry), "entries": len(entries),
+                    "path": hashes_to_json(entry_path(event.details, place, kind))}
+    raise MalformedInput(f"event {event.seq} is no read of item {item_id}"
+                         + (f"@{version}" if version else ""), where="item",
+                         expected="an item the read included")
+
+
 def _sealed_item(event: AuditEvent, claimed: Mapping[str, Any]) -> dict[str, Any]:
     """The item a proof claims of a sealed batch leaf, once its entry is checked to be the
     one at its place under the leaf's ``entries_root``; ProofInvalid if it is not."""
@@ -1513,12 +1551,13 @@ def _sealed_item(event: AuditEvent, claimed: Mapping[str, Any]) -> dict[str, Any
     if not isinstance(entry, Mapping) or type(place) is not int or type(count) is not int:
         raise MalformedInput("not an item of a sealed batch", where="proof.inclusion.item",
                              expected="id, version, place, content_hash, entry, entries, path")
+    kind = event.kind.value
     verify_entry(entry, place, count,
                  hashes_from_json(claimed.get("path"), where="proof.inclusion.item.path"),
-                 event.details.get(ENTRIES_ROOT), event.details.get(ENTRY_COUNT))
+                 event.details.get(ENTRIES_ROOT), event.details.get(ENTRY_COUNT), kind)
     return {"id": entry["id"], "version": entry["version"], "place": place,
-            "content_hash": entry["content_hash"], "entry": dict(entry), "entries": count,
-            "path": claimed.get("path")}
+            "content_hash": entry.get("content_hash") if kind == "items-published" else None,
+            "entry": dict(entry), "entries": count, "path": claimed.get("path")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -1575,7 +1614,7 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
             # does not hold fails, whatever the document claims.
             try:
                 recorded = (_sealed_item(event, claimed)
-                            if event.kind is AuditKind.ITEMS_PUBLISHED
+                            if event.kind.value in SEALED_KINDS
                             and ENTRIES_ROOT in event.details
                             else _item_in(event, claimed["id"], claimed["version"]))
             except MalformedInput as exc:
@@ -1588,7 +1627,8 @@ def check_proof(doc: Any, public_key: Ed25519PublicKey) -> ProofCheck:
             where = ("the event's item" if recorded["place"] is None
                      else f"entry {recorded['place']} of the event")
             checks.append(f"item {item} is {where}, content hash "
-                          f"{recorded['content_hash'][:16]}…")
+                          f"{recorded['content_hash'][:16]}…" if recorded["content_hash"]
+                          else f"item {item} is {where} (a read of it)")
     old_size: int | None = None
     consistency = doc.get("consistency")
     if consistency is not None:

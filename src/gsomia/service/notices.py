@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind, TreeHead, verify_tree_head
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, register_digest
-from gsomia.core.errors import GsomiaError, MalformedInput, PolicyDenied, ProofInvalid
+from gsomia.core.errors import (
+    GsomiaError,
+    LimitReached,
+    MalformedInput,
+    PolicyDenied,
+    ProofInvalid,
+)
+from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import (
     CLASSIFICATION,
     FIRST_BACKOFF,
@@ -60,8 +67,13 @@ def _refuse(uow: UnitOfWork, kind: str, sender: Party, item_id: object, exc: Gso
 
 
 def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
-                    description: str, sender: Party, now: datetime) -> dict[str, Any]:
-    """A holder's report about an item this node provided to it (Art. 17)."""
+                    description: str, sender: Party, now: datetime,
+                    bound: int = PARTNER_ROWS["incidents_per_partner"]) -> dict[str, Any]:
+    """A holder's report about an item this node provided to it (Art. 17).
+
+    At most ``bound`` reports are kept from one partner (:class:`LimitReached` after, not
+    audited: a flood past the bound must not grow the log either). Any text makes a new
+    report, so without it a partner could make the node store rows without end."""
     text = f"reported by {sender}: {description}"[:4000]
     try:
         if kind not in INCIDENT_KINDS:
@@ -69,9 +81,13 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
                                  expected=", ".join(INCIDENT_KINDS))
         with uow:
             provided = uow.repo.receipted([item_id], sender, "obtained")
-            duplicate = next((r.reference for r in uow.repo.incidents()
+            reports = uow.repo.incidents()
+            duplicate = next((r.reference for r in reports
                               if (r.item_id, r.kind, r.reported_by, r.description)
                               == (item_id, kind, sender, text)), None)
+            kept = sum(r.reported_by == sender for r in reports)
+        if kept >= bound and duplicate is None:
+            raise LimitReached("incidents_per_partner", bound, f"{sender}'s incident report")
         if not provided:
             # Not held, or held but never given to the sender: the same answer for both.
             raise PolicyDenied((f"{keys.party} did not provide {item_id} to {sender}",))
@@ -80,6 +96,8 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
         report = handlers.report_incident(uow, keys=keys, kind=kind, description=text,
                                           now=now, item_id=item_id, actor=sender,
                                           came_from=sender)
+    except LimitReached:
+        raise
     except GsomiaError as exc:
         _refuse(uow, INCIDENT, sender, item_id, exc, now)
         raise

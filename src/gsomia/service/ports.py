@@ -175,6 +175,12 @@ class Repository(Protocol):
     # the exchange's registers
     def add_envelopes_seen(self, rows: Sequence[SeenEnvelope], *, seq: int) -> None: ...
     def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None: ...
+    def pending_consent_requests(self, direction: str, *, holder: Party | None = None,
+                                 item_id: str | None = None) -> int:
+        """How many consent requests of ``direction`` are pending (of ``holder``, about
+        ``item_id``, where given)."""
+        ...
+
     def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         """Mark this node's requests answered: the pending outgoing ones for ``item_id``

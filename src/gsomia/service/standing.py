@@ -28,7 +28,8 @@ from gsomia.core import crypto
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.core.custody import StandingConsentRecord, records_detail
-from gsomia.core.errors import MalformedInput, PolicyDenied
+from gsomia.core.errors import LimitReached, MalformedInput, PolicyDenied
+from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION, StandingConsentIssued
 from gsomia.core.policy import StandingConsent
 from gsomia.core.types import Party, iso
@@ -120,21 +121,28 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
 
 def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
                             sender: Party, originator_public: Ed25519PublicKey,
-                            catalogue: Catalogue, now: datetime) -> bool:
+                            catalogue: Catalogue, now: datetime,
+                            bound: int = PARTNER_ROWS["standing_consents_per_partner"]) -> bool:
     """Keep a standing consent a partner sent as its originator, after checking it; the
     items already held that it covers are queued to its recipient in the same commit.
-    False if it was held already (a retry)."""
+    False if it was held already (a retry). :class:`LimitReached` if ``bound`` of the
+    originator's are kept already (each costs a row and a look at every relay)."""
     crypto.verify_standing_consent(consent, originator_public, originator=sender)
     known = catalogue.vocabulary
     known.party(consent.recipient, where="standing consent.recipient")
     known.purpose(consent.purpose, where="standing consent.purpose")
     with uow:
-        held = [r for r in uow.repo.standing_consents() if r.consent_id == consent.id]
+        rows = uow.repo.standing_consents()
+        held = [r for r in rows if r.consent_id == consent.id]
         if any(r.kind == "grant" for r in held):
             if all(dict(r.document) != consent.to_json() for r in held if r.kind == "grant"):
                 raise PolicyDenied((f"standing consent {consent.id} is held with other "
                                     "terms: an id names one consent",))
             return False
+        if sum(r.kind == "grant" and r.originator == consent.originator
+               and r.direction == "obtained" for r in rows) >= bound:
+            raise LimitReached("standing_consents_per_partner", bound,
+                               f"{consent.originator}'s standing consent {consent.id}")
         record = StandingConsentRecord(consent.id, consent.originator, consent.recipient,
                                        "obtained", "grant", consent.to_json(), now)
         event = uow.audit.append(
@@ -156,7 +164,9 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
 
 def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRevocation,
                                sender: Party, originator_public: Ed25519PublicKey,
-                               now: datetime) -> bool:
+                               now: datetime,
+                               bound: int = PARTNER_ROWS["standing_revocations_per_partner"]
+                               ) -> bool:
     """Keep the originator's revocation (even before the consent it names arrives: that
     consent is then dead on arrival), from the originator or passed on by a partner (it
     withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
@@ -164,11 +174,17 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
     re-checks them. A new one, of a consent held here, is passed on in the same commit to
     every partner this node delivers to but ``sender`` and the originator: the hub tells
     the recipient behind it, so no node relays or takes a relay under it once it is known
-    anywhere on the way. False if it was held already (nothing is passed on again)."""
+    anywhere on the way. False if it was held already (nothing is passed on again).
+
+    One of a consent not held here is kept only while fewer than ``bound`` of the
+    originator's such are (:class:`LimitReached` after): any party may sign revocations of
+    ids nobody holds, each a row, and they must not grow the store without end. One of a
+    consent held here is always kept (there is one per consent, and the consents are
+    bounded), so no decoys can crowd it out."""
     crypto.verify_standing_revocation(revocation, originator_public)
     with uow:
-        held = [r for r in uow.repo.standing_consents()
-                if r.consent_id == revocation.consent_id]
+        rows = uow.repo.standing_consents()
+        held = [r for r in rows if r.consent_id == revocation.consent_id]
         # Held already only if by the same originator: a partner's revocation of its own
         # naming this id revokes nothing (in_force) and must not shadow the originator's.
         if any(r.kind == "revoke" and r.originator == revocation.originator for r in held):
@@ -177,6 +193,15 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         if grants and grants[0].originator != revocation.originator:
             raise PolicyDenied((f"standing consent {revocation.consent_id} is "
                                 f"{grants[0].originator}'s to revoke",))
+        if not grants:
+            granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
+            orphans = sum(r.kind == "revoke" and r.originator == revocation.originator
+                          and r.direction == "obtained"
+                          and (r.consent_id, r.originator) not in granted for r in rows)
+            if orphans >= bound:
+                raise LimitReached("standing_revocations_per_partner", bound,
+                                   f"{revocation.originator}'s revocation of standing consent "
+                                   f"{revocation.consent_id}, which is not held here")
         record = StandingConsentRecord(revocation.consent_id, revocation.originator,
                                        grants[0].recipient if grants else None, "obtained",
                                        "revoke", revocation.to_json(), now)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,7 @@ from functools import lru_cache, partial
 from typing import Any
 
 from gsomia.core import stix
-from gsomia.core.audit import AuditKind
+from gsomia.core.audit import ENTRIES, AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput, NotFound, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.policy import Decision, Person
@@ -452,7 +453,11 @@ def _append_access(uow: UnitOfWork, record: AccessRecord) -> None:
         if len(record.granted) == 1:
             item_id, item_version = record.granted[0]
         else:
-            details["items"] = [list(g) for g in record.granted]
+            # Sealed (hygiene16): the leaf commits to the items read by the Merkle root of
+            # salted entries, so a proof that one of them was read shows none of the others.
+            salts = os.urandom(16 * len(record.granted)).hex()
+            details[ENTRIES] = [{"id": i, "version": v, "salt": salts[32 * n:32 * n + 32]}
+                                for n, (i, v) in enumerate(record.granted)]
     else:
         item_id = record.denied[0][0]
         reasons = record.denied[0][1]

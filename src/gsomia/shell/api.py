@@ -8,7 +8,8 @@ statuses here and nowhere else:
     MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape); its
                      ``where`` names the field (``rel_to``), never a command-line flag
     NotFound       → 404, one body for "absent" and "you may not see it"
-    PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409
+    PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409; LimitReached → 403
+                     whose details name the ``limit`` and its ``bound``
     AuditUnavailable, PeerUnavailable, Unavailable → 503 (TAXII: also a batch whose
                      bindings could not be signed); any other GsomiaError → 422 (peer API)
                      (:func:`gsomia.shell.statuses.status_of`, which the dashboard and the
@@ -51,6 +52,7 @@ from gsomia.core.audit import TreeHead
 from gsomia.core.errors import (
     AuditUnavailable,
     GsomiaError,
+    LimitReached,
     MalformedInput,
     NotFound,
     PeerUnavailable,
@@ -431,6 +433,10 @@ def create_app(config: ApiConfig) -> Starlette:
                 return refusal.response
             except MalformedInput as exc:
                 return _malformed(exc, 422)
+            except LimitReached as exc:
+                return _json(error_body("Refused", 403, str(exc),
+                                        {"reasons": list(exc.reasons), "limit": exc.limit,
+                                         "bound": exc.bound}), 403)
             except PolicyDenied as exc:
                 return _json(error_body("Refused", 403, str(exc),
                                         {"reasons": list(exc.reasons)}), 403)

@@ -1277,11 +1277,12 @@ def consent_row(node: NodePort, request_id: str) -> dict[str, Any]:
 
 def record_request(node: NodePort, *, request_id: str, item_id: str, holder: Party,
                    recipient: Party, reason: str, direction: str, now: datetime,
-                   actor: str) -> None:
-    """Keep a consent request (asked of this node, or asked by it) and audit it."""
+                   actor: str, bound: int | None = None) -> None:
+    """Keep a consent request (asked of this node, or asked by it) and audit it; ``bound``:
+    how many of a partner's may be pending."""
     exchange_handlers.record_consent_request(
         node.uow(), request=ConsentRequest(request_id, item_id, holder, recipient, reason,
-                                           direction, now), now=now, actor=actor)
+                                           direction, now), now=now, actor=actor, bound=bound)
 
 
 def decide_request(node: NodePort, request_id: str, status: str, now: datetime) -> None:

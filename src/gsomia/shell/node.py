@@ -17,6 +17,12 @@
     level = "秘"                   # the label plain STIX posted there gets
     rel_to = ["JPN", "KOR", "USA"]
     purpose = "dprk-missile"
+
+    [limits]                       # optional: rows a partner may make the node keep
+    standing_consents_per_partner = 1000      # defaults: gsomia.core.limits.PARTNER_ROWS
+    standing_revocations_per_partner = 1000
+    incidents_per_partner = 1000
+    consent_requests_per_partner = 1000
 """
 
 from __future__ import annotations
@@ -54,6 +60,15 @@ class NodeConfig:
     # ``[taxii]`` as written; its collections are checked against the agreements when the
     # node serves (``taxii_collections``), since the agreements may come from elsewhere.
     taxii: Mapping[str, Any] = field(default_factory=dict)
+    # ``[limits]`` as written (checked on load); ``partner_rows`` adds the defaults.
+    limits: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def partner_rows(self) -> dict[str, int]:
+        """The bound of each kind of row a partner makes this node keep."""
+        from gsomia.core.limits import partner_rows
+
+        return partner_rows(self.limits)
 
     def to_toml(self) -> str:
         def s(text: str) -> str:
@@ -63,6 +78,8 @@ class NodeConfig:
                  f"party = {s(self.party)}", f"created = {s(self.created)}", "",
                  "[database]", f"url = {s(self.database)}", "", "[keys]"]
         lines += [f"{name} = {s(path)}" for name, path in self.keys.items()]
+        if self.limits:
+            lines += ["", "[limits]", *(f"{k} = {int(v)}" for k, v in self.limits.items())]
         return "\n".join(lines) + "\n"
 
     @classmethod
@@ -82,8 +99,15 @@ class NodeConfig:
             if not isinstance(taxii, dict) or set(taxii) - {"collections"}:
                 raise MalformedInput("[taxii] holds only collections", where=f"{path}: taxii",
                                      expected="[[taxii.collections]] tables")
+            limits = data.get("limits", {})
+            if not isinstance(limits, dict):
+                raise MalformedInput("[limits] is not a table", where=f"{path}: limits",
+                                     expected="name = bound lines")
+            from gsomia.core.limits import partner_rows
+
+            partner_rows(limits, where=f"{path}: limits")
             return cls(party(node["party"], where=f"{path}: node.party"), str(db["url"]),
-                       str(node.get("created", "")), keys, taxii)
+                       str(node.get("created", "")), keys, taxii, dict(limits))
         except (KeyError, TypeError):
             raise MalformedInput("incomplete configuration", where=str(path),
                                  expected="[node] party and [database] url") from None

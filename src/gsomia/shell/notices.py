@@ -189,11 +189,13 @@ def incident_rows(node: NodePort) -> list[dict[str, Any]]:
 
 
 def accept_incident(node: NodePort, *, kind: str, item_id: str, description: str,
-                    sender: Party, now: datetime) -> dict[str, Any]:
-    """A holder's report about an item this node provided to it (Art. 17)."""
-    return notice_handlers.accept_incident(node.uow(), keys=node.keys, kind=kind,
-                                           item_id=item_id, description=description,
-                                           sender=sender, now=now)
+                    sender: Party, now: datetime, bound: int | None = None) -> dict[str, Any]:
+    """A holder's report about an item this node provided to it (Art. 17); ``bound``: the
+    node's ``incidents_per_partner``."""
+    return notice_handlers.accept_incident(
+        node.uow(), keys=node.keys, kind=kind, item_id=item_id, description=description,
+        sender=sender, now=now,
+        **({} if bound is None else {"bound": bound}))
 
 
 def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender: Party,

@@ -99,7 +99,8 @@ class NodeInbox:
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,
-                                peer_public=self._key(sender), actor=sender)
+                                peer_public=self._key(sender), actor=sender,
+                                delivered_only=True)
 
     def consent_request(self, item_id: str, requester: Party, recipient: Party, reason: str,
                         now: datetime) -> Mapping[str, Any]:
@@ -115,7 +116,9 @@ class NodeInbox:
         request_id = exchange.new_request_id(self.node, now)
         exchange.record_request(self.node, request_id=request_id, item_id=item_id,
                                 holder=requester, recipient=recipient, reason=reason,
-                                direction="incoming", now=now, actor=requester)
+                                direction="incoming", now=now, actor=requester,
+                                bound=self.node.config.partner_rows[
+                                    "consent_requests_per_partner"])
         return {"request": request_id, "status": "pending"}
 
     def consent_granted(self, consent: crypto.Consent, sender: Party, now: datetime) -> None:
@@ -137,7 +140,8 @@ class NodeInbox:
         recipient, in one commit; False for one already held (a retry)."""
         new = standing.record_standing_consent(
             self.node.uow(), consent=consent, sender=sender,
-            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now)
+            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now,
+            bound=self.node.config.partner_rows["standing_consents_per_partner"])
         return new  # its commit woke the links it queued rows for
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
@@ -149,7 +153,8 @@ class NodeInbox:
             return False  # this node's own, passed back: held since it revoked
         return standing.record_standing_revocation(
             self.node.uow(), revocation=revocation, sender=sender,
-            originator_public=self._originator_key(revocation.originator), now=now)
+            originator_public=self._originator_key(revocation.originator), now=now,
+            bound=self.node.config.partner_rows["standing_revocations_per_partner"])
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
@@ -157,7 +162,8 @@ class NodeInbox:
         refused and audited unless this node provided the item to ``sender``."""
         self._key(sender)
         notices.accept_incident(self.node, kind=kind, item_id=item_id,
-                                description=description, sender=sender, now=now)
+                                description=description, sender=sender, now=now,
+                                bound=self.node.config.partner_rows["incidents_per_partner"])
 
     def classification_notice(self, doc: Mapping[str, Any], sender: Party,
                               now: datetime) -> Mapping[str, Any]:

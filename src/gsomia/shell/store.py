@@ -1067,6 +1067,17 @@ class SqlRepository:
     def add_consent_request(self, request: Any, *, seq: int) -> None:
         self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
 
+    def pending_consent_requests(self, direction: str, *, holder: str | None = None,
+                                 item_id: str | None = None) -> int:
+        t = consent_requests
+        query = sa.select(sa.func.count()).select_from(t).where(
+            t.c.direction == direction, t.c.status == "pending")
+        if holder is not None:
+            query = query.where(t.c.holder == holder)
+        if item_id is not None:
+            query = query.where(t.c.item_id == item_id)
+        return int(self.conn.execute(query).scalar_one())
+
     def answer_consent_requests(self, item_id: str, recipient: str | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         t = consent_requests

@@ -454,7 +454,9 @@ def register(cli: click.Group) -> None:
     @click.option("--event", type=int, metavar="N", help="Prove event N is in the log.")
     @click.option("--item", "item", metavar="ID[@VERSION]",
                   help="Prove the event that stored this item is in the log, and where it "
-                       "records the item (the version stored last if none is given).")
+                       "records the item (the version stored last if none is given). With "
+                       "--event N of a read of several items: that this item was among them, "
+                       "showing none of the others.")
     @click.option("--against", type=int, metavar="HEAD_SIZE",
                   help="Prove the signed head of this size is a prefix of the latest.")
     @click.option("--whole-batch", is_flag=True,
