@@ -1012,3 +1012,41 @@ def test_a_consent_refusal_is_kept_only_for_a_request_this_node_made_of_that_ori
     assert len(uow.audit.events) == size
     exchange.record_consent_refusal(uow, item_id=item, originator="KOR", reason="no", now=NOW)
     assert uow.repo.requests["q1"][1] == "denied" and len(uow.audit.events) == size + 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(posts=st.lists(st.tuples(st.booleans(), st.sampled_from(("USA", "KOR"))), min_size=1,
+                      max_size=6))
+def test_a_partner_never_makes_the_node_keep_consents_for_what_it_holds_not_or_twice(
+        shipped: Catalogue, posts: list[tuple[bool, Party]]) -> None:
+    """KOR's own signature is all a consent holds: posted over the peer API (a consent
+    reply), one for an item JPN does not hold of KOR's is refused (PolicyDenied), and one
+    for an (item, recipient) JPN holds a consent for already changes nothing. Each was a
+    row and an audit event, without bound (review16)."""
+    uow, _, item = received_item(shipped)
+    kor = FakeKeys("KOR")
+    kept: set[Party] = set()
+    for n, (held, recipient) in enumerate(posts):
+        item_id = item if held else indicator(1000 + n)["id"]
+        consent = crypto.grant_consent(item_id=item_id, originator="KOR", recipient=recipient,
+                                       granted_at=NOW + timedelta(seconds=n),
+                                       key=kor.signing_key())
+        size = len(uow.audit.events)
+
+        def post(c: crypto.Consent = consent) -> ConsentRecord:
+            return handlers.record_consent(uow, consent=c, now=NOW, actor="KOR",
+                                           originator_public=kor.public_signing_key())
+
+        if not held:
+            with pytest.raises(PolicyDenied, match="not hold"):
+                post()
+            assert len(uow.audit.events) == size
+        elif recipient in kept:
+            assert post().recipient == recipient
+            assert len(uow.audit.events) == size
+        else:
+            assert post().recipient == recipient
+            kept.add(recipient)
+    assert sorted((c.item_id, c.recipient) for c in uow.repo.consents) == \
+        sorted((item, r) for r in kept)
+    assert len(uow.audit.of(AuditKind.CONSENT)) == len(kept)

@@ -976,11 +976,25 @@ def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,
                    originator_public: Ed25519PublicKey, now: datetime,
                    actor: str = "node") -> ConsentRecord:
     """Keep a consent obtained from an originator, after checking its signature; the relay
-    it opens is queued in the same commit, and this node's requests for it are answered."""
+    it opens is queued in the same commit, and this node's requests for it are answered.
+
+    Kept only for an item of the originator's held here (PolicyDenied otherwise, the same
+    answer whether or not the item is held), and once per (item, recipient): a second
+    consent for a pair already consented returns the one kept. The originator's signature
+    is all a consent holds, so it could otherwise make this node keep a row and an audit
+    event per consent it signs, for any id, without bound."""
     crypto.verify_consent(consent, originator_public)
     record = ConsentRecord(consent.item_id, consent.originator, consent.recipient, "obtained",
                            consent.to_json(), now)
     with uow:
+        item = uow.repo.get_item(consent.item_id)
+        if item is None or item.originator != consent.originator:
+            raise PolicyDenied((f"this node does not hold {consent.item_id} of "
+                                f"{consent.originator}'s",))
+        for kept in uow.repo.consents_for(consent.item_id):
+            if (kept.originator, kept.recipient, kept.direction) == \
+                    (consent.originator, consent.recipient, "obtained"):
+                return kept
         event = uow.audit.append(
             AuditKind.CONSENT, now, actor, item_id=consent.item_id,
             details={"originator": consent.originator, "recipient": consent.recipient,
