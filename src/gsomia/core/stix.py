@@ -22,10 +22,10 @@ from gsomia.core.types import iso
 
 __all__ = [
     "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "IDENTITY",
-    "IDENTITY_ID", "SPEC_VERSION", "apply_marking", "check_extension_properties",
+    "IDENTITY_ID", "NODE_MADE", "SPEC_VERSION", "apply_marking", "check_extension_properties",
     "check_label_marking", "check_spec_version", "extension_property_problem",
-    "is_label_marking", "label_from_marking", "label_marking", "marking_id", "printed_marking",
-    "same_label",
+    "is_label_marking", "label_from_marking", "label_marking", "marking_id", "node_made",
+    "printed_marking", "same_label",
 ]
 
 _NAMESPACE = uuid.UUID("6f1d0c9e-8f8e-4b0f-9b6c-5c0a1e6f4d21")
@@ -223,6 +223,20 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
         "cov": {"type": "array", "minItems": 1, "maxItems": 10_000, "items": {
             "type": "array", "minItems": 6, "maxItems": 6, "items": _NUMBER}}}),
 }
+
+
+NODE_MADE = frozenset(EXTENSION_PROPERTY_SCHEMAS)
+"""The properties only the node's own tools make: its warning centre (warnings, tracks,
+impact predictions), its sensor intake (reports), the replays on its host. What carries them
+drives the node's CAP alerts, its map and its tracker, so a person posting over TAXII makes
+none, nor replaces an item that carries one (:class:`gsomia.service.taxii.TaxiiService`)."""
+
+
+def node_made(obj: Mapping[str, Any]) -> str | None:
+    """The first of :data:`NODE_MADE` that ``obj`` carries, or None."""
+    if NODE_MADE.isdisjoint(obj):
+        return None
+    return min(k for k in obj if k in NODE_MADE)
 
 
 def _problem(schema: Mapping[str, Any], value: Any, at: Callable[[], str]) -> str | None:

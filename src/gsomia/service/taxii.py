@@ -278,6 +278,7 @@ class TaxiiService:
                                                     chosen))
             except GsomiaError as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
+        submissions = self._not_replacing_node_made(person, submissions, failures)
         own = self._collection_marking(chosen, submissions)
         if submissions:
             outcomes = list(self.store.add_objects([*own, *submissions], person, now))
@@ -294,6 +295,10 @@ class TaxiiService:
                     collection: TaxiiCollection) -> Submission:
         self.check(obj)
         stix.check_extension_properties(obj, where=f"objects[{i}]")
+        made = stix.node_made(obj)
+        if made is not None:
+            # Decided on the object alone, before any label: it says nothing of what is held.
+            raise PolicyDenied((f"objects[{i}].{made}: {NODE_MADE_REFUSED}",))
         if stix.is_label_marking(obj):
             label = markings[obj["id"]]
         else:
@@ -334,6 +339,32 @@ class TaxiiService:
             # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
             raise PolicyDenied((REFUSED_TO_PUBLISH,))
         return Submission(obj, label)
+
+    def _not_replacing_node_made(self, person: Person, submissions: Sequence[Submission],
+                                 failures: list[Outcome]) -> list[Submission]:
+        """``submissions`` without new versions of items the node's own tools made (their
+        current version carries a :data:`stix.NODE_MADE` property): a version without the
+        property would take a live warning off every feed. Only the versions ``person`` may
+        read are looked at; one they may not is refused by the access rule as ever."""
+        ids = sorted({str(s.obj["id"]) for s in submissions})
+        if not ids:
+            return list(submissions)
+        visible = self.visible(person)
+        made: set[str] = set()
+        for start in range(0, len(ids), _MAX_REFS):
+            chunk = frozenset(ids[start:start + _MAX_REFS])
+            filters = Filters(limit=len(chunk), ids=chunk)
+            for row in self.store.page(Query(filters, visible, None, len(chunk))).rows:
+                if row.content is not None and b'"x_gsomia_' in row.content \
+                        and stix.node_made(json.loads(row.content)) is not None:
+                    made.add(row.id)
+        if not made:
+            return list(submissions)
+        for s in submissions:
+            if s.obj["id"] in made:
+                failures.append(Outcome(str(s.obj["id"]), _version_text(s.obj), False,
+                                        NODE_MADE_REFUSED))
+        return [s for s in submissions if s.obj["id"] not in made]
 
     def _collection_marking(self, collection: TaxiiCollection,
                             submissions: Sequence[Submission]) -> list[Submission]:
@@ -385,6 +416,11 @@ class TaxiiService:
 
 
 _MAX_REFS = 1000  # distinct stored markings one request may name
+
+NODE_MADE_REFUSED = (
+    "refused: warnings, tracks, impact predictions, sensor reports and replays are made only "
+    "by this node's own warning centre, sensor intake and replays; over TAXII a person "
+    "neither posts one nor replaces one with a new version")
 
 
 def token_hash(token: str) -> bytes:
