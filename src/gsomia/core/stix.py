@@ -23,7 +23,8 @@ from gsomia.core.types import iso
 __all__ = [
     "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "IDENTITY",
     "IDENTITY_ID", "NODE_MADE", "SPEC_VERSION", "apply_marking", "check_extension_properties",
-    "check_label_marking", "check_spec_version", "extension_property_problem",
+    "check_label_marking", "check_spec_version", "check_warning_party",
+    "extension_property_problem",
     "is_label_marking", "label_from_marking", "label_marking", "marking_id", "node_made",
     "printed_marking", "same_label",
 ]
@@ -320,6 +321,19 @@ def extension_property_problem(name: str, value: Any) -> str | None:
         return (f"{name}: not a gsomia extension property (known: "
                 f"{', '.join(sorted(EXTENSION_PROPERTY_SCHEMAS))})")
     return _problem(schema, value, lambda: name)
+
+
+def check_warning_party(obj: Mapping[str, Any], originator: str, *,
+                        where: str = "object") -> None:
+    """MalformedInput if ``obj`` is a warning (``x_gsomia_warning``) of another party than
+    its ``originator``: a party warns only for itself. A partner's warning naming this node's
+    party would come out of this node's CAP feed and dashboard as this party's own."""
+    warning = obj.get("x_gsomia_warning")
+    party = warning.get("party") if isinstance(warning, Mapping) else None
+    if party is not None and party != originator:
+        raise MalformedInput(f"a warning of {_shown(party)} originated by {originator}",
+                             where=f"{where}.x_gsomia_warning.party",
+                             expected=f"{originator}: a party warns only for itself")
 
 
 def check_extension_properties(obj: Mapping[str, Any], *, where: str = "object") -> None:
