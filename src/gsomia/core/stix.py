@@ -21,12 +21,12 @@ from gsomia.core.labels import LabelVocabulary, SecurityLabel
 from gsomia.core.types import iso
 
 __all__ = [
-    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "IDENTITY",
-    "IDENTITY_ID", "NODE_MADE", "SPEC_VERSION", "apply_marking", "check_extension_properties",
-    "check_label_marking", "check_spec_version", "check_warning_party",
-    "extension_property_problem",
-    "is_label_marking", "label_from_marking", "label_marking", "marking_id", "node_made",
-    "printed_marking", "same_label",
+    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "FEED_KINDS",
+    "IDENTITY", "IDENTITY_ID", "NODE_MADE", "NODE_MADE_KINDS", "SPEC_VERSION", "apply_marking",
+    "check_extension_properties", "check_label_marking", "check_spec_version",
+    "check_warning_party", "extension_property_problem", "is_label_marking",
+    "label_from_marking", "label_marking", "marking_id", "node_made", "printed_marking",
+    "same_label",
 ]
 
 _NAMESPACE = uuid.UUID("6f1d0c9e-8f8e-4b0f-9b6c-5c0a1e6f4d21")
@@ -231,6 +231,15 @@ NODE_MADE = frozenset(EXTENSION_PROPERTY_SCHEMAS)
 impact predictions), its sensor intake (reports), the replays on its host. What carries them
 drives the node's CAP alerts, its map and its tracker, so a person posting over TAXII makes
 none, nor replaces an item that carries one (:class:`gsomia.service.taxii.TaxiiService`)."""
+
+
+NODE_MADE_KINDS = frozenset({"warning", "flight-path", "impact-prediction", "sensor-report"})
+"""The label categories of what only the node's own tools make: the warnings feed reads only
+these, so a person posting over TAXII labels nothing so (a flood of a reader's notes would
+push the newest warnings past the feed's bound on one read)."""
+
+FEED_KINDS = frozenset({"warning", "flight-path", "impact-prediction"})
+"""The label categories the warnings feed reads (:mod:`gsomia.shell.warnings_out`)."""
 
 
 def node_made(obj: Mapping[str, Any]) -> str | None:

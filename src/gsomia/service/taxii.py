@@ -165,9 +165,11 @@ class TaxiiService:
     # ---- reads -----------------------------------------------------------------------------
     def read(self, person: Person, collection: str, endpoint: str,
              params: Mapping[str, Sequence[str]], now: datetime,
-             object_id: str | None = None, *, audited: bool = True) -> Served:
+             object_id: str | None = None, *, audited: bool = True,
+             kinds: frozenset[str] | None = None) -> Served:
         """One page of ``objects``, ``manifest``, ``object`` or ``versions``; audited, unless
-        the caller records with :meth:`record_read` what it gives (``audited=False``)."""
+        the caller records with :meth:`record_read` what it gives (``audited=False``).
+        ``kinds``: only items labelled with one of these categories (the warnings feed)."""
         chosen = self.collection_for(person, collection)
         filters = parse_filters(params, endpoint)
         if endpoint == "versions":
@@ -179,9 +181,14 @@ class TaxiiService:
         if filters.next is not None:
             after = decode_cursor(self.secret, digest(), filters.next)
         with_content = endpoint in ("objects", "object")
+        def visible(classes: Mapping[str, SecurityLabel]) -> frozenset[str]:
+            readable = self._readable(classes, person, chosen)
+            return readable if kinds is None else frozenset(
+                k for k in readable if classes[k].category in kinds)
+
         page = self.store.page_by(lambda classes: Query(
-            filters, self._readable(classes, person, chosen), after, filters.limit,
-            object_id, with_content=with_content))
+            filters, visible(classes), after, filters.limit, object_id,
+            with_content=with_content))
         if object_id is not None and not page.rows and after is None:
             # Absent or hidden, the request does the same work: queue the event and answer;
             # whether the item is held, and why it is refused, is worked out off the path.
@@ -327,6 +334,10 @@ class TaxiiService:
                 where=f"objects[{i}].object_marking_refs",
                 expected=f"the collection's label {marking_id(collection.label)}, or no "
                          "gsomia label at all (the collection applies its own)")
+        if label.category in stix.NODE_MADE_KINDS:
+            # Decided on the posted label alone: it says nothing of what is held.
+            raise PolicyDenied((f"objects[{i}]: labelled {label.category}: "
+                                f"{NODE_MADE_REFUSED}",))
         if label.originator != self.party:
             raise MalformedInput(
                 f"is labelled as originated by {label.originator}", where=f"objects[{i}]",
