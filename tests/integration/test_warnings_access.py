@@ -245,3 +245,41 @@ def test_a_flood_of_a_reader_s_notes_pushes_no_warning_out_of_the_feed(
         assert [i for i, _, _ in seen] == [f"gsomia-{done.item_id}"]
     finally:
         jpn.close()
+
+
+def test_an_item_carrying_a_warning_is_not_replaced_whatever_its_label(
+        tmp_path: Path, shipped: Catalogue) -> None:
+    """A warning published on the host under a category of its own (``gsomia publish
+    --category launch-point``): its label is one a person may post under, so only the
+    look-up of the current version keeps a reader from replacing it without the warning."""
+    from gsomia.service.taxii import NODE_MADE_REFUSED
+
+    jpn = init_node(tmp_path / "jpn", "JPN", catalogue=shipped, now=datetime.now(UTC))
+    try:
+        request = handlers.LabelRequest("秘", ("JPN",), "dprk-missile",
+                                        category="launch-point")
+        done = handlers.publish(jpn.uow(), keys=jpn.keys, catalogue=shipped,
+                                obj=note("Tokyo"), now=datetime.now(UTC), actor="test",
+                                label=request, validate=check_stix)
+        poster = Person("kenji", "JPN", "機密", frozenset(PURPOSES))
+        service, store = taxii_service(jpn)
+        try:
+            label = next(iter(store.label_classes().values()))
+            mark = stix_marking(label, shipped)
+            served = service.read(poster, service.collection_id, "objects",
+                                  {"match[id]": [done.item_id]}, datetime.now(UTC))
+            newer = {k: v for k, v in json.loads(served.rows[0].content).items()
+                     if k != "x_gsomia_warning"}
+            newer |= {"modified": "2030-01-01T00:00:00.000Z",
+                      "object_marking_refs": [mark["id"]]}
+            answer = service.add(poster, service.collection_id, {"objects": [mark, newer]},
+                                 TAXII, datetime.now(UTC), "replace-own-label")
+            after = service.read(poster, service.collection_id, "objects",
+                                 {"match[id]": [done.item_id]}, datetime.now(UTC))
+        finally:
+            store.close()
+        assert [(f["id"], f["message"]) for f in answer["failures"]] == [
+            (done.item_id, NODE_MADE_REFUSED)]
+        assert "x_gsomia_warning" in json.loads(after.rows[0].content)
+    finally:
+        jpn.close()
