@@ -177,3 +177,39 @@ def test_a_partner_s_malformed_ipp_is_refused_like_any_bad_item(
         refusals = [r for r in reader.rows() if r["kind"] == "envelope-refused"
                     and r["item_id"] == good["id"]]
     assert refusals   # on record
+
+
+WARNING = {"party": "JPN", "action": "issued", "at_s": 150.0, "track": "JPN-1",
+           "level": "alert", "regions": ["Hokkaido"], "active": ["Hokkaido"],
+           "impact_lat": 41.8, "impact_lon": 145.6, "semi_major_km": 40.0,
+           "time_to_impact_s": 600.0, "reason": "overflight possible"}
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(party=st.sampled_from(["KOR", "USA", "JPN"]), live=st.booleans())
+def test_a_partner_s_warning_speaks_only_for_its_own_party(
+        pair: tuple[Node, Node], party: str, live: bool) -> None:
+    """JPN bound and sent a schema-valid live warning naming KOR: KOR's node put it out on
+    its CAP feed (sender kor.node…, source "KOR missile early warning", Actual) and its
+    dashboard as a KOR land alert of its own."""
+    (jpn, kor), now = pair, NOW
+    run = {} if live else {"launch": "2017-08-28#115", "regime": "direct", "seed": 0}
+    obj = {**note(IPP), "x_gsomia_warning": {**WARNING, **run, "party": party}}
+    del obj["x_gsomia_ipp"]
+    sent = handlers.publish(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue, obj=obj,
+                            label=LABEL, now=now)
+    with jpn.store.repository() as repo:
+        held = repo.get_item(sent.item_id)
+    assert held is not None
+    before = items_held(kor)
+    results = handlers.ingest(kor.uow(), keys=kor.keys, catalogue=kor.catalogue,
+                              batch=[Incoming(held.object(), held.security_label(),
+                                              held.bound(), "JPN")],
+                              originator_keys={"JPN": jpn.keys.public_signing_key()}, now=now)
+    if party == "JPN":
+        assert results[0].status == "stored" and items_held(kor) == before + 1
+    else:
+        assert results[0].status == "refused" and "x_gsomia_warning.party" in \
+            results[0].reasons[0]
+        assert items_held(kor) == before

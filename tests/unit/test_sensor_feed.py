@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsomia.core.sensor_feed import (
+    AHEAD_S,
     Registered,
     detections_of,
     read_lines,
@@ -20,6 +23,7 @@ from gsomia.core.sensor_feed import (
     reference_site,
 )
 from gsomia.core.tracking.types import SensorSite
+from gsomia.core.types import instant, iso
 
 SITE = Registered("kor-greenpine-jincheon", "KOR-radar-1", "rae", 36.9, 127.4, 120.0)
 REGISTERED = {SITE.id: SITE}
@@ -232,3 +236,72 @@ def test_a_partner_report_within_the_lag_is_placed_by_its_time_and_a_later_one_c
     if not centre.late:
         assert _what_the_tracker_found(outputs) == _in_measurement_order()
 
+
+
+# ---- clocks far off: a line or a report stamped ahead, a report long after the last -------
+@settings(max_examples=15, deadline=None)
+@given(st.floats(AHEAD_S + 0.01, 9e5), st.booleans(),
+       st.lists(st.floats(-5.0, 5.0), min_size=1, max_size=5))
+def test_a_line_stamped_in_the_future_is_refused_and_holds_back_no_real_line(
+        ahead: float, by_epoch: bool, times: list[float]) -> None:
+    """Taken, a line stamped ahead (by its ``t`` or its epoch) held its sensor's window
+    there: every real line after it was refused as out of order until the node restarted."""
+    epoch = instant(str(GOOD["epoch"]))
+    now_s = epoch.timestamp() + 60.0          # GOOD is measured now
+    stamped = ({"epoch": iso(epoch + timedelta(seconds=ahead))} if by_epoch
+               else {"t": 60.0 + ahead})
+    latest: dict[str, float] = {}
+    out = read_lines([json.dumps({**GOOD, **stamped}).encode()], REGISTERED, latest,
+                     10.0, now_s)
+    assert out.counts == {"future": 1} and [n for n, _ in out.refused] == [1]
+    assert latest == {}
+    real = [json.dumps({**GOOD, "t": 60.0 + t}).encode() for t in times]
+    out = read_lines(real, REGISTERED, latest, 10.0, now_s + 5.0)
+    assert len(out.accepted[SITE.id]) == len(times) and not out.refused
+
+
+@settings(max_examples=2, deadline=None)
+@given(st.floats(AHEAD_S + 1.0, 1e9), st.sampled_from(["KOR", "USA"]),
+       st.floats(20.0, 150.0))
+def test_a_partner_s_clock_far_ahead_does_not_blind_the_centre(
+        ahead: float, origin: str, at: float) -> None:
+    """A partner's schema-valid report stamped ``ahead`` of when the node held it carried
+    the centre's clock there: every real measurement after it was late, left out, and the
+    centre stepped through the empty time (hours of CPU for 1e9 s)."""
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.shell import feeds
+
+    reports = [(t, o, rep) for t, o, rep in _timed_reports() if t <= UNTIL_S]
+    epoch = instant(reports[0][2]["epoch"])
+    forged = {**reports[0][2], "t": [at + ahead], "z": reports[0][2]["z"][:1],
+              "cov": reports[0][2]["cov"][:1]}
+    centre = NodeCentre("JPN", feeds.load_geography())
+    outputs = []
+    fed = False
+    for t, o, rep in reports:
+        if not fed and t >= at:
+            outputs += centre.report(origin, forged, epoch + timedelta(seconds=at))
+            fed = True
+        outputs += centre.report(o, rep, epoch + timedelta(seconds=t))
+    assert centre.counts.get("ahead") == 1 and centre.counts.get("late", 0) == 0
+    assert _what_the_tracker_found(outputs) == _in_measurement_order()
+
+
+@pytest.mark.timeout(300)
+def test_a_report_years_after_the_last_is_taken_at_once() -> None:
+    """The centre stepped every 2 s of the gap: a report of today after one of 2017 (an
+    exercise node's replay, then a real one; or a partner's old report first) held the
+    centre for an hour of CPU, no warning made meanwhile."""
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.shell import feeds
+
+    reports = [(t, o, rep) for t, o, rep in _timed_reports() if t <= 60.0]
+    centre = NodeCentre("JPN", feeds.load_geography())
+    for _, o, rep in reports:
+        centre.report(o, rep)
+    before = centre.counts.get("measurements", 0)
+    today = [{**rep, "epoch": "2026-03-01T00:00:00.000Z"} for _, _, rep in reports]
+    for rep in today:
+        centre.report("JPN", rep)
+    assert centre.counts.get("measurements", 0) == 2 * before
+    assert centre.counts.get("late", 0) == 0

@@ -35,7 +35,7 @@ from gsomia.core.tracking.types import Array, SensorSite
 from gsomia.core.tracking.updater import measure
 from gsomia.core.types import instant, iso
 
-__all__ = ["MAX_ABS", "MAX_LINE", "REFERENCE", "Intake", "Line", "Registered",
+__all__ = ["AHEAD_S", "MAX_ABS", "MAX_LINE", "REFERENCE", "Intake", "Line", "Registered",
            "detections_of", "read_lines", "reference_report", "reference_site"]
 
 REFERENCE = (20.0, 120.0, 0.0)
@@ -45,6 +45,7 @@ elevation would be ill-conditioned)."""
 
 MAX_LINE = 4096          # bytes of one line: a measurement is a few hundred
 MAX_ABS = 1e9            # any number beyond this is not a measurement
+AHEAD_S = 120.0          # s a measurement may be stamped after it came in: clocks' skew
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +144,11 @@ def _line(doc: Mapping[str, Any], sensor: Registered) -> Line:
 
 
 def read_lines(lines: Sequence[bytes], registered: Mapping[str, Registered],
-               latest: dict[str, float], window_s: float) -> Intake:
+               latest: dict[str, float], window_s: float, now_s: float = math.inf) -> Intake:
     """Judge each line; ``latest`` (the newest instant taken per sensor, POSIX seconds) is
-    updated with what is taken."""
+    updated with what is taken. A line stamped more than :data:`AHEAD_S` after ``now_s``
+    (POSIX seconds) is refused: taken, it would hold its sensor's window there, and every
+    real line after it would be refused as out of order."""
     out = Intake()
     for number, raw in enumerate(lines, start=1):
         text = raw.strip()
@@ -179,6 +182,10 @@ def read_lines(lines: Sequence[bytes], registered: Mapping[str, Registered],
             line = _line(doc, sensor)
         except MalformedInput as exc:
             out.refuse(number, exc.describe(), "malformed")
+            continue
+        if line.at > now_s + AHEAD_S:
+            out.refuse(number, f"{line.at - now_s:.3f} s after now: no sensor measured it yet",
+                       "future")
             continue
         newest = latest.get(sensor.id, -math.inf)
         if line.at < newest - window_s:

@@ -21,10 +21,11 @@ from gsomia.core.labels import LabelVocabulary, SecurityLabel
 from gsomia.core.types import iso
 
 __all__ = [
-    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "IDENTITY",
-    "IDENTITY_ID", "SPEC_VERSION", "apply_marking", "check_extension_properties",
-    "check_label_marking", "check_spec_version", "extension_property_problem",
-    "is_label_marking", "label_from_marking", "label_marking", "marking_id", "printed_marking",
+    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "FEED_KINDS",
+    "IDENTITY", "IDENTITY_ID", "NODE_MADE", "NODE_MADE_KINDS", "SPEC_VERSION", "apply_marking",
+    "check_extension_properties", "check_label_marking", "check_spec_version",
+    "check_warning_party", "extension_property_problem", "is_label_marking",
+    "label_from_marking", "label_marking", "marking_id", "node_made", "printed_marking",
     "same_label",
 ]
 
@@ -225,6 +226,29 @@ EXTENSION_PROPERTY_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
+NODE_MADE = frozenset(EXTENSION_PROPERTY_SCHEMAS)
+"""The properties only the node's own tools make: its warning centre (warnings, tracks,
+impact predictions), its sensor intake (reports), the replays on its host. What carries them
+drives the node's CAP alerts, its map and its tracker, so a person posting over TAXII makes
+none, nor replaces an item that carries one (:class:`gsomia.service.taxii.TaxiiService`)."""
+
+
+NODE_MADE_KINDS = frozenset({"warning", "flight-path", "impact-prediction", "sensor-report"})
+"""The label categories of what only the node's own tools make: the warnings feed reads only
+these, so a person posting over TAXII labels nothing so (a flood of a reader's notes would
+push the newest warnings past the feed's bound on one read)."""
+
+FEED_KINDS = frozenset({"warning", "flight-path", "impact-prediction"})
+"""The label categories the warnings feed reads (:mod:`gsomia.shell.warnings_out`)."""
+
+
+def node_made(obj: Mapping[str, Any]) -> str | None:
+    """The first of :data:`NODE_MADE` that ``obj`` carries, or None."""
+    if NODE_MADE.isdisjoint(obj):
+        return None
+    return min(k for k in obj if k in NODE_MADE)
+
+
 def _problem(schema: Mapping[str, Any], value: Any, at: Callable[[], str]) -> str | None:
     """The first way ``value`` does not fit ``schema`` (the keywords used above), or None.
     ``at`` names where it is, made only when needed (a flight path has thousands of
@@ -306,6 +330,19 @@ def extension_property_problem(name: str, value: Any) -> str | None:
         return (f"{name}: not a gsomia extension property (known: "
                 f"{', '.join(sorted(EXTENSION_PROPERTY_SCHEMAS))})")
     return _problem(schema, value, lambda: name)
+
+
+def check_warning_party(obj: Mapping[str, Any], originator: str, *,
+                        where: str = "object") -> None:
+    """MalformedInput if ``obj`` is a warning (``x_gsomia_warning``) of another party than
+    its ``originator``: a party warns only for itself. A partner's warning naming this node's
+    party would come out of this node's CAP feed and dashboard as this party's own."""
+    warning = obj.get("x_gsomia_warning")
+    party = warning.get("party") if isinstance(warning, Mapping) else None
+    if party is not None and party != originator:
+        raise MalformedInput(f"a warning of {_shown(party)} originated by {originator}",
+                             where=f"{where}.x_gsomia_warning.party",
+                             expected=f"{originator}: a party warns only for itself")
 
 
 def check_extension_properties(obj: Mapping[str, Any], *, where: str = "object") -> None:

@@ -90,6 +90,7 @@ from gsomia.core.stix import (
     check_extension_properties,
     check_label_marking,
     check_spec_version,
+    check_warning_party,
     is_label_marking,
     label_marking,
 )
@@ -609,6 +610,8 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
             check_spec_version(incoming.obj, where="object")
             # What the originator should never have published is refused like any bad item.
             check_extension_properties(incoming.obj, where=f"object {item_id}")
+            check_warning_party(incoming.obj, incoming.label.originator,
+                                where=f"object {item_id}")
             content = crypto.canonical(incoming.obj, where="content")
             limits.check_item_size(content, where="content")
         except MalformedInput as exc:

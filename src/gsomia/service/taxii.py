@@ -166,9 +166,11 @@ class TaxiiService:
     # ---- reads -----------------------------------------------------------------------------
     def read(self, person: Person, collection: str, endpoint: str,
              params: Mapping[str, Sequence[str]], now: datetime,
-             object_id: str | None = None, *, audited: bool = True) -> Served:
+             object_id: str | None = None, *, audited: bool = True,
+             kinds: frozenset[str] | None = None) -> Served:
         """One page of ``objects``, ``manifest``, ``object`` or ``versions``; audited, unless
-        the caller records with :meth:`record_read` what it gives (``audited=False``)."""
+        the caller records with :meth:`record_read` what it gives (``audited=False``).
+        ``kinds``: only items labelled with one of these categories (the warnings feed)."""
         chosen = self.collection_for(person, collection)
         filters = parse_filters(params, endpoint)
         if endpoint == "versions":
@@ -180,9 +182,14 @@ class TaxiiService:
         if filters.next is not None:
             after = decode_cursor(self.secret, digest(), filters.next)
         with_content = endpoint in ("objects", "object")
+        def visible(classes: Mapping[str, SecurityLabel]) -> frozenset[str]:
+            readable = self._readable(classes, person, chosen)
+            return readable if kinds is None else frozenset(
+                k for k in readable if classes[k].category in kinds)
+
         page = self.store.page_by(lambda classes: Query(
-            filters, self._readable(classes, person, chosen), after, filters.limit,
-            object_id, with_content=with_content))
+            filters, visible(classes), after, filters.limit, object_id,
+            with_content=with_content))
         if object_id is not None and not page.rows and after is None:
             # Absent or hidden, the request does the same work: queue the event and answer;
             # whether the item is held, and why it is refused, is worked out off the path.
@@ -279,6 +286,7 @@ class TaxiiService:
                                                     chosen))
             except GsomiaError as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
+        submissions = self._not_replacing_node_made(person, submissions, failures)
         own = self._collection_marking(chosen, submissions)
         if submissions:
             outcomes = list(self.store.add_objects([*own, *submissions], person, now))
@@ -295,6 +303,10 @@ class TaxiiService:
                     collection: TaxiiCollection) -> Submission:
         self.check(obj)
         stix.check_extension_properties(obj, where=f"objects[{i}]")
+        made = stix.node_made(obj)
+        if made is not None:
+            # Decided on the object alone, before any label: it says nothing of what is held.
+            raise PolicyDenied((f"objects[{i}].{made}: {NODE_MADE_REFUSED}",))
         if stix.is_label_marking(obj):
             label = markings[obj["id"]]
         else:
@@ -323,6 +335,10 @@ class TaxiiService:
                 where=f"objects[{i}].object_marking_refs",
                 expected=f"the collection's label {marking_id(collection.label)}, or no "
                          "gsomia label at all (the collection applies its own)")
+        if label.category in stix.NODE_MADE_KINDS:
+            # Decided on the posted label alone: it says nothing of what is held.
+            raise PolicyDenied((f"objects[{i}]: labelled {label.category}: "
+                                f"{NODE_MADE_REFUSED}",))
         if label.originator != self.party:
             raise MalformedInput(
                 f"is labelled as originated by {label.originator}", where=f"objects[{i}]",
@@ -335,6 +351,32 @@ class TaxiiService:
             # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
             raise PolicyDenied((REFUSED_TO_PUBLISH,))
         return Submission(obj, label)
+
+    def _not_replacing_node_made(self, person: Person, submissions: Sequence[Submission],
+                                 failures: list[Outcome]) -> list[Submission]:
+        """``submissions`` without new versions of items the node's own tools made (their
+        current version carries a :data:`stix.NODE_MADE` property): a version without the
+        property would take a live warning off every feed. Only the versions ``person`` may
+        read are looked at; one they may not is refused by the access rule as ever."""
+        ids = sorted({str(s.obj["id"]) for s in submissions})
+        if not ids:
+            return list(submissions)
+        visible = self.visible(person)
+        made: set[str] = set()
+        for start in range(0, len(ids), _MAX_REFS):
+            chunk = frozenset(ids[start:start + _MAX_REFS])
+            filters = Filters(limit=len(chunk), ids=chunk)
+            for row in self.store.page(Query(filters, visible, None, len(chunk))).rows:
+                if row.content is not None and b'"x_gsomia_' in row.content \
+                        and stix.node_made(json.loads(row.content)) is not None:
+                    made.add(row.id)
+        if not made:
+            return list(submissions)
+        for s in submissions:
+            if s.obj["id"] in made:
+                failures.append(Outcome(str(s.obj["id"]), _version_text(s.obj), False,
+                                        NODE_MADE_REFUSED))
+        return [s for s in submissions if s.obj["id"] not in made]
 
     def _collection_marking(self, collection: TaxiiCollection,
                             submissions: Sequence[Submission]) -> list[Submission]:
@@ -386,6 +428,11 @@ class TaxiiService:
 
 
 _MAX_REFS = 1000  # distinct stored markings one request may name
+
+NODE_MADE_REFUSED = (
+    "refused: warnings, tracks, impact predictions, sensor reports and replays are made only "
+    "by this node's own warning centre, sensor intake and replays; over TAXII a person "
+    "neither posts one nor replaces one with a new version")
 
 
 def token_hash(token: str) -> bytes:

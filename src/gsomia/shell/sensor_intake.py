@@ -145,7 +145,7 @@ class SensorIntake:
 
         with self.lock:  # one batch at a time: the order window is per sensor
             latest = dict(self.latest)
-            intake = read_lines(lines, self.registered, latest, WINDOW_S)
+            intake = read_lines(lines, self.registered, latest, WINDOW_S, now.timestamp())
             entries: list[tuple[dict[str, Any], Any]] = []
             for sid, taken in intake.accepted.items():
                 sensor, rl = self.registered[sid], self.labels[sid]

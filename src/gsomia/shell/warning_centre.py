@@ -176,19 +176,20 @@ class CentreWorker:
 
         c = items.c
         with self.node.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.seq, c.originator, c.content)
+            rows = conn.execute(sa.select(c.seq, c.originator, c.content, c.added_at)
                                 .where(c.seq > self.mark, c.type == "note")
                                 .order_by(c.seq).limit(BATCH)).all()
             conn.rollback()
         self.publish_due()  # what a failed pass left, before anything new
         for row in rows:
             # Fed once: the centre's answers depend on the sequence it was fed.
-            self.due += self.feed(str(row.originator), bytes(row.content))
+            self.due += self.feed(str(row.originator), bytes(row.content), row.added_at)
             self.mark = int(row.seq)
             self.publish_due()
         return bool(rows)
 
-    def feed(self, originator: str, content: bytes) -> list[Output]:
+    def feed(self, originator: str, content: bytes,
+             held_at: datetime | None = None) -> list[Output]:
         try:
             obj = json.loads(content)
         except ValueError:
@@ -202,7 +203,7 @@ class CentreWorker:
                     self.unusable += 1
                     return []
                 late = self.centre.late.get(originator, 0)
-                out = self.centre.report(originator, report)
+                out = self.centre.report(originator, report, held_at)
                 if self.centre.late.get(originator, 0) > late:
                     # The tracker cannot go back: said, so that a slow link is seen.
                     log.warning("warning centre: %d measurements of a report of %s came "

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gsomia.core import alerting
+from gsomia.core import alerting, stix
 from gsomia.core.errors import MalformedInput
 from gsomia.core.policy import Person
 from gsomia.core.types import Party
@@ -100,8 +100,11 @@ def read_warnings(service: TaxiiService, person: Person, now: datetime, *,
     changed: datetime | None = None
     given: list[tuple[str, str]] = []
     for _ in range(MAX_NOTES // PAGE):
+        # Only what is labelled as the node's tools label warnings, tracks and predictions:
+        # every other note (sensor reports, a reader's posts) would count against MAX_NOTES
+        # and, past it, push the newest warnings out of the feed unsaid.
         served = service.read(person, service.collection_id, "objects", params, now,
-                              audited=audited)
+                              audited=audited, kinds=stix.FEED_KINDS)
         for row in served.rows:
             given.append((row.id, row.version))
             if row.content is None:
