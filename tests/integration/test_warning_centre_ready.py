@@ -48,3 +48,44 @@ def test_the_centre_is_ready_once_the_indicators_are_in(
         assert repo.count_items() == len(indicators)
     assert worker.published == 0 and worker.centre.counts == {}
     assert worker.centre.epoch is None
+
+
+def test_the_centre_is_fed_when_the_node_held_each_report(
+        node_factory: Callable[..., Node]) -> None:
+    """The centre leaves out a measurement stamped more than ``AHEAD_S`` after the node
+    held its report (redteam16): the worker must pass it the store's ``added_at``, or the
+    guard is off while every unit test of ``NodeCentre.report`` still passes. Here the
+    node's real radar lines, stored (published as the intake does) an hour before their
+    stamps: every one is counted ahead, none reaches the tracker (review16)."""
+    from datetime import timedelta
+
+    from gsomia.core.sensor_feed import read_lines, reference_report
+    from gsomia.service.handlers import LabelRequest
+    from gsomia.shell.sensor_intake import WINDOW_S, publish_items
+
+    node = node_factory("JPN")
+    intake = SensorIntake(node)
+    _, lines = playlist("2017-08-29", None, "JPN", 0, 180.0)
+    taken = read_lines([json.dumps(line).encode() for _, line in lines], intake.registered,
+                       {}, WINDOW_S)
+    assert taken.accepted, taken.to_json()
+    entries = []
+    first = min(m.epoch + timedelta(seconds=m.t) for ms in taken.accepted.values() for m in ms)
+    for sid, ms in taken.accepted.items():
+        rl = intake.labels[sid]
+        entries.append((intake._note(first, "radar", reference_report(intake.registered[sid],
+                                                                      ms)),
+                        LabelRequest(rl.level, tuple(sorted(rl.rel_to)), rl.purpose,
+                                     rl.caveats, policy=intake.policy,
+                                     category="sensor-report")))
+    publish_items(node, entries, first - timedelta(hours=1), "operator")
+    worker = CentreWorker(node)
+    # The real centre, without the rehearsal a node runs at its start (seconds of CPU).
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.shell import feeds
+
+    worker._centre = NodeCentre("JPN", feeds.load_geography())
+    while worker.pass_once():
+        pass
+    measured = sum(len(ms) for ms in taken.accepted.values())
+    assert worker.centre.counts.get("ahead") == measured, worker.centre.counts
