@@ -1042,11 +1042,17 @@ def test_a_partner_never_makes_the_node_keep_consents_for_what_it_holds_not_or_t
                 post()
             assert len(uow.audit.events) == size
         elif recipient in kept:
+            exchange.record_consent_request(uow, request=ConsentRequest(
+                f"again{n}", item, "JPN", recipient, "relay", "outgoing", NOW), now=NOW,
+                actor="operator")
+            size = len(uow.audit.events)
             assert post().recipient == recipient
             assert len(uow.audit.events) == size
+            assert uow.repo.requests[f"again{n}"][1] == "granted"
         else:
             assert post().recipient == recipient
             kept.add(recipient)
     assert sorted((c.item_id, c.recipient) for c in uow.repo.consents) == \
         sorted((item, r) for r in kept)
-    assert len(uow.audit.of(AuditKind.CONSENT)) == len(kept)
+    assert len([e for e in uow.audit.of(AuditKind.CONSENT)
+                if e.details["direction"] == "obtained"]) == len(kept)

@@ -997,6 +997,11 @@ def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,
         for kept in uow.repo.consents_for(consent.item_id):
             if (kept.originator, kept.recipient, kept.direction) == \
                     (consent.originator, consent.recipient, "obtained"):
+                # A request asked again since is answered all the same (its status is the
+                # operator's view only: no row and no event more).
+                uow.repo.answer_consent_requests(consent.item_id, consent.recipient,
+                                                 "granted", now)
+                uow.commit()
                 return kept
         event = uow.audit.append(
             AuditKind.CONSENT, now, actor, item_id=consent.item_id,
