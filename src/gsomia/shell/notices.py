@@ -211,18 +211,25 @@ def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender:
 
 
 class LeafCache:
-    """The log's Merkle levels, read once and then extended with what was appended."""
+    """The log's Merkle levels, read once and then extended with what was appended.
+
+    One per node, shared by the peer API's worker threads: two exchanges extending it at
+    once would add the same leaves twice, and a proof read mid-extension would find a level
+    not yet built, so each extends and proves under the lock."""
 
     def __init__(self) -> None:
         self.levels = MerkleLevels()
+        self._lock = threading.Lock()
 
-    def upto(self, conn: sa.Connection, size: int) -> MerkleLevels:
-        if self.levels.size < size:
-            more = conn.execute(sa.select(audit_events.c.leaf_hash)
-                                .where(audit_events.c.seq >= self.levels.size)
-                                .order_by(audit_events.c.seq)).scalars()
-            self.levels.extend([bytes(h) for h in more])
-        return self.levels
+    def consistency(self, conn: sa.Connection, since: int, size: int) -> list[bytes]:
+        """The consistency proof from ``since`` to ``size``, the levels read up to it."""
+        with self._lock:
+            if self.levels.size < size:
+                more = conn.execute(sa.select(audit_events.c.leaf_hash)
+                                    .where(audit_events.c.seq >= self.levels.size)
+                                    .order_by(audit_events.c.seq)).scalars()
+                self.levels.extend([bytes(h) for h in more])
+            return self.levels.consistency_proof(since, size)
 
 
 def head_with_proof(node: NodePort, since: int, cache: LeafCache | None = None) -> dict[str, Any]:
@@ -234,8 +241,7 @@ def head_with_proof(node: NodePort, since: int, cache: LeafCache | None = None) 
             raise MalformedInput("this node's log has no signed tree head yet", where="audit")
         if since > head.size:
             return {"head": head.to_json(), "consistency": None}
-        levels = (cache or LeafCache()).upto(reader.conn, head.size)
-    path = levels.consistency_proof(since, head.size)
+        path = (cache or LeafCache()).consistency(reader.conn, since, head.size)
     return {"head": head.to_json(),
             "consistency": {"old_size": since, "path": hashes_to_json(path)}}
 
