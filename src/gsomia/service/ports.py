@@ -213,6 +213,10 @@ class Repository(Protocol):
         """The log's events of ``kinds`` (partners' tree heads exchanged or found
         inconsistent), newest first, at most ``limit``."""
         ...
+    def heads_exchanged(self, limit: int) -> list[tuple[str, str]]:
+        """(when logged, details) of the ``limit`` newest partners' heads the log records as
+        exchanged, newest first."""
+        ...
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         """(seq, kind) of the log's ``limit`` newest events, newest first."""
         ...
@@ -237,15 +241,21 @@ class Repository(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedHead:
+class LoggedHead(Protocol):
     """A partner's tree head as the log recorded it: ``details`` is the event's JSON (the
     partner, its head, and whether it was consistent)."""
 
-    seq: int
-    kind: str
-    at: str
-    details: str
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def at(self) -> str: ...
+
+    @property
+    def details(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

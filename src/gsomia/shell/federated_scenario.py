@@ -61,7 +61,7 @@ def _held(node: Any, began: float, speed: float
     """(originator, object, when it was stored in flight seconds) of every note held."""
     with node.store.repository() as repo:
         rows = repo.contents_held("note")
-    return [(originator, json.loads(content), (added_at.timestamp() - began) * speed)
+    return [(str(originator), json.loads(bytes(content)), (added_at.timestamp() - began) * speed)
             for originator, content, added_at in rows]
 
 
@@ -177,7 +177,7 @@ def _received_since(node: Node, last_row: int) -> tuple[list[Held], int]:
         rows = repo.received_since(last_row)
     out = []
     for _, item_id, provider, original_label in rows:
-        label = json.loads(original_label)
+        label = json.loads(bytes(original_label))
         out.append(Held(item_id, provider or "", str(label.get("originator", "")),
                         tuple(str(p) for p in label.get("rel_to", ()))))
     return out, (rows[-1][0] if rows else last_row)

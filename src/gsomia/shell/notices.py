@@ -342,7 +342,7 @@ class NoticeSender:
         """The seq of this log's newest event other than tree-head records."""
         with self.node.store.repository() as repo:
             rows = repo.newest_events(64)
-        found = next((seq for seq, kind in rows if kind not in _HEAD_KINDS), None)
+        found = next((int(seq) for seq, kind in rows if kind not in _HEAD_KINDS), None)
         # 64 head records in a row and nothing else: nothing new since the last look.
         self._mark = found if found is not None else self._mark
         return self._mark

@@ -176,8 +176,8 @@ class CentreWorker:
         self.publish_due()  # what a failed pass left, before anything new
         for seq, originator, content in rows:
             # Fed once: the centre's answers depend on the sequence it was fed.
-            self.due += self.feed(originator, content)
-            self.mark = seq
+            self.due += self.feed(str(originator), bytes(content))
+            self.mark = int(seq)
             self.publish_due()
         return bool(rows)
 

@@ -45,7 +45,6 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from gsomia.core.audit import AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.roles import Action
 from gsomia.core.types import Party, utc_text
@@ -195,8 +194,8 @@ def partner_heads(node: NodeView) -> list[dict[str, Any]]:
     before it (a consistency proof): true, false, or None when the event does not say.
     """
     with node.store.repository() as repo:
-        rows = repo.head_records((AuditKind.TREE_HEAD_EXCHANGED.value,), limit=200)
-    return latest_partner_heads((r.at, r.details) for r in rows)
+        rows = repo.heads_exchanged(200)
+    return latest_partner_heads((at, str(details)) for at, details in rows)
 
 
 def latest_partner_heads(rows: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
