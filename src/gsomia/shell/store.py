@@ -1194,6 +1194,7 @@ def _rows(result: sa.Result[Any]) -> list[Any]:
     """The rows of ``result`` as the driver gave them: named tuples, typed by the caller."""
     return cast("list[Any]", result.all())
 
+
 def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
     return {"item_id": record.item_id, "version": record.version, "peer": record.peer,
             "direction": record.direction,
