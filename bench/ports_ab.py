@@ -4,7 +4,7 @@ call, best of 9 alternated rounds, on one SQLite node store of N items (custody,
 and deliveries for each) and 2N audit events, one in ten a partner's head. Not a test, not
 part of ``python -m bench``:
 
-    PYTHONPATH=src python bench/ports_ab.py [N]
+    PYTHONPATH=src python bench/ports_ab.py [N [NAME,NAME...]]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from gsomia.core.audit import AuditKind
 from gsomia.core.outbox import DELIVERY
 from gsomia.shell import notices, web
 from gsomia.shell import store as st
-from gsomia.shell.federated_scenario import _received_since
+from gsomia.shell.federated_scenario import Held, _received_since
 
 HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
 
@@ -126,18 +126,21 @@ def main_pending(node: Any) -> int:
                    .scalar() or 0)
 
 
-def main_received_since(node: Any, last_row: int) -> int:
+def main_received_since(node: Any, last_row: int) -> tuple[list[Held], int]:
     c = st.custody.c
     with node.store.engine.connect() as conn:
         rows = conn.execute(sa.select(c.row, c.item_id, c.provider, c.original_label)
                             .where(c.row > last_row, c.event == "received")
                             .order_by(c.row)).all()
+    out = []
     for r in rows:
-        json.loads(bytes(r.original_label))
-    return int(rows[-1].row) if rows else last_row
+        label = json.loads(bytes(r.original_label))
+        out.append(Held(r.item_id, r.provider or "", str(label.get("originator", "")),
+                        tuple(str(p) for p in label.get("rel_to", ()))))
+    return out, (rows[-1].row if rows else last_row)
 
 
-def run(n: int) -> dict[str, dict[str, float]]:
+def run(n: int, only: set[str] | None = None) -> dict[str, dict[str, float]]:
     folder = tempfile.mkdtemp(prefix="ports16-ab-")
     store = filled(os.path.join(folder, "node.db"), n)
     node = SimpleNamespace(store=store, party="JPN", folder=folder)
@@ -159,11 +162,13 @@ def run(n: int) -> dict[str, dict[str, float]]:
          lambda: branch_centre(node, mark), 200),
         ("notices.pending", lambda: main_pending(node),
          lambda: notices.pending(node), 50),
-        ("_received_since", lambda: main_received_since(node, n - 400),
-         lambda: _received_since(node, n - 400)[1], 100)]
+        ("_received_since", lambda: main_received_since(node, n - 400)[0],
+         lambda: _received_since(node, n - 400)[0], 100)]
     print(f"{n} items, {2 * n} audit events; CPU ms per call, best of 9 alternated rounds")
     out: dict[str, dict[str, float]] = {}
     for name, before, after, calls in pairs:
+        if only and name not in only:
+            continue
         a, b = before(), after()
         assert (len(a) == len(b)) if isinstance(a, list | tuple) else a == b, name
         best = {"main": 1e9, "branch": 1e9}
@@ -183,4 +188,5 @@ def run(n: int) -> dict[str, dict[str, float]]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 20000)))
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 20000,
+                         set(sys.argv[2].split(",")) if len(sys.argv) > 2 else None)))
