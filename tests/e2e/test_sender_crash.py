@@ -319,3 +319,64 @@ def test_lost_answers_never_lose_or_double_anything(pair: Any, n: int, batch: in
         with node.store.reader() as reader:
             verdict = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
         assert verdict.ok, [p.to_json() for p in verdict.problems]
+
+
+def test_the_same_batch_delivered_twice_at_once_is_stored_once(pair: Any) -> None:
+    """The peer API answers each delivery on a worker thread of its own, so a batch and a
+    copy of it (a partner's duplicate, or a replay) may be received at the same time: each
+    envelope is stored and receipted once, the other copy answered 409, nothing lost."""
+    import httpx
+
+    from gsomia.shell.peer_inbox import NodeInbox
+
+    kor, jpn = pair
+    objs = [indicator(i) for i in range(6)]
+    exchange.publish(kor, entries=[(o, LABEL) for o in objs])
+    sent = {(o["id"], o["modified"]) for o in objs}
+    inbox, both = NodeInbox(jpn), threading.Barrier(2)
+    answers: list[list[exchange.Delivered]] = []
+
+    def twice(request: Any) -> Any:
+        envelopes = [crypto.Envelope.from_json(e)
+                     for e in json.loads(request.content)["envelopes"]]
+        copies: list[list[exchange.Delivered]] = [[], []]
+
+        def receive(k: int) -> None:
+            both.wait(timeout=10)
+            copies[k] = inbox.deliver_many(envelopes, "KOR", now_utc())
+
+        threads = [threading.Thread(target=receive, args=(k,)) for k in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        answers.extend(copies)
+        # The sender hears the copy that was stored (the other is the duplicate's answer).
+        won = [a if a.receipt is not None else b for a, b in zip(*copies, strict=True)]
+        return httpx.Response(202, json={"results": [r.to_json() for r in won]})
+
+    sender = exchange.Sender(kor, batch=len(objs), clock=_clock(),
+                             client=httpx.Client(transport=httpx.MockTransport(twice)))
+    try:
+        sender.step()
+    finally:
+        sender.close()
+    first, second = answers[:2]
+    assert len(first) == len(second) == len(objs)
+    # Per envelope: one copy receipted, the other refused as a replay.
+    for a, b in zip(first, second, strict=True):
+        assert sorted([a.receipt is None, b.receipt is None]) == [False, True]
+        assert (a.status if a.receipt is None else b.status) == 409
+    ids = sorted({i for i, _ in sent})
+    with jpn.store.engine.connect() as conn:
+        held = [(r.id, r.version) for r in conn.execute(
+            sa.select(items.c.id, items.c.version).where(items.c.id.in_(ids)))]
+        given_ = [(r.item_id, r.version) for r in conn.execute(
+            sa.select(receipts.c.item_id, receipts.c.version).where(
+                receipts.c.item_id.in_(ids), receipts.c.direction == "given"))]
+    assert sorted(held) == sorted(given_) == sorted(sent)
+    rows = [r for r in exchange.outbox_rows(kor) if (r["item_id"], r["version"]) in sent]
+    assert sorted(r["status"] for r in rows) == [exchange.DELIVERED] * len(objs)
+    with jpn.store.reader() as reader:
+        verdict = handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key())
+    assert verdict.ok, [p.to_json() for p in verdict.problems]

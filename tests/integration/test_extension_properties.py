@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import jsonschema
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
@@ -91,12 +90,18 @@ def malformed_ipp(draw: st.DrawFn) -> Any:
         del parent[path[-1]]
     else:
         parent[path[-1]] = draw(_WRONG)
+    # Imported where used: every test worker collects this file, and importing jsonschema
+    # costs ~2 s of CPU (its format checkers' grammars); only the worker running it pays.
+    import jsonschema
+
     assume(jsonschema.Draft202012Validator(IPP_SCHEMA).is_valid(doc) is False)
     return doc
 
 
 def test_the_schemas_are_json_schemas() -> None:
     """(What a node's warning centre publishes fits them: ``test_dashboard_state.py``.)"""
+    import jsonschema
+
     from gsomia.core.stix import EXTENSION_PROPERTY_SCHEMAS
 
     assert EXTENSION_PROPERTY_SCHEMAS["x_gsomia_ipp"] == IPP_SCHEMA

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from stix2validator import ValidationOptions, validate_instance
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput
@@ -22,6 +21,10 @@ AT = datetime(2017, 8, 29, 6, 0, tzinfo=UTC)
 
 
 def valid(obj: dict[str, object]) -> bool:
+    # Imported here, not at the top: every test worker collects this file, and the import
+    # costs ~2 s of CPU (jsonschema's format grammars); only the worker running it pays.
+    from stix2validator import ValidationOptions, validate_instance
+
     result = validate_instance(obj, ValidationOptions(strict=False))
     return bool(result.is_valid)
 

@@ -37,9 +37,10 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import DeliveryDue, DomainEvent, NoticeDue, Routing
 from gsomia.core.types import Party
 
-__all__ = ["AuditLog", "AuditReader", "BindingSigner", "ConsentRequest", "KeyStore", "Outbox",
-           "PendingSignatures", "QueuedDelivery", "QueuedNotice", "RecordRow", "Repository",
-           "SeenEnvelope", "SignatureChecks", "StixValidator", "UnitOfWork", "checks_here"]
+__all__ = ["AuditLog", "AuditReader", "BindingSigner", "ConsentRequest", "KeyStore",
+           "LoggedHead", "Outbox", "PendingSignatures", "QueuedDelivery", "QueuedNotice",
+           "RecordRow", "Repository", "SeenEnvelope", "SignatureChecks", "StixValidator",
+           "UnitOfWork", "checks_here"]
 
 
 class SignatureChecks(Protocol):
@@ -186,6 +187,81 @@ class Repository(Protocol):
         """Mark this node's requests answered: the pending outgoing ones for ``item_id``
         (to ``recipient``), or the one ``request_id``."""
         ...
+    # what the operator, the dashboard, the warning centre and the scenarios read
+    def holdings_mark(self) -> tuple[int, ...]:
+        """(items held, newest custody row, receipts, signed tree heads): changes whenever
+        something the dashboard shows does."""
+        ...
+    def contents_stored_after(self, seq: int, *, stix_type: str,
+                              limit: int) -> list[tuple[int, str, bytes, datetime]]:
+        """(seq, originator, stored content, when added) of at most ``limit`` items of ``stix_type``
+        stored by events after ``seq``, in the order stored."""
+        ...
+    def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
+        """(originator, stored content, when added) of every item of ``stix_type`` held, in
+        the order stored."""
+        ...
+    def added_from(self, originator: Party) -> list[tuple[str, datetime]]:
+        """(id, when added) of every item version held that ``originator`` originated."""
+        ...
+    def received_since(self, row: int) -> list[tuple[int, str, str | None, bytes]]:
+        """(custody row, item id, provider, original label bytes) of the items received
+        from partners recorded after custody row ``row``, in the order recorded."""
+        ...
+    def incident_records(self) -> list[dict[str, Any]]:
+        """Every incident report held, with the seq of its event, oldest first."""
+        ...
+    def consent_request_count(self) -> int:
+        """Requests for an originator's consent to a relay, asked here or by this node."""
+        ...
+    def head_records(self, kinds: Collection[str],
+                     limit: int | None = None) -> list[LoggedHead]:
+        """The log's events of ``kinds`` (partners' tree heads exchanged or found
+        inconsistent), newest first, at most ``limit``."""
+        ...
+    def heads_exchanged(self, limit: int) -> list[tuple[str, str]]:
+        """(when logged, details) of the ``limit`` newest partners' heads the log records as
+        exchanged, newest first."""
+        ...
+    def newest_events(self, limit: int) -> list[tuple[int, str]]:
+        """(seq, kind) of the log's ``limit`` newest events, newest first."""
+        ...
+    # the outbox, as the operator reads it
+    def queued_recipients(self, kind: str, reference: str) -> list[Party]:
+        """Whom the notice ``kind``/``reference`` is queued to, in the order queued."""
+        ...
+    def notice_rows(self) -> list[dict[str, Any]]:
+        """Every notice of the outbox (its columns but ``version``), in the order queued."""
+        ...
+    def notices_in(self, status: str) -> int:
+        """How many notices of the outbox are in ``status``."""
+        ...
+    def deliveries_by_status(self) -> dict[str, int]:
+        """How many deliveries of the outbox are in each status."""
+        ...
+    def deliveries_refused(self, limit: int) -> list[tuple[str, str, str | None]]:
+        """(item id, recipient, why) of the ``limit`` deliveries refused last, newest first."""
+        ...
+    def delivered(self) -> list[tuple[str, Party, datetime | None]]:
+        """(item id, recipient, when receipted) of every row of the outbox delivered."""
+        ...
+
+
+class LoggedHead(Protocol):
+    """A partner's tree head as the log recorded it: ``details`` is the event's JSON (the
+    partner, its head, and whether it was consistent)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def at(self) -> str: ...
+
+    @property
+    def details(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +490,16 @@ class AuditReader(Protocol):
 
     def leaf_hashes(self) -> list[bytes]:
         """Stored leaf hashes in seq order (for proofs)."""
+        ...
+
+    def leaf_hashes_from(self, seq: int) -> list[bytes]:
+        """Stored leaf hashes from ``seq`` on, in seq order (to extend a proof's levels)."""
+        ...
+
+    def events_from(self, seq: int, limit: int,
+                    item_id: str | None = None) -> list[dict[str, Any]]:
+        """At most ``limit`` events from ``seq`` on, in seq order (naming ``item_id``, or
+        the batch that stored it, if given), with their details parsed."""
         ...
 
     def head_file(self) -> str | None:

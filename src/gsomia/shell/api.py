@@ -391,15 +391,17 @@ def create_app(config: ApiConfig) -> Starlette:
         return _json(dict(service.status(person, str(request.path_params["status_id"]))))
 
     # ---- peer API ----------------------------------------------------------------------------
-    def peer_of(request: Request) -> Party:
+    async def peer_of(request: Request) -> Party:
         """The partner whose pinned CA issued the client certificate; a 401 without one, a
         403 (audited) for one that counts as no partner."""
         party = config.peer_identity(request.scope)
         if isinstance(party, PeerRefused):
             record = getattr(config.inbox, "peer_refused", None)
             if record is not None:
-                # Audited before the answer: an unaudited refusal would hide who tried.
-                record(party, f"{request.method} {request.url.path}", config.clock())
+                # Audited before the answer: an unaudited refusal would hide who tried. Its
+                # commit off the loop: a stranger's certificates must not stall the node.
+                await run_in_threadpool(record, party, f"{request.method} {request.url.path}",
+                                        config.clock())
             raise _Refusal(_json(error_body("Refused", 403, party.reason,
                                             {"reasons": [party.reason]}), 403))
         if not party:
@@ -409,10 +411,12 @@ def create_app(config: ApiConfig) -> Starlette:
                                   {"WWW-Authenticate": 'Mutual-TLS realm="gsomia-peer"'}))
         return party
 
-    async def peer_json(request: Request) -> object:
+    async def peer_body(request: Request) -> bytes:
         if content_type_of_json(request.headers.get("content-type")) is False:
             raise _Refusal(_error(415, "Unsupported media type", "Send application/json"))
-        raw = await request.body()  # at most limits.PEER_BODY: BodyLimit saw to it
+        return await request.body()  # at most limits.PEER_BODY: BodyLimit saw to it
+
+    def peer_json(raw: bytes) -> object:
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -424,11 +428,18 @@ def create_app(config: ApiConfig) -> Starlette:
     # ``body``: the request's JSON as parsed, of no shape yet: each handler checks it.
     def peer(handler: Callable[[Request, Party, object], object], *, with_body: bool = True
              ) -> Callable[[Request], Awaitable[Response]]:
+        def answer(request: Request, sender: Party, raw: bytes | None) -> object:
+            return handler(request, sender, peer_json(raw) if raw is not None else None)
+
         async def endpoint(request: Request) -> Response:
             try:
-                sender = peer_of(request)
-                body = await peer_json(request) if with_body else None
-                result = handler(request, sender, body)
+                sender = await peer_of(request)
+                raw = await peer_body(request) if with_body else None
+                # Parsed, checked and committed on a worker thread: a batch's crypto and its
+                # disk sync would otherwise hold every other request (sensor POSTs, TAXII)
+                # behind it, and one delivery's sync (GIL released) could not overlap the
+                # next one's crypto.
+                result = await run_in_threadpool(answer, request, sender, raw)
             except _Refusal as refusal:
                 return refusal.response
             except MalformedInput as exc:

@@ -182,32 +182,21 @@ def pin_checks(folder: Path) -> list[Check]:
 def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check]:
     """Deliveries this node gave up (a partner refused them for good, or they could not be
     sent): never retried, so the operator has to hear of them."""
-    import sqlalchemy as sa
-
-    from gsomia.core.outbox import DELIVERY
     from gsomia.shell.exchange import PENDING, REFUSED
     from gsomia.shell.node import open_node
-    from gsomia.shell.store import outbox
 
     try:
         with open_node(folder, catalogue=agreements()) as node, \
-                node.store.engine.connect() as conn:
-            counts: dict[str, int] = {
-                str(status): int(n) for status, n in conn.execute(
-                    sa.select(outbox.c.status, sa.func.count())
-                    .where(outbox.c.kind == DELIVERY).group_by(outbox.c.status))}
-            refused = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
-                                             outbox.c.last_error)
-                                   .where(outbox.c.kind == DELIVERY,
-                                          outbox.c.status == REFUSED)
-                                   .order_by(outbox.c.row.desc()).limit(3)).all()
+                node.store.repository() as repo:
+            counts = repo.deliveries_by_status()
+            refused = repo.deliveries_refused(3)
     except Exception:  # the database check above already says what is wrong
         return []
     waiting = counts.get(PENDING, 0)
     if not refused:
         return [Check("deliveries", True, f"none refused, {waiting} pending",
                       required=False)]
-    shown = "; ".join(f"{r.item_id} to {r.recipient}: {r.last_error}" for r in refused)
+    shown = "; ".join(f"{item_id} to {recipient}: {why}" for item_id, recipient, why in refused)
     return [Check("deliveries", False,
                   f"{counts.get(REFUSED, 0)} refused ({shown}), {waiting} pending",
                   "see the delivery-refused events in the audit log; an item too large "

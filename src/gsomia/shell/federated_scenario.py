@@ -59,15 +59,10 @@ CONSENT_TIMEOUT_S = 60.0
 def _held(node: Any, began: float, speed: float
           ) -> list[tuple[str, dict[str, Any], float]]:
     """(originator, object, when it was stored in flight seconds) of every note held."""
-    import sqlalchemy as sa
-
-    from gsomia.shell.store import items
-
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(items.c.originator, items.c.content, items.c.added_at)
-                            .where(items.c.type == "note").order_by(items.c.seq)).all()
-    return [(str(r.originator), json.loads(bytes(r.content)),
-             (r.added_at.timestamp() - began) * speed) for r in rows]
+    with node.store.repository() as repo:
+        rows = repo.contents_held("note")
+    return [(str(originator), json.loads(bytes(content)), (added_at.timestamp() - began) * speed)
+            for originator, content, added_at in rows]
 
 
 def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], epoch: Any,
@@ -118,28 +113,23 @@ def _latencies(nodes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     per ``originator->hub->recipient``, those it passed on for another party; each from the
     publish at the originator to the receipt recorded at the sender."""
     import numpy as np
-    import sqlalchemy as sa
-
-    from gsomia.shell.store import items, outbox
 
     published: dict[str, Any] = {}
     for code, node in nodes.items():
-        with node.store.engine.connect() as conn:
-            published.update({r.id: (code, r.added_at) for r in conn.execute(
-                sa.select(items.c.id, items.c.added_at).where(items.c.originator == code))})
+        with node.store.repository() as repo:
+            published.update({item_id: (code, added_at)
+                              for item_id, added_at in repo.added_from(code)})
     by: dict[str, list[float]] = {}
     for code, node in nodes.items():
-        with node.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(outbox.c.item_id, outbox.c.recipient,
-                                          outbox.c.delivered_at)
-                                .where(outbox.c.status == "delivered")).all()
-        for r in rows:
-            if r.item_id not in published or r.delivered_at is None:
+        with node.store.repository() as repo:
+            rows = repo.delivered()
+        for item_id, recipient, delivered_at in rows:
+            if item_id not in published or delivered_at is None:
                 continue
-            origin, at = published[r.item_id]
-            path = f"{code}->{r.recipient}" if origin == code else \
-                f"{origin}->{code}->{r.recipient}"
-            by.setdefault(path, []).append((r.delivered_at - at).total_seconds() * 1000.0)
+            origin, at = published[item_id]
+            path = f"{code}->{recipient}" if origin == code else \
+                f"{origin}->{code}->{recipient}"
+            by.setdefault(path, []).append((delivered_at - at).total_seconds() * 1000.0)
     links: dict[str, Any] = {}
     relays: dict[str, Any] = {}
     for path, ms in sorted(by.items()):
@@ -183,21 +173,14 @@ class Held:
 
 
 def _received_since(node: Node, last_row: int) -> tuple[list[Held], int]:
-    import sqlalchemy as sa
-
-    from gsomia.shell.store import custody
-
-    c = custody.c
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(c.row, c.item_id, c.provider, c.original_label)
-                            .where(c.row > last_row, c.event == "received")
-                            .order_by(c.row)).all()
+    with node.store.repository() as repo:
+        rows = repo.received_since(last_row)
     out = []
-    for r in rows:
-        label = json.loads(bytes(r.original_label))
-        out.append(Held(r.item_id, r.provider or "", str(label.get("originator", "")),
+    for _, item_id, provider, original_label in rows:
+        label = json.loads(bytes(original_label))
+        out.append(Held(item_id, provider or "", str(label.get("originator", "")),
                         tuple(str(p) for p in label.get("rel_to", ()))))
-    return out, (rows[-1].row if rows else last_row)
+    return out, (rows[-1][0] if rows else last_row)
 
 
 class ConsentDesk:
@@ -289,15 +272,10 @@ class ConsentDesk:
 
 def _consent_requests(nodes: Mapping[str, Node]) -> int:
     """How many per-item consent requests the federation's nodes hold, all told."""
-    import sqlalchemy as sa
-
-    from gsomia.shell.store import consent_requests
-
     total = 0
     for node in nodes.values():
-        with node.store.engine.connect() as conn:
-            total += int(conn.execute(sa.select(sa.func.count())
-                                      .select_from(consent_requests)).scalar() or 0)
+        with node.store.repository() as repo:
+            total += repo.consent_request_count()
     return total
 
 

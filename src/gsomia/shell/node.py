@@ -45,7 +45,7 @@ from gsomia.core.types import Party, iso, party
 from gsomia.service import handlers
 from gsomia.shell.keys import KEY_FILES, FileKeyStore, create_identity
 from gsomia.shell.signatures import SignatureWorker
-from gsomia.shell.store import HEAD_FILE, SqlUnitOfWork, Store, resolve_url
+from gsomia.shell.store import HEAD_FILE, SqlUnitOfWork, Store, mask_url, resolve_url
 
 CONFIG = "node.toml"
 DEFAULT_DB = "sqlite:///node.db"
@@ -122,16 +122,6 @@ def taxii_collections(folder: Path, config: NodeConfig, catalogue: Catalogue
     return parse_collections(config.taxii.get("collections", []), party=config.party,
                              vocabulary=catalogue.vocabulary,
                              where=f"{folder / CONFIG}: taxii.collections")
-
-
-def mask_url(url: str) -> str:
-    """The URL with any password hidden."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # shown to people only
-        return url
 
 
 class Node:

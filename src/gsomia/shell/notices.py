@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
@@ -53,7 +52,6 @@ from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentRe
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import (
     CLASSIFICATION,
-    DELIVERY,
     INCIDENT,
 )
 from gsomia.core.partner_heads import HeadVerdict, MerkleLevels, judge_partner_head
@@ -72,10 +70,12 @@ from gsomia.shell.exchange import (
     in_background,
     peer_client,
 )
-from gsomia.shell.store import audit_events, incidents, now_utc, outbox
+from gsomia.shell.store import now_utc
 
 if TYPE_CHECKING:
     import httpx
+
+    from gsomia.service.ports import AuditReader, LoggedHead, Repository
 
 __all__ = [
     "CLASSIFICATION",
@@ -86,6 +86,7 @@ __all__ = [
     "NoticeSender",
     "accept_classification_notice",
     "accept_incident",
+    "head_events",
     "head_with_proof",
     "incident_rows",
     "notice_rows",
@@ -108,16 +109,9 @@ _HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONS
 # ---- what the operator does ---------------------------------------------------------------------
 
 
-# The notices of the one outbox (its other rows are deliveries), as notices always read.
-_NOTICES = outbox.c.kind != DELIVERY
-_NOTICE_COLUMNS = [c for c in outbox.c if c.name != "version"]
-
-
 def queued_to(node: NodePort, kind: str, reference: str) -> list[Party]:
-    with node.store.engine.connect() as conn:
-        return list(conn.execute(sa.select(outbox.c.recipient).where(
-            outbox.c.kind == kind, outbox.c.reference == reference)
-            .order_by(outbox.c.row)).scalars())
+    with node.store.repository() as repo:
+        return repo.queued_recipients(kind, reference)
 
 
 def report_incident(node: NodePort, *, item_id: str, kind: str, description: str,
@@ -145,12 +139,10 @@ def reclassify(node: NodePort, *, item_id: str, level: str, now: datetime | None
 
 
 def notice_rows(node: NodePort) -> list[dict[str, Any]]:
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(*_NOTICE_COLUMNS).where(_NOTICES)
-                            .order_by(outbox.c.row)).all()
+    with node.store.repository() as repo:
+        rows = repo.notice_rows()
     out = []
-    for r in rows:
-        row = dict(r._mapping)
+    for row in rows:
         for name in ("next_at", "queued_at", "delivered_at"):
             row[name] = iso(row[name]) if row[name] is not None else None
         row["body"] = json.loads(row["body"])
@@ -159,9 +151,8 @@ def notice_rows(node: NodePort) -> list[dict[str, Any]]:
 
 
 def pending(node: NodePort) -> int:
-    with node.store.engine.connect() as conn:
-        return int(conn.execute(sa.select(sa.func.count()).select_from(outbox)
-                                .where(_NOTICES, outbox.c.status == PENDING)).scalar() or 0)
+    with node.store.repository() as repo:
+        return repo.notices_in(PENDING)
 
 
 def incident_rows(node: NodePort) -> list[dict[str, Any]]:
@@ -172,16 +163,16 @@ def incident_rows(node: NodePort) -> list[dict[str, Any]]:
             sent.setdefault(row["reference"], []).append(
                 {"to": row["recipient"], "status": row["status"],
                  "attempts": row["attempts"], "last_error": row["last_error"]})
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(incidents).order_by(incidents.c.seq)).all()
+    with node.store.repository() as repo:
+        rows = repo.incident_records()
     out = []
     for r in rows:
-        received = r.reported_by in PARTIES and r.reported_by != node.party
-        out.append({"reference": r.reference, "direction": "received" if received
-                    else "reported", "kind": r.kind, "item_id": r.item_id,
-                    "description": r.description, "reported_by": r.reported_by,
-                    "notify": r.notify, "at": iso(r.at), "seq": r.seq,
-                    "sent": sent.get(r.reference, [])})
+        received = r["reported_by"] in PARTIES and r["reported_by"] != node.party
+        out.append({"reference": r["reference"], "direction": "received" if received
+                    else "reported", "kind": r["kind"], "item_id": r["item_id"],
+                    "description": r["description"], "reported_by": r["reported_by"],
+                    "notify": r["notify"], "at": iso(r["at"]), "seq": r["seq"],
+                    "sent": sent.get(r["reference"], [])})
     return out
 
 
@@ -211,18 +202,22 @@ def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender:
 
 
 class LeafCache:
-    """The log's Merkle levels, read once and then extended with what was appended."""
+    """The log's Merkle levels, read once and then extended with what was appended.
+
+    One per node, shared by the peer API's worker threads: two exchanges extending it at
+    once would add the same leaves twice, and a proof read mid-extension would find a level
+    not yet built, so each extends and proves under the lock."""
 
     def __init__(self) -> None:
         self.levels = MerkleLevels()
+        self._lock = threading.Lock()
 
-    def upto(self, conn: sa.Connection, size: int) -> MerkleLevels:
-        if self.levels.size < size:
-            more = conn.execute(sa.select(audit_events.c.leaf_hash)
-                                .where(audit_events.c.seq >= self.levels.size)
-                                .order_by(audit_events.c.seq)).scalars()
-            self.levels.extend([bytes(h) for h in more])
-        return self.levels
+    def consistency(self, reader: AuditReader, since: int, size: int) -> list[bytes]:
+        """The consistency proof from ``since`` to ``size``, the levels read up to it."""
+        with self._lock:
+            if self.levels.size < size:
+                self.levels.extend(reader.leaf_hashes_from(self.levels.size))
+            return self.levels.consistency_proof(since, size)
 
 
 def head_with_proof(node: NodePort, since: int, cache: LeafCache | None = None) -> dict[str, Any]:
@@ -234,8 +229,7 @@ def head_with_proof(node: NodePort, since: int, cache: LeafCache | None = None) 
             raise MalformedInput("this node's log has no signed tree head yet", where="audit")
         if since > head.size:
             return {"head": head.to_json(), "consistency": None}
-        levels = (cache or LeafCache()).upto(reader.conn, head.size)
-    path = levels.consistency_proof(since, head.size)
+        path = (cache or LeafCache()).consistency(reader, since, head.size)
     return {"head": head.to_json(),
             "consistency": {"old_size": since, "path": hashes_to_json(path)}}
 
@@ -248,14 +242,9 @@ def parse_since(value: str) -> int:
     return int(value)
 
 
-def _head_events(conn: sa.Connection, limit: int | None = None) -> list[Any]:
-    query = (sa.select(audit_events.c.seq, audit_events.c.kind, audit_events.c.at,
-                       audit_events.c.details)
-             .where(audit_events.c.kind.in_(_HEAD_KINDS))
-             .order_by(audit_events.c.seq.desc()))
-    if limit is not None:
-        query = query.limit(limit)
-    return list(conn.execute(query).all())
+def head_events(repo: Repository) -> list[LoggedHead]:
+    """The log's records of partners' heads, exchanged or found inconsistent, newest first."""
+    return repo.head_records(_HEAD_KINDS)
 
 
 def partner_heads(node: NodePort) -> list[dict[str, Any]]:
@@ -263,8 +252,8 @@ def partner_heads(node: NodePort) -> list[dict[str, Any]]:
     heads failed a check (the evidence of a rewrite is never outweighed by later good heads),
     True if checked and never failed, None if never checked from this side."""
     found: dict[str, dict[str, Any]] = {}
-    with node.store.engine.connect() as conn:
-        rows = _head_events(conn)
+    with node.store.repository() as repo:
+        rows = head_events(repo)
     for row in rows:  # newest first
         try:
             details = json.loads(row.details)
@@ -288,8 +277,8 @@ def partner_heads(node: NodePort) -> list[dict[str, Any]]:
     return [found[p] for p in sorted(found)]
 
 
-def _recorded_base(conn: sa.Connection, partner: Party) -> TreeHead | None:
-    for row in _head_events(conn):
+def _recorded_base(repo: Repository, partner: Party) -> TreeHead | None:
+    for row in head_events(repo):
         if row.kind != AuditKind.TREE_HEAD_EXCHANGED.value:
             continue
         details = json.loads(row.details)
@@ -359,10 +348,9 @@ class NoticeSender:
 
     def _own_mark(self) -> int:
         """The seq of this log's newest event other than tree-head records."""
-        with self.node.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(audit_events.c.seq, audit_events.c.kind)
-                                .order_by(audit_events.c.seq.desc()).limit(64)).all()
-        found = next((int(r.seq) for r in rows if r.kind not in _HEAD_KINDS), None)
+        with self.node.store.repository() as repo:
+            rows = repo.newest_events(64)
+        found = next((int(seq) for seq, kind in rows if kind not in _HEAD_KINDS), None)
         # 64 head records in a row and nothing else: nothing new since the last look.
         self._mark = found if found is not None else self._mark
         return self._mark
@@ -395,8 +383,8 @@ class NoticeSender:
 
     def base(self, partner: Party) -> TreeHead | None:
         if partner not in self._base:
-            with self.node.store.engine.connect() as conn:
-                self._base[partner] = _recorded_base(conn, partner)
+            with self.node.store.repository() as repo:
+                self._base[partner] = _recorded_base(repo, partner)
         return self._base[partner]
 
     def exchange_with(self, peer: Peer) -> HeadVerdict | None:

@@ -38,11 +38,11 @@ def held_head_of(node: Node, partner: Party, partner_public: Ed25519PublicKey
                  ) -> TreeHead | None:
     """The largest head of ``partner`` this node recorded that the partner signed."""
     from gsomia.core.audit import verify_tree_head
-    from gsomia.shell.notices import _head_events
+    from gsomia.shell.notices import head_events
 
     best: TreeHead | None = None
-    with node.store.engine.connect() as conn:
-        rows = _head_events(conn)
+    with node.store.repository() as repo:
+        rows = head_events(repo)
     for row in rows:
         try:
             details = json.loads(row.details)

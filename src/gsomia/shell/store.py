@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace, TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import orjson
 import sqlalchemy as sa
@@ -82,6 +82,7 @@ from gsomia.core.outbox import (
     Routing,
 )
 from gsomia.core.types import instant, iso
+from gsomia.service.ports import LoggedHead
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 _SCANNER = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -382,6 +383,19 @@ def resolve_url(url: str, folder: Path) -> str:
         if rest and rest != ":memory:" and not os.path.isabs(rest):
             return "sqlite:///" + str((folder / rest).resolve())
     return url
+
+
+# What the database raises when it refuses, is busy or is gone: the shell catches it by this
+# name, and so never imports the database library itself.
+StoreError = sa.exc.SQLAlchemyError
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password hidden."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # shown to people only
+        return url
 
 
 def make_engine(url: str) -> sa.Engine:
@@ -1090,6 +1104,108 @@ class SqlRepository:
                 query = query.where(t.c.recipient == recipient)
         self.conn.execute(query.values(status=status, decided_at=at))
 
+    # What the operator, the dashboard, the warning centre and the scenarios read. The rows
+    # are the driver's named tuples, not copied: these reads are polled (the dashboard's
+    # mark every second, the centre's notes after every commit) and are as cheap as the SQL.
+    def holdings_mark(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.conn.execute(_HOLDINGS_MARK).one())
+
+    def contents_stored_after(self, seq: int, *, stix_type: str,
+                              limit: int) -> list[tuple[int, str, bytes, datetime]]:
+        c = items.c
+        return _rows(self.conn.execute(
+            sa.select(c.seq, c.originator, c.content, c.added_at)
+            .where(c.seq > seq, c.type == stix_type)
+            .order_by(c.seq).limit(limit)))
+
+    def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
+        c = items.c
+        return _rows(self.conn.execute(
+            sa.select(c.originator, c.content, c.added_at).where(c.type == stix_type)
+            .order_by(c.seq)))
+
+    def added_from(self, originator: str) -> list[tuple[str, datetime]]:
+        return _rows(self.conn.execute(
+            sa.select(items.c.id, items.c.added_at).where(items.c.originator == originator)))
+
+    def received_since(self, row: int) -> list[tuple[int, str, str | None, bytes]]:
+        c = custody.c
+        return _rows(self.conn.execute(
+            sa.select(c.row, c.item_id, c.provider, c.original_label)
+            .where(c.row > row, c.event == "received").order_by(c.row)))
+
+    def incident_records(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(incidents).order_by(incidents.c.seq))]
+
+    def consent_request_count(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count())
+                                     .select_from(consent_requests)).scalar() or 0)
+
+    def head_records(self, kinds: Collection[str],
+                     limit: int | None = None) -> list[LoggedHead]:
+        t = audit_events
+        query = (sa.select(t.c.seq, t.c.kind, t.c.at, t.c.details)
+                 .where(t.c.kind.in_(kinds)).order_by(t.c.seq.desc()))
+        if limit is not None:
+            query = query.limit(limit)
+        return _rows(self.conn.execute(query))
+
+    def heads_exchanged(self, limit: int) -> list[tuple[str, str]]:
+        # Plain SQL, as the dashboard has always asked (an expanding IN of one kind is
+        # rewritten on every execution: half as costly again, polled every second).
+        return _rows(self.conn.execute(_HEADS_EXCHANGED, {"limit": limit}))
+
+    def newest_events(self, limit: int) -> list[tuple[int, str]]:
+        t = audit_events
+        return _rows(self.conn.execute(
+            sa.select(t.c.seq, t.c.kind).order_by(t.c.seq.desc()).limit(limit)))
+
+    # the outbox, as the operator reads it
+    def queued_recipients(self, kind: str, reference: str) -> list[str]:
+        return list(self.conn.execute(sa.select(outbox.c.recipient).where(
+            outbox.c.kind == kind, outbox.c.reference == reference)
+            .order_by(outbox.c.row)).scalars())
+
+    def notice_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(*[c for c in outbox.c if c.name != "version"])
+            .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
+
+    def notices_in(self, status: str) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.kind != DELIVERY, outbox.c.status == status)).scalar() or 0)
+
+    def deliveries_by_status(self) -> dict[str, int]:
+        return {str(status): int(n) for status, n in self.conn.execute(
+            sa.select(outbox.c.status, sa.func.count())
+            .where(outbox.c.kind == DELIVERY).group_by(outbox.c.status))}
+
+    def deliveries_refused(self, limit: int) -> list[tuple[str, str, str | None]]:
+        return _rows(self.conn.execute(
+            sa.select(outbox.c.item_id, outbox.c.recipient, outbox.c.last_error)
+            .where(outbox.c.kind == DELIVERY, outbox.c.status == "refused")
+            .order_by(outbox.c.row.desc()).limit(limit)))
+
+    def delivered(self) -> list[tuple[str, str, datetime | None]]:
+        return _rows(self.conn.execute(
+            sa.select(outbox.c.item_id, outbox.c.recipient, outbox.c.delivered_at)
+            .where(outbox.c.status == "delivered")))
+
+
+# Polled (the dashboard's state): built once, not on every call.
+_HOLDINGS_MARK = sa.text(
+    'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
+    ' (SELECT count(*) FROM receipts), (SELECT count(*) FROM tree_heads)')
+_HEADS_EXCHANGED = sa.text(
+    "SELECT at, details FROM audit_events WHERE kind = 'tree-head-exchanged' "
+    "ORDER BY seq DESC LIMIT :limit")
+
+
+def _rows(result: sa.Result[Any]) -> list[Any]:
+    """The rows of ``result`` as the driver gave them: named tuples, typed by the caller."""
+    return cast("list[Any]", result.all())
+
 
 def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
     return {"item_id": record.item_id, "version": record.version, "peer": record.peer,
@@ -1737,6 +1853,24 @@ class SqlAuditReader:
             sa.select(audit_events.c.leaf_hash).order_by(audit_events.c.seq)
             .execution_options(yield_per=20000))
         return [bytes(h) for h in result.scalars()]
+
+    def leaf_hashes_from(self, seq: int) -> list[bytes]:
+        return [bytes(h) for h in self.conn.execute(
+            sa.select(audit_events.c.leaf_hash).where(audit_events.c.seq >= seq)
+            .order_by(audit_events.c.seq)).scalars()]
+
+    def events_from(self, seq: int, limit: int,
+                    item_id: str | None = None) -> list[dict[str, Any]]:
+        t = audit_events
+        query = sa.select(t).where(t.c.seq >= seq).order_by(t.c.seq).limit(limit)
+        if item_id is not None:
+            # Also the batch leaf (items-published) that stored it, which names no one item.
+            query = query.where((t.c.item_id == item_id) | t.c.seq.in_(
+                sa.select(items.c.seq).where(items.c.id == item_id)))
+        return [{"seq": r.seq, "kind": r.kind, "at": r.at, "actor": r.actor,
+                 "item_id": r.item_id, "item_version": r.item_version,
+                 "content_hash": r.content_hash, "details": json.loads(r.details)}
+                for r in self.conn.execute(query)]
 
 
 def _outbox_where(row: Any) -> str:

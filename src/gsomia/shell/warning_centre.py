@@ -29,12 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.stix import extension_property_problem
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
 from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
+from gsomia.shell.store import StoreError
 
 if TYPE_CHECKING:
     from gsomia.core.node_centre import NodeCentre, Output
@@ -155,7 +154,7 @@ class CentreWorker:
                 more = self.pass_once()
                 if more:
                     took = time.monotonic()
-            except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
+            except (GsomiaError, StoreError) as exc:
                 # The store busy or a publish refused: nothing of that publish is stored (one
                 # commit), and what it held is published on the next pass.
                 log.warning("warning centre: %s", exc)
@@ -172,19 +171,13 @@ class CentreWorker:
 
     def pass_once(self) -> bool:
         """Read the items stored since the last pass; True if there were any."""
-        from gsomia.shell.store import items
-
-        c = items.c
-        with self.node.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.seq, c.originator, c.content, c.added_at)
-                                .where(c.seq > self.mark, c.type == "note")
-                                .order_by(c.seq).limit(BATCH)).all()
-            conn.rollback()
+        with self.node.store.repository() as repo:
+            rows = repo.contents_stored_after(self.mark, stix_type="note", limit=BATCH)
         self.publish_due()  # what a failed pass left, before anything new
-        for row in rows:
+        for seq, originator, content, added_at in rows:
             # Fed once: the centre's answers depend on the sequence it was fed.
-            self.due += self.feed(str(row.originator), bytes(row.content), row.added_at)
-            self.mark = int(row.seq)
+            self.due += self.feed(str(originator), bytes(content), added_at)
+            self.mark = int(seq)
             self.publish_due()
         return bool(rows)
 

@@ -34,7 +34,6 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import (
@@ -52,6 +51,7 @@ from gsomia.core.types import Party, utc_text
 from gsomia.service import access
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 from gsomia.shell.statuses import status_of
+from gsomia.shell.store import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -183,11 +183,8 @@ def _node_of(request: Request, party: Party) -> NodeView | None:
 
 def fingerprint(node: NodeView) -> tuple[int, ...]:
     """Changes whenever something the page shows changes."""
-    with node.store.engine.connect() as conn:
-        row = conn.execute(sa.text(
-            'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
-            ' (SELECT count(*) FROM receipts), (SELECT count(*) FROM tree_heads)')).one()
-    return tuple(int(v) for v in row)
+    with node.store.repository() as repo:
+        return repo.holdings_mark()
 
 
 def partner_heads(node: NodeView) -> list[dict[str, Any]]:
@@ -196,12 +193,9 @@ def partner_heads(node: NodeView) -> list[dict[str, Any]]:
     ``consistent`` is what the exchange found when it checked the head against the one
     before it (a consistency proof): true, false, or None when the event does not say.
     """
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT at, details FROM audit_events WHERE kind = 'tree-head-exchanged' "
-            "ORDER BY seq DESC LIMIT 200")).all()
-    return latest_partner_heads(
-        (at if isinstance(at, str) else _stamp(at) or "", str(details)) for at, details in rows)
+    with node.store.repository() as repo:
+        rows = repo.heads_exchanged(200)
+    return latest_partner_heads((at, str(details)) for at, details in rows)
 
 
 def latest_partner_heads(rows: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -317,7 +311,7 @@ def state(node: NodeView, session: Session, now: datetime,
             external = reader.external_head()
             audit["published"] = None if external is None else external.to_json()
         audit["partners"] = partner_heads(node)
-    except (GsomiaError, sa.exc.SQLAlchemyError, ValueError) as exc:
+    except (GsomiaError, StoreError, ValueError) as exc:
         audit["error"] = str(exc)
     coverage: dict[str, Any] = {"areas": [], "withheld": 0, "error": None}
     try:
@@ -596,7 +590,7 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
                         seen = await run_in_threadpool(fingerprint, node)
                         yield f"event: state\ndata: {json.dumps(doc)}\n\n"
                         quiet = 0
-                except (GsomiaError, sa.exc.SQLAlchemyError) as exc:
+                except (GsomiaError, StoreError) as exc:
                     yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
                 quiet += 1
                 if quiet >= 15:

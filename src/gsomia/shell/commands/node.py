@@ -518,23 +518,8 @@ def register(cli: click.Group) -> None:
     def events(node_dir: str, item_id: str | None, start: int, limit: int,
                as_json: bool) -> None:
         """List audit events in seq order."""
-        import sqlalchemy as sa
-
-        from gsomia.shell.store import audit_events, items
-
-        t = audit_events
-        query = sa.select(t).where(t.c.seq >= start).order_by(t.c.seq).limit(limit)
-        if item_id is not None:
-            # Also the batch leaf (items-published) that stored it, which names no one item.
-            query = query.where((t.c.item_id == item_id) | t.c.seq.in_(
-                sa.select(items.c.seq).where(items.c.id == item_id)))
-        import json
-
-        with _open(node_dir) as node, node.store.engine.connect() as conn:
-            rows = [{"seq": r.seq, "kind": r.kind, "at": r.at, "actor": r.actor,
-                     "item_id": r.item_id, "item_version": r.item_version,
-                     "content_hash": r.content_hash, "details": json.loads(r.details)}
-                    for r in conn.execute(query)]
+        with _open(node_dir) as node, node.store.reader() as reader:
+            rows = reader.events_from(start, limit, item_id)
         if as_json:
             emit_json({"party": node.party, "events": rows})
             return
@@ -576,7 +561,7 @@ class _CountingReader:
 
 
 def _info(node: Node) -> dict[str, Any]:
-    from gsomia.shell.node import mask_url
+    from gsomia.shell.store import mask_url
 
     with node.store.reader() as reader:
         size = reader.size()
