@@ -28,7 +28,7 @@ def _publish(node: Node, obj: dict[str, Any], now: datetime, *, synced: bool) ->
     handlers.publish_many(node.store.uow(synced=synced), keys=node.keys,
                           catalogue=node.catalogue, entries=[(obj, LABEL)], now=now)
     with node.store.engine.connect() as conn:
-        return int(conn.exec_driver_sql("SELECT max(size) FROM tree_heads").scalar())
+        return int(conn.exec_driver_sql("SELECT max(size) FROM tree_heads").scalar() or 0)
 
 
 def _copy_size(node: Node) -> int:
@@ -37,11 +37,11 @@ def _copy_size(node: Node) -> int:
 
 
 def _synchronous(node: Node) -> set[int]:
-    """The ``synchronous`` level of every connection the pool holds."""
-    pool = node.store.engine.pool
-    conns = [node.store.engine.connect() for _ in range(pool.checkedin() or 1)]
+    """The ``synchronous`` level of the connections the pool hands out first (the last
+    used first: the unit of work's)."""
+    conns = [node.store.engine.connect() for _ in range(3)]
     try:
-        return {int(c.exec_driver_sql("PRAGMA synchronous").scalar()) for c in conns}
+        return {int(c.exec_driver_sql("PRAGMA synchronous").scalar() or 0) for c in conns}
     finally:
         for c in conns:
             c.close()
@@ -75,6 +75,10 @@ def test_an_unsynced_commit_is_not_copied_and_leaves_its_connection_synced(
 
     after = _publish(node, make_indicator(2), now, synced=True)
     assert _copy_size(node) == after
+    last = _publish(node, make_indicator(3), now, synced=False)
+    assert _copy_size(node) == after
+    node.close()  # a node stopped leaves the copy at its newest head, the log synced
+    assert _copy_size(node) == last
     with node.store.reader() as reader:
         verdict = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
     assert verdict.ok, verdict.problems

@@ -959,8 +959,9 @@ class Sender:
         # Everything else on an item's way (its store here, its store and receipt there)
         # is synced before anything is sent or answered.
         delivered, refused = exchange_handlers.settle(
-            self.node.store.uow(synced=False), peer=peer.party, peer_public=peer.signing_public, sent=sent,
-            now=self.clock(), checks=_checks(self.node))
+            self.node.store.uow(synced=False), peer=peer.party,
+            peer_public=peer.signing_public, sent=sent, now=self.clock(),
+            checks=_checks(self.node))
         report.delivered += delivered
         report.refused += refused
 

@@ -1350,7 +1350,7 @@ class SqlUnitOfWork:
         self._conn = conn
         if not self._synced and conn.dialect.name == "sqlite":
             try:
-                conn.connection.dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+                _synchronous(conn, "NORMAL")
                 self._relaxed = True
             except BaseException:
                 self._restore_sync()
@@ -1387,7 +1387,7 @@ class SqlUnitOfWork:
         if not self._relaxed or self._conn is None:
             return
         try:
-            self._conn.connection.dbapi_connection.execute("PRAGMA synchronous=FULL")
+            _synchronous(self._conn, "FULL")
             self._relaxed = False
         except BaseException:
             self._conn.invalidate()
@@ -1432,9 +1432,11 @@ class SqlUnitOfWork:
                 # What waits for this commit (the sender, the centre) needs the database
                 # only: it goes on while the head's copy is written (that copy may lag).
                 signal_commit(self._store.engine, queued_to, told=told)
-            if not relaxed:
+            if relaxed:
                 # A head over pages not yet synced is not copied: after a power cut the
                 # copy would be ahead of the database, a rollback that never happened.
+                self._store.hold_uncopied(head)
+            else:
                 self._store.write_external_head(head, sync=not self.audit.reads_only,
                                                 create=self.audit.first)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
@@ -1501,6 +1503,15 @@ class _ItemCursor:
             query = query.where(items.c.version == version)
         row = self.conn.execute(query.limit(1)).first()
         return None if row is None else self._record(row)
+
+
+def _synchronous(conn: sa.Connection, level: str) -> None:
+    """Set SQLite's ``synchronous`` of ``conn`` (outside a transaction: SQLite refuses it
+    inside one)."""
+    raw = conn.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the connection is closed")
+    raw.execute(f"PRAGMA synchronous={level}")
 
 
 def _sync_log(conn: sa.Connection) -> None:
@@ -1942,6 +1953,10 @@ class Store:
         self._stamp_path = self._revocations_file  # read on every authentication
         self._copier: _HeadCopier | None = None
         self._checkpointer: _Checkpointer | None = None
+        # The newest head of an unsynced commit (SqlUnitOfWork, synced=False), not copied
+        # beside the database: copied once the log is synced, when the store closes.
+        self._uncopied: TreeHead | None = None
+        self._uncopied_lock = threading.Lock()
         if migrate_schema:
             migrate(self.engine)
 
@@ -2189,7 +2204,30 @@ class Store:
         finally:
             os.close(folder)  # and with it the lock
 
+    def hold_uncopied(self, head: TreeHead) -> None:
+        with self._uncopied_lock:
+            if self._uncopied is None or head.size > self._uncopied.size:
+                self._uncopied = head
+
+    def copy_uncopied(self) -> None:
+        """Sync the log, then copy the newest head of an unsynced commit beside the
+        database (a later one copied meanwhile stays: an older head never replaces it)."""
+        with self._uncopied_lock:
+            head, self._uncopied = self._uncopied, None
+        if head is None:
+            return
+        try:
+            with self.engine.connect() as conn:
+                _sync_log(conn)
+            self.write_external_head(head)
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            # The database holds the commit: the copy lags, as it may.
+            print(f"gsomia: the tree head's copy was not written: {exc}", file=sys.stderr,
+                  flush=True)
+
     def dispose(self) -> None:
+        # A node stopped leaves the copy at its newest head, unsynced commits' included.
+        self.copy_uncopied()
         if self._copier is not None:
             self._copier.close()
         if self._checkpointer is not None:
