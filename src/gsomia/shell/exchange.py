@@ -953,10 +953,15 @@ class Sender:
                                        (unsent or {}).get(row.row),
                                        (digests or {}).get(row.row))
                 for row, envelope in sealed]
-        # When the answer came back: publish-to-receipt ends here.
+        # When the answer came back: publish-to-receipt ends here. Its commit waits for no
+        # disk sync: a power cut that loses it leaves the deliveries pending, and they go
+        # again; the partner, holding the items, answers with receipts it records once.
+        # Everything else on an item's way (its store here, its store and receipt there)
+        # is synced before anything is sent or answered.
         delivered, refused = exchange_handlers.settle(
-            self.node.uow(), peer=peer.party, peer_public=peer.signing_public, sent=sent,
-            now=self.clock(), checks=_checks(self.node))
+            self.node.store.uow(synced=False), peer=peer.party,
+            peer_public=peer.signing_public, sent=sent, now=self.clock(),
+            checks=_checks(self.node))
         report.delivered += delivered
         report.refused += refused
 

@@ -1434,14 +1434,29 @@ class SqlAuditLog:
 
 
 class SqlUnitOfWork:
-    """One transaction: records, audit events and the signed head commit together."""
+    """One transaction: records, audit events and the signed head commit together.
+
+    ``synced=False`` (SQLite only; elsewhere it changes nothing): the commit returns once
+    its pages are in the write-ahead log, before they are synced to disk
+    (``synchronous=NORMAL`` for this transaction alone). Only for a commit that a power cut
+    may lose without anyone having relied on it, and that the node redoes by itself: the
+    partner's receipts settled (lost, the deliveries are pending again and go again; the
+    partner holds the item and answers the new envelope with a receipt, recorded there
+    once). A killed process loses nothing of it (the pages are in the operating system's
+    hands); the next synced commit syncs it too (the log is one file, synced whole). Its
+    signed head is not copied beside the database (the copy lags, as it may), and a head
+    read through :meth:`SqlAuditReader.latest_head` is synced before it is handed to
+    anyone (:func:`_sync_log`): no head leaves the node for a log a power cut could
+    shorten."""
 
     repo: SqlRepository
     audit: SqlAuditLog
     outbox: SqlOutbox
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, synced: bool = True) -> None:
         self._store = store
+        self._synced = synced
+        self._relaxed = False  # this transaction's connection runs synchronous=NORMAL
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
         self.committed_head: TreeHead | None = None
@@ -1460,6 +1475,13 @@ class SqlUnitOfWork:
     def __enter__(self) -> Self:
         conn = self._store.engine.connect().execution_options(gsomia_write=True)
         self._conn = conn
+        if not self._synced and conn.dialect.name == "sqlite":
+            try:
+                _synchronous(conn, "NORMAL")
+                self._relaxed = True
+            except BaseException:
+                self._restore_sync()
+                raise
         self._tx = conn.begin()
         if conn.dialect.name == "postgresql":
             # One writer at a time appends to the log and signs its head, whichever process
@@ -1480,10 +1502,24 @@ class SqlUnitOfWork:
             if self._conn is not None and self._conn.in_transaction():
                 self._conn.rollback()
         finally:
+            self._restore_sync()
             if self._conn is not None:
                 self._conn.close()
             self._conn = self._tx = None
             self.events = []
+
+    def _restore_sync(self) -> None:
+        """The connection back to ``synchronous=FULL`` before it returns to the pool; one
+        that cannot be is dropped, never handed to a commit that must be synced."""
+        if not self._relaxed or self._conn is None:
+            return
+        try:
+            _synchronous(self._conn, "FULL")
+            self._relaxed = False
+        except BaseException:
+            self._conn.invalidate()
+            self._relaxed = False
+            raise
 
     def commit(self) -> None:
         assert self._conn is not None, "commit outside the block"
@@ -1498,6 +1534,12 @@ class SqlUnitOfWork:
             self._conn.exec_driver_sql(f"NOTIFY {COMMIT_CHANNEL}")
         self._conn.commit()
         self._tx = None
+        relaxed = self._relaxed and head is not None
+        if relaxed and self.audit.first:
+            # The log's first commit creates the head's copy beside the database, which
+            # must not get ahead of what the disk holds: this one is synced now.
+            _sync_log(self._conn)
+            relaxed = False
         if self.repo.revoked:
             self._store.mark_revocations()
             self.repo.revoked = False
@@ -1517,8 +1559,13 @@ class SqlUnitOfWork:
                 # What waits for this commit (the sender, the centre) needs the database
                 # only: it goes on while the head's copy is written (that copy may lag).
                 signal_commit(self._store.engine, queued_to, told=told)
-            self._store.write_external_head(head, sync=not self.audit.reads_only,
-                                            create=self.audit.first)
+            if relaxed:
+                # A head over pages not yet synced is not copied: after a power cut the
+                # copy would be ahead of the database, a rollback that never happened.
+                self._store.hold_uncopied(head)
+            else:
+                self._store.write_external_head(head, sync=not self.audit.reads_only,
+                                                create=self.audit.first)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
         # first use, taking the write lock again only then.
         self.audit.discard()
@@ -1583,6 +1630,35 @@ class _ItemCursor:
             query = query.where(items.c.version == version)
         row = self.conn.execute(query.limit(1)).first()
         return None if row is None else self._record(row)
+
+
+def _synchronous(conn: sa.Connection, level: str) -> None:
+    """Set SQLite's ``synchronous`` of ``conn`` (outside a transaction: SQLite refuses it
+    inside one)."""
+    raw = conn.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("the connection is closed")
+    raw.execute(f"PRAGMA synchronous={level}")
+
+
+def _sync_log(conn: sa.Connection) -> None:
+    """Sync SQLite's write-ahead log to disk: every commit made so far, by any process,
+    synced or not, then survives a power cut (a sync of the file through any descriptor
+    syncs all that was written to it). Nothing to do elsewhere, or without a log file (none:
+    every commit is in the database file, synced by the checkpoint that emptied the log)."""
+    if conn.dialect.name != "sqlite":
+        return
+    path = conn.engine.url.database
+    if path in (None, "", ":memory:") or str(path).startswith("file:"):
+        return
+    try:
+        fd = os.open(f"{path}-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class SqlAuditReader:
@@ -1696,7 +1772,12 @@ class SqlAuditReader:
     def latest_head(self) -> TreeHead | None:
         row = self.conn.execute(tree_heads.select().order_by(tree_heads.c.size.desc())
                                 .limit(1)).first()
-        return None if row is None else _head(row)
+        if row is None:
+            return None
+        # It may be the head of a commit not yet synced (SqlUnitOfWork, synced=False): it
+        # is on disk before anyone (a partner, an auditor) gets it.
+        _sync_log(self.conn)
+        return _head(row)
 
     def external_head(self) -> TreeHead | None:
         """The head kept outside, as read just before this snapshot began."""
@@ -2017,6 +2098,10 @@ class Store:
         self._stamp_path = self._revocations_file  # read on every authentication
         self._copier: _HeadCopier | None = None
         self._checkpointer: _Checkpointer | None = None
+        # The newest head of an unsynced commit (SqlUnitOfWork, synced=False), not copied
+        # beside the database: copied once the log is synced, when the store closes.
+        self._uncopied: TreeHead | None = None
+        self._uncopied_lock = threading.Lock()
         if migrate_schema:
             migrate(self.engine)
 
@@ -2024,8 +2109,9 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def uow(self) -> SqlUnitOfWork:
-        return SqlUnitOfWork(self)
+    def uow(self, *, synced: bool = True) -> SqlUnitOfWork:
+        """A unit of work; ``synced=False``: see :class:`SqlUnitOfWork`."""
+        return SqlUnitOfWork(self, synced=synced)
 
     def claim(self, *, deliveries: bool, now: datetime, limit: int,
               recipient: str | None = None, leaving: Collection[int] = (),
@@ -2263,7 +2349,30 @@ class Store:
         finally:
             os.close(folder)  # and with it the lock
 
+    def hold_uncopied(self, head: TreeHead) -> None:
+        with self._uncopied_lock:
+            if self._uncopied is None or head.size > self._uncopied.size:
+                self._uncopied = head
+
+    def copy_uncopied(self) -> None:
+        """Sync the log, then copy the newest head of an unsynced commit beside the
+        database (a later one copied meanwhile stays: an older head never replaces it)."""
+        with self._uncopied_lock:
+            head, self._uncopied = self._uncopied, None
+        if head is None:
+            return
+        try:
+            with self.engine.connect() as conn:
+                _sync_log(conn)
+            self.write_external_head(head)
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            # The database holds the commit: the copy lags, as it may.
+            print(f"gsomia: the tree head's copy was not written: {exc}", file=sys.stderr,
+                  flush=True)
+
     def dispose(self) -> None:
+        # A node stopped leaves the copy at its newest head, unsynced commits' included.
+        self.copy_uncopied()
         if self._copier is not None:
             self._copier.close()
         if self._checkpointer is not None:
