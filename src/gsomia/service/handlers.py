@@ -335,8 +335,12 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
     with uow:
         # Whether the publisher may add to an item is decided before "already held" is
         # said: that answer would tell a person about a version they may not see.
-        current = uow.repo.current_labels(sorted({p[0] for p in prepared}))
-        held = uow.repo.held_versions([(p[0], p[1]) for p in prepared])
+        versions = uow.repo.versions_held(sorted({p[0] for p in prepared}))
+        held = versions & {(p[0], p[1]) for p in prepared}
+        # Custody rows are written only with their item's row, or for versions held: an id
+        # with no version held has none, and a batch of new ids reads no custody at all.
+        known = sorted({v[0] for v in versions})
+        current = uow.repo.current_labels(known) if known else {}
         kept: list[int] = []
         for n, (item_id, version, form) in enumerate(prepared):
             verdict = decide_new_version(form.label, current.get(item_id, []),
