@@ -443,6 +443,33 @@ def test_batched_read_audit_commits_within_moments_and_fails_closed(world: World
 # ---- publishing through TAXII -----------------------------------------------------------------
 
 
+def test_a_posts_status_commits_with_its_objects(world: World) -> None:
+    # Looked at as each commit is made: the status appears in the very commit that first
+    # holds the objects it reports on, never after them (a lost status) nor before.
+    seen: list[tuple[set[str], set[str]]] = []
+
+    def look(conn: sa.Connection) -> None:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        seen.append(({r[0] for r in raw.execute("SELECT id FROM taxii_statuses")},
+                     {r[0] for r in raw.execute("SELECT id FROM items")}))
+
+    n = 700 + next(_n)
+    sa.event.listen(sa.engine.Engine, "commit", look)
+    try:
+        r = world.client.post(OBJECTS, headers={**auth(world.tokens["aiko"]), **POST},
+                              content=json.dumps(envelope(CONF, world.catalogue,
+                                                          [indicator(n), indicator(n + 1)])))
+    finally:
+        sa.event.remove(sa.engine.Engine, "commit", look)
+    status = r.json()
+    assert r.status_code == 202 and status["success_count"] == 3, status
+    with_status = [items for statuses, items in seen if status["id"] in statuses]
+    without = [items for statuses, items in seen if status["id"] not in statuses]
+    assert with_status and {indicator(n)["id"], indicator(n + 1)["id"]} <= with_status[0]
+    assert all(indicator(n)["id"] not in items for items in without)
+
+
 def test_publishing_reports_each_object_and_keeps_the_rest(world: World) -> None:
     n = 500 + next(_n)
     ok, bad_pattern = indicator(n), {**indicator(n + 1), "pattern": "[unclosed"}

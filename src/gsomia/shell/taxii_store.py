@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
@@ -39,18 +39,20 @@ from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
-from gsomia.service.ports import BindingSigner, KeyStore, StixValidator
+from gsomia.service.ports import BindingSigner, KeyStore, StixValidator, UnitOfWork
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
     AuditUnavailable,
     Outcome,
     Page,
+    PostStatus,
     Query,
     StoredVersion,
     Submission,
 )
 from gsomia.shell.store import (
+    SqlUnitOfWork,
     Store,
     UTCDateTime,
     make_engine,
@@ -74,6 +76,18 @@ taxii_statuses = sa.Table(
 
 _SAVE_STATUS = "INSERT INTO taxii_statuses (id, owner, body, at) VALUES (?, ?, ?, ?)"
 _TOKEN_TTL = 5.0  # seconds a token lookup is reused: auth need not hit the database each call
+
+
+def _insert_status(conn: sa.Connection, status_id: str, owner: str, body: Mapping[str, Any],
+                   now: datetime) -> None:
+    # orjson, and on SQLite the driver's own statement: a post's status lists each of its
+    # objects, and the json module and Core's insert cost a tenth of the post.
+    text = orjson.dumps(dict(body)).decode("utf-8")
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SAVE_STATUS, (status_id, owner, text, taxii_time(now)))
+    else:
+        conn.execute(taxii_statuses.insert(), {"id": status_id, "owner": owner,
+                                               "at": taxii_time(now), "body": text})
 
 
 def version_forms(at: datetime) -> list[str]:
@@ -295,7 +309,8 @@ class SqlObjectStore:
 
     # ---- writes ----------------------------------------------------------------------------
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime) -> Sequence[Outcome]:
+                    now: datetime, *, status: PostStatus | None = None
+                    ) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
         checked: dict[handlers.LabelRequest, str | None] = {}
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
@@ -335,20 +350,38 @@ class SqlObjectStore:
             entries.append((n, obj, request))
         # Whether each may be added, and whether it is held already, is decided inside the
         # batch's transaction (``skipped``): one read of each, not one before and one in it.
-        self._publish(entries, publisher, now, outcomes)
+        if not self._publish(entries, publisher, now, outcomes, status) and status is not None:
+            # Nothing committed by the batch (nothing to write, or one commit per object):
+            # the status on its own, once the objects it reports on are committed.
+            self.save_status(status.status_id, status.owner,
+                             status.make([outcomes[n] for n in sorted(outcomes)]), now)
         return [outcomes[n] for n in sorted(outcomes)]
 
     def _publish(self, ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
-                 publisher: Person, now: datetime, outcomes: dict[int, Outcome]) -> None:
+                 publisher: Person, now: datetime, outcomes: dict[int, Outcome],
+                 status: PostStatus | None = None) -> bool:
+        """Publish ``ready`` in one commit, filling ``outcomes``; True when ``status`` was
+        saved in that commit."""
         if not ready:
-            return
+            return False
         skipped: dict[int, str] = {}
+        saving: list[bool] = []
+
+        def save_with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
+            assert status is not None
+            every = dict(outcomes)
+            self._settle(ready, published, skipped, every)
+            _insert_status(cast("SqlUnitOfWork", uow).repo.conn, status.status_id,
+                           status.owner, status.make([every[n] for n in sorted(every)]), now)
+            saving.append(True)
+
         try:
             published = handlers.publish_many(
                 self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
                 validate=None, publisher=publisher, as_posted=True, one_leaf=True,
-                signer=self.signer, skipped=skipped)
+                signer=self.signer, skipped=skipped,
+                before_commit=None if status is None else save_with_batch)
         except Unavailable:
             raise  # no signatures: the whole batch is refused, not each object in turn
         except GsomiaError:
@@ -364,7 +397,15 @@ class SqlObjectStore:
                 except GsomiaError as exc:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
-            return
+            return False
+        self._settle(ready, published, skipped, outcomes)
+        return bool(saving)
+
+    @staticmethod
+    def _settle(ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
+                published: Sequence[handlers.Published], skipped: Mapping[int, str],
+                outcomes: dict[int, Outcome]) -> None:
+        """The outcome of each of ``ready``: published, or skipped for its reason."""
         done = iter(published)
         for i, (n, obj, _) in enumerate(ready):
             reason = skipped.get(i)
@@ -502,15 +543,8 @@ class SqlObjectStore:
     def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],
                     now: datetime) -> None:
         engine = self._status_engine()
-        # orjson, and on SQLite the driver's own statement: a post's status lists each of its
-        # objects, and the json module and Core's insert cost a tenth of the post.
-        text = orjson.dumps(dict(body)).decode("utf-8")
         with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql(_SAVE_STATUS, (status_id, owner, text, taxii_time(now)))
-            else:
-                conn.execute(taxii_statuses.insert(), {"id": status_id, "owner": owner,
-                                                       "at": taxii_time(now), "body": text})
+            _insert_status(conn, status_id, owner, body, now)
 
     def status(self, status_id: str) -> tuple[str, Mapping[str, Any]] | None:
         with self.store.engine.connect() as conn:
