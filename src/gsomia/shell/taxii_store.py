@@ -366,7 +366,7 @@ class SqlObjectStore:
         if not ready:
             return False
         skipped: dict[int, str] = {}
-        saving: list[bool] = []
+        saving: list[dict[int, Outcome]] = []
         learnt: list[tuple[int, dict[str, SecurityLabel]]] = []
 
         def with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
@@ -376,7 +376,7 @@ class SqlObjectStore:
                 self._settle(ready, published, skipped, every)
                 _insert_status(conn, status.status_id, status.owner,
                                status.make([every[n] for n in sorted(every)]), now)
-                saving.append(True)
+                saving.append(every)
             classes = self._batch_classes(conn, uow.events, len(published))
             if classes is not None:
                 learnt.append(classes)
@@ -403,7 +403,10 @@ class SqlObjectStore:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
             return False
-        self._settle(ready, published, skipped, outcomes)
+        if saving:  # settled already, for the status saved with the batch
+            outcomes.update(saving[-1])
+        else:
+            self._settle(ready, published, skipped, outcomes)
         if learnt:  # committed: the batch's custody rows need not be read back
             last, classes = learnt[-1]
             with self._lock:
@@ -420,21 +423,37 @@ class SqlObjectStore:
         classes of their labels, to be taken as seen once the batch commits; else None (the
         next :meth:`_classes` reads them). Each post otherwise read back the previous one's
         rows, grouping their labels, on its first look at the classes."""
-        labels = {e.label for e in events if isinstance(e, ItemStored)}
+        # The batch's items share a label object or a few: told apart by identity first
+        # (hashing a label is dear), then by value.
+        labels = set({id(e.label): e.label for e in events
+                      if isinstance(e, ItemStored)}.values())
         if not written or not labels:
             return None
         with self._lock:
             seen = self._custody_seen
-        count, last = conn.execute(self._text(("batch-rows",), lambda: sa.text(
-            'SELECT count(*), max("row") FROM custody WHERE "row" > :seen')),
-            {"seen": seen}).one()
-        if count != written:
-            return None  # rows of other writers not seen yet, or a batch not as expected
+        rows = self._text(("batch-rows",), lambda: sa.text(
+            'SELECT count(*), max("row") FROM custody WHERE "row" > :seen'))
         classify = self._text(("class-of",), lambda: sa.text(
             f"SELECT {self._class_sql(':label')}"))
+        if self.store.dialect == "sqlite":
+            # Once per post: the driver's own statements, in the batch's transaction
+            # (SQLAlchemy's statement path cost more than the queries).
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            count, last = raw.execute(rows.text, {"seen": seen}).fetchone()
+
+            def class_of(data: bytes) -> str:
+                return str(raw.execute(classify.text, {"label": data}).fetchone()[0])
+        else:
+            count, last = conn.execute(rows, {"seen": seen}).one()
+
+            def class_of(data: bytes) -> str:
+                return str(conn.execute(classify, {"label": data}).scalar_one())
+        if count != written:
+            return None  # rows of other writers not seen yet, or a batch not as expected
         classes: dict[str, SecurityLabel] = {}
         for label in labels:
-            key = conn.execute(classify, {"label": record_bytes(label.to_json())}).scalar_one()
+            key = class_of(record_bytes(label.to_json()))
             classes[key] = self._labels.get(key) or SecurityLabel.from_stored(json.loads(key))
         return int(last), classes
 
