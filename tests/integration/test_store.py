@@ -110,7 +110,8 @@ def test_what_is_held_is_found_among_many_and_odd_ids(
     with kor.store.repository() as repo:
         found = repo.held_versions([(i, "2024-03-01T08:00:00.000Z") for i in asked])
         labels = repo.current_labels(asked)
-    assert found == {(o["id"], "2024-03-01T08:00:00.000Z") for o in held}
+        versions = repo.versions_held(asked)
+    assert found == versions == {(o["id"], "2024-03-01T08:00:00.000Z") for o in held}
     assert sorted(labels) == sorted(o["id"] for o in held)
     assert all(len(v) == 1 and v[0].level == SECRET_KOR.level for v in labels.values())
 

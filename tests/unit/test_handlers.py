@@ -106,6 +106,9 @@ class FakeRepo:
     def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         return {k for k in keys if k in self.items}
 
+    def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
+        return {k for k in self.items if k[0] in item_ids}
+
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         latest = {(c.item_id, c.version): c.national_label for c in self.custody
                   if c.item_id in item_ids}
@@ -352,6 +355,28 @@ def test_outside_a_federation_nothing_is_queued(shipped: Catalogue) -> None:
     handlers.publish_many(uow, keys=FakeKeys("KOR"), catalogue=shipped,
                           entries=[(indicator(), KOR_LABEL)], now=NOW)
     assert uow.outbox.deliveries == [] and uow.audit.of(AuditKind.DELIVERIES_QUEUED) == []
+
+
+def test_a_batch_of_new_ids_and_a_held_one_still_checks_the_held_ones_label(
+        shipped: Catalogue) -> None:
+    # The batch reads custody only for ids with a version held: the held id's label must
+    # still be found and kept, beside ids new to the node.
+    uow, keys = node("KOR", shipped)
+    handlers.publish_many(uow, keys=keys, catalogue=shipped,
+                          entries=[(indicator(1), KOR_LABEL)], now=NOW)
+    narrower = handlers.LabelRequest("군사II급비밀", ("KOR",), "dprk-missile")
+    later = {**indicator(1), "modified": "2026-11-02T00:00:00.000Z"}
+    with pytest.raises(PolicyDenied, match="keeps the item's label"):
+        handlers.publish_many(uow, keys=keys, catalogue=shipped,
+                              entries=[(indicator(2), narrower), (later, narrower)], now=NOW)
+    skipped: dict[int, str] = {}
+    done = handlers.publish_many(uow, keys=keys, catalogue=shipped,
+                                 entries=[(indicator(3), narrower), (later, narrower),
+                                          (indicator(1), KOR_LABEL)],
+                                 now=NOW, skipped=skipped, publisher=None)
+    assert skipped == {1: handlers.REFUSED_TO_PUBLISH, 2: handlers.ALREADY_HELD}
+    assert [p.item_id for p in done] == [indicator(3)["id"]]
+    assert (later["id"], later["modified"]) not in uow.repo.items
 
 
 PARTIES: tuple[Party, ...] = ("JPN", "KOR", "USA")

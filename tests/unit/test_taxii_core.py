@@ -44,6 +44,7 @@ from gsomia.service.taxii_ports import (
     AccessRecord,
     Outcome,
     Page,
+    PostStatus,
     Query,
     StoredVersion,
     Submission,
@@ -281,13 +282,16 @@ class MemoryStore:
         return [label for r, label, _ in self.rows if r.id == object_id]
 
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime) -> Sequence[Outcome]:
+                    now: datetime, *, status: PostStatus | None = None
+                    ) -> Sequence[Outcome]:
         out = []
         for s in submissions:
             text = s.obj.get("modified", s.obj.get("created"))
             self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label,
                      json.dumps(dict(s.obj)).encode())
             out.append(Outcome(s.obj["id"], text, True))
+        if status is not None:
+            self.statuses[status.status_id] = (status.owner, status.make(out))
         return out
 
     def record_access(self, record: AccessRecord) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -207,7 +207,9 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  actor: str = "operator", validate: StixValidator | None = None,
                  publisher: Person | None = None, as_posted: bool = False,
                  one_leaf: bool = False, signer: BindingSigner | None = None,
-                 skipped: dict[int, str] | None = None) -> list[Published]:
+                 skipped: dict[int, str] | None = None,
+                 before_commit: Callable[[UnitOfWork, Sequence[Published]], None] | None
+                 = None) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
     Everything that can be refused (the object, the label, a version already held, a new
@@ -236,6 +238,10 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     publisher may not add (:data:`REFUSED_TO_PUBLISH`) or a version already held
     (:data:`ALREADY_HELD`) is put there under its index in ``entries``, decided inside the
     batch's transaction, and the others are published; without it either refuses the batch.
+
+    ``before_commit``: called in the batch's transaction just before it commits, with what
+    it publishes (``skipped`` filled by then), to write what must commit with the batch or
+    not at all. Not called when nothing is written (every entry held or refused).
     """
     signing: BindingSigner = signer if signer is not None else _Signer(keys.signing_key())
     labels: dict[LabelRequest, _LabelForm] = {}
@@ -248,7 +254,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                             validate=validate, publisher=publisher, as_posted=as_posted)
         return _publish_prepared(uow, signing, checked, pending, prepared, keys=keys,
                                  catalogue=catalogue, now=now, actor=actor,
-                                 publisher=publisher, one_leaf=one_leaf, skipped=skipped)
+                                 publisher=publisher, one_leaf=one_leaf, skipped=skipped,
+                                 before_commit=before_commit)
     finally:
         for chunk in pending:  # a batch refused before its signatures were taken
             chunk.abandon()
@@ -332,13 +339,19 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
                       prepared: Sequence[tuple[str, str, _LabelForm]], *, keys: KeyStore,
                       catalogue: Catalogue, now: datetime, actor: str,
                       publisher: Person | None, one_leaf: bool,
-                      skipped: dict[int, str] | None) -> list[Published]:
+                      skipped: dict[int, str] | None,
+                      before_commit: Callable[[UnitOfWork, Sequence[Published]], None] | None
+                      ) -> list[Published]:
     out: list[Published] = []
     with uow:
         # Whether the publisher may add to an item is decided before "already held" is
         # said: that answer would tell a person about a version they may not see.
-        current = uow.repo.current_labels(sorted({p[0] for p in prepared}))
-        held = uow.repo.held_versions([(p[0], p[1]) for p in prepared])
+        versions = uow.repo.versions_held(sorted({p[0] for p in prepared}))
+        held = versions & {(p[0], p[1]) for p in prepared}
+        # Custody rows are written only with their item's row, or for versions held: an id
+        # with no version held has none, and a batch of new ids reads no custody at all.
+        known = sorted({v[0] for v in versions})
+        current = uow.repo.current_labels(known) if known else {}
         kept: list[int] = []
         for n, (item_id, version, form) in enumerate(prepared):
             verdict = decide_new_version(form.label, current.get(item_id, []),
@@ -424,6 +437,8 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         # One statement each for the batch's items and custody records.
         uow.repo.add_items(stored)
         uow.repo.add_custody_many(custodies)
+        if before_commit is not None:
+            before_commit(uow, out)
         commit(uow, now)
     return out
 

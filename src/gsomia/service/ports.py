@@ -121,6 +121,9 @@ class Repository(Protocol):
     def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
         """Which of the (id, version) pairs are already stored."""
         ...
+    def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
+        """Every (id, version) stored of these ids (none for an id not held)."""
+        ...
     def newest_item_seq(self) -> int:
         """The seq of the event that stored the newest item (0 when none is held)."""
         ...

@@ -45,6 +45,7 @@ from gsomia.service.taxii_ports import (
     AccessRecord,
     ObjectStore,
     Outcome,
+    PostStatus,
     Query,
     StoredVersion,
     Submission,
@@ -288,14 +289,26 @@ class TaxiiService:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
         submissions = self._not_replacing_node_made(person, submissions, failures)
         own = self._collection_marking(chosen, submissions)
-        if submissions:
-            outcomes = list(self.store.add_objects([*own, *submissions], person, now))
+        if not submissions:
+            body_out = status(status_id, now, [o.to_json() for o in successes],
+                              [o.to_json() for o in failures])
+            self.store.save_status(status_id, person.name, body_out, now)
+            return body_out
+        made: list[dict[str, Any]] = []
+
+        def status_of(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+            ok, bad = list(successes), list(failures)
             for outcome in outcomes[len(own):]:
-                (successes if outcome.ok else failures).append(outcome)
-        body_out = status(status_id, now, [o.to_json() for o in successes],
-                          [o.to_json() for o in failures])
-        self.store.save_status(status_id, person.name, body_out, now)
-        return body_out
+                (ok if outcome.ok else bad).append(outcome)
+            made.append(status(status_id, now, [o.to_json() for o in ok],
+                               [o.to_json() for o in bad]))
+            return made[-1]
+
+        # The status is saved in the commit that stores the objects (one commit, not two):
+        # it never reports objects that were not committed.
+        outcomes = self.store.add_objects([*own, *submissions], person, now,
+                                          status=PostStatus(status_id, person.name, status_of))
+        return made[-1] if made else status_of(outcomes)
 
     def _submission(self, person: Person, obj: Mapping[str, Any],
                     markings: Mapping[str, SecurityLabel], i: int,

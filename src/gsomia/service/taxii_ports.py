@@ -33,6 +33,7 @@ __all__ = [
     "Page",
     "PeerInbox",
     "PeerUnavailable",
+    "PostStatus",
     "Query",
     "StoredVersion",
     "Submission",
@@ -133,6 +134,16 @@ class AccessRecord:
     request path (they depend on whether the item is held and how it is labelled)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PostStatus:
+    """The status of a post, to be saved with the objects it reports on: ``make`` turns the
+    outcomes :meth:`ObjectStore.add_objects` returns into its body."""
+
+    status_id: str
+    owner: str
+    make: Callable[[Sequence[Outcome]], Mapping[str, Any]]
+
+
 class ObjectStore(Protocol):
     """What the TAXII API needs from the node's store. Every method is one transaction."""
 
@@ -155,9 +166,13 @@ class ObjectStore(Protocol):
         ...
 
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime) -> Sequence[Outcome]:
+                    now: datetime, *, status: PostStatus | None = None
+                    ) -> Sequence[Outcome]:
         """Bind each object's label with the node's key, store and audit, in one commit;
-        an (id, version) already held is reported, not stored twice."""
+        an (id, version) already held is reported, not stored twice. ``status``: the post's
+        status, made once from every outcome and saved (as :meth:`save_status`) in the
+        commit that stores the objects, or on its own when none is made; a status is never
+        saved for objects not committed."""
         ...
 
     def record_access(self, record: AccessRecord) -> None:

@@ -885,6 +885,10 @@ class SqlRepository:
             self.conn, "SELECT id, version FROM items WHERE id IN :among",
             {k[0] for k in wanted}) if (row[0], row[1]) in wanted}
 
+    def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
+        return {(row[0], row[1]) for row in among(
+            self.conn, "SELECT id, version FROM items WHERE id IN :among", item_ids)}
+
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         latest: dict[tuple[str, str], bytes] = {}
         for row in among(self.conn, 'SELECT item_id, version, national_label FROM custody '

@@ -26,31 +26,34 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
-from gsomia.core.custody import item_version
+from gsomia.core.custody import item_version, record_bytes
 from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import ItemStored
 from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
-from gsomia.service.ports import BindingSigner, KeyStore, StixValidator
+from gsomia.service.ports import BindingSigner, KeyStore, StixValidator, UnitOfWork
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
     AuditUnavailable,
     Outcome,
     Page,
+    PostStatus,
     Query,
     StoredVersion,
     Submission,
 )
 from gsomia.shell.store import (
+    SqlUnitOfWork,
     Store,
     UTCDateTime,
     make_engine,
@@ -74,6 +77,18 @@ taxii_statuses = sa.Table(
 
 _SAVE_STATUS = "INSERT INTO taxii_statuses (id, owner, body, at) VALUES (?, ?, ?, ?)"
 _TOKEN_TTL = 5.0  # seconds a token lookup is reused: auth need not hit the database each call
+
+
+def _insert_status(conn: sa.Connection, status_id: str, owner: str, body: Mapping[str, Any],
+                   now: datetime) -> None:
+    # orjson, and on SQLite the driver's own statement: a post's status lists each of its
+    # objects, and the json module and Core's insert cost a tenth of the post.
+    text = orjson.dumps(dict(body)).decode("utf-8")
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(_SAVE_STATUS, (status_id, owner, text, taxii_time(now)))
+    else:
+        conn.execute(taxii_statuses.insert(), {"id": status_id, "owner": owner,
+                                               "at": taxii_time(now), "body": text})
 
 
 def version_forms(at: datetime) -> list[str]:
@@ -295,7 +310,8 @@ class SqlObjectStore:
 
     # ---- writes ----------------------------------------------------------------------------
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime) -> Sequence[Outcome]:
+                    now: datetime, *, status: PostStatus | None = None
+                    ) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
         checked: dict[handlers.LabelRequest, str | None] = {}
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
@@ -335,20 +351,42 @@ class SqlObjectStore:
             entries.append((n, obj, request))
         # Whether each may be added, and whether it is held already, is decided inside the
         # batch's transaction (``skipped``): one read of each, not one before and one in it.
-        self._publish(entries, publisher, now, outcomes)
+        if not self._publish(entries, publisher, now, outcomes, status) and status is not None:
+            # Nothing committed by the batch (nothing to write, or one commit per object):
+            # the status on its own, once the objects it reports on are committed.
+            self.save_status(status.status_id, status.owner,
+                             status.make([outcomes[n] for n in sorted(outcomes)]), now)
         return [outcomes[n] for n in sorted(outcomes)]
 
     def _publish(self, ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
-                 publisher: Person, now: datetime, outcomes: dict[int, Outcome]) -> None:
+                 publisher: Person, now: datetime, outcomes: dict[int, Outcome],
+                 status: PostStatus | None = None) -> bool:
+        """Publish ``ready`` in one commit, filling ``outcomes``; True when ``status`` was
+        saved in that commit."""
         if not ready:
-            return
+            return False
         skipped: dict[int, str] = {}
+        saving: list[dict[int, Outcome]] = []
+        learnt: list[tuple[int, dict[str, SecurityLabel]]] = []
+
+        def with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
+            conn = cast("SqlUnitOfWork", uow).repo.conn
+            if status is not None:
+                every = dict(outcomes)
+                self._settle(ready, published, skipped, every)
+                _insert_status(conn, status.status_id, status.owner,
+                               status.make([every[n] for n in sorted(every)]), now)
+                saving.append(every)
+            classes = self._batch_classes(conn, uow.events, len(published))
+            if classes is not None:
+                learnt.append(classes)
+
         try:
             published = handlers.publish_many(
                 self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
                 validate=None, publisher=publisher, as_posted=True, one_leaf=True,
-                signer=self.signer, skipped=skipped)
+                signer=self.signer, skipped=skipped, before_commit=with_batch)
         except Unavailable:
             raise  # no signatures: the whole batch is refused, not each object in turn
         except GsomiaError:
@@ -364,7 +402,66 @@ class SqlObjectStore:
                 except GsomiaError as exc:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
-            return
+            return False
+        if saving:  # settled already, for the status saved with the batch
+            outcomes.update(saving[-1])
+        else:
+            self._settle(ready, published, skipped, outcomes)
+        if learnt:  # committed: the batch's custody rows need not be read back
+            last, classes = learnt[-1]
+            with self._lock:
+                for key, label in classes.items():
+                    self._labels.setdefault(key, label)
+                self._custody_seen = max(self._custody_seen, last)
+        return bool(saving)
+
+    def _batch_classes(self, conn: sa.Connection, events: Sequence[object], written: int
+                       ) -> tuple[int, dict[str, SecurityLabel]] | None:
+        """In a batch's transaction, once its custody rows are written: when every custody
+        row after those :meth:`_classes` has seen is the batch's own (``written`` rows, one
+        per item stored, labelled as its ``ItemStored`` event says), the last row and the
+        classes of their labels, to be taken as seen once the batch commits; else None (the
+        next :meth:`_classes` reads them). Each post otherwise read back the previous one's
+        rows, grouping their labels, on its first look at the classes."""
+        # The batch's items share a label object or a few: told apart by identity first
+        # (hashing a label is dear), then by value.
+        labels = set({id(e.label): e.label for e in events
+                      if isinstance(e, ItemStored)}.values())
+        if not written or not labels:
+            return None
+        with self._lock:
+            seen = self._custody_seen
+        rows = self._text(("batch-rows",), lambda: sa.text(
+            'SELECT count(*), max("row") FROM custody WHERE "row" > :seen'))
+        classify = self._text(("class-of",), lambda: sa.text(
+            f"SELECT {self._class_sql(':label')}"))
+        if self.store.dialect == "sqlite":
+            # Once per post: the driver's own statements, in the batch's transaction
+            # (SQLAlchemy's statement path cost more than the queries).
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            count, last = raw.execute(rows.text, {"seen": seen}).fetchone()
+
+            def class_of(data: bytes) -> str:
+                return str(raw.execute(classify.text, {"label": data}).fetchone()[0])
+        else:
+            count, last = conn.execute(rows, {"seen": seen}).one()
+
+            def class_of(data: bytes) -> str:
+                return str(conn.execute(classify, {"label": data}).scalar_one())
+        if count != written:
+            return None  # rows of other writers not seen yet, or a batch not as expected
+        classes: dict[str, SecurityLabel] = {}
+        for label in labels:
+            key = class_of(record_bytes(label.to_json()))
+            classes[key] = self._labels.get(key) or SecurityLabel.from_stored(json.loads(key))
+        return int(last), classes
+
+    @staticmethod
+    def _settle(ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
+                published: Sequence[handlers.Published], skipped: Mapping[int, str],
+                outcomes: dict[int, Outcome]) -> None:
+        """The outcome of each of ``ready``: published, or skipped for its reason."""
         done = iter(published)
         for i, (n, obj, _) in enumerate(ready):
             reason = skipped.get(i)
@@ -502,15 +599,8 @@ class SqlObjectStore:
     def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],
                     now: datetime) -> None:
         engine = self._status_engine()
-        # orjson, and on SQLite the driver's own statement: a post's status lists each of its
-        # objects, and the json module and Core's insert cost a tenth of the post.
-        text = orjson.dumps(dict(body)).decode("utf-8")
         with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql(_SAVE_STATUS, (status_id, owner, text, taxii_time(now)))
-            else:
-                conn.execute(taxii_statuses.insert(), {"id": status_id, "owner": owner,
-                                                       "at": taxii_time(now), "body": text})
+            _insert_status(conn, status_id, owner, body, now)
 
     def status(self, status_id: str) -> tuple[str, Mapping[str, Any]] | None:
         with self.store.engine.connect() as conn:
