@@ -209,7 +209,9 @@ def test_a_flood_of_a_reader_s_notes_pushes_no_warning_out_of_the_feed(
     """The feed reads at most MAX_NOTES notes, oldest first: 100 000 notes a reader posted
     (ten TAXII posts) left every warning after them out of every poller's CAP index, unsaid.
     The bound is scaled down here (the loop is the same); the feed now reads only what is
-    labelled as a warning, a track or a prediction, which a person may not label so."""
+    labelled as a warning (which a person may not label so) in a pass of its own, then tracks
+    and predictions (which a person may post: the trilateral mechanism carries them) in
+    another, so a flood of those pushes out no warning either."""
     from gsomia.shell import warnings_out
 
     monkeypatch.setattr(warnings_out, "PAGE", 20)
@@ -218,7 +220,7 @@ def test_a_flood_of_a_reader_s_notes_pushes_no_warning_out_of_the_feed(
     try:
         poster = Person("aiko", "JPN", "秘", frozenset({"dprk-missile"}))
         flooded = 0
-        for category in (None, "warning"):
+        for category in (None, "flight-path", "warning"):
             label = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR", "USA"}),
                                   "dprk-missile", category=category)
             mark = stix_marking(label, shipped)
@@ -234,7 +236,7 @@ def test_a_flood_of_a_reader_s_notes_pushes_no_warning_out_of_the_feed(
                 flooded += sum(o["id"].startswith("note--") for o in answer["successes"])
             finally:
                 store.close()
-        assert flooded == 61      # the plain ones: a reader posts notes as ever
+        assert flooded == 2 * 61  # plain notes and tracks: a reader posts them as ever
         done = handlers.publish(jpn.uow(), keys=jpn.keys, catalogue=shipped,
                                 obj=note("Tokyo"), now=datetime.now(UTC), actor="test",
                                 label=handlers.LabelRequest("秘", ("JPN", "KOR", "USA"),

@@ -21,7 +21,7 @@ from gsomia.core.labels import LabelVocabulary, SecurityLabel
 from gsomia.core.types import iso
 
 __all__ = [
-    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "FEED_KINDS",
+    "EXTENSION_DEFINITION", "EXTENSION_ID", "EXTENSION_PROPERTY_SCHEMAS", "FEED_PASSES",
     "IDENTITY", "IDENTITY_ID", "NODE_MADE", "NODE_MADE_KINDS", "SPEC_VERSION", "apply_marking",
     "check_extension_properties", "check_label_marking", "check_spec_version",
     "check_warning_party", "extension_property_problem", "is_label_marking",
@@ -233,13 +233,17 @@ drives the node's CAP alerts, its map and its tracker, so a person posting over 
 none, nor replaces an item that carries one (:class:`gsomia.service.taxii.TaxiiService`)."""
 
 
-NODE_MADE_KINDS = frozenset({"warning", "flight-path", "impact-prediction", "sensor-report"})
-"""The label categories of what only the node's own tools make: the warnings feed reads only
-these, so a person posting over TAXII labels nothing so (a flood of a reader's notes would
-push the newest warnings past the feed's bound on one read)."""
+NODE_MADE_KINDS = frozenset({"warning", "sensor-report"})
+"""The label categories of what only the node's own tools make (its warning centre, its sensor
+intake): a person posting over TAXII labels nothing so. Tracks and predictions
+(``flight-path``, ``impact-prediction``) are not among them: a national system shares those
+over TAXII under the trilateral mechanism, which carries ``launch-point``, ``flight-path`` and
+``impact-prediction``."""
 
-FEED_KINDS = frozenset({"warning", "flight-path", "impact-prediction"})
-"""The label categories the warnings feed reads (:mod:`gsomia.shell.warnings_out`)."""
+FEED_PASSES = (frozenset({"warning"}), frozenset({"flight-path", "impact-prediction"}))
+"""The label categories the warnings feed reads, one pass each (:mod:`gsomia.shell.
+warnings_out`): warnings first, each pass bounded on its own, so that what a person may
+label (tracks, predictions) never pushes a warning out of the feed."""
 
 
 def node_made(obj: Mapping[str, Any]) -> str | None:

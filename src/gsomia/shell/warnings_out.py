@@ -94,35 +94,38 @@ def read_warnings(service: TaxiiService, person: Person, now: datetime, *,
     Not Modified`` gives nothing, so it adds nothing to the log."""
     schemes = service.schemes
     held: list[alerting.Held] = []
-    params: dict[str, list[str]] = {"match[type]": ["note"], "limit": [str(PAGE)]}
+    params: dict[str, list[str]]
     labels = service.store.label_classes()
     markings: dict[str, tuple[alerting.Marking, Party]] = {}
     changed: datetime | None = None
     given: list[tuple[str, str]] = []
-    for _ in range(MAX_NOTES // PAGE):
-        # Only what is labelled as the node's tools label warnings, tracks and predictions:
-        # every other note (sensor reports, a reader's posts) would count against MAX_NOTES
-        # and, past it, push the newest warnings out of the feed unsaid.
-        served = service.read(person, service.collection_id, "objects", params, now,
-                              audited=audited, kinds=stix.FEED_KINDS)
-        for row in served.rows:
-            given.append((row.id, row.version))
-            if row.content is None:
-                continue
-            found = markings.get(row.label_key)
-            if found is None:
-                label = labels.get(row.label_key)
-                if label is None:
-                    labels = service.store.label_classes()
-                    label = labels[row.label_key]
-                found = markings[row.label_key] = (alerting.Marking(
-                    label.national_marking(), label.english_marking(schemes)),
-                    label.originator)
-            held.append(alerting.Held(row.id, orjson.loads(row.content), *found))
-            changed = row.date_added if changed is None else max(changed, row.date_added)
-        if not served.more or served.next is None:
-            break
-        params = {**params, "next": [served.next]}
+    # Warnings in a pass of their own, then tracks and predictions, each pass bounded by
+    # MAX_NOTES: nothing else is read (sensor reports, a reader's notes would count against
+    # the bound and, past it, push the newest warnings out of the feed unsaid), and a flood
+    # of tracks or predictions, which a person may post, pushes out no warning.
+    for kinds in stix.FEED_PASSES:
+        params = {"match[type]": ["note"], "limit": [str(PAGE)]}
+        for _ in range(MAX_NOTES // PAGE):
+            served = service.read(person, service.collection_id, "objects", params, now,
+                                  audited=audited, kinds=kinds)
+            for row in served.rows:
+                given.append((row.id, row.version))
+                if row.content is None:
+                    continue
+                found = markings.get(row.label_key)
+                if found is None:
+                    label = labels.get(row.label_key)
+                    if label is None:
+                        labels = service.store.label_classes()
+                        label = labels[row.label_key]
+                    found = markings[row.label_key] = (alerting.Marking(
+                        label.national_marking(), label.english_marking(schemes)),
+                        label.originator)
+                held.append(alerting.Held(row.id, orjson.loads(row.content), *found))
+                changed = row.date_added if changed is None else max(changed, row.date_added)
+            if not served.more or served.next is None:
+                break
+            params = {**params, "next": [served.next]}
     holdings = alerting.read_holdings(held)
     return Warnings(service.party, holdings,
                     tuple(alerting.messages(holdings.warnings, service.party)), changed,
