@@ -51,8 +51,8 @@ from gsomia.service.taxii_ports import (
     Submission,
 )
 
-__all__ = ["MAX_OBJECTS_PER_POST", "NODE_MADE_REFUSED", "NotFound", "Served", "StixCheck", "TaxiiService",
-           "marking_id", "record_accesses", "token_hash"]
+__all__ = ["MAX_OBJECTS_PER_POST", "NODE_MADE_REFUSED", "NotFound", "Served", "StixCheck",
+           "TaxiiService", "marking_id", "record_accesses", "token_hash"]
 
 MAX_OBJECTS_PER_POST = 10_000
 
