@@ -708,8 +708,9 @@ def test_a_standing_revocation_is_passed_on_by_the_hub_to_the_nodes_beyond_it(
                                                originator_public=kor_public, now=NOW)
     assert [(n["kind"], n["recipient"]) for n in hub.outbox.notices] == [
         (STANDING_REVOCATION, "JPN")]  # not back to KOR, who sent it
-    passed_on = crypto.StandingRevocation.from_json(json.loads(hub.outbox.notices[0]["body"]))
+    passed_on, shown = standing.read_revocation(json.loads(hub.outbox.notices[0]["body"]))
     assert passed_on == revocation
+    assert shown == consent  # the hub shows the nodes beyond what the revocation withdraws
     assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
 
     jpn, _ = node("JPN", shipped, ("USA",))
