@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
 from gsomia.core.errors import MalformedInput
+from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import (
     CLASSIFICATION,
     INCIDENT,
@@ -187,8 +188,8 @@ def accept_incident(node: NodePort, *, kind: str, item_id: str, description: str
     return notice_handlers.accept_incident(
         node.uow(), keys=node.keys, kind=kind, item_id=item_id, description=description,
         sender=sender, now=now,
-        **({} if bound is None else {"bound": bound}),
-        **({} if window is None else {"window": window}))
+        bound=PARTNER_ROWS["incidents_per_partner"] if bound is None else bound,
+        window=window or timedelta(hours=PARTNER_ROWS["incident_window_hours"]))
 
 
 def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender: Party,
