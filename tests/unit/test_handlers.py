@@ -1235,3 +1235,48 @@ def test_the_incident_bound_counts_the_reports_of_the_last_window_only(
     assert send("second", NOW + timedelta(hours=24))["accepted"]
     with pytest.raises(LimitReached):
         send("third", NOW + timedelta(hours=25))
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 3),
+       steps=st.lists(st.sampled_from(["grant", "revoke", "later"]), max_size=12))
+def test_a_partners_standing_consents_are_refused_exactly_when_its_bound_is_in_force(
+        shipped: Catalogue, bound: int, steps: list[str]) -> None:
+    """KOR grants (each valid 10 h), revokes its oldest in force, or time passes 4 h: a new
+    consent is refused if and only if ``bound`` of KOR's are in force here, so the node
+    never holds more in force than the bound and never refuses one with room left."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    kor_public = kor.signing_key().public_key()
+    jpn, _ = node("JPN", shipped, ("KOR", "USA"))
+    now, ends, live = NOW, dict[str, datetime](), list[str]()
+    for n, step in enumerate(steps):
+        live = [c for c in live if now < ends[c]]
+        if step == "later":
+            now += timedelta(hours=4)
+        elif step == "revoke" and live:
+            assert standing.record_standing_revocation(
+                jpn, revocation=crypto.revoke_standing_consent(
+                    consent_id=live.pop(0), originator="KOR", revoked_at=now,
+                    key=kor.signing_key()),
+                sender="KOR", originator_public=kor_public, now=now)
+        elif step == "grant":
+            consent = crypto.grant_standing_consent(
+                consent_id=f"standing-consent--{n}", originator="KOR", recipient="USA",
+                categories=["sensor-report"], purpose="dprk-missile", not_before=now,
+                not_after=now + timedelta(hours=10), granted_at=now, key=kor.signing_key())
+            try:
+                kept = standing.record_standing_consent(
+                    jpn, consent=consent, sender="KOR", originator_public=kor_public,
+                    catalogue=shipped, now=now, bound=bound)
+            except LimitReached:
+                kept = False
+            assert kept == (len(live) < bound)
+            if kept:
+                live.append(consent.id)
+                ends[consent.id] = consent.not_after
+        held = [c for c in standing.in_force(jpn.repo.standing_consents())
+                if not c.revoked and now < c.not_after]
+        assert len(held) <= bound
