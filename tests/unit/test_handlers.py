@@ -699,18 +699,22 @@ def test_a_standing_revocation_is_passed_on_by_the_hub_to_the_nodes_beyond_it(
         consent_id=consent.id, originator="KOR", revoked_at=NOW + timedelta(hours=1),
         key=kor.signing_key())
     kor_public = kor.signing_key().public_key()
-    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+    hub, _ = node("USA", shipped, ("JPN", "KOR", "AUS"))
     assert standing.record_standing_consent(hub, consent=consent, sender="KOR",
                                             originator_public=kor_public, catalogue=shipped,
                                             now=NOW)
     assert hub.outbox.notices == []  # a grant is the originator's to send, to its partners
     assert standing.record_standing_revocation(hub, revocation=revocation, sender="KOR",
                                                originator_public=kor_public, now=NOW)
-    assert [(n["kind"], n["recipient"]) for n in hub.outbox.notices] == [
-        (STANDING_REVOCATION, "JPN")]  # not back to KOR, who sent it
-    passed_on, shown = standing.read_revocation(json.loads(hub.outbox.notices[0]["body"]))
+    assert sorted((n["kind"], n["recipient"]) for n in hub.outbox.notices) == [
+        (STANDING_REVOCATION, "AUS"), (STANDING_REVOCATION, "JPN")]  # not back to KOR
+    bodies = {n["recipient"]: standing.read_revocation(json.loads(n["body"]))
+              for n in hub.outbox.notices}
+    passed_on, shown = bodies["JPN"]
     assert passed_on == revocation
-    assert shown == consent  # the hub shows the nodes beyond what the revocation withdraws
+    assert shown == consent  # the hub shows the recipient what the revocation withdraws
+    assert bodies["AUS"] == (revocation, None)  # the consent's terms are not AUS's to read
+    hub.outbox.notices[:] = [n for n in hub.outbox.notices if n["recipient"] == "JPN"]
     assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
 
     jpn, _ = node("JPN", shipped, ("USA",))

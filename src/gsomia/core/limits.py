@@ -24,7 +24,8 @@ for what it sent long ago.
     standing_revocations_per_partner  a partner's revocations of standing consents not held
                                       here and not shown either (a revocation of one held
                                       here, or passed on with the signed consent it revokes,
-                                      is always kept: the hub passes that consent along)
+                                      is always kept: the hub passes that consent along to
+                                      its recipient)
     incidents_per_partner             incident reports a partner made within the last
                                       ``incident_window_hours`` (any text is a new one)
     consent_requests_per_partner      a partner's consent requests waiting for the operator

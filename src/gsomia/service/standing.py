@@ -271,13 +271,21 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         # instead of being multiplied through the federation. One arriving before its
         # consent is not passed on either: the consent is then dead on arrival here, and
         # nothing is relayed under it that the nodes beyond would need to refuse. The
-        # consent goes with it: the nodes beyond do not hold it, and it shows them the
-        # revocation withdraws a real consent (kept whatever their bound on decoys).
+        # consent goes with it to its recipient, which does not hold it (under the hub):
+        # it shows the revocation withdraws a real consent, kept there whatever the bound
+        # on decoys. The other partners take no relay under it, and its terms are not
+        # theirs to read: they get the revocation alone.
         if uow.routing.federated and grants:
+            told = (sender, revocation.originator)
+            reference, body = f"{revocation.consent_id}/revoked", revocation.to_json()
+            recipient = grants[0].recipient
+            others = tuple(p for p in uow.routing.deliver_to if p != recipient)
             uow.events.append(StandingConsentIssued(
-                STANDING_REVOCATION, f"{revocation.consent_id}/revoked",
-                _text({**revocation.to_json(), "consent": dict(grants[0].document)}),
-                skip=(sender, revocation.originator)))
+                STANDING_REVOCATION, reference,
+                _text({**body, "consent": dict(grants[0].document)}), skip=told + others))
+            uow.events.append(StandingConsentIssued(
+                STANDING_REVOCATION, reference, _text(body),
+                skip=told + ((recipient,) if recipient is not None else ())))
         commit(uow, now)
     return True
 
