@@ -143,6 +143,25 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
     assert details["limit"] == "standing_revocations_per_partner" and details["bound"] == 2
     assert outbox.definitive(403)
     assert len(exchange._revoked_standing(jpn)) == 2
+    # Past the bound, a revocation shown with the signed consent it revokes (as a hub passes
+    # it on) is kept: it withdraws a real consent, and decoys must not crowd it out.
+    consent = crypto.grant_standing_consent(
+        consent_id="standing-consent--real", originator="USA", recipient="KOR",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=now,
+        not_after=now + timedelta(days=1), granted_at=now, key=usa)
+    genuine = crypto.revoke_standing_consent(consent_id=consent.id, originator="USA",
+                                             revoked_at=now, key=usa)
+    shown = client.post("/peer/v1/consents/standing/revocations/",
+                        content=json.dumps({**genuine.to_json(), "consent": consent.to_json()}),
+                        headers={"Content-Type": "application/json"})
+    assert shown.status_code == 202 and shown.json()["new"] is True
+    assert ("standing-consent--real", "USA") in exchange._revoked_standing(jpn)
+    with jpn.store.repository() as repo:
+        assert not standing.in_force(repo.standing_consents())  # no grant kept
+    other = client.post("/peer/v1/consents/standing/revocations/",
+                        content=json.dumps({**genuine.to_json(), "consent": "not a consent"}),
+                        headers={"Content-Type": "application/json"})
+    assert other.status_code == 422
     path.write_text(path.read_text("utf-8").replace("= 2", "= 0"), "utf-8")
     with pytest.raises(MalformedInput, match="positive integer"):
         NodeConfig.load(jpn.folder)

@@ -699,17 +699,22 @@ def test_a_standing_revocation_is_passed_on_by_the_hub_to_the_nodes_beyond_it(
         consent_id=consent.id, originator="KOR", revoked_at=NOW + timedelta(hours=1),
         key=kor.signing_key())
     kor_public = kor.signing_key().public_key()
-    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+    hub, _ = node("USA", shipped, ("JPN", "KOR", "AUS"))
     assert standing.record_standing_consent(hub, consent=consent, sender="KOR",
                                             originator_public=kor_public, catalogue=shipped,
                                             now=NOW)
     assert hub.outbox.notices == []  # a grant is the originator's to send, to its partners
     assert standing.record_standing_revocation(hub, revocation=revocation, sender="KOR",
                                                originator_public=kor_public, now=NOW)
-    assert [(n["kind"], n["recipient"]) for n in hub.outbox.notices] == [
-        (STANDING_REVOCATION, "JPN")]  # not back to KOR, who sent it
-    passed_on = crypto.StandingRevocation.from_json(json.loads(hub.outbox.notices[0]["body"]))
+    assert sorted((n["kind"], n["recipient"]) for n in hub.outbox.notices) == [
+        (STANDING_REVOCATION, "AUS"), (STANDING_REVOCATION, "JPN")]  # not back to KOR
+    bodies = {n["recipient"]: standing.read_revocation(json.loads(n["body"]))
+              for n in hub.outbox.notices}
+    passed_on, shown = bodies["JPN"]
     assert passed_on == revocation
+    assert shown == consent  # the hub shows the recipient what the revocation withdraws
+    assert bodies["AUS"] == (revocation, None)  # the consent's terms are not AUS's to read
+    hub.outbox.notices[:] = [n for n in hub.outbox.notices if n["recipient"] == "JPN"]
     assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
 
     jpn, _ = node("JPN", shipped, ("USA",))
@@ -1081,3 +1086,201 @@ def test_a_partner_never_makes_the_node_keep_consents_for_what_it_holds_not_or_t
         sorted((item, r) for r in kept)
     assert len([e for e in uow.audit.of(AuditKind.CONSENT)
                 if e.details["direction"] == "obtained"]) == len(kept)
+
+
+# ---- the bounds count what is in force, never the node's life (bounds17) -------------------
+
+
+@settings(max_examples=10, deadline=None)
+@given(genuine=st.integers(2, 5), decoys=st.integers(0, 4), bound=st.integers(1, 2))
+def test_revocations_the_hub_passes_on_are_kept_at_any_count_and_decoys_still_hit_the_bound(
+        shipped: Catalogue, genuine: int, decoys: int, bound: int) -> None:
+    """Under ``hub`` JPN never holds KOR's standing consents, which USA relays under: every
+    genuine KOR revocation USA passes on names a consent JPN does not hold. Each comes with
+    the consent it revokes, so JPN keeps them all, past any bound; KOR's revocations of ids
+    nobody granted (decoys, which come with nothing) are still refused past ``bound``."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    kor_public = kor.signing_key().public_key()
+    hub, _ = node("USA", shipped, ("JPN", "KOR"))
+    jpn, _ = node("JPN", shipped, ("USA",))
+    for n in range(genuine):
+        consent = crypto.grant_standing_consent(
+            consent_id=f"standing-consent--{n}", originator="KOR", recipient="JPN",
+            categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+            not_after=NOW + timedelta(days=1), granted_at=NOW, key=kor.signing_key())
+        assert standing.record_standing_consent(hub, consent=consent, sender="KOR",
+                                                originator_public=kor_public,
+                                                catalogue=shipped, now=NOW)
+        assert standing.record_standing_revocation(
+            hub, revocation=crypto.revoke_standing_consent(
+                consent_id=consent.id, originator="KOR", revoked_at=NOW,
+                key=kor.signing_key()),
+            sender="KOR", originator_public=kor_public, now=NOW)
+    bodies = [json.loads(n["body"]) for n in hub.outbox.notices
+              if n["kind"] == STANDING_REVOCATION and n["recipient"] == "JPN"]
+    assert len(bodies) == genuine
+    for body in bodies:
+        revocation, shown = standing.read_revocation(body)
+        assert standing.record_standing_revocation(jpn, revocation=revocation, sender="USA",
+                                                   originator_public=kor_public, now=NOW,
+                                                   bound=bound, consent=shown)
+    assert standing.revoked_ids(jpn.repo.standing_consents()) == {
+        f"standing-consent--{n}" for n in range(genuine)}
+    for n in range(decoys):
+        made_up = crypto.revoke_standing_consent(
+            consent_id=f"standing-consent--made-up-{n}", originator="KOR", revoked_at=NOW,
+            key=kor.signing_key())
+
+        def take(r: crypto.StandingRevocation = made_up) -> bool:
+            return standing.record_standing_revocation(
+                jpn, revocation=r, sender="USA", originator_public=kor_public, now=NOW,
+                bound=bound)
+
+        if n < bound:
+            assert take()
+        else:
+            with pytest.raises(LimitReached, match="standing_revocations_per_partner"):
+                take()
+    assert len(jpn.repo.standing_consents()) == genuine + min(decoys, bound)
+
+
+def test_a_consent_shown_with_a_revocation_must_be_the_one_it_revokes_signed_by_its_originator(
+        shipped: Catalogue) -> None:
+    """What lifts a revocation past the bound is the originator's own consent of that id:
+    one of another id, or signed by another party (the sender, say), lifts nothing."""
+    from gsomia.core.errors import LimitReached, MalformedInput
+    from gsomia.service import standing
+
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    kor_public = kor.signing_key().public_key()
+    jpn, _ = node("JPN", shipped, ("USA",))
+
+    def grant(consent_id: str, originator: Party, keys: FakeKeys) -> crypto.StandingConsent:
+        return crypto.grant_standing_consent(
+            consent_id=consent_id, originator=originator, recipient="JPN",
+            categories=["sensor-report"], purpose="dprk-missile", not_before=NOW,
+            not_after=NOW + timedelta(days=1), granted_at=NOW, key=keys.signing_key())
+
+    def revoke(consent_id: str, consent: crypto.StandingConsent | None) -> bool:
+        return standing.record_standing_revocation(
+            jpn, revocation=crypto.revoke_standing_consent(
+                consent_id=consent_id, originator="KOR", revoked_at=NOW,
+                key=kor.signing_key()),
+            sender="USA", originator_public=kor_public, now=NOW, bound=1, consent=consent)
+
+    assert revoke("standing-consent--decoy", None)  # the one decoy the bound allows
+    with pytest.raises(MalformedInput, match="standing-consent--other"):
+        revoke("standing-consent--1", grant("standing-consent--other", "KOR", kor))
+    with pytest.raises(ProofInvalid):
+        revoke("standing-consent--1", grant("standing-consent--1", "KOR", usa))
+    with pytest.raises(ProofInvalid):
+        revoke("standing-consent--1", grant("standing-consent--1", "USA", usa))
+    with pytest.raises(LimitReached):
+        revoke("standing-consent--1", None)
+    assert revoke("standing-consent--1", grant("standing-consent--1", "KOR", kor))
+    assert len(jpn.repo.standing_consents()) == 2
+
+
+def test_a_standing_consent_revoked_or_expired_frees_its_place_under_the_bound(
+        shipped: Catalogue) -> None:
+    """Bound 1: KOR's second consent is refused while its first is in force, and kept once
+    the first is revoked; a third once the second has expired."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    kor_public = kor.signing_key().public_key()
+    jpn, _ = node("JPN", shipped, ("KOR", "USA"))
+
+    def take(n: int, now: datetime) -> bool:
+        consent = crypto.grant_standing_consent(
+            consent_id=f"standing-consent--{n}", originator="KOR", recipient="USA",
+            categories=["sensor-report"], purpose="dprk-missile", not_before=now,
+            not_after=now + timedelta(days=1), granted_at=now, key=kor.signing_key())
+        return standing.record_standing_consent(jpn, consent=consent, sender="KOR",
+                                                originator_public=kor_public,
+                                                catalogue=shipped, now=now, bound=1)
+
+    assert take(1, NOW)
+    with pytest.raises(LimitReached, match="standing_consents_per_partner"):
+        take(2, NOW)
+    assert standing.record_standing_revocation(
+        jpn, revocation=crypto.revoke_standing_consent(
+            consent_id="standing-consent--1", originator="KOR", revoked_at=NOW,
+            key=kor.signing_key()),
+        sender="KOR", originator_public=kor_public, now=NOW, bound=1)
+    assert take(2, NOW)
+    with pytest.raises(LimitReached):
+        take(3, NOW + timedelta(hours=23))
+    assert take(3, NOW + timedelta(days=1))  # the second ran out at that instant
+
+
+def test_the_incident_bound_counts_the_reports_of_the_last_window_only(
+        shipped: Catalogue) -> None:
+    """Bound 1 in 24 h: USA's second report within the day is refused, one a day after its
+    first is kept."""
+    from gsomia.core.errors import LimitReached
+
+    uow, jpn, item = received_item(shipped)
+    uow.repo.receipts.append(ReceiptRecord(item, "2026-11-01T00:00:00.000Z", "USA",
+                                           "obtained", {}, NOW))
+
+    def send(text: str, now: datetime) -> Any:
+        return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise", item_id=item,
+                                               description=text, sender="USA", now=now,
+                                               bound=1, window=timedelta(hours=24))
+
+    assert send("first", NOW)["accepted"]
+    with pytest.raises(LimitReached, match="incidents_per_partner"):
+        send("second", NOW + timedelta(hours=23))
+    assert send("second", NOW + timedelta(hours=24))["accepted"]
+    with pytest.raises(LimitReached):
+        send("third", NOW + timedelta(hours=25))
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 3),
+       steps=st.lists(st.sampled_from(["grant", "revoke", "later"]), max_size=12))
+def test_a_partners_standing_consents_are_refused_exactly_when_its_bound_is_in_force(
+        shipped: Catalogue, bound: int, steps: list[str]) -> None:
+    """KOR grants (each valid 10 h), revokes its oldest in force, or time passes 4 h: a new
+    consent is refused if and only if ``bound`` of KOR's are in force here, so the node
+    never holds more in force than the bound and never refuses one with room left."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    kor_public = kor.signing_key().public_key()
+    jpn, _ = node("JPN", shipped, ("KOR", "USA"))
+    now, ends, live = NOW, dict[str, datetime](), list[str]()
+    for n, step in enumerate(steps):
+        live = [c for c in live if now < ends[c]]
+        if step == "later":
+            now += timedelta(hours=4)
+        elif step == "revoke" and live:
+            assert standing.record_standing_revocation(
+                jpn, revocation=crypto.revoke_standing_consent(
+                    consent_id=live.pop(0), originator="KOR", revoked_at=now,
+                    key=kor.signing_key()),
+                sender="KOR", originator_public=kor_public, now=now)
+        elif step == "grant":
+            consent = crypto.grant_standing_consent(
+                consent_id=f"standing-consent--{n}", originator="KOR", recipient="USA",
+                categories=["sensor-report"], purpose="dprk-missile", not_before=now,
+                not_after=now + timedelta(hours=10), granted_at=now, key=kor.signing_key())
+            try:
+                kept = standing.record_standing_consent(
+                    jpn, consent=consent, sender="KOR", originator_public=kor_public,
+                    catalogue=shipped, now=now, bound=bound)
+            except LimitReached:
+                kept = False
+            assert kept == (len(live) < bound)
+            if kept:
+                live.append(consent.id)
+                ends[consent.id] = consent.not_after
+        held = [c for c in standing.in_force(jpn.repo.standing_consents())
+                if not c.revoked and now < c.not_after]
+        assert len(held) <= bound

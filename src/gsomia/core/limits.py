@@ -15,14 +15,21 @@ input (413, 422, exit 2), never as a crash.
 
 Rows a partner makes the node keep, per partner (``PARTNER_ROWS``, each overridable in
 ``node.toml``'s ``[limits]``): at the bound the next is refused (403, naming the limit),
-never stored and never dropped silently.
+never stored and never dropped silently. Each counts only what is still in force or
+pending, never over the node's life, so a partner's legitimate traffic is never refused
+for what it sent long ago.
 
-    standing_consents_per_partner     standing consents a partner granted, kept here
+    standing_consents_per_partner     standing consents a partner granted that are in force
+                                      here (neither revoked nor expired)
     standing_revocations_per_partner  a partner's revocations of standing consents not held
-                                      here (a revocation of one held here is always kept:
-                                      there is at most one per consent held)
-    incidents_per_partner             incident reports a partner made (any text is a new one)
+                                      here and not shown either (a revocation of one held
+                                      here, or passed on with the signed consent it revokes,
+                                      is always kept: the hub passes that consent along to
+                                      its recipient)
+    incidents_per_partner             incident reports a partner made within the last
+                                      ``incident_window_hours`` (any text is a new one)
     consent_requests_per_partner      a partner's consent requests waiting for the operator
+    incident_window_hours             the window ``incidents_per_partner`` counts in
 
 The sender and the receiver read the same constants: a node never publishes an item that
 its partners would refuse for size, and packs batches to stay under ``PEER_BODY``.
@@ -60,6 +67,7 @@ PARTNER_ROWS: Mapping[str, int] = {
     "standing_revocations_per_partner": 1000,
     "incidents_per_partner": 1000,
     "consent_requests_per_partner": 1000,
+    "incident_window_hours": 24,
 }
 
 

@@ -18,7 +18,7 @@ tried again after the one backoff (:func:`gsomia.core.outbox.backoff`).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -68,12 +68,16 @@ def _refuse(uow: UnitOfWork, kind: str, sender: Party, item_id: object, exc: Gso
 
 def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
                     description: str, sender: Party, now: datetime,
-                    bound: int = PARTNER_ROWS["incidents_per_partner"]) -> dict[str, Any]:
+                    bound: int = PARTNER_ROWS["incidents_per_partner"],
+                    window: timedelta = timedelta(hours=PARTNER_ROWS["incident_window_hours"])
+                    ) -> dict[str, Any]:
     """A holder's report about an item this node provided to it (Art. 17).
 
-    At most ``bound`` reports are kept from one partner (:class:`LimitReached` after, not
-    audited: a flood past the bound must not grow the log either). Any text makes a new
-    report, so without it a partner could make the node store rows without end."""
+    At most ``bound`` reports are kept from one partner within ``window`` before ``now``
+    (:class:`LimitReached` after, not audited: a flood past the bound must not grow the log
+    either). Any text makes a new report, so without it a partner could make the node
+    store rows without end; counted over a window, not the node's life, so a partner that
+    reports for years is never refused a genuine report for those it made long ago."""
     text = f"reported by {sender}: {description}"[:4000]
     try:
         if kind not in INCIDENT_KINDS:
@@ -85,7 +89,8 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
             duplicate = next((r.reference for r in reports
                               if (r.item_id, r.kind, r.reported_by, r.description)
                               == (item_id, kind, sender, text)), None)
-            kept = sum(r.reported_by == sender for r in reports)
+            since = now - window
+            kept = sum(r.reported_by == sender and r.at > since for r in reports)
         if kept >= bound and duplicate is None:
             raise LimitReached("incidents_per_partner", bound, f"{sender}'s incident report")
         if not provided:

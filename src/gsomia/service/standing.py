@@ -32,13 +32,13 @@ from gsomia.core.errors import LimitReached, MalformedInput, PolicyDenied
 from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION, StandingConsentIssued
 from gsomia.core.policy import StandingConsent
-from gsomia.core.types import Party, iso
+from gsomia.core.types import Party, instant, iso
 from gsomia.service.outbox import _stored_as_held, commit, queue_deliveries
 from gsomia.service.ports import KeyStore, UnitOfWork
 
-__all__ = ["grant_standing_consent", "in_force", "listing", "record_standing_consent",
-           "record_standing_revocation", "revoke_standing_consent", "revoked_ids",
-           "with_documents"]
+__all__ = ["grant_standing_consent", "in_force", "listing", "read_revocation",
+           "record_standing_consent", "record_standing_revocation", "revoke_standing_consent",
+           "revoked_ids", "with_documents"]
 
 
 def _text(document: dict[str, Any]) -> str:
@@ -119,6 +119,42 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
     return revocation
 
 
+def _in_force_from(rows: Sequence[StandingConsentRecord], originator: Party,
+                   now: datetime) -> int:
+    """How many of ``originator``'s standing consents obtained here are in force at ``now``
+    (neither revoked by it nor expired). Reads only each one's ``not_after``: the consent
+    was checked when it was kept, and a whole parse of each on every new one would cost a
+    flood far more than its signature check. One whose end does not read is counted."""
+    revoked = {r.consent_id for r in rows if r.kind == "revoke" and r.originator == originator}
+    count = 0
+    for r in rows:
+        if r.kind != "grant" or r.originator != originator or r.direction != "obtained" \
+                or r.consent_id in revoked:
+            continue
+        try:
+            count += now < instant(r.document["not_after"], where="not_after")
+        except (KeyError, TypeError, MalformedInput):
+            count += 1
+    return count
+
+
+def read_revocation(data: Mapping[str, Any]
+                    ) -> tuple[crypto.StandingRevocation, crypto.StandingConsent | None]:
+    """A revocation as posted to the peer API: the originator's signed revocation, and, when
+    a hub passes it on, the signed consent it revokes as member ``consent`` (checked by
+    :func:`record_standing_revocation`, not here)."""
+    fields = dict(data)
+    shown = fields.pop("consent", None)
+    revocation = crypto.StandingRevocation.from_json(fields)
+    if shown is None:
+        return revocation, None
+    if not isinstance(shown, Mapping):
+        raise MalformedInput("the consent passed with the revocation is not a JSON object",
+                             where="standing revocation.consent",
+                             expected="the signed standing consent it revokes")
+    return revocation, crypto.StandingConsent.from_json(shown)
+
+
 def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
                             sender: Party, originator_public: Ed25519PublicKey,
                             catalogue: Catalogue, now: datetime,
@@ -126,7 +162,9 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
     """Keep a standing consent a partner sent as its originator, after checking it; the
     items already held that it covers are queued to its recipient in the same commit.
     False if it was held already (a retry). :class:`LimitReached` if ``bound`` of the
-    originator's are kept already (each costs a row and a look at every relay)."""
+    originator's are in force here already (each costs a look at every relay); one revoked
+    or expired no longer counts, so an originator that grants anew is never refused for
+    consents it has withdrawn or that have run out."""
     crypto.verify_standing_consent(consent, originator_public, originator=sender)
     known = catalogue.vocabulary
     known.party(consent.recipient, where="standing consent.recipient")
@@ -139,8 +177,7 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
                 raise PolicyDenied((f"standing consent {consent.id} is held with other "
                                     "terms: an id names one consent",))
             return False
-        if sum(r.kind == "grant" and r.originator == consent.originator
-               and r.direction == "obtained" for r in rows) >= bound:
+        if _in_force_from(rows, consent.originator, now) >= bound:
             raise LimitReached("standing_consents_per_partner", bound,
                                f"{consent.originator}'s standing consent {consent.id}")
         record = StandingConsentRecord(consent.id, consent.originator, consent.recipient,
@@ -165,8 +202,8 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
 def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRevocation,
                                sender: Party, originator_public: Ed25519PublicKey,
                                now: datetime,
-                               bound: int = PARTNER_ROWS["standing_revocations_per_partner"]
-                               ) -> bool:
+                               bound: int = PARTNER_ROWS["standing_revocations_per_partner"],
+                               consent: crypto.StandingConsent | None = None) -> bool:
     """Keep the originator's revocation (even before the consent it names arrives: that
     consent is then dead on arrival), from the originator or passed on by a partner (it
     withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
@@ -180,8 +217,20 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
     originator's such are (:class:`LimitReached` after): any party may sign revocations of
     ids nobody holds, each a row, and they must not grow the store without end. One of a
     consent held here is always kept (there is one per consent, and the consents are
-    bounded), so no decoys can crowd it out."""
+    bounded), so no decoys can crowd it out. So is one that comes with ``consent``, the
+    signed consent it revokes (what a hub passes along to the nodes behind it, which never
+    hold the consents the hub relays under): it is checked against the same originator's
+    key and must name the same id, and a revocation that is shown to withdraw a real
+    consent is never refused for the decoys of others."""
     crypto.verify_standing_revocation(revocation, originator_public)
+    if consent is not None:
+        crypto.verify_standing_consent(consent, originator_public,
+                                       originator=revocation.originator)
+        if consent.id != revocation.consent_id:
+            raise MalformedInput(f"the consent passed with the revocation of "
+                                 f"{revocation.consent_id} is {consent.id}",
+                                 where="standing revocation.consent",
+                                 expected="the standing consent the revocation names")
     with uow:
         rows = uow.repo.standing_consents()
         held = [r for r in rows if r.consent_id == revocation.consent_id]
@@ -193,18 +242,22 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         if grants and grants[0].originator != revocation.originator:
             raise PolicyDenied((f"standing consent {revocation.consent_id} is "
                                 f"{grants[0].originator}'s to revoke",))
-        if not grants:
+        # Kept with its consent's recipient when the consent was held or shown: only a
+        # revocation of a consent never seen (recipient None) counts against the bound.
+        recipient = grants[0].recipient if grants else \
+            consent.recipient if consent is not None else None
+        if recipient is None:
             granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
             orphans = sum(r.kind == "revoke" and r.originator == revocation.originator
-                          and r.direction == "obtained"
+                          and r.direction == "obtained" and r.recipient is None
                           and (r.consent_id, r.originator) not in granted for r in rows)
             if orphans >= bound:
                 raise LimitReached("standing_revocations_per_partner", bound,
                                    f"{revocation.originator}'s revocation of standing consent "
                                    f"{revocation.consent_id}, which is not held here")
         record = StandingConsentRecord(revocation.consent_id, revocation.originator,
-                                       grants[0].recipient if grants else None, "obtained",
-                                       "revoke", revocation.to_json(), now)
+                                       recipient, "obtained", "revoke", revocation.to_json(),
+                                       now)
         event = uow.audit.append(
             AuditKind.CONSENT, now, sender,
             details={"standing_consent": revocation.consent_id,
@@ -217,11 +270,22 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         # revocations of consents nobody holds (any party may sign its own) stop here
         # instead of being multiplied through the federation. One arriving before its
         # consent is not passed on either: the consent is then dead on arrival here, and
-        # nothing is relayed under it that the nodes beyond would need to refuse.
+        # nothing is relayed under it that the nodes beyond would need to refuse. The
+        # consent goes with it to its recipient, which does not hold it (under the hub):
+        # it shows the revocation withdraws a real consent, kept there whatever the bound
+        # on decoys. The other partners take no relay under it, and its terms are not
+        # theirs to read: they get the revocation alone.
         if uow.routing.federated and grants:
+            told = (sender, revocation.originator)
+            reference, body = f"{revocation.consent_id}/revoked", revocation.to_json()
+            recipient = grants[0].recipient
+            others = tuple(p for p in uow.routing.deliver_to if p != recipient)
             uow.events.append(StandingConsentIssued(
-                STANDING_REVOCATION, f"{revocation.consent_id}/revoked",
-                _text(revocation.to_json()), skip=(sender, revocation.originator)))
+                STANDING_REVOCATION, reference,
+                _text({**body, "consent": dict(grants[0].document)}), skip=told + others))
+            uow.events.append(StandingConsentIssued(
+                STANDING_REVOCATION, reference, _text(body),
+                skip=told + ((recipient,) if recipient is not None else ())))
         commit(uow, now)
     return True
 

@@ -76,6 +76,7 @@ from gsomia.core.taxii import (
     versions_body,
 )
 from gsomia.core.types import Party
+from gsomia.service import standing
 from gsomia.service.taxii import Served, TaxiiService
 from gsomia.service.taxii_ports import PeerInbox, StoredVersion
 from gsomia.shell import sensor_intake, warnings_out, web
@@ -530,8 +531,10 @@ def create_app(config: ApiConfig) -> Starlette:
             raise PeerUnavailable("this node takes no standing consents")
         # Any partner may pass the originator's revocation on (a relay tells the nodes
         # beyond it): it withdraws, never grants, and its signature is the originator's.
-        revocation = crypto.StandingRevocation.from_json(_object(body, "standing revocation"))
-        return {"accepted": True, "new": take(revocation, sender, config.clock())}
+        # A hub passes the signed consent it revokes along with it, as ``consent``.
+        revocation, consent = standing.read_revocation(_object(body, "standing revocation"))
+        return {"accepted": True, "new": take(revocation, sender, config.clock(),
+                                              consent=consent)}
 
     def incident(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "incident report")

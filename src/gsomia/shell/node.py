@@ -23,6 +23,7 @@
     standing_revocations_per_partner = 1000
     incidents_per_partner = 1000
     consent_requests_per_partner = 1000
+    incident_window_hours = 24                # incidents_per_partner counts in this window
 """
 
 from __future__ import annotations

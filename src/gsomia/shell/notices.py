@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -50,6 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
 from gsomia.core.errors import MalformedInput
+from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import (
     CLASSIFICATION,
     INCIDENT,
@@ -180,13 +181,15 @@ def incident_rows(node: NodePort) -> list[dict[str, Any]]:
 
 
 def accept_incident(node: NodePort, *, kind: str, item_id: str, description: str,
-                    sender: Party, now: datetime, bound: int | None = None) -> dict[str, Any]:
+                    sender: Party, now: datetime, bound: int | None = None,
+                    window: timedelta | None = None) -> dict[str, Any]:
     """A holder's report about an item this node provided to it (Art. 17); ``bound``: the
-    node's ``incidents_per_partner``."""
+    node's ``incidents_per_partner``, counted over ``window`` (``incident_window_hours``)."""
     return notice_handlers.accept_incident(
         node.uow(), keys=node.keys, kind=kind, item_id=item_id, description=description,
         sender=sender, now=now,
-        **({} if bound is None else {"bound": bound}))
+        bound=PARTNER_ROWS["incidents_per_partner"] if bound is None else bound,
+        window=window or timedelta(hours=PARTNER_ROWS["incident_window_hours"]))
 
 
 def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender: Party,

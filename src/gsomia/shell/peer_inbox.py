@@ -9,7 +9,7 @@ rather than guess.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -145,16 +145,19 @@ class NodeInbox:
         return new  # its commit woke the links it queued rows for
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
-                            now: datetime) -> bool:
+                            now: datetime, consent: crypto.StandingConsent | None = None
+                            ) -> bool:
         """The originator's revocation, from the originator or passed on by a relay (checked
-        against the originator's key either way): kept, and passed on in turn."""
+        against the originator's key either way, as is ``consent``, the signed consent it
+        revokes, when the relay passes it along): kept, and passed on in turn."""
         self._key(sender)
         if revocation.originator == self.node.party:
             return False  # this node's own, passed back: held since it revoked
         return standing.record_standing_revocation(
             self.node.uow(), revocation=revocation, sender=sender,
             originator_public=self._originator_key(revocation.originator), now=now,
-            bound=self.node.config.partner_rows["standing_revocations_per_partner"])
+            bound=self.node.config.partner_rows["standing_revocations_per_partner"],
+            consent=consent)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
@@ -163,7 +166,9 @@ class NodeInbox:
         self._key(sender)
         notices.accept_incident(self.node, kind=kind, item_id=item_id,
                                 description=description, sender=sender, now=now,
-                                bound=self.node.config.partner_rows["incidents_per_partner"])
+                                bound=self.node.config.partner_rows["incidents_per_partner"],
+                                window=timedelta(hours=self.node.config.partner_rows[
+                                    "incident_window_hours"]))
 
     def classification_notice(self, doc: Mapping[str, Any], sender: Party,
                               now: datetime) -> Mapping[str, Any]:
