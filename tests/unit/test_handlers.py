@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gsomia.core import crypto
 from gsomia.core.agreements import Catalogue
-from gsomia.core.audit import AuditEvent, AuditKind
+from gsomia.core.audit import AuditEvent, AuditKind, sign_tree_head
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
@@ -75,8 +75,17 @@ class FakeKeys:
         return self._envelope
 
 
+@dataclasses.dataclass(frozen=True)
+class LoggedHeadRow:
+    seq: int
+    kind: str
+    at: str
+    details: str
+
+
 class FakeRepo:
     def __init__(self) -> None:
+        self.log: FakeAudit | None = None
         self.items: dict[tuple[str, str], StoredItem] = {}
         self.custody: list[CustodyRecord] = []
         self.consents: list[ConsentRecord] = []
@@ -89,6 +98,13 @@ class FakeRepo:
 
     def add_item(self, item: StoredItem, *, seq: int) -> None:
         self.items[(item.item_id, item.version)] = item
+
+    def head_records(self, kinds: Collection[str],
+                     limit: int | None = None) -> list[LoggedHeadRow]:
+        rows = [LoggedHeadRow(e.seq, e.kind.value, e.at.isoformat(),
+                              json.dumps(e.details, default=dict))
+                for e in reversed(self.log.events if self.log else []) if e.kind.value in kinds]
+        return rows if limit is None else rows[:limit]
 
     def add_items(self, items: list[tuple[StoredItem, int]]) -> None:
         for item, seq in items:
@@ -283,6 +299,7 @@ class FakeUnitOfWork:
     def __init__(self, routing: Routing) -> None:
         self.repo = FakeRepo()
         self.audit = FakeAudit()
+        self.repo.log = self.audit  # the store's registers and log are one database
         self.outbox = FakeOutbox()
         self.events: list[DomainEvent] = []
         self.routing = routing
@@ -658,6 +675,43 @@ def test_an_incident_about_an_item_not_provided_is_refused_on_record(
     [refused] = uow.audit.of(AuditKind.NOTICE_REFUSED)
     assert refused.actor == "USA" and refused.details["notice"] == INCIDENT
     assert uow.repo.incident_reports == [] and uow.outbox.notices == []
+
+
+# ---- a partner cannot grow the log without bound -------------------------------------------
+
+
+_JPN_LOG = FakeKeys("JPN")  # one key for every example: signing heads is what is checked
+_JPN_HEADS = [sign_tree_head(size, bytes([size]) * 32, NOW, _JPN_LOG.signing_key())
+              for size in (5, 6, 7)]
+
+
+def test_a_partner_s_same_head_posted_again_is_recorded_once(shipped: Catalogue) -> None:
+    uow, _ = node("KOR", shipped, ("JPN",))
+    for _ in range(20):
+        notice_handlers.record_partner_head(uow, sender="JPN", head=_JPN_HEADS[0],
+                                            sender_key=_JPN_LOG.public_signing_key(), now=NOW)
+    [kept] = uow.audit.of(AuditKind.TREE_HEAD_EXCHANGED)
+    assert kept.details["head"] == _JPN_HEADS[0].to_json()
+
+
+@settings(max_examples=30, deadline=None)
+@given(posted=st.lists(st.tuples(st.sampled_from(("JPN", "USA")), st.integers(0, 2)),
+                       max_size=25))
+def test_the_log_grows_by_a_partner_s_head_only_when_it_changes(
+        shipped: Catalogue, posted: list[tuple[str, int]]) -> None:
+    """Any sequence of heads posted by two partners (same key, distinct senders): one event
+    per head that differs from the newest recorded for its sender, in order."""
+    uow, _ = node("KOR", shipped, ("JPN", "USA"))
+    expected: list[tuple[str, int]] = []
+    newest: dict[str, int] = {}
+    for sender, n in posted:
+        notice_handlers.record_partner_head(uow, sender=sender, head=_JPN_HEADS[n],
+                                            sender_key=_JPN_LOG.public_signing_key(), now=NOW)
+        if newest.get(sender) != n:
+            expected.append((sender, n))
+            newest[sender] = n
+    assert [(e.actor, e.details["head"]["size"] - 5)
+            for e in uow.audit.of(AuditKind.TREE_HEAD_EXCHANGED)] == expected
 
 
 def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:

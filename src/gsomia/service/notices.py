@@ -17,6 +17,7 @@ tried again after the one backoff (:func:`gsomia.core.outbox.backoff`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -197,12 +198,37 @@ def record_head_exchange(uow: UnitOfWork, *, partner: Party, previous: TreeHead 
 
 def record_partner_head(uow: UnitOfWork, *, sender: Party, head: TreeHead,
                         sender_key: Ed25519PublicKey, now: datetime) -> None:
-    """A head a partner posted of its own log: kept once its signature verifies."""
+    """A head a partner posted of its own log: kept once its signature verifies, and only
+    when it differs from the newest head recorded of that partner (posting the same signed
+    head again and again must not grow the log)."""
     verify_tree_head(head, sender_key)
     with uow:
+        if _newest_head_of(uow, sender) == head.to_json():
+            return
         uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, sender,
                          details={"partner": sender, "head": head.to_json()})
         uow.commit()
+
+
+_HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
+
+
+def _newest_head_of(uow: UnitOfWork, partner: Party) -> object:
+    """The head (as JSON) of the newest event recording one of ``partner``'s heads, or None.
+    The few newest events are read first: with a handful of partners the answer is there,
+    and the whole list only for a partner not heard from in a long while."""
+    for limit in (32, None):
+        rows = uow.repo.head_records(_HEAD_KINDS, limit)
+        for row in rows:
+            try:
+                details = json.loads(row.details)
+            except ValueError:
+                continue
+            if isinstance(details, dict) and details.get("partner") == partner:
+                return details.get("head")
+        if limit is not None and len(rows) < limit:
+            break
+    return None
 
 
 def record_peer_refused(uow: UnitOfWork, *, issuer: str | None, details: Mapping[str, Any],
