@@ -7,8 +7,9 @@ unit of work each.
 Accepting (:func:`accept_incident`, :func:`accept_classification_notice`). A node accepts an
 incident only about an item it provided to the sender, and a notice only about an item it
 holds from the sender; everything else (unsigned, forged, misaddressed, unknown item) is
-refused and audited as ``notice-refused`` before the error is raised. What is accepted is
-passed on in the same commit (:mod:`gsomia.service.outbox`), never back to the sender.
+refused and audited as ``notice-refused`` before the error is raised: one by one up to a
+bound per partner and window, then as a count (:mod:`gsomia.service.refusals`). What is
+accepted is passed on in the same commit (:mod:`gsomia.service.outbox`), never back to the sender.
 
 Settling (:func:`settle_notices`). A notice the partner took (202) is ``delivered``, one it
 refused for good ``refused`` (both on record, ``notices-settled``), any other outcome is
@@ -47,34 +48,70 @@ from gsomia.core.partner_heads import HeadVerdict
 from gsomia.core.types import Party
 from gsomia.service import handlers
 from gsomia.service.ports import KeyStore, QueuedNotice, UnitOfWork
+from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "accept_classification_notice",
            "accept_incident", "record_head_exchange", "record_partner_head",
-           "record_peer_refused", "settle_notices"]
+           "record_peer_refused", "record_refusal_summaries", "settle_notices"]
 
 DELIVERED, REFUSED = "delivered", "refused"
 
 
 def _refuse(uow: UnitOfWork, kind: str, sender: Party, item_id: object, exc: GsomiaError,
-            now: datetime) -> None:
+            now: datetime, refusals: RefusalWindow) -> None:
+    admitted, closed = refusals.admit(sender, kind, item_id, now)
+    if not admitted and not closed:
+        return  # counted: on record in the summary once the window closes
     reasons = list(exc.reasons) if isinstance(exc, PolicyDenied) else [str(exc)]
-    with uow:
-        uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
-                         item_id=item_id[:300] if isinstance(item_id, str) and item_id
-                         else None,
-                         details={"sender": sender, "notice": kind,
-                                  "reasons": [r[:500] for r in reasons[:10]]})
-        uow.commit()
+    try:
+        with uow:
+            _write_summaries(uow, closed, now)
+            if admitted:
+                uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
+                                 item_id=item_id[:300] if isinstance(item_id, str) and item_id
+                                 else None,
+                                 details={"sender": sender, "notice": kind,
+                                          "reasons": [r[:500] for r in reasons[:10]]})
+            uow.commit()
+    except BaseException:
+        refusals.give_back(closed)  # not on record: counted again, never dropped
+        raise
+
+
+def _write_summaries(uow: UnitOfWork, summaries: Sequence[RefusalSummary], now: datetime,
+                     kind: AuditKind = AuditKind.NOTICE_REFUSED) -> None:
+    for summary in summaries:
+        uow.audit.append(kind, now, summary.sender, details=summary.details())
+
+
+def record_refusal_summaries(uow: UnitOfWork, *, refusals: RefusalWindow,
+                             now: datetime, everything: bool = False,
+                             kind: AuditKind = AuditKind.NOTICE_REFUSED) -> int:
+    """Put on record (as ``kind``: ``notice-refused``, or ``envelope-refused`` for a window
+    of envelopes) the counts of refusals not written one by one, of the windows closed by
+    ``now`` (``everything``: of all, as the node stops); how many summaries were written."""
+    summaries = refusals.closed(None if everything else now)
+    if summaries:
+        try:
+            with uow:
+                _write_summaries(uow, summaries, now, kind)
+                uow.commit()
+        except BaseException:
+            refusals.give_back(summaries)
+            raise
+    return len(summaries)
 
 
 def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
                     description: str, sender: Party, now: datetime,
+                    refusals: RefusalWindow,
                     bound: int = PARTNER_ROWS["incidents_per_partner"]) -> dict[str, Any]:
     """A holder's report about an item this node provided to it (Art. 17).
 
     At most ``bound`` reports are kept from one partner (:class:`LimitReached` after, not
     audited: a flood past the bound must not grow the log either). Any text makes a new
-    report, so without it a partner could make the node store rows without end."""
+    report, so without it a partner could make the node store rows without end. A refusal
+    goes on record as ``refusals`` allows: one by one up to its bound, then counted."""
     text = f"reported by {sender}: {description}"[:4000]
     try:
         if kind not in INCIDENT_KINDS:
@@ -100,7 +137,7 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
     except LimitReached:
         raise
     except GsomiaError as exc:
-        _refuse(uow, INCIDENT, sender, item_id, exc, now)
+        _refuse(uow, INCIDENT, sender, item_id, exc, now, refusals)
         raise
     return {"accepted": True, "reference": report.reference}
 
@@ -108,7 +145,7 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
 def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                                  doc: Mapping[str, Any], sender: Party,
                                  originator_keys: Mapping[Party, Ed25519PublicKey],
-                                 now: datetime) -> dict[str, Any]:
+                                 now: datetime, refusals: RefusalWindow) -> dict[str, Any]:
     """The originator's signed notice, from the party this node holds the item from:
     re-mark every version to this party's equivalent level (Art. 4) and pass it on."""
     item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
@@ -131,7 +168,7 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
             uow, keys=keys, catalogue=catalogue, notice=notice, originator_public=key,
             now=now, actor=sender, came_from=sender)
     except GsomiaError as exc:
-        _refuse(uow, CLASSIFICATION, sender, item_id, exc, now)
+        _refuse(uow, CLASSIFICATION, sender, item_id, exc, now, refusals)
         raise
     return {"accepted": True,
             "national_levels": sorted({r.national_label.level for r in remarked})}
