@@ -46,7 +46,10 @@ class RefusalSummary:
         return sum(self.kinds.values())
 
     def details(self) -> dict[str, Any]:
+        # ``reasons`` as a refusal written one by one has them, for whoever reads the log.
         return {"sender": self.sender, "summary": True, "refused": self.count,
+                "reasons": [f"{self.count} more refused from {self.sender} in this window, "
+                            "counted, not written one by one"],
                 "notices": dict(sorted(self.kinds.items())), "item_ids": list(self.item_ids),
                 "first": self.first.isoformat(), "last": self.last.isoformat()}
 

@@ -43,7 +43,9 @@ class NodeInbox:
         # Partners' refused notices and envelopes on record one by one up to a bound, then
         # counted (apart: a summary names one kind of event).
         self.refusals = RefusalWindow()
-        self.envelope_refusals = RefusalWindow()
+        # A sender retrying a batch whose answer it lost gets a refusal (replay) per envelope:
+        # more room than for notices, still bounded.
+        self.envelope_refusals = RefusalWindow(per_window=30)
 
     def close(self) -> None:
         """Put on record the refusals still counted (the node stops)."""
