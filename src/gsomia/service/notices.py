@@ -248,13 +248,16 @@ def record_partner_head(uow: UnitOfWork, *, sender: Party, head: TreeHead,
 
 
 _HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
+_HEADS_READ = 1024
 
 
 def _newest_head_of(uow: UnitOfWork, partner: Party) -> object:
-    """The head (as JSON) of the newest event recording one of ``partner``'s heads, or None.
-    The few newest events are read first: with a handful of partners the answer is there,
-    and the whole list only for a partner not heard from in a long while."""
-    for limit in (32, None):
+    """The head (as JSON) of the newest event recording one of ``partner``'s heads among the
+    newest ``_HEADS_READ``, or None. The few newest are read first (with a handful of
+    partners the answer is there); the read stays bounded, so a head posted again after more
+    than that many heads of others is recorded once more (one event per ``_HEADS_READ``
+    recorded, where reading the whole log would cost each post a scan of it)."""
+    for limit in (32, _HEADS_READ):
         rows = uow.repo.head_records(_HEAD_KINDS, limit)
         for row in rows:
             try:
@@ -263,7 +266,7 @@ def _newest_head_of(uow: UnitOfWork, partner: Party) -> object:
                 continue
             if isinstance(details, dict) and details.get("partner") == partner:
                 return details.get("head")
-        if limit is not None and len(rows) < limit:
+        if len(rows) < limit:
             break
     return None
 
