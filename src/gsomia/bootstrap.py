@@ -176,9 +176,10 @@ def app_for_node(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | 
     identity = peer_identity or PinnedPeers(Path(node.folder), node.party)
     from gsomia.shell.sensor_intake import SensorIntake
 
-    config = ApiConfig(service=service, party=node.party,
-                       inbox=NodeInbox(node, partner_keys), peer_identity=identity,
-                       sensors=SensorIntake(node))
+    inbox = NodeInbox(node, partner_keys)
+    config = ApiConfig(service=service, party=node.party, inbox=inbox,
+                       peer_identity=identity, sensors=SensorIntake(node))
     app = create_app(config)
     app.state.taxii_store = store
+    app.state.peer_inbox = inbox  # ``serve`` closes it: the last counts of refusals
     return app

@@ -19,6 +19,7 @@ from gsomia.bootstrap import app_for_node
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.service import handlers
+from gsomia.service.refusals import RefusalWindow
 from gsomia.shell import notices
 from gsomia.shell.commands import notices as notice_commands
 from gsomia.shell.doctor import partner_checks
@@ -116,6 +117,20 @@ def test_classification_notice_route_is_documented_and_refuses_junk(
     with kor.store.reader() as reader:
         refused = [r for r in reader.rows() if r["kind"] == AuditKind.NOTICE_REFUSED.value]
     assert [(r["actor"], r["item_id"]) for r in refused] == [("JPN", "x")]
+    # Junk in a loop: refusals on record one by one up to the bound (1 here, 10 a minute as
+    # shipped), the rest counted, and the count on record as the node stops (flood17:
+    # before, one event each, without end).
+    inbox = client.app.state.peer_inbox  # type: ignore[attr-defined]
+    inbox.refusals = RefusalWindow(per_window=1)
+    for n in range(3):
+        client.post("/peer/v1/classification-notices/", json={"item_id": f"x{n}"})
+    inbox.close()
+    with kor.store.reader() as reader:
+        refused = [r for r in reader.rows() if r["kind"] == AuditKind.NOTICE_REFUSED.value]
+    [summary] = [r for r in refused if r["details"].get("summary")]
+    assert len(refused) == 3 and summary["actor"] == "JPN"
+    assert summary["details"]["refused"] == 2
+    assert summary["details"]["item_ids"] == ["x1", "x2"]
     # Without a client certificate: 401.
     app = app_for_node(kor, peer_identity=lambda scope: None)
     assert TestClient(app).post("/peer/v1/classification-notices/",

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from gsomia.core import crypto
 from gsomia.core.agreements import Catalogue
-from gsomia.core.audit import AuditEvent, AuditKind
+from gsomia.core.audit import AuditEvent, AuditKind, sign_tree_head
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
@@ -33,7 +33,7 @@ from gsomia.core.custody import (
     StoredItem,
     register_digest,
 )
-from gsomia.core.errors import PolicyDenied, ProofInvalid
+from gsomia.core.errors import GsomiaError, PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
     INCIDENT,
@@ -50,6 +50,7 @@ from gsomia.core.types import Party
 from gsomia.service import exchange, handlers
 from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import ConsentRequest, QueuedDelivery, QueuedNotice, SeenEnvelope
+from gsomia.service.refusals import RefusalWindow
 from gsomia.shell.signatures import SignatureWorker
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -75,8 +76,17 @@ class FakeKeys:
         return self._envelope
 
 
+@dataclasses.dataclass(frozen=True)
+class LoggedHeadRow:
+    seq: int
+    kind: str
+    at: str
+    details: str
+
+
 class FakeRepo:
     def __init__(self) -> None:
+        self.log: FakeAudit | None = None
         self.items: dict[tuple[str, str], StoredItem] = {}
         self.custody: list[CustodyRecord] = []
         self.consents: list[ConsentRecord] = []
@@ -89,6 +99,13 @@ class FakeRepo:
 
     def add_item(self, item: StoredItem, *, seq: int) -> None:
         self.items[(item.item_id, item.version)] = item
+
+    def head_records(self, kinds: Collection[str],
+                     limit: int | None = None) -> list[LoggedHeadRow]:
+        rows = [LoggedHeadRow(e.seq, e.kind.value, e.at.isoformat(),
+                              json.dumps(e.details, default=dict))
+                for e in reversed(self.log.events if self.log else []) if e.kind.value in kinds]
+        return rows if limit is None else rows[:limit]
 
     def add_items(self, items: list[tuple[StoredItem, int]]) -> None:
         for item, seq in items:
@@ -283,6 +300,7 @@ class FakeUnitOfWork:
     def __init__(self, routing: Routing) -> None:
         self.repo = FakeRepo()
         self.audit = FakeAudit()
+        self.repo.log = self.audit  # the store's registers and log are one database
         self.outbox = FakeOutbox()
         self.events: list[DomainEvent] = []
         self.routing = routing
@@ -448,6 +466,30 @@ def test_a_replayed_or_misaddressed_envelope_is_refused_and_on_record(
     assert [(e.actor, e.item_id) for e in refused] == [("KOR", replay.item_id),
                                                        ("USA", posed.item_id)]
     assert len(uow.repo.items) == 1
+
+
+def test_replayed_envelopes_in_a_loop_do_not_grow_the_log_past_the_bound(
+        shipped: Catalogue) -> None:
+    """A partner posting the same envelope again and again (each a replay, refused): past
+    the window's bound the refusals are counted, and the count goes on record, naming the
+    item, once the window has closed."""
+    uow, jpn = node("JPN", shipped)
+    kor = FakeKeys("KOR")
+    keys = {"KOR": kor.public_signing_key()}
+    replay = sealed(kor, jpn, indicator(1), kor_label())
+    window = RefusalWindow(per_window=2, window=timedelta(minutes=1))
+    for _ in range(10):
+        out = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                               envelopes=[replay, replay], sender="KOR",
+                               seen={crypto.b64u(replay.nonce)}, now=NOW, window=window)
+        assert [d.status for d in out] == [409, 409]  # the answer is the same
+    assert len(uow.audit.of(AuditKind.ENVELOPE_REFUSED)) == 2
+    exchange.refuse_replays(uow, envelopes=[replay], sender="KOR",
+                            now=NOW + timedelta(minutes=1), window=window)
+    [*_, summary, last] = uow.audit.of(AuditKind.ENVELOPE_REFUSED)
+    assert summary.details["refused"] == 18 and summary.details["notices"] == {"envelope": 18}
+    assert summary.details["item_ids"] == [replay.item_id]
+    assert last.item_id == replay.item_id and not last.details.get("summary")
 
 
 def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> None:
@@ -654,10 +696,105 @@ def test_an_incident_about_an_item_not_provided_is_refused_on_record(
     uow, jpn, item = received_item(shipped)
     with pytest.raises(PolicyDenied):
         notice_handlers.accept_incident(uow, keys=jpn, kind="compromise", item_id=item,
-                                        description="seen on a forum", sender="USA", now=NOW)
+                                        description="seen on a forum", sender="USA", now=NOW,
+                                        refusals=RefusalWindow())
     [refused] = uow.audit.of(AuditKind.NOTICE_REFUSED)
     assert refused.actor == "USA" and refused.details["notice"] == INCIDENT
     assert uow.repo.incident_reports == [] and uow.outbox.notices == []
+
+
+# ---- a partner cannot grow the log without bound -------------------------------------------
+
+
+_JPN_LOG = FakeKeys("JPN")  # one key for every example: signing heads is what is checked
+_JPN_HEADS = [sign_tree_head(size, bytes([size]) * 32, NOW, _JPN_LOG.signing_key())
+              for size in (5, 6, 7)]
+
+
+def test_a_partner_s_same_head_posted_again_is_recorded_once(shipped: Catalogue) -> None:
+    uow, _ = node("KOR", shipped, ("JPN",))
+    for _ in range(20):
+        notice_handlers.record_partner_head(uow, sender="JPN", head=_JPN_HEADS[0],
+                                            sender_key=_JPN_LOG.public_signing_key(), now=NOW)
+    [kept] = uow.audit.of(AuditKind.TREE_HEAD_EXCHANGED)
+    assert kept.details["head"] == _JPN_HEADS[0].to_json()
+
+
+@settings(max_examples=30, deadline=None)
+@given(posted=st.lists(st.tuples(st.sampled_from(("JPN", "USA")), st.integers(0, 2)),
+                       max_size=25))
+def test_the_log_grows_by_a_partner_s_head_only_when_it_changes(
+        shipped: Catalogue, posted: list[tuple[str, int]]) -> None:
+    """Any sequence of heads posted by two partners (same key, distinct senders): one event
+    per head that differs from the newest recorded for its sender, in order."""
+    uow, _ = node("KOR", shipped, ("JPN", "USA"))
+    expected: list[tuple[str, int]] = []
+    newest: dict[str, int] = {}
+    for sender, n in posted:
+        notice_handlers.record_partner_head(uow, sender=sender, head=_JPN_HEADS[n],
+                                            sender_key=_JPN_LOG.public_signing_key(), now=NOW)
+        if newest.get(sender) != n:
+            expected.append((sender, n))
+            newest[sender] = n
+    assert [(e.actor, e.details["head"]["size"] - 5)
+            for e in uow.audit.of(AuditKind.TREE_HEAD_EXCHANGED)] == expected
+
+
+def test_refused_incident_reports_do_not_grow_the_log_past_the_bound(
+        shipped: Catalogue) -> None:
+    uow, jpn, _ = received_item(shipped)
+    before = len(uow.audit.events)
+    refusals = RefusalWindow(per_window=3, window=timedelta(minutes=1))
+    for n in range(20):
+        with pytest.raises(GsomiaError):
+            notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
+                                            item_id=indicator(500 + n)["id"],
+                                            description="x" * 3000, sender="USA", now=NOW,
+                                            refusals=refusals)
+    assert len(uow.audit.events) - before <= 3
+    # The window closed: the next refusal puts the 17 counted on record, none lost.
+    later = NOW + timedelta(minutes=1)
+    with pytest.raises(GsomiaError):
+        notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
+                                        item_id=indicator(600)["id"], description="x",
+                                        sender="USA", now=later, refusals=refusals)
+    [summary] = [e for e in uow.audit.of(AuditKind.NOTICE_REFUSED) if e.details.get("summary")]
+    assert summary.actor == "USA" and summary.details["refused"] == 17
+    assert summary.details["notices"] == {INCIDENT: 17}
+    assert summary.details["item_ids"][0] == indicator(503)["id"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(sent=st.lists(st.tuples(st.sampled_from(("USA", "KOR")),
+                               st.sampled_from((0, 0, 0, 1, 30, 90))), max_size=30),
+       per_window=st.integers(0, 3))
+def test_refusals_are_on_record_one_by_one_up_to_the_bound_and_counted_after(
+        shipped: Catalogue, sent: list[tuple[str, int]], per_window: int) -> None:
+    """Any sequence of refused notices from two partners, at any seconds: a partner's
+    refusals are written one by one at most ``per_window`` times per window (a window lasts
+    a minute, so a partner refused over a span s opens at most 1 + s // 1 min of them), and
+    once the windows are closed every refusal is on record, itself or in a summary's count."""
+    uow, jpn, _ = received_item(shipped)
+    before = len(uow.audit.events)
+    refusals = RefusalWindow(per_window=per_window, window=timedelta(minutes=1))
+    at, times = NOW, {"USA": [], "KOR": []}
+    for n, (sender, seconds) in enumerate(sent):
+        at += timedelta(seconds=seconds)
+        times[sender].append(at)
+        with pytest.raises(GsomiaError):
+            notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
+                                            item_id=indicator(700 + n)["id"],
+                                            description="junk", sender=sender, now=at,
+                                            refusals=refusals)
+    notice_handlers.record_refusal_summaries(uow, refusals=refusals, now=at, everything=True)
+    refused = uow.audit.events[before:]
+    assert all(e.kind == AuditKind.NOTICE_REFUSED for e in refused)
+    for party, when in times.items():
+        windows = 1 + (when[-1] - when[0]) // timedelta(minutes=1) if when else 0
+        mine = [e for e in refused if e.actor == party]
+        assert sum(not e.details.get("summary") for e in mine) <= per_window * windows
+        assert sum(bool(e.details.get("summary")) for e in mine) <= windows
+        assert sum(e.details.get("refused", 1) for e in mine) == len(when)
 
 
 def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
@@ -980,7 +1117,8 @@ def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_boun
         def send(t: str = text) -> Any:
             return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
                                                    item_id=item, description=t,
-                                                   sender="USA", now=NOW, bound=bound)
+                                                   sender="USA", now=NOW, bound=bound,
+                                                   refusals=RefusalWindow())
         if n < bound:
             assert send()["accepted"]
             size = len(uow.audit.events)
@@ -1231,7 +1369,8 @@ def test_the_incident_bound_counts_the_reports_of_the_last_window_only(
     def send(text: str, now: datetime) -> Any:
         return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise", item_id=item,
                                                description=text, sender="USA", now=now,
-                                               bound=1, window=timedelta(hours=24))
+                                               refusals=RefusalWindow(), bound=1,
+                                               window=timedelta(hours=24))
 
     assert send("first", NOW)["accepted"]
     with pytest.raises(LimitReached, match="incidents_per_partner"):

@@ -52,6 +52,7 @@ from gsomia.service.ports import (
     UnitOfWork,
     checks_here,
 )
+from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "Delivered", "Sent",
            "answer_consent_request", "receive", "record_consent_refusal",
@@ -165,11 +166,31 @@ def _refusal(uow: UnitOfWork, envelope: crypto.Envelope | None, sender: Party,
                  "nonce": crypto.b64u(envelope.nonce) if envelope else None})
 
 
+def _refusals(uow: UnitOfWork, refused: Sequence[tuple[crypto.Envelope, Sequence[str]]],
+              sender: Party, now: datetime, window: RefusalWindow | None
+              ) -> list[RefusalSummary]:
+    """The refused envelopes on record: each, or as many as ``window`` allows and the
+    summaries of the windows it closed (the rest are counted there, never dropped); the
+    summaries written, for :meth:`RefusalWindow.give_back` if the commit fails."""
+    written: list[RefusalSummary] = []
+    for envelope, reasons in refused:
+        admitted, closed = (True, []) if window is None else \
+            window.admit(sender, "envelope", envelope.item_id, now)
+        for summary in closed:
+            uow.audit.append(AuditKind.ENVELOPE_REFUSED, now, summary.sender,
+                             details=summary.details())
+        written.extend(closed)
+        if admitted:
+            _refusal(uow, envelope, sender, reasons, now)
+    return written
+
+
 def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey],
             envelopes: Sequence[crypto.Envelope], sender: Party, seen: Collection[str],
             now: datetime, revoked: Collection[tuple[str, Party]] = (),
-            checks: SignatureChecks = checks_here) -> list[Delivered]:
+            checks: SignatureChecks = checks_here,
+            window: RefusalWindow | None = None) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` in one commit.
 
     ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
@@ -178,7 +199,8 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     standing consents whose originator's revocation this node holds (a relay under one is
     refused). ``checks`` verifies the senders' and originators' signatures of the batch
     (on another process) while this one decrypts and screens; an envelope is accepted only
-    once both verified."""
+    once both verified. ``window``: how many refused envelopes of ``sender`` go on record
+    one by one (the rest counted, :mod:`gsomia.service.refusals`); None: every one."""
     out: list[Delivered | None] = [None] * len(envelopes)
     refusals: list[tuple[int, crypto.Envelope, tuple[str, ...]]] = []
     nonces = [crypto.b64u(e.nonce) for e in envelopes]
@@ -232,23 +254,28 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             batch.append((i, envelope, incoming))
             verdicts.append(screened[i])
     refusals.sort(key=lambda r: r[0])
-    with uow:
-        for _, envelope, reasons in refusals:
-            _refusal(uow, envelope, sender, reasons, now)
-        results = handlers.ingest_into(uow, keys=keys, catalogue=catalogue, verdicts=verdicts,
-                                       now=now)
-        accepted = [SeenEnvelope(nonces[i], sender, e.item_id, e.version, now)
-                    for i, e, _ in batch]
-        if accepted:
-            # The replay register is covered by the log: a nonce deleted behind its back
-            # (which would let the envelope in again) shows in audit verify.
-            event = uow.audit.append(
-                AuditKind.ENVELOPES_ACCEPTED, now, sender,
-                details={"sender": sender, "records": records_detail(
-                    envelopes_seen=[register_digest("envelopes_seen", s.row())
-                                    for s in accepted])})
-            uow.repo.add_envelopes_seen(accepted, seq=event.seq)
-        commit(uow, now)
+    summaries: list[RefusalSummary] = []
+    try:
+        with uow:
+            summaries = _refusals(uow, [(e, r) for _, e, r in refusals], sender, now, window)
+            results = handlers.ingest_into(uow, keys=keys, catalogue=catalogue,
+                                           verdicts=verdicts, now=now)
+            accepted = [SeenEnvelope(nonces[i], sender, e.item_id, e.version, now)
+                        for i, e, _ in batch]
+            if accepted:
+                # The replay register is covered by the log: a nonce deleted behind its back
+                # (which would let the envelope in again) shows in audit verify.
+                event = uow.audit.append(
+                    AuditKind.ENVELOPES_ACCEPTED, now, sender,
+                    details={"sender": sender, "records": records_detail(
+                        envelopes_seen=[register_digest("envelopes_seen", s.row())
+                                        for s in accepted])})
+                uow.repo.add_envelopes_seen(accepted, seq=event.seq)
+            commit(uow, now)
+    except BaseException:
+        if window is not None:
+            window.give_back(summaries)  # not on record: counted again, never dropped
+        raise
     for (i, _, _), result in zip(batch, results, strict=True):
         if result.status == "refused" or result.receipt is None:
             out[i] = Delivered(None, result.reasons or ("not receipted",), REFUSED)
@@ -258,13 +285,18 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 
 
 def refuse_replays(uow: UnitOfWork, *, envelopes: Sequence[crypto.Envelope], sender: Party,
-                   now: datetime) -> list[Delivered]:
+                   now: datetime, window: RefusalWindow | None = None) -> list[Delivered]:
     """A concurrent delivery of the same nonces won the race: these are replays."""
     reasons = ("replayed envelope: its nonce was stored by a concurrent delivery",)
-    with uow:
-        for envelope in envelopes:
-            _refusal(uow, envelope, sender, reasons, now)
-        uow.commit()
+    summaries: list[RefusalSummary] = []
+    try:
+        with uow:
+            summaries = _refusals(uow, [(e, reasons) for e in envelopes], sender, now, window)
+            uow.commit()
+    except BaseException:
+        if window is not None:
+            window.give_back(summaries)
+        raise
     return [Delivered(None, reasons, REPLAYED) for _ in envelopes]
 
 

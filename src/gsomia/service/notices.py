@@ -7,8 +7,9 @@ unit of work each.
 Accepting (:func:`accept_incident`, :func:`accept_classification_notice`). A node accepts an
 incident only about an item it provided to the sender, and a notice only about an item it
 holds from the sender; everything else (unsigned, forged, misaddressed, unknown item) is
-refused and audited as ``notice-refused`` before the error is raised. What is accepted is
-passed on in the same commit (:mod:`gsomia.service.outbox`), never back to the sender.
+refused and audited as ``notice-refused`` before the error is raised: one by one up to a
+bound per partner and window, then as a count (:mod:`gsomia.service.refusals`). What is
+accepted is passed on in the same commit (:mod:`gsomia.service.outbox`), never back to the sender.
 
 Settling (:func:`settle_notices`). A notice the partner took (202) is ``delivered``, one it
 refused for good ``refused`` (both on record, ``notices-settled``), any other outcome is
@@ -17,6 +18,7 @@ tried again after the one backoff (:func:`gsomia.core.outbox.backoff`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,28 +48,63 @@ from gsomia.core.partner_heads import HeadVerdict
 from gsomia.core.types import Party
 from gsomia.service import handlers
 from gsomia.service.ports import KeyStore, QueuedNotice, UnitOfWork
+from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "accept_classification_notice",
            "accept_incident", "record_head_exchange", "record_partner_head",
-           "record_peer_refused", "settle_notices"]
+           "record_peer_refused", "record_refusal_summaries", "settle_notices"]
 
 DELIVERED, REFUSED = "delivered", "refused"
 
 
 def _refuse(uow: UnitOfWork, kind: str, sender: Party, item_id: object, exc: GsomiaError,
-            now: datetime) -> None:
+            now: datetime, refusals: RefusalWindow) -> None:
+    admitted, closed = refusals.admit(sender, kind, item_id, now)
+    if not admitted and not closed:
+        return  # counted: on record in the summary once the window closes
     reasons = list(exc.reasons) if isinstance(exc, PolicyDenied) else [str(exc)]
-    with uow:
-        uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
-                         item_id=item_id[:300] if isinstance(item_id, str) and item_id
-                         else None,
-                         details={"sender": sender, "notice": kind,
-                                  "reasons": [r[:500] for r in reasons[:10]]})
-        uow.commit()
+    try:
+        with uow:
+            _write_summaries(uow, closed, now)
+            if admitted:
+                uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
+                                 item_id=item_id[:300] if isinstance(item_id, str) and item_id
+                                 else None,
+                                 details={"sender": sender, "notice": kind,
+                                          "reasons": [r[:500] for r in reasons[:10]]})
+            uow.commit()
+    except BaseException:
+        refusals.give_back(closed)  # not on record: counted again, never dropped
+        raise
+
+
+def _write_summaries(uow: UnitOfWork, summaries: Sequence[RefusalSummary], now: datetime,
+                     kind: AuditKind = AuditKind.NOTICE_REFUSED) -> None:
+    for summary in summaries:
+        uow.audit.append(kind, now, summary.sender, details=summary.details())
+
+
+def record_refusal_summaries(uow: UnitOfWork, *, refusals: RefusalWindow,
+                             now: datetime, everything: bool = False,
+                             kind: AuditKind = AuditKind.NOTICE_REFUSED) -> int:
+    """Put on record (as ``kind``: ``notice-refused``, or ``envelope-refused`` for a window
+    of envelopes) the counts of refusals not written one by one, of the windows closed by
+    ``now`` (``everything``: of all, as the node stops); how many summaries were written."""
+    summaries = refusals.closed(None if everything else now)
+    if summaries:
+        try:
+            with uow:
+                _write_summaries(uow, summaries, now, kind)
+                uow.commit()
+        except BaseException:
+            refusals.give_back(summaries)
+            raise
+    return len(summaries)
 
 
 def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
                     description: str, sender: Party, now: datetime,
+                    refusals: RefusalWindow,
                     bound: int = PARTNER_ROWS["incidents_per_partner"],
                     window: timedelta = timedelta(hours=PARTNER_ROWS["incident_window_hours"])
                     ) -> dict[str, Any]:
@@ -77,7 +114,8 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
     (:class:`LimitReached` after, not audited: a flood past the bound must not grow the log
     either). Any text makes a new report, so without it a partner could make the node
     store rows without end; counted over a window, not the node's life, so a partner that
-    reports for years is never refused a genuine report for those it made long ago."""
+    reports for years is never refused a genuine report for those it made long ago. A
+    refusal goes on record as ``refusals`` allows: one by one up to its bound, then counted."""
     text = f"reported by {sender}: {description}"[:4000]
     try:
         if kind not in INCIDENT_KINDS:
@@ -104,7 +142,7 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
     except LimitReached:
         raise
     except GsomiaError as exc:
-        _refuse(uow, INCIDENT, sender, item_id, exc, now)
+        _refuse(uow, INCIDENT, sender, item_id, exc, now, refusals)
         raise
     return {"accepted": True, "reference": report.reference}
 
@@ -112,7 +150,7 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
 def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                                  doc: Mapping[str, Any], sender: Party,
                                  originator_keys: Mapping[Party, Ed25519PublicKey],
-                                 now: datetime) -> dict[str, Any]:
+                                 now: datetime, refusals: RefusalWindow) -> dict[str, Any]:
     """The originator's signed notice, from the party this node holds the item from:
     re-mark every version to this party's equivalent level (Art. 4) and pass it on."""
     item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
@@ -135,7 +173,7 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
             uow, keys=keys, catalogue=catalogue, notice=notice, originator_public=key,
             now=now, actor=sender, came_from=sender)
     except GsomiaError as exc:
-        _refuse(uow, CLASSIFICATION, sender, item_id, exc, now)
+        _refuse(uow, CLASSIFICATION, sender, item_id, exc, now, refusals)
         raise
     return {"accepted": True,
             "national_levels": sorted({r.national_label.level for r in remarked})}
@@ -202,12 +240,40 @@ def record_head_exchange(uow: UnitOfWork, *, partner: Party, previous: TreeHead 
 
 def record_partner_head(uow: UnitOfWork, *, sender: Party, head: TreeHead,
                         sender_key: Ed25519PublicKey, now: datetime) -> None:
-    """A head a partner posted of its own log: kept once its signature verifies."""
+    """A head a partner posted of its own log: kept once its signature verifies, and only
+    when it differs from the newest head recorded of that partner (posting the same signed
+    head again and again must not grow the log)."""
     verify_tree_head(head, sender_key)
     with uow:
+        if _newest_head_of(uow, sender) == head.to_json():
+            return
         uow.audit.append(AuditKind.TREE_HEAD_EXCHANGED, now, sender,
                          details={"partner": sender, "head": head.to_json()})
         uow.commit()
+
+
+_HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
+_HEADS_READ = 1024
+
+
+def _newest_head_of(uow: UnitOfWork, partner: Party) -> object:
+    """The head (as JSON) of the newest event recording one of ``partner``'s heads among the
+    newest ``_HEADS_READ``, or None. The few newest are read first (with a handful of
+    partners the answer is there); the read stays bounded, so a head posted again after more
+    than that many heads of others is recorded once more (one event per ``_HEADS_READ``
+    recorded, where reading the whole log would cost each post a scan of it)."""
+    for limit in (32, _HEADS_READ):
+        rows = uow.repo.head_records(_HEAD_KINDS, limit)
+        for row in rows:
+            try:
+                details = json.loads(row.details)
+            except ValueError:
+                continue
+            if isinstance(details, dict) and details.get("partner") == partner:
+                return details.get("head")
+        if len(rows) < limit:
+            break
+    return None
 
 
 def record_peer_refused(uow: UnitOfWork, *, issuer: str | None, details: Mapping[str, Any],

@@ -73,6 +73,7 @@ from gsomia.service.ports import (
     StixValidator,
     checks_here,
 )
+from gsomia.service.refusals import RefusalWindow
 from gsomia.shell import store as node_store
 from gsomia.shell.store import (
     SqlUnitOfWork,
@@ -1241,18 +1242,21 @@ def _revoked_standing(node: NodePort) -> set[tuple[str, str]]:
 
 
 def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envelope],
-            sender: Party, now: datetime) -> list[Delivered]:
-    """Verify, ingest and receipt a batch of envelopes from ``sender`` (one commit)."""
+            sender: Party, now: datetime, window: RefusalWindow | None = None
+            ) -> list[Delivered]:
+    """Verify, ingest and receipt a batch of envelopes from ``sender`` (one commit);
+    ``window``: how many refused envelopes of ``sender`` go on record one by one."""
     seen = _seen_nonces(node, [crypto.b64u(e.nonce) for e in envelopes])
     try:
         out = exchange_handlers.receive(
             node.uow(), keys=node.keys, catalogue=node.catalogue,
             signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-            seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node))
+            seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node),
+            window=window)
     except sa.exc.IntegrityError:
         # A concurrent delivery of the same nonce won the race: this one is a replay.
         return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,
-                                                sender=sender, now=now)
+                                                sender=sender, now=now, window=window)
     return out  # the relays of what it stored were queued in its commit, which woke the links
 
 

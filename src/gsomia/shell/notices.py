@@ -60,6 +60,7 @@ from gsomia.core.types import Party, iso
 from gsomia.service import handlers
 from gsomia.service import notices as notice_handlers
 from gsomia.service.notices import MAX_BACKOFF
+from gsomia.service.refusals import RefusalWindow
 from gsomia.shell.exchange import (
     _CLOSE,
     NOTICE_PATHS,
@@ -181,24 +182,26 @@ def incident_rows(node: NodePort) -> list[dict[str, Any]]:
 
 
 def accept_incident(node: NodePort, *, kind: str, item_id: str, description: str,
-                    sender: Party, now: datetime, bound: int | None = None,
+                    sender: Party, now: datetime, refusals: RefusalWindow,
+                    bound: int | None = None,
                     window: timedelta | None = None) -> dict[str, Any]:
     """A holder's report about an item this node provided to it (Art. 17); ``bound``: the
-    node's ``incidents_per_partner``, counted over ``window`` (``incident_window_hours``)."""
+    node's ``incidents_per_partner``, counted over ``window`` (``incident_window_hours``);
+    ``refusals``: how many refusals go on record apart."""
     return notice_handlers.accept_incident(
         node.uow(), keys=node.keys, kind=kind, item_id=item_id, description=description,
-        sender=sender, now=now,
+        sender=sender, now=now, refusals=refusals,
         bound=PARTNER_ROWS["incidents_per_partner"] if bound is None else bound,
         window=window or timedelta(hours=PARTNER_ROWS["incident_window_hours"]))
 
 
 def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender: Party,
                                  originator_keys: Mapping[Party, Ed25519PublicKey],
-                                 now: datetime) -> dict[str, Any]:
+                                 now: datetime, refusals: RefusalWindow) -> dict[str, Any]:
     """The originator's signed notice, from the party this node holds the item from."""
     return notice_handlers.accept_classification_notice(
         node.uow(), keys=node.keys, catalogue=node.catalogue, doc=doc, sender=sender,
-        originator_keys=originator_keys, now=now)
+        originator_keys=originator_keys, now=now, refusals=refusals)
 
 
 # ---- tree heads -------------------------------------------------------------------------------

@@ -8,19 +8,21 @@ rather than guess.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
-from gsomia.core.audit import TreeHead
+from gsomia.core.audit import AuditKind, TreeHead
 from gsomia.core.errors import MalformedInput, PeerUnavailable, PolicyDenied, Replayed
 from gsomia.core.types import Party
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import handlers, standing
 from gsomia.service import notices as notice_handlers
+from gsomia.service.refusals import RefusalWindow
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node
 from gsomia.shell.peer_identity import PeerRefused
@@ -38,6 +40,25 @@ class NodeInbox:
         self.node = node
         self.partner_keys = dict(partner_keys or {})
         self._leaves = notices.LeafCache()
+        # Partners' refused notices and envelopes on record one by one up to a bound, then
+        # counted (apart: a summary names one kind of event).
+        self.refusals = RefusalWindow()
+        # A sender retrying a batch whose answer it lost gets a refusal (replay) per envelope:
+        # more room than for notices, still bounded.
+        self.envelope_refusals = RefusalWindow(per_window=30)
+
+    def close(self) -> None:
+        """Put on record the refusals still counted (the node stops)."""
+        try:
+            now = datetime.now(UTC)
+            notice_handlers.record_refusal_summaries(self.node.uow(), refusals=self.refusals,
+                                                     now=now, everything=True)
+            notice_handlers.record_refusal_summaries(
+                self.node.uow(), refusals=self.envelope_refusals, now=now, everything=True,
+                kind=AuditKind.ENVELOPE_REFUSED)
+        except Exception as exc:  # the node still stops; the operator is told
+            print(f"gsomia: could not audit the partners' refusals still counted: {exc}",
+                  file=sys.stderr)
 
     def partners(self) -> exchange.Partners:
         # Read on each call: `federation up` may rewrite it while the node runs.
@@ -89,7 +110,8 @@ class NodeInbox:
 
     def deliver_many(self, envelopes: list[crypto.Envelope], sender: Party,
                      now: datetime) -> list[exchange.Delivered]:
-        return exchange.receive(self.node, self.partners(), envelopes, sender, now)
+        return exchange.receive(self.node, self.partners(), envelopes, sender, now,
+                                self.envelope_refusals)
 
     def peer_refused(self, refusal: PeerRefused, route: str, now: datetime) -> None:
         """A client certificate that counts as no partner: recorded under the party whose CA
@@ -166,6 +188,7 @@ class NodeInbox:
         self._key(sender)
         notices.accept_incident(self.node, kind=kind, item_id=item_id,
                                 description=description, sender=sender, now=now,
+                                refusals=self.refusals,
                                 bound=self.node.config.partner_rows["incidents_per_partner"],
                                 window=timedelta(hours=self.node.config.partner_rows[
                                     "incident_window_hours"]))
@@ -178,7 +201,8 @@ class NodeInbox:
         # originator's, checked against the originator's key, so no sender key is needed.
         found = exchange.Partners.load(self.node.folder)
         keys = (found.signing_keys() if found is not None else {}) | self.partner_keys
-        return notices.accept_classification_notice(self.node, doc, sender, keys, now)
+        return notices.accept_classification_notice(self.node, doc, sender, keys, now,
+                                                    self.refusals)
 
     def tree_head(self) -> TreeHead:
         with self.node.store.reader() as reader:

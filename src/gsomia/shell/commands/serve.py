@@ -165,6 +165,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         server.run(sockets=sockets)
     finally:
         app.state.defences.close()  # the last counts of failed authentications
+        app.state.peer_inbox.close()  # the last counts of partners' refused notices
         app.state.taxii_store.close()  # commit queued access events before leaving
         node.close()
 
