@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
-from gsomia.core.errors import MalformedInput
+from gsomia.core.errors import MalformedInput, Unavailable
 from gsomia.core.outbox import (
     CLASSIFICATION,
     DELIVERY,
@@ -1240,20 +1240,33 @@ def _revoked_standing(node: NodePort) -> set[tuple[str, str]]:
             sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
 
 
+_RECEIVE_TRIES = 3  # each lost only to a concurrent delivery of some of the same nonces
+
+
 def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envelope],
             sender: Party, now: datetime) -> list[Delivered]:
-    """Verify, ingest and receipt a batch of envelopes from ``sender`` (one commit)."""
-    seen = _seen_nonces(node, [crypto.b64u(e.nonce) for e in envelopes])
-    try:
-        out = exchange_handlers.receive(
-            node.uow(), keys=node.keys, catalogue=node.catalogue,
-            signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-            seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node))
-    except sa.exc.IntegrityError:
-        # A concurrent delivery of the same nonce won the race: this one is a replay.
-        return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,
-                                                sender=sender, now=now)
-    return out  # the relays of what it stored were queued in its commit, which woke the links
+    """Verify, ingest and receipt a batch of envelopes from ``sender`` (one commit).
+
+    A concurrent delivery (the peer API answers each on a thread of its own) that stored
+    some of the same nonces first makes the commit fail on the replay register's key: the
+    batch is received again over the register read anew, so only those nonces are replays
+    and the rest are stored (a refusal is final to the sender: a new envelope refused with
+    them would never be delivered). Lost every time: refused as unavailable, which the
+    sender retries."""
+    nonces = [crypto.b64u(e.nonce) for e in envelopes]
+    for _ in range(_RECEIVE_TRIES):
+        seen = _seen_nonces(node, nonces)
+        try:
+            # The relays of what it stores are queued in its commit, which wakes the links.
+            return exchange_handlers.receive(
+                node.uow(), keys=node.keys, catalogue=node.catalogue,
+                signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
+                seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node))
+        except sa.exc.IntegrityError:
+            continue
+    raise Unavailable(f"concurrent deliveries kept storing the nonces of this batch of "
+                      f"{len(envelopes)} envelope(s) first ({_RECEIVE_TRIES} tries): "
+                      "nothing of it was stored; send it again")
 
 
 # ---- consents over the peer API ----------------------------------------------------------------
