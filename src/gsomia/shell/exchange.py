@@ -78,7 +78,6 @@ from gsomia.shell.store import (
     SqlUnitOfWork,
     Store,
     consent_requests,
-    envelopes_seen,
     exchange_state,
     now_utc,
     outbox,
@@ -1226,18 +1225,15 @@ def _checks(node: NodePort) -> SignatureChecks:
 def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
     if not nonces:
         return set()
-    with node.store.engine.connect() as conn:
-        return {r[0] for r in conn.execute(sa.select(envelopes_seen.c.nonce)
-                                           .where(envelopes_seen.c.nonce.in_(nonces)))}
+    with node.store.repository() as repo:
+        return repo.seen_nonces(nonces)
 
 
 def _revoked_standing(node: NodePort) -> set[tuple[str, str]]:
     # (consent id, originator): a revocation signed by another party that names the id
     # revokes nothing (as in standing.in_force), and must not refuse the relays under it.
-    t = node_store.standing_consents
-    with node.store.engine.connect() as conn:
-        return {(r[0], r[1]) for r in conn.execute(
-            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+    with node.store.repository() as repo:
+        return repo.revoked_standing()
 
 
 _RECEIVE_TRIES = 3  # each lost only to a concurrent delivery of some of the same nonces

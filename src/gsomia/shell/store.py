@@ -1082,6 +1082,18 @@ class SqlRepository:
     def add_envelopes_seen(self, rows: Sequence[Any], *, seq: int) -> None:
         insert_many(self.conn, envelopes_seen, [{**r.row(), "seq": seq} for r in rows])
 
+    def seen_nonces(self, nonces: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(nonces))):
+            found.update(self.conn.execute(sa.select(envelopes_seen.c.nonce).where(
+                envelopes_seen.c.nonce.in_(chunk))).scalars())
+        return found
+
+    def revoked_standing(self) -> set[tuple[str, str]]:
+        t = standing_consents
+        return {(r[0], r[1]) for r in self.conn.execute(
+            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+
     def add_consent_request(self, request: Any, *, seq: int) -> None:
         self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
 
