@@ -224,6 +224,12 @@ class Repository(Protocol):
     def consent_request_count(self) -> int:
         """Requests for an originator's consent to a relay, asked here or by this node."""
         ...
+    def consent_request_rows(self) -> list[dict[str, Any]]:
+        """The consent requests register, oldest first (its columns by name)."""
+        ...
+    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
+        """The consent request ``request_id`` (its columns by name), or None."""
+        ...
     def head_records(self, kinds: Collection[str],
                      limit: int | None = None) -> list[LoggedHead]:
         """The log's events of ``kinds`` (partners' tree heads exchanged or found

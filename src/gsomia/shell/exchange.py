@@ -77,7 +77,6 @@ from gsomia.shell import store as node_store
 from gsomia.shell.store import (
     SqlUnitOfWork,
     Store,
-    consent_requests,
     exchange_state,
     now_utc,
     outbox,
@@ -1273,20 +1272,19 @@ def new_request_id(node: NodePort, now: datetime) -> str:
 
 
 def consent_rows(node: NodePort) -> list[dict[str, Any]]:
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(consent_requests).order_by(consent_requests.c.at))
-        return [{**dict(r._mapping), "at": iso(r.at),
-                 "decided_at": iso(r.decided_at) if r.decided_at else None} for r in rows]
+    with node.store.repository() as repo:
+        rows = repo.consent_request_rows()
+    return [{**r, "at": iso(r["at"]),
+             "decided_at": iso(r["decided_at"]) if r["decided_at"] else None} for r in rows]
 
 
 def consent_row(node: NodePort, request_id: str) -> dict[str, Any]:
-    with node.store.engine.connect() as conn:
-        row = conn.execute(sa.select(consent_requests)
-                           .where(consent_requests.c.id == request_id)).first()
+    with node.store.repository() as repo:
+        row = repo.consent_request_row(request_id)
     if row is None:
         raise MalformedInput(f"no consent request {request_id!r}", where="--request",
                              expected="an id from gsomia consent list")
-    return dict(row._mapping)
+    return row
 
 
 def record_request(node: NodePort, *, request_id: str, item_id: str, holder: Party,

@@ -1158,6 +1158,15 @@ class SqlRepository:
         return int(self.conn.execute(sa.select(sa.func.count())
                                      .select_from(consent_requests)).scalar() or 0)
 
+    def consent_request_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(consent_requests).order_by(consent_requests.c.at))]
+
+    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(sa.select(consent_requests)
+                                .where(consent_requests.c.id == request_id)).first()
+        return None if row is None else dict(row._mapping)
+
     def head_records(self, kinds: Collection[str],
                      limit: int | None = None) -> list[LoggedHead]:
         t = audit_events
