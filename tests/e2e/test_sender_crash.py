@@ -380,3 +380,83 @@ def test_the_same_batch_delivered_twice_at_once_is_stored_once(pair: Any) -> Non
     with jpn.store.reader() as reader:
         verdict = handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key())
     assert verdict.ok, [p.to_json() for p in verdict.problems]
+
+
+def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
+        pair: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two batches sharing some envelopes, received at once, both having read the replay
+    register before either committed: the one that commits second loses the race on the
+    shared nonces only. Its new envelopes are stored and receipted all the same (a refusal
+    is final to the sender: refused with the shared ones, they would never be delivered)."""
+    import httpx
+
+    from gsomia.shell.peer_inbox import NodeInbox
+
+    kor, jpn = pair
+    objs = [indicator(i) for i in range(6)]
+    exchange.publish(kor, entries=[(o, LABEL) for o in objs])
+    sent = {(o["id"], o["modified"]) for o in objs}
+    inbox, both = NodeInbox(jpn), threading.Barrier(2)
+    reads, lock = [0], threading.Lock()
+    real_seen = exchange._seen_nonces
+
+    def seen_then_wait(node: Any, nonces: list[str]) -> set[str]:
+        # Both first reads happen before either commit: the race, every run.
+        found = real_seen(node, nonces)
+        with lock:
+            reads[0] += 1
+            first = reads[0] <= 2
+        if first:
+            both.wait(timeout=10)
+        return found
+
+    monkeypatch.setattr(exchange, "_seen_nonces", seen_then_wait)
+    answers: list[list[exchange.Delivered]] = []
+
+    def overlapping(request: Any) -> Any:
+        envelopes = [crypto.Envelope.from_json(e)
+                     for e in json.loads(request.content)["envelopes"]]
+        batches = [envelopes[:4], envelopes[2:]]  # envelopes 2 and 3 in both
+        got: list[list[exchange.Delivered]] = [[], []]
+
+        def receive(k: int) -> None:
+            got[k] = inbox.deliver_many(batches[k], "KOR", now_utc())
+
+        threads = [threading.Thread(target=receive, args=(k,)) for k in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        answers.extend(got)
+        a, b = got
+        shared = [x if x.receipt is not None else y for x, y in zip(a[2:], b[:2], strict=True)]
+        won = a[:2] + shared + b[2:]
+        return httpx.Response(202, json={"results": [r.to_json() for r in won]})
+
+    sender = exchange.Sender(kor, batch=len(objs), clock=_clock(),
+                             client=httpx.Client(transport=httpx.MockTransport(overlapping)))
+    try:
+        sender.step()
+    finally:
+        sender.close()
+    assert reads[0] >= 2, "the two deliveries did not race"
+    a, b = answers[:2]
+    assert len(a) == len(b) == 4
+    for new in a[:2] + b[2:]:
+        assert new.receipt is not None, f"a new envelope was refused: {new.to_json()}"
+    for x, y in zip(a[2:], b[:2], strict=True):
+        assert sorted([x.receipt is None, y.receipt is None]) == [False, True]
+        assert (x.status if x.receipt is None else y.status) == 409
+    ids = sorted({i for i, _ in sent})
+    with jpn.store.engine.connect() as conn:
+        held = [(r.id, r.version) for r in conn.execute(
+            sa.select(items.c.id, items.c.version).where(items.c.id.in_(ids)))]
+        given_ = [(r.item_id, r.version) for r in conn.execute(
+            sa.select(receipts.c.item_id, receipts.c.version).where(
+                receipts.c.item_id.in_(ids), receipts.c.direction == "given"))]
+    assert sorted(held) == sorted(given_) == sorted(sent)
+    rows = [r for r in exchange.outbox_rows(kor) if (r["item_id"], r["version"]) in sent]
+    assert sorted(r["status"] for r in rows) == [exchange.DELIVERED] * len(objs)
+    with jpn.store.reader() as reader:
+        verdict = handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key())
+    assert verdict.ok, [p.to_json() for p in verdict.problems]

@@ -7,6 +7,7 @@ a node that does not run, and clear refusals. The browser side is in
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from gsomia.core.agreements import Catalogue
 from gsomia.service import handlers
 from gsomia.shell.node import Node, init_node, new_token, open_node
 from gsomia.shell.stix_check import check_stix
+from gsomia.shell.store import _SyncedHead
 from gsomia.shell.web import Sessions
 
 with warnings.catch_warnings():
@@ -390,4 +392,28 @@ def test_state_answers_an_unwritable_audit_log_as_the_api_does(
         node.store.signer = signer
     assert refused.status_code == 503, refused.text
     assert "audit" in refused.json()["error"].lower()
+    assert client.get("/dashboard/state").status_code == 200
+
+
+def test_state_answers_a_log_that_cannot_be_synced_with_a_reason(
+        node: Node, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head is synced before it is shown; a write-ahead log that cannot be opened for it
+    refuses the state with 503 and what to check, not a 500."""
+    client = client_for(node)
+    sign_in(client, "kenji", tokens["kenji"])
+    real_open = os.open
+
+    def open_refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("-wal") and flags == os.O_RDONLY:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", open_refused)
+        # Nothing known to be on disk yet (the state's own read audit was synced).
+        patch.setattr(_SyncedHead, "holds", lambda self, head: False)
+        refused = client.get("/dashboard/state")
+    assert refused.status_code == 503, refused.text
+    error = refused.json()["error"]
+    assert "write-ahead log" in error and "-wal" in error and "readable" in error
     assert client.get("/dashboard/state").status_code == 200

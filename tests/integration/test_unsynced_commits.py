@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gsomia.service import handlers
 from gsomia.shell.node import Node
-from gsomia.shell.store import read_external_head
+from gsomia.shell.store import Store, read_external_head
 
 LABEL = handlers.LabelRequest("極秘", ("JPN",), "dprk-missile")
 
@@ -73,6 +73,29 @@ def test_no_head_is_copied_or_handed_out_ahead_of_the_disk(
     assert head is not None and head.size == unsynced
     assert any(p.endswith("-wal") for p in synced_paths), \
         "the head of an unsynced commit was handed out before the log was synced"
+
+    def head_read_syncs() -> bool:
+        synced_paths.clear()
+        with node.store.reader() as reader:
+            assert reader.latest_head() is not None
+        return any(p.endswith("-wal") for p in synced_paths)
+
+    # The dashboard polls: a head this process knows is on disk is not synced again.
+    assert not head_read_syncs(), "the log was synced again for a head already synced"
+    _publish(node, make_indicator(next(serial)), now, synced=True)
+    assert not head_read_syncs(), "the head of a synced commit was synced again"
+    # Another process's commit (its own store; this one cannot know whether it was
+    # synced): synced before its head is handed out.
+    other = Store(node.store.url, signer=node.store.signer, head_file=node.store.head_file,
+                  migrate_schema=False)
+    other.routing = node.store.routing
+    try:
+        handlers.publish_many(other.uow(synced=False), keys=node.keys,
+                              catalogue=node.catalogue,
+                              entries=[(make_indicator(next(serial)), LABEL)], now=now)
+    finally:
+        other.engine.dispose()  # not dispose(): that would sync the log and copy the head
+    assert head_read_syncs(), "another process's unsynced head was handed out unsynced"
     monkeypatch.undo()
 
     @settings(max_examples=12, deadline=None)

@@ -484,8 +484,9 @@ def test_replayed_envelopes_in_a_loop_do_not_grow_the_log_past_the_bound(
                                seen={crypto.b64u(replay.nonce)}, now=NOW, window=window)
         assert [d.status for d in out] == [409, 409]  # the answer is the same
     assert len(uow.audit.of(AuditKind.ENVELOPE_REFUSED)) == 2
-    exchange.refuse_replays(uow, envelopes=[replay], sender="KOR",
-                            now=NOW + timedelta(minutes=1), window=window)
+    exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                     envelopes=[replay], sender="KOR", seen={crypto.b64u(replay.nonce)},
+                     now=NOW + timedelta(minutes=1), window=window)
     [*_, summary, last] = uow.audit.of(AuditKind.ENVELOPE_REFUSED)
     assert summary.details["refused"] == 18 and summary.details["notices"] == {"envelope": 18}
     assert summary.details["item_ids"] == [replay.item_id]

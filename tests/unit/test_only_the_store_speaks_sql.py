@@ -30,14 +30,6 @@ NOT_YET_MOVED: dict[str, set[str]] = {
         "outbox_rows: execute",
         "payloads_of: execute",  # the bound objects and labels an envelope carries
         "Sender._seal: engine connection",  # the connection payloads_of reads on
-        "_seen_nonces: engine connection",  # the replay register
-        "_seen_nonces: execute",
-        "_revoked_standing: engine connection",  # standing consents revoked
-        "_revoked_standing: execute",
-        "consent_rows: engine connection",  # the consent requests register
-        "consent_rows: execute",
-        "consent_row: engine connection",
-        "consent_row: execute",
         # The commit signals: LISTEN on PostgreSQL, SQLite's data_version read without a
         # lock. Not queries of the registers: they belong in the store beside signal_commit.
         "_Notifications.__init__: import psycopg",

@@ -56,7 +56,7 @@ from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "Delivered", "Sent",
            "answer_consent_request", "receive", "record_consent_refusal",
-           "record_consent_request", "refuse_replays", "retry", "settle"]
+           "record_consent_request", "retry", "settle"]
 
 REPLAYED, MALFORMED, REFUSED = 409, 422, 403
 
@@ -195,12 +195,13 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
 
     ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
     write lock; a nonce stored meanwhile makes the commit fail on the register's key, and
-    the caller then answers :func:`refuse_replays`). ``revoked``: (id, originator) of the
-    standing consents whose originator's revocation this node holds (a relay under one is
-    refused). ``checks`` verifies the senders' and originators' signatures of the batch
-    (on another process) while this one decrypts and screens; an envelope is accepted only
-    once both verified. ``window``: how many refused envelopes of ``sender`` go on record
-    one by one (the rest counted, :mod:`gsomia.service.refusals`); None: every one."""
+    the caller then receives the batch again over the register read anew). ``revoked``:
+    (id, originator) of the standing consents whose originator's revocation this node holds
+    (a relay under one is refused). ``checks`` verifies the senders' and originators'
+    signatures of the batch (on another process) while this one decrypts and screens; an
+    envelope is accepted only once both verified. ``window``: how many refused envelopes of
+    ``sender`` go on record one by one (the rest counted, :mod:`gsomia.service.refusals`);
+    None: every one."""
     out: list[Delivered | None] = [None] * len(envelopes)
     refusals: list[tuple[int, crypto.Envelope, tuple[str, ...]]] = []
     nonces = [crypto.b64u(e.nonce) for e in envelopes]
@@ -282,22 +283,6 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         else:
             out[i] = Delivered(result.receipt)
     return [d for d in out if d is not None]
-
-
-def refuse_replays(uow: UnitOfWork, *, envelopes: Sequence[crypto.Envelope], sender: Party,
-                   now: datetime, window: RefusalWindow | None = None) -> list[Delivered]:
-    """A concurrent delivery of the same nonces won the race: these are replays."""
-    reasons = ("replayed envelope: its nonce was stored by a concurrent delivery",)
-    summaries: list[RefusalSummary] = []
-    try:
-        with uow:
-            summaries = _refusals(uow, [(e, reasons) for e in envelopes], sender, now, window)
-            uow.commit()
-    except BaseException:
-        if window is not None:
-            window.give_back(summaries)
-        raise
-    return [Delivered(None, reasons, REPLAYED) for _ in envelopes]
 
 
 # ---- settling what was sent ---------------------------------------------------------------

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
-from gsomia.core.errors import MalformedInput
+from gsomia.core.errors import MalformedInput, Unavailable
 from gsomia.core.outbox import (
     CLASSIFICATION,
     DELIVERY,
@@ -78,8 +78,6 @@ from gsomia.shell import store as node_store
 from gsomia.shell.store import (
     SqlUnitOfWork,
     Store,
-    consent_requests,
-    envelopes_seen,
     exchange_state,
     now_utc,
     outbox,
@@ -1227,37 +1225,47 @@ def _checks(node: NodePort) -> SignatureChecks:
 def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
     if not nonces:
         return set()
-    with node.store.engine.connect() as conn:
-        return {r[0] for r in conn.execute(sa.select(envelopes_seen.c.nonce)
-                                           .where(envelopes_seen.c.nonce.in_(nonces)))}
+    with node.store.repository() as repo:
+        return repo.seen_nonces(nonces)
 
 
 def _revoked_standing(node: NodePort) -> set[tuple[str, str]]:
     # (consent id, originator): a revocation signed by another party that names the id
     # revokes nothing (as in standing.in_force), and must not refuse the relays under it.
-    t = node_store.standing_consents
-    with node.store.engine.connect() as conn:
-        return {(r[0], r[1]) for r in conn.execute(
-            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+    with node.store.repository() as repo:
+        return repo.revoked_standing()
+
+
+_RECEIVE_TRIES = 3  # each lost only to a concurrent delivery of some of the same nonces
 
 
 def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envelope],
             sender: Party, now: datetime, window: RefusalWindow | None = None
             ) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` (one commit);
-    ``window``: how many refused envelopes of ``sender`` go on record one by one."""
-    seen = _seen_nonces(node, [crypto.b64u(e.nonce) for e in envelopes])
-    try:
-        out = exchange_handlers.receive(
-            node.uow(), keys=node.keys, catalogue=node.catalogue,
-            signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-            seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node),
-            window=window)
-    except sa.exc.IntegrityError:
-        # A concurrent delivery of the same nonce won the race: this one is a replay.
-        return exchange_handlers.refuse_replays(node.uow(), envelopes=envelopes,
-                                                sender=sender, now=now, window=window)
-    return out  # the relays of what it stored were queued in its commit, which woke the links
+    ``window``: how many refused envelopes of ``sender`` go on record one by one.
+
+    A concurrent delivery (the peer API answers each on a thread of its own) that stored
+    some of the same nonces first makes the commit fail on the replay register's key: the
+    batch is received again over the register read anew, so only those nonces are replays
+    and the rest are stored (a refusal is final to the sender: a new envelope refused with
+    them would never be delivered). Lost every time: refused as unavailable, which the
+    sender retries."""
+    nonces = [crypto.b64u(e.nonce) for e in envelopes]
+    for _ in range(_RECEIVE_TRIES):
+        seen = _seen_nonces(node, nonces)
+        try:
+            # The relays of what it stores are queued in its commit, which wakes the links.
+            return exchange_handlers.receive(
+                node.uow(), keys=node.keys, catalogue=node.catalogue,
+                signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
+                seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node),
+                    window=window)
+        except sa.exc.IntegrityError:
+            continue
+    raise Unavailable(f"concurrent deliveries kept storing the nonces of this batch of "
+                      f"{len(envelopes)} envelope(s) first ({_RECEIVE_TRIES} tries): "
+                      "nothing of it was stored; send it again")
 
 
 # ---- consents over the peer API ----------------------------------------------------------------
@@ -1268,20 +1276,19 @@ def new_request_id(node: NodePort, now: datetime) -> str:
 
 
 def consent_rows(node: NodePort) -> list[dict[str, Any]]:
-    with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(consent_requests).order_by(consent_requests.c.at))
-        return [{**dict(r._mapping), "at": iso(r.at),
-                 "decided_at": iso(r.decided_at) if r.decided_at else None} for r in rows]
+    with node.store.repository() as repo:
+        rows = repo.consent_request_rows()
+    return [{**r, "at": iso(r["at"]),
+             "decided_at": iso(r["decided_at"]) if r["decided_at"] else None} for r in rows]
 
 
 def consent_row(node: NodePort, request_id: str) -> dict[str, Any]:
-    with node.store.engine.connect() as conn:
-        row = conn.execute(sa.select(consent_requests)
-                           .where(consent_requests.c.id == request_id)).first()
+    with node.store.repository() as repo:
+        row = repo.consent_request_row(request_id)
     if row is None:
         raise MalformedInput(f"no consent request {request_id!r}", where="--request",
                              expected="an id from gsomia consent list")
-    return dict(row._mapping)
+    return row
 
 
 def record_request(node: NodePort, *, request_id: str, item_id: str, holder: Party,

@@ -1082,6 +1082,18 @@ class SqlRepository:
     def add_envelopes_seen(self, rows: Sequence[Any], *, seq: int) -> None:
         insert_many(self.conn, envelopes_seen, [{**r.row(), "seq": seq} for r in rows])
 
+    def seen_nonces(self, nonces: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(nonces))):
+            found.update(self.conn.execute(sa.select(envelopes_seen.c.nonce).where(
+                envelopes_seen.c.nonce.in_(chunk))).scalars())
+        return found
+
+    def revoked_standing(self) -> set[tuple[str, str]]:
+        t = standing_consents
+        return {(r[0], r[1]) for r in self.conn.execute(
+            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+
     def add_consent_request(self, request: Any, *, seq: int) -> None:
         self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
 
@@ -1145,6 +1157,15 @@ class SqlRepository:
     def consent_request_count(self) -> int:
         return int(self.conn.execute(sa.select(sa.func.count())
                                      .select_from(consent_requests)).scalar() or 0)
+
+    def consent_request_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(consent_requests).order_by(consent_requests.c.at))]
+
+    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(sa.select(consent_requests)
+                                .where(consent_requests.c.id == request_id)).first()
+        return None if row is None else dict(row._mapping)
 
     def head_records(self, kinds: Collection[str],
                      limit: int | None = None) -> list[LoggedHead]:
@@ -1568,6 +1589,7 @@ class SqlUnitOfWork:
                 # copy would be ahead of the database, a rollback that never happened.
                 self._store.hold_uncopied(head)
             else:
+                self._store._synced_head.mark(head)
                 self._store.write_external_head(head, sync=not self.audit.reads_only,
                                                 create=self.audit.first)
         # Work after a commit (a denial recorded, then more) begins a new transaction on
@@ -1645,6 +1667,26 @@ def _synchronous(conn: sa.Connection, level: str) -> None:
     raw.execute(f"PRAGMA synchronous={level}")
 
 
+class _SyncedHead:
+    """The newest tree head this process knows the disk holds: of a commit it made synced,
+    or read just before it synced the log. A head read again (the dashboard polled, the
+    head exchange with nothing new) then needs no sync; any other (an unsynced commit of
+    this process, or a commit of another one, which it cannot know was synced) is synced
+    before it is handed out. Equal size and root: the same log, so the same pages."""
+
+    def __init__(self) -> None:
+        self._head: tuple[int, bytes] | None = None
+        self._lock = threading.Lock()
+
+    def holds(self, head: TreeHead) -> bool:
+        return self._head == (head.size, head.root)
+
+    def mark(self, head: TreeHead) -> None:
+        with self._lock:
+            if self._head is None or head.size >= self._head[0]:
+                self._head = (head.size, head.root)
+
+
 def _sync_log(conn: sa.Connection) -> None:
     """Sync SQLite's write-ahead log to disk: every commit made so far, by any process,
     synced or not, then survives a power cut (a sync of the file through any descriptor
@@ -1669,8 +1711,10 @@ class SqlAuditReader:
     """The ``AuditReader`` port over one read transaction (a consistent snapshot)."""
 
     def __init__(self, conn: sa.Connection, head_file: Path | None,
-                 external: TreeHead | MalformedInput | None = None) -> None:
+                 external: TreeHead | MalformedInput | None = None,
+                 synced: _SyncedHead | None = None) -> None:
         self.conn = conn
+        self._synced = synced
         self.head_file_path = head_file
         self._external = external
         self._items: _ItemCursor | None = None
@@ -1778,10 +1822,16 @@ class SqlAuditReader:
                                 .limit(1)).first()
         if row is None:
             return None
-        # It may be the head of a commit not yet synced (SqlUnitOfWork, synced=False): it
-        # is on disk before anyone (a partner, an auditor) gets it.
-        _sync_log(self.conn)
-        return _head(row)
+        # It may be the head of a commit not yet synced (SqlUnitOfWork, synced=False), of
+        # this process or another: it is on disk before anyone (a partner, an auditor) gets
+        # it. One this process knows is there already needs no sync (each costs a disk
+        # flush, and the dashboard polls).
+        head = _head(row)
+        if self._synced is None or not self._synced.holds(head):
+            _sync_log(self.conn)
+            if self._synced is not None:
+                self._synced.mark(head)
+        return head
 
     def external_head(self) -> TreeHead | None:
         """The head kept outside, as read just before this snapshot began."""
@@ -2106,6 +2156,7 @@ class Store:
         # beside the database: copied once the log is synced, when the store closes.
         self._uncopied: TreeHead | None = None
         self._uncopied_lock = threading.Lock()
+        self._synced_head = _SyncedHead()
         if migrate_schema:
             migrate(self.engine)
 
@@ -2208,7 +2259,7 @@ class Store:
                 raw.text_factory = _tolerant_text
             try:
                 with conn.begin() as tx:
-                    yield SqlAuditReader(conn, self.head_file, external)
+                    yield SqlAuditReader(conn, self.head_file, external, self._synced_head)
                     tx.rollback()
             finally:
                 if raw is not None:

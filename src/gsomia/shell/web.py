@@ -45,7 +45,7 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.roles import Action
 from gsomia.core.types import Party, utc_text
 from gsomia.service import access
@@ -313,6 +313,14 @@ def state(node: NodeView, session: Session, now: datetime,
         audit["partners"] = partner_heads(node)
     except (GsomiaError, StoreError, ValueError) as exc:
         audit["error"] = str(exc)
+    except OSError as exc:
+        # The log's file could not be synced: a head shown now might be one a power cut
+        # takes back, so none is, and the whole state is refused (503, not a crash).
+        raise Unavailable(
+            f"the audit log's tree head cannot be shown: the database's write-ahead log "
+            f"could not be synced to disk ({exc}); check that the node's folder and its "
+            f"database files are readable by the node and the disk is healthy, then "
+            f"reload") from None
     coverage: dict[str, Any] = {"areas": [], "withheld": 0, "error": None}
     try:
         catalogue_sensors = feeds.load_sensors() if sensors is None else sensors
