@@ -367,19 +367,7 @@ def test_the_same_batch_delivered_twice_at_once_is_stored_once(pair: Any) -> Non
     for a, b in zip(first, second, strict=True):
         assert sorted([a.receipt is None, b.receipt is None]) == [False, True]
         assert (a.status if a.receipt is None else b.status) == 409
-    ids = sorted({i for i, _ in sent})
-    with jpn.store.engine.connect() as conn:
-        held = [(r.id, r.version) for r in conn.execute(
-            sa.select(items.c.id, items.c.version).where(items.c.id.in_(ids)))]
-        given_ = [(r.item_id, r.version) for r in conn.execute(
-            sa.select(receipts.c.item_id, receipts.c.version).where(
-                receipts.c.item_id.in_(ids), receipts.c.direction == "given"))]
-    assert sorted(held) == sorted(given_) == sorted(sent)
-    rows = [r for r in exchange.outbox_rows(kor) if (r["item_id"], r["version"]) in sent]
-    assert sorted(r["status"] for r in rows) == [exchange.DELIVERED] * len(objs)
-    with jpn.store.reader() as reader:
-        verdict = handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key())
-    assert verdict.ok, [p.to_json() for p in verdict.problems]
+    _each_held_once_and_delivered(kor, jpn, sent)
 
 
 def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
@@ -447,6 +435,12 @@ def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
     for x, y in zip(a[2:], b[:2], strict=True):
         assert sorted([x.receipt is None, y.receipt is None]) == [False, True]
         assert (x.status if x.receipt is None else y.status) == 409
+    _each_held_once_and_delivered(kor, jpn, sent)
+
+
+def _each_held_once_and_delivered(kor: Any, jpn: Any, sent: set[tuple[str, str]]) -> None:
+    """JPN holds each version sent once, with one receipt given each; KOR's outbox has them
+    all delivered; JPN's log verifies."""
     ids = sorted({i for i, _ in sent})
     with jpn.store.engine.connect() as conn:
         held = [(r.id, r.version) for r in conn.execute(
@@ -456,7 +450,7 @@ def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
                 receipts.c.item_id.in_(ids), receipts.c.direction == "given"))]
     assert sorted(held) == sorted(given_) == sorted(sent)
     rows = [r for r in exchange.outbox_rows(kor) if (r["item_id"], r["version"]) in sent]
-    assert sorted(r["status"] for r in rows) == [exchange.DELIVERED] * len(objs)
+    assert sorted(r["status"] for r in rows) == [exchange.DELIVERED] * len(sent)
     with jpn.store.reader() as reader:
         verdict = handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key())
     assert verdict.ok, [p.to_json() for p in verdict.problems]
