@@ -470,39 +470,6 @@ def test_a_posts_status_commits_with_its_objects(world: World) -> None:
     assert all(indicator(n)["id"] not in items for items in without)
 
 
-def test_a_post_learns_its_own_label_classes_but_never_skips_another_writers(
-        world: World) -> None:
-    # A batch takes its own custody rows as seen when it commits (they are not read back),
-    # but only when no other writer's row came since the last look: that row's label class
-    # must still be found, or what it labels would be served to no one.
-    from gsomia.service.taxii_ports import Submission
-    from gsomia.shell.taxii_store import SqlObjectStore
-
-    store = world.app.state.taxii_store
-    store.label_classes()
-    other = SqlObjectStore(world.node.store, keys=world.node.keys,
-                           catalogue=world.node.catalogue, validate=None)
-    wider = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR", "USA"}), "dprk-missile")
-    n = 800 + next(_n)
-    kenji = Person("kenji", "JPN", "機密", frozenset({"dprk-missile", "regional-security"}))
-    try:
-        assert other.add_objects([Submission(indicator(n), wider)], kenji, NOW)[0].ok
-    finally:
-        other.close()
-    mine = SecurityLabel("JPN", "秘", frozenset({"JPN", "USA"}), "dprk-missile")
-    # The store's own batch, with the other writer's row not looked at since.
-    assert store.add_objects([Submission(indicator(n + 1), mine)], kenji, NOW)[0].ok
-    classes = {json.dumps(c.to_json(), sort_keys=True) for c in store.label_classes().values()}
-    assert json.dumps(wider.to_json(), sort_keys=True) in classes
-    assert json.dumps(mine.to_json(), sort_keys=True) in classes
-    # Now nothing of another writer's is unseen: the next batch is taken as seen at once.
-    world.publish(mine, [indicator(n + 2)])
-    with world.node.store.engine.connect() as conn:
-        last = conn.exec_driver_sql('SELECT max("row") FROM custody').scalar()
-    assert store._custody_seen == last
-    assert world.get("kenji", f"{OBJECTS}{indicator(n)['id']}/").json()["objects"]
-
-
 def test_publishing_reports_each_object_and_keeps_the_rest(world: World) -> None:
     n = 500 + next(_n)
     ok, bad_pattern = indicator(n), {**indicator(n + 1), "pattern": "[unclosed"}

@@ -32,10 +32,9 @@ import orjson
 import sqlalchemy as sa
 
 from gsomia.core.agreements import Catalogue
-from gsomia.core.custody import item_version, record_bytes
+from gsomia.core.custody import item_version
 from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.outbox import ItemStored
 from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
@@ -366,27 +365,23 @@ class SqlObjectStore:
         if not ready:
             return False
         skipped: dict[int, str] = {}
-        saving: list[dict[int, Outcome]] = []
-        learnt: list[tuple[int, dict[str, SecurityLabel]]] = []
+        saving: list[bool] = []
 
-        def with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
-            conn = cast("SqlUnitOfWork", uow).repo.conn
-            if status is not None:
-                every = dict(outcomes)
-                self._settle(ready, published, skipped, every)
-                _insert_status(conn, status.status_id, status.owner,
-                               status.make([every[n] for n in sorted(every)]), now)
-                saving.append(every)
-            classes = self._batch_classes(conn, uow.events, len(published))
-            if classes is not None:
-                learnt.append(classes)
+        def save_with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
+            assert status is not None
+            every = dict(outcomes)
+            self._settle(ready, published, skipped, every)
+            _insert_status(cast("SqlUnitOfWork", uow).repo.conn, status.status_id,
+                           status.owner, status.make([every[n] for n in sorted(every)]), now)
+            saving.append(True)
 
         try:
             published = handlers.publish_many(
                 self.store.uow(), keys=self.keys, catalogue=self.catalogue,
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
                 validate=None, publisher=publisher, as_posted=True, one_leaf=True,
-                signer=self.signer, skipped=skipped, before_commit=with_batch)
+                signer=self.signer, skipped=skipped,
+                before_commit=None if status is None else save_with_batch)
         except Unavailable:
             raise  # no signatures: the whole batch is refused, not each object in turn
         except GsomiaError:
@@ -403,59 +398,8 @@ class SqlObjectStore:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
             return False
-        if saving:  # settled already, for the status saved with the batch
-            outcomes.update(saving[-1])
-        else:
-            self._settle(ready, published, skipped, outcomes)
-        if learnt:  # committed: the batch's custody rows need not be read back
-            last, classes = learnt[-1]
-            with self._lock:
-                for key, label in classes.items():
-                    self._labels.setdefault(key, label)
-                self._custody_seen = max(self._custody_seen, last)
+        self._settle(ready, published, skipped, outcomes)
         return bool(saving)
-
-    def _batch_classes(self, conn: sa.Connection, events: Sequence[object], written: int
-                       ) -> tuple[int, dict[str, SecurityLabel]] | None:
-        """In a batch's transaction, once its custody rows are written: when every custody
-        row after those :meth:`_classes` has seen is the batch's own (``written`` rows, one
-        per item stored, labelled as its ``ItemStored`` event says), the last row and the
-        classes of their labels, to be taken as seen once the batch commits; else None (the
-        next :meth:`_classes` reads them). Each post otherwise read back the previous one's
-        rows, grouping their labels, on its first look at the classes."""
-        # The batch's items share a label object or a few: told apart by identity first
-        # (hashing a label is dear), then by value.
-        labels = set({id(e.label): e.label for e in events
-                      if isinstance(e, ItemStored)}.values())
-        if not written or not labels:
-            return None
-        with self._lock:
-            seen = self._custody_seen
-        rows = self._text(("batch-rows",), lambda: sa.text(
-            'SELECT count(*), max("row") FROM custody WHERE "row" > :seen'))
-        classify = self._text(("class-of",), lambda: sa.text(
-            f"SELECT {self._class_sql(':label')}"))
-        if self.store.dialect == "sqlite":
-            # Once per post: the driver's own statements, in the batch's transaction
-            # (SQLAlchemy's statement path cost more than the queries).
-            raw = conn.connection.dbapi_connection
-            assert raw is not None
-            count, last = raw.execute(rows.text, {"seen": seen}).fetchone()
-
-            def class_of(data: bytes) -> str:
-                return str(raw.execute(classify.text, {"label": data}).fetchone()[0])
-        else:
-            count, last = conn.execute(rows, {"seen": seen}).one()
-
-            def class_of(data: bytes) -> str:
-                return str(conn.execute(classify, {"label": data}).scalar_one())
-        if count != written:
-            return None  # rows of other writers not seen yet, or a batch not as expected
-        classes: dict[str, SecurityLabel] = {}
-        for label in labels:
-            key = class_of(record_bytes(label.to_json()))
-            classes[key] = self._labels.get(key) or SecurityLabel.from_stored(json.loads(key))
-        return int(last), classes
 
     @staticmethod
     def _settle(ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
