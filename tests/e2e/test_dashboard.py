@@ -259,13 +259,15 @@ def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Runni
     # (a node served by ``node serve`` starts it for the replay); nothing was precomputed.
     made = {"x_gsomia_track", "x_gsomia_ipp", "x_gsomia_warning"}
     by_kind: dict[str, set[str]] = {}
-    with open_node(node.folder) as opened, opened.store.repository() as repo:
+    with open_node(node.folder) as opened:
+        with opened.store.repository() as repo:
+            held = [(h.item.item_id, json.loads(h.item.content)) for h in repo.holdings()]
+        # Read after the holdings: the centre may store more meanwhile, never fewer.
         actors = created_by(opened)
-        for h in repo.holdings():
-            obj = json.loads(h.item.content)
-            kind = next((k for k in obj if k.startswith("x_gsomia_")), "")
-            if kind in made or kind == "x_gsomia_sensor_report":
-                by_kind.setdefault(kind, set()).add(actors[h.item.item_id])
+    for item_id, obj in held:
+        kind = next((k for k in obj if k.startswith("x_gsomia_")), "")
+        if kind in made or kind == "x_gsomia_sensor_report":
+            by_kind.setdefault(kind, set()).add(actors[item_id])
     assert by_kind["x_gsomia_sensor_report"] == {"kenji"}
     assert by_kind["x_gsomia_warning"] == {"warning-centre"}
     assert {a for k in made & set(by_kind) for a in by_kind[k]} == {"warning-centre"}
