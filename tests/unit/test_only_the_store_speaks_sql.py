@@ -22,12 +22,6 @@ RUNS_SQL = {"execute", "executemany", "executescript", "exec_driver_sql"}
 NOT_YET_MOVED: dict[str, set[str]] = {
     "exchange.py": {
         "<module>: import sqlalchemy",  # the statements below, and IntegrityError in receive
-        "scan: engine connection",  # the scan watermark and the newest item's seq
-        "scan: execute",
-        "pending: engine connection",  # deliveries pending (to one recipient)
-        "pending: execute",
-        "outbox_rows: engine connection",  # the deliveries of the outbox
-        "outbox_rows: execute",
         "payloads_of: execute",  # the bound objects and labels an envelope carries
         "Sender._seal: engine connection",  # the connection payloads_of reads on
         # The commit signals: LISTEN on PostgreSQL, SQLite's data_version read without a

@@ -261,6 +261,18 @@ class Repository(Protocol):
     def delivered(self) -> list[tuple[str, Party, datetime | None]]:
         """(item id, recipient, when receipted) of every row of the outbox delivered."""
         ...
+    def deliveries_pending(self, recipient: Party | None = None) -> int:
+        """How many deliveries of the outbox (to ``recipient`` if named) are pending: not
+        yet receipted or refused."""
+        ...
+    def delivery_rows(self) -> list[dict[str, Any]]:
+        """Every delivery of the outbox (its columns but the notices' own), in the order
+        queued."""
+        ...
+    def stored_since_scan(self) -> bool:
+        """Whether an item was stored after the scan's watermark (or none is set yet and
+        an item is held): what the crash-recovery scan would queue deliveries for."""
+        ...
 
 
 class LoggedHead(Protocol):

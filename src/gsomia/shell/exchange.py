@@ -51,7 +51,6 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput, Unavailable
 from gsomia.core.outbox import (
     CLASSIFICATION,
-    DELIVERY,
     INCIDENT,
     STANDING_CONSENT,
     STANDING_REVOCATION,
@@ -78,9 +77,7 @@ from gsomia.shell import store as node_store
 from gsomia.shell.store import (
     SqlUnitOfWork,
     Store,
-    exchange_state,
     now_utc,
-    outbox,
 )
 
 if TYPE_CHECKING:
@@ -267,15 +264,10 @@ def scan(node: NodePort, partners: Partners, now: datetime) -> int:
     """Crash recovery: queue what was stored since the last scan (items stored before the
     node had partners); one transaction, the count queued. Every publish and every receipt
     queues its own deliveries in its commit, so this finds work only after such a gap."""
-    items = node_store.items
-    with node.store.engine.connect() as conn:
-        # Read first: most passes find nothing new, and must not take the write lock.
-        mark = conn.execute(sa.select(exchange_state.c.scanned_seq)
-                            .where(exchange_state.c.id == 1)).scalar()
-        newest = conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
-        conn.rollback()
-    if newest is None or (mark is not None and newest <= mark):
-        return 0
+    # Read first: most passes find nothing new, and must not take the write lock.
+    with node.store.repository() as repo:
+        if not repo.stored_since_scan():
+            return 0
     return outbox_handlers.recover(node.uow(), now)
 
 
@@ -297,23 +289,14 @@ def publish(node: NodePort, *,
 
 def pending(node: NodePort, recipient: Party | None = None) -> int:
     """Deliveries not yet receipted (or refused)."""
-    query = sa.select(sa.func.count()).select_from(outbox).where(
-        outbox.c.kind == DELIVERY, outbox.c.status == PENDING)
-    if recipient is not None:
-        query = query.where(outbox.c.recipient == recipient)
-    with node.store.engine.connect() as conn:
-        return int(conn.execute(query).scalar() or 0)
+    with node.store.repository() as repo:
+        return repo.deliveries_pending(recipient)
 
 
 def outbox_rows(node: NodePort) -> list[dict[str, Any]]:
     """The deliveries of the outbox (its notices: :func:`gsomia.shell.notices.notice_rows`)."""
-    with node.store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(
-            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
-            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
-
-
-_NOTICE_ONLY = ("kind", "reference", "body")
+    with node.store.repository() as repo:
+        return repo.delivery_rows()
 
 
 # ---- the sender -------------------------------------------------------------------------------

@@ -1217,7 +1217,27 @@ class SqlRepository:
             sa.select(outbox.c.item_id, outbox.c.recipient, outbox.c.delivered_at)
             .where(outbox.c.status == "delivered")))
 
+    def deliveries_pending(self, recipient: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.kind == DELIVERY, outbox.c.status == "pending")
+        if recipient is not None:
+            query = query.where(outbox.c.recipient == recipient)
+        return int(self.conn.execute(query).scalar() or 0)
 
+    def delivery_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
+            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
+
+    def stored_since_scan(self) -> bool:
+        mark = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
+                                 .where(exchange_state.c.id == 1)).scalar()
+        newest = self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
+        return newest is not None and (mark is None or newest > mark)
+
+
+# The columns of the outbox only its notices fill: a delivery's row is shown without them.
+_NOTICE_ONLY = ("kind", "reference", "body")
 # Polled (the dashboard's state): built once, not on every call.
 _HOLDINGS_MARK = sa.text(
     'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
