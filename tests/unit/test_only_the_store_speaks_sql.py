@@ -22,8 +22,6 @@ RUNS_SQL = {"execute", "executemany", "executescript", "exec_driver_sql"}
 NOT_YET_MOVED: dict[str, set[str]] = {
     "exchange.py": {
         "<module>: import sqlalchemy",  # the statements below, and IntegrityError in receive
-        "payloads_of: execute",  # the bound objects and labels an envelope carries
-        "Sender._seal: engine connection",  # the connection payloads_of reads on
         # The commit signals: LISTEN on PostgreSQL, SQLite's data_version read without a
         # lock. Not queries of the registers: they belong in the store beside signal_commit.
         "_Notifications.__init__: import psycopg",

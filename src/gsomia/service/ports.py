@@ -176,6 +176,11 @@ class Repository(Protocol):
     def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
         """The consents held for each of ``item_ids`` (absent: none)."""
         ...
+    def bound_versions(self, item_ids: Collection[str]
+                       ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
+        """(id, version, stored object, label, binding) of every version held of
+        ``item_ids``: what an envelope of each carries, as stored."""
+        ...
     # the exchange's registers
     def add_envelopes_seen(self, rows: Sequence[SeenEnvelope], *, seq: int) -> None: ...
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:

@@ -35,7 +35,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,6 +68,7 @@ from gsomia.service.ports import (
     KeyStore,
     QueuedDelivery,
     QueuedNotice,
+    Repository,
     SignatureChecks,
     StixValidator,
     checks_here,
@@ -255,11 +256,6 @@ def require_partners(node: NodePort) -> Partners:
 # ---- the outbox -------------------------------------------------------------------------------
 
 
-def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
 def scan(node: NodePort, partners: Partners, now: datetime) -> int:
     """Crash recovery: queue what was stored since the last scan (items stored before the
     node had partners); one transaction, the count queued. Every publish and every receipt
@@ -338,7 +334,7 @@ def peer_client(folder: Path, timeout: float = 10.0) -> httpx.Client:
                         headers={"content-type": "application/json"})
 
 
-def payloads_of(conn: sa.Connection, keys: Sequence[tuple[str, str]],
+def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
                 recipient: Party, now: datetime) -> dict[tuple[str, str], dict[str, Any]]:
     """What each envelope carries: the object and label the originator bound, and the
     originator's signed consents naming ``recipient`` (they travel with a relay): per item,
@@ -346,35 +342,30 @@ def payloads_of(conn: sa.Connection, keys: Sequence[tuple[str, str]],
     from gsomia.core.labels import SecurityLabel
     from gsomia.service.standing import with_documents
 
-    items = node_store.items
     ids = sorted({k[0] for k in keys})
     wanted = set(keys)
-    repo = node_store.SqlRepository(conn)
     consents = repo.consents_of(ids)
     # Only those obtained from originators: a node's own items travel without consent.
     standing = [(c, doc) for c, doc in with_documents(
         r for r in repo.standing_consents() if r.direction == "obtained" or r.kind == "revoke")
         if c.recipient == recipient and not c.revoked]
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for chunk in _chunks(ids):
-        for row in conn.execute(sa.select(items.c.id, items.c.version, items.c.content,
-                                          items.c.label, items.c.binding)
-                                .where(items.c.id.in_(chunk))):
-            if (row.id, row.version) not in wanted:
-                continue
-            label_doc = json.loads(row.label)
-            payload: dict[str, Any] = {
-                "object": json.loads(row.content), "label": label_doc,
-                "binding": json.loads(row.binding),
-                "consents": [dict(c.document) for c in consents.get(row.id, [])
-                             if c.recipient == recipient]}
-            if standing:
-                label = SecurityLabel.from_stored(label_doc, where="label")
-                covering = [dict(doc) for c, doc in standing
-                            if c.covers(label, recipient, now)]
-                if covering:
-                    payload["standing_consents"] = covering
-            out[(row.id, row.version)] = payload
+    for item_id, version, content, label_bytes, binding in repo.bound_versions(ids):
+        if (item_id, version) not in wanted:
+            continue
+        label_doc = json.loads(label_bytes)
+        payload: dict[str, Any] = {
+            "object": json.loads(content), "label": label_doc,
+            "binding": json.loads(binding),
+            "consents": [dict(c.document) for c in consents.get(item_id, [])
+                         if c.recipient == recipient]}
+        if standing:
+            label = SecurityLabel.from_stored(label_doc, where="label")
+            covering = [dict(doc) for c, doc in standing
+                        if c.covers(label, recipient, now)]
+            if covering:
+                payload["standing_consents"] = covering
+        out[(item_id, version)] = payload
     return out
 
 
@@ -695,8 +686,8 @@ class Sender:
                             *list(self._settling)])]
         if not due:
             return None
-        with self.node.store.engine.connect() as conn:
-            payloads = payloads_of(conn, [(r.item_id, r.version) for r in due], peer.party,
+        with self.node.store.repository() as repo:
+            payloads = payloads_of(repo, [(r.item_id, r.version) for r in due], peer.party,
                                    now)
         batch = _Batch(peer, [], now, more=len(due) >= self.batch)
         key = self.node.keys.signing_key()

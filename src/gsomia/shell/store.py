@@ -1079,6 +1079,14 @@ class SqlRepository:
         return out
 
     # the exchange's registers
+    def bound_versions(self, item_ids: Collection[str]
+                       ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
+        for chunk in _chunks(sorted(set(item_ids))):
+            yield from self.conn.execute(sa.select(items.c.id, items.c.version,
+                                                   items.c.content, items.c.label,
+                                                   items.c.binding)
+                                         .where(items.c.id.in_(chunk)))
+
     def add_envelopes_seen(self, rows: Sequence[Any], *, seq: int) -> None:
         insert_many(self.conn, envelopes_seen, [{**r.row(), "seq": seq} for r in rows])
 
