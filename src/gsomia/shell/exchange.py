@@ -76,6 +76,7 @@ from gsomia.service.ports import (
 from gsomia.service.refusals import RefusalWindow
 from gsomia.shell import store as node_store
 from gsomia.shell.store import (
+    ConstraintViolated,
     SqlUnitOfWork,
     Store,
     now_utc,
@@ -1235,7 +1236,7 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
                 signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
                 seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node),
                     window=window)
-        except sa.exc.IntegrityError:
+        except ConstraintViolated:
             continue
     raise Unavailable(f"concurrent deliveries kept storing the nonces of this batch of "
                       f"{len(envelopes)} envelope(s) first ({_RECEIVE_TRIES} tries): "

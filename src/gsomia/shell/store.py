@@ -388,6 +388,9 @@ def resolve_url(url: str, folder: Path) -> str:
 # What the database raises when it refuses, is busy or is gone: the shell catches it by this
 # name, and so never imports the database library itself.
 StoreError = sa.exc.SQLAlchemyError
+# A write the database refused on one of the schema's constraints: a unique key another
+# commit stored first (two deliveries of one nonce racing), never a fault of the disk.
+ConstraintViolated = sa.exc.IntegrityError
 
 
 def mask_url(url: str) -> str:
