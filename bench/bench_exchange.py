@@ -71,6 +71,16 @@ def _last_row(node: Any) -> int:
         return int(conn.execute(sa.select(sa.func.max(outbox.c.row))).scalar() or 0)
 
 
+def _changes(engine: Any) -> Any:
+    """SQLite's ``data_version`` watcher: the store's since exchange18, the exchange's
+    before (a ``--same-bench`` run against an older tree)."""
+    try:
+        from gsomia.shell.store import Changes
+    except ImportError:
+        from gsomia.shell.exchange import _Changes as Changes  # type: ignore[attr-defined]
+    return Changes(engine)
+
+
 class _Receipted:
     """Whether every one of ``ids`` has a receipt from ``recipient`` recorded at ``node``,
     cheaply enough to ask every 10 ms: the bench's process is one of those measured, and a
@@ -80,10 +90,8 @@ class _Receipted:
     ``data_version``); ``_delivered`` confirms by id once that count is reached."""
 
     def __init__(self, node: Any, recipient: str, ids: set[str], mark: int) -> None:
-        from gsomia.shell.exchange import _Changes
-
         self.node, self.recipient, self.ids, self.mark = node, recipient, ids, mark
-        self.changes = _Changes(node.store.engine)
+        self.changes = _changes(node.store.engine)
         self.count = 0
 
     def receipted(self) -> int:
@@ -121,12 +129,11 @@ class _Watch(threading.Thread):
     def run(self) -> None:
         import sqlalchemy as sa
 
-        from gsomia.shell.exchange import _Changes
         from gsomia.shell.store import outbox
 
         # Query only after a commit (SQLite's data_version, microseconds): a query every
         # millisecond would take this process's CPU (and GIL) from the publisher it times.
-        changes = _Changes(self.node.store.engine)
+        changes = _changes(self.node.store.engine)
         with self.node.store.engine.connect() as conn:
             mark = conn.execute(sa.select(sa.func.max(outbox.c.row))).scalar() or 0
             conn.rollback()

@@ -16,21 +16,6 @@ DATABASE_LIBRARIES = ("sqlalchemy", "sqlite3", "psycopg")
 # Calls that run SQL on a connection or cursor, whatever its library.
 RUNS_SQL = {"execute", "executemany", "executescript", "exec_driver_sql"}
 
-# What is left, by module and enclosing function, for the next stop to move behind the ports.
-# exchange.py is helper deliver16's this stop; every entry goes when its query moves (an entry
-# that no longer matches fails the test, so the list only shrinks).
-NOT_YET_MOVED: dict[str, set[str]] = {
-    "exchange.py": {
-        "<module>: import sqlalchemy",  # the commit signals (sa.Engine)
-        # The commit signals: LISTEN on PostgreSQL, SQLite's data_version read without a
-        # lock. Not queries of the registers: they belong in the store beside signal_commit.
-        "_Notifications.__init__: import psycopg",
-        "_Notifications.__init__: execute",
-        "_Changes.__init__: import sqlite3",
-        "_Changes.__call__: execute",
-    },
-}
-
 
 class _SqlFinder(ast.NodeVisitor):
     def __init__(self) -> None:
@@ -84,18 +69,10 @@ def shell_modules() -> list[Path]:
 def test_only_the_store_speaks_sql() -> None:
     files = shell_modules()
     assert len(files) >= 30 and SHELL / "web.py" in files and SHELL / "store.py" not in files
-    offences, unused = [], {m: set(left) for m, left in NOT_YET_MOVED.items()}
-    for f in files:
-        rel = f.relative_to(SHELL).as_posix()
-        for line, what in sql_spoken(f):
-            if what in NOT_YET_MOVED.get(rel, set()):
-                unused[rel].discard(what)
-            else:
-                offences.append(f"{rel}:{line}: {what}")
+    offences = [f"{f.relative_to(SHELL).as_posix()}:{line}: {what}"
+                for f in files for line, what in sql_spoken(f)]
     assert offences == [], "move these queries behind the ports (service/ports.py), " \
                            "implemented in shell/store.py"
-    assert {m: left for m, left in unused.items() if left} == {}, \
-        "moved: take these out of NOT_YET_MOVED"
 
 
 def test_the_check_catches_sql(tmp_path: Path) -> None:

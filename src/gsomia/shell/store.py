@@ -520,6 +520,91 @@ def signal_commit(engine: sa.Engine, queued: Collection[str] | None = None,
         pass
 
 
+class _Notifications:
+    """PostgreSQL's commit signal: a connection of its own that LISTENs on the channel
+    every writing commit NOTIFYs (:data:`COMMIT_CHANNEL`), so each of several senders, in
+    any process, wakes at once instead of polling the tables."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        import psycopg
+
+        url = engine.url.set(drivername="postgresql")
+        self._conn = psycopg.connect(url.render_as_string(hide_password=False),
+                                     autocommit=True)
+        self._conn.execute(f"LISTEN {COMMIT_CHANNEL}")
+
+    def fileno(self) -> int:
+        return self._conn.fileno()
+
+    def recv(self, _size: int) -> bytes:
+        """Consume what arrived; b"" once nothing is left (as a drained socket)."""
+        pg = self._conn.pgconn
+        try:
+            pg.consume_input()
+            return b"n" if pg.notifies() is not None else b""
+        except Exception:  # the connection broke: the sender still passes every tick
+            return b""
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def listen_for_commits(engine: sa.Engine) -> Any:
+    """A socket receiving the commit signals of ``engine``'s database (see
+    :func:`signal_commit`; ``exchange.Sender`` reads it); None if there can be none or
+    another sender of this database already listens (this one then polls)."""
+    import socket
+
+    if engine.dialect.name == "postgresql":
+        try:
+            return _Notifications(engine)
+        except Exception:  # the sender polls instead: slower to wake, never wrong
+            return None
+    address = commit_signal_address(engine)
+    if address is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        return None
+    sock.setblocking(False)
+    return sock
+
+
+class Changes:
+    """Whether another connection has committed to the node's database since the last
+    look: SQLite's ``PRAGMA data_version`` on a connection of its own (microseconds, no
+    lock). On other databases it cannot tell: it says yes, unless ``notified`` (commits are
+    then told by PostgreSQL's notifications, and the sender passes every tick anyway)."""
+
+    def __init__(self, engine: sa.Engine, *, notified: bool = False) -> None:
+        import sqlite3
+
+        self._db: Any = None
+        self._notified = notified
+        self._last: int | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self._db = sqlite3.connect(str(engine.url.database), isolation_level=None,
+                                       check_same_thread=False)
+
+    def __call__(self) -> bool:
+        if self._db is None:
+            return not self._notified
+        try:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+        except Exception:  # a locked or vanished file: look with a full pass
+            return True
+        changed = bool(version != self._last)
+        self._last = int(version)
+        return changed
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+
+
 def commit_datagram(queued: Collection[str] | None, told: bool) -> bytes:
     """The commit signal's datagram: ``c`` (a commit), ``q!`` (its rows were handed to
     the couriers of the committing process), ``q:JPN,USA`` (it queued rows to these; ``q:``

@@ -33,7 +33,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.stix import extension_property_problem
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
 from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
-from gsomia.shell.store import StoreError
+from gsomia.shell.store import Changes, StoreError
 
 if TYPE_CHECKING:
     from gsomia.core.node_centre import NodeCentre, Output
@@ -117,8 +117,6 @@ class CentreWorker:
         return self._centre
 
     def run(self, stop: threading.Event) -> None:
-        from gsomia.shell.exchange import _Changes
-
         presence = _present(Path(self.node.folder))
         if presence is None:
             log.warning("warning centre: another process of this node runs its centre; "
@@ -126,7 +124,7 @@ class CentreWorker:
             return
         # Read only after a commit (SQLite's data_version: microseconds, no lock), so that
         # a measurement is taken within milliseconds without a query every millisecond.
-        changes = _Changes(self.node.store.engine)
+        changes = Changes(self.node.store.engine)
         try:
             self._loop(stop, changes)
         finally:
