@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -519,6 +520,38 @@ def test_peer_api_needs_a_client_certificate_and_checks_shapes(world: World) -> 
     # a well-formed tree head from a partner whose key this node does not have: 503, not 500
     r = peer.post("/peer/v1/tree-heads/", headers={"x-peer": "KOR"}, json=head.json())
     assert r.status_code == 503
+
+
+def test_peer_head_routes_refuse_a_log_that_cannot_be_synced_with_a_reason(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A head is synced to disk before a partner gets it; a write-ahead log that cannot be
+    opened for that refuses the head with a JSON 503 saying what to check, not a 500."""
+    from gsomia.core.errors import Unavailable
+    from gsomia.shell import notices
+    from gsomia.shell.store import _SyncedHead
+
+    peer = TestClient(app_for_node(world.node, peer_identity=lambda scope: dict(
+        scope["headers"]).get(b"x-peer", b"").decode() or None))
+    real_open = os.open
+
+    def open_refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("-wal") and flags == os.O_RDONLY:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", open_refused)
+        patch.setattr(_SyncedHead, "holds", lambda self, head: False)  # none synced yet
+        refused = peer.get("/peer/v1/tree-heads/", headers={"x-peer": "KOR"})
+        # The exchange's answer (a partner's head with ``since``) reads it the same way.
+        with pytest.raises(Unavailable, match="write-ahead log"):
+            notices.head_with_proof(world.node, 0)
+    assert refused.status_code == 503, refused.text
+    body = refused.json()
+    assert body["http_status"] == "503" and body["title"] == "Not available"
+    assert "write-ahead log" in body["description"] and "-wal" in body["description"]
+    assert "readable" in body["description"]
+    assert peer.get("/peer/v1/tree-heads/", headers={"x-peer": "KOR"}).status_code == 200
 
 
 def test_openapi_document(world: World) -> None:

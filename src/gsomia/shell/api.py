@@ -454,7 +454,7 @@ def create_app(config: ApiConfig) -> Starlette:
                                         {"reasons": list(exc.reasons)}), 403)
             except ProofInvalid as exc:
                 return _json(error_body("Does not verify", 403, str(exc)), 403)
-            except PeerUnavailable as exc:
+            except Unavailable as exc:  # PeerUnavailable, or a log that cannot be synced
                 return _error(503, "Not available", str(exc))
             except NotFound:
                 return _json(_NOT_FOUND, 404)

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
-from gsomia.core.errors import MalformedInput
+from gsomia.core.errors import MalformedInput, Unavailable
 from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import (
     CLASSIFICATION,
@@ -226,11 +226,25 @@ class LeafCache:
             return self.levels.consistency_proof(since, size)
 
 
+def head_for_partners(reader: AuditReader) -> TreeHead | None:
+    """The log's newest head, synced to disk before a partner gets it (None: none signed
+    yet). A log that cannot be synced refuses it: a partner holding a head that a power cut
+    takes back would see this node as rolled back."""
+    try:
+        return reader.latest_head()
+    except OSError as exc:
+        raise Unavailable(
+            f"this node cannot hand out its audit log's tree head now: the database's "
+            f"write-ahead log could not be synced to disk ({exc}); its operator should "
+            f"check that the node's folder and database files are readable by the node and "
+            f"the disk is healthy; ask again later") from None
+
+
 def head_with_proof(node: NodePort, since: int, cache: LeafCache | None = None) -> dict[str, Any]:
     """This node's latest head and a consistency proof from ``since`` (none if ``since`` is
     past the head: the asker then sees the log shrank)."""
     with node.store.reader() as reader:
-        head = reader.latest_head()
+        head = head_for_partners(reader)
         if head is None:
             raise MalformedInput("this node's log has no signed tree head yet", where="audit")
         if since > head.size:

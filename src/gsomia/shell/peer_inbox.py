@@ -206,7 +206,7 @@ class NodeInbox:
 
     def tree_head(self) -> TreeHead:
         with self.node.store.reader() as reader:
-            head = reader.latest_head()
+            head = notices.head_for_partners(reader)
         if head is None:
             raise PeerUnavailable("this node's log has no signed tree head yet")
         return head
