@@ -1,0 +1,142 @@
+"""The exchange's reads moved behind the repository port (exchange18), side by side in one
+process with the same reads as main ran them (main's code, copied here): CPU per call, best
+of 9 alternated rounds, on one SQLite node store of N items (ports_ab's filler: a delivery
+each, one in five pending). The sender's read of what a batch's envelopes carry
+(``payloads_of``, once per batch sealed) is the one on the delivery path; the scan's and the
+pending counts are read by every crash-recovery pass and by the tests' waits. Not a test,
+not part of ``python -m bench``:
+
+    PYTHONPATH=src:. python bench/exchange18_ab.py [N [BATCH]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.ports_ab import filled
+from gsomia.core.outbox import DELIVERY
+from gsomia.shell import exchange
+from gsomia.shell import store as st
+
+# ---- as main read them ------------------------------------------------------------------
+
+
+def main_payloads_of(conn: sa.Connection, keys: Sequence[tuple[str, str]],
+                     recipient: str, now: datetime) -> dict[tuple[str, str], dict[str, Any]]:
+    from gsomia.core.labels import SecurityLabel
+    from gsomia.service.standing import with_documents
+
+    items = st.items
+    ids = sorted({k[0] for k in keys})
+    wanted = set(keys)
+    repo = st.SqlRepository(conn)
+    consents = repo.consents_of(ids)
+    standing = [(c, doc) for c, doc in with_documents(
+        r for r in repo.standing_consents() if r.direction == "obtained" or r.kind == "revoke")
+        if c.recipient == recipient and not c.revoked]
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for i in range(0, len(ids), 500):
+        for row in conn.execute(sa.select(items.c.id, items.c.version, items.c.content,
+                                          items.c.label, items.c.binding)
+                                .where(items.c.id.in_(ids[i:i + 500]))):
+            if (row.id, row.version) not in wanted:
+                continue
+            label_doc = json.loads(row.label)
+            payload: dict[str, Any] = {
+                "object": json.loads(row.content), "label": label_doc,
+                "binding": json.loads(row.binding),
+                "consents": [dict(c.document) for c in consents.get(row.id, [])
+                             if c.recipient == recipient]}
+            if standing:
+                label = SecurityLabel.from_stored(label_doc, where="label")
+                covering = [dict(doc) for c, doc in standing
+                            if c.covers(label, recipient, now)]
+                if covering:
+                    payload["standing_consents"] = covering
+            out[(row.id, row.version)] = payload
+    return out
+
+
+def main_seal_read(node: Any, keys: Sequence[tuple[str, str]], now: datetime) -> int:
+    with node.store.engine.connect() as conn:
+        return len(main_payloads_of(conn, keys, "USA", now))
+
+
+def main_scan_read(node: Any) -> int:
+    items = st.items
+    with node.store.engine.connect() as conn:
+        mark = conn.execute(sa.select(st.exchange_state.c.scanned_seq)
+                            .where(st.exchange_state.c.id == 1)).scalar()
+        newest = conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
+        conn.rollback()
+    return 0 if newest is None or (mark is not None and newest <= mark) else 1
+
+
+def main_pending(node: Any, recipient: str | None = None) -> int:
+    o = st.outbox
+    query = sa.select(sa.func.count()).select_from(o).where(o.c.kind == DELIVERY,
+                                                            o.c.status == "pending")
+    if recipient is not None:
+        query = query.where(o.c.recipient == recipient)
+    with node.store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def run(n: int, batch: int) -> dict[str, dict[str, float]]:
+    folder = tempfile.mkdtemp(prefix="exchange18-ab-")
+    store = filled(os.path.join(folder, "node.db"), n)
+    with store.engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+        conn.execute(st.items.update().values(binding=b'{"sig":"x"}',
+                                              label=b'{"originator":"JPN"}'))
+        conn.execute(st.exchange_state.insert(), {"id": 1, "scanned_seq": n})
+        keys = [(str(r.id), str(r.version)) for r in conn.execute(
+            sa.select(st.items.c.id, st.items.c.version).order_by(st.items.c.seq)
+            .limit(batch).offset(n // 2))]
+    node = SimpleNamespace(store=store, party="JPN", folder=folder)
+    now = datetime.now(UTC)
+
+    def branch_seal_read() -> int:
+        with store.repository() as repo:
+            return len(exchange.payloads_of(repo, keys, "USA", now))  # as Sender._seal
+
+    pairs: list[tuple[str, Callable[[], Any], Callable[[], Any], int]] = [
+        (f"_seal read ({batch} envelopes)", lambda: main_seal_read(node, keys, now),
+         branch_seal_read, 20),
+        ("scan read (nothing new)", lambda: main_scan_read(node),
+         lambda: exchange.scan(node, None, now), 300),
+        ("pending", lambda: main_pending(node), lambda: exchange.pending(node), 50),
+        ("pending to USA", lambda: main_pending(node, "USA"),
+         lambda: exchange.pending(node, "USA"), 50)]
+    print(f"{n} items; CPU ms per call, best of 9 alternated rounds")
+    out: dict[str, dict[str, float]] = {}
+    for name, before, after, calls in pairs:
+        assert before() == after(), name
+        best = {"main": 1e9, "branch": 1e9}
+        for rnd in range(9):
+            order = [("main", before), ("branch", after)]
+            for tag, f in (order if rnd % 2 else order[::-1]):
+                began = time.process_time()
+                for _ in range(calls):
+                    f()
+                best[tag] = min(best[tag], (time.process_time() - began) / calls * 1e3)
+        out[name] = {k: round(v, 4) for k, v in best.items()} | {
+            "branch/main": round(best["branch"] / best["main"], 3)}
+        print(f"  {name:28s} main {best['main']:.3f}  branch {best['branch']:.3f}  "
+              f"branch/main {best['branch'] / best['main']:.2f}")
+    store.dispose()
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 20000,
+                         int(sys.argv[2]) if len(sys.argv) > 2 else 100)))
