@@ -244,3 +244,27 @@ def test_a_fresh_nodes_first_publish_sets_the_scan_watermark_so_a_restart_replan
         assert conn.execute(sa.select(sa.func.count()).select_from(st.outbox)).scalar() == 6
     with jpn.store.reader() as reader:
         assert handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key()).ok
+
+
+def test_an_item_stored_before_the_node_had_partners_keeps_the_watermark_unset_for_the_scan(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+) -> None:
+    # The watermark a first federated commit sets must never pass an item no commit planned:
+    # the scan queues it (lose nothing).
+    from gsomia.service import handlers
+
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    now = datetime.now(UTC)
+    label = handlers.LabelRequest("秘", ("JPN", "KOR"), "dprk-missile")
+    handlers.publish_many(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
+                          entries=[(make_indicator(0), label)], now=now)  # no partners yet
+    federate(jpn, kor)
+    partners = exchange.Partners.load(jpn.folder)
+    assert partners is not None
+    exchange.publish(jpn, entries=[(make_indicator(1), label)], now=now)
+    with jpn.store.engine.connect() as conn:
+        assert conn.execute(sa.select(st.exchange_state.c.scanned_seq)).scalar() is None
+    assert exchange.scan(jpn, partners, now) == 1
+    with jpn.store.engine.connect() as conn:
+        queued = {r.item_id for r in conn.execute(sa.select(st.outbox.c.item_id))}
+    assert queued == {make_indicator(0)["id"], make_indicator(1)["id"]}
