@@ -33,7 +33,11 @@ def _indicator(n: int) -> dict[str, Any]:
 
 
 def main(n: int = 2000) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="gsomia-restart-scan-"))
+    with tempfile.TemporaryDirectory(prefix="gsomia-restart-scan-") as tmp:
+        return _measure(Path(tmp), n)
+
+
+def _measure(folder: Path, n: int) -> dict[str, Any]:
     federation.configure(folder, "direct", federation.free_base_port())
     kor = bootstrap.open_node(folder / "KOR")
     try:
