@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from gsomia.core.audit import AuditKind
-from gsomia.core.custody import records_detail, register_digest
+from gsomia.core.custody import StoredItem, records_detail, register_digest
 from gsomia.core.outbox import (
     ConsentObtained,
     DeliveryDue,
@@ -100,22 +100,26 @@ def standing_held(uow: UnitOfWork) -> list[StandingConsent]:
 
 def _stored_as_held(uow: UnitOfWork, keys: Collection[tuple[str, str]]) -> list[ItemStored]:
     """Items already held, as the events that stored them would have said."""
+    held = (uow.repo.get_item(item_id, version) for item_id, version in keys)
+    return _as_stored(uow, [item for item in held if item is not None])
+
+
+def _as_stored(uow: UnitOfWork, held: Sequence[StoredItem]) -> list[ItemStored]:
+    """``held`` as the events that stored them would have said (the provider: custody's)."""
     out: list[ItemStored] = []
-    for item_id, version in keys:
-        item = uow.repo.get_item(item_id, version)
-        if item is None:
-            continue
-        custody = uow.repo.custody_of(item_id, version)
-        out.append(ItemStored(item_id, version, item.security_label(),
+    for item in held:
+        custody = uow.repo.custody_of(item.item_id, item.version)
+        out.append(ItemStored(item.item_id, item.version, item.security_label(),
                               custody[0].provider if custody else None))
     return out
 
 
 def _queue_consented(uow: UnitOfWork, consent: ConsentObtained, now: datetime) -> None:
-    """A consent obtained opens the relay: the item's versions go to its recipient."""
-    versions = [(i.item_id, i.version) for i in uow.repo.item_versions(consent.item_id)]
-    if versions and uow.routing.federated:
-        queue_deliveries(uow, _stored_as_held(uow, versions), now, only=consent.recipient)
+    """A consent obtained opens the relay: the item's versions go to its recipient (read
+    once: each version is as item_versions gave it, not read again by its key)."""
+    held = uow.repo.item_versions(consent.item_id)
+    if held and uow.routing.federated:
+        queue_deliveries(uow, _as_stored(uow, held), now, only=consent.recipient)
 
 
 def _queue_notices(uow: UnitOfWork, recorded: Sequence[IncidentRecorded | NoticeRecorded],
