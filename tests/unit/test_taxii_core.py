@@ -282,11 +282,17 @@ class MemoryStore:
         return [label for r, label, _ in self.rows if r.id == object_id]
 
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime, *, status: PostStatus | None = None
+                    now: datetime, *, status: PostStatus | None = None,
+                    kept_as_is: Callable[[bytes], str | None] | None = None
                     ) -> Sequence[Outcome]:
         out = []
         for s in submissions:
             text = s.obj.get("modified", s.obj.get("created"))
+            held = sorted((r.version, c) for r, _, c in self.rows if r.id == s.obj["id"])
+            why = kept_as_is(held[-1][1]) if held and kept_as_is is not None else None
+            if why is not None:
+                out.append(Outcome(s.obj["id"], text, False, why))
+                continue
             self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label,
                      json.dumps(dict(s.obj)).encode())
             out.append(Outcome(s.obj["id"], text, True))

@@ -368,7 +368,7 @@ class SqlObjectStore:
         if not ready:
             return False
         skipped: dict[int, str] = {}
-        saving: list[bool] = []
+        saving: list[dict[int, Outcome]] = []  # the outcomes the saved status reports
 
         def save_with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
             assert status is not None
@@ -376,7 +376,7 @@ class SqlObjectStore:
             self._settle(ready, published, skipped, every)
             _insert_status(cast("SqlUnitOfWork", uow).repo.conn, status.status_id,
                            status.owner, status.make([every[n] for n in sorted(every)]), now)
-            saving.append(True)
+            saving.append(every)
 
         try:
             published = handlers.publish_many(
@@ -404,7 +404,10 @@ class SqlObjectStore:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
             return False
-        self._settle(ready, published, skipped, outcomes)
+        if saving:  # settled once already, for the status committed with the batch
+            outcomes.update(saving[-1])
+        else:
+            self._settle(ready, published, skipped, outcomes)
         return bool(saving)
 
     @staticmethod
