@@ -244,9 +244,10 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     it publishes (``skipped`` filled by then), to write what must commit with the batch or
     not at all. Not called when nothing is written (every entry held or refused).
 
-    ``stix_checked``: the caller has checked each object's ``spec_version`` and ``x_gsomia_*``
-    properties already (TAXII: each object of an envelope on its own, so that a bad one is a
-    failure of its own); they are not checked again. Bounds are checked here all the same.
+    ``stix_checked``: the caller has checked each object's depth, ``spec_version`` and
+    ``x_gsomia_*`` properties already (TAXII: each object of an envelope on its own, so that
+    a bad one is a failure of its own); they are not checked again. The size of each object's
+    canonical bytes is checked here all the same.
 
     ``kept_as_is``: with ``skipped``, given the stored content of an item's current version,
     why no new version may replace it (None: one may); an entry it names is put in
@@ -314,8 +315,8 @@ def _prepare(signing: BindingSigner,
                                  expected="a STIX domain, relationship or cyber-observable "
                                           "object, or a gsomia label marking-definition")
         # Before anything walks the object recursively (validator, canonical JSON).
-        limits.check_depth(obj, where=f"object {i}")
         if not stix_checked:
+            limits.check_depth(obj, where=f"object {i}")
             check_spec_version(obj, where=f"object {i}")
             check_extension_properties(obj, where=f"object {obj.get('id', i)}")
         if validate is not None:

@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any
 
-from gsomia.core import stix
+from gsomia.core import limits, stix
 from gsomia.core.audit import ENTRIES, AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput, NotFound, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
@@ -477,6 +477,9 @@ def _envelope_objects(body: Any, media: str) -> list[Mapping[str, Any]]:
                 or not isinstance(obj.get("id"), str):
             raise MalformedInput("is not a STIX object", where=f"body.objects[{i}]",
                                  expected="a JSON object with type and id")
+        # Bounds before anything walks an object (the STIX check, canonical JSON): the
+        # only depth check of a posted object (publish_many takes it as done).
+        limits.check_depth(obj, where=f"body.objects[{i}]")
     return objects
 
 
