@@ -353,3 +353,17 @@ def test_over_https_a_label_is_stored_only_if_every_party_and_purpose_is_known(
         named = r.json()["details"]["where"].rsplit(".", 1)[-1]
         assert any(named.startswith(field) for field in bad), (named, bad)
     assert _get(node, "kenji", object_id).status_code == (200 if known else 404)
+
+
+def test_a_new_version_may_reference_a_marking_the_node_already_serves(node: Running) -> None:
+    """The marking fetched from the node, not posted again: the new version takes its label."""
+    coll = collection(node, "kenji")
+    first = indicator(40_001, CONF)
+    assert coll.add_objects({"objects": [marking(CONF), first]}).failure_count == 0
+    served = coll.get_object(marking(CONF)["id"])["objects"][0]
+    newer = {**first, "modified": "2024-03-01T09:00:00.000Z", "name": "TEL activity, moved",
+             "object_marking_refs": [served["id"]]}
+    status = coll.add_objects({"objects": [newer]})
+    assert status.failure_count == 0 and status.success_count == 1, status.failures
+    versions = coll.object_versions(first["id"])["versions"]
+    assert versions == [first["modified"], newer["modified"]]

@@ -90,8 +90,10 @@ def test_all_versions_are_kept_and_a_held_version_is_refused(
     with kor.store.repository() as repo:
         versions = [i.version for i in repo.item_versions(first["id"])]
         latest = repo.get_item(first["id"])
+        current = repo.current_contents([first["id"], "indicator--not-held"])
     assert versions == [first["modified"], second["modified"]]
     assert latest is not None and latest.object()["name"] == "revised"
+    assert current == {first["id"]: latest.content}
     assert len(events(kor)) == size
 
 

@@ -285,3 +285,45 @@ def test_an_item_carrying_a_warning_is_not_replaced_whatever_its_label(
         assert "x_gsomia_warning" in json.loads(after.rows[0].content)
     finally:
         jpn.close()
+
+
+def test_a_warning_stored_while_a_post_is_checked_is_not_replaced(
+        tmp_path: Path, shipped: Catalogue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node's tools stored a warning after a post's checks, before its batch: the look-up
+    for node-made items ran before the batch's transaction, found nothing, and the post's
+    newer version took the warning off (it is now asked inside the transaction)."""
+    from gsomia.service.taxii import NODE_MADE_REFUSED
+
+    jpn = init_node(tmp_path / "jpn", "JPN", catalogue=shipped, now=datetime.now(UTC))
+    try:
+        request = handlers.LabelRequest("秘", ("JPN",), "dprk-missile",
+                                        category="launch-point")
+        label = handlers.make_label(request, originator="JPN", catalogue=shipped,
+                                    now=datetime.now(UTC))
+        warning = note("Tokyo")
+        mark = stix_marking(label, shipped)
+        newer = {k: v for k, v in warning.items() if k != "x_gsomia_warning"}
+        newer |= {"modified": "2030-01-01T00:00:00.000Z", "object_marking_refs": [mark["id"]]}
+        poster = Person("kenji", "JPN", "機密", frozenset(PURPOSES))
+        service, store = taxii_service(jpn)
+        batch = store.add_objects
+
+        def warned_meanwhile(*args: Any, **kwargs: Any) -> Any:
+            handlers.publish(jpn.uow(), keys=jpn.keys, catalogue=shipped, obj=warning,
+                             now=datetime.now(UTC), actor="test", label=request,
+                             validate=check_stix)
+            return batch(*args, **kwargs)
+
+        monkeypatch.setattr(store, "add_objects", warned_meanwhile)
+        try:
+            answer = service.add(poster, service.collection_id, {"objects": [mark, newer]},
+                                 TAXII, datetime.now(UTC), "replace-meanwhile")
+            after = service.read(poster, service.collection_id, "objects",
+                                 {"match[id]": [warning["id"]]}, datetime.now(UTC))
+        finally:
+            store.close()
+        assert [(f["id"], f["message"]) for f in answer["failures"]] == [
+            (warning["id"], NODE_MADE_REFUSED)]
+        assert "x_gsomia_warning" in json.loads(after.rows[0].content)
+    finally:
+        jpn.close()

@@ -126,6 +126,9 @@ class FakeRepo:
     def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
         return {k for k in self.items if k[0] in item_ids}
 
+    def current_contents(self, item_ids: list[str]) -> dict[str, bytes]:
+        return {i: self.item_versions(i)[-1].content for i in item_ids if self.item_versions(i)}
+
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         latest = {(c.item_id, c.version): c.national_label for c in self.custody
                   if c.item_id in item_ids}

@@ -282,11 +282,17 @@ class MemoryStore:
         return [label for r, label, _ in self.rows if r.id == object_id]
 
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime, *, status: PostStatus | None = None
+                    now: datetime, *, status: PostStatus | None = None,
+                    kept_as_is: Callable[[bytes], str | None] | None = None
                     ) -> Sequence[Outcome]:
         out = []
         for s in submissions:
             text = s.obj.get("modified", s.obj.get("created"))
+            held = sorted((r.version, c) for r, _, c in self.rows if r.id == s.obj["id"])
+            why = kept_as_is(held[-1][1]) if held and kept_as_is is not None else None
+            if why is not None:
+                out.append(Outcome(s.obj["id"], text, False, why))
+                continue
             self.put(s.obj["id"], timestamp(text, where="modified"), now, s.label,
                      json.dumps(dict(s.obj)).encode())
             out.append(Outcome(s.obj["id"], text, True))
@@ -475,6 +481,27 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
                      {"objects": [{"id": "x"}]}):
         with pytest.raises(MalformedInput):
             svc.add(ANALYST, "coll", bad_body, TAXII_MEDIA, T0, "s")
+
+
+def test_an_object_nested_too_deep_refuses_the_post_before_anything_walks_it() -> None:
+    """The service's is the only depth check of a posted object (the API's went, and
+    publish_many takes it as done): a deep one is bad input, nothing stored."""
+    from gsomia.core.limits import MAX_DEPTH
+
+    store = MemoryStore()
+    svc = service(store)
+    conf = _marking(CONF_JPN)
+    deep: Any = "x"
+    for _ in range(MAX_DEPTH):  # the object itself is one level more
+        deep = [deep]
+    obj = {"type": "indicator", "id": "indicator--1", "modified": taxii_time(T0),
+           "object_marking_refs": [conf["id"]], "x_deep": deep}
+    with pytest.raises(MalformedInput) as refused:
+        svc.add(SENIOR, "coll", {"objects": [conf, obj]}, TAXII_MEDIA, T0, "deep")
+    assert refused.value.where == "body.objects[1]" and store.rows == []
+    obj["x_deep"] = deep[0]  # at the bound: taken
+    assert svc.add(SENIOR, "coll", {"objects": [conf, obj]}, TAXII_MEDIA, T0, "ok")[
+        "failure_count"] == 0
 
 
 # ---- issue 14: label markings kept as objects, labelled collections ---------------------------

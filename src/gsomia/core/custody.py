@@ -230,7 +230,9 @@ class CustodyRecord:
     def knowing(self, original: bytes) -> CustodyRecord:
         """This record, told the RFC 8785 bytes of its original label (already at hand when
         an item is stored), so they are not made again."""
-        national = original if self.national_label == self.original_label \
+        # One label object for both (an item created here): told so without comparing.
+        national = original if self.national_label is self.original_label \
+            or self.national_label == self.original_label \
             else record_bytes(self.national_label.to_json())
         object.__setattr__(self, "_labels", (original, national))
         return self

@@ -209,7 +209,8 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                  one_leaf: bool = False, signer: BindingSigner | None = None,
                  skipped: dict[int, str] | None = None,
                  before_commit: Callable[[UnitOfWork, Sequence[Published]], None] | None
-                 = None) -> list[Published]:
+                 = None, stix_checked: bool = False,
+                 kept_as_is: Callable[[bytes], str | None] | None = None) -> list[Published]:
     """Publish several objects in one commit: all are stored and audited, or none.
 
     Everything that can be refused (the object, the label, a version already held, a new
@@ -242,6 +243,16 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     ``before_commit``: called in the batch's transaction just before it commits, with what
     it publishes (``skipped`` filled by then), to write what must commit with the batch or
     not at all. Not called when nothing is written (every entry held or refused).
+
+    ``stix_checked``: the caller has checked each object's depth, ``spec_version`` and
+    ``x_gsomia_*`` properties already (TAXII: each object of an envelope on its own, so that
+    a bad one is a failure of its own); they are not checked again. The size of each object's
+    canonical bytes is checked here all the same.
+
+    ``kept_as_is``: with ``skipped``, given the stored content of an item's current version,
+    why no new version may replace it (None: one may); an entry it names is put in
+    ``skipped`` with that reason. Asked in the batch's transaction, only of items held whose
+    new version the publisher may otherwise add: what it says is never news to them.
     """
     signing: BindingSigner = signer if signer is not None else _Signer(keys.signing_key())
     labels: dict[LabelRequest, _LabelForm] = {}
@@ -251,11 +262,12 @@ def publish_many(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     try:
         prepared = _prepare(signing, checked, pending, labels, seen, keys=keys,
                             catalogue=catalogue, entries=entries, now=now,
-                            validate=validate, publisher=publisher, as_posted=as_posted)
+                            validate=validate, publisher=publisher, as_posted=as_posted,
+                            stix_checked=stix_checked)
         return _publish_prepared(uow, signing, checked, pending, prepared, keys=keys,
                                  catalogue=catalogue, now=now, actor=actor,
                                  publisher=publisher, one_leaf=one_leaf, skipped=skipped,
-                                 before_commit=before_commit)
+                                 before_commit=before_commit, kept_as_is=kept_as_is)
     finally:
         for chunk in pending:  # a batch refused before its signatures were taken
             chunk.abandon()
@@ -273,7 +285,7 @@ def _prepare(signing: BindingSigner,
              seen: set[tuple[str, str]], *, keys: KeyStore, catalogue: Catalogue,
              entries: Sequence[tuple[Mapping[str, Any], LabelRequest]], now: datetime,
              validate: StixValidator | None, publisher: Person | None,
-             as_posted: bool) -> list[tuple[str, str, _LabelForm]]:
+             as_posted: bool, stix_checked: bool) -> list[tuple[str, str, _LabelForm]]:
     """Check each entry and hand its binding digest to ``signing``; fills ``checked``
     (object as bound, its bytes, label form, digest, id, version) and ``pending``."""
     prepared: list[tuple[str, str, _LabelForm]] = []
@@ -303,9 +315,10 @@ def _prepare(signing: BindingSigner,
                                  expected="a STIX domain, relationship or cyber-observable "
                                           "object, or a gsomia label marking-definition")
         # Before anything walks the object recursively (validator, canonical JSON).
-        limits.check_depth(obj, where=f"object {i}")
-        check_spec_version(obj, where=f"object {i}")
-        check_extension_properties(obj, where=f"object {obj.get('id', i)}")
+        if not stix_checked:
+            limits.check_depth(obj, where=f"object {i}")
+            check_spec_version(obj, where=f"object {i}")
+            check_extension_properties(obj, where=f"object {obj.get('id', i)}")
         if validate is not None:
             validate(obj)
         marked = dict(obj) if as_posted or is_marking else apply_marking(obj, form.marking)
@@ -340,7 +353,8 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
                       catalogue: Catalogue, now: datetime, actor: str,
                       publisher: Person | None, one_leaf: bool,
                       skipped: dict[int, str] | None,
-                      before_commit: Callable[[UnitOfWork, Sequence[Published]], None] | None
+                      before_commit: Callable[[UnitOfWork, Sequence[Published]], None] | None,
+                      kept_as_is: Callable[[bytes], str | None] | None = None
                       ) -> list[Published]:
     out: list[Published] = []
     with uow:
@@ -352,11 +366,22 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         # with no version held has none, and a batch of new ids reads no custody at all.
         known = sorted({v[0] for v in versions})
         current = uow.repo.current_labels(known) if known else {}
+        # Read in this transaction: no version stored meanwhile escapes the question.
+        contents = uow.repo.current_contents(known) \
+            if known and skipped is not None and kept_as_is is not None else {}
         kept: list[int] = []
         for n, (item_id, version, form) in enumerate(prepared):
             verdict = decide_new_version(form.label, current.get(item_id, []),
                                          catalogue.schemes, publisher=publisher)
             if skipped is not None:
+                # Asked only of an item the publisher may read (every version held, as the
+                # verdict requires), before "already held", as when it was asked first.
+                why = kept_as_is(contents[item_id]) \
+                    if verdict.permit and item_id in contents and kept_as_is is not None \
+                    else None
+                if why is not None:
+                    skipped[n] = why
+                    continue
                 if not verdict.permit or (item_id, version) in held:
                     skipped[n] = ALREADY_HELD if verdict.permit else REFUSED_TO_PUBLISH
                     continue

@@ -21,7 +21,7 @@ from datetime import datetime
 from functools import lru_cache, partial
 from typing import Any
 
-from gsomia.core import stix
+from gsomia.core import limits, stix
 from gsomia.core.audit import ENTRIES, AuditKind
 from gsomia.core.errors import GsomiaError, MalformedInput, NotFound, PolicyDenied
 from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
@@ -287,7 +287,6 @@ class TaxiiService:
                                                     chosen))
             except GsomiaError as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
-        submissions = self._not_replacing_node_made(person, submissions, failures)
         own = self._collection_marking(chosen, submissions)
         if not submissions:
             body_out = status(status_id, now, [o.to_json() for o in successes],
@@ -307,7 +306,8 @@ class TaxiiService:
         # The status is saved in the commit that stores the objects (one commit, not two):
         # it never reports objects that were not committed.
         outcomes = self.store.add_objects([*own, *submissions], person, now,
-                                          status=PostStatus(status_id, person.name, status_of))
+                                          status=PostStatus(status_id, person.name, status_of),
+                                          kept_as_is=_node_made_kept)
         return made[-1] if made else status_of(outcomes)
 
     def _submission(self, person: Person, obj: Mapping[str, Any],
@@ -364,32 +364,6 @@ class TaxiiService:
             # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
             raise PolicyDenied((REFUSED_TO_PUBLISH,))
         return Submission(obj, label)
-
-    def _not_replacing_node_made(self, person: Person, submissions: Sequence[Submission],
-                                 failures: list[Outcome]) -> list[Submission]:
-        """``submissions`` without new versions of items the node's own tools made (their
-        current version carries a :data:`stix.NODE_MADE` property): a version without the
-        property would take a live warning off every feed. Only the versions ``person`` may
-        read are looked at; one they may not is refused by the access rule as ever."""
-        ids = sorted({str(s.obj["id"]) for s in submissions})
-        if not ids:
-            return list(submissions)
-        visible = self.visible(person)
-        made: set[str] = set()
-        for start in range(0, len(ids), _MAX_REFS):
-            chunk = frozenset(ids[start:start + _MAX_REFS])
-            filters = Filters(limit=len(chunk), ids=chunk)
-            for row in self.store.page(Query(filters, visible, None, len(chunk))).rows:
-                if row.content is not None and b'"x_gsomia_' in row.content \
-                        and stix.node_made(json.loads(row.content)) is not None:
-                    made.add(row.id)
-        if not made:
-            return list(submissions)
-        for s in submissions:
-            if s.obj["id"] in made:
-                failures.append(Outcome(str(s.obj["id"]), _version_text(s.obj), False,
-                                        NODE_MADE_REFUSED))
-        return [s for s in submissions if s.obj["id"] not in made]
 
     def _collection_marking(self, collection: TaxiiCollection,
                             submissions: Sequence[Submission]) -> list[Submission]:
@@ -448,6 +422,17 @@ NODE_MADE_REFUSED = (
     "neither posts one nor replaces one with a new version")
 
 
+def _node_made_kept(current: bytes) -> str | None:
+    """Why no new version may replace an item whose current version is ``current``: one the
+    node's own tools made (it carries a :data:`stix.NODE_MADE` property), since a version
+    without the property would take a live warning off every feed. Asked by the store in
+    the batch's transaction, of items the poster may read, so no version stored meanwhile
+    slips past it."""
+    if b'"x_gsomia_' in current and stix.node_made(json.loads(current)) is not None:
+        return NODE_MADE_REFUSED
+    return None
+
+
 def token_hash(token: str) -> bytes:
     """The stored form of a user token (same as ``gsomia.core.custody.token_hash``)."""
     return hashlib.sha256(b"gsomia/user-token/v1\x00" + token.encode("utf-8")).digest()
@@ -492,6 +477,9 @@ def _envelope_objects(body: Any, media: str) -> list[Mapping[str, Any]]:
                 or not isinstance(obj.get("id"), str):
             raise MalformedInput("is not a STIX object", where=f"body.objects[{i}]",
                                  expected="a JSON object with type and id")
+        # Bounds before anything walks an object (the STIX check, canonical JSON): the
+        # only depth check of a posted object (publish_many takes it as done).
+        limits.check_depth(obj, where=f"body.objects[{i}]")
     return objects
 
 

@@ -166,13 +166,17 @@ class ObjectStore(Protocol):
         ...
 
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime, *, status: PostStatus | None = None
+                    now: datetime, *, status: PostStatus | None = None,
+                    kept_as_is: Callable[[bytes], str | None] | None = None
                     ) -> Sequence[Outcome]:
         """Bind each object's label with the node's key, store and audit, in one commit;
         an (id, version) already held is reported, not stored twice. ``status``: the post's
         status, made once from every outcome and saved (as :meth:`save_status`) in the
         commit that stores the objects, or on its own when none is made; a status is never
-        saved for objects not committed."""
+        saved for objects not committed. ``kept_as_is``: given the stored content of a held
+        item's current version, why no new version may replace it (a failure with that
+        reason), or None; asked in the commit's transaction, of items ``publisher`` may
+        otherwise add to."""
         ...
 
     def record_access(self, record: AccessRecord) -> None:

@@ -987,6 +987,15 @@ class SqlRepository:
             out.setdefault(item_id, []).append(_label(label))
         return out
 
+    def current_contents(self, item_ids: list[str]) -> dict[str, bytes]:
+        newest: dict[str, tuple[tuple[int, datetime | str], bytes]] = {}
+        for row in among(self.conn, "SELECT id, version, content FROM items WHERE id IN :among",
+                         item_ids):
+            key = _version_key(row[1])
+            if row[0] not in newest or key > newest[row[0]][0]:
+                newest[row[0]] = (key, bytes(row[2]))
+        return {item_id: content for item_id, (_, content) in newest.items()}
+
     def add_custody(self, record: CustodyRecord, *, seq: int) -> None:
         self.conn.execute(custody.insert(), _custody_values(record, seq))
 

@@ -309,7 +309,8 @@ class SqlObjectStore:
 
     # ---- writes ----------------------------------------------------------------------------
     def add_objects(self, submissions: Sequence[Submission], publisher: Person,
-                    now: datetime, *, status: PostStatus | None = None
+                    now: datetime, *, status: PostStatus | None = None,
+                    kept_as_is: Callable[[bytes], str | None] | None = None
                     ) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
         checked: dict[handlers.LabelRequest, str | None] = {}
@@ -350,7 +351,8 @@ class SqlObjectStore:
             entries.append((n, obj, request))
         # Whether each may be added, and whether it is held already, is decided inside the
         # batch's transaction (``skipped``): one read of each, not one before and one in it.
-        if not self._publish(entries, publisher, now, outcomes, status) and status is not None:
+        if not self._publish(entries, publisher, now, outcomes, status, kept_as_is) \
+                and status is not None:
             # Nothing committed by the batch (nothing to write, or one commit per object):
             # the status on its own, once the objects it reports on are committed.
             self.save_status(status.status_id, status.owner,
@@ -359,13 +361,14 @@ class SqlObjectStore:
 
     def _publish(self, ready: list[tuple[int, dict[str, Any], handlers.LabelRequest]],
                  publisher: Person, now: datetime, outcomes: dict[int, Outcome],
-                 status: PostStatus | None = None) -> bool:
+                 status: PostStatus | None = None,
+                 kept_as_is: Callable[[bytes], str | None] | None = None) -> bool:
         """Publish ``ready`` in one commit, filling ``outcomes``; True when ``status`` was
         saved in that commit."""
         if not ready:
             return False
         skipped: dict[int, str] = {}
-        saving: list[bool] = []
+        saving: list[dict[int, Outcome]] = []  # the outcomes the saved status reports
 
         def save_with_batch(uow: UnitOfWork, published: Sequence[handlers.Published]) -> None:
             assert status is not None
@@ -373,7 +376,7 @@ class SqlObjectStore:
             self._settle(ready, published, skipped, every)
             _insert_status(cast("SqlUnitOfWork", uow).repo.conn, status.status_id,
                            status.owner, status.make([every[n] for n in sorted(every)]), now)
-            saving.append(True)
+            saving.append(every)
 
         try:
             published = handlers.publish_many(
@@ -381,7 +384,10 @@ class SqlObjectStore:
                 entries=[(o, r) for _, o, r in ready], now=now, actor=publisher.name,
                 validate=None, publisher=publisher, as_posted=True, one_leaf=True,
                 signer=self.signer, skipped=skipped,
-                before_commit=None if status is None else save_with_batch)
+                before_commit=None if status is None else save_with_batch,
+                # Each submission passed the service's checks (spec version, extension
+                # properties, the STIX check): see Submission.
+                stix_checked=True, kept_as_is=kept_as_is)
         except Unavailable:
             raise  # no signatures: the whole batch is refused, not each object in turn
         except GsomiaError:
@@ -391,14 +397,17 @@ class SqlObjectStore:
             # each object gets its own outcome.
             for entry in ready:
                 try:
-                    self._publish([entry], publisher, now, outcomes)
+                    self._publish([entry], publisher, now, outcomes, None, kept_as_is)
                 except Unavailable:
                     raise
                 except GsomiaError as exc:
                     outcomes[entry[0]] = Outcome(entry[1]["id"], _version_text(entry[1]),
                                                  False, str(exc))
             return False
-        self._settle(ready, published, skipped, outcomes)
+        if saving:  # settled once already, for the status committed with the batch
+            outcomes.update(saving[-1])
+        else:
+            self._settle(ready, published, skipped, outcomes)
         return bool(saving)
 
     @staticmethod
