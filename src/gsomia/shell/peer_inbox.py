@@ -125,17 +125,27 @@ class NodeInbox:
                                 delivered_only=True)
 
     def consent_request(self, item_id: str, requester: Party, recipient: Party, reason: str,
-                        now: datetime) -> Mapping[str, Any]:
+                        now: datetime, request: object = None) -> Mapping[str, Any]:
         """A holder asks this node, as originator, to consent to a release: queued for the
-        operator (``gsomia consent grant|deny``)."""
+        operator (``gsomia consent grant|deny``), under ``request``, the id the holder
+        proposes (it holds the request pending under it), else one of this node's."""
         self._key(requester)
+        proposed = exchange.proposed_request_id(request, requester)
         item = None
         with self.node.store.repository() as repo:
             item = repo.get_item(item_id)
+            kept = repo.consent_request_row(proposed) if proposed is not None else None
         if item is None or item.originator != self.node.party:
             # Not held, or not ours to consent to: the same answer for both.
             raise PolicyDenied((f"{item_id} did not originate at {self.node.party}",))
-        request_id = exchange.new_request_id(self.node, now)
+        if kept is not None:
+            # The holder asking again under the same id (it lost the answer): the one kept.
+            if (kept["direction"], kept["item_id"], kept["recipient"]) != \
+                    ("incoming", item_id, recipient):
+                raise MalformedInput(f"request {proposed} is another request of "
+                                     f"{requester}'s", where="request")
+            return {"request": proposed, "status": kept["status"]}
+        request_id = proposed or exchange.new_request_id(self.node, now)
         exchange.record_request(self.node, request_id=request_id, item_id=item_id,
                                 holder=requester, recipient=recipient, reason=reason,
                                 direction="incoming", now=now, actor=requester,
