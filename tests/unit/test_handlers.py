@@ -1104,8 +1104,11 @@ def test_a_partner_keeps_receipts_only_for_what_this_node_delivered_to_it(
 def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_bound(
         shipped: Catalogue, bound: int, texts: list[str]) -> None:
     """Any new text is a new report: USA, to whom JPN provided an item, reports it again
-    and again. Past ``bound`` each is refused (LimitReached naming the limit), neither
-    kept nor audited; the operator's own reports are not counted against USA's."""
+    and again. Past ``bound`` each is refused (LimitReached naming the limit), not kept,
+    and on record as the other refused notices are: the first ``per_window`` one by one,
+    naming the limit, the rest counted in one summary (consent18: before, not audited at
+    all, so the operator could not see a partner flooding); the operator's own reports are
+    not counted against USA's."""
     from gsomia.core.errors import LimitReached
 
     uow, jpn, item = received_item(shipped)
@@ -1113,22 +1116,31 @@ def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_boun
                                            "obtained", {}, NOW))
     handlers.report_incident(uow, keys=jpn, kind="loss", description="ours", now=NOW,
                              item_id=item)
+    refusals = RefusalWindow(per_window=2)
     size = len(uow.audit.events)
     for n, text in enumerate(texts):
         def send(t: str = text) -> Any:
             return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
                                                    item_id=item, description=t,
                                                    sender="USA", now=NOW, bound=bound,
-                                                   refusals=RefusalWindow())
+                                                   refusals=refusals)
         if n < bound:
             assert send()["accepted"]
             size = len(uow.audit.events)
         else:
             with pytest.raises(LimitReached, match="incidents_per_partner"):
                 send()
-            assert len(uow.audit.events) == size
     assert sum(r.reported_by == "USA" for r in uow.repo.incident_reports) == min(len(texts),
                                                                                  bound)
+    refused = max(0, len(texts) - bound)
+    written = uow.audit.events[size:]
+    assert len(written) == min(refused, 2)
+    assert all(e.kind == AuditKind.NOTICE_REFUSED and e.details["limit"] ==
+               "incidents_per_partner" and e.details["bound"] == bound for e in written)
+    # Nothing lost: the rest is counted, on record in one summary when the window closes.
+    assert notice_handlers.record_refusal_summaries(uow, refusals=refusals, now=NOW,
+                                                    everything=True) == (refused > 2)
+    assert sum(e.details.get("refused", 1) for e in uow.audit.events[size:]) == refused
 
 
 @settings(max_examples=15, deadline=None)

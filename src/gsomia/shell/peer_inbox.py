@@ -9,7 +9,8 @@ rather than guess.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind, TreeHead
-from gsomia.core.errors import MalformedInput, PeerUnavailable, PolicyDenied, Replayed
+from gsomia.core.errors import (
+    LimitReached,
+    MalformedInput,
+    PeerUnavailable,
+    PolicyDenied,
+    Replayed,
+)
+from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION
 from gsomia.core.types import Party
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import handlers, standing
@@ -30,6 +38,7 @@ from gsomia.shell.peer_identity import PeerRefused
 __all__ = ["INCIDENT_KINDS", "NodeInbox", "Replayed"]
 
 INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "investigation-result")
+CONSENT_REQUEST = "consent-request"  # as the refused notices name it
 
 
 class NodeInbox:
@@ -146,12 +155,27 @@ class NodeInbox:
                                      f"{requester}'s", where="request")
             return {"request": proposed, "status": kept["status"]}
         request_id = proposed or exchange.new_request_id(self.node, now)
-        exchange.record_request(self.node, request_id=request_id, item_id=item_id,
-                                holder=requester, recipient=recipient, reason=reason,
-                                direction="incoming", now=now, actor=requester,
-                                bound=self.node.config.partner_rows[
-                                    "consent_requests_per_partner"])
+        with self._at_bound(CONSENT_REQUEST, requester, item_id, now):
+            exchange.record_request(self.node, request_id=request_id, item_id=item_id,
+                                    holder=requester, recipient=recipient, reason=reason,
+                                    direction="incoming", now=now, actor=requester,
+                                    bound=self.node.config.partner_rows[
+                                        "consent_requests_per_partner"])
         return {"request": request_id, "status": "pending"}
+
+    @contextmanager
+    def _at_bound(self, kind: str, sender: Party, item_id: object,
+                  now: datetime) -> Iterator[None]:
+        """A partner's message refused at its bound of rows (``[limits]``): on record as the
+        other refused notices are (one by one up to the window's bound, then counted), so the
+        operator sees a partner flooding and the log still grows by a bounded amount."""
+        try:
+            yield
+        except LimitReached as exc:
+            notice_handlers.record_refusal(self.node.uow(), kind=kind, sender=sender,
+                                           item_id=item_id, refused=exc, now=now,
+                                           refusals=self.refusals)
+            raise
 
     def consent_granted(self, consent: crypto.Consent, sender: Party, now: datetime) -> None:
         """The originator's consent: kept, this node's request answered and the relay it
@@ -170,10 +194,11 @@ class NodeInbox:
                          now: datetime) -> bool:
         """The originator's standing consent: kept, and what it covers here queued to its
         recipient, in one commit; False for one already held (a retry)."""
-        new = standing.record_standing_consent(
-            self.node.uow(), consent=consent, sender=sender,
-            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now,
-            bound=self.node.config.partner_rows["standing_consents_per_partner"])
+        with self._at_bound(STANDING_CONSENT, sender, consent.id, now):
+            new = standing.record_standing_consent(
+                self.node.uow(), consent=consent, sender=sender,
+                originator_public=self._key(sender), catalogue=self.node.catalogue, now=now,
+                bound=self.node.config.partner_rows["standing_consents_per_partner"])
         return new  # its commit woke the links it queued rows for
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
@@ -185,11 +210,12 @@ class NodeInbox:
         self._key(sender)
         if revocation.originator == self.node.party:
             return False  # this node's own, passed back: held since it revoked
-        return standing.record_standing_revocation(
-            self.node.uow(), revocation=revocation, sender=sender,
-            originator_public=self._originator_key(revocation.originator), now=now,
-            bound=self.node.config.partner_rows["standing_revocations_per_partner"],
-            consent=consent)
+        with self._at_bound(STANDING_REVOCATION, sender, revocation.consent_id, now):
+            return standing.record_standing_revocation(
+                self.node.uow(), revocation=revocation, sender=sender,
+                originator_public=self._originator_key(revocation.originator), now=now,
+                bound=self.node.config.partner_rows["standing_revocations_per_partner"],
+                consent=consent)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:
