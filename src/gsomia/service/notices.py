@@ -285,10 +285,25 @@ def _newest_head_of(uow: UnitOfWork, partner: Party) -> object:
 
 
 def record_peer_refused(uow: UnitOfWork, *, issuer: str | None, details: Mapping[str, Any],
-                        route: str, now: datetime) -> None:
+                        route: str, now: datetime,
+                        refusals: RefusalWindow | None = None) -> None:
     """A client certificate that counts as no partner: recorded under the party whose CA
-    issued it (that CA's key made it), or ``unknown-peer``."""
-    with uow:
-        uow.audit.append(AuditKind.PEER_REFUSED, now, issuer or "unknown-peer",
-                         details={**details, "route": route[:300]})
-        uow.commit()
+    issued it (that CA's key made it), or ``unknown-peer``; as ``refusals`` allows (one by
+    one up to its bound per issuer and window, then counted by route in a summary), since
+    whoever holds such a certificate can call in a loop."""
+    actor = issuer or "unknown-peer"
+    admitted, closed = refusals.admit(actor, route[:300], None, now) if refusals is not None \
+        else (True, [])
+    if not admitted and not closed:
+        return  # counted: on record in the summary once the window closes
+    try:
+        with uow:
+            _write_summaries(uow, closed, now, AuditKind.PEER_REFUSED)
+            if admitted:
+                uow.audit.append(AuditKind.PEER_REFUSED, now, actor,
+                                 details={**details, "route": route[:300]})
+            uow.commit()
+    except BaseException:
+        if refusals is not None:
+            refusals.give_back(closed)
+        raise

@@ -55,6 +55,9 @@ class NodeInbox:
         # A sender retrying a batch whose answer it lost gets a refusal (replay) per envelope:
         # more room than for notices, still bounded.
         self.envelope_refusals = RefusalWindow(per_window=30)
+        # Client certificates that count as no partner: whoever holds one can call in a loop
+        # (room for an impostor trying every route, on record in full).
+        self.peer_refusals = RefusalWindow(per_window=30)
 
     def close(self) -> None:
         """Put on record the refusals still counted (the node stops)."""
@@ -65,6 +68,9 @@ class NodeInbox:
             notice_handlers.record_refusal_summaries(
                 self.node.uow(), refusals=self.envelope_refusals, now=now, everything=True,
                 kind=AuditKind.ENVELOPE_REFUSED)
+            notice_handlers.record_refusal_summaries(
+                self.node.uow(), refusals=self.peer_refusals, now=now, everything=True,
+                kind=AuditKind.PEER_REFUSED)
         except Exception as exc:  # the node still stops; the operator is told
             print(f"gsomia: could not audit the partners' refusals still counted: {exc}",
                   file=sys.stderr)
@@ -126,7 +132,8 @@ class NodeInbox:
         """A client certificate that counts as no partner: recorded under the party whose CA
         issued it (that CA's key made it), or ``unknown-peer``."""
         notice_handlers.record_peer_refused(self.node.uow(), issuer=refusal.issuer,
-                                            details=refusal.to_json(), route=route, now=now)
+                                            details=refusal.to_json(), route=route, now=now,
+                                            refusals=self.peer_refusals)
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,
