@@ -1323,6 +1323,11 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
                 elif kind == AuditKind.DELIVERY_REFUSED.value:
                     refused.add((row["item_id"], row["item_version"],
                                  details.get("recipient")))
+                    # The rest of one answer's refusals, on record together.
+                    together = details.get("deliveries")
+                    for d in together if type(together) is list else ():
+                        if type(d) is list and len(d) == 2:
+                            refused.add((d[0], d[1], details.get("recipient")))
                 elif kind == AuditKind.NOTICES_SETTLED.value:
                     for outcome, keys in settled.items():
                         found = details.get(outcome)
