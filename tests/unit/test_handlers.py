@@ -493,6 +493,31 @@ def test_replayed_envelopes_in_a_loop_do_not_grow_the_log_past_the_bound(
     assert last.item_id == replay.item_id and not last.details.get("summary")
 
 
+def test_items_the_policy_refuses_in_a_loop_do_not_grow_the_log_past_the_bound(
+        shipped: Catalogue) -> None:
+    """KOR seals fresh envelopes (each verifies: its own signature) of items not releasable
+    to JPN: each is refused, the first of the window on record one by one, the rest counted
+    in one summary naming the items (consent18: before, one event per item, without end)."""
+    uow, jpn = node("JPN", shipped)
+    kor = FakeKeys("KOR")
+    keys = {"KOR": kor.public_signing_key()}
+    window = RefusalWindow(per_window=3, window=timedelta(minutes=1))
+    for n in range(4):
+        out = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                               envelopes=[sealed(kor, jpn, indicator(3 * n + k),
+                                                 kor_label("KOR")) for k in range(3)],
+                               sender="KOR", seen=set(), now=NOW, window=window)
+        assert [d.status for d in out] == [403] * 3 and all(d.reasons for d in out)
+    assert len(uow.audit.of(AuditKind.ENVELOPE_REFUSED)) == 3
+    assert not uow.repo.items
+    assert notice_handlers.record_refusal_summaries(
+        uow, refusals=window, now=NOW + timedelta(minutes=1),
+        kind=AuditKind.ENVELOPE_REFUSED) == 1
+    [*_, summary] = uow.audit.of(AuditKind.ENVELOPE_REFUSED)
+    assert summary.details["refused"] == 9 and summary.details["notices"] == {"item": 9}
+    assert summary.details["item_ids"] == [indicator(n)["id"] for n in range(3, 12)]
+
+
 def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> None:
     uow, usa = node("USA", shipped, ("JPN", "KOR"))
     kor = FakeKeys("KOR")

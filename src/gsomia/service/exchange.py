@@ -261,7 +261,8 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         with uow:
             summaries = _refusals(uow, [(e, r) for _, e, r in refusals], sender, now, window)
             results = handlers.ingest_into(uow, keys=keys, catalogue=catalogue,
-                                           verdicts=verdicts, now=now)
+                                           verdicts=verdicts, now=now, window=window,
+                                           summaries=summaries)
             accepted = [SeenEnvelope(nonces[i], sender, e.item_id, e.version, now)
                         for i, e, _ in batch]
             if accepted:
