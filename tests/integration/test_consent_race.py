@@ -143,7 +143,7 @@ def test_an_answer_that_races_its_request_counts_once(
     assert len(exchange.consent_rows(kor)) == 2
 
 
-@settings(max_examples=100)
+@settings(max_examples=50)
 @given(requester=hs.sampled_from(["JPN", "KOR", "USA"]),
        value=hs.one_of(hs.none(), hs.integers(), hs.text(max_size=120),
                        hs.builds("{}-consent-{}".format, hs.sampled_from(["JPN", "KOR", "USA"]),
