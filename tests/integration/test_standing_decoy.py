@@ -166,6 +166,13 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
         and d["notice"] == "standing-revocation" for d in one_by_one)
     [summary] = [d for d in refused() if d.get("summary")]
     assert summary["refused"] == 13 - 10
+    # `gsomia doctor` names the partner, all 13 counted, and the bound it is refused at.
+    from gsomia import bootstrap
+    from gsomia.shell.doctor import refusal_checks
+
+    [check] = refusal_checks(jpn.folder, bootstrap.catalogue)
+    assert not check.ok and not check.required
+    assert check.detail == "last day: USA 13 (at standing_revocations_per_partner)"
     # Past the bound, a revocation shown with the signed consent it revokes (as a hub passes
     # it on) is kept: it withdraws a real consent, and decoys must not crowd it out.
     consent = crypto.grant_standing_consent(
