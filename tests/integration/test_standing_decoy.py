@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from gsomia.core import crypto, outbox
+from gsomia.core.audit import AuditKind
 from gsomia.core.errors import MalformedInput, PolicyDenied
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import exchange as exchange_handlers
@@ -143,6 +144,35 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
     assert details["limit"] == "standing_revocations_per_partner" and details["bound"] == 2
     assert outbox.definitive(403)
     assert len(exchange._revoked_standing(jpn)) == 2
+    # A partner flooding at its bound: each refusal on record as the refused notices are,
+    # the first 10 of a minute one by one naming the limit, the rest counted in a summary
+    # (consent18: before, none was, and the operator could not see the flood).
+    for n in range(3, 15):
+        made_up = crypto.revoke_standing_consent(consent_id=f"standing-consent--x{n}",
+                                                 originator="USA", revoked_at=now, key=usa)
+        assert client.post("/peer/v1/consents/standing/revocations/",
+                           content=json.dumps(made_up.to_json())).status_code == 403
+    client.app.state.peer_inbox.close()  # the node stops
+
+    def refused() -> list[dict[str, object]]:
+        with jpn.store.reader() as reader:
+            return [json.loads(r["details"]) if isinstance(r["details"], str)
+                    else r["details"] for r in reader.rows()
+                    if r["kind"] == AuditKind.NOTICE_REFUSED.value]
+
+    one_by_one = [d for d in refused() if not d.get("summary")]
+    assert len(one_by_one) == 10 and all(
+        d["limit"] == "standing_revocations_per_partner" and d["bound"] == 2
+        and d["notice"] == "standing-revocation" for d in one_by_one)
+    [summary] = [d for d in refused() if d.get("summary")]
+    assert summary["refused"] == 13 - 10
+    # `gsomia doctor` names the partner, all 13 counted, and the bound it is refused at.
+    from gsomia import bootstrap
+    from gsomia.shell.doctor import refusal_checks
+
+    [check] = refusal_checks(jpn.folder, bootstrap.catalogue)
+    assert not check.ok and not check.required
+    assert check.detail == "last day: USA 13 (at standing_revocations_per_partner)"
     # Past the bound, a revocation shown with the signed consent it revokes (as a hub passes
     # it on) is kept: it withdraws a real consent, and decoys must not crowd it out.
     consent = crypto.grant_standing_consent(

@@ -496,6 +496,31 @@ def test_replayed_envelopes_in_a_loop_do_not_grow_the_log_past_the_bound(
     assert last.item_id == replay.item_id and not last.details.get("summary")
 
 
+def test_items_the_policy_refuses_in_a_loop_do_not_grow_the_log_past_the_bound(
+        shipped: Catalogue) -> None:
+    """KOR seals fresh envelopes (each verifies: its own signature) of items not releasable
+    to JPN: each is refused, the first of the window on record one by one, the rest counted
+    in one summary naming the items (consent18: before, one event per item, without end)."""
+    uow, jpn = node("JPN", shipped)
+    kor = FakeKeys("KOR")
+    keys = {"KOR": kor.public_signing_key()}
+    window = RefusalWindow(per_window=3, window=timedelta(minutes=1))
+    for n in range(4):
+        out = exchange.receive(uow, keys=jpn, catalogue=shipped, signing_keys=keys,
+                               envelopes=[sealed(kor, jpn, indicator(3 * n + k),
+                                                 kor_label("KOR")) for k in range(3)],
+                               sender="KOR", seen=set(), now=NOW, window=window)
+        assert [d.status for d in out] == [403] * 3 and all(d.reasons for d in out)
+    assert len(uow.audit.of(AuditKind.ENVELOPE_REFUSED)) == 3
+    assert not uow.repo.items
+    assert notice_handlers.record_refusal_summaries(
+        uow, refusals=window, now=NOW + timedelta(minutes=1),
+        kind=AuditKind.ENVELOPE_REFUSED) == 1
+    [*_, summary] = uow.audit.of(AuditKind.ENVELOPE_REFUSED)
+    assert summary.details["refused"] == 9 and summary.details["notices"] == {"item": 9}
+    assert summary.details["item_ids"] == [indicator(n)["id"] for n in range(3, 12)]
+
+
 def test_a_relay_goes_on_once_the_originator_consents(shipped: Catalogue) -> None:
     uow, usa = node("USA", shipped, ("JPN", "KOR"))
     kor = FakeKeys("KOR")
@@ -1107,8 +1132,11 @@ def test_a_partner_keeps_receipts_only_for_what_this_node_delivered_to_it(
 def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_bound(
         shipped: Catalogue, bound: int, texts: list[str]) -> None:
     """Any new text is a new report: USA, to whom JPN provided an item, reports it again
-    and again. Past ``bound`` each is refused (LimitReached naming the limit), neither
-    kept nor audited; the operator's own reports are not counted against USA's."""
+    and again. Past ``bound`` each is refused (LimitReached naming the limit), not kept,
+    and on record as the other refused notices are: the first ``per_window`` one by one,
+    naming the limit, the rest counted in one summary (consent18: before, not audited at
+    all, so the operator could not see a partner flooding); the operator's own reports are
+    not counted against USA's."""
     from gsomia.core.errors import LimitReached
 
     uow, jpn, item = received_item(shipped)
@@ -1116,22 +1144,31 @@ def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_boun
                                            "obtained", {}, NOW))
     handlers.report_incident(uow, keys=jpn, kind="loss", description="ours", now=NOW,
                              item_id=item)
+    refusals = RefusalWindow(per_window=2)
     size = len(uow.audit.events)
     for n, text in enumerate(texts):
         def send(t: str = text) -> Any:
             return notice_handlers.accept_incident(uow, keys=jpn, kind="compromise",
                                                    item_id=item, description=t,
                                                    sender="USA", now=NOW, bound=bound,
-                                                   refusals=RefusalWindow())
+                                                   refusals=refusals)
         if n < bound:
             assert send()["accepted"]
             size = len(uow.audit.events)
         else:
             with pytest.raises(LimitReached, match="incidents_per_partner"):
                 send()
-            assert len(uow.audit.events) == size
     assert sum(r.reported_by == "USA" for r in uow.repo.incident_reports) == min(len(texts),
                                                                                  bound)
+    refused = max(0, len(texts) - bound)
+    written = uow.audit.events[size:]
+    assert len(written) == min(refused, 2)
+    assert all(e.kind == AuditKind.NOTICE_REFUSED and e.details["limit"] ==
+               "incidents_per_partner" and e.details["bound"] == bound for e in written)
+    # Nothing lost: the rest is counted, on record in one summary when the window closes.
+    assert notice_handlers.record_refusal_summaries(uow, refusals=refusals, now=NOW,
+                                                    everything=True) == (refused > 2)
+    assert sum(e.details.get("refused", 1) for e in uow.audit.events[size:]) == refused
 
 
 @settings(max_examples=15, deadline=None)

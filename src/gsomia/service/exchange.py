@@ -19,6 +19,7 @@ marked ``refused`` and audited, in one commit; only deliveries still pending are
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -54,7 +55,7 @@ from gsomia.service.ports import (
 )
 from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
-__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "Delivered", "Sent",
+__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "Sent",
            "answer_consent_request", "receive", "record_consent_refusal",
            "record_consent_request", "retry", "settle"]
 
@@ -260,7 +261,8 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
         with uow:
             summaries = _refusals(uow, [(e, r) for _, e, r in refusals], sender, now, window)
             results = handlers.ingest_into(uow, keys=keys, catalogue=catalogue,
-                                           verdicts=verdicts, now=now)
+                                           verdicts=verdicts, now=now, window=window,
+                                           summaries=summaries)
             accepted = [SeenEnvelope(nonces[i], sender, e.item_id, e.version, now)
                         for i, e, _ in batch]
             if accepted:
@@ -373,19 +375,39 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
         uow.repo.add_receipts(written)
         uow.outbox.mark_delivered(delivered, now)
         gave_up: list[tuple[int, int, str]] = []
+        rest: list[tuple[QueuedDelivery, str]] = []
         for delivery, why in refused:
             if delivery.row not in still:
                 continue
             # Not retried from now on, and on record: audit verify holds every outbox row
             # marked refused against these events.
-            uow.audit.append(AuditKind.DELIVERY_REFUSED, now, "node",
-                             item_id=delivery.item_id, item_version=delivery.version,
-                             details={"recipient": peer, "reason": why[:500],
-                                      "attempts": delivery.attempts + 1})
+            if len(gave_up) < REFUSALS_ONE_BY_ONE:
+                uow.audit.append(AuditKind.DELIVERY_REFUSED, now, "node",
+                                 item_id=delivery.item_id, item_version=delivery.version,
+                                 details={"recipient": peer, "reason": why[:500],
+                                          "attempts": delivery.attempts + 1})
+            else:
+                rest.append((delivery, why[:500]))
             gave_up.append((delivery.row, delivery.attempts + 1, why[:500]))
+        if rest:
+            # A partner refusing a whole batch makes one event more, not one per delivery;
+            # each row keeps its own reason (``last_error``).
+            uow.audit.append(AuditKind.DELIVERY_REFUSED, now, "node",
+                             details=_refused_together(peer, rest))
         uow.outbox.mark_refused(gave_up)
         commit(uow, now)
     return len(delivered), len(gave_up)
+
+
+REFUSALS_ONE_BY_ONE = 10  # of one answer's refused deliveries, on record one event each
+
+
+def _refused_together(peer: Party, rest: Sequence[tuple[QueuedDelivery, str]]
+                      ) -> dict[str, Any]:
+    reasons: Counter[str] = Counter(why[:200] for _, why in rest)
+    return {"recipient": peer, "summary": True, "refused": len(rest),
+            "deliveries": [[d.item_id, d.version] for d, _ in rest],
+            "reasons": dict(reasons.most_common(10))}
 
 
 def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,

@@ -107,6 +107,7 @@ from gsomia.service.ports import (
     UnitOfWork,
     checks_here,
 )
+from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 PROOF_VERSION = "gsomia/audit-proof/v1"
 _STORING = (AuditKind.ITEM_CREATED.value, AuditKind.RECEIVED.value)
@@ -693,9 +694,16 @@ def screen_incoming(batch: Sequence[Incoming], *, keys: KeyStore, catalogue: Cat
 
 
 def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
-                verdicts: Sequence[Verdict], now: datetime) -> list[Ingested]:
+                verdicts: Sequence[Verdict], now: datetime,
+                window: RefusalWindow | None = None,
+                summaries: list[RefusalSummary] | None = None) -> list[Ingested]:
     """Store what :func:`screen_incoming` let through, inside the caller's unit of work
-    (not committed): the decisions needing the store, custody, receipts given, audit."""
+    (not committed): the decisions needing the store, custody, receipts given, audit.
+
+    ``window``: how many refused items of a sender go on record one by one (a partner's
+    own signature makes an envelope verify, whatever the item it seals); the rest are
+    counted, and the summaries of the windows this closed are written and added to
+    ``summaries`` (to give back if the commit fails). None: every one."""
     verdicts = list(verdicts)
     out: list[Ingested] = []
     signer = keys.signing_key() if any(v[0].envelope is not None for v in verdicts) \
@@ -723,11 +731,20 @@ def ingest_into(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     for n, (incoming, item_id, version, problem, verdict, stored) in enumerate(verdicts):
         if problem is not None or verdict is None or stored is None:
             reasons = (problem or "refused",)
-            event = uow.audit.append(
-                AuditKind.ENVELOPE_REFUSED, now, incoming.sender,
-                item_id=item_id or None, item_version=version if item_id else None,
-                details={"sender": incoming.sender, "reasons": list(reasons)})
-            out.append(Ingested(item_id, version, "refused", reasons, seq=event.seq))
+            admitted, closed = (True, []) if window is None else \
+                window.admit(incoming.sender, "item", item_id, now)
+            for summary in closed:
+                uow.audit.append(AuditKind.ENVELOPE_REFUSED, now, summary.sender,
+                                 details=summary.details())
+            if summaries is not None:
+                summaries.extend(closed)
+            seq = None
+            if admitted:
+                seq = uow.audit.append(
+                    AuditKind.ENVELOPE_REFUSED, now, incoming.sender,
+                    item_id=item_id or None, item_version=version if item_id else None,
+                    details={"sender": incoming.sender, "reasons": list(reasons)}).seq
+            out.append(Ingested(item_id, version, "refused", reasons, seq=seq))
             continue
         decision = verdict
         receipt = given_record = None
@@ -1348,6 +1365,11 @@ def verify_audit(reader: AuditReader, *, public_key: Ed25519PublicKey,
                 elif kind == AuditKind.DELIVERY_REFUSED.value:
                     refused.add((row["item_id"], row["item_version"],
                                  details.get("recipient")))
+                    # The rest of one answer's refusals, on record together.
+                    together = details.get("deliveries")
+                    for d in together if type(together) is list else ():
+                        if type(d) is list and len(d) == 2:
+                            refused.add((d[0], d[1], details.get("recipient")))
                 elif kind == AuditKind.NOTICES_SETTLED.value:
                     for outcome, keys in settled.items():
                         found = details.get(outcome)

@@ -52,7 +52,8 @@ from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "accept_classification_notice",
            "accept_incident", "record_head_exchange", "record_partner_head",
-           "record_peer_refused", "record_refusal_summaries", "settle_notices"]
+           "record_peer_refused", "record_refusal", "record_refusal_summaries",
+           "settle_notices"]
 
 DELIVERED, REFUSED = "delivered", "refused"
 
@@ -63,19 +64,28 @@ def _refuse(uow: UnitOfWork, kind: str, sender: Party, item_id: object, exc: Gso
     if not admitted and not closed:
         return  # counted: on record in the summary once the window closes
     reasons = list(exc.reasons) if isinstance(exc, PolicyDenied) else [str(exc)]
+    details: dict[str, Any] = {"sender": sender, "notice": kind,
+                               "reasons": [r[:500] for r in reasons[:10]]}
+    if isinstance(exc, LimitReached):  # a partner at its bound: which one, for the operator
+        details |= {"limit": exc.limit, "bound": exc.bound}
     try:
         with uow:
             _write_summaries(uow, closed, now)
             if admitted:
                 uow.audit.append(AuditKind.NOTICE_REFUSED, now, sender,
                                  item_id=item_id[:300] if isinstance(item_id, str) and item_id
-                                 else None,
-                                 details={"sender": sender, "notice": kind,
-                                          "reasons": [r[:500] for r in reasons[:10]]})
+                                 else None, details=details)
             uow.commit()
     except BaseException:
         refusals.give_back(closed)  # not on record: counted again, never dropped
         raise
+
+
+def record_refusal(uow: UnitOfWork, *, kind: str, sender: Party, item_id: object,
+                   refused: GsomiaError, now: datetime, refusals: RefusalWindow) -> None:
+    """A partner's message refused (``kind``: what it was), on record as ``refusals``
+    allows: one by one up to its bound per partner and window, then counted."""
+    _refuse(uow, kind, sender, item_id, refused, now, refusals)
 
 
 def _write_summaries(uow: UnitOfWork, summaries: Sequence[RefusalSummary], now: datetime,
@@ -111,8 +121,8 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
     """A holder's report about an item this node provided to it (Art. 17).
 
     At most ``bound`` reports are kept from one partner within ``window`` before ``now``
-    (:class:`LimitReached` after, not audited: a flood past the bound must not grow the log
-    either). Any text makes a new report, so without it a partner could make the node
+    (:class:`LimitReached` after, on record as any refusal, so bounded in the log too).
+    Any text makes a new report, so without it a partner could make the node
     store rows without end; counted over a window, not the node's life, so a partner that
     reports for years is never refused a genuine report for those it made long ago. A
     refusal goes on record as ``refusals`` allows: one by one up to its bound, then counted."""
@@ -139,8 +149,6 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
         report = handlers.report_incident(uow, keys=keys, kind=kind, description=text,
                                           now=now, item_id=item_id, actor=sender,
                                           came_from=sender)
-    except LimitReached:
-        raise
     except GsomiaError as exc:
         _refuse(uow, INCIDENT, sender, item_id, exc, now, refusals)
         raise
@@ -277,10 +285,25 @@ def _newest_head_of(uow: UnitOfWork, partner: Party) -> object:
 
 
 def record_peer_refused(uow: UnitOfWork, *, issuer: str | None, details: Mapping[str, Any],
-                        route: str, now: datetime) -> None:
+                        route: str, now: datetime,
+                        refusals: RefusalWindow | None = None) -> None:
     """A client certificate that counts as no partner: recorded under the party whose CA
-    issued it (that CA's key made it), or ``unknown-peer``."""
-    with uow:
-        uow.audit.append(AuditKind.PEER_REFUSED, now, issuer or "unknown-peer",
-                         details={**details, "route": route[:300]})
-        uow.commit()
+    issued it (that CA's key made it), or ``unknown-peer``; as ``refusals`` allows (one by
+    one up to its bound per issuer and window, then counted by route in a summary), since
+    whoever holds such a certificate can call in a loop."""
+    actor = issuer or "unknown-peer"
+    admitted, closed = refusals.admit(actor, route[:300], None, now) if refusals is not None \
+        else (True, [])
+    if not admitted and not closed:
+        return  # counted: on record in the summary once the window closes
+    try:
+        with uow:
+            _write_summaries(uow, closed, now, AuditKind.PEER_REFUSED)
+            if admitted:
+                uow.audit.append(AuditKind.PEER_REFUSED, now, actor,
+                                 details={**details, "route": route[:300]})
+            uow.commit()
+    except BaseException:
+        if refusals is not None:
+            refusals.give_back(closed)
+        raise

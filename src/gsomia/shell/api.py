@@ -501,7 +501,8 @@ def create_app(config: ApiConfig) -> Starlette:
         return config.inbox.consent_request(item_id, sender,
                                             service.vocabulary.party(recipient,
                                                                      where="recipient"),
-                                            str(data.get("reason", "")), config.clock())
+                                            str(data.get("reason", "")), config.clock(),
+                                            data.get("request"))
 
     def consent_reply(request: Request, sender: Party, body: object) -> object:
         data = _object(body, "consent reply")

@@ -19,9 +19,15 @@ __all__ = ["answer_consent", "consent_request", "standing_grant", "standing_list
            "standing_revoke"]
 
 
+class _NotSent(MalformedInput):
+    """The partner could not be reached at all (no connection): it got nothing."""
+
+
 def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
           client: Any = None) -> Any:
     from contextlib import nullcontext
+
+    import httpx
 
     from gsomia.shell.exchange import peer_client
 
@@ -29,6 +35,9 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
     with nullcontext(client) if client is not None else peer_client(node.folder) as client:
         try:
             response = client.post(peer_url.rstrip("/") + path, content=json.dumps(body))
+        except httpx.ConnectError as exc:
+            raise _NotSent(f"the partner at {peer_url} does not answer: {exc}",
+                          where="partner") from None
         except OSError as exc:
             raise MalformedInput(f"the partner at {peer_url} does not answer: {exc}",
                                  where="partner") from None
@@ -48,7 +57,12 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
 
 def consent_request(node: Any, item_id: str, to: str, reason: str, *,
                     client: Any = None) -> dict[str, Any]:
-    from gsomia.shell.exchange import record_request, require_partners
+    from gsomia.shell.exchange import (
+        decide_request,
+        new_request_id,
+        record_request,
+        require_partners,
+    )
     from gsomia.shell.store import now_utc
 
     recipient = node.catalogue.vocabulary.party(to, where="to")
@@ -61,16 +75,36 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
         raise MalformedInput(f"{item_id} originated here: no consent is needed",
                              where="item")
     origin = partners.peer(item.originator)
-    answer = _post(node, origin.url, "/peer/v1/consents/requests/",
-                   {"item_id": item_id, "recipient": recipient, "reason": reason}, client)
-    request_id = str(answer.get("request", ""))
-    if not request_id:
-        raise MalformedInput("the originator returned no request id", where="partner")
+    # Pending here, in a commit of its own, before it is asked: the originator may answer
+    # (a refusal or a grant) before this POST returns, and a reply counts only for a request
+    # pending here (an answer that found none was refused, and lost). The id is proposed to
+    # the originator, so both sides name the request alike.
+    now = now_utc()
+    request_id = new_request_id(node, now)
     record_request(node, request_id=request_id, item_id=item_id, holder=node.party,
-                   recipient=recipient, reason=reason, direction="outgoing", now=now_utc(),
+                   recipient=recipient, reason=reason, direction="outgoing", now=now,
                    actor="operator")
-    return {"request": request_id, "item_id": item_id, "originator": item.originator,
-            "recipient": recipient, "status": "pending"}
+    try:
+        answer = _post(node, origin.url, "/peer/v1/consents/requests/",
+                       {"item_id": item_id, "recipient": recipient, "reason": reason,
+                        "request": request_id}, client)
+    except (_NotSent, PolicyDenied):
+        # The originator got nothing, or refused to take the request: nothing will answer
+        # it. (Any other failure may have reached it: pending, its answer still counts.)
+        decide_request(node, request_id, "failed", now_utc())
+        raise
+    except MalformedInput as exc:
+        raise MalformedInput(f"{exc.what} (request {request_id} is kept pending: the "
+                             "originator may have it; ask again if no answer comes)",
+                             where="partner") from None
+    asked_as = str(answer.get("request", ""))
+    if not asked_as:
+        raise MalformedInput("the originator returned no request id", where="partner")
+    out = {"request": asked_as, "item_id": item_id, "originator": item.originator,
+           "recipient": recipient, "status": "pending"}
+    if asked_as != request_id:  # an originator that names requests itself
+        out["recorded_as"] = request_id
+    return out
 
 
 def answer_consent(node: Any, request_id: str, grant: bool, reason: str, *,

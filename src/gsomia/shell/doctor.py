@@ -6,10 +6,12 @@ finding of its own rather than a crash."""
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +19,7 @@ if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
 
 __all__ = ["MODULES", "Check", "delivery_checks", "environment", "node_checks",
-           "partner_checks", "pin_checks"]
+           "partner_checks", "pin_checks", "refusal_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,51 @@ def node_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check
     out.extend(partner_checks(folder, agreements))
     out.extend(pin_checks(folder))
     out.extend(delivery_checks(folder, agreements))
+    out.extend(refusal_checks(folder, agreements))
     return out
+
+
+_REFUSAL_KINDS = ("notice-refused", "envelope-refused", "peer-refused")
+
+
+def refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
+                   now: datetime | None = None) -> list[Check]:
+    """What partners sent that this node refused in the last day, per partner, summaries
+    counted in full; a partner refused at one of its bounds (``[limits]``) is named, as a
+    partner flooding, or one whose bound is too low for its traffic."""
+    from gsomia.shell.node import open_node
+
+    since = (now or datetime.now(UTC)) - timedelta(days=1)
+    try:
+        with open_node(folder, catalogue=agreements()) as node, \
+                node.store.repository() as repo:
+            rows = repo.newest_of(_REFUSAL_KINDS, 10_000)
+    except Exception:  # the database check above already says what is wrong
+        return []
+    counts: dict[str, int] = {}
+    at_bound: dict[str, set[str]] = {}
+    for _, at, actor, raw in rows:
+        when = datetime.fromisoformat(str(at).replace("Z", "+00:00")) \
+            if not isinstance(at, datetime) else at
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if when < since:
+            break  # newest first
+        details = json.loads(raw) if isinstance(raw, str) else raw or {}
+        counts[actor] = counts.get(actor, 0) + int(details.get("refused", 1)
+                                                   if details.get("summary") else 1)
+        if details.get("limit"):
+            at_bound.setdefault(actor, set()).add(str(details["limit"]))
+    if not counts:
+        return [Check("partners' refused messages", True, "none in the last day",
+                      required=False)]
+    detail = ", ".join(f"{who} {n}" + (f" (at {', '.join(sorted(at_bound[who]))})"
+                                       if who in at_bound else "")
+                       for who, n in sorted(counts.items(), key=lambda c: -c[1]))
+    return [Check("partners' refused messages", not at_bound, f"last day: {detail}",
+                  "" if not at_bound else "a partner sends past its bound: see the "
+                  "notice-refused events in the audit log; raise [limits] in node.toml only "
+                  "for traffic you expect", required=False)]
 
 
 def pin_checks(folder: Path) -> list[Check]:

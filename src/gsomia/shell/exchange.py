@@ -1164,6 +1164,25 @@ def new_request_id(node: NodePort, now: datetime) -> str:
     return f"{node.party}-consent-{now.strftime('%Y%m%dT%H%M%S')}-{os.urandom(4).hex()}"
 
 
+_REQUEST_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def proposed_request_id(value: object, requester: Party) -> str | None:
+    """The id a holder proposes for its consent request (it keeps the request pending under
+    it before asking), or None for none proposed. Only in the holder's own name space
+    (``{holder}-consent-...``): one partner cannot take, or collide with, another's ids."""
+    if value is None:
+        return None
+    prefix = f"{requester}-consent-"
+    if not isinstance(value, str) or not value.startswith(prefix) or \
+            len(value) > 100 or len(value) == len(prefix) or \
+            not set(value) <= _REQUEST_ID_CHARS:
+        raise MalformedInput("not a request id of the requester's", where="request",
+                             expected=f"{prefix}... (letters, digits and hyphens, at most "
+                                      "100 characters)")
+    return value
+
+
 def consent_rows(node: NodePort) -> list[dict[str, Any]]:
     with node.store.repository() as repo:
         rows = repo.consent_request_rows()

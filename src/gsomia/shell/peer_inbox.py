@@ -9,7 +9,8 @@ rather than guess.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind, TreeHead
-from gsomia.core.errors import MalformedInput, PeerUnavailable, PolicyDenied, Replayed
+from gsomia.core.errors import (
+    LimitReached,
+    MalformedInput,
+    PeerUnavailable,
+    PolicyDenied,
+    Replayed,
+)
+from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION
 from gsomia.core.types import Party
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import handlers, standing
@@ -30,6 +38,7 @@ from gsomia.shell.peer_identity import PeerRefused
 __all__ = ["INCIDENT_KINDS", "NodeInbox", "Replayed"]
 
 INCIDENT_KINDS = ("loss", "compromise", "possible-compromise", "investigation-result")
+CONSENT_REQUEST = "consent-request"  # as the refused notices name it
 
 
 class NodeInbox:
@@ -46,6 +55,9 @@ class NodeInbox:
         # A sender retrying a batch whose answer it lost gets a refusal (replay) per envelope:
         # more room than for notices, still bounded.
         self.envelope_refusals = RefusalWindow(per_window=30)
+        # Client certificates that count as no partner: whoever holds one can call in a loop
+        # (room for an impostor trying every route, on record in full).
+        self.peer_refusals = RefusalWindow(per_window=30)
 
     def close(self) -> None:
         """Put on record the refusals still counted (the node stops)."""
@@ -56,6 +68,9 @@ class NodeInbox:
             notice_handlers.record_refusal_summaries(
                 self.node.uow(), refusals=self.envelope_refusals, now=now, everything=True,
                 kind=AuditKind.ENVELOPE_REFUSED)
+            notice_handlers.record_refusal_summaries(
+                self.node.uow(), refusals=self.peer_refusals, now=now, everything=True,
+                kind=AuditKind.PEER_REFUSED)
         except Exception as exc:  # the node still stops; the operator is told
             print(f"gsomia: could not audit the partners' refusals still counted: {exc}",
                   file=sys.stderr)
@@ -117,7 +132,8 @@ class NodeInbox:
         """A client certificate that counts as no partner: recorded under the party whose CA
         issued it (that CA's key made it), or ``unknown-peer``."""
         notice_handlers.record_peer_refused(self.node.uow(), issuer=refusal.issuer,
-                                            details=refusal.to_json(), route=route, now=now)
+                                            details=refusal.to_json(), route=route, now=now,
+                                            refusals=self.peer_refusals)
 
     def receipt(self, receipt: crypto.Receipt, sender: Party, now: datetime) -> None:
         handlers.record_receipt(self.node.uow(), keys=self.node.keys, receipt=receipt, now=now,
@@ -125,23 +141,48 @@ class NodeInbox:
                                 delivered_only=True)
 
     def consent_request(self, item_id: str, requester: Party, recipient: Party, reason: str,
-                        now: datetime) -> Mapping[str, Any]:
+                        now: datetime, request: object = None) -> Mapping[str, Any]:
         """A holder asks this node, as originator, to consent to a release: queued for the
-        operator (``gsomia consent grant|deny``)."""
+        operator (``gsomia consent grant|deny``), under ``request``, the id the holder
+        proposes (it holds the request pending under it), else one of this node's."""
         self._key(requester)
+        proposed = exchange.proposed_request_id(request, requester)
         item = None
         with self.node.store.repository() as repo:
             item = repo.get_item(item_id)
+            kept = repo.consent_request_row(proposed) if proposed is not None else None
         if item is None or item.originator != self.node.party:
             # Not held, or not ours to consent to: the same answer for both.
             raise PolicyDenied((f"{item_id} did not originate at {self.node.party}",))
-        request_id = exchange.new_request_id(self.node, now)
-        exchange.record_request(self.node, request_id=request_id, item_id=item_id,
-                                holder=requester, recipient=recipient, reason=reason,
-                                direction="incoming", now=now, actor=requester,
-                                bound=self.node.config.partner_rows[
-                                    "consent_requests_per_partner"])
+        if kept is not None:
+            # The holder asking again under the same id (it lost the answer): the one kept.
+            if (kept["direction"], kept["item_id"], kept["recipient"]) != \
+                    ("incoming", item_id, recipient):
+                raise MalformedInput(f"request {proposed} is another request of "
+                                     f"{requester}'s", where="request")
+            return {"request": proposed, "status": kept["status"]}
+        request_id = proposed or exchange.new_request_id(self.node, now)
+        with self._at_bound(CONSENT_REQUEST, requester, item_id, now):
+            exchange.record_request(self.node, request_id=request_id, item_id=item_id,
+                                    holder=requester, recipient=recipient, reason=reason,
+                                    direction="incoming", now=now, actor=requester,
+                                    bound=self.node.config.partner_rows[
+                                        "consent_requests_per_partner"])
         return {"request": request_id, "status": "pending"}
+
+    @contextmanager
+    def _at_bound(self, kind: str, sender: Party, item_id: object,
+                  now: datetime) -> Iterator[None]:
+        """A partner's message refused at its bound of rows (``[limits]``): on record as the
+        other refused notices are (one by one up to the window's bound, then counted), so the
+        operator sees a partner flooding and the log still grows by a bounded amount."""
+        try:
+            yield
+        except LimitReached as exc:
+            notice_handlers.record_refusal(self.node.uow(), kind=kind, sender=sender,
+                                           item_id=item_id, refused=exc, now=now,
+                                           refusals=self.refusals)
+            raise
 
     def consent_granted(self, consent: crypto.Consent, sender: Party, now: datetime) -> None:
         """The originator's consent: kept, this node's request answered and the relay it
@@ -160,10 +201,11 @@ class NodeInbox:
                          now: datetime) -> bool:
         """The originator's standing consent: kept, and what it covers here queued to its
         recipient, in one commit; False for one already held (a retry)."""
-        new = standing.record_standing_consent(
-            self.node.uow(), consent=consent, sender=sender,
-            originator_public=self._key(sender), catalogue=self.node.catalogue, now=now,
-            bound=self.node.config.partner_rows["standing_consents_per_partner"])
+        with self._at_bound(STANDING_CONSENT, sender, consent.id, now):
+            new = standing.record_standing_consent(
+                self.node.uow(), consent=consent, sender=sender,
+                originator_public=self._key(sender), catalogue=self.node.catalogue, now=now,
+                bound=self.node.config.partner_rows["standing_consents_per_partner"])
         return new  # its commit woke the links it queued rows for
 
     def standing_revocation(self, revocation: crypto.StandingRevocation, sender: Party,
@@ -175,11 +217,12 @@ class NodeInbox:
         self._key(sender)
         if revocation.originator == self.node.party:
             return False  # this node's own, passed back: held since it revoked
-        return standing.record_standing_revocation(
-            self.node.uow(), revocation=revocation, sender=sender,
-            originator_public=self._originator_key(revocation.originator), now=now,
-            bound=self.node.config.partner_rows["standing_revocations_per_partner"],
-            consent=consent)
+        with self._at_bound(STANDING_REVOCATION, sender, revocation.consent_id, now):
+            return standing.record_standing_revocation(
+                self.node.uow(), revocation=revocation, sender=sender,
+                originator_public=self._originator_key(revocation.originator), now=now,
+                bound=self.node.config.partner_rows["standing_revocations_per_partner"],
+                consent=consent)
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:

@@ -1281,6 +1281,13 @@ class SqlRepository:
             query = query.limit(limit)
         return _rows(self.conn.execute(query))
 
+    def newest_of(self, kinds: Collection[str], limit: int) -> list[tuple[str, str, str, Any]]:
+        """(kind, at, actor, details) of the newest ``limit`` events of ``kinds``."""
+        t = audit_events
+        return _rows(self.conn.execute(
+            sa.select(t.c.kind, t.c.at, t.c.actor, t.c.details)
+            .where(t.c.kind.in_(kinds)).order_by(t.c.seq.desc()).limit(limit)))
+
     def heads_exchanged(self, limit: int) -> list[tuple[str, str]]:
         # Plain SQL, as the dashboard has always asked (an expanding IN of one kind is
         # rewritten on every execution: half as costly again, polled every second).
