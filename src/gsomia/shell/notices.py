@@ -197,11 +197,17 @@ def accept_incident(node: NodePort, *, kind: str, item_id: str, description: str
 
 def accept_classification_notice(node: NodePort, doc: Mapping[str, Any], sender: Party,
                                  originator_keys: Mapping[Party, Ed25519PublicKey],
-                                 now: datetime, refusals: RefusalWindow) -> dict[str, Any]:
-    """The originator's signed notice, from the party this node holds the item from."""
+                                 now: datetime, refusals: RefusalWindow,
+                                 bound: int | None = None,
+                                 window: timedelta | None = None) -> dict[str, Any]:
+    """The originator's signed notice, from the party this node holds the item from;
+    ``bound``: the node's ``classification_notices_per_partner``, counted over ``window``
+    (``notice_window_hours``)."""
     return notice_handlers.accept_classification_notice(
         node.uow(), keys=node.keys, catalogue=node.catalogue, doc=doc, sender=sender,
-        originator_keys=originator_keys, now=now, refusals=refusals)
+        originator_keys=originator_keys, now=now, refusals=refusals,
+        bound=PARTNER_ROWS["classification_notices_per_partner"] if bound is None else bound,
+        window=window or timedelta(hours=PARTNER_ROWS["notice_window_hours"]))
 
 
 # ---- tree heads -------------------------------------------------------------------------------

@@ -1011,6 +1011,16 @@ class SqlRepository:
         return [_notice(r) for r in self.conn.execute(
             t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
 
+    def notices_from(self, sender: str, since: datetime) -> int:
+        t, a = classification_notices, audit_events
+        # An event's ``at`` is text with or without milliseconds, so text order holds to the
+        # second only: the rows from ``since``'s second on are read and the rest compared
+        # as instants.
+        times = self.conn.execute(
+            sa.select(a.c.at).select_from(t.join(a, a.c.seq == t.c.seq))
+            .where(a.c.actor == sender, a.c.at >= event_time(since)[:19])).scalars()
+        return sum(instant(at) > since for at in times)
+
     def add_incident(self, report: IncidentReport, *, seq: int) -> None:
         self.conn.execute(incidents.insert(), {
             "reference": report.reference, "kind": report.kind, "item_id": report.item_id,
