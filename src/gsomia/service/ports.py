@@ -239,9 +239,13 @@ class Repository(Protocol):
         """The log's events of ``kinds`` (partners' tree heads exchanged or found
         inconsistent), newest first, at most ``limit``."""
         ...
-    def heads_exchanged(self, limit: int) -> list[tuple[str, str]]:
-        """(when logged, details) of the ``limit`` newest partners' heads the log records as
-        exchanged, newest first."""
+    def newest_head_after(self, after: int) -> int | None:
+        """The seq of the newest record of a partner's head after seq ``after``, or None."""
+        ...
+    def partner_head_records(self, partner: Party, after: int = 0) -> list[LoggedHead]:
+        """Of the log's records of ``partner``'s heads after seq ``after``, newest first: the
+        newest exchanged (or posted), every one found inconsistent, and, if none was, the
+        newest found consistent; read by index, however long the log."""
         ...
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         """(seq, kind) of the log's ``limit`` newest events, newest first."""
