@@ -291,6 +291,8 @@ def partner_heads(node: PartnersOf) -> list[dict[str, Any]]:
     with node.store.repository() as repo:
         newest = repo.newest_events(1)
         mark = int(newest[0][0]) if newest else 0
+        if any(after > mark for after, _ in seen.values()):
+            seen = {}  # a log shorter than what was read (restored under this store): anew
         since = min((seen.get(p, (0, []))[0] for p in partners), default=0)
         fresh = repo.newest_head_after(since) is not None
         for partner in partners:
