@@ -1,8 +1,10 @@
 """Run every benchmark module (or those named on the command line) and write the figures.
 
     python -m bench [policy audit ...]
-    python -m bench --against REV [--pairs N] [--same-bench] [policy audit ...]
-                                   # before/after, side by side (bench/before_after.py)
+    python -m bench --against REV [--pairs N] [--same-bench] [--save-as KEY] [policy ...]
+                                   # before/after, side by side (bench/before_after.py),
+                                   # kept as before_after and under KEY (default: one
+                                   # named from REV's commit and the benchmarks)
 
 
 Each ``bench/bench_<name>.py`` has ``run() -> dict``; results go to bench/results/latest.json
@@ -22,35 +24,53 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
+USAGE = ("usage: python -m bench --against REV [--pairs N] [--same-bench] [--save-as KEY] "
+         "[names ...]")
+# Top-level records of latest.json that a side-by-side run must never be saved over.
+RESERVED = {"machine", "measured_at", "results", "before_after"}
+
+
 def main(argv: list[str]) -> int:
     against = None
     if argv[:1] == ["--against"]:
         if len(argv) < 2:
-            print("usage: python -m bench --against REV [names ...]", file=sys.stderr)
+            print(USAGE, file=sys.stderr)
             return 2
         against, argv = argv[1], argv[2:]
-    pairs = 1
-    if against is not None and argv[:1] == ["--pairs"]:
-        if len(argv) < 2 or not argv[1].isdigit() or int(argv[1]) < 1:
-            print("usage: python -m bench --against REV --pairs N [names ...] (N >= 1)",
-                  file=sys.stderr)
-            return 2
-        pairs, argv = int(argv[1]), argv[2:]
-    same_bench = against is not None and argv[:1] == ["--same-bench"]
-    if same_bench:
-        argv = argv[1:]
+    pairs, same_bench, save_as = 1, False, None
+    while against is not None and argv[:1] in (["--pairs"], ["--same-bench"], ["--save-as"]):
+        if argv[0] == "--same-bench":
+            same_bench, argv = True, argv[1:]
+        elif argv[0] == "--pairs":
+            if len(argv) < 2 or not argv[1].isdigit() or int(argv[1]) < 1:
+                print(USAGE + " (N >= 1)", file=sys.stderr)
+                return 2
+            pairs, argv = int(argv[1]), argv[2:]
+        else:
+            if len(argv) < 2 or not argv[1] or argv[1] in RESERVED:
+                print(USAGE + f" (KEY: a new name, not one of {sorted(RESERVED)})",
+                      file=sys.stderr)
+                return 2
+            save_as, argv = argv[1], argv[2:]
     names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     out_path = HERE / "results" / "latest.json"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     if against is not None:
         from bench.before_after import run as before_after
 
+        keys: list[str] = []
+
         def save(doc: dict[str, object]) -> None:
-            previous["before_after"] = doc
+            # The newest run is ``before_after``, and it is kept under a key of its own too
+            # (``--save-as KEY``, or one named from the reference and the benchmarks), so a
+            # later run does not lose a quiet comparison.
+            key = save_as or f"before_after_{str(doc['against'])[:10]}_{'+'.join(names)}"
+            previous["before_after"] = previous[key] = doc
+            keys[:] = ["before_after", key]
             out_path.write_text(json.dumps(previous, indent=2, ensure_ascii=False) + "\n")
 
         save(before_after(against, names, save, pairs, same_bench))
-        print(f"\nwrote {out_path} (before_after)")
+        print(f"\nwrote {out_path} ({' and '.join(keys)})")
         return 0
     results = dict(previous.get("results", {}))
     for name in names:

@@ -57,8 +57,10 @@ def filled(path: str, n: int) -> st.Store:
         events.append({"seq": s, "kind": HEAD_KINDS[0] if head else "item-stored",
                        "at": "2026-12-07T00:00:00Z", "actor": "x", "item_id": None,
                        "item_version": None, "content_hash": None,
-                       "details": json.dumps({"partner": "KOR", "head": {"size": s},
-                                              "consistent": True}) if head else "{}",
+                       # As the log writes details: canonical JSON (RFC 8785).
+                       "details": json.dumps({"consistent": True, "head": {"size": s},
+                                              "partner": "KOR"},
+                                             separators=(",", ":")) if head else "{}",
                        "leaf_hash": os.urandom(32)})
     with store.engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
         for table, rows in ((st.items, items), (st.custody, custody), (st.receipts, receipts),
@@ -82,7 +84,20 @@ def main_web_partner_heads(node: Any) -> list[dict[str, Any]]:
         rows = conn.execute(sa.text(
             "SELECT at, details FROM audit_events WHERE kind = 'tree-head-exchanged' "
             "ORDER BY seq DESC LIMIT 200")).all()
-    return web.latest_partner_heads((at, str(details)) for at, details in rows)
+    latest: dict[str, dict[str, Any]] = {}  # web.latest_partner_heads as main had it
+    for at, details in rows:
+        doc = json.loads(details)
+        partner, head = doc.get("partner"), doc.get("head")
+        if isinstance(partner, str) and isinstance(head, dict) and partner not in latest:
+            flag = doc.get("consistent")
+            latest[partner] = {"partner": partner, "received_at": at, "head": head,
+                               "consistent": flag if isinstance(flag, bool) else None}
+    return [latest[p] for p in sorted(latest)]
+
+
+def main_partner_heads(node: Any) -> list[dict[str, Any]]:
+    # notices.partner_heads as main ran it: every head event of the log, then per partner.
+    return notices._partner_heads(main_head_events(node))
 
 
 def main_head_events(node: Any) -> list[Any]:
@@ -143,7 +158,10 @@ def main_received_since(node: Any, last_row: int) -> tuple[list[Held], int]:
 def run(n: int, only: set[str] | None = None) -> dict[str, dict[str, float]]:
     folder = tempfile.mkdtemp(prefix="ports16-ab-")
     store = filled(os.path.join(folder, "node.db"), n)
-    node = SimpleNamespace(store=store, party="JPN", folder=folder)
+    from gsomia.shell.catalogue import load_catalogue
+
+    node = SimpleNamespace(store=store, party="JPN", folder=folder,
+                           catalogue=load_catalogue())
     sender = notices.NoticeSender(node)
     mark = n - 100
 
@@ -157,6 +175,8 @@ def run(n: int, only: set[str] | None = None) -> dict[str, dict[str, float]]:
         ("web.partner_heads", lambda: main_web_partner_heads(node),
          lambda: web.partner_heads(node), 100),
         ("notices head events", lambda: main_head_events(node), branch_head_events, 10),
+        ("notices.partner_heads", lambda: main_partner_heads(node),
+         lambda: notices.partner_heads(node), 10),
         ("NoticeSender._own_mark", lambda: main_own_mark(node), sender._own_mark, 300),
         ("centre pass read", lambda: main_centre(node, mark),
          lambda: branch_centre(node, mark), 200),

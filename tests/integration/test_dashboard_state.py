@@ -360,23 +360,87 @@ def test_a_partner_sensor_is_shown_once_its_owner_releases_its_label(
                                                                     "withheld": 0}
 
 
-def test_partner_heads_carry_the_consistency_flag_when_logged() -> None:
-    from gsomia.shell.web import latest_partner_heads
+@pytest.fixture(scope="module")
+def heads_node(tmp_path_factory: pytest.TempPathFactory,
+               shipped: Catalogue) -> Iterator[Node]:
+    """A JPN node of its own, whose log the partner-head tests fill."""
+    node = init_node(tmp_path_factory.mktemp("heads") / "jpn", "JPN", catalogue=shipped,
+                     now=datetime.now(UTC))
+    yield node
+    node.close()
 
-    rows = [  # newest first, as partner_heads reads them
-        ("2026-01-01T00:00:02Z", json.dumps({"partner": "USA", "head": {"size": 5},
-                                             "consistent": False})),
-        ("2026-01-01T00:00:01Z", json.dumps({"partner": "KOR", "head": {"size": 3},
-                                             "consistent": True})),
-        ("2026-01-01T00:00:00Z", json.dumps({"partner": "KOR", "head": {"size": 2}})),
-        ("2026-01-01T00:00:00Z", json.dumps({"partner": "JPN", "head": {"size": 1},
-                                             "consistent": "yes"})),
-    ]
-    got = {h["partner"]: h for h in latest_partner_heads(rows)}
-    assert [h for h in got] == ["JPN", "KOR", "USA"]
-    assert got["USA"]["consistent"] is False and got["KOR"]["consistent"] is True
-    assert got["KOR"]["head"] == {"size": 3}
-    assert got["JPN"]["consistent"] is None          # not a flag: shown as unknown
+
+_HEAD_KEYS: dict[str, Any] = {}
+
+
+def _log_head(node: Node, partner: str, size: int, how: str) -> None:
+    """``partner``'s head of ``size`` on ``node``'s record: posted by the partner, or asked
+    for and found consistent or inconsistent."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from gsomia.core.audit import sign_tree_head
+    from gsomia.core.partner_heads import HeadVerdict
+    from gsomia.service import notices as notice_handlers
+
+    key = _HEAD_KEYS.setdefault(partner, Ed25519PrivateKey.generate())
+    now = datetime.now(UTC)
+    head = sign_tree_head(size, bytes([size % 256]) * 32, now, key)
+    if how == "posted":
+        notice_handlers.record_partner_head(node.uow(), sender=partner, head=head,
+                                            sender_key=key.public_key(), now=now)
+    else:
+        notice_handlers.record_head_exchange(
+            node.uow(), partner=partner, previous=None, head=head, now=now,
+            verdict=HeadVerdict(how == "consistent", size - 1, "rolled back"))
+
+
+def _every_head_read(node: Node) -> list[dict[str, Any]]:
+    """What ``partner_heads`` answered when it read every head event of the log."""
+    from gsomia.shell import notices
+
+    with node.store.repository() as repo:
+        return notices._partner_heads(notices.head_events(repo))
+
+
+def test_the_dashboard_shows_a_partner_inconsistent_once_any_of_its_heads_was(
+        heads_node: Node, shipped: Catalogue) -> None:
+    """KOR's log was found rewritten, then its later heads extended the rewritten one: the
+    dashboard still says INCONSISTENT (before: it read the exchanged heads only and showed
+    KOR consistent, the evidence out of sight); USA's posted head was never checked."""
+    from gsomia.shell.web import NodeView, partner_heads
+
+    for partner, size, how in (("KOR", 5, "consistent"), ("KOR", 6, "inconsistent"),
+                               ("KOR", 7, "consistent"), ("USA", 3, "posted")):
+        _log_head(heads_node, partner, size, how)
+    view = NodeView(heads_node.store, heads_node.keys, shipped, "JPN")
+    got = {h["partner"]: h for h in partner_heads(view)}
+    assert list(got) == ["KOR", "USA"]
+    assert got["KOR"]["consistent"] is False and got["KOR"]["head"]["size"] == 7
+    assert got["USA"]["consistent"] is None and got["USA"]["head"]["size"] == 3
+    assert got["KOR"]["received_at"] == got["KOR"]["at"]
+
+
+@settings(max_examples=20, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(steps=st.lists(st.tuples(st.sampled_from(["KOR", "USA"]), st.integers(1, 50),
+                                st.sampled_from(["posted", "consistent", "inconsistent"])),
+                      max_size=6))
+def test_each_partners_heads_read_by_index_are_what_reading_every_head_finds(
+        heads_node: Node, shipped: Catalogue, steps: list[tuple[str, int, str]]) -> None:
+    """However partners' heads were posted, checked and found rewritten, the few records
+    read per partner give the answer that reading every head of the log gave."""
+    from gsomia.shell import notices
+
+    for partner, size, how in steps:
+        _log_head(heads_node, partner, size, how)
+    view = node_view(heads_node, shipped)
+    assert notices.partner_heads(view) == _every_head_read(heads_node)
+
+
+def node_view(node: Node, catalogue: Catalogue) -> Any:
+    from gsomia.shell.web import NodeView
+
+    return NodeView(node.store, node.keys, catalogue, node.party)
 
 
 def test_state_answers_an_unwritable_audit_log_as_the_api_does(

@@ -347,8 +347,11 @@ def test_consent_classification_change_incident_and_receipt_registers(
     assert (notice.old_level, notice.new_level) == ("極秘", "秘")
     remarked = handlers.apply_classification_notice(
         kor.uow(), keys=kor.keys, catalogue=kor.catalogue, notice=notice,
-        originator_public=jpn_key, now=later)
+        originator_public=jpn_key, now=later, actor="JPN")
     assert [r.national_label.level for r in remarked] == ["군사III급비밀"]
+    with kor.store.repository() as repo:  # what a partner's notice bound counts
+        assert [repo.notices_from("JPN", later - timedelta(milliseconds=1)),
+                repo.notices_from("JPN", later), repo.notices_from("USA", now)] == [1, 0, 0]
     upgrade = handlers.change_classification(jpn.uow(), keys=jpn.keys,
                                              schemes=jpn.catalogue.schemes, item_id=obj["id"],
                                              new_level="機密", now=later)

@@ -10,11 +10,16 @@ and the rehearsal leaves nothing in the node nor in the centre that tracks."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from gsomia.shell import exchange
+import pytest
+
+from gsomia.core.agreements import Catalogue
+from gsomia.shell import doctor, exchange
 from gsomia.shell.node import Node
 from gsomia.shell.sensor_intake import SensorIntake
 from gsomia.shell.sensor_player import playlist
@@ -51,7 +56,8 @@ def test_the_centre_is_ready_once_the_indicators_are_in(
 
 
 def test_the_centre_is_fed_when_the_node_held_each_report(
-        node_factory: Callable[..., Node]) -> None:
+        node_factory: Callable[..., Node], caplog: pytest.LogCaptureFixture,
+        shipped: Catalogue) -> None:
     """The centre leaves out a measurement stamped more than ``AHEAD_S`` after the node
     held its report (redteam16): the worker must pass it the store's ``added_at``, or the
     guard is off while every unit test of ``NodeCentre.report`` still passes. Here the
@@ -85,7 +91,18 @@ def test_the_centre_is_fed_when_the_node_held_each_report(
     from gsomia.shell import feeds
 
     worker._centre = NodeCentre("JPN", feeds.load_geography())
-    while worker.pass_once():
-        pass
+    with caplog.at_level(logging.WARNING, logger="gsomia.shell.warning_centre"):
+        while worker.pass_once():
+            pass
     measured = sum(len(ms) for ms in taken.accepted.values())
     assert worker.centre.counts.get("ahead") == measured, worker.centre.counts
+    # Said, once a minute at most, however many reports (hygiene18: before, left out
+    # silently), and by the doctor from what is stored.
+    assert worker.centre.ahead == {"JPN": measured}
+    said = [r.getMessage() for r in caplog.records if "stamped more than" in r.getMessage()]
+    assert len(said) == 1 and "of JPN" in said[0], said
+    [check] = doctor.clock_checks(node.folder, lambda: shipped)
+    found = re.search(r"this node's sensors' clock runs (\d+) s ahead", check.detail)
+    assert not check.ok and found, check
+    assert 3600 <= int(found[1]) <= 3600 + 180, check  # published an hour before, 180 s
+    assert abs(int(found[1]) - worker.centre.ahead_s["JPN"]) <= 1

@@ -92,6 +92,7 @@ class FakeRepo:
         self.consents: list[ConsentRecord] = []
         self.receipts: list[ReceiptRecord] = []
         self.notices: list[ClassificationNotice] = []
+        self.notice_seqs: list[int] = []
         self.incident_reports: list[IncidentReport] = []
         self.seen: list[tuple[SeenEnvelope, int]] = []
         self.requests: dict[str, tuple[ConsentRequest, str]] = {}
@@ -166,6 +167,12 @@ class FakeRepo:
 
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.notices.append(notice)
+        self.notice_seqs.append(seq)
+
+    def notices_from(self, sender: Party, since: datetime) -> int:
+        events = {e.seq: e for e in (self.log.events if self.log else [])}
+        return sum(seq in events and events[seq].actor == sender and events[seq].at > since
+                   for seq in self.notice_seqs)
 
     def notices_for(self, item_id: str) -> list[ClassificationNotice]:
         return [n for n in self.notices if n.item_id == item_id]
@@ -1169,6 +1176,51 @@ def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_boun
     assert notice_handlers.record_refusal_summaries(uow, refusals=refusals, now=NOW,
                                                     everything=True) == (refused > 2)
     assert sum(e.details.get("refused", 1) for e in uow.audit.events[size:]) == refused
+
+
+@settings(max_examples=15, deadline=None)
+@given(bound=st.integers(1, 4),
+       levels=st.lists(st.sampled_from(["군사II급비밀", "군사III급비밀"]), max_size=7),
+       gaps=st.lists(st.integers(0, 30), min_size=7, max_size=7))
+def test_a_partner_never_makes_the_node_apply_more_classification_notices_than_its_bound(
+        shipped: Catalogue, bound: int, levels: list[str], gaps: list[int]) -> None:
+    """KOR, the item's originator and provider, re-marks it again and again (each notice a
+    new signature), hours apart: a notice is refused (LimitReached naming the limit, neither
+    kept nor audited) exactly when ``bound`` of KOR's were applied in the 24 h before it;
+    one already applied is answered as a duplicate at any count."""
+    from gsomia.core.custody import sign_classification_notice
+    from gsomia.core.errors import LimitReached
+
+    uow, jpn, item = received_item(shipped)
+    kor = FakeKeys("KOR")
+    window = timedelta(hours=24)
+    now, applied, old = NOW, list[datetime](), "군사II급비밀"
+    for n, (level, gap) in enumerate(zip(levels, gaps, strict=False)):
+        now += timedelta(hours=gap)
+        notice = sign_classification_notice(item_id=item, originator="KOR", old_level=old,
+                                            new_level=level,
+                                            issued_at=NOW + timedelta(seconds=n),
+                                            key=kor.signing_key())
+
+        doc = notice.to_json()
+
+        def send(doc: dict[str, Any] = doc, at: datetime = now) -> Any:
+            return notice_handlers.accept_classification_notice(
+                uow, keys=jpn, catalogue=shipped, doc=doc, sender="KOR",
+                originator_keys={"KOR": kor.public_signing_key()}, now=at,
+                refusals=RefusalWindow(), bound=bound, window=window)
+        size = len(uow.audit.events)
+        if sum(now - window < at for at in applied) >= bound:
+            with pytest.raises(LimitReached, match="classification_notices_per_partner"):
+                send()
+            assert len(uow.audit.events) == size
+        else:
+            assert send()["accepted"]
+            applied.append(now)
+            old = level
+            assert send()["duplicate"]  # posted again: nothing new, whatever the count
+            assert len(uow.audit.events) == size + 1
+    assert len(uow.repo.notices) == len(applied)
 
 
 @settings(max_examples=15, deadline=None)

@@ -21,6 +21,7 @@ from gsomia.core.sensor_feed import (
     read_lines,
     reference_report,
     reference_site,
+    seconds_ahead,
 )
 from gsomia.core.tracking.types import SensorSite
 from gsomia.core.types import instant, iso
@@ -284,6 +285,10 @@ def test_a_partner_s_clock_far_ahead_does_not_blind_the_centre(
             fed = True
         outputs += centre.report(o, rep, epoch + timedelta(seconds=t))
     assert centre.counts.get("ahead") == 1 and centre.counts.get("late", 0) == 0
+    # Counted for the partner, by how far: the shell says it (hygiene18: before, silently).
+    assert centre.ahead == {origin: 1}
+    assert centre.ahead_s[origin] == pytest.approx(ahead, abs=1e-6 * ahead)
+    assert seconds_ahead(forged, epoch + timedelta(seconds=at)) == centre.ahead_s[origin]
     assert _what_the_tracker_found(outputs) == _in_measurement_order()
 
 

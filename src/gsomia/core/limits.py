@@ -29,7 +29,14 @@ for what it sent long ago.
     incidents_per_partner             incident reports a partner made within the last
                                       ``incident_window_hours`` (any text is a new one)
     consent_requests_per_partner      a partner's consent requests waiting for the operator
+    classification_notices_per_partner  classification notices a partner posted that the
+                                      node applied within the last ``notice_window_hours``
+                                      (each re-marking is a new one, and only the newest
+                                      of an item is in force: counting those would bound
+                                      nothing a partner makes the node keep)
     incident_window_hours             the window ``incidents_per_partner`` counts in
+    notice_window_hours               the window ``classification_notices_per_partner``
+                                      counts in
 
 The sender and the receiver read the same constants: a node never publishes an item that
 its partners would refuse for size, and packs batches to stay under ``PEER_BODY``.
@@ -67,7 +74,9 @@ PARTNER_ROWS: Mapping[str, int] = {
     "standing_revocations_per_partner": 1000,
     "incidents_per_partner": 1000,
     "consent_requests_per_partner": 1000,
+    "classification_notices_per_partner": 1000,
     "incident_window_hours": 24,
+    "notice_window_hours": 24,
 }
 
 

@@ -81,6 +81,11 @@ class NodeCentre:
     counts: dict[str, int] = field(default_factory=dict)
     # Measurements that came after the centre had stepped past their time, per originator.
     late: dict[str, int] = field(default_factory=dict)
+    # Measurements stamped more than AHEAD_S after their report was held, left out, per
+    # originator, and the most seconds one was stamped ahead: that originator's clock runs
+    # at least that far ahead (the shell says so; left out silently, no one would know).
+    ahead: dict[str, int] = field(default_factory=dict)
+    ahead_s: dict[str, float] = field(default_factory=dict)
     _tracker: Tracker = field(init=False)
     _warnings: WarningCentre = field(init=False)
     _tracks: TrackSet = field(default_factory=TrackSet)
@@ -110,6 +115,9 @@ class NodeCentre:
             ahead = int(np.count_nonzero(times > bound))
             if ahead:
                 self._count("ahead", ahead)
+                self.ahead[origin] = self.ahead.get(origin, 0) + ahead
+                self.ahead_s[origin] = max(self.ahead_s.get(origin, 0.0),
+                                           float(times.max()) - bound + AHEAD_S)
                 keep = times <= bound
                 times, z, R = times[keep], z[keep], R[keep]
                 if not len(times):

@@ -36,7 +36,8 @@ from gsomia.core.tracking.updater import measure
 from gsomia.core.types import instant, iso
 
 __all__ = ["AHEAD_S", "MAX_ABS", "MAX_LINE", "REFERENCE", "Intake", "Line", "Registered",
-           "detections_of", "read_lines", "reference_report", "reference_site"]
+           "detections_of", "read_lines", "reference_report", "reference_site",
+           "seconds_ahead"]
 
 REFERENCE = (20.0, 120.0, 0.0)
 """The public point shared radar reports are measured from (lat, lon degrees, height m): far
@@ -232,6 +233,20 @@ def reference_report(sensor: Registered, lines: Sequence[Line]) -> dict[str, Any
             "z": [[round(float(v[0]), 3), round(math.degrees(float(v[1])), 9),
                    round(math.degrees(float(v[2])), 9)] for v in z_ref],
             "cov": [[float(c[i, k]) for i, k in upper] for c in cov]}
+
+
+def seconds_ahead(report: Mapping[str, Any], held_at: datetime) -> float:
+    """How many seconds the newest measurement of ``report`` (schema-checked) is stamped
+    after ``held_at``, when the node held it (negative: before, as a real one is); more
+    than :data:`AHEAD_S` says its originator's clock runs at least that far ahead.
+    MalformedInput if its times are not numbers."""
+    epoch = instant(str(report["epoch"]), where="x_gsomia_sensor_report.epoch")
+    try:
+        newest = max((float(t) for t in report["t"]), default=-math.inf)
+    except (TypeError, ValueError):
+        raise MalformedInput("a time is not a number", where="x_gsomia_sensor_report.t",
+                             expected="seconds after epoch") from None
+    return newest - (held_at - epoch).total_seconds()
 
 
 def detections_of(report: Mapping[str, Any]) -> tuple[datetime, str, Array, Array, Array]:

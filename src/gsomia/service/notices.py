@@ -158,9 +158,19 @@ def accept_incident(uow: UnitOfWork, *, keys: KeyStore, kind: str, item_id: str,
 def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
                                  doc: Mapping[str, Any], sender: Party,
                                  originator_keys: Mapping[Party, Ed25519PublicKey],
-                                 now: datetime, refusals: RefusalWindow) -> dict[str, Any]:
+                                 now: datetime, refusals: RefusalWindow,
+                                 bound: int = PARTNER_ROWS["classification_notices_per_partner"],
+                                 window: timedelta = timedelta(
+                                     hours=PARTNER_ROWS["notice_window_hours"])
+                                 ) -> dict[str, Any]:
     """The originator's signed notice, from the party this node holds the item from:
-    re-mark every version to this party's equivalent level (Art. 4) and pass it on."""
+    re-mark every version to this party's equivalent level (Art. 4) and pass it on.
+
+    At most ``bound`` notices from one partner are applied within ``window`` before ``now``
+    (:class:`LimitReached` after, not audited): each new signature is a new notice, stored,
+    audited and passed on with the custody rows it re-marks, so an originator re-marking one
+    item again and again, or a relay passing on all it is sent, would otherwise grow the
+    node without end. A notice already applied is answered as such at any count."""
     item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
     try:
         notice = ClassificationNotice.from_json(doc)
@@ -170,6 +180,7 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
                           for n in uow.repo.notices_for(notice.item_id))
             current = uow.repo.custody_of(notice.item_id, versions[-1].version)[-1] \
                 if versions else None
+            kept = 0 if applied else uow.repo.notices_from(sender, now - window)
         if current is None or current.provider != sender:
             raise PolicyDenied((f"{keys.party} holds no {notice.item_id} from {sender}",))
         key = originator_keys.get(notice.originator)
@@ -177,9 +188,14 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
             raise ProofInvalid(f"no key for originator {notice.originator}")
         if applied:
             return {"accepted": True, "duplicate": True}
+        if kept >= bound:
+            raise LimitReached("classification_notices_per_partner", bound,
+                               f"{sender}'s classification notice")
         remarked = handlers.apply_classification_notice(
             uow, keys=keys, catalogue=catalogue, notice=notice, originator_public=key,
             now=now, actor=sender, came_from=sender)
+    except LimitReached:
+        raise
     except GsomiaError as exc:
         _refuse(uow, CLASSIFICATION, sender, item_id, exc, now, refusals)
         raise

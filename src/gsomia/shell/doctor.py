@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
 
-__all__ = ["MODULES", "Check", "delivery_checks", "environment", "node_checks",
-           "partner_checks", "pin_checks", "refusal_checks"]
+__all__ = ["MODULES", "Check", "clock_checks", "delivery_checks", "environment",
+           "node_checks", "partner_checks", "pin_checks", "refusal_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +152,7 @@ def node_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check
         out.append(Check("database and audit log", False, str(exc),
                          "check the database URL in node.toml and that the server is up"))
     out.extend(partner_checks(folder, agreements))
+    out.extend(clock_checks(folder, agreements))
     out.extend(pin_checks(folder))
     out.extend(delivery_checks(folder, agreements))
     out.extend(refusal_checks(folder, agreements))
@@ -199,6 +200,50 @@ def refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
                   "" if not at_bound else "a partner sends past its bound: see the "
                   "notice-refused events in the audit log; raise [limits] in node.toml only "
                   "for traffic you expect", required=False)]
+
+
+# The sensor reports a clock check reads: those stored in the log's newest events.
+CLOCK_EVENTS = 20_000
+
+
+def clock_checks(folder: Path, agreements: Callable[[], Catalogue],
+                 recent: int = CLOCK_EVENTS) -> list[Check]:
+    """Sensor reports stored among the log's ``recent`` newest events stamped more than
+    ``AHEAD_S`` after the node held them: the warning centre leaves such measurements out,
+    so the originator's clock running ahead would otherwise blind it unseen."""
+    import json
+
+    from gsomia.core.sensor_feed import AHEAD_S, seconds_ahead
+    from gsomia.shell.node import open_node
+
+    ahead: dict[str, float] = {}
+    try:
+        with open_node(folder, catalogue=agreements()) as node, \
+                node.store.repository() as repo:
+            party = node.party
+            newest = repo.newest_events(1)
+            mark = max(0, int(newest[0][0]) - recent) if newest else 0
+            while rows := repo.contents_stored_after(mark, stix_type="note", limit=500):
+                for seq, originator, content, held_at in rows:
+                    mark = int(seq)
+                    try:
+                        report = json.loads(content).get("x_gsomia_sensor_report")
+                        by = seconds_ahead(report, held_at) if report else None
+                    except Exception:  # not a measurement: the centre counts it unusable
+                        continue
+                    if by is not None and by > AHEAD_S:
+                        ahead[originator] = max(ahead.get(originator, by), by)
+    except Exception:  # the database check above already says what is wrong
+        return []
+    if not ahead:
+        return [Check("partner clocks", True, f"no sensor report stamped more than "
+                      f"{AHEAD_S:.0f} s after it was held", required=False)]
+    said = [(f"partner {p}'s" if p != party else "this node's sensors'")
+            + f" clock runs {by:.0f} s ahead" for p, by in sorted(ahead.items())]
+    return [Check("partner clocks", False, "; ".join(said),
+                  f"measurements stamped more than {AHEAD_S:.0f} s ahead are left out of "
+                  "the warning centre: ask the partner to set its clock (NTP)",
+                  required=False)]
 
 
 def pin_checks(folder: Path) -> list[Check]:

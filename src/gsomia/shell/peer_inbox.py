@@ -244,8 +244,11 @@ class NodeInbox:
         # originator's, checked against the originator's key, so no sender key is needed.
         found = exchange.Partners.load(self.node.folder)
         keys = (found.signing_keys() if found is not None else {}) | self.partner_keys
-        return notices.accept_classification_notice(self.node, doc, sender, keys, now,
-                                                    self.refusals)
+        rows = self.node.config.partner_rows
+        return notices.accept_classification_notice(
+            self.node, doc, sender, keys, now, self.refusals,
+            bound=rows["classification_notices_per_partner"],
+            window=timedelta(hours=rows["notice_window_hours"]))
 
     def tree_head(self) -> TreeHead:
         with self.node.store.reader() as reader:

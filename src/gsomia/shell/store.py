@@ -250,6 +250,10 @@ receipts = sa.Table(
 
 # Storage order (``position``) is kept apart from ``seq`` so that rows moved around in the
 # table read back out of order and are reported as reordered.
+# The partial index's predicate, written the same in the queries that use it: SQLite uses
+# a partial index only for a query whose WHERE holds the index's own terms.
+_HEADS_ONLY = "kind IN ('tree-head-exchanged', 'partner-log-inconsistent')"
+
 audit_events = sa.Table(
     "audit_events", metadata,
     sa.Column("position", sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
@@ -265,6 +269,11 @@ audit_events = sa.Table(
     sa.Column("leaf_hash", sa.LargeBinary, nullable=False),
     sa.UniqueConstraint("seq", name="uq_audit_events_seq"),
     sa.Index("ix_audit_events_item", "item_id"),
+    # Partners' heads only (migration 0016): the dashboard reads each partner's newest on
+    # every poll, and without it each read scanned the log; a partial index costs the
+    # other events' appends nothing.
+    sa.Index("ix_audit_events_heads", "kind", "seq",
+             sqlite_where=sa.text(_HEADS_ONLY), postgresql_where=sa.text(_HEADS_ONLY)),
 )
 
 tree_heads = sa.Table(
@@ -1108,6 +1117,16 @@ class SqlRepository:
         return [_notice(r) for r in self.conn.execute(
             t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
 
+    def notices_from(self, sender: str, since: datetime) -> int:
+        t, a = classification_notices, audit_events
+        # An event's ``at`` is text with or without milliseconds, so text order holds to the
+        # second only: the rows from ``since``'s second on are read and the rest compared
+        # as instants.
+        times = self.conn.execute(
+            sa.select(a.c.at).select_from(t.join(a, a.c.seq == t.c.seq))
+            .where(a.c.actor == sender, a.c.at >= event_time(since)[:19])).scalars()
+        return sum(instant(at) > since for at in times)
+
     def add_incident(self, report: IncidentReport, *, seq: int) -> None:
         self.conn.execute(incidents.insert(), {
             "reference": report.reference, "kind": report.kind, "item_id": report.item_id,
@@ -1288,10 +1307,27 @@ class SqlRepository:
             sa.select(t.c.kind, t.c.at, t.c.actor, t.c.details)
             .where(t.c.kind.in_(kinds)).order_by(t.c.seq.desc()).limit(limit)))
 
-    def heads_exchanged(self, limit: int) -> list[tuple[str, str]]:
-        # Plain SQL, as the dashboard has always asked (an expanding IN of one kind is
-        # rewritten on every execution: half as costly again, polled every second).
-        return _rows(self.conn.execute(_HEADS_EXCHANGED, {"limit": limit}))
+    def newest_head_after(self, after: int) -> int | None:
+        return self.conn.execute(_NEWEST_HEAD, {"after": after}).scalar()
+
+    def partner_head_records(self, partner: str, after: int = 0) -> list[LoggedHead]:
+        if not partner.isalnum():
+            return []  # a party code: nothing a LIKE pattern would read as a wildcard
+        # Canonical JSON (RFC 8785): no spaces, and a quote inside a string is escaped, so
+        # the pattern matches the event's own member only (the caller checks it parsed).
+        named = f'%"partner":"{partner}"%'
+
+        def newest(kind: AuditKind, also: str = "%", limit: int = 1) -> list[Any]:
+            return _rows(self.conn.execute(_PARTNER_HEADS, {
+                "kind": kind.value, "after": after, "named": named, "also": also,
+                "limit": limit}))
+
+        inconsistent = newest(AuditKind.PARTNER_LOG_INCONSISTENT, limit=2 ** 62)
+        exchanged = newest(AuditKind.TREE_HEAD_EXCHANGED)
+        checked = [] if inconsistent else newest(AuditKind.TREE_HEAD_EXCHANGED,
+                                                 '%"consistent":true%')
+        rows = {r.seq: r for r in (*inconsistent, *exchanged, *checked)}
+        return [rows[seq] for seq in sorted(rows, reverse=True)]
 
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         t = audit_events
@@ -1354,9 +1390,14 @@ _NOTICE_ONLY = ("kind", "reference", "body")
 _HOLDINGS_MARK = sa.text(
     'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
     ' (SELECT count(*) FROM receipts), (SELECT count(*) FROM tree_heads)')
-_HEADS_EXCHANGED = sa.text(
-    "SELECT at, details FROM audit_events WHERE kind = 'tree-head-exchanged' "
+# Built once (the dashboard asks on every poll); with the partial index's own predicate.
+_PARTNER_HEADS = sa.text(
+    f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
+    "AND seq > :after AND details LIKE :named AND details LIKE :also "
     "ORDER BY seq DESC LIMIT :limit")
+_NEWEST_HEAD = sa.text(
+    f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
+    "ORDER BY seq DESC LIMIT 1")
 
 
 def _rows(result: sa.Result[Any]) -> list[Any]:

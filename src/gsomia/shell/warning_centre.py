@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.sensor_feed import AHEAD_S
 from gsomia.core.stix import extension_property_problem
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
 from gsomia.shell.sensor_intake import author_of, label_policy, publish_items
@@ -42,6 +43,7 @@ __all__ = ["CentreWorker", "centre_elsewhere", "centre_running", "ensure_centre"
            "output_id", "rehearse", "start_centre"]
 
 log = logging.getLogger(__name__)
+AHEAD_SAID_EVERY_S = 60.0  # a partner's clock ahead is logged at most once a minute
 POLL_S = 0.5     # a full pass at least this often (another database: every pass)
 WAKE_S = 0.005
 # A centre that took nothing for ACTIVE_S looks for commits every IDLE_WAKE_S and passes
@@ -95,6 +97,8 @@ class CentreWorker:
         self.skipped = 0             # outputs already held (published before a restart)
         self.unusable = 0            # items whose properties do not make measurements
         self.rehearsed: set[str] = set()  # what the warm-up's throwaway centre made
+        # Per originator: when its clock ahead was last said, and the count then.
+        self._ahead_said: dict[str, tuple[float, int]] = {}
 
     @property
     def centre(self) -> NodeCentre:
@@ -201,6 +205,7 @@ class CentreWorker:
                                 "after the centre had stepped past them (%d so far), left "
                                 "out", self.centre.late[originator] - late, originator,
                                 self.centre.late[originator])
+                self._say_ahead(originator)
                 return out
             if ipp is not None and originator != self.party:
                 if extension_property_problem("x_gsomia_ipp", ipp) is not None:
@@ -213,6 +218,20 @@ class CentreWorker:
             log.info("warning centre: unusable item: %s", exc)
             self.unusable += 1
         return []
+
+    def _say_ahead(self, originator: str, every_s: float = AHEAD_SAID_EVERY_S) -> None:
+        """One line per originator and minute at most while its measurements come stamped
+        ahead: left out, they would otherwise leave no trace (``gsomia doctor`` says it too,
+        from what is stored)."""
+        count = self.centre.ahead.get(originator, 0)
+        said_at, said = self._ahead_said.get(originator, (-float("inf"), 0))
+        now = time.monotonic()
+        if count > said and now - said_at >= every_s:
+            self._ahead_said[originator] = (now, count)
+            log.warning("warning centre: %d measurements of %s stamped more than %.0f s "
+                        "after they were held, left out: its clock runs %.0f s ahead or "
+                        "more (%d so far)", count - said, originator, AHEAD_S,
+                        self.centre.ahead_s.get(originator, 0.0), count)
 
     def publish_due(self) -> None:
         if self.due:

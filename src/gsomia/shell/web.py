@@ -27,7 +27,7 @@ import hmac
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from gsomia.shell.store import Store
 
 __all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "IntakeSink", "NodeView", "Sessions",
-           "latest_partner_heads", "origin_problem", "partner_heads", "routes",
+           "origin_problem", "partner_heads", "routes",
            "sensor_coverage", "state"]
 
 COOKIE = "gsomia_session"
@@ -188,27 +188,14 @@ def fingerprint(node: NodeView) -> tuple[int, ...]:
 
 
 def partner_heads(node: NodeView) -> list[dict[str, Any]]:
-    """The latest tree head each partner sent (verified when it arrived, then logged).
+    """The latest tree head each partner sent (verified when it arrived, then logged), as
+    ``gsomia audit partners`` shows it (:func:`gsomia.shell.notices.partner_heads`):
+    ``consistent`` is False once any of its heads failed a check, True if checked and never
+    failed, None if never checked from this side; ``received_at``: when it was logged."""
+    from gsomia.shell.notices import partner_heads as heads
 
-    ``consistent`` is what the exchange found when it checked the head against the one
-    before it (a consistency proof): true, false, or None when the event does not say.
-    """
-    with node.store.repository() as repo:
-        rows = repo.heads_exchanged(200)
-    return latest_partner_heads((at, str(details)) for at, details in rows)
-
-
-def latest_partner_heads(rows: Iterable[tuple[str, str]]) -> list[dict[str, Any]]:
-    """From (at, details JSON) rows, newest first: each partner's latest head, by partner."""
-    latest: dict[str, dict[str, Any]] = {}
-    for at, details in rows:
-        doc = json.loads(details)
-        partner, head = doc.get("partner"), doc.get("head")
-        if isinstance(partner, str) and isinstance(head, dict) and partner not in latest:
-            flag = doc.get("consistent")
-            latest[partner] = {"partner": partner, "received_at": at, "head": head,
-                               "consistent": flag if isinstance(flag, bool) else None}
-    return [latest[p] for p in sorted(latest)]
+    return [{**h, "received_at": h["at"]} for h in heads(node)
+            if isinstance(h["head"], dict)]
 
 
 def sensor_coverage(party: Party, person: Person, catalogue: Catalogue,
