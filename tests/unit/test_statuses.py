@@ -16,6 +16,8 @@ CASES = [
     (errors.PeerUnavailable("x"), 503),
     (errors.MalformedInput("x", where="rel_to"), 422),
     (errors.MalformedInput("x", where="partner"), 502),
+    # a partner that took no connection (a consent request it never got): a bad gateway
+    (errors.PartnerUnreachable("x", where="partner"), 502),
     (errors.ActionRefused(409, "x", ("why",)), 409),
     (errors.RolledBack("x"), 422),
     # raised by the command line's federation start only; as any bad input if ever answered

@@ -4,6 +4,7 @@
      ├── ActionRefused      an operator's action the desk refuses (role, request, hidden item)
      ├── MalformedInput     input that does not have the expected shape (file, field, value)
  │    ├── PortTaken     a port asked for (or picked free) that another process took first
+     │    ├── PartnerUnreachable  a partner that took no connection: it was sent nothing
      │    └── EntriesRewritten  a sealed batch leaf's entries that do not hash to its root
      ├── PolicyDenied       a release or access the agreements in force do not allow
      │    └── LimitReached  a partner's rows of one kind at the node's bound for them
@@ -35,6 +36,7 @@ __all__ = [
     "MalformedInput",
     "NoEquivalent",
     "NotFound",
+    "PartnerUnreachable",
     "PeerUnavailable",
     "PolicyDenied",
     "PortTaken",
@@ -74,6 +76,11 @@ class MalformedInput(GsomiaError):
 class EntriesRewritten(MalformedInput):
     """The entries kept beside a sealed batch leaf do not hash to the root it commits to:
     ``audit verify`` reports the row as modified rather than malformed."""
+
+
+class PartnerUnreachable(MalformedInput):
+    """A partner that took no connection: it got nothing, so nothing it does can answer
+    what was to be sent (a consent request is marked failed, not left pending)."""
 
 
 class PortTaken(MalformedInput):

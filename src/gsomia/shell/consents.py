@@ -11,16 +11,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gsomia.core.errors import MalformedInput, PolicyDenied
+from gsomia.core.errors import MalformedInput, PartnerUnreachable, PolicyDenied
 from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION
 from gsomia.shell.notices import queued_to
 
 __all__ = ["answer_consent", "consent_request", "standing_grant", "standing_list",
            "standing_revoke"]
-
-
-class _NotSent(MalformedInput):
-    """The partner could not be reached at all (no connection): it got nothing."""
 
 
 def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
@@ -36,7 +32,7 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
         try:
             response = client.post(peer_url.rstrip("/") + path, content=json.dumps(body))
         except httpx.ConnectError as exc:
-            raise _NotSent(f"the partner at {peer_url} does not answer: {exc}",
+            raise PartnerUnreachable(f"the partner at {peer_url} does not answer: {exc}",
                           where="partner") from None
         except OSError as exc:
             raise MalformedInput(f"the partner at {peer_url} does not answer: {exc}",
@@ -88,7 +84,7 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
         answer = _post(node, origin.url, "/peer/v1/consents/requests/",
                        {"item_id": item_id, "recipient": recipient, "reason": reason,
                         "request": request_id}, client)
-    except (_NotSent, PolicyDenied):
+    except (PartnerUnreachable, PolicyDenied):
         # The originator got nothing, or refused to take the request: nothing will answer
         # it. (Any other failure may have reached it: pending, its answer still counts.)
         decide_request(node, request_id, "failed", now_utc())
