@@ -4,6 +4,7 @@ how they narrow, retract with a reason, and pass."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -79,6 +80,28 @@ def test_the_corridor_of_a_known_flight_contains_its_true_path() -> None:
     assert float(miss) < 20_000.0
     # a corridor is not the whole map: a point 300 km off the path is outside
     assert not c.contains(float(lat[60]) + 3.0, float(lon[60])).any()
+
+
+def test_a_corridor_keeps_its_axes_and_a_widened_copy_computes_its_own() -> None:
+    """A corridor computes its axes and densified form once (regions_in_corridor asks for
+    them on every pass); the warning centre's wider copy (``replace``, twice the buffer) must
+    not inherit the narrow ones."""
+    rng = np.random.default_rng(3)
+    k = 30
+    a = rng.normal(0.0, 1.0, (k, 2, 2)) * 2e4
+    args = (0.99, 0.0, np.arange(k, dtype=float), 35.0 + np.linspace(0.0, 5.0, k),
+            130.0 + np.linspace(0.0, 8.0, k), a @ a.transpose(0, 2, 1), 3_000.0)
+    c = Corridor(*args)
+    axes, v = c.semi_axes_m()
+    dense = c.densified()
+    assert c.semi_axes_m()[0] is axes and c.densified() is dense
+    fresh_axes, fresh_v = Corridor(*args).semi_axes_m()
+    assert (fresh_axes == axes).all() and (fresh_v == v).all()
+    assert (Corridor(*args).densified().spread == dense.spread).all()
+    wide = replace(c, buffer_m=6_000.0)
+    wide_axes, _ = wide.semi_axes_m()
+    assert np.allclose(wide_axes, axes + 3_000.0)
+    assert wide.densified().buffer_m == 6_000.0 and wide.densified() is not dense
 
 
 def test_the_corridor_narrows_as_the_covariance_shrinks() -> None:

@@ -2,7 +2,7 @@
 
 Regions come from the GeoJSON shipped in ``gsomia/data/geography`` (see its README: GSHHG
 coasts at ~200 m, not legal boundaries), decoded by :func:`atlas`. Point-in-polygon is the even-odd
-rule over every ring of a region, vectorised in NumPy over points and edges; coordinates are
+rule over every ring of a region, compiled (numba) over points and edges; coordinates are
 degrees (latitude, longitude in the function arguments; GeoJSON keeps longitude first).
 """
 
@@ -60,18 +60,6 @@ def _bands(ya: Array, yb: Array) -> tuple[float, float, NDArray[np.int64], NDArr
     order = np.argsort(band, kind="stable")
     starts = np.searchsorted(band[order], np.arange(n + 1)).astype(np.int64)
     return y0, h, edge[order].astype(np.int64), starts
-
-
-def _crossings_odd(px: Array, py: Array, xa: Array, ya: Array, yb: Array, dx: Array,
-                   dy: Array) -> Mask:
-    """Even-odd rule: whether a ray east from each point crosses the edges an odd number of
-    times."""
-    qx, qy = px[:, None], py[:, None]
-    straddle = (ya > qy) != (yb > qy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cross = xa + (qy - ya) * dx / dy
-    out: Mask = (np.count_nonzero(straddle & (qx < cross), axis=1) % 2).astype(bool)
-    return out
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -135,18 +123,17 @@ class Region:
         b = self.ring_boxes
         near = ((px[:, None] >= b[:, 0]) & (px[:, None] <= b[:, 2])
                 & (py[:, None] >= b[:, 1]) & (py[:, None] <= b[:, 3]))
+        # compiled (numba: only in processes that track, as Corridor.sections_hit): a loop
+        # over the latitude bands spent most of this in NumPy's overhead per call
+        from gsomia.core.tracking import kernels
+
         odd = np.zeros(cand.size, dtype=bool)
         for j in np.flatnonzero(near.any(axis=0)):
             pts = np.flatnonzero(near[:, j])
             e = self._ring_edges(int(j))
-            qy = py[pts]
-            band = np.clip(((qy - e.y0) / e.band_h).astype(np.int64), 0, e.starts.size - 2)
-            for b in np.unique(band):
-                # only the edges whose latitudes reach the band can straddle a point in it
-                es = e.order[e.starts[b]:e.starts[b + 1]]
-                sel = pts[band == b]
-                odd[sel] ^= _crossings_odd(px[sel], py[sel], e.xa[es], e.ya[es], e.yb[es],
-                                           e.dx[es], e.dy[es])
+            # only the edges whose latitudes reach a point's band can straddle it
+            odd[pts] ^= kernels.ring_crossings_odd(px[pts], py[pts], e.xa, e.ya, e.yb, e.dx,
+                                                   e.dy, e.y0, e.band_h, e.order, e.starts)
         inside[cand] = odd
         return inside.reshape(shape)
 

@@ -17,7 +17,7 @@ powered-flight ground distance; ``gsomia`` reports it as the ballistic launch es
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
@@ -290,15 +290,25 @@ class Corridor:
     lon_deg: Array          # (K,)
     spread: Array           # (K, 2, 2) m^2
     buffer_m: float
+    # Kept once computed: a corridor is laid over the map for its regions of several kinds,
+    # and each pass asked for its densified form and, three times, for its axes (an eigh over
+    # every section: a tenth of a scenario's CPU).
+    _axes: tuple[Array, Array] | None = field(default=None, init=False, repr=False)
+    _dense: Corridor | None = field(default=None, init=False, repr=False)
 
     @property
     def impact_time(self) -> float:
         return float(self.times[-1])
 
     def semi_axes_m(self) -> tuple[Array, Array]:
-        """Buffered semi-axes (K, 2), and the unit east-north axes (K, 2, 2) as columns."""
-        w, v = np.linalg.eigh(self.spread)
-        return np.sqrt(np.clip(w, 0.0, None)) + self.buffer_m, v
+        """Buffered semi-axes (K, 2), and the unit east-north axes (K, 2, 2) as columns
+        (shared between calls: not to be written to)."""
+        axes = self._axes
+        if axes is None:
+            w, v = np.linalg.eigh(self.spread)
+            axes = (np.sqrt(np.clip(w, 0.0, None)) + self.buffer_m, v)
+            object.__setattr__(self, "_axes", axes)
+        return axes
 
     def contains(self, lat_deg: Array | float, lon_deg: Array | float) -> NDArray[np.bool_]:
         """Whether ground points lie in the corridor (in some cross-section ellipse or between
@@ -310,6 +320,8 @@ class Corridor:
     def densified(self, spacing_m: float | None = None) -> Corridor:
         """The same corridor with cross-sections at most ``spacing_m`` apart (default: the
         buffer), interpolated linearly, so that the union of the ellipses has no gaps."""
+        if spacing_m is None and self._dense is not None:
+            return self._dense
         step = spacing_m if spacing_m is not None else max(self.buffer_m, 1_000.0)
         if self.times.size < 2:
             return self
@@ -328,9 +340,12 @@ class Corridor:
         spread = np.concatenate([self.spread[i] + g[:, :, None] * (self.spread[i + 1]
                                                                    - self.spread[i]),
                                  self.spread[-1:]])
-        return Corridor(self.probability, self.time, mix(self.times), mix(self.lat_deg),
-                        np.append(self.lon_deg[i] + f * dlon, self.lon_deg[-1]), spread,
-                        self.buffer_m)
+        dense = Corridor(self.probability, self.time, mix(self.times), mix(self.lat_deg),
+                         np.append(self.lon_deg[i] + f * dlon, self.lon_deg[-1]), spread,
+                         self.buffer_m)
+        if spacing_m is None:
+            object.__setattr__(self, "_dense", dense)
+        return dense
 
     def sections_hit(self, lat_deg: Array, lon_deg: Array) -> NDArray[np.bool_]:
         """(points, sections): which cross-section ellipses contain each point (local

@@ -645,6 +645,27 @@ def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: 
     return out
 
 
+@njit(cache=True)
+def ring_crossings_odd(px: Array, py: Array, xa: Array, ya: Array, yb: Array, dx: Array,
+                       dy: Array, y0: float, band_h: float, order: IntArray,
+                       starts: IntArray) -> NDArray[np.bool_]:
+    """:meth:`geography.Region.contains` for one ring: whether a ray east from each point
+    crosses the ring's edges an odd number of times, each point tested against the edges of
+    its latitude band only, by the same arithmetic."""
+    n, last = px.shape[0], starts.shape[0] - 2
+    out = np.zeros(n, dtype=np.bool_)
+    for p in range(n):
+        qx, qy = px[p], py[p]
+        b = min(max(int((qy - y0) / band_h), 0), last)
+        odd = False
+        for i in range(starts[b], starts[b + 1]):
+            e = order[i]
+            if (ya[e] > qy) != (yb[e] > qy) and qx < xa[e] + (qy - ya[e]) * dx[e] / dy[e]:
+                odd = not odd
+        out[p] = odd
+    return out
+
+
 # --- the flight model: trajectory.py's batch integrator --------------------------------------
 
 _J_FLIGHT = 1.5 * earth.J2 * earth.A * earth.A     # as trajectory._derivative folds it
