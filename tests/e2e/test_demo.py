@@ -339,10 +339,15 @@ def test_demo_serve_keeps_the_dashboards_until_interrupted(tmp_path: Path) -> No
         assert len(tokens) == 3
         page = httpx.get(urls[0] + "login", verify=False, timeout=10)
         assert page.status_code == 200 and "<form" in page.text
+        # The replayed federation serves on, not started again after the report: each
+        # node's pid file was written before the report was.
+        root = next(w for line in lines for w in line.split() if "gsomia-demo-" in w)
+        reported = (tmp_path / "index.html").stat().st_mtime_ns
+        for p in ("JPN", "KOR", "USA"):
+            assert (Path(root) / "none" / p / "node.pid").stat().st_mtime_ns < reported, p
         # The demo user is an operator: the launch's first minutes of JPN's radars, played by
         # `gsomia sensors run` into its node's sensor intake over HTTPS (the node's CA).
         jpn = next(line for line in lines if line.strip().startswith("JPN: https://"))
-        root = next(w for line in lines for w in line.split() if "gsomia-demo-" in w)
         played = subprocess.run(
             [sys.executable, "-m", "gsomia", "sensors", "run", "--launch", "2017-08-29",
              "--party", "JPN", "--node", jpn.split()[1], "--token",

@@ -314,11 +314,12 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
                   speed: float, open_node: Callable[[Path], Node], *,
                   folder: Path | None = None, until_s: float | None = None,
                   hub: HubConsent = HubConsent(),
-                  started: Callable[[], object] | None = None) -> dict[str, Any]:
-    """The launch through the regime's federation, in ``folder`` (kept, its nodes stopped)
-    or a temporary one; sensors played until ``until_s`` seconds of flight (the whole
-    flight by default). ``started``: wait for the federation started elsewhere
-    (:class:`Starting`) instead of starting it."""
+                  started: Callable[[], object] | None = None,
+                  keep_running: bool = False) -> dict[str, Any]:
+    """The launch through the regime's federation, in ``folder`` (kept, its nodes stopped
+    unless ``keep_running`` and the run succeeded) or a temporary one; sensors played until
+    ``until_s`` seconds of flight (the whole flight by default). ``started``: wait for the
+    federation started elsewhere (:class:`Starting`) instead of starting it."""
     from gsomia.core.tracking.trajectory import fit
     from gsomia.shell import feeds
     from gsomia.shell.sensor_player import playlist
@@ -335,7 +336,7 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
         plays[p] = (indicators, [x for x in lines if until_s is None or x[0] <= until_s])
     if folder is not None:
         doc = _through(folder, launch, trajectory, regime_name, seed, speed, plays,
-                       open_node, hub, started)
+                       open_node, hub, started, keep_running)
     else:
         with tempfile.TemporaryDirectory(prefix="gsomia-federation-") as tmp:
             doc = _through(Path(tmp) / "fed", launch, trajectory, regime_name, seed, speed,
@@ -352,7 +353,8 @@ def run_federated(day: str, index: int | None, regime_name: str, seed: int,
 
 def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, seed: int,
              speed: float, plays: Mapping[str, Playlist], open_node: Callable[[Path], Node],
-             hub: HubConsent, started: Callable[[], object] | None) -> dict[str, Any]:
+             hub: HubConsent, started: Callable[[], object] | None,
+             keep_running: bool = False) -> dict[str, Any]:
     from gsomia.core.tracking.stages import spent_stages
     from gsomia.core.types import instant
     from gsomia.shell import exchange, federation
@@ -430,7 +432,10 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
         if desk is not None:
             desk.close()
         try:
-            if (folder / federation.FEDERATION_FILE).exists():
+            # A federation kept running (``demo --serve``'s) is stopped only if its run
+            # failed; its audit is verified live (the reader's snapshot is made for that).
+            if (folder / federation.FEDERATION_FILE).exists() and \
+                    not (keep_running and "parties" in out):
                 out["stopped"] = federation.down(folder)
         finally:
             if "parties" in out:
@@ -479,7 +484,8 @@ class Starting:
             future = self.futures[name]
         future.result()
 
-    def close(self) -> None:
+    def close(self, keep: str | None = None) -> None:
+        """``keep``: the regime whose federation goes on running (``demo --serve``)."""
         from gsomia.shell import federation
 
         with self.lock:
@@ -487,25 +493,27 @@ class Starting:
                 future.cancel()
         self.pool.shutdown(wait=True)
         for name in self.futures:
-            if (self.root / name / federation.FEDERATION_FILE).exists():
+            if name != keep and (self.root / name / federation.FEDERATION_FILE).exists():
                 federation.down(self.root / name)
 
 
 def through_federations(day: str, seed: int, regimes: Sequence[str], speed: float,
                         open_node: Callable[[Path], Node], starting: Starting, *,
                         until_s: float | None, hub: HubConsent, at_once: int,
-                        on_done: Callable[[str, dict[str, Any]], None] = lambda n, d: None
-                        ) -> dict[str, dict[str, Any]]:
+                        on_done: Callable[[str, dict[str, Any]], None] = lambda n, d: None,
+                        keep: str | None = None) -> dict[str, dict[str, Any]]:
     """``gsomia demo``: the launch through each regime's federation (:func:`run_federated`,
     in ``starting``'s folders), ``at_once`` federations at a time; in the order of
-    ``regimes``."""
+    ``regimes``. ``keep``: the regime whose federation is left running when its run
+    succeeds (``demo --serve`` serves it: three node starts fewer)."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="federation") as pool:
         running = {pool.submit(run_federated, day, None, name, seed, speed, open_node,
                                folder=starting.root / name, until_s=until_s,
                                hub=hub if name == "hub" else HubConsent(),
-                               started=partial(starting.wait, name)): name
+                               started=partial(starting.wait, name),
+                               keep_running=name == keep): name
                    for name in regimes}
         done: dict[str, dict[str, Any]] = {}
         for future in as_completed(running):
@@ -517,14 +525,20 @@ def through_federations(day: str, seed: int, regimes: Sequence[str], speed: floa
 
 def serve_federation(folder: Path, regime_name: str,
                      open_node: Callable[[Path], Node]) -> dict[str, Any]:
-    """Start the regime's federation in ``folder`` again (its nodes keep what they hold)
-    with a demo user per node; the addresses and logins."""
+    """The regime's federation in ``folder``, still running or started again (its nodes
+    keep what they hold), with a demo user per node; the addresses and logins."""
     from gsomia.core.types import SECRET_LEVELS
     from gsomia.service import handlers
     from gsomia.shell import federation
     from gsomia.shell.node import new_token
 
-    federation.up_on_free_ports(folder, regime_name)
+    kept = (folder / federation.FEDERATION_FILE).exists() and any(
+        federation.running_pid(Path(n["dir"])) is not None
+        for n in federation.load_federation(folder)["nodes"].values())
+    if kept:  # on its ports; a node of it that stopped starts again there
+        federation.up(folder, regime_name, federation.load_federation(folder)["base_port"])
+    else:
+        federation.up_on_free_ports(folder, regime_name)
     try:
         users = {}
         for p in PARTIES:

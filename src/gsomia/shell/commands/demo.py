@@ -297,7 +297,10 @@ def register(cli: click.Group) -> None:
         import shutil
         import tempfile
 
+        from gsomia.shell import federation
+
         root = Path(tempfile.mkdtemp(prefix="gsomia-demo-"))
+        served = False   # the served regime's federation ran on from its replay
         try:
             # The federations start while the model runs.
             starting = Starting(root, regimes, ahead=AT_ONCE)
@@ -326,9 +329,10 @@ def register(cli: click.Group) -> None:
                 feds = through_federations(day, seed, regimes, speed, bootstrap.open_node,
                                            starting, until_s=until_s, at_once=AT_ONCE,
                                            hub=HubConsent(hub_consent, desk_delay),
-                                           on_done=done)
+                                           on_done=done, keep=kept if serve else None)
+                served = serve
             finally:
-                starting.close()
+                starting.close(keep=kept if served else None)
             for name, fed in feds.items():
                 fed["model_first_warning_s"] = {
                     p: None if (t := runs.results[name].parties[p].first_warning_s) is None
@@ -351,6 +355,8 @@ def register(cli: click.Group) -> None:
                 serve_until_interrupted(serve_federation(root / kept, kept,
                                                          bootstrap.open_node), console)
         finally:
+            if served and (root / kept / federation.FEDERATION_FILE).exists():
+                federation.down(root / kept)   # a failure before or while serving
             # Every node is stopped by now; its folders (keys, stores: ~7 MB a run) go too.
             if keep:
                 if console is not None:
