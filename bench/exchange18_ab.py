@@ -15,7 +15,6 @@ import json
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -23,7 +22,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.ports_ab import filled
+from bench.ports_ab import alternated, filled
 from gsomia.core.outbox import DELIVERY
 from gsomia.shell import exchange
 from gsomia.shell import store as st
@@ -121,18 +120,7 @@ def run(n: int, batch: int) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
     for name, before, after, calls in pairs:
         assert before() == after(), name
-        best = {"main": 1e9, "branch": 1e9}
-        for rnd in range(9):
-            order = [("main", before), ("branch", after)]
-            for tag, f in (order if rnd % 2 else order[::-1]):
-                began = time.process_time()
-                for _ in range(calls):
-                    f()
-                best[tag] = min(best[tag], (time.process_time() - began) / calls * 1e3)
-        out[name] = {k: round(v, 4) for k, v in best.items()} | {
-            "branch/main": round(best["branch"] / best["main"], 3)}
-        print(f"  {name:28s} main {best['main']:.3f}  branch {best['branch']:.3f}  "
-              f"branch/main {best['branch'] / best['main']:.2f}")
+        out[name] = alternated(name, before, after, calls)
     store.dispose()
     return out
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,3 +38,22 @@ def node_copy(template: Path, tmp_path: Path) -> Path:
     folder = Path(tempfile.mkdtemp(dir=tmp_path)) / template.name
     shutil.copytree(template, folder)
     return folder
+
+
+@contextmanager
+def wal_unreadable(monkeypatch: Any) -> Iterator[None]:
+    """The node's write-ahead log cannot be opened to sync a head (a disk or permission
+    fault), and no head is known on disk yet, so the next head read must sync it."""
+    from gsomia.shell.store import _SyncedHead
+
+    real_open = os.open
+
+    def open_refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        if str(path).endswith("-wal") and flags == os.O_RDONLY:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", open_refused)
+        patch.setattr(_SyncedHead, "holds", lambda self, head: False)
+        yield

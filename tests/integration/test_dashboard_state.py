@@ -7,7 +7,6 @@ a node that does not run, and clear refusals. The browser side is in
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from collections.abc import Iterator
@@ -24,8 +23,8 @@ from gsomia.core.agreements import Catalogue
 from gsomia.service import handlers
 from gsomia.shell.node import Node, init_node, new_token, open_node
 from gsomia.shell.stix_check import check_stix
-from gsomia.shell.store import _SyncedHead
 from gsomia.shell.web import Sessions
+from tampering import wal_unreadable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -465,17 +464,7 @@ def test_state_answers_a_log_that_cannot_be_synced_with_a_reason(
     refuses the state with 503 and what to check, not a 500."""
     client = client_for(node)
     sign_in(client, "kenji", tokens["kenji"])
-    real_open = os.open
-
-    def open_refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if str(path).endswith("-wal") and flags == os.O_RDONLY:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "open", open_refused)
-        # Nothing known to be on disk yet (the state's own read audit was synced).
-        patch.setattr(_SyncedHead, "holds", lambda self, head: False)
+    with wal_unreadable(monkeypatch):  # nothing known on disk yet: the head is synced
         refused = client.get("/dashboard/state")
     assert refused.status_code == 503, refused.text
     error = refused.json()["error"]

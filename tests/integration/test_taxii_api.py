@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from gsomia.core.taxii import STIX_MEDIA, TAXII_MEDIA, timestamp
 from gsomia.service import handlers
 from gsomia.shell.node import Node, init_node, new_token, open_node
 from gsomia.shell.store import audit_events
+from tampering import wal_unreadable
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -528,20 +528,9 @@ def test_peer_head_routes_refuse_a_log_that_cannot_be_synced_with_a_reason(
     opened for that refuses the head with a JSON 503 saying what to check, not a 500."""
     from gsomia.core.errors import Unavailable
     from gsomia.shell import notices
-    from gsomia.shell.store import _SyncedHead
-
     peer = TestClient(app_for_node(world.node, peer_identity=lambda scope: dict(
         scope["headers"]).get(b"x-peer", b"").decode() or None))
-    real_open = os.open
-
-    def open_refused(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
-        if str(path).endswith("-wal") and flags == os.O_RDONLY:
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(os, "open", open_refused)
-        patch.setattr(_SyncedHead, "holds", lambda self, head: False)  # none synced yet
+    with wal_unreadable(monkeypatch):
         refused = peer.get("/peer/v1/tree-heads/", headers={"x-peer": "KOR"})
         # The exchange's answer (a partner's head with ``since``) reads it the same way.
         with pytest.raises(Unavailable, match="write-ahead log"):
