@@ -172,13 +172,17 @@ def plot_map(res: Result, path: Path) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
 
     s = res.scenario
     fig, ax = plt.subplots(figsize=(8, 6))
-    for region in s.atlas.regions:
-        for ring in region.rings:
-            ax.plot(ring[:, 0], ring[:, 1], lw=0.4,
-                    color="#888" if region.land else "#bcd", zorder=1)
+    # The outlines of the atlas (a thousand rings) as one collection, in the atlas's order:
+    # a line each took half the map's plotting time (0.5 s of CPU per evaluate).
+    rings = [(ring[:, :2], "#888" if region.land else "#bcd")
+             for region in s.atlas.regions for ring in region.rings]
+    ax.add_collection(LineCollection([r for r, _ in rings], colors=[c for _, c in rings],
+                                     linewidths=0.4, zorder=1, capstyle="projecting",
+                                     joinstyle="round"), autolim=False)
     lats, lons = s.trajectory.ground_track(128)
     ax.plot(lons, lats, color="crimson", lw=2, label="trajectory", zorder=3)
     colours = {"JPN": "tab:red", "KOR": "tab:blue", "USA": "tab:green"}
