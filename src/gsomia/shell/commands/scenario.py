@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from gsomia.core.types import PARTIES
 from gsomia.shell import feeds
 from gsomia.shell.commands.common import emit_json
 from gsomia.shell.scenarios import FIELDS, fittable_launches, warning_summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FEDERATION_SPEED = 10.0   # as scenario run --federation
 
@@ -168,6 +171,16 @@ def _plots(rows: Sequence[dict[str, Any]], regimes: Sequence[str], out: Path,
 
 def plot_map(res: Result, path: Path) -> str:
     """A map of one launch: ground track, sensors, impact predictions and regions."""
+    import matplotlib.pyplot as plt
+
+    fig = map_figure(res)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def map_figure(res: Result) -> Figure:
+    """The figure :func:`plot_map` saves (open: the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,9 +214,7 @@ def plot_map(res: Result, path: Path) -> str:
     ax.set_title(f"{s.launch.missile.name} {s.launch.local_date} ({s.regime.name})")
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return fig
 
 
 def _example_map(seed: int, path: str) -> str:
