@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean bytecode kernels
+.PHONY: demo test bench lint clean bytecode kernels asserts
 
 # uv installs the same packages from the same index as pip, in about a fifth of the time
 # (fresh .venv, empty caches: 9.5 s against 50 s for the runtime), which is most of what
@@ -41,6 +41,16 @@ bytecode: $(RUNTIME)
 kernels: bytecode
 	$(VENV)/bin/gsomia scenario run --launch 2017-08-29 --regime none --json > /dev/null
 
+# pytest rewrites the asserts of each test module as it imports it, and keeps the result in
+# tests/**/__pycache__ unless PYTHONDONTWRITEBYTECODE is set, as on this machine and in CI:
+# then each of the three workers rewrote every test module as it collected the suite (about
+# 5 s of CPU each). One collection with the variable unset for it alone writes them once (7 to
+# 9 s of CPU on a fresh clone, 3 to 4 s once written), and the workers read them: pytest
+# checks each against its source's mtime and size, so an edited test is rewritten afresh.
+# A collection error is left to the run itself to report.
+asserts: $(STAMP) bytecode
+	-PYTHONDONTWRITEBYTECODE= $(PY) -m pytest --collect-only -q -p no:xdist -p no:cacheprovider > /dev/null
+
 demo: $(RUNTIME) bytecode
 	$(VENV)/bin/gsomia demo
 
@@ -52,10 +62,11 @@ demo: $(RUNTIME) bytecode
 # federations): much of the suite waits on node processes, so a third worker keeps both cores
 # busy (8 min 46 s against 10 min 31 s with two, measured on a quiet 2-core machine). The 30
 # slowest tests are listed at the end, to see where the 10-minute budget goes.
-# Lint and the kernels' compile are one process each, so they run side by side on the two
-# cores (a fresh clone: mypy's cold run and numba's about half a minute each).
+# Lint, the kernels' compile and the asserts' rewrite are one process each, so they run side
+# by side on the two cores (a fresh clone: mypy's cold run and numba's about half a minute
+# each).
 test: $(STAMP)
-	$(MAKE) --no-print-directory -j2 lint kernels
+	$(MAKE) --no-print-directory -j2 lint kernels asserts
 	sh tools/pg-test-cluster.sh install
 	sh tools/install-chromium.sh
 	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder --durations=30

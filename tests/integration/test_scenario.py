@@ -211,3 +211,36 @@ def test_korea_alone_alerts_jeju_and_jeonnam_through_the_chollima_staging(
     # as early as at the other seeds (178-193 s), long before the rocket leaves Jeju's sea
     assert max(alerted["Jeju"], alerted["Jeonnam"]) < 200.0
     assert kor.drop_error_km is not None and kor.drop_error_km < 50.0
+
+
+def test_the_launch_map_draws_every_outline_and_prediction(kn23: dict[str, Result]) -> None:
+    """evaluate's launch map: every ring of the atlas, in its order and colour (land grey,
+    sea blue; drawn as one collection), the ground track and each party's predictions."""
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgba
+
+    from gsomia.shell.commands.scenario import map_figure
+
+    res = kn23["direct"]
+    fig = map_figure(res)
+    ax = fig.axes[0]
+    outlines = [c for c in ax.collections if isinstance(c, LineCollection)]
+    rings = [(ring, region.land) for region in res.scenario.atlas.regions
+             for ring in region.rings]
+    assert len(outlines) == 1 and len(outlines[0].get_segments()) == len(rings) > 100
+    assert all(np.array_equal(seg, ring[:, :2])
+               for seg, (ring, _) in zip(outlines[0].get_segments(), rings, strict=True))
+    assert [tuple(c) for c in outlines[0].get_colors()] == [
+        to_rgba("#888" if land else "#bcd") for _, land in rings]
+    lats, lons = res.scenario.trajectory.ground_track(128)
+    track = [line for line in ax.lines if line.get_label() == "trajectory"]
+    assert len(track) == 1 and np.array_equal(track[0].get_xydata(), np.c_[lons, lats])
+    drawn = {c.get_label(): c.get_offsets().tolist() for c in ax.collections}
+    for party, preds in res.predictions.items():
+        if preds:
+            assert drawn[f"{party} impact predictions"] == [
+                [g.lon_deg, g.lat_deg] for _, _, g in preds]
+    assert any(res.predictions.values())
+    plt.close(fig)
+

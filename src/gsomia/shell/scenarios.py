@@ -111,6 +111,8 @@ class ScenarioRunner:
             traj = fit(launch.flight_request())
         except MalformedInput as exc:
             return [{"launch": launch.id, "error": str(exc)}]
+        if not seeds:       # evaluate --seeds 0: only whether it fits (its `unfitted` list)
+            return []
         atlas = feeds.load_geography()
         truths = {p: measures.truth(traj, atlas, p) for p in PARTIES}
         land = measures.land_names(atlas)

@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -24,6 +24,9 @@ from gsomia.core.types import PARTIES
 from gsomia.shell import feeds
 from gsomia.shell.commands.common import emit_json
 from gsomia.shell.scenarios import FIELDS, fittable_launches, warning_summary
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 FEDERATION_SPEED = 10.0   # as scenario run --federation
 
@@ -168,17 +171,31 @@ def _plots(rows: Sequence[dict[str, Any]], regimes: Sequence[str], out: Path,
 
 def plot_map(res: Result, path: Path) -> str:
     """A map of one launch: ground track, sensors, impact predictions and regions."""
+    import matplotlib.pyplot as plt
+
+    fig = map_figure(res)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def map_figure(res: Result) -> Figure:
+    """The figure :func:`plot_map` saves (open: the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.collections import LineCollection
 
     s = res.scenario
     fig, ax = plt.subplots(figsize=(8, 6))
-    for region in s.atlas.regions:
-        for ring in region.rings:
-            ax.plot(ring[:, 0], ring[:, 1], lw=0.4,
-                    color="#888" if region.land else "#bcd", zorder=1)
+    # The outlines of the atlas (a thousand rings) as one collection, in the atlas's order:
+    # a line each took half the map's plotting time (0.5 s of CPU per evaluate).
+    rings = [(ring[:, :2], "#888" if region.land else "#bcd")
+             for region in s.atlas.regions for ring in region.rings]
+    ax.add_collection(LineCollection([r for r, _ in rings], colors=[c for _, c in rings],
+                                     linewidths=0.4, zorder=1, capstyle="projecting",
+                                     joinstyle="round"), autolim=False)
     lats, lons = s.trajectory.ground_track(128)
     ax.plot(lons, lats, color="crimson", lw=2, label="trajectory", zorder=3)
     colours = {"JPN": "tab:red", "KOR": "tab:blue", "USA": "tab:green"}
@@ -197,9 +214,7 @@ def plot_map(res: Result, path: Path) -> str:
     ax.set_title(f"{s.launch.missile.name} {s.launch.local_date} ({s.regime.name})")
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path.name
+    return fig
 
 
 def _example_map(seed: int, path: str) -> str:
