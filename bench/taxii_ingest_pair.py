@@ -16,7 +16,9 @@ the ingest rate and the server's CPU per object (its process and its signing pro
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_taxii import BATCH, _cpu_seconds, _gsomia_node, _indicator, _port, _process, _wait
+from bench.bench_taxii import BATCH, _cpu_seconds, _indicator, _port, _process, _wait
 
 N = int(os.environ.get("AB_N", "3000"))
 ROUNDS = int(os.environ.get("AB_ROUNDS", "4"))
@@ -46,9 +48,17 @@ def _server(tmp: Path, tree: Path, label: str) -> Iterator[tuple[Any, dict[str, 
     from gsomia.bootstrap import collection_id
 
     folder = tmp / label
-    token, marking = _gsomia_node(folder)
-    port = _port()
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    # Made by the tree that serves it: a newer tree's schema (a migration the other lacks)
+    # would stop the older one from opening the store.
+    made = subprocess.run(
+        [sys.executable, "-c", "import json, sys; from pathlib import Path; "
+         "from bench.bench_taxii import _gsomia_node; "
+         "print(json.dumps(_gsomia_node(Path(sys.argv[1]))))", str(folder)],
+        env={**env, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{Path(__file__).parent.parent}"},
+        capture_output=True, text=True, check=True)
+    token, marking = json.loads(made.stdout)
+    port = _port()
     cmd = [sys.executable, "-m", "gsomia", "node", "serve", "--dir", str(folder), "--port",
            str(port)]
     with _process(cmd, tmp, env) as proc:
