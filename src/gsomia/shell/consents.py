@@ -46,8 +46,11 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
         data = {"description": response.text[:300]}
     if response.status_code >= 400:
         reasons = data.get("details", {}).get("reasons") if isinstance(data, dict) else None
-        raise PolicyDenied(tuple(reasons or [f"HTTP {response.status_code}: "
-                                             f"{data.get('description', '')}"]))
+        reasons = list(reasons or [f"HTTP {response.status_code}: "
+                                   f"{data.get('description', '')}"])
+        if response.status_code == 429:  # the partner at a bound: a person is told, not queued
+            reasons.append("the partner takes no more now: ask again later")
+        raise PolicyDenied(tuple(reasons))
     return data
 
 
