@@ -839,17 +839,20 @@ def test_refusals_are_on_record_one_by_one_up_to_the_bound_and_counted_after(
 
 def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     uow, jpn, item = received_item(shipped)
-    for text in ("one", "two", "three"):
+    for text in ("one", "two", "three", "four"):
         handlers.report_incident(uow, keys=jpn, kind="loss", description=text, now=NOW,
                                  item_id=item)
     rows = [QueuedNotice(n["row"], n["kind"], n["recipient"],
                                          n["reference"], n["item_id"], n["body"],
                                          n["attempts"]) for n in uow.outbox.notices]
+    # 429: the partner at a [limits] bound, "not now" (bounds19): tried again, never lost.
     counts = notice_handlers.settle_notices(
-        uow, outcomes=[(rows[0], 202, ""), (rows[1], 422, "bad"), (rows[2], 503, "busy")],
+        uow, outcomes=[(rows[0], 202, ""), (rows[1], 422, "bad"), (rows[2], 503, "busy"),
+                       (rows[3], 429, "at its bound")],
         now=NOW)
-    assert counts == (1, 1, 1)
-    assert [n["status"] for n in uow.outbox.notices] == ["delivered", "refused", "pending"]
+    assert counts == (1, 1, 2)
+    assert [n["status"] for n in uow.outbox.notices] == ["delivered", "refused", "pending",
+                                                         "pending"]
     [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],
