@@ -36,6 +36,7 @@ from gsomia.core.custody import (
 from gsomia.core.errors import GsomiaError, PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
+    AT_BOUND_S,
     INCIDENT,
     STANDING_REVOCATION,
     DeliveryDue,
@@ -853,6 +854,10 @@ def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     assert counts == (1, 1, 2)
     assert [n["status"] for n in uow.outbox.notices] == ["delivered", "refused", "pending",
                                                          "pending"]
+    # ... after its Retry-After, not within seconds: each try costs the partner a signature
+    # check and a refusal on record, and its room does not come back that soon.
+    busy, at_bound = (uow.outbox.notices[n]["next_at"] for n in (2, 3))
+    assert busy < NOW + timedelta(seconds=AT_BOUND_S) <= at_bound
     [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],

@@ -229,7 +229,8 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
             counts[REFUSED] += 1
         else:
             updates.append((notice.row, {
-                "attempts": notice.attempts + 1, "next_at": next_try(notice.attempts, now),
+                "attempts": notice.attempts + 1,
+                "next_at": next_try(notice.attempts, now, status),
                 "last_error": (f"HTTP {status}: " if status else "") + text}))
             counts["retry"] += 1
     with uow:

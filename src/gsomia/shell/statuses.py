@@ -18,13 +18,13 @@ from gsomia.core.errors import (
     Replayed,
     Unavailable,
 )
+from gsomia.core.outbox import AT_BOUND_S
 
 __all__ = ["RETRY_AFTER_S", "status_of"]
 
 # What a partner at one of its ``[limits]`` bounds is told to wait (Retry-After, seconds): a
-# bound is a rate or room limit, "not now", never "never"; the sender's outbox retries with
-# its own backoff either way, and room comes as the window moves or the operator answers.
-RETRY_AFTER_S = 60
+# bound is a rate or room limit, "not now", never "never"; a gsomia sender waits as long.
+RETRY_AFTER_S = AT_BOUND_S
 
 
 def status_of(exc: GsomiaError) -> int:
