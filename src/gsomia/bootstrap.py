@@ -181,5 +181,6 @@ def app_for_node(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | 
                        peer_identity=identity, sensors=SensorIntake(node))
     app = create_app(config)
     app.state.taxii_store = store
+    app.state.node_folder = Path(node.folder)  # the dashboard's partners (partners.json)
     app.state.peer_inbox = inbox  # ``serve`` closes it: the last counts of refusals
     return app

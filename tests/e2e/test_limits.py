@@ -32,7 +32,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import label_marking
 from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
-from gsomia.shell import exchange
+from gsomia.shell import exchange, federation, notices
 from gsomia.shell.node import Node, new_token
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
@@ -77,6 +77,11 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     fed = Federation(tmp_path_factory.mktemp("limits"), "direct")
     try:
+        # KOR keeps one incident report of a partner's a day (test_an_incident_past_...).
+        federation.configure(fed.folder, "direct", fed.base)
+        toml = fed.folder / "KOR" / "node.toml"
+        toml.write_text(toml.read_text("utf-8") + "\n[limits]\nincidents_per_partner = 1\n",
+                        "utf-8")
         doc = fed.up()
         yield Site(fed, {c: n["url"] for c, n in doc["nodes"].items()})
     finally:
@@ -463,6 +468,34 @@ def test_a_batch_the_partner_refuses_whole_is_sent_again_one_by_one(
     assert rows[too_big["id"]]["status"] == exchange.REFUSED, rows[too_big["id"]]
     assert "413" in rows[too_big["id"]]["last_error"]
     assert not held(site.kor, too_big["id"])
+
+
+# ---- a partner's bound says "not now", never "never" -----------------------------------------
+
+
+def test_an_incident_past_the_partners_bound_is_kept_and_retried_not_refused(
+        site: Site) -> None:
+    """KOR keeps one of JPN's incident reports a day (``[limits]`` in its node.toml): the
+    second is answered 429 with Retry-After over mutual TLS, on record at KOR naming the
+    limit, and JPN keeps it queued to try again (review18: it was 403, which JPN's outbox
+    took as final: the report was marked refused and never reached KOR)."""
+    kor, jpn = site.kor, site.jpn
+    obj = indicator()
+    item = str(obj["id"])
+    exchange.publish(kor, entries=[(obj, handlers.LabelRequest(
+        "군사II급비밀", ("KOR", "JPN"), "dprk-missile"))])
+    assert exchange.wait_until(lambda: held(jpn, item) and drained(kor), WAIT)
+    for text in ("a copy is missing", "another copy is missing"):
+        notices.report_incident(jpn, item_id=item, kind="loss", description=text)
+
+    def mine() -> list[dict[str, Any]]:
+        return [r for r in notices.notice_rows(jpn) if r["item_id"] == item]
+    assert exchange.wait_until(lambda: sorted(
+        (r["status"], "429" in (r["last_error"] or "")) for r in mine()) ==
+        [("delivered", False), ("pending", True)], WAIT), mine()
+    refused = [e for e in events(kor, AuditKind.NOTICE_REFUSED)
+               if e["actor"] == "JPN" and "incidents_per_partner" in str(e["details"])]
+    assert refused, "KOR's refusal at the bound is on record"
 
 
 # ---- never a 5xx, never stored when refused ---------------------------------------------------

@@ -68,6 +68,15 @@ class AnsweredWhileAsked(TestClient):
         return response
 
 
+class AnswerLost(TestClient):
+    """KOR's peer API for JPN, whose answer is lost on the way back: KOR took the
+    request, JPN never learns it."""
+
+    def post(self, url: Any, **kwargs: Any) -> httpx.Response:
+        super().post(url, **kwargs)
+        raise httpx.ReadTimeout("the answer was lost on the way back")
+
+
 def consent_events(node: Node, item_id: str) -> list[dict[str, Any]]:
     with node.store.reader() as reader:
         return [json.loads(r["details"]) if isinstance(r["details"], str) else r["details"]
@@ -132,6 +141,25 @@ def test_an_answer_that_races_its_request_counts_once(
     assert same.json() == {"request": row["id"], "status": "granted"}
     assert len(exchange.consent_rows(kor)) == 2
 
+    # A request already answered stays answered: "failed" settles only one still pending
+    # (review18: it overwrote whatever the originator's answer had made it).
+    exchange.decide_request(jpn, row["id"], "failed", datetime.now(UTC))
+    assert exchange.consent_row(jpn, row["id"])["status"] == "granted"
+
+    # Asked again after the answer was lost on the way back: the request still pending
+    # here, under its id, and the originator answers with the one it kept (review18:
+    # before, each asking was a new request at both ends).
+    lost = AnswerLost(app_for_node(kor, peer_identity=lambda scope: "JPN"),
+                      base_url="https://kor.test")
+    with pytest.raises(MalformedInput, match="kept pending"):
+        consents.consent_request(jpn, item, "USA", "USFJ needs it", client=lost)
+    again = consents.consent_request(jpn, item, "USA", "USFJ needs it", client=to_kor)
+    assert [r["id"] for r in exchange.consent_rows(jpn) if r["status"] == "pending"] == \
+        [again["request"]]
+    assert [r["id"] for r in exchange.consent_rows(kor) if r["status"] == "pending"] == \
+        [again["request"]]
+    assert len(exchange.consent_rows(kor)) == 3
+
     # Nothing will answer a request the originator refused to take (here: KOR has left JPN
     # out of its federation since): failed, not left pending where a refusal would count.
     partners = exchange.require_partners(kor)
@@ -140,7 +168,7 @@ def test_an_answer_that_races_its_request_counts_once(
         consents.consent_request(jpn, items[0], "USA", "again", client=api_of(kor, jpn))
     assert [r["status"] for r in exchange.consent_rows(jpn) if r["reason"] == "again"] == \
         ["failed"]
-    assert len(exchange.consent_rows(kor)) == 2
+    assert len(exchange.consent_rows(kor)) == 3
 
 
 @settings(max_examples=50)

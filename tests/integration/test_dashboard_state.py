@@ -419,6 +419,33 @@ def test_the_dashboard_shows_a_partner_inconsistent_once_any_of_its_heads_was(
     assert got["KOR"]["received_at"] == got["KOR"]["at"]
 
 
+def test_a_partner_of_no_agreement_found_inconsistent_stays_in_sight(
+        heads_node: Node, shipped: Catalogue) -> None:
+    """KOR left every agreement JPN knows but is still in its federation (partners.json),
+    and its log was once found rewritten: the dashboard, doctor and ``audit partners`` still
+    show it INCONSISTENT (review18: before, only agreement partners were listed, and the
+    evidence dropped out of sight)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from gsomia.shell import exchange
+    from gsomia.shell.web import NodeView, partner_heads
+
+    _log_head(heads_node, "KOR", 9, "inconsistent")
+    without_kor = Catalogue({k: a for k, a in shipped.agreements.items()
+                             if "KOR" not in a.parties}, shipped.schemes)
+    exchange.Partners("JPN", "direct", {"KOR": exchange.Peer(
+        "KOR", "https://kor.invalid", Ed25519PrivateKey.generate().public_key(),
+        X25519PrivateKey.generate().public_key(), None)}, ()).write(heads_node.folder)
+    try:
+        view = NodeView(heads_node.store, heads_node.keys, without_kor, "JPN",
+                        Path(heads_node.folder))
+        got = {h["partner"]: h for h in partner_heads(view)}
+        assert got["KOR"]["consistent"] is False
+    finally:
+        (Path(heads_node.folder) / exchange.PARTNERS_FILE).unlink()
+
+
 @settings(max_examples=20, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=st.lists(st.tuples(st.sampled_from(["KOR", "USA"]), st.integers(1, 50),

@@ -104,11 +104,12 @@ def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
     assert exchange._revoked_standing(jpn) == {("standing-consent--1", "KOR")}
 
 
-def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered_as_403(
+def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered_as_429(
         node_factory: Callable[..., Node], now: datetime) -> None:
-    """``[limits]`` in node.toml sets the bound; the peer API refuses the revocation past
-    it with a 403 whose details name the limit and the bound (the sender marks it refused,
-    on record, not retried), and stores nothing."""
+    """``[limits]`` in node.toml sets the bound; the peer API answers the revocation past
+    it "not now": 429 with Retry-After, details naming the limit and the bound (bounds19:
+    it was 403, which the sender takes as final, so a genuine revocation at the bound was
+    lost for good; now the sender retries it), and stores nothing."""
     import dataclasses
     import json
     import warnings
@@ -139,10 +140,11 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
         answers.append(client.post("/peer/v1/consents/standing/revocations/",
                                    content=json.dumps(made_up.to_json()),
                                    headers={"Content-Type": "application/json"}))
-    assert [a.status_code for a in answers] == [202, 202, 403]
+    assert [a.status_code for a in answers] == [202, 202, 429]
+    assert int(answers[2].headers["Retry-After"]) > 0
     details = answers[2].json()["details"]
     assert details["limit"] == "standing_revocations_per_partner" and details["bound"] == 2
-    assert outbox.definitive(403)
+    assert not outbox.definitive(answers[2].status_code)  # the sender tries it again later
     assert len(exchange._revoked_standing(jpn)) == 2
     # A partner flooding at its bound: each refusal on record as the refused notices are,
     # the first 10 of a minute one by one naming the limit, the rest counted in a summary
@@ -151,7 +153,7 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
         made_up = crypto.revoke_standing_consent(consent_id=f"standing-consent--x{n}",
                                                  originator="USA", revoked_at=now, key=usa)
         assert client.post("/peer/v1/consents/standing/revocations/",
-                           content=json.dumps(made_up.to_json())).status_code == 403
+                           content=json.dumps(made_up.to_json())).status_code == 429
     client.app.state.peer_inbox.close()  # the node stops
 
     def refused() -> list[dict[str, object]]:

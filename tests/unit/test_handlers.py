@@ -36,6 +36,7 @@ from gsomia.core.custody import (
 from gsomia.core.errors import GsomiaError, PolicyDenied, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
+    AT_BOUND_S,
     INCIDENT,
     STANDING_REVOCATION,
     DeliveryDue,
@@ -43,6 +44,7 @@ from gsomia.core.outbox import (
     ItemStored,
     NoticeDue,
     Routing,
+    definitive,
     plan_deliveries,
 )
 from gsomia.core.policy import Consent, ReleaseRequest, decide
@@ -52,6 +54,7 @@ from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import ConsentRequest, QueuedDelivery, QueuedNotice, SeenEnvelope
 from gsomia.service.refusals import RefusalWindow
 from gsomia.shell.signatures import SignatureWorker
+from gsomia.shell.statuses import status_of
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 KOR_LABEL = handlers.LabelRequest("군사II급비밀", ("KOR", "JPN"), "dprk-missile")
@@ -169,10 +172,12 @@ class FakeRepo:
         self.notices.append(notice)
         self.notice_seqs.append(seq)
 
-    def notices_from(self, sender: Party, since: datetime) -> int:
+    def notices_from(self, sender: Party, since: datetime,
+                     originator: Party | None = None) -> int:
         events = {e.seq: e for e in (self.log.events if self.log else [])}
         return sum(seq in events and events[seq].actor == sender and events[seq].at > since
-                   for seq in self.notice_seqs)
+                   and originator in (None, notice.originator)
+                   for notice, seq in zip(self.notices, self.notice_seqs, strict=True))
 
     def notices_for(self, item_id: str) -> list[ClassificationNotice]:
         return [n for n in self.notices if n.item_id == item_id]
@@ -835,17 +840,24 @@ def test_refusals_are_on_record_one_by_one_up_to_the_bound_and_counted_after(
 
 def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     uow, jpn, item = received_item(shipped)
-    for text in ("one", "two", "three"):
+    for text in ("one", "two", "three", "four"):
         handlers.report_incident(uow, keys=jpn, kind="loss", description=text, now=NOW,
                                  item_id=item)
     rows = [QueuedNotice(n["row"], n["kind"], n["recipient"],
                                          n["reference"], n["item_id"], n["body"],
                                          n["attempts"]) for n in uow.outbox.notices]
+    # 429: the partner at a [limits] bound, "not now" (bounds19): tried again, never lost.
     counts = notice_handlers.settle_notices(
-        uow, outcomes=[(rows[0], 202, ""), (rows[1], 422, "bad"), (rows[2], 503, "busy")],
+        uow, outcomes=[(rows[0], 202, ""), (rows[1], 422, "bad"), (rows[2], 503, "busy"),
+                       (rows[3], 429, "at its bound")],
         now=NOW)
-    assert counts == (1, 1, 1)
-    assert [n["status"] for n in uow.outbox.notices] == ["delivered", "refused", "pending"]
+    assert counts == (1, 1, 2)
+    assert [n["status"] for n in uow.outbox.notices] == ["delivered", "refused", "pending",
+                                                         "pending"]
+    # ... after its Retry-After, not within seconds: each try costs the partner a signature
+    # check and a refusal on record, and its room does not come back that soon.
+    busy, at_bound = (uow.outbox.notices[n]["next_at"] for n in (2, 3))
+    assert busy < NOW + timedelta(seconds=AT_BOUND_S) <= at_bound
     [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],
@@ -1185,9 +1197,10 @@ def test_a_partner_never_makes_the_node_keep_more_incident_reports_than_its_boun
 def test_a_partner_never_makes_the_node_apply_more_classification_notices_than_its_bound(
         shipped: Catalogue, bound: int, levels: list[str], gaps: list[int]) -> None:
     """KOR, the item's originator and provider, re-marks it again and again (each notice a
-    new signature), hours apart: a notice is refused (LimitReached naming the limit, neither
-    kept nor audited) exactly when ``bound`` of KOR's were applied in the 24 h before it;
-    one already applied is answered as a duplicate at any count."""
+    new signature), hours apart: a notice is refused (LimitReached naming the limit, not
+    kept, on record as a ``notice-refused`` event naming the limit and bound, as every
+    other bound's refusal is: bounds19) exactly when ``bound`` of KOR's were applied in the
+    24 h before it; one already applied is answered as a duplicate at any count."""
     from gsomia.core.custody import sign_classification_notice
     from gsomia.core.errors import LimitReached
 
@@ -1213,7 +1226,12 @@ def test_a_partner_never_makes_the_node_apply_more_classification_notices_than_i
         if sum(now - window < at for at in applied) >= bound:
             with pytest.raises(LimitReached, match="classification_notices_per_partner"):
                 send()
-            assert len(uow.audit.events) == size
+            [refused] = uow.audit.events[size:]
+            assert refused.kind == AuditKind.NOTICE_REFUSED and refused.actor == "KOR"
+            assert refused.details["limit"] == "classification_notices_per_partner"
+            assert refused.details["bound"] == bound
+            assert status_of(LimitReached("classification_notices_per_partner", bound, "x")
+                             ) == 429 and not definitive(429)  # the sender tries again
         else:
             assert send()["accepted"]
             applied.append(now)
@@ -1516,3 +1534,59 @@ def test_a_partners_standing_consents_are_refused_exactly_when_its_bound_is_in_f
         held = [c for c in standing.in_force(jpn.repo.standing_consents())
                 if not c.revoked and now < c.not_after]
         assert len(held) <= bound
+
+
+def test_a_genuine_classification_notice_past_the_bound_is_not_refused_for_good(
+        shipped: Catalogue) -> None:
+    """review18: past its bound a genuine notice (here raising the level again) was a
+    PolicyDenied the peer API answered 403, which the sender's outbox takes as final: the
+    holder kept the item at its old level for good. The bound says "not now": 429, which
+    the sender retries, and on record (notice-refused naming the limit)."""
+    from gsomia.core.custody import sign_classification_notice
+    from gsomia.core.errors import LimitReached
+    uow, jpn, item = received_item(shipped)
+    kor = FakeKeys("KOR")
+
+    def send(old: str, new: str, n: int) -> Any:
+        notice = sign_classification_notice(item_id=item, originator="KOR", old_level=old,
+                                            new_level=new,
+                                            issued_at=NOW + timedelta(seconds=n),
+                                            key=kor.signing_key())
+        return notice_handlers.accept_classification_notice(
+            uow, keys=jpn, catalogue=shipped, doc=notice.to_json(), sender="KOR",
+            originator_keys={"KOR": kor.public_signing_key()},
+            now=NOW + timedelta(seconds=n), refusals=RefusalWindow(), bound=1,
+            window=timedelta(hours=24))
+    assert send("군사II급비밀", "군사III급비밀", 1)["accepted"]
+    with pytest.raises(LimitReached) as refused:
+        send("군사III급비밀", "군사II급비밀", 2)  # raised again: a genuine notice
+    assert not definitive(status_of(refused.value))  # the sender will try it again
+    [event] = uow.audit.of(AuditKind.NOTICE_REFUSED)
+    assert event.details["limit"] == "classification_notices_per_partner"
+
+
+def test_one_originators_notices_never_use_up_anothers_share_of_a_relay(
+        shipped: Catalogue) -> None:
+    """Under ``hub`` every originator's notices reach a node from the hub: counted per
+    (sender, originator), USA's notices relayed by KOR never use up KOR's own share
+    (review18: they shared one count, so one originator re-marking a lot held back
+    another's notices)."""
+    from gsomia.core.custody import sign_classification_notice
+    uow, jpn, item = received_item(shipped)
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    # A notice of USA's about one of its items, applied here an hour ago as sent by KOR.
+    relayed = sign_classification_notice(item_id="indicator--usa", originator="USA",
+                                         old_level="II", new_level="III", issued_at=NOW,
+                                         key=usa.signing_key())
+    event = uow.audit.append(AuditKind.CLASSIFICATION_CHANGED, NOW - timedelta(hours=1),
+                             "KOR", item_id="indicator--usa")
+    uow.commit()
+    uow.repo.add_notice(relayed, seq=event.seq)
+    notice = sign_classification_notice(item_id=item, originator="KOR",
+                                        old_level="군사II급비밀", new_level="군사III급비밀",
+                                        issued_at=NOW, key=kor.signing_key())
+    answer = notice_handlers.accept_classification_notice(
+        uow, keys=jpn, catalogue=shipped, doc=notice.to_json(), sender="KOR",
+        originator_keys={"KOR": kor.public_signing_key()}, now=NOW, refusals=RefusalWindow(),
+        bound=1, window=timedelta(hours=24))
+    assert answer["accepted"] and not answer.get("duplicate")

@@ -25,7 +25,7 @@ CASES = [
     # raised by audit verify over a rewritten sealed batch; as any bad input if ever answered
     (errors.EntriesRewritten("x", where="details.entries"), 422),
     # a partner's rows at the node's bound: refused for good (the sender does not retry)
-    (errors.LimitReached("incidents_per_partner", 3, "x"), 403),
+    (errors.LimitReached("incidents_per_partner", 3, "x"), 429),
 ]
 
 

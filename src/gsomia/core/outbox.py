@@ -27,6 +27,7 @@ from gsomia.core.policy import Consent, ReleaseRequest, StandingConsent, decide
 from gsomia.core.types import Party
 
 __all__ = [
+    "AT_BOUND_S",
     "CLASSIFICATION",
     "DELIVERY",
     "FIRST_BACKOFF",
@@ -61,6 +62,10 @@ DELIVERY = "delivery"  # an (item, version) owed to a partner; the other kinds a
 # doubling up to MAX_BACKOFF (a partner back up is served within seconds).
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
+# A partner at one of its ``[limits]`` bounds (429, "not now") is asked again no sooner: its
+# room comes as its window moves or its operator answers, not within seconds, and each try
+# costs it a signature check and a refusal on record. What its Retry-After says, too.
+AT_BOUND_S = 60
 # How long a sender holds the rows it took (PostgreSQL, several senders): longer than any
 # post takes (the partner client's timeout is 10 s, a refused batch is retried envelope by
 # envelope), so a live sender is never overtaken; a killed one's rows are due again after.
@@ -249,9 +254,12 @@ def backoff(attempts: int, *, first: float = FIRST_BACKOFF, cap: float = MAX_BAC
     return min(cap, first * float(2 ** min(max(attempts, 0), 62)))
 
 
-def next_try(attempts: int, now: datetime) -> datetime:
-    """When a row that failed ``attempts`` times before this failure goes again."""
-    return now + timedelta(seconds=backoff(attempts))
+def next_try(attempts: int, now: datetime, status: int = 0) -> datetime:
+    """When a row that failed ``attempts`` times before this failure (answered ``status``,
+    0 for none) goes again: after the backoff, and no sooner than :data:`AT_BOUND_S` from a
+    partner at its bound (429)."""
+    wait = backoff(attempts)
+    return now + timedelta(seconds=max(wait, AT_BOUND_S) if status == 429 else wait)
 
 
 def definitive(status: int) -> bool:

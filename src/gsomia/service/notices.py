@@ -166,11 +166,15 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
     """The originator's signed notice, from the party this node holds the item from:
     re-mark every version to this party's equivalent level (Art. 4) and pass it on.
 
-    At most ``bound`` notices from one partner are applied within ``window`` before ``now``
-    (:class:`LimitReached` after, not audited): each new signature is a new notice, stored,
-    audited and passed on with the custody rows it re-marks, so an originator re-marking one
-    item again and again, or a relay passing on all it is sent, would otherwise grow the
-    node without end. A notice already applied is answered as such at any count."""
+    At most ``bound`` notices of one originator from one partner are applied within
+    ``window`` before ``now`` (:class:`LimitReached` after, on record as any refusal): each
+    new signature is a new notice, stored, audited and passed on with the custody rows it
+    re-marks, so an originator re-marking one item again and again, or a relay passing on all
+    it is sent, would otherwise grow the node without end. Counted per originator, so under
+    ``hub`` one originator re-marking a lot never uses up another's share of the relay's.
+    The bound says "not now", never "never": the peer API answers it 429, the sender tries
+    again later, and the notice is applied once the window has room. A notice already
+    applied is answered as such at any count."""
     item_id = doc.get("item_id") if isinstance(doc, Mapping) else None
     try:
         notice = ClassificationNotice.from_json(doc)
@@ -180,7 +184,8 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
                           for n in uow.repo.notices_for(notice.item_id))
             current = uow.repo.custody_of(notice.item_id, versions[-1].version)[-1] \
                 if versions else None
-            kept = 0 if applied else uow.repo.notices_from(sender, now - window)
+            kept = 0 if applied else uow.repo.notices_from(sender, now - window,
+                                                           originator=notice.originator)
         if current is None or current.provider != sender:
             raise PolicyDenied((f"{keys.party} holds no {notice.item_id} from {sender}",))
         key = originator_keys.get(notice.originator)
@@ -190,12 +195,10 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
             return {"accepted": True, "duplicate": True}
         if kept >= bound:
             raise LimitReached("classification_notices_per_partner", bound,
-                               f"{sender}'s classification notice")
+                               f"{sender}'s classification notice of {notice.originator}'s items")
         remarked = handlers.apply_classification_notice(
             uow, keys=keys, catalogue=catalogue, notice=notice, originator_public=key,
             now=now, actor=sender, came_from=sender)
-    except LimitReached:
-        raise
     except GsomiaError as exc:
         _refuse(uow, CLASSIFICATION, sender, item_id, exc, now, refusals)
         raise
@@ -226,7 +229,8 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
             counts[REFUSED] += 1
         else:
             updates.append((notice.row, {
-                "attempts": notice.attempts + 1, "next_at": next_try(notice.attempts, now),
+                "attempts": notice.attempts + 1,
+                "next_at": next_try(notice.attempts, now, status),
                 "last_error": (f"HTTP {status}: " if status else "") + text}))
             counts["retry"] += 1
     with uow:

@@ -168,9 +168,11 @@ class Repository(Protocol):
         ...
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None: ...
     def notices_for(self, item_id: str) -> list[ClassificationNotice]: ...
-    def notices_from(self, sender: Party, since: datetime) -> int:
+    def notices_from(self, sender: Party, since: datetime,
+                     originator: Party | None = None) -> int:
         """How many classification notices ``sender`` posted that were applied here after
-        ``since`` (the actor and time of the event that applied each)."""
+        ``since`` (the actor and time of the event that applied each); of ``originator``'s
+        only, if given."""
         ...
     def add_incident(self, report: IncidentReport, *, seq: int) -> None: ...
     def incidents(self) -> list[IncidentReport]: ...
@@ -205,10 +207,15 @@ class Repository(Protocol):
         ``item_id``, where given)."""
         ...
 
+    def pending_outgoing_request(self, item_id: str, recipient: Party) -> str | None:
+        """The id of this node's request for ``item_id`` to ``recipient`` still pending (the
+        oldest), or None."""
+        ...
+
     def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         """Mark this node's requests answered: the pending outgoing ones for ``item_id``
-        (to ``recipient``), or the one ``request_id``."""
+        (to ``recipient``), or the one ``request_id`` if it is still pending."""
         ...
     # what the operator, the dashboard, the warning centre and the scenarios read
     def holdings_mark(self) -> tuple[int, ...]:

@@ -8,8 +8,9 @@ statuses here and nowhere else:
     MalformedInput → 400 (query, cursor, header) or 422 (a body of the wrong shape); its
                      ``where`` names the field (``rel_to``), never a command-line flag
     NotFound       → 404, one body for "absent" and "you may not see it"
-    PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409; LimitReached → 403
-                     whose details name the ``limit`` and its ``bound``
+    PolicyDenied, ProofInvalid → 403 (peer API); Replayed → 409; LimitReached → 429
+                     with Retry-After ("not now": the sender retries), whose details name
+                     the ``limit`` and its ``bound``
     AuditUnavailable, PeerUnavailable, Unavailable → 503 (TAXII: also a batch whose
                      bindings could not be signed); any other GsomiaError → 422 (peer API)
                      (:func:`gsomia.shell.statuses.status_of`, which the dashboard and the
@@ -83,7 +84,7 @@ from gsomia.shell import sensor_intake, warnings_out, web
 from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.guard import Defences, retry_seconds, source_of
 from gsomia.shell.peer_identity import PeerRefused
-from gsomia.shell.statuses import status_of
+from gsomia.shell.statuses import RETRY_AFTER_S, status_of
 
 __all__ = ["API_ROOT", "IN_FLIGHT", "MAX_CONTENT_LENGTH", "ApiConfig", "body_limit",
            "create_app", "openapi"]
@@ -446,9 +447,11 @@ def create_app(config: ApiConfig) -> Starlette:
             except MalformedInput as exc:
                 return _malformed(exc, 422)
             except LimitReached as exc:
-                return _json(error_body("Refused", 403, str(exc),
+                # "Not now": a 403 would be final to the sender's outbox, and the notice lost.
+                return _json(error_body("Too many requests", 429, str(exc),
                                         {"reasons": list(exc.reasons), "limit": exc.limit,
-                                         "bound": exc.bound}), 403)
+                                         "bound": exc.bound}), 429,
+                             headers={"Retry-After": str(RETRY_AFTER_S)})
             except PolicyDenied as exc:
                 return _json(error_body("Refused", 403, str(exc),
                                         {"reasons": list(exc.reasons)}), 403)

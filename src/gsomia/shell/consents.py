@@ -46,8 +46,11 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
         data = {"description": response.text[:300]}
     if response.status_code >= 400:
         reasons = data.get("details", {}).get("reasons") if isinstance(data, dict) else None
-        raise PolicyDenied(tuple(reasons or [f"HTTP {response.status_code}: "
-                                             f"{data.get('description', '')}"]))
+        reasons = list(reasons or [f"HTTP {response.status_code}: "
+                                   f"{data.get('description', '')}"])
+        if response.status_code == 429:  # the partner at a bound: a person is told, not queued
+            reasons.append("the partner takes no more now: ask again later")
+        raise PolicyDenied(tuple(reasons))
     return data
 
 
@@ -65,6 +68,7 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
     partners = require_partners(node)
     with node.store.repository() as repo:
         item = repo.get_item(item_id)
+        kept = repo.pending_outgoing_request(item_id, recipient) if item is not None else None
     if item is None:
         raise MalformedInput(f"{item_id} is not held here", where="item")
     if item.originator == node.party:
@@ -75,11 +79,14 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
     # (a refusal or a grant) before this POST returns, and a reply counts only for a request
     # pending here (an answer that found none was refused, and lost). The id is proposed to
     # the originator, so both sides name the request alike.
+    # Asking again after an answer was lost: the request still pending here, under its id,
+    # which the originator answers with the one it kept (never a second request).
     now = now_utc()
-    request_id = new_request_id(node, now)
-    record_request(node, request_id=request_id, item_id=item_id, holder=node.party,
-                   recipient=recipient, reason=reason, direction="outgoing", now=now,
-                   actor="operator")
+    request_id = kept or new_request_id(node, now)
+    if kept is None:
+        record_request(node, request_id=request_id, item_id=item_id, holder=node.party,
+                       recipient=recipient, reason=reason, direction="outgoing", now=now,
+                       actor="operator")
     try:
         answer = _post(node, origin.url, "/peer/v1/consents/requests/",
                        {"item_id": item_id, "recipient": recipient, "reason": reason,

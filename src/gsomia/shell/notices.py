@@ -44,13 +44,14 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core.audit import AuditKind, TreeHead, hashes_from_json, hashes_to_json
 from gsomia.core.custody import INCIDENT_KINDS, ClassificationNotice, IncidentReport
-from gsomia.core.errors import MalformedInput, Unavailable
+from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import (
     CLASSIFICATION,
@@ -294,11 +295,13 @@ def partner_heads(node: PartnersOf) -> list[dict[str, Any]]:
     heads failed a check (the evidence of a rewrite is never outweighed by later good heads),
     True if checked and never failed, None if never checked from this side.
 
-    The partners are those the node's agreements name; each one's few records are read by
-    index (the dashboard asks on every poll: reading every head of the log cost 17 ms at
-    4,000 heads, and grew with the log)."""
-    partners = sorted({p for a in node.catalogue.agreements.values() for p in a.parties}
-                      - {node.party})
+    The partners are those the node's agreements name and those of its federation
+    (``partners.json``, when the node's folder is known): a partner that left every
+    agreement but whose log was once found rewritten must stay in sight (review18). Each
+    one's few records are read by index (the dashboard asks on every poll: reading every
+    head of the log cost 17 ms at 4,000 heads, and grew with the log)."""
+    partners = sorted(({p for a in node.catalogue.agreements.values() for p in a.parties}
+                       | _federation_of(getattr(node, "folder", None))) - {node.party})
     with _SEEN_LOCK:
         seen = dict(_SEEN.get(node.store, {}))
     rows: list[LoggedHead] = []
@@ -318,6 +321,18 @@ def partner_heads(node: PartnersOf) -> list[dict[str, Any]]:
     with _SEEN_LOCK:
         _SEEN.setdefault(node.store, {}).update(seen)
     return _partner_heads(rows)
+
+
+def _federation_of(folder: Any) -> set[Party]:
+    """The parties of the node's ``partners.json`` (none without a folder or the file; an
+    unreadable file shows the agreements' partners still, and ``gsomia doctor`` names it)."""
+    if folder is None:
+        return set()
+    try:
+        found = Partners.load(Path(folder))  # parsed again only when its bytes change
+    except GsomiaError:
+        return set()
+    return set(found.peers) if found is not None else set()
 
 
 # Per store, per partner: the records kept (:func:`_few`) of the log up to a seq. A partner

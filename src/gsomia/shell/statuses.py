@@ -10,6 +10,7 @@ from __future__ import annotations
 from gsomia.core.errors import (
     ActionRefused,
     GsomiaError,
+    LimitReached,
     MalformedInput,
     NotFound,
     PolicyDenied,
@@ -17,8 +18,13 @@ from gsomia.core.errors import (
     Replayed,
     Unavailable,
 )
+from gsomia.core.outbox import AT_BOUND_S
 
-__all__ = ["status_of"]
+__all__ = ["RETRY_AFTER_S", "status_of"]
+
+# What a partner at one of its ``[limits]`` bounds is told to wait (Retry-After, seconds): a
+# bound is a rate or room limit, "not now", never "never"; a gsomia sender waits as long.
+RETRY_AFTER_S = AT_BOUND_S
 
 
 def status_of(exc: GsomiaError) -> int:
@@ -30,6 +36,8 @@ def status_of(exc: GsomiaError) -> int:
         return 404
     if isinstance(exc, Replayed):
         return 409
+    if isinstance(exc, LimitReached):
+        return 429  # before PolicyDenied: a 403 is final to the sender, and this is not
     if isinstance(exc, PolicyDenied | ProofInvalid):
         return 403
     if isinstance(exc, Unavailable):

@@ -1117,14 +1117,15 @@ class SqlRepository:
         return [_notice(r) for r in self.conn.execute(
             t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
 
-    def notices_from(self, sender: str, since: datetime) -> int:
+    def notices_from(self, sender: str, since: datetime, originator: str | None = None) -> int:
         t, a = classification_notices, audit_events
+        mine = [t.c.originator == originator] if originator is not None else []
         # An event's ``at`` is text with or without milliseconds, so text order holds to the
         # second only: the rows from ``since``'s second on are read and the rest compared
         # as instants.
         times = self.conn.execute(
             sa.select(a.c.at).select_from(t.join(a, a.c.seq == t.c.seq))
-            .where(a.c.actor == sender, a.c.at >= event_time(since)[:19])).scalars()
+            .where(a.c.actor == sender, a.c.at >= event_time(since)[:19], *mine)).scalars()
         return sum(instant(at) > since for at in times)
 
     def add_incident(self, report: IncidentReport, *, seq: int) -> None:
@@ -1232,11 +1233,19 @@ class SqlRepository:
             query = query.where(t.c.item_id == item_id)
         return int(self.conn.execute(query).scalar_one())
 
+    def pending_outgoing_request(self, item_id: str, recipient: str) -> str | None:
+        t = consent_requests
+        return self.conn.execute(
+            sa.select(t.c.id).where(t.c.direction == "outgoing", t.c.status == "pending",
+                                    t.c.item_id == item_id, t.c.recipient == recipient)
+            .order_by(t.c.at).limit(1)).scalar()
+
     def answer_consent_requests(self, item_id: str, recipient: str | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         t = consent_requests
         if request_id is not None:
-            query = t.update().where(t.c.id == request_id)
+            # Only a request still pending: the originator's answer may have come first.
+            query = t.update().where(t.c.id == request_id, t.c.status == "pending")
         else:
             query = t.update().where(t.c.item_id == item_id, t.c.direction == "outgoing",
                                      t.c.status == "pending")

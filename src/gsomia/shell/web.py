@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.resources import files
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -172,13 +173,15 @@ class NodeView:
     keys: KeyStore
     catalogue: Catalogue
     party: Party
+    folder: Path | None = None  # the node's folder: its partners.json (partner_heads)
 
 
 def _node_of(request: Request, party: Party) -> NodeView | None:
     ts = getattr(request.app.state, "taxii_store", None)
     if ts is None:
         return None
-    return NodeView(ts.store, ts.keys, ts.catalogue, party)
+    return NodeView(ts.store, ts.keys, ts.catalogue, party,
+                    getattr(request.app.state, "node_folder", None))
 
 
 def fingerprint(node: NodeView) -> tuple[int, ...]:
