@@ -102,3 +102,25 @@ def _wait_for(done: Callable[[], bool], limit: float = 0.4) -> None:
     while not done():
         assert time.monotonic() < deadline, "the copier did not write in time"
         time.sleep(0.002)
+
+
+def test_a_copy_that_cannot_be_read_is_malformed_input_naming_the_file(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A copy that is there but cannot be read (permissions, the disk) is reported as
+    unreadable, as a damaged one is (``audit verify``, the dashboard's audit panel), not an
+    OSError that takes a request down; a missing one is no copy yet."""
+    from pathlib import Path
+
+    from gsomia.core.errors import MalformedInput
+
+    copy = tmp_path / "tree-head.json"
+    assert read_external_head(copy) is None
+    copy.write_text("{}", "utf-8")
+
+    def refused(self: Path, *args: Any, **kwargs: Any) -> str:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_text", refused)
+    with pytest.raises(MalformedInput, match="unreadable") as caught:
+        read_external_head(copy)
+    assert caught.value.where == str(copy)

@@ -237,9 +237,9 @@ class LeafCache:
 
 
 def head_for_partners(reader: AuditReader) -> TreeHead | None:
-    """The log's newest head, synced to disk before a partner gets it (None: none signed
-    yet). A log that cannot be synced refuses it: a partner holding a head that a power cut
-    takes back would see this node as rolled back."""
+    """The log's newest head, synced to disk before a partner (or the dashboard) gets it
+    (None: none signed yet). A log that cannot be synced refuses it: a partner holding a
+    head that a power cut takes back would see this node as rolled back."""
     try:
         return reader.latest_head()
     except OSError as exc:

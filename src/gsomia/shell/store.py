@@ -2323,6 +2323,9 @@ def read_external_head(path: Path) -> TreeHead | None:
         text = path.read_text("utf-8")
     except FileNotFoundError:
         return None
+    except OSError as exc:  # there, but not to be read (permissions, the disk)
+        raise MalformedInput(f"the tree head kept outside the database is unreadable: {exc}",
+                             where=str(path)) from None
     try:
         return TreeHead.from_json(json.loads(text))
     except (ValueError, MalformedInput) as exc:

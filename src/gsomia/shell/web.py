@@ -292,25 +292,23 @@ def state(node: NodeView, session: Session, now: datetime,
                            "member": node.party in a.parties, **st,
                            "history": [{"on": ev.on.isoformat(), "kind": ev.kind, "by": ev.by,
                                         "note": ev.note} for ev in a.history]})
+    from gsomia.shell.notices import head_for_partners
+
     audit: dict[str, Any] = {"size": 0, "head": None, "partners": [], "error": None}
     try:
         with node.store.reader() as reader:
             audit["size"] = reader.size()
-            head = reader.latest_head()
+            # Synced first: a head shown now must not be one a power cut takes back; one that
+            # cannot be synced refuses the whole state (503, not a crash).
+            head = head_for_partners(reader)
             audit["head"] = None if head is None else head.to_json()
             external = reader.external_head()
             audit["published"] = None if external is None else external.to_json()
         audit["partners"] = partner_heads(node)
+    except Unavailable:
+        raise
     except (GsomiaError, StoreError, ValueError) as exc:
         audit["error"] = str(exc)
-    except OSError as exc:
-        # The log's file could not be synced: a head shown now might be one a power cut
-        # takes back, so none is, and the whole state is refused (503, not a crash).
-        raise Unavailable(
-            f"the audit log's tree head cannot be shown: the database's write-ahead log "
-            f"could not be synced to disk ({exc}); check that the node's folder and its "
-            f"database files are readable by the node and the disk is healthy, then "
-            f"reload") from None
     coverage: dict[str, Any] = {"areas": [], "withheld": 0, "error": None}
     try:
         catalogue_sensors = feeds.load_sensors() if sensors is None else sensors
