@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gsomia.core.types import instant
+
 if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
 
@@ -179,11 +181,7 @@ def refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
     counts: dict[str, int] = {}
     at_bound: dict[str, set[str]] = {}
     for _, at, actor, raw in rows:
-        when = datetime.fromisoformat(str(at).replace("Z", "+00:00")) \
-            if not isinstance(at, datetime) else at
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        if when < since:
+        if instant(at) < since:
             break  # newest first
         details = json.loads(raw) if isinstance(raw, str) else raw or {}
         counts[actor] = counts.get(actor, 0) + int(details.get("refused", 1)
