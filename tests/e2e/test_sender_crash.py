@@ -20,6 +20,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,6 +258,19 @@ class LossyLink:
         return httpx.Response(202, json={"results": docs})
 
 
+def _one_pass(kor: Any, batch: int, post: Callable[[Any], Any]) -> None:
+    """One pass of KOR's sender, its batch of ``batch`` posted through ``post`` (which hands
+    it to the partner's API as the test arranges)."""
+    import httpx
+
+    sender = exchange.Sender(kor, batch=batch, clock=_clock(),
+                             client=httpx.Client(transport=httpx.MockTransport(post)))
+    try:
+        sender.step()
+    finally:
+        sender.close()
+
+
 def _clock() -> Any:
     from datetime import UTC, datetime, timedelta
 
@@ -355,12 +369,7 @@ def test_the_same_batch_delivered_twice_at_once_is_stored_once(pair: Any) -> Non
         won = [a if a.receipt is not None else b for a, b in zip(*copies, strict=True)]
         return httpx.Response(202, json={"results": [r.to_json() for r in won]})
 
-    sender = exchange.Sender(kor, batch=len(objs), clock=_clock(),
-                             client=httpx.Client(transport=httpx.MockTransport(twice)))
-    try:
-        sender.step()
-    finally:
-        sender.close()
+    _one_pass(kor, len(objs), twice)
     first, second = answers[:2]
     assert len(first) == len(second) == len(objs)
     # Per envelope: one copy receipted, the other refused as a replay.
@@ -421,12 +430,7 @@ def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
         won = a[:2] + shared + b[2:]
         return httpx.Response(202, json={"results": [r.to_json() for r in won]})
 
-    sender = exchange.Sender(kor, batch=len(objs), clock=_clock(),
-                             client=httpx.Client(transport=httpx.MockTransport(overlapping)))
-    try:
-        sender.step()
-    finally:
-        sender.close()
+    _one_pass(kor, len(objs), overlapping)
     assert reads[0] >= 2, "the two deliveries did not race"
     a, b = answers[:2]
     assert len(a) == len(b) == 4
