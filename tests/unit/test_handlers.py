@@ -1590,3 +1590,37 @@ def test_one_originators_notices_never_use_up_anothers_share_of_a_relay(
         originator_keys={"KOR": kor.public_signing_key()}, now=NOW, refusals=RefusalWindow(),
         bound=1, window=timedelta(hours=24))
     assert answer["accepted"] and not answer.get("duplicate")
+
+
+# ---- a person's refusals, bounded (issue 11) -------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["aiko", "taro", "hana"]),
+                                st.integers(min_value=0, max_value=200)), max_size=60))
+def test_a_person_s_refusals_are_each_on_record_or_counted_within_the_bound(
+        steps: list[tuple[str, int]]) -> None:
+    """However a person repeats refused actions, each is either an event of its own or
+    counted in a summary (nothing lost), and no person gets more than the bound's events one
+    by one in a window: probing what one may write leaves a trace, not an unbounded log."""
+    uow = FakeUnitOfWork(Routing("JPN", (), None))  # type: ignore[arg-type]
+    window = RefusalWindow(per_window=3, window=timedelta(seconds=60))
+    steps = sorted(steps, key=lambda s: s[1])  # time goes forward
+    for person, second in steps:
+        handlers.refuse_bounded(uow, refusals=window, actor=person, action="taxii-post",
+                                reasons=["above their clearance"], item_id="indicator--1",
+                                now=NOW + timedelta(seconds=second))
+    handlers.record_action_summaries(uow, refusals=window, now=None)
+    events = uow.audit.of(AuditKind.ACTION_REFUSED)
+    one_by_one = [e for e in events if not e.details.get("summary")]
+    counted = sum(e.details["refused"] for e in events if e.details.get("summary"))
+    assert len(one_by_one) + counted == len(steps)
+    assert all(e.details["action"] == "taxii-post" for e in events)
+    for person in {p for p, _ in steps}:
+        # Windows start at a person's first refusal after the last closed: within any
+        # 60 s, at most two windows overlap, so at most twice the bound one by one.
+        times = [e.at for e in one_by_one if e.actor == person]
+        assert all(sum(1 for u in times if t <= u < t + timedelta(seconds=60)) <= 6
+                   for t in times)
+        assert len([e for e in events if e.actor == person and e.details.get("summary")]) \
+            <= len(times)

@@ -1032,6 +1032,56 @@ def refuse_action(uow: UnitOfWork, *, actor: str, action: str, reasons: Sequence
     return event
 
 
+def refuse_bounded(uow: UnitOfWork, *, refusals: RefusalWindow, actor: str, action: str,
+                   reasons: Sequence[str], now: datetime, item_id: str | None = None,
+                   details: Mapping[str, Any] | None = None) -> None:
+    """:func:`refuse_action` for a refusal a person can repeat in a loop (a TAXII post): on
+    record one by one up to ``refusals``' bound per person and window, then counted, the
+    count written as one ``action-refused`` summary with the next refusal after its window
+    (or at close). What cannot be written is given back to ``refusals``, never dropped."""
+    admitted, closed = refusals.admit(actor, action, item_id, now)
+    if not admitted and not closed:
+        return  # counted: on record in the summary once the window closes
+    try:
+        with uow:
+            _action_summaries(uow, closed, now)
+            if admitted:
+                uow.audit.append(AuditKind.ACTION_REFUSED, now, actor, item_id=item_id,
+                                 details={"action": action,
+                                          "reasons": [r[:500] for r in reasons[:10]],
+                                          **(details or {})})
+            uow.commit()
+    except BaseException:
+        refusals.give_back([*closed, *([RefusalSummary(actor, {action: 1},
+                                                       (item_id,) if item_id else (), now,
+                                                       now)] if admitted else [])])
+        raise
+
+
+def record_action_summaries(uow: UnitOfWork, *, refusals: RefusalWindow,
+                            now: datetime | None) -> int:
+    """The counts :func:`refuse_bounded` kept of the windows closed by ``now`` (None: of
+    all, as the node stops) put on record; how many summaries were written."""
+    summaries = refusals.closed(now)
+    if summaries:
+        try:
+            with uow:
+                _action_summaries(uow, summaries, now or max(s.last for s in summaries))
+                uow.commit()
+        except BaseException:
+            refusals.give_back(summaries)
+            raise
+    return len(summaries)
+
+
+def _action_summaries(uow: UnitOfWork, summaries: Sequence[RefusalSummary],
+                      now: datetime) -> None:
+    for summary in summaries:
+        uow.audit.append(AuditKind.ACTION_REFUSED, now, summary.sender,
+                         details={"action": ", ".join(sorted(summary.kinds)),
+                                  **summary.details()})
+
+
 def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,
                    originator_public: Ed25519PublicKey, now: datetime,
                    actor: str = "node") -> ConsentRecord:

@@ -22,6 +22,7 @@ PostgreSQL ``items (added_at, row)`` for the keyset (SQLite already has it impli
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
 from gsomia.service.ports import BindingSigner, KeyStore, StixValidator, UnitOfWork
+from gsomia.service.refusals import RefusalWindow
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
@@ -48,6 +50,7 @@ from gsomia.service.taxii_ports import (
     Page,
     PostStatus,
     Query,
+    RefusedPost,
     StoredVersion,
     Submission,
 )
@@ -136,6 +139,9 @@ class SqlObjectStore:
                                         tuple[int, int] | None]] = {}
         self._statements: dict[tuple[Any, ...], Any] = {}
         self._statuses: sa.Engine | None = None
+        # People's refused posts: ten a minute each on record one by one, the rest counted,
+        # so an account probing what it may write is traced without growing the log freely.
+        self.refusals = RefusalWindow(per_window=10)
         _meta.create_all(store.engine, checkfirst=True)
         self.label_classes()  # read them all now, not on the first request
 
@@ -428,6 +434,18 @@ class SqlObjectStore:
     def record_miss(self, record: AccessRecord) -> None:
         self._enqueue(record)
 
+    def record_refused(self, refused: RefusedPost) -> None:
+        try:
+            handlers.refuse_bounded(
+                self.store.uow(), refusals=self.refusals, actor=refused.person,
+                action="taxii-post", reasons=refused.reasons, now=refused.at,
+                item_id=refused.item_ids[0][:300] if refused.item_ids else None,
+                details={"collection": refused.collection, "refused": refused.count,
+                         "item_ids": [i[:300] for i in refused.item_ids[:10]]})
+        except Exception as exc:  # counted again (refuse_bounded gave it back): written later
+            print(f"gsomia: a refused TAXII post of {refused.person} is counted, not yet on "
+                  f"record: {exc}", file=sys.stderr)
+
     def record_access(self, record: AccessRecord) -> None:
         if self.audit_reads == "batched":
             self._enqueue(record)
@@ -521,6 +539,12 @@ class SqlObjectStore:
             self._closing = True
             self._queued.notify()
         self.flush_access()
+        try:
+            handlers.record_action_summaries(self.store.uow(), refusals=self.refusals,
+                                             now=None)
+        except Exception as exc:  # the node still stops; the operator is told
+            print(f"gsomia: could not audit the people's refused posts still counted: {exc}",
+                  file=sys.stderr)
         close_signer = getattr(self.signer, "close", None)
         if close_signer is not None:
             close_signer()
