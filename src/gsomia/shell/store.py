@@ -896,8 +896,15 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
                 if seen is not None and seen[0] is raw:
                     value[i] = seen[1]
                 else:
-                    value[i] = bind(raw)
-                    last[i] = (raw, value[i])
+                    bound = bind(raw)
+                    if type(bound) is datetime:
+                        # Core's text for it (SQLAlchemy's SQLite DATETIME, microseconds
+                        # always), once for the rows that share the instant: left to the
+                        # driver, its adapter made it row by row, and without the fraction
+                        # at a whole second, which then sorted before Core's same instant.
+                        bound = bound.isoformat(" ", "microseconds")
+                    value[i] = bound
+                    last[i] = (raw, bound)
         values.append(tuple(value))
     conn.exec_driver_sql(sql, values)
 
