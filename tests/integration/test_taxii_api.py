@@ -501,7 +501,7 @@ def test_a_person_s_post_refused_for_their_rights_is_audited_within_a_bound(
         world: World) -> None:
     """issue 11: a low-cleared account probing what it may write leaves a trace (before, no
     event at all), answered exactly as before; repeated, it is counted, not written each
-    time. About 0.3 s: the module's node, a user of its own."""
+    time. About 0.5 s: the module's node, a user of its own."""
     world.add_user("taro", "秘", ["dprk-missile"])
     store = world.app.state.taxii_store
     n = 900 + next(_n)
@@ -529,6 +529,11 @@ def test_a_person_s_post_refused_for_their_rights_is_audited_within_a_bound(
     [summary] = [json.loads(e.details) for e in _events(world.node, "action-refused")
                  if e.actor == "taro" and json.loads(e.details).get("summary")]
     assert summary["refused"] == 4 and summary["notices"] == {"taxii-post": 4}
+    # `gsomia doctor` names the account, every post counted, past the bound
+    from gsomia.shell.doctor import people_refusal_checks
+
+    [check] = people_refusal_checks(world.node.folder, lambda: world.catalogue)
+    assert not check.ok and not check.required and "taro 14 (past the bound)" in check.detail
 
 
 # ---- peer API skeleton ------------------------------------------------------------------------

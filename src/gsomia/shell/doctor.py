@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
 
 __all__ = ["MODULES", "Check", "clock_checks", "delivery_checks", "environment",
-           "node_checks", "partner_checks", "pin_checks", "refusal_checks"]
+           "node_checks", "partner_checks", "people_refusal_checks", "pin_checks",
+           "refusal_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ def node_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check
     out.extend(pin_checks(folder))
     out.extend(delivery_checks(folder, agreements))
     out.extend(refusal_checks(folder, agreements))
+    out.extend(people_refusal_checks(folder, agreements))
     return out
 
 
@@ -198,6 +200,43 @@ def refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
                   "" if not at_bound else "a partner sends past its bound: see the "
                   "notice-refused events in the audit log; raise [limits] in node.toml only "
                   "for traffic you expect", required=False)]
+
+
+def people_refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
+                          now: datetime | None = None) -> list[Check]:
+    """The node's people whose TAXII posts were refused for their rights in the last day,
+    summaries counted in full: one past the bound (ten a minute on record one by one) is
+    named, as an account probing what it may write."""
+    from gsomia.shell.node import open_node
+
+    since = (now or datetime.now(UTC)) - timedelta(days=1)
+    try:
+        with open_node(folder, catalogue=agreements()) as node, \
+                node.store.repository() as repo:
+            rows = repo.newest_of(("action-refused",), 10_000)
+    except Exception:  # the database check above already says what is wrong
+        return []
+    counts: dict[str, int] = {}
+    past_bound: set[str] = set()
+    for _, at, actor, raw in rows:
+        if instant(at) < since:
+            break  # newest first
+        details = json.loads(raw) if isinstance(raw, str) else raw or {}
+        if details.get("action") != "taxii-post":
+            continue  # the desk's refusals: one event each, as before
+        if details.get("summary"):
+            past_bound.add(actor)
+        counts[actor] = counts.get(actor, 0) + int(details.get("refused", 1)
+                                                   if details.get("summary") else 1)
+    if not counts:
+        return [Check("people's refused TAXII posts", True, "none in the last day",
+                      required=False)]
+    detail = ", ".join(f"{who} {n}" + (" (past the bound)" if who in past_bound else "")
+                       for who, n in sorted(counts.items(), key=lambda c: -c[1]))
+    return [Check("people's refused TAXII posts", not past_bound, f"last day: {detail}",
+                  "" if not past_bound else "a person posts what their rights refuse, again "
+                  "and again: see the action-refused events (gsomia audit events), and "
+                  "their account", required=False)]
 
 
 # The sensor reports a clock check reads: those stored in the log's newest events.
