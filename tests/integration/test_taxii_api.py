@@ -534,6 +534,9 @@ def test_a_person_s_post_refused_for_their_rights_is_audited_within_a_bound(
 
     [check] = people_refusal_checks(world.node.folder, lambda: world.catalogue)
     assert not check.ok and not check.required and "taro 14 (past the bound)" in check.detail
+    with world.node.store.reader() as reader:
+        verdict = handlers.verify_audit(reader, public_key=world.node.keys.public_signing_key())
+    assert verdict.ok, verdict.problems
 
 
 # ---- peer API skeleton ------------------------------------------------------------------------

@@ -7,7 +7,8 @@ item the caller may not see and an item that does not exist give the same :class
 which the API renders as the same 404 body; both are recorded alike (``record_miss``, off the
 request path, the reasons worked out when the event is written), so neither the answer nor
 its time tells them apart. A POST is refused by the access rule in one set of words
-(``REFUSED_TO_PUBLISH``), decided before "already held" could be said.
+(``REFUSED_TO_PUBLISH``), decided before "already held" could be said; such a refusal is
+audited with the rule's own reasons, bounded per person (:meth:`ObjectStore.record_refused`).
 """
 
 from __future__ import annotations
