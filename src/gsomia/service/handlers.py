@@ -291,6 +291,8 @@ def _prepare(signing: BindingSigner,
     (object as bound, its bytes, label form, digest, id, version) and ``pending``."""
     prepared: list[tuple[str, str, _LabelForm]] = []
     handed = 0  # digests handed to the signer so far
+    last_request: LabelRequest | None = None
+    last_form: _LabelForm | None = None
     for i, (obj, request) in enumerate(entries):
         if not isinstance(obj, Mapping):
             raise MalformedInput("not a JSON object", where=f"object {i}",
@@ -298,7 +300,8 @@ def _prepare(signing: BindingSigner,
         # The label first: it is cheap to check, and a wrong level should not wait for STIX.
         # Objects of one batch mostly share a label request; each distinct one is made, and
         # put in its canonical forms, once (same request and ``now``: the same label).
-        form = labels.get(request)
+        # The same request object as the entry before (a TAXII batch): its form, unhashed.
+        form = last_form if request is last_request else labels.get(request)
         if form is None:
             form = labels[request] = _LabelForm.of(
                 make_label(request, originator=keys.party, catalogue=catalogue, now=now),
@@ -308,6 +311,7 @@ def _prepare(signing: BindingSigner,
             if publisher is not None and not access.may_read(publisher, form.label,
                                                              catalogue.schemes):
                 raise PolicyDenied((REFUSED_TO_PUBLISH,))
+        last_request, last_form = request, form
         is_marking = is_label_marking(obj)
         if is_marking:
             check_label_marking(obj, form.label, catalogue.vocabulary, where=f"object {i}")

@@ -319,28 +319,30 @@ class SqlObjectStore:
                     kept_as_is: Callable[[bytes], str | None] | None = None
                     ) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
-        checked: dict[handlers.LabelRequest, str | None] = {}
+        checked: dict[handlers.LabelRequest, str | None] = {}  # a label's problem, if any
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
         seen: set[tuple[str, str]] = set()
         # The objects of a request share a few label objects: each is asked for once.
-        requests: dict[int, tuple[SecurityLabel, handlers.LabelRequest]] = {}
+        # (label, its request, the request's problem): looked up by the label's identity,
+        # not by hashing the request anew for each object.
+        requests: dict[int, tuple[SecurityLabel, handlers.LabelRequest, str | None]] = {}
         for n, sub in enumerate(submissions):
             obj = dict(sub.obj)  # stored as posted: it reads back with its own marking refs
             version = _version_text(obj)
             known = requests.get(id(sub.label))
             if known is None or known[0] is not sub.label:
-                known = requests[id(sub.label)] = (sub.label, handlers.LabelRequest(
+                request = handlers.LabelRequest(
                     sub.label.level, tuple(sorted(sub.label.rel_to)), sub.label.purpose,
-                    frozenset(sub.label.caveats), sub.label.policy, sub.label.category))
-            request = known[1]
-            if request not in checked:  # objects of one request mostly share their label
-                try:
-                    handlers.make_label(request, originator=self.keys.party,
-                                        catalogue=self.catalogue, now=now)
-                    checked[request] = None
-                except GsomiaError as exc:
-                    checked[request] = str(exc)
-            problem = checked[request]
+                    frozenset(sub.label.caveats), sub.label.policy, sub.label.category)
+                if request not in checked:  # equal labels of distinct objects: asked once
+                    try:
+                        handlers.make_label(request, originator=self.keys.party,
+                                            catalogue=self.catalogue, now=now)
+                        checked[request] = None
+                    except GsomiaError as exc:
+                        checked[request] = str(exc)
+                known = requests[id(sub.label)] = (sub.label, request, checked[request])
+            request, problem = known[1], known[2]
             if problem is None and self.validate is not None:
                 try:
                     self.validate(obj)
