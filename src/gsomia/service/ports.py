@@ -263,6 +263,17 @@ class Repository(Protocol):
         newest exchanged (or posted), every one found inconsistent, and, if none was, the
         newest found consistent; read by index, however long the log."""
         ...
+    def partner_heads_by_size(self, partner: Party) -> Iterator[tuple[Any, LoggedHead]]:
+        """The log's records of heads naming ``partner``, largest head first and newest
+        first among equals, each with the size as the store sorted it (an ``int`` where the
+        record's size is a whole number; read in that order by index on SQLite)."""
+        ...
+    def partner_heads_newest(self, partner: Party, kind: AuditKind,
+                             also: str = "%") -> Iterator[LoggedHead]:
+        """The log's records of ``kind`` that may name ``partner`` (and whose details match
+        the LIKE pattern ``also``), newest first, read lazily by index: a superset the
+        caller checks, as a pattern cannot parse JSON."""
+        ...
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         """(seq, kind) of the log's ``limit`` newest events, newest first."""
         ...
