@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +118,10 @@ def main(sizes: list[int]) -> dict[str, Any]:
                 _fill(node, count, keys)
                 public = keys["KOR"].public_key()
                 calls = {
-                    "held_before": lambda: every_head_held(node, "KOR", public),
-                    "held_after": lambda: held_head_of(node, "KOR", public),
-                    "base_before": lambda: every_head_base(node, "KOR"),
-                    "base_after": lambda: _base(node),
+                    "held_before": partial(every_head_held, node, "KOR", public),
+                    "held_after": partial(held_head_of, node, "KOR", public),
+                    "base_before": partial(every_head_base, node, "KOR"),
+                    "base_after": partial(_base, node),
                 }
                 assert calls["held_before"]() == calls["held_after"]()
                 assert calls["base_before"]() == calls["base_after"]()
