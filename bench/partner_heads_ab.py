@@ -75,7 +75,7 @@ def _fill(node: Node, count: int, keys: dict[str, Ed25519PrivateKey]) -> None:
     # One signature per partner, reused with its size changed after: the reads verify only
     # the heads they pick, and the bench's own CPU is then not the fill's.
     signed = {p: sign_tree_head(1, bytes(32), AT, k).to_json() for p, k in keys.items()}
-    rows = []
+    rows: list[dict[str, Any]] = []
     for n in range(count):
         partner = PARTNERS[n % len(PARTNERS)]
         head = {**signed[partner], "size": n // len(PARTNERS) + 1}
@@ -131,7 +131,7 @@ def main(sizes: list[int]) -> dict[str, Any]:
                     for key, call in calls.items():
                         wall, cpu, _out = _time(call, repeat[key.split("_")[1]])
                         rounds[key].append((wall, cpu))
-                figures = {k: {"ms": round(statistics.median(w for w, _ in v), 3),
+                figures: dict[str, Any] = {k: {"ms": round(statistics.median(w for w, _ in v), 3),
                                "cpu_ms": round(statistics.median(c for _, c in v), 3)}
                            for k, v in rounds.items()}
                 for what in ("held", "base"):
