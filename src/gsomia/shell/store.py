@@ -1114,6 +1114,11 @@ class SqlRepository:
         return [_standing(r) for r in self.conn.execute(
             standing_consents.select().order_by(standing_consents.c.row))]
 
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        t = standing_consents
+        return [_standing(r) for r in self.conn.execute(
+            t.select().where(t.c.consent_id == consent_id).order_by(t.c.row))]
+
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.conn.execute(classification_notices.insert(), {
             "item_id": notice.item_id, "originator": notice.originator,
