@@ -165,6 +165,9 @@ class FakeRepo:
     def standing_consents(self) -> list[StandingConsentRecord]:
         return list(self.standing)
 
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        return [r for r in self.standing if r.consent_id == consent_id]
+
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [k for k, i in self.items.items() if i.originator == originator]
 

@@ -253,6 +253,9 @@ receipts = sa.Table(
 # The partial index's predicate, written the same in the queries that use it: SQLite uses
 # a partial index only for a query whose WHERE holds the index's own terms.
 _HEADS_ONLY = "kind IN ('tree-head-exchanged', 'partner-log-inconsistent')"
+# The expressions of ix_audit_events_partner_size, written the same in its query.
+_HEAD_PARTNER = "CASE WHEN json_valid(details) THEN json_extract(details, '$.partner') END"
+_HEAD_SIZE = "CASE WHEN json_valid(details) THEN json_extract(details, '$.head.size') END"
 
 audit_events = sa.Table(
     "audit_events", metadata,
@@ -274,6 +277,12 @@ audit_events = sa.Table(
     # other events' appends nothing.
     sa.Index("ix_audit_events_heads", "kind", "seq",
              sqlite_where=sa.text(_HEADS_ONLY), postgresql_where=sa.text(_HEADS_ONLY)),
+    # And ix_audit_events_partner_size, each partner's heads by size (migration 0017, SQLite
+    # only, not declared here: Alembic can neither compare an index of expressions nor
+    # leave one out on PostgreSQL): the largest head a partner signed is asked for by the
+    # partner at its start (held_head_of), and without it each answer read and parsed every
+    # head in the log. Guarded by json_valid, so a row whose details are not JSON is left
+    # out of it, never refused.
 )
 
 tree_heads = sa.Table(
@@ -1112,6 +1121,11 @@ class SqlRepository:
         return [_standing(r) for r in self.conn.execute(
             standing_consents.select().order_by(standing_consents.c.row))]
 
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        t = standing_consents
+        return [_standing(r) for r in self.conn.execute(
+            t.select().where(t.c.consent_id == consent_id).order_by(t.c.row))]
+
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.conn.execute(classification_notices.insert(), {
             "item_id": notice.item_id, "originator": notice.originator,
@@ -1345,6 +1359,34 @@ class SqlRepository:
         rows = {r.seq: r for r in (*inconsistent, *exchanged, *checked)}
         return [rows[seq] for seq in sorted(rows, reverse=True)]
 
+    def partner_heads_by_size(self, partner: str) -> Iterator[tuple[Any, LoggedHead]]:
+        if self.conn.dialect.name == "sqlite":
+            for row in self.conn.execute(_HEADS_BY_SIZE, {"partner": partner}):
+                yield row.size, row
+            return
+        # Elsewhere without an index of its own: the partner's records (the partial index
+        # and a pattern), sorted here as SQLite's index sorts them.
+        rows = self._partner_rows(partner) if partner.isalnum() else \
+            self.head_records(_HEAD_KINDS)
+        keyed = [(_recorded_head_size(r.details), r) for r in rows]
+        keyed.sort(key=lambda k: (k[0] is not None, k[0] or 0, k[1].seq), reverse=True)
+        yield from keyed
+
+    def partner_heads_newest(self, partner: str, kind: AuditKind,
+                             also: str = "%") -> Iterator[LoggedHead]:
+        if not partner.isalnum():
+            yield from (r for r in self.head_records((kind.value,)))
+            return
+        yield from self.conn.execute(_PARTNER_HEADS_ALL, {
+            "kind": kind.value, "after": 0, "named": f'%"partner":"{partner}"%',
+            "also": also})
+
+    def _partner_rows(self, partner: str) -> list[LoggedHead]:
+        return _rows(self.conn.execute(
+            sa.text(f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} "
+                    "AND details LIKE :named ORDER BY seq DESC"),
+            {"named": f'%"partner":"{partner}"%'}))
+
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         t = audit_events
         return _rows(self.conn.execute(
@@ -1411,6 +1453,26 @@ _PARTNER_HEADS = sa.text(
     f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
     "AND seq > :after AND details LIKE :named AND details LIKE :also "
     "ORDER BY seq DESC LIMIT :limit")
+_PARTNER_HEADS_ALL = sa.text(
+    f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
+    "AND seq > :after AND details LIKE :named AND details LIKE :also ORDER BY seq DESC")
+# One partner's head records, largest head first (newest first among equals), by
+# ix_audit_events_partner_size; a size that is not a JSON number sorts as SQLite sorts it.
+_HEADS_BY_SIZE = sa.text(
+    f"SELECT seq, kind, at, details, {_HEAD_SIZE} AS size FROM audit_events "
+    f"WHERE {_HEADS_ONLY} AND {_HEAD_PARTNER} = :partner ORDER BY {_HEAD_SIZE} DESC, seq DESC")
+_HEAD_KINDS = ("tree-head-exchanged", "partner-log-inconsistent")
+
+
+def _recorded_head_size(details: str) -> int | None:
+    """The head's size a record names, if a whole number (as the caller's check wants)."""
+    try:
+        size = json.loads(details)["head"]["size"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 _NEWEST_HEAD = sa.text(
     f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
     "ORDER BY seq DESC LIMIT 1")
