@@ -701,6 +701,11 @@ def test_a_failed_delivery_backs_off_and_stays_pending(shipped: Catalogue) -> No
         wait = (row["next_at"] - NOW).total_seconds()
         assert row["status"] == "pending" and 0 < wait <= exchange.MAX_BACKOFF
     assert wait == exchange.MAX_BACKOFF
+    # A partner that answered "not now" with a Retry-After: no sooner than it said.
+    exchange.retry(uow, deliveries=[QueuedDelivery(row["row"], row["item_id"], row["version"],
+                                                   "JPN", 0)],
+                   error="HTTP 503: busy", now=NOW, status=503, wait=90.0)
+    assert row["status"] == "pending" and row["next_at"] == NOW + timedelta(seconds=90)
 
 
 # ---- notices due --------------------------------------------------------------------------
@@ -858,6 +863,10 @@ def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     # check and a refusal on record, and its room does not come back that soon.
     busy, at_bound = (uow.outbox.notices[n]["next_at"] for n in (2, 3))
     assert busy < NOW + timedelta(seconds=AT_BOUND_S) <= at_bound
+    # A partner whose Retry-After says 120 is asked again after 120 s, not after 60.
+    notice_handlers.settle_notices(uow, outcomes=[(rows[3], 429, "at its bound")],
+                                   now=NOW, waits={rows[3].row: 120.0})
+    assert uow.outbox.notices[3]["next_at"] == NOW + timedelta(seconds=120)
     [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],

@@ -411,13 +411,14 @@ def _refused_together(peer: Party, rest: Sequence[tuple[QueuedDelivery, str]]
 
 
 def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,
-          now: datetime) -> None:
-    """Deliveries that failed on the way (network, partner down) go again after a backoff."""
+          now: datetime, status: int = 0, wait: float | None = None) -> None:
+    """Deliveries that failed on the way (network, partner down, ``status`` a "not now")
+    go again after a backoff, and no sooner than ``wait``, the partner's Retry-After."""
     if not deliveries:
         return
     with uow:
         uow.outbox.retry_deliveries([
-            (d.row, d.attempts + 1, next_try(d.attempts, now), error[:500])
+            (d.row, d.attempts + 1, next_try(d.attempts, now, status, wait), error[:500])
             for d in deliveries])
         uow.commit()
 

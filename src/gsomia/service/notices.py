@@ -207,9 +207,11 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
 
 
 def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, int, str]],
-                   now: datetime) -> tuple[int, int, int]:
+                   now: datetime, waits: Mapping[int, float] | None = None
+                   ) -> tuple[int, int, int]:
     """Each notice posted with the partner's HTTP status (0: no answer) and text; the
-    (delivered, refused, to retry) counts."""
+    (delivered, refused, to retry) counts. ``waits``: by row, the seconds the partner's
+    ``Retry-After`` asked for (:func:`gsomia.core.outbox.retry_after`)."""
     updates: list[tuple[int, Mapping[str, Any]]] = []
     settled: dict[str, list[str]] = {}
     counts = {DELIVERED: 0, REFUSED: 0, "retry": 0}
@@ -230,7 +232,8 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
         else:
             updates.append((notice.row, {
                 "attempts": notice.attempts + 1,
-                "next_at": next_try(notice.attempts, now, status),
+                "next_at": next_try(notice.attempts, now, status,
+                                    (waits or {}).get(notice.row)),
                 "last_error": (f"HTTP {status}: " if status else "") + text}))
             counts["retry"] += 1
     with uow:
