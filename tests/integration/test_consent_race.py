@@ -77,6 +77,13 @@ class AnswerLost(TestClient):
         raise httpx.ReadTimeout("the answer was lost on the way back")
 
 
+class NeverArrives(TestClient):
+    """A link on which the post is lost before it reaches the other end."""
+
+    def post(self, url: Any, **kwargs: Any) -> httpx.Response:
+        raise httpx.ReadTimeout("lost on the way")
+
+
 def consent_events(node: Node, item_id: str) -> list[dict[str, Any]]:
     with node.store.reader() as reader:
         return [json.loads(r["details"]) if isinstance(r["details"], str) else r["details"]
@@ -138,7 +145,10 @@ def test_an_answer_that_races_its_request_counts_once(
         assert refused.status_code == 422, refused.text
     same = to_kor.post("https://kor.test/peer/v1/consents/requests/", content=json.dumps(
         {"item_id": item, "recipient": "USA", "request": row["id"]}))
-    assert same.json() == {"request": row["id"], "status": "granted"}
+    assert {k: v for k, v in same.json().items() if k != "consent"} == \
+        {"request": row["id"], "status": "granted"}
+    # With the consent again: the reply that carried it may be what the holder lost.
+    assert same.json()["consent"]["item_id"] == item
     assert len(exchange.consent_rows(kor)) == 2
 
     # A request already answered stays answered: "failed" settles only one still pending
@@ -160,6 +170,24 @@ def test_an_answer_that_races_its_request_counts_once(
         [again["request"]]
     assert len(exchange.consent_rows(kor)) == 3
 
+    # The originator grants, and its reply is lost on the way to the holder: asked again,
+    # the request is reported granted, and the consent the originator sends again is kept
+    # here (before: reported "pending", and the holder never held the consent).
+    with pytest.raises(MalformedInput, match="kept pending"):
+        consents.consent_request(jpn, items[0], "USA", "lost twice", client=lost)
+    [asked] = [r["id"] for r in exchange.consent_rows(jpn) if r["reason"] == "lost twice"]
+    with pytest.raises(MalformedInput):
+        consents.answer_consent(kor, asked, True, "", client=NeverArrives(
+            app_for_node(jpn, peer_identity=lambda scope: "KOR"), base_url="https://jpn.test"))
+    assert exchange.consent_row(jpn, asked)["status"] == "pending"
+    answered = consents.consent_request(jpn, items[0], "USA", "lost twice", client=to_kor)
+    assert (answered["request"], answered["status"]) == (asked, "granted")
+    assert exchange.consent_row(jpn, asked)["status"] == "granted"
+    with jpn.store.repository() as repo:
+        assert [(c.originator, c.recipient) for c in repo.consents_for(items[0])
+                if c.direction == "obtained"] == [("KOR", "USA")]
+    assert len(exchange.consent_rows(kor)) == 4
+
     # Nothing will answer a request the originator refused to take (here: KOR has left JPN
     # out of its federation since): failed, not left pending where a refusal would count.
     partners = exchange.require_partners(kor)
@@ -168,7 +196,7 @@ def test_an_answer_that_races_its_request_counts_once(
         consents.consent_request(jpn, items[0], "USA", "again", client=api_of(kor, jpn))
     assert [r["status"] for r in exchange.consent_rows(jpn) if r["reason"] == "again"] == \
         ["failed"]
-    assert len(exchange.consent_rows(kor)) == 3
+    assert len(exchange.consent_rows(kor)) == 4
 
 
 @settings(max_examples=50)
