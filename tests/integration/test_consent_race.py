@@ -22,6 +22,7 @@ from gsomia.core.errors import MalformedInput, PolicyDenied
 from gsomia.service import handlers
 from gsomia.shell import consents, exchange
 from gsomia.shell.node import Node
+from gsomia.shell.notices import notice_rows
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
@@ -188,6 +189,31 @@ def test_an_answer_that_races_its_request_counts_once(
                 if c.direction == "obtained"] == [("KOR", "USA")]
     assert len(exchange.consent_rows(kor)) == 4
 
+    # A request whose POST never reached the originator (a timeout: no answer either way):
+    # the node's courier asks again under its id until the originator takes it (before:
+    # pending here for ever, and the originator never had it).
+    with pytest.raises(MalformedInput, match="sends it again"):
+        consents.consent_request(jpn, items[0], "USA", "timed out", client=NeverArrives(
+            app_for_node(kor, peer_identity=lambda scope: "JPN"), base_url="https://kor.test"))
+    [timed_out] = [r["id"] for r in exchange.consent_rows(jpn) if r["reason"] == "timed out"]
+    assert timed_out not in {r["id"] for r in exchange.consent_rows(kor)}
+    courier = exchange.Sender(jpn, client=to_kor)
+    try:
+        courier.step()
+    finally:
+        courier.close()
+    [taken] = [r for r in exchange.consent_rows(kor) if r["id"] == timed_out]
+    assert (taken["status"], taken["reason"], taken["holder"]) == ("pending", "timed out", "JPN")
+    resent = [n for n in notice_rows(jpn) if n["kind"] == "consent-request"]
+    assert timed_out in {n["reference"] for n in resent}
+    assert {n["status"] for n in resent} == {"delivered"}  # the earlier ones: deduplicated
+    assert len(exchange.consent_rows(kor)) == 5
+    # ... and its answer counts, as any request's.
+    consents.answer_consent(kor, timed_out, False, "not now", client=api_of(jpn, kor))
+    assert exchange.consent_row(jpn, timed_out)["status"] == "denied"
+    with jpn.store.reader() as reader:
+        assert handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key()).ok
+
     # Nothing will answer a request the originator refused to take (here: KOR has left JPN
     # out of its federation since): failed, not left pending where a refusal would count.
     partners = exchange.require_partners(kor)
@@ -196,7 +222,7 @@ def test_an_answer_that_races_its_request_counts_once(
         consents.consent_request(jpn, items[0], "USA", "again", client=api_of(kor, jpn))
     assert [r["status"] for r in exchange.consent_rows(jpn) if r["reason"] == "again"] == \
         ["failed"]
-    assert len(exchange.consent_rows(kor)) == 4
+    assert len(exchange.consent_rows(kor)) == 5
 
 
 @settings(max_examples=50)

@@ -30,6 +30,7 @@ from gsomia.core.types import Party
 __all__ = [
     "AT_BOUND_S",
     "CLASSIFICATION",
+    "CONSENT_REQUEST",
     "DELIVERY",
     "FIRST_BACKOFF",
     "INCIDENT",
@@ -60,6 +61,8 @@ __all__ = [
 INCIDENT, CLASSIFICATION = "incident", "classification-notice"
 STANDING_CONSENT, STANDING_REVOCATION = "standing-consent", "standing-revocation"
 DELIVERY = "delivery"  # an (item, version) owed to a partner; the other kinds are notices
+# A holder's consent request whose POST got no answer, asked again under its id.
+CONSENT_REQUEST = "consent-request"
 
 # The one retry policy of the outbox: a failed try goes again after FIRST_BACKOFF seconds,
 # doubling up to MAX_BACKOFF (a partner back up is served within seconds).

@@ -87,18 +87,28 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
         record_request(node, request_id=request_id, item_id=item_id, holder=node.party,
                        recipient=recipient, reason=reason, direction="outgoing", now=now,
                        actor="operator")
+    body = {"item_id": item_id, "recipient": recipient, "reason": reason,
+            "request": request_id}
     try:
-        answer = _post(node, origin.url, "/peer/v1/consents/requests/",
-                       {"item_id": item_id, "recipient": recipient, "reason": reason,
-                        "request": request_id}, client)
+        answer = _post(node, origin.url, "/peer/v1/consents/requests/", body, client)
     except (PartnerUnreachable, PolicyDenied):
         # The originator got nothing, or refused to take the request: nothing will answer
         # it. (Any other failure may have reached it: pending, its answer still counts.)
         decide_request(node, request_id, "failed", now_utc())
         raise
     except MalformedInput as exc:
+        # No answer (a timeout): the originator may have it or not. The node's courier
+        # asks again under the same id, with backoff, until the originator takes it or
+        # refuses it for good (it was left pending for ever).
+        from gsomia.service import exchange as exchange_handlers
+
+        resent = exchange_handlers.resend_consent_request(
+            node.uow(), request_id=request_id, originator=item.originator,
+            body=json.dumps(body, ensure_ascii=False, sort_keys=True), now=now_utc())
         raise MalformedInput(f"{exc.what} (request {request_id} is kept pending: the "
-                             "originator may have it; ask again if no answer comes)",
+                             "originator may have it; "
+                             + ("the node sends it again until the originator takes it)"
+                                if resent else "ask again if no answer comes)"),
                              where="partner") from None
     asked_as = str(answer.get("request", ""))
     if not asked_as:

@@ -50,6 +50,7 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput, Unavailable
 from gsomia.core.outbox import (
     CLASSIFICATION,
+    CONSENT_REQUEST,
     INCIDENT,
     STANDING_CONSENT,
     STANDING_REVOCATION,
@@ -121,7 +122,8 @@ PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
 NOTICE_PATHS = {INCIDENT: "/peer/v1/incidents/",
                 CLASSIFICATION: "/peer/v1/classification-notices/",
                 STANDING_CONSENT: "/peer/v1/consents/standing/",
-                STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/"}
+                STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/",
+                CONSENT_REQUEST: "/peer/v1/consents/requests/"}
 # Notices go seconds apart, so no keep-alive: an idle connection held open would make the
 # partner's server wait out its graceful-shutdown timeout when it stops.
 _CLOSE = {"connection": "close"}
