@@ -49,7 +49,12 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
         reasons = list(reasons or [f"HTTP {response.status_code}: "
                                    f"{data.get('description', '')}"])
         if response.status_code == 429:  # the partner at a bound: a person is told, not queued
-            reasons.append("the partner takes no more now: ask again later")
+            from gsomia.core.outbox import retry_after
+            from gsomia.shell.store import now_utc
+
+            wait = retry_after(response.headers.get("retry-after"), now_utc())
+            reasons.append("the partner takes no more now: ask again "
+                           + (f"in {wait:.0f} s or later" if wait else "later"))
         raise PolicyDenied(tuple(reasons))
     return data
 

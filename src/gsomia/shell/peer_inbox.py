@@ -156,8 +156,8 @@ class NodeInbox:
             raise PolicyDenied((f"{item_id} did not originate at {self.node.party}",))
         if kept is not None:
             # The holder asking again under the same id (it lost the answer): the one kept.
-            if (kept["direction"], kept["item_id"], kept["recipient"]) != \
-                    ("incoming", item_id, recipient):
+            if (kept["direction"], kept["holder"], kept["item_id"], kept["recipient"]) != \
+                    ("incoming", requester, item_id, recipient):
                 raise MalformedInput(f"request {proposed} is another request of "
                                      f"{requester}'s", where="request")
             answer: dict[str, Any] = {"request": proposed, "status": kept["status"]}
