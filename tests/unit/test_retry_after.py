@@ -25,6 +25,8 @@ def test_both_forms_of_retry_after_are_read() -> None:
     later = NOW + timedelta(seconds=120)
     assert retry_after("120", NOW) == 120
     assert retry_after(" 120 ", NOW) == 120
+    assert retry_after("0" * 40 + "120", NOW) == 120
+    assert retry_after("0", NOW) == 0
     assert retry_after(format_datetime(later, usegmt=True), NOW) == 120  # IMF-fixdate
     assert retry_after(later.strftime("%A, %d-%b-%y %H:%M:%S GMT"), NOW) == 120  # RFC 850
     assert retry_after(later.strftime("%a %b %d %H:%M:%S %Y"), NOW) == 120  # asctime
@@ -88,3 +90,9 @@ def _tries_within(span: timedelta) -> list[datetime]:
         tries.append(at)
         at = next_try(len(tries) - 1, at, 429)
     return tries
+
+
+@given(st.integers(min_value=0, max_value=10**30), st.integers(min_value=0, max_value=5))
+def test_delay_seconds_are_read_as_the_number_they_are_up_to_the_cap(seconds: int,
+                                                                      zeros: int) -> None:
+    assert retry_after("0" * zeros + str(seconds), NOW) == min(seconds, NOT_NOW_CAP_S)

@@ -295,7 +295,8 @@ def retry_after(value: object, now: datetime) -> float | None:
         return None
     if text.isascii() and text.isdigit():
         # Any number of digits: more than the cap's are the cap, not a number parsed.
-        return NOT_NOW_CAP_S if len(text) > 6 else min(float(text), NOT_NOW_CAP_S)
+        digits = text.lstrip("0") or "0"
+        return NOT_NOW_CAP_S if len(digits) > 6 else min(float(digits), NOT_NOW_CAP_S)
     try:
         at = parsedate_to_datetime(text)
         if at.tzinfo is None:  # asctime: GMT, as every HTTP-date
