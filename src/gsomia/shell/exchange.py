@@ -592,8 +592,9 @@ class Sender:
                                             content=row.body.encode("utf-8"),
                                             headers=_CLOSE)
                 status, text = response.status_code, response.text[:500]
-                wait = retry_after(response.headers.get("retry-after"), now)
-                if wait is not None and status != 202:
+                wait = None if status == 202 else \
+                    retry_after(response.headers.get("retry-after"), now)
+                if wait is not None:
                     waits[row.row] = wait
             except (KeyError, AttributeError) as exc:  # a row no notice path posts
                 status, text = 0, f"not a notice this node posts: {exc!r}"[:500]
