@@ -318,17 +318,31 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
                 node.store.repository() as repo:
             counts = repo.deliveries_by_status()
             refused = repo.deliveries_refused(3)
+            held = repo.held_back()
     except Exception:  # the database check above already says what is wrong
         return []
     waiting = counts.get(PENDING, 0)
+    out = [_held_back(held)] if held else []
     if not refused:
         return [Check("deliveries", True, f"none refused, {waiting} pending",
-                      required=False)]
+                      required=False), *out]
     shown = "; ".join(f"{item_id} to {recipient}: {why}" for item_id, recipient, why in refused)
     return [Check("deliveries", False,
                   f"{counts.get(REFUSED, 0)} refused ({shown}), {waiting} pending",
                   "see the delivery-refused events in the audit log; an item too large "
-                  "for partners must be split and published again", required=False)]
+                  "for partners must be split and published again", required=False), *out]
+
+
+def _held_back(held: list[tuple[str, str, int, int]]) -> Check:
+    """Rows a partner keeps answering "not now" at one of its bounds: they are tried again,
+    less and less often (at most hourly), for as long as it does; a bound that never frees
+    (its revocations of consents it does not hold count for good) holds them for ever, so
+    the operator has to hear of them rather than find them in the outbox."""
+    said = "; ".join(f"{to}: {n} {kind} (up to {tries} tries)" for to, kind, n, tries in held)
+    return Check("held back at partners' bounds", False, said,
+                 "the partner is at one of its [limits] bounds: they go once it has room; "
+                 "ask its operator if they stay (gsomia doctor there names the limit)",
+                 required=False)
 
 
 def partner_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check]:

@@ -50,11 +50,13 @@ from gsomia.core.agreements import Catalogue
 from gsomia.core.errors import MalformedInput, Unavailable
 from gsomia.core.outbox import (
     CLASSIFICATION,
+    CONSENT_REQUEST,
     INCIDENT,
     STANDING_CONSENT,
     STANDING_REVOCATION,
     backoff,
     definitive,
+    retry_after,
 )
 from gsomia.core.types import Party, iso, party
 from gsomia.service import exchange as exchange_handlers
@@ -120,7 +122,8 @@ PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
 NOTICE_PATHS = {INCIDENT: "/peer/v1/incidents/",
                 CLASSIFICATION: "/peer/v1/classification-notices/",
                 STANDING_CONSENT: "/peer/v1/consents/standing/",
-                STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/"}
+                STANDING_REVOCATION: "/peer/v1/consents/standing/revocations/",
+                CONSENT_REQUEST: "/peer/v1/consents/requests/"}
 # Notices go seconds apart, so no keep-alive: an idle connection held open would make the
 # partner's server wait out its graceful-shutdown timeout when it stops.
 _CLOSE = {"connection": "close"}
@@ -132,6 +135,16 @@ class Refused(OSError):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(f"HTTP {status}: {text}")
         self.status = status
+
+
+class NotNow(OSError):
+    """The partner answered a whole request "not now" (429, 503, ...); ``wait``: the
+    seconds its Retry-After asked for, if it said."""
+
+    def __init__(self, status: int, text: str, wait: float | None) -> None:
+        super().__init__(f"HTTP {status}: {text}")
+        self.status = status
+        self.wait = wait
 
 
 # ---- partners ---------------------------------------------------------------------------------
@@ -564,6 +577,7 @@ class Sender:
         if not due:
             return
         outcomes: list[tuple[QueuedNotice, int, str]] = []
+        waits: dict[int, float] = {}
         # A partner that did not answer is not asked again this pass: its other notices
         # back off with the one that failed (one timeout, not one per notice).
         down: dict[str, str] = {}
@@ -578,6 +592,10 @@ class Sender:
                                             content=row.body.encode("utf-8"),
                                             headers=_CLOSE)
                 status, text = response.status_code, response.text[:500]
+                wait = None if status == 202 else \
+                    retry_after(response.headers.get("retry-after"), now)
+                if wait is not None:
+                    waits[row.row] = wait
             except (KeyError, AttributeError) as exc:  # a row no notice path posts
                 status, text = 0, f"not a notice this node posts: {exc!r}"[:500]
             except Exception as exc:  # network, TLS, partner down: retry with backoff
@@ -586,7 +604,7 @@ class Sender:
             outcomes.append((QueuedNotice(row.row, row.kind, row.recipient, row.reference,
                                           row.item_id, row.body, row.attempts), status, text))
         delivered, refused, failed = notice_handlers.settle_notices(
-            self.node.uow(), outcomes=outcomes, now=now)
+            self.node.uow(), outcomes=outcomes, now=now, waits=waits)
         report.delivered += delivered
         report.refused += refused
         report.failed += failed
@@ -662,16 +680,19 @@ class Sender:
         if response.status_code != 202:
             if definitive(response.status_code):
                 raise Refused(response.status_code, response.text[:300])
-            raise OSError(f"HTTP {response.status_code}: {response.text[:300]}")
+            raise NotNow(response.status_code, response.text[:300],
+                         retry_after(response.headers.get("retry-after"), self.clock()))
         results = response.json().get("results")
         if not isinstance(results, list) or len(results) != len(bodies):
             raise OSError("the partner answered with another number of results")
         return results
 
-    def _one_by_one(self, batch: _Batch) -> tuple[list[Any], list[QueuedDelivery]]:
+    def _one_by_one(self, batch: _Batch) -> tuple[list[Any], list[QueuedDelivery],
+                                                  NotNow | None]:
         """After a whole batch was refused: each envelope alone, so one bad envelope does
-        not cost the others their delivery. The partner's results, and the rows to retry
-        (a network failure on the way)."""
+        not cost the others their delivery. The partner's results, the rows to retry (a
+        network failure on the way), and the last "not now" the partner answered."""
+        not_now: NotNow | None = None
         results: list[Any] = []
         retry: list[QueuedDelivery] = []
         kept: list[tuple[QueuedDelivery, crypto.Envelope | None]] = []
@@ -686,12 +707,14 @@ class Sender:
             except Refused as refused:
                 results.append({"refused": True, "status": refused.status,
                                 "reasons": [str(refused)]})
-            except Exception:  # network, partner down: this one goes again later
+            except Exception as exc:  # network, partner down: this one goes again later
+                if isinstance(exc, NotNow):
+                    not_now = exc
                 retry.append(row)
                 continue
             kept.append((row, envelope))
         batch.sealed = kept
-        return results, retry
+        return results, retry, not_now
 
     def _launch(self, batch: _Batch) -> None:
         if self._pool is None:
@@ -750,15 +773,17 @@ class Sender:
         except Refused as refused:
             # The partner read the request and said no for good: find out for which.
             if len(batch.bodies) > 1:
-                results, retry = self._one_by_one(batch)
+                results, retry, not_now = self._one_by_one(batch)
                 if retry:
-                    self._retry(retry, str(refused), batch.sent_at)
+                    self._retry(retry, str(not_now or refused), batch.sent_at,
+                                *((not_now.status, not_now.wait) if not_now else ()))
                     report.failed += len(retry)
             else:
                 results = [{"refused": True, "status": refused.status,
                             "reasons": [str(refused)]}] * len(batch.bodies)
         except Exception as exc:  # network, TLS, partner down: retry later with backoff
-            self._retry([r for r, _ in batch.sealed], str(exc), batch.sent_at)
+            self._retry([r for r, _ in batch.sealed], str(exc), batch.sent_at,
+                        *((exc.status, exc.wait) if isinstance(exc, NotNow) else ()))
             report.failed += len(batch.sealed)
             return
         self._settle(batch.peer, batch.sealed, results, report, batch.unsent, batch.digests)
@@ -828,8 +853,10 @@ class Sender:
             if self._answered is not None:
                 self._answered.set()
 
-    def _retry(self, rows: Sequence[QueuedDelivery], error: str, now: datetime) -> None:
-        exchange_handlers.retry(self.node.uow(), deliveries=rows, error=error, now=now)
+    def _retry(self, rows: Sequence[QueuedDelivery], error: str, now: datetime,
+               status: int = 0, wait: float | None = None) -> None:
+        exchange_handlers.retry(self.node.uow(), deliveries=rows, error=error, now=now,
+                                status=status, wait=wait)
 
     def _settle(self, peer: Peer, sealed: list[tuple[QueuedDelivery, crypto.Envelope | None]],
                 results: list[Any], report: SendReport,
