@@ -484,7 +484,8 @@ class Sender:
         # Set when a partner's answer comes back (by :meth:`run`: its wake-up event).
         self._answered: threading.Event | None = None
         # :meth:`run` records answers on a thread of its own (``_settler``), so that a
-        # settle's commit and disk sync do not hold up the next seal; the rows of the
+        # settle's commit and disk sync do not hold up the next seal (a small batch's, with
+        # nothing else to record, on the loop's: :meth:`_post_here`); the rows of the
         # batches being recorded are left out of the claims meanwhile, as those in flight.
         self._settler: ThreadPoolExecutor | None = None
         self._settling: set[int] = set()
@@ -711,7 +712,14 @@ class Sender:
         from the loop, which went on with its pass: under load the longest wait on the
         way (17-20 ms of a light-load item's median, 2 cores at a load of 10). A large
         batch still goes on the posting thread, the loop sealing the next meanwhile; a
-        small one seals in a millisecond or two, which is all the overlap it loses."""
+        small one seals in a millisecond or two, which is all the overlap it loses.
+
+        Its answer is recorded here too, unless the settling thread still records another
+        (they are recorded in order): handed to that thread, the receipts waited for it to
+        wake and take the interpreter lock, the last hop on a light-load item's way (1-10
+        ms at a load of 13, latency20's trace). The settle's commit is not synced; what it
+        may wait for is the write lock, held mostly by the commit that queues the next
+        row, which this loop could not take before that commit either."""
         from concurrent.futures import Future
 
         answer: Future[list[Any]] = Future()
@@ -724,7 +732,9 @@ class Sender:
             answer.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
-        self._answer_in(batch)
+        if (not self._hand_over(batch, here=True) or batch.more) and \
+                self._answered is not None:
+            self._answered.set()
 
     def _answer_in(self, batch: _Batch) -> None:
         """On the posting thread, as the partner's answer arrives (:meth:`run` only): hand
@@ -789,10 +799,11 @@ class Sender:
         elif self._take(flying):
             self._finish(flying, report)
 
-    def _hand_over(self, batch: _Batch) -> bool:
+    def _hand_over(self, batch: _Batch, *, here: bool = False) -> bool:
         """Record ``batch``'s answer on the settling thread, in order; its end wakes
         :meth:`run`, which may have more to send. False: another caller took it, or the
-        sender closes (:meth:`close` records what is left in flight)."""
+        sender closes (:meth:`close` records what is left in flight). ``here``: on this
+        thread instead if the settling thread has nothing to record (:meth:`_post_here`)."""
         with self._flight:
             if self._settler is None:
                 from concurrent.futures import ThreadPoolExecutor
@@ -803,13 +814,17 @@ class Sender:
                 return False
             batch.taken = True
             rows = [r.row for r, _ in batch.sealed]
+            here = here and not self._settling
             # Before the batch leaves ``_in_flight``: a claim meanwhile leaves its rows out.
             self._settling.update(rows)
             if self._in_flight.get(batch.peer.party) is batch:
                 del self._in_flight[batch.peer.party]
-            # Under the lock: close() sees either this batch submitted (and waits for its
-            # settle) or ``_closing`` set first.
-            self._settler.submit(self._settle_aside, batch, rows)
+            if not here:
+                # Under the lock: close() sees either this batch submitted (and waits for
+                # its settle) or ``_closing`` set first.
+                self._settler.submit(self._settle_aside, batch, rows)
+        if here:  # on the loop's thread, which close() is called from after it
+            self._settle_aside(batch, rows)
         return True
 
     def _settle_aside(self, batch: _Batch, rows: list[int]) -> None:
