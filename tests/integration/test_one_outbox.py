@@ -557,3 +557,29 @@ def test_a_small_batchs_answer_is_recorded_on_the_links_own_loop(
         stop.set()
         loop.join(timeout=10)
         sender.close()
+
+
+def test_a_unit_of_work_at_once_does_not_wait_for_the_write_lock(node_factory: Any) -> None:
+    """``Store.uow(at_once=True)`` (the courier recording a small batch's receipts on its
+    own loop): another writer holding the lock makes it raise at once, having taken
+    nothing, and its connection goes back to the pool synced (``synchronous=FULL``), never
+    relaxed for the next commit that must be."""
+    import time
+
+    import pytest
+
+    jpn = node_factory("JPN")
+    holder = jpn.store.uow()
+    holder.__enter__()  # another writer: holds the write lock
+    try:
+        started = time.monotonic()
+        with pytest.raises(st.WriterBusy), jpn.store.uow(synced=False, at_once=True):
+            pass
+        assert time.monotonic() - started < 2.0  # not the 30 s lock wait
+    finally:
+        holder.__exit__(None, None, None)
+    with jpn.store.engine.connect() as one, jpn.store.engine.connect() as two:
+        for conn in (one, two):  # both pooled connections: the holder's and the refused one's
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with jpn.store.uow(synced=False, at_once=True) as uow:  # the lock free: taken at once
+        uow.rollback()
