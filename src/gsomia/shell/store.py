@@ -26,7 +26,6 @@ import os
 import re
 import sys
 import threading
-import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -2759,32 +2758,20 @@ class _Checkpointer:
     Here the checkpoint runs behind the commits, at most once every ``every`` seconds
     while commits come (a page changed by several commits meanwhile is written back once),
     ``PASSIVE``: it never blocks a reader or a writer, and what a reader still needs stays
-    in the log. At the rate the log grew since the last one, the next waits until about
-    ``PAGES`` pages are there to copy (SQLite's own size for a checkpoint), for at most
-    ``QUIET`` seconds: a checkpoint syncs the log and the database file, and the disk sync
-    of a commit made meanwhile waits behind those in the file system's journal. At a light
-    load (an item every 50 ms) a checkpoint every 0.5 s put that pair of syncs beside a
-    delivery's own commits twice a second in each node; the commits that met one took
-    about twice as long at the median (latency20's trace). The commits' own checkpoint
-    stays as a backstop should this thread fall behind or fail (``BACKSTOP`` pages, 64 MB
-    of log). Nothing is lost either way: a commit is durable once in the log (synced), the
-    checkpoint only moves it."""
+    in the log. The commits' own checkpoint stays as a backstop should this thread fall
+    behind or fail (``BACKSTOP`` pages, 64 MB of log). Nothing is lost either way: a commit
+    is durable once in the log (synced), the checkpoint only moves it."""
 
-    EVERY = 0.5  # seconds: the least between checkpoints while commits come
-    QUIET = 5.0  # seconds: the most, while commits come, however few pages they add
-    PAGES = 1000  # pages the log should hold when the next checkpoint copies it
+    EVERY = 0.5  # seconds between checkpoints while commits come
     BACKSTOP = 16384  # pages: the log's size at which a commit checkpoints after all
 
-    def __init__(self, path: str, every: float = EVERY, quiet: float = QUIET) -> None:
+    def __init__(self, path: str, every: float = EVERY) -> None:
         self._path = path
         self._every = every
-        self._quiet = max(every, quiet)
         self._cond = threading.Condition()
         self._due = False
         self._busy = False
         self._closed = False
-        self._hurried = 0  # callers of flush waiting: no interval is waited out
-        self._since = time.monotonic()
         self._warned = False
         self.last: tuple[int, int, int] | None = None  # SQLite's answer to the last one
         self._thread = threading.Thread(target=self._run, name="gsomia-checkpoint",
@@ -2794,28 +2781,13 @@ class _Checkpointer:
     def committed(self) -> None:
         """A commit added pages to the log."""
         with self._cond:
-            if not self._due:
-                self._since = time.monotonic()  # the first commit the next one copies
             self._due = True
             self._cond.notify_all()
 
     def flush(self) -> None:
         """Return once the log as of now has been checkpointed (or the attempt failed)."""
         with self._cond:
-            self._hurried += 1
-            self._cond.notify_all()
-            try:
-                self._cond.wait_for(
-                    lambda: (not self._busy and not self._due) or self._closed)
-            finally:
-                self._hurried -= 1
-
-    def _pause(self, logged: int, since: float) -> float:
-        """Seconds until the next checkpoint: ``logged`` pages came in ``since`` seconds
-        (the log's size at this checkpoint, since the one before)."""
-        if logged <= 0 or since <= 0:
-            return self._quiet
-        return min(self._quiet, max(self._every, self.PAGES * since / logged))
+            self._cond.wait_for(lambda: (not self._busy and not self._due) or self._closed)
 
     def close(self) -> None:
         with self._cond:
@@ -2834,8 +2806,6 @@ class _Checkpointer:
                     if self._closed:
                         return
                     self._due, self._busy = False, True
-                    since = time.monotonic() - self._since
-                pause = self._every  # after a failure: as often as before
                 try:
                     if db is None:
                         db = sqlite3.connect(self._path, isolation_level=None,
@@ -2844,7 +2814,6 @@ class _Checkpointer:
                         db.execute("PRAGMA mmap_size=0")
                     found = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.last = (int(found[0]), int(found[1]), int(found[2]))
-                    pause = self._pause(self.last[1], since)
                 except sqlite3.Error as exc:
                     # The commits' own checkpoint (BACKSTOP) still bounds the log.
                     if not self._warned:
@@ -2855,8 +2824,7 @@ class _Checkpointer:
                     with self._cond:
                         self._busy = False
                         self._cond.notify_all()
-                        self._cond.wait_for(lambda: self._closed or self._hurried > 0,
-                                            timeout=pause)
+                        self._cond.wait_for(lambda: self._closed, timeout=self._every)
         finally:
             if db is not None:
                 db.close()
