@@ -455,8 +455,10 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            if conn.get_execution_options().get("gsomia_write", False):
-                _begin_immediate(conn.connection.dbapi_connection)
+            options = conn.get_execution_options()
+            if options.get("gsomia_write", False):
+                _begin_immediate(conn.connection.dbapi_connection,
+                                 at_once=options.get("gsomia_at_once", False))
             else:
                 _begin_deferred(conn.connection.dbapi_connection)
 
@@ -660,7 +662,13 @@ def _begin_deferred(dbapi_conn: Any) -> None:
         raise sa.exc.OperationalError("BEGIN", None, exc) from exc
 
 
-def _begin_immediate(dbapi_conn: Any, timeout: float = LOCK_WAIT) -> None:
+class WriterBusy(sa.exc.OperationalError):
+    """Another writer holds the database's write lock, and the unit of work was to take it
+    at once or not at all (``Store.uow(at_once=True)``): nothing was read or written."""
+
+
+def _begin_immediate(dbapi_conn: Any, timeout: float = LOCK_WAIT, *,
+                     at_once: bool = False) -> None:
     """``BEGIN IMMEDIATE``, waiting for another writer in steps of at most 2 ms.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries, so a writer
@@ -680,6 +688,8 @@ def _begin_immediate(dbapi_conn: Any, timeout: float = LOCK_WAIT) -> None:
                 dbapi_conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
+                if at_once and "locked" in str(exc):
+                    raise WriterBusy("BEGIN IMMEDIATE", None, exc) from exc
                 if "locked" not in str(exc) or time.monotonic() >= end:
                     # As a statement's failure surfaces elsewhere: wrapped by SQLAlchemy.
                     raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
@@ -1751,9 +1761,10 @@ class SqlUnitOfWork:
     audit: SqlAuditLog
     outbox: SqlOutbox
 
-    def __init__(self, store: Store, *, synced: bool = True) -> None:
+    def __init__(self, store: Store, *, synced: bool = True, at_once: bool = False) -> None:
         self._store = store
         self._synced = synced
+        self._at_once = at_once
         self._relaxed = False  # this transaction's connection runs synchronous=NORMAL
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
@@ -1771,7 +1782,8 @@ class SqlUnitOfWork:
         return self._routing
 
     def __enter__(self) -> Self:
-        conn = self._store.engine.connect().execution_options(gsomia_write=True)
+        conn = self._store.engine.connect().execution_options(
+            gsomia_write=True, gsomia_at_once=self._at_once)
         self._conn = conn
         if not self._synced and conn.dialect.name == "sqlite":
             try:
@@ -1780,7 +1792,17 @@ class SqlUnitOfWork:
             except BaseException:
                 self._restore_sync()
                 raise
-        self._tx = conn.begin()
+        try:
+            self._tx = conn.begin()
+        except BaseException:
+            # The write lock not taken (another writer kept it, or ``at_once``): the
+            # connection goes back to the pool synced, not left to the collector relaxed.
+            try:
+                self._restore_sync()
+            finally:
+                conn.close()
+                self._conn = None
+            raise
         if conn.dialect.name == "postgresql":
             # One writer at a time appends to the log and signs its head, whichever process
             # of the node it is (several API processes and senders may share the database):
@@ -2440,9 +2462,11 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def uow(self, *, synced: bool = True) -> SqlUnitOfWork:
-        """A unit of work; ``synced=False``: see :class:`SqlUnitOfWork`."""
-        return SqlUnitOfWork(self, synced=synced)
+    def uow(self, *, synced: bool = True, at_once: bool = False) -> SqlUnitOfWork:
+        """A unit of work; ``synced=False``: see :class:`SqlUnitOfWork`. ``at_once``
+        (SQLite): raise :class:`WriterBusy` as it begins if another writer holds the lock,
+        instead of waiting (elsewhere it waits)."""
+        return SqlUnitOfWork(self, synced=synced, at_once=at_once)
 
     def claim(self, *, deliveries: bool, now: datetime, limit: int,
               recipient: str | None = None, leaving: Collection[int] = (),
