@@ -18,10 +18,12 @@ SRC = Path(errors.__file__).resolve().parents[1]
 # decided early in the API, a body over its bound in the ASGI middleware, a partner's
 # definitive HTTP refusal and its "not now" that the outbox's retry loop treats as OSErrors;
 # and the tree's PolicyDenied carrying the access rule's own reasons to the audit log (the
-# poster is answered as PolicyDenied, never told them).
+# poster is answered as PolicyDenied, never told them); and the store's "another writer holds
+# the lock", an SQLAlchemy OperationalError so that every handler of a busy database still
+# catches it.
 NOT_OF_THE_TREE = {("shell/api.py", "_Refusal"), ("shell/body_limit.py", "_TooLarge"),
                    ("shell/exchange.py", "Refused"), ("shell/exchange.py", "NotNow"),
-                   ("service/taxii.py", "_RefusedToPublish")}
+                   ("service/taxii.py", "_RefusedToPublish"), ("shell/store.py", "WriterBusy")}
 
 
 def _exception_classes() -> list[tuple[str, str]]:
