@@ -22,6 +22,7 @@ from gsomia.core.errors import MalformedInput, PolicyDenied
 from gsomia.service import handlers
 from gsomia.shell import consents, exchange
 from gsomia.shell.node import Node
+from gsomia.shell.notices import notice_rows
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
@@ -75,6 +76,13 @@ class AnswerLost(TestClient):
     def post(self, url: Any, **kwargs: Any) -> httpx.Response:
         super().post(url, **kwargs)
         raise httpx.ReadTimeout("the answer was lost on the way back")
+
+
+class NeverArrives(TestClient):
+    """A link on which the post is lost before it reaches the other end."""
+
+    def post(self, url: Any, **kwargs: Any) -> httpx.Response:
+        raise httpx.ReadTimeout("lost on the way")
 
 
 def consent_events(node: Node, item_id: str) -> list[dict[str, Any]]:
@@ -138,7 +146,10 @@ def test_an_answer_that_races_its_request_counts_once(
         assert refused.status_code == 422, refused.text
     same = to_kor.post("https://kor.test/peer/v1/consents/requests/", content=json.dumps(
         {"item_id": item, "recipient": "USA", "request": row["id"]}))
-    assert same.json() == {"request": row["id"], "status": "granted"}
+    assert {k: v for k, v in same.json().items() if k != "consent"} == \
+        {"request": row["id"], "status": "granted"}
+    # With the consent again: the reply that carried it may be what the holder lost.
+    assert same.json()["consent"]["item_id"] == item
     assert len(exchange.consent_rows(kor)) == 2
 
     # A request already answered stays answered: "failed" settles only one still pending
@@ -160,6 +171,49 @@ def test_an_answer_that_races_its_request_counts_once(
         [again["request"]]
     assert len(exchange.consent_rows(kor)) == 3
 
+    # The originator grants, and its reply is lost on the way to the holder: asked again,
+    # the request is reported granted, and the consent the originator sends again is kept
+    # here (before: reported "pending", and the holder never held the consent).
+    with pytest.raises(MalformedInput, match="kept pending"):
+        consents.consent_request(jpn, items[0], "USA", "lost twice", client=lost)
+    [asked] = [r["id"] for r in exchange.consent_rows(jpn) if r["reason"] == "lost twice"]
+    with pytest.raises(MalformedInput):
+        consents.answer_consent(kor, asked, True, "", client=NeverArrives(
+            app_for_node(jpn, peer_identity=lambda scope: "KOR"), base_url="https://jpn.test"))
+    assert exchange.consent_row(jpn, asked)["status"] == "pending"
+    answered = consents.consent_request(jpn, items[0], "USA", "lost twice", client=to_kor)
+    assert (answered["request"], answered["status"]) == (asked, "granted")
+    assert exchange.consent_row(jpn, asked)["status"] == "granted"
+    with jpn.store.repository() as repo:
+        assert [(c.originator, c.recipient) for c in repo.consents_for(items[0])
+                if c.direction == "obtained"] == [("KOR", "USA")]
+    assert len(exchange.consent_rows(kor)) == 4
+
+    # A request whose POST never reached the originator (a timeout: no answer either way):
+    # the node's courier asks again under its id until the originator takes it (before:
+    # pending here for ever, and the originator never had it).
+    with pytest.raises(MalformedInput, match="sends it again"):
+        consents.consent_request(jpn, items[0], "USA", "timed out", client=NeverArrives(
+            app_for_node(kor, peer_identity=lambda scope: "JPN"), base_url="https://kor.test"))
+    [timed_out] = [r["id"] for r in exchange.consent_rows(jpn) if r["reason"] == "timed out"]
+    assert timed_out not in {r["id"] for r in exchange.consent_rows(kor)}
+    courier = exchange.Sender(jpn, client=to_kor)
+    try:
+        courier.step()
+    finally:
+        courier.close()
+    [taken] = [r for r in exchange.consent_rows(kor) if r["id"] == timed_out]
+    assert (taken["status"], taken["reason"], taken["holder"]) == ("pending", "timed out", "JPN")
+    resent = [n for n in notice_rows(jpn) if n["kind"] == "consent-request"]
+    assert timed_out in {n["reference"] for n in resent}
+    assert {n["status"] for n in resent} == {"delivered"}  # the earlier ones: deduplicated
+    assert len(exchange.consent_rows(kor)) == 5
+    # ... and its answer counts, as any request's.
+    consents.answer_consent(kor, timed_out, False, "not now", client=api_of(jpn, kor))
+    assert exchange.consent_row(jpn, timed_out)["status"] == "denied"
+    with jpn.store.reader() as reader:
+        assert handlers.verify_audit(reader, public_key=jpn.keys.public_signing_key()).ok
+
     # Nothing will answer a request the originator refused to take (here: KOR has left JPN
     # out of its federation since): failed, not left pending where a refusal would count.
     partners = exchange.require_partners(kor)
@@ -168,7 +222,7 @@ def test_an_answer_that_races_its_request_counts_once(
         consents.consent_request(jpn, items[0], "USA", "again", client=api_of(kor, jpn))
     assert [r["status"] for r in exchange.consent_rows(jpn) if r["reason"] == "again"] == \
         ["failed"]
-    assert len(exchange.consent_rows(kor)) == 3
+    assert len(exchange.consent_rows(kor)) == 5
 
 
 @settings(max_examples=50)

@@ -517,3 +517,69 @@ def test_a_named_commit_wakes_its_links_without_a_query(
         kick.clear()
     couriers._wake_links(None)  # a signal that did not say: the store is asked (it fails)
     assert all(kick.is_set() for kick in kicks.values())
+
+
+def test_a_small_batchs_answer_is_recorded_on_the_links_own_loop(
+        node_factory: Any, make_indicator: Any) -> None:
+    """At light load the courier posts a small batch on its loop's thread and records the
+    answer there too (no hop to the settling thread, which then never starts): here a
+    partner that refuses the connection, whose failure is recorded as a retry."""
+    import time
+
+    from gsomia.service import handlers
+    from gsomia.shell import exchange
+
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    peers = {code: exchange.Peer(code, "https://127.0.0.1:1", n.keys.public_signing_key(),
+                                 n.keys.envelope_key().public_key())
+             for code, n in (("JPN", jpn), ("KOR", kor))}
+    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+    handlers.publish_many(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
+                          entries=[(make_indicator(0), handlers.LabelRequest(
+                              "秘", ("JPN", "KOR"), "dprk-missile"))],
+                          now=datetime.now(UTC))
+    assert exchange.pending(jpn, "KOR") == 1
+    sender = exchange.Sender(jpn, link="KOR",
+                             client=exchange.peer_client(jpn.folder, timeout=1.0))
+    stop = threading.Event()
+    loop = threading.Thread(target=sender.run, args=(stop,), name="link-loop")
+    loop.start()
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end and \
+                not any(r["attempts"] for r in exchange.outbox_rows(jpn)):
+            time.sleep(0.02)
+        rows = exchange.outbox_rows(jpn)
+        assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 1)]
+        assert rows[0]["last_error"]
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("gsomia-settle")]
+    finally:
+        stop.set()
+        loop.join(timeout=10)
+        sender.close()
+
+
+def test_a_unit_of_work_at_once_does_not_wait_for_the_write_lock(node_factory: Any) -> None:
+    """``Store.uow(at_once=True)`` (the courier recording a small batch's receipts on its
+    own loop): another writer holding the lock makes it raise at once, having taken
+    nothing, and its connection goes back to the pool synced (``synchronous=FULL``), never
+    relaxed for the next commit that must be."""
+    import time
+
+    import pytest
+
+    jpn = node_factory("JPN")
+    holder = jpn.store.uow()
+    holder.__enter__()  # another writer: holds the write lock
+    try:
+        started = time.monotonic()
+        with pytest.raises(st.WriterBusy), jpn.store.uow(synced=False, at_once=True):
+            pass
+        assert time.monotonic() - started < 2.0  # not the 30 s lock wait
+    finally:
+        holder.__exit__(None, None, None)
+    with jpn.store.engine.connect() as one, jpn.store.engine.connect() as two:
+        for conn in (one, two):  # both pooled connections: the holder's and the refused one's
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    with jpn.store.uow(synced=False, at_once=True) as uow:  # the lock free: taken at once
+        uow.rollback()

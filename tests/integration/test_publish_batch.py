@@ -39,6 +39,7 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
              "type": "indicator", "originator": "JPN", "content": b'{"n":%d}' % n,
              "label": b"{}", "binding": b"{}", "added_at": at + timedelta(seconds=n),
              "seq": n} for n in range(3)]
+    rows[0]["added_at"] = at.replace(microsecond=0)  # text without a fraction, as the driver's
     for node, write in ((fast, lambda c: insert_many(c, items, rows)),
                         (core, lambda c: c.execute(items.insert(), rows))):
         with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \

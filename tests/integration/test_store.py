@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -429,7 +430,10 @@ def test_reopening_migrates_nothing_and_schema_matches_the_tables(
 
     kor = node_factory("KOR", db_url)
     assert st.current_revision(kor.store.engine) == st.script_head()
-    with kor.store.engine.connect() as conn:
+    with kor.store.engine.connect() as conn, warnings.catch_warnings():
+        # SQLite's index of expressions (migration 0017) is not declared: Alembic cannot
+        # compare one, and says so.
+        warnings.filterwarnings("ignore", ".*expression-based index")
         assert compare_metadata(MigrationContext.configure(conn), st.metadata) == []
     again = open_node(kor.folder, catalogue=shipped)
     try:

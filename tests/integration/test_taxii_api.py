@@ -497,6 +497,48 @@ def test_publishing_reports_each_object_and_keeps_the_rest(world: World) -> None
     assert r.json()["success_count"] == 2 and "already held" in json.dumps(r.json())
 
 
+def test_a_person_s_post_refused_for_their_rights_is_audited_within_a_bound(
+        world: World) -> None:
+    """issue 11: a low-cleared account probing what it may write leaves a trace (before, no
+    event at all), answered exactly as before; repeated, it is counted, not written each
+    time. About 0.5 s: the module's node, a user of its own."""
+    world.add_user("taro", "秘", ["dprk-missile"])
+    store = world.app.state.taxii_store
+    n = 900 + next(_n)
+    headers = {**auth(world.tokens["taro"]), **POST}
+    r = world.client.post(OBJECTS, headers=headers, content=json.dumps(
+        envelope(SECRET, world.catalogue, [indicator(n)])))
+    assert r.status_code == 202 and r.json()["failure_count"] == 2
+    assert {f["message"] for f in r.json()["failures"]} == {handlers.REFUSED_TO_PUBLISH}
+    absent = world.client.post("/gsomia/collections/no-such/objects/", headers=headers,
+                               content=json.dumps(envelope(CONF, world.catalogue, [])))
+    assert absent.status_code == 404
+    mine = [e for e in _events(world.node, "action-refused") if e.actor == "taro"]
+    assert [json.loads(e.details)["collection"] for e in mine] == [CID, "no-such"]
+    first = json.loads(mine[0].details)
+    assert first["action"] == "taxii-post" and first["refused"] == 2
+    assert indicator(n)["id"] in first["item_ids"]
+    # the access rule's own reasons on record, not the one text the poster is told
+    assert first["reasons"] and handlers.REFUSED_TO_PUBLISH not in first["reasons"]
+    for k in range(12):  # in a loop: ten a window on record one by one, the rest counted
+        again = world.client.post(OBJECTS, headers=headers, content=json.dumps(
+            envelope(SECRET, world.catalogue, [indicator(n + 1 + k)])))
+        assert again.status_code == 202 and again.json()["failure_count"] == 2
+    assert len([e for e in _events(world.node, "action-refused") if e.actor == "taro"]) == 10
+    handlers.record_action_summaries(world.node.uow(), refusals=store.refusals, now=None)
+    [summary] = [json.loads(e.details) for e in _events(world.node, "action-refused")
+                 if e.actor == "taro" and json.loads(e.details).get("summary")]
+    assert summary["refused"] == 4 and summary["notices"] == {"taxii-post": 4}
+    # `gsomia doctor` names the account, every post counted, past the bound
+    from gsomia.shell.doctor import people_refusal_checks
+
+    [check] = people_refusal_checks(world.node.folder, lambda: world.catalogue)
+    assert not check.ok and not check.required and "taro 14 (past the bound)" in check.detail
+    with world.node.store.reader() as reader:
+        verdict = handlers.verify_audit(reader, public_key=world.node.keys.public_signing_key())
+    assert verdict.ok, verdict.problems
+
+
 # ---- peer API skeleton ------------------------------------------------------------------------
 
 

@@ -15,10 +15,13 @@ from gsomia.shell.cli import FIELD_FLAGS, flag_of
 SRC = Path(errors.__file__).resolve().parents[1]
 
 # Control flow and transport, never raised to a caller as gsomia's own error: a response
-# decided early in the API, a body over its bound in the ASGI middleware, and a partner's
-# definitive HTTP refusal that the outbox's retry loop treats as an OSError.
+# decided early in the API, a body over its bound in the ASGI middleware, a partner's
+# definitive HTTP refusal and its "not now" that the outbox's retry loop treats as OSErrors;
+# and the tree's PolicyDenied carrying the access rule's own reasons to the audit log (the
+# poster is answered as PolicyDenied, never told them).
 NOT_OF_THE_TREE = {("shell/api.py", "_Refusal"), ("shell/body_limit.py", "_TooLarge"),
-                   ("shell/exchange.py", "Refused")}
+                   ("shell/exchange.py", "Refused"), ("shell/exchange.py", "NotNow"),
+                   ("service/taxii.py", "_RefusedToPublish")}
 
 
 def _exception_classes() -> list[tuple[str, str]]:

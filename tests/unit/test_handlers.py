@@ -165,6 +165,9 @@ class FakeRepo:
     def standing_consents(self) -> list[StandingConsentRecord]:
         return list(self.standing)
 
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        return [r for r in self.standing if r.consent_id == consent_id]
+
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [k for k, i in self.items.items() if i.originator == originator]
 
@@ -214,10 +217,19 @@ class FakeRepo:
                    and holder in (None, r.holder) and item_id in (None, r.item_id)
                    for r, state in self.requests.values())
 
+    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
+        found = self.requests.get(request_id)
+        if found is None:
+            return None
+        request, state = found
+        return {"id": request_id, "item_id": request.item_id, "holder": request.holder,
+                "recipient": request.recipient, "direction": request.direction,
+                "status": state}
+
     def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
                                 at: datetime, *, request_id: str | None = None) -> None:
         for key, (request, state) in list(self.requests.items()):
-            if (request_id is not None and key == request_id) or (
+            if (request_id is not None and key == request_id and state == "pending") or (
                     request_id is None and request.item_id == item_id and state == "pending"
                     and request.direction == "outgoing"
                     and recipient in (None, request.recipient)):
@@ -701,6 +713,11 @@ def test_a_failed_delivery_backs_off_and_stays_pending(shipped: Catalogue) -> No
         wait = (row["next_at"] - NOW).total_seconds()
         assert row["status"] == "pending" and 0 < wait <= exchange.MAX_BACKOFF
     assert wait == exchange.MAX_BACKOFF
+    # A partner that answered "not now" with a Retry-After: no sooner than it said.
+    exchange.retry(uow, deliveries=[QueuedDelivery(row["row"], row["item_id"], row["version"],
+                                                   "JPN", 0)],
+                   error="HTTP 503: busy", now=NOW, status=503, wait=90.0)
+    assert row["status"] == "pending" and row["next_at"] == NOW + timedelta(seconds=90)
 
 
 # ---- notices due --------------------------------------------------------------------------
@@ -858,10 +875,41 @@ def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     # check and a refusal on record, and its room does not come back that soon.
     busy, at_bound = (uow.outbox.notices[n]["next_at"] for n in (2, 3))
     assert busy < NOW + timedelta(seconds=AT_BOUND_S) <= at_bound
+    # A partner whose Retry-After says 120 is asked again after 120 s, not after 60.
+    notice_handlers.settle_notices(uow, outcomes=[(rows[3], 429, "at its bound")],
+                                   now=NOW, waits={rows[3].row: 120.0})
+    assert uow.outbox.notices[3]["next_at"] == NOW + timedelta(seconds=120)
     [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],
         "refused": [register_digest("notices", rows[1].register())]}
+
+
+def test_a_consent_request_without_an_answer_is_resent_until_taken_or_refused(
+        shipped: Catalogue) -> None:
+    """A request whose POST timed out goes again through the outbox under its id: "not
+    now" is retried, a refusal for good fails the request (nothing will answer it), and
+    one answered meanwhile is not sent again (before: pending for ever, never resent)."""
+    uow, _, item = received_item(shipped)
+    ids = [f"JPN-consent-{n}" for n in range(3)]
+    for request_id in ids:
+        exchange.record_consent_request(uow, request=ConsentRequest(
+            request_id, item, "JPN", "USA", "USFJ needs it", "outgoing", NOW), now=NOW,
+            actor="operator")
+    uow.repo.answer_consent_requests("", None, "granted", NOW, request_id=ids[2])
+    assert [exchange.resend_consent_request(uow, request_id=r, originator="KOR",
+                                            body=json.dumps({"request": r}), now=NOW)
+            for r in ids] == [True, True, False]
+    rows = [QueuedNotice(n["row"], n["kind"], n["recipient"], n["reference"], n["item_id"],
+                         n["body"], n["attempts"]) for n in uow.outbox.notices]
+    assert [(n.kind, n.recipient, n.reference) for n in rows] == [
+        ("consent-request", "KOR", ids[0]), ("consent-request", "KOR", ids[1])]
+    assert notice_handlers.settle_notices(
+        uow, outcomes=[(rows[0], 429, "at its bound"), (rows[1], 403, "refused")],
+        now=NOW) == (0, 1, 1)
+    states = {r: s for r, (_, s) in uow.repo.requests.items()}
+    assert states == {ids[0]: "pending", ids[1]: "failed", ids[2]: "granted"}
+    assert [n["status"] for n in uow.outbox.notices] == ["pending", "refused"]
 
 
 # ---- standing consents: a revocation reaches the nodes beyond a relay -----------------------
@@ -1590,3 +1638,37 @@ def test_one_originators_notices_never_use_up_anothers_share_of_a_relay(
         originator_keys={"KOR": kor.public_signing_key()}, now=NOW, refusals=RefusalWindow(),
         bound=1, window=timedelta(hours=24))
     assert answer["accepted"] and not answer.get("duplicate")
+
+
+# ---- a person's refusals, bounded (issue 11) -------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(steps=st.lists(st.tuples(st.sampled_from(["aiko", "taro", "hana"]),
+                                st.integers(min_value=0, max_value=200)), max_size=60))
+def test_a_person_s_refusals_are_each_on_record_or_counted_within_the_bound(
+        steps: list[tuple[str, int]]) -> None:
+    """However a person repeats refused actions, each is either an event of its own or
+    counted in a summary (nothing lost), and no person gets more than the bound's events one
+    by one in a window: probing what one may write leaves a trace, not an unbounded log."""
+    uow = FakeUnitOfWork(Routing("JPN", (), None))  # type: ignore[arg-type]
+    window = RefusalWindow(per_window=3, window=timedelta(seconds=60))
+    steps = sorted(steps, key=lambda s: s[1])  # time goes forward
+    for person, second in steps:
+        handlers.refuse_bounded(uow, refusals=window, actor=person, action="taxii-post",
+                                reasons=["above their clearance"], item_id="indicator--1",
+                                now=NOW + timedelta(seconds=second))
+    handlers.record_action_summaries(uow, refusals=window, now=None)
+    events = uow.audit.of(AuditKind.ACTION_REFUSED)
+    one_by_one = [e for e in events if not e.details.get("summary")]
+    counted = sum(e.details["refused"] for e in events if e.details.get("summary"))
+    assert len(one_by_one) + counted == len(steps)
+    assert all(e.details["action"] == "taxii-post" for e in events)
+    for person in {p for p, _ in steps}:
+        # Windows start at a person's first refusal after the last closed: within any
+        # 60 s, at most two windows overlap, so at most twice the bound one by one.
+        times = [e.at for e in one_by_one if e.actor == person]
+        assert all(sum(1 for u in times if t <= u < t + timedelta(seconds=60)) <= 6
+                   for t in times)
+        assert len([e for e in events if e.actor == person and e.details.get("summary")]) \
+            <= len(times)

@@ -310,3 +310,28 @@ def test_a_report_years_after_the_last_is_taken_at_once() -> None:
         centre.report("JPN", rep)
     assert centre.counts.get("measurements", 0) == 2 * before
     assert centre.counts.get("late", 0) == 0
+
+
+def test_a_player_counts_its_flight_from_the_lift_off_it_is_given() -> None:
+    """``scenario run --federation`` starts every party's player from one lift-off, taken
+    once every node is open: a player that started its own clock after opening its node
+    played, and its partners counted its reports, seconds of wall time x speed late
+    (flaky20). Given a lift-off 100 s of flight ago at 100x, the lines due by then go at
+    once, in the first batch; none goes before its time after that lift-off."""
+    import time
+
+    from gsomia.shell.sensor_player import play
+
+    sent: list[tuple[float, list[dict[str, Any]]]] = []
+
+    class Sink:
+        def send(self, docs: list[dict[str, Any]]) -> None:
+            sent.append((time.monotonic(), docs))
+
+    lines = [(50.0, {"n": 1}), (99.0, {"n": 2}), (130.0, {"n": 3})]
+    liftoff = time.monotonic() - 1.0
+    play(Sink(), [], lines, 100.0, liftoff)
+    assert [d["n"] for d in sent[0][1]][:2] == [1, 2]
+    assert sorted(d["n"] for _, docs in sent for d in docs) == [1, 2, 3]
+    for at, docs in sent:
+        assert all((at - liftoff) * 100.0 >= lines[d["n"] - 1][0] for d in docs)

@@ -46,6 +46,7 @@ from gsomia.service.taxii_ports import (
     Page,
     PostStatus,
     Query,
+    RefusedPost,
     StoredVersion,
     Submission,
 )
@@ -255,6 +256,7 @@ class MemoryStore:
     users: dict[bytes, tuple[str, Person]] = field(default_factory=dict)
     accesses: list[AccessRecord] = field(default_factory=list)
     statuses: dict[str, tuple[str, Mapping[str, Any]]] = field(default_factory=dict)
+    refused: list[RefusedPost] = field(default_factory=list)
 
     def put(self, obj_id: str, version: datetime, added: datetime, label: SecurityLabel,
             content: bytes | None = None) -> None:
@@ -309,6 +311,9 @@ class MemoryStore:
 
     def record_miss(self, record: AccessRecord) -> None:
         self.accesses.append(record)
+
+    def record_refused(self, refused: RefusedPost) -> None:
+        self.refused.append(refused)
 
     def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],
                     now: datetime) -> None:
@@ -473,6 +478,11 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
     assert "more than one" in bad["indicator--5"]
     assert "no modified" in bad["indicator--6"]
     assert [r.id for r, _, _ in store.rows] == [conf["id"], "indicator--1"]
+    # the refusals for her rights on record, with the rule's own reasons she is not told
+    [refused] = store.refused
+    assert (refused.person, refused.count) == ("aiko", 2)
+    assert set(refused.item_ids) == {secret["id"], "indicator--2"}
+    assert refused.reasons and REFUSED_TO_PUBLISH not in refused.reasons
     assert svc.status(ANALYST, "status-1") == result
     with pytest.raises(NotFound):
         svc.status(SENIOR, "status-1")  # another person's status is not theirs to see
@@ -569,6 +579,8 @@ def test_a_labelled_collection_exists_only_for_those_who_may_read_its_label(
             for cid in ("labelled", "absent"):
                 with pytest.raises(NotFound):
                     call(cid)
+        # posts to either are on record alike (the same work whichever it was)
+        assert [r.collection for r in store.refused] == ["labelled", "absent"]
         return
     body = svc.add(person, "labelled", plain, TAXII_MEDIA, T0, "s")
     assert body["success_count"] == 1  # the label applied, its marking kept alongside

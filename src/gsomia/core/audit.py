@@ -581,7 +581,9 @@ class AuditKind(StrEnum):
     # was lost (``gsomia audit accept-head``), having checked it with the partners.
     HEAD_ACCEPTED = "head-accepted"
     # A person's action at the dashboard's desk refused: a role below the one the action
-    # needs, an item they may not see, a consent that is not theirs to give.
+    # needs, an item they may not see, a consent that is not theirs to give. Also a
+    # person's TAXII post refused for their rights (``action`` "taxii-post"), bounded per
+    # person and window, the rest counted in a summary (``summary``: true).
     ACTION_REFUSED = "action-refused"
     # A batch of items published in one commit (a TAXII envelope): one leaf instead of two
     # per item, each item still proved and checked alone (``batch_entries``). Since hygiene15

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.custody import ClassificationNotice, IncidentReport
@@ -29,11 +30,13 @@ from gsomia.core.types import Party
 __all__ = [
     "AT_BOUND_S",
     "CLASSIFICATION",
+    "CONSENT_REQUEST",
     "DELIVERY",
     "FIRST_BACKOFF",
     "INCIDENT",
     "LEASE_S",
     "MAX_BACKOFF",
+    "NOT_NOW_CAP_S",
     "STANDING_CONSENT",
     "STANDING_REVOCATION",
     "ConsentObtained",
@@ -52,11 +55,14 @@ __all__ = [
     "plan_deliveries",
     "plan_notices",
     "plan_standing_notices",
+    "retry_after",
 ]
 
 INCIDENT, CLASSIFICATION = "incident", "classification-notice"
 STANDING_CONSENT, STANDING_REVOCATION = "standing-consent", "standing-revocation"
 DELIVERY = "delivery"  # an (item, version) owed to a partner; the other kinds are notices
+# A holder's consent request whose POST got no answer, asked again under its id.
+CONSENT_REQUEST = "consent-request"
 
 # The one retry policy of the outbox: a failed try goes again after FIRST_BACKOFF seconds,
 # doubling up to MAX_BACKOFF (a partner back up is served within seconds).
@@ -64,8 +70,16 @@ FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 # A partner at one of its ``[limits]`` bounds (429, "not now") is asked again no sooner: its
 # room comes as its window moves or its operator answers, not within seconds, and each try
-# costs it a signature check and a refusal on record. What its Retry-After says, too.
+# costs it a signature check and a refusal on record. Doubling with each try, up to
+# NOT_NOW_CAP_S: a bound that never frees (a partner's revocations of consents it does not
+# hold count for good) must not cost it one refusal a minute for ever.
 AT_BOUND_S = 60
+# The longest a row waits between two tries, whatever the partner's Retry-After says (it is
+# honoured up to here) and however often it said "not now". The partners' windows are a day
+# (``[limits]``): a row that waits at most an hour arrives within the hour its room comes
+# back; a partner, or a proxy on the way, that says "a year" (or a date years ahead) parks
+# no row longer, and one try an hour of each row costs a partner nothing.
+NOT_NOW_CAP_S = 3600.0
 # How long a sender holds the rows it took (PostgreSQL, several senders): longer than any
 # post takes (the partner client's timeout is 10 s, a refused batch is retried envelope by
 # envelope), so a live sender is never overtaken; a killed one's rows are due again after.
@@ -254,12 +268,43 @@ def backoff(attempts: int, *, first: float = FIRST_BACKOFF, cap: float = MAX_BAC
     return min(cap, first * float(2 ** min(max(attempts, 0), 62)))
 
 
-def next_try(attempts: int, now: datetime, status: int = 0) -> datetime:
+def next_try(attempts: int, now: datetime, status: int = 0,
+             wait: float | None = None) -> datetime:
     """When a row that failed ``attempts`` times before this failure (answered ``status``,
-    0 for none) goes again: after the backoff, and no sooner than :data:`AT_BOUND_S` from a
-    partner at its bound (429)."""
-    wait = backoff(attempts)
-    return now + timedelta(seconds=max(wait, AT_BOUND_S) if status == 429 else wait)
+    0 for none) goes again: after the backoff; from a partner at its bound (429), no sooner
+    than :data:`AT_BOUND_S` doubled with each try; and no sooner than ``wait``, the seconds
+    its ``Retry-After`` asked for (:func:`retry_after`). Never later than
+    :data:`NOT_NOW_CAP_S` but for the backoff itself."""
+    seconds = backoff(attempts)
+    if status == 429:
+        seconds = max(seconds, backoff(attempts, first=AT_BOUND_S, cap=NOT_NOW_CAP_S))
+    if wait is not None:
+        seconds = max(seconds, min(wait, NOT_NOW_CAP_S))
+    return now + timedelta(seconds=seconds)
+
+
+def retry_after(value: object, now: datetime) -> float | None:
+    """The seconds a partner's ``Retry-After`` asks for (RFC 9110 10.2.3: delay-seconds or
+    an HTTP-date, any of its three forms), between 0 and :data:`NOT_NOW_CAP_S`; None if
+    there is none or it is not one of those (the caller's own backoff then decides). Never
+    raises: the value is whatever a partner, or anything on the way, chose to send."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text:
+        return None
+    if text.isascii() and text.isdigit():
+        # Any number of digits: more than the cap's are the cap, not a number parsed.
+        digits = text.lstrip("0") or "0"
+        return NOT_NOW_CAP_S if len(digits) > 6 else min(float(digits), NOT_NOW_CAP_S)
+    try:
+        at = parsedate_to_datetime(text)
+        if at.tzinfo is None:  # asctime: GMT, as every HTTP-date
+            at = at.replace(tzinfo=UTC)
+        seconds = (at - now).total_seconds()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return min(max(seconds, 0.0), NOT_NOW_CAP_S)
 
 
 def definitive(status: int) -> bool:

@@ -324,6 +324,9 @@ def label_class(label: SecurityLabel) -> dict[str, Any]:
     return out
 
 
+_NEW_ITEM = Decision(True, ("a new item",))  # immutable: one for every new id of a batch
+
+
 def decide_new_version(label: SecurityLabel, held: Sequence[SecurityLabel],
                        schemes: Mapping[Party, Scheme], *,
                        publisher: Person | None = None) -> Decision:
@@ -338,7 +341,7 @@ def decide_new_version(label: SecurityLabel, held: Sequence[SecurityLabel],
     replace what its readers see.
     """
     if not held:
-        return Decision(True, ("a new item",))
+        return _NEW_ITEM
     reasons: list[str] = []
     if publisher is not None:
         for current in held:

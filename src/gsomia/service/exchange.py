@@ -39,11 +39,18 @@ from gsomia.core.errors import (
     ProofInvalid,
 )
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.outbox import FIRST_BACKOFF, MAX_BACKOFF, ReceiptObtained, next_try
+from gsomia.core.outbox import (
+    CONSENT_REQUEST,
+    FIRST_BACKOFF,
+    MAX_BACKOFF,
+    NoticeDue,
+    ReceiptObtained,
+    next_try,
+)
 from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
 from gsomia.service import handlers
-from gsomia.service.outbox import commit
+from gsomia.service.outbox import commit, queue_notices
 from gsomia.service.ports import (
     ConsentRequest,
     KeyStore,
@@ -57,7 +64,7 @@ from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "Sent",
            "answer_consent_request", "receive", "record_consent_refusal",
-           "record_consent_request", "retry", "settle"]
+           "record_consent_request", "resend_consent_request", "retry", "settle"]
 
 REPLAYED, MALFORMED, REFUSED = 409, 422, 403
 
@@ -411,13 +418,14 @@ def _refused_together(peer: Party, rest: Sequence[tuple[QueuedDelivery, str]]
 
 
 def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,
-          now: datetime) -> None:
-    """Deliveries that failed on the way (network, partner down) go again after a backoff."""
+          now: datetime, status: int = 0, wait: float | None = None) -> None:
+    """Deliveries that failed on the way (network, partner down, ``status`` a "not now")
+    go again after a backoff, and no sooner than ``wait``, the partner's Retry-After."""
     if not deliveries:
         return
     with uow:
         uow.outbox.retry_deliveries([
-            (d.row, d.attempts + 1, next_try(d.attempts, now), error[:500])
+            (d.row, d.attempts + 1, next_try(d.attempts, now, status, wait), error[:500])
             for d in deliveries])
         uow.commit()
 
@@ -464,6 +472,23 @@ def record_consent_refusal(uow: UnitOfWork, *, item_id: str, originator: Party, 
                                   "reason": reason[:1000]})
         uow.repo.answer_consent_requests(item_id, None, "denied", now)
         uow.commit()
+
+
+def resend_consent_request(uow: UnitOfWork, *, request_id: str, originator: Party,
+                           body: str, now: datetime) -> bool:
+    """A request this node asked whose POST got no answer (a timeout: it may or may not
+    have reached the originator) goes again through the notices outbox, under its id, with
+    the outbox's backoff: the originator keeps one request per id in the holder's name
+    space, so a resend of one it has is answered as that one. False if the request is no
+    longer pending here (answered meanwhile): nothing is queued."""
+    with uow:
+        row = uow.repo.consent_request_row(request_id)
+        if row is None or (row["direction"], row["status"]) != ("outgoing", "pending"):
+            return False
+        queue_notices(uow, [NoticeDue(CONSENT_REQUEST, originator, request_id,
+                                      row["item_id"], body)], now)
+        uow.commit()
+    return True
 
 
 def answer_consent_request(uow: UnitOfWork, *, request_id: str, status: str,

@@ -291,6 +291,8 @@ def _prepare(signing: BindingSigner,
     (object as bound, its bytes, label form, digest, id, version) and ``pending``."""
     prepared: list[tuple[str, str, _LabelForm]] = []
     handed = 0  # digests handed to the signer so far
+    last_request: LabelRequest | None = None
+    last_form: _LabelForm | None = None
     for i, (obj, request) in enumerate(entries):
         if not isinstance(obj, Mapping):
             raise MalformedInput("not a JSON object", where=f"object {i}",
@@ -298,7 +300,8 @@ def _prepare(signing: BindingSigner,
         # The label first: it is cheap to check, and a wrong level should not wait for STIX.
         # Objects of one batch mostly share a label request; each distinct one is made, and
         # put in its canonical forms, once (same request and ``now``: the same label).
-        form = labels.get(request)
+        # The same request object as the entry before (a TAXII batch): its form, unhashed.
+        form = last_form if request is last_request else labels.get(request)
         if form is None:
             form = labels[request] = _LabelForm.of(
                 make_label(request, originator=keys.party, catalogue=catalogue, now=now),
@@ -308,6 +311,7 @@ def _prepare(signing: BindingSigner,
             if publisher is not None and not access.may_read(publisher, form.label,
                                                              catalogue.schemes):
                 raise PolicyDenied((REFUSED_TO_PUBLISH,))
+        last_request, last_form = request, form
         is_marking = is_label_marking(obj)
         if is_marking:
             check_label_marking(obj, form.label, catalogue.vocabulary, where=f"object {i}")
@@ -1030,6 +1034,56 @@ def refuse_action(uow: UnitOfWork, *, actor: str, action: str, reasons: Sequence
                                  details={"action": action, "reasons": list(reasons)})
         uow.commit()
     return event
+
+
+def refuse_bounded(uow: UnitOfWork, *, refusals: RefusalWindow, actor: str, action: str,
+                   reasons: Sequence[str], now: datetime, item_id: str | None = None,
+                   details: Mapping[str, Any] | None = None) -> None:
+    """:func:`refuse_action` for a refusal a person can repeat in a loop (a TAXII post): on
+    record one by one up to ``refusals``' bound per person and window, then counted, the
+    count written as one ``action-refused`` summary with the next refusal after its window
+    (or at close). What cannot be written is given back to ``refusals``, never dropped."""
+    admitted, closed = refusals.admit(actor, action, item_id, now)
+    if not admitted and not closed:
+        return  # counted: on record in the summary once the window closes
+    try:
+        with uow:
+            _action_summaries(uow, closed, now)
+            if admitted:
+                uow.audit.append(AuditKind.ACTION_REFUSED, now, actor, item_id=item_id,
+                                 details={"action": action,
+                                          "reasons": [r[:500] for r in reasons[:10]],
+                                          **(details or {})})
+            uow.commit()
+    except BaseException:
+        refusals.give_back([*closed, *([RefusalSummary(actor, {action: 1},
+                                                       (item_id,) if item_id else (), now,
+                                                       now)] if admitted else [])])
+        raise
+
+
+def record_action_summaries(uow: UnitOfWork, *, refusals: RefusalWindow,
+                            now: datetime | None) -> int:
+    """The counts :func:`refuse_bounded` kept of the windows closed by ``now`` (None: of
+    all, as the node stops) put on record; how many summaries were written."""
+    summaries = refusals.closed(now)
+    if summaries:
+        try:
+            with uow:
+                _action_summaries(uow, summaries, now or max(s.last for s in summaries))
+                uow.commit()
+        except BaseException:
+            refusals.give_back(summaries)
+            raise
+    return len(summaries)
+
+
+def _action_summaries(uow: UnitOfWork, summaries: Sequence[RefusalSummary],
+                      now: datetime) -> None:
+    for summary in summaries:
+        uow.audit.append(AuditKind.ACTION_REFUSED, now, summary.sender,
+                         details={"action": ", ".join(sorted(summary.kinds)),
+                                  **summary.details()})
 
 
 def record_consent(uow: UnitOfWork, *, consent: crypto.Consent,

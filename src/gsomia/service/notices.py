@@ -38,6 +38,7 @@ from gsomia.core.errors import (
 from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import (
     CLASSIFICATION,
+    CONSENT_REQUEST,
     FIRST_BACKOFF,
     INCIDENT,
     MAX_BACKOFF,
@@ -207,12 +208,15 @@ def accept_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: 
 
 
 def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, int, str]],
-                   now: datetime) -> tuple[int, int, int]:
+                   now: datetime, waits: Mapping[int, float] | None = None
+                   ) -> tuple[int, int, int]:
     """Each notice posted with the partner's HTTP status (0: no answer) and text; the
-    (delivered, refused, to retry) counts."""
+    (delivered, refused, to retry) counts. ``waits``: by row, the seconds the partner's
+    ``Retry-After`` asked for (:func:`gsomia.core.outbox.retry_after`)."""
     updates: list[tuple[int, Mapping[str, Any]]] = []
     settled: dict[str, list[str]] = {}
     counts = {DELIVERED: 0, REFUSED: 0, "retry": 0}
+    failed: list[str] = []  # consent requests the originator refused to take
     for notice, status, text in outcomes:
         if status == 202:
             updates.append((notice.row, {"status": DELIVERED, "delivered_at": now,
@@ -224,13 +228,17 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
         elif definitive(status):
             updates.append((notice.row, {"status": REFUSED, "attempts": notice.attempts + 1,
                                          "last_error": f"HTTP {status}: {text}"}))
+            if notice.kind == CONSENT_REQUEST:
+                # The originator read it and refused to take it: nothing will answer it.
+                failed.append(notice.reference)
             settled.setdefault(REFUSED, []).append(
                 register_digest("notices", notice.register()))
             counts[REFUSED] += 1
         else:
             updates.append((notice.row, {
                 "attempts": notice.attempts + 1,
-                "next_at": next_try(notice.attempts, now, status),
+                "next_at": next_try(notice.attempts, now, status,
+                                    (waits or {}).get(notice.row)),
                 "last_error": (f"HTTP {status}: " if status else "") + text}))
             counts["retry"] += 1
     with uow:
@@ -240,6 +248,8 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
             uow.audit.append(AuditKind.NOTICES_SETTLED, now, "node",
                              details=dict(sorted(settled.items())))
         uow.outbox.update_notices(updates)
+        for request_id in failed:  # only one still pending: an answer may have come first
+            uow.repo.answer_consent_requests("", None, "failed", now, request_id=request_id)
         uow.commit()
     return counts[DELIVERED], counts[REFUSED], counts["retry"]
 

@@ -32,7 +32,7 @@ from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
 from gsomia.service.ports import UnitOfWork
 
-__all__ = ["commit", "queue_deliveries", "recover", "standing_held"]
+__all__ = ["commit", "queue_deliveries", "queue_notices", "recover", "standing_held"]
 
 
 def commit(uow: UnitOfWork, now: datetime) -> None:
@@ -49,7 +49,7 @@ def commit(uow: UnitOfWork, now: datetime) -> None:
         _queue_notices(uow, recorded, now)
     issued = [e for e in events if isinstance(e, StandingConsentIssued)]
     if issued:
-        _add_notices(uow, plan_standing_notices(issued, uow.routing), now)
+        queue_notices(uow, plan_standing_notices(issued, uow.routing), now)
     uow.commit()
 
 
@@ -130,10 +130,12 @@ def _queue_notices(uow: UnitOfWork, recorded: Sequence[IncidentRecorded | Notice
             holders[event.notice.item_id] = {
                 r.peer for r in uow.repo.receipts_for(event.notice.item_id)
                 if r.direction == "obtained"}
-    _add_notices(uow, plan_notices(recorded, uow.routing.me, holders), now)
+    queue_notices(uow, plan_notices(recorded, uow.routing.me, holders), now)
 
 
-def _add_notices(uow: UnitOfWork, planned: Sequence[NoticeDue], now: datetime) -> None:
+def queue_notices(uow: UnitOfWork, planned: Sequence[NoticeDue], now: datetime) -> None:
+    """Queue the notices not queued before (kind, reference, recipient), recorded by one
+    ``notices-queued`` event; inside the caller's unit of work, which commits."""
     held = uow.outbox.queued_notices({n.key() for n in planned})
     fresh = []
     for due in planned:

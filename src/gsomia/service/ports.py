@@ -166,6 +166,10 @@ class Repository(Protocol):
     def standing_consents(self) -> list[StandingConsentRecord]:
         """Every standing consent and revocation given or obtained here, oldest first."""
         ...
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        """The grant and revocation rows of ``consent_id``, oldest first (read by index:
+        the table keeps every grant and revocation ever made)."""
+        ...
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None: ...
     def notices_for(self, item_id: str) -> list[ClassificationNotice]: ...
     def notices_from(self, sender: Party, since: datetime,
@@ -263,6 +267,17 @@ class Repository(Protocol):
         newest exchanged (or posted), every one found inconsistent, and, if none was, the
         newest found consistent; read by index, however long the log."""
         ...
+    def partner_heads_by_size(self, partner: Party) -> Iterator[tuple[Any, LoggedHead]]:
+        """The log's records of heads naming ``partner``, largest head first and newest
+        first among equals, each with the size as the store sorted it (an ``int`` where the
+        record's size is a whole number; read in that order by index on SQLite)."""
+        ...
+    def partner_heads_newest(self, partner: Party, kind: AuditKind,
+                             also: str = "%") -> Iterator[LoggedHead]:
+        """The log's records of ``kind`` that may name ``partner`` (and whose details match
+        the LIKE pattern ``also``), newest first, read lazily by index: a superset the
+        caller checks, as a pattern cannot parse JSON."""
+        ...
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         """(seq, kind) of the log's ``limit`` newest events, newest first."""
         ...
@@ -275,6 +290,10 @@ class Repository(Protocol):
         ...
     def notices_in(self, status: str) -> int:
         """How many notices of the outbox are in ``status``."""
+        ...
+    def held_back(self) -> list[tuple[Party, str, int, int]]:
+        """(recipient, kind, rows, most tries) of the pending rows of the outbox a partner
+        last answered "not now" at one of its bounds (429)."""
         ...
     def deliveries_by_status(self) -> dict[str, int]:
         """How many deliveries of the outbox are in each status."""

@@ -93,7 +93,7 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
                             ) -> crypto.StandingRevocation:
     """As originator, revoke a standing consent this node gave; the partners are told."""
     with uow:
-        rows = [r for r in uow.repo.standing_consents() if r.consent_id == consent_id]
+        rows = uow.repo.standing_consents_named(consent_id)
         given = [r for r in rows if r.kind == "grant" and r.direction == "given"]
         if not given:
             raise MalformedInput(f"no standing consent {consent_id!r} given by this node",
@@ -232,8 +232,7 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                                  where="standing revocation.consent",
                                  expected="the standing consent the revocation names")
     with uow:
-        rows = uow.repo.standing_consents()
-        held = [r for r in rows if r.consent_id == revocation.consent_id]
+        held = uow.repo.standing_consents_named(revocation.consent_id)
         # Held already only if by the same originator: a partner's revocation of its own
         # naming this id revokes nothing (in_force) and must not shadow the originator's.
         if any(r.kind == "revoke" and r.originator == revocation.originator for r in held):
@@ -247,6 +246,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         recipient = grants[0].recipient if grants else \
             consent.recipient if consent is not None else None
         if recipient is None:
+            # A revocation of a consent never seen: the bound reads the whole table (rare: the
+            # revocations counted are those of consents this node never held).
+            rows = uow.repo.standing_consents()
             granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
             orphans = sum(r.kind == "revoke" and r.originator == revocation.originator
                           and r.direction == "obtained" and r.recipient is None

@@ -7,7 +7,8 @@ item the caller may not see and an item that does not exist give the same :class
 which the API renders as the same 404 body; both are recorded alike (``record_miss``, off the
 request path, the reasons worked out when the event is written), so neither the answer nor
 its time tells them apart. A POST is refused by the access rule in one set of words
-(``REFUSED_TO_PUBLISH``), decided before "already held" could be said.
+(``REFUSED_TO_PUBLISH``), decided before "already held" could be said; such a refusal is
+audited with the rule's own reasons, bounded per person (:meth:`ObjectStore.record_refused`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from gsomia.service.taxii_ports import (
     Outcome,
     PostStatus,
     Query,
+    RefusedPost,
     StoredVersion,
     Submission,
 )
@@ -250,7 +252,18 @@ class TaxiiService:
         collection's. Unlabelled means refused. A label marking-definition is itself kept as
         an object, under the label it carries, by the same rules as any other object.
         """
-        chosen = self.collection_for(person, collection)
+        try:
+            chosen = self.collection_for(person, collection)
+        except NotFound:
+            # Absent or hidden alike on record (the same work either way: the answer's time
+            # says no more than its body), so probing for collections leaves a trace.
+            found = self.collections.get(collection)
+            why = access.reading(person, found.label, self.schemes).reasons \
+                if found is not None and found.label is not None else ()
+            self.store.record_refused(RefusedPost(
+                person.name, collection[:300], (), 0,
+                why or (f"no collection {collection[:300]}",), now))
+            raise
         objects = _envelope_objects(body, media)
         markings = self._known_markings(person)
         failures: list[Outcome] = []
@@ -281,17 +294,21 @@ class TaxiiService:
         self._resolve_stored(person, others, markings)
         submissions: list[Submission] = []
         decisions: dict[SecurityLabel, Decision] = {}  # one access decision per label
+        refused: list[tuple[str, Sequence[str]]] = []  # (id, the true reasons) for the log
         for i, obj in others:
             try:
                 submissions.append(self._submission(person, obj, markings, i, decisions,
                                                     chosen))
             except GsomiaError as exc:
                 failures.append(Outcome(obj["id"], _version_text(obj), False, str(exc)))
+                if isinstance(exc, PolicyDenied):
+                    refused.append((obj["id"], getattr(exc, "why", exc.reasons)))
         own = self._collection_marking(chosen, submissions)
         if not submissions:
             body_out = status(status_id, now, [o.to_json() for o in successes],
                               [o.to_json() for o in failures])
             self.store.save_status(status_id, person.name, body_out, now)
+            self._refused(person, chosen, refused, now)
             return body_out
         made: list[dict[str, Any]] = []
 
@@ -308,7 +325,24 @@ class TaxiiService:
         outcomes = self.store.add_objects([*own, *submissions], person, now,
                                           status=PostStatus(status_id, person.name, status_of),
                                           kept_as_is=_node_made_kept)
-        return made[-1] if made else status_of(outcomes)
+        answer = made[-1] if made else status_of(outcomes)
+        # Refused in the batch's transaction: a new version of an item they may not read,
+        # or of one the node made.
+        refused.extend((o.id, (o.message,)) for o in outcomes[len(own):]
+                       if not o.ok and o.message in (REFUSED_TO_PUBLISH, NODE_MADE_REFUSED))
+        self._refused(person, chosen, refused, now)
+        return answer
+
+    def _refused(self, person: Person, collection: TaxiiCollection,
+                 refused: Sequence[tuple[str, Sequence[str]]], now: datetime) -> None:
+        """Put on record, bounded by the store, the objects of a post refused for the
+        poster's rights: one event for the post, its first ids and their distinct reasons."""
+        if not refused:
+            return
+        reasons = list(dict.fromkeys(r for _, why in refused for r in why))
+        self.store.record_refused(RefusedPost(person.name, collection.id,
+                                              [i for i, _ in refused[:10]], len(refused),
+                                              reasons[:10], now))
 
     def _submission(self, person: Person, obj: Mapping[str, Any],
                     markings: Mapping[str, SecurityLabel], i: int,
@@ -362,7 +396,7 @@ class TaxiiService:
             decision = decisions[label] = access.reading(person, label, self.schemes)
         if not decision.permit:
             # The same words as for an item the person may not read (see REFUSED_TO_PUBLISH).
-            raise PolicyDenied((REFUSED_TO_PUBLISH,))
+            raise _RefusedToPublish(decision.reasons)
         return Submission(obj, label)
 
     def _collection_marking(self, collection: TaxiiCollection,
@@ -415,6 +449,15 @@ class TaxiiService:
 
 
 _MAX_REFS = 1000  # distinct stored markings one request may name
+
+
+class _RefusedToPublish(PolicyDenied):
+    """:data:`REFUSED_TO_PUBLISH`, as the poster is told; ``why``, the access rule's own
+    reasons, for the audit log only."""
+
+    def __init__(self, why: Sequence[str]) -> None:
+        super().__init__((REFUSED_TO_PUBLISH,))
+        self.why = tuple(why)
 
 NODE_MADE_REFUSED = (
     "refused: warnings, tracks, impact predictions, sensor reports and replays are made only "

@@ -35,6 +35,7 @@ __all__ = [
     "PeerUnavailable",
     "PostStatus",
     "Query",
+    "RefusedPost",
     "StoredVersion",
     "Submission",
 ]
@@ -144,6 +145,21 @@ class PostStatus:
     make: Callable[[Sequence[Outcome]], Mapping[str, Any]]
 
 
+@dataclass(frozen=True, slots=True)
+class RefusedPost:
+    """A person's TAXII post refused, whole or in part, for their rights (a collection or a
+    label they may not write to, a kind of object only the node makes), as the audit log
+    keeps it. ``reasons`` are the access rule's own, which the poster is not told;
+    ``item_ids`` the first few refused of the ``count``."""
+
+    person: str
+    collection: str
+    item_ids: Sequence[str]
+    count: int
+    reasons: Sequence[str]
+    at: datetime
+
+
 class ObjectStore(Protocol):
     """What the TAXII API needs from the node's store. Every method is one transaction."""
 
@@ -192,6 +208,13 @@ class ObjectStore(Protocol):
         """Queue the event of a read by id answered 404, absent and hidden alike: written off
         the request path (durable moments later, and at close), so that both answers do the
         same work and take the same time. A log that cannot be written refuses every read."""
+        ...
+
+    def record_refused(self, refused: RefusedPost) -> None:
+        """Put a person's refused post on record, bounded as partners' refusals are: one
+        event each up to a bound per person and window, the rest counted and written as one
+        summary. Never raises: a refusal it cannot write stays counted for the next summary
+        (the poster's answer does not depend on it)."""
         ...
 
     def save_status(self, status_id: str, owner: str, body: Mapping[str, Any],

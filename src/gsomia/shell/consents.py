@@ -49,7 +49,12 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
         reasons = list(reasons or [f"HTTP {response.status_code}: "
                                    f"{data.get('description', '')}"])
         if response.status_code == 429:  # the partner at a bound: a person is told, not queued
-            reasons.append("the partner takes no more now: ask again later")
+            from gsomia.core.outbox import retry_after
+            from gsomia.shell.store import now_utc
+
+            wait = retry_after(response.headers.get("retry-after"), now_utc())
+            reasons.append("the partner takes no more now: ask again "
+                           + (f"in {wait:.0f} s or later" if wait else "later"))
         raise PolicyDenied(tuple(reasons))
     return data
 
@@ -87,27 +92,76 @@ def consent_request(node: Any, item_id: str, to: str, reason: str, *,
         record_request(node, request_id=request_id, item_id=item_id, holder=node.party,
                        recipient=recipient, reason=reason, direction="outgoing", now=now,
                        actor="operator")
+    body = {"item_id": item_id, "recipient": recipient, "reason": reason,
+            "request": request_id}
     try:
-        answer = _post(node, origin.url, "/peer/v1/consents/requests/",
-                       {"item_id": item_id, "recipient": recipient, "reason": reason,
-                        "request": request_id}, client)
+        answer = _post(node, origin.url, "/peer/v1/consents/requests/", body, client)
     except (PartnerUnreachable, PolicyDenied):
         # The originator got nothing, or refused to take the request: nothing will answer
         # it. (Any other failure may have reached it: pending, its answer still counts.)
         decide_request(node, request_id, "failed", now_utc())
         raise
     except MalformedInput as exc:
+        # No answer (a timeout): the originator may have it or not. The node's courier
+        # asks again under the same id, with backoff, until the originator takes it or
+        # refuses it for good (it was left pending for ever).
+        from gsomia.service import exchange as exchange_handlers
+
+        resent = exchange_handlers.resend_consent_request(
+            node.uow(), request_id=request_id, originator=item.originator,
+            body=json.dumps(body, ensure_ascii=False, sort_keys=True), now=now_utc())
         raise MalformedInput(f"{exc.what} (request {request_id} is kept pending: the "
-                             "originator may have it; ask again if no answer comes)",
+                             "originator may have it; "
+                             + ("the node sends it again until the originator takes it)"
+                                if resent else "ask again if no answer comes)"),
                              where="partner") from None
     asked_as = str(answer.get("request", ""))
     if not asked_as:
         raise MalformedInput("the originator returned no request id", where="partner")
     out = {"request": asked_as, "item_id": item_id, "originator": item.originator,
-           "recipient": recipient, "status": "pending"}
+           "recipient": recipient,
+           "status": _state(node, request_id, item.originator, origin, recipient, answer)}
     if asked_as != request_id:  # an originator that names requests itself
         out["recorded_as"] = request_id
     return out
+
+
+def _state(node: Any, request_id: str, originator: str, origin: Any, recipient: str,
+           answer: Any) -> str:
+    """The request's state once the originator has answered the POST. Asked again after its
+    reply was lost, the originator says how it answered (granted: with the signed consent),
+    which is kept here as the reply would have been; then this node's record, which the
+    reply may also have settled while the POST was on its way (bounds19: it said "pending"
+    whatever either side held)."""
+    from contextlib import suppress
+
+    from gsomia.core import crypto
+    from gsomia.service import exchange as exchange_handlers
+    from gsomia.service import handlers
+    from gsomia.shell.exchange import consent_row
+    from gsomia.shell.store import now_utc
+
+    said = answer.get("status")
+    row = consent_row(node, request_id)
+    if row["status"] == "pending" and said == "granted" and \
+            isinstance(answer.get("consent"), dict):
+        consent = crypto.Consent.from_json(answer["consent"])
+        if (consent.item_id, consent.originator, consent.recipient) != \
+                (row["item_id"], originator, recipient):
+            raise MalformedInput(f"the originator answered request {request_id} with a "
+                                 "consent to another release", where="partner")
+        handlers.record_consent(node.uow(), consent=consent,
+                                originator_public=origin.signing_public, now=now_utc(),
+                                actor=originator)
+    elif row["status"] == "pending" and said == "denied":
+        with suppress(PolicyDenied):  # answered meanwhile, by the reply
+            exchange_handlers.record_consent_refusal(
+                node.uow(), item_id=row["item_id"], originator=originator,
+                reason=f"request {request_id} was denied (said when it was asked again: "
+                       "the reply was lost)", now=now_utc())
+    status = str(consent_row(node, request_id)["status"])
+    # Still pending here while the originator has answered (it sent no consent): its word.
+    return str(said) if status == "pending" and said in ("granted", "denied") else status
 
 
 def answer_consent(node: Any, request_id: str, grant: bool, reason: str, *,

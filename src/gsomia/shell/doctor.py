@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from gsomia.core.agreements import Catalogue
 
 __all__ = ["MODULES", "Check", "clock_checks", "delivery_checks", "environment",
-           "node_checks", "partner_checks", "pin_checks", "refusal_checks"]
+           "node_checks", "partner_checks", "people_refusal_checks", "pin_checks",
+           "refusal_checks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +159,7 @@ def node_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check
     out.extend(pin_checks(folder))
     out.extend(delivery_checks(folder, agreements))
     out.extend(refusal_checks(folder, agreements))
+    out.extend(people_refusal_checks(folder, agreements))
     return out
 
 
@@ -198,6 +200,43 @@ def refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
                   "" if not at_bound else "a partner sends past its bound: see the "
                   "notice-refused events in the audit log; raise [limits] in node.toml only "
                   "for traffic you expect", required=False)]
+
+
+def people_refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
+                          now: datetime | None = None) -> list[Check]:
+    """The node's people whose TAXII posts were refused for their rights in the last day,
+    summaries counted in full: one past the bound (ten a minute on record one by one) is
+    named, as an account probing what it may write."""
+    from gsomia.shell.node import open_node
+
+    since = (now or datetime.now(UTC)) - timedelta(days=1)
+    try:
+        with open_node(folder, catalogue=agreements()) as node, \
+                node.store.repository() as repo:
+            rows = repo.newest_of(("action-refused",), 10_000)
+    except Exception:  # the database check above already says what is wrong
+        return []
+    counts: dict[str, int] = {}
+    past_bound: set[str] = set()
+    for _, at, actor, raw in rows:
+        if instant(at) < since:
+            break  # newest first
+        details = json.loads(raw) if isinstance(raw, str) else raw or {}
+        if details.get("action") != "taxii-post":
+            continue  # the desk's refusals: one event each, as before
+        if details.get("summary"):
+            past_bound.add(actor)
+        counts[actor] = counts.get(actor, 0) + int(details.get("refused", 1)
+                                                   if details.get("summary") else 1)
+    if not counts:
+        return [Check("people's refused TAXII posts", True, "none in the last day",
+                      required=False)]
+    detail = ", ".join(f"{who} {n}" + (" (past the bound)" if who in past_bound else "")
+                       for who, n in sorted(counts.items(), key=lambda c: -c[1]))
+    return [Check("people's refused TAXII posts", not past_bound, f"last day: {detail}",
+                  "" if not past_bound else "a person posts what their rights refuse, again "
+                  "and again: see the action-refused events (gsomia audit events), and "
+                  "their account", required=False)]
 
 
 # The sensor reports a clock check reads: those stored in the log's newest events.
@@ -279,17 +318,31 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
                 node.store.repository() as repo:
             counts = repo.deliveries_by_status()
             refused = repo.deliveries_refused(3)
+            held = repo.held_back()
     except Exception:  # the database check above already says what is wrong
         return []
     waiting = counts.get(PENDING, 0)
+    out = [_held_back(held)] if held else []
     if not refused:
         return [Check("deliveries", True, f"none refused, {waiting} pending",
-                      required=False)]
+                      required=False), *out]
     shown = "; ".join(f"{item_id} to {recipient}: {why}" for item_id, recipient, why in refused)
     return [Check("deliveries", False,
                   f"{counts.get(REFUSED, 0)} refused ({shown}), {waiting} pending",
                   "see the delivery-refused events in the audit log; an item too large "
-                  "for partners must be split and published again", required=False)]
+                  "for partners must be split and published again", required=False), *out]
+
+
+def _held_back(held: list[tuple[str, str, int, int]]) -> Check:
+    """Rows a partner keeps answering "not now" at one of its bounds: they are tried again,
+    less and less often (at most hourly), for as long as it does; a bound that never frees
+    (its revocations of consents it does not hold count for good) holds them for ever, so
+    the operator has to hear of them rather than find them in the outbox."""
+    said = "; ".join(f"{to}: {n} {kind} (up to {tries} tries)" for to, kind, n, tries in held)
+    return Check("held back at partners' bounds", False, said,
+                 "the partner is at one of its [limits] bounds: they go once it has room; "
+                 "ask its operator if they stay (gsomia doctor there names the limit)",
+                 required=False)
 
 
 def partner_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[Check]:

@@ -383,25 +383,43 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
                 desk = ConsentDesk(nodes, delay=hub.desk_delay_s / speed)
                 desk.start()
         failures: list[BaseException] = []
+        # One lift-off for every player and for the figures read back, once every party's
+        # node is open and its indicators are in: each player used to start its own clock
+        # after opening its node and sending its indicators, one after another (the folders'
+        # lock), and the figures counted from before all that, so on a loaded machine a
+        # partner's report counted seconds of wall time (x speed) late: at 40x KOR's first
+        # report reached JPN at 120.3 s of flight instead of about 80.
+        liftoff: dict[str, float] = {}
+        ready = threading.Barrier(len(PARTIES), action=lambda: liftoff.update(
+            monotonic=time.monotonic(), wall=time.time()))
 
         def feed(party: str) -> None:
-            target = Target(str(folder / party), None, None, opened)
+            target: Target | None = None
             try:
-                play(target, *plays[party], speed)
+                target = Target(str(folder / party), None, None, opened)
+                indicators, lines = plays[party]
+                if indicators:
+                    target.send(indicators)
+                ready.wait()
+                play(target, [], lines, speed, liftoff["monotonic"])
+            except threading.BrokenBarrierError:
+                pass  # another party's player failed: its failure is the one shown
             except BaseException as exc:  # shown once every party is done
                 failures.append(exc)
+                ready.abort()
             finally:
-                target.close()
+                if target is not None:
+                    target.close()
 
         threads = [threading.Thread(target=feed, args=(p,), name=f"sensors-{p}")
                    for p in PARTIES]
-        began = time.time()   # lift-off, as the players' clocks count
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         if failures:
             raise failures[0]
+        began = liftoff["wall"]   # lift-off, as the players' clocks count
 
         def busy() -> bool:
             return (desk is not None and desk.busy()) or any(

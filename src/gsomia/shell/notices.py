@@ -382,12 +382,18 @@ def _partner_heads(rows: Sequence[LoggedHead]) -> list[dict[str, Any]]:
 
 
 def _recorded_base(repo: Repository, partner: Party) -> TreeHead | None:
-    for row in head_events(repo):
-        if row.kind != AuditKind.TREE_HEAD_EXCHANGED.value:
+    """The head of ``partner`` last found consistent: the next exchange's base. Read newest
+    first by index, stopping at it (every head in the log was read and parsed). A record
+    that cannot be read is passed over, as :func:`partner_check.held_head_of` does (one
+    stopped the sender's every exchange with every partner)."""
+    for row in repo.partner_heads_newest(partner, AuditKind.TREE_HEAD_EXCHANGED,
+                                         '%"consistent":true%'):
+        try:
+            details = json.loads(row.details)
+            if details.get("partner") == partner and details.get("consistent") is True:
+                return TreeHead.from_json(details["head"])
+        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
             continue
-        details = json.loads(row.details)
-        if details.get("partner") == partner and details.get("consistent") is True:
-            return TreeHead.from_json(details["head"])
     return None
 
 

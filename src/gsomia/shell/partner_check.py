@@ -36,29 +36,37 @@ START_TIMEOUT = 3.0  # seconds per partner at start: a partner down must not hol
 
 def held_head_of(node: Node, partner: Party, partner_public: Ed25519PublicKey
                  ) -> TreeHead | None:
-    """The largest head of ``partner`` this node recorded that the partner signed."""
+    """The largest head of ``partner`` this node recorded that the partner signed (the
+    newest of equals). Read largest first by index, so an answer reads the partner's few
+    largest records, not every head in the log (it did, and grew with the log)."""
     from gsomia.core.audit import verify_tree_head
-    from gsomia.shell.notices import head_events
 
     best: TreeHead | None = None
     with node.store.repository() as repo:
-        rows = head_events(repo)
-    for row in rows:
-        try:
-            details = json.loads(row.details)
-            if details.get("partner") != partner:
+        for size, row in repo.partner_heads_by_size(partner):
+            if best is not None and type(size) is int and size < best.size:
+                break  # the rest are smaller still: none can be the answer
+            head = _partner_head(row.details, partner)
+            if head is None or (best is not None and head.size <= best.size):
                 continue
-            head = TreeHead.from_json(details["head"])
-        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
-            continue
-        if best is not None and head.size <= best.size:
-            continue
-        try:
-            verify_tree_head(head, partner_public)
-        except ProofInvalid:
-            continue  # not the partner's statement: proves nothing about it
-        best = head
+            try:
+                verify_tree_head(head, partner_public)
+            except ProofInvalid:
+                continue  # not the partner's statement: proves nothing about it
+            best = head
     return best
+
+
+def _partner_head(details: str, partner: Party) -> TreeHead | None:
+    """The head a record names if it names ``partner`` and parses; None otherwise (a
+    record of someone else, or one that cannot be read, proves nothing)."""
+    try:
+        doc = json.loads(details)
+        if doc.get("partner") != partner:
+            return None
+        return TreeHead.from_json(doc["head"])
+    except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,11 +156,20 @@ class NodeInbox:
             raise PolicyDenied((f"{item_id} did not originate at {self.node.party}",))
         if kept is not None:
             # The holder asking again under the same id (it lost the answer): the one kept.
-            if (kept["direction"], kept["item_id"], kept["recipient"]) != \
-                    ("incoming", item_id, recipient):
+            if (kept["direction"], kept["holder"], kept["item_id"], kept["recipient"]) != \
+                    ("incoming", requester, item_id, recipient):
                 raise MalformedInput(f"request {proposed} is another request of "
                                      f"{requester}'s", where="request")
-            return {"request": proposed, "status": kept["status"]}
+            answer: dict[str, Any] = {"request": proposed, "status": kept["status"]}
+            if kept["status"] == "granted":
+                # The reply that carried it may be what was lost: the signed consent again,
+                # which the holder checks and keeps as it would have kept the reply.
+                with self.node.store.repository() as repo:
+                    given = [c for c in repo.consents_for(item_id)
+                             if (c.direction, c.recipient) == ("given", recipient)]
+                if given:
+                    answer["consent"] = dict(given[-1].document)
+            return answer
         request_id = proposed or exchange.new_request_id(self.node, now)
         with self._at_bound(CONSENT_REQUEST, requester, item_id, now):
             exchange.record_request(self.node, request_id=request_id, item_id=item_id,

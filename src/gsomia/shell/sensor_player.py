@@ -171,14 +171,16 @@ class Sink(Protocol):
 
 
 def play(target: Sink, indicators: list[dict[str, Any]],
-         lines: list[tuple[float, dict[str, Any]]], speed: float) -> int:
-    """Send ``indicators`` at once, then each line at its report time / ``speed``; the
+         lines: list[tuple[float, dict[str, Any]]], speed: float,
+         liftoff_at: float | None = None) -> int:
+    """Send ``indicators`` at once, then each line at its report time / ``speed`` after
+    ``liftoff_at`` (``time.monotonic()``; by default once the indicators are sent); the
     number of batches sent."""
     batches = 0
     if indicators:
         target.send(indicators)
         batches += 1
-    began = time.monotonic()
+    began = time.monotonic() if liftoff_at is None else liftoff_at
     i = 0
     while i < len(lines):
         flight = (time.monotonic() - began) * speed
@@ -195,9 +197,15 @@ def play(target: Sink, indicators: list[dict[str, Any]],
 
 
 def settle(nodes: Mapping[str, Any], busy: Callable[[], bool] = lambda: False,
-           quiet_s: float = QUIET_S, timeout: float = 120.0) -> None:
-    """Until no node has stored anything for ``quiet_s`` and nothing is ``busy`` (a
-    delivery pending, a consent being asked)."""
+           quiet_s: float = QUIET_S, timeout: float = 120.0) -> bool:
+    """Until every node's warning centre has taken what its node holds, no node has stored
+    anything for ``quiet_s`` and nothing is ``busy`` (a delivery pending, a consent being
+    asked). The centres are asked (their progress), not guessed from a quiet store: on a
+    loaded machine a centre still loading its tracker stored nothing for 3 s, and a flight
+    played at 50x was read (and its nodes stopped) before any centre had tracked. False if
+    ``timeout`` seconds passed first."""
+    from gsomia.shell.warning_centre import centre_caught_up
+
     end = time.monotonic() + timeout
     last: tuple[int, ...] = ()
     since = time.monotonic()
@@ -206,11 +214,13 @@ def settle(nodes: Mapping[str, Any], busy: Callable[[], bool] = lambda: False,
         for node in nodes.values():
             with node.store.repository() as repo:
                 counts.append(int(repo.count_items()))
-        if tuple(counts) != last or busy():
+        if tuple(counts) != last or busy() or \
+                not all(centre_caught_up(node) for node in nodes.values()):
             last, since = tuple(counts), time.monotonic()
         elif time.monotonic() - since > quiet_s:
-            return
+            return True
         time.sleep(0.2)
+    return False
 
 
 def _newest_seq(node: Any) -> int:

@@ -253,6 +253,9 @@ receipts = sa.Table(
 # The partial index's predicate, written the same in the queries that use it: SQLite uses
 # a partial index only for a query whose WHERE holds the index's own terms.
 _HEADS_ONLY = "kind IN ('tree-head-exchanged', 'partner-log-inconsistent')"
+# The expressions of ix_audit_events_partner_size, written the same in its query.
+_HEAD_PARTNER = "CASE WHEN json_valid(details) THEN json_extract(details, '$.partner') END"
+_HEAD_SIZE = "CASE WHEN json_valid(details) THEN json_extract(details, '$.head.size') END"
 
 audit_events = sa.Table(
     "audit_events", metadata,
@@ -274,6 +277,12 @@ audit_events = sa.Table(
     # other events' appends nothing.
     sa.Index("ix_audit_events_heads", "kind", "seq",
              sqlite_where=sa.text(_HEADS_ONLY), postgresql_where=sa.text(_HEADS_ONLY)),
+    # And ix_audit_events_partner_size, each partner's heads by size (migration 0017, SQLite
+    # only, not declared here: Alembic can neither compare an index of expressions nor
+    # leave one out on PostgreSQL): the largest head a partner signed is asked for by the
+    # partner at its start (held_head_of), and without it each answer read and parsed every
+    # head in the log. Guarded by json_valid, so a row whose details are not JSON is left
+    # out of it, never refused.
 )
 
 tree_heads = sa.Table(
@@ -446,8 +455,10 @@ def make_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: sa.Connection) -> None:
-            if conn.get_execution_options().get("gsomia_write", False):
-                _begin_immediate(conn.connection.dbapi_connection)
+            options = conn.get_execution_options()
+            if options.get("gsomia_write", False):
+                _begin_immediate(conn.connection.dbapi_connection,
+                                 at_once=options.get("gsomia_at_once", False))
             else:
                 _begin_deferred(conn.connection.dbapi_connection)
 
@@ -651,7 +662,13 @@ def _begin_deferred(dbapi_conn: Any) -> None:
         raise sa.exc.OperationalError("BEGIN", None, exc) from exc
 
 
-def _begin_immediate(dbapi_conn: Any, timeout: float = LOCK_WAIT) -> None:
+class WriterBusy(sa.exc.OperationalError):
+    """Another writer holds the database's write lock, and the unit of work was to take it
+    at once or not at all (``Store.uow(at_once=True)``): nothing was read or written."""
+
+
+def _begin_immediate(dbapi_conn: Any, timeout: float = LOCK_WAIT, *,
+                     at_once: bool = False) -> None:
     """``BEGIN IMMEDIATE``, waiting for another writer in steps of at most 2 ms.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25… ms between tries, so a writer
@@ -671,6 +688,8 @@ def _begin_immediate(dbapi_conn: Any, timeout: float = LOCK_WAIT) -> None:
                 dbapi_conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
+                if at_once and "locked" in str(exc):
+                    raise WriterBusy("BEGIN IMMEDIATE", None, exc) from exc
                 if "locked" not in str(exc) or time.monotonic() >= end:
                     # As a statement's failure surfaces elsewhere: wrapped by SQLAlchemy.
                     raise sa.exc.OperationalError("BEGIN IMMEDIATE", None, exc) from exc
@@ -896,8 +915,15 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
                 if seen is not None and seen[0] is raw:
                     value[i] = seen[1]
                 else:
-                    value[i] = bind(raw)
-                    last[i] = (raw, value[i])
+                    bound = bind(raw)
+                    if type(bound) is datetime:
+                        # Core's text for it (SQLAlchemy's SQLite DATETIME, microseconds
+                        # always), once for the rows that share the instant: left to the
+                        # driver, its adapter made it row by row, and without the fraction
+                        # at a whole second, which then sorted before Core's same instant.
+                        bound = bound.isoformat(" ", "microseconds")
+                    value[i] = bound
+                    last[i] = (raw, bound)
         values.append(tuple(value))
     conn.exec_driver_sql(sql, values)
 
@@ -1104,6 +1130,11 @@ class SqlRepository:
     def standing_consents(self) -> list[StandingConsentRecord]:
         return [_standing(r) for r in self.conn.execute(
             standing_consents.select().order_by(standing_consents.c.row))]
+
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        t = standing_consents
+        return [_standing(r) for r in self.conn.execute(
+            t.select().where(t.c.consent_id == consent_id).order_by(t.c.row))]
 
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.conn.execute(classification_notices.insert(), {
@@ -1338,6 +1369,34 @@ class SqlRepository:
         rows = {r.seq: r for r in (*inconsistent, *exchanged, *checked)}
         return [rows[seq] for seq in sorted(rows, reverse=True)]
 
+    def partner_heads_by_size(self, partner: str) -> Iterator[tuple[Any, LoggedHead]]:
+        if self.conn.dialect.name == "sqlite":
+            for row in self.conn.execute(_HEADS_BY_SIZE, {"partner": partner}):
+                yield row.size, row
+            return
+        # Elsewhere without an index of its own: the partner's records (the partial index
+        # and a pattern), sorted here as SQLite's index sorts them.
+        rows = self._partner_rows(partner) if partner.isalnum() else \
+            self.head_records(_HEAD_KINDS)
+        keyed = [(_recorded_head_size(r.details), r) for r in rows]
+        keyed.sort(key=lambda k: (k[0] is not None, k[0] or 0, k[1].seq), reverse=True)
+        yield from keyed
+
+    def partner_heads_newest(self, partner: str, kind: AuditKind,
+                             also: str = "%") -> Iterator[LoggedHead]:
+        if not partner.isalnum():
+            yield from (r for r in self.head_records((kind.value,)))
+            return
+        yield from self.conn.execute(_PARTNER_HEADS_ALL, {
+            "kind": kind.value, "after": 0, "named": f'%"partner":"{partner}"%',
+            "also": also})
+
+    def _partner_rows(self, partner: str) -> list[LoggedHead]:
+        return _rows(self.conn.execute(
+            sa.text(f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} "
+                    "AND details LIKE :named ORDER BY seq DESC"),
+            {"named": f'%"partner":"{partner}"%'}))
+
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
         t = audit_events
         return _rows(self.conn.execute(
@@ -1357,6 +1416,14 @@ class SqlRepository:
     def notices_in(self, status: str) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
             outbox.c.kind != DELIVERY, outbox.c.status == status)).scalar() or 0)
+
+    def held_back(self) -> list[tuple[str, str, int, int]]:
+        return _rows(self.conn.execute(
+            sa.select(outbox.c.recipient, outbox.c.kind, sa.func.count(),
+                      sa.func.max(outbox.c.attempts))
+            .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
+            .group_by(outbox.c.recipient, outbox.c.kind)
+            .order_by(outbox.c.recipient, outbox.c.kind)))
 
     def deliveries_by_status(self) -> dict[str, int]:
         return {str(status): int(n) for status, n in self.conn.execute(
@@ -1404,6 +1471,26 @@ _PARTNER_HEADS = sa.text(
     f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
     "AND seq > :after AND details LIKE :named AND details LIKE :also "
     "ORDER BY seq DESC LIMIT :limit")
+_PARTNER_HEADS_ALL = sa.text(
+    f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
+    "AND seq > :after AND details LIKE :named AND details LIKE :also ORDER BY seq DESC")
+# One partner's head records, largest head first (newest first among equals), by
+# ix_audit_events_partner_size; a size that is not a JSON number sorts as SQLite sorts it.
+_HEADS_BY_SIZE = sa.text(
+    f"SELECT seq, kind, at, details, {_HEAD_SIZE} AS size FROM audit_events "
+    f"WHERE {_HEADS_ONLY} AND {_HEAD_PARTNER} = :partner ORDER BY {_HEAD_SIZE} DESC, seq DESC")
+_HEAD_KINDS = ("tree-head-exchanged", "partner-log-inconsistent")
+
+
+def _recorded_head_size(details: str) -> int | None:
+    """The head's size a record names, if a whole number (as the caller's check wants)."""
+    try:
+        size = json.loads(details)["head"]["size"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 _NEWEST_HEAD = sa.text(
     f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
     "ORDER BY seq DESC LIMIT 1")
@@ -1674,9 +1761,10 @@ class SqlUnitOfWork:
     audit: SqlAuditLog
     outbox: SqlOutbox
 
-    def __init__(self, store: Store, *, synced: bool = True) -> None:
+    def __init__(self, store: Store, *, synced: bool = True, at_once: bool = False) -> None:
         self._store = store
         self._synced = synced
+        self._at_once = at_once
         self._relaxed = False  # this transaction's connection runs synchronous=NORMAL
         self._conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
@@ -1694,7 +1782,8 @@ class SqlUnitOfWork:
         return self._routing
 
     def __enter__(self) -> Self:
-        conn = self._store.engine.connect().execution_options(gsomia_write=True)
+        conn = self._store.engine.connect().execution_options(
+            gsomia_write=True, gsomia_at_once=self._at_once)
         self._conn = conn
         if not self._synced and conn.dialect.name == "sqlite":
             try:
@@ -1703,7 +1792,17 @@ class SqlUnitOfWork:
             except BaseException:
                 self._restore_sync()
                 raise
-        self._tx = conn.begin()
+        try:
+            self._tx = conn.begin()
+        except BaseException:
+            # The write lock not taken (another writer kept it, or ``at_once``): the
+            # connection goes back to the pool synced, not left to the collector relaxed.
+            try:
+                self._restore_sync()
+            finally:
+                conn.close()
+                self._conn = None
+            raise
         if conn.dialect.name == "postgresql":
             # One writer at a time appends to the log and signs its head, whichever process
             # of the node it is (several API processes and senders may share the database):
@@ -2363,9 +2462,11 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def uow(self, *, synced: bool = True) -> SqlUnitOfWork:
-        """A unit of work; ``synced=False``: see :class:`SqlUnitOfWork`."""
-        return SqlUnitOfWork(self, synced=synced)
+    def uow(self, *, synced: bool = True, at_once: bool = False) -> SqlUnitOfWork:
+        """A unit of work; ``synced=False``: see :class:`SqlUnitOfWork`. ``at_once``
+        (SQLite): raise :class:`WriterBusy` as it begins if another writer holds the lock,
+        instead of waiting (elsewhere it waits)."""
+        return SqlUnitOfWork(self, synced=synced, at_once=at_once)
 
     def claim(self, *, deliveries: bool, now: datetime, limit: int,
               recipient: str | None = None, leaving: Collection[int] = (),

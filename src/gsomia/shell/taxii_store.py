@@ -22,6 +22,7 @@ PostgreSQL ``items (added_at, row)`` for the keyset (SQLite already has it impli
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -40,6 +41,7 @@ from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant
 from gsomia.service import handlers
 from gsomia.service.ports import BindingSigner, KeyStore, StixValidator, UnitOfWork
+from gsomia.service.refusals import RefusalWindow
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
@@ -48,6 +50,7 @@ from gsomia.service.taxii_ports import (
     Page,
     PostStatus,
     Query,
+    RefusedPost,
     StoredVersion,
     Submission,
 )
@@ -136,6 +139,9 @@ class SqlObjectStore:
                                         tuple[int, int] | None]] = {}
         self._statements: dict[tuple[Any, ...], Any] = {}
         self._statuses: sa.Engine | None = None
+        # People's refused posts: ten a minute each on record one by one, the rest counted,
+        # so an account probing what it may write is traced without growing the log freely.
+        self.refusals = RefusalWindow(per_window=10)
         _meta.create_all(store.engine, checkfirst=True)
         self.label_classes()  # read them all now, not on the first request
 
@@ -313,28 +319,30 @@ class SqlObjectStore:
                     kept_as_is: Callable[[bytes], str | None] | None = None
                     ) -> Sequence[Outcome]:
         outcomes: dict[int, Outcome] = {}
-        checked: dict[handlers.LabelRequest, str | None] = {}
+        checked: dict[handlers.LabelRequest, str | None] = {}  # a label's problem, if any
         entries: list[tuple[int, dict[str, Any], handlers.LabelRequest]] = []
         seen: set[tuple[str, str]] = set()
         # The objects of a request share a few label objects: each is asked for once.
-        requests: dict[int, tuple[SecurityLabel, handlers.LabelRequest]] = {}
+        # (label, its request, the request's problem): looked up by the label's identity,
+        # not by hashing the request anew for each object.
+        requests: dict[int, tuple[SecurityLabel, handlers.LabelRequest, str | None]] = {}
         for n, sub in enumerate(submissions):
             obj = dict(sub.obj)  # stored as posted: it reads back with its own marking refs
             version = _version_text(obj)
             known = requests.get(id(sub.label))
             if known is None or known[0] is not sub.label:
-                known = requests[id(sub.label)] = (sub.label, handlers.LabelRequest(
+                request = handlers.LabelRequest(
                     sub.label.level, tuple(sorted(sub.label.rel_to)), sub.label.purpose,
-                    frozenset(sub.label.caveats), sub.label.policy, sub.label.category))
-            request = known[1]
-            if request not in checked:  # objects of one request mostly share their label
-                try:
-                    handlers.make_label(request, originator=self.keys.party,
-                                        catalogue=self.catalogue, now=now)
-                    checked[request] = None
-                except GsomiaError as exc:
-                    checked[request] = str(exc)
-            problem = checked[request]
+                    frozenset(sub.label.caveats), sub.label.policy, sub.label.category)
+                if request not in checked:  # equal labels of distinct objects: asked once
+                    try:
+                        handlers.make_label(request, originator=self.keys.party,
+                                            catalogue=self.catalogue, now=now)
+                        checked[request] = None
+                    except GsomiaError as exc:
+                        checked[request] = str(exc)
+                known = requests[id(sub.label)] = (sub.label, request, checked[request])
+            request, problem = known[1], known[2]
             if problem is None and self.validate is not None:
                 try:
                     self.validate(obj)
@@ -427,6 +435,18 @@ class SqlObjectStore:
 
     def record_miss(self, record: AccessRecord) -> None:
         self._enqueue(record)
+
+    def record_refused(self, refused: RefusedPost) -> None:
+        try:
+            handlers.refuse_bounded(
+                self.store.uow(), refusals=self.refusals, actor=refused.person,
+                action="taxii-post", reasons=refused.reasons, now=refused.at,
+                item_id=refused.item_ids[0][:300] if refused.item_ids else None,
+                details={"collection": refused.collection, "refused": refused.count,
+                         "item_ids": [i[:300] for i in refused.item_ids[:10]]})
+        except Exception as exc:  # counted again (refuse_bounded gave it back): written later
+            print(f"gsomia: a refused TAXII post of {refused.person} is counted, not yet on "
+                  f"record: {exc}", file=sys.stderr)
 
     def record_access(self, record: AccessRecord) -> None:
         if self.audit_reads == "batched":
@@ -521,6 +541,12 @@ class SqlObjectStore:
             self._closing = True
             self._queued.notify()
         self.flush_access()
+        try:
+            handlers.record_action_summaries(self.store.uow(), refusals=self.refusals,
+                                             now=None)
+        except Exception as exc:  # the node still stops; the operator is told
+            print(f"gsomia: could not audit the people's refused posts still counted: {exc}",
+                  file=sys.stderr)
         close_signer = getattr(self.signer, "close", None)
         if close_signer is not None:
             close_signer()

@@ -39,8 +39,9 @@ from gsomia.shell.store import Changes, StoreError
 if TYPE_CHECKING:
     from gsomia.core.node_centre import NodeCentre, Output
 
-__all__ = ["CentreWorker", "centre_elsewhere", "centre_running", "ensure_centre", "id_secret",
-           "output_id", "rehearse", "start_centre"]
+__all__ = ["PROGRESS_FILE", "CentreWorker", "centre_caught_up", "centre_elsewhere",
+           "centre_running", "ensure_centre", "id_secret", "output_id", "rehearse",
+           "start_centre"]
 
 log = logging.getLogger(__name__)
 AHEAD_SAID_EVERY_S = 60.0  # a partner's clock ahead is logged at most once a minute
@@ -57,6 +58,11 @@ BATCH = 500
 # What the centre rehearses on when it is made (:func:`rehearse`): JPN's radars on the
 # 2017-08-29 Hwasong-12 to just past its first impact prediction (208.8 s).
 REHEARSAL_LAUNCH, REHEARSAL_UNTIL_S = "2017-08-29", 215.0
+# The seq of the last note the centre took, in the node's folder, for whoever waits in another
+# process for the centre to be done with what the node holds (``sensor_player.settle``):
+# a quiet store alone does not say it, as a centre slowed by a loaded machine (its first
+# report loads the tracker: seconds of wall time at a load of 15) stores nothing meanwhile.
+PROGRESS_FILE = "centre-progress"
 
 
 def id_secret(node: Any) -> bytes:
@@ -97,6 +103,7 @@ class CentreWorker:
         self.skipped = 0             # outputs already held (published before a restart)
         self.unusable = 0            # items whose properties do not make measurements
         self.rehearsed: set[str] = set()  # what the warm-up's throwaway centre made
+        self._told = -1                   # the mark last written to PROGRESS_FILE
         # Per originator: when its clock ahead was last said, and the count then.
         self._ahead_said: dict[str, tuple[float, int]] = {}
 
@@ -130,6 +137,7 @@ class CentreWorker:
         # a measurement is taken within milliseconds without a query every millisecond.
         changes = Changes(self.node.store.engine)
         try:
+            self._tell_progress()  # a mark left by an earlier run of the node is not this one's
             self._loop(stop, changes)
         finally:
             changes.close()
@@ -181,7 +189,22 @@ class CentreWorker:
             self.due += self.feed(str(originator), bytes(content), added_at)
             self.mark = int(seq)
             self.publish_due()
+        self._tell_progress()
         return bool(rows)
+
+    def _tell_progress(self) -> None:
+        """Write the mark to :data:`PROGRESS_FILE` when it moved (atomically: a reader sees
+        the old mark or the new). A folder that cannot be written stops only this."""
+        if self.mark == self._told or self.due:
+            return
+        folder = Path(self.node.folder)
+        try:
+            tmp = folder / f".{PROGRESS_FILE}.tmp"
+            tmp.write_text(str(self.mark), encoding="ascii")
+            tmp.replace(folder / PROGRESS_FILE)
+            self._told = self.mark
+        except OSError as exc:
+            log.warning("warning centre: cannot write %s: %s", PROGRESS_FILE, exc)
 
     def feed(self, originator: str, content: bytes,
              held_at: datetime | None = None) -> list[Output]:
@@ -364,6 +387,17 @@ def centre_running(folder: Path) -> bool | None:
         except OSError:
             return False
     return True
+
+
+def centre_caught_up(node: Any) -> bool:
+    """Whether the centre of ``node`` (running in any process) has taken every note the node
+    holds and published what it answered: False while it has not written its progress."""
+    try:
+        mark = int((Path(node.folder) / PROGRESS_FILE).read_text(encoding="ascii"))
+    except (OSError, ValueError):
+        return False
+    with node.store.repository() as repo:
+        return not repo.contents_stored_after(mark, stix_type="note", limit=1)
 
 
 def start_centre(node: Any) -> tuple[threading.Thread, threading.Event]:
