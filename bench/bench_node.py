@@ -220,8 +220,8 @@ def build_log(node: Node, events: int, n_items: int, head_every: int = 10_000) -
                 append(AuditKind.LABEL_BOUND, "node",
                        {"key": binding.key, "digest": crypto.b64u(binding.digest)},
                        item_id=item.item_id, item_version=item.version, content_hash=chash)
-                items_rows.append(st._item_values(item, e.seq))
-                custody_rows.append(st._custody_values(custody, e.seq))
+                items_rows.append(st._mapping._item_values(item, e.seq))
+                custody_rows.append(st._mapping._custody_values(custody, e.seq))
                 held.append((item.item_id, item.version, chash))
                 i += 1
             elif held:
@@ -248,7 +248,7 @@ def build_log(node: Node, events: int, n_items: int, head_every: int = 10_000) -
             latest = conn.execute(st.tree_heads.select().order_by(
                 st.tree_heads.c.size.desc()).limit(1)).first()
     assert latest is not None
-    node.store.write_external_head(st._head(latest))
+    node.store.write_external_head(st._mapping._head(latest))
     return time.perf_counter() - started
 
 

@@ -44,7 +44,7 @@ def node_copy(template: Path, tmp_path: Path) -> Path:
 def wal_unreadable(monkeypatch: Any) -> Iterator[None]:
     """The node's write-ahead log cannot be opened to sync a head (a disk or permission
     fault), and no head is known on disk yet, so the next head read must sync it."""
-    from gsomia.shell.store import _SyncedHead
+    from gsomia.shell.store._reader import _SyncedHead
 
     real_open = os.open
 

@@ -438,7 +438,7 @@ def test_any_change_to_any_table_is_caught_or_harmless(template: Path, tmp_path:
 
             schema = st.metadata.tables.get(table, taxii_statuses)
             expected = "text" if table == "alembic_version" else \
-                st._storage_class(schema.c[column])
+                st._reader._storage_class(schema.c[column])
             other = data.draw(hs.sampled_from(sorted(set(_OTHER_CLASS) - {kind, expected})))
             db.execute(f"UPDATE {table} SET {column} = {_OTHER_CLASS[other]} "
                        "WHERE rowid = ?", (rowid,))

@@ -62,7 +62,7 @@ def held(node: Running) -> dict[str, str]:
         bad = note("JPN impact prediction (malformed)", "x_gsomia_ipp",
                    {"at_s": 130.0, **RUN})
         with pytest.MonkeyPatch.context() as before_the_fix:
-            before_the_fix.setattr(handlers, "check_extension_properties",
+            before_the_fix.setattr(handlers._publishing, "check_extension_properties",
                                    lambda obj, where: None, raising=False)
             out["bad"] = handlers.publish(opened.uow(), keys=opened.keys,
                                           catalogue=opened.catalogue, obj=bad, label=LABEL,

@@ -404,7 +404,7 @@ def test_a_delivery_whose_commit_signal_is_lost_goes_by_the_fallback_pass(
     from gsomia.shell import store as node_store
 
     kor, jpn = direct.nodes["KOR"], direct.nodes["JPN"]
-    monkeypatch.setitem(node_store._SIGNAL, str(kor.store.engine.url), "")
+    monkeypatch.setitem(node_store._signal._SIGNAL, str(kor.store.engine.url), "")
     item = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN"))
     assert exchange.wait_until(lambda: held(jpn, item) and drained(kor),
                                exchange.FALLBACK_S + WAIT)

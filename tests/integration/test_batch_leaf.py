@@ -331,7 +331,7 @@ def test_a_log_with_batch_leaves_of_both_forms_verifies_and_an_old_one_is_proved
         obj.pop("object_marking_refs")
     with open_node(folder, catalogue=shipped) as node:
         with monkeypatch.context() as patched:
-            patched.setattr(handlers, "_publish_one_leaf", _publish_listed)
+            patched.setattr(handlers._publishing, "_publish_one_leaf", _publish_listed)
             handlers.publish_many(node.uow(), keys=node.keys, catalogue=shipped,
                                   entries=[(o, label) for o in objs], now=NOW, one_leaf=True)
         public = node.keys.public_signing_key()

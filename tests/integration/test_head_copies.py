@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gsomia.shell.node import Node
-from gsomia.shell.store import _HeadCopier, read_external_head
+from gsomia.shell.store import read_external_head
+from gsomia.shell.store._store import _HeadCopier
 
 pytestmark = pytest.mark.timeout(120)  # a copier that never finishes hangs a node's stop
 

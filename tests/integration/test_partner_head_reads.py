@@ -143,7 +143,7 @@ def _check(node: Node, records: list[tuple[str, str]]) -> None:
 
 def test_the_heads_read_by_index_are_those_every_head_gave(
         node_factory: Callable[..., Node]) -> None:
-    from gsomia.shell.store import _HEADS_BY_SIZE
+    from gsomia.shell.store._repository import _HEADS_BY_SIZE
 
     jpn = node_factory("JPN")  # one node for every example: records are written anew
     with jpn.store.engine.connect() as conn:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from gsomia.shell.node import Node
-from gsomia.shell.store import _Checkpointer
+from gsomia.shell.store._store import _Checkpointer
 
 pytestmark = pytest.mark.timeout(60)  # a checkpointer that never finishes hangs the close
 

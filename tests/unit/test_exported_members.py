@@ -38,7 +38,7 @@ def test_a_package_exports_exactly_its_public_surface(package: object,
     # each module read once, not once per name: parsing the package's sources for each of
     # its ~40 names was 9 s of CPU
     defined = [(m, _public_definitions(Path(getattr(m, "__file__"))))  # noqa: B009
-               for m in _modules(package, pending=True)]
+               for m in _modules(package, pending=True, roles=True)]
     for name in exported:
         value = getattr(package, name)
         # the one module that defines it
@@ -53,11 +53,14 @@ def test_a_name_outside_the_surface_is_no_attribute() -> None:
         _ = gsomia.service.handlers_by_another_name  # type: ignore[attr-defined]
 
 
-def _modules(package: object, *, pending: bool = False) -> list[object]:
+def _modules(package: object, *, pending: bool = False, roles: bool = False) -> list[object]:
+    """The package's modules; with ``roles``, also those of its packages split by role
+    (``service/handlers/_publishing.py``), where what the package exports is defined."""
     path = getattr(package, "__path__")  # noqa: B009
     prefix = getattr(package, "__name__") + "."  # noqa: B009
+    walk = pkgutil.walk_packages if roles else pkgutil.iter_modules
     return [importlib.import_module(info.name)
-            for info in pkgutil.iter_modules(path, prefix)
+            for info in walk(path, prefix)
             if not info.ispkg and (pending or info.name not in PENDING)]
 
 

@@ -1,0 +1,241 @@
+"""Mapping rows to the core's records and back, and bulk writes and lookups."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from gsomia.core.audit import TreeHead
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    CustodyRecord,
+    IncidentReport,
+    NodeUser,
+    ReceiptRecord,
+    Revocation,
+    StandingConsentRecord,
+    StoredItem,
+    record_bytes,
+)
+from gsomia.core.errors import MalformedInput
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.types import instant, iso
+from gsomia.shell.store._tables import outbox, revocations
+
+
+def _label(data: bytes) -> SecurityLabel:
+    return SecurityLabel.from_stored(json.loads(data))
+
+
+def _label_bytes(label: SecurityLabel) -> bytes:
+    return record_bytes(label.to_json())
+
+
+def _item(row: Any) -> StoredItem:
+    return StoredItem(row.id, row.version, row.type, row.originator, bytes(row.content),
+                      bytes(row.label), bytes(row.binding), row.added_at)
+
+
+def _item_values(item: StoredItem, seq: int) -> dict[str, Any]:
+    return {"id": item.item_id, "version": item.version, "type": item.stix_type,
+            "originator": item.originator, "content": item.content, "label": item.label,
+            "binding": item.binding, "added_at": item.added_at, "seq": seq}
+
+
+def _custody(row: Any) -> CustodyRecord:
+    return CustodyRecord(row.item_id, row.version, row.event, row.holder,
+                         _label(row.original_label), _label(row.national_label), row.at,
+                         row.provider, row.agreement,
+                         None if row.envelope_digest is None else bytes(row.envelope_digest),
+                         row.note)
+
+
+def _custody_values(record: CustodyRecord, seq: int) -> dict[str, Any]:
+    original, national = record.label_bytes()
+    return {"item_id": record.item_id, "version": record.version, "event": record.event,
+            "holder": record.holder, "provider": record.provider,
+            "agreement": record.agreement, "original_label": original,
+            "national_label": national, "at": record.at,
+            "envelope_digest": record.envelope_digest, "note": record.note, "seq": seq}
+
+
+def _user(row: Any) -> NodeUser:
+    return NodeUser(row.name, row.party, row.clearance, frozenset(json.loads(row.need_to_know)),
+                    bytes(row.token_hash), row.created_at, row.role)
+
+
+def _consent(row: Any) -> ConsentRecord:
+    return ConsentRecord(row.item_id, row.originator, row.recipient, row.direction,
+                         json.loads(row.document), row.at)
+
+
+def _standing(row: Any) -> StandingConsentRecord:
+    return StandingConsentRecord(row.consent_id, row.originator, row.recipient, row.direction,
+                                 row.kind, json.loads(row.document), row.at)
+
+
+def _notice(row: Any) -> ClassificationNotice:
+    return ClassificationNotice(row.item_id, row.originator, row.old_level, row.new_level,
+                                row.issued_at, row.key, bytes(row.signature))
+
+
+def _incident(row: Any) -> IncidentReport:
+    return IncidentReport(row.reference, row.kind, row.item_id, row.description,
+                          row.reported_by, row.notify, row.at)
+
+
+def revoked_token(token_hash: Any) -> Any:
+    """SQL: the token hash is in the register of revoked tokens."""
+    return sa.exists().where(revocations.c.token_hash == token_hash)
+
+
+def _revocation(row: Any) -> Revocation:
+    return Revocation(row.name, bytes(row.token_hash), row.by, row.at)
+
+
+def _receipt(row: Any) -> ReceiptRecord:
+    return ReceiptRecord(row.item_id, row.version, row.peer, row.direction,
+                         json.loads(row.document), row.at)
+
+
+def _blob(value: Any) -> bytes:
+    """A stored binary value as bytes, whatever a tamperer left in the column (text, a
+    number, NULL): the verifier then reports the value, it never crashes on it."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return b"" if value is None else str(value).encode("utf-8")
+
+
+def _int(value: Any, default: int = -1) -> int:
+    return value if type(value) is int else default
+
+
+def _head(row: Any) -> TreeHead:
+    try:
+        timestamp = instant(row.timestamp)
+        # The signature covers the time as written (iso); another spelling of the same
+        # instant would verify, so it counts as tampered too.
+        if iso(timestamp) != row.timestamp:
+            raise ValueError(row.timestamp)
+    except (MalformedInput, TypeError, ValueError):
+        # A tampered time must not stop the verifier: the head then fails its signature.
+        timestamp = datetime(1970, 1, 1, tzinfo=UTC)
+    return TreeHead(_int(row.size), _blob(row.root), timestamp, str(row.key),
+                    _blob(row.signature))
+
+
+def _version_key(version: str) -> tuple[int, datetime | str]:
+    try:
+        return (1, instant(version))
+    except MalformedInput:
+        return (0, version)
+
+
+def _frontier(data: bytes) -> list[bytes]:
+    return [bytes(data[i:i + 32]) for i in range(0, len(data), 32)]
+
+
+_BULK: dict[tuple[str, str], tuple[str, tuple[str, ...], tuple[tuple[int, Any], ...]]] = {}
+
+
+def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (column name -> value) into ``table`` in one statement.
+
+    On SQLite this is the driver's ``executemany`` with each value bound by the column
+    type's own SQLAlchemy processor (so the stored text and bytes are exactly what Core
+    would store) but without Core's per-row parameter work, which cost more than the insert
+    itself; elsewhere it is Core's executemany (batched by the dialect)."""
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), rows)
+        return
+    key = (table.name, conn.dialect.name)
+    found = _BULK.get(key)
+    if found is None:
+        quote = conn.dialect.identifier_preparer.quote
+        names = tuple(c.name for c in table.columns
+                      if not (c.primary_key and c.autoincrement is True))
+        columns = [table.c[n] for n in names]
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        binds = ((i, c.type.bind_processor(conn.dialect)) for i, c in enumerate(columns))
+        found = _BULK[key] = (sql, names, tuple((i, b) for i, b in binds if b is not None))
+    sql, names, processors = found
+    values = []
+    last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
+    for row in rows:
+        value = [row[n] for n in names]
+        for i, bind in processors:
+            raw = value[i]
+            # bytes go as they are: the driver stores them as the memoryview that
+            # LargeBinary's processor would make of them (a copy per blob, five per item).
+            if raw is not None and type(raw) is not bytes:
+                seen = last.get(i)
+                if seen is not None and seen[0] is raw:
+                    value[i] = seen[1]
+                else:
+                    bound = bind(raw)
+                    if type(bound) is datetime:
+                        # Core's text for it (SQLAlchemy's SQLite DATETIME, microseconds
+                        # always), once for the rows that share the instant: left to the
+                        # driver, its adapter made it row by row, and without the fraction
+                        # at a whole second, which then sorted before Core's same instant.
+                        bound = bound.isoformat(" ", "microseconds")
+                    value[i] = bound
+                    last[i] = (raw, bound)
+        values.append(tuple(value))
+    conn.exec_driver_sql(sql, values)
+
+
+def _to(recipient: str, or_not_to: Collection[str] | None) -> Any:
+    """Outbox rows to ``recipient``, or also to anyone outside ``or_not_to`` if given."""
+    if or_not_to is None:
+        return outbox.c.recipient == recipient
+    return sa.or_(outbox.c.recipient == recipient,
+                  outbox.c.recipient.notin_(sorted(or_not_to)))
+
+
+def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def among(conn: sa.Connection, sql: str, values: Collection[str]) -> list[Sequence[Any]]:
+    """Run ``sql``, in which ``:among`` stands for a set of ``values`` (``col IN :among``
+    is written ``col = ANY(:among)`` on PostgreSQL, ``col IN (SELECT value FROM
+    json_each(:among))`` on SQLite): one text parameter instead of an expanding list, which
+    SQLAlchemy would compile anew for each length (a publish asks about 100 ids four times,
+    and that compiling cost more than the lookups)."""
+    key = (sql, conn.dialect.name)
+    stmt = _AMONG.get(key)
+    if stmt is None:
+        if conn.dialect.name == "postgresql":
+            text = re.sub(r"(\S+) IN :among", r"\1 = ANY(:among)", sql)
+        else:
+            text = sql.replace("IN :among", "IN (SELECT value FROM json_each(:among))")
+        stmt = _AMONG[key] = sa.text(text)
+    listed = sorted(set(values))
+    if conn.dialect.name == "postgresql":
+        return [tuple(row) for row in conn.execute(stmt, {"among": listed})]
+    # The driver's own statement, in the connection's transaction: SQLAlchemy's statement
+    # path cost five times the lookup of 100 ids (asked twice by every publish).
+    if not conn.in_transaction():
+        conn.begin()
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    rows: list[Sequence[Any]] = dbapi.execute(
+        stmt.text, {"among": orjson.dumps(listed).decode()}).fetchall()
+    return rows
+
+
+_AMONG: dict[tuple[str, str], sa.TextClause] = {}

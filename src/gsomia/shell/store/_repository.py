@@ -1,0 +1,720 @@
+"""The ``Repository`` and ``Outbox`` ports over the unit of work's connection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+
+from gsomia.core.audit import AuditKind, event_time
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    CustodyRecord,
+    Holding,
+    IncidentReport,
+    NodeUser,
+    ReceiptRecord,
+    Release,
+    Revocation,
+    StandingConsentRecord,
+    StoredItem,
+)
+from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import DELIVERY, DeliveryDue, NoticeDue
+from gsomia.core.types import instant
+from gsomia.service.ports import LoggedHead
+from gsomia.shell.store._mapping import (
+    _chunks,
+    _consent,
+    _custody,
+    _custody_values,
+    _incident,
+    _item,
+    _item_values,
+    _label,
+    _notice,
+    _receipt,
+    _standing,
+    _user,
+    _version_key,
+    among,
+    insert_many,
+    revoked_token,
+)
+from gsomia.shell.store._tables import (
+    _HEAD_PARTNER,
+    _HEAD_SIZE,
+    _HEADS_ONLY,
+    audit_events,
+    classification_notices,
+    consent_requests,
+    consents,
+    custody,
+    envelopes_seen,
+    exchange_state,
+    incidents,
+    items,
+    outbox,
+    receipts,
+    revocations,
+    standing_consents,
+    users,
+)
+
+
+class SqlRepository:
+    """The ``Repository`` port over one connection (inside the unit of work's transaction)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.revoked = False
+
+    # items and custody
+    def add_item(self, item: StoredItem, *, seq: int) -> None:
+        self.conn.execute(items.insert(), _item_values(item, seq))
+
+    def add_items(self, batch: list[tuple[StoredItem, int]]) -> None:
+        insert_many(self.conn, items, [_item_values(i, s) for i, s in batch])
+
+    def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
+        if version is not None:
+            row = self.conn.execute(items.select().where(
+                items.c.id == item_id, items.c.version == version)).first()
+            return None if row is None else _item(row)
+        versions = self.item_versions(item_id)
+        return versions[-1] if versions else None
+
+    def item_versions(self, item_id: str) -> list[StoredItem]:
+        rows = self.conn.execute(items.select().where(items.c.id == item_id)
+                                 .order_by(items.c.row)).all()
+        return sorted((_item(r) for r in rows), key=lambda i: _version_key(i.version))
+
+    def held_versions(self, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = set(keys)
+        return {(row[0], row[1]) for row in among(
+            self.conn, "SELECT id, version FROM items WHERE id IN :among",
+            {k[0] for k in wanted}) if (row[0], row[1]) in wanted}
+
+    def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
+        return {(row[0], row[1]) for row in among(
+            self.conn, "SELECT id, version FROM items WHERE id IN :among", item_ids)}
+
+    def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
+        latest: dict[tuple[str, str], bytes] = {}
+        for row in among(self.conn, 'SELECT item_id, version, national_label FROM custody '
+                         'WHERE item_id IN :among ORDER BY "row"', item_ids):
+            latest[(row[0], row[1])] = bytes(row[2])
+        out: dict[str, list[SecurityLabel]] = {}
+        for (item_id, _), label in latest.items():
+            out.setdefault(item_id, []).append(_label(label))
+        return out
+
+    def current_contents(self, item_ids: list[str]) -> dict[str, bytes]:
+        newest: dict[str, tuple[tuple[int, datetime | str], bytes]] = {}
+        for row in among(self.conn, "SELECT id, version, content FROM items WHERE id IN :among",
+                         item_ids):
+            key = _version_key(row[1])
+            if row[0] not in newest or key > newest[row[0]][0]:
+                newest[row[0]] = (key, bytes(row[2]))
+        return {item_id: content for item_id, (_, content) in newest.items()}
+
+    def add_custody(self, record: CustodyRecord, *, seq: int) -> None:
+        self.conn.execute(custody.insert(), _custody_values(record, seq))
+
+    def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
+        insert_many(self.conn, custody, [_custody_values(r, s) for r, s in batch])
+
+    def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
+        rows = self.conn.execute(custody.select().where(
+            custody.c.item_id == item_id, custody.c.version == version)
+            .order_by(custody.c.row)).all()
+        return [_custody(r) for r in rows]
+
+    def count_items(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(items)).scalar()
+                   or 0)
+
+    def count_users(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(users)).scalar()
+                   or 0)
+
+    def newest_item_seq(self) -> int:
+        """The seq of the event that stored the newest item (0 when none is held)."""
+        return int(self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar() or 0)
+
+    def items_stored_after(self, seq: int, *, originator: str,
+                           stix_type: str) -> list[tuple[str, bytes]]:
+        """(id, stored content) of the items of ``stix_type`` from ``originator`` stored by
+        events after ``seq``, in the order stored."""
+        c = items.c
+        return [(str(row.id), bytes(row.content)) for row in self.conn.execute(
+            sa.select(c.id, c.content).where(c.seq > seq, c.originator == originator,
+                                             c.type == stix_type).order_by(c.seq))]
+
+    def holdings(self) -> list[Holding]:
+        history: dict[tuple[str, str], list[CustodyRecord]] = {}
+        for row in self.conn.execute(custody.select().order_by(custody.c.row)):
+            history.setdefault((row.item_id, row.version), []).append(_custody(row))
+        out = []
+        for row in self.conn.execute(items.select().order_by(items.c.row)):
+            item = _item(row)
+            out.append(Holding(item, tuple(history.get((item.item_id, item.version), ()))))
+        return out
+
+    # registers
+    def add_user(self, user: NodeUser, *, seq: int) -> None:
+        self.conn.execute(users.insert(), {
+            "name": user.name, "party": user.party, "clearance": user.clearance,
+            "need_to_know": json.dumps(sorted(user.need_to_know)),
+            "token_hash": user.token_hash, "created_at": user.created_at, "seq": seq,
+            "role": user.role})
+
+    def user_named(self, name: str) -> NodeUser | None:
+        row = self.conn.execute(users.select().where(users.c.name == name)).first()
+        return None if row is None else _user(row)
+
+    def user_by_token(self, token_hash: bytes) -> NodeUser | None:
+        """The user holding this token; None if nobody does or the token is revoked."""
+        row = self.conn.execute(users.select().where(
+            users.c.token_hash == token_hash, ~revoked_token(users.c.token_hash))).first()
+        return None if row is None else _user(row)
+
+    def users(self) -> list[NodeUser]:
+        return [_user(r) for r in self.conn.execute(users.select().order_by(users.c.name))]
+
+    def add_revocation(self, revocation: Revocation, *, seq: int) -> None:
+        self.revoked = True  # the unit of work tells token caches once this commits
+        self.conn.execute(revocations.insert(), {
+            "name": revocation.name, "token_hash": revocation.token_hash,
+            "by": revocation.by, "at": revocation.at, "seq": seq})
+
+    def revoked_names(self) -> set[str]:
+        return set(self.conn.execute(sa.select(revocations.c.name)).scalars())
+
+    def add_consent(self, record: ConsentRecord, *, seq: int) -> None:
+        self.conn.execute(consents.insert(), {
+            "item_id": record.item_id, "originator": record.originator,
+            "recipient": record.recipient, "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq})
+
+    def consents_for(self, item_id: str) -> list[ConsentRecord]:
+        return [_consent(r) for r in self.conn.execute(
+            consents.select().where(consents.c.item_id == item_id).order_by(consents.c.row))]
+
+    def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None:
+        self.conn.execute(standing_consents.insert(), {
+            "consent_id": record.consent_id, "originator": record.originator,
+            "recipient": record.recipient, "direction": record.direction, "kind": record.kind,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq})
+
+    def versions_from(self, originator: str) -> list[tuple[str, str]]:
+        return [(r.id, r.version) for r in self.conn.execute(
+            sa.select(items.c.id, items.c.version).where(items.c.originator == originator)
+            .order_by(items.c.seq))]
+
+    def standing_consents(self) -> list[StandingConsentRecord]:
+        return [_standing(r) for r in self.conn.execute(
+            standing_consents.select().order_by(standing_consents.c.row))]
+
+    def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
+        t = standing_consents
+        return [_standing(r) for r in self.conn.execute(
+            t.select().where(t.c.consent_id == consent_id).order_by(t.c.row))]
+
+    def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
+        self.conn.execute(classification_notices.insert(), {
+            "item_id": notice.item_id, "originator": notice.originator,
+            "old_level": notice.old_level, "new_level": notice.new_level,
+            "issued_at": notice.issued_at, "key": notice.key, "signature": notice.signature,
+            "seq": seq})
+
+    def notices_for(self, item_id: str) -> list[ClassificationNotice]:
+        t = classification_notices
+        return [_notice(r) for r in self.conn.execute(
+            t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
+
+    def notices_from(self, sender: str, since: datetime, originator: str | None = None) -> int:
+        t, a = classification_notices, audit_events
+        mine = [t.c.originator == originator] if originator is not None else []
+        # An event's ``at`` is text with or without milliseconds, so text order holds to the
+        # second only: the rows from ``since``'s second on are read and the rest compared
+        # as instants.
+        times = self.conn.execute(
+            sa.select(a.c.at).select_from(t.join(a, a.c.seq == t.c.seq))
+            .where(a.c.actor == sender, a.c.at >= event_time(since)[:19], *mine)).scalars()
+        return sum(instant(at) > since for at in times)
+
+    def add_incident(self, report: IncidentReport, *, seq: int) -> None:
+        self.conn.execute(incidents.insert(), {
+            "reference": report.reference, "kind": report.kind, "item_id": report.item_id,
+            "description": report.description, "reported_by": report.reported_by,
+            "notify": report.notify, "at": report.at, "seq": seq})
+
+    def incidents(self) -> list[IncidentReport]:
+        return [_incident(r) for r in self.conn.execute(
+            incidents.select().order_by(incidents.c.seq))]
+
+    def add_receipt(self, record: ReceiptRecord, *, seq: int) -> None:
+        self.conn.execute(receipts.insert(), {
+            "item_id": record.item_id, "version": record.version, "peer": record.peer,
+            "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq})
+
+    def add_receipts(self, batch: list[tuple[ReceiptRecord, int]]) -> None:
+        # One statement for a batch: one insert per receipt is a tenth of a delivery's cost.
+        insert_many(self.conn, receipts, [_receipt_values(r, s) for r, s in batch])
+
+    def receipts_for(self, item_id: str) -> list[ReceiptRecord]:
+        return [_receipt(r) for r in self.conn.execute(
+            receipts.select().where(receipts.c.item_id == item_id).order_by(receipts.c.row))]
+
+    def receipts_by_version(self, item_id: str | None = None
+                            ) -> dict[tuple[str, str], list[ReceiptRecord]]:
+        """Every receipt given or obtained (of one item, if named), per item version."""
+        query = receipts.select().order_by(receipts.c.row)
+        if item_id is not None:
+            query = query.where(receipts.c.item_id == item_id)
+        out: dict[tuple[str, str], list[ReceiptRecord]] = {}
+        for row in self.conn.execute(query):
+            out.setdefault((row.item_id, row.version), []).append(_receipt(row))
+        return out
+
+    def releases_by_version(self, item_id: str | None = None
+                            ) -> dict[tuple[str, str], list[Release]]:
+        """The deliveries the release policy queued for partners (the outbox), of one item
+        if named, per item version, in the order queued."""
+        query = outbox.select().where(outbox.c.kind == DELIVERY).order_by(outbox.c.row)
+        if item_id is not None:
+            query = query.where(outbox.c.item_id == item_id)
+        out: dict[tuple[str, str], list[Release]] = {}
+        for row in self.conn.execute(query):
+            out.setdefault((row.item_id, row.version), []).append(
+                Release(row.recipient, row.status, row.queued_at, row.delivered_at))
+        return out
+
+    def receipted(self, item_ids: Collection[str], peer: str,
+                  direction: str) -> set[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for chunk in _chunks(sorted(set(item_ids))):
+            found.update((r.item_id, r.version) for r in self.conn.execute(
+                sa.select(receipts.c.item_id, receipts.c.version).where(
+                    receipts.c.item_id.in_(chunk), receipts.c.peer == peer,
+                    receipts.c.direction == direction)))
+        return found
+
+    def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
+        out: dict[str, list[ConsentRecord]] = {}
+        for chunk in _chunks(sorted(set(item_ids))):
+            for row in self.conn.execute(consents.select().where(consents.c.item_id.in_(chunk))
+                                         .order_by(consents.c.row)):
+                out.setdefault(row.item_id, []).append(_consent(row))
+        return out
+
+    # the exchange's registers
+    def bound_versions(self, item_ids: Collection[str]
+                       ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
+        for chunk in _chunks(sorted(set(item_ids))):
+            yield from self.conn.execute(sa.select(items.c.id, items.c.version,
+                                                   items.c.content, items.c.label,
+                                                   items.c.binding)
+                                         .where(items.c.id.in_(chunk)))
+
+    def add_envelopes_seen(self, rows: Sequence[Any], *, seq: int) -> None:
+        insert_many(self.conn, envelopes_seen, [{**r.row(), "seq": seq} for r in rows])
+
+    def seen_nonces(self, nonces: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(nonces))):
+            found.update(self.conn.execute(sa.select(envelopes_seen.c.nonce).where(
+                envelopes_seen.c.nonce.in_(chunk))).scalars())
+        return found
+
+    def revoked_standing(self) -> set[tuple[str, str]]:
+        t = standing_consents
+        return {(r[0], r[1]) for r in self.conn.execute(
+            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+
+    def add_consent_request(self, request: Any, *, seq: int) -> None:
+        self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
+
+    def pending_consent_requests(self, direction: str, *, holder: str | None = None,
+                                 item_id: str | None = None) -> int:
+        t = consent_requests
+        query = sa.select(sa.func.count()).select_from(t).where(
+            t.c.direction == direction, t.c.status == "pending")
+        if holder is not None:
+            query = query.where(t.c.holder == holder)
+        if item_id is not None:
+            query = query.where(t.c.item_id == item_id)
+        return int(self.conn.execute(query).scalar_one())
+
+    def pending_outgoing_request(self, item_id: str, recipient: str) -> str | None:
+        t = consent_requests
+        return self.conn.execute(
+            sa.select(t.c.id).where(t.c.direction == "outgoing", t.c.status == "pending",
+                                    t.c.item_id == item_id, t.c.recipient == recipient)
+            .order_by(t.c.at).limit(1)).scalar()
+
+    def answer_consent_requests(self, item_id: str, recipient: str | None, status: str,
+                                at: datetime, *, request_id: str | None = None) -> None:
+        t = consent_requests
+        if request_id is not None:
+            # Only a request still pending: the originator's answer may have come first.
+            query = t.update().where(t.c.id == request_id, t.c.status == "pending")
+        else:
+            query = t.update().where(t.c.item_id == item_id, t.c.direction == "outgoing",
+                                     t.c.status == "pending")
+            if recipient is not None:
+                query = query.where(t.c.recipient == recipient)
+        self.conn.execute(query.values(status=status, decided_at=at))
+
+    # What the operator, the dashboard, the warning centre and the scenarios read. The rows
+    # are the driver's named tuples, not copied: these reads are polled (the dashboard's
+    # mark every second, the centre's notes after every commit) and are as cheap as the SQL.
+    def holdings_mark(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self.conn.execute(_HOLDINGS_MARK).one())
+
+    def contents_stored_after(self, seq: int, *, stix_type: str,
+                              limit: int) -> list[tuple[int, str, bytes, datetime]]:
+        c = items.c
+        return _rows(self.conn.execute(
+            sa.select(c.seq, c.originator, c.content, c.added_at)
+            .where(c.seq > seq, c.type == stix_type)
+            .order_by(c.seq).limit(limit)))
+
+    def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
+        c = items.c
+        return _rows(self.conn.execute(
+            sa.select(c.originator, c.content, c.added_at).where(c.type == stix_type)
+            .order_by(c.seq)))
+
+    def added_from(self, originator: str) -> list[tuple[str, datetime]]:
+        return _rows(self.conn.execute(
+            sa.select(items.c.id, items.c.added_at).where(items.c.originator == originator)))
+
+    def received_since(self, row: int) -> list[tuple[int, str, str | None, bytes]]:
+        c = custody.c
+        return _rows(self.conn.execute(
+            sa.select(c.row, c.item_id, c.provider, c.original_label)
+            .where(c.row > row, c.event == "received").order_by(c.row)))
+
+    def incident_records(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(incidents).order_by(incidents.c.seq))]
+
+    def consent_request_count(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count())
+                                     .select_from(consent_requests)).scalar() or 0)
+
+    def consent_request_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(consent_requests).order_by(consent_requests.c.at))]
+
+    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(sa.select(consent_requests)
+                                .where(consent_requests.c.id == request_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def head_records(self, kinds: Collection[str],
+                     limit: int | None = None) -> list[LoggedHead]:
+        t = audit_events
+        query = (sa.select(t.c.seq, t.c.kind, t.c.at, t.c.details)
+                 .where(t.c.kind.in_(kinds)).order_by(t.c.seq.desc()))
+        if limit is not None:
+            query = query.limit(limit)
+        return _rows(self.conn.execute(query))
+
+    def newest_of(self, kinds: Collection[str], limit: int) -> list[tuple[str, str, str, Any]]:
+        """(kind, at, actor, details) of the newest ``limit`` events of ``kinds``."""
+        t = audit_events
+        return _rows(self.conn.execute(
+            sa.select(t.c.kind, t.c.at, t.c.actor, t.c.details)
+            .where(t.c.kind.in_(kinds)).order_by(t.c.seq.desc()).limit(limit)))
+
+    def newest_head_after(self, after: int) -> int | None:
+        return self.conn.execute(_NEWEST_HEAD, {"after": after}).scalar()
+
+    def partner_head_records(self, partner: str, after: int = 0) -> list[LoggedHead]:
+        if not partner.isalnum():
+            return []  # a party code: nothing a LIKE pattern would read as a wildcard
+        # Canonical JSON (RFC 8785): no spaces, and a quote inside a string is escaped, so
+        # the pattern matches the event's own member only (the caller checks it parsed).
+        named = f'%"partner":"{partner}"%'
+
+        def newest(kind: AuditKind, also: str = "%", limit: int = 1) -> list[Any]:
+            return _rows(self.conn.execute(_PARTNER_HEADS, {
+                "kind": kind.value, "after": after, "named": named, "also": also,
+                "limit": limit}))
+
+        inconsistent = newest(AuditKind.PARTNER_LOG_INCONSISTENT, limit=2 ** 62)
+        exchanged = newest(AuditKind.TREE_HEAD_EXCHANGED)
+        checked = [] if inconsistent else newest(AuditKind.TREE_HEAD_EXCHANGED,
+                                                 '%"consistent":true%')
+        rows = {r.seq: r for r in (*inconsistent, *exchanged, *checked)}
+        return [rows[seq] for seq in sorted(rows, reverse=True)]
+
+    def partner_heads_by_size(self, partner: str) -> Iterator[tuple[Any, LoggedHead]]:
+        if self.conn.dialect.name == "sqlite":
+            for row in self.conn.execute(_HEADS_BY_SIZE, {"partner": partner}):
+                yield row.size, row
+            return
+        # Elsewhere without an index of its own: the partner's records (the partial index
+        # and a pattern), sorted here as SQLite's index sorts them.
+        rows = self._partner_rows(partner) if partner.isalnum() else \
+            self.head_records(_HEAD_KINDS)
+        keyed = [(_recorded_head_size(r.details), r) for r in rows]
+        keyed.sort(key=lambda k: (k[0] is not None, k[0] or 0, k[1].seq), reverse=True)
+        yield from keyed
+
+    def partner_heads_newest(self, partner: str, kind: AuditKind,
+                             also: str = "%") -> Iterator[LoggedHead]:
+        if not partner.isalnum():
+            yield from (r for r in self.head_records((kind.value,)))
+            return
+        yield from self.conn.execute(_PARTNER_HEADS_ALL, {
+            "kind": kind.value, "after": 0, "named": f'%"partner":"{partner}"%',
+            "also": also})
+
+    def _partner_rows(self, partner: str) -> list[LoggedHead]:
+        return _rows(self.conn.execute(
+            sa.text(f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} "
+                    "AND details LIKE :named ORDER BY seq DESC"),
+            {"named": f'%"partner":"{partner}"%'}))
+
+    def newest_events(self, limit: int) -> list[tuple[int, str]]:
+        t = audit_events
+        return _rows(self.conn.execute(
+            sa.select(t.c.seq, t.c.kind).order_by(t.c.seq.desc()).limit(limit)))
+
+    # the outbox, as the operator reads it
+    def queued_recipients(self, kind: str, reference: str) -> list[str]:
+        return list(self.conn.execute(sa.select(outbox.c.recipient).where(
+            outbox.c.kind == kind, outbox.c.reference == reference)
+            .order_by(outbox.c.row)).scalars())
+
+    def notice_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(*[c for c in outbox.c if c.name != "version"])
+            .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
+
+    def notices_in(self, status: str) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.kind != DELIVERY, outbox.c.status == status)).scalar() or 0)
+
+    def held_back(self) -> list[tuple[str, str, int, int]]:
+        return _rows(self.conn.execute(
+            sa.select(outbox.c.recipient, outbox.c.kind, sa.func.count(),
+                      sa.func.max(outbox.c.attempts))
+            .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
+            .group_by(outbox.c.recipient, outbox.c.kind)
+            .order_by(outbox.c.recipient, outbox.c.kind)))
+
+    def deliveries_by_status(self) -> dict[str, int]:
+        return {str(status): int(n) for status, n in self.conn.execute(
+            sa.select(outbox.c.status, sa.func.count())
+            .where(outbox.c.kind == DELIVERY).group_by(outbox.c.status))}
+
+    def deliveries_refused(self, limit: int) -> list[tuple[str, str, str | None]]:
+        return _rows(self.conn.execute(
+            sa.select(outbox.c.item_id, outbox.c.recipient, outbox.c.last_error)
+            .where(outbox.c.kind == DELIVERY, outbox.c.status == "refused")
+            .order_by(outbox.c.row.desc()).limit(limit)))
+
+    def delivered(self) -> list[tuple[str, str, datetime | None]]:
+        return _rows(self.conn.execute(
+            sa.select(outbox.c.item_id, outbox.c.recipient, outbox.c.delivered_at)
+            .where(outbox.c.status == "delivered")))
+
+    def deliveries_pending(self, recipient: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(outbox).where(
+            outbox.c.kind == DELIVERY, outbox.c.status == "pending")
+        if recipient is not None:
+            query = query.where(outbox.c.recipient == recipient)
+        return int(self.conn.execute(query).scalar() or 0)
+
+    def delivery_rows(self) -> list[dict[str, Any]]:
+        return [dict(r._mapping) for r in self.conn.execute(
+            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
+            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
+
+    def stored_since_scan(self) -> bool:
+        mark = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
+                                 .where(exchange_state.c.id == 1)).scalar()
+        newest = self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
+        return newest is not None and (mark is None or newest > mark)
+
+
+# The columns of the outbox only its notices fill: a delivery's row is shown without them.
+_NOTICE_ONLY = ("kind", "reference", "body")
+# Polled (the dashboard's state): built once, not on every call.
+_HOLDINGS_MARK = sa.text(
+    'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
+    ' (SELECT count(*) FROM receipts), (SELECT count(*) FROM tree_heads)')
+# Built once (the dashboard asks on every poll); with the partial index's own predicate.
+_PARTNER_HEADS = sa.text(
+    f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
+    "AND seq > :after AND details LIKE :named AND details LIKE :also "
+    "ORDER BY seq DESC LIMIT :limit")
+_PARTNER_HEADS_ALL = sa.text(
+    f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "
+    "AND seq > :after AND details LIKE :named AND details LIKE :also ORDER BY seq DESC")
+# One partner's head records, largest head first (newest first among equals), by
+# ix_audit_events_partner_size; a size that is not a JSON number sorts as SQLite sorts it.
+_HEADS_BY_SIZE = sa.text(
+    f"SELECT seq, kind, at, details, {_HEAD_SIZE} AS size FROM audit_events "
+    f"WHERE {_HEADS_ONLY} AND {_HEAD_PARTNER} = :partner ORDER BY {_HEAD_SIZE} DESC, seq DESC")
+_HEAD_KINDS = ("tree-head-exchanged", "partner-log-inconsistent")
+
+
+def _recorded_head_size(details: str) -> int | None:
+    """The head's size a record names, if a whole number (as the caller's check wants)."""
+    try:
+        size = json.loads(details)["head"]["size"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
+_NEWEST_HEAD = sa.text(
+    f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
+    "ORDER BY seq DESC LIMIT 1")
+
+
+def _rows(result: sa.Result[Any]) -> list[Any]:
+    """The rows of ``result`` as the driver gave them: named tuples, typed by the caller."""
+    return cast("list[Any]", result.all())
+
+
+def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
+    return {"item_id": record.item_id, "version": record.version, "peer": record.peer,
+            "direction": record.direction,
+            "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
+            "at": record.at, "seq": seq}
+
+
+class SqlOutbox:
+    """The ``Outbox`` port over the ``outbox`` table (deliveries and notices), in the unit
+    of work's transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+        self.queued_to: set[str] = set()  # recipients of the rows this transaction added
+
+    def queued_deliveries(self, keys: Collection[tuple[str, str, str]]
+                          ) -> set[tuple[str, str, str]]:
+        wanted = set(keys)
+        held: set[tuple[str, str, str]] = set()
+        for chunk in _chunks(sorted({k[0] for k in wanted})):
+            held.update(k for k in ((r.item_id, r.version, r.recipient) for r in self.conn.execute(
+                sa.select(outbox.c.item_id, outbox.c.version, outbox.c.recipient)
+                .where(outbox.c.kind == DELIVERY, outbox.c.item_id.in_(chunk))))
+                if k in wanted)
+        return held
+
+    def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
+        self.queued_to.update(d.recipient for d in rows)
+        insert_many(self.conn, outbox, [
+            {"kind": DELIVERY, "item_id": d.item_id, "version": d.version,
+             "recipient": d.recipient, "reference": None, "body": None, "status": "pending",
+             "attempts": 0, "next_at": now, "queued_at": now, "delivered_at": None,
+             "last_error": None, "seq": seq} for d in rows])
+
+    def queued_notices(self, keys: Collection[tuple[str, str, str]]
+                       ) -> set[tuple[str, str, str]]:
+        wanted = set(keys)
+        if not wanted:
+            return set()
+        return {k for k in ((r.kind, r.reference, r.recipient) for r in self.conn.execute(
+            sa.select(outbox.c.kind, outbox.c.reference, outbox.c.recipient)
+            .where(outbox.c.reference.in_(sorted({k[1] for k in wanted}))))) if k in wanted}
+
+    def add_notices(self, rows: Sequence[NoticeDue], *, now: datetime, seq: int) -> None:
+        self.queued_to.update(n.recipient for n in rows)
+        insert_many(self.conn, outbox, [
+            {"kind": n.kind, "recipient": n.recipient, "reference": n.reference,
+             "item_id": n.item_id, "version": None, "body": n.body, "status": "pending",
+             "attempts": 0, "next_at": now, "queued_at": now, "delivered_at": None,
+             "last_error": None, "seq": seq} for n in rows])
+
+    def _mark(self) -> int | None:
+        found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
+                                  .where(exchange_state.c.id == 1)).scalar()
+        return None if found is None else int(found)
+
+    def advance_scan(self, added: int) -> int | None:
+        mark = self._mark()
+        if mark is None:
+            # No watermark yet: a node's first scan found its store empty and set none. Set
+            # it now if this commit's items are all the store holds (each is queued in this
+            # commit), else the first restart re-plans every item ever stored, two reads
+            # each (1.2 s of CPU per 2,000 items). Other than ``added`` items: left to the scan.
+            if added <= 0:
+                return None
+            nth = sa.select(items.c.seq).order_by(items.c.seq).limit(1)
+            if self.conn.execute(nth.offset(added - 1)).first() is None or \
+                    self.conn.execute(nth.offset(added)).first() is not None:
+                return None
+            newest = self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
+            if newest is None:
+                return None
+            self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": int(newest)})
+            return int(newest)
+        newer = self.conn.execute(sa.select(sa.func.count(), sa.func.max(items.c.seq))
+                                  .where(items.c.seq > mark)).one()
+        if newer[0] == added and newer[1] is not None:
+            self.set_scan_mark(int(newer[1]))
+            return int(newer[1])
+        return None
+
+    def unscanned(self) -> list[tuple[str, str, int]]:
+        mark = self._mark()
+        if mark is None:
+            self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": -1})
+            mark = -1
+        return [(r.id, r.version, int(r.seq)) for r in self.conn.execute(
+            sa.select(items.c.id, items.c.version, items.c.seq)
+            .where(items.c.seq > mark).order_by(items.c.seq))]
+
+    def set_scan_mark(self, seq: int) -> None:
+        self.conn.execute(exchange_state.update().where(exchange_state.c.id == 1)
+                          .values(scanned_seq=seq))
+
+    def still_pending(self, rows: Collection[int]) -> set[int]:
+        found: set[int] = set()
+        for chunk in _chunks(sorted(set(rows))):
+            found.update(self.conn.execute(sa.select(outbox.c.row).where(
+                outbox.c.row.in_(chunk), outbox.c.status == "pending")).scalars())
+        return found
+
+    def mark_delivered(self, rows: Sequence[tuple[int, int]], at: datetime) -> None:
+        if rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
+                              .values(status="delivered", delivered_at=at,
+                                      attempts=sa.bindparam("n")),
+                              [{"r": r, "n": n} for r, n in rows])
+
+    def mark_refused(self, rows: Sequence[tuple[int, int, str]]) -> None:
+        if rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
+                              .values(status="refused", last_error=sa.bindparam("e"),
+                                      attempts=sa.bindparam("n")),
+                              [{"r": r, "n": n, "e": e} for r, n, e in rows])
+
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
+        for row, attempts, next_at, error in rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == row,
+                                                    outbox.c.status == "pending")
+                              .values(attempts=attempts, next_at=next_at, last_error=error))
+
+    def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
+        for key, values in rows:
+            self.conn.execute(outbox.update().where(outbox.c.row == key,
+                                                    outbox.c.kind != DELIVERY)
+                              .values(**values))
