@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gsomia.core import types
+from gsomia.core.errors import MalformedInput
 from gsomia.core.types import PARTIES, SECRET_LEVELS, instant, iso, utc_text
 from gsomia.shell.catalogue import load_catalogue
 
@@ -83,3 +84,18 @@ def test_every_stix_form_of_a_version_reads_back_as_that_version(at: datetime) -
     fraction = f"{at.microsecond:06d}".rstrip("0")
     assert digits == set(range(max(len(fraction), 1), 10))
     assert (utc_text(at) in forms) == (not fraction)
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(1, 1, 2))
+       | st.datetimes(min_value=datetime(9999, 12, 30), max_value=datetime(9999, 12, 31, 23, 59)),
+       st.integers(-23, 23))
+def test_an_instant_at_the_edge_of_the_calendar_is_read_or_refused(at: datetime,
+                                                                    hours: int) -> None:
+    """``0001-01-01T00:00:00+01:00`` is in year 0 in UTC: it raised OverflowError out of
+    ``instant`` (a sensor line's epoch, a TAXII filter), not MalformedInput."""
+    text = at.isoformat() + f"{'+' if hours >= 0 else '-'}{abs(hours):02d}:00"
+    try:
+        read = instant(text)
+    except MalformedInput:
+        return
+    assert read == at.replace(tzinfo=timezone(timedelta(hours=hours)))
