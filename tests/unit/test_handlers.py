@@ -168,6 +168,18 @@ class FakeRepo:
     def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
         return [r for r in self.standing if r.consent_id == consent_id]
 
+    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+        revoked = {(r.consent_id, r.originator) for r in self.standing if r.kind == "revoke"}
+        return [r for r in self.standing if r.kind == "grant"
+                and (r.consent_id, r.originator) not in revoked
+                and (r.ends is None or r.ends > now)]
+
+    def standing_orphans(self, originator: Party, since: datetime) -> int:
+        granted = {(r.consent_id, r.originator) for r in self.standing if r.kind == "grant"}
+        return sum(r.kind == "revoke" and r.originator == originator and r.at > since
+                   and r.direction == "obtained" and r.recipient is None
+                   and (r.consent_id, r.originator) not in granted for r in self.standing)
+
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [k for k, i in self.items.items() if i.originator == originator]
 

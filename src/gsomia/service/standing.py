@@ -19,7 +19,7 @@ and again at the recipient when it receives.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,7 +32,7 @@ from gsomia.core.errors import LimitReached, MalformedInput, PolicyDenied
 from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION, StandingConsentIssued
 from gsomia.core.policy import StandingConsent
-from gsomia.core.types import Party, instant, iso
+from gsomia.core.types import Party, iso
 from gsomia.service.outbox import _stored_as_held, commit, queue_deliveries
 from gsomia.service.ports import KeyStore, UnitOfWork
 
@@ -119,22 +119,19 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
     return revocation
 
 
-def _in_force_from(rows: Sequence[StandingConsentRecord], originator: Party,
+def _in_force_from(current: Sequence[StandingConsentRecord], originator: Party,
                    now: datetime) -> int:
     """How many of ``originator``'s standing consents obtained here are in force at ``now``
-    (neither revoked by it nor expired). Reads only each one's ``not_after``: the consent
-    was checked when it was kept, and a whole parse of each on every new one would cost a
-    flood far more than its signature check. One whose end does not read is counted."""
-    revoked = {r.consent_id for r in rows if r.kind == "revoke" and r.originator == originator}
+    (neither revoked by it nor expired), of ``current`` (``Repository.standing_current``:
+    no revoked one). Reads only each one's ``not_after``: the consent was checked when it
+    was kept, and a whole parse of each on every new one would cost a flood far more than
+    its signature check. One whose end does not read is counted."""
     count = 0
-    for r in rows:
-        if r.kind != "grant" or r.originator != originator or r.direction != "obtained" \
-                or r.consent_id in revoked:
+    for r in current:
+        if r.kind != "grant" or r.originator != originator or r.direction != "obtained":
             continue
-        try:
-            count += now < instant(r.document["not_after"], where="not_after")
-        except (KeyError, TypeError, MalformedInput):
-            count += 1
+        end = r.ends
+        count += end is None or now < end
     return count
 
 
@@ -170,14 +167,13 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
     known.party(consent.recipient, where="standing consent.recipient")
     known.purpose(consent.purpose, where="standing consent.purpose")
     with uow:
-        rows = uow.repo.standing_consents()
-        held = [r for r in rows if r.consent_id == consent.id]
+        held = uow.repo.standing_consents_named(consent.id)
         if any(r.kind == "grant" for r in held):
             if all(dict(r.document) != consent.to_json() for r in held if r.kind == "grant"):
                 raise PolicyDenied((f"standing consent {consent.id} is held with other "
                                     "terms: an id names one consent",))
             return False
-        if _in_force_from(rows, consent.originator, now) >= bound:
+        if _in_force_from(uow.repo.standing_current(now), consent.originator, now) >= bound:
             raise LimitReached("standing_consents_per_partner", bound,
                                f"{consent.originator}'s standing consent {consent.id}")
         record = StandingConsentRecord(consent.id, consent.originator, consent.recipient,
@@ -246,13 +242,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         recipient = grants[0].recipient if grants else \
             consent.recipient if consent is not None else None
         if recipient is None:
-            # A revocation of a consent never seen: the bound reads the whole table (rare: the
-            # revocations counted are those of consents this node never held).
-            rows = uow.repo.standing_consents()
-            granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
-            orphans = sum(r.kind == "revoke" and r.originator == revocation.originator
-                          and r.direction == "obtained" and r.recipient is None
-                          and (r.consent_id, r.originator) not in granted for r in rows)
+            # A revocation of a consent never seen: counted by the originator's revocations
+            # (by index), not by the whole table.
+            orphans = uow.repo.standing_orphans(revocation.originator, _EVER)
             if orphans >= bound:
                 raise LimitReached("standing_revocations_per_partner", bound,
                                    f"{revocation.originator}'s revocation of standing consent "
@@ -290,6 +282,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                 skip=told + ((recipient,) if recipient is not None else ())))
         commit(uow, now)
     return True
+
+
+_EVER = datetime(1, 1, 2, tzinfo=UTC)
 
 
 def _claim(consent: crypto.StandingConsent, *, revoked: bool) -> StandingConsent:
