@@ -19,7 +19,7 @@ and again at the recipient when it receives.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -199,7 +199,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                                sender: Party, originator_public: Ed25519PublicKey,
                                now: datetime,
                                bound: int = PARTNER_ROWS["standing_revocations_per_partner"],
-                               consent: crypto.StandingConsent | None = None) -> bool:
+                               consent: crypto.StandingConsent | None = None,
+                               window: timedelta = timedelta(
+                                   hours=PARTNER_ROWS["revocation_window_hours"])) -> bool:
     """Keep the originator's revocation (even before the consent it names arrives: that
     consent is then dead on arrival), from the originator or passed on by a partner (it
     withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
@@ -210,9 +212,12 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
     anywhere on the way. False if it was held already (nothing is passed on again).
 
     One of a consent not held here is kept only while fewer than ``bound`` of the
-    originator's such are (:class:`LimitReached` after): any party may sign revocations of
-    ids nobody holds, each a row, and they must not grow the store without end. One of a
-    consent held here is always kept (there is one per consent, and the consents are
+    originator's such were kept within the last ``window`` (:class:`LimitReached` after):
+    any party may sign revocations of ids nobody holds, each a row, and they must not grow
+    the store faster than that. Counted over a window, not for good: a relay passes genuine
+    revocations alone to partners that never held the consent, and ordinary traffic must
+    not fill a bound that never frees (one stops counting too once its consent is held).
+    One of a consent held here is always kept (there is one per consent, and the consents are
     bounded), so no decoys can crowd it out. So is one that comes with ``consent``, the
     signed consent it revokes (what a hub passes along to the nodes behind it, which never
     hold the consents the hub relays under): it is checked against the same originator's
@@ -243,8 +248,8 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
             consent.recipient if consent is not None else None
         if recipient is None:
             # A revocation of a consent never seen: counted by the originator's revocations
-            # (by index), not by the whole table.
-            orphans = uow.repo.standing_orphans(revocation.originator, _EVER)
+            # of the window (by index), not its revocations ever.
+            orphans = uow.repo.standing_orphans(revocation.originator, now - window)
             if orphans >= bound:
                 raise LimitReached("standing_revocations_per_partner", bound,
                                    f"{revocation.originator}'s revocation of standing consent "
@@ -282,9 +287,6 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                 skip=told + ((recipient,) if recipient is not None else ())))
         commit(uow, now)
     return True
-
-
-_EVER = datetime(1, 1, 2, tzinfo=UTC)
 
 
 def _claim(consent: crypto.StandingConsent, *, revoked: bool) -> StandingConsent:
