@@ -221,3 +221,43 @@ def test_migration_0018_fills_each_grants_end_from_its_document(db_url: str) -> 
     # Each row still matches what its event recorded: verify finds the column as filled
     # (in the order the table gives: PostgreSQL's moves the rows it updated).
     assert sorted(digests) == sorted(r.digest() for r in history)
+
+
+# ---- the reads seek the indexes, never the whole table -----------------------------------
+
+def test_the_reads_seek_what_is_in_force_by_index(node: Node) -> None:
+    """SQLite's own query plan: the grants not ended are sought by their end (a plan
+    that seeks ``kind = 'grant'`` alone reads every grant ever made, and did until the OR
+    was spelt out term by term), each revocation by consent and originator, and the
+    revocations counted by originator and time."""
+    import sqlalchemy as sa
+
+    sent: list[tuple[str, object]] = []
+
+    def keep(*args: object) -> None:
+        sent.append((str(args[2]), args[3]))
+
+    sa.event.listen(node.store.engine, "before_cursor_execute", keep)
+    try:
+        with node.store.repository() as repo:
+            repo.standing_current(NOW)
+            repo.standing_orphans("KOR", NOW - timedelta(hours=24))
+    finally:
+        sa.event.remove(node.store.engine, "before_cursor_execute", keep)
+    plans = []
+    db = sqlite3.connect(node.store.engine.url.database or "")
+    try:
+        for statement, parameters in sent:
+            if "standing_consents" in statement:
+                plans.append([str(r[3]) for r in db.execute(
+                    "EXPLAIN QUERY PLAN " + statement, parameters)])  # type: ignore[arg-type]
+    finally:
+        db.close()
+    current, orphans = plans
+    assert not any(line.startswith("SCAN") for line in current + orphans), plans
+    assert any("ix_standing_consents_ends (kind=? AND not_after>?)" in line
+               for line in current), current
+    assert any("ix_standing_consents_owner (consent_id=? AND originator=? AND kind=?)" in line
+               for line in current), current
+    assert any("ix_standing_consents_revoked (originator=? AND kind=? AND at>?)" in line
+               for line in orphans), orphans

@@ -232,8 +232,11 @@ class SqlRepository:
         revoked = t.alias("revoked")
         # By ix_standing_consents_ends (the grants not ended, those whose end does not read
         # too), each one's revocation looked up by id: none of the rest of the history.
+        # The OR spelt out term by term: SQLite then seeks the index for each, where
+        # (kind = 'grant' AND (end > now OR end IS NULL)) takes every grant ever made.
         query = t.select().where(
-            t.c.kind == "grant", sa.or_(t.c.not_after > now, t.c.not_after.is_(None)),
+            sa.or_(sa.and_(t.c.kind == "grant", t.c.not_after > now),
+                   sa.and_(t.c.kind == "grant", t.c.not_after.is_(None))),
             ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
                                revoked.c.originator == t.c.originator,
                                revoked.c.kind == "revoke")).order_by(t.c.row)

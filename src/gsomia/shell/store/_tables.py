@@ -120,6 +120,9 @@ standing_consents = sa.Table(
     # by audit verify), so the consents in force are read without the whole history.
     sa.Column("not_after", UTCDateTime, nullable=True),
     sa.Index("ix_standing_consents_id", "consent_id"),
+    # Migration 0018: a consent's revocation (or grant) by its originator, looked up for each
+    # grant in force (or revocation counted) in one step.
+    sa.Index("ix_standing_consents_owner", "consent_id", "originator", "kind"),
     sa.Index("ix_standing_consents_ends", "kind", "not_after"),
     sa.Index("ix_standing_consents_revoked", "originator", "kind", "at"),
 )

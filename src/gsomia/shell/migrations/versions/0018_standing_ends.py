@@ -6,10 +6,11 @@ and every commit that queues relayed items read all of it to find the consents i
 relay under, as did each envelope sealed for a relay and each consent or revocation a
 partner sent. A revoked or expired consent never allows a relay, so those reads now take
 only the grants whose validity has not ended (``ix_standing_consents_ends``) and look up
-their revocations by id; the bound on revocations of consents not held counts a window of
-time by ``ix_standing_consents_revoked``. The column is filled here from the signed
-documents (a grant whose end does not read is left NULL and read as in force, as the bound
-counted it before) and checked against them by ``audit verify``.
+their revocations by id and originator (``ix_standing_consents_owner``); the bound on
+revocations of consents not held counts a window of time by
+``ix_standing_consents_revoked``. The column is filled here from the signed documents (a
+grant whose end does not read is left NULL and read as in force, as the bound counted it
+before) and checked against them by ``audit verify``.
 
 Revision ID: 0018
 Revises: 0017
@@ -59,11 +60,14 @@ def upgrade() -> None:
         bind.execute(table.update().where(table.c.row == sa.bindparam("r"))
                      .values(not_after=sa.bindparam("e")), ends)
     op.create_index("ix_standing_consents_ends", "standing_consents", ["kind", "not_after"])
+    op.create_index("ix_standing_consents_owner", "standing_consents",
+                    ["consent_id", "originator", "kind"])
     op.create_index("ix_standing_consents_revoked", "standing_consents",
                     ["originator", "kind", "at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_standing_consents_revoked", "standing_consents")
+    op.drop_index("ix_standing_consents_owner", "standing_consents")
     op.drop_index("ix_standing_consents_ends", "standing_consents")
     op.drop_column("standing_consents", "not_after")
