@@ -12,9 +12,9 @@ no digest covers, is checked by ``audit verify`` against the signed document.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -142,36 +142,41 @@ def grant_one(node: Node, now: datetime) -> None:
                                      consent_id="standing-consent--1", now=now)
 
 
-@pytest.fixture
-def granted(node_factory: Factory, now: datetime) -> Iterator[Node]:
-    node = node_factory("USA")
-    grant_one(node, now)
-    yield node
-
-
-@pytest.mark.parametrize("kind, value", [
-    ("grant", "2024-03-01 09:00:00.000000"),  # earlier: hides the consent from the reads
-    ("grant", "2099-01-01 00:00:00.000000"),  # later than the document
-    ("grant", None),
-    ("revoke", "2099-01-01 00:00:00.000000"),  # a revocation has no end
-])
 def test_a_not_after_edited_on_disk_is_named_by_audit_verify(
-        granted: Node, now: datetime, kind: str, value: str | None) -> None:
-    def verdict() -> object:
+        node_factory: Factory, now: datetime) -> None:
+    """Moved earlier (hides the consent from the reads), later than the document, emptied,
+    or set on a revocation (which has no end): each named; the node is put back between
+    edits, one node for all."""
+    granted = node_factory("USA")
+    grant_one(granted, now)
+
+    def verdict() -> Any:
         with granted.store.reader() as reader:
             return handlers.verify_audit(reader, public_key=granted.keys.public_signing_key())
 
-    assert verdict().ok  # type: ignore[attr-defined]
+    def set_end(kind: str, value: object) -> None:
+        db = sqlite3.connect(granted.store.engine.url.database or "")
+        try:
+            db.execute("UPDATE standing_consents SET not_after = ? WHERE kind = ?",
+                       (value, kind))
+            db.commit()
+        finally:
+            db.close()
+
     db = sqlite3.connect(granted.store.engine.url.database or "")
-    try:
-        db.execute("UPDATE standing_consents SET not_after = ? WHERE kind = ?", (value, kind))
-        db.commit()
-    finally:
-        db.close()
-    result = verdict()
-    assert not result.ok  # type: ignore[attr-defined]
-    assert any("standing_consents" in p.where
-               for p in result.problems), result.problems  # type: ignore[attr-defined]
+    (kept,) = db.execute("SELECT not_after FROM standing_consents WHERE kind = 'grant'"
+                         ).fetchone()
+    db.close()
+    assert verdict().ok
+    for kind, value in (("grant", "2024-03-01 09:00:00.000000"),
+                        ("grant", "2099-01-01 00:00:00.000000"), ("grant", None),
+                        ("revoke", "2099-01-01 00:00:00.000000")):
+        set_end(kind, value)
+        result = verdict()
+        assert not result.ok, (kind, value)
+        assert any("standing_consents" in p.where for p in result.problems), result.problems
+        set_end(kind, kept if kind == "grant" else None)
+        assert verdict().ok
 
 
 # ---- migration 0018 fills the column from the documents held -------------------------------
