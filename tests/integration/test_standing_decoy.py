@@ -127,10 +127,11 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
         "USA", "https://usa.invalid", usa.public_key(), X25519PrivateKey.generate().public_key(),
         None)}, ("USA",)).write(jpn.folder)
     path = jpn.folder / CONFIG
-    path.write_text(path.read_text("utf-8") + "\n[limits]\nstanding_revocations_per_partner = 2\n",
-                    "utf-8")
+    path.write_text(path.read_text("utf-8") + "\n[limits]\nstanding_revocations_per_partner = 2\n"
+                    "revocation_window_hours = 48\n", "utf-8")
     jpn.config = NodeConfig.load(jpn.folder)
     assert jpn.config.partner_rows["standing_revocations_per_partner"] == 2
+    assert jpn.config.partner_rows["revocation_window_hours"] == 48
     assert "standing_revocations_per_partner = 2" in dataclasses.replace(jpn.config).to_toml()
     client = TestClient(app_for_node(jpn, peer_identity=lambda scope: "USA"))
     answers = []

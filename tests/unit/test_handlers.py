@@ -168,6 +168,18 @@ class FakeRepo:
     def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
         return [r for r in self.standing if r.consent_id == consent_id]
 
+    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+        revoked = {(r.consent_id, r.originator) for r in self.standing if r.kind == "revoke"}
+        return [r for r in self.standing if r.kind == "grant"
+                and (r.consent_id, r.originator) not in revoked
+                and (r.ends is None or r.ends > now)]
+
+    def standing_orphans(self, originator: Party, since: datetime) -> int:
+        granted = {(r.consent_id, r.originator) for r in self.standing if r.kind == "grant"}
+        return sum(r.kind == "revoke" and r.originator == originator and r.at > since
+                   and r.direction == "obtained" and r.recipient is None
+                   and (r.consent_id, r.originator) not in granted for r in self.standing)
+
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [k for k, i in self.items.items() if i.originator == originator]
 
@@ -1133,6 +1145,71 @@ def test_a_partner_never_makes_the_node_keep_more_revocations_of_consents_not_he
                                                originator_public=jpn_public, now=NOW,
                                                bound=bound)
     assert consent.id in standing.revoked_ids(hub.repo.standing_consents())
+
+
+def test_revocations_of_consents_not_held_count_over_a_window_not_for_good(
+        shipped: Catalogue) -> None:
+    """outbox20: a relay passes KOR's genuine revocations alone to partners that never held
+    the consent (AUS under a hub of more than three parties). They counted against KOR's
+    bound for good: once it was reached, every later one was refused, 429 for ever. Counted
+    over ``window``, the next is kept once the window has passed, and not before."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    aus, _ = node("AUS", shipped, ("USA",))
+    window = timedelta(hours=24)
+
+    def passed_on(n: int, at: datetime) -> bool:
+        genuine = crypto.revoke_standing_consent(
+            consent_id=f"standing-consent--{n}", originator="KOR", revoked_at=at,
+            key=kor.signing_key())
+        return standing.record_standing_revocation(
+            aus, revocation=genuine, sender="USA", now=at, bound=2, window=window,
+            originator_public=kor.signing_key().public_key())
+
+    assert passed_on(1, NOW) and passed_on(2, NOW + timedelta(hours=1))
+    with pytest.raises(LimitReached, match="standing_revocations_per_partner"):
+        passed_on(3, NOW + timedelta(hours=23))
+    assert passed_on(3, NOW + window + timedelta(seconds=1))  # the first has left the window
+    with pytest.raises(LimitReached):
+        passed_on(4, NOW + window + timedelta(minutes=1))  # the second has not
+    assert passed_on(4, NOW + window + timedelta(hours=1, seconds=1))
+    assert len(aus.repo.standing_consents()) == 4  # nothing dropped: each one kept
+
+
+@settings(max_examples=25, deadline=None)
+@given(bound=st.integers(1, 3), gaps=st.lists(st.integers(0, 30), min_size=1, max_size=12))
+def test_a_partner_never_makes_the_node_keep_more_than_its_bound_within_any_window(
+        shipped: Catalogue, bound: int, gaps: list[int]) -> None:
+    """Revocations of made-up ids by KOR arrive ``gaps`` hours apart: within every window of
+    24 hours at most ``bound`` are kept, and one is refused only when the window before it
+    already holds ``bound`` (the flood the bound is for stays bounded by a rate; ordinary
+    traffic is not refused for what it sent long ago)."""
+    from gsomia.core.errors import LimitReached
+    from gsomia.service import standing
+
+    kor = FakeKeys("KOR")
+    hub, _ = node("USA", shipped, ("KOR",))
+    window = timedelta(hours=24)
+    at, kept = NOW, []
+    for n, gap in enumerate(gaps):
+        at += timedelta(hours=gap)
+        made_up = crypto.revoke_standing_consent(
+            consent_id=f"standing-consent--made-up-{n}", originator="KOR", revoked_at=at,
+            key=kor.signing_key())
+        recent = sum(k > at - window for k in kept)
+        try:
+            standing.record_standing_revocation(
+                hub, revocation=made_up, sender="KOR", now=at, bound=bound, window=window,
+                originator_public=kor.signing_key().public_key())
+        except LimitReached:
+            assert recent >= bound
+        else:
+            assert recent < bound
+            kept.append(at)
+    assert len(hub.repo.standing_consents()) == len(kept)
+    assert all(sum(t - window < k <= t for k in kept) <= bound for t in kept)
 
 
 @settings(max_examples=15, deadline=None)

@@ -428,6 +428,20 @@ class StandingConsentRecord:
     def digest(self) -> str:
         return digest(self.to_json())
 
+    @property
+    def ends(self) -> datetime | None:
+        """When a grant's validity ends, as its signed document says: kept beside the row
+        (indexed) so what is in force is read without the whole history. None for a
+        revocation, and for a grant whose end does not read (taken as in force by the
+        bound, which must not under-count; left out by the policy, which reads the
+        document itself)."""
+        if self.kind != "grant":
+            return None
+        try:
+            return instant(self.document["not_after"], where="not_after")
+        except (KeyError, TypeError, MalformedInput):
+            return None
+
 
 @dataclass(frozen=True, slots=True)
 class ReceiptRecord:

@@ -22,10 +22,13 @@ for what it sent long ago.
     standing_consents_per_partner     standing consents a partner granted that are in force
                                       here (neither revoked nor expired)
     standing_revocations_per_partner  a partner's revocations of standing consents not held
-                                      here and not shown either (a revocation of one held
-                                      here, or passed on with the signed consent it revokes,
-                                      is always kept: the hub passes that consent along to
-                                      its recipient)
+                                      here and not shown either, kept within the last
+                                      ``revocation_window_hours`` (a relay passes genuine
+                                      ones alone to partners that never held the consent:
+                                      counted for good they filled the bound, never to
+                                      free; a revocation of one held here, or passed on
+                                      with the signed consent it revokes, is always kept:
+                                      the hub passes that consent along to its recipient)
     incidents_per_partner             incident reports a partner made within the last
                                       ``incident_window_hours`` (any text is a new one)
     consent_requests_per_partner      a partner's consent requests waiting for the operator
@@ -36,6 +39,8 @@ for what it sent long ago.
                                       nothing a partner makes the node keep)
     incident_window_hours             the window ``incidents_per_partner`` counts in
     notice_window_hours               the window ``classification_notices_per_partner``
+                                      counts in
+    revocation_window_hours           the window ``standing_revocations_per_partner``
                                       counts in
 
 The sender and the receiver read the same constants: a node never publishes an item that
@@ -77,6 +82,7 @@ PARTNER_ROWS: Mapping[str, int] = {
     "classification_notices_per_partner": 1000,
     "incident_window_hours": 24,
     "notice_window_hours": 24,
+    "revocation_window_hours": 24,
 }
 
 

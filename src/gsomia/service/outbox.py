@@ -67,7 +67,7 @@ def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetim
         grants = {item: [Consent(c.item_id, c.originator, c.recipient) for c in records]
                   for item, records in held.items()}
         planned = plan_deliveries(stored, routing, grants, now, only=only,
-                                  standing=standing_held(uow) if relayed else ())
+                                  standing=standing_held(uow, now) if relayed else ())
     if planned:
         # The write lock is held: a delivery already in the outbox is left out here, so
         # every row has exactly one recording event.
@@ -91,11 +91,13 @@ def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetim
     return len(planned)
 
 
-def standing_held(uow: UnitOfWork) -> list[StandingConsent]:
-    """The standing consents this node holds as the policy reads them (revoked marked)."""
+def standing_held(uow: UnitOfWork, now: datetime) -> list[StandingConsent]:
+    """The standing consents this node holds that may allow a relay at ``now``, as the
+    policy reads them: neither revoked nor ended (those allow nothing), so the read is
+    bounded by what is in force, not by the history of every grant and revocation."""
     from gsomia.service.standing import in_force
 
-    return in_force(uow.repo.standing_consents())
+    return in_force(uow.repo.standing_current(now))
 
 
 def _stored_as_held(uow: UnitOfWork, keys: Collection[tuple[str, str]]) -> list[ItemStored]:

@@ -170,6 +170,16 @@ class Repository(Protocol):
         """The grant and revocation rows of ``consent_id``, oldest first (read by index:
         the table keeps every grant and revocation ever made)."""
         ...
+    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+        """The grants held of standing consents not revoked by their originator whose
+        validity has not ended at ``now`` (or whose end does not read), oldest first: all a
+        relay may rest on, read without the rest of the history (revoked and expired ones
+        allow nothing)."""
+        ...
+    def standing_orphans(self, originator: Party, since: datetime) -> int:
+        """How many of ``originator``'s revocations kept after ``since`` came alone (with no
+        consent shown) and name a consent of its that no grant held here names."""
+        ...
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None: ...
     def notices_for(self, item_id: str) -> list[ClassificationNotice]: ...
     def notices_from(self, sender: Party, since: datetime,

@@ -19,7 +19,7 @@ and again at the recipient when it receives.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,7 +32,7 @@ from gsomia.core.errors import LimitReached, MalformedInput, PolicyDenied
 from gsomia.core.limits import PARTNER_ROWS
 from gsomia.core.outbox import STANDING_CONSENT, STANDING_REVOCATION, StandingConsentIssued
 from gsomia.core.policy import StandingConsent
-from gsomia.core.types import Party, instant, iso
+from gsomia.core.types import Party, iso
 from gsomia.service.outbox import _stored_as_held, commit, queue_deliveries
 from gsomia.service.ports import KeyStore, UnitOfWork
 
@@ -119,22 +119,19 @@ def revoke_standing_consent(uow: UnitOfWork, *, keys: KeyStore, consent_id: str,
     return revocation
 
 
-def _in_force_from(rows: Sequence[StandingConsentRecord], originator: Party,
+def _in_force_from(current: Sequence[StandingConsentRecord], originator: Party,
                    now: datetime) -> int:
     """How many of ``originator``'s standing consents obtained here are in force at ``now``
-    (neither revoked by it nor expired). Reads only each one's ``not_after``: the consent
-    was checked when it was kept, and a whole parse of each on every new one would cost a
-    flood far more than its signature check. One whose end does not read is counted."""
-    revoked = {r.consent_id for r in rows if r.kind == "revoke" and r.originator == originator}
+    (neither revoked by it nor expired), of ``current`` (``Repository.standing_current``:
+    no revoked one). Reads only each one's ``not_after``: the consent was checked when it
+    was kept, and a whole parse of each on every new one would cost a flood far more than
+    its signature check. One whose end does not read is counted."""
     count = 0
-    for r in rows:
-        if r.kind != "grant" or r.originator != originator or r.direction != "obtained" \
-                or r.consent_id in revoked:
+    for r in current:
+        if r.kind != "grant" or r.originator != originator or r.direction != "obtained":
             continue
-        try:
-            count += now < instant(r.document["not_after"], where="not_after")
-        except (KeyError, TypeError, MalformedInput):
-            count += 1
+        end = r.ends
+        count += end is None or now < end
     return count
 
 
@@ -170,14 +167,13 @@ def record_standing_consent(uow: UnitOfWork, *, consent: crypto.StandingConsent,
     known.party(consent.recipient, where="standing consent.recipient")
     known.purpose(consent.purpose, where="standing consent.purpose")
     with uow:
-        rows = uow.repo.standing_consents()
-        held = [r for r in rows if r.consent_id == consent.id]
+        held = uow.repo.standing_consents_named(consent.id)
         if any(r.kind == "grant" for r in held):
             if all(dict(r.document) != consent.to_json() for r in held if r.kind == "grant"):
                 raise PolicyDenied((f"standing consent {consent.id} is held with other "
                                     "terms: an id names one consent",))
             return False
-        if _in_force_from(rows, consent.originator, now) >= bound:
+        if _in_force_from(uow.repo.standing_current(now), consent.originator, now) >= bound:
             raise LimitReached("standing_consents_per_partner", bound,
                                f"{consent.originator}'s standing consent {consent.id}")
         record = StandingConsentRecord(consent.id, consent.originator, consent.recipient,
@@ -203,7 +199,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
                                sender: Party, originator_public: Ed25519PublicKey,
                                now: datetime,
                                bound: int = PARTNER_ROWS["standing_revocations_per_partner"],
-                               consent: crypto.StandingConsent | None = None) -> bool:
+                               consent: crypto.StandingConsent | None = None,
+                               window: timedelta = timedelta(
+                                   hours=PARTNER_ROWS["revocation_window_hours"])) -> bool:
     """Keep the originator's revocation (even before the consent it names arrives: that
     consent is then dead on arrival), from the originator or passed on by a partner (it
     withdraws only, and ``originator_public`` is the originator's key, whoever ``sender``
@@ -214,9 +212,12 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
     anywhere on the way. False if it was held already (nothing is passed on again).
 
     One of a consent not held here is kept only while fewer than ``bound`` of the
-    originator's such are (:class:`LimitReached` after): any party may sign revocations of
-    ids nobody holds, each a row, and they must not grow the store without end. One of a
-    consent held here is always kept (there is one per consent, and the consents are
+    originator's such were kept within the last ``window`` (:class:`LimitReached` after):
+    any party may sign revocations of ids nobody holds, each a row, and they must not grow
+    the store faster than that. Counted over a window, not for good: a relay passes genuine
+    revocations alone to partners that never held the consent, and ordinary traffic must
+    not fill a bound that never frees (one stops counting too once its consent is held).
+    One of a consent held here is always kept (there is one per consent, and the consents are
     bounded), so no decoys can crowd it out. So is one that comes with ``consent``, the
     signed consent it revokes (what a hub passes along to the nodes behind it, which never
     hold the consents the hub relays under): it is checked against the same originator's
@@ -246,13 +247,9 @@ def record_standing_revocation(uow: UnitOfWork, *, revocation: crypto.StandingRe
         recipient = grants[0].recipient if grants else \
             consent.recipient if consent is not None else None
         if recipient is None:
-            # A revocation of a consent never seen: the bound reads the whole table (rare: the
-            # revocations counted are those of consents this node never held).
-            rows = uow.repo.standing_consents()
-            granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
-            orphans = sum(r.kind == "revoke" and r.originator == revocation.originator
-                          and r.direction == "obtained" and r.recipient is None
-                          and (r.consent_id, r.originator) not in granted for r in rows)
+            # A revocation of a consent never seen: counted by the originator's revocations
+            # of the window (by index), not its revocations ever.
+            orphans = uow.repo.standing_orphans(revocation.originator, now - window)
             if orphans >= bound:
                 raise LimitReached("standing_revocations_per_partner", bound,
                                    f"{revocation.originator}'s revocation of standing consent "

@@ -372,7 +372,7 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     consents = repo.consents_of(ids)
     # Only those obtained from originators: a node's own items travel without consent.
     standing = [(c, doc) for c, doc in with_documents(
-        r for r in repo.standing_consents() if r.direction == "obtained" or r.kind == "revoke")
+        r for r in repo.standing_current(now) if r.direction == "obtained")
         if c.recipient == recipient and not c.revoked]
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for item_id, version, content, label_bytes, binding in repo.bound_versions(ids):

@@ -26,6 +26,7 @@
     classification_notices_per_partner = 1000
     incident_window_hours = 24                # incidents_per_partner counts in this window
     notice_window_hours = 24                  # classification_notices_per_partner, this one
+    revocation_window_hours = 24              # standing_revocations_per_partner, this one
 """
 
 from __future__ import annotations

@@ -231,7 +231,8 @@ class NodeInbox:
                 self.node.uow(), revocation=revocation, sender=sender,
                 originator_public=self._originator_key(revocation.originator), now=now,
                 bound=self.node.config.partner_rows["standing_revocations_per_partner"],
-                consent=consent)
+                consent=consent, window=timedelta(
+                    hours=self.node.config.partner_rows["revocation_window_hours"]))
 
     def incident(self, kind: str, item_id: str, description: str, sender: Party,
                  now: datetime) -> None:

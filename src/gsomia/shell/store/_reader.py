@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from gsomia.core.audit import LogProblem, MerkleAccumulator, TreeHead
-from gsomia.core.custody import register_digest, stamp
+from gsomia.core.custody import StandingConsentRecord, register_digest, stamp
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import DELIVERY
 from gsomia.core.types import instant
@@ -346,7 +346,7 @@ class SqlAuditReader:
         yield from each(incidents, _incident, lambda r: f"reference={r.reference}")
         yield from each(receipts, _receipt, lambda r: f"{r.item_id}@{r.version} #{r.row}")
         yield from each(revocations, _revocation, lambda r: f"name={r.name}")
-        yield from each(standing_consents, _standing,
+        yield from each(standing_consents, _standing_checked,
                         lambda r: f"{r.kind} {r.consent_id} #{r.row}")
         for table, where in ((envelopes_seen, lambda r: f"nonce={r.nonce}"),
                              (consent_requests, lambda r: f"id={r.id}")):
@@ -548,6 +548,18 @@ def _sqlite_instant_problems(conn: sa.Connection, table: sa.Table) -> Iterator[L
 
 def _tolerant_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def _standing_checked(row: Any) -> StandingConsentRecord:
+    """The row as its record, if its ``not_after`` (which no digest covers) is what its
+    document says: the reads of what is in force go by that column, so one edited on disk
+    is named here (moved earlier it hides a consent; later, the policy still reads the
+    document, but the row is no longer what the node wrote)."""
+    record = _standing(row)
+    if row.not_after != record.ends:
+        raise ValueError(f"not_after {row.not_after!r} is not the end its document says "
+                         f"({record.ends!r})")
+    return record
 
 
 def _tolerant_time(value: Any) -> datetime | str | None:

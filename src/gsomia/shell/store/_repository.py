@@ -211,7 +211,7 @@ class SqlRepository:
             "consent_id": record.consent_id, "originator": record.originator,
             "recipient": record.recipient, "direction": record.direction, "kind": record.kind,
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
-            "at": record.at, "seq": seq})
+            "at": record.at, "seq": seq, "not_after": record.ends})
 
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [(r.id, r.version) for r in self.conn.execute(
@@ -226,6 +226,32 @@ class SqlRepository:
         t = standing_consents
         return [_standing(r) for r in self.conn.execute(
             t.select().where(t.c.consent_id == consent_id).order_by(t.c.row))]
+
+    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+        t = standing_consents
+        revoked = t.alias("revoked")
+        # By ix_standing_consents_ends (the grants not ended, those whose end does not read
+        # too), each one's revocation looked up by id: none of the rest of the history.
+        # The OR spelt out term by term: SQLite then seeks the index for each, where
+        # (kind = 'grant' AND (end > now OR end IS NULL)) takes every grant ever made.
+        query = t.select().where(
+            sa.or_(sa.and_(t.c.kind == "grant", t.c.not_after > now),
+                   sa.and_(t.c.kind == "grant", t.c.not_after.is_(None))),
+            ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
+                               revoked.c.originator == t.c.originator,
+                               revoked.c.kind == "revoke")).order_by(t.c.row)
+        return [_standing(r) for r in self.conn.execute(query)]
+
+    def standing_orphans(self, originator: str, since: datetime) -> int:
+        t = standing_consents
+        granted = t.alias("granted")
+        query = sa.select(sa.func.count()).select_from(t).where(
+            t.c.originator == originator, t.c.kind == "revoke", t.c.at > since,
+            t.c.direction == "obtained", t.c.recipient.is_(None),
+            ~sa.exists().where(granted.c.consent_id == t.c.consent_id,
+                               granted.c.originator == t.c.originator,
+                               granted.c.kind == "grant"))
+        return int(self.conn.execute(query).scalar_one())
 
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None:
         self.conn.execute(classification_notices.insert(), {

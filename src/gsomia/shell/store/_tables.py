@@ -116,7 +116,15 @@ standing_consents = sa.Table(
     sa.Column("document", sa.Text, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    # Migration 0018: a grant's end as its document says (StandingConsentRecord.ends, checked
+    # by audit verify), so the consents in force are read without the whole history.
+    sa.Column("not_after", UTCDateTime, nullable=True),
     sa.Index("ix_standing_consents_id", "consent_id"),
+    # Migration 0018: a consent's revocation (or grant) by its originator, looked up for each
+    # grant in force (or revocation counted) in one step.
+    sa.Index("ix_standing_consents_owner", "consent_id", "originator", "kind"),
+    sa.Index("ix_standing_consents_ends", "kind", "not_after"),
+    sa.Index("ix_standing_consents_revoked", "originator", "kind", "at"),
 )
 
 classification_notices = sa.Table(

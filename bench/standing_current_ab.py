@@ -1,0 +1,186 @@
+"""The standing consents a relay rests on, read by what is in force (standing20: migration
+0018's ``not_after`` column and indexes) against the reading of the whole history (as
+before), side by side in one process: wall and CPU per call, median of 5 alternated rounds,
+on one SQLite node whose ``standing_consents`` table holds N rows of history: grants long
+expired, grants revoked with their revocations, revocations of consents never held (older
+than the window), and 20 grants in force. The rows go straight into the table (a bench
+shortcut: the reads do not check signatures or the log). Not a test, not part of
+``python -m bench``:
+
+    PYTHONPATH=src:. python bench/standing_current_ab.py [N ...]   # default 1000 10000 100000
+
+Each pair: the outbox's ``standing_held`` (every commit that queues relayed items), the
+bound on consents in force (each standing consent a partner sends), the bound on
+revocations of consents not held (each such revocation).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gsomia.core import crypto
+from gsomia.core.custody import StandingConsentRecord
+from gsomia.core.errors import MalformedInput
+from gsomia.core.types import instant
+from gsomia.service import standing
+from gsomia.shell.catalogue import load_catalogue
+from gsomia.shell.node import Node, init_node
+from gsomia.shell.store._tables import standing_consents
+
+NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+ORIGINATORS = ("KOR", "USA", "AUS")
+WINDOW = timedelta(hours=24)
+
+
+def history(n: int) -> list[StandingConsentRecord]:
+    grant = crypto.grant_standing_consent(
+        consent_id="standing-consent--0", originator="KOR", recipient="JPN",
+        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW - timedelta(
+            days=400), not_after=NOW, granted_at=NOW, key=KEY).to_json()
+    revoke = crypto.revoke_standing_consent(consent_id="standing-consent--0", originator="KOR",
+                                            revoked_at=NOW, key=KEY).to_json()
+    rows: list[StandingConsentRecord] = []
+    for i in range(n - 20):
+        who = ORIGINATORS[i % 3]
+        cid, at = f"standing-consent--{i}", NOW - timedelta(days=30, minutes=i)
+        shape = i % 10
+        if shape < 4:  # expired
+            doc = dict(grant, id=cid, originator=who,
+                       not_after=(NOW - timedelta(days=1 + i % 300)).isoformat())
+            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", doc, at))
+        elif shape < 7:  # revoked while in force: the grant and, next, its revocation
+            doc = dict(grant, id=cid, originator=who,
+                       not_after=(NOW + timedelta(days=1 + i % 300)).isoformat())
+            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", doc, at))
+            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "revoke",
+                                              dict(revoke, consent_id=cid, originator=who),
+                                              at))
+        else:  # a revocation of a consent never held, long ago
+            rows.append(StandingConsentRecord(cid, who, None, "obtained", "revoke",
+                                              dict(revoke, consent_id=cid, originator=who),
+                                              at))
+    rows = rows[:n - 20]
+    for i in range(20):
+        cid, who = f"standing-consent--current-{i}", ORIGINATORS[i % 3]
+        doc = dict(grant, id=cid, originator=who,
+                   not_after=(NOW + timedelta(days=10)).isoformat())
+        rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", doc, NOW))
+    return rows
+
+
+def fill(node: Node, rows: list[StandingConsentRecord]) -> None:
+    with node.store.engine.begin() as conn:
+        conn.execute(standing_consents.insert(), [
+            {"consent_id": r.consent_id, "originator": r.originator, "recipient": r.recipient,
+             "direction": r.direction, "kind": r.kind,
+             "document": json.dumps(dict(r.document), sort_keys=True), "at": r.at,
+             "seq": 0, "not_after": r.ends} for r in rows])
+
+
+# ---- before standing20 ------------------------------------------------------------------
+
+def old_held(node: Node) -> int:
+    with node.store.repository() as repo:
+        return len(standing.in_force(repo.standing_consents()))
+
+
+def old_in_force_from(node: Node) -> int:
+    with node.store.repository() as repo:
+        rows = repo.standing_consents()
+    revoked = {r.consent_id for r in rows if r.kind == "revoke" and r.originator == "KOR"}
+    count = 0
+    for r in rows:
+        if r.kind != "grant" or r.originator != "KOR" or r.direction != "obtained" \
+                or r.consent_id in revoked:
+            continue
+        try:
+            count += instant(r.document["not_after"], where="not_after") > NOW
+        except (KeyError, TypeError, MalformedInput):
+            count += 1
+    return count
+
+
+def old_orphans(node: Node) -> int:
+    with node.store.repository() as repo:
+        rows = repo.standing_consents()
+    granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
+    return sum(r.kind == "revoke" and r.originator == "KOR" and r.direction == "obtained"
+               and r.recipient is None and (r.consent_id, r.originator) not in granted
+               for r in rows)
+
+
+# ---- after -------------------------------------------------------------------------------
+
+def new_held(node: Node) -> int:
+    with node.store.repository() as repo:
+        return len(standing.in_force(repo.standing_current(NOW)))
+
+
+def new_in_force_from(node: Node) -> int:
+    with node.store.repository() as repo:
+        return standing._in_force_from(repo.standing_current(NOW), "KOR", NOW)
+
+
+def new_orphans(node: Node) -> int:
+    with node.store.repository() as repo:
+        return repo.standing_orphans("KOR", NOW - WINDOW)
+
+
+def timed(call: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(repeat):
+        call()
+    return ((time.perf_counter() - wall) / repeat * 1e3,
+            (time.process_time() - cpu) / repeat * 1e3)
+
+
+def measure(n: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="standing20-") as tmp:
+        node = init_node(Path(tmp) / "jpn", "JPN", catalogue=load_catalogue(), now=NOW)
+        try:
+            fill(node, history(n))
+            with node.store.repository() as repo:
+                usable = [c for c in standing.in_force(repo.standing_consents())
+                          if not c.revoked and c.not_after > NOW]
+                assert standing.in_force(repo.standing_current(NOW)) == usable
+            assert len(usable) == new_held(node) >= 20
+            assert old_in_force_from(node) == new_in_force_from(node)
+            repeat = max(1, 20000 // n)
+            out: dict[str, Any] = {"rows": n}
+            for name, old, new in (("standing_held", old_held, new_held),
+                                   ("consents_in_force_bound", old_in_force_from,
+                                    new_in_force_from),
+                                   ("orphan_revocations_bound", old_orphans, new_orphans)):
+                rounds: list[tuple[float, float, float, float]] = []
+                for _ in range(5):
+                    rounds.append(timed(lambda o=old: o(node), repeat)
+                                  + timed(lambda f=new: f(node), repeat))
+                ow, oc, nw, nc = (statistics.median(r[k] for r in rounds) for k in range(4))
+                out[name] = {"before_ms": round(ow, 3), "before_cpu_ms": round(oc, 3),
+                             "after_ms": round(nw, 3), "after_cpu_ms": round(nc, 3),
+                             "cpu_ratio": round(oc / nc, 1) if nc else None}
+            return out
+        finally:
+            node.close()
+
+
+def main(argv: list[str]) -> int:
+    sizes = [int(a) for a in argv] or [1000, 10000, 100000]
+    results = [measure(n) for n in sizes]
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,268 @@
+"""Standing consents are read by what is in force (standing20), with the answers the whole
+history gave.
+
+The table keeps every grant and revocation for ever; the reads a relay rests on (the
+consents the outbox plans under, what an envelope carries, the bound on consents in force
+and on revocations of consents not held) took all of it. On a real store, for generated
+histories of grants, revocations, ends and unreadable documents, the bounded reads give
+exactly what the whole-history reads gave; and the ``not_after`` kept beside a grant, which
+no digest covers, is checked by ``audit verify`` against the signed document.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from gsomia.core import crypto
+from gsomia.core.custody import StandingConsentRecord
+from gsomia.core.errors import MalformedInput
+from gsomia.core.types import instant
+from gsomia.service import handlers, standing
+from gsomia.shell.node import Node
+
+Factory = Callable[..., Node]
+KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+PARTIES = ("KOR", "USA", "AUS")  # never the recipients, JPN and NZL
+
+
+@pytest.fixture
+def node(node_factory: Factory) -> Node:
+    return node_factory("JPN")
+
+
+# ---- the whole-history reads, as they were before standing20 (the reference) -------------
+
+def old_may_allow(rows: list[StandingConsentRecord], now: datetime) -> list[object]:
+    """``standing_held``'s claims that can allow a relay at ``now``: the policy uses none
+    revoked or ended."""
+    return [c for c in standing.in_force(rows) if not c.revoked and now < c.not_after]
+
+
+def old_in_force_from(rows: list[StandingConsentRecord], originator: str,
+                      now: datetime) -> int:
+    revoked = {r.consent_id for r in rows if r.kind == "revoke" and r.originator == originator}
+    count = 0
+    for r in rows:
+        if r.kind != "grant" or r.originator != originator or r.direction != "obtained" \
+                or r.consent_id in revoked:
+            continue
+        try:
+            count += now < instant(r.document["not_after"], where="not_after")
+        except (KeyError, TypeError, MalformedInput):
+            count += 1
+    return count
+
+
+def old_orphans(rows: list[StandingConsentRecord], originator: str, since: datetime) -> int:
+    granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
+    return sum(r.kind == "revoke" and r.originator == originator and r.at > since
+               and r.direction == "obtained" and r.recipient is None
+               and (r.consent_id, r.originator) not in granted for r in rows)
+
+
+# ---- generated histories -----------------------------------------------------------------
+
+@hs.composite
+def histories(draw: hs.DrawFn, now: datetime) -> list[StandingConsentRecord]:
+    rows = []
+    for _ in range(draw(hs.integers(0, 14))):
+        consent_id = f"standing-consent--{draw(hs.integers(0, 5))}"
+        originator = draw(hs.sampled_from(PARTIES))
+        kind: Literal["grant", "revoke"] = draw(hs.sampled_from(["grant", "grant", "revoke"]))
+        direction: Literal["given", "obtained"] = draw(
+            hs.sampled_from(["obtained", "obtained", "given"]))
+        at = now - timedelta(hours=draw(hs.integers(0, 72)))
+        if kind == "revoke":
+            document = crypto.revoke_standing_consent(
+                consent_id=consent_id, originator=originator, revoked_at=at, key=KEY).to_json()
+            recipient = draw(hs.sampled_from([None, "JPN"]))
+        else:
+            # Ended long ago, just now, just after, or far ahead; some unreadable.
+            end = now + timedelta(seconds=draw(hs.sampled_from(
+                [-86400 * 30, -1, 0, 1, 86400 * 30])))
+            recipient = draw(hs.sampled_from(["JPN", "NZL"]))
+            document = crypto.grant_standing_consent(
+                consent_id=consent_id, originator=originator, recipient=recipient,
+                categories=["sensor-report"], purpose="dprk-missile",
+                not_before=now - timedelta(days=60), not_after=end, granted_at=at,
+                key=KEY).to_json()
+            spoilt = draw(hs.sampled_from([None, None, None, "missing", "garbled"]))
+            if spoilt == "missing":
+                document.pop("not_after")
+            elif spoilt == "garbled":
+                document["not_after"] = "not an instant"
+        rows.append(StandingConsentRecord(consent_id, originator, recipient, direction,
+                                          kind, document, at))
+    return rows
+
+
+NOW = datetime.fromisoformat("2024-03-01T09:00:00+00:00")
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(history=histories(NOW), window=hs.sampled_from([1, 24, 24 * 365]))
+def test_the_reads_by_what_is_in_force_answer_as_the_whole_history_did(
+        node: Node, history: list[StandingConsentRecord], window: int) -> None:
+    uow = node.uow()
+    with uow:  # left without a commit: rolled back, the next history starts empty
+        for seq, record in enumerate(history):
+            uow.repo.add_standing_consent(record, seq=seq)
+        everything = uow.repo.standing_consents()
+        assert everything == history
+        current = uow.repo.standing_current(NOW)
+        # What the outbox plans under and an envelope carries: the same claims that can
+        # allow a relay, and nothing revoked or ended read at all.
+        assert standing.in_force(current) == old_may_allow(everything, NOW)
+        assert all(r.kind == "grant" and (r.ends is None or r.ends > NOW) for r in current)
+        since = NOW - timedelta(hours=window)
+        for party in PARTIES:
+            assert standing._in_force_from(current, party, NOW) == \
+                old_in_force_from(everything, party, NOW)
+            assert uow.repo.standing_orphans(party, since) == \
+                old_orphans(everything, party, since)
+
+
+# ---- the column no digest covers is checked against the document ---------------------------
+
+def grant_one(node: Node, now: datetime) -> None:
+    standing.grant_standing_consent(
+        node.uow(), keys=node.keys, catalogue=node.catalogue, consent_id="standing-consent--1",
+        recipient="KOR", categories=["sensor-report"], purpose="dprk-missile",
+        not_before=now, not_after=now + timedelta(days=1), now=now)
+    standing.revoke_standing_consent(node.uow(), keys=node.keys,
+                                     consent_id="standing-consent--1", now=now)
+
+
+def test_a_not_after_edited_on_disk_is_named_by_audit_verify(
+        node_factory: Factory, now: datetime) -> None:
+    """Moved earlier (hides the consent from the reads), later than the document, emptied,
+    or set on a revocation (which has no end): each named; the node is put back between
+    edits, one node for all."""
+    granted = node_factory("USA")
+    grant_one(granted, now)
+
+    def verdict() -> Any:
+        with granted.store.reader() as reader:
+            return handlers.verify_audit(reader, public_key=granted.keys.public_signing_key())
+
+    def set_end(kind: str, value: object) -> None:
+        db = sqlite3.connect(granted.store.engine.url.database or "")
+        try:
+            db.execute("UPDATE standing_consents SET not_after = ? WHERE kind = ?",
+                       (value, kind))
+            db.commit()
+        finally:
+            db.close()
+
+    db = sqlite3.connect(granted.store.engine.url.database or "")
+    (kept,) = db.execute("SELECT not_after FROM standing_consents WHERE kind = 'grant'"
+                         ).fetchone()
+    db.close()
+    assert verdict().ok
+    for kind, value in (("grant", "2024-03-01 09:00:00.000000"),
+                        ("grant", "2099-01-01 00:00:00.000000"), ("grant", None),
+                        ("revoke", "2099-01-01 00:00:00.000000")):
+        set_end(kind, value)
+        result = verdict()
+        assert not result.ok, (kind, value)
+        assert any("standing_consents" in p.where for p in result.problems), result.problems
+        set_end(kind, kept if kind == "grant" else None)
+        assert verdict().ok
+
+
+# ---- migration 0018 fills the column from the documents held -------------------------------
+
+def test_migration_0018_fills_each_grants_end_from_its_document(db_url: str) -> None:
+    import json
+
+    import sqlalchemy as sa
+    from test_one_outbox import at_revision
+
+    from gsomia.shell import store as st
+
+    revocation = crypto.revoke_standing_consent(consent_id="standing-consent--9",
+                                                originator="KOR", revoked_at=NOW, key=KEY)
+    history = [StandingConsentRecord("standing-consent--9", "KOR", None, "obtained", "revoke",
+                                     revocation.to_json(), NOW)] + [
+        StandingConsentRecord(f"standing-consent--{n}", "KOR", "JPN", "obtained", "grant",
+                              crypto.grant_standing_consent(
+                                  consent_id=f"standing-consent--{n}", originator="KOR",
+                                  recipient="JPN", categories=["sensor-report"],
+                                  purpose="dprk-missile", not_before=NOW,
+                                  not_after=NOW + timedelta(days=n), granted_at=NOW,
+                                  key=KEY).to_json(), NOW) for n in (1, 2)]
+    unreadable = dict(history[-1].document, not_after="not an instant")
+    history[-1] = StandingConsentRecord(history[-1].consent_id, "KOR", "JPN", "obtained",
+                                        "grant", unreadable, NOW)
+    engine = at_revision(db_url, "0017")
+    try:
+        old = sa.Table("standing_consents", sa.MetaData(), autoload_with=engine)
+        with engine.begin() as conn:
+            conn.execute(old.insert(), [
+                {"consent_id": r.consent_id, "originator": r.originator,
+                 "recipient": r.recipient, "direction": r.direction, "kind": r.kind,
+                 "document": json.dumps(dict(r.document)), "at": r.at, "seq": seq}
+                for seq, r in enumerate(history)])
+        st.migrate(engine)
+        with engine.connect() as conn, conn.begin():
+            table = st.metadata.tables["standing_consents"]
+            ends = [r[0] for r in conn.execute(
+                sa.select(table.c.not_after).order_by(table.c.row))]
+            digests = [r.digest for r in st.SqlAuditReader(conn, None).record_rows()
+                       if r.table == "standing_consents"]
+    finally:
+        engine.dispose()
+    assert ends == [r.ends for r in history]
+    assert ends[1] == NOW + timedelta(days=1) and ends[0] is None and ends[2] is None
+    # Each row still matches what its event recorded: verify finds the column as filled
+    # (in the order the table gives: PostgreSQL's moves the rows it updated).
+    assert sorted(digests) == sorted(r.digest() for r in history)
+
+
+# ---- the reads seek the indexes, never the whole table -----------------------------------
+
+def test_the_reads_seek_what_is_in_force_by_index(node: Node) -> None:
+    """SQLite's own query plan: the grants not ended are sought by their end (a plan
+    that seeks ``kind = 'grant'`` alone reads every grant ever made, and did until the OR
+    was spelt out term by term), each revocation by consent and originator, and the
+    revocations counted by originator and time."""
+    import sqlalchemy as sa
+
+    sent: list[tuple[str, object]] = []
+
+    def keep(*args: object) -> None:
+        sent.append((str(args[2]), args[3]))
+
+    sa.event.listen(node.store.engine, "before_cursor_execute", keep)
+    try:
+        with node.store.repository() as repo:
+            repo.standing_current(NOW)
+            repo.standing_orphans("KOR", NOW - timedelta(hours=24))
+    finally:
+        sa.event.remove(node.store.engine, "before_cursor_execute", keep)
+    plans = []
+    db = sqlite3.connect(node.store.engine.url.database or "")
+    try:
+        for statement, parameters in sent:
+            if "standing_consents" in statement:
+                plans.append([str(r[3]) for r in db.execute(
+                    "EXPLAIN QUERY PLAN " + statement, parameters)])  # type: ignore[arg-type]
+    finally:
+        db.close()
+    current, orphans = plans
+    assert not any(line.startswith("SCAN") for line in current + orphans), plans
+    assert any("ix_standing_consents_ends (kind=? AND not_after>?)" in line
+               for line in current), current
+    assert any("ix_standing_consents_owner (consent_id=? AND originator=? AND kind=?)" in line
+               for line in current), current
+    assert any("ix_standing_consents_revoked (originator=? AND kind=? AND at>?)" in line
+               for line in orphans), orphans
