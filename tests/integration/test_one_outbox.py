@@ -583,3 +583,51 @@ def test_a_unit_of_work_at_once_does_not_wait_for_the_write_lock(node_factory: A
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     with jpn.store.uow(synced=False, at_once=True) as uow:  # the lock free: taken at once
         uow.rollback()
+
+
+def test_a_refused_batch_posted_again_one_by_one_retries_each_row_on_its_own_answer(
+        node_factory: Any, make_indicator: Any) -> None:
+    """review20: a batch the partner refused whole (413) goes again envelope by envelope;
+    the partner answers one "not now" (429, Retry-After 300), the next is lost to the
+    network, the last refused for good. Before, the last 429's status and wait went to
+    every row retried, the lost one included (it waited 300 s, not a backoff); each row's
+    "not now"s in a row are kept in the outbox."""
+    import httpx
+
+    from gsomia.service import handlers
+    from gsomia.shell import exchange
+
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    peers = {code: exchange.Peer(code, "https://kor.invalid", n.keys.public_signing_key(),
+                                 n.keys.envelope_key().public_key())
+             for code, n in (("JPN", jpn), ("KOR", kor))}
+    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+    handlers.publish_many(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
+                          entries=[(make_indicator(n), handlers.LabelRequest(
+                              "秘", ("JPN", "KOR"), "dprk-missile")) for n in range(3)],
+                          now=datetime.now(UTC))
+    answers = iter([httpx.Response(413, text="too large"),
+                    httpx.Response(429, text="at its bound", headers={"Retry-After": "300"}),
+                    None, httpx.Response(413, text="too large")])
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer is None:
+            raise httpx.ConnectError("connection reset", request=request)
+        return answer
+
+    at = datetime.now(UTC)
+    sender = exchange.Sender(jpn, link="KOR", clock=lambda: at,
+                             client=httpx.Client(transport=httpx.MockTransport(partner)))
+    try:
+        sender.step()
+    finally:
+        sender.close()
+    busy, lost, refused = exchange.outbox_rows(jpn)
+    assert (busy["status"], busy["not_now"], busy["next_at"]) == (
+        "pending", 1, at + timedelta(seconds=300))
+    assert "429" in busy["last_error"]
+    assert (lost["status"], lost["not_now"], lost["next_at"]) == (
+        "pending", 0, at + timedelta(seconds=0.1))
+    assert "connection reset" in lost["last_error"]
+    assert refused["status"] == "refused" and "413" in refused["last_error"]

@@ -7,7 +7,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from gsomia.core.outbox import AT_BOUND_S, backoff, next_try
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gsomia.core.outbox import (
+    AT_BOUND_S,
+    MAX_BACKOFF,
+    NOT_NOW_CAP_S,
+    backoff,
+    next_try,
+    not_now_after,
+)
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -18,3 +28,23 @@ def test_a_first_not_now_after_an_outage_waits_the_bound_not_an_hour() -> None:
     lost = 6
     assert sum(backoff(n) for n in range(lost)) < 12
     assert next_try(lost, NOW, 429) == NOW + timedelta(seconds=AT_BOUND_S)
+
+
+@given(st.lists(st.sampled_from([0, 429, 429, 503, 500, 408]), max_size=40))
+def test_a_not_now_waits_the_bound_doubled_only_along_429s_in_a_row(
+        outcomes: list[int]) -> None:
+    """Whatever a row met before (the network, a 503, "not now"s), the wait after a 429 is
+    at least the bound, at most the cap, and twice the one before only when that one was a
+    429 too (or the cap)."""
+    not_now, before = 0, None
+    for attempts, status in enumerate(outcomes):
+        wait = (next_try(attempts, NOW, status, not_now=not_now) - NOW).total_seconds()
+        if status == 429:
+            assert AT_BOUND_S <= wait <= NOT_NOW_CAP_S
+            assert wait == (min(2 * before, NOT_NOW_CAP_S) if before is not None
+                            else AT_BOUND_S)
+            before = wait
+        else:
+            assert wait == backoff(attempts) <= MAX_BACKOFF
+            before = None
+        not_now = not_now_after(not_now, status)

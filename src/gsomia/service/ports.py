@@ -377,6 +377,7 @@ class QueuedDelivery:
     version: str
     recipient: Party
     attempts: int
+    not_now: int = 0  # the partner's "not now"s (429) in a row, the last answers it had
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +391,7 @@ class QueuedNotice:
     item_id: str | None
     body: str
     attempts: int
+    not_now: int = 0  # as a delivery's
 
     def register(self) -> dict[str, Any]:
         return {"kind": self.kind, "recipient": self.recipient, "reference": self.reference,
@@ -437,8 +439,9 @@ class Outbox(Protocol):
         """(row, attempts, why): refused for good, never retried."""
         ...
 
-    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
-        """(row, attempts, next try, last error) of deliveries still pending."""
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, int, datetime, str]]) -> None:
+        """(row, attempts, "not now"s in a row, next try, last error) of deliveries still
+        pending."""
         ...
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:

@@ -248,6 +248,9 @@ outbox = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False, server_default="delivery"),
     sa.Column("reference", sa.String, nullable=True),
     sa.Column("body", sa.Text, nullable=True),
+    # The partner's "not now"s (429) in a row, its last answers to this row: what its next
+    # try's wait doubles with (gsomia.core.outbox.next_try); 0 after any other outcome.
+    sa.Column("not_now", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
     sa.UniqueConstraint("kind", "reference", "recipient", name="uq_outbox_notice"),
     sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
