@@ -207,6 +207,7 @@ def people_refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
     """The node's people whose TAXII posts were refused for their rights in the last day,
     summaries counted in full: one past the bound (ten a minute on record one by one) is
     named, as an account probing what it may write."""
+    from gsomia.service.refusals import OTHER_ACCOUNTS, OTHER_PARTNERS
     from gsomia.shell.node import open_node
 
     since = (now or datetime.now(UTC)) - timedelta(days=1)
@@ -224,6 +225,10 @@ def people_refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
         details = json.loads(raw) if isinstance(raw, str) else raw or {}
         if details.get("action") != "taxii-post":
             continue  # the desk's refusals: one event each, as before
+        if actor in (OTHER_ACCOUNTS, OTHER_PARTNERS):
+            # Accounts beyond those counted apart, together (before notnow20, under the
+            # partners' label): many people, not one named so.
+            actor = "accounts not counted apart"
         if details.get("summary"):
             past_bound.add(actor)
         counts[actor] = counts.get(actor, 0) + int(details.get("refused", 1)
