@@ -48,3 +48,18 @@ def test_a_not_now_waits_the_bound_doubled_only_along_429s_in_a_row(
             assert wait == backoff(attempts) <= MAX_BACKOFF
             before = None
         not_now = not_now_after(not_now, status)
+
+
+@given(st.integers(min_value=-(10**6), max_value=10**30), st.integers(0, 10**6),
+       st.sampled_from([0, 429, 503]))
+def test_any_count_held_in_a_row_waits_within_the_bounds(not_now: int, attempts: int,
+                                                         status: int) -> None:
+    """Whatever the outbox holds (an operator's edit, a count far past any cap), a "not
+    now" waits between the bound and the cap, and anything else no more than the backoff;
+    the next count is never negative."""
+    wait = (next_try(attempts, NOW, status, not_now=not_now) - NOW).total_seconds()
+    if status == 429:
+        assert AT_BOUND_S <= wait <= NOT_NOW_CAP_S
+    else:
+        assert wait <= MAX_BACKOFF
+    assert not_now_after(not_now, status) >= 0

@@ -291,9 +291,9 @@ class Repository(Protocol):
     def notices_in(self, status: str) -> int:
         """How many notices of the outbox are in ``status``."""
         ...
-    def held_back(self) -> list[tuple[Party, str, int, int]]:
-        """(recipient, kind, rows, most tries) of the pending rows of the outbox a partner
-        last answered "not now" at one of its bounds (429)."""
+    def held_back(self) -> list[tuple[Party, str, int, int, int]]:
+        """(recipient, kind, rows, most tries, most "not now"s in a row) of the pending rows
+        of the outbox a partner last answered "not now" at one of its bounds (429)."""
         ...
     def deliveries_by_status(self) -> dict[str, int]:
         """How many deliveries of the outbox are in each status."""

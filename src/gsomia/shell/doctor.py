@@ -338,12 +338,13 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
                   "for partners must be split and published again", required=False), *out]
 
 
-def _held_back(held: list[tuple[str, str, int, int]]) -> Check:
+def _held_back(held: list[tuple[str, str, int, int, int]]) -> Check:
     """Rows a partner keeps answering "not now" at one of its bounds: they are tried again,
     less and less often (at most hourly), for as long as it does; a bound that never frees
     (its revocations of consents it does not hold count for good) holds them for ever, so
     the operator has to hear of them rather than find them in the outbox."""
-    said = "; ".join(f"{to}: {n} {kind} (up to {tries} tries)" for to, kind, n, tries in held)
+    said = "; ".join(f'{to}: {n} {kind} (up to {tries} tries, {in_a_row} "not now" in a row)'
+                     for to, kind, n, tries, in_a_row in held)
     return Check("held back at partners' bounds", False, said,
                  "the partner is at one of its [limits] bounds: they go once it has room; "
                  "ask its operator if they stay (gsomia doctor there names the limit)",

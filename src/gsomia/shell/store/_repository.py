@@ -508,10 +508,10 @@ class SqlRepository:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
             outbox.c.kind != DELIVERY, outbox.c.status == status)).scalar() or 0)
 
-    def held_back(self) -> list[tuple[str, str, int, int]]:
+    def held_back(self) -> list[tuple[str, str, int, int, int]]:
         return _rows(self.conn.execute(
             sa.select(outbox.c.recipient, outbox.c.kind, sa.func.count(),
-                      sa.func.max(outbox.c.attempts))
+                      sa.func.max(outbox.c.attempts), sa.func.max(outbox.c.not_now))
             .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
             .group_by(outbox.c.recipient, outbox.c.kind)
             .order_by(outbox.c.recipient, outbox.c.kind)))
