@@ -303,7 +303,8 @@ TABLE_COVERAGE: dict[str, str] = {
     "audit_state": "frontier recomputed from the log",
     "outbox": "logged (deliveries and notices, each by its kind's register); a delivery "
               "delivered needs a receipt obtained, refused a logged refusal; a notice "
-              "delivered or refused its logged outcome",
+              "delivered or refused its logged outcome; the courier's bookkeeping "
+              "(attempts, not_now) only scales a wait the next try's bound holds",
     "envelopes_seen": "logged (the replay register)",
     "exchange_state": "watermark equals the last one logged",
     "consent_requests": "logged (status is the operator's view only)",
