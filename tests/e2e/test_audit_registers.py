@@ -317,9 +317,11 @@ HARMLESS: dict[tuple[str, str, str], str] = {
     # text and the times are shown to the operator, never decide anything; a next try moved
     # within the hour delays a delivery (further is reported as tampering).
     # The outbox holds deliveries and notices alike (one courier, one backoff); a sender's
-    # lease on a row is its next try moved ahead (LEASE_S), bounded like any next try.
+    # lease on a row is its next try moved ahead (LEASE_S), bounded like any next try. The
+    # "not now"s in a row only scale a 429's wait, between 60 s and the hour whatever the
+    # count (notnow20).
     **{("outbox", "edit", c): "bookkeeping" for c in
-       ("attempts", "last_error", "queued_at", "delivered_at", "next_at")},
+       ("attempts", "last_error", "queued_at", "delivered_at", "next_at", "not_now")},
     # A consent request's status is the operator's list: the consent itself (consents,
     # logged) is what opens a relay, and it is requested again if lost.
     ("consent_requests", "edit", "status"): "the operator's view",

@@ -63,7 +63,7 @@ def test_a_partner_at_its_bound_is_asked_again_when_it_says_and_the_operator_hea
     rows = [r for r in exchange_notices(kor) if r["kind"] == STANDING_CONSENT]
     assert sorted(r["status"] for r in rows) == ["delivered", "pending"]
     [held] = [r for r in rows if r["status"] == "pending"]
-    assert held["last_error"].startswith("HTTP 429")
+    assert held["last_error"].startswith("HTTP 429") and held["not_now"] == 1
     # When the proxy said (300 s), not JPN's 60 s nor the sender's own backoff.
     due = datetime.fromisoformat(held["next_at"].replace("Z", "+00:00"))
     assert before + LATER - timedelta(seconds=2) <= due <= now_utc() + LATER
@@ -73,6 +73,7 @@ def test_a_partner_at_its_bound_is_asked_again_when_it_says_and_the_operator_hea
     checks = {c.name: c for c in delivery_checks(kor.folder, bootstrap.catalogue)}
     check = checks["held back at partners' bounds"]
     assert not check.ok and "JPN: 1 standing-consent" in check.detail
+    assert '1 "not now" in a row' in check.detail
 
 
 def exchange_notices(node: Node) -> list[dict[str, Any]]:

@@ -552,7 +552,10 @@ def test_a_small_batchs_answer_is_recorded_on_the_links_own_loop(
         rows = exchange.outbox_rows(jpn)
         assert [(r["status"], r["attempts"]) for r in rows] == [("pending", 1)]
         assert rows[0]["last_error"]
-        assert not [t.name for t in threading.enumerate() if t.name.startswith("gsomia-settle")]
+        # Recorded on the loop: this sender's settling executor (made on the first answer)
+        # never started a thread. Not every thread of the process: another sender in it,
+        # a test's before, may have one of its own.
+        assert sender._settler is None or not sender._settler._threads
     finally:
         stop.set()
         loop.join(timeout=10)
@@ -583,3 +586,77 @@ def test_a_unit_of_work_at_once_does_not_wait_for_the_write_lock(node_factory: A
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
     with jpn.store.uow(synced=False, at_once=True) as uow:  # the lock free: taken at once
         uow.rollback()
+
+
+def test_a_refused_batch_posted_again_one_by_one_retries_each_row_on_its_own_answer(
+        node_factory: Any, make_indicator: Any) -> None:
+    """review20: a batch the partner refused whole (413) goes again envelope by envelope;
+    the partner answers one "not now" (429, Retry-After 300), the next is lost to the
+    network, the last refused for good. Before, the last 429's status and wait went to
+    every row retried, the lost one included (it waited 300 s, not a backoff); each row's
+    "not now"s in a row are kept in the outbox."""
+    import httpx
+
+    from gsomia.service import handlers
+    from gsomia.shell import exchange
+
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    peers = {code: exchange.Peer(code, "https://kor.invalid", n.keys.public_signing_key(),
+                                 n.keys.envelope_key().public_key())
+             for code, n in (("JPN", jpn), ("KOR", kor))}
+    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+    handlers.publish_many(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
+                          entries=[(make_indicator(n), handlers.LabelRequest(
+                              "秘", ("JPN", "KOR"), "dprk-missile")) for n in range(3)],
+                          now=datetime.now(UTC))
+    answers = iter([httpx.Response(413, text="too large"),
+                    httpx.Response(429, text="at its bound", headers={"Retry-After": "300"}),
+                    None, httpx.Response(413, text="too large")])
+
+    def partner(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer is None:
+            raise httpx.ConnectError("connection reset", request=request)
+        return answer
+
+    at = datetime.now(UTC)
+    sender = exchange.Sender(jpn, link="KOR", clock=lambda: at,
+                             client=httpx.Client(transport=httpx.MockTransport(partner)))
+    try:
+        sender.step()
+    finally:
+        sender.close()
+    busy, lost, refused = exchange.outbox_rows(jpn)
+    assert (busy["status"], busy["not_now"], busy["next_at"]) == (
+        "pending", 1, at + timedelta(seconds=300))
+    assert "429" in busy["last_error"]
+    assert (lost["status"], lost["not_now"], lost["next_at"]) == (
+        "pending", 0, at + timedelta(seconds=0.1))
+    assert "connection reset" in lost["last_error"]
+    assert refused["status"] == "refused" and "413" in refused["last_error"]
+
+
+def test_migration_0018_counts_no_not_now_for_rows_queued_before_and_goes_back(
+        db_url: str) -> None:
+    """Rows queued before 0018 had no count of "not now"s: each starts at none (its next
+    429 waits the bound, 60 s), and going back keeps every row. On both backends."""
+    engine = at_revision(db_url, "0017")
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.Table("outbox", sa.MetaData(), autoload_with=engine).insert(),
+                         DELIVERIES)
+        st.migrate(engine)
+        with engine.connect() as conn:
+            assert [r.not_now for r in conn.execute(
+                sa.select(st.outbox.c.not_now).order_by(st.outbox.c.row))] == [0, 0]
+        cfg = Config()
+        cfg.set_main_option("script_location", str(st.MIGRATIONS))
+        with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0017")
+        with engine.connect() as conn:
+            back = sa.Table("outbox", sa.MetaData(), autoload_with=conn)
+            assert "not_now" not in back.c
+            assert conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar() == 2
+    finally:
+        engine.dispose()

@@ -539,6 +539,33 @@ def test_a_person_s_post_refused_for_their_rights_is_audited_within_a_bound(
     assert verdict.ok, verdict.problems
 
 
+def test_people_refused_are_counted_apart_by_name_beyond_fifty_and_the_rest_not_as_one(
+        world: World) -> None:
+    """review20: the people's refusal window counted 50 apart (a partner's bound) and the
+    rest as "(other partners)", a label doctor then named as if it were a person. Now each
+    of 60 people refused in one window keeps their name; those beyond the node's bound are
+    "(other accounts)", which doctor reports as accounts together. Pure counting on the
+    module's node, no request: about 0.1 s."""
+    from gsomia.service.refusals import OTHER_ACCOUNTS, OTHER_PARTNERS, RefusalWindow
+    from gsomia.shell.doctor import people_refusal_checks
+
+    at = datetime.now(UTC)
+    window = world.app.state.taxii_store.refusals
+    people = [f"person-{n}" for n in range(60)]
+    for person in people:
+        for _ in range(11):  # ten on record one by one, the eleventh counted
+            window.admit(person, "taxii-post", None, at)
+    counted = {s.sender for s in window.closed(None)}
+    assert set(people) <= counted and not counted & {OTHER_ACCOUNTS, OTHER_PARTNERS}
+    beyond = RefusalWindow(per_window=0, max_partners=0, overflow=OTHER_ACCOUNTS)
+    for person in people[:3]:
+        beyond.admit(person, "taxii-post", None, at)
+    handlers.record_action_summaries(world.node.uow(), refusals=beyond, now=None)
+    [check] = people_refusal_checks(world.node.folder, lambda: world.catalogue)
+    assert "accounts not counted apart 3 (past the bound)" in check.detail
+    assert OTHER_ACCOUNTS not in check.detail and not check.ok
+
+
 # ---- peer API skeleton ------------------------------------------------------------------------
 
 

@@ -139,3 +139,42 @@ def test_settle_waits_for_the_centre_not_for_a_quiet_store(
     SensorIntake(node).take([json.dumps(indicators[0]).encode()], datetime.now(UTC))
     assert not centre_caught_up(node)
     assert worker.pass_once() and centre_caught_up(node)
+
+
+def test_the_progress_file_is_written_at_most_so_often_and_its_failure_said_once(
+        node_factory: Callable[..., Node], caplog: pytest.LogCaptureFixture) -> None:
+    """review20: the mark was written at every pass that moved it (0.15-0.5 ms of CPU
+    each), and a folder that could not take it logged a warning at every pass."""
+    from gsomia.shell import warning_centre
+
+    node = node_factory("JPN")
+    worker = CentreWorker(node)
+    progress = node.folder / warning_centre.PROGRESS_FILE
+    blocker = node.folder / f".{warning_centre.PROGRESS_FILE}.tmp"
+    blocker.mkdir()  # the temporary file cannot be written: a directory is in its place
+    with caplog.at_level(logging.WARNING, logger=warning_centre.log.name):
+        for mark in (5, 6, 7):  # three passes, each after the interval
+            worker.mark, worker._told_at = mark, float("-inf")
+            worker._tell_progress()
+    said = [r for r in caplog.records if "cannot write" in r.getMessage()]
+    assert len(said) == 1 and not progress.exists()
+    blocker.rmdir()
+    worker._told_at = float("-inf")
+    worker._tell_progress()
+    assert progress.read_text(encoding="ascii") == "7"
+    # Moved again at once: held back, then written by a pass after the interval.
+    worker.mark = 8
+    worker._tell_progress()
+    assert progress.read_text(encoding="ascii") == "7"
+    worker._told_at -= warning_centre.PROGRESS_EVERY_S
+    worker._tell_progress()
+    assert progress.read_text(encoding="ascii") == "8"
+    # A failure after a success is said again, once.
+    blocker.mkdir()
+    worker.mark, worker._told_at = 9, float("-inf")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=warning_centre.log.name):
+        worker._tell_progress()
+        worker._told_at = float("-inf")
+        worker._tell_progress()
+    assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1

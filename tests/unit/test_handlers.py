@@ -289,7 +289,7 @@ class FakeOutbox:
             self.deliveries.append({"row": len(self.deliveries) + 1, "item_id": d.item_id,
                                     "version": d.version, "recipient": d.recipient,
                                     "status": "pending", "attempts": 0, "seq": seq,
-                                    "next_at": now, "last_error": None})
+                                    "next_at": now, "last_error": None, "not_now": 0})
 
     def queued_notices(self, keys: Collection[tuple[str, str, Party]]
                        ) -> set[tuple[str, str, Party]]:
@@ -301,7 +301,7 @@ class FakeOutbox:
             self.notices.append({"row": len(self.notices) + 1, "kind": n.kind,
                                  "recipient": n.recipient, "reference": n.reference,
                                  "item_id": n.item_id, "body": n.body, "status": "pending",
-                                 "attempts": 0, "seq": seq})
+                                 "attempts": 0, "seq": seq, "not_now": 0})
 
     def advance_scan(self, added: int) -> int | None:
         return None
@@ -326,9 +326,10 @@ class FakeOutbox:
         for key, attempts, why in rows:
             self.row(key).update(status="refused", attempts=attempts, last_error=why)
 
-    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
-        for key, attempts, next_at, error in rows:
-            self.row(key).update(attempts=attempts, next_at=next_at, last_error=error)
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, int, datetime, str]]) -> None:
+        for key, attempts, not_now, next_at, error in rows:
+            self.row(key).update(attempts=attempts, not_now=not_now, next_at=next_at,
+                                 last_error=error)
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
         for key, values in rows:
@@ -732,6 +733,49 @@ def test_a_failed_delivery_backs_off_and_stays_pending(shipped: Catalogue) -> No
     assert row["status"] == "pending" and row["next_at"] == NOW + timedelta(seconds=90)
 
 
+def _waits(uow: FakeUnitOfWork, statuses: Sequence[int]) -> list[float]:
+    """Each answer in turn to a row's try, as the courier records it; the waits it set."""
+    row, waits = uow.outbox.deliveries[0], []
+    for status in statuses:
+        exchange.retry(uow, deliveries=[QueuedDelivery(row["row"], row["item_id"],
+                                                       row["version"], "JPN", row["attempts"],
+                                                       row["not_now"])],
+                       error=f"HTTP {status}" if status else "connection refused", now=NOW,
+                       status=status)
+        waits.append((row["next_at"] - NOW).total_seconds())
+    return waits
+
+
+def test_a_not_now_after_tries_lost_to_an_outage_waits_the_bound(shipped: Catalogue) -> None:
+    """review20: a partner down ~11 s (six tries lost), then its first 429: 60 s, not an
+    hour; doubling with each 429 in a row, back to 60 s after any other outcome."""
+    uow, kor = node("KOR", shipped, ("JPN",))
+    handlers.publish_many(uow, keys=kor, catalogue=shipped,
+                          entries=[(indicator(), KOR_LABEL)], now=NOW)
+    waits = _waits(uow, [0] * 6 + [429, 429, 429, 503, 429, 0, 429])
+    assert waits[6:] == [AT_BOUND_S, 2 * AT_BOUND_S, 4 * AT_BOUND_S, exchange.MAX_BACKOFF,
+                         AT_BOUND_S, exchange.MAX_BACKOFF, AT_BOUND_S]
+    assert uow.outbox.deliveries[0]["not_now"] == 1
+
+
+def test_a_refused_batch_retried_one_by_one_keeps_each_rows_own_outcome(
+        shipped: Catalogue) -> None:
+    """review20: the last 429's status and wait were applied to every row retried from a
+    refused batch, rows lost to the network included."""
+    uow, kor = node("KOR", shipped, ("JPN",))
+    handlers.publish_many(uow, keys=kor, catalogue=shipped,
+                          entries=[(indicator(n), KOR_LABEL) for n in (1, 2)], now=NOW)
+    busy, lost = [QueuedDelivery(d["row"], d["item_id"], d["version"], "JPN", 0)
+                  for d in uow.outbox.deliveries]
+    exchange.retry_each(uow, failed=[(busy, "HTTP 429: at its bound", 429, 300.0),
+                                     (lost, "connection reset", 0, None)], now=NOW)
+    first, second = uow.outbox.deliveries
+    assert (first["next_at"], first["not_now"], first["last_error"]) == (
+        NOW + timedelta(seconds=300), 1, "HTTP 429: at its bound")
+    assert (second["next_at"], second["not_now"], second["last_error"]) == (
+        NOW + timedelta(seconds=exchange.FIRST_BACKOFF), 0, "connection reset")
+
+
 # ---- notices due --------------------------------------------------------------------------
 
 
@@ -891,6 +935,14 @@ def test_notices_are_settled_on_record_or_retried(shipped: Catalogue) -> None:
     notice_handlers.settle_notices(uow, outcomes=[(rows[3], 429, "at its bound")],
                                    now=NOW, waits={rows[3].row: 120.0})
     assert uow.outbox.notices[3]["next_at"] == NOW + timedelta(seconds=120)
+    # The "not now"s in a row, kept by row: the next 429 doubles, a 503 starts them again.
+    assert [n["not_now"] for n in uow.outbox.notices[2:]] == [0, 1]
+    again = dataclasses.replace(rows[3], attempts=7, not_now=1)
+    notice_handlers.settle_notices(uow, outcomes=[(again, 429, "at its bound")], now=NOW)
+    assert uow.outbox.notices[3]["next_at"] == NOW + timedelta(seconds=2 * AT_BOUND_S)
+    notice_handlers.settle_notices(uow, outcomes=[(dataclasses.replace(again, not_now=2),
+                                                   503, "busy")], now=NOW)
+    assert uow.outbox.notices[3]["not_now"] == 0
     [settled] = uow.audit.of(AuditKind.NOTICES_SETTLED)
     assert settled.details == {
         "delivered": [register_digest("notices", rows[0].register())],

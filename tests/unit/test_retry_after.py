@@ -55,7 +55,8 @@ def test_any_retry_after_is_a_delay_within_bounds_never_an_exception(value: obje
     assert seconds is None or 0 <= seconds <= NOT_NOW_CAP_S
     for status in (0, 429, 503):
         for attempts in (0, 3, 100):
-            wait = (next_try(attempts, NOW, status, seconds) - NOW).total_seconds()
+            wait = (next_try(attempts, NOW, status, seconds, not_now=attempts)
+                    - NOW).total_seconds()
             # Never sooner than the sender's own backoff, never later than the cap.
             assert backoff(attempts) <= wait <= NOT_NOW_CAP_S
             if seconds is not None:
@@ -75,7 +76,7 @@ def test_the_partners_retry_after_is_honoured_above_the_senders_own_wait() -> No
 def test_a_bound_that_never_frees_is_asked_less_and_less_often() -> None:
     """A partner whose bound never frees (its revocations of consents it does not hold
     count for good) was asked every 60 s for ever: now doubling, up to the cap."""
-    waits = [(next_try(n, NOW, 429) - NOW).total_seconds() for n in range(12)]
+    waits = [(next_try(n, NOW, 429, not_now=n) - NOW).total_seconds() for n in range(12)]
     assert waits[0] == AT_BOUND_S
     assert waits[1] == 2 * AT_BOUND_S
     assert waits == sorted(waits)
@@ -88,7 +89,7 @@ def _tries_within(span: timedelta) -> list[datetime]:
     at, tries = NOW, []
     while at < NOW + span:
         tries.append(at)
-        at = next_try(len(tries) - 1, at, 429)
+        at = next_try(len(tries) - 1, at, 429, not_now=len(tries) - 1)
     return tries
 
 

@@ -52,6 +52,7 @@ __all__ = [
     "backoff",
     "definitive",
     "next_try",
+    "not_now_after",
     "plan_deliveries",
     "plan_notices",
     "plan_standing_notices",
@@ -70,9 +71,11 @@ FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 # A partner at one of its ``[limits]`` bounds (429, "not now") is asked again no sooner: its
 # room comes as its window moves or its operator answers, not within seconds, and each try
-# costs it a signature check and a refusal on record. Doubling with each try, up to
-# NOT_NOW_CAP_S: a bound that never frees (a partner's revocations of consents it does not
-# hold count for good) must not cost it one refusal a minute for ever.
+# costs it a signature check and a refusal on record. Doubling with each "not now" in a row
+# (a row's tries lost to the network do not count: a partner down a few seconds must not
+# make its first "not now" cost an hour), up to NOT_NOW_CAP_S: a bound that never frees (a
+# partner's revocations of consents it does not hold count for good) must not cost it one
+# refusal a minute for ever.
 AT_BOUND_S = 60
 # The longest a row waits between two tries, whatever the partner's Retry-After says (it is
 # honoured up to here) and however often it said "not now". The partners' windows are a day
@@ -269,18 +272,26 @@ def backoff(attempts: int, *, first: float = FIRST_BACKOFF, cap: float = MAX_BAC
 
 
 def next_try(attempts: int, now: datetime, status: int = 0,
-             wait: float | None = None) -> datetime:
+             wait: float | None = None, *, not_now: int = 0) -> datetime:
     """When a row that failed ``attempts`` times before this failure (answered ``status``,
     0 for none) goes again: after the backoff; from a partner at its bound (429), no sooner
-    than :data:`AT_BOUND_S` doubled with each try; and no sooner than ``wait``, the seconds
-    its ``Retry-After`` asked for (:func:`retry_after`). Never later than
+    than :data:`AT_BOUND_S` doubled with each "not now" in a row (``not_now``: those
+    answered just before this one, :func:`not_now_after`), whatever the row's tries lost
+    to the network before them; and no sooner than ``wait``, the seconds its
+    ``Retry-After`` asked for (:func:`retry_after`). Never later than
     :data:`NOT_NOW_CAP_S` but for the backoff itself."""
     seconds = backoff(attempts)
     if status == 429:
-        seconds = max(seconds, backoff(attempts, first=AT_BOUND_S, cap=NOT_NOW_CAP_S))
+        seconds = max(seconds, backoff(not_now, first=AT_BOUND_S, cap=NOT_NOW_CAP_S))
     if wait is not None:
         seconds = max(seconds, min(wait, NOT_NOW_CAP_S))
     return now + timedelta(seconds=seconds)
+
+
+def not_now_after(not_now: int, status: int) -> int:
+    """A row's "not now"s in a row once it is answered ``status`` (0: no answer): one more
+    after a 429, none after anything else (a row's outage is not its partner's bound)."""
+    return max(not_now, 0) + 1 if status == 429 else 0
 
 
 def retry_after(value: object, now: datetime) -> float | None:

@@ -46,6 +46,7 @@ from gsomia.core.outbox import (
     NoticeDue,
     ReceiptObtained,
     next_try,
+    not_now_after,
 )
 from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
@@ -64,7 +65,7 @@ from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
 __all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "Sent",
            "answer_consent_request", "receive", "record_consent_refusal",
-           "record_consent_request", "resend_consent_request", "retry", "settle"]
+           "record_consent_request", "resend_consent_request", "retry", "retry_each", "settle"]
 
 REPLAYED, MALFORMED, REFUSED = 409, 422, 403
 
@@ -421,12 +422,22 @@ def retry(uow: UnitOfWork, *, deliveries: Sequence[QueuedDelivery], error: str,
           now: datetime, status: int = 0, wait: float | None = None) -> None:
     """Deliveries that failed on the way (network, partner down, ``status`` a "not now")
     go again after a backoff, and no sooner than ``wait``, the partner's Retry-After."""
-    if not deliveries:
+    retry_each(uow, failed=[(d, error, status, wait) for d in deliveries], now=now)
+
+
+def retry_each(uow: UnitOfWork, *,
+               failed: Sequence[tuple[QueuedDelivery, str, int, float | None]],
+               now: datetime) -> None:
+    """As :func:`retry`, each delivery with its own outcome (error, status, wait): a
+    refused batch posted again envelope by envelope meets a "not now" for some and the
+    network for others, and each row's wait follows its own answer."""
+    if not failed:
         return
     with uow:
         uow.outbox.retry_deliveries([
-            (d.row, d.attempts + 1, next_try(d.attempts, now, status, wait), error[:500])
-            for d in deliveries])
+            (d.row, d.attempts + 1, not_now_after(d.not_now, status),
+             next_try(d.attempts, now, status, wait, not_now=d.not_now), error[:500])
+            for d, error, status, wait in failed])
         uow.commit()
 
 

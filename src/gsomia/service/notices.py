@@ -44,6 +44,7 @@ from gsomia.core.outbox import (
     MAX_BACKOFF,
     definitive,
     next_try,
+    not_now_after,
 )
 from gsomia.core.partner_heads import HeadVerdict
 from gsomia.core.types import Party
@@ -237,8 +238,9 @@ def settle_notices(uow: UnitOfWork, *, outcomes: Sequence[tuple[QueuedNotice, in
         else:
             updates.append((notice.row, {
                 "attempts": notice.attempts + 1,
+                "not_now": not_now_after(notice.not_now, status),
                 "next_at": next_try(notice.attempts, now, status,
-                                    (waits or {}).get(notice.row)),
+                                    (waits or {}).get(notice.row), not_now=notice.not_now),
                 "last_error": (f"HTTP {status}: " if status else "") + text}))
             counts["retry"] += 1
     with uow:

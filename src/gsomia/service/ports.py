@@ -301,9 +301,9 @@ class Repository(Protocol):
     def notices_in(self, status: str) -> int:
         """How many notices of the outbox are in ``status``."""
         ...
-    def held_back(self) -> list[tuple[Party, str, int, int]]:
-        """(recipient, kind, rows, most tries) of the pending rows of the outbox a partner
-        last answered "not now" at one of its bounds (429)."""
+    def held_back(self) -> list[tuple[Party, str, int, int, int]]:
+        """(recipient, kind, rows, most tries, most "not now"s in a row) of the pending rows
+        of the outbox a partner last answered "not now" at one of its bounds (429)."""
         ...
     def deliveries_by_status(self) -> dict[str, int]:
         """How many deliveries of the outbox are in each status."""
@@ -387,6 +387,7 @@ class QueuedDelivery:
     version: str
     recipient: Party
     attempts: int
+    not_now: int = 0  # the partner's "not now"s (429) in a row, the last answers it had
 
 
 @dataclass(frozen=True, slots=True)
@@ -400,6 +401,7 @@ class QueuedNotice:
     item_id: str | None
     body: str
     attempts: int
+    not_now: int = 0  # as a delivery's
 
     def register(self) -> dict[str, Any]:
         return {"kind": self.kind, "recipient": self.recipient, "reference": self.reference,
@@ -447,8 +449,9 @@ class Outbox(Protocol):
         """(row, attempts, why): refused for good, never retried."""
         ...
 
-    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
-        """(row, attempts, next try, last error) of deliveries still pending."""
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, int, datetime, str]]) -> None:
+        """(row, attempts, "not now"s in a row, next try, last error) of deliveries still
+        pending."""
         ...
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:

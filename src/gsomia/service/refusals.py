@@ -25,9 +25,12 @@ from typing import Any
 
 from gsomia.core.types import Party
 
-__all__ = ["OTHER_PARTNERS", "RefusalSummary", "RefusalWindow"]
+__all__ = ["OTHER_ACCOUNTS", "OTHER_PARTNERS", "RefusalSummary", "RefusalWindow"]
 
 OTHER_PARTNERS = "(other partners)"
+# The same for a node's people (its TAXII posts refused for their rights): not a person's
+# name, and not a partner's.
+OTHER_ACCOUNTS = "(other accounts)"
 _ITEMS_NAMED = 10  # the first item ids of a summary: a refused item stays traceable
 
 
@@ -66,15 +69,17 @@ class _Window:
 
 class RefusalWindow:
     """Per partner, ``per_window`` refusals on record one by one per ``window``; the rest
-    counted. At most ``max_partners`` partners are counted apart (any more together)."""
+    counted. At most ``max_partners`` partners are counted apart (any more together, as
+    ``overflow``)."""
 
     def __init__(self, *, per_window: int = 10, window: timedelta = timedelta(minutes=1),
-                 max_partners: int = 50) -> None:
+                 max_partners: int = 50, overflow: str = OTHER_PARTNERS) -> None:
         if per_window < 0 or window <= timedelta(0):
             raise ValueError("a refusal window needs per_window >= 0 and a positive length")
         self._per_window = per_window
         self._window = window
         self._max = max_partners
+        self._overflow = overflow
         self._windows: dict[Party, _Window] = {}
         self._lock = threading.Lock()
 
@@ -85,7 +90,7 @@ class RefusalWindow:
         with self._lock:
             due = self._close(now)
             if sender not in self._windows and len(self._windows) >= self._max:
-                sender = OTHER_PARTNERS
+                sender = self._overflow
             window = self._windows.setdefault(sender, _Window(now))
             if window.written < self._per_window:
                 window.written += 1

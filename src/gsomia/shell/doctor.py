@@ -207,6 +207,7 @@ def people_refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
     """The node's people whose TAXII posts were refused for their rights in the last day,
     summaries counted in full: one past the bound (ten a minute on record one by one) is
     named, as an account probing what it may write."""
+    from gsomia.service.refusals import OTHER_ACCOUNTS, OTHER_PARTNERS
     from gsomia.shell.node import open_node
 
     since = (now or datetime.now(UTC)) - timedelta(days=1)
@@ -224,6 +225,10 @@ def people_refusal_checks(folder: Path, agreements: Callable[[], Catalogue],
         details = json.loads(raw) if isinstance(raw, str) else raw or {}
         if details.get("action") != "taxii-post":
             continue  # the desk's refusals: one event each, as before
+        if actor in (OTHER_ACCOUNTS, OTHER_PARTNERS):
+            # Accounts beyond those counted apart, together (before notnow20, under the
+            # partners' label): many people, not one named so.
+            actor = "accounts not counted apart"
         if details.get("summary"):
             past_bound.add(actor)
         counts[actor] = counts.get(actor, 0) + int(details.get("refused", 1)
@@ -333,12 +338,13 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
                   "for partners must be split and published again", required=False), *out]
 
 
-def _held_back(held: list[tuple[str, str, int, int]]) -> Check:
+def _held_back(held: list[tuple[str, str, int, int, int]]) -> Check:
     """Rows a partner keeps answering "not now" at one of its bounds: they are tried again,
     less and less often (at most hourly), for as long as it does; a bound that never frees
     (its revocations of consents it does not hold count for good) holds them for ever, so
     the operator has to hear of them rather than find them in the outbox."""
-    said = "; ".join(f"{to}: {n} {kind} (up to {tries} tries)" for to, kind, n, tries in held)
+    said = "; ".join(f'{to}: {n} {kind} (up to {tries} tries, {in_a_row} "not now" in a row)'
+                     for to, kind, n, tries, in_a_row in held)
     return Check("held back at partners' bounds", False, said,
                  "the partner is at one of its [limits] bounds: they go once it has room; "
                  "ask its operator if they stay (gsomia doctor there names the limit)",

@@ -615,7 +615,8 @@ class Sender:
                 status, text = 0, str(exc)[:500]
                 down.setdefault(row.recipient, text)
             outcomes.append((QueuedNotice(row.row, row.kind, row.recipient, row.reference,
-                                          row.item_id, row.body, row.attempts), status, text))
+                                          row.item_id, row.body, row.attempts, row.not_now),
+                             status, text))
         delivered, refused, failed = notice_handlers.settle_notices(
             self.node.uow(), outcomes=outcomes, now=now, waits=waits)
         report.delivered += delivered
@@ -625,7 +626,7 @@ class Sender:
     def _seal(self, peer: Peer) -> _Batch | None:
         now = self.clock()
         flying = self._in_flight.get(peer.party)
-        due = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts)
+        due = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts, r.not_now)
                for r in self.node.store.claim(
                    deliveries=True, recipient=peer.party, now=now, limit=self.batch,
                    leaving=[*([r.row for r, _ in flying.sealed] if flying is not None else ()),
@@ -700,14 +701,14 @@ class Sender:
             raise OSError("the partner answered with another number of results")
         return results
 
-    def _one_by_one(self, batch: _Batch) -> tuple[list[Any], list[QueuedDelivery],
-                                                  NotNow | None]:
+    def _one_by_one(self, batch: _Batch
+                    ) -> tuple[list[Any], list[tuple[QueuedDelivery, str, int, float | None]]]:
         """After a whole batch was refused: each envelope alone, so one bad envelope does
-        not cost the others their delivery. The partner's results, the rows to retry (a
-        network failure on the way), and the last "not now" the partner answered."""
-        not_now: NotNow | None = None
+        not cost the others their delivery. The partner's results, and the rows to retry
+        each with its own outcome (error, status, wait): a network failure on the way, or
+        the partner's "not now" to that envelope."""
         results: list[Any] = []
-        retry: list[QueuedDelivery] = []
+        retry: list[tuple[QueuedDelivery, str, int, float | None]] = []
         kept: list[tuple[QueuedDelivery, crypto.Envelope | None]] = []
         bodies = iter(batch.bodies)
         for row, envelope in batch.sealed:
@@ -722,12 +723,13 @@ class Sender:
                                 "reasons": [str(refused)]})
             except Exception as exc:  # network, partner down: this one goes again later
                 if isinstance(exc, NotNow):
-                    not_now = exc
-                retry.append(row)
+                    retry.append((row, str(exc), exc.status, exc.wait))
+                else:
+                    retry.append((row, str(exc), 0, None))
                 continue
             kept.append((row, envelope))
         batch.sealed = kept
-        return results, retry, not_now
+        return results, retry
 
     def _launch(self, batch: _Batch) -> None:
         if self._pool is None:
@@ -799,10 +801,10 @@ class Sender:
         except Refused as refused:
             # The partner read the request and said no for good: find out for which.
             if len(batch.bodies) > 1:
-                results, retry, not_now = self._one_by_one(batch)
+                results, retry = self._one_by_one(batch)
                 if retry:
-                    self._retry(retry, str(not_now or refused), batch.sent_at,
-                                *((not_now.status, not_now.wait) if not_now else ()))
+                    exchange_handlers.retry_each(self.node.uow(), failed=retry,
+                                                 now=batch.sent_at)
                     report.failed += len(retry)
             else:
                 results = [{"refused": True, "status": refused.status,

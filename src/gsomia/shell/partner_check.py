@@ -38,7 +38,10 @@ def held_head_of(node: Node, partner: Party, partner_public: Ed25519PublicKey
                  ) -> TreeHead | None:
     """The largest head of ``partner`` this node recorded that the partner signed (the
     newest of equals). Read largest first by index, so an answer reads the partner's few
-    largest records, not every head in the log (it did, and grew with the log)."""
+    largest records, not every head in the log (it did, and grew with the log). A record
+    with a repeated key would be sorted by its first (SQLite's ``json_extract``, in
+    ``_HEADS_BY_SIZE``) and read here by its last (``json.loads``): the node never writes
+    one, and the head read is what counts, its partner and signature checked again."""
     from gsomia.core.audit import verify_tree_head
 
     best: TreeHead | None = None

@@ -41,7 +41,7 @@ from gsomia.core.taxii import taxii_time
 from gsomia.core.types import instant, utc_text
 from gsomia.service import handlers
 from gsomia.service.ports import BindingSigner, KeyStore, StixValidator, UnitOfWork
-from gsomia.service.refusals import RefusalWindow
+from gsomia.service.refusals import OTHER_ACCOUNTS, RefusalWindow
 from gsomia.service.taxii import record_accesses
 from gsomia.service.taxii_ports import (
     AccessRecord,
@@ -79,6 +79,9 @@ taxii_statuses = sa.Table(
 
 _SAVE_STATUS = "INSERT INTO taxii_statuses (id, owner, body, at) VALUES (?, ?, ?, ?)"
 _TOKEN_TTL = 5.0  # seconds a token lookup is reused: auth need not hit the database each call
+# People refused within one window (a minute) counted apart by name: a window is a few
+# counters, forgotten when it closes, so ten thousand of them cost a few megabytes at most.
+PEOPLE_APART = 10_000
 
 
 def _insert_status(conn: sa.Connection, status_id: str, owner: str, body: Mapping[str, Any],
@@ -141,7 +144,10 @@ class SqlObjectStore:
         self._statuses: sa.Engine | None = None
         # People's refused posts: ten a minute each on record one by one, the rest counted,
         # so an account probing what it may write is traced without growing the log freely.
-        self.refusals = RefusalWindow(per_window=10)
+        # Counted apart by name up to PEOPLE_APART accounts refused within one window (a
+        # partner's fifty left the 51st person nameless), beyond them as OTHER_ACCOUNTS.
+        self.refusals = RefusalWindow(per_window=10, max_partners=PEOPLE_APART,
+                                      overflow=OTHER_ACCOUNTS)
         _meta.create_all(store.engine, checkfirst=True)
         self.label_classes()  # read them all now, not on the first request
 

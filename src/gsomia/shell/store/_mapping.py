@@ -174,7 +174,12 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     values = []
     last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
     for row in rows:
-        value = [row[n] for n in names]
+        try:
+            value = [row[n] for n in names]
+        except KeyError:
+            # A column left out takes its server default, as Core's INSERT gives it (a
+            # column added since the caller was written: the outbox's ``not_now``).
+            value = [row[n] if n in row else _server_default(table.c[n]) for n in names]
         for i, bind in processors:
             raw = value[i]
             # bytes go as they are: the driver stores them as the memoryview that
@@ -195,6 +200,15 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
                     last[i] = (raw, bound)
         values.append(tuple(value))
     conn.exec_driver_sql(sql, values)
+
+
+def _server_default(column: sa.Column[Any]) -> Any:
+    default = column.server_default
+    arg = getattr(default, "arg", None)
+    if arg is None:
+        raise KeyError(column.name)
+    text = arg if isinstance(arg, str) else str(arg)
+    return int(text) if isinstance(column.type, sa.Integer) else text
 
 
 def _to(recipient: str, or_not_to: Collection[str] | None) -> Any:

@@ -534,10 +534,10 @@ class SqlRepository:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
             outbox.c.kind != DELIVERY, outbox.c.status == status)).scalar() or 0)
 
-    def held_back(self) -> list[tuple[str, str, int, int]]:
+    def held_back(self) -> list[tuple[str, str, int, int, int]]:
         return _rows(self.conn.execute(
             sa.select(outbox.c.recipient, outbox.c.kind, sa.func.count(),
-                      sa.func.max(outbox.c.attempts))
+                      sa.func.max(outbox.c.attempts), sa.func.max(outbox.c.not_now))
             .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
             .group_by(outbox.c.recipient, outbox.c.kind)
             .order_by(outbox.c.recipient, outbox.c.kind)))
@@ -650,7 +650,7 @@ class SqlOutbox:
             {"kind": DELIVERY, "item_id": d.item_id, "version": d.version,
              "recipient": d.recipient, "reference": None, "body": None, "status": "pending",
              "attempts": 0, "next_at": now, "queued_at": now, "delivered_at": None,
-             "last_error": None, "seq": seq} for d in rows])
+             "last_error": None, "seq": seq, "not_now": 0} for d in rows])
 
     def queued_notices(self, keys: Collection[tuple[str, str, str]]
                        ) -> set[tuple[str, str, str]]:
@@ -667,7 +667,7 @@ class SqlOutbox:
             {"kind": n.kind, "recipient": n.recipient, "reference": n.reference,
              "item_id": n.item_id, "version": None, "body": n.body, "status": "pending",
              "attempts": 0, "next_at": now, "queued_at": now, "delivered_at": None,
-             "last_error": None, "seq": seq} for n in rows])
+             "last_error": None, "seq": seq, "not_now": 0} for n in rows])
 
     def _mark(self) -> int | None:
         found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
@@ -733,11 +733,12 @@ class SqlOutbox:
                                       attempts=sa.bindparam("n")),
                               [{"r": r, "n": n, "e": e} for r, n, e in rows])
 
-    def retry_deliveries(self, rows: Sequence[tuple[int, int, datetime, str]]) -> None:
-        for row, attempts, next_at, error in rows:
+    def retry_deliveries(self, rows: Sequence[tuple[int, int, int, datetime, str]]) -> None:
+        for row, attempts, not_now, next_at, error in rows:
             self.conn.execute(outbox.update().where(outbox.c.row == row,
                                                     outbox.c.status == "pending")
-                              .values(attempts=attempts, next_at=next_at, last_error=error))
+                              .values(attempts=attempts, not_now=not_now, next_at=next_at,
+                                      last_error=error))
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
         for key, values in rows:

@@ -256,6 +256,9 @@ outbox = sa.Table(
     sa.Column("kind", sa.String(32), nullable=False, server_default="delivery"),
     sa.Column("reference", sa.String, nullable=True),
     sa.Column("body", sa.Text, nullable=True),
+    # The partner's "not now"s (429) in a row, its last answers to this row: what its next
+    # try's wait doubles with (gsomia.core.outbox.next_try); 0 after any other outcome.
+    sa.Column("not_now", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
     sa.UniqueConstraint("kind", "reference", "recipient", name="uq_outbox_notice"),
     sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
@@ -308,7 +311,8 @@ TABLE_COVERAGE: dict[str, str] = {
     "audit_state": "frontier recomputed from the log",
     "outbox": "logged (deliveries and notices, each by its kind's register); a delivery "
               "delivered needs a receipt obtained, refused a logged refusal; a notice "
-              "delivered or refused its logged outcome",
+              "delivered or refused its logged outcome; the courier's bookkeeping "
+              "(attempts, not_now) only scales a wait the next try's bound holds",
     "envelopes_seen": "logged (the replay register)",
     "exchange_state": "watermark equals the last one logged",
     "consent_requests": "logged (status is the operator's view only)",
