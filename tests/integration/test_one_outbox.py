@@ -636,11 +636,11 @@ def test_a_refused_batch_posted_again_one_by_one_retries_each_row_on_its_own_ans
     assert refused["status"] == "refused" and "413" in refused["last_error"]
 
 
-def test_migration_0018_counts_no_not_now_for_rows_queued_before_and_goes_back(
+def test_migration_0019_counts_no_not_now_for_rows_queued_before_and_goes_back(
         db_url: str) -> None:
-    """Rows queued before 0018 had no count of "not now"s: each starts at none (its next
+    """Rows queued before 0019 had no count of "not now"s: each starts at none (its next
     429 waits the bound, 60 s), and going back keeps every row. On both backends."""
-    engine = at_revision(db_url, "0017")
+    engine = at_revision(db_url, "0018")
     try:
         with engine.begin() as conn:
             conn.execute(sa.Table("outbox", sa.MetaData(), autoload_with=engine).insert(),
@@ -653,7 +653,7 @@ def test_migration_0018_counts_no_not_now_for_rows_queued_before_and_goes_back(
         cfg.set_main_option("script_location", str(st.MIGRATIONS))
         with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0017")
+            command.downgrade(cfg, "0018")
         with engine.connect() as conn:
             back = sa.Table("outbox", sa.MetaData(), autoload_with=conn)
             assert "not_now" not in back.c

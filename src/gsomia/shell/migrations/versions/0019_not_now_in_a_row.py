@@ -3,8 +3,8 @@ doubles with those alone (``gsomia.core.outbox.next_try``), not with every try t
 a row whose tries were lost to a partner down for seconds waited an hour at its first "not
 now". Rows queued before start at none: their next "not now" waits the bound, 60 s.
 
-Revision ID: 0018
-Revises: 0017
+Revision ID: 0019
+Revises: 0018
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0018"
-down_revision = "0017"
+revision = "0019"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
