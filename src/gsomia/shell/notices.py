@@ -27,7 +27,10 @@ Tree heads. Every ``heads_every`` seconds, when its own log has grown by more th
 records since the last exchange (or ``heads_quiet`` seconds have passed), a node posts its
 latest signed head to each partner it delivers to with ``?since=N``, N being the size of
 that partner's head it last recorded as consistent; the partner records the head and
-answers with its own latest head and an RFC 9162 consistency proof from N.
+answers with its own latest head (as it was before that record) and an RFC 9162 consistency
+proof from N. Neither record waits for a disk sync of its own, unless it is of an
+inconsistent head (SECURITY.md says what a power cut may lose), and the connection to each
+partner is kept from one exchange to the next (:data:`HEADS_KEPT`).
 :func:`gsomia.core.partner_heads.judge_partner_head` decides; a consistent head is audited
 as ``tree-head-exchanged`` (``consistent: true``) and becomes the next base, an inconsistent
 one as ``partner-log-inconsistent`` and never becomes the base. Only own log growth other
