@@ -30,6 +30,7 @@ from test_node_cli import ok
 
 from gsomia.service import handlers
 from gsomia.shell.node import init_node, new_token
+from starting import WAIT_S
 
 __all__ = ["node"]  # the running node of test_dashboard, one per module
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
@@ -191,7 +192,7 @@ def test_a_revoked_token_is_refused_at_once_everywhere(node: Running) -> None:
 
     reader = threading.Thread(target=follow, daemon=True)
     reader.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + WAIT_S  # a hang guard
     while time.monotonic() < deadline and "event: state" not in lines:
         time.sleep(0.1)
     assert "event: state" in lines

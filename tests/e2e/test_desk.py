@@ -20,10 +20,11 @@ from gsomia.service import handlers
 from gsomia.shell import exchange, notices
 from gsomia.shell.consents import consent_request
 from gsomia.shell.node import Node, new_token
+from starting import WAIT_S
 
 __all__ = ["browser"]  # the fixture of test_dashboard
 pytestmark = pytest.mark.timeout(300)
-WAIT = 30.0
+WAIT = WAIT_S  # a hang guard (starting.py)
 II, III = "군사II급비밀", "군사III급비밀"
 # name: (node, clearance, need-to-know, role)
 PEOPLE = {"kim": ("KOR", II, ["dprk-missile"], "operator"),

@@ -20,10 +20,11 @@ from gsomia.core.types import iso
 from gsomia.service import handlers
 from gsomia.shell import consents, exchange
 from gsomia.shell.node import new_token
+from starting import WAIT_S
 
 __all__ = ["browser"]  # the fixture of test_dashboard
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
-WAIT = 30.0
+WAIT = WAIT_S  # a hang guard (starting.py)
 II = "군사II급비밀"
 PEOPLE = {"kim": ("KOR", II, "operator"), "park": ("KOR", II, "reader"),
           "sato": ("JPN", "極秘", "operator")}

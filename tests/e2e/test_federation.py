@@ -31,10 +31,11 @@ from gsomia.service import handlers
 from gsomia.shell import exchange, federation
 from gsomia.shell.commands import federation as federation_commands
 from gsomia.shell.node import Node
+from starting import WAIT_S
 
 pytestmark = [pytest.mark.timeout(170), pytest.mark.slow]
 
-WAIT = 20.0
+WAIT = WAIT_S  # a hang guard (starting.py)
 
 
 def cli() -> click.Group:

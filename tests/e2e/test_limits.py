@@ -34,10 +34,11 @@ from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell import exchange, federation, notices
 from gsomia.shell.node import Node, new_token
+from starting import WAIT_S
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
-WAIT = 30.0
+WAIT = WAIT_S  # a hang guard (starting.py)
 MB = 1024 * 1024
 
 

@@ -32,10 +32,11 @@ from gsomia.core.audit import AuditKind
 from gsomia.shell import exchange, notices
 from gsomia.shell.keys import FileKeyStore, _certificate, _name, write_private, write_public
 from gsomia.shell.node import Node
+from starting import WAIT_S
 
 pytestmark = [pytest.mark.timeout(170), pytest.mark.slow]
 
-WAIT = 20.0
+WAIT = WAIT_S  # a hang guard (starting.py)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ def through_federation(regime: str) -> dict[str, Any]:
     doc: dict[str, Any] = json.loads(out.stdout)
     assert doc["through"] == "federation" and doc["regime"] == regime
     assert doc["played_until_s"] == 260.0
+    # Read once settled, or the figures below are partial (stderr says what was moving).
+    assert doc["settled"] is True, out.stderr
     return doc
 
 

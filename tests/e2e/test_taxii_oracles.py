@@ -36,6 +36,7 @@ from gsomia.service import handlers
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import init_node, new_token
 from gsomia.shell.store import audit_events, items
+from starting import WAIT_S
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -197,7 +198,7 @@ def test_absent_and_invisible_reads_answer_and_are_audited_alike(kor: Served) ->
         assert a.content == b.content
         assert {k: v for k, v in a.headers.items() if k.lower() != "date"} == \
             {k: v for k, v in b.headers.items() if k.lower() != "date"}
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + WAIT_S  # a hang guard: logged off the request path
     while len(events(kor, "access-denied")) < before + 4 and time.monotonic() < deadline:
         time.sleep(0.05)
     logged = events(kor, "access-denied")[before:]
@@ -374,7 +375,7 @@ def test_a_batch_whose_signing_process_dies_is_refused_whole_and_the_next_is_sig
             kor.url + OBJECTS, data=body, verify=kor.ca, timeout=60,
             headers={**kor.headers("kim"), "Content-Type": TAXII_MEDIA})))
         poster.start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + WAIT_S  # a hang guard
         # 61 objects (the marking, held, is checked with the rest): frames of 5, 25, 25
         # and 6 digests wait in its pipe, each a 4-byte count and 32 bytes a digest.
         while _unread(pid) < 4 * 4 + 61 * 32 and time.monotonic() < deadline:

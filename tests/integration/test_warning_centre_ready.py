@@ -109,7 +109,7 @@ def test_the_centre_is_fed_when_the_node_held_each_report(
 
 
 def test_settle_waits_for_the_centre_not_for_a_quiet_store(
-        node_factory: Callable[..., Node]) -> None:
+        node_factory: Callable[..., Node], capsys: pytest.CaptureFixture[str]) -> None:
     """``settle`` (``scenario run --federation``, ``replay``) read the nodes once their store
     had been quiet for 3 s: under a load of 15 the centres, still loading the tracker, had
     stored nothing by then, and a flight at 50x was read, its nodes stopped, with no node's
@@ -123,10 +123,18 @@ def test_settle_waits_for_the_centre_not_for_a_quiet_store(
     SensorIntake(node).take([json.dumps(i).encode() for i in indicators], datetime.now(UTC))
     assert not centre_caught_up(node)   # no centre has run: nothing says it took anything
     assert settle({"JPN": node}, quiet_s=0.2, timeout=1.0) is False
+    # Said, with what kept it: a run that did not settle reported partial figures silently.
+    said = capsys.readouterr().err
+    assert "not settled after 1 s" in said and "warning centre of JPN" in said, said
+    assert "partial" in said and "pending" not in said, said
     worker = CentreWorker(node)
     assert worker.pass_once() and not worker.pass_once()
     assert centre_caught_up(node)
+    assert settle({"JPN": node}, busy=lambda: True, quiet_s=0.2, timeout=0.5) is False
+    said = capsys.readouterr().err
+    assert "a delivery or a consent was pending" in said and "centre of" not in said, said
     assert settle({"JPN": node}, quiet_s=0.2, timeout=5.0) is True
+    assert capsys.readouterr().err == ""
     # A note stored after the centre's pass puts it behind again, until its next pass.
     SensorIntake(node).take([json.dumps(indicators[0]).encode()], datetime.now(UTC))
     assert not centre_caught_up(node)

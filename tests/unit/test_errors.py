@@ -23,7 +23,8 @@ SRC = Path(errors.__file__).resolve().parents[1]
 # catches it.
 NOT_OF_THE_TREE = {("shell/api.py", "_Refusal"), ("shell/body_limit.py", "_TooLarge"),
                    ("shell/exchange.py", "Refused"), ("shell/exchange.py", "NotNow"),
-                   ("service/taxii.py", "_RefusedToPublish"), ("shell/store/_engine.py", "WriterBusy")}
+                   ("service/taxii.py", "_RefusedToPublish"),
+                   ("shell/store/_engine.py", "WriterBusy")}
 
 
 def _exception_classes() -> list[tuple[str, str]]:

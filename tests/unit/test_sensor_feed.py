@@ -28,15 +28,28 @@ from gsomia.core.types import instant, iso
 
 SITE = Registered("kor-greenpine-jincheon", "KOR-radar-1", "rae", 36.9, 127.4, 120.0)
 REGISTERED = {SITE.id: SITE}
-GOOD = {"sensor": SITE.id, "epoch": "2017-08-28T20:58:00Z", "t": 60.0, "range_m": 350000.0,
-        "azimuth_deg": 10.0, "elevation_deg": 20.0,
-        "noise": {"range_m": 50.0, "azimuth_deg": 0.05, "elevation_deg": 0.05}}
+NOISE = {"range_m": 50.0, "azimuth_deg": 0.05, "elevation_deg": 0.05}
+GOOD: dict[str, Any] = {"sensor": SITE.id, "epoch": "2017-08-28T20:58:00Z", "t": 60.0,
+                        "range_m": 350000.0, "azimuth_deg": 10.0, "elevation_deg": 20.0,
+                        "noise": NOISE}
 
 _json = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4),
                   st.lists(st.integers(), max_size=2))
 _fields = st.fixed_dictionaries({}, optional={
     k: st.one_of(st.just(v), _json) for k, v in GOOD.items()})
+# A good line with one of its numbers any JSON number, integers beyond any float among them:
+# JSON's have no bound, and one of 309 digits (a line of 4096 bytes holds it) made float()
+# raise OverflowError out of the intake.
+_number = st.one_of(st.integers(), st.floats(),
+                    st.integers(309, 1000).map(lambda digits: 10 ** digits),
+                    st.integers(309, 1000).map(lambda digits: -(10 ** digits)))
+_one_number = st.one_of(
+    st.tuples(st.sampled_from(["t", "range_m", "azimuth_deg", "elevation_deg"]), _number)
+    .map(lambda kv: {**GOOD, kv[0]: kv[1]}),
+    st.tuples(st.sampled_from(sorted(NOISE)), _number)
+    .map(lambda kv: {**GOOD, "noise": {**NOISE, kv[0]: kv[1]}}))
 _line = st.one_of(st.binary(max_size=64), _fields.map(lambda d: json.dumps(d).encode()),
+                  _one_number.map(lambda d: json.dumps(d).encode()),
                   st.just(json.dumps(GOOD).encode()))
 
 

@@ -102,15 +102,17 @@ def _number(doc: Mapping[str, Any], name: str, *, low: float = -MAX_ABS,
             high: float = MAX_ABS, positive: bool = False) -> float:
     value = doc.get(name)
     if not isinstance(value, int | float) or isinstance(value, bool) \
-            or not math.isfinite(value):
+            or (isinstance(value, float) and not math.isfinite(value)):
         raise MalformedInput(f"{name} is {'missing' if value is None else 'not a number'}",
                              where=name, expected="a finite number")
-    v = float(value)
-    if not low <= v <= high or (positive and v <= 0):
-        raise MalformedInput(f"{name}={v} is out of range", where=name,
+    # Bounds compared before float(): JSON's integers have no bound, and one of 309 digits
+    # (a line of 4096 bytes holds it) made float() raise OverflowError out of the intake.
+    if not low <= value <= high or (positive and value <= 0):
+        shown = float(value) if abs(value) < 1e300 else f"{'-' if value < 0 else ''}1e300+"
+        raise MalformedInput(f"{name}={shown} is out of range", where=name,
                              expected=f"{'above 0 and ' if positive else ''}"
                                       f"between {low:g} and {high:g}")
-    return v
+    return float(value)
 
 
 _FIELDS = frozenset({"sensor", "epoch", "t", "range_m", "azimuth_deg", "elevation_deg",

@@ -72,9 +72,10 @@ def _parse(text: str) -> datetime | None:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time(0, 0), tzinfo=UTC)
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        # 0001-01-01T00:00+01:00 is in year 0 in UTC: OverflowError, not a date
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 _parsed = lru_cache(maxsize=4096)(_parse)

@@ -220,17 +220,26 @@ class Partners:
     @classmethod
     def load(cls, folder: Path) -> Partners | None:
         path = Path(folder) / PARTNERS_FILE
+        key = str(path)
         try:
+            # Asked at every commit, sender pass and peer request: a file whose stat is the
+            # one cached is not read again, unless it changed so recently that a rewrite in
+            # place within the clock's tick could share size and times (racy git's rule).
+            st = os.stat(key)
+            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            cached = _LOADED.get(key)
+            if cached is not None and cached[0] == stamp and \
+                    time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+                return cached[2]
             raw = path.read_bytes()
-            # The sender and notice threads read it every pass: parse it and load the keys
-            # again only when its bytes changed.
-            cached = _LOADED.get(str(path))
-            if cached is not None and cached[0] == raw:
-                return cached[1]
-            found = cls.from_json(json.loads(raw.decode("utf-8")), where=str(path))
+            # Parse it and load the keys again only when its bytes changed.
+            if cached is not None and cached[1] == raw:
+                _LOADED[key] = (stamp, raw, cached[2])
+                return cached[2]
+            found = cls.from_json(json.loads(raw.decode("utf-8")), where=key)
             if len(_LOADED) > 64:
                 _LOADED.clear()
-            _LOADED[str(path)] = (raw, found)
+            _LOADED[key] = (stamp, raw, found)
             return found
         except FileNotFoundError:
             return None
@@ -244,7 +253,10 @@ class Partners:
         tmp.replace(path)
 
 
-_LOADED: dict[str, tuple[bytes, Partners]] = {}
+# path -> (its stat when read, its bytes, what they say)
+_LOADED: dict[str, tuple[tuple[int, ...], bytes, Partners]] = {}
+# A file changed less than this long ago is read again even if its stat is the one cached.
+_SETTLED_NS = 2_000_000_000
 
 
 def _ca_pin(value: Any, *, where: str) -> str | None:

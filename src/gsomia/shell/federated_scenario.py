@@ -425,7 +425,7 @@ def _through(folder: Path, launch: Launch, trajectory: Any, regime_name: str, se
             return (desk is not None and desk.busy()) or any(
                 exchange.pending(n) > 0 for n in nodes.values())
 
-        settle(nodes, busy)
+        out["settled"] = settle(nodes, busy)
         out["delivered"] = not busy()
         if desk is not None:
             desk.close()

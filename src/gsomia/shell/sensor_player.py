@@ -18,6 +18,7 @@ is computed outside the node.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -203,23 +204,32 @@ def settle(nodes: Mapping[str, Any], busy: Callable[[], bool] = lambda: False,
     asked). The centres are asked (their progress), not guessed from a quiet store: on a
     loaded machine a centre still loading its tracker stored nothing for 3 s, and a flight
     played at 50x was read (and its nodes stopped) before any centre had tracked. False if
-    ``timeout`` seconds passed first."""
+    ``timeout`` seconds passed first, said on stderr with what was still moving: the figures
+    read next are partial, and a caller must say so too (its JSON's ``settled``)."""
     from gsomia.shell.warning_centre import centre_caught_up
 
     end = time.monotonic() + timeout
     last: tuple[int, ...] = ()
     since = time.monotonic()
+    behind: list[str] = []
+    pending = storing = False
     while time.monotonic() < end:
         counts = []
         for node in nodes.values():
             with node.store.repository() as repo:
                 counts.append(int(repo.count_items()))
-        if tuple(counts) != last or busy() or \
-                not all(centre_caught_up(node) for node in nodes.values()):
+        behind = [p for p, node in nodes.items() if not centre_caught_up(node)]
+        pending, storing = busy(), tuple(counts) != last
+        if storing or pending or behind:
             last, since = tuple(counts), time.monotonic()
         elif time.monotonic() - since > quiet_s:
             return True
         time.sleep(0.2)
+    moving = ([f"the warning centre of {', '.join(behind)} had not taken what its node holds"]
+              if behind else []) + (["a delivery or a consent was pending"] if pending else []) \
+        + (["a node was still storing"] if storing else [])
+    print(f"gsomia: not settled after {timeout:g} s ({'; '.join(moving) or 'never quiet'}):"
+          " the figures read now are partial", file=sys.stderr, flush=True)
     return False
 
 
@@ -293,12 +303,12 @@ def replay(folder: Path, day: str, index: int | None, seed: int, speed: float,
         sink: Sink = target if on_sent is None else _Counting(target, total, on_sent)
         batches = play(sink, indicators, lines, speed)
         _require_centre(folder, node.party, during=True)
-        settle({node.party: node})
+        settled = settle({node.party: node})
         warnings = centre_warnings(node, mark, began)
         return {"party": node.party, "launch": day, "seed": seed, "speed": speed,
                 "indicators": len(indicators), "measurements": len(lines),
                 "batches": batches, "counts": dict(sorted(target.totals.items())),
-                "refused": target.refused, "warnings": warnings}
+                "refused": target.refused, "settled": settled, "warnings": warnings}
     finally:
         target.close()
 

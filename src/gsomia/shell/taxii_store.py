@@ -38,7 +38,7 @@ from gsomia.core.errors import GsomiaError, MalformedInput, Unavailable
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.core.taxii import taxii_time
-from gsomia.core.types import instant
+from gsomia.core.types import instant, utc_text
 from gsomia.service import handlers
 from gsomia.service.ports import BindingSigner, KeyStore, StixValidator, UnitOfWork
 from gsomia.service.refusals import RefusalWindow
@@ -96,7 +96,7 @@ def _insert_status(conn: sa.Connection, status_id: str, owner: str, body: Mappin
 def version_forms(at: datetime) -> list[str]:
     """Every way STIX may write the instant ``at`` (Z, 0-9 fraction digits): the exact
     ``match[version]`` filter compares the stored text with these."""
-    base = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = utc_text(at)[:-1]  # whole seconds, without its Z
     micro = f"{at.microsecond:06d}".rstrip("0")
     out = [] if micro else [base + "Z"]
     for digits in range(max(len(micro), 1), 10):

@@ -1,0 +1,50 @@
+"""The tests' judge of a start (tests/starting.py): by the CPU the process took, the wall
+clock only as a hang guard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from starting import cpu_s, piped, wait_started
+
+
+@contextmanager
+def python(code: str) -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_start_that_spins_is_stuck_after_its_cpu_not_its_wall_time() -> None:
+    with python("while 1: pass") as spinning, \
+            pytest.raises(AssertionError, match=r"after 0.3 s of CPU"):
+        wait_started(lambda: False, spinning, lambda: piped(spinning), cpu_limit=0.3)
+    assert cpu_s(spinning.pid) == 0.0   # gone: a pid no longer counted
+
+
+def test_a_start_that_takes_no_cpu_is_a_hang_after_the_guard() -> None:
+    with python("import time; time.sleep(60)") as sleeping, \
+            pytest.raises(AssertionError, match=r"0.5 s of wall time .* \(a hang\)"):
+        wait_started(lambda: False, sleeping, lambda: piped(sleeping), hang_s=0.5)
+
+
+def test_a_process_that_ends_before_answering_is_shown_with_its_output() -> None:
+    with python("print('port taken'); raise SystemExit(2)") as ending, \
+            pytest.raises(AssertionError, match=r"ended with 2 (?s:.*)port taken"):
+        wait_started(lambda: False, ending, lambda: piped(ending))
+
+
+def test_an_answer_ends_the_wait() -> None:
+    answers = iter([False, False, True])
+    with python("import time; time.sleep(60)") as serving:
+        wait_started(lambda: next(answers), serving, lambda: piped(serving))
+        assert serving.poll() is None
