@@ -73,9 +73,8 @@ MAX_BACKOFF = 5.0
 # room comes as its window moves or its operator answers, not within seconds, and each try
 # costs it a signature check and a refusal on record. Doubling with each "not now" in a row
 # (a row's tries lost to the network do not count: a partner down a few seconds must not
-# make its first "not now" cost an hour), up to NOT_NOW_CAP_S: a bound that never frees (a
-# partner's revocations of consents it does not hold count for good) must not cost it one
-# refusal a minute for ever.
+# make its first "not now" cost an hour), up to NOT_NOW_CAP_S: a bound that stays full for
+# a day (a partner's ``[limits]`` windows) must not cost it one refusal a minute all day.
 AT_BOUND_S = 60
 # The longest a row waits between two tries, whatever the partner's Retry-After says (it is
 # honoured up to here) and however often it said "not now". The partners' windows are a day
