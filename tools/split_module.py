@@ -31,7 +31,7 @@ names it uses: a name used only in annotations is imported for the type checker 
 annotations never make a cycle. ``__init__.py`` re-exports what the rest of gsomia, the
 tests, the benchmarks and the tools import from the module (its ``__all__``); the few
 private names they reach for (``_HeadCopier``…) are rewritten to the private module that now
-holds them (tests/unit/test_store_surface.py and test_handlers_surface.py check both).
+holds them (tests/unit/test_package_surfaces.py checks both).
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ each module says what it exports, in ``__all__``, and nothing else is public."""
 
 from __future__ import annotations
 
-import ast
 import importlib
 import pkgutil
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 
 import gsomia.core
 import gsomia.service
+from surfaces import public_definitions
 
 CORE = ["AuditEvent", "AuditKind", "AuditUnavailable", "Agreement", "Catalogue", "Decision",
         "Envelope", "GsomiaError", "LabelVocabulary", "MalformedInput", "NoEquivalent",
@@ -24,7 +24,7 @@ SERVICE = ["KeyStore", "LabelRequest", "ObjectStore", "PeerInbox", "Repository",
            "TaxiiService", "UnitOfWork", "agreement_story"]
 
 # A package of modules by role (service/handlers, core/tracking) is not a module here: its
-# surface is pinned by its own test (test_handlers_surface); core/tracking's is still moving
+# surface is pinned by its own test (test_package_surfaces); core/tracking's is still moving
 # (issue 13).
 
 
@@ -37,7 +37,7 @@ def test_a_package_exports_exactly_its_public_surface(package: object,
     assert len(set(exported)) == len(exported)
     # each module read once, not once per name: parsing the package's sources for each of
     # its ~40 names was 9 s of CPU
-    defined = [(m, _public_definitions(Path(getattr(m, "__file__"))))  # noqa: B009
+    defined = [(m, public_definitions(Path(getattr(m, "__file__"))))  # noqa: B009
                for m in _modules(package, roles=True)]
     for name in exported:
         value = getattr(package, name)
@@ -64,17 +64,6 @@ def _modules(package: object, *, roles: bool = False) -> list[object]:
             if not info.ispkg]
 
 
-def _public_definitions(path: Path) -> set[str]:
-    names: set[str] = set()
-    for node in ast.parse(path.read_text("utf-8")).body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-    return {n for n in names if not n.startswith("_")}
-
 
 @pytest.mark.parametrize("module", [m for p in (gsomia.core, gsomia.service)
                                     for m in _modules(p)],
@@ -85,5 +74,5 @@ def test_a_module_says_what_it_exports_and_exports_what_it_defines(module: objec
     assert len(set(exported)) == len(exported)
     for name in exported:
         assert hasattr(module, name), name
-    defined = _public_definitions(Path(getattr(module, "__file__")))  # noqa: B009
+    defined = public_definitions(Path(getattr(module, "__file__")))  # noqa: B009
     assert defined <= set(exported), f"public but not exported: {defined - set(exported)}"
