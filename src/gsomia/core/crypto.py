@@ -293,7 +293,7 @@ def from_b64u(text: object, *, where: str = "value") -> bytes:
         raise MalformedInput(f"{text!r} is not base64url", where=where,
                              expected="unpadded base64url text") from None
     tail = len(raw) % 4
-    if tail and b64u(data[1 - tail:]) != raw[-tail:].decode("ascii"):
+    if tail and raw[-1] not in _LAST_OF[tail]:
         # Unused low bits set in the last character: several texts would decode to the
         # same bytes (full groups of four decode one to one, so only the last is checked).
         raise MalformedInput(f"{text!r} is not canonical base64url", where=where,
@@ -302,6 +302,9 @@ def from_b64u(text: object, *, where: str = "value") -> bytes:
 
 
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+# The characters that may end a text of 2 or 3 (mod 4) characters: those whose bits past
+# the data (4 and 2 of their 6) are zero.
+_LAST_OF = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 
 
 # ---- keys and signatures ------------------------------------------------------------------
@@ -673,9 +676,12 @@ def _check_nonce(nonce: bytes) -> None:
 
 
 def _envelope_message(header: Mapping[str, str], enc: bytes, ciphertext: bytes) -> bytes:
-    return signed_message(
-        ENVELOPE_CONTEXT, sha256(canonical(header)) + sha256(enc) + sha256(ciphertext)
-    )
+    return _envelope_message_of(canonical(header), enc, ciphertext)
+
+
+def _envelope_message_of(header: bytes, enc: bytes, ciphertext: bytes) -> bytes:
+    """:func:`_envelope_message` of the header's RFC 8785 bytes."""
+    return signed_message(ENVELOPE_CONTEXT, sha256(header) + sha256(enc) + sha256(ciphertext))
 
 
 def seal_envelope(*, sender: Party, recipient: Party, item_id: str, version: str, nonce: bytes,
@@ -692,10 +698,12 @@ def seal_envelope(*, sender: Party, recipient: Party, item_id: str, version: str
     probe = Envelope(sender, recipient, _text(item_id, "item_id"), _text(version, "version"),
                      nonce, _at(sent_at, "sent_at"), fingerprint(sender_key),
                      fingerprint(recipient_public), b"", b"", b"")
-    header = probe.header()
-    enc, ciphertext = seal(recipient_public, ENVELOPE_CONTEXT, canonical(header),
+    # The header's bytes are both the HPKE associated data and part of what is signed:
+    # made once, for every envelope a node sends.
+    header = canonical(probe.header())
+    enc, ciphertext = seal(recipient_public, ENVELOPE_CONTEXT, header,
                            canonical(payload, where="payload"))
-    signature = sign(sender_key, _envelope_message(header, enc, ciphertext))
+    signature = sign(sender_key, _envelope_message_of(header, enc, ciphertext))
     return replace(probe, enc=enc, ciphertext=ciphertext, signature=signature)
 
 
