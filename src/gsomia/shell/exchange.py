@@ -42,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
@@ -378,10 +379,12 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     for item_id, version, content, label_bytes, binding in repo.bound_versions(ids):
         if (item_id, version) not in wanted:
             continue
-        label_doc = json.loads(label_bytes)
+        # The node's own store's RFC 8785 text, parsed by orjson (several times json's
+        # speed): three documents for every envelope sealed.
+        label_doc = orjson.loads(label_bytes)
         payload: dict[str, Any] = {
-            "object": json.loads(content), "label": label_doc,
-            "binding": json.loads(binding),
+            "object": orjson.loads(content), "label": label_doc,
+            "binding": orjson.loads(binding),
             "consents": [dict(c.document) for c in consents.get(item_id, [])
                          if c.recipient == recipient]}
         if standing:
