@@ -13,6 +13,7 @@ from gsomia.core.audit import AuditKind, event_time
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     Holding,
     IncidentReport,
@@ -30,6 +31,7 @@ from gsomia.service.ports import LoggedHead
 from gsomia.shell.store._mapping import (
     _chunks,
     _consent,
+    _created_rows,
     _custody,
     _custody_values,
     _incident,
@@ -43,6 +45,7 @@ from gsomia.shell.store._mapping import (
     _version_key,
     among,
     insert_many,
+    insert_rows,
     revoked_token,
 )
 from gsomia.shell.store._tables import (
@@ -127,6 +130,9 @@ class SqlRepository:
 
     def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
         insert_many(self.conn, custody, [_custody_values(r, s) for r, s in batch])
+
+    def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
+        insert_rows(self.conn, custody, _created_rows(batch, seq))
 
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         rows = self.conn.execute(custody.select().where(
