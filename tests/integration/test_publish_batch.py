@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gsomia.core.audit import AuditEvent, AuditKind, leaf_details
 from gsomia.core.crypto import canonical
-from gsomia.core.custody import CreatedCustody
+from gsomia.core.custody import CreatedCustody, StoredItem
 from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
 from gsomia.shell.node import Node
@@ -51,6 +51,18 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
     with fast.store.engine.connect() as conn:
         back = conn.execute(sa.select(items.c.added_at).order_by(items.c.row)).scalars().all()
     assert back == [r["added_at"] for r in rows]
+    # A batch's items, written from tuples, are the rows Core writes of them.
+    more = [{**r, "id": f"indicator--more-{n}", "label": b'{"l":%d}' % n,
+             "binding": b'{"b":%d}' % n, "seq": 10 + n} for n, r in enumerate(rows)]
+    stored = [(StoredItem(r["id"], r["version"], r["type"], r["originator"], r["content"],
+                          r["label"], r["binding"], r["added_at"]), r["seq"]) for r in more]
+    for node, put in ((fast, lambda c: SqlRepository(c).add_items(stored)),
+                      (core, lambda c: c.execute(items.insert(), more))):
+        with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
+                conn.begin():
+            put(conn)
+    assert _rows(fast, items) == _rows(core, items)
+    assert len(_rows(fast, items)) == len(rows) + len(more)
     # A batch's created custody, written from tuples, is the rows Core writes of its records.
     label = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile",
                           policy="gsomia-2016", created=at)

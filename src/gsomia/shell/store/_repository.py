@@ -81,7 +81,10 @@ class SqlRepository:
         self.conn.execute(items.insert(), _item_values(item, seq))
 
     def add_items(self, batch: list[tuple[StoredItem, int]]) -> None:
-        insert_many(self.conn, items, [_item_values(i, s) for i, s in batch])
+        # _item_values of each, in the table's column order: no mapping made per row.
+        insert_rows(self.conn, items, [
+            (i.item_id, i.version, i.stix_type, i.originator, i.content, i.label, i.binding,
+             i.added_at, s) for i, s in batch])
 
     def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
         if version is not None:
