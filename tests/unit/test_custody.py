@@ -62,7 +62,7 @@ def test_records_hash_the_rfc8785_bytes_of_their_json(label: SecurityLabel,
     assert fresh.digest() == record.digest()
 
 
-@settings(max_examples=200)
+@settings(max_examples=100)
 @given(keys=hs.lists(hs.tuples(texts, texts, hs.integers(0, 1)), min_size=1, max_size=6),
        shared=hs.tuples(labels, labels), holder=parties,
        at=hs.datetimes(min_value=datetime(1000, 1, 1), timezones=hs.just(UTC)))
