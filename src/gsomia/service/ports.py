@@ -24,6 +24,7 @@ from gsomia.core.crypto import SignatureCheck, verify_checks
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     Holding,
     IncidentReport,
@@ -144,6 +145,9 @@ class Repository(Protocol):
         ...
     def add_custody(self, record: CustodyRecord, *, seq: int) -> None: ...
     def add_custody_many(self, records: list[tuple[CustodyRecord, int]]) -> None: ...
+    def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
+        """The records of ``batch``, as ``add_custody_many`` of its records would."""
+        ...
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         """Custody history of one item version, oldest first."""
         ...

@@ -15,6 +15,7 @@ from gsomia.core.audit import TreeHead
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     IncidentReport,
     NodeUser,
@@ -55,6 +56,15 @@ def _custody(row: Any) -> CustodyRecord:
                          row.provider, row.agreement,
                          None if row.envelope_digest is None else bytes(row.envelope_digest),
                          row.note)
+
+
+def _created_rows(batch: CreatedCustody, seq: int) -> list[tuple[Any, ...]]:
+    """The custody rows of ``batch`` (for :func:`insert_rows`): ``_custody_values`` of each
+    of its records, in the table's column order."""
+    holder, at = batch.holder, batch.at
+    return [(item_id, version, "created", holder, None, label.policy, label_bytes,
+             label_bytes, at, None, "", seq)
+            for item_id, version, label, label_bytes in batch.items]
 
 
 def _custody_values(record: CustodyRecord, seq: int) -> dict[str, Any]:
@@ -159,27 +169,35 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     if conn.dialect.name != "sqlite":
         conn.execute(table.insert(), rows)
         return
-    key = (table.name, conn.dialect.name)
-    found = _BULK.get(key)
-    if found is None:
-        quote = conn.dialect.identifier_preparer.quote
-        names = tuple(c.name for c in table.columns
-                      if not (c.primary_key and c.autoincrement is True))
-        columns = [table.c[n] for n in names]
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-               f"VALUES ({', '.join('?' for _ in names)})")
-        binds = ((i, c.type.bind_processor(conn.dialect)) for i, c in enumerate(columns))
-        found = _BULK[key] = (sql, names, tuple((i, b) for i, b in binds if b is not None))
-    sql, names, processors = found
+    names = _bulk(conn, table)[1]
     values = []
-    last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
     for row in rows:
         try:
-            value = [row[n] for n in names]
+            values.append(tuple([row[n] for n in names]))
         except KeyError:
             # A column left out takes its server default, as Core's INSERT gives it (a
             # column added since the caller was written: the outbox's ``not_now``).
-            value = [row[n] if n in row else _server_default(table.c[n]) for n in names]
+            values.append(tuple([row[n] if n in row else _server_default(table.c[n])
+                                 for n in names]))
+    insert_rows(conn, table, values)
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
+    """:func:`insert_many` of rows given as tuples of every column's value in the table's
+    order (its autoincremented key left out): for a batch's rows built where they are made,
+    without a mapping per row."""
+    if not rows:
+        return
+    sql, names, processors = _bulk(conn, table)
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    values = []
+    last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
+    for row in rows:
+        if len(row) != len(names):  # a bug, never input: a value would land in another column
+            raise ValueError(f"{len(row)} values for the {len(names)} columns of {table.name}")
+        value = list(row)
         for i, bind in processors:
             raw = value[i]
             # bytes go as they are: the driver stores them as the memoryview that
@@ -200,6 +218,24 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
                     last[i] = (raw, bound)
         values.append(tuple(value))
     conn.exec_driver_sql(sql, values)
+
+
+def _bulk(conn: sa.Connection, table: sa.Table
+          ) -> tuple[str, tuple[str, ...], tuple[tuple[int, Any], ...]]:
+    """The INSERT of every column of ``table`` but its autoincremented key, those columns'
+    names, and the bind processor of each that has one (by position), made once."""
+    key = (table.name, conn.dialect.name)
+    found = _BULK.get(key)
+    if found is None:
+        quote = conn.dialect.identifier_preparer.quote
+        names = tuple(c.name for c in table.columns
+                      if not (c.primary_key and c.autoincrement is True))
+        columns = [table.c[n] for n in names]
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        binds = ((i, c.type.bind_processor(conn.dialect)) for i, c in enumerate(columns))
+        found = _BULK[key] = (sql, names, tuple((i, b) for i, b in binds if b is not None))
+    return found
 
 
 def _server_default(column: sa.Column[Any]) -> Any:

@@ -13,6 +13,7 @@ from gsomia.core.audit import AuditKind, event_time
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     Holding,
     IncidentReport,
@@ -30,6 +31,7 @@ from gsomia.service.ports import LoggedHead
 from gsomia.shell.store._mapping import (
     _chunks,
     _consent,
+    _created_rows,
     _custody,
     _custody_values,
     _incident,
@@ -43,6 +45,7 @@ from gsomia.shell.store._mapping import (
     _version_key,
     among,
     insert_many,
+    insert_rows,
     revoked_token,
 )
 from gsomia.shell.store._tables import (
@@ -78,7 +81,10 @@ class SqlRepository:
         self.conn.execute(items.insert(), _item_values(item, seq))
 
     def add_items(self, batch: list[tuple[StoredItem, int]]) -> None:
-        insert_many(self.conn, items, [_item_values(i, s) for i, s in batch])
+        # _item_values of each, in the table's column order: no mapping made per row.
+        insert_rows(self.conn, items, [
+            (i.item_id, i.version, i.stix_type, i.originator, i.content, i.label, i.binding,
+             i.added_at, s) for i, s in batch])
 
     def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
         if version is not None:
@@ -127,6 +133,9 @@ class SqlRepository:
 
     def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
         insert_many(self.conn, custody, [_custody_values(r, s) for r, s in batch])
+
+    def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
+        insert_rows(self.conn, custody, _created_rows(batch, seq))
 
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         rows = self.conn.execute(custody.select().where(
