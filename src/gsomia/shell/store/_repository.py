@@ -42,7 +42,9 @@ from gsomia.shell.store._mapping import (
     _user,
     _version_key,
     among,
+    courier_columns,
     insert_many,
+    outbox_row_problem,
     revoked_token,
 )
 from gsomia.shell.store._tables import (
@@ -541,6 +543,21 @@ class SqlRepository:
             .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
             .group_by(outbox.c.recipient, outbox.c.kind)
             .order_by(outbox.c.recipient, outbox.c.kind)))
+
+    def unreadable_outbox(self) -> list[tuple[int, str, str, str]]:
+        """Pending outbox rows the courier does not take because a value it computes with
+        was written behind the node's back (:func:`outbox_row_problem`): (row, kind,
+        recipient, why), oldest first."""
+        found = []
+        query = sa.select(*courier_columns(self.conn.dialect.name)).where(sa.or_(
+            outbox.c.status == "pending",
+            outbox.c.status.notin_(["pending", "delivered", "refused"]))
+        ).order_by(outbox.c.row)
+        for row in self.conn.execute(query.execution_options(yield_per=2000)):
+            why = outbox_row_problem(row._mapping)
+            if why is not None:
+                found.append((int(row.row), repr(row.kind), repr(row.recipient), why))
+        return found
 
     def deliveries_by_status(self) -> dict[str, int]:
         return {str(status): int(n) for status, n in self.conn.execute(
