@@ -7,6 +7,7 @@ names it. Real nodes (SQLite files), the partner's real peer API in process."""
 from __future__ import annotations
 
 import itertools
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -191,3 +192,60 @@ def tampered(column: str, original: Any, now: Any) -> bool:
     # status, kind, recipient, item_id, version: any other value is another row's, not
     # a delivery of this item to this partner that is due
     return True
+
+
+# ---- the other tables the background loops read every pass ------------------------------
+
+
+@pytest.mark.parametrize("tampering", [
+    "UPDATE exchange_state SET scanned_seq = 'x'",
+    "UPDATE items SET seq = 'x' WHERE row = (SELECT min(row) FROM items)"])
+def test_a_scan_mark_or_seq_retyped_on_disk_stops_neither_publish_nor_the_courier(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]],
+        tampering: str) -> None:
+    """Before: the outbox's scan watermark read as text made every publish raise ValueError
+    (and the courier's recovery, every pass); an item's seq as text, the courier's."""
+    with federated(node_factory) as (kor, jpn, courier):
+        first = publish(kor, [make_indicator(0)])
+        with kor.store.engine.begin() as conn:
+            conn.exec_driver_sql(tampering)
+        later = publish(kor, [make_indicator(1)])
+        deliver(courier, kor, first + later)
+        assert held_at(jpn, first[0]) and held_at(jpn, later[0])
+        with kor.store.engine.connect() as conn:
+            mark = conn.exec_driver_sql("SELECT scanned_seq FROM exchange_state").scalar()
+        assert type(mark) is int  # looked at again, and a seq once more
+
+
+def test_the_warning_centre_and_the_head_exchange_pass_over_a_retyped_seq_or_time(
+        node_factory: Callable[..., Node]) -> None:
+    """Before: a note whose seq or stored time was retyped raised at every pass of the
+    warning centre, which then fed nothing stored after it (and fed the rows before it
+    again each pass); an event's seq as text, every pass of the head exchange."""
+    from gsomia.shell.notices import NoticeSender
+    from gsomia.shell.warning_centre import CentreWorker, centre_caught_up
+
+    node = node_factory("JPN")
+    notes = [{"type": "note", "spec_version": "2.1", "id": f"note--{uuid.UUID(int=n)}",
+              "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
+              "content": f"note {n}", "object_refs": [f"indicator--{uuid.UUID(int=n)}"]}
+             for n in range(1, 5)]
+    handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue,
+                          now=datetime.now(UTC),
+                          entries=[(o, handlers.LabelRequest("秘", ("JPN",), "dprk-missile"))
+                                   for o in notes])
+    with node.store.engine.begin() as conn:
+        seqs = [s for (s,) in conn.exec_driver_sql(
+            "SELECT seq FROM items WHERE type = 'note' ORDER BY seq")]
+        conn.exec_driver_sql("UPDATE items SET seq = 'x' WHERE seq = ?", (seqs[0],))
+        conn.exec_driver_sql("UPDATE items SET added_at = 'x' WHERE seq = ?", (seqs[1],))
+        conn.exec_driver_sql("UPDATE audit_events SET seq = 'x' WHERE position = "
+                             "(SELECT max(position) FROM audit_events)")
+    worker = CentreWorker(node)
+    assert worker.pass_once() and not worker.pass_once()
+    assert worker.mark == seqs[-1] and centre_caught_up(node)
+    sender = NoticeSender(node)
+    try:
+        assert sender._own_mark() < seqs[-1] + 10  # the newest events read but that one
+    finally:
+        sender.close()

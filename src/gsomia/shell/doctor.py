@@ -270,7 +270,7 @@ def clock_checks(folder: Path, agreements: Callable[[], Catalogue],
                     mark = int(seq)
                     try:
                         report = json.loads(content).get("x_gsomia_sensor_report")
-                        by = seconds_ahead(report, held_at) if report else None
+                        by = seconds_ahead(report, held_at) if report and held_at else None
                     except Exception:  # not a measurement: the centre counts it unusable
                         continue
                     if by is not None and by > AHEAD_S:
