@@ -249,3 +249,25 @@ def test_the_warning_centre_and_the_head_exchange_pass_over_a_retyped_seq_or_tim
         assert sender._own_mark() < seqs[-1] + 10  # the newest events read but that one
     finally:
         sender.close()
+
+
+def test_the_operator_reads_a_retyped_notice_row_as_stored_never_a_traceback(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """Before: a notice row's time or body retyped made ``notice_rows`` raise, and with it
+    ``gsomia incidents list`` (a traceback) and the desk's page of incidents."""
+    from gsomia.shell import notices
+
+    with federated(node_factory) as (kor, jpn, courier):
+        [item] = publish(kor, [make_indicator(0)])
+        deliver(courier, kor, [item])
+        notices.report_incident(jpn, item_id=item, kind="loss", description="lost")
+        with jpn.store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE outbox SET next_at = '1999-99-99 09:00', "
+                                 "body = x'00' WHERE kind = 'incident'")
+        [row] = notices.notice_rows(jpn)
+        assert row["next_at"] == "unreadable: '1999-99-99 09:00'"
+        assert row["body"] == "unreadable: b'\\x00'"
+        [sent] = [r for r in notices.incident_rows(jpn) if r["reference"] == row["reference"]]
+        assert sent["sent"] == [{"to": "KOR", "status": "pending", "attempts": 0,
+                                 "last_error": None}]

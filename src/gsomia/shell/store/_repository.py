@@ -542,9 +542,14 @@ class SqlRepository:
             .order_by(outbox.c.row)).scalars())
 
     def notice_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(*[c for c in outbox.c if c.name != "version"])
-            .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
+        """The notices of the outbox as the operator reads them; a time retyped on the
+        host's disk is shown as stored (``unreadable: ...``), never a failed read."""
+        dialect = self.conn.dialect.name
+        return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
+                for r in self.conn.execute(
+                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                                if c.name != "version"])
+                    .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
 
     def notices_in(self, status: str) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
@@ -597,9 +602,13 @@ class SqlRepository:
         return int(self.conn.execute(query).scalar() or 0)
 
     def delivery_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
-            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
+        """The deliveries of the outbox, times as :meth:`notice_rows` shows them."""
+        dialect = self.conn.dialect.name
+        return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
+                for r in self.conn.execute(
+                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                                if c.name not in _NOTICE_ONLY])
+                    .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
 
     def stored_since_scan(self) -> bool:
         mark = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
@@ -646,6 +655,22 @@ def _recorded_head_size(details: str) -> int | None:
 _NEWEST_HEAD = sa.text(
     f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
     "ORDER BY seq DESC LIMIT 1")
+
+
+_TIMES = ("next_at", "queued_at", "delivered_at")
+
+
+def _stored_time(column: Any, dialect: str) -> Any:
+    """A time column as SQLite keeps it (text, parsed by :func:`_shown_time`)."""
+    return sa.type_coerce(column, sa.String).label(column.name) \
+        if column.name in _TIMES and dialect == "sqlite" else column
+
+
+def _shown_time(value: Any) -> datetime | str | None:
+    if value is None:
+        return None
+    at = _time_or_none(value)
+    return at if at is not None else f"unreadable: {value!r}"
 
 
 def _time_or_none(value: Any) -> datetime | None:
