@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import uuid
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,16 +18,12 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as hs
 
+from federating import api_of, federate
 from gsomia import bootstrap
-from gsomia.bootstrap import app_for_node
 from gsomia.service import handlers
 from gsomia.shell import exchange
 from gsomia.shell.doctor import delivery_checks
 from gsomia.shell.node import Node
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
-    from starlette.testclient import TestClient
 
 SECRET = "군사II급비밀"
 # The columns of a delivery's row the courier reads, and those it only writes.
@@ -46,14 +41,8 @@ def federated(node_factory: Callable[..., Node]) -> Iterator[tuple[Node, Node,
                                                                    exchange.Sender]]:
     """KOR delivering to JPN, whose peer API answers in process, and KOR's courier."""
     kor, jpn = node_factory("KOR"), node_factory("JPN")
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
-    courier = exchange.Sender(kor, client=TestClient(
-        app_for_node(jpn, peer_identity=lambda scope: "KOR"), base_url="https://jpn.test"))
+    federate(kor, jpn)
+    courier = exchange.Sender(kor, client=api_of(jpn, kor))
     try:
         yield kor, jpn, courier
     finally:
