@@ -52,7 +52,7 @@ def _readable(conn: sa.Connection, query: sa.Select[Any], limit: int) -> list[Co
         asked = limit - len(out)
         page = query if after is None else query.where(outbox.c.row > after)
         rows = list(conn.execute(page.limit(asked)))
-        out.extend(r for r in (courier_row(row._mapping) for row in rows) if r is not None)
+        out.extend(r for r in map(courier_row, rows) if r is not None)
         if len(rows) < asked:
             break
         after = rows[-1].row
@@ -108,7 +108,7 @@ class Store:
         (``leaving``). The claim is the courier's bookkeeping, not a record: the log holds
         what each row owes and how it ended, and ``audit verify`` bounds a next try."""
         due = [outbox.c.status == "pending", outbox.c.next_at <= now,
-               *courier_readable(self.dialect, deliveries=deliveries)]
+               *courier_readable(self.dialect, deliveries=deliveries, every=False)]
         if recipient is not None:
             due.append(_to(recipient, or_not_to))
         if leaving:
