@@ -260,3 +260,22 @@ def test_the_operator_reads_a_retyped_notice_row_as_stored_never_a_traceback(
         [sent] = [r for r in notices.incident_rows(jpn) if r["reference"] == row["reference"]]
         assert sent["sent"] == [{"to": "KOR", "status": "pending", "attempts": 0,
                                  "last_error": None}]
+
+
+def test_rows_passed_over_never_fill_a_claim_nor_read_as_due(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """More retyped rows than a batch holds, oldest first (counts as reals: SQL's bounds let
+    them through, the row's reading does not): the claim reads on past them, so the rows
+    after them go; and none of them reads as due, so the loop does not wake for them."""
+    with federated(node_factory) as (kor, jpn, _):
+        items = publish(kor, [make_indicator(n) for n in range(5)])
+        for item in items[:3]:
+            retype(kor, item, "attempts", 1.5)
+        courier = exchange.Sender(kor, batch=2, client=api_of(jpn, kor))
+        try:
+            deliver(courier, kor, items[3:])
+        finally:
+            courier.close()
+        assert not any(held_at(jpn, i) for i in items[:3])
+        assert kor.store.next_due(recipients=["JPN"]) is None
