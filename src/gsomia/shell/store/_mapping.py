@@ -282,13 +282,12 @@ class CourierRow:
     not_now: int
 
 
-def courier_columns(dialect: str, *, next_at: bool = True) -> list[Any]:
-    """The outbox columns the courier reads (its next try only if ``next_at``), the next
-    try as stored on SQLite (text, read by :func:`outbox_row_problem`): a time no parser
-    reads must not fail the whole read."""
+def courier_columns(dialect: str) -> list[Any]:
+    """The outbox columns the courier reads, the next try as stored on SQLite (text, read
+    by :func:`courier_row`): a time no parser reads must not fail the whole read."""
     return [sa.type_coerce(c, sa.String).label(c.name)
             if c.name == "next_at" and dialect == "sqlite" else c
-            for c in outbox.c if c.name in _COURIER_READS and (next_at or c.name != "next_at")]
+            for c in outbox.c if c.name in _COURIER_READS]
 
 
 _COURIER_READS = ("row", "kind", "recipient", "item_id", "version", "reference", "body",
