@@ -29,6 +29,7 @@ from gsomia.core.outbox import DELIVERY, DeliveryDue, NoticeDue
 from gsomia.core.types import instant
 from gsomia.service.ports import LoggedHead
 from gsomia.shell.store._mapping import (
+    _blob,
     _chunks,
     _consent,
     _created_rows,
@@ -44,8 +45,10 @@ from gsomia.shell.store._mapping import (
     _user,
     _version_key,
     among,
+    courier_columns,
     insert_many,
     insert_rows,
+    outbox_row_problem,
     revoked_token,
 )
 from gsomia.shell.store._tables import (
@@ -417,12 +420,21 @@ class SqlRepository:
         return tuple(int(v) for v in self.conn.execute(_HOLDINGS_MARK).one())
 
     def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime]]:
+                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
+        """Items of ``stix_type`` stored after ``seq``, in order (the warning centre's feed,
+        read every pass). A row whose values were retyped on the host's disk never stops
+        the reader: a seq that is not a whole number is never read (in SQL: it would sort
+        after every seq, or hold the mark back, every pass), a time that reads as none is
+        None, content not bytes is its bytes; ``audit verify`` names the row."""
         c = items.c
-        return _rows(self.conn.execute(
-            sa.select(c.seq, c.originator, c.content, c.added_at)
-            .where(c.seq > seq, c.type == stix_type)
-            .order_by(c.seq).limit(limit)))
+        added = sa.type_coerce(c.added_at, sa.String).label("added_at") \
+            if self.conn.dialect.name == "sqlite" else c.added_at
+        rows = self.conn.execute(
+            sa.select(c.seq, c.originator, c.content, added)
+            .where(c.seq > seq, sa.cast(c.seq, sa.BigInteger) == c.seq, c.type == stix_type)
+            .order_by(c.seq).limit(limit))
+        return [(s, str(originator), _blob(content), _time_or_none(at))
+                for s, originator, content, at in rows if type(s) is int]
 
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
         c = items.c
@@ -524,9 +536,13 @@ class SqlRepository:
             {"named": f'%"partner":"{partner}"%'}))
 
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
+        """The newest events' (seq, kind), newest first; an event whose seq was retyped on
+        the host's disk is left out (the head exchange reads these every pass; ``audit
+        verify`` names the event)."""
         t = audit_events
-        return _rows(self.conn.execute(
-            sa.select(t.c.seq, t.c.kind).order_by(t.c.seq.desc()).limit(limit)))
+        return [(seq, kind) for seq, kind in self.conn.execute(
+            sa.select(t.c.seq, t.c.kind).order_by(t.c.seq.desc()).limit(limit))
+            if type(seq) is int]
 
     # the outbox, as the operator reads it
     def queued_recipients(self, kind: str, reference: str) -> list[str]:
@@ -535,9 +551,14 @@ class SqlRepository:
             .order_by(outbox.c.row)).scalars())
 
     def notice_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(*[c for c in outbox.c if c.name != "version"])
-            .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
+        """The notices of the outbox as the operator reads them; a time retyped on the
+        host's disk is shown as stored (``unreadable: ...``), never a failed read."""
+        dialect = self.conn.dialect.name
+        return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
+                for r in self.conn.execute(
+                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                                if c.name != "version"])
+                    .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
 
     def notices_in(self, status: str) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
@@ -550,6 +571,21 @@ class SqlRepository:
             .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
             .group_by(outbox.c.recipient, outbox.c.kind)
             .order_by(outbox.c.recipient, outbox.c.kind)))
+
+    def unreadable_outbox(self) -> list[tuple[int, str, str, str]]:
+        """Pending outbox rows the courier does not take because a value it computes with
+        was written behind the node's back (:func:`outbox_row_problem`): (row, kind,
+        recipient, why), oldest first."""
+        found = []
+        query = sa.select(*courier_columns(self.conn.dialect.name)).where(sa.or_(
+            outbox.c.status == "pending",
+            outbox.c.status.notin_(["pending", "delivered", "refused"]))
+        ).order_by(outbox.c.row)
+        for row in self.conn.execute(query.execution_options(yield_per=2000)):
+            why = outbox_row_problem(row._mapping)
+            if why is not None:
+                found.append((int(row.row), repr(row.kind), repr(row.recipient), why))
+        return found
 
     def deliveries_by_status(self) -> dict[str, int]:
         return {str(status): int(n) for status, n in self.conn.execute(
@@ -575,15 +611,23 @@ class SqlRepository:
         return int(self.conn.execute(query).scalar() or 0)
 
     def delivery_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
-            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
+        """The deliveries of the outbox, times as :meth:`notice_rows` shows them."""
+        dialect = self.conn.dialect.name
+        return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
+                for r in self.conn.execute(
+                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                                if c.name not in _NOTICE_ONLY])
+                    .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
 
     def stored_since_scan(self) -> bool:
         mark = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
                                  .where(exchange_state.c.id == 1)).scalar()
         newest = self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
-        return newest is not None and (mark is None or newest > mark)
+        if newest is None:
+            return False
+        # Either retyped on the host's disk: the scan looks (it passes over what is not a seq).
+        return mark is None or type(mark) is not int or type(newest) is not int or \
+            newest > mark
 
 
 # The columns of the outbox only its notices fill: a delivery's row is shown without them.
@@ -620,6 +664,33 @@ def _recorded_head_size(details: str) -> int | None:
 _NEWEST_HEAD = sa.text(
     f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
     "ORDER BY seq DESC LIMIT 1")
+
+
+_TIMES = ("next_at", "queued_at", "delivered_at")
+
+
+def _stored_time(column: Any, dialect: str) -> Any:
+    """A time column as SQLite keeps it (text, parsed by :func:`_shown_time`)."""
+    return sa.type_coerce(column, sa.String).label(column.name) \
+        if column.name in _TIMES and dialect == "sqlite" else column
+
+
+def _shown_time(value: Any) -> datetime | str | None:
+    if value is None:
+        return None
+    at = _time_or_none(value)
+    return at if at is not None else f"unreadable: {value!r}"
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    """A time as the store keeps it (a datetime, or SQLite's text), or None if it reads as
+    no time (retyped on the host's disk)."""
+    if isinstance(value, datetime):
+        return instant(value)
+    try:
+        return instant(datetime.fromisoformat(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _rows(result: sa.Result[Any]) -> list[Any]:
@@ -680,8 +751,12 @@ class SqlOutbox:
 
     def _mark(self) -> int | None:
         found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
-                                  .where(exchange_state.c.id == 1)).scalar()
-        return None if found is None else int(found)
+                                  .where(exchange_state.c.id == 1)).first()
+        if found is None:
+            return None
+        # Not a seq (retyped on the host's disk): every item is looked at again, as if
+        # none were, and queued once each (what is queued already is not queued again).
+        return found[0] if type(found[0]) is int else -1
 
     def advance_scan(self, added: int) -> int | None:
         mark = self._mark()
@@ -713,9 +788,10 @@ class SqlOutbox:
         if mark is None:
             self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": -1})
             mark = -1
-        return [(r.id, r.version, int(r.seq)) for r in self.conn.execute(
+        # An item whose seq is not one (retyped on disk) is left: `audit verify` names it.
+        return [(r.id, r.version, r.seq) for r in self.conn.execute(
             sa.select(items.c.id, items.c.version, items.c.seq)
-            .where(items.c.seq > mark).order_by(items.c.seq))]
+            .where(items.c.seq > mark).order_by(items.c.seq)) if type(r.seq) is int]
 
     def set_scan_mark(self, seq: int) -> None:
         self.conn.execute(exchange_state.update().where(exchange_state.c.id == 1)
