@@ -61,6 +61,12 @@ def old_in_force_from(rows: list[StandingConsentRecord], originator: str,
     return count
 
 
+def old_revoked(rows: list[StandingConsentRecord],
+                named: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The receive path's read: every revocation held, then those the envelopes name."""
+    return {(r.consent_id, r.originator) for r in rows if r.kind == "revoke"} & named
+
+
 def old_orphans(rows: list[StandingConsentRecord], originator: str, since: datetime) -> int:
     granted = {(r.consent_id, r.originator) for r in rows if r.kind == "grant"}
     return sum(r.kind == "revoke" and r.originator == originator and r.at > since
@@ -109,9 +115,12 @@ NOW = datetime.fromisoformat("2024-03-01T09:00:00+00:00")
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(history=histories(NOW), window=hs.sampled_from([1, 24, 24 * 365]))
+@given(history=histories(NOW), window=hs.sampled_from([1, 24, 24 * 365]),
+       named=hs.sets(hs.tuples(hs.sampled_from([f"standing-consent--{n}" for n in range(7)]),
+                               hs.sampled_from((*PARTIES, "JPN")))))
 def test_the_reads_by_what_is_in_force_answer_as_the_whole_history_did(
-        node: Node, history: list[StandingConsentRecord], window: int) -> None:
+        node: Node, history: list[StandingConsentRecord], window: int,
+        named: set[tuple[str, str]]) -> None:
     uow = node.uow()
     with uow:  # left without a commit: rolled back, the next history starts empty
         for seq, record in enumerate(history):
@@ -129,6 +138,9 @@ def test_the_reads_by_what_is_in_force_answer_as_the_whole_history_did(
                 old_in_force_from(everything, party, NOW)
             assert uow.repo.standing_orphans(party, since) == \
                 old_orphans(everything, party, since)
+        # What a receive reads for the consents its envelopes carry (ids never held and
+        # parties that revoked nothing among them): the same revocations, of those only.
+        assert uow.repo.revoked_standing(named) == old_revoked(everything, named)
 
 
 # ---- the column no digest covers is checked against the document ---------------------------

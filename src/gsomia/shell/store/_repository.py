@@ -362,10 +362,18 @@ class SqlRepository:
                 envelopes_seen.c.nonce.in_(chunk))).scalars())
         return found
 
-    def revoked_standing(self) -> set[tuple[str, str]]:
+    def revoked_standing(self, named: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         t = standing_consents
-        return {(r[0], r[1]) for r in self.conn.execute(
-            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+        wanted = set(named)
+        found: set[tuple[str, str]] = set()
+        # By consent id (ix_standing_consents_owner's first column); the originator is
+        # matched here, so a revocation another party signed for the id revokes nothing.
+        for chunk in _chunks(sorted({consent_id for consent_id, _ in wanted})):
+            found.update(pair for pair in ((r[0], r[1]) for r in self.conn.execute(
+                sa.select(t.c.consent_id, t.c.originator).distinct().where(
+                    t.c.consent_id.in_(chunk), t.c.kind == "revoke")))
+                if pair in wanted)
+        return found
 
     def add_consent_request(self, request: Any, *, seq: int) -> None:
         self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
