@@ -207,11 +207,21 @@ class SqlRepository:
             consents.select().where(consents.c.item_id == item_id).order_by(consents.c.row))]
 
     def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None:
-        self.conn.execute(standing_consents.insert(), {
+        t = standing_consents
+        owner = (t.c.consent_id == record.consent_id, t.c.originator == record.originator)
+        # A grant's ``revoked`` says whether its originator's revocation is held (it may
+        # have come first), a revocation sets it on the grants it ends: in this unit of
+        # work, so the reads of what is in force skip those by index from its commit on.
+        revoked = record.kind == "grant" and self.conn.execute(sa.select(
+            sa.exists().where(*owner, t.c.kind == "revoke"))).scalar_one()
+        self.conn.execute(t.insert(), {
             "consent_id": record.consent_id, "originator": record.originator,
             "recipient": record.recipient, "direction": record.direction, "kind": record.kind,
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
-            "at": record.at, "seq": seq, "not_after": record.ends})
+            "at": record.at, "seq": seq, "not_after": record.ends, "revoked": revoked})
+        if record.kind == "revoke":
+            self.conn.execute(t.update().where(*owner, t.c.kind == "grant",
+                                               t.c.revoked == sa.false()).values(revoked=True))
 
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [(r.id, r.version) for r in self.conn.execute(
@@ -230,13 +240,15 @@ class SqlRepository:
     def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
         t = standing_consents
         revoked = t.alias("revoked")
-        # By ix_standing_consents_ends (the grants not ended, those whose end does not read
-        # too), each one's revocation looked up by id: none of the rest of the history.
-        # The OR spelt out term by term: SQLite then seeks the index for each, where
-        # (kind = 'grant' AND (end > now OR end IS NULL)) takes every grant ever made.
+        # By ix_standing_consents_in_force (the grants not revoked and not ended, those
+        # whose end does not read too): none of the rest of the history. Each one's
+        # revocation is still looked up by id, so a ``revoked`` cleared on disk revives
+        # nothing. The OR spelt out term by term: SQLite then seeks the index for each,
+        # where (... AND (end > now OR end IS NULL)) takes every grant not revoked.
+        live = (t.c.kind == "grant", t.c.revoked == sa.false())
         query = t.select().where(
-            sa.or_(sa.and_(t.c.kind == "grant", t.c.not_after > now),
-                   sa.and_(t.c.kind == "grant", t.c.not_after.is_(None))),
+            sa.or_(sa.and_(*live, t.c.not_after > now),
+                   sa.and_(*live, t.c.not_after.is_(None))),
             ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
                                revoked.c.originator == t.c.originator,
                                revoked.c.kind == "revoke")).order_by(t.c.row)
