@@ -63,8 +63,8 @@ from gsomia.service.ports import (
 )
 from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
-__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "Sent",
-           "answer_consent_request", "receive", "record_consent_refusal",
+__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "RevokedAmong",
+           "Sent", "answer_consent_request", "receive", "record_consent_refusal",
            "record_consent_request", "resend_consent_request", "retry", "retry_each", "settle"]
 
 REPLAYED, MALFORMED, REFUSED = 409, 422, 403
