@@ -214,9 +214,10 @@ class Repository(Protocol):
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:
         """Which of ``nonces`` the replay register holds."""
         ...
-    def revoked_standing(self) -> set[tuple[str, Party]]:
-        """(consent id, originator) of each standing consent revoked (as signed: one that
-        names another originator's consent revokes nothing)."""
+    def revoked_standing(self, named: Collection[tuple[str, Party]]
+                         ) -> set[tuple[str, Party]]:
+        """Which of ``named`` (consent id, originator) this node holds a revocation of (as
+        signed: one that names another originator's consent revokes nothing)."""
         ...
     def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None: ...
     def pending_consent_requests(self, direction: str, *, holder: Party | None = None,

@@ -1203,11 +1203,12 @@ def _seen_nonces(node: NodePort, nonces: list[str]) -> set[str]:
         return repo.seen_nonces(nonces)
 
 
-def _revoked_standing(node: NodePort) -> set[tuple[str, str]]:
+def _revoked_standing(node: NodePort, named: Collection[tuple[str, str]]
+                      ) -> set[tuple[str, str]]:
     # (consent id, originator): a revocation signed by another party that names the id
     # revokes nothing (as in standing.in_force), and must not refuse the relays under it.
     with node.store.repository() as repo:
-        return repo.revoked_standing()
+        return repo.revoked_standing(named)
 
 
 _RECEIVE_TRIES = 3  # each lost only to a concurrent delivery of some of the same nonces
@@ -1233,8 +1234,8 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
             return exchange_handlers.receive(
                 node.uow(), keys=node.keys, catalogue=node.catalogue,
                 signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
-                seen=seen, now=now, revoked=_revoked_standing(node), checks=_checks(node),
-                    window=window)
+                seen=seen, now=now, revoked=lambda named: _revoked_standing(node, named),
+                checks=_checks(node), window=window)
         except ConstraintViolated:
             continue
     raise Unavailable(f"concurrent deliveries kept storing the nonces of this batch of "

@@ -219,11 +219,21 @@ class SqlRepository:
             consents.select().where(consents.c.item_id == item_id).order_by(consents.c.row))]
 
     def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None:
-        self.conn.execute(standing_consents.insert(), {
+        t = standing_consents
+        owner = (t.c.consent_id == record.consent_id, t.c.originator == record.originator)
+        # A grant's ``revoked`` says whether its originator's revocation is held (it may
+        # have come first), a revocation sets it on the grants it ends: in this unit of
+        # work, so the reads of what is in force skip those by index from its commit on.
+        revoked = record.kind == "grant" and self.conn.execute(sa.select(
+            sa.exists().where(*owner, t.c.kind == "revoke"))).scalar_one()
+        self.conn.execute(t.insert(), {
             "consent_id": record.consent_id, "originator": record.originator,
             "recipient": record.recipient, "direction": record.direction, "kind": record.kind,
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
-            "at": record.at, "seq": seq, "not_after": record.ends})
+            "at": record.at, "seq": seq, "not_after": record.ends, "revoked": revoked})
+        if record.kind == "revoke":
+            self.conn.execute(t.update().where(*owner, t.c.kind == "grant",
+                                               t.c.revoked == sa.false()).values(revoked=True))
 
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [(r.id, r.version) for r in self.conn.execute(
@@ -242,13 +252,15 @@ class SqlRepository:
     def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
         t = standing_consents
         revoked = t.alias("revoked")
-        # By ix_standing_consents_ends (the grants not ended, those whose end does not read
-        # too), each one's revocation looked up by id: none of the rest of the history.
-        # The OR spelt out term by term: SQLite then seeks the index for each, where
-        # (kind = 'grant' AND (end > now OR end IS NULL)) takes every grant ever made.
+        # By ix_standing_consents_in_force (the grants not revoked and not ended, those
+        # whose end does not read too): none of the rest of the history. Each one's
+        # revocation is still looked up by id, so a ``revoked`` cleared on disk revives
+        # nothing. The OR spelt out term by term: SQLite then seeks the index for each,
+        # where (... AND (end > now OR end IS NULL)) takes every grant not revoked.
+        live = (t.c.kind == "grant", t.c.revoked == sa.false())
         query = t.select().where(
-            sa.or_(sa.and_(t.c.kind == "grant", t.c.not_after > now),
-                   sa.and_(t.c.kind == "grant", t.c.not_after.is_(None))),
+            sa.or_(sa.and_(*live, t.c.not_after > now),
+                   sa.and_(*live, t.c.not_after.is_(None))),
             ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
                                revoked.c.originator == t.c.originator,
                                revoked.c.kind == "revoke")).order_by(t.c.row)
@@ -374,10 +386,18 @@ class SqlRepository:
                 envelopes_seen.c.nonce.in_(chunk))).scalars())
         return found
 
-    def revoked_standing(self) -> set[tuple[str, str]]:
+    def revoked_standing(self, named: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         t = standing_consents
-        return {(r[0], r[1]) for r in self.conn.execute(
-            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+        wanted = set(named)
+        found: set[tuple[str, str]] = set()
+        # By consent id (ix_standing_consents_owner's first column); the originator is
+        # matched here, so a revocation another party signed for the id revokes nothing.
+        for chunk in _chunks(sorted({consent_id for consent_id, _ in wanted})):
+            found.update(pair for pair in ((r[0], r[1]) for r in self.conn.execute(
+                sa.select(t.c.consent_id, t.c.originator).distinct().where(
+                    t.c.consent_id.in_(chunk), t.c.kind == "revoke")))
+                if pair in wanted)
+        return found
 
     def add_consent_request(self, request: Any, *, seq: int) -> None:
         self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
