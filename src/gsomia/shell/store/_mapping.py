@@ -348,8 +348,15 @@ def courier_readable(dialect: str, *, deliveries: bool, every: bool = True) -> l
               outbox.c.not_now.between(0, COUNT_BOUND)]
     kinds = [outbox.c.kind == DELIVERY] if deliveries else \
         [outbox.c.kind.in_(sorted(NOTICE_KINDS))]
-    if dialect != "sqlite" or not every:
+    if not every:
         return [*kinds, *counts]
+    # Empty texts no node writes (courier_row leaves them), on either database.
+    c = outbox.c
+    nonempty = [c.recipient != "", *([c.item_id != "", c.version != ""] if deliveries else
+                                      [c.reference != "",
+                                       sa.or_(c.item_id.is_(None), c.item_id != "")])]
+    if dialect != "sqlite":
+        return [*kinds, *counts, *nonempty]
     typeof = sa.func.typeof
     texts = ("item_id", "version") if deliveries else ("reference", "body")
     # A number, bytes or a text of another shape is not a time SQLAlchemy wrote.
@@ -359,7 +366,8 @@ def courier_readable(dialect: str, *, deliveries: bool, every: bool = True) -> l
             typeof(outbox.c.recipient) == "text", typeof(outbox.c.next_at) == "text",
             sa.func.datetime(outbox.c.next_at).is_not(None),
             *[typeof(outbox.c[name]) == "text" for name in texts],
-            *([] if deliveries else [typeof(outbox.c.item_id).in_(["text", "null"])])]
+            *([] if deliveries else [typeof(outbox.c.item_id).in_(["text", "null"])]),
+            *nonempty]
 
 
 def outbox_row_problem(values: Mapping[Any, Any]) -> str | None:
@@ -378,11 +386,11 @@ def outbox_row_problem(values: Mapping[Any, Any]) -> str | None:
     texts = ("recipient", "item_id", "version") if kind == DELIVERY else \
         ("recipient", "reference", "body")
     for name in texts:
-        if type(values.get(name)) is not str:
-            return f"its {name} {values.get(name)!r} is not text"
+        if type(values.get(name)) is not str or (name != "body" and not values.get(name)):
+            return f"its {name} {values.get(name)!r} is not a non-empty text"
     if kind != DELIVERY and values.get("item_id") is not None and \
-            type(values.get("item_id")) is not str:
-        return f"its item_id {values.get('item_id')!r} is not text"
+            (type(values.get("item_id")) is not str or not values.get("item_id")):
+        return f"its item_id {values.get('item_id')!r} is not a non-empty text"
     next_at = values.get("next_at")
     if not isinstance(next_at, datetime):
         try:  # as SQLite keeps it (SQLAlchemy's text), read as the audit reader does
@@ -399,13 +407,17 @@ def courier_row(row: Any) -> CourierRow | None:
     kind, attempts, not_now, item_id = row.kind, row.attempts, row.not_now, row.item_id
     if type(attempts) is not int or type(not_now) is not int or \
             not (0 <= attempts <= COUNT_BOUND and 0 <= not_now <= COUNT_BOUND) or \
-            row.status != "pending" or type(row.recipient) is not str:
+            row.status != "pending" or type(row.recipient) is not str or not row.recipient:
         return None
+    # Empty texts too: no node writes one, and the audit event that settles the row would
+    # refuse it as an item reference (the pass raised at settle: found by the property).
     if kind == DELIVERY:
-        if type(item_id) is not str or type(row.version) is not str:
+        if type(item_id) is not str or type(row.version) is not str or not item_id or \
+                not row.version:
             return None
-    elif kind not in NOTICE_KINDS or type(row.reference) is not str or \
-            type(row.body) is not str or (item_id is not None and type(item_id) is not str):
+    elif kind not in NOTICE_KINDS or type(row.reference) is not str or not row.reference or \
+            type(row.body) is not str or \
+            (item_id is not None and (type(item_id) is not str or not item_id)):
         return None
     try:  # as SQLite keeps it (text), or PostgreSQL's time
         if not isinstance(row.next_at, datetime):
