@@ -23,6 +23,7 @@ from hypothesis import strategies as hs
 from gsomia.core.custody import register_digest
 from gsomia.core.outbox import DELIVERY, LEASE_S
 from gsomia.shell import store as st
+from starting import WAIT_S
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -545,7 +546,7 @@ def test_a_small_batchs_answer_is_recorded_on_the_links_own_loop(
     loop = threading.Thread(target=sender.run, args=(stop,), name="link-loop")
     loop.start()
     try:
-        end = time.monotonic() + 20
+        end = time.monotonic() + WAIT_S  # a hang guard: the claim is where it is recorded
         while time.monotonic() < end and \
                 not any(r["attempts"] for r in exchange.outbox_rows(jpn)):
             time.sleep(0.02)
