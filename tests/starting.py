@@ -75,14 +75,15 @@ def wait_in_thread(done: Callable[[], bool], thread: threading.Thread, what: str
     thread ended, or took ``cpu_limit`` s of CPU or ``hang_s`` of wall time first."""
     hang = time.monotonic() + hang_s
     while not done():
-        try:
-            cpu = thread_cpu_s(thread)
-        except OSError:   # the thread ended meanwhile: its clock went with it
-            cpu = None
-        if cpu is None or not thread.is_alive():
+        # Asked alive first: an ended thread's id names no clock (it may name another's).
+        if not thread.is_alive():
             if done():
                 return
             raise AssertionError(f"{what}: its thread ended first")
+        try:
+            cpu = thread_cpu_s(thread)
+        except OSError:   # it ended meanwhile: the next round says so
+            continue
         if cpu >= cpu_limit:
             raise AssertionError(f"{what} after {cpu_limit:g} s of its thread's CPU")
         if time.monotonic() > hang:
