@@ -47,6 +47,32 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the tracker's kernels once, before any worker starts, when their cache is
+    cold: ``make test`` does it (``make kernels``), but a run in a new worktree or a clone
+    without it had every process that tracks compile them at once, 26 s of CPU each, and a
+    warning centre took 139 s of wall time to get ready at a load of 20 (flaky22)."""
+    import os
+    import sys
+
+    import gsomia
+
+    if hasattr(config, "workerinput") or os.environ.get("NUMBA_CACHE_DIR") or \
+            not config.getoption("numprocesses", None) or config.option.collectonly:
+        # A worker (its controller did it), a cache this file does not know, or one process:
+        # it compiles them once, when it first tracks, and only if it does.
+        return
+    kernels = Path(gsomia.__file__).parent / "core" / "tracking" / "kernels.py"
+    made = [p.stat().st_mtime for p in (kernels.parent / "__pycache__").glob("kernels.*.nbi")]
+    if made and min(made) >= kernels.stat().st_mtime:
+        return
+    print("compiling the tracker's kernels once for the workers (a cold numba cache: 30 s "
+          "of CPU)", file=sys.__stderr__)  # under pytest's capture, sys.stderr is not seen
+    subprocess.run([sys.executable, "-m", "gsomia", "scenario", "run", "--launch",
+                    "2017-08-29", "--regime", "none", "--json"], stdout=subprocess.DEVNULL,
+                   timeout=900, check=False)  # what fails here fails again in the tests
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     gone = [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()]
     if gone:
