@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from commandline import run_gsomia
 from gsomia.core.agreements import Catalogue
@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 # No per-example deadline: three workers share two cores with the nodes they start, and an
 # example of a geometry property took 259 ms against the default 200 under that load. What a
 # property asserts is its invariant; speed is measured in bench/, not here.
-settings.register_profile("gsomia", deadline=None)
+# Nor a limit on drawing (HealthCheck.too_slow, 30 s of wall time for the first ten inputs):
+# the first draw of a worker's first property scans the project's modules for constants
+# (Hypothesis 6.13x+; cached in .hypothesis/constants, cold in a fresh clone), 1-3 s of CPU
+# that took 30 s of wall time at a load of 20 and failed test_sensor_feed's line property,
+# 2 of 3 tries (flaky22). A strategy that is slow for good still shows in --durations.
+settings.register_profile("gsomia", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("gsomia")
 
 # The files that take longest, longest first (seconds of one worker in a full run on the
@@ -41,6 +47,32 @@ LONGEST_FIRST = (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the tracker's kernels once, before any worker starts, when their cache is
+    cold: ``make test`` does it (``make kernels``), but a run in a new worktree or a clone
+    without it had every process that tracks compile them at once, 26 s of CPU each, and a
+    warning centre took 139 s of wall time to get ready at a load of 20 (flaky22)."""
+    import os
+    import sys
+
+    import gsomia
+
+    if hasattr(config, "workerinput") or os.environ.get("NUMBA_CACHE_DIR") or \
+            not config.getoption("numprocesses", None) or config.option.collectonly:
+        # A worker (its controller did it), a cache this file does not know, or one process:
+        # it compiles them once, when it first tracks, and only if it does.
+        return
+    kernels = Path(gsomia.__file__).parent / "core" / "tracking" / "kernels.py"
+    made = [p.stat().st_mtime for p in (kernels.parent / "__pycache__").glob("kernels.*.nbi")]
+    if made and min(made) >= kernels.stat().st_mtime:
+        return
+    print("compiling the tracker's kernels once for the workers (a cold numba cache: 30 s "
+          "of CPU)", file=sys.__stderr__)  # under pytest's capture, sys.stderr is not seen
+    subprocess.run([sys.executable, "-m", "gsomia", "scenario", "run", "--launch",
+                    "2017-08-29", "--regime", "none", "--json"], stdout=subprocess.DEVNULL,
+                   timeout=900, check=False)  # what fails here fails again in the tests
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     gone = [name for name in LONGEST_FIRST if not (ROOT / "tests" / name).is_file()]
     if gone:
@@ -52,6 +84,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return rank.get(Path(item.path).relative_to(ROOT / "tests").as_posix(), len(rank))
 
     items.sort(key=place)   # stable: the tests of a file keep their order
+    # A property's own suppress_health_check replaces the profile's list, not adds to it.
+    slow = sorted({item.nodeid.split("[")[0] for item in items
+                   if HealthCheck.too_slow not in getattr(
+                       getattr(item, "obj", None), "_hypothesis_internal_use_settings",
+                       settings.default).suppress_health_check})
+    if slow:
+        raise pytest.UsageError(f"properties whose settings drop HealthCheck.too_slow (see "
+                                f"the profile in conftest.py): {slow}")
 
 
 @pytest.fixture(scope="session")

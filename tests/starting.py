@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,36 @@ def wait_started(answers: Callable[[], bool], process: subprocess.Popen[bytes],
             raise AssertionError(f"the process did not answer after {hang_s:g} s of wall time "
                                  f"and {cpu_s(process.pid):.1f} s of CPU (a hang):\n{output()}")
         time.sleep(0.2)
+
+
+def thread_cpu_s(thread: threading.Thread) -> float:
+    """CPU seconds taken by ``thread``, a live thread of this process."""
+    assert thread.ident is not None, "the thread was not started"
+    return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+
+
+def wait_in_thread(done: Callable[[], bool], thread: threading.Thread, what: str, *,
+                   cpu_limit: float = START_CPU_S, hang_s: float = HANG_S) -> None:
+    """Until ``done()``, the work of ``thread`` (this process's) judged by its CPU as
+    :func:`wait_started` judges a process's start; fails naming ``what`` was not done if the
+    thread ended, or took ``cpu_limit`` s of CPU or ``hang_s`` of wall time first."""
+    hang = time.monotonic() + hang_s
+    while not done():
+        # Asked alive first: an ended thread's id names no clock (it may name another's).
+        if not thread.is_alive():
+            if done():
+                return
+            raise AssertionError(f"{what}: its thread ended first")
+        try:
+            cpu = thread_cpu_s(thread)
+        except OSError:   # it ended meanwhile: the next round says so
+            continue
+        if cpu >= cpu_limit:
+            raise AssertionError(f"{what} after {cpu_limit:g} s of its thread's CPU")
+        if time.monotonic() > hang:
+            raise AssertionError(f"{what} after {hang_s:g} s of wall time and {cpu:.1f} s "
+                                 f"of its thread's CPU (a hang)")
+        time.sleep(0.05)
 
 
 def piped(process: subprocess.Popen[bytes]) -> str:

@@ -249,7 +249,7 @@ def valid(origin: str | None, site: str | None, token: str | None) -> bool:
 
 
 @settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(origin=ORIGINS, site=SITES, token=TOKENS, ctype=TYPES)
 def test_a_replay_without_origin_and_token_changes_nothing(
         node: Running, sessions: dict[str, Any], origin: str | None, site: str | None,
@@ -273,7 +273,7 @@ def test_a_replay_without_origin_and_token_changes_nothing(
 
 
 @settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(origin=ORIGINS, site=SITES, token=TOKENS)
 def test_a_sign_out_or_sign_in_without_origin_and_token_changes_nothing(
         node: Running, sessions: dict[str, Any], origin: str | None, site: str | None,

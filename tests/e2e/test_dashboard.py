@@ -27,9 +27,12 @@ from gsomia.bootstrap import open_node
 from gsomia.service import handlers
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import init_node, new_token
-from starting import piped, wait_started
+from starting import WAIT_S, piped, wait_started
 
 ROOT = Path(__file__).resolve().parents[2]
+# What the page is waited for to show (a pushed item, the map, a replay's steps): a hang guard,
+# not a measure; the claims are that they come without a reload.
+WAIT_MS = int(WAIT_S * 1000)
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -179,7 +182,7 @@ def test_item_appears_live_after_publish(browser: Browser, node: Running) -> Non
     expect(page.locator("#agreements tr[data-agreement=jpn-kor-gsomia-2016]")).to_be_visible()
     item = publish(node, indicator("TEL activity at Sunan airfield"))
     row = page.locator(f'#items tr[data-id="{item}"]')
-    expect(row).to_be_visible(timeout=20_000)       # pushed by SSE: no reload
+    expect(row).to_be_visible(timeout=WAIT_MS)       # pushed by SSE: no reload
     expect(row.locator(".summary")).to_have_text("TEL activity at Sunan airfield")
     expect(row.locator(".marking")).to_contain_text("極秘")
     expect(page.locator("#tree-head")).to_be_visible()
@@ -195,7 +198,7 @@ def test_sensor_coverage_is_drawn_with_owners_and_a_legend(browser: Browser,
                   if s.owner == "JPN" and s.platform != "satellite")
     page = signed_in(browser, node, "kenji")
     own = page.locator("#coverage path.coverage.own")
-    expect(own.first).to_be_attached(timeout=20_000)
+    expect(own.first).to_be_attached(timeout=WAIT_MS)
     assert own.count() == len(ours) > 0
     assert sorted(page.eval_on_selector_all(
         "#coverage path.coverage.own", "els => els.map(e => e.dataset.sensor)")) == ours
@@ -233,16 +236,16 @@ def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Runni
     page = signed_in(browser, node, "kenji")
     page.fill("#replay input[name=speed]", "60")
     page.click("#replay button[type=submit]")
-    expect(page.locator("#replay-status")).to_contain_text("replaying", timeout=60_000)
-    expect(page.locator("#overlay polyline.track")).to_have_count(1, timeout=60_000)
+    expect(page.locator("#replay-status")).to_contain_text("replaying", timeout=WAIT_MS)
+    expect(page.locator("#overlay polyline.track")).to_have_count(1, timeout=WAIT_MS)
     # The first alert comes from the track's cut-off corridor while it still burns (issue 13):
     # it names Hokkaido, overflown, before any impact point is known, so the map marks the
     # region; the impact predictions are drawn as ellipses as they arrive.
     expect(page.locator('path.land.warned[data-region="Hokkaido"]')).to_have_count(
-        1, timeout=60_000)
+        1, timeout=WAIT_MS)
     expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
     ipp = page.locator("#overlay ellipse.ipp").first
-    expect(ipp).to_be_attached(timeout=60_000)
+    expect(ipp).to_be_attached(timeout=WAIT_MS)
     # In one step: the page redraws the overlay whenever a new state arrives.
     cx, width = page.evaluate(
         "() => [parseFloat(document.querySelector('#overlay ellipse.ipp')"

@@ -400,7 +400,7 @@ def template(tmp_path_factory: pytest.TempPathFactory, shipped: Catalogue) -> Pa
 
 
 @settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=hs.data())
 def test_any_single_edit_of_the_stored_log_is_detected(template: Path, tmp_path: Path,
                                                        shipped: Catalogue,
@@ -454,7 +454,7 @@ _EVENT_COLUMNS = {"kind": "text", "at": "text", "actor": "text", "item_id": "tex
 
 
 @settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=hs.data())
 def test_an_event_value_of_the_wrong_kind_is_named_with_its_row(template: Path,
                                                                  tmp_path: Path,

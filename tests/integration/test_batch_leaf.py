@@ -255,7 +255,7 @@ _LEAF_COLUMNS = ["details", "leaf_hash", "at", "actor", "kind"]
 
 
 @settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=hs.data())
 def test_any_change_to_one_item_of_a_batch_is_detected(batch_node: Path, tmp_path: Path,
                                                         shipped: Catalogue,

@@ -52,7 +52,7 @@ def _verifies(digest: bytes, signature: bytes) -> bool:
 
 
 @settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batches=st.lists(st.tuples(st.lists(st.binary(min_size=32, max_size=32), max_size=30),
                                   st.booleans()), min_size=1, max_size=6),
        order=st.randoms(use_true_random=False))
@@ -78,7 +78,7 @@ def test_each_batch_gets_the_signatures_of_its_own_digests_in_order(
 
 
 @settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batches=st.lists(st.tuples(st.integers(1, 400), st.booleans()), max_size=12))
 @example(batches=[(200, True)] * 20)  # 4,000 signatures nobody takes: both pipes fill
 def test_batches_that_take_no_signatures_never_stall_the_ones_after_them(

@@ -24,6 +24,7 @@ from gsomia.service import handlers
 from gsomia.shell import consents, exchange
 from gsomia.shell.node import Node
 from gsomia.shell.notices import notice_rows
+from starting import WAIT_S
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
@@ -90,7 +91,7 @@ def held_at_jpn(node_factory: Callable[..., Node],
     courier = exchange.Sender(kor, client=api_of(jpn, kor))
     try:
         assert exchange.wait_until(lambda: courier.step().in_flight == 0 and
-                                   exchange.pending(kor) == 0, 30)
+                                   exchange.pending(kor) == 0, WAIT_S)
     finally:
         courier.close()
     return kor, jpn, items

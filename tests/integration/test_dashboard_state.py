@@ -239,7 +239,7 @@ def test_replay_needs_need_to_know(node: Node, tokens: dict[str, str]) -> None:
 
 
 @settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(clearance=st.sampled_from(["機密", "特定秘密", "極秘", "秘"]),
        need_to_know=st.sets(st.sampled_from(["dprk-missile", "regional-security"]),
                             min_size=1),
@@ -447,7 +447,7 @@ def test_a_partner_of_no_agreement_found_inconsistent_stays_in_sight(
 
 
 @settings(max_examples=20, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(st.tuples(st.sampled_from(["KOR", "USA"]), st.integers(1, 50),
                                 st.sampled_from(["posted", "consistent", "inconsistent"])),
                       max_size=6))

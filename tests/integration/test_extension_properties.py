@@ -138,7 +138,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node]
 
 
 @settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ipp=malformed_ipp())
 def test_any_malformed_ipp_is_refused_at_publish_and_nothing_is_stored(
         pair: tuple[Node, Node], ipp: Any) -> None:
@@ -152,7 +152,7 @@ def test_any_malformed_ipp_is_refused_at_publish_and_nothing_is_stored(
 
 
 @settings(max_examples=30, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ipp=malformed_ipp())
 def test_a_partner_s_malformed_ipp_is_refused_like_any_bad_item(
         pair: tuple[Node, Node], ipp: Any) -> None:
@@ -191,7 +191,7 @@ WARNING = {"party": "JPN", "action": "issued", "at_s": 150.0, "track": "JPN-1",
 
 
 @settings(max_examples=6, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(party=st.sampled_from(["KOR", "USA", "JPN"]), live=st.booleans())
 def test_a_partner_s_warning_speaks_only_for_its_own_party(
         pair: tuple[Node, Node], party: str, live: bool) -> None:

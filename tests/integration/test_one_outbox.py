@@ -23,6 +23,7 @@ from hypothesis import strategies as hs
 from gsomia.core.custody import register_digest
 from gsomia.core.outbox import DELIVERY, LEASE_S
 from gsomia.shell import store as st
+from starting import WAIT_S
 
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -225,7 +226,7 @@ def _claim_concurrently(store: st.Store, senders: int, now: datetime,
 
 
 @settings(max_examples=8, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(deliveries=hs.integers(0, 60), notices=hs.integers(0, 20), senders=hs.integers(2, 4),
        limit=hs.integers(1, 16))
 def test_senders_sharing_a_postgresql_outbox_each_take_a_row_once(
@@ -286,7 +287,7 @@ def test_sqlite_has_one_sender_that_leaves_out_its_rows_in_flight(tmp_path: Path
 
 
 @settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=hs.lists(hs.tuples(hs.booleans(), hs.sampled_from(["JPN", "KOR", "USA", "XYZ"])),
                      max_size=30),
        links=hs.sets(hs.sampled_from(["JPN", "KOR", "USA"]), min_size=1))
@@ -332,7 +333,7 @@ def test_each_partner_links_courier_takes_its_own_rows_and_no_other(
 
 
 @settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(links=hs.sets(hs.sampled_from(["JPN", "KOR", "USA"]), min_size=1),
        commits=hs.lists(hs.tuples(
            hs.lists(hs.tuples(hs.booleans(), hs.sampled_from(["JPN", "KOR", "USA", "XYZ"])),
@@ -545,7 +546,7 @@ def test_a_small_batchs_answer_is_recorded_on_the_links_own_loop(
     loop = threading.Thread(target=sender.run, args=(stop,), name="link-loop")
     loop.start()
     try:
-        end = time.monotonic() + 20
+        end = time.monotonic() + WAIT_S  # a hang guard: the claim is where it is recorded
         while time.monotonic() < end and \
                 not any(r["attempts"] for r in exchange.outbox_rows(jpn)):
             time.sleep(0.02)

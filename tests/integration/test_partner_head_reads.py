@@ -167,7 +167,7 @@ def pg_jpn(node_factory: Callable[..., Node], pg_url: str) -> Node:
 
 
 @settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(records=RECORDS)
 @example(records=TIES)
 def test_the_same_on_postgresql(pg_jpn: Node, records: list[tuple[str, str]]) -> None:

@@ -727,7 +727,7 @@ def test_a_batched_read_recorded_on_the_loop_never_fills_the_queue(world: World)
 
 
 @settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(picks=st.lists(st.integers(0, 40), max_size=12),
        types=st.lists(st.sampled_from(["indicator", "marking-definition", "report"]),
                       max_size=3))

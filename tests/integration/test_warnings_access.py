@@ -71,7 +71,7 @@ def node(folder: tuple[Path, dict[str, tuple[str, str]]], shipped: Catalogue
 
 
 @settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.sampled_from([None, "機密", "特定秘密", "極秘", "秘", "SECRET"]),
        st.sets(st.sampled_from([*PURPOSES, "maritime-security"])))
 def test_a_reader_gets_exactly_the_warnings_they_may_read(
@@ -140,7 +140,7 @@ def _warnings_seen(node: Node, person: Person) -> list[tuple[str, str, str]]:
 
 
 @settings(max_examples=15, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.sampled_from(sorted(MADE)), st.sampled_from(LEVELS), st.sampled_from(PURPOSES))
 def test_a_person_posts_nothing_only_the_nodes_tools_make(
         node: Node, shipped: Catalogue, prop: str, level: str, purpose: str) -> None:
@@ -170,7 +170,7 @@ def test_a_person_posts_nothing_only_the_nodes_tools_make(
 
 
 @settings(max_examples=10, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.data())
 def test_a_person_does_not_replace_a_warning_the_node_made(
         node: Node, folder: tuple[Path, dict[str, tuple[str, str]]], shipped: Catalogue,

@@ -41,7 +41,7 @@ def _rewrite_in_place(folder: Path, deliver_to: tuple[str, ...]) -> int:
 
 
 @settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=st.lists(st.sampled_from(ROUTES), min_size=1, max_size=8))
 def test_a_rewrite_in_place_of_the_same_size_is_seen_at_once(tmp_path: Path,
                                                              steps: list[tuple[str, ...]]

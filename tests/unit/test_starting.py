@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from starting import cpu_s, piped, wait_started
+from starting import cpu_s, piped, thread_cpu_s, wait_in_thread, wait_started
 
 
 @contextmanager
@@ -48,3 +49,47 @@ def test_an_answer_ends_the_wait() -> None:
     with python("import time; time.sleep(60)") as serving:
         wait_started(lambda: next(answers), serving, lambda: piped(serving))
         assert serving.poll() is None
+
+
+@contextmanager
+def thread(work: str) -> Iterator[threading.Thread]:
+    """A thread of this process that spins or sleeps until the test is done with it."""
+    done = threading.Event()
+
+    def run() -> None:
+        while not done.is_set():
+            if work == "sleeps":
+                done.wait(60)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        done.set()
+        worker.join()
+
+
+def test_a_thread_s_work_is_judged_by_its_own_cpu() -> None:
+    """The waiting thread's own CPU (its polls) is not the worker's: a sleeping worker is
+    a hang, never stuck, and a spinning one is stuck after its CPU however long the wall."""
+    with thread("spins") as spinning, \
+            pytest.raises(AssertionError, match=r"not done after 0.2 s of its thread's CPU"):
+        wait_in_thread(lambda: False, spinning, "not done", cpu_limit=0.2)
+    with thread("sleeps") as sleeping:
+        with pytest.raises(AssertionError, match=r"after 0.3 s of wall time .* \(a hang\)"):
+            wait_in_thread(lambda: False, sleeping, "not done", cpu_limit=0.01, hang_s=0.3)
+        assert thread_cpu_s(sleeping) < 0.01
+
+
+def test_a_thread_that_ends_first_fails_the_wait_and_an_answer_ends_it() -> None:
+    ended = threading.Thread(target=lambda: None)
+    ended.start()
+    ended.join()
+    with pytest.raises(AssertionError, match="not done: its thread ended first"):
+        wait_in_thread(lambda: False, ended, "not done")
+    wait_in_thread(lambda: True, ended, "not done")   # done counts, however the thread is
+    answers = iter([False, False, True])
+    with thread("sleeps") as sleeping:
+        wait_in_thread(lambda: next(answers), sleeping, "not done")
+        assert next(answers, "asked no more") == "asked no more" and sleeping.is_alive()
