@@ -25,6 +25,7 @@ from gsomia.shell.commands import notices as notice_commands
 from gsomia.shell.doctor import partner_checks
 from gsomia.shell.exchange import Peer
 from gsomia.shell.node import Node, open_node
+from gsomia.shell.store import read_external_head
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
@@ -41,6 +42,14 @@ def client_for(node: Node, jpn: Node) -> TestClient:
     app = app_for_node(node, partner_keys={"JPN": jpn.keys.public_signing_key()},
                        peer_identity=lambda scope: "JPN")
     return TestClient(app, base_url="https://kor.test")
+
+
+def size_and_copy(node: Node) -> tuple[int, int]:
+    """The size of the node's newest head, and of its copy beside the database."""
+    with node.store.engine.connect() as conn:
+        size = int(conn.exec_driver_sql("SELECT max(size) FROM tree_heads").scalar() or 0)
+    copy = read_external_head(node.folder / "tree-head.json")
+    return size, -1 if copy is None else copy.size
 
 
 def partners_cli(jpn: Node) -> tuple[int, dict[str, object]]:
@@ -66,6 +75,13 @@ def test_forked_partner_log_is_recorded_inconsistent(
         sender = notices.NoticeSender(jpn, client=client_for(kor, jpn))
         first = sender.exchange_with(peer)
         assert first is not None and first.consistent and first.from_size == 0
+        # Both records of a consistent exchange wait for no disk sync: the head of such a
+        # commit is not copied beside the database (a synced commit's is, at once), and
+        # KOR answered with its head as it was before it recorded JPN's (on disk already).
+        (jpn_size, jpn_copy), (kor_size, kor_copy) = size_and_copy(jpn), size_and_copy(kor)
+        assert jpn_copy < jpn_size and kor_copy < kor_size
+        answered = sender.base("KOR")
+        assert answered is not None and answered.size == kor_size - 1 == kor_copy
         grow(kor, 2, "after the copy", now)
         second = sender.exchange_with(peer)
         assert second is not None and second.consistent and second.from_size > 0
@@ -81,6 +97,8 @@ def test_forked_partner_log_is_recorded_inconsistent(
         verdict = forked.exchange_with(peer)
         assert verdict is not None and not verdict.consistent
         assert verdict.from_size == base.size
+        jpn_size, jpn_copy = size_and_copy(jpn)
+        assert jpn_copy == jpn_size, "the evidence of a fork was recorded without a sync"
         # Never the base for the next check, not even for a sender that reloads it.
         assert forked.base("KOR") == base
         assert notices.NoticeSender(jpn).base("KOR") == base
