@@ -34,7 +34,9 @@ partner is kept from one exchange to the next (:data:`HEADS_KEPT`).
 :func:`gsomia.core.partner_heads.judge_partner_head` decides; a consistent head is audited
 as ``tree-head-exchanged`` (``consistent: true``) and becomes the next base, an inconsistent
 one as ``partner-log-inconsistent`` and never becomes the base. Only own log growth other
-than these records triggers an exchange, so two nodes do not ping-pong records forever.
+than these records triggers an exchange, so two nodes do not ping-pong records forever; each
+such exchange is followed by one more at the next pass, whose answer covers the partner's
+record of the first (the answer leaves out the record it causes).
 """
 
 from __future__ import annotations
