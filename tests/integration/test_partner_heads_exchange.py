@@ -23,8 +23,9 @@ from gsomia.service.refusals import RefusalWindow
 from gsomia.shell import notices
 from gsomia.shell.commands import notices as notice_commands
 from gsomia.shell.doctor import partner_checks
-from gsomia.shell.exchange import Peer
+from gsomia.shell.exchange import Partners, Peer
 from gsomia.shell.node import Node, open_node
+from gsomia.shell.store import read_external_head
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
@@ -41,6 +42,14 @@ def client_for(node: Node, jpn: Node) -> TestClient:
     app = app_for_node(node, partner_keys={"JPN": jpn.keys.public_signing_key()},
                        peer_identity=lambda scope: "JPN")
     return TestClient(app, base_url="https://kor.test")
+
+
+def size_and_copy(node: Node) -> tuple[int, int]:
+    """The size of the node's newest head, and of its copy beside the database."""
+    with node.store.engine.connect() as conn:
+        size = int(conn.exec_driver_sql("SELECT max(size) FROM tree_heads").scalar() or 0)
+    copy = read_external_head(node.folder / "tree-head.json")
+    return size, -1 if copy is None else copy.size
 
 
 def partners_cli(jpn: Node) -> tuple[int, dict[str, object]]:
@@ -66,6 +75,13 @@ def test_forked_partner_log_is_recorded_inconsistent(
         sender = notices.NoticeSender(jpn, client=client_for(kor, jpn))
         first = sender.exchange_with(peer)
         assert first is not None and first.consistent and first.from_size == 0
+        # Both records of a consistent exchange wait for no disk sync: the head of such a
+        # commit is not copied beside the database (a synced commit's is, at once), and
+        # KOR answered with its head as it was before it recorded JPN's (on disk already).
+        (jpn_size, jpn_copy), (kor_size, kor_copy) = size_and_copy(jpn), size_and_copy(kor)
+        assert jpn_copy < jpn_size and kor_copy < kor_size
+        answered = sender.base("KOR")
+        assert answered is not None and answered.size == kor_size - 1 == kor_copy
         grow(kor, 2, "after the copy", now)
         second = sender.exchange_with(peer)
         assert second is not None and second.consistent and second.from_size > 0
@@ -81,6 +97,8 @@ def test_forked_partner_log_is_recorded_inconsistent(
         verdict = forked.exchange_with(peer)
         assert verdict is not None and not verdict.consistent
         assert verdict.from_size == base.size
+        jpn_size, jpn_copy = size_and_copy(jpn)
+        assert jpn_copy == jpn_size, "the evidence of a fork was recorded without a sync"
         # Never the base for the next check, not even for a sender that reloads it.
         assert forked.base("KOR") == base
         assert notices.NoticeSender(jpn).base("KOR") == base
@@ -102,6 +120,59 @@ def test_forked_partner_log_is_recorded_inconsistent(
     finally:
         kor.close()
         fork.close()
+
+
+def test_the_exchanges_settle_on_each_other_s_records_and_then_stop(
+        node_factory: Callable[..., Node], now: datetime) -> None:
+    """A partner answers with its head from before it recorded the asker's, so one exchange
+    more, at the next pass, checks that record: each node ends holding a checked head of the
+    other's log past the last exchange of the burst (test_sender_crash's heads never
+    settled without it). And then both stop: records of heads make no node ask again."""
+    jpn, kor = node_factory("JPN"), node_factory("KOR")
+    grow(jpn, 1, "jpn", now)
+    grow(kor, 1, "kor", now)
+
+    def app_of(node: Node, asker: Node) -> TestClient:
+        app = app_for_node(node, partner_keys={asker.party: asker.keys.public_signing_key()},
+                           peer_identity=lambda scope: asker.party)
+        return TestClient(app, base_url=f"https://{node.party.lower()}.test")
+
+    def peer(node: Node) -> Peer:
+        return Peer(node.party, f"https://{node.party.lower()}.test",
+                    node.keys.public_signing_key(), node.keys.envelope_key().public_key())
+
+    sides = [(notices.NoticeSender(a, client=app_of(b, a)),
+              Partners(a.party, "direct", {b.party: peer(b)}, (b.party,)), b)
+             for a, b in ((jpn, kor), (kor, jpn))]
+
+    def a_pass() -> list[int]:
+        """One pass of each node's exchange as its loop makes it (not forced): how many."""
+        done = []
+        for sender, partners, _ in sides:
+            report = notices.NoticeReport()
+            sender.exchange_heads(partners, report)
+            assert report.failed == 0 and report.inconsistent == 0
+            done.append(report.heads)
+        return done
+
+    def checked() -> list[int]:
+        """Per node: the size of its checked head of the partner's log."""
+        bases = [sender.base(partner.party) for sender, _, partner in sides]
+        assert None not in bases
+        return [b.size for b in bases if b is not None]
+
+    assert a_pass() == [1, 1]
+    burst = [size_and_copy(partner)[0] for _, _, partner in sides]
+    # Each answer left out the answerer's record of the asker's head.
+    assert all(c < b for c, b in zip(checked(), burst, strict=True))
+    settled = [a_pass() for _ in range(4)]
+    assert settled[0] == [1, 1], "no exchange checked the partner's record of the last one"
+    assert all(c >= b for c, b in zip(checked(), burst, strict=True))
+    assert settled[1:] == [[0, 0]] * 3, "the nodes went on exchanging records of records"
+    sizes = [size_and_copy(n)[0] for n in (jpn, kor)]
+    grow(jpn, 1, "more", now)
+    assert a_pass() == [1, 0] and a_pass() == [1, 0] and a_pass() == [0, 0]
+    assert size_and_copy(kor)[0] == sizes[1] + 2  # JPN's two heads, nothing more
 
 
 def test_classification_notice_route_is_documented_and_refuses_junk(

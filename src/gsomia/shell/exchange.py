@@ -334,10 +334,12 @@ def client_tls(folder: Path, to: Party) -> ssl.SSLContext:
     return client_context(Path(folder), pinned.get(to))
 
 
-def peer_client(folder: Path, timeout: float = 10.0) -> httpx.Client:
+def peer_client(folder: Path, timeout: float = 10.0,
+                keepalive: float | None = None) -> httpx.Client:
     """An HTTP client towards partners: each party's URL in partners.json trusts that
     party's pinned CA alone, so a partner's certificate cannot answer for another partner;
-    any other URL is refused at the handshake."""
+    any other URL is refused at the handshake. ``keepalive``: seconds an idle connection is
+    kept for the next request (None: httpx's default)."""
     import httpx
 
     from gsomia.shell.peer_identity import client_context, pinned_cas
@@ -347,13 +349,15 @@ def peer_client(folder: Path, timeout: float = 10.0) -> httpx.Client:
     pinned = pinned_cas(folder, partners) if partners is not None else {}
     others = [p for p in partners.peers.values() if p.party != partners.me] \
         if partners is not None else []  # a node does not call itself on the peer API
+    kept: dict[str, Any] = {} if keepalive is None else \
+        {"limits": httpx.Limits(keepalive_expiry=keepalive)}
     mounts = {}
     for peer in others:
         url = httpx.URL(peer.url)
         host = f"[{url.host}]" if ":" in url.host else url.host
         port = f":{url.port}" if url.port is not None else ""
         mounts[f"{url.scheme}://{host}{port}"] = httpx.HTTPTransport(
-            verify=client_context(folder, pinned.get(peer.party)))
+            verify=client_context(folder, pinned.get(peer.party)), **kept)
     # Built once per client: the sender's and the notices' clients live as long as the node
     # process, and a running federation's partners file keeps its URLs and pins.
     return httpx.Client(verify=client_context(folder, None), mounts=mounts, timeout=timeout,

@@ -27,11 +27,16 @@ Tree heads. Every ``heads_every`` seconds, when its own log has grown by more th
 records since the last exchange (or ``heads_quiet`` seconds have passed), a node posts its
 latest signed head to each partner it delivers to with ``?since=N``, N being the size of
 that partner's head it last recorded as consistent; the partner records the head and
-answers with its own latest head and an RFC 9162 consistency proof from N.
+answers with its own latest head (as it was before that record) and an RFC 9162 consistency
+proof from N. Neither record waits for a disk sync of its own, unless it is of an
+inconsistent head (SECURITY.md says what a power cut may lose), and the connection to each
+partner is kept from one exchange to the next (:data:`HEADS_KEPT`).
 :func:`gsomia.core.partner_heads.judge_partner_head` decides; a consistent head is audited
 as ``tree-head-exchanged`` (``consistent: true``) and becomes the next base, an inconsistent
 one as ``partner-log-inconsistent`` and never becomes the base. Only own log growth other
-than these records triggers an exchange, so two nodes do not ping-pong records forever.
+than these records triggers an exchange, so two nodes do not ping-pong records forever; each
+such exchange is followed by one more at the next pass, whose answer covers the partner's
+record of the first (the answer leaves out the record it causes).
 """
 
 from __future__ import annotations
@@ -64,7 +69,6 @@ from gsomia.service import notices as notice_handlers
 from gsomia.service.notices import MAX_BACKOFF
 from gsomia.service.refusals import RefusalWindow
 from gsomia.shell.exchange import (
-    _CLOSE,
     NOTICE_PATHS,
     PARTIES,
     Clock,
@@ -109,6 +113,11 @@ PATHS = NOTICE_PATHS
 PENDING, DELIVERED, REFUSED = "pending", "delivered", "refused"
 HEADS_EVERY = 2.0
 HEADS_QUIET = 60.0
+# Seconds the connection to a partner is kept between exchanges: one every HEADS_EVERY
+# while the log grows reuses it (a fresh mutual TLS handshake each time cost both nodes CPU
+# beside their deliveries); kept no longer than the partner's server keeps an idle one
+# (uvicorn: 5 s), so no post goes out on a connection the server is closing.
+HEADS_KEPT = 3.0
 _HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
 
 
@@ -427,7 +436,9 @@ class NoticeSender:
         self.heads_quiet = heads_quiet
         self.batch = batch
         self._next_heads = 0.0
-        self._sent_mark: dict[Party, tuple[int, float]] = {}
+        # Per partner: the own mark of the last exchange, when, and whether it was the
+        # second at that mark (:meth:`exchange_heads`).
+        self._sent_mark: dict[Party, tuple[int, float, bool]] = {}
         self._base: dict[Party, TreeHead | None] = {}
         self._flagged: dict[Party, bytes] = {}
         self._mark = -1
@@ -436,7 +447,7 @@ class NoticeSender:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = peer_client(self.node.folder)
+            self._client = peer_client(self.node.folder, keepalive=HEADS_KEPT)
         return self._client
 
     def close(self) -> None:
@@ -477,7 +488,7 @@ class NoticeSender:
                 continue
             last = self._sent_mark.get(code)
             quiet = last is not None and time.monotonic() - last[1] < self.heads_quiet
-            if not force and last is not None and last[0] == mark and quiet:
+            if not force and last is not None and last[0] == mark and last[2] and quiet:
                 continue
             try:
                 verdict = self.exchange_with(peer)
@@ -489,7 +500,14 @@ class NoticeSender:
                           file=sys.stderr, flush=True)
                 continue
             self._errors.pop(code, None)
-            self._sent_mark[code] = (mark, time.monotonic())
+            # The partner answers with its head from before it recorded ours, so that record
+            # (and whatever it committed as this exchange went) is in no head checked here.
+            # One exchange more at the same mark, the next pass, checks it: without it, a
+            # log that then fell quiet stayed unchecked past its last record until the
+            # heads_quiet exchange (test_sender_crash's heads never settled, syncs20). That
+            # one's own record is left for later, or the two nodes would exchange forever.
+            settled = last is not None and last[0] == mark
+            self._sent_mark[code] = (mark, time.monotonic(), settled)
             report.heads += 1
             if verdict is not None and not verdict.consistent:
                 report.inconsistent += 1
@@ -510,7 +528,7 @@ class NoticeSender:
         since = previous.size if previous is not None else 0
         response = self.client.post(peer.url.rstrip("/") + "/peer/v1/tree-heads/",
                                     params={"since": str(since)},
-                                    content=json.dumps(mine.to_json()), headers=_CLOSE)
+                                    content=json.dumps(mine.to_json()))
         if response.status_code not in (200, 202):
             raise OSError(f"HTTP {response.status_code}: {response.text[:300]}")
         data = response.json()
@@ -530,9 +548,14 @@ class NoticeSender:
                verdict: HeadVerdict) -> None:
         if not verdict.consistent and self._flagged.get(partner) == head.signature:
             return  # the same bad head again: recorded once
-        notice_handlers.record_head_exchange(self.node.uow(), partner=partner,
-                                             previous=previous, head=head, verdict=verdict,
-                                             now=self.clock())
+        # A consistent head's record waits for no disk sync: lost at a power cut, the next
+        # exchange asks from the base before it and the partner proves its log again, and
+        # nothing is released on its strength (a head this node hands out is synced first).
+        # An inconsistent head is evidence of a rewrite, which the partner need not repeat:
+        # synced before it is reported.
+        uow = self.node.store.uow(synced=not verdict.consistent)
+        notice_handlers.record_head_exchange(uow, partner=partner, previous=previous,
+                                             head=head, verdict=verdict, now=self.clock())
         if verdict.consistent:
             self._base[partner] = head
             self._flagged.pop(partner, None)

@@ -269,9 +269,20 @@ class NodeInbox:
 
     def partner_tree_head(self, head: TreeHead, sender: Party,
                           now: datetime) -> Mapping[str, Any]:
-        notice_handlers.record_partner_head(self.node.uow(), sender=sender, head=head,
-                                            sender_key=self._key(sender), now=now)
-        return self.tree_head().to_json()
+        with self.node.store.reader() as reader:
+            mine = notices.head_for_partners(reader)
+        self._record_partner_head(head, sender, now)
+        return (mine if mine is not None else self.tree_head()).to_json()
+
+    def _record_partner_head(self, head: TreeHead, sender: Party, now: datetime) -> None:
+        """Keep a head the partner posted of its own log. Its commit waits for no disk
+        sync, and the answer is this node's head as it was before it (on disk already:
+        :func:`notices.head_for_partners`), so an exchange costs this node no sync of its
+        own. Lost at a power cut, the record is missing from what this node holds of the
+        partner (its ``held_head`` is the one before, as if the post had come later);
+        nothing is released on its strength, and the partner posts again as its log grows."""
+        notice_handlers.record_partner_head(self.node.store.uow(synced=False), sender=sender,
+                                            head=head, sender_key=self._key(sender), now=now)
 
     def held_head(self, sender: Party) -> Mapping[str, Any]:
         """The newest head of ``sender`` this node holds, exactly as ``sender`` signed it:
@@ -290,8 +301,15 @@ class NodeInbox:
 
     def tree_head_exchange(self, head: TreeHead, sender: Party, since: str,
                            now: datetime) -> Mapping[str, Any]:
-        """Record the partner's head; answer with ours and an RFC 9162 consistency proof from
-        ``since``, the size of our log the partner last recorded."""
+        """Record the partner's head; answer with ours (as it was before that record) and an
+        RFC 9162 consistency proof from ``since``, the size of our log the partner last
+        recorded."""
         size = notices.parse_since(since)
-        self.partner_tree_head(head, sender, now)
-        return notices.head_with_proof(self.node, size, self._leaves)
+        try:
+            answer: Mapping[str, Any] | None = notices.head_with_proof(self.node, size,
+                                                                       self._leaves)
+        except MalformedInput:
+            answer = None  # no head yet: the record below makes the log's first
+        self._record_partner_head(head, sender, now)
+        return answer if answer is not None else notices.head_with_proof(self.node, size,
+                                                                         self._leaves)
