@@ -515,6 +515,9 @@ class Sender:
         # answer to the first (:meth:`_beside_pass`); one at most, so two per partner.
         self._beside: dict[Party, _Batch] = {}
         self._beside_asked = False  # a beside pass is queued and has not begun
+        # The batch the loop is posting itself (:meth:`_post_here`): only then may a pass
+        # beside it seal (the loop is not between a seal and the record of its batch).
+        self._here: _Batch | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._recovered = False
         # Set when a partner's answer comes back (by :meth:`run`: its wake-up event).
@@ -790,6 +793,7 @@ class Sender:
         batch.answer = answer
         with self._flight:
             self._in_flight[batch.peer.party] = batch
+            self._here = batch
         kick = self._answered
         if isinstance(kick, Kick):  # a commit meanwhile: its rows go beside this batch
             kick.beside = lambda: self._ask_beside(batch.peer)
@@ -804,6 +808,8 @@ class Sender:
         finally:
             if isinstance(kick, Kick):
                 kick.beside = None
+            with self._flight:
+                self._here = None
         if (not self._hand_over(batch, here=True) or batch.more) and \
                 self._answered is not None:
             self._answered.set()
@@ -829,7 +835,9 @@ class Sender:
         try:
             with self.sealing:
                 with self._flight:
-                    if self._closing or peer.party in self._beside:
+                    # Asked during a post of the loop's that has ended: the loop's own
+                    # next pass takes the rows (it may have sealed them already).
+                    if self._closing or self._here is None or peer.party in self._beside:
                         return
                 batch = self._seal(peer, beside=True)
                 if batch is None:
