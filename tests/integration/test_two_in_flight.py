@@ -32,9 +32,11 @@ II = "군사II급비밀"
 class FirstAnswerHeld(TestClient):
     """JPN's peer API as KOR reaches it, over a link that holds the answer to the first
     post on its way back until ``release`` is set, and notes which items each post on the
-    way carries: ``shared``, any item two posts on the way carried at once."""
+    way carries: ``shared``, any item two posts on the way carried at once. ``not_now``:
+    the posts after the first are answered 429 with that Retry-After, as a partner at a
+    bound answers, without reaching JPN."""
 
-    def __init__(self, jpn: Node) -> None:
+    def __init__(self, jpn: Node, not_now: int | None = None) -> None:
         super().__init__(app_for_node(jpn, peer_identity=lambda scope: "KOR"),
                          base_url="https://jpn.test")
         self.release = threading.Event()
@@ -44,6 +46,7 @@ class FirstAnswerHeld(TestClient):
         self.on_the_way: dict[int, set[str]] = {}
         self.shared: set[str] = set()
         self.most = 0
+        self.not_now = not_now
 
     def post(self, url: Any, **kwargs: Any) -> httpx.Response:
         items = {e["item_id"] for e in json.loads(kwargs["content"])["envelopes"]}
@@ -54,6 +57,9 @@ class FirstAnswerHeld(TestClient):
             self.on_the_way[number] = items
             self.most = max(self.most, len(self.on_the_way))
         try:
+            if number and self.not_now is not None:
+                return httpx.Response(429, headers={"retry-after": str(self.not_now)},
+                                      text="not now")
             response: httpx.Response = super().post(url, **kwargs)
             if number == 0:
                 self.posted.set()
@@ -149,3 +155,30 @@ def test_two_versions_of_an_item_never_travel_at_once(
     assert not link.shared
     with jpn.store.repository() as repo:
         assert repo.versions_held([item]) == {k for k in statuses(kor) if k[0] == item}
+
+
+def test_each_batch_in_flight_is_settled_by_its_own_answer(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """The batch beside answered "not now": only its row waits, as long as the partner
+    said; the first, answered later, is receipted."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    link = FirstAnswerHeld(jpn, not_now=120)
+    with courier(kor, link) as kick:
+        first = publish(kor, make_indicator(1), kick)
+        assert link.posted.wait(20)
+        second = publish(kor, make_indicator(2), kick)
+        assert exchange.wait_until(lambda: any(
+            r["attempts"] for r in exchange.outbox_rows(kor) if r["item_id"] == second), 15)
+        link.release.set()
+        assert exchange.wait_until(lambda: exchange.pending(kor) == 1, 20), statuses(kor)
+    rows = {r["item_id"]: r for r in exchange.outbox_rows(kor)}
+    assert (rows[first]["status"], rows[first]["attempts"]) == ("delivered", 1)  # one post
+    held = rows[second]
+    assert (held["status"], held["attempts"]) == ("pending", 1)
+    assert held["last_error"].startswith("HTTP 429")
+    due = held["next_at"]
+    due = due if due.tzinfo else due.replace(tzinfo=UTC)
+    wait = (due - datetime.now(UTC)).total_seconds()
+    assert 100 < wait <= 120
