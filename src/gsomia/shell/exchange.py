@@ -518,6 +518,9 @@ class Sender:
         # The batch the loop is posting itself (:meth:`_post_here`): only then may a pass
         # beside it seal (the loop is not between a seal and the record of its batch).
         self._here: _Batch | None = None
+        # :meth:`run`'s stop: once set, no new batch goes beside (the kicks that tell the
+        # loops to stop would otherwise post one, and the node's stop wait for its answer).
+        self._stop: threading.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._recovered = False
         # Set when a partner's answer comes back (by :meth:`run`: its wake-up event).
@@ -818,7 +821,8 @@ class Sender:
         """A commit while the loop posts: a pass beside it on a posting thread, unless one is
         queued already or a batch is beside it already (two in flight at most)."""
         with self._flight:
-            if self._closing or self._beside_asked or peer.party in self._beside:
+            if self._closing or self._beside_asked or peer.party in self._beside or \
+                    (self._stop is not None and self._stop.is_set()):
                 return
             self._beside_asked = True
             self._posting().submit(self._beside_pass, peer)
@@ -837,7 +841,9 @@ class Sender:
                 with self._flight:
                     # Asked during a post of the loop's that has ended: the loop's own
                     # next pass takes the rows (it may have sealed them already).
-                    if self._closing or self._here is None or peer.party in self._beside:
+                    if self._closing or self._here is None or \
+                            peer.party in self._beside or \
+                            (self._stop is not None and self._stop.is_set()):
                         return
                 batch = self._seal(peer, beside=True)
                 if batch is None:
@@ -1036,6 +1042,7 @@ class Sender:
         included: against a partner down with a backlog it would otherwise wake for each row
         coming due, twenty passes a second, CPU the centre in this interpreter needs."""
         kick = self._answered = kick if kick is not None else Kick()
+        self._stop = stop
         last = ""
         silent = 0  # passes in a row in which the partner did not answer
         while not stop.is_set():
