@@ -1,10 +1,13 @@
 """A partner's heads read by index (million20: ``held_head_of`` largest first, by migration
 0017's index; ``_recorded_base`` newest first, stopping at the last consistent head) against
-the reading of every head in the log (as before), side by side in one process: wall and CPU
-per call, median of 5 alternated rounds, on one SQLite node whose log holds H records of
-partners' heads (three partners in turn, each head larger than its last, one in 500 found
-inconsistent). The records go straight into the log's table (a bench shortcut: the reads do
-not check the log). Not a test, not part of ``python -m bench``:
+the query the reading of every head in the log began with (before: every head record
+fetched, none parsed; a lower bound of that reading, so the ratios are "at least";
+million20's figures in the README timed the whole reading, each row parsed and the largest
+head verified), side by side in one process: wall and CPU per call, median of 5 alternated
+rounds, on one SQLite node whose log holds H records of partners' heads (three partners in
+turn, each head larger than its last, one in 500 found inconsistent). The records go
+straight into the log's table (a bench shortcut: the reads do not check the log). Not a
+test, not part of ``python -m bench``:
 
     PYTHONPATH=src:. python bench/partner_heads_ab.py [H ...]   # default 10000 100000
 """
@@ -23,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gsomia.core.audit import AuditKind, TreeHead, sign_tree_head, verify_tree_head
-from gsomia.core.errors import MalformedInput, ProofInvalid
+from gsomia.core.audit import AuditKind, TreeHead, sign_tree_head
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import Node, init_node
 from gsomia.shell.notices import _recorded_base, head_events
@@ -36,39 +38,14 @@ PARTNERS = ("KOR", "USA", "AUS")
 AT = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
 
-def every_head_held(node: Node, partner: str, public: Ed25519PublicKey) -> TreeHead | None:
-    """held_head_of before million20."""
-    best: TreeHead | None = None
+def every_head_query(node: Node) -> int:
+    """The query the reading of every head began with before million20 (every head
+    record of the log, fetched): a lower bound of that reading's cost. The reading itself
+    (each row parsed, the largest head verified; the base, newest first) is kept once, as
+    the oracle of ``tests/integration/test_partner_head_reads.py``, which checks that the
+    reads by index answer as it did."""
     with node.store.repository() as repo:
-        rows = head_events(repo)
-    for row in rows:
-        try:
-            details = json.loads(row.details)
-            if details.get("partner") != partner:
-                continue
-            head = TreeHead.from_json(details["head"])
-        except (ValueError, KeyError, TypeError, AttributeError, MalformedInput):
-            continue
-        if best is not None and head.size <= best.size:
-            continue
-        try:
-            verify_tree_head(head, public)
-        except ProofInvalid:
-            continue
-        best = head
-    return best
-
-
-def every_head_base(node: Node, partner: str) -> TreeHead | None:
-    """_recorded_base before million20."""
-    with node.store.repository() as repo:
-        for row in head_events(repo):
-            if row.kind != AuditKind.TREE_HEAD_EXCHANGED.value:
-                continue
-            details = json.loads(row.details)
-            if details.get("partner") == partner and details.get("consistent") is True:
-                return TreeHead.from_json(details["head"])
-    return None
+        return len(head_events(repo))
 
 
 def _fill(node: Node, count: int, keys: dict[str, Ed25519PrivateKey]) -> None:
@@ -118,13 +95,13 @@ def main(sizes: list[int]) -> dict[str, Any]:
                 _fill(node, count, keys)
                 public = keys["KOR"].public_key()
                 calls = {
-                    "held_before": partial(every_head_held, node, "KOR", public),
+                    "held_before": partial(every_head_query, node),
                     "held_after": partial(held_head_of, node, "KOR", public),
-                    "base_before": partial(every_head_base, node, "KOR"),
+                    "base_before": partial(every_head_query, node),
                     "base_after": partial(_base, node),
                 }
-                assert calls["held_before"]() == calls["held_after"]()
-                assert calls["base_before"]() == calls["base_after"]()
+                # What the reads find (the test holds them to the old reading's answers).
+                assert calls["held_after"]() is not None and calls["base_after"]() is not None
                 repeat = {"before": max(1, 20_000 // count), "after": 50}
                 rounds: dict[str, list[tuple[float, float]]] = {k: [] for k in calls}
                 for _ in range(5):

@@ -290,9 +290,8 @@ def test_any_change_to_one_item_of_a_batch_is_detected(batch_node: Path, tmp_pat
     assert not result.ok, f"undetected: {table}.{column}"
 
 
-def _publish_listed(uow: Any, prepared: Any, records: Any, digests: Any, party: Any,
-                    actor: str, now: datetime, added_at: str, stored: list[Any],
-                    seq: int) -> list[Any]:
+def _publish_listed(uow: Any, prepared: Any, digests: Any, party: Any, actor: str,
+                    now: datetime, added_at: str, stored: list[Any], seq: int) -> list[Any]:
     """The batch leaf as nodes wrote it before it was sealed: every item listed in the leaf
     (its custody rows are written before, under ``seq``, as for the sealed leaf)."""
     from gsomia.core.custody import records_detail

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from federating import api_of, federate
 from gsomia.bootstrap import app_for_node
 from gsomia.core.audit import AuditKind
 from gsomia.core.errors import MalformedInput, PolicyDenied
@@ -29,21 +30,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 II = "군사II급비밀"
-
-
-def federate(kor: Node, jpn: Node) -> None:
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
-
-
-def api_of(node: Node, caller: Node) -> TestClient:
-    """``node``'s peer API as ``caller`` reaches it (the TLS layer's answer fixed)."""
-    app = app_for_node(node, peer_identity=lambda scope: caller.party)
-    return TestClient(app, base_url=f"https://{node.party.lower()}.test")
 
 
 class AnsweredWhileAsked(TestClient):

@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 
 from gsomia.core.audit import AuditEvent, AuditKind, leaf_details
 from gsomia.core.crypto import canonical
+from gsomia.core.custody import CreatedCustody, StoredItem
+from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
 from gsomia.shell.node import Node
-from gsomia.shell.store import audit_events, custody, insert_many, items
+from gsomia.shell.store import SqlRepository, audit_events, custody, insert_many, items
 
 Factory = Callable[..., Node]
 LABEL = handlers.LabelRequest("秘", ("JPN", "KOR"), "dprk-missile")
@@ -49,6 +51,31 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
     with fast.store.engine.connect() as conn:
         back = conn.execute(sa.select(items.c.added_at).order_by(items.c.row)).scalars().all()
     assert back == [r["added_at"] for r in rows]
+    # A batch's items, written from tuples, are the rows Core writes of them.
+    more = [{**r, "id": f"indicator--more-{n}", "label": b'{"l":%d}' % n,
+             "binding": b'{"b":%d}' % n, "seq": 10 + n} for n, r in enumerate(rows)]
+    stored = [(StoredItem(r["id"], r["version"], r["type"], r["originator"], r["content"],
+                          r["label"], r["binding"], r["added_at"]), r["seq"]) for r in more]
+    for node, put in ((fast, lambda c: SqlRepository(c).add_items(stored)),
+                      (core, lambda c: c.execute(items.insert(), more))):
+        with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
+                conn.begin():
+            put(conn)
+    assert _rows(fast, items) == _rows(core, items)
+    assert len(_rows(fast, items)) == len(rows) + len(more)
+    # A batch's created custody, written from tuples, is the rows Core writes of its records.
+    label = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile",
+                          policy="gsomia-2016", created=at)
+    batch = CreatedCustody("JPN", at, [(str(r["id"]), str(r["version"]), label,
+                                        canonical(label.to_json())) for r in rows])
+    for node, put in ((fast, lambda repo: repo.add_created_custody(batch, seq=9)),
+                      (core, lambda repo: [repo.add_custody(r, seq=9)
+                                           for r in batch.records()])):
+        with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
+                conn.begin():
+            put(SqlRepository(conn))
+    assert _rows(fast, custody) == _rows(core, custody)
+    assert len(_rows(fast, custody)) == len(rows)
 
 
 def test_a_batch_stores_what_single_publishes_store(node_factory: Factory,

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
@@ -26,6 +27,7 @@ from gsomia.core.custody import StandingConsentRecord
 from gsomia.core.errors import MalformedInput
 from gsomia.core.types import instant
 from gsomia.service import handlers, standing
+from gsomia.shell import store as st
 from gsomia.shell.node import Node
 
 Factory = Callable[..., Node]
@@ -59,6 +61,12 @@ def old_in_force_from(rows: list[StandingConsentRecord], originator: str,
         except (KeyError, TypeError, MalformedInput):
             count += 1
     return count
+
+
+def old_revoked(rows: list[StandingConsentRecord],
+                named: set[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The receive path's read: every revocation held, then those the envelopes name."""
+    return {(r.consent_id, r.originator) for r in rows if r.kind == "revoke"} & named
 
 
 def old_orphans(rows: list[StandingConsentRecord], originator: str, since: datetime) -> int:
@@ -109,15 +117,25 @@ NOW = datetime.fromisoformat("2024-03-01T09:00:00+00:00")
 
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(history=histories(NOW), window=hs.sampled_from([1, 24, 24 * 365]))
+@given(history=histories(NOW), window=hs.sampled_from([1, 24, 24 * 365]),
+       named=hs.sets(hs.tuples(hs.sampled_from([f"standing-consent--{n}" for n in range(7)]),
+                               hs.sampled_from((*PARTIES, "JPN")))))
 def test_the_reads_by_what_is_in_force_answer_as_the_whole_history_did(
-        node: Node, history: list[StandingConsentRecord], window: int) -> None:
+        node: Node, history: list[StandingConsentRecord], window: int,
+        named: set[tuple[str, str]]) -> None:
     uow = node.uow()
     with uow:  # left without a commit: rolled back, the next history starts empty
         for seq, record in enumerate(history):
             uow.repo.add_standing_consent(record, seq=seq)
         everything = uow.repo.standing_consents()
         assert everything == history
+        # Each grant marked revoked exactly when its originator's revocation is held,
+        # whichever came first; a revocation never (the reads skip what is marked).
+        revocations = {(r.consent_id, r.originator) for r in history if r.kind == "revoke"}
+        table = st.metadata.tables["standing_consents"]
+        assert list(uow.repo.conn.execute(sa.select(table.c.revoked).order_by(
+            table.c.row)).scalars()) == [
+            r.kind == "grant" and (r.consent_id, r.originator) in revocations for r in history]
         current = uow.repo.standing_current(NOW)
         # What the outbox plans under and an envelope carries: the same claims that can
         # allow a relay, and nothing revoked or ended read at all.
@@ -129,6 +147,9 @@ def test_the_reads_by_what_is_in_force_answer_as_the_whole_history_did(
                 old_in_force_from(everything, party, NOW)
             assert uow.repo.standing_orphans(party, since) == \
                 old_orphans(everything, party, since)
+        # What a receive reads for the consents its envelopes carry (ids never held and
+        # parties that revoked nothing among them): the same revocations, of those only.
+        assert uow.repo.revoked_standing(named) == old_revoked(everything, named)
 
 
 # ---- the column no digest covers is checked against the document ---------------------------
@@ -142,11 +163,12 @@ def grant_one(node: Node, now: datetime) -> None:
                                      consent_id="standing-consent--1", now=now)
 
 
-def test_a_not_after_edited_on_disk_is_named_by_audit_verify(
+def test_a_not_after_or_revoked_edited_on_disk_is_named_by_audit_verify(
         node_factory: Factory, now: datetime) -> None:
-    """Moved earlier (hides the consent from the reads), later than the document, emptied,
-    or set on a revocation (which has no end): each named; the node is put back between
-    edits, one node for all."""
+    """An end moved earlier (hides the consent from the reads), later than the document,
+    emptied, or set on a revocation (which has no end); a revoked grant's mark cleared, or
+    a revocation marked: each named; the node is put back between edits, one node for
+    all."""
     granted = node_factory("USA")
     grant_one(granted, now)
 
@@ -154,10 +176,10 @@ def test_a_not_after_edited_on_disk_is_named_by_audit_verify(
         with granted.store.reader() as reader:
             return handlers.verify_audit(reader, public_key=granted.keys.public_signing_key())
 
-    def set_end(kind: str, value: object) -> None:
+    def set_end(kind: str, value: object, column: str = "not_after") -> None:
         db = sqlite3.connect(granted.store.engine.url.database or "")
         try:
-            db.execute("UPDATE standing_consents SET not_after = ? WHERE kind = ?",
+            db.execute(f"UPDATE standing_consents SET {column} = ? WHERE kind = ?",
                        (value, kind))
             db.commit()
         finally:
@@ -177,17 +199,21 @@ def test_a_not_after_edited_on_disk_is_named_by_audit_verify(
         assert any("standing_consents" in p.where for p in result.problems), result.problems
         set_end(kind, kept if kind == "grant" else None)
         assert verdict().ok
+    for kind, value in (("grant", 0), ("revoke", 1)):
+        set_end(kind, value, "revoked")
+        result = verdict()
+        assert not result.ok, (kind, value)
+        assert any("standing_consents" in p.where for p in result.problems), result.problems
+        set_end(kind, 1 - value, "revoked")
+        assert verdict().ok
 
 
-# ---- migration 0018 fills the column from the documents held -------------------------------
+# ---- migrations 0018 and 0020 fill the columns from the documents and revocations held -----
 
-def test_migration_0018_fills_each_grants_end_from_its_document(db_url: str) -> None:
+def test_migrations_0018_and_0020_fill_each_grants_end_and_revoked_mark(db_url: str) -> None:
     import json
 
-    import sqlalchemy as sa
     from test_one_outbox import at_revision
-
-    from gsomia.shell import store as st
 
     revocation = crypto.revoke_standing_consent(consent_id="standing-consent--9",
                                                 originator="KOR", revoked_at=NOW, key=KEY)
@@ -203,6 +229,14 @@ def test_migration_0018_fills_each_grants_end_from_its_document(db_url: str) -> 
     unreadable = dict(history[-1].document, not_after="not an instant")
     history[-1] = StandingConsentRecord(history[-1].consent_id, "KOR", "JPN", "obtained",
                                         "grant", unreadable, NOW)
+    # The grant the revocation held ends (it came after), and another party's of that id.
+    history += [StandingConsentRecord("standing-consent--9", who, "JPN", "obtained", "grant",
+                                      crypto.grant_standing_consent(
+                                          consent_id="standing-consent--9", originator=who,
+                                          recipient="JPN", categories=["sensor-report"],
+                                          purpose="dprk-missile", not_before=NOW,
+                                          not_after=NOW + timedelta(days=3), granted_at=NOW,
+                                          key=KEY).to_json(), NOW) for who in ("KOR", "USA")]
     engine = at_revision(db_url, "0017")
     try:
         old = sa.Table("standing_consents", sa.MetaData(), autoload_with=engine)
@@ -215,15 +249,17 @@ def test_migration_0018_fills_each_grants_end_from_its_document(db_url: str) -> 
         st.migrate(engine)
         with engine.connect() as conn, conn.begin():
             table = st.metadata.tables["standing_consents"]
-            ends = [r[0] for r in conn.execute(
-                sa.select(table.c.not_after).order_by(table.c.row))]
+            ends, revoked = zip(*conn.execute(
+                sa.select(table.c.not_after, table.c.revoked).order_by(table.c.row)),
+                                strict=True)
             digests = [r.digest for r in st.SqlAuditReader(conn, None).record_rows()
                        if r.table == "standing_consents"]
     finally:
         engine.dispose()
-    assert ends == [r.ends for r in history]
+    assert list(ends) == [r.ends for r in history]
     assert ends[1] == NOW + timedelta(days=1) and ends[0] is None and ends[2] is None
-    # Each row still matches what its event recorded: verify finds the column as filled
+    assert revoked == (False, False, False, True, False)
+    # Each row still matches what its event recorded: verify finds the columns as filled
     # (in the order the table gives: PostgreSQL's moves the rows it updated).
     assert sorted(digests) == sorted(r.digest() for r in history)
 
@@ -235,8 +271,6 @@ def test_the_reads_seek_what_is_in_force_by_index(node: Node) -> None:
     that seeks ``kind = 'grant'`` alone reads every grant ever made, and did until the OR
     was spelt out term by term), each revocation by consent and originator, and the
     revocations counted by originator and time."""
-    import sqlalchemy as sa
-
     sent: list[tuple[str, object]] = []
 
     def keep(*args: object) -> None:
@@ -260,8 +294,8 @@ def test_the_reads_seek_what_is_in_force_by_index(node: Node) -> None:
         db.close()
     current, orphans = plans
     assert not any(line.startswith("SCAN") for line in current + orphans), plans
-    assert any("ix_standing_consents_ends (kind=? AND not_after>?)" in line
-               for line in current), current
+    assert any("ix_standing_consents_in_force (kind=? AND revoked=? AND not_after>?)"
+               in line for line in current), current
     assert any("ix_standing_consents_owner (consent_id=? AND originator=? AND kind=?)" in line
                for line in current), current
     assert any("ix_standing_consents_revoked (originator=? AND kind=? AND at>?)" in line

@@ -52,7 +52,7 @@ def test_a_decoy_revocation_does_not_refuse_a_relay_under_the_originators_consen
         jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
         signing_keys={"KOR": kor.public_key(), "USA": usa.public_key()},
         envelopes=[envelope], sender="USA", seen=set(), now=now,
-        revoked=exchange._revoked_standing(jpn))
+        revoked=lambda named: exchange._revoked_standing(jpn, named))
     assert got.receipt is not None, got.reasons
     # KOR's own revocation does refuse the next relay under it.
     genuine = crypto.revoke_standing_consent(consent_id=consent.id, originator="KOR",
@@ -71,7 +71,7 @@ def test_a_decoy_revocation_does_not_refuse_a_relay_under_the_originators_consen
         jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
         signing_keys={"KOR": kor.public_key(), "USA": usa.public_key()},
         envelopes=[envelope2], sender="USA", seen=set(), now=now,
-        revoked=exchange._revoked_standing(jpn))
+        revoked=lambda named: exchange._revoked_standing(jpn, named))
     assert refused.receipt is None and refused.reasons
 
 
@@ -92,7 +92,7 @@ def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
     with pytest.raises(PolicyDenied):
         inbox.standing_revocation(revocation, "USA", now)
     assert not outbox.definitive(503) and outbox.definitive(403)
-    assert exchange._revoked_standing(jpn) == set()
+    assert exchange._revoked_standing(jpn, {("standing-consent--1", "KOR")}) == set()
     # The originator listed (the federation knows its key): kept as before.
     exchange.Partners("JPN", "hub", {
         "USA": exchange.Peer("USA", "https://usa.invalid", usa.public_key(),
@@ -101,7 +101,8 @@ def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
                              X25519PrivateKey.generate().public_key(), None)},
         ("USA",)).write(jpn.folder)
     assert inbox.standing_revocation(revocation, "USA", now)
-    assert exchange._revoked_standing(jpn) == {("standing-consent--1", "KOR")}
+    assert exchange._revoked_standing(jpn, {("standing-consent--1", "KOR")}) == \
+        {("standing-consent--1", "KOR")}
 
 
 def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered_as_429(
@@ -146,7 +147,9 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
     details = answers[2].json()["details"]
     assert details["limit"] == "standing_revocations_per_partner" and details["bound"] == 2
     assert not outbox.definitive(answers[2].status_code)  # the sender tries it again later
-    assert len(exchange._revoked_standing(jpn)) == 2
+    assert exchange._revoked_standing(
+        jpn, {(f"standing-consent--x{n}", "USA") for n in range(3)}) == \
+        {(f"standing-consent--x{n}", "USA") for n in range(2)}
     # A partner flooding at its bound: each refusal on record as the refused notices are,
     # the first 10 of a minute one by one naming the limit, the rest counted in a summary
     # (consent18: before, none was, and the operator could not see the flood).
@@ -188,7 +191,8 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
                         content=json.dumps({**genuine.to_json(), "consent": consent.to_json()}),
                         headers={"Content-Type": "application/json"})
     assert shown.status_code == 202 and shown.json()["new"] is True
-    assert ("standing-consent--real", "USA") in exchange._revoked_standing(jpn)
+    assert ("standing-consent--real", "USA") in exchange._revoked_standing(
+        jpn, {("standing-consent--real", "USA")})
     with jpn.store.repository() as repo:
         assert not standing.in_force(repo.standing_consents())  # no grant kept
     other = client.post("/peer/v1/consents/standing/revocations/",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as hs
 from gsomia.core import crypto
 from gsomia.core.custody import (
     ClassificationNotice,
+    CreatedCustody,
     CustodyRecord,
     NodeUser,
     StoredItem,
@@ -58,6 +60,25 @@ def test_records_hash_the_rfc8785_bytes_of_their_json(label: SecurityLabel,
                           provider=provider, agreement="a-1", envelope_digest=digest,
                           note=note).knowing(crypto.canonical(label.to_json()))
     assert fresh.digest() == record.digest()
+
+
+@settings(max_examples=100)
+@given(keys=hs.lists(hs.tuples(texts, texts, hs.integers(0, 1)), min_size=1, max_size=6),
+       shared=hs.tuples(labels, labels), holder=parties,
+       at=hs.datetimes(min_value=datetime(1000, 1, 1), timezones=hs.just(UTC)))
+def test_a_created_batch_holds_and_hashes_the_records_made_one_by_one(
+        keys: list[tuple[str, str, int]], shared: tuple[SecurityLabel, SecurityLabel],
+        holder: str, at: datetime) -> None:
+    # Two labels at most, so that items share one (the bytes made once per label).
+    batch = [(i, v, shared[k]) for i, v, k in keys]
+    made = CreatedCustody(holder, at, [(i, v, label, crypto.canonical(label.to_json()))
+                                       for i, v, label in batch])
+    alone = [CustodyRecord(i, v, "created", holder, label, label, at, agreement=label.policy)
+             for i, v, label in batch]
+    assert made.records() == alone
+    # Against the canonical JSON of each record, not the record's own fast path.
+    assert made.digests() == [hashlib.sha256(crypto.canonical(r.to_json())).hexdigest()
+                              for r in alone]
 
 
 @given(at=hs.datetimes(min_value=datetime(1000, 1, 1), timezones=hs.sampled_from(

@@ -26,6 +26,7 @@ from gsomia.core.audit import AuditEvent, AuditKind, sign_tree_head
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     IncidentReport,
     ReceiptRecord,
@@ -146,6 +147,9 @@ class FakeRepo:
 
     def add_custody_many(self, records: list[tuple[CustodyRecord, int]]) -> None:
         self.custody.extend(r for r, _ in records)
+
+    def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
+        self.custody.extend(batch.records())
 
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         return [c for c in self.custody if (c.item_id, c.version) == (item_id, version)]

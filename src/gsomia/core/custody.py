@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import json.encoder
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -49,6 +49,7 @@ __all__ = [
     "UNVERSIONED",
     "ClassificationNotice",
     "ConsentRecord",
+    "CreatedCustody",
     "CustodyEvent",
     "CustodyRecord",
     "Direction",
@@ -286,6 +287,43 @@ class CustodyRecord:
 
     def digest(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedCustody:
+    """The ``created`` custody records of a batch of items bound here by ``holder`` at
+    ``at``: for each item its id, version, label and the label's RFC 8785 bytes. Each is the
+    record ``CustodyRecord(id, version, "created", holder, label, label, at,
+    agreement=label.policy)``, without an object made per record: in a TAXII batch, making,
+    hashing and storing those a hundred times cost a tenth of an object's CPU."""
+
+    holder: Party
+    at: datetime
+    items: Sequence[tuple[str, str, SecurityLabel, bytes]]
+
+    def records(self) -> list[CustodyRecord]:
+        return [CustodyRecord(item_id, version, "created", self.holder, label, label, self.at,
+                              agreement=label.policy).knowing(label_bytes)
+                for item_id, version, label, label_bytes in self.items]
+
+    def digests(self) -> list[str]:
+        """:meth:`CustodyRecord.digest` of each record, in order: the bytes around an item's
+        id and version are the same for every item of a label, and made once for it."""
+        around: dict[bytes, tuple[bytes, bytes]] = {}
+        out = []
+        sha, j = hashlib.sha256, _j
+        for item_id, version, label, label_bytes in self.items:
+            parts = around.get(label_bytes)
+            if parts is None:
+                # CustodyRecord.canonical's members in RFC 8785 order, with the record's
+                # fixed values: no envelope, no provider, an empty note.
+                parts = around[label_bytes] = (
+                    _record_head(label.policy, self.at, None, "created", self.holder),
+                    b',"national_label":' + label_bytes + b',"note":"","original_label":'
+                    + label_bytes + b',"provider":null,"version":')
+            out.append(sha(b"".join((parts[0], j(item_id), parts[1], j(version), b"}")))
+                       .hexdigest())
+        return out
 
 
 @lru_cache(maxsize=256)

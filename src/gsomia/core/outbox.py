@@ -36,6 +36,7 @@ __all__ = [
     "INCIDENT",
     "LEASE_S",
     "MAX_BACKOFF",
+    "NOTICE_KINDS",
     "NOT_NOW_CAP_S",
     "STANDING_CONSENT",
     "STANDING_REVOCATION",
@@ -64,6 +65,9 @@ STANDING_CONSENT, STANDING_REVOCATION = "standing-consent", "standing-revocation
 DELIVERY = "delivery"  # an (item, version) owed to a partner; the other kinds are notices
 # A holder's consent request whose POST got no answer, asked again under its id.
 CONSENT_REQUEST = "consent-request"
+# The kinds of notice the courier posts (each to its path of the peer API).
+NOTICE_KINDS = frozenset({INCIDENT, CLASSIFICATION, STANDING_CONSENT, STANDING_REVOCATION,
+                          CONSENT_REQUEST})
 
 # The one retry policy of the outbox: a failed try goes again after FIRST_BACKOFF seconds,
 # doubling up to MAX_BACKOFF (a partner back up is served within seconds).

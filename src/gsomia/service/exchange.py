@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -63,8 +63,8 @@ from gsomia.service.ports import (
 )
 from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
-__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "Sent",
-           "answer_consent_request", "receive", "record_consent_refusal",
+__all__ = ["FIRST_BACKOFF", "MAX_BACKOFF", "REFUSALS_ONE_BY_ONE", "Delivered", "RevokedAmong",
+           "Sent", "answer_consent_request", "receive", "record_consent_refusal",
            "record_consent_request", "resend_consent_request", "retry", "retry_each", "settle"]
 
 REPLAYED, MALFORMED, REFUSED = 409, 422, 403
@@ -103,10 +103,11 @@ def _signed(signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Env
 
 
 def _opened(keys: KeyStore, catalogue: Catalogue,
-            signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope,
-            revoked: Collection[tuple[str, Party]] = ()) -> handlers.Incoming:
+            signing_keys: Mapping[Party, Ed25519PublicKey], envelope: crypto.Envelope
+            ) -> handlers.Incoming:
     """The steps after :func:`_signed`, each raising with its reason. The caller accepts
-    what this returns only once the envelope's signature verified."""
+    what this returns only once the envelope's signature verified; its standing consents
+    are not yet marked revoked (:func:`_marked`)."""
     sender = envelope.sender
     payload = crypto.open_checked_envelope(envelope, recipient=keys.party,
                                            recipient_private=keys.envelope_key())
@@ -151,10 +152,35 @@ def _opened(keys: KeyStore, catalogue: Catalogue,
         crypto.verify_standing_consent(held, originator, originator=label.originator)
         standing.append(StandingConsent(
             held.id, held.originator, held.recipient, frozenset(held.categories),
-            held.purpose, held.not_before, held.not_after,
-            (held.id, held.originator) in revoked))
+            held.purpose, held.not_before, held.not_after))
     return handlers.Incoming(obj, label, binding, sender, tuple(consents),
                              crypto.envelope_digest(envelope), envelope, tuple(standing))
+
+
+# Given the (consent id, originator) pairs the opened envelopes' standing consents name,
+# those this node holds the originator's revocation of (read for those pairs only: the
+# revocations ever recorded grow with history).
+RevokedAmong = Callable[[Collection[tuple[str, Party]]], Collection[tuple[str, Party]]]
+
+
+def _none_revoked(named: Collection[tuple[str, Party]]) -> Collection[tuple[str, Party]]:
+    return ()
+
+
+def _marked(opened: list[tuple[int, crypto.Envelope, handlers.Incoming | GsomiaError]],
+            revoked: RevokedAmong
+            ) -> list[tuple[int, crypto.Envelope, handlers.Incoming | GsomiaError]]:
+    """``opened`` with each standing consent a revocation held names marked revoked (one
+    read for the batch, before the policy screens any of it)."""
+    named = {(s.id, s.originator) for _, _, incoming in opened
+             if isinstance(incoming, handlers.Incoming) for s in incoming.standing}
+    known = set(revoked(named)) if named else set()
+    if not known:
+        return opened
+    return [(i, envelope, dataclasses.replace(incoming, standing=tuple(
+        dataclasses.replace(s, revoked=(s.id, s.originator) in known)
+        for s in incoming.standing)) if isinstance(incoming, handlers.Incoming) else incoming)
+            for i, envelope, incoming in opened]
 
 
 def _reasons(exc: GsomiaError) -> tuple[str, ...]:
@@ -197,7 +223,7 @@ def _refusals(uow: UnitOfWork, refused: Sequence[tuple[crypto.Envelope, Sequence
 def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
             signing_keys: Mapping[Party, Ed25519PublicKey],
             envelopes: Sequence[crypto.Envelope], sender: Party, seen: Collection[str],
-            now: datetime, revoked: Collection[tuple[str, Party]] = (),
+            now: datetime, revoked: RevokedAmong = _none_revoked,
             checks: SignatureChecks = checks_here,
             window: RefusalWindow | None = None) -> list[Delivered]:
     """Verify, ingest and receipt a batch of envelopes from ``sender`` in one commit.
@@ -205,12 +231,12 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     ``seen``: the nonces of ``envelopes`` already in the replay register (read before the
     write lock; a nonce stored meanwhile makes the commit fail on the register's key, and
     the caller then receives the batch again over the register read anew). ``revoked``:
-    (id, originator) of the standing consents whose originator's revocation this node holds
-    (a relay under one is refused). ``checks`` verifies the senders' and originators'
-    signatures of the batch (on another process) while this one decrypts and screens; an
-    envelope is accepted only once both verified. ``window``: how many refused envelopes of
-    ``sender`` go on record one by one (the rest counted, :mod:`gsomia.service.refusals`);
-    None: every one."""
+    given the (id, originator) of the standing consents the batch carries, those whose
+    originator's revocation this node holds (a relay under one is refused). ``checks``
+    verifies the senders' and originators' signatures of the batch (on another process)
+    while this one decrypts and screens; an envelope is accepted only once both verified.
+    ``window``: how many refused envelopes of ``sender`` go on record one by one (the rest
+    counted, :mod:`gsomia.service.refusals`); None: every one."""
     out: list[Delivered | None] = [None] * len(envelopes)
     refusals: list[tuple[int, crypto.Envelope, tuple[str, ...]]] = []
     nonces = [crypto.b64u(e.nonce) for e in envelopes]
@@ -236,10 +262,10 @@ def receive(uow: UnitOfWork, *, keys: KeyStore, catalogue: Catalogue,
     opened: list[tuple[int, crypto.Envelope, handlers.Incoming | GsomiaError]] = []
     for i, envelope, _ in signed:
         try:
-            opened.append((i, envelope, _opened(keys, catalogue, signing_keys, envelope,
-                                                revoked)))
+            opened.append((i, envelope, _opened(keys, catalogue, signing_keys, envelope)))
         except (PolicyDenied, ProofInvalid, MalformedInput) as exc:
             opened.append((i, envelope, exc))
+    opened = _marked(opened, revoked)
     candidates = [(i, incoming) for i, _, incoming in opened
                   if isinstance(incoming, handlers.Incoming)]
     screened = dict(zip([i for i, _ in candidates], handlers.screen_incoming(

@@ -24,6 +24,7 @@ from gsomia.core.crypto import SignatureCheck, verify_checks
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     Holding,
     IncidentReport,
@@ -144,6 +145,9 @@ class Repository(Protocol):
         ...
     def add_custody(self, record: CustodyRecord, *, seq: int) -> None: ...
     def add_custody_many(self, records: list[tuple[CustodyRecord, int]]) -> None: ...
+    def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
+        """The records of ``batch``, as ``add_custody_many`` of its records would."""
+        ...
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         """Custody history of one item version, oldest first."""
         ...
@@ -210,9 +214,10 @@ class Repository(Protocol):
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:
         """Which of ``nonces`` the replay register holds."""
         ...
-    def revoked_standing(self) -> set[tuple[str, Party]]:
-        """(consent id, originator) of each standing consent revoked (as signed: one that
-        names another originator's consent revokes nothing)."""
+    def revoked_standing(self, named: Collection[tuple[str, Party]]
+                         ) -> set[tuple[str, Party]]:
+        """Which of ``named`` (consent id, originator) this node holds a revocation of (as
+        signed: one that names another originator's consent revokes nothing)."""
         ...
     def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None: ...
     def pending_consent_requests(self, direction: str, *, holder: Party | None = None,
@@ -237,9 +242,9 @@ class Repository(Protocol):
         something the dashboard shows does."""
         ...
     def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime]]:
+                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
         """(seq, originator, stored content, when added) of at most ``limit`` items of ``stix_type``
-        stored by events after ``seq``, in the order stored."""
+        stored by events after ``seq``, in the order stored (None: a time that reads as none)."""
         ...
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
         """(originator, stored content, when added) of every item of ``stix_type`` held, in

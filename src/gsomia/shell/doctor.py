@@ -270,7 +270,7 @@ def clock_checks(folder: Path, agreements: Callable[[], Catalogue],
                     mark = int(seq)
                     try:
                         report = json.loads(content).get("x_gsomia_sensor_report")
-                        by = seconds_ahead(report, held_at) if report else None
+                        by = seconds_ahead(report, held_at) if report and held_at else None
                     except Exception:  # not a measurement: the centre counts it unusable
                         continue
                     if by is not None and by > AHEAD_S:
@@ -324,10 +324,13 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
             counts = repo.deliveries_by_status()
             refused = repo.deliveries_refused(3)
             held = repo.held_back()
+            unreadable = repo.unreadable_outbox()
     except Exception:  # the database check above already says what is wrong
         return []
     waiting = counts.get(PENDING, 0)
     out = [_held_back(held)] if held else []
+    if unreadable:
+        out.append(_unreadable(unreadable))
     if not refused:
         return [Check("deliveries", True, f"none refused, {waiting} pending",
                       required=False), *out]
@@ -336,6 +339,17 @@ def delivery_checks(folder: Path, agreements: Callable[[], Catalogue]) -> list[C
                   f"{counts.get(REFUSED, 0)} refused ({shown}), {waiting} pending",
                   "see the delivery-refused events in the audit log; an item too large "
                   "for partners must be split and published again", required=False), *out]
+
+
+def _unreadable(rows: list[tuple[int, str, str, str]]) -> Check:
+    """Outbox rows a value of which was written behind the node's back (the disk is not
+    trusted): the courier leaves them, sends none of them, and goes on with the others."""
+    said = "; ".join(f"row {row} ({kind} to {to}): {why}" for row, kind, to, why in rows[:5])
+    more = f"; and {len(rows) - 5} more" if len(rows) > 5 else ""
+    return Check("outbox rows the courier leaves", False,
+                 f"{len(rows)} not sent: {said}{more}",
+                 "the database was changed behind the node's back: run `gsomia audit "
+                 "verify`, and restore the node's database from a backup")
 
 
 def _held_back(held: list[tuple[str, str, int, int, int]]) -> Check:

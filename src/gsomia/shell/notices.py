@@ -150,8 +150,11 @@ def notice_rows(node: NodePort) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         for name in ("next_at", "queued_at", "delivered_at"):
-            row[name] = iso(row[name]) if row[name] is not None else None
-        row["body"] = json.loads(row["body"])
+            row[name] = iso(row[name]) if isinstance(row[name], datetime) else row[name]
+        try:
+            row["body"] = json.loads(row["body"])
+        except (TypeError, ValueError):  # retyped on the host's disk: shown as stored
+            row["body"] = f"unreadable: {row['body']!r}"
         out.append(row)
     return out
 

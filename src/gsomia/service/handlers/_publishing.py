@@ -13,6 +13,7 @@ from gsomia.core import crypto, limits
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import ENTRIES, AuditKind
 from gsomia.core.custody import (
+    CreatedCustody,
     CustodyRecord,
     StoredItem,
     item_version,
@@ -315,17 +316,15 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         if not kept:
             return out  # all held or refused: nothing to write, no signature to wait for
         # The custody records need no signature: made while the signer works.
-        records = [CustodyRecord(prepared[n][0], prepared[n][1], "created", keys.party,
-                                 prepared[n][2].label, prepared[n][2].label, now,
-                                 agreement=prepared[n][2].label.policy
-                                 ).knowing(prepared[n][2].canonical)
-                   for n in kept] if one_leaf else []
-        digests = [record.digest() for record in records]
+        records = CreatedCustody(keys.party, now, [
+            (prepared[n][0], prepared[n][1], prepared[n][2].label, prepared[n][2].canonical)
+            for n in kept]) if one_leaf else None
+        digests = records.digests() if records is not None else []
         # Nor do their rows: written now, under the seq the batch's one event takes below
         # (nothing else appends to this unit of work's log meanwhile), while the signer works.
-        leaf_seq = uow.audit.size if records else -1
-        if records:
-            uow.repo.add_custody_many([(record, leaf_seq) for record in records])
+        leaf_seq = uow.audit.size if records is not None else -1
+        if records is not None:
+            uow.repo.add_created_custody(records, seq=leaf_seq)
         # Only now wait for the signatures: the checks and reads above ran meanwhile. What
         # cannot be signed is refused whole, before anything is written (a refusal rolls
         # back the custody rows with the rest).
@@ -349,7 +348,7 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
         stored: list[tuple[StoredItem, int]] = []
         custodies: list[tuple[CustodyRecord, int]] = []
         if one_leaf and bound:
-            out = _publish_one_leaf(uow, bound, records, digests, keys.party, actor, now,
+            out = _publish_one_leaf(uow, bound, digests, keys.party, actor, now,
                                     added_at, stored, leaf_seq)
         else:
             for item, form, binding in bound:
@@ -386,12 +385,12 @@ def _publish_prepared(uow: UnitOfWork, signing: BindingSigner,
 
 def _publish_one_leaf(uow: UnitOfWork,
                       prepared: Sequence[tuple[StoredItem, _LabelForm, crypto.Binding]],
-                      records: Sequence[CustodyRecord], digests: Sequence[str],
+                      digests: Sequence[str],
                       party: Party, actor: str, now: datetime, added_at: str,
                       stored: list[tuple[StoredItem, int]], seq: int) -> list[Published]:
     """One ``items-published`` event for the whole batch, whose items' custody records
-    (and their digests) are ``records``, already written under ``seq``, the seq the event
-    must take; fills ``stored`` with the rows to write under it."""
+    (their digests ``digests``) are already written under ``seq``, the seq the event must
+    take; fills ``stored`` with the rows to write under it."""
     # Sealed: the leaf commits to the entries by their Merkle root (each entry salted), so
     # a proof of one item shows that item alone; its label is fixed by its content hash.
     salts = os.urandom(16 * len(prepared)).hex()

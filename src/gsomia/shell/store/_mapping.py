@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from gsomia.core.audit import TreeHead
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     IncidentReport,
     NodeUser,
@@ -26,6 +28,7 @@ from gsomia.core.custody import (
 )
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.outbox import DELIVERY, NOTICE_KINDS
 from gsomia.core.types import instant, iso
 from gsomia.shell.store._tables import outbox, revocations
 
@@ -55,6 +58,15 @@ def _custody(row: Any) -> CustodyRecord:
                          row.provider, row.agreement,
                          None if row.envelope_digest is None else bytes(row.envelope_digest),
                          row.note)
+
+
+def _created_rows(batch: CreatedCustody, seq: int) -> list[tuple[Any, ...]]:
+    """The custody rows of ``batch`` (for :func:`insert_rows`): ``_custody_values`` of each
+    of its records, in the table's column order."""
+    holder, at = batch.holder, batch.at
+    return [(item_id, version, "created", holder, None, label.policy, label_bytes,
+             label_bytes, at, None, "", seq)
+            for item_id, version, label, label_bytes in batch.items]
 
 
 def _custody_values(record: CustodyRecord, seq: int) -> dict[str, Any]:
@@ -159,27 +171,35 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
     if conn.dialect.name != "sqlite":
         conn.execute(table.insert(), rows)
         return
-    key = (table.name, conn.dialect.name)
-    found = _BULK.get(key)
-    if found is None:
-        quote = conn.dialect.identifier_preparer.quote
-        names = tuple(c.name for c in table.columns
-                      if not (c.primary_key and c.autoincrement is True))
-        columns = [table.c[n] for n in names]
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
-               f"VALUES ({', '.join('?' for _ in names)})")
-        binds = ((i, c.type.bind_processor(conn.dialect)) for i, c in enumerate(columns))
-        found = _BULK[key] = (sql, names, tuple((i, b) for i, b in binds if b is not None))
-    sql, names, processors = found
+    names = _bulk(conn, table)[1]
     values = []
-    last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
     for row in rows:
         try:
-            value = [row[n] for n in names]
+            values.append(tuple([row[n] for n in names]))
         except KeyError:
             # A column left out takes its server default, as Core's INSERT gives it (a
             # column added since the caller was written: the outbox's ``not_now``).
-            value = [row[n] if n in row else _server_default(table.c[n]) for n in names]
+            values.append(tuple([row[n] if n in row else _server_default(table.c[n])
+                                 for n in names]))
+    insert_rows(conn, table, values)
+
+
+def insert_rows(conn: sa.Connection, table: sa.Table, rows: list[tuple[Any, ...]]) -> None:
+    """:func:`insert_many` of rows given as tuples of every column's value in the table's
+    order (its autoincremented key left out): for a batch's rows built where they are made,
+    without a mapping per row."""
+    if not rows:
+        return
+    sql, names, processors = _bulk(conn, table)
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), [dict(zip(names, row, strict=True)) for row in rows])
+        return
+    values = []
+    last: dict[int, tuple[Any, Any]] = {}  # a batch's rows mostly share their instants
+    for row in rows:
+        if len(row) != len(names):  # a bug, never input: a value would land in another column
+            raise ValueError(f"{len(row)} values for the {len(names)} columns of {table.name}")
+        value = list(row)
         for i, bind in processors:
             raw = value[i]
             # bytes go as they are: the driver stores them as the memoryview that
@@ -200,6 +220,24 @@ def insert_many(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]
                     last[i] = (raw, bound)
         values.append(tuple(value))
     conn.exec_driver_sql(sql, values)
+
+
+def _bulk(conn: sa.Connection, table: sa.Table
+          ) -> tuple[str, tuple[str, ...], tuple[tuple[int, Any], ...]]:
+    """The INSERT of every column of ``table`` but its autoincremented key, those columns'
+    names, and the bind processor of each that has one (by position), made once."""
+    key = (table.name, conn.dialect.name)
+    found = _BULK.get(key)
+    if found is None:
+        quote = conn.dialect.identifier_preparer.quote
+        names = tuple(c.name for c in table.columns
+                      if not (c.primary_key and c.autoincrement is True))
+        columns = [table.c[n] for n in names]
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
+               f"VALUES ({', '.join('?' for _ in names)})")
+        binds = ((i, c.type.bind_processor(conn.dialect)) for i, c in enumerate(columns))
+        found = _BULK[key] = (sql, names, tuple((i, b) for i, b in binds if b is not None))
+    return found
 
 
 def _server_default(column: sa.Column[Any]) -> Any:
@@ -253,3 +291,126 @@ def among(conn: sa.Connection, sql: str, values: Collection[str]) -> list[Sequen
 
 
 _AMONG: dict[tuple[str, str], sa.TextClause] = {}
+
+
+# ---- the courier's reading of an outbox row ------------------------------------------------
+
+# The most tries, and "not now"s in a row, a row is read with: the courier adds one and
+# writes it back (PostgreSQL's INTEGER is 32 bits; SQLite refuses a Python int past 64). A
+# row tried every 0.1 s for 6 years stays below it; more is a count written behind the
+# node's back.
+COUNT_BOUND = 2**31 - 2
+
+
+@dataclass(frozen=True, slots=True)
+class CourierRow:
+    """An outbox row as the courier reads it, every value of the type it computes with
+    (:meth:`gsomia.shell.store.Store.claim` returns no other)."""
+
+    row: int
+    kind: str
+    recipient: str
+    item_id: str | None
+    version: str | None
+    reference: str | None
+    body: str | None
+    attempts: int
+    not_now: int
+
+
+def courier_columns(dialect: str) -> list[Any]:
+    """The outbox columns the courier reads, the next try as stored on SQLite (text, read
+    by :func:`courier_row`): a time no parser reads must not fail the whole read."""
+    return [sa.type_coerce(c, sa.String).label(c.name)
+            if c.name == "next_at" and dialect == "sqlite" else c
+            for c in outbox.c if c.name in _COURIER_READS]
+
+
+_COURIER_READS = ("row", "kind", "recipient", "item_id", "version", "reference", "body",
+                  "attempts", "not_now", "next_at", "status")
+
+
+# How SQLAlchemy keeps a time on SQLite ("2024-03-01 09:00:00.000000"), as a GLOB.
+_STORED_TIME = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9] [0-9][0-9]:[0-9][0-9]:*"
+
+
+def courier_readable(dialect: str, *, deliveries: bool, every: bool = True) -> list[Any]:
+    """SQL: the outbox rows :func:`courier_row` reads (and more: their next try reads as a
+    time), so that rows written behind the node's back never read as due (the courier's
+    loop would wake for them at once, again and again). SQLite keeps whatever type is
+    written into a column: there each value's type is checked too; PostgreSQL keeps the
+    column's type. Not ``every``: the counts' bounds and the kind only, which keep out text,
+    bytes and NULL counts (SQLite sorts them after any number) at a fraction of the cost per
+    row due: the claim, which reads each row it returns with :func:`courier_row` (a check
+    of every type and time cost it twice main's CPU, on every row due, not only those
+    returned: the query sorts them all by row)."""
+    counts = [outbox.c.attempts.between(0, COUNT_BOUND),
+              outbox.c.not_now.between(0, COUNT_BOUND)]
+    kinds = [outbox.c.kind == DELIVERY] if deliveries else \
+        [outbox.c.kind.in_(sorted(NOTICE_KINDS))]
+    if dialect != "sqlite" or not every:
+        return [*kinds, *counts]
+    typeof = sa.func.typeof
+    texts = ("item_id", "version") if deliveries else ("reference", "body")
+    # A number, bytes or a text of another shape is not a time SQLAlchemy wrote.
+    shaped = sa.type_coerce(outbox.c.next_at, sa.String).op("GLOB")(_STORED_TIME)
+    return [*kinds, *counts, shaped,
+            typeof(outbox.c.attempts) == "integer", typeof(outbox.c.not_now) == "integer",
+            typeof(outbox.c.recipient) == "text", typeof(outbox.c.next_at) == "text",
+            sa.func.datetime(outbox.c.next_at).is_not(None),
+            *[typeof(outbox.c[name]) == "text" for name in texts],
+            *([] if deliveries else [typeof(outbox.c.item_id).in_(["text", "null"])])]
+
+
+def outbox_row_problem(values: Mapping[Any, Any]) -> str | None:
+    """Why the courier must not take an outbox row (``values``: its columns as stored, the
+    next try as text on SQLite), or None if it is pending and every value it computes with
+    reads right: counts in bounds, the kind one it sends, texts where it posts text."""
+    if values.get("status") != "pending":
+        return f"its status {values.get('status')!r} is not one the courier knows"
+    kind = values.get("kind")
+    if kind != DELIVERY and kind not in NOTICE_KINDS:
+        return f"its kind {kind!r} is not one the courier sends"
+    for name in ("attempts", "not_now"):
+        value = values.get(name)
+        if type(value) is not int or not 0 <= value <= COUNT_BOUND:
+            return f"its {name} {value!r} is not a count from 0 to {COUNT_BOUND}"
+    texts = ("recipient", "item_id", "version") if kind == DELIVERY else \
+        ("recipient", "reference", "body")
+    for name in texts:
+        if type(values.get(name)) is not str:
+            return f"its {name} {values.get(name)!r} is not text"
+    if kind != DELIVERY and values.get("item_id") is not None and \
+            type(values.get("item_id")) is not str:
+        return f"its item_id {values.get('item_id')!r} is not text"
+    next_at = values.get("next_at")
+    if not isinstance(next_at, datetime):
+        try:  # as SQLite keeps it (SQLAlchemy's text), read as the audit reader does
+            datetime.fromisoformat(next_at if isinstance(next_at, str) else "")
+        except ValueError:
+            return f"its next try {next_at!r} is not a time"
+    return None
+
+
+def courier_row(row: Any) -> CourierRow | None:
+    """The row (:func:`courier_columns`) as the courier reads it, or None if a value it
+    computes with does not read right (as :func:`outbox_row_problem` says). Per row of
+    every claim: attribute reads, no mapping."""
+    kind, attempts, not_now, item_id = row.kind, row.attempts, row.not_now, row.item_id
+    if type(attempts) is not int or type(not_now) is not int or \
+            not (0 <= attempts <= COUNT_BOUND and 0 <= not_now <= COUNT_BOUND) or \
+            row.status != "pending" or type(row.recipient) is not str:
+        return None
+    if kind == DELIVERY:
+        if type(item_id) is not str or type(row.version) is not str:
+            return None
+    elif kind not in NOTICE_KINDS or type(row.reference) is not str or \
+            type(row.body) is not str or (item_id is not None and type(item_id) is not str):
+        return None
+    try:  # as SQLite keeps it (text), or PostgreSQL's time
+        if not isinstance(row.next_at, datetime):
+            datetime.fromisoformat(row.next_at)
+    except (TypeError, ValueError):
+        return None
+    return CourierRow(row.row, kind, row.recipient, item_id, row.version, row.reference,
+                      row.body, attempts, not_now)

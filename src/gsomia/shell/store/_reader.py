@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -346,7 +346,8 @@ class SqlAuditReader:
         yield from each(incidents, _incident, lambda r: f"reference={r.reference}")
         yield from each(receipts, _receipt, lambda r: f"{r.item_id}@{r.version} #{r.row}")
         yield from each(revocations, _revocation, lambda r: f"name={r.name}")
-        yield from each(standing_consents, _standing_checked,
+        astray = self._standing_revoked_astray()
+        yield from each(standing_consents, lambda r: _standing_checked(r, astray),
                         lambda r: f"{r.kind} {r.consent_id} #{r.row}")
         for table, where in ((envelopes_seen, lambda r: f"nonce={r.nonce}"),
                              (consent_requests, lambda r: f"id={r.id}")):
@@ -365,6 +366,19 @@ class SqlAuditReader:
             except (MalformedInput, ValueError, KeyError, TypeError) as exc:
                 digest = f"unreadable: {exc}"
             yield StoredRecord(register, _outbox_where(row), _int(row.seq), digest)
+
+    def _standing_revoked_astray(self) -> set[int]:
+        """The rows of ``standing_consents`` whose ``revoked`` (which no digest covers) is
+        not what the revocations held say: a grant's is set if and only if a revocation by
+        its originator is held (each one checked against its event), a revocation's never."""
+        t = standing_consents
+        revocation = t.alias("revocation")
+        held = sa.and_(t.c.kind == "grant", sa.exists().where(
+            revocation.c.consent_id == t.c.consent_id,
+            revocation.c.originator == t.c.originator, revocation.c.kind == "revoke"))
+        return {r[0] for r in self.conn.execute(sa.select(t.c.row).where(sa.or_(
+            sa.and_(held, t.c.revoked != sa.true()),
+            sa.and_(~held, t.c.revoked != sa.false()))))}
 
     def head_file(self) -> str | None:
         return None if self.head_file_path is None else str(self.head_file_path)
@@ -481,7 +495,7 @@ def _storage_class(column: sa.Column[Any]) -> str:
     kind = column.type
     if isinstance(kind, sa.LargeBinary):
         return "blob"
-    if isinstance(kind, sa.Integer):
+    if isinstance(kind, sa.Integer | sa.Boolean):  # SQLite keeps a boolean as 0 or 1
         return "integer"
     return "text"  # String, Text and UTCDateTime (SQLite keeps instants as text)
 
@@ -550,15 +564,19 @@ def _tolerant_text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _standing_checked(row: Any) -> StandingConsentRecord:
-    """The row as its record, if its ``not_after`` (which no digest covers) is what its
-    document says: the reads of what is in force go by that column, so one edited on disk
-    is named here (moved earlier it hides a consent; later, the policy still reads the
-    document, but the row is no longer what the node wrote)."""
+def _standing_checked(row: Any, revoked_astray: Collection[int]) -> StandingConsentRecord:
+    """The row as its record, if its ``not_after`` and ``revoked`` (which no digest covers)
+    are what its document and the revocations held say: the reads of what is in force go
+    by those columns, so one edited on disk is named here (an end moved earlier or a grant
+    marked revoked hides a consent; an end moved later or a mark cleared, the policy still
+    reads the document and the revocation, but the row is no longer what the node wrote)."""
     record = _standing(row)
     if row.not_after != record.ends:
         raise ValueError(f"not_after {row.not_after!r} is not the end its document says "
                          f"({record.ends!r})")
+    if row.row in revoked_astray:
+        raise ValueError(f"revoked {row.revoked!r} is not what the revocations held say "
+                         f"of this {record.kind}")
     return record
 
 

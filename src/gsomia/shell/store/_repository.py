@@ -13,6 +13,7 @@ from gsomia.core.audit import AuditKind, event_time
 from gsomia.core.custody import (
     ClassificationNotice,
     ConsentRecord,
+    CreatedCustody,
     CustodyRecord,
     Holding,
     IncidentReport,
@@ -28,8 +29,10 @@ from gsomia.core.outbox import DELIVERY, DeliveryDue, NoticeDue
 from gsomia.core.types import instant
 from gsomia.service.ports import LoggedHead
 from gsomia.shell.store._mapping import (
+    _blob,
     _chunks,
     _consent,
+    _created_rows,
     _custody,
     _custody_values,
     _incident,
@@ -42,7 +45,10 @@ from gsomia.shell.store._mapping import (
     _user,
     _version_key,
     among,
+    courier_columns,
     insert_many,
+    insert_rows,
+    outbox_row_problem,
     revoked_token,
 )
 from gsomia.shell.store._tables import (
@@ -78,7 +84,10 @@ class SqlRepository:
         self.conn.execute(items.insert(), _item_values(item, seq))
 
     def add_items(self, batch: list[tuple[StoredItem, int]]) -> None:
-        insert_many(self.conn, items, [_item_values(i, s) for i, s in batch])
+        # _item_values of each, in the table's column order: no mapping made per row.
+        insert_rows(self.conn, items, [
+            (i.item_id, i.version, i.stix_type, i.originator, i.content, i.label, i.binding,
+             i.added_at, s) for i, s in batch])
 
     def get_item(self, item_id: str, version: str | None = None) -> StoredItem | None:
         if version is not None:
@@ -127,6 +136,9 @@ class SqlRepository:
 
     def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
         insert_many(self.conn, custody, [_custody_values(r, s) for r, s in batch])
+
+    def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
+        insert_rows(self.conn, custody, _created_rows(batch, seq))
 
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         rows = self.conn.execute(custody.select().where(
@@ -207,11 +219,21 @@ class SqlRepository:
             consents.select().where(consents.c.item_id == item_id).order_by(consents.c.row))]
 
     def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None:
-        self.conn.execute(standing_consents.insert(), {
+        t = standing_consents
+        owner = (t.c.consent_id == record.consent_id, t.c.originator == record.originator)
+        # A grant's ``revoked`` says whether its originator's revocation is held (it may
+        # have come first), a revocation sets it on the grants it ends: in this unit of
+        # work, so the reads of what is in force skip those by index from its commit on.
+        revoked = record.kind == "grant" and self.conn.execute(sa.select(
+            sa.exists().where(*owner, t.c.kind == "revoke"))).scalar_one()
+        self.conn.execute(t.insert(), {
             "consent_id": record.consent_id, "originator": record.originator,
             "recipient": record.recipient, "direction": record.direction, "kind": record.kind,
             "document": json.dumps(dict(record.document), ensure_ascii=False, sort_keys=True),
-            "at": record.at, "seq": seq, "not_after": record.ends})
+            "at": record.at, "seq": seq, "not_after": record.ends, "revoked": revoked})
+        if record.kind == "revoke":
+            self.conn.execute(t.update().where(*owner, t.c.kind == "grant",
+                                               t.c.revoked == sa.false()).values(revoked=True))
 
     def versions_from(self, originator: str) -> list[tuple[str, str]]:
         return [(r.id, r.version) for r in self.conn.execute(
@@ -230,13 +252,15 @@ class SqlRepository:
     def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
         t = standing_consents
         revoked = t.alias("revoked")
-        # By ix_standing_consents_ends (the grants not ended, those whose end does not read
-        # too), each one's revocation looked up by id: none of the rest of the history.
-        # The OR spelt out term by term: SQLite then seeks the index for each, where
-        # (kind = 'grant' AND (end > now OR end IS NULL)) takes every grant ever made.
+        # By ix_standing_consents_in_force (the grants not revoked and not ended, those
+        # whose end does not read too): none of the rest of the history. Each one's
+        # revocation is still looked up by id, so a ``revoked`` cleared on disk revives
+        # nothing. The OR spelt out term by term: SQLite then seeks the index for each,
+        # where (... AND (end > now OR end IS NULL)) takes every grant not revoked.
+        live = (t.c.kind == "grant", t.c.revoked == sa.false())
         query = t.select().where(
-            sa.or_(sa.and_(t.c.kind == "grant", t.c.not_after > now),
-                   sa.and_(t.c.kind == "grant", t.c.not_after.is_(None))),
+            sa.or_(sa.and_(*live, t.c.not_after > now),
+                   sa.and_(*live, t.c.not_after.is_(None))),
             ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
                                revoked.c.originator == t.c.originator,
                                revoked.c.kind == "revoke")).order_by(t.c.row)
@@ -362,10 +386,18 @@ class SqlRepository:
                 envelopes_seen.c.nonce.in_(chunk))).scalars())
         return found
 
-    def revoked_standing(self) -> set[tuple[str, str]]:
+    def revoked_standing(self, named: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
         t = standing_consents
-        return {(r[0], r[1]) for r in self.conn.execute(
-            sa.select(t.c.consent_id, t.c.originator).where(t.c.kind == "revoke"))}
+        wanted = set(named)
+        found: set[tuple[str, str]] = set()
+        # By consent id (ix_standing_consents_owner's first column); the originator is
+        # matched here, so a revocation another party signed for the id revokes nothing.
+        for chunk in _chunks(sorted({consent_id for consent_id, _ in wanted})):
+            found.update(pair for pair in ((r[0], r[1]) for r in self.conn.execute(
+                sa.select(t.c.consent_id, t.c.originator).distinct().where(
+                    t.c.consent_id.in_(chunk), t.c.kind == "revoke")))
+                if pair in wanted)
+        return found
 
     def add_consent_request(self, request: Any, *, seq: int) -> None:
         self.conn.execute(consent_requests.insert(), {**request.row(), "seq": seq})
@@ -408,12 +440,21 @@ class SqlRepository:
         return tuple(int(v) for v in self.conn.execute(_HOLDINGS_MARK).one())
 
     def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime]]:
+                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
+        """Items of ``stix_type`` stored after ``seq``, in order (the warning centre's feed,
+        read every pass). A row whose values were retyped on the host's disk never stops
+        the reader: a seq that is not a whole number is never read (in SQL: it would sort
+        after every seq, or hold the mark back, every pass), a time that reads as none is
+        None, content not bytes is its bytes; ``audit verify`` names the row."""
         c = items.c
-        return _rows(self.conn.execute(
-            sa.select(c.seq, c.originator, c.content, c.added_at)
-            .where(c.seq > seq, c.type == stix_type)
-            .order_by(c.seq).limit(limit)))
+        added = sa.type_coerce(c.added_at, sa.String).label("added_at") \
+            if self.conn.dialect.name == "sqlite" else c.added_at
+        rows = self.conn.execute(
+            sa.select(c.seq, c.originator, c.content, added)
+            .where(c.seq > seq, sa.cast(c.seq, sa.BigInteger) == c.seq, c.type == stix_type)
+            .order_by(c.seq).limit(limit))
+        return [(s, str(originator), _blob(content), _time_or_none(at))
+                for s, originator, content, at in rows if type(s) is int]
 
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
         c = items.c
@@ -515,9 +556,13 @@ class SqlRepository:
             {"named": f'%"partner":"{partner}"%'}))
 
     def newest_events(self, limit: int) -> list[tuple[int, str]]:
+        """The newest events' (seq, kind), newest first; an event whose seq was retyped on
+        the host's disk is left out (the head exchange reads these every pass; ``audit
+        verify`` names the event)."""
         t = audit_events
-        return _rows(self.conn.execute(
-            sa.select(t.c.seq, t.c.kind).order_by(t.c.seq.desc()).limit(limit)))
+        return [(seq, kind) for seq, kind in self.conn.execute(
+            sa.select(t.c.seq, t.c.kind).order_by(t.c.seq.desc()).limit(limit))
+            if type(seq) is int]
 
     # the outbox, as the operator reads it
     def queued_recipients(self, kind: str, reference: str) -> list[str]:
@@ -526,9 +571,14 @@ class SqlRepository:
             .order_by(outbox.c.row)).scalars())
 
     def notice_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(*[c for c in outbox.c if c.name != "version"])
-            .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
+        """The notices of the outbox as the operator reads them; a time retyped on the
+        host's disk is shown as stored (``unreadable: ...``), never a failed read."""
+        dialect = self.conn.dialect.name
+        return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
+                for r in self.conn.execute(
+                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                                if c.name != "version"])
+                    .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
 
     def notices_in(self, status: str) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
@@ -541,6 +591,21 @@ class SqlRepository:
             .where(outbox.c.status == "pending", outbox.c.last_error.like("HTTP 429%"))
             .group_by(outbox.c.recipient, outbox.c.kind)
             .order_by(outbox.c.recipient, outbox.c.kind)))
+
+    def unreadable_outbox(self) -> list[tuple[int, str, str, str]]:
+        """Pending outbox rows the courier does not take because a value it computes with
+        was written behind the node's back (:func:`outbox_row_problem`): (row, kind,
+        recipient, why), oldest first."""
+        found = []
+        query = sa.select(*courier_columns(self.conn.dialect.name)).where(sa.or_(
+            outbox.c.status == "pending",
+            outbox.c.status.notin_(["pending", "delivered", "refused"]))
+        ).order_by(outbox.c.row)
+        for row in self.conn.execute(query.execution_options(yield_per=2000)):
+            why = outbox_row_problem(row._mapping)
+            if why is not None:
+                found.append((int(row.row), repr(row.kind), repr(row.recipient), why))
+        return found
 
     def deliveries_by_status(self) -> dict[str, int]:
         return {str(status): int(n) for status, n in self.conn.execute(
@@ -566,15 +631,23 @@ class SqlRepository:
         return int(self.conn.execute(query).scalar() or 0)
 
     def delivery_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(*[c for c in outbox.c if c.name not in _NOTICE_ONLY])
-            .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
+        """The deliveries of the outbox, times as :meth:`notice_rows` shows them."""
+        dialect = self.conn.dialect.name
+        return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
+                for r in self.conn.execute(
+                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                                if c.name not in _NOTICE_ONLY])
+                    .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
 
     def stored_since_scan(self) -> bool:
         mark = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
                                  .where(exchange_state.c.id == 1)).scalar()
         newest = self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
-        return newest is not None and (mark is None or newest > mark)
+        if newest is None:
+            return False
+        # Either retyped on the host's disk: the scan looks (it passes over what is not a seq).
+        return mark is None or type(mark) is not int or type(newest) is not int or \
+            newest > mark
 
 
 # The columns of the outbox only its notices fill: a delivery's row is shown without them.
@@ -611,6 +684,33 @@ def _recorded_head_size(details: str) -> int | None:
 _NEWEST_HEAD = sa.text(
     f"SELECT seq FROM audit_events WHERE {_HEADS_ONLY} AND seq > :after "
     "ORDER BY seq DESC LIMIT 1")
+
+
+_TIMES = ("next_at", "queued_at", "delivered_at")
+
+
+def _stored_time(column: Any, dialect: str) -> Any:
+    """A time column as SQLite keeps it (text, parsed by :func:`_shown_time`)."""
+    return sa.type_coerce(column, sa.String).label(column.name) \
+        if column.name in _TIMES and dialect == "sqlite" else column
+
+
+def _shown_time(value: Any) -> datetime | str | None:
+    if value is None:
+        return None
+    at = _time_or_none(value)
+    return at if at is not None else f"unreadable: {value!r}"
+
+
+def _time_or_none(value: Any) -> datetime | None:
+    """A time as the store keeps it (a datetime, or SQLite's text), or None if it reads as
+    no time (retyped on the host's disk)."""
+    if isinstance(value, datetime):
+        return instant(value)
+    try:
+        return instant(datetime.fromisoformat(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _rows(result: sa.Result[Any]) -> list[Any]:
@@ -671,8 +771,12 @@ class SqlOutbox:
 
     def _mark(self) -> int | None:
         found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
-                                  .where(exchange_state.c.id == 1)).scalar()
-        return None if found is None else int(found)
+                                  .where(exchange_state.c.id == 1)).first()
+        if found is None:
+            return None
+        # Not a seq (retyped on the host's disk): every item is looked at again, as if
+        # none were, and queued once each (what is queued already is not queued again).
+        return found[0] if type(found[0]) is int else -1
 
     def advance_scan(self, added: int) -> int | None:
         mark = self._mark()
@@ -704,9 +808,10 @@ class SqlOutbox:
         if mark is None:
             self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": -1})
             mark = -1
-        return [(r.id, r.version, int(r.seq)) for r in self.conn.execute(
+        # An item whose seq is not one (retyped on disk) is left: `audit verify` names it.
+        return [(r.id, r.version, r.seq) for r in self.conn.execute(
             sa.select(items.c.id, items.c.version, items.c.seq)
-            .where(items.c.seq > mark).order_by(items.c.seq))]
+            .where(items.c.seq > mark).order_by(items.c.seq)) if type(r.seq) is int]
 
     def set_scan_mark(self, seq: int) -> None:
         self.conn.execute(exchange_state.update().where(exchange_state.c.id == 1)

@@ -20,7 +20,13 @@ from gsomia.core.audit import TreeHead
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import DELIVERY, LEASE_S, Routing
 from gsomia.shell.store._engine import make_engine, migrate
-from gsomia.shell.store._mapping import _to
+from gsomia.shell.store._mapping import (
+    CourierRow,
+    _to,
+    courier_columns,
+    courier_readable,
+    courier_row,
+)
 from gsomia.shell.store._reader import (
     SqlAuditReader,
     _head_size,
@@ -34,6 +40,23 @@ from gsomia.shell.store._tables import node_identity, outbox
 from gsomia.shell.store._unit_of_work import SqlUnitOfWork
 
 HEAD_FILE = "tree-head.json"
+
+
+def _readable(conn: sa.Connection, query: sa.Select[Any], limit: int) -> list[CourierRow]:
+    """Up to ``limit`` rows of ``query`` (ordered by row) that the courier reads right
+    (:func:`courier_row`); the others are passed over, each time, and never fill the
+    limit: the rows after them are read instead."""
+    out: list[CourierRow] = []
+    after: int | None = None
+    while len(out) < limit:
+        asked = limit - len(out)
+        page = query if after is None else query.where(outbox.c.row > after)
+        rows = list(conn.execute(page.limit(asked)))
+        out.extend(r for r in map(courier_row, rows) if r is not None)
+        if len(rows) < asked:
+            break
+        after = rows[-1].row
+    return out
 
 
 class Store:
@@ -85,17 +108,17 @@ class Store:
         (``leaving``). The claim is the courier's bookkeeping, not a record: the log holds
         what each row owes and how it ended, and ``audit verify`` bounds a next try."""
         due = [outbox.c.status == "pending", outbox.c.next_at <= now,
-               outbox.c.kind == DELIVERY if deliveries else outbox.c.kind != DELIVERY]
+               *courier_readable(self.dialect, deliveries=deliveries, every=False)]
         if recipient is not None:
             due.append(_to(recipient, or_not_to))
         if leaving:
             due.append(outbox.c.row.notin_(sorted(leaving)))
-        query = outbox.select().where(*due).order_by(outbox.c.row).limit(limit)
+        query = sa.select(*courier_columns(self.dialect)).where(*due).order_by(outbox.c.row)
         if self.dialect != "postgresql":
             with self.engine.connect() as conn:
-                return list(conn.execute(query))
+                return _readable(conn, query, limit)
         with self.engine.connect() as conn, conn.begin():
-            rows = list(conn.execute(query.with_for_update(skip_locked=True)))
+            rows = _readable(conn, query.with_for_update(skip_locked=True), limit)
             if rows:
                 conn.execute(outbox.update().where(outbox.c.row.in_([r.row for r in rows]))
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
@@ -109,8 +132,12 @@ class Store:
         notices = outbox.c.kind != DELIVERY
         if notices_to is not None:
             notices = sa.and_(notices, _to(notices_to, or_not_to))
+        # Only rows the courier takes (:meth:`claim`): one written behind the node's back
+        # must not read as due now, every pass.
+        readable = sa.or_(sa.and_(*courier_readable(self.dialect, deliveries=True)),
+                          sa.and_(*courier_readable(self.dialect, deliveries=False)))
         query = sa.select(sa.func.min(outbox.c.next_at)).where(
-            outbox.c.status == "pending",
+            outbox.c.status == "pending", readable,
             sa.or_(notices, outbox.c.recipient.in_(sorted(recipients))))
         with self.engine.connect() as conn:
             found: datetime | None = conn.execute(query).scalar()  # typed as the column

@@ -105,7 +105,8 @@ consents = sa.Table(
     sa.Index("ix_consents_item", "item_id"),
 )
 
-# Migration 0014: standing consents and their revocations, one row each, never changed.
+# Migration 0014: standing consents and their revocations, one row each, never changed but
+# for a grant's ``revoked`` (migration 0020), set when its originator's revocation is kept.
 standing_consents = sa.Table(
     "standing_consents", metadata, _id(),
     sa.Column("consent_id", sa.String, nullable=False),
@@ -119,11 +120,14 @@ standing_consents = sa.Table(
     # Migration 0018: a grant's end as its document says (StandingConsentRecord.ends, checked
     # by audit verify), so the consents in force are read without the whole history.
     sa.Column("not_after", UTCDateTime, nullable=True),
+    # Migration 0020: a grant whose originator's revocation is held (checked by audit
+    # verify against the revocations), so the reads of what is in force skip it by index.
+    sa.Column("revoked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_standing_consents_id", "consent_id"),
     # Migration 0018: a consent's revocation (or grant) by its originator, looked up for each
     # grant in force (or revocation counted) in one step.
     sa.Index("ix_standing_consents_owner", "consent_id", "originator", "kind"),
-    sa.Index("ix_standing_consents_ends", "kind", "not_after"),
+    sa.Index("ix_standing_consents_in_force", "kind", "revoked", "not_after"),
     sa.Index("ix_standing_consents_revoked", "originator", "kind", "at"),
 )
 
