@@ -27,9 +27,10 @@
   the POST until KOR's handler took it (its stamp: the start of what the aim measures);
   and the same figure split by whether KOR published the report while an earlier delivery
   to JPN (a report, or an output of KOR's centre) was still unanswered (``behind_unanswered``:
-  one batch per partner is in flight, so it waited for that answer before it was posted;
-  two radars' reports come within a few milliseconds of each other now and then) or not
-  (``alone``). Aim: p99 < 50 ms.
+  until pipeline20 one batch per partner was in flight, so it waited for that answer before
+  it was posted; now it goes beside that batch, two in flight at most; two radars' reports
+  come within a few milliseconds of each other now and then) or not (``alone``). Aim: p99 <
+  50 ms.
 
 Up to stop 21 a run counted 27 reports and 43 outputs (one launch, 90 s of KOR's view at real
 time, 420 s of JPN's at 20x): a p99 was the slowest one or two. The rounds give several

@@ -15,6 +15,7 @@ import httpx
 
 from gsomia.bootstrap import app_for_node
 from gsomia.core.outbox import STANDING_CONSENT
+from gsomia.service import handlers
 from gsomia.shell import consents, exchange
 from gsomia.shell.node import CONFIG, Node, NodeConfig
 from gsomia.shell.store import now_utc
@@ -80,3 +81,43 @@ def exchange_notices(node: Node) -> list[dict[str, Any]]:
     from gsomia.shell.notices import notice_rows
 
     return notice_rows(node)
+
+
+def test_a_delivery_answered_not_now_again_counts_both(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """Each "not now" in a row of a delivery is counted on its row: the count the sender
+    seals with the row is the one the next answer builds on (sealed without it, every row
+    would start again at none, and a partner at its bound be asked again each minute rather
+    than after a wait doubled with each "not now")."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
+                                 n.keys.public_signing_key(),
+                                 n.keys.envelope_key().public_key())
+             for code, n in (("KOR", kor), ("JPN", jpn))}
+    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
+    handlers.publish_many(kor.uow(), keys=kor.keys, catalogue=kor.catalogue, now=now_utc(),
+                          entries=[(make_indicator(1), handlers.LabelRequest(
+                              "군사II급비밀", ("KOR", "JPN"), "dprk-missile"))])
+    start, readings = now_utc(), iter(range(10**6))
+    posts: list[int] = []
+
+    def at_its_bound(request: httpx.Request) -> httpx.Response:
+        posts.append(len(request.content))
+        return httpx.Response(429, headers={"retry-after": "1"}, text="not now")
+
+    def clock() -> datetime:  # two hours a reading: each pass finds the row due again
+        return start + timedelta(hours=2 * next(readings))
+
+    counts = []
+    for _ in range(3):  # a pass each, its answer recorded as the sender closes
+        sender = exchange.Sender(kor, clock=clock, client=httpx.Client(
+            transport=httpx.MockTransport(at_its_bound)))
+        try:
+            sender.step()
+        finally:
+            sender.close()
+        [row] = exchange.outbox_rows(kor)
+        counts.append((row["status"], row["attempts"], row["not_now"]))
+    assert len(posts) == 3, (counts, posts)
+    assert counts == [("pending", 1, 1), ("pending", 2, 2), ("pending", 3, 3)]

@@ -91,7 +91,7 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 
-__all__ = ["MAX_BACKOFF", "Delivered", "NodePort", "Partners", "Peer", "Sender",
+__all__ = ["MAX_BACKOFF", "Delivered", "Kick", "NodePort", "Partners", "Peer", "Sender",
            "definitive"]
 
 
@@ -484,6 +484,22 @@ POST_HERE_AT_MOST = 8
 _STOP_SLICE_S = 0.25
 
 
+class Kick(threading.Event):
+    """A link's wake-up (:meth:`Sender.run`'s ``kick``). While the loop posts a batch on its
+    own thread (:meth:`Sender._post_here`) it cannot see a commit: ``beside``, set for that
+    while, is called too, and seals what was queued meanwhile beside that batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.beside: Callable[[], None] | None = None
+
+    def set(self) -> None:
+        super().set()
+        beside = self.beside
+        if beside is not None:
+            beside()
+
+
 class Sender:
     """The courier: pushes a node's due deliveries and notices to its partners (to its
     ``link`` only, as one of :class:`Couriers`); one ``step`` per pass. Several of one link
@@ -492,7 +508,10 @@ class Sender:
 
     Pipelined: while a partner verifies and stores batch k, this node seals batch k+1 (the
     rows in flight are left out of the query), posts it as soon as k's answer is back, and
-    only then records k's receipts. At most one batch per partner is in flight; a batch
+    only then records k's receipts. A row queued while the loop waits for the answer to a
+    small batch it posted itself goes at once beside it (:meth:`_beside_pass`): at most two
+    batches per partner are in flight, and never two that carry the same item (a newer
+    version overtaking an older one would be refused as not new, the older lost). A batch
     whose answer is lost (crash, network) stays ``pending`` and goes again, and the
     partner answers the resend with a receipt it does not record twice."""
 
@@ -511,6 +530,16 @@ class Sender:
         self.clock = clock
         self._client = client
         self._in_flight: dict[Party, _Batch] = {}
+        # The second batch in flight to a partner, posted while the loop waited for the
+        # answer to the first (:meth:`_beside_pass`); one at most, so two per partner.
+        self._beside: dict[Party, _Batch] = {}
+        self._beside_asked = False  # a beside pass is queued and has not begun
+        # The batch the loop is posting itself (:meth:`_post_here`): only then may a pass
+        # beside it seal (the loop is not between a seal and the record of its batch).
+        self._here: _Batch | None = None
+        # :meth:`run`'s stop: once set, no new batch goes beside (the kicks that tell the
+        # loops to stop would otherwise post one, and the node's stop wait for its answer).
+        self._stop: threading.Event | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._recovered = False
         # Set when a partner's answer comes back (by :meth:`run`: its wake-up event).
@@ -577,7 +606,7 @@ class Sender:
             if batch is not None and self._take(batch):
                 self._finish(batch, report)
         with self._flight:  # an answer's callback takes batches out meanwhile
-            flying = list(self._in_flight.values())
+            flying = [*self._in_flight.values(), *self._beside.values()]
         report.in_flight = sum(len(b.sealed) for b in flying)
         with self._settled_lock:
             settled, self._settled = self._settled, SendReport()
@@ -630,20 +659,34 @@ class Sender:
         report.refused += refused
         report.failed += failed
 
-    def _seal(self, peer: Peer) -> _Batch | None:
+    def _seal(self, peer: Peer, *, beside: bool = False) -> _Batch | None:
+        """The next batch to ``peer``: rows due, none in flight or being recorded. Nor any
+        of an item in a batch that may still be unanswered when this one is posted (the
+        loop posts its next after the answer to its own, so only the batch beside it
+        counts; ``beside``, a batch to go beside the loop's: both)."""
         now = self.clock()
-        flying = self._in_flight.get(peer.party)
-        due = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts, r.not_now)
-               for r in self.node.store.claim(
-                   deliveries=True, recipient=peer.party, now=now, limit=self.batch,
-                   leaving=[*([r.row for r, _ in flying.sealed] if flying is not None else ()),
-                            *list(self._settling)])]
+        with self._flight:
+            flying = [b for b in (self._in_flight.get(peer.party),
+                                  self._beside.get(peer.party)) if b is not None]
+            leaving = [*(r.row for b in flying for r, _ in b.sealed), *self._settling]
+            unanswered = {r.item_id for b in flying
+                          if beside or b is self._beside.get(peer.party)
+                          for r, _ in b.sealed}
+        claimed = [QueuedDelivery(r.row, r.item_id, r.version, peer.party, r.attempts,
+                                  r.not_now)
+                   for r in self.node.store.claim(
+                       deliveries=True, recipient=peer.party, now=now, limit=self.batch,
+                       leaving=leaving)]
+        due = [r for r in claimed if r.item_id not in unanswered]
+        if len(due) < len(claimed):
+            # They wait for the answer to their item's batch (its end wakes the loop).
+            self.node.store.release([r.row for r in claimed if r.item_id in unanswered], now)
         if not due:
             return None
         with self.node.store.repository() as repo:
             payloads = payloads_of(repo, [(r.item_id, r.version) for r in due], peer.party,
                                    now)
-        batch = _Batch(peer, [], now, more=len(due) >= self.batch)
+        batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
         for row in due:
@@ -738,12 +781,16 @@ class Sender:
         batch.sealed = kept
         return results, retry
 
-    def _launch(self, batch: _Batch) -> None:
+    def _posting(self) -> ThreadPoolExecutor:
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gsomia-post")
-        batch.answer = self._pool.submit(self._post, batch)
+            # Two: the loop's batch and the one beside it (:meth:`_beside_pass`).
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gsomia-post")
+        return self._pool
+
+    def _launch(self, batch: _Batch) -> None:
+        batch.answer = self._posting().submit(self._post, batch)
         with self._flight:
             self._in_flight[batch.peer.party] = batch
         if self._answered is not None:
@@ -771,15 +818,75 @@ class Sender:
         batch.answer = answer
         with self._flight:
             self._in_flight[batch.peer.party] = batch
+            self._here = batch
+        kick = self._answered
+        if isinstance(kick, Kick):  # a commit meanwhile: its rows go beside this batch
+            kick.beside = lambda: self._ask_beside(batch.peer)
+            if kick.is_set():  # one came since the pass began, before it was armed
+                self._ask_beside(batch.peer)
         try:
             answer.set_result(self._post(batch))
         except BaseException as exc:  # the settle retries it; an interrupt still ends here
             answer.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            if isinstance(kick, Kick):
+                kick.beside = None
+            with self._flight:
+                self._here = None
         if (not self._hand_over(batch, here=True) or batch.more) and \
                 self._answered is not None:
             self._answered.set()
+
+    def _ask_beside(self, peer: Peer) -> None:
+        """A commit while the loop posts: a pass beside it on a posting thread, unless one is
+        queued already or a batch is beside it already (two in flight at most)."""
+        with self._flight:
+            if self._closing or self._beside_asked or peer.party in self._beside or \
+                    (self._stop is not None and self._stop.is_set()):
+                return
+            self._beside_asked = True
+            self._posting().submit(self._beside_pass, peer)
+
+    def _beside_pass(self, peer: Peer) -> None:
+        """Seal what is due to ``peer`` and not of an item in flight, post it on this thread
+        while the loop still waits for its own answer, and hand the answer to the settling
+        thread (whose end wakes the loop) as the loop's are."""
+        from concurrent.futures import Future
+
+        with self._flight:
+            self._beside_asked = False
+        batch = None
+        try:
+            with self.sealing:
+                with self._flight:
+                    # Asked during a post of the loop's that has ended: the loop's own
+                    # next pass takes the rows (it may have sealed them already).
+                    if self._closing or self._here is None or \
+                            peer.party in self._beside or \
+                            (self._stop is not None and self._stop.is_set()):
+                        return
+                batch = self._seal(peer, beside=True)
+                if batch is None:
+                    return
+                answer: Future[list[Any]] = Future()
+                batch.answer = answer
+                with self._flight:  # within the seal: the loop's next seal leaves its rows
+                    self._beside[peer.party] = batch
+            try:
+                answer.set_result(self._post(batch))
+            except Exception as exc:  # the settle retries it
+                answer.set_exception(exc)
+            if not self._hand_over(batch) and self._take(batch):
+                self._finish(batch, SendReport())  # the sender closes: recorded here
+        except Exception as exc:  # the rows stay pending; the loop's next pass takes them
+            print(f"gsomia sender: {exc!r}", file=sys.stderr, flush=True)
+        finally:
+            if batch is not None:
+                with self._flight:
+                    if self._beside.get(peer.party) is batch:
+                        del self._beside[peer.party]
 
     def _answer_in(self, batch: _Batch) -> None:
         """On the posting thread, as the partner's answer arrives (:meth:`run` only): hand
@@ -873,6 +980,8 @@ class Sender:
             self._settling.update(rows)
             if self._in_flight.get(batch.peer.party) is batch:
                 del self._in_flight[batch.peer.party]
+            if self._beside.get(batch.peer.party) is batch:
+                del self._beside[batch.peer.party]
             if not here:
                 # Under the lock: close() sees either this batch submitted (and waits for
                 # its settle) or ``_closing`` set first.
@@ -946,13 +1055,16 @@ class Sender:
             fallback: float = FALLBACK_S) -> None:
         """Until ``stop``: send what is due; between passes, sleep until ``kick`` is set
         (:class:`Couriers` sets it at every commit signal, and every ``fallback`` seconds),
-        or until the earliest queued row is due (a retry's backoff).
+        or until the earliest queued row is due (a retry's backoff). A :class:`Kick` (as
+        the couriers' are) also sends rows queued while the loop posts beside that batch; a
+        plain event leaves them for the loop's next pass.
 
         After passes in which the partner did not answer, the loop first waits out a backoff
         of its own (doubling with each such pass, as a row's), rows queued meanwhile
         included: against a partner down with a backlog it would otherwise wake for each row
         coming due, twenty passes a second, CPU the centre in this interpreter needs."""
-        kick = self._answered = kick if kick is not None else threading.Event()
+        kick = self._answered = kick if kick is not None else Kick()
+        self._stop = stop
         last = ""
         silent = 0  # passes in a row in which the partner did not answer
         while not stop.is_set():
@@ -1054,7 +1166,7 @@ class Couriers:
         self.node = node
         self.batch = batch
         self.clock = clock
-        self._links: dict[Party, tuple[Sender, threading.Thread, threading.Event]] = {}
+        self._links: dict[Party, tuple[Sender, threading.Thread, Kick]] = {}
         self._recovered = False
         self._sealing = threading.Lock()  # one link seals at a time (see Sender.sealing)
         # Each recipient's newest pending row when its link was last woken for it.
@@ -1073,7 +1185,7 @@ class Couriers:
             sender = Sender(self.node, batch=self.batch, clock=self.clock, link=code)
             sender._recovered = True
             sender.sealing = self._sealing
-            kick = threading.Event()
+            kick = Kick()
             thread = threading.Thread(target=self._link_loop, args=(sender, stop, kick),
                                       name=f"gsomia-sender-{code}", daemon=True)
             self._links[code] = (sender, thread, kick)
