@@ -9,7 +9,9 @@ while it waits to merge: re-run on main once they have merged, and it makes the 
 of whatever the module then holds. Code moves verbatim; what moves where is decided by the
 section markers (``# ---- repository ----``) and, for the few statements filed under a
 section other than their role, by name (``moved``). Run from the repository's root, e.g.
-for the handlers (PKG = src/gsomia/service/handlers; the store's is src/gsomia/shell/store):
+for the handlers (PKG = src/gsomia/service/handlers; the store's is src/gsomia/shell/store,
+the exchange's src/gsomia/shell/exchange; the second ruff pass sorts the imports the script
+rewrote in the module's users, src/gsomia/shell/notices.py for the exchange):
 
     /work/main/.venv/bin/python tools/split_module.py handlers
     /work/main/.venv/bin/ruff check --fix --select F401,I001 \
