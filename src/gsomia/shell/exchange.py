@@ -409,6 +409,9 @@ class SendReport:
     in_flight: int = 0
 
 
+# ---- wake-ups ---------------------------------------------------------------------------------
+
+
 # In-process wake-ups: a commit that queued deliveries in the sender's own process (a relay
 # stored by ``receive``, a TAXII or dashboard publish through :func:`publish`) wakes it at
 # once; commits by other processes are seen through SQLite's ``data_version``.
@@ -444,6 +447,9 @@ def _drain(sock: Any) -> frozenset[str] | None:
             elif named is not None:
                 named |= found
     return None if named is None else frozenset(named)
+
+
+# ---- the sender's loop ------------------------------------------------------------------------
 
 
 @dataclass
@@ -1126,6 +1132,9 @@ class Sender:
         if due is None:
             return fallback
         return min(fallback, max(MIN_PAUSE_S, (due - self.clock()).total_seconds()))
+
+
+# ---- the couriers -----------------------------------------------------------------------------
 
 
 class Worker(Protocol):
