@@ -395,7 +395,7 @@ def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
     sent = {(o["id"], o["modified"]) for o in objs}
     inbox, both = NodeInbox(jpn), threading.Barrier(2)
     reads, lock = [0], threading.Lock()
-    real_seen = exchange._seen_nonces
+    real_seen = exchange._receiving._seen_nonces
 
     def seen_then_wait(node: Any, nonces: list[str]) -> set[str]:
         # Both first reads happen before either commit: the race, every run.
@@ -407,7 +407,7 @@ def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
             both.wait(timeout=10)
         return found
 
-    monkeypatch.setattr(exchange, "_seen_nonces", seen_then_wait)
+    monkeypatch.setattr(exchange._receiving, "_seen_nonces", seen_then_wait)
     answers: list[list[exchange.Delivered]] = []
 
     def overlapping(request: Any) -> Any:

@@ -52,7 +52,7 @@ def test_a_decoy_revocation_does_not_refuse_a_relay_under_the_originators_consen
         jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
         signing_keys={"KOR": kor.public_key(), "USA": usa.public_key()},
         envelopes=[envelope], sender="USA", seen=set(), now=now,
-        revoked=lambda named: exchange._revoked_standing(jpn, named))
+        revoked=lambda named: exchange._receiving._revoked_standing(jpn, named))
     assert got.receipt is not None, got.reasons
     # KOR's own revocation does refuse the next relay under it.
     genuine = crypto.revoke_standing_consent(consent_id=consent.id, originator="KOR",
@@ -71,7 +71,7 @@ def test_a_decoy_revocation_does_not_refuse_a_relay_under_the_originators_consen
         jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue,
         signing_keys={"KOR": kor.public_key(), "USA": usa.public_key()},
         envelopes=[envelope2], sender="USA", seen=set(), now=now,
-        revoked=lambda named: exchange._revoked_standing(jpn, named))
+        revoked=lambda named: exchange._receiving._revoked_standing(jpn, named))
     assert refused.receipt is None and refused.reasons
 
 
@@ -92,7 +92,7 @@ def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
     with pytest.raises(PolicyDenied):
         inbox.standing_revocation(revocation, "USA", now)
     assert not outbox.definitive(503) and outbox.definitive(403)
-    assert exchange._revoked_standing(jpn, {("standing-consent--1", "KOR")}) == set()
+    assert exchange._receiving._revoked_standing(jpn, {("standing-consent--1", "KOR")}) == set()
     # The originator listed (the federation knows its key): kept as before.
     exchange.Partners("JPN", "hub", {
         "USA": exchange.Peer("USA", "https://usa.invalid", usa.public_key(),
@@ -101,7 +101,7 @@ def test_a_revocation_by_a_party_outside_the_federation_is_refused_not_retried(
                              X25519PrivateKey.generate().public_key(), None)},
         ("USA",)).write(jpn.folder)
     assert inbox.standing_revocation(revocation, "USA", now)
-    assert exchange._revoked_standing(jpn, {("standing-consent--1", "KOR")}) == \
+    assert exchange._receiving._revoked_standing(jpn, {("standing-consent--1", "KOR")}) == \
         {("standing-consent--1", "KOR")}
 
 
@@ -147,7 +147,7 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
     details = answers[2].json()["details"]
     assert details["limit"] == "standing_revocations_per_partner" and details["bound"] == 2
     assert not outbox.definitive(answers[2].status_code)  # the sender tries it again later
-    assert exchange._revoked_standing(
+    assert exchange._receiving._revoked_standing(
         jpn, {(f"standing-consent--x{n}", "USA") for n in range(3)}) == \
         {(f"standing-consent--x{n}", "USA") for n in range(2)}
     # A partner flooding at its bound: each refusal on record as the refused notices are,
@@ -191,7 +191,7 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
                         content=json.dumps({**genuine.to_json(), "consent": consent.to_json()}),
                         headers={"Content-Type": "application/json"})
     assert shown.status_code == 202 and shown.json()["new"] is True
-    assert ("standing-consent--real", "USA") in exchange._revoked_standing(
+    assert ("standing-consent--real", "USA") in exchange._receiving._revoked_standing(
         jpn, {("standing-consent--real", "USA")})
     with jpn.store.repository() as repo:
         assert not standing.in_force(repo.standing_consents())  # no grant kept

@@ -22,7 +22,8 @@ SRC = Path(errors.__file__).resolve().parents[1]
 # the lock", an SQLAlchemy OperationalError so that every handler of a busy database still
 # catches it.
 NOT_OF_THE_TREE = {("shell/api.py", "_Refusal"), ("shell/body_limit.py", "_TooLarge"),
-                   ("shell/exchange.py", "Refused"), ("shell/exchange.py", "NotNow"),
+                   ("shell/exchange/_sender.py", "Refused"),
+                   ("shell/exchange/_sender.py", "NotNow"),
                    ("service/taxii.py", "_RefusedToPublish"),
                    ("shell/store/_engine.py", "WriterBusy")}
 

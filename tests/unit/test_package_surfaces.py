@@ -1,7 +1,8 @@
-"""Issue 11 item 5: the node's store (once one module of 2,888 lines) and its use cases (once
-service/handlers.py, 1,786 lines) are packages of private modules by role, made by
-``tools/split_module.py``, behind the names the rest of gsomia uses, as httpx keeps its own:
-each package re-exports exactly those, in ``__all__``."""
+"""Issue 11 item 5: the node's store (once one module of 2,888 lines), its use cases (once
+service/handlers.py, 1,786 lines) and its transport (shell/exchange.py, some 1,300 lines)
+are packages of private modules by role, made by ``tools/split_module.py``, behind the names
+the rest of gsomia uses, as httpx keeps its own: each package re-exports exactly those, in
+``__all__``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import pytest
 from surfaces import public_definitions
 
 REPO = Path(__file__).resolve().parents[2]
-# (the package's parent, its name): gsomia.shell.store, gsomia.service.handlers.
-PACKAGES = [("gsomia.shell", "store"), ("gsomia.service", "handlers")]
+# (the package's parent, its name): gsomia.shell.store, gsomia.service.handlers,
+# gsomia.shell.exchange.
+PACKAGES = [("gsomia.shell", "store"), ("gsomia.service", "handlers"),
+            ("gsomia.shell", "exchange")]
 
 
 def naming(parent: str, name: str) -> re.Pattern[str]:
@@ -85,3 +88,6 @@ def test_the_check_sees_both_ways_of_taking_a_name() -> None:
     assert handlers.search("from gsomia.service import (\n    access,\n    handlers,\n)")
     assert handlers.search("from gsomia.service.handlers import LabelRequest")
     assert not handlers.search("from gsomia.service import outbox as outbox_handlers")
+    exchange = naming(*PACKAGES[2])
+    assert exchange.search("from gsomia.shell import consents, exchange, notices")
+    assert not exchange.search("from gsomia.service import exchange as exchange_handlers")

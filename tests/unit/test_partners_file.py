@@ -61,7 +61,7 @@ def test_a_rewrite_in_place_of_the_same_size_is_seen_at_once(tmp_path: Path,
 def test_a_settled_file_is_read_again_once_it_changes(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Every file counts as settled: the stat alone decides whether it is read again.
-    monkeypatch.setattr(exchange, "_SETTLED_NS", -10**18)
+    monkeypatch.setattr(exchange._partners, "_SETTLED_NS", -10**18)
     _partners(("KOR",)).write(tmp_path)
     assert Partners.load(tmp_path).deliver_to == ("KOR",)
     _partners(("KOR", "USA")).write(tmp_path)  # replaced: a new inode, another size
