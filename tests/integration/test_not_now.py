@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from federating import federate
 from gsomia.bootstrap import app_for_node
 from gsomia.core.outbox import STANDING_CONSENT
 from gsomia.service import handlers
@@ -41,12 +42,7 @@ class SaysWhen(TestClient):
 def test_a_partner_at_its_bound_is_asked_again_when_it_says_and_the_operator_hears(
         node_factory: Callable[..., Node]) -> None:
     kor, jpn = node_factory("KOR"), node_factory("JPN")
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+    federate(kor, jpn)
     path = jpn.folder / CONFIG
     path.write_text(path.read_text("utf-8") + "\n[limits]\nstanding_consents_per_partner = 1\n",
                     "utf-8")
@@ -91,11 +87,7 @@ def test_a_delivery_answered_not_now_again_counts_both(
     would start again at none, and a partner at its bound be asked again each minute rather
     than after a wait doubled with each "not now")."""
     kor, jpn = node_factory("KOR"), node_factory("JPN")
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
+    federate(kor, jpn)
     handlers.publish_many(kor.uow(), keys=kor.keys, catalogue=kor.catalogue, now=now_utc(),
                           entries=[(make_indicator(1), handlers.LabelRequest(
                               "군사II급비밀", ("KOR", "JPN"), "dprk-missile"))])

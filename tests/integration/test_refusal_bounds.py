@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from federating import federate
 from gsomia.bootstrap import app_for_node
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
@@ -65,11 +66,7 @@ def test_a_partner_refusing_a_whole_batch_adds_a_bounded_number_of_events(
     (consent18: before, 15), and ``audit verify`` still holds every refused row against
     the log."""
     kor, jpn = node_factory("KOR"), node_factory("JPN")
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
+    federate(kor, jpn)
     handlers.publish_many(kor.uow(), keys=kor.keys, catalogue=kor.catalogue, now=now,
                           entries=[(make_indicator(n), handlers.LabelRequest(
                               "군사II급비밀", ("KOR", "JPN"), "dprk-missile"))
