@@ -8,6 +8,9 @@ JPN and queued. Median of 5 alternated rounds, under whatever else the machine r
     PYTHONPATH=src:. python bench/seal_recheck_ab.py [N] [--save]   # default N 256
 
 ``--save``: the figures go to bench/results/latest.json under ``sealcheck23_ab``.
+``--seal-only``: the whole seal's CPU per item alone, which runs on main's code too (the
+before side: ``PYTHONPATH=MAIN/src:. python bench/seal_recheck_ab.py --seal-only``,
+alternated with this tree's).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import orjson
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import Routing
 from gsomia.service import handlers
-from gsomia.service.outbox import refused_at_seal
 from gsomia.shell import exchange
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import init_node
@@ -50,7 +52,7 @@ def timed(call: Callable[[], Any], repeat: int) -> tuple[float, float]:
     return ((time.perf_counter() - wall) / repeat, (time.process_time() - cpu) / repeat)
 
 
-def measure(n: int) -> dict[str, Any]:
+def measure(n: int, seal_only: bool = False) -> dict[str, Any]:
     catalogue = load_catalogue()
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory(prefix="sealcheck23-") as tmp:
@@ -75,6 +77,8 @@ def measure(n: int) -> dict[str, Any]:
                 consents = repo.consents_of([k[0] for k in keys])
 
             def recheck() -> None:
+                from gsomia.service.outbox import refused_at_seal
+
                 labelled = [(i, v, SecurityLabel.from_stored(orjson.loads(lb)))
                             for (i, v), lb in zip(keys, labels, strict=True)]
                 refused = refused_at_seal(routing, "JPN", datetime.now(UTC), labelled,
@@ -89,6 +93,10 @@ def measure(n: int) -> dict[str, Any]:
                 assert batch is not None and len(batch.bodies) == n, "all sealed"
                 kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
 
+            if seal_only:
+                cpu = statistics.median(timed(seal, 1)[1] for _ in range(7))
+                sender.close()
+                return {"items": n, "seal_cpu_us_per_item": round(cpu / n * 1e6, 1)}
             rounds = [timed(recheck, 10) + timed(seal, 2) for _ in range(5)]
             rw, rc, sw, sc = (statistics.median(r[k] for r in rounds) for k in range(4))
             sender.close()
@@ -106,9 +114,9 @@ def measure(n: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     sizes = [int(a) for a in argv if a.isdigit()] or [256]
-    results = [measure(n) for n in sizes]
+    results = [measure(n, "--seal-only" in argv) for n in sizes]
     print(json.dumps(results, indent=1))
-    if "--save" in argv:
+    if "--save" in argv and "--seal-only" not in argv:
         latest = json.loads(LATEST.read_text("utf-8"))
         latest["sealcheck23_ab"] = {
             "command": "PYTHONPATH=src:. python bench/seal_recheck_ab.py 256 --save",
