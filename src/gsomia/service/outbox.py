@@ -106,12 +106,20 @@ def refused_at_seal(routing: Routing, recipient: Party, now: datetime,
     a delivery names its recipient and item only as the host's disk says now."""
     refused: dict[tuple[str, str], str] = {}
     grants: dict[str, tuple[Consent, ...]] = {}
+    # The node's own items need no consent: the decision rests on the label alone, taken
+    # once per label of the batch (items published together share theirs).
+    own: dict[SecurityLabel, str | None] = {}
     for item_id, version, label in labelled:
-        if item_id not in grants:
-            grants[item_id] = tuple(Consent(c.item_id, c.originator, c.recipient)
-                                    for c in consents.get(item_id, ()))
-        why = release_refusal(item_id, label, recipient, routing, now, grants[item_id],
-                              standing)
+        if label.originator == routing.me:
+            if label not in own:
+                own[label] = release_refusal(item_id, label, recipient, routing, now)
+            why = own[label]
+        else:
+            if item_id not in grants:
+                grants[item_id] = tuple(Consent(c.item_id, c.originator, c.recipient)
+                                        for c in consents.get(item_id, ()))
+            why = release_refusal(item_id, label, recipient, routing, now, grants[item_id],
+                                  standing)
         if why is not None:
             refused[(item_id, version)] = f"not released to {recipient} as it was sealed: {why}"
     return refused

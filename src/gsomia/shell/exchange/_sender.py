@@ -98,6 +98,8 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
         if c.recipient == recipient and not c.revoked]
     read: list[tuple[str, str, bytes, bytes, dict[str, Any], SecurityLabel]] = []
     refused: dict[tuple[str, str], str] = {}
+    # Items published together share their label's bytes: each is read once per batch.
+    labels: dict[bytes, SecurityLabel] = {}
     for item_id, version, content, label_bytes, binding in repo.bound_versions(ids):
         if (item_id, version) not in wanted:
             continue
@@ -105,8 +107,9 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
         # speed): three documents for every envelope sealed.
         try:
             label_doc = orjson.loads(label_bytes)
-            label = SecurityLabel.from_stored(label_doc, where="label")
-        except (orjson.JSONDecodeError, MalformedInput) as exc:
+            label = labels.get(label_bytes) or labels.setdefault(
+                label_bytes, SecurityLabel.from_stored(label_doc, where="label"))
+        except (orjson.JSONDecodeError, MalformedInput, TypeError) as exc:  # retyped on disk
             refused[(item_id, version)] = f"its stored label does not read: {exc}"
             continue
         read.append((item_id, version, content, binding, label_doc, label))
