@@ -153,6 +153,13 @@ def test_a_row_rewritten_on_disk_seals_nothing_to_a_party_the_policy_refuses(
                    if c.name == "deliveries"]
         assert not check.ok and "3 refused" in check.detail
         assert f"{inserted[0]} to USA: not released to USA" in check.detail
+        # And the rewrite itself is on record against the log, as any row's.
+        with kor.store.reader() as reader:
+            verdict = handlers.verify_audit(reader, public_key=kor.keys.public_signing_key(),
+                                            now=datetime.now(UTC))
+        named = {p["where"] for p in verdict.to_json()["problems"]}
+        assert not verdict.ok and named >= {f"outbox {i}@{v} to USA"
+                                            for i, v in (retargeted, swapped_in, inserted)}
 
 
 def test_any_rewrite_of_a_pending_row_releases_nothing_the_policy_does_not(
