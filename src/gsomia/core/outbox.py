@@ -24,7 +24,7 @@ from email.utils import parsedate_to_datetime
 from gsomia.core.agreements import Catalogue
 from gsomia.core.custody import ClassificationNotice, IncidentReport
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Consent, ReleaseRequest, StandingConsent, decide
+from gsomia.core.policy import Consent, Decision, ReleaseRequest, StandingConsent, decide
 from gsomia.core.types import Party
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "plan_deliveries",
     "plan_notices",
     "plan_standing_notices",
+    "release_refusal",
     "retry_after",
 ]
 
@@ -218,11 +219,34 @@ def plan_deliveries(stored: Iterable[ItemStored], routing: Routing,
             if recipient in (routing.me, label.originator, event.provider) or \
                     (only is not None and recipient != only):
                 continue
-            decision = decide(ReleaseRequest(event.item_id, label, routing.me, recipient, now,
-                                             grants, standing_held), routing.catalogue)
-            if decision.permit:
+            if _release(event.item_id, label, recipient, routing, now, grants,
+                        standing_held).permit:
                 out.append(DeliveryDue(event.item_id, event.version, recipient))
     return out
+
+
+def _release(item_id: str, label: SecurityLabel, recipient: Party, routing: Routing,
+             now: datetime, grants: tuple[Consent, ...],
+             standing_held: tuple[StandingConsent, ...]) -> Decision:
+    return decide(ReleaseRequest(item_id, label, routing.me, recipient, now, grants,
+                                 standing_held), routing.catalogue)
+
+
+def release_refusal(item_id: str, label: SecurityLabel, recipient: Party, routing: Routing,
+                    now: datetime, grants: Sequence[Consent] = (),
+                    standing: Sequence[StandingConsent] = ()) -> str | None:
+    """Why ``item_id`` marked ``label`` (as bound) may not go to ``recipient`` at ``now``, by
+    the rules :func:`plan_deliveries` queued it by; None: it may. Asked again as the envelope
+    is sealed: an outbox row is only what the host's disk says now, and whoever can write
+    that file can name any recipient or item in it. (The party the item came from is not
+    looked up here: it holds the item already, so nothing new reaches it.)"""
+    if recipient == routing.me or recipient not in routing.deliver_to:
+        return f"{recipient} is not a partner this node delivers to"
+    if recipient == label.originator:
+        return f"{recipient} is the item's originator: nothing goes back to it"
+    held = tuple(c for c in standing if c.originator == label.originator)
+    decision = _release(item_id, label, recipient, routing, now, tuple(grants), held)
+    return None if decision.permit else "; ".join(decision.reasons)
 
 
 def plan_notices(recorded: Iterable[IncidentRecorded | NoticeRecorded], me: Party,

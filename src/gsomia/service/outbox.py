@@ -10,12 +10,13 @@ whoever publishes or receives, the deliveries are queued in the same commit; the
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from gsomia.core.audit import AuditKind
-from gsomia.core.custody import StoredItem, records_detail, register_digest
+from gsomia.core.custody import ConsentRecord, StoredItem, records_detail, register_digest
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
     ConsentObtained,
     DeliveryDue,
@@ -23,16 +24,19 @@ from gsomia.core.outbox import (
     ItemStored,
     NoticeDue,
     NoticeRecorded,
+    Routing,
     StandingConsentIssued,
     plan_deliveries,
     plan_notices,
     plan_standing_notices,
+    release_refusal,
 )
 from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
 from gsomia.service.ports import UnitOfWork
 
-__all__ = ["commit", "queue_deliveries", "queue_notices", "recover", "standing_held"]
+__all__ = ["commit", "queue_deliveries", "queue_notices", "recover", "refused_at_seal",
+           "standing_held"]
 
 
 def commit(uow: UnitOfWork, now: datetime) -> None:
@@ -89,6 +93,36 @@ def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetim
     if planned:
         uow.outbox.add_deliveries(planned, now=now, seq=event.seq)
     return len(planned)
+
+
+def refused_at_seal(routing: Routing, recipient: Party, now: datetime,
+                    labelled: Iterable[tuple[str, str, SecurityLabel]],
+                    consents: Mapping[str, Sequence[ConsentRecord]],
+                    standing: Sequence[StandingConsent]) -> dict[tuple[str, str], str]:
+    """The versions of ``labelled`` (item, version, label as bound) that may not go to
+    ``recipient`` at ``now``, each with the policy's reasons: the decision
+    :func:`queue_deliveries` took, taken again by the courier just before it seals, with the
+    consents held for those items and the standing consents in force. The row that queued
+    a delivery names its recipient and item only as the host's disk says now."""
+    refused: dict[tuple[str, str], str] = {}
+    grants: dict[str, tuple[Consent, ...]] = {}
+    # The node's own items need no consent: the decision rests on the label alone, taken
+    # once per label of the batch (items published together share theirs).
+    own: dict[SecurityLabel, str | None] = {}
+    for item_id, version, label in labelled:
+        if label.originator == routing.me:
+            if label not in own:
+                own[label] = release_refusal(item_id, label, recipient, routing, now)
+            why = own[label]
+        else:
+            if item_id not in grants:
+                grants[item_id] = tuple(Consent(c.item_id, c.originator, c.recipient)
+                                        for c in consents.get(item_id, ()))
+            why = release_refusal(item_id, label, recipient, routing, now, grants[item_id],
+                                  standing)
+        if why is not None:
+            refused[(item_id, version)] = f"not released to {recipient} as it was sealed: {why}"
+    return refused
 
 
 def standing_held(uow: UnitOfWork, now: datetime) -> list[StandingConsent]:

@@ -24,6 +24,7 @@ from gsomia.core.outbox import (
     INCIDENT,
     STANDING_CONSENT,
     STANDING_REVOCATION,
+    Routing,
     backoff,
     definitive,
     retry_after,
@@ -76,11 +77,16 @@ class NotNow(OSError):
 
 
 def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
-                recipient: Party, now: datetime) -> dict[tuple[str, str], dict[str, Any]]:
+                recipient: Party, now: datetime, routing: Routing
+                ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
     """What each envelope carries: the object and label the originator bound, and the
     originator's signed consents naming ``recipient`` (they travel with a relay): per item,
-    and the standing consents that cover the item at ``now`` (none once revoked here)."""
+    and the standing consents that cover the item at ``now`` (none once revoked here). And
+    the versions that may not go to ``recipient`` at all, each with its reasons: the release
+    policy asked again (:func:`gsomia.service.outbox.refused_at_seal`), whatever the row
+    that names them says; these carry nothing."""
     from gsomia.core.labels import SecurityLabel
+    from gsomia.service.outbox import refused_at_seal
     from gsomia.service.standing import with_documents
 
     ids = sorted({k[0] for k in keys})
@@ -90,26 +96,42 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     standing = [(c, doc) for c, doc in with_documents(
         r for r in repo.standing_current(now) if r.direction == "obtained")
         if c.recipient == recipient and not c.revoked]
-    out: dict[tuple[str, str], dict[str, Any]] = {}
+    read: list[tuple[str, str, bytes, bytes, dict[str, Any], SecurityLabel]] = []
+    refused: dict[tuple[str, str], str] = {}
+    # Items published together share their label's bytes: each is read once per batch.
+    labels: dict[bytes, SecurityLabel] = {}
     for item_id, version, content, label_bytes, binding in repo.bound_versions(ids):
         if (item_id, version) not in wanted:
             continue
         # The node's own store's RFC 8785 text, parsed by orjson (several times json's
         # speed): three documents for every envelope sealed.
-        label_doc = orjson.loads(label_bytes)
+        try:
+            label_doc = orjson.loads(label_bytes)
+            label = labels.get(label_bytes) or labels.setdefault(
+                label_bytes, SecurityLabel.from_stored(label_doc, where="label"))
+        except (orjson.JSONDecodeError, MalformedInput, TypeError) as exc:  # retyped on disk
+            refused[(item_id, version)] = f"its stored label does not read: {exc}"
+            continue
+        read.append((item_id, version, content, binding, label_doc, label))
+    refused.update(refused_at_seal(routing, recipient, now,
+                                   ((i, v, label) for i, v, *_, label in read),
+                                   consents, [c for c, _ in standing]))
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for item_id, version, content, binding, label_doc, label in read:
+        if (item_id, version) in refused:
+            continue
         payload: dict[str, Any] = {
             "object": orjson.loads(content), "label": label_doc,
             "binding": orjson.loads(binding),
             "consents": [dict(c.document) for c in consents.get(item_id, [])
                          if c.recipient == recipient]}
         if standing:
-            label = SecurityLabel.from_stored(label_doc, where="label")
             covering = [dict(doc) for c, doc in standing
                         if c.covers(label, recipient, now)]
             if covering:
                 payload["standing_consents"] = covering
         out[(item_id, version)] = payload
-    return out
+    return out, refused
 
 
 @dataclass
@@ -203,6 +225,7 @@ class Sender:
         self.notice_batch = notice_batch
         self.clock = clock
         self._client = client
+        self._deliver_to: tuple[Party, ...] = ()  # partners.json's, as the last pass read it
         self._in_flight: dict[Party, _Batch] = {}
         # The second batch in flight to a partner, posted while the loop waited for the
         # answer to the first (:meth:`_beside_pass`); one at most, so two per partner.
@@ -263,6 +286,8 @@ class Sender:
         unanswered is left in flight, as :meth:`run` does, to seal what is queued meanwhile
         rather than wait for that answer first)."""
         partners = require_partners(self.node)
+        # Whom the policy asked again at each seal may release to (:func:`payloads_of`).
+        self._deliver_to = partners.deliver_to
         if not self._recovered:
             # Crash recovery once: every commit since queues its own deliveries.
             scan(self.node, partners, self.clock())
@@ -357,16 +382,23 @@ class Sender:
             self.node.store.release([r.row for r in claimed if r.item_id in unanswered], now)
         if not due:
             return None
+        routing = Routing(self.node.party, self._deliver_to or
+                          require_partners(self.node).deliver_to, self.node.catalogue)
         with self.node.store.repository() as repo:
-            payloads = payloads_of(repo, [(r.item_id, r.version) for r in due], peer.party,
-                                   now)
+            payloads, refused = payloads_of(repo, [(r.item_id, r.version) for r in due],
+                                            peer.party, now, routing)
         batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
         for row in due:
             payload = payloads.get((row.item_id, row.version))
             if payload is None:
+                # Refused by the policy asked again (the row's recipient or item is not
+                # one it releases to), or no longer held: marked refused, on record.
                 batch.sealed.append((row, None))
+                why = refused.get((row.item_id, row.version))
+                if why is not None:
+                    batch.unsent[row.row] = why
                 continue
             if payload["label"].get("originator") != self.node.party and \
                     not payload["consents"] and not payload.get("standing_consents"):
