@@ -661,3 +661,41 @@ def test_migration_0019_counts_no_not_now_for_rows_queued_before_and_goes_back(
             assert conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar() == 2
     finally:
         engine.dispose()
+
+
+def test_next_due_reads_past_retyped_rows_to_the_earliest_a_loop_takes(tmp_path: Path) -> None:
+    """courier23: each part of the outbox read from its earliest row on, until one passes
+    the courier's full check: rows retyped on disk that sort first (a count out of its
+    type, a number or a text of another shape for a time, bytes for a body) are read
+    past, never returned; each loop's earliest row is, its recipients as it asks them."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    retyped = {1: ("attempts", 1.5), 2: ("next_at", 0), 3: ("next_at", "1999-99-99 09:00"),
+               5: ("body", b"{}")}
+    rows = [(DELIVERY, "JPN", 10), (DELIVERY, "JPN", 1), (DELIVERY, "JPN", 2),
+            (DELIVERY, "JPN", 3), ("incident", "JPN", 20), ("incident", "JPN", 5),
+            ("incident", "USA", 6)]
+    try:
+        with store.engine.begin() as conn:
+            st.insert_many(conn, st.outbox, [
+                {"kind": kind, "item_id": f"indicator--{n}", "recipient": to,
+                 "version": "v" if kind == DELIVERY else None,
+                 "reference": None if kind == DELIVERY else f"ref-{n}",
+                 "body": None if kind == DELIVERY else "{}", "status": "pending",
+                 "attempts": 0, "next_at": T0 + timedelta(seconds=s), "queued_at": T0,
+                 "delivered_at": None, "last_error": None, "seq": n}
+                for n, (kind, to, s) in enumerate(rows)])
+            for n, (column, value) in retyped.items():
+                conn.exec_driver_sql(f"UPDATE outbox SET {column} = ? WHERE seq = ?",
+                                     (value, n))
+        due = {ask: store.next_due(recipients=recipients, notices_to=to, or_not_to=strays)
+               for ask, (recipients, to, strays) in {
+                   "every notice": (["JPN"], None, None), "JPN's": (["JPN"], "JPN", None),
+                   "JPN's and strays": (["JPN"], "JPN", {"JPN"}),
+                   "JPN's notices": ([], "JPN", None), "KOR's": (["KOR"], "KOR", None),
+               }.items()}
+    finally:
+        store.dispose()
+    assert due == {"every notice": T0 + timedelta(seconds=6),
+                   "JPN's": T0 + timedelta(seconds=10),
+                   "JPN's and strays": T0 + timedelta(seconds=6),
+                   "JPN's notices": T0 + timedelta(seconds=20), "KOR's": None}

@@ -268,3 +268,23 @@ def test_an_item_stored_before_the_node_had_partners_keeps_the_watermark_unset_f
     with jpn.store.engine.connect() as conn:
         queued = {r.item_id for r in conn.execute(sa.select(st.outbox.c.item_id))}
     assert queued == {make_indicator(0)["id"], make_indicator(1)["id"]}
+
+
+def test_next_due_reads_each_part_of_the_outbox_from_its_earliest_on_an_index(
+        tmp_path: Any) -> None:
+    """courier23: a link's idle pass reads the deliveries to its partner on ``ix_outbox_due``
+    in its order (no sort: the first that passes the check ends the read) and the notices
+    on ``ix_outbox_notices``, which holds no delivery. Before: one read of every pending
+    row (``ix_outbox_due`` by status alone), 73 ms CPU with 50,000 pending."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    try:
+        with statements(store.engine) as sent:
+            assert store.next_due(recipients=["KOR"], notices_to="KOR") is None
+        with store.engine.connect() as conn:
+            plans = [[str(r[3]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters)]
+                for statement, parameters in sent if re.match(r"\s*SELECT", statement)]
+    finally:
+        store.dispose()
+    assert plans == [["SEARCH outbox USING INDEX ix_outbox_due (status=? AND recipient=?)"],
+                     ["SEARCH outbox USING INDEX ix_outbox_notices (status=?)"]]

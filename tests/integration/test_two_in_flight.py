@@ -182,3 +182,65 @@ def test_each_batch_in_flight_is_settled_by_its_own_answer(
     due = due if due.tzinfo else due.replace(tzinfo=UTC)
     wait = (due - datetime.now(UTC)).total_seconds()
     assert 100 < wait <= 120
+
+
+def test_a_pass_beside_asked_during_the_loops_post_seals_nothing_once_it_ended(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """A pass beside asked while the loop posted its own batch but run after that post
+    ended: the loop's next pass may have sealed the rows queued meanwhile and not yet
+    recorded them in flight. Before (29b97b1): the pass sealed and posted them too, two
+    batches on the way with the same item. Driven in that order, without a loop thread."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    link = FirstAnswerHeld(jpn)
+    link.release.set()  # nothing is held: the test orders the steps itself
+    sender = exchange.Sender(kor, link="JPN", client=link)
+    try:
+        item = publish(kor, make_indicator(1), exchange.Kick())
+        peer = exchange.require_partners(kor).peers["JPN"]
+        loops = sender._seal(peer)  # the loop's next pass: sealed, not yet in flight
+        assert loops is not None and [r.item_id for r, _ in loops.sealed] == [item]
+        sender._beside_pass(peer)
+        assert not link.posted.is_set()
+    finally:
+        sender.close()
+    assert [(r["status"], r["attempts"]) for r in exchange.outbox_rows(kor)] == \
+        [("pending", 0)]
+
+
+def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """The node stops while the loop waits for the answer to its own batch and a pass
+    beside it is queued but not begun (it waits for the seal): that pass posts nothing, and
+    the kick that tells the loop to stop asks none. Before (04e2253): a batch went beside,
+    and the node's stop waited for its answer."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    link = FirstAnswerHeld(jpn)
+    sender = exchange.Sender(kor, link="JPN", client=link)
+    kick, stop = exchange.Kick(), threading.Event()
+    loop = threading.Thread(target=sender.run, args=(stop, kick), name="kor-to-jpn")
+    loop.start()
+    try:
+        first = publish(kor, make_indicator(1), kick)
+        assert link.posted.wait(20)
+        with sender.sealing:  # the pass beside, asked by the kick, waits here
+            second = publish(kor, make_indicator(2), kick)
+            stop.set()
+        assert sender._pool is not None
+        sender._pool.shutdown(wait=True)  # the pass beside has run
+        # As the node's stop tells the loop: no pass is even asked (the pool, shut down,
+        # would refuse it).
+        kick.set()
+        assert link.most == 1
+    finally:
+        link.release.set()
+        stop.set()
+        kick.set()
+        loop.join(timeout=30)
+        sender.close()
+    assert not loop.is_alive()
+    assert {r["item_id"]: (r["status"], r["attempts"]) for r in exchange.outbox_rows(kor)} \
+        == {first: ("delivered", 1), second: ("pending", 0)}

@@ -266,7 +266,15 @@ outbox = sa.Table(
     sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
     sa.UniqueConstraint("kind", "reference", "recipient", name="uq_outbox_notice"),
     sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
+    # Migration 0021: the notices alone (partial), by next try; a query must say
+    # ``NOTICE_ROWS`` as written here for SQLite to read this index.
+    sa.Index("ix_outbox_notices", "status", "next_at",
+             sqlite_where=sa.text("kind != 'delivery'"),
+             postgresql_where=sa.text("kind != 'delivery'")),
 )
+# What ix_outbox_notices holds, as a query's term (a literal: SQLite matches a partial
+# index's condition to the query's as written, which a bound value is not).
+NOTICE_ROWS = outbox.c.kind != sa.literal_column("'delivery'")
 envelopes_seen = sa.Table(
     "envelopes_seen", metadata,
     sa.Column("nonce", sa.String, primary_key=True),
