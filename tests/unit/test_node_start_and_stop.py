@@ -4,13 +4,19 @@ background loops are told to stop all at once, and as the server begins to stop.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import sqlalchemy as sa
+import uvicorn
 
+from gsomia.shell.commands.serve import stopping_server
+from gsomia.shell.exchange import stop_background
 from gsomia.shell.store import make_engine
 from gsomia.shell.taxii_store import create_statuses
 
@@ -46,3 +52,62 @@ def test_the_statuses_table_is_made_while_another_connection_writes(tmp_path: Pa
         assert conn.exec_driver_sql("SELECT x FROM outbox_like").scalar() == 1
     create_statuses(engine)  # made once: a restart finds it
     engine.dispose()
+
+
+def test_the_loops_are_told_to_stop_all_at_once() -> None:
+    """The sender, waited for first, is told with the others, not after they ended."""
+    first, second = threading.Event(), threading.Event()
+    saw: list[bool] = []
+
+    def sender() -> None:
+        first.wait()
+        saw.append(second.wait(2.0))   # told too while this one still ends
+
+    loops = [(threading.Thread(target=sender), first),
+             (threading.Thread(target=second.wait), second)]
+    for thread, _ in loops:
+        thread.start()
+    stop_background(loops, timeout=10)
+    assert saw == [True]
+    assert not any(thread.is_alive() for thread, _ in loops)
+
+
+def test_the_server_calls_on_stop_before_it_waits_for_the_requests_running() -> None:
+    """A request still running when the server is told to stop sees ``on_stop`` called: the
+    loops of ``node run`` end during the graceful wait, not after it."""
+    stopped, entered = threading.Event(), threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        entered.set()
+        for _ in range(100):   # 5 s at most, more than the wait it must not need
+            if stopped.is_set():
+                break
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body",
+                    "body": b"told" if stopped.is_set() else b"not told"})
+
+    server = stopping_server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
+                                            log_level="warning", timeout_graceful_shutdown=10),
+                             stopped.set)
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    answers: list[str] = []
+    try:
+        end = time.monotonic() + 60
+        while not server.started:
+            assert serving.is_alive() and time.monotonic() < end
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        asking = threading.Thread(target=lambda: answers.append(
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=60).text))
+        asking.start()
+        assert entered.wait(60)
+        assert not stopped.is_set()
+        server.should_exit = True
+        asking.join(60)
+    finally:
+        server.should_exit = True
+        serving.join(60)
+    assert answers == ["told"]
