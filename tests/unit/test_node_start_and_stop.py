@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import ssl
 import threading
 import time
 from pathlib import Path
@@ -111,3 +112,42 @@ def test_the_server_calls_on_stop_before_it_waits_for_the_requests_running() -> 
         server.should_exit = True
         serving.join(60)
     assert answers == ["told"]
+
+
+def test_a_partners_idle_connection_does_not_hold_the_stop(tmp_path: Path) -> None:
+    """A partner's courier keeps its TLS connection alive between batches: closed at the
+    stop, the server waited for a close_notify the idle client never sends, the whole
+    graceful timeout (3 s of the 10 s before a node is killed, at every stop)."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.commands.serve import tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(), timeout_graceful_shutdown=60,
+        ssl_certfile=str(tmp_path / "tls" / "server.crt"),
+        ssl_keyfile=str(tmp_path / "tls" / "server.key")))
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    try:
+        end = time.monotonic() + 60
+        while not server.started:
+            assert serving.is_alive() and time.monotonic() < end
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.crt"))
+        with httpx.Client(verify=trusted) as client:
+            assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
+            server.should_exit = True   # the client's connection idle, kept alive
+            serving.join(30)
+            assert not serving.is_alive(), "the stop waited for the idle connection"
+    finally:
+        server.should_exit = server.force_exit = True
+        serving.join(60)

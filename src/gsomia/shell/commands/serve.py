@@ -72,6 +72,16 @@ def tls_protocol() -> type:
             self._in_head = False
             super().on_headers_complete()
 
+        def shutdown(self) -> None:
+            # An idle connection (a partner's courier keeps one alive) is cut at the stop,
+            # not closed: a TLS close waits for the client's close_notify, which an idle
+            # client never sends, and every stop waited out the 3 s graceful timeout (of
+            # the 10 s before a kill). A request still running ends first, as before.
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.abort()
+            else:
+                super().shutdown()
+
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             ssl_object = transport.get_extra_info("ssl_object")
