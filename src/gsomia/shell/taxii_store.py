@@ -63,7 +63,8 @@ from gsomia.shell.store import (
     users,
 )
 
-__all__ = ["GroupCommit", "SqlObjectStore", "taxii_statuses", "version_forms"]
+__all__ = ["GroupCommit", "SqlObjectStore", "create_statuses", "taxii_statuses",
+           "version_forms"]
 
 # TAXII status resources must be readable from any API process, so they live in the
 # database. Created on first use (``checkfirst``) rather than by an Alembic revision, so as not
@@ -94,6 +95,22 @@ def _insert_status(conn: sa.Connection, status_id: str, owner: str, body: Mappin
     else:
         conn.execute(taxii_statuses.insert(), {"id": status_id, "owner": owner,
                                                "at": taxii_time(now), "body": text})
+
+
+def create_statuses(engine: sa.Engine) -> None:
+    """The statuses table, made if missing, under the write lock taken first. Made in a
+    read transaction (``create_all``'s own), the CREATE asked for the lock after a read,
+    which SQLite refuses at once, with no wait, whenever another connection writes
+    meanwhile: ``node run``'s sender, head copier and centre, started before the API's
+    store is made, ended KOR's first start with ``database is locked``."""
+    with engine.connect() as conn:
+        if sa.inspect(conn).has_table(taxii_statuses.name):
+            return
+    with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Two processes of a node making it at once (as the schema's migration).
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(72311)")
+        _meta.create_all(conn, checkfirst=True)
 
 
 def version_forms(at: datetime) -> list[str]:
@@ -148,7 +165,7 @@ class SqlObjectStore:
         # partner's fifty left the 51st person nameless), beyond them as OTHER_ACCOUNTS.
         self.refusals = RefusalWindow(per_window=10, max_partners=PEOPLE_APART,
                                       overflow=OTHER_ACCOUNTS)
-        _meta.create_all(store.engine, checkfirst=True)
+        create_statuses(store.engine)
         self.label_classes()  # read them all now, not on the first request
 
     # ---- label classes ---------------------------------------------------------------------

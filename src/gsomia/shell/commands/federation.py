@@ -38,7 +38,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
 
     from gsomia import bootstrap
     from gsomia.shell.commands import serve as serve_cmd
-    from gsomia.shell.exchange import start_sender
+    from gsomia.shell.exchange import start_sender, stop_background
     from gsomia.shell.node import taxii_collections
     from gsomia.shell.partner_check import check_at_start
     from gsomia.shell.signatures import SignatureWorker
@@ -76,20 +76,22 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     centre = start_centre(node) if worker == 0 else None
     if centre is None:
         centre_elsewhere(Path(node.folder))
+    # The sender first: the answer to a batch it has in flight is what a kill would lose
+    # (its rows go again and the partner answers them twice); the others lose nothing.
+    loops = [(thread, stop), *(loop for loop in (heads, centre) if loop is not None)]
+
+    def stop_loops() -> None:
+        for _, told in loops:
+            told.set()
+
     try:
-        # uvicorn turns SIGTERM into a graceful shutdown and returns here.
+        # uvicorn turns SIGTERM into a graceful shutdown and returns here; the loops are
+        # told to stop as it begins, and end while it waits for the requests running.
         serve_cmd.serve(node_dir, host, port, log_level=log_level, check_partners=False,
                         sockets=None if listen_fd is None else [socket.socket(
-                            fileno=listen_fd)], signatures=signatures)
+                            fileno=listen_fd)], signatures=signatures, on_stop=stop_loops)
     finally:
-        if centre is not None:
-            centre[1].set()
-            centre[0].join(timeout=5)
-        if heads is not None:
-            heads[1].set()
-            heads[0].join(timeout=5)
-        stop.set()
-        thread.join(timeout=5)
+        stop_background(loops, timeout=5)
         node.close()
 
 

@@ -16,6 +16,7 @@ import socket
 import ssl
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +26,11 @@ from gsomia.bootstrap import app_for_node
 from gsomia.core.errors import MalformedInput
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from gsomia.shell.signatures import SignatureWorker
 
-__all__ = ["refuse_exposed_keys", "register", "serve", "tls_protocol"]
+__all__ = ["refuse_exposed_keys", "register", "serve", "stopping_server", "tls_protocol"]
 
 
 MAX_REQUEST_HEAD = 64 * 1024
@@ -68,6 +71,16 @@ def tls_protocol() -> type:
         def on_headers_complete(self) -> None:
             self._in_head = False
             super().on_headers_complete()
+
+        def shutdown(self) -> None:
+            # An idle connection (a partner's courier keeps one alive) is cut at the stop,
+            # not closed: a TLS close waits for the client's close_notify, which an idle
+            # client never sends, and every stop waited out the 3 s graceful timeout (of
+            # the 10 s before a kill). A request still running ends first, as before.
+            if self.cycle is None or self.cycle.response_complete:
+                self.transport.abort()
+            else:
+                super().shutdown()
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -111,10 +124,12 @@ def refuse_exposed_keys(node_dir: str) -> None:
 def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
           audit_reads: str = "sync", check_partners: bool = True,
           sockets: list[socket.socket] | None = None,
-          signatures: SignatureWorker | None = None) -> None:
+          signatures: SignatureWorker | None = None,
+          on_stop: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM; on ``sockets`` (a listening socket shared by the workers of
     ``gsomia node run --workers``) instead of binding ``host:port``; ``signatures``: the
-    worker ``node run`` forked before it held a key, used by the peer inbox here too."""
+    worker ``node run`` forked before it held a key, used by the peer inbox here too;
+    ``on_stop``: called as the server begins to stop (:func:`stopping_server`)."""
     import uvicorn
 
     from gsomia import bootstrap
@@ -152,7 +167,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         ssl_certfile=str(folder / "tls" / "server.crt"),
         ssl_keyfile=str(folder / "tls" / "server.key"),
         ssl_ca_certs=str(ca_bundle(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)
-    server = uvicorn.Server(config)
+    server = stopping_server(config, on_stop)
     click.echo(f"gsomia {node.party} node: https://{host}:{port}/taxii2/", err=True)
     if threading.current_thread() is threading.main_thread():
         # uvicorn stops gracefully on SIGTERM, then raises the signal again: with the
@@ -168,6 +183,27 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         app.state.peer_inbox.close()  # the last counts of partners' refused notices
         app.state.taxii_store.close()  # commit queued access events before leaving
         node.close()
+
+
+def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None = None
+                    ) -> uvicorn.Server:
+    """A uvicorn server that calls ``on_stop`` as its shutdown begins, before it waits up to
+    its graceful timeout for the requests still running. ``node run`` stops its loops
+    there: its sender, stopped only once the server had returned and after the centre and
+    the head exchange had ended (up to 3 + 5 + 5 s), could still be posting when the node
+    was killed 10 s after SIGTERM (``stop_node``, ``federation down``), and the answer to
+    its last batch was lost (the partner held what the node still had as pending)."""
+    import uvicorn
+
+    class Stopping(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            try:
+                if on_stop is not None:
+                    on_stop()
+            finally:
+                await super().shutdown(sockets=sockets)
+
+    return Stopping(config)
 
 
 def _exit_on_signal(signum: int, frame: Any) -> None:

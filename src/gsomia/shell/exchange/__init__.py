@@ -57,7 +57,12 @@ from gsomia.shell.exchange._consents import (
     proposed_request_id,
     record_request,
 )
-from gsomia.shell.exchange._couriers import Couriers, in_background, start_sender
+from gsomia.shell.exchange._couriers import (
+    Couriers,
+    in_background,
+    start_sender,
+    stop_background,
+)
 from gsomia.shell.exchange._node import Clock, NodePort
 from gsomia.shell.exchange._outbox import (
     DELIVERED,
@@ -122,5 +127,6 @@ __all__ = [
     "require_partners",
     "scan",
     "start_sender",
+    "stop_background",
     "wait_until",
 ]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gsomia.core.types import Party
@@ -42,6 +42,19 @@ def in_background(worker: Worker, name: str) -> tuple[threading.Thread, threadin
     thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     return thread, stop
+
+
+def stop_background(loops: Sequence[tuple[threading.Thread, threading.Event]],
+                    timeout: float) -> None:
+    """Tell every loop of :func:`in_background` to stop, all at once, then wait for them in
+    the order given, ``timeout`` seconds in all. Told one after another, each told only once
+    the one before had ended (or had its 5 s), the sender came last: past the 10 s after
+    which a node is killed, with the answer to its batch in flight unrecorded."""
+    for _, stop in loops:
+        stop.set()
+    end = time.monotonic() + timeout
+    for thread, _ in loops:
+        thread.join(max(0.0, end - time.monotonic()))
 
 
 class Couriers:

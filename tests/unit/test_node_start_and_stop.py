@@ -1,0 +1,153 @@
+"""A node process's start beside its own writers, and its stop (test_sensor_partner_down's
+failures under load, partnerdown23): the statuses table is made under the write lock, the
+background loops are told to stop all at once, and as the server begins to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import ssl
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+
+from gsomia.shell.commands.serve import stopping_server
+from gsomia.shell.exchange import stop_background
+from gsomia.shell.store import make_engine
+from gsomia.shell.taxii_store import create_statuses
+
+
+def test_the_statuses_table_is_made_while_another_connection_writes(tmp_path: Path) -> None:
+    """``node run``'s sender and centre write before its API makes the table: made in a read
+    transaction, the CREATE was refused at once (``database is locked``), and the node
+    exited at its first start."""
+    path = tmp_path / "node.db"
+    engine = make_engine(f"sqlite:///{path}")
+    holding = threading.Event()
+
+    def writer() -> None:
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE outbox_like (x)")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO outbox_like VALUES (1)")
+        holding.set()
+        time.sleep(0.5)
+        conn.execute("COMMIT")
+        conn.close()
+
+    other = threading.Thread(target=writer)
+    other.start()
+    try:
+        assert holding.wait(30)
+        create_statuses(engine)
+    finally:
+        other.join()
+    with engine.connect() as conn:
+        assert sa.inspect(conn).has_table("taxii_statuses")
+        assert conn.exec_driver_sql("SELECT x FROM outbox_like").scalar() == 1
+    create_statuses(engine)  # made once: a restart finds it
+    engine.dispose()
+
+
+def test_the_loops_are_told_to_stop_all_at_once() -> None:
+    """The sender, waited for first, is told with the others, not after they ended."""
+    first, second = threading.Event(), threading.Event()
+    saw: list[bool] = []
+
+    def sender() -> None:
+        first.wait()
+        saw.append(second.wait(2.0))   # told too while this one still ends
+
+    loops = [(threading.Thread(target=sender), first),
+             (threading.Thread(target=second.wait), second)]
+    for thread, _ in loops:
+        thread.start()
+    stop_background(loops, timeout=10)
+    assert saw == [True]
+    assert not any(thread.is_alive() for thread, _ in loops)
+
+
+def test_the_server_calls_on_stop_before_it_waits_for_the_requests_running() -> None:
+    """A request still running when the server is told to stop sees ``on_stop`` called: the
+    loops of ``node run`` end during the graceful wait, not after it."""
+    stopped, entered = threading.Event(), threading.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        entered.set()
+        for _ in range(100):   # 5 s at most, more than the wait it must not need
+            if stopped.is_set():
+                break
+            await asyncio.sleep(0.05)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body",
+                    "body": b"told" if stopped.is_set() else b"not told"})
+
+    server = stopping_server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
+                                            log_level="warning", timeout_graceful_shutdown=10),
+                             stopped.set)
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    answers: list[str] = []
+    try:
+        end = time.monotonic() + 60
+        while not server.started:
+            assert serving.is_alive() and time.monotonic() < end
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        asking = threading.Thread(target=lambda: answers.append(
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=60).text))
+        asking.start()
+        assert entered.wait(60)
+        assert not stopped.is_set()
+        server.should_exit = True
+        asking.join(60)
+    finally:
+        server.should_exit = True
+        serving.join(60)
+    assert answers == ["told"]
+
+
+def test_a_partners_idle_connection_does_not_hold_the_stop(tmp_path: Path) -> None:
+    """A partner's courier keeps its TLS connection alive between batches: closed at the
+    stop, the server waited for a close_notify the idle client never sends, the whole
+    graceful timeout (3 s of the 10 s before a node is killed, at every stop)."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.commands.serve import tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(), timeout_graceful_shutdown=60,
+        ssl_certfile=str(tmp_path / "tls" / "server.crt"),
+        ssl_keyfile=str(tmp_path / "tls" / "server.key")))
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    try:
+        end = time.monotonic() + 60
+        while not server.started:
+            assert serving.is_alive() and time.monotonic() < end
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        trusted = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.crt"))
+        with httpx.Client(verify=trusted) as client:
+            assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
+            server.should_exit = True   # the client's connection idle, kept alive
+            serving.join(30)
+            assert not serving.is_alive(), "the stop waited for the idle connection"
+    finally:
+        server.should_exit = server.force_exit = True
+        serving.join(60)
