@@ -415,9 +415,11 @@ def test_a_delivery_whose_commit_signal_is_lost_goes_by_the_fallback_pass(
 def test_a_partner_slow_to_answer_holds_up_no_other_link(direct: Federation) -> None:
     """Each partner link has its own courier loop: with USA's node frozen (SIGSTOP: its
     socket takes the connection and never answers, as a partner slow to answer), KOR's
-    reports for JPN still reach JPN and are receipted at once, not after KOR has waited
-    out its request to USA (10 s). Once USA answers again it receives what was held for
-    it, exactly once."""
+    reports for JPN still reach JPN and are receipted while KOR's request to USA goes
+    unanswered: KOR records JPN's receipt before it records that request's failure (its
+    timeout, 10 s), which a courier waiting for USA's answer first could not do. The order
+    of the records is the claim, not a time. Once USA answers again it receives what was
+    held for it, exactly once."""
     kor, jpn, usa = direct.nodes["KOR"], direct.nodes["JPN"], direct.nodes["USA"]
     pid = federation.running_pid(direct.folder / "USA")
     assert pid is not None
@@ -427,11 +429,22 @@ def test_a_partner_slow_to_answer_holds_up_no_other_link(direct: Federation) -> 
         to_all = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN", "USA"))
         assert exchange.wait_until(lambda: held(jpn, to_all), WAIT)
         report = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN"))
-        assert exchange.wait_until(lambda: held(jpn, report), 3.0), \
-            "KOR's report for JPN waited for USA's answer"
-        assert exchange.wait_until(
-            lambda: all(r["status"] == "delivered" for r in exchange.outbox_rows(kor)
-                        if r["item_id"] == report), 3.0), "JPN's receipt waited for USA"
+        to_usa: list[dict[str, Any]] = []
+
+        def receipted() -> bool:
+            # One read of KOR's outbox: USA's row as it stood when JPN's receipt was on record.
+            rows = exchange.outbox_rows(kor)
+            mine = [r for r in rows if r["item_id"] == report]
+            if not mine or any(r["status"] != exchange.DELIVERED for r in mine):
+                return False
+            to_usa[:] = [r for r in rows if (r["item_id"], r["recipient"]) == (to_all, "USA")]
+            return True
+
+        assert exchange.wait_until(receipted, WAIT), "JPN's receipt of the report is not on record"
+        [row] = to_usa
+        assert (row["status"], row["attempts"], row["last_error"]) == \
+            (exchange.PENDING, 0, None), f"JPN's receipt waited for USA's request to fail: {row}"
+        assert held(jpn, report)
         assert not held(usa, to_all)
     finally:
         os.kill(pid, signal.SIGCONT)

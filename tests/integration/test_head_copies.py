@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from gsomia.shell.node import Node
 from gsomia.shell.store import read_external_head
 from gsomia.shell.store._store import _HeadCopier
+from starting import WAIT_S
 
 pytestmark = pytest.mark.timeout(120)  # a copier that never finishes hangs a node's stop
 
@@ -72,36 +74,81 @@ def test_a_node_copies_every_commit_s_head_before_it_closes(
         assert read_external_head(node.folder / "tree-head.json") == reader.latest_head()
 
 
+class Clock:
+    """The copier's time, moved on by the test and by nothing else: an interval the copier
+    waits out after a write lasts until it is hurried (a flush, a close) or the test has
+    moved the time past its end. Nothing then depends on how soon a loaded machine wakes
+    the copier's thread: a head written "at once" is one written with no interval ending,
+    and one coalesced is one the copier could not have written yet."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.resting = False  # the copier is waiting out an interval
+        self._cond: threading.Condition | None = None
+
+    def wait(self, cond: threading.Condition, over: Callable[[], bool], seconds: float) -> None:
+        self._cond = cond
+        until = self.now + seconds
+        self.resting = True
+        try:
+            cond.wait_for(lambda: over() or self.now >= until)
+        finally:
+            self.resting = False
+
+    def advance(self, seconds: float) -> None:
+        assert self._cond is not None, "the copier has waited out no interval yet"
+        with self._cond:
+            self.now += seconds
+            self._cond.notify_all()
+
+
 def test_a_run_of_commits_is_copied_once_per_interval_and_a_flush_waits_for_none() -> None:
-    written: list[tuple[int, float]] = []
+    written: list[int] = []
 
     def write(head: Any, *, sync: bool) -> None:
-        written.append((head.size, time.monotonic()))
+        written.append(head.size)
 
-    copier = _HeadCopier(write, every=0.5)
+    clock = Clock()
+    copier = _HeadCopier(write, every=0.5, wait=clock.wait)
+    flusher = threading.Thread(target=copier.flush, daemon=True)
     try:
         copier.put(Head(1), False)
-        _wait_for(lambda: len(written) == 1)  # after a quiet spell: at once
+        # After a quiet spell: at once (no interval has ended, and none will until told).
+        _wait_for(lambda: written == [1], "the first head waited for an interval")
+        _wait_for(lambda: clock.resting, "the copier waited out no interval after a write")
         for n in range(2, 40):  # a run of commits within the interval
             copier.put(Head(n), False)
-        time.sleep(0.05)
-        assert [size for size, _ in written] == [1], "each head of the run was copied"
-        started = time.monotonic()
-        copier.flush()  # a node stopping waits out no interval
-        assert time.monotonic() - started < 0.4
-        assert [size for size, _ in written] == [1, 39], "the run was not coalesced"
-        time.sleep(0.6)
-        copier.put(Head(40), True)
-        _wait_for(lambda: len(written) == 3)  # after a quiet spell: at once again
-        assert written[2][0] == 40
+        clock.advance(0.25)  # half the interval: still within it
+        assert written == [1], "each head of the run was copied"
+        flusher.start()  # a node stopping waits out no interval
+        flusher.join(WAIT_S)
+        assert not flusher.is_alive(), "the flush waited for the interval to end"
+        assert written == [1, 39], "the run was not coalesced"
+        copier.put(Head(40), True)  # the flush cut the interval short: at once
+        _wait_for(lambda: written == [1, 39, 40], "a head after a flush waited for an interval")
+        _wait_for(lambda: clock.resting, "the copier waited out no interval after a write")
+        copier.put(Head(41), False)
+        clock.advance(0.25)
+        assert written == [1, 39, 40], "a head within the interval was copied"
+        clock.advance(0.25)  # the interval ends: the head due is copied
+        _wait_for(lambda: written == [1, 39, 40, 41], "the interval ended and nothing was copied")
+        _wait_for(lambda: clock.resting, "the copier waited out no interval after a write")
+        clock.advance(0.6)  # a quiet spell: the interval after 41 ends with nothing due
+        _wait_for(lambda: not clock.resting, "the interval did not end")
+        copier.put(Head(42), True)
+        _wait_for(lambda: written == [1, 39, 40, 41, 42],
+                  "after a quiet spell the head waited for an interval")
     finally:
+        with suppress(AssertionError):  # no interval began: nothing to end
+            clock.advance(3600)  # a copier still in an interval (the test failed) goes on
         copier.close()
 
 
-def _wait_for(done: Callable[[], bool], limit: float = 0.4) -> None:
-    deadline = time.monotonic() + limit
+def _wait_for(done: Callable[[], bool], failure: str) -> None:
+    """A hang guard (starting.WAIT_S), not a measure: the copier does it, or never does."""
+    deadline = time.monotonic() + WAIT_S
     while not done():
-        assert time.monotonic() < deadline, "the copier did not write in time"
+        assert time.monotonic() < deadline, failure
         time.sleep(0.002)
 
 

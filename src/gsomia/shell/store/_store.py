@@ -411,9 +411,16 @@ class _HeadCopier:
     # writes one in five, and a lone commit after a quiet spell is still copied at once.
     EVERY = 0.25
 
-    def __init__(self, write: Callable[..., None], every: float = EVERY) -> None:
+    def __init__(self, write: Callable[..., None], every: float = EVERY,
+                 wait: Callable[[threading.Condition, Callable[[], bool], float], object] =
+                 threading.Condition.wait_for) -> None:
         self._write = write
         self._every = every
+        # How the interval after a write is waited out, holding the condition as its
+        # ``wait_for`` does: until the predicate holds or ``every`` seconds pass. A test
+        # passes a clock of its own, so that the interval ends when it says, not when a
+        # loaded machine gets round to it.
+        self._wait = wait
         self._cond = threading.Condition()
         self._due: tuple[TreeHead, bool] | None = None
         self._writing = False
@@ -477,8 +484,8 @@ class _HeadCopier:
                 with self._cond:
                     self._writing = False
                     self._cond.notify_all()
-                    self._cond.wait_for(lambda: self._closed or self._hurried > 0,
-                                        timeout=self._every)
+                    self._wait(self._cond, lambda: self._closed or self._hurried > 0,
+                               self._every)
 
 
 class _Checkpointer:
