@@ -51,13 +51,19 @@ ORIGINATORS = ("KOR", "USA", "AUS")
 WINDOW = timedelta(hours=24)
 
 
-def history(n: int) -> list[StandingConsentRecord]:
+def _signed_pair() -> tuple[dict[str, Any], dict[str, Any]]:
+    """One signed grant and its revocation, the documents every row of a history copies."""
     grant = crypto.grant_standing_consent(
         consent_id="standing-consent--0", originator="KOR", recipient="JPN",
         categories=["sensor-report"], purpose="dprk-missile", not_before=NOW - timedelta(
             days=400), not_after=NOW, granted_at=NOW, key=KEY).to_json()
     revoke = crypto.revoke_standing_consent(consent_id="standing-consent--0", originator="KOR",
                                             revoked_at=NOW, key=KEY).to_json()
+    return grant, revoke
+
+
+def history(n: int) -> list[StandingConsentRecord]:
+    grant, revoke = _signed_pair()
     rows: list[StandingConsentRecord] = []
     for i in range(n - 20):
         who = ORIGINATORS[i % 3]
@@ -90,12 +96,7 @@ def history(n: int) -> list[StandingConsentRecord]:
 def history_revoked_half(n: int) -> list[StandingConsentRecord]:
     """Half the grants revoked before their end (a year ahead), with their revocations;
     the other half long expired; no revocations of consents never held."""
-    grant = crypto.grant_standing_consent(
-        consent_id="standing-consent--0", originator="KOR", recipient="JPN",
-        categories=["sensor-report"], purpose="dprk-missile", not_before=NOW - timedelta(
-            days=400), not_after=NOW, granted_at=NOW, key=KEY).to_json()
-    revoke = crypto.revoke_standing_consent(consent_id="standing-consent--0", originator="KOR",
-                                            revoked_at=NOW, key=KEY).to_json()
+    grant, revoke = _signed_pair()
     rows: list[StandingConsentRecord] = []
     for i in range(n):
         who = ORIGINATORS[i % 3]

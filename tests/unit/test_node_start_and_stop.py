@@ -22,6 +22,14 @@ from gsomia.shell.store import make_engine
 from gsomia.shell.taxii_store import create_statuses
 
 
+def started_port(server: uvicorn.Server, serving: threading.Thread) -> int:
+    """The port ``server`` listens on, once ``serving`` has started it (60 s hang guard)."""
+    end = time.monotonic() + 60
+    while not server.started:
+        assert serving.is_alive() and time.monotonic() < end
+        time.sleep(0.02)
+    return int(server.servers[0].sockets[0].getsockname()[1])
+
 def test_the_statuses_table_is_made_while_another_connection_writes(tmp_path: Path) -> None:
     """``node run``'s sender and centre write before its API makes the table: made in a read
     transaction, the CREATE was refused at once (``database is locked``), and the node
@@ -96,11 +104,7 @@ def test_the_server_calls_on_stop_before_it_waits_for_the_requests_running() -> 
     serving.start()
     answers: list[str] = []
     try:
-        end = time.monotonic() + 60
-        while not server.started:
-            assert serving.is_alive() and time.monotonic() < end
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = started_port(server, serving)
         asking = threading.Thread(target=lambda: answers.append(
             httpx.get(f"http://127.0.0.1:{port}/", timeout=60).text))
         asking.start()
@@ -137,11 +141,7 @@ def test_a_partners_idle_connection_does_not_hold_the_stop(tmp_path: Path) -> No
     serving = threading.Thread(target=server.run)
     serving.start()
     try:
-        end = time.monotonic() + 60
-        while not server.started:
-            assert serving.is_alive() and time.monotonic() < end
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
+        port = started_port(server, serving)
         trusted = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.crt"))
         with httpx.Client(verify=trusted) as client:
             assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
