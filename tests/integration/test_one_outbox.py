@@ -69,6 +69,15 @@ def newest_revision() -> str:
     return head
 
 
+
+def downgrade(engine: sa.Engine, revision: str) -> None:
+    """Take the store's schema back to ``revision`` by its migrations, as an operator would."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(st.MIGRATIONS))
+    with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
 def test_migration_0012_moves_every_notice_beside_the_deliveries(db_url: str) -> None:
     engine = at_revision(db_url, "0011")
     try:
@@ -173,11 +182,7 @@ def test_migration_0012_goes_back_without_losing_a_notice(db_url: str) -> None:
             conn.execute(sa.Table("outbox", meta, autoload_with=engine).insert(), DELIVERIES)
             conn.execute(sa.Table("notices", meta, autoload_with=engine).insert(), NOTICES)
         st.migrate(engine)
-        cfg = Config()
-        cfg.set_main_option("script_location", str(st.MIGRATIONS))
-        with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0011")
+        downgrade(engine, "0011")
         with engine.connect() as conn:
             back = sa.Table("notices", sa.MetaData(), autoload_with=conn)
             assert sorted(r.reference for r in conn.execute(sa.select(back))) == sorted(
@@ -194,12 +199,12 @@ def _queue(store: st.Store, deliveries: int, notices: int) -> None:
     with store.engine.begin() as conn:
         st.insert_many(conn, st.outbox, [
             {"kind": DELIVERY, "item_id": f"indicator--{i}", "version": "v", "recipient": "JPN",
-             "reference": None, "body": None, "status": "pending", "attempts": 0,
+             "reference": None, "body": None, "status": "pending", "attempts": 0, "not_now": 0,
              "next_at": T0, "queued_at": T0, "delivered_at": None, "last_error": None,
              "seq": i} for i in range(deliveries)] + [
             {"kind": "incident", "item_id": f"indicator--{i}", "version": None,
              "recipient": "KOR", "reference": f"ref-{i}", "body": "{}", "status": "pending",
-             "attempts": 0, "next_at": T0, "queued_at": T0, "delivered_at": None,
+             "attempts": 0, "not_now": 0, "next_at": T0, "queued_at": T0, "delivered_at": None,
              "last_error": None, "seq": 1000 + i} for i in range(notices)])
 
 
@@ -306,7 +311,7 @@ def test_each_partner_links_courier_takes_its_own_rows_and_no_other(
                  "version": "v" if delivery else None, "recipient": recipient,
                  "reference": None if delivery else f"ref-{i}",
                  "body": None if delivery else "{}", "status": "pending", "attempts": 0,
-                 "next_at": T0, "queued_at": T0, "delivered_at": None,
+                 "not_now": 0, "next_at": T0, "queued_at": T0, "delivered_at": None,
                  "last_error": None, "seq": i} for i, (delivery, recipient) in enumerate(rows)])
             queued = {r.row: (r.kind == DELIVERY, r.recipient)
                       for r in conn.execute(sa.select(st.outbox))}
@@ -367,7 +372,7 @@ def test_a_commit_wakes_the_links_it_queued_rows_for_and_no_other(
                         "item_id": f"indicator--{n}", "version": "v" if delivery else None,
                         "recipient": recipient, "reference": None if delivery else f"r{n}",
                         "body": None if delivery else "{}", "status": "pending",
-                        "attempts": 0, "next_at": T0, "queued_at": T0,
+                        "attempts": 0, "not_now": 0, "next_at": T0, "queued_at": T0,
                         "delivered_at": None, "last_error": None, "seq": n}])
                 new = [int(r) for r in conn.execute(
                     sa.select(st.outbox.c.row).order_by(st.outbox.c.row.desc())
@@ -650,11 +655,7 @@ def test_migration_0019_counts_no_not_now_for_rows_queued_before_and_goes_back(
         with engine.connect() as conn:
             assert [r.not_now for r in conn.execute(
                 sa.select(st.outbox.c.not_now).order_by(st.outbox.c.row))] == [0, 0]
-        cfg = Config()
-        cfg.set_main_option("script_location", str(st.MIGRATIONS))
-        with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0018")
+        downgrade(engine, "0018")
         with engine.connect() as conn:
             back = sa.Table("outbox", sa.MetaData(), autoload_with=conn)
             assert "not_now" not in back.c
@@ -681,7 +682,7 @@ def test_next_due_reads_past_retyped_rows_to_the_earliest_a_loop_takes(tmp_path:
                  "version": "v" if kind == DELIVERY else None,
                  "reference": None if kind == DELIVERY else f"ref-{n}",
                  "body": None if kind == DELIVERY else "{}", "status": "pending",
-                 "attempts": 0, "next_at": T0 + timedelta(seconds=s), "queued_at": T0,
+                 "attempts": 0, "not_now": 0, "next_at": T0 + timedelta(seconds=s), "queued_at": T0,
                  "delivered_at": None, "last_error": None, "seq": n}
                 for n, (kind, to, s) in enumerate(rows)])
             for n, (column, value) in retyped.items():
