@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
 from gsomia.shell.node import Node
 from gsomia.shell.store import SqlRepository, audit_events, custody, insert_many, items
+from gsomia.shell.store._mapping import _CREATED_COLUMNS, _in_column_order
 
 Factory = Callable[..., Node]
 LABEL = handlers.LabelRequest("秘", ("JPN", "KOR"), "dprk-missile")
@@ -76,6 +78,17 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
             put(SqlRepository(conn))
     assert _rows(fast, custody) == _rows(core, custody)
     assert len(_rows(fast, custody)) == len(rows)
+
+
+def test_created_rows_are_laid_out_in_the_custody_tables_column_order() -> None:
+    # Rows given as tuples go into the columns by position: a table whose columns moved
+    # must stop the import, not put one value into another column.
+    assert tuple(c.name for c in custody.columns if c.name != "row") == _CREATED_COLUMNS
+    moved = list(_CREATED_COLUMNS)
+    moved[6], moved[7] = moved[7], moved[6]   # the original and national labels swapped
+    for wrong in (tuple(moved), _CREATED_COLUMNS[:-1], (*_CREATED_COLUMNS, "extra")):
+        with pytest.raises(RuntimeError, match="custody"):
+            _in_column_order(custody, wrong)
 
 
 def test_a_batch_stores_what_single_publishes_store(node_factory: Factory,
