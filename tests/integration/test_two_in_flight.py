@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -17,14 +16,11 @@ from typing import Any
 
 import httpx
 
+from federating import TestClient, federate
 from gsomia.bootstrap import app_for_node
 from gsomia.service import handlers
 from gsomia.shell import exchange
 from gsomia.shell.node import Node
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
-    from starlette.testclient import TestClient
 
 II = "군사II급비밀"
 
@@ -70,31 +66,32 @@ class FirstAnswerHeld(TestClient):
                 del self.on_the_way[number]
 
 
-def federate(kor: Node, jpn: Node) -> None:
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
-
-
 @contextmanager
-def courier(kor: Node, link: FirstAnswerHeld) -> Iterator[exchange.Kick]:
-    """KOR's courier loop to JPN; the kick, set after each publish, as the couriers set it
-    at the publish's commit signal."""
+def courier_loop(kor: Node, link: FirstAnswerHeld
+                 ) -> Iterator[tuple[exchange.Sender, exchange.Kick, threading.Event,
+                                 threading.Thread]]:
+    """KOR's courier loop to JPN running: its sender, kick, stop and thread; at the end the
+    held answer is let go and the loop told to stop and waited for."""
     sender = exchange.Sender(kor, link="JPN", client=link)
     kick, stop = exchange.Kick(), threading.Event()
     loop = threading.Thread(target=sender.run, args=(stop, kick), name="kor-to-jpn")
     loop.start()
     try:
-        yield kick
+        yield sender, kick, stop, loop
     finally:
         link.release.set()
         stop.set()
         kick.set()
         loop.join(timeout=30)
         sender.close()
+
+
+@contextmanager
+def courier(kor: Node, link: FirstAnswerHeld) -> Iterator[exchange.Kick]:
+    """KOR's courier loop to JPN; the kick, set after each publish, as the couriers set it
+    at the publish's commit signal."""
+    with courier_loop(kor, link) as (_, kick, _, _):
+        yield kick
 
 
 def publish(kor: Node, obj: dict[str, Any], kick: exchange.Kick) -> str:
@@ -219,11 +216,7 @@ def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
     kor, jpn = node_factory("KOR"), node_factory("JPN")
     federate(kor, jpn)
     link = FirstAnswerHeld(jpn)
-    sender = exchange.Sender(kor, link="JPN", client=link)
-    kick, stop = exchange.Kick(), threading.Event()
-    loop = threading.Thread(target=sender.run, args=(stop, kick), name="kor-to-jpn")
-    loop.start()
-    try:
+    with courier_loop(kor, link) as (sender, kick, stop, loop):
         first = publish(kor, make_indicator(1), kick)
         assert link.posted.wait(20)
         with sender.sealing:  # the pass beside, asked by the kick, waits here
@@ -235,12 +228,6 @@ def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
         # would refuse it).
         kick.set()
         assert link.most == 1
-    finally:
-        link.release.set()
-        stop.set()
-        kick.set()
-        loop.join(timeout=30)
-        sender.close()
     assert not loop.is_alive()
     assert {r["item_id"]: (r["status"], r["attempts"]) for r in exchange.outbox_rows(kor)} \
         == {first: ("delivered", 1), second: ("pending", 0)}
