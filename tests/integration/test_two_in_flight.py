@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 
 from federating import TestClient, federate
 from gsomia.bootstrap import app_for_node
@@ -66,6 +67,14 @@ class FirstAnswerHeld(TestClient):
                 del self.on_the_way[number]
 
 
+@pytest.fixture
+def federated(node_factory: Callable[..., Node]) -> tuple[Node, Node]:
+    """KOR and JPN, each the other's partner."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    return kor, jpn
+
+
 @contextmanager
 def courier_loop(kor: Node, link: FirstAnswerHeld
                  ) -> Iterator[tuple[exchange.Sender, exchange.Kick, threading.Event,
@@ -107,11 +116,10 @@ def statuses(kor: Node) -> dict[tuple[str, str], str]:
 
 
 def test_a_report_goes_while_the_partner_has_not_answered_for_the_one_before(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """Before: the second report waited for the answer to the first (here held 30 s)."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     with courier(kor, link) as kick:
         first = publish(kor, make_indicator(1), kick)
@@ -129,12 +137,11 @@ def test_a_report_goes_while_the_partner_has_not_answered_for_the_one_before(
 
 
 def test_two_versions_of_an_item_never_travel_at_once(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """A newer version queued while the older is on the way waits for its answer; another
     item queued with it goes at once. Both versions reach JPN, in order: none refused."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     with courier(kor, link) as kick:
         item = publish(kor, make_indicator(1), kick)
@@ -155,12 +162,11 @@ def test_two_versions_of_an_item_never_travel_at_once(
 
 
 def test_each_batch_in_flight_is_settled_by_its_own_answer(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """The batch beside answered "not now": only its row waits, as long as the partner
     said; the first, answered later, is receipted."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn, not_now=120)
     with courier(kor, link) as kick:
         first = publish(kor, make_indicator(1), kick)
@@ -182,14 +188,13 @@ def test_each_batch_in_flight_is_settled_by_its_own_answer(
 
 
 def test_a_pass_beside_asked_during_the_loops_post_seals_nothing_once_it_ended(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """A pass beside asked while the loop posted its own batch but run after that post
     ended: the loop's next pass may have sealed the rows queued meanwhile and not yet
     recorded them in flight. Before (29b97b1): the pass sealed and posted them too, two
     batches on the way with the same item. Driven in that order, without a loop thread."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     link.release.set()  # nothing is held: the test orders the steps itself
     sender = exchange.Sender(kor, link="JPN", client=link)
@@ -207,14 +212,13 @@ def test_a_pass_beside_asked_during_the_loops_post_seals_nothing_once_it_ended(
 
 
 def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """The node stops while the loop waits for the answer to its own batch and a pass
     beside it is queued but not begun (it waits for the seal): that pass posts nothing, and
     the kick that tells the loop to stop asks none. Before (04e2253): a batch went beside,
     and the node's stop waited for its answer."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     with courier_loop(kor, link) as (sender, kick, stop, loop):
         first = publish(kor, make_indicator(1), kick)
