@@ -6,6 +6,7 @@ refused with the reason. Pure: real keys and signatures, no store."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import strategies as hs
 from gsomia.core import crypto
 from gsomia.core.custody import record_bytes
 from gsomia.service.outbox import unbound_at_seal
-from gsomia.service.ports import checks_here
+from gsomia.service.ports import RememberedChecks, SignatureChecks, checks_here
 
 KOR, JPN = crypto.new_signing_key(), crypto.new_signing_key()
 KEYS = {"KOR": KOR.public_key(), "JPN": JPN.public_key()}
@@ -35,8 +36,8 @@ def stored(n: int, key: Ed25519PrivateKey = KOR, originator: str = "KOR"
 
 
 def refused(rows: Sequence[tuple[str, str, bytes, bytes, bytes, str]],
-            checks: object = checks_here) -> dict[tuple[str, str], str]:
-    bindings, unbound = unbound_at_seal(rows, KEYS, checks)  # type: ignore[arg-type]
+            checks: SignatureChecks = checks_here) -> dict[tuple[str, str], str]:
+    bindings, unbound = unbound_at_seal(rows, KEYS, checks)
     found = unbound()
     assert set(bindings) | set(found) == {(r[0], r[1]) for r in rows}
     return found
@@ -89,3 +90,52 @@ def test_any_byte_of_label_content_or_binding_rewritten_is_refused(
     value[at] = byte
     row[which] = bytes(value)
     assert set(refused([(*row,), beside])) == {(row[0], "v1")}
+
+
+class Counted:
+    """The checks in this process, counting those made."""
+
+    def __init__(self) -> None:
+        self.made = 0
+
+    def submit(self, checks: Sequence[crypto.SignatureCheck]) -> Callable[[], list[bool]]:
+        self.made += len(checks)
+        return checks_here.submit(checks)
+
+
+def test_a_yes_is_remembered_and_nothing_else() -> None:
+    """A version sealed to a second partner is not verified again; a no, or the same
+    binding over bytes rewritten since, is checked anew (and still fails)."""
+    counted = Counted()
+    remembered = RememberedChecks(counted, keep=2)
+    good, bad = stored(9), stored(10)
+    bad = (*bad[:3], record_bytes({**LABEL, "rel_to": ["JPN", "KOR", "USA"]}), *bad[4:])
+    forged = crypto.canonical({**json.loads(good[4]), "digest": crypto.b64u(
+        crypto.binding_digest_of(bad[3], good[2]))})
+    forged_row = (*good[:3], bad[3], forged, "KOR")
+    for _ in range(2):
+        assert refused([good], remembered) == {}
+        assert counted.made == 1
+    for n in (2, 3):
+        assert set(refused([forged_row], remembered)) == {(good[0], "v1")}
+        assert counted.made == n
+    # Kept only ``keep``: the oldest yes is checked again once others came after it.
+    assert refused([stored(11), stored(12)], remembered) == {}
+    assert counted.made == 5
+    assert refused([good], remembered) == {}
+    assert counted.made == 6
+
+
+def test_a_short_answer_remembers_nothing() -> None:
+    class Short(Counted):
+        def submit(self, checks: Sequence[crypto.SignatureCheck]
+                   ) -> Callable[[], list[bool]]:
+            self.made += len(checks)
+            return lambda: [True] * (len(checks) - 1)
+
+    short = Short()
+    remembered = RememberedChecks(short)
+    rows = [stored(13), stored(14)]
+    for n in (2, 4):
+        assert set(refused(rows, remembered)) == {(r[0], r[1]) for r in rows}
+        assert short.made == n

@@ -130,19 +130,20 @@ def refused_at_seal(routing: Routing, recipient: Party, now: datetime,
     return refused
 
 
-def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, bytes, Party]],
+def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, Any] | bytes,
+                                           Party]],
                     originator_keys: Mapping[Party, Ed25519PublicKey],
                     checks: SignatureChecks
                     ) -> tuple[dict[tuple[str, str], crypto.Binding],
                                Callable[[], dict[tuple[str, str], str]]]:
-    """Whether the originator bound each version of ``stored`` (item, version, content,
-    label and binding as stored, the label's originator) as it is about to be sealed: the
-    label the release was just decided by, and the content that goes under it, are only
-    what the host's disk says now, and whoever can write that file can widen a REL TO, lower
-    a level or put one item's content under another's label. Verified against the
-    originator's key (``originator_keys``: this node's own for its items, the partner's for
-    a relay), the signatures of the batch through ``checks`` (the node's signature worker)
-    while the caller goes on with the seal.
+    """Whether the originator bound each version of ``stored`` (item, version, content and
+    label as stored, the binding as stored or its JSON read, the label's originator) as it
+    is about to be sealed: the label the release was just decided by, and the content that
+    goes under it, are only what the host's disk says now, and whoever can write that file
+    can widen a REL TO, lower a level or put one item's content under another's label.
+    Verified against the originator's key (``originator_keys``: this node's own for its
+    items, the partner's for a relay), the signatures of the batch through ``checks`` (the
+    node's signature worker) while the caller goes on with the seal.
 
     The bindings read whose digest matches (their signatures still being checked), and a
     call that waits for those checks and gives every version that may not be sealed, each

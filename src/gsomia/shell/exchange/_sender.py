@@ -35,6 +35,7 @@ from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import (
     QueuedDelivery,
     QueuedNotice,
+    RememberedChecks,
     Repository,
     SignatureChecks,
     checks_here,
@@ -108,7 +109,7 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     standing = [(c, doc) for c, doc in with_documents(
         r for r in repo.standing_current(now) if r.direction == "obtained")
         if c.recipient == recipient and not c.revoked]
-    read: list[tuple[str, str, bytes, bytes, bytes, dict[str, Any], SecurityLabel]] = []
+    read: list[tuple[str, str, bytes, bytes, Any, dict[str, Any], SecurityLabel]] = []
     refused: dict[tuple[str, str], str] = {}
     # Items published together share their label's bytes: each is read once per batch.
     labels: dict[bytes, SecurityLabel] = {}
@@ -124,7 +125,14 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
         except (orjson.JSONDecodeError, MalformedInput, TypeError) as exc:  # retyped on disk
             refused[(item_id, version)] = f"its stored label does not read: {exc}"
             continue
-        read.append((item_id, version, content, label_bytes, binding, label_doc, label))
+        try:
+            # orjson's read (Binding.from_json's own of text costs a hundred times more);
+            # what it reads is checked by unbound_at_seal.
+            binding_doc = orjson.loads(binding)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            refused[(item_id, version)] = f"its stored binding does not read: {exc}"
+            continue
+        read.append((item_id, version, content, label_bytes, binding_doc, label_doc, label))
     # The signatures are checked (on the signature worker, for a large batch) while the
     # policy decides and the payloads are built; nothing is sealed before their answer.
     bindings, unbound = unbound_at_seal(
@@ -286,6 +294,9 @@ class Sender:
         # interleave (each then as slow as both: a report sealed for JPN and for USA at
         # once reached JPN later than when JPN's went first).
         self.sealing = threading.Lock()
+        # The binding checks of the seal, each yes remembered (shared by a node's links,
+        # as ``sealing``: an item that goes to two partners is verified once).
+        self.seal_checks: RememberedChecks | None = None
 
     @property
     def client(self) -> httpx.Client:
@@ -421,7 +432,7 @@ class Sender:
         with self.node.store.repository() as repo:
             payloads, refused = payloads_of(repo, [(r.item_id, r.version) for r in due],
                                             peer.party, now, routing, originators,
-                                            _checks(self.node))
+                                            self._seal_checks())
         batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
@@ -473,6 +484,11 @@ class Sender:
             batch.bodies.append(body)
             batch.digests[row.row] = crypto.sha256(encoded)
         return batch if batch.sealed else None
+
+    def _seal_checks(self) -> RememberedChecks:
+        if self.seal_checks is None:
+            self.seal_checks = RememberedChecks(_checks(self.node))
+        return self.seal_checks
 
     def _post(self, batch: _Batch) -> list[Any]:
         if not batch.bodies:
