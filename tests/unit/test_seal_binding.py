@@ -139,3 +139,25 @@ def test_a_short_answer_remembers_nothing() -> None:
     for n in (2, 4):
         assert set(refused(rows, remembered)) == {(r[0], r[1]) for r in rows}
         assert short.made == n
+
+
+def test_half_here_half_on_the_worker_each_half_checked_into_one_keeping() -> None:
+    """A batch split between the worker and this process: a forgery in either half is
+    refused, and what either said yes to is not checked again by the other."""
+    worker, here = Counted(), Counted()
+    remembered = RememberedChecks(worker)
+    beside = RememberedChecks(here, _like=remembered)
+    rows = [stored(n) for n in range(20, 26)]
+    wider = record_bytes({**LABEL, "rel_to": ["JPN", "KOR", "USA"]})
+    for k in (0, 5):  # one in each half
+        forged = crypto.canonical({**json.loads(rows[k][4]), "digest": crypto.b64u(
+            crypto.binding_digest_of(wider, rows[k][2]))})
+        rows[k] = (*rows[k][:3], wider, forged, "KOR")
+    bindings, unbound = unbound_at_seal(rows, KEYS, remembered, beside)
+    assert set(unbound()) == {(rows[0][0], "v1"), (rows[5][0], "v1")}
+    assert (worker.made, here.made) == (3, 3)
+    _, again = unbound_at_seal(rows, KEYS, beside, remembered)
+    assert set(again()) == {(rows[0][0], "v1"), (rows[5][0], "v1")}
+    assert worker.made + here.made == 8  # only the two forgeries, checked anew
+    assert set(bindings) == {(r[0], "v1") for r in rows}
+    assert remembered.here.submit([])() == []

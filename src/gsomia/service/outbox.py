@@ -133,7 +133,7 @@ def refused_at_seal(routing: Routing, recipient: Party, now: datetime,
 def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, Any] | bytes,
                                            Party]],
                     originator_keys: Mapping[Party, Ed25519PublicKey],
-                    checks: SignatureChecks
+                    checks: SignatureChecks, here: SignatureChecks | None = None
                     ) -> tuple[dict[tuple[str, str], crypto.Binding],
                                Callable[[], dict[tuple[str, str], str]]]:
     """Whether the originator bound each version of ``stored`` (item, version, content and
@@ -143,7 +143,9 @@ def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, 
     can widen a REL TO, lower a level or put one item's content under another's label.
     Verified against the originator's key (``originator_keys``: this node's own for its
     items, the partner's for a relay), the signatures of the batch through ``checks`` (the
-    node's signature worker) while the caller goes on with the seal.
+    node's signature worker) while the caller goes on with the seal; with ``here``, half of
+    them only, the other half through ``here`` (in the caller's process) once the caller
+    asks for the answer, as the worker checks the first.
 
     The bindings read whose digest matches (their signatures still being checked), and a
     call that waits for those checks and gives every version that may not be sealed, each
@@ -164,10 +166,13 @@ def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, 
             refused[key] = f"{_UNBOUND}: {exc}"
             continue
         bindings[key] = binding
-    answers = checks.submit([c for _, c in signed])
+    # The seal has nothing to do while it waits: with ``here``, this process checks half.
+    half = len(signed) // 2 if here is not None else len(signed)
+    answers = checks.submit([c for _, c in signed[:half]])
 
     def unbound() -> dict[tuple[str, str], str]:
-        verified = answers()
+        rest = here.submit([c for _, c in signed[half:]])() if here is not None else []
+        verified = answers() + rest
         if len(verified) != len(signed):
             verified = [False] * len(signed)  # an answer that does not add up verifies nothing
         for (key, _), good in zip(signed, verified, strict=True):

@@ -72,11 +72,20 @@ class RememberedChecks:
     each seal, so a label or content rewritten since is checked anew (and fails). Only a yes
     is kept, in the process's memory, never on disk."""
 
-    def __init__(self, checks: SignatureChecks, *, keep: int = 8192) -> None:
+    def __init__(self, checks: SignatureChecks, *, keep: int = 8192,
+                 _like: RememberedChecks | None = None) -> None:
         self._checks = checks
         self._keep = keep
-        self._yes: OrderedDict[SignatureCheck, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._yes: OrderedDict[SignatureCheck, None] = OrderedDict() if _like is None \
+            else _like._yes
+        self._lock: threading.Lock = threading.Lock() if _like is None else _like._lock
+
+    @property
+    def here(self) -> RememberedChecks:
+        """The same, remembering into the same keeping, but verified in the caller's own
+        process (:data:`checks_here`): the half of a batch it checks while the worker
+        checks the other."""
+        return RememberedChecks(checks_here, keep=self._keep, _like=self)
 
     def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
         checks = list(checks)

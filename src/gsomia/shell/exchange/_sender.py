@@ -87,14 +87,14 @@ class NotNow(OSError):
 def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
                 recipient: Party, now: datetime, routing: Routing,
                 originator_keys: Mapping[Party, Ed25519PublicKey],
-                checks: SignatureChecks = checks_here
+                checks: SignatureChecks = checks_here, here: SignatureChecks | None = None
                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
     """What each envelope carries: the object and label the originator bound, and the
     originator's signed consents naming ``recipient`` (they travel with a relay): per item,
     and the standing consents that cover the item at ``now`` (none once revoked here). And
     the versions that may not go to ``recipient`` at all, each with its reasons: the binding
     of the label and content as stored checked against the originator's key
-    (``originator_keys``, the signatures through ``checks``:
+    (``originator_keys``, the signatures through ``checks`` and ``here``:
     :func:`gsomia.service.outbox.unbound_at_seal`), and the release policy asked again over
     that label (:func:`gsomia.service.outbox.refused_at_seal`), whatever the row that names
     them says; these carry nothing."""
@@ -138,7 +138,7 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     bindings, unbound = unbound_at_seal(
         ((i, v, content, label_bytes, binding, label.originator)
          for i, v, content, label_bytes, binding, _, label in read),
-        originator_keys, checks)
+        originator_keys, checks, here)
     refused.update(refused_at_seal(routing, recipient, now,
                                    ((i, v, label) for i, v, *_, label in read
                                     if (i, v) in bindings),
@@ -432,7 +432,7 @@ class Sender:
         with self.node.store.repository() as repo:
             payloads, refused = payloads_of(repo, [(r.item_id, r.version) for r in due],
                                             peer.party, now, routing, originators,
-                                            self._seal_checks())
+                                            *self._seal_checks())
         batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
@@ -485,10 +485,11 @@ class Sender:
             batch.digests[row.row] = crypto.sha256(encoded)
         return batch if batch.sealed else None
 
-    def _seal_checks(self) -> RememberedChecks:
+    def _seal_checks(self) -> tuple[RememberedChecks, RememberedChecks]:
+        """The seal's binding checks: half on the signature worker, half here."""
         if self.seal_checks is None:
             self.seal_checks = RememberedChecks(_checks(self.node))
-        return self.seal_checks
+        return self.seal_checks, self.seal_checks.here
 
     def _post(self, batch: _Batch) -> list[Any]:
         if not batch.bodies:
