@@ -126,8 +126,8 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
             refused[(item_id, version)] = f"its stored label does not read: {exc}"
             continue
         try:
-            # orjson's read (Binding.from_json's own of text costs a hundred times more);
-            # what it reads is checked by unbound_at_seal.
+            # Read by orjson, as the label (Binding.from_json's own read of the text takes a
+            # few microseconds more an item); what it holds is checked by unbound_at_seal.
             binding_doc = orjson.loads(binding)
         except (orjson.JSONDecodeError, TypeError) as exc:
             refused[(item_id, version)] = f"its stored binding does not read: {exc}"
