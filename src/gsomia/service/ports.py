@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -85,7 +85,25 @@ class RememberedChecks:
         """The same, remembering into the same keeping, but verified in the caller's own
         process (:data:`checks_here`): the half of a batch it checks while the worker
         checks the other."""
-        return RememberedChecks(checks_here, keep=self._keep, _like=self)
+        return self.through(checks_here)
+
+    def through(self, checks: SignatureChecks) -> RememberedChecks:
+        """The same keeping, verified through ``checks`` (the node's keeping, which its
+        publish path fills, seen by a courier through the node's signature worker)."""
+        return RememberedChecks(checks, keep=self._keep, _like=self)
+
+    def vouch(self, made: Iterable[SignatureCheck]) -> None:
+        """Keep as a yes each of ``made``: signatures this process has just made itself
+        with the key named, over exactly the bytes named (a binding it signed as it
+        published). What a seal then finds here was bound by this node to exactly the
+        bytes it recomputes from the store: a label or content rewritten on disk since
+        makes other bytes, is not found, and is verified (and refused)."""
+        with self._lock:
+            for check in made:
+                self._yes[check] = None
+                self._yes.move_to_end(check)
+            while len(self._yes) > self._keep:
+                self._yes.popitem(last=False)
 
     def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
         checks = list(checks)
@@ -550,6 +568,13 @@ class UnitOfWork(Protocol):
     @property
     def routing(self) -> Routing:
         """Who this node is and whom it delivers to."""
+        ...
+
+    @property
+    def remembered(self) -> RememberedChecks:
+        """The node's signature checks said yes in this process (one keeping per node per
+        process, in memory): what it binds as it publishes goes there, and its couriers'
+        seals look there before they verify."""
         ...
 
     def __enter__(self) -> Self: ...

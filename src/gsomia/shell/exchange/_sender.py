@@ -294,8 +294,9 @@ class Sender:
         # interleave (each then as slow as both: a report sealed for JPN and for USA at
         # once reached JPN later than when JPN's went first).
         self.sealing = threading.Lock()
-        # The binding checks of the seal, each yes remembered (shared by a node's links,
-        # as ``sealing``: an item that goes to two partners is verified once).
+        # The binding checks of the seal, each yes remembered in the node's keeping
+        # (``store.remembered``: shared by its links and its publish path, so an item that
+        # goes to two partners is verified once, and one this process bound not at all).
         self.seal_checks: RememberedChecks | None = None
 
     @property
@@ -488,7 +489,8 @@ class Sender:
     def _seal_checks(self) -> tuple[RememberedChecks, RememberedChecks]:
         """The seal's binding checks: half on the signature worker, half here."""
         if self.seal_checks is None:
-            self.seal_checks = RememberedChecks(_checks(self.node))
+            # The node's keeping: what its publish path bound in this process is found.
+            self.seal_checks = self.node.store.remembered.through(_checks(self.node))
         return self.seal_checks, self.seal_checks.here
 
     def _post(self, batch: _Batch) -> list[Any]:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gsomia.core.audit import TreeHead
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import LEASE_S, Routing
+from gsomia.service.ports import RememberedChecks, checks_here
 from gsomia.shell.store._engine import make_engine, migrate
 from gsomia.shell.store._mapping import (
     CourierRow,
@@ -80,6 +81,9 @@ class Store:
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
         self._next_due: tuple[Any, Any] | None = None  # two selects (:meth:`_due_queries`)
+        # The node's signature checks said yes in this process (UnitOfWork.remembered):
+        # one keeping per opened store, so per node per process, in memory only.
+        self.remembered = RememberedChecks(checks_here)
         if migrate_schema:
             migrate(self.engine)
 

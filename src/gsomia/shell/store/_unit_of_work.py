@@ -17,6 +17,7 @@ from gsomia.shell.store._repository import SqlOutbox, SqlRepository
 from gsomia.shell.store._signal import _QUEUED, COMMIT_CHANNEL, signal_commit
 
 if TYPE_CHECKING:
+    from gsomia.service.ports import RememberedChecks
     from gsomia.shell.store._store import Store
 
 
@@ -59,6 +60,10 @@ class SqlUnitOfWork:
                                      where="store", expected="a store opened by its node")
             self._routing = self._store.routing()  # read once per unit of work
         return self._routing
+
+    @property
+    def remembered(self) -> RememberedChecks:
+        return self._store.remembered
 
     def __enter__(self) -> Self:
         conn = self._store.engine.connect().execution_options(
