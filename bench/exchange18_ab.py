@@ -3,7 +3,9 @@ process with the same reads as main ran them (main's code, copied here): CPU per
 of 9 alternated rounds, on one SQLite node store of N items (ports_ab's filler: a delivery
 each, one in five pending). The sender's read of what a batch's envelopes carry
 (``payloads_of``, once per batch sealed) is the one on the delivery path; the scan's and the
-pending counts are read by every crash-recovery pass and by the tests' waits. Not a test,
+pending counts are read by every crash-recovery pass and by the tests' waits (the branch's
+``payloads_of`` now also asks the policy again and verifies each binding, in this process:
+its "after" is the seal's read as it is, not the same work as main's). Not a test,
 not part of ``python -m bench``:
 
     PYTHONPATH=src:. python bench/exchange18_ab.py [N [BATCH]]
@@ -23,9 +25,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.ports_ab import alternated, filled
-from gsomia.core.outbox import DELIVERY
+from gsomia.core import crypto
+from gsomia.core.custody import record_bytes
+from gsomia.core.outbox import DELIVERY, Routing
+from gsomia.service import handlers
 from gsomia.shell import exchange
 from gsomia.shell import store as st
+from gsomia.shell.catalogue import load_catalogue
 
 # ---- as main read them ------------------------------------------------------------------
 
@@ -94,19 +100,39 @@ def main_pending(node: Any, recipient: str | None = None) -> int:
 def run(n: int, batch: int) -> dict[str, dict[str, float]]:
     folder = tempfile.mkdtemp(prefix="exchange18-ab-")
     store = filled(os.path.join(folder, "node.db"), n)
+    now = datetime.now(UTC)
+    # Every item KOR's own, under a label that releases it to USA and bound by KOR's key
+    # (the filler's items share their content, so one binding binds them all): the seal
+    # reads the label, asks the policy again (sealcheck23) and verifies the binding
+    # (sealsig26, each check in this process) before it carries anything.
+    catalogue = load_catalogue()
+    key = crypto.new_signing_key()
+    label = record_bytes(handlers.make_label(
+        handlers.LabelRequest("군사II급비밀", ("KOR", "JPN", "USA"), "dprk-missile"),
+        originator="KOR", catalogue=catalogue, now=now).to_json())
+    binding = crypto.Binding(crypto.SIGNATURE_ALGORITHM, crypto.fingerprint(key), b"", b"")
+    with store.engine.connect() as conn:
+        content = conn.execute(sa.select(st.items.c.content).limit(1)).scalar_one()
+    digest = crypto.binding_digest_of(label, bytes(content))
+    binding = crypto.Binding(binding.algorithm, binding.key, crypto.sign(
+        key, crypto.signed_message(crypto.BINDING_CONTEXT, digest)), digest)
     with store.engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-        conn.execute(st.items.update().values(binding=b'{"sig":"x"}',
-                                              label=b'{"originator":"JPN"}'))
+        conn.execute(st.items.update().values(binding=crypto.canonical(binding.to_json()),
+                                              label=label))
         conn.execute(st.exchange_state.insert(), {"id": 1, "scanned_seq": n})
         keys = [(str(r.id), str(r.version)) for r in conn.execute(
             sa.select(st.items.c.id, st.items.c.version).order_by(st.items.c.seq)
             .limit(batch).offset(n // 2))]
-    node = SimpleNamespace(store=store, party="JPN", folder=folder)
-    now = datetime.now(UTC)
+    node = SimpleNamespace(store=store, party="KOR", folder=folder)
+    routing = Routing("KOR", ("USA",), catalogue)
+    originators = {"KOR": key.public_key()}
 
     def branch_seal_read() -> int:
-        with store.repository() as repo:
-            return len(exchange.payloads_of(repo, keys, "USA", now))  # as Sender._seal
+        with store.repository() as repo:  # as Sender._seal
+            payloads, refused = exchange.payloads_of(repo, keys, "USA", now, routing,
+                                                     originators)
+        assert not refused, refused
+        return len(payloads)
 
     pairs: list[tuple[str, Callable[[], Any], Callable[[], Any], int]] = [
         (f"_seal read ({batch} envelopes)", lambda: main_seal_read(node, keys, now),
