@@ -161,3 +161,29 @@ def test_half_here_half_on_the_worker_each_half_checked_into_one_keeping() -> No
     assert worker.made + here.made == 8  # only the two forgeries, checked anew
     assert set(bindings) == {(r[0], "v1") for r in rows}
     assert remembered.here.submit([])() == []
+
+
+def test_a_binding_vouched_for_is_found_over_the_bytes_signed_and_nothing_else() -> None:
+    """sealfast26: what the publish path signed is kept as a yes (``vouch``) and the seal
+    finds it; the same signature under a binding made to match a rewritten label is not
+    found, and fails; the keeping stays bounded."""
+    counted = Counted()
+    remembered = RememberedChecks(counted, keep=2)
+    rows = [stored(n) for n in (30, 31, 32)]
+
+    def made(row: tuple[str, str, bytes, bytes, bytes, str]) -> crypto.SignatureCheck:
+        return crypto.binding_check(row[3], row[2], crypto.Binding.from_json(row[4]),
+                                    KEYS["KOR"])
+
+    remembered.vouch([made(rows[0])])
+    assert refused([rows[0]], remembered) == {}
+    assert counted.made == 0
+    wider = record_bytes({**LABEL, "rel_to": ["JPN", "KOR", "USA"]})
+    forged = crypto.canonical({**json.loads(rows[0][4]), "digest": crypto.b64u(
+        crypto.binding_digest_of(wider, rows[0][2]))})
+    assert set(refused([(*rows[0][:3], wider, forged, "KOR")], remembered)) == {
+        (rows[0][0], "v1")}
+    assert counted.made == 1
+    remembered.vouch([made(rows[1]), made(rows[2])])  # keep=2: the first is let go
+    assert refused(rows, remembered) == {}
+    assert counted.made == 2
