@@ -3,15 +3,19 @@ with :func:`gsomia.service.outbox.unbound_at_seal` as it is (each version's bind
 and content as stored verified against the originator's key) against the seal without it
 (a stand-in doing what main's seal did with the binding: read its JSON, nothing verified),
 in one process, alternated, median of the rounds (``after_again``: the same versions
-sealed once more with the checks that said yes remembered, as for a second partner); on
-one SQLite node KOR federated with JPN, N items published REL TO KOR, JPN and queued. The
+sealed once more with the checks that said yes remembered, as for a second partner;
+``here`` (sealfast26): the seal as a node's courier makes it of items its own process has
+just published, the checks through the node's keeping, which the publish path filled; the
+others each seal with a keeping of their own, as for items published by another process);
+on one SQLite node KOR federated with JPN, N items published REL TO KOR, JPN and queued. The
 checks made in this process (every CPU second counted here) and, for batches, on the node's
 signature worker (``--worker``: this process's CPU and the wall time). Not a test, not part of
 ``python -m bench``:
 
     PYTHONPATH=src:. python bench/seal_binding_ab.py [N ...] [--rounds R] [--worker] [--save]
 
-``--save``: the figures go to bench/results/latest.json under ``sealsig26_ab``.
+``--save``: the figures go to bench/results/latest.json under ``sealfast26_ab``
+(``sealsig26_ab`` before the ``here`` side was measured).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 
 from gsomia.service import handlers
 from gsomia.service import outbox as service_outbox
+from gsomia.service.ports import RememberedChecks
 from gsomia.shell import exchange
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import init_node
@@ -83,9 +88,8 @@ def measure(n: int, rounds: int, worker: bool) -> dict[str, Any]:
                 kor.signatures.in_process_below = sys.maxsize
             sender = exchange.Sender(kor, batch=n)
 
-            def seal(remembered: bool = False) -> tuple[float, float]:
-                if not remembered:  # the first partner's seal: nothing verified before
-                    sender.seal_checks = None
+            def seal(checks: RememberedChecks) -> tuple[float, float]:
+                sender.seal_checks = checks
                 wall, cpu = time.perf_counter(), time.process_time()
                 batch = sender._seal(peers["JPN"])
                 took = (time.perf_counter() - wall, time.process_time() - cpu)
@@ -93,18 +97,24 @@ def measure(n: int, rounds: int, worker: bool) -> dict[str, Any]:
                 kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
                 return took
 
-            seal()  # warm: keys loaded, partners read, the worker started
+            def fresh() -> RememberedChecks:  # nothing verified before (another process)
+                return RememberedChecks(kor.signatures)
+
+            # The node's keeping, as its couriers see it: the publish above filled it.
+            node_keeping = kor.store.remembered.through(kor.signatures)
+            seal(fresh())  # warm: keys loaded, partners read, the worker started
             sides: dict[str, list[tuple[float, float]]] = {
-                "before": [], "after": [], "after_again": []}
+                "before": [], "after": [], "after_again": [], "here": []}
+            turns = ("before", "after", "here")
             for k in range(rounds):
-                order = ("before", "after") if k % 2 == 0 else ("after", "before")
-                for side in order:
+                for side in turns[k % 3:] + turns[:k % 3]:
                     service_outbox.unbound_at_seal = unchecked if side == "before" \
                         else REAL  # type: ignore[assignment]
                     try:
-                        sides[side].append(seal())
+                        checks = node_keeping if side == "here" else fresh()
+                        sides[side].append(seal(checks))
                         if side == "after":  # the same versions to a second partner
-                            sides["after_again"].append(seal(remembered=True))
+                            sides["after_again"].append(seal(checks))
                     finally:
                         service_outbox.unbound_at_seal = REAL
             sender.close()
@@ -122,6 +132,16 @@ def measure(n: int, rounds: int, worker: bool) -> dict[str, Any]:
             again = [a[1] / b[1] for a, b in zip(sides["after_again"], sides["before"],
                                                  strict=True) if b[1]]
             out["cpu_ratio_second_partner_median"] = round(statistics.median(again), 3)
+            here = [a[1] / b[1] for a, b in zip(sides["here"], sides["before"], strict=True)
+                    if b[1]]
+            out["here_cpu_ratio_to_before_median"] = round(statistics.median(here), 3)
+            out["here_cpu_ratio_to_before_min_max"] = [round(min(here), 3),
+                                                       round(max(here), 3)]
+            here_now = [a[1] / b[1] for a, b in zip(sides["here"], sides["after"],
+                                                    strict=True) if b[1]]
+            out["here_cpu_ratio_to_after_median"] = round(statistics.median(here_now), 3)
+            out["here_cpu_ratio_to_after_min_max"] = [round(min(here_now), 3),
+                                                      round(max(here_now), 3)]
             return out
         finally:
             kor.close()
@@ -136,14 +156,17 @@ def main(argv: list[str]) -> int:
     print(json.dumps(results, indent=1))
     if "--save" in argv:
         latest = json.loads(LATEST.read_text("utf-8"))
-        entry = latest.setdefault("sealsig26_ab", {})
+        entry = latest.setdefault("sealfast26_ab", {})
         entry["worker" if worker else "in_process"] = {
             "command": "PYTHONPATH=src:. python bench/seal_binding_ab.py "
                        + " ".join(argv).replace("--save", "").strip(),
             "note": "Sender._seal CPU (this process) and wall per item, the binding of each "
-                    "version verified at the seal (after) against main's unchecked read of "
-                    "the binding (before), alternated in one process, median of the rounds; "
-                    "under the other helpers' load (compare CPU and the ratio)",
+                    "version verified at the seal (after: main at 9df665c, sealsig26, for "
+                    "items another process published) against main's unchecked read of "
+                    "the binding (before: main at 6c08bcd, before sealsig26), and the seal "
+                    "of items this process published, found in the node's keeping (here: "
+                    "sealfast26), alternated in one process, ratios the median of the "
+                    "rounds' pairs; under the other helpers' load (compare CPU and ratio)",
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "results": results}
         LATEST.write_text(json.dumps(latest, indent=2) + "\n", "utf-8")
