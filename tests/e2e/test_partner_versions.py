@@ -32,6 +32,7 @@ from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node, new_token
+from starting import waited
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -56,8 +57,12 @@ def settled(fed: Federation) -> None:
     reached JPN and KOR's outbox is empty."""
     kor, jpn = fed.nodes["KOR"], fed.nodes["JPN"]
     marker = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN"))
-    assert exchange.wait_until(lambda: held(jpn, marker), WAIT)
-    assert exchange.wait_until(lambda: drained(kor), WAIT)
+    waited(lambda: held(jpn, marker), f"KOR's marker {marker} at JPN",
+           lambda: [r for r in exchange.outbox_rows(kor) if r["item_id"] == marker],
+           timeout=WAIT)
+    waited(lambda: drained(kor), "KOR's outbox drained",
+           lambda: [r for r in exchange.outbox_rows(kor) if r["status"] == exchange.PENDING],
+           timeout=WAIT)
 
 
 def test_a_version_a_kor_person_may_not_publish_never_reaches_jpn(fed: Federation) -> None:
