@@ -310,8 +310,9 @@ def await_answer(code: Party, home: Path, answers: Callable[[], bool], *, port: 
                                 expected="a --base-port whose three ports are free")
             raise MalformedInput(f"the {code} node exited at start: see {log}", where="--dir")
         now = clock()
-        # Read twice a second: each reading goes through every process in /proc.
-        reading = cpu(pid) if now - read >= 0.5 else None
+        # Read once a second: each reading goes through every process in /proc (4 ms of
+        # CPU with 200 of them), and the limits are tens of seconds.
+        reading = cpu(pid) if now - read >= 1.0 else None
         if reading is not None:
             read, used = now, reading
             if first is None:
