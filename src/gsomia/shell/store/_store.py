@@ -79,7 +79,8 @@ class Store:
         self._uncopied: TreeHead | None = None
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
-        self._next_due: tuple[Any, Any] | None = None  # two selects (:meth:`_due_queries`)
+        # Three selects, made once (:meth:`_due_queries`).
+        self._next_due: tuple[Any, Any, Any] | None = None
         if migrate_schema:
             migrate(self.engine)
 
@@ -130,32 +131,47 @@ class Store:
         """When the earliest pending row a sender posts is due: a delivery to one of
         ``recipients`` or a notice (to ``notices_to`` if named, as :meth:`claim` takes
         them; None: nothing is queued)."""
-        # Each part read from its earliest row on, until one passes the full check
-        # (:func:`courier_readable`: only rows the courier takes, as :meth:`claim`; one
-        # written behind the node's back must not read as due now, every pass): the first
-        # row but for such rows. The min over every row that passes cost that check on each
-        # pending row: 3-4x main's CPU a call with a backlog of 50,000, paid on every idle
-        # or backoff pass of each link. The deliveries to a recipient are read in order on
-        # ``ix_outbox_due``; the notices on ``ix_outbox_notices`` (migration 0021), which
-        # holds no delivery, their recipients checked here (said in SQL, the recipient's
-        # term drew SQLite back to ``ix_outbox_due``, through every delivery to the link).
-        first, notices = self._due_queries()
+        # Each part read from its earliest row on, the full check of :func:`courier_readable`
+        # in the query (only rows the courier takes, as :meth:`claim`; one written behind
+        # the node's back must not read as due now, every pass): the first row but for
+        # such rows. The min over every row that passes cost that check on each pending
+        # row (review22), paid on every idle or backoff pass of each link. The deliveries
+        # to a recipient are read in order on ``ix_outbox_due``, the notices to one on
+        # ``ix_outbox_notices`` (migrations 0021-0022), which holds no delivery: a link
+        # reads its own rows alone, however many are queued to a partner that is down.
+        first, notice, recipient_after = self._due_queries()
         named = set(recipients)
+        # Whose notices this sender posts, as :func:`_to` says them, or a recipient named.
+        notified = set(named) if notices_to is None else {*named, notices_to}
         found: list[datetime] = []  # typed as the column (aware UTC)
         with self.engine.connect() as conn:
             for to in sorted(named):
                 earliest = conn.execute(first, {"to": to}).scalar()
                 if earliest is not None:
                     found.append(earliest)
-            for to, at in conn.execute(notices):
-                # As :func:`_to` says it, or a recipient named.
-                if notices_to is None or to == notices_to or to in named or \
-                        (or_not_to is not None and to not in or_not_to):
-                    found.append(at)
-                    break
+            if notices_to is None or or_not_to is not None:
+                notified.update(to for to in self._notice_recipients(conn, recipient_after)
+                                if notices_to is None or to not in (or_not_to or ()))
+            for to in notified:
+                earliest = conn.execute(notice, {"to": to}).scalar()
+                if earliest is not None:
+                    found.append(earliest)
         return min(found, default=None)
 
-    def _due_queries(self) -> tuple[Any, Any]:
+    @staticmethod
+    def _notice_recipients(conn: sa.Connection, recipient_after: Any) -> list[str]:
+        """The recipients of the pending notices, one entry of ``ix_outbox_notices`` read
+        for each (a partner down with thousands queued costs one). Text only, as the
+        courier takes them: SQLite sorts a number before any text, bytes after."""
+        found: list[str] = []
+        after: Any = ""
+        while (to := conn.execute(recipient_after, {"after": after}).scalar()) is not None:
+            if isinstance(to, str):
+                found.append(to)
+            after = to
+        return found
+
+    def _due_queries(self) -> tuple[Any, Any, Any]:
         """:meth:`next_due`'s queries, made once a store: making the full check's terms
         cost as much CPU a call as running them on the earliest rows."""
         if self._next_due is not None:
@@ -165,10 +181,14 @@ class Store:
             pending, outbox.c.recipient == sa.bindparam("to"),
             *courier_readable(self.dialect, deliveries=True)
         ).order_by(outbox.c.next_at).limit(1)
-        notices = sa.select(outbox.c.recipient, outbox.c.next_at).where(
-            NOTICE_ROWS, pending, *courier_readable(self.dialect, deliveries=False)
-        ).order_by(outbox.c.next_at)
-        self._next_due = first, notices
+        notice = sa.select(outbox.c.next_at).where(
+            NOTICE_ROWS, pending, outbox.c.recipient == sa.bindparam("to"),
+            *courier_readable(self.dialect, deliveries=False)
+        ).order_by(outbox.c.next_at).limit(1)
+        recipient_after = sa.select(outbox.c.recipient).where(
+            NOTICE_ROWS, pending, outbox.c.recipient > sa.bindparam("after")
+        ).order_by(outbox.c.recipient).limit(1)
+        self._next_due = first, notice, recipient_after
         return self._next_due
 
     def newest_pending(self) -> dict[str, int]:
