@@ -131,31 +131,31 @@ class Store:
         """When the earliest pending row a sender posts is due: a delivery to one of
         ``recipients`` or a notice (to ``notices_to`` if named, as :meth:`claim` takes
         them; None: nothing is queued)."""
-        # Each part read from its earliest row on, the full check of :func:`courier_readable`
-        # in the query (only rows the courier takes, as :meth:`claim`; one written behind
-        # the node's back must not read as due now, every pass): the first row but for
-        # such rows. The min over every row that passes cost that check on each pending
-        # row (review22), paid on every idle or backoff pass of each link. The deliveries
-        # to a recipient are read in order on ``ix_outbox_due``, the notices to one on
-        # ``ix_outbox_notices`` (migrations 0021-0022), which holds no delivery: a link
-        # reads its own rows alone, however many are queued to a partner that is down.
-        first, notice, recipient_after = self._due_queries()
+        # Each recipient's rows read from the earliest on, the full check of
+        # :func:`courier_readable` in the query (only rows the courier takes, as
+        # :meth:`claim`; one written behind the node's back must not read as due now, every
+        # pass): the first row but for such rows. The min over every row that passes cost
+        # that check on each pending row (review22), paid on every idle or backoff pass of
+        # each link. A recipient named: its deliveries and notices at once, on
+        # ``ix_outbox_due`` in order (the first row of either kind that passes ends the
+        # read, however many of the other are queued); one whose notices alone this
+        # sender posts: on ``ix_outbox_notices`` (migrations 0021-0022), which holds no
+        # delivery. A link reads its own rows alone, however many are queued to a partner
+        # that is down.
+        either, notice, recipient_after = self._due_queries()
         named = set(recipients)
         # Whose notices this sender posts, as :func:`_to` says them, or a recipient named.
-        notified = set(named) if notices_to is None else {*named, notices_to}
+        notified = set() if notices_to is None else {notices_to}
         found: list[datetime] = []  # typed as the column (aware UTC)
         with self.engine.connect() as conn:
-            for to in sorted(named):
-                earliest = conn.execute(first, {"to": to}).scalar()
-                if earliest is not None:
-                    found.append(earliest)
             if notices_to is None or or_not_to is not None:
                 notified.update(to for to in self._notice_recipients(conn, recipient_after)
                                 if notices_to is None or to not in (or_not_to or ()))
-            for to in notified:
-                earliest = conn.execute(notice, {"to": to}).scalar()
-                if earliest is not None:
-                    found.append(earliest)
+            for query, tos in ((either, named), (notice, notified - named)):
+                for to in sorted(tos):
+                    earliest = conn.execute(query, {"to": to}).scalar()
+                    if earliest is not None:
+                        found.append(earliest)
         return min(found, default=None)
 
     @staticmethod
@@ -177,18 +177,18 @@ class Store:
         if self._next_due is not None:
             return self._next_due
         pending = outbox.c.status == "pending"
-        first = sa.select(outbox.c.next_at).where(
-            pending, outbox.c.recipient == sa.bindparam("to"),
-            *courier_readable(self.dialect, deliveries=True)
+        to = outbox.c.recipient == sa.bindparam("to")
+        either = sa.select(outbox.c.next_at).where(pending, to, sa.or_(
+            sa.and_(*courier_readable(self.dialect, deliveries=True)),
+            sa.and_(*courier_readable(self.dialect, deliveries=False)))
         ).order_by(outbox.c.next_at).limit(1)
         notice = sa.select(outbox.c.next_at).where(
-            NOTICE_ROWS, pending, outbox.c.recipient == sa.bindparam("to"),
-            *courier_readable(self.dialect, deliveries=False)
+            NOTICE_ROWS, pending, to, *courier_readable(self.dialect, deliveries=False)
         ).order_by(outbox.c.next_at).limit(1)
         recipient_after = sa.select(outbox.c.recipient).where(
             NOTICE_ROWS, pending, outbox.c.recipient > sa.bindparam("after")
         ).order_by(outbox.c.recipient).limit(1)
-        self._next_due = first, notice, recipient_after
+        self._next_due = either, notice, recipient_after
         return self._next_due
 
     def newest_pending(self) -> dict[str, int]:
