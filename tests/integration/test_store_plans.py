@@ -366,3 +366,29 @@ def test_a_links_idle_pass_reads_as_much_with_thousands_of_notices_queued_to_ano
     finally:
         store.dispose()
     assert all(few[link] > 0 and many[link] <= few[link] * 1.1 for link in few), (few, many)
+
+
+def test_the_first_links_claim_of_notices_reads_the_recipients_it_posts_to_alone(
+        tmp_path: Any) -> None:
+    """notices26: the claim of the notices due reads them on ``ix_outbox_notices`` by
+    recipient; the first link's, which takes the notices to anyone without a link too,
+    the recipients with notices pending one entry each, then those to it and to them.
+    Before: ``recipient NOT IN`` read every pending row of the outbox (``status=?``),
+    deliveries and all, on each notice pass of the first link."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    try:
+        _pending_notices(store, {"USA": 3, "CHN": 1, "KOR": 1})
+        with statements(store.engine) as sent:
+            taken = store.claim(deliveries=False, now=T0 + timedelta(hours=1), limit=10,
+                                recipient="KOR", or_not_to={"KOR", "USA"})
+        with store.engine.connect() as conn:
+            plans = [" / ".join(str(r[3]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+                for statement, parameters in sent if re.match(r"\s*SELECT", statement)]
+    finally:
+        store.dispose()
+    assert sorted(r.recipient for r in taken) == ["CHN", "KOR"]
+    recipients = "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient>?)"
+    assert plans == [recipients] * 4 + [
+        "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient=? AND next_at<?)"
+        " / USE TEMP B-TREE FOR ORDER BY"]

@@ -111,16 +111,31 @@ class Store:
         what each row owes and how it ended, and ``audit verify`` bounds a next try."""
         due = [outbox.c.status == "pending", outbox.c.next_at <= now,
                *courier_readable(self.dialect, deliveries=deliveries, every=False)]
-        if recipient is not None:
+        if not deliveries:  # as said, SQLite reads ix_outbox_notices: the notices alone
+            due.insert(0, NOTICE_ROWS)
+        # The notices to anyone outside ``or_not_to``: to the recipients with notices
+        # pending that are (read one index entry each), not ``NOT IN`` (every pending row
+        # read, a partner down with thousands queued on every pass of the first link).
+        strays = not deliveries and recipient is not None and or_not_to is not None
+        if recipient is not None and not strays:
             due.append(_to(recipient, or_not_to))
         if leaving:
             due.append(outbox.c.row.notin_(sorted(leaving)))
-        query = sa.select(*courier_columns(self.dialect)).where(*due).order_by(outbox.c.row)
+
+        def query(conn: sa.Connection) -> sa.Select[Any]:
+            where = due
+            if strays:
+                tos = {recipient, *(to for to in self._notice_recipients(
+                    conn, self._due_queries()[2]) if to not in (or_not_to or ()))}
+                where = [*due, outbox.c.recipient.in_(sorted(tos))]
+            return sa.select(*courier_columns(self.dialect)).where(*where).order_by(
+                outbox.c.row)
+
         if self.dialect != "postgresql":
             with self.engine.connect() as conn:
-                return _readable(conn, query, limit)
+                return _readable(conn, query(conn), limit)
         with self.engine.connect() as conn, conn.begin():
-            rows = _readable(conn, query.with_for_update(skip_locked=True), limit)
+            rows = _readable(conn, query(conn).with_for_update(skip_locked=True), limit)
             if rows:
                 conn.execute(outbox.update().where(outbox.c.row.in_([r.row for r in rows]))
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
