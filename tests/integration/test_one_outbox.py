@@ -669,7 +669,8 @@ def test_migration_0022_keys_the_notices_by_recipient_and_each_loop_reads_its_ow
     """notices26: after 0022 each loop's earliest row is the earliest of those it posts
     (a link: its partner's deliveries and notices; the first link: the notices to anyone
     without a link too; one loop: every delivery named and every notice), on both
-    backends; going back restores 0021's index and keeps every row."""
+    backends, and the first link claims those notices; going back restores 0021's index
+    and keeps every row."""
     engine = at_revision(db_url, "0021")
     rows = [(DELIVERY, "JPN", 30, "pending"), (DELIVERY, "USA", 10, "pending"),
             ("incident", "JPN", 40, "pending"), ("incident", "USA", 5, "pending"),
@@ -705,6 +706,10 @@ def test_migration_0022_keys_the_notices_by_recipient_and_each_loop_reads_its_ow
                                                                "next_at"]
         due = {name: store.next_due(recipients=r, notices_to=to, or_not_to=strays)
                for name, (r, to, strays) in asks.items()}
+        # The first link's claim: its notices and those to anyone without a link.
+        taken = {(r.kind, r.recipient) for r in store.claim(
+            deliveries=False, now=T0 + timedelta(hours=1), limit=10, recipient="JPN",
+            or_not_to={"JPN", "USA"})}
         downgrade(store.engine, "0021")
         indexes = {i["name"]: i for i in sa.inspect(store.engine).get_indexes("outbox")}
         with store.engine.connect() as conn:
@@ -715,6 +720,8 @@ def test_migration_0022_keys_the_notices_by_recipient_and_each_loop_reads_its_ow
                               if status == "pending" and posts(ask, kind, to)), default=None)
                    for name, ask in asks.items()}
     assert len({*due.values()}) == len(due)  # each ask reads a row of its own
+    assert taken == {(kind, to) for kind, to, _, status in rows if status == "pending"
+                     and kind != DELIVERY and posts(asks["the first link"], kind, to)}
     assert indexes["ix_outbox_notices"]["column_names"] == ["status", "next_at"]
     assert kept == len(rows)
 
