@@ -18,7 +18,8 @@ each on a store of its schema (the same rows; courier23's with the index as migr
 0021 left it). A second outbox: N pending notices to a partner that is down (USA), due
 within the hour, and a few to the link asking (JPN), due after them; asked by JPN's link,
 USA's own, the first link (which posts the notices to recipients without a link too) and
-one loop for every partner.
+one loop for every partner. Then the claim of the notices due, main's (the first link's
+strays said ``recipient NOT IN`` its links) against notices26's (said by recipient).
 
     PYTHONPATH=src:. python bench/next_due_ab.py [--save-as KEY] [N ...]   # 5000 50000
 """
@@ -40,11 +41,13 @@ import sqlalchemy as sa
 
 from gsomia.core.outbox import DELIVERY
 from gsomia.shell.store import Store
-from gsomia.shell.store._mapping import _to, courier_readable
+from gsomia.shell.store._mapping import _to, courier_columns, courier_readable
+from gsomia.shell.store._store import _readable
 from gsomia.shell.store._tables import NOTICE_ROWS, outbox
 
 NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 NOTICES = 20
+CLAIM_AT = NOW + timedelta(hours=2)
 
 
 def courier22(store: Store, recipients: Collection[str], notices_to: str | None,
@@ -168,6 +171,61 @@ def _cpu(call: Callable[[], Any], repeat: int) -> float:
     return (time.process_time() - start) / repeat * 1000
 
 
+def claim_main(store: Store, link: str, strays: set[str] | None) -> list[Any]:
+    """``Store.claim`` of the notices due as main before notices26 left it (SQLite: no
+    lease): ``recipient NOT IN`` the links for the first link's strays."""
+    due = [outbox.c.status == "pending", outbox.c.next_at <= CLAIM_AT,
+           *courier_readable(store.dialect, deliveries=False, every=False),
+           _to(link, strays)]
+    query = sa.select(*courier_columns(store.dialect)).where(*due).order_by(outbox.c.row)
+    with store.engine.connect() as conn:
+        return _readable(conn, query, 64)
+
+
+def claim_notices26(store: Store, link: str, strays: set[str] | None) -> list[Any]:
+    return store.claim(deliveries=False, now=CLAIM_AT, limit=64, recipient=link,
+                       or_not_to=strays)
+
+
+def run_claims(sizes: list[int]) -> dict[str, Any]:
+    """The claim of the notices due at CLAIM_AT (the notices_down outbox: every one, JPN's
+    five among them), by JPN's link and by the first link, main's against notices26's."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="notices26-claim-") as name:
+        for count in sizes:
+            stores = {schema: Store(f"sqlite:///{Path(name) / f'{schema}-{count}.db'}")
+                      for schema in ("main", "notices26")}
+            _as_main(stores["main"])
+            try:
+                for store in stores.values():
+                    _fill_notices(store, count)
+                figures: dict[str, Any] = {}
+                for ask, strays in {"link": None, "first_link": {"JPN", "USA"}}.items():
+                    calls = {"main": partial(claim_main, stores["main"], "JPN", strays),
+                             "notices26": partial(claim_notices26, stores["notices26"],
+                                                  "JPN", strays)}
+                    answers = {k: [r.row for r in call()] for k, call in calls.items()}
+                    assert answers["main"] == answers["notices26"], answers
+                    repeat = max(3, 100_000 // count)
+                    rounds: dict[str, list[float]] = {k: [] for k in calls}
+                    for _ in range(5):
+                        for key, call in calls.items():
+                            rounds[key].append(_cpu(call, repeat))
+                    cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+                    figures[ask] = {"cpu_ms": cpu, "rows": len(answers["main"]),
+                                    "notices26_vs_main": round(cpu["notices26"] / cpu["main"],
+                                                               3)}
+                    print(f"{count:>7,} pending notices_down claim {ask:<10}: CPU a call main "
+                          f"{cpu['main']:.3f} ms, notices26 {cpu['notices26']:.3f} (x"
+                          f"{figures[ask]['notices26_vs_main']}), "
+                          f"{len(answers['main'])} rows", flush=True)
+                results[str(count)] = figures
+            finally:
+                for store in stores.values():
+                    store.dispose()
+    return results
+
+
 Ask = tuple[list[str], str | None, set[str] | None]
 READINGS: dict[str, tuple[Callable[..., datetime | None], str]] = {
     "main": (main_before, "main"), "courier22": (courier22, "main"),
@@ -228,7 +286,8 @@ if __name__ == "__main__":
     key = None
     if args[:1] == ["--save-as"]:
         key, args = args[1], args[2:]
-    out = run([int(a) for a in args] or [5_000, 50_000])
+    sizes = [int(a) for a in args] or [5_000, 50_000]
+    out = {**run(sizes), "claims": run_claims(sizes)}
     print(json.dumps(out, indent=1))
     if key is not None:
         path = Path(__file__).resolve().parent / "results" / "latest.json"
