@@ -41,13 +41,21 @@ import sqlalchemy as sa
 
 from gsomia.core.outbox import DELIVERY
 from gsomia.shell.store import Store
-from gsomia.shell.store._mapping import _to, courier_columns, courier_readable
-from gsomia.shell.store._store import _readable
+from gsomia.shell.store._mapping import courier_columns, courier_readable, courier_row
 from gsomia.shell.store._tables import NOTICE_ROWS, outbox
 
 NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 NOTICES = 20
 CLAIM_AT = NOW + timedelta(hours=2)
+
+
+def _to(recipient: str, or_not_to: Collection[str] | None) -> Any:
+    """Outbox rows to ``recipient``, or also to anyone outside ``or_not_to`` if given (as
+    main's claim said it before notices26; a copy, the readings below frozen with it)."""
+    if or_not_to is None:
+        return outbox.c.recipient == recipient
+    return sa.or_(outbox.c.recipient == recipient,
+                  outbox.c.recipient.notin_(sorted(or_not_to)))
 
 
 def courier22(store: Store, recipients: Collection[str], notices_to: str | None,
@@ -178,8 +186,8 @@ def claim_main(store: Store, link: str, strays: set[str] | None) -> list[Any]:
            *courier_readable(store.dialect, deliveries=False, every=False),
            _to(link, strays)]
     query = sa.select(*courier_columns(store.dialect)).where(*due).order_by(outbox.c.row)
-    with store.engine.connect() as conn:
-        return _readable(conn, query, 64)
+    with store.engine.connect() as conn:  # fewer than 64 rows due: one page
+        return [r for r in map(courier_row, conn.execute(query.limit(64))) if r is not None]
 
 
 def claim_notices26(store: Store, link: str, strays: set[str] | None) -> list[Any]:
