@@ -303,9 +303,9 @@ def test_next_due_reads_each_part_of_the_outbox_from_its_earliest_on_an_index(
     try:
         _pending_notices(store, {"USA": 3, "CHN": 1})
         sent: dict[str, list[tuple[str, Any]]] = {}
-        for ask, (recipients, to, strays) in asks.items():
+        for ask, (named, to, strays) in asks.items():
             with statements(store.engine) as sent[ask]:
-                store.next_due(recipients=recipients, notices_to=to, or_not_to=strays)
+                store.next_due(recipients=named, notices_to=to, or_not_to=strays)
         with store.engine.connect() as conn:
             plans = {ask: [" / ".join(str(r[3]) for r in conn.exec_driver_sql(
                 "EXPLAIN QUERY PLAN " + statement, parameters))
