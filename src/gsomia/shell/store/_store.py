@@ -111,11 +111,12 @@ class Store:
         what each row owes and how it ended, and ``audit verify`` bounds a next try."""
         due = [outbox.c.status == "pending", outbox.c.next_at <= now,
                *courier_readable(self.dialect, deliveries=deliveries, every=False)]
-        if not deliveries:  # as said, SQLite reads ix_outbox_notices: the notices alone
+        if not deliveries:  # said as the index says it, for SQLite to read ix_outbox_notices
             due.insert(0, NOTICE_ROWS)
-        # The notices to anyone outside ``or_not_to``: to the recipients with notices
-        # pending that are (read one index entry each), not ``NOT IN`` (every pending row
-        # read, a partner down with thousands queued on every pass of the first link).
+        # The notices to anyone outside ``or_not_to`` (the first link's strays): to each
+        # recipient with notices pending outside it, those read one index entry each.
+        # ``NOT IN`` read every pending row, deliveries and all, on each of that link's
+        # passes (with a partner down, thousands).
         strays = not deliveries and recipient is not None and or_not_to is not None
         if recipient is not None and not strays:
             due.append(_to(recipient, or_not_to))
