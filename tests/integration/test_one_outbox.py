@@ -708,7 +708,7 @@ def test_migration_0022_keys_the_notices_by_recipient_and_each_loop_reads_its_ow
         taken = {(r.kind, r.recipient) for r in store.claim(
             deliveries=False, now=T0 + timedelta(hours=1), limit=10, recipient="JPN",
             or_not_to={"JPN", "USA"})}
-        downgrade(store.engine, "0021")
+        migrate(store.engine, command.downgrade, "0021")
         indexes = {i["name"]: i for i in sa.inspect(store.engine).get_indexes("outbox")}
         with store.engine.connect() as conn:
             kept = conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar()
