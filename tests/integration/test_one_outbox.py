@@ -662,6 +662,68 @@ def test_migration_0019_counts_no_not_now_for_rows_queued_before_and_goes_back(
         engine.dispose()
 
 
+def test_migration_0022_keys_the_notices_by_recipient_and_each_loop_reads_its_own(
+        db_url: str) -> None:
+    """notices26: after 0022 each loop's earliest row is the earliest of those it posts
+    (a link: its partner's deliveries and notices; the first link: the notices to anyone
+    without a link too; one loop: every delivery named and every notice), on both
+    backends, and the first link claims those notices; going back restores 0021's index
+    and keeps every row."""
+    engine = at_revision(db_url, "0021")
+    rows = [(DELIVERY, "JPN", 30, "pending"), (DELIVERY, "USA", 10, "pending"),
+            ("incident", "JPN", 40, "pending"), ("incident", "USA", 5, "pending"),
+            ("classification-notice", "USA", 6, "pending"), ("incident", "CHN", 20, "pending"),
+            ("incident", "CHN", 1, "delivered")]
+    try:
+        with engine.begin() as conn:
+            st.insert_many(conn, st.outbox, [
+                {"kind": kind, "item_id": f"indicator--{n}", "recipient": to,
+                 "version": "v" if kind == DELIVERY else None,
+                 "reference": None if kind == DELIVERY else f"ref-{n}",
+                 "body": None if kind == DELIVERY else "{}", "status": status, "attempts": 0,
+                 "not_now": 0, "next_at": T0 + timedelta(seconds=s), "queued_at": T0,
+                 "delivered_at": None, "last_error": None, "seq": n}
+                for n, (kind, to, s, status) in enumerate(rows)])
+    finally:
+        engine.dispose()
+    asks: dict[str, tuple[list[str], str | None, set[str] | None]] = {
+        "JPN's link": (["JPN"], "JPN", None), "JPN's notices": ([], "JPN", None),
+        "the first link": (["JPN"], "JPN", {"JPN", "USA"}),
+        "one loop": (["JPN", "USA"], None, None), "KOR's link": (["KOR"], "KOR", None)}
+
+    def posts(ask: tuple[list[str], str | None, set[str] | None], kind: str,
+              to: str) -> bool:
+        recipients, notices_to, strays = ask
+        return to in recipients or (kind != DELIVERY and (
+            notices_to in (None, to) or (strays is not None and to not in strays)))
+
+    store = st.Store(db_url)
+    try:
+        indexes = {i["name"]: i for i in sa.inspect(store.engine).get_indexes("outbox")}
+        assert indexes["ix_outbox_notices"]["column_names"] == ["status", "recipient",
+                                                               "next_at"]
+        due = {name: store.next_due(recipients=r, notices_to=to, or_not_to=strays)
+               for name, (r, to, strays) in asks.items()}
+        # The first link's claim: its notices and those to anyone without a link.
+        taken = {(r.kind, r.recipient) for r in store.claim(
+            deliveries=False, now=T0 + timedelta(hours=1), limit=10, recipient="JPN",
+            or_not_to={"JPN", "USA"})}
+        migrate(store.engine, command.downgrade, "0021")
+        indexes = {i["name"]: i for i in sa.inspect(store.engine).get_indexes("outbox")}
+        with store.engine.connect() as conn:
+            kept = conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar()
+    finally:
+        store.dispose()
+    assert due == {name: min((T0 + timedelta(seconds=s) for kind, to, s, status in rows
+                              if status == "pending" and posts(ask, kind, to)), default=None)
+                   for name, ask in asks.items()}
+    assert len({*due.values()}) == len(due)  # each ask reads a row of its own
+    assert taken == {(kind, to) for kind, to, _, status in rows if status == "pending"
+                     and kind != DELIVERY and posts(asks["the first link"], kind, to)}
+    assert indexes["ix_outbox_notices"]["column_names"] == ["status", "next_at"]
+    assert kept == len(rows)
+
+
 def test_next_due_reads_past_retyped_rows_to_the_earliest_a_loop_takes(tmp_path: Path) -> None:
     """courier23: each part of the outbox read from its earliest row on, until one passes
     the courier's full check: rows retyped on disk that sort first (a count out of its
