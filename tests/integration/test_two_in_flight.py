@@ -244,3 +244,42 @@ def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
     assert not loop.is_alive()
     assert {r["item_id"]: (r["status"], r["attempts"]) for r in exchange.outbox_rows(kor)} \
         == {first: ("delivered", 1), second: ("pending", 0)}
+
+
+def test_a_settle_ending_during_the_loops_post_asks_no_pass_beside(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """The end of a settle wakes the loop but queued nothing: no pass beside is asked for
+    it (before: every settle that ended while the loop posted asked one, which claimed and
+    sealed nothing). A commit during that post still asks one, and its row goes beside."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    link = FirstAnswerHeld(jpn)
+    sender = exchange.Sender(kor, link="JPN", client=link)
+    asked: list[object] = []
+    beside_pass = sender._beside_pass
+
+    def noted(peer: exchange.Peer) -> None:
+        asked.append(peer)
+        beside_pass(peer)
+
+    sender._beside_pass = noted  # type: ignore[method-assign]
+    kick, stop = exchange.Kick(), threading.Event()
+    loop = threading.Thread(target=sender.run, args=(stop, kick), name="kor-to-jpn")
+    loop.start()
+    try:
+        publish(kor, make_indicator(1), kick)
+        assert link.posted.wait(20)
+        sender._settled_now(exchange.SendReport(), [])  # as a settle's end does
+        assert kick.is_set() and not asked  # the loop woken, nothing beside
+        second = publish(kor, make_indicator(2), kick)
+        assert exchange.wait_until(
+            lambda: [s for (i, _), s in statuses(kor).items() if i == second] ==
+            ["delivered"], 15), statuses(kor)
+        assert len(asked) == 1
+    finally:
+        link.release.set()
+        stop.set()
+        kick.set()
+        loop.join(timeout=30)
+        sender.close()
