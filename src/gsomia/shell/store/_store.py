@@ -22,7 +22,6 @@ from gsomia.core.outbox import LEASE_S, Routing
 from gsomia.shell.store._engine import make_engine, migrate
 from gsomia.shell.store._mapping import (
     CourierRow,
-    _to,
     courier_columns,
     courier_readable,
     courier_row,
@@ -42,16 +41,17 @@ from gsomia.shell.store._unit_of_work import SqlUnitOfWork
 HEAD_FILE = "tree-head.json"
 
 
-def _readable(conn: sa.Connection, query: sa.Select[Any], limit: int) -> list[CourierRow]:
-    """Up to ``limit`` rows of ``query`` (ordered by row) that the courier reads right
-    (:func:`courier_row`); the others are passed over, each time, and never fill the
-    limit: the rows after them are read instead."""
+def _readable(conn: sa.Connection, query: sa.Select[Any], limit: int,
+              values: dict[str, Any]) -> list[CourierRow]:
+    """Up to ``limit`` rows of ``query`` (ordered by row, its parameters ``values``) that
+    the courier reads right (:func:`courier_row`); the others are passed over, each time,
+    and never fill the limit: the rows after them are read instead."""
     out: list[CourierRow] = []
     after: int | None = None
     while len(out) < limit:
         asked = limit - len(out)
         page = query if after is None else query.where(outbox.c.row > after)
-        rows = list(conn.execute(page.limit(asked)))
+        rows = list(conn.execute(page.limit(asked), values))
         out.extend(r for r in map(courier_row, rows) if r is not None)
         if len(rows) < asked:
             break
@@ -80,6 +80,7 @@ class Store:
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
         self._next_due: tuple[Any, Any] | None = None  # two selects (:meth:`_due_queries`)
+        self._claims: dict[tuple[bool, ...], sa.Select[Any]] = {}  # :meth:`_claim_query`
         if migrate_schema:
             migrate(self.engine)
 
@@ -108,22 +109,41 @@ class Store:
         the next try. On SQLite one sender runs: it reads, leaving out its rows in flight
         (``leaving``). The claim is the courier's bookkeeping, not a record: the log holds
         what each row owes and how it ended, and ``audit verify`` bounds a next try."""
-        due = [outbox.c.status == "pending", outbox.c.next_at <= now,
-               *courier_readable(self.dialect, deliveries=deliveries, every=False)]
-        if recipient is not None:
-            due.append(_to(recipient, or_not_to))
-        if leaving:
-            due.append(outbox.c.row.notin_(sorted(leaving)))
-        query = sa.select(*courier_columns(self.dialect)).where(*due).order_by(outbox.c.row)
+        query = self._claim_query(deliveries, recipient is not None, or_not_to is not None,
+                                  bool(leaving))
+        values = {"now": now, "to": recipient, "leaving": sorted(leaving),
+                  "or_not_to": sorted(or_not_to or ())}
         if self.dialect != "postgresql":
             with self.engine.connect() as conn:
-                return _readable(conn, query, limit)
+                return _readable(conn, query, limit, values)
         with self.engine.connect() as conn, conn.begin():
-            rows = _readable(conn, query.with_for_update(skip_locked=True), limit)
+            rows = _readable(conn, query.with_for_update(skip_locked=True), limit, values)
             if rows:
                 conn.execute(outbox.update().where(outbox.c.row.in_([r.row for r in rows]))
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
         return rows
+
+    def _claim_query(self, deliveries: bool, to: bool, or_not_to: bool, leaving: bool
+                     ) -> sa.Select[Any]:
+        """:meth:`claim`'s select for its shape, made once a store, its values bound at each
+        claim: made at each claim, it cost as much CPU as the read (0.3 of the 0.6-0.75 ms
+        of a claim that finds nothing; a courier's every pass claims twice, and at the hub
+        each relayed item is a batch of its own, 3-4 claims an item)."""
+        shape = (deliveries, to, or_not_to, leaving)
+        query = self._claims.get(shape)
+        if query is not None:
+            return query
+        due = [outbox.c.status == "pending", outbox.c.next_at <= sa.bindparam("now"),
+               *courier_readable(self.dialect, deliveries=deliveries, every=False)]
+        if to:  # to the recipient, or also to anyone outside or_not_to if given
+            named = outbox.c.recipient == sa.bindparam("to")
+            due.append(named if not or_not_to else sa.or_(
+                named, outbox.c.recipient.notin_(sa.bindparam("or_not_to", expanding=True))))
+        if leaving:
+            due.append(outbox.c.row.notin_(sa.bindparam("leaving", expanding=True)))
+        query = sa.select(*courier_columns(self.dialect)).where(*due).order_by(outbox.c.row)
+        self._claims[shape] = query
+        return query
 
     def next_due(self, *, recipients: Collection[str], notices_to: str | None = None,
                  or_not_to: Collection[str] | None = None) -> datetime | None:
@@ -148,7 +168,7 @@ class Store:
                 if earliest is not None:
                     found.append(earliest)
             for to, at in conn.execute(notices):
-                # As :func:`_to` says it, or a recipient named.
+                # As :meth:`claim` takes them, or a recipient named.
                 if notices_to is None or to == notices_to or to in named or \
                         (or_not_to is not None and to not in or_not_to):
                     found.append(at)
