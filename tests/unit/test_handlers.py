@@ -172,11 +172,13 @@ class FakeRepo:
     def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
         return [r for r in self.standing if r.consent_id == consent_id]
 
-    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+    def standing_current(self, now: datetime, *, recipient: Party | None = None,
+                         direction: str | None = None) -> list[StandingConsentRecord]:
         revoked = {(r.consent_id, r.originator) for r in self.standing if r.kind == "revoke"}
         return [r for r in self.standing if r.kind == "grant"
                 and (r.consent_id, r.originator) not in revoked
-                and (r.ends is None or r.ends > now)]
+                and (r.ends is None or r.ends > now)
+                and recipient in (None, r.recipient) and direction in (None, r.direction)]
 
     def standing_orphans(self, originator: Party, since: datetime) -> int:
         granted = {(r.consent_id, r.originator) for r in self.standing if r.kind == "grant"}

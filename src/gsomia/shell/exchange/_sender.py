@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from gsomia.service.standing import Parsed
     from gsomia.shell.exchange._node import Clock, NodePort
     from gsomia.shell.exchange._partners import Peer
 
@@ -77,14 +78,16 @@ class NotNow(OSError):
 
 
 def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
-                recipient: Party, now: datetime, routing: Routing
+                recipient: Party, now: datetime, routing: Routing,
+                parsed: Parsed | None = None
                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
     """What each envelope carries: the object and label the originator bound, and the
     originator's signed consents naming ``recipient`` (they travel with a relay): per item,
     and the standing consents that cover the item at ``now`` (none once revoked here). And
     the versions that may not go to ``recipient`` at all, each with its reasons: the release
     policy asked again (:func:`gsomia.service.outbox.refused_at_seal`), whatever the row
-    that names them says; these carry nothing."""
+    that names them says; these carry nothing. ``parsed``: the standing consents' documents
+    parsed at earlier seals (:func:`gsomia.service.standing.with_documents`)."""
     from gsomia.core.labels import SecurityLabel
     from gsomia.service.outbox import refused_at_seal
     from gsomia.service.standing import with_documents
@@ -92,9 +95,11 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     ids = sorted({k[0] for k in keys})
     wanted = set(keys)
     consents = repo.consents_of(ids)
-    # Only those obtained from originators: a node's own items travel without consent.
+    # Only those obtained from originators (a node's own items travel without consent),
+    # and only those to ``recipient``, in the query: those to others were each read and
+    # parsed at every seal, then dropped.
     standing = [(c, doc) for c, doc in with_documents(
-        r for r in repo.standing_current(now) if r.direction == "obtained")
+        repo.standing_current(now, recipient=recipient, direction="obtained"), parsed)
         if c.recipient == recipient and not c.revoked]
     read: list[tuple[str, str, bytes, bytes, dict[str, Any], SecurityLabel]] = []
     refused: dict[tuple[str, str], str] = {}
@@ -239,6 +244,8 @@ class Sender:
         self.notice_batch = notice_batch
         self.clock = clock
         self._client = client
+        # The standing consents' documents parsed at earlier seals (under the seal's lock).
+        self._standing_parsed: Parsed = {}
         self._deliver_to: tuple[Party, ...] = ()  # partners.json's, as the last pass read it
         self._in_flight: dict[Party, _Batch] = {}
         # The second batch in flight to a partner, posted while the loop waited for the
@@ -400,7 +407,7 @@ class Sender:
                           require_partners(self.node).deliver_to, self.node.catalogue)
         with self.node.store.repository() as repo:
             payloads, refused = payloads_of(repo, [(r.item_id, r.version) for r in due],
-                                            peer.party, now, routing)
+                                            peer.party, now, routing, self._standing_parsed)
         batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
