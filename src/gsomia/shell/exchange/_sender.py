@@ -221,31 +221,17 @@ _STOP_SLICE_S = 0.25
 class Kick(threading.Event):
     """A link's wake-up (:meth:`Sender.run`'s ``kick``). While the loop posts a batch on its
     own thread (:meth:`Sender._post_here`) it cannot see a commit: ``beside``, set for that
-    while, is called too, and seals what was queued meanwhile beside that batch.
-
-    :meth:`set` says a row may have been queued; :meth:`answered`, that an answer came back
-    or a settle ended, which queues nothing: it wakes the loop but asks no pass beside (one
-    sealed nothing, a claim for nothing at every settle that ended during a post: 0.08-0.14
-    a relayed item at the hub, where each consent's relay is a batch of its own)."""
+    while, is called too, and seals what was queued meanwhile beside that batch."""
 
     def __init__(self) -> None:
         super().__init__()
         self.beside: Callable[[], None] | None = None
-        self.queued = False  # set() since the last clear(): a row may wait to be sealed
 
     def set(self) -> None:
-        self.queued = True
         super().set()
         beside = self.beside
         if beside is not None:
             beside()
-
-    def answered(self) -> None:
-        super().set()
-
-    def clear(self) -> None:
-        self.queued = False
-        super().clear()
 
 
 class Sender:
@@ -602,7 +588,7 @@ class Sender:
         kick = self._answered
         if isinstance(kick, Kick):  # a commit meanwhile: its rows go beside this batch
             kick.beside = lambda: self._ask_beside(batch.peer)
-            if kick.queued:  # one came since the pass began, before it was armed
+            if kick.is_set():  # one came since the pass began, before it was armed
                 self._ask_beside(batch.peer)
         try:
             answer.set_result(self._post(batch))
@@ -615,8 +601,9 @@ class Sender:
                 kick.beside = None
             with self._flight:
                 self._here = None
-        if not self._hand_over(batch, here=True) or batch.more:
-            self._wake()
+        if (not self._hand_over(batch, here=True) or batch.more) and \
+                self._answered is not None:
+            self._answered.set()
 
     def _ask_beside(self, peer: Peer) -> None:
         """A commit while the loop posts: a pass beside it on a posting thread, unless one is
@@ -674,8 +661,8 @@ class Sender:
         the GIL on a busy node. The loop is woken now only if the batch left rows for the
         next (a drain of a backlog: sealed while this one settles); a row queued meanwhile
         woke it already, and the settle's end wakes it in any case."""
-        if not self._hand_over(batch) or batch.more:
-            self._wake()
+        if (not self._hand_over(batch) or batch.more) and self._answered is not None:
+            self._answered.set()
 
     def _take(self, batch: _Batch) -> bool:
         """Claim the recording of ``batch``'s answer: True once, for the first caller."""
@@ -799,15 +786,8 @@ class Sender:
             self._settled.refused += settled.refused
             self._settled.failed += settled.failed
         self._settling.difference_update(rows)
-        self._wake()
-
-    def _wake(self) -> None:
-        """Wake the loop for an answer or a settle's end: no row was queued by it."""
-        kick = self._answered
-        if isinstance(kick, Kick):
-            kick.answered()
-        elif kick is not None:
-            kick.set()
+        if self._answered is not None:
+            self._answered.set()
 
     def _retry(self, rows: Sequence[QueuedDelivery], error: str, now: datetime,
                status: int = 0, wait: float | None = None) -> None:
