@@ -11,6 +11,7 @@ no digest covers, is checked by ``audit verify`` against the signed document.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -141,6 +142,11 @@ def test_the_reads_by_what_is_in_force_answer_as_the_whole_history_did(
         # allow a relay, and nothing revoked or ended read at all.
         assert standing.in_force(current) == old_may_allow(everything, NOW)
         assert all(r.kind == "grant" and (r.ends is None or r.ends > NOW) for r in current)
+        # A seal's read: those of its recipient obtained from originators, in the query.
+        for recipient in ("JPN", "NZL"):
+            assert uow.repo.standing_current(NOW, recipient=recipient,
+                                             direction="obtained") == \
+                [r for r in current if r.recipient == recipient and r.direction == "obtained"]
         since = NOW - timedelta(hours=window)
         for party in PARTIES:
             assert standing._in_force_from(current, party, NOW) == \
@@ -300,3 +306,45 @@ def test_the_reads_seek_what_is_in_force_by_index(node: Node) -> None:
                for line in current), current
     assert any("ix_standing_consents_revoked (originator=? AND kind=? AND at>?)" in line
                for line in orphans), orphans
+
+
+def test_a_seal_reads_what_is_on_disk_now_whatever_it_parsed_before(node: Node) -> None:
+    """The documents a courier keeps parsed between seals never outlive the disk: a grant
+    marked revoked, or revoked by a revocation row, is not read at the next seal; one whose
+    document was rewritten is read as it now says (a cache keyed by the consent alone
+    would still say sensor-report)."""
+    grant = crypto.grant_standing_consent(
+        consent_id="standing-consent--1", originator="KOR", recipient="JPN",
+        categories=["sensor-report"], purpose="dprk-missile",
+        not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1),
+        granted_at=NOW, key=KEY).to_json()
+    other = dict(grant, id="standing-consent--2", recipient="NZL")
+    parsed: standing.Parsed = {}
+    table = st.metadata.tables["standing_consents"]
+
+    def sealed(uow: Any) -> list[tuple[str, frozenset[str]]]:
+        return [(c.id, c.categories) for c, _ in standing.with_documents(
+            uow.repo.standing_current(NOW, recipient="JPN", direction="obtained"), parsed)]
+
+    uow = node.uow()
+    with uow:  # never committed: rolled back at the end
+        for seq, (doc, to) in enumerate(((grant, "JPN"), (other, "NZL"))):
+            uow.repo.add_standing_consent(StandingConsentRecord(
+                doc["id"], "KOR", to, "obtained", "grant", doc, NOW), seq=seq)
+        assert sealed(uow) == [("standing-consent--1", frozenset({"sensor-report"}))]
+        assert len(parsed) == 1  # the consent to NZL neither read nor parsed
+        rewritten = dict(grant, categories=["flight-path"])
+        uow.repo.conn.execute(table.update().where(table.c.consent_id == grant["id"])
+                              .values(document=json.dumps(rewritten)))
+        assert sealed(uow) == [("standing-consent--1", frozenset({"flight-path"}))]
+        uow.repo.conn.execute(table.update().where(table.c.consent_id == grant["id"])
+                              .values(revoked=True))
+        assert sealed(uow) == []
+        uow.repo.conn.execute(table.update().where(table.c.consent_id == grant["id"])
+                              .values(revoked=False))
+        assert sealed(uow) == [("standing-consent--1", frozenset({"flight-path"}))]
+        revocation = crypto.revoke_standing_consent(
+            consent_id=grant["id"], originator="KOR", revoked_at=NOW, key=KEY).to_json()
+        uow.repo.add_standing_consent(StandingConsentRecord(
+            grant["id"], "KOR", "JPN", "obtained", "revoke", revocation, NOW), seq=3)
+        assert sealed(uow) == []

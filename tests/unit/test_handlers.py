@@ -52,7 +52,14 @@ from gsomia.core.policy import Consent, ReleaseRequest, decide
 from gsomia.core.types import Party
 from gsomia.service import exchange, handlers
 from gsomia.service import notices as notice_handlers
-from gsomia.service.ports import ConsentRequest, QueuedDelivery, QueuedNotice, SeenEnvelope
+from gsomia.service.ports import (
+    ConsentRequest,
+    QueuedDelivery,
+    QueuedNotice,
+    RememberedChecks,
+    SeenEnvelope,
+    checks_here,
+)
 from gsomia.service.refusals import RefusalWindow
 from gsomia.shell.signatures import SignatureWorker
 from gsomia.shell.statuses import status_of
@@ -172,11 +179,13 @@ class FakeRepo:
     def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
         return [r for r in self.standing if r.consent_id == consent_id]
 
-    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+    def standing_current(self, now: datetime, *, recipient: Party | None = None,
+                         direction: str | None = None) -> list[StandingConsentRecord]:
         revoked = {(r.consent_id, r.originator) for r in self.standing if r.kind == "revoke"}
         return [r for r in self.standing if r.kind == "grant"
                 and (r.consent_id, r.originator) not in revoked
-                and (r.ends is None or r.ends > now)]
+                and (r.ends is None or r.ends > now)
+                and recipient in (None, r.recipient) and direction in (None, r.direction)]
 
     def standing_orphans(self, originator: Party, since: datetime) -> int:
         granted = {(r.consent_id, r.originator) for r in self.standing if r.kind == "grant"}
@@ -349,6 +358,7 @@ class FakeUnitOfWork:
         self.events: list[DomainEvent] = []
         self.routing = routing
         self.commits = 0
+        self.remembered = RememberedChecks(checks_here)  # what this process signed
 
     def __enter__(self) -> FakeUnitOfWork:
         return self

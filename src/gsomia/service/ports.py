@@ -241,11 +241,13 @@ class Repository(Protocol):
         """The grant and revocation rows of ``consent_id``, oldest first (read by index:
         the table keeps every grant and revocation ever made)."""
         ...
-    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+    def standing_current(self, now: datetime, *, recipient: Party | None = None,
+                         direction: str | None = None) -> list[StandingConsentRecord]:
         """The grants held of standing consents not revoked by their originator whose
         validity has not ended at ``now`` (or whose end does not read), oldest first: all a
         relay may rest on, read without the rest of the history (revoked and expired ones
-        allow nothing)."""
+        allow nothing). ``recipient``, ``direction``: only the grants whose row names that
+        recipient, that direction (a seal reads those of its batch's recipient alone)."""
         ...
     def standing_orphans(self, originator: Party, since: datetime) -> int:
         """How many of ``originator``'s revocations kept after ``since`` came alone (with no

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.core import crypto
@@ -302,25 +303,62 @@ def in_force(records: Iterable[StandingConsentRecord]) -> list[StandingConsent]:
     return [claim for claim, _ in with_documents(records)]
 
 
-def with_documents(records: Iterable[StandingConsentRecord]
+# Documents parsed, kept by a caller between reads (:func:`with_documents`): at most this
+# many, then begun afresh.
+PARSED_AT_MOST = 1024
+
+Parsed = dict[tuple[str, str, bytes], "crypto.StandingConsent | None"]
+
+
+def with_documents(records: Iterable[StandingConsentRecord], parsed: Parsed | None = None
                    ) -> list[tuple[StandingConsent, Mapping[str, Any]]]:
     """:func:`in_force`, each claim with the signed document it was read from (what a
-    relay carries for the next hop to check)."""
+    relay carries for the next hop to check).
+
+    ``parsed``: the documents parsed at earlier calls, kept by the caller (a courier seals
+    under the same few consents batch after batch), each under the exact text of the
+    document as read now and the consent and originator its row names: a document
+    rewritten on disk is another key, parsed anew; nothing here outlives the row itself,
+    whose revocation (a row, or its grant's mark) the records read each time decide."""
     rows = list(records)
     revoked = {(r.consent_id, r.originator) for r in rows if r.kind == "revoke"}
     out: list[tuple[StandingConsent, Mapping[str, Any]]] = []
     for r in rows:
         if r.kind != "grant":
             continue
-        try:
-            consent = crypto.StandingConsent.from_json(dict(r.document))
-        except MalformedInput:
+        consent = _parsed(r, parsed)
+        if consent is None:
             continue
         if consent.id != r.consent_id or consent.originator != r.originator:
             continue
         out.append((_claim(consent, revoked=(consent.id, consent.originator) in revoked),
                     r.document))
     return out
+
+
+def _parsed(record: StandingConsentRecord, parsed: Parsed | None
+            ) -> crypto.StandingConsent | None:
+    """``record``'s grant as parsed, or None if it does not parse (from ``parsed`` when it
+    holds the same text)."""
+    key = None
+    if parsed is not None:
+        try:
+            key = (record.consent_id, record.originator,
+                   orjson.dumps(record.document, option=orjson.OPT_SORT_KEYS))
+        except (TypeError, orjson.JSONEncodeError):  # no text of it to key by: parsed here
+            key = None
+        if key is not None and key in parsed:
+            return parsed[key]
+    try:
+        consent: crypto.StandingConsent | None = \
+            crypto.StandingConsent.from_json(dict(record.document))
+    except MalformedInput:
+        consent = None
+    if parsed is not None and key is not None:
+        if len(parsed) >= PARSED_AT_MOST:
+            parsed.clear()
+        parsed[key] = consent
+    return consent
 
 
 def revoked_ids(records: Iterable[StandingConsentRecord]) -> set[str]:

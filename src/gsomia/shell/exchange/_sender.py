@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     import httpx
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+    from gsomia.service.standing import Parsed
     from gsomia.shell.exchange._node import Clock, NodePort
     from gsomia.shell.exchange._partners import Peer
 
@@ -87,7 +88,8 @@ class NotNow(OSError):
 def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
                 recipient: Party, now: datetime, routing: Routing,
                 originator_keys: Mapping[Party, Ed25519PublicKey],
-                checks: SignatureChecks = checks_here, here: SignatureChecks | None = None
+                checks: SignatureChecks = checks_here, here: SignatureChecks | None = None,
+                parsed: Parsed | None = None
                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
     """What each envelope carries: the object and label the originator bound, and the
     originator's signed consents naming ``recipient`` (they travel with a relay): per item,
@@ -97,7 +99,8 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     (``originator_keys``, the signatures through ``checks`` and ``here``:
     :func:`gsomia.service.outbox.unbound_at_seal`), and the release policy asked again over
     that label (:func:`gsomia.service.outbox.refused_at_seal`), whatever the row that names
-    them says; these carry nothing."""
+    them says; these carry nothing. ``parsed``: the standing consents' documents parsed at
+    earlier seals (:func:`gsomia.service.standing.with_documents`)."""
     from gsomia.core.labels import SecurityLabel
     from gsomia.service.outbox import refused_at_seal, unbound_at_seal
     from gsomia.service.standing import with_documents
@@ -105,9 +108,11 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     ids = sorted({k[0] for k in keys})
     wanted = set(keys)
     consents = repo.consents_of(ids)
-    # Only those obtained from originators: a node's own items travel without consent.
+    # Only those obtained from originators (a node's own items travel without consent),
+    # and only those to ``recipient``, in the query: those to others were each read and
+    # parsed at every seal, then dropped.
     standing = [(c, doc) for c, doc in with_documents(
-        r for r in repo.standing_current(now) if r.direction == "obtained")
+        repo.standing_current(now, recipient=recipient, direction="obtained"), parsed)
         if c.recipient == recipient and not c.revoked]
     read: list[tuple[str, str, bytes, bytes, Any, dict[str, Any], SecurityLabel]] = []
     refused: dict[tuple[str, str], str] = {}
@@ -258,6 +263,8 @@ class Sender:
         self.notice_batch = notice_batch
         self.clock = clock
         self._client = client
+        # The standing consents' documents parsed at earlier seals (under the seal's lock).
+        self._standing_parsed: Parsed = {}
         self._deliver_to: tuple[Party, ...] = ()  # partners.json's, as the last pass read it
         # The partners' signing keys, as the last pass read them: a relay's binding is
         # checked against its originator's as it is sealed (:func:`payloads_of`).
@@ -433,7 +440,8 @@ class Sender:
         with self.node.store.repository() as repo:
             payloads, refused = payloads_of(repo, [(r.item_id, r.version) for r in due],
                                             peer.party, now, routing, originators,
-                                            *self._seal_checks())
+                                            *self._seal_checks(),
+                                            parsed=self._standing_parsed)
         batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME

@@ -256,14 +256,6 @@ def _bulk(conn: sa.Connection, table: sa.Table
     return found
 
 
-def _to(recipient: str, or_not_to: Collection[str] | None) -> Any:
-    """Outbox rows to ``recipient``, or also to anyone outside ``or_not_to`` if given."""
-    if or_not_to is None:
-        return outbox.c.recipient == recipient
-    return sa.or_(outbox.c.recipient == recipient,
-                  outbox.c.recipient.notin_(sorted(or_not_to)))
-
-
 def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
     for i in range(0, len(values), size):
         yield values[i:i + size]

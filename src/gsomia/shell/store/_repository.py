@@ -249,7 +249,8 @@ class SqlRepository:
         return [_standing(r) for r in self.conn.execute(
             t.select().where(t.c.consent_id == consent_id).order_by(t.c.row))]
 
-    def standing_current(self, now: datetime) -> list[StandingConsentRecord]:
+    def standing_current(self, now: datetime, *, recipient: str | None = None,
+                         direction: str | None = None) -> list[StandingConsentRecord]:
         t = standing_consents
         revoked = t.alias("revoked")
         # By ix_standing_consents_in_force (the grants not revoked and not ended, those
@@ -257,7 +258,9 @@ class SqlRepository:
         # revocation is still looked up by id, so a ``revoked`` cleared on disk revives
         # nothing. The OR spelt out term by term: SQLite then seeks the index for each,
         # where (... AND (end > now OR end IS NULL)) takes every grant not revoked.
-        live = (t.c.kind == "grant", t.c.revoked == sa.false())
+        live = (t.c.kind == "grant", t.c.revoked == sa.false(),
+                *([t.c.recipient == recipient] if recipient is not None else ()),
+                *([t.c.direction == direction] if direction is not None else ()))
         query = t.select().where(
             sa.or_(sa.and_(*live, t.c.not_after > now),
                    sa.and_(*live, t.c.not_after.is_(None))),
