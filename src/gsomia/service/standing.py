@@ -37,9 +37,9 @@ from gsomia.core.types import Party, iso
 from gsomia.service.outbox import _stored_as_held, commit, queue_deliveries
 from gsomia.service.ports import KeyStore, UnitOfWork
 
-__all__ = ["grant_standing_consent", "in_force", "listing", "read_revocation",
-           "record_standing_consent", "record_standing_revocation", "revoke_standing_consent",
-           "revoked_ids", "with_documents"]
+__all__ = ["PARSED_AT_MOST", "Parsed", "grant_standing_consent", "in_force", "listing",
+           "read_revocation", "record_standing_consent", "record_standing_revocation",
+           "revoke_standing_consent", "revoked_ids", "with_documents"]
 
 
 def _text(document: dict[str, Any]) -> str:
