@@ -116,7 +116,8 @@ HEADS_QUIET = 60.0
 # Seconds the connection to a partner is kept between exchanges: one every HEADS_EVERY
 # while the log grows reuses it (a fresh mutual TLS handshake each time cost both nodes CPU
 # beside their deliveries); kept no longer than the partner's server keeps an idle one
-# (uvicorn: 5 s), so no post goes out on a connection the server is closing.
+# (:data:`gsomia.shell.exchange.PARTNER_IDLE_KEPT_S` for a partner's connection, 5 s before),
+# so no post goes out on a connection the server is closing.
 HEADS_KEPT = 3.0
 _HEAD_KINDS = (AuditKind.TREE_HEAD_EXCHANGED.value, AuditKind.PARTNER_LOG_INCONSISTENT.value)
 

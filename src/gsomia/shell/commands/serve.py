@@ -49,6 +49,7 @@ def tls_protocol() -> type:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from gsomia.shell.api import IN_FLIGHT
+    from gsomia.shell.exchange import PARTNER_IDLE_KEPT_S
 
     class TlsHttpProtocol(HttpToolsProtocol):
         # Bytes received since the current request began, while its head is still read.
@@ -95,6 +96,11 @@ def tls_protocol() -> type:
                 return
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if der:
+                # A partner's courier (its certificate verified against the partners' CAs):
+                # its idle connection is kept for its next batch, not only for uvicorn's
+                # 5 s. Any other client's idle connection still goes after 5 s.
+                self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
             tls: dict[str, Any] = {
                 "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
                 "client_cert_der": der or None,

@@ -75,7 +75,9 @@ from gsomia.shell.exchange._outbox import (
     wait_until,
 )
 from gsomia.shell.exchange._partners import (
+    COURIER_IDLE_KEPT_S,
     PARTIES,
+    PARTNER_IDLE_KEPT_S,
     PARTNERS_FILE,
     Partners,
     Peer,
@@ -94,11 +96,13 @@ from gsomia.shell.exchange._sender import (
 )
 
 __all__ = [
+    "COURIER_IDLE_KEPT_S",
     "DELIVERED",
     "FALLBACK_S",
     "NOTICE_PATHS",
     "PARTIES",
     "PARTNERS_FILE",
+    "PARTNER_IDLE_KEPT_S",
     "PENDING",
     "REFUSED",
     "Clock",

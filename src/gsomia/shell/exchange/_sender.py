@@ -42,7 +42,12 @@ from gsomia.service.ports import (
 )
 from gsomia.shell import store as node_store
 from gsomia.shell.exchange._outbox import scan
-from gsomia.shell.exchange._partners import Partners, peer_client, require_partners
+from gsomia.shell.exchange._partners import (
+    COURIER_IDLE_KEPT_S,
+    Partners,
+    peer_client,
+    require_partners,
+)
 from gsomia.shell.exchange._receiving import _checks
 from gsomia.shell.store import now_utc
 
@@ -309,7 +314,7 @@ class Sender:
     @property
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = peer_client(self.node.folder)
+            self._client = peer_client(self.node.folder, keepalive=COURIER_IDLE_KEPT_S)
         return self._client
 
     def close(self) -> None:
