@@ -627,15 +627,22 @@ _DEG = np.pi / 180.0    # NumPy's radians()
 def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: Array,
                  cos_lat: Array, axes: Array, v: Array, reach: Array) -> NDArray[np.bool_]:
     """:meth:`impact.Corridor.sections_hit`: each section against the points within
-    ``reach`` (degrees) of its latitude, by the same arithmetic."""
+    ``reach`` (degrees) of its latitude, by the same arithmetic.
+
+    The points are sorted by latitude once and each section visits only those of its band
+    (two binary searches): a wide corridor over a coast of thousands of vertices made the
+    pairs of every section with every point most of a warning centre's CPU per report. A
+    NaN latitude sorts last and lies in no band, as before."""
     n, k = lat_deg.shape[0], centre_lat.shape[0]
     out = np.zeros((n, k), dtype=np.bool_)
+    order = np.argsort(lat_deg)
+    by_lat = lat_deg[order]
     for s in range(k):
         lo, hi = centre_lat[s] - reach[s], centre_lat[s] + reach[s]
-        for p in range(n):
+        for j in range(np.searchsorted(by_lat, lo, side="left"),
+                       np.searchsorted(by_lat, hi, side="right")):
+            p = order[j]
             la = lat_deg[p]
-            if la < lo or la > hi:
-                continue
             north = (la - centre_lat[s]) * _DEG * _R_MEAN
             dlon = (lon_deg[p] - centre_lon[s] + 180.0) % 360.0 - 180.0
             east = dlon * _DEG * _R_MEAN * cos_lat[s]
