@@ -131,6 +131,33 @@ def test_corridor_sections_hit_every_pair_the_full_test_finds(seed: int, k: int,
                  buffer_m)
     plat = rng.uniform(lat.min() - 1.0, lat.max() + 1.0, n)
     plon = rng.uniform(lon.min() - 1.0, lon.max() + 1.0, n)
+    assert np.array_equal(c.sections_hit(plat, plon), _all_pairs(c, plat, plon))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(1, 40), st.integers(0, 400), st.sampled_from([179.5, -179.5, 0.0]),
+       st.sampled_from([0.0, 60.0, 88.0]), st.booleans())
+def test_corridor_sections_hit_where_longitudes_wrap(seed: int, k: int, n: int, lon0: float,
+                                                     lat0: float, unwrapped: bool) -> None:
+    """The same across the antimeridian, near the pole, with corridors hundreds of km wide
+    and points given past 180 degrees: the longitude window that skips far points must not
+    skip one that lies within an ellipse the short way round."""
+    rng = np.random.default_rng(seed)
+    lat = np.clip(lat0 + np.cumsum(rng.normal(0.0, 0.5, k)), -89.0, 89.0)
+    lon = (lon0 + np.cumsum(rng.normal(0.0, 0.5, k)) + 180.0) % 360.0 - 180.0
+    a = rng.normal(0.0, 1.0, (k, 2, 2)) * rng.uniform(0.0, 3e5)
+    c = Corridor(0.99, 0.0, np.arange(k, dtype=float), lat, lon, a @ a.transpose(0, 2, 1),
+                 3_000.0)
+    plat = rng.uniform(lat.min() - 4.0, lat.max() + 4.0, n)
+    plon = lon0 + rng.uniform(-8.0, 8.0, n)
+    if not unwrapped:
+        plon = (plon + 180.0) % 360.0 - 180.0
+    assert np.array_equal(c.sections_hit(plat, plon), _all_pairs(c, plat, plon))
+
+
+def _all_pairs(c: Corridor, plat: np.ndarray, plon: np.ndarray) -> np.ndarray:
+    """Every point against every section, in NumPy: what the compiled test must answer."""
+    lat, lon = c.lat_deg, c.lon_deg
     axes, v = c.semi_axes_m()
     north = np.radians(plat[:, None] - lat[None, :]) * earth.R_MEAN
     dlon = (plon[:, None] - lon[None, :] + 180.0) % 360.0 - 180.0
@@ -138,8 +165,7 @@ def test_corridor_sections_hit_every_pair_the_full_test_finds(seed: int, k: int,
     q0 = (east * v[None, :, 0, 0] + north * v[None, :, 1, 0]) / axes[None, :, 0]
     q1 = (east * v[None, :, 0, 1] + north * v[None, :, 1, 1]) / axes[None, :, 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        full = q0 * q0 + q1 * q1 <= 1.0
-    assert np.array_equal(c.sections_hit(plat, plon), full)
+        return np.asarray(q0 * q0 + q1 * q1 <= 1.0)
 
 
 def test_the_command_line_and_the_node_start_without_numba() -> None:

@@ -632,15 +632,35 @@ def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: 
     The points are sorted by latitude once and each section visits only those of its band
     (two binary searches): a wide corridor over a coast of thousands of vertices made the
     pairs of every section with every point most of a warning centre's CPU per report. A
-    NaN latitude sorts last and lies in no band, as before."""
+    NaN latitude sorts last and lies in no band, as before.
+
+    Within the band, a point further east or west of the centre than the longer semi-axis
+    (with 1e-6 of slack, far above rounding) is skipped by one comparison: ``axes`` are the
+    semi-axes along the orthonormal columns of ``v``, so q0^2 + q1^2 >= |offset|^2 /
+    longer^2 > 1 there. Only where the window lies strictly within (-180, 180) and every
+    point's longitude within [-180, 180]: a longitude that wraps is compared the long way
+    round otherwise (the ellipse test wraps it)."""
     n, k = lat_deg.shape[0], centre_lat.shape[0]
     out = np.zeros((n, k), dtype=np.bool_)
     order = np.argsort(lat_deg)
     by_lat = lat_deg[order]
+    lon_by_lat = lon_deg[order]
+    plain = True
+    for p in range(n):
+        if lon_deg[p] < -180.0 or lon_deg[p] > 180.0:
+            plain = False
     for s in range(k):
         lo, hi = centre_lat[s] - reach[s], centre_lat[s] + reach[s]
+        west, east_edge = -np.inf, np.inf
+        if plain and cos_lat[s] > 1e-6:
+            wide = max(axes[s, 0], axes[s, 1]) * (1.0 + 1e-6) / (_DEG * _R_MEAN * cos_lat[s]) \
+                + 1e-9
+            if centre_lon[s] - wide > -180.0 and centre_lon[s] + wide < 180.0:
+                west, east_edge = centre_lon[s] - wide, centre_lon[s] + wide
         for j in range(np.searchsorted(by_lat, lo, side="left"),
                        np.searchsorted(by_lat, hi, side="right")):
+            if lon_by_lat[j] < west or lon_by_lat[j] > east_edge:
+                continue
             p = order[j]
             la = lat_deg[p]
             north = (la - centre_lat[s]) * _DEG * _R_MEAN
