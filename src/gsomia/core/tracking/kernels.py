@@ -629,46 +629,87 @@ def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: 
     """:meth:`impact.Corridor.sections_hit`: each section against the points within
     ``reach`` (degrees) of its latitude, by the same arithmetic.
 
-    The points are sorted by latitude once and each section visits only those of its band
-    (two binary searches): a wide corridor over a coast of thousands of vertices made the
-    pairs of every section with every point most of a warning centre's CPU per report. A
-    NaN latitude sorts last and lies in no band, as before.
+    The points are put once in columns of longitude, each sorted by latitude, and a section
+    visits only the points of its band of latitudes (two binary searches a column) in the
+    columns its window of longitudes reaches: a wide corridor over a coast of thousands of
+    vertices made the pairs of every section with every point most of a warning centre's
+    CPU per report. A point with a NaN coordinate is in no ellipse: left out.
 
-    Within the band, a point further east or west of the centre than the longer semi-axis
-    (with 1e-6 of slack, far above rounding) is skipped by one comparison: ``axes`` are the
-    semi-axes along the orthonormal columns of ``v``, so q0^2 + q1^2 >= |offset|^2 /
-    longer^2 > 1 there. Only where the window lies strictly within (-180, 180) and every
-    point's longitude within [-180, 180]: a longitude that wraps is compared the long way
-    round otherwise (the ellipse test wraps it)."""
+    The window: a point further east or west of the centre than the longer semi-axis (with
+    1e-6 of slack, far above rounding) is outside, as ``axes`` are the semi-axes along the
+    orthonormal columns of ``v``, so q0^2 + q1^2 >= |offset|^2 / longer^2 > 1 there. Only
+    where the window lies strictly within (-180, 180) and every point's longitude within
+    [-180, 180]: a longitude that wraps is compared the long way round otherwise (the
+    ellipse test wraps it), and the section visits every column."""
     n, k = lat_deg.shape[0], centre_lat.shape[0]
     out = np.zeros((n, k), dtype=np.bool_)
-    order = np.argsort(lat_deg)
-    by_lat = lat_deg[order]
-    lon_by_lat = lon_deg[order]
+    # the points with both coordinates, and the span of their longitudes
+    keep = np.empty(n, dtype=np.int64)
+    m = 0
     plain = True
+    west_most, east_most = np.inf, -np.inf
     for p in range(n):
-        if lon_deg[p] < -180.0 or lon_deg[p] > 180.0:
+        la, lo = lat_deg[p], lon_deg[p]
+        if math.isnan(la) or math.isnan(lo):
+            continue
+        keep[m] = p
+        m += 1
+        if lo < -180.0 or lo > 180.0:
             plain = False
+        west_most, east_most = min(west_most, lo), max(east_most, lo)
+    if m == 0:
+        return out
+    # columns of longitude (monotone in longitude: a window's columns hold all its points)
+    columns = max(1, min(64, m // 32))
+    width = (east_most - west_most) / columns
+    if not width > 0.0 or not math.isfinite(width):
+        columns, width = 1, 1.0
+    column = np.empty(m, dtype=np.int64)
+    starts = np.zeros(columns + 1, dtype=np.int64)
+    for i in range(m):
+        c = min(max(int((lon_deg[keep[i]] - west_most) / width), 0), columns - 1)
+        column[i] = c
+        starts[c + 1] += 1
+    for c in range(columns):
+        starts[c + 1] += starts[c]
+    order = np.empty(m, dtype=np.int64)
+    filled = starts[:-1].copy()
+    for i in range(m):
+        order[filled[column[i]]] = keep[i]
+        filled[column[i]] += 1
+    for c in range(columns):
+        a, b = starts[c], starts[c + 1]
+        part = order[a:b]
+        order[a:b] = part[np.argsort(lat_deg[part])]
+    by_lat = lat_deg[order]
+    lon_by = lon_deg[order]
     for s in range(k):
         lo, hi = centre_lat[s] - reach[s], centre_lat[s] + reach[s]
         west, east_edge = -np.inf, np.inf
+        first, last = 0, columns - 1
         if plain and cos_lat[s] > 1e-6:
             wide = max(axes[s, 0], axes[s, 1]) * (1.0 + 1e-6) / (_DEG * _R_MEAN * cos_lat[s]) \
                 + 1e-9
             if centre_lon[s] - wide > -180.0 and centre_lon[s] + wide < 180.0:
                 west, east_edge = centre_lon[s] - wide, centre_lon[s] + wide
-        for j in range(np.searchsorted(by_lat, lo, side="left"),
-                       np.searchsorted(by_lat, hi, side="right")):
-            if lon_by_lat[j] < west or lon_by_lat[j] > east_edge:
-                continue
-            p = order[j]
-            la = lat_deg[p]
-            north = (la - centre_lat[s]) * _DEG * _R_MEAN
-            dlon = (lon_deg[p] - centre_lon[s] + 180.0) % 360.0 - 180.0
-            east = dlon * _DEG * _R_MEAN * cos_lat[s]
-            q0 = (east * v[s, 0, 0] + north * v[s, 1, 0]) / axes[s, 0]
-            q1 = (east * v[s, 0, 1] + north * v[s, 1, 1]) / axes[s, 1]
-            out[p, s] = q0 * q0 + q1 * q1 <= 1.0
+                if east_edge < west_most or west > east_most:
+                    continue
+                first = min(max(int((west - west_most) / width), 0), columns - 1)
+                last = min(max(int((east_edge - west_most) / width), 0), columns - 1)
+        for c in range(first, last + 1):
+            a, b = starts[c], starts[c + 1]
+            for j in range(a + np.searchsorted(by_lat[a:b], lo, side="left"),
+                           a + np.searchsorted(by_lat[a:b], hi, side="right")):
+                if lon_by[j] < west or lon_by[j] > east_edge:
+                    continue
+                p = order[j]
+                la = lat_deg[p]
+                north = (la - centre_lat[s]) * _DEG * _R_MEAN
+                dlon = (lon_deg[p] - centre_lon[s] + 180.0) % 360.0 - 180.0
+                east = dlon * _DEG * _R_MEAN * cos_lat[s]
+                q0 = (east * v[s, 0, 0] + north * v[s, 1, 0]) / axes[s, 0]
+                q1 = (east * v[s, 0, 1] + north * v[s, 1, 1]) / axes[s, 1]
+                out[p, s] = q0 * q0 + q1 * q1 <= 1.0
     return out
 
 
