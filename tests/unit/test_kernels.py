@@ -155,6 +155,39 @@ def test_corridor_sections_hit_where_longitudes_wrap(seed: int, k: int, n: int, 
     assert np.array_equal(c.sections_hit(plat, plon), _all_pairs(c, plat, plon))
 
 
+def test_a_kernel_lets_other_threads_run_while_it_runs() -> None:
+    """The warning centre's kernels run beside the node's receive and HTTP threads: they
+    release the GIL, so another thread makes progress in the middle of a long one."""
+    import threading
+    import time
+
+    n, k = 4_000, 3_000
+    rng = np.random.default_rng(0)
+    plat, plon = rng.uniform(35.0, 36.0, n), rng.uniform(130.0, 131.0, n)
+    lat, lon = np.full(k, 35.5), np.full(k, 130.5)
+    c = Corridor(0.99, 0.0, np.arange(k, dtype=float), lat, lon,
+                 np.repeat(np.diag([4e10, 4e10])[None], k, 0), 0.0)   # 200 km: every pair
+    c.sections_hit(plat[:10], plon[:10])   # compiled or loaded before it is timed
+    span: list[float] = []
+
+    def long_kernel() -> None:
+        span.append(time.perf_counter())
+        assert c.sections_hit(plat, plon).all()
+        span.append(time.perf_counter())
+
+    ticks: list[float] = []
+    worker = threading.Thread(target=long_kernel)
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    worker.join()
+    start, end = span
+    assert end - start > 0.05, "too short a kernel to tell"
+    inside = [t for t in ticks if start + 0.2 * (end - start) < t < end - 0.2 * (end - start)]
+    assert inside, f"no tick of another thread in {end - start:.3f} s of kernel"
+
+
 def _all_pairs(c: Corridor, plat: np.ndarray, plon: np.ndarray) -> np.ndarray:
     """Every point against every section, in NumPy: what the compiled test must answer."""
     lat, lon = c.lat_deg, c.lon_deg

@@ -5,6 +5,9 @@ acceleration on arrays of a few dozen rows; an evaluation asks for tens of thous
 These loops do the same arithmetic row by row, in the same order (same results up to the last
 bits of the transcendental functions, whose libm differs from NumPy's), compiled once and
 cached beside this file (``cache=True``: a later process loads the machine code in ~0.1 s).
+Each releases the GIL while it runs (``nogil=True``: they take and make arrays only): the warning
+centre runs beside a node's receive and HTTP threads, which a 20 ms corridor test holding the
+GIL stopped outright (the interpreter's switch interval does not reach into compiled code).
 
 Only processes that track import this module (the tracker, the scenario model, ``evaluate``):
 ``gsomia`` commands, ``node run`` and the web server start without numba.
@@ -108,7 +111,7 @@ def _rk4(s: Array, h: float, inv_beta: float, out: Array) -> None:
     out[5] = vz + h6 * (a1z + 2.0 * (a2z + a3z) + a4z)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rk4_step(s: Array, h: Array, inv_beta: float) -> Array:
     """:func:`predictor.rk4_step`: states (K, 6), per-row steps h (K,)."""
     out = np.empty_like(s)
@@ -159,7 +162,7 @@ def _hermite(p0: Array, v0: Array, p1: Array, v1: Array, h: float, s: float,
         out[j] = a * p0[j] + b * v0[j] + c * p1[j] + d * v1[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ground_crossing(x: Array, t0: Array, direction: Array, step_s: float, steps: int,
                     inv_beta: float) -> tuple[Array, Array, NDArray[np.bool_]]:
     """:func:`impact.ground_crossing`, one row after the other."""
@@ -214,7 +217,7 @@ def ground_crossing(x: Array, t0: Array, direction: Array, step_s: float, steps:
 _I6 = np.eye(6)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def predict(x: Array, P: Array, h: Array, substeps: int, q: float, q_boost: float,
             boost_ceiling_m: float, q_extra: Array, inv_beta: float) -> tuple[Array, Array]:
     """:meth:`predictor.BallisticPredictor.predict`, one track after the other: ``substeps``
@@ -444,7 +447,7 @@ def _normalised_square(z: Array, z_pred: Array, a: int, LU: Array, piv: IntArray
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array,
                 rae: bool) -> tuple[Array, Array]:
     """:func:`associator.mahalanobis`: squared distances and log-determinants (N, M)."""
@@ -469,7 +472,7 @@ def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Arra
     return d2, logdet
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def update_nis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array,
                rae: bool) -> tuple[Array, Array, Array]:
     """:meth:`updater.ExtendedKalmanUpdater.update_nis`, one track after the other."""
@@ -564,7 +567,7 @@ def _jacobi_gradient(x: Array, grad: Array) -> None:
     grad[3], grad[4], grad[5] = x[3], x[4], x[5]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def jacobi_energy(x: Array) -> tuple[Array, Array]:
     """:func:`predictor.jacobi_energy`: Jacobi integrals (K,) and gradients (K, 6)."""
     k = x.shape[0]
@@ -576,7 +579,7 @@ def jacobi_energy(x: Array) -> tuple[Array, Array]:
     return energy, grad
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def update_both(xb: Array, Pb: Array, xm: Array, Pm: Array, z: Array, R: Array, site: Array,
                 basis: Array, rae: bool, gate: float, drift: float, alarm: float,
                 strikes: IntArray, cusum: Array, calm: IntArray
@@ -623,7 +626,7 @@ def update_both(xb: Array, Pb: Array, xm: Array, Pm: Array, z: Array, R: Array, 
 _DEG = np.pi / 180.0    # NumPy's radians()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: Array,
                  cos_lat: Array, axes: Array, v: Array, reach: Array) -> NDArray[np.bool_]:
     """:meth:`impact.Corridor.sections_hit`: each section against the points within
@@ -713,7 +716,7 @@ def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: 
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ring_crossings_odd(px: Array, py: Array, xa: Array, ya: Array, yb: Array, dx: Array,
                        dy: Array, y0: float, band_h: float, order: IntArray,
                        starts: IntArray) -> NDArray[np.bool_]:
@@ -809,7 +812,7 @@ def _radial_height(s: Array) -> float:
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fly(start: Array, burn: Array, a0: Array, frac: Array, cutoff: Array, scale: Array,
         vertical: Array, pitch_bo: Array, normal: Array, beta: Array, lift: Array,
         dive: Array, safe_burn: Array, span: Array, sharp: Array, r0: Array,
