@@ -11,6 +11,16 @@ loop (JPN's deliveries and notices, as ``Sender._pause`` asks) and one loop for 
 partner. Each reading's answer is checked against courier22's. Not a test, not part of
 ``python -m bench``:
 
+notices26: ``Store.next_due`` reads the notices per recipient on ``ix_outbox_notices``
+rebuilt with the recipient (migration 0022), against courier23's reading (main before
+notices26: every pending notice in order of next try, its recipient checked in Python),
+each on a store of its schema (the same rows; courier23's with the index as migration
+0021 left it). A second outbox: N pending notices to a partner that is down (USA), due
+within the hour, and a few to the link asking (JPN), due after them; asked by JPN's link,
+USA's own, the first link (which posts the notices to recipients without a link too) and
+one loop for every partner. Then the claim of the notices due, main's (the first link's
+strays said ``recipient NOT IN`` its links) against notices26's (said by recipient).
+
     PYTHONPATH=src:. python bench/next_due_ab.py [--save-as KEY] [N ...]   # 5000 50000
 """
 
@@ -31,11 +41,21 @@ import sqlalchemy as sa
 
 from gsomia.core.outbox import DELIVERY
 from gsomia.shell.store import Store
-from gsomia.shell.store._mapping import _to, courier_readable
-from gsomia.shell.store._tables import outbox
+from gsomia.shell.store._mapping import courier_columns, courier_readable, courier_row
+from gsomia.shell.store._tables import NOTICE_ROWS, outbox
 
 NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 NOTICES = 20
+CLAIM_AT = NOW + timedelta(hours=2)
+
+
+def _to(recipient: str, or_not_to: Collection[str] | None) -> Any:
+    """Outbox rows to ``recipient``, or also to anyone outside ``or_not_to`` if given (as
+    main's claim said it before notices26; a copy, the readings below frozen with it)."""
+    if or_not_to is None:
+        return outbox.c.recipient == recipient
+    return sa.or_(outbox.c.recipient == recipient,
+                  outbox.c.recipient.notin_(sorted(or_not_to)))
 
 
 def courier22(store: Store, recipients: Collection[str], notices_to: str | None,
@@ -68,9 +88,66 @@ def main_before(store: Store, recipients: Collection[str], notices_to: str | Non
     return found
 
 
+_COURIER23: dict[int, tuple[Any, Any]] = {}
+
+
 def courier23(store: Store, recipients: Collection[str], notices_to: str | None,
               or_not_to: Collection[str] | None = None) -> datetime | None:
+    """``Store.next_due`` as courier23 left it (main before notices26), its two queries
+    made once a store."""
+    if id(store) not in _COURIER23:
+        pending = outbox.c.status == "pending"
+        _COURIER23[id(store)] = (
+            sa.select(outbox.c.next_at).where(
+                pending, outbox.c.recipient == sa.bindparam("to"),
+                *courier_readable(store.dialect, deliveries=True)
+            ).order_by(outbox.c.next_at).limit(1),
+            sa.select(outbox.c.recipient, outbox.c.next_at).where(
+                NOTICE_ROWS, pending, *courier_readable(store.dialect, deliveries=False)
+            ).order_by(outbox.c.next_at))
+    first, notices = _COURIER23[id(store)]
+    named = set(recipients)
+    found: list[datetime] = []
+    with store.engine.connect() as conn:
+        for to in sorted(named):
+            earliest = conn.execute(first, {"to": to}).scalar()
+            if earliest is not None:
+                found.append(earliest)
+        for to, at in conn.execute(notices):
+            if notices_to is None or to == notices_to or to in named or \
+                    (or_not_to is not None and to not in or_not_to):
+                found.append(at)
+                break
+    return min(found, default=None)
+
+
+def notices26(store: Store, recipients: Collection[str], notices_to: str | None,
+              or_not_to: Collection[str] | None = None) -> datetime | None:
     return store.next_due(recipients=recipients, notices_to=notices_to, or_not_to=or_not_to)
+
+
+def _as_main(store: Store) -> None:
+    """``ix_outbox_notices`` as migration 0021 left it: the schema courier23 read."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_outbox_notices")
+        conn.exec_driver_sql("CREATE INDEX ix_outbox_notices ON outbox (status, next_at) "
+                             "WHERE kind != 'delivery'")
+
+
+def _fill_notices(store: Store, count: int) -> None:
+    """``count`` notices to USA (down: due within the hour), a few to JPN due after."""
+    later = NOW + timedelta(hours=1)
+
+    def notice(to: str, n: int, at: datetime) -> dict[str, Any]:
+        return {"kind": "incident", "item_id": None, "version": None, "recipient": to,
+                "reference": f"ref-{to}-{n}", "body": "{}", "status": "pending",
+                "attempts": 3, "not_now": 0, "next_at": at, "queued_at": NOW, "seq": n}
+
+    rows = [notice("USA", i, NOW + timedelta(seconds=i % 3600)) for i in range(count)]
+    rows += [notice("JPN", count + i, later + timedelta(minutes=i)) for i in range(5)]
+    with store.engine.begin() as conn:
+        conn.execute(outbox.delete())
+        conn.execute(outbox.insert(), rows)
 
 
 def _fill(store: Store, count: int) -> None:
@@ -102,38 +179,113 @@ def _cpu(call: Callable[[], Any], repeat: int) -> float:
     return (time.process_time() - start) / repeat * 1000
 
 
-def run(sizes: list[int]) -> dict[str, Any]:
-    readings = {"main": main_before, "courier22": courier22, "courier23": courier23}
-    asks: dict[str, tuple[list[str], str | None]] = {
-        "link": (["JPN"], "JPN"), "one_loop": (["JPN", "USA"], None)}
+def claim_main(store: Store, link: str, strays: set[str] | None) -> list[Any]:
+    """``Store.claim`` of the notices due as main before notices26 left it (SQLite: no
+    lease): ``recipient NOT IN`` the links for the first link's strays."""
+    due = [outbox.c.status == "pending", outbox.c.next_at <= CLAIM_AT,
+           *courier_readable(store.dialect, deliveries=False, every=False),
+           _to(link, strays)]
+    query = sa.select(*courier_columns(store.dialect)).where(*due).order_by(outbox.c.row)
+    with store.engine.connect() as conn:  # fewer than 64 rows due: one page
+        return [r for r in map(courier_row, conn.execute(query.limit(64))) if r is not None]
+
+
+def claim_notices26(store: Store, link: str, strays: set[str] | None) -> list[Any]:
+    return store.claim(deliveries=False, now=CLAIM_AT, limit=64, recipient=link,
+                       or_not_to=strays)
+
+
+def run_claims(sizes: list[int]) -> dict[str, Any]:
+    """The claim of the notices due at CLAIM_AT (the notices_down outbox: every one, JPN's
+    five among them), by JPN's link and by the first link, main's against notices26's."""
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="courier23-next-due-") as name:
+    with tempfile.TemporaryDirectory(prefix="notices26-claim-") as name:
         for count in sizes:
-            store = Store(f"sqlite:///{Path(name) / f'node-{count}.db'}")
+            stores = {schema: Store(f"sqlite:///{Path(name) / f'{schema}-{count}.db'}")
+                      for schema in ("main", "notices26")}
+            _as_main(stores["main"])
             try:
-                _fill(store, count)
+                for store in stores.values():
+                    _fill_notices(store, count)
                 figures: dict[str, Any] = {}
-                for ask, (recipients, notices_to) in asks.items():
-                    answers = {k: f(store, recipients, notices_to) for k, f in readings.items()}
-                    assert answers["courier23"] == answers["courier22"] is not None, answers
+                for ask, strays in {"link": None, "first_link": {"JPN", "USA"}}.items():
+                    calls = {"main": partial(claim_main, stores["main"], "JPN", strays),
+                             "notices26": partial(claim_notices26, stores["notices26"],
+                                                  "JPN", strays)}
+                    answers = {k: [r.row for r in call()] for k, call in calls.items()}
+                    assert answers["main"] == answers["notices26"], answers
                     repeat = max(3, 100_000 // count)
-                    rounds: dict[str, list[float]] = {k: [] for k in readings}
+                    rounds: dict[str, list[float]] = {k: [] for k in calls}
                     for _ in range(5):
-                        for key, f in readings.items():
-                            rounds[key].append(_cpu(
-                                partial(f, store, recipients, notices_to), repeat))
+                        for key, call in calls.items():
+                            rounds[key].append(_cpu(call, repeat))
                     cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
-                    figures[ask] = {
-                        "cpu_ms": cpu,
-                        "courier23_vs_courier22": round(cpu["courier23"] / cpu["courier22"], 3),
-                        "courier23_vs_main": round(cpu["courier23"] / cpu["main"], 3)}
-                    print(f"{count:>7,} pending, {ask:<8}: CPU a call main {cpu['main']:.3f} ms, "
-                          f"courier22 {cpu['courier22']:.3f}, courier23 {cpu['courier23']:.3f}"
-                          f"  (x{figures[ask]['courier23_vs_courier22']} of courier22, "
-                          f"x{figures[ask]['courier23_vs_main']} of main)", flush=True)
+                    figures[ask] = {"cpu_ms": cpu, "rows": len(answers["main"]),
+                                    "notices26_vs_main": round(cpu["notices26"] / cpu["main"],
+                                                               3)}
+                    print(f"{count:>7,} pending notices_down claim {ask:<10}: CPU a call main "
+                          f"{cpu['main']:.3f} ms, notices26 {cpu['notices26']:.3f} (x"
+                          f"{figures[ask]['notices26_vs_main']}), "
+                          f"{len(answers['main'])} rows", flush=True)
                 results[str(count)] = figures
             finally:
-                store.dispose()
+                for store in stores.values():
+                    store.dispose()
+    return results
+
+
+Ask = tuple[list[str], str | None, set[str] | None]
+READINGS: dict[str, tuple[Callable[..., datetime | None], str]] = {
+    "main": (main_before, "main"), "courier22": (courier22, "main"),
+    "courier23": (courier23, "main"), "notices26": (notices26, "notices26")}
+OUTBOXES: dict[str, tuple[Callable[[Store, int], None], dict[str, Ask]]] = {
+    "deliveries": (_fill, {"link": (["JPN"], "JPN", None),
+                           "one_loop": (["JPN", "USA"], None, None)}),
+    "notices_down": (_fill_notices, {"link": (["JPN"], "JPN", None),
+                                     "down_link": (["USA"], "USA", None),
+                                     "first_link": (["JPN"], "JPN", {"JPN", "USA"}),
+                                     "one_loop": (["JPN", "USA"], None, None)})}
+
+
+def run(sizes: list[int]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="notices26-next-due-") as name:
+        for count in sizes:
+            stores = {schema: Store(f"sqlite:///{Path(name) / f'{schema}-{count}.db'}")
+                      for schema in ("main", "notices26")}
+            _as_main(stores["main"])
+            try:
+                for outbox_name, (fill, asks) in OUTBOXES.items():
+                    for store in stores.values():
+                        fill(store, count)
+                    figures: dict[str, Any] = {}
+                    for ask, (recipients, notices_to, strays) in asks.items():
+                        calls = {k: partial(f, stores[schema], recipients, notices_to, strays)
+                                 for k, (f, schema) in READINGS.items()}
+                        answers = {k: call() for k, call in calls.items()}
+                        assert answers["notices26"] == answers["courier23"] == \
+                            answers["courier22"] is not None, answers
+                        repeat = max(3, 100_000 // count)
+                        rounds: dict[str, list[float]] = {k: [] for k in calls}
+                        for _ in range(5):
+                            for key, call in calls.items():
+                                rounds[key].append(_cpu(call, repeat))
+                        cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+                        figures[ask] = {
+                            "cpu_ms": cpu,
+                            "notices26_vs_courier23": round(
+                                cpu["notices26"] / cpu["courier23"], 3),
+                            "notices26_vs_main": round(cpu["notices26"] / cpu["main"], 3)}
+                        print(f"{count:>7,} pending {outbox_name:<12} {ask:<10}: CPU a call "
+                              f"main {cpu['main']:.3f} ms, courier22 {cpu['courier22']:.3f}, "
+                              f"courier23 {cpu['courier23']:.3f}, "
+                              f"notices26 {cpu['notices26']:.3f}  (x"
+                              f"{figures[ask]['notices26_vs_courier23']} of courier23, "
+                              f"x{figures[ask]['notices26_vs_main']} of main)", flush=True)
+                    results.setdefault(str(count), {})[outbox_name] = figures
+            finally:
+                for store in stores.values():
+                    store.dispose()
     return results
 
 
@@ -142,7 +294,8 @@ if __name__ == "__main__":
     key = None
     if args[:1] == ["--save-as"]:
         key, args = args[1], args[2:]
-    out = run([int(a) for a in args] or [5_000, 50_000])
+    sizes = [int(a) for a in args] or [5_000, 50_000]
+    out = {**run(sizes), "claims": run_claims(sizes)}
     print(json.dumps(out, indent=1))
     if key is not None:
         path = Path(__file__).resolve().parent / "results" / "latest.json"

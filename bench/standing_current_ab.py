@@ -62,6 +62,20 @@ def _signed_pair() -> tuple[dict[str, Any], dict[str, Any]]:
     return grant, revoke
 
 
+def _grant(grant: dict[str, Any], cid: str, who: str, ends: datetime,
+           at: datetime) -> StandingConsentRecord:
+    """A grant obtained from ``who`` (``grant`` copied under its id), ending at ``ends``."""
+    return StandingConsentRecord(cid, who, "JPN", "obtained", "grant", dict(
+        grant, id=cid, originator=who, not_after=ends.isoformat()), at)
+
+
+def _revoke(revoke: dict[str, Any], cid: str, who: str, at: datetime,
+            recipient: str | None = "JPN") -> StandingConsentRecord:
+    """A revocation obtained from ``who`` (``revoke`` copied under its consent id)."""
+    return StandingConsentRecord(cid, who, recipient, "obtained", "revoke",
+                                 dict(revoke, consent_id=cid, originator=who), at)
+
+
 def history(n: int) -> list[StandingConsentRecord]:
     grant, revoke = _signed_pair()
     rows: list[StandingConsentRecord] = []
@@ -70,26 +84,16 @@ def history(n: int) -> list[StandingConsentRecord]:
         cid, at = f"standing-consent--{i}", NOW - timedelta(days=30, minutes=i)
         shape = i % 10
         if shape < 4:  # expired
-            doc = dict(grant, id=cid, originator=who,
-                       not_after=(NOW - timedelta(days=1 + i % 300)).isoformat())
-            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", doc, at))
+            rows.append(_grant(grant, cid, who, NOW - timedelta(days=1 + i % 300), at))
         elif shape < 7:  # revoked while in force: the grant and, next, its revocation
-            doc = dict(grant, id=cid, originator=who,
-                       not_after=(NOW + timedelta(days=1 + i % 300)).isoformat())
-            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", doc, at))
-            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "revoke",
-                                              dict(revoke, consent_id=cid, originator=who),
-                                              at))
+            rows.append(_grant(grant, cid, who, NOW + timedelta(days=1 + i % 300), at))
+            rows.append(_revoke(revoke, cid, who, at))
         else:  # a revocation of a consent never held, long ago
-            rows.append(StandingConsentRecord(cid, who, None, "obtained", "revoke",
-                                              dict(revoke, consent_id=cid, originator=who),
-                                              at))
+            rows.append(_revoke(revoke, cid, who, at, recipient=None))
     rows = rows[:n - 20]
     for i in range(20):
-        cid, who = f"standing-consent--current-{i}", ORIGINATORS[i % 3]
-        doc = dict(grant, id=cid, originator=who,
-                   not_after=(NOW + timedelta(days=10)).isoformat())
-        rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", doc, NOW))
+        rows.append(_grant(grant, f"standing-consent--current-{i}", ORIGINATORS[i % 3],
+                           NOW + timedelta(days=10), NOW))
     return rows
 
 
@@ -102,12 +106,9 @@ def history_revoked_half(n: int) -> list[StandingConsentRecord]:
         who = ORIGINATORS[i % 3]
         cid, at = f"standing-consent--{i}", NOW - timedelta(days=30, minutes=i)
         ends = NOW + timedelta(days=365) if i % 2 else NOW - timedelta(days=1 + i % 300)
-        rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "grant", dict(
-            grant, id=cid, originator=who, not_after=ends.isoformat()), at))
+        rows.append(_grant(grant, cid, who, ends, at))
         if i % 2:
-            rows.append(StandingConsentRecord(cid, who, "JPN", "obtained", "revoke",
-                                              dict(revoke, consent_id=cid, originator=who),
-                                              at))
+            rows.append(_revoke(revoke, cid, who, at))
         if len(rows) >= n - 20:
             break
     current = [r for r in history(20) if r.consent_id.startswith("standing-consent--current")]

@@ -5,7 +5,10 @@ process (no server, no TLS: the caller's identity is what the TLS layer would ha
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
+
+import httpx
 
 from gsomia.bootstrap import app_for_node
 from gsomia.shell import exchange
@@ -29,3 +32,14 @@ def api_of(node: Any, caller: Any) -> TestClient:
     """``node``'s peer API as ``caller`` reaches it (the TLS layer's answer fixed)."""
     app = app_for_node(node, peer_identity=lambda scope: caller.party)
     return TestClient(app, base_url=f"https://{node.party.lower()}.test")
+
+
+def one_pass(node: Any, partner: Callable[[httpx.Request], Any], **options: Any) -> None:
+    """One pass of ``node``'s sender (``options`` as ``exchange.Sender`` takes them), each
+    post answered in this process by ``partner`` (as ``httpx.MockTransport`` calls it)."""
+    sender = exchange.Sender(node, client=httpx.Client(transport=httpx.MockTransport(partner)),
+                             **options)
+    try:
+        sender.step()
+    finally:
+        sender.close()

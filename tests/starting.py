@@ -16,6 +16,9 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 START_CPU_S = 60.0
 HANG_S = 600.0
@@ -90,6 +93,24 @@ def wait_in_thread(done: Callable[[], bool], thread: threading.Thread, what: str
             raise AssertionError(f"{what} after {hang_s:g} s of wall time and {cpu:.1f} s "
                                  f"of its thread's CPU (a hang)")
         time.sleep(0.05)
+
+
+def waited(check: Callable[[], T], what: str, seen: Callable[[], object] | None = None, *,
+           timeout: float = WAIT_S, interval: float = 0.05) -> T:
+    """``check()``'s first true value, polled until ``timeout`` s (a hang guard, not a
+    measure); fails saying ``what`` was waited for and what ``seen()`` showed then (``check``'s
+    last value without it). A wait that ends silently leaves the assertions after it to fail
+    with a misleading message, or to pass for the wrong reason (fedwait26)."""
+    end = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            break
+        time.sleep(interval)
+    shown = seen() if seen is not None else got
+    raise AssertionError(f"waited {timeout:g} s for {what}; saw {shown!r}")
 
 
 def piped(process: subprocess.Popen[bytes]) -> str:

@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from gsomia.bootstrap import open_node
 from gsomia.service import handlers
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import init_node, new_token
-from starting import WAIT_S, piped, wait_started
+from starting import WAIT_S, piped, wait_started, waited
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the page is waited for to show (a pushed item, the map, a replay's steps): a hang guard,
@@ -251,10 +250,10 @@ def test_replayed_launch_puts_a_warning_on_the_map(browser: Browser, node: Runni
         "() => [parseFloat(document.querySelector('#overlay ellipse.ipp')"
         ".getAttribute('cx')), document.getElementById('map').viewBox.baseVal.width]")
     assert 0 <= cx <= width                 # the predicted impact area is inside the map
-    for _ in range(600):                    # let the replay finish, for a complete picture
-        if not page.request.get(node.url + "dashboard/replay").json()["running"]:
-            break
-        time.sleep(0.1)
+    # Let the replay finish, for a complete picture.
+    waited(lambda: not page.request.get(node.url + "dashboard/replay").json()["running"],
+           "the replay to finish", lambda: page.request.get(node.url + "dashboard/replay")
+           .json(), timeout=WAIT_S, interval=0.1)
     expect(page.locator("#warnings li.warning.active").first).to_contain_text("Hokkaido")
     # Played live: the radars' reports came in through the node's sensor intake in kenji's
     # name, and every track, prediction and warning was made by the node's warning centre

@@ -156,6 +156,15 @@ def drained(*nodes: Node) -> bool:
     return all(exchange.pending(n) == 0 for n in nodes)
 
 
+def deliveries_of(node: Node, item_id: str | None = None) -> list[dict[str, Any]]:
+    """What ``node``'s outbox says of its deliveries (of ``item_id``; else of those
+    pending): what a wait for them shows when it ends (``starting.waited``)."""
+    return [{k: r.get(k) for k in ("item_id", "recipient", "status", "attempts", "last_error")}
+            for r in exchange.outbox_rows(node)
+            if (r["item_id"] == item_id if item_id is not None
+                else r["status"] == exchange.PENDING)]
+
+
 def events(node: Node, kind: AuditKind) -> list[dict[str, Any]]:
     with node.store.reader() as reader:
         return [dict(r) for r in reader.rows() if r["kind"] == kind.value]

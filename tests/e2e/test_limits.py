@@ -34,7 +34,7 @@ from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell import exchange, federation, notices
 from gsomia.shell.node import Node, new_token
-from starting import WAIT_S
+from starting import WAIT_S, waited
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -457,7 +457,10 @@ def test_a_batch_the_partner_refuses_whole_is_sent_again_one_by_one(
 
         sender = exchange.Sender(site.jpn)
         try:
-            exchange.wait_until(settled, WAIT * 2, interval=0.2)
+            waited(settled, "every one of the three answered",
+                   lambda: [(r["item_id"], r["status"], r["last_error"])
+                            for r in exchange.outbox_rows(site.jpn) if r["item_id"] in ids],
+                   timeout=WAIT * 2, interval=0.2)
         finally:
             sender.close()
     finally:

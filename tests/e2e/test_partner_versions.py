@@ -19,6 +19,7 @@ from test_federation import (
     _client,
     _envelope,
     custody,
+    deliveries_of,
     drained,
     held,
     indicator,
@@ -32,6 +33,7 @@ from gsomia.core.taxii import TAXII_MEDIA
 from gsomia.service import handlers
 from gsomia.shell import exchange, notices
 from gsomia.shell.node import Node, new_token
+from starting import waited
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
@@ -56,8 +58,10 @@ def settled(fed: Federation) -> None:
     reached JPN and KOR's outbox is empty."""
     kor, jpn = fed.nodes["KOR"], fed.nodes["JPN"]
     marker = publish(kor, indicator(), "군사III급비밀", ("KOR", "JPN"))
-    assert exchange.wait_until(lambda: held(jpn, marker), WAIT)
-    assert exchange.wait_until(lambda: drained(kor), WAIT)
+    waited(lambda: held(jpn, marker), f"KOR's marker {marker} at JPN",
+           lambda: deliveries_of(kor, marker), timeout=WAIT)
+    waited(lambda: drained(kor), "KOR's outbox drained", lambda: deliveries_of(kor),
+           timeout=WAIT)
 
 
 def test_a_version_a_kor_person_may_not_publish_never_reaches_jpn(fed: Federation) -> None:
@@ -68,7 +72,8 @@ def test_a_version_a_kor_person_may_not_publish_never_reaches_jpn(fed: Federatio
                       now=datetime.now(UTC))
     item = indicator()
     publish(kor, item, "군사II급비밀", ("KOR", "JPN"))
-    assert exchange.wait_until(lambda: held(jpn, item["id"]), WAIT)
+    waited(lambda: held(jpn, item["id"]), f"{item['id']} at JPN",
+           lambda: deliveries_of(kor, item["id"]), timeout=WAIT)
     low = SecurityLabel("KOR", "군사III급비밀", frozenset({"KOR", "JPN"}), "dprk-missile")
     mark = label_marking(low, low.english_marking(kor.catalogue.schemes),
                          created=datetime.now(UTC))
@@ -98,7 +103,8 @@ def test_jpn_refuses_a_partners_version_that_changes_the_label_or_the_originator
     kor, jpn = fed.nodes["KOR"], fed.nodes["JPN"]
     item = indicator()
     publish(kor, item, "군사II급비밀", ("KOR", "JPN"))
-    assert exchange.wait_until(lambda: held(jpn, item["id"]), WAIT)
+    waited(lambda: held(jpn, item["id"]), f"{item['id']} at JPN",
+           lambda: deliveries_of(kor, item["id"]), timeout=WAIT)
     now = datetime.now(UTC)
     # KOR, its originator, lowers it by sending a version instead of a classification notice
     lowered = _deliver(fed, "KOR", {**item, "modified": T2}, SecurityLabel(
@@ -124,14 +130,19 @@ def test_the_originators_classification_change_then_a_new_version_goes_through(
     item = indicator()
     publish(kor, item, "군사II급비밀", ("KOR", "JPN"))
     # JPN is a holder for KOR once KOR holds its receipt (JPN stores it a moment before).
-    assert exchange.wait_until(lambda: held(jpn, item["id"]) and drained(kor), WAIT)
+    waited(lambda: held(jpn, item["id"]) and drained(kor),
+           f"{item['id']} at JPN and its receipt at KOR", lambda: deliveries_of(kor),
+           timeout=WAIT)
     notices.reclassify(kor, item_id=item["id"], level="군사III급비밀")
-    assert exchange.wait_until(
-        lambda: custody(jpn, item["id"])[-1].national_label.level == "秘", WAIT)
+    waited(lambda: custody(jpn, item["id"])[-1].national_label.level == "秘",
+           "JPN's custody of it under 秘",
+           lambda: [r.national_label.level for r in custody(jpn, item["id"])], timeout=WAIT)
     later = {**item, "modified": T2}
     exchange.publish(kor, entries=[(later, handlers.LabelRequest(
         "군사III급비밀", ("KOR", "JPN"), "dprk-missile"))])
-    assert exchange.wait_until(lambda: len(versions_at(jpn, item["id"])) == 2, WAIT)
+    waited(lambda: len(versions_at(jpn, item["id"])) == 2, "the second version at JPN",
+           lambda: (versions_at(jpn, item["id"]), deliveries_of(kor, item["id"])),
+           timeout=WAIT)
     assert versions_at(jpn, item["id"]) == [(item["modified"], "秘"), (T2, "秘")]
     assert versions_at(kor, item["id"]) == [(item["modified"], "군사III급비밀"),
                                             (T2, "군사III급비밀")]

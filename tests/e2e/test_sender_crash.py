@@ -20,7 +20,6 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from federating import one_pass
 from gsomia import bootstrap
 from gsomia.core import crypto
 from gsomia.service import handlers
@@ -258,19 +258,6 @@ class LossyLink:
         return httpx.Response(202, json={"results": docs})
 
 
-def _one_pass(kor: Any, batch: int, post: Callable[[Any], Any]) -> None:
-    """One pass of KOR's sender, its batch of ``batch`` posted through ``post`` (which hands
-    it to the partner's API as the test arranges)."""
-    import httpx
-
-    sender = exchange.Sender(kor, batch=batch, clock=_clock(),
-                             client=httpx.Client(transport=httpx.MockTransport(post)))
-    try:
-        sender.step()
-    finally:
-        sender.close()
-
-
 def _clock() -> Any:
     from datetime import UTC, datetime, timedelta
 
@@ -369,7 +356,7 @@ def test_the_same_batch_delivered_twice_at_once_is_stored_once(pair: Any) -> Non
         won = [a if a.receipt is not None else b for a, b in zip(*copies, strict=True)]
         return httpx.Response(202, json={"results": [r.to_json() for r in won]})
 
-    _one_pass(kor, len(objs), twice)
+    one_pass(kor, twice, batch=len(objs), clock=_clock())
     first, second = answers[:2]
     assert len(first) == len(second) == len(objs)
     # Per envelope: one copy receipted, the other refused as a replay.
@@ -430,7 +417,7 @@ def test_overlapping_batches_at_once_refuse_only_the_shared_envelopes(
         won = a[:2] + shared + b[2:]
         return httpx.Response(202, json={"results": [r.to_json() for r in won]})
 
-    _one_pass(kor, len(objs), overlapping)
+    one_pass(kor, overlapping, batch=len(objs), clock=_clock())
     assert reads[0] >= 2, "the two deliveries did not race"
     a, b = answers[:2]
     assert len(a) == len(b) == 4

@@ -31,6 +31,7 @@ from test_limits import read_response
 
 from gsomia.shell import exchange, federation
 from gsomia.shell.node import Node
+from starting import waited
 
 pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
@@ -78,17 +79,21 @@ def first_warning_s(node: Node) -> float | None:
 
 
 def settled(node: Node, quiet_s: float = 3.0, timeout: float = WAIT) -> None:
-    """Wait until the node has stored nothing new for ``quiet_s``."""
-    end = time.monotonic() + timeout
+    """Wait until the node has stored nothing new for ``quiet_s``; fail if it is still
+    storing after ``timeout`` (a hang guard): the counts compared next would not be final."""
     last, since = -1, time.monotonic()
-    while time.monotonic() < end:
+
+    def quiet() -> bool:
+        nonlocal last, since
         with node.store.repository() as repo:
             n = repo.count_items()
         if n != last:
             last, since = n, time.monotonic()
-        elif time.monotonic() - since > quiet_s:
-            return
-        time.sleep(0.2)
+        return time.monotonic() - since > quiet_s
+
+    waited(quiet, f"{node.party}'s node to store nothing new for {quiet_s:g} s",
+           lambda: f"{last} items, the latest stored {time.monotonic() - since:.1f} s before",
+           timeout=timeout, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +202,10 @@ def test_a_node_killed_mid_flight_resumes_without_warning_twice(alone: Federatio
     # On a loaded machine the restarted centre can be quiet for seconds while it loads
     # the tracker and goes through its holdings: wait for what it should reach, then for
     # nothing more to come.
-    exchange.wait_until(lambda: sorted(w["id"] for w in notes(jpn, "x_gsomia_warning"))
-                        == unbroken, WAIT, interval=0.5)
+    waited(lambda: sorted(w["id"] for w in notes(jpn, "x_gsomia_warning")) == unbroken,
+           f"the restarted centre's warnings to be the {len(unbroken)} of an unbroken run",
+           lambda: sorted(w["id"] for w in notes(jpn, "x_gsomia_warning")),
+           timeout=WAIT, interval=0.5)
     settled(jpn)
     after = notes(jpn, "x_gsomia_warning")
     keys = [(w["action"], w["level"], tuple(w["regions"]), w["at_s"]) for w in after]

@@ -21,7 +21,7 @@ from test_sensor_feeds import LAUNCH, first_warning_s, notes, settled
 from gsomia.shell import exchange, federation
 from gsomia.shell.node import Node
 from gsomia.shell.store import custody, items, outbox
-from starting import WAIT_S, wait_started
+from starting import WAIT_S, wait_started, waited
 
 pytestmark = [pytest.mark.timeout(400), pytest.mark.slow]
 
@@ -110,7 +110,8 @@ def test_jpn_warns_alone_while_kor_is_down_and_catches_up_once_when_it_returns(
         assert queued - at_stop, "KOR's sensors went on and its outbox queued them for JPN"
 
         fed.up()   # KOR's node, the same folder, started again
-        assert exchange.wait_until(lambda: exchange.pending(kor, "JPN") == 0, WAIT_S)
+        waited(lambda: exchange.pending(kor, "JPN") == 0, "KOR's outbox for JPN drained",
+               lambda: f"{exchange.pending(kor, 'JPN')} rows pending", timeout=WAIT_S)
         settled(jpn)
         with kor.store.engine.connect() as conn:
             delivered = [str(r.item_id) for r in conn.execute(

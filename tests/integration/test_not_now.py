@@ -5,7 +5,6 @@ process."""
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -13,17 +12,13 @@ from typing import Any
 
 import httpx
 
-from federating import federate
+from federating import TestClient, federate, one_pass
 from gsomia.bootstrap import app_for_node
 from gsomia.core.outbox import STANDING_CONSENT
 from gsomia.service import handlers
 from gsomia.shell import consents, exchange
 from gsomia.shell.node import CONFIG, Node, NodeConfig
 from gsomia.shell.store import now_utc
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
-    from starlette.testclient import TestClient
 
 LATER = timedelta(seconds=300)
 
@@ -103,12 +98,7 @@ def test_a_delivery_answered_not_now_again_counts_both(
 
     counts = []
     for _ in range(3):  # a pass each, its answer recorded as the sender closes
-        sender = exchange.Sender(kor, clock=clock, client=httpx.Client(
-            transport=httpx.MockTransport(at_its_bound)))
-        try:
-            sender.step()
-        finally:
-            sender.close()
+        one_pass(kor, at_its_bound, clock=clock)
         [row] = exchange.outbox_rows(kor)
         counts.append((row["status"], row["attempts"], row["not_now"]))
     assert len(posts) == 3, (counts, posts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from alembic.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
+from federating import one_pass
 from gsomia.core.custody import register_digest
 from gsomia.core.outbox import DELIVERY, LEASE_S
 from gsomia.shell import store as st
@@ -28,13 +30,25 @@ from starting import WAIT_S
 T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
 
-def at_revision(url: str, revision: str) -> sa.Engine:
-    engine = st.make_engine(url)
+def migrations() -> Config:
+    """The store's migrations, as alembic reads them."""
     cfg = Config()
     cfg.set_main_option("script_location", str(st.MIGRATIONS))
+    return cfg
+
+
+def migrate(engine: sa.Engine, move: Callable[[Config, str], None], revision: str) -> None:
+    """Take the store's schema to ``revision`` by its migrations (``move``:
+    ``command.upgrade`` or ``command.downgrade``), as an operator would."""
+    cfg = migrations()
     with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        move(cfg, revision)
+
+
+def at_revision(url: str, revision: str) -> sa.Engine:
+    engine = st.make_engine(url)
+    migrate(engine, command.upgrade, revision)
     return engine
 
 
@@ -59,24 +73,13 @@ NOTICES = [
 
 
 def newest_revision() -> str:
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    cfg = Config()
-    cfg.set_main_option("script_location", str(st.MIGRATIONS))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    head = ScriptDirectory.from_config(migrations()).get_current_head()
     assert head is not None
     return head
 
 
-
-def downgrade(engine: sa.Engine, revision: str) -> None:
-    """Take the store's schema back to ``revision`` by its migrations, as an operator would."""
-    cfg = Config()
-    cfg.set_main_option("script_location", str(st.MIGRATIONS))
-    with engine.connect().execution_options(gsomia_write=True) as conn, conn.begin():
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
 
 def test_migration_0012_moves_every_notice_beside_the_deliveries(db_url: str) -> None:
     engine = at_revision(db_url, "0011")
@@ -182,7 +185,7 @@ def test_migration_0012_goes_back_without_losing_a_notice(db_url: str) -> None:
             conn.execute(sa.Table("outbox", meta, autoload_with=engine).insert(), DELIVERIES)
             conn.execute(sa.Table("notices", meta, autoload_with=engine).insert(), NOTICES)
         st.migrate(engine)
-        downgrade(engine, "0011")
+        migrate(engine, command.downgrade, "0011")
         with engine.connect() as conn:
             back = sa.Table("notices", sa.MetaData(), autoload_with=conn)
             assert sorted(r.reference for r in conn.execute(sa.select(back))) == sorted(
@@ -626,12 +629,7 @@ def test_a_refused_batch_posted_again_one_by_one_retries_each_row_on_its_own_ans
         return answer
 
     at = datetime.now(UTC)
-    sender = exchange.Sender(jpn, link="KOR", clock=lambda: at,
-                             client=httpx.Client(transport=httpx.MockTransport(partner)))
-    try:
-        sender.step()
-    finally:
-        sender.close()
+    one_pass(jpn, partner, link="KOR", clock=lambda: at)
     busy, lost, refused = exchange.outbox_rows(jpn)
     assert (busy["status"], busy["not_now"], busy["next_at"]) == (
         "pending", 1, at + timedelta(seconds=300))
@@ -655,13 +653,75 @@ def test_migration_0019_counts_no_not_now_for_rows_queued_before_and_goes_back(
         with engine.connect() as conn:
             assert [r.not_now for r in conn.execute(
                 sa.select(st.outbox.c.not_now).order_by(st.outbox.c.row))] == [0, 0]
-        downgrade(engine, "0018")
+        migrate(engine, command.downgrade, "0018")
         with engine.connect() as conn:
             back = sa.Table("outbox", sa.MetaData(), autoload_with=conn)
             assert "not_now" not in back.c
             assert conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar() == 2
     finally:
         engine.dispose()
+
+
+def test_migration_0022_keys_the_notices_by_recipient_and_each_loop_reads_its_own(
+        db_url: str) -> None:
+    """notices26: after 0022 each loop's earliest row is the earliest of those it posts
+    (a link: its partner's deliveries and notices; the first link: the notices to anyone
+    without a link too; one loop: every delivery named and every notice), on both
+    backends, and the first link claims those notices; going back restores 0021's index
+    and keeps every row."""
+    engine = at_revision(db_url, "0021")
+    rows = [(DELIVERY, "JPN", 30, "pending"), (DELIVERY, "USA", 10, "pending"),
+            ("incident", "JPN", 40, "pending"), ("incident", "USA", 5, "pending"),
+            ("classification-notice", "USA", 6, "pending"), ("incident", "CHN", 20, "pending"),
+            ("incident", "CHN", 1, "delivered")]
+    try:
+        with engine.begin() as conn:
+            st.insert_many(conn, st.outbox, [
+                {"kind": kind, "item_id": f"indicator--{n}", "recipient": to,
+                 "version": "v" if kind == DELIVERY else None,
+                 "reference": None if kind == DELIVERY else f"ref-{n}",
+                 "body": None if kind == DELIVERY else "{}", "status": status, "attempts": 0,
+                 "not_now": 0, "next_at": T0 + timedelta(seconds=s), "queued_at": T0,
+                 "delivered_at": None, "last_error": None, "seq": n}
+                for n, (kind, to, s, status) in enumerate(rows)])
+    finally:
+        engine.dispose()
+    asks: dict[str, tuple[list[str], str | None, set[str] | None]] = {
+        "JPN's link": (["JPN"], "JPN", None), "JPN's notices": ([], "JPN", None),
+        "the first link": (["JPN"], "JPN", {"JPN", "USA"}),
+        "one loop": (["JPN", "USA"], None, None), "KOR's link": (["KOR"], "KOR", None)}
+
+    def posts(ask: tuple[list[str], str | None, set[str] | None], kind: str,
+              to: str) -> bool:
+        recipients, notices_to, strays = ask
+        return to in recipients or (kind != DELIVERY and (
+            notices_to in (None, to) or (strays is not None and to not in strays)))
+
+    store = st.Store(db_url)
+    try:
+        indexes = {i["name"]: i for i in sa.inspect(store.engine).get_indexes("outbox")}
+        assert indexes["ix_outbox_notices"]["column_names"] == ["status", "recipient",
+                                                               "next_at"]
+        due = {name: store.next_due(recipients=r, notices_to=to, or_not_to=strays)
+               for name, (r, to, strays) in asks.items()}
+        # The first link's claim: its notices and those to anyone without a link.
+        taken = {(r.kind, r.recipient) for r in store.claim(
+            deliveries=False, now=T0 + timedelta(hours=1), limit=10, recipient="JPN",
+            or_not_to={"JPN", "USA"})}
+        migrate(store.engine, command.downgrade, "0021")
+        indexes = {i["name"]: i for i in sa.inspect(store.engine).get_indexes("outbox")}
+        with store.engine.connect() as conn:
+            kept = conn.execute(sa.text("SELECT count(*) FROM outbox")).scalar()
+    finally:
+        store.dispose()
+    assert due == {name: min((T0 + timedelta(seconds=s) for kind, to, s, status in rows
+                              if status == "pending" and posts(ask, kind, to)), default=None)
+                   for name, ask in asks.items()}
+    assert len({*due.values()}) == len(due)  # each ask reads a row of its own
+    assert taken == {(kind, to) for kind, to, _, status in rows if status == "pending"
+                     and kind != DELIVERY and posts(asks["the first link"], kind, to)}
+    assert indexes["ix_outbox_notices"]["column_names"] == ["status", "next_at"]
+    assert kept == len(rows)
 
 
 def test_next_due_reads_past_retyped_rows_to_the_earliest_a_loop_takes(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +24,7 @@ from gsomia.core.labels import SecurityLabel
 from gsomia.service import handlers
 from gsomia.shell.node import Node
 from gsomia.shell.store import SqlRepository, audit_events, custody, insert_many, items
+from gsomia.shell.store._mapping import _CREATED_COLUMNS, _in_column_order
 
 Factory = Callable[..., Node]
 LABEL = handlers.LabelRequest("秘", ("JPN", "KOR"), "dprk-missile")
@@ -34,6 +36,13 @@ def _rows(node: Node, table: sa.Table, *skip: str) -> list[dict[str, Any]]:
         return [{k: v for k, v in r.items() if k not in skip} for r in rows]
 
 
+def written(node: Node, write: Callable[[sa.Connection], Any]) -> None:
+    """``write`` done in one write transaction of ``node``'s store."""
+    with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
+            conn.begin():
+        write(conn)
+
+
 def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
     fast, core = node_factory("JPN"), node_factory("JPN")
     at = datetime(2024, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
@@ -42,11 +51,8 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
              "label": b"{}", "binding": b"{}", "added_at": at + timedelta(seconds=n),
              "seq": n} for n in range(3)]
     rows[0]["added_at"] = at.replace(microsecond=0)  # text without a fraction, as the driver's
-    for node, write in ((fast, lambda c: insert_many(c, items, rows)),
-                        (core, lambda c: c.execute(items.insert(), rows))):
-        with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
-                conn.begin():
-            write(conn)
+    written(fast, lambda c: insert_many(c, items, rows))
+    written(core, lambda c: c.execute(items.insert(), rows))
     assert _rows(fast, items) == _rows(core, items)
     with fast.store.engine.connect() as conn:
         back = conn.execute(sa.select(items.c.added_at).order_by(items.c.row)).scalars().all()
@@ -56,11 +62,8 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
              "binding": b'{"b":%d}' % n, "seq": 10 + n} for n, r in enumerate(rows)]
     stored = [(StoredItem(r["id"], r["version"], r["type"], r["originator"], r["content"],
                           r["label"], r["binding"], r["added_at"]), r["seq"]) for r in more]
-    for node, put in ((fast, lambda c: SqlRepository(c).add_items(stored)),
-                      (core, lambda c: c.execute(items.insert(), more))):
-        with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
-                conn.begin():
-            put(conn)
+    written(fast, lambda c: SqlRepository(c).add_items(stored))
+    written(core, lambda c: c.execute(items.insert(), more))
     assert _rows(fast, items) == _rows(core, items)
     assert len(_rows(fast, items)) == len(rows) + len(more)
     # A batch's created custody, written from tuples, is the rows Core writes of its records.
@@ -68,14 +71,21 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
                           policy="gsomia-2016", created=at)
     batch = CreatedCustody("JPN", at, [(str(r["id"]), str(r["version"]), label,
                                         canonical(label.to_json())) for r in rows])
-    for node, put in ((fast, lambda repo: repo.add_created_custody(batch, seq=9)),
-                      (core, lambda repo: [repo.add_custody(r, seq=9)
-                                           for r in batch.records()])):
-        with node.store.engine.connect().execution_options(gsomia_write=True) as conn, \
-                conn.begin():
-            put(SqlRepository(conn))
+    written(fast, lambda c: SqlRepository(c).add_created_custody(batch, seq=9))
+    written(core, lambda c: [SqlRepository(c).add_custody(r, seq=9) for r in batch.records()])
     assert _rows(fast, custody) == _rows(core, custody)
     assert len(_rows(fast, custody)) == len(rows)
+
+
+def test_created_rows_are_laid_out_in_the_custody_tables_column_order() -> None:
+    # Rows given as tuples go into the columns by position: a table whose columns moved
+    # must stop the import, not put one value into another column.
+    assert tuple(c.name for c in custody.columns if c.name != "row") == _CREATED_COLUMNS
+    moved = list(_CREATED_COLUMNS)
+    moved[6], moved[7] = moved[7], moved[6]   # the original and national labels swapped
+    for wrong in (tuple(moved), _CREATED_COLUMNS[:-1], (*_CREATED_COLUMNS, "extra")):
+        with pytest.raises(RuntimeError, match="custody"):
+            _in_column_order(custody, wrong)
 
 
 def test_a_batch_stores_what_single_publishes_store(node_factory: Factory,

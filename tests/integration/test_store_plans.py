@@ -270,21 +270,125 @@ def test_an_item_stored_before_the_node_had_partners_keeps_the_watermark_unset_f
     assert queued == {make_indicator(0)["id"], make_indicator(1)["id"]}
 
 
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
+
+
+def _pending_notices(store: st.Store, recipients: dict[str, int], *, first: int = 0,
+                     at: datetime = T0) -> None:
+    """``recipients``' count of pending notices each, due a second apart from ``at``,
+    straight into the outbox (``first``: the number of the first)."""
+    with store.engine.begin() as conn:
+        st.insert_many(conn, st.outbox, [
+            {"kind": "incident", "item_id": None, "version": None, "recipient": to,
+             "reference": f"ref-{to}-{n}", "body": "{}", "status": "pending", "attempts": 1,
+             "not_now": 0, "next_at": at + timedelta(seconds=n), "queued_at": at,
+             "delivered_at": None, "last_error": None, "seq": None}
+            for to, count in recipients.items() for n in range(first, first + count)])
+
+
 def test_next_due_reads_each_part_of_the_outbox_from_its_earliest_on_an_index(
         tmp_path: Any) -> None:
-    """courier23: a link's idle pass reads the deliveries to its partner on ``ix_outbox_due``
-    in its order (no sort: the first that passes the check ends the read) and the notices
-    on ``ix_outbox_notices``, which holds no delivery. Before: one read of every pending
-    row (``ix_outbox_due`` by status alone), 73 ms CPU with 50,000 pending."""
+    """courier23, notices26: a link's idle pass reads the deliveries and notices to its
+    partner on ``ix_outbox_due`` in its order from the partner's first entry (no sort:
+    the first row of either kind that passes the check ends the read); the notices to a
+    recipient it does not deliver to on ``ix_outbox_notices`` (which holds no delivery)
+    the same way; the link that posts the notices to anyone without a link reads the
+    recipients with notices pending on that index, one entry each. Before: every pending
+    notice read in order of next try (``status=?`` alone), each recipient checked in
+    Python."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    asks: dict[str, tuple[list[str], str, set[str] | None]] = {
+        "link": (["KOR"], "KOR", None), "notices alone": ([], "KOR", None),
+        "first link": (["KOR"], "KOR", {"KOR", "USA"})}
+    try:
+        _pending_notices(store, {"USA": 3, "CHN": 1})
+        sent: dict[str, list[tuple[str, Any]]] = {}
+        for ask, (named, to, strays) in asks.items():
+            with statements(store.engine) as sent[ask]:
+                store.next_due(recipients=named, notices_to=to, or_not_to=strays)
+        with store.engine.connect() as conn:
+            plans = {ask: [" / ".join(str(r[3]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+                for statement, parameters in statements_
+                if re.match(r"\s*SELECT", statement)] for ask, statements_ in sent.items()}
+    finally:
+        store.dispose()
+    either = "SEARCH outbox USING INDEX ix_outbox_due (status=? AND recipient=?)"
+    notices = "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient=?)"
+    recipients = "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient>?)"
+    # The first link: CHN, USA, then none after; KOR's rows, then CHN's notices (USA has a
+    # link of its own).
+    assert plans == {"link": [either], "notices alone": [notices],
+                     "first link": [recipients] * 3 + [either, notices]}
+
+
+def test_a_links_idle_pass_reads_as_much_with_thousands_of_notices_queued_to_another(
+        tmp_path: Any) -> None:
+    """notices26: the work of ``next_due`` (SQLite's virtual machine steps) does not grow
+    with the notices queued to a partner that is down, due before anything else: 2,000 of
+    them cost another partner's link, and that partner's own (whose delivery is due
+    after them), what 2 do. Before, both links read every one of them (x100 the steps)."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    later = T0 + timedelta(days=1)
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0  # go on
+
+    def count(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        dbapi_conn.set_progress_handler(tick, 1)
+
+    def stop(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.set_progress_handler(None, 1)
+
+    def read(link: str, due: datetime) -> int:
+        steps[0] = 0
+        sa.event.listen(store.engine, "checkout", count)
+        sa.event.listen(store.engine, "checkin", stop)
+        try:
+            assert store.next_due(recipients=[link], notices_to=link) == due
+        finally:
+            sa.event.remove(store.engine, "checkout", count)
+            sa.event.remove(store.engine, "checkin", stop)
+        return steps[0]
+
+    try:
+        _pending_notices(store, {"USA": 2})
+        _pending_notices(store, {"KOR": 2}, at=later)
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE outbox SET kind = 'delivery', item_id = 'indicator--1',"
+                                 " version = 'v', recipient = 'USA', reference = NULL,"
+                                 " body = NULL WHERE reference = 'ref-KOR-1'")
+        few = {"KOR": read("KOR", later), "USA": read("USA", T0)}
+        _pending_notices(store, {"USA": 1_998}, first=2)
+        many = {"KOR": read("KOR", later), "USA": read("USA", T0)}
+    finally:
+        store.dispose()
+    assert all(few[link] > 0 and many[link] <= few[link] * 1.1 for link in few), (few, many)
+
+
+def test_the_first_links_claim_of_notices_reads_the_recipients_it_posts_to_alone(
+        tmp_path: Any) -> None:
+    """notices26: the claim of the notices due reads them on ``ix_outbox_notices`` by
+    recipient; the first link's, which takes the notices to anyone without a link too,
+    the recipients with notices pending one entry each, then those to it and to them.
+    Before: ``recipient NOT IN`` read every pending row of the outbox (``status=?``),
+    deliveries and all, on each notice pass of the first link."""
     store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
     try:
+        _pending_notices(store, {"USA": 3, "CHN": 1, "KOR": 1})
         with statements(store.engine) as sent:
-            assert store.next_due(recipients=["KOR"], notices_to="KOR") is None
+            taken = store.claim(deliveries=False, now=T0 + timedelta(hours=1), limit=10,
+                                recipient="KOR", or_not_to={"KOR", "USA"})
         with store.engine.connect() as conn:
-            plans = [[str(r[3]) for r in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + statement, parameters)]
+            plans = [" / ".join(str(r[3]) for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
                 for statement, parameters in sent if re.match(r"\s*SELECT", statement)]
     finally:
         store.dispose()
-    assert plans == [["SEARCH outbox USING INDEX ix_outbox_due (status=? AND recipient=?)"],
-                     ["SEARCH outbox USING INDEX ix_outbox_notices (status=?)"]]
+    assert sorted(r.recipient for r in taken) == ["CHN", "KOR"]
+    recipients = "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient>?)"
+    assert plans == [recipients] * 4 + [
+        "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient=? AND next_at<?)"
+        " / USE TEMP B-TREE FOR ORDER BY"]

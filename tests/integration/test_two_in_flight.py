@@ -9,22 +9,19 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import pytest
 
+from federating import TestClient, federate
 from gsomia.bootstrap import app_for_node
 from gsomia.service import handlers
 from gsomia.shell import exchange
 from gsomia.shell.node import Node
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
-    from starlette.testclient import TestClient
 
 II = "군사II급비밀"
 
@@ -70,31 +67,40 @@ class FirstAnswerHeld(TestClient):
                 del self.on_the_way[number]
 
 
-def federate(kor: Node, jpn: Node) -> None:
-    peers = {code: exchange.Peer(code, f"https://{code.lower()}.test",
-                                 n.keys.public_signing_key(),
-                                 n.keys.envelope_key().public_key())
-             for code, n in (("KOR", kor), ("JPN", jpn))}
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-    exchange.Partners("JPN", "direct", peers, ("KOR",)).write(jpn.folder)
+@pytest.fixture
+def federated(node_factory: Callable[..., Node]) -> tuple[Node, Node]:
+    """KOR and JPN, each the other's partner."""
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    return kor, jpn
 
 
 @contextmanager
-def courier(kor: Node, link: FirstAnswerHeld) -> Iterator[exchange.Kick]:
-    """KOR's courier loop to JPN; the kick, set after each publish, as the couriers set it
-    at the publish's commit signal."""
+def courier_loop(kor: Node, link: FirstAnswerHeld
+                 ) -> Iterator[tuple[exchange.Sender, exchange.Kick, threading.Event,
+                                 threading.Thread]]:
+    """KOR's courier loop to JPN running: its sender, kick, stop and thread; at the end the
+    held answer is let go and the loop told to stop and waited for."""
     sender = exchange.Sender(kor, link="JPN", client=link)
     kick, stop = exchange.Kick(), threading.Event()
     loop = threading.Thread(target=sender.run, args=(stop, kick), name="kor-to-jpn")
     loop.start()
     try:
-        yield kick
+        yield sender, kick, stop, loop
     finally:
         link.release.set()
         stop.set()
         kick.set()
         loop.join(timeout=30)
         sender.close()
+
+
+@contextmanager
+def courier(kor: Node, link: FirstAnswerHeld) -> Iterator[exchange.Kick]:
+    """KOR's courier loop to JPN; the kick, set after each publish, as the couriers set it
+    at the publish's commit signal."""
+    with courier_loop(kor, link) as (_, kick, _, _):
+        yield kick
 
 
 def publish(kor: Node, obj: dict[str, Any], kick: exchange.Kick) -> str:
@@ -110,11 +116,10 @@ def statuses(kor: Node) -> dict[tuple[str, str], str]:
 
 
 def test_a_report_goes_while_the_partner_has_not_answered_for_the_one_before(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """Before: the second report waited for the answer to the first (here held 30 s)."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     with courier(kor, link) as kick:
         first = publish(kor, make_indicator(1), kick)
@@ -132,12 +137,11 @@ def test_a_report_goes_while_the_partner_has_not_answered_for_the_one_before(
 
 
 def test_two_versions_of_an_item_never_travel_at_once(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """A newer version queued while the older is on the way waits for its answer; another
     item queued with it goes at once. Both versions reach JPN, in order: none refused."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     with courier(kor, link) as kick:
         item = publish(kor, make_indicator(1), kick)
@@ -158,12 +162,11 @@ def test_two_versions_of_an_item_never_travel_at_once(
 
 
 def test_each_batch_in_flight_is_settled_by_its_own_answer(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """The batch beside answered "not now": only its row waits, as long as the partner
     said; the first, answered later, is receipted."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn, not_now=120)
     with courier(kor, link) as kick:
         first = publish(kor, make_indicator(1), kick)
@@ -185,14 +188,13 @@ def test_each_batch_in_flight_is_settled_by_its_own_answer(
 
 
 def test_a_pass_beside_asked_during_the_loops_post_seals_nothing_once_it_ended(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """A pass beside asked while the loop posted its own batch but run after that post
     ended: the loop's next pass may have sealed the rows queued meanwhile and not yet
     recorded them in flight. Before (29b97b1): the pass sealed and posted them too, two
     batches on the way with the same item. Driven in that order, without a loop thread."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
     link.release.set()  # nothing is held: the test orders the steps itself
     sender = exchange.Sender(kor, link="JPN", client=link)
@@ -210,20 +212,15 @@ def test_a_pass_beside_asked_during_the_loops_post_seals_nothing_once_it_ended(
 
 
 def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
-        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
         ) -> None:
     """The node stops while the loop waits for the answer to its own batch and a pass
     beside it is queued but not begun (it waits for the seal): that pass posts nothing, and
     the kick that tells the loop to stop asks none. Before (04e2253): a batch went beside,
     and the node's stop waited for its answer."""
-    kor, jpn = node_factory("KOR"), node_factory("JPN")
-    federate(kor, jpn)
+    kor, jpn = federated
     link = FirstAnswerHeld(jpn)
-    sender = exchange.Sender(kor, link="JPN", client=link)
-    kick, stop = exchange.Kick(), threading.Event()
-    loop = threading.Thread(target=sender.run, args=(stop, kick), name="kor-to-jpn")
-    loop.start()
-    try:
+    with courier_loop(kor, link) as (sender, kick, stop, loop):
         first = publish(kor, make_indicator(1), kick)
         assert link.posted.wait(20)
         with sender.sealing:  # the pass beside, asked by the kick, waits here
@@ -235,12 +232,6 @@ def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
         # would refuse it).
         kick.set()
         assert link.most == 1
-    finally:
-        link.release.set()
-        stop.set()
-        kick.set()
-        loop.join(timeout=30)
-        sender.close()
     assert not loop.is_alive()
     assert {r["item_id"]: (r["status"], r["attempts"]) for r in exchange.outbox_rows(kor)} \
         == {first: ("delivered", 1), second: ("pending", 0)}

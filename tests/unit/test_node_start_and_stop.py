@@ -5,10 +5,13 @@ background loops are told to stop all at once, and as the server begins to stop.
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import ssl
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,20 @@ def started_port(server: uvicorn.Server, serving: threading.Thread) -> int:
         assert serving.is_alive() and time.monotonic() < end
         time.sleep(0.02)
     return int(server.servers[0].sockets[0].getsockname()[1])
+
+
+@contextmanager
+def served(server: uvicorn.Server) -> Iterator[tuple[int, threading.Thread]]:
+    """``server`` run on a thread of its own: its port and that thread; at the end it is told
+    to exit, at once if it still runs, and waited for."""
+    serving = threading.Thread(target=server.run)
+    serving.start()
+    try:
+        yield started_port(server, serving), serving
+    finally:
+        server.should_exit = server.force_exit = True
+        serving.join(60)
+
 
 def test_the_statuses_table_is_made_while_another_connection_writes(tmp_path: Path) -> None:
     """``node run``'s sender and centre write before its API makes the table: made in a read
@@ -100,11 +117,8 @@ def test_the_server_calls_on_stop_before_it_waits_for_the_requests_running() -> 
     server = stopping_server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off",
                                             log_level="warning", timeout_graceful_shutdown=10),
                              stopped.set)
-    serving = threading.Thread(target=server.run)
-    serving.start()
     answers: list[str] = []
-    try:
-        port = started_port(server, serving)
+    with served(server) as (port, _):
         asking = threading.Thread(target=lambda: answers.append(
             httpx.get(f"http://127.0.0.1:{port}/", timeout=60).text))
         asking.start()
@@ -112,9 +126,6 @@ def test_the_server_calls_on_stop_before_it_waits_for_the_requests_running() -> 
         assert not stopped.is_set()
         server.should_exit = True
         asking.join(60)
-    finally:
-        server.should_exit = True
-        serving.join(60)
     assert answers == ["told"]
 
 
@@ -138,16 +149,95 @@ def test_a_partners_idle_connection_does_not_hold_the_stop(tmp_path: Path) -> No
         http=tls_protocol(), timeout_graceful_shutdown=60,
         ssl_certfile=str(tmp_path / "tls" / "server.crt"),
         ssl_keyfile=str(tmp_path / "tls" / "server.key")))
-    serving = threading.Thread(target=server.run)
-    serving.start()
-    try:
-        port = started_port(server, serving)
+    with served(server) as (port, serving):
         trusted = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.crt"))
         with httpx.Client(verify=trusted) as client:
             assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
             server.should_exit = True   # the client's connection idle, kept alive
             serving.join(30)
             assert not serving.is_alive(), "the stop waited for the idle connection"
-    finally:
-        server.should_exit = server.force_exit = True
-        serving.join(60)
+
+
+def _plain(sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO) -> bytes:
+    """What the server answered on ``sock``, decrypted; b"" if it cut the connection."""
+    while True:
+        try:
+            return tls.read(65536)
+        except ssl.SSLWantReadError:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                return b""
+            if not data:
+                return b""
+            incoming.write(data)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return b""
+
+
+def test_a_connection_whose_handshake_ends_after_the_stop_began_does_not_hold_it(
+        tmp_path: Path) -> None:
+    """A partner's connection accepted before the stop whose TLS handshake ended after the
+    server had told its connections to stop (fedwait26: partnerdown23's one unexplained 3 s,
+    'Cancel 0 running task(s)'): served and kept alive, it held the stop for the whole
+    graceful timeout. It is cut as it is made, before anything is read on it, so nothing
+    answered is lost: the request under way at the stop still gets its answer."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.commands.serve import tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+    release, stopping = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["path"])
+        while (await receive()).get("more_body"):
+            pass
+        while scope["path"] == "/under-way" and not release.is_set():
+            await asyncio.sleep(0.02)   # the request under way keeps the stop open
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(), timeout_graceful_shutdown=60,
+        ssl_certfile=str(tmp_path / "tls" / "server.crt"),
+        ssl_keyfile=str(tmp_path / "tls" / "server.key")), stopping.set)
+
+    def post(path: str) -> bytes:
+        return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi".encode()
+
+    with served(server) as (port, serving):
+        try:
+            trusted = ssl.create_default_context(cafile=str(tmp_path / "tls" / "ca.crt"))
+            under_way = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
+                                            server_hostname="127.0.0.1")
+            under_way.sendall(post("/under-way"))
+            # The late one: accepted (the server's flight read), its client Finished held back.
+            late = socket.create_connection(("127.0.0.1", port), 30)
+            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+            tls = trusted.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+            while True:
+                try:
+                    tls.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    late.sendall(outgoing.read())
+                    incoming.write(late.recv(65536))
+            server.should_exit = True
+            assert stopping.wait(30)
+            tls.write(post("/late"))
+            late.sendall(outgoing.read())
+            assert _plain(late, tls, incoming) == b"", "served after the stop began"
+            late.close()
+            release.set()
+            assert under_way.recv(4096).startswith(b"HTTP/1.1 200"), "the answer under way lost"
+            under_way.close()
+            serving.join(30)
+            assert not serving.is_alive(), "the stop waited for the late connection"
+            assert seen == ["/under-way"]   # the late request was never read
+        finally:
+            release.set()

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from starting import cpu_s, piped, thread_cpu_s, wait_in_thread, wait_started
+from starting import cpu_s, piped, thread_cpu_s, wait_in_thread, wait_started, waited
 
 
 @contextmanager
@@ -93,3 +93,17 @@ def test_a_thread_that_ends_first_fails_the_wait_and_an_answer_ends_it() -> None
     with thread("sleeps") as sleeping:
         wait_in_thread(lambda: next(answers), sleeping, "not done")
         assert next(answers, "asked no more") == "asked no more" and sleeping.is_alive()
+
+
+def test_a_wait_that_ends_says_what_it_waited_for_and_what_it_saw() -> None:
+    """A wait's end is a failure naming its wait, never a silent return that leaves the
+    assertions after it to fail for another reason or pass for the wrong one."""
+    polls = iter(range(1000))
+    with pytest.raises(AssertionError,
+                       match=r"waited 0.1 s for KOR's outbox drained; saw \['pending'\]"):
+        waited(lambda: next(polls) < 0, "KOR's outbox drained", lambda: ["pending"],
+               timeout=0.1, interval=0.01)
+    with pytest.raises(AssertionError, match=r"for three rows; saw \[\]"):
+        waited(list, "three rows", timeout=0.05, interval=0.01)   # check's own last value
+    answers = iter([0, 0, 7])
+    assert waited(lambda: next(answers), "an answer", interval=0.001) == 7

@@ -251,12 +251,10 @@ class CustodyRecord:
     def canonical(self) -> bytes:
         """RFC 8785 bytes of :meth:`to_json`, assembled around the label bytes."""
         original, national = self.label_bytes()
-        return b"".join((
-            _record_head(self.agreement, self.at, self.envelope_digest, self.event,
-                         self.holder), _j(self.item_id),
-            b',"national_label":', national, b',"note":', _j(self.note),
-            b',"original_label":', original, b',"provider":', _j(self.provider),
-            b',"version":', _j(self.version), b"}"))
+        return _custody_bytes(
+            _custody_frame(self.agreement, self.at, self.envelope_digest, self.event,
+                           self.holder, national, self.note, original, self.provider),
+            self.item_id, self.version)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -309,21 +307,43 @@ class CreatedCustody:
     def digests(self) -> list[str]:
         """:meth:`CustodyRecord.digest` of each record, in order: the bytes around an item's
         id and version are the same for every item of a label, and made once for it."""
-        around: dict[bytes, tuple[bytes, bytes]] = {}
+        frames: dict[bytes, tuple[bytes, bytes]] = {}
         out = []
-        sha, j = hashlib.sha256, _j
+        sha, layout = hashlib.sha256, _custody_bytes
+        holder, at = self.holder, self.at
+        last, frame = None, (b"", b"")
         for item_id, version, label, label_bytes in self.items:
-            parts = around.get(label_bytes)
-            if parts is None:
-                # CustodyRecord.canonical's members in RFC 8785 order, with the record's
-                # fixed values: no envelope, no provider, an empty note.
-                parts = around[label_bytes] = (
-                    _record_head(label.policy, self.at, None, "created", self.holder),
-                    b',"national_label":' + label_bytes + b',"note":"","original_label":'
-                    + label_bytes + b',"provider":null,"version":')
-            out.append(sha(b"".join((parts[0], j(item_id), parts[1], j(version), b"}")))
-                       .hexdigest())
+            if label_bytes is not last:  # a batch's items mostly share one label's bytes
+                last, found = label_bytes, frames.get(label_bytes)
+                if found is None:
+                    # The record's fixed values: no envelope, no provider, an empty note.
+                    found = frames[label_bytes] = _custody_frame(
+                        label.policy, at, None, "created", holder, label_bytes, "",
+                        label_bytes, None)
+                frame = found
+            out.append(sha(layout(frame, item_id, version)).hexdigest())
         return out
+
+
+# A custody record's RFC 8785 bytes are laid out here alone, by both CustodyRecord.canonical
+# and CreatedCustody.digests: two layouts would drift apart unseen, and a record written by
+# one would no longer verify by the other. The frame (all but the item id and version) is
+# shared by the records of a batch with one label; the members are in RFC 8785 order.
+def _custody_frame(agreement: str | None, at: datetime, envelope_digest: bytes | None,
+                   event: str, holder: str, national: bytes, note: str, original: bytes,
+                   provider: str | None) -> tuple[bytes, bytes]:
+    """The bytes before a custody record's item id, and between its item id and version
+    (the label bytes already RFC 8785)."""
+    return (_record_head(agreement, at, envelope_digest, event, holder),
+            b"".join((b',"national_label":', national, b',"note":', _j(note),
+                      b',"original_label":', original, b',"provider":', _j(provider),
+                      b',"version":')))
+
+
+def _custody_bytes(frame: tuple[bytes, bytes], item_id: str, version: str) -> bytes:
+    """A custody record's RFC 8785 bytes: its :func:`_custody_frame` around its id and
+    version."""
+    return b"".join((frame[0], _j(item_id), frame[1], _j(version), b"}"))
 
 
 @lru_cache(maxsize=256)

@@ -10,12 +10,14 @@ whoever publishes or receives, the deliveries are queued in the same commit; the
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
 from gsomia.core.custody import ConsentRecord, StoredItem, records_detail, register_digest
+from gsomia.core.errors import MalformedInput, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
     ConsentObtained,
@@ -33,10 +35,13 @@ from gsomia.core.outbox import (
 )
 from gsomia.core.policy import Consent, StandingConsent
 from gsomia.core.types import Party
-from gsomia.service.ports import UnitOfWork
+from gsomia.service.ports import SignatureChecks, UnitOfWork
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 __all__ = ["commit", "queue_deliveries", "queue_notices", "recover", "refused_at_seal",
-           "standing_held"]
+           "standing_held", "unbound_at_seal"]
 
 
 def commit(uow: UnitOfWork, now: datetime) -> None:
@@ -123,6 +128,62 @@ def refused_at_seal(routing: Routing, recipient: Party, now: datetime,
         if why is not None:
             refused[(item_id, version)] = f"not released to {recipient} as it was sealed: {why}"
     return refused
+
+
+def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, Any] | bytes,
+                                           Party]],
+                    originator_keys: Mapping[Party, Ed25519PublicKey],
+                    checks: SignatureChecks, here: SignatureChecks | None = None
+                    ) -> tuple[dict[tuple[str, str], crypto.Binding],
+                               Callable[[], dict[tuple[str, str], str]]]:
+    """Whether the originator bound each version of ``stored`` (item, version, content and
+    label as stored, the binding as stored or its JSON read, the label's originator) as it
+    is about to be sealed: the label the release was just decided by, and the content that
+    goes under it, are only what the host's disk says now, and whoever can write that file
+    can widen a REL TO, lower a level or put one item's content under another's label.
+    Verified against the originator's key (``originator_keys``: this node's own for its
+    items, the partner's for a relay), the signatures of the batch through ``checks`` (the
+    node's signature worker) while the caller goes on with the seal; with ``here``, half of
+    them only, the other half through ``here`` (in the caller's process) once the caller
+    asks for the answer, as the worker checks the first.
+
+    The bindings read whose digest matches (their signatures still being checked), and a
+    call that waits for those checks and gives every version that may not be sealed, each
+    with its reason: a binding that does not read, names no key this node knows for the
+    originator, does not match the label and content, or whose signature does not verify."""
+    refused: dict[tuple[str, str], str] = {}
+    bindings: dict[tuple[str, str], crypto.Binding] = {}
+    signed: list[tuple[tuple[str, str], crypto.SignatureCheck]] = []
+    for item_id, version, content, label, binding_bytes, originator in stored:
+        key = (item_id, version)
+        public = originator_keys.get(originator)
+        try:
+            if public is None:
+                raise ProofInvalid(f"no signing key known for its originator {originator}")
+            binding = crypto.Binding.from_json(binding_bytes)
+            signed.append((key, crypto.binding_check(label, content, binding, public)))
+        except (MalformedInput, ProofInvalid) as exc:
+            refused[key] = f"{_UNBOUND}: {exc}"
+            continue
+        bindings[key] = binding
+    # The seal has nothing to do while it waits: with ``here``, this process checks half.
+    half = len(signed) // 2 if here is not None else len(signed)
+    answers = checks.submit([c for _, c in signed[:half]])
+
+    def unbound() -> dict[tuple[str, str], str]:
+        rest = here.submit([c for _, c in signed[half:]])() if here is not None else []
+        verified = answers() + rest
+        if len(verified) != len(signed):
+            verified = [False] * len(signed)  # an answer that does not add up verifies nothing
+        for (key, _), good in zip(signed, verified, strict=True):
+            if good is not True:
+                refused[key] = f"{_UNBOUND}: {crypto.BINDING_SIGNATURE_FAILS}"
+        return refused
+
+    return bindings, unbound
+
+
+_UNBOUND = "its binding does not verify"
 
 
 def standing_held(uow: UnitOfWork, now: datetime) -> list[StandingConsent]:

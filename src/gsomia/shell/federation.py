@@ -24,16 +24,18 @@ import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import TypedDict
 
 from gsomia.core.errors import MalformedInput, PortTaken
 from gsomia.core.types import Party
 
-__all__ = ["FEDERATION_FILE", "LABEL_POLICIES", "PID_FILE", "TOPOLOGIES", "FederationFile",
-           "FederationStatus", "NodeEntry", "NodeState", "Started", "configure",
-           "deliveries", "down", "free_base_port", "load_federation", "running_pid", "status",
-           "stop_node", "stop_process", "up", "up_on_free_ports"]
+__all__ = ["FEDERATION_FILE", "HANG_S", "LABEL_POLICIES", "PID_FILE", "START_CPU_S", "STILL_S",
+           "TOPOLOGIES", "FederationFile", "FederationStatus", "NodeEntry", "NodeState",
+           "Started", "await_answer", "configure", "deliveries", "down", "free_base_port",
+           "load_federation", "process_cpu_s", "running_pid", "status", "stop_node",
+           "stop_process", "up", "up_on_free_ports"]
 
 
 class NodeEntry(TypedDict):
@@ -76,6 +78,12 @@ PID_FILE = "node.pid"
 TOPOLOGIES = ("none", "direct", "hub", "trilateral")
 # The label policy a topology's publishers pin their labels to (``LabelRequest.policy``).
 LABEL_POLICIES = {"trilateral": "trilateral-mwd-2023"}
+# A node's start is judged by the CPU it takes, not by the wall clock (await_answer): at a
+# load of 20 nodes answered 37 s after they were started, having taken 1.3 to 4 s of CPU,
+# and a 60 s wall-clock limit failed starts that were getting on.
+START_CPU_S = 60.0   # this much CPU without answering: stuck (15x a loaded start's)
+STILL_S = 30.0       # no CPU at all for this long without answering: hung
+HANG_S = 600.0       # a last guard, for a process that ticks over and never answers
 
 
 def deliveries(topology: str, me: Party) -> tuple[Party, ...]:
@@ -214,9 +222,11 @@ def configure(folder: Path, topology: str, base_port: int) -> FederationFile:
     return doc
 
 
-def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
+def up(folder: Path, topology: str, base_port: int, *, cpu_limit: float = START_CPU_S,
+       still_s: float = STILL_S, hang_s: float = HANG_S,
        on_ready: Callable[[Party], None] | None = None) -> Started:
-    """Start every node of the federation that is not running; wait until all answer."""
+    """Start every node of the federation that is not running; wait until all answer
+    (:func:`await_answer`)."""
     folder = folder.resolve()
     if (folder / FEDERATION_FILE).exists():
         old = load_federation(folder)
@@ -244,24 +254,82 @@ def up(folder: Path, topology: str, base_port: int, *, timeout: float = 60.0,
         log.close()
         (home / PID_FILE).write_text(f"{proc.pid}\n")
         started[code] = proc.pid
-    end = time.monotonic() + timeout
     for code, node in doc["nodes"].items():
         home = Path(node["dir"])
-        while not _answers(node["url"], home, code):
-            if running_pid(home) is None:
-                if _port_taken(home / "node.log", logged.get(code, 0)):
-                    raise PortTaken(f"port {node['port']} of the {code} node is taken by "
-                                    "another process", where="--base-port",
-                                    expected="a --base-port whose three ports are free")
-                raise MalformedInput(f"the {code} node exited at start: see {home}/node.log",
-                                     where="--dir")
-            if time.monotonic() > end:
-                raise MalformedInput(f"the {code} node did not answer within {timeout:.0f} s",
-                                     where="--dir")
-            time.sleep(0.1)
+        await_answer(code, home, partial(_answers, node["url"], home, code),
+                     port=node["port"], log_since=logged.get(code, 0),
+                     cpu_limit=cpu_limit, still_s=still_s, hang_s=hang_s)
         if on_ready is not None:  # a progress bar's advance: one node answers
             on_ready(code)
     return {**status(folder), "started": started}
+
+
+def process_cpu_s(pid: int) -> float | None:
+    """CPU seconds taken by the process ``pid`` and its live children (a node's workers);
+    None where ``/proc`` does not tell (not Linux)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # The command name, in parentheses, may hold spaces: fields follow its last ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def await_answer(code: Party, home: Path, answers: Callable[[], bool], *, port: int,
+                 log_since: int = 0, cpu_limit: float = START_CPU_S,
+                 still_s: float = STILL_S, hang_s: float = HANG_S,
+                 cpu: Callable[[int], float | None] = process_cpu_s,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+    """Until the node of ``code`` in ``home`` ``answers()``, judged by the CPU its process
+    takes, not by the wall clock: a start that goes on taking CPU is not cut however loaded
+    the machine; one whose process ended, that took ``cpu_limit`` s of CPU, or none at all
+    for ``still_s`` s, without answering is stuck and fails at once, naming the node and
+    its log. ``hang_s`` of wall time is a last guard, for a process that ticks over without
+    ever answering (where ``/proc`` does not tell the CPU, the only one)."""
+    log = home / "node.log"
+    began = clock()
+    hang = began + hang_s
+    first: float | None = None      # its CPU when the wait began (a running node has a past)
+    used = last = -1.0              # its CPU at the latest reading, and when that grew
+    moved = read = began - 1.0
+    while not answers():
+        pid = running_pid(home)
+        if pid is None:
+            if _port_taken(log, log_since):
+                raise PortTaken(f"port {port} of the {code} node is taken by another process",
+                                where="--base-port",
+                                expected="a --base-port whose three ports are free")
+            raise MalformedInput(f"the {code} node exited at start: see {log}", where="--dir")
+        now = clock()
+        # Read once a second: each reading goes through every process in /proc (4 ms of
+        # CPU with 200 of them), and the limits are tens of seconds.
+        reading = cpu(pid) if now - read >= 1.0 else None
+        if reading is not None:
+            read, used = now, reading
+            if first is None:
+                first, moved = used, now
+            if used > last:
+                last, moved = used, now
+            if used - first >= cpu_limit:
+                raise MalformedInput(f"the {code} node took {used - first:.0f} s of CPU "
+                                     f"without answering (stuck): see {log}", where="--dir")
+            if now - moved >= still_s:
+                raise MalformedInput(f"the {code} node took no CPU for {now - moved:.0f} s "
+                                     f"without answering (hung): see {log}", where="--dir")
+        if now > hang:
+            took = f", having taken {used - first:.1f} s of CPU" if first is not None else ""
+            raise MalformedInput(f"the {code} node did not answer within {hang_s:.0f} s"
+                                 f"{took}: see {log}", where="--dir")
+        sleep(0.1)
 
 
 def _port_taken(log: Path, since: int) -> bool:
@@ -275,7 +343,7 @@ def _port_taken(log: Path, since: int) -> bool:
 
 
 def up_on_free_ports(folder: Path, topology: str, *, first_base: int | None = None,
-                     attempts: int = 5, timeout: float = 60.0) -> Started:
+                     attempts: int = 5, hang_s: float = HANG_S) -> Started:
     """:func:`up` on ports nobody listens on, from ``first_base`` if given, else from
     :func:`free_base_port`: another process may take one of them before its node binds it
     (a node takes a second to start), and the federation then starts again on other free
@@ -285,10 +353,10 @@ def up_on_free_ports(folder: Path, topology: str, *, first_base: int | None = No
     for _ in range(attempts - 1):
         try:
             return up(folder, topology, bases.pop() if bases else free_base_port(),
-                      timeout=timeout)
+                      hang_s=hang_s)
         except PortTaken:
             down(folder)   # the nodes that did start, on ports of the abandoned base
-    return up(folder, topology, free_base_port(), timeout=timeout)
+    return up(folder, topology, free_base_port(), hang_s=hang_s)
 
 
 def stop_node(home: Path, timeout: float = 10.0) -> str:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["refuse_exposed_keys", "register", "serve", "stopping_server", "tls_protocol"]
 
 
+# Set on uvicorn's server state once the server has begun to stop (stopping_server).
+STOPPING = "gsomia_stopping"
 MAX_REQUEST_HEAD = 64 * 1024
 """Bytes of a request line and headers the server reads before it answers 400 and closes:
 h11 stopped at 16 KiB, llhttp has no bound of its own and would keep what it is sent."""
@@ -84,6 +86,13 @@ def tls_protocol() -> type:
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
+            if getattr(self.server_state, STOPPING, False):
+                # Accepted before the stop, its TLS handshake ended after the server had
+                # told its connections to stop: served, it stayed kept alive and the stop
+                # waited out the whole graceful timeout ("Cancel 0 running task(s)").
+                # Nothing was read on it, so nothing was answered: the partner sends again.
+                transport.abort()
+                return
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             tls: dict[str, Any] = {
@@ -197,6 +206,9 @@ def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None =
 
     class Stopping(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Before uvicorn tells the connections it has to stop: one whose handshake
+            # ends later is cut by tls_protocol as it is made.
+            setattr(self.server_state, STOPPING, True)   # uvicorn's object: no field of ours
             try:
                 if on_stop is not None:
                     on_stop()

@@ -11,9 +11,11 @@ from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from gsomia.core.types import Party
+from gsomia.service.ports import RememberedChecks
 from gsomia.shell import store as node_store
 from gsomia.shell.exchange._outbox import scan
 from gsomia.shell.exchange._partners import require_partners
+from gsomia.shell.exchange._receiving import _checks
 from gsomia.shell.exchange._sender import _STOP_SLICE_S, FALLBACK_S, Kick, Sender
 from gsomia.shell.exchange._wake import _drain, _wake_event
 from gsomia.shell.store import now_utc
@@ -76,6 +78,7 @@ class Couriers:
         self._links: dict[Party, tuple[Sender, threading.Thread, Kick]] = {}
         self._recovered = False
         self._sealing = threading.Lock()  # one link seals at a time (see Sender.sealing)
+        self._seal_checks = RememberedChecks(_checks(node))  # see Sender.seal_checks
         # Each recipient's newest pending row when its link was last woken for it.
         self._seen: dict[str, int] = {}
 
@@ -92,6 +95,7 @@ class Couriers:
             sender = Sender(self.node, batch=self.batch, clock=self.clock, link=code)
             sender._recovered = True
             sender.sealing = self._sealing
+            sender.seal_checks = self._seal_checks
             kick = Kick()
             thread = threading.Thread(target=self._link_loop, args=(sender, stop, kick),
                                       name=f"gsomia-sender-{code}", daemon=True)

@@ -32,7 +32,14 @@ from gsomia.core.outbox import (
 from gsomia.core.types import Party
 from gsomia.service import exchange as exchange_handlers
 from gsomia.service import notices as notice_handlers
-from gsomia.service.ports import QueuedDelivery, QueuedNotice, Repository
+from gsomia.service.ports import (
+    QueuedDelivery,
+    QueuedNotice,
+    RememberedChecks,
+    Repository,
+    SignatureChecks,
+    checks_here,
+)
 from gsomia.shell import store as node_store
 from gsomia.shell.exchange._outbox import scan
 from gsomia.shell.exchange._partners import Partners, peer_client, require_partners
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
     import httpx
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     from gsomia.shell.exchange._node import Clock, NodePort
     from gsomia.shell.exchange._partners import Peer
@@ -77,16 +85,21 @@ class NotNow(OSError):
 
 
 def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
-                recipient: Party, now: datetime, routing: Routing
+                recipient: Party, now: datetime, routing: Routing,
+                originator_keys: Mapping[Party, Ed25519PublicKey],
+                checks: SignatureChecks = checks_here, here: SignatureChecks | None = None
                 ) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], str]]:
     """What each envelope carries: the object and label the originator bound, and the
     originator's signed consents naming ``recipient`` (they travel with a relay): per item,
     and the standing consents that cover the item at ``now`` (none once revoked here). And
-    the versions that may not go to ``recipient`` at all, each with its reasons: the release
-    policy asked again (:func:`gsomia.service.outbox.refused_at_seal`), whatever the row
-    that names them says; these carry nothing."""
+    the versions that may not go to ``recipient`` at all, each with its reasons: the binding
+    of the label and content as stored checked against the originator's key
+    (``originator_keys``, the signatures through ``checks`` and ``here``:
+    :func:`gsomia.service.outbox.unbound_at_seal`), and the release policy asked again over
+    that label (:func:`gsomia.service.outbox.refused_at_seal`), whatever the row that names
+    them says; these carry nothing."""
     from gsomia.core.labels import SecurityLabel
-    from gsomia.service.outbox import refused_at_seal
+    from gsomia.service.outbox import refused_at_seal, unbound_at_seal
     from gsomia.service.standing import with_documents
 
     ids = sorted({k[0] for k in keys})
@@ -96,7 +109,7 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     standing = [(c, doc) for c, doc in with_documents(
         r for r in repo.standing_current(now) if r.direction == "obtained")
         if c.recipient == recipient and not c.revoked]
-    read: list[tuple[str, str, bytes, bytes, dict[str, Any], SecurityLabel]] = []
+    read: list[tuple[str, str, bytes, bytes, Any, dict[str, Any], SecurityLabel]] = []
     refused: dict[tuple[str, str], str] = {}
     # Items published together share their label's bytes: each is read once per batch.
     labels: dict[bytes, SecurityLabel] = {}
@@ -112,17 +125,32 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
         except (orjson.JSONDecodeError, MalformedInput, TypeError) as exc:  # retyped on disk
             refused[(item_id, version)] = f"its stored label does not read: {exc}"
             continue
-        read.append((item_id, version, content, binding, label_doc, label))
+        try:
+            # Read by orjson, as the label (Binding.from_json's own read of the text takes a
+            # few microseconds more an item); what it holds is checked by unbound_at_seal.
+            binding_doc = orjson.loads(binding)
+        except (orjson.JSONDecodeError, TypeError) as exc:
+            refused[(item_id, version)] = f"its stored binding does not read: {exc}"
+            continue
+        read.append((item_id, version, content, label_bytes, binding_doc, label_doc, label))
+    # The signatures are checked (on the signature worker, for a large batch) while the
+    # policy decides and the payloads are built; nothing is sealed before their answer.
+    bindings, unbound = unbound_at_seal(
+        ((i, v, content, label_bytes, binding, label.originator)
+         for i, v, content, label_bytes, binding, _, label in read),
+        originator_keys, checks, here)
     refused.update(refused_at_seal(routing, recipient, now,
-                                   ((i, v, label) for i, v, *_, label in read),
+                                   ((i, v, label) for i, v, *_, label in read
+                                    if (i, v) in bindings),
                                    consents, [c for c, _ in standing]))
     out: dict[tuple[str, str], dict[str, Any]] = {}
-    for item_id, version, content, binding, label_doc, label in read:
-        if (item_id, version) in refused:
+    for item_id, version, content, _, _, label_doc, label in read:
+        bound = bindings.get((item_id, version))
+        if bound is None or (item_id, version) in refused:
             continue
         payload: dict[str, Any] = {
             "object": orjson.loads(content), "label": label_doc,
-            "binding": orjson.loads(binding),
+            "binding": bound.to_json(),
             "consents": [dict(c.document) for c in consents.get(item_id, [])
                          if c.recipient == recipient]}
         if standing:
@@ -131,6 +159,11 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
             if covering:
                 payload["standing_consents"] = covering
         out[(item_id, version)] = payload
+    # Whether the policy released it or not: a version not bound as stored is refused as
+    # such (its label says nothing the originator signed).
+    for key, why in unbound().items():
+        refused[key] = why
+        out.pop(key, None)
     return out, refused
 
 
@@ -226,6 +259,9 @@ class Sender:
         self.clock = clock
         self._client = client
         self._deliver_to: tuple[Party, ...] = ()  # partners.json's, as the last pass read it
+        # The partners' signing keys, as the last pass read them: a relay's binding is
+        # checked against its originator's as it is sealed (:func:`payloads_of`).
+        self._signing_keys: dict[Party, Ed25519PublicKey] = {}
         self._in_flight: dict[Party, _Batch] = {}
         # The second batch in flight to a partner, posted while the loop waited for the
         # answer to the first (:meth:`_beside_pass`); one at most, so two per partner.
@@ -258,6 +294,9 @@ class Sender:
         # interleave (each then as slow as both: a report sealed for JPN and for USA at
         # once reached JPN later than when JPN's went first).
         self.sealing = threading.Lock()
+        # The binding checks of the seal, each yes remembered (shared by a node's links,
+        # as ``sealing``: an item that goes to two partners is verified once).
+        self.seal_checks: RememberedChecks | None = None
 
     @property
     def client(self) -> httpx.Client:
@@ -288,6 +327,7 @@ class Sender:
         partners = require_partners(self.node)
         # Whom the policy asked again at each seal may release to (:func:`payloads_of`).
         self._deliver_to = partners.deliver_to
+        self._signing_keys = partners.signing_keys()
         if not self._recovered:
             # Crash recovery once: every commit since queues its own deliveries.
             scan(self.node, partners, self.clock())
@@ -382,11 +422,17 @@ class Sender:
             self.node.store.release([r.row for r in claimed if r.item_id in unanswered], now)
         if not due:
             return None
-        routing = Routing(self.node.party, self._deliver_to or
-                          require_partners(self.node).deliver_to, self.node.catalogue)
+        if not self._deliver_to:
+            partners = require_partners(self.node)
+            self._deliver_to, self._signing_keys = partners.deliver_to, partners.signing_keys()
+        routing = Routing(self.node.party, self._deliver_to, self.node.catalogue)
+        # The node's own items are bound by its own key, whatever partners.json says of it.
+        originators = {**self._signing_keys,
+                       self.node.party: self.node.keys.public_signing_key()}
         with self.node.store.repository() as repo:
             payloads, refused = payloads_of(repo, [(r.item_id, r.version) for r in due],
-                                            peer.party, now, routing)
+                                            peer.party, now, routing, originators,
+                                            *self._seal_checks())
         batch = _Batch(peer, [], now, more=len(claimed) >= self.batch)
         key = self.node.keys.signing_key()
         size = _BATCH_FRAME
@@ -438,6 +484,12 @@ class Sender:
             batch.bodies.append(body)
             batch.digests[row.row] = crypto.sha256(encoded)
         return batch if batch.sealed else None
+
+    def _seal_checks(self) -> tuple[RememberedChecks, RememberedChecks]:
+        """The seal's binding checks: half on the signature worker, half here."""
+        if self.seal_checks is None:
+            self.seal_checks = RememberedChecks(_checks(self.node))
+        return self.seal_checks, self.seal_checks.here
 
     def _post(self, batch: _Batch) -> list[Any]:
         if not batch.bodies:

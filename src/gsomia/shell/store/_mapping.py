@@ -30,7 +30,7 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import DELIVERY, NOTICE_KINDS
 from gsomia.core.types import instant, iso
-from gsomia.shell.store._tables import outbox, revocations
+from gsomia.shell.store._tables import custody, outbox, revocations
 
 
 def _label(data: bytes) -> SecurityLabel:
@@ -60,9 +60,33 @@ def _custody(row: Any) -> CustodyRecord:
                          row.note)
 
 
+def _insert_columns(table: sa.Table) -> tuple[str, ...]:
+    """The columns an INSERT of ``table`` gives, in the table's order: all but the
+    autoincremented key."""
+    return tuple(c.name for c in table.columns
+                 if not (c.primary_key and c.autoincrement is True))
+
+
+def _in_column_order(table: sa.Table, names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names``, checked to be :func:`_insert_columns` of ``table`` in that order: for rows
+    laid out by hand as tuples, so that a column added, dropped or moved in the table stops
+    the import rather than shifting a value into another column unseen."""
+    found = _insert_columns(table)
+    if names != found:
+        raise RuntimeError(f"rows of {table.name} are laid out as {names}, but its columns "
+                           f"are {found}")
+    return names
+
+
+# The values of _created_rows, in this order (checked against the table at import).
+_CREATED_COLUMNS = _in_column_order(custody, (
+    "item_id", "version", "event", "holder", "provider", "agreement", "original_label",
+    "national_label", "at", "envelope_digest", "note", "seq"))
+
+
 def _created_rows(batch: CreatedCustody, seq: int) -> list[tuple[Any, ...]]:
     """The custody rows of ``batch`` (for :func:`insert_rows`): ``_custody_values`` of each
-    of its records, in the table's column order."""
+    of its records, as tuples in the order of ``_CREATED_COLUMNS``."""
     holder, at = batch.holder, batch.at
     return [(item_id, version, "created", holder, None, label.policy, label_bytes,
              label_bytes, at, None, "", seq)
@@ -223,8 +247,7 @@ def _bulk(conn: sa.Connection, table: sa.Table
     found = _BULK.get(key)
     if found is None:
         quote = conn.dialect.identifier_preparer.quote
-        names = tuple(c.name for c in table.columns
-                      if not (c.primary_key and c.autoincrement is True))
+        names = _insert_columns(table)
         columns = [table.c[n] for n in names]
         sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in names)}) "
                f"VALUES ({', '.join('?' for _ in names)})")

@@ -79,7 +79,8 @@ class Store:
         self._uncopied: TreeHead | None = None
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
-        self._next_due: tuple[Any, Any] | None = None  # two selects (:meth:`_due_queries`)
+        # Three selects, made once (:meth:`_due_queries`).
+        self._next_due: tuple[Any, Any, Any] | None = None
         if migrate_schema:
             migrate(self.engine)
 
@@ -110,16 +111,32 @@ class Store:
         what each row owes and how it ended, and ``audit verify`` bounds a next try."""
         due = [outbox.c.status == "pending", outbox.c.next_at <= now,
                *courier_readable(self.dialect, deliveries=deliveries, every=False)]
-        if recipient is not None:
+        if not deliveries:  # said as the index says it, for SQLite to read ix_outbox_notices
+            due.insert(0, NOTICE_ROWS)
+        # The notices to anyone outside ``or_not_to`` (the first link's strays): to each
+        # recipient with notices pending outside it, those read one index entry each.
+        # ``NOT IN`` read every pending row, deliveries and all, on each of that link's
+        # passes (with a partner down, thousands).
+        strays = not deliveries and recipient is not None and or_not_to is not None
+        if recipient is not None and not strays:
             due.append(_to(recipient, or_not_to))
         if leaving:
             due.append(outbox.c.row.notin_(sorted(leaving)))
-        query = sa.select(*courier_columns(self.dialect)).where(*due).order_by(outbox.c.row)
+
+        def query(conn: sa.Connection) -> sa.Select[Any]:
+            where = due
+            if strays:
+                tos = {recipient, *(to for to in self._notice_recipients(
+                    conn, self._due_queries()[2]) if to not in (or_not_to or ()))}
+                where = [*due, outbox.c.recipient.in_(sorted(tos))]
+            return sa.select(*courier_columns(self.dialect)).where(*where).order_by(
+                outbox.c.row)
+
         if self.dialect != "postgresql":
             with self.engine.connect() as conn:
-                return _readable(conn, query, limit)
+                return _readable(conn, query(conn), limit)
         with self.engine.connect() as conn, conn.begin():
-            rows = _readable(conn, query.with_for_update(skip_locked=True), limit)
+            rows = _readable(conn, query(conn).with_for_update(skip_locked=True), limit)
             if rows:
                 conn.execute(outbox.update().where(outbox.c.row.in_([r.row for r in rows]))
                              .values(next_at=now + timedelta(seconds=LEASE_S)))
@@ -130,45 +147,64 @@ class Store:
         """When the earliest pending row a sender posts is due: a delivery to one of
         ``recipients`` or a notice (to ``notices_to`` if named, as :meth:`claim` takes
         them; None: nothing is queued)."""
-        # Each part read from its earliest row on, until one passes the full check
-        # (:func:`courier_readable`: only rows the courier takes, as :meth:`claim`; one
-        # written behind the node's back must not read as due now, every pass): the first
-        # row but for such rows. The min over every row that passes cost that check on each
-        # pending row: 3-4x main's CPU a call with a backlog of 50,000, paid on every idle
-        # or backoff pass of each link. The deliveries to a recipient are read in order on
-        # ``ix_outbox_due``; the notices on ``ix_outbox_notices`` (migration 0021), which
-        # holds no delivery, their recipients checked here (said in SQL, the recipient's
-        # term drew SQLite back to ``ix_outbox_due``, through every delivery to the link).
-        first, notices = self._due_queries()
+        # Each recipient's rows read from the earliest on, the full check of
+        # :func:`courier_readable` in the query (only rows the courier takes, as
+        # :meth:`claim`; one written behind the node's back must not read as due now, every
+        # pass): the first row but for such rows. The min over every row that passes cost
+        # that check on each pending row (review22), paid on every idle or backoff pass of
+        # each link. A recipient named: its deliveries and notices at once, on
+        # ``ix_outbox_due`` in order (the first row of either kind that passes ends the
+        # read, however many of the other are queued); one whose notices alone this
+        # sender posts: on ``ix_outbox_notices`` (migrations 0021-0022), which holds no
+        # delivery. A link reads its own rows alone, however many are queued to a partner
+        # that is down.
+        either, notice, recipient_after = self._due_queries()
         named = set(recipients)
+        # Whose notices this sender posts, as :func:`_to` says them, or a recipient named.
+        notified = set() if notices_to is None else {notices_to}
         found: list[datetime] = []  # typed as the column (aware UTC)
         with self.engine.connect() as conn:
-            for to in sorted(named):
-                earliest = conn.execute(first, {"to": to}).scalar()
-                if earliest is not None:
-                    found.append(earliest)
-            for to, at in conn.execute(notices):
-                # As :func:`_to` says it, or a recipient named.
-                if notices_to is None or to == notices_to or to in named or \
-                        (or_not_to is not None and to not in or_not_to):
-                    found.append(at)
-                    break
+            if notices_to is None or or_not_to is not None:
+                notified.update(to for to in self._notice_recipients(conn, recipient_after)
+                                if notices_to is None or to not in (or_not_to or ()))
+            for query, tos in ((either, named), (notice, notified - named)):
+                for to in sorted(tos):
+                    earliest = conn.execute(query, {"to": to}).scalar()
+                    if earliest is not None:
+                        found.append(earliest)
         return min(found, default=None)
 
-    def _due_queries(self) -> tuple[Any, Any]:
+    @staticmethod
+    def _notice_recipients(conn: sa.Connection, recipient_after: Any) -> list[str]:
+        """The recipients of the pending notices, one entry of ``ix_outbox_notices`` read
+        for each (a partner down with thousands queued costs one). Text only, as the
+        courier takes them: SQLite sorts a number before any text, bytes after."""
+        found: list[str] = []
+        after: Any = ""
+        while (to := conn.execute(recipient_after, {"after": after}).scalar()) is not None:
+            if isinstance(to, str):
+                found.append(to)
+            after = to
+        return found
+
+    def _due_queries(self) -> tuple[Any, Any, Any]:
         """:meth:`next_due`'s queries, made once a store: making the full check's terms
         cost as much CPU a call as running them on the earliest rows."""
         if self._next_due is not None:
             return self._next_due
         pending = outbox.c.status == "pending"
-        first = sa.select(outbox.c.next_at).where(
-            pending, outbox.c.recipient == sa.bindparam("to"),
-            *courier_readable(self.dialect, deliveries=True)
+        to = outbox.c.recipient == sa.bindparam("to")
+        either = sa.select(outbox.c.next_at).where(pending, to, sa.or_(
+            sa.and_(*courier_readable(self.dialect, deliveries=True)),
+            sa.and_(*courier_readable(self.dialect, deliveries=False)))
         ).order_by(outbox.c.next_at).limit(1)
-        notices = sa.select(outbox.c.recipient, outbox.c.next_at).where(
-            NOTICE_ROWS, pending, *courier_readable(self.dialect, deliveries=False)
-        ).order_by(outbox.c.next_at)
-        self._next_due = first, notices
+        notice = sa.select(outbox.c.next_at).where(
+            NOTICE_ROWS, pending, to, *courier_readable(self.dialect, deliveries=False)
+        ).order_by(outbox.c.next_at).limit(1)
+        recipient_after = sa.select(outbox.c.recipient).where(
+            NOTICE_ROWS, pending, outbox.c.recipient > sa.bindparam("after")
+        ).order_by(outbox.c.recipient).limit(1)
+        self._next_due = either, notice, recipient_after
         return self._next_due
 
     def newest_pending(self) -> dict[str, int]:

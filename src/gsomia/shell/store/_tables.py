@@ -266,9 +266,9 @@ outbox = sa.Table(
     sa.UniqueConstraint("item_id", "version", "recipient", name="uq_outbox_delivery"),
     sa.UniqueConstraint("kind", "reference", "recipient", name="uq_outbox_notice"),
     sa.Index("ix_outbox_due", "status", "recipient", "next_at"),
-    # Migration 0021: the notices alone (partial), by next try; a query must say
-    # ``NOTICE_ROWS`` as written here for SQLite to read this index.
-    sa.Index("ix_outbox_notices", "status", "next_at",
+    # Migrations 0021-0022: the notices alone (partial), by recipient and next try; a query
+    # must say ``NOTICE_ROWS`` as written here for SQLite to read this index.
+    sa.Index("ix_outbox_notices", "status", "recipient", "next_at",
              sqlite_where=sa.text("kind != 'delivery'"),
              postgresql_where=sa.text("kind != 'delivery'")),
 )
