@@ -131,6 +131,66 @@ def test_corridor_sections_hit_every_pair_the_full_test_finds(seed: int, k: int,
                  buffer_m)
     plat = rng.uniform(lat.min() - 1.0, lat.max() + 1.0, n)
     plon = rng.uniform(lon.min() - 1.0, lon.max() + 1.0, n)
+    assert np.array_equal(c.sections_hit(plat, plon), _all_pairs(c, plat, plon))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seeds, st.integers(1, 40), st.integers(0, 400), st.sampled_from([179.5, -179.5, 0.0]),
+       st.sampled_from([0.0, 60.0, 88.0]), st.booleans())
+def test_corridor_sections_hit_where_longitudes_wrap(seed: int, k: int, n: int, lon0: float,
+                                                     lat0: float, unwrapped: bool) -> None:
+    """The same across the antimeridian, near the pole, with corridors hundreds of km wide
+    and points given past 180 degrees: the longitude window that skips far points must not
+    skip one that lies within an ellipse the short way round."""
+    rng = np.random.default_rng(seed)
+    lat = np.clip(lat0 + np.cumsum(rng.normal(0.0, 0.5, k)), -89.0, 89.0)
+    lon = (lon0 + np.cumsum(rng.normal(0.0, 0.5, k)) + 180.0) % 360.0 - 180.0
+    a = rng.normal(0.0, 1.0, (k, 2, 2)) * rng.uniform(0.0, 3e5)
+    c = Corridor(0.99, 0.0, np.arange(k, dtype=float), lat, lon, a @ a.transpose(0, 2, 1),
+                 3_000.0)
+    plat = rng.uniform(lat.min() - 4.0, lat.max() + 4.0, n)
+    plon = lon0 + rng.uniform(-8.0, 8.0, n)
+    if not unwrapped:
+        plon = (plon + 180.0) % 360.0 - 180.0
+    assert np.array_equal(c.sections_hit(plat, plon), _all_pairs(c, plat, plon))
+
+
+def test_a_kernel_lets_other_threads_run_while_it_runs() -> None:
+    """The warning centre's kernels run beside the node's receive and HTTP threads: they
+    release the GIL, so another thread makes progress in the middle of a long one."""
+    import threading
+    import time
+
+    n, k = 4_000, 3_000
+    rng = np.random.default_rng(0)
+    plat, plon = rng.uniform(35.0, 36.0, n), rng.uniform(130.0, 131.0, n)
+    lat, lon = np.full(k, 35.5), np.full(k, 130.5)
+    c = Corridor(0.99, 0.0, np.arange(k, dtype=float), lat, lon,
+                 np.repeat(np.diag([4e10, 4e10])[None], k, 0), 0.0)   # 200 km: every pair
+    c.sections_hit(plat[:10], plon[:10])   # compiled or loaded before it is timed
+    span: list[float] = []
+
+    def long_kernel() -> None:
+        span.append(time.perf_counter())
+        assert c.sections_hit(plat, plon).all()
+        span.append(time.perf_counter())
+
+    ticks: list[float] = []
+    worker = threading.Thread(target=long_kernel)
+    worker.start()
+    while worker.is_alive():
+        ticks.append(time.perf_counter())
+        time.sleep(0.001)
+    worker.join()
+    start, end = span
+    assert end - start > 0.05, "too short a kernel to tell"
+    inside = [t for t in ticks if start + 0.2 * (end - start) < t < end - 0.2 * (end - start)]
+    assert inside, f"no tick of another thread in {end - start:.3f} s of kernel"
+
+
+def _all_pairs(c: Corridor, plat: np.ndarray, plon: np.ndarray) -> np.ndarray:
+    """Every point against every section, in NumPy: what the compiled test must answer."""
+    lat, lon = c.lat_deg, c.lon_deg
     axes, v = c.semi_axes_m()
     north = np.radians(plat[:, None] - lat[None, :]) * earth.R_MEAN
     dlon = (plon[:, None] - lon[None, :] + 180.0) % 360.0 - 180.0
@@ -138,8 +198,7 @@ def test_corridor_sections_hit_every_pair_the_full_test_finds(seed: int, k: int,
     q0 = (east * v[None, :, 0, 0] + north * v[None, :, 1, 0]) / axes[None, :, 0]
     q1 = (east * v[None, :, 0, 1] + north * v[None, :, 1, 1]) / axes[None, :, 1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        full = q0 * q0 + q1 * q1 <= 1.0
-    assert np.array_equal(c.sections_hit(plat, plon), full)
+        return np.asarray(q0 * q0 + q1 * q1 <= 1.0)
 
 
 def test_the_command_line_and_the_node_start_without_numba() -> None:

@@ -202,6 +202,48 @@ def test_the_centre_warns_earlier_with_kor_s_reports_and_answers_the_same_twice(
                                                        for o in outputs]
 
 
+def _every_pair(lat_deg: Any, lon_deg: Any, centre_lat: Any, centre_lon: Any, cos_lat: Any,
+                axes: Any, v: Any, reach: Any) -> Any:
+    """``kernels.sections_hit`` before it skipped pairs by latitude and longitude: every
+    point against every section, by the same arithmetic."""
+    from gsomia.core.tracking import earth
+
+    deg, r = np.pi / 180.0, earth.R_MEAN
+    north = (lat_deg[:, None] - centre_lat[None, :]) * deg * r
+    dlon = (lon_deg[:, None] - centre_lon[None, :] + 180.0) % 360.0 - 180.0
+    east = dlon * deg * r * cos_lat[None, :]
+    q0 = (east * v[None, :, 0, 0] + north * v[None, :, 1, 0]) / axes[None, :, 0]
+    q1 = (east * v[None, :, 0, 1] + north * v[None, :, 1, 1]) / axes[None, :, 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return q0 * q0 + q1 * q1 <= 1.0
+
+
+def test_the_centre_answers_the_same_as_with_every_corridor_pair_tested(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The corridor test skips the pairs of a section and a map point that cannot meet: the
+    centre's answers, fed KOR's and JPN's reports past the first warning (a boost corridor
+    over Hokkaido), are those it gave testing every pair."""
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.core.tracking import kernels
+    from gsomia.shell import feeds
+
+    def answers() -> list[Any]:
+        centre = NodeCentre("JPN", feeds.load_geography())
+        return [(o.category, o.key, o.at_s, o.data) for at, origin, rep in _timed_reports()
+                if at <= UNTIL_S for o in centre.report(origin, rep)]
+
+    skipping = answers()
+    tested: list[int] = []
+
+    def every_pair(*args: Any) -> Any:
+        tested.append(args[0].size * args[2].size)
+        return _every_pair(*args)
+
+    monkeypatch.setattr(kernels, "sections_hit", every_pair)
+    assert answers() == skipping
+    assert "warning" in {c for c, *_ in skipping} and sum(tested) > 1_000_000
+
+
 def _what_the_tracker_found(outputs: list[Any]) -> list[Any]:
     """The outputs without the instants they were stamped with (the newest measurement held
     when a step ran, which depends on when each report came)."""

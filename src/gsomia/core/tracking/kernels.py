@@ -5,6 +5,9 @@ acceleration on arrays of a few dozen rows; an evaluation asks for tens of thous
 These loops do the same arithmetic row by row, in the same order (same results up to the last
 bits of the transcendental functions, whose libm differs from NumPy's), compiled once and
 cached beside this file (``cache=True``: a later process loads the machine code in ~0.1 s).
+Each releases the GIL while it runs (``nogil=True``: they take and make arrays only): the warning
+centre runs beside a node's receive and HTTP threads, which a 20 ms corridor test holding the
+GIL stopped outright (the interpreter's switch interval does not reach into compiled code).
 
 Only processes that track import this module (the tracker, the scenario model, ``evaluate``):
 ``gsomia`` commands, ``node run`` and the web server start without numba.
@@ -108,7 +111,7 @@ def _rk4(s: Array, h: float, inv_beta: float, out: Array) -> None:
     out[5] = vz + h6 * (a1z + 2.0 * (a2z + a3z) + a4z)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def rk4_step(s: Array, h: Array, inv_beta: float) -> Array:
     """:func:`predictor.rk4_step`: states (K, 6), per-row steps h (K,)."""
     out = np.empty_like(s)
@@ -159,7 +162,7 @@ def _hermite(p0: Array, v0: Array, p1: Array, v1: Array, h: float, s: float,
         out[j] = a * p0[j] + b * v0[j] + c * p1[j] + d * v1[j]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ground_crossing(x: Array, t0: Array, direction: Array, step_s: float, steps: int,
                     inv_beta: float) -> tuple[Array, Array, NDArray[np.bool_]]:
     """:func:`impact.ground_crossing`, one row after the other."""
@@ -214,7 +217,7 @@ def ground_crossing(x: Array, t0: Array, direction: Array, step_s: float, steps:
 _I6 = np.eye(6)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def predict(x: Array, P: Array, h: Array, substeps: int, q: float, q_boost: float,
             boost_ceiling_m: float, q_extra: Array, inv_beta: float) -> tuple[Array, Array]:
     """:meth:`predictor.BallisticPredictor.predict`, one track after the other: ``substeps``
@@ -444,7 +447,7 @@ def _normalised_square(z: Array, z_pred: Array, a: int, LU: Array, piv: IntArray
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array,
                 rae: bool) -> tuple[Array, Array]:
     """:func:`associator.mahalanobis`: squared distances and log-determinants (N, M)."""
@@ -469,7 +472,7 @@ def mahalanobis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Arra
     return d2, logdet
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def update_nis(x: Array, P: Array, z: Array, R: Array, site: Array, basis: Array,
                rae: bool) -> tuple[Array, Array, Array]:
     """:meth:`updater.ExtendedKalmanUpdater.update_nis`, one track after the other."""
@@ -564,7 +567,7 @@ def _jacobi_gradient(x: Array, grad: Array) -> None:
     grad[3], grad[4], grad[5] = x[3], x[4], x[5]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def jacobi_energy(x: Array) -> tuple[Array, Array]:
     """:func:`predictor.jacobi_energy`: Jacobi integrals (K,) and gradients (K, 6)."""
     k = x.shape[0]
@@ -576,7 +579,7 @@ def jacobi_energy(x: Array) -> tuple[Array, Array]:
     return energy, grad
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def update_both(xb: Array, Pb: Array, xm: Array, Pm: Array, z: Array, R: Array, site: Array,
                 basis: Array, rae: bool, gate: float, drift: float, alarm: float,
                 strikes: IntArray, cusum: Array, calm: IntArray
@@ -623,29 +626,97 @@ def update_both(xb: Array, Pb: Array, xm: Array, Pm: Array, z: Array, R: Array, 
 _DEG = np.pi / 180.0    # NumPy's radians()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sections_hit(lat_deg: Array, lon_deg: Array, centre_lat: Array, centre_lon: Array,
                  cos_lat: Array, axes: Array, v: Array, reach: Array) -> NDArray[np.bool_]:
     """:meth:`impact.Corridor.sections_hit`: each section against the points within
-    ``reach`` (degrees) of its latitude, by the same arithmetic."""
+    ``reach`` (degrees) of its latitude, by the same arithmetic.
+
+    The points are put once in columns of longitude, each sorted by latitude, and a section
+    visits only the points of its band of latitudes (two binary searches a column) in the
+    columns its window of longitudes reaches: a wide corridor over a coast of thousands of
+    vertices made the pairs of every section with every point most of a warning centre's
+    CPU per report. A point with a NaN coordinate is in no ellipse: left out.
+
+    The window: a point further east or west of the centre than the longer semi-axis (with
+    1e-6 of slack, far above rounding) is outside, as ``axes`` are the semi-axes along the
+    orthonormal columns of ``v``, so q0^2 + q1^2 >= |offset|^2 / longer^2 > 1 there. Only
+    where the window lies strictly within (-180, 180) and every point's longitude within
+    [-180, 180]: a longitude that wraps is compared the long way round otherwise (the
+    ellipse test wraps it), and the section visits every column."""
     n, k = lat_deg.shape[0], centre_lat.shape[0]
     out = np.zeros((n, k), dtype=np.bool_)
+    # the points with both coordinates, and the span of their longitudes
+    keep = np.empty(n, dtype=np.int64)
+    m = 0
+    plain = True
+    west_most, east_most = np.inf, -np.inf
+    for p in range(n):
+        la, lo = lat_deg[p], lon_deg[p]
+        if math.isnan(la) or math.isnan(lo):
+            continue
+        keep[m] = p
+        m += 1
+        if lo < -180.0 or lo > 180.0:
+            plain = False
+        west_most, east_most = min(west_most, lo), max(east_most, lo)
+    if m == 0:
+        return out
+    # columns of longitude (monotone in longitude: a window's columns hold all its points)
+    columns = max(1, min(64, m // 32))
+    width = (east_most - west_most) / columns
+    if not width > 0.0 or not math.isfinite(width):
+        columns, width = 1, 1.0
+    column = np.empty(m, dtype=np.int64)
+    starts = np.zeros(columns + 1, dtype=np.int64)
+    for i in range(m):
+        c = min(max(int((lon_deg[keep[i]] - west_most) / width), 0), columns - 1)
+        column[i] = c
+        starts[c + 1] += 1
+    for c in range(columns):
+        starts[c + 1] += starts[c]
+    order = np.empty(m, dtype=np.int64)
+    filled = starts[:-1].copy()
+    for i in range(m):
+        order[filled[column[i]]] = keep[i]
+        filled[column[i]] += 1
+    for c in range(columns):
+        a, b = starts[c], starts[c + 1]
+        part = order[a:b]
+        order[a:b] = part[np.argsort(lat_deg[part])]
+    by_lat = lat_deg[order]
+    lon_by = lon_deg[order]
     for s in range(k):
         lo, hi = centre_lat[s] - reach[s], centre_lat[s] + reach[s]
-        for p in range(n):
-            la = lat_deg[p]
-            if la < lo or la > hi:
-                continue
-            north = (la - centre_lat[s]) * _DEG * _R_MEAN
-            dlon = (lon_deg[p] - centre_lon[s] + 180.0) % 360.0 - 180.0
-            east = dlon * _DEG * _R_MEAN * cos_lat[s]
-            q0 = (east * v[s, 0, 0] + north * v[s, 1, 0]) / axes[s, 0]
-            q1 = (east * v[s, 0, 1] + north * v[s, 1, 1]) / axes[s, 1]
-            out[p, s] = q0 * q0 + q1 * q1 <= 1.0
+        west, east_edge = -np.inf, np.inf
+        first, last = 0, columns - 1
+        if plain and cos_lat[s] > 1e-6:
+            wide = max(axes[s, 0], axes[s, 1]) * (1.0 + 1e-6) / (_DEG * _R_MEAN * cos_lat[s]) \
+                + 1e-9
+            if centre_lon[s] - wide > -180.0 and centre_lon[s] + wide < 180.0:
+                west, east_edge = centre_lon[s] - wide, centre_lon[s] + wide
+                if east_edge < west_most or west > east_most:
+                    continue
+                first = min(max(int((west - west_most) / width), 0), columns - 1)
+                last = min(max(int((east_edge - west_most) / width), 0), columns - 1)
+        for c in range(first, last + 1):
+            a, b = starts[c], starts[c + 1]
+            for j in range(a + np.searchsorted(by_lat[a:b], lo, side="left"),
+                           a + np.searchsorted(by_lat[a:b], hi, side="right")):
+                if lon_by[j] < west or lon_by[j] > east_edge:
+                    continue
+                p = order[j]
+                la = lat_deg[p]
+                north = (la - centre_lat[s]) * _DEG * _R_MEAN
+                dlon = (lon_deg[p] - centre_lon[s] + 180.0) % 360.0 - 180.0
+                east = dlon * _DEG * _R_MEAN * cos_lat[s]
+                q0 = (east * v[s, 0, 0] + north * v[s, 1, 0]) / axes[s, 0]
+                q1 = (east * v[s, 0, 1] + north * v[s, 1, 1]) / axes[s, 1]
+                out[p, s] = q0 * q0 + q1 * q1 <= 1.0
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ring_crossings_odd(px: Array, py: Array, xa: Array, ya: Array, yb: Array, dx: Array,
                        dy: Array, y0: float, band_h: float, order: IntArray,
                        starts: IntArray) -> NDArray[np.bool_]:
@@ -741,7 +812,7 @@ def _radial_height(s: Array) -> float:
     return h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fly(start: Array, burn: Array, a0: Array, frac: Array, cutoff: Array, scale: Array,
         vertical: Array, pitch_bo: Array, normal: Array, beta: Array, lift: Array,
         dive: Array, safe_burn: Array, span: Array, sharp: Array, r0: Array,
