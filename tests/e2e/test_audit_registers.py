@@ -133,7 +133,7 @@ def test_a_node_rolled_back_in_full_is_caught_by_its_partner(
     assert jpn_view["head"]["size"] > old_size
     # Nor does the rolled-back node start (node run, as federation up starts it).
     with pytest.raises(MalformedInput, match="exited at start"):
-        federation.up(fed.folder, "direct", fed.base, timeout=30)
+        federation.up(fed.folder, "direct", fed.base)
     log = (kor_dir / "node.log").read_text("utf-8", "replace")
     assert "refusing to start" in log and "rolled back" in log
     # The newest copy restored: the partner agrees again, and the node starts.
