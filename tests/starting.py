@@ -10,18 +10,15 @@ time, generous, which only a hang reaches."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
-T = TypeVar("T")
+from gsomia.shell.federation import HANG_S, START_CPU_S, process_cpu_s
 
-START_CPU_S = 60.0
-HANG_S = 600.0
+T = TypeVar("T")
 
 # How long a test waits for what a running federation does next (a delivery, its receipt, a
 # consent, a node stopping): a hang guard, not a measure. The tests claim that it happens;
@@ -31,17 +28,11 @@ WAIT_S = 90.0
 
 
 def cpu_s(pid: int) -> float:
-    """CPU seconds taken by the process ``pid`` and its live children (``--workers``)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue  # a process that ended meanwhile
-        if stat.parent.name == str(pid) or fields[1] == str(pid):
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    """CPU seconds taken by the process ``pid`` and its live children (``--workers``), as
+    ``federation up`` reads them (:func:`gsomia.shell.federation.process_cpu_s`)."""
+    found = process_cpu_s(pid)
+    assert found is not None, "the tests read CPU from /proc (Linux)"
+    return found
 
 
 def wait_started(answers: Callable[[], bool], process: subprocess.Popen[bytes],

@@ -16,7 +16,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from test_label_rewritten import BINDING_FAILS, rewrite, stored, widened
-from test_outbox_rewritten import JPN_ONLY, drain, held_at, insert_as, publish, rows_of, trio
+from test_outbox_rewritten import (
+    JPN_ONLY,
+    drain,
+    held_at,
+    insert_as,
+    publish,
+    rows_of,
+    sql,
+    trio,
+)
 
 from gsomia.core import crypto
 from gsomia.core.outbox import Routing
@@ -105,3 +114,29 @@ def test_the_courier_refuses_what_was_rewritten_right_after_it_was_published(
         assert held_at(partners["JPN"], left[0])
         assert rows_of(kor)[row]["status"] == exchange.REFUSED
         assert BINDING_FAILS in rows_of(kor)[row]["last_error"]
+
+
+def test_a_stored_item_that_does_not_read_is_refused_and_the_rest_sealed(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """review26: a label retyped to text on disk (SQLite keeps it, the store reads it back
+    as text), and content bytes that do not read under a binding whose digest was made to
+    match them, each raised out of ``payloads_of``: the courier's pass failed at every try
+    and the link's rows behind them waited for ever. Each is refused, the item beside goes."""
+    kor = node_factory("KOR")
+    retyped, unreadable, left = (publish(kor, JPN_ONLY, n, make_indicator)
+                                 for n in (40, 41, 42))
+    sql(kor, "UPDATE items SET label = CAST(label AS TEXT) WHERE id = ? AND version = ?",
+        *retyped)
+    content = b"{not json"
+    binding = json.loads(stored(kor, unreadable, "binding"))
+    binding["digest"] = crypto.b64u(crypto.binding_digest_of(
+        stored(kor, unreadable, "label"), content))
+    rewrite(kor, unreadable, "content", content)
+    rewrite(kor, unreadable, "binding", crypto.canonical(binding))
+    names, refused = sealed(kor, [retyped, unreadable, left], RememberedChecks(checks_here))
+    assert names == {left[0]}
+    assert set(refused) == {retyped, unreadable}
+    assert "its stored label or content is not bytes" in refused[retyped]
+    # The signature over the bytes the node bound says the last word.
+    assert refused[unreadable] == f"{BINDING_FAILS}: {crypto.BINDING_SIGNATURE_FAILS}"

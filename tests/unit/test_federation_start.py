@@ -69,6 +69,25 @@ def test_a_start_that_spins_fails_after_its_cpu_limit(home: Path) -> None:
     assert load.now - 1000.0 <= federation.START_CPU_S + 1
 
 
+class ChildEnded(Load):
+    """A start whose child process (a worker) ends at the tenth poll, having taken 5 s of
+    CPU: a reading of the node and its live children drops by that much."""
+
+    def sleep(self, _: float) -> None:
+        super().sleep(_)
+        if self.polls == 10:
+            self.cpu -= 5.0
+
+
+def test_a_start_whose_child_ended_is_judged_by_the_cpu_it_goes_on_taking(home: Path) -> None:
+    """review26: the reading fell below its peak when the child ended, and a start getting
+    on (a twentieth of a core) read as taking no CPU until it passed that peak again: it
+    failed as hung 30 s later, 70 polls before it answered."""
+    load = ChildEnded(wall_s=1.0, cpu_s=0.05, answers_at=80, past_cpu_s=5.0)
+    load.wait(home)
+    assert load.polls == 80
+
+
 def test_a_running_nodes_past_cpu_is_not_counted_against_its_answer(home: Path) -> None:
     load = Load(wall_s=1.0, cpu_s=0.5, answers_at=20, past_cpu_s=10_000.0)
     load.wait(home)

@@ -75,6 +75,18 @@ def test_an_answer_that_does_not_add_up_verifies_nothing() -> None:
     assert set(refused(rows, Short())) == {(r[0], r[1]) for r in rows}
 
 
+def test_a_label_or_content_retyped_on_disk_is_refused_not_raised() -> None:
+    """review26: SQLite keeps a text written into a blob column, and the store reads it back
+    as text; hashed as it was, it raised out of the seal at every pass, and the link's rows
+    behind it waited for ever. Refused with the reason, the version beside it bound."""
+    label_text, content_text, beside = stored(15), stored(16), stored(17)
+    rows = [(*label_text[:3], label_text[3].decode(), *label_text[4:]),
+            (*content_text[:2], content_text[2].decode(), *content_text[3:]), beside]
+    found = refused(rows)
+    assert set(found) == {(label_text[0], "v1"), (content_text[0], "v1")}
+    assert all("its stored label or content is not bytes" in why for why in found.values())
+
+
 @settings(max_examples=60, deadline=None)
 @given(which=hs.sampled_from([2, 3, 4]), at=hs.integers(0, 10_000), byte=hs.integers(0, 255))
 def test_any_byte_of_label_content_or_binding_rewritten_is_refused(

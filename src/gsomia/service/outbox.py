@@ -160,6 +160,13 @@ def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, 
         try:
             if public is None:
                 raise ProofInvalid(f"no signing key known for its originator {originator}")
+            if type(label) is not bytes or type(content) is not bytes:
+                # Retyped on disk (SQLite keeps a text or a number written into a blob
+                # column): hashed, it raised out of the seal at every pass, and the link's
+                # rows behind it waited for ever. What was bound is bytes.
+                raise MalformedInput(
+                    f"its stored label or content is not bytes "
+                    f"({type(label).__name__}, {type(content).__name__})")
             binding = crypto.Binding.from_json(binding_bytes)
             signed.append((key, crypto.binding_check(label, content, binding, public)))
         except (MalformedInput, ProofInvalid) as exc:

@@ -299,7 +299,7 @@ def await_answer(code: Party, home: Path, answers: Callable[[], bool], *, port: 
     began = clock()
     hang = began + hang_s
     first: float | None = None      # its CPU when the wait began (a running node has a past)
-    used = last = -1.0              # its CPU at the latest reading, and when that grew
+    used = last = -1.0              # its CPU at the latest reading, and when that moved
     moved = read = began - 1.0
     while not answers():
         pid = running_pid(home)
@@ -317,7 +317,9 @@ def await_answer(code: Party, home: Path, answers: Callable[[], bool], *, port: 
             read, used = now, reading
             if first is None:
                 first, moved = used, now
-            if used > last:
+            if used != last:
+                # Less counts too: a child (a worker) that ended takes its CPU out of the
+                # reading, and a start getting on read as still until it passed the old peak.
                 last, moved = used, now
             if used - first >= cpu_limit:
                 raise MalformedInput(f"the {code} node took {used - first:.0f} s of CPU "

@@ -97,9 +97,11 @@ def tls_protocol() -> type:
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             if der:
-                # A partner's courier (its certificate verified against the partners' CAs):
-                # its idle connection is kept for its next batch, not only for uvicorn's
-                # 5 s. Any other client's idle connection still goes after 5 s.
+                # A certificate the TLS layer verified against ca_bundle (this node's own CA
+                # and the partners' pinned CAs): a partner's courier, in practice; which
+                # party, if any, the peer API decides per request. Its idle connection is
+                # kept for its next batch, not only for uvicorn's 5 s; a client without a
+                # certificate (a person's tool) still loses an idle one after 5 s.
                 self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
             tls: dict[str, Any] = {
                 "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],

@@ -177,7 +177,9 @@ def client_tls(folder: Path, to: Party) -> ssl.SSLContext:
 PARTNER_IDLE_KEPT_S = 30
 # A courier's client keeps an idle connection this long: less than the partner's server, so
 # no batch goes out on a connection the server is closing (lost as a failed post, and
-# retried after a backoff).
+# retried after a backoff). A partner of an earlier version closes an idle one after 5 s:
+# httpcore drops a pooled connection the server has closed (it reads as readable) before it
+# reuses it, so only a post that meets that close in flight fails, and goes again.
 COURIER_IDLE_KEPT_S = 25.0
 
 

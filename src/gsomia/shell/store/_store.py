@@ -186,7 +186,8 @@ class Store:
         # that is down.
         either, notice, recipient_after = self._due_queries()
         named = set(recipients)
-        # Whose notices this sender posts, as :func:`_to` says them, or a recipient named.
+        # Whose notices this sender posts, as :meth:`claim` takes them (``notices_to``, and
+        # with ``or_not_to`` anyone outside it; all of them if neither), or a recipient named.
         notified = set() if notices_to is None else {notices_to}
         found: list[datetime] = []  # typed as the column (aware UTC)
         with self.engine.connect() as conn:
