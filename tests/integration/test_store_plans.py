@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -392,3 +393,30 @@ def test_the_first_links_claim_of_notices_reads_the_recipients_it_posts_to_alone
     assert plans == [recipients] * 4 + [
         "SEARCH outbox USING INDEX ix_outbox_notices (status=? AND recipient=? AND next_at<?)"
         " / USE TEMP B-TREE FOR ORDER BY"]
+
+
+def test_the_first_links_claim_takes_strays_however_many_recipients_the_outbox_names(
+        tmp_path: Any) -> None:
+    """review26: the first link's claim named every recipient of stray notices in one
+    ``IN`` list. Rows written behind the node's back with more distinct recipients than a
+    statement takes variables (SQLite: 32,766) made the claim raise at every pass, and the
+    link stalled; past ``STRAYS_LISTED_AT_MOST`` it now says "not to these" instead."""
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+
+    def default_limit(dbapi_conn: Any, _record: Any) -> None:
+        # SQLite's own default (Debian's build allows 250,000)
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+
+    sa.event.listen(store.engine, "connect", default_limit)
+    store.engine.dispose()  # the connections made before the limit
+    try:
+        many = {f"X{n:05d}": 1 for n in range(33_000)}
+        _pending_notices(store, {"KOR": 1, **many})
+        taken = store.claim(deliveries=False, now=T0 + timedelta(hours=1), limit=10,
+                            recipient="KOR", or_not_to={"KOR", "USA"})
+        few = store.claim(deliveries=False, now=T0 + timedelta(hours=1), limit=10,
+                          recipient="USA", or_not_to={"KOR", "USA"})
+    finally:
+        store.dispose()
+    assert {r.recipient for r in taken} >= {"KOR"} and len(taken) == 10
+    assert {r.recipient for r in few} <= {"USA", *many} and len(few) == 10
