@@ -129,7 +129,7 @@ class Store:
 
         def bound(conn: sa.Connection) -> sa.Select[Any]:
             listed = False
-            if strays:
+            if strays and recipient is not None:
                 tos = sorted({recipient, *(
                     to for to in self._notice_recipients(conn, self._due_queries()[2])
                     if to not in (or_not_to or ()))})
