@@ -190,9 +190,10 @@ def _stored(folder: Path) -> list[Any]:
         node.close()
 
 
-def _answered_to(folder: Path, recipient: str) -> list[tuple[float, float]]:
-    """(queued, answered) instants (POSIX s) of every delivery the node in ``folder`` queued
-    to ``recipient`` and recorded the answer of."""
+def _answered(folder: Path, recipient: str) -> list[tuple[str, float, float]]:
+    """(item id, queued, answered) instants (POSIX s) of every delivery the node in
+    ``folder`` queued to ``recipient`` and recorded the answer of. That answer is sent once
+    the recipient's commit of the item is done: the item is held there no later."""
     import sqlalchemy as sa
 
     from gsomia import bootstrap
@@ -201,32 +202,14 @@ def _answered_to(folder: Path, recipient: str) -> list[tuple[float, float]]:
     node = bootstrap.open_node(folder)
     try:
         with node.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(outbox.c.queued_at, outbox.c.delivered_at).where(
+            rows = conn.execute(sa.select(
+                outbox.c.item_id, outbox.c.queued_at, outbox.c.delivered_at).where(
                 outbox.c.kind == "delivery", outbox.c.recipient == recipient,
                 outbox.c.delivered_at.is_not(None))).all()
     finally:
         node.close()
-    return sorted((r.queued_at.timestamp(), r.delivered_at.timestamp()) for r in rows)
-
-
-def _answers_to(folder: Path, recipient: str) -> dict[str, float]:
-    """The instant (POSIX s) the node in ``folder`` recorded ``recipient``'s answer to the
-    delivery of each item it delivered there: that answer is sent once the recipient's
-    commit of the item is done, so this is no earlier than the item is held there."""
-    import sqlalchemy as sa
-
-    from gsomia import bootstrap
-    from gsomia.shell.store import outbox
-
-    node = bootstrap.open_node(folder)
-    try:
-        with node.store.engine.connect() as conn:
-            rows = conn.execute(sa.select(outbox.c.item_id, outbox.c.delivered_at).where(
-                outbox.c.kind == "delivery", outbox.c.recipient == recipient,
-                outbox.c.delivered_at.is_not(None))).all()
-    finally:
-        node.close()
-    return {str(r.item_id): r.delivered_at.timestamp() for r in rows}
+    return [(str(r.item_id), r.queued_at.timestamp(), r.delivered_at.timestamp())
+            for r in rows]
 
 
 def _rounds(lines: list[tuple[float, dict[str, Any]]], rounds: int
@@ -342,8 +325,9 @@ def report_to_partner() -> dict[str, Any]:
                          for r in _stored(folder / code)
                          if b"x_gsomia_sensor_report" in bytes(r.content)}
                   for code in ("KOR", "JPN")}
-        to_jpn = _answered_to(folder / "KOR", "JPN")
-        answered = _answers_to(folder / "KOR", "JPN")
+        deliveries = _answered(folder / "KOR", "JPN")
+    to_jpn = sorted((queued, at) for _, queued, at in deliveries)
+    answered = {item: at for item, _, at in deliveries}
     kor, jpn = stored.get("KOR", {}), stored.get("JPN", {})
     # When is a report held at JPN? After JPN's commit of it, which neither node stamps:
     # JPN's added_at is taken as its handler parses the batch, before the envelope is
