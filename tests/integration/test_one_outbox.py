@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -23,6 +24,7 @@ from hypothesis import strategies as hs
 
 from federating import one_pass
 from gsomia.core.custody import register_digest
+from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import DELIVERY, LEASE_S
 from gsomia.shell import store as st
 from starting import WAIT_S
@@ -760,3 +762,17 @@ def test_next_due_reads_past_retyped_rows_to_the_earliest_a_loop_takes(tmp_path:
                    "JPN's": T0 + timedelta(seconds=10),
                    "JPN's and strays": T0 + timedelta(seconds=6),
                    "JPN's notices": T0 + timedelta(seconds=20), "KOR's": None}
+
+
+def test_a_schema_version_rewritten_back_to_0021_does_not_open(tmp_path: Any) -> None:
+    """A database at 0022 whose alembic_version was rewritten to 0021 behind the node's
+    back: 0022's upgrade would drop and make the index again and the node open as if
+    nothing were amiss (CI's property over every table drew it); it refuses instead."""
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    st.Store(url).dispose()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0021'"))
+    engine.dispose()
+    with pytest.raises(MalformedInput, match="0021"):
+        st.Store(url)

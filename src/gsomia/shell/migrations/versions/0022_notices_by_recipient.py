@@ -29,6 +29,14 @@ def _notices_index(columns: list[str]) -> None:
 
 
 def upgrade() -> None:
+    # Only from 0021's index: dropping and making it again would also "succeed" on a
+    # database already at 0022 whose alembic_version was rewritten behind the node's back,
+    # and the node would open as if nothing were amiss (every other migration fails there).
+    found = {i["name"]: i["column_names"]
+             for i in sa.inspect(op.get_bind()).get_indexes("outbox")}
+    if found.get("ix_outbox_notices") != ["status", "next_at"]:
+        raise RuntimeError("ix_outbox_notices is not migration 0021's "
+                           f"({found.get('ix_outbox_notices')!r}): the schema is not at 0021")
     op.drop_index("ix_outbox_notices", "outbox")
     _notices_index(["status", "recipient", "next_at"])
 
