@@ -23,30 +23,19 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gsomia.service import handlers
+from bench.seal_recheck_ab import kor_federated_with_jpn, publish_indicators
 from gsomia.service import outbox as service_outbox
 from gsomia.service.ports import RememberedChecks
 from gsomia.shell import exchange
-from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.node import init_node
 
 LATEST = Path(__file__).parent / "results" / "latest.json"
 REAL = service_outbox.unbound_at_seal
-
-
-def indicator(n: int) -> dict[str, Any]:
-    return {"type": "indicator", "spec_version": "2.1",
-            "id": f"indicator--00000000-0000-4000-8000-{n:012d}",
-            "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
-            "name": f"launch site {n}", "pattern": "[ipv4-addr:value = '198.51.100.7']",
-            "pattern_type": "stix", "valid_from": "2024-03-01T08:00:00Z"}
 
 
 class _Read:
@@ -68,84 +57,67 @@ def unchecked(stored: Iterable[tuple[str, str, bytes, bytes, Any, str]], *_: Any
 
 
 def measure(n: int, rounds: int, worker: bool) -> dict[str, Any]:
-    catalogue = load_catalogue()
-    now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="sealsig26-") as tmp:
-        kor = init_node(Path(tmp) / "kor", "KOR", catalogue=catalogue, now=now)
-        jpn = init_node(Path(tmp) / "jpn", "JPN", catalogue=catalogue, now=now)
-        try:
-            peers = {p.party: exchange.Peer(p.party, f"https://{p.party.lower()}.test",
-                                            p.keys.public_signing_key(),
-                                            p.keys.envelope_key().public_key())
-                     for p in (kor, jpn)}
-            exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-            handlers.publish_many(
-                kor.uow(), keys=kor.keys, catalogue=kor.catalogue, now=now,
-                entries=[(indicator(i), handlers.LabelRequest("군사II급비밀", ("KOR", "JPN"),
-                                                             "dprk-missile"))
-                         for i in range(n)])
-            if not worker:  # every batch verified in this process
-                kor.signatures.in_process_below = sys.maxsize
-            sender = exchange.Sender(kor, batch=n)
+    with kor_federated_with_jpn("sealsig26-") as (kor, peers, now):
+        publish_indicators(kor, n, now)
+        if not worker:  # every batch verified in this process
+            kor.signatures.in_process_below = sys.maxsize
+        sender = exchange.Sender(kor, batch=n)
 
-            def seal(checks: RememberedChecks) -> tuple[float, float]:
-                sender.seal_checks = checks
-                wall, cpu = time.perf_counter(), time.process_time()
-                batch = sender._seal(peers["JPN"])
-                took = (time.perf_counter() - wall, time.process_time() - cpu)
-                assert batch is not None and len(batch.bodies) == n, "all sealed"
-                kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
-                return took
+        def seal(checks: RememberedChecks) -> tuple[float, float]:
+            sender.seal_checks = checks
+            wall, cpu = time.perf_counter(), time.process_time()
+            batch = sender._seal(peers["JPN"])
+            took = (time.perf_counter() - wall, time.process_time() - cpu)
+            assert batch is not None and len(batch.bodies) == n, "all sealed"
+            kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
+            return took
 
-            def fresh() -> RememberedChecks:  # nothing verified before (another process)
-                return RememberedChecks(kor.signatures)
+        def fresh() -> RememberedChecks:  # nothing verified before (another process)
+            return RememberedChecks(kor.signatures)
 
-            # The node's keeping, as its couriers see it: the publish above filled it.
-            node_keeping = kor.store.remembered.through(kor.signatures)
-            seal(fresh())  # warm: keys loaded, partners read, the worker started
-            sides: dict[str, list[tuple[float, float]]] = {
-                "before": [], "after": [], "after_again": [], "here": []}
-            turns = ("before", "after", "here")
-            for k in range(rounds):
-                for side in turns[k % 3:] + turns[:k % 3]:
-                    service_outbox.unbound_at_seal = unchecked if side == "before" \
-                        else REAL  # type: ignore[assignment]
-                    try:
-                        checks = node_keeping if side == "here" else fresh()
-                        sides[side].append(seal(checks))
-                        if side == "after":  # the same versions to a second partner
-                            sides["after_again"].append(seal(checks))
-                    finally:
-                        service_outbox.unbound_at_seal = REAL
-            sender.close()
-            out: dict[str, Any] = {"items": n, "rounds": rounds,
-                                   "checks": "signature worker" if worker else "in process"}
-            for side, got in sides.items():
-                out[f"{side}_cpu_us_per_item"] = round(
-                    statistics.median(c for _, c in got) / n * 1e6, 1)
-                out[f"{side}_wall_us_per_item"] = round(
-                    statistics.median(w for w, _ in got) / n * 1e6, 1)
-            ratios = [a[1] / b[1] for a, b in zip(sides["after"], sides["before"],
-                                                  strict=True) if b[1]]
-            out["cpu_ratio_median_of_pairs"] = round(statistics.median(ratios), 3)
-            out["cpu_ratio_min_max"] = [round(min(ratios), 3), round(max(ratios), 3)]
-            again = [a[1] / b[1] for a, b in zip(sides["after_again"], sides["before"],
-                                                 strict=True) if b[1]]
-            out["cpu_ratio_second_partner_median"] = round(statistics.median(again), 3)
-            here = [a[1] / b[1] for a, b in zip(sides["here"], sides["before"], strict=True)
-                    if b[1]]
-            out["here_cpu_ratio_to_before_median"] = round(statistics.median(here), 3)
-            out["here_cpu_ratio_to_before_min_max"] = [round(min(here), 3),
-                                                       round(max(here), 3)]
-            here_now = [a[1] / b[1] for a, b in zip(sides["here"], sides["after"],
-                                                    strict=True) if b[1]]
-            out["here_cpu_ratio_to_after_median"] = round(statistics.median(here_now), 3)
-            out["here_cpu_ratio_to_after_min_max"] = [round(min(here_now), 3),
-                                                      round(max(here_now), 3)]
-            return out
-        finally:
-            kor.close()
-            jpn.close()
+        # The node's keeping, as its couriers see it: the publish above filled it.
+        node_keeping = kor.store.remembered.through(kor.signatures)
+        seal(fresh())  # warm: keys loaded, partners read, the worker started
+        sides: dict[str, list[tuple[float, float]]] = {
+            "before": [], "after": [], "after_again": [], "here": []}
+        turns = ("before", "after", "here")
+        for k in range(rounds):
+            for side in turns[k % 3:] + turns[:k % 3]:
+                service_outbox.unbound_at_seal = unchecked if side == "before" \
+                    else REAL  # type: ignore[assignment]
+                try:
+                    checks = node_keeping if side == "here" else fresh()
+                    sides[side].append(seal(checks))
+                    if side == "after":  # the same versions to a second partner
+                        sides["after_again"].append(seal(checks))
+                finally:
+                    service_outbox.unbound_at_seal = REAL
+        sender.close()
+        out: dict[str, Any] = {"items": n, "rounds": rounds,
+                               "checks": "signature worker" if worker else "in process"}
+        for side, got in sides.items():
+            out[f"{side}_cpu_us_per_item"] = round(
+                statistics.median(c for _, c in got) / n * 1e6, 1)
+            out[f"{side}_wall_us_per_item"] = round(
+                statistics.median(w for w, _ in got) / n * 1e6, 1)
+        ratios = [a[1] / b[1] for a, b in zip(sides["after"], sides["before"],
+                                              strict=True) if b[1]]
+        out["cpu_ratio_median_of_pairs"] = round(statistics.median(ratios), 3)
+        out["cpu_ratio_min_max"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        again = [a[1] / b[1] for a, b in zip(sides["after_again"], sides["before"],
+                                             strict=True) if b[1]]
+        out["cpu_ratio_second_partner_median"] = round(statistics.median(again), 3)
+        here = [a[1] / b[1] for a, b in zip(sides["here"], sides["before"], strict=True)
+                if b[1]]
+        out["here_cpu_ratio_to_before_median"] = round(statistics.median(here), 3)
+        out["here_cpu_ratio_to_before_min_max"] = [round(min(here), 3),
+                                                   round(max(here), 3)]
+        here_now = [a[1] / b[1] for a, b in zip(sides["here"], sides["after"],
+                                                strict=True) if b[1]]
+        out["here_cpu_ratio_to_after_median"] = round(statistics.median(here_now), 3)
+        out["here_cpu_ratio_to_after_min_max"] = [round(min(here_now), 3),
+                                                  round(max(here_now), 3)]
+        return out
 
 
 def main(argv: list[str]) -> int:

@@ -19,19 +19,14 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from bench.seal_recheck_ab import indicator
+from bench.seal_recheck_ab import kor_federated_with_jpn, publish_indicators
 from bench.standing_current_ab import KEY, fill
 from gsomia.core import crypto
 from gsomia.core.custody import StandingConsentRecord
-from gsomia.service import handlers
 from gsomia.shell import exchange
-from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.node import init_node
 
 
 def consents(n: int, now: datetime) -> list[StandingConsentRecord]:
@@ -49,43 +44,27 @@ def consents(n: int, now: datetime) -> list[StandingConsentRecord]:
 
 
 def measure(n: int) -> dict[str, float | int]:
-    catalogue = load_catalogue()
-    now = datetime.now(UTC)
-    with tempfile.TemporaryDirectory(prefix="hub26-seal-") as tmp:
-        kor = init_node(Path(tmp) / "kor", "KOR", catalogue=catalogue, now=now)
-        jpn = init_node(Path(tmp) / "jpn", "JPN", catalogue=catalogue, now=now)
-        try:
-            peers = {p.party: exchange.Peer(p.party, f"https://{p.party.lower()}.test",
-                                            p.keys.public_signing_key(),
-                                            p.keys.envelope_key().public_key())
-                     for p in (kor, jpn)}
-            exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
-            fill(kor, consents(n, now))
-            handlers.publish_many(
-                kor.uow(), keys=kor.keys, catalogue=kor.catalogue, now=now,
-                entries=[(indicator(0), handlers.LabelRequest("군사II급비밀", ("KOR", "JPN"),
-                                                             "dprk-missile"))])
-            sender = exchange.Sender(kor, batch=1)
-            sender._deliver_to = ("JPN",)
+    with kor_federated_with_jpn("hub26-seal-") as (kor, peers, now):
+        fill(kor, consents(n, now))
+        publish_indicators(kor, 1, now)
+        sender = exchange.Sender(kor, batch=1)
+        sender._deliver_to = ("JPN",)
 
-            def seal() -> None:
-                batch = sender._seal(peers["JPN"])
-                assert batch is not None and len(batch.bodies) == 1, "sealed"
-                kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
+        def seal() -> None:
+            batch = sender._seal(peers["JPN"])
+            assert batch is not None and len(batch.bodies) == 1, "sealed"
+            kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
 
-            seal()
-            rounds = []
-            for _ in range(7):
-                cpu = time.process_time()
-                for _ in range(20):
-                    seal()
-                rounds.append((time.process_time() - cpu) / 20)
-            sender.close()
-            return {"standing_for_others": n,
-                    "seal_cpu_ms": round(statistics.median(rounds) * 1000, 3)}
-        finally:
-            kor.close()
-            jpn.close()
+        seal()
+        rounds = []
+        for _ in range(7):
+            cpu = time.process_time()
+            for _ in range(20):
+                seal()
+            rounds.append((time.process_time() - cpu) / 20)
+        sender.close()
+        return {"standing_for_others": n,
+                "seal_cpu_ms": round(statistics.median(rounds) * 1000, 3)}
 
 
 if __name__ == "__main__":
