@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import uvicorn
+from cryptography import x509
 
 from gsomia.shell.commands.serve import stopping_server
 from gsomia.shell.exchange import stop_background
@@ -243,45 +244,115 @@ def test_a_connection_whose_handshake_ends_after_the_stop_began_does_not_hold_it
             release.set()
 
 
-def test_a_partners_idle_connection_is_kept_for_its_next_batch(tmp_path: Path) -> None:
+def _pin_partners(homes: dict[str, Path]) -> None:
+    """JPN's partners.json pinning every party's CA, their CA files beside it."""
+    import base64
+    import json
+
+    from gsomia.shell.keys import cert_fingerprint
+
+    jpn = homes["JPN"]
+    (jpn / "tls" / "partners").mkdir()
+    raw = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
+    parties = {}
+    for i, (code, home) in enumerate(sorted(homes.items())):
+        ca = (home / "tls" / "ca.crt").read_bytes()
+        if code != "JPN":
+            (jpn / "tls" / "partners" / f"{code}.crt").write_bytes(ca)
+        parties[code] = {"url": f"https://127.0.0.1:{i + 1}", "signing_public": raw,
+                         "envelope_public": raw,
+                         "tls_ca_sha256": cert_fingerprint(
+                             x509.load_pem_x509_certificate(ca))}
+    (jpn / "partners.json").write_text(json.dumps(
+        {"party": "JPN", "topology": "direct", "deliver_to": ["KOR"], "parties": parties}))
+
+
+def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
+        tmp_path: Path) -> None:
     """A courier's second connection (the batch beside the one in flight) went idle for
     seconds between such batches, and uvicorn closed it after 5: 12% of the reports that
     went beside another paid a fresh mutual TLS handshake (33 ms at the median, trace26).
-    A connection with a verified client certificate is kept PARTNER_IDLE_KEPT_S, longer
-    than the courier keeps it; any other client's still goes after uvicorn's 5 s."""
+    A current partner's connection is kept PARTNER_IDLE_KEPT_S, longer than the courier
+    keeps it, PARTNER_CONNECTIONS_KEPT of them at once. keepalive27: any certificate the TLS
+    layer verified was kept 30 s, JPN's own CA's (a local account's) and that of a party
+    pinned with no agreement in force with JPN too, and any number of connections each:
+    now they, the connections beyond the bound and anyone without a certificate lose an
+    idle one after uvicorn's 5 s."""
     from datetime import UTC, datetime
 
+    from gsomia import bootstrap
+    from gsomia.core.agreements import Catalogue
     from gsomia.shell.commands.serve import tls_protocol
-    from gsomia.shell.exchange import COURIER_IDLE_KEPT_S, PARTNER_IDLE_KEPT_S
+    from gsomia.shell.exchange import (
+        COURIER_IDLE_KEPT_S,
+        PARTNER_CONNECTIONS_KEPT,
+        PARTNER_IDLE_KEPT_S,
+    )
     from gsomia.shell.keys import create_identity
+    from gsomia.shell.peer_identity import CurrentPartners, PinnedPeers, ca_bundle
 
     assert COURIER_IDLE_KEPT_S < PARTNER_IDLE_KEPT_S
-    create_identity(tmp_path, "JPN", datetime.now(UTC))
-    tls = tmp_path / "tls"
+    homes = {p: tmp_path / p for p in ("JPN", "KOR", "USA")}
+    for code, home in homes.items():
+        create_identity(home, code, datetime.now(UTC))
+    _pin_partners(homes)
+    jpn = homes["JPN"] / "tls"
+    # JPN and KOR under the 2016 GSOMIA; USA pinned, but under no agreement JPN knows.
+    shipped = bootstrap.catalogue()
+    catalogue = Catalogue.of([shipped.get("jpn-kor-gsomia-2016")], shipped.schemes)
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
-        http=tls_protocol(), ssl_certfile=str(tls / "server.crt"),
-        ssl_keyfile=str(tls / "server.key"), ssl_ca_certs=str(tls / "ca.crt"),
-        ssl_cert_reqs=ssl.CERT_OPTIONAL)
+        http=tls_protocol(CurrentPartners(PinnedPeers(homes["JPN"], "JPN"), catalogue)),
+        ssl_certfile=str(jpn / "server.crt"), ssl_keyfile=str(jpn / "server.key"),
+        ssl_ca_certs=str(ca_bundle(homes["JPN"])), ssl_cert_reqs=ssl.CERT_OPTIONAL)
     server = stopping_server(config)
-    with served(server) as (port, _):
-        partner = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        partner.load_cert_chain(str(tls / "client.crt"), str(tls / "client.key"))
-        anyone = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        kept: dict[str, float] = {}
-        for who, context in (("partner", partner), ("anyone", anyone)):
-            with httpx.Client(verify=context) as client:
-                assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
-                # The connection stays open (kept alive): the server's protocol for it.
-                (connection,) = server.server_state.connections
-                kept[who] = connection.timeout_keep_alive
+
+    def client(code: str | None) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(jpn / "ca.crt"))
+        if code is not None:
+            tls = homes[code] / "tls"
+            context.load_cert_chain(str(tls / "client.crt"), str(tls / "client.key"))
+        return context
+
+    def kept(port: int, context: ssl.SSLContext, count: int = 1) -> list[float]:
+        """The keep-alive the server gives each of ``count`` connections held open at once,
+        each idle after one request."""
+        held = []
+        try:
+            for _ in range(count):
+                sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
+                                           server_hostname="127.0.0.1")
+                held.append(sock)
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            return sorted(c.timeout_keep_alive for c in server.server_state.connections)
+        finally:
+            for sock in held:
+                sock.close()
             end = time.monotonic() + 30
             while server.server_state.connections and time.monotonic() < end:
                 time.sleep(0.01)
-        assert kept == {"partner": PARTNER_IDLE_KEPT_S, "anyone": config.timeout_keep_alive}
-        assert config.timeout_keep_alive < COURIER_IDLE_KEPT_S
+
+    with served(server) as (port, serving):
+        partner = client("KOR")
+        found = {who: kept(port, client(code)) for who, code in (
+            ("partner", "KOR"), ("own CA", "JPN"), ("pinned, no agreement", "USA"),
+            ("no certificate", None))}
+        assert found == {"partner": [PARTNER_IDLE_KEPT_S],
+                         "own CA": [config.timeout_keep_alive],
+                         "pinned, no agreement": [config.timeout_keep_alive],
+                         "no certificate": [config.timeout_keep_alive]}
+        # The partner's connections beyond the bound are anyone's, and no crash: the server
+        # answers them, and once those kept are closed the partner's next is kept again.
+        beyond = kept(port, partner, PARTNER_CONNECTIONS_KEPT + 2)
+        assert beyond == [config.timeout_keep_alive] * 2 \
+            + [PARTNER_IDLE_KEPT_S] * PARTNER_CONNECTIONS_KEPT
+        assert kept(port, partner) == [PARTNER_IDLE_KEPT_S]
+        assert serving.is_alive()
+    assert config.timeout_keep_alive < COURIER_IDLE_KEPT_S

@@ -34,10 +34,11 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from gsomia.core.types import Party
 
 if TYPE_CHECKING:
+    from gsomia.core.agreements import Catalogue
     from gsomia.shell.exchange import Partners
 
-__all__ = ["PeerRefused", "PinnedPeers", "ca_bundle", "client_context", "party_of_certificate",
-           "pinned_cas"]
+__all__ = ["CurrentPartners", "PeerRefused", "PinnedPeers", "ca_bundle", "client_context",
+           "current_partner", "party_of_certificate", "pinned_cas"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +154,33 @@ class PinnedPeers:
             tls["gsomia_peer"] = party_of_certificate(der, self.pinned(), self.clock())
         found: Party | PeerRefused = tls["gsomia_peer"]
         return found
+
+
+def current_partner(found: Party | PeerRefused | None, me: Party, catalogue: Catalogue,
+                    now: datetime) -> Party | None:
+    """The partner ``found`` (the party of a client certificate, :class:`PinnedPeers`) is, if
+    this node exchanges with it now: another party than this node's own (a certificate of
+    this node's own CA is one of its own, whoever holds it) with an agreement in force at
+    ``now`` carrying items between the two, one way or the other."""
+    if not isinstance(found, str) or found == me:
+        return None
+    channels = (*catalogue.channels(found, me), *catalogue.channels(me, found))
+    return found if any(a.in_force_at(now) for a in channels) else None
+
+
+class CurrentPartners:
+    """Which current partner (:func:`current_partner`), if any, holds a connection: decided
+    once, as it is made, with the peer API's own :class:`PinnedPeers`, whose answer stays in
+    the connection's TLS extension for the API's requests (``gsomia_peer``): the server keeps
+    such a connection idle longer (``node serve``), and nobody else's."""
+
+    def __init__(self, peers: PinnedPeers, catalogue: Catalogue) -> None:
+        self.peers = peers
+        self.catalogue = catalogue
+
+    def __call__(self, tls: dict[str, Any]) -> Party | None:
+        found = self.peers({"extensions": {"tls": tls}})
+        return current_partner(found, self.peers.party, self.catalogue, self.peers.clock())
 
 
 def ca_bundle(folder: Path) -> Path:

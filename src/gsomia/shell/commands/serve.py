@@ -24,6 +24,7 @@ import click
 
 from gsomia.bootstrap import app_for_node
 from gsomia.core.errors import MalformedInput
+from gsomia.core.types import Party
 
 if TYPE_CHECKING:
     import uvicorn
@@ -35,26 +36,35 @@ __all__ = ["refuse_exposed_keys", "register", "serve", "stopping_server", "tls_p
 
 # Set on uvicorn's server state once the server has begun to stop (stopping_server).
 STOPPING = "gsomia_stopping"
+# On uvicorn's server state: how many connections of each partner are kept idle for
+# PARTNER_IDLE_KEPT_S (tls_protocol), PARTNER_CONNECTIONS_KEPT at most.
+KEPT = "gsomia_partners_kept"
 MAX_REQUEST_HEAD = 64 * 1024
 """Bytes of a request line and headers the server reads before it answers 400 and closes:
 h11 stopped at 16 KiB, llhttp has no bound of its own and would keep what it is sent."""
 
 
-def tls_protocol() -> type:
+def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = None) -> type:
     """uvicorn's httptools protocol (llhttp, in C, rather than h11's parser in Python),
     putting the client certificate the TLS layer verified into the ASGI TLS extension
     (``scope["extensions"]["tls"]``) of every request on the connection; which party it is,
     if any, is the app's to decide (``PinnedPeers``). The requests the server has under way
-    go with it (``api.IN_FLIGHT``). A request's head is bounded (:data:`MAX_REQUEST_HEAD`)."""
+    go with it (``api.IN_FLIGHT``). A request's head is bounded (:data:`MAX_REQUEST_HEAD`).
+    ``partner_of``: the current partner, if any, whose certificate that TLS extension holds
+    (:class:`gsomia.shell.peer_identity.CurrentPartners`); only such a connection is kept
+    idle PARTNER_IDLE_KEPT_S, PARTNER_CONNECTIONS_KEPT of each partner at once (None: none
+    is)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from gsomia.shell.api import IN_FLIGHT
-    from gsomia.shell.exchange import PARTNER_IDLE_KEPT_S
+    from gsomia.shell.exchange import PARTNER_CONNECTIONS_KEPT, PARTNER_IDLE_KEPT_S
 
     class TlsHttpProtocol(HttpToolsProtocol):
         # Bytes received since the current request began, while its head is still read.
         _head_bytes = 0
         _in_head = True
+        # The partner whose connection this is, while it counts in the server's KEPT.
+        _kept_for: Party | None = None
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -96,17 +106,12 @@ def tls_protocol() -> type:
                 return
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            if der:
-                # A certificate the TLS layer verified against ca_bundle (this node's own CA
-                # and the partners' pinned CAs): a partner's courier, in practice; which
-                # party, if any, the peer API decides per request. Its idle connection is
-                # kept for its next batch, not only for uvicorn's 5 s; a client without a
-                # certificate (a person's tool) still loses an idle one after 5 s.
-                self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
             tls: dict[str, Any] = {
                 "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
                 "client_cert_der": der or None,
             }
+            if der:
+                self._keep_for_partner(tls)
             inner = self.app
 
             async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -116,6 +121,38 @@ def tls_protocol() -> type:
                 await inner(scope, receive, send)
 
             self.app = app
+
+        def _keep_for_partner(self, tls: dict[str, Any]) -> None:
+            """A current partner's courier keeps its idle connection for its next batch:
+            kept PARTNER_IDLE_KEPT_S, not uvicorn's 5 s, up to PARTNER_CONNECTIONS_KEPT of
+            that partner at once. Verified by the TLS layer is not enough: ca_bundle holds
+            this node's own CA, whose certificates are this node's own (a local account's,
+            whoever holds one), and a pinned party's with no agreement in force is no
+            partner now; they, a partner's connections beyond the bound and anyone without
+            a certificate lose an idle connection after 5 s, closed by uvicorn."""
+            if partner_of is None:
+                return
+            try:
+                partner = partner_of(tls)
+            except Exception:  # only a privilege is decided here: none is given
+                # A partners file or CA that cannot be read now: the default keep-alive; the
+                # peer API's own decision answers the requests (its error, audited).
+                return
+            if partner is None:
+                return
+            kept: dict[Party, int] = getattr(self.server_state, KEPT, None) or {}
+            if kept.get(partner, 0) >= PARTNER_CONNECTIONS_KEPT:
+                return
+            kept[partner] = kept.get(partner, 0) + 1
+            setattr(self.server_state, KEPT, kept)  # uvicorn's object: no field of ours
+            self._kept_for = partner
+            self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            if self._kept_for is not None:
+                getattr(self.server_state, KEPT)[self._kept_for] -= 1
+                self._kept_for = None
 
     return TlsHttpProtocol
 
@@ -151,7 +188,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
 
     from gsomia import bootstrap
     from gsomia.shell.partner_check import check_at_start
-    from gsomia.shell.peer_identity import ca_bundle
+    from gsomia.shell.peer_identity import CurrentPartners, PinnedPeers, ca_bundle
 
     refuse_exposed_keys(node_dir)
 
@@ -173,14 +210,18 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
             node.close()
             raise
     folder = Path(node.folder)
-    app = app_for_node(node, audit_reads=audit_reads, sign_apart=True)
+    # One idea of who calls: the peer API's, and the server's of whose idle connection it
+    # keeps longer (decided as the connection is made, kept for the API's requests on it).
+    identity = PinnedPeers(folder, node.party)
+    app = app_for_node(node, audit_reads=audit_reads, sign_apart=True, peer_identity=identity)
     from gsomia.shell.stix_check import _enums, _validators
 
     _validators()  # read the schemas before the first request (a type's compile: ~2.5 ms)
     _enums()  # and load the tables of the MUST rules
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False,
-        http=tls_protocol(), lifespan="off", timeout_graceful_shutdown=3,
+        http=tls_protocol(CurrentPartners(identity, node.catalogue)), lifespan="off",
+        timeout_graceful_shutdown=3,
         ssl_certfile=str(folder / "tls" / "server.crt"),
         ssl_keyfile=str(folder / "tls" / "server.key"),
         ssl_ca_certs=str(ca_bundle(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)
