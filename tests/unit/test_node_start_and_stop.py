@@ -354,5 +354,9 @@ def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
         assert beyond == [config.timeout_keep_alive] * 2 \
             + [PARTNER_IDLE_KEPT_S] * PARTNER_CONNECTIONS_KEPT
         assert kept(port, partner) == [PARTNER_IDLE_KEPT_S]
+        # A partners file that cannot be read now: the partner is still answered, kept no
+        # longer than anyone, and the server stays up.
+        (homes["JPN"] / "partners.json").write_text("{")
+        assert kept(port, partner) == [config.timeout_keep_alive]
         assert serving.is_alive()
     assert config.timeout_keep_alive < COURIER_IDLE_KEPT_S
