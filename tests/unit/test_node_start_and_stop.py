@@ -5,6 +5,7 @@ background loops are told to stop all at once, and as the server begins to stop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import sqlite3
 import ssl
@@ -360,3 +361,59 @@ def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
         assert kept(port, partner) == [config.timeout_keep_alive]
         assert serving.is_alive()
     assert config.timeout_keep_alive < COURIER_IDLE_KEPT_S
+
+
+def test_a_connection_is_cut_when_it_sends_no_request_or_half_of_ones_head(
+        tmp_path: Path) -> None:
+    """keepalive27: uvicorn arms its keep-alive timer after a response only, and its first
+    byte stops it: a client without a certificate that sent nothing after its handshake, half
+    a request head, or a byte now and then, held its connection for ever (three such, after
+    12 s with a keep-alive of 5: all three still held). Idle before the first request is cut
+    as after a response, a head not whole within ``head_within`` is cut, and an idle one is
+    cut rather than left waiting up to 30 s for the TLS close. A request sent at once is
+    answered as before."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.commands.serve import tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+    tls = tmp_path / "tls"
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(head_within=1.0), timeout_keep_alive=1,
+        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key")))
+    with served(server) as (port, serving):
+        trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        held = []
+        try:
+            for first in (b"", b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n", b"G"):
+                sock = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
+                                           server_hostname="127.0.0.1")
+                sock.sendall(first)
+                held.append(sock)
+            begun = time.monotonic()
+            while server.server_state.connections and time.monotonic() - begun < 10:
+                with contextlib.suppress(OSError):  # once cut, the send fails
+                    held[2].sendall(b"E")  # a byte now and then: the head is never whole
+                time.sleep(0.2)
+            assert not server.server_state.connections, "held past the keep-alive and head"
+            assert time.monotonic() - begun < 3
+            answered = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
+                                           server_hostname="127.0.0.1")
+            held.append(answered)
+            answered.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            reply = b""
+            while not reply.endswith(b"ok"):
+                reply += answered.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200")
+            assert serving.is_alive()
+        finally:
+            for sock in held:
+                sock.close()

@@ -11,6 +11,7 @@ requests without one (401) or with one that counts as no party (403, audited).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import ssl
@@ -42,14 +43,21 @@ KEPT = "gsomia_partners_kept"
 MAX_REQUEST_HEAD = 64 * 1024
 """Bytes of a request line and headers the server reads before it answers 400 and closes:
 h11 stopped at 16 KiB, llhttp has no bound of its own and would keep what it is sent."""
+HEAD_WITHIN_S = 10.0
+"""Seconds from a request's first byte to the end of its head, then the connection is cut:
+uvicorn's keep-alive timer runs only while a connection is idle and stops at the first byte,
+so a client sending half a head, or a byte now and then, held its connection for ever."""
 
 
-def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = None) -> type:
+def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = None, *,
+                 head_within: float = HEAD_WITHIN_S) -> type:
     """uvicorn's httptools protocol (llhttp, in C, rather than h11's parser in Python),
     putting the client certificate the TLS layer verified into the ASGI TLS extension
     (``scope["extensions"]["tls"]``) of every request on the connection; which party it is,
     if any, is the app's to decide (``PinnedPeers``). The requests the server has under way
-    go with it (``api.IN_FLIGHT``). A request's head is bounded (:data:`MAX_REQUEST_HEAD`).
+    go with it (``api.IN_FLIGHT``). A request's head is bounded in size
+    (:data:`MAX_REQUEST_HEAD`) and in time (``head_within``), a connection idle before its
+    first request as after a response (uvicorn's keep-alive).
     ``partner_of``: the current partner, if any, whose certificate that TLS extension holds
     (:class:`gsomia.shell.peer_identity.CurrentPartners`); only such a connection is kept
     idle PARTNER_IDLE_KEPT_S, PARTNER_CONNECTIONS_KEPT of each partner at once (None: none
@@ -65,6 +73,8 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
         _in_head = True
         # The partner whose connection this is, while it counts in the server's KEPT.
         _kept_for: Party | None = None
+        # Cuts the connection if the head of the request begun is not whole in head_within.
+        _head_timer: asyncio.TimerHandle | None = None
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -80,10 +90,39 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head, self._head_bytes = True, 0
+            self._stop_head_timer()
+            self._head_timer = self.loop.call_later(head_within, self._head_too_slow)
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._stop_head_timer()
             super().on_headers_complete()
+
+        def _stop_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            if not self._in_head or self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                # Pipelined behind a request still running, whose answer the reading waits
+                # for: the head's time runs once that answer is out.
+                self._head_timer = self.loop.call_later(head_within, self._head_too_slow)
+                return
+            self.transport.abort()  # nothing of it was read: nothing answered is lost
+
+        def timeout_keep_alive_handler(self) -> None:
+            # Idle: cut once what was answered has left, not closed, as at the stop: a TLS
+            # close waits up to asyncio's 30 s for a close_notify that an idle client need
+            # never send, and the connection was held all that time.
+            if not self.transport.is_closing():
+                if self.transport.get_write_buffer_size() == 0:
+                    self.transport.abort()
+                else:
+                    self.transport.close()
 
         def shutdown(self) -> None:
             # An idle connection (a partner's courier keeps one alive) is cut at the stop,
@@ -112,6 +151,11 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             }
             if der:
                 self._keep_for_partner(tls)
+            # uvicorn arms its keep-alive timer after a response only: a client that sent
+            # nothing after its handshake held its connection for ever. Idle before the
+            # first request is idle: the same timer, which the first byte stops.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler)
             inner = self.app
 
             async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -150,6 +194,7 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
+            self._stop_head_timer()
             if self._kept_for is not None:
                 getattr(self.server_state, KEPT)[self._kept_for] -= 1
                 self._kept_for = None
