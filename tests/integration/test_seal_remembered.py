@@ -27,22 +27,12 @@ from test_outbox_rewritten import (
     trio,
 )
 
+from counting import Counted
 from gsomia.core import crypto
 from gsomia.core.outbox import Routing
 from gsomia.service.ports import RememberedChecks, checks_here
 from gsomia.shell import exchange
 from gsomia.shell.node import Node
-
-
-class Counted:
-    """Verifies in this process, counting the checks submitted."""
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def submit(self, checks: Sequence[crypto.SignatureCheck]) -> Callable[[], list[bool]]:
-        self.made += len(checks)
-        return checks_here.submit(checks)
 
 
 def sealed(kor: Node, items: Sequence[tuple[str, str]], remembered: RememberedChecks

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from counting import Counted
 from gsomia.core import crypto
 from gsomia.core.custody import record_bytes
 from gsomia.service.outbox import unbound_at_seal
@@ -102,17 +103,6 @@ def test_any_byte_of_label_content_or_binding_rewritten_is_refused(
     value[at] = byte
     row[which] = bytes(value)
     assert set(refused([(*row,), beside])) == {(row[0], "v1")}
-
-
-class Counted:
-    """The checks in this process, counting those made."""
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def submit(self, checks: Sequence[crypto.SignatureCheck]) -> Callable[[], list[bool]]:
-        self.made += len(checks)
-        return checks_here.submit(checks)
 
 
 def test_a_yes_is_remembered_and_nothing_else() -> None:
