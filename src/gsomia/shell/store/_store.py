@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gsomia.core.audit import TreeHead
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import LEASE_S, Routing
-from gsomia.service.ports import RememberedChecks, checks_here
+from gsomia.service.ports import checks_here
+from gsomia.shell.signatures import RememberingChecks
 from gsomia.shell.store._engine import make_engine, migrate
 from gsomia.shell.store._mapping import (
     CourierRow,
@@ -93,7 +94,7 @@ class Store:
         self._claims: dict[tuple[bool, ...], sa.Select[Any]] = {}  # :meth:`_claim_query`
         # The node's signature checks said yes in this process (UnitOfWork.remembered):
         # one keeping per opened store, so per node per process, in memory only.
-        self.remembered = RememberedChecks(checks_here)
+        self.remembered = RememberingChecks(checks_here)
         if migrate_schema:
             migrate(self.engine)
 
