@@ -25,9 +25,11 @@ def run_gsomia(*args: str, stdin: str | None = None, env: dict[str, str] | None 
 def run_gsomia_here(*args: str) -> subprocess.CompletedProcess[str]:
     """The same command through the same entry point (``gsomia.shell.cli.main``, which turns
     errors into a line on stderr and an exit status), run in this process: for a refusal
-    decided before any work, where a child process spends its ~0.6 s of CPU starting Python
-    and importing the command for a check of milliseconds. An exception the entry point lets
-    through (what a user would see as a traceback) fails the test where it is raised."""
+    decided before any work or a read of a node's store, where a child process spends ~0.6 s
+    of CPU starting Python and importing the command for a check of milliseconds. An
+    exception the entry point lets through (what a user would see as a traceback) fails the
+    test where it is raised. Not for what serves, starts nodes or sets signal handlers
+    (``demo``, ``federation``, ``node run``/``serve``): it would stay in the test's process."""
     from gsomia.shell.cli import main
 
     out, err = io.StringIO(), io.StringIO()
