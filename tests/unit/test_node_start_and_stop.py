@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import sqlite3
 import ssl
@@ -417,3 +418,85 @@ def test_a_connection_is_cut_when_it_sends_no_request_or_half_of_ones_head(
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_a_body_sent_slowly_is_refused_and_its_connection_cut(tmp_path: Path) -> None:
+    """peerself27: uvicorn has no body timeout; a client (any, where a route reads a body
+    before deciding) that sent its head at once and then its body a byte now and then held
+    its connection and the handler's task for ever (main: still held, nothing answered,
+    after 3 s with a head time of 1 s). A body not whole within ``body_floor`` + its declared
+    size at BODY_RATE is refused 408 (JSON) and the connection cut; the handler, waiting on
+    it, is told the client left and keeps nothing of it. A body sent at once is answered."""
+    from datetime import UTC, datetime
+
+    from starlette.requests import ClientDisconnect, Request
+
+    from gsomia.shell.commands.serve import BODY_RATE, body_within, tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+    tls = tmp_path / "tls"
+    kept: list[bytes] = []
+    left: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            body = await Request(scope, receive).body()
+        except ClientDisconnect:
+            left.append(scope["path"])
+            return
+        kept.append(body)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    size = 1000
+    assert body_within(size, 1.0) == 1.0 + size / BODY_RATE
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(head_within=1.0, body_floor=1.0),
+        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key")))
+    head = (b"POST /slow HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(size).encode() + b"\r\n\r\n")
+    with served(server) as (port, serving):
+        trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        slow = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
+                                   server_hostname="127.0.0.1")
+        try:
+            slow.sendall(head)
+            begun = time.monotonic()
+            reply = b""
+            slow.settimeout(0.2)
+            while time.monotonic() - begun < 6:
+                with contextlib.suppress(OSError):  # once cut, the send fails
+                    slow.sendall(b" ")  # a byte now and then: the body is never whole
+                try:
+                    chunk = slow.recv(4096)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 408"), reply
+            assert json.loads(reply.split(b"\r\n\r\n", 1)[1])["http_status"] == "408"
+            assert time.monotonic() - begun < 4
+            end = time.monotonic() + 5
+            while (server.server_state.connections or not left) and time.monotonic() < end:
+                time.sleep(0.05)
+            assert not server.server_state.connections, "held past the body's time"
+            assert left == ["/slow"] and kept == []
+        finally:
+            slow.close()
+        whole = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
+                                    server_hostname="127.0.0.1")
+        try:
+            whole.sendall(head + b"x" * size)
+            reply = b""
+            while not reply.endswith(b"ok"):
+                reply += whole.recv(4096)
+            assert reply.startswith(b"HTTP/1.1 200") and kept == [b"x" * size]
+        finally:
+            whole.close()
+        assert serving.is_alive()

@@ -204,5 +204,6 @@ def test_only_a_current_partner_gets_a_partners_keep_alive(
         {issuer, "JPN"} <= a.parties and (a.topology != "hub" or a.hub in (issuer, "JPN"))
         and status(a, at).in_force for a in known)
     assert found == (issuer if partner else None)
-    if issuer == "JPN" and valid:  # the peer API's answer, left for the requests: JPN itself
-        assert tls["gsomia_peer"] == "JPN"
+    if issuer == "JPN" and valid:  # the peer API's answer, left for the requests: no partner
+        assert isinstance(tls["gsomia_peer"], PeerRefused)
+        assert tls["gsomia_peer"].issuer == "JPN"

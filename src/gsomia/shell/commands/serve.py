@@ -22,9 +22,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
 from gsomia.bootstrap import app_for_node
+from gsomia.core import limits
 from gsomia.core.errors import MalformedInput
+from gsomia.core.taxii import error_body
 from gsomia.core.types import Party
 
 if TYPE_CHECKING:
@@ -48,16 +51,43 @@ HEAD_WITHIN_S = 10.0
 uvicorn's keep-alive timer runs only while a connection is idle and stops at the first byte,
 so a client sending half a head, or a byte now and then, held its connection for ever."""
 
+BODY_WITHIN_S = 10.0
+BODY_RATE = 64 * 1024
+"""A request's body must be whole within BODY_WITHIN_S + its declared size / BODY_RATE
+seconds of its head's end, then it is refused (408) and the connection cut: uvicorn has no
+body timeout, and a body sent a byte now and then held a connection and a task for ever.
+64 KiB/s is a slow link's pace (a 16 MiB peer batch gets 266 s), the 10 s floor the head's
+own; a body of no declared size (chunked) gets the time of the largest any route takes."""
+BODY_UNDECLARED = max(limits.PEER_BODY, limits.TAXII_BODY)
+
+
+def body_within(declared: int | None, floor: float = BODY_WITHIN_S) -> float:
+    """Seconds a body of ``declared`` bytes (None: undeclared) has to arrive whole."""
+    size = BODY_UNDECLARED if declared is None else min(declared, BODY_UNDECLARED)
+    return floor + size / BODY_RATE
+
+
+def _timed_out(floor: float) -> bytes:
+    """The whole 408 answer, written by the server itself: no handler has the body to answer."""
+    body = orjson.dumps(error_body(
+        "Request timeout", 408, "The request body did not arrive whole in time",
+        {"floor_s": floor, "bytes_per_s": BODY_RATE}))
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+            + body)
+
 
 def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = None, *,
-                 head_within: float = HEAD_WITHIN_S) -> type:
+                 head_within: float = HEAD_WITHIN_S, body_floor: float = BODY_WITHIN_S
+                 ) -> type:
     """uvicorn's httptools protocol (llhttp, in C, rather than h11's parser in Python),
     putting the client certificate the TLS layer verified into the ASGI TLS extension
     (``scope["extensions"]["tls"]``) of every request on the connection; which party it is,
     if any, is the app's to decide (``PinnedPeers``). The requests the server has under way
     go with it (``api.IN_FLIGHT``). A request's head is bounded in size
-    (:data:`MAX_REQUEST_HEAD`) and in time (``head_within``), a connection idle before its
-    first request as after a response (uvicorn's keep-alive).
+    (:data:`MAX_REQUEST_HEAD`) and in time (``head_within``), its body in time
+    (:func:`body_within`, ``body_floor`` its floor), a connection idle before its first
+    request as after a response (uvicorn's keep-alive).
     ``partner_of``: the current partner, if any, whose certificate that TLS extension holds
     (:class:`gsomia.shell.peer_identity.CurrentPartners`); only such a connection is kept
     idle PARTNER_IDLE_KEPT_S, PARTNER_CONNECTIONS_KEPT of each partner at once (None: none
@@ -73,7 +103,8 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
         _in_head = True
         # The partner whose connection this is, while it counts in the server's KEPT.
         _kept_for: Party | None = None
-        # Cuts the connection if the head of the request begun is not whole in head_within.
+        # Cuts the connection if the head of the request begun is not whole in head_within,
+        # or its body in body_within (one request is read at a time: one timer).
         _head_timer: asyncio.TimerHandle | None = None
 
         def data_received(self, data: bytes) -> None:
@@ -97,6 +128,48 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             self._in_head = False
             self._stop_head_timer()
             super().on_headers_complete()
+            if self.transport.is_closing():
+                return
+            declared: int | None = 0  # neither header: no body (RFC 9112 6.3)
+            for name, value in self.headers:
+                if name == b"transfer-encoding":
+                    declared = None
+                    break
+                if name == b"content-length":
+                    text = value.strip()
+                    declared = int(text) if text.isdigit() and len(text) < 20 else None
+            if declared == 0:
+                return  # no body to wait for
+            self._head_timer = self.loop.call_later(body_within(declared, body_floor),
+                                                    self._body_too_slow)
+
+        def on_message_complete(self) -> None:
+            self._stop_head_timer()
+            super().on_message_complete()
+
+        def _body_too_slow(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.pipeline:
+                # Queued behind a request still running, its reading paused by the server:
+                # its time runs once it is taken up, as for a head.
+                self._head_timer = self.loop.call_later(body_within(None, body_floor),
+                                                        self._body_too_slow)
+                return
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_started:
+                # Nothing answered yet: the client learns why. The handler, still waiting on
+                # the body, is told the client left (and so stores nothing of it).
+                cycle.response_started = cycle.response_complete = True
+                self.transport.write(_timed_out(body_floor))
+            if cycle is not None:
+                cycle.disconnected = True
+                cycle.message_event.set()
+            if self.transport.get_write_buffer_size():
+                self.transport.close()  # the 408 leaves first
+            else:
+                self.transport.abort()
 
         def _stop_head_timer(self) -> None:
             if self._head_timer is not None:
