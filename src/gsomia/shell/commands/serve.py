@@ -142,9 +142,10 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             # An idle connection (a partner's courier keeps one alive) is cut at the stop,
             # not closed: a TLS close waits for the client's close_notify, which an idle
             # client never sends, and every stop waited out the 3 s graceful timeout (of
-            # the 10 s before a kill). A request still running ends first, as before.
+            # the 10 s before a kill). A request still running ends first, as before; an
+            # answer written but not yet all sent leaves whole, within that timeout (_cut).
             if self.cycle is None or self.cycle.response_complete:
-                self.transport.abort()
+                self._cut()
             else:
                 super().shutdown()
 
