@@ -500,3 +500,105 @@ def test_a_body_sent_slowly_is_refused_and_its_connection_cut(tmp_path: Path) ->
         finally:
             whole.close()
         assert serving.is_alive()
+
+
+def test_an_answer_to_a_client_reading_slowly_leaves_whole_before_its_connection_is_cut(
+        tmp_path: Path) -> None:
+    """review27: keepalive27 cut an idle connection, or one whose next head was not whole in
+    ``head_within``, by an abort whenever asyncio's TLS transport held nothing unsent; but it
+    hands its ciphertext at once to the socket's transport below, which the abort dropped
+    too: an answer still leaving for a client reading slowly (a large one: here 8 MiB,
+    read after 2 s, with a keep-alive of 1 s) was cut short, 4 MiB of it arrived. Now such a
+    connection is closed, and the answer leaves whole; the half head is still never read."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.commands.serve import tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+    tls = tmp_path / "tls"
+    body = bytes(8 * 1024 * 1024)  # more than the kernel's buffers take at once
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(head_within=0.5), timeout_keep_alive=1,
+        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key")))
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    with served(server) as (port, serving):
+        held = {}
+        try:
+            # A request alone (then idle), and one with half of the next one's head.
+            for who, sent in (("idle", request), ("half a head", request + b"GET / HTTP/1.1\r\n")):
+                raw = socket.socket()
+                raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                raw.settimeout(30)
+                raw.connect(("127.0.0.1", port))
+                held[who] = trusted.wrap_socket(raw, server_hostname="127.0.0.1")
+                held[who].sendall(sent)
+            time.sleep(2)  # nothing read meanwhile: both timers have run out
+            answered = {}
+            for who, sock in held.items():
+                got = b""
+                with contextlib.suppress(OSError):
+                    while chunk := sock.recv(1 << 20):
+                        got += chunk
+                head, _, answered[who] = got.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), (who, head[:100])
+        finally:
+            for sock in held.values():
+                sock.close()
+        assert {who: len(got) for who, got in answered.items()} == {
+            "idle": len(body), "half a head": len(body)}
+        assert serving.is_alive()
+
+
+def test_a_stop_lets_an_answer_still_leaving_go_out_whole(tmp_path: Path) -> None:
+    """review27: at a stop a connection whose answer was written was aborted at once, the
+    answer's tail still waiting below asyncio's TLS transport dropped (a slow reader's 8 MiB:
+    about 4 MiB arrived). It is closed instead, the answer leaving whole within the graceful
+    timeout; an idle connection with nothing unsent is still cut at once."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.commands.serve import tls_protocol
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+    tls = tmp_path / "tls"
+    body = bytes(8 * 1024 * 1024)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    server = stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(), timeout_graceful_shutdown=3,
+        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key")))
+    trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    with served(server) as (port, serving):
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        raw.settimeout(30)
+        raw.connect(("127.0.0.1", port))
+        with trusted.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            first = sock.recv(4096)  # the answer has begun: written, all of it, server-side
+            time.sleep(0.3)
+            server.should_exit = True
+            time.sleep(0.5)  # the stop has told the connection
+            got = first
+            with contextlib.suppress(OSError):
+                while chunk := sock.recv(1 << 20):
+                    got += chunk
+        serving.join(10)
+        assert not serving.is_alive()
+    head, _, answered = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head[:100]
+    assert len(answered) == len(body), f"{len(answered)} of {len(body)} bytes"

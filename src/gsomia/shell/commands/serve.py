@@ -181,29 +181,44 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             if not self._in_head or self.transport.is_closing():
                 return
             if self.cycle is not None and not self.cycle.response_complete:
-                # Pipelined behind a request still running, whose answer the reading waits
-                # for: the head's time runs once that answer is out.
+                # Pipelined behind a request still running: its head is not read until that
+                # answer is out, so it is given head_within again, as often as needed.
                 self._head_timer = self.loop.call_later(head_within, self._head_too_slow)
                 return
-            self.transport.abort()  # nothing of it was read: nothing answered is lost
+            # Nothing of this head was read, so nothing of it is answered; the answer
+            # before it may still be leaving (a client reading slowly), and goes out whole.
+            self._cut()
 
         def timeout_keep_alive_handler(self) -> None:
-            # Idle: cut once what was answered has left, not closed, as at the stop: a TLS
-            # close waits up to asyncio's 30 s for a close_notify that an idle client need
-            # never send, and the connection was held all that time.
             if not self.transport.is_closing():
-                if self.transport.get_write_buffer_size() == 0:
-                    self.transport.abort()
-                else:
-                    self.transport.close()
+                self._cut()
+
+        def _cut(self) -> None:
+            # Cut once what was answered has left, not closed, as at the stop: a TLS close
+            # waits up to asyncio's 30 s for a close_notify that a client need never send,
+            # and the connection was held all that time. With an answer not yet all handed
+            # to the kernel (a client reading slowly), closed: an abort drops its tail.
+            if self._unsent() == 0:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+        def _unsent(self) -> int:
+            # asyncio's TLS transport counts only what it has not yet encrypted: the
+            # ciphertext waits in the socket's transport below it, which an abort drops
+            # too (an 8 MiB answer to a client reading slowly: 4 MiB of it arrived).
+            below = getattr(getattr(self.transport, "_ssl_protocol", None), "_transport", None)
+            unsent = int(self.transport.get_write_buffer_size())
+            return unsent + (int(below.get_write_buffer_size()) if below is not None else 0)
 
         def shutdown(self) -> None:
             # An idle connection (a partner's courier keeps one alive) is cut at the stop,
             # not closed: a TLS close waits for the client's close_notify, which an idle
             # client never sends, and every stop waited out the 3 s graceful timeout (of
-            # the 10 s before a kill). A request still running ends first, as before.
+            # the 10 s before a kill). A request still running ends first, as before; an
+            # answer written but not yet all sent leaves whole, within that timeout (_cut).
             if self.cycle is None or self.cycle.response_complete:
-                self.transport.abort()
+                self._cut()
             else:
                 super().shutdown()
 
@@ -246,7 +261,7 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             this node's own CA, whose certificates are this node's own (a local account's,
             whoever holds one), and a pinned party's with no agreement in force is no
             partner now; they, a partner's connections beyond the bound and anyone without
-            a certificate lose an idle connection after 5 s, closed by uvicorn."""
+            a certificate lose an idle connection after uvicorn's 5 s."""
             if partner_of is None:
                 return
             try:

@@ -183,9 +183,11 @@ PARTNER_IDLE_KEPT_S = 30
 PARTNER_CONNECTIONS_KEPT = 8
 # A courier's client keeps an idle connection this long: less than the partner's server, so
 # no batch goes out on a connection the server is closing (lost as a failed post, and
-# retried after a backoff). A partner of an earlier version closes an idle one after 5 s:
-# httpcore drops a pooled connection the server has closed (it reads as readable) before it
-# reuses it, so only a post that meets that close in flight fails, and goes again.
+# retried after a backoff). A partner of an earlier version closes an idle one after 5 s,
+# and so does a partner's server for a connection beyond PARTNER_CONNECTIONS_KEPT or while
+# the agreement is not in force: httpcore drops a pooled connection the server has closed
+# (it reads as readable) before it reuses it, so only a post that meets that close in
+# flight fails, and goes again.
 COURIER_IDLE_KEPT_S = 25.0
 
 
