@@ -166,10 +166,7 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             if cycle is not None:
                 cycle.disconnected = True
                 cycle.message_event.set()
-            if self.transport.get_write_buffer_size():
-                self.transport.close()  # the 408 leaves first
-            else:
-                self.transport.abort()
+            self._cut()  # the 408 leaves first
 
         def _stop_head_timer(self) -> None:
             if self._head_timer is not None:
