@@ -27,7 +27,7 @@ def stop_with_pid(environ: Mapping[str, str]) -> int | None:
     value = environ.get(STOP_WITH_ENV, "").strip()
     if not value:
         return None
-    if not value.isdigit() or not 0 < int(value) <= 2**22:
+    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= 2**22:
         raise MalformedInput(f"{value!r} is not a process id", where=STOP_WITH_ENV,
                              expected="the id of the process the node stops with, or unset")
     return int(value)
