@@ -1,6 +1,7 @@
 """``GSOMIA_STOP_WITH``'s value: unset or empty is no process, a process id (ASCII digits,
 within Linux's largest pid) is that process, anything else is refused naming the variable,
-never taken for another number nor let through as another error."""
+never taken for another number nor let through as another error. The watch of that process
+ends when it ends (a pidfd, or polled where there is none), and one already ended is refused."""
 
 from __future__ import annotations
 
@@ -34,3 +35,33 @@ def test_what_only_looks_like_a_number_is_refused(value: str) -> None:
 
 def test_unset_is_no_process() -> None:
     assert stop_with_pid({}) is None
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polled"])
+def test_the_watch_ends_when_the_process_ends_and_refuses_one_ended(
+        pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import subprocess
+    import sys
+    import threading
+
+    from gsomia.shell.stop_with import _ended_watcher
+
+    if not pidfd:   # a system without pidfd_open (not Linux, or an old kernel)
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    elif not hasattr(os, "pidfd_open"):
+        pytest.skip("no pidfd_open here")
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
+    gone = _ended_watcher(child.pid)
+    watch = threading.Thread(target=gone, daemon=True)
+    watch.start()
+    watch.join(0.3)
+    assert watch.is_alive(), "the watch ended while the process ran"
+    assert child.stdin is not None
+    child.stdin.close()     # it ends; not reaped yet: a zombie has ended too
+    watch.join(30)
+    assert not watch.is_alive(), "the watch did not end with the process"
+    child.wait()
+    with pytest.raises(MalformedInput, match=f"process {child.pid} is not running"):
+        _ended_watcher(child.pid)
