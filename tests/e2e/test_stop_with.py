@@ -73,7 +73,9 @@ def test_a_node_stops_when_the_process_it_stops_with_is_killed(
     node = 0
     try:
         assert starter.stdout is not None
-        node = int(starter.stdout.readline())
+        said = starter.stdout.readline()
+        assert said.strip().isdigit(), f"the starter failed ({starter.wait(30)}): {said!r}"
+        node = int(said)
         hang = time.monotonic() + HANG_S
         while not answers(port):   # judged by its CPU, as every start in the tests is
             assert running(node), f"the node ended before it answered:\n{log.read_text()}"
