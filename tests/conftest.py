@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, settings
 from commandline import run_gsomia
 from gsomia.core.agreements import Catalogue
 from gsomia.shell.catalogue import load_catalogue
+from starting import nodes_stop_with_me
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 settings.register_profile("gsomia", deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("gsomia")
+
+# Each pytest process (each xdist worker too: it imports this file itself) names itself, so no
+# node a test starts outlives the run, however it ends (^C, a killed worker, a CI time-out).
+nodes_stop_with_me()
 
 # The files that take longest, longest first (seconds of one worker in a full run on the
 # 2-core machine, with others'). `make test` hands whole files to three workers in the order

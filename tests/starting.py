@@ -10,6 +10,7 @@ time, generous, which only a hang reaches."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from gsomia.shell.federation import HANG_S, START_CPU_S, process_cpu_s
+from gsomia.shell.stop_with import STOP_WITH_ENV
 
 T = TypeVar("T")
 
@@ -25,6 +27,14 @@ T = TypeVar("T")
 # how fast is bench/'s to measure. Their 20 s were tighter than a loaded machine: the
 # same machine took 10x its quiet time to start a node at a load of 20.
 WAIT_S = 90.0
+
+
+def nodes_stop_with_me() -> None:
+    """Every node this process starts from now on, and every ``gsomia`` that starts one
+    (``federation up``'s nodes run in sessions of their own), stops when this process ends,
+    even killed: they inherit ``GSOMIA_STOP_WITH``. An interrupted test run left a module's
+    federation running, its fixture's ``finally`` never reached (testtime27)."""
+    os.environ[STOP_WITH_ENV] = str(os.getpid())
 
 
 def cpu_s(pid: int) -> float:

@@ -162,6 +162,10 @@ def serve_until_interrupted(fed: dict[str, Any], console: Console) -> None:
         stop.set()
 
     signal.signal(signal.SIGTERM, interrupt)
+    from gsomia.shell.stop_with import stop_with_named_process
+
+    # Its nodes stop with that process by themselves; this stops serving (and says so) too.
+    stop_with_named_process()
     # Started in the background by a non-interactive shell, a process inherits SIGINT
     # ignored, and Python then leaves it so: Ctrl-C (or a supervisor's SIGINT) would not stop
     # the federation.

@@ -261,6 +261,9 @@ def register(cli: click.Group) -> None:
                 listen_fd: int | None, worker: int) -> None:
         """Serve the API and deliver the outbox to partners (one process, or --workers N
         over one PostgreSQL database)."""
+        from gsomia.shell.stop_with import stop_with_named_process
+
+        stop_with_named_process()   # $GSOMIA_STOP_WITH: refused here, before anything starts
         if listen_fd is None and workers != 1:
             code = run_workers(node_dir, host, port, log_level, workers)
             if code:

@@ -426,6 +426,9 @@ def register(cli: click.Group) -> None:
     def serve_cmd(node_dir: str, host: str, port: int, log_level: str,
                   audit_reads: str) -> None:
         """Serve the node's TAXII 2.1 and peer API over HTTPS (uvicorn)."""
+        from gsomia.shell.stop_with import stop_with_named_process
+
+        stop_with_named_process()   # $GSOMIA_STOP_WITH, as for node run
         if not 0 < port < 65536:
             raise MalformedInput(f"{port} is not a TCP port", where="--port",
                                  expected="1 to 65535")
