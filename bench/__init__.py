@@ -11,12 +11,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from gsomia.shell.stop_with import STOP_WITH_ENV
-
 HERE = Path(__file__).resolve().parent
 # Every node a benchmark starts stops when the process running it ends, even killed: a bench
 # stopped mid-run left its federation serving (and loading the machine for the next one).
-os.environ[STOP_WITH_ENV] = str(os.getpid())
+# Named here, not imported: side by side, a reference older than it runs these modules.
+os.environ["GSOMIA_STOP_WITH"] = str(os.getpid())
 
 
 def known() -> list[str]:
