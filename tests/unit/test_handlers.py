@@ -45,10 +45,11 @@ from gsomia.core.outbox import (
     ItemStored,
     NoticeDue,
     Routing,
+    consents_needed,
     definitive,
     plan_deliveries,
 )
-from gsomia.core.policy import Consent, ReleaseRequest, decide
+from gsomia.core.policy import Consent, ReleaseRequest, StandingConsent, decide
 from gsomia.core.types import Party
 from gsomia.service import exchange, handlers
 from gsomia.service import notices as notice_handlers
@@ -478,6 +479,59 @@ def test_the_planner_releases_only_what_the_policy_permits(
                                      tuple(grants["x"])), shipped).permit
     if originator != me and not consented:
         assert planned == []  # a relay without the originator's consent goes nowhere
+
+
+LEVELS = {"JPN": ("秘", "機密"), "KOR": ("군사III급비밀", "군사I급비밀"),
+          "USA": ("SECRET", "TOP SECRET")}
+
+
+@st.composite
+def stored_versions(draw: st.DrawFn) -> ItemStored:
+    originator = draw(st.sampled_from(PARTIES))
+    label = SecurityLabel(
+        originator, draw(st.sampled_from(LEVELS[originator])),
+        frozenset(draw(st.sets(st.sampled_from(PARTIES))) | {originator}),
+        draw(st.sampled_from(("dprk-missile", "regional-security"))),
+        draw(st.sampled_from((frozenset(), frozenset({"NOFORN"})))), created=NOW,
+        category=draw(st.sampled_from((None, "sensor-report", "flight-path"))),
+        policy=draw(st.sampled_from((None, "trilateral-mwd-2023"))))
+    return ItemStored(draw(st.sampled_from(("x", "y"))), draw(st.sampled_from(("v1", "v2"))),
+                      label, draw(st.sampled_from((None, *PARTIES))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(stored=st.lists(stored_versions(), min_size=1, max_size=3),
+       me=st.sampled_from(PARTIES), deliver_to=st.sets(st.sampled_from(PARTIES)),
+       only=st.sampled_from((None, *PARTIES)),
+       consented=st.sets(st.tuples(st.sampled_from(("x", "y")), st.sampled_from(PARTIES),
+                                   st.sampled_from(PARTIES))),
+       standing=st.lists(st.builds(
+           StandingConsent, st.just("standing-consent--1"), st.sampled_from(PARTIES),
+           st.sampled_from(PARTIES), st.sets(st.sampled_from(("sensor-report", "flight-path")),
+                                             min_size=1).map(frozenset),
+           st.sampled_from(("dprk-missile", "regional-security")),
+           st.just(NOW - timedelta(days=1)), st.just(NOW + timedelta(days=1))), max_size=2))
+def test_consents_are_read_only_where_one_could_open_a_relay(
+        shipped: Catalogue, stored: list[ItemStored], me: Party, deliver_to: set[Party],
+        only: Party | None, consented: set[tuple[str, Party, Party]],
+        standing: list[StandingConsent]) -> None:
+    # The planner given only the consents consents_needed asks for plans exactly what it
+    # plans with every consent held: skipping a read never releases nor loses a delivery.
+    routing = Routing(me, tuple(sorted(deliver_to)), shipped)
+    grants: dict[str, list[Consent]] = {}
+    for item, originator, recipient in sorted(consented):
+        grants.setdefault(item, []).append(Consent(item, originator, recipient))
+    full = plan_deliveries(stored, routing, grants, NOW, only=only, standing=standing)
+    items, by_standing = consents_needed(stored, routing, NOW, only=only)
+    read = plan_deliveries(stored, routing, {i: grants.get(i, []) for i in items}, NOW,
+                           only=only, standing=standing if by_standing else ())
+    assert read == full
+    # And an item left out is planned to nobody even with every consent it could have.
+    every = {e.item_id: [Consent(e.item_id, e.label.originator, r) for r in PARTIES]
+             for e in stored}
+    opened = plan_deliveries(stored, routing, every, NOW, only=only, standing=standing)
+    assert {d.item_id for d in opened} - {e.item_id for e in stored
+                                           if e.label.originator == me} <= set(items)
 
 
 # ---- receiving ----------------------------------------------------------------------------
