@@ -1,6 +1,6 @@
 """Run every benchmark module (or those named on the command line) and write the figures.
 
-    python -m bench [policy audit ...]
+    python -m bench [policy audit sensors:report_to_partner ...]
     python -m bench --against REV [--pairs N] [--same-bench] [--save-as KEY] [policy ...]
                                    # before/after, side by side (bench/before_after.py),
                                    # kept as before_after and under KEY (default: one
@@ -8,18 +8,20 @@
 
 
 Each ``bench/bench_<name>.py`` has ``run() -> dict``; results go to bench/results/latest.json
-together with the machine they were measured on.
+together with the machine they were measured on. ``NAME:PART`` runs one part of a module that
+lists its parts in ``PARTS`` (its figures replace that part's alone).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import platform
 import sys
 import time
 from pathlib import Path
+
+from bench import figures_of, known, unknown
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,6 +33,9 @@ RESERVED = {"machine", "measured_at", "results", "before_after"}
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] in (["-h"], ["--help"]):
+        print((__doc__ or "").strip())
+        return 0
     against = None
     if argv[:1] == ["--against"]:
         if len(argv) < 2:
@@ -52,7 +57,12 @@ def main(argv: list[str]) -> int:
                       file=sys.stderr)
                 return 2
             save_as, argv = argv[1], argv[2:]
-    names = argv or sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    names = argv or known()
+    for name in names:
+        why = unknown(name)
+        if why is not None:
+            print(f"{USAGE}\n{why}", file=sys.stderr)
+            return 2
     out_path = HERE / "results" / "latest.json"
     previous = json.loads(out_path.read_text()) if out_path.exists() else {}
     if against is not None:
@@ -76,8 +86,12 @@ def main(argv: list[str]) -> int:
     for name in names:
         print(f"\n=== {name} ===", flush=True)
         started = time.perf_counter()
-        results[name] = importlib.import_module(f"bench.bench_{name}").run()
-        results[name]["_seconds"] = round(time.perf_counter() - started, 1)
+        figures = figures_of(name)
+        module, _, part = name.partition(":")
+        # A part's figures replace that part's alone: the module's other parts stay.
+        results[module] = {**results.get(module, {}), **figures} if part else figures
+        results[module]["_seconds" if not part else f"_seconds_{part}"] = round(
+            time.perf_counter() - started, 1)
     # Everything recorded earlier stays (other benchmarks, kept side-by-side runs): running one
     # benchmark had dropped every top-level record but `results` and `before_after`.
     doc = {

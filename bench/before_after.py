@@ -40,11 +40,18 @@ TOLERANCE = 0.10
 REFERENCE_PARTS = ("cedarpy", "medallion", "ratios", "rate_vs_empty", "offered",
                    "rfc8785_library", "stix_validator", "ed25519_", "_over_")
 
+# A reference older than ``bench.figures_of`` runs its modules whole (``--same-bench`` gives
+# it this tree's, parts included).
 _CHILD = """
 import json, sys
 sys.path.insert(0, sys.argv[1])
 import importlib
-figures = importlib.import_module("bench.bench_" + sys.argv[2]).run()
+try:
+    from bench import figures_of
+except ImportError:
+    def figures_of(name):
+        return importlib.import_module("bench.bench_" + name).run()
+figures = figures_of(sys.argv[2])
 open(sys.argv[3], "w").write(json.dumps(figures, ensure_ascii=False))
 """
 
@@ -62,6 +69,18 @@ def _run_in(tree: Path, name: str, bench_from: Path | None = None) -> dict[str, 
         return figures
     finally:
         out.unlink(missing_ok=True)
+
+
+def _compile_kernels(tree: Path) -> None:
+    """Fill ``tree``'s numba cache before anything is measured there. It is not in git, so
+    a fresh reference tree compiled the tracker's kernels inside its first run's nodes (~30 s
+    of CPU in the measured window): its sensors figures came out 2-3 times worse for that
+    alone. A short model run compiles them, as ``make kernels`` does for this tree."""
+    print(f"\n=== compiling the tracker's kernels in {tree} (numba cache) ===", flush=True)
+    env = {**os.environ, "PYTHONPATH": str(tree / "src")}
+    subprocess.run([sys.executable, "-m", "gsomia", "scenario", "run", "--launch",
+                    "2017-08-29", "--regime", "none", "--json"], cwd=tree, env=env,
+                   stdout=subprocess.DEVNULL, check=True)
 
 
 def _leaves(doc: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
@@ -128,6 +147,7 @@ def run(against: str, names: list[str],
         try:
             commit = subprocess.run(["git", "-C", str(ref), "rev-parse", "HEAD"], check=True,
                                     capture_output=True, text=True).stdout.strip()
+            _compile_kernels(ref)
             doc: dict[str, Any] = {"against": commit, "tolerance": TOLERANCE, "pairs": pairs,
                                    "same_bench": same_bench, "benchmarks": {}}
             for name in names:

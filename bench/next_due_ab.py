@@ -21,7 +21,12 @@ USA's own, the first link (which posts the notices to recipients without a link 
 one loop for every partner. Then the claim of the notices due, main's (the first link's
 strays said ``recipient NOT IN`` its links) against notices26's (said by recipient).
 
+tidy27: ``next_due`` in one statement whatever the number of recipients of notices
+(``--strays``: 1, 10, 100 recipients without a link, five notices each), against
+notices26's (a query for each recipient and one to find each).
+
     PYTHONPATH=src:. python bench/next_due_ab.py [--save-as KEY] [N ...]   # 5000 50000
+    PYTHONPATH=src:. python bench/next_due_ab.py [--save-as KEY] --strays [N ...]  # 1 10 100
 """
 
 from __future__ import annotations
@@ -121,8 +126,48 @@ def courier23(store: Store, recipients: Collection[str], notices_to: str | None,
     return min(found, default=None)
 
 
+_NOTICES26: dict[int, tuple[Any, Any, Any]] = {}
+
+
 def notices26(store: Store, recipients: Collection[str], notices_to: str | None,
               or_not_to: Collection[str] | None = None) -> datetime | None:
+    """``Store.next_due`` as notices26 left it (main before tidy27): a query for each
+    recipient named or of notices, and one more to find each recipient of notices."""
+    if id(store) not in _NOTICES26:
+        pending = outbox.c.status == "pending"
+        to = outbox.c.recipient == sa.bindparam("to")
+        _NOTICES26[id(store)] = (
+            sa.select(outbox.c.next_at).where(pending, to, sa.or_(
+                sa.and_(*courier_readable(store.dialect, deliveries=True)),
+                sa.and_(*courier_readable(store.dialect, deliveries=False)))
+            ).order_by(outbox.c.next_at).limit(1),
+            sa.select(outbox.c.next_at).where(
+                NOTICE_ROWS, pending, to, *courier_readable(store.dialect, deliveries=False)
+            ).order_by(outbox.c.next_at).limit(1),
+            sa.select(outbox.c.recipient).where(
+                NOTICE_ROWS, pending, outbox.c.recipient > sa.bindparam("after")
+            ).order_by(outbox.c.recipient).limit(1))
+    either, notice, recipient_after = _NOTICES26[id(store)]
+    named = set(recipients)
+    notified = set() if notices_to is None else {notices_to}
+    found: list[datetime] = []
+    with store.engine.connect() as conn:
+        if notices_to is None or or_not_to is not None:
+            after: Any = ""
+            while (to := conn.execute(recipient_after, {"after": after}).scalar()) is not None:
+                if isinstance(to, str) and (notices_to is None or to not in (or_not_to or ())):
+                    notified.add(to)
+                after = to
+        for query, tos in ((either, named), (notice, notified - named)):
+            for to in sorted(tos):
+                earliest = conn.execute(query, {"to": to}).scalar()
+                if earliest is not None:
+                    found.append(earliest)
+    return min(found, default=None)
+
+
+def tidy27(store: Store, recipients: Collection[str], notices_to: str | None,
+           or_not_to: Collection[str] | None = None) -> datetime | None:
     return store.next_due(recipients=recipients, notices_to=notices_to, or_not_to=or_not_to)
 
 
@@ -289,13 +334,76 @@ def run(sizes: list[int]) -> dict[str, Any]:
     return results
 
 
+def _fill_strays(store: Store, strays: int) -> None:
+    """Five pending notices to each of ``strays`` recipients without a link (due within
+    the hour), and five to JPN's link and five deliveries to it, due after them."""
+    later = NOW + timedelta(hours=1)
+
+    def row(kind: str, to: str, n: int, at: datetime) -> dict[str, Any]:
+        delivery = kind == DELIVERY
+        return {"kind": kind, "item_id": f"indicator--{n}" if delivery else None,
+                "version": "v1" if delivery else None, "recipient": to,
+                "reference": None if delivery else f"ref-{to}-{n}",
+                "body": None if delivery else "{}", "status": "pending", "attempts": 3,
+                "not_now": 0, "next_at": at, "queued_at": NOW, "seq": n}
+
+    rows = [row("incident", f"S{s:03}", s * 5 + i, NOW + timedelta(seconds=s * 5 + i))
+            for s in range(strays) for i in range(5)]
+    rows += [row(kind, "JPN", 100_000 + i, later + timedelta(minutes=i))
+             for kind in ("incident", DELIVERY) for i in range(5)]
+    with store.engine.begin() as conn:
+        conn.execute(outbox.delete())
+        conn.execute(outbox.insert(), rows)
+
+
+STRAY_ASKS: dict[str, Ask] = {"link": (["JPN"], "JPN", None),
+                              "first_link": (["JPN"], "JPN", {"JPN", "USA"}),
+                              "one_loop": (["JPN", "USA"], None, None)}
+
+
+def run_strays(counts: list[int]) -> dict[str, Any]:
+    """tidy27: ``next_due`` with 1, 10, 100 recipients of stray notices, notices26's (a
+    query for each) against tidy27's (one statement), CPU a call, median of 5 alternated
+    rounds, on one store; each answer checked against courier22's."""
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="tidy27-next-due-") as name:
+        store = Store(f"sqlite:///{Path(name) / 'strays.db'}")
+        try:
+            for count in counts:
+                _fill_strays(store, count)
+                figures: dict[str, Any] = {}
+                for ask, (recipients, notices_to, strays) in STRAY_ASKS.items():
+                    calls = {k: partial(f, store, recipients, notices_to, strays)
+                             for k, f in (("notices26", notices26), ("tidy27", tidy27))}
+                    answers = {k: call() for k, call in calls.items()}
+                    assert answers["notices26"] == answers["tidy27"] == courier22(
+                        store, recipients, notices_to, strays) is not None, answers
+                    rounds: dict[str, list[float]] = {k: [] for k in calls}
+                    for _ in range(5):
+                        for key, call in calls.items():
+                            rounds[key].append(_cpu(call, 200))
+                    cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+                    figures[ask] = {"cpu_ms": cpu, "tidy27_vs_notices26": round(
+                        cpu["tidy27"] / cpu["notices26"], 3)}
+                    print(f"{count:>4} stray recipients {ask:<10}: CPU a call notices26 "
+                          f"{cpu['notices26']:.3f} ms, tidy27 {cpu['tidy27']:.3f} (x"
+                          f"{figures[ask]['tidy27_vs_notices26']})", flush=True)
+                results[str(count)] = figures
+        finally:
+            store.dispose()
+    return results
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     key = None
     if args[:1] == ["--save-as"]:
         key, args = args[1], args[2:]
-    sizes = [int(a) for a in args] or [5_000, 50_000]
-    out = {**run(sizes), "claims": run_claims(sizes)}
+    if args[:1] == ["--strays"]:  # tidy27: PYTHONPATH=src:. python bench/next_due_ab.py
+        out = {"strays": run_strays([int(a) for a in args[1:]] or [1, 10, 100])}
+    else:
+        sizes = [int(a) for a in args] or [5_000, 50_000]
+        out = {**run(sizes), "claims": run_claims(sizes)}
     print(json.dumps(out, indent=1))
     if key is not None:
         path = Path(__file__).resolve().parent / "results" / "latest.json"

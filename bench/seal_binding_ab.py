@@ -31,8 +31,8 @@ from typing import Any
 
 from bench.seal_recheck_ab import kor_federated_with_jpn, publish_indicators
 from gsomia.service import outbox as service_outbox
-from gsomia.service.ports import RememberedChecks
 from gsomia.shell import exchange
+from gsomia.shell.signatures import RememberingChecks
 
 LATEST = Path(__file__).parent / "results" / "latest.json"
 REAL = service_outbox.unbound_at_seal
@@ -63,7 +63,7 @@ def measure(n: int, rounds: int, worker: bool) -> dict[str, Any]:
             kor.signatures.in_process_below = sys.maxsize
         sender = exchange.Sender(kor, batch=n)
 
-        def seal(checks: RememberedChecks) -> tuple[float, float]:
+        def seal(checks: RememberingChecks) -> tuple[float, float]:
             sender.seal_checks = checks
             wall, cpu = time.perf_counter(), time.process_time()
             batch = sender._seal(peers["JPN"])
@@ -72,8 +72,8 @@ def measure(n: int, rounds: int, worker: bool) -> dict[str, Any]:
             kor.store.release([r.row for r, _ in batch.sealed], datetime.now(UTC))
             return took
 
-        def fresh() -> RememberedChecks:  # nothing verified before (another process)
-            return RememberedChecks(kor.signatures)
+        def fresh() -> RememberingChecks:  # nothing verified before (another process)
+            return RememberingChecks(kor.signatures)
 
         # The node's keeping, as its couriers see it: the publish above filled it.
         node_keeping = kor.store.remembered.through(kor.signatures)

@@ -11,16 +11,19 @@ from pathlib import Path
 import pytest
 from test_sensor_feeds import gsomia
 
+from commandline import run_gsomia_here
+
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 def test_evaluate_through_federations_writes_the_model_s_results_measured(
         tmp_path: Path) -> None:
     out = tmp_path / "eval"
-    # Flags that do not go together are refused before any federation starts.
+    # Flags that do not go together are refused before any federation starts (so in this
+    # process: run_gsomia_here).
     for bad, where in ((["--federation", "--jobs", "2"], "--jobs"), (["--speed", "5"], "--speed")):
-        refused = gsomia("evaluate", "--regimes", "direct", "--limit", "1", "--out", str(out),
-                         *bad)
+        refused = run_gsomia_here("evaluate", "--regimes", "direct", "--limit", "1", "--out",
+                                  str(out), *bad)
         assert refused.returncode == 2 and where in refused.stderr
         assert not out.exists()
     done = gsomia("evaluate", "--federation", "--regimes", "direct", "--limit", "1",

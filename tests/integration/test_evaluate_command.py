@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from commandline import run_gsomia
+from commandline import run_gsomia, run_gsomia_here
 
 pytestmark = pytest.mark.slow  # each test runs the evaluation in its own process
 
@@ -47,9 +47,8 @@ def test_evaluate_measures_over_seeds(two_seeds: tuple[Path, dict[str, Any]]) ->
     assert "95% interval" in (out / "summary.md").read_text("utf-8")
 
 
-def test_evaluate_refuses_no_seeds(gsomia: Callable[..., CompletedProcess[str]],
-                                   tmp_path: Path) -> None:
-    done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--seeds", "0")
+def test_evaluate_refuses_no_seeds(tmp_path: Path) -> None:
+    done = run_gsomia_here("evaluate", "--out", str(tmp_path / "ev"), "--seeds", "0")
     assert done.returncode == 2
     assert "--seeds" in done.stderr and "Traceback" not in done.stderr
 
@@ -89,8 +88,8 @@ def test_evaluate_seeds_run_one_at_a_time_add_up(
     assert json.loads(only.stdout)["measures"] == want_measures
 
 
-def test_evaluate_refuses_results_it_cannot_add(gsomia: Callable[..., CompletedProcess[str]],
-                                                tmp_path: Path) -> None:
+def test_evaluate_refuses_results_it_cannot_add(tmp_path: Path) -> None:
+    """Each refused before any seed runs: in this process (:func:`run_gsomia_here`)."""
     good = tmp_path / "good.csv"
     header = ("launch,regime,party,seed,cued,apogee_km,range_km,flight_time_s,"
               "first_detection_s,first_track_s,first_ipp_s,first_warning_s,ipp_error_km,"
@@ -112,14 +111,15 @@ def test_evaluate_refuses_results_it_cannot_add(gsomia: Callable[..., CompletedP
         path = tmp_path / name
         if text is not None:
             path.write_text(text, "utf-8")
-        done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--limit", "1",
-                      "--regimes", "direct", "--seeds", "0", "--add-results", str(path))
+        done = run_gsomia_here("evaluate", "--out", str(tmp_path / "ev"), "--limit", "1",
+                               "--regimes", "direct", "--seeds", "0", "--add-results",
+                               str(path))
         assert done.returncode == 2, (name, done.stderr)
         assert "--add-results" in done.stderr and "Traceback" not in done.stderr, name
     # the same seed twice, and a seed both added and run
     for extra in (("--add-results", str(good), "--seeds", "0"), ("--seed", "1")):
-        done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--limit", "1",
-                      "--regimes", "direct", "--add-results", str(good), *extra)
+        done = run_gsomia_here("evaluate", "--out", str(tmp_path / "ev"), "--limit", "1",
+                               "--regimes", "direct", "--add-results", str(good), *extra)
         assert done.returncode == 2, (extra, done.stderr)
         assert "Traceback" not in done.stderr
 
@@ -165,10 +165,9 @@ def test_land_alerts_only_for_flights_over_territory_and_passed_for_japan(
     assert alone and all(r["passed_message_s"] for r in alone)
 
 
-def test_evaluate_refuses_a_date_without_a_launch(
-        gsomia: Callable[..., CompletedProcess[str]], tmp_path: Path) -> None:
-    done = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--launch", "2001-01-01")
+def test_evaluate_refuses_a_date_without_a_launch(tmp_path: Path) -> None:
+    done = run_gsomia_here("evaluate", "--out", str(tmp_path / "ev"), "--launch", "2001-01-01")
     assert done.returncode == 2
     assert "2001-01-01" in done.stderr and "Traceback" not in done.stderr
-    bad = gsomia("evaluate", "--out", str(tmp_path / "ev"), "--launch", "yesterday")
+    bad = run_gsomia_here("evaluate", "--out", str(tmp_path / "ev"), "--launch", "yesterday")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -27,25 +27,16 @@ from test_outbox_rewritten import (
     trio,
 )
 
+from counting import Counted
 from gsomia.core import crypto
 from gsomia.core.outbox import Routing
-from gsomia.service.ports import RememberedChecks, checks_here
+from gsomia.service.ports import checks_here
 from gsomia.shell import exchange
 from gsomia.shell.node import Node
+from gsomia.shell.signatures import RememberingChecks
 
 
-class Counted:
-    """Verifies in this process, counting the checks submitted."""
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def submit(self, checks: Sequence[crypto.SignatureCheck]) -> Callable[[], list[bool]]:
-        self.made += len(checks)
-        return checks_here.submit(checks)
-
-
-def sealed(kor: Node, items: Sequence[tuple[str, str]], remembered: RememberedChecks
+def sealed(kor: Node, items: Sequence[tuple[str, str]], remembered: RememberingChecks
            ) -> tuple[set[str], dict[tuple[str, str], str]]:
     """The items ``payloads_of`` would seal to JPN, and those it refuses, both halves of
     the batch's checks through ``remembered``."""
@@ -79,7 +70,7 @@ def test_an_item_published_here_is_sealed_without_a_verification(
         {i for i, _ in items}, {})
     assert counted.made == 0
     # The same seal with a keeping of its own (another process's): each is verified.
-    assert sealed(kor, items, RememberedChecks(counted)) == ({i for i, _ in items}, {})
+    assert sealed(kor, items, RememberingChecks(counted)) == ({i for i, _ in items}, {})
     assert counted.made == 3
 
 
@@ -134,7 +125,7 @@ def test_a_stored_item_that_does_not_read_is_refused_and_the_rest_sealed(
         stored(kor, unreadable, "label"), content))
     rewrite(kor, unreadable, "content", content)
     rewrite(kor, unreadable, "binding", crypto.canonical(binding))
-    names, refused = sealed(kor, [retyped, unreadable, left], RememberedChecks(checks_here))
+    names, refused = sealed(kor, [retyped, unreadable, left], RememberingChecks(checks_here))
     assert names == {left[0]}
     assert set(refused) == {retyped, unreadable}
     assert "its stored label or content is not bytes" in refused[retyped]

@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -183,3 +183,77 @@ def test_the_progress_file_is_written_at_most_so_often_and_its_failure_said_once
         worker._told_at = float("-inf")
         worker._tell_progress()
     assert len([r for r in caplog.records if "cannot write" in r.getMessage()]) == 1
+
+
+def test_the_centre_is_ready_once_a_partners_first_note_is_in(
+        node_factory: Callable[..., Node]) -> None:
+    """A node without sensors of its own made and rehearsed its centre at the first report a
+    partner released to it: seconds of CPU (far more on a cold numba cache) while that
+    report's receive and the next ones waited for the GIL in the node's process (the sensors
+    bench's slowest reports at JPN, stop 26). It gets ready at the partner's first note, its
+    indicators, which come before lift-off; and the reports held after that are tracked as
+    by a centre made beforehand, with nothing of the rehearsal in them."""
+    import httpx
+
+    from federating import federate, one_pass
+    from gsomia.core.node_centre import NodeCentre
+    from gsomia.core.sensor_feed import read_lines, reference_report
+    from gsomia.service.handlers import LabelRequest
+    from gsomia.shell import feeds
+    from gsomia.shell.peer_inbox import NodeInbox
+    from gsomia.shell.sensor_intake import WINDOW_S, publish_items
+    from gsomia.shell.store import now_utc
+
+    kor, jpn = node_factory("KOR"), node_factory("JPN")
+    federate(kor, jpn)
+    inbox = NodeInbox(jpn)
+
+    def deliver(request: httpx.Request) -> httpx.Response:
+        from gsomia.core import crypto
+
+        envelopes = [crypto.Envelope.from_json(e)
+                     for e in json.loads(request.content)["envelopes"]]
+        held = inbox.deliver_many(envelopes, "KOR", now_utc())
+        return httpx.Response(202, json={"results": [r.to_json() for r in held]})
+
+    indicators, lines = playlist("2017-08-29", None, "KOR", 0, 185.0)
+    assert indicators and lines, "KOR has indicators and radar lines in the first 185 s"
+    SensorIntake(kor).take([json.dumps(i).encode() for i in indicators], datetime.now(UTC))
+    one_pass(kor, deliver)
+    worker = CentreWorker(jpn)
+    assert worker.pass_once() and worker._centre is not None, "not ready at the indicators"
+    assert {"impact-prediction", "warning"} <= worker.rehearsed
+    assert worker.centre.counts == {} and worker.published == 0
+
+    # KOR's radar reports, one per radar and second, as its intake makes them, delivered.
+    intake = SensorIntake(kor)
+    by_second: dict[int, list[bytes]] = {}
+    for at, line in lines:
+        by_second.setdefault(int(at), []).append(json.dumps(line).encode())
+    entries, latest, measured, first = [], {}, 0, None
+    for second in sorted(by_second):
+        taken = read_lines(by_second[second], intake.registered, latest, WINDOW_S)
+        for sid, ms in taken.accepted.items():
+            rl = intake.labels[sid]
+            made = ms[-1].epoch + timedelta(seconds=ms[-1].t)
+            first = first or made
+            measured += len(ms)
+            entries.append((intake._note(made, "radar", reference_report(
+                intake.registered[sid], ms)), LabelRequest(
+                rl.level, tuple(sorted(rl.rel_to)), rl.purpose, rl.caveats,
+                policy=intake.policy, category="sensor-report")))
+    assert entries and first is not None
+    publish_items(kor, entries, first, "operator")
+    one_pass(kor, deliver)
+    while worker.pass_once():
+        pass
+    counts = worker.centre.counts
+    assert counts.get("measurements") == measured and not counts.get("late"), counts
+    assert worker.published > 0 and worker.unusable == 0
+    # A centre made before anything came, fed the same holdings: the same outputs (each
+    # found already published), the same counts.
+    again = CentreWorker(jpn, NodeCentre("JPN", feeds.load_geography()))
+    while again.pass_once():
+        pass
+    assert (again.published, again.skipped) == (0, worker.published)
+    assert again.centre.counts == worker.centre.counts

@@ -57,12 +57,11 @@ from gsomia.service.ports import (
     ConsentRequest,
     QueuedDelivery,
     QueuedNotice,
-    RememberedChecks,
     SeenEnvelope,
     checks_here,
 )
 from gsomia.service.refusals import RefusalWindow
-from gsomia.shell.signatures import SignatureWorker
+from gsomia.shell.signatures import RememberingChecks, SignatureWorker
 from gsomia.shell.statuses import status_of
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -359,7 +358,7 @@ class FakeUnitOfWork:
         self.events: list[DomainEvent] = []
         self.routing = routing
         self.commits = 0
-        self.remembered = RememberedChecks(checks_here)  # what this process signed
+        self.remembered = RememberingChecks(checks_here)  # what this process signed
 
     def __enter__(self) -> FakeUnitOfWork:
         return self

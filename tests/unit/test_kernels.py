@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 from hypothesis import given, settings
@@ -249,3 +250,55 @@ def test_compiled_flight_is_numpys(launch: int, energy: float, pitch_deg: float,
     assert np.array_equal(got.impact, ref.impact)
     assert np.allclose(got.times, ref.times, rtol=1e-12, atol=0.0)
     assert np.allclose(got.states, ref.states, rtol=0.0, atol=1e-6)
+
+
+def test_the_kernels_cache_where_numba_may_write_it() -> None:
+    """Each kernel's machine code is cached beside the source (the package's own folder),
+    or where the user said (``NUMBA_CACHE_DIR``) or the user's cache folder: nowhere else."""
+    from numba.misc.appdirs import AppDirs
+
+    from gsomia.core.tracking import kernels
+
+    allowed = [Path(kernels.__file__).parent / "__pycache__",
+               Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        allowed.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    compiled = {name: f for name, f in vars(kernels).items()
+                if hasattr(f, "_cache") and hasattr(f, "py_func")}
+    assert {"predict", "sections_hit", "fly", "update_both"} <= set(compiled)
+    for name, f in compiled.items():
+        path = f._cache.cache_path
+        assert path is not None, f"{name} is not cached"
+        assert any(Path(path).resolve().is_relative_to(a.resolve()) for a in allowed), \
+            (name, path)
+
+
+def test_the_kernels_load_where_no_folder_takes_their_cache(tmp_path: Path) -> None:
+    """A package installed read-only, run where the user's cache folder cannot be made:
+    numba refused to decorate a kernel with ``cache=True``, importing the kernels raised,
+    and a node's warning centre took every report as unusable. They compile in memory
+    there, and compute."""
+    import shutil
+
+    import gsomia
+
+    src = tmp_path / "site"
+    shutil.copytree(Path(gsomia.__file__).parent, src / "gsomia",
+                    ignore=shutil.ignore_patterns("__pycache__", "data"))
+    # Folders that cannot be made, even by root: each lies under a regular file.
+    (src / "gsomia" / "core" / "tracking" / "__pycache__").write_text("not a folder")
+    (tmp_path / "home").write_text("not a folder")
+    code = ("import sys\n"
+            "from gsomia.core.tracking import kernels\n"
+            "assert kernels.__file__.startswith(sys.argv[1]), kernels.__file__\n"
+            "assert kernels.rk4_step._cache.cache_path is None\n"
+            "import numpy as np\n"
+            "s = kernels.rk4_step(np.array([[7e6, 0, 0, 0, 7e3, 0]]), np.array([1.0]), 0.0)\n"
+            "assert s.shape == (1, 6) and 6e6 < s[0, 0] < 8e6, s\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(src), HOME=str(tmp_path / "home" / "x"),
+               XDG_CACHE_HOME=str(tmp_path / "home" / "cache"), PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run([sys.executable, "-c", code, str(src)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(tmp_path.rglob("*.nbi")), "a cache was written"

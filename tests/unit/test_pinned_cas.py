@@ -18,10 +18,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gsomia import bootstrap
+from gsomia.core.agreements import Catalogue, status
 from gsomia.core.errors import MalformedInput
 from gsomia.shell.exchange import Partners
 from gsomia.shell.keys import CERT_DAYS, _certificate, _name, cert_fingerprint, create_identity
-from gsomia.shell.peer_identity import PeerRefused, party_of_certificate, pinned_cas
+from gsomia.shell.peer_identity import (
+    CurrentPartners,
+    PeerRefused,
+    PinnedPeers,
+    party_of_certificate,
+    pinned_cas,
+)
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 CA_NAMES = ("JPN", "KOR", "USA", "XYZ")  # XYZ: a CA no federation pins
@@ -147,3 +155,55 @@ def test_the_partners_file_refuses_bad_and_shared_pins(tmp_path: Path) -> None:
         with pytest.raises(MalformedInput, match="fingerprint"):
             Partners.from_json(broken)
 
+
+
+@pytest.fixture(scope="module")
+def jpn_pins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JPN's node folder as the server reads it: its own CA, KOR's and USA's pinned (XYZ's
+    nobody's)."""
+    folder = tmp_path_factory.mktemp("JPN")
+    (folder / "tls" / "partners").mkdir(parents=True)
+    (folder / "tls" / "ca.crt").write_bytes(CAS["JPN"][1].public_bytes(serialization.Encoding.PEM))
+    for code in ("KOR", "USA"):
+        (folder / "tls" / "partners" / f"{code}.crt").write_bytes(
+            CAS[code][1].public_bytes(serialization.Encoding.PEM))
+    raw = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()
+    (folder / "partners.json").write_text(json.dumps(
+        {"party": "JPN", "topology": "direct", "deliver_to": ["KOR", "USA"],
+         "parties": {p: {"url": f"https://127.0.0.1:{i + 1}", "signing_public": raw,
+                         "envelope_public": raw,
+                         "tls_ca_sha256": cert_fingerprint(CAS[p][1])}
+                     for i, p in enumerate(PARTIES)}}))
+    return folder
+
+
+SHIPPED = bootstrap.catalogue()
+
+
+@settings(max_examples=200, deadline=None)
+@given(issuer=st.sampled_from([None, *CA_NAMES]),  # None: no client certificate
+       units=st.lists(st.sampled_from([*CA_NAMES, "usa"]), max_size=2),
+       usage=st.sampled_from([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]),
+       days=st.sampled_from([0, CERT_DAYS // 2, CERT_DAYS + 1, -1]),
+       agreements=st.sets(st.sampled_from(sorted(SHIPPED.agreements))))
+def test_only_a_current_partner_gets_a_partners_keep_alive(
+        jpn_pins: Path, issuer: str | None, units: list[str], usage: x509.ObjectIdentifier,
+        days: int, agreements: set[str]) -> None:
+    """keepalive27: any certificate the TLS layer verified got the 30 s keep-alive, one of
+    JPN's own CA (a local account's) and a pinned party's with no agreement in force too.
+    The server keeps longer only a connection whose certificate the peer API takes as
+    another party's, with an agreement in force carrying items between it and JPN."""
+    at = NOW + timedelta(days=days)
+    known = [SHIPPED.get(i) for i in agreements]
+    tls = {"client_cert_der": leaf(issuer, units, usage) if issuer is not None else None}
+    found = CurrentPartners(PinnedPeers(jpn_pins, "JPN", clock=lambda: at),
+                            Catalogue.of(known, SHIPPED.schemes))(tls)
+    valid = usage == ExtendedKeyUsageOID.CLIENT_AUTH and 0 <= days <= CERT_DAYS \
+        and all(u == issuer for u in units)
+    partner = issuer in ("KOR", "USA") and valid and any(
+        {issuer, "JPN"} <= a.parties and (a.topology != "hub" or a.hub in (issuer, "JPN"))
+        and status(a, at).in_force for a in known)
+    assert found == (issuer if partner else None)
+    if issuer == "JPN" and valid:  # the peer API's answer, left for the requests: no partner
+        assert isinstance(tls["gsomia_peer"], PeerRefused)
+        assert tls["gsomia_peer"].issuer == "JPN"

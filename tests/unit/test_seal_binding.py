@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as hs
 
+from counting import Counted
 from gsomia.core import crypto
 from gsomia.core.custody import record_bytes
 from gsomia.service.outbox import unbound_at_seal
-from gsomia.service.ports import RememberedChecks, SignatureChecks, checks_here
+from gsomia.service.ports import SignatureChecks, checks_here
+from gsomia.shell.signatures import RememberingChecks
 
 KOR, JPN = crypto.new_signing_key(), crypto.new_signing_key()
 KEYS = {"KOR": KOR.public_key(), "JPN": JPN.public_key()}
@@ -104,22 +106,11 @@ def test_any_byte_of_label_content_or_binding_rewritten_is_refused(
     assert set(refused([(*row,), beside])) == {(row[0], "v1")}
 
 
-class Counted:
-    """The checks in this process, counting those made."""
-
-    def __init__(self) -> None:
-        self.made = 0
-
-    def submit(self, checks: Sequence[crypto.SignatureCheck]) -> Callable[[], list[bool]]:
-        self.made += len(checks)
-        return checks_here.submit(checks)
-
-
 def test_a_yes_is_remembered_and_nothing_else() -> None:
     """A version sealed to a second partner is not verified again; a no, or the same
     binding over bytes rewritten since, is checked anew (and still fails)."""
     counted = Counted()
-    remembered = RememberedChecks(counted, keep=2)
+    remembered = RememberingChecks(counted, keep=2)
     good, bad = stored(9), stored(10)
     bad = (*bad[:3], record_bytes({**LABEL, "rel_to": ["JPN", "KOR", "USA"]}), *bad[4:])
     forged = crypto.canonical({**json.loads(good[4]), "digest": crypto.b64u(
@@ -146,7 +137,7 @@ def test_a_short_answer_remembers_nothing() -> None:
             return lambda: [True] * (len(checks) - 1)
 
     short = Short()
-    remembered = RememberedChecks(short)
+    remembered = RememberingChecks(short)
     rows = [stored(13), stored(14)]
     for n in (2, 4):
         assert set(refused(rows, remembered)) == {(r[0], r[1]) for r in rows}
@@ -157,8 +148,8 @@ def test_half_here_half_on_the_worker_each_half_checked_into_one_keeping() -> No
     """A batch split between the worker and this process: a forgery in either half is
     refused, and what either said yes to is not checked again by the other."""
     worker, here = Counted(), Counted()
-    remembered = RememberedChecks(worker)
-    beside = RememberedChecks(here, _like=remembered)
+    remembered = RememberingChecks(worker)
+    beside = RememberingChecks(here, _like=remembered)
     rows = [stored(n) for n in range(20, 26)]
     wider = record_bytes({**LABEL, "rel_to": ["JPN", "KOR", "USA"]})
     for k in (0, 5):  # one in each half
@@ -180,7 +171,7 @@ def test_a_binding_vouched_for_is_found_over_the_bytes_signed_and_nothing_else()
     finds it; the same signature under a binding made to match a rewritten label is not
     found, and fails; the keeping stays bounded."""
     counted = Counted()
-    remembered = RememberedChecks(counted, keep=2)
+    remembered = RememberingChecks(counted, keep=2)
     rows = [stored(n) for n in (30, 31, 32)]
 
     def made(row: tuple[str, str, bytes, bytes, bytes, str]) -> crypto.SignatureCheck:

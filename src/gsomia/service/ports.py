@@ -10,8 +10,6 @@ or on any error) not at all.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,69 +62,16 @@ checks_here: SignatureChecks = _ChecksHere()
 """In the caller's own process, before ``submit`` returns."""
 
 
-class RememberedChecks:
-    """Signature checks through ``checks`` (the node's signature worker), each that said
-    yes kept (the last ``keep``) and not made again: a key, a signature and the bytes signed
-    verify the same way every time. The courier checks each version's binding as it seals
-    it, once per partner it goes to; the bytes signed are recomputed from what is stored at
-    each seal, so a label or content rewritten since is checked anew (and fails). Only a yes
-    is kept, in the process's memory, never on disk."""
-
-    def __init__(self, checks: SignatureChecks, *, keep: int = 8192,
-                 _like: RememberedChecks | None = None) -> None:
-        self._checks = checks
-        self._keep = keep
-        self._yes: OrderedDict[SignatureCheck, None] = OrderedDict() if _like is None \
-            else _like._yes
-        self._lock: threading.Lock = threading.Lock() if _like is None else _like._lock
-
-    @property
-    def here(self) -> RememberedChecks:
-        """The same, remembering into the same keeping, but verified in the caller's own
-        process (:data:`checks_here`): the half of a batch it checks while the worker
-        checks the other."""
-        return self.through(checks_here)
-
-    def through(self, checks: SignatureChecks) -> RememberedChecks:
-        """The same keeping, verified through ``checks`` (the node's keeping, which its
-        publish path fills, seen by a courier through the node's signature worker)."""
-        return RememberedChecks(checks, keep=self._keep, _like=self)
+class RememberedChecks(SignatureChecks, Protocol):
+    """Signature checks, each that said yes kept in this process's memory and not made
+    again (the node's keeping: :class:`gsomia.shell.signatures.RememberingChecks`). The
+    publish path vouches for the bindings it has just signed; the courier's seal looks
+    there before it verifies, the bytes signed recomputed from what is stored."""
 
     def vouch(self, made: Iterable[SignatureCheck]) -> None:
         """Keep as a yes each of ``made``: signatures this process has just made itself
-        with the key named, over exactly the bytes named (a binding it signed as it
-        published). What a seal then finds here was bound by this node to exactly the
-        bytes it recomputes from the store: a label or content rewritten on disk since
-        makes other bytes, is not found, and is verified (and refused)."""
-        with self._lock:
-            for check in made:
-                self._yes[check] = None
-                self._yes.move_to_end(check)
-            while len(self._yes) > self._keep:
-                self._yes.popitem(last=False)
-
-    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
-        checks = list(checks)
-        with self._lock:
-            known = [c in self._yes for c in checks]
-        todo = [c for c, seen in zip(checks, known, strict=True) if not seen]
-        answer = self._checks.submit(todo) if todo else list
-
-        def answers() -> list[bool]:
-            found = answer()
-            if len(found) != len(todo):
-                return [False] * len(checks)  # an answer that does not add up: no yes
-            fresh = iter(found)
-            out = [True if seen else next(fresh) is True for seen in known]
-            with self._lock:
-                for check, seen, good in zip(checks, known, out, strict=True):
-                    if good and not seen:
-                        self._yes[check] = None
-                while len(self._yes) > self._keep:
-                    self._yes.popitem(last=False)
-            return out
-
-        return answers
+        with the key named, over exactly the bytes named."""
+        ...
 
 
 class KeyStore(Protocol):

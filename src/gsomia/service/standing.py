@@ -343,6 +343,8 @@ def _parsed(record: StandingConsentRecord, parsed: Parsed | None
     key = None
     if parsed is not None:
         try:
+            # orjson's text, not crypto.canonical (whose plain path is the same orjson call):
+            # a key of the exact text tells 1 from 1.0, which the canonical form writes alike.
             key = (record.consent_id, record.originator,
                    orjson.dumps(record.document, option=orjson.OPT_SORT_KEYS))
         except (TypeError, orjson.JSONEncodeError):  # no text of it to key by: parsed here

@@ -44,7 +44,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -624,7 +624,14 @@ def create_app(config: ApiConfig) -> Starlette:
         headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
         return _error(code, str(getattr(exc, "detail", "")) or "Error", "", headers)
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
+    async def client_left(request: Request, exc: Exception) -> Response:
+        # The client left, or the server cut a body that did not arrive in time (``node
+        # serve``'s body time, answered 408 there): nothing of it was taken and nobody is
+        # left to answer; not an error of the app's (uvicorn would log it as one).
+        return Response(status_code=408)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error,
+                                                       ClientDisconnect: client_left},
                     middleware=[Middleware(BodyLimit, limit_of=body_limit)])
     app.state.defences = defences  # ``serve`` closes it: the last counts reach the log
     return app

@@ -34,10 +34,11 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from gsomia.core.types import Party
 
 if TYPE_CHECKING:
+    from gsomia.core.agreements import Catalogue
     from gsomia.shell.exchange import Partners
 
-__all__ = ["PeerRefused", "PinnedPeers", "ca_bundle", "client_context", "party_of_certificate",
-           "pinned_cas"]
+__all__ = ["NO_PARTNERS_CA", "CurrentPartners", "PeerRefused", "PinnedPeers", "ca_bundle",
+           "client_context", "current_partner", "party_of_certificate", "pinned_cas"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,10 @@ class PeerRefused:
     def to_json(self) -> dict[str, Any]:
         return {"reason": self.reason, "issuer": self.issuer, "claimed_ou": list(self.claimed),
                 "certificate_sha256": self.fingerprint}
+
+
+NO_PARTNERS_CA = ("the certificate chains to no partner's pinned CA "
+                  "(tls_ca_sha256 in partners.json)")
 
 
 def _ca_file(folder: Path, me: Party, code: Party) -> Path:
@@ -103,8 +108,7 @@ def party_of_certificate(der: bytes, pinned: Mapping[Party, x509.Certificate],
             continue
         issuers.append(code)
     if not issuers:
-        return PeerRefused("the certificate chains to no partner's pinned CA "
-                           "(tls_ca_sha256 in partners.json)", None, claimed, fingerprint)
+        return PeerRefused(NO_PARTNERS_CA, None, claimed, fingerprint)
     if len(issuers) > 1:  # two parties pinning one CA: it says nothing about which
         return PeerRefused("the certificate chains to the pinned CAs of "
                            + " and ".join(issuers), None, claimed, fingerprint)
@@ -120,7 +124,8 @@ class PinnedPeers:
     """The peer identity of an ASGI request (``ApiConfig.peer_identity``): the party of the
     client certificate the TLS layer received (``client_cert_der`` in the ASGI TLS extension,
     see :func:`gsomia.shell.commands.serve.tls_protocol`), a :class:`PeerRefused`, or None
-    without a certificate. Decided once per connection, against the pins as they are then."""
+    without a certificate; never this node's own party (a certificate of its own CA is refused
+    as one of no partner's). Decided once per connection, against the pins as they are then."""
 
     def __init__(self, folder: Path, party: Party,
                  clock: Callable[[], datetime] | None = None) -> None:
@@ -150,9 +155,45 @@ class PinnedPeers:
         if not isinstance(der, bytes) or not der:
             return None
         if "gsomia_peer" not in tls:
-            tls["gsomia_peer"] = party_of_certificate(der, self.pinned(), self.clock())
-        found: Party | PeerRefused = tls["gsomia_peer"]
-        return found
+            found: Party | PeerRefused = party_of_certificate(der, self.pinned(), self.clock())
+            if found == self.party:
+                # A certificate of this node's own CA is one of its own (a local account's,
+                # whoever holds it), never a partner's: a node never calls its own peer API,
+                # so the partner interface answers it as any certificate of no partner's
+                # (the same reason, 403 and audit), the issuer kept for the audit alone.
+                found = PeerRefused(NO_PARTNERS_CA, self.party,
+                                    _units(x509.load_der_x509_certificate(der)),
+                                    hashlib.sha256(der).hexdigest())
+            tls["gsomia_peer"] = found
+        decided: Party | PeerRefused = tls["gsomia_peer"]
+        return decided
+
+
+def current_partner(found: Party | PeerRefused | None, me: Party, catalogue: Catalogue,
+                    now: datetime) -> Party | None:
+    """The partner ``found`` (the party of a client certificate, :class:`PinnedPeers`) is, if
+    this node exchanges with it now: another party than this node's own (a certificate of
+    this node's own CA is one of its own, whoever holds it) with an agreement in force at
+    ``now`` carrying items between the two, one way or the other."""
+    if not isinstance(found, str) or found == me:
+        return None
+    channels = (*catalogue.channels(found, me), *catalogue.channels(me, found))
+    return found if any(a.in_force_at(now) for a in channels) else None
+
+
+class CurrentPartners:
+    """Which current partner (:func:`current_partner`), if any, holds a connection: decided
+    once, as it is made, with the peer API's own :class:`PinnedPeers`, whose answer stays in
+    the connection's TLS extension for the API's requests (``gsomia_peer``): the server keeps
+    such a connection idle longer (``node serve``), and nobody else's."""
+
+    def __init__(self, peers: PinnedPeers, catalogue: Catalogue) -> None:
+        self.peers = peers
+        self.catalogue = catalogue
+
+    def __call__(self, tls: dict[str, Any]) -> Party | None:
+        found = self.peers({"extensions": {"tls": tls}})
+        return current_partner(found, self.peers.party, self.catalogue, self.peers.clock())
 
 
 def ca_bundle(folder: Path) -> Path:

@@ -21,12 +21,17 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING
 
 from gsomia.core.crypto import SignatureCheck, verify_checks
 
-__all__ = ["IN_PROCESS_BELOW", "SignatureWorker", "safe_to_spawn"]
+if TYPE_CHECKING:
+    from gsomia.service.ports import SignatureChecks
+
+__all__ = ["IN_PROCESS_BELOW", "RememberingChecks", "SignatureWorker", "safe_to_spawn"]
 
 # Below this many signatures a batch is verified where it is: a round trip to the worker
 # (pickling, two pipe hops, the wake-up) costs about what ten verifications do, and the
@@ -173,3 +178,72 @@ def _shut(pool: ProcessPoolExecutor) -> None:
         if process.is_alive():
             process.kill()
             process.join(timeout=_CLOSE_WAIT_S)
+
+
+class RememberingChecks:
+    """The node's :class:`gsomia.service.ports.RememberedChecks`: signature checks through
+    ``checks`` (the node's signature worker), each that said yes kept (the last ``keep``)
+    and not made again: a key, a signature and the bytes signed verify the same way every
+    time. The courier checks each version's binding as it seals it, once per partner it
+    goes to; the bytes signed are recomputed from what is stored at each seal, so a label
+    or content rewritten since is checked anew (and fails). Only a yes is kept, in the
+    process's memory, never on disk."""
+
+    def __init__(self, checks: SignatureChecks, *, keep: int = 8192,
+                 _like: RememberingChecks | None = None) -> None:
+        self._checks = checks
+        self._keep = keep
+        self._yes: OrderedDict[SignatureCheck, None] = OrderedDict() if _like is None \
+            else _like._yes
+        self._lock: threading.Lock = threading.Lock() if _like is None else _like._lock
+
+    @property
+    def here(self) -> RememberingChecks:
+        """The same, remembering into the same keeping, but verified in the caller's own
+        process (:data:`checks_here`): the half of a batch it checks while the worker
+        checks the other."""
+        # Imported here: a spawned worker imports this module, and needs none of the service.
+        from gsomia.service.ports import checks_here
+
+        return self.through(checks_here)
+
+    def through(self, checks: SignatureChecks) -> RememberingChecks:
+        """The same keeping, verified through ``checks`` (the node's keeping, which its
+        publish path fills, seen by a courier through the node's signature worker)."""
+        return RememberingChecks(checks, keep=self._keep, _like=self)
+
+    def vouch(self, made: Iterable[SignatureCheck]) -> None:
+        """Keep as a yes each of ``made``: signatures this process has just made itself
+        with the key named, over exactly the bytes named (a binding it signed as it
+        published). What a seal then finds here was bound by this node to exactly the
+        bytes it recomputes from the store: a label or content rewritten on disk since
+        makes other bytes, is not found, and is verified (and refused)."""
+        with self._lock:
+            for check in made:
+                self._yes[check] = None
+                self._yes.move_to_end(check)
+            while len(self._yes) > self._keep:
+                self._yes.popitem(last=False)
+
+    def submit(self, checks: Sequence[SignatureCheck]) -> Callable[[], list[bool]]:
+        checks = list(checks)
+        with self._lock:
+            known = [c in self._yes for c in checks]
+        todo = [c for c, seen in zip(checks, known, strict=True) if not seen]
+        answer = self._checks.submit(todo) if todo else list
+
+        def answers() -> list[bool]:
+            found = answer()
+            if len(found) != len(todo):
+                return [False] * len(checks)  # an answer that does not add up: no yes
+            fresh = iter(found)
+            out = [True if seen else next(fresh) is True for seen in known]
+            with self._lock:
+                for check, seen, good in zip(checks, known, out, strict=True):
+                    if good and not seen:
+                        self._yes[check] = None
+                while len(self._yes) > self._keep:
+                    self._yes.popitem(last=False)
+            return out
+
+        return answers

@@ -105,6 +105,7 @@ class CentreWorker:
         self.unusable = 0            # items whose properties do not make measurements
         self.rehearsed: set[str] = set()  # what the warm-up's throwaway centre made
         self._told = -1                   # the mark last written to PROGRESS_FILE
+        self._ready_failed = False        # get_ready raised: left to the reports
         # Per originator: when its clock ahead was last said, and the count then.
         self._ahead_said: dict[str, tuple[float, int]] = {}
 
@@ -127,6 +128,19 @@ class CentreWorker:
             self.rehearsed = rehearse(self.party, atlas)
             self._centre = NodeCentre(self.party, atlas)
         return self._centre
+
+    def get_ready(self) -> None:
+        """Make and rehearse the centre now, if it is not yet: what its first report would
+        otherwise wait for. A failure is said and leaves it to that report (a rehearsal's
+        own failure is already said and kept out of the centre)."""
+        if self._centre is not None or self._ready_failed:
+            return
+        try:
+            _ = self.centre
+        except Exception:
+            # Once: not again at every turn of the loop while the sensors are on.
+            self._ready_failed = True
+            log.exception("warning centre: getting ready failed; each report will try")
 
     def run(self, stop: threading.Event) -> None:
         presence = _present(Path(self.node.folder))
@@ -154,7 +168,7 @@ class CentreWorker:
             if self._centre is None and fed.is_set():
                 # The node's sensors are on (their indicators come hours before lift-off):
                 # ready now, not at the first step, whose output would wait for it.
-                _ = self.centre
+                self.get_ready()
             idle = time.monotonic() - took >= ACTIVE_S
             if not more and not changes() and \
                     time.monotonic() - passed < (IDLE_POLL_S if idle else POLL_S):
@@ -186,6 +200,17 @@ class CentreWorker:
             rows = repo.contents_stored_after(self.mark, stix_type="note", limit=BATCH)
         self.publish_due()  # what a failed pass left, before anything new
         for seq, originator, content, added_at in rows:
+            if self._centre is None and str(originator) != self.party:
+                # The notes partners release to a node are their sensors' reports, their
+                # centres' outputs and, first, their pre-launch indicators, which come before
+                # lift-off (hours in a real launch, seconds in the sensors bench). Ready at
+                # the first, then, not at the first report: a node without sensors of its own
+                # made and rehearsed its centre there, a second or two of CPU (far more on a
+                # cold numba cache) while that report's receive and the next ones waited for
+                # the GIL in the same process. A node restarted holding such notes gets ready
+                # at its first pass, as it starts; another note of a partner's costs one
+                # rehearsal it did not need.
+                self.get_ready()
             # Fed once: the centre's answers depend on the sequence it was fed.
             self.due += self.feed(str(originator), bytes(content), added_at)
             self.mark = int(seq)

@@ -31,8 +31,23 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def njit(**options: Any) -> Callable[[_F], _F]:
     """numba's ``njit`` with its options, typed for mypy: the compiled function keeps the
-    signature of the Python one."""
-    return cast(Callable[[_F], _F], _njit(**options))
+    signature of the Python one.
+
+    ``cache=True`` writes beside this file, else in ``NUMBA_CACHE_DIR`` or the user's cache
+    folder (``~/.cache/numba``), whichever numba finds writable first. Where none is (a
+    package installed read-only, run by a user without a home), numba refuses to decorate:
+    importing this module raised, so a node's warning centre took every report as unusable
+    and never warned. There the kernels are compiled in memory instead, at their first call
+    in each process (the node's centre gets ready at its start, off the reports' path)."""
+    def decorate(f: _F) -> _F:
+        try:
+            return cast(_F, _njit(**options)(f))
+        except RuntimeError:
+            if not options.get("cache"):
+                raise
+            return cast(_F, _njit(**{**options, "cache": False})(f))
+
+    return decorate
 
 
 def rows(a: Any, shape: tuple[int, ...]) -> Array:

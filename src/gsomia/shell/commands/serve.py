@@ -11,6 +11,7 @@ requests without one (401) or with one that counts as no party (403, audited).
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import socket
 import ssl
@@ -21,9 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+import orjson
 
 from gsomia.bootstrap import app_for_node
+from gsomia.core import limits
 from gsomia.core.errors import MalformedInput
+from gsomia.core.taxii import error_body
+from gsomia.core.types import Party
 
 if TYPE_CHECKING:
     import uvicorn
@@ -35,26 +40,72 @@ __all__ = ["refuse_exposed_keys", "register", "serve", "stopping_server", "tls_p
 
 # Set on uvicorn's server state once the server has begun to stop (stopping_server).
 STOPPING = "gsomia_stopping"
+# On uvicorn's server state: how many connections of each partner are kept idle for
+# PARTNER_IDLE_KEPT_S (tls_protocol), PARTNER_CONNECTIONS_KEPT at most.
+KEPT = "gsomia_partners_kept"
 MAX_REQUEST_HEAD = 64 * 1024
 """Bytes of a request line and headers the server reads before it answers 400 and closes:
 h11 stopped at 16 KiB, llhttp has no bound of its own and would keep what it is sent."""
+HEAD_WITHIN_S = 10.0
+"""Seconds from a request's first byte to the end of its head, then the connection is cut:
+uvicorn's keep-alive timer runs only while a connection is idle and stops at the first byte,
+so a client sending half a head, or a byte now and then, held its connection for ever."""
+
+BODY_WITHIN_S = 10.0
+BODY_RATE = 64 * 1024
+"""A request's body must be whole within BODY_WITHIN_S + its declared size / BODY_RATE
+seconds of its head's end, then it is refused (408) and the connection cut: uvicorn has no
+body timeout, and a body sent a byte now and then held a connection and a task for ever.
+64 KiB/s is a slow link's pace (a 16 MiB peer batch gets 266 s), the 10 s floor the head's
+own; a body of no declared size (chunked) gets the time of the largest any route takes."""
+BODY_UNDECLARED = max(limits.PEER_BODY, limits.TAXII_BODY)
 
 
-def tls_protocol() -> type:
+def body_within(declared: int | None, floor: float = BODY_WITHIN_S) -> float:
+    """Seconds a body of ``declared`` bytes (None: undeclared) has to arrive whole."""
+    size = BODY_UNDECLARED if declared is None else min(declared, BODY_UNDECLARED)
+    return floor + size / BODY_RATE
+
+
+def _timed_out(floor: float) -> bytes:
+    """The whole 408 answer, written by the server itself: no handler has the body to answer."""
+    body = orjson.dumps(error_body(
+        "Request timeout", 408, "The request body did not arrive whole in time",
+        {"floor_s": floor, "bytes_per_s": BODY_RATE}))
+    return (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n"
+            + body)
+
+
+def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = None, *,
+                 head_within: float = HEAD_WITHIN_S, body_floor: float = BODY_WITHIN_S
+                 ) -> type:
     """uvicorn's httptools protocol (llhttp, in C, rather than h11's parser in Python),
     putting the client certificate the TLS layer verified into the ASGI TLS extension
     (``scope["extensions"]["tls"]``) of every request on the connection; which party it is,
     if any, is the app's to decide (``PinnedPeers``). The requests the server has under way
-    go with it (``api.IN_FLIGHT``). A request's head is bounded (:data:`MAX_REQUEST_HEAD`)."""
+    go with it (``api.IN_FLIGHT``). A request's head is bounded in size
+    (:data:`MAX_REQUEST_HEAD`) and in time (``head_within``), its body in time
+    (:func:`body_within`, ``body_floor`` its floor), a connection idle before its first
+    request as after a response (uvicorn's keep-alive).
+    ``partner_of``: the current partner, if any, whose certificate that TLS extension holds
+    (:class:`gsomia.shell.peer_identity.CurrentPartners`); only such a connection is kept
+    idle PARTNER_IDLE_KEPT_S, PARTNER_CONNECTIONS_KEPT of each partner at once (None: none
+    is)."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from gsomia.shell.api import IN_FLIGHT
-    from gsomia.shell.exchange import PARTNER_IDLE_KEPT_S
+    from gsomia.shell.exchange import PARTNER_CONNECTIONS_KEPT, PARTNER_IDLE_KEPT_S
 
     class TlsHttpProtocol(HttpToolsProtocol):
         # Bytes received since the current request began, while its head is still read.
         _head_bytes = 0
         _in_head = True
+        # The partner whose connection this is, while it counts in the server's KEPT.
+        _kept_for: Party | None = None
+        # Cuts the connection if the head of the request begun is not whole in head_within,
+        # or its body in body_within (one request is read at a time: one timer).
+        _head_timer: asyncio.TimerHandle | None = None
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -70,18 +121,101 @@ def tls_protocol() -> type:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head, self._head_bytes = True, 0
+            self._stop_head_timer()
+            self._head_timer = self.loop.call_later(head_within, self._head_too_slow)
 
         def on_headers_complete(self) -> None:
             self._in_head = False
+            self._stop_head_timer()
             super().on_headers_complete()
+            if self.transport.is_closing():
+                return
+            declared: int | None = 0  # neither header: no body (RFC 9112 6.3)
+            for name, value in self.headers:
+                if name == b"transfer-encoding":
+                    declared = None
+                    break
+                if name == b"content-length":
+                    text = value.strip()
+                    declared = int(text) if text.isdigit() and len(text) < 20 else None
+            if declared == 0:
+                return  # no body to wait for
+            self._head_timer = self.loop.call_later(body_within(declared, body_floor),
+                                                    self._body_too_slow)
+
+        def on_message_complete(self) -> None:
+            self._stop_head_timer()
+            super().on_message_complete()
+
+        def _body_too_slow(self) -> None:
+            self._head_timer = None
+            if self.transport.is_closing():
+                return
+            if self.pipeline:
+                # Queued behind a request still running, its reading paused by the server:
+                # its time runs once it is taken up, as for a head.
+                self._head_timer = self.loop.call_later(body_within(None, body_floor),
+                                                        self._body_too_slow)
+                return
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_started:
+                # Nothing answered yet: the client learns why. The handler, still waiting on
+                # the body, is told the client left (and so stores nothing of it).
+                cycle.response_started = cycle.response_complete = True
+                self.transport.write(_timed_out(body_floor))
+            if cycle is not None:
+                cycle.disconnected = True
+                cycle.message_event.set()
+            self._cut()  # the 408 leaves first
+
+        def _stop_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_too_slow(self) -> None:
+            self._head_timer = None
+            if not self._in_head or self.transport.is_closing():
+                return
+            if self.cycle is not None and not self.cycle.response_complete:
+                # Pipelined behind a request still running: its head is not read until that
+                # answer is out, so it is given head_within again, as often as needed.
+                self._head_timer = self.loop.call_later(head_within, self._head_too_slow)
+                return
+            # Nothing of this head was read, so nothing of it is answered; the answer
+            # before it may still be leaving (a client reading slowly), and goes out whole.
+            self._cut()
+
+        def timeout_keep_alive_handler(self) -> None:
+            if not self.transport.is_closing():
+                self._cut()
+
+        def _cut(self) -> None:
+            # Cut once what was answered has left, not closed, as at the stop: a TLS close
+            # waits up to asyncio's 30 s for a close_notify that a client need never send,
+            # and the connection was held all that time. With an answer not yet all handed
+            # to the kernel (a client reading slowly), closed: an abort drops its tail.
+            if self._unsent() == 0:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+        def _unsent(self) -> int:
+            # asyncio's TLS transport counts only what it has not yet encrypted: the
+            # ciphertext waits in the socket's transport below it, which an abort drops
+            # too (an 8 MiB answer to a client reading slowly: 4 MiB of it arrived).
+            below = getattr(getattr(self.transport, "_ssl_protocol", None), "_transport", None)
+            unsent = int(self.transport.get_write_buffer_size())
+            return unsent + (int(below.get_write_buffer_size()) if below is not None else 0)
 
         def shutdown(self) -> None:
             # An idle connection (a partner's courier keeps one alive) is cut at the stop,
             # not closed: a TLS close waits for the client's close_notify, which an idle
             # client never sends, and every stop waited out the 3 s graceful timeout (of
-            # the 10 s before a kill). A request still running ends first, as before.
+            # the 10 s before a kill). A request still running ends first, as before; an
+            # answer written but not yet all sent leaves whole, within that timeout (_cut).
             if self.cycle is None or self.cycle.response_complete:
-                self.transport.abort()
+                self._cut()
             else:
                 super().shutdown()
 
@@ -96,17 +230,17 @@ def tls_protocol() -> type:
                 return
             ssl_object = transport.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-            if der:
-                # A certificate the TLS layer verified against ca_bundle (this node's own CA
-                # and the partners' pinned CAs): a partner's courier, in practice; which
-                # party, if any, the peer API decides per request. Its idle connection is
-                # kept for its next batch, not only for uvicorn's 5 s; a client without a
-                # certificate (a person's tool) still loses an idle one after 5 s.
-                self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
             tls: dict[str, Any] = {
                 "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
                 "client_cert_der": der or None,
             }
+            if der:
+                self._keep_for_partner(tls)
+            # uvicorn arms its keep-alive timer after a response only: a client that sent
+            # nothing after its handshake held its connection for ever. Idle before the
+            # first request is idle: the same timer, which the first byte stops.
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler)
             inner = self.app
 
             async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -116,6 +250,39 @@ def tls_protocol() -> type:
                 await inner(scope, receive, send)
 
             self.app = app
+
+        def _keep_for_partner(self, tls: dict[str, Any]) -> None:
+            """A current partner's courier keeps its idle connection for its next batch:
+            kept PARTNER_IDLE_KEPT_S, not uvicorn's 5 s, up to PARTNER_CONNECTIONS_KEPT of
+            that partner at once. Verified by the TLS layer is not enough: ca_bundle holds
+            this node's own CA, whose certificates are this node's own (a local account's,
+            whoever holds one), and a pinned party's with no agreement in force is no
+            partner now; they, a partner's connections beyond the bound and anyone without
+            a certificate lose an idle connection after uvicorn's 5 s."""
+            if partner_of is None:
+                return
+            try:
+                partner = partner_of(tls)
+            except Exception:  # only a privilege is decided here: none is given
+                # A partners file or CA that cannot be read now: the default keep-alive; the
+                # peer API's own decision answers the requests (its error, audited).
+                return
+            if partner is None:
+                return
+            kept: dict[Party, int] = getattr(self.server_state, KEPT, None) or {}
+            if kept.get(partner, 0) >= PARTNER_CONNECTIONS_KEPT:
+                return
+            kept[partner] = kept.get(partner, 0) + 1
+            setattr(self.server_state, KEPT, kept)  # uvicorn's object: no field of ours
+            self._kept_for = partner
+            self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            self._stop_head_timer()
+            if self._kept_for is not None:
+                getattr(self.server_state, KEPT)[self._kept_for] -= 1
+                self._kept_for = None
 
     return TlsHttpProtocol
 
@@ -151,7 +318,7 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
 
     from gsomia import bootstrap
     from gsomia.shell.partner_check import check_at_start
-    from gsomia.shell.peer_identity import ca_bundle
+    from gsomia.shell.peer_identity import CurrentPartners, PinnedPeers, ca_bundle
 
     refuse_exposed_keys(node_dir)
 
@@ -173,14 +340,18 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
             node.close()
             raise
     folder = Path(node.folder)
-    app = app_for_node(node, audit_reads=audit_reads, sign_apart=True)
+    # One idea of who calls: the peer API's, and the server's of whose idle connection it
+    # keeps longer (decided as the connection is made, kept for the API's requests on it).
+    identity = PinnedPeers(folder, node.party)
+    app = app_for_node(node, audit_reads=audit_reads, sign_apart=True, peer_identity=identity)
     from gsomia.shell.stix_check import _enums, _validators
 
     _validators()  # read the schemas before the first request (a type's compile: ~2.5 ms)
     _enums()  # and load the tables of the MUST rules
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False,
-        http=tls_protocol(), lifespan="off", timeout_graceful_shutdown=3,
+        http=tls_protocol(CurrentPartners(identity, node.catalogue)), lifespan="off",
+        timeout_graceful_shutdown=3,
         ssl_certfile=str(folder / "tls" / "server.crt"),
         ssl_keyfile=str(folder / "tls" / "server.key"),
         ssl_ca_certs=str(ca_bundle(folder)), ssl_cert_reqs=ssl.CERT_OPTIONAL)

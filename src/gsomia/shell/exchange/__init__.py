@@ -77,6 +77,7 @@ from gsomia.shell.exchange._outbox import (
 from gsomia.shell.exchange._partners import (
     COURIER_IDLE_KEPT_S,
     PARTIES,
+    PARTNER_CONNECTIONS_KEPT,
     PARTNER_IDLE_KEPT_S,
     PARTNERS_FILE,
     Partners,
@@ -102,6 +103,7 @@ __all__ = [
     "NOTICE_PATHS",
     "PARTIES",
     "PARTNERS_FILE",
+    "PARTNER_CONNECTIONS_KEPT",
     "PARTNER_IDLE_KEPT_S",
     "PENDING",
     "REFUSED",

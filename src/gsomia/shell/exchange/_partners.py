@@ -168,18 +168,26 @@ def client_tls(folder: Path, to: Party) -> ssl.SSLContext:
     return client_context(Path(folder), pinned.get(to))
 
 
-# Seconds a node's server keeps a partner's idle connection (one that presented a client
-# certificate the TLS layer verified) for its next request; uvicorn keeps any other for 5.
+# Seconds a node's server keeps a current partner's idle connection for its next request
+# (one whose client certificate is a partner's with an agreement in force with this node,
+# :class:`gsomia.shell.peer_identity.CurrentPartners`); uvicorn keeps any other for 5.
 # A courier's second connection (the batch beside the one in flight) goes idle for seconds
 # between two such batches: at 5 s, 12% of the reports that went beside one to JPN paid a
 # fresh mutual TLS handshake before their request left (33 ms at the median, 95 at the
 # 99th percentile, load 10; trace26), against 1% of the others.
 PARTNER_IDLE_KEPT_S = 30
+# Connections of one partner a server process keeps that long at once; the partner's next
+# ones get uvicorn's 5 s, as anyone's. A node opens a few towards a partner (its courier's
+# two, the tree heads', a consent's): a partner's keys turned against the node hold no more
+# than this many connections for 30 s each (at most two partners: 16 a process).
+PARTNER_CONNECTIONS_KEPT = 8
 # A courier's client keeps an idle connection this long: less than the partner's server, so
 # no batch goes out on a connection the server is closing (lost as a failed post, and
-# retried after a backoff). A partner of an earlier version closes an idle one after 5 s:
-# httpcore drops a pooled connection the server has closed (it reads as readable) before it
-# reuses it, so only a post that meets that close in flight fails, and goes again.
+# retried after a backoff). A partner of an earlier version closes an idle one after 5 s,
+# and so does a partner's server for a connection beyond PARTNER_CONNECTIONS_KEPT or while
+# the agreement is not in force: httpcore drops a pooled connection the server has closed
+# (it reads as readable) before it reuses it, so only a post that meets that close in
+# flight fails, and goes again.
 COURIER_IDLE_KEPT_S = 25.0
 
 

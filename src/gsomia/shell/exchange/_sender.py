@@ -35,7 +35,6 @@ from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import (
     QueuedDelivery,
     QueuedNotice,
-    RememberedChecks,
     Repository,
     SignatureChecks,
     checks_here,
@@ -49,6 +48,7 @@ from gsomia.shell.exchange._partners import (
     require_partners,
 )
 from gsomia.shell.exchange._receiving import _checks
+from gsomia.shell.signatures import RememberingChecks
 from gsomia.shell.store import now_utc
 
 if TYPE_CHECKING:
@@ -317,7 +317,7 @@ class Sender:
         # The binding checks of the seal, each yes remembered in the node's keeping
         # (``store.remembered``: shared by its links and its publish path, so an item that
         # goes to two partners is verified once, and one this process bound not at all).
-        self.seal_checks: RememberedChecks | None = None
+        self.seal_checks: RememberingChecks | None = None
 
     @property
     def client(self) -> httpx.Client:
@@ -507,7 +507,7 @@ class Sender:
             batch.digests[row.row] = crypto.sha256(encoded)
         return batch if batch.sealed else None
 
-    def _seal_checks(self) -> tuple[RememberedChecks, RememberedChecks]:
+    def _seal_checks(self) -> tuple[RememberingChecks, RememberingChecks]:
         """The seal's binding checks: half on the signature worker, half here."""
         if self.seal_checks is None:
             # The node's keeping: what its publish path bound in this process is found.

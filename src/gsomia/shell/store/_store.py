@@ -19,7 +19,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gsomia.core.audit import TreeHead
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import LEASE_S, Routing
-from gsomia.service.ports import RememberedChecks, checks_here
+from gsomia.service.ports import checks_here
+from gsomia.shell.signatures import RememberingChecks
 from gsomia.shell.store._engine import make_engine, migrate
 from gsomia.shell.store._mapping import (
     CourierRow,
@@ -85,12 +86,15 @@ class Store:
         self._uncopied: TreeHead | None = None
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
-        # Three selects, made once (:meth:`_due_queries`).
-        self._next_due: tuple[Any, Any, Any] | None = None
+        # next_due's statements, made once a shape (:meth:`_due_query`), and the notices'
+        # recipients they read (:meth:`_notice_recipients_cte`).
+        self._next_due: dict[tuple[int, int, bool], Any] = {}
+        self._recipients_cte: Any = None
+        self._notices_to_query: Any = None
         self._claims: dict[tuple[bool, ...], sa.Select[Any]] = {}  # :meth:`_claim_query`
         # The node's signature checks said yes in this process (UnitOfWork.remembered):
         # one keeping per opened store, so per node per process, in memory only.
-        self.remembered = RememberedChecks(checks_here)
+        self.remembered = RememberingChecks(checks_here)
         if migrate_schema:
             migrate(self.engine)
 
@@ -131,7 +135,7 @@ class Store:
             listed = False
             if strays and recipient is not None:
                 tos = sorted({recipient, *(
-                    to for to in self._notice_recipients(conn, self._due_queries()[2])
+                    to for to in self._notice_recipients(conn)
                     if to not in (or_not_to or ()))})
                 # Recipients are whatever the outbox holds: rows written behind the node's
                 # back with more distinct ones than a statement takes variables (SQLite:
@@ -194,56 +198,93 @@ class Store:
         # read, however many of the other are queued); one whose notices alone this
         # sender posts: on ``ix_outbox_notices`` (migrations 0021-0022), which holds no
         # delivery. A link reads its own rows alone, however many are queued to a partner
-        # that is down.
-        either, notice, recipient_after = self._due_queries()
-        named = set(recipients)
-        # Whose notices this sender posts, as :meth:`claim` takes them (``notices_to``, and
-        # with ``or_not_to`` anyone outside it; all of them if neither), or a recipient named.
-        notified = set() if notices_to is None else {notices_to}
-        found: list[datetime] = []  # typed as the column (aware UTC)
+        # that is down. One statement whatever the number of recipients (tidy27: a query
+        # for each recipient of stray notices, on each pass of the first link).
+        named = sorted(set(recipients))
+        # Whose notices this sender posts, as :meth:`claim` takes them: ``notices_to``, and
+        # with ``or_not_to`` anyone outside it; all of them if neither; a recipient named
+        # is read with its deliveries.
+        direct = [] if notices_to is None or notices_to in named else [notices_to]
+        strays = notices_to is None or or_not_to is not None
+        if not named and not direct and not strays:
+            return None
+        known = set(named) if notices_to is None else {*named, notices_to, *(or_not_to or ())}
+        values: dict[str, Any] = {f"named{n}": to for n, to in enumerate(named)}
+        values.update({f"direct{n}": to for n, to in enumerate(direct)})
+        values["known"] = sorted(known)
+        query = self._due_query(len(named), len(direct), strays)
         with self.engine.connect() as conn:
-            if notices_to is None or or_not_to is not None:
-                notified.update(to for to in self._notice_recipients(conn, recipient_after)
-                                if notices_to is None or to not in (or_not_to or ()))
-            for query, tos in ((either, named), (notice, notified - named)):
-                for to in sorted(tos):
-                    earliest = conn.execute(query, {"to": to}).scalar()
-                    if earliest is not None:
-                        found.append(earliest)
-        return min(found, default=None)
+            due: datetime | None = conn.execute(query, values).scalar()  # aware UTC
+        return due
 
-    @staticmethod
-    def _notice_recipients(conn: sa.Connection, recipient_after: Any) -> list[str]:
+    def _notice_recipients(self, conn: sa.Connection) -> list[str]:
         """The recipients of the pending notices, one entry of ``ix_outbox_notices`` read
-        for each (a partner down with thousands queued costs one). Text only, as the
-        courier takes them: SQLite sorts a number before any text, bytes after."""
-        found: list[str] = []
-        after: Any = ""
-        while (to := conn.execute(recipient_after, {"after": after}).scalar()) is not None:
-            if isinstance(to, str):
-                found.append(to)
-            after = to
-        return found
+        for each (a partner down with thousands queued costs one), in one statement. Text
+        only, as the courier takes them: SQLite sorts a number before any text, bytes
+        after."""
+        recipients = self._notice_recipients_cte()
+        query = self._notices_to_query
+        if query is None:
+            query = self._notices_to_query = sa.select(recipients.c.recipient).where(
+                recipients.c.recipient.is_not(None))
+        return [to for to in conn.execute(query).scalars() if isinstance(to, str)]
 
-    def _due_queries(self) -> tuple[Any, Any, Any]:
-        """:meth:`next_due`'s queries, made once a store: making the full check's terms
-        cost as much CPU a call as running them on the earliest rows."""
-        if self._next_due is not None:
-            return self._next_due
+    def _notice_recipients_cte(self) -> Any:
+        """The recipients of the pending notices, each the next entry of
+        ``ix_outbox_notices`` after the one before (a skip scan: one entry read for each
+        recipient, however many notices are queued to it), the last row NULL."""
+        if self._recipients_cte is not None:
+            return self._recipients_cte
         pending = outbox.c.status == "pending"
-        to = outbox.c.recipient == sa.bindparam("to")
-        either = sa.select(outbox.c.next_at).where(pending, to, sa.or_(
-            sa.and_(*courier_readable(self.dialect, deliveries=True)),
-            sa.and_(*courier_readable(self.dialect, deliveries=False)))
-        ).order_by(outbox.c.next_at).limit(1)
-        notice = sa.select(outbox.c.next_at).where(
-            NOTICE_ROWS, pending, to, *courier_readable(self.dialect, deliveries=False)
-        ).order_by(outbox.c.next_at).limit(1)
-        recipient_after = sa.select(outbox.c.recipient).where(
-            NOTICE_ROWS, pending, outbox.c.recipient > sa.bindparam("after")
-        ).order_by(outbox.c.recipient).limit(1)
-        self._next_due = either, notice, recipient_after
-        return self._next_due
+
+        def after(previous: Any) -> Any:
+            return sa.select(outbox.c.recipient).where(
+                NOTICE_ROWS, pending, outbox.c.recipient > previous
+            ).order_by(outbox.c.recipient).limit(1).scalar_subquery()
+
+        first = sa.select(after(sa.literal("", sa.String)).label("recipient"))
+        recipients = first.cte("notice_recipients", recursive=True)
+        self._recipients_cte = recipients.union_all(
+            sa.select(after(recipients.c.recipient).label("recipient"))
+            .where(recipients.c.recipient.is_not(None)))
+        return self._recipients_cte
+
+    def _due_query(self, named: int, direct: int, strays: bool) -> Any:
+        """:meth:`next_due`'s statement for its shape (how many recipients named, a
+        recipient of notices apart from them or not, the strays read or not), made once a
+        store: making the full check's terms cost as much CPU a call as running them on the
+        earliest rows."""
+        shape = (named, direct, strays)
+        query = self._next_due.get(shape)
+        if query is not None:
+            return query
+        pending = outbox.c.status == "pending"
+
+        def either(to: Any) -> Any:
+            return sa.select(outbox.c.next_at).where(pending, outbox.c.recipient == to, sa.or_(
+                sa.and_(*courier_readable(self.dialect, deliveries=True)),
+                sa.and_(*courier_readable(self.dialect, deliveries=False)))
+            ).order_by(outbox.c.next_at).limit(1).scalar_subquery()
+
+        def notice(to: Any) -> Any:
+            return sa.select(outbox.c.next_at).where(
+                NOTICE_ROWS, pending, outbox.c.recipient == to,
+                *courier_readable(self.dialect, deliveries=False)
+            ).order_by(outbox.c.next_at).limit(1).scalar_subquery()
+
+        parts = [sa.select(either(sa.bindparam(f"named{n}", type_=sa.String)).label("due"))
+                 for n in range(named)]
+        parts += [sa.select(notice(sa.bindparam(f"direct{n}", type_=sa.String)).label("due"))
+                  for n in range(direct)]
+        if strays:
+            recipients = self._notice_recipients_cte()
+            parts.append(sa.select(notice(recipients.c.recipient).label("due")).where(
+                recipients.c.recipient.is_not(None),
+                recipients.c.recipient.notin_(sa.bindparam("known", expanding=True))))
+        each = sa.union_all(*parts).subquery("each_due")
+        query = sa.select(sa.func.min(each.c.due))
+        self._next_due[shape] = query
+        return query
 
     def newest_pending(self) -> dict[str, int]:
         """Each recipient's newest pending outbox row (rows are never deleted, so a larger
