@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from gsomia.core import crypto
@@ -45,10 +45,11 @@ from gsomia.core.outbox import (
     ItemStored,
     NoticeDue,
     Routing,
+    consents_needed,
     definitive,
     plan_deliveries,
 )
-from gsomia.core.policy import Consent, ReleaseRequest, decide
+from gsomia.core.policy import Consent, ReleaseRequest, StandingConsent, decide
 from gsomia.core.types import Party
 from gsomia.service import exchange, handlers
 from gsomia.service import notices as notice_handlers
@@ -477,6 +478,87 @@ def test_the_planner_releases_only_what_the_policy_permits(
                                      tuple(grants["x"])), shipped).permit
     if originator != me and not consented:
         assert planned == []  # a relay without the originator's consent goes nowhere
+
+
+LEVELS = {"JPN": ("秘", "機密"), "KOR": ("군사III급비밀", "군사I급비밀"),
+          "USA": ("SECRET", "TOP SECRET")}
+
+
+@st.composite
+def stored_versions(draw: st.DrawFn) -> ItemStored:
+    originator = draw(st.sampled_from(PARTIES))
+    # Drawn so that a relay is often open (a common purpose, no caveat, everyone in REL
+    # TO), and often shut by one rule or another.
+    label = SecurityLabel(
+        originator, draw(st.sampled_from((*LEVELS[originator], LEVELS[originator][0]))),
+        frozenset(draw(st.just(set(PARTIES)) | st.sets(st.sampled_from(PARTIES)))
+                  | {originator}),
+        draw(st.sampled_from(("dprk-missile", "dprk-missile", "regional-security"))),
+        draw(st.sampled_from((frozenset(), frozenset(), frozenset({"NOFORN"})))), created=NOW,
+        category=draw(st.sampled_from((None, "sensor-report", "flight-path"))),
+        policy=draw(st.sampled_from((None, "trilateral-mwd-2023"))))
+    return ItemStored(draw(st.sampled_from(("x", "y"))), draw(st.sampled_from(("v1", "v2"))),
+                      label, draw(st.sampled_from((None, *PARTIES))))
+
+
+@settings(max_examples=100, deadline=None)
+@given(stored=st.lists(stored_versions(), min_size=1, max_size=3),
+       me=st.sampled_from(("USA", *PARTIES)),  # the hub relays most
+       deliver_to=st.just(set(PARTIES)) | st.sets(st.sampled_from(PARTIES)),
+       only=st.sampled_from((None, None, *PARTIES)),
+       consented=st.sets(st.tuples(st.sampled_from(("x", "y")), st.sampled_from(PARTIES))),
+       granted=st.sets(st.tuples(st.sampled_from(PARTIES), st.sampled_from(PARTIES))))
+def test_consents_are_read_only_where_one_could_open_a_relay(
+        shipped: Catalogue, stored: list[ItemStored], me: Party, deliver_to: set[Party],
+        only: Party | None, consented: set[tuple[str, Party]],
+        granted: set[tuple[Party, Party]]) -> None:
+    # The planner given only the consents consents_needed asks for plans exactly what it
+    # plans with every consent held: skipping a read never releases nor loses a delivery.
+    standing = [StandingConsent(f"standing-consent--{n}", originator, recipient,
+                                frozenset({"sensor-report", "flight-path"}), "dprk-missile",
+                                NOW - timedelta(days=1), NOW + timedelta(days=1))
+                for n, (originator, recipient) in enumerate(sorted(granted))]
+    routing = Routing(me, tuple(sorted(deliver_to)), shipped)
+    grants: dict[str, list[Consent]] = {}
+    for item, recipient in sorted(consented):  # by each originator its versions name
+        grants.setdefault(item, []).extend(Consent(item, e.label.originator, recipient)
+                                           for e in stored if e.item_id == item)
+    full = plan_deliveries(stored, routing, grants, NOW, only=only, standing=standing)
+    items, by_standing = consents_needed(stored, routing, NOW, only=only)
+    read = plan_deliveries(stored, routing, {i: grants.get(i, []) for i in items}, NOW,
+                           only=only, standing=standing if by_standing else ())
+    assert read == full
+    relayed = {e.item_id for e in stored} - {e.item_id for e in stored
+                                             if e.label.originator == me}
+    event("relayed" if any(d.item_id in relayed for d in full) else "nothing relayed")
+    # And an item left out is planned to nobody even with every consent it could have.
+    every = {e.item_id: [Consent(e.item_id, e.label.originator, r) for r in PARTIES]
+             for e in stored}
+    opened = plan_deliveries(stored, routing, every, NOW, only=only, standing=standing)
+    assert {d.item_id for d in opened} - {e.item_id for e in stored
+                                           if e.label.originator == me} <= set(items)
+
+
+def test_the_hub_reads_consents_for_what_one_could_open_and_no_other(
+        shipped: Catalogue) -> None:
+    hub = Routing("USA", PARTIES, shipped)
+    label = SecurityLabel("KOR", "군사III급비밀", frozenset(PARTIES), "dprk-missile",
+                          category="sensor-report", created=NOW)
+    received = [ItemStored("x", "v1", label, "KOR")]
+    standing = [StandingConsent("standing-consent--1", "KOR", "JPN",
+                                frozenset({"sensor-report"}), "dprk-missile",
+                                NOW - timedelta(days=1), NOW + timedelta(days=1))]
+    # Open to JPN with a consent; a standing one covers it (it is categorised): both read.
+    assert consents_needed(received, hub, NOW) == (["x"], True)
+    assert plan_deliveries(received, hub, {}, NOW, standing=standing) == [
+        DeliveryDue("x", "v1", "JPN")]
+    uncategorised = [ItemStored("x", "v1", dataclasses.replace(label, category=None), "KOR")]
+    assert consents_needed(uncategorised, hub, NOW) == (["x"], False)
+    # Shut to JPN whatever the consents (not in REL TO; NOFORN): nothing read.
+    for shut in (dataclasses.replace(label, rel_to=frozenset({"KOR", "USA"})),
+                 dataclasses.replace(label, caveats=frozenset({"NOFORN"}))):
+        assert consents_needed([ItemStored("x", "v1", shut, "KOR")], hub, NOW) == ([], False)
+    assert consents_needed(received, hub, NOW, only="KOR") == ([], False)  # its originator
 
 
 # ---- receiving ----------------------------------------------------------------------------

@@ -51,6 +51,7 @@ __all__ = [
     "Routing",
     "StandingConsentIssued",
     "backoff",
+    "consents_needed",
     "definitive",
     "next_try",
     "not_now_after",
@@ -223,6 +224,36 @@ def plan_deliveries(stored: Iterable[ItemStored], routing: Routing,
                         standing_held).permit:
                 out.append(DeliveryDue(event.item_id, event.version, recipient))
     return out
+
+
+def consents_needed(stored: Iterable[ItemStored], routing: Routing, now: datetime, *,
+                    only: Party | None = None) -> tuple[list[str], bool]:
+    """What :func:`plan_deliveries` needs read to plan ``stored``: the items received from a
+    partner that some partner could be sent if the originator's consent were held (their
+    consents), and whether a standing consent could open any of them (one of those items
+    carries a category). An item no consent could open (its REL TO, caveats, level or the
+    agreements shut every partner out; or none is left but the originator and the party it
+    came from) is planned as it would be with every consent held: to nobody. So a receive
+    whose items no consent could open reads no consent at all."""
+    items: set[str] = set()
+    standing = False
+    for event in stored:
+        label = event.label
+        if label.originator == routing.me or \
+                (event.item_id in items and (standing or label.category is None)):
+            continue
+        for recipient in routing.deliver_to:
+            if recipient in (routing.me, label.originator, event.provider) or \
+                    (only is not None and recipient != only):
+                continue
+            # Consents only ever add a permission (the third-party rule is one reason of
+            # the denial among others): granted here, the rest of the decision stands.
+            if _release(event.item_id, label, recipient, routing, now,
+                        (Consent(event.item_id, label.originator, recipient),), ()).permit:
+                items.add(event.item_id)
+                standing = standing or label.category is not None
+                break
+    return sorted(items), standing
 
 
 def _release(item_id: str, label: SecurityLabel, recipient: Party, routing: Routing,

@@ -28,6 +28,7 @@ from gsomia.core.outbox import (
     NoticeRecorded,
     Routing,
     StandingConsentIssued,
+    consents_needed,
     plan_deliveries,
     plan_notices,
     plan_standing_notices,
@@ -70,13 +71,15 @@ def queue_deliveries(uow: UnitOfWork, stored: Sequence[ItemStored], now: datetim
     routing = uow.routing
     planned: list[DeliveryDue] = []
     if routing.federated and routing.deliver_to and stored:
-        # Only what came from a partner needs the originator's consents (third-party rule).
-        relayed = sorted({e.item_id for e in stored if e.label.originator != routing.me})
+        # Only what came from a partner needs the originator's consents (third-party rule),
+        # and only if a consent could open it to a partner: read here, under the write lock,
+        # so a consent revoked before it is taken releases nothing.
+        relayed, by_standing = consents_needed(stored, routing, now, only=only)
         held = uow.repo.consents_of(relayed) if relayed else {}
         grants = {item: [Consent(c.item_id, c.originator, c.recipient) for c in records]
                   for item, records in held.items()}
         planned = plan_deliveries(stored, routing, grants, now, only=only,
-                                  standing=standing_held(uow, now) if relayed else ())
+                                  standing=standing_held(uow, now) if by_standing else ())
     if planned:
         # The write lock is held: a delivery already in the outbox is left out here, so
         # every row has exactly one recording event.

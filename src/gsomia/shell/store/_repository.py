@@ -71,6 +71,39 @@ from gsomia.shell.store._tables import (
     users,
 )
 
+# Statements of every receive's commit, made once (as ``Store._claim_query``), their values
+# bound at each call: made at each call, building them and their cache keys cost more CPU
+# than running them, under the write lock.
+_CONSENTS_OF = consents.select().where(
+    consents.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(consents.c.row)
+_STANDING_CURRENT: dict[tuple[bool, bool], sa.Select[Any]] = {}
+
+
+def _standing_current_query(to: bool, direction: bool) -> sa.Select[Any]:
+    """:meth:`SqlRepository.standing_current`'s select for its shape (a recipient named, a
+    direction named), made once."""
+    query = _STANDING_CURRENT.get((to, direction))
+    if query is not None:
+        return query
+    t = standing_consents
+    revoked = t.alias("revoked")
+    # By ix_standing_consents_in_force (the grants not revoked and not ended, those
+    # whose end does not read too): none of the rest of the history. Each one's
+    # revocation is still looked up by id, so a ``revoked`` cleared on disk revives
+    # nothing. The OR spelt out term by term: SQLite then seeks the index for each,
+    # where (... AND (end > now OR end IS NULL)) takes every grant not revoked.
+    live = (t.c.kind == "grant", t.c.revoked == sa.false(),
+            *([t.c.recipient == sa.bindparam("recipient")] if to else ()),
+            *([t.c.direction == sa.bindparam("direction")] if direction else ()))
+    query = t.select().where(
+        sa.or_(sa.and_(*live, t.c.not_after > sa.bindparam("now")),
+               sa.and_(*live, t.c.not_after.is_(None))),
+        ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
+                           revoked.c.originator == t.c.originator,
+                           revoked.c.kind == "revoke")).order_by(t.c.row)
+    _STANDING_CURRENT[(to, direction)] = query
+    return query
+
 
 class SqlRepository:
     """The ``Repository`` port over one connection (inside the unit of work's transaction)."""
@@ -251,23 +284,9 @@ class SqlRepository:
 
     def standing_current(self, now: datetime, *, recipient: str | None = None,
                          direction: str | None = None) -> list[StandingConsentRecord]:
-        t = standing_consents
-        revoked = t.alias("revoked")
-        # By ix_standing_consents_in_force (the grants not revoked and not ended, those
-        # whose end does not read too): none of the rest of the history. Each one's
-        # revocation is still looked up by id, so a ``revoked`` cleared on disk revives
-        # nothing. The OR spelt out term by term: SQLite then seeks the index for each,
-        # where (... AND (end > now OR end IS NULL)) takes every grant not revoked.
-        live = (t.c.kind == "grant", t.c.revoked == sa.false(),
-                *([t.c.recipient == recipient] if recipient is not None else ()),
-                *([t.c.direction == direction] if direction is not None else ()))
-        query = t.select().where(
-            sa.or_(sa.and_(*live, t.c.not_after > now),
-                   sa.and_(*live, t.c.not_after.is_(None))),
-            ~sa.exists().where(revoked.c.consent_id == t.c.consent_id,
-                               revoked.c.originator == t.c.originator,
-                               revoked.c.kind == "revoke")).order_by(t.c.row)
-        return [_standing(r) for r in self.conn.execute(query)]
+        query = _standing_current_query(recipient is not None, direction is not None)
+        return [_standing(r) for r in self.conn.execute(
+            query, {"now": now, "recipient": recipient, "direction": direction})]
 
     def standing_orphans(self, originator: str, since: datetime) -> int:
         t = standing_consents
@@ -365,8 +384,7 @@ class SqlRepository:
     def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
         out: dict[str, list[ConsentRecord]] = {}
         for chunk in _chunks(sorted(set(item_ids))):
-            for row in self.conn.execute(consents.select().where(consents.c.item_id.in_(chunk))
-                                         .order_by(consents.c.row)):
+            for row in self.conn.execute(_CONSENTS_OF, {"ids": chunk}):
                 out.setdefault(row.item_id, []).append(_consent(row))
         return out
 
@@ -728,6 +746,19 @@ def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
             "at": record.at, "seq": seq}
 
 
+# The outbox scan's watermark (:meth:`SqlOutbox.advance_scan`, at every commit that stores
+# an item): made once, as the statements above.
+_SCAN_MARK = sa.select(exchange_state.c.scanned_seq).where(exchange_state.c.id == 1)
+_NEWER = items.c.seq > exchange_state.c.scanned_seq
+_SCAN_MARK_AND_NEWER = sa.select(
+    exchange_state.c.scanned_seq,
+    sa.select(sa.func.count()).select_from(items).where(_NEWER).scalar_subquery(),
+    sa.select(sa.func.max(items.c.seq)).where(_NEWER).scalar_subquery(),
+).where(exchange_state.c.id == 1)
+_SET_SCAN_MARK = exchange_state.update().where(exchange_state.c.id == 1).values(
+    scanned_seq=sa.bindparam("seq"))
+
+
 class SqlOutbox:
     """The ``Outbox`` port over the ``outbox`` table (deliveries and notices), in the unit
     of work's transaction."""
@@ -773,8 +804,7 @@ class SqlOutbox:
              "last_error": None, "seq": seq, "not_now": 0} for n in rows])
 
     def _mark(self) -> int | None:
-        found = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
-                                  .where(exchange_state.c.id == 1)).first()
+        found = self.conn.execute(_SCAN_MARK).first()
         if found is None:
             return None
         # Not a seq (retyped on the host's disk): every item is looked at again, as if
@@ -782,6 +812,14 @@ class SqlOutbox:
         return found[0] if type(found[0]) is int else -1
 
     def advance_scan(self, added: int) -> int | None:
+        # The mark and the items stored after it, read at once (every receive's commit
+        # comes here under the write lock): the mark as :meth:`_mark` reads it.
+        found = self.conn.execute(_SCAN_MARK_AND_NEWER).first() if added > 0 else None
+        if found is not None and type(found[0]) is int:
+            if found[1] == added and found[2] is not None:
+                self.conn.execute(_SET_SCAN_MARK, {"seq": int(found[2])})
+                return int(found[2])
+            return None
         mark = self._mark()
         if mark is None:
             # No watermark yet: a node's first scan found its store empty and set none. Set
@@ -817,8 +855,7 @@ class SqlOutbox:
             .where(items.c.seq > mark).order_by(items.c.seq)) if type(r.seq) is int]
 
     def set_scan_mark(self, seq: int) -> None:
-        self.conn.execute(exchange_state.update().where(exchange_state.c.id == 1)
-                          .values(scanned_seq=seq))
+        self.conn.execute(_SET_SCAN_MARK, {"seq": seq})
 
     def still_pending(self, rows: Collection[int]) -> set[int]:
         found: set[int] = set()
