@@ -389,13 +389,16 @@ class SqlRepository:
         return out
 
     # the exchange's registers
+    # Read at each seal of every link (twice a report at a node of two partners): made
+    # once, its ids bound at each read, as the claim's (``Store._claim_query``).
+    _BOUND_VERSIONS = sa.select(items.c.id, items.c.version, items.c.content, items.c.label,
+                                items.c.binding).where(
+        items.c.id.in_(sa.bindparam("ids", expanding=True)))
+
     def bound_versions(self, item_ids: Collection[str]
                        ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
         for chunk in _chunks(sorted(set(item_ids))):
-            yield from self.conn.execute(sa.select(items.c.id, items.c.version,
-                                                   items.c.content, items.c.label,
-                                                   items.c.binding)
-                                         .where(items.c.id.in_(chunk)))
+            yield from self.conn.execute(self._BOUND_VERSIONS, {"ids": chunk})
 
     def add_envelopes_seen(self, rows: Sequence[Any], *, seq: int) -> None:
         insert_many(self.conn, envelopes_seen, [{**r.row(), "seq": seq} for r in rows])
