@@ -23,6 +23,7 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from federating import pinned_federation
 from gsomia.bootstrap import collection_id
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.stix import label_marking
@@ -65,7 +66,14 @@ class Running:
 
     @property
     def client_cert(self) -> tuple[str, str]:
+        """The node's own client certificate (a local account's): no partner's."""
         return (str(self.folder / "tls" / "client.crt"), str(self.folder / "tls" / "client.key"))
+
+    @property
+    def partner_cert(self) -> tuple[str, str]:
+        """KOR's node's client certificate: KOR's CA is pinned at JPN, the 2016 GSOMIA in force."""
+        kor = self.folder.parent / "kor" / "tls"
+        return (str(kor / "client.crt"), str(kor / "client.key"))
 
 
 def start_node(folder: Path, port: int) -> subprocess.Popen[bytes]:
@@ -93,6 +101,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("interop") / "jpn"
     # certificates are valid from the instant given: the real one, so TLS clients accept them
     made = init_node(folder, "JPN", catalogue=CATALOGUE, now=datetime.now(UTC))
+    kor = init_node(folder.parent / "kor", "KOR", catalogue=CATALOGUE, now=datetime.now(UTC))
+    pinned_federation(made, kor)  # a partner's certificate for the peer API (peerself27)
+    kor.close()
     tokens = {}
     for name, clearance, ntk in (("kenji", "極秘", ["dprk-missile"]),
                                  ("aiko", "秘", ["dprk-missile"])):
@@ -225,14 +236,19 @@ def test_unauthenticated_and_wrong_party_requests_fail(node: Running) -> None:
 def test_peer_api_takes_the_party_from_the_tls_client_certificate(node: Running) -> None:
     assert requests.get(node.url + "peer/v1/tree-heads/", verify=node.ca,
                         timeout=10).status_code == 401
+    # The node's own client certificate (a local account's) is no partner's: refused as one
+    # whose CA no partner pinned (peerself27: it was answered as the node itself).
     r = requests.get(node.url + "peer/v1/tree-heads/", verify=node.ca, cert=node.client_cert,
+                     timeout=10)
+    assert r.status_code == 403, r.text
+    r = requests.get(node.url + "peer/v1/tree-heads/", verify=node.ca, cert=node.partner_cert,
                      timeout=10)
     assert r.status_code == 200 and r.json()["size"] > 0
     # an envelope whose sender is not the certificate's party is refused as such
-    fake = {"sender": "KOR", "recipient": "JPN", "item_id": "x", "version": "v",
+    fake = {"sender": "USA", "recipient": "JPN", "item_id": "x", "version": "v",
             "nonce": "A" * 22, "sent_at": "2024-03-01T09:00:00Z", "sender_key": "0" * 64,
             "recipient_key": "0" * 64, "enc": "AA", "ciphertext": "AA", "signature": "A" * 86}
-    r = requests.post(node.url + "peer/v1/envelopes/", verify=node.ca, cert=node.client_cert,
+    r = requests.post(node.url + "peer/v1/envelopes/", verify=node.ca, cert=node.partner_cert,
                       json=fake, timeout=10)
     assert r.status_code == 403 and "certificate" in r.json()["description"]
 
@@ -250,8 +266,8 @@ def test_schemathesis_finds_no_server_error(node: Running, tmp_path: Path) -> No
         cmd = [str(Path(sys.executable).parent / "schemathesis"), "run",
                node.url + "openapi.json", "--checks", "not_a_server_error",
                "--max-examples", "12", "--tls-verify", node.ca,
-               # the node's own client certificate lets the fuzzer past mutual TLS too
-               "--request-cert", node.client_cert[0], "--request-cert-key", node.client_cert[1],
+               # a partner's client certificate lets the fuzzer past mutual TLS too
+               "--request-cert", node.partner_cert[0], "--request-cert-key", node.partner_cert[1],
                "-H", f"Authorization: Bearer {node.tokens['kenji']}",
                "--phases", "examples,coverage,fuzzing", "--seed", "4",
                "--generation-database", "none", "--no-color",

@@ -17,32 +17,16 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from federating import pinned_federation
 from gsomia.bootstrap import app_for_node
 from gsomia.core.audit import AuditKind
-from gsomia.shell import exchange
-from gsomia.shell.keys import cert_fingerprint, create_identity
+from gsomia.shell.keys import create_identity
 from gsomia.shell.node import Node
 from gsomia.shell.peer_identity import PinnedPeers
 
 # Who holds the client certificate: JPN's own CA's, KOR's (pinned, the 2016 GSOMIA in force),
 # XYZ's (a CA JPN pins for nobody), or no certificate at all.
 HOLDERS = ("JPN", "KOR", "XYZ", None)
-
-
-def pinned_federation(jpn: Node, kor: Node) -> None:
-    """JPN and KOR deliver to each other, each pinning the other's TLS CA (its file beside)."""
-    cas = {n.party: (Path(n.folder) / "tls" / "ca.crt").read_bytes() for n in (jpn, kor)}
-    peers = {n.party: exchange.Peer(n.party, f"https://{n.party.lower()}.test",
-                                    n.keys.public_signing_key(),
-                                    n.keys.envelope_key().public_key(),
-                                    cert_fingerprint(x509.load_pem_x509_certificate(
-                                        cas[n.party])))
-             for n in (jpn, kor)}
-    for one, other in ((jpn, kor), (kor, jpn)):
-        (Path(one.folder) / "tls" / "partners").mkdir(exist_ok=True)
-        (Path(one.folder) / "tls" / "partners" / f"{other.party}.crt").write_bytes(
-            cas[other.party])
-        exchange.Partners(one.party, "direct", peers, (other.party,)).write(one.folder)
 
 
 @pytest.fixture
