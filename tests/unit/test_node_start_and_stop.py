@@ -502,6 +502,28 @@ def test_a_body_sent_slowly_is_refused_and_its_connection_cut(tmp_path: Path) ->
         assert serving.is_alive()
 
 
+def large_answer_server(tmp_path: Path, **config: Any) -> tuple[Any, Path, bytes]:
+    """A TLS server (JPN's certificates, made in ``tmp_path``) answering every request with
+    8 MiB, more than the kernel's buffers take at once; ``config``: uvicorn's."""
+    from datetime import UTC, datetime
+
+    from gsomia.shell.keys import create_identity
+
+    create_identity(tmp_path, "JPN", datetime.now(UTC))
+    tls = tmp_path / "tls"
+    body = bytes(8 * 1024 * 1024)
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return stopping_server(uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key"),
+        **config)), tls, body
+
+
 def test_an_answer_to_a_client_reading_slowly_leaves_whole_before_its_connection_is_cut(
         tmp_path: Path) -> None:
     """review27: keepalive27 cut an idle connection, or one whose next head was not whole in
@@ -510,24 +532,11 @@ def test_an_answer_to_a_client_reading_slowly_leaves_whole_before_its_connection
     too: an answer still leaving for a client reading slowly (a large one: here 8 MiB,
     read after 2 s, with a keep-alive of 1 s) was cut short, 4 MiB of it arrived. Now such a
     connection is closed, and the answer leaves whole; the half head is still never read."""
-    from datetime import UTC, datetime
 
     from gsomia.shell.commands.serve import tls_protocol
-    from gsomia.shell.keys import create_identity
 
-    create_identity(tmp_path, "JPN", datetime.now(UTC))
-    tls = tmp_path / "tls"
-    body = bytes(8 * 1024 * 1024)  # more than the kernel's buffers take at once
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    server = stopping_server(uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
-        http=tls_protocol(head_within=0.5), timeout_keep_alive=1,
-        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key")))
+    server, tls, body = large_answer_server(
+        tmp_path, http=tls_protocol(head_within=0.5), timeout_keep_alive=1)
     request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
     with served(server) as (port, serving):
@@ -563,24 +572,11 @@ def test_a_stop_lets_an_answer_still_leaving_go_out_whole(tmp_path: Path) -> Non
     answer's tail still waiting below asyncio's TLS transport dropped (a slow reader's 8 MiB:
     about 4 MiB arrived). It is closed instead, the answer leaving whole within the graceful
     timeout; an idle connection with nothing unsent is still cut at once."""
-    from datetime import UTC, datetime
 
     from gsomia.shell.commands.serve import tls_protocol
-    from gsomia.shell.keys import create_identity
 
-    create_identity(tmp_path, "JPN", datetime.now(UTC))
-    tls = tmp_path / "tls"
-    body = bytes(8 * 1024 * 1024)
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-    server = stopping_server(uvicorn.Config(
-        app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
-        http=tls_protocol(), timeout_graceful_shutdown=3,
-        ssl_certfile=str(tls / "server.crt"), ssl_keyfile=str(tls / "server.key")))
+    server, tls, body = large_answer_server(
+        tmp_path, http=tls_protocol(), timeout_graceful_shutdown=3)
     trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
     with served(server) as (port, serving):
         raw = socket.socket()
