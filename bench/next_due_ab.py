@@ -36,7 +36,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -240,16 +241,37 @@ def claim_notices26(store: Store, link: str, strays: set[str] | None) -> list[An
                        or_not_to=strays)
 
 
+@contextmanager
+def _two_stores(folder: Path, count: int) -> Iterator[dict[str, Store]]:
+    """A store of each schema compared (main's index as migration 0021 left it, and
+    notices26's), disposed of afterwards."""
+    stores = {schema: Store(f"sqlite:///{folder / f'{schema}-{count}.db'}")
+              for schema in ("main", "notices26")}
+    try:
+        _as_main(stores["main"])
+        yield stores
+    finally:
+        for store in stores.values():
+            store.dispose()
+
+
+def _alternated_cpu(calls: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Each call's CPU in ms (``repeat`` calls a round), the median of five rounds in which
+    the calls take turns: the machine's load falls on each alike."""
+    rounds: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(5):
+        for key, call in calls.items():
+            rounds[key].append(_cpu(call, repeat))
+    return {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+
+
 def run_claims(sizes: list[int]) -> dict[str, Any]:
     """The claim of the notices due at CLAIM_AT (the notices_down outbox: every one, JPN's
     five among them), by JPN's link and by the first link, main's against notices26's."""
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="notices26-claim-") as name:
         for count in sizes:
-            stores = {schema: Store(f"sqlite:///{Path(name) / f'{schema}-{count}.db'}")
-                      for schema in ("main", "notices26")}
-            _as_main(stores["main"])
-            try:
+            with _two_stores(Path(name), count) as stores:
                 for store in stores.values():
                     _fill_notices(store, count)
                 figures: dict[str, Any] = {}
@@ -259,12 +281,7 @@ def run_claims(sizes: list[int]) -> dict[str, Any]:
                                                   "JPN", strays)}
                     answers = {k: [r.row for r in call()] for k, call in calls.items()}
                     assert answers["main"] == answers["notices26"], answers
-                    repeat = max(3, 100_000 // count)
-                    rounds: dict[str, list[float]] = {k: [] for k in calls}
-                    for _ in range(5):
-                        for key, call in calls.items():
-                            rounds[key].append(_cpu(call, repeat))
-                    cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+                    cpu = _alternated_cpu(calls, max(3, 100_000 // count))
                     figures[ask] = {"cpu_ms": cpu, "rows": len(answers["main"]),
                                     "notices26_vs_main": round(cpu["notices26"] / cpu["main"],
                                                                3)}
@@ -273,9 +290,6 @@ def run_claims(sizes: list[int]) -> dict[str, Any]:
                           f"{figures[ask]['notices26_vs_main']}), "
                           f"{len(answers['main'])} rows", flush=True)
                 results[str(count)] = figures
-            finally:
-                for store in stores.values():
-                    store.dispose()
     return results
 
 
@@ -296,10 +310,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="notices26-next-due-") as name:
         for count in sizes:
-            stores = {schema: Store(f"sqlite:///{Path(name) / f'{schema}-{count}.db'}")
-                      for schema in ("main", "notices26")}
-            _as_main(stores["main"])
-            try:
+            with _two_stores(Path(name), count) as stores:
                 for outbox_name, (fill, asks) in OUTBOXES.items():
                     for store in stores.values():
                         fill(store, count)
@@ -310,12 +321,7 @@ def run(sizes: list[int]) -> dict[str, Any]:
                         answers = {k: call() for k, call in calls.items()}
                         assert answers["notices26"] == answers["courier23"] == \
                             answers["courier22"] is not None, answers
-                        repeat = max(3, 100_000 // count)
-                        rounds: dict[str, list[float]] = {k: [] for k in calls}
-                        for _ in range(5):
-                            for key, call in calls.items():
-                                rounds[key].append(_cpu(call, repeat))
-                        cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+                        cpu = _alternated_cpu(calls, max(3, 100_000 // count))
                         figures[ask] = {
                             "cpu_ms": cpu,
                             "notices26_vs_courier23": round(
@@ -328,9 +334,6 @@ def run(sizes: list[int]) -> dict[str, Any]:
                               f"{figures[ask]['notices26_vs_courier23']} of courier23, "
                               f"x{figures[ask]['notices26_vs_main']} of main)", flush=True)
                     results.setdefault(str(count), {})[outbox_name] = figures
-            finally:
-                for store in stores.values():
-                    store.dispose()
     return results
 
 
@@ -378,11 +381,7 @@ def run_strays(counts: list[int]) -> dict[str, Any]:
                     answers = {k: call() for k, call in calls.items()}
                     assert answers["notices26"] == answers["tidy27"] == courier22(
                         store, recipients, notices_to, strays) is not None, answers
-                    rounds: dict[str, list[float]] = {k: [] for k in calls}
-                    for _ in range(5):
-                        for key, call in calls.items():
-                            rounds[key].append(_cpu(call, 200))
-                    cpu = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+                    cpu = _alternated_cpu(calls, 200)
                     figures[ask] = {"cpu_ms": cpu, "tidy27_vs_notices26": round(
                         cpu["tidy27"] / cpu["notices26"], 3)}
                     print(f"{count:>4} stray recipients {ask:<10}: CPU a call notices26 "
