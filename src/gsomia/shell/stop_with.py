@@ -1,4 +1,6 @@
-"""``GSOMIA_STOP_WITH=PID``: a node stops (SIGTERM: gracefully) when the process PID ends.
+"""``GSOMIA_STOP_WITH=PID``: a node stops (SIGTERM: gracefully) when the process PID ends, and
+so does a sensor player (``sensors run``, ``replay``), which would otherwise play on until its
+``--until``; ``node run --workers`` names itself to its workers.
 
 ``federation up`` starts its nodes in sessions of their own, so they run on after it exits:
 that is what it is for. A supervisor, or a test run, that wants its nodes to end with it,
