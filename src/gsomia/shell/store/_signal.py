@@ -150,6 +150,22 @@ class Changes:
         self._last = int(version)
         return changed
 
+    def newest_seq(self) -> int | None:
+        """The highest ``seq`` of the items the node holds, 0 if none (an index lookup on
+        this connection: tens of microseconds, where a repository's query costs 0.7 ms of
+        a thread holding the GIL); None where it cannot be told (not SQLite on a file, a
+        locked or vanished file, or a seq that is not a whole number: retyped on the host's
+        disk, it sorts after every number)."""
+        if self._db is None:
+            return None
+        try:
+            found = self._db.execute("SELECT max(seq) FROM items").fetchone()[0]
+        except Exception:
+            return None
+        if found is None:
+            return 0
+        return found if type(found) is int else None
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
