@@ -112,7 +112,7 @@ _floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
      1.7976931348623157e308, 2.0**53, -(2.0**53) - 2, 812345.123, 45.123456789, 0.1])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | _floats
     | st.text(st.characters(codec="utf-8")),

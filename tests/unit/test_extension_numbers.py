@@ -37,7 +37,7 @@ _ENTRIES = st.one_of(
     st.lists(st.floats(allow_nan=False), max_size=2))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.sampled_from(["t", "z", "cov"]), st.integers(0, 5), st.integers(0, 5), _ENTRIES)
 def test_the_loop_refuses_what_the_walk_refuses(field: str, row: int, col: int,
                                                 entry: Any) -> None:
