@@ -464,14 +464,18 @@ def test_strangers_hold_no_more_than_their_slots_and_a_partner_is_served_beside_
         assert held_gone(slots), slots.held()
 
 
-def test_a_tls_handshake_left_unfinished_is_cut(tmp_path: Path) -> None:
-    """conncap28: uvicorn gives asyncio no ssl_handshake_timeout (60 s by default): 400 TCP
-    connections that sent nothing, or half a ClientHello, held every descriptor of a server
-    allowed 300 for 60 s, and a partner's connection timed out. Each is now cut once
-    ``handshake_within`` has passed; a handshake made at once is served as before."""
+def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
+        tmp_path: Path) -> None:
+    """conncap28: uvicorn gives asyncio no ssl_handshake_timeout (60 s by default), and
+    asyncio holds as many handshakes at once as are sent: 400 TCP connections that sent
+    nothing, or half a ClientHello, held every descriptor of a server allowed 300 for 60 s,
+    and a partner's connection timed out. Each is now cut once ``handshake_within`` has
+    passed, and no more are under way than the server's ``handshakes`` slots (here 3, 2 from
+    one address): one beyond is cut at once, while a handshake from elsewhere is made and
+    answered. Every handshake gives its slot back, made or cut."""
     from datetime import UTC, datetime
 
-    from gsomia.shell.commands.serve import HANDSHAKE_WITHIN_S, tls_protocol
+    from gsomia.shell.commands.serve import HANDSHAKE_WITHIN_S, ConnectionSlots, tls_protocol
     from gsomia.shell.keys import create_identity
 
     assert HANDSHAKE_WITHIN_S <= 10
@@ -483,27 +487,57 @@ def test_a_tls_handshake_left_unfinished_is_cut(tmp_path: Path) -> None:
                     "headers": [(b"content-length", b"2")]})
         await send({"type": "http.response.body", "body": b"ok"})
 
+    within = 1.5
     server = stopping_server(uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
         http=tls_protocol(), ssl_certfile=str(tls / "server.crt"),
-        ssl_keyfile=str(tls / "server.key")), handshake_within=0.5)
+        ssl_keyfile=str(tls / "server.key")), handshake_within=within,
+        handshakes=ConnectionSlots(3, 2, 0))
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"  # half a ClientHello
+
+    def closed(sock: socket.socket) -> bool:
+        with contextlib.suppress(ConnectionResetError):
+            return sock.recv(4096) == b""
+        return True
+
     with served(server) as (port, serving):
         unfinished = []
         try:
-            for first in (b"", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"):
-                sock = socket.create_connection(("127.0.0.1", port), 30)
+            def silent(source: str, first: bytes = b"") -> socket.socket:
+                sock = socket.create_connection(("127.0.0.1", port), 30,
+                                                source_address=(source, 0))
                 sock.sendall(first)
                 sock.settimeout(5)
                 unfinished.append(sock)
+                return sock
+
             begun = time.monotonic()
-            for sock in unfinished:
-                with contextlib.suppress(ConnectionResetError):
-                    assert sock.recv(4096) == b"", "the server answered half a handshake"
-            assert time.monotonic() - begun < 3, "held past the handshake's time"
+            silent("127.0.0.1")
+            silent("127.0.0.1", hello)
+            end = time.monotonic() + 5
+            while server.handshakes.held() < 2 and time.monotonic() < end:
+                time.sleep(0.01)
+            assert server.handshakes.held() == 2
+            beyond = silent("127.0.0.1")
+            assert closed(beyond) and time.monotonic() - begun < within, "not cut at once"
+            unfinished.remove(beyond)
+            # A handshake from another address is made meanwhile, and answered.
+            trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+            with trusted.wrap_socket(
+                    socket.create_connection(("127.0.0.1", port), 30,
+                                             source_address=("127.0.0.2", 0)),
+                    server_hostname="127.0.0.1") as made:
+                made.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert made.recv(4096).startswith(b"HTTP/1.1 200")
+            silent("127.0.0.3", hello)
+            assert closed(silent("127.0.0.4")), "beyond the handshakes under way"
+            for sock in unfinished[:3]:
+                assert closed(sock), "the server answered half a handshake"
+            assert time.monotonic() - begun < within + 3, "held past the handshake's time"
         finally:
             for sock in unfinished:
                 sock.close()
-        trusted = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        assert held_gone(server.handshakes), server.handshakes.held()
         with httpx.Client(verify=trusted) as web:
             assert web.get(f"https://127.0.0.1:{port}/").text == "ok"
         assert serving.is_alive()

@@ -76,6 +76,13 @@ send a request every few seconds to stay, but nothing bounded how many: 293 such
 server's every descriptor and a partner's request waited 8.5 s (conncap28)."""
 ADDRESS_CONNECTIONS = 64
 """Of those, connections from one client address: one host does not take them all."""
+HANDSHAKES_UNDER_WAY = 256
+"""TLS handshakes a server process has under way at once, HANDSHAKES_FROM_ONE_ADDRESS of them
+from one address; a connection accepted beyond them is cut at once. Who holds a handshake is
+not known until it ends: without this bound, connections that never end theirs held as many
+descriptors as were sent in HANDSHAKE_WITHIN_S, the server's own (its database, its deliveries
+to partners) included."""
+HANDSHAKES_FROM_ONE_ADDRESS = 64
 PARTNER_CONNECTIONS = 32
 """Connections of one current partner a server process holds at once, beside the strangers'
 (never refused because strangers hold theirs); a partner's keys turned against the node hold
@@ -356,6 +363,8 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport is None:
+                return  # never made (its handshake failed): nothing of it to end
             super().connection_lost(exc)
             self._stop_head_timer()
             if self._kept_for is not None:
@@ -454,27 +463,79 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         node.close()
 
 
+class _Handshaking(asyncio.Protocol):
+    """A connection accepted: it takes one of the server's handshake slots (else it is cut at
+    once), then its TLS handshake runs as asyncio runs one (the same ``SSLProtocol``,
+    ``app``'s made at its end), within ``within`` seconds; the slot is given back as it ends,
+    made, failed or cut. asyncio's own TLS accept gives no such moment: a handshake that fails
+    tells the application nothing."""
+
+    def __init__(self, app: Callable[[], asyncio.BaseProtocol], context: ssl.SSLContext,
+                 slots: ConnectionSlots, within: float) -> None:
+        self.app, self.context, self.slots, self.within = app, context, slots, within
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        from asyncio.sslproto import SSLProtocol
+
+        peer = transport.get_extra_info("peername")
+        slot = self.slots.take(None, str(peer[0]) if peer else "")
+        if slot is None:
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+
+        def end(handshake: asyncio.Future[None]) -> None:
+            self.slots.give_back(slot)
+            if not handshake.cancelled():
+                # Why it failed is the client's affair: taken, so that asyncio does not log
+                # each one a client leaves unfinished ("exception was never retrieved").
+                handshake.exception()
+
+        ended.add_done_callback(end)
+        tls = SSLProtocol(loop, self.app(), self.context, ended, server_side=True,
+                          ssl_handshake_timeout=self.within)  # type: ignore[arg-type]
+        transport.set_protocol(tls)
+        tls.connection_made(transport)  # reading starts after this call: all of it is tls's
+
+
 def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None = None, *,
-                    handshake_within: float = HANDSHAKE_WITHIN_S) -> uvicorn.Server:
+                    handshake_within: float = HANDSHAKE_WITHIN_S,
+                    handshakes: ConnectionSlots | None = None) -> uvicorn.Server:
     """A uvicorn server that calls ``on_stop`` as its shutdown begins, before it waits up to
     its graceful timeout for the requests still running. ``node run`` stops its loops
     there: its sender, stopped only once the server had returned and after the centre and
     the head exchange had ended (up to 3 + 5 + 5 s), could still be posting when the node
     was killed 10 s after SIGTERM (``stop_node``, ``federation down``), and the answer to
     its last batch was lost (the partner held what the node still had as pending).
-    Served over TLS, a handshake not ended within ``handshake_within`` seconds is cut."""
+    Served over TLS, a handshake not ended within ``handshake_within`` seconds is cut, and
+    no more are under way at once than ``handshakes`` holds (the server's ``handshakes``; by
+    default HANDSHAKES_UNDER_WAY, HANDSHAKES_FROM_ONE_ADDRESS from one address)."""
     import uvicorn
 
     class Stopping(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.handshakes = handshakes if handshakes is not None else ConnectionSlots(
+                HANDSHAKES_UNDER_WAY, HANDSHAKES_FROM_ONE_ADDRESS, 0)
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             if self.config.ssl is None:
                 await super().startup(sockets=sockets)
                 return
-            # uvicorn passes asyncio no ssl_handshake_timeout (HANDSHAKE_WITHIN_S): its calls
-            # of this loop's create_server are given one, for this start only.
+            # uvicorn passes asyncio's create_server its TLS context, and asyncio then holds a
+            # handshake up to 60 s, as many at once as are sent: this start's calls of it are
+            # given a plain server whose connections run their handshake through _Handshaking.
             loop = asyncio.get_running_loop()
-            loop.create_server = functools.partial(  # type: ignore[method-assign]
-                loop.create_server, ssl_handshake_timeout=handshake_within)
+            own = loop.create_server
+
+            def create_server(factory: Callable[[], asyncio.BaseProtocol], *args: Any,
+                              **kwargs: Any) -> Any:
+                context = kwargs.pop("ssl")  # uvicorn's: config.ssl
+                return own(functools.partial(_Handshaking, factory, context, self.handshakes,
+                                             handshake_within), *args, ssl=None, **kwargs)
+
+            loop.create_server = create_server  # type: ignore[method-assign,assignment]
             try:
                 await super().startup(sockets=sockets)
             finally:
