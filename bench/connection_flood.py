@@ -11,6 +11,10 @@ during and after, and the server's descriptors over time. Not a test, not part o
 Figures (loaded 2-core machine, NOFILE 300): main, raw 400: 132-293 descriptors held 60 s, the
 partner timed out after 15 s; tls 300: 199-293 held, the partner waited up to 8.5 s. conncap28:
 raw 400: 64 held, 10 s, the partner answered in 1.06 s; tls 300: 64 held, partner 10 ms.
+NOFILE 1024, raw 1100: main 1017 held 60 s, the partner timed out after 15 s; conncap28: 64
+held 10 s, the partner answered in 1.15 s (raw 800: 0.29 s). The second or so is asyncio's:
+it accepts what the kernel queued (up to uvicorn's backlog, 2048) before any of it is cut,
+and pauses accepting 1 s when that runs out of descriptors.
 """
 
 from __future__ import annotations
