@@ -1,0 +1,60 @@
+"""The connections a server process holds at once, and whose (conncap28): strangers share a
+bounded number, one address a bounded share of it, and each current partner has its own, which
+no stranger can take."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gsomia.shell.commands.serve import ConnectionSlots
+
+PARTNERS = ["KOR", "USA"]
+ADDRESSES = ["127.0.0.1", "127.0.0.2", "::1"]
+
+opens = st.tuples(st.just("open"), st.sampled_from([None, *PARTNERS]),
+                  st.sampled_from(ADDRESSES))
+closes = st.tuples(st.just("close"), st.integers(0, 10_000), st.just(""))
+
+
+@settings(max_examples=200, deadline=None)
+@given(bounds=st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 4)),
+       steps=st.lists(st.one_of(opens, closes), max_size=80))
+def test_the_connections_held_never_exceed_their_bounds_and_all_come_back(
+        bounds: tuple[int, int, int], steps: list[tuple[str, Any, str]]) -> None:
+    """Over any sequence of opens (a partner's, or no partner's, from some address) and closes
+    of the connections held: strangers (and partners beyond their own) never hold more than
+    their bound, one address no more than its share, a partner no more than its own; a
+    partner is given one of its own whenever it holds fewer, however many strangers hold
+    theirs, and a stranger is refused exactly when the bound or its address's share is
+    reached. Every close gives its slot back: once all are closed, nothing is held."""
+    strangers, per_address, per_partner = bounds
+    slots = ConnectionSlots(strangers, per_address, per_partner)
+    held: list[tuple[Any, str, tuple[str, Any]]] = []
+    for kind, who, address in steps:
+        if kind == "close":
+            if held:
+                _, _, slot = held.pop(who % len(held))
+                slots.give_back(slot)
+        else:
+            own = sum(1 for p, _, s in held if p == who and s[0] == "partner")
+            shared = sum(1 for _, _, s in held if s[0] == "address")
+            here = sum(1 for _, a, s in held if a == address and s[0] == "address")
+            slot = slots.take(who, address)
+            if who is not None and own < per_partner:
+                assert slot == ("partner", who)
+            elif shared >= strangers or here >= per_address:
+                assert slot is None
+            else:
+                assert slot == ("address", address)
+            if slot is not None:
+                held.append((who, address, slot))
+        assert slots.strangers_held <= strangers
+        assert all(n <= per_address for n in slots.addresses.values())
+        assert all(n <= per_partner for n in slots.partners.values())
+        assert slots.held() == len(held)
+    for _, _, slot in held:
+        slots.give_back(slot)
+    assert slots.held() == 0 and slots.partners == {} and slots.addresses == {}
