@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gsomia.core import roles
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Decision, Person, decide_access
+from gsomia.core.policy import Decision, Person, decide_access, decide_derived
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from gsomia.core.labels import Scheme
     from gsomia.core.tracking.sensors import Sensor
 
-__all__ = ["acting", "may_act", "may_read", "may_replay", "readable_items", "reading",
-           "replay_label", "sensors_shown"]
+__all__ = ["acting", "deriving", "may_act", "may_read", "may_replay", "readable_items",
+           "reading", "replay_label", "sensors_shown"]
 
 _H = TypeVar("_H", bound="Holding")
 
@@ -38,6 +38,13 @@ def may_read(person: Person | None, label: SecurityLabel,
              schemes: Mapping[Party, Scheme]) -> bool:
     """Whether ``person`` (None: nobody authenticated) may read an item so labelled."""
     return person is not None and decide_access(person, label, schemes).permit
+
+
+def deriving(source: SecurityLabel, derived: SecurityLabel,
+             schemes: Mapping[Party, Scheme]) -> Decision:
+    """Whether what is made from an item marked ``source`` may go out marked ``derived``
+    (the warning centre's outputs), with the reasons either way."""
+    return decide_derived(source, derived, schemes)
 
 
 def acting(role: str, action: str) -> roles.Permission:

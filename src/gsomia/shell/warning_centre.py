@@ -303,13 +303,13 @@ class CentreWorker:
         caveat or another purpose would leave under a wider label than its originator's
         (review28: KOR's reports REL TO KOR, JPN made JPN publish tracks and warnings REL
         TO USA). A label that does not read is withheld too."""
-        from gsomia.core.policy import decide_derived
+        from gsomia.service.access import deriving
 
         try:
             source = SecurityLabel.from_stored(json.loads(label))
         except (MalformedInput, ValueError, TypeError) as exc:
             return f"its label does not read: {exc}"
-        decision = decide_derived(source, self.output_label, self.node.catalogue.schemes)
+        decision = deriving(source, self.output_label, self.node.catalogue.schemes)
         return None if decision.permit else "; ".join(decision.reasons)
 
     def _say_ahead(self, originator: str, every_s: float = AHEAD_SAID_EVERY_S) -> None:
