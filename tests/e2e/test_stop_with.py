@@ -23,21 +23,33 @@ from starting import cpu_s, waited
 
 TESTS = Path(__file__).resolve().parents[1]
 
-# The stand-in for a test run: names itself as the conftest does, starts one node as
-# ``federation up`` does, says the node's pid and waits to be killed.
+# The stand-in for a test run: names itself as the conftest does, starts one ``gsomia``
+# (its arguments after the log's path) as ``federation up`` starts a node, says its pid and
+# waits to be killed.
 STARTER = f"""
 import subprocess, sys, time
 sys.path.insert(0, {str(TESTS)!r})
 from starting import nodes_stop_with_me
 nodes_stop_with_me()
-node = subprocess.Popen(
-    [sys.executable, "-P", "-m", "gsomia", "node", "run", "--dir", sys.argv[1],
-     "--host", "127.0.0.1", "--port", sys.argv[2]],
-    stdout=open(sys.argv[3], "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+child = subprocess.Popen(
+    [sys.executable, "-P", "-m", "gsomia", *sys.argv[2:]],
+    stdout=open(sys.argv[1], "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     start_new_session=True)
-print(node.pid, flush=True)
+print(child.pid, flush=True)
 time.sleep(600)
 """
+
+
+def started(log: Path, *command: str) -> tuple[subprocess.Popen[str], int]:
+    """The starter, and the pid of the ``gsomia command`` it started."""
+    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(log), *command],
+                               stdout=subprocess.PIPE, text=True)
+    assert starter.stdout is not None
+    said = starter.stdout.readline()
+    if not said.strip().isdigit():
+        starter.kill()
+        raise AssertionError(f"the starter failed ({starter.wait(30)}): {said!r}")
+    return starter, int(said)
 
 
 def running(pid: int) -> bool:
@@ -68,14 +80,9 @@ def test_a_node_stops_when_the_process_it_stops_with_is_killed(
 
     folder, port, log = tmp_path / "jpn", free_port(), tmp_path / "node.log"
     init_node(folder, "JPN", catalogue=shipped, now=datetime.now(UTC)).close()
-    starter = subprocess.Popen([sys.executable, "-c", STARTER, str(folder), str(port),
-                                str(log)], stdout=subprocess.PIPE, text=True)
-    node = 0
+    starter, node = started(log, "node", "run", "--dir", str(folder), "--host", "127.0.0.1",
+                            "--port", str(port))
     try:
-        assert starter.stdout is not None
-        said = starter.stdout.readline()
-        assert said.strip().isdigit(), f"the starter failed ({starter.wait(30)}): {said!r}"
-        node = int(said)
         hang = time.monotonic() + HANG_S
         while not answers(port):   # judged by its CPU, as every start in the tests is
             assert running(node), f"the node ended before it answered:\n{log.read_text()}"
@@ -92,8 +99,49 @@ def test_a_node_stops_when_the_process_it_stops_with_is_killed(
     finally:
         starter.kill()
         starter.wait(timeout=30)
-        if node and running(node):
+        if running(node):
             os.kill(node, signal.SIGKILL)
+
+
+def test_a_sensor_player_stops_when_the_process_it_stops_with_is_killed(
+        tmp_path: Path) -> None:
+    """Not at its ``--until``, minutes on: a player plays for nobody once its starter is
+    gone. Its node here takes the connection and never answers, so the player waits on its
+    first batch (httpx's 30 s) until it is stopped."""
+    import contextlib
+    import os
+    import signal
+    import time
+
+    log = tmp_path / "player.log"
+    with socket.create_server(("127.0.0.1", 0)) as node:
+        node.settimeout(0.2)
+        starter, player = started(
+            log, "sensors", "run", "--launch", "2017-08-29", "--party", "JPN", "--node",
+            f"http://127.0.0.1:{node.getsockname()[1]}", "--token", "t", "--speed", "100")
+        taken: socket.socket | None = None
+        try:
+            hang = time.monotonic() + HANG_S
+            while taken is None:   # judged by its CPU, as every start in the tests is
+                assert running(player), f"the player ended before it sent:\n{log.read_text()}"
+                assert cpu_s(player) < START_CPU_S and time.monotonic() < hang, (
+                    f"the player sent nothing:\n{log.read_text()}")
+                with contextlib.suppress(TimeoutError):
+                    taken = node.accept()[0]
+            starter.kill()
+            assert starter.wait(timeout=30) == -signal.SIGKILL
+            killed = time.monotonic()
+            waited(lambda: not running(player), "the player to stop after its starter was "
+                   "killed", lambda: log.read_text()[-2000:], timeout=60)
+            # A few seconds on a loaded machine; unwatched, it waited out its 30 s for an answer.
+            assert time.monotonic() - killed < 10, log.read_text()
+        finally:
+            starter.kill()
+            starter.wait(timeout=30)
+            if running(player):
+                os.kill(player, signal.SIGKILL)
+            if taken is not None:
+                taken.close()
 
 
 @pytest.mark.parametrize("command", ["run", "serve"])

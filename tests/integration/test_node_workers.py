@@ -172,6 +172,13 @@ def test_three_api_processes_and_two_senders_deliver_each_item_once(
             assert {o["id"] for o in second["objects"]}.isdisjoint(
                 {o["id"] for o in first["objects"]})
             assert kor_proc.poll() is None and serve_proc.poll() is None
+            # Each worker stops with its ``node run`` (GSOMIA_STOP_WITH, its pid), so none
+            # serves or sends on if that one is killed and cannot stop it.
+            workers = Path(f"/proc/{kor_proc.pid}/task/{kor_proc.pid}/children").read_text()
+            assert len(workers.split()) == 2, workers
+            for worker in workers.split():
+                environ = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+                assert f"GSOMIA_STOP_WITH={kor_proc.pid}".encode() in environ, worker
         finally:
             kor.close()
             jpn.close()

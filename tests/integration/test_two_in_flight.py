@@ -11,13 +11,13 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from federating import TestClient, federate
+from federating import TestClient, api_of, federate
 from gsomia.bootstrap import app_for_node
 from gsomia.service import handlers
 from gsomia.shell import exchange
@@ -235,3 +235,34 @@ def test_no_batch_goes_beside_once_the_loop_is_told_to_stop(
     assert not loop.is_alive()
     assert {r["item_id"]: (r["status"], r["attempts"]) for r in exchange.outbox_rows(kor)} \
         == {first: ("delivered", 1), second: ("pending", 0)}
+
+
+def test_a_delivery_ends_when_the_answer_comes_back_not_when_it_is_recorded(
+        federated: tuple[Node, Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """KOR's outbox marks the delivery delivered at the instant JPN's answer reached the
+    sender; the receipt's audit event bears the later instant it was recorded. Before, both
+    bore the record's: a receipt handed to the settling thread, or waiting for the write
+    lock, made the delivery look that much slower."""
+    import sqlalchemy as sa
+
+    from gsomia.core.types import instant
+    from gsomia.shell.store import audit_events
+
+    kor, jpn = federated
+    start = datetime.now(UTC)
+    ticks = itertools.count(1)
+    item = publish(kor, make_indicator(1), exchange.Kick())
+    # Each reading a second after the last: what the sender read when is seen in the times.
+    sender = exchange.Sender(kor, link="JPN", client=api_of(jpn, kor),
+                             clock=lambda: start + timedelta(seconds=next(ticks)))
+    try:
+        sender.step()
+    finally:
+        sender.close()
+    [row] = exchange.outbox_rows(kor)
+    assert row["status"] == "delivered"
+    with kor.store.engine.connect() as conn:
+        [recorded] = conn.execute(sa.select(audit_events.c.at).where(
+            audit_events.c.kind == "receipt", audit_events.c.item_id == item)).scalars()
+    assert start < instant(row["delivered_at"]) < instant(recorded)

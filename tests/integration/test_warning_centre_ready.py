@@ -9,6 +9,7 @@ and the rehearsal leaves nothing in the node nor in the centre that tracks."""
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -35,6 +36,7 @@ def test_the_centre_is_ready_once_the_indicators_are_in(
     worker = CentreWorker(node)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    frozen = gc.get_freeze_count()
     thread.start()
     try:
         assert not exchange.wait_until(lambda: worker._centre is not None, 0.3)
@@ -58,6 +60,9 @@ def test_the_centre_is_ready_once_the_indicators_are_in(
         assert repo.count_items() == len(indicators)
     assert worker.published == 0 and worker.centre.counts == {}
     assert worker.centre.epoch is None
+    # The tracker and what it loaded are out of the collector's full passes (each walked
+    # them all, every thread of the node standing still 50-60 ms).
+    assert gc.get_freeze_count() >= frozen + 10_000, (frozen, gc.get_freeze_count())
 
 
 def test_the_centre_is_fed_when_the_node_held_each_report(

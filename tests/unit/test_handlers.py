@@ -28,8 +28,11 @@ from gsomia.core.custody import (
     ConsentRecord,
     CreatedCustody,
     CustodyRecord,
+    Holding,
     IncidentReport,
+    NodeUser,
     ReceiptRecord,
+    Revocation,
     StandingConsentRecord,
     StoredItem,
     register_digest,
@@ -55,6 +58,7 @@ from gsomia.service import exchange, handlers
 from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import (
     ConsentRequest,
+    LoggedHead,
     QueuedDelivery,
     QueuedNotice,
     SeenEnvelope,
@@ -95,7 +99,131 @@ class LoggedHeadRow:
     details: str
 
 
-class FakeRepo:
+def _unread() -> NotImplementedError:
+    return NotImplementedError("no handler tested here reads this: a fake that answered it "
+                               "empty would let one that starts to pass for the wrong reason")
+
+
+class ShellReads:
+    """The reads of :class:`gsomia.service.ports.Repository` that the shell makes (status,
+    dashboards, TAXII pages, the warning centre) and the people handlers (not tested here):
+    the fake repository has them so that it is a Repository, and refuses them."""
+
+    def newest_item_seq(self) -> int:
+        raise _unread()
+
+    def items_stored_after(self, seq: int, *, originator: Party,
+                           stix_type: str) -> list[tuple[str, bytes]]:
+        raise _unread()
+
+    def holdings(self) -> list[Holding]:
+        raise _unread()
+
+    def add_user(self, user: NodeUser, *, seq: int) -> None:
+        raise _unread()
+
+    def user_named(self, name: str) -> NodeUser | None:
+        raise _unread()
+
+    def user_by_token(self, token_hash: bytes) -> NodeUser | None:
+        raise _unread()
+
+    def users(self) -> list[NodeUser]:
+        raise _unread()
+
+    def add_revocation(self, revocation: Revocation, *, seq: int) -> None:
+        raise _unread()
+
+    def revoked_names(self) -> set[str]:
+        raise _unread()
+
+    def bound_versions(self, item_ids: Collection[str]
+                       ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
+        raise _unread()
+
+    def seen_nonces(self, nonces: Collection[str]) -> set[str]:
+        raise _unread()
+
+    def revoked_standing(self, named: Collection[tuple[str, Party]]
+                         ) -> set[tuple[str, Party]]:
+        raise _unread()
+
+    def pending_outgoing_request(self, item_id: str, recipient: Party) -> str | None:
+        raise _unread()
+
+    def holdings_mark(self) -> tuple[int, ...]:
+        raise _unread()
+
+    def contents_stored_after(self, seq: int, *, stix_type: str,
+                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
+        raise _unread()
+
+    def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
+        raise _unread()
+
+    def added_from(self, originator: Party) -> list[tuple[str, datetime]]:
+        raise _unread()
+
+    def received_since(self, row: int) -> list[tuple[int, str, str | None, bytes]]:
+        raise _unread()
+
+    def incident_records(self) -> list[dict[str, Any]]:
+        raise _unread()
+
+    def consent_request_count(self) -> int:
+        raise _unread()
+
+    def consent_request_rows(self) -> list[dict[str, Any]]:
+        raise _unread()
+
+    def newest_head_after(self, after: int) -> int | None:
+        raise _unread()
+
+    def partner_head_records(self, partner: Party, after: int = 0) -> list[LoggedHead]:
+        raise _unread()
+
+    def partner_heads_by_size(self, partner: Party) -> Iterator[tuple[Any, LoggedHead]]:
+        raise _unread()
+
+    def partner_heads_newest(self, partner: Party, kind: AuditKind,
+                             also: str = "%") -> Iterator[LoggedHead]:
+        raise _unread()
+
+    def newest_events(self, limit: int) -> list[tuple[int, str]]:
+        raise _unread()
+
+    def queued_recipients(self, kind: str, reference: str) -> list[Party]:
+        raise _unread()
+
+    def notice_rows(self) -> list[dict[str, Any]]:
+        raise _unread()
+
+    def notices_in(self, status: str) -> int:
+        raise _unread()
+
+    def held_back(self) -> list[tuple[Party, str, int, int, int]]:
+        raise _unread()
+
+    def deliveries_by_status(self) -> dict[str, int]:
+        raise _unread()
+
+    def deliveries_refused(self, limit: int) -> list[tuple[str, str, str | None]]:
+        raise _unread()
+
+    def delivered(self) -> list[tuple[str, Party, datetime | None]]:
+        raise _unread()
+
+    def deliveries_pending(self, recipient: Party | None = None) -> int:
+        raise _unread()
+
+    def delivery_rows(self) -> list[dict[str, Any]]:
+        raise _unread()
+
+    def stored_since_scan(self) -> bool:
+        raise _unread()
+
+
+class FakeRepo(ShellReads):
     def __init__(self) -> None:
         self.log: FakeAudit | None = None
         self.items: dict[tuple[str, str], StoredItem] = {}
@@ -113,8 +241,8 @@ class FakeRepo:
         self.items[(item.item_id, item.version)] = item
 
     def head_records(self, kinds: Collection[str],
-                     limit: int | None = None) -> list[LoggedHeadRow]:
-        rows = [LoggedHeadRow(e.seq, e.kind.value, e.at.isoformat(),
+                     limit: int | None = None) -> list[LoggedHead]:
+        rows: list[LoggedHead] = [LoggedHeadRow(e.seq, e.kind.value, e.at.isoformat(),
                               json.dumps(e.details, default=dict))
                 for e in reversed(self.log.events if self.log else []) if e.kind.value in kinds]
         return rows if limit is None else rows[:limit]
@@ -986,7 +1114,8 @@ def test_refusals_are_on_record_one_by_one_up_to_the_bound_and_counted_after(
     uow, jpn, _ = received_item(shipped)
     before = len(uow.audit.events)
     refusals = RefusalWindow(per_window=per_window, window=timedelta(minutes=1))
-    at, times = NOW, {"USA": [], "KOR": []}
+    at = NOW
+    times: dict[Party, list[datetime]] = {"USA": [], "KOR": []}
     for n, (sender, seconds) in enumerate(sent):
         at += timedelta(seconds=seconds)
         times[sender].append(at)
@@ -1339,7 +1468,8 @@ def test_a_partner_never_makes_the_node_keep_more_than_its_bound_within_any_wind
     kor = FakeKeys("KOR")
     hub, _ = node("USA", shipped, ("KOR",))
     window = timedelta(hours=24)
-    at, kept = NOW, []
+    at = NOW
+    kept: list[datetime] = []
     for n, gap in enumerate(gaps):
         at += timedelta(hours=gap)
         made_up = crypto.revoke_standing_consent(

@@ -67,3 +67,19 @@ def test_the_watch_ends_when_the_process_ends_and_refuses_one_ended(
     child.wait()
     with pytest.raises(MalformedInput, match=f"process {child.pid} is not running"):
         _ended_watcher(child.pid)
+
+
+def test_a_process_named_to_stop_with_itself_watches_nothing() -> None:
+    """A command run inside the process that named itself (the tests run ``replay``'s
+    refusals so) ends with it anyway: no thread, no pidfd held for each run."""
+    import os
+    import threading
+
+    from gsomia.shell.stop_with import stop_with_named_process
+
+    def watches() -> int:
+        return sum(t.name == "gsomia-stop-with" for t in threading.enumerate())
+
+    before = watches()
+    stop_with_named_process({STOP_WITH_ENV: str(os.getpid())})
+    assert watches() == before

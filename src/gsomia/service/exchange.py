@@ -337,10 +337,12 @@ class Sent:
 
 
 def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
-           sent: Sequence[Sent], now: datetime,
+           sent: Sequence[Sent], now: datetime, answered_at: datetime | None = None,
            checks: SignatureChecks = checks_here) -> tuple[int, int]:
     """Record the partner's receipts and refusals in one commit, once each; (delivered,
-    refused).
+    refused). A delivery is marked delivered at ``answered_at``, when the partner's answer
+    came back (its receipt says it holds the item), if the sender took that instant; the
+    audit events and receipt records are stamped ``now``, when they are recorded.
 
     Only a delivery still ``pending`` is settled, and a receipt is recorded only if none
     from ``peer`` is held for that (item, version): a second sender, or a receipt pushed
@@ -407,7 +409,7 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
             written.append((record, event.seq))
             uow.events.append(ReceiptObtained(receipt.item_id, receipt.version, peer))
         uow.repo.add_receipts(written)
-        uow.outbox.mark_delivered(delivered, now)
+        uow.outbox.mark_delivered(delivered, now if answered_at is None else min(answered_at, now))
         gave_up: list[tuple[int, int, str]] = []
         rest: list[tuple[QueuedDelivery, str]] = []
         for delivery, why in refused:

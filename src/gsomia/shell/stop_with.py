@@ -1,4 +1,6 @@
-"""``GSOMIA_STOP_WITH=PID``: a node stops (SIGTERM: gracefully) when the process PID ends.
+"""``GSOMIA_STOP_WITH=PID``: a node stops (SIGTERM: gracefully) when the process PID ends, and
+so does a sensor player (``sensors run``, ``replay``), which would otherwise play on until its
+``--until``; ``node run --workers`` names itself to its workers.
 
 ``federation up`` starts its nodes in sessions of their own, so they run on after it exits:
 that is what it is for. A supervisor, or a test run, that wants its nodes to end with it,
@@ -38,7 +40,9 @@ def stop_with_named_process(environ: Mapping[str, str] | None = None) -> None:
     daemon thread). Refused at start if the value is not a process id or names no running
     process (it ended before the node started: the node would run on for nobody)."""
     pid = stop_with_pid(os.environ if environ is None else environ)
-    if pid is None:
+    # This very process (a command run inside the one that named itself, as the tests run
+    # some): it ends with itself, and a watch would hold a thread and a pidfd until then.
+    if pid is None or pid == os.getpid():
         return
     gone = _ended_watcher(pid)
 

@@ -16,6 +16,7 @@ outputs it does not hold yet: each warning once.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
@@ -134,6 +135,13 @@ class CentreWorker:
             atlas = feeds.load_geography()
             self.rehearsed = rehearse(self.party, atlas)
             self._centre = NodeCentre(self.party, atlas)
+            # The tracker, its kernels and the geography are ~70,000 objects more that live
+            # as long as the process (``bootstrap.settle_heap`` froze what came before): left
+            # to the collector, each full collection walked them, 50-60 ms in which every
+            # thread stood still, once a minute or two in flight (a report on its way then
+            # waited it out). Frozen without a collection: the one pause would fall on the
+            # report that made the centre, the garbage it leaves is a few cycles, once.
+            gc.freeze()
         return self._centre
 
     def get_ready(self) -> None:

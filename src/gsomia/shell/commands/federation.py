@@ -61,8 +61,6 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
     except BaseException:
         node.close()
         raise
-    if listen_fd is not None:
-        _exit_with_parent()
     node.store.copy_heads_behind()  # the centre's and the sender's commits
     node.store.checkpoint_behind()
     thread, stop = start_sender(node)
@@ -95,21 +93,6 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
         node.close()
 
 
-def _exit_with_parent() -> None:
-    """A worker stops (SIGTERM: gracefully) when the ``node run`` that started it dies,
-    even by SIGKILL: no worker keeps serving or sending for a node nobody runs."""
-    import threading
-
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="gsomia-parent-watch", daemon=True).start()
-
-
 def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: int) -> int:
     """``workers`` processes of one node over its PostgreSQL database, each serving the API
     on one shared listening socket (the kernel hands each connection to one of them) and
@@ -126,6 +109,7 @@ def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: in
     from gsomia.shell.commands import serve as serve_cmd
     from gsomia.shell.node import taxii_collections
     from gsomia.shell.partner_check import check_at_start
+    from gsomia.shell.stop_with import STOP_WITH_ENV
 
     if not 1 <= workers <= 64:
         raise MalformedInput(f"{workers} is not a number of worker processes",
@@ -154,6 +138,10 @@ def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: in
                 child.send_signal(signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, stop_all) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # Each worker stops with this process (even killed: it cannot pass SIGTERM on then), so
+    # none serves or sends for a node nobody runs. Named by its pid at the worker's start,
+    # not read there as its parent: one already gone by then would name the orphans' reaper.
+    env = {**os.environ, STOP_WITH_ENV: str(os.getpid())}
     try:
         for k in range(workers):
             # -P: not a ``gsomia`` planted in the working folder (see federation.up).
@@ -161,7 +149,7 @@ def run_workers(node_dir: str, host: str, port: int, log_level: str, workers: in
                 [sys.executable, "-P", "-m", "gsomia", "node", "run", "--dir", str(node_dir),
                  "--host", host, "--port", str(port), "--log-level", log_level,
                  "--listen-fd", str(listener.fileno()), "--worker", str(k)],
-                pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL))
+                pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL, env=env))
         listener.close()  # the workers hold it
         click.echo(f"gsomia node: {workers} workers on https://{host}:{port}/taxii2/",
                    err=True)

@@ -70,7 +70,9 @@ def register(cli: click.Group) -> None:
         from gsomia import bootstrap
         from gsomia.core.errors import MalformedInput
         from gsomia.shell.sensor_player import replay as play_into
+        from gsomia.shell.stop_with import stop_with_named_process
 
+        stop_with_named_process()   # $GSOMIA_STOP_WITH, as for sensors run
         if regime is not None:
             raise MalformedInput("a replay plays the node's own sensors; what it shares "
                                  "follows its partners (partners.json)", where="--regime",

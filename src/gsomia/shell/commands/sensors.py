@@ -44,7 +44,11 @@ def register(cli: click.Group) -> None:
         """Play a real launch's measurements (and pre-launch indicators) into a node."""
         from gsomia import bootstrap
         from gsomia.shell.sensor_player import Target, play, playlist
+        from gsomia.shell.stop_with import stop_with_named_process
 
+        # $GSOMIA_STOP_WITH, as for node run: a player plays until --until, minutes on, for
+        # nobody once whoever started it is gone. What it sent is stored; it holds nothing else.
+        stop_with_named_process()
         indicators, lines = playlist(day, index, party, seed, until_s)
         target = Target(node, token, ca, bootstrap.open_node)
         try:

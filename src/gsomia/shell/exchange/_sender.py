@@ -214,6 +214,9 @@ class _Batch:
     taken: bool = False
     # Rows were left for the next batch (it took as many as a batch takes).
     more: bool = False
+    # When the partner's answer came back, taken on the thread that posted: the delivery's
+    # end, however long the answer then waits for the thread that records it.
+    answered_at: datetime | None = None
 
     def posted(self) -> Future[list[Any]]:
         if self.answer is None:
@@ -517,7 +520,9 @@ class Sender:
     def _post(self, batch: _Batch) -> list[Any]:
         if not batch.bodies:
             return []
-        return self._post_bodies(batch.peer, batch.bodies)
+        results = self._post_bodies(batch.peer, batch.bodies)
+        batch.answered_at = self.clock()
+        return results
 
     def _post_bodies(self, peer: Peer, bodies: Sequence[str]) -> list[Any]:
         response = self.client.post(peer.url.rstrip("/") + "/peer/v1/envelopes/",
@@ -711,7 +716,7 @@ class Sender:
             return
         else:
             self._settle(batch.peer, batch.sealed, results, report, batch.unsent,
-                         batch.digests, at_once=at_once)
+                         batch.digests, at_once=at_once, answered_at=batch.answered_at)
             return
         self._settle(batch.peer, batch.sealed, results, report, batch.unsent, batch.digests)
 
@@ -812,23 +817,26 @@ class Sender:
     def _settle(self, peer: Peer, sealed: list[tuple[QueuedDelivery, crypto.Envelope | None]],
                 results: list[Any], report: SendReport,
                 unsent: Mapping[int, str] | None = None,
-                digests: Mapping[int, bytes] | None = None, *, at_once: bool = False) -> None:
+                digests: Mapping[int, bytes] | None = None, *, at_once: bool = False,
+                answered_at: datetime | None = None) -> None:
         """Hand the partner's answers to the settling handler, in order; ``at_once``: see
-        :meth:`_finish`."""
+        :meth:`_finish`; ``answered_at``: when the answer came back (None: now, as for
+        answers posted again one by one)."""
         outcome = iter(results)
         sent = [exchange_handlers.Sent(row, envelope, next(outcome) if envelope else None,
                                        (unsent or {}).get(row.row),
                                        (digests or {}).get(row.row))
                 for row, envelope in sealed]
-        # When the answer came back: publish-to-receipt ends here. Its commit waits for no
-        # disk sync: a power cut that loses it leaves the deliveries pending, and they go
-        # again; the partner, holding the items, answers with receipts it records once.
+        # The answer came back at ``answered_at``: publish-to-receipt ends there. The commit
+        # waits for no disk sync: a power cut that loses it leaves the deliveries pending,
+        # and they go again; the partner, holding the items, answers with receipts it
+        # records once.
         # Everything else on an item's way (its store here, its store and receipt there)
         # is synced before anything is sent or answered.
         delivered, refused = exchange_handlers.settle(
             self.node.store.uow(synced=False, at_once=at_once), peer=peer.party,
             peer_public=peer.signing_public, sent=sent, now=self.clock(),
-            checks=_checks(self.node))
+            answered_at=answered_at, checks=_checks(self.node))
         report.delivered += delivered
         report.refused += refused
 
