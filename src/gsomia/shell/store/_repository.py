@@ -463,22 +463,23 @@ class SqlRepository:
     def holdings_mark(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self.conn.execute(_HOLDINGS_MARK).one())
 
-    def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
+    def contents_stored_after(self, seq: int, *, stix_type: str, limit: int
+                              ) -> list[tuple[int, str, bytes, datetime | None, bytes]]:
         """Items of ``stix_type`` stored after ``seq``, in order (the warning centre's feed,
-        read every pass). A row whose values were retyped on the host's disk never stops
+        read every pass), each with its originator's label (what the centre may derive from
+        it). A row whose values were retyped on the host's disk never stops
         the reader: a seq that is not a whole number is never read (in SQL: it would sort
         after every seq, or hold the mark back, every pass), a time that reads as none is
-        None, content not bytes is its bytes; ``audit verify`` names the row."""
+        None, content or label not bytes is its bytes; ``audit verify`` names the row."""
         c = items.c
         added = sa.type_coerce(c.added_at, sa.String).label("added_at") \
             if self.conn.dialect.name == "sqlite" else c.added_at
         rows = self.conn.execute(
-            sa.select(c.seq, c.originator, c.content, added)
+            sa.select(c.seq, c.originator, c.content, added, c.label)
             .where(c.seq > seq, sa.cast(c.seq, sa.BigInteger) == c.seq, c.type == stix_type)
             .order_by(c.seq).limit(limit))
-        return [(s, str(originator), _blob(content), _time_or_none(at))
-                for s, originator, content, at in rows if type(s) is int]
+        return [(s, str(originator), _blob(content), _time_or_none(at), _blob(label))
+                for s, originator, content, at, label in rows if type(s) is int]
 
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
         c = items.c
