@@ -139,8 +139,10 @@ class CentreWorker:
             # as long as the process (``bootstrap.settle_heap`` froze what came before): left
             # to the collector, each full collection walked them, 50-60 ms in which every
             # thread stood still, once a minute or two in flight (a report on its way then
-            # waited it out). Frozen without a collection: the one pause would fall on the
-            # report that made the centre, the garbage it leaves is a few cycles, once.
+            # waited it out). Collected first, so that no garbage is frozen for good (in a
+            # process that makes centres again, the tests', the nodes and engines of earlier
+            # ones): the one pause falls where the centre's making takes seconds anyway.
+            gc.collect()
             gc.freeze()
         return self._centre
 
