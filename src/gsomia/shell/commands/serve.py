@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import signal
 import socket
 import ssl
@@ -75,7 +76,8 @@ force, a partner beyond PARTNER_CONNECTIONS); the next one is cut as it is made.
 send a request every few seconds to stay, but nothing bounded how many: 293 such held a
 server's every descriptor and a partner's request waited 8.5 s (conncap28)."""
 ADDRESS_CONNECTIONS = 64
-"""Of those, connections from one client address: one host does not take them all."""
+"""Of those, connections from one client address (an IPv6 one's /64): one host does not take
+them all."""
 HANDSHAKES_UNDER_WAY = 256
 """TLS handshakes a server process has under way at once, HANDSHAKES_FROM_ONE_ADDRESS of them
 from one address; a connection accepted beyond them is cut at once. Who holds a handshake is
@@ -128,6 +130,25 @@ class ConnectionSlots:
 
     def held(self) -> int:
         return sum(self.partners.values()) + self.strangers_held
+
+
+def _share_of(peer: Any) -> str:
+    """Whose share of the slots a connection from ``peer`` (its transport's ``peername``)
+    counts in: its IPv4 address, or its IPv6 address's /64 (an IPv4 one mapped: that IPv4).
+    One host is routinely given a whole /64: counted by address, one host alone took every
+    stranger's slot and every handshake's (mergereview28)."""
+    if not peer:
+        return ""
+    host = str(peer[0])
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 def body_within(declared: int | None, floor: float = BODY_WITHIN_S) -> float:
@@ -311,8 +332,7 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
                 "client_cert_der": der or None,
             }
             partner = self._partner(tls) if der else None
-            peer = transport.get_extra_info("peername")
-            self._slot = held.take(partner, str(peer[0]) if peer else "")
+            self._slot = held.take(partner, _share_of(transport.get_extra_info("peername")))
             if self._slot is None:
                 # Strangers hold every slot (or this address its share): cut before anything
                 # is read, so nothing is answered; a partner's own slots are never theirs.
@@ -482,8 +502,8 @@ class _Handshaking(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         from asyncio.sslproto import SSLProtocol
 
-        peer = transport.get_extra_info("peername")
-        slot = None if self.stopping() else self.slots.take(None, str(peer[0]) if peer else "")
+        slot = None if self.stopping() else self.slots.take(
+            None, _share_of(transport.get_extra_info("peername")))
         if slot is None:
             transport.abort()  # type: ignore[attr-defined]
             return
