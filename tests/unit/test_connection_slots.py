@@ -58,3 +58,59 @@ def test_the_connections_held_never_exceed_their_bounds_and_all_come_back(
     for _, _, slot in held:
         slots.give_back(slot)
     assert slots.held() == 0 and slots.partners == {} and slots.addresses == {}
+
+
+def test_a_handshake_that_cannot_begin_gives_its_slot_back_and_is_cut() -> None:
+    """mergereview28: a connection whose TLS protocol could not be made (the app's protocol
+    factory raising, asyncio's SSLProtocol not as expected) kept its handshake slot for good
+    and its descriptor open with nothing reading it, no handshake time running: enough of
+    them and the server took no connection at all. Now the slot comes back and the
+    connection is cut; the error still reaches the loop's handler."""
+    import asyncio
+    import ssl
+
+    from gsomia.shell.commands.serve import _Handshaking
+
+    said: list[Any] = []
+
+    def broken() -> asyncio.BaseProtocol:
+        raise RuntimeError("no protocol")
+
+    async def main() -> bytes:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: said.append(context.get("exception")))
+        slots = ConnectionSlots(4, 4, 0)
+        server = await loop.create_server(
+            lambda: _Handshaking(broken, ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER), slots, 5.0),
+            "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            got = await asyncio.wait_for(reader.read(64), 2)  # cut, not held
+        except ConnectionResetError:
+            got = b""
+        writer.close()
+        server.close()
+        assert slots.held() == 0
+        return got
+
+    assert asyncio.run(main()) == b""
+    assert [type(e) for e in said] == [RuntimeError]
+
+
+def test_one_ipv6_host_holds_one_share_however_many_of_its_addresses_it_uses() -> None:
+    """mergereview28: the share of one address was that of one IPv6 address, and a host is
+    routinely given a whole /64 (2**64 addresses): alone it took every stranger's slot and
+    every handshake's. An IPv6 address now counts in its /64's share, an IPv4 one mapped
+    into IPv6 in that IPv4's."""
+    from gsomia.shell.commands.serve import _share_of
+
+    slots = ConnectionSlots(strangers=10, per_address=2, per_partner=0)
+    one_host = [(f"2001:db8:1:2::{k:x}", 443, 0, 0) for k in range(1, 6)]
+    taken = [slots.take(None, _share_of(peer)) for peer in one_host]
+    assert [slot is not None for slot in taken] == [True, True, False, False, False]
+    assert slots.take(None, _share_of(("2001:db8:1:3::1", 443, 0, 0))) is not None
+    assert _share_of(("::ffff:192.0.2.7", 443, 0, 0)) == _share_of(("192.0.2.7", 443)) \
+        == "192.0.2.7"
+    assert _share_of(("fe80::1%eth0", 443, 0, 2)) == _share_of(("fe80::2", 443, 0, 2))
+    assert _share_of(None) == ""

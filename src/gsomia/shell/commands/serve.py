@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import signal
 import socket
 import ssl
@@ -75,7 +76,8 @@ force, a partner beyond PARTNER_CONNECTIONS); the next one is cut as it is made.
 send a request every few seconds to stay, but nothing bounded how many: 293 such held a
 server's every descriptor and a partner's request waited 8.5 s (conncap28)."""
 ADDRESS_CONNECTIONS = 64
-"""Of those, connections from one client address: one host does not take them all."""
+"""Of those, connections from one client address (an IPv6 one's /64): one host does not take
+them all."""
 HANDSHAKES_UNDER_WAY = 256
 """TLS handshakes a server process has under way at once, HANDSHAKES_FROM_ONE_ADDRESS of them
 from one address; a connection accepted beyond them is cut at once. Who holds a handshake is
@@ -128,6 +130,25 @@ class ConnectionSlots:
 
     def held(self) -> int:
         return sum(self.partners.values()) + self.strangers_held
+
+
+def _share_of(peer: Any) -> str:
+    """Whose share of the slots a connection from ``peer`` (its transport's ``peername``)
+    counts in: its IPv4 address, or its IPv6 address's /64 (an IPv4 one mapped: that IPv4).
+    One host is routinely given a whole /64: counted by address, one host alone took every
+    stranger's slot and every handshake's (mergereview28)."""
+    if not peer:
+        return ""
+    host = str(peer[0])
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 def body_within(declared: int | None, floor: float = BODY_WITHIN_S) -> float:
@@ -311,8 +332,7 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
                 "client_cert_der": der or None,
             }
             partner = self._partner(tls) if der else None
-            peer = transport.get_extra_info("peername")
-            self._slot = held.take(partner, str(peer[0]) if peer else "")
+            self._slot = held.take(partner, _share_of(transport.get_extra_info("peername")))
             if self._slot is None:
                 # Strangers hold every slot (or this address its share): cut before anything
                 # is read, so nothing is answered; a partner's own slots are never theirs.
@@ -468,24 +488,31 @@ class _Handshaking(asyncio.Protocol):
     once), then its TLS handshake runs as asyncio runs one (the same ``SSLProtocol``,
     ``app``'s made at its end), within ``within`` seconds; the slot is given back as it ends,
     made, failed or cut. asyncio's own TLS accept gives no such moment: a handshake that fails
-    tells the application nothing."""
+    tells the application nothing. ``under_way``: the server's handshakes under way, which its
+    stop cuts (``stopping``: true once it has begun; one accepted then is cut at once)."""
 
     def __init__(self, app: Callable[[], asyncio.BaseProtocol], context: ssl.SSLContext,
-                 slots: ConnectionSlots, within: float) -> None:
+                 slots: ConnectionSlots, within: float,
+                 under_way: set[asyncio.BaseTransport] | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
         self.app, self.context, self.slots, self.within = app, context, slots, within
+        self.under_way = under_way if under_way is not None else set()
+        self.stopping = stopping
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         from asyncio.sslproto import SSLProtocol
 
-        peer = transport.get_extra_info("peername")
-        slot = self.slots.take(None, str(peer[0]) if peer else "")
+        slot = None if self.stopping() else self.slots.take(
+            None, _share_of(transport.get_extra_info("peername")))
         if slot is None:
             transport.abort()  # type: ignore[attr-defined]
             return
         loop = asyncio.get_running_loop()
         ended = loop.create_future()
+        self.under_way.add(transport)
 
         def end(handshake: asyncio.Future[None]) -> None:
+            self.under_way.discard(transport)
             self.slots.give_back(slot)
             if not handshake.cancelled():
                 # Why it failed is the client's affair: taken, so that asyncio does not log
@@ -493,10 +520,18 @@ class _Handshaking(asyncio.Protocol):
                 handshake.exception()
 
         ended.add_done_callback(end)
-        tls = SSLProtocol(loop, self.app(), self.context, ended, server_side=True,
-                          ssl_handshake_timeout=self.within)  # type: ignore[arg-type]
-        transport.set_protocol(tls)
-        tls.connection_made(transport)  # reading starts after this call: all of it is tls's
+        try:
+            tls = SSLProtocol(loop, self.app(), self.context, ended, server_side=True,
+                              ssl_handshake_timeout=self.within)  # type: ignore[arg-type]
+            transport.set_protocol(tls)
+            tls.connection_made(transport)  # reading starts after this call: all tls's
+        except BaseException:
+            # No handshake will end it (asyncio's classes not as this expects, a protocol
+            # that could not be made): its slot back and the connection cut, not held with
+            # nothing reading it; cancelled, as SSLProtocol leaves a cancelled waiter be.
+            ended.cancel()
+            transport.abort()  # type: ignore[attr-defined]
+            raise
 
 
 def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None = None, *,
@@ -518,6 +553,8 @@ def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None =
             super().__init__(config)
             self.handshakes = handshakes if handshakes is not None else ConnectionSlots(
                 HANDSHAKES_UNDER_WAY, HANDSHAKES_FROM_ONE_ADDRESS, 0)
+            # The connections whose TLS handshake is under way (_Handshaking): cut at the stop.
+            self.under_way: set[asyncio.BaseTransport] = set()
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             if self.config.ssl is None:
@@ -532,8 +569,10 @@ def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None =
             def create_server(factory: Callable[[], asyncio.BaseProtocol], *args: Any,
                               **kwargs: Any) -> Any:
                 context = kwargs.pop("ssl")  # uvicorn's: config.ssl
-                return own(functools.partial(_Handshaking, factory, context, self.handshakes,
-                                             handshake_within), *args, ssl=None, **kwargs)
+                return own(functools.partial(
+                    _Handshaking, factory, context, self.handshakes, handshake_within,
+                    self.under_way, lambda: getattr(self.server_state, STOPPING, False)),
+                    *args, ssl=None, **kwargs)
 
             loop.create_server = create_server  # type: ignore[method-assign,assignment]
             try:
@@ -545,6 +584,12 @@ def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None =
             # Before uvicorn tells the connections it has to stop: one whose handshake
             # ends later is cut by tls_protocol as it is made.
             setattr(self.server_state, STOPPING, True)   # uvicorn's object: no field of ours
+            # A handshake under way is cut now, not left to its HANDSHAKE_WITHIN_S: nothing of
+            # it was read, so nothing is answered (the partner sends again). Left, it held its
+            # slot past the stop (the loop closed under it), and from Python 3.12 the stop's
+            # wait_closed waits for every connection the listening server made.
+            for transport in list(self.under_way):
+                transport.abort()  # type: ignore[attr-defined]
             try:
                 if on_stop is not None:
                     on_stop()
