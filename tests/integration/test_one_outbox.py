@@ -824,6 +824,7 @@ def test_a_reports_statements_bind_lists_and_limits_of_any_size(
         asked = data.draw(hs.sets(hs.sampled_from(ids)) if ids else hs.just(set()))
         receipted = data.draw(hs.sets(hs.sampled_from(ids)) if ids else hs.just(set()))
         delivered = data.draw(hs.sets(hs.sampled_from(rows)) if rows else hs.just(set()))
+        retried = data.draw(hs.sets(hs.sampled_from(rows)) if rows else hs.just(set()))
         at = T0 + timedelta(seconds=queued)
         with store.uow() as uow:
             assert uow.outbox.queued_deliveries(
@@ -839,14 +840,24 @@ def test_a_reports_statements_bind_lists_and_limits_of_any_size(
             assert uow.repo.receipted(asked, "JPN", "given") == set()
             assert uow.outbox.still_pending([*rows, -1]) == set(rows)
             uow.outbox.mark_delivered([(r, 3) for r in sorted(delivered)], at)
-            uow.outbox.mark_refused([(r, 4, f"no {r}") for r in rows if r not in delivered])
-            assert uow.outbox.still_pending(rows) == set()
+            uow.outbox.mark_refused([(r, 4, f"no {r}") for r in rows
+                                     if r not in delivered | retried])
+            # A row settled meanwhile is not sent again: only those still pending go back.
+            uow.outbox.retry_deliveries([(r, 5, r % 3, at + timedelta(seconds=r), f"down {r}")
+                                         for r in sorted(retried)])
+            assert uow.outbox.still_pending(rows) == retried - delivered
             uow.commit()
         with store.engine.connect() as conn:
-            stored = {r.row: (r.status, r.attempts, r.delivered_at, r.last_error)
+            stored = {r.row: (r.status, r.attempts, r.not_now, r.next_at, r.delivered_at,
+                              r.last_error)
                       for r in conn.execute(sa.select(st.outbox).where(
                           st.outbox.c.item_id.like(f"indicator--{tag}-%")))}
-        assert stored == {r: ("delivered", 3, at, None) if r in delivered else
-                          ("refused", 4, None, f"no {r}") for r in rows}
+        # On PostgreSQL the rows claimed are leased (their next try LEASE_S ahead).
+        leased = {r.row for r in taken} if store.dialect == "postgresql" else set()
+        due = {r: T0 + timedelta(seconds=LEASE_S) if r in leased else T0 for r in rows}
+        assert stored == {r: ("delivered", 3, 0, due[r], at, None) if r in delivered else
+                          ("pending", 5, r % 3, at + timedelta(seconds=r), None, f"down {r}")
+                          if r in retried else ("refused", 4, 0, due[r], None, f"no {r}")
+                          for r in rows}
     finally:
         store.dispose()

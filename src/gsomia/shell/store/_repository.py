@@ -777,6 +777,11 @@ _MARK_DELIVERED = outbox.update().where(outbox.c.row == sa.bindparam("r")).value
     status="delivered", delivered_at=sa.bindparam("at"), attempts=sa.bindparam("n"))
 _MARK_REFUSED = outbox.update().where(outbox.c.row == sa.bindparam("r")).values(
     status="refused", last_error=sa.bindparam("e"), attempts=sa.bindparam("n"))
+# A batch to a partner that is down goes back one row at a time: one statement for all.
+_RETRY = outbox.update().where(outbox.c.row == sa.bindparam("r"),
+                               outbox.c.status == "pending").values(
+    attempts=sa.bindparam("n"), not_now=sa.bindparam("nn"), next_at=sa.bindparam("next"),
+    last_error=sa.bindparam("e"))
 
 
 class SqlOutbox:
@@ -890,11 +895,10 @@ class SqlOutbox:
             self.conn.execute(_MARK_REFUSED, [{"r": r, "n": n, "e": e} for r, n, e in rows])
 
     def retry_deliveries(self, rows: Sequence[tuple[int, int, int, datetime, str]]) -> None:
-        for row, attempts, not_now, next_at, error in rows:
-            self.conn.execute(outbox.update().where(outbox.c.row == row,
-                                                    outbox.c.status == "pending")
-                              .values(attempts=attempts, not_now=not_now, next_at=next_at,
-                                      last_error=error))
+        if rows:
+            self.conn.execute(_RETRY, [{"r": row, "n": attempts, "nn": not_now,
+                                        "next": next_at, "e": error}
+                                       for row, attempts, not_now, next_at, error in rows])
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
         for key, values in rows:
