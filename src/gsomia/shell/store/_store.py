@@ -41,9 +41,13 @@ from gsomia.shell.store._tables import NOTICE_ROWS, node_identity, outbox
 from gsomia.shell.store._unit_of_work import SqlUnitOfWork
 
 HEAD_FILE = "tree-head.json"
-# The lease of the rows a claim took on PostgreSQL (:meth:`Store.claim`), made once.
+# The lease of the rows a claim took on PostgreSQL (:meth:`Store.claim`), and its end
+# for those given back (:meth:`Store.release`), made once.
 _LEASE = outbox.update().where(outbox.c.row.in_(sa.bindparam("rows", expanding=True))).values(
     next_at=sa.bindparam("until"))
+_RELEASE = outbox.update().where(outbox.c.row.in_(sa.bindparam("rows", expanding=True)),
+                                 outbox.c.status == "pending").values(
+    next_at=sa.bindparam("now"))
 
 
 class _ClaimPages(NamedTuple):
@@ -317,9 +321,7 @@ class Store:
         ``now`` again for any sender (nothing to give back on SQLite, which has no lease)."""
         if rows and self.dialect == "postgresql":
             with self.engine.connect() as conn, conn.begin():
-                conn.execute(outbox.update().where(outbox.c.row.in_(sorted(rows)),
-                                                   outbox.c.status == "pending")
-                             .values(next_at=now))
+                conn.execute(_RELEASE, {"rows": sorted(rows), "now": now})
 
     @contextmanager
     def reader(self, *, tolerant: bool = False) -> Iterator[SqlAuditReader]:
