@@ -9,14 +9,16 @@ per recipient, verified, policy at both ends, audit, signed receipts recorded on
 - light load: items offered at 20 items/s, one at a time, open loop, 300 items (p99: the
   third worst); latency from the publish call until the signed receipt is recorded in the
   sender's custody (a thread of this process watches the outbox every millisecond), p50/p99;
-  and, beside it, until the receipt was obtained: the instant the last hop's sender took the
-  partner's answer, as its receipt record says (``Sender._settle``: "publish-to-receipt ends
-  here"), on the same clock as the publish call's; no watcher's poll or hop in it;
+  and, beside it, until the receipt was obtained: the instant the last hop's sender recorded
+  the partner's answer, as its receipt record says (stamped as ``Sender._settle`` records it;
+  the outbox's ``delivered_at``, since answerat28, is the earlier instant the answer came
+  back), on the same clock as the publish call's; no watcher's poll or hop in it;
 - saturated, end to end: batches of 100 published as fast as the publisher goes; items/s
   from the first publish until the last receipt is recorded;
 - saturated, delivery only: the items queued at the last hop's sender while it is
-  stopped, then drained after it starts; items/s between the first and the last receipt
-  recorded. direct: KOR→JPN. hub: the last leg, USA→JPN (USA holds the items, then is
+  stopped, then drained after it starts; items/s between the first and the last answer
+  come back (the outbox's ``delivered_at``: until answerat28, the receipts' record).
+  direct: KOR→JPN. hub: the last leg, USA→JPN (USA holds the items, then is
   stopped and KOR's consents kept in its store: a node keeps a consent only for an item it
   holds; up to stop 21 the consents came first and both legs were measured).
 The issue's aim: ≥ 1,000 items/s between two nodes, p99 < 50 ms at light load.
@@ -242,7 +244,7 @@ def _consents_kept(kor: Any, usa: Any, ids: list[str]) -> None:
 
 
 def _receipted_span(node: Any, recipient: str, ids: set[str]) -> tuple[int, float]:
-    """Deliveries of ``ids`` receipted after the first receipt, and the seconds they took."""
+    """Deliveries of ``ids`` answered after the first answer, and the seconds they took."""
     import sqlalchemy as sa
 
     from gsomia.shell.store import outbox

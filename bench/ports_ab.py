@@ -131,7 +131,7 @@ def branch_centre(node: Any, mark: int) -> list[tuple[str, bytes, int]]:
     with node.store.repository() as repo:
         rows = repo.contents_stored_after(mark, stix_type="note", limit=64)
     return [(str(originator), bytes(content), int(seq))
-            for seq, originator, content, _held_at in rows]
+            for seq, originator, content, _held_at, *_ in rows]
 
 
 def main_pending(node: Any) -> int:

@@ -174,7 +174,8 @@ def test_failed_authentications_are_audited_in_bounded_form_and_none_is_lost(
 
 
 # ---- revocation -------------------------------------------------------------------------------
-def test_a_revoked_token_is_refused_at_once_everywhere(node: Running) -> None:
+def test_a_revoked_token_is_refused_at_once_everywhere(node: Running,
+                                                      tmp_path: Path) -> None:
     token = add_user(node, "yuki")
     http = client("127.0.0.3")
     bearer = {"Authorization": f"Bearer {token}", "Accept": TAXII}
@@ -196,6 +197,19 @@ def test_a_revoked_token_is_refused_at_once_everywhere(node: Running) -> None:
     while time.monotonic() < deadline and "event: state" not in lines:
         time.sleep(0.1)
     assert "event: state" in lines
+    # An item yuki (極秘) may not read is stored: nothing is sent, not even the same state
+    # again, which told her when it came (review28; the stream looks every 0.5 s).
+    hidden = tmp_path / "hidden.json"
+    hidden.write_text(json.dumps({
+        "type": "indicator", "spec_version": "2.1",
+        "id": "indicator--6f1f2c1e-3c1a-4d47-9a4c-5c0d8f6a1b2e",
+        "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
+        "name": "TEL activity", "pattern": "[x-dprk-site:name = 'Sunan']",
+        "pattern_type": "stix", "valid_from": "2024-03-01T08:00:00Z"}), encoding="utf-8")
+    ok("publish", "--node", str(node.folder), "--file", str(hidden), "--level", "機密",
+       "--rel-to", "JPN", "--purpose", "dprk-missile", "--json")
+    time.sleep(2.0)
+    assert lines.count("event: state") == 1, lines
     ok("user", "revoke", "--node", str(node.folder), "--name", "yuki")
     revoked_at = time.monotonic()
     assert http.get(node.url + "taxii2/", headers=bearer).status_code == 401

@@ -87,12 +87,15 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     folder = tmp_path_factory.mktemp("dashboard") / "jpn"
     made = init_node(folder, "JPN", catalogue=CATALOGUE, now=datetime.now(UTC))
     tokens = {}
-    # Both hold the clearance; only kenji needs to know about DPRK missiles.
-    for name, ntk in (("kenji", ["dprk-missile"]), ("taro", ["maritime-security"])):
+    # Both hold the clearance; only kenji needs to know about DPRK missiles. hana is cleared
+    # for all the node may hold: she alone is shown the audit log (review28).
+    for name, ntk, clearance in (("kenji", ["dprk-missile"], "極秘"),
+                                 ("taro", ["maritime-security"], "極秘"),
+                                 ("hana", ["dprk-missile", "regional-security"], "機密")):
         tokens[name] = new_token()
         # kenji replays launches: feeding the node's sensors takes the operator role
         handlers.add_user(made.uow(), keys=made.keys, schemes=CATALOGUE.schemes, name=name,
-                          clearance="極秘", need_to_know=ntk, token=tokens[name],
+                          clearance=clearance, need_to_know=ntk, token=tokens[name],
                           now=datetime.now(UTC),
                           role="operator" if name == "kenji" else "reader")
     made.close()
@@ -184,9 +187,14 @@ def test_item_appears_live_after_publish(browser: Browser, node: Running) -> Non
     expect(row).to_be_visible(timeout=WAIT_MS)       # pushed by SSE: no reload
     expect(row.locator(".summary")).to_have_text("TEL activity at Sunan airfield")
     expect(row.locator(".marking")).to_contain_text("極秘")
-    expect(page.locator("#tree-head")).to_be_visible()
+    # The log counts every item: kenji is not cleared for all the node may hold.
+    expect(page.locator("#audit .empty")).to_contain_text("cleared for all")
+    expect(page.locator("#tree-head")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "dashboard-item-published.png"), full_page=True)
     page.context.close()
+    hana = signed_in(browser, node, "hana")
+    expect(hana.locator("#tree-head")).to_be_visible(timeout=WAIT_MS)
+    hana.context.close()
 
 
 def test_sensor_coverage_is_drawn_with_owners_and_a_legend(browser: Browser,

@@ -223,8 +223,9 @@ def unbroken_warnings(node: Node) -> list[str]:
 
     worker = CentreWorker(node)
     with node.store.engine.connect() as conn:
-        rows = conn.execute(sa.select(items.c.originator, items.c.content)
+        rows = conn.execute(sa.select(items.c.originator, items.c.content, items.c.label)
                             .where(items.c.type == "note").order_by(items.c.seq)).all()
     return [output_id(id_secret(node), worker.centre, o)
-            for r in rows for o in worker.feed(str(r.originator), bytes(r.content))
+            for r in rows for o in worker.feed(str(r.originator), bytes(r.content),
+                                               label=bytes(r.label))
             if o.category == "warning"]

@@ -47,7 +47,9 @@ def tokens(folder: Path, shipped: Catalogue) -> dict[str, str]:
     node = open_node(folder, catalogue=shipped)
     for name, clearance, ntk in (("kenji", "極秘", ["dprk-missile"]),
                                  ("aiko", "秘", ["dprk-missile"]),
-                                 ("taro", "極秘", ["maritime-security"])):
+                                 ("taro", "極秘", ["maritime-security"]),
+                                 # cleared for all a JPN node may hold: sees the audit log
+                                 ("hana", "機密", ["dprk-missile", "regional-security"])):
         out[name] = new_token()
         handlers.add_user(node.uow(), keys=node.keys, schemes=shipped.schemes, name=name,
                           clearance=clearance, need_to_know=ntk, token=out[name],
@@ -193,7 +195,7 @@ def test_a_token_of_another_user_does_not_sign_in(node: Node,
 def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
                                      warned: dict[str, Any]) -> None:
     seen = {}
-    for name in ("kenji", "aiko", "taro"):
+    for name in ("kenji", "aiko", "taro", "hana"):
         client = client_for(node)
         sign_in(client, name, tokens[name])
         seen[name] = client.get("/dashboard/state").json()
@@ -211,9 +213,16 @@ def test_state_obeys_the_access_rule(node: Node, tokens: dict[str, str],
         # not even a count of what they may not read (issue 10, finding 3)
         assert "withheld" not in doc
         assert "Hokkaido" not in json.dumps(doc, ensure_ascii=False)
-    head = kenji["audit"]["head"]
-    assert head is not None and 0 < head["size"] <= kenji["audit"]["size"]
-    assert kenji["audit"]["partners"] == [] and kenji["audit"]["error"] is None
+    # The audit log counts every item: only hana, cleared for all the node may hold, sees
+    # it (review28; tests/integration/test_dashboard_oracles.py).
+    hana = seen["hana"]
+    head = hana["audit"]["head"]
+    assert hana["audit"]["shown"] and head is not None
+    assert 0 < head["size"] <= hana["audit"]["size"]
+    assert hana["audit"]["partners"] == [] and hana["audit"]["error"] is None
+    for doc in (kenji, aiko, taro):
+        assert doc["audit"] == {"size": None, "head": None, "partners": [], "error": None,
+                                "published": None, "shown": False}
     assert {a["id"] for a in kenji["agreements"]} >= {"jpn-kor-gsomia-2016", "tisa-2014"}
     # Each item shown to kenji was read through the audited path, once per session.
     with node.store.reader() as reader:
@@ -490,7 +499,7 @@ def test_state_answers_a_log_that_cannot_be_synced_with_a_reason(
     """The head is synced before it is shown; a write-ahead log that cannot be opened for it
     refuses the state with 503 and what to check, not a 500."""
     client = client_for(node)
-    sign_in(client, "kenji", tokens["kenji"])
+    sign_in(client, "hana", tokens["hana"])     # one who sees the head
     with wal_unreadable(monkeypatch):  # nothing known on disk yet: the head is synced
         refused = client.get("/dashboard/state")
     assert refused.status_code == 503, refused.text

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
 from federating import one_pass
-from gsomia.core.custody import register_digest
+from gsomia.core.custody import ReceiptRecord, register_digest
 from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import DELIVERY, LEASE_S
 from gsomia.shell import store as st
@@ -776,3 +776,92 @@ def test_a_schema_version_rewritten_back_to_0021_does_not_open(tmp_path: Any) ->
     engine.dispose()
     with pytest.raises(MalformedInput, match="0021"):
         st.Store(url)
+
+
+# Made once and bound at each call (hotpath28): each list from one value to more than a chunk.
+SIZES = hs.one_of(hs.integers(0, 12), hs.sampled_from([499, 500, 501, 1001]))
+
+
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(queued=SIZES, limit=hs.integers(1, 600), data=hs.data())
+def test_a_reports_statements_bind_lists_and_limits_of_any_size(
+        db_url: str, queued: int, limit: int, data: hs.DataObject) -> None:
+    """The claim (its pages too, read on past rows the courier does not take), and the
+    registers a report's publish, receive and settle read and write, are statements made
+    once with their lists and limits bound: each answers for its own values, whatever
+    their number (across the 500 a chunk binds), on either database."""
+    store = st.Store(db_url)  # one per test, emptied each time
+    try:
+        tag = uuid.uuid4().hex[:8]
+        ids = [f"indicator--{tag}-{i}" for i in range(queued)]
+        absent = [f"indicator--{tag}-absent-{i}" for i in range(3)]
+        # No version: the claim's SQL lets such a row by, the courier's reading does not.
+        unread = data.draw(hs.sets(hs.sampled_from(ids)) if ids else hs.just(set()))
+        with store.engine.begin() as conn:
+            for table in (st.outbox, st.envelopes_seen, st.receipts):
+                conn.execute(table.delete())
+            st.insert_many(conn, st.outbox, [
+                {"kind": DELIVERY, "item_id": i, "version": "" if i in unread else "v",
+                 "recipient": "JPN",
+                 "reference": None, "body": None, "status": "pending", "attempts": 2,
+                 "not_now": 0, "next_at": T0, "queued_at": T0, "delivered_at": None,
+                 "last_error": None, "seq": 1} for i in ids])
+            row_of = {r.item_id: r.row for r in conn.execute(
+                sa.select(st.outbox.c.item_id, st.outbox.c.row)
+                .where(st.outbox.c.item_id.like(f"indicator--{tag}-%")))}
+            nonce_of = {i: f"{tag}-{n}" for n, i in enumerate(ids)}
+            st.insert_many(conn, st.envelopes_seen, [
+                {"nonce": n, "sender": "KOR", "item_id": i, "version": "v", "at": T0, "seq": 1}
+                for i, n in nonce_of.items()])
+        rows = sorted(row_of.values())
+        leaving = data.draw(hs.sets(hs.sampled_from(rows)) if rows else hs.just(set()))
+        taken = store.claim(deliveries=True, now=T0, limit=limit, recipient="JPN",
+                            leaving=leaving)
+        unread_rows = {row_of[i] for i in unread}
+        assert [r.row for r in taken] == \
+            [r for r in rows if r not in leaving and r not in unread_rows][:limit]
+        asked = data.draw(hs.sets(hs.sampled_from(ids)) if ids else hs.just(set()))
+        receipted = data.draw(hs.sets(hs.sampled_from(ids)) if ids else hs.just(set()))
+        delivered = data.draw(hs.sets(hs.sampled_from(rows)) if rows else hs.just(set()))
+        retried = data.draw(hs.sets(hs.sampled_from(rows)) if rows else hs.just(set()))
+        at = T0 + timedelta(seconds=queued)
+        with store.uow() as uow:
+            assert uow.outbox.queued_deliveries(
+                [(i, "v", "JPN") for i in [*asked, *absent]] + [(i, "v", "USA") for i in asked]
+            ) == {(i, "v", "JPN") for i in asked - unread}
+            assert uow.repo.seen_nonces([nonce_of[i] for i in asked] + [f"{tag}-absent"]) \
+                == {nonce_of[i] for i in asked}
+            uow.repo.add_receipts([(ReceiptRecord(i, "v", "JPN", "obtained", {}, T0), 1)
+                                   for i in sorted(receipted)])
+            assert uow.repo.receipted([*asked, *absent], "JPN", "obtained") == \
+                {(i, "v") for i in asked & receipted}
+            assert uow.repo.receipted(asked, "USA", "obtained") == set()
+            assert uow.repo.receipted(asked, "JPN", "given") == set()
+            assert uow.outbox.still_pending([*rows, -1]) == set(rows)
+            uow.outbox.mark_delivered([(r, 3) for r in sorted(delivered)], at)
+            uow.outbox.mark_refused([(r, 4, f"no {r}") for r in rows
+                                     if r not in delivered | retried])
+            # A row settled meanwhile is not sent again: only those still pending go back.
+            uow.outbox.retry_deliveries([(r, 5, r % 3, at + timedelta(seconds=r), f"down {r}")
+                                         for r in sorted(retried)])
+            assert uow.outbox.still_pending(rows) == retried - delivered
+            uow.commit()
+        # Given back (PostgreSQL; SQLite leases nothing): due now, if still pending only.
+        store.release(rows, at)
+        back = at if store.dialect == "postgresql" else None
+        with store.engine.connect() as conn:
+            stored = {r.row: (r.status, r.attempts, r.not_now, r.next_at, r.delivered_at,
+                              r.last_error)
+                      for r in conn.execute(sa.select(st.outbox).where(
+                          st.outbox.c.item_id.like(f"indicator--{tag}-%")))}
+        # On PostgreSQL the rows claimed are leased (their next try LEASE_S ahead).
+        leased = {r.row for r in taken} if store.dialect == "postgresql" else set()
+        due = {r: T0 + timedelta(seconds=LEASE_S) if r in leased else T0 for r in rows}
+        assert stored == {r: ("delivered", 3, 0, due[r], at, None) if r in delivered else
+                          ("pending", 5, r % 3, back or at + timedelta(seconds=r), None,
+                           f"down {r}")
+                          if r in retried else ("refused", 4, 0, due[r], None, f"no {r}")
+                          for r in rows}
+    finally:
+        store.dispose()

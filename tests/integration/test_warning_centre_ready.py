@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -36,7 +37,12 @@ def test_the_centre_is_ready_once_the_indicators_are_in(
     worker = CentreWorker(node)
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
-    frozen = gc.get_freeze_count()
+    # Garbage in the oldest generation (a cycle that outlived two collections, then let
+    # go), which only a full collection frees: the centre's freeze must not keep it.
+    held = [_Cycle()]
+    gone = weakref.ref(held[0])
+    gc.collect()
+    held.clear()
     thread.start()
     try:
         assert not exchange.wait_until(lambda: worker._centre is not None, 0.3)
@@ -61,8 +67,15 @@ def test_the_centre_is_ready_once_the_indicators_are_in(
     assert worker.published == 0 and worker.centre.counts == {}
     assert worker.centre.epoch is None
     # The tracker and what it loaded are out of the collector's full passes (each walked
-    # them all, every thread of the node standing still 50-60 ms).
-    assert gc.get_freeze_count() >= frozen + 10_000, (frozen, gc.get_freeze_count())
+    # them all, every thread of the node standing still 50-60 ms): frozen, in no generation.
+    assert gc.is_tracked(worker.centre)
+    assert not any(o is worker.centre for o in gc.get_objects())
+    assert gone() is None, "garbage was frozen with the centre"
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
 
 
 def test_the_centre_is_fed_when_the_node_held_each_report(

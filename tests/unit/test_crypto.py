@@ -105,6 +105,40 @@ def test_the_fast_path_gives_the_rfc8785_bytes(value: Any) -> None:
     assert canonical(value) == rfc8785.dumps(value)
 
 
+# Floats in and around the range written without an exponent (a sensor report's numbers),
+# its edges, zeros of both signs and the extremes: the float path must agree with rfc8785.
+_floats = st.floats(allow_nan=False, allow_infinity=False) | st.sampled_from(
+    [0.0, -0.0, 1e-4, 9.999999999999999e-05, 1e16, 9999999999999998.0, 1e21, 5e-324,
+     1.7976931348623157e308, 2.0**53, -(2.0**53) - 2, 812345.123, 45.123456789, 0.1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | _floats
+    | st.text(st.characters(codec="utf-8")),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(st.characters(codec="ascii"), max_size=6), inner, max_size=4),
+    max_leaves=20))
+def test_the_float_path_gives_the_rfc8785_bytes(value: Any) -> None:
+    assert canonical(value) == rfc8785.dumps(value)
+
+
+def test_a_sensor_reports_floats_take_the_float_path() -> None:
+    report = {"type": "note", "x_gsomia_sensor_report": {
+        "t": [0.0, 0.5, 1.0], "z": [[812345.123, 45.123456789, -12.5]], "cov": [[1.0e4, 0.001]]}}
+    assert not crypto._plain(report)
+    assert crypto._with_floats(report) is not None
+    assert canonical(report) == rfc8785.dumps(report)
+    # An exponent or a non-ASCII key: the float path declines, rfc8785 writes it.
+    for declined in ({"x": 1e-5}, {"x": 1e16}, {"\u00e9": 0.5}):
+        assert crypto._with_floats(declined) is None
+        assert canonical(declined) == rfc8785.dumps(declined)
+    # An unsafe integer beside a float: declined, and refused as before.
+    assert crypto._with_floats({"x": [0.5, 2**53]}) is None
+    with pytest.raises(MalformedInput):
+        canonical({"x": [0.5, 2**53]})
+
+
 def test_canonical_known_answers() -> None:
     assert canonical({"b": [1, True, None], "a": "é\n", "c": {"z": 1, "y": 2}}) == \
         '{"a":"é\\n","b":[1,true,null],"c":{"y":2,"z":1}}'.encode()

@@ -154,8 +154,8 @@ class ShellReads:
     def holdings_mark(self) -> tuple[int, ...]:
         raise _unread()
 
-    def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
+    def contents_stored_after(self, seq: int, *, stix_type: str, limit: int
+                              ) -> list[tuple[int, str, bytes, datetime | None, bytes]]:
         raise _unread()
 
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:

@@ -22,8 +22,8 @@ from gsomia.core.types import Party, instant, iso
 
 __all__ = [
     "Consent", "Decision", "Person", "ReleaseRequest", "StandingConsent", "decide",
-    "decide_access", "decide_all", "decide_classification_change", "decide_new_version",
-    "label_class",
+    "decide_access", "decide_all", "decide_classification_change", "decide_derived",
+    "decide_new_version", "label_class",
 ]
 
 
@@ -359,6 +359,46 @@ def decide_new_version(label: SecurityLabel, held: Sequence[SecurityLabel],
     if reasons:
         return Decision(False, tuple(reasons))
     return Decision(True, ("a new version under the item's label",))
+
+
+def decide_derived(source: SecurityLabel, derived: SecurityLabel,
+                   schemes: Mapping[Party, Scheme]) -> Decision:
+    """May what is made from an item marked ``source`` go out marked ``derived`` (the warning
+    centre's tracks, impact predictions and warnings, fused from the reports it holds)?
+
+    Only if ``derived`` lets no one read it, and sends it nowhere, that ``source`` would not:
+    a level no lower (across schemes, by rank), its originator and every party of its REL TO
+    one the source is released to (or the source's originator), the same purpose, no caveat
+    of the source (another originator's caveat binds to it alone), and no agreement the
+    source is not marked under. Its kind may differ (a report becomes a
+    track): that is what deriving is. An unknown scheme or level denies."""
+    reasons: list[str] = []
+    src_scheme, out_scheme = schemes.get(source.scheme), schemes.get(derived.scheme)
+    if src_scheme is None or out_scheme is None or not src_scheme.has(source.level) \
+            or not out_scheme.has(derived.level):
+        reasons.append(f"no scheme to compare {source.scheme} {source.level} with "
+                       f"{derived.scheme} {derived.level}")
+    elif out_scheme.level(derived.level).rank < src_scheme.level(source.level).rank:
+        reasons.append(f"{derived.level} is below the source's {source.level}")
+    wider = sorted((derived.rel_to | {derived.originator}) - source.rel_to
+                   - {source.originator})
+    if wider:
+        reasons.append(f"REL TO {', '.join(wider)}, to whom {source.originator} did not "
+                       "release the source")
+    if derived.purpose != source.purpose:
+        reasons.append(f"purpose {derived.purpose}, the source's is {source.purpose}")
+    if source.caveats and derived.originator != source.originator:
+        # NOFORN and ORCON name the source's originator: under another's they would mean
+        # another nation's readers and another's control.
+        reasons.append(f"the source's caveat {', '.join(sorted(source.caveats))} binds "
+                       f"to {source.originator}")
+    elif dropped := sorted(source.caveats - derived.caveats):
+        reasons.append(f"the source's caveat {', '.join(dropped)} dropped")
+    if source.policy is not None and derived.policy != source.policy:
+        reasons.append(f"the source is marked under {source.policy} only")
+    if reasons:
+        return Decision(False, tuple(reasons))
+    return Decision(True, ("no wider than its source",))
 
 
 def decide_all(requests: Iterable[ReleaseRequest], catalogue: Catalogue) -> list[Decision]:

@@ -87,9 +87,10 @@ class Intake:
     refused: list[tuple[int, str]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
 
-    def refuse(self, number: int, reason: str, kind: str) -> None:
+    def refuse(self, number: int, reason: str, kind: str, lines: int = 1) -> None:
+        """Refuse line ``number`` (0: what several lines made, ``lines`` of them)."""
         self.refused.append((number, reason))
-        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.counts[kind] = self.counts.get(kind, 0) + lines
 
     def to_json(self) -> dict[str, Any]:
         return {"accepted": sum(len(v) for v in self.accepted.values()),

@@ -294,6 +294,20 @@ def _problem(schema: Mapping[str, Any], value: Any, at: Callable[[], str]) -> st
             return f"{at()}: more than {schema['maxItems']} entries"
         prefix = schema.get("prefixItems", ())
         rest = schema.get("items")
+        if not prefix and rest is not None and rest.get("type") == "number" \
+                and rest.keys() <= _BOUNDED_NUMBER:
+            # A list of bounded numbers (a sensor report's, a track's): checked in one loop,
+            # the first entry that fails named by the walk below, with its own message.
+            low, high = rest.get("minimum"), rest.get("maximum")
+            for i, entry in enumerate(value):
+                kind = type(entry)
+                if (kind is int or (kind is float and math.isfinite(entry))) \
+                        and (low is None or entry >= low) and (high is None or entry <= high):
+                    continue
+                found = _problem(rest, entry, _below(at, f"[{i}]"))
+                if found:
+                    return found
+            return None
         for i, entry in enumerate(value):
             sub = prefix[i] if i < len(prefix) else rest
             if sub is not None:
@@ -301,6 +315,9 @@ def _problem(schema: Mapping[str, Any], value: Any, at: Callable[[], str]) -> st
                 if found:
                     return found
     return None
+
+
+_BOUNDED_NUMBER = frozenset({"type", "minimum", "maximum"})
 
 
 def _below(at: Callable[[], str], step: str) -> Callable[[], str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gsomia.core import roles
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Decision, Person, decide_access
+from gsomia.core.policy import Decision, Person, decide_access, decide_derived
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party
 
 if TYPE_CHECKING:
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from gsomia.core.labels import Scheme
     from gsomia.core.tracking.sensors import Sensor
 
-__all__ = ["acting", "may_act", "may_read", "may_replay", "readable_items", "reading",
-           "replay_label", "sensors_shown"]
+__all__ = ["acting", "deriving", "may_act", "may_read", "may_replay", "may_see_log",
+           "readable_items", "reading", "replay_label", "sensors_shown"]
 
 _H = TypeVar("_H", bound="Holding")
 
@@ -38,6 +38,31 @@ def may_read(person: Person | None, label: SecurityLabel,
              schemes: Mapping[Party, Scheme]) -> bool:
     """Whether ``person`` (None: nobody authenticated) may read an item so labelled."""
     return person is not None and decide_access(person, label, schemes).permit
+
+
+def deriving(source: SecurityLabel, derived: SecurityLabel,
+             schemes: Mapping[Party, Scheme]) -> Decision:
+    """Whether what is made from an item marked ``source`` may go out marked ``derived``
+    (the warning centre's outputs), with the reasons either way."""
+    return decide_derived(source, derived, schemes)
+
+
+def may_see_log(person: Person | None, party: Party, schemes: Mapping[Party, Scheme],
+                purposes: Iterable[str]) -> bool:
+    """Whether ``person`` may see this node's audit log as a whole (its size, its signed
+    heads, the partners' heads): each event is something the node held or did, so the log's
+    growth counts items, and says when they came, whatever their label. Only someone who
+    may read whatever a node of ``party`` may hold may see it: a national of the party,
+    cleared at its scheme's highest rank, with need-to-know for every purpose the node
+    knows. A property of the person alone: were it of what the node holds now, its change
+    would itself say that something came that they may not read (review28)."""
+    if person is None or person.party != party or person.clearance is None:
+        return False
+    own = schemes.get(party)
+    if own is None or not own.has(person.clearance):
+        return False
+    top = max(level.rank for level in own.levels)
+    return own.level(person.clearance).rank == top and set(purposes) <= person.need_to_know
 
 
 def acting(role: str, action: str) -> roles.Permission:

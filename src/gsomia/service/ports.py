@@ -255,10 +255,11 @@ class Repository(Protocol):
         """(items held, newest custody row, receipts, signed tree heads): changes whenever
         something the dashboard shows does."""
         ...
-    def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
-        """(seq, originator, stored content, when added) of at most ``limit`` items of ``stix_type``
-        stored by events after ``seq``, in the order stored (None: a time that reads as none)."""
+    def contents_stored_after(self, seq: int, *, stix_type: str, limit: int
+                              ) -> list[tuple[int, str, bytes, datetime | None, bytes]]:
+        """(seq, originator, stored content, when added, stored label) of at most ``limit``
+        items of ``stix_type`` stored by events after ``seq``, in the order stored (None: a
+        time that reads as none)."""
         ...
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
         """(originator, stored content, when added) of every item of ``stix_type`` held, in

@@ -266,7 +266,7 @@ def clock_checks(folder: Path, agreements: Callable[[], Catalogue],
             newest = repo.newest_events(1)
             mark = max(0, int(newest[0][0]) - recent) if newest else 0
             while rows := repo.contents_stored_after(mark, stix_type="note", limit=500):
-                for seq, originator, content, held_at in rows:
+                for seq, originator, content, held_at, _label in rows:
                     mark = int(seq)
                     try:
                         report = json.loads(content).get("x_gsomia_sensor_report")

@@ -111,7 +111,8 @@ def _party_figures(party: str, held: list[tuple[str, dict[str, Any], float]], ep
 def _latencies(nodes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(links, relays): per ``sender->recipient``, the delivered items the sender originated;
     per ``originator->hub->recipient``, those it passed on for another party; each from the
-    publish at the originator to the receipt recorded at the sender."""
+    publish at the originator until the recipient's answer (its signed receipt) came back to
+    the sender (the outbox's ``delivered_at``; up to answerat28, when the sender recorded it)."""
     import numpy as np
 
     published: dict[str, Any] = {}

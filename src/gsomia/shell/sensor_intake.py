@@ -9,7 +9,10 @@ releases them to partners as the policy allows; the sensor's identity and site s
 :mod:`gsomia.core.sensor_feed`).
 
 Over HTTPS the caller is a node user holding the ``operator`` role (bearer token or HTTP
-basic, as TAXII): anyone else is answered as TAXII answers them (401), a reader 403. The body
+basic, as TAXII): anyone else is answered as TAXII answers them (401), a reader 403. An
+operator publishes only what they may read themselves (as at the desk and over TAXII): a
+sensor's lines or an indicator whose label their clearance, nationality or need-to-know
+does not admit are refused (``refused-label``), and nothing of them is published. The body
 is newline-delimited JSON (``application/x-ndjson``) of at most :data:`SENSOR_BODY` bytes,
 refused with 413 before it is read. The answer (200) names each refused line with its reason
 and counts them; a refused line never stops the others.
@@ -139,13 +142,32 @@ class SensorIntake:
         self.lock = threading.Lock()
         self.fed = feeding(node.folder)
 
-    def take(self, lines: Sequence[bytes], now: datetime, actor: str = "operator") -> Intake:
-        """Judge and publish one batch: one report item per sensor, one per indicator."""
+    def take(self, lines: Sequence[bytes], now: datetime, actor: str = "operator",
+             person: Person | None = None) -> Intake:
+        """Judge and publish one batch: one report item per sensor, one per indicator.
+        ``person``: the user posting it over HTTPS, who publishes only what they may read;
+        None: the node's operator on its host (``gsomia sensors run``, replays)."""
+        from gsomia.core.labels import SecurityLabel
         from gsomia.service.handlers import LabelRequest
 
+        def unreadable(label: SecurityLabel) -> bool:
+            return person is not None and not access.may_read(
+                person, label, self.node.catalogue.schemes)
+
+        # Said without the label: what the person may not read, they are not told of.
+        refused = (f"{person.name if person else ''} may not read what it would publish "
+                   "(its label's level, REL TO or purpose)")
         with self.lock:  # one batch at a time: the order window is per sensor
             latest = dict(self.latest)
             intake = read_lines(lines, self.registered, latest, WINDOW_S, now.timestamp())
+            for sid in [s for s in intake.accepted if unreadable(self.labels[s])]:
+                # Not taken: its sensor's window stays where it was.
+                intake.refuse(0, f"{sid}: {refused}", "refused-label",
+                              len(intake.accepted.pop(sid)))
+                if sid in self.latest:
+                    latest[sid] = self.latest[sid]
+                else:
+                    latest.pop(sid, None)
             entries: list[tuple[dict[str, Any], Any]] = []
             for sid, taken in intake.accepted.items():
                 sensor, rl = self.registered[sid], self.labels[sid]
@@ -164,6 +186,9 @@ class SensorIntake:
                                              where="indicator.originator",
                                              expected=f"{self.node.party}'s own indicators")
                     label = default_label(ind)
+                    if unreadable(SecurityLabel.from_stored(label)):
+                        intake.refuse(0, f"indicator {n + 1}: {refused}", "refused-label")
+                        continue
                 except (MalformedInput, TypeError, ValueError) as exc:
                     intake.refuse(0, f"indicator {n + 1}: {exc}", "malformed")
                     continue
@@ -213,7 +238,8 @@ def routes(intake: SensorIntake, person_of: Callable[[Request], Person],
             raise MalformedInput(f"content type {media or 'none'!r}", where="Content-Type",
                                  expected=NDJSON)
         body = await request.body()
-        intake_ = await run_in_threadpool(intake.take, body.split(b"\n"), clock(), person.name)
+        intake_ = await run_in_threadpool(intake.take, body.split(b"\n"), clock(), person.name,
+                                          person)
         return _answer(intake_.to_json(), 200)
 
     return [Route(PATH, guarded(measurements), methods=["POST"])]

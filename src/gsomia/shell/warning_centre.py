@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gsomia.core.errors import GsomiaError, MalformedInput
+from gsomia.core.labels import SecurityLabel
 from gsomia.core.sensor_feed import AHEAD_S
 from gsomia.core.stix import extension_property_problem
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
@@ -119,6 +120,12 @@ class CentreWorker:
         self._ready_failed = False        # get_ready raised: left to the reports
         # Per originator: when its clock ahead was last said, and the count then.
         self._ahead_said: dict[str, tuple[float, int]] = {}
+        # What the centre publishes under (its kind apart), and per originator how many
+        # notes it left out because that label would be wider than theirs.
+        self.output_label = SecurityLabel(self.party, SECRET_LEVELS[self.party],
+                                          frozenset(PARTIES), "dprk-missile",
+                                          policy=self.policy)
+        self.withheld: dict[str, int] = {}
 
     @property
     def centre(self) -> NodeCentre:
@@ -142,8 +149,10 @@ class CentreWorker:
             # as long as the process (``bootstrap.settle_heap`` froze what came before): left
             # to the collector, each full collection walked them, 50-60 ms in which every
             # thread stood still, once a minute or two in flight (a report on its way then
-            # waited it out). Frozen without a collection: the one pause would fall on the
-            # report that made the centre, the garbage it leaves is a few cycles, once.
+            # waited it out). Collected first, so that no garbage is frozen for good (in a
+            # process that makes centres again, the tests', the nodes and engines of earlier
+            # ones): the one pause falls where the centre's making takes seconds anyway.
+            gc.collect()
             gc.freeze()
         return self._centre
 
@@ -249,7 +258,7 @@ class CentreWorker:
         # the mark (it saw at least what that look saw); else to the last note taken.
         read_to = newest if newest is not None and len(rows) < BATCH else 0
         self.publish_due()  # what a failed pass left, before anything new
-        for seq, originator, content, added_at in rows:
+        for seq, originator, content, added_at, label in rows:
             if self._centre is None and str(originator) != self.party:
                 # The notes partners release to a node are their sensors' reports, their
                 # centres' outputs and, first, their pre-launch indicators, which come before
@@ -262,7 +271,7 @@ class CentreWorker:
                 # rehearsal it did not need.
                 self.get_ready()
             # Fed once: the centre's answers depend on the sequence it was fed.
-            self.due += self.feed(str(originator), bytes(content), added_at)
+            self.due += self.feed(str(originator), bytes(content), added_at, label=label)
             self.mark = int(seq)
             self.publish_due()
         self._read_to = max(self.mark, read_to)
@@ -295,8 +304,10 @@ class CentreWorker:
                 log.warning("warning centre: cannot write %s: %s", PROGRESS_FILE, exc)
             self._told_at, self._telling_failed = time.monotonic(), True
 
-    def feed(self, originator: str, content: bytes,
-             held_at: datetime | None = None) -> list[Output]:
+    def feed(self, originator: str, content: bytes, held_at: datetime | None = None, *,
+             label: bytes) -> list[Output]:
+        """Feed one note held, marked ``label`` (as stored): a report or prediction its
+        outputs' label would widen is left out (:meth:`withheld_reason`)."""
         try:
             obj = json.loads(content)
         except ValueError:
@@ -304,6 +315,13 @@ class CentreWorker:
             return []
         report = obj.get("x_gsomia_sensor_report")
         ipp = obj.get("x_gsomia_ipp")
+        if (report is not None or (ipp is not None and originator != self.party)) \
+                and (why := self.withheld_reason(label)) is not None:
+            self.withheld[originator] = self.withheld.get(originator, 0) + 1
+            if self.withheld[originator] == 1:  # then counted: not a line per report
+                log.warning("warning centre: a note of %s left out: its label is narrower "
+                            "than what the centre publishes (%s)", originator, why)
+            return []
         try:
             if report is not None:
                 if extension_property_problem("x_gsomia_sensor_report", report) is not None:
@@ -330,6 +348,22 @@ class CentreWorker:
             log.info("warning centre: unusable item: %s", exc)
             self.unusable += 1
         return []
+
+    def withheld_reason(self, label: bytes) -> str | None:
+        """Why what the centre would make from an item marked ``label`` may not go out under
+        its outputs' label, or None if it may: its outputs go to every party REL TO, at
+        the party's SECRET level, so a source released to fewer, classified higher, with a
+        caveat or another purpose would leave under a wider label than its originator's
+        (review28: KOR's reports REL TO KOR, JPN made JPN publish tracks and warnings REL
+        TO USA). A label that does not read is withheld too."""
+        from gsomia.service.access import deriving
+
+        try:
+            source = SecurityLabel.from_stored(json.loads(label))
+        except (MalformedInput, ValueError, TypeError) as exc:
+            return f"its label does not read: {exc}"
+        decision = deriving(source, self.output_label, self.node.catalogue.schemes)
+        return None if decision.permit else "; ".join(decision.reasons)
 
     def _say_ahead(self, originator: str, every_s: float = AHEAD_SAID_EVERY_S) -> None:
         """One line per originator and minute at most while its measurements come stamped
@@ -375,8 +409,9 @@ class CentreWorker:
             obj = {"type": "note", "spec_version": "2.1", "id": item_id, "created": stamp,
                    "modified": stamp, "abstract": abstract, "content": abstract,
                    "object_refs": [author_of(self.party)], o.prop: o.data}
-            entries.append((obj, LabelRequest(SECRET_LEVELS[self.party], tuple(PARTIES),
-                                              "dprk-missile", policy=self.policy,
+            out = self.output_label
+            entries.append((obj, LabelRequest(out.level, tuple(sorted(out.rel_to)),
+                                              out.purpose, out.caveats, policy=out.policy,
                                               category=o.category)))
         publish_items(self.node, entries, datetime.now(UTC), "warning-centre")
         self.published += len(entries)

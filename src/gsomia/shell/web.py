@@ -294,21 +294,27 @@ def state(node: NodeView, session: Session, now: datetime,
                                         "note": ev.note} for ev in a.history]})
     from gsomia.shell.notices import head_for_partners
 
-    audit: dict[str, Any] = {"size": 0, "head": None, "partners": [], "error": None}
-    try:
-        with node.store.reader() as reader:
-            audit["size"] = reader.size()
-            # Synced first: a head shown now must not be one a power cut takes back; one that
-            # cannot be synced refuses the whole state (503, not a crash).
-            head = head_for_partners(reader)
-            audit["head"] = None if head is None else head.to_json()
-            external = reader.external_head()
-            audit["published"] = None if external is None else external.to_json()
-        audit["partners"] = partner_heads(node)
-    except Unavailable:
-        raise
-    except (GsomiaError, StoreError, ValueError) as exc:
-        audit["error"] = str(exc)
+    audit: dict[str, Any] = {"size": None, "head": None, "partners": [], "error": None,
+                             "published": None, "shown": False}
+    # The log's size and heads grow with every item, readable or not: shown to a person not
+    # cleared for all the node may hold, they would count and time what that person may not
+    # read (review28). Nothing of them then, the same document whatever the node holds.
+    if access.may_see_log(person, node.party, schemes, node.catalogue.vocabulary.purposes):
+        audit["shown"] = True
+        try:
+            with node.store.reader() as reader:
+                audit["size"] = reader.size()
+                # Synced first: a head shown now must not be one a power cut takes back; one
+                # that cannot be synced refuses the whole state (503, not a crash).
+                head = head_for_partners(reader)
+                audit["head"] = None if head is None else head.to_json()
+                external = reader.external_head()
+                audit["published"] = None if external is None else external.to_json()
+            audit["partners"] = partner_heads(node)
+        except Unavailable:
+            raise
+        except (GsomiaError, StoreError, ValueError) as exc:
+            audit["error"] = str(exc)
     coverage: dict[str, Any] = {"areas": [], "withheld": 0, "error": None}
     try:
         catalogue_sensors = feeds.load_sensors() if sensors is None else sensors
@@ -573,6 +579,7 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
 
         async def stream() -> AsyncIterator[str]:
             seen: tuple[int, ...] | None = None
+            sent: str | None = None
             quiet = 0
             while not await request.is_disconnected():
                 if await session_of_cookie(cookie) is None:
@@ -584,8 +591,14 @@ def routes(config: ApiConfig, defences: Defences) -> list[Route]:
                         doc = await run_in_threadpool(state, node, session, datetime.now(UTC))
                         # Reads just audited change the log, not what the page shows.
                         seen = await run_in_threadpool(fingerprint, node)
-                        yield f"event: state\ndata: {json.dumps(doc)}\n\n"
-                        quiet = 0
+                        # Sent only if what this person sees changed: the node's every commit
+                        # moves the fingerprint, and an event at the instant an item they may
+                        # not read is stored would tell them it came (review28).
+                        shown = json.dumps({k: v for k, v in doc.items() if k != "now"})
+                        if shown != sent:
+                            sent = shown
+                            yield f"event: state\ndata: {json.dumps(doc)}\n\n"
+                            quiet = 0
                 except (GsomiaError, StoreError) as exc:
                     yield f"event: failure\ndata: {json.dumps({'error': str(exc)})}\n\n"
                 quiet += 1

@@ -252,6 +252,7 @@
   function drawAudit(audit) {
     var box = document.getElementById("audit");
     clear(box);
+    if (audit.shown === false) { box.appendChild(el("p", {"class": "empty"}, "The audit log is shown only to users cleared for all this node may hold: its size counts every item.")); return; }
     if (audit.error) { box.appendChild(el("p", {"class": "error"}, "Audit log unavailable: " + audit.error)); return; }
     box.appendChild(el("p", {}, audit.size + " event(s) in the log."));
     var h = audit.head;

@@ -12,6 +12,8 @@ requests without one (401) or with one that counts as no party (403, audited).
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import signal
 import socket
 import ssl
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
 
     from gsomia.shell.signatures import SignatureWorker
 
-__all__ = ["refuse_exposed_keys", "register", "serve", "stopping_server", "tls_protocol"]
+__all__ = ["ConnectionSlots", "refuse_exposed_keys", "register", "serve", "stopping_server",
+           "tls_protocol"]
 
 
 # Set on uvicorn's server state once the server has begun to stop (stopping_server).
@@ -60,6 +63,93 @@ body timeout, and a body sent a byte now and then held a connection and a task f
 own; a body of no declared size (chunked) gets the time of the largest any route takes."""
 BODY_UNDECLARED = max(limits.PEER_BODY, limits.TAXII_BODY)
 
+HANDSHAKE_WITHIN_S = 10.0
+"""Seconds a TLS handshake has to end from the connection's accept, then it is cut: uvicorn
+gives asyncio no ``ssl_handshake_timeout``, whose default is 60 s, and a client that opened a
+TCP connection and sent nothing, or half a ClientHello, held a descriptor all that time
+(conncap28: 400 such at once, costing their sender nothing, held every descriptor of a server
+allowed 300 for 60 s, and a partner's connection timed out meanwhile)."""
+STRANGER_CONNECTIONS = 256
+"""Connections a server process holds at once of clients that are no current partner (people's
+tools, strangers, a certificate of this node's own CA, a pinned party with no agreement in
+force, a partner beyond PARTNER_CONNECTIONS); the next one is cut as it is made. Each must
+send a request every few seconds to stay, but nothing bounded how many: 293 such held a
+server's every descriptor and a partner's request waited 8.5 s (conncap28)."""
+ADDRESS_CONNECTIONS = 64
+"""Of those, connections from one client address (an IPv6 one's /64): one host does not take
+them all."""
+HANDSHAKES_UNDER_WAY = 256
+"""TLS handshakes a server process has under way at once, HANDSHAKES_FROM_ONE_ADDRESS of them
+from one address; a connection accepted beyond them is cut at once. Who holds a handshake is
+not known until it ends: without this bound, connections that never end theirs held as many
+descriptors as were sent in HANDSHAKE_WITHIN_S, the server's own (its database, its deliveries
+to partners) included."""
+HANDSHAKES_FROM_ONE_ADDRESS = 64
+PARTNER_CONNECTIONS = 32
+"""Connections of one current partner a server process holds at once, beside the strangers'
+(never refused because strangers hold theirs); a partner's keys turned against the node hold
+no more. A node opens a few towards a partner (PARTNER_CONNECTIONS_KEPT); beyond this bound
+a partner's are anyone's."""
+
+
+class ConnectionSlots:
+    """The connections a server process holds, by who holds them: each current partner up to
+    ``per_partner`` of its own; everyone else, and a partner beyond those, up to ``strangers``
+    in all and ``per_address`` from one address. :meth:`take` as a connection is made (None:
+    cut it), :meth:`give_back` as it is lost, once."""
+
+    def __init__(self, strangers: int = STRANGER_CONNECTIONS,
+                 per_address: int = ADDRESS_CONNECTIONS,
+                 per_partner: int = PARTNER_CONNECTIONS) -> None:
+        self.strangers, self.per_address, self.per_partner = strangers, per_address, per_partner
+        self.partners: dict[Party, int] = {}
+        self.addresses: dict[str, int] = {}
+        self.strangers_held = 0
+
+    def take(self, partner: Party | None, address: str) -> tuple[str, Any] | None:
+        """The slot a connection of ``partner`` (None: no current partner) from ``address``
+        holds, or None if there is none for it."""
+        if partner is not None and self.partners.get(partner, 0) < self.per_partner:
+            self.partners[partner] = self.partners.get(partner, 0) + 1
+            return ("partner", partner)
+        if self.strangers_held >= self.strangers \
+                or self.addresses.get(address, 0) >= self.per_address:
+            return None
+        self.strangers_held += 1
+        self.addresses[address] = self.addresses.get(address, 0) + 1
+        return ("address", address)
+
+    def give_back(self, slot: tuple[str, Any]) -> None:
+        kind, key = slot
+        held = self.partners if kind == "partner" else self.addresses
+        held[key] -= 1
+        if not held[key]:
+            del held[key]  # a stranger's address is not kept once it holds nothing
+        if kind == "address":
+            self.strangers_held -= 1
+
+    def held(self) -> int:
+        return sum(self.partners.values()) + self.strangers_held
+
+
+def _share_of(peer: Any) -> str:
+    """Whose share of the slots a connection from ``peer`` (its transport's ``peername``)
+    counts in: its IPv4 address, or its IPv6 address's /64 (an IPv4 one mapped: that IPv4).
+    One host is routinely given a whole /64: counted by address, one host alone took every
+    stranger's slot and every handshake's (mergereview28)."""
+    if not peer:
+        return ""
+    host = str(peer[0])
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
+
 
 def body_within(declared: int | None, floor: float = BODY_WITHIN_S) -> float:
     """Seconds a body of ``declared`` bytes (None: undeclared) has to arrive whole."""
@@ -78,8 +168,8 @@ def _timed_out(floor: float) -> bytes:
 
 
 def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = None, *,
-                 head_within: float = HEAD_WITHIN_S, body_floor: float = BODY_WITHIN_S
-                 ) -> type:
+                 head_within: float = HEAD_WITHIN_S, body_floor: float = BODY_WITHIN_S,
+                 slots: ConnectionSlots | None = None) -> type:
     """uvicorn's httptools protocol (llhttp, in C, rather than h11's parser in Python),
     putting the client certificate the TLS layer verified into the ASGI TLS extension
     (``scope["extensions"]["tls"]``) of every request on the connection; which party it is,
@@ -91,13 +181,20 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
     ``partner_of``: the current partner, if any, whose certificate that TLS extension holds
     (:class:`gsomia.shell.peer_identity.CurrentPartners`); only such a connection is kept
     idle PARTNER_IDLE_KEPT_S, PARTNER_CONNECTIONS_KEPT of each partner at once (None: none
-    is)."""
+    is). ``slots``: how many connections are held at once, and whose (a
+    :class:`ConnectionSlots` of the default bounds if None; the class's ``slots``); one beyond
+    them is cut as it is made, before anything is read on it."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     from gsomia.shell.api import IN_FLIGHT
     from gsomia.shell.exchange import PARTNER_CONNECTIONS_KEPT, PARTNER_IDLE_KEPT_S
 
+    held = slots if slots is not None else ConnectionSlots()
+
     class TlsHttpProtocol(HttpToolsProtocol):
+        slots = held
+        # The slot this connection holds in ``slots``, from its making to its loss.
+        _slot: tuple[str, Any] | None = None
         # Bytes received since the current request began, while its head is still read.
         _head_bytes = 0
         _in_head = True
@@ -234,8 +331,15 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
                 "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
                 "client_cert_der": der or None,
             }
-            if der:
-                self._keep_for_partner(tls)
+            partner = self._partner(tls) if der else None
+            self._slot = held.take(partner, _share_of(transport.get_extra_info("peername")))
+            if self._slot is None:
+                # Strangers hold every slot (or this address its share): cut before anything
+                # is read, so nothing is answered; a partner's own slots are never theirs.
+                transport.abort()
+                return
+            if partner is not None:
+                self._keep_for_partner(partner)
             # uvicorn arms its keep-alive timer after a response only: a client that sent
             # nothing after its handshake held its connection for ever. Idle before the
             # first request is idle: the same timer, which the first byte stops.
@@ -251,24 +355,25 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
 
             self.app = app
 
-        def _keep_for_partner(self, tls: dict[str, Any]) -> None:
+        def _partner(self, tls: dict[str, Any]) -> Party | None:
+            """The current partner whose certificate ``tls`` holds, if any. Verified by the
+            TLS layer is not enough: ca_bundle holds this node's own CA, whose certificates
+            are this node's own (a local account's, whoever holds one), and a pinned party's
+            with no agreement in force is no partner now."""
+            if partner_of is None:
+                return None
+            try:
+                return partner_of(tls)
+            except Exception:  # only a privilege is decided here: none is given
+                # A partners file or CA that cannot be read now: a stranger's slot and
+                # keep-alive; the peer API's own decision answers the requests (audited).
+                return None
+
+        def _keep_for_partner(self, partner: Party) -> None:
             """A current partner's courier keeps its idle connection for its next batch:
             kept PARTNER_IDLE_KEPT_S, not uvicorn's 5 s, up to PARTNER_CONNECTIONS_KEPT of
-            that partner at once. Verified by the TLS layer is not enough: ca_bundle holds
-            this node's own CA, whose certificates are this node's own (a local account's,
-            whoever holds one), and a pinned party's with no agreement in force is no
-            partner now; they, a partner's connections beyond the bound and anyone without
-            a certificate lose an idle connection after uvicorn's 5 s."""
-            if partner_of is None:
-                return
-            try:
-                partner = partner_of(tls)
-            except Exception:  # only a privilege is decided here: none is given
-                # A partners file or CA that cannot be read now: the default keep-alive; the
-                # peer API's own decision answers the requests (its error, audited).
-                return
-            if partner is None:
-                return
+            that partner at once; the others, a partner's connections beyond the bound and
+            anyone without a certificate lose an idle connection after uvicorn's 5 s."""
             kept: dict[Party, int] = getattr(self.server_state, KEPT, None) or {}
             if kept.get(partner, 0) >= PARTNER_CONNECTIONS_KEPT:
                 return
@@ -278,11 +383,16 @@ def tls_protocol(partner_of: Callable[[dict[str, Any]], Party | None] | None = N
             self.timeout_keep_alive = PARTNER_IDLE_KEPT_S
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self.transport is None:
+                return  # never made (its handshake failed): nothing of it to end
             super().connection_lost(exc)
             self._stop_head_timer()
             if self._kept_for is not None:
                 getattr(self.server_state, KEPT)[self._kept_for] -= 1
                 self._kept_for = None
+            if self._slot is not None:
+                held.give_back(self._slot)
+                self._slot = None
 
     return TlsHttpProtocol
 
@@ -373,21 +483,113 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
         node.close()
 
 
-def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None = None
-                    ) -> uvicorn.Server:
+class _Handshaking(asyncio.Protocol):
+    """A connection accepted: it takes one of the server's handshake slots (else it is cut at
+    once), then its TLS handshake runs as asyncio runs one (the same ``SSLProtocol``,
+    ``app``'s made at its end), within ``within`` seconds; the slot is given back as it ends,
+    made, failed or cut. asyncio's own TLS accept gives no such moment: a handshake that fails
+    tells the application nothing. ``under_way``: the server's handshakes under way, which its
+    stop cuts (``stopping``: true once it has begun; one accepted then is cut at once)."""
+
+    def __init__(self, app: Callable[[], asyncio.BaseProtocol], context: ssl.SSLContext,
+                 slots: ConnectionSlots, within: float,
+                 under_way: set[asyncio.BaseTransport] | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.app, self.context, self.slots, self.within = app, context, slots, within
+        self.under_way = under_way if under_way is not None else set()
+        self.stopping = stopping
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        from asyncio.sslproto import SSLProtocol
+
+        slot = None if self.stopping() else self.slots.take(
+            None, _share_of(transport.get_extra_info("peername")))
+        if slot is None:
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        loop = asyncio.get_running_loop()
+        ended = loop.create_future()
+        self.under_way.add(transport)
+
+        def end(handshake: asyncio.Future[None]) -> None:
+            self.under_way.discard(transport)
+            self.slots.give_back(slot)
+            if not handshake.cancelled():
+                # Why it failed is the client's affair: taken, so that asyncio does not log
+                # each one a client leaves unfinished ("exception was never retrieved").
+                handshake.exception()
+
+        ended.add_done_callback(end)
+        try:
+            tls = SSLProtocol(loop, self.app(), self.context, ended, server_side=True,
+                              ssl_handshake_timeout=self.within)  # type: ignore[arg-type]
+            transport.set_protocol(tls)
+            tls.connection_made(transport)  # reading starts after this call: all tls's
+        except BaseException:
+            # No handshake will end it (asyncio's classes not as this expects, a protocol
+            # that could not be made): its slot back and the connection cut, not held with
+            # nothing reading it; cancelled, as SSLProtocol leaves a cancelled waiter be.
+            ended.cancel()
+            transport.abort()  # type: ignore[attr-defined]
+            raise
+
+
+def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None = None, *,
+                    handshake_within: float = HANDSHAKE_WITHIN_S,
+                    handshakes: ConnectionSlots | None = None) -> uvicorn.Server:
     """A uvicorn server that calls ``on_stop`` as its shutdown begins, before it waits up to
     its graceful timeout for the requests still running. ``node run`` stops its loops
     there: its sender, stopped only once the server had returned and after the centre and
     the head exchange had ended (up to 3 + 5 + 5 s), could still be posting when the node
     was killed 10 s after SIGTERM (``stop_node``, ``federation down``), and the answer to
-    its last batch was lost (the partner held what the node still had as pending)."""
+    its last batch was lost (the partner held what the node still had as pending).
+    Served over TLS, a handshake not ended within ``handshake_within`` seconds is cut, and
+    no more are under way at once than ``handshakes`` holds (the server's ``handshakes``; by
+    default HANDSHAKES_UNDER_WAY, HANDSHAKES_FROM_ONE_ADDRESS from one address)."""
     import uvicorn
 
     class Stopping(uvicorn.Server):
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.handshakes = handshakes if handshakes is not None else ConnectionSlots(
+                HANDSHAKES_UNDER_WAY, HANDSHAKES_FROM_ONE_ADDRESS, 0)
+            # The connections whose TLS handshake is under way (_Handshaking): cut at the stop.
+            self.under_way: set[asyncio.BaseTransport] = set()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            if self.config.ssl is None:
+                await super().startup(sockets=sockets)
+                return
+            # uvicorn passes asyncio's create_server its TLS context, and asyncio then holds a
+            # handshake up to 60 s, as many at once as are sent: this start's calls of it are
+            # given a plain server whose connections run their handshake through _Handshaking.
+            loop = asyncio.get_running_loop()
+            own = loop.create_server
+
+            def create_server(factory: Callable[[], asyncio.BaseProtocol], *args: Any,
+                              **kwargs: Any) -> Any:
+                context = kwargs.pop("ssl")  # uvicorn's: config.ssl
+                return own(functools.partial(
+                    _Handshaking, factory, context, self.handshakes, handshake_within,
+                    self.under_way, lambda: getattr(self.server_state, STOPPING, False)),
+                    *args, ssl=None, **kwargs)
+
+            loop.create_server = create_server  # type: ignore[method-assign,assignment]
+            try:
+                await super().startup(sockets=sockets)
+            finally:
+                del loop.create_server  # the loop's own method again
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Before uvicorn tells the connections it has to stop: one whose handshake
             # ends later is cut by tls_protocol as it is made.
             setattr(self.server_state, STOPPING, True)   # uvicorn's object: no field of ours
+            # A handshake under way is cut now, not left to its HANDSHAKE_WITHIN_S: nothing of
+            # it was read, so nothing is answered (the partner sends again). Left, it held its
+            # slot past the stop (the loop closed under it), and from Python 3.12 the stop's
+            # wait_closed waits for every connection the listening server made.
+            for transport in list(self.under_way):
+                transport.abort()  # type: ignore[attr-defined]
             try:
                 if on_stop is not None:
                     on_stop()

@@ -77,6 +77,12 @@ from gsomia.shell.store._tables import (
 _CONSENTS_OF = consents.select().where(
     consents.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(consents.c.row)
 _STANDING_CURRENT: dict[tuple[bool, bool], sa.Select[Any]] = {}
+# Read by every receive (the replay register) and every settle (the receipts held).
+_SEEN_NONCES = sa.select(envelopes_seen.c.nonce).where(
+    envelopes_seen.c.nonce.in_(sa.bindparam("nonces", expanding=True)))
+_RECEIPTED = sa.select(receipts.c.item_id, receipts.c.version).where(
+    receipts.c.item_id.in_(sa.bindparam("ids", expanding=True)),
+    receipts.c.peer == sa.bindparam("peer"), receipts.c.direction == sa.bindparam("direction"))
 
 
 def _standing_current_query(to: bool, direction: bool) -> sa.Select[Any]:
@@ -376,9 +382,7 @@ class SqlRepository:
         found: set[tuple[str, str]] = set()
         for chunk in _chunks(sorted(set(item_ids))):
             found.update((r.item_id, r.version) for r in self.conn.execute(
-                sa.select(receipts.c.item_id, receipts.c.version).where(
-                    receipts.c.item_id.in_(chunk), receipts.c.peer == peer,
-                    receipts.c.direction == direction)))
+                _RECEIPTED, {"ids": chunk, "peer": peer, "direction": direction}))
         return found
 
     def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
@@ -406,8 +410,7 @@ class SqlRepository:
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:
         found: set[str] = set()
         for chunk in _chunks(sorted(set(nonces))):
-            found.update(self.conn.execute(sa.select(envelopes_seen.c.nonce).where(
-                envelopes_seen.c.nonce.in_(chunk))).scalars())
+            found.update(self.conn.execute(_SEEN_NONCES, {"nonces": chunk}).scalars())
         return found
 
     def revoked_standing(self, named: Collection[tuple[str, str]]) -> set[tuple[str, str]]:
@@ -463,22 +466,23 @@ class SqlRepository:
     def holdings_mark(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self.conn.execute(_HOLDINGS_MARK).one())
 
-    def contents_stored_after(self, seq: int, *, stix_type: str,
-                              limit: int) -> list[tuple[int, str, bytes, datetime | None]]:
+    def contents_stored_after(self, seq: int, *, stix_type: str, limit: int
+                              ) -> list[tuple[int, str, bytes, datetime | None, bytes]]:
         """Items of ``stix_type`` stored after ``seq``, in order (the warning centre's feed,
-        read every pass). A row whose values were retyped on the host's disk never stops
+        read every pass), each with its originator's label (what the centre may derive from
+        it). A row whose values were retyped on the host's disk never stops
         the reader: a seq that is not a whole number is never read (in SQL: it would sort
         after every seq, or hold the mark back, every pass), a time that reads as none is
-        None, content not bytes is its bytes; ``audit verify`` names the row."""
+        None, content or label not bytes is its bytes; ``audit verify`` names the row."""
         c = items.c
         added = sa.type_coerce(c.added_at, sa.String).label("added_at") \
             if self.conn.dialect.name == "sqlite" else c.added_at
         rows = self.conn.execute(
-            sa.select(c.seq, c.originator, c.content, added)
+            sa.select(c.seq, c.originator, c.content, added, c.label)
             .where(c.seq > seq, sa.cast(c.seq, sa.BigInteger) == c.seq, c.type == stix_type)
             .order_by(c.seq).limit(limit))
-        return [(s, str(originator), _blob(content), _time_or_none(at))
-                for s, originator, content, at in rows if type(s) is int]
+        return [(s, str(originator), _blob(content), _time_or_none(at), _blob(label))
+                for s, originator, content, at, label in rows if type(s) is int]
 
     def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
         c = items.c
@@ -762,6 +766,25 @@ _SET_SCAN_MARK = exchange_state.update().where(exchange_state.c.id == 1).values(
     scanned_seq=sa.bindparam("seq"))
 
 
+# The statements of every report's way, made once, their values bound at each call (as
+# ``_CONSENTS_OF``): made at each call, building one and its cache key cost 35-70 us of
+# CPU, six of them a report (publish, receive, settle), GIL time the node's other loops
+# wait for. The lists go in expanding parameters, a chunk of ``_chunks`` at a time.
+_QUEUED_DELIVERIES = sa.select(outbox.c.item_id, outbox.c.version, outbox.c.recipient).where(
+    outbox.c.kind == DELIVERY, outbox.c.item_id.in_(sa.bindparam("ids", expanding=True)))
+_STILL_PENDING = sa.select(outbox.c.row).where(
+    outbox.c.row.in_(sa.bindparam("rows", expanding=True)), outbox.c.status == "pending")
+_MARK_DELIVERED = outbox.update().where(outbox.c.row == sa.bindparam("r")).values(
+    status="delivered", delivered_at=sa.bindparam("at"), attempts=sa.bindparam("n"))
+_MARK_REFUSED = outbox.update().where(outbox.c.row == sa.bindparam("r")).values(
+    status="refused", last_error=sa.bindparam("e"), attempts=sa.bindparam("n"))
+# A batch to a partner that is down goes back one row at a time: one statement for all.
+_RETRY = outbox.update().where(outbox.c.row == sa.bindparam("r"),
+                               outbox.c.status == "pending").values(
+    attempts=sa.bindparam("n"), not_now=sa.bindparam("nn"), next_at=sa.bindparam("next"),
+    last_error=sa.bindparam("e"))
+
+
 class SqlOutbox:
     """The ``Outbox`` port over the ``outbox`` table (deliveries and notices), in the unit
     of work's transaction."""
@@ -776,9 +799,7 @@ class SqlOutbox:
         held: set[tuple[str, str, str]] = set()
         for chunk in _chunks(sorted({k[0] for k in wanted})):
             held.update(k for k in ((r.item_id, r.version, r.recipient) for r in self.conn.execute(
-                sa.select(outbox.c.item_id, outbox.c.version, outbox.c.recipient)
-                .where(outbox.c.kind == DELIVERY, outbox.c.item_id.in_(chunk))))
-                if k in wanted)
+                _QUEUED_DELIVERIES, {"ids": chunk})) if k in wanted)
         return held
 
     def add_deliveries(self, rows: Sequence[DeliveryDue], *, now: datetime, seq: int) -> None:
@@ -863,30 +884,22 @@ class SqlOutbox:
     def still_pending(self, rows: Collection[int]) -> set[int]:
         found: set[int] = set()
         for chunk in _chunks(sorted(set(rows))):
-            found.update(self.conn.execute(sa.select(outbox.c.row).where(
-                outbox.c.row.in_(chunk), outbox.c.status == "pending")).scalars())
+            found.update(self.conn.execute(_STILL_PENDING, {"rows": chunk}).scalars())
         return found
 
     def mark_delivered(self, rows: Sequence[tuple[int, int]], at: datetime) -> None:
         if rows:
-            self.conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
-                              .values(status="delivered", delivered_at=at,
-                                      attempts=sa.bindparam("n")),
-                              [{"r": r, "n": n} for r, n in rows])
+            self.conn.execute(_MARK_DELIVERED, [{"r": r, "n": n, "at": at} for r, n in rows])
 
     def mark_refused(self, rows: Sequence[tuple[int, int, str]]) -> None:
         if rows:
-            self.conn.execute(outbox.update().where(outbox.c.row == sa.bindparam("r"))
-                              .values(status="refused", last_error=sa.bindparam("e"),
-                                      attempts=sa.bindparam("n")),
-                              [{"r": r, "n": n, "e": e} for r, n, e in rows])
+            self.conn.execute(_MARK_REFUSED, [{"r": r, "n": n, "e": e} for r, n, e in rows])
 
     def retry_deliveries(self, rows: Sequence[tuple[int, int, int, datetime, str]]) -> None:
-        for row, attempts, not_now, next_at, error in rows:
-            self.conn.execute(outbox.update().where(outbox.c.row == row,
-                                                    outbox.c.status == "pending")
-                              .values(attempts=attempts, not_now=not_now, next_at=next_at,
-                                      last_error=error))
+        if rows:
+            self.conn.execute(_RETRY, [{"r": row, "n": attempts, "nn": not_now,
+                                        "next": next_at, "e": error}
+                                       for row, attempts, not_now, next_at, error in rows])
 
     def update_notices(self, rows: Sequence[tuple[int, Mapping[str, Any]]]) -> None:
         for key, values in rows:
