@@ -34,7 +34,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from gsomia.core.types import Party
 
 if TYPE_CHECKING:
-    from gsomia.core.agreements import Catalogue
+    from gsomia.core.agreements import Agreement, Catalogue
     from gsomia.shell.exchange import Partners
 
 __all__ = ["NO_PARTNERS_CA", "CurrentPartners", "PeerRefused", "PinnedPeers", "ca_bundle",
@@ -146,7 +146,8 @@ class PinnedPeers:
         self.folder = Path(folder)
         self.party = party
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._pins: dict[Any, tuple[dict[Party, x509.Certificate], x509.Certificate | None]] = {}
+        self._pins: dict[Any, tuple[Any, dict[Party, x509.Certificate],
+                                    x509.Certificate | None]] = {}
         self._decided: dict[tuple[bytes, Any], tuple[Party, datetime, datetime]] = {}
 
     def _read(self) -> tuple[Any, dict[Party, x509.Certificate], x509.Certificate | None]:
@@ -175,11 +176,12 @@ class PinnedPeers:
             # issues, a local account's) make no partner, under its own code or another's.
             found = {code: ca for code, ca in found.items()
                      if code != self.party and (own is None or ca != own)}
-            kept = (found, own)
+            # The key kept with them: the decisions kept under it share its bytes.
+            kept = (key, found, own)
             if len(self._pins) >= 8:
                 self._pins.clear()
             self._pins[key] = kept
-        return key, kept[0], kept[1]
+        return kept
 
     def pinned(self) -> dict[Party, x509.Certificate]:
         """Each partner's CA whose file matches its pin in partners.json; never this node's
@@ -253,7 +255,7 @@ def former_partner(found: Party | PeerRefused | None, me: Party, catalogue: Cata
     return found if any(a.in_force_by(now) for a in _between(found, me, catalogue)) else None
 
 
-def _between(one: Party, other: Party, catalogue: Catalogue) -> tuple[Any, ...]:
+def _between(one: Party, other: Party, catalogue: Catalogue) -> tuple[Agreement, ...]:
     return (*catalogue.channels(one, other), *catalogue.channels(other, one))
 
 
