@@ -135,20 +135,21 @@ IN_FLIGHT = "gsomia.in_flight"
 # provided). Any other party's certificate is answered exactly as a stranger's (403, the
 # same body) and audited as ``peer-refused`` under its party, with why.
 #   "current": an agreement in force now carries items between the two, one way or the
-#     other. New items (envelopes) and a new standing consent (it covers items by class,
-#     those yet to come too): an agreement that ends ends these at once.
+#     other. New items (envelopes): an agreement that ends ends them at once.
 #   "former": such an agreement has come into force by now, in force still or ended. What
 #     is owed about items exchanged under it: receipts for what was delivered, loss and
 #     compromise reports (Art. 17), the originator's classification changes (re-marking),
 #     and the tree heads both logs' custody of them is proved by. A party that never had one
 #     has none due (its tree head would tell it the size of this node's log).
-#   "pinned": any pinned partner. Consents cross a hub: a holder asks the originator, and
-#     the originator answers and revokes, with no agreement between the two (TISA: JPN and
-#     KOR through the USA), and a revocation only withdraws. Each handler checks the item
-#     is the caller's to speak of (originated here, held from it, a request of this node's).
+#   "pinned": any pinned partner. Consents (requests, replies, standing grants and their
+#     revocations) are an originator's word on its own items, wherever this node got them:
+#     across a hub too, with no agreement between the two (TISA: JPN and KOR through the
+#     USA), and after its agreement ended (Art. 21: no release without the originator's
+#     consent still holds). None moves an item by itself: a release still needs an agreement
+#     in force with its recipient and the policy's yes. Each handler checks the caller may
+#     speak of the item (originated here, held from it, a request of this node's, signed).
 PEER_STANDING = {
     "/peer/v1/envelopes/": "current",
-    "/peer/v1/consents/standing/": "current",
     "/peer/v1/receipts/": "former",
     "/peer/v1/incidents/": "former",
     "/peer/v1/classification-notices/": "former",
@@ -156,6 +157,7 @@ PEER_STANDING = {
     "/peer/v1/tree-heads/held/": "former",
     "/peer/v1/consents/requests/": "pinned",
     "/peer/v1/consents/replies/": "pinned",
+    "/peer/v1/consents/standing/": "pinned",
     "/peer/v1/consents/standing/revocations/": "pinned",
 }
 _NO_AGREEMENT = {"current": "no agreement with this node is in force",
