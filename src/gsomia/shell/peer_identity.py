@@ -75,16 +75,23 @@ def pinned_cas(folder: Path, partners: Partners) -> dict[Party, x509.Certificate
     found: dict[Party, x509.Certificate] = {}
     for code, peer in partners.peers.items():
         pin = getattr(peer, "tls_ca_sha256", None)
-        if not pin:
-            continue
-        try:
-            data = _ca_file(Path(folder), partners.me, code).read_bytes()
-            cert = x509.load_pem_x509_certificate(data)
-        except (OSError, ValueError):
-            continue
-        if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == pin:
+        cert = _pinned_ca(_read_or_none(_ca_file(Path(folder), partners.me, code)), pin) \
+            if pin else None
+        if cert is not None:
             found[code] = cert
     return found
+
+
+def _pinned_ca(data: bytes | None, pin: str) -> x509.Certificate | None:
+    """The CA certificate in ``data`` (PEM) if its SHA-256 is ``pin``."""
+    try:
+        cert = x509.load_pem_x509_certificate(data) if data else None
+    except ValueError:
+        return None
+    if cert is None or \
+            hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() != pin:
+        return None
+    return cert
 
 
 def _units(cert: x509.Certificate) -> tuple[str, ...]:
@@ -159,23 +166,23 @@ class PinnedPeers:
         pins = tuple(sorted((code, getattr(peer, "tls_ca_sha256", None) or "")
                             for code, peer in partners.peers.items())) \
             if partners is not None else ()
-        files = []
-        for code, pin in pins:
-            if pin and code != self.party:
-                files.append(_read_or_none(_ca_file(self.folder, self.party, code)))
+        # Each partner's CA file as read now: what is parsed below is these bytes, never a
+        # second reading that the key would not name.
+        files = tuple((code, pin, _read_or_none(_ca_file(self.folder, self.party, code)))
+                      for code, pin in pins if pin and code != self.party)
         own_bytes = _read_or_none(self.folder / "tls" / "ca.crt")
-        key = (partners.me if partners is not None else None, pins, tuple(files), own_bytes)
+        key = (files, own_bytes)
         kept = self._pins.get(key)
         if kept is None:
-            found = pinned_cas(self.folder, partners) if partners is not None else {}
             try:
                 own = x509.load_pem_x509_certificate(own_bytes) if own_bytes else None
             except ValueError:
                 own = None
+            found = {code: ca for code, pin, data in files
+                     if (ca := _pinned_ca(data, pin)) is not None}
             # A partner's pin is never this node's own CA: its own certificates (any it
             # issues, a local account's) make no partner, under its own code or another's.
-            found = {code: ca for code, ca in found.items()
-                     if code != self.party and (own is None or ca != own)}
+            found = {code: ca for code, ca in found.items() if own is None or ca != own}
             # The key kept with them: the decisions kept under it share its bytes.
             kept = (key, found, own)
             if len(self._pins) >= 8:
