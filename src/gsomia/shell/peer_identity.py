@@ -140,13 +140,15 @@ class PinnedPeers:
     (its certificates, a local account's say, are refused as any of no partner's CA).
     Decided once per connection, against the pins as they are then.
 
-    Each decision is kept (a bounded table) under what it depends on: the certificate's
-    bytes and the pins as read then (partners.json's pins and the bytes of each CA file),
-    and used again only inside the time both the certificate and its CA are valid. A
-    refusal is never kept, so nothing kept can outlive a pin or a file that changed: the
-    files are read (not parsed) for every decision."""
+    Each decision is kept under what it depends on: the certificate's bytes and the pins as
+    read then (partners.json's pins and the bytes of each CA file, read, not parsed, for
+    every decision), and used again only inside the time the certificate and every CA it
+    was checked against are all valid, where time changes nothing of the answer: nothing
+    kept outlives a pin, a file or a validity that changed. A certificate refused outside
+    that time is not kept. Partners' and refused certificates are kept apart, so the
+    certificates the node's own CA issued (the TLS layer takes them) evict no partner's."""
 
-    KEPT = 256  # decisions kept at most (a node has a few partners, a few certificates each)
+    KEPT = 256  # decisions kept at most, of each kind (a node has a few partners)
 
     def __init__(self, folder: Path, party: Party,
                  clock: Callable[[], datetime] | None = None) -> None:
@@ -156,6 +158,7 @@ class PinnedPeers:
         self._pins: dict[Any, tuple[Any, dict[Party, x509.Certificate],
                                     x509.Certificate | None]] = {}
         self._decided: dict[tuple[bytes, Any], tuple[Party, datetime, datetime]] = {}
+        self._refused: dict[tuple[bytes, Any], tuple[PeerRefused, datetime, datetime]] = {}
 
     def _read(self) -> tuple[Any, dict[Party, x509.Certificate], x509.Certificate | None]:
         """The partners' pinned CAs and this node's own CA, with the key they are kept
@@ -198,27 +201,31 @@ class PinnedPeers:
     def party_of(self, der: bytes, now: datetime) -> Party | PeerRefused:
         """The partner whose pinned CA issued ``der`` at ``now``, or why it is nobody's."""
         key, pinned, own = self._read()
-        kept = self._decided.get((der, key))
+        kept = self._decided.get((der, key)) or self._refused.get((der, key))
         if kept is not None and kept[1] <= now < kept[2]:
             return kept[0]
         found = party_of_certificate(der, pinned, now)
-        if isinstance(found, PeerRefused):
-            if found.issuer is None and own is not None:
-                # Refused by the same check as a stranger's; the audit alone names this
-                # node as the issuer of one of its own certificates (a local account's).
-                mine = party_of_certificate(der, {self.party: own}, now)
-                if mine == self.party or (isinstance(mine, PeerRefused)
-                                          and mine.issuer == self.party):
-                    found = PeerRefused(found.reason, self.party, found.claimed,
-                                        found.fingerprint)
-            return found
-        leaf = x509.load_der_x509_certificate(der)
-        ca = pinned[found]
-        valid_from = max(leaf.not_valid_before_utc, ca.not_valid_before_utc)
-        valid_until = min(leaf.not_valid_after_utc, ca.not_valid_after_utc)
-        if len(self._decided) >= self.KEPT:
-            self._decided.clear()
-        self._decided[(der, key)] = (found, valid_from, valid_until)
+        if isinstance(found, PeerRefused) and found.issuer is None and own is not None:
+            # Refused by the same check as a stranger's; the audit alone names this node as
+            # the issuer of one of its own certificates (a local account's).
+            mine = party_of_certificate(der, {self.party: own}, now)
+            if mine == self.party or (isinstance(mine, PeerRefused)
+                                      and mine.issuer == self.party):
+                found = PeerRefused(found.reason, self.party, found.claimed,
+                                    found.fingerprint)
+        try:
+            leaf = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return found  # no certificate at all: nothing worth keeping
+        checked = [leaf, *pinned.values(), *([own] if own is not None else [])]
+        valid_from = max(c.not_valid_before_utc for c in checked)
+        valid_until = min(c.not_valid_after_utc for c in checked)
+        if valid_from <= now < valid_until:
+            table: dict[tuple[bytes, Any], Any] = \
+                self._decided if isinstance(found, str) else self._refused
+            if len(table) >= self.KEPT:
+                table.clear()
+            table[(der, key)] = (found, valid_from, valid_until)
         return found
 
     def __call__(self, scope: Mapping[str, Any]) -> Party | PeerRefused | None:
