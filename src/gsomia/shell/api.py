@@ -25,7 +25,8 @@ People authenticate with ``Authorization: Bearer TOKEN`` or HTTP basic (user nam
 password). Partner nodes authenticate with their TLS client certificate on ``/peer/v1/``:
 ``ApiConfig.peer_identity`` names the party whose pinned CA issued it
 (:class:`gsomia.shell.peer_identity.PinnedPeers`), or refuses it (403, audited as
-``peer-refused``).
+``peer-refused``); each route then answers that party only as its agreements with this node
+allow (:data:`PEER_STANDING`), and refuses it otherwise exactly as a stranger.
 """
 
 from __future__ import annotations
