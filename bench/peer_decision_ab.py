@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def _reference(rev: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
+    shutil.rmtree(path.parent)  # loaded: the copy is no longer needed
     return module
 
 
