@@ -177,7 +177,7 @@ def app_for_node(node: Node, *, validate: Callable[[Mapping[str, Any]], None] | 
     from gsomia.shell.sensor_intake import SensorIntake
 
     inbox = NodeInbox(node, partner_keys)
-    config = ApiConfig(service=service, party=node.party, inbox=inbox,
+    config = ApiConfig(service=service, party=node.party, inbox=inbox, catalogue=node.catalogue,
                        peer_identity=identity, sensors=SensorIntake(node))
     app = create_app(config)
     app.state.taxii_store = store

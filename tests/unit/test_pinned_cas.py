@@ -24,6 +24,7 @@ from gsomia.core.errors import MalformedInput
 from gsomia.shell.exchange import Partners
 from gsomia.shell.keys import CERT_DAYS, _certificate, _name, cert_fingerprint, create_identity
 from gsomia.shell.peer_identity import (
+    NO_PARTNERS_CA,
     CurrentPartners,
     PeerRefused,
     PinnedPeers,
@@ -207,3 +208,78 @@ def test_only_a_current_partner_gets_a_partners_keep_alive(
     if issuer == "JPN" and valid:  # the peer API's answer, left for the requests: no partner
         assert isinstance(tls["gsomia_peer"], PeerRefused)
         assert tls["gsomia_peer"].issuer == "JPN"
+
+
+def test_the_nodes_own_ca_is_no_partners_pin(jpn_pins: Path, tmp_path: Path) -> None:
+    """peerpolicy28: the own CA is left out of the pins a partner is found by (peerself27
+    refused the node's own party after the chain check, a case of its own): a certificate
+    of it fails the same check as a stranger's, its issuer named for the audit alone. A
+    partner pinned to the node's own CA counts as nobody (with the own CA out of the pins,
+    JPN's own certificates would otherwise be KOR's)."""
+    pins = PinnedPeers(jpn_pins, "JPN", clock=lambda: NOW)
+    assert set(pins.pinned()) == {"KOR", "USA"}  # partners.json pins JPN too
+    own = pins.party_of(leaf("JPN", ["JPN"], ExtendedKeyUsageOID.CLIENT_AUTH), NOW)
+    stranger = pins.party_of(leaf("XYZ", ["XYZ"], ExtendedKeyUsageOID.CLIENT_AUTH), NOW)
+    assert isinstance(own, PeerRefused) and isinstance(stranger, PeerRefused)
+    assert (own.reason, own.issuer, stranger.issuer) == (stranger.reason, "JPN", None)
+    # KOR pinned to JPN's own CA (and JPN itself not pinned, so no shared pin to refuse).
+    folder = tmp_path / "JPN"
+    (folder / "tls" / "partners").mkdir(parents=True)
+    jpn_ca = CAS["JPN"][1].public_bytes(serialization.Encoding.PEM)
+    (folder / "tls" / "ca.crt").write_bytes(jpn_ca)
+    (folder / "tls" / "partners" / "KOR.crt").write_bytes(jpn_ca)
+    doc = json.loads((jpn_pins / "partners.json").read_text())
+    doc["parties"]["KOR"]["tls_ca_sha256"] = cert_fingerprint(CAS["JPN"][1])
+    del doc["parties"]["JPN"]["tls_ca_sha256"]
+    (folder / "partners.json").write_text(json.dumps(doc))
+    mislaid = PinnedPeers(folder, "JPN", clock=lambda: NOW)
+    assert "KOR" not in mislaid.pinned()
+    found = mislaid.party_of(leaf("JPN", ["KOR"], ExtendedKeyUsageOID.CLIENT_AUTH), NOW)
+    assert isinstance(found, PeerRefused) and found.reason == NO_PARTNERS_CA
+
+
+KEPT: dict[str, object] = {"peers": None}  # one PinnedPeers across examples: what it keeps
+LEAVES = {code: leaf(code, [code], ExtendedKeyUsageOID.CLIENT_AUTH) for code in CA_NAMES}
+
+
+@settings(max_examples=50, deadline=None)
+@given(steps=st.lists(st.tuples(
+    st.sampled_from(["decide", "swap KOR's CA file", "unpin KOR", "restore"]),
+    st.sampled_from(CA_NAMES), st.sampled_from([0, 1, CERT_DAYS - 1, CERT_DAYS + 1, -1])),
+    min_size=1, max_size=8))
+def test_a_kept_decision_is_the_one_decided_afresh(
+        jpn_pins: Path, tmp_path_factory: pytest.TempPathFactory,
+        steps: list[tuple[str, str, int]]) -> None:
+    """peerpolicy28: a partner's decision is kept (a connection's costs 0.6-0.85 ms: the
+    CA files read and parsed, the chain verified, on the event loop). Over changes to the
+    pins and CA files and instants in and out of the certificates' validity, one long-lived
+    PinnedPeers answers as one made afresh for each decision: never a stale yes."""
+    folder = jpn_pins.parent / "kept-JPN"
+    if KEPT["peers"] is None:
+        folder.mkdir(exist_ok=True)
+        KEPT["peers"] = PinnedPeers(folder, "JPN")
+    peers = KEPT["peers"]
+    assert isinstance(peers, PinnedPeers)
+
+    def restore() -> None:
+        (folder / "tls").mkdir(exist_ok=True)
+        for rel in ("tls/ca.crt", "tls/partners/KOR.crt", "tls/partners/USA.crt",
+                    "partners.json"):
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes((jpn_pins / rel).read_bytes())
+
+    restore()
+    for action, issuer, days in steps:
+        if action == "swap KOR's CA file":
+            (folder / "tls" / "partners" / "KOR.crt").write_bytes(
+                CAS["USA"][1].public_bytes(serialization.Encoding.PEM))
+        elif action == "unpin KOR":
+            doc = json.loads((folder / "partners.json").read_text())
+            doc["parties"]["KOR"].pop("tls_ca_sha256", None)
+            (folder / "partners.json").write_text(json.dumps(doc))
+        elif action == "restore":
+            restore()
+        at = NOW + timedelta(days=days)
+        der = LEAVES[issuer]
+        assert peers.party_of(der, at) == PinnedPeers(folder, "JPN").party_of(der, at), \
+            (action, issuer, days)

@@ -218,6 +218,11 @@ class Agreement:
         end = self._ends[i]
         return end is None or at < end
 
+    def in_force_by(self, at: datetime) -> bool:
+        """Whether it has been in force at some instant up to ``at`` (in force still, or
+        ended): items may have been exchanged under it."""
+        return bool(self._starts) and self._starts[0] <= at
+
 
 def _midnight(d: date) -> datetime:
     return datetime.combine(d, time(0, 0), tzinfo=UTC)

@@ -25,13 +25,15 @@ People authenticate with ``Authorization: Bearer TOKEN`` or HTTP basic (user nam
 password). Partner nodes authenticate with their TLS client certificate on ``/peer/v1/``:
 ``ApiConfig.peer_identity`` names the party whose pinned CA issued it
 (:class:`gsomia.shell.peer_identity.PinnedPeers`), or refuses it (403, audited as
-``peer-refused``).
+``peer-refused``); each route then answers that party only as its agreements with this node
+allow (:data:`PEER_STANDING`), and refuses it otherwise exactly as a stranger.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -49,6 +51,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gsomia.core import crypto, limits
+from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import TreeHead
 from gsomia.core.errors import (
     AuditUnavailable,
@@ -83,7 +86,12 @@ from gsomia.service.taxii_ports import PeerInbox, StoredVersion
 from gsomia.shell import sensor_intake, warnings_out, web
 from gsomia.shell.body_limit import BodyLimit, Limit
 from gsomia.shell.guard import Defences, retry_seconds, source_of
-from gsomia.shell.peer_identity import PeerRefused
+from gsomia.shell.peer_identity import (
+    NO_PARTNERS_CA,
+    PeerRefused,
+    current_partner,
+    former_partner,
+)
 from gsomia.shell.statuses import RETRY_AFTER_S, status_of
 
 __all__ = ["API_ROOT", "IN_FLIGHT", "MAX_CONTENT_LENGTH", "ApiConfig", "body_limit",
@@ -104,6 +112,9 @@ class ApiConfig:
     service: TaxiiService
     party: Party
     inbox: PeerInbox
+    # The agreements the node knows: which partner the peer API answers on which route, and
+    # when (:data:`PEER_STANDING`).
+    catalogue: Catalogue
     title: str = ""
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
@@ -119,6 +130,39 @@ class ApiConfig:
 # requests it has under way, itself included (a sized collection, kept up to date): ``node
 # serve`` sets it.
 IN_FLIGHT = "gsomia.in_flight"
+
+# Which pinned party each peer route answers, by its agreements with this node (GSOMIA
+# Art. 21: information already provided stays protected after termination; nothing new is
+# provided). Any other party's certificate is answered exactly as a stranger's (403, the
+# same body) and audited as ``peer-refused`` under its party, with why.
+#   "current": an agreement in force now carries items between the two, one way or the
+#     other. New items (envelopes): an agreement that ends ends them at once.
+#   "former": such an agreement has come into force by now, in force still or ended. What
+#     is owed about items exchanged under it: receipts for what was delivered, loss and
+#     compromise reports (Art. 17), the originator's classification changes (re-marking),
+#     and the tree heads both logs' custody of them is proved by. A party that never had one
+#     has none due (its tree head would tell it the size of this node's log).
+#   "pinned": any pinned partner. Consents (requests, replies, standing grants and their
+#     revocations) are an originator's word on its own items, wherever this node got them:
+#     across a hub too, with no agreement between the two (TISA: JPN and KOR through the
+#     USA), and after its agreement ended (Art. 21: no release without the originator's
+#     consent still holds). None moves an item by itself: a release still needs an agreement
+#     in force with its recipient and the policy's yes. Each handler checks the caller may
+#     speak of the item (originated here, held from it, a request of this node's, signed).
+PEER_STANDING = {
+    "/peer/v1/envelopes/": "current",
+    "/peer/v1/receipts/": "former",
+    "/peer/v1/incidents/": "former",
+    "/peer/v1/classification-notices/": "former",
+    "/peer/v1/tree-heads/": "former",
+    "/peer/v1/tree-heads/held/": "former",
+    "/peer/v1/consents/requests/": "pinned",
+    "/peer/v1/consents/replies/": "pinned",
+    "/peer/v1/consents/standing/": "pinned",
+    "/peer/v1/consents/standing/revocations/": "pinned",
+}
+_NO_AGREEMENT = {"current": "no agreement with this node is in force",
+                 "former": "no agreement with this node has been in force"}
 
 
 def _alone(request: Request) -> bool:
@@ -393,10 +437,17 @@ def create_app(config: ApiConfig) -> Starlette:
         return _json(dict(service.status(person, str(request.path_params["status_id"]))))
 
     # ---- peer API ----------------------------------------------------------------------------
-    async def peer_of(request: Request) -> Party:
-        """The partner whose pinned CA issued the client certificate; a 401 without one, a
-        403 (audited) for one that counts as no partner."""
+    async def peer_of(request: Request, standing: str) -> Party:
+        """The partner whose pinned CA issued the client certificate, if the route answers
+        it (``standing``, :data:`PEER_STANDING`); a 401 without one, a 403 (audited) for one
+        that counts as no partner, or as none on this route now."""
         party = config.peer_identity(request.scope)
+        if isinstance(party, str) and standing != "pinned":
+            now = config.clock()
+            agreed = current_partner if standing == "current" else former_partner
+            if agreed(party, config.party, config.catalogue, now) is None:
+                party = PeerRefused(NO_PARTNERS_CA, party, (), _certificate_sha256(request),
+                                    note=_NO_AGREEMENT[standing])
         if isinstance(party, PeerRefused):
             record = getattr(config.inbox, "peer_refused", None)
             if record is not None:
@@ -428,14 +479,16 @@ def create_app(config: ApiConfig) -> Starlette:
         return body
 
     # ``body``: the request's JSON as parsed, of no shape yet: each handler checks it.
-    def peer(handler: Callable[[Request, Party, object], object], *, with_body: bool = True
-             ) -> Callable[[Request], Awaitable[Response]]:
+    def peer(path: str, handler: Callable[[Request, Party, object], object], *,
+             with_body: bool = True) -> Callable[[Request], Awaitable[Response]]:
+        standing = PEER_STANDING[path]  # a new route says whom it answers, or none starts
+
         def answer(request: Request, sender: Party, raw: bytes | None) -> object:
             return handler(request, sender, peer_json(raw) if raw is not None else None)
 
         async def endpoint(request: Request) -> Response:
             try:
-                sender = await peer_of(request)
+                sender = await peer_of(request, standing)
                 raw = await peer_body(request) if with_body else None
                 # Parsed, checked and committed on a worker thread: a batch's crypto and its
                 # disk sync would otherwise hold every other request (sensor POSTs, TAXII)
@@ -600,20 +653,19 @@ def create_app(config: ApiConfig) -> Starlette:
         Route("/{api_root}/collections/{collection_id}/manifest/", g(get_manifest),
               methods=["GET"]),
         Route("/{api_root}/status/{status_id}/", g(get_status), methods=["GET"]),
-        Route("/peer/v1/envelopes/", peer(deliver), methods=["POST"]),
-        Route("/peer/v1/receipts/", peer(receipt), methods=["POST"]),
-        Route("/peer/v1/consents/requests/", peer(consent_request), methods=["POST"]),
-        Route("/peer/v1/consents/replies/", peer(consent_reply), methods=["POST"]),
-        Route("/peer/v1/consents/standing/", peer(standing_consent), methods=["POST"]),
-        Route("/peer/v1/consents/standing/revocations/", peer(standing_revocation),
-              methods=["POST"]),
-        Route("/peer/v1/incidents/", peer(incident), methods=["POST"]),
-        Route("/peer/v1/classification-notices/", peer(classification_notice),
-              methods=["POST"]),
-        Route("/peer/v1/tree-heads/", peer(tree_head_get, with_body=False), methods=["GET"]),
-        Route("/peer/v1/tree-heads/", peer(tree_head_post), methods=["POST"]),
-        Route("/peer/v1/tree-heads/held/", peer(tree_head_held, with_body=False),
-              methods=["GET"]),
+        *(Route(path, peer(path, handler, with_body=method == "POST"), methods=[method])
+          for method, path, handler in (
+              ("POST", "/peer/v1/envelopes/", deliver),
+              ("POST", "/peer/v1/receipts/", receipt),
+              ("POST", "/peer/v1/consents/requests/", consent_request),
+              ("POST", "/peer/v1/consents/replies/", consent_reply),
+              ("POST", "/peer/v1/consents/standing/", standing_consent),
+              ("POST", "/peer/v1/consents/standing/revocations/", standing_revocation),
+              ("POST", "/peer/v1/incidents/", incident),
+              ("POST", "/peer/v1/classification-notices/", classification_notice),
+              ("GET", "/peer/v1/tree-heads/", tree_head_get),
+              ("POST", "/peer/v1/tree-heads/", tree_head_post),
+              ("GET", "/peer/v1/tree-heads/held/", tree_head_held))),
         Route("/openapi.json", get_openapi, methods=["GET"]),
     ]
 
@@ -653,6 +705,13 @@ def _object(body: object, what: str) -> Mapping[str, Any]:
     if not isinstance(body, Mapping):
         raise MalformedInput(f"the {what} is not a JSON object", where="body")
     return body
+
+
+def _certificate_sha256(request: Request) -> str:
+    """The SHA-256 of the client certificate the TLS layer received ("" without one)."""
+    tls = request.scope.get("extensions", {}).get("tls")
+    der = tls.get("client_cert_der") if isinstance(tls, dict) else None
+    return hashlib.sha256(der).hexdigest() if isinstance(der, bytes) else ""
 
 
 def _same(claimed: str, actual: Party, where: str) -> None:

@@ -34,11 +34,12 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from gsomia.core.types import Party
 
 if TYPE_CHECKING:
-    from gsomia.core.agreements import Catalogue
+    from gsomia.core.agreements import Agreement, Catalogue
     from gsomia.shell.exchange import Partners
 
 __all__ = ["NO_PARTNERS_CA", "CurrentPartners", "PeerRefused", "PinnedPeers", "ca_bundle",
-           "client_context", "current_partner", "party_of_certificate", "pinned_cas"]
+           "client_context", "current_partner", "former_partner", "party_of_certificate",
+           "pinned_cas"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,10 +50,14 @@ class PeerRefused:
     issuer: Party | None
     claimed: tuple[str, ...]
     fingerprint: str
+    # For the audit alone (the caller is answered ``reason``): why a party's own certificate
+    # was refused, say that no agreement with it is in force.
+    note: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "issuer": self.issuer, "claimed_ou": list(self.claimed),
-                "certificate_sha256": self.fingerprint}
+        found = {"reason": self.reason, "issuer": self.issuer, "claimed_ou": list(self.claimed),
+                 "certificate_sha256": self.fingerprint}
+        return found | ({"note": self.note} if self.note else {})
 
 
 NO_PARTNERS_CA = ("the certificate chains to no partner's pinned CA "
@@ -70,16 +75,23 @@ def pinned_cas(folder: Path, partners: Partners) -> dict[Party, x509.Certificate
     found: dict[Party, x509.Certificate] = {}
     for code, peer in partners.peers.items():
         pin = getattr(peer, "tls_ca_sha256", None)
-        if not pin:
-            continue
-        try:
-            data = _ca_file(Path(folder), partners.me, code).read_bytes()
-            cert = x509.load_pem_x509_certificate(data)
-        except (OSError, ValueError):
-            continue
-        if hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() == pin:
+        cert = _pinned_ca(_read_or_none(_ca_file(Path(folder), partners.me, code)), pin) \
+            if pin else None
+        if cert is not None:
             found[code] = cert
     return found
+
+
+def _pinned_ca(data: bytes | None, pin: str) -> x509.Certificate | None:
+    """The CA certificate in ``data`` (PEM) if its SHA-256 is ``pin``."""
+    try:
+        cert = x509.load_pem_x509_certificate(data) if data else None
+    except ValueError:
+        return None
+    if cert is None or \
+            hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest() != pin:
+        return None
+    return cert
 
 
 def _units(cert: x509.Certificate) -> tuple[str, ...]:
@@ -124,27 +136,96 @@ class PinnedPeers:
     """The peer identity of an ASGI request (``ApiConfig.peer_identity``): the party of the
     client certificate the TLS layer received (``client_cert_der`` in the ASGI TLS extension,
     see :func:`gsomia.shell.commands.serve.tls_protocol`), a :class:`PeerRefused`, or None
-    without a certificate; never this node's own party (a certificate of its own CA is refused
-    as one of no partner's). Decided once per connection, against the pins as they are then."""
+    without a certificate. Only partners' pinned CAs make a party: never this node's own
+    (its certificates, a local account's say, are refused as any of no partner's CA).
+    Decided once per connection, against the pins as they are then.
+
+    Each decision is kept under what it depends on: the certificate's bytes and the pins as
+    read then (partners.json's pins and the bytes of each CA file, read, not parsed, for
+    every decision), and used again only inside the time the certificate and every CA it
+    was checked against are all valid, where time changes nothing of the answer: nothing
+    kept outlives a pin, a file or a validity that changed. A certificate refused outside
+    that time is not kept. Partners' and refused certificates are kept apart, so the
+    certificates the node's own CA issued (the TLS layer takes them) evict no partner's."""
+
+    KEPT = 256  # decisions kept at most, of each kind (a node has a few partners)
 
     def __init__(self, folder: Path, party: Party,
                  clock: Callable[[], datetime] | None = None) -> None:
         self.folder = Path(folder)
         self.party = party
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._pins: dict[Any, tuple[Any, dict[Party, x509.Certificate],
+                                    x509.Certificate | None]] = {}
+        self._decided: dict[tuple[bytes, Any], tuple[Party, datetime, datetime]] = {}
+        self._refused: dict[tuple[bytes, Any], tuple[PeerRefused, datetime, datetime]] = {}
 
-    def pinned(self) -> dict[Party, x509.Certificate]:
+    def _read(self) -> tuple[Any, dict[Party, x509.Certificate], x509.Certificate | None]:
+        """The partners' pinned CAs and this node's own CA, with the key they are kept
+        under: the pins and the bytes of every file they were read from."""
         from gsomia.shell.exchange import Partners
 
         partners = Partners.load(self.folder)
-        found = pinned_cas(self.folder, partners) if partners is not None else {}
-        # The node's own CA is its own identity, pinned or not (a node outside a federation
-        # still knows its own certificates).
+        pins = tuple(sorted((code, getattr(peer, "tls_ca_sha256", None) or "")
+                            for code, peer in partners.peers.items())) \
+            if partners is not None else ()
+        # Each partner's CA file as read now: what is parsed below is these bytes, never a
+        # second reading that the key would not name.
+        files = tuple((code, pin, _read_or_none(_ca_file(self.folder, self.party, code)))
+                      for code, pin in pins if pin and code != self.party)
+        own_bytes = _read_or_none(self.folder / "tls" / "ca.crt")
+        key = (files, own_bytes)
+        kept = self._pins.get(key)
+        if kept is None:
+            try:
+                own = x509.load_pem_x509_certificate(own_bytes) if own_bytes else None
+            except ValueError:
+                own = None
+            found = {code: ca for code, pin, data in files
+                     if (ca := _pinned_ca(data, pin)) is not None}
+            # A partner's pin is never this node's own CA: its own certificates (any it
+            # issues, a local account's) make no partner, under its own code or another's.
+            found = {code: ca for code, ca in found.items() if own is None or ca != own}
+            # The key kept with them: the decisions kept under it share its bytes.
+            kept = (key, found, own)
+            if len(self._pins) >= 8:
+                self._pins.clear()
+            self._pins[key] = kept
+        return kept
+
+    def pinned(self) -> dict[Party, x509.Certificate]:
+        """Each partner's CA whose file matches its pin in partners.json; never this node's
+        own CA (a partner pinned to it counts as nobody)."""
+        return dict(self._read()[1])
+
+    def party_of(self, der: bytes, now: datetime) -> Party | PeerRefused:
+        """The partner whose pinned CA issued ``der`` at ``now``, or why it is nobody's."""
+        key, pinned, own = self._read()
+        kept = self._decided.get((der, key)) or self._refused.get((der, key))
+        if kept is not None and kept[1] <= now < kept[2]:
+            return kept[0]
+        found = party_of_certificate(der, pinned, now)
+        if isinstance(found, PeerRefused) and found.issuer is None and own is not None:
+            # Refused by the same check as a stranger's; the audit alone names this node as
+            # the issuer of one of its own certificates (a local account's).
+            mine = party_of_certificate(der, {self.party: own}, now)
+            if mine == self.party or (isinstance(mine, PeerRefused)
+                                      and mine.issuer == self.party):
+                found = PeerRefused(found.reason, self.party, found.claimed,
+                                    found.fingerprint)
         try:
-            found[self.party] = x509.load_pem_x509_certificate(
-                (self.folder / "tls" / "ca.crt").read_bytes())
-        except (OSError, ValueError):
-            found.pop(self.party, None)
+            leaf = x509.load_der_x509_certificate(der)
+        except ValueError:
+            return found  # no certificate at all: nothing worth keeping
+        checked = [leaf, *pinned.values(), *([own] if own is not None else [])]
+        valid_from = max(c.not_valid_before_utc for c in checked)
+        valid_until = min(c.not_valid_after_utc for c in checked)
+        if valid_from <= now < valid_until:
+            table: dict[tuple[bytes, Any], Any] = \
+                self._decided if isinstance(found, str) else self._refused
+            if len(table) >= self.KEPT:
+                table.clear()
+            table[(der, key)] = (found, valid_from, valid_until)
         return found
 
     def __call__(self, scope: Mapping[str, Any]) -> Party | PeerRefused | None:
@@ -155,18 +236,16 @@ class PinnedPeers:
         if not isinstance(der, bytes) or not der:
             return None
         if "gsomia_peer" not in tls:
-            found: Party | PeerRefused = party_of_certificate(der, self.pinned(), self.clock())
-            if found == self.party:
-                # A certificate of this node's own CA is one of its own (a local account's,
-                # whoever holds it), never a partner's: a node never calls its own peer API,
-                # so the partner interface answers it as any certificate of no partner's
-                # (the same reason, 403 and audit), the issuer kept for the audit alone.
-                found = PeerRefused(NO_PARTNERS_CA, self.party,
-                                    _units(x509.load_der_x509_certificate(der)),
-                                    hashlib.sha256(der).hexdigest())
-            tls["gsomia_peer"] = found
+            tls["gsomia_peer"] = self.party_of(der, self.clock())
         decided: Party | PeerRefused = tls["gsomia_peer"]
         return decided
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def current_partner(found: Party | PeerRefused | None, me: Party, catalogue: Catalogue,
@@ -177,8 +256,21 @@ def current_partner(found: Party | PeerRefused | None, me: Party, catalogue: Cat
     ``now`` carrying items between the two, one way or the other."""
     if not isinstance(found, str) or found == me:
         return None
-    channels = (*catalogue.channels(found, me), *catalogue.channels(me, found))
-    return found if any(a.in_force_at(now) for a in channels) else None
+    return found if any(a.in_force_at(now) for a in _between(found, me, catalogue)) else None
+
+
+def former_partner(found: Party | PeerRefused | None, me: Party, catalogue: Catalogue,
+                   now: datetime) -> Party | None:
+    """The partner ``found`` is or was: another party with an agreement carrying items
+    between it and this node that has come into force by ``now`` (in force still or ended),
+    so items may have been exchanged under it; None for a party that never had one."""
+    if not isinstance(found, str) or found == me:
+        return None
+    return found if any(a.in_force_by(now) for a in _between(found, me, catalogue)) else None
+
+
+def _between(one: Party, other: Party, catalogue: Catalogue) -> tuple[Agreement, ...]:
+    return (*catalogue.channels(one, other), *catalogue.channels(other, one))
 
 
 class CurrentPartners:
