@@ -263,6 +263,29 @@ def test_a_connection_whose_handshake_ends_after_the_stop_began_does_not_hold_it
             release.set()
 
 
+async def _answers_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _three_pinned(tmp_path: Path) -> tuple[dict[str, Path], Any]:
+    """JPN, KOR and USA homes, JPN pinning all three; the catalogue JPN serves under: JPN and
+    KOR under the 2016 GSOMIA, USA pinned but under no agreement JPN knows."""
+    from datetime import UTC, datetime
+
+    from gsomia import bootstrap
+    from gsomia.core.agreements import Catalogue
+    from gsomia.shell.keys import create_identity
+
+    homes = {p: tmp_path / p for p in ("JPN", "KOR", "USA")}
+    for code, home in homes.items():
+        create_identity(home, code, datetime.now(UTC))
+    _pin_partners(homes)
+    shipped = bootstrap.catalogue()
+    return homes, Catalogue.of([shipped.get("jpn-kor-gsomia-2016")], shipped.schemes)
+
+
 def _pin_partners(homes: dict[str, Path]) -> None:
     """JPN's partners.json pinning every party's CA, their CA files beside it."""
     import base64
@@ -297,33 +320,20 @@ def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
     pinned with no agreement in force with JPN too, and any number of connections each:
     now they, the connections beyond the bound and anyone without a certificate lose an
     idle one after uvicorn's 5 s."""
-    from datetime import UTC, datetime
 
-    from gsomia import bootstrap
-    from gsomia.core.agreements import Catalogue
     from gsomia.shell.commands.serve import tls_protocol
     from gsomia.shell.exchange import (
         COURIER_IDLE_KEPT_S,
         PARTNER_CONNECTIONS_KEPT,
         PARTNER_IDLE_KEPT_S,
     )
-    from gsomia.shell.keys import create_identity
     from gsomia.shell.peer_identity import CurrentPartners, PinnedPeers, ca_bundle
 
     assert COURIER_IDLE_KEPT_S < PARTNER_IDLE_KEPT_S
-    homes = {p: tmp_path / p for p in ("JPN", "KOR", "USA")}
-    for code, home in homes.items():
-        create_identity(home, code, datetime.now(UTC))
-    _pin_partners(homes)
+    homes, catalogue = _three_pinned(tmp_path)
     jpn = homes["JPN"] / "tls"
-    # JPN and KOR under the 2016 GSOMIA; USA pinned, but under no agreement JPN knows.
-    shipped = bootstrap.catalogue()
-    catalogue = Catalogue.of([shipped.get("jpn-kor-gsomia-2016")], shipped.schemes)
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+    app = _answers_ok
 
     config = uvicorn.Config(
         app, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
@@ -398,26 +408,14 @@ def test_strangers_hold_no_more_than_their_slots_and_a_partner_is_served_beside_
     from one address), the next cut as made with nothing read; a current partner has its own,
     served while strangers hold all of theirs, and beyond those its are anyone's. Each close
     (the client's, the cut) gives the slot back."""
-    from datetime import UTC, datetime
 
-    from gsomia import bootstrap
-    from gsomia.core.agreements import Catalogue
     from gsomia.shell.commands.serve import ConnectionSlots, tls_protocol
-    from gsomia.shell.keys import create_identity
     from gsomia.shell.peer_identity import CurrentPartners, PinnedPeers, ca_bundle
 
-    homes = {p: tmp_path / p for p in ("JPN", "KOR", "USA")}
-    for code, home in homes.items():
-        create_identity(home, code, datetime.now(UTC))
-    _pin_partners(homes)
+    homes, catalogue = _three_pinned(tmp_path)
     jpn = homes["JPN"] / "tls"
-    shipped = bootstrap.catalogue()
-    catalogue = Catalogue.of([shipped.get("jpn-kor-gsomia-2016")], shipped.schemes)
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+    app = _answers_ok
 
     slots = ConnectionSlots(strangers=3, per_address=2, per_partner=2)
     server = stopping_server(uvicorn.Config(
@@ -496,10 +494,7 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
     create_identity(tmp_path, "JPN", datetime.now(UTC))
     tls = tmp_path / "tls"
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+    app = _answers_ok
 
     within = 1.5
     server = stopping_server(uvicorn.Config(
@@ -574,10 +569,7 @@ def test_a_connection_is_cut_when_it_sends_no_request_or_half_of_ones_head(
     create_identity(tmp_path, "JPN", datetime.now(UTC))
     tls = tmp_path / "tls"
 
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", b"2")]})
-        await send({"type": "http.response.body", "body": b"ok"})
+    app = _answers_ok
 
     protocol = tls_protocol(head_within=1.0)
     server = stopping_server(uvicorn.Config(
