@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +64,29 @@ def pinned_federation(jpn: Any, kor: Any) -> None:
         (Path(one.folder) / "tls" / "partners" / f"{other.party}.crt").write_bytes(
             cas[other.party])
         exchange.Partners(one.party, "direct", peers, (other.party,)).write(one.folder)
+
+
+def certificate_holders(jpn: Any, kor: Any, folder: Path, now: datetime
+                        ) -> tuple[dict[str, bytes], dict[str, Any], Callable[[Any], Any]]:
+    """``jpn`` and ``kor`` pinned to each other, and a stranger XYZ's identity made in
+    ``folder``: each holder's client certificate (DER, by party), the holding (set its
+    ``"der"``, None for no certificate) and JPN's peer identity as the server hands it, the
+    TLS layer's certificate decided by JPN's real pins at ``now``."""
+    from cryptography.hazmat.primitives import serialization
+
+    from gsomia.shell.keys import create_identity
+    from gsomia.shell.peer_identity import PinnedPeers
+
+    pinned_federation(jpn, kor)
+    create_identity(folder / "xyz", "XYZ", now)
+    certs = {"JPN": Path(jpn.folder), "KOR": Path(kor.folder), "XYZ": folder / "xyz"}
+    ders = {code: x509.load_pem_x509_certificate(
+        (home / "tls" / "client.crt").read_bytes()).public_bytes(serialization.Encoding.DER)
+        for code, home in certs.items()}
+    pins = PinnedPeers(Path(jpn.folder), "JPN", clock=lambda: now)
+    holding: dict[str, Any] = {"der": None}
+
+    def identity(scope: Any) -> Any:
+        return pins({"extensions": {"tls": {"client_cert_der": holding["der"]}}})
+
+    return ders, holding, identity

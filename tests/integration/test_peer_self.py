@@ -10,19 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from federating import pinned_federation
+from federating import certificate_holders
 from gsomia.bootstrap import app_for_node
 from gsomia.core.audit import AuditKind
-from gsomia.shell.keys import create_identity
 from gsomia.shell.node import Node
-from gsomia.shell.peer_identity import PinnedPeers
 
 # Who holds the client certificate: JPN's own CA's, KOR's (pinned, the 2016 GSOMIA in force),
 # XYZ's (a CA JPN pins for nobody), or no certificate at all.
@@ -36,18 +32,7 @@ def jpn_api(node_factory: Callable[..., Node], tmp_path: Path, now: datetime
     """JPN's real app, its peer identity the real pins (at ``now``), and a client holding each
     of HOLDERS' client certificates; the peer routes as the app lists them."""
     jpn, kor = node_factory("JPN"), node_factory("KOR")
-    pinned_federation(jpn, kor)
-    create_identity(tmp_path / "xyz", "XYZ", now)
-    certs = {"JPN": Path(jpn.folder), "KOR": Path(kor.folder), "XYZ": tmp_path / "xyz"}
-    ders = {code: x509.load_pem_x509_certificate(
-        (folder / "tls" / "client.crt").read_bytes()).public_bytes(serialization.Encoding.DER)
-        for code, folder in certs.items()}
-    pins = PinnedPeers(Path(jpn.folder), "JPN", clock=lambda: now)
-    holding: dict[str, Any] = {"der": None}
-
-    def identity(scope: Any) -> Any:
-        # As the server hands it: the TLS layer's certificate, decided per connection.
-        return pins({"extensions": {"tls": {"client_cert_der": holding["der"]}}})
+    ders, holding, identity = certificate_holders(jpn, kor, tmp_path, now)
 
     app = app_for_node(jpn, peer_identity=identity)
     routes = sorted((m, r.path) for r in app.routes if isinstance(r, Route)

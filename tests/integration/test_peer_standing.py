@@ -12,21 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from federating import pinned_federation
+from federating import certificate_holders
 from gsomia.bootstrap import app_for_node
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind
 from gsomia.shell.catalogue import load_catalogue
-from gsomia.shell.keys import create_identity
 from gsomia.shell.node import Node
-from gsomia.shell.peer_identity import PinnedPeers
 
 HOLDERS = ("JPN", "KOR", "XYZ", None)  # JPN's own CA, KOR (pinned), nobody's CA, none
 # The JPN-KOR agreement as the catalogue JPN knows has it, at the app's clock (now):
@@ -74,17 +70,7 @@ def jpn_apis(node_factory: Callable[..., Node], tmp_path: Path, now: datetime,
     peer identity the real pins (certificates checked at ``now``), and a client holding
     each of HOLDERS' certificates; the peer routes as the app lists them."""
     jpn, kor = node_factory("JPN"), node_factory("KOR")
-    pinned_federation(jpn, kor)
-    create_identity(tmp_path / "xyz", "XYZ", now)
-    certs = {"JPN": Path(jpn.folder), "KOR": Path(kor.folder), "XYZ": tmp_path / "xyz"}
-    ders = {code: x509.load_pem_x509_certificate(
-        (folder / "tls" / "client.crt").read_bytes()).public_bytes(serialization.Encoding.DER)
-        for code, folder in certs.items()}
-    pins = PinnedPeers(Path(jpn.folder), "JPN", clock=lambda: now)
-    holding: dict[str, Any] = {"der": None}
-
-    def identity(scope: Any) -> Any:
-        return pins({"extensions": {"tls": {"client_cert_der": holding["der"]}}})
+    ders, holding, identity = certificate_holders(jpn, kor, tmp_path, now)
 
     apps = {}
     for state, catalogue in _catalogues(shipped, tmp_path).items():
