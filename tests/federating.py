@@ -90,3 +90,22 @@ def certificate_holders(jpn: Any, kor: Any, folder: Path, now: datetime
         return pins({"extensions": {"tls": {"client_cert_der": holding["der"]}}})
 
     return ders, holding, identity
+
+
+def delivered_to(node: Any, sender: str) -> Callable[[httpx.Request], httpx.Response]:
+    """``node``'s inbox answering ``sender``'s posts of envelopes in this process, as its peer
+    API would (for :func:`one_pass`)."""
+    import json
+
+    from gsomia.core import crypto
+    from gsomia.shell.peer_inbox import NodeInbox
+    from gsomia.shell.store import now_utc
+
+    inbox = NodeInbox(node)
+
+    def deliver(request: httpx.Request) -> httpx.Response:
+        envelopes = [crypto.Envelope.from_json(e)
+                     for e in json.loads(request.content)["envelopes"]]
+        held = inbox.deliver_many(envelopes, sender, now_utc())
+        return httpx.Response(202, json={"results": [r.to_json() for r in held]})
+    return deliver

@@ -16,21 +16,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import httpx
 import pytest
 
-from federating import one_pass
-from gsomia.core import crypto
+from federating import delivered_to, one_pass
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.node_centre import NodeCentre
 from gsomia.core.sensor_feed import read_lines, reference_report
 from gsomia.service.handlers import LabelRequest
 from gsomia.shell import exchange, feeds
 from gsomia.shell.node import Node
-from gsomia.shell.peer_inbox import NodeInbox
 from gsomia.shell.sensor_intake import WINDOW_S, SensorIntake, publish_items
 from gsomia.shell.sensor_player import playlist
-from gsomia.shell.store import now_utc
 from gsomia.shell.warning_centre import CentreWorker
 
 
@@ -70,24 +66,13 @@ def _kor_reports(kor: Node, level: str, rel_to: tuple[str, ...]) -> int:
     return measured
 
 
-def _delivered_to(jpn: Node) -> Callable[[httpx.Request], httpx.Response]:
-    inbox = NodeInbox(jpn)
-
-    def deliver(request: httpx.Request) -> httpx.Response:
-        envelopes = [crypto.Envelope.from_json(e)
-                     for e in json.loads(request.content)["envelopes"]]
-        held = inbox.deliver_many(envelopes, "KOR", now_utc())
-        return httpx.Response(202, json={"results": [r.to_json() for r in held]})
-    return deliver
-
-
 def test_a_partners_reports_not_released_to_usa_make_nothing_for_usa(
         node_factory: Callable[..., Node], caplog: pytest.LogCaptureFixture) -> None:
     """Before the fix: 7 outputs from KOR's reports REL TO JPN, KOR published REL TO USA,
     7 deliveries to USA queued. The same reports released to USA too are fused as before."""
     kor, jpn, usa = node_factory("KOR"), node_factory("JPN"), node_factory("USA")
     _trio(kor, jpn, usa)
-    deliver = _delivered_to(jpn)
+    deliver = delivered_to(jpn, "KOR")
     worker = CentreWorker(jpn, NodeCentre("JPN", feeds.load_geography()))
 
     def run(level: str, rel_to: tuple[str, ...]) -> tuple[list[SecurityLabel], int]:

@@ -211,28 +211,17 @@ def test_the_centre_is_ready_once_a_partners_first_note_is_in(
     bench's slowest reports at JPN, stop 26). It gets ready at the partner's first note, its
     indicators, which come before lift-off; and the reports held after that are tracked as
     by a centre made beforehand, with nothing of the rehearsal in them."""
-    import httpx
 
-    from federating import federate, one_pass
+    from federating import delivered_to, federate, one_pass
     from gsomia.core.node_centre import NodeCentre
     from gsomia.core.sensor_feed import read_lines, reference_report
     from gsomia.service.handlers import LabelRequest
     from gsomia.shell import feeds
-    from gsomia.shell.peer_inbox import NodeInbox
     from gsomia.shell.sensor_intake import WINDOW_S, publish_items
-    from gsomia.shell.store import now_utc
 
     kor, jpn = node_factory("KOR"), node_factory("JPN")
     federate(kor, jpn)
-    inbox = NodeInbox(jpn)
-
-    def deliver(request: httpx.Request) -> httpx.Response:
-        from gsomia.core import crypto
-
-        envelopes = [crypto.Envelope.from_json(e)
-                     for e in json.loads(request.content)["envelopes"]]
-        held = inbox.deliver_many(envelopes, "KOR", now_utc())
-        return httpx.Response(202, json={"results": [r.to_json() for r in held]})
+    deliver = delivered_to(jpn, "KOR")
 
     indicators, lines = playlist("2017-08-29", None, "KOR", 0, 185.0)
     assert indicators and lines, "KOR has indicators and radar lines in the first 185 s"
