@@ -49,3 +49,16 @@ def figures_of(name: str) -> dict[str, Any]:
     figures = {part: bench.PARTS[part]()}
     print(part, json.dumps(figures[part]), flush=True)  # as the whole module prints each part
     return figures
+
+
+def save_record(key: str, record: dict[str, Any]) -> None:
+    """Keep ``record`` under ``key`` in ``results/latest.json``, stamped with the time (an A/B
+    script's figures beside the benchmarks'); the file's own records are refused."""
+    from datetime import UTC, datetime
+
+    if key in {"machine", "measured_at", "results", "before_after"}:
+        raise SystemExit(f"{key}: a reserved record of latest.json")
+    path = HERE / "results" / "latest.json"
+    saved = json.loads(path.read_text())
+    saved[key] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), **record}
+    path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")

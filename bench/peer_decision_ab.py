@@ -122,9 +122,6 @@ if __name__ == "__main__":
     out = run(rev, int(args[0]) if args else 300)
     print(json.dumps(out, indent=1))
     if key is not None:
-        path = Path(__file__).resolve().parent / "results" / "latest.json"
-        saved = json.loads(path.read_text())
-        if key in {"machine", "measured_at", "results", "before_after"}:
-            raise SystemExit(f"{key}: a reserved record of latest.json")
-        saved[key] = {"measured_at": datetime.now(UTC).isoformat(timespec="seconds"), **out}
-        path.write_text(json.dumps(saved, indent=2, ensure_ascii=False) + "\n")
+        from bench import save_record
+
+        save_record(key, out)
