@@ -60,13 +60,33 @@ def test_an_item_a_user_may_not_read_changes_nothing_they_are_sent(
     assume(sees_log or not access.may_read(who, hidden, schemes))
     view = NodeView(node.store, node.keys, node.catalogue, "JPN")
     session = Session(name, token, now + timedelta(hours=1))
-    before = state(view, session, now)
+    state(view, session, now)  # what they may read is read (audited) once, here
+    before, ran_before = _counted(node, lambda: state(view, session, now))
     handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue,
                           entries=[(make_indicator(next(_NAMES)),
                                     LabelRequest(level, ("JPN",), purpose))], now=now)
-    after = state(view, session, now)
+    after, ran_after = _counted(node, lambda: state(view, session, now))
     if sees_log:
         assert after["audit"]["size"] > before["audit"]["size"]
     else:
         assert _shown(after) == _shown(before)
         assert after["audit"]["size"] is None and not after["audit"]["shown"]
+        # Nor by the time it takes: the same statements (finalreview28a: the receipts of
+        # every item held were looked up, one query each, readable or not).
+        assert ran_after == ran_before
+
+
+def _counted(node: Node, call: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], int]:
+    """What ``call`` answers, and how many SQL statements it ran on the node's store."""
+    from sqlalchemy import event
+
+    ran = [0]
+
+    def count(*_: object) -> None:
+        ran[0] += 1
+
+    event.listen(node.store.engine, "before_cursor_execute", count)
+    try:
+        return call(), ran[0]
+    finally:
+        event.remove(node.store.engine, "before_cursor_execute", count)

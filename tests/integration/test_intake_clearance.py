@@ -66,11 +66,21 @@ def test_an_operator_publishes_through_the_intake_only_what_they_may_read(
     assert status == 200 and doc["counts"] == {"accepted": 0, "refused-label": 1}, doc
     status, doc, stored = post("taro", radar)
     assert stored == 0, doc              # no need-to-know for dprk-missile
-    assert doc["counts"] == {"accepted": 0, "refused-label": 5}, doc
-    assert all("may not read" in r["reason"] for r in doc["refused"]), doc
+    # Answered as lines of a sensor the node never registered: taro is not told it exists.
+    nowhere = b"\n".join(json.dumps(line | {"sensor": "nowhere-1"}).encode()
+                          for _, line in lines[:5])
+    assert doc == post("taro", nowhere)[1], doc
+    assert doc["counts"] == {"accepted": 0, "unknown-sensor": 5}, doc
     # aiko may publish the reports (秘); kenji both.
     assert post("aiko", radar)[2] >= 1
     assert post("kenji", indicator)[2] == 1
+    # A line far behind what aiko gave: to taro it says nothing of the sensor's latest
+    # measurement (an out-of-order line's reason names its instant).
+    old = json.dumps(lines[0][1] | {"t": lines[0][1]["t"] - 60.0}).encode()
+    refused = post("taro", old)[1]
+    assert refused == post("taro", json.dumps(
+        lines[0][1] | {"t": lines[0][1]["t"] - 60.0, "sensor": "nowhere-1"}).encode())[1]
+    assert "latest" not in json.dumps(refused), refused
 
 
 _LEVELS = {"JPN": ("機密", "特定秘密", "極秘", "秘"),
@@ -114,12 +124,14 @@ def test_nothing_a_person_may_not_read_is_taken_from_them(
     assert all(may_read(person, h.current.national_label, schemes) for h in new)
     readable = {sid for sid, lb in intake.labels.items() if may_read(person, lb, schemes)}
     assert set(intake.latest) <= readable
-    refused = taken.counts.get("refused-label", 0)
-    sensors_refused = [r for n, r in taken.refused if "may not read" in r and n == 0
-                       and not r.startswith("indicator")]
-    assert len(sensors_refused) == len({json.loads(b)["sensor"] for b in batch
-                                        if b"sensor" in b} - readable)
-    assert refused >= len(sensors_refused)
+    # Every line of a sensor they may not read is answered as one of no sensor at all.
+    reasons = dict(taken.refused)
+    for number, raw in enumerate(batch, start=1):
+        sensor = json.loads(raw).get("sensor")
+        if sensor is not None and sensor not in readable:
+            assert reasons.get(number) == "unknown sensor: not registered at this node", \
+                (number, reasons)
+    assert all(not r.startswith(sid) for r in reasons.values() for sid in intake.labels)
 
 
 _NODE: dict[object, Node] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -239,6 +240,7 @@ def test_the_nodes_own_ca_is_no_partners_pin(jpn_pins: Path, tmp_path: Path) -> 
 
 
 KEPT: dict[str, object] = {"peers": None}  # one PinnedPeers across examples: what it keeps
+CLOCK = [NOW]  # its clock: a connection's request is decided at the step's instant
 LEAVES = {code: leaf(code, [code], ExtendedKeyUsageOID.CLIENT_AUTH) for code in CA_NAMES}
 
 
@@ -253,11 +255,14 @@ def test_a_kept_decision_is_the_one_decided_afresh(
     """peerpolicy28: a partner's decision is kept (a connection's costs 0.6-0.85 ms: the
     CA files read and parsed, the chain verified, on the event loop). Over changes to the
     pins and CA files and instants in and out of the certificates' validity, one long-lived
-    PinnedPeers answers as one made afresh for each decision: never a stale yes."""
+    PinnedPeers answers as one made afresh for each decision: never a stale yes. So does a
+    request on a connection kept across the steps (finalreview28a: the connection kept its
+    first answer, a revoked pin, a swapped CA file or an expired certificate changed nothing
+    for a partner's courier that kept its connection open)."""
     folder = jpn_pins.parent / "kept-JPN"
     if KEPT["peers"] is None:
         folder.mkdir(exist_ok=True)
-        KEPT["peers"] = PinnedPeers(folder, "JPN")
+        KEPT["peers"] = PinnedPeers(folder, "JPN", clock=lambda: CLOCK[0])
     peers = KEPT["peers"]
     assert isinstance(peers, PinnedPeers)
 
@@ -269,10 +274,13 @@ def test_a_kept_decision_is_the_one_decided_afresh(
             (folder / rel).write_bytes((jpn_pins / rel).read_bytes())
 
     restore()
+    connections: dict[str, dict[str, object]] = {}  # one per issuer, open across the steps
     for action, issuer, days in steps:
         if action == "swap KOR's CA file":
-            (folder / "tls" / "partners" / "KOR.crt").write_bytes(
-                CAS["USA"][1].public_bytes(serialization.Encoding.PEM))
+            kor = folder / "tls" / "partners" / "KOR.crt"
+            was = kor.stat()
+            kor.write_bytes(CAS["USA"][1].public_bytes(serialization.Encoding.PEM))
+            os.utime(kor, ns=(was.st_atime_ns, was.st_mtime_ns))  # same mtime (and size)
         elif action == "unpin KOR":
             doc = json.loads((folder / "partners.json").read_text())
             doc["parties"]["KOR"].pop("tls_ca_sha256", None)
@@ -281,5 +289,8 @@ def test_a_kept_decision_is_the_one_decided_afresh(
             restore()
         at = NOW + timedelta(days=days)
         der = LEAVES[issuer]
-        assert peers.party_of(der, at) == PinnedPeers(folder, "JPN").party_of(der, at), \
-            (action, issuer, days)
+        fresh = PinnedPeers(folder, "JPN").party_of(der, at)
+        assert peers.party_of(der, at) == fresh, (action, issuer, days)
+        CLOCK[0] = at
+        tls = connections.setdefault(issuer, {"client_cert_der": der})
+        assert peers({"extensions": {"tls": tls}}) == fresh, (action, issuer, days)

@@ -138,7 +138,8 @@ class PinnedPeers:
     see :func:`gsomia.shell.commands.serve.tls_protocol`), a :class:`PeerRefused`, or None
     without a certificate. Only partners' pinned CAs make a party: never this node's own
     (its certificates, a local account's say, are refused as any of no partner's CA).
-    Decided once per connection, against the pins as they are then.
+    Decided at each request, against the pins as they are then (the answer is left in the
+    connection's TLS extension, ``gsomia_peer``, for the audit and the server's keep-alive).
 
     Each decision is kept under what it depends on: the certificate's bytes and the pins as
     read then (partners.json's pins and the bytes of each CA file, read, not parsed, for
@@ -235,9 +236,11 @@ class PinnedPeers:
         der = tls.get("client_cert_der")
         if not isinstance(der, bytes) or not der:
             return None
-        if "gsomia_peer" not in tls:
-            tls["gsomia_peer"] = self.party_of(der, self.clock())
-        decided: Party | PeerRefused = tls["gsomia_peer"]
+        # Decided again at each request of the connection, from the decisions kept (a
+        # lookup once the pins are read): a partner's courier keeps its connection for
+        # minutes, and a decision kept with the connection outlived the pin revoked, the CA
+        # file swapped or the certificate expired under it (finalreview28a).
+        decided = tls["gsomia_peer"] = self.party_of(der, self.clock())
         return decided
 
 
@@ -275,9 +278,9 @@ def _between(one: Party, other: Party, catalogue: Catalogue) -> tuple[Agreement,
 
 class CurrentPartners:
     """Which current partner (:func:`current_partner`), if any, holds a connection: decided
-    once, as it is made, with the peer API's own :class:`PinnedPeers`, whose answer stays in
-    the connection's TLS extension for the API's requests (``gsomia_peer``): the server keeps
-    such a connection idle longer (``node serve``), and nobody else's."""
+    once, as it is made, with the peer API's own :class:`PinnedPeers` (which decides each
+    request of it again): the server keeps such a connection idle longer (``node serve``),
+    and nobody else's."""
 
     def __init__(self, peers: PinnedPeers, catalogue: Catalogue) -> None:
         self.peers = peers

@@ -11,8 +11,9 @@ releases them to partners as the policy allows; the sensor's identity and site s
 Over HTTPS the caller is a node user holding the ``operator`` role (bearer token or HTTP
 basic, as TAXII): anyone else is answered as TAXII answers them (401), a reader 403. An
 operator publishes only what they may read themselves (as at the desk and over TAXII): a
-sensor's lines or an indicator whose label their clearance, nationality or need-to-know
-does not admit are refused (``refused-label``), and nothing of them is published. The body
+sensor's lines whose label their clearance, nationality or need-to-know does not admit
+are answered as an unregistered sensor's (``unknown-sensor``), an indicator so labelled is
+refused (``refused-label``), and nothing of them is published. The body
 is newline-delimited JSON (``application/x-ndjson``) of at most :data:`SENSOR_BODY` bytes,
 refused with 413 before it is read. The answer (200) names each refused line with its reason
 and counts them; a refused line never stops the others.
@@ -157,17 +158,15 @@ class SensorIntake:
         # Said without the label: what the person may not read, they are not told of.
         refused = (f"{person.name if person else ''} may not read what it would publish "
                    "(its label's level, REL TO or purpose)")
+        # A sensor whose reports the person may not read is, to them, one the node has not
+        # registered: its lines are answered exactly as an unknown sensor's, so the answer
+        # tells neither that it exists, nor its kind (the line's checks), nor the instant of
+        # its latest measurement (an out-of-order line's reason), and its window stays.
+        known = {sid: reg for sid, reg in self.registered.items()
+                 if not unreadable(self.labels[sid])}
         with self.lock:  # one batch at a time: the order window is per sensor
-            latest = dict(self.latest)
-            intake = read_lines(lines, self.registered, latest, WINDOW_S, now.timestamp())
-            for sid in [s for s in intake.accepted if unreadable(self.labels[s])]:
-                # Not taken: its sensor's window stays where it was.
-                intake.refuse(0, f"{sid}: {refused}", "refused-label",
-                              len(intake.accepted.pop(sid)))
-                if sid in self.latest:
-                    latest[sid] = self.latest[sid]
-                else:
-                    latest.pop(sid, None)
+            latest = {sid: at for sid, at in self.latest.items() if sid in known}
+            intake = read_lines(lines, known, latest, WINDOW_S, now.timestamp())
             entries: list[tuple[dict[str, Any], Any]] = []
             for sid, taken in intake.accepted.items():
                 sensor, rl = self.registered[sid], self.labels[sid]
@@ -199,7 +198,9 @@ class SensorIntake:
                                                   str(label["purpose"]), policy=self.policy,
                                                   category="pre-launch-indicator")))
             publish_items(self.node, entries, now, actor)
-            self.latest = latest  # only once what it admitted is stored
+            # Only once what it admitted is stored; the windows of sensors the person was
+            # not shown are kept as they were.
+            self.latest = {**self.latest, **latest}
             if entries:
                 self.fed.set()
             intake.counts["accepted"] = sum(len(v) for v in intake.accepted.values())
