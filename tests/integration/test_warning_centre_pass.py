@@ -97,3 +97,22 @@ def test_the_couriers_get_a_head_start_only_where_the_node_delivers(
         assert worker.head_start() == 0.0
         _take_note(jpn, 1)
         assert worker.head_start() == HEAD_START_S
+
+
+def test_an_item_seq_retyped_past_the_log_never_stops_the_centre_reading(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+        ) -> None:
+    """finalreview28b: an item that is not a note, its seq retyped on the host's disk to a
+    whole number past any the log has given, made the newest seq read past every later note:
+    each pass was skipped, and no report was fed again (a restart read once, then the same)."""
+    node = node_factory("JPN")
+    _take_note(node)
+    _publish(node, make_indicator(1))
+    with _watched(node) as (worker, _):
+        assert worker.pass_once()
+        with node.store.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE items SET seq = 1000000000000000 WHERE type = 'indicator'")
+        worker.pass_once()
+        mark = worker.mark
+        _take_note(node, 1)
+        assert worker.pass_once() and worker.mark > mark
