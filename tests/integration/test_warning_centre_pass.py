@@ -116,3 +116,21 @@ def test_an_item_seq_retyped_past_the_log_never_stops_the_centre_reading(
         mark = worker.mark
         _take_note(node, 1)
         assert worker.pass_once() and worker.mark > mark
+
+
+def test_a_note_seq_retyped_past_the_log_is_not_read_and_moves_no_mark(
+        node_factory: Callable[..., Node]) -> None:
+    """finalreview28b: a note's seq retyped on the host's disk to a whole number past any
+    the log has given was read, and the mark moved to it: no later note was read again."""
+    node = node_factory("JPN")
+    _take_note(node)
+    _take_note(node, 1)
+    with node.store.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE items SET seq = 1000000000000000 WHERE seq = "
+                             "(SELECT max(seq) FROM items)")
+    with _watched(node) as (worker, _):
+        assert worker.pass_once()
+        mark = worker.mark
+        assert mark < 1000000000000000
+        _take_note(node, 2)
+        assert worker.pass_once() and worker.mark > mark
