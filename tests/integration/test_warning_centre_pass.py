@@ -134,3 +134,28 @@ def test_a_note_seq_retyped_past_the_log_is_not_read_and_moves_no_mark(
         assert mark < 1000000000000000
         _take_note(node, 2)
         assert worker.pass_once() and worker.mark > mark
+
+
+def test_the_centres_read_takes_the_seqs_after_its_mark_not_every_note(tmp_path: Any) -> None:
+    """finalreview28b: SQLite (no statistics) read ``type = 'note'`` by ix_items_type, every
+    note held at each pass with new items, then sorted: 13 ms of CPU with 10,000 notes, where
+    the range of seqs after the mark is 0.05 ms. The plan SQLite makes for the statement run."""
+    from gsomia.shell import store as st
+
+    store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
+    ran: list[tuple[str, Any]] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        ran.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        with store.repository() as repo:
+            assert repo.contents_stored_after(5, stix_type="note", limit=500) == []
+            statement, parameters = next(r for r in ran if "FROM items" in r[0])
+            plan = " ".join(str(row[-1]) for row in repo.conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+        assert "ix_items_seq" in plan and "ix_items_type" not in plan, plan
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+        store.dispose()

@@ -479,12 +479,17 @@ class SqlRepository:
         (read, it would move the mark past every later item's), a time that reads as none
         is None, content or label not bytes is its bytes; ``audit verify`` names the row."""
         c = items.c
-        added = sa.type_coerce(c.added_at, sa.String).label("added_at") \
-            if self.conn.dialect.name == "sqlite" else c.added_at
+        sqlite = self.conn.dialect.name == "sqlite"
+        added = sa.type_coerce(c.added_at, sa.String).label("added_at") if sqlite \
+            else c.added_at
+        # SQLite (no statistics) read ``type =`` by ix_items_type: every note held, each
+        # pass, sorted (10 ms of CPU with 10,000 notes); ``+type`` leaves it the seq's range
+        # after the mark (0.05 ms). The same comparison: a unary plus changes no value.
+        kind = sa.literal_column("+items.type", sa.String) if sqlite else c.type
         rows = self.conn.execute(
             sa.select(c.seq, c.originator, c.content, added, c.label)
             .where(c.seq > seq, c.seq < _LOG_SIZE, sa.cast(c.seq, sa.BigInteger) == c.seq,
-                   c.type == stix_type)
+                   kind == stix_type)
             .order_by(c.seq).limit(limit))
         return [(s, str(originator), _blob(content), _time_or_none(at), _blob(label))
                 for s, originator, content, at, label in rows if type(s) is int]
