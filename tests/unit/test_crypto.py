@@ -145,6 +145,12 @@ def test_canonical_known_answers() -> None:
     # RFC 8785 sorts by UTF-16 code units: U+1F600 (surrogates D83D…) before U+FB01.
     assert canonical({"\ufb01": 1, "\U0001f600": 2}) == '{"😀":2,"ﬁ":1}'.encode()
     assert canonical({"n": 1e21, "m": 0.1, "z": -0.0}) == b'{"m":0.1,"n":1e+21,"z":0}'
+    # Beside floats too (the float path takes ASCII keys only: orjson sorts by code point,
+    # which puts U+FB01 first), and floats at the edges of the range written without an
+    # exponent (finalreview28b).
+    assert canonical({"\ufb01": 0.5, "\U0001f600": 100.0}) == '{"😀":100,"ﬁ":0.5}'.encode()
+    assert canonical([1e15 + 0.5, 1e16 - 2, 1e16, 1e-4, 1e-7, 5e-324, -0.0]) == \
+        b"[1000000000000000.5,9999999999999998,10000000000000000,0.0001,1e-7,5e-324,0]"
     assert canonical((1, 2)) == b"[1,2]"
 
 

@@ -56,6 +56,7 @@ from gsomia.shell.store._tables import (
     _HEAD_SIZE,
     _HEADS_ONLY,
     audit_events,
+    audit_state,
     classification_notices,
     consent_requests,
     consents,
@@ -77,6 +78,8 @@ from gsomia.shell.store._tables import (
 _CONSENTS_OF = consents.select().where(
     consents.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(consents.c.row)
 _STANDING_CURRENT: dict[tuple[bool, bool], sa.Select[Any]] = {}
+# The audit log's size: every event's seq, and so every item's, is below it.
+_LOG_SIZE = sa.select(audit_state.c.size).where(audit_state.c.id == 1).scalar_subquery()
 # Read by every receive (the replay register) and every settle (the receipts held).
 _SEEN_NONCES = sa.select(envelopes_seen.c.nonce).where(
     envelopes_seen.c.nonce.in_(sa.bindparam("nonces", expanding=True)))
@@ -472,14 +475,21 @@ class SqlRepository:
         read every pass), each with its originator's label (what the centre may derive from
         it). A row whose values were retyped on the host's disk never stops
         the reader: a seq that is not a whole number is never read (in SQL: it would sort
-        after every seq, or hold the mark back, every pass), a time that reads as none is
-        None, content or label not bytes is its bytes; ``audit verify`` names the row."""
+        after every seq, or hold the mark back, every pass), nor one the log has not given
+        (read, it would move the mark past every later item's), a time that reads as none
+        is None, content or label not bytes is its bytes; ``audit verify`` names the row."""
         c = items.c
-        added = sa.type_coerce(c.added_at, sa.String).label("added_at") \
-            if self.conn.dialect.name == "sqlite" else c.added_at
+        sqlite = self.conn.dialect.name == "sqlite"
+        added = sa.type_coerce(c.added_at, sa.String).label("added_at") if sqlite \
+            else c.added_at
+        # SQLite (no statistics) read ``type =`` by ix_items_type: every note held, each
+        # pass, sorted (10 ms of CPU with 10,000 notes); ``+type`` leaves it the seq's range
+        # after the mark (0.05 ms). The same comparison: a unary plus changes no value.
+        kind = sa.literal_column("+items.type", sa.String) if sqlite else c.type
         rows = self.conn.execute(
             sa.select(c.seq, c.originator, c.content, added, c.label)
-            .where(c.seq > seq, sa.cast(c.seq, sa.BigInteger) == c.seq, c.type == stix_type)
+            .where(c.seq > seq, c.seq < _LOG_SIZE, sa.cast(c.seq, sa.BigInteger) == c.seq,
+                   kind == stix_type)
             .order_by(c.seq).limit(limit))
         return [(s, str(originator), _blob(content), _time_or_none(at), _blob(label))
                 for s, originator, content, at, label in rows if type(s) is int]

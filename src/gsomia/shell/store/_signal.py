@@ -154,17 +154,24 @@ class Changes:
         """The highest ``seq`` of the items the node holds, 0 if none (an index lookup on
         this connection: tens of microseconds, where a repository's query costs 0.7 ms of
         a thread holding the GIL); None where it cannot be told (not SQLite on a file, a
-        locked or vanished file, or a seq that is not a whole number: retyped on the host's
-        disk, it sorts after every number)."""
+        locked or vanished file, or a seq retyped on the host's disk: not a whole number,
+        it sorts after every number; a whole number the log has not given yet, it would
+        stand above every later item's, and a reader that trusted it would never read
+        again)."""
         if self._db is None:
             return None
         try:
-            found = self._db.execute("SELECT max(seq) FROM items").fetchone()[0]
+            # One statement, one snapshot: an item's row and the log's size it was stored
+            # under are written in one commit.
+            found, size = self._db.execute(
+                "SELECT (SELECT max(seq) FROM items), "
+                "(SELECT size FROM audit_state WHERE id = 1)").fetchone()
         except Exception:
             return None
         if found is None:
             return 0
-        return found if type(found) is int else None
+        # Every event's seq is below the log's size (the size before it was appended).
+        return found if type(found) is int and type(size) is int and found < size else None
 
     def close(self) -> None:
         if self._db is not None:
