@@ -269,6 +269,15 @@ async def _answers_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
+def _client_of(homes: dict[str, Path], code: str | None) -> ssl.SSLContext:
+    """A TLS client trusting JPN's CA, holding ``code``'s client certificate (None: none)."""
+    context = ssl.create_default_context(cafile=str(homes["JPN"] / "tls" / "ca.crt"))
+    if code is not None:
+        tls = homes[code] / "tls"
+        context.load_cert_chain(str(tls / "client.crt"), str(tls / "client.key"))
+    return context
+
+
 def _three_pinned(tmp_path: Path) -> tuple[dict[str, Path], Any]:
     """JPN, KOR and USA homes, JPN pinning all three; the catalogue JPN serves under: JPN and
     KOR under the 2016 GSOMIA, USA pinned but under no agreement JPN knows."""
@@ -343,11 +352,7 @@ def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
     server = stopping_server(config)
 
     def client(code: str | None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(jpn / "ca.crt"))
-        if code is not None:
-            tls = homes[code] / "tls"
-            context.load_cert_chain(str(tls / "client.crt"), str(tls / "client.key"))
-        return context
+        return _client_of(homes, code)
 
     def kept(port: int, context: ssl.SSLContext, count: int = 1) -> list[float]:
         """The keep-alive the server gives each of ``count`` connections held open at once,
@@ -426,11 +431,7 @@ def test_strangers_hold_no_more_than_their_slots_and_a_partner_is_served_beside_
         ssl_ca_certs=str(ca_bundle(homes["JPN"])), ssl_cert_reqs=ssl.CERT_OPTIONAL))
 
     def client(code: str | None) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(jpn / "ca.crt"))
-        if code is not None:
-            tls = homes[code] / "tls"
-            context.load_cert_chain(str(tls / "client.crt"), str(tls / "client.key"))
-        return context
+        return _client_of(homes, code)
 
     held: list[ssl.SSLSocket] = []
 
