@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,35 @@ def report(i: int) -> dict[str, Any]:
     return {"type": "note", "spec_version": "2.1", "id": f"note--{uuid.uuid4()}",
             "created": stamp, "modified": stamp, "abstract": "R1: 6 radar measurements",
             "content": "R1: 6 radar measurements", "x_gsomia_sensor_report": measured}
+
+SENSOR_REPORT = handlers.LabelRequest("군사III급비밀", ("JPN", "KOR", "USA"), "dprk-missile",
+                                      category="sensor-report")
+
+
+@contextmanager
+def direct_pair(prefix: str) -> Iterator[tuple[Any, Any, Any, Any]]:
+    """KOR and JPN of a ``direct`` federation in a folder of their own, in this process: KOR,
+    JPN, KOR's sender to JPN (no HTTP: its batches are handed to JPN's inbox, the last)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = Path(tmp) / "direct"
+        federation.configure(folder, "direct", federation.free_base_port())
+        kor, jpn = bootstrap.open_node(folder / "KOR"), bootstrap.open_node(folder / "JPN")
+        sender = exchange.Sender(kor, batch=100, link="JPN")
+        try:
+            yield kor, jpn, sender, NodeInbox(jpn)
+        finally:
+            sender.close()
+            kor.close()
+            jpn.close()
+
+
+def envelopes_of(batch: Any) -> list[crypto.Envelope]:
+    """The envelopes of a sealed ``batch`` as the partner reads them from the posted body."""
+    if batch is None:
+        raise RuntimeError("KOR sealed nothing for JPN")
+    body = '{"envelopes":[' + ",".join(batch.bodies) + "]}"
+    return [crypto.Envelope.from_json(e) for e in json.loads(body)["envelopes"]]
+
 
 
 def main(n: int) -> dict[str, float]:
@@ -83,41 +114,25 @@ def main(n: int) -> dict[str, float]:
     SqlUnitOfWork.__enter__, SqlUnitOfWork.commit = entered, committed  # type: ignore[method-assign]
     exchange_handlers.commit = planned
     took: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="gsomia-receive-plan-") as tmp:
-        folder = Path(tmp) / "direct"
-        federation.configure(folder, "direct", federation.free_base_port())
-        kor, jpn = bootstrap.open_node(folder / "KOR"), bootstrap.open_node(folder / "JPN")
-        label = handlers.LabelRequest("군사III급비밀", ("JPN", "KOR", "USA"), "dprk-missile",
-                                      category="sensor-report")
+    with direct_pair("gsomia-receive-plan-") as (kor, _, sender, inbox):
         peer = exchange.require_partners(kor).peer("JPN")
-        sender = exchange.Sender(kor, batch=100, link="JPN")
-        inbox = NodeInbox(jpn)
-        try:
-            for r in range(n + WARM):
-                exchange.publish(kor, entries=[(report(r), label)])
-                batch = sender._seal(peer)
-                if batch is None:
-                    raise RuntimeError("KOR sealed nothing for JPN")
-                body = '{"envelopes":[' + ",".join(batch.bodies) + "]}"
-                envelopes = [crypto.Envelope.from_json(e)
-                             for e in json.loads(body)["envelopes"]]
-                now.clear()
-                wall, cpu = time.perf_counter(), time.thread_time()
-                results = inbox.deliver_many(envelopes, "KOR", now_utc())
-                got = {"recv_wall": time.perf_counter() - wall,
-                       "recv_cpu": time.thread_time() - cpu, **now}  # before KOR's settle
-                if len(results) != 1 or results[0].receipt is None:
-                    raise RuntimeError(f"not receipted: {results}")
-                answer = json.loads(json.dumps({"results": [x.to_json() for x in results]}))
-                sender._settle(peer, batch.sealed, answer["results"], exchange.SendReport(),
-                               batch.unsent, batch.digests)
-                if r >= WARM:
-                    for key, value in got.items():
-                        took.setdefault(key, []).append(value)
-        finally:
-            sender.close()
-            kor.close()
-            jpn.close()
+        for r in range(n + WARM):
+            exchange.publish(kor, entries=[(report(r), SENSOR_REPORT)])
+            batch = sender._seal(peer)
+            envelopes = envelopes_of(batch)
+            now.clear()
+            wall, cpu = time.perf_counter(), time.thread_time()
+            results = inbox.deliver_many(envelopes, "KOR", now_utc())
+            got = {"recv_wall": time.perf_counter() - wall,
+                   "recv_cpu": time.thread_time() - cpu, **now}  # before KOR's settle
+            if len(results) != 1 or results[0].receipt is None:
+                raise RuntimeError(f"not receipted: {results}")
+            answer = json.loads(json.dumps({"results": [x.to_json() for x in results]}))
+            sender._settle(peer, batch.sealed, answer["results"], exchange.SendReport(),
+                           batch.unsent, batch.digests)
+            if r >= WARM:
+                for key, value in got.items():
+                    took.setdefault(key, []).append(value)
     out = {k: round(statistics.median(v) * 1e3, 3) for k, v in took.items()}
     print(json.dumps(out))
     return out

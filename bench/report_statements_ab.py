@@ -18,19 +18,14 @@ import importlib.util
 import json
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.receive_plan_ab import report
-from gsomia import bootstrap
-from gsomia.core import crypto
-from gsomia.service import handlers
-from gsomia.shell import exchange, federation
-from gsomia.shell.peer_inbox import NodeInbox
+from bench.receive_plan_ab import SENSOR_REPORT, direct_pair, envelopes_of, report
+from gsomia.shell import exchange
 from gsomia.shell.store import _repository, _store, now_utc
 
 # The methods whose statements hotpath28 made once, by the class that holds them.
@@ -70,15 +65,8 @@ def _use(methods: dict[tuple[str, str], Any], stores: list[Any]) -> None:
 def main(ref: Path, rounds: int, k: int, same: bool) -> dict[str, Any]:
     sides = _sides(ref, same)
     took: dict[str, dict[str, list[float]]] = {s: defaultdict(list) for s in sides}
-    with tempfile.TemporaryDirectory(prefix="gsomia-report-statements-") as tmp:
-        folder = Path(tmp) / "direct"
-        federation.configure(folder, "direct", federation.free_base_port())
-        kor, jpn = bootstrap.open_node(folder / "KOR"), bootstrap.open_node(folder / "JPN")
-        label = handlers.LabelRequest("군사III급비밀", ("JPN", "KOR", "USA"), "dprk-missile",
-                                      category="sensor-report")
+    with direct_pair("gsomia-report-statements-") as (kor, jpn, sender, inbox):
         peer = exchange.require_partners(kor).peer("JPN")
-        sender = exchange.Sender(kor, batch=100, link="JPN")
-        inbox = NodeInbox(jpn)
         n = 0
         try:
             for r in range(rounds + 1):
@@ -88,16 +76,12 @@ def main(ref: Path, rounds: int, k: int, same: bool) -> dict[str, Any]:
                         n += 1
                         t: dict[str, float] = {}
                         c = time.thread_time()
-                        exchange.publish(kor, entries=[(report(n), label)])
+                        exchange.publish(kor, entries=[(report(n), SENSOR_REPORT)])
                         t["publish"] = time.thread_time() - c
                         c = time.thread_time()
                         batch = sender._seal(peer)
                         t["claim_seal"] = time.thread_time() - c
-                        if batch is None:
-                            raise RuntimeError("KOR sealed nothing for JPN")
-                        body = '{"envelopes":[' + ",".join(batch.bodies) + "]}"
-                        envelopes = [crypto.Envelope.from_json(e)
-                                     for e in json.loads(body)["envelopes"]]
+                        envelopes = envelopes_of(batch)
                         c = time.thread_time()
                         results = inbox.deliver_many(envelopes, "KOR", now_utc())
                         t["receive"] = time.thread_time() - c
@@ -115,9 +99,6 @@ def main(ref: Path, rounds: int, k: int, same: bool) -> dict[str, Any]:
                             took[side]["all"].append(sum(t.values()))
         finally:
             _use(sides["here"], [kor.store, jpn.store])
-            sender.close()
-            kor.close()
-            jpn.close()
     out: dict[str, Any] = {}
     for key in took["ref"]:
         a, b = (statistics.median(took[s][key]) * 1e3 for s in ("ref", "here"))
