@@ -3,9 +3,11 @@
 a reference revision's peer_identity (``--against REV``, main by default) against this
 tree's, side by side in one process: CPU per decision (a new connection's TLS extension
 each time), median of 7 alternated rounds, for a partner's certificate (KOR, in force),
-the node's own (JPN) and one of no pinned CA's (XYZ). Each side's answer is checked
-against the other's. On a real node folder (``create_identity``, partners.json pinning
-KOR's CA). Not a test, not part of ``python -m bench``:
+the node's own (JPN) and one of no pinned CA's (XYZ); and per request on a kept connection
+(the peer API's ``PinnedPeers``, decided again at each request, finalreview28a). Each side's
+answer is checked against the other's; timed once the node folder's files have settled
+(``gsomia.shell.settled_files``), as a running node's have. On a real node folder
+(``create_identity``, partners.json pinning KOR's CA). Not a test, not part of ``python -m bench``:
 
     PYTHONPATH=src:. python bench/peer_decision_ab.py [--against REV] [--save-as KEY] [N]
 """
@@ -87,6 +89,21 @@ def _cpu_per_call(call: Callable[[], object], n: int) -> float:
     return (time.process_time() - start) / n
 
 
+def _request(peers: Callable[[dict[str, Any]], object], tls: dict[str, Any]) -> object:
+    return peers({"extensions": {"tls": tls}})  # a request on a kept connection
+
+
+def _settle(folder: Path) -> None:
+    """Wait until no file of ``folder`` changed within SETTLED_NS: a running node's CA files
+    and partners.json, written at its making, long settled (this tree's stat-cached reads
+    trust a stat only then)."""
+    from gsomia.shell.settled_files import SETTLED_NS
+
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    latest = max(max(p.stat().st_mtime_ns, p.stat().st_ctime_ns) for p in files)
+    time.sleep(max(0.0, (SETTLED_NS - (time.time_ns() - latest)) / 1e9) + 0.1)
+
+
 def run(rev: str = "main", n: int = 300) -> dict[str, Any]:
     reference = _reference(rev)
     catalogue = load_catalogue()
@@ -94,19 +111,29 @@ def run(rev: str = "main", n: int = 300) -> dict[str, Any]:
     out: dict[str, Any] = {"against": rev, "decisions_per_round": n, "rounds": ROUNDS}
     with tempfile.TemporaryDirectory(prefix="peer_decision_ab-") as tmp:
         jpn, ders = _folder(Path(tmp), now)
-        sides = {side: module.CurrentPartners(module.PinnedPeers(jpn, "JPN"), catalogue)
+        _settle(Path(tmp))
+        peers = {side: module.PinnedPeers(jpn, "JPN")
                  for side, module in (("reference", reference), ("this", peer_identity))}
+        sides = {side: sys.modules[type(p).__module__].CurrentPartners(p, catalogue)
+                 for side, p in peers.items()}
         for holder, der in ders.items():
             answers = {side: decide({"client_cert_der": der})
                        for side, decide in sides.items()}
             assert answers["reference"] == answers["this"], (holder, answers)
-            times: dict[str, list[float]] = {side: [] for side in sides}
-            for _ in range(ROUNDS):
-                for side, decide in sides.items():
-                    times[side].append(_cpu_per_call(partial(_new_connection, decide, der), n))
-            ref, this = (statistics.median(times[s]) for s in ("reference", "this"))
-            out[holder] = {"answer": answers["this"], "reference_us": round(ref * 1e6, 1),
-                           "this_us": round(this * 1e6, 1), "ratio": round(this / ref, 3)}
+            # A new connection's decision (CurrentPartners), then a request's on a kept one
+            # (the peer API's PinnedPeers, decided again at each request).
+            for what, calls in (("connection", {s: partial(_new_connection, d, der)
+                                                for s, d in sides.items()}),
+                                ("request", {s: partial(_request, p, {"client_cert_der": der})
+                                             for s, p in peers.items()})):
+                times: dict[str, list[float]] = {side: [] for side in calls}
+                for _ in range(ROUNDS):
+                    for side, call in calls.items():
+                        times[side].append(_cpu_per_call(call, n))
+                ref, this = (statistics.median(times[s]) for s in ("reference", "this"))
+                out.setdefault(holder, {"answer": answers["this"]})[what] = {
+                    "reference_us": round(ref * 1e6, 1), "this_us": round(this * 1e6, 1),
+                    "ratio": round(this / ref, 3)}
     return out
 
 

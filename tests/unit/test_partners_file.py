@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gsomia.shell import exchange
+from gsomia.shell import settled_files
 from gsomia.shell.exchange import PARTNERS_FILE, Partners, Peer
 
 PEERS = {code: Peer(code, f"https://{code.lower()}.example:8443",
@@ -61,7 +61,7 @@ def test_a_rewrite_in_place_of_the_same_size_is_seen_at_once(tmp_path: Path,
 def test_a_settled_file_is_read_again_once_it_changes(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Every file counts as settled: the stat alone decides whether it is read again.
-    monkeypatch.setattr(exchange._partners, "_SETTLED_NS", -10**18)
+    monkeypatch.setattr(settled_files, "SETTLED_NS", -10**18)
     _partners(("KOR",)).write(tmp_path)
     assert Partners.load(tmp_path).deliver_to == ("KOR",)
     _partners(("KOR", "USA")).write(tmp_path)  # replaced: a new inode, another size

@@ -32,6 +32,7 @@ from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 from gsomia.core.types import Party
+from gsomia.shell.settled_files import SettledFiles
 
 if TYPE_CHECKING:
     from gsomia.core.agreements import Agreement, Catalogue
@@ -142,12 +143,14 @@ class PinnedPeers:
     connection's TLS extension, ``gsomia_peer``, for the audit and the server's keep-alive).
 
     Each decision is kept under what it depends on: the certificate's bytes and the pins as
-    read then (partners.json's pins and the bytes of each CA file, read, not parsed, for
-    every decision), and used again only inside the time the certificate and every CA it
-    was checked against are all valid, where time changes nothing of the answer: nothing
-    kept outlives a pin, a file or a validity that changed. A certificate refused outside
-    that time is not kept. Partners' and refused certificates are kept apart, so the
-    certificates the node's own CA issued (the TLS layer takes them) evict no partner's."""
+    read then (partners.json's pins and the bytes of each CA file, not parsed, for every
+    decision; a file is read again only when it may have changed,
+    :class:`gsomia.shell.settled_files.SettledFiles`), and used again only inside the time
+    the certificate and every CA it was checked against are all valid, where time changes
+    nothing of the answer: nothing kept outlives a pin, a file or a validity that changed.
+    A certificate refused outside that time is not kept. Partners' and refused certificates
+    are kept apart, so the certificates the node's own CA issued (the TLS layer takes them)
+    evict no partner's."""
 
     KEPT = 256  # decisions kept at most, of each kind (a node has a few partners)
 
@@ -160,6 +163,8 @@ class PinnedPeers:
                                     x509.Certificate | None]] = {}
         self._decided: dict[tuple[bytes, Any], tuple[Party, datetime, datetime]] = {}
         self._refused: dict[tuple[bytes, Any], tuple[PeerRefused, datetime, datetime]] = {}
+        self._files = SettledFiles(kept=16)
+        self._paths: dict[Party, str] = {}  # each party's CA file's path
 
     def _read(self) -> tuple[Any, dict[Party, x509.Certificate], x509.Certificate | None]:
         """The partners' pinned CAs and this node's own CA, with the key they are kept
@@ -170,11 +175,14 @@ class PinnedPeers:
         pins = tuple(sorted((code, getattr(peer, "tls_ca_sha256", None) or "")
                             for code, peer in partners.peers.items())) \
             if partners is not None else ()
-        # Each partner's CA file as read now: what is parsed below is these bytes, never a
-        # second reading that the key would not name.
-        files = tuple((code, pin, _read_or_none(_ca_file(self.folder, self.party, code)))
+        # Each partner's CA file as it is now: what is parsed below is these bytes, never a
+        # second reading that the key would not name. Read again only when it may have
+        # changed (its stat, or changed too recently for the stat to tell: a CA swapped for
+        # another of the same size and times is seen at the next request, finalreview28a);
+        # an unchanged file's bytes are the same object, so the key is found by identity.
+        files = tuple((code, pin, self._bytes_of(code))
                       for code, pin in pins if pin and code != self.party)
-        own_bytes = _read_or_none(self.folder / "tls" / "ca.crt")
+        own_bytes = self._bytes_of(self.party)
         key = (files, own_bytes)
         kept = self._pins.get(key)
         if kept is None:
@@ -193,6 +201,17 @@ class PinnedPeers:
                 self._pins.clear()
             self._pins[key] = kept
         return kept
+
+    def _bytes_of(self, code: Party) -> bytes | None:
+        """The bytes of ``code``'s CA file (this node's own: ``tls/ca.crt``), None if it
+        cannot be read."""
+        path = self._paths.get(code)
+        if path is None:
+            path = self._paths[code] = str(_ca_file(self.folder, self.party, code))
+        try:
+            return self._files.read(path)
+        except OSError:
+            return None
 
     def pinned(self) -> dict[Party, x509.Certificate]:
         """Each partner's CA whose file matches its pin in partners.json; never this node's

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import ssl
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 from gsomia.core import crypto
 from gsomia.core.errors import MalformedInput
 from gsomia.core.types import Party, party
+from gsomia.shell.settled_files import SettledFiles
 
 if TYPE_CHECKING:
     import httpx
@@ -99,32 +99,26 @@ class Partners:
 
     @classmethod
     def load(cls, folder: Path) -> Partners | None:
-        path = Path(folder) / PARTNERS_FILE
-        key = str(path)
+        # A string, not a Path: built at every peer request, where pathlib's parsing was
+        # half of what reading the pins cost once the files were no longer read.
+        key = os.path.join(os.fspath(folder), PARTNERS_FILE)
         try:
-            # Asked at every commit, sender pass and peer request: a file whose stat is the
-            # one cached is not read again, unless it changed so recently that a rewrite in
-            # place within the clock's tick could share size and times (racy git's rule).
-            st = os.stat(key)
-            stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            # Asked at every commit, sender pass and peer request: read again only when it
+            # may have changed (gsomia.shell.settled_files), parsed again, its keys loaded,
+            # only when its bytes did.
+            raw = _FILES.read(key)
             cached = _LOADED.get(key)
-            if cached is not None and cached[0] == stamp and \
-                    time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
-                return cached[2]
-            raw = path.read_bytes()
-            # Parse it and load the keys again only when its bytes changed.
-            if cached is not None and cached[1] == raw:
-                _LOADED[key] = (stamp, raw, cached[2])
-                return cached[2]
+            if cached is not None and cached[0] == raw:
+                return cached[1]
             found = cls.from_json(json.loads(raw.decode("utf-8")), where=key)
             if len(_LOADED) > 64:
                 _LOADED.clear()
-            _LOADED[key] = (stamp, raw, found)
+            _LOADED[key] = (raw, found)
             return found
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise MalformedInput(f"cannot read {path}: {exc}", where=str(path)) from None
+            raise MalformedInput(f"cannot read {key}: {exc}", where=key) from None
 
     def write(self, folder: Path) -> None:
         path = Path(folder) / PARTNERS_FILE
@@ -133,10 +127,9 @@ class Partners:
         tmp.replace(path)
 
 
-# path -> (its stat when read, its bytes, what they say)
-_LOADED: dict[str, tuple[tuple[int, ...], bytes, Partners]] = {}
-# A file changed less than this long ago is read again even if its stat is the one cached.
-_SETTLED_NS = 2_000_000_000
+# path -> (its bytes, what they say)
+_LOADED: dict[str, tuple[bytes, Partners]] = {}
+_FILES = SettledFiles()
 
 
 def _ca_pin(value: Any, *, where: str) -> str | None:
