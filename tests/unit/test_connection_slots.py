@@ -114,3 +114,83 @@ def test_one_ipv6_host_holds_one_share_however_many_of_its_addresses_it_uses() -
         == "192.0.2.7"
     assert _share_of(("fe80::1%eth0", 443, 0, 2)) == _share_of(("fe80::2", 443, 0, 2))
     assert _share_of(None) == ""
+
+
+@settings(max_examples=40, deadline=None)
+@given(bounds=st.tuples(st.integers(1, 4), st.integers(1, 3)),
+       steps=st.lists(st.one_of(
+           st.tuples(st.just("connect"), st.sampled_from(["127.0.0.1", "127.0.0.2",
+                                                          "127.0.0.3"])),
+           st.tuples(st.just("close"), st.integers(0, 1_000).map(str))), max_size=16))
+def test_a_newcomer_beyond_every_handshake_slot_cuts_the_oldest_not_itself(
+        bounds: tuple[int, int], steps: list[tuple[str, str]]) -> None:
+    """pinned29: over any sequence of connections that never begin their handshake (from some
+    address) and of their clients' closes, on a real listening socket: the handshakes under
+    way never exceed the bound nor one address its share; a newcomer from an address holding
+    its share is cut; any other is held, and if every slot was taken the oldest handshake
+    under way is cut for it, so the held ones are always the newest taken. Every slot comes
+    back once the clients close."""
+    import asyncio
+    import ssl
+
+    from gsomia.shell.commands.serve import _Handshaking, _share_of
+
+    total, share = bounds
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        slots = ConnectionSlots(total, share, 0)
+        under_way: dict[Any, Any] = {}
+        made = [0]
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+
+        class Counted(_Handshaking):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                made[0] += 1
+
+        server = await loop.create_server(
+            lambda: Counted(asyncio.Protocol, context, slots, 60.0, under_way),
+            "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        clients: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        expected: list[tuple[str, int]] = []  # the handshakes under way, oldest first
+
+        def now_held() -> list[tuple[str, int]]:
+            return [tuple(t.get_extra_info("peername")[:2]) for t in under_way]
+
+        async def until(done: Any) -> None:
+            end = loop.time() + 10
+            while not done() and loop.time() < end:
+                await asyncio.sleep(0.002)
+            assert done()
+
+        try:
+            for kind, arg in steps:
+                if kind == "connect":
+                    before = made[0]
+                    _, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                              local_addr=(arg, 0))
+                    me = writer.get_extra_info("sockname")[:2]
+                    clients[me] = writer
+                    await until(lambda b=before: made[0] > b)  # type: ignore[misc]
+                    here = sum(1 for a, _ in expected if _share_of((a, 0)) == arg)
+                    if here < share:
+                        if len(expected) >= total:
+                            expected.pop(0)
+                        expected.append(me)
+                elif expected:
+                    me = expected.pop(int(arg) % len(expected))
+                    clients[me].close()
+                    await until(lambda me=me: me not in now_held())  # type: ignore[misc]
+                assert now_held() == expected
+                assert slots.strangers_held == len(expected) <= total
+                assert all(n <= share for n in slots.addresses.values())
+        finally:
+            for writer in clients.values():
+                writer.close()
+            await until(lambda: slots.held() == 0)
+            server.close()
+        assert under_way == {} and slots.addresses == {}
+
+    asyncio.run(main())

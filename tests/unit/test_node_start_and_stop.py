@@ -484,8 +484,9 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
     nothing, or half a ClientHello, held every descriptor of a server allowed 300 for 60 s,
     and a partner's connection timed out. Each is now cut once ``handshake_within`` has
     passed, and no more are under way than the server's ``handshakes`` slots (here 3, 2 from
-    one address): one beyond is cut at once, while a handshake from elsewhere is made and
-    answered. Every handshake gives its slot back, made or cut."""
+    one address): one beyond its address's share is cut at once, while a handshake from
+    elsewhere is made and answered; one beyond them all cuts the oldest. Every handshake
+    gives its slot back, made or cut."""
     from datetime import UTC, datetime
 
     from gsomia.shell.commands.serve import HANDSHAKE_WITHIN_S, ConnectionSlots, tls_protocol
@@ -540,9 +541,15 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
                 made.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 assert made.recv(4096).startswith(b"HTTP/1.1 200")
             silent("127.0.0.3", hello)
-            assert closed(silent("127.0.0.4")), "beyond the handshakes under way"
-            for sock in unfinished[:3]:
+            # Every slot taken: a newcomer from another address cuts the oldest handshake
+            # under way (pinned29), and holds its slot.
+            newcomer = silent("127.0.0.4")
+            assert closed(unfinished[0]) and time.monotonic() - begun < within, \
+                "the oldest not cut at once"
+            assert server.handshakes.held() == 3
+            for sock in unfinished[1:]:
                 assert closed(sock), "the server answered half a handshake"
+            assert newcomer in unfinished[1:]
             assert time.monotonic() - begun < within + 3, "held past the handshake's time"
         finally:
             for sock in unfinished:
@@ -550,6 +557,83 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
         assert held_gone(server.handshakes), server.handshakes.held()
         with httpx.Client(verify=trusted) as web:
             assert web.get(f"https://127.0.0.1:{port}/").text == "ok"
+        assert serving.is_alive()
+
+
+def test_a_partner_connects_while_strangers_from_many_addresses_hold_every_handshake(
+        tmp_path: Path) -> None:
+    """pinned29: handshakes under way were capped (256, 64 from one address) and one beyond
+    was cut at once: 398 TCP connections that never began their handshake, two from each of
+    127.0.0.2 to 127.0.0.200, held all 256 slots, and a partner's connect was cut until theirs
+    timed out (and sent again, for ever). Now a connection beyond every slot cuts the oldest
+    handshake under way: the flood's last 256 are held, the partner's handshake cuts the
+    oldest of them, is made and answered. Every slot comes back once they close."""
+    import selectors
+
+    from gsomia.shell.commands.serve import HANDSHAKES_UNDER_WAY, tls_protocol
+    from gsomia.shell.peer_identity import CurrentPartners, PinnedPeers, ca_bundle
+
+    homes, catalogue = _three_pinned(tmp_path)
+    jpn = homes["JPN"] / "tls"
+    server = stopping_server(uvicorn.Config(
+        _answers_ok, host="127.0.0.1", port=0, lifespan="off", log_level="critical",
+        http=tls_protocol(CurrentPartners(PinnedPeers(homes["JPN"], "JPN"), catalogue)),
+        ssl_certfile=str(jpn / "server.crt"), ssl_keyfile=str(jpn / "server.key"),
+        ssl_ca_certs=str(ca_bundle(homes["JPN"])), ssl_cert_reqs=ssl.CERT_OPTIONAL),
+        handshake_within=60)  # the flood's handshakes outlast the test
+
+    def open_(sock: socket.socket) -> bool:
+        try:
+            return sock.recv(1) != b""
+        except BlockingIOError:
+            return True
+        except OSError:  # reset: cut
+            return False
+
+    flood: list[socket.socket] = []
+    with served(server) as (port, serving), selectors.DefaultSelector() as watch:
+        try:
+            for host in range(2, 201):
+                for _ in range(2):
+                    sock = socket.create_connection(("127.0.0.1", port), 30,
+                                                    source_address=(f"127.0.0.{host}", 0))
+                    sock.setblocking(False)  # open_ looks, never waits
+                    flood.append(sock)
+                    watch.register(sock, selectors.EVENT_READ)
+            assert len(flood) > HANDSHAKES_UNDER_WAY
+            # Until the server has taken every one: those beyond the slots cut.
+            cut, end = 0, time.monotonic() + 60
+            while cut < len(flood) - HANDSHAKES_UNDER_WAY and time.monotonic() < end:
+                for key, _ in watch.select(0.2):
+                    watch.unregister(key.fileobj)
+                    cut += not open_(key.fileobj)  # type: ignore[arg-type]
+            assert server.handshakes.held() == HANDSHAKES_UNDER_WAY
+
+            def partner_asks() -> bytes:
+                try:
+                    with _client_of(homes, "KOR").wrap_socket(
+                            socket.create_connection(("127.0.0.1", port), 30,
+                                                     source_address=("127.0.0.1", 0)),
+                            server_hostname="127.0.0.1") as partner:
+                        partner.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                        return partner.recv(4096)
+                except OSError as e:  # main: cut as accepted, its handshake reset
+                    return repr(e).encode()
+
+            assert partner_asks().startswith(b"HTTP/1.1 200")
+            # Held: the flood's newest (each beyond the slots cut the oldest then held), but
+            # the one the partner's handshake cut, the oldest held then.
+            held = HANDSHAKES_UNDER_WAY - 1
+            end = time.monotonic() + 10
+            while open_(flood[-held - 1]) and time.monotonic() < end:
+                time.sleep(0.02)
+            assert [open_(sock) for sock in flood] == \
+                [False] * (len(flood) - held) + [True] * held
+            assert server.handshakes.held() == HANDSHAKES_UNDER_WAY - 1
+        finally:
+            for sock in flood:
+                sock.close()
+        assert held_gone(server.handshakes), server.handshakes.held()
         assert serving.is_alive()
 
 

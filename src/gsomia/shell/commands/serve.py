@@ -80,7 +80,8 @@ ADDRESS_CONNECTIONS = 64
 them all."""
 HANDSHAKES_UNDER_WAY = 256
 """TLS handshakes a server process has under way at once, HANDSHAKES_FROM_ONE_ADDRESS of them
-from one address; a connection accepted beyond them is cut at once. Who holds a handshake is
+from one address; a connection accepted beyond its address's share is cut at once, and one
+beyond them all cuts the oldest under way (``_Handshaking``). Who holds a handshake is
 not known until it ends: without this bound, connections that never end theirs held as many
 descriptors as were sent in HANDSHAKE_WITHIN_S, the server's own (its database, its deliveries
 to partners) included."""
@@ -484,36 +485,66 @@ def serve(node_dir: str, host: str, port: int, *, log_level: str = "warning",
 
 
 class _Handshaking(asyncio.Protocol):
-    """A connection accepted: it takes one of the server's handshake slots (else it is cut at
-    once), then its TLS handshake runs as asyncio runs one (the same ``SSLProtocol``,
-    ``app``'s made at its end), within ``within`` seconds; the slot is given back as it ends,
-    made, failed or cut. asyncio's own TLS accept gives no such moment: a handshake that fails
-    tells the application nothing. ``under_way``: the server's handshakes under way, which its
-    stop cuts (``stopping``: true once it has begun; one accepted then is cut at once)."""
+    """A connection accepted: it takes one of the server's handshake slots, then its TLS
+    handshake runs as asyncio runs one (the same ``SSLProtocol``, ``app``'s made at its end),
+    within ``within`` seconds; the slot is given back as it ends, made, failed or cut.
+    asyncio's own TLS accept gives no such moment: a handshake that fails tells the
+    application nothing. ``under_way``: the server's handshakes under way, oldest first, each
+    with what cuts it; its stop cuts them all (``stopping``: true once it has begun; one
+    accepted then is cut at once).
+
+    With every slot taken, a connection from an address under its share cuts the oldest
+    handshake under way and takes its slot, rather than being cut itself: who holds a
+    handshake is unknown until it ends, and a partner's ends in milliseconds, so the oldest
+    is the one least likely to be anyone's. Refused instead, connections that never end
+    theirs from a few hundred addresses kept every slot, and a partner's every connect was
+    cut, for as long as they were sent again each HANDSHAKE_WITHIN_S (pinned29). A newcomer
+    from an address holding its share is still cut: one host does not cut others'."""
 
     def __init__(self, app: Callable[[], asyncio.BaseProtocol], context: ssl.SSLContext,
                  slots: ConnectionSlots, within: float,
-                 under_way: set[asyncio.BaseTransport] | None = None,
+                 under_way: dict[asyncio.BaseTransport, Callable[[], None]] | None = None,
                  stopping: Callable[[], bool] = lambda: False) -> None:
         self.app, self.context, self.slots, self.within = app, context, slots, within
-        self.under_way = under_way if under_way is not None else set()
+        self.under_way = under_way if under_way is not None else {}
         self.stopping = stopping
+
+    def _slot_for(self, share: str) -> tuple[str, Any] | None:
+        """A handshake slot for a connection from ``share``, the oldest handshake under way
+        cut for it if every slot is taken; None: cut this one."""
+        if self.stopping():
+            return None
+        slot = self.slots.take(None, share)
+        if slot is None and self.under_way \
+                and self.slots.addresses.get(share, 0) < self.slots.per_address:
+            self.under_way[next(iter(self.under_way))]()  # its slot back, at once
+            slot = self.slots.take(None, share)
+        return slot
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         from asyncio.sslproto import SSLProtocol
 
-        slot = None if self.stopping() else self.slots.take(
-            None, _share_of(transport.get_extra_info("peername")))
+        slot = self._slot_for(_share_of(transport.get_extra_info("peername")))
         if slot is None:
             transport.abort()  # type: ignore[attr-defined]
             return
         loop = asyncio.get_running_loop()
         ended = loop.create_future()
-        self.under_way.add(transport)
+
+        def give_back() -> None:
+            # Once: by its end, or earlier by its cut for a newcomer (its end comes later,
+            # as asyncio tells the protocol its transport is lost).
+            if self.under_way.pop(transport, None) is not None:
+                self.slots.give_back(slot)
+
+        def cut() -> None:
+            give_back()
+            transport.abort()  # type: ignore[attr-defined]
+
+        self.under_way[transport] = cut
 
         def end(handshake: asyncio.Future[None]) -> None:
-            self.under_way.discard(transport)
-            self.slots.give_back(slot)
+            give_back()
             if not handshake.cancelled():
                 # Why it failed is the client's affair: taken, so that asyncio does not log
                 # each one a client leaves unfinished ("exception was never retrieved").
@@ -530,7 +561,7 @@ class _Handshaking(asyncio.Protocol):
             # that could not be made): its slot back and the connection cut, not held with
             # nothing reading it; cancelled, as SSLProtocol leaves a cancelled waiter be.
             ended.cancel()
-            transport.abort()  # type: ignore[attr-defined]
+            cut()
             raise
 
 
@@ -553,8 +584,9 @@ def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None =
             super().__init__(config)
             self.handshakes = handshakes if handshakes is not None else ConnectionSlots(
                 HANDSHAKES_UNDER_WAY, HANDSHAKES_FROM_ONE_ADDRESS, 0)
-            # The connections whose TLS handshake is under way (_Handshaking): cut at the stop.
-            self.under_way: set[asyncio.BaseTransport] = set()
+            # The connections whose TLS handshake is under way (_Handshaking), oldest first,
+            # each with what cuts it: cut at the stop.
+            self.under_way: dict[asyncio.BaseTransport, Callable[[], None]] = {}
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             if self.config.ssl is None:
@@ -588,8 +620,8 @@ def stopping_server(config: uvicorn.Config, on_stop: Callable[[], None] | None =
             # it was read, so nothing is answered (the partner sends again). Left, it held its
             # slot past the stop (the loop closed under it), and from Python 3.12 the stop's
             # wait_closed waits for every connection the listening server made.
-            for transport in list(self.under_way):
-                transport.abort()  # type: ignore[attr-defined]
+            for cut in list(self.under_way.values()):
+                cut()
             try:
                 if on_stop is not None:
                     on_stop()
