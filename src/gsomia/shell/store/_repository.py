@@ -90,6 +90,31 @@ _RECEIPTED = sa.select(receipts.c.item_id, receipts.c.version).where(
     receipts.c.peer == sa.bindparam("peer"), receipts.c.direction == sa.bindparam("direction"))
 
 
+# The dashboard's reads of what one person may read, made once (it asks on every poll):
+# built at each call, the statements cost more CPU than running them.
+_ITEMS_OF = items.select().where(items.c.id.in_(sa.bindparam("ids", expanding=True)))
+_CUSTODY_OF = custody.select().where(custody.c.item_id.in_(sa.bindparam("ids", expanding=True)))
+_READABLE: dict[int, sa.CompoundSelect[Any]] = {}
+
+
+def _readable_query(schemes: int) -> sa.CompoundSelect[Any]:
+    """:meth:`SqlRepository.readable_versions`' select for ``schemes`` schemes, made once.
+    One seek per scheme, every term an equality or IN on ix_item_audience_reader's
+    columns: an OR of the schemes would let the planner seek (party, purpose) alone and
+    step over every level above the person's clearance."""
+    query = _READABLE.get(schemes)
+    if query is None:
+        a = item_audience.c
+        query = _READABLE[schemes] = sa.union_all(*(
+            sa.select(a.item_id, a.version).where(
+                a.party == sa.bindparam("party"),
+                a.purpose.in_(sa.bindparam("purposes", expanding=True)),
+                a.scheme == sa.bindparam(f"scheme_{n}"),
+                a.level.in_(sa.bindparam(f"levels_{n}", expanding=True)))
+            for n in range(schemes)))
+    return query
+
+
 def _standing_current_query(to: bool, direction: bool) -> sa.Select[Any]:
     """:meth:`SqlRepository.standing_current`'s select for its shape (a recipient named, a
     direction named), made once."""
@@ -240,16 +265,11 @@ class SqlRepository:
         candidate list only; the policy decides on each one's custody label."""
         if not purposes or not levels:
             return []
-        a = item_audience.c
-        # One seek per scheme, every term an equality or IN on the index's columns: an OR
-        # of the schemes would let the planner seek (party, purpose) alone and step over
-        # every level above the person's clearance.
-        query = sa.union_all(*(
-            sa.select(a.item_id, a.version).where(
-                a.party == party, a.purpose.in_(sorted(purposes)), a.scheme == scheme,
-                a.level.in_(sorted(names)))
-            for scheme, names in sorted(levels.items())))
-        return sorted({(str(r[0]), str(r[1])) for r in self.conn.execute(query)})
+        params: dict[str, Any] = {"party": party, "purposes": sorted(purposes)}
+        for n, (scheme, names) in enumerate(sorted(levels.items())):
+            params[f"scheme_{n}"], params[f"levels_{n}"] = scheme, sorted(names)
+        rows = self.conn.execute(_readable_query(len(levels)), params)
+        return sorted({(str(r[0]), str(r[1])) for r in rows})
 
     def holdings_of(self, keys: Collection[tuple[str, str]]) -> list[Holding]:
         """The holdings of these versions (those held), in the order stored, each looked up
@@ -259,10 +279,10 @@ class SqlRepository:
         found: list[tuple[int, StoredItem]] = []
         history: dict[tuple[str, str], list[tuple[int, CustodyRecord]]] = {}
         for chunk in _chunks(ids):
-            for row in self.conn.execute(items.select().where(items.c.id.in_(chunk))):
+            for row in self.conn.execute(_ITEMS_OF, {"ids": chunk}):
                 if (row.id, row.version) in wanted:
                     found.append((row.row, _item(row)))
-            for row in self.conn.execute(custody.select().where(custody.c.item_id.in_(chunk))):
+            for row in self.conn.execute(_CUSTODY_OF, {"ids": chunk}):
                 if (row.item_id, row.version) in wanted:
                     history.setdefault((row.item_id, row.version), []).append(
                         (row.row, _custody(row)))
