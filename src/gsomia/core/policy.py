@@ -21,9 +21,9 @@ from gsomia.core.labels import LabelVocabulary, Scheme, SecurityLabel
 from gsomia.core.types import Party, instant, iso
 
 __all__ = [
-    "Consent", "Decision", "Person", "ReleaseRequest", "StandingConsent", "decide",
-    "decide_access", "decide_all", "decide_classification_change", "decide_derived",
-    "decide_new_version", "label_class",
+    "Consent", "Decision", "Person", "ReleaseRequest", "StandingConsent", "audience",
+    "decide", "decide_access", "decide_all", "decide_classification_change",
+    "decide_derived", "decide_new_version", "label_class", "levels_covered",
 ]
 
 
@@ -302,6 +302,27 @@ def decide_access(person: Person, label: SecurityLabel,
         return Decision(False, tuple(reasons))
     return Decision(True, (f"clearance {person.clearance} covers {label.level}",
                            f"need-to-know for {label.purpose}"))
+
+
+def audience(label: SecurityLabel) -> frozenset[Party]:
+    """The parties whose nationals :func:`decide_access` may let read an item so labelled,
+    clearance and need-to-know aside: its originator, and REL TO unless NOFORN. A person of
+    a party outside it is denied whatever they hold."""
+    if "NOFORN" in label.caveats:
+        return frozenset({label.originator})
+    return frozenset({label.originator}) | label.rel_to
+
+
+def levels_covered(person: Person, schemes: Mapping[Party, Scheme]) -> dict[Party, list[str]]:
+    """Each scheme's levels the person's clearance is at or above (as :func:`decide_access`
+    ranks them); empty when the clearance or its scheme is unknown, which denies all."""
+    own = schemes.get(person.party)
+    if own is None or person.clearance is None or not own.has(person.clearance):
+        return {}
+    rank = own.level(person.clearance).rank
+    covered = {code: [lv.name for lv in scheme.levels if lv.rank <= rank]
+               for code, scheme in schemes.items()}
+    return {code: names for code, names in covered.items() if names}
 
 
 def decide_classification_change(actor: Party, label: SecurityLabel, new_level: str,

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, TypeVar
 
 from gsomia.core import roles
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Decision, Person, decide_access, decide_derived
+from gsomia.core.policy import (
+    Decision,
+    Person,
+    decide_access,
+    decide_derived,
+    levels_covered,
+)
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party
 
 if TYPE_CHECKING:
@@ -23,7 +29,7 @@ if TYPE_CHECKING:
     from gsomia.core.tracking.sensors import Sensor
 
 __all__ = ["acting", "deriving", "may_act", "may_read", "may_replay", "may_see_log",
-           "readable_items", "reading", "replay_label", "sensors_shown"]
+           "readable_items", "reading", "reading_keys", "replay_label", "sensors_shown"]
 
 _H = TypeVar("_H", bound="Holding")
 
@@ -38,6 +44,17 @@ def may_read(person: Person | None, label: SecurityLabel,
              schemes: Mapping[Party, Scheme]) -> bool:
     """Whether ``person`` (None: nobody authenticated) may read an item so labelled."""
     return person is not None and decide_access(person, label, schemes).permit
+
+
+def reading_keys(person: Person, schemes: Mapping[Party, Scheme]
+                 ) -> tuple[Party, frozenset[str], dict[Party, list[str]]]:
+    """What a label must hold for ``person`` to read it, clearance and need-to-know and
+    nationality alike, as a store seeks labels: (a party its audience must name
+    (:func:`gsomia.core.policy.audience`), the purposes one of which it must have, each
+    scheme's levels it may be at). Derived from the person alone, so that what is sought
+    says nothing of what the node holds; the store's answer is a candidate list the policy
+    still decides on."""
+    return person.party, person.need_to_know, levels_covered(person, schemes)
 
 
 def deriving(source: SecurityLabel, derived: SecurityLabel,

@@ -29,8 +29,9 @@ from gsomia.core.custody import (
 from gsomia.core.errors import MalformedInput
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import DELIVERY, NOTICE_KINDS
+from gsomia.core.policy import audience
 from gsomia.core.types import instant, iso
-from gsomia.shell.store._tables import custody, outbox, revocations
+from gsomia.shell.store._tables import custody, item_audience, outbox, revocations
 
 
 def _label(data: bytes) -> SecurityLabel:
@@ -84,6 +85,11 @@ _CREATED_COLUMNS = _in_column_order(custody, (
     "national_label", "at", "envelope_digest", "note", "seq"))
 
 
+# The values of _audience_rows, in this order (checked against the table at import).
+_AUDIENCE_COLUMNS = _in_column_order(item_audience, (
+    "item_id", "version", "party", "purpose", "scheme", "level"))
+
+
 def _created_rows(batch: CreatedCustody, seq: int) -> list[tuple[Any, ...]]:
     """The custody rows of ``batch`` (for :func:`insert_rows`): ``_custody_values`` of each
     of its records, as tuples in the order of ``_CREATED_COLUMNS``."""
@@ -91,6 +97,14 @@ def _created_rows(batch: CreatedCustody, seq: int) -> list[tuple[Any, ...]]:
     return [(item_id, version, "created", holder, None, label.policy, label_bytes,
              label_bytes, at, None, "", seq)
             for item_id, version, label, label_bytes in batch.items]
+
+
+def _audience_rows(item_id: str, version: str,
+                   label: SecurityLabel) -> list[tuple[str, str, str, str, str, str]]:
+    """The ``item_audience`` rows of a version whose current national label is ``label``:
+    one per party of its audience, in the table's column order."""
+    return [(item_id, version, p, label.purpose, label.scheme, label.level)
+            for p in sorted(audience(label))]
 
 
 def _custody_values(record: CustodyRecord, seq: int) -> dict[str, Any]:

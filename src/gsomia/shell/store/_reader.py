@@ -20,6 +20,7 @@ from gsomia.core.errors import MalformedInput
 from gsomia.core.outbox import DELIVERY
 from gsomia.core.types import instant
 from gsomia.shell.store._mapping import (
+    _audience_rows,
     _blob,
     _chunks,
     _consent,
@@ -28,6 +29,7 @@ from gsomia.shell.store._mapping import (
     _head,
     _incident,
     _int,
+    _label,
     _notice,
     _receipt,
     _revocation,
@@ -46,6 +48,7 @@ from gsomia.shell.store._tables import (
     envelopes_seen,
     exchange_state,
     incidents,
+    item_audience,
     items,
     metadata,
     node_identity,
@@ -446,6 +449,42 @@ class SqlAuditReader:
                 found.append(LogProblem(
                     "schema", f"trigger {name}",
                     f"the database holds a trigger {name!r} that no migration made"))
+        found.extend(self._audience_problems())
+        return found
+
+    def _audience_problems(self) -> list[LogProblem]:
+        """The versions whose ``item_audience`` rows (which no digest covers) are not those
+        of the audience of their latest custody record's label (each record checked
+        against its event): a row lost hides a version from the dashboard's readers, a row
+        added or changed shows nothing (the policy decides on the custody label) but is
+        written behind the node's back all the same."""
+        latest: dict[tuple[str, str], Any] = {}
+        for item_id, version, data in self.conn.execute(
+                sa.select(custody.c.item_id, custody.c.version, custody.c.national_label)
+                .order_by(custody.c.row).execution_options(yield_per=5000)):
+            latest[(item_id, version)] = data
+        expected: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        for key, data in latest.items():
+            try:
+                label = _label(bytes(data))
+            except (MalformedInput, ValueError, TypeError):
+                continue  # the custody record itself is reported unreadable
+            expected[key] = sorted(row[2:] for row in _audience_rows(*key, label))
+        a = item_audience.c
+        held: dict[tuple[Any, Any], list[tuple[Any, ...]]] = {}
+        for found_row in self.conn.execute(
+                sa.select(a.item_id, a.version, a.party, a.purpose, a.scheme, a.level)
+                .execution_options(yield_per=5000)):
+            held.setdefault((found_row[0], found_row[1]), []).append(tuple(found_row[2:]))
+        found = []
+        for key in sorted(set(expected) | set(held), key=repr):
+            rows = sorted(held.get(key, []), key=repr)
+            if rows != sorted(expected.get(key, []), key=repr):
+                found.append(LogProblem(
+                    "modified", f"item_audience {key[0]}@{key[1]}",
+                    f"the audience rows of {key[0]}@{key[1]} ({rows}) are not those of its "
+                    f"latest custody label ({expected.get(key, [])}): written behind the "
+                    "node's back"))
         return found
 
     def leaf_hashes(self) -> list[bytes]:

@@ -29,6 +29,7 @@ from gsomia.core.outbox import DELIVERY, DeliveryDue, NoticeDue
 from gsomia.core.types import instant
 from gsomia.service.ports import LoggedHead
 from gsomia.shell.store._mapping import (
+    _audience_rows,
     _blob,
     _chunks,
     _consent,
@@ -64,6 +65,7 @@ from gsomia.shell.store._tables import (
     envelopes_seen,
     exchange_state,
     incidents,
+    item_audience,
     items,
     outbox,
     receipts,
@@ -86,6 +88,31 @@ _SEEN_NONCES = sa.select(envelopes_seen.c.nonce).where(
 _RECEIPTED = sa.select(receipts.c.item_id, receipts.c.version).where(
     receipts.c.item_id.in_(sa.bindparam("ids", expanding=True)),
     receipts.c.peer == sa.bindparam("peer"), receipts.c.direction == sa.bindparam("direction"))
+
+
+# The dashboard's reads of what one person may read, made once (it asks on every poll):
+# built at each call, the statements cost more CPU than running them.
+_ITEMS_OF = items.select().where(items.c.id.in_(sa.bindparam("ids", expanding=True)))
+_CUSTODY_OF = custody.select().where(custody.c.item_id.in_(sa.bindparam("ids", expanding=True)))
+_READABLE: dict[int, sa.CompoundSelect[Any]] = {}
+
+
+def _readable_query(schemes: int) -> sa.CompoundSelect[Any]:
+    """:meth:`SqlRepository.readable_versions`' select for ``schemes`` schemes, made once.
+    One seek per scheme, every term an equality or IN on ix_item_audience_reader's
+    columns: an OR of the schemes would let the planner seek (party, purpose) alone and
+    step over every level above the person's clearance."""
+    query = _READABLE.get(schemes)
+    if query is None:
+        a = item_audience.c
+        query = _READABLE[schemes] = sa.union_all(*(
+            sa.select(a.item_id, a.version).where(
+                a.party == sa.bindparam("party"),
+                a.purpose.in_(sa.bindparam("purposes", expanding=True)),
+                a.scheme == sa.bindparam(f"scheme_{n}"),
+                a.level.in_(sa.bindparam(f"levels_{n}", expanding=True)))
+            for n in range(schemes)))
+    return query
 
 
 def _standing_current_query(to: bool, direction: bool) -> sa.Select[Any]:
@@ -175,12 +202,33 @@ class SqlRepository:
 
     def add_custody(self, record: CustodyRecord, *, seq: int) -> None:
         self.conn.execute(custody.insert(), _custody_values(record, seq))
+        self._set_audience([record])
 
     def add_custody_many(self, batch: list[tuple[CustodyRecord, int]]) -> None:
         insert_many(self.conn, custody, [_custody_values(r, s) for r, s in batch])
+        self._set_audience([r for r, _ in batch])
 
     def add_created_custody(self, batch: CreatedCustody, *, seq: int) -> None:
         insert_rows(self.conn, custody, _created_rows(batch, seq))
+        # New versions: nothing of theirs to replace in item_audience.
+        insert_rows(self.conn, item_audience, [
+            row for item_id, version, label, _ in batch.items
+            for row in _audience_rows(item_id, version, label)])
+
+    def _set_audience(self, records: Sequence[CustodyRecord]) -> None:
+        """Each version's ``item_audience`` rows made those of its latest record's label
+        (``records`` in the order added: the last of a version is its current one)."""
+        latest = {(r.item_id, r.version): r.national_label for r in records}
+        # A version's first record ("created", "received") has no rows to replace yet.
+        replaced = sorted({(r.item_id, r.version) for r in records
+                           if r.event not in ("created", "received")})
+        a = item_audience.c
+        for item_id, version in replaced:
+            self.conn.execute(item_audience.delete().where(a.item_id == item_id,
+                                                           a.version == version))
+        insert_rows(self.conn, item_audience, [
+            row for (item_id, version), label in latest.items()
+            for row in _audience_rows(item_id, version, label)])
 
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         rows = self.conn.execute(custody.select().where(
@@ -208,6 +256,40 @@ class SqlRepository:
         return [(str(row.id), bytes(row.content)) for row in self.conn.execute(
             sa.select(c.id, c.content).where(c.seq > seq, c.originator == originator,
                                              c.type == stix_type).order_by(c.seq))]
+
+    def readable_versions(self, party: str, purposes: Collection[str],
+                          levels: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+        """The versions whose current label lets a person of ``party`` with need-to-know for
+        ``purposes``, cleared for ``levels`` (scheme -> level names), read them, sought in
+        ``ix_item_audience_reader``: the versions they may not read are not touched. A
+        candidate list only; the policy decides on each one's custody label."""
+        if not purposes or not levels:
+            return []
+        params: dict[str, Any] = {"party": party, "purposes": sorted(purposes)}
+        for n, (scheme, names) in enumerate(sorted(levels.items())):
+            params[f"scheme_{n}"], params[f"levels_{n}"] = scheme, sorted(names)
+        rows = self.conn.execute(_readable_query(len(levels)), params)
+        return sorted({(str(r[0]), str(r[1])) for r in rows})
+
+    def holdings_of(self, keys: Collection[tuple[str, str]]) -> list[Holding]:
+        """The holdings of these versions (those held), in the order stored, each looked up
+        by its id: what is not asked for is not read."""
+        wanted = set(keys)
+        ids = sorted({k[0] for k in wanted})
+        found: list[tuple[int, StoredItem]] = []
+        history: dict[tuple[str, str], list[tuple[int, CustodyRecord]]] = {}
+        for chunk in _chunks(ids):
+            for row in self.conn.execute(_ITEMS_OF, {"ids": chunk}):
+                if (row.id, row.version) in wanted:
+                    found.append((row.row, _item(row)))
+            for row in self.conn.execute(_CUSTODY_OF, {"ids": chunk}):
+                if (row.item_id, row.version) in wanted:
+                    history.setdefault((row.item_id, row.version), []).append(
+                        (row.row, _custody(row)))
+        found.sort(key=lambda f: f[0])
+        return [Holding(item, tuple(r for _, r in sorted(
+            history.get((item.item_id, item.version), []), key=lambda h: h[0])))
+            for _, item in found]
 
     def holdings(self) -> list[Holding]:
         history: dict[tuple[str, str], list[CustodyRecord]] = {}

@@ -79,6 +79,25 @@ custody = sa.Table(
     sa.Index("ix_custody_item", "item_id", "version"),
 )
 
+# Migration 0023: who may be shown each item version, by the national label of its latest
+# custody record: a row per party of its audience (its originator, and REL TO unless
+# NOFORN) with the label's purpose, scheme and level, so a person's readable versions are
+# sought by what they hold (party, need-to-know, the levels their clearance covers) and
+# the versions they may not read are never touched: a scan of every holding made the
+# dashboard's answer take longer the more the node held above them (dashsql29). It only
+# narrows: what is shown is still decided on the custody record's label.
+item_audience = sa.Table(
+    "item_audience", metadata, _id(),
+    sa.Column("item_id", sa.String, nullable=False),
+    sa.Column("version", sa.String, nullable=False),
+    sa.Column("party", sa.String(3), nullable=False),
+    sa.Column("purpose", sa.String, nullable=False),
+    sa.Column("scheme", sa.String(3), nullable=False),
+    sa.Column("level", sa.String, nullable=False),
+    sa.Index("ix_item_audience_reader", "party", "purpose", "scheme", "level"),
+    sa.Index("ix_item_audience_item", "item_id", "version"),
+)
+
 users = sa.Table(
     "users", metadata,
     sa.Column("name", sa.String(100), primary_key=True),
@@ -333,4 +352,7 @@ TABLE_COVERAGE: dict[str, str] = {
     # kept for its poster to read again. Not a record of custody (the items and their
     # events are); its values' kinds are checked.
     "taxii_statuses": "kinds checked; the answer to a POST, not a record of custody",
+    "item_audience": "kinds checked; an index of custody's current labels that only "
+                     "narrows the dashboard's reads (each version shown is decided on its "
+                     "custody label): a row lost hides a version, never shows one",
 }
