@@ -704,6 +704,8 @@ class Sender:
                 batch = self._seal(peer, beside=True)
                 self._count(batch, ticket)
                 if batch is None:
+                    if self.progress is not None and self.link is not None:
+                        self.progress.dealt(self.link, ticket)  # in flight or not due
                     return
                 answer: Future[list[Any]] = Future()
                 batch.answer = answer
