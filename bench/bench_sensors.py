@@ -191,6 +191,50 @@ def _stored(folder: Path) -> list[Any]:
         node.close()
 
 
+def _outputs_of(folder: Path, party: str) -> list[tuple[float, dict[str, Any]]]:
+    """(stored at, object) of the warning centre's outputs the node in ``folder`` holds that
+    ``party`` originated (its own centre's, not a partner's it was given)."""
+    import sqlalchemy as sa
+
+    from gsomia import bootstrap
+    from gsomia.shell.store import items
+
+    node = bootstrap.open_node(folder)
+    try:
+        with node.store.engine.connect() as conn:
+            rows = conn.execute(sa.select(items.c.content, items.c.added_at).where(
+                items.c.originator == party, items.c.type == "note")).all()
+    finally:
+        node.close()
+    out = []
+    for r in rows:
+        obj = json.loads(bytes(r.content))
+        if any(prop in obj for prop in OUTPUT_PROPS):
+            out.append((r.added_at.timestamp(), obj))
+    return out
+
+
+def _outputs_from_post(outputs: list[tuple[float, dict[str, Any]]],
+                       posts: list[tuple[float, float, float]]) -> dict[str, list[float]]:
+    """Per output property, ms from the POST that carried an output's newest measurement to
+    the output stored. An output's created is the flight instant of the newest measurement
+    it used: the batch that carried it is the first whose newest is that late."""
+    from gsomia.core.types import instant
+
+    ordered = sorted(posts)
+    newest = np.array([p[0] for p in ordered])
+    sent = np.array([p[1] for p in ordered])
+    ms: dict[str, list[float]] = {}
+    for stored_at, obj in outputs:
+        for prop in OUTPUT_PROPS:
+            if prop not in obj:
+                continue
+            i = int(np.searchsorted(newest, instant(obj["created"]).timestamp() - 0.002))
+            if i < len(sent):
+                ms.setdefault(prop, []).append((stored_at - sent[i]) * 1000.0)
+    return ms
+
+
 def _answered(folder: Path, recipient: str) -> list[tuple[str, float, float, float | None]]:
     """(item id, queued, answered, recorded) instants (POSIX s) of every delivery the node in
     ``folder`` queued to ``recipient`` and recorded the answer of. That answer is sent once
@@ -266,6 +310,9 @@ def _logged_target(url: str, token: str, ca: str) -> Any:
     return Logged(url, token, ca)
 
 
+OUTPUT_PROPS = ("x_gsomia_ipp", "x_gsomia_track", "x_gsomia_warning")
+
+
 def latency() -> dict[str, Any]:
     from gsomia.core.types import instant
     from gsomia.shell.sensor_player import play, playlist
@@ -336,6 +383,7 @@ def report_to_partner() -> dict[str, Any]:
                          if b"x_gsomia_sensor_report" in bytes(r.content)}
                   for code in ("KOR", "JPN")}
         deliveries = _answered(folder / "KOR", "JPN")
+        kor_outputs = _outputs_from_post(_outputs_of(folder / "KOR", "KOR"), target.posts)
     to_jpn = sorted((queued, at) for _, queued, at, _ in deliveries)
     answered = {item: at for item, _, at, _ in deliveries}
     recorded = {item: at for item, _, _, at in deliveries if at is not None}
@@ -378,6 +426,12 @@ def report_to_partner() -> dict[str, Any]:
             "post_to_answer_at_kor": _percentiles(intake_ms),
             "answer_to_held_at_jpn": _percentiles(onward_ms),
             "alone": _percentiles(alone_ms), "behind_unanswered": _percentiles(behind_ms),
+            # KOR's own centre's outputs, from the POST of their newest measurement: what
+            # its pass's head start for the couriers costs KOR's own warnings (headstart29).
+            "kor_outputs_from_post": _percentiles([v for vs in kor_outputs.values()
+                                                   for v in vs]),
+            **{f"kor_{k.removeprefix('x_gsomia_')}s_from_post": _percentiles(v)
+               for k, v in kor_outputs.items()},
             "aim_p99_ms": AIM_REPORT_P99_MS,
             "meets_aim": bool(ms) and got["p99_ms"] < AIM_REPORT_P99_MS}
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from federating import federate
 from gsomia.service import handlers
+from gsomia.shell.exchange import CourierProgress
 from gsomia.shell.node import Node
 from gsomia.shell.store import Changes
 from gsomia.shell.warning_centre import HEAD_START_S, CentreWorker
@@ -83,20 +84,25 @@ def test_a_commit_that_stored_nothing_new_costs_the_centre_no_query(
         assert not worker.pass_once() and statements
 
 
-def test_the_couriers_get_a_head_start_only_where_the_node_delivers(
+def test_the_couriers_get_a_head_start_only_where_a_link_owes_a_post(
         node_factory: Callable[..., Node]) -> None:
     jpn, kor = node_factory("JPN"), node_factory("KOR")
     _take_note(jpn)
     with _watched(jpn) as (worker, _):
         # Alone (the sensors bench's measurement-to-warning node): its warnings never wait.
-        assert worker.head_start() == 0.0
+        assert worker.give_way() == 0.0
         federate(jpn, kor)
-        assert worker.head_start() == HEAD_START_S
+        progress = worker.couriers = CourierProgress()
+        assert worker.give_way() == 0.0  # no link owes a post: no courier to wait for
+        progress.queueing(["KOR"])
+        progress.queued(["KOR"])
+        assert worker.give_way() >= HEAD_START_S  # a courier that never posts: the bound
         assert worker.pass_once()
         # Nothing stored past what it read: a commit that settled a delivery waits for none.
-        assert worker.head_start() == 0.0
+        assert worker.give_way() == 0.0
         _take_note(jpn, 1)
-        assert worker.head_start() == HEAD_START_S
+        progress.dealt("KOR", progress.taking("KOR"))
+        assert worker.give_way() < 1.0
 
 
 def test_an_item_seq_retyped_past_the_log_never_stops_the_centre_reading(

@@ -40,6 +40,7 @@ from gsomia.shell.store import Changes, StoreError
 
 if TYPE_CHECKING:
     from gsomia.core.node_centre import NodeCentre, Output
+    from gsomia.shell.exchange import CourierProgress
 
 __all__ = ["HEAD_START_S", "PROGRESS_FILE", "CentreWorker", "centre_caught_up", "centre_elsewhere",
            "centre_running", "ensure_centre", "id_secret", "output_id", "rehearse",
@@ -57,11 +58,14 @@ ACTIVE_S = 10.0
 IDLE_WAKE_S = 0.1
 IDLE_POLL_S = 5.0
 BATCH = 500
-# A pass that has notes to read while the node delivers to partners starts this long after
-# the centre saw their commit: the couriers claim, seal and post that commit's report first
-# (3-12 ms after it at the sensors bench's load) instead of sharing the GIL with the centre's
-# read, steps and publish (centrepass28: its pass overlapped 86 % of KOR's reports on their
-# way to JPN). A warning waits that long more; the aim from measurement to warning is 100 ms.
+# A pass that has notes to read while couriers run beside the centre (``node run``) starts
+# once each link owed a post by the commits seen has written it, or gave up on it for now
+# (:class:`gsomia.shell.exchange.CourierProgress`): the couriers claim, seal and post that
+# commit's report first (3-12 ms after it at the sensors bench's load) instead of sharing the
+# GIL with the centre's read, steps and publish (centrepass28: its pass overlapped 86 % of
+# KOR's reports on their way to JPN). At most this long: a courier stuck on a partner that
+# does not answer yet never holds a warning longer (the aim from measurement to warning is
+# 100 ms); a fixed wait of this length was what the centre gave them before headstart29.
 HEAD_START_S = 0.015
 # What the centre rehearses on when it is made (:func:`rehearse`): JPN's radars on the
 # 2017-08-29 Hwasong-12 to just past its first impact prediction (208.8 s).
@@ -100,8 +104,12 @@ def output_id(secret: bytes, centre: NodeCentre, output: Output) -> str:
 class CentreWorker:
     """Feeds the node's holdings to its centre and publishes what it answers."""
 
-    def __init__(self, node: Any, centre: NodeCentre | None = None) -> None:
+    def __init__(self, node: Any, centre: NodeCentre | None = None, *,
+                 couriers: CourierProgress | None = None) -> None:
         self.node = node
+        # The progress of the couriers in this process (None: none runs beside the centre,
+        # and its passes wait for nothing).
+        self.couriers = couriers
         self.party: Party = node.party
         self._centre = centre
         self.policy = label_policy(Path(node.folder))
@@ -202,8 +210,8 @@ class CentreWorker:
                     time.monotonic() - passed < (IDLE_POLL_S if idle else POLL_S):
                 stop.wait(IDLE_WAKE_S if idle else WAKE_S)
                 continue
-            if not more and (head_start := self.head_start()):
-                stop.wait(head_start)
+            if not more:
+                self.give_way()
             passed = time.monotonic()
             try:
                 more = self.pass_once()
@@ -228,20 +236,17 @@ class CentreWorker:
         """The newest item's seq (None: it cannot be told, and the pass reads)."""
         return None if self._changes is None else self._changes.newest_seq()
 
-    def head_start(self) -> float:
-        """How long the next pass waits for the couriers: :data:`HEAD_START_S` if an item
-        was stored past what the centre read and the node delivers to partners (the commit
-        of a report then queued its deliveries), else 0."""
-        from gsomia.shell.exchange import Partners
-
+    def give_way(self) -> float:
+        """Before a pass that has items to read, wait for the couriers beside the centre to
+        post what the commits seen so far queued (at most :data:`HEAD_START_S`); the
+        seconds waited. No wait if nothing was stored past what the centre read, or no
+        link owes a post (no partners, none concerned, the partner's link backing off)."""
+        if self.couriers is None:
+            return 0.0
         newest = self._newest()
         if newest is None or newest <= self._read_to:
             return 0.0
-        try:
-            partners = Partners.load(Path(self.node.folder))
-        except GsomiaError:
-            return 0.0  # the couriers say it; the centre only loses its courtesy
-        return HEAD_START_S if partners is not None and partners.deliver_to else 0.0
+        return self.couriers.wait(HEAD_START_S)
 
     def pass_once(self) -> bool:
         """Read the items stored since the last pass; True if there were any."""
@@ -526,13 +531,15 @@ def centre_caught_up(node: Any) -> bool:
         return not repo.contents_stored_after(mark, stix_type="note", limit=1)
 
 
-def start_centre(node: Any) -> tuple[threading.Thread, threading.Event]:
-    """The warning centre on a daemon thread (``gsomia node run``)."""
+def start_centre(node: Any, couriers: CourierProgress | None = None
+                 ) -> tuple[threading.Thread, threading.Event]:
+    """The warning centre on a daemon thread (``gsomia node run``), giving way to the
+    couriers that tell ``couriers`` their progress."""
     from gsomia.shell.exchange import in_background
 
     with _RUNNING_LOCK:
         _RUNNING.add(Path(node.folder).resolve())
-    return in_background(CentreWorker(node), "gsomia-warning-centre")
+    return in_background(CentreWorker(node, couriers=couriers), "gsomia-warning-centre")
 
 
 def centre_elsewhere(folder: Path) -> None:

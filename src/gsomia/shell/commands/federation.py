@@ -38,7 +38,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
 
     from gsomia import bootstrap
     from gsomia.shell.commands import serve as serve_cmd
-    from gsomia.shell.exchange import start_sender, stop_background
+    from gsomia.shell.exchange import CourierProgress, start_sender, stop_background
     from gsomia.shell.node import taxii_collections
     from gsomia.shell.partner_check import check_at_start
     from gsomia.shell.signatures import SignatureWorker
@@ -63,7 +63,9 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
         raise
     node.store.copy_heads_behind()  # the centre's and the sender's commits
     node.store.checkpoint_behind()
-    thread, stop = start_sender(node)
+    # The couriers tell the centre how far they got: its pass gives way to their posts.
+    progress = CourierProgress()
+    thread, stop = start_sender(node, progress)
     from gsomia.shell.notices import start_notices
 
     heads = start_notices(node) if worker == 0 else None  # tree heads
@@ -71,7 +73,7 @@ def run_node(node_dir: str, host: str, port: int, log_level: str, *,
 
     # One centre per node: it tracks and warns from what the node holds (several would
     # each publish the same warnings).
-    centre = start_centre(node) if worker == 0 else None
+    centre = start_centre(node, progress) if worker == 0 else None
     if centre is None:
         centre_elsewhere(Path(node.folder))
     # The sender first: the answer to a batch it has in flight is what a kill would lose

@@ -40,6 +40,8 @@ gsomia uses, and tools/split_module.py exchange made them from one exchange.py):
   the notices, and settling the answers, with backoff.
 - ``_wake``: Wake-ups: the in-process event that wakes a node's couriers, and the commit signals
   read.
+- ``_progress``: The couriers' progress: how far each link got with the rows the commits
+  queued to it, for the warning centre beside them.
 - ``_couriers``: The couriers: one sender per partner link, each on a thread of its own, woken at
   the commits that concern it; the shape of a node's background loops.
 - ``_consents``: Consent requests over the peer API: ids proposed and checked, requests kept, listed
@@ -86,6 +88,7 @@ from gsomia.shell.exchange._partners import (
     peer_client,
     require_partners,
 )
+from gsomia.shell.exchange._progress import CourierProgress
 from gsomia.shell.exchange._receiving import receive
 from gsomia.shell.exchange._sender import (
     FALLBACK_S,
@@ -108,6 +111,7 @@ __all__ = [
     "PENDING",
     "REFUSED",
     "Clock",
+    "CourierProgress",
     "Couriers",
     "Delivered",
     "Kick",

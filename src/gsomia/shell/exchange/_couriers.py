@@ -8,12 +8,14 @@ import sys
 import threading
 import time
 from collections.abc import Collection, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING, Protocol
 
 from gsomia.core.types import Party
 from gsomia.shell import store as node_store
 from gsomia.shell.exchange._outbox import scan
 from gsomia.shell.exchange._partners import require_partners
+from gsomia.shell.exchange._progress import CourierProgress
 from gsomia.shell.exchange._sender import _STOP_SLICE_S, FALLBACK_S, Kick, Sender
 from gsomia.shell.exchange._wake import _drain, _wake_event
 from gsomia.shell.store import now_utc
@@ -69,8 +71,12 @@ class Couriers:
     looks every ``idle`` seconds whether anything was committed. A partner added to
     partners.json gets its loop at the next wake-up."""
 
-    def __init__(self, node: NodePort, *, batch: int = 256, clock: Clock = now_utc) -> None:
+    def __init__(self, node: NodePort, *, batch: int = 256, clock: Clock = now_utc,
+                 progress: CourierProgress | None = None) -> None:
         self.node = node
+        # How far each link has got with the rows this process's commits queued to it, for
+        # the warning centre beside them (``node run``), which gives way to them.
+        self.progress = progress if progress is not None else CourierProgress()
         self.batch = batch
         self.clock = clock
         self._links: dict[Party, tuple[Sender, threading.Thread, Kick]] = {}
@@ -92,6 +98,7 @@ class Couriers:
             sender = Sender(self.node, batch=self.batch, clock=self.clock, link=code)
             sender._recovered = True
             sender.sealing = self._sealing
+            sender.progress = self.progress
             kick = Kick()
             thread = threading.Thread(target=self._link_loop, args=(sender, stop, kick),
                                       name=f"gsomia-sender-{code}", daemon=True)
@@ -116,11 +123,24 @@ class Couriers:
             if links is None or code in links:
                 kick.set()
 
+    def _links_of(self, recipients: frozenset[str]) -> set[Party]:
+        """The links that take rows to ``recipients`` (a recipient without a link of its
+        own: the first link's, as :meth:`_open_links` hands them)."""
+        links = set(self._links)
+        return {to if to in links else min(links) for to in recipients} if links else set()
+
+    def _queueing(self, recipients: frozenset[str]) -> None:
+        """A commit of this process is about to queue rows to ``recipients`` (from the
+        committing thread, the write lock held; see :func:`gsomia.shell.store.on_queueing`)."""
+        self.progress.queueing(self._links_of(recipients))
+
     def _queued(self, recipients: frozenset[str]) -> None:
         """A commit of this process queued rows to ``recipients``: wake their links (from
         the committing thread; see :func:`gsomia.shell.store.on_queued`)."""
-        links = set(self._links)
-        self._kick({to if to in links else min(links, default="") for to in recipients})
+        links = self._links_of(recipients)
+        self.progress.queued(links)
+        with suppress(Exception):  # told once: the progress must not count it twice
+            self._kick(links)
 
     def _concerned(self) -> set[Party] | None:
         """The links with a row queued since they were last woken for their rows: the
@@ -161,6 +181,7 @@ class Couriers:
         changes = node_store.Changes(self.node.store.engine) if signals is None else None
         fell_back = True
         node_store.on_queued(self.node.store.engine, self._queued)
+        node_store.on_queueing(self.node.store.engine, self._queueing)
         try:
             while not stop.is_set():
                 # Which links the commits since the last wake-up concern: named by their
@@ -192,6 +213,7 @@ class Couriers:
                         fell_back = False
                         break
         finally:
+            node_store.on_queueing(self.node.store.engine, None)
             node_store.on_queued(self.node.store.engine, None)
             if changes is not None:
                 changes.close()
@@ -205,6 +227,8 @@ class Couriers:
         pass
 
 
-def start_sender(node: NodePort) -> tuple[threading.Thread, threading.Event]:
-    """The couriers on daemon threads (``gsomia node run``)."""
-    return in_background(Couriers(node), "gsomia-sender")
+def start_sender(node: NodePort, progress: CourierProgress | None = None
+                 ) -> tuple[threading.Thread, threading.Event]:
+    """The couriers on daemon threads (``gsomia node run``), telling ``progress`` how far
+    they got (the warning centre's, beside them)."""
+    return in_background(Couriers(node, progress=progress), "gsomia-sender")

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from gsomia.service.standing import Parsed
     from gsomia.shell.exchange._node import Clock, NodePort
     from gsomia.shell.exchange._partners import Peer
+    from gsomia.shell.exchange._progress import CourierProgress
 
 
 NOTICE_PATHS = {INCIDENT: "/peer/v1/incidents/",
@@ -217,6 +218,9 @@ class _Batch:
     # When the partner's answer came back, taken on the thread that posted: the delivery's
     # end, however long the answer then waits for the thread that records it.
     answered_at: datetime | None = None
+    # The ticket of the pass that sealed it, until its request is written (the couriers'
+    # progress, :meth:`Sender._sent`); None: not counted there.
+    ticket: int | None = None
 
     def posted(self) -> Future[list[Any]]:
         if self.answer is None:
@@ -232,6 +236,21 @@ MIN_PAUSE_S = 0.05
 # the link's loop itself (:meth:`Sender._post_here`): a light load's one or two items.
 POST_HERE_AT_MOST = 8
 _STOP_SLICE_S = 0.25
+
+
+def _when_written(written: Callable[[], None]) -> Callable[[str, Any], None]:
+    """An httpcore ``trace`` that calls ``written`` once, as the request's body is written
+    (or its write failed: the answer is read all the same)."""
+    told = False
+
+    def trace(event: str, _info: Any) -> None:
+        nonlocal told
+        if not told and event.endswith(("send_request_body.complete",
+                                        "send_request_body.failed",
+                                        "receive_response_headers.started")):
+            told = True
+            written()
+    return trace
 
 
 class Kick(threading.Event):
@@ -321,6 +340,10 @@ class Sender:
         # (``store.remembered``: shared by its links and its publish path, so an item that
         # goes to two partners is verified once, and one this process bound not at all).
         self.seal_checks: RememberingChecks | None = None
+        # How far this link got, for the warning centre beside it (:class:`Couriers` sets
+        # it; a link's only), and the ticket of the loop's pass.
+        self.progress: CourierProgress | None = None
+        self._ticket = 0
 
     @property
     def client(self) -> httpx.Client:
@@ -518,15 +541,39 @@ class Sender:
         return self.seal_checks, self.seal_checks.here
 
     def _post(self, batch: _Batch) -> list[Any]:
-        if not batch.bodies:
-            return []
-        results = self._post_bodies(batch.peer, batch.bodies)
+        try:
+            if not batch.bodies:
+                return []
+            results = self._post_bodies(batch.peer, batch.bodies, lambda: self._sent(batch))
+        finally:
+            self._sent(batch)  # failed before its request was written: dealt with too
         batch.answered_at = self.clock()
         return results
 
-    def _post_bodies(self, peer: Peer, bodies: Sequence[str]) -> list[Any]:
+    def _taking(self) -> int:
+        """A pass's ticket, as it is about to claim (:class:`CourierProgress`)."""
+        progress, link = self.progress, self.link
+        return 0 if progress is None or link is None else progress.taking(link)
+
+    def _count(self, batch: _Batch | None, ticket: int) -> None:
+        """A batch sealed with ``ticket``: counted unsent until its request is written."""
+        if batch is not None and self.progress is not None and self.link is not None:
+            batch.ticket = ticket
+            self.progress.sealed(self.link)
+
+    def _sent(self, batch: _Batch) -> None:
+        """``batch``'s request is written (or will not be): once a batch."""
+        ticket, batch.ticket = batch.ticket, None
+        if ticket is not None and self.progress is not None and self.link is not None:
+            self.progress.sent(self.link, ticket)
+
+    def _post_bodies(self, peer: Peer, bodies: Sequence[str],
+                     written: Callable[[], None] | None = None) -> list[Any]:
+        """``written``: called once the request's body is written (its answer awaited)."""
+        extensions = {} if written is None else {"trace": _when_written(written)}
         response = self.client.post(peer.url.rstrip("/") + "/peer/v1/envelopes/",
-                                    content='{"envelopes":[' + ",".join(bodies) + "]}")
+                                    content='{"envelopes":[' + ",".join(bodies) + "]}",
+                                    extensions=extensions)
         if response.status_code != 202:
             if definitive(response.status_code):
                 raise Refused(response.status_code, response.text[:300])
@@ -653,8 +700,12 @@ class Sender:
                             peer.party in self._beside or \
                             (self._stop is not None and self._stop.is_set()):
                         return
+                ticket = self._taking()
                 batch = self._seal(peer, beside=True)
+                self._count(batch, ticket)
                 if batch is None:
+                    if self.progress is not None and self.link is not None:
+                        self.progress.dealt(self.link, ticket)  # in flight or not due
                     return
                 answer: Future[list[Any]] = Future()
                 batch.answer = answer
@@ -724,6 +775,7 @@ class Sender:
         # Seal the next batch while the partner works on the one in flight.
         with self.sealing:
             following = self._seal(peer)
+        self._count(following, self._ticket)
         flying = self._in_flight.get(peer.party)
         if flying is not None and following is None and not wait and \
                 not flying.posted().done():
@@ -858,6 +910,7 @@ class Sender:
         silent = 0  # passes in a row in which the partner did not answer
         while not stop.is_set():
             kick.clear()  # what this pass sees; a commit from now on means another pass
+            self._ticket = self._taking()
             try:
                 report = self.step(wait=False)
             except Exception as exc:  # the loop outlives one bad pass; rows stay queued
@@ -869,6 +922,10 @@ class Sender:
                 silent = 0
             elif report.failed and not report.in_flight:
                 silent += 1
+            if self.progress is not None and self.link is not None:
+                # Backing off, the link takes nothing new: nothing waits for it.
+                self.progress.resting(self.link, silent > 0)
+                self.progress.dealt(self.link, self._ticket)
             if report.delivered or report.refused or self._answer_back():
                 continue
             if report.in_flight:

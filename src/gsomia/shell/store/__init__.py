@@ -55,6 +55,7 @@ from gsomia.shell.store._signal import (
     commit_signal_address,
     listen_for_commits,
     on_queued,
+    on_queueing,
     read_datagram,
     signal_commit,
 )
@@ -109,6 +110,7 @@ __all__ = [
     "migrate",
     "now_utc",
     "on_queued",
+    "on_queueing",
     "outbox",
     "read_datagram",
     "read_external_head",

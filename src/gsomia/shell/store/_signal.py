@@ -30,6 +30,22 @@ def on_queued(engine: sa.Engine, woken: Callable[[frozenset[str]], None] | None)
         _QUEUED.pop(str(engine.url), None)
     else:
         _QUEUED[str(engine.url)] = woken
+
+
+# The same couriers told before such a commit is made, while its transaction holds the write
+# lock: the warning centre, which reads the notes as soon as their commit is visible, knows
+# by then which links owe that commit a post (``exchange.CourierProgress``).
+_QUEUEING: dict[str, Callable[[frozenset[str]], None]] = {}
+
+
+def on_queueing(engine: sa.Engine, asked: Callable[[frozenset[str]], None] | None) -> None:
+    """Have ``asked`` called with the recipients of the rows each commit to ``engine``'s
+    database in this process queued, just before it commits; :func:`on_queued`'s callback
+    follows once the commit is over, made or not (None: no more)."""
+    if asked is None:
+        _QUEUEING.pop(str(engine.url), None)
+    else:
+        _QUEUEING[str(engine.url)] = asked
 # On PostgreSQL the signal is a NOTIFY on this channel, sent with the commit itself.
 COMMIT_CHANNEL = "gsomia_commit"
 

@@ -14,7 +14,7 @@ from gsomia.core.outbox import DomainEvent, Routing
 from gsomia.shell.store._audit_log import _WRITER_LOCK, SqlAuditLog
 from gsomia.shell.store._reader import _sync_log, _synchronous
 from gsomia.shell.store._repository import SqlOutbox, SqlRepository
-from gsomia.shell.store._signal import _QUEUED, COMMIT_CHANNEL, signal_commit
+from gsomia.shell.store._signal import _QUEUED, _QUEUEING, COMMIT_CHANNEL, signal_commit
 
 if TYPE_CHECKING:
     from gsomia.service.ports import RememberedChecks
@@ -136,25 +136,39 @@ class SqlUnitOfWork:
                 self._conn.dialect.name == "postgresql":
             # Sent by the server at commit: the senders of every process of the node wake.
             self._conn.exec_driver_sql(f"NOTIFY {COMMIT_CHANNEL}")
-        self._conn.commit()
-        self._tx = None
-        relaxed = self._relaxed and head is not None
-        if relaxed and self.audit.first:
-            # The log's first commit creates the head's copy beside the database, which
-            # must not get ahead of what the disk holds: this one is synced now.
-            _sync_log(self._conn)
-            relaxed = False
-        if self.repo.revoked:
-            self._store.mark_revocations()
-            self.repo.revoked = False
-        queued_to, self.outbox.queued_to = self.outbox.queued_to, set()
+        queued_to = frozenset(self.outbox.queued_to)
+        # Told while the write lock is held (see on_queueing); then, whatever happens, told
+        # once it is over, or the couriers' progress would wait on it for good.
+        asked = _QUEUEING.get(str(self._store.engine.url)) if queued_to else None
+        if asked is not None:
+            with suppress(Exception):
+                asked(queued_to)
         told = False
-        if queued_to:
-            woken = _QUEUED.get(str(self._store.engine.url))
-            if woken is not None:
-                with suppress(Exception):  # a wake-up missed: the signal names them
-                    woken(frozenset(queued_to))
-                    told = True
+        try:
+            self._conn.commit()
+            self._tx = None
+            relaxed = self._relaxed and head is not None
+            if relaxed and self.audit.first:
+                # The log's first commit creates the head's copy beside the database, which
+                # must not get ahead of what the disk holds: this one is synced now.
+                _sync_log(self._conn)
+                relaxed = False
+            if self.repo.revoked:
+                self._store.mark_revocations()
+                self.repo.revoked = False
+            self.outbox.queued_to = set()
+            if queued_to:
+                woken = _QUEUED.get(str(self._store.engine.url))
+                if woken is not None:
+                    with suppress(Exception):  # a wake-up missed: the signal names them
+                        woken(queued_to)
+                        told = True
+        finally:
+            if asked is not None and not told:
+                woken = _QUEUED.get(str(self._store.engine.url))
+                if woken is not None:
+                    with suppress(Exception):
+                        woken(queued_to)
         if self._store._checkpointer is not None:
             self._store._checkpointer.committed()
         if head is not None:
