@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -255,7 +255,8 @@ class SqlRepository:
         c = items.c
         return [(str(row.id), bytes(row.content)) for row in self.conn.execute(
             sa.select(c.id, c.content).where(c.seq > seq, c.originator == originator,
-                                             c.type == stix_type).order_by(c.seq))]
+                                             _type_in_seq_range(self.conn) == stix_type)
+            .order_by(c.seq))]
 
     def readable_versions(self, party: str, purposes: Collection[str],
                           levels: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
@@ -564,14 +565,10 @@ class SqlRepository:
         sqlite = self.conn.dialect.name == "sqlite"
         added = sa.type_coerce(c.added_at, sa.String).label("added_at") if sqlite \
             else c.added_at
-        # SQLite (no statistics) read ``type =`` by ix_items_type: every note held, each
-        # pass, sorted (10 ms of CPU with 10,000 notes); ``+type`` leaves it the seq's range
-        # after the mark (0.05 ms). The same comparison: a unary plus changes no value.
-        kind = sa.literal_column("+items.type", sa.String) if sqlite else c.type
         rows = self.conn.execute(
             sa.select(c.seq, c.originator, c.content, added, c.label)
             .where(c.seq > seq, c.seq < _LOG_SIZE, sa.cast(c.seq, sa.BigInteger) == c.seq,
-                   kind == stix_type)
+                   _type_in_seq_range(self.conn) == stix_type)
             .order_by(c.seq).limit(limit))
         return [(s, str(originator), _blob(content), _time_or_none(at), _blob(label))
                 for s, originator, content, at, label in rows if type(s) is int]
@@ -760,14 +757,13 @@ class SqlRepository:
                     .where(outbox.c.kind == DELIVERY).order_by(outbox.c.row))]
 
     def stored_since_scan(self) -> bool:
-        mark = self.conn.execute(sa.select(exchange_state.c.scanned_seq)
-                                 .where(exchange_state.c.id == 1)).scalar()
-        newest = self.conn.execute(sa.select(sa.func.max(items.c.seq))).scalar()
+        mark, newest, size = self.conn.execute(_SCAN_LOOK).one()
         if newest is None:
             return False
-        # Either retyped on the host's disk: the scan looks (it passes over what is not a seq).
-        return mark is None or type(mark) is not int or type(newest) is not int or \
-            newest > mark
+        # Either retyped on the host's disk, or a mark the log has not given (moved past its
+        # size, it would hide every item for good): the scan looks, and passes over what is
+        # not a seq the log has given.
+        return not _given(mark, size) or type(newest) is not int or newest > mark
 
 
 # The columns of the outbox only its notices fill: a delivery's row is shown without them.
@@ -847,13 +843,39 @@ def _receipt_values(record: ReceiptRecord, seq: int) -> dict[str, Any]:
 
 # The outbox scan's watermark (:meth:`SqlOutbox.advance_scan`, at every commit that stores
 # an item): made once, as the statements above.
+# A seq the audit log has not given (an item's or the mark, retyped on the host's disk past
+# the log's size) is neither read nor trusted, as the warning centre's (finalreview28b):
+# read, the mark moved to it and every item stored after was skipped for good. In a unit of
+# work the size is the log's as it appends (its events are written at the commit), bound.
+_GIVEN = sa.and_(items.c.seq < sa.bindparam("size"),
+                 sa.cast(items.c.seq, sa.BigInteger) == items.c.seq)
 _SCAN_MARK = sa.select(exchange_state.c.scanned_seq).where(exchange_state.c.id == 1)
-_NEWER = items.c.seq > exchange_state.c.scanned_seq
+_NEWER = sa.and_(items.c.seq > exchange_state.c.scanned_seq, _GIVEN)
 _SCAN_MARK_AND_NEWER = sa.select(
     exchange_state.c.scanned_seq,
     sa.select(sa.func.count()).select_from(items).where(_NEWER).scalar_subquery(),
     sa.select(sa.func.max(items.c.seq)).where(_NEWER).scalar_subquery(),
 ).where(exchange_state.c.id == 1)
+# The start-up scan's first look: the mark, the newest item the log has given, its size.
+_SCAN_LOOK = sa.select(
+    sa.select(exchange_state.c.scanned_seq).where(exchange_state.c.id == 1).scalar_subquery(),
+    sa.select(sa.func.max(items.c.seq)).where(items.c.seq < _LOG_SIZE).scalar_subquery(),
+    _LOG_SIZE)
+
+
+def _type_in_seq_range(conn: sa.Connection) -> sa.ColumnElement[Any]:
+    """``items.type`` for a read of the seqs after a mark: SQLite (no statistics) read
+    ``type =`` by ix_items_type, every item of that type held, then sorted (10 ms of CPU
+    with 10,000 notes); ``+type`` leaves it ix_items_seq's range after the mark (0.05 ms).
+    The same comparison: a unary plus changes no value."""
+    if conn.dialect.name == "sqlite":
+        return sa.literal_column("+items.type", sa.String)
+    return items.c.type
+
+
+def _given(seq: Any, size: Any) -> bool:
+    """Whether ``seq`` (a mark as stored) is a whole number the log of ``size`` has given."""
+    return type(seq) is int and type(size) is int and seq < size
 _SET_SCAN_MARK = exchange_state.update().where(exchange_state.c.id == 1).values(
     scanned_seq=sa.bindparam("seq"))
 
@@ -881,8 +903,9 @@ class SqlOutbox:
     """The ``Outbox`` port over the ``outbox`` table (deliveries and notices), in the unit
     of work's transaction."""
 
-    def __init__(self, conn: sa.Connection) -> None:
+    def __init__(self, conn: sa.Connection, log_size: Callable[[], int]) -> None:
         self.conn = conn
+        self.log_size = log_size  # the audit log's, with the events this transaction appended
         self.queued_to: set[str] = set()  # recipients of the rows this transaction added
 
     def queued_deliveries(self, keys: Collection[tuple[str, str, str]]
@@ -923,15 +946,17 @@ class SqlOutbox:
         found = self.conn.execute(_SCAN_MARK).first()
         if found is None:
             return None
-        # Not a seq (retyped on the host's disk): every item is looked at again, as if
-        # none were, and queued once each (what is queued already is not queued again).
-        return found[0] if type(found[0]) is int else -1
+        # Not a seq the log has given (retyped on the host's disk): every item is looked at
+        # again, as if none were, and queued once each (what is queued is not queued again).
+        return found[0] if _given(found[0], self.log_size()) else -1
 
     def advance_scan(self, added: int) -> int | None:
         # The mark and the items stored after it, read at once (every receive's commit
         # comes here under the write lock): the mark as :meth:`_mark` reads it.
-        found = self.conn.execute(_SCAN_MARK_AND_NEWER).first() if added > 0 else None
-        if found is not None and type(found[0]) is int:
+        size = self.log_size()
+        found = self.conn.execute(_SCAN_MARK_AND_NEWER, {"size": size}).first() \
+            if added > 0 else None
+        if found is not None and _given(found[0], size):
             if found[1] == added and found[2] is not None:
                 self.conn.execute(_SET_SCAN_MARK, {"seq": int(found[2])})
                 return int(found[2])
@@ -954,7 +979,7 @@ class SqlOutbox:
             self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": int(newest)})
             return int(newest)
         newer = self.conn.execute(sa.select(sa.func.count(), sa.func.max(items.c.seq))
-                                  .where(items.c.seq > mark)).one()
+                                  .where(items.c.seq > mark, _GIVEN), {"size": size}).one()
         if newer[0] == added and newer[1] is not None:
             self.set_scan_mark(int(newer[1]))
             return int(newer[1])
@@ -965,10 +990,12 @@ class SqlOutbox:
         if mark is None:
             self.conn.execute(exchange_state.insert(), {"id": 1, "scanned_seq": -1})
             mark = -1
-        # An item whose seq is not one (retyped on disk) is left: `audit verify` names it.
+        # An item whose seq is not one the log has given (retyped on disk) is left: `audit
+        # verify` names it.
         return [(r.id, r.version, r.seq) for r in self.conn.execute(
             sa.select(items.c.id, items.c.version, items.c.seq)
-            .where(items.c.seq > mark).order_by(items.c.seq)) if type(r.seq) is int]
+            .where(items.c.seq > mark, _GIVEN).order_by(items.c.seq),
+            {"size": self.log_size()}) if type(r.seq) is int]
 
     def set_scan_mark(self, seq: int) -> None:
         self.conn.execute(_SET_SCAN_MARK, {"seq": seq})

@@ -95,7 +95,7 @@ class SqlUnitOfWork:
             conn.execute(_WRITER_LOCK)
         self.repo = SqlRepository(conn)
         self.audit = SqlAuditLog(conn, self._store.signer)
-        self.outbox = SqlOutbox(conn)
+        self.outbox = SqlOutbox(conn, lambda: self.audit.size)
         self.events = []
         self._routing = None
         return self
