@@ -19,7 +19,7 @@ from gsomia.shell.keys import cert_fingerprint
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # starlette's deprecation notice about httpx
-    from starlette.testclient import TestClient
+    from starlette.testclient import TestClient as TestClient  # re-exported to the tests
 
 
 def federate(one: Any, other: Any) -> None:

@@ -496,9 +496,9 @@ def test_audit_verify_reads_the_log_once(template: Path, tmp_path: Path,
     with open_node(folder, catalogue=shipped) as node, node.store.reader() as reader:
         raw = reader.conn.connection.dbapi_connection
         assert raw is not None
-        raw.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+        raw.set_trace_callback(statements.append)
         result = handlers.verify_audit(reader, public_key=node.keys.public_signing_key())
-        raw.set_trace_callback(None)  # type: ignore[attr-defined]
+        raw.set_trace_callback(None)
     assert result.ok and result.size > 10
     scans = [s for s in statements if "audit_events" in s.replace('"', "")
              and "rowid IN" not in s]

@@ -112,12 +112,12 @@ def test_an_envelope_is_one_leaf_and_each_of_its_items_is_proved_alone(
                     handlers.check_proof({**doc, "inclusion": {**doc["inclusion"],
                                                                "item": forged}}, public)
             # Nor survive its entry rewritten.
-            entry = dict(claim["entry"])
-            entry["content_hash"] = second.content_hash
+            rewritten = dict(claim["entry"])
+            rewritten["content_hash"] = second.content_hash
             with pytest.raises(ProofInvalid):
                 handlers.check_proof({**doc, "inclusion": {
                     **doc["inclusion"],
-                    "item": {**claim, "entry": entry, "content_hash": second.content_hash}}},
+                    "item": {**claim, "entry": rewritten, "content_hash": second.content_hash}}},
                     public)
 
 

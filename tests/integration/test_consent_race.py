@@ -189,8 +189,8 @@ def test_an_answer_that_races_its_request_counts_once(
         courier.step()
     finally:
         courier.close()
-    [taken] = [r for r in exchange.consent_rows(kor) if r["id"] == timed_out]
-    assert (taken["status"], taken["reason"], taken["holder"]) == ("pending", "timed out", "JPN")
+    [row] = [r for r in exchange.consent_rows(kor) if r["id"] == timed_out]
+    assert (row["status"], row["reason"], row["holder"]) == ("pending", "timed out", "JPN")
     resent = [n for n in notice_rows(jpn) if n["kind"] == "consent-request"]
     assert timed_out in {n["reference"] for n in resent}
     assert {n["status"] for n in resent} == {"delivered"}  # the earlier ones: deduplicated

@@ -27,11 +27,12 @@ from gsomia.shell.node import Node
 
 NOW = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)   # the 2016 GSOMIA is in force
 LABEL = LabelRequest("極秘", ("JPN", "KOR"), "dprk-missile", policy="jpn-kor-gsomia-2016")
-IPP = {"at_s": 122.7, "track": "USA-1@USA", "lat_deg": 39.623628, "lon_deg": 127.379353,
-       "time": 268.294, "time_sigma_s": 4.918,
-       "ellipse": {"semi_major_km": 12.2754, "semi_minor_km": 2.0528,
-                   "orientation_deg": 67.341, "sigma": 2.0},
-       "launch": "2017-08-28#115", "regime": "direct", "seed": 0}
+IPP: dict[str, Any] = {
+    "at_s": 122.7, "track": "USA-1@USA", "lat_deg": 39.623628, "lon_deg": 127.379353,
+    "time": 268.294, "time_sigma_s": 4.918,
+    "ellipse": {"semi_major_km": 12.2754, "semi_minor_km": 2.0528,
+                "orientation_deg": 67.341, "sigma": 2.0},
+    "launch": "2017-08-28#115", "regime": "direct", "seed": 0}
 
 
 def note(ipp: Any) -> dict[str, Any]:

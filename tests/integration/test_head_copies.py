@@ -9,14 +9,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gsomia.core.audit import TreeHead
 from gsomia.shell.node import Node
 from gsomia.shell.store import read_external_head
 from gsomia.shell.store._store import _HeadCopier
@@ -25,9 +25,9 @@ from starting import WAIT_S
 pytestmark = pytest.mark.timeout(120)  # a copier that never finishes hangs a node's stop
 
 
-@dataclass(frozen=True)
-class Head:
-    size: int
+def head(size: int) -> TreeHead:
+    """A head of ``size``, unsigned: the copier reads nothing else of it."""
+    return TreeHead(size, bytes(32), datetime(2026, 1, 1, tzinfo=UTC), "test", b"")
 
 
 @settings(max_examples=60, deadline=None)
@@ -37,15 +37,17 @@ def test_the_copy_never_goes_back_and_ends_at_the_newest(sizes: list[int], threa
                                                          pause: float) -> None:
     written: list[int] = []
 
-    def write(head: Any, *, sync: bool) -> None:
+    def write(copied: TreeHead, *, sync: bool) -> None:
         time.sleep(pause)  # a disk sync: heads come in meanwhile
-        written.append(head.size)
+        written.append(copied.size)
 
     copier = _HeadCopier(write)
     share = [sizes[i::threads] for i in range(threads)]
-    workers = [threading.Thread(target=lambda part=part: [copier.put(Head(n), True)
-                                                          for n in part])
-               for part in share]
+    def put_all(part: list[int]) -> None:
+        for n in part:
+            copier.put(head(n), True)
+
+    workers = [threading.Thread(target=put_all, args=(part,)) for part in share]
     for w in workers:
         w.start()
     for w in workers:
@@ -53,7 +55,7 @@ def test_the_copy_never_goes_back_and_ends_at_the_newest(sizes: list[int], threa
     copier.close()
     assert written == sorted(written), "an older head replaced a newer one"
     assert written[-1] == max(sizes)
-    copier.put(Head(max(sizes) + 1), True)  # after close: written at once
+    copier.put(head(max(sizes) + 1), True)  # after close: written at once
     assert written[-1] == max(sizes) + 1
 
 
@@ -105,29 +107,29 @@ class Clock:
 def test_a_run_of_commits_is_copied_once_per_interval_and_a_flush_waits_for_none() -> None:
     written: list[int] = []
 
-    def write(head: Any, *, sync: bool) -> None:
-        written.append(head.size)
+    def write(copied: TreeHead, *, sync: bool) -> None:
+        written.append(copied.size)
 
     clock = Clock()
     copier = _HeadCopier(write, every=0.5, wait=clock.wait)
     flusher = threading.Thread(target=copier.flush, daemon=True)
     try:
-        copier.put(Head(1), False)
+        copier.put(head(1), False)
         # After a quiet spell: at once (no interval has ended, and none will until told).
         _wait_for(lambda: written == [1], "the first head waited for an interval")
         _wait_for(lambda: clock.resting, "the copier waited out no interval after a write")
         for n in range(2, 40):  # a run of commits within the interval
-            copier.put(Head(n), False)
+            copier.put(head(n), False)
         clock.advance(0.25)  # half the interval: still within it
         assert written == [1], "each head of the run was copied"
         flusher.start()  # a node stopping waits out no interval
         flusher.join(WAIT_S)
         assert not flusher.is_alive(), "the flush waited for the interval to end"
         assert written == [1, 39], "the run was not coalesced"
-        copier.put(Head(40), True)  # the flush cut the interval short: at once
+        copier.put(head(40), True)  # the flush cut the interval short: at once
         _wait_for(lambda: written == [1, 39, 40], "a head after a flush waited for an interval")
         _wait_for(lambda: clock.resting, "the copier waited out no interval after a write")
-        copier.put(Head(41), False)
+        copier.put(head(41), False)
         clock.advance(0.25)
         assert written == [1, 39, 40], "a head within the interval was copied"
         clock.advance(0.25)  # the interval ends: the head due is copied
@@ -135,7 +137,7 @@ def test_a_run_of_commits_is_copied_once_per_interval_and_a_flush_waits_for_none
         _wait_for(lambda: clock.resting, "the copier waited out no interval after a write")
         clock.advance(0.6)  # a quiet spell: the interval after 41 ends with nothing due
         _wait_for(lambda: not clock.resting, "the interval did not end")
-        copier.put(Head(42), True)
+        copier.put(head(42), True)
         _wait_for(lambda: written == [1, 39, 40, 41, 42],
                   "after a quiet spell the head waited for an interval")
     finally:

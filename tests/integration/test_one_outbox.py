@@ -62,7 +62,7 @@ DELIVERIES = [
      "status": "pending", "attempts": 3, "next_at": T0 + timedelta(seconds=2),
      "queued_at": T0, "delivered_at": None, "last_error": "HTTP 503: busy", "seq": 5},
 ]
-NOTICES = [
+NOTICES: list[dict[str, Any]] = [
     {"kind": "incident", "recipient": "KOR", "reference": "JPN-incident-1",
      "item_id": "indicator--a", "body": '{"kind":"loss"}', "status": "delivered",
      "attempts": 1, "next_at": T0, "queued_at": T0, "delivered_at": T0, "last_error": None,
@@ -119,7 +119,7 @@ def test_migration_0012_moves_every_notice_beside_the_deliveries(db_url: str) ->
         engine.dispose()
 
 
-_TEXT = hs.text(hs.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30)
+_TEXT = hs.text(hs.characters(blacklist_categories=["Cs"]), min_size=1, max_size=30)
 _WHEN = hs.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 1, 1),
                      timezones=hs.just(UTC))
 _PARTY = hs.sampled_from(["JPN", "KOR", "USA"])

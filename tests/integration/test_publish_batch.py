@@ -46,7 +46,7 @@ def written(node: Node, write: Callable[[sa.Connection], Any]) -> None:
 def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
     fast, core = node_factory("JPN"), node_factory("JPN")
     at = datetime(2024, 3, 1, 9, 0, 0, 123456, tzinfo=UTC)
-    rows = [{"id": f"indicator--{n}", "version": "2024-03-01T08:00:00.000Z",
+    rows: list[dict[str, Any]] = [{"id": f"indicator--{n}", "version": "2024-03-01T08:00:00.000Z",
              "type": "indicator", "originator": "JPN", "content": b'{"n":%d}' % n,
              "label": b"{}", "binding": b"{}", "added_at": at + timedelta(seconds=n),
              "seq": n} for n in range(3)]
@@ -72,7 +72,11 @@ def test_insert_many_writes_what_core_writes(node_factory: Factory) -> None:
     batch = CreatedCustody("JPN", at, [(str(r["id"]), str(r["version"]), label,
                                         canonical(label.to_json())) for r in rows])
     written(fast, lambda c: SqlRepository(c).add_created_custody(batch, seq=9))
-    written(core, lambda c: [SqlRepository(c).add_custody(r, seq=9) for r in batch.records()])
+    def one_by_one(c: sa.Connection) -> None:
+        for record in batch.records():
+            SqlRepository(c).add_custody(record, seq=9)
+
+    written(core, one_by_one)
     assert _rows(fast, custody) == _rows(core, custody)
     assert len(_rows(fast, custody)) == len(rows)
 

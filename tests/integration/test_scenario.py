@@ -231,12 +231,12 @@ def test_the_launch_map_draws_every_outline_and_prediction(kn23: dict[str, Resul
     assert len(outlines) == 1 and len(outlines[0].get_segments()) == len(rings) > 100
     assert all(np.array_equal(seg, ring[:, :2])
                for seg, (ring, _) in zip(outlines[0].get_segments(), rings, strict=True))
-    assert [tuple(c) for c in outlines[0].get_colors()] == [
+    assert [tuple(c) for c in np.asarray(outlines[0].get_colors())] == [
         to_rgba("#888" if land else "#bcd") for _, land in rings]
     lats, lons = res.scenario.trajectory.ground_track(128)
     track = [line for line in ax.lines if line.get_label() == "trajectory"]
     assert len(track) == 1 and np.array_equal(track[0].get_xydata(), np.c_[lons, lats])
-    drawn = {c.get_label(): c.get_offsets().tolist() for c in ax.collections}
+    drawn = {c.get_label(): np.asarray(c.get_offsets()).tolist() for c in ax.collections}
     for party, preds in res.predictions.items():
         if preds:
             assert drawn[f"{party} impact predictions"] == [

@@ -205,12 +205,12 @@ def test_a_not_after_or_revoked_edited_on_disk_is_named_by_audit_verify(
         assert any("standing_consents" in p.where for p in result.problems), result.problems
         set_end(kind, kept if kind == "grant" else None)
         assert verdict().ok
-    for kind, value in (("grant", 0), ("revoke", 1)):
-        set_end(kind, value, "revoked")
+    for kind, flag in (("grant", 0), ("revoke", 1)):
+        set_end(kind, flag, "revoked")
         result = verdict()
-        assert not result.ok, (kind, value)
+        assert not result.ok, (kind, flag)
         assert any("standing_consents" in p.where for p in result.problems), result.problems
-        set_end(kind, 1 - value, "revoked")
+        set_end(kind, 1 - flag, "revoked")
         assert verdict().ok
 
 

@@ -134,7 +134,8 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
     assert jpn.config.partner_rows["standing_revocations_per_partner"] == 2
     assert jpn.config.partner_rows["revocation_window_hours"] == 48
     assert "standing_revocations_per_partner = 2" in dataclasses.replace(jpn.config).to_toml()
-    client = TestClient(app_for_node(jpn, peer_identity=lambda scope: "USA"))
+    app = app_for_node(jpn, peer_identity=lambda scope: "USA")
+    client = TestClient(app)
     answers = []
     for n in range(3):
         made_up = crypto.revoke_standing_consent(consent_id=f"standing-consent--x{n}",
@@ -158,7 +159,7 @@ def test_the_bound_on_a_partners_revocations_is_read_from_node_toml_and_answered
                                                  originator="USA", revoked_at=now, key=usa)
         assert client.post("/peer/v1/consents/standing/revocations/",
                            content=json.dumps(made_up.to_json())).status_code == 429
-    client.app.state.peer_inbox.close()  # the node stops
+    app.state.peer_inbox.close()  # the node stops
 
     def refused() -> list[dict[str, object]]:
         with jpn.store.reader() as reader:

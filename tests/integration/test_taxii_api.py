@@ -380,8 +380,8 @@ def test_a_hidden_item_is_indistinguishable_from_a_missing_one(world: World) -> 
 
 def _events(node: Node, kind: str) -> list[Any]:
     with node.store.engine.connect() as conn:
-        return conn.execute(sa.select(audit_events).where(audit_events.c.kind == kind)
-                            .order_by(audit_events.c.seq)).all()
+        return list(conn.execute(sa.select(audit_events).where(audit_events.c.kind == kind)
+                            .order_by(audit_events.c.seq)).all())
 
 
 def test_every_read_is_audited_granted_or_denied_and_the_log_verifies(world: World) -> None:
@@ -683,7 +683,7 @@ def test_a_flush_returns_only_once_what_was_queued_before_it_is_in_the_log(
     store = world.app.state.taxii_store
     store.flush_access()
     committing = threading.Event()
-    real = taxii_store.record_accesses
+    real = taxii_store.record_accesses  # type: ignore[attr-defined]  # patched where used
 
     def slow(uow: Any, batch: Any) -> Any:   # the real commit, begun late
         committing.set()
@@ -712,7 +712,7 @@ def test_a_batched_read_recorded_on_the_loop_never_fills_the_queue(world: World)
     person = Person("kenji", "JPN", "機密", frozenset({"dprk-missile"}))
     record = AccessRecord(person, "objects", [("indicator--x", "v")], (), NOW)
     # A small queue, and a writer thread that flushes nothing while the test looks.
-    store.MAX_QUEUED, store.FLUSH_EVERY = 4, 3600.0  # type: ignore[misc]
+    store.MAX_QUEUED, store.FLUSH_EVERY = 4, 3600.0
     try:
         with store._queue_lock:
             store._queue = [record] * (store.MAX_QUEUED - 2)

@@ -237,7 +237,8 @@ def test_the_centre_is_ready_once_a_partners_first_note_is_in(
     by_second: dict[int, list[bytes]] = {}
     for at, line in lines:
         by_second.setdefault(int(at), []).append(json.dumps(line).encode())
-    entries, latest, measured, first = [], {}, 0, None
+    latest: dict[str, float] = {}
+    entries, measured, first = [], 0, None
     for second in sorted(by_second):
         taken = read_lines(by_second[second], intake.registered, latest, WINDOW_S)
         for sid, ms in taken.accepted.items():

@@ -42,15 +42,15 @@ def test_the_connections_held_never_exceed_their_bounds_and_all_come_back(
             own = sum(1 for p, _, s in held if p == who and s[0] == "partner")
             shared = sum(1 for _, _, s in held if s[0] == "address")
             here = sum(1 for _, a, s in held if a == address and s[0] == "address")
-            slot = slots.take(who, address)
+            taken = slots.take(who, address)
             if who is not None and own < per_partner:
-                assert slot == ("partner", who)
+                assert taken == ("partner", who)
             elif shared >= strangers or here >= per_address:
-                assert slot is None
+                assert taken is None
             else:
-                assert slot == ("address", address)
-            if slot is not None:
-                held.append((who, address, slot))
+                assert taken == ("address", address)
+            if taken is not None:
+                held.append((who, address, taken))
         assert slots.strangers_held <= strangers
         assert all(n <= per_address for n in slots.addresses.values())
         assert all(n <= per_partner for n in slots.partners.values())

@@ -124,7 +124,7 @@ def test_the_float_path_gives_the_rfc8785_bytes(value: Any) -> None:
 
 
 def test_a_sensor_reports_floats_take_the_float_path() -> None:
-    report = {"type": "note", "x_gsomia_sensor_report": {
+    report: dict[str, Any] = {"type": "note", "x_gsomia_sensor_report": {
         "t": [0.0, 0.5, 1.0], "z": [[812345.123, 45.123456789, -12.5]], "cov": [[1.0e4, 0.001]]}}
     assert not crypto._plain(report)
     assert crypto._with_floats(report) is not None

@@ -28,7 +28,6 @@ from gsomia.core.custody import (
     ConsentRecord,
     CreatedCustody,
     CustodyRecord,
-    Holding,
     IncidentReport,
     NodeUser,
     ReceiptRecord,
@@ -104,20 +103,11 @@ def _unread() -> NotImplementedError:
                                "empty would let one that starts to pass for the wrong reason")
 
 
-class ShellReads:
-    """The reads of :class:`gsomia.service.ports.Repository` that the shell makes (status,
-    dashboards, TAXII pages, the warning centre) and the people handlers (not tested here):
-    the fake repository has them so that it is a Repository, and refuses them."""
-
-    def newest_item_seq(self) -> int:
-        raise _unread()
-
-    def items_stored_after(self, seq: int, *, originator: Party,
-                           stix_type: str) -> list[tuple[str, bytes]]:
-        raise _unread()
-
-    def holdings(self) -> list[Holding]:
-        raise _unread()
+class PeopleRegisters:
+    """The people registers of :class:`gsomia.service.ports.Repository`, which only the
+    people handlers (not tested here) use: the fake repository has them so that it is a
+    Repository, and refuses them. What the shell alone reads (``ShellReads``) it need not
+    have."""
 
     def add_user(self, user: NodeUser, *, seq: int) -> None:
         raise _unread()
@@ -128,102 +118,14 @@ class ShellReads:
     def user_by_token(self, token_hash: bytes) -> NodeUser | None:
         raise _unread()
 
-    def users(self) -> list[NodeUser]:
-        raise _unread()
-
     def add_revocation(self, revocation: Revocation, *, seq: int) -> None:
         raise _unread()
 
     def revoked_names(self) -> set[str]:
         raise _unread()
 
-    def bound_versions(self, item_ids: Collection[str]
-                       ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
-        raise _unread()
 
-    def seen_nonces(self, nonces: Collection[str]) -> set[str]:
-        raise _unread()
-
-    def revoked_standing(self, named: Collection[tuple[str, Party]]
-                         ) -> set[tuple[str, Party]]:
-        raise _unread()
-
-    def pending_outgoing_request(self, item_id: str, recipient: Party) -> str | None:
-        raise _unread()
-
-    def holdings_mark(self) -> tuple[int, ...]:
-        raise _unread()
-
-    def contents_stored_after(self, seq: int, *, stix_type: str, limit: int
-                              ) -> list[tuple[int, str, bytes, datetime | None, bytes]]:
-        raise _unread()
-
-    def contents_held(self, stix_type: str) -> list[tuple[str, bytes, datetime]]:
-        raise _unread()
-
-    def added_from(self, originator: Party) -> list[tuple[str, datetime]]:
-        raise _unread()
-
-    def received_since(self, row: int) -> list[tuple[int, str, str | None, bytes]]:
-        raise _unread()
-
-    def incident_records(self) -> list[dict[str, Any]]:
-        raise _unread()
-
-    def consent_request_count(self) -> int:
-        raise _unread()
-
-    def consent_request_rows(self) -> list[dict[str, Any]]:
-        raise _unread()
-
-    def newest_head_after(self, after: int) -> int | None:
-        raise _unread()
-
-    def partner_head_records(self, partner: Party, after: int = 0) -> list[LoggedHead]:
-        raise _unread()
-
-    def partner_heads_by_size(self, partner: Party) -> Iterator[tuple[Any, LoggedHead]]:
-        raise _unread()
-
-    def partner_heads_newest(self, partner: Party, kind: AuditKind,
-                             also: str = "%") -> Iterator[LoggedHead]:
-        raise _unread()
-
-    def newest_events(self, limit: int) -> list[tuple[int, str]]:
-        raise _unread()
-
-    def queued_recipients(self, kind: str, reference: str) -> list[Party]:
-        raise _unread()
-
-    def notice_rows(self) -> list[dict[str, Any]]:
-        raise _unread()
-
-    def notices_in(self, status: str) -> int:
-        raise _unread()
-
-    def held_back(self) -> list[tuple[Party, str, int, int, int]]:
-        raise _unread()
-
-    def deliveries_by_status(self) -> dict[str, int]:
-        raise _unread()
-
-    def deliveries_refused(self, limit: int) -> list[tuple[str, str, str | None]]:
-        raise _unread()
-
-    def delivered(self) -> list[tuple[str, Party, datetime | None]]:
-        raise _unread()
-
-    def deliveries_pending(self, recipient: Party | None = None) -> int:
-        raise _unread()
-
-    def delivery_rows(self) -> list[dict[str, Any]]:
-        raise _unread()
-
-    def stored_since_scan(self) -> bool:
-        raise _unread()
-
-
-class FakeRepo(ShellReads):
+class FakeRepo(PeopleRegisters):
     def __init__(self) -> None:
         self.log: FakeAudit | None = None
         self.items: dict[tuple[str, str], StoredItem] = {}

@@ -38,7 +38,8 @@ def _states(rng: np.random.Generator, k: int, low_m: float = 1_000.0) -> np.ndar
 
 def _covariances(rng: np.random.Generator, k: int) -> np.ndarray:
     a = rng.normal(0.0, 1.0, (k, 6, 6)) * np.array([500.0] * 3 + [20.0] * 3)[None, :, None]
-    return a @ a.transpose(0, 2, 1) + np.eye(6)
+    covariances: np.ndarray = a @ a.transpose(0, 2, 1) + np.eye(6)
+    return covariances
 
 
 def _close(a: np.ndarray, b: np.ndarray, rel: float = 1e-9) -> bool:
@@ -260,7 +261,8 @@ def test_the_kernels_cache_where_numba_may_write_it() -> None:
     from gsomia.core.tracking import kernels
 
     allowed = [Path(kernels.__file__).parent / "__pycache__",
-               Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)]
+               # numba's vendored appdirs carries no annotations
+               Path(AppDirs(appname="numba", appauthor=False).user_cache_dir)]  # type: ignore[no-untyped-call]
     if os.environ.get("NUMBA_CACHE_DIR"):
         allowed.append(Path(os.environ["NUMBA_CACHE_DIR"]))
     compiled = {name: f for name, f in vars(kernels).items()

@@ -115,7 +115,7 @@ def known_label_docs(draw: st.DrawFn) -> dict[str, Any]:
         doc["category"] = draw(st.sampled_from(sorted(KNOWN.categories)))
     policies = [p for p, scope in KNOWN.policies.items()
                 if originator in scope.parties and doc["purpose"] in scope.purposes]
-    if policies and draw(st.booleans()):
+    if bool(policies) and draw(st.booleans()):
         doc["policy"] = draw(st.sampled_from(sorted(policies)))
     return doc
 

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import uvicorn
 from cryptography import x509
 
-from gsomia.shell.commands.serve import stopping_server
+from gsomia.shell.commands.serve import ConnectionSlots, stopping_server
 from gsomia.shell.exchange import stop_background
 from gsomia.shell.store import make_engine
 from gsomia.shell.taxii_store import create_statuses
@@ -158,20 +158,20 @@ def test_a_partners_idle_connection_does_not_hold_the_stop(tmp_path: Path) -> No
         with httpx.Client(verify=trusted) as client, \
                 socket.create_connection(("127.0.0.1", port), 30) as silent:
             assert client.get(f"https://127.0.0.1:{port}/").text == "ok"
-            assert protocol.slots.held() == 1
+            assert slots_of(protocol).held() == 1
             end = time.monotonic() + 10
-            while server.handshakes.held() < 1 and time.monotonic() < end:
+            while handshakes_of(server).held() < 1 and time.monotonic() < end:
                 time.sleep(0.01)
-            assert server.handshakes.held() == 1  # ``silent``: its handshake under way
+            assert handshakes_of(server).held() == 1  # ``silent``: its handshake under way
             begun = time.monotonic()
             server.should_exit = True   # the client's connection idle, kept alive
             serving.join(30)
             assert not serving.is_alive(), "the stop waited for the idle connection"
-            assert protocol.slots.held() == 0, "the slot of the connection cut at the stop"
+            assert slots_of(protocol).held() == 0, "the slot of the connection cut at the stop"
             # mergereview28: a handshake under way was left to its own 10 s, past the stop:
             # its slot never came back (the loop closed under it), and from Python 3.12 the
             # stop's wait_closed waits for it. Cut at the stop, as one made after it is.
-            assert server.handshakes.held() == 0, "the handshake under way at the stop"
+            assert handshakes_of(server).held() == 0, "the handshake under way at the stop"
             silent.settimeout(5)
             with contextlib.suppress(ConnectionResetError):
                 assert silent.recv(64) == b""
@@ -365,7 +365,7 @@ def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
                 held.append(sock)
                 sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-            return sorted(c.timeout_keep_alive for c in server.server_state.connections)
+            return sorted(keep_alive_of(c) for c in server.server_state.connections)
         finally:
             for sock in held:
                 sock.close()
@@ -396,7 +396,29 @@ def test_only_a_current_partners_idle_connections_are_kept_for_its_next_batch(
     assert config.timeout_keep_alive < COURIER_IDLE_KEPT_S
 
 
-def held_gone(slots: Any, within: float = 10.0) -> bool:
+def slots_of(protocol: type) -> ConnectionSlots:
+    """The connection slots of a class ``tls_protocol`` made (its class attribute)."""
+    slots = getattr(protocol, "slots")  # noqa: B009
+    assert isinstance(slots, ConnectionSlots), protocol
+    return slots
+
+
+def handshakes_of(server: uvicorn.Server) -> ConnectionSlots:
+    """The handshakes under way of a server ``stopping_server`` made."""
+    handshakes = getattr(server, "handshakes")  # noqa: B009
+    assert isinstance(handshakes, ConnectionSlots), server
+    return handshakes
+
+
+def keep_alive_of(connection: object) -> float:
+    """The keep-alive a connection of the HTTP protocol's was given (uvicorn types the
+    server's connections as any of its protocols, WebSockets' too, which have none)."""
+    kept = getattr(connection, "timeout_keep_alive")  # noqa: B009
+    assert isinstance(kept, int | float), connection
+    return kept
+
+
+def held_gone(slots: ConnectionSlots, within: float = 10.0) -> bool:
     """Whether the server's ``slots`` come back to holding nothing within ``within`` s."""
     end = time.monotonic() + within
     while slots.held() and time.monotonic() < end:
@@ -526,9 +548,9 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
             silent("127.0.0.1")
             silent("127.0.0.1", hello)
             end = time.monotonic() + 5
-            while server.handshakes.held() < 2 and time.monotonic() < end:
+            while handshakes_of(server).held() < 2 and time.monotonic() < end:
                 time.sleep(0.01)
-            assert server.handshakes.held() == 2
+            assert handshakes_of(server).held() == 2
             beyond = silent("127.0.0.1")
             assert closed(beyond) and time.monotonic() - begun < within, "not cut at once"
             unfinished.remove(beyond)
@@ -554,7 +576,7 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
         finally:
             for sock in unfinished:
                 sock.close()
-        assert held_gone(server.handshakes), server.handshakes.held()
+        assert held_gone(handshakes_of(server)), handshakes_of(server).held()
         with httpx.Client(verify=trusted) as web:
             assert web.get(f"https://127.0.0.1:{port}/").text == "ok"
         assert serving.is_alive()
@@ -676,7 +698,7 @@ def test_a_connection_is_cut_when_it_sends_no_request_or_half_of_ones_head(
                     held[2].sendall(b"E")  # a byte now and then: the head is never whole
                 time.sleep(0.2)
             assert not server.server_state.connections, "held past the keep-alive and head"
-            assert protocol.slots.held() == 0, "the slots of the connections cut"
+            assert slots_of(protocol).held() == 0, "the slots of the connections cut"
             assert time.monotonic() - begun < 3
             answered = trusted.wrap_socket(socket.create_connection(("127.0.0.1", port), 30),
                                            server_hostname="127.0.0.1")
@@ -759,7 +781,7 @@ def test_a_body_sent_slowly_is_refused_and_its_connection_cut(tmp_path: Path) ->
             while (server.server_state.connections or not left) and time.monotonic() < end:
                 time.sleep(0.05)
             assert not server.server_state.connections, "held past the body's time"
-            assert protocol.slots.held() == 0, "the slot of the connection cut at 408"
+            assert slots_of(protocol).held() == 0, "the slot of the connection cut at 408"
             assert left == ["/slow"] and kept == []
         finally:
             slow.close()
@@ -838,7 +860,7 @@ def test_an_answer_to_a_client_reading_slowly_leaves_whole_before_its_connection
                 sock.close()
         assert {who: len(got) for who, got in answered.items()} == {
             "idle": len(body), "half a head": len(body)}
-        assert held_gone(protocol.slots), "the slots of the connections closed, not cut"
+        assert held_gone(slots_of(protocol)), "the slots of the connections closed, not cut"
         assert serving.is_alive()
 
 

@@ -25,6 +25,13 @@ PEERS = {code: Peer(code, f"https://{code.lower()}.example:8443",
 ROUTES = (("KOR",), ("USA",))
 
 
+def _loaded(folder: Path) -> Partners:
+    """The partners file in ``folder``, which the test has just written."""
+    found = Partners.load(folder)
+    assert found is not None, folder
+    return found
+
+
 def _partners(deliver_to: tuple[str, ...]) -> Partners:
     return Partners("JPN", "mesh", PEERS, deliver_to)
 
@@ -52,10 +59,10 @@ def test_a_rewrite_in_place_of_the_same_size_is_seen_at_once(tmp_path: Path,
     folder.mkdir()
     _partners(ROUTES[0]).write(folder)
     size = os.path.getsize(folder / PARTNERS_FILE)
-    assert Partners.load(folder).deliver_to == ROUTES[0]
+    assert _loaded(folder).deliver_to == ROUTES[0]
     for route in steps:
         assert _rewrite_in_place(folder, route) == size
-        assert Partners.load(folder).deliver_to == route
+        assert _loaded(folder).deliver_to == route
 
 
 def test_a_settled_file_is_read_again_once_it_changes(tmp_path: Path,
@@ -63,13 +70,13 @@ def test_a_settled_file_is_read_again_once_it_changes(tmp_path: Path,
     # Every file counts as settled: the stat alone decides whether it is read again.
     monkeypatch.setattr(settled_files, "SETTLED_NS", -10**18)
     _partners(("KOR",)).write(tmp_path)
-    assert Partners.load(tmp_path).deliver_to == ("KOR",)
+    assert _loaded(tmp_path).deliver_to == ("KOR",)
     _partners(("KOR", "USA")).write(tmp_path)  # replaced: a new inode, another size
-    assert Partners.load(tmp_path).deliver_to == ("KOR", "USA")
+    assert _loaded(tmp_path).deliver_to == ("KOR", "USA")
     (tmp_path / PARTNERS_FILE).unlink()
     assert Partners.load(tmp_path) is None
     _partners(("USA",)).write(tmp_path)
-    assert Partners.load(tmp_path).deliver_to == ("USA",)
+    assert _loaded(tmp_path).deliver_to == ("USA",)
     os.utime(tmp_path / PARTNERS_FILE, ns=(0, 0))  # a change of times alone: read again
     (tmp_path / PARTNERS_FILE).write_text("{}", "utf-8")
     with pytest.raises(Exception, match="not a partners document"):

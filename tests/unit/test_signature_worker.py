@@ -195,20 +195,20 @@ def test_closing_a_node_does_not_wait_for_ever_on_a_stopped_worker() -> None:
     assert stopped.submit([check(0, "good")])() == [True]  # the worker runs
     pool = stopped._pool
     assert pool is not None
-    processes = list((pool._processes or {}).values())
-    assert processes
-    for process in processes:
-        os.kill(process.pid, signal.SIGSTOP)
+    pids = list(pool._processes or {})  # the executor keys its processes by pid
+    assert pids
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
     began = time.monotonic()
     stopped.close()
     assert time.monotonic() - began < 10
-    for process in processes:
+    for pid in pids:
         # Gone, or a zombie not yet reaped (the executor's own thread may reap it first,
         # which makes multiprocessing's is_alive() unreliable here): either way, not running.
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and _running(process.pid):
+        while time.monotonic() < deadline and _running(pid):
             time.sleep(0.05)
-        assert not _running(process.pid)
+        assert not _running(pid)
 
 
 def _running(pid: int) -> bool:

@@ -44,7 +44,7 @@ def test_a_single_stage_missile_sheds_nothing() -> None:
 def test_drop_zones_are_notices_or_information_never_land_alerts(unha3: object) -> None:
     drops = stage_drops(unha3)  # type: ignore[arg-type]
     for party in ("JPN", "KOR", "USA"):
-        centre = WarningCentre(party, ATLAS)  # type: ignore[arg-type]
+        centre = WarningCentre(party, ATLAS)
         first = centre.drop_zones(0.0, drops)
         assert first is not None and first.action == "issued"
         named = {n for w in centre.log for n in w.regions}
@@ -61,7 +61,7 @@ def test_a_drop_zone_anywhere_is_never_an_alert(lat: float, lon: float, bearing:
                                                 party: str) -> None:
     """Whatever the zone's place, the warning centre names it at most as a notice: a drop
     zone is announced over the sea, and the rocket's own corridor warns for the land."""
-    centre = WarningCentre(party, ATLAS)  # type: ignore[arg-type]
+    centre = WarningCentre(party, ATLAS)
     centre.drop_zones(0.0, [StageDrop("first stage", 120.0, 400.0, lat, lon, 3e5, bearing)])
     assert all(w.level != "alert" for w in centre.log)
     assert all(LEVEL_OF_KIND[r.kind] == "alert" for r in ATLAS.regions

@@ -9,9 +9,9 @@ from gsomia.shell.statuses import status_of
 
 CASES = [
     (errors.NotFound("x"), 404),
-    (errors.Replayed("x"), 409),
+    (errors.Replayed(("x",)), 409),
     (errors.ProofInvalid("x"), 403),
-    (errors.PolicyDenied("x"), 403),
+    (errors.PolicyDenied(["x"]), 403),
     (errors.AuditUnavailable("x"), 503),
     (errors.PeerUnavailable("x"), 503),
     (errors.MalformedInput("x", where="rel_to"), 422),

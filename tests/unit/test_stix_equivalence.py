@@ -117,7 +117,7 @@ _NAMES = st.sampled_from(["x_gsomia_note", "x_a", "X_upper", "custom", "a", "ab"
 
 @st.composite
 def variants(draw: st.DrawFn) -> dict[str, Any]:
-    obj = copy.deepcopy(draw(st.sampled_from(VALID)))
+    obj: dict[str, Any] = copy.deepcopy(draw(st.sampled_from(VALID)))
     for _ in range(draw(st.integers(1, 3))):
         how = draw(st.sampled_from(["drop", "set", "add", "retime", "reid"]))
         keys = sorted(obj)

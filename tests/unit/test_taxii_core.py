@@ -486,6 +486,7 @@ def test_publishing_needs_a_label_this_node_originates_that_the_publisher_may_re
     assert svc.status(ANALYST, "status-1") == result
     with pytest.raises(NotFound):
         svc.status(SENIOR, "status-1")  # another person's status is not theirs to see
+    bad_body: Any
     for bad_body in ({}, [], {"objects": []}, {"objects": [1]}, {"type": "bundle"},
                      {"type": "indicator", "objects": [conf]},
                      {"objects": [{"id": "x"}]}):

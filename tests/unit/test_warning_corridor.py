@@ -282,7 +282,8 @@ def _psd(values: list[float]) -> np.ndarray:
     m = np.array(values).reshape(6, 6)
     scale = np.array([3_000.0] * 3 + [30.0] * 3)
     a = m * scale[:, None]
-    return a @ a.T
+    psd: np.ndarray = a @ a.T
+    return psd
 
 
 matrices = st.lists(st.floats(-1.0, 1.0), min_size=36, max_size=36)

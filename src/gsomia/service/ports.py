@@ -40,8 +40,8 @@ from gsomia.core.types import Party
 
 __all__ = ["AuditLog", "AuditReader", "BindingSigner", "ConsentRequest", "KeyStore",
            "LoggedHead", "Outbox", "PendingSignatures", "QueuedDelivery", "QueuedNotice",
-           "RecordRow", "RememberedChecks", "Repository", "SeenEnvelope", "SignatureChecks",
-           "StixValidator", "UnitOfWork", "checks_here"]
+           "RecordRow", "RememberedChecks", "Repository", "SeenEnvelope", "ShellReads",
+           "SignatureChecks", "StixValidator", "UnitOfWork", "checks_here"]
 
 
 class SignatureChecks(Protocol):
@@ -122,7 +122,9 @@ class StixValidator(Protocol):
 
 
 class Repository(Protocol):
-    """The node's holdings and registers. ``seq`` is the audit event that records a write."""
+    """The node's holdings and registers as the handlers read and write them. ``seq`` is
+    the audit event that records a write. What the shell alone reads is :class:`ShellReads`:
+    a fake for the handlers implements this port and nothing more."""
 
     # items and custody
     def add_item(self, item: StoredItem, *, seq: int) -> None: ...
@@ -137,16 +139,6 @@ class Repository(Protocol):
     def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
         """Every (id, version) stored of these ids (none for an id not held)."""
         ...
-    def newest_item_seq(self) -> int:
-        """The seq of the event that stored the newest item (0 when none is held)."""
-        ...
-
-    def items_stored_after(self, seq: int, *, originator: Party,
-                           stix_type: str) -> list[tuple[str, bytes]]:
-        """(id, stored content) of the items of ``stix_type`` from ``originator`` stored by
-        events after ``seq``, in the order stored."""
-        ...
-
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         """For each id held, the national label of every version's latest custody record
         (what access is decided on); ids not held are absent."""
@@ -163,12 +155,10 @@ class Repository(Protocol):
     def custody_of(self, item_id: str, version: str) -> list[CustodyRecord]:
         """Custody history of one item version, oldest first."""
         ...
-    def holdings(self) -> list[Holding]: ...
     # registers
     def add_user(self, user: NodeUser, *, seq: int) -> None: ...
     def user_named(self, name: str) -> NodeUser | None: ...
     def user_by_token(self, token_hash: bytes) -> NodeUser | None: ...
-    def users(self) -> list[NodeUser]: ...
     def add_revocation(self, revocation: Revocation, *, seq: int) -> None: ...
     def revoked_names(self) -> set[str]:
         """Names of the users whose token is revoked."""
@@ -178,9 +168,6 @@ class Repository(Protocol):
     def add_standing_consent(self, record: StandingConsentRecord, *, seq: int) -> None: ...
     def versions_from(self, originator: Party) -> list[tuple[str, str]]:
         """(id, version) of every item version held that ``originator`` originated."""
-        ...
-    def standing_consents(self) -> list[StandingConsentRecord]:
-        """Every standing consent and revocation given or obtained here, oldest first."""
         ...
     def standing_consents_named(self, consent_id: str) -> list[StandingConsentRecord]:
         """The grant and revocation rows of ``consent_id``, oldest first (read by index:
@@ -218,13 +205,56 @@ class Repository(Protocol):
     def consents_of(self, item_ids: Collection[str]) -> dict[str, list[ConsentRecord]]:
         """The consents held for each of ``item_ids`` (absent: none)."""
         ...
+    # the exchange's registers
+    def add_envelopes_seen(self, rows: Sequence[SeenEnvelope], *, seq: int) -> None: ...
+    def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None: ...
+    def pending_consent_requests(self, direction: str, *, holder: Party | None = None,
+                                 item_id: str | None = None) -> int:
+        """How many consent requests of ``direction`` are pending (of ``holder``, about
+        ``item_id``, where given)."""
+        ...
+    def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
+                                at: datetime, *, request_id: str | None = None) -> None:
+        """Mark this node's requests answered: the pending outgoing ones for ``item_id``
+        (to ``recipient``), or the one ``request_id`` if it is still pending."""
+        ...
+    # the exchange and the notices read back what they recorded
+    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
+        """The consent request ``request_id`` (its columns by name), or None."""
+        ...
+    def head_records(self, kinds: Collection[str],
+                     limit: int | None = None) -> list[LoggedHead]:
+        """The log's events of ``kinds`` (partners' tree heads exchanged or found
+        inconsistent), newest first, at most ``limit``."""
+        ...
+
+
+class ShellReads(Repository, Protocol):
+    """The repository as the shell reads it: the handlers' port, and the reads the shell
+    alone makes (status, the dashboard, the TAXII pages, the warning centre, the courier,
+    the scenarios, the operator's commands)."""
+
+    # items and custody
+    def newest_item_seq(self) -> int:
+        """The seq of the event that stored the newest item (0 when none is held)."""
+        ...
+    def items_stored_after(self, seq: int, *, originator: Party,
+                           stix_type: str) -> list[tuple[str, bytes]]:
+        """(id, stored content) of the items of ``stix_type`` from ``originator`` stored by
+        events after ``seq``, in the order stored."""
+        ...
+    def holdings(self) -> list[Holding]: ...
+    # registers
+    def users(self) -> list[NodeUser]: ...
+    def standing_consents(self) -> list[StandingConsentRecord]:
+        """Every standing consent and revocation given or obtained here, oldest first."""
+        ...
     def bound_versions(self, item_ids: Collection[str]
                        ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
         """(id, version, stored object, label, binding) of every version held of
         ``item_ids``: what an envelope of each carries, as stored."""
         ...
     # the exchange's registers
-    def add_envelopes_seen(self, rows: Sequence[SeenEnvelope], *, seq: int) -> None: ...
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:
         """Which of ``nonces`` the replay register holds."""
         ...
@@ -233,22 +263,9 @@ class Repository(Protocol):
         """Which of ``named`` (consent id, originator) this node holds a revocation of (as
         signed: one that names another originator's consent revokes nothing)."""
         ...
-    def add_consent_request(self, request: ConsentRequest, *, seq: int) -> None: ...
-    def pending_consent_requests(self, direction: str, *, holder: Party | None = None,
-                                 item_id: str | None = None) -> int:
-        """How many consent requests of ``direction`` are pending (of ``holder``, about
-        ``item_id``, where given)."""
-        ...
-
     def pending_outgoing_request(self, item_id: str, recipient: Party) -> str | None:
         """The id of this node's request for ``item_id`` to ``recipient`` still pending (the
         oldest), or None."""
-        ...
-
-    def answer_consent_requests(self, item_id: str, recipient: Party | None, status: str,
-                                at: datetime, *, request_id: str | None = None) -> None:
-        """Mark this node's requests answered: the pending outgoing ones for ``item_id``
-        (to ``recipient``), or the one ``request_id`` if it is still pending."""
         ...
     # what the operator, the dashboard, the warning centre and the scenarios read
     def holdings_mark(self) -> tuple[int, ...]:
@@ -280,14 +297,6 @@ class Repository(Protocol):
         ...
     def consent_request_rows(self) -> list[dict[str, Any]]:
         """The consent requests register, oldest first (its columns by name)."""
-        ...
-    def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
-        """The consent request ``request_id`` (its columns by name), or None."""
-        ...
-    def head_records(self, kinds: Collection[str],
-                     limit: int | None = None) -> list[LoggedHead]:
-        """The log's events of ``kinds`` (partners' tree heads exchanged or found
-        inconsistent), newest first, at most ``limit``."""
         ...
     def newest_head_after(self, after: int) -> int | None:
         """The seq of the newest record of a partner's head after seq ``after``, or None."""

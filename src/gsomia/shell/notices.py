@@ -84,7 +84,7 @@ if TYPE_CHECKING:
     import httpx
 
     from gsomia.core.agreements import Catalogue
-    from gsomia.service.ports import AuditReader, LoggedHead, Repository
+    from gsomia.service.ports import AuditReader, LoggedHead, Repository, ShellReads
     from gsomia.shell.store import Store
 
 __all__ = [
@@ -394,7 +394,7 @@ def _partner_heads(rows: Sequence[LoggedHead]) -> list[dict[str, Any]]:
     return [found[p] for p in sorted(found)]
 
 
-def _recorded_base(repo: Repository, partner: Party) -> TreeHead | None:
+def _recorded_base(repo: ShellReads, partner: Party) -> TreeHead | None:
     """The head of ``partner`` last found consistent: the next exchange's base. Read newest
     first by index, stopping at it (every head in the log was read and parsed). A record
     that cannot be read is passed over, as :func:`partner_check.held_head_of` does (one

@@ -35,7 +35,7 @@ from gsomia.service import notices as notice_handlers
 from gsomia.service.ports import (
     QueuedDelivery,
     QueuedNotice,
-    Repository,
+    ShellReads,
     SignatureChecks,
     checks_here,
 )
@@ -91,7 +91,7 @@ class NotNow(OSError):
         self.wait = wait
 
 
-def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
+def payloads_of(repo: ShellReads, keys: Sequence[tuple[str, str]],
                 recipient: Party, now: datetime, routing: Routing,
                 originator_keys: Mapping[Party, Ed25519PublicKey],
                 checks: SignatureChecks = checks_here, here: SignatureChecks | None = None,
