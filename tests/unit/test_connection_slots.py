@@ -173,7 +173,7 @@ def test_a_newcomer_beyond_every_handshake_slot_cuts_the_oldest_not_itself(
                                                               local_addr=(arg, 0))
                     me = writer.get_extra_info("sockname")[:2]
                     clients[me] = writer
-                    await until(lambda b=before: made[0] > b)  # type: ignore[misc]
+                    await until(lambda b=before: made[0] > b)
                     here = sum(1 for a, _ in expected if _share_of((a, 0)) == arg)
                     if here < share:
                         if len(expected) >= total:
@@ -182,7 +182,7 @@ def test_a_newcomer_beyond_every_handshake_slot_cuts_the_oldest_not_itself(
                 elif expected:
                     me = expected.pop(int(arg) % len(expected))
                     clients[me].close()
-                    await until(lambda me=me: me not in now_held())  # type: ignore[misc]
+                    await until(lambda me=me: me not in now_held())
                 assert now_held() == expected
                 assert slots.strangers_held == len(expected) <= total
                 assert all(n <= share for n in slots.addresses.values())

@@ -568,7 +568,7 @@ def test_a_tls_handshake_left_unfinished_is_cut_and_few_are_under_way_at_once(
             newcomer = silent("127.0.0.4")
             assert closed(unfinished[0]) and time.monotonic() - begun < within, \
                 "the oldest not cut at once"
-            assert server.handshakes.held() == 3
+            assert handshakes_of(server).held() == 3
             for sock in unfinished[1:]:
                 assert closed(sock), "the server answered half a handshake"
             assert newcomer in unfinished[1:]
@@ -629,7 +629,7 @@ def test_a_partner_connects_while_strangers_from_many_addresses_hold_every_hands
                 for key, _ in watch.select(0.2):
                     watch.unregister(key.fileobj)
                     cut += not open_(key.fileobj)  # type: ignore[arg-type]
-            assert server.handshakes.held() == HANDSHAKES_UNDER_WAY
+            assert handshakes_of(server).held() == HANDSHAKES_UNDER_WAY
 
             def partner_asks() -> bytes:
                 try:
@@ -651,11 +651,11 @@ def test_a_partner_connects_while_strangers_from_many_addresses_hold_every_hands
                 time.sleep(0.02)
             assert [open_(sock) for sock in flood] == \
                 [False] * (len(flood) - held) + [True] * held
-            assert server.handshakes.held() == HANDSHAKES_UNDER_WAY - 1
+            assert handshakes_of(server).held() == HANDSHAKES_UNDER_WAY - 1
         finally:
             for sock in flood:
                 sock.close()
-        assert held_gone(server.handshakes), server.handshakes.held()
+        assert held_gone(handshakes_of(server)), handshakes_of(server).held()
         assert serving.is_alive()
 
 

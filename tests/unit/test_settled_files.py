@@ -63,7 +63,7 @@ def _leaf(issuer: str) -> bytes:
 
     key, ca = CAS[issuer]
     cert = _certificate(_name(issuer, "node client"), ec.generate_private_key(
-        ec.SECP256R1()).public_key(), ca.subject, key, NOW, ca=False,  # type: ignore[arg-type]
+        ec.SECP256R1()).public_key(), ca.subject, key, NOW, ca=False,
         usage=[ExtendedKeyUsageOID.CLIENT_AUTH], issuer_public=ca.public_key())
     return cert.public_bytes(serialization.Encoding.DER)
 
@@ -107,7 +107,7 @@ def _frozen_stat(paths: set[str]) -> Iterator[None]:
         found = frozen.get(os.fspath(path)) if isinstance(path, str | Path) else None
         return found if found is not None else real(path, *args, **kwargs)  # type: ignore[arg-type]
 
-    os.stat = stat  # type: ignore[assignment]
+    os.stat = stat
     try:
         yield
     finally:
