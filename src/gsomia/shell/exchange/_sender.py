@@ -388,6 +388,7 @@ class Sender:
                                     recipient=self.link, or_not_to=self.strays)
         if not due:
             return
+        self.node.store.synced_for_sending()  # as a batch of envelopes (_post_bodies)
         outcomes: list[tuple[QueuedNotice, int, str]] = []
         waits: dict[int, float] = {}
         # A partner that did not answer is not asked again this pass: its other notices
@@ -525,6 +526,9 @@ class Sender:
         return results
 
     def _post_bodies(self, peer: Peer, bodies: Sequence[str]) -> list[Any]:
+        # A received item's relay, or anything read from a commit whose sync runs outside
+        # the write lock, leaves only once that commit is on disk.
+        self.node.store.synced_for_sending()
         response = self.client.post(peer.url.rstrip("/") + "/peer/v1/envelopes/",
                                     content='{"envelopes":[' + ",".join(bodies) + "]}")
         if response.status_code != 202:
