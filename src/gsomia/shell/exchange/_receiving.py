@@ -63,8 +63,12 @@ def receive(node: NodePort, partners: Partners, envelopes: Sequence[crypto.Envel
         seen = _seen_nonces(node, nonces)
         try:
             # The relays of what it stores are queued in its commit, which wakes the links.
+            # Synced outside the write lock: a second batch, arriving while this one's
+            # disk sync runs (a report sent beside one in flight), takes the lock and
+            # writes meanwhile instead of waiting for that sync, then syncs its own; the
+            # answer still goes only once the batch is on disk.
             return exchange_handlers.receive(
-                node.uow(), keys=node.keys, catalogue=node.catalogue,
+                node.store.uow(sync_outside=True), keys=node.keys, catalogue=node.catalogue,
                 signing_keys=partners.signing_keys(), envelopes=envelopes, sender=sender,
                 seen=seen, now=now, revoked=lambda named: _revoked_standing(node, named),
                 checks=_checks(node), window=window)

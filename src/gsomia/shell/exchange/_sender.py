@@ -411,6 +411,7 @@ class Sender:
                                     recipient=self.link, or_not_to=self.strays)
         if not due:
             return
+        self.node.store.synced_for_sending()  # as a batch of envelopes (_post_bodies)
         outcomes: list[tuple[QueuedNotice, int, str]] = []
         waits: dict[int, float] = {}
         # A partner that did not answer is not asked again this pass: its other notices
@@ -571,6 +572,9 @@ class Sender:
                      written: Callable[[], None] | None = None) -> list[Any]:
         """``written``: called once the request's body is written (its answer awaited)."""
         extensions = {} if written is None else {"trace": _when_written(written)}
+        # A received item's relay, or anything read from a commit whose sync runs outside
+        # the write lock, leaves only once that commit is on disk.
+        self.node.store.synced_for_sending()
         response = self.client.post(peer.url.rstrip("/") + "/peer/v1/envelopes/",
                                     content='{"envelopes":[' + ",".join(bodies) + "]}",
                                     extensions=extensions)

@@ -101,6 +101,11 @@ class Store:
         self._uncopied: TreeHead | None = None
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
+        # Commits of :meth:`uow` ``(sync_outside=True)`` visible to readers and not yet
+        # synced (their log sync runs after the write lock is released): what this process
+        # sends meanwhile is held to :meth:`synced_for_sending`.
+        self._syncing = 0
+        self._syncing_lock = threading.Lock()
         # next_due's statements, made once a shape (:meth:`_due_query`), and the notices'
         # recipients they read (:meth:`_notice_recipients_cte`).
         self._next_due: dict[tuple[int, int, bool], Any] = {}
@@ -117,11 +122,31 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def uow(self, *, synced: bool = True, at_once: bool = False) -> SqlUnitOfWork:
-        """A unit of work; ``synced=False``: see :class:`SqlUnitOfWork`. ``at_once``
-        (SQLite): raise :class:`WriterBusy` as it begins if another writer holds the lock,
-        instead of waiting (elsewhere it waits)."""
-        return SqlUnitOfWork(self, synced=synced, at_once=at_once)
+    def uow(self, *, synced: bool = True, at_once: bool = False,
+            sync_outside: bool = False) -> SqlUnitOfWork:
+        """A unit of work; ``synced=False`` and ``sync_outside``: see
+        :class:`SqlUnitOfWork`. ``at_once`` (SQLite): raise :class:`WriterBusy` as it begins
+        if another writer holds the lock, instead of waiting (elsewhere it waits)."""
+        return SqlUnitOfWork(self, synced=synced, at_once=at_once, sync_outside=sync_outside)
+
+    def syncing(self, change: int) -> None:
+        """A commit synced outside the lock (:class:`SqlUnitOfWork`) begins (+1), or has
+        synced or failed (-1)."""
+        with self._syncing_lock:
+            self._syncing += change
+
+    def synced_for_sending(self) -> None:
+        """Before anything leaves this process for a partner: if a commit synced outside the
+        write lock is visible and not yet synced (a received item, the relay it queued), the
+        log is synced here first, so nothing goes out that a power cut could take back. A
+        sync of the log syncs every commit in it; none pending (nearly always): nothing.
+
+        In this process only: a commit of that kind is SQLite's, whose node sends from the
+        process that serves its API (several processes share a PostgreSQL database, where
+        every commit is synced in the lock)."""
+        if self._syncing:
+            with self.engine.connect() as conn:
+                _sync_log(conn)
 
     def claim(self, *, deliveries: bool, now: datetime, limit: int,
               recipient: str | None = None, leaving: Collection[int] = (),

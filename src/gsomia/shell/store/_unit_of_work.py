@@ -35,15 +35,26 @@ class SqlUnitOfWork:
     signed head is not copied beside the database (the copy lags, as it may), and a head
     read through :meth:`SqlAuditReader.latest_head` is synced before it is handed to
     anyone (:func:`_sync_log`): no head leaves the node for a log a power cut could
-    shorten."""
+    shorten.
+
+    ``sync_outside=True`` (SQLite only): synced, but the log's sync runs once the commit has
+    released the write lock, and :meth:`commit` returns only after it. The next writer
+    (a partner's second batch, received while this one's sync runs) then takes the lock and
+    writes at once instead of waiting for this sync, and the disk syncs of the two overlap.
+    Nothing waits for this commit before its sync (the commit's wake-ups and its head's
+    copy come after it; the caller answers after it), and what the node sends meanwhile is
+    held to :meth:`Store.synced_for_sending`; a reader in between may see the commit before
+    a power cut could take it back, as the readers of a ``synced=False`` one may."""
 
     repo: SqlRepository
     audit: SqlAuditLog
     outbox: SqlOutbox
 
-    def __init__(self, store: Store, *, synced: bool = True, at_once: bool = False) -> None:
+    def __init__(self, store: Store, *, synced: bool = True, at_once: bool = False,
+                 sync_outside: bool = False) -> None:
         self._store = store
         self._synced = synced
+        self._sync_outside = sync_outside and synced
         self._at_once = at_once
         self._relaxed = False  # this transaction's connection runs synchronous=NORMAL
         self._conn: sa.Connection | None = None
@@ -69,7 +80,7 @@ class SqlUnitOfWork:
         conn = self._store.engine.connect().execution_options(
             gsomia_write=True, gsomia_at_once=self._at_once)
         self._conn = conn
-        if not self._synced and conn.dialect.name == "sqlite":
+        if (not self._synced or self._sync_outside) and conn.dialect.name == "sqlite":
             try:
                 _synchronous(conn, "NORMAL")
                 self._relaxed = True
@@ -144,15 +155,24 @@ class SqlUnitOfWork:
             with suppress(Exception):
                 asked(queued_to)
         told = False
+        outside = self._sync_outside and self._relaxed
         try:
-            self._conn.commit()
-            self._tx = None
-            relaxed = self._relaxed and head is not None
-            if relaxed and self.audit.first:
-                # The log's first commit creates the head's copy beside the database, which
-                # must not get ahead of what the disk holds: this one is synced now.
-                _sync_log(self._conn)
-                relaxed = False
+            if outside:
+                self._store.syncing(+1)  # before readers can see it
+            try:
+                self._conn.commit()
+                self._tx = None
+                relaxed = self._relaxed and head is not None
+                if outside or (relaxed and self.audit.first):
+                    # The log's first commit creates the head's copy beside the database,
+                    # which must not get ahead of what the disk holds: this one is synced
+                    # now. So is one synced outside the lock, which the lock's next holder
+                    # did not wait for.
+                    _sync_log(self._conn)
+                    relaxed = False
+            finally:
+                if outside:
+                    self._store.syncing(-1)
             if self.repo.revoked:
                 self._store.mark_revocations()
                 self.repo.revoked = False
