@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from federating import delivered_to, one_pass
@@ -43,8 +44,16 @@ def _trio(kor: Node, jpn: Node, usa: Node) -> None:
 def _kor_reports(kor: Node, level: str, rel_to: tuple[str, ...]) -> int:
     """KOR's radar reports of the first 185 s of 2017-08-29, as its intake makes them,
     published under ``level`` REL TO ``rel_to``; the number of measurements."""
+    return _radar_reports(kor, level, rel_to)
+
+
+def _radar_reports(kor: Node, level: str, rel_to: tuple[str, ...],
+                   until_s: float = 185.0, from_s: float = 0.0) -> int:
+    """The radar reports of ``kor``'s party (any node) from ``from_s`` to ``until_s`` of
+    2017-08-29."""
     intake = SensorIntake(kor)
-    _, lines = playlist("2017-08-29", None, "KOR", 0, 185.0)
+    _, lines = playlist("2017-08-29", None, kor.party, 0, until_s)
+    lines = [(at, line) for at, line in lines if at >= from_s]
     by_second: dict[int, list[bytes]] = {}
     for at, line in lines:
         by_second.setdefault(int(at), []).append(json.dumps(line).encode())
@@ -108,3 +117,100 @@ def test_a_partners_reports_not_released_to_usa_make_nothing_for_usa(
 def _own_notes(node: Node) -> list[str]:
     with node.store.repository() as repo:
         return [i for i, _ in repo.added_from(node.party)]
+
+
+def _routed(**inboxes: Callable[[httpx.Request], httpx.Response]
+            ) -> Callable[[httpx.Request], httpx.Response]:
+    """One sender's posts to each partner answered by that partner's inbox (by host)."""
+    def route(request: httpx.Request) -> httpx.Response:
+        inbox = inboxes.get(request.url.host.split(".")[0].upper())
+        return inbox(request) if inbox is not None else httpx.Response(503)
+    return route
+
+
+def _current(node: Node, item_ids: list[str]) -> dict[str, SecurityLabel]:
+    """Each item's label as the node holds it now (its newest custody record's)."""
+    with node.store.repository() as repo:
+        found = repo.current_labels(item_ids)
+    return {i: labels[-1] for i, labels in found.items()}
+
+
+def test_a_source_raised_after_it_was_fused_raises_what_was_made_of_it(
+        node_factory: Callable[..., Node]) -> None:
+    """USA's radar reports, SECRET REL TO USA, JPN, KOR, fused by JPN's centre into outputs
+    marked 極秘 (SECRET); USA then raises one report to TOP SECRET. Before the fix JPN's outputs
+    stayed 極秘, each below a source it was made from, and the seal still sent them to KOR
+    (under an agreement that covers no TOP SECRET) at SECRET; USA, which held them, was never
+    told. Now they are raised to 機密 with JPN's own notices to their holders, and what was
+    queued to KOR is refused at seal."""
+    from gsomia.core.outbox import CLASSIFICATION
+    from gsomia.core.policy import decide_derived
+    from gsomia.service.refusals import RefusalWindow
+    from gsomia.shell import notices
+
+    kor, jpn, usa = node_factory("KOR"), node_factory("JPN"), node_factory("USA")
+    peers = {n.party: exchange.Peer(n.party, f"https://{n.party.lower()}.test",
+                                    n.keys.public_signing_key(),
+                                    n.keys.envelope_key().public_key())
+             for n in (kor, jpn, usa)}
+    exchange.Partners("USA", "direct", peers, ("JPN",)).write(usa.folder)
+    exchange.Partners("JPN", "direct", peers, ("KOR", "USA")).write(jpn.folder)
+    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
+    worker = CentreWorker(jpn, NodeCentre("JPN", feeds.load_geography()))
+
+    _radar_reports(usa, "SECRET", ("USA", "JPN", "KOR"))
+    one_pass(usa, delivered_to(jpn, "USA"))
+    while worker.pass_once():
+        pass
+    outputs = _own_notes(jpn)
+    assert outputs, worker.centre.counts
+    # Delivered to USA; KOR's link has not run, so its deliveries wait in the outbox.
+    one_pass(jpn, _routed(USA=delivered_to(usa, "JPN")), link="USA")
+    with jpn.store.repository() as repo:
+        assert repo.deliveries_pending("KOR") == len(outputs)
+        assert repo.deliveries_pending("USA") == 0
+    with usa.store.repository() as repo:
+        sources = [i for i, _ in repo.added_from("USA")]
+    raised = sources[len(sources) // 2]
+    notice, _ = notices.reclassify(usa, item_id=raised, level="TOP SECRET")
+    notices.accept_classification_notice(
+        jpn, notice.to_json(), "USA", {"USA": usa.keys.public_signing_key()},
+        datetime.now(UTC), RefusalWindow())
+
+    held = _current(jpn, sources + outputs)
+    assert held[raised].level == "機密"
+    wider = [(o, held[o].level) for o in outputs
+             if not decide_derived(held[raised], held[o], jpn.catalogue.schemes).permit]
+    assert wider == [], wider    # before: every output, 極秘 below its 機密 source
+    # USA holds every output: each is followed by JPN's own notice.
+    with jpn.store.repository() as repo:
+        sent = {(r["item_id"], r["recipient"]) for r in repo.notice_rows()
+                if r["kind"] == CLASSIFICATION}
+    assert sent == {(o, "USA") for o in outputs}
+    # KOR back: nothing of what JPN made before reaches it, marked SECRET as it was bound.
+    one_pass(jpn, _routed(KOR=delivered_to(kor, "JPN"), USA=delivered_to(usa, "JPN")))
+    with kor.store.repository() as repo:
+        assert [i for i, _ in repo.added_from("JPN")] == []
+    with jpn.store.repository() as repo:
+        assert repo.deliveries_pending("KOR") == 0
+
+    # The flight goes on: the centre still holds what it fused of the raised report, so
+    # what it makes now is TOP SECRET too (to USA, never to KOR); so after a restart.
+    _radar_reports(usa, "SECRET", ("USA", "JPN", "KOR"), until_s=400.0, from_s=185.0)
+    one_pass(usa, delivered_to(jpn, "USA"))
+    while worker.pass_once():
+        pass
+    later = [o for o in _own_notes(jpn) if o not in outputs]
+    assert later, worker.centre.counts
+    restarted = CentreWorker(jpn, NodeCentre("JPN", feeds.load_geography()))
+    while restarted.pass_once():
+        pass
+    assert restarted.skipped >= len(outputs + later)
+    made = _own_notes(jpn)
+    held = _current(jpn, [raised, *made])
+    assert {held[o].level for o in made} == {"機密"}, {held[o].level for o in made}
+    one_pass(jpn, _routed(KOR=delivered_to(kor, "JPN"), USA=delivered_to(usa, "JPN")))
+    with kor.store.repository() as repo:
+        assert [i for i, _ in repo.added_from("JPN")] == []
+    with usa.store.repository() as repo:
+        assert {i for i, _ in repo.added_from("JPN")} == set(made)

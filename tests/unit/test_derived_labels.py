@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.labels import SecurityLabel
-from gsomia.core.policy import Person, decide_access, decide_derived
+from gsomia.core.policy import Person, decide_access, decide_derived, narrowed_derived
 from gsomia.core.types import PARTIES, SECRET_LEVELS
 from gsomia.shell import feeds
 
@@ -87,3 +87,46 @@ def test_every_shipped_sensors_reports_feed_every_centre(shipped: Catalogue) -> 
                 out = SecurityLabel(party, SECRET_LEVELS[party], frozenset(PARTIES),
                                     "dprk-missile", policy=policy)
                 assert decide_derived(source, out, shipped.schemes).permit, (sensor.id, party)
+
+
+@given(_labels(), st.lists(_labels(), max_size=5), st.lists(_people(), min_size=1, max_size=6))
+def test_after_any_narrowings_what_was_made_reaches_no_one_a_source_now_excludes(
+        shipped: Catalogue, derived: SecurityLabel, sources: list[SecurityLabel],
+        people: list[Person]) -> None:
+    """withdraw29: each source narrowed in turn (a notice raised its level), the derived
+    label follows it (``narrowed_derived``); at the end it is no wider than any source's
+    current label, no wider than it was, and unchanged by a source that never narrowed it;
+    where no label will do, None, never a wider one."""
+    schemes = shipped.schemes
+    label: SecurityLabel | None = derived
+    for source in sources:
+        if label is None:
+            break
+        before = label
+        label = narrowed_derived(source, label, schemes)
+        if label is None:
+            continue
+        assert decide_derived(source, label, schemes).permit
+        # Never wider than it was: whoever may read it now could read it before.
+        for person in people:
+            if decide_access(person, label, schemes).permit:
+                assert decide_access(person, before, schemes).permit, (person, label)
+        assert label.rel_to <= before.rel_to and label.purpose == before.purpose
+        if decide_derived(source, before, schemes).permit:
+            assert label == before  # a source that allows it as it was changes nothing
+    if label is not None:
+        for source in sources:
+            assert decide_derived(source, label, schemes).permit, (source, label)
+
+
+def test_a_source_raised_to_top_secret_raises_what_was_made_to_top_secret(
+        shipped: Catalogue) -> None:
+    made = SecurityLabel("JPN", "極秘", frozenset(PARTIES), "dprk-missile")
+    raised = SecurityLabel("USA", "TOP SECRET", frozenset(PARTIES), "dprk-missile")
+    assert narrowed_derived(raised, made, shipped.schemes) == SecurityLabel(
+        "JPN", "機密", frozenset(PARTIES), "dprk-missile")
+    narrowed = SecurityLabel("KOR", "군사II급비밀", frozenset({"KOR", "JPN"}), "dprk-missile")
+    assert narrowed_derived(narrowed, made, shipped.schemes) == SecurityLabel(
+        "JPN", "極秘", frozenset({"KOR", "JPN"}), "dprk-missile")
+    assert narrowed_derived(SecurityLabel("USA", "SECRET", frozenset({"USA", "KOR"}),
+                                          "dprk-missile"), made, shipped.schemes) is None

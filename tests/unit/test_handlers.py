@@ -129,6 +129,7 @@ class FakeRepo(PeopleRegisters):
     def __init__(self) -> None:
         self.log: FakeAudit | None = None
         self.items: dict[tuple[str, str], StoredItem] = {}
+        self.item_seqs: dict[str, int] = {}
         self.custody: list[CustodyRecord] = []
         self.consents: list[ConsentRecord] = []
         self.receipts: list[ReceiptRecord] = []
@@ -141,6 +142,16 @@ class FakeRepo(PeopleRegisters):
 
     def add_item(self, item: StoredItem, *, seq: int) -> None:
         self.items[(item.item_id, item.version)] = item
+        self.item_seqs.setdefault(item.item_id, seq)
+
+    def item_seq(self, item_id: str) -> int | None:
+        return self.item_seqs.get(item_id)
+
+    def labels_stored_after(self, seq: int, *, originator: Party,
+                            stix_type: str) -> list[tuple[str, bytes]]:
+        return [(i.item_id, i.label) for (item_id, _), i in self.items.items()
+                if self.item_seqs[item_id] > seq and i.originator == originator
+                and i.stix_type == stix_type]
 
     def head_records(self, kinds: Collection[str],
                      limit: int | None = None) -> list[LoggedHead]:

@@ -11,7 +11,7 @@ exchange).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "Consent", "Decision", "Person", "ReleaseRequest", "StandingConsent", "audience",
     "decide", "decide_access", "decide_all", "decide_classification_change",
     "decide_derived", "decide_new_version", "label_class", "levels_covered",
+    "narrowed_derived",
 ]
 
 
@@ -420,6 +421,34 @@ def decide_derived(source: SecurityLabel, derived: SecurityLabel,
     if reasons:
         return Decision(False, tuple(reasons))
     return Decision(True, ("no wider than its source",))
+
+
+def narrowed_derived(source: SecurityLabel, derived: SecurityLabel,
+                     schemes: Mapping[Party, Scheme]) -> SecurityLabel | None:
+    """The widest label no wider than ``derived`` that :func:`decide_derived` permits from
+    ``source``: what is made from an item must follow its source when the originator later
+    narrows it (a classification notice raised its level), so the derived label takes the
+    lowest level of its own scheme ranked no lower than the source's, keeps only the REL TO
+    the source allows, and the source's caveats. None where no label of the derived
+    originator would do (another purpose, another agreement's marking, a caveat binding to
+    the source's originator, an originator the source was not released to, no level that
+    high in the derived scheme): what was made may then go to no one new."""
+    src_scheme, out_scheme = schemes.get(source.scheme), schemes.get(derived.scheme)
+    if src_scheme is None or out_scheme is None or not src_scheme.has(source.level) \
+            or not out_scheme.has(derived.level):
+        return None
+    floor = src_scheme.level(source.level).rank
+    level = derived.level
+    if out_scheme.level(level).rank < floor:
+        # The scheme lists its levels highest first: the last one high enough is the lowest.
+        high = [lv.name for lv in out_scheme.levels if lv.rank >= floor]
+        if not high:
+            return None
+        level = high[-1]
+    allowed = source.rel_to | {source.originator}
+    narrowed = replace(derived, level=level, rel_to=derived.rel_to & allowed,
+                       caveats=derived.caveats | source.caveats)
+    return narrowed if decide_derived(source, narrowed, schemes).permit else None
 
 
 def decide_all(requests: Iterable[ReleaseRequest], catalogue: Catalogue) -> list[Decision]:

@@ -139,6 +139,16 @@ class Repository(Protocol):
     def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
         """Every (id, version) stored of these ids (none for an id not held)."""
         ...
+    def labels_stored_after(self, seq: int, *, originator: Party,
+                            stix_type: str) -> list[tuple[str, bytes]]:
+        """(id, stored label) of the items of ``stix_type`` from ``originator`` stored by
+        events after ``seq``, in the order stored (what a centre made after a source)."""
+        ...
+
+    def item_seq(self, item_id: str) -> int | None:
+        """The seq of the event that first stored ``item_id`` (None if not held)."""
+        ...
+
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         """For each id held, the national label of every version's latest custody record
         (what access is decided on); ids not held are absent."""
@@ -244,6 +254,15 @@ class ShellReads(Repository, Protocol):
         events after ``seq``, in the order stored."""
         ...
     def holdings(self) -> list[Holding]: ...
+    def reclassified_up_to(self, seq: int, *, stix_type: str
+                           ) -> list[tuple[str, bytes, list[SecurityLabel]]]:
+        """The items of ``stix_type`` stored up to ``seq`` whose level a classification
+        notice changed: (id, label as stored, current labels)."""
+        ...
+    def reclassified(self, item_ids: Collection[str]) -> dict[str, list[SecurityLabel]]:
+        """Of ``item_ids``, those a classification notice re-marked, with their current
+        labels (few: read where no notice re-marked any, it costs one index probe each)."""
+        ...
     # registers
     def users(self) -> list[NodeUser]: ...
     def standing_consents(self) -> list[StandingConsentRecord]:

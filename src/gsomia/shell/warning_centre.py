@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from gsomia.core.errors import GsomiaError, MalformedInput
 from gsomia.core.labels import SecurityLabel
+from gsomia.core.policy import narrowed_derived
 from gsomia.core.sensor_feed import AHEAD_S
 from gsomia.core.stix import extension_property_problem
 from gsomia.core.types import PARTIES, SECRET_LEVELS, Party, instant, utc_text
@@ -134,6 +135,9 @@ class CentreWorker:
                                           frozenset(PARTIES), "dprk-missile",
                                           policy=self.policy)
         self.withheld: dict[str, int] = {}
+        # Outputs not published because a source fed was re-marked beyond any label of this
+        # node's (:meth:`label_now`).
+        self.unpublishable = 0
 
     @property
     def centre(self) -> NodeCentre:
@@ -370,6 +374,22 @@ class CentreWorker:
         decision = deriving(source, self.output_label, self.node.catalogue.schemes)
         return None if decision.permit else "; ".join(decision.reasons)
 
+    def label_now(self, remarked: Sequence[tuple[str, bytes, Sequence[SecurityLabel]]]
+                  ) -> SecurityLabel | None:
+        """What the centre publishes under now: :attr:`output_label`, narrowed to no wider
+        than each note it was fed that a classification notice has since re-marked
+        (``remarked``: id, label as stored, labels now; withdraw29). It fed a note whose
+        stored label that label did not widen, and the tracker keeps what it fused, so
+        every output from then on is made from it. None: no label of this node's would do."""
+        label: SecurityLabel | None = self.output_label
+        schemes = self.node.catalogue.schemes
+        for _, stored, now_marked in remarked:
+            if self.withheld_reason(stored) is not None:
+                continue  # never fed
+            for source in now_marked:
+                label = narrowed_derived(source, label, schemes) if label else None
+        return label
+
     def _say_ahead(self, originator: str, every_s: float = AHEAD_SAID_EVERY_S) -> None:
         """One line per originator and minute at most while its measurements come stamped
         ahead: left out, they would otherwise leave no trace (``gsomia doctor`` says it too,
@@ -397,12 +417,18 @@ class CentreWorker:
         wanted = [(output_id(self.secret, self.centre, o), o) for o in outputs]
         with self.node.store.repository() as repo:
             found = {i: repo.get_item(i) for i, _ in wanted}
+            out = self.label_now(repo.reclassified_up_to(self.mark, stix_type="note"))
         held = {i for i, item in found.items() if item is not None}
         if any(item is not None and item.originator != self.party for item in found.values()):
             # Only this node makes these ids: another's item under one is an attack.
             raise MalformedInput("an item of another party holds an id of this node's "
                                  "warning centre", where="warning centre",
                                  expected="ids only this node's centre makes")
+        if out is None:
+            # A source fed is now marked so that no label of this node's would do: nothing
+            # more is published until the centre no longer holds it (a restart withholds it).
+            self.unpublishable += len(outputs)
+            return
         entries = []
         for item_id, o in wanted:
             if item_id in held:
@@ -414,7 +440,6 @@ class CentreWorker:
             obj = {"type": "note", "spec_version": "2.1", "id": item_id, "created": stamp,
                    "modified": stamp, "abstract": abstract, "content": abstract,
                    "object_refs": [author_of(self.party)], o.prop: o.data}
-            out = self.output_label
             entries.append((obj, LabelRequest(out.level, tuple(sorted(out.rel_to)),
                                               out.purpose, out.caveats, policy=out.policy,
                                               category=o.category)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
@@ -23,9 +24,16 @@ from gsomia.core.custody import (
     verify_classification_notice,
 )
 from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
-from gsomia.core.labels import Scheme
+from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.outbox import ConsentObtained, IncidentRecorded, NoticeRecorded, ReceiptObtained
-from gsomia.core.policy import Decision, ReleaseRequest, decide, decide_classification_change
+from gsomia.core.policy import (
+    Decision,
+    ReleaseRequest,
+    decide,
+    decide_classification_change,
+    decide_derived,
+    narrowed_derived,
+)
 from gsomia.core.types import Party, party
 from gsomia.service.outbox import commit
 from gsomia.service.ports import KeyStore, UnitOfWork
@@ -198,21 +206,8 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
                                       "new_level": new_level})
             uow.commit()
             raise PolicyDenied(decision.reasons)
-        notice = sign_classification_notice(
-            item_id=item_id, originator=keys.party, old_level=latest.national_label.level,
-            new_level=new_level, issued_at=now, key=keys.signing_key())
-        remarked = _remark_all(uow, versions, keys.party, new_level, now,
-                               f"classification changed by originator {keys.party}")
-        event = uow.audit.append(
-            AuditKind.CLASSIFICATION_CHANGED, now, actor, item_id=item_id,
-            details={"permit": True, "originator": keys.party, "old_level": notice.old_level,
-                     "new_level": new_level,
-                     "records": records_detail(classification_notices=[notice.digest()],
-                                               custody=[r.digest() for r in remarked])})
-        uow.repo.add_notice(notice, seq=event.seq)
-        for record in remarked:
-            uow.repo.add_custody(record, seq=event.seq)
-        uow.events.append(NoticeRecorded(notice))
+        notice = _reclassify_own(uow, keys, versions, latest.national_label.level, new_level,
+                                 now, actor)
         commit(uow, now)
     return notice
 
@@ -263,8 +258,90 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
             uow.repo.add_custody(record, seq=event.seq)
         # Passed on to those this node delivered the item to, never back to ``came_from``.
         uow.events.append(NoticeRecorded(notice, came_from))
+        if keys.party != notice.originator:
+            _narrow_derived(uow, keys, catalogue.schemes, versions[-1], now)
         commit(uow, now)
     return remarked
+
+
+def _reclassify_own(uow: UnitOfWork, keys: KeyStore, versions: Sequence[StoredItem],
+                    old_level: str, new_level: str, now: datetime, actor: str,
+                    why: str | None = None) -> ClassificationNotice:
+    """As originator, re-mark every version of one of this node's items to ``new_level``
+    and sign the notice its holders are sent (queued at the unit of work's commit)."""
+    notice = sign_classification_notice(
+        item_id=versions[0].item_id, originator=keys.party, old_level=old_level,
+        new_level=new_level, issued_at=now, key=keys.signing_key())
+    remarked = _remark_all(uow, versions, keys.party, new_level, now,
+                           why or f"classification changed by originator {keys.party}")
+    details: dict[str, Any] = {
+        "permit": True, "originator": keys.party, "old_level": notice.old_level,
+        "new_level": new_level}
+    if why is not None:
+        details["why"] = why
+    event = uow.audit.append(
+        AuditKind.CLASSIFICATION_CHANGED, now, actor, item_id=notice.item_id,
+        details={**details, "records": records_detail(
+            classification_notices=[notice.digest()], custody=[r.digest() for r in remarked])})
+    uow.repo.add_notice(notice, seq=event.seq)
+    for record in remarked:
+        uow.repo.add_custody(record, seq=event.seq)
+    uow.events.append(NoticeRecorded(notice))
+    return notice
+
+
+# What the node's warning centre publishes (``gsomia.shell.warning_centre``): made from the
+# reports and predictions it held, so bound by their labels (``decide_derived``).
+DERIVED_CATEGORIES = frozenset({"impact-prediction", "flight-path", "warning"})
+
+
+def _narrow_derived(uow: UnitOfWork, keys: KeyStore, schemes: Mapping[Party, Scheme],
+                    source: StoredItem, now: datetime) -> list[ClassificationNotice]:
+    """What this node's centre made from ``source`` after its originator narrowed it: each
+    output re-marked to no wider than the source's label now (:func:`narrowed_derived`), by
+    this node as their originator, with its own notices to those it delivered them to.
+
+    Which outputs used it: the centre feeds notes in the order stored and publishes what a
+    note made after feeding it, so every output stored after the source may hold some of it
+    (the tracker fuses them all), and none stored before does. A source whose label as stored
+    the centre's label would have widened was never fed (``CentreWorker.withheld_reason``):
+    nothing was made of it."""
+    if source.stix_type != "note":
+        return []
+    seq = uow.repo.item_seq(source.item_id)
+    current = uow.repo.current_labels([source.item_id]).get(source.item_id, [])
+    if seq is None or not current:
+        return []
+    try:
+        stored = SecurityLabel.from_stored(json.loads(source.label))
+    except (MalformedInput, ValueError, TypeError):
+        return []  # never fed: the centre withholds a label that does not read
+    notices = []
+    for item_id, label_bytes in uow.repo.labels_stored_after(seq, originator=keys.party,
+                                                            stix_type="note"):
+        try:
+            label = SecurityLabel.from_stored(json.loads(label_bytes))
+        except (MalformedInput, ValueError, TypeError):
+            continue
+        if label.category not in DERIVED_CATEGORIES \
+                or not decide_derived(stored, label, schemes).permit:
+            continue
+        versions = uow.repo.item_versions(item_id)
+        if not versions:
+            continue
+        now_marked = uow.repo.custody_of(item_id, versions[-1].version)[-1].national_label
+        wanted: SecurityLabel | None = now_marked
+        for source_now in current:
+            wanted = narrowed_derived(source_now, wanted, schemes) if wanted else None
+        if wanted is None or wanted.level == now_marked.level:
+            # A REL TO or caveat no notice carries (none narrows one) is left to the seal,
+            # which asks the policy about the label as bound.
+            continue
+        notices.append(_reclassify_own(
+            uow, keys, versions, now_marked.level, wanted.level, now, "node",
+            f"made from {source.item_id}, which its originator {source.originator} "
+            f"re-marked"))
+    return notices
 
 
 def _remark_all(uow: UnitOfWork, versions: Sequence[StoredItem], holder: Party, level: str,

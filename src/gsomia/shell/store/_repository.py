@@ -181,6 +181,42 @@ class SqlRepository:
         return {(row[0], row[1]) for row in among(
             self.conn, "SELECT id, version FROM items WHERE id IN :among", item_ids)}
 
+    def labels_stored_after(self, seq: int, *, originator: str,
+                            stix_type: str) -> list[tuple[str, bytes]]:
+        c = items.c
+        return [(str(row.id), bytes(row.label)) for row in self.conn.execute(
+            sa.select(c.id, c.label).where(c.seq > seq, c.originator == originator,
+                                           c.type == stix_type).order_by(c.seq))]
+
+    def item_seq(self, item_id: str) -> int | None:
+        found = self.conn.execute(sa.select(sa.func.min(items.c.seq))
+                                  .where(items.c.id == item_id)).scalar()
+        return None if found is None else int(found)
+
+    def reclassified_up_to(self, seq: int, *, stix_type: str
+                           ) -> list[tuple[str, bytes, list[SecurityLabel]]]:
+        # The notices first (a handful in a node's life, none in most): the warning centre
+        # asks at every publish, and the items up to its mark are every item held.
+        noticed = [str(r[0]) for r in self.conn.execute(
+            sa.select(classification_notices.c.item_id).distinct())]
+        if not noticed:
+            return []
+        rows = [r for r in among(self.conn, "SELECT id, label, seq, type FROM items "
+                                 "WHERE id IN :among", noticed)
+                if type(r[2]) is int and r[2] <= seq and r[3] == stix_type]
+        current = self.current_labels(sorted({str(r[0]) for r in rows})) if rows else {}
+        return [(str(r[0]), bytes(r[1]), current.get(str(r[0]), []))
+                for r in sorted(rows, key=lambda r: r[2])]
+
+    def reclassified(self, item_ids: Collection[str]) -> dict[str, list[SecurityLabel]]:
+        ids = sorted(set(item_ids))
+        if not ids:
+            return {}
+        found = sorted({str(r[0]) for r in among(
+            self.conn, "SELECT DISTINCT item_id FROM classification_notices "
+            "WHERE item_id IN :among", ids)})
+        return self.current_labels(found) if found else {}
+
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         latest: dict[tuple[str, str], bytes] = {}
         for row in among(self.conn, 'SELECT item_id, version, national_label FROM custody '
