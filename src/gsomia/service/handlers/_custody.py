@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -26,7 +26,7 @@ from gsomia.core.errors import MalformedInput, PolicyDenied, ProofInvalid
 from gsomia.core.labels import Scheme
 from gsomia.core.outbox import ConsentObtained, IncidentRecorded, NoticeRecorded, ReceiptObtained
 from gsomia.core.policy import Decision, ReleaseRequest, decide, decide_classification_change
-from gsomia.core.types import Party, party
+from gsomia.core.types import Party, iso, party
 from gsomia.service.outbox import commit
 from gsomia.service.ports import KeyStore, UnitOfWork
 from gsomia.service.refusals import RefusalSummary, RefusalWindow
@@ -198,9 +198,14 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
                                       "new_level": new_level})
             uow.commit()
             raise PolicyDenied(decision.reasons)
+        # Each notice issued after the last one of this item, even if the clock went back:
+        # holders keep only the newest by its time (see apply_classification_notice).
+        last = max((n.issued_at for n in uow.repo.notices_for(item_id)
+                    if n.originator == keys.party), default=None)
+        issued = now if last is None or now > last else last + timedelta(milliseconds=1)
         notice = sign_classification_notice(
             item_id=item_id, originator=keys.party, old_level=latest.national_label.level,
-            new_level=new_level, issued_at=now, key=keys.signing_key())
+            new_level=new_level, issued_at=issued, key=keys.signing_key())
         remarked = _remark_all(uow, versions, keys.party, new_level, now,
                                f"classification changed by originator {keys.party}")
         event = uow.audit.append(
@@ -232,6 +237,15 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
         versions = uow.repo.item_versions(notice.item_id)
         if not versions:
             raise MalformedInput(f"{notice.item_id} is not held here", where="notice.item_id")
+        # Only the originator's newest notice is in force: a relay (or a retry landing late)
+        # that hands over an older one after it would re-mark the item back to a level the
+        # originator has since left, lowered, readable by those it shut out (hunt29).
+        newer = _newer_notice(uow.repo.notices_for(notice.item_id), notice)
+        if newer is not None:
+            raise PolicyDenied((
+                f"a newer classification notice of {notice.originator} for {notice.item_id} "
+                f"is in force here (issued {iso(newer.issued_at)}, to {newer.new_level}); "
+                f"this one, issued {iso(notice.issued_at)}, is older and changes nothing",))
         remarked: list[CustodyRecord] = []
         for item in versions:
             current = uow.repo.custody_of(item.item_id, item.version)[-1]
@@ -265,6 +279,15 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
         uow.events.append(NoticeRecorded(notice, came_from))
         commit(uow, now)
     return remarked
+
+
+def _newer_notice(held: Sequence[ClassificationNotice], notice: ClassificationNotice
+                  ) -> ClassificationNotice | None:
+    """A notice of ``notice``'s originator among ``held`` issued no earlier than it (another
+    signature): one that, in force, ``notice`` may not undo."""
+    return next((n for n in sorted(held, key=lambda n: n.issued_at, reverse=True)
+                 if n.originator == notice.originator and n.issued_at >= notice.issued_at
+                 and n.signature != notice.signature), None)
 
 
 def _remark_all(uow: UnitOfWork, versions: Sequence[StoredItem], holder: Party, level: str,
