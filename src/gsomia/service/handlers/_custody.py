@@ -200,8 +200,9 @@ def change_classification(uow: UnitOfWork, *, keys: KeyStore,
             raise PolicyDenied(decision.reasons)
         # Each notice issued after the last one of this item, even if the clock went back:
         # holders keep only the newest by its time (see apply_classification_notice).
+        mine = keys.signing_key().public_key()
         last = max((n.issued_at for n in uow.repo.notices_for(item_id)
-                    if n.originator == keys.party), default=None)
+                    if n.originator == keys.party and _signed(n, mine)), default=None)
         issued = now if last is None or now > last else last + timedelta(milliseconds=1)
         notice = sign_classification_notice(
             item_id=item_id, originator=keys.party, old_level=latest.national_label.level,
@@ -240,7 +241,8 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
         # Only the originator's newest notice is in force: a relay (or a retry landing late)
         # that hands over an older one after it would re-mark the item back to a level the
         # originator has since left, lowered, readable by those it shut out (hunt29).
-        newer = _newer_notice(uow.repo.notices_for(notice.item_id), notice)
+        newer = _newer_notice(uow.repo.notices_for(notice.item_id), notice,
+                              originator_public)
         if newer is not None:
             raise PolicyDenied((
                 f"a newer classification notice of {notice.originator} for {notice.item_id} "
@@ -281,13 +283,24 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
     return remarked
 
 
-def _newer_notice(held: Sequence[ClassificationNotice], notice: ClassificationNotice
-                  ) -> ClassificationNotice | None:
+def _newer_notice(held: Sequence[ClassificationNotice], notice: ClassificationNotice,
+                  originator_public: Ed25519PublicKey) -> ClassificationNotice | None:
     """A notice of ``notice``'s originator among ``held`` issued no earlier than it (another
-    signature): one that, in force, ``notice`` may not undo."""
-    return next((n for n in sorted(held, key=lambda n: n.issued_at, reverse=True)
-                 if n.originator == notice.originator and n.issued_at >= notice.issued_at
-                 and n.signature != notice.signature), None)
+    signature): one that, in force, ``notice`` may not undo. A held notice counts only if
+    its signature verifies over what is stored: its time is read from the host's disk,
+    and one rewritten into the future would otherwise refuse every later notice for good."""
+    return next((n for n in held
+                 if n.originator == notice.originator and n.signature != notice.signature
+                 and isinstance(n.issued_at, datetime) and n.issued_at >= notice.issued_at
+                 and _signed(n, originator_public)), None)
+
+
+def _signed(notice: ClassificationNotice, public: Ed25519PublicKey) -> bool:
+    try:
+        verify_classification_notice(notice, public)
+    except ProofInvalid:
+        return False
+    return True
 
 
 def _remark_all(uow: UnitOfWork, versions: Sequence[StoredItem], holder: Party, level: str,
