@@ -107,7 +107,7 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
     them says; these carry nothing. ``parsed``: the standing consents' documents parsed at
     earlier seals (:func:`gsomia.service.standing.with_documents`)."""
     from gsomia.core.labels import SecurityLabel
-    from gsomia.service.outbox import refused_at_seal, unbound_at_seal
+    from gsomia.service.outbox import reclassified_at_seal, refused_at_seal, unbound_at_seal
     from gsomia.service.standing import with_documents
 
     ids = sorted({k[0] for k in keys})
@@ -153,6 +153,10 @@ def payloads_of(repo: Repository, keys: Sequence[tuple[str, str]],
                                    ((i, v, label) for i, v, *_, label in read
                                     if (i, v) in bindings),
                                    consents, [c for c, _ in standing]))
+    # The level the originator set since binding (its notices), which the envelope cannot
+    # carry: such a version does not leave (hunt29).
+    refused.update(reclassified_at_seal(((i, v, label) for i, v, *_, label in read),
+                                        repo.notices_of(ids), originator_keys))
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for item_id, version, content, _, _, label_doc, label in read:
         bound = bindings.get((item_id, version))

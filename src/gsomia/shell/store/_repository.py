@@ -75,6 +75,9 @@ from gsomia.shell.store._tables import (
 # Statements of every receive's commit, made once (as ``Store._claim_query``), their values
 # bound at each call: made at each call, building them and their cache keys cost more CPU
 # than running them, under the write lock.
+_NOTICES_OF = classification_notices.select().where(
+    classification_notices.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(
+    classification_notices.c.row)
 _CONSENTS_OF = consents.select().where(
     consents.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(consents.c.row)
 _STANDING_CURRENT: dict[tuple[bool, bool], sa.Select[Any]] = {}
@@ -319,6 +322,13 @@ class SqlRepository:
         t = classification_notices
         return [_notice(r) for r in self.conn.execute(
             t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
+
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        out: dict[str, list[ClassificationNotice]] = {}
+        for chunk in _chunks(sorted(set(item_ids))):
+            for row in self.conn.execute(_NOTICES_OF, {"ids": chunk}):
+                out.setdefault(row.item_id, []).append(_notice(row))
+        return out
 
     def notices_from(self, sender: str, since: datetime, originator: str | None = None) -> int:
         t, a = classification_notices, audit_events
