@@ -251,6 +251,13 @@ class FakeRepo(PeopleRegisters):
     def notices_for(self, item_id: str) -> list[ClassificationNotice]:
         return [n for n in self.notices if n.item_id == item_id]
 
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        out: dict[str, list[ClassificationNotice]] = {}
+        for n in self.notices:
+            if n.item_id in item_ids:
+                out.setdefault(n.item_id, []).append(n)
+        return out
+
     def add_incident(self, report: IncidentReport, *, seq: int) -> None:
         self.incident_reports.append(report)
 
@@ -1905,6 +1912,109 @@ def test_one_originators_notices_never_use_up_anothers_share_of_a_relay(
         originator_keys={"KOR": kor.public_signing_key()}, now=NOW, refusals=RefusalWindow(),
         bound=1, window=timedelta(hours=24))
     assert answer["accepted"] and not answer.get("duplicate")
+
+
+# ---- hunt29: only the originator's newest classification notice is in force -------------------
+
+_KOR_LEVELS = ("군사II급비밀", "군사III급비밀")  # the two the JPN-KOR agreement covers
+
+
+def _held_level(uow: FakeUnitOfWork, item: str) -> str:
+    """The level the holder marks every version of ``item`` with now (one for all)."""
+    levels = {uow.repo.custody_of(item, v.version)[-1].national_label.level
+              for v in uow.repo.item_versions(item)}
+    assert len(levels) == 1
+    return levels.pop()
+
+
+def _jpn_level_of(shipped: Catalogue, uow: FakeUnitOfWork, item: str, kor_level: str) -> str:
+    """The JPN equivalent of KOR's ``kor_level`` under the agreement ``item`` came by."""
+    version = uow.repo.item_versions(item)[-1].version
+    agreement = uow.repo.custody_of(item, version)[-1].agreement
+    assert agreement is not None
+    return shipped.get(agreement).equivalent("KOR", kor_level, "JPN")
+
+
+def test_an_older_classification_notice_delivered_after_a_newer_one_is_refused(
+        shipped: Catalogue) -> None:
+    """hunt29: KOR lowers its item to 군사III급비밀 (notice 1), then raises it back to
+    군사II급비밀 (notice 2). The relay that passes KOR's notices on (the hub), or a retry that lands
+    late, delivers notice 2 and then notice 1: the holder applied them in the order they
+    came and kept the item at the lowered level, readable by people the originator had
+    since shut out. Failed before the fix: notice 1 was accepted and re-marked the item
+    down. Now an older notice than the one in force is refused, on record, re-marks
+    nothing and is passed on to no one."""
+    from gsomia.core.custody import sign_classification_notice
+    uow, jpn, item = received_item(shipped)
+    kor = FakeKeys("KOR")
+    lowered = sign_classification_notice(item_id=item, originator="KOR",
+                                         old_level="군사II급비밀", new_level="군사III급비밀",
+                                         issued_at=NOW + timedelta(minutes=1),
+                                         key=kor.signing_key())
+    raised = sign_classification_notice(item_id=item, originator="KOR",
+                                        old_level="군사III급비밀", new_level="군사II급비밀",
+                                        issued_at=NOW + timedelta(minutes=2),
+                                        key=kor.signing_key())
+
+    def send(notice: ClassificationNotice) -> Any:
+        return notice_handlers.accept_classification_notice(
+            uow, keys=jpn, catalogue=shipped, doc=notice.to_json(), sender="KOR",
+            originator_keys={"KOR": kor.public_signing_key()},
+            now=NOW + timedelta(minutes=3), refusals=RefusalWindow())
+    assert send(raised)["accepted"]
+    top = _jpn_level_of(shipped, uow, item, "군사II급비밀")
+    assert _held_level(uow, item) == top
+    queued = len(uow.outbox.notices)
+    size = len(uow.audit.events)
+    with pytest.raises(PolicyDenied, match="newer classification notice"):
+        send(lowered)
+    assert _held_level(uow, item) == top  # still the originator's newest level
+    assert len(uow.outbox.notices) == queued  # passed on to no one
+    [refused] = uow.audit.events[size:]
+    assert refused.kind == AuditKind.NOTICE_REFUSED and refused.item_id == item
+    assert status_of(PolicyDenied(("x",))) == 403 and definitive(403)  # settled, not retried
+    assert send(raised)["duplicate"]  # the one in force, posted again: as before
+
+
+@settings(max_examples=40, deadline=None)
+@given(levels=st.lists(st.sampled_from(_KOR_LEVELS), min_size=1, max_size=5),
+       order=st.randoms(use_true_random=False), repeats=st.lists(st.integers(0, 4),
+                                                                max_size=3))
+def test_the_holder_keeps_the_newest_notice_whatever_order_they_arrive_in(
+        shipped: Catalogue, levels: list[str], order: Any, repeats: list[int]) -> None:
+    """hunt29 (Hypothesis): however a relay or the retries order KOR's notices (some
+    posted again), after each one the holder marks the item with the equivalent of the
+    newest notice it has accepted, and after all of them with that of KOR's newest."""
+    from gsomia.core.custody import sign_classification_notice
+    uow, jpn, item = received_item(shipped)
+    kor = FakeKeys("KOR")
+    notices = [sign_classification_notice(item_id=item, originator="KOR",
+                                          old_level="군사II급비밀", new_level=level,
+                                          issued_at=NOW + timedelta(seconds=n),
+                                          key=kor.signing_key())
+               for n, level in enumerate(levels)]
+    arrivals = list(notices) + [notices[r % len(notices)] for r in repeats]
+    order.shuffle(arrivals)
+    newest: ClassificationNotice | None = None
+    applied: list[ClassificationNotice] = []
+    for notice in arrivals:
+        try:
+            answer = notice_handlers.accept_classification_notice(
+                uow, keys=jpn, catalogue=shipped, doc=notice.to_json(), sender="KOR",
+                originator_keys={"KOR": kor.public_signing_key()},
+                now=NOW + timedelta(minutes=1), refusals=RefusalWindow())
+        except PolicyDenied:
+            assert newest is not None and notice.issued_at < newest.issued_at
+        else:
+            if answer.get("duplicate"):  # applied before: answered as such, changes nothing
+                assert notice in applied
+            else:
+                assert newest is None or notice.issued_at >= newest.issued_at
+                newest = notice
+                applied.append(notice)
+        assert newest is not None
+        assert _held_level(uow, item) == _jpn_level_of(shipped, uow, item, newest.new_level)
+    assert newest == notices[-1]
 
 
 # ---- a person's refusals, bounded (issue 11) -------------------------------------------------

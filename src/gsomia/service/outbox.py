@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from gsomia.core import crypto
 from gsomia.core.audit import AuditKind
-from gsomia.core.custody import ConsentRecord, StoredItem, records_detail, register_digest
+from gsomia.core.custody import (
+    ClassificationNotice,
+    ConsentRecord,
+    StoredItem,
+    records_detail,
+    register_digest,
+    verify_classification_notice,
+)
 from gsomia.core.errors import MalformedInput, ProofInvalid
 from gsomia.core.labels import SecurityLabel
 from gsomia.core.outbox import (
@@ -35,14 +42,15 @@ from gsomia.core.outbox import (
     release_refusal,
 )
 from gsomia.core.policy import Consent, StandingConsent
-from gsomia.core.types import Party
+from gsomia.core.types import Party, iso
 from gsomia.service.ports import SignatureChecks, UnitOfWork
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-__all__ = ["commit", "queue_deliveries", "queue_notices", "recover", "refused_at_seal",
-           "standing_held", "unbound_at_seal"]
+__all__ = ["commit", "notice_verifies", "queue_deliveries", "queue_notices",
+           "reclassified_at_seal", "recover", "refused_at_seal", "standing_held",
+           "unbound_at_seal"]
 
 
 def commit(uow: UnitOfWork, now: datetime) -> None:
@@ -131,6 +139,52 @@ def refused_at_seal(routing: Routing, recipient: Party, now: datetime,
         if why is not None:
             refused[(item_id, version)] = f"not released to {recipient} as it was sealed: {why}"
     return refused
+
+
+def reclassified_at_seal(labelled: Iterable[tuple[str, str, SecurityLabel]],
+                         notices: Mapping[str, Sequence[ClassificationNotice]],
+                         originator_keys: Mapping[Party, Ed25519PublicKey]
+                         ) -> dict[tuple[str, str], str]:
+    """The versions of ``labelled`` (item, version, label as bound) whose originator has
+    since changed the item's level: its newest notice held (``notices``, by item, each
+    checked by its originator's key) sets a level other than the bound label's. An envelope
+    carries the bound label, never the notice, so such a version would leave at the level
+    the originator left, past a level the agreement may not even cover (hunt29). A notice
+    held that does not verify (rewritten on the host's disk) refuses the item's versions:
+    which level is in force cannot be told."""
+    refused: dict[tuple[str, str], str] = {}
+    newest: dict[tuple[str, Party], ClassificationNotice | str | None] = {}
+    for item_id, version, label in labelled:
+        key = (item_id, label.originator)
+        if key not in newest:
+            public = originator_keys.get(label.originator)
+            held = [n for n in notices.get(item_id, ()) if n.originator == label.originator]
+            if held and (public is None or not all(notice_verifies(n, public)
+                                                    for n in held)):
+                newest[key] = ("a classification notice held of it does not verify against "
+                               f"{label.originator}'s key: which level is in force cannot "
+                               "be told")
+            else:
+                newest[key] = max(held, key=lambda n: n.issued_at, default=None)
+        found = newest[key]
+        if isinstance(found, str):
+            refused[(item_id, version)] = found
+        elif found is not None and found.new_level != label.level:
+            refused[(item_id, version)] = (
+                f"its originator {label.originator} changed its level to {found.new_level} "
+                f"(notice issued {iso(found.issued_at)}) after binding it at {label.level}: "
+                "it would leave at a level the originator has left; a version bound at the "
+                "new level goes")
+    return refused
+
+
+def notice_verifies(notice: ClassificationNotice, public: Ed25519PublicKey) -> bool:
+    """Whether ``notice`` verifies against its originator's ``public`` key."""
+    try:
+        verify_classification_notice(notice, public)
+    except ProofInvalid:
+        return False
+    return True
 
 
 def unbound_at_seal(stored: Iterable[tuple[str, str, bytes, bytes, Mapping[str, Any] | bytes,

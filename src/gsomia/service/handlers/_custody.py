@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -34,8 +34,8 @@ from gsomia.core.policy import (
     decide_derived,
     narrowed_derived,
 )
-from gsomia.core.types import Party, party
-from gsomia.service.outbox import commit
+from gsomia.core.types import Party, iso, party
+from gsomia.service.outbox import commit, notice_verifies
 from gsomia.service.ports import KeyStore, UnitOfWork
 from gsomia.service.refusals import RefusalSummary, RefusalWindow
 
@@ -227,6 +227,16 @@ def apply_classification_notice(uow: UnitOfWork, *, keys: KeyStore, catalogue: C
         versions = uow.repo.item_versions(notice.item_id)
         if not versions:
             raise MalformedInput(f"{notice.item_id} is not held here", where="notice.item_id")
+        # Only the originator's newest notice is in force: a relay (or a retry landing late)
+        # that hands over an older one after it would re-mark the item back to a level the
+        # originator has since left, lowered, readable by those it shut out (hunt29).
+        newer = _newer_notice(uow.repo.notices_for(notice.item_id), notice,
+                              originator_public)
+        if newer is not None:
+            raise PolicyDenied((
+                f"a newer classification notice of {notice.originator} for {notice.item_id} "
+                f"is in force here (issued {iso(newer.issued_at)}, to {newer.new_level}); "
+                f"this one, issued {iso(notice.issued_at)}, is older and changes nothing",))
         remarked: list[CustodyRecord] = []
         for item in versions:
             current = uow.repo.custody_of(item.item_id, item.version)[-1]
@@ -269,9 +279,15 @@ def _reclassify_own(uow: UnitOfWork, keys: KeyStore, versions: Sequence[StoredIt
                     why: str | None = None) -> ClassificationNotice:
     """As originator, re-mark every version of one of this node's items to ``new_level``
     and sign the notice its holders are sent (queued at the unit of work's commit)."""
+    # Each notice issued after the last one of this item, even if the clock went back:
+    # holders keep only the newest by its time (see apply_classification_notice).
+    mine = keys.signing_key().public_key()
+    last = max((n.issued_at for n in uow.repo.notices_for(versions[0].item_id)
+                if n.originator == keys.party and notice_verifies(n, mine)), default=None)
+    issued = now if last is None or now > last else last + timedelta(milliseconds=1)
     notice = sign_classification_notice(
         item_id=versions[0].item_id, originator=keys.party, old_level=old_level,
-        new_level=new_level, issued_at=now, key=keys.signing_key())
+        new_level=new_level, issued_at=issued, key=keys.signing_key())
     remarked = _remark_all(uow, versions, keys.party, new_level, now,
                            why or f"classification changed by originator {keys.party}")
     details: dict[str, Any] = {
@@ -342,6 +358,18 @@ def _narrow_derived(uow: UnitOfWork, keys: KeyStore, schemes: Mapping[Party, Sch
             f"made from {source.item_id}, which its originator {source.originator} "
             f"re-marked"))
     return notices
+
+
+def _newer_notice(held: Sequence[ClassificationNotice], notice: ClassificationNotice,
+                  originator_public: Ed25519PublicKey) -> ClassificationNotice | None:
+    """A notice of ``notice``'s originator among ``held`` issued no earlier than it (another
+    signature): one that, in force, ``notice`` may not undo. A held notice counts only if
+    its signature verifies over what is stored: its time is read from the host's disk,
+    and one rewritten into the future would otherwise refuse every later notice for good."""
+    return next((n for n in held
+                 if n.originator == notice.originator and n.signature != notice.signature
+                 and isinstance(n.issued_at, datetime) and n.issued_at >= notice.issued_at
+                 and notice_verifies(n, originator_public)), None)
 
 
 def _remark_all(uow: UnitOfWork, versions: Sequence[StoredItem], holder: Party, level: str,

@@ -91,28 +91,6 @@ class NotNow(OSError):
         self.wait = wait
 
 
-def remarked_since_bound(repo: Any, routing: Any,
-                         read: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str], str]:
-    """The versions of ``read`` (item, version, ..., label as bound last) a classification
-    notice has since re-marked above the label they were bound with: an envelope carries
-    the bound label, so it would reach its recipient marked lower than the item now is
-    (withdraw29: the warning centre's outputs, raised after a source they were made from
-    was, went to KOR at SECRET). The recipients that hold it were sent the notice; the
-    others get nothing of it. One index probe per item where no notice re-marked any."""
-    from gsomia.core.policy import decide_derived
-
-    marked = repo.reclassified([r[0] for r in read])
-    refused: dict[tuple[str, str], str] = {}
-    for item_id, version, *_, label in read:
-        for now_marked in marked.get(item_id, ()):
-            if not decide_derived(now_marked, label, routing.catalogue.schemes).permit:
-                refused[(item_id, version)] = (
-                    f"re-marked {now_marked.level} since it was bound at {label.level} "
-                    "(a classification notice): not sealed under the lower marking")
-                break
-    return refused
-
-
 def payloads_of(repo: ShellReads, keys: Sequence[tuple[str, str]],
                 recipient: Party, now: datetime, routing: Routing,
                 originator_keys: Mapping[Party, Ed25519PublicKey],
@@ -130,7 +108,7 @@ def payloads_of(repo: ShellReads, keys: Sequence[tuple[str, str]],
     them says; these carry nothing. ``parsed``: the standing consents' documents parsed at
     earlier seals (:func:`gsomia.service.standing.with_documents`)."""
     from gsomia.core.labels import SecurityLabel
-    from gsomia.service.outbox import refused_at_seal, unbound_at_seal
+    from gsomia.service.outbox import reclassified_at_seal, refused_at_seal, unbound_at_seal
     from gsomia.service.standing import with_documents
 
     ids = sorted({k[0] for k in keys})
@@ -166,7 +144,6 @@ def payloads_of(repo: ShellReads, keys: Sequence[tuple[str, str]],
             refused[(item_id, version)] = f"its stored binding does not read: {exc}"
             continue
         read.append((item_id, version, content, label_bytes, binding_doc, label_doc, label))
-    refused.update(remarked_since_bound(repo, routing, read))
     # The signatures are checked (on the signature worker, for a large batch) while the
     # policy decides and the payloads are built; nothing is sealed before their answer.
     bindings, unbound = unbound_at_seal(
@@ -177,6 +154,10 @@ def payloads_of(repo: ShellReads, keys: Sequence[tuple[str, str]],
                                    ((i, v, label) for i, v, *_, label in read
                                     if (i, v) in bindings),
                                    consents, [c for c, _ in standing]))
+    # The level the originator set since binding (its notices), which the envelope cannot
+    # carry: such a version does not leave (hunt29).
+    refused.update(reclassified_at_seal(((i, v, label) for i, v, *_, label in read),
+                                        repo.notices_of(ids), originator_keys))
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for item_id, version, content, _, _, label_doc, label in read:
         bound = bindings.get((item_id, version))

@@ -77,6 +77,9 @@ from gsomia.shell.store._tables import (
 # Statements of every receive's commit, made once (as ``Store._claim_query``), their values
 # bound at each call: made at each call, building them and their cache keys cost more CPU
 # than running them, under the write lock.
+_NOTICES_OF = classification_notices.select().where(
+    classification_notices.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(
+    classification_notices.c.row)
 _CONSENTS_OF = consents.select().where(
     consents.c.item_id.in_(sa.bindparam("ids", expanding=True))).order_by(consents.c.row)
 _STANDING_CURRENT: dict[tuple[bool, bool], sa.Select[Any]] = {}
@@ -207,15 +210,6 @@ class SqlRepository:
         current = self.current_labels(sorted({str(r[0]) for r in rows})) if rows else {}
         return [(str(r[0]), bytes(r[1]), current.get(str(r[0]), []))
                 for r in sorted(rows, key=lambda r: r[2])]
-
-    def reclassified(self, item_ids: Collection[str]) -> dict[str, list[SecurityLabel]]:
-        ids = sorted(set(item_ids))
-        if not ids:
-            return {}
-        found = sorted({str(r[0]) for r in among(
-            self.conn, "SELECT DISTINCT item_id FROM classification_notices "
-            "WHERE item_id IN :among", ids)})
-        return self.current_labels(found) if found else {}
 
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         latest: dict[tuple[str, str], bytes] = {}
@@ -438,6 +432,13 @@ class SqlRepository:
         t = classification_notices
         return [_notice(r) for r in self.conn.execute(
             t.select().where(t.c.item_id == item_id).order_by(t.c.row))]
+
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        out: dict[str, list[ClassificationNotice]] = {}
+        for chunk in _chunks(sorted(set(item_ids))):
+            for row in self.conn.execute(_NOTICES_OF, {"ids": chunk}):
+                out.setdefault(row.item_id, []).append(_notice(row))
+        return out
 
     def notices_from(self, sender: str, since: datetime, originator: str | None = None) -> int:
         t, a = classification_notices, audit_events
