@@ -131,19 +131,22 @@ def test_a_received_batch_is_synced_once_the_write_lock_is_free_and_before_its_a
 
 
 def _both(jpn: Any, first: list[crypto.Envelope], second: list[crypto.Envelope],
-          monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[Any], list[float]]:
+          monkeypatch: pytest.MonkeyPatch) -> tuple[list[Any], list[Any], bool]:
     """``first`` and ``second`` received at once on two threads, the second sent once the
-    first's sync has begun (held for 0.3 s): their results, and when each sync ended."""
-    begun = threading.Event()
+    first's sync has begun, which is held until the second's receive has returned (30 s at
+    most): their results, and whether the second returned while the first's sync was held
+    (it did not wait for the first to let go of anything)."""
+    begun, second_done = threading.Event(), threading.Event()
     calls = [0]
+    waited: list[bool] = []
 
     def during() -> None:
         calls[0] += 1
         if calls[0] == 1:
             begun.set()
-            time.sleep(0.3)
+            waited.append(second_done.wait(30))
 
-    ended = _spying(monkeypatch, during)
+    _spying(monkeypatch, during)
     inbox = NodeInbox(jpn)
     out: dict[str, list[Any]] = {}
     one = threading.Thread(target=lambda: out.__setitem__(
@@ -151,8 +154,9 @@ def _both(jpn: Any, first: list[crypto.Envelope], second: list[crypto.Envelope],
     one.start()
     assert begun.wait(30)
     out["second"] = inbox.deliver_many(second, "KOR", now_utc())
-    one.join(30)
-    return out["first"], out["second"], ended
+    second_done.set()
+    one.join(60)
+    return out["first"], out["second"], waited == [True]
 
 
 def test_a_second_batch_commits_while_the_first_syncs_and_a_bad_envelope_loses_no_other(
@@ -161,9 +165,10 @@ def test_a_second_batch_commits_while_the_first_syncs_and_a_bad_envelope_loses_n
         sealed = _envelopes(kor, sender, 4)
         first, good = sealed[:2], sealed[2:]
         second = [good[0], _forged(good[1])]
-        got_first, got_second, ended = _both(jpn, first, second, monkeypatch)
-        # The second batch's sync ended before the first's: it did not wait for it.
-        assert len(ended) == 2 and ended[0] < ended[1] - 0.1
+        got_first, got_second, beside = _both(jpn, first, second, monkeypatch)
+        # The second batch was received, synced and answered while the first's sync was
+        # still held: it waited for neither the first's lock nor its sync.
+        assert beside
         assert all(r.receipt is not None for r in got_first)
         assert got_second[0].receipt is not None
         assert got_second[1].receipt is None and got_second[1].status == 403
@@ -197,13 +202,15 @@ def test_nothing_leaves_while_a_commit_synced_outside_the_lock_is_unsynced(
         try:
             kor.store.syncing(+1)  # a receive's commit, visible and not yet synced
             try:
-                quiet.step()
+                quiet.step()  # the batch is posted on the sender's posting thread
+                assert exchange.wait_until(lambda: "post" in syncs, 30)
             finally:
                 kor.store.syncing(-1)
             assert syncs == ["sync", "post"]
             syncs.clear()
             exchange.publish(kor, entries=[(_report(1), SENSOR_REPORT)])
             quiet.step()  # none pending: no sync of its own
+            assert exchange.wait_until(lambda: "post" in syncs, 30)
         finally:
             quiet.close()
         assert syncs == ["post"]
