@@ -273,3 +273,15 @@ def test_a_warning_published_by_gsomia_demo_is_read_as_a_warning() -> None:
     m = alerting.messages(found.warnings, "USA")[0]
     assert m.status == "Exercise"
     valid_cap(alerting.cap_bytes(m, shapes()))
+
+
+@given(st.floats(min_value=-1e4, max_value=1e4, allow_nan=False))
+def test_a_written_longitude_is_in_range_after_its_rounding(lon: float) -> None:
+    # 179.99996 rounded to four decimals is 180.0, which GeoJSON's and the index's range
+    # [-180, 180) leaves out: the property above found it in a warning's ellipse.
+    from gsomia.core.alerting import _lon4
+
+    written = _lon4(lon)
+    assert -180.0 <= written < 180.0
+    assert written == round(written, 4)
+    assert _lon4(179.99996) == -180.0

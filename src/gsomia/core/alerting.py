@@ -353,6 +353,13 @@ def _lon(lon: float) -> float:
     return (lon + 180.0) % 360.0 - 180.0
 
 
+def _lon4(lon: float) -> float:
+    """``lon`` in [-180, 180) to four decimals: wrapped after rounding too, since a longitude
+    just under 180 rounds up to 180.0, outside the range (Hypothesis found 179.99996)."""
+    rounded = round(_lon(lon), 4)
+    return -180.0 if rounded >= 180.0 else rounded
+
+
 def _pairs(ring: Sequence[tuple[float, float]]) -> str:
     """A CAP polygon: "lat,lon" pairs, the first repeated last."""
     return " ".join(f"{lat:.4f},{lon:.4f}" for lon, lat in ring)
@@ -515,7 +522,7 @@ def _ellipse_ring(lat: float, lon: float, semi_major_km: float, semi_minor_km: f
     a = max(semi_major_km, 0.01) * 1e3
     b = max(min(semi_minor_km, semi_major_km), 0.01) * 1e3
     lats, lons = ellipse_points(lat, lon, a, b, orientation_deg, n=n, rings=1)
-    pts = [(round(_lon(float(o)), 4), round(max(-90.0, min(90.0, float(t))), 4))
+    pts = [(_lon4(float(o)), round(max(-90.0, min(90.0, float(t))), 4))
            for t, o in zip(lats[:n], lons[:n], strict=True)]
     return (*pts, pts[0])
 
@@ -551,7 +558,7 @@ def outlines(atlas: Atlas, *, max_rings: int = 8, max_vertices: int = 40
             thin = pts[::step]
             if len(thin) < 3:
                 thin = pts[:3]
-            closed = tuple((round(_lon(x), 4), round(y, 4)) for x, y in thin)
+            closed = tuple((_lon4(x), round(y, 4)) for x, y in thin)
             rings.append((_area(pts), (*closed, closed[0])))
         rings.sort(key=lambda t: -t[0])
         out[region.name] = tuple(r for _, r in rings[:max_rings])
@@ -571,7 +578,7 @@ def feature_collection(msgs: Sequence[Message], holdings: Holdings,
     a region without an outline, such as the high seas)."""
     features: list[dict[str, Any]] = []
     for t in holdings.tracks:
-        coords = [[round(_lon(lon), 4), round(lat, 4)] for lat, lon in t.points]
+        coords = [[_lon4(lon), round(lat, 4)] for lat, lon in t.points]
         features.append(_feature({"type": "LineString", "coordinates": coords}, {
             "kind": "track", "item": t.item_id, "party": t.party, "sent": _cap_time(t.sent),
             **_run_json(t.run), **t.marking.to_json()}))
