@@ -5,6 +5,7 @@ it is the newest head committed. On a real node: every commit's head reaches the
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -276,6 +277,80 @@ def test_an_idle_node_copies_its_last_unsynced_commit_s_head_after_syncing_the_l
     assert syncs == ["log", "copy"], "the copy was not written once, after the log's sync"
     node.close()
     assert copied() == last
+
+
+def test_no_copy_is_ever_ahead_of_the_synced_log(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]],
+        now: datetime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the run of synced and unsynced commits on a node process, each head written
+    to the copy is of a commit the disk holds: a synced one's, or one at most as large as
+    the log was when its write-ahead file was last synced (read just before that sync).
+    Held heads are copied at once here (``HOLD`` 0), so copies and commits interleave."""
+    import os
+    import sqlite3
+
+    from gsomia.service import handlers
+    from gsomia.shell.store._store import Store
+
+    monkeypatch.setattr(_HeadCopier, "HOLD", 0.0)
+    node = node_factory("JPN")
+    node.store.copy_heads_behind()
+    label = handlers.LabelRequest("極秘", ("JPN",), "dprk-missile")
+    copy = node.folder / "tree-head.json"
+    database = str(node.store.engine.url.database)
+    synced = [0]  # the newest size the disk is known to hold
+    ahead: list[tuple[int, int]] = []  # (size copied, size synced) of each copy ahead
+    lock = threading.Lock()
+    real_fsync, real_replace = os.fsync, os.replace
+    real_write = Store.write_external_head
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("-wal"):
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+                size = int(conn.execute("SELECT max(size) FROM tree_heads").fetchone()[0])
+            real_fsync(fd)
+            with lock:
+                synced[0] = max(synced[0], size)
+            return
+        real_fsync(fd)
+
+    def write_external_head(store: Store, head: TreeHead, **kw: Any) -> None:
+        # A synced commit's head, handed over after its commit synced (or the first copy).
+        with lock:
+            synced[0] = max(synced[0], head.size)
+        real_write(store, head, **kw)
+
+    def replace(src: Any, dst: Any) -> None:
+        if str(dst) == str(copy):
+            import json
+
+            with open(src, encoding="utf-8") as f:
+                size = int(json.load(f)["size"])
+            with lock:
+                if size > synced[0]:
+                    ahead.append((size, synced[0]))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(Store, "write_external_head", write_external_head)
+    serial = itertools.count()
+
+    @settings(max_examples=10, deadline=None)
+    @given(st.lists(st.booleans(), min_size=1, max_size=6))
+    def any_run(run: list[bool]) -> None:
+        for sync in run:
+            handlers.publish_many(node.store.uow(synced=sync), keys=node.keys,
+                                  catalogue=node.catalogue,
+                                  entries=[(make_indicator(next(serial)), label)], now=now)
+        with node.store.engine.connect() as conn:
+            last = int(conn.exec_driver_sql("SELECT max(size) FROM tree_heads").scalar() or 0)
+        _wait_for(lambda: (found := read_external_head(copy)) is not None and
+                  found.size == last, "the run's newest head was never copied")
+        assert ahead == [], "a head was copied ahead of what the disk held"
+
+    any_run()
+    node.close()
 
 
 def test_a_node_stopping_copies_a_held_head_at_once(
