@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -97,7 +98,8 @@ class Store:
         self._copier: _HeadCopier | None = None
         self._checkpointer: _Checkpointer | None = None
         # The newest head of an unsynced commit (SqlUnitOfWork, synced=False), not copied
-        # beside the database: copied once the log is synced, when the store closes.
+        # beside the database: copied once the log is synced, when the store closes (a
+        # node process's copier holds them instead, and copies them within a bound).
         self._uncopied: TreeHead | None = None
         self._uncopied_lock = threading.Lock()
         self._synced_head = _SyncedHead()
@@ -442,7 +444,7 @@ class Store:
         ``node serve``): a receipt or a reply then waits for one disk sync, the database's,
         not two. :meth:`dispose` writes what is still due."""
         if self._copier is None and self.head_file is not None:
-            self._copier = _HeadCopier(self._write_external_head)
+            self._copier = _HeadCopier(self._write_external_head, copy_held=self._copy_held)
 
     def checkpoint_behind(self) -> None:
         """From now on a commit returns once its pages are in the write-ahead log, and a
@@ -520,6 +522,13 @@ class Store:
             os.close(folder)  # and with it the lock
 
     def hold_uncopied(self, head: TreeHead) -> None:
+        """Keep the head of an unsynced commit (``SqlUnitOfWork``, ``synced=False``) to be
+        copied once the log is synced: by the copier thread within :attr:`_HeadCopier.HOLD`
+        seconds in a long-running node (:meth:`copy_heads_behind`), else at :meth:`dispose`.
+        The commit itself waits for neither."""
+        if self._copier is not None:
+            self._copier.hold(head)
+            return
         with self._uncopied_lock:
             if self._uncopied is None or head.size > self._uncopied.size:
                 self._uncopied = head
@@ -539,6 +548,17 @@ class Store:
             # The database holds the commit: the copy lags, as it may.
             print(f"gsomia: the tree head's copy was not written: {exc}", file=sys.stderr,
                   flush=True)
+
+    def _copy_held(self, head: TreeHead) -> None:
+        """Sync the log, then copy ``head`` (of a commit made before the sync) beside the
+        database: the copy is never ahead of what the disk holds. For the copier thread."""
+        try:
+            with self.engine.connect() as conn:
+                _sync_log(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise OSError(f"the log could not be synced: {exc}") from exc
+        self._synced_head.mark(head)  # a reader handing it out need not sync again
+        self._write_external_head(head)
 
     def dispose(self) -> None:
         # A node stopped leaves the copy at its newest head, unsynced commits' included.
@@ -561,7 +581,11 @@ class _HeadCopier:
     (each covers the ones before it). A head due after a quiet spell is written at once; a
     run of commits (a GET each, audited) costs one write per ``every``, not one each: a
     write and a rename cost a sequential reader more CPU than the rest of its audit commit
-    did, and raced its next commit's disk sync for the file system's journal."""
+    did, and raced its next commit's disk sync for the file system's journal.
+
+    A head of an unsynced commit is held (:meth:`hold`), not put: it is copied only once the
+    log is synced, by this thread, within ``HOLD`` seconds (plus at most an ``every``) unless
+    a synced commit's head covers it first."""
 
     # Seconds: at most this much more lag behind a run of commits. At a delivery's pace (20
     # items/s) each commit's copy came after the interval and was written and synced alone,
@@ -569,12 +593,30 @@ class _HeadCopier:
     # journal (a commit that met one took half as long again, latency20); a quarter second
     # writes one in five, and a lone commit after a quiet spell is still copied at once.
     EVERY = 0.25
+    # Seconds: at most this long after an unsynced commit (:meth:`hold`) its head is copied,
+    # if no synced commit's head has superseded it by then. A node whose last commit was
+    # unsynced (a partner's receipts settled, a partner's tree head recorded) and that then
+    # idled kept its copy behind the database until it stopped: a rollback of those commits
+    # on the host's disk did not show. The run of unsynced commits within it costs one sync
+    # of the log and one write, off the commits' way (they are unsynced for latency).
+    HOLD = 1.0
 
     def __init__(self, write: Callable[..., None], every: float = EVERY,
                  wait: Callable[[threading.Condition, Callable[[], bool], float], object] =
-                 threading.Condition.wait_for) -> None:
+                 threading.Condition.wait_for, *,
+                 copy_held: Callable[[TreeHead], None] | None = None,
+                 hold: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._write = write
         self._every = every
+        # Sync the log, then write a held head (Store._copy_held); None: held heads are
+        # written as they are (a test's copier, whose heads are of no log).
+        self._copy_held = copy_held if copy_held is not None else \
+            (lambda head: write(head, sync=True))
+        self._hold = self.HOLD if hold is None else hold
+        self._clock = clock
+        self._held: TreeHead | None = None
+        self._held_until = 0.0  # by the clock: when the held head is copied at the latest
         # How the interval after a write is waited out, holding the condition as its
         # ``wait_for`` does: until the predicate holds or ``every`` seconds pass. A test
         # passes a clock of its own, so that the interval ends when it says, not when a
@@ -596,9 +638,30 @@ class _HeadCopier:
                 due = self._due
                 if due is None or head.size >= due[0].size:
                     self._due = (head, sync or (due is not None and due[1]))
+                if self._held is not None and head.size >= self._held.size:
+                    # A synced commit's head covers the held one (and its commit synced the
+                    # log, the held commit's pages with it): no sync, no write of its own.
+                    self._held = None
                 self._cond.notify_all()
                 return
         self._write(head, sync=sync)  # after close: at once, as without a copier
+
+    def hold(self, head: TreeHead) -> None:
+        """``head`` is of a commit not yet synced: copy it, the log synced first, within
+        ``hold`` seconds of the oldest head held and not yet copied (a later one held
+        meanwhile is copied in its place), unless a head put meanwhile covers it."""
+        with self._cond:
+            if not self._closed:
+                if head.size <= max(self._written, -1 if self._due is None
+                                    else self._due[0].size):
+                    return  # a synced commit's head, later than this one, is out already
+                if self._held is None:
+                    self._held_until = self._clock() + self._hold
+                if self._held is None or head.size > self._held.size:
+                    self._held = head
+                self._cond.notify_all()
+                return
+        self._copy_held(head)  # after close: at once, as a store's dispose would
 
     def flush(self) -> None:
         """Return once every head put so far is written (or failed)."""
@@ -606,7 +669,7 @@ class _HeadCopier:
             self._hurried += 1
             self._cond.notify_all()
             try:
-                while self._due is not None or self._writing:
+                while self._due is not None or self._held is not None or self._writing:
                     self._cond.wait()
             finally:
                 self._hurried -= 1
@@ -621,18 +684,34 @@ class _HeadCopier:
     def _run(self) -> None:
         while True:
             with self._cond:
+                held = False
                 while self._due is None and not self._closed:
-                    self._cond.wait()
-                if self._due is None:
+                    if self._held is None:
+                        self._cond.wait()
+                        continue
+                    left = self._held_until - self._clock()
+                    if left <= 0 or self._hurried > 0:
+                        break
+                    # The held head waits out its bound, unless a head is put, or the
+                    # copier is hurried or closed.
+                    self._wait(self._cond, lambda: self._due is not None or self._closed
+                               or self._hurried > 0, left)
+                if self._due is not None:
+                    (head, sync), self._due = self._due, None
+                elif self._held is not None:  # its bound is over, or hurried, or closing
+                    head, sync, self._held, held = self._held, True, None, True
+                else:
                     return
-                (head, sync), self._due = self._due, None
                 if head.size < self._written:
                     # Put late by a slower committer: a newer one is out already.
                     self._cond.notify_all()
                     continue
                 self._writing = True
             try:
-                self._write(head, sync=sync)
+                if held:
+                    self._copy_held(head)
+                else:
+                    self._write(head, sync=sync)
                 self._written = head.size
             except OSError as exc:
                 # The database holds the commit whatever happens here: the copy lags until

@@ -32,7 +32,8 @@ class SqlUnitOfWork:
     partner holds the item and answers the new envelope with a receipt, recorded there
     once). A killed process loses nothing of it (the pages are in the operating system's
     hands); the next synced commit syncs it too (the log is one file, synced whole). Its
-    signed head is not copied beside the database (the copy lags, as it may), and a head
+    signed head is not copied beside the database until the log is synced (the copy lags,
+    as it may: :meth:`Store.hold_uncopied`, by a node process within a second), and a head
     read through :meth:`SqlAuditReader.latest_head` is synced before it is handed to
     anyone (:func:`_sync_log`): no head leaves the node for a log a power cut could
     shorten.
