@@ -401,3 +401,28 @@ def test_a_copy_that_cannot_be_read_is_malformed_input_naming_the_file(
     with pytest.raises(MalformedInput, match="unreadable") as caught:
         read_external_head(copy)
     assert caught.value.where == str(copy)
+
+
+def test_a_copy_that_fails_with_any_error_leaves_the_copier_copying() -> None:
+    # Only OSError was caught: anything else (the log's sync refused by the database
+    # driver, say) ended the copier's thread, and with it every later copy and the flush a
+    # node's stop waits for.
+    written: list[int] = []
+
+    def write(head: TreeHead, *, sync: bool = True) -> None:
+        if head.size == 1:
+            raise RuntimeError("the driver refused")
+        written.append(head.size)
+
+    copier = _HeadCopier(write, every=0.0)
+    try:
+        copier.put(head(1), True)
+        copier.flush()
+        copier.put(head(2), True)
+        finished = threading.Thread(target=copier.flush, daemon=True)
+        finished.start()
+        finished.join(WAIT_S)
+        assert not finished.is_alive(), "the copier's thread died with the first error"
+        assert written == [2]
+    finally:
+        copier.close()

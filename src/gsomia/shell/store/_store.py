@@ -713,10 +713,12 @@ class _HeadCopier:
                 else:
                     self._write(head, sync=sync)
                 self._written = head.size
-            except OSError as exc:
+            except Exception as exc:
                 # The database holds the commit whatever happens here: the copy lags until
-                # a later head is written (a full disk, a folder made read-only).
-                print(f"gsomia: the tree head's copy was not written: {exc}",
+                # a later head is written (a full disk, a folder made read-only, the log's
+                # sync refused). Whatever it is, the thread goes on: dead, it would leave
+                # every later head uncopied and the node's stop waiting for its flush.
+                print(f"gsomia: the tree head's copy was not written: {exc!r}",
                       file=sys.stderr, flush=True)
             finally:
                 with self._cond:
