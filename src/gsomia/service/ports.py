@@ -146,7 +146,8 @@ class Repository(Protocol):
         ...
 
     def item_seq(self, item_id: str) -> int | None:
-        """The seq of the event that first stored ``item_id`` (None if not held)."""
+        """The seq of the event that first stored ``item_id`` (None if not held; -1, before
+        every seq, if a seq of it as stored is not one the audit log has given)."""
         ...
 
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
@@ -259,8 +260,9 @@ class ShellReads(Repository, Protocol):
     def holdings(self) -> list[Holding]: ...
     def reclassified_up_to(self, seq: int, *, stix_type: str
                            ) -> list[tuple[str, bytes, list[SecurityLabel]]]:
-        """The items of ``stix_type`` stored up to ``seq`` whose level a classification
-        notice changed: (id, label as stored, current labels)."""
+        """The items of ``stix_type`` stored up to ``seq`` (or by a seq the audit log has
+        not given) whose level a classification notice changed: (id, label as stored,
+        current labels)."""
         ...
     # registers
     def users(self) -> list[NodeUser]: ...
