@@ -198,9 +198,6 @@ class Repository(Protocol):
         ...
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None: ...
     def notices_for(self, item_id: str) -> list[ClassificationNotice]: ...
-    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
-        """The classification notices held of each of ``item_ids`` (those with any)."""
-        ...
     def notices_from(self, sender: Party, since: datetime,
                      originator: Party | None = None) -> int:
         """How many classification notices ``sender`` posted that were applied here after
@@ -273,6 +270,10 @@ class ShellReads(Repository, Protocol):
                        ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
         """(id, version, stored object, label, binding) of every version held of
         ``item_ids``: what an envelope of each carries, as stored."""
+        ...
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        """The classification notices held of each of ``item_ids`` (those with any): the
+        seal's (:func:`gsomia.service.outbox.reclassified_at_seal`)."""
         ...
     # the exchange's registers
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:
