@@ -214,6 +214,11 @@ def test_a_source_raised_after_it_was_fused_raises_what_was_made_of_it(
         assert [i for i, _ in repo.added_from("JPN")] == []
     with usa.store.repository() as repo:
         assert {i for i, _ in repo.added_from("JPN")} == set(made)
+    # The dashboard's index of who may read what (dashsql29's item_audience) follows every
+    # re-mark: the centre's own (JPN) and the notices applied (USA, of JPN's outputs).
+    for node in (jpn, usa):
+        with node.store.reader() as reader:
+            assert reader._audience_problems() == [], node.party
 
 
 @pytest.mark.parametrize("retyped", [10**15, "seq"], ids=["past-the-log", "text"])
