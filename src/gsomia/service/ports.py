@@ -255,6 +255,16 @@ class ShellReads(Repository, Protocol):
         events after ``seq``, in the order stored."""
         ...
     def holdings(self) -> list[Holding]: ...
+    def readable_versions(self, party: Party, purposes: Collection[str],
+                          levels: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+        """The versions whose current label's audience (``item_audience``) lets a person of
+        ``party`` with need-to-know for ``purposes``, cleared for ``levels`` (scheme ->
+        level names), read them, sought without touching the others: candidates only, the
+        policy decides on each one's custody label (the dashboard, dashsql29)."""
+        ...
+    def holdings_of(self, keys: Collection[tuple[str, str]]) -> list[Holding]:
+        """The holdings of these versions (those held), in the order stored."""
+        ...
     def reclassified_up_to(self, seq: int, *, stix_type: str
                            ) -> list[tuple[str, bytes, list[SecurityLabel]]]:
         """The items of ``stix_type`` stored up to ``seq`` (or by a seq the audit log has
