@@ -1,8 +1,9 @@
-"""What withdraw29 adds to every seal and every publish of the warning centre, in thread
-CPU on one SQLite node store: the seal's probe of the classification notices for a batch's
-ids (``Repository.reclassified``, 256 ids) and the centre's read of the notes it fed that a
-notice re-marked (``Repository.reclassified_up_to``), with no notice held (as in nearly every
-run) and with one.
+"""What the re-marks' checks add to every seal and every publish of the warning centre, in
+thread CPU on one SQLite node store, with no notice held (as in nearly every run): the seal's
+read of the classification notices of a batch's ids (``ShellReads.notices_of``, 256 ids: since
+stop 29's merge the seal's check is hunt29's ``reclassified_at_seal`` over them, withdraw29's
+``Repository.reclassified`` probe is gone) and the centre's read of the notes it fed that a
+notice re-marked (``ShellReads.reclassified_up_to``, withdraw29).
 
     PYTHONPATH=$PWD/src:$PWD python -m bench.seal_reclassified
 """
@@ -38,11 +39,11 @@ def main() -> None:
                          now=datetime(2024, 3, 1, tzinfo=UTC))
         try:
             with node.store.repository() as repo:
-                seal = _ms(lambda: repo.reclassified(ids))
+                seal = _ms(lambda: repo.notices_of(ids))
                 publish = _ms(lambda: repo.reclassified_up_to(10**9, stix_type="note"))
         finally:
             node.close()
-    print(f"seal's probe (256 ids, no notice held): {seal:.3f} ms CPU a batch")
+    print(f"seal's read of the notices (256 ids, none held): {seal:.3f} ms CPU a batch")
     print(f"centre's read at publish (no notice held): {publish:.3f} ms CPU a publish")
 
 

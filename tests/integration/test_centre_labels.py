@@ -214,3 +214,57 @@ def test_a_source_raised_after_it_was_fused_raises_what_was_made_of_it(
         assert [i for i, _ in repo.added_from("JPN")] == []
     with usa.store.repository() as repo:
         assert {i for i, _ in repo.added_from("JPN")} == set(made)
+    # The dashboard's index of who may read what (dashsql29's item_audience) follows every
+    # re-mark: the centre's own (JPN) and the notices applied (USA, of JPN's outputs).
+    for node in (jpn, usa):
+        with node.store.reader() as reader:
+            assert reader._audience_problems() == [], node.party
+
+
+@pytest.mark.parametrize("retyped", [10**15, "seq"], ids=["past-the-log", "text"])
+def test_a_raised_source_whose_seq_was_retyped_still_raises_what_was_made_after_it(
+        node_factory: Callable[..., Node], retyped: int | str) -> None:
+    """The source's seq rewritten on JPN's disk (scanseq29's attack on the outbox scan)
+    before USA raises it. Before (mergereview29): a seq past the log's size left every
+    output stored "before" it, so none was raised and the centre's label ignored the source
+    (the outputs would leave at 極秘); a seq retyped to text raised ValueError out of the
+    notice's handling. A seq the log has not given is not trusted: every output of the
+    centre counts as made after it, and the centre as having fed it."""
+    from gsomia.service.refusals import RefusalWindow
+    from gsomia.shell import notices
+
+    jpn, usa = node_factory("JPN"), node_factory("USA")
+    peers = {n.party: exchange.Peer(n.party, f"https://{n.party.lower()}.test",
+                                    n.keys.public_signing_key(),
+                                    n.keys.envelope_key().public_key())
+             for n in (jpn, usa)}
+    exchange.Partners("USA", "direct", peers, ("JPN",)).write(usa.folder)
+    exchange.Partners("JPN", "direct", peers, ("USA",)).write(jpn.folder)
+    worker = CentreWorker(jpn, NodeCentre("JPN", feeds.load_geography()))
+    _radar_reports(usa, "SECRET", ("USA", "JPN", "KOR"))
+    one_pass(usa, delivered_to(jpn, "USA"))
+    while worker.pass_once():
+        pass
+    outputs = _own_notes(jpn)
+    assert outputs, worker.centre.counts
+    with usa.store.repository() as repo:
+        sources = [i for i, _ in repo.added_from("USA")]
+    raised = sources[len(sources) // 2]
+    with jpn.store.engine.begin() as conn:
+        assert conn.exec_driver_sql("UPDATE items SET seq = ? WHERE id = ?",
+                                    (retyped, raised)).rowcount == 1
+    notice, _ = notices.reclassify(usa, item_id=raised, level="TOP SECRET")
+    notices.accept_classification_notice(
+        jpn, notice.to_json(), "USA", {"USA": usa.keys.public_signing_key()},
+        datetime.now(UTC), RefusalWindow())
+
+    held = _current(jpn, [raised, *outputs])
+    assert held[raised].level == "機密"
+    assert {held[o].level for o in outputs} == {"機密"}   # before: {"極秘"}, or ValueError
+    with jpn.store.repository() as repo:
+        remarked = repo.reclassified_up_to(worker.mark, stix_type="note")
+    # The source counts as fed (it was): were the outputs not re-marked yet, the centre's
+    # label would still follow it.
+    assert raised in {i for i, _, _ in remarked}   # before: left out
+    now_label = worker.label_now(remarked)
+    assert now_label is not None and now_label.level == "機密"

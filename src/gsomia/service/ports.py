@@ -146,7 +146,8 @@ class Repository(Protocol):
         ...
 
     def item_seq(self, item_id: str) -> int | None:
-        """The seq of the event that first stored ``item_id`` (None if not held)."""
+        """The seq of the event that first stored ``item_id`` (None if not held; -1, before
+        every seq, if a seq of it as stored is not one the audit log has given)."""
         ...
 
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
@@ -197,9 +198,6 @@ class Repository(Protocol):
         ...
     def add_notice(self, notice: ClassificationNotice, *, seq: int) -> None: ...
     def notices_for(self, item_id: str) -> list[ClassificationNotice]: ...
-    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
-        """The classification notices held of each of ``item_ids`` (those with any)."""
-        ...
     def notices_from(self, sender: Party, since: datetime,
                      originator: Party | None = None) -> int:
         """How many classification notices ``sender`` posted that were applied here after
@@ -257,10 +255,21 @@ class ShellReads(Repository, Protocol):
         events after ``seq``, in the order stored."""
         ...
     def holdings(self) -> list[Holding]: ...
+    def readable_versions(self, party: Party, purposes: Collection[str],
+                          levels: Mapping[str, Sequence[str]]) -> list[tuple[str, str]]:
+        """The versions whose current label's audience (``item_audience``) lets a person of
+        ``party`` with need-to-know for ``purposes``, cleared for ``levels`` (scheme ->
+        level names), read them, sought without touching the others: candidates only, the
+        policy decides on each one's custody label (the dashboard, dashsql29)."""
+        ...
+    def holdings_of(self, keys: Collection[tuple[str, str]]) -> list[Holding]:
+        """The holdings of these versions (those held), in the order stored."""
+        ...
     def reclassified_up_to(self, seq: int, *, stix_type: str
                            ) -> list[tuple[str, bytes, list[SecurityLabel]]]:
-        """The items of ``stix_type`` stored up to ``seq`` whose level a classification
-        notice changed: (id, label as stored, current labels)."""
+        """The items of ``stix_type`` stored up to ``seq`` (or by a seq the audit log has
+        not given) whose level a classification notice changed: (id, label as stored,
+        current labels)."""
         ...
     # registers
     def users(self) -> list[NodeUser]: ...
@@ -271,6 +280,10 @@ class ShellReads(Repository, Protocol):
                        ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
         """(id, version, stored object, label, binding) of every version held of
         ``item_ids``: what an envelope of each carries, as stored."""
+        ...
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        """The classification notices held of each of ``item_ids`` (those with any): the
+        seal's (:func:`gsomia.service.outbox.reclassified_at_seal`)."""
         ...
     # the exchange's registers
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:

@@ -62,9 +62,9 @@ if TYPE_CHECKING:
     from gsomia.core.labels import Scheme
     from gsomia.core.policy import Person
     from gsomia.core.tracking.sensors import Sensor
-    from gsomia.service.ports import KeyStore
+    from gsomia.service.ports import KeyStore, ShellReads
     from gsomia.shell.api import ApiConfig
-    from gsomia.shell.store import SqlRepository, Store
+    from gsomia.shell.store import Store
 
 __all__ = ["COOKIE", "CSRF_HEADER", "LOGIN_COOKIE", "IntakeSink", "NodeView", "Sessions",
            "origin_problem", "partner_heads", "readable_holdings", "routes",
@@ -244,7 +244,7 @@ def _payload(obj: Mapping[str, Any]) -> tuple[str | None, Any, str | None]:
     return None, None, None
 
 
-def readable_holdings(repo: SqlRepository, person: Person,
+def readable_holdings(repo: ShellReads, person: Person,
                       schemes: Mapping[Party, Scheme]) -> list[Holding]:
     """The holdings ``person`` may read, in the order stored, found without touching those
     they may not: a read of every holding, each asked of the policy, made the dashboard's

@@ -192,9 +192,16 @@ class SqlRepository:
                                            c.type == stix_type).order_by(c.seq))]
 
     def item_seq(self, item_id: str) -> int | None:
-        found = self.conn.execute(sa.select(sa.func.min(items.c.seq))
-                                  .where(items.c.id == item_id)).scalar()
-        return None if found is None else int(found)
+        seqs = [r[0] for r in self.conn.execute(
+            sa.select(items.c.seq).where(items.c.id == item_id))]
+        if not seqs:
+            return None
+        # A seq the log has not given (retyped on the host's disk, as the outbox scan meets
+        # them: scanseq29) tells nothing of when the item came: read, one past the log's size
+        # put every output of the centre "before" a raised source, and text raised out of
+        # the notice's handling. Before every seq, so that everything stored counts as after.
+        size = self.conn.execute(sa.select(_LOG_SIZE)).scalar()
+        return min(seqs) if all(_given(s, size) for s in seqs) else -1
 
     def reclassified_up_to(self, seq: int, *, stix_type: str
                            ) -> list[tuple[str, bytes, list[SecurityLabel]]]:
@@ -204,12 +211,17 @@ class SqlRepository:
             sa.select(classification_notices.c.item_id).distinct())]
         if not noticed:
             return []
+        size = self.conn.execute(sa.select(_LOG_SIZE)).scalar()
+        # An item whose seq the log has not given (retyped on the host's disk) may have been
+        # stored, and fed, before the mark: counted as such, its notice narrows the centre's
+        # label (left out, a raised source was ignored by everything made after).
         rows = [r for r in among(self.conn, "SELECT id, label, seq, type FROM items "
                                  "WHERE id IN :among", noticed)
-                if type(r[2]) is int and r[2] <= seq and r[3] == stix_type]
+                if r[3] == stix_type and (not _given(r[2], size) or r[2] <= seq)]
         current = self.current_labels(sorted({str(r[0]) for r in rows})) if rows else {}
         return [(str(r[0]), bytes(r[1]), current.get(str(r[0]), []))
-                for r in sorted(rows, key=lambda r: r[2])]
+                for r in sorted(rows, key=lambda r: (0, r[2]) if _given(r[2], size)
+                                else (1, 0))]
 
     def current_labels(self, item_ids: list[str]) -> dict[str, list[SecurityLabel]]:
         latest: dict[tuple[str, str], bytes] = {}
