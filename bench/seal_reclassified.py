@@ -1,8 +1,9 @@
 """What withdraw29 adds to every seal and every publish of the warning centre, in thread
 CPU on one SQLite node store: the seal's probe of the classification notices for a batch's
-ids (``Repository.reclassified``, 256 ids) and the centre's read of the notes it fed that a
-notice re-marked (``Repository.reclassified_up_to``), with no notice held (as in nearly every
-run) and with one.
+ids (256 ids; withdraw29's ``Repository.reclassified``, which stop 29's merge of hunt29
+replaced by hunt29's ``Repository.notices_of``, the probe timed here since) and the centre's
+read of the notes it fed that a notice re-marked (``Repository.reclassified_up_to``), with
+no notice held (as in nearly every run) and with one.
 
     PYTHONPATH=$PWD/src:$PWD python -m bench.seal_reclassified
 """
@@ -38,7 +39,7 @@ def main() -> None:
                          now=datetime(2024, 3, 1, tzinfo=UTC))
         try:
             with node.store.repository() as repo:
-                seal = _ms(lambda: repo.reclassified(ids))
+                seal = _ms(lambda: repo.notices_of(ids))
                 publish = _ms(lambda: repo.reclassified_up_to(10**9, stix_type="note"))
         finally:
             node.close()
