@@ -85,7 +85,7 @@ def _changes(engine: Any) -> Any:
     except ImportError:
         # Looked up by name: gsomia.shell.exchange (a package since exchangesplit22) has no
         # such name, and its users are checked to take only what it exports.
-        Changes = importlib.import_module("gsomia.shell.exchange")._Changes
+        return importlib.import_module("gsomia.shell.exchange")._Changes(engine)
     return Changes(engine)
 
 

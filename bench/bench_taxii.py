@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -107,7 +107,7 @@ def _workload(coll: Any, run: str, marking: dict[str, Any] | None, budget: float
 
 def _workload_steps(coll: Any, run: str, marking: dict[str, Any] | None,
                     budget: float | None, cpu: Callable[[], float] | None = None
-                    ) -> Iterator[None]:
+                    ) -> Generator[None, None, dict[str, Any]]:
     """:func:`_workload`, yielding between requests (batches, read passes, GETs) so that two
     servers can take turns (:func:`_paired`); the figures count only this server's own
     requests, and the generator returns them."""
@@ -177,7 +177,7 @@ def _workload_steps(coll: Any, run: str, marking: dict[str, Any] | None,
     }
 
 
-def _paired(*runs: Iterator[None]) -> list[dict[str, Any]]:
+def _paired(*runs: Generator[None, None, dict[str, Any]]) -> list[dict[str, Any]]:
     """Run workloads (:func:`_workload_steps`) in turns, one request each: the machine's
     load, which others' work moves from one minute to the next, then weighs on each alike,
     and their ratios are measured under one load."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import sqlite3
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.type_reads_ab import alternated_ms
 from gsomia.shell import store as st
 
 COLUMNS = "seq, originator, content, added_at, label"
@@ -46,16 +46,10 @@ def main(sizes: list[int]) -> None:
                     "after": f"SELECT {COLUMNS} FROM items WHERE {where} AND seq < (SELECT "
                              "size FROM audit_state WHERE id = 1) AND +type = 'note' "
                              "ORDER BY seq LIMIT 500"}
-                took: dict[str, list[float]] = {k: [] for k in ways}
-                rows: dict[str, list[object]] = {}
-                for _ in range(7):
-                    for way, sql in ways.items():
-                        start = time.thread_time_ns()
-                        rows[way] = db.execute(sql).fetchall()
-                        took[way].append((time.thread_time_ns() - start) / 1e6)
-                assert rows["before"] == rows["after"]
-                a, b = (sorted(took[k])[3] for k in ("before", "after"))
-                print(f"items {n}, mark {mark}: {len(rows['after'])} rows, "
+                took = alternated_ms(db, ways)
+                a, b = took["before"], took["after"]
+                rows = len(db.execute(ways["after"]).fetchall())  # untimed: the count only
+                print(f"items {n}, mark {mark}: {rows} rows, "
                       f"before {a:.3f} ms, after {b:.3f} ms, x{b / a:.3f}")
             db.close()
 

@@ -65,7 +65,9 @@ def one() -> dict[str, Any]:
         stored = {code: {r.id: r.added_at.timestamp() for r in b._stored(folder / code)
                          if b"x_gsomia_sensor_report" in bytes(r.content)}
                   for code in ("KOR", "JPN")}
-        answered = {i: at for i, _, at in b._answered(folder / "KOR", "JPN")}
+        # By position: the other tree's bench_sensors may answer (id, queued, answered)
+        # without the recorded instant this tree's adds (fcc0f10).
+        answered = {r[0]: r[2] for r in b._answered(folder / "KOR", "JPN")}
     kor, jpn = stored["KOR"], stored["JPN"]
     ms = [round((answered[i] - at) * 1000.0, 1)
           for at, i in sorted((kor[i], i) for i in kor if i in jpn and i in answered)]

@@ -20,16 +20,17 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from gsomia.bootstrap import load_catalogue
 from gsomia.core.custody import Holding
 from gsomia.core.labels import Scheme
 from gsomia.core.policy import Person
 from gsomia.service import access, handlers
 from gsomia.service.handlers import LabelRequest
 from gsomia.shell import web
+from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import Node, init_node, new_token
 from gsomia.shell.store import SqlRepository
 
@@ -99,9 +100,9 @@ def main(hidden: int, rounds: int = 40) -> None:
             order = list(nodes.items())  # each node first in every other round
             for n, (_, view, session) in order if run % 2 else order[::-1]:
                 for way, read in (("before", before), ("after", AFTER)):
-                    web.readable_holdings = read  # type: ignore[assignment]
+                    web.readable_holdings = read
                     try:
-                        ms, doc = _time(lambda v=view, s=session: web.state(v, s, now))
+                        ms, doc = _time(partial(web.state, view, session, now))
                     finally:
                         web.readable_holdings = AFTER
                     if run >= 3:

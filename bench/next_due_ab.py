@@ -36,7 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -155,13 +155,15 @@ def notices26(store: Store, recipients: Collection[str], notices_to: str | None,
     with store.engine.connect() as conn:
         if notices_to is None or or_not_to is not None:
             after: Any = ""
-            while (to := conn.execute(recipient_after, {"after": after}).scalar()) is not None:
-                if isinstance(to, str) and (notices_to is None or to not in (or_not_to or ())):
-                    notified.add(to)
-                after = to
+            while (of_notices := conn.execute(recipient_after, {"after": after}).scalar()) \
+                    is not None:
+                if isinstance(of_notices, str) and (notices_to is None
+                                                    or of_notices not in (or_not_to or ())):
+                    notified.add(of_notices)
+                after = of_notices
         for query, tos in ((either, named), (notice, notified - named)):
-            for to in sorted(tos):
-                earliest = conn.execute(query, {"to": to}).scalar()
+            for recipient in sorted(tos):
+                earliest = conn.execute(query, {"to": recipient}).scalar()
                 if earliest is not None:
                     found.append(earliest)
     return min(found, default=None)
@@ -255,7 +257,7 @@ def _two_stores(folder: Path, count: int) -> Iterator[dict[str, Store]]:
             store.dispose()
 
 
-def _alternated_cpu(calls: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+def _alternated_cpu(calls: Mapping[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
     """Each call's CPU in ms (``repeat`` calls a round), the median of five rounds in which
     the calls take turns: the machine's load falls on each alike."""
     rounds: dict[str, list[float]] = {k: [] for k in calls}

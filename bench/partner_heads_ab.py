@@ -94,7 +94,7 @@ def main(sizes: list[int]) -> dict[str, Any]:
             try:
                 _fill(node, count, keys)
                 public = keys["KOR"].public_key()
-                calls = {
+                calls: dict[str, Callable[[], Any]] = {
                     "held_before": partial(every_head_query, node),
                     "held_after": partial(held_head_of, node, "KOR", public),
                     "base_before": partial(every_head_query, node),

@@ -179,8 +179,9 @@ def run(n: int, only: set[str] | None = None) -> dict[str, dict[str, float]]:
     store = filled(os.path.join(folder, "node.db"), n)
     from gsomia.shell.catalogue import load_catalogue
 
-    node = SimpleNamespace(store=store, party="JPN", folder=folder,
-                           catalogue=load_catalogue())
+    # A node with only what these reads use: Any, as it stands for both a NodeView and a Node.
+    node: Any = SimpleNamespace(store=store, party="JPN", folder=folder,
+                                catalogue=load_catalogue())
     sender = notices.NoticeSender(node)
     mark = n - 100
 

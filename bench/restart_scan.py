@@ -53,7 +53,7 @@ def _measure(folder: Path, n: int) -> dict[str, Any]:
             read.append(len(keys))
             return held(uow, keys)
 
-        outbox_handlers._stored_as_held = counted  # type: ignore[assignment]
+        outbox_handlers._stored_as_held = counted
         cpu = time.process_time()
         exchange.scan(kor, partners, now_utc())
         cpu = time.process_time() - cpu

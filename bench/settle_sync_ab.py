@@ -60,9 +60,11 @@ def main(n: int = 60) -> dict[str, Any]:
     form = {"synced": True}
     store = kor.store
 
-    def uow(*, synced: bool = True) -> SqlUnitOfWork:
+    def uow(*, synced: bool = True, at_once: bool = False,
+            sync_outside: bool = False) -> SqlUnitOfWork:
         # "synced": the settle as before deliver16 (every commit synced).
-        return SqlUnitOfWork(store, synced=synced or form["synced"])
+        return SqlUnitOfWork(store, synced=synced or form["synced"], at_once=at_once,
+                             sync_outside=sync_outside)
 
     store.uow = uow  # type: ignore[method-assign]
     sender = exchange.Sender(kor, batch=16,

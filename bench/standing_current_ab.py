@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -270,8 +271,8 @@ def measure(n: int, revoked_half: bool = False) -> dict[str, Any]:
                                    ("receive_revoked_read", standing20_revoked, new_revoked)):
                 rounds: list[tuple[float, float, float, float]] = []
                 for _ in range(5):
-                    rounds.append(timed(lambda o=old: o(node), repeat)
-                                  + timed(lambda f=new: f(node), repeat))
+                    rounds.append(timed(partial(old, node), repeat)
+                                  + timed(partial(new, node), repeat))
                 ow, oc, nw, nc = (statistics.median(r[k] for r in rounds) for k in range(4))
                 out[name] = {"before_ms": round(ow, 3), "before_cpu_ms": round(oc, 3),
                              "after_ms": round(nw, 3), "after_cpu_ms": round(nc, 3),

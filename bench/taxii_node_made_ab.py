@@ -53,8 +53,8 @@ def main() -> None:
             for n in range(ROUNDS):
                 for arm in ("with", "without"):
                     # None: the store asks nothing (the look-up's whole cost)
-                    taxii._node_made_kept = (  # type: ignore[assignment]
-                        looked_up if arm == "with" else None)
+                    kept = looked_up if arm == "with" else None
+                    taxii._node_made_kept = kept  # type: ignore[assignment]
                     body = envelope()
                     began = time.process_time()
                     out = service.add(poster, service.collection_id, body, TAXII, now,

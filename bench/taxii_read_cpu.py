@@ -72,7 +72,7 @@ def main() -> int:
                 assert status["failure_count"] == 0, status["failures"]
             for r in range(args.rounds + 1):
                 for name, form in (("listing", _listing), ("sealed", sealed)):
-                    taxii._append_access = form  # type: ignore[assignment]
+                    taxii._append_access = form
                     read, cursor = 0, None
                     started = time.process_time()
                     while True:
@@ -88,7 +88,7 @@ def main() -> int:
                     if r:  # the first round pays for imports and caches
                         figures[name].append((time.process_time() - started) / read * 1e6)
         finally:
-            taxii._append_access = sealed  # type: ignore[assignment]
+            taxii._append_access = sealed
             store.close()
             node.close()
     old, new = statistics.median(figures["listing"]), statistics.median(figures["sealed"])

@@ -38,7 +38,9 @@ def _store(path: Path, n: int) -> None:
     store.dispose()
 
 
-def _time(db: sqlite3.Connection, ways: dict[str, str]) -> dict[str, float]:
+def alternated_ms(db: sqlite3.Connection, ways: dict[str, str]) -> dict[str, float]:
+    """Each way's thread CPU in ms, the median of 7 rounds in which the ways take turns;
+    every way must answer the same rows (centre_read_ab's reads too)."""
     took: dict[str, list[float]] = {k: [] for k in ways}
     rows: dict[str, list[object]] = {}
     for _ in range(7):
@@ -68,7 +70,7 @@ def main(sizes: list[int]) -> None:
                               "ORDER BY seq",
                     "after": f"SELECT id, content FROM items WHERE {where} AND +type = 'note' "
                              "ORDER BY seq"}
-                t = _time(db, ways)
+                t = alternated_ms(db, ways)
                 print(f"items_stored_after, items {n}, mark {mark}: before {t['before']:.3f} "
                       f"ms, after {t['after']:.3f} ms, x{t['after'] / t['before']:.3f}")
                 for way, sql in ways.items():
@@ -77,9 +79,9 @@ def main(sizes: list[int]) -> None:
                               "type = 'note' ORDER BY seq",
                     "plus": "SELECT originator, content, added_at FROM items WHERE "
                             "+type = 'note' ORDER BY seq"}
-            t = _time(db, held)
+            t = alternated_ms(db, held)
             db.execute("CREATE INDEX ix_bench_type_seq ON items (type, seq)")
-            t["index"] = _time(db, {"index": held["before"]})["index"]
+            t["index"] = alternated_ms(db, {"index": held["before"]})["index"]
             print(f"contents_held, items {n}: type = ? {t['before']:.3f} ms, +type "
                   f"{t['plus']:.3f} ms (x{t['plus'] / t['before']:.3f}), (type, seq) index "
                   f"{t['index']:.3f} ms (x{t['index'] / t['before']:.3f})")

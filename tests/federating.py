@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gsomia.bootstrap import app_for_node
+from gsomia.service import handlers
+from gsomia.service.handlers import Incoming
 from gsomia.shell import exchange
 from gsomia.shell.keys import cert_fingerprint
 
@@ -109,3 +112,17 @@ def delivered_to(node: Any, sender: str) -> Callable[[httpx.Request], httpx.Resp
         held = inbox.deliver_many(envelopes, sender, now_utc())
         return httpx.Response(202, json={"results": [r.to_json() for r in held]})
     return deliver
+
+
+def ingested(holder: Any, originator: Any, item_id: str, now: datetime) -> Ed25519PublicKey:
+    """``item_id`` as ``originator`` stores it, ingested by ``holder`` as a delivery would
+    leave it (no exchange between them); the originator's public key, which checked it."""
+    with originator.store.repository() as repo:
+        item = repo.get_item(item_id)
+    assert item is not None
+    key: Ed25519PublicKey = originator.keys.public_signing_key()
+    handlers.ingest(holder.uow(), keys=holder.keys, catalogue=holder.catalogue,
+                    batch=[Incoming(item.object(), item.security_label(), item.bound(),
+                                    originator.party)],
+                    originator_keys={originator.party: key}, now=now)
+    return key

@@ -31,12 +31,15 @@ from gsomia.shell.sensor_player import playlist
 from gsomia.shell.warning_centre import CentreWorker
 
 
-def _trio(kor: Node, jpn: Node, usa: Node) -> None:
-    """KOR delivers to JPN; JPN delivers to KOR and USA (``direct``)."""
+def _trio(kor: Node, jpn: Node, usa: Node, *, usa_delivers: bool = False) -> None:
+    """KOR delivers to JPN; JPN delivers to KOR and USA (``direct``); USA to JPN if
+    ``usa_delivers``."""
     peers = {n.party: exchange.Peer(n.party, f"https://{n.party.lower()}.test",
                                     n.keys.public_signing_key(),
                                     n.keys.envelope_key().public_key())
              for n in (kor, jpn, usa)}
+    if usa_delivers:
+        exchange.Partners("USA", "direct", peers, ("JPN",)).write(usa.folder)
     exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
     exchange.Partners("JPN", "direct", peers, ("KOR", "USA")).write(jpn.folder)
 
@@ -149,13 +152,7 @@ def test_a_source_raised_after_it_was_fused_raises_what_was_made_of_it(
     from gsomia.shell import notices
 
     kor, jpn, usa = node_factory("KOR"), node_factory("JPN"), node_factory("USA")
-    peers = {n.party: exchange.Peer(n.party, f"https://{n.party.lower()}.test",
-                                    n.keys.public_signing_key(),
-                                    n.keys.envelope_key().public_key())
-             for n in (kor, jpn, usa)}
-    exchange.Partners("USA", "direct", peers, ("JPN",)).write(usa.folder)
-    exchange.Partners("JPN", "direct", peers, ("KOR", "USA")).write(jpn.folder)
-    exchange.Partners("KOR", "direct", peers, ("JPN",)).write(kor.folder)
+    _trio(kor, jpn, usa, usa_delivers=True)
     worker = CentreWorker(jpn, NodeCentre("JPN", feeds.load_geography()))
 
     _radar_reports(usa, "SECRET", ("USA", "JPN", "KOR"))

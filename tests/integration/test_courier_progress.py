@@ -41,6 +41,17 @@ def _waiting(progress: CourierProgress, bound: float = LONG
     return thread, waited
 
 
+def _held_until(progress: CourierProgress, release: Callable[[], None]) -> None:
+    """The centre, waiting, is still held a moment later; ``release`` lets it go, well
+    inside its bound."""
+    centre, waited = _waiting(progress)
+    centre.join(0.3)
+    assert centre.is_alive()
+    release()
+    centre.join(LONG / 3)
+    assert not centre.is_alive() and waited[0] < LONG
+
+
 def _committed(progress: CourierProgress, link: str = "JPN") -> None:
     progress.queueing([link])
     progress.queued([link])
@@ -55,12 +66,7 @@ def test_the_pass_waits_for_the_link_that_owes_a_post_and_starts_once_it_is_writ
     progress.sealed("JPN")
     # The pass ended with its batch on a posting thread: not yet written, still owed.
     progress.dealt("JPN", ticket)
-    centre, waited = _waiting(progress)
-    centre.join(0.3)
-    assert centre.is_alive()
-    progress.sent("JPN", ticket)
-    centre.join(LONG / 3)
-    assert not centre.is_alive() and waited[0] < LONG
+    _held_until(progress, lambda: progress.sent("JPN", ticket))
     assert progress.owing() == {}
 
 
@@ -98,12 +104,7 @@ def test_a_link_backing_off_holds_the_centre_not_at_all() -> None:
     assert progress.wait(LONG) < LONG
     # A link that starts to back off while the centre waits lets it go at once.
     progress.resting("USA", False)
-    centre, waited = _waiting(progress)
-    centre.join(0.3)
-    assert centre.is_alive()
-    progress.resting("USA", True)
-    centre.join(LONG / 3)
-    assert not centre.is_alive() and waited[0] < LONG
+    _held_until(progress, lambda: progress.resting("USA", True))
 
 
 def test_the_bound_holds_with_a_courier_that_never_says_anything() -> None:

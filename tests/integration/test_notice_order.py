@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from federating import ingested
 from gsomia.core.audit import AuditKind
 from gsomia.core.errors import PolicyDenied
 from gsomia.service import handlers
-from gsomia.service.handlers import Incoming, LabelRequest
+from gsomia.service.handlers import LabelRequest
 from gsomia.service.refusals import RefusalWindow
 from gsomia.shell import notices
 from gsomia.shell.node import Node
@@ -38,13 +39,7 @@ def test_an_older_notice_handed_over_after_a_newer_one_leaves_the_item_at_the_ne
     obj = make_indicator(1)
     handlers.publish(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue, obj=obj,
                      label=SECRET_JPN, now=now)
-    with jpn.store.repository() as repo:
-        item = repo.get_item(obj["id"])
-    assert item is not None
-    jpn_key = jpn.keys.public_signing_key()
-    handlers.ingest(kor.uow(), keys=kor.keys, catalogue=kor.catalogue,
-                    batch=[Incoming(item.object(), item.security_label(), item.bound(), "JPN")],
-                    originator_keys={"JPN": jpn_key}, now=now)
+    jpn_key = ingested(kor, jpn, obj["id"], now)
     assert _held_levels(kor, obj["id"]) == {"군사II급비밀"}
     later = now + timedelta(hours=1)
     lowered = handlers.change_classification(jpn.uow(), keys=jpn.keys,
@@ -87,13 +82,7 @@ def test_a_notice_time_rewritten_on_disk_does_not_hold_the_originators_next_noti
     obj = make_indicator(2)
     handlers.publish(jpn.uow(), keys=jpn.keys, catalogue=jpn.catalogue, obj=obj,
                      label=SECRET_JPN, now=now)
-    with jpn.store.repository() as repo:
-        item = repo.get_item(obj["id"])
-    assert item is not None
-    jpn_key = jpn.keys.public_signing_key()
-    handlers.ingest(kor.uow(), keys=kor.keys, catalogue=kor.catalogue,
-                    batch=[Incoming(item.object(), item.security_label(), item.bound(), "JPN")],
-                    originator_keys={"JPN": jpn_key}, now=now)
+    jpn_key = ingested(kor, jpn, obj["id"], now)
     later = now + timedelta(hours=1)
 
     def hand_over(notice: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from federating import ingested
 from gsomia.core import crypto
 from gsomia.core.agreements import Catalogue
 from gsomia.core.audit import AuditKind, verify_tree_head
@@ -318,13 +319,7 @@ def test_consent_classification_change_incident_and_receipt_registers(
     kor = node_factory("KOR", db_url)
     obj = make_indicator(50)
     publish(jpn, obj, SECRET_JPN, now)
-    with jpn.store.repository() as repo:
-        item = repo.get_item(obj["id"])
-    assert item is not None
-    jpn_key = jpn.keys.public_signing_key()
-    handlers.ingest(kor.uow(), keys=kor.keys, catalogue=kor.catalogue,
-                    batch=[Incoming(item.object(), item.security_label(), item.bound(), "JPN")],
-                    originator_keys={"JPN": jpn_key}, now=now)
+    jpn_key = ingested(kor, jpn, obj["id"], now)
     # Third-party rule: the originator consents; the holder keeps the consent it obtained.
     consent = handlers.grant_consent(jpn.uow(), keys=jpn.keys, item_id=obj["id"],
                                      recipient="USA", now=now)

@@ -33,6 +33,7 @@ from gsomia.shell import exchange
 from gsomia.shell import store as st
 from gsomia.shell.node import Node
 from gsomia.shell.taxii_store import SqlObjectStore
+from query_plans import items_read_plan
 
 LABEL = SecurityLabel("JPN", "秘", frozenset({"JPN", "KOR"}), "dprk-missile")
 PUBLISHER = Person("aiko", "JPN", "極秘", frozenset({"dprk-missile"}))
@@ -440,19 +441,10 @@ def test_the_read_of_items_stored_after_a_mark_takes_the_seqs_after_it(tmp_path:
     sorted: 8.7 ms of CPU with 20,000 items, where the seqs after the mark are 0.09 ms
     (bench/type_reads_ab.py). The plan SQLite makes for the statement run."""
     store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
-    ran: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        ran.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", seen)
     try:
-        with store.repository() as repo:
-            assert repo.items_stored_after(5, originator="JPN", stix_type="note") == []
-            statement, parameters = next(r for r in ran if "FROM items" in r[0])
-            plan = " ".join(str(row[-1]) for row in repo.conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + statement, parameters))
+        answer, plan = items_read_plan(store, lambda repo: repo.items_stored_after(
+            5, originator="JPN", stix_type="note"))
+        assert answer == []
         assert "ix_items_seq" in plan and "ix_items_type" not in plan, plan
     finally:
-        sa.event.remove(store.engine, "before_cursor_execute", seen)
         store.dispose()

@@ -22,6 +22,7 @@ from gsomia.shell.exchange import CourierProgress
 from gsomia.shell.node import Node
 from gsomia.shell.store import Changes
 from gsomia.shell.warning_centre import HEAD_START_S, CentreWorker
+from query_plans import items_read_plan
 
 
 @contextmanager
@@ -149,19 +150,10 @@ def test_the_centres_read_takes_the_seqs_after_its_mark_not_every_note(tmp_path:
     from gsomia.shell import store as st
 
     store = st.Store(f"sqlite:///{tmp_path / 'node.db'}")
-    ran: list[tuple[str, Any]] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        ran.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", seen)
     try:
-        with store.repository() as repo:
-            assert repo.contents_stored_after(5, stix_type="note", limit=500) == []
-            statement, parameters = next(r for r in ran if "FROM items" in r[0])
-            plan = " ".join(str(row[-1]) for row in repo.conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + statement, parameters))
+        answer, plan = items_read_plan(store, lambda repo: repo.contents_stored_after(
+            5, stix_type="note", limit=500))
+        assert answer == []
         assert "ix_items_seq" in plan and "ix_items_type" not in plan, plan
     finally:
-        sa.event.remove(store.engine, "before_cursor_execute", seen)
         store.dispose()

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gsomia.core import errors
 from gsomia.core.errors import GsomiaError, MalformedInput
@@ -82,3 +84,24 @@ def test_the_core_and_the_service_name_fields_not_flags() -> None:
              for n, line in enumerate(p.read_text("utf-8").splitlines(), 1)
              if flag.search(line)]
     assert named == []
+
+
+@pytest.mark.parametrize("error", [errors.PolicyDenied, errors.Replayed])
+def test_a_bare_string_is_refused_as_reasons_not_split_into_letters(
+        error: type[errors.PolicyDenied] | type[errors.Replayed]) -> None:
+    """tidy29: ``PolicyDenied("x")`` took the string for its reasons and kept one reason a
+    letter (a test wrote it so, and a partner's "reasons" read from the wire could be one)."""
+    with pytest.raises(TypeError, match=r"a tuple of reasons.*\(\('not cleared',\)\)"):
+        error("not cleared")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"reasons\[1\] is int"):
+        error(("not cleared", 1))  # type: ignore[arg-type]
+
+
+@given(st.lists(st.text(), max_size=5), st.booleans(),
+       st.sampled_from([errors.PolicyDenied, errors.Replayed]))
+def test_each_reason_is_kept_whole(reasons: list[str], as_tuple: bool,
+                                   error: type[errors.PolicyDenied] | type[errors.Replayed]
+                                   ) -> None:
+    exc = error(tuple(reasons) if as_tuple else reasons)
+    assert exc.reasons == tuple(reasons)
+    assert all(reason in str(exc) for reason in reasons)

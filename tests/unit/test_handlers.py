@@ -850,6 +850,33 @@ def test_settle_records_each_receipt_once_and_marks_refusals_for_good(
     assert len(uow.repo.receipts) == 1 and len(uow.audit.of(AuditKind.RECEIPT)) == 1
 
 
+def test_a_partners_refusal_whatever_its_reasons_hold_is_recorded_whole(
+        shipped: Catalogue) -> None:
+    """tidy29: the partner's "reasons" went to ``tuple()`` as they came: a str was recorded
+    as one reason a letter ("n; o; t; ..."), and a reason that is no str raised TypeError
+    out of the settle, which then recorded nothing of the batch."""
+    uow, kor = node("KOR", shipped, ("JPN",))
+    jpn = FakeKeys("JPN")
+    handlers.publish_many(uow, keys=kor, catalogue=shipped,
+                          entries=[(indicator(n), KOR_LABEL) for n in (1, 2, 3, 4)], now=NOW)
+    rows = [QueuedDelivery(d["row"], d["item_id"], d["version"], "JPN", d["attempts"])
+            for d in uow.outbox.deliveries]
+    answers: list[Any] = [{"refused": True, "reasons": "not cleared"},
+                          {"refused": True, "reasons": ["not cleared", 7]},
+                          {"refused": True, "reasons": ["not cleared", "no agreement"]},
+                          {"refused": True}]
+    sent = [exchange.Sent(row, sealed(kor, jpn, indicator(n), kor_label()), answer)
+            for n, (row, answer) in enumerate(zip(rows, answers, strict=True), start=1)]
+    assert exchange.settle(uow, peer="JPN", peer_public=jpn.public_signing_key(), sent=sent,
+                           now=NOW) == (0, 4)
+    assert [d["status"] for d in uow.outbox.deliveries] == ["refused"] * 4
+    reasons = [e.details["reason"] for e in uow.audit.of(AuditKind.DELIVERY_REFUSED)]
+    assert reasons == ["not cleared",
+                       "refused; its reasons do not read: a list of str expected, found "
+                       "['not cleared', 7]",
+                       "not cleared; no agreement", "refused"]
+
+
 def test_a_failed_delivery_backs_off_and_stays_pending(shipped: Catalogue) -> None:
     uow, kor = node("KOR", shipped, ("JPN",))
     handlers.publish_many(uow, keys=kor, catalogue=shipped,

@@ -25,7 +25,7 @@ and an API client reads the field.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "ActionRefused",
@@ -99,11 +99,24 @@ class ActionRefused(GsomiaError):
         self.status, self.public, self.reasons, self.item_id = status, public, reasons, item_id
 
 
+def _reasons(error: str, given: Sequence[str]) -> tuple[str, ...]:
+    """``given`` as a tuple of reasons: a bare str, itself a sequence of str, would be kept
+    as one reason a letter, and a reason that is no str would fail only when joined."""
+    if isinstance(given, str):
+        raise TypeError(f"{error} takes a tuple of reasons, not a str: write "
+                        f"{error}(({given!r},))")
+    reasons = tuple(given)
+    for i, reason in enumerate(reasons):
+        if not isinstance(reason, str):
+            raise TypeError(f"{error}: reasons[{i}] is {type(reason).__name__}, not str")
+    return reasons
+
+
 class PolicyDenied(GsomiaError):
     """A release or an access that the agreements in force do not allow."""
 
     def __init__(self, reasons: tuple[str, ...] | list[str]) -> None:
-        self.reasons = tuple(reasons)
+        self.reasons = _reasons(type(self).__name__, reasons)
         super().__init__("; ".join(self.reasons) or "denied")
 
 
@@ -125,9 +138,9 @@ class ProofInvalid(GsomiaError):
 class Replayed(ProofInvalid):
     """An envelope whose nonce this node has seen before."""
 
-    def __init__(self, reasons: tuple[str, ...]) -> None:
-        super().__init__("; ".join(reasons))
-        self.reasons = reasons
+    def __init__(self, reasons: tuple[str, ...] | list[str]) -> None:
+        self.reasons = _reasons(type(self).__name__, reasons)
+        super().__init__("; ".join(self.reasons))
 
 
 class NoEquivalent(GsomiaError):

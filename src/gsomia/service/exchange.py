@@ -336,6 +336,20 @@ class Sent:
     digest: bytes | None = None  # the envelope's digest, when the sender kept it
 
 
+def _partner_reasons(answer: Mapping[str, Any]) -> tuple[str, ...]:
+    """Why the partner refused a delivery, as its answer says (a list of str, or one str),
+    or what its answer held instead: read as it came, a str was one reason a letter and a
+    reason that is no str raised out of the settle, which recorded nothing (tidy29)."""
+    given = answer.get("reasons")
+    if not given:
+        return ("refused",)
+    if isinstance(given, str):
+        return (given,)
+    if isinstance(given, list) and all(isinstance(r, str) for r in given):
+        return tuple(given)
+    return (f"refused; its reasons do not read: a list of str expected, found {given!r:.200}",)
+
+
 def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
            sent: Sequence[Sent], now: datetime, answered_at: datetime | None = None,
            checks: SignatureChecks = checks_here) -> tuple[int, int]:
@@ -357,8 +371,8 @@ def settle(uow: UnitOfWork, *, peer: Party, peer_public: Ed25519PublicKey,
         result = s.answer
         try:
             if not isinstance(result, Mapping) or "receipt" not in result:
-                raise PolicyDenied(tuple(result.get("reasons") or ["refused"])
-                                   if isinstance(result, Mapping) else ("refused",))
+                raise PolicyDenied(_partner_reasons(result) if isinstance(result, Mapping)
+                                   else ("refused",))
             receipt = crypto.Receipt.from_json(result["receipt"])
             signed.append((s, s.envelope, receipt, crypto.receipt_check(receipt, peer_public)))
         except GsomiaError as exc:

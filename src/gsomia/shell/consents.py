@@ -45,9 +45,17 @@ def _post(node: Any, peer_url: str, path: str, body: dict[str, Any],
     except ValueError:
         data = {"description": response.text[:300]}
     if response.status_code >= 400:
-        reasons = data.get("details", {}).get("reasons") if isinstance(data, dict) else None
-        reasons = list(reasons or [f"HTTP {response.status_code}: "
-                                   f"{data.get('description', '')}"])
+        # As the partner sent them when they read (a list of str, or one str): read as they
+        # came, a str was told a letter a reason and a reason that is no str raised (tidy29).
+        details = data.get("details") if isinstance(data, dict) else None
+        given = details.get("reasons") if isinstance(details, dict) else None
+        if isinstance(given, str) and given:
+            reasons = [given]
+        elif isinstance(given, list) and given and all(isinstance(r, str) for r in given):
+            reasons = list(given)
+        else:
+            description = data.get("description", "") if isinstance(data, dict) else ""
+            reasons = [f"HTTP {response.status_code}: {description}"]
         if response.status_code == 429:  # the partner at a bound: a person is told, not queued
             from gsomia.core.outbox import retry_after
             from gsomia.shell.store import now_utc
