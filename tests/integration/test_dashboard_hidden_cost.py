@@ -261,3 +261,61 @@ def test_audit_verify_names_audience_rows_written_behind_the_nodes_back(
             assert verdict().ok
     finally:
         db.close()
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=hs.data())
+def test_audience_rows_forged_on_disk_show_nothing_the_policy_does_not(
+        shipped: Catalogue, tmp_path_factory: Any, data: hs.DataObject) -> None:
+    """secreview29, an adversary with the host's disk: ``item_audience`` (which no digest
+    covers) rewritten at will, rows added for any party, purpose, scheme and level, and
+    some versions' rows deleted. What ``state`` shows is still only what the policy lets
+    the person read by each version's custody label, and what it no longer shows is
+    exactly the readable versions whose rows were deleted (which audit verify names:
+    test_audit_verify_names_audience_rows_written_behind_the_nodes_back)."""
+    if "forged" not in _STORES:
+        folder: Path = tmp_path_factory.mktemp("forged")
+        _STORES["forged"] = st.Store(f"sqlite:///{folder / 'store.db'}")
+    store = _STORES["forged"]
+    schemes = shipped.schemes
+    at = datetime(2024, 3, 1, tzinfo=UTC)
+    labels = data.draw(hs.lists(_labels(shipped), min_size=1, max_size=6), label="labels")
+    purposes = ("dprk-missile", "regional-security", "maritime-security")
+    with store.engine.begin() as conn:
+        repo = st.SqlRepository(conn)
+        conn.execute(st.items.delete())
+        conn.execute(st.custody.delete())
+        conn.execute(sa.text("DELETE FROM item_audience"))
+        created = []
+        for n, label in enumerate(labels):
+            item = StoredItem(f"indicator--{n}", "v1", "indicator", label.originator, b"{}",
+                              record_bytes(label.to_json()), b"", at)
+            repo.add_items([(item, n)])
+            created.append((item.item_id, "v1", label, record_bytes(label.to_json())))
+        repo.add_created_custody(CreatedCustody("JPN", at, created), seq=0)
+        deleted = {f"indicator--{n}" for n in range(len(labels))
+                   if data.draw(hs.booleans(), label=f"rows of {n} deleted")}
+        for item_id in deleted:
+            conn.execute(sa.text("DELETE FROM item_audience WHERE item_id = :i"),
+                         {"i": item_id})
+        for n in range(len(labels)):
+            forged = data.draw(hs.lists(hs.tuples(
+                hs.sampled_from(_PARTIES), hs.sampled_from(purposes),
+                hs.sampled_from(_PARTIES), hs.sampled_from(
+                    [lv.name for s in _PARTIES for lv in schemes[s].levels])),
+                max_size=4), label=f"rows forged for {n}")
+            for party, purpose, scheme, level in forged:
+                conn.execute(sa.text(
+                    "INSERT INTO item_audience (item_id, version, party, purpose, scheme, "
+                    "level) VALUES (:i, 'v1', :p, :u, :s, :l)"),
+                    {"i": f"indicator--{n}", "p": party, "u": purpose, "s": scheme,
+                     "l": level})
+        person = data.draw(_persons(shipped), label="person")
+        allowed = {(h.item.item_id, h.item.version) for h in repo.holdings()
+                   if access.may_read(person, h.current.national_label, schemes)}
+        shown = {(h.item.item_id, h.item.version)
+                 for h in readable_holdings(repo, person, schemes)}
+    assert shown <= allowed
+    hidden = allowed - shown
+    assert {item_id for item_id, _ in hidden} <= deleted

@@ -2069,3 +2069,41 @@ def test_a_person_s_refusals_are_each_on_record_or_counted_within_the_bound(
                    for t in times)
         assert len([e for e in events if e.actor == person and e.details.get("summary")]) \
             <= len(times)
+
+
+@settings(max_examples=40, deadline=None)
+@given(forged=st.lists(st.tuples(st.sampled_from(["KOR", "USA", "JPN"]),
+                                 st.sampled_from(_KOR_LEVELS),
+                                 st.integers(min_value=1, max_value=10**6)),
+                       min_size=1, max_size=4),
+       level=st.sampled_from(_KOR_LEVELS))
+def test_a_partner_not_the_originator_with_a_clock_ahead_holds_no_later_notice_back(
+        shipped: Catalogue, forged: list[tuple[str, str, int]], level: str) -> None:
+    """secreview29: USA, a partner but not the originator of KOR's item, signs notices with
+    its own key and a clock far ahead (issued up to ~2 years after now), naming KOR or
+    itself or JPN as their originator, and the item's provider passes them on. None is
+    applied or kept, so none counts as "a newer notice in force" (hunt29's order rule): the
+    originator's next notice, issued now, is applied."""
+    from gsomia.core.custody import sign_classification_notice
+    uow, jpn, item = received_item(shipped)
+    kor, usa = FakeKeys("KOR"), FakeKeys("USA")
+    keys = {"KOR": kor.public_signing_key(), "USA": usa.public_signing_key(),
+            "JPN": jpn.public_signing_key()}
+
+    def send(notice: ClassificationNotice) -> Any:
+        return notice_handlers.accept_classification_notice(
+            uow, keys=jpn, catalogue=shipped, doc=notice.to_json(), sender="KOR",
+            originator_keys=keys, now=NOW, refusals=RefusalWindow())
+
+    for originator, new_level, ahead in forged:
+        notice = sign_classification_notice(
+            item_id=item, originator=originator, old_level="군사II급비밀", new_level=new_level,
+            issued_at=NOW + timedelta(minutes=ahead), key=usa.signing_key())
+        with pytest.raises((ProofInvalid, PolicyDenied)):
+            send(notice)
+    assert uow.repo.notices_for(item) == []
+    genuine = sign_classification_notice(item_id=item, originator="KOR",
+                                         old_level="군사II급비밀", new_level=level,
+                                         issued_at=NOW, key=kor.signing_key())
+    assert send(genuine)["accepted"]
+    assert _held_level(uow, item) == _jpn_level_of(shipped, uow, item, level)

@@ -134,12 +134,12 @@ def test_a_ca_swapped_within_the_settled_time_under_the_same_stat_is_seen_at_onc
     for stat_alone in (False, True):
         folder = _jpn(tmp_path / f"jpn-{stat_alone}")
         kor = folder / "tls" / "partners" / "KOR.crt"
+        if stat_alone:  # every read taken as settled: the stat alone trusted
+            monkeypatch.setattr(settled_files, "SETTLED_NS", -10**18)
         peers = PinnedPeers(folder, "JPN", clock=lambda: NOW)
         assert peers.party_of(KOR_LEAF, NOW) == "KOR"
         with _frozen_stat({str(kor)}):
             _swap_in_place(kor, _pem("USA"))
-            if stat_alone:
-                monkeypatch.setattr(settled_files, "SETTLED_NS", -10**18)
             found = peers.party_of(KOR_LEAF, NOW)
         if stat_alone:  # the same swap, missed by a cache trusting the stat
             assert found == "KOR"
@@ -200,3 +200,80 @@ def test_a_file_read_is_what_the_file_holds_whatever_its_stat_says(
                 assert files.read(path) == data
     finally:
         settled_files.SETTLED_NS = settled
+
+
+def test_a_swap_unseen_until_the_file_settles_is_read_once_it_has(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """secreview29: KOR's CA file is read while it is fresh (kept, unsettled), swapped for
+    USA's under the same stat, and no request comes until the settled time has passed. The
+    bytes kept were read before the swap: the cache may trust them only if the file had
+    settled when they were read (racy git's rule), not because it has settled by the time
+    of the ask. Trusting them kept the old CA's yes for as long as the stat held still."""
+    monkeypatch.setattr(settled_files, "SETTLED_NS", 60_000_000_000)
+    folder = _jpn(tmp_path / "jpn")
+    kor = folder / "tls" / "partners" / "KOR.crt"
+    peers = PinnedPeers(folder, "JPN", clock=lambda: NOW)
+    assert peers.party_of(KOR_LEAF, NOW) == "KOR"  # read fresh: kept, not yet trusted
+    with _frozen_stat({str(kor)}):
+        _swap_in_place(kor, _pem("USA"))
+        # The next ask comes once the file looks settled (the clock moved past the
+        # settled time; nothing asked in between).
+        later = time.time_ns() + 2 * settled_files.SETTLED_NS
+        monkeypatch.setattr(time, "time_ns", lambda: later)
+        found = peers.party_of(KOR_LEAF, NOW)
+    assert isinstance(found, PeerRefused), found
+    assert "KOR" not in peers.pinned()
+
+
+class _CoarseStat:
+    """What a stat of a file system with a clock of SETTLED_NS's tick (FAT's 2 s) says:
+    its times are the tick of the last write, whatever happened within it."""
+
+    def __init__(self, real: os.stat_result, written_ns: int) -> None:
+        tick = settled_files.SETTLED_NS
+        self.st_dev, self.st_ino, self.st_size = real.st_dev, real.st_ino, real.st_size
+        self.st_mtime_ns = self.st_ctime_ns = written_ns // tick * tick
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.integers(min_value=0, max_value=3 * 8),
+                                st.binary(min_size=8, max_size=8),
+                                st.integers(min_value=0, max_value=3 * 8), st.booleans()),
+                      min_size=1, max_size=8))
+def test_whatever_is_asked_when_the_bytes_given_are_the_files(
+        tmp_path: Path, steps: list[tuple[int, bytes, int, bool]]) -> None:
+    """Invariant (secreview29): on a file system whose times move by SETTLED_NS's tick, any
+    sequence of same-size rewrites, each asked for or not, the clock moved on by any
+    eighths of the settled time before and after each, gives at every ask the bytes the
+    file holds."""
+    path = tmp_path / f"f{len(os.listdir(tmp_path))}"
+    path.write_bytes(b"00000000")
+    files = SettledFiles()
+    eighth = settled_files.SETTLED_NS // 8
+    clock = [10**18]
+    written = [clock[0]]
+    real_stat, real_ns = os.stat, time.time_ns
+
+    def stat(p: str, *args: object, **kwargs: object) -> object:
+        found = real_stat(p, *args, **kwargs)  # type: ignore[arg-type]
+        return _CoarseStat(found, written[0]) if p == str(path) else found
+
+    os.stat = stat  # type: ignore[assignment]
+    time.time_ns = lambda: clock[0]
+    try:
+        assert files.read(path) == b"00000000"
+        for before, data, after, asked in steps:
+            clock[0] += before * eighth
+            with open(path, "r+b") as f:
+                f.write(data)
+            written[0] = clock[0]
+            clock[0] += after * eighth
+            if asked:
+                assert files.read(path) == data
+        for _ in range(2):
+            clock[0] += 3 * settled_files.SETTLED_NS
+            assert files.read(path) == path.read_bytes()
+    finally:
+        os.stat = real_stat
+        time.time_ns = real_ns
