@@ -56,6 +56,7 @@ __all__ = [
     "next_try",
     "not_now_after",
     "plan_deliveries",
+    "plan_held_notices",
     "plan_notices",
     "plan_standing_notices",
     "release_refusal",
@@ -306,6 +307,34 @@ def plan_notices(recorded: Iterable[IncidentRecorded | NoticeRecorded], me: Part
                 out.append(NoticeDue(CLASSIFICATION, holder, notice.digest(), notice.item_id,
                                      _text(notice.to_json())))
     return out
+
+
+def plan_held_notices(obtained: Iterable[ReceiptObtained], me: Party,
+                      notices: Mapping[str, Sequence[ClassificationNotice]],
+                      bound: Mapping[tuple[str, str], SecurityLabel]) -> list[NoticeDue]:
+    """The originator's newest notice of each item, owed to a partner whose receipt for a
+    version of it was just recorded (``obtained``), if that version was bound at another
+    level than the notice sets (``bound``: the label each version was bound with;
+    ``notices``: those held, by item). A notice goes to the holders whose receipts are held
+    when it is issued (:func:`plan_notices`): a version sealed before it and receipted after
+    (in flight meanwhile) left its holder at the old level for good (noticeflight29). A
+    version bound at the level in force (a level changed and changed back, or published at
+    the new level) carries it already, as the seal decides (``reclassified_at_seal``), so it
+    is owed nothing. Only the originator's notices count; one already queued to the partner
+    is left out by the caller (:func:`gsomia.service.outbox.queue_notices`)."""
+    out: dict[tuple[str, Party], NoticeDue] = {}
+    for event in obtained:
+        label = bound.get((event.item_id, event.version))
+        if label is None or event.peer in (me, label.originator) or \
+                (event.item_id, event.peer) in out:
+            continue
+        held = [n for n in notices.get(event.item_id, ()) if n.originator == label.originator]
+        newest = max(held, key=lambda n: n.issued_at, default=None)
+        if newest is not None and newest.new_level != label.level:
+            out[(event.item_id, event.peer)] = NoticeDue(
+                CLASSIFICATION, event.peer, newest.digest(), event.item_id,
+                _text(newest.to_json()))
+    return list(out.values())
 
 
 def plan_standing_notices(issued: Iterable[StandingConsentIssued],

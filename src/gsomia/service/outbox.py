@@ -33,10 +33,12 @@ from gsomia.core.outbox import (
     ItemStored,
     NoticeDue,
     NoticeRecorded,
+    ReceiptObtained,
     Routing,
     StandingConsentIssued,
     consents_needed,
     plan_deliveries,
+    plan_held_notices,
     plan_notices,
     plan_standing_notices,
     release_refusal,
@@ -68,6 +70,9 @@ def commit(uow: UnitOfWork, now: datetime) -> None:
     issued = [e for e in events if isinstance(e, StandingConsentIssued)]
     if issued:
         queue_notices(uow, plan_standing_notices(issued, uow.routing), now)
+    obtained = [e for e in events if isinstance(e, ReceiptObtained)]
+    if obtained:
+        _queue_held_notices(uow, obtained, now)
     uow.commit()
 
 
@@ -292,6 +297,30 @@ def _queue_notices(uow: UnitOfWork, recorded: Sequence[IncidentRecorded | Notice
                 r.peer for r in uow.repo.receipts_for(event.notice.item_id)
                 if r.direction == "obtained"}
     queue_notices(uow, plan_notices(recorded, uow.routing.me, holders), now)
+
+
+def _queue_held_notices(uow: UnitOfWork, obtained: Sequence[ReceiptObtained],
+                        now: datetime) -> None:
+    """Receipts just recorded: the newest notice of each item to the partner that sent
+    one, if its version left before the notice and carries another level
+    (:func:`plan_held_notices`). On every settle's way: with no notice held for any of the
+    batch's items (nearly always), one indexed read and nothing more."""
+    held = uow.repo.notices_of({e.item_id for e in obtained})
+    if not held:
+        return
+    bound: dict[tuple[str, str], SecurityLabel] = {}
+    for event in obtained:
+        key = (event.item_id, event.version)
+        if event.item_id in held and key not in bound:
+            item = uow.repo.get_item(*key)
+            try:
+                if item is not None:
+                    bound[key] = item.security_label()
+            except MalformedInput:
+                # Retyped on the host's disk: the seal refuses its versions, and the settle
+                # that records this receipt must not fail with it.
+                continue
+    queue_notices(uow, plan_held_notices(obtained, uow.routing.me, held, bound), now)
 
 
 def queue_notices(uow: UnitOfWork, planned: Sequence[NoticeDue], now: datetime) -> None:
