@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
@@ -24,6 +25,7 @@ from test_dashboard_hidden_cost import _labels, _persons, _vm_steps
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.custody import CreatedCustody, CustodyRecord, NodeUser, StoredItem, record_bytes
+from gsomia.core.errors import MalformedInput
 from gsomia.service import access, handlers
 from gsomia.service.handlers import LabelRequest
 from gsomia.shell import desk
@@ -237,3 +239,52 @@ def test_migration_0024_indexes_requests_and_incidents_by_item(db_url: str) -> N
     assert every == ["r2", "r1", "r0"]
     assert told == ["JPN-incident-3", "JPN-incident-2", "JPN-incident-0"]
     assert sent == ["JPN-incident-3", "JPN-incident-0"]
+
+
+def test_a_consent_answer_finds_its_request_by_id_and_refuses_a_hidden_one_as_absent(
+        node_factory: Callable[..., Node], make_indicator: Callable[..., dict[str, Any]]
+) -> None:
+    """The desk's grant seeks the request by its id: it read the whole register, so its
+    answer's work grew with the requests about items the operator may not read (the refusal
+    of an unknown id: before, 40 more such requests added VM instructions; now none). One
+    about an item the operator may read goes on to be answered; one about an item above
+    them, an outgoing one, an unknown id and an id that is not text are all refused with
+    the same 404 answer."""
+    from gsomia.core.errors import ActionRefused
+
+    now = datetime.now(UTC)
+    node = node_factory("JPN", now=now)
+    user = _operator(node, now)
+    seen = _publish(node, make_indicator, "秘", "dprk-missile", 1, now)
+    above = _publish(node, make_indicator, "機密", "dprk-missile", 1, now)
+    for request_id, item_id, direction in (("req-seen", seen[0], "incoming"),
+                                           ("req-above", above[0], "incoming"),
+                                           ("req-out", seen[0], "outgoing")):
+        record_request(node, request_id=request_id, item_id=item_id, holder="KOR",
+                       recipient="USA", reason="relay", direction=direction, now=now,
+                       actor="KOR")
+    answers = {}
+    for asked in ("req-above", "req-out", "req-none", 7):
+        try:
+            desk.act(node, user, "grant", {"request": asked}, now, lambda _: None)
+        except ActionRefused as exc:
+            answers[asked] = (exc.status, exc.public.replace(repr(str(asked)), "ID"))
+    assert set(answers.values()) == {(404, "no consent request ID that you may answer is "
+                                           "held here")}, answers
+    assert len(answers) == 4
+
+    def refused() -> None:
+        with pytest.raises(ActionRefused):
+            desk.act(node, user, "grant", {"request": "req-none"}, now, lambda _: None)
+
+    work = [_vm_steps(node, refused)[1]]
+    for n in range(40):
+        record_request(node, request_id=f"req-above-{n}", item_id=above[0], holder="KOR",
+                       recipient="USA", reason="relay", direction="incoming", now=now,
+                       actor="KOR")
+    work.append(_vm_steps(node, refused)[1])
+    assert work[0] > 0 and work[0] == work[1], work
+    # The readable one gets past the desk to the answer to the partner (this node, made
+    # alone, has no partners to send it to).
+    with pytest.raises(MalformedInput, match=r"partners\.json"):
+        desk.act(node, user, "grant", {"request": "req-seen"}, now, lambda _: None)
