@@ -300,8 +300,9 @@ class ShellReads(Repository, Protocol):
         ...
     # what the operator, the dashboard, the warning centre and the scenarios read
     def holdings_mark(self) -> tuple[int, ...]:
-        """(items held, newest custody row, receipts, signed tree heads): changes whenever
-        something the dashboard shows does."""
+        """(newest item row, newest custody row, newest receipt row, largest signed tree
+        head): changes whenever something the dashboard shows does, read at one end of each
+        table's key, whatever it holds."""
         ...
     def contents_stored_after(self, seq: int, *, stix_type: str, limit: int
                               ) -> list[tuple[int, str, bytes, datetime | None, bytes]]:
@@ -320,14 +321,18 @@ class ShellReads(Repository, Protocol):
         """(custody row, item id, provider, original label bytes) of the items received
         from partners recorded after custody row ``row``, in the order recorded."""
         ...
-    def incident_records(self) -> list[dict[str, Any]]:
-        """Every incident report held, with the seq of its event, oldest first."""
+    def incident_records(self, item_ids: Collection[str] | None = None
+                         ) -> list[dict[str, Any]]:
+        """Every incident report held (``item_ids``: only those about none of the items or
+        about one of these, sought by item), with the seq of its event, oldest first."""
         ...
     def consent_request_count(self) -> int:
         """Requests for an originator's consent to a relay, asked here or by this node."""
         ...
-    def consent_request_rows(self) -> list[dict[str, Any]]:
-        """The consent requests register, oldest first (its columns by name)."""
+    def consent_request_rows(self, item_ids: Collection[str] | None = None
+                             ) -> list[dict[str, Any]]:
+        """The consent requests register (``item_ids``: only the requests about these, sought
+        by item), oldest first (its columns by name)."""
         ...
     def newest_head_after(self, after: int) -> int | None:
         """The seq of the newest record of a partner's head after seq ``after``, or None."""
@@ -355,8 +360,11 @@ class ShellReads(Repository, Protocol):
     def queued_recipients(self, kind: str, reference: str) -> list[Party]:
         """Whom the notice ``kind``/``reference`` is queued to, in the order queued."""
         ...
-    def notice_rows(self) -> list[dict[str, Any]]:
-        """Every notice of the outbox (its columns but ``version``), in the order queued."""
+    def notice_rows(self, kind: str | None = None,
+                    references: Collection[str] | None = None) -> list[dict[str, Any]]:
+        """Every notice of the outbox (its columns but ``version``), in the order queued;
+        ``kind``: only those of that kind, and ``references`` with it: only those named so
+        (sought by kind and reference)."""
         ...
     def notices_in(self, status: str) -> int:
         """How many notices of the outbox are in ``status``."""

@@ -46,7 +46,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -154,9 +154,10 @@ def reclassify(node: NodePort, *, item_id: str, level: str, now: datetime | None
     return notice, queued_to(node, CLASSIFICATION, notice.digest())
 
 
-def notice_rows(node: NodePort) -> list[dict[str, Any]]:
+def notice_rows(node: NodePort, kind: str | None = None,
+                references: Collection[str] | None = None) -> list[dict[str, Any]]:
     with node.store.repository() as repo:
-        rows = repo.notice_rows()
+        rows = repo.notice_rows(kind, references)
     out = []
     for row in rows:
         for name in ("next_at", "queued_at", "delivered_at"):
@@ -174,16 +175,19 @@ def pending(node: NodePort) -> int:
         return repo.notices_in(PENDING)
 
 
-def incident_rows(node: NodePort) -> list[dict[str, Any]]:
-    """Incidents reported here and received from partners, with where each was sent."""
-    sent: dict[str, list[dict[str, Any]]] = {}
-    for row in notice_rows(node):
-        if row["kind"] == INCIDENT:
-            sent.setdefault(row["reference"], []).append(
-                {"to": row["recipient"], "status": row["status"],
-                 "attempts": row["attempts"], "last_error": row["last_error"]})
+def incident_rows(node: NodePort, item_ids: Collection[str] | None = None
+                  ) -> list[dict[str, Any]]:
+    """Incidents reported here and received from partners, with where each was sent;
+    ``item_ids``: only those about no item or about one of these, and only their notices,
+    the others not read (the desk's, for the items its user may read)."""
     with node.store.repository() as repo:
-        rows = repo.incident_records()
+        rows = repo.incident_records(item_ids)
+    sent: dict[str, list[dict[str, Any]]] = {}
+    for row in notice_rows(node, INCIDENT,
+                           None if item_ids is None else [r["reference"] for r in rows]):
+        sent.setdefault(row["reference"], []).append(
+            {"to": row["recipient"], "status": row["status"],
+             "attempts": row["attempts"], "last_error": row["last_error"]})
     out = []
     for r in rows:
         received = r["reported_by"] in PARTIES and r["reported_by"] != node.party

@@ -5,6 +5,7 @@ decided.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +41,12 @@ def proposed_request_id(value: object, requester: Party) -> str | None:
     return value
 
 
-def consent_rows(node: NodePort) -> list[dict[str, Any]]:
+def consent_rows(node: NodePort, item_ids: Collection[str] | None = None
+                 ) -> list[dict[str, Any]]:
+    """The consent requests register, oldest first; ``item_ids``: only those about these
+    items, the others not read (the desk's, for the items its user may read)."""
     with node.store.repository() as repo:
-        rows = repo.consent_request_rows()
+        rows = repo.consent_request_rows(item_ids)
     return [{**r, "at": iso(r["at"]),
              "decided_at": iso(r["decided_at"]) if r["decided_at"] else None} for r in rows]
 

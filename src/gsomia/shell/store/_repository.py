@@ -98,6 +98,13 @@ _RECEIPTED = sa.select(receipts.c.item_id, receipts.c.version).where(
 _ITEMS_OF = items.select().where(items.c.id.in_(sa.bindparam("ids", expanding=True)))
 _CUSTODY_OF = custody.select().where(custody.c.item_id.in_(sa.bindparam("ids", expanding=True)))
 _READABLE: dict[int, sa.CompoundSelect[Any]] = {}
+# The desk's reads about the items its user may read (desk29).
+_REQUESTS_ABOUT = consent_requests.select().where(
+    consent_requests.c.item_id.in_(sa.bindparam("ids", expanding=True))
+).order_by(consent_requests.c.at)
+_INCIDENTS_ABOUT = incidents.select().where(
+    incidents.c.item_id.in_(sa.bindparam("ids", expanding=True)))
+_INCIDENTS_ABOUT_NONE = incidents.select().where(incidents.c.item_id.is_(None))
 
 
 def _readable_query(schemes: int) -> sa.CompoundSelect[Any]:
@@ -638,17 +645,31 @@ class SqlRepository:
             sa.select(c.row, c.item_id, c.provider, c.original_label)
             .where(c.row > row, c.event == "received").order_by(c.row)))
 
-    def incident_records(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(incidents).order_by(incidents.c.seq))]
+    def incident_records(self, item_ids: Collection[str] | None = None
+                         ) -> list[dict[str, Any]]:
+        if item_ids is None:
+            return [dict(r._mapping) for r in self.conn.execute(
+                sa.select(incidents).order_by(incidents.c.seq))]
+        # Sought by item (ix_incidents_item): those about other items are not touched.
+        found = list(self.conn.execute(_INCIDENTS_ABOUT_NONE))
+        for chunk in _chunks(sorted(set(item_ids))):
+            found.extend(self.conn.execute(_INCIDENTS_ABOUT, {"ids": chunk}))
+        return [dict(r._mapping) for r in sorted(found, key=lambda r: r.seq)]
 
     def consent_request_count(self) -> int:
         return int(self.conn.execute(sa.select(sa.func.count())
                                      .select_from(consent_requests)).scalar() or 0)
 
-    def consent_request_rows(self) -> list[dict[str, Any]]:
-        return [dict(r._mapping) for r in self.conn.execute(
-            sa.select(consent_requests).order_by(consent_requests.c.at))]
+    def consent_request_rows(self, item_ids: Collection[str] | None = None
+                             ) -> list[dict[str, Any]]:
+        if item_ids is None:
+            return [dict(r._mapping) for r in self.conn.execute(
+                sa.select(consent_requests).order_by(consent_requests.c.at))]
+        # Sought by item (ix_consent_requests_item): those about other items are not touched.
+        found: list[sa.Row[Any]] = []
+        for chunk in _chunks(sorted(set(item_ids))):
+            found.extend(self.conn.execute(_REQUESTS_ABOUT, {"ids": chunk}))
+        return [dict(r._mapping) for r in sorted(found, key=lambda r: r.at)]
 
     def consent_request_row(self, request_id: str) -> dict[str, Any] | None:
         row = self.conn.execute(sa.select(consent_requests)
@@ -736,15 +757,25 @@ class SqlRepository:
             outbox.c.kind == kind, outbox.c.reference == reference)
             .order_by(outbox.c.row)).scalars())
 
-    def notice_rows(self) -> list[dict[str, Any]]:
+    def notice_rows(self, kind: str | None = None,
+                    references: Collection[str] | None = None) -> list[dict[str, Any]]:
         """The notices of the outbox as the operator reads them; a time retyped on the
         host's disk is shown as stored (``unreadable: ...``), never a failed read."""
         dialect = self.conn.dialect.name
+        query = sa.select(*[_stored_time(c, dialect) for c in outbox.c
+                            if c.name != "version"]).order_by(outbox.c.row)
+        if kind is None or references is None:
+            found = list(self.conn.execute(query.where(
+                outbox.c.kind != DELIVERY if kind is None else outbox.c.kind == kind)))
+        else:
+            # Sought by (kind, reference) in uq_outbox_notice: no other notice is touched.
+            found = []
+            for chunk in _chunks(sorted(set(references))):
+                found.extend(self.conn.execute(query.where(
+                    outbox.c.kind == kind, outbox.c.reference.in_(chunk))))
+            found.sort(key=lambda r: r.row)
         return [{k: _shown_time(v) if k in _TIMES else v for k, v in r._mapping.items()}
-                for r in self.conn.execute(
-                    sa.select(*[_stored_time(c, dialect) for c in outbox.c
-                                if c.name != "version"])
-                    .where(outbox.c.kind != DELIVERY).order_by(outbox.c.row))]
+                for r in found]
 
     def notices_in(self, status: str) -> int:
         return int(self.conn.execute(sa.select(sa.func.count()).select_from(outbox).where(
@@ -818,9 +849,15 @@ class SqlRepository:
 # The columns of the outbox only its notices fill: a delivery's row is shown without them.
 _NOTICE_ONLY = ("kind", "reference", "body")
 # Polled (the dashboard's state): built once, not on every call.
+# Each part the newest key of its table, read at one end of its primary key: the rows are
+# never deleted, so it moves with every one added. count(*) stepped over every row, twice a
+# second for every open dashboard, so the stream's check took longer the more the node held,
+# readable or not (desk29).
 _HOLDINGS_MARK = sa.text(
-    'SELECT (SELECT count(*) FROM items), (SELECT coalesce(max("row"), 0) FROM custody),'
-    ' (SELECT count(*) FROM receipts), (SELECT count(*) FROM tree_heads)')
+    'SELECT (SELECT coalesce(max("row"), 0) FROM items),'
+    ' (SELECT coalesce(max("row"), 0) FROM custody),'
+    ' (SELECT coalesce(max("row"), 0) FROM receipts),'
+    ' (SELECT coalesce(max(size), 0) FROM tree_heads)')
 # Built once (the dashboard asks on every poll); with the partial index's own predicate.
 _PARTNER_HEADS = sa.text(
     f"SELECT seq, kind, at, details FROM audit_events WHERE {_HEADS_ONLY} AND kind = :kind "

@@ -173,6 +173,8 @@ incidents = sa.Table(
     sa.Column("notify", sa.String(3), nullable=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("seq", sa.BigInteger, nullable=False),
+    # Migration 0024: the desk asks for the incidents about the items its user may read.
+    sa.Index("ix_incidents_item", "item_id"),
 )
 
 revocations = sa.Table(
@@ -320,6 +322,8 @@ consent_requests = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("decided_at", UTCDateTime, nullable=True),
     sa.Column("seq", sa.BigInteger, nullable=True),
+    # Migration 0024: the desk asks for the requests about the items its user may read.
+    sa.Index("ix_consent_requests_item", "item_id"),
 )
 
 # Which table holds each register the log records rows of (the registers are the log's
