@@ -29,15 +29,15 @@ from gsomia.core.labels import Scheme
 from gsomia.core.policy import Person
 from gsomia.service import access, handlers
 from gsomia.service.handlers import LabelRequest
+from gsomia.service.ports import ShellReads
 from gsomia.shell import web
 from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import Node, init_node, new_token
-from gsomia.shell.store import SqlRepository
 
 _NUMBERS = itertools.count()
 
 
-def before(repo: SqlRepository, person: Person,
+def before(repo: ShellReads, person: Person,
            schemes: Mapping[str, Scheme]) -> list[Holding]:
     """The parent's read: every holding, each asked of the policy."""
     return [h for h in repo.holdings()

@@ -21,16 +21,17 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from gsomia.bootstrap import load_catalogue
 from gsomia.core.custody import Holding, NodeUser
 from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.policy import Person
 from gsomia.service import access, handlers
 from gsomia.service.handlers import LabelRequest
 from gsomia.shell import desk, exchange, notices
+from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import Node, init_node, new_token
 from gsomia.shell.store import SqlRepository
 
@@ -54,7 +55,7 @@ BEFORE = (_old_items, _every(AFTER[1]), _every(AFTER[2]))
 
 
 def _use(way: tuple[Any, Any, Any]) -> None:
-    desk.readable_items_here, exchange.consent_rows, notices.incident_rows = way  # type: ignore[assignment]
+    desk.readable_items_here, exchange.consent_rows, notices.incident_rows = way
 
 
 def _indicator() -> dict[str, Any]:
@@ -120,7 +121,7 @@ def main(hidden: int, rounds: int = 30) -> None:
                 for name, reads in ways if run % 2 else ways[::-1]:
                     _use(reads)
                     try:
-                        ms, doc = _time(lambda nd=node, u=user: desk.desk_state(nd, u, now))
+                        ms, doc = _time(partial(desk.desk_state, node, user, now))
                     finally:
                         _use(AFTER)
                     if run >= 3:

@@ -93,7 +93,7 @@ def main(batches: int = 20, size: int = 16) -> dict[str, Any]:
         timed.setdefault(form["name"], []).append(((c1 - c0) * 1e3, (t1 - t0) * 1e3))
         return out
 
-    exchange_handlers.settle = timed_settle  # type: ignore[assignment]
+    exchange_handlers.settle = timed_settle
     queue_held = service_outbox._queue_held_notices
     skipped: Callable[..., None] = lambda *_a, **_k: None  # noqa: E731
     sender = exchange.Sender(kor, batch=size,
@@ -103,7 +103,7 @@ def main(batches: int = 20, size: int = 16) -> dict[str, Any]:
         for b in range(len(FORMS) * (batches + 2)):
             name = FORMS[b % len(FORMS)]
             form["name"] = name if b >= 2 * len(FORMS) else "warm-up"
-            service_outbox._queue_held_notices = (  # type: ignore[assignment]
+            service_outbox._queue_held_notices = (
                 queue_held if name.startswith("after") else skipped)
             if form["name"] == "warm-up" and name.endswith("_held"):
                 form["name"] = "warm-up_held"
@@ -112,8 +112,8 @@ def main(batches: int = 20, size: int = 16) -> dict[str, Any]:
             while _pending(kor):
                 sender.step()
     finally:
-        service_outbox._queue_held_notices = queue_held  # type: ignore[assignment]
-        exchange_handlers.settle = settle  # type: ignore[assignment]
+        service_outbox._queue_held_notices = queue_held
+        exchange_handlers.settle = settle
         sender.close()
         with kor.store.engine.connect() as conn:
             queued = int(conn.execute(sa.select(sa.func.count()).select_from(outbox).where(

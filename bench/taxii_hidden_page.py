@@ -24,17 +24,18 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from gsomia.bootstrap import load_catalogue
 from gsomia.core.policy import Person
 from gsomia.core.taxii import Filters
 from gsomia.service import access, handlers
 from gsomia.service.handlers import LabelRequest
 from gsomia.service.taxii_ports import Page, Query
+from gsomia.shell.catalogue import load_catalogue
 from gsomia.shell.node import Node, init_node
 from gsomia.shell.taxii_store import SqlObjectStore
 
@@ -128,7 +129,7 @@ def main(sizes: list[int], rounds: int = 15) -> None:
                  for layout in ("after", "among") for n in sizes}
         for key, (_, store) in nodes.items():
             _page(store)
-            page, work[key] = _steps(store, lambda s=store: _page(s))
+            page, work[key] = _steps(store, partial(_page, store))
             rows[key] = len(page.rows)
         for run in range(rounds):
             order = list(nodes.items())

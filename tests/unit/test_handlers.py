@@ -251,6 +251,13 @@ class FakeRepo(PeopleRegisters):
     def notices_for(self, item_id: str) -> list[ClassificationNotice]:
         return [n for n in self.notices if n.item_id == item_id]
 
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        out: dict[str, list[ClassificationNotice]] = {}
+        for notice in self.notices:
+            if notice.item_id in item_ids:
+                out.setdefault(notice.item_id, []).append(notice)
+        return out
+
     def add_incident(self, report: IncidentReport, *, seq: int) -> None:
         self.incident_reports.append(report)
 

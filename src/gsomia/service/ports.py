@@ -139,6 +139,13 @@ class Repository(Protocol):
     def versions_held(self, item_ids: list[str]) -> set[tuple[str, str]]:
         """Every (id, version) stored of these ids (none for an id not held)."""
         ...
+    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
+        """The classification notices held of each of ``item_ids`` (those with any): the
+        seal's (:func:`gsomia.service.outbox.reclassified_at_seal`) and the settle's, which
+        sends a receipted holder the notice its version left before
+        (:func:`gsomia.service.outbox.plan_held_notices`)."""
+        ...
+
     def labels_stored_after(self, seq: int, *, originator: Party,
                             stix_type: str) -> list[tuple[str, bytes]]:
         """(id, stored label) of the items of ``stix_type`` from ``originator`` stored by
@@ -280,10 +287,6 @@ class ShellReads(Repository, Protocol):
                        ) -> Iterator[tuple[str, str, bytes, bytes, bytes]]:
         """(id, version, stored object, label, binding) of every version held of
         ``item_ids``: what an envelope of each carries, as stored."""
-        ...
-    def notices_of(self, item_ids: Collection[str]) -> dict[str, list[ClassificationNotice]]:
-        """The classification notices held of each of ``item_ids`` (those with any): the
-        seal's (:func:`gsomia.service.outbox.reclassified_at_seal`)."""
         ...
     # the exchange's registers
     def seen_nonces(self, nonces: Collection[str]) -> set[str]:
