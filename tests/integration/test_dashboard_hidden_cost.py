@@ -134,6 +134,20 @@ def _persons(catalogue: Catalogue) -> hs.SearchStrategy[Person]:
 _STORES: dict[str, st.Store] = {}
 
 
+def _emptied_store(tmp_path_factory: Any, name: str) -> st.Store:
+    """One SQLite store of ``name`` for the whole run (Hypothesis draws many examples on it),
+    its items, custody records and audience rows deleted: each example starts from none."""
+    if name not in _STORES:
+        folder: Path = tmp_path_factory.mktemp(name)
+        _STORES[name] = st.Store(f"sqlite:///{folder / 'store.db'}")
+    store = _STORES[name]
+    with store.engine.begin() as conn:
+        conn.execute(st.items.delete())
+        conn.execute(st.custody.delete())
+        conn.execute(sa.text("DELETE FROM item_audience"))
+    return store
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=hs.data())
@@ -142,18 +156,12 @@ def test_the_narrowed_read_is_the_policy_over_every_holding(
     """Versions stored with random labels (created, received, and some re-marked after),
     any person: the versions the store seeks, and the holdings ``state`` shows, are
     exactly those the policy lets the person read among every holding."""
-    if "db" not in _STORES:
-        folder: Path = tmp_path_factory.mktemp("audience")
-        _STORES["db"] = st.Store(f"sqlite:///{folder / 'store.db'}")
-    store = _STORES["db"]
+    store = _emptied_store(tmp_path_factory, "db")
     schemes = shipped.schemes
     at = datetime(2024, 3, 1, tzinfo=UTC)
     labels = data.draw(hs.lists(_labels(shipped), min_size=1, max_size=8), label="labels")
     with store.engine.begin() as conn:
         repo = st.SqlRepository(conn)
-        conn.execute(st.items.delete())
-        conn.execute(st.custody.delete())
-        conn.execute(sa.text("DELETE FROM item_audience"))
         created, received = [], []
         for n, label in enumerate(labels):
             item = StoredItem(f"indicator--{n}", "v1", "indicator", label.originator, b"{}",
@@ -274,19 +282,13 @@ def test_audience_rows_forged_on_disk_show_nothing_the_policy_does_not(
     the person read by each version's custody label, and what it no longer shows is
     exactly the readable versions whose rows were deleted (which audit verify names:
     test_audit_verify_names_audience_rows_written_behind_the_nodes_back)."""
-    if "forged" not in _STORES:
-        folder: Path = tmp_path_factory.mktemp("forged")
-        _STORES["forged"] = st.Store(f"sqlite:///{folder / 'store.db'}")
-    store = _STORES["forged"]
+    store = _emptied_store(tmp_path_factory, "forged")
     schemes = shipped.schemes
     at = datetime(2024, 3, 1, tzinfo=UTC)
     labels = data.draw(hs.lists(_labels(shipped), min_size=1, max_size=6), label="labels")
     purposes = ("dprk-missile", "regional-security", "maritime-security")
     with store.engine.begin() as conn:
         repo = st.SqlRepository(conn)
-        conn.execute(st.items.delete())
-        conn.execute(st.custody.delete())
-        conn.execute(sa.text("DELETE FROM item_audience"))
         created = []
         for n, label in enumerate(labels):
             item = StoredItem(f"indicator--{n}", "v1", "indicator", label.originator, b"{}",

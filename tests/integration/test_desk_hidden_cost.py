@@ -21,7 +21,7 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
-from test_dashboard_hidden_cost import _labels, _persons, _vm_steps
+from test_dashboard_hidden_cost import _emptied_store, _labels, _persons, _vm_steps
 
 from gsomia.core.agreements import Catalogue
 from gsomia.core.custody import CreatedCustody, CustodyRecord, NodeUser, StoredItem, record_bytes
@@ -136,9 +136,6 @@ def test_the_event_streams_change_check_does_not_count_what_is_held(
 
 # ---- the narrowing loses nothing the operator may read and adds nothing else ------------
 
-_STORES: dict[str, st.Store] = {}
-
-
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=hs.data())
@@ -150,17 +147,12 @@ def test_the_desks_narrowed_read_is_the_policy_over_every_holding(
     holding and label for each (an item is readable only if every version held is)."""
     from gsomia.shell.desk import readable_items_here
 
-    if "db" not in _STORES:
-        _STORES["db"] = st.Store(f"sqlite:///{tmp_path_factory.mktemp('desk') / 'store.db'}")
-    store = _STORES["db"]
+    store = _emptied_store(tmp_path_factory, "desk")
     schemes = shipped.schemes
     at = datetime(2024, 3, 1, tzinfo=UTC)
     labels = data.draw(hs.lists(_labels(shipped), min_size=1, max_size=8), label="labels")
     with store.engine.begin() as conn:
         repo = st.SqlRepository(conn)
-        conn.execute(st.items.delete())
-        conn.execute(st.custody.delete())
-        conn.execute(sa.text("DELETE FROM item_audience"))
         created, received = [], []
         n = 0
         for k, label in enumerate(labels):
