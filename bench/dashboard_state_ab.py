@@ -47,7 +47,8 @@ def before(repo: ShellReads, person: Person,
 AFTER = web.readable_holdings
 
 
-def _indicator() -> dict[str, Any]:
+def indicator() -> dict[str, Any]:
+    """A fresh indicator (ids unique in this process): what the hidden-item A/Bs publish."""
     n = next(_NUMBERS)
     return {"type": "indicator", "spec_version": "2.1",
             "id": f"indicator--{uuid.UUID(int=n + 1, version=4)}",
@@ -59,7 +60,7 @@ def _indicator() -> dict[str, Any]:
 def _publish(node: Node, level: str, purpose: str, count: int, now: datetime) -> None:
     for start in range(0, count, 500):
         handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue, entries=[
-            (_indicator(), LabelRequest(level, ("JPN", "KOR"), purpose))
+            (indicator(), LabelRequest(level, ("JPN", "KOR"), purpose))
             for _ in range(min(500, count - start))], now=now)
 
 
@@ -113,6 +114,12 @@ def main(hidden: int, rounds: int = 40) -> None:
     for n in nodes:  # the same three items either way
         assert shown[(n, "before")] == shown[(n, "after")], shown
         assert len(shown[(n, "after")]) == 3, shown
+    report(took, hidden, rounds)
+
+
+def report(took: dict[tuple[int, str], list[float]], hidden: int, rounds: int) -> None:
+    """Print the medians of ``took`` ((hidden items, "before" or "after"): times in ms) and
+    their ratios: how each way grows with what is hidden, and after against before."""
     med = {k: statistics.median(v) for k, v in took.items()}
     for way in ("before", "after"):
         print(f"{way:6}: 0 hidden {med[(0, way)]:8.2f} ms, {hidden} hidden "

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import gc
 import itertools
-import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.dashboard_state_ab import indicator, report
 from gsomia.core.custody import Holding, NodeUser
 from gsomia.core.labels import Scheme, SecurityLabel
 from gsomia.core.policy import Person
@@ -58,19 +57,10 @@ def _use(way: tuple[Any, Any, Any]) -> None:
     desk.readable_items_here, exchange.consent_rows, notices.incident_rows = way
 
 
-def _indicator() -> dict[str, Any]:
-    n = next(_NUMBERS)
-    return {"type": "indicator", "spec_version": "2.1",
-            "id": f"indicator--{uuid.UUID(int=n + 1, version=4)}",
-            "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
-            "name": f"TEL activity {n}", "pattern": f"[x-dprk-site:name = 'Sunan-{n}']",
-            "pattern_type": "stix", "valid_from": "2024-03-01T08:00:00Z"}
-
-
 def _publish(node: Node, level: str, purpose: str, count: int, now: datetime) -> list[str]:
     ids: list[str] = []
     for start in range(0, count, 500):
-        objs = [_indicator() for _ in range(min(500, count - start))]
+        objs = [indicator() for _ in range(min(500, count - start))]
         handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue, entries=[
             (obj, LabelRequest(level, ("JPN", "KOR"), purpose)) for obj in objs], now=now)
         ids.extend(str(obj["id"]) for obj in objs)
@@ -134,13 +124,7 @@ def main(hidden: int, rounds: int = 30) -> None:
     for n in nodes:  # the same items, requests and incidents either way
         assert shown[(n, "before")] == shown[(n, "after")], shown
         assert [len(x) for x in shown[(n, "after")]] == [3, 3, 3], shown
-    med = {k: statistics.median(v) for k, v in took.items()}
-    for way in ("before", "after"):
-        print(f"{way:6}: 0 hidden {med[(0, way)]:8.2f} ms, {hidden} hidden "
-              f"{med[(hidden, way)]:8.2f} ms, x{med[(hidden, way)] / med[(0, way)]:.2f}")
-    print(f"after/before: at 0 hidden x{med[(0, 'after')] / med[(0, 'before')]:.3f}, "
-          f"at {hidden} x{med[(hidden, 'after')] / med[(hidden, 'before')]:.3f} "
-          f"(thread CPU, median of {rounds})")
+    report(took, hidden, rounds)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
@@ -30,6 +29,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from bench.dashboard_state_ab import indicator
 from gsomia.core.policy import Person
 from gsomia.core.taxii import Filters
 from gsomia.service import access, handlers
@@ -43,19 +43,10 @@ _NUMBERS = itertools.count()
 READER = Person("reader", "JPN", "秘", frozenset({"dprk-missile"}))
 
 
-def _indicator() -> dict[str, Any]:
-    n = next(_NUMBERS)
-    return {"type": "indicator", "spec_version": "2.1",
-            "id": f"indicator--{uuid.UUID(int=n + 1, version=4)}",
-            "created": "2024-03-01T08:00:00.000Z", "modified": "2024-03-01T08:00:00.000Z",
-            "name": f"TEL activity {n}", "pattern": f"[x-dprk-site:name = 'Sunan-{n}']",
-            "pattern_type": "stix", "valid_from": "2024-03-01T08:00:00Z"}
-
-
 def _publish(node: Node, labels: list[tuple[str, str]], now: datetime) -> None:
     for start in range(0, len(labels), 500):
         handlers.publish_many(node.uow(), keys=node.keys, catalogue=node.catalogue, entries=[
-            (_indicator(), LabelRequest(level, ("JPN", "KOR"), purpose))
+            (indicator(), LabelRequest(level, ("JPN", "KOR"), purpose))
             for level, purpose in labels[start:start + 500]], now=now)
 
 
